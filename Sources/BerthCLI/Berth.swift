@@ -1,0 +1,130 @@
+import ArgumentParser
+import Foundation
+import HTTPAPI
+import Hummingbird
+import Logging
+import RegistryCore
+
+@main
+struct Berth: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "berth",
+        abstract: "Berth: a self-hosted, security-first OCI container registry.",
+        subcommands: [Serve.self]
+    )
+}
+
+/// Settings of `berth serve`. Precedence: command-line flag, then environment variable
+/// (`BERTH_DATA`, `BERTH_LISTEN`, ...), then the `--config` file, then the default.
+struct ServeSettings: Codable, Equatable {
+    var data: String = "./berth-data"
+    var listen: String = "127.0.0.1:5000"
+    var logLevel: String = "info"
+    var uploadMaxAgeSeconds: Double = 24 * 3600
+    var janitorIntervalSeconds: Double = 600
+    var maxConcurrentUploads: Int = 512
+
+    enum CodingKeys: String, CodingKey {
+        case data, listen
+        case logLevel = "log-level"
+        case uploadMaxAgeSeconds = "upload-max-age-seconds"
+        case janitorIntervalSeconds = "janitor-interval-seconds"
+        case maxConcurrentUploads = "max-concurrent-uploads"
+    }
+
+    init() {}
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = ServeSettings()
+        data = try c.decodeIfPresent(String.self, forKey: .data) ?? d.data
+        listen = try c.decodeIfPresent(String.self, forKey: .listen) ?? d.listen
+        logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? d.logLevel
+        uploadMaxAgeSeconds = try c.decodeIfPresent(Double.self, forKey: .uploadMaxAgeSeconds) ?? d.uploadMaxAgeSeconds
+        janitorIntervalSeconds = try c.decodeIfPresent(Double.self, forKey: .janitorIntervalSeconds) ?? d.janitorIntervalSeconds
+        maxConcurrentUploads = try c.decodeIfPresent(Int.self, forKey: .maxConcurrentUploads) ?? d.maxConcurrentUploads
+    }
+
+    /// Parses `host:port` (`[v6]:port` for IPv6).
+    static func parseListen(_ value: String) throws -> (host: String, port: Int) {
+        guard let colon = value.lastIndex(of: ":"), let port = Int(value[value.index(after: colon)...]),
+              (0...65535).contains(port)
+        else { throw ValidationError("--listen must be HOST:PORT, got \(value)") }
+        var host = String(value[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw ValidationError("--listen must name a host, e.g. 127.0.0.1:5000") }
+        return (host, port)
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the registry.",
+        discussion: "Settings come from flags, then BERTH_* environment variables, then --config (JSON), then defaults."
+    )
+
+    @Option(help: "Data directory (env BERTH_DATA, default ./berth-data).")
+    var data: String?
+
+    @Option(help: "Address to listen on, HOST:PORT (env BERTH_LISTEN, default 127.0.0.1:5000).")
+    var listen: String?
+
+    @Option(help: "JSON configuration file (env BERTH_CONFIG).")
+    var config: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (env BERTH_LOG_LEVEL).")
+    var logLevel: String?
+
+    @Option(help: "Remove upload sessions idle for longer than this many seconds (env BERTH_UPLOAD_MAX_AGE_SECONDS, default 86400).")
+    var uploadMaxAgeSeconds: Double?
+
+    func resolvedSettings(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServeSettings {
+        var settings = ServeSettings()
+        if let path = config ?? environment["BERTH_CONFIG"] {
+            guard let contents = FileManager.default.contents(atPath: path) else {
+                throw ValidationError("cannot read config file \(path)")
+            }
+            do {
+                settings = try JSONDecoder().decode(ServeSettings.self, from: contents)
+            } catch {
+                throw ValidationError("config file \(path) is not valid: \(error)")
+            }
+        }
+        if let v = environment["BERTH_DATA"] { settings.data = v }
+        if let v = environment["BERTH_LISTEN"] { settings.listen = v }
+        if let v = environment["BERTH_LOG_LEVEL"] { settings.logLevel = v }
+        if let v = environment["BERTH_UPLOAD_MAX_AGE_SECONDS"], let d = Double(v) { settings.uploadMaxAgeSeconds = d }
+        if let v = environment["BERTH_JANITOR_INTERVAL_SECONDS"], let d = Double(v) { settings.janitorIntervalSeconds = d }
+        if let v = environment["BERTH_MAX_CONCURRENT_UPLOADS"], let n = Int(v) { settings.maxConcurrentUploads = n }
+        if let data { settings.data = data }
+        if let listen { settings.listen = listen }
+        if let logLevel { settings.logLevel = logLevel }
+        if let uploadMaxAgeSeconds { settings.uploadMaxAgeSeconds = uploadMaxAgeSeconds }
+        return settings
+    }
+
+    func run() async throws {
+        let settings = try resolvedSettings()
+        let (host, port) = try ServeSettings.parseListen(settings.listen)
+        guard let level = Logger.Level(rawValue: settings.logLevel) else {
+            throw ValidationError("unknown log level \(settings.logLevel)")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "berth")
+        var registryConfiguration = RegistryConfiguration()
+        registryConfiguration.uploadMaxAge = settings.uploadMaxAgeSeconds
+        let registry = try Registry.embedded(dataDirectory: settings.data, configuration: registryConfiguration,
+                                             logger: Logger(label: "berth.registry"))
+        var limits = RegistryResponder.Limits()
+        limits.maxConcurrentUploads = settings.maxConcurrentUploads
+        let app = BerthServer.makeApplication(
+            registry: registry, host: host, port: port, limits: limits,
+            janitorInterval: .seconds(settings.janitorIntervalSeconds), logger: logger)
+        logger.info("berth starting", metadata: ["listen": "\(host):\(port)", "data": "\(settings.data)"])
+        try await app.runService()
+    }
+}

@@ -1,0 +1,51 @@
+import NIOCore
+import OCIModel
+
+/// Where blob bytes live. Knows nothing of repositories or users: a blob is addressed by its
+/// digest, and an upload by an opaque id. Implementations: the filesystem store (default);
+/// S3-compatible and encrypting stores plug in behind the same protocol.
+public protocol BlobStore: Sendable {
+    /// Size of a stored blob, or nil when the store has no such blob.
+    func size(of digest: Digest) async throws -> Int64?
+    /// Streams `range` of a blob in chunks to `sink`, in order.
+    func read(_ digest: Digest, range: Range<Int64>, into sink: (ByteBuffer) async throws -> Void) async throws
+    /// Removes a blob's bytes (garbage collection only; never on the request path).
+    func delete(_ digest: Digest) async throws
+    /// Every digest the store holds, for garbage collection and usage.
+    func allDigests() async throws -> [Digest]
+
+    /// Creates the scratch space of a new upload. `owner` is an opaque label the caller reads
+    /// back with `uploadOwner` (the registry stores the repository name there).
+    func createUpload(id: String, owner: String) async throws
+    func uploadOwner(id: String) async throws -> String?
+    /// Bytes received so far, or nil for an unknown upload.
+    func uploadedSize(id: String) async throws -> Int64?
+    /// Appends a request body at `offset`, which must be the current size. Returns the new size.
+    /// A body that stops early leaves what arrived in the upload (resumable), never a blob.
+    func append<Body: AsyncSequence & Sendable>(id: String, offset: Int64, body: Body, limit: Int64?) async throws -> Int64
+        where Body.Element == ByteBuffer
+    /// Verifies the upload's digest and size and makes it the blob `expected`, durably.
+    /// Returns the blob's size. On a mismatch the upload is left as it was (the caller cancels it).
+    func commitUpload(id: String, expected: Digest, expectedSize: Int64?) async throws -> Int64
+    /// Reads a small finished upload (at most `limit` bytes) after verifying its digest, without
+    /// making it a file blob: the metadata store keeps small blobs inline.
+    func readSmallUpload(id: String, expected: Digest, limit: Int) async throws -> [UInt8]?
+    /// Drops an upload and its bytes.
+    func cancelUpload(id: String) async throws
+    /// Uploads not touched since `olderThan` (seconds since 1970), for the janitor.
+    func staleUploads(olderThan: Double) async throws -> [String]
+    /// Number of uploads in progress.
+    func openUploadCount() async throws -> Int
+    /// The store is usable (for readiness probes).
+    func checkHealth() async throws
+}
+
+public enum BlobStoreError: Error, Sendable, Equatable {
+    case uploadUnknown
+    case uploadBusy
+    case offsetMismatch(expected: Int64, actual: Int64)
+    case digestMismatch(computed: Digest)
+    case sizeMismatch(actual: Int64)
+    case tooLarge
+    case blobUnknown
+}

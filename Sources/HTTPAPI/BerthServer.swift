@@ -1,0 +1,52 @@
+import Hummingbird
+import Logging
+import RegistryCore
+import ServiceLifecycle
+
+/// Assembles the HTTP application: the responder, its metrics, and the background janitor.
+public enum BerthServer {
+    public static func makeApplication(registry: Registry, host: String, port: Int,
+                                       limits: RegistryResponder.Limits = .init(),
+                                       janitorInterval: Duration = .seconds(600),
+                                       logger: Logger) -> some ApplicationProtocol {
+        let responder = makeResponder(registry: registry, limits: limits, logger: logger)
+        return Application(
+            responder: responder,
+            configuration: .init(address: .hostname(host, port: port), serverName: nil),
+            services: [UploadJanitor(registry: registry, interval: janitorInterval, logger: logger)],
+            logger: logger
+        )
+    }
+
+    public static func makeResponder(registry: Registry, limits: RegistryResponder.Limits = .init(),
+                                     logger: Logger) -> RegistryResponder {
+        var accessLog = logger
+        accessLog[metadataKey: "component"] = "access"
+        return RegistryResponder(registry: registry, metrics: HTTPMetrics(), accessLog: accessLog, limits: limits)
+    }
+}
+
+/// Removes abandoned upload sessions periodically; stops with the server.
+struct UploadJanitor: Service {
+    let registry: Registry
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                try await registry.removeStaleUploads()
+            } catch {
+                logger.warning("upload janitor failed", metadata: ["error": "\(error)"])
+            }
+            try? await gracefulShutdown(for: interval)
+            _ = ()
+        }
+    }
+
+    private func gracefulShutdown(for duration: Duration) async throws {
+        try await cancelWhenGracefulShutdown {
+            try await Task.sleep(for: duration)
+        }
+    }
+}

@@ -1,0 +1,477 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import OCIModel
+import RegistryCore
+
+/// Serves the OCI distribution API, health and metrics. Routing is by hand because repository
+/// names contain slashes; every handler calls into `Registry` and every failure is rendered by
+/// `ErrorRenderer`.
+public struct RegistryResponder: HTTPResponder {
+    public typealias Context = BerthRequestContext
+
+    let registry: Registry
+    let metrics: HTTPMetrics
+    let accessLog: Logger
+    let limits: Limits
+    private let inflightUploads = NIOLockedValueBox(0)
+
+    public struct Limits: Sendable {
+        /// Upload requests served at once; more get 429 TOOMANYREQUESTS.
+        public var maxConcurrentUploads = 512
+        public init() {}
+    }
+
+    public init(registry: Registry, metrics: HTTPMetrics, accessLog: Logger, limits: Limits = .init()) {
+        self.registry = registry
+        self.metrics = metrics
+        self.accessLog = accessLog
+        self.limits = limits
+    }
+
+    struct Outcome {
+        var response: Response
+        var route: String
+        var bytesIn: Int64 = 0
+        var bytesOut: Int64 = 0
+    }
+
+    public func respond(to request: Request, context: Context) async throws -> Response {
+        let start = ContinuousClock.now
+        let isHead = request.method == .head
+        var outcome: Outcome
+        var routeName = "unknown"
+        do {
+            outcome = try await dispatch(request, routeName: &routeName)
+        } catch {
+            let registryError = ErrorRenderer.registryError(for: error)
+            if registryError.status >= 500 {
+                accessLog.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
+            }
+            outcome = Outcome(response: ErrorRenderer.response(registryError, head: isHead), route: routeName)
+        }
+        let duration = ContinuousClock.now - start
+        let status = outcome.response.status.code
+        metrics.record(route: outcome.route, method: request.method.rawValue, status: status, duration: duration,
+                       bytesIn: outcome.bytesIn, bytesOut: outcome.bytesOut)
+        if outcome.route != "healthz" && outcome.route != "metrics" {
+            accessLog.info("request", metadata: [
+                "method": "\(request.method.rawValue)",
+                "path": "\(request.uri.path)",
+                "status": "\(status)",
+                "ms": "\(Double(duration.components.attoseconds / 1_000_000_000_000) / 1000 + Double(duration.components.seconds) * 1000)",
+                "remote": "\(context.remoteAddress?.ipAddress ?? "-")",
+                "route": "\(outcome.route)",
+            ])
+        }
+        return outcome.response
+    }
+
+    private func dispatch(_ request: Request, routeName: inout String) async throws -> Outcome {
+        let path = request.uri.path
+        switch path {
+        case "/healthz":
+            routeName = "healthz"
+            return Outcome(response: text("ok\n"), route: routeName)
+        case "/readyz":
+            routeName = "readyz"
+            do {
+                try await registry.checkHealth()
+                return Outcome(response: text("ready\n"), route: routeName)
+            } catch {
+                return Outcome(response: text("not ready: storage or database unusable\n", status: .serviceUnavailable), route: routeName)
+            }
+        case "/metrics":
+            routeName = "metrics"
+            return Outcome(response: try await metricsResponse(), route: routeName)
+        default:
+            break
+        }
+        guard let route = V2Route.parse(path[...]) else {
+            throw RegistryError(.unsupported, "not found", status: 404)
+        }
+        let method = request.method
+        switch route {
+        case .base:
+            routeName = "base"
+            guard method == .get || method == .head else { throw methodNotAllowed }
+            return Outcome(response: json(Data("{}".utf8), head: method == .head), route: routeName)
+        case .catalog:
+            routeName = "catalog"
+            guard method == .get else { throw methodNotAllowed }
+            return Outcome(response: try catalog(request), route: routeName)
+        case .tags(let name):
+            routeName = "tags"
+            guard method == .get else { throw methodNotAllowed }
+            return Outcome(response: try tags(request, try RepositoryName(name)), route: routeName)
+        case .referrers(let name, let digest):
+            routeName = "referrers"
+            guard method == .get else { throw methodNotAllowed }
+            return Outcome(response: try referrers(request, try RepositoryName(name), digest), route: routeName)
+        case .manifest(let name, let reference):
+            let repo = try RepositoryName(name)
+            let ref = try Reference(parsing: reference)
+            switch method {
+            case .get, .head:
+                routeName = method == .get ? "manifest_get" : "manifest_head"
+                let (response, size) = try getManifest(request, repo, ref, head: method == .head)
+                return Outcome(response: response, route: routeName, bytesOut: size)
+            case .put:
+                routeName = "manifest_put"
+                let (response, size) = try await putManifest(request, repo, ref)
+                return Outcome(response: response, route: routeName, bytesIn: size)
+            case .delete:
+                routeName = "manifest_delete"
+                try await registry.deleteManifest(repo, ref)
+                return Outcome(response: accepted(), route: routeName)
+            default:
+                throw methodNotAllowed
+            }
+        case .blob(let name, let digest):
+            let repo = try RepositoryName(name)
+            let d = try parseDigest(digest)
+            switch method {
+            case .get, .head:
+                routeName = method == .get ? "blob_get" : "blob_head"
+                let (response, size) = try await getBlob(request, repo, d, head: method == .head)
+                return Outcome(response: response, route: routeName, bytesOut: size)
+            case .delete:
+                routeName = "blob_delete"
+                try await registry.deleteBlob(repo, d)
+                return Outcome(response: accepted(), route: routeName)
+            default:
+                throw methodNotAllowed
+            }
+        case .uploads(let name):
+            routeName = "upload_start"
+            guard method == .post else { throw methodNotAllowed }
+            let repo = try RepositoryName(name)
+            return try await limitingUploads {
+                let (response, size) = try await startUpload(request, repo)
+                return Outcome(response: response, route: routeName, bytesIn: size)
+            }
+        case .upload(let name, let id):
+            let repo = try RepositoryName(name)
+            switch method {
+            case .get:
+                routeName = "upload_get"
+                let status = try await registry.uploadStatus(repo, id)
+                return Outcome(response: uploadResponse(repo, status, code: .noContent), route: routeName)
+            case .patch:
+                routeName = "upload_patch"
+                return try await limitingUploads {
+                    let (response, size) = try await patchUpload(request, repo, id)
+                    return Outcome(response: response, route: routeName, bytesIn: size)
+                }
+            case .put:
+                routeName = "upload_put"
+                return try await limitingUploads {
+                    let (response, size) = try await putUpload(request, repo, id)
+                    return Outcome(response: response, route: routeName, bytesIn: size)
+                }
+            case .delete:
+                routeName = "upload_delete"
+                try await registry.cancelUpload(repo, id)
+                return Outcome(response: Response(status: .noContent, headers: baseHeaders()), route: routeName)
+            default:
+                throw methodNotAllowed
+            }
+        }
+    }
+
+    var methodNotAllowed: RegistryError { RegistryError(.unsupported, "method not allowed", status: 405) }
+
+    private func limitingUploads(_ body: () async throws -> Outcome) async throws -> Outcome {
+        let admitted = inflightUploads.withLockedValue { n -> Bool in
+            guard n < limits.maxConcurrentUploads else { return false }
+            n += 1
+            return true
+        }
+        guard admitted else {
+            throw RegistryError(.tooManyRequests, "too many uploads in progress; retry later")
+        }
+        defer { inflightUploads.withLockedValue { $0 -= 1 } }
+        return try await body()
+    }
+
+    // MARK: helpers
+
+    func parseDigest(_ raw: some StringProtocol) throws(RegistryError) -> Digest {
+        do {
+            return try Digest(parsing: raw)
+        } catch .unsupported(let alg) {
+            throw RegistryError(.unsupported, "digest algorithm \(alg.prefix(40)) is not supported", status: 400)
+        } catch {
+            throw RegistryError(.digestInvalid, "invalid digest: \(raw.prefix(140))")
+        }
+    }
+
+    func baseHeaders() -> HTTPFields {
+        var headers = HTTPFields()
+        headers[.distributionAPIVersion] = "registry/2.0"
+        return headers
+    }
+
+    func text(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/plain; charset=utf-8"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    func json(_ data: Data, contentType: String = "application/json; charset=utf-8", head: Bool = false,
+              extra: HTTPFields = HTTPFields()) -> Response {
+        var headers = baseHeaders()
+        headers[.contentType] = contentType
+        headers[.contentLength] = String(data.count)
+        headers.append(contentsOf: extra)
+        return Response(status: .ok, headers: headers, body: head ? .init() : .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    func accepted() -> Response {
+        var headers = baseHeaders()
+        headers[.contentLength] = "0"
+        return Response(status: .accepted, headers: headers)
+    }
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.withoutEscapingSlashes]
+        return e
+    }()
+
+    func queryInt(_ request: Request, _ key: String) throws(RegistryError) -> Int? {
+        guard let raw = request.uri.queryParameters[key[...]] else { return nil }
+        guard let n = Int(raw), n >= 0 else {
+            throw RegistryError(.unsupported, "query parameter \(key) must be a non-negative integer", status: 400)
+        }
+        return n
+    }
+
+    func query(_ request: Request, _ key: String) -> String? {
+        request.uri.queryParameters[key[...]].map(String.init)
+    }
+
+    func linkHeader(_ path: String, n: Int?, last: String) -> String {
+        var query = "last=\(last.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+"))) ?? last)"
+        if let n { query = "n=\(n)&" + query }
+        return "<\(path)?\(query)>; rel=\"next\""
+    }
+
+    // MARK: listings
+
+    private func catalog(_ request: Request) throws -> Response {
+        let n = try queryInt(request, "n")
+        let page = try registry.catalog(limit: n, last: query(request, "last"))
+        struct Body: Encodable { let repositories: [String] }
+        var extra = HTTPFields()
+        if page.more, let last = page.repositories.last { extra[.link] = linkHeader("/v2/_catalog", n: n, last: last) }
+        return json(try Self.encoder.encode(Body(repositories: page.repositories)), extra: extra)
+    }
+
+    private func tags(_ request: Request, _ repo: RepositoryName) throws -> Response {
+        let n = try queryInt(request, "n")
+        let page = try registry.tags(repo, limit: n, last: query(request, "last"))
+        struct Body: Encodable { let name: String; let tags: [String] }
+        var extra = HTTPFields()
+        if page.more, let last = page.tags.last { extra[.link] = linkHeader("/v2/\(repo)/tags/list", n: n, last: last) }
+        return json(try Self.encoder.encode(Body(name: repo.value, tags: page.tags)), extra: extra)
+    }
+
+    private func referrers(_ request: Request, _ repo: RepositoryName, _ rawDigest: String) throws -> Response {
+        let subject = try parseDigest(rawDigest)
+        let artifactType = query(request, "artifactType").flatMap { $0.isEmpty ? nil : $0 }
+        let n = try queryInt(request, "n")
+        let list = try registry.referrers(repo, subject: subject, artifactType: artifactType, limit: n, last: query(request, "last"))
+        struct Index: Encodable {
+            let schemaVersion = 2
+            let mediaType = MediaType.ociIndex
+            let manifests: [Descriptor]
+        }
+        var extra = HTTPFields()
+        if list.filtered { extra[.ociFiltersApplied] = "artifactType" }
+        if let next = list.next {
+            var path = "/v2/\(repo)/referrers/\(subject)"
+            if let artifactType {
+                path += "?artifactType=\(artifactType.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? artifactType)"
+                extra[.link] = "<\(path)&last=\(next)\(n.map { "&n=\($0)" } ?? "")>; rel=\"next\""
+            } else {
+                extra[.link] = linkHeader(path, n: n, last: next)
+            }
+        }
+        return json(try Self.encoder.encode(Index(manifests: list.descriptors)), contentType: MediaType.ociIndex, extra: extra)
+    }
+
+    // MARK: manifests
+
+    private func getManifest(_ request: Request, _ repo: RepositoryName, _ ref: Reference, head: Bool) throws -> (Response, Int64) {
+        let content = try registry.manifest(repo, ref)
+        try negotiate(request.headers[values: .accept], stored: content.mediaType)
+        var headers = baseHeaders()
+        headers[.contentType] = content.mediaType
+        headers[.contentLength] = String(content.bytes.readableBytes)
+        headers[.dockerContentDigest] = content.digest.string
+        headers[.eTag] = "\"\(content.digest.string)\""
+        if let subject = content.subject { headers[.ociSubject] = subject.string }
+        let size = Int64(content.bytes.readableBytes)
+        return (Response(status: .ok, headers: headers, body: head ? .init() : .init(byteBuffer: content.bytes)), head ? 0 : size)
+    }
+
+    /// Content negotiation: when the client names manifest media types and none is the stored
+    /// one, the manifest is not available in a form it accepts. Wildcards and non-manifest
+    /// types (`*/*`, `application/json`) accept whatever is stored.
+    private func negotiate(_ acceptValues: [String], stored: String) throws {
+        var named = false
+        for value in acceptValues {
+            for item in value.split(separator: ",") {
+                let type = ManifestParser.normalizeContentType(String(item))
+                if type == stored || type == "*/*" { return }
+                if MediaType.manifestTypes.contains(type) { named = true }
+            }
+        }
+        if named {
+            throw RegistryError(.manifestUnknown, "manifest is \(stored), which the request's Accept header does not include")
+        }
+    }
+
+    private func putManifest(_ request: Request, _ repo: RepositoryName, _ ref: Reference) async throws -> (Response, Int64) {
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > ManifestParser.maxSize {
+            throw RegistryError(.sizeInvalid, "manifest larger than \(ManifestParser.maxSize) bytes", status: 413)
+        }
+        var bytes: [UInt8] = []
+        for try await chunk in request.body {
+            guard bytes.count + chunk.readableBytes <= ManifestParser.maxSize else {
+                throw RegistryError(.sizeInvalid, "manifest larger than \(ManifestParser.maxSize) bytes", status: 413)
+            }
+            bytes.append(contentsOf: chunk.readableBytesView)
+        }
+        let pushed = try await registry.putManifest(repo, reference: ref, bytes: bytes, contentType: request.headers[.contentType])
+        var headers = baseHeaders()
+        headers[.location] = "/v2/\(repo)/manifests/\(pushed.digest)"
+        headers[.dockerContentDigest] = pushed.digest.string
+        headers[.contentLength] = "0"
+        if let subject = pushed.subject { headers[.ociSubject] = subject.string }
+        return (Response(status: .created, headers: headers), Int64(bytes.count))
+    }
+
+    // MARK: blobs
+
+    private func getBlob(_ request: Request, _ repo: RepositoryName, _ digest: Digest, head: Bool) async throws -> (Response, Int64) {
+        let size = try registry.blobSize(repo, digest)
+        var headers = baseHeaders()
+        headers[.contentType] = "application/octet-stream"
+        headers[.dockerContentDigest] = digest.string
+        headers[.acceptRanges] = "bytes"
+        headers[.eTag] = "\"\(digest.string)\""
+        headers[.cacheControl] = "max-age=31536000"
+        var status = HTTPResponse.Status.ok
+        var range: Range<Int64> = 0..<size
+        do {
+            if let r = try ByteRange.parse(request.headers[.range], size: size) {
+                range = r
+                status = .partialContent
+                headers[.contentRange] = "bytes \(r.lowerBound)-\(r.upperBound - 1)/\(size)"
+            }
+        } catch {
+            var h = baseHeaders()
+            h[.contentRange] = "bytes */\(size)"
+            var response = ErrorRenderer.response(error, head: head)
+            response.headers.append(contentsOf: h.filter { $0.name == .contentRange })
+            return (response, 0)
+        }
+        let length = range.upperBound - range.lowerBound
+        headers[.contentLength] = String(length)
+        if head {
+            return (Response(status: status, headers: headers), 0)
+        }
+        let registry = self.registry
+        let readRange = range
+        let body = ResponseBody(contentLength: Int(length)) { writer in
+            try await registry.readBlob(repo, digest, range: readRange) { buffer in
+                try await writer.write(buffer)
+            }
+            try await writer.finish(nil)
+        }
+        return (Response(status: status, headers: headers, body: body), length)
+    }
+
+    // MARK: uploads
+
+    private func uploadResponse(_ repo: RepositoryName, _ status: UploadStatus, code: HTTPResponse.Status) -> Response {
+        var headers = baseHeaders()
+        headers[.location] = "/v2/\(repo)/blobs/uploads/\(status.id)"
+        headers[.range] = "0-\(max(status.size - 1, 0))"
+        headers[.dockerUploadUUID] = status.id
+        headers[.contentLength] = "0"
+        return Response(status: code, headers: headers)
+    }
+
+    private func blobCreated(_ repo: RepositoryName, _ digest: Digest) -> Response {
+        var headers = baseHeaders()
+        headers[.location] = "/v2/\(repo)/blobs/\(digest)"
+        headers[.dockerContentDigest] = digest.string
+        headers[.contentLength] = "0"
+        return Response(status: .created, headers: headers)
+    }
+
+    private func contentLength(_ request: Request) throws(RegistryError) -> Int64? {
+        guard let raw = request.headers[.contentLength] else { return nil }
+        guard let n = Int64(raw), n >= 0 else { throw RegistryError(.sizeInvalid, "invalid Content-Length") }
+        return n
+    }
+
+    private func startUpload(_ request: Request, _ repo: RepositoryName) async throws -> (Response, Int64) {
+        if let mount = query(request, "mount") {
+            let digest = try parseDigest(mount)
+            if let from = query(request, "from"), try await registry.mountBlob(repo, from: from, digest) {
+                return (blobCreated(repo, digest), 0)
+            }
+            // Not mountable: fall back to a regular upload session (202) as the spec asks.
+        } else if let rawDigest = query(request, "digest") {
+            let digest = try parseDigest(rawDigest)
+            let size = try await registry.putBlob(repo, digest: digest, contentLength: try contentLength(request), body: request.body)
+            return (blobCreated(repo, digest), size)
+        }
+        let status = try await registry.startUpload(repo)
+        return (uploadResponse(repo, status, code: .accepted), 0)
+    }
+
+    private func patchUpload(_ request: Request, _ repo: RepositoryName, _ id: String) async throws -> (Response, Int64) {
+        let range = try ChunkRange.parse(request.headers[.contentRange])
+        if let range, let length = try contentLength(request), length != range.end - range.start + 1 {
+            throw RegistryError(.rangeInvalid, "Content-Range does not match Content-Length", status: 416)
+        }
+        let before = try await registry.uploadStatus(repo, id).size
+        let status = try await registry.appendUpload(repo, id, rangeStart: range?.start, body: request.body)
+        return (uploadResponse(repo, status, code: .accepted), status.size - before)
+    }
+
+    private func putUpload(_ request: Request, _ repo: RepositoryName, _ id: String) async throws -> (Response, Int64) {
+        guard let rawDigest = query(request, "digest") else {
+            throw RegistryError(.digestInvalid, "digest query parameter required to complete an upload")
+        }
+        let digest = try parseDigest(rawDigest)
+        let range = try ChunkRange.parse(request.headers[.contentRange])
+        var appended: Int64 = 0
+        let length = try contentLength(request)
+        if (length ?? 0) > 0 || range != nil || (length == nil && request.headers[.transferEncoding] != nil) {
+            let before = try await registry.uploadStatus(repo, id).size
+            let status = try await registry.appendUpload(repo, id, rangeStart: range?.start, body: request.body)
+            appended = status.size - before
+        }
+        _ = try await registry.finishUpload(repo, id, digest: digest)
+        return (blobCreated(repo, digest), appended)
+    }
+
+    // MARK: metrics
+
+    private func metricsResponse() async throws -> Response {
+        metrics.openUploads.set(Double(try await registry.blobs.openUploadCount()))
+        metrics.storedBytes.set(Double(try registry.metadata.storedBytes()))
+        var headers = HTTPFields()
+        headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer())))
+    }
+}

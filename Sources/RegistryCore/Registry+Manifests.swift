@@ -1,0 +1,138 @@
+import Foundation
+import NIOCore
+import OCIModel
+import RegistryStore
+
+public struct PushedManifest: Sendable {
+    public let digest: Digest
+    public let subject: Digest?
+}
+
+public struct ReferrerList: Sendable {
+    public let descriptors: [Descriptor]
+    public let filtered: Bool
+    public let next: String?
+}
+
+extension Registry {
+    /// Stores a manifest under a tag or its digest. The bytes are kept exactly as pushed.
+    public func putManifest(_ repository: RepositoryName, reference: Reference, bytes: [UInt8],
+                            contentType: String?) async throws -> PushedManifest {
+        guard bytes.count <= ManifestParser.maxSize else {
+            throw RegistryError(.sizeInvalid, "manifest larger than \(ManifestParser.maxSize) bytes", status: 413)
+        }
+        let algorithm: Digest.Algorithm
+        if case .digest(let d) = reference { algorithm = d.algorithm } else { algorithm = .sha256 }
+        let digest = Digest.compute(bytes, algorithm: algorithm)
+        if case .digest(let d) = reference, d != digest {
+            throw RegistryError(.digestInvalid, "manifest digest is \(digest), not \(d)")
+        }
+        let parsed = try ManifestParser.parse(bytes, contentType: contentType)
+        var tag: String?
+        if case .tag(let t) = reference { tag = t }
+        let record = ManifestRecord(digest: digest, mediaType: parsed.mediaType, size: Int64(bytes.count),
+                                    artifactType: parsed.artifactType, subject: parsed.subject,
+                                    annotations: parsed.annotations, createdAt: Date())
+        let result = try await metadata.putManifest(ManifestPush(repository: repository.value, record: record, bytes: bytes,
+                                                                 tag: tag, blobs: parsed.blobs, children: parsed.children))
+        cache.invalidate(repository.value)
+        if case .missing(let missing) = result {
+            let list = missing.prefix(10).map(\.string).joined(separator: ", ")
+            throw RegistryError(.manifestBlobUnknown, "manifest references content unknown to this repository: \(list)",
+                                detail: list)
+        }
+        return PushedManifest(digest: digest, subject: parsed.subject)
+    }
+
+    public func resolve(_ repository: RepositoryName, _ reference: Reference) throws -> Digest {
+        switch reference {
+        case .digest(let d):
+            return d
+        case .tag(let tag):
+            if let d = cache.tag(repository.value, tag) { return d }
+            let generation = cache.generation(repository.value)
+            guard let d = try metadata.tagTarget(repository: repository.value, tag: tag) else {
+                throw RegistryError(.manifestUnknown, "manifest unknown: tag \(tag) not found")
+            }
+            cache.storeTag(repository.value, tag, d, generation: generation)
+            return d
+        }
+    }
+
+    /// The manifest a pull returns.
+    public func manifest(_ repository: RepositoryName, _ reference: Reference) throws -> ManifestContent {
+        let digest = try resolve(repository, reference)
+        if let hit = cache.manifest(repository.value, digest) { return hit }
+        let generation = cache.generation(repository.value)
+        guard let record = try metadata.manifest(repository: repository.value, digest: digest),
+              let bytes = try metadata.inlineContent(digest)
+        else {
+            throw RegistryError(.manifestUnknown, "manifest unknown to registry")
+        }
+        var buffer = ByteBuffer()
+        buffer.writeBytes(bytes)
+        let content = ManifestContent(digest: digest, mediaType: record.mediaType, bytes: buffer, subject: record.subject)
+        cache.storeManifest(repository.value, content, generation: generation)
+        return content
+    }
+
+    /// Deleting by tag removes the tag only; deleting by digest removes the manifest and its tags.
+    public func deleteManifest(_ repository: RepositoryName, _ reference: Reference) async throws {
+        cache.invalidate(repository.value)
+        defer { cache.invalidate(repository.value) }
+        switch reference {
+        case .tag(let tag):
+            guard try await metadata.deleteTag(repository: repository.value, tag: tag) else {
+                throw RegistryError(.manifestUnknown, "manifest unknown: tag \(tag) not found")
+            }
+        case .digest(let digest):
+            guard try await metadata.deleteManifest(repository: repository.value, digest: digest) else {
+                throw RegistryError(.manifestUnknown, "manifest unknown to registry")
+            }
+        }
+    }
+
+    // MARK: listings
+
+    public func tags(_ repository: RepositoryName, limit: Int?, last: String?) throws -> (tags: [String], more: Bool) {
+        let n = min(limit ?? configuration.maxPageSize, configuration.maxPageSize)
+        guard n > 0 else {
+            guard try metadata.repositoryExists(repository.value) else {
+                throw RegistryError(.nameUnknown, "repository name not known to registry")
+            }
+            return ([], false)
+        }
+        guard let page = try metadata.tags(repository: repository.value, after: last, limit: n + 1) else {
+            throw RegistryError(.nameUnknown, "repository name not known to registry")
+        }
+        return (Array(page.prefix(n)), page.count > n)
+    }
+
+    public func catalog(limit: Int?, last: String?) throws -> (repositories: [String], more: Bool) {
+        let n = min(limit ?? configuration.maxPageSize, configuration.maxPageSize)
+        guard n > 0 else { return ([], false) }
+        let page = try metadata.repositories(after: last, limit: n + 1)
+        return (Array(page.prefix(n)), page.count > n)
+    }
+
+    public func referrers(_ repository: RepositoryName, subject: Digest, artifactType: String?,
+                          limit: Int?, last: String?) throws -> ReferrerList {
+        var records = try metadata.referrers(repository: repository.value, subject: subject)
+        if let artifactType { records = records.filter { $0.artifactType == artifactType } }
+        records.sort { $0.digest < $1.digest }
+        if let last { records = records.filter { $0.digest.string > last } }
+        let n = min(limit ?? configuration.maxPageSize, configuration.maxPageSize)
+        let page = records.prefix(n)
+        let descriptors = page.map {
+            Descriptor(mediaType: $0.mediaType, digest: $0.digest.string, size: $0.size,
+                       annotations: $0.annotations, artifactType: $0.artifactType)
+        }
+        return ReferrerList(descriptors: descriptors, filtered: artifactType != nil,
+                            next: records.count > n ? page.last?.digest.string : nil)
+    }
+
+    public func checkHealth() async throws {
+        try metadata.checkHealth()
+        try await blobs.checkHealth()
+    }
+}

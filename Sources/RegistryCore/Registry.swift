@@ -1,0 +1,241 @@
+import BlobStorage
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import OCIModel
+import RegistryStore
+
+public struct RegistryConfiguration: Sendable {
+    /// Blobs up to this size are kept inline in the metadata store: one fsync instead of three.
+    public var inlineBlobThreshold: Int = 64 * 1024
+    /// Upload sessions untouched for longer than this are removed (seconds).
+    public var uploadMaxAge: Double = 24 * 3600
+    /// Bytes of manifests the read cache may hold.
+    public var manifestCacheBytes: Int = 16 * 1024 * 1024
+    /// Largest page of tags, repositories or referrers one request returns.
+    public var maxPageSize: Int = 10_000
+
+    public init() {}
+}
+
+/// A manifest as a pull returns it: the exact bytes that were pushed.
+public struct ManifestContent: Sendable {
+    public let digest: Digest
+    public let mediaType: String
+    public let bytes: ByteBuffer
+    public let subject: Digest?
+}
+
+public struct UploadStatus: Sendable {
+    public let id: String
+    public let size: Int64
+}
+
+/// The registry domain: push, pull and delete semantics over a blob store and a metadata store.
+/// Knows nothing of HTTP; every failure is a `RegistryError`.
+public final class Registry: Sendable {
+    public let blobs: any BlobStore
+    public let metadata: any MetadataStore
+    public let configuration: RegistryConfiguration
+    let logger: Logger
+    let cache: ReadCache
+
+    public init(blobs: any BlobStore, metadata: any MetadataStore, configuration: RegistryConfiguration = .init(),
+                logger: Logger = Logger(label: "berth.registry")) {
+        self.blobs = blobs
+        self.metadata = metadata
+        self.configuration = configuration
+        self.logger = logger
+        self.cache = ReadCache(manifestBytes: configuration.manifestCacheBytes)
+    }
+
+    /// Opens (creating on first use) the embedded default: a filesystem blob store and SQLite
+    /// metadata under `dataDirectory`.
+    public static func embedded(dataDirectory: String, configuration: RegistryConfiguration = .init(),
+                                logger: Logger = Logger(label: "berth.registry")) throws -> Registry {
+        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        let blobs = try FileSystemBlobStore(root: dataDirectory + "/storage")
+        let metadata = try SQLiteMetadataStore(path: dataDirectory + "/metadata.sqlite")
+        return Registry(blobs: blobs, metadata: metadata, configuration: configuration, logger: logger)
+    }
+
+    // MARK: blobs
+
+    /// Size of a blob readable in `repository`.
+    public func blobSize(_ repository: RepositoryName, _ digest: Digest) throws -> Int64 {
+        if let size = cache.blobSize(repository.value, digest) { return size }
+        let generation = cache.generation(repository.value)
+        guard let size = try metadata.linkedBlobSize(repository: repository.value, digest: digest) else {
+            throw RegistryError(.blobUnknown, "blob unknown to registry")
+        }
+        cache.storeBlobSize(repository.value, digest, size, generation: generation)
+        return size
+    }
+
+    /// Streams `range` of a blob readable in `repository`.
+    public func readBlob(_ repository: RepositoryName, _ digest: Digest, range: Range<Int64>,
+                         into sink: (ByteBuffer) async throws -> Void) async throws {
+        let size = try blobSize(repository, digest)
+        var inline = size <= Int64(configuration.inlineBlobThreshold)
+        if !inline { inline = try await blobs.size(of: digest) == nil }
+        if inline {
+            guard let bytes = try metadata.inlineContent(digest) else {
+                throw RegistryError(.blobUnknown, "blob content missing")
+            }
+            var buffer = ByteBuffer()
+            buffer.writeBytes(bytes[Int(range.lowerBound)..<Int(range.upperBound)])
+            try await sink(buffer)
+            return
+        }
+        do {
+            try await blobs.read(digest, range: range, into: sink)
+        } catch BlobStoreError.blobUnknown {
+            throw RegistryError(.blobUnknown, "blob content missing")
+        }
+    }
+
+    public func deleteBlob(_ repository: RepositoryName, _ digest: Digest) async throws {
+        cache.invalidate(repository.value)
+        guard try await metadata.unlinkBlob(repository: repository.value, digest: digest) else {
+            throw RegistryError(.blobUnknown, "blob unknown to registry")
+        }
+        cache.invalidate(repository.value)
+    }
+
+    /// Links a blob that another repository holds. Returns false when it cannot be mounted.
+    public func mountBlob(_ repository: RepositoryName, from: String, _ digest: Digest) async throws -> Bool {
+        guard RepositoryName.isValid(from) else { return false }
+        return try await metadata.mountBlob(repository: repository.value, from: from, digest: digest) != nil
+    }
+
+    // MARK: uploads
+
+    public func startUpload(_ repository: RepositoryName) async throws -> UploadStatus {
+        let id = UUID().uuidString.lowercased()
+        try await blobs.createUpload(id: id, owner: repository.value)
+        return UploadStatus(id: id, size: 0)
+    }
+
+    private func checkUpload(_ repository: RepositoryName, _ id: String) async throws {
+        guard let owner = try? await blobs.uploadOwner(id: id), owner == repository.value else {
+            throw RegistryError(.blobUploadUnknown, "upload unknown to registry")
+        }
+    }
+
+    public func uploadStatus(_ repository: RepositoryName, _ id: String) async throws -> UploadStatus {
+        try await checkUpload(repository, id)
+        guard let size = try await blobs.uploadedSize(id: id) else {
+            throw RegistryError(.blobUploadUnknown, "upload unknown to registry")
+        }
+        return UploadStatus(id: id, size: size)
+    }
+
+    /// Appends a chunk. `rangeStart`, when the client sent `Content-Range`, must equal the bytes
+    /// received so far; an out-of-order or overlapping chunk is refused with 416.
+    public func appendUpload<Body: AsyncSequence & Sendable>(_ repository: RepositoryName, _ id: String,
+                                                             rangeStart: Int64?, body: Body) async throws -> UploadStatus
+        where Body.Element == ByteBuffer
+    {
+        try await checkUpload(repository, id)
+        guard let current = try await blobs.uploadedSize(id: id) else {
+            throw RegistryError(.blobUploadUnknown, "upload unknown to registry")
+        }
+        if let rangeStart, rangeStart != current {
+            throw RegistryError(.rangeInvalid, "chunk starts at \(rangeStart), upload has \(current) bytes", status: 416)
+        }
+        do {
+            let size = try await blobs.append(id: id, offset: current, body: body, limit: nil)
+            return UploadStatus(id: id, size: size)
+        } catch let error as BlobStoreError {
+            throw map(error)
+        }
+    }
+
+    /// Completes an upload: verifies the digest (and size), makes the blob durable and links it.
+    /// On a mismatch the upload and its bytes are removed and nothing becomes visible.
+    public func finishUpload(_ repository: RepositoryName, _ id: String, digest: Digest,
+                             expectedSize: Int64? = nil) async throws -> Int64 {
+        try await checkUpload(repository, id)
+        do {
+            if let small = try await blobs.readSmallUpload(id: id, expected: digest, limit: configuration.inlineBlobThreshold) {
+                if let expectedSize, expectedSize != Int64(small.count) {
+                    throw BlobStoreError.sizeMismatch(actual: Int64(small.count))
+                }
+                try await metadata.linkBlob(repository: repository.value, digest: digest, size: Int64(small.count), inline: small)
+                try? await blobs.cancelUpload(id: id)
+                cache.invalidate(repository.value)
+                return Int64(small.count)
+            }
+            let size = try await blobs.commitUpload(id: id, expected: digest, expectedSize: expectedSize)
+            try await metadata.linkBlob(repository: repository.value, digest: digest, size: size, inline: nil)
+            cache.invalidate(repository.value)
+            return size
+        } catch let error as BlobStoreError {
+            if case .uploadBusy = error {} else { try? await blobs.cancelUpload(id: id) }
+            throw map(error)
+        }
+    }
+
+    /// A whole blob in one request body. Small bodies are verified in memory and stored inline.
+    public func putBlob<Body: AsyncSequence & Sendable>(_ repository: RepositoryName, digest: Digest,
+                                                        contentLength: Int64?, body: Body) async throws -> Int64
+        where Body.Element == ByteBuffer
+    {
+        if let contentLength, contentLength <= Int64(configuration.inlineBlobThreshold) {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(Int(contentLength))
+            for try await chunk in body {
+                guard bytes.count + chunk.readableBytes <= Int(contentLength) else {
+                    throw RegistryError(.sizeInvalid, "body longer than Content-Length")
+                }
+                bytes.append(contentsOf: chunk.readableBytesView)
+            }
+            guard bytes.count == Int(contentLength) else {
+                throw RegistryError(.sizeInvalid, "body shorter than Content-Length")
+            }
+            let computed = Digest.compute(bytes, algorithm: digest.algorithm)
+            guard computed == digest else {
+                throw RegistryError(.digestInvalid, "digest mismatch: content is \(computed)")
+            }
+            try await metadata.linkBlob(repository: repository.value, digest: digest, size: Int64(bytes.count), inline: bytes)
+            cache.invalidate(repository.value)
+            return Int64(bytes.count)
+        }
+        let upload = try await startUpload(repository)
+        do {
+            _ = try await appendUpload(repository, upload.id, rangeStart: nil, body: body)
+        } catch {
+            try? await blobs.cancelUpload(id: upload.id)
+            throw error
+        }
+        return try await finishUpload(repository, upload.id, digest: digest, expectedSize: contentLength)
+    }
+
+    public func cancelUpload(_ repository: RepositoryName, _ id: String) async throws {
+        try await checkUpload(repository, id)
+        try await blobs.cancelUpload(id: id)
+    }
+
+    /// Removes upload sessions idle for longer than the configured age. Returns how many.
+    @discardableResult
+    public func removeStaleUploads(now: Date = Date()) async throws -> Int {
+        let stale = try await blobs.staleUploads(olderThan: now.timeIntervalSince1970 - configuration.uploadMaxAge)
+        for id in stale { try? await blobs.cancelUpload(id: id) }
+        if !stale.isEmpty { logger.info("removed abandoned uploads", metadata: ["count": "\(stale.count)"]) }
+        return stale.count
+    }
+
+    func map(_ error: BlobStoreError) -> RegistryError {
+        switch error {
+        case .uploadUnknown: RegistryError(.blobUploadUnknown, "upload unknown to registry")
+        case .uploadBusy: RegistryError(.blobUploadInvalid, "another request is writing to this upload", status: 409)
+        case .offsetMismatch(let expected, let actual):
+            RegistryError(.rangeInvalid, "chunk starts at \(actual), upload has \(expected) bytes", status: 416)
+        case .digestMismatch(let computed): RegistryError(.digestInvalid, "digest mismatch: content is \(computed)")
+        case .sizeMismatch(let actual): RegistryError(.sizeInvalid, "size mismatch: content has \(actual) bytes")
+        case .tooLarge: RegistryError(.sizeInvalid, "upload too large", status: 413)
+        case .blobUnknown: RegistryError(.blobUnknown, "blob unknown to registry")
+        }
+    }
+}

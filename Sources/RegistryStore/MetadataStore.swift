@@ -1,0 +1,114 @@
+import Foundation
+import OCIModel
+
+/// A manifest as the metadata store keeps it.
+public struct ManifestRecord: Sendable, Equatable {
+    public var digest: Digest
+    public var mediaType: String
+    public var size: Int64
+    public var artifactType: String?
+    public var subject: Digest?
+    public var annotations: [String: String]?
+    public var createdAt: Date
+
+    public init(digest: Digest, mediaType: String, size: Int64, artifactType: String?, subject: Digest?,
+                annotations: [String: String]?, createdAt: Date) {
+        self.digest = digest
+        self.mediaType = mediaType
+        self.size = size
+        self.artifactType = artifactType
+        self.subject = subject
+        self.annotations = annotations
+        self.createdAt = createdAt
+    }
+}
+
+/// What a manifest push writes, in one transaction.
+public struct ManifestPush: Sendable {
+    public var repository: String
+    public var record: ManifestRecord
+    public var bytes: [UInt8]
+    public var tag: String?
+    /// Blobs that must be linked into the repository.
+    public var blobs: [Digest]
+    /// Manifests that must already be in the repository.
+    public var children: [Digest]
+
+    public init(repository: String, record: ManifestRecord, bytes: [UInt8], tag: String?, blobs: [Digest], children: [Digest]) {
+        self.repository = repository
+        self.record = record
+        self.bytes = bytes
+        self.tag = tag
+        self.blobs = blobs
+        self.children = children
+    }
+}
+
+public enum ManifestPushResult: Sendable, Equatable {
+    case stored(previousTagTarget: Digest?)
+    /// References that the repository does not hold (MANIFEST_BLOB_UNKNOWN).
+    case missing([Digest])
+}
+
+/// One entry of the append-only event log.
+public struct Event: Sendable, Equatable {
+    public var sequence: Int64
+    public var timestamp: Date
+    public var action: String
+    public var repository: String
+    public var digest: String?
+    public var tag: String?
+    public var mediaType: String?
+    public var size: Int64?
+    public var detail: String?
+}
+
+public enum EventAction {
+    public static let blobPush = "blob.push"
+    public static let blobDelete = "blob.delete"
+    public static let manifestPush = "push"
+    public static let manifestDelete = "delete"
+    public static let tagMove = "tag.move"
+    public static let tagDelete = "tag.delete"
+}
+
+/// Metadata persistence. SQLite is the embedded default; a PostgreSQL backend implements the same
+/// protocol. Every mutation is one transaction that appends its event to the log.
+public protocol MetadataStore: Sendable {
+    // repositories
+    func repositoryExists(_ name: String) throws -> Bool
+    func repositories(after: String?, limit: Int) throws -> [String]
+
+    // blobs
+    /// Size of a blob linked into `repository`, or nil.
+    func linkedBlobSize(repository: String, digest: Digest) throws -> Int64?
+    /// Size of a blob the registry holds in any repository (for cross-repository mounts), or nil.
+    func blobSize(_ digest: Digest) throws -> Int64?
+    /// Bytes of a blob kept inline (small blobs and manifests), or nil when it lives in the blob store.
+    func inlineContent(_ digest: Digest) throws -> [UInt8]?
+    /// Records a verified blob and links it into `repository`. `inline` holds the bytes of a small
+    /// blob kept in the metadata store instead of the blob store.
+    func linkBlob(repository: String, digest: Digest, size: Int64, inline: [UInt8]?) async throws
+    /// Links a blob from `from` into `repository` when `from` holds it. Returns its size, or nil.
+    func mountBlob(repository: String, from: String, digest: Digest) async throws -> Int64?
+    func unlinkBlob(repository: String, digest: Digest) async throws -> Bool
+
+    // manifests and tags
+    func putManifest(_ push: ManifestPush) async throws -> ManifestPushResult
+    func manifest(repository: String, digest: Digest) throws -> ManifestRecord?
+    func tagTarget(repository: String, tag: String) throws -> Digest?
+    /// Deletes a manifest and every tag that points at it.
+    func deleteManifest(repository: String, digest: Digest) async throws -> Bool
+    func deleteTag(repository: String, tag: String) async throws -> Bool
+    /// Tags of a repository in lexical order, or nil when the repository is unknown.
+    func tags(repository: String, after: String?, limit: Int) throws -> [String]?
+    func referrers(repository: String, subject: Digest) throws -> [ManifestRecord]
+
+    // event log
+    func events(after: Int64, limit: Int) throws -> [Event]
+
+    /// Bytes of every distinct stored digest (after deduplication).
+    func storedBytes() throws -> Int64
+
+    func checkHealth() throws
+}

@@ -1,0 +1,352 @@
+import Foundation
+import GRDB
+import OCIModel
+
+/// The embedded metadata store: one SQLite database in WAL mode with `synchronous=FULL`, so a
+/// committed transaction is on disk before the request that made it is answered.
+public final class SQLiteMetadataStore: MetadataStore {
+    let pool: DatabasePool
+
+    public init(path: String) throws {
+        var config = Configuration()
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+        }
+        config.busyMode = .timeout(10)
+        config.maximumReaderCount = 8
+        pool = try DatabasePool(path: path, configuration: config)
+        try Self.migrator.migrate(pool)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE repositories (
+                    id INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL UNIQUE,
+                    created_at REAL NOT NULL
+                );
+                -- One row per stored digest across all repositories (deduplicated). Small blobs and
+                -- manifests keep their bytes inline; larger blobs live in the blob store.
+                CREATE TABLE blobs (
+                    digest TEXT PRIMARY KEY,
+                    size INTEGER NOT NULL,
+                    inline BLOB,
+                    created_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE blob_links (
+                    repo_id INTEGER NOT NULL REFERENCES repositories(id),
+                    digest TEXT NOT NULL,
+                    created_at REAL NOT NULL,
+                    PRIMARY KEY (repo_id, digest)
+                ) WITHOUT ROWID;
+                CREATE INDEX blob_links_digest ON blob_links(digest);
+                CREATE TABLE manifests (
+                    repo_id INTEGER NOT NULL REFERENCES repositories(id),
+                    digest TEXT NOT NULL,
+                    media_type TEXT NOT NULL,
+                    size INTEGER NOT NULL,
+                    artifact_type TEXT,
+                    subject TEXT,
+                    annotations TEXT,
+                    created_at REAL NOT NULL,
+                    PRIMARY KEY (repo_id, digest)
+                ) WITHOUT ROWID;
+                CREATE INDEX manifests_subject ON manifests(repo_id, subject) WHERE subject IS NOT NULL;
+                -- What a manifest references: kind 0 = blob (config/layer), 1 = child manifest.
+                CREATE TABLE manifest_refs (
+                    repo_id INTEGER NOT NULL,
+                    parent TEXT NOT NULL,
+                    child TEXT NOT NULL,
+                    kind INTEGER NOT NULL,
+                    PRIMARY KEY (repo_id, parent, kind, child)
+                ) WITHOUT ROWID;
+                CREATE INDEX manifest_refs_child ON manifest_refs(repo_id, child);
+                CREATE TABLE tags (
+                    repo_id INTEGER NOT NULL REFERENCES repositories(id),
+                    name TEXT NOT NULL,
+                    digest TEXT NOT NULL,
+                    updated_at REAL NOT NULL,
+                    PRIMARY KEY (repo_id, name)
+                ) WITHOUT ROWID;
+                CREATE INDEX tags_digest ON tags(repo_id, digest);
+                CREATE TABLE events (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    at REAL NOT NULL,
+                    action TEXT NOT NULL,
+                    repository TEXT NOT NULL,
+                    digest TEXT,
+                    tag TEXT,
+                    media_type TEXT,
+                    size INTEGER,
+                    detail TEXT
+                );
+                """)
+        }
+        return m
+    }
+
+    // MARK: helpers
+
+    private static func repoID(_ db: Database, _ name: String) throws -> Int64? {
+        try Int64.fetchOne(db, sql: "SELECT id FROM repositories WHERE name = ?", arguments: [name])
+    }
+
+    private static func ensureRepo(_ db: Database, _ name: String) throws -> Int64 {
+        if let id = try repoID(db, name) { return id }
+        try db.execute(sql: "INSERT INTO repositories(name, created_at) VALUES (?, ?)",
+                       arguments: [name, Date().timeIntervalSince1970])
+        return db.lastInsertedRowID
+    }
+
+    private static func appendEvent(_ db: Database, _ action: String, _ repo: String, digest: String? = nil,
+                                    tag: String? = nil, mediaType: String? = nil, size: Int64? = nil,
+                                    detail: String? = nil) throws {
+        try db.execute(sql: """
+            INSERT INTO events(at, action, repository, digest, tag, media_type, size, detail)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [Date().timeIntervalSince1970, action, repo, digest, tag, mediaType, size, detail])
+    }
+
+    // MARK: repositories
+
+    public func repositoryExists(_ name: String) throws -> Bool {
+        try pool.read { db in try Self.repoID(db, name) != nil }
+    }
+
+    public func repositories(after: String?, limit: Int) throws -> [String] {
+        try pool.read { db in
+            try String.fetchAll(db, sql: "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
+                                arguments: [after ?? "", limit])
+        }
+    }
+
+    // MARK: blobs
+
+    public func linkedBlobSize(repository: String, digest: Digest) throws -> Int64? {
+        try pool.read { db in
+            try Int64.fetchOne(db, sql: """
+                SELECT b.size FROM repositories r
+                JOIN blob_links l ON l.repo_id = r.id AND l.digest = ?
+                JOIN blobs b ON b.digest = l.digest
+                WHERE r.name = ?
+                """, arguments: [digest.string, repository])
+        }
+    }
+
+    public func blobSize(_ digest: Digest) throws -> Int64? {
+        try pool.read { db in
+            try Int64.fetchOne(db, sql: "SELECT size FROM blobs WHERE digest = ?", arguments: [digest.string])
+        }
+    }
+
+    public func inlineContent(_ digest: Digest) throws -> [UInt8]? {
+        try pool.read { db in
+            try Data.fetchOne(db, sql: "SELECT inline FROM blobs WHERE digest = ?", arguments: [digest.string])
+                .map { [UInt8]($0) }
+        }
+    }
+
+    public func linkBlob(repository: String, digest: Digest, size: Int64, inline: [UInt8]?) async throws {
+        try await pool.write { db in
+            let repo = try Self.ensureRepo(db, repository)
+            let now = Date().timeIntervalSince1970
+            try db.execute(sql: "INSERT OR IGNORE INTO blobs(digest, size, inline, created_at) VALUES (?, ?, ?, ?)",
+                           arguments: [digest.string, size, inline.map { Data($0) }, now])
+            try db.execute(sql: "INSERT OR IGNORE INTO blob_links(repo_id, digest, created_at) VALUES (?, ?, ?)",
+                           arguments: [repo, digest.string, now])
+            if db.changesCount > 0 {
+                try Self.appendEvent(db, EventAction.blobPush, repository, digest: digest.string, size: size)
+            }
+        }
+    }
+
+    public func mountBlob(repository: String, from: String, digest: Digest) async throws -> Int64? {
+        try await pool.write { db -> Int64? in
+            guard let fromID = try Self.repoID(db, from),
+                  let size = try Int64.fetchOne(db, sql: """
+                    SELECT b.size FROM blob_links l JOIN blobs b ON b.digest = l.digest
+                    WHERE l.repo_id = ? AND l.digest = ?
+                    """, arguments: [fromID, digest.string])
+            else { return nil }
+            let repo = try Self.ensureRepo(db, repository)
+            try db.execute(sql: "INSERT OR IGNORE INTO blob_links(repo_id, digest, created_at) VALUES (?, ?, ?)",
+                           arguments: [repo, digest.string, Date().timeIntervalSince1970])
+            if db.changesCount > 0 {
+                try Self.appendEvent(db, EventAction.blobPush, repository, digest: digest.string, size: size,
+                                     detail: "mounted from \(from)")
+            }
+            return size
+        }
+    }
+
+    public func unlinkBlob(repository: String, digest: Digest) async throws -> Bool {
+        try await pool.write { db in
+            guard let repo = try Self.repoID(db, repository) else { return false }
+            try db.execute(sql: "DELETE FROM blob_links WHERE repo_id = ? AND digest = ?", arguments: [repo, digest.string])
+            guard db.changesCount > 0 else { return false }
+            try Self.appendEvent(db, EventAction.blobDelete, repository, digest: digest.string)
+            return true
+        }
+    }
+
+    // MARK: manifests
+
+    public func putManifest(_ push: ManifestPush) async throws -> ManifestPushResult {
+        try await pool.write { db -> ManifestPushResult in
+            let repo = try Self.ensureRepo(db, push.repository)
+            // References are checked inside the write transaction, so a concurrent delete cannot
+            // remove a blob between the check and the commit.
+            var missing: [Digest] = []
+            for blob in Set(push.blobs) {
+                let linked = try Bool.fetchOne(db, sql: "SELECT 1 FROM blob_links WHERE repo_id = ? AND digest = ?",
+                                               arguments: [repo, blob.string]) ?? false
+                if !linked { missing.append(blob) }
+            }
+            for child in Set(push.children) {
+                let present = try Bool.fetchOne(db, sql: "SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ?",
+                                                arguments: [repo, child.string]) ?? false
+                if !present { missing.append(child) }
+            }
+            if !missing.isEmpty { return .missing(missing.sorted()) }
+
+            let r = push.record
+            let now = Date().timeIntervalSince1970
+            try db.execute(sql: "INSERT OR IGNORE INTO blobs(digest, size, inline, created_at) VALUES (?, ?, ?, ?)",
+                           arguments: [r.digest.string, r.size, Data(push.bytes), now])
+            let annotations = try r.annotations.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+            try db.execute(sql: """
+                INSERT OR IGNORE INTO manifests(repo_id, digest, media_type, size, artifact_type, subject, annotations, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [repo, r.digest.string, r.mediaType, r.size, r.artifactType, r.subject?.string,
+                                 annotations, r.createdAt.timeIntervalSince1970])
+            let isNew = db.changesCount > 0
+            if isNew {
+                for blob in Set(push.blobs) {
+                    try db.execute(sql: "INSERT OR IGNORE INTO manifest_refs(repo_id, parent, child, kind) VALUES (?, ?, ?, 0)",
+                                   arguments: [repo, r.digest.string, blob.string])
+                }
+                for child in Set(push.children) {
+                    try db.execute(sql: "INSERT OR IGNORE INTO manifest_refs(repo_id, parent, child, kind) VALUES (?, ?, ?, 1)",
+                                   arguments: [repo, r.digest.string, child.string])
+                }
+                try Self.appendEvent(db, EventAction.manifestPush, push.repository, digest: r.digest.string,
+                                     tag: push.tag, mediaType: r.mediaType, size: r.size)
+            }
+            var previous: Digest?
+            if let tag = push.tag {
+                let old = try String.fetchOne(db, sql: "SELECT digest FROM tags WHERE repo_id = ? AND name = ?",
+                                              arguments: [repo, tag])
+                if old != r.digest.string {
+                    try db.execute(sql: """
+                        INSERT INTO tags(repo_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
+                        ON CONFLICT(repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at
+                        """, arguments: [repo, tag, r.digest.string, now])
+                    try Self.appendEvent(db, EventAction.tagMove, push.repository, digest: r.digest.string, tag: tag,
+                                         mediaType: r.mediaType, size: r.size, detail: old.map { "from \($0)" })
+                    previous = old.flatMap { try? Digest(parsing: $0) }
+                }
+            }
+            return .stored(previousTagTarget: previous)
+        }
+    }
+
+    private static func record(_ row: Row) -> ManifestRecord? {
+        guard let digest = try? Digest(parsing: row["digest"] as String) else { return nil }
+        let annotationsJSON: String? = row["annotations"]
+        let annotations = annotationsJSON.flatMap {
+            try? JSONDecoder().decode([String: String].self, from: Data($0.utf8))
+        }
+        let subject: String? = row["subject"]
+        return ManifestRecord(digest: digest, mediaType: row["media_type"], size: row["size"],
+                              artifactType: row["artifact_type"], subject: subject.flatMap { try? Digest(parsing: $0) },
+                              annotations: annotations,
+                              createdAt: Date(timeIntervalSince1970: row["created_at"]))
+    }
+
+    public func manifest(repository: String, digest: Digest) throws -> ManifestRecord? {
+        try pool.read { db in
+            try Row.fetchOne(db, sql: """
+                SELECT m.* FROM repositories r JOIN manifests m ON m.repo_id = r.id AND m.digest = ?
+                WHERE r.name = ?
+                """, arguments: [digest.string, repository]).flatMap(Self.record)
+        }
+    }
+
+    public func tagTarget(repository: String, tag: String) throws -> Digest? {
+        try pool.read { db in
+            try String.fetchOne(db, sql: """
+                SELECT t.digest FROM repositories r JOIN tags t ON t.repo_id = r.id AND t.name = ?
+                WHERE r.name = ?
+                """, arguments: [tag, repository]).flatMap { try? Digest(parsing: $0) }
+        }
+    }
+
+    public func deleteManifest(repository: String, digest: Digest) async throws -> Bool {
+        try await pool.write { db in
+            guard let repo = try Self.repoID(db, repository) else { return false }
+            try db.execute(sql: "DELETE FROM manifests WHERE repo_id = ? AND digest = ?", arguments: [repo, digest.string])
+            guard db.changesCount > 0 else { return false }
+            try db.execute(sql: "DELETE FROM manifest_refs WHERE repo_id = ? AND parent = ?", arguments: [repo, digest.string])
+            let tags = try String.fetchAll(db, sql: "SELECT name FROM tags WHERE repo_id = ? AND digest = ?",
+                                           arguments: [repo, digest.string])
+            try db.execute(sql: "DELETE FROM tags WHERE repo_id = ? AND digest = ?", arguments: [repo, digest.string])
+            for tag in tags {
+                try Self.appendEvent(db, EventAction.tagDelete, repository, digest: digest.string, tag: tag)
+            }
+            try Self.appendEvent(db, EventAction.manifestDelete, repository, digest: digest.string)
+            return true
+        }
+    }
+
+    public func deleteTag(repository: String, tag: String) async throws -> Bool {
+        try await pool.write { db in
+            guard let repo = try Self.repoID(db, repository),
+                  let digest = try String.fetchOne(db, sql: "SELECT digest FROM tags WHERE repo_id = ? AND name = ?",
+                                                   arguments: [repo, tag])
+            else { return false }
+            try db.execute(sql: "DELETE FROM tags WHERE repo_id = ? AND name = ?", arguments: [repo, tag])
+            try Self.appendEvent(db, EventAction.tagDelete, repository, digest: digest, tag: tag)
+            return true
+        }
+    }
+
+    public func tags(repository: String, after: String?, limit: Int) throws -> [String]? {
+        try pool.read { db in
+            guard let repo = try Self.repoID(db, repository) else { return nil }
+            return try String.fetchAll(db, sql: "SELECT name FROM tags WHERE repo_id = ? AND name > ? ORDER BY name LIMIT ?",
+                                       arguments: [repo, after ?? "", limit])
+        }
+    }
+
+    public func referrers(repository: String, subject: Digest) throws -> [ManifestRecord] {
+        try pool.read { db in
+            guard let repo = try Self.repoID(db, repository) else { return [] }
+            return try Row.fetchAll(db, sql: """
+                SELECT * FROM manifests WHERE repo_id = ? AND subject = ? ORDER BY created_at, digest
+                """, arguments: [repo, subject.string]).compactMap(Self.record)
+        }
+    }
+
+    // MARK: events
+
+    public func events(after: Int64, limit: Int) throws -> [Event] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", arguments: [after, limit]).map {
+                Event(sequence: $0["seq"], timestamp: Date(timeIntervalSince1970: $0["at"]), action: $0["action"],
+                      repository: $0["repository"], digest: $0["digest"], tag: $0["tag"], mediaType: $0["media_type"],
+                      size: $0["size"], detail: $0["detail"])
+            }
+        }
+    }
+
+    public func storedBytes() throws -> Int64 {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(size), 0) FROM blobs") ?? 0 }
+    }
+
+    public func checkHealth() throws {
+        _ = try pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+    }
+}
