@@ -11,7 +11,7 @@ enum ErrorRenderer {
         struct Item: Encodable {
             let code: String
             let message: String
-            let detail: String?
+            let detail: [String: String]?
         }
         let errors: [Item]
     }

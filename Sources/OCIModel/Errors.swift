@@ -37,9 +37,10 @@ public struct RegistryError: Error, Sendable, CustomStringConvertible {
     public let code: OCIErrorCode
     public let message: String
     public let status: Int
-    public let detail: String?
+    /// Structured detail, e.g. `["digest": …]` for an unknown blob.
+    public let detail: [String: String]?
 
-    public init(_ code: OCIErrorCode, _ message: String, status: Int? = nil, detail: String? = nil) {
+    public init(_ code: OCIErrorCode, _ message: String, status: Int? = nil, detail: [String: String]? = nil) {
         self.code = code
         self.message = message
         self.status = status ?? code.defaultStatus

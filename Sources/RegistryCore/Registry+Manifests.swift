@@ -39,7 +39,7 @@ extension Registry {
         if case .missing(let missing) = result {
             let list = missing.prefix(10).map(\.string).joined(separator: ", ")
             throw RegistryError(.manifestBlobUnknown, "manifest references content unknown to this repository: \(list)",
-                                detail: list)
+                                detail: ["digest": missing[0].string])
         }
         return PushedManifest(digest: digest, subject: parsed.subject)
     }
