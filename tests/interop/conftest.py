@@ -1,0 +1,250 @@
+"""Fixtures for the Berth interop suite.
+
+The ``registry`` fixture starts a real registry server process on a free
+loopback port with a fresh data directory:
+
+* default (``INTEROP_TARGET=berth``): ``$BERTH_BIN serve --data DIR --listen
+  127.0.0.1:PORT`` (``BERTH_BIN`` defaults to ``<repo>/.build/debug/berth``),
+  ready when ``GET /healthz`` answers 200.
+* ``INTEROP_TARGET=reference``: Debian's CNCF reference registry
+  (``/usr/bin/docker-registry serve CONFIG``), ready when ``GET /v2/`` answers
+  200 (it has no ``/healthz``). Used to validate the tests themselves. Tests
+  marked ``berth_only`` (features the reference registry lacks, e.g. the
+  referrers API) are skipped in this mode only; in berth mode nothing is
+  skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import pytest
+import requests
+
+from helpers import REQUIRED_TOOLS, TARGET, require_tool
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if TARGET not in ("berth", "reference"):
+    raise pytest.UsageError(f"INTEROP_TARGET must be 'berth' or 'reference', not {TARGET!r}")
+
+STARTUP_TIMEOUT = 30.0
+STOP_GRACE = 10.0
+
+
+def berth_bin() -> Path:
+    env = os.environ.get("BERTH_BIN")
+    if env:
+        p = Path(env)
+        return p if p.is_absolute() else (REPO_ROOT / p)
+    return REPO_ROOT / ".build" / "debug" / "berth"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "berth_only: needs a feature the reference registry lacks (skipped only "
+        "with INTEROP_TARGET=reference; always runs against berth)",
+    )
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def pytest_collection_modifyitems(config, items):
+    if TARGET != "reference":
+        return
+    skip = pytest.mark.skip(reason="berth_only: not supported by the reference registry")
+    for item in items:
+        if "berth_only" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_report_header(config):
+    if TARGET == "reference":
+        return f"interop target: reference registry ({shutil.which('docker-registry')})"
+    return f"interop target: berth ({berth_bin()})"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    setattr(item, "rep_" + rep.when, rep)
+    return rep
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tools_present():
+    """Missing tools are a failure, never a skip."""
+    for tool in REQUIRED_TOOLS:
+        require_tool(tool)
+    if TARGET == "berth":
+        b = berth_bin()
+        assert b.is_file() and os.access(b, os.X_OK), (
+            f"berth binary not found at {b}; build it or set BERTH_BIN")
+
+
+class RegistryServer:
+    """A registry subprocess bound to 127.0.0.1 on a fixed data dir."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = Path(workdir)
+        self.data = self.workdir / "data"
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / "server.log"
+        self.proc: Optional[subprocess.Popen] = None
+        self.port: Optional[int] = None
+        self.starts = 0
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.host}"
+
+    def _command(self, port: int):
+        if TARGET == "reference":
+            cfg = self.workdir / "config.yml"
+            cfg.write_text(
+                "version: 0.1\n"
+                "log:\n  level: info\n"
+                "storage:\n"
+                f"  filesystem:\n    rootdirectory: {self.data}\n"
+                "  delete:\n    enabled: true\n"
+                "  maintenance:\n    uploadpurging:\n      enabled: false\n"
+                "http:\n"
+                f"  addr: 127.0.0.1:{port}\n"
+                # fixed secret so upload state survives a restart
+                "  secret: berth-interop-test-secret\n"
+            )
+            return ["/usr/bin/docker-registry", "serve", str(cfg)]
+        return [str(berth_bin()), "serve", "--data", str(self.data),
+                "--listen", f"127.0.0.1:{port}"]
+
+    def _ready_path(self) -> str:
+        return "/v2/" if TARGET == "reference" else "/healthz"
+
+    def start(self, port: Optional[int] = None) -> None:
+        assert self.proc is None, "already running"
+        last_err = None
+        # Reuse the requested port (restart on the same address) if possible;
+        # fall back to a fresh port if it cannot be bound again.
+        candidates = [port] if port else []
+        candidates += [free_port(), free_port()]
+        for p in candidates:
+            ok, last_err = self._start_on(p)
+            if ok:
+                return
+        raise AssertionError(f"registry did not become ready: {last_err}\n{self.log_tail()}")
+
+    def _start_on(self, port: int):
+        self.starts += 1
+        log = open(self.log_path, "ab")
+        log.write(f"\n===== start #{self.starts} on port {port} =====\n".encode())
+        log.flush()
+        proc = subprocess.Popen(self._command(port), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=str(self.workdir))
+        log.close()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        url = f"http://127.0.0.1:{port}{self._ready_path()}"
+        err = None
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False, f"server exited with rc={proc.returncode}"
+            try:
+                r = requests.get(url, timeout=2)
+                if r.status_code == 200:
+                    self.proc, self.port = proc, port
+                    return True, None
+                err = f"{url} -> {r.status_code}"
+            except requests.RequestException as e:
+                err = f"{url} -> {e!r}"
+            time.sleep(0.1)
+        self._terminate(proc)
+        return False, f"not ready after {STARTUP_TIMEOUT}s: {err}"
+
+    @staticmethod
+    def _terminate(proc: subprocess.Popen) -> None:
+        if proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self._terminate(self.proc)
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: simulate a crash / power loss of the process."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart_after_kill(self) -> None:
+        self.kill()
+        self.start(port=self.port)
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return "(no server log)"
+        return "\n".join(lines[-n:])
+
+
+@pytest.fixture
+def registry(request):
+    """A fresh registry (new data dir, free port). Yields the server object;
+    ``registry.host`` is ``127.0.0.1:PORT``."""
+    workdir = Path(tempfile.mkdtemp(prefix="berth-interop-"))
+    server = RegistryServer(workdir)
+    server.start()
+    try:
+        yield server
+    finally:
+        alive = server.is_running()
+        server.stop()
+        rep = getattr(request.node, "rep_call", None)
+        failed = rep is not None and rep.failed
+        if failed:
+            print(f"\n----- server log ({server.log_path}) -----\n{server.log_tail()}")
+        if failed and os.environ.get("INTEROP_KEEP"):
+            print(f"(kept {workdir})")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if rep is not None and rep.passed:
+            assert alive or server.proc is None, "server died during the test"
+
+
+@pytest.fixture
+def host(registry) -> str:
+    """``127.0.0.1:PORT`` of a fresh registry."""
+    return registry.host
+
+
+@pytest.fixture
+def api(registry):
+    from helpers import Api
+    return Api(registry.host)
