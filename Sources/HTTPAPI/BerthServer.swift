@@ -12,6 +12,7 @@ public enum BerthServer {
         let responder = makeResponder(registry: registry, limits: limits, logger: logger)
         return Application(
             responder: responder,
+            server: .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()])),
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             services: [UploadJanitor(registry: registry, interval: janitorInterval, logger: logger)],
             logger: logger

@@ -456,7 +456,8 @@ public struct RegistryResponder: HTTPResponder {
         let range = try ChunkRange.parse(request.headers[.contentRange])
         var appended: Int64 = 0
         let length = try contentLength(request)
-        if (length ?? 0) > 0 || range != nil || (length == nil && request.headers[.transferEncoding] != nil) {
+        // Append whatever body came (Content-Length, or chunked transfer encoding without one).
+        if length != 0 || range != nil {
             let before = try await registry.uploadStatus(repo, id).size
             let status = try await registry.appendUpload(repo, id, rangeStart: range?.start, body: request.body)
             appended = status.size - before
