@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
     ],
     targets: [
         .target(name: "OCIModel", dependencies: [
@@ -38,6 +40,14 @@ let package = Package(
             "OCIModel",
             .product(name: "GRDB", package: "GRDB.swift"),
         ], swiftSettings: strict),
+        .target(name: "Access", dependencies: [
+            "OCIModel", "RegistryStore",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "JWTKit", package: "jwt-kit"),
+            .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ], swiftSettings: strict),
         .target(name: "RegistryCore", dependencies: [
             "OCIModel", "BlobStorage", "RegistryStore",
             .product(name: "Logging", package: "swift-log"),
@@ -45,7 +55,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strict),
         .target(name: "HTTPAPI", dependencies: [
-            "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore",
+            "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore", "Access",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -66,6 +76,7 @@ let package = Package(
         .testTarget(name: "BlobStorageTests", dependencies: ["BlobStorage"]),
         .testTarget(name: "RegistryStoreTests", dependencies: ["RegistryStore"]),
         .testTarget(name: "RegistryCoreTests", dependencies: ["RegistryCore"]),
+        .testTarget(name: "AccessTests", dependencies: ["Access"]),
         .testTarget(name: "HTTPAPITests", dependencies: [
             "HTTPAPI",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

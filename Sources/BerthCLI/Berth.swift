@@ -1,5 +1,7 @@
+import Access
 import ArgumentParser
 import Foundation
+import RegistryStore
 import HTTPAPI
 import Hummingbird
 import Logging
@@ -23,9 +25,15 @@ struct ServeSettings: Codable, Equatable {
     var uploadMaxAgeSeconds: Double = 24 * 3600
     var janitorIntervalSeconds: Double = 600
     var maxConcurrentUploads: Int = 512
+    /// The admin user's name (the registry's name).
+    var registryName: String = "berth"
+    /// External URL clients use, when Berth sits behind a proxy (for the token realm).
+    var publicURL: String?
 
     enum CodingKeys: String, CodingKey {
         case data, listen
+        case registryName = "registry-name"
+        case publicURL = "public-url"
         case logLevel = "log-level"
         case uploadMaxAgeSeconds = "upload-max-age-seconds"
         case janitorIntervalSeconds = "janitor-interval-seconds"
@@ -43,6 +51,8 @@ struct ServeSettings: Codable, Equatable {
         uploadMaxAgeSeconds = try c.decodeIfPresent(Double.self, forKey: .uploadMaxAgeSeconds) ?? d.uploadMaxAgeSeconds
         janitorIntervalSeconds = try c.decodeIfPresent(Double.self, forKey: .janitorIntervalSeconds) ?? d.janitorIntervalSeconds
         maxConcurrentUploads = try c.decodeIfPresent(Int.self, forKey: .maxConcurrentUploads) ?? d.maxConcurrentUploads
+        registryName = try c.decodeIfPresent(String.self, forKey: .registryName) ?? d.registryName
+        publicURL = try c.decodeIfPresent(String.self, forKey: .publicURL)
     }
 
     /// Parses `host:port` (`[v6]:port` for IPv6).
@@ -96,6 +106,8 @@ struct Serve: AsyncParsableCommand {
         if let v = environment["BERTH_UPLOAD_MAX_AGE_SECONDS"], let d = Double(v) { settings.uploadMaxAgeSeconds = d }
         if let v = environment["BERTH_JANITOR_INTERVAL_SECONDS"], let d = Double(v) { settings.janitorIntervalSeconds = d }
         if let v = environment["BERTH_MAX_CONCURRENT_UPLOADS"], let n = Int(v) { settings.maxConcurrentUploads = n }
+        if let v = environment["BERTH_REGISTRY_NAME"] { settings.registryName = v }
+        if let v = environment["BERTH_PUBLIC_URL"] { settings.publicURL = v }
         if let data { settings.data = data }
         if let listen { settings.listen = listen }
         if let logLevel { settings.logLevel = logLevel }
@@ -119,10 +131,23 @@ struct Serve: AsyncParsableCommand {
         registryConfiguration.uploadMaxAge = settings.uploadMaxAgeSeconds
         let registry = try Registry.embedded(dataDirectory: settings.data, configuration: registryConfiguration,
                                              logger: Logger(label: "berth.registry"))
+        guard let accessStore = registry.metadata as? any AccessStateStore else {
+            throw ValidationError("the metadata store cannot keep access-control state")
+        }
+        let access = try await AccessControl.open(store: accessStore, keyDirectory: settings.data + "/keys",
+                                                  registryName: settings.registryName, logger: Logger(label: "berth.access"))
+        let environment = ProcessInfo.processInfo.environment
+        if let generated = try await access.bootstrap(ownerPassword: environment["BERTH_BOOTSTRAP_OWNER_PASSWORD"]) {
+            let path = settings.data + "/bootstrap-owner-password"
+            FileManager.default.createFile(atPath: path, contents: Data((generated + "\n").utf8),
+                                           attributes: [.posixPermissions: 0o600])
+            // Shown once, on standard output (never in the log).
+            print("Created identity 'owner' (role Owner). Password, shown once and kept in \(path) (mode 0600):\n\(generated)")
+        }
         var limits = RegistryResponder.Limits()
         limits.maxConcurrentUploads = settings.maxConcurrentUploads
         let app = BerthServer.makeApplication(
-            registry: registry, host: host, port: port, limits: limits,
+            registry: registry, access: access, host: host, port: port, limits: limits, publicURL: settings.publicURL,
             janitorInterval: .seconds(settings.janitorIntervalSeconds), logger: logger)
         logger.info("berth starting", metadata: ["listen": "\(host):\(port)", "data": "\(settings.data)"])
         try await app.runService()

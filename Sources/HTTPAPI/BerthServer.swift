@@ -1,3 +1,4 @@
+import Access
 import Hummingbird
 import Logging
 import RegistryCore
@@ -5,11 +6,12 @@ import ServiceLifecycle
 
 /// Assembles the HTTP application: the responder, its metrics, and the background janitor.
 public enum BerthServer {
-    public static func makeApplication(registry: Registry, host: String, port: Int,
+    public static func makeApplication(registry: Registry, access: AccessControl?, host: String, port: Int,
                                        limits: RegistryResponder.Limits = .init(),
+                                       publicURL: String? = nil,
                                        janitorInterval: Duration = .seconds(600),
                                        logger: Logger) -> some ApplicationProtocol {
-        let responder = makeResponder(registry: registry, limits: limits, logger: logger)
+        let responder = makeResponder(registry: registry, access: access, limits: limits, publicURL: publicURL, logger: logger)
         return Application(
             responder: responder,
             server: .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()])),
@@ -19,11 +21,12 @@ public enum BerthServer {
         )
     }
 
-    public static func makeResponder(registry: Registry, limits: RegistryResponder.Limits = .init(),
-                                     logger: Logger) -> RegistryResponder {
+    public static func makeResponder(registry: Registry, access: AccessControl?, limits: RegistryResponder.Limits = .init(),
+                                     publicURL: String? = nil, logger: Logger) -> RegistryResponder {
         var accessLog = logger
         accessLog[metadataKey: "component"] = "access"
-        return RegistryResponder(registry: registry, metrics: HTTPMetrics(), accessLog: accessLog, limits: limits)
+        return RegistryResponder(registry: registry, metrics: HTTPMetrics(), accessLog: accessLog, limits: limits,
+                                 access: access, publicURL: publicURL)
     }
 }
 

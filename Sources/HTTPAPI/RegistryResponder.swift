@@ -5,6 +5,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import OCIModel
+import Access
 import RegistryCore
 
 /// Serves the OCI distribution API, health and metrics. Routing is by hand because repository
@@ -17,6 +18,8 @@ public struct RegistryResponder: HTTPResponder {
     let metrics: HTTPMetrics
     let accessLog: Logger
     let limits: Limits
+    /// nil only where the distribution layer is tested on its own; `berth serve` always has one.
+    let gate: AuthGate?
     private let inflightUploads = NIOLockedValueBox(0)
 
     public struct Limits: Sendable {
@@ -25,11 +28,13 @@ public struct RegistryResponder: HTTPResponder {
         public init() {}
     }
 
-    public init(registry: Registry, metrics: HTTPMetrics, accessLog: Logger, limits: Limits = .init()) {
+    public init(registry: Registry, metrics: HTTPMetrics, accessLog: Logger, limits: Limits = .init(),
+                access: AccessControl?, publicURL: String? = nil, tls: Bool = false) {
         self.registry = registry
         self.metrics = metrics
         self.accessLog = accessLog
         self.limits = limits
+        self.gate = access.map { AuthGate(access: $0, publicURL: publicURL, tls: tls) }
     }
 
     struct Outcome {
@@ -45,7 +50,11 @@ public struct RegistryResponder: HTTPResponder {
         var outcome: Outcome
         var routeName = "unknown"
         do {
-            outcome = try await dispatch(request, routeName: &routeName)
+            outcome = try await dispatch(request, context: context, routeName: &routeName)
+        } catch let denied as AccessDenied {
+            var response = ErrorRenderer.response(denied.error, head: isHead)
+            response.headers.append(contentsOf: denied.headers)
+            outcome = Outcome(response: response, route: routeName)
         } catch {
             let registryError = ErrorRenderer.registryError(for: error)
             if registryError.status >= 500 {
@@ -70,7 +79,7 @@ public struct RegistryResponder: HTTPResponder {
         return outcome.response
     }
 
-    private func dispatch(_ request: Request, routeName: inout String) async throws -> Outcome {
+    private func dispatch(_ request: Request, context: Context, routeName: inout String) async throws -> Outcome {
         let path = request.uri.path
         switch path {
         case "/healthz":
@@ -90,41 +99,74 @@ public struct RegistryResponder: HTTPResponder {
         default:
             break
         }
+        if path.hasPrefix("/api/v1/"), let gate {
+            routeName = "management"
+            return Outcome(response: try await management(request, context, gate), route: routeName)
+        }
+        if path.hasPrefix("/oauth2/"), let gate {
+            routeName = "token"
+            return Outcome(response: try await tokenEndpoint(request, context, gate), route: routeName)
+        }
         guard let route = V2Route.parse(path[...]) else {
             throw RegistryError(.unsupported, "not found", status: 404)
         }
         let method = request.method
+        let caller = try await gate?.caller(request, context)
+        /// Decides once for this request; throws the 401/403 to send when not allowed.
+        func authorize(_ repository: RepositoryName?, _ action: Action) async throws {
+            try await gate?.require(request, context, caller: caller, repository: repository?.value, action: action)
+        }
         switch route {
         case .base:
             routeName = "base"
             guard method == .get || method == .head else { throw methodNotAllowed }
+            try await authorize(nil, [])
+            if let gate, caller == nil {
+                // Always challenge an unauthenticated /v2/: it is how clients discover the token service.
+                throw gate.challenge(request, scope: nil, message: "authentication required", insufficientScope: false)
+            }
             return Outcome(response: json(Data("{}".utf8), head: method == .head), route: routeName)
         case .catalog:
             routeName = "catalog"
             guard method == .get else { throw methodNotAllowed }
-            return Outcome(response: try catalog(request), route: routeName)
+            try await authorize(nil, [])
+            return Outcome(response: try await catalog(request, context, caller: caller), route: routeName)
         case .tags(let name):
             routeName = "tags"
             guard method == .get else { throw methodNotAllowed }
-            return Outcome(response: try tags(request, try RepositoryName(name)), route: routeName)
+            let repo = try RepositoryName(name)
+            try await authorize(repo, .metadataRead)
+            return Outcome(response: try tags(request, repo), route: routeName)
         case .referrers(let name, let digest):
             routeName = "referrers"
             guard method == .get else { throw methodNotAllowed }
-            return Outcome(response: try referrers(request, try RepositoryName(name), digest), route: routeName)
+            let repo = try RepositoryName(name)
+            try await authorize(repo, .metadataRead)
+            return Outcome(response: try referrers(request, repo, digest), route: routeName)
         case .manifest(let name, let reference):
             let repo = try RepositoryName(name)
             let ref = try Reference(parsing: reference)
             switch method {
             case .get, .head:
                 routeName = method == .get ? "manifest_get" : "manifest_head"
+                try await authorize(repo, .contentRead)
                 let (response, size) = try getManifest(request, repo, ref, head: method == .head)
                 return Outcome(response: response, route: routeName, bytesOut: size)
             case .put:
                 routeName = "manifest_put"
-                let (response, size) = try await putManifest(request, repo, ref)
+                // An ImageSigner may push referrers (manifests with a subject) but nothing else.
+                var referrersOnly = false
+                if let gate, !gate.allows(caller, request, context, repository: repo.value, action: .contentWrite),
+                   gate.allows(caller, request, context, repository: repo.value, action: .signatureWrite) {
+                    referrersOnly = true
+                } else {
+                    try await authorize(repo, .contentWrite)
+                }
+                let (response, size) = try await putManifest(request, repo, ref, referrersOnly: referrersOnly)
                 return Outcome(response: response, route: routeName, bytesIn: size)
             case .delete:
                 routeName = "manifest_delete"
+                try await authorize(repo, .contentDelete)
                 try await registry.deleteManifest(repo, ref)
                 return Outcome(response: accepted(), route: routeName)
             default:
@@ -136,10 +178,12 @@ public struct RegistryResponder: HTTPResponder {
             switch method {
             case .get, .head:
                 routeName = method == .get ? "blob_get" : "blob_head"
+                try await authorize(repo, .contentRead)
                 let (response, size) = try await getBlob(request, repo, d, head: method == .head)
                 return Outcome(response: response, route: routeName, bytesOut: size)
             case .delete:
                 routeName = "blob_delete"
+                try await authorize(repo, .contentDelete)
                 try await registry.deleteBlob(repo, d)
                 return Outcome(response: accepted(), route: routeName)
             default:
@@ -149,12 +193,14 @@ public struct RegistryResponder: HTTPResponder {
             routeName = "upload_start"
             guard method == .post else { throw methodNotAllowed }
             let repo = try RepositoryName(name)
+            try await authorizeUpload(repo, caller, request, context)
             return try await limitingUploads {
-                let (response, size) = try await startUpload(request, repo)
+                let (response, size) = try await startUpload(request, context, repo, caller: caller)
                 return Outcome(response: response, route: routeName, bytesIn: size)
             }
         case .upload(let name, let id):
             let repo = try RepositoryName(name)
+            try await authorizeUpload(repo, caller, request, context)
             switch method {
             case .get:
                 routeName = "upload_get"
@@ -180,6 +226,14 @@ public struct RegistryResponder: HTTPResponder {
                 throw methodNotAllowed
             }
         }
+    }
+
+    /// Blob uploads need content/write, or the ImageSigner's signature/write (its manifest push
+    /// is then restricted to referrers).
+    private func authorizeUpload(_ repo: RepositoryName, _ caller: Caller?, _ request: Request, _ context: Context) async throws {
+        guard let gate else { return }
+        if gate.allows(caller, request, context, repository: repo.value, action: .signatureWrite) { return }
+        try await gate.require(request, context, caller: caller, repository: repo.value, action: .contentWrite)
     }
 
     var methodNotAllowed: RegistryError { RegistryError(.unsupported, "method not allowed", status: 405) }
@@ -238,7 +292,8 @@ public struct RegistryResponder: HTTPResponder {
 
     static let encoder: JSONEncoder = {
         let e = JSONEncoder()
-        e.outputFormatting = [.withoutEscapingSlashes]
+        e.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
+        e.dateEncodingStrategy = .iso8601
         return e
     }()
 
@@ -262,9 +317,24 @@ public struct RegistryResponder: HTTPResponder {
 
     // MARK: listings
 
-    private func catalog(_ request: Request) throws -> Response {
+    private func catalog(_ request: Request, _ context: Context, caller: Caller?) async throws -> Response {
         let n = try queryInt(request, "n")
-        let page = try registry.catalog(limit: n, last: query(request, "last"))
+        var filter: (@Sendable (String) -> Bool)?
+        if let gate {
+            var viewer = caller
+            if let access = caller?.tokenAccess {
+                // A token needs the catalog scope; then the listing follows the principal's own rights.
+                guard access.contains(where: { $0.type == "registry" && $0.name == "catalog" }) else {
+                    throw gate.challenge(request, scope: "registry:catalog:*", message: "token lacks the catalog scope",
+                                         insufficientScope: true)
+                }
+                viewer?.tokenAccess = nil
+            }
+            let address = viewer?.address ?? gate.address(request, context)
+            let access = gate.access
+            filter = { [viewer] repo in access.decide(caller: viewer, address: address, repository: repo, action: .metadataRead) == .allow }
+        }
+        let page = try registry.catalog(limit: n, last: query(request, "last"), visible: filter)
         struct Body: Encodable { let repositories: [String] }
         var extra = HTTPFields()
         if page.more, let last = page.repositories.last { extra[.link] = linkHeader("/v2/_catalog", n: n, last: last) }
@@ -336,7 +406,8 @@ public struct RegistryResponder: HTTPResponder {
         }
     }
 
-    private func putManifest(_ request: Request, _ repo: RepositoryName, _ ref: Reference) async throws -> (Response, Int64) {
+    private func putManifest(_ request: Request, _ repo: RepositoryName, _ ref: Reference,
+                             referrersOnly: Bool = false) async throws -> (Response, Int64) {
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > ManifestParser.maxSize {
             throw RegistryError(.sizeInvalid, "manifest larger than \(ManifestParser.maxSize) bytes", status: 413)
         }
@@ -346,6 +417,12 @@ public struct RegistryResponder: HTTPResponder {
                 throw RegistryError(.sizeInvalid, "manifest larger than \(ManifestParser.maxSize) bytes", status: 413)
             }
             bytes.append(contentsOf: chunk.readableBytesView)
+        }
+        if referrersOnly {
+            let parsed = try ManifestParser.parse(bytes, contentType: request.headers[.contentType])
+            guard parsed.subject != nil, case .digest = ref else {
+                throw AccessDenied(error: RegistryError(.denied, "signers may only push referrers (a manifest with a subject, by digest)"))
+            }
         }
         let pushed = try await registry.putManifest(repo, reference: ref, bytes: bytes, contentType: request.headers[.contentType])
         var headers = baseHeaders()
@@ -422,10 +499,13 @@ public struct RegistryResponder: HTTPResponder {
         return n
     }
 
-    private func startUpload(_ request: Request, _ repo: RepositoryName) async throws -> (Response, Int64) {
+    private func startUpload(_ request: Request, _ context: Context, _ repo: RepositoryName, caller: Caller?) async throws -> (Response, Int64) {
         if let mount = query(request, "mount") {
             let digest = try parseDigest(mount)
-            if let from = query(request, "from"), try await registry.mountBlob(repo, from: from, digest) {
+            // Mounting reads the source: only from repositories the caller may pull.
+            if let from = query(request, "from"), RepositoryName.isValid(from),
+               gate?.allows(caller, request, context, repository: from, action: .contentRead) ?? true,
+               try await registry.mountBlob(repo, from: from, digest) {
                 return (blobCreated(repo, digest), 0)
             }
             // Not mountable: fall back to a regular upload session (202) as the spec asks.

@@ -108,11 +108,22 @@ extension Registry {
         return (Array(page.prefix(n)), page.count > n)
     }
 
-    public func catalog(limit: Int?, last: String?) throws -> (repositories: [String], more: Bool) {
+    /// A page of repository names in lexical order; `visible` hides repositories the caller may
+    /// not see (the page is filled from further rows, never short because of hidden ones).
+    public func catalog(limit: Int?, last: String?, visible: (@Sendable (String) -> Bool)? = nil) throws -> (repositories: [String], more: Bool) {
         let n = min(limit ?? configuration.maxPageSize, configuration.maxPageSize)
         guard n > 0 else { return ([], false) }
-        let page = try metadata.repositories(after: last, limit: n + 1)
-        return (Array(page.prefix(n)), page.count > n)
+        var out: [String] = []
+        var cursor = last
+        while true {
+            let batch = try metadata.repositories(after: cursor, limit: max(n + 1, 256))
+            for name in batch where visible?(name) ?? true {
+                if out.count == n { return (out, true) }
+                out.append(name)
+            }
+            guard batch.count == max(n + 1, 256), let next = batch.last else { return (out, false) }
+            cursor = next
+        }
     }
 
     public func referrers(_ repository: RepositoryName, subject: Digest, artifactType: String?,

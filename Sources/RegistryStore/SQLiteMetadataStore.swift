@@ -4,7 +4,7 @@ import OCIModel
 
 /// The embedded metadata store: one SQLite database in WAL mode with `synchronous=FULL`, so a
 /// committed transaction is on disk before the request that made it is answered.
-public final class SQLiteMetadataStore: MetadataStore {
+public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
     let pool: DatabasePool
 
     public init(path: String) throws {
@@ -83,6 +83,26 @@ public final class SQLiteMetadataStore: MetadataStore {
                     size INTEGER,
                     detail TEXT
                 );
+                """)
+        }
+        m.registerMigration("v2-access") { db in
+            try db.execute(sql: """
+                CREATE TABLE access_state (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    version INTEGER NOT NULL,
+                    document BLOB NOT NULL
+                );
+                CREATE TABLE audit (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    at REAL NOT NULL,
+                    actor TEXT NOT NULL,
+                    address TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    target TEXT NOT NULL,
+                    outcome TEXT NOT NULL,
+                    detail TEXT
+                );
+                CREATE INDEX audit_at ON audit(at);
                 """)
         }
         return m
@@ -348,5 +368,52 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func checkHealth() throws {
         _ = try pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+    }
+
+    // MARK: access state and audit
+
+    public func loadAccessState() throws -> (version: Int64, document: Data)? {
+        try pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT version, document FROM access_state WHERE id = 1").map {
+                (version: $0["version"] as Int64, document: $0["document"] as Data)
+            }
+        }
+    }
+
+    public func storeAccessState(_ document: Data, expectedVersion: Int64, audit: AuditRecord?) async throws -> Bool {
+        try await pool.write { db in
+            let current = try Int64.fetchOne(db, sql: "SELECT version FROM access_state WHERE id = 1") ?? 0
+            guard current == expectedVersion else { return false }
+            try db.execute(sql: """
+                INSERT INTO access_state(id, version, document) VALUES (1, ?, ?)
+                ON CONFLICT(id) DO UPDATE SET version = excluded.version, document = excluded.document
+                """, arguments: [current + 1, document])
+            if let audit { try Self.insertAudit(db, audit) }
+            return true
+        }
+    }
+
+    private static func insertAudit(_ db: Database, _ r: AuditRecord) throws {
+        try db.execute(sql: """
+            INSERT INTO audit(at, actor, address, action, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [r.timestamp.timeIntervalSince1970, r.actor, r.address, r.action, r.target, r.outcome, r.detail])
+    }
+
+    public func appendAudit(_ records: [AuditRecord]) async throws {
+        guard !records.isEmpty else { return }
+        try await pool.write { db in
+            for r in records { try Self.insertAudit(db, r) }
+        }
+    }
+
+    public func audit(since: Date, limit: Int) throws -> [AuditRecord] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM audit WHERE at >= ? ORDER BY seq LIMIT ?",
+                             arguments: [since.timeIntervalSince1970, limit]).map {
+                AuditRecord(sequence: $0["seq"], timestamp: Date(timeIntervalSince1970: $0["at"]), actor: $0["actor"],
+                            address: $0["address"], action: $0["action"], target: $0["target"], outcome: $0["outcome"],
+                            detail: $0["detail"])
+            }
+        }
     }
 }

@@ -18,7 +18,8 @@ func makeApp(dataDir: String = tempDataDir(), limits: RegistryResponder.Limits =
     var logger = Logger(label: "test")
     logger.logLevel = .critical
     let registry = try Registry.embedded(dataDirectory: dataDir, logger: logger)
-    return BerthServer.makeApplication(registry: registry, host: "127.0.0.1", port: 0, limits: limits, logger: logger)
+    // The distribution API on its own, without access control (tested separately).
+    return BerthServer.makeApplication(registry: registry, access: nil, host: "127.0.0.1", port: 0, limits: limits, logger: logger)
 }
 
 func sha256(_ bytes: [UInt8]) -> String { Digest.compute(bytes).string }

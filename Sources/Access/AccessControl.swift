@@ -1,0 +1,426 @@
+import Crypto
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import OCIModel
+import RegistryStore
+
+/// Who made a request and with what restrictions, once authenticated.
+public struct Caller: Sendable, Equatable {
+    public var principal: Principal
+    /// `type:name:actions` entries of a bearer token; nil when the request carried credentials
+    /// directly (Basic), which are not narrowed by a token.
+    public var tokenAccess: [AccessClaim]?
+    public var address: IPAddress?
+
+    public init(principal: Principal, tokenAccess: [AccessClaim]? = nil, address: IPAddress?) {
+        self.principal = principal
+        self.tokenAccess = tokenAccess
+        self.address = address
+    }
+}
+
+public enum AccessError: Error, Equatable, Sendable {
+    case invalidCredentials
+    case rateLimited(retryAfter: Int)
+    case invalid(String)
+    case notFound(String)
+    case conflict(String)
+}
+
+/// The outcome of the one authorization function.
+public enum Decision: Equatable, Sendable {
+    case allow
+    /// 401 with a Bearer challenge; `insufficientScope` when a token lacks what the request needs.
+    case challenge(insufficientScope: Bool)
+    /// 403 DENIED with a reason for the client.
+    case deny(String)
+}
+
+/// A requested scope in the Docker token grammar: `repository:<name>:pull,push`.
+public struct ScopeRequest: Equatable, Sendable {
+    public var type: String
+    public var name: String
+    public var actions: [String]
+
+    public init(type: String, name: String, actions: [String]) {
+        self.type = type
+        self.name = name
+        self.actions = actions
+    }
+
+    /// Parses one scope string; names may contain `:` only in a host:port prefix, so the
+    /// type is before the first colon and the actions after the last.
+    public init?(parsing raw: String) {
+        guard let first = raw.firstIndex(of: ":"), let last = raw.lastIndex(of: ":"), first < last else { return nil }
+        type = String(raw[..<first])
+        name = String(raw[raw.index(after: first)..<last])
+        actions = raw[raw.index(after: last)...].split(separator: ",").map(String.init)
+        guard !type.isEmpty, !name.isEmpty, name.utf8.count <= 512 else { return nil }
+    }
+}
+
+/// Access control: authentication of every kind of credential, the authorization decision, the
+/// token grants, and changes to identities, scope maps, tokens and settings.
+public final class AccessControl: Sendable {
+    public let tokens: TokenService
+    /// The admin user's name.
+    public let registryName: String
+    let store: any AccessStateStore
+    let logger: Logger
+    private let snapshot: NIOLockedValueBox<(version: Int64, state: AccessState)>
+    private let credentialCache = NIOLockedValueBox<[Data: CachedCredential]>([:])
+    private let cacheKey = SymmetricKey(size: .bits256)
+    let limiter = FailureLimiter()
+
+    struct CachedCredential {
+        var subject: String
+        var generation: Int
+        var until: Date
+    }
+
+    /// The well-known user name with which a Berth refresh token is presented as a password.
+    public static let refreshTokenUser = "00000000-0000-0000-0000-000000000000"
+    /// The well-known user name with which a CI job presents its OIDC ID token as a password.
+    public static let oidcTokenUser = "oidc-token"
+
+    init(store: any AccessStateStore, tokens: TokenService, registryName: String, logger: Logger,
+         state: (version: Int64, state: AccessState)) {
+        self.store = store
+        self.tokens = tokens
+        self.registryName = registryName
+        self.logger = logger
+        self.snapshot = NIOLockedValueBox(state)
+    }
+
+    public static func open(store: any AccessStateStore, keyDirectory: String, registryName: String = "berth",
+                            logger: Logger = Logger(label: "berth.access")) async throws -> AccessControl {
+        let tokens = try await TokenService.open(directory: keyDirectory)
+        var loaded: (version: Int64, state: AccessState) = (0, AccessState())
+        if let (version, document) = try store.loadAccessState() {
+            loaded = (version, try JSONDecoder.access.decode(AccessState.self, from: document))
+        }
+        for map in AccessState.builtInScopeMaps where loaded.state.scopeMaps[map.name] == nil {
+            loaded.state.scopeMaps[map.name] = map
+        }
+        return AccessControl(store: store, tokens: tokens, registryName: registryName, logger: logger, state: loaded)
+    }
+
+    public var state: AccessState { snapshot.withLockedValue { $0.state } }
+
+    // MARK: changes
+
+    /// Applies a change to the access state as one compare-and-swap write with its audit record,
+    /// retrying if another writer got in first. Caches of verified credentials are dropped.
+    @discardableResult
+    public func update<T: Sendable>(audit: AuditRecord, _ change: @Sendable (inout AccessState) throws -> T) async throws -> T {
+        for _ in 0..<10 {
+            var (version, state) = snapshot.withLockedValue { $0 }
+            let result = try change(&state)
+            let document = try JSONEncoder.access.encode(state)
+            if try await store.storeAccessState(document, expectedVersion: version, audit: audit) {
+                version += 1
+                snapshot.withLockedValue { current in
+                    if current.version < version { current = (version, state) }
+                }
+                credentialCache.withLockedValue { $0.removeAll() }
+                return result
+            }
+            // Somebody else wrote: reload and try again.
+            if let (v, d) = try store.loadAccessState() {
+                let fresh = try JSONDecoder.access.decode(AccessState.self, from: d)
+                snapshot.withLockedValue { $0 = (v, fresh) }
+            }
+        }
+        throw AccessError.conflict("access state changed concurrently; try again")
+    }
+
+    /// First start: creates the `owner` identity with the Owner role. Returns the generated
+    /// password when one was generated (nil when taken from the environment or already set up).
+    public func bootstrap(ownerPassword: String?) async throws -> String? {
+        guard state.identities.isEmpty else { return nil }
+        let password = ownerPassword ?? Secrets.generate()
+        let hash = Secrets.hashPassword(password)
+        try await update(audit: AuditRecord(actor: "berth", address: "-", action: "identity.create", target: "owner",
+                                            outcome: "ok", detail: "bootstrap")) { s in
+            guard s.identities.isEmpty else { return }
+            s.identities["owner"] = .init(name: "owner", kind: .user, passwordHash: hash,
+                                          roles: [.init(role: .owner, scope: try RepositoryPattern("*"))], createdAt: Date())
+        }
+        return ownerPassword == nil ? password : nil
+    }
+
+    // MARK: principals
+
+    /// The principal behind a token subject, if it still exists, is enabled and the generation
+    /// the token was issued under is still current.
+    public func principal(subject: String, generation: Int?) -> Principal? {
+        let s = state
+        if subject == "admin" {
+            guard s.admin.enabled, generation == nil || generation == s.admin.generation else { return nil }
+            return Principal(kind: .admin, name: registryName, grants: [Grant(try! RepositoryPattern("*"), .all)], registryActions: .all)
+        }
+        if subject == "anonymous" {
+            return anonymousPrincipal(s)
+        }
+        if subject.hasPrefix("identity:") {
+            let name = String(subject.dropFirst(9))
+            guard let identity = s.identities[name], identity.enabled,
+                  generation == nil || generation == identity.generation else { return nil }
+            return Self.principal(for: identity)
+        }
+        if subject.hasPrefix("token:") {
+            let name = String(subject.dropFirst(6))
+            guard let token = s.tokens[name], token.enabled, generation == nil || generation == token.generation,
+                  let map = s.scopeMaps[token.scopeMap] else { return nil }
+            return Principal(kind: .token, name: name, grants: map.grants)
+        }
+        return nil
+    }
+
+    /// The generation a token issued now for `subject` carries.
+    public func generationForToken(_ subject: String) -> Int { generation(of: subject) }
+
+    func generation(of subject: String) -> Int {
+        let s = state
+        if subject == "admin" { return s.admin.generation }
+        if subject.hasPrefix("identity:") { return s.identities[String(subject.dropFirst(9))]?.generation ?? -1 }
+        if subject.hasPrefix("token:") { return s.tokens[String(subject.dropFirst(6))]?.generation ?? -1 }
+        return 0
+    }
+
+    static func principal(for identity: AccessState.Identity) -> Principal {
+        var registryActions = Action()
+        var grants: [Grant] = []
+        for assignment in identity.roles {
+            grants.append(Grant(assignment.scope, assignment.role.actions))
+            if assignment.scope.value == "*" { registryActions.formUnion(assignment.role.actions) }
+        }
+        return Principal(kind: .identity, name: identity.name, grants: grants, registryActions: registryActions,
+                         isTrustedService: identity.trustedService)
+    }
+
+    func anonymousPrincipal(_ s: AccessState) -> Principal {
+        guard s.anonymousPullEnabled else { return .anonymous }
+        return Principal(kind: .anonymous, name: "anonymous", grants: [Grant(try! RepositoryPattern("*"), [.contentRead, .metadataRead])])
+    }
+
+    public var anonymous: Principal { anonymousPrincipal(state) }
+
+    // MARK: authentication
+
+    private func cacheKey(_ username: String, _ password: String, _ service: String) -> Data {
+        Data(HMAC<SHA256>.authenticationCode(for: Data((service + "\u{0}" + username + "\u{0}" + password).utf8), using: cacheKey))
+    }
+
+    /// Checks a user name and password of any kind: the admin user, a token, an identity, a Berth
+    /// refresh token (well-known user) or an OIDC ID token (well-known user). Failures are
+    /// counted per name and per address and rate limited.
+    public func authenticate(username: String, password: String, address: IPAddress?,
+                             service: String) async throws(AccessError) -> (principal: Principal, subject: String) {
+        let addressKey = address?.description ?? "-"
+        if let wait = limiter.blockedFor(keys: ["u:" + username, "a:" + addressKey]) {
+            throw .rateLimited(retryAfter: wait)
+        }
+        let key = cacheKey(username, password, service)
+        if let hit = credentialCache.withLockedValue({ $0[key] }), hit.until > Date(),
+           let p = principal(subject: hit.subject, generation: hit.generation) {
+            return (p, hit.subject)
+        }
+        guard let subject = await verifyCredentials(username: username, password: password, service: service),
+              let p = principal(subject: subject, generation: nil)
+        else {
+            limiter.recordFailure(keys: ["u:" + username, "a:" + addressKey])
+            await recordAudit(actor: username, address: addressKey, action: "login", target: service, outcome: "failed")
+            throw .invalidCredentials
+        }
+        let gen = generation(of: subject)
+        credentialCache.withLockedValue { cache in
+            if cache.count > 10_000 { cache.removeAll() }
+            cache[key] = CachedCredential(subject: subject, generation: gen, until: Date().addingTimeInterval(300))
+        }
+        return (p, subject)
+    }
+
+    private func verifyCredentials(username: String, password: String, service: String) async -> String? {
+        guard username.utf8.count <= 256, password.utf8.count <= 16_384 else { return nil }
+        if username == Self.refreshTokenUser {
+            guard let payload = await tokens.verify(password, audience: service, type: "refresh"),
+                  principal(subject: payload.sub.value, generation: payload.gen) != nil else { return nil }
+            return payload.sub.value
+        }
+        let s = state
+        if username == registryName {
+            guard s.admin.enabled else { return nil }
+            let now = Date()
+            for p in [s.admin.password1, s.admin.password2].compactMap({ $0 }) where p.expiry.map({ $0 > now }) ?? true {
+                if Secrets.verify(password, hash: p.hash) { return "admin" }
+            }
+            return nil
+        }
+        if let token = s.tokens[username] {
+            guard token.enabled else { return nil }
+            let now = Date()
+            for p in [token.password1, token.password2].compactMap({ $0 }) where p.expiry.map({ $0 > now }) ?? true {
+                if Secrets.verify(password, hash: p.hash) { return "token:" + username }
+            }
+            return nil
+        }
+        if let identity = s.identities[username], identity.enabled, let hash = identity.passwordHash {
+            return Secrets.verify(password, hash: hash) ? "identity:" + username : nil
+        }
+        return nil
+    }
+
+    /// A bearer access token: verified (signature, issuer, audience, expiry) and its subject still valid.
+    public func authenticateBearer(_ token: String, service: String, address: IPAddress?) async -> Caller? {
+        guard let payload = await tokens.verify(token, audience: service, type: "access"),
+              let p = principal(subject: payload.sub.value, generation: payload.gen)
+        else { return nil }
+        return Caller(principal: p, tokenAccess: payload.access ?? [], address: address)
+    }
+
+    // MARK: authorization
+
+    /// Docker token actions and what they stand for.
+    static func actions(forTokenActions names: [String]) -> Action {
+        names.reduce(into: Action()) { acc, name in
+            switch name {
+            case "pull": acc.formUnion([.contentRead, .metadataRead])
+            case "push": acc.formUnion([.contentWrite, .metadataWrite, .signatureWrite])
+            case "delete": acc.formUnion(.contentDelete)
+            case "*": acc.formUnion(.all)
+            default: acc.formUnion(Action(scopeMapName: name) ?? [])
+            }
+        }
+    }
+
+    /// The one authorization function: may `caller` (nil: no credentials) coming from its address
+    /// do `action` on `repository` (nil: a registry-wide action)?
+    public func decide(caller: Caller?, address: IPAddress?, repository: String?, action: Action) -> Decision {
+        let s = state
+        if s.network.evaluate(address) == .blockedUnlessTrustedService {
+            let trusted = s.network.allowTrustedServices && (caller?.principal.isTrustedService ?? false)
+            if !trusted {
+                if caller == nil && s.network.allowTrustedServices { return .challenge(insufficientScope: false) }
+                return .deny("client address \(address?.description ?? "unknown") is not allowed to access this registry")
+            }
+        }
+        let principal = caller?.principal ?? anonymousPrincipal(s)
+        let held: Action
+        if let repository {
+            held = principal.actions(on: repository)
+        } else {
+            held = principal.registryActions
+        }
+        guard held.isSuperset(of: action) else {
+            return principal.kind == .anonymous ? .challenge(insufficientScope: false)
+                : .deny("requested access to the resource is denied")
+        }
+        if let access = caller?.tokenAccess {
+            let type = repository == nil ? "registry" : "repository"
+            let name = repository ?? (action.isDisjoint(with: [.managementRead, .managementWrite]) ? "catalog" : "management")
+            let granted = access.filter { $0.type == type && $0.name == name }
+                .reduce(into: Action()) { $0.formUnion(Self.actions(forTokenActions: $1.actions)) }
+            if !granted.isSuperset(of: action) { return .challenge(insufficientScope: true) }
+        }
+        return .allow
+    }
+
+    /// What a token issued to `principal` may carry for the requested scopes: the requested
+    /// actions the principal holds, in the Docker vocabulary.
+    public func grantedAccess(principal: Principal, requested: [ScopeRequest]) -> [AccessClaim] {
+        var out: [AccessClaim] = []
+        for scope in requested {
+            var granted: [String] = []
+            if scope.type == "repository" {
+                guard RepositoryName.isValid(scope.name) else { continue }
+                let held = principal.actions(on: scope.name)
+                for a in scope.actions {
+                    switch a {
+                    case "pull" where held.contains(.contentRead): granted.append(a)
+                    case "push" where held.contains(.contentWrite) || held.contains(.signatureWrite): granted.append(a)
+                    case "delete" where held.contains(.contentDelete): granted.append(a)
+                    case "*":
+                        if held.contains(.contentRead) { granted.append("pull") }
+                        if held.contains(.contentWrite) || held.contains(.signatureWrite) { granted.append("push") }
+                        if held.contains(.contentDelete) { granted.append("delete") }
+                    default: break
+                    }
+                }
+            } else if scope.type == "registry", scope.name == "catalog" {
+                if scope.actions.contains("*") { granted = ["*"] }   // filtered per repository when listing
+            } else if scope.type == "registry", scope.name == "management" {
+                if !principal.registryActions.isDisjoint(with: [.managementRead, .managementWrite]) { granted = ["*"] }
+            }
+            if !granted.isEmpty {
+                out.append(AccessClaim(type: scope.type, name: scope.name, actions: Array(Set(granted)).sorted()))
+            }
+        }
+        return out
+    }
+
+    // MARK: audit
+
+    public func recordAudit(actor: String, address: String, action: String, target: String, outcome: String,
+                            detail: String? = nil) async {
+        do {
+            try await store.appendAudit([AuditRecord(actor: actor, address: address, action: action, target: target,
+                                                     outcome: outcome, detail: detail)])
+        } catch {
+            logger.error("audit write failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    public func audit(since: Date, limit: Int) throws -> [AuditRecord] {
+        try store.audit(since: since, limit: limit)
+    }
+}
+
+/// Counts failed logins per key (identity name, address) in a sliding window.
+final class FailureLimiter: Sendable {
+    let window: TimeInterval = 300
+    let threshold = 10
+    private let failures = NIOLockedValueBox<[String: [Date]]>([:])
+
+    func recordFailure(keys: [String], now: Date = Date()) {
+        failures.withLockedValue { map in
+            if map.count > 100_000 { map.removeAll() }
+            for key in keys {
+                map[key, default: []].append(now)
+                map[key] = map[key]!.filter { now.timeIntervalSince($0) < window }.suffix(threshold * 2)
+            }
+        }
+    }
+
+    /// Seconds to wait when any key has had too many failures in the window, else nil.
+    func blockedFor(keys: [String], now: Date = Date()) -> Int? {
+        failures.withLockedValue { map in
+            var wait: TimeInterval = 0
+            for key in keys {
+                let recent = (map[key] ?? []).filter { now.timeIntervalSince($0) < window }
+                if recent.count >= threshold, let oldest = recent.suffix(threshold).first {
+                    wait = max(wait, window - now.timeIntervalSince(oldest))
+                }
+            }
+            return wait > 0 ? Int(wait.rounded(.up)) : nil
+        }
+    }
+}
+
+extension JSONEncoder {
+    static let access: JSONEncoder = {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .secondsSince1970
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }()
+}
+
+extension JSONDecoder {
+    static let access: JSONDecoder = {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .secondsSince1970
+        return d
+    }()
+}

@@ -1,0 +1,133 @@
+import Access
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import OCIModel
+
+/// A request that access control turned away, rendered as the spec's error envelope plus the
+/// headers the client needs (a Bearer challenge, Retry-After).
+struct AccessDenied: Error {
+    let error: RegistryError
+    var headers: HTTPFields = [:]
+}
+
+/// Authentication and authorization at the HTTP edge: reads credentials, asks `AccessControl`
+/// for the decision, and answers challenges the way registry clients expect.
+struct AuthGate: Sendable {
+    let access: AccessControl
+    /// `https://registry.example.com` when Berth sits behind a proxy; otherwise derived from the request.
+    let publicURL: String?
+    let tls: Bool
+
+    func service(_ request: Request) -> String {
+        if let publicURL, let url = URL(string: publicURL), let host = url.host {
+            return url.port.map { "\(host):\($0)" } ?? host
+        }
+        return request.head.authority ?? "berth"
+    }
+
+    func realm(_ request: Request) -> String {
+        if let publicURL { return publicURL + "/oauth2/token" }
+        return "\(tls ? "https" : "http")://\(service(request))/oauth2/token"
+    }
+
+    func address(_ request: Request, _ context: BerthRequestContext) -> IPAddress? {
+        let peer = context.remoteAddress?.ipAddress.flatMap(IPAddress.init)
+        return access.state.network.clientAddress(peer: peer, forwardedFor: request.headers[.xForwardedFor])
+    }
+
+    /// The caller behind the request's credentials, nil when it carries none. Bad credentials
+    /// are refused here (401, or 429 when rate limited).
+    func caller(_ request: Request, _ context: BerthRequestContext) async throws -> Caller? {
+        let address = address(request, context)
+        guard let authorization = request.headers[.authorization] else { return nil }
+        if authorization.count > 7, authorization.prefix(7).lowercased() == "bearer " {
+            let token = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+            guard let caller = await access.authenticateBearer(token, service: service(request), address: address) else {
+                await access.recordAudit(actor: "-", address: address?.description ?? "-", action: "bearer",
+                                         target: request.uri.path, outcome: "invalid token")
+                throw challenge(request, scope: nil, message: "invalid or expired token", insufficientScope: false)
+            }
+            return caller
+        }
+        if authorization.count > 6, authorization.prefix(6).lowercased() == "basic " {
+            guard let (user, password) = Self.basic(authorization) else {
+                throw challenge(request, scope: nil, message: "malformed Basic credentials", insufficientScope: false)
+            }
+            let principal = try await login(request, user: user, password: password, address: address)
+            return Caller(principal: principal, tokenAccess: nil, address: address)
+        }
+        throw challenge(request, scope: nil, message: "unsupported authorization scheme", insufficientScope: false)
+    }
+
+    func login(_ request: Request, user: String, password: String, address: IPAddress?) async throws -> Principal {
+        do {
+            return try await access.authenticate(username: user, password: password, address: address,
+                                                 service: service(request)).principal
+        } catch .rateLimited(let wait) {
+            var headers = HTTPFields()
+            headers[.retryAfter] = String(wait)
+            throw AccessDenied(error: RegistryError(.tooManyRequests, "too many failed logins; retry in \(wait) s"), headers: headers)
+        } catch {
+            throw challenge(request, scope: nil, message: "authentication failed", insufficientScope: false)
+        }
+    }
+
+    static func basic(_ header: String) -> (String, String)? {
+        let encoded = header.dropFirst(6).trimmingCharacters(in: .whitespaces)
+        guard encoded.utf8.count <= 32_768,
+              let decoded = Data(base64Encoded: encoded),
+              let text = String(data: decoded, encoding: .utf8),
+              let colon = text.firstIndex(of: ":") else { return nil }
+        return (String(text[..<colon]), String(text[text.index(after: colon)...]))
+    }
+
+    func challenge(_ request: Request, scope: String?, message: String, insufficientScope: Bool) -> AccessDenied {
+        var value = "Bearer realm=\"\(realm(request))\",service=\"\(service(request))\""
+        if let scope { value += ",scope=\"\(scope)\"" }
+        if insufficientScope { value += ",error=\"insufficient_scope\"" }
+        var headers = HTTPFields()
+        headers[.wwwAuthenticate] = value
+        return AccessDenied(error: RegistryError(.unauthorized, message), headers: headers)
+    }
+
+    /// Docker scope string for a repository action, for the challenge.
+    static func scope(repository: String?, action: Action) -> String {
+        guard let repository else {
+            return action.isDisjoint(with: [.managementRead, .managementWrite]) ? "registry:catalog:*" : "registry:management:*"
+        }
+        var verbs: [String] = []
+        if !action.isDisjoint(with: [.contentRead, .metadataRead]) { verbs.append("pull") }
+        if !action.isDisjoint(with: [.contentWrite, .metadataWrite, .signatureWrite]) { verbs = ["pull", "push"] }
+        if action.contains(.contentDelete) { verbs.append("delete") }
+        return "repository:\(repository):\(verbs.joined(separator: ","))"
+    }
+
+    /// Decides and, unless allowed, throws the response to send.
+    func require(_ request: Request, _ context: BerthRequestContext, caller: Caller?, repository: String?, action: Action) async throws {
+        let address = caller?.address ?? address(request, context)
+        switch access.decide(caller: caller, address: address, repository: repository, action: action) {
+        case .allow:
+            return
+        case .challenge(let insufficient):
+            throw challenge(request, scope: Self.scope(repository: repository, action: action),
+                            message: "authentication required", insufficientScope: insufficient)
+        case .deny(let reason):
+            await access.recordAudit(actor: caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous",
+                                     address: address?.description ?? "-", action: "\(request.method.rawValue) \(action)",
+                                     target: repository ?? "registry", outcome: "denied", detail: reason)
+            throw AccessDenied(error: RegistryError(.denied, reason))
+        }
+    }
+
+    /// Checks without answering: used where a refusal changes behaviour rather than failing
+    /// (a cross-repository mount from a repository the caller cannot read falls back to an upload).
+    func allows(_ caller: Caller?, _ request: Request, _ context: BerthRequestContext, repository: String, action: Action) -> Bool {
+        access.decide(caller: caller, address: caller?.address ?? address(request, context), repository: repository, action: action) == .allow
+    }
+}
+
+extension HTTPField.Name {
+    static let retryAfter = HTTPField.Name("Retry-After")!
+}

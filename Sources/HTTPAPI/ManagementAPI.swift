@@ -1,0 +1,232 @@
+import Access
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import OCIModel
+import RegistryStore
+
+/// The JSON management API under `/api/v1/`: identities, role assignments, scope maps, tokens,
+/// registry settings, network rules, audit. Reading needs management/read (Reader, Owner);
+/// changing needs management/write (Owner). Generated secrets appear once, in the response that
+/// created them.
+extension RegistryResponder {
+    struct ManagementError: Error {
+        let status: HTTPResponse.Status
+        let code: String
+        let message: String
+    }
+
+    struct ErrorEnvelope: Encodable {
+        struct Item: Encodable { let code: String; let message: String }
+        let error: Item
+    }
+
+    func management(_ request: Request, _ context: Context, _ gate: AuthGate) async throws -> Response {
+        let caller = try await gate.caller(request, context)
+        let write = request.method != .get
+        try await gate.require(request, context, caller: caller, repository: nil, action: write ? .managementWrite : .managementRead)
+        let actor = Actor(name: caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous",
+                          address: caller?.address?.description ?? gate.address(request, context)?.description ?? "-")
+        let access = gate.access
+        let parts = request.uri.path.dropFirst("/api/v1/".count).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        do {
+            switch (request.method, parts.first ?? "", parts.count) {
+            // registry settings
+            case (.get, "registry", 1):
+                return jsonResponse(access.settingsView())
+            case (.patch, "registry", 1):
+                return jsonResponse(try await access.updateSettings(actor, try await decode(SettingsChange.self, request)))
+            case (.post, "registry", 2) where parts[1] == "admin-credentials":
+                let body = try await decode(CredentialRequest.self, request)
+                let secret = try await access.generatePassword(actor, token: nil, which: body.name, expiresInDays: body.expiresInDays)
+                return jsonResponse(SecretResponse(username: access.registryName, name: body.name, password: secret), status: .created)
+            case (.post, "keys", 2) where parts[1] == "rotate":
+                return jsonResponse(["kid": try await access.rotateSigningKey(actor)], status: .created)
+
+            // identities
+            case (.get, "identities", 1):
+                return jsonResponse(access.identityViews())
+            case (.post, "identities", 1):
+                let body = try await decode(IdentityRequest.self, request)
+                let (view, password) = try await access.createIdentity(actor, name: body.name, kind: body.kind ?? "user",
+                                                                       trustedService: body.trustedService ?? false,
+                                                                       withPassword: body.password ?? true)
+                return jsonResponse(IdentityCreated(identity: view, password: password), status: .created)
+            case (.get, "identities", 2):
+                guard let i = access.identityViews().first(where: { $0.name == parts[1] }) else {
+                    throw AccessError.notFound("identity \(parts[1])")
+                }
+                return jsonResponse(i)
+            case (.patch, "identities", 2):
+                let body = try await decode(IdentityRequest.self, request)
+                return jsonResponse(try await access.updateIdentity(actor, name: parts[1], enabled: body.enabled,
+                                                                    trustedService: body.trustedService))
+            case (.delete, "identities", 2):
+                try await access.deleteIdentity(actor, name: parts[1])
+                return Response(status: .noContent)
+            case (.post, "identities", 3) where parts[2] == "password":
+                let secret = try await access.resetIdentityPassword(actor, name: parts[1])
+                return jsonResponse(SecretResponse(username: parts[1], name: "password", password: secret), status: .created)
+            case (.post, "identities", 3) where parts[2] == "federated-credentials":
+                let body = try await decode(FederatedCredentialRequest.self, request)
+                return jsonResponse(try await access.addFederatedCredential(actor, identity: parts[1], name: body.name,
+                                                                            issuer: body.issuer, subject: body.subject,
+                                                                            audiences: body.audiences), status: .created)
+            case (.delete, "identities", 4) where parts[2] == "federated-credentials":
+                try await access.removeFederatedCredential(actor, identity: parts[1], name: parts[3])
+                return Response(status: .noContent)
+
+            // role assignments
+            case (.get, "role-assignments", 1):
+                return jsonResponse(access.roleAssignments())
+            case (.post, "role-assignments", 1):
+                let body = try await decode(RoleAssignmentView.self, request)
+                return jsonResponse(try await access.assignRole(actor, assignee: body.assignee, role: body.role, scope: body.scope),
+                                    status: .created)
+            case (.delete, "role-assignments", 1):
+                try await access.removeRole(actor, assignee: query(request, "assignee") ?? "", role: query(request, "role") ?? "",
+                                            scope: query(request, "scope") ?? "")
+                return Response(status: .noContent)
+
+            // scope maps
+            case (.get, "scope-maps", 1):
+                return jsonResponse(access.scopeMaps())
+            case (.post, "scope-maps", 1):
+                let body = try await decode(ScopeMapRequest.self, request)
+                return jsonResponse(try await access.putScopeMap(actor, name: body.name ?? "", description: body.description,
+                                                                 entries: body.entries, create: true), status: .created)
+            case (.get, "scope-maps", 2):
+                guard let map = access.scopeMaps().first(where: { $0.name == parts[1] }) else {
+                    throw AccessError.notFound("scope map \(parts[1])")
+                }
+                return jsonResponse(map)
+            case (.put, "scope-maps", 2):
+                let body = try await decode(ScopeMapRequest.self, request)
+                return jsonResponse(try await access.putScopeMap(actor, name: parts[1], description: body.description,
+                                                                 entries: body.entries, create: false))
+            case (.delete, "scope-maps", 2):
+                try await access.deleteScopeMap(actor, name: parts[1])
+                return Response(status: .noContent)
+
+            // tokens
+            case (.get, "tokens", 1):
+                return jsonResponse(access.tokenViews())
+            case (.post, "tokens", 1):
+                let body = try await decode(TokenRequest.self, request)
+                let (view, passwords) = try await access.createToken(
+                    actor, name: body.name ?? "", scopeMap: body.scopeMap ?? "", enabled: body.status.map { $0 == "enabled" } ?? true,
+                    generatePasswords: body.generatePasswords ?? true, expiresInDays: body.expiresInDays)
+                return jsonResponse(TokenCreated(token: view, credentials: passwords), status: .created)
+            case (.get, "tokens", 2):
+                guard let t = access.tokenViews().first(where: { $0.name == parts[1] }) else {
+                    throw AccessError.notFound("token \(parts[1])")
+                }
+                return jsonResponse(t)
+            case (.patch, "tokens", 2):
+                let body = try await decode(TokenRequest.self, request)
+                if let status = body.status, status != "enabled", status != "disabled" {
+                    throw AccessError.invalid("status must be enabled or disabled")
+                }
+                return jsonResponse(try await access.updateToken(actor, name: parts[1], enabled: body.status.map { $0 == "enabled" },
+                                                                 scopeMap: body.scopeMap))
+            case (.delete, "tokens", 2):
+                try await access.deleteToken(actor, name: parts[1])
+                return Response(status: .noContent)
+            case (.post, "tokens", 3) where parts[2] == "credentials":
+                let body = try await decode(CredentialRequest.self, request)
+                let secret = try await access.generatePassword(actor, token: parts[1], which: body.name, expiresInDays: body.expiresInDays)
+                return jsonResponse(SecretResponse(username: parts[1], name: body.name, password: secret), status: .created)
+
+            // network rules
+            case (.get, "network-rules", 1):
+                return jsonResponse(access.settingsView().ipRules)
+            case (.post, "network-rules", 1):
+                let body = try await decode(NetworkRuleRequest.self, request)
+                return jsonResponse(try await access.addNetworkRule(actor, body.ipAddress), status: .created)
+            case (.delete, "network-rules", 1):
+                return jsonResponse(try await access.removeNetworkRule(actor, query(request, "ipAddress") ?? ""))
+
+            // audit
+            case (.get, "audit", 1):
+                let since = query(request, "since").flatMap(Self.parseSince) ?? Date(timeIntervalSinceNow: -86_400)
+                let limit = min(try queryInt(request, "limit") ?? 1000, 10_000)
+                return jsonResponse(try access.audit(since: since, limit: limit))
+            default:
+                throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "no such management endpoint")
+            }
+        } catch let e as AccessError {
+            return managementError(e)
+        } catch let e as ManagementError {
+            return jsonResponse(ErrorEnvelope(error: .init(code: e.code, message: e.message)), status: e.status)
+        }
+    }
+
+    func managementError(_ e: AccessError) -> Response {
+        let (status, code, message): (HTTPResponse.Status, String, String) = switch e {
+        case .invalid(let m): (.badRequest, "INVALID", m)
+        case .notFound(let m): (.notFound, "NOT_FOUND", "\(m) not found")
+        case .conflict(let m): (.conflict, "CONFLICT", m)
+        case .invalidCredentials: (.unauthorized, "UNAUTHORIZED", "authentication failed")
+        case .rateLimited(let s): (.tooManyRequests, "TOOMANYREQUESTS", "retry in \(s) s")
+        }
+        return jsonResponse(ErrorEnvelope(error: .init(code: code, message: message)), status: status)
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
+        let body = try await request.body.collect(upTo: 1 << 20)
+        do {
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            return try decoder.decode(T.self, from: Data(buffer: body))
+        } catch {
+            throw ManagementError(status: .badRequest, code: "INVALID", message: "request body is not valid JSON for this endpoint")
+        }
+    }
+
+    /// `2026-01-02T03:04:05Z`, or a duration back from now: `30m`, `24h`, `7d`.
+    static func parseSince(_ raw: String) -> Date? {
+        if let date = ISO8601DateFormatter().date(from: raw) { return date }
+        guard let unit = raw.last, let n = Double(raw.dropLast()), n >= 0 else { return nil }
+        let seconds: Double? = switch unit {
+        case "s": n
+        case "m": n * 60
+        case "h": n * 3600
+        case "d": n * 86_400
+        default: nil
+        }
+        return seconds.map { Date(timeIntervalSinceNow: -$0) }
+    }
+
+    struct CredentialRequest: Decodable { let name: String; let expiresInDays: Int? }
+    struct SecretResponse: Encodable { let username: String; let name: String; let password: String }
+    struct IdentityRequest: Decodable {
+        let name: String
+        let kind: String?
+        let trustedService: Bool?
+        let password: Bool?
+        let enabled: Bool?
+
+        enum CodingKeys: String, CodingKey { case name, kind, trustedService, password, enabled }
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decodeIfPresent(String.self, forKey: .name) ?? ""
+            kind = try c.decodeIfPresent(String.self, forKey: .kind)
+            trustedService = try c.decodeIfPresent(Bool.self, forKey: .trustedService)
+            password = try c.decodeIfPresent(Bool.self, forKey: .password)
+            enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled)
+        }
+    }
+    struct IdentityCreated: Encodable { let identity: IdentityView; let password: String? }
+    struct FederatedCredentialRequest: Decodable { let name: String; let issuer: String; let subject: String; let audiences: [String] }
+    struct ScopeMapRequest: Decodable { let name: String?; let description: String?; let entries: [AccessState.ScopeMap.Entry] }
+    struct TokenRequest: Decodable {
+        let name: String?
+        let scopeMap: String?
+        let status: String?
+        let generatePasswords: Bool?
+        let expiresInDays: Int?
+    }
+    struct TokenCreated: Encodable { let token: TokenView; let credentials: [String: String] }
+    struct NetworkRuleRequest: Decodable { let ipAddress: String }
+}

@@ -1,0 +1,137 @@
+import Access
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import OCIModel
+
+/// `/oauth2/token` (Docker token protocol: GET with Basic credentials, POST with
+/// `grant_type=password|refresh_token`) and `/oauth2/exchange` (OIDC ID token → refresh token).
+extension RegistryResponder {
+    struct TokenResponse: Encodable {
+        let token: String
+        let access_token: String
+        let expires_in: Int
+        let issued_at: String
+        let refresh_token: String?
+    }
+
+    struct ExchangeResponse: Encodable {
+        let refresh_token: String
+    }
+
+    func tokenEndpoint(_ request: Request, _ context: Context, _ gate: AuthGate) async throws -> Response {
+        let path = request.uri.path
+        let address = gate.address(request, context)
+        var service = gate.service(request)
+        var scopes: [String] = []
+        var principal: Principal
+        var subject: String
+        var offline = false
+
+        switch (path, request.method) {
+        case ("/oauth2/token", .get):
+            service = request.uri.queryParameters["service"].map(String.init) ?? service
+            scopes = request.uri.queryParameters[values: "scope"].map(String.init)
+            offline = request.uri.queryParameters["offline_token"] == "true"
+            if request.headers[.authorization] != nil {
+                guard let (user, password) = request.headers[.authorization].flatMap(AuthGate.basic) else {
+                    throw gate.challenge(request, scope: nil, message: "token requests take Basic credentials", insufficientScope: false)
+                }
+                (principal, subject) = try await login(gate, request, user: user, password: password, address: address, service: service)
+            } else {
+                principal = gate.access.anonymous
+                subject = "anonymous"
+                guard !principal.grants.isEmpty else {
+                    throw gate.challenge(request, scope: nil, message: "authentication required", insufficientScope: false)
+                }
+            }
+        case ("/oauth2/token", .post):
+            let form = try await Self.form(request)
+            service = form["service"] ?? service
+            scopes = (form["scope"] ?? "").split(separator: " ").map(String.init)
+            offline = form["access_type"] == "offline"
+            switch form["grant_type"] {
+            case "password":
+                (principal, subject) = try await login(gate, request, user: form["username"] ?? "", password: form["password"] ?? "",
+                                                       address: address, service: service)
+            case "refresh_token":
+                (principal, subject) = try await login(gate, request, user: AccessControl.refreshTokenUser,
+                                                       password: form["refresh_token"] ?? "", address: address, service: service)
+                offline = true
+            default:
+                throw RegistryError(.unsupported, "grant_type must be password or refresh_token", status: 400)
+            }
+        case ("/oauth2/exchange", .post):
+            let form = try await Self.form(request)
+            service = form["service"] ?? service
+            guard form["grant_type"] == "access_token", let idToken = form["access_token"] else {
+                throw RegistryError(.unsupported, "grant_type=access_token with an access_token is required", status: 400)
+            }
+            (principal, subject) = try await login(gate, request, user: AccessControl.oidcTokenUser, password: idToken,
+                                                   address: address, service: service)
+            let refresh = try await gate.access.tokens.issue(subject: subject, audience: service, type: "refresh",
+                                                             generation: gate.access.generationForToken(subject), access: nil)
+            return jsonResponse(ExchangeResponse(refresh_token: refresh.token))
+        default:
+            throw RegistryError(.unsupported, "not found", status: 404)
+        }
+
+        // The firewall applies to token requests too (trusted services pass once authenticated).
+        let caller = Caller(principal: principal, tokenAccess: nil, address: address)
+        if case .deny(let reason) = gate.access.decide(caller: subject == "anonymous" ? nil : caller, address: address,
+                                                       repository: nil, action: []) {
+            throw AccessDenied(error: RegistryError(.denied, reason))
+        }
+        let requested = scopes.flatMap { $0.split(separator: " ").map(String.init) }.compactMap(ScopeRequest.init(parsing:))
+        let granted = gate.access.grantedAccess(principal: principal, requested: requested)
+        let generation = gate.access.generationForToken(subject)
+        let now = Date()
+        let access = try await gate.access.tokens.issue(subject: subject, audience: service, type: "access",
+                                                        generation: generation, access: granted, now: now)
+        var refresh: String?
+        if offline, subject != "anonymous" {
+            refresh = try await gate.access.tokens.issue(subject: subject, audience: service, type: "refresh",
+                                                         generation: generation, access: nil, now: now).token
+        }
+        let formatter = ISO8601DateFormatter()
+        return jsonResponse(TokenResponse(token: access.token, access_token: access.token, expires_in: access.expiresIn,
+                                          issued_at: formatter.string(from: now), refresh_token: refresh))
+    }
+
+    private func login(_ gate: AuthGate, _ request: Request, user: String, password: String, address: IPAddress?,
+                       service: String) async throws -> (Principal, String) {
+        do {
+            return try await gate.access.authenticate(username: user, password: password, address: address, service: service)
+        } catch .rateLimited(let wait) {
+            var headers = HTTPFields()
+            headers[.retryAfter] = String(wait)
+            throw AccessDenied(error: RegistryError(.tooManyRequests, "too many failed logins; retry in \(wait) s"), headers: headers)
+        } catch {
+            throw gate.challenge(request, scope: nil, message: "authentication failed", insufficientScope: false)
+        }
+    }
+
+    func jsonResponse(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        let data = (try? Self.encoder.encode(value)) ?? Data("{}".utf8)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// An `application/x-www-form-urlencoded` body, at most 64 KiB.
+    static func form(_ request: Request) async throws -> [String: String] {
+        let body = try await request.body.collect(upTo: 64 * 1024)
+        let text = String(buffer: body)
+        var out: [String: String] = [:]
+        for pair in text.split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1).map {
+                String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String($0)
+            }
+            guard let key = kv.first else { continue }
+            out[key] = kv.count > 1 ? kv[1] : ""
+        }
+        return out
+    }
+}

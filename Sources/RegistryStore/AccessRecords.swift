@@ -1,0 +1,40 @@
+import Foundation
+
+/// One audit record: an authentication failure, a denied request, or a write.
+public struct AuditRecord: Sendable, Codable, Equatable {
+    public var sequence: Int64
+    public var timestamp: Date
+    public var actor: String
+    public var address: String
+    public var action: String
+    public var target: String
+    public var outcome: String
+    public var detail: String?
+
+    public init(sequence: Int64 = 0, timestamp: Date = Date(), actor: String, address: String, action: String,
+                target: String, outcome: String, detail: String? = nil) {
+        self.sequence = sequence
+        self.timestamp = timestamp
+        self.actor = actor
+        self.address = address
+        self.action = action
+        self.target = target
+        self.outcome = outcome
+        self.detail = detail
+    }
+}
+
+/// Persistence of access-control state (identities, roles, scope maps, tokens, settings) and the
+/// audit log. The access state is one versioned document: it is small, read whole into memory at
+/// start, and every change is a compare-and-swap on its version, so concurrent writers never
+/// lose each other's changes.
+public protocol AccessStateStore: Sendable {
+    /// The stored document and its version, or nil before the first write.
+    func loadAccessState() throws -> (version: Int64, document: Data)?
+    /// Writes `document` if the stored version is still `expectedVersion` (0 = none yet).
+    /// Returns false when somebody else wrote in between.
+    func storeAccessState(_ document: Data, expectedVersion: Int64, audit: AuditRecord?) async throws -> Bool
+
+    func appendAudit(_ records: [AuditRecord]) async throws
+    func audit(since: Date, limit: Int) throws -> [AuditRecord]
+}
