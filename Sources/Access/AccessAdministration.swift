@@ -341,12 +341,15 @@ extension AccessControl {
     }
 
     /// Generates `password1` or `password2` of a token (or of the admin user when `token` is nil).
-    public func generatePassword(_ actor: Actor, token: String?, which: String, expiresInDays: Int?) async throws -> String {
+    /// `expiry` (an absolute time, which may be in the past to retire a password at once) wins
+    /// over `expiresInDays`.
+    public func generatePassword(_ actor: Actor, token: String?, which: String, expiresInDays: Int?,
+                                 expiry: Date? = nil) async throws -> String {
         guard which == "password1" || which == "password2" else { throw AccessError.invalid("name must be password1 or password2") }
         if let days = expiresInDays, days <= 0 || days > 3650 { throw AccessError.invalid("expiration must be 1-3650 days") }
         let secret = Secrets.generate()
         let record = AccessState.TokenPassword(hash: Secrets.hashGenerated(secret),
-                                               expiry: expiresInDays.map { Date().addingTimeInterval(Double($0) * 86_400) },
+                                               expiry: expiry ?? expiresInDays.map { Date().addingTimeInterval(Double($0) * 86_400) },
                                                createdAt: Date())
         try await update(audit: audit(actor, "credential.generate", token ?? registryName, which)) { s in
             if let token {

@@ -39,7 +39,8 @@ extension RegistryResponder {
                 return jsonResponse(try await access.updateSettings(actor, try await decode(SettingsChange.self, request)))
             case (.post, "registry", 2) where parts[1] == "admin-credentials":
                 let body = try await decode(CredentialRequest.self, request)
-                let secret = try await access.generatePassword(actor, token: nil, which: body.name, expiresInDays: body.expiresInDays)
+                let secret = try await access.generatePassword(actor, token: nil, which: body.name, expiresInDays: body.expiresInDays,
+                                                               expiry: body.expiry)
                 return jsonResponse(SecretResponse(username: access.registryName, name: body.name, password: secret), status: .created)
             case (.post, "keys", 2) where parts[1] == "rotate":
                 return jsonResponse(["kid": try await access.rotateSigningKey(actor)], status: .created)
@@ -135,7 +136,8 @@ extension RegistryResponder {
                 return Response(status: .noContent)
             case (.post, "tokens", 3) where parts[2] == "credentials":
                 let body = try await decode(CredentialRequest.self, request)
-                let secret = try await access.generatePassword(actor, token: parts[1], which: body.name, expiresInDays: body.expiresInDays)
+                let secret = try await access.generatePassword(actor, token: parts[1], which: body.name, expiresInDays: body.expiresInDays,
+                                                               expiry: body.expiry)
                 return jsonResponse(SecretResponse(username: parts[1], name: body.name, password: secret), status: .created)
 
             // network rules
@@ -198,7 +200,7 @@ extension RegistryResponder {
         return seconds.map { Date(timeIntervalSinceNow: -$0) }
     }
 
-    struct CredentialRequest: Decodable { let name: String; let expiresInDays: Int? }
+    struct CredentialRequest: Decodable { let name: String; let expiresInDays: Int?; let expiry: Date? }
     struct SecretResponse: Encodable { let username: String; let name: String; let password: String }
     struct IdentityRequest: Decodable {
         let name: String

@@ -12,11 +12,21 @@ loopback port with a fresh data directory:
   marked ``berth_only`` (features the reference registry lacks, e.g. the
   referrers API) are skipped in this mode only; in berth mode nothing is
   skipped.
+
+Authentication: Berth denies anonymous access. On an empty data dir it
+creates the identity ``owner`` (role Owner) whose password is taken from
+``BERTH_BOOTSTRAP_OWNER_PASSWORD``; the fixture sets a random one per server
+and exposes it as ``registry.username`` / ``registry.password``
+(``registry.creds`` is ``(user, password)``, or ``None`` against the
+reference registry, which runs without auth). The ``creds`` fixture returns
+the same.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -24,7 +34,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import pytest
 import requests
@@ -95,6 +105,19 @@ def _tools_present():
             f"berth binary not found at {b}; build it or set BERTH_BIN")
 
 
+def _popen_retrying(cmd, **kw) -> subprocess.Popen:
+    """Popen, retried for a while on ETXTBSY ("text file busy"): the berth
+    binary may be in the middle of being rebuilt."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return subprocess.Popen(cmd, **kw)
+        except OSError as e:
+            if e.errno != errno.ETXTBSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 class RegistryServer:
     """A registry subprocess bound to 127.0.0.1 on a fixed data dir."""
 
@@ -106,6 +129,25 @@ class RegistryServer:
         self.proc: Optional[subprocess.Popen] = None
         self.port: Optional[int] = None
         self.starts = 0
+        if TARGET == "reference":
+            self.username: Optional[str] = None
+            self.password: Optional[str] = None
+        else:
+            # the bootstrap owner created on first start of an empty data dir
+            self.username = "owner"
+            self.password = "it-" + secrets.token_urlsafe(18)
+
+    @property
+    def creds(self) -> Optional[Tuple[str, str]]:
+        """``(user, password)`` of the owner, ``None`` without auth."""
+        if self.username is None:
+            return None
+        return (self.username, self.password)
+
+    def api(self, timeout: float = 30):
+        """A raw-HTTP client authenticated as the owner (Basic)."""
+        from helpers import Api
+        return Api(self.host, timeout=timeout, auth=self.creds)
 
     @property
     def host(self) -> str:
@@ -155,9 +197,15 @@ class RegistryServer:
         log = open(self.log_path, "ab")
         log.write(f"\n===== start #{self.starts} on port {port} =====\n".encode())
         log.flush()
-        proc = subprocess.Popen(self._command(port), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=str(self.workdir))
-        log.close()
+        env = dict(os.environ)
+        env.pop("BERTH_BOOTSTRAP_OWNER_PASSWORD", None)
+        if self.password is not None:
+            env["BERTH_BOOTSTRAP_OWNER_PASSWORD"] = self.password
+        try:
+            proc = _popen_retrying(self._command(port), stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, cwd=str(self.workdir), env=env)
+        finally:
+            log.close()
         deadline = time.monotonic() + STARTUP_TIMEOUT
         url = f"http://127.0.0.1:{port}{self._ready_path()}"
         err = None
@@ -245,6 +293,13 @@ def host(registry) -> str:
 
 
 @pytest.fixture
+def creds(registry):
+    """``(user, password)`` of the registry's owner; ``None`` in reference
+    mode (no auth)."""
+    return registry.creds
+
+
+@pytest.fixture
 def api(registry):
-    from helpers import Api
-    return Api(registry.host)
+    """Raw-HTTP client, authenticated (Basic) when the registry needs it."""
+    return registry.api()

@@ -6,13 +6,16 @@ HTTP. A missing tool is a hard failure, never a skip.
 
 from __future__ import annotations
 
+import atexit
+import base64
 import hashlib
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import requests
 
@@ -76,13 +79,64 @@ def run(cmd: Sequence[str], *, timeout: float = 300, check: bool = True,
 # skopeo
 # --------------------------------------------------------------------------
 
-def skopeo(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+Creds = Optional[Tuple[str, str]]
+
+# skopeo subcommands and the flags that carry registry credentials for them
+_SKOPEO_CRED_FLAGS = {
+    "copy": ("--src-creds", "--dest-creds"),
+    "sync": ("--src-creds", "--dest-creds"),
+    "inspect": ("--creds",),
+    "list-tags": ("--creds",),
+    "delete": ("--creds",),
+}
+
+
+def skopeo(*args: str, creds: Creds = None, check: bool = True,
+           timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run skopeo. With ``creds=(user, password)`` the matching credential
+    flags (``--creds`` or ``--src-creds``/``--dest-creds``) are added right
+    after the subcommand; ``None`` (reference registry) adds nothing.
+
+    ``REGISTRY_AUTH_FILE`` points at an empty file so that no credentials
+    from the environment (auth.json, docker config) are ever used: only the
+    ones passed here."""
+    argv = list(args)
+    if creds is not None:
+        sub = next((i for i, a in enumerate(argv) if a in _SKOPEO_CRED_FLAGS), None)
+        assert sub is not None, f"no credential flags known for skopeo {argv}"
+        flags = [f"{flag}={creds[0]}:{creds[1]}" for flag in _SKOPEO_CRED_FLAGS[argv[sub]]]
+        argv[sub + 1:sub + 1] = flags
     # --insecure-policy: do not depend on /etc/containers/policy.json
-    return run(["skopeo", "--insecure-policy", *args], check=check, timeout=timeout)
+    return run(["skopeo", "--insecure-policy", *argv], check=check, timeout=timeout,
+               env={"REGISTRY_AUTH_FILE": empty_auth_file()})
 
 
-def skopeo_raw_manifest(ref: str) -> bytes:
-    return skopeo("inspect", "--tls-verify=false", "--raw", ref).stdout
+def skopeo_raw_manifest(ref: str, creds: Creds = None) -> bytes:
+    return skopeo("inspect", "--tls-verify=false", "--raw", ref, creds=creds).stdout
+
+
+_EMPTY_AUTH_FILE: Optional[str] = None
+
+
+def empty_auth_file() -> str:
+    """A containers-auth.json with no credentials (shared, read-only use)."""
+    global _EMPTY_AUTH_FILE
+    if _EMPTY_AUTH_FILE is None or not os.path.exists(_EMPTY_AUTH_FILE):
+        fd, path = tempfile.mkstemp(prefix="berth-interop-noauth-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            f.write('{"auths": {}}')
+        _EMPTY_AUTH_FILE = path
+        atexit.register(lambda: os.path.exists(path) and os.unlink(path))
+    return _EMPTY_AUTH_FILE
+
+
+def basic_auth_header(creds: Creds) -> str:
+    """``Authorization: Basic ...\r\n`` for raw-socket requests ("" without
+    credentials)."""
+    if creds is None:
+        return ""
+    token = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
+    return f"Authorization: Basic {token}\r\n"
 
 
 # --------------------------------------------------------------------------
@@ -176,12 +230,18 @@ def layout_add_index(layout: Path, tag: str, child_tags: Iterable[str]) -> str:
 # --------------------------------------------------------------------------
 
 class Api:
-    """Minimal OCI distribution client over requests, for raw-HTTP tests."""
+    """Minimal OCI distribution client over requests, for raw-HTTP tests.
 
-    def __init__(self, host: str, timeout: float = 30):
+    ``auth=(user, password)`` sends HTTP Basic credentials with every request
+    (Berth accepts them directly on ``/v2/``); ``None`` sends none."""
+
+    def __init__(self, host: str, timeout: float = 30, auth: Creds = None):
         self.host = host
         self.base = f"http://{host}"
         self.s = requests.Session()
+        # the session sends the credentials on every request, also to the
+        # absolute upload Locations the server hands out
+        self.s.auth = tuple(auth) if auth is not None else None
         self.timeout = timeout
 
     def url(self, path_or_location: str) -> str:

@@ -8,7 +8,11 @@ What works in this sandbox (root, no overlay, no user namespaces needed):
   * fully qualified image names ``127.0.0.1:PORT/repo:tag`` so no
     registries.conf search is involved, ``--tls-verify=false`` for plain HTTP,
   * a private ``--signature-policy`` file (insecureAcceptAnything) so the tests
-    do not depend on /etc/containers/policy.json.
+    do not depend on /etc/containers/policy.json,
+  * credentials (Berth requires auth): ``--creds user:password`` on every
+    command that talks to the registry (``bud`` for its FROM pull, ``push``,
+    ``pull``), or ``podman login`` into a private ``REGISTRY_AUTH_FILE``
+    (which starts out empty, so nothing from the host's auth.json is used).
 """
 
 from __future__ import annotations
@@ -29,8 +33,12 @@ POLICY = {"default": [{"type": "insecureAcceptAnything"}]}
 
 
 class Containers:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, creds=None):
         self.tmp = tmp
+        self.creds = creds
+        # a private containers-auth.json, empty until a `podman login`
+        self.auth_file = tmp / "auth.json"
+        self.auth_file.write_text('{"auths": {}}')
         self.policy = tmp / "policy.json"
         self.policy.write_text(json.dumps(POLICY))
         # an empty registries.conf: only fully qualified names are used
@@ -40,6 +48,7 @@ class Containers:
             "BUILDAH_ISOLATION": "chroot",
             "CONTAINERS_REGISTRIES_CONF": str(self.registries),
             "TMPDIR": str(tmp / "tmp"),
+            "REGISTRY_AUTH_FILE": str(self.auth_file),
         }
         (tmp / "tmp").mkdir(exist_ok=True)
         # podman refuses a --runroot longer than 50 characters, so the
@@ -51,6 +60,13 @@ class Containers:
                 "--runroot", str(self.runroot_base / tool),
                 "--storage-driver", "vfs"]
 
+    @property
+    def creds_flags(self):
+        """``--creds user:password`` ([] when the registry has no auth)."""
+        if self.creds is None:
+            return []
+        return ["--creds", f"{self.creds[0]}:{self.creds[1]}"]
+
     def buildah(self, *args: str, **kw):
         return run(["buildah", *self._store("buildah"), *args], env=self.env, **kw)
 
@@ -59,15 +75,18 @@ class Containers:
                     "--cgroup-manager", "cgroupfs", "--events-backend", "none",
                     *args], env=self.env, **kw)
 
+    def cleanup(self):
+        # release mounts/images from the vfs stores before pytest removes tmp
+        run(["buildah", *self._store("buildah"), "rm", "--all"], env=self.env, check=False)
+        run(["podman", *self._store("podman"), "image", "unmount", "--all"], env=self.env, check=False)
+        shutil.rmtree(self.runroot_base, ignore_errors=True)
+
 
 @pytest.fixture
-def ctr(tmp_path):
-    c = Containers(tmp_path)
+def ctr(tmp_path, creds):
+    c = Containers(tmp_path, creds)
     yield c
-    # release mounts/images from the vfs stores before pytest removes tmp
-    run(["buildah", *c._store("buildah"), "rm", "--all"], env=c.env, check=False)
-    run(["podman", *c._store("podman"), "image", "unmount", "--all"], env=c.env, check=False)
-    shutil.rmtree(c.runroot_base, ignore_errors=True)
+    c.cleanup()
 
 
 def _read_from_podman_image(ctr: Containers, ref: str, paths):
@@ -78,11 +97,11 @@ def _read_from_podman_image(ctr: Containers, ref: str, paths):
         ctr.podman("image", "unmount", ref)
 
 
-def test_buildah_bud_from_registry_push_and_podman_pull(host, api, ctr, tmp_path):
+def test_buildah_bud_from_registry_push_and_podman_pull(host, creds, api, ctr, tmp_path):
     # base image: a umoci-built OCI layout pushed with skopeo
     layout = tmp_path / "base-layout"
     base_digest = umoci_image(layout, "base", [{"etc/base.txt": b"base layer\n"}], workdir=tmp_path)
-    skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:base", f"docker://{host}/interop/base:1")
+    skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:base", f"docker://{host}/interop/base:1", creds=creds)
 
     ctx = tmp_path / "ctx"
     ctx.mkdir()
@@ -93,16 +112,18 @@ def test_buildah_bud_from_registry_push_and_podman_pull(host, api, ctr, tmp_path
         "LABEL org.berth.built=yes\n"
     )
     image = f"{host}/interop/built:1"
-    ctr.buildah("bud", "--isolation", "chroot", "--tls-verify=false",
+    # bud pulls the FROM image from the registry: it needs the credentials
+    ctr.buildah("bud", "--isolation", "chroot", "--tls-verify=false", *ctr.creds_flags,
                 "--signature-policy", str(ctr.policy),
                 "-f", str(ctx / "Containerfile"), "-t", image, str(ctx))
 
     digestfile = tmp_path / "push.digest"
-    ctr.buildah("push", "--tls-verify=false", "--signature-policy", str(ctr.policy),
+    ctr.buildah("push", "--tls-verify=false", *ctr.creds_flags,
+                "--signature-policy", str(ctr.policy),
                 "--digestfile", str(digestfile), image)
     pushed = digestfile.read_text().strip()
 
-    raw = skopeo_raw_manifest(f"docker://{image}")
+    raw = skopeo_raw_manifest(f"docker://{image}", creds=creds)
     assert sha256_digest(raw) == pushed
     manifest = json.loads(raw)
     assert manifest["mediaType"] == OCI_MANIFEST
@@ -114,18 +135,20 @@ def test_buildah_bud_from_registry_push_and_podman_pull(host, api, ctr, tmp_path
         assert api.head_blob("interop/built", l["digest"]).status_code == 200
 
     # pull with podman into a separate store and check the files
-    ctr.podman("pull", "--tls-verify=false", "--signature-policy", str(ctr.policy), image)
+    ctr.podman("pull", "--tls-verify=false", *ctr.creds_flags,
+               "--signature-policy", str(ctr.policy), image)
     images = json.loads(ctr.podman("images", "--digests", "--format", "json").stdout)
     assert any(pushed == img.get("Digest") for img in images), images
     files = _read_from_podman_image(ctr, image, ["/added.txt", "/etc/base.txt"])
     assert files == {"/added.txt": b"added by buildah\n", "/etc/base.txt": b"base layer\n"}
 
     # buildah pull by digest
-    ctr.buildah("pull", "--tls-verify=false", "--signature-policy", str(ctr.policy),
+    ctr.buildah("pull", "--tls-verify=false", *ctr.creds_flags,
+                "--signature-policy", str(ctr.policy),
                 f"{host}/interop/built@{pushed}")
 
 
-def test_buildah_push_docker_format_and_podman_pull(host, api, ctr, tmp_path):
+def test_buildah_push_docker_format_and_podman_pull(host, creds, api, ctr, tmp_path):
     """FROM scratch image, pushed as Docker schema 2 (v2s2)."""
     ctx = tmp_path / "ctx"
     ctx.mkdir()
@@ -136,7 +159,8 @@ def test_buildah_push_docker_format_and_podman_pull(host, api, ctr, tmp_path):
                 "--signature-policy", str(ctr.policy),
                 "-f", str(ctx / "Containerfile"), "-t", image, str(ctx))
     digestfile = tmp_path / "push.digest"
-    ctr.buildah("push", "--tls-verify=false", "--signature-policy", str(ctr.policy),
+    ctr.buildah("push", "--tls-verify=false", *ctr.creds_flags,
+                "--signature-policy", str(ctr.policy),
                 "--format", "v2s2", "--digestfile", str(digestfile), image)
     pushed = digestfile.read_text().strip()
 
@@ -147,6 +171,13 @@ def test_buildah_push_docker_format_and_podman_pull(host, api, ctr, tmp_path):
     assert sha256_digest(r.content) == pushed
     assert json.loads(r.content)["mediaType"] == DOCKER_MANIFEST
 
+    # podman authenticates from the credentials `podman login` stored in the
+    # private REGISTRY_AUTH_FILE (no --creds on pull/push here)
+    if creds is not None:
+        ctr.podman("login", "--tls-verify=false", "-u", creds[0], "--password-stdin", host,
+                   input=creds[1].encode())
+        auths = json.loads(ctr.auth_file.read_text())["auths"]
+        assert host in auths, auths
     ctr.podman("pull", "--tls-verify=false", "--signature-policy", str(ctr.policy), image)
     assert _read_from_podman_image(ctr, image, ["/hello"]) == {"/hello": b"hello from scratch\n"}
 
@@ -155,7 +186,7 @@ def test_buildah_push_docker_format_and_podman_pull(host, api, ctr, tmp_path):
     ctr.podman("tag", image, image2)
     ctr.podman("push", "--tls-verify=false", "--signature-policy", str(ctr.policy),
                "--format", "oci", image2)
-    raw = skopeo_raw_manifest(f"docker://{image2}")
+    raw = skopeo_raw_manifest(f"docker://{image2}", creds=creds)
     assert json.loads(raw)["mediaType"] == OCI_MANIFEST
     r = api.get_manifest("interop/scratch-oci", "1")
     assert r.status_code == 200 and r.content == raw

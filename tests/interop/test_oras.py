@@ -18,9 +18,29 @@ SIG_TYPE = "application/vnd.berth.test.signature.v1"
 EMPTY_JSON = b"{}"
 
 
+def oras_client(host, creds, auth_backend="basic"):
+    """An oras-py client for ``host`` logged in with ``creds`` (no login
+    without credentials).
+
+    The suite uses oras-py's ``basic`` backend for pushes: its ``token``
+    backend (oras-py 0.2.x) caches the one token it got for the first
+    challenge (e.g. ``repository:R:pull`` for the HEAD before an upload) and,
+    on a later 401 ``error="insufficient_scope"`` (the POST that needs
+    ``pull,push``), retries with that same token instead of fetching a new
+    one, so a push fails against any registry with per-scope tokens. The
+    Bearer flow of oras-py is exercised for pulls in test_auth.py.
+
+    ``auth.set_basic_auth`` is what ``OrasClient.login`` does for the client;
+    login itself would also write the user's ~/.docker/config.json."""
+    reg = oras.provider.Registry(hostname=host, insecure=True, auth_backend=auth_backend)
+    if creds is not None:
+        reg.auth.set_basic_auth(*creds)
+    return reg
+
+
 @pytest.fixture
-def oras_registry(host):
-    return oras.provider.Registry(hostname=host, insecure=True)
+def oras_registry(host, creds):
+    return oras_client(host, creds)
 
 
 def _write(dirpath: Path, name: str, data: bytes) -> Path:

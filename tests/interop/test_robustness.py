@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from helpers import (
-    Api, OCI_MANIFEST, TARGET, oci_error_codes, sha256_digest, with_query,
+    Api, OCI_MANIFEST, TARGET, basic_auth_header, oci_error_codes, sha256_digest, with_query,
 )
 
 # The reference registry (distribution 2.8) is not crash-consistent for
@@ -51,7 +51,7 @@ def _parse_range(value: str):
 # ---------------------------------------------------------------------------
 
 def test_upload_survives_or_is_forgotten_after_sigkill(registry):
-    api = Api(registry.host)
+    api = registry.api()
     name = "robust/upload"
     data = os.urandom(2 * 1024 * 1024 + 123)
     digest = sha256_digest(data)
@@ -69,7 +69,7 @@ def test_upload_survives_or_is_forgotten_after_sigkill(registry):
     assert api.head_blob(name, digest).status_code == 404
 
     registry.restart_after_kill()
-    api = Api(registry.host)  # port may have changed if it could not be reused
+    api = registry.api()  # port may have changed if it could not be reused
     # Location may be absolute: rebase it onto the (possibly new) address
     parts = urlsplit(loc)
     loc = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -117,7 +117,7 @@ def test_upload_survives_or_is_forgotten_after_sigkill(registry):
 def test_half_upload_never_visible_and_unfinished_put_rejected(registry):
     """Finishing a half-written upload with the full digest must fail
     (DIGEST_INVALID) and leave nothing behind -- before and after a crash."""
-    api = Api(registry.host)
+    api = registry.api()
     name = "robust/partial"
     data = os.urandom(64 * 1024)
     digest = sha256_digest(data)
@@ -133,7 +133,7 @@ def test_half_upload_never_visible_and_unfinished_put_rejected(registry):
     assert api.head_blob(name, sha256_digest(data[:1000])).status_code == 404
 
     registry.restart_after_kill()
-    api = Api(registry.host)
+    api = registry.api()
     assert api.head_blob(name, digest).status_code == 404
     assert api.head_blob(name, sha256_digest(data[:1000])).status_code == 404
     assert api.req("GET", "/v2/").status_code == 200
@@ -144,12 +144,13 @@ def test_half_upload_never_visible_and_unfinished_put_rejected(registry):
 # ---------------------------------------------------------------------------
 
 def _send_truncated(host: str, method: str, path: str, declared: int, body: bytes,
-                    content_type: str = "application/octet-stream") -> None:
+                    content_type: str = "application/octet-stream", creds=None) -> None:
     h, p = host.rsplit(":", 1)
     s = socket.create_connection((h, int(p)), timeout=10)
     try:
         head = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"
                 f"Content-Type: {content_type}\r\nContent-Length: {declared}\r\n"
+                f"{basic_auth_header(creds)}"
                 "Connection: close\r\n\r\n").encode()
         s.sendall(head + body)
         time.sleep(0.3)
@@ -166,7 +167,7 @@ def _path_of(location: str) -> str:
 
 @pytest.mark.parametrize("which_digest", ["full", "partial"])
 def test_client_disconnect_mid_monolithic_put(registry, which_digest):
-    api = Api(registry.host)
+    api = registry.api()
     name = "robust/disconnect"
     data = os.urandom(1024 * 1024)
     sent = data[: 300 * 1024]
@@ -176,11 +177,12 @@ def test_client_disconnect_mid_monolithic_put(registry, which_digest):
 
     loc = api.start_upload(name)
     _send_truncated(registry.host, "PUT", _path_of(with_query(loc, digest=digest)),
-                    len(data), sent)
+                    len(data), sent, creds=registry.creds)
 
     # also the single-request form POST ?digest=
     _send_truncated(registry.host, "POST",
-                    f"/v2/{name}/blobs/uploads/?digest={digest}", len(data), sent)
+                    f"/v2/{name}/blobs/uploads/?digest={digest}", len(data), sent,
+                    creds=registry.creds)
 
     time.sleep(1.0)
     assert registry.is_running(), "server died after a client disconnect"
@@ -197,14 +199,14 @@ def test_client_disconnect_mid_monolithic_put(registry, which_digest):
 
     # and the state survives a crash in the same way
     registry.restart_after_kill()
-    api = Api(registry.host)
+    api = registry.api()
     assert api.get_blob(name, full_digest).content == data
     if which_digest == "partial":
         assert api.head_blob(name, digest).status_code == 404
 
 
 def test_client_disconnect_mid_manifest_put(registry):
-    api = Api(registry.host)
+    api = registry.api()
     name = "robust/manifest-disconnect"
     cfg = api.push_blob(name, b"{}")
     manifest = json.dumps({
@@ -214,7 +216,7 @@ def test_client_disconnect_mid_manifest_put(registry):
         "annotations": {"pad": "x" * 4000},
     }).encode()
     _send_truncated(registry.host, "PUT", f"/v2/{name}/manifests/cut", len(manifest),
-                    manifest[:2000], content_type=OCI_MANIFEST)
+                    manifest[:2000], content_type=OCI_MANIFEST, creds=registry.creds)
     time.sleep(0.5)
     assert registry.is_running()
     assert api.get_manifest(name, "cut").status_code == 404
@@ -230,7 +232,7 @@ def test_client_disconnect_mid_manifest_put(registry):
 # ---------------------------------------------------------------------------
 
 def test_sigkill_during_manifest_pushes(registry):
-    api = Api(registry.host, timeout=10)
+    api = registry.api(timeout=10)
     name = "robust/manifests"
     config_bytes = b'{"architecture":"amd64","os":"linux"}'
     config = api.push_blob(name, config_bytes)
@@ -285,7 +287,7 @@ def test_sigkill_during_manifest_pushes(registry):
     print(f"acked={len(acked)} attempted={len(attempted)} client errors={len(errors)}")
 
     registry.start(port=registry.port)
-    api = Api(registry.host)
+    api = registry.api()
 
     for tag, (digest, body) in acked.items():
         r = api.get_manifest(name, tag)
@@ -371,7 +373,7 @@ def _resume_and_finish(api: Api, name: str, loc: str, data: bytes):
 
 
 def test_client_disconnect_mid_patch_then_resume(registry):
-    api = Api(registry.host)
+    api = registry.api()
     name = "robust/patch-disconnect"
     data = os.urandom(3 * 1024 * 1024)
     first = 512 * 1024
@@ -386,6 +388,7 @@ def test_client_disconnect_mid_patch_then_resume(registry):
     declared = 2 * 1024 * 1024
     head = (f"PATCH {_path_of(loc)} HTTP/1.1\r\nHost: {registry.host}\r\n"
             "Content-Type: application/octet-stream\r\n"
+            f"{basic_auth_header(registry.creds)}"
             f"Content-Range: {first}-{first + declared - 1}\r\n"
             f"Content-Length: {declared}\r\n\r\n").encode()
     s.sendall(head + data[first:first + 700 * 1024])
@@ -399,7 +402,7 @@ def test_client_disconnect_mid_patch_then_resume(registry):
 
 
 def test_sigkill_mid_patch_then_resume(registry):
-    api = Api(registry.host)
+    api = registry.api()
     name = "robust/patch-kill"
     data = os.urandom(4 * 1024 * 1024)
     first = 1024 * 1024
@@ -413,6 +416,7 @@ def test_sigkill_mid_patch_then_resume(registry):
     declared = len(data) - first
     head = (f"PATCH {loc} HTTP/1.1\r\nHost: {registry.host}\r\n"
             "Content-Type: application/octet-stream\r\n"
+            f"{basic_auth_header(registry.creds)}"
             f"Content-Range: {first}-{len(data) - 1}\r\n"
             f"Content-Length: {declared}\r\n\r\n").encode()
     s.sendall(head + data[first:first + declared // 2])
@@ -420,7 +424,7 @@ def test_sigkill_mid_patch_then_resume(registry):
     registry.kill()
     s.close()
     registry.start(port=registry.port)
-    api = Api(registry.host)
+    api = registry.api()
     assert api.head_blob(name, sha256_digest(data)).status_code == 404
     how = _resume_and_finish(api, name, loc, data)
     print(f"after SIGKILL mid-PATCH: {how}")
@@ -432,7 +436,7 @@ def test_sigkill_mid_patch_then_resume(registry):
 
 def test_sigkill_during_concurrent_pushes_and_tag_overwrites(registry):
     name = "robust/concurrent"
-    api0 = Api(registry.host, timeout=10)
+    api0 = registry.api(timeout=10)
     config_bytes = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
     config = api0.push_blob(name, config_bytes)
     workers = 4
@@ -452,7 +456,7 @@ def test_sigkill_during_concurrent_pushes_and_tag_overwrites(registry):
         }).encode()
 
     def worker(w):
-        api = Api(registry.host, timeout=10)
+        api = registry.api(timeout=10)
         seq = 0
         while not stop.is_set() and seq < 2000:
             blob = os.urandom(16 * 1024 + seq)
@@ -492,7 +496,7 @@ def test_sigkill_during_concurrent_pushes_and_tag_overwrites(registry):
         "workers made no progress before the kill"
 
     registry.start(port=registry.port)
-    api = Api(registry.host)
+    api = registry.api()
     for w in range(workers):
         entries = log[w]
         acked = [e for e in entries if e["acked"]]

@@ -10,6 +10,8 @@ import time
 import pytest
 import requests
 
+from helpers import basic_auth_header
+
 pytestmark = pytest.mark.berth_only
 
 
@@ -36,6 +38,7 @@ def test_expect_100_continue_is_answered_at_once(registry, api):
     path = location if location.startswith("/") else "/" + location.split("/", 3)[3]
     sock.sendall(
         f"PATCH {path} HTTP/1.1\r\nHost: {registry.host}\r\nContent-Type: application/octet-stream\r\n"
+        f"{basic_auth_header(registry.creds)}"
         f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode()
     )
     sock.settimeout(0.5)   # curl waits 1 s before sending anyway; we must answer well before
@@ -58,6 +61,7 @@ def test_sigterm_lets_in_flight_upload_finish(registry, api):
     sock = _connect(registry.host)
     sock.sendall(
         f"PUT {path}{sep}digest={digest} HTTP/1.1\r\nHost: {registry.host}\r\n"
+        f"{basic_auth_header(registry.creds)}"
         f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n\r\n".encode()
     )
     sock.sendall(body[:300_000])
@@ -79,11 +83,14 @@ def test_sigterm_lets_in_flight_upload_finish(registry, api):
 
 def test_probes_metrics_and_access_log(registry, api):
     base = f"http://{registry.host}"
+    # probes and metrics answer without credentials
     assert requests.get(base + "/healthz", timeout=10).status_code == 200
     assert requests.get(base + "/readyz", timeout=10).status_code == 200
     api.push_blob("edge/metrics", b"metrics-blob")
-    assert requests.get(base + "/v2/edge/metrics/blobs/sha256:" + "0" * 64, timeout=10).status_code == 404
-    text = requests.get(base + "/metrics", timeout=10).text
+    assert api.req("GET", "/v2/edge/metrics/blobs/sha256:" + "0" * 64).status_code == 404
+    m = requests.get(base + "/metrics", timeout=10)
+    assert m.status_code == 200
+    text = m.text
     assert 'berth_http_requests_total{route="blob_get",method="GET",status="404"} 1' in text
     assert "berth_http_request_duration_seconds_bucket" in text
     assert "berth_stored_bytes 12" in text
