@@ -72,6 +72,7 @@ public final class AccessControl: Sendable {
     private let credentialCache = NIOLockedValueBox<[Data: CachedCredential]>([:])
     private let cacheKey = SymmetricKey(size: .bits256)
     let limiter = FailureLimiter()
+    let oidc: OIDCVerifier
 
     struct CachedCredential {
         var subject: String
@@ -85,7 +86,8 @@ public final class AccessControl: Sendable {
     public static let oidcTokenUser = "oidc-token"
 
     init(store: any AccessStateStore, tokens: TokenService, registryName: String, logger: Logger,
-         state: (version: Int64, state: AccessState)) {
+         state: (version: Int64, state: AccessState), jwksSource: any JWKSSource) {
+        self.oidc = OIDCVerifier(source: jwksSource)
         self.store = store
         self.tokens = tokens
         self.registryName = registryName
@@ -94,6 +96,7 @@ public final class AccessControl: Sendable {
     }
 
     public static func open(store: any AccessStateStore, keyDirectory: String, registryName: String = "berth",
+                            jwksSource: any JWKSSource = HTTPJWKSSource(),
                             logger: Logger = Logger(label: "berth.access")) async throws -> AccessControl {
         let tokens = try await TokenService.open(directory: keyDirectory)
         var loaded: (version: Int64, state: AccessState) = (0, AccessState())
@@ -103,7 +106,8 @@ public final class AccessControl: Sendable {
         for map in AccessState.builtInScopeMaps where loaded.state.scopeMaps[map.name] == nil {
             loaded.state.scopeMaps[map.name] = map
         }
-        return AccessControl(store: store, tokens: tokens, registryName: registryName, logger: logger, state: loaded)
+        return AccessControl(store: store, tokens: tokens, registryName: registryName, logger: logger, state: loaded,
+                             jwksSource: jwksSource)
     }
 
     public var state: AccessState { snapshot.withLockedValue { $0.state } }
@@ -250,6 +254,9 @@ public final class AccessControl: Sendable {
             return payload.sub.value
         }
         let s = state
+        if username == Self.oidcTokenUser {
+            return await verifyFederated(idToken: password, state: s)
+        }
         if username == registryName {
             guard s.admin.enabled else { return nil }
             let now = Date()
@@ -268,6 +275,21 @@ public final class AccessControl: Sendable {
         }
         if let identity = s.identities[username], identity.enabled, let hash = identity.passwordHash {
             return Secrets.verify(password, hash: hash) ? "identity:" + username : nil
+        }
+        return nil
+    }
+
+    /// Keyless CI: an OIDC ID token matching a federated credential exactly (issuer, subject, one
+    /// of the audiences) authenticates as that credential's identity.
+    private func verifyFederated(idToken: String, state s: AccessState) async -> String? {
+        let issuers = Set(s.identities.values.filter(\.enabled).flatMap { $0.federatedCredentials.map(\.issuer) })
+        guard !issuers.isEmpty, let claims = await oidc.verify(idToken, allowedIssuers: issuers) else { return nil }
+        for identity in s.identities.values.sorted(by: { $0.name < $1.name }) where identity.enabled {
+            for credential in identity.federatedCredentials
+            where credential.issuer == claims.iss.value && credential.subject == claims.sub.value
+                && !Set(credential.audiences).isDisjoint(with: claims.aud.value) {
+                return "identity:" + identity.name
+            }
         }
         return nil
     }
