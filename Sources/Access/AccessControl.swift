@@ -223,7 +223,8 @@ public final class AccessControl: Sendable {
     public func authenticate(username: String, password: String, address: IPAddress?,
                              service: String) async throws(AccessError) -> (principal: Principal, subject: String) {
         let addressKey = address?.description ?? "-"
-        if let wait = limiter.blockedFor(keys: ["u:" + username, "a:" + addressKey]) {
+        if let wait = limiter.blockedFor(keys: ["u:" + username], threshold: FailureLimiter.perName)
+            ?? limiter.blockedFor(keys: ["a:" + addressKey], threshold: FailureLimiter.perAddress) {
             throw .rateLimited(retryAfter: wait)
         }
         let key = cacheKey(username, password, service)
@@ -399,10 +400,14 @@ public final class AccessControl: Sendable {
     }
 }
 
-/// Counts failed logins per key (identity name, address) in a sliding window.
+/// Counts failed logins per key (identity name, address) in a sliding window. An address gets a
+/// larger allowance than a name, so one misconfigured client behind a NAT does not lock out every
+/// other client there as soon as it would lock out the name it guesses.
 final class FailureLimiter: Sendable {
+    static let perName = 10
+    static let perAddress = 30
     let window: TimeInterval = 300
-    let threshold = 10
+    let threshold = FailureLimiter.perAddress
     private let failures = NIOLockedValueBox<[String: [Date]]>([:])
 
     func recordFailure(keys: [String], now: Date = Date()) {
@@ -416,7 +421,7 @@ final class FailureLimiter: Sendable {
     }
 
     /// Seconds to wait when any key has had too many failures in the window, else nil.
-    func blockedFor(keys: [String], now: Date = Date()) -> Int? {
+    func blockedFor(keys: [String], threshold: Int = FailureLimiter.perName, now: Date = Date()) -> Int? {
         failures.withLockedValue { map in
             var wait: TimeInterval = 0
             for key in keys {

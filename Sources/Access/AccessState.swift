@@ -45,6 +45,11 @@ public struct AccessState: Codable, Sendable, Equatable {
         public struct Entry: Codable, Sendable, Equatable {
             public var repository: RepositoryPattern
             public var actions: [String]
+
+            public init(repository: RepositoryPattern, actions: [String]) {
+                self.repository = repository
+                self.actions = actions
+            }
         }
         public var name: String
         public var description: String?

@@ -127,6 +127,8 @@ public final class TokenService: Sendable {
     public func issue(subject: String, audience: String, type: String, generation: Int, access: [AccessClaim]?,
                       now: Date = Date()) async throws -> (token: String, expiresIn: Int) {
         let lifetime = type == "refresh" ? refreshTokenLifetime : accessTokenLifetime
+        // Whole seconds: verifiers with integer time claims (RFC 7519 NumericDate) read them too.
+        let now = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         let payload = RegistryTokenPayload(
             iss: .init(value: Self.issuer), sub: .init(value: subject), aud: .init(value: [audience]),
             exp: .init(value: now.addingTimeInterval(lifetime)), nbf: .init(value: now.addingTimeInterval(-1)),

@@ -12,7 +12,7 @@ struct Berth: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "berth",
         abstract: "Berth: a self-hosted, security-first OCI container registry.",
-        subcommands: [Serve.self]
+        subcommands: [Serve.self, CertificateGroup.self]
     )
 }
 
@@ -29,11 +29,16 @@ struct ServeSettings: Codable, Equatable {
     var registryName: String = "berth"
     /// External URL clients use, when Berth sits behind a proxy (for the token realm).
     var publicURL: String?
+    /// PEM certificate (chain) and private key: serve HTTPS.
+    var tlsCert: String?
+    var tlsKey: String?
 
     enum CodingKeys: String, CodingKey {
         case data, listen
         case registryName = "registry-name"
         case publicURL = "public-url"
+        case tlsCert = "tls-cert"
+        case tlsKey = "tls-key"
         case logLevel = "log-level"
         case uploadMaxAgeSeconds = "upload-max-age-seconds"
         case janitorIntervalSeconds = "janitor-interval-seconds"
@@ -53,6 +58,8 @@ struct ServeSettings: Codable, Equatable {
         maxConcurrentUploads = try c.decodeIfPresent(Int.self, forKey: .maxConcurrentUploads) ?? d.maxConcurrentUploads
         registryName = try c.decodeIfPresent(String.self, forKey: .registryName) ?? d.registryName
         publicURL = try c.decodeIfPresent(String.self, forKey: .publicURL)
+        tlsCert = try c.decodeIfPresent(String.self, forKey: .tlsCert)
+        tlsKey = try c.decodeIfPresent(String.self, forKey: .tlsKey)
     }
 
     /// Parses `host:port` (`[v6]:port` for IPv6).
@@ -85,6 +92,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (env BERTH_LOG_LEVEL).")
     var logLevel: String?
 
+    @Option(help: "PEM certificate (chain) to serve HTTPS with (env BERTH_TLS_CERT); needs --tls-key.")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of --tls-cert (env BERTH_TLS_KEY).")
+    var tlsKey: String?
+
     @Option(help: "Remove upload sessions idle for longer than this many seconds (env BERTH_UPLOAD_MAX_AGE_SECONDS, default 86400).")
     var uploadMaxAgeSeconds: Double?
 
@@ -108,6 +121,10 @@ struct Serve: AsyncParsableCommand {
         if let v = environment["BERTH_MAX_CONCURRENT_UPLOADS"], let n = Int(v) { settings.maxConcurrentUploads = n }
         if let v = environment["BERTH_REGISTRY_NAME"] { settings.registryName = v }
         if let v = environment["BERTH_PUBLIC_URL"] { settings.publicURL = v }
+        if let v = environment["BERTH_TLS_CERT"] { settings.tlsCert = v }
+        if let v = environment["BERTH_TLS_KEY"] { settings.tlsKey = v }
+        if let tlsCert { settings.tlsCert = tlsCert }
+        if let tlsKey { settings.tlsKey = tlsKey }
         if let data { settings.data = data }
         if let listen { settings.listen = listen }
         if let logLevel { settings.logLevel = logLevel }
@@ -146,8 +163,14 @@ struct Serve: AsyncParsableCommand {
         }
         var limits = RegistryResponder.Limits()
         limits.maxConcurrentUploads = settings.maxConcurrentUploads
-        let app = BerthServer.makeApplication(
-            registry: registry, access: access, host: host, port: port, limits: limits, publicURL: settings.publicURL,
+        var tls: BerthServer.TLSFiles?
+        switch (settings.tlsCert, settings.tlsKey) {
+        case (let cert?, let key?): tls = BerthServer.TLSFiles(certificatePath: cert, privateKeyPath: key)
+        case (nil, nil): tls = nil
+        default: throw ValidationError("--tls-cert and --tls-key go together")
+        }
+        let app = try BerthServer.makeApplication(
+            registry: registry, access: access, host: host, port: port, limits: limits, publicURL: settings.publicURL, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds), logger: logger)
         logger.info("berth starting", metadata: ["listen": "\(host):\(port)", "data": "\(settings.data)"])
         try await app.runService()

@@ -1,5 +1,8 @@
 import Access
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import NIOSSL
 import Logging
 import RegistryCore
 import ServiceLifecycle
@@ -9,24 +12,45 @@ public enum BerthServer {
     public static func makeApplication(registry: Registry, access: AccessControl?, host: String, port: Int,
                                        limits: RegistryResponder.Limits = .init(),
                                        publicURL: String? = nil,
+                                       tls: TLSFiles? = nil,
                                        janitorInterval: Duration = .seconds(600),
-                                       logger: Logger) -> some ApplicationProtocol {
-        let responder = makeResponder(registry: registry, access: access, limits: limits, publicURL: publicURL, logger: logger)
+                                       logger: Logger) throws -> some ApplicationProtocol {
+        let responder = makeResponder(registry: registry, access: access, limits: limits, publicURL: publicURL,
+                                      tls: tls != nil, logger: logger)
+        let http1 = HTTPServerBuilder.http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()]))
+        var server = http1
+        if let tls {
+            let chain = try NIOSSLCertificate.fromPEMFile(tls.certificatePath).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: tls.privateKeyPath, format: .pem)
+            var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            configuration.minimumTLSVersion = .tlsv12
+            server = try .tls(http1, tlsConfiguration: configuration)
+        }
         return Application(
             responder: responder,
-            server: .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()])),
+            server: server,
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             services: [UploadJanitor(registry: registry, interval: janitorInterval, logger: logger)],
             logger: logger
         )
     }
 
+    /// PEM files of the server certificate (chain) and its private key.
+    public struct TLSFiles: Sendable {
+        public var certificatePath: String
+        public var privateKeyPath: String
+        public init(certificatePath: String, privateKeyPath: String) {
+            self.certificatePath = certificatePath
+            self.privateKeyPath = privateKeyPath
+        }
+    }
+
     public static func makeResponder(registry: Registry, access: AccessControl?, limits: RegistryResponder.Limits = .init(),
-                                     publicURL: String? = nil, logger: Logger) -> RegistryResponder {
+                                     publicURL: String? = nil, tls: Bool = false, logger: Logger) -> RegistryResponder {
         var accessLog = logger
         accessLog[metadataKey: "component"] = "access"
         return RegistryResponder(registry: registry, metrics: HTTPMetrics(), accessLog: accessLog, limits: limits,
-                                 access: access, publicURL: publicURL)
+                                 access: access, publicURL: publicURL, tls: tls)
     }
 }
 

@@ -43,7 +43,11 @@ extension RegistryResponder {
                 principal = gate.access.anonymous
                 subject = "anonymous"
                 guard !principal.grants.isEmpty else {
-                    throw gate.challenge(request, scope: nil, message: "authentication required", insufficientScope: false)
+                    // The token service itself takes Basic credentials.
+                    var headers = HTTPFields()
+                    headers[.wwwAuthenticate] = "Basic realm=\"\(gate.access.registryName)\""
+                    throw AccessDenied(error: RegistryError(.unauthorized, "credentials required: anonymous pull is disabled"),
+                                       headers: headers)
                 }
             }
         case ("/oauth2/token", .post):

@@ -19,7 +19,7 @@ func makeApp(dataDir: String = tempDataDir(), limits: RegistryResponder.Limits =
     logger.logLevel = .critical
     let registry = try Registry.embedded(dataDirectory: dataDir, logger: logger)
     // The distribution API on its own, without access control (tested separately).
-    return BerthServer.makeApplication(registry: registry, access: nil, host: "127.0.0.1", port: 0, limits: limits, logger: logger)
+    return try BerthServer.makeApplication(registry: registry, access: nil, host: "127.0.0.1", port: 0, limits: limits, logger: logger)
 }
 
 func sha256(_ bytes: [UInt8]) -> String { Digest.compute(bytes).string }
