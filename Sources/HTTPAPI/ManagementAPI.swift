@@ -153,7 +153,14 @@ extension RegistryResponder {
             case (.get, "audit", 1):
                 let since = query(request, "since").flatMap(Self.parseSince) ?? Date(timeIntervalSinceNow: -86_400)
                 let limit = min(try queryInt(request, "limit") ?? 1000, 10_000)
-                return jsonResponse(try access.audit(since: since, limit: limit))
+                // Access events (logins, denials, settings, credentials) and content writes from the event log.
+                let writes = try registry.metadata.events(since: since, limit: limit).map { e in
+                    AuditRecord(sequence: e.sequence, timestamp: e.timestamp, actor: e.actor ?? "-", address: e.address ?? "-",
+                                action: e.action, target: e.repository + (e.tag.map { ":" + $0 } ?? "") + (e.digest.map { "@" + $0 } ?? ""),
+                                outcome: "ok", detail: e.detail)
+                }
+                let merged = (try access.audit(since: since, limit: limit) + writes).sorted { $0.timestamp < $1.timestamp }
+                return jsonResponse(Array(merged.prefix(limit)))
             default:
                 throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "no such management endpoint")
             }

@@ -7,6 +7,7 @@ import NIOCore
 import OCIModel
 import Access
 import RegistryCore
+import RegistryStore
 
 /// Serves the OCI distribution API, health and metrics. Routing is by hand because repository
 /// names contain slashes; every handler calls into `Registry` and every failure is rendered by
@@ -110,8 +111,22 @@ public struct RegistryResponder: HTTPResponder {
         guard let route = V2Route.parse(path[...]) else {
             throw RegistryError(.unsupported, "not found", status: 404)
         }
-        let method = request.method
         let caller = try await gate?.caller(request, context)
+        // Writes record who made them, with their event, for the audit trail.
+        let origin = gate.map { g in
+            EventOrigin(actor: caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous",
+                        address: (caller?.address ?? g.address(request, context))?.description ?? "-")
+        }
+        var name = routeName
+        defer { routeName = name }
+        return try await EventOrigin.$current.withValue(origin) {
+            try await handle(route, request, context, caller: caller, routeName: &name)
+        }
+    }
+
+    private func handle(_ route: V2Route, _ request: Request, _ context: Context, caller: Caller?,
+                        routeName: inout String) async throws -> Outcome {
+        let method = request.method
         /// Decides once for this request; throws the 401/403 to send when not allowed.
         func authorize(_ repository: RepositoryName?, _ action: Action) async throws {
             try await gate?.require(request, context, caller: caller, repository: repository?.value, action: action)

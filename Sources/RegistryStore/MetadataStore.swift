@@ -50,6 +50,20 @@ public enum ManifestPushResult: Sendable, Equatable {
     case missing([Digest])
 }
 
+/// Who caused a change: recorded with its event, so the event log doubles as the audit trail of
+/// writes. Set by the HTTP layer for the duration of a request.
+public struct EventOrigin: Sendable, Equatable {
+    public var actor: String
+    public var address: String
+
+    public init(actor: String, address: String) {
+        self.actor = actor
+        self.address = address
+    }
+
+    @TaskLocal public static var current: EventOrigin?
+}
+
 /// One entry of the append-only event log.
 public struct Event: Sendable, Equatable {
     public var sequence: Int64
@@ -61,6 +75,8 @@ public struct Event: Sendable, Equatable {
     public var mediaType: String?
     public var size: Int64?
     public var detail: String?
+    public var actor: String?
+    public var address: String?
 }
 
 public enum EventAction {
@@ -106,6 +122,7 @@ public protocol MetadataStore: Sendable {
 
     // event log
     func events(after: Int64, limit: Int) throws -> [Event]
+    func events(since: Date, limit: Int) throws -> [Event]
 
     /// Bytes of every distinct stored digest (after deduplication).
     func storedBytes() throws -> Int64

@@ -105,6 +105,13 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
                 CREATE INDEX audit_at ON audit(at);
                 """)
         }
+        m.registerMigration("v3-event-origin") { db in
+            try db.execute(sql: """
+                ALTER TABLE events ADD COLUMN actor TEXT;
+                ALTER TABLE events ADD COLUMN address TEXT;
+                CREATE INDEX events_at ON events(at);
+                """)
+        }
         return m
     }
 
@@ -121,13 +128,14 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
         return db.lastInsertedRowID
     }
 
-    private static func appendEvent(_ db: Database, _ action: String, _ repo: String, digest: String? = nil,
+    private static func appendEvent(_ db: Database, _ origin: EventOrigin?, _ action: String, _ repo: String, digest: String? = nil,
                                     tag: String? = nil, mediaType: String? = nil, size: Int64? = nil,
                                     detail: String? = nil) throws {
         try db.execute(sql: """
-            INSERT INTO events(at, action, repository, digest, tag, media_type, size, detail)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [Date().timeIntervalSince1970, action, repo, digest, tag, mediaType, size, detail])
+            INSERT INTO events(at, action, repository, digest, tag, media_type, size, detail, actor, address)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [Date().timeIntervalSince1970, action, repo, digest, tag, mediaType, size, detail,
+                             origin?.actor, origin?.address])
     }
 
     // MARK: repositories
@@ -170,7 +178,8 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
     }
 
     public func linkBlob(repository: String, digest: Digest, size: Int64, inline: [UInt8]?) async throws {
-        try await pool.write { db in
+        let origin = EventOrigin.current
+        return try await pool.write { db in
             let repo = try Self.ensureRepo(db, repository)
             let now = Date().timeIntervalSince1970
             try db.execute(sql: "INSERT OR IGNORE INTO blobs(digest, size, inline, created_at) VALUES (?, ?, ?, ?)",
@@ -178,13 +187,14 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
             try db.execute(sql: "INSERT OR IGNORE INTO blob_links(repo_id, digest, created_at) VALUES (?, ?, ?)",
                            arguments: [repo, digest.string, now])
             if db.changesCount > 0 {
-                try Self.appendEvent(db, EventAction.blobPush, repository, digest: digest.string, size: size)
+                try Self.appendEvent(db, origin, EventAction.blobPush, repository, digest: digest.string, size: size)
             }
         }
     }
 
     public func mountBlob(repository: String, from: String, digest: Digest) async throws -> Int64? {
-        try await pool.write { db -> Int64? in
+        let origin = EventOrigin.current
+        return try await pool.write { db -> Int64? in
             guard let fromID = try Self.repoID(db, from),
                   let size = try Int64.fetchOne(db, sql: """
                     SELECT b.size FROM blob_links l JOIN blobs b ON b.digest = l.digest
@@ -195,7 +205,7 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
             try db.execute(sql: "INSERT OR IGNORE INTO blob_links(repo_id, digest, created_at) VALUES (?, ?, ?)",
                            arguments: [repo, digest.string, Date().timeIntervalSince1970])
             if db.changesCount > 0 {
-                try Self.appendEvent(db, EventAction.blobPush, repository, digest: digest.string, size: size,
+                try Self.appendEvent(db, origin, EventAction.blobPush, repository, digest: digest.string, size: size,
                                      detail: "mounted from \(from)")
             }
             return size
@@ -203,11 +213,12 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
     }
 
     public func unlinkBlob(repository: String, digest: Digest) async throws -> Bool {
-        try await pool.write { db in
+        let origin = EventOrigin.current
+        return try await pool.write { db in
             guard let repo = try Self.repoID(db, repository) else { return false }
             try db.execute(sql: "DELETE FROM blob_links WHERE repo_id = ? AND digest = ?", arguments: [repo, digest.string])
             guard db.changesCount > 0 else { return false }
-            try Self.appendEvent(db, EventAction.blobDelete, repository, digest: digest.string)
+            try Self.appendEvent(db, origin, EventAction.blobDelete, repository, digest: digest.string)
             return true
         }
     }
@@ -215,7 +226,8 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
     // MARK: manifests
 
     public func putManifest(_ push: ManifestPush) async throws -> ManifestPushResult {
-        try await pool.write { db -> ManifestPushResult in
+        let origin = EventOrigin.current
+        return try await pool.write { db -> ManifestPushResult in
             let repo = try Self.ensureRepo(db, push.repository)
             // References are checked inside the write transaction, so a concurrent delete cannot
             // remove a blob between the check and the commit.
@@ -252,7 +264,7 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
                     try db.execute(sql: "INSERT OR IGNORE INTO manifest_refs(repo_id, parent, child, kind) VALUES (?, ?, ?, 1)",
                                    arguments: [repo, r.digest.string, child.string])
                 }
-                try Self.appendEvent(db, EventAction.manifestPush, push.repository, digest: r.digest.string,
+                try Self.appendEvent(db, origin, EventAction.manifestPush, push.repository, digest: r.digest.string,
                                      tag: push.tag, mediaType: r.mediaType, size: r.size)
             }
             var previous: Digest?
@@ -264,7 +276,7 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
                         INSERT INTO tags(repo_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
                         ON CONFLICT(repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at
                         """, arguments: [repo, tag, r.digest.string, now])
-                    try Self.appendEvent(db, EventAction.tagMove, push.repository, digest: r.digest.string, tag: tag,
+                    try Self.appendEvent(db, origin, EventAction.tagMove, push.repository, digest: r.digest.string, tag: tag,
                                          mediaType: r.mediaType, size: r.size, detail: old.map { "from \($0)" })
                     previous = old.flatMap { try? Digest(parsing: $0) }
                 }
@@ -305,7 +317,8 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
     }
 
     public func deleteManifest(repository: String, digest: Digest) async throws -> Bool {
-        try await pool.write { db in
+        let origin = EventOrigin.current
+        return try await pool.write { db in
             guard let repo = try Self.repoID(db, repository) else { return false }
             try db.execute(sql: "DELETE FROM manifests WHERE repo_id = ? AND digest = ?", arguments: [repo, digest.string])
             guard db.changesCount > 0 else { return false }
@@ -314,21 +327,22 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
                                            arguments: [repo, digest.string])
             try db.execute(sql: "DELETE FROM tags WHERE repo_id = ? AND digest = ?", arguments: [repo, digest.string])
             for tag in tags {
-                try Self.appendEvent(db, EventAction.tagDelete, repository, digest: digest.string, tag: tag)
+                try Self.appendEvent(db, origin, EventAction.tagDelete, repository, digest: digest.string, tag: tag)
             }
-            try Self.appendEvent(db, EventAction.manifestDelete, repository, digest: digest.string)
+            try Self.appendEvent(db, origin, EventAction.manifestDelete, repository, digest: digest.string)
             return true
         }
     }
 
     public func deleteTag(repository: String, tag: String) async throws -> Bool {
-        try await pool.write { db in
+        let origin = EventOrigin.current
+        return try await pool.write { db in
             guard let repo = try Self.repoID(db, repository),
                   let digest = try String.fetchOne(db, sql: "SELECT digest FROM tags WHERE repo_id = ? AND name = ?",
                                                    arguments: [repo, tag])
             else { return false }
             try db.execute(sql: "DELETE FROM tags WHERE repo_id = ? AND name = ?", arguments: [repo, tag])
-            try Self.appendEvent(db, EventAction.tagDelete, repository, digest: digest, tag: tag)
+            try Self.appendEvent(db, origin, EventAction.tagDelete, repository, digest: digest, tag: tag)
             return true
         }
     }
@@ -352,13 +366,22 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
 
     // MARK: events
 
+    private static func event(_ row: Row) -> Event {
+        Event(sequence: row["seq"], timestamp: Date(timeIntervalSince1970: row["at"]), action: row["action"],
+              repository: row["repository"], digest: row["digest"], tag: row["tag"], mediaType: row["media_type"],
+              size: row["size"], detail: row["detail"], actor: row["actor"], address: row["address"])
+    }
+
     public func events(after: Int64, limit: Int) throws -> [Event] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", arguments: [after, limit]).map {
-                Event(sequence: $0["seq"], timestamp: Date(timeIntervalSince1970: $0["at"]), action: $0["action"],
-                      repository: $0["repository"], digest: $0["digest"], tag: $0["tag"], mediaType: $0["media_type"],
-                      size: $0["size"], detail: $0["detail"])
-            }
+            try Row.fetchAll(db, sql: "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", arguments: [after, limit]).map(Self.event)
+        }
+    }
+
+    public func events(since: Date, limit: Int) throws -> [Event] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM events WHERE at >= ? ORDER BY seq LIMIT ?",
+                             arguments: [since.timeIntervalSince1970, limit]).map(Self.event)
         }
     }
 

@@ -244,8 +244,13 @@ func push(_ client: any TestClientProtocol, _ repo: String, tag: String, auth: H
             #expect(bad.status == .badRequest)
             let unknown = try await client.execute(uri: "/api/v1/tokens/nope", method: .get, headers: owner)
             #expect(unknown.status == .notFound)
+            #expect(try await push(client, "audited/repo", tag: "v1", auth: owner) == .created)
             let audit = String(buffer: try await client.execute(uri: "/api/v1/audit?since=1h", method: .get, headers: owner).body)
             #expect(audit.contains("identity.create") && audit.contains("role.assign") && audit.contains("denied"))
+            // content writes carry who made them
+            struct Record: Decodable { let actor: String; let action: String; let target: String }
+            let records = try JSONDecoder().decode([Record].self, from: Data(audit.utf8))
+            #expect(records.contains { $0.action == "push" && $0.actor == "identity:owner" && $0.target.hasPrefix("audited/repo:v1@sha256:") })
         }
     }
 }
