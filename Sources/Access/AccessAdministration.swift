@@ -367,6 +367,16 @@ extension AccessControl {
 
     // MARK: settings and network rules
 
+    /// Refuses a network change that would shut out the very client making it (unless it is a
+    /// trusted service that the new policy still lets through): the way back would otherwise
+    /// be editing the database by hand.
+    private func checkNotLockingOut(_ actor: Actor, _ policy: NetworkPolicy) throws(AccessError) {
+        guard let address = IPAddress(actor.address), policy.evaluate(address) == .blockedUnlessTrustedService else { return }
+        if policy.allowTrustedServices, actor.name.hasPrefix("identity:"),
+           state.identities[String(actor.name.dropFirst(9))]?.trustedService == true { return }
+        throw .conflict("this change would block your own address \(address); add a network rule for it first")
+    }
+
     public func updateSettings(_ actor: Actor, _ change: SettingsChange) async throws -> RegistrySettingsView {
         var parsedProxies: [CIDR]?
         if let raw = change.trustedProxies {
@@ -385,6 +395,12 @@ extension AccessControl {
         let proxies = parsedProxies, action = parsedAction
         let detail = String(decoding: (try? JSONEncoder.access.encode(change)) ?? Data(), as: UTF8.self)
         try await update(audit: audit(actor, "settings.update", registryName, detail)) { s in
+            var network = s.network
+            if let v = change.publicNetworkEnabled { network.publicNetworkEnabled = v }
+            if let v = change.allowTrustedServices { network.allowTrustedServices = v }
+            if let action { network.defaultAction = action }
+            if let proxies { network.trustedProxies = proxies }
+            try self.checkNotLockingOut(actor, network)
             if let v = change.adminUserEnabled, v != s.admin.enabled {
                 s.admin.enabled = v
                 s.admin.generation += 1
@@ -412,7 +428,10 @@ extension AccessControl {
         do { cidr = try CIDR(raw) } catch { throw AccessError.invalid(error.message) }
         try await update(audit: audit(actor, "network-rule.remove", cidr.description)) { s in
             guard let idx = s.network.ipRules.firstIndex(of: cidr) else { throw AccessError.notFound("network rule \(cidr)") }
-            s.network.ipRules.remove(at: idx)
+            var network = s.network
+            network.ipRules.remove(at: idx)
+            try self.checkNotLockingOut(actor, network)
+            s.network = network
         }
         return state.network.ipRules.map(\.description)
     }

@@ -12,7 +12,13 @@ struct Berth: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "berth",
         abstract: "Berth: a self-hosted, security-first OCI container registry.",
-        subcommands: [Serve.self, CertificateGroup.self]
+        subcommands: [
+            Serve.self,
+            LoginCommand.self, LogoutCommand.self,
+            IdentityGroup.self, RoleGroup.self, ScopeMapGroup.self, TokenGroup.self,
+            RegistryShow.self, RegistryUpdate.self, AdminCredentialGroup.self, KeysGroup.self, CertificateGroup.self,
+            NetworkRuleGroup.self, AuditGroup.self,
+        ]
     )
 }
 

@@ -279,6 +279,13 @@ func push(_ client: any TestClientProtocol, _ repo: String, tag: String, auth: H
             #expect(try await client.execute(uri: "/v2/_catalog", method: .get, headers: trusted).status == .ok)
             _ = try await access.addNetworkRule(testActor, "203.0.113.0/24")
             #expect(try await client.execute(uri: "/v2/", method: .get, headers: outside).status == .ok)
+            // a change that would shut out the caller's own address is refused
+            let lockout = try await client.execute(uri: "/api/v1/registry", method: .patch, headers: outside,
+                                                   body: buf(Array(#"{"networkDefaultAction":"Deny"}"#.utf8)))
+            #expect(lockout.status == .ok)   // 203.0.113.7 has its own rule, so Deny does not block it
+            let refusedChange = try await client.execute(uri: "/api/v1/network-rules?ipAddress=203.0.113.0/24", method: .delete, headers: outside)
+            #expect(refusedChange.status == .conflict)
+            #expect(try await client.execute(uri: "/v2/", method: .get, headers: outside).status == .ok)
         }
     }
 }
