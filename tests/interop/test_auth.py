@@ -403,3 +403,27 @@ def test_failed_logins_are_rate_limited(registry):
 
     # the probes are unaffected
     assert requests.get(f"{registry.base}/healthz", timeout=10).status_code == 200
+
+
+def test_docker_login_stores_an_identity_token_not_the_password(registry, tmp_path):
+    """`docker login` (the CLI logs in by itself when no daemon runs) gets a refresh token from
+    the token service and keeps that, not the password."""
+    config = tmp_path / "docker"
+    config.mkdir()
+    env = dict(os.environ, DOCKER_CONFIG=str(config))
+    import subprocess
+    bad = subprocess.run(["docker", "login", registry.host, "-u", registry.username, "--password-stdin"],
+                         input=b"wrong-password", capture_output=True, env=env, timeout=60)
+    assert bad.returncode != 0
+    assert b"unauthorized" in (bad.stderr + bad.stdout).lower()
+    ok = subprocess.run(["docker", "login", registry.host, "-u", registry.username, "--password-stdin"],
+                        input=registry.password.encode(), capture_output=True, env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert b"Login Succeeded" in ok.stdout
+    stored = (config / "config.json").read_text()
+    assert registry.password not in stored
+    entry = json.loads(stored)["auths"][registry.host]
+    refresh = entry["identitytoken"]
+    # the stored identity token works as a credential for the registry
+    r = requests.get(f"{registry.base}/v2/", auth=("00000000-0000-0000-0000-000000000000", refresh), timeout=30)
+    assert r.status_code == 200
