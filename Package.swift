@@ -55,6 +55,16 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: strict),
+        .target(name: "Webhooks", dependencies: [
+            "OCIModel", "RegistryStore",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: strict),
         .target(name: "RegistryCore", dependencies: [
             "OCIModel", "BlobStorage", "RegistryStore",
             .product(name: "Logging", package: "swift-log"),
@@ -62,7 +72,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strict),
         .target(name: "HTTPAPI", dependencies: [
-            "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore", "Access",
+            "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore", "Access", "Webhooks",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -76,7 +86,7 @@ let package = Package(
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
         ], swiftSettings: strict),
         .executableTarget(name: "BerthCLI", dependencies: [
-            "HTTPAPI", "RegistryCore",
+            "HTTPAPI", "RegistryCore", "Webhooks",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
@@ -90,6 +100,11 @@ let package = Package(
         .testTarget(name: "RegistryStoreTests", dependencies: ["RegistryStore"]),
         .testTarget(name: "RegistryCoreTests", dependencies: ["RegistryCore"]),
         .testTarget(name: "AccessTests", dependencies: ["Access"]),
+        .testTarget(name: "WebhooksTests", dependencies: [
+            "Webhooks",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
         .testTarget(name: "HTTPAPITests", dependencies: [
             "HTTPAPI",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -2,6 +2,7 @@ import Access
 import ArgumentParser
 import Foundation
 import RegistryStore
+import Webhooks
 import HTTPAPI
 import Hummingbird
 import Logging
@@ -175,8 +176,13 @@ struct Serve: AsyncParsableCommand {
         case (nil, nil): tls = nil
         default: throw ValidationError("--tls-cert and --tls-key go together")
         }
+        guard let webhookStore = registry.metadata as? any WebhookStore else {
+            throw ValidationError("the metadata store cannot keep webhooks")
+        }
+        let webhooks = try WebhookService(store: webhookStore, events: registry.metadata, keyDirectory: settings.data + "/keys",
+                                          logger: Logger(label: "berth.webhooks"))
         let app = try BerthServer.makeApplication(
-            registry: registry, access: access, host: host, port: port, limits: limits, publicURL: settings.publicURL, tls: tls,
+            registry: registry, access: access, webhooks: webhooks, host: host, port: port, limits: limits, publicURL: settings.publicURL, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds), logger: logger)
         logger.info("berth starting", metadata: ["listen": "\(host):\(port)", "data": "\(settings.data)"])
         try await app.runService()

@@ -6,18 +6,23 @@ import NIOSSL
 import Logging
 import RegistryCore
 import ServiceLifecycle
+import Webhooks
 
 /// Assembles the HTTP application: the responder, its metrics, and the background janitor.
 public enum BerthServer {
-    public static func makeApplication(registry: Registry, access: AccessControl?, host: String, port: Int,
+    public static func makeApplication(registry: Registry, access: AccessControl?, webhooks: WebhookService? = nil,
+                                       host: String, port: Int,
                                        limits: RegistryResponder.Limits = .init(),
                                        publicURL: String? = nil,
                                        tls: TLSFiles? = nil,
                                        janitorInterval: Duration = .seconds(600),
                                        logger: Logger) throws -> some ApplicationProtocol {
-        let responder = makeResponder(registry: registry, access: access, limits: limits, publicURL: publicURL,
-                                      tls: tls != nil, logger: logger)
-        let http1 = HTTPServerBuilder.http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()]))
+        let responder = makeResponder(registry: registry, access: access, webhooks: webhooks, limits: limits,
+                                      publicURL: publicURL, tls: tls != nil, logger: logger)
+        // Idle connections (between requests, or a request whose bytes stopped coming: slowloris)
+        // are closed after two minutes; a response being written is never cut off.
+        let http1 = HTTPServerBuilder.http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()],
+                                                                 idleTimeout: .seconds(120)))
         var server = http1
         if let tls {
             let chain = try NIOSSLCertificate.fromPEMFile(tls.certificatePath).map { NIOSSLCertificateSource.certificate($0) }
@@ -30,7 +35,8 @@ public enum BerthServer {
             responder: responder,
             server: server,
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
-            services: [UploadJanitor(registry: registry, interval: janitorInterval, logger: logger)],
+            services: [UploadJanitor(registry: registry, interval: janitorInterval, logger: logger)]
+                + (webhooks.map { [WebhookDispatcher(service: $0)] } ?? []),
             logger: logger
         )
     }
@@ -45,12 +51,13 @@ public enum BerthServer {
         }
     }
 
-    public static func makeResponder(registry: Registry, access: AccessControl?, limits: RegistryResponder.Limits = .init(),
+    public static func makeResponder(registry: Registry, access: AccessControl?, webhooks: WebhookService? = nil,
+                                     limits: RegistryResponder.Limits = .init(),
                                      publicURL: String? = nil, tls: Bool = false, logger: Logger) -> RegistryResponder {
         var accessLog = logger
         accessLog[metadataKey: "component"] = "access"
         return RegistryResponder(registry: registry, metrics: HTTPMetrics(), accessLog: accessLog, limits: limits,
-                                 access: access, publicURL: publicURL, tls: tls)
+                                 access: access, webhooks: webhooks, publicURL: publicURL, tls: tls)
     }
 }
 

@@ -5,6 +5,7 @@ import Hummingbird
 import NIOCore
 import OCIModel
 import RegistryStore
+import Webhooks
 
 /// The JSON management API under `/api/v1/`: identities, role assignments, scope maps, tokens,
 /// registry settings, network rules, audit. Reading needs management/read (Reader, Owner);
@@ -149,6 +150,11 @@ extension RegistryResponder {
             case (.delete, "network-rules", 1):
                 return jsonResponse(try await access.removeNetworkRule(actor, query(request, "ipAddress") ?? ""))
 
+            // webhooks
+            case (_, "webhooks", _):
+                guard let webhooks else { throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "webhooks are not enabled") }
+                return try await webhookEndpoint(request, parts, webhooks)
+
             // audit
             case (.get, "audit", 1):
                 let since = query(request, "since").flatMap(Self.parseSince) ?? Date(timeIntervalSinceNow: -86_400)
@@ -166,8 +172,61 @@ extension RegistryResponder {
             }
         } catch let e as AccessError {
             return managementError(e)
+        } catch let e as WebhookError {
+            let (status, code, message): (HTTPResponse.Status, String, String) = switch e {
+            case .invalid(let m): (.badRequest, "INVALID", m)
+            case .notFound(let m): (.notFound, "NOT_FOUND", "\(m) not found")
+            case .conflict(let m): (.conflict, "CONFLICT", m)
+            }
+            return jsonResponse(ErrorEnvelope(error: .init(code: code, message: message)), status: status)
         } catch let e as ManagementError {
             return jsonResponse(ErrorEnvelope(error: .init(code: e.code, message: e.message)), status: e.status)
+        }
+    }
+
+    struct WebhookRequest: Decodable {
+        let name: String?
+        let uri: String?
+        let actions: [String]?
+        let scope: String?
+        let headers: [String: String]?
+        let status: String?
+    }
+    struct WebhookCreated: Encodable { let webhook: WebhookView; let secret: String }
+
+    func webhookEndpoint(_ request: Request, _ parts: [String], _ webhooks: WebhookService) async throws -> Response {
+        switch (request.method, parts.count) {
+        case (.get, 1):
+            return jsonResponse(try webhooks.list())
+        case (.post, 1):
+            let body = try await decode(WebhookRequest.self, request)
+            if let status = body.status, status != "enabled", status != "disabled" {
+                throw WebhookError.invalid("status must be enabled or disabled")
+            }
+            let (view, secret) = try await webhooks.create(name: body.name ?? "", uri: body.uri ?? "", actions: body.actions ?? ["push"],
+                                                           scope: body.scope, headers: body.headers ?? [:],
+                                                           enabled: body.status.map { $0 == "enabled" } ?? true)
+            return jsonResponse(WebhookCreated(webhook: view, secret: secret), status: .created)
+        case (.get, 2):
+            return jsonResponse(try webhooks.get(parts[1]))
+        case (.patch, 2):
+            let body = try await decode(WebhookRequest.self, request)
+            if let status = body.status, status != "enabled", status != "disabled" {
+                throw WebhookError.invalid("status must be enabled or disabled")
+            }
+            return jsonResponse(try await webhooks.update(name: parts[1], uri: body.uri, actions: body.actions,
+                                                          scope: body.scope.map { Optional($0) }, headers: body.headers,
+                                                          enabled: body.status.map { $0 == "enabled" }))
+        case (.delete, 2):
+            try await webhooks.delete(name: parts[1])
+            return Response(status: .noContent)
+        case (.post, 3) where parts[2] == "ping":
+            return jsonResponse(try await webhooks.ping(name: parts[1]))
+        case (.get, 3) where parts[2] == "events":
+            let limit = min(try queryInt(request, "limit") ?? 100, 1000)
+            return jsonResponse(try webhooks.deliveries(name: parts[1], limit: limit))
+        default:
+            throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "no such webhook endpoint")
         }
     }
 

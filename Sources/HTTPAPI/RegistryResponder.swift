@@ -8,6 +8,7 @@ import OCIModel
 import Access
 import RegistryCore
 import RegistryStore
+import Webhooks
 
 /// Serves the OCI distribution API, health and metrics. Routing is by hand because repository
 /// names contain slashes; every handler calls into `Registry` and every failure is rendered by
@@ -21,6 +22,7 @@ public struct RegistryResponder: HTTPResponder {
     let limits: Limits
     /// nil only where the distribution layer is tested on its own; `berth serve` always has one.
     let gate: AuthGate?
+    let webhooks: WebhookService?
     private let inflightUploads = NIOLockedValueBox(0)
 
     public struct Limits: Sendable {
@@ -30,7 +32,8 @@ public struct RegistryResponder: HTTPResponder {
     }
 
     public init(registry: Registry, metrics: HTTPMetrics, accessLog: Logger, limits: Limits = .init(),
-                access: AccessControl?, publicURL: String? = nil, tls: Bool = false) {
+                access: AccessControl?, webhooks: WebhookService? = nil, publicURL: String? = nil, tls: Bool = false) {
+        self.webhooks = webhooks
         self.registry = registry
         self.metrics = metrics
         self.accessLog = accessLog
@@ -113,10 +116,11 @@ public struct RegistryResponder: HTTPResponder {
         }
         let caller = try await gate?.caller(request, context)
         // Writes record who made them, with their event, for the audit trail.
-        let origin = gate.map { g in
-            EventOrigin(actor: caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous",
-                        address: (caller?.address ?? g.address(request, context))?.description ?? "-")
-        }
+        let origin = EventOrigin(
+            actor: caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? (gate == nil ? "-" : "anonymous"),
+            address: (caller?.address ?? gate?.address(request, context))?.description ?? context.remoteAddress?.ipAddress ?? "-",
+            requestID: context.id, host: request.head.authority, method: request.method.rawValue,
+            userAgent: request.headers[.userAgent])
         var name = routeName
         defer { routeName = name }
         return try await EventOrigin.$current.withValue(origin) {

@@ -55,10 +55,19 @@ public enum ManifestPushResult: Sendable, Equatable {
 public struct EventOrigin: Sendable, Equatable {
     public var actor: String
     public var address: String
+    public var requestID: String?
+    public var host: String?
+    public var method: String?
+    public var userAgent: String?
 
-    public init(actor: String, address: String) {
+    public init(actor: String, address: String, requestID: String? = nil, host: String? = nil, method: String? = nil,
+                userAgent: String? = nil) {
         self.actor = actor
         self.address = address
+        self.requestID = requestID
+        self.host = host
+        self.method = method
+        self.userAgent = userAgent
     }
 
     @TaskLocal public static var current: EventOrigin?
@@ -77,6 +86,10 @@ public struct Event: Sendable, Equatable {
     public var detail: String?
     public var actor: String?
     public var address: String?
+    public var requestID: String?
+    public var requestHost: String?
+    public var requestMethod: String?
+    public var userAgent: String?
 }
 
 public enum EventAction {

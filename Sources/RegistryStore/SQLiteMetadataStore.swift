@@ -4,7 +4,7 @@ import OCIModel
 
 /// The embedded metadata store: one SQLite database in WAL mode with `synchronous=FULL`, so a
 /// committed transaction is on disk before the request that made it is answered.
-public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
+public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, WebhookStore {
     let pool: DatabasePool
 
     public init(path: String) throws {
@@ -114,6 +114,40 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
                 CREATE INDEX events_at ON events(at);
                 """)
         }
+        m.registerMigration("v4-webhooks") { db in
+            try db.execute(sql: """
+                ALTER TABLE events ADD COLUMN request_id TEXT;
+                ALTER TABLE events ADD COLUMN request_host TEXT;
+                ALTER TABLE events ADD COLUMN request_method TEXT;
+                ALTER TABLE events ADD COLUMN user_agent TEXT;
+                CREATE TABLE webhooks (
+                    name TEXT PRIMARY KEY,
+                    uri TEXT NOT NULL,
+                    actions TEXT NOT NULL,
+                    scope TEXT,
+                    headers TEXT NOT NULL,
+                    sealed_secret BLOB NOT NULL,
+                    enabled INTEGER NOT NULL,
+                    created_at REAL NOT NULL,
+                    cursor INTEGER NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_at REAL
+                ) WITHOUT ROWID;
+                CREATE TABLE webhook_deliveries (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    webhook TEXT NOT NULL,
+                    event_seq INTEGER,
+                    action TEXT NOT NULL,
+                    attempt INTEGER NOT NULL,
+                    status_code INTEGER,
+                    latency_ms REAL NOT NULL,
+                    error TEXT,
+                    at REAL NOT NULL,
+                    payload TEXT NOT NULL
+                );
+                CREATE INDEX webhook_deliveries_by_hook ON webhook_deliveries(webhook, id);
+                """)
+        }
         return m
     }
 
@@ -134,10 +168,11 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
                                     tag: String? = nil, mediaType: String? = nil, size: Int64? = nil,
                                     detail: String? = nil) throws {
         try db.execute(sql: """
-            INSERT INTO events(at, action, repository, digest, tag, media_type, size, detail, actor, address)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO events(at, action, repository, digest, tag, media_type, size, detail, actor, address,
+                               request_id, request_host, request_method, user_agent)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: [Date().timeIntervalSince1970, action, repo, digest, tag, mediaType, size, detail,
-                             origin?.actor, origin?.address])
+                             origin?.actor, origin?.address, origin?.requestID, origin?.host, origin?.method, origin?.userAgent])
     }
 
     // MARK: repositories
@@ -371,7 +406,9 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
     private static func event(_ row: Row) -> Event {
         Event(sequence: row["seq"], timestamp: Date(timeIntervalSince1970: row["at"]), action: row["action"],
               repository: row["repository"], digest: row["digest"], tag: row["tag"], mediaType: row["media_type"],
-              size: row["size"], detail: row["detail"], actor: row["actor"], address: row["address"])
+              size: row["size"], detail: row["detail"], actor: row["actor"], address: row["address"],
+              requestID: row["request_id"], requestHost: row["request_host"], requestMethod: row["request_method"],
+              userAgent: row["user_agent"])
     }
 
     public func events(after: Int64, limit: Int) throws -> [Event] {
@@ -440,5 +477,107 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore {
                             detail: $0["detail"])
             }
         }
+    }
+
+    // MARK: webhooks
+
+    private static func webhook(_ row: Row) -> WebhookRecord {
+        let actions = (try? JSONDecoder().decode([String].self, from: Data((row["actions"] as String).utf8))) ?? []
+        let headers = (try? JSONDecoder().decode([String: String].self, from: Data((row["headers"] as String).utf8))) ?? [:]
+        let next: Double? = row["next_attempt_at"]
+        return WebhookRecord(name: row["name"], uri: row["uri"], actions: actions, scope: row["scope"], headers: headers,
+                             sealedSecret: row["sealed_secret"], enabled: row["enabled"], createdAt: Date(timeIntervalSince1970: row["created_at"]),
+                             cursor: row["cursor"], attempts: row["attempts"], nextAttemptAt: next.map(Date.init(timeIntervalSince1970:)))
+    }
+
+    private static func json(_ value: some Encodable) -> String {
+        String(decoding: (try? JSONEncoder().encode(value)) ?? Data("null".utf8), as: UTF8.self)
+    }
+
+    public func webhooks() throws -> [WebhookRecord] {
+        try pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM webhooks ORDER BY name").map(Self.webhook) }
+    }
+
+    public func webhook(named name: String) throws -> WebhookRecord? {
+        try pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM webhooks WHERE name = ?", arguments: [name]).map(Self.webhook) }
+    }
+
+    public func createWebhook(_ r: WebhookRecord) async throws -> Bool {
+        try await pool.write { db in
+            guard try Row.fetchOne(db, sql: "SELECT 1 FROM webhooks WHERE name = ?", arguments: [r.name]) == nil else { return false }
+            let end = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM events") ?? 0
+            try db.execute(sql: """
+                INSERT INTO webhooks(name, uri, actions, scope, headers, sealed_secret, enabled, created_at, cursor)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [r.name, r.uri, Self.json(r.actions), r.scope, Self.json(r.headers), r.sealedSecret, r.enabled,
+                                 r.createdAt.timeIntervalSince1970, end])
+            return true
+        }
+    }
+
+    public func updateWebhook(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
+                              enabled: Bool?) async throws -> Bool {
+        try await pool.write { db in
+            guard try Row.fetchOne(db, sql: "SELECT 1 FROM webhooks WHERE name = ?", arguments: [name]) != nil else { return false }
+            if let uri { try db.execute(sql: "UPDATE webhooks SET uri = ? WHERE name = ?", arguments: [uri, name]) }
+            if let actions { try db.execute(sql: "UPDATE webhooks SET actions = ? WHERE name = ?", arguments: [Self.json(actions), name]) }
+            if let scope { try db.execute(sql: "UPDATE webhooks SET scope = ? WHERE name = ?", arguments: [scope, name]) }
+            if let headers { try db.execute(sql: "UPDATE webhooks SET headers = ? WHERE name = ?", arguments: [Self.json(headers), name]) }
+            if let enabled { try db.execute(sql: "UPDATE webhooks SET enabled = ? WHERE name = ?", arguments: [enabled, name]) }
+            return true
+        }
+    }
+
+    public func deleteWebhook(name: String) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM webhooks WHERE name = ?", arguments: [name])
+            let removed = db.changesCount > 0
+            try db.execute(sql: "DELETE FROM webhook_deliveries WHERE webhook = ?", arguments: [name])
+            return removed
+        }
+    }
+
+    public func recordDelivery(_ d: WebhookDelivery, advanceTo cursor: Int64?, nextAttemptAt: Date?, attempts: Int) async throws {
+        try await pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO webhook_deliveries(webhook, event_seq, action, attempt, status_code, latency_ms, error, at, payload)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [d.webhook, d.eventSequence, d.action, d.attempt, d.statusCode, d.latencyMilliseconds, d.error,
+                                 d.timestamp.timeIntervalSince1970, d.payload])
+            if let cursor {
+                try db.execute(sql: "UPDATE webhooks SET cursor = MAX(cursor, ?), attempts = 0, next_attempt_at = NULL WHERE name = ?",
+                               arguments: [cursor, d.webhook])
+            } else if d.eventSequence != nil {
+                try db.execute(sql: "UPDATE webhooks SET attempts = ?, next_attempt_at = ? WHERE name = ?",
+                               arguments: [attempts, nextAttemptAt?.timeIntervalSince1970, d.webhook])
+            }
+            // Keep the history bounded: the newest 1000 deliveries per webhook.
+            try db.execute(sql: """
+                DELETE FROM webhook_deliveries WHERE webhook = ? AND id <= (
+                    SELECT id FROM webhook_deliveries WHERE webhook = ? ORDER BY id DESC LIMIT 1 OFFSET 1000)
+                """, arguments: [d.webhook, d.webhook])
+        }
+    }
+
+    public func advanceCursor(name: String, to cursor: Int64) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE webhooks SET cursor = MAX(cursor, ?), attempts = 0, next_attempt_at = NULL WHERE name = ?",
+                           arguments: [cursor, name])
+        }
+    }
+
+    public func deliveries(webhook: String, limit: Int) throws -> [WebhookDelivery] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM webhook_deliveries WHERE webhook = ? ORDER BY id DESC LIMIT ?",
+                             arguments: [webhook, limit]).map {
+                WebhookDelivery(id: $0["id"], webhook: $0["webhook"], eventSequence: $0["event_seq"], action: $0["action"],
+                                attempt: $0["attempt"], statusCode: $0["status_code"], latencyMilliseconds: $0["latency_ms"],
+                                error: $0["error"], timestamp: Date(timeIntervalSince1970: $0["at"]), payload: $0["payload"])
+            }
+        }
+    }
+
+    public func latestEventSequence() throws -> Int64 {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM events") ?? 0 }
     }
 }

@@ -1,0 +1,307 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import OCIModel
+import RegistryStore
+
+/// A webhook as the management API shows it: never its secret.
+public struct WebhookView: Codable, Sendable, Equatable {
+    public var name: String
+    public var uri: String
+    public var actions: [String]
+    public var scope: String?
+    public var headers: [String: String]
+    public var status: String
+    public var createdAt: Date
+    public var pendingAttempts: Int
+}
+
+public enum WebhookError: Error, Equatable, Sendable {
+    case invalid(String)
+    case notFound(String)
+    case conflict(String)
+}
+
+/// Webhooks fed by the event log: each webhook has its own cursor in the database and receives,
+/// in order and at least once, every event after it that matches its actions and scope. A push
+/// never waits for a webhook. Payloads follow the cloud registry's shape and carry an
+/// HMAC-SHA256 signature made with the webhook's own secret.
+public final class WebhookService: Sendable {
+    public static let actions = ["push", "delete", "quarantine", "ping"]
+    public static let signatureHeader = "X-Berth-Signature-256"
+
+    let store: any WebhookStore
+    let events: any MetadataStore
+    let sealingKey: SymmetricKey
+    let logger: Logger
+    let httpClient: HTTPClient
+    /// Attempts per event before it is recorded as failed and skipped.
+    let maxAttempts: Int
+    let deliveryTimeout: TimeAmount
+    let backoffBase: Double
+
+    public init(store: any WebhookStore, events: any MetadataStore, keyDirectory: String, httpClient: HTTPClient = .shared,
+                maxAttempts: Int = 10, deliveryTimeout: TimeAmount = .seconds(10), backoffBase: Double = 1,
+                logger: Logger = Logger(label: "berth.webhooks")) throws {
+        self.store = store
+        self.events = events
+        self.sealingKey = try Self.loadOrCreateKey(directory: keyDirectory)
+        self.httpClient = httpClient
+        self.maxAttempts = maxAttempts
+        self.deliveryTimeout = deliveryTimeout
+        self.backoffBase = backoffBase
+        self.logger = logger
+    }
+
+    static func loadOrCreateKey(directory: String) throws -> SymmetricKey {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let path = directory + "/webhook-secrets.key"
+        if let data = fm.contents(atPath: path), data.count == 32 { return SymmetricKey(data: data) }
+        let key = SymmetricKey(size: .bits256)
+        let data = key.withUnsafeBytes { Data($0) }
+        guard fm.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw WebhookError.invalid("cannot write \(path)")
+        }
+        return key
+    }
+
+    func seal(_ secret: String) throws -> Data {
+        try AES.GCM.seal(Data(secret.utf8), using: sealingKey).combined!
+    }
+
+    func unseal(_ sealed: Data) throws -> String {
+        String(decoding: try AES.GCM.open(AES.GCM.SealedBox(combined: sealed), using: sealingKey), as: UTF8.self)
+    }
+
+    static func view(_ r: WebhookRecord) -> WebhookView {
+        WebhookView(name: r.name, uri: r.uri, actions: r.actions, scope: r.scope, headers: r.headers,
+                    status: r.enabled ? "enabled" : "disabled", createdAt: r.createdAt, pendingAttempts: r.attempts)
+    }
+
+    // MARK: management
+
+    static func validate(name: String?, uri: String?, actions: [String]?, scope: String?, headers: [String: String]?) throws(WebhookError) {
+        if let name {
+            guard !name.isEmpty, name.count <= 64,
+                  name.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d || $0 == 0x5f })
+            else { throw .invalid("webhook names are 1-64 characters of a-z, 0-9, '-', '_'") }
+        }
+        if let uri {
+            guard let url = URL(string: uri), url.scheme == "http" || url.scheme == "https", url.host != nil else {
+                throw .invalid("uri must be an http(s) URL")
+            }
+        }
+        if let actions {
+            guard !actions.isEmpty else { throw .invalid("at least one action is needed") }
+            for a in actions where !["push", "delete", "quarantine"].contains(a) {
+                throw .invalid("unknown action \(a); actions: push, delete, quarantine")
+            }
+        }
+        if let scope, scope.isEmpty || scope.count > 300 { throw .invalid("scope must be repository:tag, e.g. 'payments/*:*'") }
+        for (k, v) in headers ?? [:] {
+            guard !k.isEmpty, k.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != 0x3a }), !v.contains("\r"), !v.contains("\n") else {
+                throw .invalid("invalid header \(k.prefix(40))")
+            }
+        }
+    }
+
+    public func list() throws -> [WebhookView] { try store.webhooks().map(Self.view) }
+
+    public func get(_ name: String) throws -> WebhookView {
+        guard let r = try store.webhook(named: name) else { throw WebhookError.notFound("webhook \(name)") }
+        return Self.view(r)
+    }
+
+    /// Creates a webhook and returns its signing secret (shown once; stored sealed).
+    public func create(name: String, uri: String, actions: [String], scope: String?, headers: [String: String],
+                       enabled: Bool) async throws -> (WebhookView, secret: String) {
+        try Self.validate(name: name, uri: uri, actions: actions, scope: scope, headers: headers)
+        var bytes = [UInt8](repeating: 0, count: 32)
+        var rng = SystemRandomNumberGenerator()
+        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
+        let secret = bytes.map { String(format: "%02x", $0) }.joined()
+        let record = WebhookRecord(name: name, uri: uri, actions: actions, scope: scope, headers: headers,
+                                   sealedSecret: try seal(secret), enabled: enabled, createdAt: Date(), cursor: 0)
+        guard try await store.createWebhook(record) else { throw WebhookError.conflict("webhook \(name) exists") }
+        return (try get(name), secret)
+    }
+
+    public func update(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
+                       enabled: Bool?) async throws -> WebhookView {
+        try Self.validate(name: nil, uri: uri, actions: actions, scope: scope ?? nil, headers: headers)
+        guard try await store.updateWebhook(name: name, uri: uri, actions: actions, scope: scope, headers: headers, enabled: enabled) else {
+            throw WebhookError.notFound("webhook \(name)")
+        }
+        return try get(name)
+    }
+
+    public func delete(name: String) async throws {
+        guard try await store.deleteWebhook(name: name) else { throw WebhookError.notFound("webhook \(name)") }
+    }
+
+    public func deliveries(name: String, limit: Int) throws -> [WebhookDelivery] {
+        _ = try get(name)
+        return try store.deliveries(webhook: name, limit: limit)
+    }
+
+    /// Sends a `ping` now and records it.
+    public func ping(name: String) async throws -> WebhookDelivery {
+        guard let hook = try store.webhook(named: name) else { throw WebhookError.notFound("webhook \(name)") }
+        let payload = Payload(id: UUID().uuidString.lowercased(), timestamp: Date(), action: "ping", target: nil, request: nil)
+        let delivery = await deliver(hook, payload: payload, eventSequence: nil, attempt: 1)
+        try await store.recordDelivery(delivery, advanceTo: nil, nextAttemptAt: nil, attempts: hook.attempts)
+        return delivery
+    }
+
+    // MARK: payloads
+
+    struct Payload: Encodable {
+        struct Target: Encodable {
+            var mediaType: String?
+            var size: Int64?
+            var digest: String?
+            var length: Int64?
+            var repository: String
+            var tag: String?
+        }
+        struct Request: Encodable {
+            var id: String?
+            var host: String?
+            var method: String?
+            var useragent: String?
+        }
+        var id: String
+        var timestamp: Date
+        var action: String
+        var target: Target?
+        var request: Request?
+    }
+
+    /// The webhook action an event stands for, if any. A push by tag is one `tag.move`; a push
+    /// by digest is a `push` without a tag.
+    static func webhookAction(for event: Event) -> String? {
+        switch event.action {
+        case EventAction.tagMove: "push"
+        case EventAction.manifestPush: event.tag == nil ? "push" : nil
+        case EventAction.manifestDelete, EventAction.tagDelete: "delete"
+        case "quarantine": "quarantine"
+        default: nil
+        }
+    }
+
+    static func payload(for event: Event, action: String) -> Payload {
+        Payload(id: "event-\(event.sequence)", timestamp: event.timestamp, action: action,
+                target: .init(mediaType: event.mediaType, size: event.size, digest: event.digest, length: event.size,
+                              repository: event.repository, tag: event.tag),
+                request: .init(id: event.requestID, host: event.requestHost, method: event.requestMethod, useragent: event.userAgent))
+    }
+
+    /// `repository-pattern:tag-pattern` with `*` matching any run of characters.
+    static func matches(scope: String?, repository: String, tag: String?) -> Bool {
+        guard let scope else { return true }
+        let parts = scope.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        let repoPattern = parts[0]
+        let tagPattern = parts.count > 1 ? parts[1] : "*"
+        return glob(repoPattern, repository) && (tag.map { glob(tagPattern, $0) } ?? (tagPattern == "*"))
+    }
+
+    static func glob(_ pattern: String, _ text: String) -> Bool {
+        let p = Array(pattern.utf8), t = Array(text.utf8)
+        var pi = 0, ti = 0, star = -1, mark = 0
+        while ti < t.count {
+            if pi < p.count, p[pi] == t[ti] { pi += 1; ti += 1 }
+            else if pi < p.count, p[pi] == UInt8(ascii: "*") { star = pi; mark = ti; pi += 1 }
+            else if star >= 0 { pi = star + 1; mark += 1; ti = mark }
+            else { return false }
+        }
+        while pi < p.count, p[pi] == UInt8(ascii: "*") { pi += 1 }
+        return pi == p.count
+    }
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .iso8601
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }()
+
+    static func signature(_ body: Data, secret: String) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data(secret.utf8)))
+        return "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
+    }
+
+    func deliver(_ hook: WebhookRecord, payload: Payload, eventSequence: Int64?, attempt: Int) async -> WebhookDelivery {
+        let body = (try? Self.encoder.encode(payload)) ?? Data()
+        let text = String(decoding: body, as: UTF8.self)
+        let start = ContinuousClock.now
+        func finish(_ status: Int?, _ error: String?) -> WebhookDelivery {
+            let d = ContinuousClock.now - start
+            let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+            return WebhookDelivery(webhook: hook.name, eventSequence: eventSequence, action: payload.action, attempt: attempt,
+                                   statusCode: status, latencyMilliseconds: ms, error: error, payload: text)
+        }
+        do {
+            let secret = try unseal(hook.sealedSecret)
+            var request = HTTPClientRequest(url: hook.uri)
+            request.method = .POST
+            for (k, v) in hook.headers { request.headers.replaceOrAdd(name: k, value: v) }
+            request.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
+            request.headers.replaceOrAdd(name: "User-Agent", value: "berth-webhook/1")
+            request.headers.replaceOrAdd(name: Self.signatureHeader, value: Self.signature(body, secret: secret))
+            request.headers.replaceOrAdd(name: "X-Berth-Event", value: payload.action)
+            request.headers.replaceOrAdd(name: "X-Berth-Delivery", value: payload.id)
+            request.body = .bytes(ByteBuffer(bytes: body))
+            let response = try await httpClient.execute(request, timeout: deliveryTimeout)
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            let code = Int(response.status.code)
+            return finish(code, (200..<300).contains(code) ? nil : "HTTP \(code)")
+        } catch {
+            return finish(nil, String(describing: error).prefix(300).description)
+        }
+    }
+
+    // MARK: dispatching
+
+    /// Works through one webhook's backlog: delivers matching events in order until the log is
+    /// exhausted or a delivery fails (then it waits for its backoff). Returns whether it did work.
+    @discardableResult
+    func drain(_ name: String, now: Date = Date()) async throws -> Bool {
+        guard var hook = try store.webhook(named: name), hook.enabled else { return false }
+        if let next = hook.nextAttemptAt, next > now { return false }
+        var worked = false
+        while true {
+            let batch = try events.events(after: hook.cursor, limit: 100)
+            guard !batch.isEmpty else { return worked }
+            for event in batch {
+                guard let action = Self.webhookAction(for: event), hook.actions.contains(action),
+                      Self.matches(scope: hook.scope, repository: event.repository, tag: event.tag) else {
+                    try await store.advanceCursor(name: name, to: event.sequence)
+                    hook.cursor = event.sequence
+                    continue
+                }
+                worked = true
+                let attempt = hook.attempts + 1
+                let delivery = await deliver(hook, payload: Self.payload(for: event, action: action),
+                                             eventSequence: event.sequence, attempt: attempt)
+                if delivery.error == nil || attempt >= maxAttempts {
+                    if delivery.error != nil {
+                        logger.warning("webhook delivery abandoned", metadata: ["webhook": "\(name)", "event": "\(event.sequence)"])
+                    }
+                    try await store.recordDelivery(delivery, advanceTo: event.sequence, nextAttemptAt: nil, attempts: 0)
+                    hook.cursor = event.sequence
+                    hook.attempts = 0
+                } else {
+                    let delay = min(backoffBase * pow(2, Double(attempt - 1)), 300)
+                    try await store.recordDelivery(delivery, advanceTo: nil, nextAttemptAt: Date().addingTimeInterval(delay),
+                                                   attempts: attempt)
+                    return true
+                }
+            }
+        }
+    }
+}

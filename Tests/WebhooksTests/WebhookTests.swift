@@ -1,0 +1,194 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOConcurrencyHelpers
+import OCIModel
+import RegistryStore
+import Testing
+@testable import Webhooks
+
+/// A receiver that records what it gets; its mode decides the answer.
+final class Receiver: Sendable {
+    enum Mode: Sendable { case ok, fail, slow }
+    struct Hit: Sendable { let body: String; let signature: String?; let custom: String?; let event: String? }
+    let mode = NIOLockedValueBox(Mode.ok)
+    let hits = NIOLockedValueBox<[Hit]>([])
+
+    func app() -> some ApplicationProtocol {
+        let router = Router()
+        router.post("/hook") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 1 << 20)
+            switch self.mode.withLockedValue({ $0 }) {
+            case .fail:
+                return Response(status: .internalServerError)
+            case .slow:
+                try await Task.sleep(for: .seconds(3))
+            case .ok:
+                break
+            }
+            self.hits.withLockedValue {
+                $0.append(Hit(body: String(buffer: body), signature: request.headers[HTTPField.Name(WebhookService.signatureHeader)!],
+                              custom: request.headers[HTTPField.Name("X-Team")!], event: request.headers[HTTPField.Name("X-Berth-Event")!]))
+            }
+            return Response(status: .ok)
+        }
+        var logger = Logger(label: "receiver")
+        logger.logLevel = .critical
+        return Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: logger)
+    }
+}
+
+func setup() throws -> (WebhookService, SQLiteMetadataStore) {
+    let dir = NSTemporaryDirectory() + "berth-hooks-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
+    let service = try WebhookService(store: store, events: store, keyDirectory: dir + "/keys", maxAttempts: 3,
+                                     deliveryTimeout: .seconds(1), backoffBase: 0.05)
+    return (service, store)
+}
+
+func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed: String) async throws -> Digest {
+    let bytes = Array("{\"seed\":\"\(seed)\"}".utf8)
+    let record = ManifestRecord(digest: Digest.compute(bytes), mediaType: MediaType.ociManifest, size: Int64(bytes.count),
+                                artifactType: nil, subject: nil, annotations: nil, createdAt: Date())
+    try await EventOrigin.$current.withValue(EventOrigin(actor: "identity:ci", address: "10.0.0.1", requestID: "req-1",
+                                                          host: "registry.test", method: "PUT", userAgent: "skopeo/1.9")) {
+        _ = try await store.putManifest(ManifestPush(repository: repo, record: record, bytes: bytes, tag: tag, blobs: [], children: []))
+    }
+    return record.digest
+}
+
+@Suite struct WebhookUnitTests {
+    @Test func scopesAndActions() {
+        #expect(WebhookService.matches(scope: "payments/*:*", repository: "payments/api", tag: "v1"))
+        #expect(WebhookService.matches(scope: "payments/*:*", repository: "payments/api/deep", tag: nil))
+        #expect(!WebhookService.matches(scope: "payments/*:*", repository: "billing/api", tag: "v1"))
+        #expect(WebhookService.matches(scope: "app:release-*", repository: "app", tag: "release-1"))
+        #expect(!WebhookService.matches(scope: "app:release-*", repository: "app", tag: "dev"))
+        #expect(!WebhookService.matches(scope: "app:release-*", repository: "app", tag: nil))
+        #expect(WebhookService.matches(scope: nil, repository: "x", tag: nil))
+        #expect(WebhookService.glob("*", ""))
+        #expect(WebhookService.glob("a*b*c", "axxbyyc"))
+        #expect(!WebhookService.glob("a*b*c", "axxbyy"))
+    }
+
+    @Test func signatureIsHMACSHA256OfTheBody() {
+        // RFC 4231 test case 2
+        let sig = WebhookService.signature(Data("what do ya want for nothing?".utf8), secret: "Jefe")
+        #expect(sig == "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    }
+
+    @Test func validation() async throws {
+        let (service, _) = try setup()
+        await #expect(throws: WebhookError.self) {
+            try await service.create(name: "Bad Name", uri: "http://x", actions: ["push"], scope: nil, headers: [:], enabled: true)
+        }
+        await #expect(throws: WebhookError.self) {
+            try await service.create(name: "ok", uri: "ftp://x", actions: ["push"], scope: nil, headers: [:], enabled: true)
+        }
+        await #expect(throws: WebhookError.self) {
+            try await service.create(name: "ok", uri: "http://x", actions: ["explode"], scope: nil, headers: [:], enabled: true)
+        }
+        await #expect(throws: WebhookError.self) {
+            try await service.create(name: "ok", uri: "http://x", actions: ["push"], scope: nil, headers: ["X": "a\r\nInjected: 1"], enabled: true)
+        }
+        _ = try await service.create(name: "ok", uri: "http://x", actions: ["push"], scope: nil, headers: [:], enabled: true)
+        await #expect(throws: WebhookError.conflict("webhook ok exists")) {
+            try await service.create(name: "ok", uri: "http://x", actions: ["push"], scope: nil, headers: [:], enabled: true)
+        }
+    }
+}
+
+@Suite(.serialized) struct WebhookDeliveryTests {
+    @Test func deliversSignedPayloadsInOrderAndRetriesAcrossFailures() async throws {
+        let receiver = Receiver()
+        try await receiver.app().test(.live) { client in
+            let port = try #require(client.port)
+            let (service, store) = try setup()
+            _ = try await pushManifest(store, repo: "payments/api", tag: "before", seed: "0")   // before the webhook: not sent
+            let (_, secret) = try await service.create(name: "ci", uri: "http://127.0.0.1:\(port)/hook", actions: ["push", "delete"],
+                                                       scope: "payments/*:*", headers: ["X-Team": "payments"], enabled: true)
+            let d1 = try await pushManifest(store, repo: "payments/api", tag: "v1", seed: "1")
+            _ = try await pushManifest(store, repo: "billing/api", tag: "v1", seed: "2")        // out of scope
+            try await service.drain("ci")
+            var hits = receiver.hits.withLockedValue { $0 }
+            #expect(hits.count == 1)
+            let first = try #require(hits.first)
+            #expect(first.signature == WebhookService.signature(Data(first.body.utf8), secret: secret))
+            #expect(first.custom == "payments" && first.event == "push")
+            struct Payload: Decodable {
+                struct Target: Decodable { let digest: String; let repository: String; let tag: String?; let mediaType: String; let size: Int64 }
+                struct Req: Decodable { let id: String?; let host: String?; let method: String?; let useragent: String? }
+                let id: String; let action: String; let target: Target; let request: Req; let timestamp: String
+            }
+            let p = try JSONDecoder().decode(Payload.self, from: Data(first.body.utf8))
+            #expect(p.action == "push" && p.target.digest == d1.string && p.target.repository == "payments/api" && p.target.tag == "v1")
+            #expect(p.target.mediaType == MediaType.ociManifest && p.request.host == "registry.test" && p.request.useragent == "skopeo/1.9")
+
+            // the receiver fails: the event is retried with backoff, and the next one waits its turn
+            receiver.mode.withLockedValue { $0 = .fail }
+            _ = try await pushManifest(store, repo: "payments/api", tag: "v2", seed: "3")
+            _ = try await pushManifest(store, repo: "payments/api", tag: "v3", seed: "4")
+            try await service.drain("ci")
+            #expect(try store.webhook(named: "ci")?.attempts == 1)
+            // it comes back: both arrive, in order
+            receiver.mode.withLockedValue { $0 = .ok }
+            try await Task.sleep(for: .milliseconds(100))
+            try await service.drain("ci")
+            hits = receiver.hits.withLockedValue { $0 }
+            let tags = try hits.map { try JSONDecoder().decode(Payload.self, from: Data($0.body.utf8)).target.tag }
+            #expect(tags == ["v1", "v2", "v3"])
+            let log = try service.deliveries(name: "ci", limit: 10)
+            #expect(log.contains { $0.statusCode == 500 && $0.attempt == 1 })
+            #expect(log.filter { $0.statusCode == 200 }.count == 3)
+            #expect(log.allSatisfy { $0.latencyMilliseconds >= 0 })
+        }
+    }
+
+    @Test func aReceiverThatNeverRecoversIsSkippedAfterMaxAttemptsAndSlowOnesTimeOut() async throws {
+        let receiver = Receiver()
+        try await receiver.app().test(.live) { client in
+            let port = try #require(client.port)
+            let (service, store) = try setup()
+            _ = try await service.create(name: "slow", uri: "http://127.0.0.1:\(port)/hook", actions: ["push"], scope: nil,
+                                         headers: [:], enabled: true)
+            receiver.mode.withLockedValue { $0 = .slow }
+            _ = try await pushManifest(store, repo: "r", tag: "t", seed: "a")
+            let started = ContinuousClock.now
+            for _ in 0..<3 {
+                try await service.drain("slow", now: Date().addingTimeInterval(3600))
+            }
+            #expect(ContinuousClock.now - started < .seconds(8))      // each attempt is cut at the 1 s timeout
+            let log = try service.deliveries(name: "slow", limit: 10)
+            #expect(log.count == 3 && log.allSatisfy { $0.error != nil })
+            let hook = try #require(try store.webhook(named: "slow"))
+            let latest = try store.latestEventSequence()
+            #expect(hook.attempts == 0 && hook.cursor == latest)   // given up, moved on
+        }
+    }
+
+    @Test func pingAndCursorSurvivesRestart() async throws {
+        let receiver = Receiver()
+        try await receiver.app().test(.live) { client in
+            let port = try #require(client.port)
+            let dir = NSTemporaryDirectory() + "berth-hooks-" + UUID().uuidString
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            do {
+                let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
+                let service = try WebhookService(store: store, events: store, keyDirectory: dir + "/keys")
+                _ = try await service.create(name: "p", uri: "http://127.0.0.1:\(port)/hook", actions: ["push"], scope: nil,
+                                             headers: [:], enabled: true)
+                let ping = try await service.ping(name: "p")
+                #expect(ping.statusCode == 200 && ping.action == "ping")
+                _ = try await pushManifest(store, repo: "r", tag: "t1", seed: "x")   // not yet delivered when we "crash"
+            }
+            let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
+            let service = try WebhookService(store: store, events: store, keyDirectory: dir + "/keys")
+            try await service.drain("p")
+            let events = receiver.hits.withLockedValue { $0.map(\.event) }
+            #expect(events == ["ping", "push"])
+        }
+    }
+}
