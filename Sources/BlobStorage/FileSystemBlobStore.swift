@@ -26,9 +26,10 @@ public final class FileSystemBlobStore: BlobStore {
     /// Lost on restart: a resumed upload is re-hashed from its file.
     private let live = NIOLockedValueBox<[String: LiveUpload]>([:])
     private static let chunkSize = 1 << 20
-    /// Reads go out in 256 KiB pieces: below glibc's mmap threshold, cache-friendly, and few
-    /// enough bytes in flight per connection to keep memory flat.
+    /// Reads go out in 256 KiB pieces from a ring of four buffers: at most 1 MiB in flight per
+    /// download.
     private static let readChunkSize = 256 << 10
+    private static let readRing = 4
     /// Start writeback every this many bytes so the final fsync has little left to do.
     private static let writebackStride: Int64 = 8 << 20
 
@@ -76,20 +77,41 @@ public final class FileSystemBlobStore: BlobStore {
         defer { close(fd) }
         _ = posix_fadvise(fd, off_t(range.lowerBound), off_t(range.upperBound - range.lowerBound), POSIX_FADV_SEQUENTIAL)
         var offset = range.lowerBound
-        // One buffer, refilled in place: once the channel has written a chunk out, its storage is
-        // unique again and is reused without a new allocation (copy-on-write covers the rest).
-        var buffer = ByteBufferAllocator().buffer(capacity: Self.readChunkSize)
+        // A small ring of buffers, each refilled only once the channel has written it out (its
+        // storage is uniquely ours again). This bounds what one download holds in memory to the
+        // ring, whatever the speed of the client, and reuses the same storage throughout.
+        let allocator = ByteBufferAllocator()
+        var ring = (0..<Self.readRing).map { _ in allocator.buffer(capacity: Self.readChunkSize) }
+        var slot = 0
         while offset < range.upperBound {
             let want = Int(min(Int64(Self.readChunkSize), range.upperBound - offset))
-            buffer.clear()
-            let n = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: want) { ptr -> Int in
-                let r = pread(fd, ptr.baseAddress, want, off_t(offset))
-                if r < 0 { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
-                return r
+            let at = offset
+            var n: Int?
+            var waited = 0
+            while n == nil {
+                n = try ring[slot].modifyIfUniquelyOwned { buffer throws -> Int in
+                    buffer.clear()
+                    return try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: want) { ptr -> Int in
+                        let r = pread(fd, ptr.baseAddress, want, off_t(at))
+                        if r < 0 { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+                        return r
+                    }
+                }
+                if n == nil {
+                    waited += 1
+                    if waited > 20_000 {
+                        // Not released after seconds: stop waiting and use fresh storage.
+                        ring[slot] = allocator.buffer(capacity: Self.readChunkSize)
+                        waited = 0
+                    } else {
+                        try await Task.sleep(for: .microseconds(50))
+                    }
+                }
             }
-            if n == 0 { throw BlobStoreError.blobUnknown } // truncated underneath us
-            offset += Int64(n)
-            try await sink(buffer)
+            guard let read = n, read > 0 else { throw BlobStoreError.blobUnknown } // truncated underneath us
+            offset += Int64(read)
+            try await sink(ring[slot])
+            slot = (slot + 1) % Self.readRing
         }
     }
 
