@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import OCIModel
+import RegistryCore
 import RegistryStore
 import Webhooks
 
@@ -25,6 +26,9 @@ extension RegistryResponder {
 
     func management(_ request: Request, _ context: Context, _ gate: AuthGate) async throws -> Response {
         let caller = try await gate.caller(request, context)
+        if request.uri.path == "/api/v1/quarantine/manifests" {
+            return try await quarantineManifest(request, context, gate, caller)
+        }
         let write = request.method != .get
         try await gate.require(request, context, caller: caller, repository: nil, action: write ? .managementWrite : .managementRead)
         let actor = Actor(name: caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous",
@@ -155,6 +159,22 @@ extension RegistryResponder {
                 guard let webhooks else { throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "webhooks are not enabled") }
                 return try await webhookEndpoint(request, parts, webhooks)
 
+            // quarantine-on-push
+            case (.get, "quarantine", 1):
+                return jsonResponse(try registry.quarantinePolicy())
+            case (.patch, "quarantine", 1):
+                let body = try await decode(QuarantinePolicyRequest.self, request)
+                let current = try registry.quarantinePolicy()
+                let policy = QuarantinePolicy(enabled: body.enabled ?? current.enabled,
+                                              grandfatherExisting: body.grandfatherExisting ?? current.grandfatherExisting)
+                let change = try await registry.updateQuarantine(policy, dryRun: body.dryRun ?? false)
+                if body.dryRun != true {
+                    await access.recordAudit(actor: actor.name, address: actor.address, action: "quarantine.policy",
+                                             target: "registry", outcome: "ok",
+                                             detail: "enabled=\(policy.enabled) grandfather=\(policy.grandfatherExisting) blocked=\(change.affectedCount)")
+                }
+                return jsonResponse(change)
+
             // audit
             case (.get, "audit", 1):
                 let since = query(request, "since").flatMap(Self.parseSince) ?? Date(timeIntervalSinceNow: -86_400)
@@ -264,6 +284,37 @@ extension RegistryResponder {
         default: nil
         }
         return seconds.map { Date(timeIntervalSinceNow: -$0) }
+    }
+
+    struct QuarantinePolicyRequest: Decodable { let enabled: Bool?; let grandfatherExisting: Bool?; let dryRun: Bool? }
+    struct QuarantineStateRequest: Decodable { let repository: String; let digest: String; let state: String; let reason: String? }
+
+    /// `PATCH /api/v1/quarantine/manifests {repository, digest, state, reason}`: the gate's verdict.
+    /// Needs quarantine/write on that repository (QuarantineWriter, Owner).
+    func quarantineManifest(_ request: Request, _ context: Context, _ gate: AuthGate, _ caller: Caller?) async throws -> Response {
+        guard request.method == .patch else { throw methodNotAllowed }
+        let body: QuarantineStateRequest
+        do {
+            body = try await decode(QuarantineStateRequest.self, request)
+        } catch let e as ManagementError {
+            return jsonResponse(ErrorEnvelope(error: .init(code: e.code, message: e.message)), status: e.status)
+        }
+        let repo = try RepositoryName(body.repository)
+        let digest = try parseDigest(body.digest)
+        guard let state = QuarantineState(rawValue: body.state) else {
+            return jsonResponse(ErrorEnvelope(error: .init(code: "INVALID", message: "state must be Pending, Passed or Failed")),
+                                status: .badRequest)
+        }
+        try await gate.require(request, context, caller: caller, repository: repo.value, action: .quarantineWrite)
+        let origin = EventOrigin(actor: caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous",
+                                 address: (caller?.address ?? gate.address(request, context))?.description ?? "-")
+        try await EventOrigin.$current.withValue(origin) {
+            try await registry.setQuarantine(repo, digest, state: state, reason: body.reason)
+        }
+        let content = try registry.manifest(repo, .digest(digest))
+        struct Answer: Encodable { let repository: String; let digest: String; let state: String?; let reason: String? }
+        return jsonResponse(Answer(repository: repo.value, digest: digest.string, state: content.quarantineState,
+                                   reason: content.quarantineReason))
     }
 
     struct CredentialRequest: Decodable { let name: String; let expiresInDays: Int?; let expiry: Date? }

@@ -169,7 +169,13 @@ public struct RegistryResponder: HTTPResponder {
             case .get, .head:
                 routeName = method == .get ? "manifest_get" : "manifest_head"
                 try await authorize(repo, .contentRead)
-                let (response, size) = try getManifest(request, repo, ref, head: method == .head)
+                let (response, size) = try getManifest(request, repo, ref, head: method == .head) { content in
+                    // Quarantined content is for the gate only (QuarantineReader and above).
+                    guard !QuarantineState.isPullable(content.quarantineState) else { return }
+                    if let gate, gate.allows(caller, request, context, repository: repo.value, action: .quarantineRead) { return }
+                    let why = content.quarantineReason.map { ": \($0.prefix(200))" } ?? ""
+                    throw AccessDenied(error: RegistryError(.denied, "manifest quarantined (\(content.quarantineState ?? "Pending")\(why))"))
+                }
                 return Outcome(response: response, route: routeName, bytesOut: size)
             case .put:
                 routeName = "manifest_put"
@@ -395,8 +401,10 @@ public struct RegistryResponder: HTTPResponder {
 
     // MARK: manifests
 
-    private func getManifest(_ request: Request, _ repo: RepositoryName, _ ref: Reference, head: Bool) throws -> (Response, Int64) {
+    private func getManifest(_ request: Request, _ repo: RepositoryName, _ ref: Reference, head: Bool,
+                             admit: (ManifestContent) throws -> Void) throws -> (Response, Int64) {
         let content = try registry.manifest(repo, ref)
+        try admit(content)
         try negotiate(request.headers[values: .accept], stored: content.mediaType)
         var headers = baseHeaders()
         headers[.contentType] = content.mediaType

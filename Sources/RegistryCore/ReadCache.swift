@@ -43,6 +43,13 @@ final class ReadCache: Sendable {
         }
     }
 
+    func invalidateAll() {
+        state.withLockedValue { s in
+            let generations = s.repos.mapValues { RepoEntries(generation: $0.generation &+ 1) }
+            s = State(repos: generations)
+        }
+    }
+
     func tag(_ repo: String, _ tag: String) -> Digest? {
         state.withLockedValue { $0.repos[repo]?.tags[tag] }
     }

@@ -33,8 +33,10 @@ extension Registry {
         let record = ManifestRecord(digest: digest, mediaType: parsed.mediaType, size: Int64(bytes.count),
                                     artifactType: parsed.artifactType, subject: parsed.subject,
                                     annotations: parsed.annotations, createdAt: Date())
-        let result = try await metadata.putManifest(ManifestPush(repository: repository.value, record: record, bytes: bytes,
-                                                                 tag: tag, blobs: parsed.blobs, children: parsed.children))
+        var push = ManifestPush(repository: repository.value, record: record, bytes: bytes,
+                                tag: tag, blobs: parsed.blobs, children: parsed.children)
+        push.quarantine = try quarantinePolicy().enabled
+        let result = try await metadata.putManifest(push)
         cache.invalidate(repository.value)
         if case .missing(let missing) = result {
             let list = missing.prefix(10).map(\.string).joined(separator: ", ")
@@ -71,7 +73,8 @@ extension Registry {
         }
         var buffer = ByteBuffer()
         buffer.writeBytes(bytes)
-        let content = ManifestContent(digest: digest, mediaType: record.mediaType, bytes: buffer, subject: record.subject)
+        let content = ManifestContent(digest: digest, mediaType: record.mediaType, bytes: buffer, subject: record.subject,
+                                      quarantineState: record.quarantineState, quarantineReason: record.quarantineReason)
         cache.storeManifest(repository.value, content, generation: generation)
         return content
     }

@@ -25,6 +25,9 @@ public struct ManifestContent: Sendable {
     public let mediaType: String
     public let bytes: ByteBuffer
     public let subject: Digest?
+    /// nil, `Pending`, `Passed` or `Failed`.
+    public let quarantineState: String?
+    public let quarantineReason: String?
 }
 
 public struct UploadStatus: Sendable {
@@ -40,6 +43,7 @@ public final class Registry: Sendable {
     public let configuration: RegistryConfiguration
     let logger: Logger
     let cache: ReadCache
+    let policyCache = QuarantinePolicyBox()
 
     public init(blobs: any BlobStore, metadata: any MetadataStore, configuration: RegistryConfiguration = .init(),
                 logger: Logger = Logger(label: "berth.registry")) {

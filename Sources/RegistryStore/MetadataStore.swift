@@ -10,9 +10,14 @@ public struct ManifestRecord: Sendable, Equatable {
     public var subject: Digest?
     public var annotations: [String: String]?
     public var createdAt: Date
+    /// Quarantine state: nil (never quarantined), `Pending`, `Passed` or `Failed`.
+    public var quarantineState: String?
+    public var quarantineReason: String?
 
     public init(digest: Digest, mediaType: String, size: Int64, artifactType: String?, subject: Digest?,
-                annotations: [String: String]?, createdAt: Date) {
+                annotations: [String: String]?, createdAt: Date, quarantineState: String? = nil, quarantineReason: String? = nil) {
+        self.quarantineState = quarantineState
+        self.quarantineReason = quarantineReason
         self.digest = digest
         self.mediaType = mediaType
         self.size = size
@@ -33,6 +38,8 @@ public struct ManifestPush: Sendable {
     public var blobs: [Digest]
     /// Manifests that must already be in the repository.
     public var children: [Digest]
+    /// A new manifest starts quarantined (`Pending`) when quarantine-on-push is on.
+    public var quarantine: Bool = false
 
     public init(repository: String, record: ManifestRecord, bytes: [UInt8], tag: String?, blobs: [Digest], children: [Digest]) {
         self.repository = repository
@@ -99,6 +106,18 @@ public enum EventAction {
     public static let manifestDelete = "delete"
     public static let tagMove = "tag.move"
     public static let tagDelete = "tag.delete"
+    public static let quarantine = "quarantine"
+}
+
+/// What a quarantine switch or dry run finds: manifests that are not quarantined and are not
+/// referrers (signatures and attestations stay readable).
+public struct ManifestRef: Sendable, Codable, Equatable {
+    public var repository: String
+    public var digest: String
+    public init(repository: String, digest: String) {
+        self.repository = repository
+        self.digest = digest
+    }
 }
 
 /// Metadata persistence. SQLite is the embedded default; a PostgreSQL backend implements the same
@@ -132,6 +151,16 @@ public protocol MetadataStore: Sendable {
     /// Tags of a repository in lexical order, or nil when the repository is unknown.
     func tags(repository: String, after: String?, limit: Int) throws -> [String]?
     func referrers(repository: String, subject: Digest) throws -> [ManifestRecord]
+
+    // quarantine
+    /// Sets a manifest's quarantine state (and its index children's: they follow their index).
+    func setQuarantine(repository: String, digest: Digest, state: String, reason: String?) async throws -> Bool
+    /// Manifests a quarantine switch would affect (never quarantined, not referrers).
+    func unquarantinedManifests(limit: Int) throws -> [ManifestRef]
+    /// Puts every such manifest into `Pending`; returns how many.
+    func quarantineExisting() async throws -> Int
+    func setting(_ key: String) throws -> String?
+    func setSetting(_ key: String, _ value: String) async throws
 
     // event log
     func events(after: Int64, limit: Int) throws -> [Event]

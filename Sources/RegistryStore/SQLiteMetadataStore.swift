@@ -148,6 +148,13 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
                 CREATE INDEX webhook_deliveries_by_hook ON webhook_deliveries(webhook, id);
                 """)
         }
+        m.registerMigration("v5-quarantine") { db in
+            try db.execute(sql: """
+                ALTER TABLE manifests ADD COLUMN quarantine_state TEXT;
+                ALTER TABLE manifests ADD COLUMN quarantine_reason TEXT;
+                CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+                """)
+        }
         return m
     }
 
@@ -287,11 +294,17 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
                            arguments: [r.digest.string, r.size, Data(push.bytes), now])
             let annotations = try r.annotations.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
             try db.execute(sql: """
-                INSERT OR IGNORE INTO manifests(repo_id, digest, media_type, size, artifact_type, subject, annotations, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT OR IGNORE INTO manifests(repo_id, digest, media_type, size, artifact_type, subject, annotations, created_at,
+                                                quarantine_state)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [repo, r.digest.string, r.mediaType, r.size, r.artifactType, r.subject?.string,
-                                 annotations, r.createdAt.timeIntervalSince1970])
+                                 annotations, r.createdAt.timeIntervalSince1970,
+                                 push.quarantine && r.subject == nil ? "Pending" : nil])
             let isNew = db.changesCount > 0
+            if isNew, push.quarantine, r.subject == nil {
+                try Self.appendEvent(db, origin, EventAction.quarantine, push.repository, digest: r.digest.string, tag: push.tag,
+                                     mediaType: r.mediaType, size: r.size, detail: "Pending")
+            }
             if isNew {
                 for blob in Set(push.blobs) {
                     try db.execute(sql: "INSERT OR IGNORE INTO manifest_refs(repo_id, parent, child, kind) VALUES (?, ?, ?, 0)",
@@ -332,7 +345,8 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
         return ManifestRecord(digest: digest, mediaType: row["media_type"], size: row["size"],
                               artifactType: row["artifact_type"], subject: subject.flatMap { try? Digest(parsing: $0) },
                               annotations: annotations,
-                              createdAt: Date(timeIntervalSince1970: row["created_at"]))
+                              createdAt: Date(timeIntervalSince1970: row["created_at"]),
+                              quarantineState: row["quarantine_state"], quarantineReason: row["quarantine_reason"])
     }
 
     public func manifest(repository: String, digest: Digest) throws -> ManifestRecord? {
@@ -579,5 +593,58 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
 
     public func latestEventSequence() throws -> Int64 {
         try pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM events") ?? 0 }
+    }
+
+    // MARK: quarantine and settings
+
+    public func setQuarantine(repository: String, digest: Digest, state: String, reason: String?) async throws -> Bool {
+        let origin = EventOrigin.current
+        return try await pool.write { db in
+            guard let repo = try Self.repoID(db, repository),
+                  let row = try Row.fetchOne(db, sql: "SELECT media_type, size FROM manifests WHERE repo_id = ? AND digest = ?",
+                                             arguments: [repo, digest.string]) else { return false }
+            try db.execute(sql: "UPDATE manifests SET quarantine_state = ?, quarantine_reason = ? WHERE repo_id = ? AND digest = ?",
+                           arguments: [state, reason, repo, digest.string])
+            // Index children follow their index.
+            try db.execute(sql: """
+                UPDATE manifests SET quarantine_state = ?, quarantine_reason = ?
+                WHERE repo_id = ? AND quarantine_state IS NOT NULL AND digest IN (
+                    SELECT child FROM manifest_refs WHERE repo_id = ? AND parent = ? AND kind = 1)
+                """, arguments: [state, reason.map { "\($0) (via index \(digest.string))" } ?? "via index \(digest.string)",
+                                 repo, repo, digest.string])
+            try Self.appendEvent(db, origin, EventAction.quarantine, repository, digest: digest.string,
+                                 mediaType: row["media_type"], size: row["size"], detail: state + (reason.map { ": " + $0 } ?? ""))
+            return true
+        }
+    }
+
+    public func unquarantinedManifests(limit: Int) throws -> [ManifestRef] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT r.name, m.digest FROM manifests m JOIN repositories r ON r.id = m.repo_id
+                WHERE m.quarantine_state IS NULL AND m.subject IS NULL ORDER BY r.name, m.digest LIMIT ?
+                """, arguments: [limit]).map { ManifestRef(repository: $0[0], digest: $0[1]) }
+        }
+    }
+
+    public func quarantineExisting() async throws -> Int {
+        try await pool.write { db in
+            try db.execute(sql: """
+                UPDATE manifests SET quarantine_state = 'Pending', quarantine_reason = 'quarantine enabled without grandfathering'
+                WHERE quarantine_state IS NULL AND subject IS NULL
+                """)
+            return db.changesCount
+        }
+    }
+
+    public func setting(_ key: String) throws -> String? {
+        try pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = ?", arguments: [key]) }
+    }
+
+    public func setSetting(_ key: String, _ value: String) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           arguments: [key, value])
+        }
     }
 }
