@@ -171,20 +171,7 @@ public final class FileSystemBlobStore: BlobStore {
         // Not seen since start-up: rebuild the hash from the bytes on disk.
         let path = dir + "/data"
         let state: LiveUpload = try await threadPool.runIfActive {
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw BlobStoreError.uploadUnknown }
-            defer { close(fd) }
-            var hasher = DigestHasher(.sha256)
-            var total: Int64 = 0
-            let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkSize, alignment: 16)
-            defer { buf.deallocate() }
-            while true {
-                let n = Glibc.read(fd, buf.baseAddress, buf.count)
-                if n < 0 { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
-                if n == 0 { break }
-                hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buf[0..<n]))
-                total += Int64(n)
-            }
+            let (hasher, total) = try Self.hashFile(path, algorithm: .sha256)
             return LiveUpload(hasher: hasher, size: total, busy: true)
         }
         try live.withLockedValue { map in
@@ -278,19 +265,7 @@ public final class FileSystemBlobStore: BlobStore {
         guard let dir = uploadDir(id) else { throw BlobStoreError.uploadUnknown }
         let path = dir + "/data"
         let digest: Digest = try await threadPool.runIfActive {
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw BlobStoreError.uploadUnknown }
-            defer { close(fd) }
-            var hasher = DigestHasher(algorithm)
-            let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkSize, alignment: 16)
-            defer { buf.deallocate() }
-            while true {
-                let n = Glibc.read(fd, buf.baseAddress, buf.count)
-                if n < 0 { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
-                if n == 0 { break }
-                hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buf[0..<n]))
-            }
-            return hasher.finalize()
+            try Self.hashFile(path, algorithm: algorithm).hasher.finalize()
         }
         return (digest, state.size, state)
     }
@@ -376,6 +351,25 @@ public final class FileSystemBlobStore: BlobStore {
         guard access(blobsDir, W_OK) == 0, access(uploadsDir, W_OK) == 0 else {
             throw POSIXError(.init(rawValue: errno) ?? .EACCES)
         }
+    }
+
+    /// Hashes a whole upload file (blocking; run on the thread pool).
+    static func hashFile(_ path: String, algorithm: Digest.Algorithm) throws -> (hasher: DigestHasher, size: Int64) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw BlobStoreError.uploadUnknown }
+        defer { close(fd) }
+        var hasher = DigestHasher(algorithm)
+        var total: Int64 = 0
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
+        defer { buf.deallocate() }
+        while true {
+            let n = Glibc.read(fd, buf.baseAddress, buf.count)
+            if n < 0 { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+            if n == 0 { break }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buf[0..<n]))
+            total += Int64(n)
+        }
+        return (hasher, total)
     }
 
     static func fsyncPath(_ path: String) throws {
