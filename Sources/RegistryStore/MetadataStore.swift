@@ -107,6 +107,8 @@ public enum EventAction {
     public static let tagMove = "tag.move"
     public static let tagDelete = "tag.delete"
     public static let quarantine = "quarantine"
+    /// Detail of a tag deletion that is part of deleting its manifest.
+    public static let cascadeDetail = "with its manifest"
 }
 
 /// What a quarantine switch or dry run finds: manifests that are not quarantined and are not

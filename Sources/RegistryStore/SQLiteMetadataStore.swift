@@ -378,7 +378,9 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
                                            arguments: [repo, digest.string])
             try db.execute(sql: "DELETE FROM tags WHERE repo_id = ? AND digest = ?", arguments: [repo, digest.string])
             for tag in tags {
-                try Self.appendEvent(db, origin, EventAction.tagDelete, repository, digest: digest.string, tag: tag)
+                // Part of the manifest's deletion: one `delete` notification covers it.
+                try Self.appendEvent(db, origin, EventAction.tagDelete, repository, digest: digest.string, tag: tag,
+                                     detail: EventAction.cascadeDetail)
             }
             try Self.appendEvent(db, origin, EventAction.manifestDelete, repository, digest: digest.string)
             return true
@@ -537,7 +539,16 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
             if let actions { try db.execute(sql: "UPDATE webhooks SET actions = ? WHERE name = ?", arguments: [Self.json(actions), name]) }
             if let scope { try db.execute(sql: "UPDATE webhooks SET scope = ? WHERE name = ?", arguments: [scope, name]) }
             if let headers { try db.execute(sql: "UPDATE webhooks SET headers = ? WHERE name = ?", arguments: [Self.json(headers), name]) }
-            if let enabled { try db.execute(sql: "UPDATE webhooks SET enabled = ? WHERE name = ?", arguments: [enabled, name]) }
+            if let enabled {
+                let wasEnabled = try Bool.fetchOne(db, sql: "SELECT enabled FROM webhooks WHERE name = ?", arguments: [name]) ?? true
+                try db.execute(sql: "UPDATE webhooks SET enabled = ? WHERE name = ?", arguments: [enabled, name])
+                if enabled && !wasEnabled {
+                    try db.execute(sql: """
+                        UPDATE webhooks SET cursor = (SELECT COALESCE(MAX(seq), 0) FROM events), attempts = 0, next_attempt_at = NULL
+                        WHERE name = ?
+                        """, arguments: [name])
+                }
+            }
             return true
         }
     }
@@ -551,13 +562,15 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
         }
     }
 
-    public func recordDelivery(_ d: WebhookDelivery, advanceTo cursor: Int64?, nextAttemptAt: Date?, attempts: Int) async throws {
+    @discardableResult
+    public func recordDelivery(_ d: WebhookDelivery, advanceTo cursor: Int64?, nextAttemptAt: Date?, attempts: Int) async throws -> Int64 {
         try await pool.write { db in
             try db.execute(sql: """
                 INSERT INTO webhook_deliveries(webhook, event_seq, action, attempt, status_code, latency_ms, error, at, payload)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [d.webhook, d.eventSequence, d.action, d.attempt, d.statusCode, d.latencyMilliseconds, d.error,
                                  d.timestamp.timeIntervalSince1970, d.payload])
+            let id = db.lastInsertedRowID
             if let cursor {
                 try db.execute(sql: "UPDATE webhooks SET cursor = MAX(cursor, ?), attempts = 0, next_attempt_at = NULL WHERE name = ?",
                                arguments: [cursor, d.webhook])
@@ -570,6 +583,7 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
                 DELETE FROM webhook_deliveries WHERE webhook = ? AND id <= (
                     SELECT id FROM webhook_deliveries WHERE webhook = ? ORDER BY id DESC LIMIT 1 OFFSET 1000)
                 """, arguments: [d.webhook, d.webhook])
+            return id
         }
     }
 

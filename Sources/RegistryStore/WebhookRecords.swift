@@ -69,11 +69,14 @@ public protocol WebhookStore: Sendable {
     func webhook(named: String) throws -> WebhookRecord?
     /// Creates a webhook whose cursor starts at the end of the event log (it sees what happens next).
     func createWebhook(_ record: WebhookRecord) async throws -> Bool
+    /// Re-enabling a disabled webhook moves its cursor to the end of the log: what happened while
+    /// it was off is not replayed.
     func updateWebhook(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
                        enabled: Bool?) async throws -> Bool
     func deleteWebhook(name: String) async throws -> Bool
     /// Records an attempt and moves the cursor past the event (`advance`) or schedules a retry.
-    func recordDelivery(_ delivery: WebhookDelivery, advanceTo cursor: Int64?, nextAttemptAt: Date?, attempts: Int) async throws
+    @discardableResult
+    func recordDelivery(_ delivery: WebhookDelivery, advanceTo cursor: Int64?, nextAttemptAt: Date?, attempts: Int) async throws -> Int64
     /// Moves the cursor past events that do not concern the webhook.
     func advanceCursor(name: String, to cursor: Int64) async throws
     func deliveries(webhook: String, limit: Int) throws -> [WebhookDelivery]

@@ -26,6 +26,8 @@ public struct WebhookDispatcher: Service {
                         defer { running.withLockedValue { _ = $0.remove(name) } }
                         do {
                             try await service.drain(name)
+                        } catch is CancellationError {
+                            // shutting down
                         } catch {
                             service.logger.warning("webhook dispatch failed", metadata: ["webhook": "\(name)", "error": "\(error)"])
                         }

@@ -153,8 +153,8 @@ public final class WebhookService: Sendable {
     public func ping(name: String) async throws -> WebhookDelivery {
         guard let hook = try store.webhook(named: name) else { throw WebhookError.notFound("webhook \(name)") }
         let payload = Payload(id: UUID().uuidString.lowercased(), timestamp: Date(), action: "ping", target: nil, request: nil)
-        let delivery = await deliver(hook, payload: payload, eventSequence: nil, attempt: 1)
-        try await store.recordDelivery(delivery, advanceTo: nil, nextAttemptAt: nil, attempts: hook.attempts)
+        var delivery = await deliver(hook, payload: payload, eventSequence: nil, attempt: 1)
+        delivery.id = try await store.recordDelivery(delivery, advanceTo: nil, nextAttemptAt: nil, attempts: hook.attempts)
         return delivery
     }
 
@@ -188,7 +188,8 @@ public final class WebhookService: Sendable {
         switch event.action {
         case EventAction.tagMove: "push"
         case EventAction.manifestPush: event.tag == nil ? "push" : nil
-        case EventAction.manifestDelete, EventAction.tagDelete: "delete"
+        case EventAction.manifestDelete: "delete"
+        case EventAction.tagDelete: event.detail == EventAction.cascadeDetail ? nil : "delete"
         case "quarantine": "quarantine"
         default: nil
         }
@@ -277,12 +278,18 @@ public final class WebhookService: Sendable {
         while true {
             let batch = try events.events(after: hook.cursor, limit: 100)
             guard !batch.isEmpty else { return worked }
+            var skippedTo: Int64?
             for event in batch {
                 guard let action = Self.webhookAction(for: event), hook.actions.contains(action),
                       Self.matches(scope: hook.scope, repository: event.repository, tag: event.tag) else {
-                    try await store.advanceCursor(name: name, to: event.sequence)
-                    hook.cursor = event.sequence
+                    skippedTo = event.sequence
                     continue
+                }
+                // Events that do not concern this webhook are passed in one write.
+                if let skipped = skippedTo {
+                    try await store.advanceCursor(name: name, to: skipped)
+                    hook.cursor = skipped
+                    skippedTo = nil
                 }
                 worked = true
                 let attempt = hook.attempts + 1
@@ -301,6 +308,10 @@ public final class WebhookService: Sendable {
                                                    attempts: attempt)
                     return true
                 }
+            }
+            if let skipped = skippedTo {
+                try await store.advanceCursor(name: name, to: skipped)
+                hook.cursor = skipped
             }
         }
     }
