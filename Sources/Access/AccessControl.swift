@@ -309,7 +309,9 @@ public final class AccessControl: Sendable {
     static func actions(forTokenActions names: [String]) -> Action {
         names.reduce(into: Action()) { acc, name in
             switch name {
-            case "pull": acc.formUnion([.contentRead, .metadataRead])
+            // A pull token also carries reading past quarantine for those whose role allows it: the
+            // token only narrows, the principal's roles still decide.
+            case "pull": acc.formUnion([.contentRead, .metadataRead, .quarantineRead])
             case "push": acc.formUnion([.contentWrite, .metadataWrite, .signatureWrite])
             case "delete": acc.formUnion(.contentDelete)
             case "*": acc.formUnion(.all)
