@@ -1,0 +1,118 @@
+import ArgumentParser
+import Foundation
+
+// `berth config quarantine update …` and `berth manifest quarantine …`.
+
+struct ConfigGroup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "config", abstract: "Registry policies.",
+                                                    subcommands: [QuarantineConfigGroup.self])
+}
+
+struct QuarantineConfigGroup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "quarantine", abstract: "Quarantine-on-push.",
+                                                    subcommands: [QuarantineConfigShow.self, QuarantineConfigUpdate.self])
+}
+
+enum QuarantineStatus: String, ExpressibleByArgument, CaseIterable, Sendable {
+    case enabled, disabled
+}
+
+enum QuarantineView {
+    static let policy = [Column("enabled", "enabled"), Column("grandfather-existing", "grandfatherExisting")]
+    static let change = [
+        Column("enabled", "policy.enabled"),
+        Column("grandfather-existing", "policy.grandfatherExisting"),
+        Column("affected", "affectedCount"),
+    ]
+    static let affected = [Column("repository", "repository"), Column("digest", "digest")]
+}
+
+struct QuarantineConfigShow: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Show the quarantine policy.")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+
+    func run() async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            Printer.keyValues(try await c.call(.GET, "quarantine"), fields: QuarantineView.policy, format: out.output)
+        }
+    }
+}
+
+struct QuarantineConfigUpdate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "update", abstract: "Switch quarantine-on-push.",
+        discussion: """
+        While enabled, every new image waits for a QuarantineWriter's verdict before anyone else can pull it.
+        --grandfather false also blocks images pushed before; run with --dry-run first to see what would become unpullable.
+        """)
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Option(help: "enabled or disabled.") var status: QuarantineStatus?
+    @Option(help: "Keep images pushed before the switch pullable (true/false).") var grandfather: Bool?
+    @Flag(help: "List what would become unpullable; change nothing.") var dryRun = false
+
+    func validate() throws {
+        if status == nil, grandfather == nil { throw ValidationError("nothing to change; give --status and/or --grandfather") }
+    }
+
+    func run() async throws {
+        try await runCLI {
+            var body: [String: JSONValue] = ["dryRun": .bool(dryRun)]
+            if let status { body["enabled"] = .bool(status == .enabled) }
+            if let grandfather { body["grandfatherExisting"] = .bool(grandfather) }
+            let c = try await ManagementClient.connect(client)
+            let answer = try await c.call(.PATCH, "quarantine", body: .object(body))
+            if dryRun, out.output != .json {
+                Printer.rows(answer["affected"] ?? .array([]), columns: QuarantineView.affected, format: out.output)
+            } else {
+                Printer.keyValues(answer, fields: QuarantineView.change, format: out.output)
+            }
+        }
+    }
+}
+
+struct ManifestGroup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "manifest", abstract: "Manifests.",
+                                                    subcommands: [ManifestQuarantine.self])
+}
+
+enum QuarantineVerdict: String, ExpressibleByArgument, CaseIterable, Sendable {
+    case pending = "Pending", passed = "Passed", failed = "Failed"
+
+    init?(argument: String) {
+        guard let v = QuarantineVerdict.allCases.first(where: { $0.rawValue.lowercased() == argument.lowercased() }) else { return nil }
+        self = v
+    }
+}
+
+struct ManifestQuarantine: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quarantine", abstract: "Record the gate's verdict on a quarantined image (QuarantineWriter).",
+        discussion: "Example: berth manifest quarantine --image payments/api@sha256:… --state Passed --reason 'scan clean'")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Option(help: "REPOSITORY@DIGEST (an optional registry host in front is ignored).") var image: String
+    @Option(help: "Pending, Passed or Failed.") var state: QuarantineVerdict
+    @Option(help: "Why: kept with the state.") var reason: String?
+
+    func run() async throws {
+        try await runCLI {
+            guard let at = image.lastIndex(of: "@") else {
+                throw CLIError("--image must be REPOSITORY@DIGEST: a verdict is about exact content, never a tag")
+            }
+            var repository = String(image[..<at])
+            if let slash = repository.firstIndex(of: "/"), repository[..<slash].contains(where: { $0 == "." || $0 == ":" }) {
+                repository = String(repository[repository.index(after: slash)...])
+            }
+            var body: [String: JSONValue] = ["repository": .string(repository), "digest": .string(String(image[image.index(after: at)...])),
+                                             "state": .string(state.rawValue)]
+            if let reason { body["reason"] = .string(reason) }
+            let c = try await ManagementClient.connect(client)
+            Printer.keyValues(try await c.call(.PATCH, "quarantine/manifests", body: .object(body)),
+                              fields: [Column("repository", "repository"), Column("digest", "digest"), Column("state", "state"),
+                                       Column("reason", "reason")], format: out.output)
+        }
+    }
+}

@@ -1,0 +1,54 @@
+"""Quarantine-on-push with real clients: skopeo pushes, a Pull identity is refused until a
+QuarantineWriter records its verdict through the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from test_cli import Cli, inspect, layout, push  # noqa: F401  (layout is a fixture)
+
+pytestmark = pytest.mark.berth_only
+
+
+def make_identity(cli: Cli, name: str, role: str) -> tuple:
+    out = json.loads(cli("identity", "create", "--name", name, "-o", "json").stdout)
+    cli("role", "assignment", "create", "--assignee", name, "--role", role, "--scope", "*")
+    return (name, out["password"])
+
+
+def test_quarantine_gate_with_skopeo(registry, tmp_path, layout):  # noqa: F811
+    cli = Cli(registry, tmp_path / "xdg")
+    cli.login()
+    owner = (registry.username, registry.password)
+    push(registry, layout, "legacy/app", owner)
+    puller = make_identity(cli, "puller", "Pull")
+    gate = make_identity(cli, "scanner", "QuarantineWriter")
+
+    dry = cli("config", "quarantine", "update", "--status", "enabled", "--grandfather", "false", "--dry-run", "-o", "json").stdout
+    assert "legacy/app" in dry.decode()
+    inspect(registry, "legacy/app", puller)                                  # the dry run changed nothing
+    cli("config", "quarantine", "update", "--status", "enabled", "--grandfather", "true")
+
+    pushed = push(registry, layout, "payments/api", owner)                  # pushing is never blocked
+    assert pushed.returncode == 0
+    refused = inspect(registry, "payments/api", puller, check=False)
+    assert refused.returncode != 0 and re.search(rb"quarantined|denied|forbidden", refused.stderr.lower())
+    inspect(registry, "legacy/app", puller)                                  # grandfathered
+    raw = inspect(registry, "payments/api", gate).stdout                     # the gate may read it
+    import hashlib
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+
+    cli("manifest", "quarantine", "--image", f"{registry.host}/payments/api@{digest}", "--state", "Failed",
+        "--reason", "critical CVE")
+    assert inspect(registry, "payments/api", puller, check=False).returncode != 0
+    denied_cli = Cli(registry, tmp_path / "xdg-puller")
+    denied_cli.login(*puller)
+    err = denied_cli.fails("manifest", "quarantine", "--image", f"payments/api@{digest}", "--state", "Passed")
+    assert re.search(r"denied|403", err, re.IGNORECASE)
+    shown = json.loads(cli("manifest", "quarantine", "--image", f"payments/api@{digest}", "--state", "Passed",
+                           "--reason", "rescanned clean", "-o", "json").stdout)
+    assert shown["state"] == "Passed" and shown["reason"] == "rescanned clean"
+    inspect(registry, "payments/api", puller)
