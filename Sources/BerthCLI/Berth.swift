@@ -18,7 +18,8 @@ struct Berth: AsyncParsableCommand {
             LoginCommand.self, LogoutCommand.self,
             IdentityGroup.self, RoleGroup.self, ScopeMapGroup.self, TokenGroup.self,
             RegistryShow.self, RegistryUpdate.self, AdminCredentialGroup.self, KeysGroup.self, CertificateGroup.self,
-            NetworkRuleGroup.self, AuditGroup.self,
+            NetworkRuleGroup.self, AuditGroup.self, WebhookGroup.self, ConfigGroup.self, ManifestGroup.self,
+            SignCommand.self, VerifyCommand.self, TrustStoreGroup.self,
         ]
     )
 }

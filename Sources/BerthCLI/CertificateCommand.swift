@@ -4,7 +4,8 @@ import Foundation
 
 struct CertificateGroup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "certificate", abstract: "Certificates for TLS.", subcommands: [CertificateCreate.self])
+        commandName: "certificate", abstract: "Certificates for TLS and for signing.",
+        subcommands: [CertificateCreate.self, CertificateCreateSigning.self])
 }
 
 /// `berth certificate create`: a self-signed certificate for development TLS.

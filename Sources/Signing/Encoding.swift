@@ -1,0 +1,81 @@
+import Crypto
+import Foundation
+
+/// Base64url without padding (RFC 7515 section 2), as JWS uses it.
+public enum Base64URL {
+    public static func encode<D: DataProtocol>(_ data: D) -> String {
+        Data(data).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    /// Decodes strictly: only the base64url alphabet, no padding, no whitespace.
+    public static func decode(_ text: String) -> Data? {
+        guard text.utf8.allSatisfy({ c in
+            (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2D || c == 0x5F
+        }) else { return nil }
+        var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        switch s.count % 4 {
+        case 0: break
+        case 2: s += "=="
+        case 3: s += "="
+        default: return nil
+        }
+        return Data(base64Encoded: s)
+    }
+}
+
+/// RFC 3339 timestamps without fractional seconds, in UTC (`2026-01-02T03:04:05Z`).
+public enum RFC3339 {
+    public static func format(_ date: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        f.timeZone = TimeZone(identifier: "UTC")
+        return f.string(from: Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down)))
+    }
+
+    public static func parse(_ text: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        if let d = f.date(from: text) { return d }
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.date(from: text)
+    }
+}
+
+/// `sha256:<hex>` of some bytes.
+public func sha256Digest<D: DataProtocol>(_ data: D) -> String {
+    "sha256:" + SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+}
+
+func hex<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
+    bytes.map { String(format: "%02x", $0) }.joined()
+}
+
+/// Parses durations like `90s`, `15m`, `24h`, `7d`, `1y` (also combined: `1d12h`).
+public func parseDuration(_ text: String) -> TimeInterval? {
+    var total: TimeInterval = 0
+    var number = ""
+    var sawUnit = false
+    for ch in text.trimmingCharacters(in: .whitespaces) {
+        if ch.isASCII, ch.isNumber {
+            number.append(ch)
+            continue
+        }
+        guard let n = Double(number) else { return nil }
+        switch ch {
+        case "s": total += n
+        case "m": total += n * 60
+        case "h": total += n * 3600
+        case "d": total += n * 86_400
+        case "w": total += n * 7 * 86_400
+        case "y": total += n * 365 * 86_400
+        default: return nil
+        }
+        number = ""
+        sawUnit = true
+    }
+    guard number.isEmpty, sawUnit, total > 0 else { return nil }
+    return total
+}
