@@ -1,23 +1,9 @@
 import Foundation
+import OCIModel
 import X509
 
-/// An OCI content descriptor (the fields a Notary payload and a signature manifest use).
-public struct Descriptor: Codable, Equatable, Sendable {
-    public var mediaType: String
-    public var digest: String
-    public var size: Int64
-    public var annotations: [String: String]?
-    public var artifactType: String?
-
-    public init(mediaType: String, digest: String, size: Int64, annotations: [String: String]? = nil,
-                artifactType: String? = nil) {
-        self.mediaType = mediaType
-        self.digest = digest
-        self.size = size
-        self.annotations = annotations
-        self.artifactType = artifactType
-    }
-}
+/// The OCI content descriptor of OCIModel (a Notary payload's target and the manifest's layers).
+public typealias Descriptor = OCIModel.Descriptor
 
 public enum NotaryMediaType {
     public static let payload = "application/vnd.cncf.notary.payload.v1+json"
