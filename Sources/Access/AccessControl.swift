@@ -37,26 +37,19 @@ public enum Decision: Equatable, Sendable {
     case deny(String)
 }
 
-/// A requested scope in the Docker token grammar: `repository:<name>:pull,push`.
-public struct ScopeRequest: Equatable, Sendable {
-    public var type: String
-    public var name: String
-    public var actions: [String]
+/// A requested scope in the Docker token grammar (`repository:<name>:pull,push`): the same
+/// `type:name:actions` triple a token's `access` claim grants.
+public typealias ScopeRequest = AccessClaim
 
-    public init(type: String, name: String, actions: [String]) {
-        self.type = type
-        self.name = name
-        self.actions = actions
-    }
-
+extension AccessClaim {
     /// Parses one scope string; names may contain `:` only in a host:port prefix, so the
     /// type is before the first colon and the actions after the last.
     public init?(parsing raw: String) {
         guard let first = raw.firstIndex(of: ":"), let last = raw.lastIndex(of: ":"), first < last else { return nil }
-        type = String(raw[..<first])
-        name = String(raw[raw.index(after: first)..<last])
-        actions = raw[raw.index(after: last)...].split(separator: ",").map(String.init)
+        let type = String(raw[..<first])
+        let name = String(raw[raw.index(after: first)..<last])
         guard !type.isEmpty, !name.isEmpty, name.utf8.count <= 512 else { return nil }
+        self.init(type: type, name: name, actions: raw[raw.index(after: last)...].split(separator: ",").map(String.init))
     }
 }
 
