@@ -72,7 +72,8 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strict),
         .target(name: "HTTPAPI", dependencies: [
-            "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore", "Access", "Webhooks",
+            "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore", "Access", "Webhooks", "Signing",
+            .product(name: "X509", package: "swift-certificates"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -118,7 +119,7 @@ let package = Package(
         ]),
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "HTTPAPITests", dependencies: [
-            "HTTPAPI",
+            "HTTPAPI", "Signing",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
     ],

@@ -5,7 +5,7 @@ import Foundation
 
 struct ConfigGroup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "config", abstract: "Registry policies.",
-                                                    subcommands: [QuarantineConfigGroup.self])
+                                                    subcommands: [QuarantineConfigGroup.self, ContentTrustConfigGroup.self])
 }
 
 struct QuarantineConfigGroup: AsyncParsableCommand {
@@ -113,6 +113,79 @@ struct ManifestQuarantine: AsyncParsableCommand {
             Printer.keyValues(try await c.call(.PATCH, "quarantine/manifests", body: .object(body)),
                               fields: [Column("repository", "repository"), Column("digest", "digest"), Column("state", "state"),
                                        Column("reason", "reason")], format: out.output)
+        }
+    }
+}
+
+// `berth config content-trust update|show`
+
+struct ContentTrustConfigGroup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "content-trust", abstract: "Registry-side signature enforcement.",
+                                                    subcommands: [ContentTrustShow.self, ContentTrustUpdate.self])
+}
+
+enum ContentTrustView {
+    static let fields = [
+        Column("enabled", "enabled"), Column("repositories", "repositories"), Column("exempt", "exempt"),
+        Column("trust-stores", compute: { ($0["trustStores"]?.asObject?.keys.sorted() ?? []).joined(separator: ",") }),
+        Column("policies", compute: { ($0.at("trustPolicy.trustPolicies")?.asArray ?? []).compactMap { $0["name"]?.asString }.joined(separator: ",") }),
+    ]
+}
+
+struct ContentTrustShow: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Show the content-trust policy.")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+
+    func run() async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            Printer.keyValues(try await c.call(.GET, "content-trust"), fields: ContentTrustView.fields, format: out.output)
+        }
+    }
+}
+
+struct ContentTrustUpdate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "update", abstract: "Refuse pulls of manifests without a signature valid under a Notation trust policy.",
+        discussion: """
+        Example: berth config content-trust update --status enabled --repository 'payments/*' \\
+                   --trust-policy trustpolicy.json --trust-store ca:payments-ca=ca.crt --exempt signer scanner
+        The policy uses Notation's trust policy format; the certificates are stored with the registry.
+        """)
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Option(help: "enabled or disabled.") var status: QuarantineStatus
+    @Option(parsing: .upToNextOption, help: "Repository patterns (exact, prefix/*, or *).") var repository: [String] = []
+    @Option(help: "Notation trust policy JSON file.") var trustPolicy: String?
+    @Option(parsing: .upToNextOption, help: ArgumentHelp("Trust stores: TYPE:NAME=FILE.pem (repeatable).", valueName: "store"))
+    var trustStore: [String] = []
+    @Option(parsing: .upToNextOption, help: "Identities or tokens that may pull unsigned content (the signer, the scanner).")
+    var exempt: [String] = []
+
+    func run() async throws {
+        try await runCLI {
+            var body: [String: JSONValue] = ["enabled": .bool(status == .enabled),
+                                             "repositories": .array(repository.map(JSONValue.string)),
+                                             "exempt": .array(exempt.map(JSONValue.string))]
+            if let trustPolicy {
+                guard let data = FileManager.default.contents(atPath: trustPolicy),
+                      let policy = try? JSONDecoder().decode(JSONValue.self, from: data) else {
+                    throw CLIError("cannot read the trust policy \(trustPolicy) as JSON")
+                }
+                body["trustPolicy"] = policy
+            }
+            var stores: [String: JSONValue] = [:]
+            for spec in trustStore {
+                guard let eq = spec.firstIndex(of: "=") else { throw CLIError("--trust-store takes TYPE:NAME=FILE, got \(spec)") }
+                let name = String(spec[..<eq]), file = String(spec[spec.index(after: eq)...])
+                guard let pem = try? String(contentsOfFile: file, encoding: .utf8) else { throw CLIError("cannot read \(file)") }
+                stores[name, default: .array([])] = .array((stores[name]?.asArray ?? []) + [.string(pem)])
+            }
+            body["trustStores"] = .object(stores)
+            let c = try await ManagementClient.connect(client)
+            Printer.keyValues(try await c.call(.PUT, "content-trust", body: .object(body)), fields: ContentTrustView.fields,
+                              format: out.output)
         }
     }
 }

@@ -6,6 +6,7 @@ import NIOCore
 import OCIModel
 import RegistryCore
 import RegistryStore
+import Signing
 import Webhooks
 
 /// The JSON management API under `/api/v1/`: identities, role assignments, scope maps, tokens,
@@ -174,6 +175,23 @@ extension RegistryResponder {
                                              detail: "enabled=\(policy.enabled) grandfather=\(policy.grandfatherExisting) blocked=\(change.affectedCount)")
                 }
                 return jsonResponse(change)
+
+            // registry-side content trust
+            case (.get, "content-trust", 1):
+                return jsonResponse(try contentTrust.current())
+            case (.put, "content-trust", 1):
+                let config = try await decode(ContentTrustConfig.self, request)
+                do {
+                    try await contentTrust.update(config)
+                } catch let e as ContentTrustError {
+                    throw ManagementError(status: .badRequest, code: "INVALID", message: e.description)
+                } catch let e as SigningError {
+                    throw ManagementError(status: .badRequest, code: "INVALID", message: "\(e)")
+                }
+                await access.recordAudit(actor: actor.name, address: actor.address, action: "content-trust.update",
+                                         target: config.repositories.joined(separator: ","), outcome: "ok",
+                                         detail: "enabled=\(config.enabled) exempt=\(config.exempt.joined(separator: ","))")
+                return jsonResponse(try contentTrust.current())
 
             // audit
             case (.get, "audit", 1):

@@ -23,6 +23,7 @@ public struct RegistryResponder: HTTPResponder {
     /// nil only where the distribution layer is tested on its own; `berth serve` always has one.
     let gate: AuthGate?
     let webhooks: WebhookService?
+    let contentTrust: ContentTrustGate
     private let inflightUploads = NIOLockedValueBox(0)
 
     public struct Limits: Sendable {
@@ -34,6 +35,7 @@ public struct RegistryResponder: HTTPResponder {
     public init(registry: Registry, metrics: HTTPMetrics, accessLog: Logger, limits: Limits = .init(),
                 access: AccessControl?, webhooks: WebhookService? = nil, publicURL: String? = nil, tls: Bool = false) {
         self.webhooks = webhooks
+        self.contentTrust = ContentTrustGate(registry: registry)
         self.registry = registry
         self.metrics = metrics
         self.accessLog = accessLog
@@ -169,12 +171,16 @@ public struct RegistryResponder: HTTPResponder {
             case .get, .head:
                 routeName = method == .get ? "manifest_get" : "manifest_head"
                 try await authorize(repo, .contentRead)
-                let (response, size) = try getManifest(request, repo, ref, head: method == .head) { content in
+                let (response, size) = try await getManifest(request, repo, ref, head: method == .head) { content in
                     // Quarantined content is for the gate only (QuarantineReader and above).
-                    guard !QuarantineState.isPullable(content.quarantineState) else { return }
-                    if let gate, gate.allows(caller, request, context, repository: repo.value, action: .quarantineRead) { return }
-                    let why = content.quarantineReason.map { ": \($0.prefix(200))" } ?? ""
-                    throw AccessDenied(error: RegistryError(.denied, "manifest quarantined (\(content.quarantineState ?? "Pending")\(why))"))
+                    if !QuarantineState.isPullable(content.quarantineState),
+                       !(gate?.allows(caller, request, context, repository: repo.value, action: .quarantineRead) ?? false) {
+                        let why = content.quarantineReason.map { ": \($0.prefix(200))" } ?? ""
+                        throw AccessDenied(error: RegistryError(.denied, "manifest quarantined (\(content.quarantineState ?? "Pending")\(why))"))
+                    }
+                    // Content trust: only what a trusted signature vouches for.
+                    try await contentTrust.admit(repo, content, host: request.head.authority ?? "berth",
+                                                 caller: caller?.principal.name)
                 }
                 return Outcome(response: response, route: routeName, bytesOut: size)
             case .put:
@@ -402,9 +408,9 @@ public struct RegistryResponder: HTTPResponder {
     // MARK: manifests
 
     private func getManifest(_ request: Request, _ repo: RepositoryName, _ ref: Reference, head: Bool,
-                             admit: (ManifestContent) throws -> Void) throws -> (Response, Int64) {
+                             admit: (ManifestContent) async throws -> Void) async throws -> (Response, Int64) {
         let content = try registry.manifest(repo, ref)
-        try admit(content)
+        try await admit(content)
         try negotiate(request.headers[values: .accept], stored: content.mediaType)
         var headers = baseHeaders()
         headers[.contentType] = content.mediaType
@@ -452,6 +458,7 @@ public struct RegistryResponder: HTTPResponder {
             }
         }
         let pushed = try await registry.putManifest(repo, reference: ref, bytes: bytes, contentType: request.headers[.contentType])
+        contentTrust.invalidate()
         var headers = baseHeaders()
         headers[.location] = "/v2/\(repo)/manifests/\(pushed.digest)"
         headers[.dockerContentDigest] = pushed.digest.string

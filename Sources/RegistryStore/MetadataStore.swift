@@ -153,6 +153,8 @@ public protocol MetadataStore: Sendable {
     /// Tags of a repository in lexical order, or nil when the repository is unknown.
     func tags(repository: String, after: String?, limit: Int) throws -> [String]?
     func referrers(repository: String, subject: Digest) throws -> [ManifestRecord]
+    /// Indexes in `repository` that list `child`.
+    func parents(repository: String, child: Digest) throws -> [Digest]
 
     // quarantine
     /// Sets a manifest's quarantine state (and its index children's: they follow their index).

@@ -417,6 +417,14 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
         }
     }
 
+    public func parents(repository: String, child: Digest) throws -> [Digest] {
+        try pool.read { db in
+            guard let repo = try Self.repoID(db, repository) else { return [] }
+            return try String.fetchAll(db, sql: "SELECT parent FROM manifest_refs WHERE repo_id = ? AND child = ? AND kind = 1",
+                                       arguments: [repo, child.string]).compactMap { try? Digest(parsing: $0) }
+        }
+    }
+
     // MARK: events
 
     private static func event(_ row: Row) -> Event {

@@ -1,0 +1,144 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import OCIModel
+import RegistryCore
+import Signing
+import X509
+
+/// Registry-side content trust: for repositories matching its patterns, a manifest is served
+/// only if a Notary signature valid under the trust policy refers to it (or to an index that
+/// lists it). Referrers themselves (the signatures) and exempt identities (the signer, the
+/// scanner) pass. Verdicts are cached briefly, and dropped when a manifest is pushed.
+public struct ContentTrustConfig: Codable, Sendable, Equatable {
+    public var enabled: Bool
+    /// Repository patterns (`payments/*`, an exact name, `*`).
+    public var repositories: [String]
+    public var trustPolicy: TrustPolicyDocument?
+    /// `ca:NAME` → PEM certificates.
+    public var trustStores: [String: [String]]
+    /// Identity or token names that may pull unsigned content.
+    public var exempt: [String]
+
+    public init(enabled: Bool = false, repositories: [String] = [], trustPolicy: TrustPolicyDocument? = nil,
+                trustStores: [String: [String]] = [:], exempt: [String] = []) {
+        self.enabled = enabled
+        self.repositories = repositories
+        self.trustPolicy = trustPolicy
+        self.trustStores = trustStores
+        self.exempt = exempt
+    }
+}
+
+final class ContentTrustGate: Sendable {
+    static let settingKey = "content-trust"
+    let registry: Registry
+    private let config = NIOLockedValueBox<ContentTrustConfig?>(nil)
+    private struct Verdict { let trusted: Bool; let reason: String; let at: Date; let generation: Int }
+    private let verdicts = NIOLockedValueBox<[String: Verdict]>([:])
+    private let generation = NIOLockedValueBox(0)
+    let ttl: TimeInterval = 30
+
+    init(registry: Registry) {
+        self.registry = registry
+    }
+
+    func current() throws -> ContentTrustConfig {
+        if let c = config.withLockedValue({ $0 }) { return c }
+        let loaded = try registry.metadata.setting(Self.settingKey).flatMap {
+            try? JSONDecoder().decode(ContentTrustConfig.self, from: Data($0.utf8))
+        } ?? ContentTrustConfig()
+        config.withLockedValue { $0 = loaded }
+        return loaded
+    }
+
+    func update(_ new: ContentTrustConfig) async throws {
+        if new.enabled {
+            guard !new.repositories.isEmpty else { throw ContentTrustError("name at least one repository pattern") }
+            guard let policy = new.trustPolicy else { throw ContentTrustError("a trust policy is required") }
+            do { try policy.validate() } catch { throw ContentTrustError("trust policy: \(error)") }
+            for (name, pems) in new.trustStores {
+                _ = try TrustStoreReference(name)
+                for pem in pems where (try? CertificateCoding.parseCertificates(Data(pem.utf8)))?.isEmpty ?? true {
+                    throw ContentTrustError("trust store \(name) holds something that is not a PEM certificate")
+                }
+            }
+        }
+        for pattern in new.repositories where pattern != "*" {
+            let base = pattern.hasSuffix("/*") ? String(pattern.dropLast(2)) : pattern
+            guard RepositoryName.isValid(base) else { throw ContentTrustError("invalid repository pattern \(pattern)") }
+        }
+        try await registry.metadata.setSetting(Self.settingKey, String(decoding: try JSONEncoder().encode(new), as: UTF8.self))
+        config.withLockedValue { $0 = new }
+        invalidate()
+    }
+
+    /// Called on every manifest push: a new signature may change a verdict.
+    func invalidate() {
+        generation.withLockedValue { $0 += 1 }
+        verdicts.withLockedValue { $0.removeAll() }
+    }
+
+    static func matches(_ pattern: String, _ repository: String) -> Bool {
+        if pattern == "*" { return true }
+        if pattern.hasSuffix("/*") { return repository.hasPrefix(pattern.dropLast(1)) }
+        return pattern == repository
+    }
+
+    /// Throws DENIED unless the manifest may be served under content trust.
+    func admit(_ repository: RepositoryName, _ content: ManifestContent, host: String, caller: String?) async throws {
+        let config = try current()
+        guard config.enabled, config.repositories.contains(where: { Self.matches($0, repository.value) }) else { return }
+        if content.subject != nil { return }                                 // signatures and other referrers
+        if let caller, config.exempt.contains(caller) { return }
+        let key = "\(repository.value)@\(content.digest)"
+        let gen = generation.withLockedValue { $0 }
+        if let v = verdicts.withLockedValue({ $0[key] }), v.generation == gen, Date().timeIntervalSince(v.at) < ttl {
+            if v.trusted { return }
+            throw AccessDenied(error: RegistryError(.denied, v.reason))
+        }
+        let (trusted, reason) = await evaluate(repository, content.digest, host: host, config: config)
+        verdicts.withLockedValue { map in
+            if map.count > 10_000 { map.removeAll() }
+            map[key] = Verdict(trusted: trusted, reason: reason, at: Date(), generation: gen)
+        }
+        if !trusted { throw AccessDenied(error: RegistryError(.denied, reason)) }
+    }
+
+    func evaluate(_ repository: RepositoryName, _ digest: Digest, host: String, config: ContentTrustConfig) async -> (Bool, String) {
+        guard let policy = config.trustPolicy else { return (false, "content trust: no trust policy configured") }
+        let stores = config.trustStores
+        let verifier = SignatureVerifier(policy: policy) { ref in
+            (stores["\(ref.type):\(ref.name)"] ?? []).flatMap { (try? CertificateCoding.parseCertificates(Data($0.utf8))) ?? [] }
+        }
+        var lastFailure = "no signature refers to it"
+        // The manifest itself, or an index that lists it (a platform image of a signed index).
+        let candidates = [digest] + ((try? registry.metadata.parents(repository: repository.value, child: digest)) ?? [])
+        for target in candidates {
+            guard let list = try? registry.referrers(repository, subject: target, artifactType: NotaryMediaType.signatureArtifact,
+                                                     limit: 100, last: nil) else { continue }
+            for signature in list.descriptors {
+                do {
+                    guard let sigDigest = try? Digest(parsing: signature.digest) else { continue }
+                    let manifest = try registry.manifest(repository, .digest(sigDigest))
+                    let layer = try SignatureManifest.envelopeLayer(of: Data(manifest.bytes.readableBytesView))
+                    guard let envelopeDigest = try? Digest(parsing: layer.digest), layer.size <= 1 << 20 else { continue }
+                    var envelope = Data()
+                    try await registry.readBlob(repository, envelopeDigest, range: 0..<layer.size) { envelope.append(contentsOf: $0.readableBytesView) }
+                    let outcome = try verifier.verify(envelope: envelope, repository: "\(host)/\(repository.value)",
+                                                      digest: target.string)
+                    if outcome.succeeded { return (true, "signed by \(outcome.signer ?? "a trusted identity")") }
+                    lastFailure = outcome.failure.map { "\($0)" } ?? lastFailure
+                } catch {
+                    lastFailure = "\(error)"
+                }
+            }
+        }
+        return (false, "content trust: no signature valid under the trust policy for \(repository.value)@\(digest) (\(lastFailure.prefix(300)))")
+    }
+}
+
+struct ContentTrustError: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
+}
