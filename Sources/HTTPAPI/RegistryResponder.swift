@@ -109,6 +109,10 @@ public struct RegistryResponder: HTTPResponder {
             routeName = "management"
             return Outcome(response: try await management(request, context, gate), route: routeName)
         }
+        if path == "/admission/v1/validate" || path == "/admission/v1/mutate", let gate {
+            routeName = "admission"
+            return Outcome(response: try await admission(request, context, gate), route: routeName)
+        }
         if path.hasPrefix("/oauth2/"), let gate {
             routeName = "token"
             return Outcome(response: try await tokenEndpoint(request, context, gate), route: routeName)

@@ -1,0 +1,119 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import OCIModel
+import RegistryCore
+
+/// Kubernetes admission webhooks (`admission.k8s.io/v1` AdmissionReview):
+/// `POST /admission/v1/validate` allows a workload only when every image it runs from this
+/// registry exists, is not quarantined or failed, and passes content trust where that is
+/// configured; `POST /admission/v1/mutate` pins each such image's tag to its digest.
+extension RegistryResponder {
+    /// Where the images of a workload's pod spec live, per kind.
+    static func podSpecPath(kind: String) -> [String]? {
+        switch kind {
+        case "Pod": ["spec"]
+        case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController": ["spec", "template", "spec"]
+        case "CronJob": ["spec", "jobTemplate", "spec", "template", "spec"]
+        default: nil
+        }
+    }
+
+    struct ImageUse {
+        let pointer: String     // JSON pointer of the image field
+        let image: String
+    }
+
+    /// Every container, init container and ephemeral container image of the object.
+    static func images(in object: [String: Any], kind: String) -> [ImageUse] {
+        guard let path = podSpecPath(kind: kind) else { return [] }
+        var node: Any? = object
+        for key in path { node = (node as? [String: Any])?[key] }
+        guard let spec = node as? [String: Any] else { return [] }
+        var out: [ImageUse] = []
+        for field in ["initContainers", "containers", "ephemeralContainers"] {
+            for (i, container) in ((spec[field] as? [Any]) ?? []).enumerated() {
+                if let image = (container as? [String: Any])?["image"] as? String {
+                    out.append(ImageUse(pointer: "/" + (path + [field, String(i), "image"]).joined(separator: "/"), image: image))
+                }
+            }
+        }
+        return out
+    }
+
+    /// `host[:port]/repo[:tag][@digest]` → parts; nil when it is not a reference to `host`.
+    static func parseImage(_ image: String, host: String) -> (repository: String, tag: String?, digest: String?)? {
+        var rest = image
+        var digest: String?
+        if let at = rest.firstIndex(of: "@") {
+            digest = String(rest[rest.index(after: at)...])
+            rest = String(rest[..<at])
+        }
+        guard let slash = rest.firstIndex(of: "/"), rest[..<slash] == host[...] else { return nil }
+        rest = String(rest[rest.index(after: slash)...])
+        var tag: String?
+        if let colon = rest.lastIndex(of: ":"), !rest[colon...].contains("/") {
+            tag = String(rest[rest.index(after: colon)...])
+            rest = String(rest[..<colon])
+        }
+        if tag == nil && digest == nil { tag = "latest" }
+        return (rest, tag, digest)
+    }
+
+    func admission(_ request: Request, _ context: Context, _ gate: AuthGate) async throws -> Response {
+        guard request.method == .post else { throw methodNotAllowed }
+        let caller = try await gate.caller(request, context)
+        guard caller != nil else {
+            throw gate.challenge(request, scope: nil, message: "the admission webhook needs credentials", insufficientScope: false)
+        }
+        let body = try await request.body.collect(upTo: 4 << 20)
+        guard let review = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any],
+              let req = review["request"] as? [String: Any], let uid = req["uid"] as? String else {
+            throw RegistryError(.unsupported, "expected an admission.k8s.io/v1 AdmissionReview with a request", status: 400)
+        }
+        let kind = ((req["kind"] as? [String: Any])?["kind"] as? String) ?? ""
+        let object = (req["object"] as? [String: Any]) ?? [:]
+        let host = gate.service(request)
+        let mutate = request.uri.path.hasSuffix("/mutate")
+        var refusals: [String] = []
+        var patch: [[String: String]] = []
+        for use in Self.images(in: object, kind: kind) {
+            guard let ref = Self.parseImage(use.image, host: host) else { continue }   // not ours
+            do {
+                let repo = try RepositoryName(ref.repository)
+                let reference: Reference = try ref.digest.map { d throws(RegistryError) in try Reference(parsing: d) } ?? .tag(ref.tag ?? "latest")
+                let content = try registry.manifest(repo, reference)
+                if mutate {
+                    if ref.digest == nil {
+                        patch.append(["op": "replace", "path": use.pointer, "value": "\(host)/\(repo.value)@\(content.digest)"])
+                    }
+                    continue
+                }
+                if !QuarantineState.isPullable(content.quarantineState) {
+                    refusals.append("\(use.image): quarantined (\(content.quarantineState ?? "Pending")\(content.quarantineReason.map { ": \($0)" } ?? ""))")
+                    continue
+                }
+                try await contentTrust.admit(repo, content, host: host, caller: nil)
+            } catch let denied as AccessDenied {
+                refusals.append("\(use.image): \(denied.error.message)")
+            } catch let e as RegistryError {
+                if !mutate { refusals.append("\(use.image): \(e.message)") }
+            }
+        }
+        var response: [String: Any] = ["uid": uid, "allowed": refusals.isEmpty]
+        if !refusals.isEmpty {
+            response["status"] = ["code": 403, "message": "Berth refused: " + refusals.joined(separator: "; ")]
+        }
+        if mutate, !patch.isEmpty {
+            response["patchType"] = "JSONPatch"
+            response["patch"] = try JSONSerialization.data(withJSONObject: patch).base64EncodedString()
+        }
+        let answer: [String: Any] = ["apiVersion": review["apiVersion"] as? String ?? "admission.k8s.io/v1",
+                                     "kind": "AdmissionReview", "response": response]
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers,
+                        body: .init(byteBuffer: ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys]))))
+    }
+}
