@@ -27,7 +27,22 @@ struct CertificateCreate: AsyncParsableCommand {
     @Option(help: "Output path prefix: writes PREFIX.crt and PREFIX.key.")
     var out: String = "berth-tls"
 
+    @Flag(help: "Create a code-signing certificate for `berth sign` instead of a TLS certificate (needs --subject).")
+    var signing = false
+
+    @Option(help: "Subject of a signing certificate, e.g. \"CN=payments.org,O=Platform\".")
+    var subject: String?
+
+    @Flag(help: "With --signing: also create a CA that issues the signing certificate (PREFIX-ca.crt).")
+    var ca = false
+
     func run() async throws {
+        if signing {
+            guard let subject else { throw ValidationError("--signing needs --subject, e.g. \"CN=payments.org,O=Platform\"") }
+            try await runCLI { try CertificateCreateSigning.write(subject: subject, ca: ca, validity: "\(days)d", out: out) }
+            return
+        }
+        if subject != nil || ca { throw ValidationError("--subject and --ca go with --signing") }
         guard days > 0, days <= 3650 else { throw ValidationError("--days must be 1-3650") }
         let (cert, key) = try DevelopmentCertificate.make(commonName: commonName, hosts: host, days: days)
         let fm = FileManager.default

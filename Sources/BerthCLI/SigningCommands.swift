@@ -60,7 +60,11 @@ struct CertificateCreateSigning: AsyncParsableCommand {
     var out: String
 
     func run() async throws {
-        try await runCLI {
+        try await runCLI { try Self.write(subject: subject, ca: ca, validity: validity, out: out) }
+    }
+
+    /// Writes PREFIX.key, PREFIX.crt (and PREFIX-ca.crt with a CA); shared with `certificate create --signing`.
+    static func write(subject: String, ca: Bool, validity: String, out: String) throws {
             guard let seconds = parseDuration(validity) else { throw CLIError("--validity \(validity) is not a duration like 365d, 24h or 90s") }
             let material = try SigningCertificates.create(subject: subject, withCA: ca, validity: seconds)
             let fm = FileManager.default
@@ -81,7 +85,6 @@ struct CertificateCreateSigning: AsyncParsableCommand {
             }
             print("subject: \(CertificateCoding.subject(material.leaf))")
             print("thumbprint (sha256): \(try CertificateCoding.thumbprint(material.leaf))")
-        }
     }
 }
 

@@ -49,13 +49,15 @@ func setup() throws -> (WebhookService, SQLiteMetadataStore) {
     return (service, store)
 }
 
-func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed: String) async throws -> Digest {
+func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed: String, quarantine: Bool = false) async throws -> Digest {
     let bytes = Array("{\"seed\":\"\(seed)\"}".utf8)
     let record = ManifestRecord(digest: Digest.compute(bytes), mediaType: MediaType.ociManifest, size: Int64(bytes.count),
                                 artifactType: nil, subject: nil, annotations: nil, createdAt: Date())
     try await EventOrigin.$current.withValue(EventOrigin(actor: "identity:ci", address: "10.0.0.1", requestID: "req-1",
                                                           host: "registry.test", method: "PUT", userAgent: "skopeo/1.9")) {
-        _ = try await store.putManifest(ManifestPush(repository: repo, record: record, bytes: bytes, tag: tag, blobs: [], children: []))
+        var push = ManifestPush(repository: repo, record: record, bytes: bytes, tag: tag, blobs: [], children: [])
+        push.quarantine = quarantine
+        _ = try await store.putManifest(push)
     }
     return record.digest
 }
@@ -189,6 +191,22 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
             try await service.drain("p")
             let events = receiver.hits.withLockedValue { $0.map(\.event) }
             #expect(events == ["ping", "push"])
+        }
+    }
+
+    @Test func quarantineEventsReachQuarantineWebhooks() async throws {
+        let receiver = Receiver()
+        try await receiver.app().test(.live) { client in
+            let port = try #require(client.port)
+            let (service, store) = try setup()
+            _ = try await service.create(name: "gate", uri: "http://127.0.0.1:\(port)/hook", actions: ["quarantine"], scope: nil,
+                                         headers: [:], enabled: true)
+            let digest = try await pushManifest(store, repo: "payments/api", tag: "v1", seed: "q", quarantine: true)
+            _ = try await store.setQuarantine(repository: "payments/api", digest: digest, state: "Passed", reason: "scan clean")
+            try await service.drain("gate")
+            let hits = receiver.hits.withLockedValue { $0 }
+            #expect(hits.map(\.event) == ["quarantine", "quarantine"])
+            #expect(hits.allSatisfy { $0.body.contains(digest.string) })
         }
     }
 }

@@ -21,7 +21,8 @@ def test_only_signed_images_are_served(registry, signer, layout, tmp_path):  # n
     push(registry, layout, "payments/worker", registry.creds, tag="v1")
     digest = sha256_digest(get(registry, "/v2/payments/api/manifests/signed", ALL_MANIFEST_TYPES).content)
     prefix = tmp_path / "payments"
-    signer("certificate", "create-signing", "--subject", SUBJECT, "--ca", "--out", str(prefix))
+    # the spelling: `certificate create --signing` (same as `certificate create-signing`)
+    signer("certificate", "create", "--signing", "--subject", SUBJECT, "--ca", "--out", str(prefix))
     signer("sign", f"{registry.host}/payments/api@{digest}", "--key", f"{prefix}.key", "--cert", f"{prefix}.crt", "--insecure")
 
     cli = Cli(registry, tmp_path / "xdg-admin")
