@@ -317,9 +317,26 @@ extension RegistryResponder {
         } catch let e as ManagementError {
             return jsonResponse(ErrorEnvelope(error: .init(code: e.code, message: e.message)), status: e.status)
         }
-        let repo = try RepositoryName(body.repository)
-        let digest = try parseDigest(body.digest)
-        guard let state = QuarantineState(rawValue: body.state) else {
+        return try await quarantineVerdict(request, context, gate, caller, try RepositoryName(body.repository),
+                                           try parseDigest(body.digest), body: body)
+    }
+
+    struct VerdictBody: Decodable { let state: String; let reason: String? }
+
+    /// Records the gate's verdict. Needs quarantine/write on the repository (QuarantineWriter, Owner).
+    func quarantineVerdict(_ request: Request, _ context: Context, _ gate: AuthGate, _ caller: Caller?, _ repo: RepositoryName,
+                           _ digest: Digest, body: QuarantineStateRequest?) async throws -> Response {
+        var state = body?.state
+        var reason = body?.reason
+        if body == nil {
+            guard let verdict = try? await decode(VerdictBody.self, request) else {
+                return jsonResponse(ErrorEnvelope(error: .init(code: "INVALID", message: #"expected {"state": "Passed", "reason": "…"}"#)),
+                                    status: .badRequest)
+            }
+            state = verdict.state
+            reason = verdict.reason
+        }
+        guard let parsed = state.flatMap(QuarantineState.init(rawValue:)) else {
             return jsonResponse(ErrorEnvelope(error: .init(code: "INVALID", message: "state must be Pending, Passed or Failed")),
                                 status: .badRequest)
         }
@@ -332,7 +349,7 @@ extension RegistryResponder {
         let origin = EventOrigin(actor: caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous",
                                  address: (caller?.address ?? gate.address(request, context))?.description ?? "-")
         try await EventOrigin.$current.withValue(origin) {
-            try await registry.setQuarantine(repo, digest, state: state, reason: body.reason)
+            try await registry.setQuarantine(repo, digest, state: parsed, reason: reason)
         }
         let content = try registry.manifest(repo, .digest(digest))
         struct Answer: Encodable { let repository: String; let digest: String; let state: String?; let reason: String? }

@@ -199,6 +199,14 @@ public struct RegistryResponder: HTTPResponder {
                 }
                 let (response, size) = try await putManifest(request, repo, ref, referrersOnly: referrersOnly)
                 return Outcome(response: response, route: routeName, bytesIn: size)
+            case .patch:
+                // The gate's verdict, on the manifest itself: {"state": "Passed", "reason": "…"}.
+                routeName = "manifest_quarantine"
+                guard let gate, case .digest(let digest) = ref else {
+                    throw RegistryError(.unsupported, "a quarantine verdict is about exact content: PATCH by digest", status: 400)
+                }
+                return Outcome(response: try await quarantineVerdict(request, context, gate, caller, repo, digest, body: nil),
+                               route: routeName)
             case .delete:
                 routeName = "manifest_delete"
                 try await authorize(repo, .contentDelete)

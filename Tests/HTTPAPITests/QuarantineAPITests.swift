@@ -56,7 +56,14 @@ import Testing
             #expect(try await verdict(client, gate, "new/app", digest, "Failed", "CVE-2026-0001 critical") == .ok)
             let failed = try await client.execute(uri: "/v2/new/app/manifests/1", method: .get, headers: puller)
             #expect(failed.status == .forbidden && String(buffer: failed.body).contains("CVE-2026-0001"))
-            #expect(try await verdict(client, gate, "new/app", digest, "Passed", "rescanned clean") == .ok)
+            // the same verdict can be PATCHed on the manifest itself
+            var patch = gate
+            patch[.contentType] = "application/json"
+            let onManifest = try await client.execute(uri: "/v2/new/app/manifests/\(digest)", method: .patch, headers: patch,
+                                                      body: buf(Array(#"{"state":"Passed","reason":"rescanned clean"}"#.utf8)))
+            #expect(onManifest.status == .ok)
+            #expect(try await client.execute(uri: "/v2/new/app/manifests/1", method: .patch, headers: patch,
+                                             body: buf(Array(#"{"state":"Passed"}"#.utf8))).status == .badRequest)
             #expect(try await client.execute(uri: "/v2/new/app/manifests/1", method: .get, headers: puller).status == .ok)
             #expect(try await verdict(client, gate, "new/app", digest, "Bogus", "x") == .badRequest)
             #expect(try await verdict(client, gate, "new/app", sha256([1]), "Passed", "x") == .notFound)
