@@ -42,16 +42,18 @@ struct AuthGate: Sendable {
     func caller(_ request: Request, _ context: BerthRequestContext) async throws -> Caller? {
         let address = address(request, context)
         guard let authorization = request.headers[.authorization] else { return nil }
-        if authorization.count > 7, authorization.prefix(7).lowercased() == "bearer " {
-            let token = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
-            guard let caller = await access.authenticateBearer(token, service: service(request), address: address) else {
+        guard let (scheme, credentials) = Self.split(authorization) else {
+            throw challenge(request, scope: nil, message: "malformed Authorization header", insufficientScope: false)
+        }
+        if scheme == "bearer" {
+            guard let caller = await access.authenticateBearer(String(credentials), service: service(request), address: address) else {
                 await access.recordAudit(actor: "-", address: address?.description ?? "-", action: "bearer",
                                          target: request.uri.path, outcome: "invalid token")
                 throw challenge(request, scope: nil, message: "invalid or expired token", insufficientScope: false)
             }
             return caller
         }
-        if authorization.count > 6, authorization.prefix(6).lowercased() == "basic " {
+        if scheme == "basic" {
             guard let (user, password) = Self.basic(authorization) else {
                 throw challenge(request, scope: nil, message: "malformed Basic credentials", insufficientScope: false)
             }
@@ -59,6 +61,18 @@ struct AuthGate: Sendable {
             return Caller(principal: principal, tokenAccess: nil, address: address)
         }
         throw challenge(request, scope: nil, message: "unsupported authorization scheme", insufficientScope: false)
+    }
+
+    /// `Scheme credentials` → (lower-cased scheme, credentials without surrounding spaces). Works on
+    /// UTF-8 views: Foundation's trimming bridges through UTF-16 and was the costliest step of
+    /// every authenticated request.
+    static func split(_ header: String) -> (String, Substring)? {
+        guard let space = header.utf8.firstIndex(of: UInt8(ascii: " ")), header.utf8.count <= 65_536 else { return nil }
+        let scheme = header[..<space].lowercased()
+        var rest = header[header.index(after: space)...]
+        while rest.utf8.first == UInt8(ascii: " ") { rest = rest.dropFirst() }
+        while rest.utf8.last == UInt8(ascii: " ") { rest = rest.dropLast() }
+        return rest.isEmpty ? nil : (scheme, rest)
     }
 
     func login(_ request: Request, user: String, password: String, address: IPAddress?) async throws -> Principal {
@@ -75,9 +89,8 @@ struct AuthGate: Sendable {
     }
 
     static func basic(_ header: String) -> (String, String)? {
-        let encoded = header.dropFirst(6).trimmingCharacters(in: .whitespaces)
-        guard encoded.utf8.count <= 32_768,
-              let decoded = Data(base64Encoded: encoded),
+        guard let (scheme, encoded) = split(header), scheme == "basic", encoded.utf8.count <= 32_768,
+              let decoded = Data(base64Encoded: String(encoded)),
               let text = String(data: decoded, encoding: .utf8),
               let colon = text.firstIndex(of: ":") else { return nil }
         return (String(text[..<colon]), String(text[text.index(after: colon)...]))
