@@ -122,7 +122,9 @@ public struct RegistryResponder: HTTPResponder {
         }
         let caller = try await gate?.caller(request, context)
         // Writes record who made them, with their event, for the audit trail.
-        let origin = EventOrigin(
+        // Only writes make events; reads skip building the origin (string work on the hot path).
+        let writes = request.method != .get && request.method != .head
+        let origin = !writes ? nil : EventOrigin(
             actor: caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? (gate == nil ? "-" : "anonymous"),
             address: (caller?.address ?? gate?.address(request, context))?.description ?? context.remoteAddress?.ipAddress ?? "-",
             requestID: context.id, host: request.head.authority, method: request.method.rawValue,

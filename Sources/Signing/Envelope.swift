@@ -9,8 +9,8 @@ public enum NotaryMediaType {
     public static let payload = "application/vnd.cncf.notary.payload.v1+json"
     public static let signatureArtifact = "application/vnd.cncf.notary.signature"
     public static let jws = "application/jose+json"
-    public static let ociManifest = "application/vnd.oci.image.manifest.v1+json"
-    public static let ociEmpty = "application/vnd.oci.empty.v1+json"
+    public static let ociManifest = MediaType.ociManifest
+    public static let ociEmpty = MediaType.ociEmpty
     public static let emptyDigest = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 }
 
