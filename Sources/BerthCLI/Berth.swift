@@ -32,6 +32,7 @@ struct ServeSettings: Codable, Equatable {
     var logLevel: String = "info"
     var uploadMaxAgeSeconds: Double = 24 * 3600
     var janitorIntervalSeconds: Double = 600
+    var lifecycleTickSeconds: Double = 30
     var maxConcurrentUploads: Int = 512
     /// The admin user's name (the registry's name).
     var registryName: String = "berth"
@@ -50,6 +51,7 @@ struct ServeSettings: Codable, Equatable {
         case logLevel = "log-level"
         case uploadMaxAgeSeconds = "upload-max-age-seconds"
         case janitorIntervalSeconds = "janitor-interval-seconds"
+        case lifecycleTickSeconds = "lifecycle-tick-seconds"
         case maxConcurrentUploads = "max-concurrent-uploads"
     }
 
@@ -63,6 +65,7 @@ struct ServeSettings: Codable, Equatable {
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? d.logLevel
         uploadMaxAgeSeconds = try c.decodeIfPresent(Double.self, forKey: .uploadMaxAgeSeconds) ?? d.uploadMaxAgeSeconds
         janitorIntervalSeconds = try c.decodeIfPresent(Double.self, forKey: .janitorIntervalSeconds) ?? d.janitorIntervalSeconds
+        lifecycleTickSeconds = try c.decodeIfPresent(Double.self, forKey: .lifecycleTickSeconds) ?? d.lifecycleTickSeconds
         maxConcurrentUploads = try c.decodeIfPresent(Int.self, forKey: .maxConcurrentUploads) ?? d.maxConcurrentUploads
         registryName = try c.decodeIfPresent(String.self, forKey: .registryName) ?? d.registryName
         publicURL = try c.decodeIfPresent(String.self, forKey: .publicURL)
@@ -109,6 +112,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Remove upload sessions idle for longer than this many seconds (env BERTH_UPLOAD_MAX_AGE_SECONDS, default 86400).")
     var uploadMaxAgeSeconds: Double?
 
+    @Option(help: "How often lifecycle jobs (purge schedules, retention, recycle-bin expiry, periodic GC) are looked at, in seconds (env BERTH_LIFECYCLE_TICK_SECONDS, default 30).")
+    var lifecycleTickSeconds: Double?
+
     func resolvedSettings(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServeSettings {
         var settings = ServeSettings()
         if let path = config ?? environment["BERTH_CONFIG"] {
@@ -126,6 +132,7 @@ struct Serve: AsyncParsableCommand {
         if let v = environment["BERTH_LOG_LEVEL"] { settings.logLevel = v }
         if let v = environment["BERTH_UPLOAD_MAX_AGE_SECONDS"], let d = Double(v) { settings.uploadMaxAgeSeconds = d }
         if let v = environment["BERTH_JANITOR_INTERVAL_SECONDS"], let d = Double(v) { settings.janitorIntervalSeconds = d }
+        if let v = environment["BERTH_LIFECYCLE_TICK_SECONDS"], let d = Double(v) { settings.lifecycleTickSeconds = d }
         if let v = environment["BERTH_MAX_CONCURRENT_UPLOADS"], let n = Int(v) { settings.maxConcurrentUploads = n }
         if let v = environment["BERTH_REGISTRY_NAME"] { settings.registryName = v }
         if let v = environment["BERTH_PUBLIC_URL"] { settings.publicURL = v }
@@ -137,6 +144,7 @@ struct Serve: AsyncParsableCommand {
         if let listen { settings.listen = listen }
         if let logLevel { settings.logLevel = logLevel }
         if let uploadMaxAgeSeconds { settings.uploadMaxAgeSeconds = uploadMaxAgeSeconds }
+        if let lifecycleTickSeconds { settings.lifecycleTickSeconds = lifecycleTickSeconds }
         return settings
     }
 
@@ -184,7 +192,8 @@ struct Serve: AsyncParsableCommand {
                                           logger: Logger(label: "berth.webhooks"))
         let app = try BerthServer.makeApplication(
             registry: registry, access: access, webhooks: webhooks, host: host, port: port, limits: limits, publicURL: settings.publicURL, tls: tls,
-            janitorInterval: .seconds(settings.janitorIntervalSeconds), logger: logger)
+            janitorInterval: .seconds(settings.janitorIntervalSeconds),
+            lifecycleTick: .milliseconds(Int64(max(0.05, settings.lifecycleTickSeconds) * 1000)), logger: logger)
         logger.info("berth starting", metadata: ["listen": "\(host):\(port)", "data": "\(settings.data)"])
         try await app.runService()
     }

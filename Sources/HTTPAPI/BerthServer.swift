@@ -1,3 +1,4 @@
+import Foundation
 import Access
 import Hummingbird
 import HummingbirdCore
@@ -16,6 +17,7 @@ public enum BerthServer {
                                        publicURL: String? = nil,
                                        tls: TLSFiles? = nil,
                                        janitorInterval: Duration = .seconds(600),
+                                       lifecycleTick: Duration = .seconds(30),
                                        logger: Logger) throws -> some ApplicationProtocol {
         let responder = makeResponder(registry: registry, access: access, webhooks: webhooks, limits: limits,
                                       publicURL: publicURL, tls: tls != nil, logger: logger)
@@ -35,7 +37,7 @@ public enum BerthServer {
             responder: responder,
             server: server,
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
-            services: [UploadJanitor(registry: registry, interval: janitorInterval, logger: logger)]
+            services: [LifecycleService(registry: registry, janitorInterval: janitorInterval, tick: lifecycleTick, logger: logger)]
                 + (webhooks.map { [WebhookDispatcher(service: $0)] } ?? []),
             logger: logger
         )
@@ -61,27 +63,43 @@ public enum BerthServer {
     }
 }
 
-/// Removes abandoned upload sessions periodically; stops with the server.
-struct UploadJanitor: Service {
+/// The background lifecycle jobs; stops with the server. Every tick it runs the purge schedules
+/// that are due, a retention pass (when enabled), expiry of the recycle bin and, when its interval
+/// has passed, garbage collection; abandoned uploads are removed every janitor interval.
+struct LifecycleService: Service {
     let registry: Registry
-    let interval: Duration
+    let janitorInterval: Duration
+    let tick: Duration
     let logger: Logger
 
     func run() async throws {
+        let clock = ContinuousClock()
+        var lastJanitor: ContinuousClock.Instant?
+        var lastCollection = (try? registry.runs(kind: "gc", name: nil, limit: 1).first?.startedAt) ?? Date()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            do {
-                try await registry.removeStaleUploads()
-            } catch {
-                logger.warning("upload janitor failed", metadata: ["error": "\(error)"])
+            if lastJanitor.map({ clock.now - $0 >= janitorInterval }) ?? true {
+                lastJanitor = clock.now
+                await step("upload janitor") { try await registry.removeStaleUploads() }
             }
-            try? await gracefulShutdown(for: interval)
-            _ = ()
+            await step("purge schedules") { try await registry.runDueSchedules() }
+            await step("retention") { try await registry.runRetention() }
+            await step("recycle bin expiry") { try await registry.expireSoftDeleted() }
+            if let policy = try? registry.garbageCollectionPolicy(), policy.enabled,
+               Date().timeIntervalSince(lastCollection) >= policy.intervalSeconds {
+                lastCollection = Date()
+                await step("garbage collection") { _ = try await registry.collectGarbage(dryRun: false) }
+            }
+            try? await cancelWhenGracefulShutdown {
+                try await Task.sleep(for: tick)
+            }
         }
     }
 
-    private func gracefulShutdown(for duration: Duration) async throws {
-        try await cancelWhenGracefulShutdown {
-            try await Task.sleep(for: duration)
+    private func step(_ name: String, _ body: () async throws -> Void) async {
+        do {
+            try await body()
+        } catch {
+            logger.warning("\(name) failed", metadata: ["error": "\(error)"])
         }
     }
 }

@@ -30,6 +30,11 @@ extension RegistryResponder {
         if request.uri.path == "/api/v1/quarantine/manifests" {
             return try await quarantineManifest(request, context, gate, caller)
         }
+        let path = request.uri.path
+        if path == "/api/v1/repository" || path.hasPrefix("/api/v1/repository/")
+            || (path == "/api/v1/usage" && query(request, "repository") != nil) {
+            return try await repositoryManagement(request, context, gate, caller)
+        }
         let write = request.method != .get
         try await gate.require(request, context, caller: caller, repository: nil, action: write ? .managementWrite : .managementRead)
         let actor = Actor(name: caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous",
@@ -206,6 +211,8 @@ extension RegistryResponder {
                 let merged = (try access.audit(since: since, limit: limit) + writes).sorted { $0.timestamp < $1.timestamp }
                 return jsonResponse(Array(merged.prefix(limit)))
             default:
+                let origin = EventOrigin(actor: actor.name, address: actor.address)
+                if let answer = try await lifecycleManagement(request, parts, origin: origin) { return answer }
                 throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "no such management endpoint")
             }
         } catch let e as AccessError {

@@ -33,10 +33,18 @@ extension Registry {
         let record = ManifestRecord(digest: digest, mediaType: parsed.mediaType, size: Int64(bytes.count),
                                     artifactType: parsed.artifactType, subject: parsed.subject,
                                     annotations: parsed.annotations, createdAt: Date())
+        try checkWritable(repository.value)
+        if let tag { try checkTagMove(repository.value, tag: tag, to: digest) }
         var push = ManifestPush(repository: repository.value, record: record, bytes: bytes,
                                 tag: tag, blobs: parsed.blobs, children: parsed.children)
         push.quarantine = try quarantinePolicy().enabled
-        let result = try await metadata.putManifest(push)
+        push.quotas = try quotas()
+        let result: ManifestPushResult
+        do {
+            result = try await metadata.putManifest(push)
+        } catch let e as QuotaExceeded {
+            throw quotaError(e)
+        }
         cache.invalidate(repository.value)
         if case .missing(let missing) = result {
             let list = missing.prefix(10).map(\.string).joined(separator: ", ")
@@ -64,6 +72,11 @@ extension Registry {
     /// The manifest a pull returns.
     public func manifest(_ repository: RepositoryName, _ reference: Reference) throws -> ManifestContent {
         let digest = try resolve(repository, reference)
+        if case .tag(let tag) = reference {
+            try checkManifestReadable(repository.value, tag: tag, digest: digest)
+        } else {
+            try checkManifestReadable(repository.value, tag: nil, digest: digest)
+        }
         if let hit = cache.manifest(repository.value, digest) { return hit }
         let generation = cache.generation(repository.value)
         guard let record = try metadata.manifest(repository: repository.value, digest: digest),
@@ -79,22 +92,6 @@ extension Registry {
         return content
     }
 
-    /// Deleting by tag removes the tag only; deleting by digest removes the manifest and its tags.
-    public func deleteManifest(_ repository: RepositoryName, _ reference: Reference) async throws {
-        cache.invalidate(repository.value)
-        defer { cache.invalidate(repository.value) }
-        switch reference {
-        case .tag(let tag):
-            guard try await metadata.deleteTag(repository: repository.value, tag: tag) else {
-                throw RegistryError(.manifestUnknown, "manifest unknown: tag \(tag) not found")
-            }
-        case .digest(let digest):
-            guard try await metadata.deleteManifest(repository: repository.value, digest: digest) else {
-                throw RegistryError(.manifestUnknown, "manifest unknown to registry")
-            }
-        }
-    }
-
     // MARK: listings
 
     public func tags(_ repository: RepositoryName, limit: Int?, last: String?) throws -> (tags: [String], more: Bool) {
@@ -105,10 +102,20 @@ extension Registry {
             }
             return ([], false)
         }
-        guard let page = try metadata.tags(repository: repository.value, after: last, limit: n + 1) else {
-            throw RegistryError(.nameUnknown, "repository name not known to registry")
+        let hidden = try listHidden(repository.value).tags
+        var out: [String] = []
+        var cursor = last
+        while true {
+            guard let page = try metadata.tags(repository: repository.value, after: cursor, limit: n + 1) else {
+                throw RegistryError(.nameUnknown, "repository name not known to registry")
+            }
+            for tag in page where !hidden.contains(tag) {
+                if out.count == n { return (out, true) }
+                out.append(tag)
+            }
+            guard page.count == n + 1, let next = page.last else { return (out, false) }
+            cursor = next
         }
-        return (Array(page.prefix(n)), page.count > n)
     }
 
     /// A page of repository names in lexical order; `visible` hides repositories the caller may
@@ -120,7 +127,7 @@ extension Registry {
         var cursor = last
         while true {
             let batch = try metadata.repositories(after: cursor, limit: max(n + 1, 256))
-            for name in batch where visible?(name) ?? true {
+            for name in batch where try (visible?(name) ?? true) && !listHidden(name).repository {
                 if out.count == n { return (out, true) }
                 out.append(name)
             }

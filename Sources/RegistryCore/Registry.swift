@@ -44,6 +44,7 @@ public final class Registry: Sendable {
     let logger: Logger
     let cache: ReadCache
     let policyCache = QuarantinePolicyBox()
+    let lifecycle = LifecycleState()
 
     public init(blobs: any BlobStore, metadata: any MetadataStore, configuration: RegistryConfiguration = .init(),
                 logger: Logger = Logger(label: "berth.registry")) {
@@ -68,6 +69,8 @@ public final class Registry: Sendable {
 
     /// Size of a blob readable in `repository`.
     public func blobSize(_ repository: RepositoryName, _ digest: Digest) throws -> Int64 {
+        try checkBlobReadable(repository.value)
+        lifecycle.touches.touch(repository.value, digest)
         if let size = cache.blobSize(repository.value, digest) { return size }
         let generation = cache.generation(repository.value)
         guard let size = try metadata.linkedBlobSize(repository: repository.value, digest: digest) else {
@@ -100,6 +103,9 @@ public final class Registry: Sendable {
     }
 
     public func deleteBlob(_ repository: RepositoryName, _ digest: Digest) async throws {
+        if let blocker = LockTable.deleteBlocker(try lockTable().repository(repository.value)) {
+            throw RegistryError(.denied, blocker)
+        }
         cache.invalidate(repository.value)
         guard try await metadata.unlinkBlob(repository: repository.value, digest: digest) else {
             throw RegistryError(.blobUnknown, "blob unknown to registry")
@@ -110,12 +116,21 @@ public final class Registry: Sendable {
     /// Links a blob that another repository holds. Returns false when it cannot be mounted.
     public func mountBlob(_ repository: RepositoryName, from: String, _ digest: Digest) async throws -> Bool {
         guard RepositoryName.isValid(from) else { return false }
-        return try await metadata.mountBlob(repository: repository.value, from: from, digest: digest) != nil
+        try checkWritable(repository.value)
+        do {
+            let mounted = try await metadata.mountBlob(repository: repository.value, from: from, digest: digest, quotas: try quotas()) != nil
+            if mounted { lifecycle.touches.touch(repository.value, digest) }
+            return mounted
+        } catch let e as QuotaExceeded {
+            throw quotaError(e)
+        }
     }
 
     // MARK: uploads
 
     public func startUpload(_ repository: RepositoryName) async throws -> UploadStatus {
+        try checkWritable(repository.value)
+        try checkQuotaRoom(repository.value)
         let id = UUID().uuidString.lowercased()
         try await blobs.createUpload(id: id, owner: repository.value)
         return UploadStatus(id: id, size: 0)
@@ -161,20 +176,34 @@ public final class Registry: Sendable {
     public func finishUpload(_ repository: RepositoryName, _ id: String, digest: Digest,
                              expectedSize: Int64? = nil) async throws -> Int64 {
         try await checkUpload(repository, id)
+        try checkWritable(repository.value)
+        let quotas = try quotas()
+        // Garbage collection leaves this digest's bytes alone until the link is committed.
+        await lifecycle.pins.pin(digest.string)
+        defer { lifecycle.pins.unpin(digest.string) }
         do {
             if let small = try await blobs.readSmallUpload(id: id, expected: digest, limit: configuration.inlineBlobThreshold) {
                 if let expectedSize, expectedSize != Int64(small.count) {
                     throw BlobStoreError.sizeMismatch(actual: Int64(small.count))
                 }
-                try await metadata.linkBlob(repository: repository.value, digest: digest, size: Int64(small.count), inline: small)
+                try await metadata.linkBlob(repository: repository.value, digest: digest, size: Int64(small.count), inline: small,
+                                            quotas: quotas)
                 try? await blobs.cancelUpload(id: id)
                 cache.invalidate(repository.value)
                 return Int64(small.count)
             }
+            if !quotas.isEmpty, let q = try quotaBlocking(repository.value, digest: digest,
+                                                          size: try await blobs.uploadedSize(id: id) ?? 0, quotas) {
+                try? await blobs.cancelUpload(id: id)
+                throw quotaError(q)
+            }
             let size = try await blobs.commitUpload(id: id, expected: digest, expectedSize: expectedSize)
-            try await metadata.linkBlob(repository: repository.value, digest: digest, size: size, inline: nil)
+            try await metadata.linkBlob(repository: repository.value, digest: digest, size: size, inline: nil, quotas: quotas)
             cache.invalidate(repository.value)
             return size
+        } catch let e as QuotaExceeded {
+            try? await blobs.cancelUpload(id: id)
+            throw quotaError(e)
         } catch let error as BlobStoreError {
             if case .uploadBusy = error {} else { try? await blobs.cancelUpload(id: id) }
             throw map(error)
@@ -202,7 +231,13 @@ public final class Registry: Sendable {
             guard computed == digest else {
                 throw RegistryError(.digestInvalid, "digest mismatch: content is \(computed)")
             }
-            try await metadata.linkBlob(repository: repository.value, digest: digest, size: Int64(bytes.count), inline: bytes)
+            try checkWritable(repository.value)
+            do {
+                try await metadata.linkBlob(repository: repository.value, digest: digest, size: Int64(bytes.count), inline: bytes,
+                                            quotas: try quotas())
+            } catch let e as QuotaExceeded {
+                throw quotaError(e)
+            }
             cache.invalidate(repository.value)
             return Int64(bytes.count)
         }

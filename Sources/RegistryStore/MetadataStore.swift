@@ -40,6 +40,8 @@ public struct ManifestPush: Sendable {
     public var children: [Digest]
     /// A new manifest starts quarantined (`Pending`) when quarantine-on-push is on.
     public var quarantine: Bool = false
+    /// Storage quotas the push must stay within (checked inside the transaction).
+    public var quotas: [QuotaLimit] = []
 
     public init(repository: String, record: ManifestRecord, bytes: [UInt8], tag: String?, blobs: [Digest], children: [Digest]) {
         self.repository = repository
@@ -124,7 +126,7 @@ public struct ManifestRef: Sendable, Codable, Equatable {
 
 /// Metadata persistence. SQLite is the embedded default; a PostgreSQL backend implements the same
 /// protocol. Every mutation is one transaction that appends its event to the log.
-public protocol MetadataStore: Sendable {
+public protocol MetadataStore: LifecycleMetadata {
     // repositories
     func repositoryExists(_ name: String) throws -> Bool
     func repositories(after: String?, limit: Int) throws -> [String]
@@ -138,9 +140,10 @@ public protocol MetadataStore: Sendable {
     func inlineContent(_ digest: Digest) throws -> [UInt8]?
     /// Records a verified blob and links it into `repository`. `inline` holds the bytes of a small
     /// blob kept in the metadata store instead of the blob store.
-    func linkBlob(repository: String, digest: Digest, size: Int64, inline: [UInt8]?) async throws
+    /// Throws `QuotaExceeded` (and links nothing) when a covering quota would be exceeded.
+    func linkBlob(repository: String, digest: Digest, size: Int64, inline: [UInt8]?, quotas: [QuotaLimit]) async throws
     /// Links a blob from `from` into `repository` when `from` holds it. Returns its size, or nil.
-    func mountBlob(repository: String, from: String, digest: Digest) async throws -> Int64?
+    func mountBlob(repository: String, from: String, digest: Digest, quotas: [QuotaLimit]) async throws -> Int64?
     func unlinkBlob(repository: String, digest: Digest) async throws -> Bool
 
     // manifests and tags
@@ -174,4 +177,14 @@ public protocol MetadataStore: Sendable {
     func storedBytes() throws -> Int64
 
     func checkHealth() throws
+}
+
+extension MetadataStore {
+    public func linkBlob(repository: String, digest: Digest, size: Int64, inline: [UInt8]?) async throws {
+        try await linkBlob(repository: repository, digest: digest, size: size, inline: inline, quotas: [])
+    }
+
+    public func mountBlob(repository: String, from: String, digest: Digest) async throws -> Int64? {
+        try await mountBlob(repository: repository, from: from, digest: digest, quotas: [])
+    }
 }

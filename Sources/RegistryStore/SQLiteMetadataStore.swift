@@ -155,23 +155,93 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
                 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
                 """)
         }
+        m.registerMigration("v6-lifecycle") { db in
+            try db.execute(sql: """
+                ALTER TABLE manifests ADD COLUMN unlive_since REAL;
+                CREATE INDEX manifests_unlive ON manifests(unlive_since) WHERE unlive_since IS NOT NULL;
+                CREATE INDEX manifests_digest ON manifests(digest);
+                CREATE INDEX manifest_refs_by_child ON manifest_refs(child);
+                -- The recycle bin: soft-deleted manifests with their tags at deletion, and what they referenced
+                -- (garbage collection keeps those blobs).
+                CREATE TABLE deleted_manifests (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    repo_id INTEGER NOT NULL,
+                    digest TEXT NOT NULL,
+                    media_type TEXT NOT NULL,
+                    size INTEGER NOT NULL,
+                    artifact_type TEXT,
+                    subject TEXT,
+                    annotations TEXT,
+                    created_at REAL NOT NULL,
+                    quarantine_state TEXT,
+                    quarantine_reason TEXT,
+                    deleted_at REAL NOT NULL,
+                    expires_at REAL NOT NULL,
+                    tags TEXT NOT NULL,
+                    reason TEXT NOT NULL
+                );
+                CREATE INDEX deleted_manifests_repo ON deleted_manifests(repo_id, digest);
+                CREATE INDEX deleted_manifests_digest ON deleted_manifests(digest);
+                CREATE INDEX deleted_manifests_expiry ON deleted_manifests(expires_at);
+                CREATE TABLE deleted_refs (
+                    deleted_id INTEGER NOT NULL,
+                    repo_id INTEGER NOT NULL,
+                    child TEXT NOT NULL,
+                    kind INTEGER NOT NULL,
+                    PRIMARY KEY (deleted_id, kind, child)
+                ) WITHOUT ROWID;
+                CREATE INDEX deleted_refs_child ON deleted_refs(child);
+                CREATE INDEX deleted_refs_repo_child ON deleted_refs(repo_id, child);
+                -- Locks (attributes): kind 0 = repository (key ''), 1 = tag, 2 = manifest digest.
+                CREATE TABLE locks (
+                    repository TEXT NOT NULL,
+                    kind INTEGER NOT NULL,
+                    key TEXT NOT NULL,
+                    read_enabled INTEGER NOT NULL,
+                    write_enabled INTEGER NOT NULL,
+                    delete_enabled INTEGER NOT NULL,
+                    list_enabled INTEGER NOT NULL,
+                    PRIMARY KEY (repository, kind, key)
+                ) WITHOUT ROWID;
+                CREATE TABLE lifecycle_runs (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    kind TEXT NOT NULL,
+                    name TEXT,
+                    dry_run INTEGER NOT NULL,
+                    started_at REAL NOT NULL,
+                    finished_at REAL NOT NULL,
+                    report TEXT NOT NULL
+                );
+                CREATE INDEX lifecycle_runs_kind ON lifecycle_runs(kind, id);
+                CREATE TABLE purge_schedules (
+                    name TEXT PRIMARY KEY,
+                    cron TEXT NOT NULL,
+                    filters TEXT NOT NULL,
+                    ago TEXT NOT NULL,
+                    untagged INTEGER NOT NULL,
+                    keep INTEGER NOT NULL,
+                    created_at REAL NOT NULL,
+                    last_run_at REAL
+                ) WITHOUT ROWID;
+                """)
+        }
         return m
     }
 
     // MARK: helpers
 
-    private static func repoID(_ db: Database, _ name: String) throws -> Int64? {
+    static func repoID(_ db: Database, _ name: String) throws -> Int64? {
         try Int64.fetchOne(db, sql: "SELECT id FROM repositories WHERE name = ?", arguments: [name])
     }
 
-    private static func ensureRepo(_ db: Database, _ name: String) throws -> Int64 {
+    static func ensureRepo(_ db: Database, _ name: String) throws -> Int64 {
         if let id = try repoID(db, name) { return id }
         try db.execute(sql: "INSERT INTO repositories(name, created_at) VALUES (?, ?)",
                        arguments: [name, Date().timeIntervalSince1970])
         return db.lastInsertedRowID
     }
 
-    private static func appendEvent(_ db: Database, _ origin: EventOrigin?, _ action: String, _ repo: String, digest: String? = nil,
+    static func appendEvent(_ db: Database, _ origin: EventOrigin?, _ action: String, _ repo: String, digest: String? = nil,
                                     tag: String? = nil, mediaType: String? = nil, size: Int64? = nil,
                                     detail: String? = nil) throws {
         try db.execute(sql: """
@@ -190,8 +260,13 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
 
     public func repositories(after: String?, limit: Int) throws -> [String] {
         try pool.read { db in
-            try String.fetchAll(db, sql: "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
-                                arguments: [after ?? "", limit])
+            // A repository whose content was all deleted keeps its row (recycle bin, locks) but is not listed.
+            try String.fetchAll(db, sql: """
+                SELECT name FROM repositories r WHERE name > ?
+                  AND (EXISTS (SELECT 1 FROM tags WHERE repo_id = r.id) OR EXISTS (SELECT 1 FROM manifests WHERE repo_id = r.id)
+                       OR EXISTS (SELECT 1 FROM blob_links WHERE repo_id = r.id))
+                ORDER BY name LIMIT ?
+                """, arguments: [after ?? "", limit])
         }
     }
 
@@ -221,9 +296,10 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
         }
     }
 
-    public func linkBlob(repository: String, digest: Digest, size: Int64, inline: [UInt8]?) async throws {
+    public func linkBlob(repository: String, digest: Digest, size: Int64, inline: [UInt8]?, quotas: [QuotaLimit]) async throws {
         let origin = EventOrigin.current
         return try await pool.write { db in
+            try Self.checkQuotas(db, quotas, repository: repository, digest: digest.string, size: size)
             let repo = try Self.ensureRepo(db, repository)
             let now = Date().timeIntervalSince1970
             try db.execute(sql: "INSERT OR IGNORE INTO blobs(digest, size, inline, created_at) VALUES (?, ?, ?, ?)",
@@ -232,11 +308,15 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
                            arguments: [repo, digest.string, now])
             if db.changesCount > 0 {
                 try Self.appendEvent(db, origin, EventAction.blobPush, repository, digest: digest.string, size: size)
+            } else {
+                // A blob pushed again restarts its link's grace period: its manifest is on the way.
+                try db.execute(sql: "UPDATE blob_links SET created_at = ? WHERE repo_id = ? AND digest = ?",
+                               arguments: [now, repo, digest.string])
             }
         }
     }
 
-    public func mountBlob(repository: String, from: String, digest: Digest) async throws -> Int64? {
+    public func mountBlob(repository: String, from: String, digest: Digest, quotas: [QuotaLimit]) async throws -> Int64? {
         let origin = EventOrigin.current
         return try await pool.write { db -> Int64? in
             guard let fromID = try Self.repoID(db, from),
@@ -245,10 +325,16 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
                     WHERE l.repo_id = ? AND l.digest = ?
                     """, arguments: [fromID, digest.string])
             else { return nil }
+            try Self.checkQuotas(db, quotas, repository: repository, digest: digest.string, size: size)
             let repo = try Self.ensureRepo(db, repository)
             try db.execute(sql: "INSERT OR IGNORE INTO blob_links(repo_id, digest, created_at) VALUES (?, ?, ?)",
                            arguments: [repo, digest.string, Date().timeIntervalSince1970])
-            if db.changesCount > 0 {
+            let linked = db.changesCount > 0
+            if !linked {
+                try db.execute(sql: "UPDATE blob_links SET created_at = ? WHERE repo_id = ? AND digest = ?",
+                               arguments: [Date().timeIntervalSince1970, repo, digest.string])
+            }
+            if linked {
                 try Self.appendEvent(db, origin, EventAction.blobPush, repository, digest: digest.string, size: size,
                                      detail: "mounted from \(from)")
             }
@@ -289,6 +375,7 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
             if !missing.isEmpty { return .missing(missing.sorted()) }
 
             let r = push.record
+            try Self.checkQuotas(db, push.quotas, repository: push.repository, digest: r.digest.string, size: r.size)
             let now = Date().timeIntervalSince1970
             try db.execute(sql: "INSERT OR IGNORE INTO blobs(digest, size, inline, created_at) VALUES (?, ?, ?, ?)",
                            arguments: [r.digest.string, r.size, Data(push.bytes), now])
@@ -328,6 +415,7 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
                         """, arguments: [repo, tag, r.digest.string, now])
                     try Self.appendEvent(db, origin, EventAction.tagMove, push.repository, digest: r.digest.string, tag: tag,
                                          mediaType: r.mediaType, size: r.size, detail: old.map { "from \($0)" })
+                    if let old { try Self.stampUntagged(db, repo, old) }
                     previous = old.flatMap { try? Digest(parsing: $0) }
                 }
             }
@@ -335,7 +423,7 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
         }
     }
 
-    private static func record(_ row: Row) -> ManifestRecord? {
+    static func record(_ row: Row) -> ManifestRecord? {
         guard let digest = try? Digest(parsing: row["digest"] as String) else { return nil }
         let annotationsJSON: String? = row["annotations"]
         let annotations = annotationsJSON.flatMap {
@@ -396,6 +484,7 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
             else { return false }
             try db.execute(sql: "DELETE FROM tags WHERE repo_id = ? AND name = ?", arguments: [repo, tag])
             try Self.appendEvent(db, origin, EventAction.tagDelete, repository, digest: digest, tag: tag)
+            try Self.stampUntagged(db, repo, digest)
             return true
         }
     }
@@ -514,7 +603,7 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
                              cursor: row["cursor"], attempts: row["attempts"], nextAttemptAt: next.map(Date.init(timeIntervalSince1970:)))
     }
 
-    private static func json(_ value: some Encodable) -> String {
+    static func json(_ value: some Encodable) -> String {
         String(decoding: (try? JSONEncoder().encode(value)) ?? Data("null".utf8), as: UTF8.self)
     }
 

@@ -1,0 +1,251 @@
+import Access
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import OCIModel
+import RegistryCore
+import RegistryStore
+
+/// Lifecycle endpoints of the management API: retention, soft delete, garbage collection,
+/// quotas, purge and its schedules, run reports, usage, and the repository commands (locks,
+/// listings, untag, delete, recycle bin). Repository-scoped endpoints are judged per repository
+/// (metadata/read, metadata/write, content/delete, content/write); the rest need management
+/// read or write.
+extension RegistryResponder {
+    struct StatusDaysRequest: Decodable { let status: String?; let days: Double?; let type: String? }
+    struct GCPolicyRequest: Decodable { let status: String?; let intervalSeconds: Double?; let graceSeconds: Double? }
+    struct QuotaRequest: Decodable { let name: String; let prefix: String; let limitBytes: Int64 }
+    struct PurgeRequest: Decodable {
+        let filters: [String]
+        let ago: String?
+        let untagged: Bool?
+        let keep: Int?
+        let dryRun: Bool?
+    }
+    struct ScheduleRequest: Decodable {
+        let name: String
+        let cron: String
+        let filters: [String]
+        let ago: String?
+        let untagged: Bool?
+        let keep: Int?
+    }
+    struct DryRunRequest: Decodable { let dryRun: Bool? }
+    struct LockRequest: Decodable { let readEnabled: Bool?; let writeEnabled: Bool?; let deleteEnabled: Bool?; let listEnabled: Bool? }
+    struct RestoreRequest: Decodable { let digest: String; let tag: String? }
+
+    struct RetentionView: Encodable { let status: String; let days: Double; let type: String }
+    struct SoftDeleteView: Encodable { let status: String; let days: Double }
+    struct GCPolicyView: Encodable { let status: String; let intervalSeconds: Double; let graceSeconds: Double }
+
+    func enabled(_ status: String?, current: Bool) throws -> Bool {
+        switch status {
+        case nil: return current
+        case "enabled": return true
+        case "disabled": return false
+        default: throw ManagementError(status: .badRequest, code: "INVALID", message: "status must be enabled or disabled")
+        }
+    }
+
+    func retentionView() throws -> RetentionView {
+        let p = try registry.retentionPolicy()
+        return RetentionView(status: p.enabled ? "enabled" : "disabled", days: p.days, type: p.type)
+    }
+
+    func softDeleteView() throws -> SoftDeleteView {
+        let p = try registry.softDeletePolicy()
+        return SoftDeleteView(status: p.enabled ? "enabled" : "disabled", days: p.days)
+    }
+
+    func gcView() throws -> GCPolicyView {
+        let p = try registry.garbageCollectionPolicy()
+        return GCPolicyView(status: p.enabled ? "enabled" : "disabled", intervalSeconds: p.intervalSeconds, graceSeconds: p.graceSeconds)
+    }
+
+    /// Run reports as stored (JSON objects), each with its id.
+    func runsResponse(_ runs: [LifecycleRunRecord]) -> Response {
+        var out = "["
+        for (i, run) in runs.enumerated() {
+            if i > 0 { out += "," }
+            var body = run.report
+            if body.hasPrefix("{"), body.count > 2 {
+                body = "{\"id\":\(run.id)," + body.dropFirst()
+            }
+            out += body
+        }
+        out += "]"
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: out)))
+    }
+
+    /// Registry-wide lifecycle endpoints (the caller already passed the management check).
+    /// Returns nil for a path that is not one of them.
+    func lifecycleManagement(_ request: Request, _ parts: [String], origin: EventOrigin) async throws -> Response? {
+        try await EventOrigin.$current.withValue(origin) {
+            try await lifecycleErrors {
+                try await lifecycleRoute(request, parts)
+            }
+        }
+    }
+
+    private func lifecycleRoute(_ request: Request, _ parts: [String]) async throws -> Response? {
+        switch (request.method, parts) {
+        case (.get, ["config", "retention"]):
+            return jsonResponse(try retentionView())
+        case (.patch, ["config", "retention"]):
+            let body = try await decode(StatusDaysRequest.self, request)
+            var p = try registry.retentionPolicy()
+            p.enabled = try enabled(body.status, current: p.enabled)
+            if let days = body.days { p.days = days }
+            if let type = body.type { p.type = type }
+            try await registry.updateRetention(p)
+            return jsonResponse(try retentionView())
+        case (.post, ["config", "retention", "run"]):
+            return jsonResponse(try await registry.runRetention(force: true))
+        case (.get, ["config", "soft-delete"]):
+            return jsonResponse(try softDeleteView())
+        case (.patch, ["config", "soft-delete"]):
+            let body = try await decode(StatusDaysRequest.self, request)
+            var p = try registry.softDeletePolicy()
+            p.enabled = try enabled(body.status, current: p.enabled)
+            if let days = body.days { p.days = days }
+            try await registry.updateSoftDelete(p)
+            return jsonResponse(try softDeleteView())
+        case (.get, ["config", "gc"]):
+            return jsonResponse(try gcView())
+        case (.patch, ["config", "gc"]):
+            let body = try await decode(GCPolicyRequest.self, request)
+            var p = try registry.garbageCollectionPolicy()
+            p.enabled = try enabled(body.status, current: p.enabled)
+            if let v = body.intervalSeconds { p.intervalSeconds = v }
+            if let v = body.graceSeconds { p.graceSeconds = v }
+            try await registry.updateGarbageCollection(p)
+            return jsonResponse(try gcView())
+
+        case (.get, ["quotas"]):
+            return jsonResponse(try registry.quotaViews())
+        case (.post, ["quotas"]):
+            let body = try await decode(QuotaRequest.self, request)
+            return jsonResponse(try await registry.createQuota(QuotaLimit(name: body.name, prefix: body.prefix, limitBytes: body.limitBytes)),
+                                status: .created)
+        case (.delete, let p) where p.count == 2 && p[0] == "quotas":
+            try await registry.deleteQuota(name: p[1])
+            return Response(status: .noContent)
+
+        case (.post, ["purge"]):
+            let body = try await decode(PurgeRequest.self, request)
+            let options = try Registry.purgeOptions(filters: body.filters, ago: body.ago ?? "0", untagged: body.untagged ?? false,
+                                                    keep: body.keep ?? 0)
+            return jsonResponse(try await registry.purge(options, dryRun: body.dryRun ?? false))
+        case (.get, ["purge", "schedules"]):
+            return jsonResponse(try registry.purgeScheduleViews())
+        case (.post, ["purge", "schedules"]):
+            let body = try await decode(ScheduleRequest.self, request)
+            return jsonResponse(try await registry.createPurgeSchedule(name: body.name, cron: body.cron, filters: body.filters,
+                                                                       ago: body.ago ?? "0", untagged: body.untagged ?? false,
+                                                                       keep: body.keep ?? 0), status: .created)
+        case (.delete, let p) where p.count == 3 && p[0] == "purge" && p[1] == "schedules":
+            try await registry.deletePurgeSchedule(name: p[2])
+            return Response(status: .noContent)
+        case (.get, ["lifecycle", "runs"]):
+            let limit = min(try queryInt(request, "limit") ?? 20, 1000)
+            return runsResponse(try registry.runs(kind: query(request, "kind"), name: query(request, "name"), limit: limit))
+
+        case (.post, ["gc"]):
+            let body = request.headers[.contentLength] == "0" ? DryRunRequest(dryRun: false)
+                : (try? await decode(DryRunRequest.self, request)) ?? DryRunRequest(dryRun: false)
+            return jsonResponse(try await registry.collectGarbage(dryRun: body.dryRun ?? false))
+        case (.get, ["usage"]):
+            return jsonResponse(try registry.usage(repository: nil))
+        case (.get, ["repositories"]):
+            return jsonResponse(try registry.repositoryDetails())
+        default:
+            return nil
+        }
+    }
+
+    /// Renders lifecycle and domain errors in the management envelope.
+    func lifecycleErrors(_ body: () async throws -> Response?) async throws -> Response? {
+        do {
+            return try await body()
+        } catch let e as LifecycleError {
+            let (status, code): (HTTPResponse.Status, String) = switch e {
+            case .invalid: (.badRequest, "INVALID")
+            case .notFound: (.notFound, "NOT_FOUND")
+            case .conflict: (.conflict, "CONFLICT")
+            }
+            return jsonResponse(ErrorEnvelope(error: .init(code: code, message: e.description)), status: status)
+        } catch let e as RegistryError {
+            return jsonResponse(ErrorEnvelope(error: .init(code: e.code.rawValue, message: e.message)),
+                                status: HTTPResponse.Status(code: e.status))
+        }
+    }
+
+    /// `/api/v1/repository[/tags|/manifests|/deleted|/restore]?name=r` and `/api/v1/usage?repository=r`:
+    /// judged on that repository.
+    func repositoryManagement(_ request: Request, _ context: Context, _ gate: AuthGate, _ caller: Caller?) async throws -> Response {
+        let path = request.uri.path
+        let isUsage = path == "/api/v1/usage"
+        guard let rawName = query(request, isUsage ? "repository" : "name") else {
+            return jsonResponse(ErrorEnvelope(error: .init(code: "INVALID", message: "give the repository as ?name=")), status: .badRequest)
+        }
+        let repo = try RepositoryName(rawName)
+        let sub = isUsage ? "usage" : String(path.dropFirst("/api/v1/repository".count))
+        let action: Action = switch (request.method, sub) {
+        case (.get, _): .metadataRead
+        case (.patch, ""): .metadataWrite
+        case (.delete, _): .contentDelete
+        default: .contentWrite
+        }
+        // A management token (registry:management:*) is judged by its principal's roles for this repository.
+        var judged = caller
+        if caller?.tokenAccess?.contains(where: { $0.type == "registry" && $0.name == "management" }) == true {
+            judged?.tokenAccess = nil
+        }
+        try await gate.require(request, context, caller: judged, repository: repo.value, action: action)
+        let origin = EventOrigin(actor: caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous",
+                                 address: (caller?.address ?? gate.address(request, context))?.description ?? "-")
+        let answer = try await EventOrigin.$current.withValue(origin) {
+            try await lifecycleErrors { () async throws -> Response? in
+                switch (request.method, sub) {
+                case (.get, "usage"):
+                    return jsonResponse(try registry.usage(repository: repo))
+                case (.get, ""):
+                    return jsonResponse(try registry.repositoryDetail(repo))
+                case (.patch, ""):
+                    let body = try await decode(LockRequest.self, request)
+                    let tag = query(request, "tag")
+                    let digest = try query(request, "digest").map { try parseDigest($0) }
+                    if tag != nil, digest != nil { throw LifecycleError.invalid("give a tag or a digest, not both") }
+                    if let tag, !Tag.isValid(tag) { throw LifecycleError.invalid("invalid tag \(tag)") }
+                    return jsonResponse(try await registry.updateLock(repo, tag: tag, digest: digest, LockChange(
+                        readEnabled: body.readEnabled, writeEnabled: body.writeEnabled, deleteEnabled: body.deleteEnabled,
+                        listEnabled: body.listEnabled)))
+                case (.delete, ""):
+                    return jsonResponse(try await registry.deleteRepository(repo))
+                case (.get, "/tags"):
+                    return jsonResponse(try registry.tagDetails(repo, orderBy: query(request, "orderby") ?? "name_asc"))
+                case (.delete, "/tags"):
+                    guard let tag = query(request, "tag"), Tag.isValid(tag) else { throw LifecycleError.invalid("give a valid ?tag=") }
+                    try await registry.deleteManifest(repo, .tag(tag))
+                    return Response(status: .noContent)
+                case (.get, "/manifests"):
+                    return jsonResponse(try registry.manifestDetails(repo))
+                case (.get, "/deleted"):
+                    return jsonResponse(try registry.deletedManifests(repo))
+                case (.post, "/restore"):
+                    let body = try await decode(RestoreRequest.self, request)
+                    let restored = try await registry.restoreManifest(repo, digest: try parseDigest(body.digest), tag: body.tag)
+                    return jsonResponse(["restored": restored])
+                default:
+                    return nil
+                }
+            }
+        }
+        if let answer { return answer }
+        return jsonResponse(ErrorEnvelope(error: .init(code: "NOT_FOUND", message: "no such management endpoint")), status: .notFound)
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import OCIModel
+import RegistryStore
+
+/// What one garbage collection run removed (or, dry, would remove).
+public struct GarbageCollectionReport: Codable, Sendable, Equatable {
+    public var id: Int64?
+    public var kind = "gc"
+    public var dryRun: Bool
+    public var startedAt: Date
+    public var finishedAt: Date
+    public var blobsDeleted = 0
+    public var bytesReclaimed: Int64 = 0
+    public var linksRemoved = 0
+    public var uploadsRemoved = 0
+    /// Files in the blob store that no record names (left by a crash between commit and link).
+    public var orphanFilesRemoved = 0
+    /// Digests whose bytes were (would be) deleted; at most 10,000 listed.
+    public var digests: [String] = []
+}
+
+extension Registry {
+    /// Online mark-and-sweep. The mark is the metadata itself: a blob stays while a manifest of
+    /// its repository (live, quarantined or in the recycle bin) references it, while a manifest
+    /// of that digest exists, or while it is younger than the grace period. Each removal is its
+    /// own short transaction that re-checks the condition, so pushes and pulls go on; a digest
+    /// that a push is committing is pinned and skipped.
+    public func collectGarbage(dryRun: Bool, now: Date = Date()) async throws -> GarbageCollectionReport {
+        var report = GarbageCollectionReport(dryRun: dryRun, startedAt: now, finishedAt: now)
+        let grace = try garbageCollectionPolicy().graceSeconds
+        let cutoff = now.addingTimeInterval(-grace)
+        let touchedSince = cutoff.timeIntervalSince1970
+        let pageSize = 1000
+
+        // Abandoned upload sessions.
+        if dryRun {
+            report.uploadsRemoved = try await blobs.staleUploads(olderThan: now.timeIntervalSince1970 - configuration.uploadMaxAge).count
+        } else {
+            report.uploadsRemoved = try await removeStaleUploads(now: now)
+        }
+
+        // 1. Links no manifest of their repository references.
+        var doomedLinks: [String: Set<String>] = [:]
+        var seen: Set<String> = []
+        while true {
+            let page = try metadata.unreferencedLinks(before: cutoff, limit: pageSize)
+            var progress = false
+            for link in page {
+                let key = link.repository + "@" + link.digest
+                guard seen.insert(key).inserted else { continue }
+                progress = true
+                guard let digest = try? Digest(parsing: link.digest),
+                      !lifecycle.touches.touched(link.repository, digest, since: touchedSince) else { continue }
+                if dryRun {
+                    doomedLinks[link.digest, default: []].insert(link.repository)
+                    report.linksRemoved += 1
+                } else if try await metadata.removeUnreferencedLink(repository: link.repository, digest: link.digest, before: cutoff) {
+                    report.linksRemoved += 1
+                    cache.invalidate(link.repository)
+                }
+            }
+            if dryRun || page.count < pageSize || !progress { break }
+        }
+
+        // 2. Stored digests nothing references any more.
+        var handled: Set<String> = []
+        func count(_ digest: String, _ size: Int64) {
+            report.blobsDeleted += 1
+            report.bytesReclaimed += size
+            if report.digests.count < 10_000 { report.digests.append(digest) }
+        }
+        if dryRun {
+            for blob in try metadata.unreferencedBlobs(before: cutoff, limit: 100_000) { count(blob.digest, blob.size) }
+            // Blobs whose last links this run would remove.
+            for (digest, repositories) in doomedLinks.sorted(by: { $0.key < $1.key }) {
+                if let state = try metadata.blobCollectionState(digest), !state.referenced, state.createdAt < cutoff,
+                   Set(state.linkedRepositories).isSubset(of: repositories) {
+                    count(digest, state.size)
+                }
+            }
+        } else {
+            while true {
+                let page = try metadata.unreferencedBlobs(before: cutoff, limit: pageSize)
+                var progress = false
+                for blob in page where handled.insert(blob.digest).inserted {
+                    progress = true
+                    if blob.inline {
+                        if let removed = try await metadata.removeUnreferencedBlob(blob.digest, before: cutoff) { count(removed.digest, removed.size) }
+                        continue
+                    }
+                    guard let digest = try? Digest(parsing: blob.digest), lifecycle.pins.beginDelete(blob.digest) else { continue }
+                    defer { lifecycle.pins.endDelete(blob.digest) }
+                    if let removed = try await metadata.removeUnreferencedBlob(blob.digest, before: cutoff) {
+                        try await blobs.delete(digest)
+                        count(removed.digest, removed.size)
+                    }
+                }
+                if page.count < pageSize || !progress { break }
+            }
+        }
+
+        // 3. Files no record names.
+        for digest in try await blobs.allDigests() where !handled.contains(digest.string) {
+            guard try !metadata.hasBlobRecord(digest.string) else { continue }
+            if dryRun {
+                report.orphanFilesRemoved += 1
+                count(digest.string, try await blobs.size(of: digest) ?? 0)
+                continue
+            }
+            guard lifecycle.pins.beginDelete(digest.string) else { continue }
+            defer { lifecycle.pins.endDelete(digest.string) }
+            guard try !metadata.hasBlobRecord(digest.string) else { continue }
+            let size = try await blobs.size(of: digest) ?? 0
+            try await blobs.delete(digest)
+            report.orphanFilesRemoved += 1
+            count(digest.string, size)
+        }
+
+        if !dryRun { lifecycle.touches.prune(before: touchedSince) }
+        report.finishedAt = Date()
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let summary = "\(report.blobsDeleted) blobs, \(report.bytesReclaimed) bytes reclaimed, \(report.linksRemoved) links removed"
+        report.id = try await metadata.recordRun(kind: "gc", name: nil, dryRun: dryRun, startedAt: report.startedAt,
+                                                 finishedAt: report.finishedAt,
+                                                 report: String(decoding: try encoder.encode(report), as: UTF8.self),
+                                                 event: dryRun ? nil : (LifecycleEventAction.gcRun, summary))
+        if !dryRun, report.blobsDeleted + report.linksRemoved > 0 {
+            logger.info("garbage collection", metadata: ["blobs": "\(report.blobsDeleted)", "bytes": "\(report.bytesReclaimed)",
+                                                         "links": "\(report.linksRemoved)"])
+        }
+        return report
+    }
+}

@@ -1,0 +1,700 @@
+import Foundation
+import NIOConcurrencyHelpers
+import OCIModel
+import RegistryStore
+
+// Lifecycle: locks, cascade deletes, soft delete and restore, purge, retention, quotas, usage.
+// Garbage collection is in Registry+GarbageCollection.swift.
+
+public struct RetentionPolicy: Codable, Sendable, Equatable {
+    public var enabled: Bool = false
+    public var days: Double = 7
+    public var type: String = "UntaggedManifests"
+    public init() {}
+}
+
+public struct SoftDeletePolicy: Codable, Sendable, Equatable {
+    public var enabled: Bool = false
+    public var days: Double = 7
+    public init() {}
+}
+
+public struct GarbageCollectionPolicy: Codable, Sendable, Equatable {
+    public var enabled: Bool = true
+    public var intervalSeconds: Double = 3600
+    /// Blobs and links younger than this are never collected: a push has this long between
+    /// uploading its blobs and pushing the manifest that references them.
+    public var graceSeconds: Double = 3600
+    public init() {}
+}
+
+/// A purge, retention pass or repository delete, as reported to the caller and kept as a run.
+public struct LifecycleReport: Codable, Sendable, Equatable {
+    public var id: Int64?
+    public var kind: String
+    public var name: String?
+    public var dryRun: Bool
+    public var startedAt: Date
+    public var finishedAt: Date
+    public var deletedTags: [LifecycleTagDeletion] = []
+    public var deletedManifests: [LifecycleDeletion] = []
+    public var skipped: [LifecycleSkip] = []
+
+    mutating func add(_ change: LifecycleChange) {
+        deletedTags += change.deleteTags
+        deletedManifests += change.deleteManifests
+        skipped += change.skipped
+    }
+}
+
+/// A tag with its lock, as `repository show-tags` lists it.
+public struct TagDetail: Codable, Sendable, Equatable {
+    public var name: String
+    public var digest: String
+    public var lastUpdatedAt: Date
+    public var attributes: LockAttributes
+}
+
+public struct LockAttributes: Codable, Sendable, Equatable {
+    public var readEnabled = true
+    public var writeEnabled = true
+    public var deleteEnabled = true
+    public var listEnabled = true
+    init(_ lock: LockRecord?) {
+        guard let lock else { return }
+        readEnabled = lock.readEnabled
+        writeEnabled = lock.writeEnabled
+        deleteEnabled = lock.deleteEnabled
+        listEnabled = lock.listEnabled
+    }
+}
+
+public struct ManifestDetail: Codable, Sendable, Equatable {
+    public var digest: String
+    public var mediaType: String
+    public var artifactType: String?
+    public var size: Int64
+    public var createdAt: Date
+    public var tags: [String]
+    public var subject: String?
+    public var live: Bool
+    public var unliveSince: Date?
+    public var quarantineState: String?
+    public var attributes: LockAttributes
+}
+
+public struct RepositoryDetail: Codable, Sendable, Equatable {
+    public var name: String
+    public var manifests: Int64
+    public var tags: Int64
+    public var createdAt: Date
+    public var lastUpdatedAt: Date?
+    public var attributes: LockAttributes
+}
+
+public struct LockView: Codable, Sendable, Equatable {
+    public var repository: String
+    public var tag: String?
+    public var digest: String?
+    public var readEnabled: Bool
+    public var writeEnabled: Bool
+    public var deleteEnabled: Bool
+    public var listEnabled: Bool
+}
+
+public struct LockChange: Sendable {
+    public var readEnabled: Bool?
+    public var writeEnabled: Bool?
+    public var deleteEnabled: Bool?
+    public var listEnabled: Bool?
+    public init(readEnabled: Bool? = nil, writeEnabled: Bool? = nil, deleteEnabled: Bool? = nil, listEnabled: Bool? = nil) {
+        self.readEnabled = readEnabled
+        self.writeEnabled = writeEnabled
+        self.deleteEnabled = deleteEnabled
+        self.listEnabled = listEnabled
+    }
+}
+
+public struct QuotaView: Codable, Sendable, Equatable {
+    public var name: String
+    public var prefix: String
+    public var limitBytes: Int64
+    public var usedBytes: Int64
+}
+
+public struct PurgeScheduleView: Codable, Sendable, Equatable {
+    public var name: String
+    public var cron: String
+    public var filters: [String]
+    public var ago: String
+    public var untagged: Bool
+    public var keep: Int
+    public var createdAt: Date
+    public var lastRunAt: Date?
+    public var nextRunAt: Date?
+}
+
+/// A lifecycle request that is wrong in itself (HTTP 400) or names something unknown (404).
+public enum LifecycleError: Error, Sendable, Equatable, CustomStringConvertible {
+    case invalid(String)
+    case notFound(String)
+    case conflict(String)
+    public var description: String {
+        switch self {
+        case .invalid(let m), .conflict(let m): m
+        case .notFound(let m): "\(m) not found"
+        }
+    }
+}
+
+/// In-memory lifecycle state of a registry process.
+final class LifecycleState: Sendable {
+    let locks = NIOLockedValueBox<LockTable?>(nil)
+    let retention = NIOLockedValueBox<RetentionPolicy?>(nil)
+    let softDelete = NIOLockedValueBox<SoftDeletePolicy?>(nil)
+    let gc = NIOLockedValueBox<GarbageCollectionPolicy?>(nil)
+    let quotas = NIOLockedValueBox<[QuotaLimit]?>(nil)
+    let retentionCursor = NIOLockedValueBox<Int64>(0)
+    let pins = BlobPins()
+    let touches = LinkTouches()
+}
+
+/// Digests a push is about to commit: garbage collection leaves their bytes alone, and a push
+/// waits while collection removes the same digest.
+final class BlobPins: Sendable {
+    private struct State {
+        var pinned: [String: Int] = [:]
+        var deleting: Set<String> = []
+    }
+    private let state = NIOLockedValueBox(State())
+
+    func pin(_ digest: String) async {
+        while true {
+            let ok = state.withLockedValue { s -> Bool in
+                if s.deleting.contains(digest) { return false }
+                s.pinned[digest, default: 0] += 1
+                return true
+            }
+            if ok { return }
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
+    func unpin(_ digest: String) {
+        state.withLockedValue { s in
+            if let n = s.pinned[digest], n > 1 { s.pinned[digest] = n - 1 } else { s.pinned[digest] = nil }
+        }
+    }
+
+    func beginDelete(_ digest: String) -> Bool {
+        state.withLockedValue { s in
+            guard s.pinned[digest] == nil else { return false }
+            s.deleting.insert(digest)
+            return true
+        }
+    }
+
+    func endDelete(_ digest: String) {
+        _ = state.withLockedValue { $0.deleting.remove(digest) }
+    }
+}
+
+/// When a blob was last found in a repository by a pull or HEAD: a client that was told "this
+/// blob exists" will reference it in its next manifest, so garbage collection keeps the link.
+final class LinkTouches: Sendable {
+    private struct Key: Hashable {
+        let repository: String
+        let digest: Digest
+    }
+    private let state = NIOLockedValueBox([Key: Double]())
+
+    func touch(_ repository: String, _ digest: Digest) {
+        let now = Date().timeIntervalSince1970
+        state.withLockedValue { s in
+            s[Key(repository: repository, digest: digest)] = now
+            if s.count > 200_000 { s = s.filter { now - $0.value < 600 } }
+        }
+    }
+
+    func touched(_ repository: String, _ digest: Digest, since: Double) -> Bool {
+        state.withLockedValue { ($0[Key(repository: repository, digest: digest)] ?? 0) >= since }
+    }
+
+    func prune(before: Double) {
+        state.withLockedValue { s in s = s.filter { $0.value >= before } }
+    }
+}
+
+extension Registry {
+    static let retentionKey = "retention-policy"
+    static let softDeleteKey = "soft-delete-policy"
+    static let gcKey = "gc-policy"
+    static let quotasKey = "storage-quotas"
+
+    private func setting<T: Codable & Sendable>(_ key: String, _ box: NIOLockedValueBox<T?>, default value: T) throws -> T {
+        if let cached = box.withLockedValue({ $0 }) { return cached }
+        let loaded = try metadata.setting(key).flatMap { try? JSONDecoder().decode(T.self, from: Data($0.utf8)) } ?? value
+        box.withLockedValue { $0 = loaded }
+        return loaded
+    }
+
+    private func store<T: Codable & Sendable>(_ key: String, _ box: NIOLockedValueBox<T?>, _ value: T) async throws {
+        try await metadata.setSetting(key, String(decoding: try JSONEncoder().encode(value), as: UTF8.self))
+        box.withLockedValue { $0 = value }
+    }
+
+    public func retentionPolicy() throws -> RetentionPolicy { try setting(Self.retentionKey, lifecycle.retention, default: .init()) }
+    public func softDeletePolicy() throws -> SoftDeletePolicy { try setting(Self.softDeleteKey, lifecycle.softDelete, default: .init()) }
+    public func garbageCollectionPolicy() throws -> GarbageCollectionPolicy { try setting(Self.gcKey, lifecycle.gc, default: .init()) }
+    public func quotas() throws -> [QuotaLimit] { try setting(Self.quotasKey, lifecycle.quotas, default: []) }
+
+    public func updateRetention(_ p: RetentionPolicy) async throws {
+        guard p.type == "UntaggedManifests" else { throw LifecycleError.invalid("retention type must be UntaggedManifests") }
+        guard p.days >= 0, p.days <= 365, p.days.isFinite else { throw LifecycleError.invalid("retention days must be 0 to 365") }
+        try await store(Self.retentionKey, lifecycle.retention, p)
+    }
+
+    public func updateSoftDelete(_ p: SoftDeletePolicy) async throws {
+        guard p.days >= 0, p.days <= 90, p.days.isFinite else { throw LifecycleError.invalid("soft-delete days must be 0 to 90") }
+        try await store(Self.softDeleteKey, lifecycle.softDelete, p)
+    }
+
+    public func updateGarbageCollection(_ p: GarbageCollectionPolicy) async throws {
+        guard p.intervalSeconds >= 1, p.intervalSeconds <= 30 * 86_400, p.intervalSeconds.isFinite else {
+            throw LifecycleError.invalid("gc interval must be 1 s to 30 days")
+        }
+        guard p.graceSeconds >= 0, p.graceSeconds <= 30 * 86_400, p.graceSeconds.isFinite else {
+            throw LifecycleError.invalid("gc grace must be 0 to 30 days")
+        }
+        try await store(Self.gcKey, lifecycle.gc, p)
+    }
+
+    /// Where soft-deleted manifests stay until, when soft delete is on.
+    func softDeleteUntil(_ now: Date = Date()) throws -> Date? {
+        let p = try softDeletePolicy()
+        return p.enabled ? now.addingTimeInterval(p.days * 86_400) : nil
+    }
+
+    // MARK: quotas
+
+    public func quotaViews() throws -> [QuotaView] {
+        try quotas().map { QuotaView(name: $0.name, prefix: $0.prefix, limitBytes: $0.limitBytes, usedBytes: try metadata.quotaUsage($0)) }
+    }
+
+    public func createQuota(_ q: QuotaLimit) async throws -> QuotaView {
+        guard !q.name.isEmpty, q.name.count <= 64, q.name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+            throw LifecycleError.invalid("quota name must be 1-64 letters, digits, - or _")
+        }
+        let trimmed = q.prefix.hasSuffix("/") ? String(q.prefix.dropLast()) : q.prefix
+        guard RepositoryName.isValid(trimmed) else { throw LifecycleError.invalid("quota prefix must be a repository name or a path ending in /") }
+        guard q.limitBytes > 0 else { throw LifecycleError.invalid("quota limit must be positive") }
+        var all = try quotas()
+        guard !all.contains(where: { $0.name == q.name }) else { throw LifecycleError.conflict("quota \(q.name) already exists") }
+        all.append(q)
+        try await store(Self.quotasKey, lifecycle.quotas, all)
+        return QuotaView(name: q.name, prefix: q.prefix, limitBytes: q.limitBytes, usedBytes: try metadata.quotaUsage(q))
+    }
+
+    public func deleteQuota(name: String) async throws {
+        var all = try quotas()
+        guard all.contains(where: { $0.name == name }) else { throw LifecycleError.notFound("quota \(name)") }
+        all.removeAll { $0.name == name }
+        try await store(Self.quotasKey, lifecycle.quotas, all)
+    }
+
+    /// A quota covering `repository` that is already full refuses a new upload up front.
+    func checkQuotaRoom(_ repository: String) throws {
+        for q in try quotas() where q.covers(repository) {
+            let used = try metadata.quotaUsage(q)
+            if used >= q.limitBytes { throw quotaError(QuotaExceeded(quota: q.name, limit: q.limitBytes, used: used, needed: 0)) }
+        }
+    }
+
+    /// The quota a blob of `size` would exceed, checked before its bytes are committed (the
+    /// store checks again, atomically, when it links the blob).
+    func quotaBlocking(_ repository: String, digest: Digest, size: Int64, _ quotas: [QuotaLimit]) throws -> QuotaExceeded? {
+        for q in quotas where q.covers(repository) {
+            let used = try metadata.quotaUsage(q)
+            if used + size > q.limitBytes, try metadata.linkedBlobSize(repository: repository, digest: digest) == nil {
+                return QuotaExceeded(quota: q.name, limit: q.limitBytes, used: used, needed: size)
+            }
+        }
+        return nil
+    }
+
+    func quotaError(_ e: QuotaExceeded) -> RegistryError {
+        RegistryError(.denied, e.description)
+    }
+
+    // MARK: locks
+
+    public func lockTable() throws -> LockTable {
+        if let cached = lifecycle.locks.withLockedValue({ $0 }) { return cached }
+        let table = LockTable(try metadata.locks())
+        lifecycle.locks.withLockedValue { $0 = table }
+        return table
+    }
+
+    func reloadLocks() {
+        lifecycle.locks.withLockedValue { $0 = nil }
+    }
+
+    private func denied(_ message: String) -> RegistryError { RegistryError(.denied, message) }
+
+    /// Pushing into `repository` (blobs, mounts, manifests).
+    func checkWritable(_ repository: String) throws {
+        let locks = try lockTable()
+        guard !locks.isEmpty, let lock = locks.repository(repository), !lock.writeEnabled else { return }
+        throw denied(LockTable.describe(lock, "write-enabled"))
+    }
+
+    /// Pulling a blob from `repository`.
+    func checkBlobReadable(_ repository: String) throws {
+        let locks = try lockTable()
+        guard !locks.isEmpty, let lock = locks.repository(repository), !lock.readEnabled else { return }
+        throw denied(LockTable.describe(lock, "read-enabled"))
+    }
+
+    /// Pulling a manifest by `tag` or digest.
+    func checkManifestReadable(_ repository: String, tag: String?, digest: Digest) throws {
+        let locks = try lockTable()
+        guard !locks.isEmpty else { return }
+        for lock in [locks.repository(repository), tag.flatMap { locks.tag(repository, $0) }, locks.manifest(repository, digest.string)] {
+            if let lock, !lock.readEnabled { throw denied(LockTable.describe(lock, "read-enabled")) }
+        }
+    }
+
+    /// Moving `tag` from its current target to `digest`.
+    func checkTagMove(_ repository: String, tag: String, to digest: Digest) throws {
+        let locks = try lockTable()
+        guard !locks.isEmpty, let current = try metadata.tagTarget(repository: repository, tag: tag), current != digest else { return }
+        for lock in [locks.tag(repository, tag), locks.manifest(repository, current.string)] {
+            if let lock, !lock.writeEnabled { throw denied(LockTable.describe(lock, "write-enabled")) }
+        }
+    }
+
+    /// Tags hidden from listings (list-enabled false), and whether the repository is.
+    public func listHidden(_ repository: String) throws -> (repository: Bool, tags: Set<String>) {
+        let locks = try lockTable()
+        guard let entry = locks.repositories[repository] else { return (false, []) }
+        return (entry.repository.map { !$0.listEnabled } ?? false, Set(entry.tags.values.filter { !$0.listEnabled }.compactMap(\.tag)))
+    }
+
+    public func lockView(_ repository: RepositoryName, tag: String?, digest: Digest?) throws -> LockView {
+        let locks = try lockTable()
+        let lock = tag.map { locks.tag(repository.value, $0) } ?? digest.map { locks.manifest(repository.value, $0.string) }
+            ?? locks.repository(repository.value)
+        let a = LockAttributes(lock)
+        return LockView(repository: repository.value, tag: tag, digest: digest?.string, readEnabled: a.readEnabled,
+                        writeEnabled: a.writeEnabled, deleteEnabled: a.deleteEnabled, listEnabled: a.listEnabled)
+    }
+
+    /// Sets attributes of a repository, or of one tag or manifest in it.
+    public func updateLock(_ repository: RepositoryName, tag: String?, digest: Digest?, _ change: LockChange) async throws -> LockView {
+        guard try metadata.repositoryExists(repository.value) else { throw LifecycleError.notFound("repository \(repository.value)") }
+        if let tag, try metadata.tagTarget(repository: repository.value, tag: tag) == nil {
+            throw LifecycleError.notFound("tag \(tag) in \(repository.value)")
+        }
+        if let digest, try metadata.manifest(repository: repository.value, digest: digest) == nil {
+            throw LifecycleError.notFound("manifest \(digest) in \(repository.value)")
+        }
+        var lock = try lockView(repository, tag: tag, digest: digest)
+        if let v = change.readEnabled { lock.readEnabled = v }
+        if let v = change.writeEnabled { lock.writeEnabled = v }
+        if let v = change.deleteEnabled { lock.deleteEnabled = v }
+        if let v = change.listEnabled { lock.listEnabled = v }
+        try await metadata.setLock(LockRecord(repository: repository.value, tag: tag, digest: digest?.string, readEnabled: lock.readEnabled,
+                                              writeEnabled: lock.writeEnabled, deleteEnabled: lock.deleteEnabled,
+                                              listEnabled: lock.listEnabled))
+        reloadLocks()
+        cache.invalidate(repository.value)
+        return lock
+    }
+
+    // MARK: deletes
+
+    /// Deleting by tag removes the tag only; deleting by digest removes the manifest, its tags, its
+    /// referrers and the index children nothing else keeps (to the recycle bin when soft delete
+    /// is on). Locks and live indexes that still list the manifest refuse it.
+    public func deleteManifest(_ repository: RepositoryName, _ reference: Reference) async throws {
+        cache.invalidate(repository.value)
+        defer { cache.invalidate(repository.value) }
+        switch reference {
+        case .tag(let tag):
+            guard let target = try metadata.tagTarget(repository: repository.value, tag: tag) else {
+                throw RegistryError(.manifestUnknown, "manifest unknown: tag \(tag) not found")
+            }
+            if let blocker = try lockTable().tagDeletionBlocker(repository.value, tag: tag, digest: target.string) {
+                throw denied(blocker)
+            }
+            guard try await metadata.deleteTag(repository: repository.value, tag: tag) else {
+                throw RegistryError(.manifestUnknown, "manifest unknown: tag \(tag) not found")
+            }
+            reloadLocks()
+        case .digest(let digest):
+            let locks = try lockTable()
+            let change = try await metadata.applyLifecycle(repository: repository.value, softDeleteUntil: try softDeleteUntil(),
+                                                           reason: "api") { graph in
+                Liveness.cascade(graph, target: digest.string, locks: locks)
+            }
+            guard let change else { throw RegistryError(.manifestUnknown, "manifest unknown to registry") }
+            if let message = change.denied { throw denied(message) }
+            guard change.deleteManifests.contains(where: { $0.digest == digest.string }) else {
+                throw RegistryError(.manifestUnknown, "manifest unknown to registry")
+            }
+            reloadLocks()
+        }
+    }
+
+    /// Deletes every tag and manifest of a repository (locked ones stay and are reported).
+    public func deleteRepository(_ repository: RepositoryName) async throws -> LifecycleReport {
+        let started = Date()
+        let locks = try lockTable()
+        guard let change = try await metadata.applyLifecycle(repository: repository.value, softDeleteUntil: try softDeleteUntil(),
+                                                             reason: "repository delete", plan: { graph in
+            var c = LifecyclePlanner.deleteRepository(graph, locks: locks)
+            c.detail = "repository delete"
+            return c
+        }) else { throw LifecycleError.notFound("repository \(repository.value)") }
+        cache.invalidate(repository.value)
+        reloadLocks()
+        if let message = change.denied { throw denied(message) }
+        var report = LifecycleReport(kind: "repository-delete", name: repository.value, dryRun: false, startedAt: started, finishedAt: Date())
+        report.add(change)
+        return report
+    }
+
+    // MARK: recycle bin
+
+    public func deletedManifests(_ repository: RepositoryName) throws -> [DeletedManifest] {
+        try metadata.deletedManifests(repository: repository.value)
+    }
+
+    /// Brings a soft-deleted manifest back with identical bytes and digest (and the index
+    /// children and referrers deleted with it), under `tag` or its former tags.
+    public func restoreManifest(_ repository: RepositoryName, digest: Digest, tag: String?) async throws -> [RestoredManifest] {
+        if let tag {
+            guard Tag.isValid(tag) else { throw LifecycleError.invalid("invalid tag \(tag)") }
+            try checkWritable(repository.value)
+            try checkTagMove(repository.value, tag: tag, to: digest)
+        }
+        do {
+            let restored = try await metadata.restoreManifest(repository: repository.value, digest: digest.string, tags: tag.map { [$0] })
+            cache.invalidate(repository.value)
+            return restored
+        } catch RestoreError.notInRecycleBin {
+            throw LifecycleError.notFound("manifest \(digest) in the recycle bin of \(repository.value)")
+        } catch RestoreError.childMissing(let d) {
+            throw LifecycleError.conflict("cannot restore \(digest): \(d) is no longer stored")
+        }
+    }
+
+    /// Removes recycle-bin entries past their expiry for good.
+    @discardableResult
+    public func expireSoftDeleted(now: Date = Date()) async throws -> Int {
+        let expired = try await metadata.expireDeletedManifests(now: now)
+        if !expired.isEmpty {
+            logger.info("recycle bin entries expired", metadata: ["count": "\(expired.count)"])
+            let report = expired.map { LifecycleDeletion(repository: $0.repository, digest: $0.digest, mediaType: $0.mediaType, reason: "expired") }
+            var r = LifecycleReport(kind: "soft-delete", name: nil, dryRun: false, startedAt: now, finishedAt: Date())
+            r.deletedManifests = report
+            _ = try await recordRun(&r, event: nil)
+        }
+        return expired.count
+    }
+
+    // MARK: purge and retention
+
+    /// Every repository name, in lexical order.
+    func allRepositories() throws -> [String] {
+        var out: [String] = []
+        var cursor: String?
+        while true {
+            let page = try metadata.repositories(after: cursor, limit: 1000)
+            out += page
+            guard page.count == 1000, let last = page.last else { return out }
+            cursor = last
+        }
+    }
+
+    func recordRun(_ report: inout LifecycleReport, event: (action: String, detail: String)?) async throws -> Int64 {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let id = try await metadata.recordRun(kind: report.kind, name: report.name, dryRun: report.dryRun, startedAt: report.startedAt,
+                                              finishedAt: report.finishedAt, report: String(decoding: try encoder.encode(report), as: UTF8.self),
+                                              event: event)
+        report.id = id
+        return id
+    }
+
+    public func purge(_ options: PurgeOptions, dryRun: Bool, name: String? = nil, now: Date = Date()) async throws -> LifecycleReport {
+        var report = LifecycleReport(kind: "purge", name: name, dryRun: dryRun, startedAt: now, finishedAt: now)
+        let locks = try lockTable()
+        let grace = try garbageCollectionPolicy().graceSeconds
+        let softUntil = try softDeleteUntil(now)
+        let detail = "purge" + (name.map { " schedule \($0)" } ?? "")
+        for repo in try allRepositories() where options.filters.contains(where: { $0.matchesRepository(repo) }) {
+            if dryRun {
+                guard let graph = try metadata.repositoryGraph(repo) else { continue }
+                report.add(LifecyclePlanner.purge(graph, options, locks: locks, now: now, grace: grace))
+            } else {
+                let change = try await metadata.applyLifecycle(repository: repo, softDeleteUntil: softUntil, reason: "purge") { graph in
+                    var c = LifecyclePlanner.purge(graph, options, locks: locks, now: now, grace: grace)
+                    c.detail = detail
+                    return c
+                }
+                if let change { report.add(change) }
+                cache.invalidate(repo)
+            }
+        }
+        if !dryRun { reloadLocks() }
+        report.finishedAt = Date()
+        let summary = "\(report.deletedTags.count) tags, \(report.deletedManifests.count) manifests deleted, \(report.skipped.count) skipped"
+        _ = try await recordRun(&report, event: dryRun ? nil : (LifecycleEventAction.purgeRun, summary))
+        return report
+    }
+
+    /// One retention pass: refreshes when manifests stopped being live in repositories that
+    /// changed, and deletes those not live for longer than the policy's days.
+    @discardableResult
+    public func runRetention(now: Date = Date(), force: Bool = false) async throws -> LifecycleReport? {
+        let policy = try retentionPolicy()
+        guard policy.enabled || force else { return nil }
+        var report = LifecycleReport(kind: "retention", name: nil, dryRun: false, startedAt: now, finishedAt: now)
+        let locks = try lockTable()
+        let grace = try garbageCollectionPolicy().graceSeconds
+        let softUntil = try softDeleteUntil(now)
+        let cursor = lifecycle.retentionCursor.withLockedValue { $0 }
+        let (changed, latest) = try metadata.repositoriesChanged(after: cursor)
+        let due = try metadata.repositoriesWithUnliveManifests(before: now.addingTimeInterval(-policy.days * 86_400))
+        for repo in Set(changed).union(due).sorted() {
+            let change = try await metadata.applyLifecycle(repository: repo, softDeleteUntil: softUntil, reason: "retention") { graph in
+                var c = LifecyclePlanner.retention(graph, days: policy.days, locks: locks, now: now, grace: grace, delete: true)
+                c.detail = "retention"
+                return c
+            }
+            if let change, !change.deleteManifests.isEmpty {
+                report.add(change)
+                cache.invalidate(repo)
+            } else if let change { report.skipped += change.skipped }
+        }
+        lifecycle.retentionCursor.withLockedValue { $0 = max($0, latest) }
+        report.finishedAt = Date()
+        if !report.deletedManifests.isEmpty || force {
+            reloadLocks()
+            _ = try await recordRun(&report, event: (LifecycleEventAction.retentionRun, "\(report.deletedManifests.count) manifests deleted"))
+        }
+        return report
+    }
+
+    // MARK: schedules
+
+    public func purgeScheduleViews(now: Date = Date()) throws -> [PurgeScheduleView] {
+        try metadata.purgeSchedules().map { s in
+            PurgeScheduleView(name: s.name, cron: s.cron, filters: s.filters, ago: s.ago, untagged: s.untagged, keep: s.keep,
+                              createdAt: s.createdAt, lastRunAt: s.lastRunAt,
+                              nextRunAt: (try? CronSchedule(parsing: s.cron))?.next(after: max(now, s.lastRunAt ?? s.createdAt)))
+        }
+    }
+
+    public static func purgeOptions(filters: [String], ago: String, untagged: Bool, keep: Int) throws -> PurgeOptions {
+        guard !filters.isEmpty, filters.count <= 100 else { throw LifecycleError.invalid("give 1 to 100 filters") }
+        guard keep >= 0, keep <= 1_000_000 else { throw LifecycleError.invalid("keep must be 0 or more") }
+        do {
+            return PurgeOptions(filters: try filters.map { try PurgeFilter(parsing: $0) }, ago: try LifecycleDuration.parse(ago),
+                                untagged: untagged, keep: keep)
+        } catch {
+            throw LifecycleError.invalid("\(error)")
+        }
+    }
+
+    public func createPurgeSchedule(name: String, cron: String, filters: [String], ago: String, untagged: Bool, keep: Int) async throws -> PurgeScheduleView {
+        guard !name.isEmpty, name.count <= 64, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+            throw LifecycleError.invalid("schedule name must be 1-64 letters, digits, - or _")
+        }
+        _ = try Self.purgeOptions(filters: filters, ago: ago, untagged: untagged, keep: keep)
+        do { _ = try CronSchedule(parsing: cron) } catch { throw LifecycleError.invalid("\(error)") }
+        let record = PurgeScheduleRecord(name: name, cron: cron, filters: filters, ago: ago, untagged: untagged, keep: keep, createdAt: Date())
+        guard try await metadata.createPurgeSchedule(record) else { throw LifecycleError.conflict("purge schedule \(name) already exists") }
+        return try purgeScheduleViews().first { $0.name == name }!
+    }
+
+    public func deletePurgeSchedule(name: String) async throws {
+        guard try await metadata.deletePurgeSchedule(name: name) else { throw LifecycleError.notFound("purge schedule \(name)") }
+    }
+
+    /// Runs every purge schedule whose next time has come.
+    public func runDueSchedules(now: Date = Date()) async throws {
+        for s in try metadata.purgeSchedules() {
+            guard let cron = try? CronSchedule(parsing: s.cron), let next = cron.next(after: s.lastRunAt ?? s.createdAt), next <= now else {
+                continue
+            }
+            try await metadata.markPurgeScheduleRun(name: s.name, at: now)
+            do {
+                let options = try Self.purgeOptions(filters: s.filters, ago: s.ago, untagged: s.untagged, keep: s.keep)
+                let report = try await purge(options, dryRun: false, name: s.name, now: now)
+                logger.info("scheduled purge ran", metadata: ["schedule": "\(s.name)", "tags": "\(report.deletedTags.count)",
+                                                              "manifests": "\(report.deletedManifests.count)"])
+            } catch {
+                logger.warning("scheduled purge failed", metadata: ["schedule": "\(s.name)", "error": "\(error)"])
+            }
+        }
+    }
+
+    public func runs(kind: String?, name: String?, limit: Int) throws -> [LifecycleRunRecord] {
+        try metadata.runs(kind: kind, name: name, limit: limit)
+    }
+
+    // MARK: listings
+
+    public func repositoryDetails() throws -> [RepositoryDetail] {
+        let locks = try lockTable()
+        return try metadata.repositorySummaries().map {
+            RepositoryDetail(name: $0.name, manifests: $0.manifests, tags: $0.tags, createdAt: $0.createdAt, lastUpdatedAt: $0.lastUpdatedAt,
+                             attributes: LockAttributes(locks.repository($0.name)))
+        }
+    }
+
+    public func repositoryDetail(_ repository: RepositoryName) throws -> RepositoryDetail {
+        guard let d = try metadata.repositorySummaries().first(where: { $0.name == repository.value }) else {
+            throw LifecycleError.notFound("repository \(repository.value)")
+        }
+        return RepositoryDetail(name: d.name, manifests: d.manifests, tags: d.tags, createdAt: d.createdAt, lastUpdatedAt: d.lastUpdatedAt,
+                                attributes: LockAttributes(try lockTable().repository(d.name)))
+    }
+
+    public func tagDetails(_ repository: RepositoryName, orderBy: String) throws -> [TagDetail] {
+        guard let g = try metadata.repositoryGraph(repository.value) else { throw LifecycleError.notFound("repository \(repository.value)") }
+        let locks = try lockTable()
+        var tags = g.tags
+        switch orderBy {
+        case "time_desc": tags.sort { ($0.updatedAt, $0.name) > ($1.updatedAt, $1.name) }
+        case "time_asc": tags.sort { ($0.updatedAt, $0.name) < ($1.updatedAt, $1.name) }
+        case "name_asc", "": tags.sort { $0.name < $1.name }
+        default: throw LifecycleError.invalid("orderby must be time_desc, time_asc or name_asc")
+        }
+        return tags.map { TagDetail(name: $0.name, digest: $0.digest, lastUpdatedAt: $0.updatedAt,
+                                    attributes: LockAttributes(locks.tag(repository.value, $0.name))) }
+    }
+
+    public func manifestDetails(_ repository: RepositoryName) throws -> [ManifestDetail] {
+        guard let g = try metadata.repositoryGraph(repository.value) else { throw LifecycleError.notFound("repository \(repository.value)") }
+        let locks = try lockTable()
+        let live = Liveness.live(g, locked: locks.lockedManifests(repository.value))
+        let tagsOf = Dictionary(grouping: g.tags, by: \.digest).mapValues { $0.map(\.name).sorted() }
+        return g.manifests.values.sorted { ($0.createdAt, $0.digest) > ($1.createdAt, $1.digest) }.map { m in
+            ManifestDetail(digest: m.digest, mediaType: m.mediaType, artifactType: m.artifactType, size: m.size, createdAt: m.createdAt,
+                           tags: tagsOf[m.digest] ?? [], subject: m.subject, live: live.contains(m.digest),
+                           unliveSince: live.contains(m.digest) ? nil : m.unliveSince, quarantineState: m.quarantineState,
+                           attributes: LockAttributes(locks.manifest(repository.value, m.digest)))
+        }
+    }
+
+    public func usage(repository: RepositoryName?) throws -> UsageRecord {
+        guard let u = try metadata.usage(repository: repository?.value) else {
+            throw LifecycleError.notFound("repository \(repository?.value ?? "")")
+        }
+        return u
+    }
+}

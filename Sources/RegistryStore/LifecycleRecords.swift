@@ -1,0 +1,329 @@
+import Foundation
+import OCIModel
+
+/// Everything the lifecycle rules need to know about one repository, read in one transaction:
+/// manifests, which index lists which manifest, and the tags. Digests are kept as strings.
+public struct RepositoryGraph: Sendable {
+    public struct Manifest: Sendable, Equatable {
+        public var digest: String
+        public var mediaType: String
+        public var artifactType: String?
+        public var size: Int64
+        public var subject: String?
+        public var createdAt: Date
+        /// When the manifest was last seen to stop being live (nil: live, or not yet seen unlive).
+        public var unliveSince: Date?
+        public var quarantineState: String?
+
+        public init(digest: String, mediaType: String, artifactType: String?, size: Int64, subject: String?, createdAt: Date,
+                    unliveSince: Date?, quarantineState: String?) {
+            self.digest = digest
+            self.mediaType = mediaType
+            self.artifactType = artifactType
+            self.size = size
+            self.subject = subject
+            self.createdAt = createdAt
+            self.unliveSince = unliveSince
+            self.quarantineState = quarantineState
+        }
+    }
+
+    public struct Tag: Sendable, Equatable {
+        public var name: String
+        public var digest: String
+        public var updatedAt: Date
+        public init(name: String, digest: String, updatedAt: Date) {
+            self.name = name
+            self.digest = digest
+            self.updatedAt = updatedAt
+        }
+    }
+
+    public var repository: String
+    public var createdAt: Date
+    public var manifests: [String: Manifest]
+    /// Index digest → the manifests it lists.
+    public var children: [String: [String]]
+    public var tags: [Tag]
+
+    public init(repository: String, createdAt: Date, manifests: [String: Manifest], children: [String: [String]], tags: [Tag]) {
+        self.repository = repository
+        self.createdAt = createdAt
+        self.manifests = manifests
+        self.children = children
+        self.tags = tags
+    }
+}
+
+/// Why a lifecycle operation removes a manifest or a tag; recorded in the event and the report.
+public struct LifecycleDeletion: Sendable, Equatable, Codable {
+    public var repository: String
+    public var digest: String
+    public var mediaType: String?
+    public var reason: String
+    public init(repository: String, digest: String, mediaType: String?, reason: String) {
+        self.repository = repository
+        self.digest = digest
+        self.mediaType = mediaType
+        self.reason = reason
+    }
+}
+
+public struct LifecycleTagDeletion: Sendable, Equatable, Codable {
+    public var repository: String
+    public var tag: String
+    public var digest: String
+    public init(repository: String, tag: String, digest: String) {
+        self.repository = repository
+        self.tag = tag
+        self.digest = digest
+    }
+}
+
+/// Something a lifecycle operation would have removed but did not (a lock).
+public struct LifecycleSkip: Sendable, Equatable, Codable {
+    public var repository: String
+    public var tag: String?
+    public var digest: String?
+    public var reason: String
+    public init(repository: String, tag: String?, digest: String?, reason: String) {
+        self.repository = repository
+        self.tag = tag
+        self.digest = digest
+        self.reason = reason
+    }
+}
+
+/// What one lifecycle step does to one repository, decided from its graph inside the write
+/// transaction that applies it (so nothing that became live meanwhile is removed).
+public struct LifecycleChange: Sendable, Equatable {
+    public var deleteTags: [LifecycleTagDeletion] = []
+    public var deleteManifests: [LifecycleDeletion] = []
+    public var skipped: [LifecycleSkip] = []
+    /// New values of `unliveSince` (nil clears it).
+    public var unliveUpdates: [String: Date?] = [:]
+    /// Event detail of every deletion ("purge run 3", "retention", "repository delete", ...).
+    public var detail: String?
+    /// Also remove the repository's blob links (repository delete).
+    public var unlinkAllBlobs = false
+    /// Refuse the whole change with this message (a lock, an index that still lists the manifest).
+    public var denied: String?
+
+    public init() {}
+
+    public var isEmpty: Bool { deleteTags.isEmpty && deleteManifests.isEmpty && unliveUpdates.isEmpty && !unlinkAllBlobs }
+}
+
+/// A manifest in the recycle bin.
+public struct DeletedManifest: Sendable, Equatable, Codable {
+    public var id: Int64
+    public var repository: String
+    public var digest: String
+    public var mediaType: String
+    public var size: Int64
+    public var deletedAt: Date
+    public var expiresAt: Date
+    public var tags: [String]
+    public var reason: String
+}
+
+public struct RestoredManifest: Sendable, Equatable, Codable {
+    public var digest: String
+    public var tags: [String]
+}
+
+public enum RestoreError: Error, Sendable, Equatable {
+    case notInRecycleBin
+    case childMissing(String)
+}
+
+/// A lock (attributes) on a repository, one of its tags or one of its manifests. `false` means
+/// the operation is disabled.
+public struct LockRecord: Sendable, Equatable, Codable {
+    public var repository: String
+    public var tag: String?
+    public var digest: String?
+    public var readEnabled: Bool
+    public var writeEnabled: Bool
+    public var deleteEnabled: Bool
+    public var listEnabled: Bool
+
+    public init(repository: String, tag: String? = nil, digest: String? = nil, readEnabled: Bool = true, writeEnabled: Bool = true,
+                deleteEnabled: Bool = true, listEnabled: Bool = true) {
+        self.repository = repository
+        self.tag = tag
+        self.digest = digest
+        self.readEnabled = readEnabled
+        self.writeEnabled = writeEnabled
+        self.deleteEnabled = deleteEnabled
+        self.listEnabled = listEnabled
+    }
+
+    public var isDefault: Bool { readEnabled && writeEnabled && deleteEnabled && listEnabled }
+}
+
+/// A storage quota over every repository under a prefix.
+public struct QuotaLimit: Sendable, Equatable, Codable {
+    public var name: String
+    public var prefix: String
+    public var limitBytes: Int64
+    public init(name: String, prefix: String, limitBytes: Int64) {
+        self.name = name
+        self.prefix = prefix
+        self.limitBytes = limitBytes
+    }
+
+    /// "payments/" covers everything under payments/; "payments" covers payments itself and below.
+    public func covers(_ repository: String) -> Bool {
+        if prefix.hasSuffix("/") { return repository.hasPrefix(prefix) }
+        return repository == prefix || repository.hasPrefix(prefix + "/")
+    }
+}
+
+public struct QuotaExceeded: Error, Sendable, Equatable, CustomStringConvertible {
+    public var quota: String
+    public var limit: Int64
+    public var used: Int64
+    public var needed: Int64
+    public init(quota: String, limit: Int64, used: Int64, needed: Int64) {
+        self.quota = quota
+        self.limit = limit
+        self.used = used
+        self.needed = needed
+    }
+    public var description: String {
+        "storage quota '\(quota)' exceeded (limit \(limit) bytes, used \(used), push needs \(needed) more)"
+    }
+}
+
+public struct UsageRecord: Sendable, Equatable, Codable {
+    public var repository: String?
+    public var bytes: Int64
+    public var blobs: Int64
+    public var manifests: Int64
+    public var tags: Int64
+    public var repositories: Int64?
+    public var deletedManifests: Int64
+}
+
+/// A repository as `repository list` shows it.
+public struct RepositorySummary: Sendable, Equatable {
+    public var name: String
+    public var manifests: Int64
+    public var tags: Int64
+    public var createdAt: Date
+    public var lastUpdatedAt: Date?
+}
+
+/// A stored blob as garbage collection sees it.
+public struct StoredBlob: Sendable, Equatable {
+    public var digest: String
+    public var size: Int64
+    public var inline: Bool
+}
+
+public struct BlobCollectionState: Sendable, Equatable {
+    public var size: Int64
+    public var createdAt: Date
+    public var linkedRepositories: [String]
+    public var referenced: Bool
+}
+
+/// What a lifecycle run (purge, retention, gc, soft-delete expiry) reported.
+public struct LifecycleRunRecord: Sendable, Equatable {
+    public var id: Int64
+    public var kind: String
+    public var name: String?
+    public var dryRun: Bool
+    public var startedAt: Date
+    public var finishedAt: Date
+    /// The report as JSON.
+    public var report: String
+}
+
+public struct PurgeScheduleRecord: Sendable, Equatable, Codable {
+    public var name: String
+    public var cron: String
+    public var filters: [String]
+    public var ago: String
+    public var untagged: Bool
+    public var keep: Int
+    public var createdAt: Date
+    public var lastRunAt: Date?
+
+    public init(name: String, cron: String, filters: [String], ago: String, untagged: Bool, keep: Int, createdAt: Date,
+                lastRunAt: Date? = nil) {
+        self.name = name
+        self.cron = cron
+        self.filters = filters
+        self.ago = ago
+        self.untagged = untagged
+        self.keep = keep
+        self.createdAt = createdAt
+        self.lastRunAt = lastRunAt
+    }
+}
+
+public enum LifecycleEventAction {
+    public static let restore = "restore"
+    public static let purgeRun = "purge.run"
+    public static let retentionRun = "retention.run"
+    public static let gcRun = "gc.run"
+    public static let softDeleteExpire = "softdelete.expire"
+    public static let lock = "lock"
+}
+
+/// Persistence of the lifecycle features: graphs, guarded deletions, the recycle bin, locks,
+/// garbage-collection sweeps, usage, run reports and purge schedules.
+public protocol LifecycleMetadata: Sendable {
+    func repositoryGraph(_ repository: String) throws -> RepositoryGraph?
+    /// Loads the graph inside a write transaction, asks `plan` what to change, and applies it with
+    /// its events. Deleted manifests go to the recycle bin until `softDeleteUntil` when it is set.
+    func applyLifecycle(repository: String, softDeleteUntil: Date?, reason: String,
+                        plan: @Sendable (RepositoryGraph) throws -> LifecycleChange) async throws -> LifecycleChange?
+    /// Repository names with events after `sequence`, and the newest sequence.
+    func repositoriesChanged(after sequence: Int64) throws -> (repositories: [String], latest: Int64)
+    /// Repositories holding manifests not live since before `cutoff`.
+    func repositoriesWithUnliveManifests(before cutoff: Date) throws -> [String]
+    func repositorySummaries() throws -> [RepositorySummary]
+
+    // recycle bin
+    func deletedManifests(repository: String) throws -> [DeletedManifest]
+    func restoreManifest(repository: String, digest: String, tags: [String]?) async throws -> [RestoredManifest]
+    /// Removes recycle-bin entries that expired before `now`; returns them.
+    func expireDeletedManifests(now: Date) async throws -> [DeletedManifest]
+
+    // locks
+    func locks() throws -> [LockRecord]
+    func setLock(_ lock: LockRecord) async throws
+
+    // garbage collection
+    /// Blob links no manifest (live or in the recycle bin) of their repository references, linked before `cutoff`.
+    func unreferencedLinks(before cutoff: Date, limit: Int) throws -> [(repository: String, digest: String)]
+    /// Removes the link if it is still unreferenced; returns whether it did.
+    func removeUnreferencedLink(repository: String, digest: String, before cutoff: Date) async throws -> Bool
+    /// Stored digests nothing references (no link, no manifest, no reference), stored before `cutoff`.
+    func unreferencedBlobs(before cutoff: Date, limit: Int) throws -> [StoredBlob]
+    /// Removes the blob's row if it is still unreferenced; returns it when removed.
+    func removeUnreferencedBlob(_ digest: String, before cutoff: Date) async throws -> StoredBlob?
+    func hasBlobRecord(_ digest: String) throws -> Bool
+    /// For a dry run: a stored digest's size, age, the repositories linking it, and whether any
+    /// manifest (live or in the recycle bin) is or references it.
+    func blobCollectionState(_ digest: String) throws -> BlobCollectionState?
+
+    // usage and quotas
+    func usage(repository: String?) throws -> UsageRecord?
+    /// Bytes of distinct digests stored by repositories a quota covers.
+    func quotaUsage(_ quota: QuotaLimit) throws -> Int64
+
+    // reports and schedules
+    @discardableResult
+    func recordRun(kind: String, name: String?, dryRun: Bool, startedAt: Date, finishedAt: Date, report: String,
+                   event: (action: String, detail: String)?) async throws -> Int64
+    func runs(kind: String?, name: String?, limit: Int) throws -> [LifecycleRunRecord]
+    func purgeSchedules() throws -> [PurgeScheduleRecord]
+    func createPurgeSchedule(_ schedule: PurgeScheduleRecord) async throws -> Bool
+    func deletePurgeSchedule(name: String) async throws -> Bool
+    func markPurgeScheduleRun(name: String, at: Date) async throws
+    func appendLifecycleEvent(action: String, repository: String, digest: String?, tag: String?, detail: String?) async throws
+}

@@ -1,0 +1,157 @@
+import Foundation
+import NIOCore
+import OCIModel
+import RegistryStore
+import Testing
+@testable import RegistryCore
+
+/// The lifecycle features against a real embedded registry (SQLite + filesystem blob store).
+@Suite struct LifecycleRegistryTests {
+    let repo = try! RepositoryName("team/app")
+
+    func push(_ r: Registry, _ repo: RepositoryName, tag: String?, layer: [UInt8], subject: Digest? = nil) async throws -> Digest {
+        let config = Array(#"{"os":"linux"}"#.utf8)
+        let c = Digest.compute(config)
+        let l = Digest.compute(layer)
+        _ = try await r.putBlob(repo, digest: c, contentLength: Int64(config.count), body: body(config))
+        _ = try await r.putBlob(repo, digest: l, contentLength: Int64(layer.count), body: body(layer))
+        var json = #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"\#(c)","size":\#(config.count)},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"\#(l)","size":\#(layer.count)}]"#
+        if let subject {
+            json += #","artifactType":"application/spdx+json","subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\#(subject)","size":1}"#
+        }
+        json += "}"
+        let bytes = Array(json.utf8)
+        let d = Digest.compute(bytes)
+        _ = try await r.putManifest(repo, reference: tag.map { .tag($0) } ?? .digest(d), bytes: bytes,
+                                    contentType: "application/vnd.oci.image.manifest.v1+json")
+        return d
+    }
+
+    func noGrace(_ r: Registry) async throws {
+        var p = GarbageCollectionPolicy()
+        p.graceSeconds = 0
+        try await r.updateGarbageCollection(p)
+    }
+
+    @Test func deleteCollectAndUsageStayExact() async throws {
+        let r = try makeRegistry()
+        try await noGrace(r)
+        let big = Array(repeating: UInt8(7), count: r.configuration.inlineBlobThreshold + 10)
+        let keep = try await push(r, repo, tag: "keep", layer: Array("small".utf8))
+        let gone = try await push(r, repo, tag: "gone", layer: big)
+        let sbom = try await push(r, repo, tag: nil, layer: Array("sbom".utf8), subject: gone)
+        try await r.deleteManifest(repo, .digest(gone))
+        #expect(try r.metadata.manifest(repository: repo.value, digest: sbom) == nil, "the referrer goes with its subject")
+        let dry = try await r.collectGarbage(dryRun: true)
+        #expect(dry.digests.contains(Digest.compute(big).string))
+        #expect(try await r.blobs.size(of: Digest.compute(big)) != nil, "a dry run deletes nothing")
+        let real = try await r.collectGarbage(dryRun: false)
+        #expect(Set(real.digests) == Set(dry.digests))
+        #expect(try await r.blobs.size(of: Digest.compute(big)) == nil)
+        // What remains is exactly the kept image: config, layer, manifest.
+        let kept = try r.manifest(repo, .digest(keep))
+        let usage = try r.usage(repository: nil)
+        #expect(usage.bytes == Int64(#"{"os":"linux"}"#.utf8.count + "small".utf8.count + kept.bytes.readableBytes))
+        #expect(usage.manifests == 1 && usage.tags == 1)
+        #expect(try await read(r, repo, Digest.compute(Array("small".utf8))) == Array("small".utf8))
+    }
+
+    @Test func softDeleteRestoresIdenticalBytesAndGCKeepsThem() async throws {
+        let r = try makeRegistry()
+        try await noGrace(r)
+        var soft = SoftDeletePolicy()
+        soft.enabled = true
+        soft.days = 1
+        try await r.updateSoftDelete(soft)
+        let big = Array(repeating: UInt8(9), count: r.configuration.inlineBlobThreshold + 1)
+        let d = try await push(r, repo, tag: "v1", layer: big)
+        let before = try r.manifest(repo, .digest(d)).bytes
+        try await r.deleteManifest(repo, .digest(d))
+        _ = try await r.collectGarbage(dryRun: false)
+        #expect(try await r.blobs.size(of: Digest.compute(big)) != nil, "blobs of soft-deleted manifests are kept")
+        #expect(try r.deletedManifests(repo).map(\.tags) == [["v1"]])
+        let restored = try await r.restoreManifest(repo, digest: d, tag: nil)
+        #expect(restored.map(\.digest) == [d.string] && restored[0].tags == ["v1"])
+        #expect(try r.manifest(repo, .tag("v1")).bytes == before)
+        #expect(try await read(r, repo, Digest.compute(big)) == big)
+        // Expiry removes it for good; then GC reclaims the bytes.
+        try await r.deleteManifest(repo, .digest(d))
+        #expect(try await r.expireSoftDeleted(now: Date().addingTimeInterval(2 * 86_400)) == 1)
+        _ = try await r.collectGarbage(dryRun: false)
+        #expect(try await r.blobs.size(of: Digest.compute(big)) == nil)
+        #expect(try r.usage(repository: nil).bytes == 0)
+    }
+
+    @Test func quotaRefusesAndLeavesNothingBehind() async throws {
+        let r = try makeRegistry()
+        _ = try await r.createQuota(QuotaLimit(name: "team", prefix: "team/", limitBytes: 100_000))
+        let big = Array(repeating: UInt8(3), count: 150_000)
+        let d = Digest.compute(big)
+        await #expect(throws: RegistryError.self) {
+            _ = try await r.putBlob(repo, digest: d, contentLength: Int64(big.count), body: body(big))
+        }
+        #expect(try r.metadata.linkedBlobSize(repository: repo.value, digest: d) == nil)
+        #expect(try await r.blobs.size(of: d) == nil)
+        #expect(try await r.blobs.openUploadCount() == 0)
+        // Another prefix is not limited.
+        _ = try await r.putBlob(try RepositoryName("other/app"), digest: d, contentLength: Int64(big.count), body: body(big))
+        #expect(try r.quotaViews().first?.usedBytes == 0)
+    }
+
+    @Test func locksAreEnforcedOnPushPullAndDelete() async throws {
+        let r = try makeRegistry()
+        let d = try await push(r, repo, tag: "v1", layer: Array("one".utf8))
+        _ = try await r.updateLock(repo, tag: "v1", digest: nil, LockChange(writeEnabled: false))
+        let other = try await push(r, repo, tag: nil, layer: Array("two".utf8))
+        await #expect(throws: RegistryError.self) { _ = try await push(r, repo, tag: "v1", layer: Array("two".utf8)) }
+        _ = try await push(r, repo, tag: "v1", layer: Array("one".utf8))  // same digest: not a move
+        await #expect(throws: RegistryError.self) { try await r.deleteManifest(repo, .tag("v1")) }
+        await #expect(throws: RegistryError.self) { try await r.deleteManifest(repo, .digest(d)) }
+        _ = try await r.updateLock(repo, tag: nil, digest: other, LockChange(readEnabled: false))
+        #expect(throws: RegistryError.self) { _ = try r.manifest(repo, .digest(other)) }
+        _ = try await r.updateLock(repo, tag: nil, digest: nil, LockChange(readEnabled: false, writeEnabled: false))
+        #expect(throws: RegistryError.self) { _ = try r.blobSize(repo, Digest.compute(Array("one".utf8))) }
+        await #expect(throws: RegistryError.self) { _ = try await r.startUpload(repo) }
+        _ = try await r.updateLock(repo, tag: nil, digest: nil, LockChange(readEnabled: true, writeEnabled: true))
+        _ = try await r.updateLock(repo, tag: "v1", digest: nil, LockChange(writeEnabled: true))
+        try await r.deleteManifest(repo, .tag("v1"))
+    }
+
+    /// Garbage collection runs over and over while pushes reuse the same blobs: nothing a push
+    /// was acknowledged for is ever lost.
+    @Test func collectionDuringPushesLosesNothing() async throws {
+        let r = try makeRegistry()
+        // The grace period covers the moment between a push's blob uploads and its manifest.
+        var p = GarbageCollectionPolicy()
+        p.graceSeconds = 1
+        try await r.updateGarbageCollection(p)
+        let layers = (0..<4).map { i in Array(repeating: UInt8(i), count: r.configuration.inlineBlobThreshold + 100 + i) }
+        let deadline = Date().addingTimeInterval(4)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while Date() < deadline { _ = try await r.collectGarbage(dryRun: false) }
+            }
+            for worker in 0..<3 {
+                group.addTask {
+                    var n = 0
+                    while Date() < deadline {
+                        let layer = layers[(worker + n) % layers.count]
+                        let repo = try RepositoryName("stress/w\(worker)")
+                        let d = try await push(r, repo, tag: "t", layer: layer)
+                        #expect(try await read(r, repo, Digest.compute(layer)) == layer)
+                        if n % 2 == 0 { try await r.deleteManifest(repo, .digest(d)) }
+                        n += 1
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        for worker in 0..<3 {
+            let repo = try RepositoryName("stress/w\(worker)")
+            if let content = try? r.manifest(repo, .tag("t")) {
+                let parsed = try ManifestParser.parse(Array(content.bytes.readableBytesView), contentType: content.mediaType)
+                for blob in parsed.blobs { #expect(try await read(r, repo, blob).count > 0) }
+            }
+        }
+    }
+}
