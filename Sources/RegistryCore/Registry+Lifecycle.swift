@@ -92,16 +92,6 @@ public struct RepositoryDetail: Codable, Sendable, Equatable {
     public var attributes: LockAttributes
 }
 
-public struct LockView: Codable, Sendable, Equatable {
-    public var repository: String
-    public var tag: String?
-    public var digest: String?
-    public var readEnabled: Bool
-    public var writeEnabled: Bool
-    public var deleteEnabled: Bool
-    public var listEnabled: Bool
-}
-
 public struct LockChange: Sendable {
     public var readEnabled: Bool?
     public var writeEnabled: Bool?
@@ -380,17 +370,17 @@ extension Registry {
         return (entry.repository.map { !$0.listEnabled } ?? false, Set(entry.tags.values.filter { !$0.listEnabled }.compactMap(\.tag)))
     }
 
-    public func lockView(_ repository: RepositoryName, tag: String?, digest: Digest?) throws -> LockView {
+    public func lockView(_ repository: RepositoryName, tag: String?, digest: Digest?) throws -> LockRecord {
         let locks = try lockTable()
         let lock = tag.map { locks.tag(repository.value, $0) } ?? digest.map { locks.manifest(repository.value, $0.string) }
             ?? locks.repository(repository.value)
         let a = LockAttributes(lock)
-        return LockView(repository: repository.value, tag: tag, digest: digest?.string, readEnabled: a.readEnabled,
-                        writeEnabled: a.writeEnabled, deleteEnabled: a.deleteEnabled, listEnabled: a.listEnabled)
+        return LockRecord(repository: repository.value, tag: tag, digest: digest?.string, readEnabled: a.readEnabled,
+                          writeEnabled: a.writeEnabled, deleteEnabled: a.deleteEnabled, listEnabled: a.listEnabled)
     }
 
     /// Sets attributes of a repository, or of one tag or manifest in it.
-    public func updateLock(_ repository: RepositoryName, tag: String?, digest: Digest?, _ change: LockChange) async throws -> LockView {
+    public func updateLock(_ repository: RepositoryName, tag: String?, digest: Digest?, _ change: LockChange) async throws -> LockRecord {
         guard try metadata.repositoryExists(repository.value) else { throw LifecycleError.notFound("repository \(repository.value)") }
         if let tag, try metadata.tagTarget(repository: repository.value, tag: tag) == nil {
             throw LifecycleError.notFound("tag \(tag) in \(repository.value)")
@@ -403,9 +393,7 @@ extension Registry {
         if let v = change.writeEnabled { lock.writeEnabled = v }
         if let v = change.deleteEnabled { lock.deleteEnabled = v }
         if let v = change.listEnabled { lock.listEnabled = v }
-        try await metadata.setLock(LockRecord(repository: repository.value, tag: tag, digest: digest?.string, readEnabled: lock.readEnabled,
-                                              writeEnabled: lock.writeEnabled, deleteEnabled: lock.deleteEnabled,
-                                              listEnabled: lock.listEnabled))
+        try await metadata.setLock(lock)
         reloadLocks()
         cache.invalidate(repository.value)
         return lock
