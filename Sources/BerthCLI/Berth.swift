@@ -20,8 +20,13 @@ struct Berth: AsyncParsableCommand {
             RegistryShow.self, RegistryUpdate.self, AdminCredentialGroup.self, KeysGroup.self, CertificateGroup.self,
             NetworkRuleGroup.self, AuditGroup.self, WebhookGroup.self, ConfigGroup.self, ManifestGroup.self,
             SignCommand.self, VerifyCommand.self, TrustStoreGroup.self,
+            RepositoryGroup.self, PurgeCommand.self, GCGroup.self, QuotaGroup.self, ShowUsage.self,
         ]
     )
+
+    static func main() async {
+        await main(LockFlagArguments.normalize(Array(CommandLine.arguments.dropFirst())))
+    }
 }
 
 /// Settings of `berth serve`. Precedence: command-line flag, then environment variable

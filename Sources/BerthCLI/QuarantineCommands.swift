@@ -5,7 +5,8 @@ import Foundation
 
 struct ConfigGroup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "config", abstract: "Registry policies.",
-                                                    subcommands: [QuarantineConfigGroup.self, ContentTrustConfigGroup.self])
+                                                    subcommands: [QuarantineConfigGroup.self, ContentTrustConfigGroup.self, RetentionConfigGroup.self,
+                                                                  SoftDeleteConfigGroup.self, GCConfigGroup.self])
 }
 
 struct QuarantineConfigGroup: AsyncParsableCommand {
@@ -75,7 +76,7 @@ struct QuarantineConfigUpdate: AsyncParsableCommand {
 
 struct ManifestGroup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "manifest", abstract: "Manifests.",
-                                                    subcommands: [ManifestQuarantine.self])
+                                                    subcommands: [ManifestQuarantine.self, ManifestRestore.self])
 }
 
 enum QuarantineVerdict: String, ExpressibleByArgument, CaseIterable, Sendable {

@@ -34,7 +34,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import pytest
 import requests
@@ -70,6 +70,11 @@ def pytest_configure(config):
         "with INTEROP_TARGET=reference; always runs against berth)",
     )
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line(
+        "markers",
+        "server_env(**env): extra environment variables for the registry server the "
+        "``registry`` fixture starts (e.g. BERTH_LIFECYCLE_TICK_SECONDS='1')",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -129,6 +134,8 @@ class RegistryServer:
         self.proc: Optional[subprocess.Popen] = None
         self.port: Optional[int] = None
         self.starts = 0
+        # extra environment variables of the server process (set before start())
+        self.extra_env: Dict[str, str] = {}
         if TARGET == "reference":
             self.username: Optional[str] = None
             self.password: Optional[str] = None
@@ -201,6 +208,7 @@ class RegistryServer:
         env.pop("BERTH_BOOTSTRAP_OWNER_PASSWORD", None)
         if self.password is not None:
             env["BERTH_BOOTSTRAP_OWNER_PASSWORD"] = self.password
+        env.update(self.extra_env)
         try:
             proc = _popen_retrying(self._command(port), stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, cwd=str(self.workdir), env=env)
@@ -265,9 +273,13 @@ class RegistryServer:
 @pytest.fixture
 def registry(request):
     """A fresh registry (new data dir, free port). Yields the server object;
-    ``registry.host`` is ``127.0.0.1:PORT``."""
+    ``registry.host`` is ``127.0.0.1:PORT``. ``@pytest.mark.server_env(NAME="value")``
+    on a test adds environment variables to the server process."""
     workdir = Path(tempfile.mkdtemp(prefix="berth-interop-"))
     server = RegistryServer(workdir)
+    marker = request.node.get_closest_marker("server_env")
+    if marker is not None:
+        server.extra_env.update({k: str(v) for k, v in marker.kwargs.items()})
     server.start()
     try:
         yield server
