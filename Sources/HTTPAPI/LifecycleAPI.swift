@@ -230,7 +230,11 @@ extension RegistryResponder {
                     return jsonResponse(try registry.tagDetails(repo, orderBy: query(request, "orderby") ?? "name_asc"))
                 case (.delete, "/tags"):
                     guard let tag = query(request, "tag"), Tag.isValid(tag) else { throw LifecycleError.invalid("give a valid ?tag=") }
-                    try await registry.deleteManifest(repo, .tag(tag))
+                    do {
+                        try await registry.deleteManifest(repo, .tag(tag))
+                    } catch let e as RegistryError where e.code == .manifestUnknown {
+                        throw LifecycleError.notFound("tag \(tag) in \(repo.value)")
+                    }
                     return Response(status: .noContent)
                 case (.get, "/manifests"):
                     return jsonResponse(try registry.manifestDetails(repo))

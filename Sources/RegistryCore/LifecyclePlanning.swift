@@ -44,10 +44,12 @@ public struct LockTable: Sendable {
         return nil
     }
 
-    /// Why deleting `tag` (pointing at `digest`) is refused, or nil.
+    /// Why deleting `tag` (pointing at `digest`) is refused, or nil. A write-locked manifest keeps
+    /// its tags; a delete-locked one may lose them (it stays live through its lock).
     public func tagDeletionBlocker(_ repository: String, tag: String, digest: String) -> String? {
-        Self.deleteBlocker(self.repository(repository)) ?? Self.deleteBlocker(self.tag(repository, tag))
-            ?? Self.deleteBlocker(manifest(repository, digest))
+        if let b = Self.deleteBlocker(self.repository(repository)) ?? Self.deleteBlocker(self.tag(repository, tag)) { return b }
+        if let lock = manifest(repository, digest), !lock.writeEnabled { return Self.describe(lock, "write-enabled") }
+        return nil
     }
 
     /// Why deleting the manifest `digest` (and the tags that point at it) is refused, or nil.
