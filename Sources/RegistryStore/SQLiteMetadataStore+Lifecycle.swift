@@ -57,7 +57,16 @@ extension SQLiteMetadataStore {
 
     /// A manifest that lost a tag and has none left is stamped not-live now (the retention pass
     /// corrects it when an index or a subject still keeps it live).
-    static func stampUntagged(_ db: Database, _ repo: Int64, _ digest: String) throws {
+    static func stampUntagged(_ db: Database, _ repo: Int64, _ digest: String, tag: String) throws {
+        // The tag history a soft-deleted manifest takes to the recycle bin (the newest 50 tags).
+        if let raw = try Row.fetchOne(db, sql: "SELECT former_tags FROM manifests WHERE repo_id = ? AND digest = ?",
+                                      arguments: [repo, digest]) {
+            var former = (raw[0] as String?).flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? []
+            former.removeAll { $0 == tag }
+            former.append(tag)
+            try db.execute(sql: "UPDATE manifests SET former_tags = ? WHERE repo_id = ? AND digest = ?",
+                           arguments: [json(Array(former.suffix(50))), repo, digest])
+        }
         try db.execute(sql: """
             UPDATE manifests SET unlive_since = ? WHERE repo_id = ? AND digest = ? AND unlive_since IS NULL
               AND NOT EXISTS (SELECT 1 FROM tags WHERE repo_id = ? AND digest = ?)
@@ -114,7 +123,7 @@ extension SQLiteMetadataStore {
                 removedTags[t.digest, default: []].append(t.tag)
                 try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 1 AND key = ?", arguments: [repository, t.tag])
                 try Self.appendEvent(db, origin, EventAction.tagDelete, repository, digest: t.digest, tag: t.tag, detail: detail)
-                try Self.stampUntagged(db, repo, t.digest)
+                try Self.stampUntagged(db, repo, t.digest, tag: t.tag)
             }
             for m in change.deleteManifests {
                 guard let row = try Row.fetchOne(db, sql: "SELECT * FROM manifests WHERE repo_id = ? AND digest = ?",
@@ -128,7 +137,11 @@ extension SQLiteMetadataStore {
                                          detail: EventAction.cascadeDetail)
                 }
                 if let until = softDeleteUntil {
-                    let history = (removedTags[m.digest] ?? []) + tags
+                    let former = (row["former_tags"] as String?).flatMap {
+                        try? JSONDecoder().decode([String].self, from: Data($0.utf8))
+                    } ?? []
+                    var history: [String] = []
+                    for t in tags + (removedTags[m.digest] ?? []) + former.reversed() where !history.contains(t) { history.append(t) }
                     try db.execute(sql: """
                         INSERT INTO deleted_manifests(repo_id, digest, media_type, size, artifact_type, subject, annotations, created_at,
                                                       quarantine_state, quarantine_reason, deleted_at, expires_at, tags, reason)
@@ -304,7 +317,7 @@ extension SQLiteMetadataStore {
                     """, arguments: [repo, tag, digest, now])
                 try Self.appendEvent(db, origin, EventAction.tagMove, repository, digest: digest, tag: tag,
                                      mediaType: root["media_type"], size: root["size"], detail: current.map { "restore; from \($0)" } ?? "restore")
-                if let current { try Self.stampUntagged(db, repo, current) }
+                if let current { try Self.stampUntagged(db, repo, current, tag: tag) }
                 applied.append(tag)
             }
             if let i = restored.firstIndex(where: { $0.digest == digest }) { restored[i].tags = applied }

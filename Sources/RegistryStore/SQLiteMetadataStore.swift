@@ -225,6 +225,9 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
                 ) WITHOUT ROWID;
                 """)
         }
+        m.registerMigration("v7-tag-history") { db in
+            try db.execute(sql: "ALTER TABLE manifests ADD COLUMN former_tags TEXT")
+        }
         return m
     }
 
@@ -415,7 +418,7 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
                         """, arguments: [repo, tag, r.digest.string, now])
                     try Self.appendEvent(db, origin, EventAction.tagMove, push.repository, digest: r.digest.string, tag: tag,
                                          mediaType: r.mediaType, size: r.size, detail: old.map { "from \($0)" })
-                    if let old { try Self.stampUntagged(db, repo, old) }
+                    if let old { try Self.stampUntagged(db, repo, old, tag: tag) }
                     previous = old.flatMap { try? Digest(parsing: $0) }
                 }
             }
@@ -484,7 +487,7 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
             else { return false }
             try db.execute(sql: "DELETE FROM tags WHERE repo_id = ? AND name = ?", arguments: [repo, tag])
             try Self.appendEvent(db, origin, EventAction.tagDelete, repository, digest: digest, tag: tag)
-            try Self.stampUntagged(db, repo, digest)
+            try Self.stampUntagged(db, repo, digest, tag: tag)
             return true
         }
     }

@@ -82,6 +82,21 @@ import Testing
         #expect(try r.usage(repository: nil).bytes == 0)
     }
 
+    @Test func recycleBinKeepsTheTagHistory() async throws {
+        let r = try makeRegistry()
+        var soft = SoftDeletePolicy()
+        soft.enabled = true
+        try await r.updateSoftDelete(soft)
+        let d = try await push(r, repo, tag: "v1", layer: Array("history".utf8))
+        _ = try await push(r, repo, tag: "latest", layer: Array("history".utf8))
+        try await r.deleteManifest(repo, .tag("v1"))
+        try await r.deleteManifest(repo, .digest(d))
+        #expect(try r.deletedManifests(repo).first?.tags == ["latest", "v1"])
+        let restored = try await r.restoreManifest(repo, digest: d, tag: nil)
+        #expect(Set(restored.first?.tags ?? []) == ["latest", "v1"])
+        #expect(try r.resolve(repo, .tag("v1")) == d)
+    }
+
     @Test func quotaRefusesAndLeavesNothingBehind() async throws {
         let r = try makeRegistry()
         _ = try await r.createQuota(QuotaLimit(name: "team", prefix: "team/", limitBytes: 100_000))
