@@ -68,6 +68,14 @@ enum Repositories {
         guard ok else { throw ValidationError("\(option) must be a digest such as sha256:<64 hex digits>, got '\(digest)'") }
     }
 
+    /// Prints the rows `GET path?name=` answers: the listings of one repository.
+    static func printRows(_ client: ClientOptions, _ out: OutputOptions, _ path: String, name: String, columns: [Column]) async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            Printer.rows(try await c.call(.GET, path, query: [("name", name)]), columns: columns, format: out.output)
+        }
+    }
+
     static func checkName(_ name: String) throws {
         guard !name.isEmpty, !name.contains(":"), !name.contains("@") else {
             throw ValidationError("--name must be a repository name such as payments/api, got '\(name)'")
@@ -168,11 +176,7 @@ struct RepositoryShowManifests: AsyncParsableCommand {
     func validate() throws { try Repositories.checkName(name) }
 
     func run() async throws {
-        try await runCLI {
-            let c = try await ManagementClient.connect(client)
-            Printer.rows(try await c.call(.GET, "repository/manifests", query: [("name", name)]),
-                         columns: Repositories.manifestColumns, format: out.output)
-        }
+        try await Repositories.printRows(client, out, "repository/manifests", name: name, columns: Repositories.manifestColumns)
     }
 }
 
@@ -343,11 +347,7 @@ struct RepositoryListDeleted: AsyncParsableCommand {
     func validate() throws { try Repositories.checkName(name) }
 
     func run() async throws {
-        try await runCLI {
-            let c = try await ManagementClient.connect(client)
-            Printer.rows(try await c.call(.GET, "repository/deleted", query: [("name", name)]),
-                         columns: Repositories.deletedColumns, format: out.output)
-        }
+        try await Repositories.printRows(client, out, "repository/deleted", name: name, columns: Repositories.deletedColumns)
     }
 }
 

@@ -200,14 +200,7 @@ extension RegistryResponder {
         case (.delete, _): .contentDelete
         default: .contentWrite
         }
-        // A management token (registry:management:*) is judged by its principal's roles for this repository.
-        var judged = caller
-        if caller?.tokenAccess?.contains(where: { $0.type == "registry" && $0.name == "management" }) == true {
-            judged?.tokenAccess = nil
-        }
-        try await gate.require(request, context, caller: judged, repository: repo.value, action: action)
-        let origin = EventOrigin(actor: caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous",
-                                 address: (caller?.address ?? gate.address(request, context))?.description ?? "-")
+        let origin = try await requireOnRepository(request, context, gate, caller, repo, action)
         let answer = try await EventOrigin.$current.withValue(origin) {
             try await lifecycleErrors { () async throws -> Response? in
                 switch (request.method, sub) {

@@ -328,6 +328,20 @@ extension RegistryResponder {
                                            try parseDigest(body.digest), body: body)
     }
 
+    /// Checks `action` on `repo` for a management-API caller and returns the origin its events
+    /// record. A management token (registry:management:*) is judged by its principal's roles for
+    /// the repository.
+    func requireOnRepository(_ request: Request, _ context: Context, _ gate: AuthGate, _ caller: Caller?, _ repo: RepositoryName,
+                             _ action: Action) async throws -> EventOrigin {
+        var judged = caller
+        if caller?.tokenAccess?.contains(where: { $0.type == "registry" && $0.name == "management" }) == true {
+            judged?.tokenAccess = nil
+        }
+        try await gate.require(request, context, caller: judged, repository: repo.value, action: action)
+        return EventOrigin(actor: caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous",
+                           address: (caller?.address ?? gate.address(request, context))?.description ?? "-")
+    }
+
     struct VerdictBody: Decodable { let state: String; let reason: String? }
 
     /// Records the gate's verdict. Needs quarantine/write on the repository (QuarantineWriter, Owner).
@@ -347,14 +361,7 @@ extension RegistryResponder {
             return jsonResponse(ErrorEnvelope(error: .init(code: "INVALID", message: "state must be Pending, Passed or Failed")),
                                 status: .badRequest)
         }
-        // A management token (registry:management:*) is judged by its principal's roles for this repository.
-        var judged = caller
-        if caller?.tokenAccess?.contains(where: { $0.type == "registry" && $0.name == "management" }) == true {
-            judged?.tokenAccess = nil
-        }
-        try await gate.require(request, context, caller: judged, repository: repo.value, action: .quarantineWrite)
-        let origin = EventOrigin(actor: caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous",
-                                 address: (caller?.address ?? gate.address(request, context))?.description ?? "-")
+        let origin = try await requireOnRepository(request, context, gate, caller, repo, .quarantineWrite)
         try await EventOrigin.$current.withValue(origin) {
             try await registry.setQuarantine(repo, digest, state: parsed, reason: reason)
         }

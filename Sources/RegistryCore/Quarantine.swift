@@ -44,12 +44,7 @@ extension Registry {
     static let quarantineKey = "quarantine-policy"
 
     public func quarantinePolicy() throws -> QuarantinePolicy {
-        if let cached = policyCache.value.withLockedValue({ $0 }) { return cached }
-        let policy = try metadata.setting(Self.quarantineKey).flatMap {
-            try? JSONDecoder().decode(QuarantinePolicy.self, from: Data($0.utf8))
-        } ?? QuarantinePolicy()
-        policyCache.value.withLockedValue { $0 = policy }
-        return policy
+        try setting(Self.quarantineKey, policyCache.value, default: QuarantinePolicy())
     }
 
     /// Switches quarantine on or off. With `dryRun` nothing changes and the answer lists what
@@ -63,8 +58,7 @@ extension Registry {
         }
         var count = 0
         if blocksExisting { count = try await metadata.quarantineExisting() }
-        try await metadata.setSetting(Self.quarantineKey, String(decoding: try JSONEncoder().encode(policy), as: UTF8.self))
-        policyCache.value.withLockedValue { $0 = policy }
+        try await store(Self.quarantineKey, policyCache.value, policy)
         cache.invalidateAll()
         return QuarantineChange(policy: policy, affected: affected, affectedCount: count)
     }

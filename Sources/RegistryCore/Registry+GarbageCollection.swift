@@ -118,13 +118,10 @@ extension Registry {
 
         if !dryRun { lifecycle.touches.prune(before: touchedSince) }
         report.finishedAt = Date()
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let summary = "\(report.blobsDeleted) blobs, \(report.bytesReclaimed) bytes reclaimed, \(report.linksRemoved) links removed"
         report.id = try await metadata.recordRun(kind: "gc", name: nil, dryRun: dryRun, startedAt: report.startedAt,
                                                  finishedAt: report.finishedAt,
-                                                 report: String(decoding: try encoder.encode(report), as: UTF8.self),
+                                                 report: try Self.reportJSON(report),
                                                  event: dryRun ? nil : (LifecycleEventAction.gcRun, summary))
         if !dryRun, report.blobsDeleted + report.linksRemoved > 0 {
             logger.info("garbage collection", metadata: ["blobs": "\(report.blobsDeleted)", "bytes": "\(report.bytesReclaimed)",

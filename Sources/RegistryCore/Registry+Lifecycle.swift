@@ -239,14 +239,15 @@ extension Registry {
     static let gcKey = "gc-policy"
     static let quotasKey = "storage-quotas"
 
-    private func setting<T: Codable & Sendable>(_ key: String, _ box: NIOLockedValueBox<T?>, default value: T) throws -> T {
+    /// A JSON setting, cached in `box` after the first read.
+    func setting<T: Codable & Sendable>(_ key: String, _ box: NIOLockedValueBox<T?>, default value: T) throws -> T {
         if let cached = box.withLockedValue({ $0 }) { return cached }
         let loaded = try metadata.setting(key).flatMap { try? JSONDecoder().decode(T.self, from: Data($0.utf8)) } ?? value
         box.withLockedValue { $0 = loaded }
         return loaded
     }
 
-    private func store<T: Codable & Sendable>(_ key: String, _ box: NIOLockedValueBox<T?>, _ value: T) async throws {
+    func store<T: Codable & Sendable>(_ key: String, _ box: NIOLockedValueBox<T?>, _ value: T) async throws {
         try await metadata.setSetting(key, String(decoding: try JSONEncoder().encode(value), as: UTF8.self))
         box.withLockedValue { $0 = value }
     }
@@ -523,13 +524,17 @@ extension Registry {
         }
     }
 
-    func recordRun(_ report: inout LifecycleReport, event: (action: String, detail: String)?) async throws -> Int64 {
+    /// Run reports are kept as the JSON the API answers with.
+    static func reportJSON(_ report: some Encodable) throws -> String {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(report), as: UTF8.self)
+    }
+
+    func recordRun(_ report: inout LifecycleReport, event: (action: String, detail: String)?) async throws -> Int64 {
         let id = try await metadata.recordRun(kind: report.kind, name: report.name, dryRun: report.dryRun, startedAt: report.startedAt,
-                                              finishedAt: report.finishedAt, report: String(decoding: try encoder.encode(report), as: UTF8.self),
-                                              event: event)
+                                              finishedAt: report.finishedAt, report: try Self.reportJSON(report), event: event)
         report.id = id
         return id
     }
@@ -656,14 +661,14 @@ extension Registry {
 
     public func repositoryDetails() throws -> [RepositoryDetail] {
         let locks = try lockTable()
-        return try metadata.repositorySummaries().map {
+        return try metadata.repositorySummaries(named: nil).map {
             RepositoryDetail(name: $0.name, manifests: $0.manifests, tags: $0.tags, createdAt: $0.createdAt, lastUpdatedAt: $0.lastUpdatedAt,
                              attributes: LockAttributes(locks.repository($0.name)))
         }
     }
 
     public func repositoryDetail(_ repository: RepositoryName) throws -> RepositoryDetail {
-        guard let d = try metadata.repositorySummaries().first(where: { $0.name == repository.value }) else {
+        guard let d = try metadata.repositorySummaries(named: repository.value).first else {
             throw LifecycleError.notFound("repository \(repository.value)")
         }
         return RepositoryDetail(name: d.name, manifests: d.manifests, tags: d.tags, createdAt: d.createdAt, lastUpdatedAt: d.lastUpdatedAt,

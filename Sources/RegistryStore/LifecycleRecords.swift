@@ -285,7 +285,8 @@ public protocol LifecycleMetadata: Sendable {
     func repositoriesChanged(after sequence: Int64) throws -> (repositories: [String], latest: Int64)
     /// Repositories holding manifests not live since before `cutoff`.
     func repositoriesWithUnliveManifests(before cutoff: Date) throws -> [String]
-    func repositorySummaries() throws -> [RepositorySummary]
+    /// Repositories with content (all, or the one named), in name order.
+    func repositorySummaries(named name: String?) throws -> [RepositorySummary]
 
     // recycle bin
     func deletedManifests(repository: String) throws -> [DeletedManifest]

@@ -199,7 +199,7 @@ extension SQLiteMetadataStore {
         }
     }
 
-    public func repositorySummaries() throws -> [RepositorySummary] {
+    public func repositorySummaries(named name: String?) throws -> [RepositorySummary] {
         try pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT r.name, r.created_at,
@@ -208,10 +208,11 @@ extension SQLiteMetadataStore {
                        MAX(COALESCE((SELECT MAX(updated_at) FROM tags WHERE repo_id = r.id), 0),
                            COALESCE((SELECT MAX(created_at) FROM manifests WHERE repo_id = r.id), 0)) AS updated
                 FROM repositories r
-                WHERE EXISTS (SELECT 1 FROM manifests WHERE repo_id = r.id) OR EXISTS (SELECT 1 FROM tags WHERE repo_id = r.id)
-                   OR EXISTS (SELECT 1 FROM blob_links WHERE repo_id = r.id)
+                WHERE (?1 IS NULL OR r.name = ?1)
+                  AND (EXISTS (SELECT 1 FROM manifests WHERE repo_id = r.id) OR EXISTS (SELECT 1 FROM tags WHERE repo_id = r.id)
+                       OR EXISTS (SELECT 1 FROM blob_links WHERE repo_id = r.id))
                 ORDER BY r.name
-                """).map { row in
+                """, arguments: [name]).map { row in
                 let updated: Double = row["updated"]
                 return RepositorySummary(name: row["name"], manifests: row["manifests"], tags: row["tags"],
                                          createdAt: Date(timeIntervalSince1970: row["created_at"]),

@@ -372,16 +372,21 @@ def _resume_and_finish(api: Api, name: str, loc: str, data: bytes):
     return "resumed"
 
 
+def _open_with_first_chunk(api, name: str, chunk: bytes) -> str:
+    """Opens an upload session and PATCHes its first chunk; returns the session's location."""
+    loc = api.start_upload(name)
+    r = api.req("PATCH", loc, data=chunk, headers={
+        "Content-Type": "application/octet-stream", "Content-Range": f"0-{len(chunk) - 1}"})
+    assert r.status_code == 202
+    return r.headers.get("Location") or loc
+
+
 def test_client_disconnect_mid_patch_then_resume(registry):
     api = registry.api()
     name = "robust/patch-disconnect"
     data = os.urandom(3 * 1024 * 1024)
     first = 512 * 1024
-    loc = api.start_upload(name)
-    r = api.req("PATCH", loc, data=data[:first], headers={
-        "Content-Type": "application/octet-stream", "Content-Range": f"0-{first - 1}"})
-    assert r.status_code == 202
-    loc = r.headers.get("Location") or loc
+    loc = _open_with_first_chunk(api, name, data[:first])
     # second chunk declared as 2 MiB, only ~700 KiB sent, then RST
     h, p = registry.host.rsplit(":", 1)
     s = socket.create_connection((h, int(p)), timeout=10)
@@ -406,11 +411,7 @@ def test_sigkill_mid_patch_then_resume(registry):
     name = "robust/patch-kill"
     data = os.urandom(4 * 1024 * 1024)
     first = 1024 * 1024
-    loc = api.start_upload(name)
-    r = api.req("PATCH", loc, data=data[:first], headers={
-        "Content-Type": "application/octet-stream", "Content-Range": f"0-{first - 1}"})
-    assert r.status_code == 202
-    loc = _path_of(r.headers.get("Location") or loc)
+    loc = _path_of(_open_with_first_chunk(api, name, data[:first]))
     h, p = registry.host.rsplit(":", 1)
     s = socket.create_connection((h, int(p)), timeout=10)
     declared = len(data) - first
