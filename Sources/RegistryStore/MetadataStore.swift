@@ -150,8 +150,6 @@ public protocol MetadataStore: LifecycleMetadata {
     func putManifest(_ push: ManifestPush) async throws -> ManifestPushResult
     func manifest(repository: String, digest: Digest) throws -> ManifestRecord?
     func tagTarget(repository: String, tag: String) throws -> Digest?
-    /// Deletes a manifest and every tag that points at it.
-    func deleteManifest(repository: String, digest: Digest) async throws -> Bool
     func deleteTag(repository: String, tag: String) async throws -> Bool
     /// Tags of a repository in lexical order, or nil when the repository is unknown.
     func tags(repository: String, after: String?, limit: Int) throws -> [String]?

@@ -458,26 +458,6 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
         }
     }
 
-    public func deleteManifest(repository: String, digest: Digest) async throws -> Bool {
-        let origin = EventOrigin.current
-        return try await pool.write { db in
-            guard let repo = try Self.repoID(db, repository) else { return false }
-            try db.execute(sql: "DELETE FROM manifests WHERE repo_id = ? AND digest = ?", arguments: [repo, digest.string])
-            guard db.changesCount > 0 else { return false }
-            try db.execute(sql: "DELETE FROM manifest_refs WHERE repo_id = ? AND parent = ?", arguments: [repo, digest.string])
-            let tags = try String.fetchAll(db, sql: "SELECT name FROM tags WHERE repo_id = ? AND digest = ?",
-                                           arguments: [repo, digest.string])
-            try db.execute(sql: "DELETE FROM tags WHERE repo_id = ? AND digest = ?", arguments: [repo, digest.string])
-            for tag in tags {
-                // Part of the manifest's deletion: one `delete` notification covers it.
-                try Self.appendEvent(db, origin, EventAction.tagDelete, repository, digest: digest.string, tag: tag,
-                                     detail: EventAction.cascadeDetail)
-            }
-            try Self.appendEvent(db, origin, EventAction.manifestDelete, repository, digest: digest.string)
-            return true
-        }
-    }
-
     public func deleteTag(repository: String, tag: String) async throws -> Bool {
         let origin = EventOrigin.current
         return try await pool.write { db in

@@ -19,6 +19,18 @@ func push(_ repo: String, _ name: String, tag: String? = nil, blobs: [Digest] = 
     return ManifestPush(repository: repo, record: record, bytes: bytes, tag: tag, blobs: blobs, children: children)
 }
 
+/// Deletes one manifest the way the registry does: a lifecycle change applied in one transaction.
+func deleteManifest(_ store: SQLiteMetadataStore, _ repo: String, _ digest: Digest) async throws -> Bool {
+    let change = try await store.applyLifecycle(repository: repo, softDeleteUntil: nil, reason: "test") { graph in
+        var change = LifecycleChange()
+        if let m = graph.manifests[digest.string] {
+            change.deleteManifests = [LifecycleDeletion(repository: repo, digest: m.digest, mediaType: m.mediaType, reason: "requested")]
+        }
+        return change
+    }
+    return change?.deleteManifests.isEmpty == false
+}
+
 @Suite struct SQLiteMetadataStoreTests {
     @Test func blobLinksAreScopedToRepositories() async throws {
         let store = try newStore()
@@ -59,10 +71,10 @@ func push(_ repo: String, _ name: String, tag: String? = nil, blobs: [Digest] = 
         #expect(try await store.putManifest(m2) == .stored(previousTagTarget: m1.record.digest))
         #expect(try store.tagTarget(repository: "r", tag: "latest") == m2.record.digest)
         _ = try await store.putManifest(push("r", "two", tag: "stable"))
-        #expect(try await store.deleteManifest(repository: "r", digest: m2.record.digest))
+        #expect(try await deleteManifest(store, "r", m2.record.digest))
         #expect(try store.tags(repository: "r", after: nil, limit: 10) == [])
         #expect(try store.manifest(repository: "r", digest: m1.record.digest) != nil)
-        #expect(try await store.deleteManifest(repository: "r", digest: m2.record.digest) == false)
+        #expect(try await deleteManifest(store, "r", m2.record.digest) == false)
         #expect(try await store.deleteTag(repository: "r", tag: "latest") == false)
     }
 
@@ -71,7 +83,7 @@ func push(_ repo: String, _ name: String, tag: String? = nil, blobs: [Digest] = 
         let m = push("r", "one", tag: "t")
         _ = try await store.putManifest(m)
         _ = try await store.deleteTag(repository: "r", tag: "t")
-        _ = try await store.deleteManifest(repository: "r", digest: m.record.digest)
+        _ = try await deleteManifest(store, "r", m.record.digest)
         let events = try store.events(after: 0, limit: 100)
         #expect(events.map(\.action) == [EventAction.manifestPush, EventAction.tagMove, EventAction.tagDelete, EventAction.manifestDelete])
         #expect(events.map(\.sequence) == events.map(\.sequence).sorted())
