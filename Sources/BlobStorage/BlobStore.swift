@@ -38,6 +38,30 @@ public protocol BlobStore: Sendable {
     func openUploadCount() async throws -> Int
     /// The store is usable (for readiness probes).
     func checkHealth() async throws
+    /// An open handle on a stored blob's bytes, for stores that keep blobs in local files, so the
+    /// server can hand the kernel the file (sendfile) instead of copying it through memory.
+    /// Stores without local files return nil and are read through `read`.
+    func openFile(_ digest: Digest) async throws -> BlobFile?
+}
+
+extension BlobStore {
+    public func openFile(_ digest: Digest) async throws -> BlobFile? { nil }
+}
+
+/// A stored blob opened for reading. Whoever receives it owns the descriptor and must close it
+/// once (`close()`), after the last read.
+public struct BlobFile: Sendable {
+    public let handle: NIOFileHandle
+    public let size: Int64
+
+    public init(handle: NIOFileHandle, size: Int64) {
+        self.handle = handle
+        self.size = size
+    }
+
+    public func close() {
+        try? handle.close()
+    }
 }
 
 public enum BlobStoreError: Error, Sendable, Equatable {

@@ -115,6 +115,19 @@ public final class FileSystemBlobStore: BlobStore {
         }
     }
 
+    public func openFile(_ digest: Digest) async throws -> BlobFile? {
+        let fd = open(blobPath(digest), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw BlobStoreError.blobUnknown }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            close(fd)
+            throw BlobStoreError.blobUnknown
+        }
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        // An open descriptor keeps the bytes readable even if GC unlinks the file meanwhile.
+        return BlobFile(handle: NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd), size: Int64(st.st_size))
+    }
+
     public func delete(_ digest: Digest) async throws {
         unlink(blobPath(digest))
     }

@@ -23,9 +23,10 @@ public enum BerthServer {
                                       publicURL: publicURL, tls: tls != nil, logger: logger)
         // Idle connections (between requests, or a request whose bytes stopped coming: slowloris)
         // are closed after two minutes; a response being written is never cut off.
-        let http1 = HTTPServerBuilder.http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()],
-                                                                 idleTimeout: .seconds(120)))
-        var server = http1
+        let http1Configuration = HTTP1Channel.Configuration(additionalChannelHandlers: [ExpectContinueHandler()],
+                                                            idleTimeout: .seconds(120))
+        let http1 = HTTPServerBuilder.http1(configuration: http1Configuration)
+        var server = HTTPServerBuilder.http1Sendfile(configuration: http1Configuration)
         if let tls {
             let chain = try NIOSSLCertificate.fromPEMFile(tls.certificatePath).map { NIOSSLCertificateSource.certificate($0) }
             let key = try NIOSSLPrivateKey(file: tls.privateKeyPath, format: .pem)

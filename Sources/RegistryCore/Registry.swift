@@ -102,6 +102,25 @@ public final class Registry: Sendable {
         }
     }
 
+    /// The blob's file, opened, when the blob store keeps it in a local file and it is not kept
+    /// inline; nil otherwise (read it with `readBlob`). The caller owns the returned handle.
+    public func openBlobFile(_ repository: RepositoryName, _ digest: Digest) async throws -> BlobFile? {
+        let size = try blobSize(repository, digest)
+        guard size > Int64(configuration.inlineBlobThreshold) else { return nil }
+        do {
+            guard let file = try await blobs.openFile(digest) else { return nil }
+            guard file.size == size else {
+                file.close()
+                throw RegistryError(.blobUnknown, "blob content missing")
+            }
+            return file
+        } catch BlobStoreError.blobUnknown {
+            // Kept inline after all (a blob committed before the threshold changed): stream it.
+            if try metadata.inlineContent(digest) != nil { return nil }
+            throw RegistryError(.blobUnknown, "blob content missing")
+        }
+    }
+
     public func deleteBlob(_ repository: RepositoryName, _ digest: Digest) async throws {
         if let blocker = LockTable.deleteBlocker(try lockTable().repository(repository.value)) {
             throw RegistryError(.denied, blocker)

@@ -1,0 +1,156 @@
+import BlobStorage
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+
+/// Blob downloads on plain-HTTP connections go out with `sendfile(2)`: the kernel moves the
+/// bytes from the page cache to the socket, with no copy through the server's memory.
+///
+/// Hummingbird's response writer only carries `ByteBuffer`s, so the responder hands the file
+/// to this connection's `SendfileHandler` (a queue of open files, each with a random token) and
+/// writes the token as the body. The handler sits below the HTTPTypes codec, where body parts
+/// are `IOData`, and swaps a body part that is exactly the token at the head of its queue for a
+/// `FileRegion`. Any other body (a blob whose bytes happen to look like a token included) passes
+/// through untouched: tokens are 16 random bytes, known only to this connection's queue.
+///
+/// TLS connections have no such handler (the TLS handler cannot encrypt a file region); the
+/// responder then streams the file through memory as before.
+final class SendfileHandler: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let queue = SendfileQueue()
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .body(.byteBuffer(let buffer)) = unwrapOutboundIn(data),
+           buffer.readableBytes == SendfileQueue.tokenSize,
+           let entry = queue.take(matching: buffer) {
+            let region = FileRegion(fileHandle: entry.file.handle,
+                                    readerIndex: Int(entry.range.lowerBound), endIndex: Int(entry.range.upperBound))
+            let written = context.eventLoop.makePromise(of: Void.self)
+            written.futureResult.whenComplete { result in
+                entry.file.close()
+                switch result {
+                case .success: promise?.succeed()
+                case .failure(let error): promise?.fail(error)
+                }
+            }
+            context.write(wrapOutboundOut(.body(.fileRegion(region))), promise: written)
+            return
+        }
+        context.write(data, promise: promise)
+    }
+
+    /// Also called when the connection closes (its pipeline is torn down).
+    func handlerRemoved(context: ChannelHandlerContext) {
+        queue.shutDown()
+    }
+}
+
+/// The files a connection's responder has handed over and the handler has not yet written.
+/// Thread-safe: the responder enqueues from its task, the handler takes on the event loop.
+final class SendfileQueue: Sendable {
+    static let tokenSize = 16
+
+    struct Entry: Sendable {
+        let token: [UInt8]
+        let file: BlobFile
+        let range: Range<Int64>
+    }
+
+    private struct State {
+        var entries: [Entry] = []
+        var open = true
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    /// Queues `file` for the next body part equal to the returned token. Returns nil (and closes
+    /// the file) when the connection has already gone away.
+    func enqueue(_ file: BlobFile, range: Range<Int64>) -> ByteBuffer? {
+        var generator = SystemRandomNumberGenerator()
+        var token: [UInt8] = []
+        token.reserveCapacity(Self.tokenSize)
+        for _ in 0..<(Self.tokenSize / 8) {
+            withUnsafeBytes(of: generator.next() as UInt64) { token.append(contentsOf: $0) }
+        }
+        let queued = state.withLockedValue { state -> Bool in
+            guard state.open else { return false }
+            state.entries.append(Entry(token: token, file: file, range: range))
+            return true
+        }
+        guard queued else {
+            file.close()
+            return nil
+        }
+        return ByteBuffer(bytes: token)
+    }
+
+    /// Removes and returns the entry whose token `buffer` is, if any.
+    func take(matching buffer: ByteBuffer) -> Entry? {
+        state.withLockedValue { state in
+            guard let index = state.entries.firstIndex(where: { buffer.readableBytesView.elementsEqual($0.token) })
+            else { return nil }
+            return state.entries.remove(at: index)
+        }
+    }
+
+    /// Withdraws an entry the responder could not write (its body write failed).
+    func cancel(token: ByteBuffer) {
+        take(matching: token)?.file.close()
+    }
+
+    /// The connection is gone: close whatever was never written, refuse anything new.
+    func shutDown() {
+        let entries = state.withLockedValue { state -> [Entry] in
+            state.open = false
+            defer { state.entries = [] }
+            return state.entries
+        }
+        for entry in entries { entry.file.close() }
+    }
+
+    var isOpen: Bool { state.withLockedValue { $0.open } }
+}
+
+/// Hummingbird's HTTP/1 channel with a `SendfileHandler` placed between the HTTP/1 encoder and
+/// the HTTPTypes codec.
+struct SendfileHTTP1Channel: ServerChildChannel {
+    typealias Value = HTTP1Channel.Value
+    let inner: HTTP1Channel
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let codec = try channel.pipeline.syncOperations.handler(type: HTTP1ToHTTPServerCodec.self)
+            try channel.pipeline.syncOperations.addHandler(SendfileHandler(), position: .before(codec))
+            return value
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await inner.handle(value: value, logger: logger)
+    }
+}
+
+extension HTTPServerBuilder {
+    /// `http1(configuration:)`, with blob downloads sent by `sendfile(2)`.
+    static func http1Sendfile(configuration: HTTP1Channel.Configuration) -> HTTPServerBuilder {
+        .init { responder in
+            SendfileHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: configuration))
+        }
+    }
+}
+
+extension Channel {
+    /// This connection's sendfile queue, when it has one (plain HTTP/1).
+    func sendfileQueue() async -> SendfileQueue? {
+        try? await eventLoop.submit { [pipeline] in
+            try pipeline.syncOperations.handler(type: SendfileHandler.self).queue
+        }.get()
+    }
+}
