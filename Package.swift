@@ -121,8 +121,10 @@ let package = Package(
         ]),
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "HTTPAPITests", dependencies: [
-            "HTTPAPI", "Signing",
+            "HTTPAPI", "Signing", "BlobStorage",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
     ],
     swiftLanguageModes: [.v6]
