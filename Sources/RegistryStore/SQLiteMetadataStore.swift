@@ -11,8 +11,10 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
         var config = Configuration()
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
-            // 2 MiB page cache per connection: the hot read path is served from Berth's own cache.
-            try db.execute(sql: "PRAGMA cache_size = -2048")
+            // 512 KiB page cache per connection (five connections: one writer, four readers). The
+            // hot read path is served from Berth's own cache, and pages SQLite drops are still in
+            // the kernel's page cache: a bigger private cache only adds to the resident set.
+            try db.execute(sql: "PRAGMA cache_size = -512")
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
         config.busyMode = .timeout(10)
