@@ -117,7 +117,11 @@ public final class FileSystemBlobStore: BlobStore {
 
     public func openFile(_ digest: Digest) async throws -> BlobFile? {
         let fd = open(blobPath(digest), O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw BlobStoreError.blobUnknown }
+        guard fd >= 0 else {
+            // Out of descriptors or no permission is a server fault, not an unknown blob.
+            if errno == ENOENT { throw BlobStoreError.blobUnknown }
+            throw POSIXError(.init(rawValue: errno) ?? .EIO)
+        }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
             close(fd)

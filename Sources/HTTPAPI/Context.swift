@@ -6,19 +6,15 @@ import NIOCore
 public struct BerthRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: SocketAddress?
-    /// The connection, for handing blob files to its sendfile handler.
-    let channel: (any Channel)?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.remoteAddress = source.channel.remoteAddress
-        self.channel = source.channel
     }
 
     /// Test-only initialiser for contexts without a channel.
     public init(coreContext: CoreRequestContextStorage, remoteAddress: SocketAddress?) {
         self.coreContext = coreContext
         self.remoteAddress = remoteAddress
-        self.channel = nil
     }
 }

@@ -155,9 +155,10 @@ extension RegistryResponder {
             return runsResponse(try registry.runs(kind: query(request, "kind"), name: query(request, "name"), limit: limit))
 
         case (.post, ["gc"]):
-            let body = request.headers[.contentLength] == "0" ? DryRunRequest(dryRun: false)
-                : (try? await decode(DryRunRequest.self, request)) ?? DryRunRequest(dryRun: false)
-            return jsonResponse(try await registry.collectGarbage(dryRun: body.dryRun ?? false))
+            // No body is a real run; a body that does not parse is refused, never taken as one.
+            let dryRun = request.headers[.contentLength] == "0" ? false
+                : try await decode(DryRunRequest.self, request).dryRun ?? false
+            return jsonResponse(try await registry.collectGarbage(dryRun: dryRun))
         case (.get, ["usage"]):
             return jsonResponse(try registry.usage(repository: nil))
         case (.get, ["repositories"]):
@@ -181,6 +182,9 @@ extension RegistryResponder {
         } catch let e as RegistryError {
             return jsonResponse(ErrorEnvelope(error: .init(code: e.code.rawValue, message: e.message)),
                                 status: HTTPResponse.Status(code: e.status))
+        } catch let e as ManagementError {
+            // a body that does not decode, on the repository routes that bypass `management`'s own ladder
+            return jsonResponse(ErrorEnvelope(error: .init(code: e.code, message: e.message)), status: e.status)
         }
     }
 

@@ -224,7 +224,7 @@ public struct RegistryResponder: HTTPResponder {
             case .get, .head:
                 routeName = method == .get ? "blob_get" : "blob_head"
                 try await authorize(repo, .contentRead)
-                let (response, size) = try await getBlob(request, context, repo, d, head: method == .head)
+                let (response, size) = try await getBlob(request, repo, d, head: method == .head)
                 return Outcome(response: response, route: routeName, bytesOut: size)
             case .delete:
                 routeName = "blob_delete"
@@ -483,7 +483,7 @@ public struct RegistryResponder: HTTPResponder {
 
     // MARK: blobs
 
-    private func getBlob(_ request: Request, _ context: Context, _ repo: RepositoryName, _ digest: Digest, head: Bool) async throws -> (Response, Int64) {
+    private func getBlob(_ request: Request, _ repo: RepositoryName, _ digest: Digest, head: Bool) async throws -> (Response, Int64) {
         let size = try registry.blobSize(repo, digest)
         var headers = baseHeaders()
         headers[.contentType] = "application/octet-stream"
@@ -513,13 +513,10 @@ public struct RegistryResponder: HTTPResponder {
         }
         let registry = self.registry
         let readRange = range
-        // Plain HTTP/1: open the file now (so a missing file is still a clean error) and let the
-        // kernel send it.
-        if length > 0, let queue = await context.channel?.sendfileQueue(),
-           let file = try await registry.openBlobFile(repo, digest) {
-            guard let token = queue.enqueue(file, range: readRange) else {
-                throw CancellationError() // the connection is gone; nothing to answer
-            }
+        // A file blob on plain HTTP/1: open the file now (so a missing file is still a clean
+        // error) and let the kernel send it.
+        if length > 0, let queue = SendfileQueue.current, let file = try await registry.openBlobFile(digest, size: size),
+           let token = queue.enqueue(file, range: readRange) {  // nil: the connection is gone (file closed)
             let body = ResponseBody(contentLength: Int(length)) { writer in
                 do {
                     try await writer.write(token)

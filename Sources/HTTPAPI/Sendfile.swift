@@ -116,6 +116,10 @@ final class SendfileQueue: Sendable {
     }
 
     var isOpen: Bool { state.withLockedValue { $0.open } }
+
+    /// The queue of the connection the current request arrived on (nil over TLS and in tests
+    /// without a server).
+    @TaskLocal static var current: SendfileQueue?
 }
 
 /// Hummingbird's HTTP/1 channel with a `SendfileHandler` placed between the HTTP/1 encoder and
@@ -132,8 +136,13 @@ struct SendfileHTTP1Channel: ServerChildChannel {
         }
     }
 
+    /// Looks the connection's queue up once and serves every request of the connection with it
+    /// bound (Hummingbird runs the responder in this task).
     func handle(value: Value, logger: Logger) async {
-        await inner.handle(value: value, logger: logger)
+        let queue = await value.channel.sendfileQueue()
+        await SendfileQueue.$current.withValue(queue) {
+            await inner.handle(value: value, logger: logger)
+        }
     }
 }
 

@@ -319,18 +319,6 @@ extension Registry {
         }
     }
 
-    /// The quota a blob of `size` would exceed, checked before its bytes are committed (the
-    /// store checks again, atomically, when it links the blob).
-    func quotaBlocking(_ repository: String, digest: Digest, size: Int64, _ quotas: [QuotaLimit]) throws -> QuotaExceeded? {
-        for q in quotas where q.covers(repository) {
-            let used = try metadata.quotaUsage(q)
-            if used + size > q.limitBytes, try metadata.linkedBlobSize(repository: repository, digest: digest) == nil {
-                return QuotaExceeded(quota: q.name, limit: q.limitBytes, used: used, needed: size)
-            }
-        }
-        return nil
-    }
-
     func quotaError(_ e: QuotaExceeded) -> RegistryError {
         RegistryError(.denied, e.description)
     }

@@ -84,7 +84,7 @@ public final class Registry: Sendable {
     public func readBlob(_ repository: RepositoryName, _ digest: Digest, range: Range<Int64>,
                          into sink: (ByteBuffer) async throws -> Void) async throws {
         let size = try blobSize(repository, digest)
-        var inline = size <= Int64(configuration.inlineBlobThreshold)
+        var inline = keepsInline(size: size)
         if !inline { inline = try await blobs.size(of: digest) == nil }
         if inline {
             guard let bytes = try metadata.inlineContent(digest) else {
@@ -102,11 +102,16 @@ public final class Registry: Sendable {
         }
     }
 
+    /// Blobs of this size are kept in the metadata store, not as files.
+    public func keepsInline(size: Int64) -> Bool {
+        size <= Int64(configuration.inlineBlobThreshold)
+    }
+
     /// The blob's file, opened, when the blob store keeps it in a local file and it is not kept
-    /// inline; nil otherwise (read it with `readBlob`). The caller owns the returned handle.
-    public func openBlobFile(_ repository: RepositoryName, _ digest: Digest) async throws -> BlobFile? {
-        let size = try blobSize(repository, digest)
-        guard size > Int64(configuration.inlineBlobThreshold) else { return nil }
+    /// inline; nil otherwise (read it with `readBlob`). `size` is what `blobSize` answered, which
+    /// also checked that the caller may read the blob. The caller owns the returned handle.
+    public func openBlobFile(_ digest: Digest, size: Int64) async throws -> BlobFile? {
+        guard !keepsInline(size: size) else { return nil }
         do {
             guard let file = try await blobs.openFile(digest) else { return nil }
             guard file.size == size else {
@@ -211,8 +216,10 @@ public final class Registry: Sendable {
                 cache.invalidate(repository.value)
                 return Int64(small.count)
             }
-            if !quotas.isEmpty, let q = try quotaBlocking(repository.value, digest: digest,
-                                                          size: try await blobs.uploadedSize(id: id) ?? 0, quotas) {
+            // Refused before the bytes are committed; the store checks again, atomically, when it
+            // links the blob.
+            if !quotas.isEmpty, let q = try metadata.quotaExceeded(quotas, repository: repository.value, digest: digest.string,
+                                                                   size: try await blobs.uploadedSize(id: id) ?? 0) {
                 try? await blobs.cancelUpload(id: id)
                 throw quotaError(q)
             }
@@ -234,7 +241,8 @@ public final class Registry: Sendable {
                                                         contentLength: Int64?, body: Body) async throws -> Int64
         where Body.Element == ByteBuffer
     {
-        if let contentLength, contentLength <= Int64(configuration.inlineBlobThreshold) {
+        if let contentLength, keepsInline(size: contentLength) {
+            try checkWritable(repository.value)  // before reading the body
             var bytes: [UInt8] = []
             bytes.reserveCapacity(Int(contentLength))
             for try await chunk in body {
@@ -250,7 +258,6 @@ public final class Registry: Sendable {
             guard computed == digest else {
                 throw RegistryError(.digestInvalid, "digest mismatch: content is \(computed)")
             }
-            try checkWritable(repository.value)
             do {
                 try await metadata.linkBlob(repository: repository.value, digest: digest, size: Int64(bytes.count), inline: bytes,
                                             quotas: try quotas())

@@ -40,15 +40,13 @@ public struct RepositoryGraph: Sendable {
     }
 
     public var repository: String
-    public var createdAt: Date
     public var manifests: [String: Manifest]
     /// Index digest → the manifests it lists.
     public var children: [String: [String]]
     public var tags: [Tag]
 
-    public init(repository: String, createdAt: Date, manifests: [String: Manifest], children: [String: [String]], tags: [Tag]) {
+    public init(repository: String, manifests: [String: Manifest], children: [String: [String]], tags: [Tag]) {
         self.repository = repository
-        self.createdAt = createdAt
         self.manifests = manifests
         self.children = children
         self.tags = tags
@@ -316,6 +314,9 @@ public protocol LifecycleMetadata: Sendable {
     func usage(repository: String?) throws -> UsageRecord?
     /// Bytes of distinct digests stored by repositories a quota covers.
     func quotaUsage(_ quota: QuotaLimit) throws -> Int64
+    /// The quota that linking `digest` (`size` bytes) into `repository` would exceed, by the same
+    /// rule the linking transaction applies, read outside it (to refuse before committing bytes).
+    func quotaExceeded(_ quotas: [QuotaLimit], repository: String, digest: String, size: Int64) throws -> QuotaExceeded?
 
     // reports and schedules
     @discardableResult
@@ -326,5 +327,4 @@ public protocol LifecycleMetadata: Sendable {
     func createPurgeSchedule(_ schedule: PurgeScheduleRecord) async throws -> Bool
     func deletePurgeSchedule(name: String) async throws -> Bool
     func markPurgeScheduleRun(name: String, at: Date) async throws
-    func appendLifecycleEvent(action: String, repository: String, digest: String?, tag: String?, detail: String?) async throws
 }

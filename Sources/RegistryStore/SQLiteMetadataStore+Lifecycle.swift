@@ -53,6 +53,17 @@ extension SQLiteMetadataStore {
         try pool.read { db in try Self.quotaUsage(db, quota) }
     }
 
+    public func quotaExceeded(_ quotas: [QuotaLimit], repository: String, digest: String, size: Int64) throws -> QuotaExceeded? {
+        try pool.read { db in
+            do {
+                try Self.checkQuotas(db, quotas, repository: repository, digest: digest, size: size)
+                return nil
+            } catch let exceeded as QuotaExceeded {
+                return exceeded
+            }
+        }
+    }
+
     // MARK: graphs
 
     /// A manifest that lost a tag and has none left is stamped not-live now (the retention pass
@@ -74,7 +85,6 @@ extension SQLiteMetadataStore {
     }
 
     static func loadGraph(_ db: Database, _ repo: Int64, _ name: String) throws -> RepositoryGraph {
-        let created = try Double.fetchOne(db, sql: "SELECT created_at FROM repositories WHERE id = ?", arguments: [repo]) ?? 0
         var manifests: [String: RepositoryGraph.Manifest] = [:]
         for row in try Row.fetchAll(db, sql: """
             SELECT digest, media_type, artifact_type, size, subject, created_at, unlive_since, quarantine_state
@@ -95,7 +105,7 @@ extension SQLiteMetadataStore {
         let tags = try Row.fetchAll(db, sql: "SELECT name, digest, updated_at FROM tags WHERE repo_id = ?", arguments: [repo]).map {
             RepositoryGraph.Tag(name: $0[0], digest: $0[1], updatedAt: Date(timeIntervalSince1970: $0[2]))
         }
-        return RepositoryGraph(repository: name, createdAt: Date(timeIntervalSince1970: created), manifests: manifests,
+        return RepositoryGraph(repository: name, manifests: manifests,
                                children: children, tags: tags)
     }
 
@@ -555,13 +565,6 @@ extension SQLiteMetadataStore {
     public func markPurgeScheduleRun(name: String, at: Date) async throws {
         try await pool.write { db in
             try db.execute(sql: "UPDATE purge_schedules SET last_run_at = ? WHERE name = ?", arguments: [at.timeIntervalSince1970, name])
-        }
-    }
-
-    public func appendLifecycleEvent(action: String, repository: String, digest: String?, tag: String?, detail: String?) async throws {
-        let origin = EventOrigin.current
-        try await pool.write { db in
-            try Self.appendEvent(db, origin, action, repository, digest: digest, tag: tag, detail: detail)
         }
     }
 }

@@ -468,6 +468,8 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
                                                    arguments: [repo, tag])
             else { return false }
             try db.execute(sql: "DELETE FROM tags WHERE repo_id = ? AND name = ?", arguments: [repo, tag])
+            // a lock on the tag goes with it, as when a lifecycle change deletes the tag
+            try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 1 AND key = ?", arguments: [repository, tag])
             try Self.appendEvent(db, origin, EventAction.tagDelete, repository, digest: digest, tag: tag)
             try Self.stampUntagged(db, repo, digest, tag: tag)
             return true

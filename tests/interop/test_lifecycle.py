@@ -692,3 +692,23 @@ def test_repository_commands(registry, cli):  # noqa: F811
     assert "repo/one" not in {r["name"] for r in cli.json("repository", "list")}
     assert p.exists("repo/two", p.tag_target("repo/two", "latest"))
     assert "NOT_FOUND" in cli.fails("repository", "show", "--name", "repo/one")
+
+
+def test_malformed_management_bodies_are_refused_not_acted_on(registry):
+    blob = os.urandom(100_000)
+    digest = sha256_digest(blob)
+    r = requests.post(f"{registry.base}/v2/bad/body/blobs/uploads/?digest={digest}", data=blob, auth=registry.creds,
+                      headers={"Content-Type": "application/octet-stream"}, timeout=30)
+    assert r.status_code == 201, r.text
+    requests.delete(f"{registry.base}/v2/bad/body/blobs/{digest}", auth=registry.creds, timeout=30)
+    assert requests.patch(f"{registry.base}/api/v1/config/gc", json={"graceSeconds": 0}, auth=registry.creds,
+                          timeout=30).status_code == 200
+    # A GC body that does not parse is a 400, never a real run.
+    r = requests.post(f"{registry.base}/api/v1/gc", data='{"dryRun": "yes"}', auth=registry.creds,
+                      headers={"Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID", r.text
+    assert requests.post(f"{registry.base}/api/v1/gc", json={"dryRun": True}, auth=registry.creds,
+                         timeout=30).json()["blobsDeleted"] == 1
+    # A repository update whose body does not parse is a 400 in the management envelope.
+    r = requests.patch(f"{registry.base}/api/v1/repository?name=bad/body", data="nope", auth=registry.creds, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID", r.text
