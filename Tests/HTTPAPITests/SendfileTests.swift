@@ -14,7 +14,7 @@ import Testing
         let path = NSTemporaryDirectory() + "/berth-sendfile-\(UUID().uuidString)"
         try Data(repeating: 7, count: bytes).write(to: URL(fileURLWithPath: path))
         let fd = open(path, O_RDONLY)
-        #expect(fd >= 0)
+        try #require(fd >= 0)
         return (path, BlobFile(handle: NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd), size: Int64(bytes)))
     }
 

@@ -21,7 +21,7 @@ import Testing
         m["SBOM"] = manifest("SBOM", subject: "S")
         m["OLDSIG"] = manifest("OLDSIG", subject: "OLD")
         m["XSIG"] = manifest("XSIG", subject: "X")
-        return RepositoryGraph(repository: "r", createdAt: t0, manifests: m, children: ["I": ["A", "B"]], tags: [
+        return RepositoryGraph(repository: "r", manifests: m, children: ["I": ["A", "B"]], tags: [
             .init(name: "multi", digest: "I", updatedAt: t0),
             .init(name: "signed", digest: "S", updatedAt: t0.addingTimeInterval(10)),
             .init(name: "old-build", digest: "X", updatedAt: t0.addingTimeInterval(-100)),

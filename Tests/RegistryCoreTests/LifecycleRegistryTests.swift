@@ -157,16 +157,21 @@ import Testing
                         if n % 2 == 0 { try await r.deleteManifest(repo, .digest(d)) }
                         n += 1
                     }
+                    // end on an image that is kept
+                    _ = try await push(r, try RepositoryName("stress/w\(worker)"), tag: "t", layer: layers[worker])
                 }
             }
             try await group.waitForAll()
         }
+        // Past the grace period, a collection must still leave every kept image whole.
+        try await Task.sleep(for: .milliseconds(1100))
+        _ = try await r.collectGarbage(dryRun: false)
         for worker in 0..<3 {
             let repo = try RepositoryName("stress/w\(worker)")
-            if let content = try? r.manifest(repo, .tag("t")) {
-                let parsed = try ManifestParser.parse(Array(content.bytes.readableBytesView), contentType: content.mediaType)
-                for blob in parsed.blobs { #expect(try await read(r, repo, blob).count > 0) }
-            }
+            let content = try r.manifest(repo, .tag("t"))
+            let parsed = try ManifestParser.parse(Array(content.bytes.readableBytesView), contentType: content.mediaType)
+            #expect(!parsed.blobs.isEmpty)
+            for blob in parsed.blobs { #expect(try await read(r, repo, blob).count > 0) }
         }
     }
 }

@@ -272,7 +272,6 @@ def test_repository_commands(api):
     assert r["query"] == {"name": "payments/api", "digest": DIGEST}
     r = sent(api, "repository", "update", "--name", "payments/api", "--image", DIGEST, "--write-enabled", "false")
     assert r["query"] == {"name": "payments/api", "digest": DIGEST}
-    assert sent(api, "purge", "runs", "-o", "json")["query"] == {"kind": "purge"}
     r = sent(api, "repository", "update", "--repository", "payments/api", "--list-enabled=false")
     assert r["rawQuery"] == "name=payments%2Fapi" and r["body"] == {"listEnabled": False}
     refused(api, "repository", "update", "--name", "payments/api")

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from conftest import berth_bin, free_port
-from helpers import run, skopeo, umoci_image
+from helpers import run, sha256_digest, skopeo, umoci_image
 
 pytestmark = pytest.mark.berth_only
 
@@ -82,9 +82,8 @@ def test_skopeo_verifies_the_generated_certificate(tls_registry, tmp_path):
 def test_large_blob_download_over_tls(tls_registry):
     # Plain-HTTP downloads go out by sendfile; over TLS the file is streamed through memory.
     host, cert, creds = tls_registry
-    import hashlib
     data = os.urandom(6 * 1024 * 1024 + 7)
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    digest = sha256_digest(data)
     r = requests.post(f"https://{host}/v2/tls/big/blobs/uploads/?digest={digest}", data=data, auth=creds,
                       verify=str(cert), headers={"Content-Type": "application/octet-stream"}, timeout=60)
     assert r.status_code == 201, r.text
