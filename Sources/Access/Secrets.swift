@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import HummingbirdBcrypt
+import OCIModel
 
 /// Generation, hashing and constant-time checking of secrets. Generated secrets (token and admin
 /// passwords) carry 256 bits of entropy and are stored as SHA-256; passwords a person may have
@@ -14,7 +15,7 @@ public enum Secrets {
     }
 
     public static func hashGenerated(_ secret: String) -> String {
-        "sha256:" + SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
+        "sha256:" + Hex.encode(SHA256.hash(data: Data(secret.utf8)))
     }
 
     public static func hashPassword(_ password: String, cost: UInt8 = 10) -> String {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import OCIModel
 
 // Management commands of `berth`: they talk to a registry's `/api/v1/` management API over HTTP,
 // never to its database.
@@ -88,7 +89,7 @@ enum Fmt {
     static func passwords(_ v: JSONValue, _ which: String) -> String {
         guard let p = v["passwords"]?.asArray?.first(where: { $0["name"]?.asString == which }) else { return "-" }
         guard let expiry = p["expiry"]?.asString else { return "no expiry" }
-        if let date = ISO8601DateFormatter().date(from: expiry), date <= Date() { return "expired \(expiry)" }
+        if let date = RFC3339.parse(expiry), date <= Date() { return "expired \(expiry)" }
         return "expires \(expiry)"
     }
 

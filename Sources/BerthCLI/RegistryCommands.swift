@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import OCIModel
 
 // MARK: - registry settings
 
@@ -199,7 +200,7 @@ struct AuditList: AsyncParsableCommand {
     @Option(help: "At most this many records (default 1000).") var limit: Int?
 
     func validate() throws {
-        if let since, ISO8601DateFormatter().date(from: since) == nil,
+        if let since, RFC3339.parse(since) == nil,
            since.range(of: #"^[0-9]+(\.[0-9]+)?[smhd]$"#, options: .regularExpression) == nil {
             throw ValidationError("--since must be a duration such as 30m, 24h, 7d, or an ISO 8601 time")
         }

@@ -299,7 +299,7 @@ extension RegistryResponder {
 
     /// `2026-01-02T03:04:05Z`, or a duration back from now: `30m`, `24h`, `7d`.
     static func parseSince(_ raw: String) -> Date? {
-        if let date = ISO8601DateFormatter().date(from: raw) { return date }
+        if let date = RFC3339.parse(raw) { return date }
         guard let unit = raw.last, let n = Double(raw.dropLast()), n >= 0 else { return nil }
         let seconds: Double? = switch unit {
         case "s": n

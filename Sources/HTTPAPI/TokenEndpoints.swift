@@ -98,9 +98,8 @@ extension RegistryResponder {
             refresh = try await gate.access.tokens.issue(subject: subject, audience: service, type: "refresh",
                                                          generation: generation, access: nil, now: now).token
         }
-        let formatter = ISO8601DateFormatter()
         return jsonResponse(TokenResponse(token: access.token, access_token: access.token, expires_in: access.expiresIn,
-                                          issued_at: formatter.string(from: now), refresh_token: refresh))
+                                          issued_at: RFC3339.format(now), refresh_token: refresh))
     }
 
     private func login(_ gate: AuthGate, _ request: Request, user: String, password: String, address: IPAddress?,

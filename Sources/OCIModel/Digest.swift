@@ -116,15 +116,5 @@ public struct DigestHasher: Sendable {
         }
     }
 
-    private static let table = Array("0123456789abcdef".utf8)
-
-    static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
-        var out = [UInt8]()
-        out.reserveCapacity(128)
-        for b in bytes {
-            out.append(table[Int(b >> 4)])
-            out.append(table[Int(b & 0xF)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 { Hex.encode(bytes) }
 }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import OCIModel
 
 /// Base64url without padding (RFC 7515 section 2), as JWS uses it.
 public enum Base64URL {
@@ -26,31 +27,13 @@ public enum Base64URL {
     }
 }
 
-/// RFC 3339 timestamps without fractional seconds, in UTC (`2026-01-02T03:04:05Z`).
-public enum RFC3339 {
-    public static func format(_ date: Date) -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        f.timeZone = TimeZone(identifier: "UTC")
-        return f.string(from: Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down)))
-    }
-
-    public static func parse(_ text: String) -> Date? {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        if let d = f.date(from: text) { return d }
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.date(from: text)
-    }
-}
-
 /// `sha256:<hex>` of some bytes.
 public func sha256Digest<D: DataProtocol>(_ data: D) -> String {
-    "sha256:" + SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+    "sha256:" + Hex.encode(SHA256.hash(data: data))
 }
 
 func hex<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
-    bytes.map { String(format: "%02x", $0) }.joined()
+    Hex.encode(bytes)
 }
 
 /// Parses durations like `90s`, `15m`, `24h`, `7d`, `1y` (also combined: `1d12h`).

@@ -1,4 +1,5 @@
 import Foundation
+import OCIModel
 import X509
 
 /// The result of one validation of one signature.

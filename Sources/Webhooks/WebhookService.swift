@@ -124,7 +124,7 @@ public final class WebhookService: Sendable {
         var bytes = [UInt8](repeating: 0, count: 32)
         var rng = SystemRandomNumberGenerator()
         for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
-        let secret = bytes.map { String(format: "%02x", $0) }.joined()
+        let secret = Hex.encode(bytes)
         let record = WebhookRecord(name: name, uri: uri, actions: actions, scope: scope, headers: headers,
                                    sealedSecret: try seal(secret), enabled: enabled, createdAt: Date(), cursor: 0)
         guard try await store.createWebhook(record) else { throw WebhookError.conflict("webhook \(name) exists") }
@@ -233,7 +233,7 @@ public final class WebhookService: Sendable {
 
     static func signature(_ body: Data, secret: String) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data(secret.utf8)))
-        return "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
+        return "sha256=" + Hex.encode(mac)
     }
 
     func deliver(_ hook: WebhookRecord, payload: Payload, eventSequence: Int64?, attempt: Int) async -> WebhookDelivery {

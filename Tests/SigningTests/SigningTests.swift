@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Testing
+import OCIModel
 import X509
 @testable import Signing
 
