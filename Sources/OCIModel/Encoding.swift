@@ -33,9 +33,9 @@ public enum RFC3339 {
         let minSeconds = -62_167_219_200.0  // 0000-01-01T00:00:00Z
         let maxSeconds = 253_402_300_799.0  // 9999-12-31T23:59:59Z
         let seconds = Int64(min(max(date.timeIntervalSince1970.rounded(.down), minSeconds), maxSeconds))
-        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let days = GregorianDays.floorDiv(seconds, 86_400)
         let secondOfDay = seconds - days * 86_400
-        let (year, month, day) = civil(fromDays: days)
+        let (year, month, day) = GregorianDays.civil(fromDays: days)
         var out = [UInt8]()
         out.reserveCapacity(20)
         func put(_ value: Int64, _ width: Int) {
@@ -47,7 +47,7 @@ public enum RFC3339 {
             }
             out += digits
         }
-        put(year, 4); out.append(UInt8(ascii: "-")); put(month, 2); out.append(UInt8(ascii: "-")); put(day, 2)
+        put(year, 4); out.append(UInt8(ascii: "-")); put(Int64(month), 2); out.append(UInt8(ascii: "-")); put(Int64(day), 2)
         out.append(UInt8(ascii: "T"))
         put(secondOfDay / 3600, 2); out.append(UInt8(ascii: ":"))
         put(secondOfDay / 60 % 60, 2); out.append(UInt8(ascii: ":"))
@@ -73,7 +73,7 @@ public enum RFC3339 {
               let day = number(8, 2), b[10] == UInt8(ascii: "T") || b[10] == UInt8(ascii: "t"),
               let hour = number(11, 2), b[13] == UInt8(ascii: ":"), let minute = number(14, 2),
               b[16] == UInt8(ascii: ":"), let second = number(17, 2) else { return nil }
-        guard (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year),
+        guard (1...12).contains(month), day >= 1, day <= GregorianDays.daysIn(month: Int(month), year: year),
               hour <= 23, minute <= 59, second <= 60 else { return nil }
         var i = 19
         var fraction = 0.0
@@ -101,38 +101,8 @@ public enum RFC3339 {
             return nil
         }
         guard i == b.count else { return nil }
-        let seconds = days(fromCivil: year, month, day) * 86_400 + hour * 3600 + minute * 60 + min(second, 59) - offset
+        let day0 = GregorianDays.days(year: year, month: Int(month), day: Int(day))
+        let seconds = day0 * 86_400 + hour * 3600 + minute * 60 + min(second, 59) - offset
         return Date(timeIntervalSince1970: Double(seconds) + fraction)
-    }
-
-    private static func daysIn(month: Int64, year: Int64) -> Int64 {
-        switch month {
-        case 2: (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
-        case 4, 6, 9, 11: 30
-        default: 31
-        }
-    }
-
-    /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-    private static func days(fromCivil year: Int64, _ month: Int64, _ day: Int64) -> Int64 {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let doy = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
-    }
-
-    /// The inverse of `days(fromCivil:)`.
-    private static func civil(fromDays z0: Int64) -> (Int64, Int64, Int64) {
-        let z = z0 + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 }

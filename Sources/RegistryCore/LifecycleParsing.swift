@@ -381,18 +381,18 @@ public struct CronSchedule: Sendable, Equatable, CustomStringConvertible {
         // Stay well inside years 1...9999, where the calendar arithmetic below is exact and Int64-safe.
         guard t.isFinite, t > -62_000_000_000, t < 253_000_000_000 else { return nil }
         let startMinute = Int64((t / 60).rounded(.down)) + 1
-        var day = Self.floorDiv(startMinute, 1440)
+        var day = GregorianDays.floorDiv(startMinute, 1440)
         var minuteOfDay = Int(startMinute - day * 1440)
         let lastDay = day + Self.horizonDays
 
         while day <= lastDay {
-            let (y, m, d) = Self.civil(fromDays: day)
+            let (y, m, d) = GregorianDays.civil(fromDays: day)
             if months & (1 << UInt64(m)) == 0 {
-                day = m == 12 ? Self.days(year: y + 1, month: 1, day: 1) : Self.days(year: y, month: m + 1, day: 1)
+                day = m == 12 ? GregorianDays.days(year: y + 1, month: 1, day: 1) : GregorianDays.days(year: y, month: m + 1, day: 1)
                 minuteOfDay = 0
                 continue
             }
-            if matchesDay(dayOfMonth: d, dayOfWeek: Self.weekday(fromDays: day)),
+            if matchesDay(dayOfMonth: d, dayOfWeek: GregorianDays.weekday(fromDays: day)),
                let minute = firstMinute(from: minuteOfDay) {
                 return Date(timeIntervalSince1970: TimeInterval((day * 1440 + Int64(minute)) * 60))
             }
@@ -415,41 +415,6 @@ public struct CronSchedule: Sendable, Equatable, CustomStringConvertible {
             minuteFloor = 0
         }
         return nil
-    }
-
-    // Proleptic Gregorian calendar arithmetic on days since 1970-01-01 (H. Hinnant's algorithms);
-    // the same answers as Foundation's Gregorian calendar in UTC, without its cost per call.
-
-    private static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 {
-        let q = a / b
-        return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q
-    }
-
-    static func civil(fromDays z0: Int64) -> (year: Int64, month: Int, day: Int) {
-        let z = z0 + 719_468
-        let era = floorDiv(z, 146_097)
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (m <= 2 ? 1 : 0), Int(m), Int(d))
-    }
-
-    static func days(year: Int64, month: Int, day: Int) -> Int64 {
-        let y = month <= 2 ? year - 1 : year
-        let era = floorDiv(y, 400)
-        let yoe = y - era * 400
-        let mp = Int64(month > 2 ? month - 3 : month + 9)
-        let doy = (153 * mp + 2) / 5 + Int64(day) - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
-    }
-
-    /// 0 = Sunday; 1970-01-01 was a Thursday.
-    static func weekday(fromDays days: Int64) -> Int {
-        Int(((days % 7) + 11) % 7)
     }
 }
 

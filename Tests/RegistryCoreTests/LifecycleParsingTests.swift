@@ -1,4 +1,5 @@
 import Foundation
+import OCIModel
 import Testing
 @testable import RegistryCore
 
@@ -425,10 +426,10 @@ private func rejects(_ body: () throws(LifecycleParseError) -> Void) -> Bool {
         while day < 200_000 {
             let date = Date(timeIntervalSince1970: TimeInterval(day) * 86_400)
             let c = utcCalendar.dateComponents([.year, .month, .day, .weekday], from: date)
-            let mine = CronSchedule.civil(fromDays: day)
+            let mine = GregorianDays.civil(fromDays: day)
             #expect(Int(mine.year) == c.year! && mine.month == c.month! && mine.day == c.day!, "day \(day)")
-            #expect(CronSchedule.weekday(fromDays: day) == c.weekday! - 1, "day \(day)")
-            #expect(CronSchedule.days(year: mine.year, month: mine.month, day: mine.day) == day)
+            #expect(GregorianDays.weekday(fromDays: day) == c.weekday! - 1, "day \(day)")
+            #expect(GregorianDays.days(year: mine.year, month: mine.month, day: mine.day) == day)
             day += 37   // coprime with 7 and with month lengths, so weekdays and month ends are all visited
         }
     }
