@@ -54,7 +54,7 @@ struct AuthGate: Sendable {
             return caller
         }
         if scheme == "basic" {
-            guard let (user, password) = Self.basic(authorization) else {
+            guard let (user, password) = Self.decodeBasic(credentials) else {
                 throw challenge(request, scope: nil, message: "malformed Basic credentials", insufficientScope: false)
             }
             let principal = try await login(request, user: user, password: password, address: address)
@@ -88,9 +88,15 @@ struct AuthGate: Sendable {
         }
     }
 
+    /// A Basic `Authorization` header → (user, password).
     static func basic(_ header: String) -> (String, String)? {
-        guard let (scheme, encoded) = split(header), scheme == "basic", encoded.utf8.count <= 32_768,
-              let decoded = Data(base64Encoded: String(encoded)),
+        guard let (scheme, encoded) = split(header), scheme == "basic" else { return nil }
+        return decodeBasic(encoded)
+    }
+
+    /// Basic credentials, base64 of `user:password`, → (user, password).
+    static func decodeBasic(_ encoded: Substring) -> (String, String)? {
+        guard encoded.utf8.count <= 32_768, let decoded = Data(base64Encoded: String(encoded)),
               let text = String(data: decoded, encoding: .utf8),
               let colon = text.firstIndex(of: ":") else { return nil }
         return (String(text[..<colon]), String(text[text.index(after: colon)...]))
