@@ -15,7 +15,7 @@ public enum Secrets {
     }
 
     public static func hashGenerated(_ secret: String) -> String {
-        "sha256:" + Hex.encode(SHA256.hash(data: Data(secret.utf8)))
+        Digest.compute(Data(secret.utf8)).string
     }
 
     public static func hashPassword(_ password: String, cost: UInt8 = 10) -> String {

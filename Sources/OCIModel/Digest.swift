@@ -111,10 +111,8 @@ public struct DigestHasher: Sendable {
 
     public func finalize() -> Digest {
         switch state {
-        case .sha256(let h): Digest(algorithm: .sha256, hex: Self.hex(h.finalize()))
-        case .sha512(let h): Digest(algorithm: .sha512, hex: Self.hex(h.finalize()))
+        case .sha256(let h): Digest(algorithm: .sha256, hex: Hex.encode(h.finalize()))
+        case .sha512(let h): Digest(algorithm: .sha512, hex: Hex.encode(h.finalize()))
         }
     }
-
-    static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 { Hex.encode(bytes) }
 }

@@ -1,6 +1,4 @@
-import Crypto
 import Foundation
-import OCIModel
 
 /// Base64url without padding (RFC 7515 section 2), as JWS uses it.
 public enum Base64URL {
@@ -25,15 +23,6 @@ public enum Base64URL {
         }
         return Data(base64Encoded: s)
     }
-}
-
-/// `sha256:<hex>` of some bytes.
-public func sha256Digest<D: DataProtocol>(_ data: D) -> String {
-    "sha256:" + Hex.encode(SHA256.hash(data: data))
-}
-
-func hex<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
-    Hex.encode(bytes)
 }
 
 /// Parses durations like `90s`, `15m`, `24h`, `7d`, `1y` (also combined: `1d12h`).

@@ -164,7 +164,7 @@ public struct SignatureManifest: Sendable {
         let manifest = Manifest(
             schemaVersion: 2, mediaType: NotaryMediaType.ociManifest, artifactType: NotaryMediaType.signatureArtifact,
             config: Descriptor(mediaType: NotaryMediaType.ociEmpty, digest: NotaryMediaType.emptyDigest, size: 2),
-            layers: [Descriptor(mediaType: NotaryMediaType.jws, digest: sha256Digest(envelopeBytes),
+            layers: [Descriptor(mediaType: NotaryMediaType.jws, digest: Digest.compute(envelopeBytes).string,
                                 size: Int64(envelopeBytes.count))],
             subject: Descriptor(mediaType: subject.mediaType, digest: subject.digest, size: subject.size),
             annotations: [NotaryHeader.thumbprintAnnotation: thumbprintJSON])

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import OCIModel
 import NIOCore
 import NIOHTTP1
 import NIOSSL
@@ -171,7 +172,7 @@ public final class RegistryClient: Sendable {
         guard r.status == 200 else {
             throw SigningError("cannot fetch manifest \(repository):\(reference): \(Self.describe(r))")
         }
-        let digest = sha256Digest(r.body)
+        let digest = Digest.compute(r.body).string
         if reference.hasPrefix("sha256:"), digest != reference {
             throw SigningError("the registry answered \(repository)@\(reference) with content of digest \(digest)")
         }
@@ -186,13 +187,13 @@ public final class RegistryClient: Sendable {
     public func blob(_ repository: String, digest: String, limit: Int = 4 << 20) async throws -> Data {
         let r = try await send(.GET, "/v2/\(repository)/blobs/\(digest)", limit: limit)
         guard r.status == 200 else { throw SigningError("cannot fetch blob \(digest): \(Self.describe(r))") }
-        guard sha256Digest(r.body) == digest else { throw SigningError("blob \(digest) does not match its digest") }
+        guard Digest.compute(r.body).string == digest else { throw SigningError("blob \(digest) does not match its digest") }
         return r.body
     }
 
     /// Uploads a blob (monolithic: POST then PUT with the digest) unless the repository has it.
     public func pushBlob(_ repository: String, _ data: Data) async throws -> String {
-        let digest = sha256Digest(data)
+        let digest = Digest.compute(data).string
         let head = try await send(.HEAD, "/v2/\(repository)/blobs/\(digest)")
         if head.status == 200 { return digest }
         let start = try await send(.POST, "/v2/\(repository)/blobs/uploads/", body: Data())
@@ -208,7 +209,7 @@ public final class RegistryClient: Sendable {
     }
 
     public func pushManifest(_ repository: String, _ data: Data, mediaType: String) async throws -> String {
-        let digest = sha256Digest(data)
+        let digest = Digest.compute(data).string
         let r = try await send(.PUT, "/v2/\(repository)/manifests/\(digest)", headers: [("Content-Type", mediaType)], body: data)
         guard r.status == 201 else { throw SigningError("cannot push the signature manifest: \(Self.describe(r))") }
         return digest

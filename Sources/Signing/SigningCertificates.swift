@@ -29,7 +29,7 @@ public enum CertificateCoding {
 
     /// Lower-case hex SHA-256 of the certificate's DER encoding.
     public static func thumbprint(_ certificate: Certificate) throws -> String {
-        hex(SHA256.hash(data: try der(certificate)))
+        Hex.encode(SHA256.hash(data: try der(certificate)))
     }
 
     public static func subject(_ certificate: Certificate) -> String {

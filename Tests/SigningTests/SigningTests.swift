@@ -79,9 +79,9 @@ func signed(_ material: SigningMaterial, target: Descriptor = target, signingTim
         let mj = try JSONSerialization.jsonObject(with: manifest) as! [String: Any]
         #expect(mj["artifactType"] as? String == "application/vnd.cncf.notary.signature")
         #expect((mj["config"] as! [String: Any])["digest"] as? String == NotaryMediaType.emptyDigest)
-        #expect(sha256Digest(SignatureManifest.emptyConfig) == NotaryMediaType.emptyDigest)
+        #expect(Digest.compute(SignatureManifest.emptyConfig).string == NotaryMediaType.emptyDigest)
         let layer = (mj["layers"] as! [[String: Any]])[0]
-        #expect(layer["digest"] as? String == sha256Digest(blob))
+        #expect(layer["digest"] as? String == Digest.compute(blob).string)
         let thumbs = (mj["annotations"] as! [String: String])["io.cncf.notary.x509chain.thumbprint#S256"]!
         let list = try JSONDecoder().decode([String].self, from: Data(thumbs.utf8))
         #expect(list == [try CertificateCoding.thumbprint(m.leaf), try CertificateCoding.thumbprint(m.ca!)])
