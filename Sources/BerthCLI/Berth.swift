@@ -167,6 +167,8 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "berth")
         var registryConfiguration = RegistryConfiguration()
         registryConfiguration.uploadMaxAge = settings.uploadMaxAgeSeconds
+        // One server per data directory: the embedded backends' caches are per process.
+        let dataLock = try DataDirectoryLock(directory: settings.data, purpose: "berth serve")
         let registry = try Registry.embedded(dataDirectory: settings.data, configuration: registryConfiguration,
                                              logger: Logger(label: "berth.registry"))
         guard let accessStore = registry.metadata as? any AccessStateStore else {
@@ -201,5 +203,6 @@ struct Serve: AsyncParsableCommand {
             lifecycleTick: .milliseconds(Int64(max(0.05, settings.lifecycleTickSeconds) * 1000)), logger: logger)
         logger.info("berth starting", metadata: ["listen": "\(host):\(port)", "data": "\(settings.data)"])
         try await app.runService()
+        withExtendedLifetime(dataLock) {}
     }
 }

@@ -97,3 +97,18 @@ def test_probes_metrics_and_access_log(registry, api):
     assert "berth_upload_sessions_open" in text
     log = registry.log_path.read_text(errors="replace")
     assert "route=blob_get" in log and "status=404" in log
+
+
+def test_second_server_on_the_same_data_directory_is_refused(registry):
+    """The embedded backends keep per-process caches: a second `berth serve` on the same data
+    directory would serve stale answers, so it is refused at start with a message naming the lock."""
+    from conftest import berth_bin, free_port
+    import subprocess
+    port = free_port()
+    proc = subprocess.run([str(berth_bin()), "serve", "--data", str(registry.data),
+                           "--listen", f"127.0.0.1:{port}"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "berth.lock" in proc.stderr and "holds" in proc.stderr, proc.stderr
+    # the first server is unaffected
+    assert requests.get(f"{registry.base}/healthz", timeout=10).status_code == 200
