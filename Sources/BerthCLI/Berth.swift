@@ -29,71 +29,10 @@ struct Berth: AsyncParsableCommand {
     }
 }
 
-/// Settings of `berth serve`. Precedence: command-line flag, then environment variable
-/// (`BERTH_DATA`, `BERTH_LISTEN`, ...), then the `--config` file, then the default.
-struct ServeSettings: Codable, Equatable {
-    var data: String = "./berth-data"
-    var listen: String = "127.0.0.1:5000"
-    var logLevel: String = "info"
-    var uploadMaxAgeSeconds: Double = 24 * 3600
-    var janitorIntervalSeconds: Double = 600
-    var lifecycleTickSeconds: Double = 30
-    var maxConcurrentUploads: Int = 512
-    /// The admin user's name (the registry's name).
-    var registryName: String = "berth"
-    /// External URL clients use, when Berth sits behind a proxy (for the token realm).
-    var publicURL: String?
-    /// PEM certificate (chain) and private key: serve HTTPS.
-    var tlsCert: String?
-    var tlsKey: String?
-
-    enum CodingKeys: String, CodingKey {
-        case data, listen
-        case registryName = "registry-name"
-        case publicURL = "public-url"
-        case tlsCert = "tls-cert"
-        case tlsKey = "tls-key"
-        case logLevel = "log-level"
-        case uploadMaxAgeSeconds = "upload-max-age-seconds"
-        case janitorIntervalSeconds = "janitor-interval-seconds"
-        case lifecycleTickSeconds = "lifecycle-tick-seconds"
-        case maxConcurrentUploads = "max-concurrent-uploads"
-    }
-
-    init() {}
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = ServeSettings()
-        data = try c.decodeIfPresent(String.self, forKey: .data) ?? d.data
-        listen = try c.decodeIfPresent(String.self, forKey: .listen) ?? d.listen
-        logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? d.logLevel
-        uploadMaxAgeSeconds = try c.decodeIfPresent(Double.self, forKey: .uploadMaxAgeSeconds) ?? d.uploadMaxAgeSeconds
-        janitorIntervalSeconds = try c.decodeIfPresent(Double.self, forKey: .janitorIntervalSeconds) ?? d.janitorIntervalSeconds
-        lifecycleTickSeconds = try c.decodeIfPresent(Double.self, forKey: .lifecycleTickSeconds) ?? d.lifecycleTickSeconds
-        maxConcurrentUploads = try c.decodeIfPresent(Int.self, forKey: .maxConcurrentUploads) ?? d.maxConcurrentUploads
-        registryName = try c.decodeIfPresent(String.self, forKey: .registryName) ?? d.registryName
-        publicURL = try c.decodeIfPresent(String.self, forKey: .publicURL)
-        tlsCert = try c.decodeIfPresent(String.self, forKey: .tlsCert)
-        tlsKey = try c.decodeIfPresent(String.self, forKey: .tlsKey)
-    }
-
-    /// Parses `host:port` (`[v6]:port` for IPv6).
-    static func parseListen(_ value: String) throws -> (host: String, port: Int) {
-        guard let colon = value.lastIndex(of: ":"), let port = Int(value[value.index(after: colon)...]),
-              (0...65535).contains(port)
-        else { throw ValidationError("--listen must be HOST:PORT, got \(value)") }
-        var host = String(value[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty else { throw ValidationError("--listen must name a host, e.g. 127.0.0.1:5000") }
-        return (host, port)
-    }
-}
-
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the registry.",
-        discussion: "Settings come from flags, then BERTH_* environment variables, then --config (JSON), then defaults."
+        discussion: ServeSettings.helpText
     )
 
     @Option(help: "Data directory (env BERTH_DATA, default ./berth-data).")
@@ -102,11 +41,14 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address to listen on, HOST:PORT (env BERTH_LISTEN, default 127.0.0.1:5000).")
     var listen: String?
 
-    @Option(help: "JSON configuration file (env BERTH_CONFIG).")
+    @Option(help: "Configuration file, JSON or YAML (env BERTH_CONFIG).")
     var config: String?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (env BERTH_LOG_LEVEL).")
     var logLevel: String?
+
+    @Option(help: "Log format: text or json (env BERTH_LOG_FORMAT, default text).")
+    var logFormat: String?
 
     @Option(help: "PEM certificate (chain) to serve HTTPS with (env BERTH_TLS_CERT); needs --tls-key.")
     var tlsCert: String?
@@ -121,50 +63,26 @@ struct Serve: AsyncParsableCommand {
     var lifecycleTickSeconds: Double?
 
     func resolvedSettings(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServeSettings {
-        var settings = ServeSettings()
-        if let path = config ?? environment["BERTH_CONFIG"] {
-            guard let contents = FileManager.default.contents(atPath: path) else {
-                throw ValidationError("cannot read config file \(path)")
-            }
-            do {
-                settings = try JSONDecoder().decode(ServeSettings.self, from: contents)
-            } catch {
-                throw ValidationError("config file \(path) is not valid: \(error)")
-            }
-        }
-        if let v = environment["BERTH_DATA"] { settings.data = v }
-        if let v = environment["BERTH_LISTEN"] { settings.listen = v }
-        if let v = environment["BERTH_LOG_LEVEL"] { settings.logLevel = v }
-        if let v = environment["BERTH_UPLOAD_MAX_AGE_SECONDS"], let d = Double(v) { settings.uploadMaxAgeSeconds = d }
-        if let v = environment["BERTH_JANITOR_INTERVAL_SECONDS"], let d = Double(v) { settings.janitorIntervalSeconds = d }
-        if let v = environment["BERTH_LIFECYCLE_TICK_SECONDS"], let d = Double(v) { settings.lifecycleTickSeconds = d }
-        if let v = environment["BERTH_MAX_CONCURRENT_UPLOADS"], let n = Int(v) { settings.maxConcurrentUploads = n }
-        if let v = environment["BERTH_REGISTRY_NAME"] { settings.registryName = v }
-        if let v = environment["BERTH_PUBLIC_URL"] { settings.publicURL = v }
-        if let v = environment["BERTH_TLS_CERT"] { settings.tlsCert = v }
-        if let v = environment["BERTH_TLS_KEY"] { settings.tlsKey = v }
-        if let tlsCert { settings.tlsCert = tlsCert }
-        if let tlsKey { settings.tlsKey = tlsKey }
-        if let data { settings.data = data }
-        if let listen { settings.listen = listen }
-        if let logLevel { settings.logLevel = logLevel }
-        if let uploadMaxAgeSeconds { settings.uploadMaxAgeSeconds = uploadMaxAgeSeconds }
-        if let lifecycleTickSeconds { settings.lifecycleTickSeconds = lifecycleTickSeconds }
-        return settings
+        let flags: [(key: String, value: String?)] = [
+            ("data", data), ("listen", listen), ("log-level", logLevel), ("log-format", logFormat),
+            ("tls-cert", tlsCert), ("tls-key", tlsKey),
+            ("upload-max-age-seconds", uploadMaxAgeSeconds.map { String($0) }),
+            ("lifecycle-tick-seconds", lifecycleTickSeconds.map { String($0) }),
+        ]
+        return try ServeSettings.resolve(configPath: config, environment: environment,
+                                         flags: flags.compactMap { f in f.value.map { (f.key, $0) } })
     }
 
     func run() async throws {
         let settings = try resolvedSettings()
         let (host, port) = try ServeSettings.parseListen(settings.listen)
-        guard let level = Logger.Level(rawValue: settings.logLevel) else {
-            throw ValidationError("unknown log level \(settings.logLevel)")
-        }
+        let level = Logger.Level(rawValue: settings.logLevel) ?? .info
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            BerthLogHandler(label: label, format: settings.logFormat, logLevel: level)
         }
         let logger = Logger(label: "berth")
+        let metrics = HTTPMetrics()
+        metrics.bootstrapMetricsSystem()
         var registryConfiguration = RegistryConfiguration()
         registryConfiguration.uploadMaxAge = settings.uploadMaxAgeSeconds
         // One server per data directory: the embedded backends' caches are per process.
@@ -200,7 +118,7 @@ struct Serve: AsyncParsableCommand {
         let app = try BerthServer.makeApplication(
             registry: registry, access: access, webhooks: webhooks, host: host, port: port, limits: limits, publicURL: settings.publicURL, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),
-            lifecycleTick: .milliseconds(Int64(max(0.05, settings.lifecycleTickSeconds) * 1000)), logger: logger)
+            lifecycleTick: .milliseconds(Int64(max(0.05, settings.lifecycleTickSeconds) * 1000)), metrics: metrics, logger: logger)
         logger.info("berth starting", metadata: ["listen": "\(host):\(port)", "data": "\(settings.data)"])
         try await app.runService()
         withExtendedLifetime(dataLock) {}

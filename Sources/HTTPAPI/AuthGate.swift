@@ -2,6 +2,7 @@ import Access
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOConcurrencyHelpers
 import NIOCore
 import OCIModel
 
@@ -47,10 +48,12 @@ struct AuthGate: Sendable {
         }
         if scheme == "bearer" {
             guard let caller = await access.authenticateBearer(String(credentials), service: service(request), address: address) else {
+                LoginMetrics.failed(scheme: "bearer")
                 await access.recordAudit(actor: "-", address: address?.description ?? "-", action: "bearer",
                                          target: request.uri.path, outcome: "invalid token")
                 throw challenge(request, scope: nil, message: "invalid or expired token", insufficientScope: false)
             }
+            RequestNote.current?.identity = caller.principal
             return caller
         }
         if scheme == "basic" {
@@ -77,13 +80,17 @@ struct AuthGate: Sendable {
 
     func login(_ request: Request, user: String, password: String, address: IPAddress?) async throws -> Principal {
         do {
-            return try await access.authenticate(username: user, password: password, address: address,
-                                                 service: service(request)).principal
+            let principal = try await access.authenticate(username: user, password: password, address: address,
+                                                          service: service(request)).principal
+            RequestNote.current?.identity = principal
+            return principal
         } catch .rateLimited(let wait) {
+            LoginMetrics.failed(scheme: "rate-limited")
             var headers = HTTPFields()
             headers[.retryAfter] = String(wait)
             throw AccessDenied(error: RegistryError(.tooManyRequests, "too many failed logins; retry in \(wait) s"), headers: headers)
         } catch {
+            LoginMetrics.failed(scheme: "password")
             throw challenge(request, scope: nil, message: "authentication failed", insufficientScope: false)
         }
     }
@@ -147,6 +154,25 @@ struct AuthGate: Sendable {
     }
 }
 
+/// What the current request's access-log line needs to know from deeper down: who it
+/// authenticated as. Bound as a task local for the duration of one request.
+final class RequestNote: Sendable {
+    @TaskLocal static var current: RequestNote?
+    private let box = NIOLockedValueBox<Principal?>(nil)
+
+    var identity: Principal? {
+        get { box.withLockedValue { $0 } }
+        set { box.withLockedValue { $0 = newValue } }
+    }
+
+    /// `kind:name` of the principal, or `-` when the request carried no valid credentials.
+    var identityText: String {
+        guard let p = identity else { return "-" }
+        return "\(p.kind.rawValue):\(p.name)"
+    }
+}
+
 extension HTTPField.Name {
+    static let xRequestID = HTTPField.Name("X-Request-Id")!
     static let retryAfter = HTTPField.Name("Retry-After")!
 }

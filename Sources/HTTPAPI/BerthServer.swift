@@ -18,9 +18,10 @@ public enum BerthServer {
                                        tls: TLSFiles? = nil,
                                        janitorInterval: Duration = .seconds(600),
                                        lifecycleTick: Duration = .seconds(30),
+                                       metrics: HTTPMetrics = HTTPMetrics(),
                                        logger: Logger) throws -> some ApplicationProtocol {
         let responder = makeResponder(registry: registry, access: access, webhooks: webhooks, limits: limits,
-                                      publicURL: publicURL, tls: tls != nil, logger: logger)
+                                      publicURL: publicURL, tls: tls != nil, metrics: metrics, logger: logger)
         // Idle connections (between requests, or a request whose bytes stopped coming: slowloris)
         // are closed after two minutes; a response being written is never cut off.
         let http1Configuration = HTTP1Channel.Configuration(additionalChannelHandlers: [ExpectContinueHandler()],
@@ -56,10 +57,11 @@ public enum BerthServer {
 
     public static func makeResponder(registry: Registry, access: AccessControl?, webhooks: WebhookService? = nil,
                                      limits: RegistryResponder.Limits = .init(),
-                                     publicURL: String? = nil, tls: Bool = false, logger: Logger) -> RegistryResponder {
+                                     publicURL: String? = nil, tls: Bool = false, metrics: HTTPMetrics = HTTPMetrics(),
+                                     logger: Logger) -> RegistryResponder {
         var accessLog = logger
         accessLog[metadataKey: "component"] = "access"
-        return RegistryResponder(registry: registry, metrics: HTTPMetrics(), accessLog: accessLog, limits: limits,
+        return RegistryResponder(registry: registry, metrics: metrics, accessLog: accessLog, limits: limits,
                                  access: access, webhooks: webhooks, publicURL: publicURL, tls: tls)
     }
 }
@@ -100,6 +102,7 @@ struct LifecycleService: Service {
         do {
             try await body()
         } catch {
+            LifecycleMetrics.jobFailed(name)
             logger.warning("\(name) failed", metadata: ["error": "\(error)"])
         }
     }

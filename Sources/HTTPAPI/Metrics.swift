@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import NIOConcurrencyHelpers
 import Prometheus
 
@@ -7,14 +8,14 @@ import Prometheus
 public final class HTTPMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private struct Handles {
-        var counters: [String: Counter] = [:]
+        var counters: [String: Prometheus.Counter] = [:]
         var histograms: [String: DurationHistogram] = [:]
     }
     private let handles = NIOLockedValueBox(Handles())
-    private let bytesIn: Counter
-    private let bytesOut: Counter
-    let openUploads: Gauge
-    let storedBytes: Gauge
+    private let bytesIn: Prometheus.Counter
+    private let bytesOut: Prometheus.Counter
+    let openUploads: Prometheus.Gauge
+    let storedBytes: Prometheus.Gauge
     private static let buckets: [Duration] = [
         .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5),
         .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
@@ -27,11 +28,12 @@ public final class HTTPMetrics: Sendable {
         bytesOut = registry.makeCounter(name: "berth_http_response_bytes_total", help: "Response body bytes sent")
         openUploads = registry.makeGauge(name: "berth_upload_sessions_open", help: "Upload sessions in progress")
         storedBytes = registry.makeGauge(name: "berth_stored_bytes", help: "Bytes stored after deduplication")
+        _ = Self.startTime
     }
 
     func record(route: String, method: String, status: Int, duration: Duration, bytesIn inBytes: Int64, bytesOut outBytes: Int64) {
         let key = "\(route) \(method) \(status)"
-        let (counter, histogram) = handles.withLockedValue { h -> (Counter, DurationHistogram) in
+        let (counter, histogram) = handles.withLockedValue { h -> (Prometheus.Counter, DurationHistogram) in
             if let c = h.counters[key], let d = h.histograms[key] { return (c, d) }
             let labels = [("route", route), ("method", method), ("status", String(status))]
             let c = registry.makeCounter(name: "berth_http_requests_total", labels: labels, help: "HTTP requests")
@@ -46,4 +48,60 @@ public final class HTTPMetrics: Sendable {
         if inBytes > 0 { bytesIn.increment(by: Int64(inBytes)) }
         if outBytes > 0 { bytesOut.increment(by: Int64(outBytes)) }
     }
+}
+
+extension HTTPMetrics {
+    /// Sends swift-metrics (used by RegistryCore, Access, Webhooks) to this registry too. Once per
+    /// process: `berth serve` calls it at start.
+    public func bootstrapMetricsSystem() {
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+    }
+}
+
+/// Failed logins by how they failed: a password (Basic, token endpoint), a bearer token, or a
+/// request refused by the failed-login limiter.
+enum LoginMetrics {
+    static func failed(scheme: String) {
+        Metrics.Counter(label: "berth_login_failures_total", dimensions: [("kind", scheme)]).increment()
+    }
+}
+
+/// State read at scrape time: the process (from /proc, as Prometheus' client libraries name it),
+/// manifests by quarantine state, and each event consumer's backlog.
+extension HTTPMetrics {
+    func setGauge(_ name: String, _ labels: [(String, String)] = [], _ value: Double, help: String) {
+        registry.makeGauge(name: name, labels: labels, help: help).set(value)
+    }
+
+    func scrapeProcess() {
+        setGauge("process_start_time_seconds", [], Self.startTime, help: "Start time of the process since the epoch")
+        #if os(Linux)
+        if let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) {
+            let pages = statm.split(separator: " ").compactMap { Double($0) }
+            let pageSize = Double(sysconf(Int32(_SC_PAGESIZE)))
+            if pages.count > 1 {
+                setGauge("process_virtual_memory_bytes", [], pages[0] * pageSize, help: "Virtual memory size in bytes")
+                setGauge("process_resident_memory_bytes", [], pages[1] * pageSize, help: "Resident memory size in bytes")
+            }
+        }
+        if let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+           let close = stat.lastIndex(of: ")") {
+            // fields after the command name; utime and stime are the 12th and 13th of them
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) {
+                let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+                setGauge("process_cpu_seconds_total", [], (user + system) / ticks, help: "Total user and system CPU time in seconds")
+            }
+        }
+        if let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
+            setGauge("process_open_fds", [], Double(fds.count), help: "Number of open file descriptors")
+        }
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+            setGauge("process_max_fds", [], Double(limit.rlim_cur), help: "Maximum number of open file descriptors")
+        }
+        #endif
+    }
+
+    static let startTime = Date().timeIntervalSince1970
 }

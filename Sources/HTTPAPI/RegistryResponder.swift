@@ -51,6 +51,11 @@ public struct RegistryResponder: HTTPResponder {
     }
 
     public func respond(to request: Request, context: Context) async throws -> Response {
+        let note = RequestNote()
+        return await RequestNote.$current.withValue(note) { await respond(to: request, context: context, note: note) }
+    }
+
+    private func respond(to request: Request, context: Context, note: RequestNote) async -> Response {
         let start = ContinuousClock.now
         let isHead = request.method == .head
         var outcome: Outcome
@@ -80,8 +85,12 @@ public struct RegistryResponder: HTTPResponder {
                 "ms": "\(Double(duration.components.attoseconds / 1_000_000_000_000) / 1000 + Double(duration.components.seconds) * 1000)",
                 "remote": "\(context.remoteAddress?.ipAddress ?? "-")",
                 "route": "\(outcome.route)",
+                "identity": "\(note.identityText)",
+                "request_id": "\(context.id)",
+                "user_agent": "\(request.headers[.userAgent].map { String($0.prefix(256)) } ?? "-")",
             ])
         }
+        outcome.response.headers[.xRequestID] = context.id
         return outcome.response
     }
 
@@ -614,6 +623,20 @@ public struct RegistryResponder: HTTPResponder {
     private func metricsResponse() async throws -> Response {
         metrics.openUploads.set(Double(try await registry.blobs.openUploadCount()))
         metrics.storedBytes.set(Double(try registry.metadata.storedBytes()))
+        let quarantine = try registry.metadata.quarantineCounts()
+        for state in ["Pending", "Passed", "Failed"] {
+            metrics.setGauge("berth_manifests_by_quarantine_state", [("state", state)], Double(quarantine[state] ?? 0),
+                             help: "Manifests by quarantine state (never-quarantined ones are not counted)")
+        }
+        if let webhooks {
+            metrics.setGauge("berth_event_log_sequence", [], Double(try webhooks.latestEventSequence()),
+                             help: "Sequence number of the newest event in the event log")
+            for (name, events) in try webhooks.backlog() {
+                metrics.setGauge("berth_event_consumer_lag_events", [("consumer", "webhook:" + name)], Double(events),
+                                 help: "Events in the log after an event consumer's cursor")
+            }
+        }
+        metrics.scrapeProcess()
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer())))

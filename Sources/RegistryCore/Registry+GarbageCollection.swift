@@ -123,6 +123,8 @@ extension Registry {
                                                  finishedAt: report.finishedAt,
                                                  report: try Self.reportJSON(report),
                                                  event: dryRun ? nil : (LifecycleEventAction.gcRun, summary))
+        LifecycleMetrics.run(kind: "gc", dryRun: dryRun, startedAt: report.startedAt, finishedAt: report.finishedAt,
+                             blobsDeleted: report.blobsDeleted, bytesReclaimed: report.bytesReclaimed)
         if !dryRun, report.blobsDeleted + report.linksRemoved > 0 {
             logger.info("garbage collection", metadata: ["blobs": "\(report.blobsDeleted)", "bytes": "\(report.bytesReclaimed)",
                                                          "links": "\(report.linksRemoved)"])

@@ -524,6 +524,8 @@ extension Registry {
         let id = try await metadata.recordRun(kind: report.kind, name: report.name, dryRun: report.dryRun, startedAt: report.startedAt,
                                               finishedAt: report.finishedAt, report: try Self.reportJSON(report), event: event)
         report.id = id
+        LifecycleMetrics.run(kind: report.kind, dryRun: report.dryRun, startedAt: report.startedAt, finishedAt: report.finishedAt,
+                             manifestsDeleted: report.deletedManifests.count)
         return id
     }
 

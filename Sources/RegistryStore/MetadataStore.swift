@@ -162,6 +162,8 @@ public protocol MetadataStore: LifecycleMetadata {
     func setQuarantine(repository: String, digest: Digest, state: String, reason: String?) async throws -> Bool
     /// Manifests a quarantine switch would affect (never quarantined, not referrers).
     func unquarantinedManifests(limit: Int) throws -> [ManifestRef]
+    /// How many manifests are in each quarantine state (`Pending`, `Passed`, `Failed`).
+    func quarantineCounts() throws -> [String: Int]
     /// Puts every such manifest into `Pending`; returns how many.
     func quarantineExisting() async throws -> Int
     func setting(_ key: String) throws -> String?

@@ -725,6 +725,16 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
         }
     }
 
+    public func quarantineCounts() throws -> [String: Int] {
+        try pool.read { db in
+            var counts: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT quarantine_state, COUNT(*) AS n FROM manifests WHERE quarantine_state IS NOT NULL GROUP BY quarantine_state") {
+                counts[row["quarantine_state"]] = row["n"]
+            }
+            return counts
+        }
+    }
+
     public func quarantineExisting() async throws -> Int {
         try await pool.write { db in
             try db.execute(sql: """

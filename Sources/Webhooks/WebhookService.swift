@@ -112,6 +112,15 @@ public final class WebhookService: Sendable {
 
     public func list() throws -> [WebhookView] { try store.webhooks().map(Self.view) }
 
+    /// Per enabled webhook: events in the log after its cursor (its backlog; events that do not
+    /// concern it are passed quickly) — the lag of this event consumer.
+    public func latestEventSequence() throws -> Int64 { try store.latestEventSequence() }
+
+    public func backlog() throws -> [(name: String, events: Int64)] {
+        let latest = try store.latestEventSequence()
+        return try store.webhooks().filter(\.enabled).map { ($0.name, max(0, latest - $0.cursor)) }
+    }
+
     public func get(_ name: String) throws -> WebhookView {
         guard let r = try store.webhook(named: name) else { throw WebhookError.notFound("webhook \(name)") }
         return Self.view(r)
@@ -295,6 +304,7 @@ public final class WebhookService: Sendable {
                 let attempt = hook.attempts + 1
                 let delivery = await deliver(hook, payload: Self.payload(for: event, action: action),
                                              eventSequence: event.sequence, attempt: attempt)
+                WebhookMetrics.attempt(failed: delivery.error != nil, abandoned: delivery.error != nil && attempt >= maxAttempts)
                 if delivery.error == nil || attempt >= maxAttempts {
                     if delivery.error != nil {
                         logger.warning("webhook delivery abandoned", metadata: ["webhook": "\(name)", "event": "\(event.sequence)"])

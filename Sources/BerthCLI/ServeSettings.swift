@@ -1,0 +1,249 @@
+import ArgumentParser
+import Foundation
+import Yams
+
+/// Settings of `berth serve`. Precedence: command-line flag, then environment variable
+/// (`BERTH_DATA`, `BERTH_LISTEN`, ...), then the `--config` file (JSON or YAML), then the default.
+///
+/// Every setting is described once, in `ServeSettings.schema`: its configuration key, its flag
+/// (the same name, when it has one), its environment variable, its default and the one parser
+/// that reads its value from any of the three sources. `berth serve --help` and the README's
+/// table are made from, and tested against, that schema.
+struct ServeSettings: Equatable {
+    var data: String = "./berth-data"
+    var listen: String = "127.0.0.1:5000"
+    var logLevel: String = "info"
+    var logFormat: LogFormat = .text
+    var uploadMaxAgeSeconds: Double = 24 * 3600
+    var janitorIntervalSeconds: Double = 600
+    var lifecycleTickSeconds: Double = 30
+    var maxConcurrentUploads: Int = 512
+    /// The admin user's name (the registry's name).
+    var registryName: String = "berth"
+    /// External URL clients use, when Berth sits behind a proxy (for the token realm).
+    var publicURL: String?
+    /// PEM certificate (chain) and private key: serve HTTPS.
+    var tlsCert: String?
+    var tlsKey: String?
+
+    enum LogFormat: String, Equatable, CaseIterable {
+        case text, json
+    }
+
+    /// One setting: where it can come from and how its value is read.
+    struct Spec: Sendable {
+        let key: String
+        let environment: String
+        /// `--<key>` exists on `berth serve`.
+        let hasFlag: Bool
+        let defaultText: String
+        let summary: String
+        let apply: @Sendable (inout ServeSettings, String) throws(SettingError) -> Void
+    }
+
+    struct SettingError: Error {
+        let message: String
+        init(_ message: String) { self.message = message }
+    }
+
+    static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+    static let schema: [Spec] = [
+        Spec(key: "data", environment: "BERTH_DATA", hasFlag: true, defaultText: "./berth-data",
+             summary: "data directory: blobs, upload sessions, metadata.sqlite, keys") { s, v throws(SettingError) in
+            s.data = try nonEmpty(v)
+        },
+        Spec(key: "listen", environment: "BERTH_LISTEN", hasFlag: true, defaultText: "127.0.0.1:5000",
+             summary: "address to listen on, HOST:PORT ([v6]:PORT for IPv6)") { s, v throws(SettingError) in
+            _ = try parseListen(v)
+            s.listen = v
+        },
+        Spec(key: "log-level", environment: "BERTH_LOG_LEVEL", hasFlag: true, defaultText: "info",
+             summary: "one of " + logLevels.joined(separator: ", ") + "; one access-log line per request at info") { s, v throws(SettingError) in
+            guard logLevels.contains(v) else {
+                throw SettingError("unknown log level '\(v)': use one of \(logLevels.joined(separator: ", "))")
+            }
+            s.logLevel = v
+        },
+        Spec(key: "log-format", environment: "BERTH_LOG_FORMAT", hasFlag: true, defaultText: "text",
+             summary: "text (one line per entry) or json (one JSON object per line)") { s, v throws(SettingError) in
+            guard let f = LogFormat(rawValue: v) else { throw SettingError("unknown log format '\(v)': use text or json") }
+            s.logFormat = f
+        },
+        Spec(key: "tls-cert", environment: "BERTH_TLS_CERT", hasFlag: true, defaultText: "-",
+             summary: "PEM certificate (chain) to serve HTTPS with; needs tls-key") { s, v throws(SettingError) in
+            s.tlsCert = try nonEmpty(v)
+        },
+        Spec(key: "tls-key", environment: "BERTH_TLS_KEY", hasFlag: true, defaultText: "-",
+             summary: "PEM private key of tls-cert") { s, v throws(SettingError) in
+            s.tlsKey = try nonEmpty(v)
+        },
+        Spec(key: "upload-max-age-seconds", environment: "BERTH_UPLOAD_MAX_AGE_SECONDS", hasFlag: true, defaultText: "86400",
+             summary: "abandoned upload sessions are removed after this many seconds") { s, v throws(SettingError) in
+            s.uploadMaxAgeSeconds = try seconds(v)
+        },
+        Spec(key: "lifecycle-tick-seconds", environment: "BERTH_LIFECYCLE_TICK_SECONDS", hasFlag: true, defaultText: "30",
+             summary: "how often purge schedules, retention, recycle-bin expiry and periodic GC are looked at") { s, v throws(SettingError) in
+            s.lifecycleTickSeconds = try seconds(v)
+        },
+        Spec(key: "janitor-interval-seconds", environment: "BERTH_JANITOR_INTERVAL_SECONDS", hasFlag: false, defaultText: "600",
+             summary: "how often abandoned uploads are looked for") { s, v throws(SettingError) in
+            s.janitorIntervalSeconds = try seconds(v)
+        },
+        Spec(key: "max-concurrent-uploads", environment: "BERTH_MAX_CONCURRENT_UPLOADS", hasFlag: false, defaultText: "512",
+             summary: "more upload requests at once get 429 TOOMANYREQUESTS") { s, v throws(SettingError) in
+            guard let n = Int(v), n > 0 else { throw SettingError("'\(v)' is not a positive whole number") }
+            s.maxConcurrentUploads = n
+        },
+        Spec(key: "registry-name", environment: "BERTH_REGISTRY_NAME", hasFlag: false, defaultText: "berth",
+             summary: "the admin user's name") { s, v throws(SettingError) in
+            s.registryName = try nonEmpty(v)
+        },
+        Spec(key: "public-url", environment: "BERTH_PUBLIC_URL", hasFlag: false, defaultText: "-",
+             summary: "external URL behind a proxy (token realm), e.g. https://registry.example.com") { s, v throws(SettingError) in
+            guard let url = URL(string: v), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+                throw SettingError("'\(v)' is not an http(s) URL")
+            }
+            s.publicURL = v
+        },
+    ]
+
+    static func spec(key: String) -> Spec? { schema.first { $0.key == key } }
+
+    /// Environment variables read outside the schema (secrets and the config file's path).
+    static let otherEnvironment: [(name: String, summary: String)] = [
+        ("BERTH_CONFIG", "path of the configuration file (JSON or YAML); also --config"),
+        ("BERTH_BOOTSTRAP_OWNER_PASSWORD", "the first owner's password (generated when unset)"),
+    ]
+
+    /// The settings part of `berth serve --help`.
+    static var helpText: String {
+        var lines = ["Settings come from flags, then environment variables, then the --config file (JSON or YAML, same keys), then defaults.",
+                     "", "key (flag) | environment | default: meaning"]
+        for s in schema {
+            lines.append("  \(s.key)\(s.hasFlag ? " (--\(s.key))" : "") | \(s.environment) | \(s.defaultText): \(s.summary)")
+        }
+        for e in otherEnvironment { lines.append("  \(e.name): \(e.summary)") }
+        return lines.joined(separator: "\n")
+    }
+
+    // MARK: resolution
+
+    /// Resolves the settings from the file, the environment and the flags (`key` → value).
+    static func resolve(configPath: String?, environment: [String: String], flags: [(key: String, value: String)]) throws -> ServeSettings {
+        var settings = ServeSettings()
+        if let path = configPath ?? environment["BERTH_CONFIG"] {
+            for (key, value) in try readFile(path) {
+                guard let spec = spec(key: key) else {
+                    throw ValidationError("config file \(path): unknown key '\(key)'" + suggestion(for: key))
+                }
+                do { try spec.apply(&settings, value) } catch {
+                    throw ValidationError("config file \(path): key '\(key)': \(error.message)")
+                }
+            }
+        }
+        for spec in schema {
+            guard let value = environment[spec.environment] else { continue }
+            do { try spec.apply(&settings, value) } catch {
+                throw ValidationError("environment variable \(spec.environment): \(error.message)")
+            }
+        }
+        for (key, value) in flags {
+            guard let spec = spec(key: key) else { continue }
+            do { try spec.apply(&settings, value) } catch {
+                throw ValidationError("--\(key): \(error.message)")
+            }
+        }
+        if (settings.tlsCert == nil) != (settings.tlsKey == nil) {
+            throw ValidationError("tls-cert and tls-key go together")
+        }
+        return settings
+    }
+
+    /// A configuration file as (key, value) pairs, in file order. JSON when it starts with `{`,
+    /// YAML otherwise; values must be scalars.
+    static func readFile(_ path: String) throws -> [(String, String)] {
+        guard let contents = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("cannot read config file \(path)")
+        }
+        guard contents.count <= 1 << 20, let text = String(data: contents, encoding: .utf8) else {
+            throw ValidationError("config file \(path) is not UTF-8 text of at most 1 MiB")
+        }
+        let isJSON = text.drop(while: { $0.isWhitespace }).first == "{"
+        let root: Any?
+        do {
+            if isJSON {
+                root = try JSONSerialization.jsonObject(with: contents)
+            } else {
+                root = try Yams.load(yaml: text)
+            }
+        } catch let e as ValidationError {
+            throw e
+        } catch {
+            throw ValidationError("config file \(path) is not valid \(isJSON ? "JSON" : "YAML"): \(error)")
+        }
+        guard let map = root as? [String: Any] else {
+            throw ValidationError("config file \(path) must be a \(isJSON ? "JSON object" : "YAML mapping") of settings")
+        }
+        return try map.keys.sorted().map { key in
+            let value = map[key]!
+            switch value {
+            case let s as String: return (key, s)
+            case let b as Bool where type(of: value) == Bool.self: return (key, b ? "true" : "false")
+            case let n as NSNumber:
+                // JSON numbers arrive as NSNumber; whole numbers print without a fraction.
+                let d = n.doubleValue
+                return (key, d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d))
+            case let i as Int: return (key, String(i))
+            case let d as Double: return (key, String(d))
+            default:
+                throw ValidationError("config file \(path): key '\(key)' must be a string or a number")
+            }
+        }
+    }
+
+    /// " (did you mean 'x'?)" for the closest key within two edits, else "" plus the known keys.
+    static func suggestion(for key: String) -> String {
+        let scored = schema.map { ($0.key, editDistance(key.lowercased(), $0.key)) }.min { $0.1 < $1.1 }
+        if let (best, distance) = scored, distance <= max(2, key.count / 3) {
+            return " (did you mean '\(best)'?)"
+        }
+        return "; known keys: " + schema.map(\.key).joined(separator: ", ")
+    }
+
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a.utf8.prefix(64)), b = Array(b.utf8.prefix(64))
+        var previous = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return a.isEmpty ? b.count : previous[b.count]
+    }
+
+    // MARK: value parsers
+
+    static func nonEmpty(_ v: String) throws(SettingError) -> String {
+        guard !v.isEmpty else { throw SettingError("must not be empty") }
+        return v
+    }
+
+    static func seconds(_ v: String) throws(SettingError) -> Double {
+        guard let d = Double(v), d.isFinite, d > 0 else { throw SettingError("'\(v)' is not a positive number of seconds") }
+        return d
+    }
+
+    /// Parses `host:port` (`[v6]:port` for IPv6).
+    static func parseListen(_ value: String) throws(SettingError) -> (host: String, port: Int) {
+        guard let colon = value.lastIndex(of: ":"), let port = Int(value[value.index(after: colon)...]),
+              (0...65535).contains(port)
+        else { throw SettingError("listen must be HOST:PORT, got \(value)") }
+        var host = String(value[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw SettingError("listen must name a host, e.g. 127.0.0.1:5000") }
+        return (host, port)
+    }
+}

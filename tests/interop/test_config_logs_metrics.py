@@ -1,0 +1,104 @@
+"""Operating Berth: the configuration schema (file, environment, flags), JSON logs with the
+access line's fields, and the metrics an operator alerts on."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import REPO_ROOT, berth_bin
+
+pytestmark = pytest.mark.berth_only
+
+
+def _serve(args, env=None, timeout=30):
+    return subprocess.run([str(berth_bin()), "serve", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def _readme_schema():
+    """(key, environment variable) rows of the README's settings table."""
+    text = (REPO_ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `([a-z-]+)` \| [^|]+ \| `(BERTH_[A-Z_]+)` \|", text, re.M)
+    assert len(rows) >= 10, rows
+    return rows
+
+
+def test_help_lists_every_setting_of_the_readme_schema():
+    out = _serve(["--help"]).stdout
+    flat = " ".join(out.split())
+    for key, env in _readme_schema():
+        assert f"{key}" in flat and env in flat, (key, env, out)
+    assert "BERTH_CONFIG" in flat and "BERTH_BOOTSTRAP_OWNER_PASSWORD" in flat
+    # and nothing in the help that the README lacks
+    helped = set(re.findall(r"BERTH_[A-Z_]+", flat)) - {"BERTH_CONFIG", "BERTH_BOOTSTRAP_OWNER_PASSWORD"}
+    assert helped == {env for _, env in _readme_schema()}
+
+
+def test_unknown_and_bad_settings_are_refused_with_their_source(tmp_path):
+    cfg = tmp_path / "berth.yaml"
+    cfg.write_text("listen: 127.0.0.1:5999\nlisen: 0.0.0.0:80\n")
+    r = _serve(["--config", str(cfg), "--data", str(tmp_path / "d")])
+    assert r.returncode != 0
+    assert f"config file {cfg}: unknown key 'lisen' (did you mean 'listen'?)" in r.stderr, r.stderr
+
+    cfg.write_text('{"log-format": "xml"}')
+    r = _serve(["--config", str(cfg), "--data", str(tmp_path / "d")])
+    assert r.returncode != 0 and "key 'log-format'" in r.stderr and "text or json" in r.stderr, r.stderr
+
+    cfg.write_text("- a\n- b\n")
+    r = _serve(["--config", str(cfg), "--data", str(tmp_path / "d")])
+    assert r.returncode != 0 and "YAML mapping" in r.stderr, r.stderr
+
+    import os
+    env = dict(os.environ, BERTH_LIFECYCLE_TICK_SECONDS="soon")
+    r = _serve(["--data", str(tmp_path / "d")], env=env)
+    assert r.returncode != 0 and "BERTH_LIFECYCLE_TICK_SECONDS" in r.stderr, r.stderr
+
+    r = _serve(["--listen", "nohost", "--data", str(tmp_path / "d")])
+    assert r.returncode != 0 and "--listen" in r.stderr, r.stderr
+
+
+@pytest.mark.server_env(BERTH_LOG_FORMAT="json")
+def test_json_logs_carry_identity_request_id_and_user_agent(registry):
+    r = requests.get(f"{registry.base}/v2/", auth=registry.creds, headers={"User-Agent": 'ops-"test"\\1.0'}, timeout=10)
+    assert r.status_code == 200
+    request_id = r.headers["X-Request-Id"]
+    lines = [json.loads(l) for l in registry.log_path.read_text().splitlines() if l.startswith("{")]
+    assert lines, registry.log_tail()
+    access = [l for l in lines if l.get("msg") == "request" and l.get("request_id") == request_id]
+    assert len(access) == 1, lines[-5:]
+    line = access[0]
+    assert line["identity"] == "identity:owner"
+    assert line["user_agent"] == 'ops-"test"\\1.0'
+    assert line["status"] == "200" and line["path"] == "/v2/"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["ts"]), line["ts"]
+
+
+def test_metrics_for_operators(registry, api):
+    base = registry.base
+    assert requests.get(base + "/v2/", auth=("owner", "wrong"), timeout=10).status_code == 401
+    assert requests.get(base + "/v2/", headers={"Authorization": "Bearer not.a.token"}, timeout=10).status_code == 401
+    r = api.req("POST", "/api/v1/gc", json={})
+    assert r.status_code == 200, r.text
+    text = requests.get(base + "/metrics", timeout=10).text
+
+    def value(name):
+        m = re.search(r"^" + re.escape(name) + r" (\S+)$", text, re.M)
+        assert m, name + "\n" + text[-3000:]
+        return float(m.group(1))
+
+    assert value('berth_login_failures_total{kind="password"}') == 1
+    assert value('berth_login_failures_total{kind="bearer"}') == 1
+    assert value('berth_lifecycle_runs_total{kind="gc",mode="run"}') == 1
+    assert value('berth_lifecycle_run_duration_seconds_count{kind="gc"}') == 1
+    assert value('berth_manifests_by_quarantine_state{state="Pending"}') == 0
+    assert value("berth_event_log_sequence") >= 1
+    assert value("process_resident_memory_bytes") > 1_000_000
+    assert value("process_open_fds") > 3
+    assert value("process_cpu_seconds_total") > 0
