@@ -6,6 +6,7 @@ import HummingbirdTLS
 import NIOSSL
 import Logging
 import RegistryCore
+import RegistryStore
 import ServiceLifecycle
 import Webhooks
 
@@ -40,9 +41,17 @@ public enum BerthServer {
             server: server,
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             services: [LifecycleService(registry: registry, janitorInterval: janitorInterval, tick: lifecycleTick, logger: logger)]
+                + eventConsumers(registry: registry, poll: lifecycleTick, logger: logger)
                 + (webhooks.map { [WebhookDispatcher(service: $0)] } ?? []),
             logger: logger
         )
+    }
+
+    /// The event consumers this server runs, each from its durable cursor.
+    static func eventConsumers(registry: Registry, poll: Duration, logger: Logger) -> [any Service] {
+        guard let store = registry.metadata as? any EventConsumerStore else { return [] }
+        return [EventConsumerService(runner: EventConsumerRunner(consumer: RetentionConsumer(registry: registry), store: store,
+                                                                 logger: logger), poll: poll)]
     }
 
     /// PEM files of the server certificate (chain) and its private key.
@@ -104,6 +113,18 @@ struct LifecycleService: Service {
         } catch {
             LifecycleMetrics.jobFailed(name)
             logger.warning("\(name) failed", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// Runs one event consumer until the server stops.
+struct EventConsumerService: Service {
+    let runner: EventConsumerRunner
+    let poll: Duration
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            await runner.run(poll: poll, isStopping: { Task.isShuttingDownGracefully })
         }
     }
 }

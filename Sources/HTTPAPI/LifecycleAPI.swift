@@ -159,6 +159,10 @@ extension RegistryResponder {
             let dryRun = request.headers[.contentLength] == "0" ? false
                 : try await decode(DryRunRequest.self, request).dryRun ?? false
             return jsonResponse(try await registry.collectGarbage(dryRun: dryRun))
+        case (.get, ["event-consumers"]):
+            return jsonResponse(try registry.eventConsumerViews())
+        case (.post, let p) where p.count == 3 && p[0] == "event-consumers" && (p[2] == "pause" || p[2] == "resume"):
+            return jsonResponse(try await registry.setEventConsumerPaused(p[1], paused: p[2] == "pause"))
         case (.get, ["usage"]):
             return jsonResponse(try registry.usage(repository: nil))
         case (.get, ["repositories"]):

@@ -162,7 +162,6 @@ final class LifecycleState: Sendable {
     let softDelete = NIOLockedValueBox<SoftDeletePolicy?>(nil)
     let gc = NIOLockedValueBox<GarbageCollectionPolicy?>(nil)
     let quotas = NIOLockedValueBox<[QuotaLimit]?>(nil)
-    let retentionCursor = NIOLockedValueBox<Int64>(0)
     let pins = BlobPins()
     let touches = LinkTouches()
 }
@@ -556,20 +555,40 @@ extension Registry {
         return report
     }
 
-    /// One retention pass: refreshes when manifests stopped being live in repositories that
-    /// changed, and deletes those not live for longer than the policy's days.
+    /// One retention pass over the repositories whose manifests are due (not live for longer than
+    /// the policy's days). Repositories that changed are handled as the changes happen, by the
+    /// retention event consumer (`RetentionConsumer`); `force` (an operator's "run now") also
+    /// handles the changes that consumer has not reached yet, whether or not retention is enabled.
     @discardableResult
     public func runRetention(now: Date = Date(), force: Bool = false) async throws -> LifecycleReport? {
         let policy = try retentionPolicy()
         guard policy.enabled || force else { return nil }
+        var repositories = Set(try metadata.repositoriesWithUnliveManifests(before: now.addingTimeInterval(-policy.days * 86_400)))
+        var advance: (consumers: any EventConsumerStore, from: Int64, to: Int64)?
+        if force, let consumers = metadata as? any EventConsumerStore {
+            let record = try await consumers.registerEventConsumer(name: RetentionConsumer.name, start: .beginning)
+            let (changed, latest) = try metadata.repositoriesChanged(after: record.cursor)
+            repositories.formUnion(changed)
+            if latest > record.cursor { advance = (consumers, record.cursor, latest) }
+        }
+        var report = try await retain(repositories: repositories, policy: policy, now: now)
+        if let advance {
+            _ = try await advance.consumers.advanceEventConsumer(name: RetentionConsumer.name, from: advance.from, to: advance.to)
+        }
+        if !report.deletedManifests.isEmpty || force {
+            _ = try await recordRun(&report, event: (LifecycleEventAction.retentionRun, "\(report.deletedManifests.count) manifests deleted"))
+        }
+        return report
+    }
+
+    /// Retention on these repositories: refreshes when manifests stopped being live, and deletes
+    /// those not live for longer than the policy's days.
+    func retain(repositories: Set<String>, policy: RetentionPolicy, now: Date) async throws -> LifecycleReport {
         var report = LifecycleReport(kind: "retention", name: nil, dryRun: false, startedAt: now, finishedAt: now)
         let locks = try lockTable()
         let grace = try garbageCollectionPolicy().graceSeconds
         let softUntil = try softDeleteUntil(now)
-        let cursor = lifecycle.retentionCursor.withLockedValue { $0 }
-        let (changed, latest) = try metadata.repositoriesChanged(after: cursor)
-        let due = try metadata.repositoriesWithUnliveManifests(before: now.addingTimeInterval(-policy.days * 86_400))
-        for repo in Set(changed).union(due).sorted() {
+        for repo in repositories.sorted() {
             let change = try await metadata.applyLifecycle(repository: repo, softDeleteUntil: softUntil, reason: "retention") { graph in
                 var c = LifecyclePlanner.retention(graph, days: policy.days, locks: locks, now: now, grace: grace, delete: true)
                 c.detail = "retention"
@@ -580,12 +599,8 @@ extension Registry {
                 cache.invalidate(repo)
             } else if let change { report.skipped += change.skipped }
         }
-        lifecycle.retentionCursor.withLockedValue { $0 = max($0, latest) }
+        if !report.deletedManifests.isEmpty { reloadLocks() }
         report.finishedAt = Date()
-        if !report.deletedManifests.isEmpty || force {
-            reloadLocks()
-            _ = try await recordRun(&report, event: (LifecycleEventAction.retentionRun, "\(report.deletedManifests.count) manifests deleted"))
-        }
         return report
     }
 
@@ -697,5 +712,31 @@ extension Registry {
             throw LifecycleError.notFound("repository \(repository?.value ?? "")")
         }
         return u
+    }
+}
+
+/// Retention as an event consumer: every repository that changes is looked at (its manifests'
+/// "not live since" clocks refreshed, and those past the policy deleted) from a durable cursor.
+/// While retention is disabled the cursor stays where it is, so enabling it later looks at every
+/// repository that changed in between.
+public struct RetentionConsumer: EventConsumer {
+    public static let name = "retention"
+    public var name: String { Self.name }
+    public var start: EventConsumerStart { .beginning }
+    let registry: Registry
+
+    public init(registry: Registry) { self.registry = registry }
+
+    public func isActive() throws -> Bool { try registry.retentionPolicy().enabled }
+
+    public func handle(_ events: [Event]) async throws {
+        let policy = try registry.retentionPolicy()
+        let now = Date()
+        var report = try await registry.retain(repositories: Set(events.map(\.repository).filter { !$0.isEmpty }),
+                                               policy: policy, now: now)
+        if !report.deletedManifests.isEmpty {
+            _ = try await registry.recordRun(&report, event: (LifecycleEventAction.retentionRun,
+                                                              "\(report.deletedManifests.count) manifests deleted"))
+        }
     }
 }

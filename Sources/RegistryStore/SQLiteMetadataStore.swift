@@ -4,7 +4,7 @@ import OCIModel
 
 /// The embedded metadata store: one SQLite database in WAL mode with `synchronous=FULL`, so a
 /// committed transaction is on disk before the request that made it is answered.
-public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, WebhookStore {
+public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, WebhookStore, EventConsumerStore {
     let pool: DatabasePool
 
     public init(path: String) throws {
@@ -229,6 +229,19 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
         }
         m.registerMigration("v7-tag-history") { db in
             try db.execute(sql: "ALTER TABLE manifests ADD COLUMN former_tags TEXT")
+        }
+        m.registerMigration("v8-event-consumers") { db in
+            try db.execute(sql: """
+                CREATE TABLE event_consumers (
+                    name TEXT PRIMARY KEY,
+                    cursor INTEGER NOT NULL,
+                    paused INTEGER NOT NULL DEFAULT 0,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_at REAL,
+                    last_error TEXT,
+                    updated_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                """)
         }
         return m
     }
@@ -753,6 +766,68 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
         try await pool.write { db in
             try db.execute(sql: "INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                            arguments: [key, value])
+        }
+    }
+}
+
+// MARK: event consumers
+
+extension SQLiteMetadataStore {
+    static func consumer(_ row: Row) -> EventConsumerRecord {
+        EventConsumerRecord(name: row["name"], cursor: row["cursor"], paused: (row["paused"] as Int64) != 0,
+                            attempts: row["attempts"],
+                            nextAttemptAt: (row["next_attempt_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                            lastError: row["last_error"], updatedAt: Date(timeIntervalSince1970: row["updated_at"]))
+    }
+
+    public func eventConsumers() throws -> [EventConsumerRecord] {
+        try pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM event_consumers ORDER BY name").map(Self.consumer) }
+    }
+
+    public func eventConsumer(named name: String) throws -> EventConsumerRecord? {
+        try pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM event_consumers WHERE name = ?", arguments: [name]).map(Self.consumer)
+        }
+    }
+
+    public func registerEventConsumer(name: String, start: EventConsumerStart) async throws -> EventConsumerRecord {
+        try await pool.write { db in
+            if let row = try Row.fetchOne(db, sql: "SELECT * FROM event_consumers WHERE name = ?", arguments: [name]) {
+                return Self.consumer(row)
+            }
+            let cursor: Int64 = start == .beginning ? 0
+                : try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM events") ?? 0
+            let now = Date()
+            try db.execute(sql: "INSERT INTO event_consumers(name, cursor, updated_at) VALUES (?, ?, ?)",
+                           arguments: [name, cursor, now.timeIntervalSince1970])
+            return EventConsumerRecord(name: name, cursor: cursor, updatedAt: Date(timeIntervalSince1970: now.timeIntervalSince1970))
+        }
+    }
+
+    public func advanceEventConsumer(name: String, from expected: Int64, to cursor: Int64) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: """
+                UPDATE event_consumers SET cursor = ?, attempts = 0, next_attempt_at = NULL, last_error = NULL, updated_at = ?
+                WHERE name = ? AND cursor = ?
+                """, arguments: [cursor, Date().timeIntervalSince1970, name, expected])
+            return db.changesCount == 1
+        }
+    }
+
+    public func recordEventConsumerFailure(name: String, error: String, attempts: Int, nextAttemptAt: Date) async throws {
+        try await pool.write { db in
+            try db.execute(sql: """
+                UPDATE event_consumers SET attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE name = ?
+                """, arguments: [attempts, nextAttemptAt.timeIntervalSince1970, String(error.prefix(1000)),
+                                 Date().timeIntervalSince1970, name])
+        }
+    }
+
+    public func setEventConsumerPaused(name: String, paused: Bool) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE event_consumers SET paused = ?, updated_at = ? WHERE name = ?",
+                           arguments: [paused ? 1 : 0, Date().timeIntervalSince1970, name])
+            return db.changesCount == 1
         }
     }
 }

@@ -712,3 +712,43 @@ def test_malformed_management_bodies_are_refused_not_acted_on(registry):
     # A repository update whose body does not parse is a 400 in the management envelope.
     r = requests.patch(f"{registry.base}/api/v1/repository?name=bad/body", data="nope", auth=registry.creds, timeout=30)
     assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID", r.text
+
+
+@pytest.mark.server_env(BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_retention_is_an_event_consumer_with_a_durable_cursor(registry, cli):  # noqa: F811
+    """Retention follows the event log from a cursor kept in the database: off, it waits; on, it
+    deletes what a push made not live without an operator's run; paused, it keeps its cursor across
+    a restart; resumed, it catches up."""
+    p = Pusher(registry)
+    cli("config", "gc", "update", "--grace", "0")
+    early = p.image("consumer/app", label="pushed while retention is off")
+    time.sleep(0.5)
+    consumers = {c["name"]: c for c in cli.json("event-consumer", "list")}
+    assert consumers["retention"]["cursor"] == 0 and consumers["retention"]["lag"] > 0   # off: waiting
+
+    cli.json("config", "retention", "update", "--status", "enabled", "--days", "0")
+    first = p.image("consumer/app", label="untagged one")
+    deadline = time.monotonic() + 20
+    while p.exists("consumer/app", first["digest"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not p.exists("consumer/app", first["digest"]), "the retention consumer did not delete the untagged manifest"
+    assert not p.exists("consumer/app", early["digest"]), "the events of the time it was off were not looked at"
+
+    paused = cli.json("event-consumer", "pause", "--name", "retention")
+    assert paused["paused"] is True
+    port = registry.port
+    registry.stop()
+    registry.start(port)
+    assert registry.port == port
+    second = p.image("consumer/app", label="untagged two")
+    time.sleep(1.5)                                       # several ticks: paused, nothing happens
+    assert p.exists("consumer/app", second["digest"])
+    state = {c["name"]: c for c in cli.json("event-consumer", "list")}["retention"]
+    assert state["paused"] is True and state["lag"] > 0 and state["cursor"] == paused["cursor"]
+
+    cli.json("event-consumer", "resume", "--name", "retention")
+    deadline = time.monotonic() + 20
+    while p.exists("consumer/app", second["digest"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not p.exists("consumer/app", second["digest"])
+    assert "no event consumer named nobody" in cli.fails("event-consumer", "pause", "--name", "nobody")

@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+
+// MARK: - berth event-consumer
+
+struct EventConsumerGroup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "event-consumer", abstract: "Readers of the event log (retention, ...): cursor, lag, retries; pause and resume.",
+        discussion: "Each consumer reads the event log from a durable cursor: after a crash or a restart it goes on where it "
+            + "stopped, and a failed batch is retried with exponential backoff. A paused consumer keeps its cursor.",
+        subcommands: [EventConsumerList.self, EventConsumerPause.self, EventConsumerResume.self])
+
+    static let columns = [
+        Column("name", "name"), Column("cursor", "cursor"), Column("lag", "lag"), Column("paused", "paused"),
+        Column("attempts", "attempts"), Column("next-attempt", "nextAttemptAt"), Column("last-error", "lastError"),
+    ]
+}
+
+struct EventConsumerList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List event consumers with their lag.")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+
+    func run() async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            Printer.rows(try await c.call(.GET, "event-consumers"), columns: EventConsumerGroup.columns, format: out.output)
+        }
+    }
+}
+
+struct EventConsumerPause: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "pause", abstract: "Pause a consumer (it keeps its cursor).")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Option(help: "The consumer's name.") var name: String
+
+    func run() async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            Printer.keyValues(try await c.call(.POST, "event-consumers/\(Fmt.path(name))/pause"),
+                              fields: EventConsumerGroup.columns, format: out.output)
+        }
+    }
+}
+
+struct EventConsumerResume: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "resume", abstract: "Resume a paused consumer.")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Option(help: "The consumer's name.") var name: String
+
+    func run() async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            Printer.keyValues(try await c.call(.POST, "event-consumers/\(Fmt.path(name))/resume"),
+                              fields: EventConsumerGroup.columns, format: out.output)
+        }
+    }
+}

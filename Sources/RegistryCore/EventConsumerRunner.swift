@@ -1,0 +1,150 @@
+import Foundation
+import Logging
+import Metrics
+import RegistryStore
+
+/// Something that follows the event log: retention today; scanning, tasks, replication and
+/// cross-node cache invalidation next. The runner owns the cursor, the retries and the pause.
+public protocol EventConsumer: Sendable {
+    /// Unique and stable: the cursor is stored under it.
+    var name: String { get }
+    /// Where the consumer starts the first time it runs.
+    var start: EventConsumerStart { get }
+    /// False while the consumer is switched off: its cursor stays where it is, so it sees the
+    /// events of that time when it is on again.
+    func isActive() async throws -> Bool
+    /// Handles a batch, oldest event first; throwing retries the same batch after a backoff. A
+    /// batch may be handled again after a crash (delivery is at least once).
+    func handle(_ events: [Event]) async throws
+}
+
+extension EventConsumer {
+    public func isActive() async throws -> Bool { true }
+}
+
+/// Runs one consumer: reads batches after its durable cursor, hands them over, and moves the
+/// cursor only after the batch was handled (at least once). A failure is retried with
+/// exponential backoff (recorded in the store, so it survives restarts); an operator can pause
+/// and resume a consumer; its lag (events after its cursor) is a metric.
+public final class EventConsumerRunner: Sendable {
+    public let consumer: any EventConsumer
+    let store: any EventConsumerStore
+    let batchSize: Int
+    let backoffBase: TimeInterval
+    let backoffMax: TimeInterval
+    let logger: Logger
+    private let lag: Gauge
+    private let failures: Counter
+
+    public init(consumer: any EventConsumer, store: any EventConsumerStore, batchSize: Int = 500,
+                backoffBase: TimeInterval = 1, backoffMax: TimeInterval = 300,
+                logger: Logger = Logger(label: "berth.events")) {
+        self.consumer = consumer
+        self.store = store
+        self.batchSize = max(1, batchSize)
+        self.backoffBase = backoffBase
+        self.backoffMax = backoffMax
+        self.logger = logger
+        self.lag = Gauge(label: "berth_event_consumer_lag_events", dimensions: [("consumer", consumer.name)])
+        self.failures = Counter(label: "berth_event_consumer_failures_total", dimensions: [("consumer", consumer.name)])
+    }
+
+    public enum StepResult: Sendable, Equatable {
+        /// A batch was handled and the cursor moved; there may be more.
+        case advanced(to: Int64)
+        /// Nothing to do now: no new events, paused, switched off, waiting for a retry, or
+        /// another worker moved the cursor first.
+        case idle
+        /// The batch failed; it is retried after `retryAt`.
+        case failed(retryAt: Date)
+    }
+
+    /// One step: at most one batch. Tests and the loop call it.
+    @discardableResult
+    public func step(now: Date = Date()) async throws -> StepResult {
+        let record = try await store.registerEventConsumer(name: consumer.name, start: consumer.start)
+        var cursor = record.cursor
+        defer { if let latest = try? store.latestEventSequence() { lag.record(max(0, latest - cursor)) } }
+        if record.paused { return .idle }
+        if let next = record.nextAttemptAt, next > now { return .idle }
+        guard try await consumer.isActive() else { return .idle }
+        let events = try store.events(after: record.cursor, limit: batchSize)
+        guard let last = events.last else { return .idle }
+        do {
+            try await consumer.handle(events)
+            guard try await store.advanceEventConsumer(name: consumer.name, from: record.cursor, to: last.sequence) else {
+                return .idle
+            }
+            cursor = last.sequence
+            return .advanced(to: last.sequence)
+        } catch {
+            failures.increment()
+            let attempts = record.attempts + 1
+            let delay = min(backoffBase * pow(2, Double(min(attempts - 1, 30))), backoffMax)
+            let retryAt = now.addingTimeInterval(delay)
+            try await store.recordEventConsumerFailure(name: consumer.name, error: "\(error)", attempts: attempts,
+                                                       nextAttemptAt: retryAt)
+            logger.warning("event consumer failed", metadata: ["consumer": "\(consumer.name)", "attempt": "\(attempts)",
+                                                                "retry_in_s": "\(delay)", "error": "\(error)"])
+            return .failed(retryAt: retryAt)
+        }
+    }
+
+    /// Runs until cancelled: steps while there is work, sleeps `poll` when idle.
+    public func run(poll: Duration, isStopping: @Sendable () -> Bool = { false }) async {
+        while !Task.isCancelled && !isStopping() {
+            let result: StepResult
+            do {
+                result = try await step()
+            } catch {
+                logger.warning("event consumer step failed", metadata: ["consumer": "\(consumer.name)", "error": "\(error)"])
+                result = .idle
+            }
+            if case .advanced = result { continue }
+            try? await Task.sleep(for: poll)
+        }
+    }
+}
+
+/// An event consumer as the management API shows it.
+public struct EventConsumerView: Codable, Sendable, Equatable {
+    public var name: String
+    public var cursor: Int64
+    /// Events in the log after the cursor.
+    public var lag: Int64
+    public var paused: Bool
+    public var attempts: Int
+    public var nextAttemptAt: Date?
+    public var lastError: String?
+    public var updatedAt: Date
+}
+
+extension Registry {
+    var eventConsumerStore: any EventConsumerStore {
+        get throws(LifecycleError) {
+            guard let store = metadata as? any EventConsumerStore else {
+                throw .invalid("this metadata store keeps no event consumers")
+            }
+            return store
+        }
+    }
+
+    public func eventConsumerViews() throws -> [EventConsumerView] {
+        let store = try eventConsumerStore
+        let latest = try store.latestEventSequence()
+        return try store.eventConsumers().map {
+            EventConsumerView(name: $0.name, cursor: $0.cursor, lag: max(0, latest - $0.cursor), paused: $0.paused,
+                              attempts: $0.attempts, nextAttemptAt: $0.nextAttemptAt, lastError: $0.lastError,
+                              updatedAt: $0.updatedAt)
+        }
+    }
+
+    /// Pauses or resumes a consumer (it keeps its cursor while paused).
+    public func setEventConsumerPaused(_ name: String, paused: Bool) async throws -> EventConsumerView {
+        guard try await eventConsumerStore.setEventConsumerPaused(name: name, paused: paused),
+              let view = try eventConsumerViews().first(where: { $0.name == name }) else {
+            throw LifecycleError.notFound("no event consumer named \(name.prefix(100))")
+        }
+        return view
+    }
+}

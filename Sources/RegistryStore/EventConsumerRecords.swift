@@ -1,0 +1,54 @@
+import Foundation
+
+/// A durable reader of the event log: its cursor (the sequence number of the last event it has
+/// handled), whether an operator paused it, and its retry state after a failure.
+public struct EventConsumerRecord: Sendable, Equatable {
+    public var name: String
+    public var cursor: Int64
+    public var paused: Bool
+    /// Failed attempts at the batch after the cursor; 0 after a success.
+    public var attempts: Int
+    public var nextAttemptAt: Date?
+    public var lastError: String?
+    public var updatedAt: Date
+
+    public init(name: String, cursor: Int64, paused: Bool = false, attempts: Int = 0, nextAttemptAt: Date? = nil,
+                lastError: String? = nil, updatedAt: Date) {
+        self.name = name
+        self.cursor = cursor
+        self.paused = paused
+        self.attempts = attempts
+        self.nextAttemptAt = nextAttemptAt
+        self.lastError = lastError
+        self.updatedAt = updatedAt
+    }
+}
+
+/// Where a consumer that has never run starts reading.
+public enum EventConsumerStart: Sendable, Equatable {
+    /// Every event still in the log.
+    case beginning
+    /// Only what happens after it is registered.
+    case end
+}
+
+/// Persistence of event consumers' cursors, next to the event log they read, so a crash or a
+/// restart loses and skips nothing (delivery is at least once: a batch handled but not yet
+/// acknowledged is handled again).
+public protocol EventConsumerStore: Sendable {
+    func eventConsumers() throws -> [EventConsumerRecord]
+    func eventConsumer(named name: String) throws -> EventConsumerRecord?
+    /// Creates the consumer when it does not exist yet; returns its record either way.
+    func registerEventConsumer(name: String, start: EventConsumerStart) async throws -> EventConsumerRecord
+    /// Moves the cursor from `expected` to `cursor` and clears the failure state. False (and
+    /// nothing changes) when the cursor is no longer at `expected`: another worker moved it.
+    func advanceEventConsumer(name: String, from expected: Int64, to cursor: Int64) async throws -> Bool
+    /// Records a failed attempt at the batch after the cursor and when to try again.
+    func recordEventConsumerFailure(name: String, error: String, attempts: Int, nextAttemptAt: Date) async throws
+    /// Pauses or resumes a consumer; false when there is no such consumer.
+    func setEventConsumerPaused(name: String, paused: Bool) async throws -> Bool
+    /// Events after `after`, oldest first.
+    func events(after: Int64, limit: Int) throws -> [Event]
+    /// The sequence number of the newest event (0 for an empty log).
+    func latestEventSequence() throws -> Int64
+}
