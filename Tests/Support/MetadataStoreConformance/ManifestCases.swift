@@ -19,6 +19,17 @@ extension MetadataStoreConformance {
             #expect(try s.tags(repository: "r", after: nil, limit: 10) == [])
             #expect(try events(s, after: mark).isEmpty)
         },
+        Case("putManifest: a refused push to a new repository leaves the repository unknown") { s in
+            let result = try await s.putManifest(push("new", "m", tag: "t", blobs: [digest("absent")]))
+            #expect(result == .missing([digest("absent")]))
+            #expect(try s.repositoryExists("new") == false)
+            #expect(try s.tags(repository: "new", after: nil, limit: 10) == nil)
+            #expect(try s.repositoryGraph("new")?.repository == nil)
+            // an index with absent children as well
+            let indexResult = try await s.putManifest(push("new", "index", children: [digest("absent-child")]))
+            #expect(indexResult == .missing([digest("absent-child")]))
+            #expect(try s.repositoryExists("new") == false)
+        },
         Case("putManifest: an index whose children are not in the repository is refused") { s in
             let child = try await image(s, "r", "child")
             let elsewhere = try await image(s, "other", "elsewhere")
