@@ -112,9 +112,17 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ], swiftSettings: strict),
+        // Backend conformance suites: one suite of the store contracts, run against any backend by
+        // a test target that hands it a factory of fresh, empty stores.
+        .target(name: "MetadataStoreConformance", dependencies: ["RegistryStore", "OCIModel"],
+                path: "Tests/Support/MetadataStoreConformance", swiftSettings: strict),
+        .target(name: "BlobStoreConformance", dependencies: [
+            "BlobStorage", "OCIModel",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], path: "Tests/Support/BlobStoreConformance", swiftSettings: strict),
         .testTarget(name: "OCIModelTests", dependencies: ["OCIModel"]),
-        .testTarget(name: "BlobStorageTests", dependencies: ["BlobStorage"]),
-        .testTarget(name: "RegistryStoreTests", dependencies: ["RegistryStore"]),
+        .testTarget(name: "BlobStorageTests", dependencies: ["BlobStorage", "BlobStoreConformance"]),
+        .testTarget(name: "RegistryStoreTests", dependencies: ["RegistryStore", "MetadataStoreConformance"]),
         .testTarget(name: "RegistryCoreTests", dependencies: ["RegistryCore"]),
         .testTarget(name: "AccessTests", dependencies: ["Access"]),
         .testTarget(name: "WebhooksTests", dependencies: [

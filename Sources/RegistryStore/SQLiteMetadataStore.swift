@@ -376,24 +376,28 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
     public func putManifest(_ push: ManifestPush) async throws -> ManifestPushResult {
         let origin = EventOrigin.current
         return try await pool.write { db -> ManifestPushResult in
-            let repo = try Self.ensureRepo(db, push.repository)
             // References are checked inside the write transaction, so a concurrent delete cannot
-            // remove a blob between the check and the commit.
+            // remove a blob between the check and the commit. A refused push creates nothing, not
+            // even its repository (an unknown repository holds no references).
+            let existing = try Self.repoID(db, push.repository)
             var missing: [Digest] = []
             for blob in Set(push.blobs) {
-                let linked = try Bool.fetchOne(db, sql: "SELECT 1 FROM blob_links WHERE repo_id = ? AND digest = ?",
-                                               arguments: [repo, blob.string]) ?? false
+                let linked = try existing.flatMap {
+                    try Bool.fetchOne(db, sql: "SELECT 1 FROM blob_links WHERE repo_id = ? AND digest = ?", arguments: [$0, blob.string])
+                } ?? false
                 if !linked { missing.append(blob) }
             }
             for child in Set(push.children) {
-                let present = try Bool.fetchOne(db, sql: "SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ?",
-                                                arguments: [repo, child.string]) ?? false
+                let present = try existing.flatMap {
+                    try Bool.fetchOne(db, sql: "SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ?", arguments: [$0, child.string])
+                } ?? false
                 if !present { missing.append(child) }
             }
             if !missing.isEmpty { return .missing(missing.sorted()) }
 
             let r = push.record
             try Self.checkQuotas(db, push.quotas, repository: push.repository, digest: r.digest.string, size: r.size)
+            let repo = try existing ?? Self.ensureRepo(db, push.repository)
             let now = Date().timeIntervalSince1970
             try db.execute(sql: "INSERT OR IGNORE INTO blobs(digest, size, inline, created_at) VALUES (?, ?, ?, ?)",
                            arguments: [r.digest.string, r.size, Data(push.bytes), now])

@@ -69,6 +69,12 @@ import Testing
             let idx = try await client.execute(uri: "/v2/r/manifests/multi", method: .put,
                                                headers: [.contentType: MediaType.ociIndex], body: buf(index))
             #expect(idx.status == .badRequest && errorCode(idx) == "MANIFEST_BLOB_UNKNOWN")
+            // a refused push does not make its repository known
+            let fresh = try await client.execute(uri: "/v2/fresh/manifests/t", method: .put,
+                                                 headers: [.contentType: MediaType.ociManifest], body: buf(manifest))
+            #expect(errorCode(fresh) == "MANIFEST_BLOB_UNKNOWN")
+            let tags = try await client.execute(uri: "/v2/fresh/tags/list", method: .get)
+            #expect(tags.status == .notFound && errorCode(tags) == "NAME_UNKNOWN")
         }
     }
 

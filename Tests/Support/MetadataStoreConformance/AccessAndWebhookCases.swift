@@ -1,0 +1,219 @@
+import Foundation
+import OCIModel
+import RegistryStore
+import Testing
+
+func hook(_ name: String, cursor: Int64 = 999, enabled: Bool = true) -> WebhookRecord {
+    WebhookRecord(name: name, uri: "https://hooks.example/\(name)", actions: ["push", "delete"], scope: "team/*:*",
+                  headers: ["X-Team": "a"], sealedSecret: Data([1, 2, 3, 4]), enabled: enabled,
+                  createdAt: Date(timeIntervalSince1970: 1_700_000_000), cursor: cursor)
+}
+
+func delivery(_ webhook: String, event: Int64?, attempt: Int = 1, status: Int? = 200, error: String? = nil) -> WebhookDelivery {
+    WebhookDelivery(webhook: webhook, eventSequence: event, action: "push", attempt: attempt, statusCode: status, latencyMilliseconds: 12.5,
+                    error: error, timestamp: Date(timeIntervalSince1970: 1_700_000_100), payload: "{\"event\":\(event ?? 0)}")
+}
+
+func audit(_ action: String, at: Date, detail: String? = nil) -> AuditRecord {
+    AuditRecord(timestamp: at, actor: "alice", address: "192.0.2.7", action: action, target: "r", outcome: "denied", detail: detail)
+}
+
+extension MetadataStoreConformance {
+    static let accessCases: [Case] = [
+        Case("access state: nil before the first write, then compare-and-swap on the version") { s in
+            #expect(try s.loadAccessState()?.version == nil)
+            let one = Data("one".utf8), two = Data("two".utf8)
+            #expect(try await s.storeAccessState(one, expectedVersion: 1, audit: nil) == false)
+            #expect(try s.loadAccessState()?.version == nil)
+            #expect(try await s.storeAccessState(one, expectedVersion: 0, audit: audit("identity.create", at: past)))
+            var state = try #require(try s.loadAccessState())
+            #expect(state.version == 1)
+            #expect(state.document == one)
+            // a writer that read nothing (version 0) lost: nothing changes, its audit record is not kept
+            #expect(try await s.storeAccessState(two, expectedVersion: 0, audit: audit("lost.write", at: past)) == false)
+            state = try #require(try s.loadAccessState())
+            #expect(state.version == 1)
+            #expect(state.document == one)
+            #expect(try s.audit(since: past, limit: 10).map(\.action) == ["identity.create"])
+            #expect(try await s.storeAccessState(two, expectedVersion: 1, audit: nil))
+            state = try #require(try s.loadAccessState())
+            #expect(state.version == 2)
+            #expect(state.document == two)
+            // the access state is not part of the registry's event log
+            #expect(try s.latestEventSequence() == 0)
+        },
+        Case("appendAudit/audit: append order, since filter, limit, fields") { s in
+            try await s.appendAudit([])
+            #expect(try s.audit(since: past, limit: 10) == [])
+            let t0 = Date(timeIntervalSince1970: 1_700_000_000)
+            try await s.appendAudit([audit("a", at: t0), audit("b", at: t0.addingTimeInterval(10), detail: "why")])
+            try await s.appendAudit([audit("c", at: t0.addingTimeInterval(20))])
+            let all = try s.audit(since: past, limit: 10)
+            #expect(all.map(\.action) == ["a", "b", "c"])
+            #expect(zip(all, all.dropFirst()).allSatisfy { $0.sequence < $1.sequence })
+            #expect(all[1].timestamp == t0.addingTimeInterval(10))
+            #expect(all[1].detail == "why")
+            #expect(all[0].detail == nil)
+            #expect(all[1].actor == "alice")
+            #expect(all[1].address == "192.0.2.7")
+            #expect(all[1].target == "r")
+            #expect(all[1].outcome == "denied")
+            #expect(try s.audit(since: t0.addingTimeInterval(10), limit: 10).map(\.action) == ["b", "c"])
+            #expect(try s.audit(since: past, limit: 2).map(\.action) == ["a", "b"])
+            #expect(try s.audit(since: future, limit: 10) == [])
+        },
+        Case("race: concurrent compare-and-swaps on one version: exactly one wins") { s in
+            #expect(try await s.storeAccessState(Data("base".utf8), expectedVersion: 0, audit: nil))
+            let won = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+                for i in 0..<8 {
+                    group.addTask { (i, try await s.storeAccessState(Data("writer \(i)".utf8), expectedVersion: 1, audit: nil)) }
+                }
+                var won: [Int] = []
+                for try await (i, ok) in group where ok { won.append(i) }
+                return won
+            }
+            #expect(won.count == 1)
+            let state = try #require(try s.loadAccessState())
+            #expect(state.version == 2)
+            #expect(state.document == Data("writer \(won.first ?? -1)".utf8))
+        },
+    ]
+
+    static let webhookCases: [Case] = [
+        Case("createWebhook: the cursor starts at the end of the log, names are unique, listed by name") { s in
+            #expect(try s.latestEventSequence() == 0)
+            try await store(s, push("r", "m", tag: "t"))
+            let end = try s.latestEventSequence()
+            #expect(end > 0)
+            #expect(try await s.createWebhook(hook("c", cursor: 0)))
+            let w = try #require(try s.webhook(named: "c"))
+            #expect(w.cursor == end)
+            var expected = hook("c")
+            expected.cursor = end
+            #expect(w == expected)
+            var clash = hook("c")
+            clash.uri = "https://elsewhere.example/"
+            #expect(try await s.createWebhook(clash) == false)
+            #expect(try s.webhook(named: "c")?.uri == "https://hooks.example/c")
+            #expect(try await s.createWebhook(hook("a")))
+            #expect(try await s.createWebhook(hook("b", enabled: false)))
+            #expect(try s.webhooks().map(\.name) == ["a", "b", "c"])
+            #expect(try s.webhooks().map(\.enabled) == [true, false, true])
+            #expect(try s.webhook(named: "unknown") == nil)
+            #expect(try s.latestEventSequence() == end) // webhooks are not registry events
+        },
+        Case("updateWebhook: changes what is given, leaves the rest; scope .some(nil) clears it; unknown is false") { s in
+            #expect(try await s.updateWebhook(name: "unknown", uri: "https://x.example", actions: nil, scope: nil, headers: nil,
+                                              enabled: nil) == false)
+            #expect(try s.webhook(named: "unknown") == nil)
+            #expect(try await s.createWebhook(hook("h")))
+            #expect(try await s.updateWebhook(name: "h", uri: "https://new.example/h", actions: ["delete"], scope: nil,
+                                              headers: ["X-New": "1"], enabled: nil))
+            var w = try #require(try s.webhook(named: "h"))
+            #expect(w.uri == "https://new.example/h")
+            #expect(w.actions == ["delete"])
+            #expect(w.scope == "team/*:*")
+            #expect(w.headers == ["X-New": "1"])
+            #expect(w.enabled)
+            #expect(w.sealedSecret == Data([1, 2, 3, 4]))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some("other/*:v*"), headers: nil, enabled: nil))
+            #expect(try s.webhook(named: "h")?.scope == "other/*:v*")
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some(nil), headers: nil, enabled: false))
+            w = try #require(try s.webhook(named: "h"))
+            #expect(w.scope == nil)
+            #expect(w.enabled == false)
+            #expect(w.uri == "https://new.example/h")
+        },
+        Case("updateWebhook: re-enabling moves the cursor to the end and clears retries; an enabled webhook keeps its cursor") { s in
+            #expect(try await s.createWebhook(hook("h")))
+            #expect(try s.webhook(named: "h")?.cursor == 0)
+            try await store(s, push("r", "one"))
+            let first = try #require(try s.events(after: 0, limit: 1).first?.sequence)
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true))
+            #expect(try s.webhook(named: "h")?.cursor == 0)
+            let retryAt = Date(timeIntervalSince1970: 1_800_000_000)
+            try await s.recordDelivery(delivery("h", event: first, status: 500), advanceTo: nil, nextAttemptAt: retryAt, attempts: 1)
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false))
+            #expect(try s.webhook(named: "h")?.cursor == 0)
+            try await store(s, push("r", "two"))
+            let end = try s.latestEventSequence()
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true))
+            let w = try #require(try s.webhook(named: "h"))
+            #expect(w.cursor == end)
+            #expect(w.attempts == 0)
+            #expect(w.nextAttemptAt == nil)
+        },
+        Case("deleteWebhook: removes the webhook and its deliveries, once") { s in
+            #expect(try await s.createWebhook(hook("h")))
+            #expect(try await s.createWebhook(hook("keep")))
+            try await s.recordDelivery(delivery("h", event: nil), advanceTo: nil, nextAttemptAt: nil, attempts: 0)
+            try await s.recordDelivery(delivery("keep", event: nil), advanceTo: nil, nextAttemptAt: nil, attempts: 0)
+            #expect(try await s.deleteWebhook(name: "h"))
+            #expect(try s.webhook(named: "h") == nil)
+            #expect(try s.deliveries(webhook: "h", limit: 10) == [])
+            #expect(try s.deliveries(webhook: "keep", limit: 10).count == 1)
+            #expect(try await s.deleteWebhook(name: "h") == false)
+            #expect(try s.webhooks().map(\.name) == ["keep"])
+        },
+        Case("recordDelivery: advancing moves the cursor forward only and clears retries; a failure schedules a retry") { s in
+            #expect(try await s.createWebhook(hook("h")))
+            for n in ["a", "b", "c"] { try await store(s, push("r", n)) }
+            let seqs = try s.events(after: 0, limit: 10).map(\.sequence)
+            #expect(seqs.count == 3)
+            let retryAt = Date(timeIntervalSince1970: 1_800_000_000)
+            let mark = try s.latestEventSequence()
+            let id1 = try await s.recordDelivery(delivery("h", event: seqs[0], status: 503, error: "unavailable"), advanceTo: nil,
+                                                 nextAttemptAt: retryAt, attempts: 1)
+            var w = try #require(try s.webhook(named: "h"))
+            #expect(w.cursor == 0)
+            #expect(w.attempts == 1)
+            #expect(w.nextAttemptAt == retryAt)
+            let id2 = try await s.recordDelivery(delivery("h", event: seqs[0], attempt: 2), advanceTo: seqs[0], nextAttemptAt: nil, attempts: 0)
+            w = try #require(try s.webhook(named: "h"))
+            #expect(w.cursor == seqs[0])
+            #expect(w.attempts == 0)
+            #expect(w.nextAttemptAt == nil)
+            let id3 = try await s.recordDelivery(delivery("h", event: seqs[2]), advanceTo: seqs[2], nextAttemptAt: nil, attempts: 0)
+            let id4 = try await s.recordDelivery(delivery("h", event: seqs[1]), advanceTo: seqs[1], nextAttemptAt: nil, attempts: 0)
+            #expect(try s.webhook(named: "h")?.cursor == seqs[2])
+            // a delivery without an event (a ping) leaves the retry state alone
+            try await s.recordDelivery(delivery("h", event: seqs[2], status: 500), advanceTo: nil, nextAttemptAt: retryAt, attempts: 3)
+            let id6 = try await s.recordDelivery(delivery("h", event: nil), advanceTo: nil, nextAttemptAt: nil, attempts: 0)
+            #expect(try s.webhook(named: "h")?.attempts == 3)
+            #expect(id1 < id2 && id2 < id3 && id3 < id4 && id4 < id6)
+            let history = try s.deliveries(webhook: "h", limit: 10)
+            #expect(history.count == 6)
+            #expect(history.first?.id == id6)
+            #expect(history.last?.id == id1)
+            let failed = try #require(history.last)
+            var expected = delivery("h", event: seqs[0], status: 503, error: "unavailable")
+            expected.id = id1
+            #expect(failed == expected)
+            #expect(try s.deliveries(webhook: "h", limit: 2).map(\.id) == [id6, history[1].id])
+            #expect(try s.deliveries(webhook: "unknown", limit: 10) == [])
+            #expect(try events(s, after: mark).isEmpty)
+        },
+        Case("advanceCursor: moves forward only and clears retries; an unknown webhook is ignored") { s in
+            #expect(try await s.createWebhook(hook("h")))
+            try await s.recordDelivery(delivery("h", event: 1, status: 500), advanceTo: nil,
+                                       nextAttemptAt: Date(timeIntervalSince1970: 1_800_000_000), attempts: 2)
+            try await s.advanceCursor(name: "h", to: 5)
+            var w = try #require(try s.webhook(named: "h"))
+            #expect(w.cursor == 5)
+            #expect(w.attempts == 0)
+            #expect(w.nextAttemptAt == nil)
+            try await s.advanceCursor(name: "h", to: 3)
+            w = try #require(try s.webhook(named: "h"))
+            #expect(w.cursor == 5)
+            try await s.advanceCursor(name: "unknown", to: 3)
+            #expect(try s.webhook(named: "unknown") == nil)
+        },
+        Case("latestEventSequence: 0 for an empty log, then the newest event's sequence") { s in
+            #expect(try s.latestEventSequence() == 0)
+            try await link(s, "r", "a", "b")
+            let e = try s.events(after: 0, limit: 10)
+            #expect(e.count == 2)
+            #expect(try s.latestEventSequence() == e.last?.sequence)
+        },
+    ]
+}

@@ -1,0 +1,219 @@
+import Foundation
+import OCIModel
+import RegistryStore
+import Testing
+
+extension MetadataStoreConformance {
+    static let eventLogCases: [Case] = [
+        Case("event log: each mutation appends exactly its events; sequences strictly increase; pages agree") { s in
+            var expected: [String] = []
+            func step(_ want: [String], _ mutation: () async throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+                let got = try await actions(s, of: mutation)
+                #expect(got == want, sourceLocation: sourceLocation)
+                expected += want
+            }
+            let p = push("r", "m", tag: "t", blobs: [digest("layer")])
+            try await step([EventAction.blobPush]) { try await link(s, "r", "layer") }
+            try await step([EventAction.blobPush]) { _ = try await s.mountBlob(repository: "r2", from: "r", digest: digest("layer")) }
+            try await step([EventAction.manifestPush, EventAction.tagMove]) { try await store(s, p) }
+            try await step([]) { try await store(s, p) }
+            try await step([EventAction.tagDelete]) { _ = try await s.deleteTag(repository: "r", tag: "t") }
+            try await step([EventAction.quarantine]) {
+                _ = try await s.setQuarantine(repository: "r", digest: p.record.digest, state: "Passed", reason: nil)
+            }
+            try await step([LifecycleEventAction.lock]) { try await s.setLock(LockRecord(repository: "r", writeEnabled: false)) }
+            try await step([EventAction.manifestDelete]) {
+                try await deleteManifests(s, "r", [p.record.digest], softDeleteUntil: future)
+            }
+            try await step([LifecycleEventAction.restore]) {
+                _ = try await s.restoreManifest(repository: "r", digest: p.record.digest.string, tags: [])
+            }
+            try await step([EventAction.manifestDelete]) { try await deleteManifests(s, "r", [p.record.digest], softDeleteUntil: past) }
+            try await step([LifecycleEventAction.softDeleteExpire]) { _ = try await s.expireDeletedManifests(now: Date()) }
+            try await step([EventAction.blobDelete]) { _ = try await s.unlinkBlob(repository: "r2", digest: digest("layer")) }
+            try await step([LifecycleEventAction.gcRun]) {
+                try await s.recordRun(kind: "gc", name: nil, dryRun: false, startedAt: past, finishedAt: past, report: "{}",
+                                      event: (action: LifecycleEventAction.gcRun, detail: "x"))
+            }
+            // state outside the registry's content is not in its event log
+            try await step([]) {
+                try await s.recordRun(kind: "gc", name: nil, dryRun: true, startedAt: past, finishedAt: past, report: "{}", event: nil)
+                try await s.setSetting("k", "v")
+                _ = try await s.storeAccessState(Data("d".utf8), expectedVersion: 0, audit: audit("x", at: past))
+                try await s.appendAudit([audit("y", at: past)])
+                _ = try await s.createWebhook(hook("h"))
+                try await s.recordDelivery(delivery("h", event: nil), advanceTo: nil, nextAttemptAt: nil, attempts: 0)
+                _ = try await s.createPurgeSchedule(PurgeScheduleRecord(name: "p", cron: "@daily", filters: [], ago: "1d",
+                                                                        untagged: true, keep: 0, createdAt: past))
+            }
+            let all = try s.events(after: 0, limit: 1000)
+            #expect(all.map(\.action) == expected)
+            #expect(zip(all, all.dropFirst()).allSatisfy { $0.sequence < $1.sequence })
+            #expect(all.allSatisfy { $0.sequence > 0 })
+            #expect(try s.latestEventSequence() == all.last?.sequence)
+            var paged: [Event] = []
+            var cursor: Int64 = 0
+            while true {
+                let page = try s.events(after: cursor, limit: 3)
+                guard let last = page.last, paged.count <= all.count else { break }
+                #expect(page.count <= 3)
+                paged += page
+                cursor = last.sequence
+            }
+            #expect(paged == all)
+            #expect(try s.events(after: all.last?.sequence ?? 0, limit: 10) == [])
+        },
+        Case("event log: refused or failed mutations append nothing") { s in
+            let p = try await image(s, "r", "m", tag: "t")
+            try await link(s, "other", "y")
+            let quota = QuotaLimit(name: "q", prefix: "r", limitBytes: 1)
+            let mark = try s.latestEventSequence()
+            #expect(try await s.putManifest(push("r", "n", blobs: [digest("absent")])) == .missing([digest("absent")]))
+            var tooBig = push("r", "n")
+            tooBig.quotas = [quota]
+            await #expect(throws: QuotaExceeded.self) { try await s.putManifest(tooBig) }
+            await #expect(throws: QuotaExceeded.self) {
+                try await s.linkBlob(repository: "r", digest: digest("z"), size: 10, inline: nil, quotas: [quota])
+            }
+            await #expect(throws: QuotaExceeded.self) {
+                try await s.mountBlob(repository: "r", from: "other", digest: digest("y"), quotas: [quota])
+            }
+            #expect(try await s.mountBlob(repository: "r", from: "unknown", digest: digest("y")) == nil)
+            #expect(try await s.unlinkBlob(repository: "r", digest: digest("absent")) == false)
+            #expect(try await s.deleteTag(repository: "r", tag: "absent") == false)
+            #expect(try await s.setQuarantine(repository: "r", digest: digest("absent"), state: "Failed", reason: nil) == false)
+            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in
+                var c = LifecycleChange()
+                c.deleteManifests = [LifecycleDeletion(repository: "r", digest: p.record.digest.string, mediaType: nil, reason: "requested")]
+                c.denied = "locked"
+                return c
+            }
+            await #expect(throws: PlanFailed.self) {
+                try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in throw PlanFailed() }
+            }
+            await #expect(throws: RestoreError.notInRecycleBin) {
+                try await s.restoreManifest(repository: "r", digest: p.record.digest.string, tags: nil)
+            }
+            #expect(try await s.removeUnreferencedLink(repository: "r", digest: digest("layer-of-m").string, before: future) == false)
+            #expect(try await s.removeUnreferencedBlob(p.record.digest.string, before: future) == nil)
+            #expect(try s.latestEventSequence() == mark)
+            #expect(try events(s, after: mark).isEmpty)
+        },
+        Case("events(since:): events at or after a time, in sequence order, limited") { s in
+            for n in ["a", "b", "c"] { try await store(s, push("r", n)) }
+            let all = try s.events(after: 0, limit: 10)
+            #expect(all.count == 3)
+            #expect(try s.events(since: past, limit: 10) == all)
+            #expect(try s.events(since: past, limit: 2) == Array(all.prefix(2)))
+            #expect(try s.events(since: future, limit: 10) == [])
+            let second = all[1]
+            let from = try s.events(since: second.timestamp, limit: 10)
+            #expect(from.contains(second))
+            #expect(from.contains(all[2]))
+            #expect(from.allSatisfy { $0.timestamp >= second.timestamp })
+            #expect(zip(from, from.dropFirst()).allSatisfy { $0.sequence < $1.sequence })
+        },
+    ]
+
+    static let concurrencyCases: [Case] = [
+        Case("race: concurrent writers get distinct, increasing event sequences and lose no event") { s in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for w in 0..<4 {
+                    group.addTask {
+                        for i in 0..<10 { try await link(s, "w\(w)", "blob-\(w)-\(i)") }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let all = try s.events(after: 0, limit: 1000)
+            #expect(all.count == 40)
+            #expect(Set(all.map(\.sequence)).count == 40)
+            #expect(zip(all, all.dropFirst()).allSatisfy { $0.sequence < $1.sequence })
+            for w in 0..<4 {
+                // each writer's events are in its own order
+                #expect(all.filter { $0.repository == "w\(w)" }.map(\.digest) == (0..<10).map { digest("blob-\(w)-\($0)").string })
+            }
+        },
+        Case("race: two writers of one tag: the tag ends on one of them, and the events agree") { s in
+            for round in 0..<10 {
+                let tag = "t\(round)"
+                let a = push("r", "a\(round)", tag: tag), b = push("r", "b\(round)", tag: tag)
+                let mark = try s.latestEventSequence()
+                async let x = s.putManifest(a)
+                async let y = s.putManifest(b)
+                let (ra, rb) = try await (x, y)
+                let final = try #require(try s.tagTarget(repository: "r", tag: tag))
+                #expect(final == a.record.digest || final == b.record.digest)
+                let moves = try events(s, after: mark).filter { $0.action == EventAction.tagMove && $0.tag == tag }
+                #expect(moves.count == 2)
+                #expect(moves.last?.digest == final.string)
+                // the writer that came second replaced the first
+                if final == a.record.digest {
+                    #expect(rb == .stored(previousTagTarget: nil))
+                    #expect(ra == .stored(previousTagTarget: b.record.digest))
+                    #expect(moves.last?.detail == "from \(b.record.digest)")
+                } else {
+                    #expect(ra == .stored(previousTagTarget: nil))
+                    #expect(rb == .stored(previousTagTarget: a.record.digest))
+                    #expect(moves.last?.detail == "from \(a.record.digest)")
+                }
+            }
+        },
+        Case("race: garbage collection of a blob while a manifest naming it is pushed never leaves the manifest without it") { s in
+            for round in 0..<20 {
+                let layer = digest("race-layer-\(round)")
+                try await s.linkBlob(repository: "r", digest: layer, size: 10, inline: nil)
+                let p = push("r", "race-\(round)", blobs: [layer])
+                async let pushed = s.putManifest(p)
+                async let unlinked = s.removeUnreferencedLink(repository: "r", digest: layer.string, before: future)
+                async let swept = s.removeUnreferencedBlob(layer.string, before: future)
+                let (result, removedLink, removedBlob) = try await (pushed, unlinked, swept)
+                let manifest = try s.manifest(repository: "r", digest: p.record.digest)
+                switch result {
+                case .stored:
+                    #expect(removedLink == false)
+                    #expect(removedBlob == nil)
+                    #expect(manifest != nil)
+                    #expect(try s.linkedBlobSize(repository: "r", digest: layer) == 10)
+                    #expect(try s.hasBlobRecord(layer.string))
+                    // and a later sweep keeps it
+                    #expect(try await s.removeUnreferencedLink(repository: "r", digest: layer.string, before: future) == false)
+                    #expect(try await s.removeUnreferencedBlob(layer.string, before: future) == nil)
+                case .missing(let missing):
+                    #expect(missing == [layer])
+                    #expect(removedLink)
+                    #expect(manifest == nil)
+                }
+            }
+        },
+        Case("race: two consumers sharing one webhook cursor skip no event") { s in
+            #expect(try await s.createWebhook(hook("h")))
+            for i in 0..<30 { try await link(s, "r", "event-\(i)") }
+            let all = try s.events(after: 0, limit: 1000).map(\.sequence)
+            #expect(all.count == 30)
+            let delivered = try await withThrowingTaskGroup(of: [Int64].self) { group in
+                for _ in 0..<2 {
+                    group.addTask {
+                        var seen: [Int64] = []
+                        // bounded, so a broken backend fails instead of hanging
+                        for _ in 0..<(all.count * 2) {
+                            guard let w = try s.webhook(named: "h") else { break }
+                            guard let next = try s.events(after: w.cursor, limit: 1).first else { break }
+                            seen.append(next.sequence)
+                            try await s.recordDelivery(delivery("h", event: next.sequence), advanceTo: next.sequence,
+                                                       nextAttemptAt: nil, attempts: 0)
+                            let after = try s.webhook(named: "h")?.cursor ?? 0
+                            #expect(after >= next.sequence) // never moved back
+                        }
+                        return seen
+                    }
+                }
+                var union: [Int64] = []
+                for try await seen in group { union += seen }
+                return union
+            }
+            #expect(Set(delivered) == Set(all))
+            #expect(try s.webhook(named: "h")?.cursor == all.last)
+        },
+    ]
+}

@@ -1,0 +1,132 @@
+import Foundation
+import OCIModel
+import RegistryStore
+import Testing
+
+/// Everything a metadata backend implements: the registry metadata, the lifecycle metadata, the
+/// access state and audit log, and the webhooks with their cursors into the event log.
+public typealias ConformanceStore = MetadataStore & AccessStateStore & WebhookStore
+
+/// One suite of the metadata store contracts, run against any backend.
+///
+/// A backend's test target runs every case with a factory that makes a fresh, empty store:
+///
+///     @Test(arguments: MetadataStoreConformance.cases)
+///     func conformance(_ c: MetadataStoreConformance.Case) async throws {
+///         try await c.run { try makeEmptyStore() }
+///     }
+///
+/// Each case is one contract (a protocol requirement, an event-log invariant or a race) and gets
+/// a store of its own, so cases run in parallel and in any order. Cases assert the behaviour of
+/// the protocols as documented on them and as the SQLite backend implements it today.
+///
+/// Writing a case: `#expect(try …)` compiles only in a case whose closure also has a `try` outside
+/// any macro ("errors thrown from here are not handled" otherwise); hoist the call into a `let`.
+public enum MetadataStoreConformance {
+    public typealias Factory = @Sendable () async throws -> any ConformanceStore
+
+    public struct Case: Sendable, CustomTestStringConvertible, CustomStringConvertible {
+        public let name: String
+        let body: @Sendable (any ConformanceStore) async throws -> Void
+
+        init(_ name: String, _ body: @escaping @Sendable (any ConformanceStore) async throws -> Void) {
+            self.name = name
+            self.body = body
+        }
+
+        public var description: String { name }
+        public var testDescription: String { name }
+
+        /// Runs the case against a fresh store made by `make`.
+        public func run(_ make: Factory) async throws {
+            try await body(try await make())
+        }
+    }
+
+    /// Every case of the suite.
+    public static var cases: [Case] {
+        repositoryCases + blobCases + manifestCases + quarantineCases + lifecycleCases + recycleBinCases + lockCases
+            + collectionCases + usageCases + runCases + accessCases + webhookCases + eventLogCases + concurrencyCases
+    }
+}
+
+// MARK: fixtures shared by the cases
+
+func digest(_ s: String) -> Digest { Digest.compute(Array(s.utf8)) }
+
+/// A manifest push whose bytes (and so digest) are `name`.
+func push(_ repo: String, _ name: String, tag: String? = nil, blobs: [Digest] = [], children: [Digest] = [],
+          subject: Digest? = nil, artifactType: String? = nil, mediaType: String? = nil,
+          createdAt: Date = Date()) -> ManifestPush {
+    let bytes = Array(name.utf8)
+    let record = ManifestRecord(digest: Digest.compute(bytes),
+                                mediaType: mediaType ?? (children.isEmpty ? MediaType.ociManifest : MediaType.ociIndex),
+                                size: Int64(bytes.count), artifactType: artifactType, subject: subject,
+                                annotations: ["name": name], createdAt: createdAt)
+    return ManifestPush(repository: repo, record: record, bytes: bytes, tag: tag, blobs: blobs, children: children)
+}
+
+/// Stores `p` and fails the case unless it was stored.
+@discardableResult
+func store(_ s: any ConformanceStore, _ p: ManifestPush, sourceLocation: SourceLocation = #_sourceLocation) async throws -> Digest? {
+    let result = try await s.putManifest(p)
+    guard case .stored(let previous) = result else {
+        Issue.record("push of \(p.record.digest) to \(p.repository) was not stored: \(result)", sourceLocation: sourceLocation)
+        return nil
+    }
+    return previous
+}
+
+/// Links blobs named `names` (their digests are of the names) into `repo`.
+func link(_ s: any ConformanceStore, _ repo: String, _ names: String..., inline: Bool = false) async throws {
+    for n in names {
+        try await s.linkBlob(repository: repo, digest: digest(n), size: Int64(n.utf8.count), inline: inline ? Array(n.utf8) : nil)
+    }
+}
+
+/// An image manifest in `repo` with one layer blob, pushed with the layer linked first.
+@discardableResult
+func image(_ s: any ConformanceStore, _ repo: String, _ name: String, tag: String? = nil) async throws -> ManifestPush {
+    try await link(s, repo, "layer-of-" + name)
+    let p = push(repo, name, tag: tag, blobs: [digest("layer-of-" + name)])
+    try await store(s, p)
+    return p
+}
+
+/// The registry's way of deleting manifests: one lifecycle change, with or without the recycle bin.
+@discardableResult
+func deleteManifests(_ s: any ConformanceStore, _ repo: String, _ digests: [Digest], softDeleteUntil: Date? = nil,
+                     reason: String = "requested") async throws -> LifecycleChange? {
+    try await s.applyLifecycle(repository: repo, softDeleteUntil: softDeleteUntil, reason: "test delete") { graph in
+        var change = LifecycleChange()
+        for d in digests {
+            if let m = graph.manifests[d.string] {
+                change.deleteManifests.append(LifecycleDeletion(repository: repo, digest: m.digest, mediaType: m.mediaType, reason: reason))
+            }
+        }
+        return change
+    }
+}
+
+/// Events appended after `mark` (the newest sequence before the mutation).
+func events(_ s: any ConformanceStore, after mark: Int64) throws -> [Event] {
+    try s.events(after: mark, limit: 10_000)
+}
+
+/// The event actions appended by `mutation`, in order.
+func actions(_ s: any ConformanceStore, of mutation: () async throws -> Void) async throws -> [String] {
+    let mark = try s.latestEventSequence()
+    try await mutation()
+    return try events(s, after: mark).map(\.action)
+}
+
+let future = Date().addingTimeInterval(3600 * 24 * 365 * 50)
+let past = Date(timeIntervalSince1970: 0)
+
+// Record types without a public initializer are compared through a description.
+func describe(_ b: StoredBlob) -> String { "\(b.digest) \(b.size)\(b.inline ? " inline" : "")" }
+
+func describe(_ u: UsageRecord) -> String {
+    "\(u.repository ?? "nil"): \(u.bytes) bytes, \(u.blobs) blobs, \(u.manifests) manifests, \(u.tags) tags, "
+        + "\(u.repositories.map(String.init) ?? "nil") repositories, \(u.deletedManifests) deleted"
+}
