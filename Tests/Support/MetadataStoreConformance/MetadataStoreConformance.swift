@@ -4,8 +4,9 @@ import RegistryStore
 import Testing
 
 /// Everything a metadata backend implements: the registry metadata, the lifecycle metadata, the
-/// access state and audit log, and the webhooks with their cursors into the event log.
-public typealias ConformanceStore = MetadataStore & AccessStateStore & WebhookStore
+/// access state and audit log, the webhooks with their cursors into the event log, and the event
+/// consumers' cursors.
+public typealias ConformanceStore = MetadataStore & AccessStateStore & WebhookStore & EventConsumerStore
 
 /// One suite of the metadata store contracts, run against any backend.
 ///
@@ -47,6 +48,7 @@ public enum MetadataStoreConformance {
     public static var cases: [Case] {
         repositoryCases + blobCases + manifestCases + quarantineCases + lifecycleCases + recycleBinCases + lockCases
             + collectionCases + usageCases + runCases + accessCases + webhookCases + eventLogCases + concurrencyCases
+            + eventConsumerCases
     }
 }
 
