@@ -1,4 +1,4 @@
-/// Caps applied to task files and values files, which are someone else's code.
+/// Caps applied to task files, values files and Dockerfiles, which are someone else's code.
 /// Each cap is far above what a real file needs and far below what would hurt the server.
 public struct TaskLimits: Sendable, Equatable {
     /// Bytes of a task or values file.
@@ -16,6 +16,10 @@ public struct TaskLimits: Sendable, Equatable {
     /// Seconds; a step's `timeout` and the file's `stepTimeout` must lie in 1...maxTimeout.
     public var maxTimeout = 8 * 3600
     public var maxRetries = 10
+    /// Bytes of a Dockerfile.
+    public var maxDockerfileBytes = 1024 * 1024
+    /// Stages of a Dockerfile.
+    public var maxStages = 128
 
     public init() {}
     public static let `default` = TaskLimits()

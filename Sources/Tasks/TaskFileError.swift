@@ -1,4 +1,4 @@
-/// Why a task file, a values file or a `--set` assignment was refused.
+/// Why a task file, a values file, a `--set` assignment or a Dockerfile was refused.
 ///
 /// Every refusal names the input it came from and the 1-based line the problem was found on
 /// (0 when the input has no lines, e.g. a `--set` flag), so an author can fix the file without
@@ -9,7 +9,7 @@ public struct TaskFileError: Error, Sendable, Equatable, CustomStringConvertible
         case tooLarge
         /// Not UTF-8, or contains a character this parser reserves.
         case invalidEncoding
-        /// Not YAML at all.
+        /// Not YAML (or not a Dockerfile) at all.
         case syntax
         /// Nested deeper than the cap.
         case tooDeep
@@ -32,7 +32,7 @@ public struct TaskFileError: Error, Sendable, Equatable, CustomStringConvertible
     }
 
     public let reason: Reason
-    /// "task file", "values file" or "--set".
+    /// "task file", "values file", "--set" or "Dockerfile".
     public let source: String
     /// 1-based; 0 when the source has no lines.
     public let line: Int
