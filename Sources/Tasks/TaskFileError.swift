@@ -1,3 +1,5 @@
+import OCIModel
+
 /// Why a task file, a values file, a `--set` assignment or a Dockerfile was refused.
 ///
 /// Every refusal names the input it came from and the 1-based line the problem was found on
@@ -47,6 +49,13 @@ public struct TaskFileError: Error, Sendable, Equatable, CustomStringConvertible
 
     public var description: String {
         line > 0 ? "\(source), line \(line): \(message)" : "\(source): \(message)"
+    }
+
+    /// The error the HTTP layer renders when a client sent the refused input: 413 for a file
+    /// over its size cap, 400 for everything else, `UNSUPPORTED` as the management API uses for
+    /// bad input, with the source and line in the message.
+    public var registryError: RegistryError {
+        RegistryError(.unsupported, description, status: reason == .tooLarge ? 413 : 400)
     }
 }
 

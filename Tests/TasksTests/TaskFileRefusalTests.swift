@@ -117,6 +117,15 @@ import Testing
         #expect(error.description.hasPrefix("task file, line \(c.line): "))
     }
 
+    @Test func refusalsBecomeClientErrors() throws {
+        let bad = try #require(Fixture.refusal("version: v1.1.0\nsteps:\n  - cmd: x\n    timeout: soon\n"))
+        #expect(bad.registryError.code == .unsupported)
+        #expect(bad.registryError.status == 400)
+        #expect(bad.registryError.message == "task file, line 4: timeout must be a whole number, not 'soon'")
+        let huge = try #require(Fixture.refusal(String(repeating: "#", count: 70_000)))
+        #expect(huge.registryError.status == 413)
+    }
+
     @Test func commitHasNoValueOnAManualRun() throws {
         var run = Fixture.run
         run.commit = nil
