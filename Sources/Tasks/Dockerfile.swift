@@ -15,7 +15,8 @@
 ///
 /// Handled: line continuations, the `# escape=` directive, comments, heredocs (their bodies are
 /// not instructions), `FROM --platform=…`, `$X`, `${X}`, `${X:-word}`, `${X-word}`, `${X:+word}`,
-/// `${X+word}`. The text is untrusted: it is capped in bytes (`TaskLimits.maxDockerfileBytes`)
+/// `${X+word}`, and BuildKit's platform ARGs (`TARGETARCH`, …) in `FROM` without a declaration,
+/// valued from `buildArgs`. The text is untrusted: it is capped in bytes (`TaskLimits.maxDockerfileBytes`)
 /// and stages (`maxStages`), and expansion is capped in depth and length.
 public struct DockerfileBases: Sendable, Equatable {
     public struct Stage: Sendable, Equatable {
@@ -119,9 +120,15 @@ private struct DockerfileReader {
     /// ARGs declared in the current stage.
     var scope: [String: String] = [:]
 
+    /// BuildKit's platform ARGs are in the global scope without being declared; their values
+    /// depend on the builder, so they come from the build args when the caller gives them.
+    static let platformArgs: Set = ["TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT",
+                                    "BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT"]
+
     init(buildArgs: [String: String], limits: TaskLimits) {
         self.buildArgs = buildArgs
         self.limits = limits
+        global = buildArgs.filter { Self.platformArgs.contains($0.key) }
     }
 
     // MARK: - lines to instructions

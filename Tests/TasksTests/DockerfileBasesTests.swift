@@ -48,6 +48,10 @@ import Testing
             FROM ${REGISTRY}/base:${FLAVOR:-slim}
             """, buildArgs: ["REGISTRY": "mirror.local:5000", "FLAVOR": "full", "UNDECLARED": "x"],
               runtime: "mirror.local:5000/base:full", buildTime: []),
+        .init(name: "platform ARGs need no declaration", dockerfile: "FROM --platform=$BUILDPLATFORM golang:1.23-$TARGETARCH\n",
+              buildArgs: ["TARGETARCH": "arm64", "BUILDPLATFORM": "linux/amd64"], runtime: "golang:1.23-arm64", buildTime: []),
+        .init(name: "other build args need a declaration", dockerfile: "FROM alpine:${TAG:-3}\n",
+              buildArgs: ["TAG": "edge"], runtime: "alpine:3", buildTime: []),
         .init(name: "ARG inside a stage does not reach FROM", dockerfile: "FROM alpine\nARG IMG=evil\nFROM ${IMG:-debian}\n",
               runtime: "debian", buildTime: []),
         .init(name: "target picks the stage and its needs", dockerfile: """
