@@ -101,6 +101,10 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ], swiftSettings: strict),
+        .target(name: "Tasks", dependencies: [
+            "OCIModel",
+            .product(name: "Yams", package: "Yams"),
+        ], swiftSettings: strict),
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -131,6 +135,7 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
+        .testTarget(name: "TasksTests", dependencies: ["Tasks"]),
         .testTarget(name: "HTTPAPITests", dependencies: [
             "HTTPAPI", "Signing", "BlobStorage",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -1,0 +1,93 @@
+/// A task file in the ACR multi-step format, `version: v1.1.0`, parsed and checked.
+///
+/// ```yaml
+/// version: v1.1.0
+/// stepTimeout: 900            # default timeout of every step, seconds (600 when absent)
+/// env: [GOFLAGS=-mod=vendor]  # for every step; a step's own env wins by name
+/// steps:
+///   - id: build
+///     build: -t $Registry/app:$ID --build-arg VERSION={{.Values.version}} -f Dockerfile .
+///   - id: test
+///     cmd: $Registry/app:$ID go test ./...
+///     when: [build]           # "-" starts at once; no when: after the previous step
+///     timeout: 300
+///     retries: 1
+///     ignoreErrors: false
+///     workingDirectory: /src
+///     env: [CI=true]
+///   - push:
+///     - $Registry/app:$ID
+/// ```
+///
+/// What is refused, each with its line: unknown keys, wrong types, a step with none or more than
+/// one of `build`/`cmd`/`push`, unknown ids in `when`, duplicate ids, a cycle in `when`, a missing
+/// or unsupported `version`, `--push` in a build, more steps, bytes, nesting or (alias-expanded)
+/// nodes than `TaskLimits` allows, invalid UTF-8, and variables that are unknown, unset, refer
+/// to themselves or expand past the caps (see `Expander` for the variables).
+///
+/// `secrets:` is refused. In ACR it names key-vault secrets the runner fetches with the task's
+/// identity; Berth has no key vault, and a task file (someone else's code) must not be able to
+/// name credentials for the runner to fetch. Credentials a task needs (to push to this
+/// registry) are given by Berth to the run, never named by the file.
+///
+/// Steps without an `id` are called `acb_step_<n>` (n counts from 0), as in ACR.
+public struct TaskFile: Sendable, Equatable {
+    public static let supportedVersion = "v1.1.0"
+    public static let defaultStepTimeout = 600
+
+    public var version: String
+    /// Seconds; the timeout of steps that do not give their own.
+    public var stepTimeout: Int
+    public var env: [EnvironmentVariable]
+    public var steps: [Step]
+    public var plan: ExecutionPlan
+
+    public func step(_ id: String) -> Step? { steps.first { $0.id == id } }
+}
+
+public struct EnvironmentVariable: Sendable, Equatable, CustomStringConvertible {
+    public var name: String
+    public var value: String
+    public init(name: String, value: String) { self.name = name; self.value = value }
+    public var description: String { "\(name)=\(value)" }
+}
+
+public struct Step: Sendable, Equatable {
+    public enum Action: Sendable, Equatable {
+        case build(BuildArguments)
+        case cmd(RunCommand)
+        case push([ImageReference])
+    }
+
+    public var id: String
+    /// The line the step starts on.
+    public var line: Int
+    public var action: Action
+    /// The steps this one waits for (`when`, or the previous step when `when` is absent).
+    public var waitsFor: [String]
+    /// The file's env, overridden by the step's own, by name.
+    public var env: [EnvironmentVariable]
+    /// Seconds.
+    public var timeout: Int
+    public var workingDirectory: String?
+    public var retries: Int
+    public var ignoreErrors: Bool
+}
+
+/// A `cmd` step: run `image` with `arguments`.
+public struct RunCommand: Sendable, Equatable {
+    public var image: ImageReference
+    public var arguments: [String]
+    public init(image: ImageReference, arguments: [String]) { self.image = image; self.arguments = arguments }
+
+    /// Parses `image arg…` (shell-style words); the thrown error is the reason.
+    public init(parsing text: String) throws(BuildArgumentsError) {
+        let words = try ShellWords.split(text)
+        guard let first = words.first else { throw BuildArgumentsError("cmd needs an image to run") }
+        guard !first.hasPrefix("-") else {
+            throw BuildArgumentsError("cmd starts with the image to run, not an option (\(quoted(first, limit: 40)))")
+        }
+        do { image = try ImageReference(parsing: first) } catch { throw BuildArgumentsError("\(error)") }
+        arguments = Array(words.dropFirst())
+    }
+}
