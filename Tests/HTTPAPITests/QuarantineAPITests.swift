@@ -118,11 +118,45 @@ import Testing
             let change = try await setPolicy(client, #"{"enabled":true,"grandfatherExisting":false}"#)
             #expect(change.contains("\"affectedCount\":1"))
             #expect(try await client.execute(uri: "/v2/legacy/app/manifests/1", method: .get, headers: puller).status == .forbidden)
-            _ = try await setPolicy(client, #"{"enabled":false}"#)
-            // switching off does not pass what is pending: the gate still has to decide
-            #expect(try await client.execute(uri: "/v2/legacy/app/manifests/1", method: .get, headers: puller).status == .forbidden)
-            #expect(try await push(client, "legacy/app", tag: "2", auth: owner, seed: "after") == .created)
-            #expect(try await client.execute(uri: "/v2/legacy/app/manifests/2", method: .get, headers: puller).status == .ok)
+        }
+    }
+
+    struct Change: Decodable, Equatable {
+        struct Ref: Decodable, Equatable { let repository: String; let digest: String }
+        let affected: [Ref]
+        let affectedCount: Int
+        let effect: String
+    }
+
+    @Test func switchingOffReleasesPendingImagesAndKeepsFailedVerdicts() async throws {
+        let (app, access) = try await makeSecuredApp()
+        let puller = try await identity(access, "puller", role: "Pull")
+        let gate = try await identity(access, "scanner", role: "QuarantineWriter")
+        try await app.test(.router) { client in
+            _ = try await setPolicy(client, #"{"enabled":true}"#)
+            #expect(try await push(client, "waiting/app", tag: "1", auth: owner, seed: "w") == .created)
+            #expect(try await push(client, "bad/app", tag: "1", auth: owner, seed: "b") == .created)
+            let waiting = try await client.execute(uri: "/v2/waiting/app/manifests/1", method: .head, headers: owner).headers[.testDigest]!
+            let bad = try await client.execute(uri: "/v2/bad/app/manifests/1", method: .head, headers: owner).headers[.testDigest]!
+            #expect(try await verdict(client, gate, "bad/app", bad, "Failed", "CVE-2026-0002") == .ok)
+
+            // the dry run names exactly what the real run releases, and changes nothing
+            let dry = try JSONDecoder().decode(Change.self, from: Data(try await setPolicy(client, #"{"enabled":false,"dryRun":true}"#).utf8))
+            #expect(dry.affected == [.init(repository: "waiting/app", digest: waiting)] && dry.affectedCount == 1)
+            #expect(dry.effect.contains("become pullable") && dry.effect.contains("Failed"))
+            #expect(try await client.execute(uri: "/v2/waiting/app/manifests/1", method: .get, headers: puller).status == .forbidden)
+            let real = try JSONDecoder().decode(Change.self, from: Data(try await setPolicy(client, #"{"enabled":false}"#).utf8))
+            #expect(real == dry)
+
+            // off means off: what waited is pullable; a failed verdict still stands
+            #expect(try await client.execute(uri: "/v2/waiting/app/manifests/1", method: .get, headers: puller).status == .ok)
+            let failed = try await client.execute(uri: "/v2/bad/app/manifests/1", method: .get, headers: puller)
+            #expect(failed.status == .forbidden && String(buffer: failed.body).contains("CVE-2026-0002"))
+            #expect(try await push(client, "waiting/app", tag: "2", auth: owner, seed: "after") == .created)
+            #expect(try await client.execute(uri: "/v2/waiting/app/manifests/2", method: .get, headers: puller).status == .ok)
+            // nothing is left to release
+            let again = try JSONDecoder().decode(Change.self, from: Data(try await setPolicy(client, #"{"enabled":false,"dryRun":true}"#).utf8))
+            #expect(again.affected.isEmpty && again.affectedCount == 0)
         }
     }
 }

@@ -3,6 +3,7 @@ QuarantineWriter records its verdict through the CLI."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -52,3 +53,23 @@ def test_quarantine_gate_with_skopeo(registry, tmp_path, layout):  # noqa: F811
                            "--reason", "rescanned clean", "-o", "json").stdout)
     assert shown["state"] == "Passed" and shown["reason"] == "rescanned clean"
     inspect(registry, "payments/api", puller)
+
+
+def test_switching_quarantine_off_releases_what_waits(registry, tmp_path, layout):  # noqa: F811
+    cli = Cli(registry, tmp_path / "xdg")
+    cli.login()
+    owner = (registry.username, registry.password)
+    puller = make_identity(cli, "puller", "Pull")
+    cli("config", "quarantine", "update", "--status", "enabled")
+    push(registry, layout, "waiting/app", owner)
+    raw = inspect(registry, "waiting/app", owner).stdout
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+
+    dry = cli("config", "quarantine", "update", "--status", "disabled", "--dry-run").stdout.decode()
+    assert "become pullable" in dry and "waiting/app" in dry and digest in dry, dry
+    assert inspect(registry, "waiting/app", puller, check=False).returncode != 0   # the dry run changed nothing
+    dry_json = cli.json("config", "quarantine", "update", "--status", "disabled", "--dry-run")
+    real = cli.json("config", "quarantine", "update", "--status", "disabled")
+    assert real["affected"] == dry_json["affected"] == [{"repository": "waiting/app", "digest": digest}]
+    assert real["affectedCount"] == dry_json["affectedCount"] == 1 and real["effect"] == dry_json["effect"]
+    inspect(registry, "waiting/app", puller)                                 # off means off
