@@ -86,6 +86,15 @@ extension Registry {
         return QuarantineChange(policy: policy, affected: affected, affectedCount: count, effect: effect, dryRun: false)
     }
 
+    /// Whether a blob of `repository` is there only for quarantined content: manifests of the
+    /// repository reference it and none of them may be pulled. Costs nothing (false) while
+    /// quarantine is off, so the blob path pays only when the gate is in use. Blobs that no
+    /// manifest references yet (uploads on their way to a manifest) are not quarantined.
+    public func blobOnlyInQuarantine(_ repository: RepositoryName, _ digest: Digest) throws -> Bool {
+        guard try quarantinePolicy().enabled else { return false }
+        return try metadata.blobOnlyInQuarantine(repository: repository.value, digest: digest)
+    }
+
     /// Marks a manifest `Passed` or `Failed` (or back to `Pending`), with a reason that is kept.
     public func setQuarantine(_ repository: RepositoryName, _ digest: Digest, state: QuarantineState, reason: String?) async throws {
         guard try await metadata.setQuarantine(repository: repository.value, digest: digest, state: state.rawValue,

@@ -764,6 +764,19 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
         }
     }
 
+    public func blobOnlyInQuarantine(repository: String, digest: Digest) throws -> Bool {
+        try pool.read { db in
+            // NULL: nothing references it; 1: some referencing manifest is pullable; 0: none is.
+            try Int.fetchOne(db, sql: """
+                SELECT MAX(m.quarantine_state IS NULL OR m.quarantine_state = 'Passed')
+                FROM repositories r
+                JOIN manifest_refs mr ON mr.repo_id = r.id AND mr.child = ? AND mr.kind = 0
+                JOIN manifests m ON m.repo_id = mr.repo_id AND m.digest = mr.parent
+                WHERE r.name = ?
+                """, arguments: [digest.string, repository]) == 0
+        }
+    }
+
     public func setting(_ key: String) throws -> String? {
         try pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = ?", arguments: [key]) }
     }

@@ -8,6 +8,7 @@ import json
 import re
 
 import pytest
+import requests
 
 from test_cli import Cli, inspect, layout, push  # noqa: F401  (layout is a fixture)
 
@@ -64,6 +65,9 @@ def test_switching_quarantine_off_releases_what_waits(registry, tmp_path, layout
     push(registry, layout, "waiting/app", owner)
     raw = inspect(registry, "waiting/app", owner).stdout
     digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    layer = json.loads(raw)["layers"][0]["digest"]
+    blob = requests.get(f"{registry.base}/v2/waiting/app/blobs/{layer}", auth=puller, timeout=30)
+    assert blob.status_code == 403 and "quarantined" in blob.text            # not by digest either
 
     dry = cli("config", "quarantine", "update", "--status", "disabled", "--dry-run").stdout.decode()
     assert "become pullable" in dry and "waiting/app" in dry and digest in dry, dry
@@ -73,3 +77,4 @@ def test_switching_quarantine_off_releases_what_waits(registry, tmp_path, layout
     assert real["affected"] == dry_json["affected"] == [{"repository": "waiting/app", "digest": digest}]
     assert real["affectedCount"] == dry_json["affectedCount"] == 1 and real["effect"] == dry_json["effect"]
     inspect(registry, "waiting/app", puller)                                 # off means off
+    assert requests.get(f"{registry.base}/v2/waiting/app/blobs/{layer}", auth=puller, timeout=30).status_code == 200
