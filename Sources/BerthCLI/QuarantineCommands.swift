@@ -23,7 +23,9 @@ enum QuarantineView {
     static let change = [
         Column("enabled", "policy.enabled"),
         Column("grandfather-existing", "policy.grandfatherExisting"),
+        Column("dry-run", "dryRun"),
         Column("affected", "affectedCount"),
+        Column("effect", "effect"),
     ]
     static let affected = [Column("repository", "repository"), Column("digest", "digest")]
 }
@@ -46,13 +48,14 @@ struct QuarantineConfigUpdate: AsyncParsableCommand {
         commandName: "update", abstract: "Switch quarantine-on-push.",
         discussion: """
         While enabled, every new image waits for a QuarantineWriter's verdict before anyone else can pull it.
-        --grandfather false also blocks images pushed before; run with --dry-run first to see what would become unpullable.
+        --grandfather false also blocks images pushed before. --status disabled releases every Pending image (it becomes
+        pullable); Failed verdicts stay enforced. Run with --dry-run first: it prints exactly what the real run changes.
         """)
     @OptionGroup var client: ClientOptions
     @OptionGroup var out: OutputOptions
     @Option(help: "enabled or disabled.") var status: QuarantineStatus?
     @Option(help: "Keep images pushed before the switch pullable (true/false).") var grandfather: Bool?
-    @Flag(help: "List what would become unpullable; change nothing.") var dryRun = false
+    @Flag(help: "List what the change would block or release; change nothing.") var dryRun = false
 
     func validate() throws {
         if status == nil, grandfather == nil { throw ValidationError("nothing to change; give --status and/or --grandfather") }
@@ -65,10 +68,10 @@ struct QuarantineConfigUpdate: AsyncParsableCommand {
             if let grandfather { body["grandfatherExisting"] = .bool(grandfather) }
             let c = try await ManagementClient.connect(client)
             let answer = try await c.call(.PATCH, "quarantine", body: .object(body))
-            if dryRun, out.output != .json {
-                Printer.rows(answer["affected"] ?? .array([]), columns: QuarantineView.affected, format: out.output)
-            } else {
-                Printer.keyValues(answer, fields: QuarantineView.change, format: out.output)
+            // The dry run and the real run print the same: what changes and which images it changes.
+            Printer.keyValues(answer, fields: QuarantineView.change, format: out.output)
+            if out.output != .json, let affected = answer["affected"]?.asArray, !affected.isEmpty {
+                Printer.rows(.array(affected), columns: QuarantineView.affected, format: out.output)
             }
         }
     }

@@ -1,3 +1,4 @@
+import Access
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -7,8 +8,9 @@ import RegistryCore
 
 /// Kubernetes admission webhooks (`admission.k8s.io/v1` AdmissionReview):
 /// `POST /admission/v1/validate` allows a workload only when every image it runs from this
-/// registry exists, is not quarantined or failed, and passes content trust where that is
-/// configured; `POST /admission/v1/mutate` pins each such image's tag to its digest.
+/// registry is one the webhook's credentials may pull, exists, is not quarantined or failed, and
+/// passes content trust where that is configured; `POST /admission/v1/mutate` pins each such
+/// image's tag to its digest (images the caller may not pull are left as they are).
 extension RegistryResponder {
     /// Where the images of a workload's pod spec live, per kind.
     static func podSpecPath(kind: String) -> [String]? {
@@ -82,6 +84,13 @@ extension RegistryResponder {
             guard let ref = Self.parseImage(use.image, host: host) else { continue }   // not ours
             do {
                 let repo = try RepositoryName(ref.repository)
+                // Only images the caller could pull itself are judged, by the one authorization
+                // function (roles, scope maps, token claims, network rules). Anything else is "not
+                // accessible" whether or not it exists: neither its state nor its digest leaks.
+                guard gate.allows(caller, request, context, repository: repo.value, action: [.contentRead, .metadataRead]) else {
+                    if !mutate { refusals.append("\(use.image): not accessible") }
+                    continue
+                }
                 let reference: Reference = try ref.digest.map { d throws(RegistryError) in try Reference(parsing: d) } ?? .tag(ref.tag ?? "latest")
                 let content = try registry.manifest(repo, reference)
                 if mutate {

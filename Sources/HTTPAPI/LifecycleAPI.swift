@@ -192,6 +192,38 @@ extension RegistryResponder {
         }
     }
 
+    /// Setting or lifting a lock (repository, tag or manifest) is for the repository's owners, so
+    /// nobody below them can lift a lock they set: an identity needs the Owner role on the
+    /// repository (the only role with management/write there), a scope-map token metadata/write
+    /// and content/delete. Judged like `requireOnRepository` (a management token is narrowed by
+    /// the principal's rights, not its claims); the refusal names what is missing.
+    func requireLockRights(_ request: Request, _ context: Context, _ gate: AuthGate, _ caller: Caller?,
+                           _ repo: RepositoryName) async throws {
+        guard let caller else {
+            throw gate.challenge(request, scope: nil, message: "authentication required", insufficientScope: false)
+        }
+        var judged = caller
+        if caller.tokenAccess?.contains(where: { $0.type == "registry" && $0.name == "management" }) == true {
+            judged.tokenAccess = nil
+        }
+        let isToken = caller.principal.kind == .token
+        let needed: Action = isToken ? [.metadataWrite, .contentDelete] : Role.owner.actions
+        if gate.allows(judged, request, context, repository: repo.value, action: needed) { return }
+        let who = "\(caller.principal.kind.rawValue) \(caller.principal.name)"
+        let reason: String
+        if isToken {
+            let lacking = needed.subtracting(caller.principal.actions(on: repo.value))
+            reason = "setting or lifting a lock on \(repo.value) needs metadata/write and content/delete there; "
+                + "\(who) lacks \((lacking.isEmpty ? needed : lacking).description)"
+        } else {
+            reason = "setting or lifting a lock on \(repo.value) needs the Owner role on it; \(who) does not hold it there"
+        }
+        await gate.access.recordAudit(actor: "\(caller.principal.kind.rawValue):\(caller.principal.name)",
+                                      address: (caller.address ?? gate.address(request, context))?.description ?? "-",
+                                      action: "PATCH lock", target: repo.value, outcome: "denied", detail: reason)
+        throw AccessDenied(error: RegistryError(.denied, reason))
+    }
+
     /// `/api/v1/repository[/tags|/manifests|/deleted|/restore]?name=r` and `/api/v1/usage?repository=r`:
     /// judged on that repository.
     func repositoryManagement(_ request: Request, _ context: Context, _ gate: AuthGate, _ caller: Caller?) async throws -> Response {
@@ -209,6 +241,9 @@ extension RegistryResponder {
         default: .contentWrite
         }
         let origin = try await requireOnRepository(request, context, gate, caller, repo, action)
+        if request.method == .patch, sub == "" {
+            try await requireLockRights(request, context, gate, caller, repo)
+        }
         let answer = try await EventOrigin.$current.withValue(origin) {
             try await lifecycleErrors { () async throws -> Response? in
                 switch (request.method, sub) {

@@ -177,7 +177,7 @@ extension RegistryResponder {
                 if body.dryRun != true {
                     await access.recordAudit(actor: actor.name, address: actor.address, action: "quarantine.policy",
                                              target: "registry", outcome: "ok",
-                                             detail: "enabled=\(policy.enabled) grandfather=\(policy.grandfatherExisting) blocked=\(change.affectedCount)")
+                                             detail: "enabled=\(policy.enabled) grandfather=\(policy.grandfatherExisting) affected=\(change.affectedCount): \(change.effect)")
                 }
                 return jsonResponse(change)
 

@@ -233,6 +233,9 @@ public struct RegistryResponder: HTTPResponder {
             case .get, .head:
                 routeName = method == .get ? "blob_get" : "blob_head"
                 try await authorize(repo, .contentRead)
+                guard try passesBlobQuarantine(repo, d, caller, request, context) else {
+                    throw AccessDenied(error: RegistryError(.denied, "blob belongs only to quarantined content"))
+                }
                 let (response, size) = try await getBlob(request, repo, d, head: method == .head)
                 return Outcome(response: response, route: routeName, bytesOut: size)
             case .delete:
@@ -280,6 +283,15 @@ public struct RegistryResponder: HTTPResponder {
                 throw methodNotAllowed
             }
         }
+    }
+
+    /// A config or layer of a quarantined image is quarantined with it (for the gate only:
+    /// QuarantineReader and above) unless a pullable manifest of the repository uses it too.
+    /// Costs nothing while quarantine is off.
+    private func passesBlobQuarantine(_ repo: RepositoryName, _ digest: Digest, _ caller: Caller?, _ request: Request,
+                                      _ context: Context) throws -> Bool {
+        guard let gate, try registry.blobOnlyInQuarantine(repo, digest) else { return true }
+        return gate.allows(caller, request, context, repository: repo.value, action: .quarantineRead)
     }
 
     /// Blob uploads need content/write, or the ImageSigner's signature/write (its manifest push
@@ -574,9 +586,11 @@ public struct RegistryResponder: HTTPResponder {
     private func startUpload(_ request: Request, _ context: Context, _ repo: RepositoryName, caller: Caller?) async throws -> (Response, Int64) {
         if let mount = query(request, "mount") {
             let digest = try parseDigest(mount)
-            // Mounting reads the source: only from repositories the caller may pull.
+            // Mounting reads the source: only from repositories the caller may pull, and a blob
+            // only quarantined content there uses only by those who may read past quarantine.
             if let from = query(request, "from"), RepositoryName.isValid(from),
                gate?.allows(caller, request, context, repository: from, action: .contentRead) ?? true,
+               try passesBlobQuarantine(try RepositoryName(from), digest, caller, request, context),
                try await registry.mountBlob(repo, from: from, digest) {
                 return (blobCreated(repo, digest), 0)
             }

@@ -31,9 +31,12 @@ public enum QuarantineState: String, Codable, Sendable, CaseIterable {
 
 public struct QuarantineChange: Codable, Sendable {
     public var policy: QuarantinePolicy
-    /// Manifests that became (dry run: would become) unpullable.
+    /// Manifests whose pullability the change flips (dry run: would flip): the first 1000.
     public var affected: [ManifestRef]
     public var affectedCount: Int
+    /// What happens to the affected manifests, in words.
+    public var effect: String
+    public var dryRun: Bool
 }
 
 final class QuarantinePolicyBox: Sendable {
@@ -47,20 +50,49 @@ extension Registry {
         try setting(Self.quarantineKey, policyCache.value, default: QuarantinePolicy())
     }
 
-    /// Switches quarantine on or off. With `dryRun` nothing changes and the answer lists what
-    /// would become unpullable, so nobody flips it blind.
+    /// Switches quarantine on or off. With `dryRun` nothing changes and the answer lists exactly
+    /// what the real run would change, so nobody flips it blind.
+    ///
+    /// Off means off: nothing waits for a gate that is switched off, so switching off releases
+    /// every `Pending` manifest (it becomes pullable, as if pushed with quarantine off; switching
+    /// on again quarantines only new pushes unless grandfathering is off). `Failed` verdicts are
+    /// a decision, not a wait, and stay enforced until a QuarantineWriter changes them.
     public func updateQuarantine(_ policy: QuarantinePolicy, dryRun: Bool) async throws -> QuarantineChange {
+        let limit = 1000
+        if !policy.enabled {
+            let effect = "Pending images become pullable (quarantine off); Failed verdicts stay enforced"
+            if dryRun {
+                let (pending, count) = try metadata.pendingManifests(limit: limit)
+                return QuarantineChange(policy: policy, affected: pending, affectedCount: count, effect: effect, dryRun: true)
+            }
+            // The policy first, so no push after this point starts Pending; then release what waits.
+            try await store(Self.quarantineKey, policyCache.value, policy)
+            let (released, count) = try await metadata.releasePending(limit: limit)
+            cache.invalidateAll()
+            return QuarantineChange(policy: policy, affected: released, affectedCount: count, effect: effect, dryRun: false)
+        }
         let current = try quarantinePolicy()
-        let blocksExisting = policy.enabled && !policy.grandfatherExisting && !(current.enabled && !current.grandfatherExisting)
-        let affected = blocksExisting ? try metadata.unquarantinedManifests(limit: 1000) : []
+        let blocksExisting = !policy.grandfatherExisting && !(current.enabled && !current.grandfatherExisting)
+        let affected = blocksExisting ? try metadata.unquarantinedManifests(limit: limit) : []
+        let effect = blocksExisting ? "existing images become Pending: unpullable until a QuarantineWriter passes them"
+            : "existing images stay as they are; new pushes wait for the gate"
         if dryRun {
-            return QuarantineChange(policy: policy, affected: affected, affectedCount: affected.count)
+            return QuarantineChange(policy: policy, affected: affected, affectedCount: affected.count, effect: effect, dryRun: true)
         }
         var count = 0
         if blocksExisting { count = try await metadata.quarantineExisting() }
         try await store(Self.quarantineKey, policyCache.value, policy)
         cache.invalidateAll()
-        return QuarantineChange(policy: policy, affected: affected, affectedCount: count)
+        return QuarantineChange(policy: policy, affected: affected, affectedCount: count, effect: effect, dryRun: false)
+    }
+
+    /// Whether a blob of `repository` is there only for quarantined content: manifests of the
+    /// repository reference it and none of them may be pulled. Costs nothing (false) while
+    /// quarantine is off, so the blob path pays only when the gate is in use. Blobs that no
+    /// manifest references yet (uploads on their way to a manifest) are not quarantined.
+    public func blobOnlyInQuarantine(_ repository: RepositoryName, _ digest: Digest) throws -> Bool {
+        guard try quarantinePolicy().enabled else { return false }
+        return try metadata.blobOnlyInQuarantine(repository: repository.value, digest: digest)
     }
 
     /// Marks a manifest `Passed` or `Failed` (or back to `Pending`), with a reason that is kept.

@@ -166,6 +166,15 @@ public protocol MetadataStore: LifecycleMetadata {
     func quarantineCounts() throws -> [String: Int]
     /// Puts every such manifest into `Pending`; returns how many.
     func quarantineExisting() async throws -> Int
+    /// Manifests in `Pending` (the first `limit`, by repository and digest) and how many there are.
+    func pendingManifests(limit: Int) throws -> (manifests: [ManifestRef], count: Int)
+    /// Releases every `Pending` manifest (back to never quarantined, as if pushed with quarantine
+    /// off), each with its quarantine event, in one transaction; returns the first `limit` of them
+    /// (same order as `pendingManifests`) and how many there were. `Failed` ones stay.
+    func releasePending(limit: Int) async throws -> (manifests: [ManifestRef], count: Int)
+    /// Whether manifests of `repository` reference the blob (as config or layer) and every one of
+    /// them is quarantined (`Pending` or `Failed`). False when none references it.
+    func blobOnlyInQuarantine(repository: String, digest: Digest) throws -> Bool
     func setting(_ key: String) throws -> String?
     func setSetting(_ key: String, _ value: String) async throws
 

@@ -762,6 +762,48 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
         }
     }
 
+    private static let pendingSQL = """
+        SELECT r.name, m.digest, m.media_type, m.size FROM manifests m JOIN repositories r ON r.id = m.repo_id
+        WHERE m.quarantine_state = 'Pending' ORDER BY r.name, m.digest
+        """
+
+    private static func pending(_ db: Database, limit: Int) throws -> (manifests: [ManifestRef], count: Int) {
+        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM manifests WHERE quarantine_state = 'Pending'") ?? 0
+        let refs = try Row.fetchAll(db, sql: pendingSQL + " LIMIT ?", arguments: [limit])
+            .map { ManifestRef(repository: $0[0], digest: $0[1]) }
+        return (refs, count)
+    }
+
+    public func pendingManifests(limit: Int) throws -> (manifests: [ManifestRef], count: Int) {
+        try pool.read { db in try Self.pending(db, limit: limit) }
+    }
+
+    public func releasePending(limit: Int) async throws -> (manifests: [ManifestRef], count: Int) {
+        let origin = EventOrigin.current
+        return try await pool.write { db in
+            let listed = try Self.pending(db, limit: limit)
+            for row in try Row.fetchAll(db, sql: Self.pendingSQL) {
+                try Self.appendEvent(db, origin, EventAction.quarantine, row[0], digest: row[1], mediaType: row[2], size: row[3],
+                                     detail: "released: quarantine disabled")
+            }
+            try db.execute(sql: "UPDATE manifests SET quarantine_state = NULL, quarantine_reason = NULL WHERE quarantine_state = 'Pending'")
+            return (listed.manifests, db.changesCount)
+        }
+    }
+
+    public func blobOnlyInQuarantine(repository: String, digest: Digest) throws -> Bool {
+        try pool.read { db in
+            // NULL: nothing references it; 1: some referencing manifest is pullable; 0: none is.
+            try Int.fetchOne(db, sql: """
+                SELECT MAX(m.quarantine_state IS NULL OR m.quarantine_state = 'Passed')
+                FROM repositories r
+                JOIN manifest_refs mr ON mr.repo_id = r.id AND mr.child = ? AND mr.kind = 0
+                JOIN manifests m ON m.repo_id = mr.repo_id AND m.digest = mr.parent
+                WHERE r.name = ?
+                """, arguments: [digest.string, repository]) == 0
+        }
+    }
+
     public func setting(_ key: String) throws -> String? {
         try pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = ?", arguments: [key]) }
     }

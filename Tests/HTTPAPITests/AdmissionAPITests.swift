@@ -70,8 +70,8 @@ struct ReviewAnswer: Decodable {
         return String(service)
     }
 
-    func review(_ client: any TestClientProtocol, _ path: String, _ body: [UInt8]) async throws -> ReviewAnswer {
-        var h = owner
+    func review(_ client: any TestClientProtocol, _ path: String, _ body: [UInt8], auth: HTTPFields = owner) async throws -> ReviewAnswer {
+        var h = auth
         h[.contentType] = "application/json"
         let r = try await client.execute(uri: path, method: .post, headers: h, body: buf(body))
         #expect(r.status == .ok)
@@ -133,6 +133,66 @@ struct ReviewAnswer: Decodable {
             // the webhook needs credentials
             #expect(try await client.execute(uri: "/admission/v1/validate", method: .post,
                                              body: buf(podReview(uid: "x", images: []))).status == .unauthorized)
+        }
+    }
+
+    @Test func imagesTheCallerMayNotPullAreNotAccessible() async throws {
+        let (app, access) = try await makeSecuredApp()
+        let entry = AccessState.ScopeMap.Entry(repository: try RepositoryPattern("payments/*"), actions: ["content/read", "metadata/read"])
+        _ = try await access.putScopeMap(testActor, name: "payments-pull", description: nil, entries: [entry], create: true)
+        let (_, pw) = try await access.createToken(testActor, name: "k8s", scopeMap: "payments-pull")
+        let k8s = basic("k8s", pw["password1"]!)
+        try await app.test(.router) { client in
+            let host = try await host(client)
+            #expect(try await push(client, "payments/api", tag: "1", auth: owner, seed: "api") == .created)
+            #expect(try await push(client, "billing/secret", tag: "v1", auth: owner, seed: "secret") == .created)
+
+            // what the caller may pull is judged as before
+            var answer = try await review(client, "/admission/v1/validate", podReview(uid: "a-1", images: ["\(host)/payments/api:1"]), auth: k8s)
+            #expect(answer.response.allowed)
+            answer = try await review(client, "/admission/v1/validate", podReview(uid: "a-2", images: ["\(host)/payments/nope:1"]), auth: k8s)
+            #expect(!answer.response.allowed && answer.response.status?.message.contains("manifest unknown") == true)
+
+            // elsewhere: an existing image, a missing tag and a missing repository get the same answer
+            var messages: [String] = []
+            for image in ["billing/secret:v1", "billing/secret:nope", "billing/none:v1"] {
+                answer = try await review(client, "/admission/v1/validate", podReview(uid: "a-3", images: ["\(host)/\(image)"]), auth: k8s)
+                #expect(!answer.response.allowed)
+                messages.append(answer.response.status?.message.replacingOccurrences(of: image, with: "IMAGE") ?? "")
+            }
+            #expect(messages == Array(repeating: "Berth refused: \(host)/IMAGE: not accessible", count: 3))
+
+            // mutate leaves what the caller may not pull unpatched, and pins the rest
+            let secret = try await review(client, "/admission/v1/mutate", deploymentReview(uid: "a-4", image: "\(host)/billing/secret:v1"), auth: k8s)
+            #expect(secret.response.allowed && secret.response.patch == nil)
+            let own = try await review(client, "/admission/v1/mutate", deploymentReview(uid: "a-5", image: "\(host)/payments/api:1"), auth: k8s)
+            #expect(own.response.patch != nil)
+            // the owner still gets billing judged and pinned
+            answer = try await review(client, "/admission/v1/validate", podReview(uid: "a-6", images: ["\(host)/billing/secret:v1"]))
+            #expect(answer.response.allowed)
+            let pinned = try await review(client, "/admission/v1/mutate", deploymentReview(uid: "a-7", image: "\(host)/billing/secret:v1"))
+            #expect(pinned.response.patch != nil)
+        }
+    }
+
+    @Test func networkRulesDecideForTheWebhookToo() async throws {
+        let (app, access) = try await makeSecuredApp()
+        var change = SettingsChange()
+        change.publicNetworkEnabled = false
+        change.trustedProxies = ["127.0.0.1/32", "::1/128"]
+        _ = try await access.updateSettings(testActor, change)
+        try await app.test(.live) { client in
+            let host = try await host(client)
+            #expect(try await push(client, "payments/api", tag: "1", auth: owner, seed: "api") == .created)
+            var outside = owner
+            outside[.xForwardedFor] = "203.0.113.7"
+            let refused = try await review(client, "/admission/v1/validate", podReview(uid: "n-1", images: ["\(host)/payments/api:1"]), auth: outside)
+            #expect(!refused.response.allowed && refused.response.status?.message.hasSuffix("payments/api:1: not accessible") == true)
+            let pinned = try await review(client, "/admission/v1/mutate", deploymentReview(uid: "n-2", image: "\(host)/payments/api:1"), auth: outside)
+            #expect(pinned.response.patch == nil)
+            var inside = owner
+            inside[.xForwardedFor] = "10.1.2.3"
+            #expect(try await review(client, "/admission/v1/validate", podReview(uid: "n-3", images: ["\(host)/payments/api:1"]), auth: inside).response.allowed)
         }
     }
 }

@@ -118,11 +118,111 @@ import Testing
             let change = try await setPolicy(client, #"{"enabled":true,"grandfatherExisting":false}"#)
             #expect(change.contains("\"affectedCount\":1"))
             #expect(try await client.execute(uri: "/v2/legacy/app/manifests/1", method: .get, headers: puller).status == .forbidden)
-            _ = try await setPolicy(client, #"{"enabled":false}"#)
-            // switching off does not pass what is pending: the gate still has to decide
-            #expect(try await client.execute(uri: "/v2/legacy/app/manifests/1", method: .get, headers: puller).status == .forbidden)
-            #expect(try await push(client, "legacy/app", tag: "2", auth: owner, seed: "after") == .created)
-            #expect(try await client.execute(uri: "/v2/legacy/app/manifests/2", method: .get, headers: puller).status == .ok)
+        }
+    }
+
+    struct Change: Decodable, Equatable {
+        struct Ref: Decodable, Equatable { let repository: String; let digest: String }
+        let affected: [Ref]
+        let affectedCount: Int
+        let effect: String
+    }
+
+    @Test func switchingOffReleasesPendingImagesAndKeepsFailedVerdicts() async throws {
+        let (app, access) = try await makeSecuredApp()
+        let puller = try await identity(access, "puller", role: "Pull")
+        let gate = try await identity(access, "scanner", role: "QuarantineWriter")
+        try await app.test(.router) { client in
+            _ = try await setPolicy(client, #"{"enabled":true}"#)
+            #expect(try await push(client, "waiting/app", tag: "1", auth: owner, seed: "w") == .created)
+            #expect(try await push(client, "bad/app", tag: "1", auth: owner, seed: "b") == .created)
+            let waiting = try await client.execute(uri: "/v2/waiting/app/manifests/1", method: .head, headers: owner).headers[.testDigest]!
+            let bad = try await client.execute(uri: "/v2/bad/app/manifests/1", method: .head, headers: owner).headers[.testDigest]!
+            #expect(try await verdict(client, gate, "bad/app", bad, "Failed", "CVE-2026-0002") == .ok)
+
+            // the dry run names exactly what the real run releases, and changes nothing
+            let dry = try JSONDecoder().decode(Change.self, from: Data(try await setPolicy(client, #"{"enabled":false,"dryRun":true}"#).utf8))
+            #expect(dry.affected == [.init(repository: "waiting/app", digest: waiting)] && dry.affectedCount == 1)
+            #expect(dry.effect.contains("become pullable") && dry.effect.contains("Failed"))
+            #expect(try await client.execute(uri: "/v2/waiting/app/manifests/1", method: .get, headers: puller).status == .forbidden)
+            let real = try JSONDecoder().decode(Change.self, from: Data(try await setPolicy(client, #"{"enabled":false}"#).utf8))
+            #expect(real == dry)
+
+            // off means off: what waited is pullable; a failed verdict still stands
+            #expect(try await client.execute(uri: "/v2/waiting/app/manifests/1", method: .get, headers: puller).status == .ok)
+            let failed = try await client.execute(uri: "/v2/bad/app/manifests/1", method: .get, headers: puller)
+            #expect(failed.status == .forbidden && String(buffer: failed.body).contains("CVE-2026-0002"))
+            #expect(try await push(client, "waiting/app", tag: "2", auth: owner, seed: "after") == .created)
+            #expect(try await client.execute(uri: "/v2/waiting/app/manifests/2", method: .get, headers: puller).status == .ok)
+            // nothing is left to release
+            let again = try JSONDecoder().decode(Change.self, from: Data(try await setPolicy(client, #"{"enabled":false,"dryRun":true}"#).utf8))
+            #expect(again.affected.isEmpty && again.affectedCount == 0)
+        }
+    }
+
+    /// Pushes blobs then an image manifest over them, as the owner; returns the manifest digest.
+    func pushImage(_ client: any TestClientProtocol, _ repo: String, tag: String, config: [UInt8], layers: [[UInt8]]) async throws -> String {
+        for blob in [config] + layers {
+            var h = owner
+            h[.contentLength] = String(blob.count)
+            let r = try await client.execute(uri: "/v2/\(repo)/blobs/uploads/?digest=\(sha256(blob))", method: .post, headers: h, body: buf(blob))
+            #expect(r.status == .created)
+        }
+        let manifest = V2(client: client).imageManifest(config: config, layers: layers)
+        var h = owner
+        h[.contentType] = MediaType.ociManifest
+        #expect(try await client.execute(uri: "/v2/\(repo)/manifests/\(tag)", method: .put, headers: h, body: buf(manifest)).status == .created)
+        return sha256(manifest)
+    }
+
+    @Test func blobsOfQuarantinedImagesAreForTheGateOnly() async throws {
+        let (app, access) = try await makeSecuredApp()
+        let puller = try await identity(access, "puller", role: "Pull")
+        let reader = try await identity(access, "reader", role: "QuarantineReader")
+        let gate = try await identity(access, "scanner", role: "QuarantineWriter")
+        _ = try await access.createIdentity(testActor, name: "dev", withPassword: false)
+        let devPassword = try await access.resetIdentityPassword(testActor, name: "dev")
+        _ = try await access.assignRole(testActor, assignee: "dev", role: "Pull", scope: "q/*")
+        _ = try await access.assignRole(testActor, assignee: "dev", role: "Push", scope: "dev/*")
+        let dev = basic("dev", devPassword)
+        try await app.test(.router) { client in
+            _ = try await setPolicy(client, #"{"enabled":true}"#)
+            let config1 = Array(#"{"image":1}"#.utf8), config2 = Array(#"{"image":2}"#.utf8)
+            let secret = Array("secret layer".utf8), shared = Array("shared layer".utf8)
+            let first = try await pushImage(client, "q/app", tag: "1", config: config1, layers: [secret, shared])
+
+            // a Pending image's config and layers are refused by digest, GET and HEAD alike
+            for blob in [config1, secret, shared] {
+                for method in [HTTPRequest.Method.get, .head] {
+                    let r = try await client.execute(uri: "/v2/q/app/blobs/\(sha256(blob))", method: method, headers: puller)
+                    #expect(r.status == .forbidden)
+                }
+            }
+            let refused = try await client.execute(uri: "/v2/q/app/blobs/\(sha256(secret))", method: .get, headers: puller)
+            #expect(errorCode(refused) == "DENIED" && String(buffer: refused.body).contains("only to quarantined content"))
+            // the gate reads them
+            #expect(try await client.execute(uri: "/v2/q/app/blobs/\(sha256(secret))", method: .get, headers: reader).status == .ok)
+            // a blob no manifest uses yet keeps its behaviour
+            var h = owner
+            h[.contentLength] = "5"
+            _ = try await client.execute(uri: "/v2/q/app/blobs/uploads/?digest=\(sha256(Array("loose".utf8)))", method: .post,
+                                         headers: h, body: buf(Array("loose".utf8)))
+            #expect(try await client.execute(uri: "/v2/q/app/blobs/\(sha256(Array("loose".utf8)))", method: .get, headers: puller).status == .ok)
+            // nor can it be mounted elsewhere by someone who could not read it
+            let mount = try await client.execute(uri: "/v2/dev/x/blobs/uploads/?mount=\(sha256(secret))&from=q/app", method: .post, headers: dev)
+            #expect(mount.status == .accepted)
+            #expect(try await client.execute(uri: "/v2/dev/x/blobs/\(sha256(secret))", method: .head, headers: dev).status == .notFound)
+
+            // a blob a pullable image uses too is readable; the rest of the Pending image is not
+            let second = try await pushImage(client, "q/app", tag: "2", config: config2, layers: [shared])
+            #expect(try await verdict(client, gate, "q/app", second, "Passed", "clean") == .ok)
+            #expect(try await client.execute(uri: "/v2/q/app/blobs/\(sha256(shared))", method: .get, headers: puller).status == .ok)
+            #expect(try await client.execute(uri: "/v2/q/app/blobs/\(sha256(secret))", method: .get, headers: puller).status == .forbidden)
+            // a Failed verdict keeps them refused; Passed opens them
+            #expect(try await verdict(client, gate, "q/app", first, "Failed", "CVE") == .ok)
+            #expect(try await client.execute(uri: "/v2/q/app/blobs/\(sha256(config1))", method: .head, headers: puller).status == .forbidden)
+            #expect(try await verdict(client, gate, "q/app", first, "Passed", "rescanned") == .ok)
+            #expect(try await client.execute(uri: "/v2/q/app/blobs/\(sha256(secret))", method: .get, headers: puller).status == .ok)
         }
     }
 }

@@ -659,6 +659,25 @@ def test_purge_schedule_runs_inside_the_server(registry, cli):  # noqa: F811
     assert cli.json("purge", "runs", "--name", "nightly")
 
 
+def test_only_owners_set_or_lift_locks(registry, cli, tmp_path):  # noqa: F811
+    p = Pusher(registry)
+    repo = "owned/app"
+    p.image(repo, "v1", label="x")
+    cli("repository", "update", "--name", repo, "--image", "v1", "--write-enabled", "false")
+    # Reader everywhere lets the CLI in; Push on the repository is still below its Owner
+    password = cli.json("identity", "create", "--name", "pusher")["password"]
+    cli("role", "assignment", "create", "--assignee", "pusher", "--role", "Reader", "--scope", "*")
+    cli("role", "assignment", "create", "--assignee", "pusher", "--role", "Push", "--scope", "owned/*")
+    pusher = Cli(registry, tmp_path / "xdg-pusher")
+    pusher.login("pusher", password)
+    err = pusher.fails("repository", "update", "--name", repo, "--image", "v1", "--write-enabled", "true")
+    assert "DENIED" in err and "Owner role" in err, err
+    tags = {t["name"]: t for t in cli.json("repository", "show-tags", "--name", repo, "--detail")}
+    assert tags["v1"]["attributes"]["writeEnabled"] is False
+    cli("role", "assignment", "create", "--assignee", "pusher", "--role", "Owner", "--scope", repo)
+    assert pusher.json("repository", "update", "--name", repo, "--image", "v1", "--write-enabled", "true")["writeEnabled"] is True
+
+
 def test_repository_commands(registry, cli):  # noqa: F811
     p = Pusher(registry)
     a = p.image("repo/one", "v1")

@@ -3,10 +3,12 @@ QuarantineWriter records its verdict through the CLI."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
 import pytest
+import requests
 
 from test_cli import Cli, inspect, layout, push  # noqa: F401  (layout is a fixture)
 
@@ -52,3 +54,27 @@ def test_quarantine_gate_with_skopeo(registry, tmp_path, layout):  # noqa: F811
                            "--reason", "rescanned clean", "-o", "json").stdout)
     assert shown["state"] == "Passed" and shown["reason"] == "rescanned clean"
     inspect(registry, "payments/api", puller)
+
+
+def test_switching_quarantine_off_releases_what_waits(registry, tmp_path, layout):  # noqa: F811
+    cli = Cli(registry, tmp_path / "xdg")
+    cli.login()
+    owner = (registry.username, registry.password)
+    puller = make_identity(cli, "puller", "Pull")
+    cli("config", "quarantine", "update", "--status", "enabled")
+    push(registry, layout, "waiting/app", owner)
+    raw = inspect(registry, "waiting/app", owner).stdout
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    layer = json.loads(raw)["layers"][0]["digest"]
+    blob = requests.get(f"{registry.base}/v2/waiting/app/blobs/{layer}", auth=puller, timeout=30)
+    assert blob.status_code == 403 and "quarantined" in blob.text            # not by digest either
+
+    dry = cli("config", "quarantine", "update", "--status", "disabled", "--dry-run").stdout.decode()
+    assert "become pullable" in dry and "waiting/app" in dry and digest in dry, dry
+    assert inspect(registry, "waiting/app", puller, check=False).returncode != 0   # the dry run changed nothing
+    dry_json = cli.json("config", "quarantine", "update", "--status", "disabled", "--dry-run")
+    real = cli.json("config", "quarantine", "update", "--status", "disabled")
+    assert real["affected"] == dry_json["affected"] == [{"repository": "waiting/app", "digest": digest}]
+    assert real["affectedCount"] == dry_json["affectedCount"] == 1 and real["effect"] == dry_json["effect"]
+    inspect(registry, "waiting/app", puller)                                 # off means off
+    assert requests.get(f"{registry.base}/v2/waiting/app/blobs/{layer}", auth=puller, timeout=30).status_code == 200
