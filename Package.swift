@@ -56,7 +56,7 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: strict),
         .target(name: "Webhooks", dependencies: [
-            "OCIModel", "RegistryStore",
+            "OCIModel", "RegistryStore", "Access",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
@@ -113,9 +113,13 @@ let package = Package(
         .testTarget(name: "BlobStorageTests", dependencies: ["BlobStorage"]),
         .testTarget(name: "RegistryStoreTests", dependencies: ["RegistryStore"]),
         .testTarget(name: "RegistryCoreTests", dependencies: ["RegistryCore"]),
-        .testTarget(name: "AccessTests", dependencies: ["Access"]),
+        .testTarget(name: "AccessTests", dependencies: [
+            "Access",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
         .testTarget(name: "WebhooksTests", dependencies: [
-            "Webhooks",
+            "Webhooks", "Access",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),

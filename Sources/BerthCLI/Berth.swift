@@ -46,6 +46,9 @@ struct ServeSettings: Codable, Equatable {
     /// PEM certificate (chain) and private key: serve HTTPS.
     var tlsCert: String?
     var tlsKey: String?
+    /// Address ranges and host names Berth may send webhooks and OIDC requests to although they
+    /// are loopback, private or otherwise non-public (comma-separated).
+    var outboundAllow: String?
 
     enum CodingKeys: String, CodingKey {
         case data, listen
@@ -53,6 +56,7 @@ struct ServeSettings: Codable, Equatable {
         case publicURL = "public-url"
         case tlsCert = "tls-cert"
         case tlsKey = "tls-key"
+        case outboundAllow = "outbound-allow"
         case logLevel = "log-level"
         case uploadMaxAgeSeconds = "upload-max-age-seconds"
         case janitorIntervalSeconds = "janitor-interval-seconds"
@@ -76,6 +80,27 @@ struct ServeSettings: Codable, Equatable {
         publicURL = try c.decodeIfPresent(String.self, forKey: .publicURL)
         tlsCert = try c.decodeIfPresent(String.self, forKey: .tlsCert)
         tlsKey = try c.decodeIfPresent(String.self, forKey: .tlsKey)
+        // A comma-separated string or a list of entries.
+        if let list = try? c.decodeIfPresent([String].self, forKey: .outboundAllow) {
+            outboundAllow = list.joined(separator: ",")
+        } else {
+            outboundAllow = try c.decodeIfPresent(String.self, forKey: .outboundAllow)
+        }
+    }
+
+    /// The outbound policy of these settings; Berth's own listener and public URL are never contacted.
+    func outboundPolicy() throws -> OutboundPolicy {
+        var policy: OutboundPolicy
+        do {
+            policy = try OutboundPolicy(allow: outboundAllow ?? "")
+        } catch {
+            throw ValidationError(error.message)
+        }
+        if let (host, port) = try? Self.parseListen(listen) { policy.ownEndpoints.append(.init(host: host, port: port)) }
+        if let publicURL, let origin = OutboundPolicy.origin(of: publicURL) {
+            policy.ownEndpoints.append(.init(host: origin.host, port: origin.port))
+        }
+        return policy
     }
 
     /// Parses `host:port` (`[v6]:port` for IPv6).
@@ -114,6 +139,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM private key of --tls-cert (env BERTH_TLS_KEY).")
     var tlsKey: String?
 
+    @Option(help: "Comma-separated address ranges (CIDR) and host names that webhooks and OIDC issuers may use although they are loopback, private or link-local (env BERTH_OUTBOUND_ALLOW).")
+    var outboundAllow: String?
+
     @Option(help: "Remove upload sessions idle for longer than this many seconds (env BERTH_UPLOAD_MAX_AGE_SECONDS, default 86400).")
     var uploadMaxAgeSeconds: Double?
 
@@ -143,6 +171,8 @@ struct Serve: AsyncParsableCommand {
         if let v = environment["BERTH_PUBLIC_URL"] { settings.publicURL = v }
         if let v = environment["BERTH_TLS_CERT"] { settings.tlsCert = v }
         if let v = environment["BERTH_TLS_KEY"] { settings.tlsKey = v }
+        if let v = environment["BERTH_OUTBOUND_ALLOW"] { settings.outboundAllow = v }
+        if let outboundAllow { settings.outboundAllow = outboundAllow }
         if let tlsCert { settings.tlsCert = tlsCert }
         if let tlsKey { settings.tlsKey = tlsKey }
         if let data { settings.data = data }
@@ -164,6 +194,7 @@ struct Serve: AsyncParsableCommand {
             handler.logLevel = level
             return handler
         }
+        let outbound = try settings.outboundPolicy()
         let logger = Logger(label: "berth")
         var registryConfiguration = RegistryConfiguration()
         registryConfiguration.uploadMaxAge = settings.uploadMaxAgeSeconds
@@ -173,7 +204,8 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("the metadata store cannot keep access-control state")
         }
         let access = try await AccessControl.open(store: accessStore, keyDirectory: settings.data + "/keys",
-                                                  registryName: settings.registryName, logger: Logger(label: "berth.access"))
+                                                  registryName: settings.registryName, jwksSource: HTTPJWKSSource(policy: outbound),
+                                                  logger: Logger(label: "berth.access"))
         let environment = ProcessInfo.processInfo.environment
         if let generated = try await access.bootstrap(ownerPassword: environment["BERTH_BOOTSTRAP_OWNER_PASSWORD"]) {
             let path = settings.data + "/bootstrap-owner-password"
@@ -194,7 +226,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("the metadata store cannot keep webhooks")
         }
         let webhooks = try WebhookService(store: webhookStore, events: registry.metadata, keyDirectory: settings.data + "/keys",
-                                          logger: Logger(label: "berth.webhooks"))
+                                          policy: outbound, logger: Logger(label: "berth.webhooks"))
         let app = try BerthServer.makeApplication(
             registry: registry, access: access, webhooks: webhooks, host: host, port: port, limits: limits, publicURL: settings.publicURL, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),

@@ -1,3 +1,4 @@
+import Access
 import AsyncHTTPClient
 import Crypto
 import Foundation
@@ -38,19 +39,20 @@ public final class WebhookService: Sendable {
     let events: any MetadataStore
     let sealingKey: SymmetricKey
     let logger: Logger
-    let httpClient: HTTPClient
+    /// Where deliveries may go; checked when a webhook is set up and again at every delivery.
+    let policy: OutboundPolicy
     /// Attempts per event before it is recorded as failed and skipped.
     let maxAttempts: Int
     let deliveryTimeout: TimeAmount
     let backoffBase: Double
 
-    public init(store: any WebhookStore, events: any MetadataStore, keyDirectory: String, httpClient: HTTPClient = .shared,
+    public init(store: any WebhookStore, events: any MetadataStore, keyDirectory: String, policy: OutboundPolicy = OutboundPolicy(),
                 maxAttempts: Int = 10, deliveryTimeout: TimeAmount = .seconds(10), backoffBase: Double = 1,
                 logger: Logger = Logger(label: "berth.webhooks")) throws {
         self.store = store
         self.events = events
         self.sealingKey = try Self.loadOrCreateKey(directory: keyDirectory)
-        self.httpClient = httpClient
+        self.policy = policy
         self.maxAttempts = maxAttempts
         self.deliveryTimeout = deliveryTimeout
         self.backoffBase = backoffBase
@@ -110,6 +112,15 @@ public final class WebhookService: Sendable {
         }
     }
 
+    /// Refuses a target the outbound policy forbids (400 with the reason).
+    func checkTarget(_ uri: String) async throws(WebhookError) {
+        do {
+            try await policy.checkTarget(uri)
+        } catch {
+            throw .invalid("uri refused: \(error.message)")
+        }
+    }
+
     public func list() throws -> [WebhookView] { try store.webhooks().map(Self.view) }
 
     public func get(_ name: String) throws -> WebhookView {
@@ -121,6 +132,7 @@ public final class WebhookService: Sendable {
     public func create(name: String, uri: String, actions: [String], scope: String?, headers: [String: String],
                        enabled: Bool) async throws -> (WebhookView, secret: String) {
         try Self.validate(name: name, uri: uri, actions: actions, scope: scope, headers: headers)
+        try await checkTarget(uri)
         var bytes = [UInt8](repeating: 0, count: 32)
         var rng = SystemRandomNumberGenerator()
         for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
@@ -134,7 +146,9 @@ public final class WebhookService: Sendable {
     public func update(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
                        enabled: Bool?) async throws -> WebhookView {
         try Self.validate(name: nil, uri: uri, actions: actions, scope: scope ?? nil, headers: headers)
-        guard try await store.updateWebhook(name: name, uri: uri, actions: actions, scope: scope, headers: headers, enabled: enabled) else {
+        if let uri { try await checkTarget(uri) }
+        guard try await store.updateWebhook(name: name, uri: uri, actions: actions, scope: scope, headers: headers,
+                                            enabled: enabled) else {
             throw WebhookError.notFound("webhook \(name)")
         }
         return try get(name)
@@ -257,10 +271,12 @@ public final class WebhookService: Sendable {
             request.headers.replaceOrAdd(name: "X-Berth-Event", value: payload.action)
             request.headers.replaceOrAdd(name: "X-Berth-Delivery", value: payload.id)
             request.body = .bytes(ByteBuffer(bytes: body))
-            let response = try await httpClient.execute(request, timeout: deliveryTimeout)
-            _ = try? await response.body.collect(upTo: 64 * 1024)
-            let code = Int(response.status.code)
+            // Checked again now (the name may resolve elsewhere than when the webhook was set up),
+            // sent to the address checked, and a redirect is an answer, never followed.
+            let (code, _) = try await policy.send(request, timeout: deliveryTimeout, bodyLimit: 64 * 1024)
             return finish(code, (200..<300).contains(code) ? nil : "HTTP \(code)")
+        } catch let refused as OutboundRefused {
+            return finish(nil, "refused: " + refused.message.prefix(300))
         } catch {
             return finish(nil, String(describing: error).prefix(300).description)
         }

@@ -9,7 +9,8 @@ import requests
 from oidc_issuer import OIDCIssuer
 from test_cli import Cli, inspect, layout, push  # noqa: F401  (layout is a fixture)
 
-pytestmark = pytest.mark.berth_only
+# The issuers listen on loopback, which Berth refuses to contact unless the operator allows it.
+pytestmark = [pytest.mark.berth_only, pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32")]
 
 SUBJECT = "repo:org/payments:ref:refs/heads/main"
 REFRESH_USER = "00000000-0000-0000-0000-000000000000"

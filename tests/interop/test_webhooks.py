@@ -26,7 +26,8 @@ from conftest import free_port
 from helpers import skopeo
 from test_cli import Cli, layout  # noqa: F401  (layout is a fixture)
 
-pytestmark = pytest.mark.berth_only
+# The receivers listen on loopback, which Berth refuses to contact unless the operator allows it.
+pytestmark = [pytest.mark.berth_only, pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32")]
 
 DEADLINE = 30.0  # every wait in this module is bounded by this many seconds
 
@@ -299,6 +300,21 @@ def test_cli_rejects_bad_input_with_one_line(registry, cli, receiver):
     assert "exists" in err, err
     err = cli.fails("webhook", "ping", "--name", "nope")
     assert "not found" in err, err
+
+
+@pytest.mark.parametrize("uri", ["http://169.254.169.254/latest/meta-data/", "http://2852039166/", "http://10.0.0.1/",
+                                 "http://[::1]/", "http://127.0.0.1:{port}/v2/"])
+def test_non_public_and_own_targets_are_refused(registry, cli, receiver, uri):
+    # 127.0.0.1 is allowed for the receiver, but never the registry's own port; 2852039166 is 169.254.169.254
+    uri = uri.format(port=registry.host.rsplit(":", 1)[1])
+    proc = cli.run("webhook", "create", "--name", "meta", "--uri", uri, "--actions", "push", check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode != 0 and "refused" in err and "400" in err, err
+    assert cli.json("webhook", "list") == []
+    create_hook(cli, receiver)
+    err = cli.fails("webhook", "update", "--name", "payments", "--uri", uri)
+    assert "refused" in err, err
+    assert cli.json("webhook", "show", "--name", "payments")["uri"] == receiver.url
 
 
 def test_ping(registry, cli, receiver):
