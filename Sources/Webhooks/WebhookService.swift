@@ -9,7 +9,8 @@ import NIOHTTP1
 import OCIModel
 import RegistryStore
 
-/// A webhook as the management API shows it: never its secret.
+/// A webhook as the management API shows it: never its secret, and its custom headers by name
+/// only (their values, often credentials, show as `***`).
 public struct WebhookView: Codable, Sendable, Equatable {
     public var name: String
     public var uri: String
@@ -80,8 +81,27 @@ public final class WebhookService: Sendable {
         String(decoding: try AES.GCM.open(AES.GCM.SealedBox(combined: sealed), using: sealingKey), as: UTF8.self)
     }
 
+    /// Custom header values are stored sealed like the secret, marked with this prefix (values
+    /// stored before they were sealed have none and are sent as stored).
+    static let sealedHeaderPrefix = "sealed:v1:"
+    static let redacted = "***"
+
+    func sealHeaders(_ headers: [String: String]) throws -> [String: String] {
+        try headers.mapValues { Self.sealedHeaderPrefix + (try seal($0)).base64EncodedString() }
+    }
+
+    func unsealHeaders(_ headers: [String: String]) throws -> [String: String] {
+        try headers.mapValues { value in
+            guard value.hasPrefix(Self.sealedHeaderPrefix) else { return value }
+            guard let sealed = Data(base64Encoded: String(value.dropFirst(Self.sealedHeaderPrefix.count))) else {
+                throw WebhookError.invalid("a stored header value is damaged")
+            }
+            return try unseal(sealed)
+        }
+    }
+
     static func view(_ r: WebhookRecord) -> WebhookView {
-        WebhookView(name: r.name, uri: r.uri, actions: r.actions, scope: r.scope, headers: r.headers,
+        WebhookView(name: r.name, uri: r.uri, actions: r.actions, scope: r.scope, headers: r.headers.mapValues { _ in redacted },
                     status: r.enabled ? "enabled" : "disabled", createdAt: r.createdAt, pendingAttempts: r.attempts)
     }
 
@@ -137,7 +157,7 @@ public final class WebhookService: Sendable {
         var rng = SystemRandomNumberGenerator()
         for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
         let secret = Hex.encode(bytes)
-        let record = WebhookRecord(name: name, uri: uri, actions: actions, scope: scope, headers: headers,
+        let record = WebhookRecord(name: name, uri: uri, actions: actions, scope: scope, headers: try sealHeaders(headers),
                                    sealedSecret: try seal(secret), enabled: enabled, createdAt: Date(), cursor: 0)
         guard try await store.createWebhook(record) else { throw WebhookError.conflict("webhook \(name) exists") }
         return (try get(name), secret)
@@ -147,7 +167,7 @@ public final class WebhookService: Sendable {
                        enabled: Bool?) async throws -> WebhookView {
         try Self.validate(name: nil, uri: uri, actions: actions, scope: scope ?? nil, headers: headers)
         if let uri { try await checkTarget(uri) }
-        guard try await store.updateWebhook(name: name, uri: uri, actions: actions, scope: scope, headers: headers,
+        guard try await store.updateWebhook(name: name, uri: uri, actions: actions, scope: scope, headers: try headers.map(sealHeaders),
                                             enabled: enabled) else {
             throw WebhookError.notFound("webhook \(name)")
         }
@@ -264,7 +284,7 @@ public final class WebhookService: Sendable {
             let secret = try unseal(hook.sealedSecret)
             var request = HTTPClientRequest(url: hook.uri)
             request.method = .POST
-            for (k, v) in hook.headers { request.headers.replaceOrAdd(name: k, value: v) }
+            for (k, v) in try unsealHeaders(hook.headers) { request.headers.replaceOrAdd(name: k, value: v) }
             request.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
             request.headers.replaceOrAdd(name: "User-Agent", value: "berth-webhook/1")
             request.headers.replaceOrAdd(name: Self.signatureHeader, value: Self.signature(body, secret: secret))

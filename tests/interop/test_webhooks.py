@@ -226,7 +226,8 @@ def test_push_and_delete_are_delivered_signed_and_scoped(registry, cli, receiver
     shown = cli.json("webhook", "show", "--name", "payments")
     assert shown["uri"] == receiver.url and shown["scope"] == "payments/*:*"
     assert sorted(shown["actions"]) == ["delete", "push"] and shown["status"] == "enabled"
-    assert shown["headers"] == {"X-Team": "payments", "X-Env": "test"}
+    # header values are often credentials: shown redacted, stored sealed, sent as given
+    assert shown["headers"] == {"X-Team": "***", "X-Env": "***"}
     assert "secret" not in json.dumps(shown).lower()
     table = cli("webhook", "list").stdout.decode()
     assert "payments" in table and receiver.url in table and "X-Env,X-Team" in table and "test" not in table
@@ -315,6 +316,19 @@ def test_non_public_and_own_targets_are_refused(registry, cli, receiver, uri):
     err = cli.fails("webhook", "update", "--name", "payments", "--uri", uri)
     assert "refused" in err, err
     assert cli.json("webhook", "show", "--name", "payments")["uri"] == receiver.url
+
+
+def test_secrets_and_data_are_the_owners_alone(registry, cli, receiver):
+    create_hook(cli, receiver, extra=("--headers", "Authorization=Bearer do-not-leak-1234"))
+    data = Path(registry.data)
+    assert data.stat().st_mode & 0o777 == 0o700
+    for name in ("metadata.sqlite", "metadata.sqlite-wal", "metadata.sqlite-shm"):
+        assert (data / name).stat().st_mode & 0o777 == 0o600, name
+    keys = data / "keys"
+    assert keys.stat().st_mode & 0o777 == 0o700
+    assert sorted(f.stat().st_mode & 0o777 for f in keys.iterdir()) == [0o600] * len(list(keys.iterdir()))
+    for f in data.glob("metadata.sqlite*"):
+        assert b"do-not-leak-1234" not in f.read_bytes(), f.name
 
 
 def test_ping(registry, cli, receiver):
