@@ -55,8 +55,8 @@ public struct OutboundPolicy: Sendable, Equatable {
         for raw in list.split(separator: ",") {
             let entry = raw.trimmingCharacters(in: .whitespaces)
             guard !entry.isEmpty else { continue }
-            if let range = try? CIDR(entry) {
-                allowedRanges.append(range)
+            if entry.contains("/") || entry.contains(":") || IPAddress(entry) != nil {
+                allowedRanges.append(try CIDR(entry))   // its own error names what is wrong
             } else {
                 let host = Self.normalize(entry)
                 guard host.count <= 253, host.first != "-",
