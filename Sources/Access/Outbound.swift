@@ -90,7 +90,7 @@ public struct OutboundPolicy: Sendable, Equatable {
             guard let ownAddress = IPAddress(own.host) else { return false }
             if ownAddress == address { return true }
             // A listener on every address (0.0.0.0, ::) is reachable on the loopback addresses.
-            let unspecified = ownAddress.bytes[12...].allSatisfy { $0 == 0 }
+            let unspecified = ownAddress.isV4 ? ownAddress.bytes[12...].allSatisfy { $0 == 0 } : ownAddress.bytes.allSatisfy { $0 == 0 }
             return unspecified && Self.loopback.contains { $0.contains(address) }
         }
     }

@@ -63,6 +63,10 @@ import Testing
         _ = try await policy.check("http://127.0.0.1:5001/")
         policy.ownEndpoints = [.init(host: "0.0.0.0", port: 5000)]
         await #expect(throws: OutboundRefused.self) { try await policy.check("http://localhost:5000/api/v1/tokens") }
+        policy.ownEndpoints = [.init(host: "[::]", port: 5000)]
+        await #expect(throws: OutboundRefused.self) { try await policy.check("http://[::1]:5000/") }
+        policy.ownEndpoints = [.init(host: "2001:db8::", port: 5000)]   // a specific address, not "every address"
+        _ = try await policy.check("http://127.0.0.1:5000/")
         policy.ownEndpoints = [.init(host: "Registry.Example.com", port: 443)]
         await #expect(throws: OutboundRefused.self) { try await policy.check("https://registry.example.com/") }
     }
