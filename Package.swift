@@ -57,7 +57,7 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: strict),
         .target(name: "Webhooks", dependencies: [
-            "OCIModel", "RegistryStore",
+            "OCIModel", "RegistryStore", "Access",
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Crypto", package: "swift-crypto"),
@@ -128,9 +128,13 @@ let package = Package(
         .testTarget(name: "BlobStorageTests", dependencies: ["BlobStorage", "BlobStoreConformance"]),
         .testTarget(name: "RegistryStoreTests", dependencies: ["RegistryStore", "MetadataStoreConformance"]),
         .testTarget(name: "RegistryCoreTests", dependencies: ["RegistryCore"]),
-        .testTarget(name: "AccessTests", dependencies: ["Access"]),
+        .testTarget(name: "AccessTests", dependencies: [
+            "Access",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
         .testTarget(name: "WebhooksTests", dependencies: [
-            "Webhooks",
+            "Webhooks", "Access",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),

@@ -187,6 +187,11 @@ extension AccessControl {
         guard let url = URL(string: issuer), url.scheme == "https" || url.scheme == "http", url.host != nil else {
             throw AccessError.invalid("issuer must be an http(s) URL")
         }
+        do {
+            try await oidc.source.checkIssuer(issuer)
+        } catch let refused as OutboundRefused {
+            throw AccessError.invalid("issuer refused: \(refused.message)")
+        }
         guard !subject.isEmpty, !audiences.isEmpty, !audiences.contains(where: \.isEmpty) else {
             throw AccessError.invalid("a federated credential needs an exact subject and at least one audience")
         }

@@ -22,13 +22,28 @@ struct OIDCClaims: JWTPayload {
 /// Fetches an issuer's signing keys: `<issuer>/.well-known/openid-configuration` → `jwks_uri`.
 public protocol JWKSSource: Sendable {
     func jwks(issuer: String) async throws -> JWKS
+    /// Refuses an issuer that may never be contacted (when a federated credential names it).
+    func checkIssuer(_ issuer: String) async throws
 }
 
-/// The real source, over HTTP(S) with a short timeout and a small size cap.
+extension JWKSSource {
+    public func checkIssuer(_ issuer: String) async throws {}
+}
+
+/// The real source, over HTTP(S) with a short timeout and a small size cap. Only destinations
+/// the outbound policy permits are contacted, and the JWKS must live on the issuer's origin.
 public struct HTTPJWKSSource: JWKSSource {
-    public init() {}
+    let policy: OutboundPolicy
+
+    public init(policy: OutboundPolicy = OutboundPolicy()) {
+        self.policy = policy
+    }
 
     struct Discovery: Decodable { let issuer: String?; let jwks_uri: String }
+
+    public func checkIssuer(_ issuer: String) async throws {
+        try await policy.checkTarget(issuer)
+    }
 
     public func jwks(issuer: String) async throws -> JWKS {
         let base = issuer.hasSuffix("/") ? String(issuer.dropLast()) : issuer
@@ -36,15 +51,19 @@ public struct HTTPJWKSSource: JWKSSource {
         if let advertised = discovery.issuer, advertised != issuer {
             throw OIDCError.issuerMismatch
         }
+        guard let issuerOrigin = OutboundPolicy.origin(of: issuer), let jwksOrigin = OutboundPolicy.origin(of: discovery.jwks_uri),
+              issuerOrigin == jwksOrigin else {
+            throw OIDCError.foreignJWKS(discovery.jwks_uri)
+        }
         return try JSONDecoder().decode(JWKS.self, from: try await fetch(discovery.jwks_uri))
     }
 
     private func fetch(_ url: String) async throws -> Data {
         var request = HTTPClientRequest(url: url)
         request.headers.add(name: "Accept", value: "application/json")
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
-        guard response.status == .ok else { throw OIDCError.fetchFailed(url, Int(response.status.code)) }
-        let body = try await response.body.collect(upTo: 1 << 20)
+        let (status, body) = try await policy.send(request, timeout: .seconds(5), bodyLimit: 1 << 20)
+        guard status == 200 else { throw OIDCError.fetchFailed(url, status) }
+        guard let body else { throw OIDCError.fetchFailed(url, status) }
         return Data(body.readableBytesView)
     }
 }
@@ -52,6 +71,8 @@ public struct HTTPJWKSSource: JWKSSource {
 enum OIDCError: Error {
     case issuerMismatch
     case fetchFailed(String, Int)
+    /// The discovery document names keys on another origin than the issuer's.
+    case foreignJWKS(String)
 }
 
 /// Verifies OIDC ID tokens against the federated credentials of identities. Only issuers that a
@@ -64,7 +85,7 @@ final class OIDCVerifier: Sendable {
         var fetchedAt: Date
     }
 
-    private let source: any JWKSSource
+    let source: any JWKSSource
     private let cache = NIOLockedValueBox<[String: CachedIssuer]>([:])
     let leeway: TimeInterval = 60
 

@@ -106,6 +106,7 @@ public final class TokenService: Sendable {
 
     private static func writeIndex(_ index: KeyIndex, to path: String) throws {
         try JSONEncoder().encode(index).write(to: URL(fileURLWithPath: path), options: .atomic)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
     }
 
     /// Makes a new key the signing key; the old one keeps verifying until its tokens expire.

@@ -56,6 +56,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM private key of --tls-cert (env BERTH_TLS_KEY).")
     var tlsKey: String?
 
+    @Option(help: "Comma-separated address ranges (CIDR) and host names that webhooks and OIDC issuers may use although they are loopback, private or link-local (env BERTH_OUTBOUND_ALLOW).")
+    var outboundAllow: String?
+
     @Option(help: "Remove upload sessions idle for longer than this many seconds (env BERTH_UPLOAD_MAX_AGE_SECONDS, default 86400).")
     var uploadMaxAgeSeconds: Double?
 
@@ -65,7 +68,7 @@ struct Serve: AsyncParsableCommand {
     func resolvedSettings(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServeSettings {
         let flags: [(key: String, value: String?)] = [
             ("data", data), ("listen", listen), ("log-level", logLevel), ("log-format", logFormat),
-            ("tls-cert", tlsCert), ("tls-key", tlsKey),
+            ("tls-cert", tlsCert), ("tls-key", tlsKey), ("outbound-allow", outboundAllow),
             ("upload-max-age-seconds", uploadMaxAgeSeconds.map { String($0) }),
             ("lifecycle-tick-seconds", lifecycleTickSeconds.map { String($0) }),
         ]
@@ -80,6 +83,7 @@ struct Serve: AsyncParsableCommand {
         LoggingSystem.bootstrap { label in
             BerthLogHandler(label: label, format: settings.logFormat, logLevel: level)
         }
+        let outbound = try settings.outboundPolicy()
         let logger = Logger(label: "berth")
         let metrics = HTTPMetrics()
         metrics.bootstrapMetricsSystem()
@@ -93,7 +97,8 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("the metadata store cannot keep access-control state")
         }
         let access = try await AccessControl.open(store: accessStore, keyDirectory: settings.data + "/keys",
-                                                  registryName: settings.registryName, logger: Logger(label: "berth.access"))
+                                                  registryName: settings.registryName, jwksSource: HTTPJWKSSource(policy: outbound),
+                                                  logger: Logger(label: "berth.access"))
         let environment = ProcessInfo.processInfo.environment
         if let generated = try await access.bootstrap(ownerPassword: environment["BERTH_BOOTSTRAP_OWNER_PASSWORD"]) {
             let path = settings.data + "/bootstrap-owner-password"
@@ -114,7 +119,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("the metadata store cannot keep webhooks")
         }
         let webhooks = try WebhookService(store: webhookStore, events: registry.metadata, keyDirectory: settings.data + "/keys",
-                                          logger: Logger(label: "berth.webhooks"))
+                                          policy: outbound, logger: Logger(label: "berth.webhooks"))
         let app = try BerthServer.makeApplication(
             registry: registry, access: access, webhooks: webhooks, host: host, port: port, limits: limits, publicURL: settings.publicURL, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),

@@ -1,5 +1,7 @@
+import Access
 import ArgumentParser
 import Foundation
+import OCIModel
 import Yams
 
 /// Settings of `berth serve`. Precedence: command-line flag, then environment variable
@@ -25,6 +27,9 @@ struct ServeSettings: Equatable {
     /// PEM certificate (chain) and private key: serve HTTPS.
     var tlsCert: String?
     var tlsKey: String?
+    /// Address ranges and host names Berth may send webhooks and OIDC requests to although they
+    /// are loopback, private or otherwise non-public (comma-separated).
+    var outboundAllow: String?
 
     enum LogFormat: String, Equatable, CaseIterable {
         case text, json
@@ -77,6 +82,11 @@ struct ServeSettings: Equatable {
         Spec(key: "tls-key", environment: "BERTH_TLS_KEY", hasFlag: true, defaultText: "-",
              summary: "PEM private key of tls-cert") { s, v throws(SettingError) in
             s.tlsKey = try nonEmpty(v)
+        },
+        Spec(key: "outbound-allow", environment: "BERTH_OUTBOUND_ALLOW", hasFlag: true, defaultText: "-",
+             summary: "comma-separated CIDRs and host names that webhooks and OIDC issuers may use although they are loopback, private or link-local (a list in the file)") { s, v throws(SettingError) in
+            do throws(RegistryError) { _ = try OutboundPolicy(allow: v) } catch { throw SettingError(error.message) }
+            s.outboundAllow = v
         },
         Spec(key: "upload-max-age-seconds", environment: "BERTH_UPLOAD_MAX_AGE_SECONDS", hasFlag: true, defaultText: "86400",
              summary: "abandoned upload sessions are removed after this many seconds") { s, v throws(SettingError) in
@@ -194,6 +204,11 @@ struct ServeSettings: Equatable {
                 // JSON numbers arrive as NSNumber; whole numbers print without a fraction.
                 let d = n.doubleValue
                 return (key, d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d))
+            case let list as [Any] where key == "outbound-allow":
+                guard let strings = list as? [String] else {
+                    throw ValidationError("config file \(path): key '\(key)' must be a list of strings")
+                }
+                return (key, strings.joined(separator: ","))
             case let i as Int: return (key, String(i))
             case let d as Double: return (key, String(d))
             default:
@@ -245,5 +260,22 @@ struct ServeSettings: Equatable {
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         guard !host.isEmpty else { throw SettingError("listen must name a host, e.g. 127.0.0.1:5000") }
         return (host, port)
+    }
+}
+
+extension ServeSettings {
+    /// The outbound policy of these settings; Berth's own listener and public URL are never contacted.
+    func outboundPolicy() throws -> OutboundPolicy {
+        var policy: OutboundPolicy
+        do {
+            policy = try OutboundPolicy(allow: outboundAllow ?? "")
+        } catch {
+            throw ValidationError(error.message)
+        }
+        if let (host, port) = try? Self.parseListen(listen) { policy.ownEndpoints.append(.init(host: host, port: port)) }
+        if let publicURL, let origin = OutboundPolicy.origin(of: publicURL) {
+            policy.ownEndpoints.append(.init(host: origin.host, port: origin.port))
+        }
+        return policy
     }
 }

@@ -1,3 +1,4 @@
+import Access
 import ArgumentParser
 import Foundation
 import Signing
@@ -6,15 +7,17 @@ import Signing
 // `berth trust-store add|list`. Signatures are Notary Project JWS envelopes stored as OCI
 // referrers (artifactType application/vnd.cncf.notary.signature) of the signed manifest.
 
-/// Registry connection options shared by `berth sign` and `berth verify`.
+/// Registry connection options shared by `berth sign` and `berth verify`. Credentials come from
+/// the flags, then BERTH_USERNAME / BERTH_PASSWORD, then the login `berth login` stored for the
+/// registry (whose URL also says whether it speaks plain HTTP).
 struct SignatureRegistryOptions: ParsableArguments {
-    @Option(help: "User name for the registry (default: env BERTH_USERNAME).")
+    @Option(help: "User name for the registry (default: env BERTH_USERNAME, then the login of 'berth login' for the registry).")
     var username: String?
 
     @Flag(help: "Read the password from standard input (default: env BERTH_PASSWORD).")
     var passwordStdin = false
 
-    @Flag(help: "Talk plain HTTP to the registry (default: HTTPS).")
+    @Flag(help: "Talk plain HTTP to the registry (default: HTTPS, or plain HTTP when 'berth login' used an http:// URL).")
     var insecure = false
 
     @Option(help: "PEM file of CA certificates to trust for the registry's TLS certificate.")
@@ -31,8 +34,21 @@ struct SignatureRegistryOptions: ParsableArguments {
             password = env["BERTH_PASSWORD"]
             if password == nil { throw CLIError("no password: use --password-stdin or set BERTH_PASSWORD") }
         }
-        if user == nil { password = nil; user = nil }
-        return try RegistryClient(host: host, insecure: insecure, caFile: caFile, username: user, password: password)
+        var plainHTTP = insecure
+        if user == nil, let (url, login) = try Self.storedLogin(host: host) {
+            // A stored refresh token is presented as the password of the well-known refresh-token user.
+            user = AccessControl.refreshTokenUser
+            password = login.refreshToken
+            plainHTTP = plainHTTP || url.hasPrefix("http://")
+        }
+        return try RegistryClient(host: host, insecure: plainHTTP, caFile: caFile, username: user, password: password)
+    }
+
+    /// The login `berth login` stored for the registry at `host` (`host[:port]`), with its URL.
+    static func storedLogin(host: String) throws -> (url: String, login: CLIConfig.Login)? {
+        let logins = try CLIConfig.load().logins
+        return logins.keys.sorted().lazy.filter { serviceName($0).lowercased() == host.lowercased() }
+            .compactMap { url in logins[url].map { (url, $0) } }.first
     }
 }
 

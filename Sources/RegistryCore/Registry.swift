@@ -59,7 +59,10 @@ public final class Registry: Sendable {
     /// metadata under `dataDirectory`.
     public static func embedded(dataDirectory: String, configuration: RegistryConfiguration = .init(),
                                 logger: Logger = Logger(label: "berth.registry")) throws -> Registry {
-        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        // The data directory holds keys, sealed secrets and every image: its owner's alone.
+        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: dataDirectory)
         let blobs = try FileSystemBlobStore(root: dataDirectory + "/storage")
         let metadata = try SQLiteMetadataStore(path: dataDirectory + "/metadata.sqlite")
         return Registry(blobs: blobs, metadata: metadata, configuration: configuration, logger: logger)

@@ -19,6 +19,15 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
         }
         config.busyMode = .timeout(10)
         config.maximumReaderCount = 4
+        // The database and its -wal and -shm files (which SQLite creates with the database's
+        // mode) are readable by their owner only.
+        let fm = FileManager.default
+        if !fm.fileExists(atPath: path) {
+            _ = fm.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+        }
+        for file in [path, path + "-wal", path + "-shm"] where fm.fileExists(atPath: file) {
+            try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)
+        }
         pool = try DatabasePool(path: path, configuration: config)
         try Self.migrator.migrate(pool)
     }

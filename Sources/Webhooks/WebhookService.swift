@@ -1,3 +1,4 @@
+import Access
 import AsyncHTTPClient
 import Crypto
 import Foundation
@@ -8,7 +9,8 @@ import NIOHTTP1
 import OCIModel
 import RegistryStore
 
-/// A webhook as the management API shows it: never its secret.
+/// A webhook as the management API shows it: never its secret, and its custom headers by name
+/// only (their values, often credentials, show as `***`).
 public struct WebhookView: Codable, Sendable, Equatable {
     public var name: String
     public var uri: String
@@ -38,19 +40,20 @@ public final class WebhookService: Sendable {
     let events: any MetadataStore
     let sealingKey: SymmetricKey
     let logger: Logger
-    let httpClient: HTTPClient
+    /// Where deliveries may go; checked when a webhook is set up and again at every delivery.
+    let policy: OutboundPolicy
     /// Attempts per event before it is recorded as failed and skipped.
     let maxAttempts: Int
     let deliveryTimeout: TimeAmount
     let backoffBase: Double
 
-    public init(store: any WebhookStore, events: any MetadataStore, keyDirectory: String, httpClient: HTTPClient = .shared,
+    public init(store: any WebhookStore, events: any MetadataStore, keyDirectory: String, policy: OutboundPolicy = OutboundPolicy(),
                 maxAttempts: Int = 10, deliveryTimeout: TimeAmount = .seconds(10), backoffBase: Double = 1,
                 logger: Logger = Logger(label: "berth.webhooks")) throws {
         self.store = store
         self.events = events
         self.sealingKey = try Self.loadOrCreateKey(directory: keyDirectory)
-        self.httpClient = httpClient
+        self.policy = policy
         self.maxAttempts = maxAttempts
         self.deliveryTimeout = deliveryTimeout
         self.backoffBase = backoffBase
@@ -78,8 +81,27 @@ public final class WebhookService: Sendable {
         String(decoding: try AES.GCM.open(AES.GCM.SealedBox(combined: sealed), using: sealingKey), as: UTF8.self)
     }
 
+    /// Custom header values are stored sealed like the secret, marked with this prefix (values
+    /// stored before they were sealed have none and are sent as stored).
+    static let sealedHeaderPrefix = "sealed:v1:"
+    static let redacted = "***"
+
+    func sealHeaders(_ headers: [String: String]) throws -> [String: String] {
+        try headers.mapValues { Self.sealedHeaderPrefix + (try seal($0)).base64EncodedString() }
+    }
+
+    func unsealHeaders(_ headers: [String: String]) throws -> [String: String] {
+        try headers.mapValues { value in
+            guard value.hasPrefix(Self.sealedHeaderPrefix) else { return value }
+            guard let sealed = Data(base64Encoded: String(value.dropFirst(Self.sealedHeaderPrefix.count))) else {
+                throw WebhookError.invalid("a stored header value is damaged")
+            }
+            return try unseal(sealed)
+        }
+    }
+
     static func view(_ r: WebhookRecord) -> WebhookView {
-        WebhookView(name: r.name, uri: r.uri, actions: r.actions, scope: r.scope, headers: r.headers,
+        WebhookView(name: r.name, uri: r.uri, actions: r.actions, scope: r.scope, headers: r.headers.mapValues { _ in redacted },
                     status: r.enabled ? "enabled" : "disabled", createdAt: r.createdAt, pendingAttempts: r.attempts)
     }
 
@@ -110,6 +132,15 @@ public final class WebhookService: Sendable {
         }
     }
 
+    /// Refuses a target the outbound policy forbids (400 with the reason).
+    func checkTarget(_ uri: String) async throws(WebhookError) {
+        do {
+            try await policy.checkTarget(uri)
+        } catch {
+            throw .invalid("uri refused: \(error.message)")
+        }
+    }
+
     public func list() throws -> [WebhookView] { try store.webhooks().map(Self.view) }
 
     /// Per enabled webhook: events in the log after its cursor (its backlog; events that do not
@@ -130,11 +161,12 @@ public final class WebhookService: Sendable {
     public func create(name: String, uri: String, actions: [String], scope: String?, headers: [String: String],
                        enabled: Bool) async throws -> (WebhookView, secret: String) {
         try Self.validate(name: name, uri: uri, actions: actions, scope: scope, headers: headers)
+        try await checkTarget(uri)
         var bytes = [UInt8](repeating: 0, count: 32)
         var rng = SystemRandomNumberGenerator()
         for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
         let secret = Hex.encode(bytes)
-        let record = WebhookRecord(name: name, uri: uri, actions: actions, scope: scope, headers: headers,
+        let record = WebhookRecord(name: name, uri: uri, actions: actions, scope: scope, headers: try sealHeaders(headers),
                                    sealedSecret: try seal(secret), enabled: enabled, createdAt: Date(), cursor: 0)
         guard try await store.createWebhook(record) else { throw WebhookError.conflict("webhook \(name) exists") }
         return (try get(name), secret)
@@ -143,7 +175,9 @@ public final class WebhookService: Sendable {
     public func update(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
                        enabled: Bool?) async throws -> WebhookView {
         try Self.validate(name: nil, uri: uri, actions: actions, scope: scope ?? nil, headers: headers)
-        guard try await store.updateWebhook(name: name, uri: uri, actions: actions, scope: scope, headers: headers, enabled: enabled) else {
+        if let uri { try await checkTarget(uri) }
+        guard try await store.updateWebhook(name: name, uri: uri, actions: actions, scope: scope, headers: try headers.map(sealHeaders),
+                                            enabled: enabled) else {
             throw WebhookError.notFound("webhook \(name)")
         }
         return try get(name)
@@ -259,17 +293,19 @@ public final class WebhookService: Sendable {
             let secret = try unseal(hook.sealedSecret)
             var request = HTTPClientRequest(url: hook.uri)
             request.method = .POST
-            for (k, v) in hook.headers { request.headers.replaceOrAdd(name: k, value: v) }
+            for (k, v) in try unsealHeaders(hook.headers) { request.headers.replaceOrAdd(name: k, value: v) }
             request.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
             request.headers.replaceOrAdd(name: "User-Agent", value: "berth-webhook/1")
             request.headers.replaceOrAdd(name: Self.signatureHeader, value: Self.signature(body, secret: secret))
             request.headers.replaceOrAdd(name: "X-Berth-Event", value: payload.action)
             request.headers.replaceOrAdd(name: "X-Berth-Delivery", value: payload.id)
             request.body = .bytes(ByteBuffer(bytes: body))
-            let response = try await httpClient.execute(request, timeout: deliveryTimeout)
-            _ = try? await response.body.collect(upTo: 64 * 1024)
-            let code = Int(response.status.code)
+            // Checked again now (the name may resolve elsewhere than when the webhook was set up),
+            // sent to the address checked, and a redirect is an answer, never followed.
+            let (code, _) = try await policy.send(request, timeout: deliveryTimeout, bodyLimit: 64 * 1024)
             return finish(code, (200..<300).contains(code) ? nil : "HTTP \(code)")
+        } catch let refused as OutboundRefused {
+            return finish(nil, "refused: " + refused.message.prefix(300))
         } catch {
             return finish(nil, String(describing: error).prefix(300).description)
         }

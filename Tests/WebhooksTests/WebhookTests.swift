@@ -1,3 +1,4 @@
+import Access
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -40,11 +41,14 @@ final class Receiver: Sendable {
     }
 }
 
-func setup() throws -> (WebhookService, SQLiteMetadataStore) {
+/// The test receivers listen on loopback, which only an explicit allow list opens.
+let loopbackAllowed = try! OutboundPolicy(allow: "127.0.0.1/32")
+
+func setup(policy: OutboundPolicy = loopbackAllowed) throws -> (WebhookService, SQLiteMetadataStore) {
     let dir = NSTemporaryDirectory() + "berth-hooks-" + UUID().uuidString
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
-    let service = try WebhookService(store: store, events: store, keyDirectory: dir + "/keys", maxAttempts: 3,
+    let service = try WebhookService(store: store, events: store, keyDirectory: dir + "/keys", policy: policy, maxAttempts: 3,
                                      deliveryTimeout: .seconds(1), backoffBase: 0.05)
     return (service, store)
 }
@@ -179,7 +183,7 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             do {
                 let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
-                let service = try WebhookService(store: store, events: store, keyDirectory: dir + "/keys")
+                let service = try WebhookService(store: store, events: store, keyDirectory: dir + "/keys", policy: loopbackAllowed)
                 _ = try await service.create(name: "p", uri: "http://127.0.0.1:\(port)/hook", actions: ["push"], scope: nil,
                                              headers: [:], enabled: true)
                 let ping = try await service.ping(name: "p")
@@ -187,7 +191,7 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
                 _ = try await pushManifest(store, repo: "r", tag: "t1", seed: "x")   // not yet delivered when we "crash"
             }
             let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
-            let service = try WebhookService(store: store, events: store, keyDirectory: dir + "/keys")
+            let service = try WebhookService(store: store, events: store, keyDirectory: dir + "/keys", policy: loopbackAllowed)
             try await service.drain("p")
             let events = receiver.hits.withLockedValue { $0.map(\.event) }
             #expect(events == ["ping", "push"])

@@ -9,7 +9,8 @@ import requests
 from oidc_issuer import OIDCIssuer
 from test_cli import Cli, inspect, layout, push  # noqa: F401  (layout is a fixture)
 
-pytestmark = pytest.mark.berth_only
+# The issuers listen on loopback, which Berth refuses to contact unless the operator allows it.
+pytestmark = [pytest.mark.berth_only, pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32")]
 
 SUBJECT = "repo:org/payments:ref:refs/heads/main"
 REFRESH_USER = "00000000-0000-0000-0000-000000000000"
@@ -91,3 +92,14 @@ def test_removing_the_credential_revokes_keyless_access(registry, federated, iss
     assert exchange(registry, token).status_code == 200
     federated("identity", "federated-credential", "delete", "--identity", "payments-ci", "--name", "main")
     assert exchange(registry, token).status_code == 401
+
+
+def test_issuer_on_a_non_public_address_is_refused(registry, tmp_path):
+    # 127.0.0.1 is allowed for the test issuers; the cloud metadata address never is
+    cli = Cli(registry, tmp_path / "xdg")
+    cli.login()
+    cli("identity", "create", "--name", "payments-ci", "--kind", "service-principal", "--no-password")
+    for issuer in ("http://169.254.169.254/", "http://2852039166/"):
+        err = cli.fails("identity", "federated-credential", "create", "--identity", "payments-ci", "--name", "meta",
+                        "--issuer", issuer, "--subject", SUBJECT, "--audiences", "berth")
+        assert "issuer refused" in err and "169.254.169.254" in err, err

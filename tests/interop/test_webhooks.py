@@ -26,7 +26,8 @@ from conftest import free_port
 from helpers import skopeo
 from test_cli import Cli, layout  # noqa: F401  (layout is a fixture)
 
-pytestmark = pytest.mark.berth_only
+# The receivers listen on loopback, which Berth refuses to contact unless the operator allows it.
+pytestmark = [pytest.mark.berth_only, pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32")]
 
 DEADLINE = 30.0  # every wait in this module is bounded by this many seconds
 
@@ -225,7 +226,8 @@ def test_push_and_delete_are_delivered_signed_and_scoped(registry, cli, receiver
     shown = cli.json("webhook", "show", "--name", "payments")
     assert shown["uri"] == receiver.url and shown["scope"] == "payments/*:*"
     assert sorted(shown["actions"]) == ["delete", "push"] and shown["status"] == "enabled"
-    assert shown["headers"] == {"X-Team": "payments", "X-Env": "test"}
+    # header values are often credentials: shown redacted, stored sealed, sent as given
+    assert shown["headers"] == {"X-Team": "***", "X-Env": "***"}
     assert "secret" not in json.dumps(shown).lower()
     table = cli("webhook", "list").stdout.decode()
     assert "payments" in table and receiver.url in table and "X-Env,X-Team" in table and "test" not in table
@@ -299,6 +301,34 @@ def test_cli_rejects_bad_input_with_one_line(registry, cli, receiver):
     assert "exists" in err, err
     err = cli.fails("webhook", "ping", "--name", "nope")
     assert "not found" in err, err
+
+
+@pytest.mark.parametrize("uri", ["http://169.254.169.254/latest/meta-data/", "http://2852039166/", "http://10.0.0.1/",
+                                 "http://[::1]/", "http://127.0.0.1:{port}/v2/"])
+def test_non_public_and_own_targets_are_refused(registry, cli, receiver, uri):
+    # 127.0.0.1 is allowed for the receiver, but never the registry's own port; 2852039166 is 169.254.169.254
+    uri = uri.format(port=registry.host.rsplit(":", 1)[1])
+    proc = cli.run("webhook", "create", "--name", "meta", "--uri", uri, "--actions", "push", check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode != 0 and "refused" in err and "400" in err, err
+    assert cli.json("webhook", "list") == []
+    create_hook(cli, receiver)
+    err = cli.fails("webhook", "update", "--name", "payments", "--uri", uri)
+    assert "refused" in err, err
+    assert cli.json("webhook", "show", "--name", "payments")["uri"] == receiver.url
+
+
+def test_secrets_and_data_are_the_owners_alone(registry, cli, receiver):
+    create_hook(cli, receiver, extra=("--headers", "Authorization=Bearer do-not-leak-1234"))
+    data = Path(registry.data)
+    assert data.stat().st_mode & 0o777 == 0o700
+    for name in ("metadata.sqlite", "metadata.sqlite-wal", "metadata.sqlite-shm"):
+        assert (data / name).stat().st_mode & 0o777 == 0o600, name
+    keys = data / "keys"
+    assert keys.stat().st_mode & 0o777 == 0o700
+    assert sorted(f.stat().st_mode & 0o777 for f in keys.iterdir()) == [0o600] * len(list(keys.iterdir()))
+    for f in data.glob("metadata.sqlite*"):
+        assert b"do-not-leak-1234" not in f.read_bytes(), f.name
 
 
 def test_ping(registry, cli, receiver):
