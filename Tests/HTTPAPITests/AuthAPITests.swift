@@ -110,6 +110,43 @@ func push(_ client: any TestClientProtocol, _ repo: String, tag: String, auth: H
         }
     }
 
+    @Test func tokensOfADeletedIdentityOrTokenDoNotWorkForItsNamesake() async throws {
+        let (app, access) = try await makeSecuredApp()
+        let (_, victimPassword) = try await access.createIdentity(testActor, name: "victim")
+        _ = try await access.assignRole(testActor, assignee: "victim", role: "Pull", scope: "team/*")
+        let (_, ciPasswords) = try await access.createToken(testActor, name: "ci", scopeMap: "_repositories_pull")
+        try await app.test(.router) { client in
+            func offline(_ auth: HTTPFields) async throws -> TokenBody {
+                let r = try await client.execute(uri: "/oauth2/token?scope=repository:team/x:pull&offline_token=true",
+                                                 method: .get, headers: auth)
+                #expect(r.status == .ok)
+                return try JSONDecoder().decode(TokenBody.self, from: Data(buffer: r.body))
+            }
+            let victim = try await offline(basic("victim", try #require(victimPassword)))
+            let ci = try await offline(basic("ci", try #require(ciPasswords["password1"])))
+            for old in [victim, ci] {
+                #expect(try await client.execute(uri: "/v2/", method: .get, headers: bearer(old.token)).status == .ok)
+            }
+            // both go, and come back under the same names with more rights
+            try await access.deleteIdentity(testActor, name: "victim")
+            _ = try await access.createIdentity(testActor, name: "victim")
+            _ = try await access.assignRole(testActor, assignee: "victim", role: "Owner", scope: "*")
+            try await access.deleteToken(testActor, name: "ci")
+            _ = try await access.createToken(testActor, name: "ci", scopeMap: "_repositories_admin")
+            for old in [victim, ci] {
+                let form = "grant_type=refresh_token&refresh_token=\(try #require(old.refresh_token))&scope=repository:team/x:pull,push,delete"
+                let refreshed = try await client.execute(uri: "/oauth2/token", method: .post,
+                                                         headers: [.contentType: "application/x-www-form-urlencoded"],
+                                                         body: buf(Array(form.utf8)))
+                #expect(refreshed.status == .unauthorized)
+                #expect(try await client.execute(uri: "/v2/", method: .get, headers: bearer(old.token)).status == .unauthorized)
+                #expect(try await client.execute(uri: "/v2/", method: .get,
+                                                 headers: basic(AccessControl.refreshTokenUser, try #require(old.refresh_token))).status
+                        == .unauthorized)
+            }
+        }
+    }
+
     @Test func failedLoginsAreRateLimited() async throws {
         let (app, _) = try await makeSecuredApp()
         try await app.test(.router) { client in
