@@ -265,7 +265,8 @@ public final class AccessControl: Sendable {
 
     /// Checks a user name and password of any kind: the admin user, a token, an identity, a Berth
     /// refresh token (well-known user) or an OIDC ID token (well-known user). Failures are
-    /// counted per name and per address and rate limited.
+    /// counted per address and per name at that address (per presented token for the
+    /// well-known users), and rate limited.
     public func authenticate(username: String, password: String, address: IPAddress?,
                              service: String) async throws(AccessError) -> (principal: Principal, subject: String) {
         let who = try await login(username: username, password: password, address: address, service: service)
@@ -276,7 +277,8 @@ public final class AccessControl: Sendable {
     public func login(username: String, password: String, address: IPAddress?,
                       service: String) async throws(AccessError) -> Authenticated {
         let addressKey = address?.description ?? "-"
-        if let wait = limiter.blockedFor(keys: ["u:" + username], threshold: FailureLimiter.perName)
+        let failureKey = Self.failureKey(username: username, password: password, address: addressKey)
+        if let wait = limiter.blockedFor(keys: [failureKey], threshold: FailureLimiter.perName)
             ?? limiter.blockedFor(keys: ["a:" + addressKey], threshold: FailureLimiter.perAddress) {
             throw .rateLimited(retryAfter: wait)
         }
@@ -296,7 +298,7 @@ public final class AccessControl: Sendable {
               let p = Self.principal(in: s, subject: subject, generation: bound.generation, subjectID: bound.subjectID,
                                      registryName: registryName)
         else {
-            limiter.recordFailure(keys: ["u:" + username, "a:" + addressKey])
+            limiter.recordFailure(keys: [failureKey, "a:" + addressKey])
             await recordAudit(actor: username, address: addressKey, action: "login", target: service, outcome: "failed")
             throw .invalidCredentials
         }
@@ -307,6 +309,18 @@ public final class AccessControl: Sendable {
                                           until: Date().addingTimeInterval(300))
         }
         return Authenticated(principal: p, subject: subject, subjectID: subjectID, generation: generation)
+    }
+
+    /// What failed logins are counted under besides the address. Never a name alone: that would let
+    /// anyone lock a name out for everybody. A real name is counted per address (locked only for
+    /// the addresses that failed); refresh and OIDC tokens share well-known pseudo-names, so they
+    /// are counted per presented token (a digest of it), whatever the address.
+    static func failureKey(username: String, password: String, address: String) -> String {
+        if username == refreshTokenUser || username == oidcTokenUser {
+            let digest = SHA256.hash(data: Data((username + "\u{0}" + password).utf8))
+            return "t:" + Hex.encode(digest)
+        }
+        return "u:" + username + "\u{0}" + address
     }
 
     /// The subject the credentials name, and the record they were checked against (its id and
@@ -467,9 +481,10 @@ public final class AccessControl: Sendable {
     }
 }
 
-/// Counts failed logins per key (identity name, address) in a sliding window. An address gets a
-/// larger allowance than a name, so one misconfigured client behind a NAT does not lock out every
-/// other client there as soon as it would lock out the name it guesses.
+/// Counts failed logins per key (a name at an address, a presented token, an address) in a sliding
+/// window. An address gets a larger allowance than a name, so one misconfigured client behind a
+/// NAT does not lock out every other client there as soon as it would lock out the name it
+/// guesses; the address counter still stops one address trying many names.
 final class FailureLimiter: Sendable {
     static let perName = 10
     static let perAddress = 30

@@ -307,3 +307,62 @@ func b64url(_ data: Data) -> String {
         #expect(try again.audit(since: Date(timeIntervalSinceNow: -60), limit: 100).contains { $0.action == "access.migrate" })
     }
 }
+
+@Suite struct FailedLoginLimitTests {
+    func limited(_ body: () async throws -> Void) async -> Bool {
+        do { try await body() } catch AccessError.rateLimited { return true } catch { return false }
+        return false
+    }
+
+    @Test func garbageRefreshTokensDoNotLockOutOtherRefreshTokens() async throws {
+        let (access, _) = try await makeAccess()
+        _ = try await access.bootstrap(ownerPassword: "pw")
+        let refresh = try await access.issueToken(try #require(access.current(subject: "identity:owner")), audience: "svc",
+                                                  type: "refresh", access: nil)
+        let attacker = IPAddress("203.0.113.66"), victim = IPAddress("198.51.100.7")
+        for i in 0..<12 {
+            await #expect(throws: AccessError.invalidCredentials) {
+                try await access.authenticate(username: AccessControl.refreshTokenUser, password: "garbage-\(i)", address: attacker, service: "svc")
+            }
+        }
+        // the well-known name is not locked: a good refresh token works from anywhere
+        #expect(try await access.authenticate(username: AccessControl.refreshTokenUser, password: refresh.token, address: victim,
+                                              service: "svc").subject == "identity:owner")
+        #expect(try await access.authenticate(username: AccessControl.refreshTokenUser, password: refresh.token, address: attacker,
+                                              service: "svc").subject == "identity:owner")
+        // the same for the OIDC user
+        for i in 0..<12 {
+            await #expect(throws: AccessError.invalidCredentials) {
+                try await access.authenticate(username: AccessControl.oidcTokenUser, password: "garbage-\(i)", address: victim, service: "svc")
+            }
+        }
+        // one token presented over and over is what gets locked
+        for _ in 0..<10 {
+            _ = try? await access.authenticate(username: AccessControl.refreshTokenUser, password: "same", address: victim, service: "svc")
+        }
+        #expect(await limited { _ = try await access.authenticate(username: AccessControl.refreshTokenUser, password: "same", address: victim, service: "svc") })
+    }
+
+    @Test func aNameIsLockedOnlyForTheAddressesThatFailed() async throws {
+        let (access, _) = try await makeAccess()
+        _ = try await access.bootstrap(ownerPassword: "pw")
+        let attacker = IPAddress("203.0.113.66"), owner = IPAddress("198.51.100.7")
+        for _ in 0..<10 {
+            _ = try? await access.authenticate(username: "owner", password: "guess", address: attacker, service: "svc")
+        }
+        #expect(await limited { _ = try await access.authenticate(username: "owner", password: "pw", address: attacker, service: "svc") })
+        #expect(try await access.authenticate(username: "owner", password: "pw", address: owner, service: "svc").subject == "identity:owner")
+    }
+
+    @Test func oneAddressSprayingManyNamesIsStopped() async throws {
+        let (access, _) = try await makeAccess()
+        _ = try await access.bootstrap(ownerPassword: "pw")
+        let sprayer = IPAddress("203.0.113.66")
+        for i in 0..<FailureLimiter.perAddress {
+            _ = try? await access.authenticate(username: "user\(i)", password: "guess", address: sprayer, service: "svc")
+        }
+        #expect(await limited { _ = try await access.authenticate(username: "owner", password: "pw", address: sprayer, service: "svc") })
+        #expect(try await access.authenticate(username: "owner", password: "pw", address: IPAddress("198.51.100.7"),
+                                              service: "svc").subject == "identity:owner")
+    }
+}

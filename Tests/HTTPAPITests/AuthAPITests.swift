@@ -147,6 +147,27 @@ func push(_ client: any TestClientProtocol, _ repo: String, tag: String, auth: H
         }
     }
 
+    @Test func garbageRefreshTokensDoNotLockOutEveryRefreshGrant() async throws {
+        let (app, _) = try await makeSecuredApp()
+        try await app.test(.router) { client in
+            let form = [.contentType: "application/x-www-form-urlencoded"] as HTTPFields
+            let login = try await client.execute(uri: "/oauth2/token", method: .post, headers: form, body: buf(Array(
+                "grant_type=password&username=owner&password=\(ownerPassword)&access_type=offline".utf8)))
+            let refresh = try #require(try JSONDecoder().decode(TokenBody.self, from: Data(buffer: login.body)).refresh_token)
+            for i in 0..<12 {
+                let bad = try await client.execute(uri: "/oauth2/token", method: .post, headers: form,
+                                                   body: buf(Array("grant_type=refresh_token&refresh_token=garbage\(i)".utf8)))
+                #expect(bad.status == .unauthorized)
+                #expect(try await client.execute(uri: "/v2/", method: .get,
+                                                 headers: basic(AccessControl.refreshTokenUser, "garbage\(i)")).status == .unauthorized)
+            }
+            let good = try await client.execute(uri: "/oauth2/token", method: .post, headers: form,
+                                                body: buf(Array("grant_type=refresh_token&refresh_token=\(refresh)".utf8)))
+            #expect(good.status == .ok)
+            #expect(try await client.execute(uri: "/v2/", method: .get, headers: basic(AccessControl.refreshTokenUser, refresh)).status == .ok)
+        }
+    }
+
     @Test func failedLoginsAreRateLimited() async throws {
         let (app, _) = try await makeSecuredApp()
         try await app.test(.router) { client in

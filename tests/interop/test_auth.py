@@ -405,6 +405,24 @@ def test_failed_logins_are_rate_limited(registry):
     assert requests.get(f"{registry.base}/healthz", timeout=10).status_code == 200
 
 
+def test_garbage_refresh_tokens_lock_out_nobody(registry):
+    """Refresh tokens all log in as one well-known user name: a dozen garbage ones must not lock
+    out every refresh-token login (CLI logins, docker identity tokens) for the window."""
+    host, creds = registry.host, registry.creds
+    r = post_token(registry, grant_type="password", username=creds[0], password=creds[1],
+                   service=host, access_type="offline")
+    assert r.status_code == 200, (r.status_code, r.text)
+    refresh = r.json()["refresh_token"]
+    for i in range(12):
+        r = post_token(registry, grant_type="refresh_token", refresh_token=f"garbage-{i}", service=host)
+        assert r.status_code == 401, (i, r.status_code, r.text)
+    r = post_token(registry, grant_type="refresh_token", refresh_token=refresh, service=host,
+                   scope="repository:x/y:pull")
+    assert r.status_code == 200, (r.status_code, r.text)
+    r = requests.get(f"{registry.base}/v2/", auth=("00000000-0000-0000-0000-000000000000", refresh), timeout=30)
+    assert r.status_code == 200, (r.status_code, r.text)
+
+
 def test_docker_login_stores_an_identity_token_not_the_password(registry, tmp_path):
     """`docker login` (the CLI logs in by itself when no daemon runs) gets a refresh token from
     the token service and keeps that, not the password."""
