@@ -43,6 +43,8 @@ struct ServeSettings: Codable, Equatable {
     var registryName: String = "berth"
     /// External URL clients use, when Berth sits behind a proxy (for the token realm).
     var publicURL: String?
+    /// The token service's name (the audience of tokens); default: the public URL's host, else the listen address.
+    var serviceName: String?
     /// PEM certificate (chain) and private key: serve HTTPS.
     var tlsCert: String?
     var tlsKey: String?
@@ -51,6 +53,7 @@ struct ServeSettings: Codable, Equatable {
         case data, listen
         case registryName = "registry-name"
         case publicURL = "public-url"
+        case serviceName = "service-name"
         case tlsCert = "tls-cert"
         case tlsKey = "tls-key"
         case logLevel = "log-level"
@@ -74,6 +77,7 @@ struct ServeSettings: Codable, Equatable {
         maxConcurrentUploads = try c.decodeIfPresent(Int.self, forKey: .maxConcurrentUploads) ?? d.maxConcurrentUploads
         registryName = try c.decodeIfPresent(String.self, forKey: .registryName) ?? d.registryName
         publicURL = try c.decodeIfPresent(String.self, forKey: .publicURL)
+        serviceName = try c.decodeIfPresent(String.self, forKey: .serviceName)
         tlsCert = try c.decodeIfPresent(String.self, forKey: .tlsCert)
         tlsKey = try c.decodeIfPresent(String.self, forKey: .tlsKey)
     }
@@ -141,6 +145,7 @@ struct Serve: AsyncParsableCommand {
         if let v = environment["BERTH_MAX_CONCURRENT_UPLOADS"], let n = Int(v) { settings.maxConcurrentUploads = n }
         if let v = environment["BERTH_REGISTRY_NAME"] { settings.registryName = v }
         if let v = environment["BERTH_PUBLIC_URL"] { settings.publicURL = v }
+        if let v = environment["BERTH_SERVICE_NAME"] { settings.serviceName = v }
         if let v = environment["BERTH_TLS_CERT"] { settings.tlsCert = v }
         if let v = environment["BERTH_TLS_KEY"] { settings.tlsKey = v }
         if let tlsCert { settings.tlsCert = tlsCert }
@@ -156,6 +161,9 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let settings = try resolvedSettings()
         let (host, port) = try ServeSettings.parseListen(settings.listen)
+        if let name = settings.serviceName, !BerthServer.isValidServiceName(name) {
+            throw ValidationError("the service name must be 1-255 printable ASCII characters without spaces, quotes or backslashes")
+        }
         guard let level = Logger.Level(rawValue: settings.logLevel) else {
             throw ValidationError("unknown log level \(settings.logLevel)")
         }
@@ -196,7 +204,8 @@ struct Serve: AsyncParsableCommand {
         let webhooks = try WebhookService(store: webhookStore, events: registry.metadata, keyDirectory: settings.data + "/keys",
                                           logger: Logger(label: "berth.webhooks"))
         let app = try BerthServer.makeApplication(
-            registry: registry, access: access, webhooks: webhooks, host: host, port: port, limits: limits, publicURL: settings.publicURL, tls: tls,
+            registry: registry, access: access, webhooks: webhooks, host: host, port: port, limits: limits, publicURL: settings.publicURL,
+            serviceName: settings.serviceName, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),
             lifecycleTick: .milliseconds(Int64(max(0.05, settings.lifecycleTickSeconds) * 1000)), logger: logger)
         logger.info("berth starting", metadata: ["listen": "\(host):\(port)", "data": "\(settings.data)"])

@@ -23,14 +23,15 @@ extension RegistryResponder {
     func tokenEndpoint(_ request: Request, _ context: Context, _ gate: AuthGate) async throws -> Response {
         let path = request.uri.path
         let address = gate.address(request, context)
-        var service = gate.service(request)
+        // Tokens are for this registry's configured service only: a `service` the client names
+        // (from a challenge, or made up) is not what they are issued for.
+        let service = gate.serviceName
         var scopes: [String] = []
         var who: Authenticated
         var offline = false
 
         switch (path, request.method) {
         case ("/oauth2/token", .get):
-            service = request.uri.queryParameters["service"].map(String.init) ?? service
             scopes = request.uri.queryParameters[values: "scope"].map(String.init)
             offline = request.uri.queryParameters["offline_token"] == "true"
             if request.headers[.authorization] != nil {
@@ -50,7 +51,6 @@ extension RegistryResponder {
             }
         case ("/oauth2/token", .post):
             let form = try await Self.form(request)
-            service = form["service"] ?? service
             scopes = (form["scope"] ?? "").split(separator: " ").map(String.init)
             offline = form["access_type"] == "offline"
             switch form["grant_type"] {
@@ -66,7 +66,6 @@ extension RegistryResponder {
             }
         case ("/oauth2/exchange", .post):
             let form = try await Self.form(request)
-            service = form["service"] ?? service
             guard form["grant_type"] == "access_token", let idToken = form["access_token"] else {
                 throw RegistryError(.unsupported, "grant_type=access_token with an access_token is required", status: 400)
             }

@@ -168,6 +168,45 @@ func push(_ client: any TestClientProtocol, _ repo: String, tag: String, auth: H
         }
     }
 
+    @Test func tokenAudienceIsTheConfiguredServiceNeverTheHostHeader() async throws {
+        // listening on 127.0.0.1:0, reached as "localhost" (the test client's Host)
+        let (app, access) = try await makeSecuredApp()
+        let configured = "127.0.0.1:0"
+        try await app.test(.router) { client in
+            let challenge = try await client.execute(uri: "/v2/", method: .get).headers[.wwwAuthenticate] ?? ""
+            #expect(challenge.contains("service=\"\(configured)\""))
+            #expect(challenge.contains("realm=\"http://localhost/oauth2/token\""))   // the realm still follows the request
+            // a token asked for the service the Host header names is still only for the configured one
+            let r = try await client.execute(uri: "/oauth2/token?service=localhost&scope=repository:a/b:pull", method: .get, headers: owner)
+            #expect(r.status == .ok)
+            let issued = try JSONDecoder().decode(TokenBody.self, from: Data(buffer: r.body)).token
+            let claims = String(issued.split(separator: ".")[1])
+            let padded = claims.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+                + String(repeating: "=", count: (4 - claims.count % 4) % 4)
+            struct Audience: Decodable { let aud: String }
+            #expect(try JSONDecoder().decode(Audience.self, from: try #require(Data(base64Encoded: padded))).aud == configured)
+            #expect(try await client.execute(uri: "/v2/", method: .get, headers: bearer(issued)).status == .ok)
+            // a genuine token for the service named by the Host header is refused
+            let foreign = try await access.issueToken(try #require(access.current(subject: "identity:owner")), audience: "localhost",
+                                                      type: "access", access: [])
+            #expect(try await client.execute(uri: "/v2/", method: .get, headers: bearer(foreign.token)).status == .unauthorized)
+        }
+    }
+
+    @Test func serviceNameComesFromConfiguration() {
+        #expect(AuthGate.serviceName(configured: "berth.internal", publicURL: "https://registry.example.com", listen: ("0.0.0.0", 5000))
+                == "berth.internal")
+        #expect(AuthGate.serviceName(configured: nil, publicURL: "https://registry.example.com", listen: ("0.0.0.0", 5000))
+                == "registry.example.com")
+        #expect(AuthGate.serviceName(configured: nil, publicURL: "https://registry.example.com:8443/", listen: nil) == "registry.example.com:8443")
+        #expect(AuthGate.serviceName(configured: nil, publicURL: nil, listen: ("10.0.0.5", 5000)) == "10.0.0.5:5000")
+        #expect(AuthGate.serviceName(configured: nil, publicURL: nil, listen: ("::1", 5000)) == "[::1]:5000")
+        #expect(AuthGate.validServiceName("registry.example.com:5000"))
+        for bad in ["", "a b", "a\"b", "a\\b", String(repeating: "a", count: 256), "é"] {
+            #expect(!AuthGate.validServiceName(bad))
+        }
+    }
+
     @Test func failedLoginsAreRateLimited() async throws {
         let (app, _) = try await makeSecuredApp()
         try await app.test(.router) { client in
