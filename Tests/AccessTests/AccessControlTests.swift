@@ -366,3 +366,71 @@ func b64url(_ data: Data) -> String {
                                               service: "svc").subject == "identity:owner")
     }
 }
+
+@Suite struct LastOwnerTests {
+    @Test func theLastEnabledOwnerCannotBeRemovedDisabledOrDeleted() async throws {
+        let (access, _) = try await makeAccess()
+        _ = try await access.bootstrap(ownerPassword: "pw")
+        // the admin user does not count as a way to manage the registry
+        var change = SettingsChange()
+        change.adminUserEnabled = true
+        _ = try await access.updateSettings(admin, change)
+        for attempt in [
+            { try await access.removeRole(admin, assignee: "owner", role: "Owner", scope: "*") },
+            { _ = try await access.updateIdentity(admin, name: "owner", enabled: false, trustedService: nil) },
+            { try await access.deleteIdentity(admin, name: "owner") },
+        ] as [() async throws -> Void] {
+            do {
+                try await attempt()
+                Issue.record("the last owner was removed")
+            } catch AccessError.conflict(let message) {
+                #expect(message.contains("Owner") && message.contains("*"))
+            }
+        }
+        #expect(AccessControl.enabledOwners(access.state) == ["owner"])
+        // Owner on a repository pattern, or a disabled identity, does not keep the registry manageable
+        _ = try await access.createIdentity(admin, name: "partial")
+        _ = try await access.assignRole(admin, assignee: "partial", role: "Owner", scope: "team/*")
+        _ = try await access.createIdentity(admin, name: "dormant")
+        _ = try await access.assignRole(admin, assignee: "dormant", role: "Owner", scope: "*")
+        _ = try await access.updateIdentity(admin, name: "dormant", enabled: false, trustedService: nil)
+        await #expect(throws: AccessError.self) { try await access.deleteIdentity(admin, name: "owner") }
+        // with a second enabled Owner on *, the first may go
+        _ = try await access.updateIdentity(admin, name: "dormant", enabled: true, trustedService: nil)
+        try await access.removeRole(admin, assignee: "owner", role: "Owner", scope: "*")
+        try await access.deleteIdentity(admin, name: "owner")
+        await #expect(throws: AccessError.self) {
+            try await access.removeRole(admin, assignee: "dormant", role: "Owner", scope: "*")
+        }
+        // other changes to the last owner are fine
+        _ = try await access.updateIdentity(admin, name: "dormant", enabled: nil, trustedService: true)
+        _ = try await access.resetIdentityPassword(admin, name: "dormant")
+    }
+
+    @Test func recoverOwnerReEnablesOrCreatesAnOwner() async throws {
+        let (access, _) = try await makeAccess()
+        _ = try await access.bootstrap(ownerPassword: "pw")
+        // an owner that lost its role by a direct state edit, disabled
+        try await access.update(audit: AuditRecord(actor: "t", address: "-", action: "x", target: "owner", outcome: "ok")) { s in
+            s.identities["owner"]!.roles = []
+            s.identities["owner"]!.enabled = false
+        }
+        let oldID = access.state.identities["owner"]?.subjectID
+        let password = try await access.recoverOwner(admin, name: "owner")
+        let (p, _) = try await access.authenticate(username: "owner", password: password, address: here, service: "s")
+        #expect(p.registryActions == .all)
+        #expect(access.state.identities["owner"]?.subjectID == oldID)
+        await #expect(throws: AccessError.invalidCredentials) {
+            try await access.authenticate(username: "owner", password: "pw", address: here, service: "s")
+        }
+        let second = try await access.recoverOwner(admin, name: "rescue")
+        #expect(try await access.authenticate(username: "rescue", password: second, address: here, service: "s").principal.registryActions == .all)
+        #expect(AccessControl.enabledOwners(access.state) == ["owner", "rescue"])
+        _ = try await access.createToken(admin, name: "ci", scopeMap: "_repositories_pull")
+        await #expect(throws: AccessError.self) { try await access.recoverOwner(admin, name: "ci") }
+        await #expect(throws: AccessError.self) { try await access.recoverOwner(admin, name: "berth") }
+        await #expect(throws: AccessError.self) { try await access.recoverOwner(admin, name: "Bad Name") }
+        let records = try access.audit(since: Date(timeIntervalSinceNow: -60), limit: 100)
+        #expect(records.filter { $0.action == "identity.recover-owner" }.map(\.target) == ["owner", "rescue"])
+    }
+}

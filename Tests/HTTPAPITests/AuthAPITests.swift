@@ -352,6 +352,25 @@ func push(_ client: any TestClientProtocol, _ repo: String, tag: String, auth: H
     }
 }
 
+extension ManagementAPITests {
+    @Test func theLastOwnerCannotRemoveItself() async throws {
+        let (app, access) = try await makeSecuredApp()
+        try await app.test(.router) { client in
+            for (method, uri, body) in [(HTTPRequest.Method.delete, "/api/v1/role-assignments?assignee=owner&role=Owner&scope=*", ""),
+                                        (.patch, "/api/v1/identities/owner", #"{"enabled":false}"#),
+                                        (.delete, "/api/v1/identities/owner", "")] {
+                let r = try await client.execute(uri: uri, method: method, headers: owner, body: buf(Array(body.utf8)))
+                struct Envelope: Decodable { struct E: Decodable { let code: String; let message: String }; let error: E }
+                let answer = try JSONDecoder().decode(Envelope.self, from: Data(buffer: r.body))
+                #expect(r.status == .conflict && answer.error.code == "CONFLICT", "\(method) \(uri)")
+                #expect(answer.error.message.contains("Owner on *"))
+            }
+            #expect(try await client.execute(uri: "/v2/", method: .get, headers: owner).status == .ok)
+            #expect(access.state.identities["owner"]?.roles.map(\.role) == [.owner])
+        }
+    }
+}
+
 @Suite struct NetworkLockdownTests {
     @Test func forwardedAddressesFromTrustedProxiesAreJudged() async throws {
         let (app, access) = try await makeSecuredApp()

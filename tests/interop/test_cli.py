@@ -512,3 +512,42 @@ def test_output_formats_and_audit(registry, cli, layout):
                                        "--scope", "*")
     msg = cli.fails("scope-map", "create", "--name", "bad", "--repository", "x/*")
     assert "needs at least one action" in msg, msg
+
+
+# ---------------------------------------------------------------------------
+# the last Owner, and offline recovery of an Owner
+# ---------------------------------------------------------------------------
+
+def test_last_owner_is_kept_and_recover_owner_works_offline(registry, cli):
+    import fcntl
+    for args in (("role", "assignment", "delete", "--assignee", "owner", "--role", "Owner"),
+                 ("identity", "update", "--name", "owner", "--enabled", "false"),
+                 ("identity", "delete", "--name", "owner")):
+        msg = cli.fails(*args)
+        assert "CONFLICT" in msg and "HTTP 409" in msg and "Owner on *" in msg, (args, msg)
+    assert requests.get(f"{registry.base}/api/v1/identities", auth=registry.creds, timeout=30).status_code == 200
+
+    # recovery works on a stopped server's data only: while berth.lock is held it refuses
+    data = registry.data
+    registry.stop()
+    with open(data / "berth.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        msg = cli.fails("recover", "owner", "--data", str(data), "--name", "rescue")
+        assert "server is running" in msg, msg
+    out = cli("recover", "owner", "--data", str(data), "--name", "rescue")
+    password = out.stdout.decode().strip()
+    assert len(password) >= 32 and "\n" not in password, out.stdout
+    assert password not in out.stderr.decode()
+    assert "not-a-dir" in cli.fails("recover", "owner", "--data", str(data / "not-a-dir"))
+
+    registry.start(port=registry.port)
+    rescue = ("rescue", password)
+    assert requests.get(f"{registry.base}/v2/", auth=rescue, timeout=30).status_code == 200
+    r = requests.get(f"{registry.base}/api/v1/identities", auth=rescue, timeout=30)
+    assert r.status_code == 200 and {i["name"] for i in r.json()} == {"owner", "rescue"}, r.text
+    audit = requests.get(f"{registry.base}/api/v1/audit", params={"since": "1h"}, auth=rescue, timeout=30).json()
+    assert any(a["action"] == "identity.recover-owner" and a["target"] == "rescue" for a in audit), audit
+    # with a second Owner, the first may now give up the role
+    r = requests.delete(f"{registry.base}/api/v1/role-assignments",
+                        params={"assignee": "owner", "role": "Owner", "scope": "*"}, auth=registry.creds, timeout=30)
+    assert r.status_code == 204, (r.status_code, r.text)
