@@ -465,6 +465,37 @@ def test_identity_roles_and_disable(registry, cli, layout):
     assert "not found" in cli.fails("identity", "show", "--name", "dev")
 
 
+def test_tokens_of_a_deleted_identity_or_token_die_with_it(registry, cli):
+    """Delete `victim` (and token `ci`), create them again with more rights: the tokens issued
+    before (refresh tokens as `berth login` and docker keep them, access tokens) stay dead."""
+    victim = ("victim", cli.json("identity", "create", "--name", "victim")["password"])
+    cli("role", "assignment", "create", "--assignee", "victim", "--role", "Pull", "--scope", "team/*")
+    cli("scope-map", "create", "--name", "team-pull", "--repository", "team/*", "content/read")
+    ci = ("ci", make_token(cli, "ci", "team-pull")[0])
+    old = {}
+    for who in (victim, ci):
+        r = requests.post(f"{registry.base}/oauth2/token", timeout=30, data={
+            "grant_type": "password", "username": who[0], "password": who[1], "access_type": "offline",
+            "service": registry.host, "scope": "repository:team/x:pull"})
+        assert r.status_code == 200, r.text
+        old[who[0]] = r.json()
+    cli("identity", "delete", "--name", "victim")
+    cli("identity", "create", "--name", "victim")
+    cli("role", "assignment", "create", "--assignee", "victim", "--role", "Owner", "--scope", "*")
+    cli("token", "delete", "--name", "ci")
+    make_token(cli, "ci", "_repositories_admin")
+    for name, tokens in old.items():
+        r = requests.post(f"{registry.base}/oauth2/token", timeout=30, data={
+            "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+            "service": registry.host, "scope": "registry:management:*"})
+        assert r.status_code == 401, (name, r.status_code, r.text)
+        r = requests.get(f"{registry.base}/v2/", headers={"Authorization": "Bearer " + tokens["access_token"]}, timeout=30)
+        assert r.status_code == 401, (name, r.status_code, r.text)
+        r = requests.get(f"{registry.base}/api/v1/identities", timeout=30,
+                         auth=("00000000-0000-0000-0000-000000000000", tokens["refresh_token"]))
+        assert r.status_code == 401, (name, r.status_code, r.text)
+
+
 # ---------------------------------------------------------------------------
 # 8. output formats and the audit log
 # ---------------------------------------------------------------------------
