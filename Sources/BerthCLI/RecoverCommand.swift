@@ -39,7 +39,9 @@ struct RecoverOwner: AsyncParsableCommand {
             let lock = try lockDataDirectory(data)
             defer { close(lock) }
             let store = try SQLiteMetadataStore(path: data + "/metadata.sqlite")
-            let access = try await AccessControl.open(store: store, keyDirectory: data + "/keys")
+            // The admin user's name is reserved for it, as in `berth serve`.
+            let registryName = ProcessInfo.processInfo.environment["BERTH_REGISTRY_NAME"] ?? "berth"
+            let access = try await AccessControl.open(store: store, keyDirectory: data + "/keys", registryName: registryName)
             let password: String
             do {
                 password = try await access.recoverOwner(Access.Actor(name: "berth recover owner", address: "local"), name: name)
