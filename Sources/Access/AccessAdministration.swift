@@ -86,6 +86,22 @@ extension AccessControl {
         }
     }
 
+    /// Enabled identities holding Owner on the whole registry (`*`): who can still manage it.
+    /// The admin user does not count: it is off by default, its passwords expire, and it is a
+    /// shared credential rather than someone's identity.
+    static func enabledOwners(_ s: AccessState) -> [String] {
+        s.identities.values.filter { i in i.enabled && i.roles.contains { $0.role == .owner && $0.scope.value == "*" } }
+            .map(\.name).sorted()
+    }
+
+    /// Refuses a change that would leave no enabled Owner on `*`: nobody could manage the registry
+    /// any more (the way back is `berth recover owner` on the stopped server's data).
+    static func checkOwnerRemains(before: AccessState, after: AccessState, _ what: String) throws(AccessError) {
+        guard !enabledOwners(before).isEmpty, enabledOwners(after).isEmpty else { return }
+        throw .conflict("\(what) would leave no enabled identity with the Owner role on *, and nobody could manage the registry; "
+            + "assign Owner on * to another identity first")
+    }
+
     private func audit(_ actor: Actor, _ action: String, _ target: String, _ detail: String? = nil) -> AuditRecord {
         AuditRecord(actor: actor.name, address: actor.address, action: action, target: target, outcome: "ok", detail: detail)
     }
@@ -150,7 +166,9 @@ extension AccessControl {
 
     public func deleteIdentity(_ actor: Actor, name: String) async throws {
         try await update(audit: audit(actor, "identity.delete", name)) { s in
+            let before = s
             guard s.identities.removeValue(forKey: name) != nil else { throw AccessError.notFound("identity \(name)") }
+            try Self.checkOwnerRemains(before: before, after: s, "deleting identity \(name)")
         }
     }
 
@@ -158,12 +176,14 @@ extension AccessControl {
         let detail = [enabled.map { "enabled=\($0)" }, trustedService.map { "trustedService=\($0)" }].compactMap { $0 }.joined(separator: " ")
         let i = try await update(audit: audit(actor, "identity.update", name, detail)) { s in
             guard var i = s.identities[name] else { throw AccessError.notFound("identity \(name)") }
+            let before = s
             if let enabled, enabled != i.enabled {
                 i.enabled = enabled
                 i.generation += 1
             }
             if let trustedService { i.trustedService = trustedService }
             s.identities[name] = i
+            try Self.checkOwnerRemains(before: before, after: s, "disabling identity \(name)")
             return i
         }
         return Self.view(i)
@@ -218,6 +238,29 @@ extension AccessControl {
         }
     }
 
+    /// Offline recovery (`berth recover owner`, on a stopped server's data): creates identity
+    /// `name` or re-enables it, gives it the Owner role on `*` and a new generated password,
+    /// returned once. Tokens issued to it before stop working.
+    public func recoverOwner(_ actor: Actor, name: String) async throws -> String {
+        try Self.checkName(name, what: "identity")
+        let password = Secrets.generate()
+        let hash = Secrets.hashPassword(password)
+        let owner = AccessState.RoleAssignment(role: .owner, scope: try RepositoryPattern("*"))
+        try await update(audit: audit(actor, "identity.recover-owner", name, "enabled, new password, Owner on *")) { s in
+            if var i = s.identities[name] {
+                i.enabled = true
+                i.passwordHash = hash
+                i.generation += 1
+                if !i.roles.contains(owner) { i.roles.append(owner) }
+                s.identities[name] = i
+            } else {
+                try self.checkFreeName(name, s)
+                s.identities[name] = .init(name: name, kind: .user, passwordHash: hash, roles: [owner], createdAt: Date())
+            }
+        }
+        return password
+    }
+
     // MARK: roles
 
     public func roleAssignments() -> [RoleAssignmentView] {
@@ -245,8 +288,10 @@ extension AccessControl {
                   let idx = i.roles.firstIndex(where: { $0.role == r && $0.scope.value == scope }) else {
                 throw AccessError.notFound("role assignment \(r.rawValue) on \(scope) for \(assignee)")
             }
+            let before = s
             i.roles.remove(at: idx)
             s.identities[assignee] = i
+            try Self.checkOwnerRemains(before: before, after: s, "removing \(r.rawValue) on \(scope) from \(assignee)")
         }
     }
 

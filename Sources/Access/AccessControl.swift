@@ -20,6 +20,23 @@ public struct Caller: Sendable, Equatable {
     }
 }
 
+/// A successful login: who it is, and what a token issued for it is bound to (the subject's
+/// immutable id and its credential generation, read from the same state as the principal).
+public struct Authenticated: Sendable {
+    public var principal: Principal
+    /// `identity:<name>`, `token:<name>`, `admin` or `anonymous`.
+    public var subject: String
+    public var subjectID: String?
+    public var generation: Int
+
+    public init(principal: Principal, subject: String, subjectID: String?, generation: Int) {
+        self.principal = principal
+        self.subject = subject
+        self.subjectID = subjectID
+        self.generation = generation
+    }
+}
+
 public enum AccessError: Error, Equatable, Sendable {
     case invalidCredentials
     case rateLimited(retryAfter: Int)
@@ -69,6 +86,7 @@ public final class AccessControl: Sendable {
 
     struct CachedCredential {
         var subject: String
+        var subjectID: String?
         var generation: Int
         var until: Date
     }
@@ -99,8 +117,17 @@ public final class AccessControl: Sendable {
         for map in AccessState.builtInScopeMaps where loaded.state.scopeMaps[map.name] == nil {
             loaded.state.scopeMaps[map.name] = map
         }
-        return AccessControl(store: store, tokens: tokens, registryName: registryName, logger: logger, state: loaded,
-                             jwksSource: jwksSource)
+        let needsSubjectIDs = loaded.state.identities.values.contains { $0.subjectID == nil }
+            || loaded.state.tokens.values.contains { $0.subjectID == nil }
+        let access = AccessControl(store: store, tokens: tokens, registryName: registryName, logger: logger, state: loaded,
+                                   jwksSource: jwksSource)
+        if needsSubjectIDs {
+            // Records from before subject ids: give each one now and store it, so the id never
+            // changes again (`update` assigns the missing ones).
+            try await access.update(audit: AuditRecord(actor: "berth", address: "-", action: "access.migrate", target: "subject-ids",
+                                                       outcome: "ok", detail: "gave identities and tokens immutable subject ids")) { _ in }
+        }
+        return access
     }
 
     public var state: AccessState { snapshot.withLockedValue { $0.state } }
@@ -114,6 +141,7 @@ public final class AccessControl: Sendable {
         for _ in 0..<10 {
             var (version, state) = snapshot.withLockedValue { $0 }
             let result = try change(&state)
+            state.assignMissingSubjectIDs()
             let document = try JSONEncoder.access.encode(state)
             if try await store.storeAccessState(document, expectedVersion: version, audit: audit) {
                 version += 1
@@ -149,11 +177,22 @@ public final class AccessControl: Sendable {
 
     // MARK: principals
 
-    /// The principal behind a token subject, if it still exists, is enabled and the generation
-    /// the token was issued under is still current.
-    public func principal(subject: String, generation: Int?) -> Principal? {
-        let s = state
+    /// The principal behind a subject, if it still exists and is enabled. With a `generation`
+    /// (checking a token) the subject must also still be the very record the token was issued to:
+    /// the same immutable `subjectID` (never reused, so a deleted identity or token re-created
+    /// under the same name does not inherit the old one's tokens) and the same generation.
+    public func principal(subject: String, generation: Int?, subjectID: String? = nil) -> Principal? {
+        Self.principal(in: state, subject: subject, generation: generation, subjectID: subjectID, registryName: registryName)
+    }
+
+    static func principal(in s: AccessState, subject: String, generation: Int?, subjectID: String?,
+                          registryName: String) -> Principal? {
+        func current(_ id: String?, _ gen: Int) -> Bool {
+            guard let generation else { return true }
+            return generation == gen && id != nil && subjectID == id
+        }
         if subject == "admin" {
+            // The admin user is never deleted, so its generation never restarts.
             guard s.admin.enabled, generation == nil || generation == s.admin.generation else { return nil }
             return Principal(kind: .admin, name: registryName, grants: [Grant(try! RepositoryPattern("*"), .all)], registryActions: .all)
         }
@@ -162,28 +201,40 @@ public final class AccessControl: Sendable {
         }
         if subject.hasPrefix("identity:") {
             let name = String(subject.dropFirst(9))
-            guard let identity = s.identities[name], identity.enabled,
-                  generation == nil || generation == identity.generation else { return nil }
+            guard let identity = s.identities[name], identity.enabled, current(identity.subjectID, identity.generation) else { return nil }
             return Self.principal(for: identity)
         }
         if subject.hasPrefix("token:") {
             let name = String(subject.dropFirst(6))
-            guard let token = s.tokens[name], token.enabled, generation == nil || generation == token.generation,
+            guard let token = s.tokens[name], token.enabled, current(token.subjectID, token.generation),
                   let map = s.scopeMaps[token.scopeMap] else { return nil }
             return Principal(kind: .token, name: name, grants: map.grants)
         }
         return nil
     }
 
-    /// The generation a token issued now for `subject` carries.
-    public func generationForToken(_ subject: String) -> Int { generation(of: subject) }
+    /// What a token issued now for `subject` is bound to: its immutable id and current generation.
+    static func binding(in s: AccessState, subject: String) -> (subjectID: String?, generation: Int) {
+        if subject == "admin" { return (nil, s.admin.generation) }
+        if subject.hasPrefix("identity:"), let i = s.identities[String(subject.dropFirst(9))] { return (i.subjectID, i.generation) }
+        if subject.hasPrefix("token:"), let t = s.tokens[String(subject.dropFirst(6))] { return (t.subjectID, t.generation) }
+        return (nil, subject == "anonymous" ? 0 : -1)
+    }
 
-    func generation(of subject: String) -> Int {
+    /// Issues an access or refresh token to an authenticated subject, bound to its id and generation.
+    public func issueToken(_ who: Authenticated, audience: String, type: String, access: [AccessClaim]?,
+                           now: Date = Date()) async throws -> (token: String, expiresIn: Int) {
+        try await tokens.issue(subject: who.subject, subjectID: who.subjectID, audience: audience, type: type,
+                               generation: who.generation, access: access, now: now)
+    }
+
+    /// The current record behind `subject` as an `Authenticated` (for tokens issued by an
+    /// administrator's tooling and tests); nil when it does not exist or is disabled.
+    public func current(subject: String) -> Authenticated? {
         let s = state
-        if subject == "admin" { return s.admin.generation }
-        if subject.hasPrefix("identity:") { return s.identities[String(subject.dropFirst(9))]?.generation ?? -1 }
-        if subject.hasPrefix("token:") { return s.tokens[String(subject.dropFirst(6))]?.generation ?? -1 }
-        return 0
+        guard let p = Self.principal(in: s, subject: subject, generation: nil, subjectID: nil, registryName: registryName) else { return nil }
+        let (id, gen) = Self.binding(in: s, subject: subject)
+        return Authenticated(principal: p, subject: subject, subjectID: id, generation: gen)
     }
 
     static func principal(for identity: AccessState.Identity) -> Principal {
@@ -197,10 +248,12 @@ public final class AccessControl: Sendable {
                          isTrustedService: identity.trustedService)
     }
 
-    func anonymousPrincipal(_ s: AccessState) -> Principal {
+    static func anonymousPrincipal(_ s: AccessState) -> Principal {
         guard s.anonymousPullEnabled else { return .anonymous }
         return Principal(kind: .anonymous, name: "anonymous", grants: [Grant(try! RepositoryPattern("*"), [.contentRead, .metadataRead])])
     }
+
+    func anonymousPrincipal(_ s: AccessState) -> Principal { Self.anonymousPrincipal(s) }
 
     public var anonymous: Principal { anonymousPrincipal(state) }
 
@@ -212,50 +265,82 @@ public final class AccessControl: Sendable {
 
     /// Checks a user name and password of any kind: the admin user, a token, an identity, a Berth
     /// refresh token (well-known user) or an OIDC ID token (well-known user). Failures are
-    /// counted per name and per address and rate limited.
+    /// counted per address and per name at that address (per presented token for the
+    /// well-known users), and rate limited.
     public func authenticate(username: String, password: String, address: IPAddress?,
                              service: String) async throws(AccessError) -> (principal: Principal, subject: String) {
+        let who = try await login(username: username, password: password, address: address, service: service)
+        return (who.principal, who.subject)
+    }
+
+    /// `authenticate`, with what tokens issued for the login are bound to.
+    public func login(username: String, password: String, address: IPAddress?,
+                      service: String) async throws(AccessError) -> Authenticated {
         let addressKey = address?.description ?? "-"
-        if let wait = limiter.blockedFor(keys: ["u:" + username], threshold: FailureLimiter.perName)
+        let failureKey = Self.failureKey(username: username, password: password, address: addressKey)
+        if let wait = limiter.blockedFor(keys: [failureKey], threshold: FailureLimiter.perName)
             ?? limiter.blockedFor(keys: ["a:" + addressKey], threshold: FailureLimiter.perAddress) {
             throw .rateLimited(retryAfter: wait)
         }
         let key = cacheKey(username, password, service)
-        if let hit = credentialCache.withLockedValue({ $0[key] }), hit.until > Date(),
-           let p = principal(subject: hit.subject, generation: hit.generation) {
-            return (p, hit.subject)
+        if let hit = credentialCache.withLockedValue({ $0[key] }), hit.until > Date() {
+            let s = state
+            if let p = Self.principal(in: s, subject: hit.subject, generation: hit.generation, subjectID: hit.subjectID,
+                                      registryName: registryName) {
+                return Authenticated(principal: p, subject: hit.subject, subjectID: hit.subjectID, generation: hit.generation)
+            }
         }
-        guard let subject = await verifyCredentials(username: username, password: password, service: service),
-              let p = principal(subject: subject, generation: nil)
+        let verified = await verifyCredentials(username: username, password: password, service: service)
+        // The principal and what new tokens are bound to come from one snapshot of the state; a
+        // refresh token must still name the very record (id and generation) it was issued to.
+        let s = state
+        guard let (subject, bound) = verified,
+              let p = Self.principal(in: s, subject: subject, generation: bound.generation, subjectID: bound.subjectID,
+                                     registryName: registryName)
         else {
-            limiter.recordFailure(keys: ["u:" + username, "a:" + addressKey])
+            limiter.recordFailure(keys: [failureKey, "a:" + addressKey])
             await recordAudit(actor: username, address: addressKey, action: "login", target: service, outcome: "failed")
             throw .invalidCredentials
         }
-        let gen = generation(of: subject)
+        let (subjectID, generation) = bound
         credentialCache.withLockedValue { cache in
             if cache.count > 10_000 { cache.removeAll() }
-            cache[key] = CachedCredential(subject: subject, generation: gen, until: Date().addingTimeInterval(300))
+            cache[key] = CachedCredential(subject: subject, subjectID: subjectID, generation: generation,
+                                          until: Date().addingTimeInterval(300))
         }
-        return (p, subject)
+        return Authenticated(principal: p, subject: subject, subjectID: subjectID, generation: generation)
     }
 
-    private func verifyCredentials(username: String, password: String, service: String) async -> String? {
+    /// What failed logins are counted under besides the address. Never a name alone: that would let
+    /// anyone lock a name out for everybody. A real name is counted per address (locked only for
+    /// the addresses that failed); refresh and OIDC tokens share well-known pseudo-names, so they
+    /// are counted per presented token (a digest of it), whatever the address.
+    static func failureKey(username: String, password: String, address: String) -> String {
+        if username == refreshTokenUser || username == oidcTokenUser {
+            let digest = SHA256.hash(data: Data((username + "\u{0}" + password).utf8))
+            return "t:" + Hex.encode(digest)
+        }
+        return "u:" + username + "\u{0}" + address
+    }
+
+    /// The subject the credentials name, and the record they were checked against (its id and
+    /// generation; for a refresh token, the ones it carries).
+    private func verifyCredentials(username: String, password: String,
+                                   service: String) async -> (String, (subjectID: String?, generation: Int))? {
         guard username.utf8.count <= 256, password.utf8.count <= 16_384 else { return nil }
         if username == Self.refreshTokenUser {
-            guard let payload = await tokens.verify(password, audience: service, type: "refresh"),
-                  principal(subject: payload.sub.value, generation: payload.gen) != nil else { return nil }
-            return payload.sub.value
+            guard let payload = await tokens.verify(password, audience: service, type: "refresh") else { return nil }
+            return (payload.sub.value, (payload.sid, payload.gen))
         }
         let s = state
         if username == Self.oidcTokenUser {
-            return await verifyFederated(idToken: password, state: s)
+            return await verifyFederated(idToken: password, state: s).map { ($0, Self.binding(in: s, subject: $0)) }
         }
         if username == registryName {
             guard s.admin.enabled else { return nil }
             let now = Date()
             for p in [s.admin.password1, s.admin.password2].compactMap({ $0 }) where p.expiry.map({ $0 > now }) ?? true {
-                if Secrets.verify(password, hash: p.hash) { return "admin" }
+                if Secrets.verify(password, hash: p.hash) { return ("admin", (nil, s.admin.generation)) }
             }
             return nil
         }
@@ -263,12 +348,13 @@ public final class AccessControl: Sendable {
             guard token.enabled else { return nil }
             let now = Date()
             for p in [token.password1, token.password2].compactMap({ $0 }) where p.expiry.map({ $0 > now }) ?? true {
-                if Secrets.verify(password, hash: p.hash) { return "token:" + username }
+                if Secrets.verify(password, hash: p.hash) { return ("token:" + username, (token.subjectID, token.generation)) }
             }
             return nil
         }
         if let identity = s.identities[username], identity.enabled, let hash = identity.passwordHash {
-            return Secrets.verify(password, hash: hash) ? "identity:" + username : nil
+            guard Secrets.verify(password, hash: hash) else { return nil }
+            return ("identity:" + username, (identity.subjectID, identity.generation))
         }
         return nil
     }
@@ -291,7 +377,7 @@ public final class AccessControl: Sendable {
     /// A bearer access token: verified (signature, issuer, audience, expiry) and its subject still valid.
     public func authenticateBearer(_ token: String, service: String, address: IPAddress?) async -> Caller? {
         guard let payload = await tokens.verify(token, audience: service, type: "access"),
-              let p = principal(subject: payload.sub.value, generation: payload.gen)
+              let p = principal(subject: payload.sub.value, generation: payload.gen, subjectID: payload.sid)
         else { return nil }
         return Caller(principal: p, tokenAccess: payload.access ?? [], address: address)
     }
@@ -395,9 +481,10 @@ public final class AccessControl: Sendable {
     }
 }
 
-/// Counts failed logins per key (identity name, address) in a sliding window. An address gets a
-/// larger allowance than a name, so one misconfigured client behind a NAT does not lock out every
-/// other client there as soon as it would lock out the name it guesses.
+/// Counts failed logins per key (a name at an address, a presented token, an address) in a sliding
+/// window. An address gets a larger allowance than a name, so one misconfigured client behind a
+/// NAT does not lock out every other client there as soon as it would lock out the name it
+/// guesses; the address counter still stops one address trying many names.
 final class FailureLimiter: Sendable {
     static let perName = 10
     static let perAddress = 30

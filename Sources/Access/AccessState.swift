@@ -26,6 +26,9 @@ public struct AccessState: Codable, Sendable, Equatable {
         public var roles: [RoleAssignment] = []
         public var federatedCredentials: [FederatedCredential] = []
         public var createdAt: Date
+        /// Immutable, never reused (a random UUID given when the identity is created): every token
+        /// carries it, so a token of a deleted identity never works for a new one of the same name.
+        public var subjectID: String? = nil
     }
 
     public struct RoleAssignment: Codable, Sendable, Equatable, Hashable {
@@ -75,6 +78,8 @@ public struct AccessState: Codable, Sendable, Equatable {
         public var password2: TokenPassword?
         public var generation: Int = 0
         public var createdAt: Date
+        /// Immutable, never reused subject id, as for identities.
+        public var subjectID: String? = nil
     }
 
     public struct Admin: Codable, Sendable, Equatable {
@@ -82,6 +87,22 @@ public struct AccessState: Codable, Sendable, Equatable {
         public var password1: TokenPassword?
         public var password2: TokenPassword?
         public var generation = 0
+    }
+
+    /// Gives every identity and token that has no subject id yet a fresh one (records written
+    /// before subject ids existed, and new records). Returns whether anything changed.
+    @discardableResult
+    public mutating func assignMissingSubjectIDs() -> Bool {
+        var changed = false
+        for (name, identity) in identities where identity.subjectID == nil {
+            identities[name]!.subjectID = UUID().uuidString
+            changed = true
+        }
+        for (name, token) in tokens where token.subjectID == nil {
+            tokens[name]!.subjectID = UUID().uuidString
+            changed = true
+        }
+        return changed
     }
 
     /// The built-in scope maps every registry has.

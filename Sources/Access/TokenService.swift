@@ -29,6 +29,9 @@ public struct RegistryTokenPayload: JWTPayload, Equatable {
     public var typ: String
     /// Credential generation of the subject when the token was issued.
     public var gen: Int
+    /// The immutable id of the identity or token the subject named when the token was issued
+    /// (absent for the admin user and anonymous): a token never outlives the record it was issued to.
+    public var sid: String?
     public var access: [AccessClaim]?
 
     public func verify(using algorithm: some JWTAlgorithm) async throws {
@@ -125,15 +128,16 @@ public final class TokenService: Sendable {
 
     public var currentKeyID: String { current.withLockedValue { $0 } }
 
-    public func issue(subject: String, audience: String, type: String, generation: Int, access: [AccessClaim]?,
-                      now: Date = Date()) async throws -> (token: String, expiresIn: Int) {
+    public func issue(subject: String, subjectID: String?, audience: String, type: String, generation: Int,
+                      access: [AccessClaim]?, now: Date = Date()) async throws -> (token: String, expiresIn: Int) {
         let lifetime = type == "refresh" ? refreshTokenLifetime : accessTokenLifetime
         // Whole seconds: verifiers with integer time claims (RFC 7519 NumericDate) read them too.
         let now = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         let payload = RegistryTokenPayload(
             iss: .init(value: Self.issuer), sub: .init(value: subject), aud: .init(value: [audience]),
             exp: .init(value: now.addingTimeInterval(lifetime)), nbf: .init(value: now.addingTimeInterval(-1)),
-            iat: .init(value: now), jti: .init(value: UUID().uuidString), typ: type, gen: generation, access: access)
+            iat: .init(value: now), jti: .init(value: UUID().uuidString), typ: type, gen: generation, sid: subjectID,
+            access: access)
         var header = JWTHeader()
         header.typ = "JWT"
         let token = try await keys.sign(payload, kid: JWKIdentifier(string: currentKeyID), header: header)

@@ -21,6 +21,7 @@ struct Berth: AsyncParsableCommand {
             NetworkRuleGroup.self, AuditGroup.self, WebhookGroup.self, ConfigGroup.self, ManifestGroup.self,
             SignCommand.self, VerifyCommand.self, TrustStoreGroup.self,
             RepositoryGroup.self, PurgeCommand.self, GCGroup.self, QuotaGroup.self, ShowUsage.self, EventConsumerGroup.self,
+            RecoverGroup.self,
         ]
     )
 
@@ -121,7 +122,8 @@ struct Serve: AsyncParsableCommand {
         let webhooks = try WebhookService(store: webhookStore, events: registry.metadata, keyDirectory: settings.data + "/keys",
                                           policy: outbound, logger: Logger(label: "berth.webhooks"))
         let app = try BerthServer.makeApplication(
-            registry: registry, access: access, webhooks: webhooks, host: host, port: port, limits: limits, publicURL: settings.publicURL, tls: tls,
+            registry: registry, access: access, webhooks: webhooks, host: host, port: port, limits: limits, publicURL: settings.publicURL,
+            serviceName: settings.serviceName, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),
             lifecycleTick: .milliseconds(Int64(max(0.05, settings.lifecycleTickSeconds) * 1000)), metrics: metrics, logger: logger)
         logger.info("berth starting", metadata: ["listen": "\(host):\(port)", "data": "\(settings.data)"])

@@ -1,6 +1,7 @@
 import Access
 import ArgumentParser
 import Foundation
+import HTTPAPI
 import OCIModel
 import Yams
 
@@ -24,6 +25,8 @@ struct ServeSettings: Equatable {
     var registryName: String = "berth"
     /// External URL clients use, when Berth sits behind a proxy (for the token realm).
     var publicURL: String?
+    /// The token service's name (the audience of tokens); default: the public URL's host, else the listen address.
+    var serviceName: String?
     /// PEM certificate (chain) and private key: serve HTTPS.
     var tlsCert: String?
     var tlsKey: String?
@@ -115,6 +118,13 @@ struct ServeSettings: Equatable {
                 throw SettingError("'\(v)' is not an http(s) URL")
             }
             s.publicURL = v
+        },
+        Spec(key: "service-name", environment: "BERTH_SERVICE_NAME", hasFlag: false, defaultText: "public-url's host, else listen",
+             summary: "the token service's name: the audience every token is issued for and checked against (never a request's Host)") { s, v throws(SettingError) in
+            guard BerthServer.isValidServiceName(v) else {
+                throw SettingError("the service name must be 1-255 printable ASCII characters without spaces, quotes or backslashes")
+            }
+            s.serviceName = v
         },
     ]
 

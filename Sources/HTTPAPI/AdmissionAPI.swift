@@ -45,14 +45,14 @@ extension RegistryResponder {
     }
 
     /// `host[:port]/repo[:tag][@digest]` → parts; nil when it is not a reference to `host`.
-    static func parseImage(_ image: String, host: String) -> (repository: String, tag: String?, digest: String?)? {
+    static func parseImage(_ image: String, hosts: [String]) -> (host: String, repository: String, tag: String?, digest: String?)? {
         var rest = image
         var digest: String?
         if let at = rest.firstIndex(of: "@") {
             digest = String(rest[rest.index(after: at)...])
             rest = String(rest[..<at])
         }
-        guard let slash = rest.firstIndex(of: "/"), rest[..<slash] == host[...] else { return nil }
+        guard let slash = rest.firstIndex(of: "/"), let host = hosts.first(where: { rest[..<slash] == $0[...] }) else { return nil }
         rest = String(rest[rest.index(after: slash)...])
         var tag: String?
         if let colon = rest.lastIndex(of: ":"), !rest[colon...].contains("/") {
@@ -60,7 +60,7 @@ extension RegistryResponder {
             rest = String(rest[..<colon])
         }
         if tag == nil && digest == nil { tag = "latest" }
-        return (rest, tag, digest)
+        return (host, rest, tag, digest)
     }
 
     func admission(_ request: Request, _ context: Context, _ gate: AuthGate) async throws -> Response {
@@ -76,12 +76,14 @@ extension RegistryResponder {
         }
         let kind = ((req["kind"] as? [String: Any])?["kind"] as? String) ?? ""
         let object = (req["object"] as? [String: Any]) ?? [:]
-        let host = gate.service(request)
+        // Images name this registry by its service name or by the host the webhook call reached.
+        let hosts = [gate.serviceName, gate.requestHost(request)]
         let mutate = request.uri.path.hasSuffix("/mutate")
         var refusals: [String] = []
         var patch: [[String: String]] = []
         for use in Self.images(in: object, kind: kind) {
-            guard let ref = Self.parseImage(use.image, host: host) else { continue }   // not ours
+            guard let ref = Self.parseImage(use.image, hosts: hosts) else { continue }   // not ours
+            let host = ref.host
             do {
                 let repo = try RepositoryName(ref.repository)
                 // Only images the caller could pull itself are judged, by the one authorization

@@ -19,18 +19,48 @@ struct AuthGate: Sendable {
     let access: AccessControl
     /// `https://registry.example.com` when Berth sits behind a proxy; otherwise derived from the request.
     let publicURL: String?
+    /// The token service's name: the audience of every token Berth issues and accepts, and the
+    /// `service` of its challenges. Configured, never taken from a request (see `serviceName(...)`).
+    let serviceName: String
     let tls: Bool
 
-    func service(_ request: Request) -> String {
+    init(access: AccessControl, publicURL: String?, serviceName: String? = nil, tls: Bool) {
+        self.access = access
+        self.publicURL = publicURL
+        self.serviceName = serviceName ?? Self.serviceName(configured: nil, publicURL: publicURL, listen: nil)
+        self.tls = tls
+    }
+
+    /// The service name: the configured one, else the public URL's `host[:port]`, else the listen
+    /// address `host:port`, else `berth`.
+    static func serviceName(configured: String?, publicURL: String?, listen: (host: String, port: Int)?) -> String {
+        if let configured { return configured }
         if let publicURL, let url = URL(string: publicURL), let host = url.host {
             return url.port.map { "\(host):\($0)" } ?? host
         }
-        return request.head.authority ?? "berth"
+        if let listen { return listen.host.contains(":") ? "[\(listen.host)]:\(listen.port)" : "\(listen.host):\(listen.port)" }
+        return "berth"
+    }
+
+    /// Checks a configured service name: it is quoted in `WWW-Authenticate` and compared exactly.
+    static func validServiceName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 255
+            && name.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
+    }
+
+    /// The host the request reached Berth by: the public URL's, else the request's `Host`. Only for
+    /// pointing the client at the token endpoint and for recognising image references, never
+    /// for deciding what a token is valid for.
+    func requestHost(_ request: Request) -> String {
+        if let publicURL, let url = URL(string: publicURL), let host = url.host {
+            return url.port.map { "\(host):\($0)" } ?? host
+        }
+        return request.head.authority ?? serviceName
     }
 
     func realm(_ request: Request) -> String {
         if let publicURL { return publicURL + "/oauth2/token" }
-        return "\(tls ? "https" : "http")://\(service(request))/oauth2/token"
+        return "\(tls ? "https" : "http")://\(requestHost(request))/oauth2/token"
     }
 
     func address(_ request: Request, _ context: BerthRequestContext) -> IPAddress? {
@@ -47,7 +77,7 @@ struct AuthGate: Sendable {
             throw challenge(request, scope: nil, message: "malformed Authorization header", insufficientScope: false)
         }
         if scheme == "bearer" {
-            guard let caller = await access.authenticateBearer(String(credentials), service: service(request), address: address) else {
+            guard let caller = await access.authenticateBearer(String(credentials), service: serviceName, address: address) else {
                 LoginMetrics.failed(scheme: "bearer")
                 await access.recordAudit(actor: "-", address: address?.description ?? "-", action: "bearer",
                                          target: request.uri.path, outcome: "invalid token")
@@ -81,7 +111,7 @@ struct AuthGate: Sendable {
     func login(_ request: Request, user: String, password: String, address: IPAddress?) async throws -> Principal {
         do {
             let principal = try await access.authenticate(username: user, password: password, address: address,
-                                                          service: service(request)).principal
+                                                          service: serviceName).principal
             RequestNote.current?.identity = principal
             return principal
         } catch .rateLimited(let wait) {
@@ -110,7 +140,7 @@ struct AuthGate: Sendable {
     }
 
     func challenge(_ request: Request, scope: String?, message: String, insufficientScope: Bool) -> AccessDenied {
-        var value = "Bearer realm=\"\(realm(request))\",service=\"\(service(request))\""
+        var value = "Bearer realm=\"\(realm(request))\",service=\"\(serviceName)\""
         if let scope { value += ",scope=\"\(scope)\"" }
         if insufficientScope { value += ",error=\"insufficient_scope\"" }
         var headers = HTTPFields()

@@ -16,13 +16,17 @@ public enum BerthServer {
                                        host: String, port: Int,
                                        limits: RegistryResponder.Limits = .init(),
                                        publicURL: String? = nil,
+                                       serviceName: String? = nil,
                                        tls: TLSFiles? = nil,
                                        janitorInterval: Duration = .seconds(600),
                                        lifecycleTick: Duration = .seconds(30),
                                        metrics: HTTPMetrics = HTTPMetrics(),
                                        logger: Logger) throws -> some ApplicationProtocol {
+        // The token service's name is configured (or the public URL's host, or the listen address),
+        // never a request's Host header: it is the audience every token is checked against.
+        let service = AuthGate.serviceName(configured: serviceName, publicURL: publicURL, listen: (host, port))
         let responder = makeResponder(registry: registry, access: access, webhooks: webhooks, limits: limits,
-                                      publicURL: publicURL, tls: tls != nil, metrics: metrics, logger: logger)
+                                      publicURL: publicURL, serviceName: service, tls: tls != nil, metrics: metrics, logger: logger)
         // Idle connections (between requests, or a request whose bytes stopped coming: slowloris)
         // are closed after two minutes; a response being written is never cut off.
         let http1Configuration = HTTP1Channel.Configuration(additionalChannelHandlers: [ExpectContinueHandler()],
@@ -64,14 +68,17 @@ public enum BerthServer {
         }
     }
 
+    /// Whether a configured service name can be used: it is quoted in `WWW-Authenticate` challenges.
+    public static func isValidServiceName(_ name: String) -> Bool { AuthGate.validServiceName(name) }
+
     public static func makeResponder(registry: Registry, access: AccessControl?, webhooks: WebhookService? = nil,
                                      limits: RegistryResponder.Limits = .init(),
-                                     publicURL: String? = nil, tls: Bool = false, metrics: HTTPMetrics = HTTPMetrics(),
-                                     logger: Logger) -> RegistryResponder {
+                                     publicURL: String? = nil, serviceName: String? = nil, tls: Bool = false,
+                                     metrics: HTTPMetrics = HTTPMetrics(), logger: Logger) -> RegistryResponder {
         var accessLog = logger
         accessLog[metadataKey: "component"] = "access"
         return RegistryResponder(registry: registry, metrics: metrics, accessLog: accessLog, limits: limits,
-                                 access: access, webhooks: webhooks, publicURL: publicURL, tls: tls)
+                                 access: access, webhooks: webhooks, publicURL: publicURL, tls: tls, serviceName: serviceName)
     }
 }
 

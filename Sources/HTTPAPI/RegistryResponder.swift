@@ -33,14 +33,15 @@ public struct RegistryResponder: HTTPResponder {
     }
 
     public init(registry: Registry, metrics: HTTPMetrics, accessLog: Logger, limits: Limits = .init(),
-                access: AccessControl?, webhooks: WebhookService? = nil, publicURL: String? = nil, tls: Bool = false) {
+                access: AccessControl?, webhooks: WebhookService? = nil, publicURL: String? = nil, tls: Bool = false,
+                serviceName: String? = nil) {
         self.webhooks = webhooks
         self.contentTrust = ContentTrustGate(registry: registry)
         self.registry = registry
         self.metrics = metrics
         self.accessLog = accessLog
         self.limits = limits
-        self.gate = access.map { AuthGate(access: $0, publicURL: publicURL, tls: tls) }
+        self.gate = access.map { AuthGate(access: $0, publicURL: publicURL, serviceName: serviceName, tls: tls) }
     }
 
     struct Outcome {

@@ -23,26 +23,25 @@ extension RegistryResponder {
     func tokenEndpoint(_ request: Request, _ context: Context, _ gate: AuthGate) async throws -> Response {
         let path = request.uri.path
         let address = gate.address(request, context)
-        var service = gate.service(request)
+        // Tokens are for this registry's configured service only: a `service` the client names
+        // (from a challenge, or made up) is not what they are issued for.
+        let service = gate.serviceName
         var scopes: [String] = []
-        var principal: Principal
-        var subject: String
+        var who: Authenticated
         var offline = false
 
         switch (path, request.method) {
         case ("/oauth2/token", .get):
-            service = request.uri.queryParameters["service"].map(String.init) ?? service
             scopes = request.uri.queryParameters[values: "scope"].map(String.init)
             offline = request.uri.queryParameters["offline_token"] == "true"
             if request.headers[.authorization] != nil {
                 guard let (user, password) = request.headers[.authorization].flatMap(AuthGate.basic) else {
                     throw gate.challenge(request, scope: nil, message: "token requests take Basic credentials", insufficientScope: false)
                 }
-                (principal, subject) = try await login(gate, request, user: user, password: password, address: address, service: service)
+                who = try await login(gate, request, user: user, password: password, address: address, service: service)
             } else {
-                principal = gate.access.anonymous
-                subject = "anonymous"
-                guard !principal.grants.isEmpty else {
+                who = Authenticated(principal: gate.access.anonymous, subject: "anonymous", subjectID: nil, generation: 0)
+                guard !who.principal.grants.isEmpty else {
                     // The token service itself takes Basic credentials.
                     var headers = HTTPFields()
                     headers[.wwwAuthenticate] = "Basic realm=\"\(gate.access.registryName)\""
@@ -52,60 +51,54 @@ extension RegistryResponder {
             }
         case ("/oauth2/token", .post):
             let form = try await Self.form(request)
-            service = form["service"] ?? service
             scopes = (form["scope"] ?? "").split(separator: " ").map(String.init)
             offline = form["access_type"] == "offline"
             switch form["grant_type"] {
             case "password":
-                (principal, subject) = try await login(gate, request, user: form["username"] ?? "", password: form["password"] ?? "",
-                                                       address: address, service: service)
+                who = try await login(gate, request, user: form["username"] ?? "", password: form["password"] ?? "",
+                                      address: address, service: service)
             case "refresh_token":
-                (principal, subject) = try await login(gate, request, user: AccessControl.refreshTokenUser,
-                                                       password: form["refresh_token"] ?? "", address: address, service: service)
+                who = try await login(gate, request, user: AccessControl.refreshTokenUser,
+                                      password: form["refresh_token"] ?? "", address: address, service: service)
                 offline = true
             default:
                 throw RegistryError(.unsupported, "grant_type must be password or refresh_token", status: 400)
             }
         case ("/oauth2/exchange", .post):
             let form = try await Self.form(request)
-            service = form["service"] ?? service
             guard form["grant_type"] == "access_token", let idToken = form["access_token"] else {
                 throw RegistryError(.unsupported, "grant_type=access_token with an access_token is required", status: 400)
             }
-            (principal, subject) = try await login(gate, request, user: AccessControl.oidcTokenUser, password: idToken,
-                                                   address: address, service: service)
-            let refresh = try await gate.access.tokens.issue(subject: subject, audience: service, type: "refresh",
-                                                             generation: gate.access.generationForToken(subject), access: nil)
+            who = try await login(gate, request, user: AccessControl.oidcTokenUser, password: idToken,
+                                  address: address, service: service)
+            let refresh = try await gate.access.issueToken(who, audience: service, type: "refresh", access: nil)
             return jsonResponse(ExchangeResponse(refresh_token: refresh.token))
         default:
             throw RegistryError(.unsupported, "not found", status: 404)
         }
 
         // The firewall applies to token requests too (trusted services pass once authenticated).
-        let caller = Caller(principal: principal, tokenAccess: nil, address: address)
-        if case .deny(let reason) = gate.access.decide(caller: subject == "anonymous" ? nil : caller, address: address,
+        let caller = Caller(principal: who.principal, tokenAccess: nil, address: address)
+        if case .deny(let reason) = gate.access.decide(caller: who.subject == "anonymous" ? nil : caller, address: address,
                                                        repository: nil, action: []) {
             throw AccessDenied(error: RegistryError(.denied, reason))
         }
         let requested = scopes.flatMap { $0.split(separator: " ").map(String.init) }.compactMap(ScopeRequest.init(parsing:))
-        let granted = gate.access.grantedAccess(principal: principal, requested: requested)
-        let generation = gate.access.generationForToken(subject)
+        let granted = gate.access.grantedAccess(principal: who.principal, requested: requested)
         let now = Date()
-        let access = try await gate.access.tokens.issue(subject: subject, audience: service, type: "access",
-                                                        generation: generation, access: granted, now: now)
+        let access = try await gate.access.issueToken(who, audience: service, type: "access", access: granted, now: now)
         var refresh: String?
-        if offline, subject != "anonymous" {
-            refresh = try await gate.access.tokens.issue(subject: subject, audience: service, type: "refresh",
-                                                         generation: generation, access: nil, now: now).token
+        if offline, who.subject != "anonymous" {
+            refresh = try await gate.access.issueToken(who, audience: service, type: "refresh", access: nil, now: now).token
         }
         return jsonResponse(TokenResponse(token: access.token, access_token: access.token, expires_in: access.expiresIn,
                                           issued_at: RFC3339.format(now), refresh_token: refresh))
     }
 
     private func login(_ gate: AuthGate, _ request: Request, user: String, password: String, address: IPAddress?,
-                       service: String) async throws -> (Principal, String) {
+                       service: String) async throws -> Authenticated {
         do {
-            return try await gate.access.authenticate(username: user, password: password, address: address, service: service)
+            return try await gate.access.login(username: user, password: password, address: address, service: service)
         } catch .rateLimited(let wait) {
             var headers = HTTPFields()
             headers[.retryAfter] = String(wait)

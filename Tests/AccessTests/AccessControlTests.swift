@@ -87,17 +87,16 @@ func b64url(_ data: Data) -> String {
         let (access, _) = try await makeAccess()
         _ = try await access.createIdentity(admin, name: "dev")
         _ = try await access.assignRole(admin, assignee: "dev", role: "Push", scope: "team/*")
-        let refresh = try await access.tokens.issue(subject: "identity:dev", audience: "svc", type: "refresh",
-                                                    generation: access.generationForToken("identity:dev"), access: nil)
+        let dev = try #require(access.current(subject: "identity:dev"))
+        let refresh = try await access.issueToken(dev, audience: "svc", type: "refresh", access: nil)
         let (p, _) = try await access.authenticate(username: AccessControl.refreshTokenUser, password: refresh.token, address: here, service: "svc")
         #expect(p.may(.contentWrite, on: "team/x"))
         // wrong audience
         await #expect(throws: AccessError.invalidCredentials) {
             try await access.authenticate(username: AccessControl.refreshTokenUser, password: refresh.token, address: here, service: "other")
         }
-        let accessToken = try await access.tokens.issue(subject: "identity:dev", audience: "svc", type: "access",
-                                                        generation: access.generationForToken("identity:dev"),
-                                                        access: [AccessClaim(type: "repository", name: "team/x", actions: ["pull"])])
+        let accessToken = try await access.issueToken(dev, audience: "svc", type: "access",
+                                                      access: [AccessClaim(type: "repository", name: "team/x", actions: ["pull"])])
         #expect(await access.authenticateBearer(accessToken.token, service: "svc", address: here) != nil)
         // a refresh token is not an access token and vice versa
         #expect(await access.authenticateBearer(refresh.token, service: "svc", address: here) == nil)
@@ -131,17 +130,18 @@ func b64url(_ data: Data) -> String {
         let confused = header + "." + payload + "." + b64url(Data(mac))
         #expect(await access.authenticateBearer(confused, service: "svc", address: here) == nil)
         // a genuine token with a flipped payload byte
-        let good = try await access.tokens.issue(subject: "identity:owner", audience: "svc", type: "access", generation: 0, access: [])
+        let ownerNow = try #require(access.current(subject: "identity:owner"))
+        let good = try await access.issueToken(ownerNow, audience: "svc", type: "access", access: [])
         var parts = good.token.split(separator: ".").map(String.init)
         parts[1] = payload
         #expect(await access.authenticateBearer(parts.joined(separator: "."), service: "svc", address: here) == nil)
         #expect(await access.authenticateBearer(good.token, service: "svc", address: here) != nil)
         // expired, not yet valid, wrong issuer (signed by our own key, so only the claims are wrong)
-        let expired = try await access.tokens.issue(subject: "identity:owner", audience: "svc", type: "access", generation: 0,
-                                                    access: [], now: Date(timeIntervalSinceNow: -3600))
+        let expired = try await access.issueToken(ownerNow, audience: "svc", type: "access",
+                                                  access: [], now: Date(timeIntervalSinceNow: -3600))
         #expect(await access.authenticateBearer(expired.token, service: "svc", address: here) == nil)
-        let future = try await access.tokens.issue(subject: "identity:owner", audience: "svc", type: "access", generation: 0,
-                                                   access: [], now: Date(timeIntervalSinceNow: 3600))
+        let future = try await access.issueToken(ownerNow, audience: "svc", type: "access",
+                                                 access: [], now: Date(timeIntervalSinceNow: 3600))
         #expect(await access.authenticateBearer(future.token, service: "svc", address: here) == nil)
         #expect(await access.authenticateBearer(good.token, service: "other-service", address: here) == nil)
         #expect(await access.authenticateBearer("not.a.jwt", service: "svc", address: here) == nil)
@@ -151,7 +151,8 @@ func b64url(_ data: Data) -> String {
     @Test func keyRotationKeepsOldTokensValid() async throws {
         let (access, dir) = try await makeAccess()
         _ = try await access.bootstrap(ownerPassword: "pw")
-        let before = try await access.tokens.issue(subject: "identity:owner", audience: "svc", type: "access", generation: 0, access: [])
+        let before = try await access.issueToken(try #require(access.current(subject: "identity:owner")), audience: "svc",
+                                                 type: "access", access: [])
         let oldKid = access.tokens.currentKeyID
         let newKid = try await access.rotateSigningKey(admin)
         #expect(newKid != oldKid)
@@ -228,5 +229,208 @@ func b64url(_ data: Data) -> String {
             try await access.putScopeMap(admin, name: "m", description: nil,
                                          entries: [.init(repository: try RepositoryPattern("*"), actions: ["content/everything"])], create: true)
         }
+    }
+
+    @Test func tokensDieWithTheRecordNotTheName() async throws {
+        let (access, _) = try await makeAccess()
+        _ = try await access.createIdentity(admin, name: "victim")
+        _ = try await access.assignRole(admin, assignee: "victim", role: "Pull", scope: "team/*")
+        let victim = try #require(access.current(subject: "identity:victim"))
+        let refresh = try await access.issueToken(victim, audience: "svc", type: "refresh", access: nil)
+        let bearer = try await access.issueToken(victim, audience: "svc", type: "access", access: [])
+        _ = try await access.authenticate(username: AccessControl.refreshTokenUser, password: refresh.token, address: here, service: "svc")
+        // delete, then a new identity of the same name with other rights: same name, same generation (0)
+        try await access.deleteIdentity(admin, name: "victim")
+        _ = try await access.createIdentity(admin, name: "victim")
+        _ = try await access.assignRole(admin, assignee: "victim", role: "Owner", scope: "*")
+        let reborn = try #require(access.current(subject: "identity:victim"))
+        #expect(reborn.generation == victim.generation && reborn.subjectID != victim.subjectID)
+        await #expect(throws: AccessError.invalidCredentials) {
+            try await access.authenticate(username: AccessControl.refreshTokenUser, password: refresh.token, address: here, service: "svc")
+        }
+        #expect(await access.authenticateBearer(bearer.token, service: "svc", address: here) == nil)
+        // tokens of the new identity work
+        let fresh = try await access.issueToken(reborn, audience: "svc", type: "access", access: [])
+        #expect(await access.authenticateBearer(fresh.token, service: "svc", address: here)?.principal.registryActions == .all)
+
+        // the same for scope-map tokens
+        _ = try await access.createToken(admin, name: "ci", scopeMap: "_repositories_pull")
+        let ci = try #require(access.current(subject: "token:ci"))
+        let ciRefresh = try await access.issueToken(ci, audience: "svc", type: "refresh", access: nil)
+        let ciBearer = try await access.issueToken(ci, audience: "svc", type: "access", access: [])
+        #expect(await access.authenticateBearer(ciBearer.token, service: "svc", address: here) != nil)
+        try await access.deleteToken(admin, name: "ci")
+        _ = try await access.createToken(admin, name: "ci", scopeMap: "_repositories_admin")
+        await #expect(throws: AccessError.invalidCredentials) {
+            try await access.authenticate(username: AccessControl.refreshTokenUser, password: ciRefresh.token, address: here, service: "svc")
+        }
+        #expect(await access.authenticateBearer(ciBearer.token, service: "svc", address: here) == nil)
+    }
+
+    @Test func tokensWithoutASubjectIDAreRefused() async throws {
+        let (access, _) = try await makeAccess()
+        _ = try await access.bootstrap(ownerPassword: "pw")
+        let owner = try #require(access.current(subject: "identity:owner"))
+        // what a token issued before subject ids existed looks like: right name and generation, no id
+        let legacy = try await access.tokens.issue(subject: "identity:owner", subjectID: nil, audience: "svc", type: "access",
+                                                   generation: owner.generation, access: [])
+        #expect(await access.authenticateBearer(legacy.token, service: "svc", address: here) == nil)
+        let forged = try await access.tokens.issue(subject: "identity:owner", subjectID: UUID().uuidString, audience: "svc",
+                                                   type: "access", generation: owner.generation, access: [])
+        #expect(await access.authenticateBearer(forged.token, service: "svc", address: here) == nil)
+    }
+
+    @Test func recordsWithoutSubjectIDsGetOneOnLoadThatSticks() async throws {
+        let (access, dir) = try await makeAccess()
+        _ = try await access.bootstrap(ownerPassword: "pw")
+        _ = try await access.createToken(admin, name: "ci", scopeMap: "_repositories_pull")
+        // rewrite the stored document as an older Berth wrote it: no subject ids
+        let store = try SQLiteMetadataStore(path: dir + "/metadata.sqlite")
+        let (version, document) = try #require(try store.loadAccessState())
+        var json = try #require(try JSONSerialization.jsonObject(with: document) as? [String: Any])
+        for key in ["identities", "tokens"] {
+            var records = try #require(json[key] as? [String: [String: Any]])
+            for name in records.keys { records[name]!["subjectID"] = nil }
+            json[key] = records
+        }
+        let legacy = try JSONSerialization.data(withJSONObject: json)
+        #expect(try await store.storeAccessState(legacy, expectedVersion: version, audit: nil))
+        #expect(!String(decoding: legacy, as: UTF8.self).contains("subjectID"))
+
+        let reopened = try await AccessControl.open(store: store, keyDirectory: dir + "/keys")
+        let ownerID = try #require(reopened.state.identities["owner"]?.subjectID)
+        let ciID = try #require(reopened.state.tokens["ci"]?.subjectID)
+        #expect(ownerID != ciID)
+        // stored, not only given in memory: a second start sees the same ids
+        let again = try await AccessControl.open(store: try SQLiteMetadataStore(path: dir + "/metadata.sqlite"), keyDirectory: dir + "/keys")
+        #expect(again.state.identities["owner"]?.subjectID == ownerID && again.state.tokens["ci"]?.subjectID == ciID)
+        #expect(try again.audit(since: Date(timeIntervalSinceNow: -60), limit: 100).contains { $0.action == "access.migrate" })
+    }
+}
+
+@Suite struct FailedLoginLimitTests {
+    func limited(_ body: () async throws -> Void) async -> Bool {
+        do { try await body() } catch AccessError.rateLimited { return true } catch { return false }
+        return false
+    }
+
+    @Test func garbageRefreshTokensDoNotLockOutOtherRefreshTokens() async throws {
+        let (access, _) = try await makeAccess()
+        _ = try await access.bootstrap(ownerPassword: "pw")
+        let refresh = try await access.issueToken(try #require(access.current(subject: "identity:owner")), audience: "svc",
+                                                  type: "refresh", access: nil)
+        let attacker = IPAddress("203.0.113.66"), victim = IPAddress("198.51.100.7")
+        for i in 0..<12 {
+            await #expect(throws: AccessError.invalidCredentials) {
+                try await access.authenticate(username: AccessControl.refreshTokenUser, password: "garbage-\(i)", address: attacker, service: "svc")
+            }
+        }
+        // the well-known name is not locked: a good refresh token works from anywhere
+        #expect(try await access.authenticate(username: AccessControl.refreshTokenUser, password: refresh.token, address: victim,
+                                              service: "svc").subject == "identity:owner")
+        #expect(try await access.authenticate(username: AccessControl.refreshTokenUser, password: refresh.token, address: attacker,
+                                              service: "svc").subject == "identity:owner")
+        // the same for the OIDC user
+        for i in 0..<12 {
+            await #expect(throws: AccessError.invalidCredentials) {
+                try await access.authenticate(username: AccessControl.oidcTokenUser, password: "garbage-\(i)", address: victim, service: "svc")
+            }
+        }
+        // one token presented over and over is what gets locked
+        for _ in 0..<10 {
+            _ = try? await access.authenticate(username: AccessControl.refreshTokenUser, password: "same", address: victim, service: "svc")
+        }
+        #expect(await limited { _ = try await access.authenticate(username: AccessControl.refreshTokenUser, password: "same", address: victim, service: "svc") })
+    }
+
+    @Test func aNameIsLockedOnlyForTheAddressesThatFailed() async throws {
+        let (access, _) = try await makeAccess()
+        _ = try await access.bootstrap(ownerPassword: "pw")
+        let attacker = IPAddress("203.0.113.66"), owner = IPAddress("198.51.100.7")
+        for _ in 0..<10 {
+            _ = try? await access.authenticate(username: "owner", password: "guess", address: attacker, service: "svc")
+        }
+        #expect(await limited { _ = try await access.authenticate(username: "owner", password: "pw", address: attacker, service: "svc") })
+        #expect(try await access.authenticate(username: "owner", password: "pw", address: owner, service: "svc").subject == "identity:owner")
+    }
+
+    @Test func oneAddressSprayingManyNamesIsStopped() async throws {
+        let (access, _) = try await makeAccess()
+        _ = try await access.bootstrap(ownerPassword: "pw")
+        let sprayer = IPAddress("203.0.113.66")
+        for i in 0..<FailureLimiter.perAddress {
+            _ = try? await access.authenticate(username: "user\(i)", password: "guess", address: sprayer, service: "svc")
+        }
+        #expect(await limited { _ = try await access.authenticate(username: "owner", password: "pw", address: sprayer, service: "svc") })
+        #expect(try await access.authenticate(username: "owner", password: "pw", address: IPAddress("198.51.100.7"),
+                                              service: "svc").subject == "identity:owner")
+    }
+}
+
+@Suite struct LastOwnerTests {
+    @Test func theLastEnabledOwnerCannotBeRemovedDisabledOrDeleted() async throws {
+        let (access, _) = try await makeAccess()
+        _ = try await access.bootstrap(ownerPassword: "pw")
+        // the admin user does not count as a way to manage the registry
+        var change = SettingsChange()
+        change.adminUserEnabled = true
+        _ = try await access.updateSettings(admin, change)
+        for attempt in [
+            { try await access.removeRole(admin, assignee: "owner", role: "Owner", scope: "*") },
+            { _ = try await access.updateIdentity(admin, name: "owner", enabled: false, trustedService: nil) },
+            { try await access.deleteIdentity(admin, name: "owner") },
+        ] as [() async throws -> Void] {
+            do {
+                try await attempt()
+                Issue.record("the last owner was removed")
+            } catch AccessError.conflict(let message) {
+                #expect(message.contains("Owner") && message.contains("*"))
+            }
+        }
+        #expect(AccessControl.enabledOwners(access.state) == ["owner"])
+        // Owner on a repository pattern, or a disabled identity, does not keep the registry manageable
+        _ = try await access.createIdentity(admin, name: "partial")
+        _ = try await access.assignRole(admin, assignee: "partial", role: "Owner", scope: "team/*")
+        _ = try await access.createIdentity(admin, name: "dormant")
+        _ = try await access.assignRole(admin, assignee: "dormant", role: "Owner", scope: "*")
+        _ = try await access.updateIdentity(admin, name: "dormant", enabled: false, trustedService: nil)
+        await #expect(throws: AccessError.self) { try await access.deleteIdentity(admin, name: "owner") }
+        // with a second enabled Owner on *, the first may go
+        _ = try await access.updateIdentity(admin, name: "dormant", enabled: true, trustedService: nil)
+        try await access.removeRole(admin, assignee: "owner", role: "Owner", scope: "*")
+        try await access.deleteIdentity(admin, name: "owner")
+        await #expect(throws: AccessError.self) {
+            try await access.removeRole(admin, assignee: "dormant", role: "Owner", scope: "*")
+        }
+        // other changes to the last owner are fine
+        _ = try await access.updateIdentity(admin, name: "dormant", enabled: nil, trustedService: true)
+        _ = try await access.resetIdentityPassword(admin, name: "dormant")
+    }
+
+    @Test func recoverOwnerReEnablesOrCreatesAnOwner() async throws {
+        let (access, _) = try await makeAccess()
+        _ = try await access.bootstrap(ownerPassword: "pw")
+        // an owner that lost its role by a direct state edit, disabled
+        try await access.update(audit: AuditRecord(actor: "t", address: "-", action: "x", target: "owner", outcome: "ok")) { s in
+            s.identities["owner"]!.roles = []
+            s.identities["owner"]!.enabled = false
+        }
+        let oldID = access.state.identities["owner"]?.subjectID
+        let password = try await access.recoverOwner(admin, name: "owner")
+        let (p, _) = try await access.authenticate(username: "owner", password: password, address: here, service: "s")
+        #expect(p.registryActions == .all)
+        #expect(access.state.identities["owner"]?.subjectID == oldID)
+        await #expect(throws: AccessError.invalidCredentials) {
+            try await access.authenticate(username: "owner", password: "pw", address: here, service: "s")
+        }
+        let second = try await access.recoverOwner(admin, name: "rescue")
+        #expect(try await access.authenticate(username: "rescue", password: second, address: here, service: "s").principal.registryActions == .all)
+        #expect(AccessControl.enabledOwners(access.state) == ["owner", "rescue"])
+        _ = try await access.createToken(admin, name: "ci", scopeMap: "_repositories_pull")
+        await #expect(throws: AccessError.self) { try await access.recoverOwner(admin, name: "ci") }
+        await #expect(throws: AccessError.self) { try await access.recoverOwner(admin, name: "berth") }
+        await #expect(throws: AccessError.self) { try await access.recoverOwner(admin, name: "Bad Name") }
+        let records = try access.audit(since: Date(timeIntervalSinceNow: -60), limit: 100)
+        #expect(records.filter { $0.action == "identity.recover-owner" }.map(\.target) == ["owner", "rescue"])
     }
 }

@@ -90,4 +90,17 @@ final class FakeIssuer: JWKSSource, @unchecked Sendable {
         try await access.removeFederatedCredential(admin, identity: "payments-ci", name: "main")
         #expect(await login(access, good) == nil)
     }
+
+    @Test func garbageIDTokensDoNotLockOutKeylessCI() async throws {
+        let (access, issuer) = try await setup()
+        for i in 0..<12 {
+            let wrong = try await issuer.token(sub: "repo:evil/fork:ref:refs/heads/\(i)", aud: "berth")
+            await #expect(throws: AccessError.invalidCredentials) {
+                try await access.authenticate(username: AccessControl.oidcTokenUser, password: wrong, address: IPAddress("203.0.113.66"),
+                                              service: "svc")
+            }
+        }
+        let good = try await issuer.token(sub: "repo:org/payments:ref:refs/heads/main", aud: "berth")
+        #expect(await login(access, good) == "identity:payments-ci")
+    }
 }

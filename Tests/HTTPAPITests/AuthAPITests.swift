@@ -110,6 +110,103 @@ func push(_ client: any TestClientProtocol, _ repo: String, tag: String, auth: H
         }
     }
 
+    @Test func tokensOfADeletedIdentityOrTokenDoNotWorkForItsNamesake() async throws {
+        let (app, access) = try await makeSecuredApp()
+        let (_, victimPassword) = try await access.createIdentity(testActor, name: "victim")
+        _ = try await access.assignRole(testActor, assignee: "victim", role: "Pull", scope: "team/*")
+        let (_, ciPasswords) = try await access.createToken(testActor, name: "ci", scopeMap: "_repositories_pull")
+        try await app.test(.router) { client in
+            func offline(_ auth: HTTPFields) async throws -> TokenBody {
+                let r = try await client.execute(uri: "/oauth2/token?scope=repository:team/x:pull&offline_token=true",
+                                                 method: .get, headers: auth)
+                #expect(r.status == .ok)
+                return try JSONDecoder().decode(TokenBody.self, from: Data(buffer: r.body))
+            }
+            let victim = try await offline(basic("victim", try #require(victimPassword)))
+            let ci = try await offline(basic("ci", try #require(ciPasswords["password1"])))
+            for old in [victim, ci] {
+                #expect(try await client.execute(uri: "/v2/", method: .get, headers: bearer(old.token)).status == .ok)
+            }
+            // both go, and come back under the same names with more rights
+            try await access.deleteIdentity(testActor, name: "victim")
+            _ = try await access.createIdentity(testActor, name: "victim")
+            _ = try await access.assignRole(testActor, assignee: "victim", role: "Owner", scope: "*")
+            try await access.deleteToken(testActor, name: "ci")
+            _ = try await access.createToken(testActor, name: "ci", scopeMap: "_repositories_admin")
+            for old in [victim, ci] {
+                let form = "grant_type=refresh_token&refresh_token=\(try #require(old.refresh_token))&scope=repository:team/x:pull,push,delete"
+                let refreshed = try await client.execute(uri: "/oauth2/token", method: .post,
+                                                         headers: [.contentType: "application/x-www-form-urlencoded"],
+                                                         body: buf(Array(form.utf8)))
+                #expect(refreshed.status == .unauthorized)
+                #expect(try await client.execute(uri: "/v2/", method: .get, headers: bearer(old.token)).status == .unauthorized)
+                #expect(try await client.execute(uri: "/v2/", method: .get,
+                                                 headers: basic(AccessControl.refreshTokenUser, try #require(old.refresh_token))).status
+                        == .unauthorized)
+            }
+        }
+    }
+
+    @Test func garbageRefreshTokensDoNotLockOutEveryRefreshGrant() async throws {
+        let (app, _) = try await makeSecuredApp()
+        try await app.test(.router) { client in
+            let form = [.contentType: "application/x-www-form-urlencoded"] as HTTPFields
+            let login = try await client.execute(uri: "/oauth2/token", method: .post, headers: form, body: buf(Array(
+                "grant_type=password&username=owner&password=\(ownerPassword)&access_type=offline".utf8)))
+            let refresh = try #require(try JSONDecoder().decode(TokenBody.self, from: Data(buffer: login.body)).refresh_token)
+            for i in 0..<12 {
+                let bad = try await client.execute(uri: "/oauth2/token", method: .post, headers: form,
+                                                   body: buf(Array("grant_type=refresh_token&refresh_token=garbage\(i)".utf8)))
+                #expect(bad.status == .unauthorized)
+                #expect(try await client.execute(uri: "/v2/", method: .get,
+                                                 headers: basic(AccessControl.refreshTokenUser, "garbage\(i)")).status == .unauthorized)
+            }
+            let good = try await client.execute(uri: "/oauth2/token", method: .post, headers: form,
+                                                body: buf(Array("grant_type=refresh_token&refresh_token=\(refresh)".utf8)))
+            #expect(good.status == .ok)
+            #expect(try await client.execute(uri: "/v2/", method: .get, headers: basic(AccessControl.refreshTokenUser, refresh)).status == .ok)
+        }
+    }
+
+    @Test func tokenAudienceIsTheConfiguredServiceNeverTheHostHeader() async throws {
+        // listening on 127.0.0.1:0, reached as "localhost" (the test client's Host)
+        let (app, access) = try await makeSecuredApp()
+        let configured = "127.0.0.1:0"
+        try await app.test(.router) { client in
+            let challenge = try await client.execute(uri: "/v2/", method: .get).headers[.wwwAuthenticate] ?? ""
+            #expect(challenge.contains("service=\"\(configured)\""))
+            #expect(challenge.contains("realm=\"http://localhost/oauth2/token\""))   // the realm still follows the request
+            // a token asked for the service the Host header names is still only for the configured one
+            let r = try await client.execute(uri: "/oauth2/token?service=localhost&scope=repository:a/b:pull", method: .get, headers: owner)
+            #expect(r.status == .ok)
+            let issued = try JSONDecoder().decode(TokenBody.self, from: Data(buffer: r.body)).token
+            let claims = String(issued.split(separator: ".")[1])
+            let padded = claims.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+                + String(repeating: "=", count: (4 - claims.count % 4) % 4)
+            struct Audience: Decodable { let aud: String }
+            #expect(try JSONDecoder().decode(Audience.self, from: try #require(Data(base64Encoded: padded))).aud == configured)
+            #expect(try await client.execute(uri: "/v2/", method: .get, headers: bearer(issued)).status == .ok)
+            // a genuine token for the service named by the Host header is refused
+            let foreign = try await access.issueToken(try #require(access.current(subject: "identity:owner")), audience: "localhost",
+                                                      type: "access", access: [])
+            #expect(try await client.execute(uri: "/v2/", method: .get, headers: bearer(foreign.token)).status == .unauthorized)
+        }
+    }
+
+    @Test func serviceNameComesFromConfiguration() {
+        #expect(AuthGate.serviceName(configured: "berth.internal", publicURL: "https://registry.example.com", listen: ("0.0.0.0", 5000))
+                == "berth.internal")
+        #expect(AuthGate.serviceName(configured: nil, publicURL: "https://registry.example.com", listen: ("0.0.0.0", 5000))
+                == "registry.example.com")
+        #expect(AuthGate.serviceName(configured: nil, publicURL: "https://registry.example.com:8443/", listen: nil) == "registry.example.com:8443")
+        #expect(AuthGate.serviceName(configured: nil, publicURL: nil, listen: ("10.0.0.5", 5000)) == "10.0.0.5:5000")
+        #expect(AuthGate.serviceName(configured: nil, publicURL: nil, listen: ("::1", 5000)) == "[::1]:5000")
+        #expect(AuthGate.validServiceName("registry.example.com:5000"))
+        for bad in ["", "a b", "a\"b", "a\\b", String(repeating: "a", count: 256), "é"] {
+            #expect(!AuthGate.validServiceName(bad))
+        }
+    }
+
     @Test func failedLoginsAreRateLimited() async throws {
         let (app, _) = try await makeSecuredApp()
         try await app.test(.router) { client in
@@ -251,6 +348,25 @@ func push(_ client: any TestClientProtocol, _ repo: String, tag: String, auth: H
             struct Record: Decodable { let actor: String; let action: String; let target: String }
             let records = try JSONDecoder().decode([Record].self, from: Data(audit.utf8))
             #expect(records.contains { $0.action == "push" && $0.actor == "identity:owner" && $0.target.hasPrefix("audited/repo:v1@sha256:") })
+        }
+    }
+}
+
+extension ManagementAPITests {
+    @Test func theLastOwnerCannotRemoveItself() async throws {
+        let (app, access) = try await makeSecuredApp()
+        try await app.test(.router) { client in
+            for (method, uri, body) in [(HTTPRequest.Method.delete, "/api/v1/role-assignments?assignee=owner&role=Owner&scope=*", ""),
+                                        (.patch, "/api/v1/identities/owner", #"{"enabled":false}"#),
+                                        (.delete, "/api/v1/identities/owner", "")] {
+                let r = try await client.execute(uri: uri, method: method, headers: owner, body: buf(Array(body.utf8)))
+                struct Envelope: Decodable { struct E: Decodable { let code: String; let message: String }; let error: E }
+                let answer = try JSONDecoder().decode(Envelope.self, from: Data(buffer: r.body))
+                #expect(r.status == .conflict && answer.error.code == "CONFLICT", "\(method) \(uri)")
+                #expect(answer.error.message.contains("Owner on *"))
+            }
+            #expect(try await client.execute(uri: "/v2/", method: .get, headers: owner).status == .ok)
+            #expect(access.state.identities["owner"]?.roles.map(\.role) == [.owner])
         }
     }
 }

@@ -296,6 +296,34 @@ def test_refresh_token_grant(registry):
     assert r.status_code == 400, (r.status_code, r.text)
 
 
+@pytest.mark.server_env(BERTH_SERVICE_NAME="registry.test")
+def test_tokens_are_for_the_configured_service_not_the_host_header(registry, tmp_path):
+    """The audience of every token (and the service of challenges) is the configured service
+    name; the Host header only decides the realm URL, so clients reaching 127.0.0.1:PORT work."""
+    base, host, creds = registry.base, registry.host, registry.creds
+    r = requests.get(f"{base}/v2/", headers={"Host": "other.example"}, timeout=30)
+    _, challenge = parse_challenge(r.headers.get("WWW-Authenticate"))
+    assert challenge["service"] == "registry.test", challenge
+    assert challenge["realm"] == "http://other.example/oauth2/token", challenge
+    _, challenge = parse_challenge(requests.get(f"{base}/v2/", timeout=30).headers.get("WWW-Authenticate"))
+    assert challenge == {"realm": f"http://{host}/oauth2/token", "service": "registry.test"}, challenge
+
+    # a token asked for the name in the Host header is still only for the configured service
+    r = requests.get(f"{base}/oauth2/token", params={"service": "other.example", "scope": "repository:x/y:pull"},
+                     auth=creds, headers={"Host": "other.example"}, timeout=30)
+    assert r.status_code == 200, (r.status_code, r.text)
+    payload = r.json()["token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["aud"] in ("registry.test", ["registry.test"]), claims
+
+    # a real client follows the challenge: skopeo through the token service
+    layout = tmp_path / "layout"
+    digest = umoci_image(layout, "v1", [{"etc/svc.txt": b"service name\n"}], workdir=tmp_path)
+    skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:v1", f"docker://{host}/svc/app:v1", creds=creds)
+    info = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{host}/svc/app:v1", creds=creds).stdout)
+    assert info["Digest"] == digest
+
+
 # ---------------------------------------------------------------------------
 # 4. podman login
 # ---------------------------------------------------------------------------
@@ -403,6 +431,24 @@ def test_failed_logins_are_rate_limited(registry):
 
     # the probes are unaffected
     assert requests.get(f"{registry.base}/healthz", timeout=10).status_code == 200
+
+
+def test_garbage_refresh_tokens_lock_out_nobody(registry):
+    """Refresh tokens all log in as one well-known user name: a dozen garbage ones must not lock
+    out every refresh-token login (CLI logins, docker identity tokens) for the window."""
+    host, creds = registry.host, registry.creds
+    r = post_token(registry, grant_type="password", username=creds[0], password=creds[1],
+                   service=host, access_type="offline")
+    assert r.status_code == 200, (r.status_code, r.text)
+    refresh = r.json()["refresh_token"]
+    for i in range(12):
+        r = post_token(registry, grant_type="refresh_token", refresh_token=f"garbage-{i}", service=host)
+        assert r.status_code == 401, (i, r.status_code, r.text)
+    r = post_token(registry, grant_type="refresh_token", refresh_token=refresh, service=host,
+                   scope="repository:x/y:pull")
+    assert r.status_code == 200, (r.status_code, r.text)
+    r = requests.get(f"{registry.base}/v2/", auth=("00000000-0000-0000-0000-000000000000", refresh), timeout=30)
+    assert r.status_code == 200, (r.status_code, r.text)
 
 
 def test_docker_login_stores_an_identity_token_not_the_password(registry, tmp_path):

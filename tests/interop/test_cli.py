@@ -465,6 +465,37 @@ def test_identity_roles_and_disable(registry, cli, layout):
     assert "not found" in cli.fails("identity", "show", "--name", "dev")
 
 
+def test_tokens_of_a_deleted_identity_or_token_die_with_it(registry, cli):
+    """Delete `victim` (and token `ci`), create them again with more rights: the tokens issued
+    before (refresh tokens as `berth login` and docker keep them, access tokens) stay dead."""
+    victim = ("victim", cli.json("identity", "create", "--name", "victim")["password"])
+    cli("role", "assignment", "create", "--assignee", "victim", "--role", "Pull", "--scope", "team/*")
+    cli("scope-map", "create", "--name", "team-pull", "--repository", "team/*", "content/read")
+    ci = ("ci", make_token(cli, "ci", "team-pull")[0])
+    old = {}
+    for who in (victim, ci):
+        r = requests.post(f"{registry.base}/oauth2/token", timeout=30, data={
+            "grant_type": "password", "username": who[0], "password": who[1], "access_type": "offline",
+            "service": registry.host, "scope": "repository:team/x:pull"})
+        assert r.status_code == 200, r.text
+        old[who[0]] = r.json()
+    cli("identity", "delete", "--name", "victim")
+    cli("identity", "create", "--name", "victim")
+    cli("role", "assignment", "create", "--assignee", "victim", "--role", "Owner", "--scope", "*")
+    cli("token", "delete", "--name", "ci")
+    make_token(cli, "ci", "_repositories_admin")
+    for name, tokens in old.items():
+        r = requests.post(f"{registry.base}/oauth2/token", timeout=30, data={
+            "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+            "service": registry.host, "scope": "registry:management:*"})
+        assert r.status_code == 401, (name, r.status_code, r.text)
+        r = requests.get(f"{registry.base}/v2/", headers={"Authorization": "Bearer " + tokens["access_token"]}, timeout=30)
+        assert r.status_code == 401, (name, r.status_code, r.text)
+        r = requests.get(f"{registry.base}/api/v1/identities", timeout=30,
+                         auth=("00000000-0000-0000-0000-000000000000", tokens["refresh_token"]))
+        assert r.status_code == 401, (name, r.status_code, r.text)
+
+
 # ---------------------------------------------------------------------------
 # 8. output formats and the audit log
 # ---------------------------------------------------------------------------
@@ -512,3 +543,42 @@ def test_output_formats_and_audit(registry, cli, layout):
                                        "--scope", "*")
     msg = cli.fails("scope-map", "create", "--name", "bad", "--repository", "x/*")
     assert "needs at least one action" in msg, msg
+
+
+# ---------------------------------------------------------------------------
+# the last Owner, and offline recovery of an Owner
+# ---------------------------------------------------------------------------
+
+def test_last_owner_is_kept_and_recover_owner_works_offline(registry, cli):
+    import fcntl
+    for args in (("role", "assignment", "delete", "--assignee", "owner", "--role", "Owner"),
+                 ("identity", "update", "--name", "owner", "--enabled", "false"),
+                 ("identity", "delete", "--name", "owner")):
+        msg = cli.fails(*args)
+        assert "CONFLICT" in msg and "HTTP 409" in msg and "Owner on *" in msg, (args, msg)
+    assert requests.get(f"{registry.base}/api/v1/identities", auth=registry.creds, timeout=30).status_code == 200
+
+    # recovery works on a stopped server's data only: while berth.lock is held it refuses
+    data = registry.data
+    registry.stop()
+    with open(data / "berth.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        msg = cli.fails("recover", "owner", "--data", str(data), "--name", "rescue")
+        assert "server is running" in msg, msg
+    out = cli("recover", "owner", "--data", str(data), "--name", "rescue")
+    password = out.stdout.decode().strip()
+    assert len(password) >= 32 and "\n" not in password, out.stdout
+    assert password not in out.stderr.decode()
+    assert "not-a-dir" in cli.fails("recover", "owner", "--data", str(data / "not-a-dir"))
+
+    registry.start(port=registry.port)
+    rescue = ("rescue", password)
+    assert requests.get(f"{registry.base}/v2/", auth=rescue, timeout=30).status_code == 200
+    r = requests.get(f"{registry.base}/api/v1/identities", auth=rescue, timeout=30)
+    assert r.status_code == 200 and {i["name"] for i in r.json()} == {"owner", "rescue"}, r.text
+    audit = requests.get(f"{registry.base}/api/v1/audit", params={"since": "1h"}, auth=rescue, timeout=30).json()
+    assert any(a["action"] == "identity.recover-owner" and a["target"] == "rescue" for a in audit), audit
+    # with a second Owner, the first may now give up the role
+    r = requests.delete(f"{registry.base}/api/v1/role-assignments",
+                        params={"assignee": "owner", "role": "Owner", "scope": "*"}, auth=registry.creds, timeout=30)
+    assert r.status_code == 204, (r.status_code, r.text)
