@@ -101,6 +101,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ], swiftSettings: strict),
+        .target(name: "Scanning", swiftSettings: strict),
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -123,6 +124,7 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
+        .testTarget(name: "ScanningTests", dependencies: ["Scanning"]),
         .testTarget(name: "HTTPAPITests", dependencies: [
             "HTTPAPI", "Signing", "BlobStorage",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
