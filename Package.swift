@@ -124,7 +124,7 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
-        .testTarget(name: "ScanningTests", dependencies: ["Scanning"]),
+        .testTarget(name: "ScanningTests", dependencies: ["Scanning"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HTTPAPITests", dependencies: [
             "HTTPAPI", "Signing", "BlobStorage",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
