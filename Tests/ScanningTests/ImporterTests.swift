@@ -175,6 +175,44 @@ func fixture(_ name: String) throws -> URL {
     }
 }
 
+@Suite struct HostileFeedTests {
+    static var hostile: [Data] {
+        var invalidUTF8 = Data(#"{"packages": [{"pkg": {"name": "x"#.utf8)
+        invalidUTF8.append(contentsOf: [0xED, 0xA0, 0x80, 0xC0, 0xAF])
+        invalidUTF8.append(contentsOf: Data(#""}}]}"#.utf8))
+        return [
+            Data(),
+            Data(String(repeating: "[", count: 100_000).utf8),
+            Data((String(repeating: #"{"a":"#, count: 100_000) + "1" + String(repeating: "}", count: 100_000)).utf8),
+            Data(String(repeating: "9", count: 100_000).utf8),
+            invalidUTF8,
+            Data([0x00, 0xFF, 0xFE, 0xFD]),
+            Data("1e99999".utf8),
+            Data(#"{"a": "unterminated"#.utf8),
+        ]
+    }
+
+    @Test func everyImporterRefusesHostileDocuments() {
+        for data in Self.hostile {
+            #expect(throws: ImportProblem.self) { try OSVImporter.record(data) }
+            #expect(throws: ImportProblem.self) { try DebianTrackerImporter.importData(data) }
+            #expect(throws: ImportProblem.self) { try AlpineSecdbImporter.importData(data) }
+        }
+    }
+
+    @Test func hostileValuesInsideValidDocuments() throws {
+        let long = String(repeating: "9", count: 100_000)
+        // A 100,000-character version: refused by the version rules, reported, not imported.
+        let alpine = try AlpineSecdbImporter.importData(Data(#"{"packages": [{"pkg": {"name": "x", "secfixes": {"\#(long)": ["CVE-1"]}}}]}"#.utf8))
+        #expect(alpine.advisories.isEmpty && alpine.problems.count == 1)
+        let debian = try DebianTrackerImporter.importData(Data(#"{"p": {"CVE-1": {"releases": {"bookworm": {"status": "resolved", "fixed_version": "\#(long)"}}}}}"#.utf8))
+        #expect(debian.advisories.isEmpty && debian.problems.count == 1)
+        // A huge package name or CVE key.
+        let hugeKey = try DebianTrackerImporter.importData(Data(#"{"\#(long)": {"CVE-1": {"releases": {}}}}"#.utf8))
+        #expect(hugeKey.advisories.isEmpty && hugeKey.problems.count == 1 && hugeKey.problems[0].location.count < 300)
+    }
+}
+
 @Suite struct ZipReaderTests {
     func archive() throws -> [UInt8] { [UInt8](try Data(contentsOf: fixture("osv-all.zip"))) }
 
