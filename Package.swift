@@ -105,6 +105,7 @@ let package = Package(
             "OCIModel",
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: strict),
+        .target(name: "Scanning", swiftSettings: strict),
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -140,6 +141,7 @@ let package = Package(
         ]),
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "TasksTests", dependencies: ["Tasks"]),
+        .testTarget(name: "ScanningTests", dependencies: ["Scanning"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HTTPAPITests", dependencies: [
             "HTTPAPI", "Signing", "BlobStorage",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
