@@ -13,6 +13,7 @@ struct Berth: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "berth",
         abstract: "Berth: a self-hosted, security-first OCI container registry.",
+        version: BerthVersion.string,
         subcommands: [
             Serve.self,
             LoginCommand.self, LogoutCommand.self,
