@@ -6,7 +6,9 @@ import Webhooks
 import HTTPAPI
 import Hummingbird
 import Logging
+import NIOCore
 import RegistryCore
+import ServiceLifecycle
 
 @main
 struct Berth: AsyncParsableCommand {
@@ -40,6 +42,8 @@ struct ServeSettings: Codable, Equatable {
     var janitorIntervalSeconds: Double = 600
     var lifecycleTickSeconds: Double = 30
     var maxConcurrentUploads: Int = 512
+    /// How long SIGINT/SIGTERM waits for in-flight requests before the process exits anyway.
+    var shutdownTimeoutSeconds: Double = 30
     /// The admin user's name (the registry's name).
     var registryName: String = "berth"
     /// External URL clients use, when Berth sits behind a proxy (for the token realm).
@@ -59,6 +63,7 @@ struct ServeSettings: Codable, Equatable {
         case janitorIntervalSeconds = "janitor-interval-seconds"
         case lifecycleTickSeconds = "lifecycle-tick-seconds"
         case maxConcurrentUploads = "max-concurrent-uploads"
+        case shutdownTimeoutSeconds = "shutdown-timeout"
     }
 
     init() {}
@@ -73,6 +78,7 @@ struct ServeSettings: Codable, Equatable {
         janitorIntervalSeconds = try c.decodeIfPresent(Double.self, forKey: .janitorIntervalSeconds) ?? d.janitorIntervalSeconds
         lifecycleTickSeconds = try c.decodeIfPresent(Double.self, forKey: .lifecycleTickSeconds) ?? d.lifecycleTickSeconds
         maxConcurrentUploads = try c.decodeIfPresent(Int.self, forKey: .maxConcurrentUploads) ?? d.maxConcurrentUploads
+        shutdownTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .shutdownTimeoutSeconds) ?? d.shutdownTimeoutSeconds
         registryName = try c.decodeIfPresent(String.self, forKey: .registryName) ?? d.registryName
         publicURL = try c.decodeIfPresent(String.self, forKey: .publicURL)
         tlsCert = try c.decodeIfPresent(String.self, forKey: .tlsCert)
@@ -121,6 +127,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "How often lifecycle jobs (purge schedules, retention, recycle-bin expiry, periodic GC) are looked at, in seconds (env BERTH_LIFECYCLE_TICK_SECONDS, default 30).")
     var lifecycleTickSeconds: Double?
 
+    @Option(help: "Seconds SIGINT/SIGTERM waits for in-flight requests before exiting anyway; a second signal exits at once (env BERTH_SHUTDOWN_TIMEOUT, default 30).")
+    var shutdownTimeout: Double?
+
     func resolvedSettings(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServeSettings {
         var settings = ServeSettings()
         if let path = config ?? environment["BERTH_CONFIG"] {
@@ -144,6 +153,10 @@ struct Serve: AsyncParsableCommand {
         if let v = environment["BERTH_PUBLIC_URL"] { settings.publicURL = v }
         if let v = environment["BERTH_TLS_CERT"] { settings.tlsCert = v }
         if let v = environment["BERTH_TLS_KEY"] { settings.tlsKey = v }
+        if let v = environment["BERTH_SHUTDOWN_TIMEOUT"] {
+            guard let d = Double(v) else { throw ValidationError("BERTH_SHUTDOWN_TIMEOUT must be a number of seconds, got \(v)") }
+            settings.shutdownTimeoutSeconds = d
+        }
         if let tlsCert { settings.tlsCert = tlsCert }
         if let tlsKey { settings.tlsKey = tlsKey }
         if let data { settings.data = data }
@@ -151,10 +164,18 @@ struct Serve: AsyncParsableCommand {
         if let logLevel { settings.logLevel = logLevel }
         if let uploadMaxAgeSeconds { settings.uploadMaxAgeSeconds = uploadMaxAgeSeconds }
         if let lifecycleTickSeconds { settings.lifecycleTickSeconds = lifecycleTickSeconds }
+        if let shutdownTimeout { settings.shutdownTimeoutSeconds = shutdownTimeout }
+        guard settings.shutdownTimeoutSeconds > 0, settings.shutdownTimeoutSeconds <= 86400 else {
+            throw ValidationError("the shutdown timeout must be between 0 and 86400 seconds, got \(settings.shutdownTimeoutSeconds)")
+        }
         return settings
     }
 
     func run() async throws {
+        try await runCLI { try await serve() }
+    }
+
+    private func serve() async throws {
         let settings = try resolvedSettings()
         let (host, port) = try ServeSettings.parseListen(settings.listen)
         guard let level = Logger.Level(rawValue: settings.logLevel) else {
@@ -166,10 +187,16 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "berth")
+        try DataDirectory.prepare(settings.data)
         var registryConfiguration = RegistryConfiguration()
         registryConfiguration.uploadMaxAge = settings.uploadMaxAgeSeconds
-        let registry = try Registry.embedded(dataDirectory: settings.data, configuration: registryConfiguration,
+        let registry: Registry
+        do {
+            registry = try Registry.embedded(dataDirectory: settings.data, configuration: registryConfiguration,
                                              logger: Logger(label: "berth.registry"))
+        } catch {
+            throw CLIError("cannot open the registry's data in \(settings.data): \(error)")
+        }
         guard let accessStore = registry.metadata as? any AccessStateStore else {
             throw ValidationError("the metadata store cannot keep access-control state")
         }
@@ -180,14 +207,21 @@ struct Serve: AsyncParsableCommand {
             let path = settings.data + "/bootstrap-owner-password"
             FileManager.default.createFile(atPath: path, contents: Data((generated + "\n").utf8),
                                            attributes: [.posixPermissions: 0o600])
-            // Shown once, on standard output (never in the log).
-            print("Created identity 'owner' (role Owner). Password, shown once and kept in \(path) (mode 0600):\n\(generated)")
+            // Shown once, on standard error (unbuffered: it reaches the operator at once, also
+            // when stderr is a pipe or the journal), never in the log.
+            FileHandle.standardError.write(Data(
+                "Created identity 'owner' (role Owner). Password, shown once and kept in \(path) (mode 0600):\n\(generated)\n".utf8))
         }
         var limits = RegistryResponder.Limits()
         limits.maxConcurrentUploads = settings.maxConcurrentUploads
-        var tls: BerthServer.TLSFiles?
+        var tls: BerthServer.TLSCertificates?
         switch (settings.tlsCert, settings.tlsKey) {
-        case (let cert?, let key?): tls = BerthServer.TLSFiles(certificatePath: cert, privateKeyPath: key)
+        case (let cert?, let key?):
+            do {
+                tls = try BerthServer.TLSCertificates(files: .init(certificatePath: cert, privateKeyPath: key))
+            } catch {
+                throw CLIError("cannot use the TLS certificate \(cert) with the key \(key): \(error)")
+            }
         case (nil, nil): tls = nil
         default: throw ValidationError("--tls-cert and --tls-key go together")
         }
@@ -196,11 +230,28 @@ struct Serve: AsyncParsableCommand {
         }
         let webhooks = try WebhookService(store: webhookStore, events: registry.metadata, keyDirectory: settings.data + "/keys",
                                           logger: Logger(label: "berth.webhooks"))
+        let listening = ListeningFlag()
         let app = try BerthServer.makeApplication(
             registry: registry, access: access, webhooks: webhooks, host: host, port: port, limits: limits, publicURL: settings.publicURL, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),
-            lifecycleTick: .milliseconds(Int64(max(0.05, settings.lifecycleTickSeconds) * 1000)), logger: logger)
-        logger.info("berth starting", metadata: ["listen": "\(host):\(port)", "data": "\(settings.data)"])
-        try await app.runService()
+            lifecycleTick: .milliseconds(Int64(max(0.05, settings.lifecycleTickSeconds) * 1000)), logger: logger,
+            onServerRunning: { _ in listening.set() })
+        logger.info("berth starting", metadata: ["version": "\(BerthVersion.string)", "listen": "\(host):\(port)", "data": "\(settings.data)"])
+        // Signals are handled here rather than by the service group: the first SIGINT/SIGTERM
+        // drains, a second one (or the timeout) ends the process; SIGHUP reloads TLS files.
+        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        let signals = SignalHandling(group: group, shutdownTimeout: settings.shutdownTimeoutSeconds, tls: tls, logger: logger)
+        signals.install()
+        do {
+            try await group.run()
+        } catch where !listening.isSet {
+            throw CLIError("cannot listen on \(host):\(port): \(describeStartError(error))")
+        }
+        logger.info("berth stopped: in-flight requests finished")
+    }
+
+    private func describeStartError(_ error: any Error) -> String {
+        if let e = error as? IOError { return String(cString: strerror(e.errnoCode)) }
+        return "\(error)"
     }
 }
