@@ -24,6 +24,7 @@ struct Berth: AsyncParsableCommand {
             NetworkRuleGroup.self, AuditGroup.self, WebhookGroup.self, ConfigGroup.self, ManifestGroup.self,
             SignCommand.self, VerifyCommand.self, TrustStoreGroup.self,
             RepositoryGroup.self, PurgeCommand.self, GCGroup.self, QuotaGroup.self, ShowUsage.self,
+            BackupCommand.self, RestoreCommand.self,
         ]
     )
 
