@@ -6,13 +6,16 @@ import Webhooks
 import HTTPAPI
 import Hummingbird
 import Logging
+import NIOCore
 import RegistryCore
+import ServiceLifecycle
 
 @main
 struct Berth: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "berth",
         abstract: "Berth: a self-hosted, security-first OCI container registry.",
+        version: BerthVersion.string,
         subcommands: [
             Serve.self,
             LoginCommand.self, LogoutCommand.self,
@@ -21,7 +24,7 @@ struct Berth: AsyncParsableCommand {
             NetworkRuleGroup.self, AuditGroup.self, WebhookGroup.self, ConfigGroup.self, ManifestGroup.self,
             SignCommand.self, VerifyCommand.self, TrustStoreGroup.self,
             RepositoryGroup.self, PurgeCommand.self, GCGroup.self, QuotaGroup.self, ShowUsage.self, EventConsumerGroup.self,
-            RecoverGroup.self,
+            RecoverGroup.self, BackupCommand.self, RestoreCommand.self,
         ]
     )
 
@@ -66,18 +69,26 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "How often lifecycle jobs (purge schedules, retention, recycle-bin expiry, periodic GC) are looked at, in seconds (env BERTH_LIFECYCLE_TICK_SECONDS, default 30).")
     var lifecycleTickSeconds: Double?
 
+    @Option(help: "Seconds SIGINT/SIGTERM waits for in-flight requests before exiting anyway; a second signal exits at once (env BERTH_SHUTDOWN_TIMEOUT, default 30).")
+    var shutdownTimeout: Double?
+
     func resolvedSettings(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServeSettings {
         let flags: [(key: String, value: String?)] = [
             ("data", data), ("listen", listen), ("log-level", logLevel), ("log-format", logFormat),
             ("tls-cert", tlsCert), ("tls-key", tlsKey), ("outbound-allow", outboundAllow),
             ("upload-max-age-seconds", uploadMaxAgeSeconds.map { String($0) }),
             ("lifecycle-tick-seconds", lifecycleTickSeconds.map { String($0) }),
+            ("shutdown-timeout", shutdownTimeout.map { String($0) }),
         ]
         return try ServeSettings.resolve(configPath: config, environment: environment,
                                          flags: flags.compactMap { f in f.value.map { (f.key, $0) } })
     }
 
     func run() async throws {
+        try await runCLI { try await serve() }
+    }
+
+    private func serve() async throws {
         let settings = try resolvedSettings()
         let (host, port) = try ServeSettings.parseListen(settings.listen)
         let level = Logger.Level(rawValue: settings.logLevel) ?? .info
@@ -90,10 +101,16 @@ struct Serve: AsyncParsableCommand {
         metrics.bootstrapMetricsSystem()
         var registryConfiguration = RegistryConfiguration()
         registryConfiguration.uploadMaxAge = settings.uploadMaxAgeSeconds
+        try DataDirectory.prepare(settings.data)
         // One server per data directory: the embedded backends' caches are per process.
         let dataLock = try DataDirectoryLock(directory: settings.data, purpose: "berth serve")
-        let registry = try Registry.embedded(dataDirectory: settings.data, configuration: registryConfiguration,
+        let registry: Registry
+        do {
+            registry = try Registry.embedded(dataDirectory: settings.data, configuration: registryConfiguration,
                                              logger: Logger(label: "berth.registry"))
+        } catch {
+            throw CLIError("cannot open the registry's data in \(settings.data): \(error)")
+        }
         guard let accessStore = registry.metadata as? any AccessStateStore else {
             throw ValidationError("the metadata store cannot keep access-control state")
         }
@@ -105,14 +122,21 @@ struct Serve: AsyncParsableCommand {
             let path = settings.data + "/bootstrap-owner-password"
             FileManager.default.createFile(atPath: path, contents: Data((generated + "\n").utf8),
                                            attributes: [.posixPermissions: 0o600])
-            // Shown once, on standard output (never in the log).
-            print("Created identity 'owner' (role Owner). Password, shown once and kept in \(path) (mode 0600):\n\(generated)")
+            // Shown once, on standard error (unbuffered: it reaches the operator at once, also
+            // when stderr is a pipe or the journal), never in the log.
+            FileHandle.standardError.write(Data(
+                "Created identity 'owner' (role Owner). Password, shown once and kept in \(path) (mode 0600):\n\(generated)\n".utf8))
         }
         var limits = RegistryResponder.Limits()
         limits.maxConcurrentUploads = settings.maxConcurrentUploads
-        var tls: BerthServer.TLSFiles?
+        var tls: BerthServer.TLSCertificates?
         switch (settings.tlsCert, settings.tlsKey) {
-        case (let cert?, let key?): tls = BerthServer.TLSFiles(certificatePath: cert, privateKeyPath: key)
+        case (let cert?, let key?):
+            do {
+                tls = try BerthServer.TLSCertificates(files: .init(certificatePath: cert, privateKeyPath: key))
+            } catch {
+                throw CLIError("cannot use the TLS certificate \(cert) with the key \(key): \(error)")
+            }
         case (nil, nil): tls = nil
         default: throw ValidationError("--tls-cert and --tls-key go together")
         }
@@ -121,13 +145,30 @@ struct Serve: AsyncParsableCommand {
         }
         let webhooks = try WebhookService(store: webhookStore, events: registry.metadata, keyDirectory: settings.data + "/keys",
                                           policy: outbound, logger: Logger(label: "berth.webhooks"))
+        let listening = ListeningFlag()
         let app = try BerthServer.makeApplication(
             registry: registry, access: access, webhooks: webhooks, host: host, port: port, limits: limits, publicURL: settings.publicURL,
             serviceName: settings.serviceName, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),
-            lifecycleTick: .milliseconds(Int64(max(0.05, settings.lifecycleTickSeconds) * 1000)), metrics: metrics, logger: logger)
-        logger.info("berth starting", metadata: ["listen": "\(host):\(port)", "data": "\(settings.data)"])
-        try await app.runService()
+            lifecycleTick: .milliseconds(Int64(max(0.05, settings.lifecycleTickSeconds) * 1000)), metrics: metrics, logger: logger,
+            onServerRunning: { _ in listening.set() })
+        logger.info("berth starting", metadata: ["version": "\(BerthVersion.string)", "listen": "\(host):\(port)", "data": "\(settings.data)"])
+        // Signals are handled here rather than by the service group: the first SIGINT/SIGTERM
+        // drains, a second one (or the timeout) ends the process; SIGHUP reloads TLS files.
+        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        let signals = SignalHandling(group: group, shutdownTimeout: settings.shutdownTimeoutSeconds, tls: tls, logger: logger)
+        signals.install()
+        do {
+            try await group.run()
+        } catch where !listening.isSet {
+            throw CLIError("cannot listen on \(host):\(port): \(describeStartError(error))")
+        }
+        logger.info("berth stopped: in-flight requests finished")
         withExtendedLifetime(dataLock) {}
+    }
+
+    private func describeStartError(_ error: any Error) -> String {
+        if let e = error as? IOError { return String(cString: strerror(e.errnoCode)) }
+        return "\(error)"
     }
 }

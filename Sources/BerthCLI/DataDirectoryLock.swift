@@ -23,14 +23,15 @@ final class DataDirectoryLock: Sendable {
         let path = directory + "/" + Self.fileName
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            throw DataDirectoryLockError("cannot open \(path): \(String(cString: strerror(errno)))")
+            throw CLIError("cannot open \(path): \(String(cString: strerror(errno)))")
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let reason = errno == EWOULDBLOCK
-                ? "another berth process (a running server?) holds \(path); \(purpose) needs the data directory to itself"
+                ? "a Berth server is running on \(directory) or another berth command is using it (it holds \(path)); "
+                    + "stop it first: \(purpose) needs the data directory to itself"
                 : "cannot lock \(path): \(String(cString: strerror(errno)))"
             close(fd)
-            throw DataDirectoryLockError(reason)
+            throw CLIError(reason)
         }
         // Who holds it, for an operator looking at the file.
         _ = ftruncate(fd, 0)
@@ -40,9 +41,4 @@ final class DataDirectoryLock: Sendable {
     }
 
     deinit { close(descriptor) }
-}
-
-struct DataDirectoryLockError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

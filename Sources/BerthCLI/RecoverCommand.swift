@@ -36,8 +36,8 @@ struct RecoverOwner: AsyncParsableCommand {
             guard FileManager.default.fileExists(atPath: data + "/metadata.sqlite") else {
                 throw CLIError("\(data) holds no Berth data (no metadata.sqlite)")
             }
-            let lock = try lockDataDirectory(data)
-            defer { close(lock) }
+            let lock = try DataDirectoryLock(directory: data, purpose: "berth recover owner")
+            defer { withExtendedLifetime(lock) {} }
             let store = try SQLiteMetadataStore(path: data + "/metadata.sqlite")
             // The admin user's name is reserved for it, as in `berth serve`.
             let registryName = ProcessInfo.processInfo.environment["BERTH_REGISTRY_NAME"] ?? "berth"
@@ -55,21 +55,4 @@ struct RecoverOwner: AsyncParsableCommand {
             print(password)
         }
     }
-}
-
-/// Takes the exclusive lock `berth serve` holds on its data directory (`<data>/berth.lock`), so an
-/// offline command never runs beside a server. Returns the descriptor; closing it releases the lock.
-func lockDataDirectory(_ directory: String) throws -> Int32 {
-    let path = directory + "/berth.lock"
-    let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { throw CLIError("cannot open \(path): \(String(cString: strerror(errno)))") }
-    guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-        let error = errno
-        close(fd)
-        if error == EWOULDBLOCK {
-            throw CLIError("a Berth server is running on \(directory) (it holds \(path)); stop it first")
-        }
-        throw CLIError("cannot lock \(path): \(String(cString: strerror(error)))")
-    }
-    return fd
 }

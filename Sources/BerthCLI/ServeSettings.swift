@@ -21,6 +21,8 @@ struct ServeSettings: Equatable {
     var janitorIntervalSeconds: Double = 600
     var lifecycleTickSeconds: Double = 30
     var maxConcurrentUploads: Int = 512
+    /// How long SIGINT/SIGTERM waits for in-flight requests before the process exits anyway.
+    var shutdownTimeoutSeconds: Double = 30
     /// The admin user's name (the registry's name).
     var registryName: String = "berth"
     /// External URL clients use, when Berth sits behind a proxy (for the token realm).
@@ -98,6 +100,12 @@ struct ServeSettings: Equatable {
         Spec(key: "lifecycle-tick-seconds", environment: "BERTH_LIFECYCLE_TICK_SECONDS", hasFlag: true, defaultText: "30",
              summary: "how often purge schedules, retention, recycle-bin expiry and periodic GC are looked at") { s, v throws(SettingError) in
             s.lifecycleTickSeconds = try seconds(v)
+        },
+        Spec(key: "shutdown-timeout", environment: "BERTH_SHUTDOWN_TIMEOUT", hasFlag: true, defaultText: "30",
+             summary: "seconds SIGINT/SIGTERM waits for in-flight requests before exiting anyway; a second signal exits at once") { s, v throws(SettingError) in
+            let d = try seconds(v)
+            guard d <= 86_400 else { throw SettingError("the shutdown timeout must be at most 86400 seconds, got \(v)") }
+            s.shutdownTimeoutSeconds = d
         },
         Spec(key: "janitor-interval-seconds", environment: "BERTH_JANITOR_INTERVAL_SECONDS", hasFlag: false, defaultText: "600",
              summary: "how often abandoned uploads are looked for") { s, v throws(SettingError) in

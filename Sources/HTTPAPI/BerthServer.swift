@@ -5,6 +5,8 @@ import HummingbirdCore
 import HummingbirdTLS
 import NIOSSL
 import Logging
+import NIOConcurrencyHelpers
+import NIOCore
 import RegistryCore
 import RegistryStore
 import ServiceLifecycle
@@ -17,11 +19,13 @@ public enum BerthServer {
                                        limits: RegistryResponder.Limits = .init(),
                                        publicURL: String? = nil,
                                        serviceName: String? = nil,
-                                       tls: TLSFiles? = nil,
+                                       tls: TLSCertificates? = nil,
                                        janitorInterval: Duration = .seconds(600),
                                        lifecycleTick: Duration = .seconds(30),
                                        metrics: HTTPMetrics = HTTPMetrics(),
-                                       logger: Logger) throws -> some ApplicationProtocol {
+                                       logger: Logger,
+                                       onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in })
+        throws -> some ApplicationProtocol {
         // The token service's name is configured (or the public URL's host, or the listen address),
         // never a request's Host header: it is the audience every token is checked against.
         let service = AuthGate.serviceName(configured: serviceName, publicURL: publicURL, listen: (host, port))
@@ -34,11 +38,7 @@ public enum BerthServer {
         let http1 = HTTPServerBuilder.http1(configuration: http1Configuration)
         var server = HTTPServerBuilder.http1Sendfile(configuration: http1Configuration)
         if let tls {
-            let chain = try NIOSSLCertificate.fromPEMFile(tls.certificatePath).map { NIOSSLCertificateSource.certificate($0) }
-            let key = try NIOSSLPrivateKey(file: tls.privateKeyPath, format: .pem)
-            var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-            configuration.minimumTLSVersion = .tlsv12
-            server = try .tls(http1, tlsConfiguration: configuration)
+            server = try .tls(http1, tlsConfiguration: tls.serverConfiguration())
         }
         return Application(
             responder: responder,
@@ -47,6 +47,7 @@ public enum BerthServer {
             services: [LifecycleService(registry: registry, janitorInterval: janitorInterval, tick: lifecycleTick, logger: logger)]
                 + eventConsumers(registry: registry, poll: lifecycleTick, logger: logger)
                 + (webhooks.map { [WebhookDispatcher(service: $0)] } ?? []),
+            onServerRunning: onServerRunning,
             logger: logger
         )
     }
@@ -70,6 +71,54 @@ public enum BerthServer {
 
     /// Whether a configured service name can be used: it is quoted in `WWW-Authenticate` challenges.
     public static func isValidServiceName(_ name: String) -> Bool { AuthGate.validServiceName(name) }
+
+    /// The server's certificate chain and key, read from `TLSFiles` and read again by `reload()`
+    /// (on SIGHUP): each new TLS handshake uses what was loaded last; connections already open
+    /// keep theirs.
+    public final class TLSCertificates: Sendable {
+        public let files: TLSFiles
+        private let current: NIOLockedValueBox<(chain: [NIOSSLCertificateSource], key: NIOSSLPrivateKey)>
+
+        public init(files: TLSFiles) throws {
+            self.files = files
+            current = NIOLockedValueBox(try Self.load(files))
+        }
+
+        /// Reads the files again. When they cannot be read, or the key does not belong to the
+        /// certificate, it throws and the previous certificate stays in use.
+        public func reload() throws {
+            let loaded = try Self.load(files)
+            current.withLockedValue { $0 = loaded }
+        }
+
+        private static func load(_ files: TLSFiles) throws -> (chain: [NIOSSLCertificateSource], key: NIOSSLPrivateKey) {
+            let chain = try NIOSSLCertificate.fromPEMFile(files.certificatePath).map { NIOSSLCertificateSource.certificate($0) }
+            guard !chain.isEmpty else { throw TLSFileError(message: "no certificate in \(files.certificatePath)") }
+            let key = try NIOSSLPrivateKey(file: files.privateKeyPath, format: .pem)
+            // A context is only made when the key matches the leaf certificate.
+            _ = try NIOSSLContext(configuration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
+            return (chain, key)
+        }
+
+        func serverConfiguration() -> TLSConfiguration {
+            let (chain, key) = current.withLockedValue { $0 }
+            var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            configuration.minimumTLSVersion = .tlsv12
+            configuration.sslContextCallback = { [current] _, promise in
+                let (chain, key) = current.withLockedValue { $0 }
+                var override = NIOSSLContextConfigurationOverride()
+                override.certificateChain = chain
+                override.privateKey = .privateKey(key)
+                promise.succeed(override)
+            }
+            return configuration
+        }
+    }
+
+    struct TLSFileError: Error, CustomStringConvertible {
+        let message: String
+        var description: String { message }
+    }
 
     public static func makeResponder(registry: Registry, access: AccessControl?, webhooks: WebhookService? = nil,
                                      limits: RegistryResponder.Limits = .init(),

@@ -29,6 +29,8 @@ public final class HTTPMetrics: Sendable {
         openUploads = registry.makeGauge(name: "berth_upload_sessions_open", help: "Upload sessions in progress")
         storedBytes = registry.makeGauge(name: "berth_stored_bytes", help: "Bytes stored after deduplication")
         _ = Self.startTime
+        registry.makeGauge(name: "berth_build_info", labels: [("version", BerthVersion.string)],
+                           help: "The running Berth version (always 1)").set(Int64(1))
     }
 
     func record(route: String, method: String, status: Int, duration: Duration, bytesIn inBytes: Int64, bytesOut outBytes: Int64) {

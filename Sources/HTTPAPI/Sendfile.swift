@@ -123,7 +123,7 @@ final class SendfileQueue: Sendable {
 }
 
 /// Hummingbird's HTTP/1 channel with a `SendfileHandler` placed between the HTTP/1 encoder and
-/// the HTTPTypes codec.
+/// the HTTPTypes codec, and a `TLSOnPlainHTTPHandler` in front of everything.
 struct SendfileHTTP1Channel: ServerChildChannel {
     typealias Value = HTTP1Channel.Value
     let inner: HTTP1Channel
@@ -132,6 +132,7 @@ struct SendfileHTTP1Channel: ServerChildChannel {
         inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let codec = try channel.pipeline.syncOperations.handler(type: HTTP1ToHTTPServerCodec.self)
             try channel.pipeline.syncOperations.addHandler(SendfileHandler(), position: .before(codec))
+            try channel.pipeline.syncOperations.addHandler(TLSOnPlainHTTPHandler(logger: logger), position: .first)
             return value
         }
     }

@@ -33,6 +33,14 @@ import Testing
             #expect(text.contains("berth_http_request_bytes_total 5"))
         }
     }
+
+    @Test func metricsCarryTheBuildVersion() async throws {
+        try await makeApp().test(.router) { client in
+            let text = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            #expect(text.contains("berth_build_info{version=\"\(BerthVersion.string)\"} 1"))
+            #expect(!BerthVersion.string.isEmpty)
+        }
+    }
 }
 
 @Suite struct BlobTests {

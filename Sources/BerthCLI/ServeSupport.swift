@@ -1,0 +1,125 @@
+import Dispatch
+import Foundation
+import HTTPAPI
+import Logging
+import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Checks of the data directory before anything is opened in it, so that a path that cannot be
+/// used is named in the error (SQLite and the blob store would only say what failed).
+enum DataDirectory {
+    /// Creates `path` (and its parents, mode 0700) when missing and checks that files can be
+    /// created in it.
+    static func prepare(_ path: String) throws {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for component in path.split(separator: "/") {
+            prefix += (prefix.isEmpty || prefix.hasSuffix("/") ? "" : "/") + component
+            if mkdir(prefix, 0o700) != 0, errno != EEXIST {
+                throw CLIError("data directory \(path): cannot create \(prefix): \(String(cString: strerror(errno)))")
+            }
+        }
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw CLIError("data directory \(path): \(String(cString: strerror(errno)))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw CLIError("data directory \(path) is not a directory") }
+        let probe = "\(path)/.berth-write-check-\(getpid())"
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw CLIError("data directory \(path) is not writable: \(String(cString: strerror(errno)))")
+        }
+        close(fd)
+        unlink(probe)
+    }
+}
+
+/// Set once the listener is bound: errors before that are start-up (bind) errors.
+final class ListeningFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
+
+/// SIGINT/SIGTERM and SIGHUP of `berth serve`. The first SIGINT or SIGTERM starts a graceful
+/// shutdown (the listener closes, in-flight requests finish); if they have not finished after
+/// the shutdown timeout, or a second SIGINT/SIGTERM arrives, the process exits at once (SQLite's
+/// journal and the blob store's rename-after-fsync keep half-done writes invisible). SIGHUP
+/// reads the TLS certificate and key again.
+final class SignalHandling: @unchecked Sendable {
+    private let group: ServiceGroup
+    private let shutdownTimeout: Double
+    private let tls: BerthServer.TLSCertificates?
+    private let logger: Logger
+    /// Touched only on `queue`.
+    private let queue = DispatchQueue(label: "berth.signals")
+    private var sources: [any DispatchSourceSignal] = []
+    private var stopping = false
+
+    init(group: ServiceGroup, shutdownTimeout: Double, tls: BerthServer.TLSCertificates?, logger: Logger) {
+        self.group = group
+        self.shutdownTimeout = shutdownTimeout
+        self.tls = tls
+        self.logger = logger
+    }
+
+    func install() {
+        queue.sync {
+            for signo in [SIGINT, SIGTERM, SIGHUP] {
+                signal(signo, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: signo, queue: queue)
+                source.setEventHandler { [unowned self] in self.received(signo) }
+                source.resume()
+                sources.append(source)
+            }
+        }
+    }
+
+    private func received(_ signo: Int32) {
+        let name = signo == SIGINT ? "SIGINT" : signo == SIGTERM ? "SIGTERM" : "SIGHUP"
+        if signo == SIGHUP {
+            reloadTLS()
+            return
+        }
+        if stopping {
+            logger.warning("\(name) again: stopping now, without waiting for in-flight requests")
+            Self.exitNow()
+        }
+        stopping = true
+        logger.info("\(name): shutting down; no new connections, draining in-flight requests for up to \(Self.seconds(shutdownTimeout)) s (send the signal again to stop at once)")
+        let group = group
+        Task { await group.triggerGracefulShutdown() }
+        queue.asyncAfter(deadline: .now() + shutdownTimeout) { [logger, shutdownTimeout] in
+            logger.warning("shutdown timeout of \(Self.seconds(shutdownTimeout)) s passed with requests still in flight: stopping now")
+            Self.exitNow()
+        }
+    }
+
+    private func reloadTLS() {
+        guard let tls else {
+            logger.info("SIGHUP: nothing to reload (the server does not serve TLS)")
+            return
+        }
+        do {
+            try tls.reload()
+            logger.info("SIGHUP: reloaded the TLS certificate; new connections use it",
+                        metadata: ["cert": "\(tls.files.certificatePath)", "key": "\(tls.files.privateKeyPath)"])
+        } catch {
+            logger.error("SIGHUP: cannot reload the TLS certificate, keeping the previous one",
+                         metadata: ["cert": "\(tls.files.certificatePath)", "key": "\(tls.files.privateKeyPath)", "error": "\(error)"])
+        }
+    }
+
+    private static func seconds(_ value: Double) -> String {
+        value == value.rounded() ? String(Int(value)) : String(value)
+    }
+
+    private static func exitNow() -> Never {
+        fflush(nil)
+        _exit(1)
+    }
+}
