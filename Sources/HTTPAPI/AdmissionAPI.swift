@@ -68,6 +68,11 @@ extension RegistryResponder {
             throw gate.challenge(request, scope: nil, message: "the admission webhook needs credentials", insufficientScope: false)
         }
         let body = try await request.body.collect(upTo: 4 << 20)
+        do {
+            try StrictJSON.checkDuplicateKeys(body.readableBytesView)
+        } catch {
+            throw RegistryError(.unsupported, "AdmissionReview refused: \(error)", status: 400)
+        }
         guard let review = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any],
               let req = review["request"] as? [String: Any], let uid = req["uid"] as? String else {
             throw RegistryError(.unsupported, "expected an admission.k8s.io/v1 AdmissionReview with a request", status: 400)

@@ -289,6 +289,11 @@ extension RegistryResponder {
     func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
         let body = try await request.body.collect(upTo: 1 << 20)
         do {
+            try StrictJSON.checkDuplicateKeys(body.readableBytesView)
+        } catch {
+            throw ManagementError(status: .badRequest, code: "INVALID", message: "request body refused: \(error)")
+        }
+        do {
             let decoder = JSONDecoder()
             decoder.dateDecodingStrategy = .iso8601
             return try decoder.decode(T.self, from: Data(buffer: body))

@@ -1,0 +1,65 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import NIOHTTP1
+import OCIModel
+import Testing
+@testable import HTTPAPI
+
+/// Issue 14: input that different parsers read differently, and client errors that were 500s.
+@Suite struct InputValidationTests {
+    func message(_ r: TestResponse) -> String { String(buffer: r.body) }
+
+    @Test func manifestWithDuplicateKeysIsRefused() async throws {
+        try await makeApp().test(.router) { client in
+            let v2 = V2(client: client)
+            let config = Array("{}".utf8), layer = Array("L".utf8)
+            try await v2.pushBlob("app", config)
+            try await v2.pushBlob("app", layer)
+            let d = #"{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"\#(sha256(layer))","size":1}"#
+            let manifest = Array(#"""
+            {"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+             "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"\#(sha256(config))","size":2},
+             "layers":[],"l\u0061yers":[\#(d)]}
+            """#.utf8)
+            let put = try await client.execute(uri: "/v2/app/manifests/v1", method: .put,
+                                               headers: [.contentType: MediaType.ociManifest], body: buf(manifest))
+            #expect(put.status == .badRequest && errorCode(put) == "MANIFEST_INVALID")
+            #expect(message(put).contains(#"duplicate key \"layers\""#))
+            #expect(try await client.execute(uri: "/v2/app/manifests/v1", method: .head).status == .notFound)
+        }
+    }
+
+    @Test func managementAdmissionAndTokenBodiesWithDuplicateKeysAreRefused() async throws {
+        let (app, _) = try await makeSecuredApp()
+        try await app.test(.router) { client in
+            let created = try await client.execute(uri: "/api/v1/identities", method: .post, headers: owner,
+                                                   body: buf(Array(#"{"name":"alice","name":"mallory"}"#.utf8)))
+            #expect(created.status == .badRequest)
+            #expect(message(created).contains(#"duplicate key \"name\""#))
+            let list = try await client.execute(uri: "/api/v1/identities", method: .get, headers: owner)
+            #expect(list.status == .ok && !message(list).contains("alice") && !message(list).contains("mallory"))
+
+            var review = podReview(uid: "u-1", images: ["example.org/a:1"])
+            // {"apiVersion":…,"request":{…},"request":{…}}: a second request object after the first
+            review.removeLast()
+            review += Array(#","request":{"uid":"u-2"}}"#.utf8)
+            var h = owner
+            h[.contentType] = "application/json"
+            let answer = try await client.execute(uri: "/admission/v1/validate", method: .post, headers: h, body: buf(review))
+            #expect(answer.status == .badRequest)
+            #expect(message(answer).contains(#"duplicate key \"request\""#))
+
+            var form = owner
+            form[.contentType] = "application/x-www-form-urlencoded"
+            let twice = try await client.execute(uri: "/oauth2/token", method: .post, headers: form,
+                                                 body: buf(Array("grant_type=password&username=owner&password=\(ownerPassword)&username=other".utf8)))
+            #expect(twice.status == .badRequest && message(twice).contains("username given twice"))
+            let scopes = try await client.execute(uri: "/oauth2/token", method: .post, headers: form,
+                                                  body: buf(Array("grant_type=password&username=owner&password=\(ownerPassword)&scope=repository:a:pull&scope=repository:b:pull".utf8)))
+            #expect(scopes.status == .ok)
+        }
+    }
+}
