@@ -62,4 +62,50 @@ import Testing
             #expect(scopes.status == .ok)
         }
     }
+
+    @Test func getOrHeadByAnImpossibleTagIsManifestUnknown() async throws {
+        try await makeApp().test(.router) { client in
+            for ref in [".INVALID_MANIFEST_NAME", "-x", String(repeating: "t", count: 129)] {
+                let get = try await client.execute(uri: "/v2/app/manifests/\(ref)", method: .get)
+                #expect(get.status == .notFound && errorCode(get) == "MANIFEST_UNKNOWN", "\(ref)")
+                let head = try await client.execute(uri: "/v2/app/manifests/\(ref)", method: .head)
+                #expect(head.status == .notFound, "\(ref)")
+            }
+            // a push with such a tag is still a bad request, and a malformed digest stays DIGEST_INVALID
+            let put = try await client.execute(uri: "/v2/app/manifests/.INVALID_MANIFEST_NAME", method: .put,
+                                               headers: [.contentType: MediaType.ociManifest], body: buf(Array("{}".utf8)))
+            #expect(put.status == .badRequest && errorCode(put) == "MANIFEST_INVALID")
+            let digest = try await client.execute(uri: "/v2/app/manifests/sha256:zz", method: .get)
+            #expect(digest.status == .badRequest && errorCode(digest) == "DIGEST_INVALID")
+        }
+    }
+
+    @Test func impossibleTagsAreAuthorizedBeforeAnswering() async throws {
+        let (app, _) = try await makeSecuredApp()
+        try await app.test(.router) { client in
+            let anonymous = try await client.execute(uri: "/v2/app/manifests/.INVALID_MANIFEST_NAME", method: .get)
+            #expect(anonymous.status == .unauthorized)
+            let authorized = try await client.execute(uri: "/v2/app/manifests/.INVALID_MANIFEST_NAME", method: .get, headers: owner)
+            #expect(authorized.status == .notFound && errorCode(authorized) == "MANIFEST_UNKNOWN")
+        }
+    }
+
+    @Test func bodyOverTheLimitIsSizeInvalid() async throws {
+        let (app, _) = try await makeSecuredApp()
+        try await app.test(.router) { client in
+            let big = Array(#"{"name":""#.utf8) + Array(repeating: UInt8(ascii: "a"), count: 1 << 20) + Array(#""}"#.utf8)
+            let r = try await client.execute(uri: "/api/v1/identities", method: .post, headers: owner, body: buf(big))
+            #expect(r.status == .contentTooLarge && errorCode(r) == "SIZE_INVALID")
+        }
+    }
+
+    @Test func transportErrorsAreTheClientsNotTheServers() {
+        let malformed = ErrorRenderer.registryError(for: HTTPParserError.invalidChunkSize)
+        #expect(malformed.status == 400)
+        let aborted = ErrorRenderer.registryError(for: HTTPParserError.invalidEOFState)
+        #expect(aborted.status == 499)
+        #expect(ErrorRenderer.registryError(for: ChannelError.eof).status == 499)
+        #expect(ErrorRenderer.registryError(for: NIOTooManyBytesError(maxBytes: 10)).status == 413)
+        #expect(ErrorRenderer.registryError(for: CocoaError(.fileReadUnknown)).status == 500)
+    }
 }
