@@ -99,6 +99,19 @@ import Testing
         }
     }
 
+    @Test func auditSinceTakesTheOneDurationGrammar() async throws {
+        let (app, _) = try await makeSecuredApp()
+        try await app.test(.router) { client in
+            for ok in ["1h", "1d12h", "2026-01-02T03:04:05Z"] {
+                #expect(try await client.execute(uri: "/api/v1/audit?since=\(ok)", method: .get, headers: owner).status == .ok, "\(ok)")
+            }
+            for bad in ["30", "1.5h", "yesterday"] {
+                let r = try await client.execute(uri: "/api/v1/audit?since=\(bad)", method: .get, headers: owner)
+                #expect(r.status == .badRequest && message(r).contains("30m"), "\(bad)")
+            }
+        }
+    }
+
     @Test func transportErrorsAreTheClientsNotTheServers() {
         let malformed = ErrorRenderer.registryError(for: HTTPParserError.invalidChunkSize)
         #expect(malformed.status == 400)

@@ -574,3 +574,20 @@ private func rejects(_ body: () throws(LifecycleParseError) -> Void) -> Bool {
         }
     }
 }
+
+@Suite struct OneDurationGrammarTests {
+    /// Issue 11: `berth purge --ago 30` was read as 30 seconds by the CLI's own parser.
+    @Test func aNumberWithoutAUnitIsRefusedNamingTheForms() {
+        for text in ["30", "1d30", "7"] {
+            do {
+                _ = try LifecycleDuration.parse(text)
+                Issue.record("accepted \(text)")
+            } catch {
+                #expect(error.message.contains("without a unit"), "\(error.message)")
+                #expect(error.message.contains("30d") && error.message.contains("45s"), "\(error.message)")
+            }
+        }
+        #expect((try? LifecycleDuration.parse("0")) == 0)
+        #expect((try? LifecycleDuration.parse("365d")) == 365 * 86_400)
+    }
+}
