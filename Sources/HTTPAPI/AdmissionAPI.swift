@@ -44,21 +44,17 @@ extension RegistryResponder {
 
     /// `host[:port]/repo[:tag][@digest]` → parts; nil when it is not a reference to `host`.
     static func parseImage(_ image: String, host: String) -> (repository: String, tag: String?, digest: String?)? {
-        var rest = image
-        var digest: String?
-        if let at = rest.firstIndex(of: "@") {
-            digest = String(rest[rest.index(after: at)...])
-            rest = String(rest[..<at])
+        let ref: ImageReference
+        do {
+            ref = try ImageReference(parsing: image, registryHost: host)
+        } catch {
+            // Ours but malformed: hand back what follows the host, which no repository name matches,
+            // so the caller refuses it rather than letting it pass as someone else's image.
+            guard image.hasPrefix(host + "/") else { return nil }
+            return (String(image.dropFirst(host.count + 1)), nil, nil)
         }
-        guard let slash = rest.firstIndex(of: "/"), rest[..<slash] == host[...] else { return nil }
-        rest = String(rest[rest.index(after: slash)...])
-        var tag: String?
-        if let colon = rest.lastIndex(of: ":"), !rest[colon...].contains("/") {
-            tag = String(rest[rest.index(after: colon)...])
-            rest = String(rest[..<colon])
-        }
-        if tag == nil && digest == nil { tag = "latest" }
-        return (rest, tag, digest)
+        guard ref.host == host else { return nil }
+        return (ref.repository, ref.tag ?? (ref.digest == nil ? "latest" : nil), ref.digest?.string)
     }
 
     func admission(_ request: Request, _ context: Context, _ gate: AuthGate) async throws -> Response {

@@ -112,6 +112,33 @@ import Testing
         }
     }
 
+    @Test func admissionReadsImageReferencesWithTheSharedGrammar() async throws {
+        let (app, _) = try await makeSecuredApp()
+        try await app.test(.router) { client in
+            #expect(try await push(client, "payments/api", tag: "1", auth: owner) == .created)
+            var h = owner
+            h[.contentType] = "application/json"
+            func allowed(_ images: [String]) async throws -> Bool {
+                let r = try await client.execute(uri: "/admission/v1/validate", method: .post, headers: h,
+                                                 body: buf(podReview(uid: "u", images: images)))
+                #expect(r.status == .ok)
+                return try JSONDecoder().decode(ReviewAnswer.self, from: Data(buffer: r.body)).response.allowed
+            }
+            let host = try await AdmissionTests().host(client)
+            let images = ["\(host)/payments/api:1", "\(host)/payments/api", "docker.io/library/nginx:1"]
+            let withoutLatest = try await allowed(images)
+            #expect(!withoutLatest, "\(host)")   // HOST/payments/api means :latest, which is not there yet
+            #expect(try await push(client, "payments/api", tag: "latest", auth: owner) == .created)
+            let withLatest = try await allowed(images)
+            #expect(withLatest)
+            // malformed references to this registry are refused, not waved through as someone else's
+            for bad in ["\(host)/Payments/api:1", "\(host)/payments/api@sha256:zz", "\(host)/payments/api:-1"] {
+                let ok = try await allowed([bad])
+                #expect(!ok, "\(bad)")
+            }
+        }
+    }
+
     @Test func transportErrorsAreTheClientsNotTheServers() {
         let malformed = ErrorRenderer.registryError(for: HTTPParserError.invalidChunkSize)
         #expect(malformed.status == 400)
