@@ -139,6 +139,25 @@ import Testing
         }
     }
 
+    @Test func contentTrustPatternsAreRepositoryPatterns() async throws {
+        let (app, _) = try await makeSecuredApp()
+        try await app.test(.router) { client in
+            for bad in ["Payments", "payments/*/x", "*/api", ""] {
+                let r = try await client.execute(uri: "/api/v1/content-trust", method: .put, headers: owner,
+                                                 body: buf(Array(#"{"enabled":false,"repositories":["\#(bad)"],"trustStores":{},"exempt":[]}"#.utf8)))
+                #expect(r.status == .badRequest && message(r).contains("invalid repository pattern"), "\(bad)")
+            }
+            let ok = try await client.execute(uri: "/api/v1/content-trust", method: .put, headers: owner,
+                                              body: buf(Array(#"{"enabled":false,"repositories":["payments/*","*","a/b"],"trustStores":{},"exempt":[]}"#.utf8)))
+            #expect(ok.status == .ok)
+        }
+        #expect(ContentTrustGate.matches("payments/*", "payments/api/v2"))
+        #expect(!ContentTrustGate.matches("payments/*", "payments"))
+        #expect(!ContentTrustGate.matches("payments/*", "paymentsx/api"))
+        #expect(ContentTrustGate.matches("*", "x"))
+        #expect(!ContentTrustGate.matches("Bad", "Bad"))
+    }
+
     @Test func transportErrorsAreTheClientsNotTheServers() {
         let malformed = ErrorRenderer.registryError(for: HTTPParserError.invalidChunkSize)
         #expect(malformed.status == 400)
