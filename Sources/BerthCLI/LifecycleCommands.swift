@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RegistryCore
 
 // Lifecycle commands: `berth config retention|soft-delete|gc`, `berth purge`, `berth gc`,
 // `berth quota`, `berth show-usage`. They only call the registry's `/api/v1/` lifecycle endpoints.
@@ -9,40 +10,20 @@ import Foundation
 enum Lifecycle {
     static let durationHelp = "a duration such as 30d, 1d3h, 90m, 45s or 0"
 
-    /// `1d3h`, `30d`, `90m`, `45s`, `0`, or a bare number of seconds: the number of seconds.
-    /// Units in the order d, h, m, s, each at most once.
+    /// `1d3h`, `30d`, `90m`, `45s` or `0`: the number of seconds. The server's grammar
+    /// (`LifecycleDuration`), so a bare number such as `30` is refused rather than read as seconds.
     static func seconds(_ raw: String, option: String) throws -> Int {
-        let text = raw.trimmingCharacters(in: .whitespaces)
-        if let n = Int(text), n >= 0 { return n }
-        let units: [(Character, Int)] = [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)]
-        var total = 0
-        var digits = ""
-        var nextUnit = 0
-        for ch in text {
-            if ch.isASCII, ch.isNumber {
-                digits.append(ch)
-                continue
-            }
-            guard let i = units.firstIndex(where: { $0.0 == ch }), i >= nextUnit, let n = Int(digits) else {
-                throw ValidationError("\(option) must be \(durationHelp), got '\(raw)'")
-            }
-            let (product, overflow) = n.multipliedReportingOverflow(by: units[i].1)
-            guard !overflow, total <= Int.max - product else { throw ValidationError("\(option) is too large") }
-            total += product
-            digits = ""
-            nextUnit = i + 1
+        do {
+            return Int(try LifecycleDuration.parse(raw.trimmingCharacters(in: .whitespaces)))
+        } catch {
+            throw ValidationError("\(option): \(error.message)")
         }
-        guard digits.isEmpty, nextUnit > 0 else { throw ValidationError("\(option) must be \(durationHelp), got '\(raw)'") }
-        return total
     }
 
-    /// A duration as the API takes it (a string such as `30d`): checked here, a bare number of
-    /// seconds becomes `<n>s`.
+    /// A duration as the API takes it (a string such as `30d`), checked here.
     static func duration(_ raw: String, option: String) throws -> String {
         let text = raw.trimmingCharacters(in: .whitespaces)
-        let seconds = try seconds(text, option: option)
-        if seconds == 0 { return "0" }
-        return Int(text) != nil ? "\(seconds)s" : text
+        return try seconds(text, option: option) == 0 ? "0" : text
     }
 
     /// `1024`, `10GiB`, `1.5 GB`, `500MB`, `10KiB`…: a number of bytes. KB/MB/GB/TB are powers of

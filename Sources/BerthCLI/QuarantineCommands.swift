@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import OCIModel
 
 // `berth config quarantine update …` and `berth manifest quarantine …`.
 
@@ -103,14 +104,11 @@ struct ManifestQuarantine: AsyncParsableCommand {
 
     func run() async throws {
         try await runCLI {
-            guard let at = image.lastIndex(of: "@") else {
+            let ref = try Repositories.parseImage(image, option: "--image")
+            guard let digest = ref.digest, ref.tag == nil else {
                 throw CLIError("--image must be REPOSITORY@DIGEST: a verdict is about exact content, never a tag")
             }
-            var repository = String(image[..<at])
-            if let slash = repository.firstIndex(of: "/"), repository[..<slash].contains(where: { $0 == "." || $0 == ":" }) {
-                repository = String(repository[repository.index(after: slash)...])
-            }
-            var body: [String: JSONValue] = ["repository": .string(repository), "digest": .string(String(image[image.index(after: at)...])),
+            var body: [String: JSONValue] = ["repository": .string(ref.repository), "digest": .string(digest.string),
                                              "state": .string(state.rawValue)]
             if let reason { body["reason"] = .string(reason) }
             let c = try await ManagementClient.connect(client)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import OCIModel
 
 #if canImport(Glibc)
 import Glibc
@@ -50,12 +51,13 @@ enum Repositories {
     ]
 
     /// Drops a registry host in front of a repository (`registry.example.com:5000/payments/api`).
-    static func stripHost(_ repository: String) -> String {
-        if let slash = repository.firstIndex(of: "/"),
-           repository[..<slash].contains(where: { $0 == "." || $0 == ":" }) || repository[..<slash] == "localhost" {
-            return String(repository[repository.index(after: slash)...])
+    /// `[HOST/]REPOSITORY[:TAG][@DIGEST]` in the one grammar the server uses (`ImageReference`).
+    static func parseImage(_ image: String, option: String) throws -> ImageReference {
+        do {
+            return try ImageReference(parsing: image)
+        } catch {
+            throw ValidationError("\(option): \(error.message)")
         }
-        return repository
     }
 
     static func checkTag(_ tag: String, option: String) throws {
@@ -82,16 +84,13 @@ enum Repositories {
         }
     }
 
-    /// `REPOSITORY:TAG`, split at the last ':' (a registry host in front is dropped).
+    /// `REPOSITORY:TAG` (a registry host in front is dropped).
     static func splitImage(_ image: String, option: String) throws -> (repository: String, tag: String) {
-        guard let colon = image.lastIndex(of: ":"), colon != image.startIndex, !image.contains("@") else {
+        let ref = try parseImage(image, option: option)
+        guard let tag = ref.tag, ref.digest == nil else {
             throw ValidationError("\(option) must be REPOSITORY:TAG, got '\(image)'")
         }
-        let repository = stripHost(String(image[..<colon]))
-        let tag = String(image[image.index(after: colon)...])
-        try checkTag(tag, option: option)
-        guard !repository.isEmpty else { throw ValidationError("\(option) must be REPOSITORY:TAG, got '\(image)'") }
-        return (repository, tag)
+        return (ref.repository, tag)
     }
 }
 
@@ -284,8 +283,8 @@ struct RepositoryUpdate: AsyncParsableCommand {
                 guard digest == nil else { throw ValidationError("give either --image or --digest") }
                 digest = image
             } else if let at = image.lastIndex(of: "@") {
-                let repo = Repositories.stripHost(String(image[..<at]))
-                if !repo.isEmpty {
+                if at != image.startIndex {
+                    let repo = try Repositories.parseImage(image, option: "--image").repository
                     repository = repository ?? repo
                     guard repository == repo else { throw mismatch(repo) }
                 }

@@ -1,6 +1,7 @@
 import Access
 import ArgumentParser
 import Foundation
+import RegistryCore
 import Signing
 
 // Notation-compatible signing: `berth certificate create-signing`, `berth sign`, `berth verify`,
@@ -81,7 +82,7 @@ struct CertificateCreateSigning: AsyncParsableCommand {
 
     /// Writes PREFIX.key, PREFIX.crt (and PREFIX-ca.crt with a CA); shared with `certificate create --signing`.
     static func write(subject: String, ca: Bool, validity: String, out: String) throws {
-            guard let seconds = parseDuration(validity) else { throw CLIError("--validity \(validity) is not a duration like 365d, 24h or 90s") }
+            let seconds = try positiveDuration(validity, option: "--validity")
             let material = try SigningCertificates.create(subject: subject, withCA: ca, validity: seconds)
             let fm = FileManager.default
             for path in [out + ".key", out + ".crt"] + (ca ? [out + "-ca.crt"] : []) where fm.fileExists(atPath: path) {
@@ -130,7 +131,7 @@ struct SignCommand: AsyncParsableCommand {
             let ref = try ArtifactReference(reference)
             var expiryDate: Date?
             if let expiry {
-                guard let seconds = parseDuration(expiry) else { throw CLIError("--expiry \(expiry) is not a duration like 24h or 30d") }
+                let seconds = try positiveDuration(expiry, option: "--expiry")
                 expiryDate = Date().addingTimeInterval(seconds)
             }
             let keyProvider = try PEMFileKeyProvider(path: key)
@@ -293,4 +294,17 @@ struct TrustStoreList: AsyncParsableCommand {
             }
         }
     }
+}
+
+/// A duration in the one grammar the server and every command use (`LifecycleDuration`: 30m, 12h,
+/// 365d, 1d12h), more than zero.
+private func positiveDuration(_ text: String, option: String) throws -> TimeInterval {
+    let seconds: TimeInterval
+    do {
+        seconds = try LifecycleDuration.parse(text.trimmingCharacters(in: .whitespaces))
+    } catch {
+        throw CLIError("\(option): \(error.message)")
+    }
+    guard seconds > 0 else { throw CLIError("\(option) must be longer than 0 (e.g. 30m, 12h, 365d)") }
+    return seconds
 }

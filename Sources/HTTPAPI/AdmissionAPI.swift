@@ -46,21 +46,19 @@ extension RegistryResponder {
 
     /// `host[:port]/repo[:tag][@digest]` → parts; nil when it is not a reference to `host`.
     static func parseImage(_ image: String, hosts: [String]) -> (host: String, repository: String, tag: String?, digest: String?)? {
-        var rest = image
-        var digest: String?
-        if let at = rest.firstIndex(of: "@") {
-            digest = String(rest[rest.index(after: at)...])
-            rest = String(rest[..<at])
+        for host in hosts where image.hasPrefix(host + "/") {
+            let ref: ImageReference
+            do {
+                ref = try ImageReference(parsing: image, registryHost: host)
+            } catch {
+                // Ours but malformed: hand back what follows the host, which no repository name matches,
+                // so the caller refuses it rather than letting it pass as someone else's image.
+                return (host, String(image.dropFirst(host.count + 1)), nil, nil)
+            }
+            guard ref.host == host else { continue }
+            return (host, ref.repository, ref.tag ?? (ref.digest == nil ? "latest" : nil), ref.digest?.string)
         }
-        guard let slash = rest.firstIndex(of: "/"), let host = hosts.first(where: { rest[..<slash] == $0[...] }) else { return nil }
-        rest = String(rest[rest.index(after: slash)...])
-        var tag: String?
-        if let colon = rest.lastIndex(of: ":"), !rest[colon...].contains("/") {
-            tag = String(rest[rest.index(after: colon)...])
-            rest = String(rest[..<colon])
-        }
-        if tag == nil && digest == nil { tag = "latest" }
-        return (host, rest, tag, digest)
+        return nil
     }
 
     func admission(_ request: Request, _ context: Context, _ gate: AuthGate) async throws -> Response {
@@ -70,6 +68,11 @@ extension RegistryResponder {
             throw gate.challenge(request, scope: nil, message: "the admission webhook needs credentials", insufficientScope: false)
         }
         let body = try await request.body.collect(upTo: 4 << 20)
+        do {
+            try StrictJSON.checkDuplicateKeys(body.readableBytesView)
+        } catch {
+            throw RegistryError(.unsupported, "AdmissionReview refused: \(error)", status: 400)
+        }
         guard let review = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any],
               let req = review["request"] as? [String: Any], let uid = req["uid"] as? String else {
             throw RegistryError(.unsupported, "expected an admission.k8s.io/v1 AdmissionReview with a request", status: 400)

@@ -35,7 +35,7 @@ public enum BerthServer {
         // are closed after two minutes; a response being written is never cut off.
         let http1Configuration = HTTP1Channel.Configuration(additionalChannelHandlers: [ExpectContinueHandler()],
                                                             idleTimeout: .seconds(120))
-        let http1 = HTTPServerBuilder.http1(configuration: http1Configuration)
+        let http1 = HTTPServerBuilder.http1Sendfile(configuration: http1Configuration, sendfile: false)
         var server = HTTPServerBuilder.http1Sendfile(configuration: http1Configuration)
         if let tls {
             server = try .tls(http1, tlsConfiguration: tls.serverConfiguration())

@@ -1,3 +1,4 @@
+import Access
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -64,9 +65,8 @@ final class ContentTrustGate: Sendable {
                 }
             }
         }
-        for pattern in new.repositories where pattern != "*" {
-            let base = pattern.hasSuffix("/*") ? String(pattern.dropLast(2)) : pattern
-            guard RepositoryName.isValid(base) else { throw ContentTrustError("invalid repository pattern \(pattern)") }
+        for pattern in new.repositories {
+            do { _ = try RepositoryPattern(pattern) } catch { throw ContentTrustError(error.message) }
         }
         try await registry.metadata.setSetting(Self.settingKey, String(decoding: try JSONEncoder().encode(new), as: UTF8.self))
         config.withLockedValue { $0 = new }
@@ -79,10 +79,10 @@ final class ContentTrustGate: Sendable {
         verdicts.withLockedValue { $0.removeAll() }
     }
 
+    /// The access-control grammar (`RepositoryPattern`: a name, `prefix/*` or `*`); patterns are
+    /// checked when the configuration is set, so one that does not parse matches nothing.
     static func matches(_ pattern: String, _ repository: String) -> Bool {
-        if pattern == "*" { return true }
-        if pattern.hasSuffix("/*") { return repository.hasPrefix(pattern.dropLast(1)) }
-        return pattern == repository
+        (try? RepositoryPattern(pattern))?.matches(repository) ?? false
     }
 
     /// Throws DENIED unless the manifest may be served under content trust.

@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOHTTP1
 import OCIModel
 
 /// The single place where failures become HTTP responses: the spec's JSON error envelope.
@@ -31,8 +32,29 @@ enum ErrorRenderer {
             case 413: return RegistryError(.sizeInvalid, "request body too large", status: 413)
             default: return RegistryError(.unsupported, e.body ?? "request failed", status: e.status.code)
             }
+        case is NIOTooManyBytesError:
+            return RegistryError(.sizeInvalid, "request body too large", status: 413)
+        case let e as HTTPParserError where isClientAbort(e):
+            return RegistryError(.unsupported, "client closed the connection before the request ended", status: clientClosedRequest)
+        case let e as HTTPParserError:
+            return RegistryError(.unsupported, "malformed HTTP request: \(e)", status: 400)
+        case let e as ChannelError where isClientAbort(e):
+            return RegistryError(.unsupported, "client closed the connection before the request ended", status: clientClosedRequest)
         default:
             return RegistryError(.unsupported, "internal error", status: 500)
+        }
+    }
+
+    /// The status recorded (never sent: nobody is listening) when the client went away mid-request,
+    /// as nginx counts it; not a server error.
+    static let clientClosedRequest = 499
+
+    /// The connection ended before the request did: the client's doing, not the server's.
+    static func isClientAbort(_ error: any Error) -> Bool {
+        switch error {
+        case let e as HTTPParserError: e == .invalidEOFState
+        case let e as ChannelError: e == .eof || e == .ioOnClosedChannel || e == .inputClosed
+        default: false
         }
     }
 

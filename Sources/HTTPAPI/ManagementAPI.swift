@@ -200,7 +200,14 @@ extension RegistryResponder {
 
             // audit
             case (.get, "audit", 1):
-                let since = query(request, "since").flatMap(Self.parseSince) ?? Date(timeIntervalSinceNow: -86_400)
+                var since = Date(timeIntervalSinceNow: -86_400)
+                if let raw = query(request, "since") {
+                    guard let date = Self.parseSince(raw) else {
+                        throw ManagementError(status: .badRequest, code: "INVALID",
+                                              message: "since must be an RFC 3339 time or a duration such as 30m, 12h or 7d")
+                    }
+                    since = date
+                }
                 let limit = min(try queryInt(request, "limit") ?? 1000, 10_000)
                 // Access events (logins, denials, settings, credentials) and content writes from the event log.
                 let writes = try registry.metadata.events(since: since, limit: limit).map { e in
@@ -289,6 +296,11 @@ extension RegistryResponder {
     func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
         let body = try await request.body.collect(upTo: 1 << 20)
         do {
+            try StrictJSON.checkDuplicateKeys(body.readableBytesView)
+        } catch {
+            throw ManagementError(status: .badRequest, code: "INVALID", message: "request body refused: \(error)")
+        }
+        do {
             let decoder = JSONDecoder()
             decoder.dateDecodingStrategy = .iso8601
             return try decoder.decode(T.self, from: Data(buffer: body))
@@ -297,18 +309,10 @@ extension RegistryResponder {
         }
     }
 
-    /// `2026-01-02T03:04:05Z`, or a duration back from now: `30m`, `24h`, `7d`.
+    /// `2026-01-02T03:04:05Z`, or a duration back from now in the lifecycle grammar: `30m`, `24h`, `7d`, `1d12h`.
     static func parseSince(_ raw: String) -> Date? {
         if let date = RFC3339.parse(raw) { return date }
-        guard let unit = raw.last, let n = Double(raw.dropLast()), n >= 0 else { return nil }
-        let seconds: Double? = switch unit {
-        case "s": n
-        case "m": n * 60
-        case "h": n * 3600
-        case "d": n * 86_400
-        default: nil
-        }
-        return seconds.map { Date(timeIntervalSinceNow: -$0) }
+        return (try? LifecycleDuration.parse(raw)).map { Date(timeIntervalSinceNow: -$0) }
     }
 
     struct QuarantinePolicyRequest: Decodable { let enabled: Bool?; let grandfatherExisting: Bool?; let dryRun: Bool? }

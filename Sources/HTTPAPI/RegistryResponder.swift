@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 import OCIModel
 import Access
 import RegistryCore
@@ -71,8 +72,14 @@ public struct RegistryResponder: HTTPResponder {
             let registryError = ErrorRenderer.registryError(for: error)
             if registryError.status >= 500 {
                 accessLog.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
+            } else if registryError.status == ErrorRenderer.clientClosedRequest {
+                accessLog.debug("client aborted the request", metadata: ["error": "\(error)"])
             }
             outcome = Outcome(response: ErrorRenderer.response(registryError, head: isHead), route: routeName)
+            if error is HTTPParserError {
+                // The rest of the byte stream cannot be framed: answer and close.
+                outcome.response.headers[.connection] = "close"
+            }
         }
         let duration = ContinuousClock.now - start
         let status = outcome.response.status.code
@@ -182,6 +189,12 @@ public struct RegistryResponder: HTTPResponder {
             return Outcome(response: try referrers(request, repo, digest), route: routeName)
         case .manifest(let name, let reference):
             let repo = try RepositoryName(name)
+            if method == .get || method == .head, !reference.contains(":"), !Tag.isValid(reference) {
+                // No tag is spelled like that, so no manifest has it (404 as the conformance suites expect);
+                // only a push with such a tag is a bad request.
+                try await authorize(repo, .contentRead)
+                throw RegistryError(.manifestUnknown, "manifest unknown: \(reference.prefix(130)) is not a valid tag")
+            }
             let ref = try Reference(parsing: reference)
             switch method {
             case .get, .head:

@@ -122,17 +122,23 @@ final class SendfileQueue: Sendable {
     @TaskLocal static var current: SendfileQueue?
 }
 
-/// Hummingbird's HTTP/1 channel with a `SendfileHandler` placed between the HTTP/1 encoder and
-/// the HTTPTypes codec, and a `TLSOnPlainHTTPHandler` in front of everything.
+/// Hummingbird's HTTP/1 channel with an `HTTP10Handler` and (without TLS) a `SendfileHandler`
+/// placed between the HTTP/1 encoder and the HTTPTypes codec, and (without TLS) a
+/// `TLSOnPlainHTTPHandler` in front of everything.
 struct SendfileHTTP1Channel: ServerChildChannel {
     typealias Value = HTTP1Channel.Value
     let inner: HTTP1Channel
+    var sendfile = true
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let codec = try channel.pipeline.syncOperations.handler(type: HTTP1ToHTTPServerCodec.self)
-            try channel.pipeline.syncOperations.addHandler(SendfileHandler(), position: .before(codec))
-            try channel.pipeline.syncOperations.addHandler(TLSOnPlainHTTPHandler(logger: logger), position: .first)
+            // Nearest the wire, so that it sees the file regions and the end of a sendfile body too.
+            try channel.pipeline.syncOperations.addHandler(HTTP10Handler(), position: .before(codec))
+            if sendfile {
+                try channel.pipeline.syncOperations.addHandler(SendfileHandler(), position: .before(codec))
+                try channel.pipeline.syncOperations.addHandler(TLSOnPlainHTTPHandler(logger: logger), position: .first)
+            }
             return value
         }
     }
@@ -140,7 +146,7 @@ struct SendfileHTTP1Channel: ServerChildChannel {
     /// Looks the connection's queue up once and serves every request of the connection with it
     /// bound (Hummingbird runs the responder in this task).
     func handle(value: Value, logger: Logger) async {
-        let queue = await value.channel.sendfileQueue()
+        let queue = sendfile ? await value.channel.sendfileQueue() : nil
         await SendfileQueue.$current.withValue(queue) {
             await inner.handle(value: value, logger: logger)
         }
@@ -148,10 +154,11 @@ struct SendfileHTTP1Channel: ServerChildChannel {
 }
 
 extension HTTPServerBuilder {
-    /// `http1(configuration:)`, with blob downloads sent by `sendfile(2)`.
-    static func http1Sendfile(configuration: HTTP1Channel.Configuration) -> HTTPServerBuilder {
+    /// `http1(configuration:)`, answering HTTP/1.0 as HTTP/1.0 and, unless `sendfile` is false
+    /// (TLS), sending blob downloads by `sendfile(2)`.
+    static func http1Sendfile(configuration: HTTP1Channel.Configuration, sendfile: Bool = true) -> HTTPServerBuilder {
         .init { responder in
-            SendfileHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: configuration))
+            SendfileHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: configuration), sendfile: sendfile)
         }
     }
 }

@@ -126,7 +126,16 @@ extension RegistryResponder {
                 String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String($0)
             }
             guard let key = kv.first else { continue }
-            out[key] = kv.count > 1 ? kv[1] : ""
+            let value = kv.count > 1 ? kv[1] : ""
+            if let earlier = out[key] {
+                // Parsers disagree on which of two values wins; only scopes add up.
+                guard key == "scope" else {
+                    throw RegistryError(.unsupported, "form field \(key.prefix(40)) given twice", status: 400)
+                }
+                out[key] = earlier + " " + value
+            } else {
+                out[key] = value
+            }
         }
         return out
     }

@@ -83,6 +83,11 @@ public enum ManifestParser {
     /// Throws MANIFEST_INVALID for malformed JSON or the wrong shape, UNSUPPORTED for media types
     /// Berth does not store (Docker schema 1 and anything it cannot validate).
     public static func parse(_ bytes: [UInt8], contentType: String?) throws(RegistryError) -> ParsedManifest {
+        do {
+            try StrictJSON.checkDuplicateKeys(bytes)
+        } catch {
+            throw RegistryError(.manifestInvalid, "manifest refused: \(error)")
+        }
         let raw: RawManifest
         do {
             raw = try JSONDecoder().decode(RawManifest.self, from: Data(bytes))

@@ -111,16 +111,6 @@ public enum LifecycleDuration {
 
 // MARK: - Purge filters
 
-/// A compiled regex that may cross concurrency domains.
-///
-/// `Regex` is not declared `Sendable` on this toolchain (Linux, Swift 6.x), but a `Regex` value is
-/// immutable: it holds the parsed pattern tree and a lazily compiled program that the standard library
-/// publishes with an atomic compare-and-swap (`Regex.Program._loweredProgramStorage`), so sharing one
-/// value between threads and matching concurrently is safe. Nothing here ever mutates it.
-struct SendableRegex: @unchecked Sendable {
-    let regex: Regex<AnyRegexOutput>
-}
-
 /// A purge filter "<repository regex>:<tag regex>". Split at the FIRST ':' (repository names never contain ':').
 /// The repository regex must match the WHOLE repository name; the tag regex is searched anywhere in the tag
 /// (so "^build-.*" anchors explicitly, ".*" matches all). Each regex at most 256 characters, non-empty repository part;
@@ -129,9 +119,8 @@ struct SendableRegex: @unchecked Sendable {
 /// Because the split is at the first ':', the repository part cannot itself use a ':' (for example a
 /// non-capturing group `(?:a|b)`); write `(a|b)` instead. The tag part may contain ':'.
 ///
-/// Matching uses Swift's backtracking `Regex` engine. Filters come from an administrator, not from
-/// clients, and the inputs are bounded (names ≤ 255, tags ≤ 128 characters), but a pathological pattern
-/// such as `(a+)+$` can still be slow on adversarial names; keep patterns simple.
+/// Matching uses `LinearRegex` (time linear in the name or tag, whatever the pattern, so `^(a+)+b$` cannot
+/// stall a purge); its RE2-like syntax refuses backreferences and lookaround when the filter is parsed.
 public struct PurgeFilter: Sendable, Equatable, CustomStringConvertible {
     /// Longest accepted pattern, per part, in Unicode scalars.
     public static let maxPatternLength = 256
@@ -140,8 +129,8 @@ public struct PurgeFilter: Sendable, Equatable, CustomStringConvertible {
     public let tagPattern: String
     /// The filter as given, e.g. "team/.*:^v1" or "app:" (whose `tagPattern` is ".*").
     public let description: String
-    private let repositoryRegex: SendableRegex
-    private let tagRegex: SendableRegex
+    private let repositoryRegex: LinearRegex
+    private let tagRegex: LinearRegex
 
     public init(parsing text: String) throws(LifecycleParseError) {
         let named = LifecycleParseError.quote(text)
@@ -161,16 +150,12 @@ public struct PurgeFilter: Sendable, Equatable, CustomStringConvertible {
         where pattern.unicodeScalars.count > Self.maxPatternLength {
             throw LifecycleParseError("invalid purge filter \(named): the \(what) regex is longer than \(Self.maxPatternLength) characters")
         }
-        func compile(_ pattern: String, _ what: String) throws(LifecycleParseError) -> SendableRegex {
-            let regex: Regex<AnyRegexOutput>
+        func compile(_ pattern: String, _ what: String) throws(LifecycleParseError) -> LinearRegex {
             do {
-                regex = try Regex(pattern)
+                return try LinearRegex(pattern)
             } catch {
-                throw LifecycleParseError("invalid purge filter \(named): bad \(what) regex: \(LifecycleParseError.escaped(String(describing: error), limit: 160))")
+                throw LifecycleParseError("invalid purge filter \(named): bad \(what) regex: \(LifecycleParseError.escaped(error.description, limit: 160))")
             }
-            // Compile the matching program now, once, rather than on the first match in the middle of a purge.
-            _ = "".firstMatch(of: regex)
-            return SendableRegex(regex: regex)
         }
         repositoryRegex = try compile(repository, "repository")
         tagRegex = try compile(tag, "tag")
@@ -181,12 +166,12 @@ public struct PurgeFilter: Sendable, Equatable, CustomStringConvertible {
 
     /// Whether the repository regex matches all of `name`.
     public func matchesRepository(_ name: String) -> Bool {
-        name.wholeMatch(of: repositoryRegex.regex) != nil
+        repositoryRegex.matchesWhole(name)
     }
 
     /// Whether the tag regex matches somewhere in `tag`.
     public func matchesTag(_ tag: String) -> Bool {
-        tag.firstMatch(of: tagRegex.regex) != nil
+        tagRegex.matchesSomewhere(tag)
     }
 
     public static func == (l: PurgeFilter, r: PurgeFilter) -> Bool {

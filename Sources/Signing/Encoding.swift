@@ -24,30 +24,3 @@ public enum Base64URL {
         return Data(base64Encoded: s)
     }
 }
-
-/// Parses durations like `90s`, `15m`, `24h`, `7d`, `1y` (also combined: `1d12h`).
-public func parseDuration(_ text: String) -> TimeInterval? {
-    var total: TimeInterval = 0
-    var number = ""
-    var sawUnit = false
-    for ch in text.trimmingCharacters(in: .whitespaces) {
-        if ch.isASCII, ch.isNumber {
-            number.append(ch)
-            continue
-        }
-        guard let n = Double(number) else { return nil }
-        switch ch {
-        case "s": total += n
-        case "m": total += n * 60
-        case "h": total += n * 3600
-        case "d": total += n * 86_400
-        case "w": total += n * 7 * 86_400
-        case "y": total += n * 365 * 86_400
-        default: return nil
-        }
-        number = ""
-        sawUnit = true
-    }
-    guard number.isEmpty, sawUnit, total > 0 else { return nil }
-    return total
-}

@@ -79,6 +79,7 @@ public struct JWSEnvelope: Codable, Equatable, Sendable {
     /// Parses an envelope; only the four flattened-JWS members are allowed at the top level.
     public static func parse(_ data: Data) throws -> JWSEnvelope {
         guard data.count <= maxSize else { throw SigningError("the signature envelope is larger than 4 MiB") }
+        do { try StrictJSON.checkDuplicateKeys(data) } catch { throw SigningError("the signature envelope is refused: \(error)") }
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw SigningError("the signature envelope is not a JSON object")
         }
@@ -137,7 +138,8 @@ public struct JWSEnvelope: Codable, Equatable, Sendable {
 
     /// The decoded protected header (raw JSON object too, to check critical headers).
     public func protectedHeader() throws -> (header: ProtectedHeader, raw: [String: Any]) {
-        guard let data = Base64URL.decode(protected),
+        // Two parsers read the header below: with a duplicate key they could see different values.
+        guard let data = Base64URL.decode(protected), (try? StrictJSON.checkDuplicateKeys(data)) != nil,
               let raw = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let header = try? JSONDecoder().decode(ProtectedHeader.self, from: data)
         else { throw SigningError("the protected header is not valid base64url JSON with alg, cty, crit and signing scheme") }
@@ -145,7 +147,8 @@ public struct JWSEnvelope: Codable, Equatable, Sendable {
     }
 
     public func decodedPayload() throws -> NotaryPayload {
-        guard let data = Base64URL.decode(payload), let p = try? JSONDecoder().decode(NotaryPayload.self, from: data) else {
+        guard let data = Base64URL.decode(payload), (try? StrictJSON.checkDuplicateKeys(data)) != nil,
+              let p = try? JSONDecoder().decode(NotaryPayload.self, from: data) else {
             throw SigningError("the payload is not a Notary payload ({\"targetArtifact\": descriptor})")
         }
         return p

@@ -13,30 +13,19 @@ public struct ArtifactReference: Sendable, Equatable, CustomStringConvertible {
     public var tag: String?
 
     public init(_ text: String) throws {
-        guard let slash = text.firstIndex(of: "/") else {
-            throw SigningError("\(text) is not a reference of the form HOST/REPO@sha256:DIGEST")
+        let ref: ImageReference
+        do {
+            ref = try ImageReference(parsing: text)
+        } catch {
+            throw SigningError(error.message)
         }
-        host = String(text[..<slash])
-        var rest = String(text[text.index(after: slash)...])
-        guard !host.isEmpty, host.contains(".") || host.contains(":") || host == "localhost" else {
+        guard let host = ref.host else {
             throw SigningError("\(text): the reference must start with the registry host (HOST/REPO@sha256:DIGEST)")
         }
-        if let at = rest.firstIndex(of: "@") {
-            let d = String(rest[rest.index(after: at)...])
-            guard d.hasPrefix("sha256:"), d.count == 71, d.dropFirst(7).allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
-                throw SigningError("\(d) is not a sha256 digest")
-            }
-            digest = d
-            rest = String(rest[..<at])
-        }
-        if let colon = rest.lastIndex(of: ":"), !rest[colon...].contains("/") {
-            tag = String(rest[rest.index(after: colon)...])
-            rest = String(rest[..<colon])
-        }
-        repository = rest
-        guard !repository.isEmpty, repository.allSatisfy({ $0.isLowercase || $0.isNumber || "._-/".contains($0) }) else {
-            throw SigningError("\(text): invalid repository name")
-        }
+        self.host = host
+        repository = ref.repository
+        digest = ref.digest?.string
+        tag = ref.tag
         if digest == nil, tag == nil { tag = "latest" }
     }
 

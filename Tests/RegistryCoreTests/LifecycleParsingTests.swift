@@ -552,3 +552,42 @@ private func rejects(_ body: () throws(LifecycleParseError) -> Void) -> Bool {
         }
     }
 }
+
+@Suite struct PurgeFilterLinearTimeTests {
+    /// Issue 14: a filter `^(a+)+b$` over tags of 24 a's ran for minutes in the backtracking engine.
+    @Test func pathologicalFiltersFinish() throws {
+        let f = try PurgeFilter(parsing: "^(a+)+b$:^(a+)+b$")
+        let name = String(repeating: "a", count: 255)
+        #expect(!f.matchesRepository(name))
+        #expect(!f.matchesTag(String(repeating: "a", count: 128)))
+        #expect(f.matchesTag(String(repeating: "a", count: 127) + "b"))
+    }
+
+    @Test func unsupportedSyntaxIsRefusedWithTheReason() {
+        for (text, reason) in [("app:(a)\\1", "backreferences"), ("app:(?=v)", "lookaround"), ("(?!x):.*", "lookaround")] {
+            do {
+                _ = try PurgeFilter(parsing: text)
+                Issue.record("accepted \(text)")
+            } catch {
+                #expect(error.message.contains(reason), "\(error.message)")
+            }
+        }
+    }
+}
+
+@Suite struct OneDurationGrammarTests {
+    /// Issue 11: `berth purge --ago 30` was read as 30 seconds by the CLI's own parser.
+    @Test func aNumberWithoutAUnitIsRefusedNamingTheForms() {
+        for text in ["30", "1d30", "7"] {
+            do {
+                _ = try LifecycleDuration.parse(text)
+                Issue.record("accepted \(text)")
+            } catch {
+                #expect(error.message.contains("without a unit"), "\(error.message)")
+                #expect(error.message.contains("30d") && error.message.contains("45s"), "\(error.message)")
+            }
+        }
+        #expect((try? LifecycleDuration.parse("0")) == 0)
+        #expect((try? LifecycleDuration.parse("365d")) == 365 * 86_400)
+    }
+}

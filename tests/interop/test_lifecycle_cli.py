@@ -136,7 +136,9 @@ def test_config_commands(api):
     assert (r["method"], r["path"], r["body"]) == ("PATCH", "/api/v1/config/gc",
                                                    {"status": "enabled", "intervalSeconds": 97200, "graceSeconds": 5400})
     assert sent(api, "config", "gc", "update", "--grace", "0")["body"] == {"graceSeconds": 0}
-    assert sent(api, "config", "gc", "update", "--grace", "45")["body"] == {"graceSeconds": 45}
+    assert sent(api, "config", "gc", "update", "--grace", "45s")["body"] == {"graceSeconds": 45}
+    # a number without a unit is refused (it was read as seconds), naming the accepted forms
+    assert "30d" in refused(api, "config", "gc", "update", "--grace", "45")
     assert sent(api, "config", "gc", "update", "--interval", "1h30m5s")["body"] == {"intervalSeconds": 5405}
     for bad in ("5x", "1h1d", "h", "1.5h", "1d1d"):
         assert "duration" in refused(api, "config", "gc", "update", "--grace", bad), bad
@@ -184,7 +186,7 @@ def test_purge_commands(api):
                          "keep": 5, "dryRun": True}
     r = sent(api, "purge", "--filter", "a:b", "--ago", "0")
     assert r["body"] == {"filters": ["a:b"], "ago": "0", "untagged": False, "keep": 0, "dryRun": False}
-    assert sent(api, "purge", "--filter", "a:b", "--ago", "3600")["body"]["ago"] == "3600s"
+    assert "without a unit" in refused(api, "purge", "--filter", "a:b", "--ago", "30")
     assert sent(api, "purge", "--filter", "a:b", "--ago", "1d3h")["body"]["ago"] == "1d3h"
     assert "--filter" in refused(api, "purge", "--ago", "1d")
     assert "--ago" in refused(api, "purge", "--filter", "a:b")
