@@ -14,6 +14,15 @@ struct EventConsumerGroup: AsyncParsableCommand {
         Column("name", "name"), Column("cursor", "cursor"), Column("lag", "lag"), Column("paused", "paused"),
         Column("attempts", "attempts"), Column("next-attempt", "nextAttemptAt"), Column("last-error", "lastError"),
     ]
+
+    /// `POST /api/v1/event-consumers/NAME/ACTION`, printing the consumer as it is afterwards.
+    static func post(_ client: ClientOptions, _ out: OutputOptions, _ name: String, _ action: String) async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            Printer.keyValues(try await c.call(.POST, "event-consumers/\(Fmt.path(name))/\(action)"),
+                              fields: columns, format: out.output)
+        }
+    }
 }
 
 struct EventConsumerList: AsyncParsableCommand {
@@ -35,13 +44,7 @@ struct EventConsumerPause: AsyncParsableCommand {
     @OptionGroup var out: OutputOptions
     @Option(help: "The consumer's name.") var name: String
 
-    func run() async throws {
-        try await runCLI {
-            let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.POST, "event-consumers/\(Fmt.path(name))/pause"),
-                              fields: EventConsumerGroup.columns, format: out.output)
-        }
-    }
+    func run() async throws { try await EventConsumerGroup.post(client, out, name, "pause") }
 }
 
 struct EventConsumerResume: AsyncParsableCommand {
@@ -50,11 +53,5 @@ struct EventConsumerResume: AsyncParsableCommand {
     @OptionGroup var out: OutputOptions
     @Option(help: "The consumer's name.") var name: String
 
-    func run() async throws {
-        try await runCLI {
-            let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.POST, "event-consumers/\(Fmt.path(name))/resume"),
-                              fields: EventConsumerGroup.columns, format: out.output)
-        }
-    }
+    func run() async throws { try await EventConsumerGroup.post(client, out, name, "resume") }
 }

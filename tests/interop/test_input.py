@@ -12,19 +12,7 @@ from helpers import basic_auth_header, oci_error_codes
 pytestmark = pytest.mark.berth_only
 
 
-def _connect(host: str) -> socket.socket:
-    h, p = host.split(":")
-    return socket.create_connection((h, int(p)), timeout=5)
-
-
-def _read_head(sock: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
+from test_server import _connect, _read_head  # noqa: E402  (shared raw-socket helpers)
 
 
 def _closed(sock: socket.socket) -> bool:
