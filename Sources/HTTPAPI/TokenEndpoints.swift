@@ -98,12 +98,16 @@ extension RegistryResponder {
     private func login(_ gate: AuthGate, _ request: Request, user: String, password: String, address: IPAddress?,
                        service: String) async throws -> Authenticated {
         do {
-            return try await gate.access.login(username: user, password: password, address: address, service: service)
+            let who = try await gate.access.login(username: user, password: password, address: address, service: service)
+            RequestNote.current?.identity = who.principal
+            return who
         } catch .rateLimited(let wait) {
+            LoginMetrics.failed(scheme: "rate-limited")
             var headers = HTTPFields()
             headers[.retryAfter] = String(wait)
             throw AccessDenied(error: RegistryError(.tooManyRequests, "too many failed logins; retry in \(wait) s"), headers: headers)
         } catch {
+            LoginMetrics.failed(scheme: "password")
             throw gate.challenge(request, scope: nil, message: "authentication failed", insufficientScope: false)
         }
     }

@@ -78,6 +78,13 @@ def test_json_logs_carry_identity_request_id_and_user_agent(registry):
     assert line["user_agent"] == 'ops-"test"\\1.0'
     assert line["status"] == "200" and line["path"] == "/v2/"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["ts"]), line["ts"]
+    # the token endpoint's line names who logged in too
+    t = requests.get(f"{registry.base}/oauth2/token", params={"scope": "repository:a/b:pull"},
+                     auth=registry.creds, timeout=10)
+    assert t.status_code == 200, t.text
+    lines = [json.loads(l) for l in registry.log_path.read_text().splitlines() if l.startswith("{")]
+    token_lines = [l for l in lines if l.get("request_id") == t.headers["X-Request-Id"]]
+    assert token_lines and token_lines[0]["identity"] == "identity:owner", token_lines
 
 
 def test_metrics_for_operators(registry, api):
