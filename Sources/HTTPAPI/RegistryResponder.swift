@@ -660,8 +660,10 @@ public struct RegistryResponder: HTTPResponder {
             metrics.setGauge("berth_event_log_sequence", [], Double(try webhooks.latestEventSequence()),
                              help: "Sequence number of the newest event in the event log")
             for (name, events) in try webhooks.backlog() {
-                metrics.setGauge("berth_event_consumer_lag_events", [("consumer", "webhook:" + name)], Double(events),
-                                 help: "Events in the log after an event consumer's cursor")
+                // Not berth_event_consumer_lag_events: that family is the runner's (swift-metrics,
+                // registered with its own help text, which a second registration must not contradict).
+                metrics.setGauge("berth_webhook_backlog_events", [("webhook", name)], Double(events),
+                                 help: "Events in the log after a webhook's cursor")
             }
         }
         metrics.scrapeProcess()

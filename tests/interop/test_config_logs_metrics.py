@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,19 @@ def test_metrics_for_operators(registry, api):
     assert value("process_resident_memory_bytes") > 1_000_000
     assert value("process_open_fds") > 3
     assert value("process_cpu_seconds_total") > 0
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_metrics_with_webhooks_and_event_consumers_scrape_repeatedly(registry, api):
+    """Both kinds of consumer lag are exported, scrape after scrape (a metric family registered
+    twice with different help texts stops the process in swift-prometheus)."""
+    r = api.req("POST", "/api/v1/webhooks", json={"name": "ops", "uri": "http://127.0.0.1:9/hook", "actions": ["push"]})
+    assert r.status_code == 201, r.text
+    api.push_blob("ops/app", b"metrics-with-webhooks")
+    for _ in range(3):
+        m = requests.get(registry.base + "/metrics", timeout=10)
+        assert m.status_code == 200
+        time.sleep(0.3)
+    assert 'berth_webhook_backlog_events{webhook="ops"}' in m.text
+    assert 'berth_event_consumer_lag_events{consumer="retention"}' in m.text
+    assert requests.get(registry.base + "/healthz", timeout=10).status_code == 200
