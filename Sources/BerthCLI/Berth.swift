@@ -137,8 +137,7 @@ struct Serve: AsyncParsableCommand {
             } catch {
                 throw CLIError("cannot use the TLS certificate \(cert) with the key \(key): \(error)")
             }
-        case (nil, nil): tls = nil
-        default: throw ValidationError("--tls-cert and --tls-key go together")
+        default: tls = nil   // ServeSettings.resolve refuses one without the other
         }
         guard let webhookStore = registry.metadata as? any WebhookStore else {
             throw ValidationError("the metadata store cannot keep webhooks")

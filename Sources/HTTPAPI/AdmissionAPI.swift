@@ -46,7 +46,8 @@ extension RegistryResponder {
 
     /// `host[:port]/repo[:tag][@digest]` → parts; nil when it is not a reference to `host`.
     static func parseImage(_ image: String, hosts: [String]) -> (host: String, repository: String, tag: String?, digest: String?)? {
-        for host in hosts where image.hasPrefix(host + "/") {
+        // Host names compare without regard to case (DNS), so `Registry.Example.com/app` is ours too.
+        for host in hosts where image.lowercased().hasPrefix(host.lowercased() + "/") {
             let ref: ImageReference
             do {
                 ref = try ImageReference(parsing: image, registryHost: host)
@@ -55,7 +56,7 @@ extension RegistryResponder {
                 // so the caller refuses it rather than letting it pass as someone else's image.
                 return (host, String(image.dropFirst(host.count + 1)), nil, nil)
             }
-            guard ref.host == host else { continue }
+            guard ref.host?.lowercased() == host.lowercased() else { continue }
             return (host, ref.repository, ref.tag ?? (ref.digest == nil ? "latest" : nil), ref.digest?.string)
         }
         return nil
@@ -108,7 +109,7 @@ extension RegistryResponder {
                     refusals.append("\(use.image): quarantined (\(content.quarantineState ?? "Pending")\(content.quarantineReason.map { ": \($0)" } ?? ""))")
                     continue
                 }
-                try await contentTrust.admit(repo, content, host: host, caller: nil)
+                try await contentTrust.admit(repo, content, host: gate.serviceName, caller: nil)
             } catch let denied as AccessDenied {
                 refusals.append("\(use.image): \(denied.error.message)")
             } catch let e as RegistryError {

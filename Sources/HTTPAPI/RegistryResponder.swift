@@ -208,7 +208,9 @@ public struct RegistryResponder: HTTPResponder {
                         throw AccessDenied(error: RegistryError(.denied, "manifest quarantined (\(content.quarantineState ?? "Pending")\(why))"))
                     }
                     // Content trust: only what a trusted signature vouches for.
-                    try await contentTrust.admit(repo, content, host: request.head.authority ?? "berth",
+                    // Judged under the configured service name, never the request's Host header: the
+                    // verdict is cached per digest and the trust policy's scope must not be the caller's pick.
+                    try await contentTrust.admit(repo, content, host: gate?.serviceName ?? request.head.authority ?? "berth",
                                                  caller: caller?.principal.name)
                 }
                 return Outcome(response: response, route: routeName, bytesOut: size)

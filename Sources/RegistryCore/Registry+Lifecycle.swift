@@ -569,7 +569,8 @@ extension Registry {
             let record = try await consumers.registerEventConsumer(name: RetentionConsumer.name, start: .beginning)
             let (changed, latest) = try metadata.repositoriesChanged(after: record.cursor)
             repositories.formUnion(changed)
-            if latest > record.cursor { advance = (consumers, record.cursor, latest) }
+            // A paused consumer keeps its place, also across an operator's "run now".
+            if latest > record.cursor, !record.paused { advance = (consumers, record.cursor, latest) }
         }
         var report = try await retain(repositories: repositories, policy: policy, now: now)
         if let advance {
