@@ -31,6 +31,9 @@ struct RecoverOwner: AsyncParsableCommand {
     @Option(help: "Identity to create or re-enable.")
     var name: String = "owner"
 
+    @Option(help: "The server's configuration file, if it has one (for its registry-name; env BERTH_CONFIG).")
+    var config: String?
+
     func run() async throws {
         try await runCLI {
             guard FileManager.default.fileExists(atPath: data + "/metadata.sqlite") else {
@@ -39,8 +42,9 @@ struct RecoverOwner: AsyncParsableCommand {
             let lock = try DataDirectoryLock(directory: data, purpose: "berth recover owner")
             defer { withExtendedLifetime(lock) {} }
             let store = try SQLiteMetadataStore(path: data + "/metadata.sqlite")
-            // The admin user's name is reserved for it, as in `berth serve`.
-            let registryName = ProcessInfo.processInfo.environment["BERTH_REGISTRY_NAME"] ?? "berth"
+            // The admin user's name is reserved for it, as in `berth serve` (same file and environment).
+            let registryName = try ServeSettings.resolve(configPath: config, environment: ProcessInfo.processInfo.environment,
+                                                         flags: []).registryName
             let access = try await AccessControl.open(store: store, keyDirectory: data + "/keys", registryName: registryName)
             let password: String
             do {
