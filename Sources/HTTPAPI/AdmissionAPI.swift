@@ -44,22 +44,34 @@ extension RegistryResponder {
         return out
     }
 
-    /// `host[:port]/repo[:tag][@digest]` → parts; nil when it is not a reference to `host`.
+    /// `host[:port]/repo[:tag][@digest]` → parts (with the host as the image spells it); nil when
+    /// the host is none of `hosts`.
     static func parseImage(_ image: String, hosts: [String]) -> (host: String, repository: String, tag: String?, digest: String?)? {
-        // Host names compare without regard to case (DNS), so `Registry.Example.com/app` is ours too.
-        for host in hosts where image.lowercased().hasPrefix(host.lowercased() + "/") {
-            let ref: ImageReference
-            do {
-                ref = try ImageReference(parsing: image, registryHost: host)
-            } catch {
-                // Ours but malformed: hand back what follows the host, which no repository name matches,
-                // so the caller refuses it rather than letting it pass as someone else's image.
-                return (host, String(image.dropFirst(host.count + 1)), nil, nil)
-            }
-            guard ref.host?.lowercased() == host.lowercased() else { continue }
-            return (host, ref.repository, ref.tag ?? (ref.digest == nil ? "latest" : nil), ref.digest?.string)
+        guard let slash = image.firstIndex(of: "/") else { return nil }
+        let spelled = String(image[..<slash])
+        guard hosts.contains(where: { sameHost(spelled, $0) }) else { return nil }
+        do {
+            let ref = try ImageReference(parsing: image, registryHost: spelled)
+            guard ref.host == spelled else { throw RegistryError(.nameInvalid, "no host") }
+            return (spelled, ref.repository, ref.tag ?? (ref.digest == nil ? "latest" : nil), ref.digest?.string)
+        } catch {
+            // Ours but malformed: hand back what follows the host, which no repository name matches,
+            // so the caller refuses it rather than letting it pass as someone else's image.
+            return (spelled, String(image[image.index(after: slash)...]), nil, nil)
         }
-        return nil
+    }
+
+    /// Whether two registry host names name the same registry for a node that pulls: DNS names
+    /// compare without regard to case or a trailing dot, and the default HTTPS/HTTP ports are the
+    /// same as none (`Registry.Example.com:443` is `registry.example.com`).
+    static func sameHost(_ a: String, _ b: String) -> Bool {
+        func canonical(_ host: String) -> String {
+            var h = host.lowercased()
+            for port in [":443", ":80"] where h.hasSuffix(port) { h.removeLast(port.count) }
+            while h.hasSuffix(".") { h.removeLast() }
+            return h
+        }
+        return canonical(a) == canonical(b)
     }
 
     func admission(_ request: Request, _ context: Context, _ gate: AuthGate) async throws -> Response {

@@ -196,3 +196,28 @@ struct ReviewAnswer: Decodable {
         }
     }
 }
+
+/// Which images are this registry's: every spelling a node would pull from it is ours, so none
+/// slips past the checks; other registries are not.
+@Suite struct AdmissionHostMatchingTests {
+    @Test(arguments: [
+        "registry.example.com/app:1", "Registry.Example.COM/app:1", "registry.example.com:443/app:1",
+        "registry.example.com./app:1", "REGISTRY.example.com:80/app:1",
+    ])
+    func everySpellingOfOurHostIsOurs(_ image: String) throws {
+        let parts = try #require(RegistryResponder.parseImage(image, hosts: ["registry.example.com"]))
+        #expect(parts.repository == "app" && parts.tag == "1" && parts.digest == nil)
+        #expect(image.hasPrefix(parts.host + "/"))   // pinned as the workload spelled it
+    }
+
+    @Test(arguments: ["registry.example.org/app:1", "registry.example.com:5000/app:1", "app:1", "library/app",
+                      "example.com/registry.example.com/app"])
+    func otherRegistriesAreNotOurs(_ image: String) {
+        #expect(RegistryResponder.parseImage(image, hosts: ["registry.example.com"]) == nil)
+    }
+
+    @Test func aMalformedReferenceToUsIsStillOursAndCannotName() throws {
+        let parts = try #require(RegistryResponder.parseImage("registry.example.com/App:!!", hosts: ["registry.example.com"]))
+        #expect(!RepositoryName.isValid(parts.repository))
+    }
+}
