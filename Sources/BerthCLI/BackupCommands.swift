@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HTTPAPI
+import OCIModel
 import RegistryStore
 #if canImport(Glibc)
 import Glibc
@@ -67,7 +68,7 @@ struct BackupCommand: AsyncParsableCommand {
                 }
             }
             sync()
-            let info = BackupInfo(format: 1, berthVersion: BerthVersion.string, createdAt: RFC3339Now.string(),
+            let info = BackupInfo(format: 1, berthVersion: BerthVersion.string, createdAt: RFC3339.format(Date()),
                                   blobs: copied, blobBytes: bytes, missingBlobs: missing)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -150,10 +151,6 @@ struct BackupInfo: Codable {
     var blobs: Int
     var blobBytes: Int64
     var missingBlobs: [String]
-}
-
-enum RFC3339Now {
-    static func string() -> String { ISO8601DateFormatter().string(from: Date()) }
 }
 
 /// File copies of backup and restore: new files only (never overwriting), fsynced.

@@ -237,24 +237,10 @@ struct ServeSettings: Equatable {
 
     /// " (did you mean 'x'?)" for the closest key within two edits, else "" plus the known keys.
     static func suggestion(for key: String) -> String {
-        let scored = schema.map { ($0.key, editDistance(key.lowercased(), $0.key)) }.min { $0.1 < $1.1 }
-        if let (best, distance) = scored, distance <= max(2, key.count / 3) {
+        if let best = EditDistance.closest(to: key, among: schema.map(\.key), maxDistance: max(2, key.count / 3)) {
             return " (did you mean '\(best)'?)"
         }
         return "; known keys: " + schema.map(\.key).joined(separator: ", ")
-    }
-
-    static func editDistance(_ a: String, _ b: String) -> Int {
-        let a = Array(a.utf8.prefix(64)), b = Array(b.utf8.prefix(64))
-        var previous = Array(0...b.count)
-        for i in 1...max(a.count, 1) where !a.isEmpty {
-            var current = [i] + Array(repeating: 0, count: b.count)
-            for j in 1...max(b.count, 1) where !b.isEmpty {
-                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-            }
-            previous = current
-        }
-        return a.isEmpty ? b.count : previous[b.count]
     }
 
     // MARK: value parsers

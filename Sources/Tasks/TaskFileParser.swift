@@ -1,3 +1,4 @@
+import OCIModel
 import Yams
 
 extension TaskFile {
@@ -40,8 +41,7 @@ private struct Reader {
             guard case .scalar(let scalar) = key else { throw fail(.wrongType, key, "a key must be a plain name") }
             let name = SafeYAML.text(of: scalar)
             guard known.contains(name) else {
-                let closest = known.map { ($0, Self.distance(name, $0)) }.min { $0.1 < $1.1 }
-                let hint = closest.flatMap { $0.1 <= 2 ? " (did you mean '\($0.0)'?)" : nil }
+                let hint = EditDistance.closest(to: name, among: known, maxDistance: 2).map { " (did you mean '\($0)'?)" }
                     ?? " (known: \(known.joined(separator: ", ")))"
                 throw fail(.unknownKey, key, "unknown key \(quoted(name, limit: 40)) in \(what)" + hint)
             }
@@ -246,24 +246,6 @@ private struct Reader {
             }
         }
         return (step, whenNode)
-    }
-
-    /// Edit distance (insertions, deletions, substitutions) of two keys, case-insensitive;
-    /// only the first 64 bytes count, so a long unknown key costs little.
-    static func distance(_ a: String, _ b: String) -> Int {
-        let a = Array(a.lowercased().utf8.prefix(64)), b = Array(b.lowercased().utf8.prefix(64))
-        guard !a.isEmpty, !b.isEmpty else { return max(a.count, b.count) }
-        var row = Array(0...b.count)
-        for i in 1...a.count {
-            var diagonal = row[0]
-            row[0] = i
-            for j in 1...b.count {
-                let above = row[j]
-                row[j] = min(above + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1))
-                diagonal = above
-            }
-        }
-        return row[b.count]
     }
 
     static func isStepID(_ s: String) -> Bool {
