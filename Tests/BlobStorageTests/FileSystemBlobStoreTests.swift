@@ -1,3 +1,4 @@
+import BlobStoreConformance
 import Foundation
 import NIOCore
 import Testing
@@ -8,33 +9,6 @@ func tempDir() -> String {
     let path = NSTemporaryDirectory() + "berth-test-" + UUID().uuidString
     try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
-}
-
-func chunks(_ bytes: [UInt8], size: Int) -> AsyncStream<ByteBuffer> {
-    AsyncStream { c in
-        for start in stride(from: 0, to: bytes.count, by: size) {
-            c.yield(ByteBuffer(bytes: bytes[start..<min(start + size, bytes.count)]))
-        }
-        c.finish()
-    }
-}
-
-struct Boom: Error {}
-
-/// A body that delivers some bytes and then fails, like a client that disconnects.
-struct FailingBody: AsyncSequence, Sendable {
-    typealias Element = ByteBuffer
-    let bytes: [UInt8]
-    struct AsyncIterator: AsyncIteratorProtocol {
-        var sent = false
-        let bytes: [UInt8]
-        mutating func next() async throws -> ByteBuffer? {
-            if sent { throw Boom() }
-            sent = true
-            return ByteBuffer(bytes: bytes)
-        }
-    }
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(bytes: bytes) }
 }
 
 func randomBytes(_ n: Int) -> [UInt8] {
@@ -56,10 +30,10 @@ func readAll(_ store: FileSystemBlobStore, _ d: Digest, _ range: Range<Int64>) a
         try await store.createUpload(id: "0123abcd-0000", owner: "repo")
         #expect(try await store.uploadOwner(id: "0123abcd-0000") == "repo")
         let half = data.count / 2
-        var size = try await store.append(id: "0123abcd-0000", offset: 0, body: chunks(Array(data[..<half]), size: 65536), limit: nil)
+        var size = try await store.append(id: "0123abcd-0000", offset: 0, body: body(Array(data[..<half]), chunk: 65536), limit: nil)
         #expect(size == Int64(half))
         #expect(try await store.size(of: digest) == nil)   // not visible before commit
-        size = try await store.append(id: "0123abcd-0000", offset: size, body: chunks(Array(data[half...]), size: 100_000), limit: nil)
+        size = try await store.append(id: "0123abcd-0000", offset: size, body: body(Array(data[half...]), chunk: 100_000), limit: nil)
         #expect(try await store.commitUpload(id: "0123abcd-0000", expected: digest, expectedSize: Int64(data.count)) == Int64(data.count))
         #expect(try await store.size(of: digest) == Int64(data.count))
         #expect(try await readAll(store, digest, 0..<Int64(data.count)) == data)
@@ -73,7 +47,7 @@ func readAll(_ store: FileSystemBlobStore, _ d: Digest, _ range: Range<Int64>) a
         let data = randomBytes(1000)
         let wrong = Digest.compute(Array("other".utf8))
         try await store.createUpload(id: "aaaa", owner: "r")
-        _ = try await store.append(id: "aaaa", offset: 0, body: chunks(data, size: 100), limit: nil)
+        _ = try await store.append(id: "aaaa", offset: 0, body: body(data, chunk: 100), limit: nil)
         await #expect(throws: BlobStoreError.digestMismatch(computed: Digest.compute(data))) {
             try await store.commitUpload(id: "aaaa", expected: wrong, expectedSize: nil)
         }
@@ -90,12 +64,12 @@ func readAll(_ store: FileSystemBlobStore, _ d: Digest, _ range: Range<Int64>) a
         do {
             let store = try FileSystemBlobStore(root: root)
             try await store.createUpload(id: "bbbb", owner: "r")
-            _ = try await store.append(id: "bbbb", offset: 0, body: chunks(Array(data[..<50_000]), size: 4096), limit: nil)
+            _ = try await store.append(id: "bbbb", offset: 0, body: body(Array(data[..<50_000]), chunk: 4096), limit: nil)
         }
         // A new process: no in-memory hash state.
         let store = try FileSystemBlobStore(root: root)
         #expect(try await store.uploadedSize(id: "bbbb") == 50_000)
-        _ = try await store.append(id: "bbbb", offset: 50_000, body: chunks(Array(data[50_000...]), size: 4096), limit: nil)
+        _ = try await store.append(id: "bbbb", offset: 50_000, body: body(Array(data[50_000...]), chunk: 4096), limit: nil)
         _ = try await store.commitUpload(id: "bbbb", expected: Digest.compute(data), expectedSize: nil)
         #expect(try await readAll(store, Digest.compute(data), 0..<200_000) == data)
     }
@@ -105,7 +79,7 @@ func readAll(_ store: FileSystemBlobStore, _ d: Digest, _ range: Range<Int64>) a
         let data = randomBytes(70_000)
         let digest = Digest.compute(data, algorithm: .sha512)
         try await store.createUpload(id: "cccc", owner: "r")
-        _ = try await store.append(id: "cccc", offset: 0, body: chunks(data, size: 8192), limit: nil)
+        _ = try await store.append(id: "cccc", offset: 0, body: body(data, chunk: 8192), limit: nil)
         _ = try await store.commitUpload(id: "cccc", expected: digest, expectedSize: nil)
         #expect(try await store.size(of: digest) == 70_000)
     }
@@ -113,13 +87,13 @@ func readAll(_ store: FileSystemBlobStore, _ d: Digest, _ range: Range<Int64>) a
     @Test func wrongOffsetAndUnknownIDsAreRefused() async throws {
         let store = try FileSystemBlobStore(root: tempDir())
         try await store.createUpload(id: "dddd", owner: "r")
-        _ = try await store.append(id: "dddd", offset: 0, body: chunks([1, 2, 3], size: 3), limit: nil)
+        _ = try await store.append(id: "dddd", offset: 0, body: body([1, 2, 3], chunk: 3), limit: nil)
         await #expect(throws: BlobStoreError.offsetMismatch(expected: 3, actual: 0)) {
-            try await store.append(id: "dddd", offset: 0, body: chunks([4], size: 1), limit: nil)
+            try await store.append(id: "dddd", offset: 0, body: body([4], chunk: 1), limit: nil)
         }
         for hostile in ["../../etc", "ZZZZ", "", String(repeating: "a", count: 100), "a/b"] {
             await #expect(throws: BlobStoreError.uploadUnknown) {
-                try await store.append(id: hostile, offset: 0, body: chunks([1], size: 1), limit: nil)
+                try await store.append(id: hostile, offset: 0, body: body([1], chunk: 1), limit: nil)
             }
             #expect(try await store.uploadedSize(id: hostile) == nil)
         }
@@ -129,11 +103,11 @@ func readAll(_ store: FileSystemBlobStore, _ d: Digest, _ range: Range<Int64>) a
         let store = try FileSystemBlobStore(root: tempDir())
         let data = randomBytes(5000)
         try await store.createUpload(id: "eeee", owner: "r")
-        await #expect(throws: Boom.self) {
-            try await store.append(id: "eeee", offset: 0, body: FailingBody(bytes: Array(data[..<1000])), limit: nil)
+        await #expect(throws: ClientWentAway.self) {
+            try await store.append(id: "eeee", offset: 0, body: BrokenBody(bytes: Array(data[..<1000])), limit: nil)
         }
         #expect(try await store.uploadedSize(id: "eeee") == 1000)
-        _ = try await store.append(id: "eeee", offset: 1000, body: chunks(Array(data[1000...]), size: 999), limit: nil)
+        _ = try await store.append(id: "eeee", offset: 1000, body: body(Array(data[1000...]), chunk: 999), limit: nil)
         _ = try await store.commitUpload(id: "eeee", expected: Digest.compute(data), expectedSize: 5000)
         #expect(try await store.size(of: Digest.compute(data)) == 5000)
     }
@@ -143,7 +117,7 @@ func readAll(_ store: FileSystemBlobStore, _ d: Digest, _ range: Range<Int64>) a
         let data = randomBytes(100_000)
         for id in ["f1", "f2"] {
             try await store.createUpload(id: id, owner: "r")
-            _ = try await store.append(id: id, offset: 0, body: chunks(data, size: 10_000), limit: nil)
+            _ = try await store.append(id: id, offset: 0, body: body(data, chunk: 10_000), limit: nil)
             _ = try await store.commitUpload(id: id, expected: Digest.compute(data), expectedSize: nil)
         }
         #expect(try await store.allDigests().count == 1)

@@ -58,7 +58,7 @@ func bytes(_ count: Int, seed: UInt64 = 1) -> [UInt8] {
 }
 
 /// A request body delivered in chunks of `size` bytes.
-func body(_ data: [UInt8], chunk size: Int = 64 << 10) -> AsyncStream<ByteBuffer> {
+public func body(_ data: [UInt8], chunk size: Int = 64 << 10) -> AsyncStream<ByteBuffer> {
     AsyncStream { c in
         for start in stride(from: 0, to: data.count, by: max(size, 1)) {
             c.yield(ByteBuffer(bytes: data[start..<min(start + size, data.count)]))
@@ -67,22 +67,23 @@ func body(_ data: [UInt8], chunk size: Int = 64 << 10) -> AsyncStream<ByteBuffer
     }
 }
 
-struct ClientWentAway: Error {}
+public struct ClientWentAway: Error {}
 
 /// A body that delivers some bytes and then fails, like a client that disconnects.
-struct BrokenBody: AsyncSequence, Sendable {
-    typealias Element = ByteBuffer
+public struct BrokenBody: AsyncSequence, Sendable {
+    public typealias Element = ByteBuffer
     let bytes: [UInt8]
-    struct AsyncIterator: AsyncIteratorProtocol {
+    public init(bytes: [UInt8]) { self.bytes = bytes }
+    public struct AsyncIterator: AsyncIteratorProtocol {
         var sent = false
         let bytes: [UInt8]
-        mutating func next() async throws -> ByteBuffer? {
+        public mutating func next() async throws -> ByteBuffer? {
             if sent { throw ClientWentAway() }
             sent = true
             return ByteBuffer(bytes: bytes)
         }
     }
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(bytes: bytes) }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(bytes: bytes) }
 }
 
 func readAll(_ s: any BlobStore, _ d: Digest, _ range: Range<Int64>) async throws -> [UInt8] {
