@@ -62,7 +62,10 @@ public final class EventConsumerRunner: Sendable {
     /// One step: at most one batch. Tests and the loop call it.
     @discardableResult
     public func step(now: Date = Date()) async throws -> StepResult {
-        let record = try await store.registerEventConsumer(name: consumer.name, start: consumer.start)
+        // A read on every step; the write transaction of registering only the first time.
+        var found = try store.eventConsumer(named: consumer.name)
+        if found == nil { found = try await store.registerEventConsumer(name: consumer.name, start: consumer.start) }
+        guard let record = found else { return .idle }
         var cursor = record.cursor
         defer { if let latest = try? store.latestEventSequence() { lag.record(max(0, latest - cursor)) } }
         if record.paused { return .idle }
