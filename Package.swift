@@ -34,16 +34,23 @@ let package = Package(
         .target(name: "OCIModel", dependencies: [
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: strict),
+        // The blob store protocol; FileSystemStorage is the embedded backend (S3 next).
         .target(name: "BlobStorage", dependencies: [
             "OCIModel",
-            .product(name: "Crypto", package: "swift-crypto"),
-            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: strict),
+        // Store protocols and record types only: no database.
+        .target(name: "RegistryStore", dependencies: ["OCIModel"], swiftSettings: strict),
+        // Backends, each in its own target. Only SQLiteStore imports GRDB.
+        .target(name: "SQLiteStore", dependencies: [
+            "OCIModel", "RegistryStore",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ], swiftSettings: strict),
+        .target(name: "FileSystemStorage", dependencies: [
+            "OCIModel", "BlobStorage",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
-        ], swiftSettings: strict),
-        .target(name: "RegistryStore", dependencies: [
-            "OCIModel",
-            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: strict),
         .target(name: "Access", dependencies: [
             "OCIModel", "RegistryStore",
@@ -72,6 +79,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: strict),
+        // Opens the backends a configuration names and hands them to the core: the only target
+        // besides the backends' own that knows them.
+        .target(name: "Backends", dependencies: [
+            "RegistryCore", "RegistryStore", "BlobStorage", "SQLiteStore", "FileSystemStorage",
+            .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "HTTPAPI", dependencies: [
             "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore", "Access", "Webhooks", "Signing",
@@ -107,7 +120,7 @@ let package = Package(
         ], swiftSettings: strict),
         .target(name: "Scanning", swiftSettings: strict),
         .executableTarget(name: "BerthCLI", dependencies: [
-            "HTTPAPI", "RegistryCore", "Webhooks", "Signing",
+            "HTTPAPI", "RegistryCore", "Webhooks", "Signing", "Backends", "SQLiteStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -126,16 +139,16 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ], path: "Tests/Support/BlobStoreConformance", swiftSettings: strict),
         .testTarget(name: "OCIModelTests", dependencies: ["OCIModel"]),
-        .testTarget(name: "BlobStorageTests", dependencies: ["BlobStorage", "BlobStoreConformance"]),
-        .testTarget(name: "RegistryStoreTests", dependencies: ["RegistryStore", "MetadataStoreConformance"]),
-        .testTarget(name: "RegistryCoreTests", dependencies: ["RegistryCore"]),
+        .testTarget(name: "BlobStorageTests", dependencies: ["BlobStorage", "FileSystemStorage", "BlobStoreConformance"]),
+        .testTarget(name: "RegistryStoreTests", dependencies: ["RegistryStore", "SQLiteStore", "MetadataStoreConformance"]),
+        .testTarget(name: "RegistryCoreTests", dependencies: ["RegistryCore", "Backends"]),
         .testTarget(name: "AccessTests", dependencies: [
-            "Access",
+            "Access", "Backends", "SQLiteStore",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "WebhooksTests", dependencies: [
-            "Webhooks", "Access",
+            "Webhooks", "Access", "Backends", "SQLiteStore",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
@@ -143,7 +156,7 @@ let package = Package(
         .testTarget(name: "TasksTests", dependencies: ["Tasks"]),
         .testTarget(name: "ScanningTests", dependencies: ["Scanning"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HTTPAPITests", dependencies: [
-            "HTTPAPI", "Signing", "BlobStorage",
+            "HTTPAPI", "Signing", "BlobStorage", "Backends",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -111,7 +111,7 @@ public final class AccessControl: Sendable {
                             logger: Logger = Logger(label: "berth.access")) async throws -> AccessControl {
         let tokens = try await TokenService.open(directory: keyDirectory)
         var loaded: (version: Int64, state: AccessState) = (0, AccessState())
-        if let (version, document) = try store.loadAccessState() {
+        if let (version, document) = try await store.loadAccessState() {
             loaded = (version, try JSONDecoder.access.decode(AccessState.self, from: document))
         }
         for map in AccessState.builtInScopeMaps where loaded.state.scopeMaps[map.name] == nil {
@@ -152,7 +152,7 @@ public final class AccessControl: Sendable {
                 return result
             }
             // Somebody else wrote: reload and try again.
-            if let (v, d) = try store.loadAccessState() {
+            if let (v, d) = try await store.loadAccessState() {
                 let fresh = try JSONDecoder.access.decode(AccessState.self, from: d)
                 snapshot.withLockedValue { $0 = (v, fresh) }
             }
@@ -476,8 +476,8 @@ public final class AccessControl: Sendable {
         }
     }
 
-    public func audit(since: Date, limit: Int) throws -> [AuditRecord] {
-        try store.audit(since: since, limit: limit)
+    public func audit(since: Date, limit: Int) async throws -> [AuditRecord] {
+        try await store.audit(since: since, limit: limit)
     }
 }
 

@@ -1,5 +1,6 @@
 import Access
 import ArgumentParser
+import Backends
 import Foundation
 import RegistryStore
 import Webhooks
@@ -104,17 +105,17 @@ struct Serve: AsyncParsableCommand {
         try DataDirectory.prepare(settings.data)
         // One server per data directory: the embedded backends' caches are per process.
         let dataLock = try DataDirectoryLock(directory: settings.data, purpose: "berth serve")
-        let registry: Registry
+        // The composition root: the configuration names the backends; the core and the features
+        // are handed the store protocols they need, never a backend.
+        let backends: Backends
         do {
-            registry = try Registry.embedded(dataDirectory: settings.data, configuration: registryConfiguration,
-                                             logger: Logger(label: "berth.registry"))
+            backends = try Backends.embedded(dataDirectory: settings.data)
         } catch {
             throw CLIError("cannot open the registry's data in \(settings.data): \(error)")
         }
-        guard let accessStore = registry.metadata as? any AccessStateStore else {
-            throw ValidationError("the metadata store cannot keep access-control state")
-        }
-        let access = try await AccessControl.open(store: accessStore, keyDirectory: settings.data + "/keys",
+        let registry = Registry(blobs: backends.blobs, metadata: backends.metadata, configuration: registryConfiguration,
+                                logger: Logger(label: "berth.registry"))
+        let access = try await AccessControl.open(store: backends.metadata, keyDirectory: settings.data + "/keys",
                                                   registryName: settings.registryName, jwksSource: HTTPJWKSSource(policy: outbound),
                                                   logger: Logger(label: "berth.access"))
         let environment = ProcessInfo.processInfo.environment
@@ -139,10 +140,7 @@ struct Serve: AsyncParsableCommand {
             }
         default: tls = nil   // ServeSettings.resolve refuses one without the other
         }
-        guard let webhookStore = registry.metadata as? any WebhookStore else {
-            throw ValidationError("the metadata store cannot keep webhooks")
-        }
-        let webhooks = try WebhookService(store: webhookStore, events: registry.metadata, keyDirectory: settings.data + "/keys",
+        let webhooks = try WebhookService(store: backends.metadata, events: backends.metadata, keyDirectory: settings.data + "/keys",
                                           policy: outbound, logger: Logger(label: "berth.webhooks"))
         let listening = ListeningFlag()
         let app = try BerthServer.makeApplication(

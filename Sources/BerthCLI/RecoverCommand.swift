@@ -1,6 +1,7 @@
 import Access
 import ArgumentParser
 import Foundation
+import SQLiteStore
 import RegistryStore
 #if canImport(Glibc)
 import Glibc

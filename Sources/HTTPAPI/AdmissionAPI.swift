@@ -110,7 +110,7 @@ extension RegistryResponder {
                     continue
                 }
                 let reference: Reference = try ref.digest.map { d throws(RegistryError) in try Reference(parsing: d) } ?? .tag(ref.tag ?? "latest")
-                let content = try registry.manifest(repo, reference)
+                let content = try await registry.manifest(repo, reference)
                 if mutate {
                     if ref.digest == nil {
                         patch.append(["op": "replace", "path": use.pointer, "value": "\(host)/\(repo.value)@\(content.digest)"])

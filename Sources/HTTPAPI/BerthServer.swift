@@ -54,7 +54,7 @@ public enum BerthServer {
 
     /// The event consumers this server runs, each from its durable cursor.
     static func eventConsumers(registry: Registry, poll: Duration, logger: Logger) -> [any Service] {
-        guard let store = registry.metadata as? any EventConsumerStore else { return [] }
+        guard let store = registry.metadata as? any EventLogStore else { return [] }
         return [EventConsumerService(runner: EventConsumerRunner(consumer: RetentionConsumer(registry: registry), store: store,
                                                                  logger: logger), poll: poll)]
     }
@@ -143,7 +143,7 @@ struct LifecycleService: Service {
     func run() async throws {
         let clock = ContinuousClock()
         var lastJanitor: ContinuousClock.Instant?
-        var lastCollection = (try? registry.runs(kind: "gc", name: nil, limit: 1).first?.startedAt) ?? Date()
+        var lastCollection = await (try? registry.runs(kind: "gc", name: nil, limit: 1).first?.startedAt) ?? Date()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             if lastJanitor.map({ clock.now - $0 >= janitorInterval }) ?? true {
                 lastJanitor = clock.now
@@ -152,7 +152,7 @@ struct LifecycleService: Service {
             await step("purge schedules") { try await registry.runDueSchedules() }
             await step("retention") { try await registry.runRetention() }
             await step("recycle bin expiry") { try await registry.expireSoftDeleted() }
-            if let policy = try? registry.garbageCollectionPolicy(), policy.enabled,
+            if let policy = try? await registry.garbageCollectionPolicy(), policy.enabled,
                Date().timeIntervalSince(lastCollection) >= policy.intervalSeconds {
                 lastCollection = Date()
                 await step("garbage collection") { _ = try await registry.collectGarbage(dryRun: false) }

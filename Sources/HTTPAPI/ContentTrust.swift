@@ -3,6 +3,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import OCIModel
+import RegistryStore
 import RegistryCore
 import Signing
 import X509
@@ -32,7 +33,7 @@ public struct ContentTrustConfig: Codable, Sendable, Equatable {
 }
 
 final class ContentTrustGate: Sendable {
-    static let settingKey = "content-trust"
+    static let settingKey = SettingKey<ContentTrustConfig>("content-trust")
     let registry: Registry
     private let config = NIOLockedValueBox<ContentTrustConfig?>(nil)
     private struct Verdict { let trusted: Bool; let reason: String; let at: Date; let generation: Int }
@@ -44,11 +45,9 @@ final class ContentTrustGate: Sendable {
         self.registry = registry
     }
 
-    func current() throws -> ContentTrustConfig {
+    func current() async throws -> ContentTrustConfig {
         if let c = config.withLockedValue({ $0 }) { return c }
-        let loaded = try registry.metadata.setting(Self.settingKey).flatMap {
-            try? JSONDecoder().decode(ContentTrustConfig.self, from: Data($0.utf8))
-        } ?? ContentTrustConfig()
+        let loaded = try await registry.metadata.setting(Self.settingKey) ?? ContentTrustConfig()
         config.withLockedValue { $0 = loaded }
         return loaded
     }
@@ -68,7 +67,7 @@ final class ContentTrustGate: Sendable {
         for pattern in new.repositories {
             do { _ = try RepositoryPattern(pattern) } catch { throw ContentTrustError(error.message) }
         }
-        try await registry.metadata.setSetting(Self.settingKey, String(decoding: try JSONEncoder().encode(new), as: UTF8.self))
+        try await registry.metadata.setSetting(Self.settingKey, new)
         config.withLockedValue { $0 = new }
         invalidate()
     }
@@ -87,7 +86,7 @@ final class ContentTrustGate: Sendable {
 
     /// Throws DENIED unless the manifest may be served under content trust.
     func admit(_ repository: RepositoryName, _ content: ManifestContent, host: String, caller: String?) async throws {
-        let config = try current()
+        let config = try await current()
         guard config.enabled, config.repositories.contains(where: { Self.matches($0, repository.value) }) else { return }
         if content.subject != nil { return }                                 // signatures and other referrers
         if let caller, config.exempt.contains(caller) { return }
@@ -113,14 +112,14 @@ final class ContentTrustGate: Sendable {
         }
         var lastFailure = "no signature refers to it"
         // The manifest itself, or an index that lists it (a platform image of a signed index).
-        let candidates = [digest] + ((try? registry.metadata.parents(repository: repository.value, child: digest)) ?? [])
+        let candidates = await [digest] + ((try? registry.metadata.parents(repository: repository.value, child: digest)) ?? [])
         for target in candidates {
-            guard let list = try? registry.referrers(repository, subject: target, artifactType: NotaryMediaType.signatureArtifact,
+            guard let list = try? await registry.referrers(repository, subject: target, artifactType: NotaryMediaType.signatureArtifact,
                                                      limit: 100, last: nil) else { continue }
             for signature in list.descriptors {
                 do {
                     guard let sigDigest = try? Digest(parsing: signature.digest) else { continue }
-                    let manifest = try registry.manifest(repository, .digest(sigDigest))
+                    let manifest = try await registry.manifest(repository, .digest(sigDigest))
                     let layer = try SignatureManifest.envelopeLayer(of: Data(manifest.bytes.readableBytesView))
                     guard let envelopeDigest = try? Digest(parsing: layer.digest), layer.size <= 1 << 20 else { continue }
                     var envelope = Data()

@@ -48,18 +48,18 @@ extension RegistryResponder {
         }
     }
 
-    func retentionView() throws -> RetentionView {
-        let p = try registry.retentionPolicy()
+    func retentionView() async throws -> RetentionView {
+        let p = try await registry.retentionPolicy()
         return RetentionView(status: p.enabled ? "enabled" : "disabled", days: p.days, type: p.type)
     }
 
-    func softDeleteView() throws -> SoftDeleteView {
-        let p = try registry.softDeletePolicy()
+    func softDeleteView() async throws -> SoftDeleteView {
+        let p = try await registry.softDeletePolicy()
         return SoftDeleteView(status: p.enabled ? "enabled" : "disabled", days: p.days)
     }
 
-    func gcView() throws -> GCPolicyView {
-        let p = try registry.garbageCollectionPolicy()
+    func gcView() async throws -> GCPolicyView {
+        let p = try await registry.garbageCollectionPolicy()
         return GCPolicyView(status: p.enabled ? "enabled" : "disabled", intervalSeconds: p.intervalSeconds, graceSeconds: p.graceSeconds)
     }
 
@@ -94,39 +94,39 @@ extension RegistryResponder {
     private func lifecycleRoute(_ request: Request, _ parts: [String]) async throws -> Response? {
         switch (request.method, parts) {
         case (.get, ["config", "retention"]):
-            return jsonResponse(try retentionView())
+            return await jsonResponse(try retentionView())
         case (.patch, ["config", "retention"]):
             let body = try await decode(StatusDaysRequest.self, request)
-            var p = try registry.retentionPolicy()
+            var p = try await registry.retentionPolicy()
             p.enabled = try enabled(body.status, current: p.enabled)
             if let days = body.days { p.days = days }
             if let type = body.type { p.type = type }
             try await registry.updateRetention(p)
-            return jsonResponse(try retentionView())
+            return await jsonResponse(try retentionView())
         case (.post, ["config", "retention", "run"]):
             return jsonResponse(try await registry.runRetention(force: true))
         case (.get, ["config", "soft-delete"]):
-            return jsonResponse(try softDeleteView())
+            return await jsonResponse(try softDeleteView())
         case (.patch, ["config", "soft-delete"]):
             let body = try await decode(StatusDaysRequest.self, request)
-            var p = try registry.softDeletePolicy()
+            var p = try await registry.softDeletePolicy()
             p.enabled = try enabled(body.status, current: p.enabled)
             if let days = body.days { p.days = days }
             try await registry.updateSoftDelete(p)
-            return jsonResponse(try softDeleteView())
+            return await jsonResponse(try softDeleteView())
         case (.get, ["config", "gc"]):
-            return jsonResponse(try gcView())
+            return await jsonResponse(try gcView())
         case (.patch, ["config", "gc"]):
             let body = try await decode(GCPolicyRequest.self, request)
-            var p = try registry.garbageCollectionPolicy()
+            var p = try await registry.garbageCollectionPolicy()
             p.enabled = try enabled(body.status, current: p.enabled)
             if let v = body.intervalSeconds { p.intervalSeconds = v }
             if let v = body.graceSeconds { p.graceSeconds = v }
             try await registry.updateGarbageCollection(p)
-            return jsonResponse(try gcView())
+            return await jsonResponse(try gcView())
 
         case (.get, ["quotas"]):
-            return jsonResponse(try registry.quotaViews())
+            return await jsonResponse(try registry.quotaViews())
         case (.post, ["quotas"]):
             let body = try await decode(QuotaRequest.self, request)
             return jsonResponse(try await registry.createQuota(QuotaLimit(name: body.name, prefix: body.prefix, limitBytes: body.limitBytes)),
@@ -141,7 +141,7 @@ extension RegistryResponder {
                                                     keep: body.keep ?? 0)
             return jsonResponse(try await registry.purge(options, dryRun: body.dryRun ?? false))
         case (.get, ["purge", "schedules"]):
-            return jsonResponse(try registry.purgeScheduleViews())
+            return await jsonResponse(try registry.purgeScheduleViews())
         case (.post, ["purge", "schedules"]):
             let body = try await decode(ScheduleRequest.self, request)
             return jsonResponse(try await registry.createPurgeSchedule(name: body.name, cron: body.cron, filters: body.filters,
@@ -152,7 +152,7 @@ extension RegistryResponder {
             return Response(status: .noContent)
         case (.get, ["lifecycle", "runs"]):
             let limit = min(try queryInt(request, "limit") ?? 20, 1000)
-            return runsResponse(try registry.runs(kind: query(request, "kind"), name: query(request, "name"), limit: limit))
+            return await runsResponse(try registry.runs(kind: query(request, "kind"), name: query(request, "name"), limit: limit))
 
         case (.post, ["gc"]):
             // No body is a real run; a body that does not parse is refused, never taken as one.
@@ -160,13 +160,13 @@ extension RegistryResponder {
                 : try await decode(DryRunRequest.self, request).dryRun ?? false
             return jsonResponse(try await registry.collectGarbage(dryRun: dryRun))
         case (.get, ["event-consumers"]):
-            return jsonResponse(try registry.eventConsumerViews())
+            return await jsonResponse(try registry.eventConsumerViews())
         case (.post, let p) where p.count == 3 && p[0] == "event-consumers" && (p[2] == "pause" || p[2] == "resume"):
             return jsonResponse(try await registry.setEventConsumerPaused(p[1], paused: p[2] == "pause"))
         case (.get, ["usage"]):
-            return jsonResponse(try registry.usage(repository: nil))
+            return await jsonResponse(try registry.usage(repository: nil))
         case (.get, ["repositories"]):
-            return jsonResponse(try registry.repositoryDetails())
+            return await jsonResponse(try registry.repositoryDetails())
         default:
             return nil
         }
@@ -248,9 +248,9 @@ extension RegistryResponder {
             try await lifecycleErrors { () async throws -> Response? in
                 switch (request.method, sub) {
                 case (.get, "usage"):
-                    return jsonResponse(try registry.usage(repository: repo))
+                    return await jsonResponse(try registry.usage(repository: repo))
                 case (.get, ""):
-                    return jsonResponse(try registry.repositoryDetail(repo))
+                    return await jsonResponse(try registry.repositoryDetail(repo))
                 case (.patch, ""):
                     let body = try await decode(LockRequest.self, request)
                     let tag = query(request, "tag")
@@ -263,7 +263,7 @@ extension RegistryResponder {
                 case (.delete, ""):
                     return jsonResponse(try await registry.deleteRepository(repo))
                 case (.get, "/tags"):
-                    return jsonResponse(try registry.tagDetails(repo, orderBy: query(request, "orderby") ?? "name_asc"))
+                    return await jsonResponse(try registry.tagDetails(repo, orderBy: query(request, "orderby") ?? "name_asc"))
                 case (.delete, "/tags"):
                     guard let tag = query(request, "tag"), Tag.isValid(tag) else { throw LifecycleError.invalid("give a valid ?tag=") }
                     do {
@@ -273,9 +273,9 @@ extension RegistryResponder {
                     }
                     return Response(status: .noContent)
                 case (.get, "/manifests"):
-                    return jsonResponse(try registry.manifestDetails(repo))
+                    return await jsonResponse(try registry.manifestDetails(repo))
                 case (.get, "/deleted"):
-                    return jsonResponse(try registry.deletedManifests(repo))
+                    return await jsonResponse(try registry.deletedManifests(repo))
                 case (.post, "/restore"):
                     let body = try await decode(RestoreRequest.self, request)
                     let restored = try await registry.restoreManifest(repo, digest: try parseDigest(body.digest), tag: body.tag)

@@ -167,10 +167,10 @@ extension RegistryResponder {
 
             // quarantine-on-push
             case (.get, "quarantine", 1):
-                return jsonResponse(try registry.quarantinePolicy())
+                return await jsonResponse(try registry.quarantinePolicy())
             case (.patch, "quarantine", 1):
                 let body = try await decode(QuarantinePolicyRequest.self, request)
-                let current = try registry.quarantinePolicy()
+                let current = try await registry.quarantinePolicy()
                 let policy = QuarantinePolicy(enabled: body.enabled ?? current.enabled,
                                               grandfatherExisting: body.grandfatherExisting ?? current.grandfatherExisting)
                 let change = try await registry.updateQuarantine(policy, dryRun: body.dryRun ?? false)
@@ -183,7 +183,7 @@ extension RegistryResponder {
 
             // registry-side content trust
             case (.get, "content-trust", 1):
-                return jsonResponse(try contentTrust.current())
+                return await jsonResponse(try contentTrust.current())
             case (.put, "content-trust", 1):
                 let config = try await decode(ContentTrustConfig.self, request)
                 do {
@@ -196,7 +196,7 @@ extension RegistryResponder {
                 await access.recordAudit(actor: actor.name, address: actor.address, action: "content-trust.update",
                                          target: config.repositories.joined(separator: ","), outcome: "ok",
                                          detail: "enabled=\(config.enabled) exempt=\(config.exempt.joined(separator: ","))")
-                return jsonResponse(try contentTrust.current())
+                return await jsonResponse(try contentTrust.current())
 
             // audit
             case (.get, "audit", 1):
@@ -210,12 +210,12 @@ extension RegistryResponder {
                 }
                 let limit = min(try queryInt(request, "limit") ?? 1000, 10_000)
                 // Access events (logins, denials, settings, credentials) and content writes from the event log.
-                let writes = try registry.metadata.events(since: since, limit: limit).map { e in
+                let writes = try await registry.metadata.events(since: since, limit: limit).map { e in
                     AuditRecord(sequence: e.sequence, timestamp: e.timestamp, actor: e.actor ?? "-", address: e.address ?? "-",
                                 action: e.action, target: e.repository + (e.tag.map { ":" + $0 } ?? "") + (e.digest.map { "@" + $0 } ?? ""),
                                 outcome: "ok", detail: e.detail)
                 }
-                let merged = (try access.audit(since: since, limit: limit) + writes).sorted { $0.timestamp < $1.timestamp }
+                let merged = await (try access.audit(since: since, limit: limit) + writes).sorted { $0.timestamp < $1.timestamp }
                 return jsonResponse(Array(merged.prefix(limit)))
             default:
                 let origin = EventOrigin(actor: actor.name, address: actor.address)
@@ -249,7 +249,7 @@ extension RegistryResponder {
     func webhookEndpoint(_ request: Request, _ parts: [String], _ webhooks: WebhookService) async throws -> Response {
         switch (request.method, parts.count) {
         case (.get, 1):
-            return jsonResponse(try webhooks.list())
+            return await jsonResponse(try webhooks.list())
         case (.post, 1):
             let body = try await decode(WebhookRequest.self, request)
             if let status = body.status, status != "enabled", status != "disabled" {
@@ -260,7 +260,7 @@ extension RegistryResponder {
                                                            enabled: body.status.map { $0 == "enabled" } ?? true)
             return jsonResponse(WebhookCreated(webhook: view, secret: secret), status: .created)
         case (.get, 2):
-            return jsonResponse(try webhooks.get(parts[1]))
+            return await jsonResponse(try webhooks.get(parts[1]))
         case (.patch, 2):
             let body = try await decode(WebhookRequest.self, request)
             if let status = body.status, status != "enabled", status != "disabled" {
@@ -276,7 +276,7 @@ extension RegistryResponder {
             return jsonResponse(try await webhooks.ping(name: parts[1]))
         case (.get, 3) where parts[2] == "events":
             let limit = min(try queryInt(request, "limit") ?? 100, 1000)
-            return jsonResponse(try webhooks.deliveries(name: parts[1], limit: limit))
+            return await jsonResponse(try webhooks.deliveries(name: parts[1], limit: limit))
         default:
             throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "no such webhook endpoint")
         }
@@ -369,7 +369,7 @@ extension RegistryResponder {
         try await EventOrigin.$current.withValue(origin) {
             try await registry.setQuarantine(repo, digest, state: parsed, reason: reason)
         }
-        let content = try registry.manifest(repo, .digest(digest))
+        let content = try await registry.manifest(repo, .digest(digest))
         struct Answer: Encodable { let repository: String; let digest: String; let state: String?; let reason: String? }
         return jsonResponse(Answer(repository: repo.value, digest: digest.string, state: content.quarantineState,
                                    reason: content.quarantineReason))

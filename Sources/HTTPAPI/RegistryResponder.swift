@@ -180,13 +180,13 @@ public struct RegistryResponder: HTTPResponder {
             guard method == .get else { throw methodNotAllowed }
             let repo = try RepositoryName(name)
             try await authorize(repo, .metadataRead)
-            return Outcome(response: try tags(request, repo), route: routeName)
+            return await Outcome(response: try tags(request, repo), route: routeName)
         case .referrers(let name, let digest):
             routeName = "referrers"
             guard method == .get else { throw methodNotAllowed }
             let repo = try RepositoryName(name)
             try await authorize(repo, .metadataRead)
-            return Outcome(response: try referrers(request, repo, digest), route: routeName)
+            return await Outcome(response: try referrers(request, repo, digest), route: routeName)
         case .manifest(let name, let reference):
             let repo = try RepositoryName(name)
             if method == .get || method == .head, !reference.contains(":"), !Tag.isValid(reference) {
@@ -249,7 +249,7 @@ public struct RegistryResponder: HTTPResponder {
             case .get, .head:
                 routeName = method == .get ? "blob_get" : "blob_head"
                 try await authorize(repo, .contentRead)
-                guard try passesBlobQuarantine(repo, d, caller, request, context) else {
+                guard try await passesBlobQuarantine(repo, d, caller, request, context) else {
                     throw AccessDenied(error: RegistryError(.denied, "blob belongs only to quarantined content"))
                 }
                 let (response, size) = try await getBlob(request, repo, d, head: method == .head)
@@ -305,8 +305,8 @@ public struct RegistryResponder: HTTPResponder {
     /// QuarantineReader and above) unless a pullable manifest of the repository uses it too.
     /// Costs nothing while quarantine is off.
     private func passesBlobQuarantine(_ repo: RepositoryName, _ digest: Digest, _ caller: Caller?, _ request: Request,
-                                      _ context: Context) throws -> Bool {
-        guard let gate, try registry.blobOnlyInQuarantine(repo, digest) else { return true }
+                                      _ context: Context) async throws -> Bool {
+        guard let gate, try await registry.blobOnlyInQuarantine(repo, digest) else { return true }
         return gate.allows(caller, request, context, repository: repo.value, action: .quarantineRead)
     }
 
@@ -416,27 +416,27 @@ public struct RegistryResponder: HTTPResponder {
             let access = gate.access
             filter = { [viewer] repo in access.decide(caller: viewer, address: address, repository: repo, action: .metadataRead) == .allow }
         }
-        let page = try registry.catalog(limit: n, last: query(request, "last"), visible: filter)
+        let page = try await registry.catalog(limit: n, last: query(request, "last"), visible: filter)
         struct Body: Encodable { let repositories: [String] }
         var extra = HTTPFields()
         if page.more, let last = page.repositories.last { extra[.link] = linkHeader("/v2/_catalog", n: n, last: last) }
         return json(try Self.encoder.encode(Body(repositories: page.repositories)), extra: extra)
     }
 
-    private func tags(_ request: Request, _ repo: RepositoryName) throws -> Response {
+    private func tags(_ request: Request, _ repo: RepositoryName) async throws -> Response {
         let n = try queryInt(request, "n")
-        let page = try registry.tags(repo, limit: n, last: query(request, "last"))
+        let page = try await registry.tags(repo, limit: n, last: query(request, "last"))
         struct Body: Encodable { let name: String; let tags: [String] }
         var extra = HTTPFields()
         if page.more, let last = page.tags.last { extra[.link] = linkHeader("/v2/\(repo)/tags/list", n: n, last: last) }
         return json(try Self.encoder.encode(Body(name: repo.value, tags: page.tags)), extra: extra)
     }
 
-    private func referrers(_ request: Request, _ repo: RepositoryName, _ rawDigest: String) throws -> Response {
+    private func referrers(_ request: Request, _ repo: RepositoryName, _ rawDigest: String) async throws -> Response {
         let subject = try parseDigest(rawDigest)
         let artifactType = query(request, "artifactType").flatMap { $0.isEmpty ? nil : $0 }
         let n = try queryInt(request, "n")
-        let list = try registry.referrers(repo, subject: subject, artifactType: artifactType, limit: n, last: query(request, "last"))
+        let list = try await registry.referrers(repo, subject: subject, artifactType: artifactType, limit: n, last: query(request, "last"))
         struct Index: Encodable {
             let schemaVersion = 2
             let mediaType = MediaType.ociIndex
@@ -460,7 +460,7 @@ public struct RegistryResponder: HTTPResponder {
 
     private func getManifest(_ request: Request, _ repo: RepositoryName, _ ref: Reference, head: Bool,
                              admit: (ManifestContent) async throws -> Void) async throws -> (Response, Int64) {
-        let content = try registry.manifest(repo, ref)
+        let content = try await registry.manifest(repo, ref)
         try await admit(content)
         try negotiate(request.headers[values: .accept], stored: content.mediaType)
         var headers = baseHeaders()
@@ -521,7 +521,7 @@ public struct RegistryResponder: HTTPResponder {
     // MARK: blobs
 
     private func getBlob(_ request: Request, _ repo: RepositoryName, _ digest: Digest, head: Bool) async throws -> (Response, Int64) {
-        let size = try registry.blobSize(repo, digest)
+        let size = try await registry.blobSize(repo, digest)
         var headers = baseHeaders()
         headers[.contentType] = "application/octet-stream"
         headers[.dockerContentDigest] = digest.string
@@ -606,7 +606,7 @@ public struct RegistryResponder: HTTPResponder {
             // only quarantined content there uses only by those who may read past quarantine.
             if let from = query(request, "from"), RepositoryName.isValid(from),
                gate?.allows(caller, request, context, repository: from, action: .contentRead) ?? true,
-               try passesBlobQuarantine(try RepositoryName(from), digest, caller, request, context),
+               try await passesBlobQuarantine(try RepositoryName(from), digest, caller, request, context),
                try await registry.mountBlob(repo, from: from, digest) {
                 return (blobCreated(repo, digest), 0)
             }
@@ -652,16 +652,16 @@ public struct RegistryResponder: HTTPResponder {
 
     private func metricsResponse() async throws -> Response {
         metrics.openUploads.set(Double(try await registry.blobs.openUploadCount()))
-        metrics.storedBytes.set(Double(try registry.metadata.storedBytes()))
-        let quarantine = try registry.metadata.quarantineCounts()
+        await metrics.storedBytes.set(Double(try registry.metadata.storedBytes()))
+        let quarantine = try await registry.metadata.quarantineCounts()
         for state in ["Pending", "Passed", "Failed"] {
             metrics.setGauge("berth_manifests_by_quarantine_state", [("state", state)], Double(quarantine[state] ?? 0),
                              help: "Manifests by quarantine state (never-quarantined ones are not counted)")
         }
         if let webhooks {
-            metrics.setGauge("berth_event_log_sequence", [], Double(try webhooks.latestEventSequence()),
+            await metrics.setGauge("berth_event_log_sequence", [], Double(try webhooks.latestEventSequence()),
                              help: "Sequence number of the newest event in the event log")
-            for (name, events) in try webhooks.backlog() {
+            for (name, events) in try await webhooks.backlog() {
                 // Not berth_event_consumer_lag_events: that family is the runner's (swift-metrics,
                 // registered with its own help text, which a second registration must not contradict).
                 metrics.setGauge("berth_webhook_backlog_events", [("webhook", name)], Double(events),

@@ -28,7 +28,7 @@ extension EventConsumer {
 /// and resume a consumer; its lag (events after its cursor) is a metric.
 public final class EventConsumerRunner: Sendable {
     public let consumer: any EventConsumer
-    let store: any EventConsumerStore
+    let store: any EventLogStore
     let batchSize: Int
     let backoffBase: TimeInterval
     let backoffMax: TimeInterval
@@ -36,7 +36,7 @@ public final class EventConsumerRunner: Sendable {
     private let lag: Gauge
     private let failures: Counter
 
-    public init(consumer: any EventConsumer, store: any EventConsumerStore, batchSize: Int = 500,
+    public init(consumer: any EventConsumer, store: any EventLogStore, batchSize: Int = 500,
                 backoffBase: TimeInterval = 1, backoffMax: TimeInterval = 300,
                 logger: Logger = Logger(label: "berth.events")) {
         self.consumer = consumer
@@ -62,24 +62,29 @@ public final class EventConsumerRunner: Sendable {
     /// One step: at most one batch. Tests and the loop call it.
     @discardableResult
     public func step(now: Date = Date()) async throws -> StepResult {
+        let (result, cursor) = try await stepOnce(now: now)
+        if let cursor, let latest = try? await store.latestEventSequence() { lag.record(max(0, latest - cursor)) }
+        return result
+    }
+
+    /// A step and the cursor it leaves (nil before the consumer is registered), for the lag metric.
+    private func stepOnce(now: Date) async throws -> (StepResult, Int64?) {
         // A read on every step; the write transaction of registering only the first time.
-        var found = try store.eventConsumer(named: consumer.name)
+        var found = try await store.eventConsumer(named: consumer.name)
         if found == nil { found = try await store.registerEventConsumer(name: consumer.name, start: consumer.start) }
-        guard let record = found else { return .idle }
-        var cursor = record.cursor
-        defer { if let latest = try? store.latestEventSequence() { lag.record(max(0, latest - cursor)) } }
-        if record.paused { return .idle }
-        if let next = record.nextAttemptAt, next > now { return .idle }
-        guard try await consumer.isActive() else { return .idle }
-        let events = try store.events(after: record.cursor, limit: batchSize)
-        guard let last = events.last else { return .idle }
+        guard let record = found else { return (.idle, nil) }
+        let cursor = record.cursor
+        if record.paused { return (.idle, cursor) }
+        if let next = record.nextAttemptAt, next > now { return (.idle, cursor) }
+        guard try await consumer.isActive() else { return (.idle, cursor) }
+        let events = try await store.events(after: record.cursor, limit: batchSize)
+        guard let last = events.last else { return (.idle, cursor) }
         do {
             try await consumer.handle(events)
             guard try await store.advanceEventConsumer(name: consumer.name, from: record.cursor, to: last.sequence) else {
-                return .idle
+                return (.idle, cursor)
             }
-            cursor = last.sequence
-            return .advanced(to: last.sequence)
+            return (.advanced(to: last.sequence), last.sequence)
         } catch {
             failures.increment()
             let attempts = record.attempts + 1
@@ -89,7 +94,7 @@ public final class EventConsumerRunner: Sendable {
                                                        nextAttemptAt: retryAt)
             logger.warning("event consumer failed", metadata: ["consumer": "\(consumer.name)", "attempt": "\(attempts)",
                                                                 "retry_in_s": "\(delay)", "error": "\(error)"])
-            return .failed(retryAt: retryAt)
+            return (.failed(retryAt: retryAt), cursor)
         }
     }
 
@@ -123,19 +128,12 @@ public struct EventConsumerView: Codable, Sendable, Equatable {
 }
 
 extension Registry {
-    var eventConsumerStore: any EventConsumerStore {
-        get throws(LifecycleError) {
-            guard let store = metadata as? any EventConsumerStore else {
-                throw .invalid("this metadata store keeps no event consumers")
-            }
-            return store
-        }
-    }
+    var eventConsumerStore: any EventLogStore { metadata }
 
-    public func eventConsumerViews() throws -> [EventConsumerView] {
+    public func eventConsumerViews() async throws -> [EventConsumerView] {
         let store = try eventConsumerStore
-        let latest = try store.latestEventSequence()
-        return try store.eventConsumers().map {
+        let latest = try await store.latestEventSequence()
+        return try await store.eventConsumers().map {
             EventConsumerView(name: $0.name, cursor: $0.cursor, lag: max(0, latest - $0.cursor), paused: $0.paused,
                               attempts: $0.attempts, nextAttemptAt: $0.nextAttemptAt, lastError: $0.lastError,
                               updatedAt: $0.updatedAt)
@@ -145,7 +143,7 @@ extension Registry {
     /// Pauses or resumes a consumer (it keeps its cursor while paused).
     public func setEventConsumerPaused(_ name: String, paused: Bool) async throws -> EventConsumerView {
         guard try await eventConsumerStore.setEventConsumerPaused(name: name, paused: paused),
-              let view = try eventConsumerViews().first(where: { $0.name == name }) else {
+              let view = try await eventConsumerViews().first(where: { $0.name == name }) else {
             throw LifecycleError.notFound("no event consumer named \(name.prefix(100))")
         }
         return view

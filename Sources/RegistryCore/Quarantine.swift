@@ -44,10 +44,10 @@ final class QuarantinePolicyBox: Sendable {
 }
 
 extension Registry {
-    static let quarantineKey = "quarantine-policy"
+    static let quarantineKey = SettingKey<QuarantinePolicy>("quarantine-policy")
 
-    public func quarantinePolicy() throws -> QuarantinePolicy {
-        try setting(Self.quarantineKey, policyCache.value, default: QuarantinePolicy())
+    public func quarantinePolicy() async throws -> QuarantinePolicy {
+        try await setting(Self.quarantineKey, policyCache.value, default: QuarantinePolicy())
     }
 
     /// Switches quarantine on or off. With `dryRun` nothing changes and the answer lists exactly
@@ -62,7 +62,7 @@ extension Registry {
         if !policy.enabled {
             let effect = "Pending images become pullable (quarantine off); Failed verdicts stay enforced"
             if dryRun {
-                let (pending, count) = try metadata.pendingManifests(limit: limit)
+                let (pending, count) = try await metadata.pendingManifests(limit: limit)
                 return QuarantineChange(policy: policy, affected: pending, affectedCount: count, effect: effect, dryRun: true)
             }
             // The policy first, so no push after this point starts Pending; then release what waits.
@@ -71,9 +71,9 @@ extension Registry {
             cache.invalidateAll()
             return QuarantineChange(policy: policy, affected: released, affectedCount: count, effect: effect, dryRun: false)
         }
-        let current = try quarantinePolicy()
+        let current = try await quarantinePolicy()
         let blocksExisting = !policy.grandfatherExisting && !(current.enabled && !current.grandfatherExisting)
-        let affected = blocksExisting ? try metadata.unquarantinedManifests(limit: limit) : []
+        let affected = await blocksExisting ? try metadata.unquarantinedManifests(limit: limit) : []
         let effect = blocksExisting ? "existing images become Pending: unpullable until a QuarantineWriter passes them"
             : "existing images stay as they are; new pushes wait for the gate"
         if dryRun {
@@ -90,9 +90,9 @@ extension Registry {
     /// repository reference it and none of them may be pulled. Costs nothing (false) while
     /// quarantine is off, so the blob path pays only when the gate is in use. Blobs that no
     /// manifest references yet (uploads on their way to a manifest) are not quarantined.
-    public func blobOnlyInQuarantine(_ repository: RepositoryName, _ digest: Digest) throws -> Bool {
-        guard try quarantinePolicy().enabled else { return false }
-        return try metadata.blobOnlyInQuarantine(repository: repository.value, digest: digest)
+    public func blobOnlyInQuarantine(_ repository: RepositoryName, _ digest: Digest) async throws -> Bool {
+        guard try await quarantinePolicy().enabled else { return false }
+        return try await metadata.blobOnlyInQuarantine(repository: repository.value, digest: digest)
     }
 
     /// Marks a manifest `Passed` or `Failed` (or back to `Pending`), with a reason that is kept.

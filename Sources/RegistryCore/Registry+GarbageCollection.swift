@@ -27,7 +27,7 @@ extension Registry {
     /// that a push is committing is pinned and skipped.
     public func collectGarbage(dryRun: Bool, now: Date = Date()) async throws -> GarbageCollectionReport {
         var report = GarbageCollectionReport(dryRun: dryRun, startedAt: now, finishedAt: now)
-        let grace = try garbageCollectionPolicy().graceSeconds
+        let grace = try await garbageCollectionPolicy().graceSeconds
         let cutoff = now.addingTimeInterval(-grace)
         let touchedSince = cutoff.timeIntervalSince1970
         let pageSize = 1000
@@ -43,7 +43,7 @@ extension Registry {
         var doomedLinks: [String: Set<String>] = [:]
         var seen: Set<String> = []
         while true {
-            let page = try metadata.unreferencedLinks(before: cutoff, limit: pageSize)
+            let page = try await metadata.unreferencedLinks(before: cutoff, limit: pageSize)
             var progress = false
             for link in page {
                 let key = link.repository + "@" + link.digest
@@ -70,17 +70,17 @@ extension Registry {
             if report.digests.count < 10_000 { report.digests.append(digest) }
         }
         if dryRun {
-            for blob in try metadata.unreferencedBlobs(before: cutoff, limit: 100_000) { count(blob.digest, blob.size) }
+            for blob in try await metadata.unreferencedBlobs(before: cutoff, limit: 100_000) { count(blob.digest, blob.size) }
             // Blobs whose last links this run would remove.
             for (digest, repositories) in doomedLinks.sorted(by: { $0.key < $1.key }) {
-                if let state = try metadata.blobCollectionState(digest), !state.referenced, state.createdAt < cutoff,
+                if let state = try await metadata.blobCollectionState(digest), !state.referenced, state.createdAt < cutoff,
                    Set(state.linkedRepositories).isSubset(of: repositories) {
                     count(digest, state.size)
                 }
             }
         } else {
             while true {
-                let page = try metadata.unreferencedBlobs(before: cutoff, limit: pageSize)
+                let page = try await metadata.unreferencedBlobs(before: cutoff, limit: pageSize)
                 var progress = false
                 for blob in page where handled.insert(blob.digest).inserted {
                     progress = true
@@ -101,7 +101,7 @@ extension Registry {
 
         // 3. Files no record names.
         for digest in try await blobs.allDigests() where !handled.contains(digest.string) {
-            guard try !metadata.hasBlobRecord(digest.string) else { continue }
+            guard try await !metadata.hasBlobRecord(digest.string) else { continue }
             if dryRun {
                 report.orphanFilesRemoved += 1
                 count(digest.string, try await blobs.size(of: digest) ?? 0)
@@ -109,7 +109,7 @@ extension Registry {
             }
             guard lifecycle.pins.beginDelete(digest.string) else { continue }
             defer { lifecycle.pins.endDelete(digest.string) }
-            guard try !metadata.hasBlobRecord(digest.string) else { continue }
+            guard try await !metadata.hasBlobRecord(digest.string) else { continue }
             let size = try await blobs.size(of: digest) ?? 0
             try await blobs.delete(digest)
             report.orphanFilesRemoved += 1

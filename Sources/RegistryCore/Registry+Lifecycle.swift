@@ -233,28 +233,28 @@ final class LinkTouches: Sendable {
 }
 
 extension Registry {
-    static let retentionKey = "retention-policy"
-    static let softDeleteKey = "soft-delete-policy"
-    static let gcKey = "gc-policy"
-    static let quotasKey = "storage-quotas"
+    static let retentionKey = SettingKey<RetentionPolicy>("retention-policy")
+    static let softDeleteKey = SettingKey<SoftDeletePolicy>("soft-delete-policy")
+    static let gcKey = SettingKey<GarbageCollectionPolicy>("gc-policy")
+    static let quotasKey = SettingKey<[QuotaLimit]>("storage-quotas")
 
-    /// A JSON setting, cached in `box` after the first read.
-    func setting<T: Codable & Sendable>(_ key: String, _ box: NIOLockedValueBox<T?>, default value: T) throws -> T {
+    /// A typed setting, cached in `box` after the first read.
+    func setting<T: Codable & Sendable>(_ key: SettingKey<T>, _ box: NIOLockedValueBox<T?>, default value: T) async throws -> T {
         if let cached = box.withLockedValue({ $0 }) { return cached }
-        let loaded = try metadata.setting(key).flatMap { try? JSONDecoder().decode(T.self, from: Data($0.utf8)) } ?? value
+        let loaded = try await metadata.setting(key) ?? value
         box.withLockedValue { $0 = loaded }
         return loaded
     }
 
-    func store<T: Codable & Sendable>(_ key: String, _ box: NIOLockedValueBox<T?>, _ value: T) async throws {
-        try await metadata.setSetting(key, String(decoding: try JSONEncoder().encode(value), as: UTF8.self))
+    func store<T: Codable & Sendable>(_ key: SettingKey<T>, _ box: NIOLockedValueBox<T?>, _ value: T) async throws {
+        try await metadata.setSetting(key, value)
         box.withLockedValue { $0 = value }
     }
 
-    public func retentionPolicy() throws -> RetentionPolicy { try setting(Self.retentionKey, lifecycle.retention, default: .init()) }
-    public func softDeletePolicy() throws -> SoftDeletePolicy { try setting(Self.softDeleteKey, lifecycle.softDelete, default: .init()) }
-    public func garbageCollectionPolicy() throws -> GarbageCollectionPolicy { try setting(Self.gcKey, lifecycle.gc, default: .init()) }
-    public func quotas() throws -> [QuotaLimit] { try setting(Self.quotasKey, lifecycle.quotas, default: []) }
+    public func retentionPolicy() async throws -> RetentionPolicy { try await setting(Self.retentionKey, lifecycle.retention, default: .init()) }
+    public func softDeletePolicy() async throws -> SoftDeletePolicy { try await setting(Self.softDeleteKey, lifecycle.softDelete, default: .init()) }
+    public func garbageCollectionPolicy() async throws -> GarbageCollectionPolicy { try await setting(Self.gcKey, lifecycle.gc, default: .init()) }
+    public func quotas() async throws -> [QuotaLimit] { try await setting(Self.quotasKey, lifecycle.quotas, default: []) }
 
     public func updateRetention(_ p: RetentionPolicy) async throws {
         guard p.type == "UntaggedManifests" else { throw LifecycleError.invalid("retention type must be UntaggedManifests") }
@@ -278,15 +278,19 @@ extension Registry {
     }
 
     /// Where soft-deleted manifests stay until, when soft delete is on.
-    func softDeleteUntil(_ now: Date = Date()) throws -> Date? {
-        let p = try softDeletePolicy()
+    func softDeleteUntil(_ now: Date = Date()) async throws -> Date? {
+        let p = try await softDeletePolicy()
         return p.enabled ? now.addingTimeInterval(p.days * 86_400) : nil
     }
 
     // MARK: quotas
 
-    public func quotaViews() throws -> [QuotaView] {
-        try quotas().map { QuotaView(name: $0.name, prefix: $0.prefix, limitBytes: $0.limitBytes, usedBytes: try metadata.quotaUsage($0)) }
+    public func quotaViews() async throws -> [QuotaView] {
+        var views: [QuotaView] = []
+        for q in try await quotas() {
+            views.append(QuotaView(name: q.name, prefix: q.prefix, limitBytes: q.limitBytes, usedBytes: try await metadata.quotaUsage(q)))
+        }
+        return views
     }
 
     public func createQuota(_ q: QuotaLimit) async throws -> QuotaView {
@@ -296,24 +300,24 @@ extension Registry {
         let trimmed = q.prefix.hasSuffix("/") ? String(q.prefix.dropLast()) : q.prefix
         guard RepositoryName.isValid(trimmed) else { throw LifecycleError.invalid("quota prefix must be a repository name or a path ending in /") }
         guard q.limitBytes > 0 else { throw LifecycleError.invalid("quota limit must be positive") }
-        var all = try quotas()
+        var all = try await quotas()
         guard !all.contains(where: { $0.name == q.name }) else { throw LifecycleError.conflict("quota \(q.name) already exists") }
         all.append(q)
         try await store(Self.quotasKey, lifecycle.quotas, all)
-        return QuotaView(name: q.name, prefix: q.prefix, limitBytes: q.limitBytes, usedBytes: try metadata.quotaUsage(q))
+        return await QuotaView(name: q.name, prefix: q.prefix, limitBytes: q.limitBytes, usedBytes: try metadata.quotaUsage(q))
     }
 
     public func deleteQuota(name: String) async throws {
-        var all = try quotas()
+        var all = try await quotas()
         guard all.contains(where: { $0.name == name }) else { throw LifecycleError.notFound("quota \(name)") }
         all.removeAll { $0.name == name }
         try await store(Self.quotasKey, lifecycle.quotas, all)
     }
 
     /// A quota covering `repository` that is already full refuses a new upload up front.
-    func checkQuotaRoom(_ repository: String) throws {
-        for q in try quotas() where q.covers(repository) {
-            let used = try metadata.quotaUsage(q)
+    func checkQuotaRoom(_ repository: String) async throws {
+        for q in try await quotas() where q.covers(repository) {
+            let used = try await metadata.quotaUsage(q)
             if used >= q.limitBytes { throw quotaError(QuotaExceeded(quota: q.name, limit: q.limitBytes, used: used, needed: 0)) }
         }
     }
@@ -324,9 +328,9 @@ extension Registry {
 
     // MARK: locks
 
-    public func lockTable() throws -> LockTable {
+    public func lockTable() async throws -> LockTable {
         if let cached = lifecycle.locks.withLockedValue({ $0 }) { return cached }
-        let table = LockTable(try metadata.locks())
+        let table = await LockTable(try metadata.locks())
         lifecycle.locks.withLockedValue { $0 = table }
         return table
     }
@@ -338,22 +342,22 @@ extension Registry {
     private func denied(_ message: String) -> RegistryError { RegistryError(.denied, message) }
 
     /// Pushing into `repository` (blobs, mounts, manifests).
-    func checkWritable(_ repository: String) throws {
-        let locks = try lockTable()
+    func checkWritable(_ repository: String) async throws {
+        let locks = try await lockTable()
         guard !locks.isEmpty, let lock = locks.repository(repository), !lock.writeEnabled else { return }
         throw denied(LockTable.describe(lock, "write-enabled"))
     }
 
     /// Pulling a blob from `repository`.
-    func checkBlobReadable(_ repository: String) throws {
-        let locks = try lockTable()
+    func checkBlobReadable(_ repository: String) async throws {
+        let locks = try await lockTable()
         guard !locks.isEmpty, let lock = locks.repository(repository), !lock.readEnabled else { return }
         throw denied(LockTable.describe(lock, "read-enabled"))
     }
 
     /// Pulling a manifest by `tag` or digest.
-    func checkManifestReadable(_ repository: String, tag: String?, digest: Digest) throws {
-        let locks = try lockTable()
+    func checkManifestReadable(_ repository: String, tag: String?, digest: Digest) async throws {
+        let locks = try await lockTable()
         guard !locks.isEmpty else { return }
         for lock in [locks.repository(repository), tag.flatMap { locks.tag(repository, $0) }, locks.manifest(repository, digest.string)] {
             if let lock, !lock.readEnabled { throw denied(LockTable.describe(lock, "read-enabled")) }
@@ -361,23 +365,23 @@ extension Registry {
     }
 
     /// Moving `tag` from its current target to `digest`.
-    func checkTagMove(_ repository: String, tag: String, to digest: Digest) throws {
-        let locks = try lockTable()
-        guard !locks.isEmpty, let current = try metadata.tagTarget(repository: repository, tag: tag), current != digest else { return }
+    func checkTagMove(_ repository: String, tag: String, to digest: Digest) async throws {
+        let locks = try await lockTable()
+        guard !locks.isEmpty, let current = try await metadata.tagTarget(repository: repository, tag: tag), current != digest else { return }
         for lock in [locks.tag(repository, tag), locks.manifest(repository, current.string)] {
             if let lock, !lock.writeEnabled { throw denied(LockTable.describe(lock, "write-enabled")) }
         }
     }
 
     /// Tags hidden from listings (list-enabled false), and whether the repository is.
-    public func listHidden(_ repository: String) throws -> (repository: Bool, tags: Set<String>) {
-        let locks = try lockTable()
+    public func listHidden(_ repository: String) async throws -> (repository: Bool, tags: Set<String>) {
+        let locks = try await lockTable()
         guard let entry = locks.repositories[repository] else { return (false, []) }
         return (entry.repository.map { !$0.listEnabled } ?? false, Set(entry.tags.values.filter { !$0.listEnabled }.compactMap(\.tag)))
     }
 
-    public func lockView(_ repository: RepositoryName, tag: String?, digest: Digest?) throws -> LockRecord {
-        let locks = try lockTable()
+    public func lockView(_ repository: RepositoryName, tag: String?, digest: Digest?) async throws -> LockRecord {
+        let locks = try await lockTable()
         let lock = tag.map { locks.tag(repository.value, $0) } ?? digest.map { locks.manifest(repository.value, $0.string) }
             ?? locks.repository(repository.value)
         let a = LockAttributes(lock)
@@ -387,14 +391,14 @@ extension Registry {
 
     /// Sets attributes of a repository, or of one tag or manifest in it.
     public func updateLock(_ repository: RepositoryName, tag: String?, digest: Digest?, _ change: LockChange) async throws -> LockRecord {
-        guard try metadata.repositoryExists(repository.value) else { throw LifecycleError.notFound("repository \(repository.value)") }
-        if let tag, try metadata.tagTarget(repository: repository.value, tag: tag) == nil {
+        guard try await metadata.repositoryExists(repository.value) else { throw LifecycleError.notFound("repository \(repository.value)") }
+        if let tag, try await metadata.tagTarget(repository: repository.value, tag: tag) == nil {
             throw LifecycleError.notFound("tag \(tag) in \(repository.value)")
         }
-        if let digest, try metadata.manifest(repository: repository.value, digest: digest) == nil {
+        if let digest, try await metadata.manifest(repository: repository.value, digest: digest) == nil {
             throw LifecycleError.notFound("manifest \(digest) in \(repository.value)")
         }
-        var lock = try lockView(repository, tag: tag, digest: digest)
+        var lock = try await lockView(repository, tag: tag, digest: digest)
         if let v = change.readEnabled { lock.readEnabled = v }
         if let v = change.writeEnabled { lock.writeEnabled = v }
         if let v = change.deleteEnabled { lock.deleteEnabled = v }
@@ -415,10 +419,10 @@ extension Registry {
         defer { cache.invalidate(repository.value) }
         switch reference {
         case .tag(let tag):
-            guard let target = try metadata.tagTarget(repository: repository.value, tag: tag) else {
+            guard let target = try await metadata.tagTarget(repository: repository.value, tag: tag) else {
                 throw RegistryError(.manifestUnknown, "manifest unknown: tag \(tag) not found")
             }
-            if let blocker = try lockTable().tagDeletionBlocker(repository.value, tag: tag, digest: target.string) {
+            if let blocker = try await lockTable().tagDeletionBlocker(repository.value, tag: tag, digest: target.string) {
                 throw denied(blocker)
             }
             guard try await metadata.deleteTag(repository: repository.value, tag: tag) else {
@@ -426,7 +430,7 @@ extension Registry {
             }
             reloadLocks()
         case .digest(let digest):
-            let locks = try lockTable()
+            let locks = try await lockTable()
             let change = try await metadata.applyLifecycle(repository: repository.value, softDeleteUntil: try softDeleteUntil(),
                                                            reason: "api") { graph in
                 Liveness.cascade(graph, target: digest.string, locks: locks)
@@ -443,7 +447,7 @@ extension Registry {
     /// Deletes every tag and manifest of a repository (locked ones stay and are reported).
     public func deleteRepository(_ repository: RepositoryName) async throws -> LifecycleReport {
         let started = Date()
-        let locks = try lockTable()
+        let locks = try await lockTable()
         guard let change = try await metadata.applyLifecycle(repository: repository.value, softDeleteUntil: try softDeleteUntil(),
                                                              reason: "repository delete", plan: { graph in
             var c = LifecyclePlanner.deleteRepository(graph, locks: locks)
@@ -460,8 +464,8 @@ extension Registry {
 
     // MARK: recycle bin
 
-    public func deletedManifests(_ repository: RepositoryName) throws -> [DeletedManifest] {
-        try metadata.deletedManifests(repository: repository.value)
+    public func deletedManifests(_ repository: RepositoryName) async throws -> [DeletedManifest] {
+        try await metadata.deletedManifests(repository: repository.value)
     }
 
     /// Brings a soft-deleted manifest back with identical bytes and digest (and the index
@@ -469,8 +473,8 @@ extension Registry {
     public func restoreManifest(_ repository: RepositoryName, digest: Digest, tag: String?) async throws -> [RestoredManifest] {
         if let tag {
             guard Tag.isValid(tag) else { throw LifecycleError.invalid("invalid tag \(tag)") }
-            try checkWritable(repository.value)
-            try checkTagMove(repository.value, tag: tag, to: digest)
+            try await checkWritable(repository.value)
+            try await checkTagMove(repository.value, tag: tag, to: digest)
         }
         do {
             let restored = try await metadata.restoreManifest(repository: repository.value, digest: digest.string, tags: tag.map { [$0] })
@@ -500,11 +504,11 @@ extension Registry {
     // MARK: purge and retention
 
     /// Every repository name, in lexical order.
-    func allRepositories() throws -> [String] {
+    func allRepositories() async throws -> [String] {
         var out: [String] = []
         var cursor: String?
         while true {
-            let page = try metadata.repositories(after: cursor, limit: 1000)
+            let page = try await metadata.repositories(after: cursor, limit: 1000)
             out += page
             guard page.count == 1000, let last = page.last else { return out }
             cursor = last
@@ -530,13 +534,13 @@ extension Registry {
 
     public func purge(_ options: PurgeOptions, dryRun: Bool, name: String? = nil, now: Date = Date()) async throws -> LifecycleReport {
         var report = LifecycleReport(kind: "purge", name: name, dryRun: dryRun, startedAt: now, finishedAt: now)
-        let locks = try lockTable()
-        let grace = try garbageCollectionPolicy().graceSeconds
-        let softUntil = try softDeleteUntil(now)
+        let locks = try await lockTable()
+        let grace = try await garbageCollectionPolicy().graceSeconds
+        let softUntil = try await softDeleteUntil(now)
         let detail = "purge" + (name.map { " schedule \($0)" } ?? "")
-        for repo in try allRepositories() where options.filters.contains(where: { $0.matchesRepository(repo) }) {
+        for repo in try await allRepositories() where options.filters.contains(where: { $0.matchesRepository(repo) }) {
             if dryRun {
-                guard let graph = try metadata.repositoryGraph(repo) else { continue }
+                guard let graph = try await metadata.repositoryGraph(repo) else { continue }
                 report.add(LifecyclePlanner.purge(graph, options, locks: locks, now: now, grace: grace))
             } else {
                 let change = try await metadata.applyLifecycle(repository: repo, softDeleteUntil: softUntil, reason: "purge") { graph in
@@ -561,13 +565,14 @@ extension Registry {
     /// handles the changes that consumer has not reached yet, whether or not retention is enabled.
     @discardableResult
     public func runRetention(now: Date = Date(), force: Bool = false) async throws -> LifecycleReport? {
-        let policy = try retentionPolicy()
+        let policy = try await retentionPolicy()
         guard policy.enabled || force else { return nil }
-        var repositories = Set(try metadata.repositoriesWithUnliveManifests(before: now.addingTimeInterval(-policy.days * 86_400)))
-        var advance: (consumers: any EventConsumerStore, from: Int64, to: Int64)?
-        if force, let consumers = metadata as? any EventConsumerStore {
+        var repositories = await Set(try metadata.repositoriesWithUnliveManifests(before: now.addingTimeInterval(-policy.days * 86_400)))
+        var advance: (consumers: any EventLogStore, from: Int64, to: Int64)?
+        if force {
+            let consumers: any EventLogStore = metadata
             let record = try await consumers.registerEventConsumer(name: RetentionConsumer.name, start: .beginning)
-            let (changed, latest) = try metadata.repositoriesChanged(after: record.cursor)
+            let (changed, latest) = try await metadata.repositoriesChanged(after: record.cursor)
             repositories.formUnion(changed)
             // A paused consumer keeps its place, also across an operator's "run now".
             if latest > record.cursor, !record.paused { advance = (consumers, record.cursor, latest) }
@@ -586,9 +591,9 @@ extension Registry {
     /// those not live for longer than the policy's days.
     func retain(repositories: Set<String>, policy: RetentionPolicy, now: Date) async throws -> LifecycleReport {
         var report = LifecycleReport(kind: "retention", name: nil, dryRun: false, startedAt: now, finishedAt: now)
-        let locks = try lockTable()
-        let grace = try garbageCollectionPolicy().graceSeconds
-        let softUntil = try softDeleteUntil(now)
+        let locks = try await lockTable()
+        let grace = try await garbageCollectionPolicy().graceSeconds
+        let softUntil = try await softDeleteUntil(now)
         for repo in repositories.sorted() {
             let change = try await metadata.applyLifecycle(repository: repo, softDeleteUntil: softUntil, reason: "retention") { graph in
                 var c = LifecyclePlanner.retention(graph, days: policy.days, locks: locks, now: now, grace: grace, delete: true)
@@ -607,8 +612,8 @@ extension Registry {
 
     // MARK: schedules
 
-    public func purgeScheduleViews(now: Date = Date()) throws -> [PurgeScheduleView] {
-        try metadata.purgeSchedules().map { s in
+    public func purgeScheduleViews(now: Date = Date()) async throws -> [PurgeScheduleView] {
+        try await metadata.purgeSchedules().map { s in
             PurgeScheduleView(name: s.name, cron: s.cron, filters: s.filters, ago: s.ago, untagged: s.untagged, keep: s.keep,
                               createdAt: s.createdAt, lastRunAt: s.lastRunAt,
                               nextRunAt: (try? CronSchedule(parsing: s.cron))?.next(after: max(now, s.lastRunAt ?? s.createdAt)))
@@ -634,7 +639,7 @@ extension Registry {
         do { _ = try CronSchedule(parsing: cron) } catch { throw LifecycleError.invalid("\(error)") }
         let record = PurgeScheduleRecord(name: name, cron: cron, filters: filters, ago: ago, untagged: untagged, keep: keep, createdAt: Date())
         guard try await metadata.createPurgeSchedule(record) else { throw LifecycleError.conflict("purge schedule \(name) already exists") }
-        return try purgeScheduleViews().first { $0.name == name }!
+        return try await purgeScheduleViews().first { $0.name == name }!
     }
 
     public func deletePurgeSchedule(name: String) async throws {
@@ -643,7 +648,7 @@ extension Registry {
 
     /// Runs every purge schedule whose next time has come.
     public func runDueSchedules(now: Date = Date()) async throws {
-        for s in try metadata.purgeSchedules() {
+        for s in try await metadata.purgeSchedules() {
             guard let cron = try? CronSchedule(parsing: s.cron), let next = cron.next(after: s.lastRunAt ?? s.createdAt), next <= now else {
                 continue
             }
@@ -659,31 +664,31 @@ extension Registry {
         }
     }
 
-    public func runs(kind: String?, name: String?, limit: Int) throws -> [LifecycleRunRecord] {
-        try metadata.runs(kind: kind, name: name, limit: limit)
+    public func runs(kind: String?, name: String?, limit: Int) async throws -> [LifecycleRunRecord] {
+        try await metadata.runs(kind: kind, name: name, limit: limit)
     }
 
     // MARK: listings
 
-    public func repositoryDetails() throws -> [RepositoryDetail] {
-        let locks = try lockTable()
-        return try metadata.repositorySummaries(named: nil).map {
+    public func repositoryDetails() async throws -> [RepositoryDetail] {
+        let locks = try await lockTable()
+        return try await metadata.repositorySummaries(named: nil).map {
             RepositoryDetail(name: $0.name, manifests: $0.manifests, tags: $0.tags, createdAt: $0.createdAt, lastUpdatedAt: $0.lastUpdatedAt,
                              attributes: LockAttributes(locks.repository($0.name)))
         }
     }
 
-    public func repositoryDetail(_ repository: RepositoryName) throws -> RepositoryDetail {
-        guard let d = try metadata.repositorySummaries(named: repository.value).first else {
+    public func repositoryDetail(_ repository: RepositoryName) async throws -> RepositoryDetail {
+        guard let d = try await metadata.repositorySummaries(named: repository.value).first else {
             throw LifecycleError.notFound("repository \(repository.value)")
         }
-        return RepositoryDetail(name: d.name, manifests: d.manifests, tags: d.tags, createdAt: d.createdAt, lastUpdatedAt: d.lastUpdatedAt,
+        return await RepositoryDetail(name: d.name, manifests: d.manifests, tags: d.tags, createdAt: d.createdAt, lastUpdatedAt: d.lastUpdatedAt,
                                 attributes: LockAttributes(try lockTable().repository(d.name)))
     }
 
-    public func tagDetails(_ repository: RepositoryName, orderBy: String) throws -> [TagDetail] {
-        guard let g = try metadata.repositoryGraph(repository.value) else { throw LifecycleError.notFound("repository \(repository.value)") }
-        let locks = try lockTable()
+    public func tagDetails(_ repository: RepositoryName, orderBy: String) async throws -> [TagDetail] {
+        guard let g = try await metadata.repositoryGraph(repository.value) else { throw LifecycleError.notFound("repository \(repository.value)") }
+        let locks = try await lockTable()
         var tags = g.tags
         switch orderBy {
         case "time_desc": tags.sort { ($0.updatedAt, $0.name) > ($1.updatedAt, $1.name) }
@@ -695,9 +700,9 @@ extension Registry {
                                     attributes: LockAttributes(locks.tag(repository.value, $0.name))) }
     }
 
-    public func manifestDetails(_ repository: RepositoryName) throws -> [ManifestDetail] {
-        guard let g = try metadata.repositoryGraph(repository.value) else { throw LifecycleError.notFound("repository \(repository.value)") }
-        let locks = try lockTable()
+    public func manifestDetails(_ repository: RepositoryName) async throws -> [ManifestDetail] {
+        guard let g = try await metadata.repositoryGraph(repository.value) else { throw LifecycleError.notFound("repository \(repository.value)") }
+        let locks = try await lockTable()
         let live = Liveness.live(g, locked: locks.lockedManifests(repository.value))
         let tagsOf = Dictionary(grouping: g.tags, by: \.digest).mapValues { $0.map(\.name).sorted() }
         return g.manifests.values.sorted { ($0.createdAt, $0.digest) > ($1.createdAt, $1.digest) }.map { m in
@@ -708,8 +713,8 @@ extension Registry {
         }
     }
 
-    public func usage(repository: RepositoryName?) throws -> UsageRecord {
-        guard let u = try metadata.usage(repository: repository?.value) else {
+    public func usage(repository: RepositoryName?) async throws -> UsageRecord {
+        guard let u = try await metadata.usage(repository: repository?.value) else {
             throw LifecycleError.notFound("repository \(repository?.value ?? "")")
         }
         return u
@@ -728,10 +733,10 @@ public struct RetentionConsumer: EventConsumer {
 
     public init(registry: Registry) { self.registry = registry }
 
-    public func isActive() throws -> Bool { try registry.retentionPolicy().enabled }
+    public func isActive() async throws -> Bool { try await registry.retentionPolicy().enabled }
 
     public func handle(_ events: [Event]) async throws {
-        let policy = try registry.retentionPolicy()
+        let policy = try await registry.retentionPolicy()
         let now = Date()
         var report = try await registry.retain(repositories: Set(events.map(\.repository).filter { !$0.isEmpty }),
                                                policy: policy, now: now)

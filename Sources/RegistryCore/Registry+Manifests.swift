@@ -33,12 +33,12 @@ extension Registry {
         let record = ManifestRecord(digest: digest, mediaType: parsed.mediaType, size: Int64(bytes.count),
                                     artifactType: parsed.artifactType, subject: parsed.subject,
                                     annotations: parsed.annotations, createdAt: Date())
-        try checkWritable(repository.value)
-        if let tag { try checkTagMove(repository.value, tag: tag, to: digest) }
+        try await checkWritable(repository.value)
+        if let tag { try await checkTagMove(repository.value, tag: tag, to: digest) }
         var push = ManifestPush(repository: repository.value, record: record, bytes: bytes,
                                 tag: tag, blobs: parsed.blobs, children: parsed.children)
-        push.quarantine = try quarantinePolicy().enabled
-        push.quotas = try quotas()
+        push.quarantine = try await quarantinePolicy().enabled
+        push.quotas = try await quotas()
         let result: ManifestPushResult
         do {
             result = try await metadata.putManifest(push)
@@ -54,14 +54,14 @@ extension Registry {
         return PushedManifest(digest: digest, subject: parsed.subject)
     }
 
-    public func resolve(_ repository: RepositoryName, _ reference: Reference) throws -> Digest {
+    public func resolve(_ repository: RepositoryName, _ reference: Reference) async throws -> Digest {
         switch reference {
         case .digest(let d):
             return d
         case .tag(let tag):
             if let d = cache.tag(repository.value, tag) { return d }
             let generation = cache.generation(repository.value)
-            guard let d = try metadata.tagTarget(repository: repository.value, tag: tag) else {
+            guard let d = try await metadata.tagTarget(repository: repository.value, tag: tag) else {
                 throw RegistryError(.manifestUnknown, "manifest unknown: tag \(tag) not found")
             }
             cache.storeTag(repository.value, tag, d, generation: generation)
@@ -70,17 +70,17 @@ extension Registry {
     }
 
     /// The manifest a pull returns.
-    public func manifest(_ repository: RepositoryName, _ reference: Reference) throws -> ManifestContent {
-        let digest = try resolve(repository, reference)
+    public func manifest(_ repository: RepositoryName, _ reference: Reference) async throws -> ManifestContent {
+        let digest = try await resolve(repository, reference)
         if case .tag(let tag) = reference {
-            try checkManifestReadable(repository.value, tag: tag, digest: digest)
+            try await checkManifestReadable(repository.value, tag: tag, digest: digest)
         } else {
-            try checkManifestReadable(repository.value, tag: nil, digest: digest)
+            try await checkManifestReadable(repository.value, tag: nil, digest: digest)
         }
         if let hit = cache.manifest(repository.value, digest) { return hit }
         let generation = cache.generation(repository.value)
-        guard let record = try metadata.manifest(repository: repository.value, digest: digest),
-              let bytes = try metadata.inlineContent(digest)
+        guard let record = try await metadata.manifest(repository: repository.value, digest: digest),
+              let bytes = try await metadata.inlineContent(digest)
         else {
             throw RegistryError(.manifestUnknown, "manifest unknown to registry")
         }
@@ -94,19 +94,19 @@ extension Registry {
 
     // MARK: listings
 
-    public func tags(_ repository: RepositoryName, limit: Int?, last: String?) throws -> (tags: [String], more: Bool) {
+    public func tags(_ repository: RepositoryName, limit: Int?, last: String?) async throws -> (tags: [String], more: Bool) {
         let n = min(limit ?? configuration.maxPageSize, configuration.maxPageSize)
         guard n > 0 else {
-            guard try metadata.repositoryExists(repository.value) else {
+            guard try await metadata.repositoryExists(repository.value) else {
                 throw RegistryError(.nameUnknown, "repository name not known to registry")
             }
             return ([], false)
         }
-        let hidden = try listHidden(repository.value).tags
+        let hidden = try await listHidden(repository.value).tags
         var out: [String] = []
         var cursor = last
         while true {
-            guard let page = try metadata.tags(repository: repository.value, after: cursor, limit: n + 1) else {
+            guard let page = try await metadata.tags(repository: repository.value, after: cursor, limit: n + 1) else {
                 throw RegistryError(.nameUnknown, "repository name not known to registry")
             }
             for tag in page where !hidden.contains(tag) {
@@ -120,14 +120,16 @@ extension Registry {
 
     /// A page of repository names in lexical order; `visible` hides repositories the caller may
     /// not see (the page is filled from further rows, never short because of hidden ones).
-    public func catalog(limit: Int?, last: String?, visible: (@Sendable (String) -> Bool)? = nil) throws -> (repositories: [String], more: Bool) {
+    public func catalog(limit: Int?, last: String?, visible: (@Sendable (String) -> Bool)? = nil) async throws -> (repositories: [String], more: Bool) {
         let n = min(limit ?? configuration.maxPageSize, configuration.maxPageSize)
         guard n > 0 else { return ([], false) }
         var out: [String] = []
         var cursor = last
         while true {
-            let batch = try metadata.repositories(after: cursor, limit: max(n + 1, 256))
-            for name in batch where try (visible?(name) ?? true) && !listHidden(name).repository {
+            let batch = try await metadata.repositories(after: cursor, limit: max(n + 1, 256))
+            for name in batch {
+                guard try (visible?(name) ?? true) else { continue }
+                guard try await !listHidden(name).repository else { continue }
                 if out.count == n { return (out, true) }
                 out.append(name)
             }
@@ -137,8 +139,8 @@ extension Registry {
     }
 
     public func referrers(_ repository: RepositoryName, subject: Digest, artifactType: String?,
-                          limit: Int?, last: String?) throws -> ReferrerList {
-        var records = try metadata.referrers(repository: repository.value, subject: subject)
+                          limit: Int?, last: String?) async throws -> ReferrerList {
+        var records = try await metadata.referrers(repository: repository.value, subject: subject)
         if let artifactType { records = records.filter { $0.artifactType == artifactType } }
         records.sort { $0.digest < $1.digest }
         if let last { records = records.filter { $0.digest.string > last } }
@@ -153,7 +155,7 @@ extension Registry {
     }
 
     public func checkHealth() async throws {
-        try metadata.checkHealth()
+        try await metadata.checkHealth()
         try await blobs.checkHealth()
     }
 }

@@ -55,28 +55,15 @@ public final class Registry: Sendable {
         self.cache = ReadCache(manifestBytes: configuration.manifestCacheBytes)
     }
 
-    /// Opens (creating on first use) the embedded default: a filesystem blob store and SQLite
-    /// metadata under `dataDirectory`.
-    public static func embedded(dataDirectory: String, configuration: RegistryConfiguration = .init(),
-                                logger: Logger = Logger(label: "berth.registry")) throws -> Registry {
-        // The data directory holds keys, sealed secrets and every image: its owner's alone.
-        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
-        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: dataDirectory)
-        let blobs = try FileSystemBlobStore(root: dataDirectory + "/storage")
-        let metadata = try SQLiteMetadataStore(path: dataDirectory + "/metadata.sqlite")
-        return Registry(blobs: blobs, metadata: metadata, configuration: configuration, logger: logger)
-    }
-
     // MARK: blobs
 
     /// Size of a blob readable in `repository`.
-    public func blobSize(_ repository: RepositoryName, _ digest: Digest) throws -> Int64 {
-        try checkBlobReadable(repository.value)
+    public func blobSize(_ repository: RepositoryName, _ digest: Digest) async throws -> Int64 {
+        try await checkBlobReadable(repository.value)
         lifecycle.touches.touch(repository.value, digest)
         if let size = cache.blobSize(repository.value, digest) { return size }
         let generation = cache.generation(repository.value)
-        guard let size = try metadata.linkedBlobSize(repository: repository.value, digest: digest) else {
+        guard let size = try await metadata.linkedBlobSize(repository: repository.value, digest: digest) else {
             throw RegistryError(.blobUnknown, "blob unknown to registry")
         }
         cache.storeBlobSize(repository.value, digest, size, generation: generation)
@@ -86,11 +73,11 @@ public final class Registry: Sendable {
     /// Streams `range` of a blob readable in `repository`.
     public func readBlob(_ repository: RepositoryName, _ digest: Digest, range: Range<Int64>,
                          into sink: (ByteBuffer) async throws -> Void) async throws {
-        let size = try blobSize(repository, digest)
+        let size = try await blobSize(repository, digest)
         var inline = keepsInline(size: size)
         if !inline { inline = try await blobs.size(of: digest) == nil }
         if inline {
-            guard let bytes = try metadata.inlineContent(digest) else {
+            guard let bytes = try await metadata.inlineContent(digest) else {
                 throw RegistryError(.blobUnknown, "blob content missing")
             }
             var buffer = ByteBuffer()
@@ -124,13 +111,13 @@ public final class Registry: Sendable {
             return file
         } catch BlobStoreError.blobUnknown {
             // Kept inline after all (a blob committed before the threshold changed): stream it.
-            if try metadata.inlineContent(digest) != nil { return nil }
+            if try await metadata.inlineContent(digest) != nil { return nil }
             throw RegistryError(.blobUnknown, "blob content missing")
         }
     }
 
     public func deleteBlob(_ repository: RepositoryName, _ digest: Digest) async throws {
-        if let blocker = LockTable.deleteBlocker(try lockTable().repository(repository.value)) {
+        if let blocker = await LockTable.deleteBlocker(try lockTable().repository(repository.value)) {
             throw RegistryError(.denied, blocker)
         }
         cache.invalidate(repository.value)
@@ -143,7 +130,7 @@ public final class Registry: Sendable {
     /// Links a blob that another repository holds. Returns false when it cannot be mounted.
     public func mountBlob(_ repository: RepositoryName, from: String, _ digest: Digest) async throws -> Bool {
         guard RepositoryName.isValid(from) else { return false }
-        try checkWritable(repository.value)
+        try await checkWritable(repository.value)
         do {
             let mounted = try await metadata.mountBlob(repository: repository.value, from: from, digest: digest, quotas: try quotas()) != nil
             if mounted { lifecycle.touches.touch(repository.value, digest) }
@@ -156,8 +143,8 @@ public final class Registry: Sendable {
     // MARK: uploads
 
     public func startUpload(_ repository: RepositoryName) async throws -> UploadStatus {
-        try checkWritable(repository.value)
-        try checkQuotaRoom(repository.value)
+        try await checkWritable(repository.value)
+        try await checkQuotaRoom(repository.value)
         let id = UUID().uuidString.lowercased()
         try await blobs.createUpload(id: id, owner: repository.value)
         return UploadStatus(id: id, size: 0)
@@ -203,8 +190,8 @@ public final class Registry: Sendable {
     public func finishUpload(_ repository: RepositoryName, _ id: String, digest: Digest,
                              expectedSize: Int64? = nil) async throws -> Int64 {
         try await checkUpload(repository, id)
-        try checkWritable(repository.value)
-        let quotas = try quotas()
+        try await checkWritable(repository.value)
+        let quotas = try await quotas()
         // Garbage collection leaves this digest's bytes alone until the link is committed.
         await lifecycle.pins.pin(digest.string)
         defer { lifecycle.pins.unpin(digest.string) }
@@ -221,7 +208,7 @@ public final class Registry: Sendable {
             }
             // Refused before the bytes are committed; the store checks again, atomically, when it
             // links the blob.
-            if !quotas.isEmpty, let q = try metadata.quotaExceeded(quotas, repository: repository.value, digest: digest.string,
+            if !quotas.isEmpty, let q = try await metadata.quotaExceeded(quotas, repository: repository.value, digest: digest.string,
                                                                    size: try await blobs.uploadedSize(id: id) ?? 0) {
                 try? await blobs.cancelUpload(id: id)
                 throw quotaError(q)
@@ -245,7 +232,7 @@ public final class Registry: Sendable {
         where Body.Element == ByteBuffer
     {
         if let contentLength, keepsInline(size: contentLength) {
-            try checkWritable(repository.value)  // before reading the body
+            try await checkWritable(repository.value)  // before reading the body
             var bytes: [UInt8] = []
             bytes.reserveCapacity(Int(contentLength))
             for try await chunk in body {

@@ -30,11 +30,11 @@ public struct AuditRecord: Sendable, Codable, Equatable {
 /// lose each other's changes.
 public protocol AccessStateStore: Sendable {
     /// The stored document and its version, or nil before the first write.
-    func loadAccessState() throws -> (version: Int64, document: Data)?
+    func loadAccessState() async throws -> (version: Int64, document: Data)?
     /// Writes `document` if the stored version is still `expectedVersion` (0 = none yet).
     /// Returns false when somebody else wrote in between.
     func storeAccessState(_ document: Data, expectedVersion: Int64, audit: AuditRecord?) async throws -> Bool
 
     func appendAudit(_ records: [AuditRecord]) async throws
-    func audit(since: Date, limit: Int) throws -> [AuditRecord]
+    func audit(since: Date, limit: Int) async throws -> [AuditRecord]
 }

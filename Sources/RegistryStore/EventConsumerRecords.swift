@@ -32,12 +32,19 @@ public enum EventConsumerStart: Sendable, Equatable {
     case end
 }
 
-/// Persistence of event consumers' cursors, next to the event log they read, so a crash or a
-/// restart loses and skips nothing (delivery is at least once: a batch handled but not yet
-/// acknowledged is handled again).
-public protocol EventConsumerStore: Sendable {
-    func eventConsumers() throws -> [EventConsumerRecord]
-    func eventConsumer(named name: String) throws -> EventConsumerRecord?
+/// The append-only event log and its consumers' cursors, kept next to it so a crash or a restart
+/// loses and skips nothing (delivery is at least once: a batch handled but not yet acknowledged is
+/// handled again).
+public protocol EventLogStore: Sendable {
+    /// Events after `after`, oldest first.
+    func events(after: Int64, limit: Int) async throws -> [Event]
+    /// Events at or after `since`, oldest first.
+    func events(since: Date, limit: Int) async throws -> [Event]
+    /// The sequence number of the newest event (0 for an empty log).
+    func latestEventSequence() async throws -> Int64
+
+    func eventConsumers() async throws -> [EventConsumerRecord]
+    func eventConsumer(named name: String) async throws -> EventConsumerRecord?
     /// Creates the consumer when it does not exist yet; returns its record either way.
     func registerEventConsumer(name: String, start: EventConsumerStart) async throws -> EventConsumerRecord
     /// Moves the cursor from `expected` to `cursor` and clears the failure state. False (and
@@ -47,8 +54,4 @@ public protocol EventConsumerStore: Sendable {
     func recordEventConsumerFailure(name: String, error: String, attempts: Int, nextAttemptAt: Date) async throws
     /// Pauses or resumes a consumer; false when there is no such consumer.
     func setEventConsumerPaused(name: String, paused: Bool) async throws -> Bool
-    /// Events after `after`, oldest first.
-    func events(after: Int64, limit: Int) throws -> [Event]
-    /// The sequence number of the newest event (0 for an empty log).
-    func latestEventSequence() throws -> Int64
 }

@@ -123,11 +123,26 @@ public struct DeletedManifest: Sendable, Equatable, Codable {
     public var expiresAt: Date
     public var tags: [String]
     public var reason: String
+    public init(id: Int64, repository: String, digest: String, mediaType: String, size: Int64, deletedAt: Date, expiresAt: Date, tags: [String], reason: String) {
+        self.id = id
+        self.repository = repository
+        self.digest = digest
+        self.mediaType = mediaType
+        self.size = size
+        self.deletedAt = deletedAt
+        self.expiresAt = expiresAt
+        self.tags = tags
+        self.reason = reason
+    }
 }
 
 public struct RestoredManifest: Sendable, Equatable, Codable {
     public var digest: String
     public var tags: [String]
+    public init(digest: String, tags: [String]) {
+        self.digest = digest
+        self.tags = tags
+    }
 }
 
 public enum RestoreError: Error, Sendable, Equatable {
@@ -202,6 +217,15 @@ public struct UsageRecord: Sendable, Equatable, Codable {
     public var tags: Int64
     public var repositories: Int64?
     public var deletedManifests: Int64
+    public init(repository: String?, bytes: Int64, blobs: Int64, manifests: Int64, tags: Int64, repositories: Int64?, deletedManifests: Int64) {
+        self.repository = repository
+        self.bytes = bytes
+        self.blobs = blobs
+        self.manifests = manifests
+        self.tags = tags
+        self.repositories = repositories
+        self.deletedManifests = deletedManifests
+    }
 }
 
 /// A repository as `repository list` shows it.
@@ -211,6 +235,13 @@ public struct RepositorySummary: Sendable, Equatable {
     public var tags: Int64
     public var createdAt: Date
     public var lastUpdatedAt: Date?
+    public init(name: String, manifests: Int64, tags: Int64, createdAt: Date, lastUpdatedAt: Date?) {
+        self.name = name
+        self.manifests = manifests
+        self.tags = tags
+        self.createdAt = createdAt
+        self.lastUpdatedAt = lastUpdatedAt
+    }
 }
 
 /// A stored blob as garbage collection sees it.
@@ -218,6 +249,11 @@ public struct StoredBlob: Sendable, Equatable {
     public var digest: String
     public var size: Int64
     public var inline: Bool
+    public init(digest: String, size: Int64, inline: Bool) {
+        self.digest = digest
+        self.size = size
+        self.inline = inline
+    }
 }
 
 public struct BlobCollectionState: Sendable, Equatable {
@@ -225,6 +261,12 @@ public struct BlobCollectionState: Sendable, Equatable {
     public var createdAt: Date
     public var linkedRepositories: [String]
     public var referenced: Bool
+    public init(size: Int64, createdAt: Date, linkedRepositories: [String], referenced: Bool) {
+        self.size = size
+        self.createdAt = createdAt
+        self.linkedRepositories = linkedRepositories
+        self.referenced = referenced
+    }
 }
 
 /// What a lifecycle run (purge, retention, gc, soft-delete expiry) reported.
@@ -237,6 +279,15 @@ public struct LifecycleRunRecord: Sendable, Equatable {
     public var finishedAt: Date
     /// The report as JSON.
     public var report: String
+    public init(id: Int64, kind: String, name: String?, dryRun: Bool, startedAt: Date, finishedAt: Date, report: String) {
+        self.id = id
+        self.kind = kind
+        self.name = name
+        self.dryRun = dryRun
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.report = report
+    }
 }
 
 public struct PurgeScheduleRecord: Sendable, Equatable, Codable {
@@ -273,57 +324,57 @@ public enum LifecycleEventAction {
 
 /// Persistence of the lifecycle features: graphs, guarded deletions, the recycle bin, locks,
 /// garbage-collection sweeps, usage, run reports and purge schedules.
-public protocol LifecycleMetadata: Sendable {
-    func repositoryGraph(_ repository: String) throws -> RepositoryGraph?
+public protocol LifecycleStore: Sendable {
+    func repositoryGraph(_ repository: String) async throws -> RepositoryGraph?
     /// Loads the graph inside a write transaction, asks `plan` what to change, and applies it with
     /// its events. Deleted manifests go to the recycle bin until `softDeleteUntil` when it is set.
     func applyLifecycle(repository: String, softDeleteUntil: Date?, reason: String,
                         plan: @Sendable (RepositoryGraph) throws -> LifecycleChange) async throws -> LifecycleChange?
     /// Repository names with events after `sequence`, and the newest sequence.
-    func repositoriesChanged(after sequence: Int64) throws -> (repositories: [String], latest: Int64)
+    func repositoriesChanged(after sequence: Int64) async throws -> (repositories: [String], latest: Int64)
     /// Repositories holding manifests not live since before `cutoff`.
-    func repositoriesWithUnliveManifests(before cutoff: Date) throws -> [String]
+    func repositoriesWithUnliveManifests(before cutoff: Date) async throws -> [String]
     /// Repositories with content (all, or the one named), in name order.
-    func repositorySummaries(named name: String?) throws -> [RepositorySummary]
+    func repositorySummaries(named name: String?) async throws -> [RepositorySummary]
 
     // recycle bin
-    func deletedManifests(repository: String) throws -> [DeletedManifest]
+    func deletedManifests(repository: String) async throws -> [DeletedManifest]
     func restoreManifest(repository: String, digest: String, tags: [String]?) async throws -> [RestoredManifest]
     /// Removes recycle-bin entries that expired before `now`; returns them.
     func expireDeletedManifests(now: Date) async throws -> [DeletedManifest]
 
     // locks
-    func locks() throws -> [LockRecord]
+    func locks() async throws -> [LockRecord]
     func setLock(_ lock: LockRecord) async throws
 
     // garbage collection
     /// Blob links no manifest (live or in the recycle bin) of their repository references, linked before `cutoff`.
-    func unreferencedLinks(before cutoff: Date, limit: Int) throws -> [(repository: String, digest: String)]
+    func unreferencedLinks(before cutoff: Date, limit: Int) async throws -> [(repository: String, digest: String)]
     /// Removes the link if it is still unreferenced; returns whether it did.
     func removeUnreferencedLink(repository: String, digest: String, before cutoff: Date) async throws -> Bool
     /// Stored digests nothing references (no link, no manifest, no reference), stored before `cutoff`.
-    func unreferencedBlobs(before cutoff: Date, limit: Int) throws -> [StoredBlob]
+    func unreferencedBlobs(before cutoff: Date, limit: Int) async throws -> [StoredBlob]
     /// Removes the blob's row if it is still unreferenced; returns it when removed.
     func removeUnreferencedBlob(_ digest: String, before cutoff: Date) async throws -> StoredBlob?
-    func hasBlobRecord(_ digest: String) throws -> Bool
+    func hasBlobRecord(_ digest: String) async throws -> Bool
     /// For a dry run: a stored digest's size, age, the repositories linking it, and whether any
     /// manifest (live or in the recycle bin) is or references it.
-    func blobCollectionState(_ digest: String) throws -> BlobCollectionState?
+    func blobCollectionState(_ digest: String) async throws -> BlobCollectionState?
 
     // usage and quotas
-    func usage(repository: String?) throws -> UsageRecord?
+    func usage(repository: String?) async throws -> UsageRecord?
     /// Bytes of distinct digests stored by repositories a quota covers.
-    func quotaUsage(_ quota: QuotaLimit) throws -> Int64
+    func quotaUsage(_ quota: QuotaLimit) async throws -> Int64
     /// The quota that linking `digest` (`size` bytes) into `repository` would exceed, by the same
     /// rule the linking transaction applies, read outside it (to refuse before committing bytes).
-    func quotaExceeded(_ quotas: [QuotaLimit], repository: String, digest: String, size: Int64) throws -> QuotaExceeded?
+    func quotaExceeded(_ quotas: [QuotaLimit], repository: String, digest: String, size: Int64) async throws -> QuotaExceeded?
 
     // reports and schedules
     @discardableResult
     func recordRun(kind: String, name: String?, dryRun: Bool, startedAt: Date, finishedAt: Date, report: String,
                    event: (action: String, detail: String)?) async throws -> Int64
-    func runs(kind: String?, name: String?, limit: Int) throws -> [LifecycleRunRecord]
-    func purgeSchedules() throws -> [PurgeScheduleRecord]
+    func runs(kind: String?, name: String?, limit: Int) async throws -> [LifecycleRunRecord]
+    func purgeSchedules() async throws -> [PurgeScheduleRecord]
     func createPurgeSchedule(_ schedule: PurgeScheduleRecord) async throws -> Bool
     func deletePurgeSchedule(name: String) async throws -> Bool
     func markPurgeScheduleRun(name: String, at: Date) async throws

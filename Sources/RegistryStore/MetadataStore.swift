@@ -99,6 +99,23 @@ public struct Event: Sendable, Equatable {
     public var requestHost: String?
     public var requestMethod: String?
     public var userAgent: String?
+    public init(sequence: Int64, timestamp: Date, action: String, repository: String, digest: String?, tag: String?, mediaType: String?, size: Int64?, detail: String?, actor: String?, address: String?, requestID: String?, requestHost: String?, requestMethod: String?, userAgent: String?) {
+        self.sequence = sequence
+        self.timestamp = timestamp
+        self.action = action
+        self.repository = repository
+        self.digest = digest
+        self.tag = tag
+        self.mediaType = mediaType
+        self.size = size
+        self.detail = detail
+        self.actor = actor
+        self.address = address
+        self.requestID = requestID
+        self.requestHost = requestHost
+        self.requestMethod = requestMethod
+        self.userAgent = userAgent
+    }
 }
 
 public enum EventAction {
@@ -109,6 +126,8 @@ public enum EventAction {
     public static let tagMove = "tag.move"
     public static let tagDelete = "tag.delete"
     public static let quarantine = "quarantine"
+    /// A registry-wide setting changed (its name is the detail; the repository is empty).
+    public static let setting = "setting"
     /// Detail of a tag deletion that is part of deleting its manifest.
     public static let cascadeDetail = "with its manifest"
 }
@@ -124,20 +143,20 @@ public struct ManifestRef: Sendable, Codable, Equatable {
     }
 }
 
-/// Metadata persistence. SQLite is the embedded default; a PostgreSQL backend implements the same
-/// protocol. Every mutation is one transaction that appends its event to the log.
-public protocol MetadataStore: LifecycleMetadata {
+/// Content metadata: repositories, blob links, manifests, tags, referrers and quarantine states.
+/// Every mutation is one transaction that appends its event to the log.
+public protocol ContentMetadataStore: Sendable {
     // repositories
-    func repositoryExists(_ name: String) throws -> Bool
-    func repositories(after: String?, limit: Int) throws -> [String]
+    func repositoryExists(_ name: String) async throws -> Bool
+    func repositories(after: String?, limit: Int) async throws -> [String]
 
     // blobs
     /// Size of a blob linked into `repository`, or nil.
-    func linkedBlobSize(repository: String, digest: Digest) throws -> Int64?
+    func linkedBlobSize(repository: String, digest: Digest) async throws -> Int64?
     /// Size of a blob the registry holds in any repository (for cross-repository mounts), or nil.
-    func blobSize(_ digest: Digest) throws -> Int64?
+    func blobSize(_ digest: Digest) async throws -> Int64?
     /// Bytes of a blob kept inline (small blobs and manifests), or nil when it lives in the blob store.
-    func inlineContent(_ digest: Digest) throws -> [UInt8]?
+    func inlineContent(_ digest: Digest) async throws -> [UInt8]?
     /// Records a verified blob and links it into `repository`. `inline` holds the bytes of a small
     /// blob kept in the metadata store instead of the blob store.
     /// Throws `QuotaExceeded` (and links nothing) when a covering quota would be exceeded.
@@ -148,47 +167,40 @@ public protocol MetadataStore: LifecycleMetadata {
 
     // manifests and tags
     func putManifest(_ push: ManifestPush) async throws -> ManifestPushResult
-    func manifest(repository: String, digest: Digest) throws -> ManifestRecord?
-    func tagTarget(repository: String, tag: String) throws -> Digest?
+    func manifest(repository: String, digest: Digest) async throws -> ManifestRecord?
+    func tagTarget(repository: String, tag: String) async throws -> Digest?
     func deleteTag(repository: String, tag: String) async throws -> Bool
     /// Tags of a repository in lexical order, or nil when the repository is unknown.
-    func tags(repository: String, after: String?, limit: Int) throws -> [String]?
-    func referrers(repository: String, subject: Digest) throws -> [ManifestRecord]
+    func tags(repository: String, after: String?, limit: Int) async throws -> [String]?
+    func referrers(repository: String, subject: Digest) async throws -> [ManifestRecord]
     /// Indexes in `repository` that list `child`.
-    func parents(repository: String, child: Digest) throws -> [Digest]
+    func parents(repository: String, child: Digest) async throws -> [Digest]
 
     // quarantine
     /// Sets a manifest's quarantine state (and its index children's: they follow their index).
     func setQuarantine(repository: String, digest: Digest, state: String, reason: String?) async throws -> Bool
     /// Manifests a quarantine switch would affect (never quarantined, not referrers).
-    func unquarantinedManifests(limit: Int) throws -> [ManifestRef]
+    func unquarantinedManifests(limit: Int) async throws -> [ManifestRef]
     /// How many manifests are in each quarantine state (`Pending`, `Passed`, `Failed`).
-    func quarantineCounts() throws -> [String: Int]
+    func quarantineCounts() async throws -> [String: Int]
     /// Puts every such manifest into `Pending`; returns how many.
     func quarantineExisting() async throws -> Int
     /// Manifests in `Pending` (the first `limit`, by repository and digest) and how many there are.
-    func pendingManifests(limit: Int) throws -> (manifests: [ManifestRef], count: Int)
+    func pendingManifests(limit: Int) async throws -> (manifests: [ManifestRef], count: Int)
     /// Releases every `Pending` manifest (back to never quarantined, as if pushed with quarantine
     /// off), each with its quarantine event, in one transaction; returns the first `limit` of them
     /// (same order as `pendingManifests`) and how many there were. `Failed` ones stay.
     func releasePending(limit: Int) async throws -> (manifests: [ManifestRef], count: Int)
     /// Whether manifests of `repository` reference the blob (as config or layer) and every one of
     /// them is quarantined (`Pending` or `Failed`). False when none references it.
-    func blobOnlyInQuarantine(repository: String, digest: Digest) throws -> Bool
-    func setting(_ key: String) throws -> String?
-    func setSetting(_ key: String, _ value: String) async throws
-
-    // event log
-    func events(after: Int64, limit: Int) throws -> [Event]
-    func events(since: Date, limit: Int) throws -> [Event]
-
+    func blobOnlyInQuarantine(repository: String, digest: Digest) async throws -> Bool
     /// Bytes of every distinct stored digest (after deduplication).
-    func storedBytes() throws -> Int64
+    func storedBytes() async throws -> Int64
 
-    func checkHealth() throws
+    func checkHealth() async throws
 }
 
-extension MetadataStore {
+extension ContentMetadataStore {
     public func linkBlob(repository: String, digest: Digest, size: Int64, inline: [UInt8]?) async throws {
         try await linkBlob(repository: repository, digest: digest, size: size, inline: inline, quotas: [])
     }
@@ -197,3 +209,11 @@ extension MetadataStore {
         try await mountBlob(repository: repository, from: from, digest: digest, quotas: [])
     }
 }
+
+/// Everything the registry core keeps about content, its history and its lifecycle. A backend (the
+/// embedded SQLite one, PostgreSQL next) implements this and the stores of `MetadataBackend`.
+public protocol MetadataStore: ContentMetadataStore, EventLogStore, LifecycleStore, SettingsStore {}
+
+/// One database holding every kind of metadata: what a backend target provides and the composition
+/// root hands, piece by piece, to the core and the features.
+public protocol MetadataBackend: MetadataStore, AccessStateStore, WebhookStore {}

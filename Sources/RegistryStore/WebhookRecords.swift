@@ -65,8 +65,8 @@ public struct WebhookDelivery: Sendable, Codable, Equatable {
 /// Persistence of webhooks, their cursors into the event log, and their delivery history. The
 /// cursor lives in the database, so no event is lost or skipped across restarts.
 public protocol WebhookStore: Sendable {
-    func webhooks() throws -> [WebhookRecord]
-    func webhook(named: String) throws -> WebhookRecord?
+    func webhooks() async throws -> [WebhookRecord]
+    func webhook(named: String) async throws -> WebhookRecord?
     /// Creates a webhook whose cursor starts at the end of the event log (it sees what happens next).
     func createWebhook(_ record: WebhookRecord) async throws -> Bool
     /// Re-enabling a disabled webhook moves its cursor to the end of the log: what happened while
@@ -79,7 +79,6 @@ public protocol WebhookStore: Sendable {
     func recordDelivery(_ delivery: WebhookDelivery, advanceTo cursor: Int64?, nextAttemptAt: Date?, attempts: Int) async throws -> Int64
     /// Moves the cursor past events that do not concern the webhook.
     func advanceCursor(name: String, to cursor: Int64) async throws
-    func deliveries(webhook: String, limit: Int) throws -> [WebhookDelivery]
+    func deliveries(webhook: String, limit: Int) async throws -> [WebhookDelivery]
     /// The sequence number of the newest event.
-    func latestEventSequence() throws -> Int64
 }

@@ -18,7 +18,7 @@ public struct WebhookDispatcher: Service {
         let running = NIOLockedValueBox<Set<String>>([])
         await withTaskGroup(of: Void.self) { group in
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                let names = ((try? service.store.webhooks()) ?? []).filter(\.enabled).map(\.name)
+                let names = await ((try? service.store.webhooks()) ?? []).filter(\.enabled).map(\.name)
                 for name in names {
                     let start = running.withLockedValue { $0.insert(name).inserted }
                     guard start else { continue }

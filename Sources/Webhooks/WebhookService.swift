@@ -37,7 +37,7 @@ public final class WebhookService: Sendable {
     public static let signatureHeader = "X-Berth-Signature-256"
 
     let store: any WebhookStore
-    let events: any MetadataStore
+    let events: any EventLogStore
     let sealingKey: SymmetricKey
     let logger: Logger
     /// Where deliveries may go; checked when a webhook is set up and again at every delivery.
@@ -47,7 +47,7 @@ public final class WebhookService: Sendable {
     let deliveryTimeout: TimeAmount
     let backoffBase: Double
 
-    public init(store: any WebhookStore, events: any MetadataStore, keyDirectory: String, policy: OutboundPolicy = OutboundPolicy(),
+    public init(store: any WebhookStore, events: any EventLogStore, keyDirectory: String, policy: OutboundPolicy = OutboundPolicy(),
                 maxAttempts: Int = 10, deliveryTimeout: TimeAmount = .seconds(10), backoffBase: Double = 1,
                 logger: Logger = Logger(label: "berth.webhooks")) throws {
         self.store = store
@@ -141,19 +141,19 @@ public final class WebhookService: Sendable {
         }
     }
 
-    public func list() throws -> [WebhookView] { try store.webhooks().map(Self.view) }
+    public func list() async throws -> [WebhookView] { try await store.webhooks().map(Self.view) }
 
     /// Per enabled webhook: events in the log after its cursor (its backlog; events that do not
     /// concern it are passed quickly) — the lag of this event consumer.
-    public func latestEventSequence() throws -> Int64 { try store.latestEventSequence() }
+    public func latestEventSequence() async throws -> Int64 { try await events.latestEventSequence() }
 
-    public func backlog() throws -> [(name: String, events: Int64)] {
-        let latest = try store.latestEventSequence()
-        return try store.webhooks().filter(\.enabled).map { ($0.name, max(0, latest - $0.cursor)) }
+    public func backlog() async throws -> [(name: String, events: Int64)] {
+        let latest = try await events.latestEventSequence()
+        return try await store.webhooks().filter(\.enabled).map { ($0.name, max(0, latest - $0.cursor)) }
     }
 
-    public func get(_ name: String) throws -> WebhookView {
-        guard let r = try store.webhook(named: name) else { throw WebhookError.notFound("webhook \(name)") }
+    public func get(_ name: String) async throws -> WebhookView {
+        guard let r = try await store.webhook(named: name) else { throw WebhookError.notFound("webhook \(name)") }
         return Self.view(r)
     }
 
@@ -169,7 +169,7 @@ public final class WebhookService: Sendable {
         let record = WebhookRecord(name: name, uri: uri, actions: actions, scope: scope, headers: try sealHeaders(headers),
                                    sealedSecret: try seal(secret), enabled: enabled, createdAt: Date(), cursor: 0)
         guard try await store.createWebhook(record) else { throw WebhookError.conflict("webhook \(name) exists") }
-        return (try get(name), secret)
+        return await (try get(name), secret)
     }
 
     public func update(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
@@ -180,21 +180,21 @@ public final class WebhookService: Sendable {
                                             enabled: enabled) else {
             throw WebhookError.notFound("webhook \(name)")
         }
-        return try get(name)
+        return try await get(name)
     }
 
     public func delete(name: String) async throws {
         guard try await store.deleteWebhook(name: name) else { throw WebhookError.notFound("webhook \(name)") }
     }
 
-    public func deliveries(name: String, limit: Int) throws -> [WebhookDelivery] {
-        _ = try get(name)
-        return try store.deliveries(webhook: name, limit: limit)
+    public func deliveries(name: String, limit: Int) async throws -> [WebhookDelivery] {
+        _ = try await get(name)
+        return try await store.deliveries(webhook: name, limit: limit)
     }
 
     /// Sends a `ping` now and records it.
     public func ping(name: String) async throws -> WebhookDelivery {
-        guard let hook = try store.webhook(named: name) else { throw WebhookError.notFound("webhook \(name)") }
+        guard let hook = try await store.webhook(named: name) else { throw WebhookError.notFound("webhook \(name)") }
         let payload = Payload(id: UUID().uuidString.lowercased(), timestamp: Date(), action: "ping", target: nil, request: nil)
         var delivery = await deliver(hook, payload: payload, eventSequence: nil, attempt: 1)
         delivery.id = try await store.recordDelivery(delivery, advanceTo: nil, nextAttemptAt: nil, attempts: hook.attempts)
@@ -317,11 +317,11 @@ public final class WebhookService: Sendable {
     /// exhausted or a delivery fails (then it waits for its backoff). Returns whether it did work.
     @discardableResult
     func drain(_ name: String, now: Date = Date()) async throws -> Bool {
-        guard var hook = try store.webhook(named: name), hook.enabled else { return false }
+        guard var hook = try await store.webhook(named: name), hook.enabled else { return false }
         if let next = hook.nextAttemptAt, next > now { return false }
         var worked = false
         while true {
-            let batch = try events.events(after: hook.cursor, limit: 100)
+            let batch = try await events.events(after: hook.cursor, limit: 100)
             guard !batch.isEmpty else { return worked }
             var skippedTo: Int64?
             for event in batch {

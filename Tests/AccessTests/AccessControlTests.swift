@@ -1,3 +1,4 @@
+import SQLiteStore
 import Crypto
 import Foundation
 import Testing
@@ -304,7 +305,7 @@ func b64url(_ data: Data) -> String {
         // stored, not only given in memory: a second start sees the same ids
         let again = try await AccessControl.open(store: try SQLiteMetadataStore(path: dir + "/metadata.sqlite"), keyDirectory: dir + "/keys")
         #expect(again.state.identities["owner"]?.subjectID == ownerID && again.state.tokens["ci"]?.subjectID == ciID)
-        #expect(try again.audit(since: Date(timeIntervalSinceNow: -60), limit: 100).contains { $0.action == "access.migrate" })
+        await #expect(try again.audit(since: Date(timeIntervalSinceNow: -60), limit: 100).contains { $0.action == "access.migrate" })
     }
 }
 
@@ -430,7 +431,7 @@ func b64url(_ data: Data) -> String {
         await #expect(throws: AccessError.self) { try await access.recoverOwner(admin, name: "ci") }
         await #expect(throws: AccessError.self) { try await access.recoverOwner(admin, name: "berth") }
         await #expect(throws: AccessError.self) { try await access.recoverOwner(admin, name: "Bad Name") }
-        let records = try access.audit(since: Date(timeIntervalSinceNow: -60), limit: 100)
+        let records = try await access.audit(since: Date(timeIntervalSinceNow: -60), limit: 100)
         #expect(records.filter { $0.action == "identity.recover-owner" }.map(\.target) == ["owner", "rescue"])
     }
 }

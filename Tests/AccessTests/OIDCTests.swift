@@ -1,3 +1,4 @@
+import SQLiteStore
 import Crypto
 import Foundation
 import JWTKit

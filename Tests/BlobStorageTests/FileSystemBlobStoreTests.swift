@@ -1,3 +1,4 @@
+import FileSystemStorage
 import BlobStoreConformance
 import Foundation
 import NIOCore

@@ -1,3 +1,4 @@
+import Backends
 import Access
 import Foundation
 import HTTPTypes

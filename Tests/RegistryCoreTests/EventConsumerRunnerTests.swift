@@ -45,12 +45,12 @@ import Testing
         }
     }
 
-    func store(_ r: Registry) -> any EventConsumerStore { r.metadata as! any EventConsumerStore }
+    func store(_ r: Registry) -> any EventLogStore { r.metadata as! any EventLogStore }
 
     @Test func handlesEveryEventOnceInOrderAcrossBatchesAndRestarts() async throws {
         let r = try makeRegistry()
         try await pushTags(r, 3)
-        let latest = try store(r).latestEventSequence()
+        let latest = try await store(r).latestEventSequence()
         #expect(latest >= 3)
         let consumer = Recorder()
         let runner = EventConsumerRunner(consumer: consumer, store: store(r), batchSize: 2)
@@ -61,15 +61,15 @@ import Testing
         let again = Recorder()
         let restarted = EventConsumerRunner(consumer: again, store: store(r), batchSize: 100)
         while case .advanced = try await restarted.step() {}
-        let newest = try store(r).latestEventSequence()
+        let newest = try await store(r).latestEventSequence()
         #expect(again.seen.withLockedValue { $0 } == Array((latest + 1)...newest))
-        #expect(try store(r).eventConsumer(named: "recorder")?.cursor == newest)
+        await #expect(try store(r).eventConsumer(named: "recorder")?.cursor == newest)
     }
 
     @Test func aConsumerStartingAtTheEndSeesOnlyWhatHappensNext() async throws {
         let r = try makeRegistry()
         try await pushTags(r, 2)
-        let before = try store(r).latestEventSequence()
+        let before = try await store(r).latestEventSequence()
         let consumer = Recorder(name: "tail", start: .end)
         let runner = EventConsumerRunner(consumer: consumer, store: store(r))
         #expect(try await runner.step() == .idle)
@@ -96,12 +96,12 @@ import Testing
         }
         #expect(abs(retry2.timeIntervalSince(retry1) - 20) < 0.01)   // doubled
         let due = retry2.addingTimeInterval(0.001)
-        let record = try store(r).eventConsumer(named: "recorder")
+        let record = try await store(r).eventConsumer(named: "recorder")
         #expect(record?.attempts == 2 && record?.lastError?.contains("downstream unavailable") == true && record?.cursor == 0)
         guard case .advanced = try await runner.step(now: due) else { Issue.record("expected progress"); return }
         while case .advanced = try await runner.step(now: due) {}
-        #expect(consumer.seen.withLockedValue { $0 } == Array(1...(try store(r).latestEventSequence())))
-        let healed = try store(r).eventConsumer(named: "recorder")
+        await #expect(consumer.seen.withLockedValue { $0 } == Array(1...(try await store(r).latestEventSequence())))
+        let healed = try await store(r).eventConsumer(named: "recorder")
         #expect(healed?.attempts == 0 && healed?.lastError == nil && healed?.nextAttemptAt == nil)
     }
 
@@ -112,7 +112,7 @@ import Testing
         let runner = EventConsumerRunner(consumer: consumer, store: store(r))
         consumer.active.withLockedValue { $0 = false }
         #expect(try await runner.step() == .idle)
-        #expect(try store(r).eventConsumer(named: "recorder")?.cursor == 0)
+        await #expect(try store(r).eventConsumer(named: "recorder")?.cursor == 0)
         consumer.active.withLockedValue { $0 = true }
         #expect(try await store(r).setEventConsumerPaused(name: "recorder", paused: true))
         #expect(try await runner.step() == .idle)
@@ -134,10 +134,10 @@ import Testing
             }
             try await group.waitForAll()
         }
-        let latest = try store(r).latestEventSequence()
+        let latest = try await store(r).latestEventSequence()
         let seen = Set(a.seen.withLockedValue { $0 } + b.seen.withLockedValue { $0 })
         #expect(seen == Set(1...latest))   // every event handled (at least once), none skipped
-        #expect(try store(r).eventConsumer(named: "shared")?.cursor == latest)
+        await #expect(try store(r).eventConsumer(named: "shared")?.cursor == latest)
     }
 
     @Test func theCompareAndSwapRefusesAStaleCursor() async throws {
@@ -146,7 +146,7 @@ import Testing
         _ = try await store(r).registerEventConsumer(name: "cas", start: .beginning)
         #expect(try await store(r).advanceEventConsumer(name: "cas", from: 0, to: 2))
         #expect(try await !store(r).advanceEventConsumer(name: "cas", from: 0, to: 3))
-        #expect(try store(r).eventConsumer(named: "cas")?.cursor == 2)
+        await #expect(try store(r).eventConsumer(named: "cas")?.cursor == 2)
         // registering again keeps the cursor
         #expect(try await store(r).registerEventConsumer(name: "cas", start: .end).cursor == 2)
     }
@@ -160,7 +160,7 @@ import Testing
         let runner = EventConsumerRunner(consumer: RetentionConsumer(registry: r), store: store(r))
         // off: the cursor waits
         #expect(try await runner.step() == .idle)
-        #expect(try store(r).eventConsumer(named: RetentionConsumer.name)?.cursor == 0)
+        await #expect(try store(r).eventConsumer(named: RetentionConsumer.name)?.cursor == 0)
         var policy = RetentionPolicy()
         policy.enabled = true
         policy.days = 0
@@ -174,8 +174,8 @@ import Testing
         let d = Digest.compute(json)
         _ = try await r.putManifest(repo, reference: .digest(d), bytes: json, contentType: "application/vnd.oci.image.manifest.v1+json")
         while case .advanced = try await runner.step() {}
-        #expect(try store(r).eventConsumer(named: RetentionConsumer.name)?.cursor == (try store(r).latestEventSequence()))
-        #expect(throws: RegistryError.self) { _ = try r.manifest(repo, .digest(d)) }
-        #expect(try r.manifest(try RepositoryName("team/app"), .tag("t0")).digest.string.hasPrefix("sha256:"))
+        await #expect(try store(r).eventConsumer(named: RetentionConsumer.name)?.cursor == (try store(r).latestEventSequence()))
+        await #expect(throws: RegistryError.self) { _ = try await r.manifest(repo, .digest(d)) }
+        await #expect(try r.manifest(try RepositoryName("team/app"), .tag("t0")).digest.string.hasPrefix("sha256:"))
     }
 }

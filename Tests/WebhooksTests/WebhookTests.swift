@@ -1,3 +1,4 @@
+import SQLiteStore
 import Access
 import Foundation
 import HTTPTypes
@@ -146,7 +147,7 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
             hits = receiver.hits.withLockedValue { $0 }
             let tags = try hits.map { try JSONDecoder().decode(Payload.self, from: Data($0.body.utf8)).target.tag }
             #expect(tags == ["v1", "v2", "v3"])
-            let log = try service.deliveries(name: "ci", limit: 10)
+            let log = try await service.deliveries(name: "ci", limit: 10)
             #expect(log.contains { $0.statusCode == 500 && $0.attempt == 1 })
             #expect(log.filter { $0.statusCode == 200 }.count == 3)
             #expect(log.allSatisfy { $0.latencyMilliseconds >= 0 })
@@ -167,7 +168,7 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
                 try await service.drain("slow", now: Date().addingTimeInterval(3600))
             }
             #expect(ContinuousClock.now - started < .seconds(8))      // each attempt is cut at the 1 s timeout
-            let log = try service.deliveries(name: "slow", limit: 10)
+            let log = try await service.deliveries(name: "slow", limit: 10)
             #expect(log.count == 3 && log.allSatisfy { $0.error != nil })
             let hook = try #require(try store.webhook(named: "slow"))
             let latest = try store.latestEventSequence()

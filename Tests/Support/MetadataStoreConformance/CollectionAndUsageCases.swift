@@ -9,12 +9,12 @@ extension MetadataStoreConformance {
             try await link(s, "r", "loose", "used")
             try await store(s, push("r", "m", blobs: [digest("used")]))
             try await link(s, "other", "used") // referenced in r, not in other
-            #expect(try s.unreferencedLinks(before: past, limit: 10).isEmpty)
+            await #expect(try s.unreferencedLinks(before: past, limit: 10).isEmpty)
             let expected = [("other", digest("used").string), ("r", digest("loose").string)].sorted { ($0.0, $0.1) < ($1.0, $1.1) }
-            let found = try s.unreferencedLinks(before: future, limit: 10)
+            let found = try await s.unreferencedLinks(before: future, limit: 10)
             #expect(found.map(\.repository) == expected.map(\.0))
             #expect(found.map(\.digest) == expected.map(\.1))
-            #expect(try s.unreferencedLinks(before: future, limit: 1).map(\.digest) == [expected[0].1])
+            await #expect(try s.unreferencedLinks(before: future, limit: 1).map(\.digest) == [expected[0].1])
         },
         Case("removeUnreferencedLink: removes a link only while it is unreferenced and old enough") { s in
             try await link(s, "r", "loose", "used")
@@ -22,64 +22,64 @@ extension MetadataStoreConformance {
             #expect(try await s.removeUnreferencedLink(repository: "r", digest: digest("used").string, before: future) == false)
             #expect(try await s.removeUnreferencedLink(repository: "r", digest: digest("loose").string, before: past) == false)
             #expect(try await s.removeUnreferencedLink(repository: "unknown", digest: digest("loose").string, before: future) == false)
-            #expect(try s.linkedBlobSize(repository: "r", digest: digest("loose")) == 5)
+            await #expect(try s.linkedBlobSize(repository: "r", digest: digest("loose")) == 5)
             #expect(try await s.removeUnreferencedLink(repository: "r", digest: digest("loose").string, before: future))
-            #expect(try s.linkedBlobSize(repository: "r", digest: digest("loose")) == nil)
-            #expect(try s.blobSize(digest("loose")) == 5) // the stored blob is a separate sweep
+            await #expect(try s.linkedBlobSize(repository: "r", digest: digest("loose")) == nil)
+            await #expect(try s.blobSize(digest("loose")) == 5) // the stored blob is a separate sweep
             #expect(try await s.removeUnreferencedLink(repository: "r", digest: digest("loose").string, before: future) == false)
-            #expect(try s.linkedBlobSize(repository: "r", digest: digest("used")) == 4)
+            await #expect(try s.linkedBlobSize(repository: "r", digest: digest("used")) == 4)
         },
         Case("unreferencedBlobs/removeUnreferencedBlob/hasBlobRecord: only digests nothing references") { s in
             try await link(s, "r", "loose", inline: true)
             try await link(s, "r", "big")
             let m = push("r", "m", blobs: [digest("big")])
             try await store(s, m)
-            #expect(try s.unreferencedBlobs(before: future, limit: 10) == [])
+            await #expect(try s.unreferencedBlobs(before: future, limit: 10) == [])
             #expect(try await s.unlinkBlob(repository: "r", digest: digest("loose")))
             #expect(try await s.unlinkBlob(repository: "r", digest: digest("big")))
             // big is still named by a manifest; the manifest's own digest is referenced by the manifest
-            #expect(try s.unreferencedBlobs(before: future, limit: 10).map(describe) == ["\(digest("loose")) 5 inline"])
-            #expect(try s.unreferencedBlobs(before: past, limit: 10) == [])
+            await #expect(try s.unreferencedBlobs(before: future, limit: 10).map(describe) == ["\(digest("loose")) 5 inline"])
+            await #expect(try s.unreferencedBlobs(before: past, limit: 10) == [])
             #expect(try await s.removeUnreferencedBlob(digest("big").string, before: future) == nil)
             #expect(try await s.removeUnreferencedBlob(m.record.digest.string, before: future) == nil)
             #expect(try await s.removeUnreferencedBlob(digest("loose").string, before: past) == nil)
-            #expect(try s.hasBlobRecord(digest("loose").string))
+            await #expect(try s.hasBlobRecord(digest("loose").string))
             let removed = try await s.removeUnreferencedBlob(digest("loose").string, before: future)
             #expect(removed.map(describe) == "\(digest("loose")) 5 inline")
-            #expect(try s.hasBlobRecord(digest("loose").string) == false)
-            #expect(try s.blobSize(digest("loose")) == nil)
-            #expect(try s.inlineContent(digest("loose")) == nil)
+            await #expect(try s.hasBlobRecord(digest("loose").string) == false)
+            await #expect(try s.blobSize(digest("loose")) == nil)
+            await #expect(try s.inlineContent(digest("loose")) == nil)
             #expect(try await s.removeUnreferencedBlob(digest("loose").string, before: future) == nil)
-            #expect(try s.hasBlobRecord(digest("big").string))
-            #expect(try s.hasBlobRecord(digest("unknown").string) == false)
+            await #expect(try s.hasBlobRecord(digest("big").string))
+            await #expect(try s.hasBlobRecord(digest("unknown").string) == false)
         },
         Case("garbage collection keeps what a manifest in the recycle bin references") { s in
             let p = try await image(s, "r", "m", tag: "t")
             try await deleteManifests(s, "r", [p.record.digest], softDeleteUntil: future)
             #expect(try await s.unlinkBlob(repository: "r", digest: digest("layer-of-m")))
-            #expect(try s.unreferencedBlobs(before: future, limit: 10) == [])
+            await #expect(try s.unreferencedBlobs(before: future, limit: 10) == [])
             #expect(try await s.removeUnreferencedBlob(digest("layer-of-m").string, before: future) == nil)
             #expect(try await s.removeUnreferencedBlob(p.record.digest.string, before: future) == nil)
-            let state = try #require(try s.blobCollectionState(digest("layer-of-m").string))
+            let state = try await #require(try s.blobCollectionState(digest("layer-of-m").string))
             #expect(state.referenced)
             // once the entry expires, both are garbage
             _ = try await s.expireDeletedManifests(now: future.addingTimeInterval(1))
-            #expect(Set(try s.unreferencedBlobs(before: future, limit: 10).map(\.digest))
+            await #expect(Set(try s.unreferencedBlobs(before: future, limit: 10).map(\.digest))
                         == [digest("layer-of-m").string, p.record.digest.string])
         },
         Case("blobCollectionState: size, linking repositories and whether a manifest is or names it") { s in
-            #expect(try s.blobCollectionState(digest("x").string) == nil)
+            await #expect(try s.blobCollectionState(digest("x").string) == nil)
             try await s.linkBlob(repository: "a", digest: digest("x"), size: 100, inline: nil)
             try await s.linkBlob(repository: "b", digest: digest("x"), size: 100, inline: nil)
-            var state = try #require(try s.blobCollectionState(digest("x").string))
+            var state = try await #require(try s.blobCollectionState(digest("x").string))
             #expect(state.size == 100)
             #expect(Set(state.linkedRepositories) == ["a", "b"])
             #expect(state.referenced == false)
             let m = push("a", "m", blobs: [digest("x")])
             try await store(s, m)
-            state = try #require(try s.blobCollectionState(digest("x").string))
+            state = try await #require(try s.blobCollectionState(digest("x").string))
             #expect(state.referenced)
-            let own = try #require(try s.blobCollectionState(m.record.digest.string))
+            let own = try await #require(try s.blobCollectionState(m.record.digest.string))
             #expect(own.referenced)
             #expect(own.linkedRepositories == [])
             #expect(own.size == m.record.size)
@@ -88,8 +88,8 @@ extension MetadataStoreConformance {
 
     static let usageCases: [Case] = [
         Case("usage: the registry and one repository; nil for an unknown repository") { s in
-            #expect(try s.usage(repository: nil).map(describe) == "nil: 0 bytes, 0 blobs, 0 manifests, 0 tags, 0 repositories, 0 deleted")
-            #expect(try s.usage(repository: "a") == nil)
+            await #expect(try s.usage(repository: nil).map(describe) == "nil: 0 bytes, 0 blobs, 0 manifests, 0 tags, 0 repositories, 0 deleted")
+            await #expect(try s.usage(repository: "a") == nil)
             try await s.linkBlob(repository: "a", digest: digest("x"), size: 100, inline: nil)
             try await s.linkBlob(repository: "b", digest: digest("x"), size: 100, inline: nil)
             try await s.linkBlob(repository: "b", digest: digest("y"), size: 10, inline: nil)
@@ -98,12 +98,12 @@ extension MetadataStoreConformance {
             let n = push("b", "n")
             try await store(s, n)
             try await deleteManifests(s, "b", [n.record.digest], softDeleteUntil: future)
-            #expect(try s.usage(repository: nil).map(describe)
+            await #expect(try s.usage(repository: nil).map(describe)
                         == "nil: \(110 + m.record.size + n.record.size) bytes, 4 blobs, 1 manifests, 1 tags, 2 repositories, 1 deleted")
-            #expect(try s.usage(repository: "a").map(describe)
+            await #expect(try s.usage(repository: "a").map(describe)
                         == "a: \(100 + m.record.size) bytes, 2 blobs, 1 manifests, 1 tags, nil repositories, 0 deleted")
             // a manifest in the recycle bin still uses storage
-            #expect(try s.usage(repository: "b").map(describe)
+            await #expect(try s.usage(repository: "b").map(describe)
                         == "b: \(110 + n.record.size) bytes, 3 blobs, 0 manifests, 0 tags, nil repositories, 1 deleted")
         },
         Case("quotaUsage: a prefix with / covers what is below it, without / also itself; digests count once; LIKE escaped") { s in
@@ -112,42 +112,42 @@ extension MetadataStoreConformance {
             try await s.linkBlob(repository: "payments/api", digest: digest("x"), size: 100, inline: nil)
             try await s.linkBlob(repository: "payments-old", digest: digest("z"), size: 1000, inline: nil)
             try await s.linkBlob(repository: "paxments/api", digest: digest("w"), size: 7, inline: nil)
-            #expect(try s.quotaUsage(QuotaLimit(name: "q", prefix: "payments", limitBytes: 1)) == 110)
-            #expect(try s.quotaUsage(QuotaLimit(name: "q", prefix: "payments/", limitBytes: 1)) == 110)
-            #expect(try s.quotaUsage(QuotaLimit(name: "q", prefix: "payments/api", limitBytes: 1)) == 110)
-            #expect(try s.quotaUsage(QuotaLimit(name: "q", prefix: "pa_ments/", limitBytes: 1)) == 0)
-            #expect(try s.quotaUsage(QuotaLimit(name: "q", prefix: "pa%", limitBytes: 1)) == 0)
-            #expect(try s.quotaUsage(QuotaLimit(name: "q", prefix: "unknown", limitBytes: 1)) == 0)
+            await #expect(try s.quotaUsage(QuotaLimit(name: "q", prefix: "payments", limitBytes: 1)) == 110)
+            await #expect(try s.quotaUsage(QuotaLimit(name: "q", prefix: "payments/", limitBytes: 1)) == 110)
+            await #expect(try s.quotaUsage(QuotaLimit(name: "q", prefix: "payments/api", limitBytes: 1)) == 110)
+            await #expect(try s.quotaUsage(QuotaLimit(name: "q", prefix: "pa_ments/", limitBytes: 1)) == 0)
+            await #expect(try s.quotaUsage(QuotaLimit(name: "q", prefix: "pa%", limitBytes: 1)) == 0)
+            await #expect(try s.quotaUsage(QuotaLimit(name: "q", prefix: "unknown", limitBytes: 1)) == 0)
             let m = push("payments", "m")
             try await store(s, m)
-            #expect(try s.quotaUsage(QuotaLimit(name: "q", prefix: "payments", limitBytes: 1)) == 110 + m.record.size)
+            await #expect(try s.quotaUsage(QuotaLimit(name: "q", prefix: "payments", limitBytes: 1)) == 110 + m.record.size)
         },
         Case("quotaExceeded: the quota a link would exceed, by the rule linking applies") { s in
             let q = QuotaLimit(name: "team", prefix: "team/", limitBytes: 100)
             try await s.linkBlob(repository: "team/a", digest: digest("x"), size: 60, inline: nil, quotas: [q])
-            #expect(try s.quotaExceeded([q], repository: "team/b", digest: digest("new").string, size: 41)
+            await #expect(try s.quotaExceeded([q], repository: "team/b", digest: digest("new").string, size: 41)
                         == QuotaExceeded(quota: "team", limit: 100, used: 60, needed: 41))
-            #expect(try s.quotaExceeded([q], repository: "team/b", digest: digest("new").string, size: 40) == nil)
-            #expect(try s.quotaExceeded([q], repository: "team/b", digest: digest("x").string, size: 60) == nil)
-            #expect(try s.quotaExceeded([q], repository: "other", digest: digest("new").string, size: 1000) == nil)
-            #expect(try s.quotaExceeded([], repository: "team/b", digest: digest("new").string, size: 1000) == nil)
+            await #expect(try s.quotaExceeded([q], repository: "team/b", digest: digest("new").string, size: 40) == nil)
+            await #expect(try s.quotaExceeded([q], repository: "team/b", digest: digest("x").string, size: 60) == nil)
+            await #expect(try s.quotaExceeded([q], repository: "other", digest: digest("new").string, size: 1000) == nil)
+            await #expect(try s.quotaExceeded([], repository: "team/b", digest: digest("new").string, size: 1000) == nil)
             let tight = QuotaLimit(name: "tight", prefix: "team", limitBytes: 61)
-            #expect(try s.quotaExceeded([q, tight], repository: "team/b", digest: digest("new").string, size: 5)?.quota == "tight")
+            await #expect(try s.quotaExceeded([q, tight], repository: "team/b", digest: digest("new").string, size: 5)?.quota == "tight")
         },
         Case("linkBlob and mountBlob past a quota throw QuotaExceeded and link and append nothing") { s in
             let q = QuotaLimit(name: "team", prefix: "team/", limitBytes: 100)
             try await s.linkBlob(repository: "team/a", digest: digest("x"), size: 60, inline: nil, quotas: [q])
             try await s.linkBlob(repository: "other", digest: digest("y"), size: 50, inline: nil)
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             await #expect(throws: QuotaExceeded(quota: "team", limit: 100, used: 60, needed: 50)) {
                 try await s.linkBlob(repository: "team/b", digest: digest("y"), size: 50, inline: nil, quotas: [q])
             }
             await #expect(throws: QuotaExceeded(quota: "team", limit: 100, used: 60, needed: 50)) {
                 try await s.mountBlob(repository: "team/b", from: "other", digest: digest("y"), quotas: [q])
             }
-            #expect(try s.linkedBlobSize(repository: "team/b", digest: digest("y")) == nil)
-            #expect(try s.repositoryExists("team/b") == false)
-            #expect(try events(s, after: mark).isEmpty)
+            await #expect(try s.linkedBlobSize(repository: "team/b", digest: digest("y")) == nil)
+            await #expect(try s.repositoryExists("team/b") == false)
+            await #expect(try events(s, after: mark).isEmpty)
             // what the quota already counts links freely
             #expect(try await s.mountBlob(repository: "team/b", from: "team/a", digest: digest("x"), quotas: [q]) == 60)
         },
@@ -156,26 +156,26 @@ extension MetadataStoreConformance {
     static let runCases: [Case] = [
         Case("recordRun/runs: increasing ids, newest first, filtered by kind and name, optional event") { s in
             let t0 = Date(timeIntervalSince1970: 1_700_000_000), t1 = Date(timeIntervalSince1970: 1_700_000_060)
-            var mark = try s.latestEventSequence()
+            var mark = try await s.latestEventSequence()
             let id1 = try await s.recordRun(kind: "purge", name: "nightly", dryRun: true, startedAt: t0, finishedAt: t1,
                                             report: "{\"a\":1}", event: nil)
-            #expect(try events(s, after: mark).isEmpty)
-            mark = try s.latestEventSequence()
+            await #expect(try events(s, after: mark).isEmpty)
+            mark = try await s.latestEventSequence()
             let id2 = try await s.recordRun(kind: "gc", name: nil, dryRun: false, startedAt: t0, finishedAt: t1, report: "{}",
                                             event: (action: LifecycleEventAction.gcRun, detail: "freed 3"))
             let id3 = try await s.recordRun(kind: "purge", name: "weekly", dryRun: false, startedAt: t0, finishedAt: t1, report: "{}",
                                             event: (action: LifecycleEventAction.purgeRun, detail: "deleted 1"))
             #expect(id1 < id2 && id2 < id3)
-            let e = try events(s, after: mark)
+            let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [LifecycleEventAction.gcRun, LifecycleEventAction.purgeRun])
             #expect(e.map(\.repository) == ["", "weekly"])
             #expect(e.map(\.detail) == ["run \(id2): freed 3", "run \(id3): deleted 1"])
-            #expect(try s.runs(kind: nil, name: nil, limit: 10).map(\.id) == [id3, id2, id1])
-            #expect(try s.runs(kind: "purge", name: nil, limit: 10).map(\.id) == [id3, id1])
-            #expect(try s.runs(kind: "purge", name: "nightly", limit: 10).map(\.id) == [id1])
-            #expect(try s.runs(kind: nil, name: nil, limit: 1).map(\.id) == [id3])
-            #expect(try s.runs(kind: "retention", name: nil, limit: 10) == [])
-            let r = try #require(try s.runs(kind: "purge", name: "nightly", limit: 1).first)
+            await #expect(try s.runs(kind: nil, name: nil, limit: 10).map(\.id) == [id3, id2, id1])
+            await #expect(try s.runs(kind: "purge", name: nil, limit: 10).map(\.id) == [id3, id1])
+            await #expect(try s.runs(kind: "purge", name: "nightly", limit: 10).map(\.id) == [id1])
+            await #expect(try s.runs(kind: nil, name: nil, limit: 1).map(\.id) == [id3])
+            await #expect(try s.runs(kind: "retention", name: nil, limit: 10) == [])
+            let r = try await #require(try s.runs(kind: "purge", name: "nightly", limit: 1).first)
             #expect(r.id == id1)
             #expect(r.kind == "purge")
             #expect(r.name == "nightly")
@@ -185,7 +185,7 @@ extension MetadataStoreConformance {
             #expect(r.report == "{\"a\":1}")
         },
         Case("purge schedules: create once per name, list by name, mark runs, delete once") { s in
-            #expect(try s.purgeSchedules() == [])
+            await #expect(try s.purgeSchedules() == [])
             let created = Date(timeIntervalSince1970: 1_700_000_000)
             let b = PurgeScheduleRecord(name: "b", cron: "0 3 * * *", filters: ["app:.*"], ago: "7d", untagged: true, keep: 3, createdAt: created)
             let a = PurgeScheduleRecord(name: "a", cron: "@daily", filters: [], ago: "1d", untagged: false, keep: 0, createdAt: created)
@@ -194,15 +194,15 @@ extension MetadataStoreConformance {
             var clash = a
             clash.cron = "@hourly"
             #expect(try await s.createPurgeSchedule(clash) == false)
-            #expect(try s.purgeSchedules() == [a, b])
+            await #expect(try s.purgeSchedules() == [a, b])
             let ran = Date(timeIntervalSince1970: 1_700_000_500)
             try await s.markPurgeScheduleRun(name: "b", at: ran)
             try await s.markPurgeScheduleRun(name: "unknown", at: ran)
-            #expect(try s.purgeSchedules().last?.lastRunAt == ran)
-            #expect(try s.purgeSchedules().first?.lastRunAt == nil)
+            await #expect(try s.purgeSchedules().last?.lastRunAt == ran)
+            await #expect(try s.purgeSchedules().first?.lastRunAt == nil)
             #expect(try await s.deletePurgeSchedule(name: "a"))
             #expect(try await s.deletePurgeSchedule(name: "a") == false)
-            #expect(try s.purgeSchedules().map(\.name) == ["b"])
+            await #expect(try s.purgeSchedules().map(\.name) == ["b"])
         },
     ]
 }

@@ -14,12 +14,12 @@ extension MetadataStoreConformance {
             try await store(s, b)
             try await store(s, push("r", "plain"))
             _ = try await s.setQuarantine(repository: "r", digest: b.record.digest, state: "Failed", reason: "scan")
-            let counts = try s.quarantineCounts()
+            let counts = try await s.quarantineCounts()
             #expect(counts == ["Pending": 1, "Failed": 1])
         },
         Case("registerEventConsumer: starts at the beginning or the end of the log, once") { s in
             try await store(s, push("r", "m", tag: "t"))
-            let latest = try s.latestEventSequence()
+            let latest = try await s.latestEventSequence()
             let head = try await s.registerEventConsumer(name: "head", start: .beginning)
             let tail = try await s.registerEventConsumer(name: "tail", start: .end)
             #expect(head.cursor == 0 && !head.paused && head.attempts == 0)
@@ -27,29 +27,29 @@ extension MetadataStoreConformance {
             // registering again changes nothing
             let again = try await s.registerEventConsumer(name: "head", start: .end)
             #expect(again.cursor == 0)
-            let names = try s.eventConsumers().map(\.name)
+            let names = try await s.eventConsumers().map(\.name)
             #expect(names == ["head", "tail"])
-            let missing = try s.eventConsumer(named: "nobody")
+            let missing = try await s.eventConsumer(named: "nobody")
             #expect(missing == nil)
         },
         Case("advanceEventConsumer: compare-and-swap on the cursor, clearing the failure state") { s in
             _ = try await s.registerEventConsumer(name: "c", start: .beginning)
             try await s.recordEventConsumerFailure(name: "c", error: "boom", attempts: 3, nextAttemptAt: Date().addingTimeInterval(60))
-            let failed = try s.eventConsumer(named: "c")
+            let failed = try await s.eventConsumer(named: "c")
             #expect(failed?.attempts == 3 && failed?.lastError == "boom" && failed?.nextAttemptAt != nil && failed?.cursor == 0)
             let moved = try await s.advanceEventConsumer(name: "c", from: 0, to: 5)
             let stale = try await s.advanceEventConsumer(name: "c", from: 0, to: 9)
             #expect(moved && !stale)
-            let after = try s.eventConsumer(named: "c")
+            let after = try await s.eventConsumer(named: "c")
             #expect(after?.cursor == 5 && after?.attempts == 0 && after?.lastError == nil && after?.nextAttemptAt == nil)
         },
         Case("setEventConsumerPaused: pauses and resumes; unknown consumers are false") { s in
             _ = try await s.registerEventConsumer(name: "c", start: .beginning)
             let paused = try await s.setEventConsumerPaused(name: "c", paused: true)
-            let pausedRecord = try s.eventConsumer(named: "c")
+            let pausedRecord = try await s.eventConsumer(named: "c")
             #expect(paused && pausedRecord?.paused == true)
             let resumed = try await s.setEventConsumerPaused(name: "c", paused: false)
-            let resumedRecord = try s.eventConsumer(named: "c")
+            let resumedRecord = try await s.eventConsumer(named: "c")
             #expect(resumed && resumedRecord?.paused == false)
             let unknown = try await s.setEventConsumerPaused(name: "nobody", paused: true)
             #expect(!unknown)
@@ -63,7 +63,7 @@ extension MetadataStoreConformance {
                 return n
             }
             #expect(wins == 1)
-            let cursor = try s.eventConsumer(named: "c")?.cursor
+            let cursor = try await s.eventConsumer(named: "c")?.cursor
             #expect(cursor == 3 || cursor == 4)
         },
     ]

@@ -21,6 +21,8 @@ extension MetadataStoreConformance {
             try await step([EventAction.quarantine]) {
                 _ = try await s.setQuarantine(repository: "r", digest: p.record.digest, state: "Passed", reason: nil)
             }
+            // a setting change is announced (by name) so other processes drop their cached copy
+            try await step([EventAction.setting]) { try await s.setSetting(SettingKey<String>("k"), "v") }
             try await step([LifecycleEventAction.lock]) { try await s.setLock(LockRecord(repository: "r", writeEnabled: false)) }
             try await step([EventAction.manifestDelete]) {
                 try await deleteManifests(s, "r", [p.record.digest], softDeleteUntil: future)
@@ -38,7 +40,6 @@ extension MetadataStoreConformance {
             // state outside the registry's content is not in its event log
             try await step([]) {
                 try await s.recordRun(kind: "gc", name: nil, dryRun: true, startedAt: past, finishedAt: past, report: "{}", event: nil)
-                try await s.setSetting("k", "v")
                 _ = try await s.storeAccessState(Data("d".utf8), expectedVersion: 0, audit: audit("x", at: past))
                 try await s.appendAudit([audit("y", at: past)])
                 _ = try await s.createWebhook(hook("h"))
@@ -46,28 +47,28 @@ extension MetadataStoreConformance {
                 _ = try await s.createPurgeSchedule(PurgeScheduleRecord(name: "p", cron: "@daily", filters: [], ago: "1d",
                                                                         untagged: true, keep: 0, createdAt: past))
             }
-            let all = try s.events(after: 0, limit: 1000)
+            let all = try await s.events(after: 0, limit: 1000)
             #expect(all.map(\.action) == expected)
             #expect(zip(all, all.dropFirst()).allSatisfy { $0.sequence < $1.sequence })
             #expect(all.allSatisfy { $0.sequence > 0 })
-            #expect(try s.latestEventSequence() == all.last?.sequence)
+            await #expect(try s.latestEventSequence() == all.last?.sequence)
             var paged: [Event] = []
             var cursor: Int64 = 0
             while true {
-                let page = try s.events(after: cursor, limit: 3)
+                let page = try await s.events(after: cursor, limit: 3)
                 guard let last = page.last, paged.count <= all.count else { break }
                 #expect(page.count <= 3)
                 paged += page
                 cursor = last.sequence
             }
             #expect(paged == all)
-            #expect(try s.events(after: all.last?.sequence ?? 0, limit: 10) == [])
+            await #expect(try s.events(after: all.last?.sequence ?? 0, limit: 10) == [])
         },
         Case("event log: refused or failed mutations append nothing") { s in
             let p = try await image(s, "r", "m", tag: "t")
             try await link(s, "other", "y")
             let quota = QuotaLimit(name: "q", prefix: "r", limitBytes: 1)
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             #expect(try await s.putManifest(push("r", "n", blobs: [digest("absent")])) == .missing([digest("absent")]))
             var tooBig = push("r", "n")
             tooBig.quotas = [quota]
@@ -96,18 +97,18 @@ extension MetadataStoreConformance {
             }
             #expect(try await s.removeUnreferencedLink(repository: "r", digest: digest("layer-of-m").string, before: future) == false)
             #expect(try await s.removeUnreferencedBlob(p.record.digest.string, before: future) == nil)
-            #expect(try s.latestEventSequence() == mark)
-            #expect(try events(s, after: mark).isEmpty)
+            await #expect(try s.latestEventSequence() == mark)
+            await #expect(try events(s, after: mark).isEmpty)
         },
         Case("events(since:): events at or after a time, in sequence order, limited") { s in
             for n in ["a", "b", "c"] { try await store(s, push("r", n)) }
-            let all = try s.events(after: 0, limit: 10)
+            let all = try await s.events(after: 0, limit: 10)
             #expect(all.count == 3)
-            #expect(try s.events(since: past, limit: 10) == all)
-            #expect(try s.events(since: past, limit: 2) == Array(all.prefix(2)))
-            #expect(try s.events(since: future, limit: 10) == [])
+            await #expect(try s.events(since: past, limit: 10) == all)
+            await #expect(try s.events(since: past, limit: 2) == Array(all.prefix(2)))
+            await #expect(try s.events(since: future, limit: 10) == [])
             let second = all[1]
-            let from = try s.events(since: second.timestamp, limit: 10)
+            let from = try await s.events(since: second.timestamp, limit: 10)
             #expect(from.contains(second))
             #expect(from.contains(all[2]))
             #expect(from.allSatisfy { $0.timestamp >= second.timestamp })
@@ -125,7 +126,7 @@ extension MetadataStoreConformance {
                 }
                 try await group.waitForAll()
             }
-            let all = try s.events(after: 0, limit: 1000)
+            let all = try await s.events(after: 0, limit: 1000)
             #expect(all.count == 40)
             #expect(Set(all.map(\.sequence)).count == 40)
             #expect(zip(all, all.dropFirst()).allSatisfy { $0.sequence < $1.sequence })
@@ -138,13 +139,13 @@ extension MetadataStoreConformance {
             for round in 0..<10 {
                 let tag = "t\(round)"
                 let a = push("r", "a\(round)", tag: tag), b = push("r", "b\(round)", tag: tag)
-                let mark = try s.latestEventSequence()
+                let mark = try await s.latestEventSequence()
                 async let x = s.putManifest(a)
                 async let y = s.putManifest(b)
                 let (ra, rb) = try await (x, y)
-                let final = try #require(try s.tagTarget(repository: "r", tag: tag))
+                let final = try await #require(try s.tagTarget(repository: "r", tag: tag))
                 #expect(final == a.record.digest || final == b.record.digest)
-                let moves = try events(s, after: mark).filter { $0.action == EventAction.tagMove && $0.tag == tag }
+                let moves = try await events(s, after: mark).filter { $0.action == EventAction.tagMove && $0.tag == tag }
                 #expect(moves.count == 2)
                 #expect(moves.last?.digest == final.string)
                 // the writer that came second replaced the first
@@ -168,14 +169,14 @@ extension MetadataStoreConformance {
                 async let unlinked = s.removeUnreferencedLink(repository: "r", digest: layer.string, before: future)
                 async let swept = s.removeUnreferencedBlob(layer.string, before: future)
                 let (result, removedLink, removedBlob) = try await (pushed, unlinked, swept)
-                let manifest = try s.manifest(repository: "r", digest: p.record.digest)
+                let manifest = try await s.manifest(repository: "r", digest: p.record.digest)
                 switch result {
                 case .stored:
                     #expect(removedLink == false)
                     #expect(removedBlob == nil)
                     #expect(manifest != nil)
-                    #expect(try s.linkedBlobSize(repository: "r", digest: layer) == 10)
-                    #expect(try s.hasBlobRecord(layer.string))
+                    await #expect(try s.linkedBlobSize(repository: "r", digest: layer) == 10)
+                    await #expect(try s.hasBlobRecord(layer.string))
                     // and a later sweep keeps it
                     #expect(try await s.removeUnreferencedLink(repository: "r", digest: layer.string, before: future) == false)
                     #expect(try await s.removeUnreferencedBlob(layer.string, before: future) == nil)
@@ -189,7 +190,7 @@ extension MetadataStoreConformance {
         Case("race: two consumers sharing one webhook cursor skip no event") { s in
             #expect(try await s.createWebhook(hook("h")))
             for i in 0..<30 { try await link(s, "r", "event-\(i)") }
-            let all = try s.events(after: 0, limit: 1000).map(\.sequence)
+            let all = try await s.events(after: 0, limit: 1000).map(\.sequence)
             #expect(all.count == 30)
             let delivered = try await withThrowingTaskGroup(of: [Int64].self) { group in
                 for _ in 0..<2 {
@@ -197,12 +198,12 @@ extension MetadataStoreConformance {
                         var seen: [Int64] = []
                         // bounded, so a broken backend fails instead of hanging
                         for _ in 0..<(all.count * 2) {
-                            guard let w = try s.webhook(named: "h") else { break }
-                            guard let next = try s.events(after: w.cursor, limit: 1).first else { break }
+                            guard let w = try await s.webhook(named: "h") else { break }
+                            guard let next = try await s.events(after: w.cursor, limit: 1).first else { break }
                             seen.append(next.sequence)
                             try await s.recordDelivery(delivery("h", event: next.sequence), advanceTo: next.sequence,
                                                        nextAttemptAt: nil, attempts: 0)
-                            let after = try s.webhook(named: "h")?.cursor ?? 0
+                            let after = try await s.webhook(named: "h")?.cursor ?? 0
                             #expect(after >= next.sequence) // never moved back
                         }
                         return seen
@@ -213,7 +214,7 @@ extension MetadataStoreConformance {
                 return union
             }
             #expect(Set(delivered) == Set(all))
-            #expect(try s.webhook(named: "h")?.cursor == all.last)
+            await #expect(try s.webhook(named: "h")?.cursor == all.last)
         },
     ]
 }

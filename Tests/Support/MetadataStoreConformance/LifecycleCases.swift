@@ -8,12 +8,12 @@ struct PlanFailed: Error {}
 extension MetadataStoreConformance {
     static let lifecycleCases: [Case] = [
         Case("repositoryGraph: nil for an unknown repository; manifests, index children and tags") { s in
-            #expect(try s.repositoryGraph("r") == nil)
+            await #expect(try s.repositoryGraph("r") == nil)
             let child = try await image(s, "r", "child", tag: "c")
             let index = push("r", "index", tag: "i", children: [child.record.digest])
             try await store(s, index)
             try await store(s, push("other", "elsewhere", tag: "x"))
-            let g = try #require(try s.repositoryGraph("r"))
+            let g = try await #require(try s.repositoryGraph("r"))
             #expect(g.repository == "r")
             #expect(Set(g.manifests.keys) == [child.record.digest.string, index.record.digest.string])
             #expect(g.manifests[index.record.digest.string]?.mediaType == MediaType.ociIndex)
@@ -32,7 +32,7 @@ extension MetadataStoreConformance {
         },
         Case("applyLifecycle: a denied change applies nothing and appends nothing") { s in
             let p = try await image(s, "r", "m", tag: "t")
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             let change = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in
                 var c = LifecycleChange()
                 c.deleteTags = [LifecycleTagDeletion(repository: "r", tag: "t", digest: p.record.digest.string)]
@@ -42,25 +42,25 @@ extension MetadataStoreConformance {
                 return c
             }
             #expect(change?.denied == "locked")
-            #expect(try s.manifest(repository: "r", digest: p.record.digest) != nil)
-            #expect(try s.tagTarget(repository: "r", tag: "t") == p.record.digest)
-            #expect(try s.linkedBlobSize(repository: "r", digest: digest("layer-of-m")) != nil)
-            #expect(try events(s, after: mark).isEmpty)
+            await #expect(try s.manifest(repository: "r", digest: p.record.digest) != nil)
+            await #expect(try s.tagTarget(repository: "r", tag: "t") == p.record.digest)
+            await #expect(try s.linkedBlobSize(repository: "r", digest: digest("layer-of-m")) != nil)
+            await #expect(try events(s, after: mark).isEmpty)
         },
         Case("applyLifecycle: a plan that throws applies nothing") { s in
             let p = try await image(s, "r", "m", tag: "t")
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             await #expect(throws: PlanFailed.self) {
                 try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in throw PlanFailed() }
             }
-            #expect(try s.manifest(repository: "r", digest: p.record.digest) != nil)
-            #expect(try events(s, after: mark).isEmpty)
+            await #expect(try s.manifest(repository: "r", digest: p.record.digest) != nil)
+            await #expect(try events(s, after: mark).isEmpty)
         },
         Case("applyLifecycle: tag deletions apply only while the tag still points at the planned digest") { s in
             let a = push("r", "a", tag: "t"), b = push("r", "b", tag: "u")
             try await store(s, a)
             try await store(s, b)
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             let change = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "retention") { _ in
                 var c = LifecycleChange()
                 c.detail = "retention run 1"
@@ -70,21 +70,21 @@ extension MetadataStoreConformance {
                 return c
             }
             #expect(change?.deleteTags.count == 3) // the change is returned as planned
-            #expect(try s.tagTarget(repository: "r", tag: "t") == nil)
-            #expect(try s.tagTarget(repository: "r", tag: "u") == b.record.digest)
-            let e = try events(s, after: mark)
+            await #expect(try s.tagTarget(repository: "r", tag: "t") == nil)
+            await #expect(try s.tagTarget(repository: "r", tag: "u") == b.record.digest)
+            let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.tagDelete])
             #expect(e.first?.tag == "t")
             #expect(e.first?.detail == "retention run 1")
             // the manifest itself stays, now not live
-            #expect(try s.manifest(repository: "r", digest: a.record.digest) != nil)
-            #expect(try s.repositoryGraph("r")?.manifests[a.record.digest.string]?.unliveSince != nil)
+            await #expect(try s.manifest(repository: "r", digest: a.record.digest) != nil)
+            await #expect(try s.repositoryGraph("r")?.manifests[a.record.digest.string]?.unliveSince != nil)
         },
         Case("applyLifecycle: a hard manifest delete removes it with its tags, refs and lock, with events") { s in
             let p = try await image(s, "r", "m", tag: "b")
             try await store(s, push("r", "m", tag: "a"))
             try await s.setLock(LockRecord(repository: "r", digest: p.record.digest.string, deleteEnabled: false))
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             let change = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "purge") { _ in
                 var c = LifecycleChange()
                 c.detail = "purge run 7"
@@ -92,11 +92,11 @@ extension MetadataStoreConformance {
                 return c
             }
             #expect(change?.deleteManifests.count == 1)
-            #expect(try s.manifest(repository: "r", digest: p.record.digest) == nil)
-            #expect(try s.tags(repository: "r", after: nil, limit: 10) == [])
-            #expect(try s.locks() == [])
-            #expect(try s.deletedManifests(repository: "r") == [])
-            let e = try events(s, after: mark)
+            await #expect(try s.manifest(repository: "r", digest: p.record.digest) == nil)
+            await #expect(try s.tags(repository: "r", after: nil, limit: 10) == [])
+            await #expect(try s.locks() == [])
+            await #expect(try s.deletedManifests(repository: "r") == [])
+            let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.tagDelete, EventAction.tagDelete, EventAction.manifestDelete])
             #expect(e.prefix(2).map(\.tag) == ["a", "b"])
             #expect(e.prefix(2).allSatisfy { $0.detail == EventAction.cascadeDetail })
@@ -104,7 +104,7 @@ extension MetadataStoreConformance {
             #expect(e.last?.digest == p.record.digest.string)
             #expect(e.last?.size == p.record.size)
             // the layer is no longer referenced: its link is garbage now
-            #expect(try s.unreferencedLinks(before: future, limit: 10).map(\.digest) == [digest("layer-of-m").string])
+            await #expect(try s.unreferencedLinks(before: future, limit: 10).map(\.digest) == [digest("layer-of-m").string])
             // deleting what is gone changes nothing
             let again = try await actions(s) { try await deleteManifests(s, "r", [p.record.digest]) }
             #expect(again == [])
@@ -121,31 +121,31 @@ extension MetadataStoreConformance {
                 }
             }
             #expect(acts == [])
-            #expect(try s.repositoryGraph("r")?.manifests[p.record.digest.string]?.unliveSince == when)
-            #expect(try s.repositoriesWithUnliveManifests(before: when.addingTimeInterval(1)) == ["r"])
-            #expect(try s.repositoriesWithUnliveManifests(before: when.addingTimeInterval(-1)) == [])
+            await #expect(try s.repositoryGraph("r")?.manifests[p.record.digest.string]?.unliveSince == when)
+            await #expect(try s.repositoriesWithUnliveManifests(before: when.addingTimeInterval(1)) == ["r"])
+            await #expect(try s.repositoriesWithUnliveManifests(before: when.addingTimeInterval(-1)) == [])
             _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in
                 var c = LifecycleChange()
                 let cleared: Date? = nil
                     c.unliveUpdates = [p.record.digest.string: cleared]
                 return c
             }
-            #expect(try s.repositoryGraph("r")?.manifests[p.record.digest.string]?.unliveSince == nil)
-            #expect(try s.repositoriesWithUnliveManifests(before: future) == [])
+            await #expect(try s.repositoryGraph("r")?.manifests[p.record.digest.string]?.unliveSince == nil)
+            await #expect(try s.repositoriesWithUnliveManifests(before: future) == [])
         },
         Case("applyLifecycle: unlinkAllBlobs removes the repository's links with one event") { s in
             try await link(s, "r", "b1", "b2")
             try await link(s, "other", "b1")
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "repository delete") { _ in
                 var c = LifecycleChange()
                 c.unlinkAllBlobs = true
                 return c
             }
-            #expect(try s.linkedBlobSize(repository: "r", digest: digest("b1")) == nil)
-            #expect(try s.linkedBlobSize(repository: "r", digest: digest("b2")) == nil)
-            #expect(try s.linkedBlobSize(repository: "other", digest: digest("b1")) == 2)
-            let e = try events(s, after: mark)
+            await #expect(try s.linkedBlobSize(repository: "r", digest: digest("b1")) == nil)
+            await #expect(try s.linkedBlobSize(repository: "r", digest: digest("b2")) == nil)
+            await #expect(try s.linkedBlobSize(repository: "other", digest: digest("b1")) == 2)
+            let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.blobDelete])
             #expect(e.first?.detail == "2 blob links; repository delete")
             // nothing left to unlink: no event
@@ -164,46 +164,46 @@ extension MetadataStoreConformance {
             try await store(s, push("r", "m", tag: "b"))
             let q = push("r", "untagged")
             try await store(s, q)
-            #expect(try s.repositoriesWithUnliveManifests(before: future) == [])
+            await #expect(try s.repositoriesWithUnliveManifests(before: future) == [])
             #expect(try await s.deleteTag(repository: "r", tag: "a"))
-            #expect(try s.repositoriesWithUnliveManifests(before: future) == [])
+            await #expect(try s.repositoriesWithUnliveManifests(before: future) == [])
             #expect(try await s.deleteTag(repository: "r", tag: "b"))
-            #expect(try s.repositoriesWithUnliveManifests(before: future) == ["r"])
-            #expect(try s.repositoriesWithUnliveManifests(before: past) == [])
-            let g = try #require(try s.repositoryGraph("r"))
+            await #expect(try s.repositoriesWithUnliveManifests(before: future) == ["r"])
+            await #expect(try s.repositoriesWithUnliveManifests(before: past) == [])
+            let g = try await #require(try s.repositoryGraph("r"))
             #expect(g.manifests[p.record.digest.string]?.unliveSince != nil)
             #expect(g.manifests[q.record.digest.string]?.unliveSince == nil)
         },
         Case("repositoriesChanged: repositories with events after the sequence, and the newest sequence") { s in
-            let empty = try s.repositoriesChanged(after: 0)
+            let empty = try await s.repositoriesChanged(after: 0)
             #expect(empty.repositories == [])
             #expect(empty.latest == 0)
             try await store(s, push("b", "x"))
             try await store(s, push("a", "y"))
-            let mid = try s.latestEventSequence()
+            let mid = try await s.latestEventSequence()
             try await store(s, push("c", "z"))
             try await store(s, push("a", "w"))
-            let all = try s.repositoriesChanged(after: 0)
+            let all = try await s.repositoriesChanged(after: 0)
             #expect(all.repositories == ["a", "b", "c"])
-            #expect(all.latest == (try s.latestEventSequence()))
-            let later = try s.repositoriesChanged(after: mid)
+            await #expect(all.latest == (try s.latestEventSequence()))
+            let later = try await s.repositoriesChanged(after: mid)
             #expect(later.repositories == ["a", "c"])
             #expect(later.latest == all.latest)
-            #expect(try s.repositoriesChanged(after: all.latest).repositories == [])
+            await #expect(try s.repositoriesChanged(after: all.latest).repositories == [])
         },
         Case("repositorySummaries: repositories with content, by name, with counts; one by name") { s in
             try await store(s, push("b", "b1", tag: "t1"))
             try await store(s, push("b", "b1", tag: "t2"))
             try await store(s, push("b", "b2"))
             try await link(s, "a", "only-a-blob")
-            let all = try s.repositorySummaries(named: nil)
+            let all = try await s.repositorySummaries(named: nil)
             #expect(all.map(\.name) == ["a", "b"])
             #expect(all.map(\.manifests) == [0, 2])
             #expect(all.map(\.tags) == [0, 2])
             #expect(all.first?.lastUpdatedAt == nil)
             #expect(all.last?.lastUpdatedAt != nil)
-            #expect(try s.repositorySummaries(named: "b").map(\.name) == ["b"])
-            #expect(try s.repositorySummaries(named: "unknown") == [])
+            await #expect(try s.repositorySummaries(named: "b").map(\.name) == ["b"])
+            await #expect(try s.repositorySummaries(named: "unknown") == [])
         },
     ]
 
@@ -212,13 +212,13 @@ extension MetadataStoreConformance {
             let p = try await image(s, "r", "m", tag: "b")
             try await store(s, push("r", "m", tag: "a"))
             let until = Date(timeIntervalSince1970: 4_000_000_000)
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             try await deleteManifests(s, "r", [p.record.digest], softDeleteUntil: until, reason: "requested")
-            #expect(try s.manifest(repository: "r", digest: p.record.digest) == nil)
-            let e = try events(s, after: mark)
+            await #expect(try s.manifest(repository: "r", digest: p.record.digest) == nil)
+            let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.tagDelete, EventAction.tagDelete, EventAction.manifestDelete])
             #expect(e.last?.detail == "requested; soft-deleted")
-            let bin = try s.deletedManifests(repository: "r")
+            let bin = try await s.deletedManifests(repository: "r")
             #expect(bin.count == 1)
             let d = try #require(bin.first)
             #expect(d.repository == "r")
@@ -228,15 +228,15 @@ extension MetadataStoreConformance {
             #expect(d.tags == ["a", "b"])
             #expect(d.reason == "test delete")
             #expect(d.expiresAt == until)
-            #expect(try s.deletedManifests(repository: "unknown") == [])
-            #expect(try s.deletedManifests(repository: "other") == [])
+            await #expect(try s.deletedManifests(repository: "unknown") == [])
+            await #expect(try s.deletedManifests(repository: "other") == [])
             // what it referenced is kept: the layer link is not garbage
-            #expect(try s.unreferencedLinks(before: future, limit: 10).isEmpty)
+            await #expect(try s.unreferencedLinks(before: future, limit: 10).isEmpty)
             try await deleteManifests(s, "r", [], softDeleteUntil: until)
             let other = push("r", "n")
             try await store(s, other)
             try await deleteManifests(s, "r", [other.record.digest], softDeleteUntil: until, reason: "untagged")
-            let newestFirst = try s.deletedManifests(repository: "r")
+            let newestFirst = try await s.deletedManifests(repository: "r")
             #expect(newestFirst.map(\.digest) == [other.record.digest.string, p.record.digest.string])
             #expect(newestFirst.first?.reason == "test delete: untagged")
         },
@@ -249,19 +249,19 @@ extension MetadataStoreConformance {
             try await store(s, n) // moves a away
             #expect(try await s.deleteTag(repository: "r", tag: "b"))
             try await deleteManifests(s, "r", [m.record.digest], softDeleteUntil: future)
-            #expect(try s.deletedManifests(repository: "r").first?.tags == ["c", "b", "a"])
+            await #expect(try s.deletedManifests(repository: "r").first?.tags == ["c", "b", "a"])
             // restoring without naming tags brings back those still free; a has moved on
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             let restored = try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: nil)
             #expect(restored.map(\.digest) == [m.record.digest.string])
             #expect(restored.map(\.tags) == [["c", "b"]])
-            #expect(try s.tagTarget(repository: "r", tag: "a") == n.record.digest)
-            #expect(try s.tagTarget(repository: "r", tag: "b") == m.record.digest)
-            let e = try events(s, after: mark)
+            await #expect(try s.tagTarget(repository: "r", tag: "a") == n.record.digest)
+            await #expect(try s.tagTarget(repository: "r", tag: "b") == m.record.digest)
+            let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [LifecycleEventAction.restore, EventAction.tagMove, EventAction.tagMove])
             #expect(e.dropFirst().map(\.detail) == ["restore", "restore"])
-            #expect(try s.deletedManifests(repository: "r") == [])
-            #expect(try s.manifest(repository: "r", digest: m.record.digest)?.annotations == ["name": "m"])
+            await #expect(try s.deletedManifests(repository: "r") == [])
+            await #expect(try s.manifest(repository: "r", digest: m.record.digest)?.annotations == ["name": "m"])
         },
         Case("restoreManifest: named tags are applied even when they point elsewhere") { s in
             let m = push("r", "m", tag: "t")
@@ -269,19 +269,19 @@ extension MetadataStoreConformance {
             try await deleteManifests(s, "r", [m.record.digest], softDeleteUntil: future)
             let n = push("r", "n", tag: "t")
             try await store(s, n)
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             let restored = try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: ["t", "new"])
             #expect(restored.map(\.digest) == [m.record.digest.string])
             #expect(restored.map(\.tags) == [["t", "new"]])
-            #expect(try s.tagTarget(repository: "r", tag: "t") == m.record.digest)
-            #expect(try s.tagTarget(repository: "r", tag: "new") == m.record.digest)
-            let e = try events(s, after: mark)
+            await #expect(try s.tagTarget(repository: "r", tag: "t") == m.record.digest)
+            await #expect(try s.tagTarget(repository: "r", tag: "new") == m.record.digest)
+            let e = try await events(s, after: mark)
             #expect(e.map(\.detail) == [nil, "restore; from \(n.record.digest)", "restore"])
         },
         Case("restoreManifest: not in the recycle bin, or already back, is refused and changes nothing") { s in
             let m = push("r", "m", tag: "t")
             try await store(s, m)
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             await #expect(throws: RestoreError.notInRecycleBin) {
                 try await s.restoreManifest(repository: "unknown", digest: m.record.digest.string, tags: nil)
             }
@@ -291,8 +291,8 @@ extension MetadataStoreConformance {
             await #expect(throws: RestoreError.notInRecycleBin) {
                 try await s.restoreManifest(repository: "r", digest: digest("absent").string, tags: ["x"])
             }
-            #expect(try events(s, after: mark).isEmpty)
-            #expect(try s.tagTarget(repository: "r", tag: "x") == nil)
+            await #expect(try events(s, after: mark).isEmpty)
+            await #expect(try s.tagTarget(repository: "r", tag: "x") == nil)
         },
         Case("restoreManifest: an index comes back with the children deleted with it, children first, and its referrers") { s in
             let child = try await image(s, "r", "child")
@@ -301,13 +301,13 @@ extension MetadataStoreConformance {
             let sig = push("r", "sig", subject: index.record.digest, artifactType: "application/sig")
             try await store(s, sig)
             try await deleteManifests(s, "r", [index.record.digest, child.record.digest, sig.record.digest], softDeleteUntil: future)
-            #expect(try s.repositoryGraph("r")?.manifests.isEmpty == true)
+            await #expect(try s.repositoryGraph("r")?.manifests.isEmpty == true)
             let restored = try await s.restoreManifest(repository: "r", digest: index.record.digest.string, tags: nil)
             #expect(restored.map(\.digest) == [child.record.digest.string, index.record.digest.string, sig.record.digest.string])
             #expect(restored.first { $0.digest == index.record.digest.string }?.tags == ["i"])
-            #expect(try s.parents(repository: "r", child: child.record.digest) == [index.record.digest])
-            #expect(try s.referrers(repository: "r", subject: index.record.digest).map(\.digest) == [sig.record.digest])
-            #expect(try s.deletedManifests(repository: "r") == [])
+            await #expect(try s.parents(repository: "r", child: child.record.digest) == [index.record.digest])
+            await #expect(try s.referrers(repository: "r", subject: index.record.digest).map(\.digest) == [sig.record.digest])
+            await #expect(try s.deletedManifests(repository: "r") == [])
         },
         Case("restoreManifest: an index whose child is gone for good is refused with childMissing, restoring nothing") { s in
             let child = try await image(s, "r", "child")
@@ -315,13 +315,13 @@ extension MetadataStoreConformance {
             try await store(s, index)
             try await deleteManifests(s, "r", [index.record.digest], softDeleteUntil: future)
             try await deleteManifests(s, "r", [child.record.digest]) // hard
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             await #expect(throws: RestoreError.childMissing(child.record.digest.string)) {
                 try await s.restoreManifest(repository: "r", digest: index.record.digest.string, tags: nil)
             }
-            #expect(try events(s, after: mark).isEmpty)
-            #expect(try s.manifest(repository: "r", digest: index.record.digest) == nil)
-            #expect(try s.deletedManifests(repository: "r").map(\.digest) == [index.record.digest.string])
+            await #expect(try events(s, after: mark).isEmpty)
+            await #expect(try s.manifest(repository: "r", digest: index.record.digest) == nil)
+            await #expect(try s.deletedManifests(repository: "r").map(\.digest) == [index.record.digest.string])
         },
         Case("expireDeletedManifests: removes entries expired by now, with events, and returns them") { s in
             let old = push("r", "old"), young = push("r", "young")
@@ -330,12 +330,12 @@ extension MetadataStoreConformance {
             let now = Date(timeIntervalSince1970: 2_000_000_000)
             try await deleteManifests(s, "r", [old.record.digest], softDeleteUntil: now.addingTimeInterval(-1))
             try await deleteManifests(s, "r", [young.record.digest], softDeleteUntil: now.addingTimeInterval(3600))
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             let expired = try await s.expireDeletedManifests(now: now)
             #expect(expired.map(\.digest) == [old.record.digest.string])
             #expect(expired.first?.repository == "r")
-            #expect(try s.deletedManifests(repository: "r").map(\.digest) == [young.record.digest.string])
-            let e = try events(s, after: mark)
+            await #expect(try s.deletedManifests(repository: "r").map(\.digest) == [young.record.digest.string])
+            let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [LifecycleEventAction.softDeleteExpire])
             #expect(e.first?.digest == old.record.digest.string)
             #expect(try await s.expireDeletedManifests(now: now) == [])
@@ -347,22 +347,22 @@ extension MetadataStoreConformance {
 
     static let lockCases: [Case] = [
         Case("setLock/locks: upsert by target, ordered repository/tag/digest, a default lock removes it, each with an event") { s in
-            #expect(try s.locks() == [])
+            await #expect(try s.locks() == [])
             let digestLock = LockRecord(repository: "a", digest: digest("m").string, deleteEnabled: false)
             let tagLock = LockRecord(repository: "a", tag: "t", writeEnabled: false)
             let repoLock = LockRecord(repository: "a", readEnabled: false, listEnabled: false)
             let other = LockRecord(repository: "0-first", writeEnabled: false)
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             for l in [digestLock, tagLock, repoLock, other] { try await s.setLock(l) }
-            #expect(try s.locks() == [other, repoLock, tagLock, digestLock])
+            await #expect(try s.locks() == [other, repoLock, tagLock, digestLock])
             var changed = tagLock
             changed.writeEnabled = true
             changed.deleteEnabled = false
             try await s.setLock(changed)
-            #expect(try s.locks() == [other, repoLock, changed, digestLock])
+            await #expect(try s.locks() == [other, repoLock, changed, digestLock])
             try await s.setLock(LockRecord(repository: "a", tag: "t"))
-            #expect(try s.locks() == [other, repoLock, digestLock])
-            let e = try events(s, after: mark)
+            await #expect(try s.locks() == [other, repoLock, digestLock])
+            let e = try await events(s, after: mark)
             #expect(e.map(\.action) == Array(repeating: LifecycleEventAction.lock, count: 6))
             #expect(e[1].tag == "t")
             #expect(e[0].digest == digest("m").string)
@@ -375,9 +375,9 @@ extension MetadataStoreConformance {
             try await s.setLock(LockRecord(repository: "r", digest: p.record.digest.string, deleteEnabled: false))
             try await s.setLock(LockRecord(repository: "r", writeEnabled: false))
             #expect(try await s.deleteTag(repository: "r", tag: "t"))
-            #expect(try s.locks().map(\.tag) == [nil, nil])
+            await #expect(try s.locks().map(\.tag) == [nil, nil])
             try await deleteManifests(s, "r", [p.record.digest])
-            #expect(try s.locks() == [LockRecord(repository: "r", writeEnabled: false)])
+            await #expect(try s.locks() == [LockRecord(repository: "r", writeEnabled: false)])
         },
     ]
 }

@@ -11,34 +11,34 @@ extension MetadataStoreConformance {
             // linked in another repository does not count
             try await s.linkBlob(repository: "other", digest: l1, size: 6, inline: nil)
             let p = push("r", "m", tag: "t", blobs: [l2, config, l1, l2])
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             #expect(try await s.putManifest(p) == .missing([l1, l2].sorted()))
-            #expect(try s.manifest(repository: "r", digest: p.record.digest) == nil)
-            #expect(try s.tagTarget(repository: "r", tag: "t") == nil)
-            #expect(try s.inlineContent(p.record.digest) == nil)
-            #expect(try s.tags(repository: "r", after: nil, limit: 10) == [])
-            #expect(try events(s, after: mark).isEmpty)
+            await #expect(try s.manifest(repository: "r", digest: p.record.digest) == nil)
+            await #expect(try s.tagTarget(repository: "r", tag: "t") == nil)
+            await #expect(try s.inlineContent(p.record.digest) == nil)
+            await #expect(try s.tags(repository: "r", after: nil, limit: 10) == [])
+            await #expect(try events(s, after: mark).isEmpty)
         },
         Case("putManifest: a refused push to a new repository leaves the repository unknown") { s in
             let result = try await s.putManifest(push("new", "m", tag: "t", blobs: [digest("absent")]))
             #expect(result == .missing([digest("absent")]))
-            #expect(try s.repositoryExists("new") == false)
-            #expect(try s.tags(repository: "new", after: nil, limit: 10) == nil)
-            #expect(try s.repositoryGraph("new")?.repository == nil)
+            await #expect(try s.repositoryExists("new") == false)
+            await #expect(try s.tags(repository: "new", after: nil, limit: 10) == nil)
+            await #expect(try s.repositoryGraph("new")?.repository == nil)
             // an index with absent children as well
             let indexResult = try await s.putManifest(push("new", "index", children: [digest("absent-child")]))
             #expect(indexResult == .missing([digest("absent-child")]))
-            #expect(try s.repositoryExists("new") == false)
+            await #expect(try s.repositoryExists("new") == false)
         },
         Case("putManifest: an index whose children are not in the repository is refused") { s in
             let child = try await image(s, "r", "child")
             let elsewhere = try await image(s, "other", "elsewhere")
             let index = push("r", "index", tag: "t", children: [child.record.digest, elsewhere.record.digest, digest("absent")])
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             #expect(try await s.putManifest(index) == .missing([elsewhere.record.digest, digest("absent")].sorted()))
-            #expect(try s.manifest(repository: "r", digest: index.record.digest) == nil)
-            #expect(try s.parents(repository: "r", child: child.record.digest) == [])
-            #expect(try events(s, after: mark).isEmpty)
+            await #expect(try s.manifest(repository: "r", digest: index.record.digest) == nil)
+            await #expect(try s.parents(repository: "r", child: child.record.digest) == [])
+            await #expect(try events(s, after: mark).isEmpty)
         },
         Case("putManifest: the record is stored as pushed, with its bytes inline and push + tag.move events") { s in
             try await link(s, "r", "config", "layer")
@@ -46,9 +46,9 @@ extension MetadataStoreConformance {
             var p = push("r", "m", tag: "v1", blobs: [digest("config"), digest("layer")], subject: digest("some-subject"),
                          artifactType: "application/vnd.example", createdAt: created)
             p.record.annotations = ["org.opencontainers.image.title": "x", "k": "v"]
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             #expect(try await s.putManifest(p) == .stored(previousTagTarget: nil))
-            let m = try #require(try s.manifest(repository: "r", digest: p.record.digest))
+            let m = try await #require(try s.manifest(repository: "r", digest: p.record.digest))
             #expect(m.digest == p.record.digest)
             #expect(m.mediaType == MediaType.ociManifest)
             #expect(m.size == p.record.size)
@@ -58,10 +58,10 @@ extension MetadataStoreConformance {
             #expect(abs(m.createdAt.timeIntervalSince(created)) < 0.001)
             #expect(m.quarantineState == nil)
             #expect(m.quarantineReason == nil)
-            #expect(try s.inlineContent(p.record.digest) == p.bytes)
-            #expect(try s.blobSize(p.record.digest) == p.record.size)
-            #expect(try s.tagTarget(repository: "r", tag: "v1") == p.record.digest)
-            let e = try events(s, after: mark)
+            await #expect(try s.inlineContent(p.record.digest) == p.bytes)
+            await #expect(try s.blobSize(p.record.digest) == p.record.size)
+            await #expect(try s.tagTarget(repository: "r", tag: "v1") == p.record.digest)
+            let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.manifestPush, EventAction.tagMove])
             #expect(e.map(\.digest) == [p.record.digest.string, p.record.digest.string])
             #expect(e.map(\.tag) == ["v1", "v1"])
@@ -74,7 +74,7 @@ extension MetadataStoreConformance {
             var p = push("r", "plain")
             p.record.annotations = nil
             try await store(s, p)
-            let m = try #require(try s.manifest(repository: "r", digest: p.record.digest))
+            let m = try await #require(try s.manifest(repository: "r", digest: p.record.digest))
             #expect(m.annotations == nil)
             #expect(m.artifactType == nil)
             #expect(m.subject == nil)
@@ -88,7 +88,7 @@ extension MetadataStoreConformance {
             #expect(result == .stored(previousTagTarget: nil))
             #expect(acts == [])
             // the first push's record stays
-            #expect(try s.manifest(repository: "r", digest: first.record.digest)?.createdAt == Date(timeIntervalSince1970: 1_000_000))
+            await #expect(try s.manifest(repository: "r", digest: first.record.digest)?.createdAt == Date(timeIntervalSince1970: 1_000_000))
             again.tag = "b"
             acts = try await actions(s) { result = try await s.putManifest(again) }
             #expect(result == .stored(previousTagTarget: nil))
@@ -97,19 +97,19 @@ extension MetadataStoreConformance {
             acts = try await actions(s) { result = try await s.putManifest(again) }
             #expect(result == .stored(previousTagTarget: nil))
             #expect(acts == [])
-            #expect(try s.tags(repository: "r", after: nil, limit: 10) == ["a", "b"])
+            await #expect(try s.tags(repository: "r", after: nil, limit: 10) == ["a", "b"])
         },
         Case("putManifest: moving a tag reports the previous target and records it in the event") { s in
             let one = push("r", "one", tag: "latest"), two = push("r", "two", tag: "latest")
             try await store(s, one)
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             #expect(try await s.putManifest(two) == .stored(previousTagTarget: one.record.digest))
-            #expect(try s.tagTarget(repository: "r", tag: "latest") == two.record.digest)
-            let e = try events(s, after: mark)
+            await #expect(try s.tagTarget(repository: "r", tag: "latest") == two.record.digest)
+            let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.manifestPush, EventAction.tagMove])
             #expect(e.last?.detail == "from \(one.record.digest)")
             // the untagged manifest stays
-            #expect(try s.manifest(repository: "r", digest: one.record.digest) != nil)
+            await #expect(try s.manifest(repository: "r", digest: one.record.digest) != nil)
             // moving it back reports the other one
             #expect(try await s.putManifest(one) == .stored(previousTagTarget: two.record.digest))
         },
@@ -118,15 +118,15 @@ extension MetadataStoreConformance {
             try await store(s, old)
             var p = push("team/app", "a-larger-manifest-body", tag: "t")
             p.quotas = [QuotaLimit(name: "team", prefix: "team/", limitBytes: old.record.size + 5)]
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             await #expect(throws: QuotaExceeded(quota: "team", limit: old.record.size + 5, used: old.record.size,
                                                 needed: p.record.size)) {
                 try await s.putManifest(p)
             }
-            #expect(try s.manifest(repository: "team/app", digest: p.record.digest) == nil)
-            #expect(try s.tagTarget(repository: "team/app", tag: "t") == old.record.digest)
-            #expect(try s.blobSize(p.record.digest) == nil)
-            #expect(try events(s, after: mark).isEmpty)
+            await #expect(try s.manifest(repository: "team/app", digest: p.record.digest) == nil)
+            await #expect(try s.tagTarget(repository: "team/app", tag: "t") == old.record.digest)
+            await #expect(try s.blobSize(p.record.digest) == nil)
+            await #expect(try events(s, after: mark).isEmpty)
             // a quota that does not cover the repository does not apply
             p.quotas = [QuotaLimit(name: "other", prefix: "other/", limitBytes: 1)]
             try await store(s, p)
@@ -138,16 +138,16 @@ extension MetadataStoreConformance {
             again.tag = "b"
             again.quotas = [QuotaLimit(name: "q", prefix: "q", limitBytes: p.record.size)]
             try await store(s, again)
-            #expect(try s.tagTarget(repository: "q", tag: "b") == p.record.digest)
+            await #expect(try s.tagTarget(repository: "q", tag: "b") == p.record.digest)
         },
         Case("manifest/tagTarget: nil for unknown repositories, digests and tags") { s in
             let p = push("r", "m", tag: "t")
             try await store(s, p)
-            #expect(try s.manifest(repository: "unknown", digest: p.record.digest) == nil)
-            #expect(try s.manifest(repository: "r", digest: digest("absent")) == nil)
-            #expect(try s.tagTarget(repository: "unknown", tag: "t") == nil)
-            #expect(try s.tagTarget(repository: "r", tag: "T") == nil)
-            #expect(try s.tagTarget(repository: "r", tag: "t") == p.record.digest)
+            await #expect(try s.manifest(repository: "unknown", digest: p.record.digest) == nil)
+            await #expect(try s.manifest(repository: "r", digest: digest("absent")) == nil)
+            await #expect(try s.tagTarget(repository: "unknown", tag: "t") == nil)
+            await #expect(try s.tagTarget(repository: "r", tag: "T") == nil)
+            await #expect(try s.tagTarget(repository: "r", tag: "t") == p.record.digest)
         },
         Case("deleteTag: removes the tag (not the manifest) once, with a tag.delete event; unknown is false") { s in
             let p = push("r", "m", tag: "t")
@@ -155,33 +155,33 @@ extension MetadataStoreConformance {
             try await store(s, push("r", "m", tag: "u"))
             #expect(try await s.deleteTag(repository: "unknown", tag: "t") == false)
             #expect(try await s.deleteTag(repository: "r", tag: "nope") == false)
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             #expect(try await s.deleteTag(repository: "r", tag: "t"))
-            let e = try events(s, after: mark)
+            let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.tagDelete])
             #expect(e.first?.tag == "t")
             #expect(e.first?.digest == p.record.digest.string)
-            #expect(try s.tagTarget(repository: "r", tag: "t") == nil)
-            #expect(try s.manifest(repository: "r", digest: p.record.digest) != nil)
-            #expect(try s.tags(repository: "r", after: nil, limit: 10) == ["u"])
+            await #expect(try s.tagTarget(repository: "r", tag: "t") == nil)
+            await #expect(try s.manifest(repository: "r", digest: p.record.digest) != nil)
+            await #expect(try s.tags(repository: "r", after: nil, limit: 10) == ["u"])
             #expect(try await s.deleteTag(repository: "r", tag: "t") == false)
-            #expect(try events(s, after: mark).count == 1)
+            await #expect(try events(s, after: mark).count == 1)
         },
         Case("tags: byte-wise lexical order, after/limit pagination, nil for an unknown repository") { s in
-            #expect(try s.tags(repository: "r", after: nil, limit: 10) == nil)
+            await #expect(try s.tags(repository: "r", after: nil, limit: 10) == nil)
             for t in ["b", "a_b", "B", "a1", "a.b", "a-b", "a", "10", "9"] { try await store(s, push("r", "m-\(t)", tag: t)) }
             let all = ["10", "9", "B", "a", "a-b", "a.b", "a1", "a_b", "b"]
-            #expect(try s.tags(repository: "r", after: nil, limit: 100) == all)
-            #expect(try s.tags(repository: "r", after: nil, limit: 3) == ["10", "9", "B"])
-            #expect(try s.tags(repository: "r", after: "B", limit: 3) == ["a", "a-b", "a.b"])
-            #expect(try s.tags(repository: "r", after: "a_b", limit: 3) == ["b"])
-            #expect(try s.tags(repository: "r", after: "b", limit: 3) == [])
-            #expect(try s.tags(repository: "r", after: "a0", limit: 1) == ["a1"])
-            #expect(try s.tags(repository: "unknown", after: nil, limit: 10) == nil)
+            await #expect(try s.tags(repository: "r", after: nil, limit: 100) == all)
+            await #expect(try s.tags(repository: "r", after: nil, limit: 3) == ["10", "9", "B"])
+            await #expect(try s.tags(repository: "r", after: "B", limit: 3) == ["a", "a-b", "a.b"])
+            await #expect(try s.tags(repository: "r", after: "a_b", limit: 3) == ["b"])
+            await #expect(try s.tags(repository: "r", after: "b", limit: 3) == [])
+            await #expect(try s.tags(repository: "r", after: "a0", limit: 1) == ["a1"])
+            await #expect(try s.tags(repository: "unknown", after: nil, limit: 10) == nil)
         },
         Case("tags: a repository with manifests but no tags lists none") { s in
             try await store(s, push("r", "untagged"))
-            #expect(try s.tags(repository: "r", after: nil, limit: 10) == [])
+            await #expect(try s.tags(repository: "r", after: nil, limit: 10) == [])
         },
         Case("referrers: manifests of this repository naming the subject, by creation time then digest") { s in
             let subject = push("r", "image")
@@ -194,16 +194,16 @@ extension MetadataStoreConformance {
             for p in [sig, twinB, sbom, twinA] { try await store(s, p) }
             try await store(s, push("other", "elsewhere", subject: subject.record.digest, artifactType: "x"))
             let twins = [twinA.record.digest, twinB.record.digest].sorted()
-            let refs = try s.referrers(repository: "r", subject: subject.record.digest)
+            let refs = try await s.referrers(repository: "r", subject: subject.record.digest)
             #expect(refs.map(\.digest) == [sbom.record.digest, sig.record.digest] + twins)
             #expect(refs.first?.artifactType == "application/sbom")
             #expect(refs.first?.annotations == ["name": "sbom"])
-            #expect(try s.referrers(repository: "r", subject: digest("nothing")).isEmpty)
-            #expect(try s.referrers(repository: "unknown", subject: subject.record.digest).isEmpty)
+            await #expect(try s.referrers(repository: "r", subject: digest("nothing")).isEmpty)
+            await #expect(try s.referrers(repository: "unknown", subject: subject.record.digest).isEmpty)
             // a referrer may arrive before its subject
             let early = push("r", "early", subject: digest("not-yet"), artifactType: "x")
             try await store(s, early)
-            #expect(try s.referrers(repository: "r", subject: digest("not-yet")).map(\.digest) == [early.record.digest])
+            await #expect(try s.referrers(repository: "r", subject: digest("not-yet")).map(\.digest) == [early.record.digest])
         },
         Case("parents: the indexes of this repository that list the child") { s in
             let child = try await image(s, "r", "child")
@@ -212,26 +212,26 @@ extension MetadataStoreConformance {
             let i2 = push("r", "index-2", children: [child.record.digest, lone.record.digest])
             try await store(s, i1)
             try await store(s, i2)
-            #expect(Set(try s.parents(repository: "r", child: child.record.digest)) == [i1.record.digest, i2.record.digest])
-            #expect(try s.parents(repository: "r", child: lone.record.digest) == [i2.record.digest])
-            #expect(try s.parents(repository: "r", child: i1.record.digest) == [])
-            #expect(try s.parents(repository: "unknown", child: child.record.digest) == [])
+            await #expect(Set(try s.parents(repository: "r", child: child.record.digest)) == [i1.record.digest, i2.record.digest])
+            await #expect(try s.parents(repository: "r", child: lone.record.digest) == [i2.record.digest])
+            await #expect(try s.parents(repository: "r", child: i1.record.digest) == [])
+            await #expect(try s.parents(repository: "unknown", child: child.record.digest) == [])
             // an image's blobs are not children
-            #expect(try s.parents(repository: "r", child: digest("layer-of-child")) == [])
+            await #expect(try s.parents(repository: "r", child: digest("layer-of-child")) == [])
             try await deleteManifests(s, "r", [i1.record.digest])
-            #expect(try s.parents(repository: "r", child: child.record.digest) == [i2.record.digest])
-            #expect(try s.repositoryGraph("r")?.children[i2.record.digest.string].map(Set.init)
+            await #expect(try s.parents(repository: "r", child: child.record.digest) == [i2.record.digest])
+            await #expect(try s.repositoryGraph("r")?.children[i2.record.digest.string].map(Set.init)
                         == [child.record.digest.string, lone.record.digest.string])
         },
         Case("events carry the origin of the request that caused them") { s in
             let origin = EventOrigin(actor: "alice", address: "192.0.2.1", requestID: "req-1", host: "registry.example",
                                      method: "PUT", userAgent: "skopeo/1")
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             try await EventOrigin.$current.withValue(origin) {
                 try await store(s, push("r", "m", tag: "t"))
             }
             try await store(s, push("r", "n"))
-            let e = try events(s, after: mark)
+            let e = try await events(s, after: mark)
             #expect(e.count == 3)
             for event in e.prefix(2) {
                 #expect(event.actor == "alice")

@@ -6,7 +6,7 @@ import Testing
 /// Everything a metadata backend implements: the registry metadata, the lifecycle metadata, the
 /// access state and audit log, the webhooks with their cursors into the event log, and the event
 /// consumers' cursors.
-public typealias ConformanceStore = MetadataStore & AccessStateStore & WebhookStore & EventConsumerStore
+public typealias ConformanceStore = MetadataStore & AccessStateStore & WebhookStore & EventLogStore
 
 /// One suite of the metadata store contracts, run against any backend.
 ///
@@ -111,15 +111,15 @@ func deleteManifests(_ s: any ConformanceStore, _ repo: String, _ digests: [Dige
 }
 
 /// Events appended after `mark` (the newest sequence before the mutation).
-func events(_ s: any ConformanceStore, after mark: Int64) throws -> [Event] {
-    try s.events(after: mark, limit: 10_000)
+func events(_ s: any ConformanceStore, after mark: Int64) async throws -> [Event] {
+    try await s.events(after: mark, limit: 10_000)
 }
 
 /// The event actions appended by `mutation`, in order.
 func actions(_ s: any ConformanceStore, of mutation: () async throws -> Void) async throws -> [String] {
-    let mark = try s.latestEventSequence()
+    let mark = try await s.latestEventSequence()
     try await mutation()
-    return try events(s, after: mark).map(\.action)
+    return try await events(s, after: mark).map(\.action)
 }
 
 let future = Date().addingTimeInterval(3600 * 24 * 365 * 50)

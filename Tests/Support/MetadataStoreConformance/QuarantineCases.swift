@@ -8,10 +8,10 @@ extension MetadataStoreConformance {
         Case("putManifest with quarantine: a new manifest starts Pending, with its quarantine event first") { s in
             var p = push("r", "m", tag: "t")
             p.quarantine = true
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             try await store(s, p)
-            #expect(try s.manifest(repository: "r", digest: p.record.digest)?.quarantineState == "Pending")
-            let e = try events(s, after: mark)
+            await #expect(try s.manifest(repository: "r", digest: p.record.digest)?.quarantineState == "Pending")
+            let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.quarantine, EventAction.manifestPush, EventAction.tagMove])
             #expect(e.first?.detail == "Pending")
             #expect(e.first?.digest == p.record.digest.string)
@@ -21,14 +21,14 @@ extension MetadataStoreConformance {
             ref.quarantine = true
             let acts = try await actions(s) { try await store(s, ref) }
             #expect(acts == [EventAction.manifestPush])
-            #expect(try s.manifest(repository: "r", digest: ref.record.digest)?.quarantineState == nil)
+            await #expect(try s.manifest(repository: "r", digest: ref.record.digest)?.quarantineState == nil)
             let plain = push("r", "plain")
             try await store(s, plain)
             var again = plain
             again.quarantine = true
             let repushed = try await actions(s) { try await store(s, again) }
             #expect(repushed == [])
-            #expect(try s.manifest(repository: "r", digest: plain.record.digest)?.quarantineState == nil)
+            await #expect(try s.manifest(repository: "r", digest: plain.record.digest)?.quarantineState == nil)
         },
         Case("setQuarantine: unknown repository or manifest is false and appends nothing") { s in
             let p = push("r", "m")
@@ -44,16 +44,16 @@ extension MetadataStoreConformance {
         Case("setQuarantine: sets state and reason with a quarantine event") { s in
             let p = push("r", "m")
             try await store(s, p)
-            let mark = try s.latestEventSequence()
+            let mark = try await s.latestEventSequence()
             #expect(try await s.setQuarantine(repository: "r", digest: p.record.digest, state: "Failed", reason: "CVE-1"))
-            var m = try #require(try s.manifest(repository: "r", digest: p.record.digest))
+            var m = try await #require(try s.manifest(repository: "r", digest: p.record.digest))
             #expect(m.quarantineState == "Failed")
             #expect(m.quarantineReason == "CVE-1")
             #expect(try await s.setQuarantine(repository: "r", digest: p.record.digest, state: "Passed", reason: nil))
-            m = try #require(try s.manifest(repository: "r", digest: p.record.digest))
+            m = try await #require(try s.manifest(repository: "r", digest: p.record.digest))
             #expect(m.quarantineState == "Passed")
             #expect(m.quarantineReason == nil)
-            let e = try events(s, after: mark)
+            let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.quarantine, EventAction.quarantine])
             #expect(e.map(\.detail) == ["Failed: CVE-1", "Passed"])
             #expect(e.first?.digest == p.record.digest.string)
@@ -75,16 +75,16 @@ extension MetadataStoreConformance {
             }
             #expect(set)
             #expect(acts == [EventAction.quarantine]) // one event, for the index
-            let child = try #require(try s.manifest(repository: "r", digest: quarantined.record.digest))
+            let child = try await #require(try s.manifest(repository: "r", digest: quarantined.record.digest))
             #expect(child.quarantineState == "Passed")
             #expect(child.quarantineReason == "scanned (via index \(index.record.digest))")
-            #expect(try s.manifest(repository: "r", digest: free.record.digest)?.quarantineState == nil)
+            await #expect(try s.manifest(repository: "r", digest: free.record.digest)?.quarantineState == nil)
             #expect(try await s.setQuarantine(repository: "r", digest: index.record.digest, state: "Failed", reason: nil))
-            #expect(try s.manifest(repository: "r", digest: quarantined.record.digest)?.quarantineReason
+            await #expect(try s.manifest(repository: "r", digest: quarantined.record.digest)?.quarantineReason
                         == "via index \(index.record.digest)")
             // setting a child does not touch its index
             #expect(try await s.setQuarantine(repository: "r", digest: quarantined.record.digest, state: "Passed", reason: nil))
-            #expect(try s.manifest(repository: "r", digest: index.record.digest)?.quarantineState == "Failed")
+            await #expect(try s.manifest(repository: "r", digest: index.record.digest)?.quarantineState == "Failed")
         },
         Case("unquarantinedManifests: never-quarantined non-referrers, by repository then digest, limited") { s in
             let a1 = push("a", "a1"), a2 = push("a", "a2"), b1 = push("b", "b1")
@@ -95,10 +95,10 @@ extension MetadataStoreConformance {
             try await store(s, q)
             let aSorted = [a1.record.digest, a2.record.digest].sorted().map { ManifestRef(repository: "a", digest: $0.string) }
             let all = aSorted + [ManifestRef(repository: "b", digest: b1.record.digest.string)]
-            #expect(try s.unquarantinedManifests(limit: 10) == all)
-            #expect(try s.unquarantinedManifests(limit: 1) == Array(all.prefix(1)))
+            await #expect(try s.unquarantinedManifests(limit: 10) == all)
+            await #expect(try s.unquarantinedManifests(limit: 1) == Array(all.prefix(1)))
             #expect(try await s.setQuarantine(repository: "b", digest: b1.record.digest, state: "Passed", reason: nil))
-            #expect(try s.unquarantinedManifests(limit: 10) == aSorted)
+            await #expect(try s.unquarantinedManifests(limit: 10) == aSorted)
         },
         Case("quarantineExisting: puts every unquarantined non-referrer into Pending, once") { s in
             let a = push("r", "a")
@@ -110,24 +110,31 @@ extension MetadataStoreConformance {
             #expect(try await s.setQuarantine(repository: "r", digest: passed.record.digest, state: "Passed", reason: nil))
             try await store(s, push("other", "b"))
             #expect(try await s.quarantineExisting() == 2)
-            #expect(try s.manifest(repository: "r", digest: a.record.digest)?.quarantineState == "Pending")
-            #expect(try s.manifest(repository: "r", digest: a.record.digest)?.quarantineReason != nil)
-            #expect(try s.manifest(repository: "r", digest: ref.record.digest)?.quarantineState == nil)
-            #expect(try s.manifest(repository: "r", digest: passed.record.digest)?.quarantineState == "Passed")
-            #expect(try s.unquarantinedManifests(limit: 10) == [])
+            await #expect(try s.manifest(repository: "r", digest: a.record.digest)?.quarantineState == "Pending")
+            await #expect(try s.manifest(repository: "r", digest: a.record.digest)?.quarantineReason != nil)
+            await #expect(try s.manifest(repository: "r", digest: ref.record.digest)?.quarantineState == nil)
+            await #expect(try s.manifest(repository: "r", digest: passed.record.digest)?.quarantineState == "Passed")
+            await #expect(try s.unquarantinedManifests(limit: 10) == [])
             #expect(try await s.quarantineExisting() == 0)
         },
-        Case("setting/setSetting: nil until set, then the newest value; keys are independent") { s in
-            #expect(try s.setting("quarantine") == nil)
-            try await s.setSetting("quarantine", "on")
-            try await s.setSetting("other", "x")
-            #expect(try s.setting("quarantine") == "on")
-            try await s.setSetting("quarantine", "off")
-            #expect(try s.setting("quarantine") == "off")
-            #expect(try s.setting("other") == "x")
-            try await s.setSetting("empty", "")
-            #expect(try s.setting("empty") == "")
-            #expect(try s.setting("Quarantine") == nil)
+        Case("settings: nil until set, then the newest value; keys are independent; each write is one setting event") { s in
+            let quarantine = SettingKey<String>("quarantine")
+            #expect(try await s.setting(quarantine) == nil)
+            let before = try await s.latestEventSequence()
+            try await s.setSetting(quarantine, "on")
+            try await s.setSetting(SettingKey<[Int]>("other"), [1, 2])
+            let events = try await s.events(after: before, limit: 10)
+            #expect(events.map(\.action) == [EventAction.setting, EventAction.setting])
+            #expect(events.map(\.detail) == ["quarantine", "other"])
+            #expect(try await s.setting(quarantine) == "on")
+            try await s.setSetting(quarantine, "off")
+            #expect(try await s.setting(quarantine) == "off")
+            #expect(try await s.setting(SettingKey<[Int]>("other")) == [1, 2])
+            try await s.setSetting(SettingKey<String>("empty"), "")
+            #expect(try await s.setting(SettingKey<String>("empty")) == "")
+            #expect(try await s.setting(SettingKey<String>("Quarantine")) == nil)
+            // a value that does not read as the key's type is an error, not a silent default
+            await #expect(throws: SettingUnreadable.self) { try await s.setting(SettingKey<Int>("quarantine")) }
         },
     ]
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import RegistryStore
 
 /// Copies of the metadata database for `berth backup` and `berth restore`.
 public enum SQLiteBackup {

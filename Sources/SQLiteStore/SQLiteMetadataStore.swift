@@ -1,10 +1,11 @@
 import Foundation
 import GRDB
 import OCIModel
+import RegistryStore
 
 /// The embedded metadata store: one SQLite database in WAL mode with `synchronous=FULL`, so a
 /// committed transaction is on disk before the request that made it is answered.
-public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, WebhookStore, EventConsumerStore {
+public final class SQLiteMetadataStore: MetadataBackend {
     let pool: DatabasePool
 
     public init(path: String) throws {
@@ -813,14 +814,19 @@ public final class SQLiteMetadataStore: MetadataStore, AccessStateStore, Webhook
         }
     }
 
-    public func setting(_ key: String) throws -> String? {
-        try pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = ?", arguments: [key]) }
+    public func settingDocument(_ name: String) throws -> Data? {
+        try pool.read { db in
+            try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = ?", arguments: [name]).map { Data($0.utf8) }
+        }
     }
 
-    public func setSetting(_ key: String, _ value: String) async throws {
+    public func setSettingDocument(_ name: String, _ document: Data) async throws {
+        let origin = EventOrigin.current
+        let value = String(decoding: document, as: UTF8.self)
         try await pool.write { db in
             try db.execute(sql: "INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                           arguments: [key, value])
+                           arguments: [name, value])
+            try Self.appendEvent(db, origin, EventAction.setting, "", detail: name)
         }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import OCIModel
+import RegistryStore
 
 extension SQLiteMetadataStore {
     // MARK: quotas

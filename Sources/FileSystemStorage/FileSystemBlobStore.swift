@@ -8,6 +8,7 @@ import NIOCore
 import NIOConcurrencyHelpers
 import NIOPosix
 import OCIModel
+import BlobStorage
 
 /// Content-addressed blobs on a local filesystem:
 ///
