@@ -153,7 +153,7 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
-        .testTarget(name: "TasksTests", dependencies: ["Tasks"]),
+        .testTarget(name: "TasksTests", dependencies: ["Tasks", "OCIModel"]),
         .testTarget(name: "ScanningTests", dependencies: ["Scanning"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HTTPAPITests", dependencies: [
             "HTTPAPI", "Signing", "BlobStorage", "Backends",
