@@ -494,6 +494,13 @@ def test_hand_written_calls_match_the_document(registry, hook_receiver):
     r = requests.get(base + "/api/v1/registry", timeout=30)
     contract.check("GET", "/api/v1/registry", r)
     assert r.status_code == 401
+    viewer = call("POST", "/api/v1/identities", json={"name": "viewer"}, expect=201)["password"]
+    call("POST", "/api/v1/role-assignments", json={"assignee": "viewer", "role": "Reader", "scope": "*"}, expect=201)
+    r = requests.get(base + "/api/v1/registry", auth=("viewer", viewer), timeout=30)
+    assert r.status_code == 200 and contract.check("GET", "/api/v1/registry", r)
+    r = requests.patch(base + "/api/v1/registry", auth=("viewer", viewer), json={"anonymousPullEnabled": True}, timeout=30)
+    contract.check("PATCH", "/api/v1/registry", r)
+    assert r.status_code == 403
 
     # and the deletes
     kept = call("DELETE", "/api/v1/repository", params=q, expect=200)["skipped"]   # v1 is locked against deletes
