@@ -68,17 +68,27 @@ extension RegistryResponder {
         var out = "["
         for (i, run) in runs.enumerated() {
             if i > 0 { out += "," }
-            var body = run.report
-            if body.hasPrefix("{"), body.count > 2 {
-                body = "{\"id\":\(run.id)," + body.dropFirst()
-            }
-            out += body
+            out += Self.reportWithID(run)
         }
         out += "]"
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=utf-8"
         headers[.cacheControl] = "no-store"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: out)))
+    }
+
+    /// A stored report with its run's id. Reports are stored before the run has an id, so most
+    /// carry `"id": null`: the id replaces that key (adding a second `id` made JSON that
+    /// last-key-wins parsers read as null, and that strict parsers refuse).
+    static func reportWithID(_ run: LifecycleRunRecord) -> String {
+        guard var object = (try? JSONSerialization.jsonObject(with: Data(run.report.utf8))) as? [String: Any] else {
+            return run.report
+        }
+        object["id"] = run.id
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
+            return run.report
+        }
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// Registry-wide lifecycle endpoints (the caller already passed the management check).
