@@ -26,14 +26,18 @@ public struct AccessTarget: Sendable, Equatable {
     public var write: Write?
     /// A catalog listing (the registry-wide request, or one repository's entry in it).
     public var listing: Bool
+    /// A management-API request about a repository (locks, quarantine verdicts, usage).
+    public var management: Bool
     /// Asked by an admission review on behalf of the workload that will pull the image, not
     /// for the caller's own pull: no caller's privilege to read past quarantine passes to it.
     public var forWorkload: Bool
 
-    public init(quarantine: Quarantine? = nil, write: Write? = nil, listing: Bool = false, forWorkload: Bool = false) {
+    public init(quarantine: Quarantine? = nil, write: Write? = nil, listing: Bool = false, management: Bool = false,
+                forWorkload: Bool = false) {
         self.quarantine = quarantine
         self.write = write
         self.listing = listing
+        self.management = management
         self.forWorkload = forWorkload
     }
 
@@ -115,6 +119,8 @@ extension AccessControl {
     ///   through to be read and asked about again.
     /// - **Catalog**: a token needs the `registry:catalog` scope; each entry is then listed by
     ///   the principal's own rights, not narrowed by the token's repository scopes.
+    /// - **Management**: a management token (`registry:management`) acting on a repository is
+    ///   judged by its principal's rights there, not narrowed by its repository scopes.
     /// - **Quarantine**: content the gate has not passed needs quarantine/read as well (the
     ///   QuarantineReader role and above); for a workload (admission) it is never pullable.
     public func authorize(_ request: AccessRequest) -> AccessDecision {
@@ -139,6 +145,9 @@ extension AccessControl {
                 return .denied(.challenge(scope: "registry:catalog:*", insufficientScope: true, reason: "token lacks the catalog scope"))
             }
             // The catalog scope stands for "what the principal may see": its roles decide each entry.
+            caller?.tokenAccess = nil
+        }
+        if target.management, caller?.tokenAccess?.contains(where: { $0.type == "registry" && $0.name == "management" }) == true {
             caller?.tokenAccess = nil
         }
 

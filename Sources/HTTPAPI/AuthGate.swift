@@ -179,9 +179,10 @@ struct AuthGate: Sendable {
 
     /// Checks without answering: used where a refusal changes behaviour rather than failing
     /// (a cross-repository mount from a repository the caller cannot read falls back to an upload).
-    func allows(_ caller: Caller?, _ request: Request, _ context: BerthRequestContext, repository: String, action: Action) -> Bool {
+    func allows(_ caller: Caller?, _ request: Request, _ context: BerthRequestContext, repository: String, action: Action,
+                target: AccessTarget = .none) -> Bool {
         access.authorize(AccessRequest(caller: caller, address: caller?.address ?? address(request, context),
-                                       repository: repository, actions: action)).isAllowed
+                                       repository: repository, actions: action, target: target)).isAllowed
     }
 }
 

@@ -115,6 +115,21 @@ import Testing
                 == .denied(.challenge(scope: "repository:apps/web:pull,push", insufficientScope: true)))
     }
 
+    @Test func aManagementTokenIsJudgedByItsPrincipalOnRepositories() async throws {
+        let (access, _) = try await makeAccess()
+        let management = try caller(.owner, token: [AccessClaim(type: "registry", name: "management", actions: ["*"])])
+        let request = AccessRequest(caller: management, address: here, repository: "apps/web", actions: [.metadataWrite, .contentDelete],
+                                    target: AccessTarget(management: true))
+        #expect(access.authorize(request) == .allowed)
+        var outside = request
+        outside.repository = "other/web"
+        #expect(!access.authorize(outside).isAllowed)
+        // the same token on /v2/ is narrowed to its claims
+        var registryAPI = request
+        registryAPI.target = .none
+        #expect(access.authorize(registryAPI) == .denied(.challenge(scope: "repository:apps/web:pull,push,delete", insufficientScope: true)))
+    }
+
     @Test func catalogNeedsTheCatalogScopeThenFollowsTheRoles() async throws {
         let (access, _) = try await makeAccess()
         let repoOnly = try caller(.pull, token: [AccessClaim(type: "repository", name: "apps/other", actions: ["pull"])])
