@@ -86,8 +86,11 @@ let package = Package(
             "RegistryCore", "RegistryStore", "BlobStorage", "SQLiteStore", "FileSystemStorage",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
+        // Pull admission (locks, quarantine, content trust): the one chain /v2/ reads and the
+        // Kubernetes admission endpoints both call; features add their checks to it.
+        .target(name: "Admission", dependencies: ["OCIModel", "RegistryCore", "Access"], swiftSettings: strict),
         .target(name: "HTTPAPI", dependencies: [
-            "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore", "Access", "Webhooks", "Signing",
+            "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore", "Access", "Admission", "Webhooks", "Signing",
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -156,7 +159,7 @@ let package = Package(
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "OCIModel"]),
         .testTarget(name: "ScanningTests", dependencies: ["Scanning"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HTTPAPITests", dependencies: [
-            "HTTPAPI", "Signing", "BlobStorage", "Backends",
+            "HTTPAPI", "Admission", "Signing", "BlobStorage", "Backends",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

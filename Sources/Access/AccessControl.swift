@@ -402,7 +402,10 @@ public final class AccessControl: Sendable {
     /// The one authorization function: may `caller` (nil: no credentials) coming from its address
     /// do `action` on `repository` (nil: a registry-wide action)?
     public func decide(caller: Caller?, address: IPAddress?, repository: String?, action: Action) -> Decision {
-        let s = state
+        decide(in: state, caller: caller, address: address, repository: repository, action: action)
+    }
+
+    func decide(in s: AccessState, caller: Caller?, address: IPAddress?, repository: String?, action: Action) -> Decision {
         if s.network.evaluate(address) == .blockedUnlessTrustedService {
             let trusted = s.network.allowTrustedServices && (caller?.principal.isTrustedService ?? false)
             if !trusted {

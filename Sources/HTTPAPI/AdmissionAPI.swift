@@ -1,4 +1,5 @@
 import Access
+import Admission
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -8,9 +9,10 @@ import RegistryCore
 
 /// Kubernetes admission webhooks (`admission.k8s.io/v1` AdmissionReview):
 /// `POST /admission/v1/validate` allows a workload only when every image it runs from this
-/// registry is one the webhook's credentials may pull, exists, is not quarantined or failed, and
-/// passes content trust where that is configured; `POST /admission/v1/mutate` pins each such
-/// image's tag to its digest (images the caller may not pull are left as they are).
+/// registry is one the webhook's credentials may pull, exists, and is admitted by the
+/// pull-admission chain that `/v2/` reads use too (locks, quarantine, content trust), asked on
+/// behalf of the workload; `POST /admission/v1/mutate` pins each such image's tag to its digest
+/// (images the caller may not pull, or the chain refuses, are left as they are).
 extension RegistryResponder {
     /// Where the images of a workload's pod spec live, per kind.
     static func podSpecPath(kind: String) -> [String]? {
@@ -95,6 +97,7 @@ extension RegistryResponder {
         // Images name this registry by its service name or by the host the webhook call reached.
         let hosts = [gate.serviceName, gate.requestHost(request)]
         let mutate = request.uri.path.hasSuffix("/mutate")
+        let workload = Puller(caller: caller, address: caller?.address ?? gate.address(request, context), forWorkload: true)
         var refusals: [String] = []
         var patch: [[String: String]] = []
         for use in Self.images(in: object, kind: kind) {
@@ -110,20 +113,12 @@ extension RegistryResponder {
                     continue
                 }
                 let reference: Reference = try ref.digest.map { d throws(RegistryError) in try Reference(parsing: d) } ?? .tag(ref.tag ?? "latest")
-                let content = try await registry.manifest(repo, reference)
-                if mutate {
-                    if ref.digest == nil {
-                        patch.append(["op": "replace", "path": use.pointer, "value": "\(host)/\(repo.value)@\(content.digest)"])
-                    }
-                    continue
+                let content = try await pullAdmission.manifest(repo, reference, for: workload)
+                if mutate, ref.digest == nil {
+                    patch.append(["op": "replace", "path": use.pointer, "value": "\(host)/\(repo.value)@\(content.digest)"])
                 }
-                if !QuarantineState.isPullable(content.quarantineState) {
-                    refusals.append("\(use.image): quarantined (\(content.quarantineState ?? "Pending")\(content.quarantineReason.map { ": \($0)" } ?? ""))")
-                    continue
-                }
-                try await contentTrust.admit(repo, content, host: gate.serviceName, caller: nil)
-            } catch let denied as AccessDenied {
-                refusals.append("\(use.image): \(denied.error.message)")
+            } catch let refusal as AccessRefusal {
+                if !mutate { refusals.append("\(use.image): \(refusal.reason)") }
             } catch let e as RegistryError {
                 if !mutate { refusals.append("\(use.image): \(e.message)") }
             }

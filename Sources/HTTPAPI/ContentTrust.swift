@@ -1,4 +1,5 @@
 import Access
+import Admission
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -134,6 +135,18 @@ final class ContentTrustGate: Sendable {
             }
         }
         return (false, "content trust: no signature valid under the trust policy for \(repository.value)@\(digest) (\(lastFailure.prefix(300)))")
+    }
+}
+
+/// Content trust is a check of the pull-admission chain.
+extension ContentTrustGate: PullAdmissionCheck {
+    func refusal(for pull: PullAdmission.Subject) async throws -> String? {
+        do {
+            try await admit(pull.repository, pull.content, host: pull.host, caller: pull.puller.exemptionName)
+            return nil
+        } catch let denied as AccessDenied {
+            return denied.error.message
+        }
     }
 }
 

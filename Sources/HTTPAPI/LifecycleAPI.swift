@@ -212,13 +212,9 @@ extension RegistryResponder {
         guard let caller else {
             throw gate.challenge(request, scope: nil, message: "authentication required", insufficientScope: false)
         }
-        var judged = caller
-        if caller.tokenAccess?.contains(where: { $0.type == "registry" && $0.name == "management" }) == true {
-            judged.tokenAccess = nil
-        }
         let isToken = caller.principal.kind == .token
         let needed: Action = isToken ? [.metadataWrite, .contentDelete] : Role.owner.actions
-        if gate.allows(judged, request, context, repository: repo.value, action: needed) { return }
+        if gate.allows(caller, request, context, repository: repo.value, action: needed, target: AccessTarget(management: true)) { return }
         let who = "\(caller.principal.kind.rawValue) \(caller.principal.name)"
         let reason: String
         if isToken {

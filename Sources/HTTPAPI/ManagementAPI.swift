@@ -337,11 +337,8 @@ extension RegistryResponder {
     /// the repository.
     func requireOnRepository(_ request: Request, _ context: Context, _ gate: AuthGate, _ caller: Caller?, _ repo: RepositoryName,
                              _ action: Action) async throws -> EventOrigin {
-        var judged = caller
-        if caller?.tokenAccess?.contains(where: { $0.type == "registry" && $0.name == "management" }) == true {
-            judged?.tokenAccess = nil
-        }
-        try await gate.require(request, context, caller: judged, repository: repo.value, action: action)
+        try await gate.require(request, context, caller: caller, repository: repo.value, action: action,
+                               target: AccessTarget(management: true))
         return EventOrigin(actor: caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous",
                            address: (caller?.address ?? gate.address(request, context))?.description ?? "-")
     }

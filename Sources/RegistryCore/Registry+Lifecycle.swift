@@ -349,7 +349,7 @@ extension Registry {
     }
 
     /// Pulling a blob from `repository`.
-    func checkBlobReadable(_ repository: String) async throws {
+    public func checkBlobReadable(_ repository: String) async throws {
         let locks = try await lockTable()
         guard !locks.isEmpty, let lock = locks.repository(repository), !lock.readEnabled else { return }
         throw denied(LockTable.describe(lock, "read-enabled"))
