@@ -34,7 +34,7 @@ public struct ImageReference: Sendable, Hashable, CustomStringConvertible {
             if first.contains(".") || first.contains(":") || first == "localhost" || (registryHost.map { first == $0[...] } ?? false) {
                 guard !first.isEmpty, first.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ".-:[]".contains($0)) }),
                       Self.portIsValid(first) else {
-                    throw fail("invalid registry host (HOST[:PORT], a port from 1 to 65535)")
+                    throw fail("invalid registry host (HOST[:PORT], a port up to 65535)")
                 }
                 host = String(first)
                 rest = rest[rest.index(after: slash)...]
@@ -53,12 +53,12 @@ public struct ImageReference: Sendable, Hashable, CustomStringConvertible {
         repository = String(rest)
     }
 
-    /// A `:port` after the host (or after `]` of a bracketed IPv6 address) is 1 to 65535.
+    /// A `:port` after the host (or after `]` of a bracketed IPv6 address) is a number up to 65535.
     static func portIsValid(_ host: Substring) -> Bool {
         let afterAddress = host.lastIndex(of: "]").map { host[host.index(after: $0)...] } ?? host
         guard let colon = afterAddress.firstIndex(of: ":") else { return !host.hasPrefix("[") || host.hasSuffix("]") }
         let port = afterAddress[afterAddress.index(after: colon)...]
-        guard port.utf8.count <= 5, let n = Int(port), (1...65535).contains(n) else { return false }
+        guard port.utf8.count <= 5, let n = Int(port), (0...65535).contains(n) else { return false }
         return true
     }
 
