@@ -94,6 +94,14 @@ import Testing
         await two.invalidation.tick()
         #expect(try await two.registry.retentionPolicy() == Self.retention)
 
+        // content trust's configuration changed
+        let trustOne = ContentTrustGate(registry: one.registry), trustTwo = ContentTrustGate(registry: two.registry)
+        #expect(try await trustTwo.current().exempt.isEmpty)
+        try await trustOne.update(ContentTrustConfig(exempt: ["scanner"]))
+        #expect(try await trustTwo.current().exempt.isEmpty)   // stale until the feed says
+        await two.invalidation.tick()
+        #expect(try await trustTwo.current().exempt == ["scanner"])
+
         // a token revoked
         let (_, passwords) = try await one.access.createToken(Actor(name: "test", address: "-"), name: "ci",
                                                               scopeMap: "_repositories_pull")
