@@ -338,10 +338,13 @@ public final class WebhookService: Sendable {
     // MARK: dispatching
 
     /// The runner of one webhook's consumer: retries with the webhook's backoff (doubling up to
-    /// 5 minutes), its lag in `berth_event_consumer_lag_events{consumer="webhook:<name>"}`.
+    /// 5 minutes), its lag in `berth_event_consumer_lag_events{consumer="webhook:<name>"}`. Made
+    /// afresh for each drain, so a webhook re-created under the same name starts from its own
+    /// cursor. Small batches: the cursor moves after each, so a crash resends at most one batch's
+    /// deliveries (receivers can tell by `X-Berth-Delivery`).
     func runner(_ hook: WebhookRecord) -> EventConsumerRunner {
         EventConsumerRunner(consumer: WebhookConsumer(service: self, webhook: hook.name, legacyCursor: hook.cursor),
-                            store: events, batchSize: 100, backoffBase: backoffBase, backoffMax: 300, logger: logger)
+                            store: events, batchSize: 20, backoffBase: backoffBase, backoffMax: 300, logger: logger)
     }
 
     /// Works through one webhook's backlog: delivers matching events in order until the log is
