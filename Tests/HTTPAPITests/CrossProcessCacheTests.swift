@@ -128,7 +128,11 @@ import Testing
         let password = try #require(passwords["password1"])
         _ = try await two.access.authenticate(username: "ci", password: password, address: nil, service: "s")
 
+        let trustOne = ContentTrustGate(registry: one.registry), trustTwo = ContentTrustGate(registry: two.registry)
+        #expect(try await trustTwo.current().exempt.isEmpty)
+
         let second = try await push(one.registry, repo, tag: "latest", seed: "2")
+        try await trustOne.update(ContentTrustConfig(exempt: ["scanner"]))
         _ = try await one.registry.updateLock(repo, tag: nil, digest: nil, LockChange(writeEnabled: false))
         try await one.registry.updateRetention(Self.retention)
         try await one.access.deleteToken(Actor(name: "test", address: "-"), name: "ci")
@@ -136,11 +140,13 @@ import Testing
         clock.advance(Self.ttl - 0.5)   // not yet: still the cached copies
         #expect(try await two.registry.manifest(repo, .tag("latest")).digest == first)
         #expect(try await two.registry.retentionPolicy().enabled == false)
+        #expect(try await trustTwo.current().exempt.isEmpty)
         _ = try await two.access.authenticate(username: "ci", password: password, address: nil, service: "s")
         clock.advance(1)                // past the TTL: read again
         #expect(try await two.registry.manifest(repo, .tag("latest")).digest == second)
         #expect(try await two.registry.lockTable().repository(repo.value)?.writeEnabled == false)
         #expect(try await two.registry.retentionPolicy().enabled == true)
+        #expect(try await trustTwo.current().exempt == ["scanner"])
         await #expect(throws: AccessError.self) {
             try await two.access.authenticate(username: "ci", password: password, address: nil, service: "s")
         }
