@@ -64,7 +64,7 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: strict),
         .target(name: "Webhooks", dependencies: [
-            "OCIModel", "RegistryStore", "Access",
+            "OCIModel", "RegistryStore", "RegistryCore", "Access",
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Crypto", package: "swift-crypto"),

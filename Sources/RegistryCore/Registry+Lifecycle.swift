@@ -162,6 +162,10 @@ final class LifecycleState: Sendable {
     let softDelete = NIOLockedValueBox<SoftDeletePolicy?>(nil)
     let gc = NIOLockedValueBox<GarbageCollectionPolicy?>(nil)
     let quotas = NIOLockedValueBox<[QuotaLimit]?>(nil)
+    /// When each cached setting (by name) and the lock table (`locksKey`) were loaded, on the
+    /// cache clock: older than the cache TTL, they are read again.
+    let loadedAt = NIOLockedValueBox<[String: Double]>([:])
+    static let locksKey = "locks"
     let pins = BlobPins()
     let touches = LinkTouches()
 }
@@ -240,15 +244,25 @@ extension Registry {
 
     /// A typed setting, cached in `box` after the first read.
     func setting<T: Codable & Sendable>(_ key: SettingKey<T>, _ box: NIOLockedValueBox<T?>, default value: T) async throws -> T {
-        if let cached = box.withLockedValue({ $0 }) { return cached }
+        if cacheIsFresh(key.name), let cached = box.withLockedValue({ $0 }) { return cached }
+        let now = configuration.cacheClock()
         let loaded = try await metadata.setting(key) ?? value
         box.withLockedValue { $0 = loaded }
+        lifecycle.loadedAt.withLockedValue { $0[key.name] = now }
         return loaded
     }
 
+    /// Whether the cached copy named `name` was loaded less than the cache TTL ago.
+    func cacheIsFresh(_ name: String) -> Bool {
+        guard let at = lifecycle.loadedAt.withLockedValue({ $0[name] }) else { return false }
+        return configuration.cacheClock() - at < configuration.cacheTTL
+    }
+
     func store<T: Codable & Sendable>(_ key: SettingKey<T>, _ box: NIOLockedValueBox<T?>, _ value: T) async throws {
+        let now = configuration.cacheClock()
         try await metadata.setSetting(key, value)
         box.withLockedValue { $0 = value }
+        lifecycle.loadedAt.withLockedValue { $0[key.name] = now }
     }
 
     public func retentionPolicy() async throws -> RetentionPolicy { try await setting(Self.retentionKey, lifecycle.retention, default: .init()) }
@@ -329,9 +343,11 @@ extension Registry {
     // MARK: locks
 
     public func lockTable() async throws -> LockTable {
-        if let cached = lifecycle.locks.withLockedValue({ $0 }) { return cached }
+        if cacheIsFresh(LifecycleState.locksKey), let cached = lifecycle.locks.withLockedValue({ $0 }) { return cached }
+        let now = configuration.cacheClock()
         let table = await LockTable(try metadata.locks())
         lifecycle.locks.withLockedValue { $0 = table }
+        lifecycle.loadedAt.withLockedValue { $0[LifecycleState.locksKey] = now }
         return table
     }
 

@@ -569,6 +569,10 @@ public final class SQLiteMetadataStore: MetadataBackend {
         }
     }
 
+    public func accessStateVersion() throws -> Int64? {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT version FROM access_state WHERE id = 1") }
+    }
+
     public func storeAccessState(_ document: Data, expectedVersion: Int64, audit: AuditRecord?) async throws -> Bool {
         try await pool.write { db in
             let current = try Int64.fetchOne(db, sql: "SELECT version FROM access_state WHERE id = 1") ?? 0
@@ -856,8 +860,11 @@ extension SQLiteMetadataStore {
             if let row = try Row.fetchOne(db, sql: "SELECT * FROM event_consumers WHERE name = ?", arguments: [name]) {
                 return Self.consumer(row)
             }
-            let cursor: Int64 = start == .beginning ? 0
-                : try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM events") ?? 0
+            let cursor: Int64 = switch start {
+            case .beginning: 0
+            case .end: try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM events") ?? 0
+            case .after(let sequence): sequence
+            }
             let now = Date()
             try db.execute(sql: "INSERT INTO event_consumers(name, cursor, updated_at) VALUES (?, ?, ?)",
                            arguments: [name, cursor, now.timeIntervalSince1970])
@@ -888,6 +895,13 @@ extension SQLiteMetadataStore {
         try await pool.write { db in
             try db.execute(sql: "UPDATE event_consumers SET paused = ?, updated_at = ? WHERE name = ?",
                            arguments: [paused ? 1 : 0, Date().timeIntervalSince1970, name])
+            return db.changesCount == 1
+        }
+    }
+
+    public func deleteEventConsumer(name: String) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM event_consumers WHERE name = ?", arguments: [name])
             return db.changesCount == 1
         }
     }

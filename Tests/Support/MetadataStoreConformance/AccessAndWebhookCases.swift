@@ -42,6 +42,15 @@ extension MetadataStoreConformance {
             // the access state is not part of the registry's event log
             await #expect(try s.latestEventSequence() == 0)
         },
+        Case("accessStateVersion: nil before the first write, then the stored version (what another process compares)") { s in
+            let none = try await s.accessStateVersion()
+            #expect(none == nil)
+            let first = try await s.storeAccessState(Data("one".utf8), expectedVersion: 0, audit: nil)
+            let one = try await s.accessStateVersion()
+            let second = try await s.storeAccessState(Data("two".utf8), expectedVersion: 1, audit: nil)
+            let two = try await s.accessStateVersion()
+            #expect(first && second && one == 1 && two == 2)
+        },
         Case("appendAudit/audit: append order, since filter, limit, fields") { s in
             try await s.appendAudit([])
             await #expect(try s.audit(since: past, limit: 10) == [])

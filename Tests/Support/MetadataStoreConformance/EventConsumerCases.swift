@@ -54,6 +54,22 @@ extension MetadataStoreConformance {
             let unknown = try await s.setEventConsumerPaused(name: "nobody", paused: true)
             #expect(!unknown)
         },
+        Case("registerEventConsumer: a cursor taken over from elsewhere starts after the sequence given, once") { s in
+            let taken = try await s.registerEventConsumer(name: "moved", start: .after(7))
+            #expect(taken.cursor == 7)
+            let again = try await s.registerEventConsumer(name: "moved", start: .after(9))
+            #expect(again.cursor == 7)
+        },
+        Case("deleteEventConsumer: forgets the cursor; registering again starts afresh; unknown consumers are false") { s in
+            _ = try await s.registerEventConsumer(name: "c", start: .after(5))
+            let deleted = try await s.deleteEventConsumer(name: "c")
+            let gone = try await s.eventConsumer(named: "c")
+            #expect(deleted && gone == nil)
+            let fresh = try await s.registerEventConsumer(name: "c", start: .beginning)
+            #expect(fresh.cursor == 0)
+            let unknown = try await s.deleteEventConsumer(name: "nobody")
+            #expect(!unknown)
+        },
         Case("advanceEventConsumer: two writers racing from one cursor, exactly one wins") { s in
             _ = try await s.registerEventConsumer(name: "c", start: .beginning)
             let wins = try await withThrowingTaskGroup(of: Bool.self) { group in
