@@ -5,6 +5,7 @@ import Hummingbird
 import NIOCore
 import OCIModel
 import RegistryCore
+import RegistryStore
 
 /// Kubernetes admission webhooks (`admission.k8s.io/v1` AdmissionReview):
 /// `POST /admission/v1/validate` allows a workload only when every image it runs from this
@@ -118,7 +119,7 @@ extension RegistryResponder {
                     continue
                 }
                 if !QuarantineState.isPullable(content.quarantineState) {
-                    refusals.append("\(use.image): quarantined (\(content.quarantineState ?? "Pending")\(content.quarantineReason.map { ": \($0)" } ?? ""))")
+                    refusals.append("\(use.image): quarantined (\(content.quarantineState?.rawValue ?? "Pending")\(content.quarantineReason.map { ": \($0)" } ?? ""))")
                     continue
                 }
                 try await contentTrust.admit(repo, content, host: gate.serviceName, caller: nil)

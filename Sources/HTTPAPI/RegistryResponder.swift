@@ -9,6 +9,7 @@ import OCIModel
 import Access
 import RegistryCore
 import RegistryStore
+import RegistryStore
 import Webhooks
 
 /// Serves the OCI distribution API, health and metrics. Routing is by hand because repository
@@ -205,7 +206,7 @@ public struct RegistryResponder: HTTPResponder {
                     if !QuarantineState.isPullable(content.quarantineState),
                        !(gate?.allows(caller, request, context, repository: repo.value, action: .quarantineRead) ?? false) {
                         let why = content.quarantineReason.map { ": \($0.prefix(200))" } ?? ""
-                        throw AccessDenied(error: RegistryError(.denied, "manifest quarantined (\(content.quarantineState ?? "Pending")\(why))"))
+                        throw AccessDenied(error: RegistryError(.denied, "manifest quarantined (\(content.quarantineState?.rawValue ?? "Pending")\(why))"))
                     }
                     // Content trust: only what a trusted signature vouches for.
                     // Judged under the configured service name, never the request's Host header: the
@@ -654,8 +655,8 @@ public struct RegistryResponder: HTTPResponder {
         metrics.openUploads.set(Double(try await registry.blobs.openUploadCount()))
         await metrics.storedBytes.set(Double(try registry.metadata.storedBytes()))
         let quarantine = try await registry.metadata.quarantineCounts()
-        for state in ["Pending", "Passed", "Failed"] {
-            metrics.setGauge("berth_manifests_by_quarantine_state", [("state", state)], Double(quarantine[state] ?? 0),
+        for state in QuarantineState.allCases {
+            metrics.setGauge("berth_manifests_by_quarantine_state", [("state", state.rawValue)], Double(quarantine[state] ?? 0),
                              help: "Manifests by quarantine state (never-quarantined ones are not counted)")
         }
         if let webhooks {

@@ -18,17 +18,6 @@ public struct QuarantinePolicy: Codable, Sendable, Equatable {
     }
 }
 
-public enum QuarantineState: String, Codable, Sendable, CaseIterable {
-    case pending = "Pending"
-    case passed = "Passed"
-    case failed = "Failed"
-
-    /// Whether a manifest in this state (nil: never quarantined) may be pulled by anyone.
-    public static func isPullable(_ raw: String?) -> Bool {
-        raw == nil || raw == QuarantineState.passed.rawValue
-    }
-}
-
 public struct QuarantineChange: Codable, Sendable {
     public var policy: QuarantinePolicy
     /// Manifests whose pullability the change flips (dry run: would flip): the first 1000.
@@ -97,7 +86,7 @@ extension Registry {
 
     /// Marks a manifest `Passed` or `Failed` (or back to `Pending`), with a reason that is kept.
     public func setQuarantine(_ repository: RepositoryName, _ digest: Digest, state: QuarantineState, reason: String?) async throws {
-        guard try await metadata.setQuarantine(repository: repository.value, digest: digest, state: state.rawValue,
+        guard try await metadata.setQuarantine(repository: repository.value, digest: digest, state: state,
                                                reason: reason.map { String($0.prefix(1000)) }) else {
             throw RegistryError(.manifestUnknown, "manifest unknown to registry")
         }

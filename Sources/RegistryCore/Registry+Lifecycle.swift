@@ -31,7 +31,7 @@ public struct GarbageCollectionPolicy: Codable, Sendable, Equatable {
 /// A purge, retention pass or repository delete, as reported to the caller and kept as a run.
 public struct LifecycleReport: Codable, Sendable, Equatable {
     public var id: Int64?
-    public var kind: String
+    public var kind: RunKind
     public var name: String?
     public var dryRun: Bool
     public var startedAt: Date
@@ -97,7 +97,7 @@ public struct ManifestDetail: Codable, Sendable, Equatable {
     public var subject: String?
     public var live: Bool
     public var unliveSince: Date?
-    public var quarantineState: String?
+    public var quarantineState: QuarantineState?
     public var attributes: LockAttributes
 }
 
@@ -457,7 +457,7 @@ extension Registry {
         cache.invalidate(repository.value)
         reloadLocks()
         if let message = change.denied { throw denied(message) }
-        var report = LifecycleReport(kind: "repository-delete", name: repository.value, dryRun: false, startedAt: started, finishedAt: Date())
+        var report = LifecycleReport(kind: .repositoryDelete, name: repository.value, dryRun: false, startedAt: started, finishedAt: Date())
         report.add(change)
         return report
     }
@@ -494,7 +494,7 @@ extension Registry {
         if !expired.isEmpty {
             logger.info("recycle bin entries expired", metadata: ["count": "\(expired.count)"])
             let report = expired.map { LifecycleDeletion(repository: $0.repository, digest: $0.digest, mediaType: $0.mediaType, reason: "expired") }
-            var r = LifecycleReport(kind: "soft-delete", name: nil, dryRun: false, startedAt: now, finishedAt: Date())
+            var r = LifecycleReport(kind: .softDelete, name: nil, dryRun: false, startedAt: now, finishedAt: Date())
             r.deletedManifests = report
             _ = try await recordRun(&r, event: nil)
         }
@@ -523,17 +523,17 @@ extension Registry {
         return String(decoding: try encoder.encode(report), as: UTF8.self)
     }
 
-    func recordRun(_ report: inout LifecycleReport, event: (action: String, detail: String)?) async throws -> Int64 {
+    func recordRun(_ report: inout LifecycleReport, event: (action: EventAction, detail: String)?) async throws -> Int64 {
         let id = try await metadata.recordRun(kind: report.kind, name: report.name, dryRun: report.dryRun, startedAt: report.startedAt,
                                               finishedAt: report.finishedAt, report: try Self.reportJSON(report), event: event)
         report.id = id
-        LifecycleMetrics.run(kind: report.kind, dryRun: report.dryRun, startedAt: report.startedAt, finishedAt: report.finishedAt,
+        LifecycleMetrics.run(kind: report.kind.rawValue, dryRun: report.dryRun, startedAt: report.startedAt, finishedAt: report.finishedAt,
                              manifestsDeleted: report.deletedManifests.count)
         return id
     }
 
     public func purge(_ options: PurgeOptions, dryRun: Bool, name: String? = nil, now: Date = Date()) async throws -> LifecycleReport {
-        var report = LifecycleReport(kind: "purge", name: name, dryRun: dryRun, startedAt: now, finishedAt: now)
+        var report = LifecycleReport(kind: .purge, name: name, dryRun: dryRun, startedAt: now, finishedAt: now)
         let locks = try await lockTable()
         let grace = try await garbageCollectionPolicy().graceSeconds
         let softUntil = try await softDeleteUntil(now)
@@ -555,7 +555,7 @@ extension Registry {
         if !dryRun { reloadLocks() }
         report.finishedAt = Date()
         let summary = "\(report.deletedTags.count) tags, \(report.deletedManifests.count) manifests deleted, \(report.skipped.count) skipped"
-        _ = try await recordRun(&report, event: dryRun ? nil : (LifecycleEventAction.purgeRun, summary))
+        _ = try await recordRun(&report, event: dryRun ? nil : (EventAction.purgeRun, summary))
         return report
     }
 
@@ -582,7 +582,7 @@ extension Registry {
             _ = try await advance.consumers.advanceEventConsumer(name: RetentionConsumer.name, from: advance.from, to: advance.to)
         }
         if !report.deletedManifests.isEmpty || force {
-            _ = try await recordRun(&report, event: (LifecycleEventAction.retentionRun, "\(report.deletedManifests.count) manifests deleted"))
+            _ = try await recordRun(&report, event: (EventAction.retentionRun, "\(report.deletedManifests.count) manifests deleted"))
         }
         return report
     }
@@ -590,7 +590,7 @@ extension Registry {
     /// Retention on these repositories: refreshes when manifests stopped being live, and deletes
     /// those not live for longer than the policy's days.
     func retain(repositories: Set<String>, policy: RetentionPolicy, now: Date) async throws -> LifecycleReport {
-        var report = LifecycleReport(kind: "retention", name: nil, dryRun: false, startedAt: now, finishedAt: now)
+        var report = LifecycleReport(kind: .retention, name: nil, dryRun: false, startedAt: now, finishedAt: now)
         let locks = try await lockTable()
         let grace = try await garbageCollectionPolicy().graceSeconds
         let softUntil = try await softDeleteUntil(now)
@@ -664,8 +664,11 @@ extension Registry {
         }
     }
 
+    /// Run reports, newest first; a `kind` that names no kind of run matches none.
     public func runs(kind: String?, name: String?, limit: Int) async throws -> [LifecycleRunRecord] {
-        try await metadata.runs(kind: kind, name: name, limit: limit)
+        guard let kind else { return try await metadata.runs(kind: nil, name: name, limit: limit) }
+        guard let known = RunKind(rawValue: kind) else { return [] }
+        return try await metadata.runs(kind: known, name: name, limit: limit)
     }
 
     // MARK: listings
@@ -741,7 +744,7 @@ public struct RetentionConsumer: EventConsumer {
         var report = try await registry.retain(repositories: Set(events.map(\.repository).filter { !$0.isEmpty }),
                                                policy: policy, now: now)
         if !report.deletedManifests.isEmpty {
-            _ = try await registry.recordRun(&report, event: (LifecycleEventAction.retentionRun,
+            _ = try await registry.recordRun(&report, event: (EventAction.retentionRun,
                                                               "\(report.deletedManifests.count) manifests deleted"))
         }
     }

@@ -1,6 +1,32 @@
 import Foundation
 import OCIModel
 
+/// A manifest's quarantine state; a manifest never quarantined has none (nil). The raw values are
+/// what the store keeps and the API shows.
+public enum QuarantineState: String, Codable, Sendable, CaseIterable {
+    case pending = "Pending"
+    case passed = "Passed"
+    case failed = "Failed"
+
+    /// Whether a manifest in `state` (nil: never quarantined) may be pulled by anyone.
+    public static func isPullable(_ state: QuarantineState?) -> Bool {
+        state == nil || state == .passed
+    }
+}
+
+/// A stored state or action this build does not know (a row written by a newer version or another
+/// backend). Reads that meet one fail with this error rather than guess: a guess could make a
+/// quarantined manifest pullable or hide an event from a consumer that must see every one.
+public struct UnknownStoredValue: Error, Sendable, Equatable, CustomStringConvertible {
+    public var field: String
+    public var value: String
+    public init(field: String, value: String) {
+        self.field = field
+        self.value = value
+    }
+    public var description: String { "the metadata store holds an unknown \(field) '\(value)' (written by a newer version?)" }
+}
+
 /// A manifest as the metadata store keeps it.
 public struct ManifestRecord: Sendable, Equatable {
     public var digest: Digest
@@ -11,11 +37,11 @@ public struct ManifestRecord: Sendable, Equatable {
     public var annotations: [String: String]?
     public var createdAt: Date
     /// Quarantine state: nil (never quarantined), `Pending`, `Passed` or `Failed`.
-    public var quarantineState: String?
+    public var quarantineState: QuarantineState?
     public var quarantineReason: String?
 
     public init(digest: Digest, mediaType: String, size: Int64, artifactType: String?, subject: Digest?,
-                annotations: [String: String]?, createdAt: Date, quarantineState: String? = nil, quarantineReason: String? = nil) {
+                annotations: [String: String]?, createdAt: Date, quarantineState: QuarantineState? = nil, quarantineReason: String? = nil) {
         self.quarantineState = quarantineState
         self.quarantineReason = quarantineReason
         self.digest = digest
@@ -86,7 +112,7 @@ public struct EventOrigin: Sendable, Equatable {
 public struct Event: Sendable, Equatable {
     public var sequence: Int64
     public var timestamp: Date
-    public var action: String
+    public var action: EventAction
     public var repository: String
     public var digest: String?
     public var tag: String?
@@ -99,7 +125,7 @@ public struct Event: Sendable, Equatable {
     public var requestHost: String?
     public var requestMethod: String?
     public var userAgent: String?
-    public init(sequence: Int64, timestamp: Date, action: String, repository: String, digest: String?, tag: String?, mediaType: String?, size: Int64?, detail: String?, actor: String?, address: String?, requestID: String?, requestHost: String?, requestMethod: String?, userAgent: String?) {
+    public init(sequence: Int64, timestamp: Date, action: EventAction, repository: String, digest: String?, tag: String?, mediaType: String?, size: Int64?, detail: String?, actor: String?, address: String?, requestID: String?, requestHost: String?, requestMethod: String?, userAgent: String?) {
         self.sequence = sequence
         self.timestamp = timestamp
         self.action = action
@@ -118,16 +144,24 @@ public struct Event: Sendable, Equatable {
     }
 }
 
-public enum EventAction {
-    public static let blobPush = "blob.push"
-    public static let blobDelete = "blob.delete"
-    public static let manifestPush = "push"
-    public static let manifestDelete = "delete"
-    public static let tagMove = "tag.move"
-    public static let tagDelete = "tag.delete"
-    public static let quarantine = "quarantine"
+/// What an event records. The raw values are what the event log keeps and the API and audit show.
+public enum EventAction: String, Codable, Sendable, CaseIterable {
+    case blobPush = "blob.push"
+    case blobDelete = "blob.delete"
+    case manifestPush = "push"
+    case manifestDelete = "delete"
+    case tagMove = "tag.move"
+    case tagDelete = "tag.delete"
+    case quarantine = "quarantine"
     /// A registry-wide setting changed (its name is the detail; the repository is empty).
-    public static let setting = "setting"
+    case setting = "setting"
+    case restore = "restore"
+    case purgeRun = "purge.run"
+    case retentionRun = "retention.run"
+    case gcRun = "gc.run"
+    case softDeleteExpire = "softdelete.expire"
+    case lock = "lock"
+
     /// Detail of a tag deletion that is part of deleting its manifest.
     public static let cascadeDetail = "with its manifest"
 }
@@ -178,11 +212,11 @@ public protocol ContentMetadataStore: Sendable {
 
     // quarantine
     /// Sets a manifest's quarantine state (and its index children's: they follow their index).
-    func setQuarantine(repository: String, digest: Digest, state: String, reason: String?) async throws -> Bool
+    func setQuarantine(repository: String, digest: Digest, state: QuarantineState, reason: String?) async throws -> Bool
     /// Manifests a quarantine switch would affect (never quarantined, not referrers).
     func unquarantinedManifests(limit: Int) async throws -> [ManifestRef]
     /// How many manifests are in each quarantine state (`Pending`, `Passed`, `Failed`).
-    func quarantineCounts() async throws -> [String: Int]
+    func quarantineCounts() async throws -> [QuarantineState: Int]
     /// Puts every such manifest into `Pending`; returns how many.
     func quarantineExisting() async throws -> Int
     /// Manifests in `Pending` (the first `limit`, by repository and digest) and how many there are.

@@ -269,14 +269,14 @@ public final class SQLiteMetadataStore: MetadataBackend {
         return db.lastInsertedRowID
     }
 
-    static func appendEvent(_ db: Database, _ origin: EventOrigin?, _ action: String, _ repo: String, digest: String? = nil,
+    static func appendEvent(_ db: Database, _ origin: EventOrigin?, _ action: EventAction, _ repo: String, digest: String? = nil,
                                     tag: String? = nil, mediaType: String? = nil, size: Int64? = nil,
                                     detail: String? = nil) throws {
         try db.execute(sql: """
             INSERT INTO events(at, action, repository, digest, tag, media_type, size, detail, actor, address,
                                request_id, request_host, request_method, user_agent)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [Date().timeIntervalSince1970, action, repo, digest, tag, mediaType, size, detail,
+            """, arguments: [Date().timeIntervalSince1970, action.rawValue, repo, digest, tag, mediaType, size, detail,
                              origin?.actor, origin?.address, origin?.requestID, origin?.host, origin?.method, origin?.userAgent])
     }
 
@@ -418,7 +418,7 @@ public final class SQLiteMetadataStore: MetadataBackend {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [repo, r.digest.string, r.mediaType, r.size, r.artifactType, r.subject?.string,
                                  annotations, r.createdAt.timeIntervalSince1970,
-                                 push.quarantine && r.subject == nil ? "Pending" : nil])
+                                 push.quarantine && r.subject == nil ? QuarantineState.pending.rawValue : nil])
             let isNew = db.changesCount > 0
             if isNew, push.quarantine, r.subject == nil {
                 try Self.appendEvent(db, origin, EventAction.quarantine, push.repository, digest: r.digest.string, tag: push.tag,
@@ -455,7 +455,14 @@ public final class SQLiteMetadataStore: MetadataBackend {
         }
     }
 
-    static func record(_ row: Row) -> ManifestRecord? {
+    /// A stored state this build does not know is an error (`UnknownStoredValue`), never a guess.
+    static func quarantineState(_ raw: String?) throws -> QuarantineState? {
+        guard let raw else { return nil }
+        guard let state = QuarantineState(rawValue: raw) else { throw UnknownStoredValue(field: "quarantine state", value: raw) }
+        return state
+    }
+
+    static func record(_ row: Row) throws -> ManifestRecord? {
         guard let digest = try? Digest(parsing: row["digest"] as String) else { return nil }
         let annotationsJSON: String? = row["annotations"]
         let annotations = annotationsJSON.flatMap {
@@ -466,7 +473,8 @@ public final class SQLiteMetadataStore: MetadataBackend {
                               artifactType: row["artifact_type"], subject: subject.flatMap { try? Digest(parsing: $0) },
                               annotations: annotations,
                               createdAt: Date(timeIntervalSince1970: row["created_at"]),
-                              quarantineState: row["quarantine_state"], quarantineReason: row["quarantine_reason"])
+                              quarantineState: try quarantineState(row["quarantine_state"]),
+                              quarantineReason: row["quarantine_reason"])
     }
 
     public func manifest(repository: String, digest: Digest) throws -> ManifestRecord? {
@@ -530,8 +538,12 @@ public final class SQLiteMetadataStore: MetadataBackend {
 
     // MARK: events
 
-    private static func event(_ row: Row) -> Event {
-        Event(sequence: row["seq"], timestamp: Date(timeIntervalSince1970: row["at"]), action: row["action"],
+    /// An event whose action this build does not know fails the read (`UnknownStoredValue`): skipping
+    /// it would let a consumer's cursor pass an event it never saw.
+    private static func event(_ row: Row) throws -> Event {
+        let raw: String = row["action"]
+        guard let action = EventAction(rawValue: raw) else { throw UnknownStoredValue(field: "event action", value: raw) }
+        return Event(sequence: row["seq"], timestamp: Date(timeIntervalSince1970: row["at"]), action: action,
               repository: row["repository"], digest: row["digest"], tag: row["tag"], mediaType: row["media_type"],
               size: row["size"], detail: row["detail"], actor: row["actor"], address: row["address"],
               requestID: row["request_id"], requestHost: row["request_host"], requestMethod: row["request_method"],
@@ -722,23 +734,23 @@ public final class SQLiteMetadataStore: MetadataBackend {
 
     // MARK: quarantine and settings
 
-    public func setQuarantine(repository: String, digest: Digest, state: String, reason: String?) async throws -> Bool {
+    public func setQuarantine(repository: String, digest: Digest, state: QuarantineState, reason: String?) async throws -> Bool {
         let origin = EventOrigin.current
         return try await pool.write { db in
             guard let repo = try Self.repoID(db, repository),
                   let row = try Row.fetchOne(db, sql: "SELECT media_type, size FROM manifests WHERE repo_id = ? AND digest = ?",
                                              arguments: [repo, digest.string]) else { return false }
             try db.execute(sql: "UPDATE manifests SET quarantine_state = ?, quarantine_reason = ? WHERE repo_id = ? AND digest = ?",
-                           arguments: [state, reason, repo, digest.string])
+                           arguments: [state.rawValue, reason, repo, digest.string])
             // Index children follow their index.
             try db.execute(sql: """
                 UPDATE manifests SET quarantine_state = ?, quarantine_reason = ?
                 WHERE repo_id = ? AND quarantine_state IS NOT NULL AND digest IN (
                     SELECT child FROM manifest_refs WHERE repo_id = ? AND parent = ? AND kind = 1)
-                """, arguments: [state, reason.map { "\($0) (via index \(digest.string))" } ?? "via index \(digest.string)",
+                """, arguments: [state.rawValue, reason.map { "\($0) (via index \(digest.string))" } ?? "via index \(digest.string)",
                                  repo, repo, digest.string])
             try Self.appendEvent(db, origin, EventAction.quarantine, repository, digest: digest.string,
-                                 mediaType: row["media_type"], size: row["size"], detail: state + (reason.map { ": " + $0 } ?? ""))
+                                 mediaType: row["media_type"], size: row["size"], detail: state.rawValue + (reason.map { ": " + $0 } ?? ""))
             return true
         }
     }
@@ -752,11 +764,11 @@ public final class SQLiteMetadataStore: MetadataBackend {
         }
     }
 
-    public func quarantineCounts() throws -> [String: Int] {
+    public func quarantineCounts() throws -> [QuarantineState: Int] {
         try pool.read { db in
-            var counts: [String: Int] = [:]
+            var counts: [QuarantineState: Int] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT quarantine_state, COUNT(*) AS n FROM manifests WHERE quarantine_state IS NOT NULL GROUP BY quarantine_state") {
-                counts[row["quarantine_state"]] = row["n"]
+                if let state = try Self.quarantineState(row["quarantine_state"]) { counts[state] = row["n"] }
             }
             return counts
         }

@@ -229,12 +229,12 @@ public final class WebhookService: Sendable {
     /// by digest is a `push` without a tag.
     static func webhookAction(for event: Event) -> String? {
         switch event.action {
-        case EventAction.tagMove: "push"
-        case EventAction.manifestPush: event.tag == nil ? "push" : nil
-        case EventAction.manifestDelete: "delete"
-        case EventAction.tagDelete: event.detail == EventAction.cascadeDetail ? nil : "delete"
-        case "quarantine": "quarantine"
-        default: nil
+        case .tagMove: "push"
+        case .manifestPush: event.tag == nil ? "push" : nil
+        case .manifestDelete: "delete"
+        case .tagDelete: event.detail == EventAction.cascadeDetail ? nil : "delete"
+        case .quarantine: "quarantine"
+        case .blobPush, .blobDelete, .setting, .restore, .purgeRun, .retentionRun, .gcRun, .softDeleteExpire, .lock: nil
         }
     }
 

@@ -207,7 +207,7 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
             _ = try await service.create(name: "gate", uri: "http://127.0.0.1:\(port)/hook", actions: ["quarantine"], scope: nil,
                                          headers: [:], enabled: true)
             let digest = try await pushManifest(store, repo: "payments/api", tag: "v1", seed: "q", quarantine: true)
-            _ = try await store.setQuarantine(repository: "payments/api", digest: digest, state: "Passed", reason: "scan clean")
+            _ = try await store.setQuarantine(repository: "payments/api", digest: digest, state: .passed, reason: "scan clean")
             try await service.drain("gate")
             let hits = receiver.hits.withLockedValue { $0 }
             #expect(hits.map(\.event) == ["quarantine", "quarantine"])

@@ -6,8 +6,8 @@ import Testing
 extension MetadataStoreConformance {
     static let eventLogCases: [Case] = [
         Case("event log: each mutation appends exactly its events; sequences strictly increase; pages agree") { s in
-            var expected: [String] = []
-            func step(_ want: [String], _ mutation: () async throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+            var expected: [EventAction] = []
+            func step(_ want: [EventAction], _ mutation: () async throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) async throws {
                 let got = try await actions(s, of: mutation)
                 #expect(got == want, sourceLocation: sourceLocation)
                 expected += want
@@ -19,27 +19,27 @@ extension MetadataStoreConformance {
             try await step([]) { try await store(s, p) }
             try await step([EventAction.tagDelete]) { _ = try await s.deleteTag(repository: "r", tag: "t") }
             try await step([EventAction.quarantine]) {
-                _ = try await s.setQuarantine(repository: "r", digest: p.record.digest, state: "Passed", reason: nil)
+                _ = try await s.setQuarantine(repository: "r", digest: p.record.digest, state: .passed, reason: nil)
             }
             // a setting change is announced (by name) so other processes drop their cached copy
             try await step([EventAction.setting]) { try await s.setSetting(SettingKey<String>("k"), "v") }
-            try await step([LifecycleEventAction.lock]) { try await s.setLock(LockRecord(repository: "r", writeEnabled: false)) }
+            try await step([EventAction.lock]) { try await s.setLock(LockRecord(repository: "r", writeEnabled: false)) }
             try await step([EventAction.manifestDelete]) {
                 try await deleteManifests(s, "r", [p.record.digest], softDeleteUntil: future)
             }
-            try await step([LifecycleEventAction.restore]) {
+            try await step([EventAction.restore]) {
                 _ = try await s.restoreManifest(repository: "r", digest: p.record.digest.string, tags: [])
             }
             try await step([EventAction.manifestDelete]) { try await deleteManifests(s, "r", [p.record.digest], softDeleteUntil: past) }
-            try await step([LifecycleEventAction.softDeleteExpire]) { _ = try await s.expireDeletedManifests(now: Date()) }
+            try await step([EventAction.softDeleteExpire]) { _ = try await s.expireDeletedManifests(now: Date()) }
             try await step([EventAction.blobDelete]) { _ = try await s.unlinkBlob(repository: "r2", digest: digest("layer")) }
-            try await step([LifecycleEventAction.gcRun]) {
-                try await s.recordRun(kind: "gc", name: nil, dryRun: false, startedAt: past, finishedAt: past, report: "{}",
-                                      event: (action: LifecycleEventAction.gcRun, detail: "x"))
+            try await step([EventAction.gcRun]) {
+                try await s.recordRun(kind: .gc, name: nil, dryRun: false, startedAt: past, finishedAt: past, report: "{}",
+                                      event: (action: EventAction.gcRun, detail: "x"))
             }
             // state outside the registry's content is not in its event log
             try await step([]) {
-                try await s.recordRun(kind: "gc", name: nil, dryRun: true, startedAt: past, finishedAt: past, report: "{}", event: nil)
+                try await s.recordRun(kind: .gc, name: nil, dryRun: true, startedAt: past, finishedAt: past, report: "{}", event: nil)
                 _ = try await s.storeAccessState(Data("d".utf8), expectedVersion: 0, audit: audit("x", at: past))
                 try await s.appendAudit([audit("y", at: past)])
                 _ = try await s.createWebhook(hook("h"))
@@ -82,7 +82,7 @@ extension MetadataStoreConformance {
             #expect(try await s.mountBlob(repository: "r", from: "unknown", digest: digest("y")) == nil)
             #expect(try await s.unlinkBlob(repository: "r", digest: digest("absent")) == false)
             #expect(try await s.deleteTag(repository: "r", tag: "absent") == false)
-            #expect(try await s.setQuarantine(repository: "r", digest: digest("absent"), state: "Failed", reason: nil) == false)
+            #expect(try await s.setQuarantine(repository: "r", digest: digest("absent"), state: .failed, reason: nil) == false)
             _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in
                 var c = LifecycleChange()
                 c.deleteManifests = [LifecycleDeletion(repository: "r", digest: p.record.digest.string, mediaType: nil, reason: "requested")]

@@ -116,7 +116,7 @@ func events(_ s: any ConformanceStore, after mark: Int64) async throws -> [Event
 }
 
 /// The event actions appended by `mutation`, in order.
-func actions(_ s: any ConformanceStore, of mutation: () async throws -> Void) async throws -> [String] {
+func actions(_ s: any ConformanceStore, of mutation: () async throws -> Void) async throws -> [EventAction] {
     let mark = try await s.latestEventSequence()
     try await mutation()
     return try await events(s, after: mark).map(\.action)

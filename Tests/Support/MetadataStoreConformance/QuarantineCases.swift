@@ -10,7 +10,7 @@ extension MetadataStoreConformance {
             p.quarantine = true
             let mark = try await s.latestEventSequence()
             try await store(s, p)
-            await #expect(try s.manifest(repository: "r", digest: p.record.digest)?.quarantineState == "Pending")
+            await #expect(try s.manifest(repository: "r", digest: p.record.digest)?.quarantineState == .pending)
             let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.quarantine, EventAction.manifestPush, EventAction.tagMove])
             #expect(e.first?.detail == "Pending")
@@ -35,8 +35,8 @@ extension MetadataStoreConformance {
             try await store(s, p)
             var results: [Bool] = []
             let acts = try await actions(s) {
-                results.append(try await s.setQuarantine(repository: "unknown", digest: p.record.digest, state: "Failed", reason: nil))
-                results.append(try await s.setQuarantine(repository: "r", digest: digest("absent"), state: "Failed", reason: nil))
+                results.append(try await s.setQuarantine(repository: "unknown", digest: p.record.digest, state: .failed, reason: nil))
+                results.append(try await s.setQuarantine(repository: "r", digest: digest("absent"), state: .failed, reason: nil))
             }
             #expect(results == [false, false])
             #expect(acts == [])
@@ -45,13 +45,13 @@ extension MetadataStoreConformance {
             let p = push("r", "m")
             try await store(s, p)
             let mark = try await s.latestEventSequence()
-            #expect(try await s.setQuarantine(repository: "r", digest: p.record.digest, state: "Failed", reason: "CVE-1"))
+            #expect(try await s.setQuarantine(repository: "r", digest: p.record.digest, state: .failed, reason: "CVE-1"))
             var m = try await #require(try s.manifest(repository: "r", digest: p.record.digest))
-            #expect(m.quarantineState == "Failed")
+            #expect(m.quarantineState == .failed)
             #expect(m.quarantineReason == "CVE-1")
-            #expect(try await s.setQuarantine(repository: "r", digest: p.record.digest, state: "Passed", reason: nil))
+            #expect(try await s.setQuarantine(repository: "r", digest: p.record.digest, state: .passed, reason: nil))
             m = try await #require(try s.manifest(repository: "r", digest: p.record.digest))
-            #expect(m.quarantineState == "Passed")
+            #expect(m.quarantineState == .passed)
             #expect(m.quarantineReason == nil)
             let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.quarantine, EventAction.quarantine])
@@ -71,20 +71,20 @@ extension MetadataStoreConformance {
             try await store(s, index)
             var set = false
             let acts = try await actions(s) {
-                set = try await s.setQuarantine(repository: "r", digest: index.record.digest, state: "Passed", reason: "scanned")
+                set = try await s.setQuarantine(repository: "r", digest: index.record.digest, state: .passed, reason: "scanned")
             }
             #expect(set)
             #expect(acts == [EventAction.quarantine]) // one event, for the index
             let child = try await #require(try s.manifest(repository: "r", digest: quarantined.record.digest))
-            #expect(child.quarantineState == "Passed")
+            #expect(child.quarantineState == .passed)
             #expect(child.quarantineReason == "scanned (via index \(index.record.digest))")
             await #expect(try s.manifest(repository: "r", digest: free.record.digest)?.quarantineState == nil)
-            #expect(try await s.setQuarantine(repository: "r", digest: index.record.digest, state: "Failed", reason: nil))
+            #expect(try await s.setQuarantine(repository: "r", digest: index.record.digest, state: .failed, reason: nil))
             await #expect(try s.manifest(repository: "r", digest: quarantined.record.digest)?.quarantineReason
                         == "via index \(index.record.digest)")
             // setting a child does not touch its index
-            #expect(try await s.setQuarantine(repository: "r", digest: quarantined.record.digest, state: "Passed", reason: nil))
-            await #expect(try s.manifest(repository: "r", digest: index.record.digest)?.quarantineState == "Failed")
+            #expect(try await s.setQuarantine(repository: "r", digest: quarantined.record.digest, state: .passed, reason: nil))
+            await #expect(try s.manifest(repository: "r", digest: index.record.digest)?.quarantineState == .failed)
         },
         Case("unquarantinedManifests: never-quarantined non-referrers, by repository then digest, limited") { s in
             let a1 = push("a", "a1"), a2 = push("a", "a2"), b1 = push("b", "b1")
@@ -97,7 +97,7 @@ extension MetadataStoreConformance {
             let all = aSorted + [ManifestRef(repository: "b", digest: b1.record.digest.string)]
             await #expect(try s.unquarantinedManifests(limit: 10) == all)
             await #expect(try s.unquarantinedManifests(limit: 1) == Array(all.prefix(1)))
-            #expect(try await s.setQuarantine(repository: "b", digest: b1.record.digest, state: "Passed", reason: nil))
+            #expect(try await s.setQuarantine(repository: "b", digest: b1.record.digest, state: .passed, reason: nil))
             await #expect(try s.unquarantinedManifests(limit: 10) == aSorted)
         },
         Case("quarantineExisting: puts every unquarantined non-referrer into Pending, once") { s in
@@ -107,13 +107,13 @@ extension MetadataStoreConformance {
             try await store(s, ref)
             let passed = push("r", "passed")
             try await store(s, passed)
-            #expect(try await s.setQuarantine(repository: "r", digest: passed.record.digest, state: "Passed", reason: nil))
+            #expect(try await s.setQuarantine(repository: "r", digest: passed.record.digest, state: .passed, reason: nil))
             try await store(s, push("other", "b"))
             #expect(try await s.quarantineExisting() == 2)
-            await #expect(try s.manifest(repository: "r", digest: a.record.digest)?.quarantineState == "Pending")
+            await #expect(try s.manifest(repository: "r", digest: a.record.digest)?.quarantineState == .pending)
             await #expect(try s.manifest(repository: "r", digest: a.record.digest)?.quarantineReason != nil)
             await #expect(try s.manifest(repository: "r", digest: ref.record.digest)?.quarantineState == nil)
-            await #expect(try s.manifest(repository: "r", digest: passed.record.digest)?.quarantineState == "Passed")
+            await #expect(try s.manifest(repository: "r", digest: passed.record.digest)?.quarantineState == .passed)
             await #expect(try s.unquarantinedManifests(limit: 10) == [])
             #expect(try await s.quarantineExisting() == 0)
         },
