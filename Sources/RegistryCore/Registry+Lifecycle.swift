@@ -366,11 +366,22 @@ extension Registry {
 
     /// Moving `tag` from its current target to `digest`.
     func checkTagMove(_ repository: String, tag: String, to digest: Digest) async throws {
+        guard try await !lockTable().isEmpty else { return }
+        try await checkTagMove(repository, tag: tag, from: try await metadata.tagTarget(repository: repository, tag: tag), to: digest)
+    }
+
+    /// Moving `tag` from `current` (nil: a new tag) to `digest`.
+    func checkTagMove(_ repository: String, tag: String, from current: Digest?, to digest: Digest) async throws {
         let locks = try await lockTable()
-        guard !locks.isEmpty, let current = try await metadata.tagTarget(repository: repository, tag: tag), current != digest else { return }
+        guard !locks.isEmpty, let current, current != digest else { return }
         for lock in [locks.tag(repository, tag), locks.manifest(repository, current.string)] {
             if let lock, !lock.writeEnabled { throw denied(LockTable.describe(lock, "write-enabled")) }
         }
+    }
+
+    /// A tag that kept moving while a change to it was planned again and again.
+    func tagBusy(_ tag: String) -> RegistryError {
+        RegistryError(.tooManyRequests, "tag \(tag) is being changed concurrently; retry", status: 429)
     }
 
     /// Tags hidden from listings (list-enabled false), and whether the repository is.
@@ -419,21 +430,30 @@ extension Registry {
         defer { cache.invalidate(repository.value) }
         switch reference {
         case .tag(let tag):
-            guard let target = try await metadata.tagTarget(repository: repository.value, tag: tag) else {
+            guard var target = try await metadata.tagTarget(repository: repository.value, tag: tag) else {
                 throw RegistryError(.manifestUnknown, "manifest unknown: tag \(tag) not found")
             }
-            if let blocker = try await lockTable().tagDeletionBlocker(repository.value, tag: tag, digest: target.string) {
-                throw denied(blocker)
+            for attempt in 1...ContentPlanner.attempts {
+                if let blocker = try await lockTable().tagDeletionBlocker(repository.value, tag: tag, digest: target.string) {
+                    throw denied(blocker)
+                }
+                switch try await metadata.deleteTag(ContentPlanner.tagDeletion(repository: repository.value, tag: tag, target: target)) {
+                case .deleted:
+                    reloadLocks()
+                    return
+                case .unknown:
+                    throw RegistryError(.manifestUnknown, "manifest unknown: tag \(tag) not found")
+                case .conflict(let current):
+                    // The tag moved after the locks were checked: check them again for where it points now.
+                    guard attempt < ContentPlanner.attempts else { throw tagBusy(tag) }
+                    target = current
+                }
             }
-            guard try await metadata.deleteTag(repository: repository.value, tag: tag) else {
-                throw RegistryError(.manifestUnknown, "manifest unknown: tag \(tag) not found")
-            }
-            reloadLocks()
         case .digest(let digest):
             let locks = try await lockTable()
             let change = try await metadata.applyLifecycle(repository: repository.value, softDeleteUntil: try softDeleteUntil(),
                                                            reason: "api") { graph in
-                Liveness.cascade(graph, target: digest.string, locks: locks)
+                ContentPlanner.withDeletionRules(Liveness.cascade(graph, target: digest.string, locks: locks))
             }
             guard let change else { throw RegistryError(.manifestUnknown, "manifest unknown to registry") }
             if let message = change.denied { throw denied(message) }
@@ -452,7 +472,7 @@ extension Registry {
                                                              reason: "repository delete", plan: { graph in
             var c = LifecyclePlanner.deleteRepository(graph, locks: locks)
             c.detail = "repository delete"
-            return c
+            return ContentPlanner.withDeletionRules(c)
         }) else { throw LifecycleError.notFound("repository \(repository.value)") }
         cache.invalidate(repository.value)
         reloadLocks()
@@ -546,7 +566,7 @@ extension Registry {
                 let change = try await metadata.applyLifecycle(repository: repo, softDeleteUntil: softUntil, reason: "purge") { graph in
                     var c = LifecyclePlanner.purge(graph, options, locks: locks, now: now, grace: grace)
                     c.detail = detail
-                    return c
+                    return ContentPlanner.withDeletionRules(c)
                 }
                 if let change { report.add(change) }
                 cache.invalidate(repo)
@@ -598,7 +618,7 @@ extension Registry {
             let change = try await metadata.applyLifecycle(repository: repo, softDeleteUntil: softUntil, reason: "retention") { graph in
                 var c = LifecyclePlanner.retention(graph, days: policy.days, locks: locks, now: now, grace: grace, delete: true)
                 c.detail = "retention"
-                return c
+                return ContentPlanner.withDeletionRules(c)
             }
             if let change, !change.deleteManifests.isEmpty {
                 report.add(change)

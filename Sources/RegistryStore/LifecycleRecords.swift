@@ -106,6 +106,10 @@ public struct LifecycleChange: Sendable, Equatable {
     public var unlinkAllBlobs = false
     /// Refuse the whole change with this message (a lock, an index that still lists the manifest).
     public var denied: String?
+    /// Remove the locks of the tags and manifests it deletes (set by the core's deletion rules).
+    public var dropLocks = false
+    /// How many former tags a manifest that loses a tag keeps in its history. 0 keeps none.
+    public var tagHistoryLimit = 0
 
     public init() {}
 

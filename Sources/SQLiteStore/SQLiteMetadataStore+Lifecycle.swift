@@ -69,15 +69,15 @@ extension SQLiteMetadataStore {
 
     /// A manifest that lost a tag and has none left is stamped not-live now (the retention pass
     /// corrects it when an index or a subject still keeps it live).
-    static func stampUntagged(_ db: Database, _ repo: Int64, _ digest: String, tag: String) throws {
-        // The tag history a soft-deleted manifest takes to the recycle bin (the newest 50 tags).
+    static func stampUntagged(_ db: Database, _ repo: Int64, _ digest: String, tag: String, historyLimit: Int) throws {
+        // The tag history a soft-deleted manifest takes to the recycle bin (the newest `historyLimit` tags).
         if let raw = try Row.fetchOne(db, sql: "SELECT former_tags FROM manifests WHERE repo_id = ? AND digest = ?",
                                       arguments: [repo, digest]) {
             var former = (raw[0] as String?).flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? []
             former.removeAll { $0 == tag }
             former.append(tag)
             try db.execute(sql: "UPDATE manifests SET former_tags = ? WHERE repo_id = ? AND digest = ?",
-                           arguments: [json(Array(former.suffix(50))), repo, digest])
+                           arguments: [json(Array(former.suffix(max(0, historyLimit)))), repo, digest])
         }
         try db.execute(sql: """
             UPDATE manifests SET unlive_since = ? WHERE repo_id = ? AND digest = ? AND unlive_since IS NULL
@@ -132,9 +132,11 @@ extension SQLiteMetadataStore {
                 try db.execute(sql: "DELETE FROM tags WHERE repo_id = ? AND name = ? AND digest = ?", arguments: [repo, t.tag, t.digest])
                 guard db.changesCount > 0 else { continue }
                 removedTags[t.digest, default: []].append(t.tag)
-                try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 1 AND key = ?", arguments: [repository, t.tag])
+                if change.dropLocks {
+                    try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 1 AND key = ?", arguments: [repository, t.tag])
+                }
                 try Self.appendEvent(db, origin, EventAction.tagDelete, repository, digest: t.digest, tag: t.tag, detail: detail)
-                try Self.stampUntagged(db, repo, t.digest, tag: t.tag)
+                try Self.stampUntagged(db, repo, t.digest, tag: t.tag, historyLimit: change.tagHistoryLimit)
             }
             for m in change.deleteManifests {
                 guard let row = try Row.fetchOne(db, sql: "SELECT * FROM manifests WHERE repo_id = ? AND digest = ?",
@@ -143,7 +145,9 @@ extension SQLiteMetadataStore {
                                                arguments: [repo, m.digest])
                 try db.execute(sql: "DELETE FROM tags WHERE repo_id = ? AND digest = ?", arguments: [repo, m.digest])
                 for tag in tags {
-                    try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 1 AND key = ?", arguments: [repository, tag])
+                    if change.dropLocks {
+                        try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 1 AND key = ?", arguments: [repository, tag])
+                    }
                     try Self.appendEvent(db, origin, EventAction.tagDelete, repository, digest: m.digest, tag: tag,
                                          detail: EventAction.cascadeDetail)
                 }
@@ -169,7 +173,9 @@ extension SQLiteMetadataStore {
                 }
                 try db.execute(sql: "DELETE FROM manifest_refs WHERE repo_id = ? AND parent = ?", arguments: [repo, m.digest])
                 try db.execute(sql: "DELETE FROM manifests WHERE repo_id = ? AND digest = ?", arguments: [repo, m.digest])
-                try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 2 AND key = ?", arguments: [repository, m.digest])
+                if change.dropLocks {
+                    try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 2 AND key = ?", arguments: [repository, m.digest])
+                }
                 var eventDetail = m.reason
                 if let detail { eventDetail += "; " + detail }
                 if softDeleteUntil != nil { eventDetail += "; soft-deleted" }
@@ -329,13 +335,17 @@ extension SQLiteMetadataStore {
                     """, arguments: [repo, tag, digest, now])
                 try Self.appendEvent(db, origin, EventAction.tagMove, repository, digest: digest, tag: tag,
                                      mediaType: root["media_type"], size: root["size"], detail: current.map { "restore; from \($0)" } ?? "restore")
-                if let current { try Self.stampUntagged(db, repo, current, tag: tag) }
+                if let current { try Self.stampUntagged(db, repo, current, tag: tag, historyLimit: Self.restoreTagHistoryLimit) }
                 applied.append(tag)
             }
             if let i = restored.firstIndex(where: { $0.digest == digest }) { restored[i].tags = applied }
             return restored
         }
     }
+
+    /// Restore re-tags in the store (which former tags come back is not yet a plan of the core);
+    /// a tag it takes from another manifest is kept in that manifest's history like a push's.
+    static let restoreTagHistoryLimit = 50
 
     public func expireDeletedManifests(now: Date) async throws -> [DeletedManifest] {
         let origin = EventOrigin.current

@@ -176,8 +176,12 @@ public final class WebhookService: Sendable {
                        enabled: Bool?) async throws -> WebhookView {
         try Self.validate(name: nil, uri: uri, actions: actions, scope: scope ?? nil, headers: headers)
         if let uri { try await checkTarget(uri) }
+        guard let current = try await store.webhook(named: name) else { throw WebhookError.notFound("webhook \(name)") }
+        // A disabled webhook enabled again starts at the end of the event log: what happened while
+        // it was off is not replayed.
+        let restart = enabled == true && !current.enabled
         guard try await store.updateWebhook(name: name, uri: uri, actions: actions, scope: scope, headers: try headers.map(sealHeaders),
-                                            enabled: enabled) else {
+                                            enabled: enabled, restartCursor: restart) else {
             throw WebhookError.notFound("webhook \(name)")
         }
         return try await get(name)

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 import OCIModel
 @testable import RegistryStore
+import MetadataStoreConformance
 
 func newStore() throws -> SQLiteMetadataStore {
     let dir = NSTemporaryDirectory() + "berth-store-" + UUID().uuidString
@@ -67,7 +68,9 @@ func deleteManifest(_ store: SQLiteMetadataStore, _ repo: String, _ digest: Dige
 
     @Test func tagMovesReportThePreviousTargetAndDeletesCascadeToTags() async throws {
         let store = try newStore()
-        let m1 = push("r", "one", tag: "latest"), m2 = push("r", "two", tag: "latest")
+        let m1 = push("r", "one", tag: "latest")
+        var m2 = push("r", "two", tag: "latest")
+        m2.expectedTagTarget = m1.record.digest
         _ = try await store.putManifest(m1)
         #expect(try await store.putManifest(m2) == .stored(previousTagTarget: m1.record.digest))
         #expect(try store.tagTarget(repository: "r", tag: "latest") == m2.record.digest)

@@ -61,7 +61,7 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
     try await EventOrigin.$current.withValue(EventOrigin(actor: "identity:ci", address: "10.0.0.1", requestID: "req-1",
                                                           host: "registry.test", method: "PUT", userAgent: "skopeo/1.9")) {
         var push = ManifestPush(repository: repo, record: record, bytes: bytes, tag: tag, blobs: [], children: [])
-        push.quarantine = quarantine
+        push.record.quarantineState = quarantine ? .pending : nil
         _ = try await store.putManifest(push)
     }
     return record.digest
@@ -207,7 +207,8 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
             _ = try await service.create(name: "gate", uri: "http://127.0.0.1:\(port)/hook", actions: ["quarantine"], scope: nil,
                                          headers: [:], enabled: true)
             let digest = try await pushManifest(store, repo: "payments/api", tag: "v1", seed: "q", quarantine: true)
-            _ = try await store.setQuarantine(repository: "payments/api", digest: digest, state: .passed, reason: "scan clean")
+            _ = try await store.applyQuarantine(QuarantineUpdate(repository: "payments/api", digest: digest, state: .passed,
+                                                                 reason: "scan clean", followers: []))
             try await service.drain("gate")
             let hits = receiver.hits.withLockedValue { $0 }
             #expect(hits.map(\.event) == ["quarantine", "quarantine"])

@@ -7,9 +7,9 @@ extension MetadataStoreConformance {
     static let eventConsumerCases: [Case] = [
         Case("quarantineCounts: manifests by state; never-quarantined ones are not counted") { s in
             var a = push("r", "a")
-            a.quarantine = true
+            a.record.quarantineState = .pending
             var b = push("r", "b")
-            b.quarantine = true
+            b.record.quarantineState = .pending
             try await store(s, a)
             try await store(s, b)
             try await store(s, push("r", "plain"))

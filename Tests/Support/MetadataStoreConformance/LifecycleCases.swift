@@ -87,6 +87,7 @@ extension MetadataStoreConformance {
             let mark = try await s.latestEventSequence()
             let change = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "purge") { _ in
                 var c = LifecycleChange()
+                c.dropLocks = true
                 c.detail = "purge run 7"
                 c.deleteManifests = [LifecycleDeletion(repository: "r", digest: p.record.digest.string, mediaType: nil, reason: "untagged")]
                 return c
@@ -367,6 +368,28 @@ extension MetadataStoreConformance {
             #expect(e[1].tag == "t")
             #expect(e[0].digest == digest("m").string)
             #expect(e[0].detail == "read=true write=true delete=false list=true")
+        },
+        Case("applyLifecycle: locks stay unless the change drops them; tag history keeps tagHistoryLimit tags") { s in
+            let p = push("r", "m", tag: "t")
+            try await store(s, p)
+            for tag in ["h1", "h2", "h3"] { try await store(s, push("r", "m", tag: tag)) }
+            try await s.setLock(LockRecord(repository: "r", tag: "t", deleteEnabled: false))
+            try await s.setLock(LockRecord(repository: "r", digest: p.record.digest.string, deleteEnabled: false))
+            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in
+                var c = LifecycleChange()
+                c.tagHistoryLimit = 2
+                c.deleteTags = ["t", "h1", "h2", "h3"].map { LifecycleTagDeletion(repository: "r", tag: $0, digest: p.record.digest.string) }
+                return c
+            }
+            await #expect(try s.locks().count == 2)
+            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: future, reason: "x") { _ in
+                var c = LifecycleChange()
+                c.deleteManifests = [LifecycleDeletion(repository: "r", digest: p.record.digest.string, mediaType: nil, reason: "requested")]
+                return c
+            }
+            await #expect(try s.locks().count == 2)
+            // the newest two former tags, newest first
+            await #expect(try s.deletedManifests(repository: "r").first?.tags == ["h3", "h2"])
         },
         Case("locks go with their tag or manifest when it is deleted") { s in
             let p = push("r", "m", tag: "t")
