@@ -81,6 +81,25 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
         #expect(!WebhookService.glob("a*b*c", "axxbyy"))
     }
 
+    @Test func enablingADisabledWebhookStartsItAtTheEndOfTheLog() async throws {
+        let (service, store) = try setup()
+        _ = try await service.create(name: "h", uri: "http://127.0.0.1:1/hook", actions: ["push"], scope: nil, headers: [:], enabled: true)
+        let start = try #require(try store.webhook(named: "h")?.cursor)
+        _ = try await pushManifest(store, repo: "r", tag: "a", seed: "1")
+        // enabling an enabled webhook does not skip what it has not delivered yet
+        _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
+        #expect(try store.webhook(named: "h")?.cursor == start)
+        _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false)
+        #expect(try store.webhook(named: "h")?.cursor == start)
+        _ = try await pushManifest(store, repo: "r", tag: "b", seed: "2")
+        // what happened while it was off is not replayed
+        _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
+        #expect(try store.webhook(named: "h")?.cursor == store.latestEventSequence())
+        await #expect(throws: WebhookError.self) {
+            try await service.update(name: "absent", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
+        }
+    }
+
     @Test func signatureIsHMACSHA256OfTheBody() {
         // RFC 4231 test case 2
         let sig = WebhookService.signature(Data("what do ya want for nothing?".utf8), secret: "Jefe")
