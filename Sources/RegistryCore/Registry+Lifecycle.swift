@@ -497,7 +497,8 @@ extension Registry {
             try await checkTagMove(repository.value, tag: tag, to: digest)
         }
         do {
-            let restored = try await metadata.restoreManifest(repository: repository.value, digest: digest.string, tags: tag.map { [$0] })
+            let restored = try await metadata.restoreManifest(repository: repository.value, digest: digest.string, tags: tag.map { [$0] },
+                                                          tagHistoryLimit: ContentPlanner.tagHistoryLimit)
             cache.invalidate(repository.value)
             return restored
         } catch RestoreError.notInRecycleBin {

@@ -344,7 +344,9 @@ public protocol LifecycleStore: Sendable {
 
     // recycle bin
     func deletedManifests(repository: String) async throws -> [DeletedManifest]
-    func restoreManifest(repository: String, digest: String, tags: [String]?) async throws -> [RestoredManifest]
+    /// A tag the restore takes from another manifest goes to that manifest's tag history, which
+    /// keeps `tagHistoryLimit` tags (the core's cap, as for a push).
+    func restoreManifest(repository: String, digest: String, tags: [String]?, tagHistoryLimit: Int) async throws -> [RestoredManifest]
     /// Removes recycle-bin entries that expired before `now`; returns them.
     func expireDeletedManifests(now: Date) async throws -> [DeletedManifest]
 

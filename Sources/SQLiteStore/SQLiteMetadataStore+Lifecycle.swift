@@ -255,7 +255,7 @@ extension SQLiteMetadataStore {
         }
     }
 
-    public func restoreManifest(repository: String, digest: String, tags: [String]?) async throws -> [RestoredManifest] {
+    public func restoreManifest(repository: String, digest: String, tags: [String]?, tagHistoryLimit: Int) async throws -> [RestoredManifest] {
         let origin = EventOrigin.current
         return try await pool.write { db -> [RestoredManifest] in
             guard let repo = try Self.repoID(db, repository),
@@ -335,17 +335,13 @@ extension SQLiteMetadataStore {
                     """, arguments: [repo, tag, digest, now])
                 try Self.appendEvent(db, origin, EventAction.tagMove, repository, digest: digest, tag: tag,
                                      mediaType: root["media_type"], size: root["size"], detail: current.map { "restore; from \($0)" } ?? "restore")
-                if let current { try Self.stampUntagged(db, repo, current, tag: tag, historyLimit: Self.restoreTagHistoryLimit) }
+                if let current { try Self.stampUntagged(db, repo, current, tag: tag, historyLimit: tagHistoryLimit) }
                 applied.append(tag)
             }
             if let i = restored.firstIndex(where: { $0.digest == digest }) { restored[i].tags = applied }
             return restored
         }
     }
-
-    /// Restore re-tags in the store (which former tags come back is not yet a plan of the core);
-    /// a tag it takes from another manifest is kept in that manifest's history like a push's.
-    static let restoreTagHistoryLimit = 50
 
     public func expireDeletedManifests(now: Date) async throws -> [DeletedManifest] {
         let origin = EventOrigin.current

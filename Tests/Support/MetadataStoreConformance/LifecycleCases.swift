@@ -253,7 +253,7 @@ extension MetadataStoreConformance {
             await #expect(try s.deletedManifests(repository: "r").first?.tags == ["c", "b", "a"])
             // restoring without naming tags brings back those still free; a has moved on
             let mark = try await s.latestEventSequence()
-            let restored = try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: nil)
+            let restored = try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
             #expect(restored.map(\.digest) == [m.record.digest.string])
             #expect(restored.map(\.tags) == [["c", "b"]])
             await #expect(try s.tagTarget(repository: "r", tag: "a") == n.record.digest)
@@ -271,26 +271,30 @@ extension MetadataStoreConformance {
             let n = push("r", "n", tag: "t")
             try await store(s, n)
             let mark = try await s.latestEventSequence()
-            let restored = try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: ["t", "new"])
+            // n loses t to the restore; with a cap of 0 its tag history keeps nothing
+            let restored = try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: ["t", "new"],
+                                                       tagHistoryLimit: 0)
             #expect(restored.map(\.digest) == [m.record.digest.string])
             #expect(restored.map(\.tags) == [["t", "new"]])
             await #expect(try s.tagTarget(repository: "r", tag: "t") == m.record.digest)
             await #expect(try s.tagTarget(repository: "r", tag: "new") == m.record.digest)
             let e = try await events(s, after: mark)
             #expect(e.map(\.detail) == [nil, "restore; from \(n.record.digest)", "restore"])
+            try await deleteManifests(s, "r", [n.record.digest], softDeleteUntil: future)
+            await #expect(try s.deletedManifests(repository: "r").first { $0.digest == n.record.digest.string }?.tags == [])
         },
         Case("restoreManifest: not in the recycle bin, or already back, is refused and changes nothing") { s in
             let m = push("r", "m", tag: "t")
             try await store(s, m)
             let mark = try await s.latestEventSequence()
             await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "unknown", digest: m.record.digest.string, tags: nil)
+                try await s.restoreManifest(repository: "unknown", digest: m.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
             }
             await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: nil)
+                try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
             }
             await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "r", digest: digest("absent").string, tags: ["x"])
+                try await s.restoreManifest(repository: "r", digest: digest("absent").string, tags: ["x"], tagHistoryLimit: tagHistoryLimit)
             }
             await #expect(try events(s, after: mark).isEmpty)
             await #expect(try s.tagTarget(repository: "r", tag: "x") == nil)
@@ -303,7 +307,7 @@ extension MetadataStoreConformance {
             try await store(s, sig)
             try await deleteManifests(s, "r", [index.record.digest, child.record.digest, sig.record.digest], softDeleteUntil: future)
             await #expect(try s.repositoryGraph("r")?.manifests.isEmpty == true)
-            let restored = try await s.restoreManifest(repository: "r", digest: index.record.digest.string, tags: nil)
+            let restored = try await s.restoreManifest(repository: "r", digest: index.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
             #expect(restored.map(\.digest) == [child.record.digest.string, index.record.digest.string, sig.record.digest.string])
             #expect(restored.first { $0.digest == index.record.digest.string }?.tags == ["i"])
             await #expect(try s.parents(repository: "r", child: child.record.digest) == [index.record.digest])
@@ -318,7 +322,7 @@ extension MetadataStoreConformance {
             try await deleteManifests(s, "r", [child.record.digest]) // hard
             let mark = try await s.latestEventSequence()
             await #expect(throws: RestoreError.childMissing(child.record.digest.string)) {
-                try await s.restoreManifest(repository: "r", digest: index.record.digest.string, tags: nil)
+                try await s.restoreManifest(repository: "r", digest: index.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
             }
             await #expect(try events(s, after: mark).isEmpty)
             await #expect(try s.manifest(repository: "r", digest: index.record.digest) == nil)
@@ -341,7 +345,7 @@ extension MetadataStoreConformance {
             #expect(e.first?.digest == old.record.digest.string)
             #expect(try await s.expireDeletedManifests(now: now) == [])
             await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "r", digest: old.record.digest.string, tags: nil)
+                try await s.restoreManifest(repository: "r", digest: old.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
             }
         },
     ]
