@@ -88,7 +88,7 @@ let package = Package(
         ], swiftSettings: strict),
         // Pull admission (locks, quarantine, content trust): the one chain /v2/ reads and the
         // Kubernetes admission endpoints both call; features add their checks to it.
-        .target(name: "Admission", dependencies: ["OCIModel", "RegistryCore", "Access"], swiftSettings: strict),
+        .target(name: "Admission", dependencies: ["OCIModel", "RegistryCore", "RegistryStore", "Access"], swiftSettings: strict),
         .target(name: "HTTPAPI", dependencies: [
             "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore", "Access", "Admission", "Webhooks", "Signing",
             .product(name: "X509", package: "swift-certificates"),

@@ -1,4 +1,5 @@
 import OCIModel
+import RegistryStore
 
 /// The state of what a request reads or writes, as far as authorization depends on it. The HTTP
 /// edge and the pull-admission chain report it; `AccessControl.authorize` decides on it.
@@ -6,7 +7,7 @@ public struct AccessTarget: Sendable, Equatable {
     public enum Quarantine: Sendable, Equatable {
         /// A manifest the quarantine gate has not passed: its state (`Pending`, `Failed`) and the
         /// gate's reason.
-        case manifest(state: String, reason: String?)
+        case manifest(state: QuarantineState, reason: String?)
         /// A blob that only quarantined manifests of the repository use.
         case blobOfQuarantinedContent
     }
@@ -171,7 +172,7 @@ extension AccessControl {
                 switch quarantine {
                 case .manifest(let state, let reason):
                     let why = reason.map { ": \($0.prefix(200))" } ?? ""
-                    return .denied(.denied("manifest quarantined (\(state)\(why))", lacksRights: false))
+                    return .denied(.denied("manifest quarantined (\(state.rawValue)\(why))", lacksRights: false))
                 case .blobOfQuarantinedContent:
                     return .denied(.denied("blob belongs only to quarantined content", lacksRights: false))
                 }

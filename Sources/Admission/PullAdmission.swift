@@ -1,6 +1,7 @@
 import Access
 import OCIModel
 import RegistryCore
+import RegistryStore
 
 /// Who content is pulled for.
 public struct Puller: Sendable {
@@ -65,7 +66,7 @@ public struct PullAdmission: Sendable {
     public func manifest(_ repository: RepositoryName, _ reference: Reference, for puller: Puller) async throws -> ManifestContent {
         let content = try await registry.manifest(repository, reference)            // 1. locks
         if !QuarantineState.isPullable(content.quarantineState) {                    // 2. quarantine
-            try authorize(puller, repository, .manifest(state: content.quarantineState ?? QuarantineState.pending.rawValue,
+            try authorize(puller, repository, .manifest(state: content.quarantineState ?? .pending,
                                                         reason: content.quarantineReason))
         }
         let subject = Subject(repository: repository, content: content, puller: puller, host: host)

@@ -6,6 +6,7 @@ import Hummingbird
 import NIOCore
 import OCIModel
 import RegistryCore
+import RegistryStore
 
 /// Kubernetes admission webhooks (`admission.k8s.io/v1` AdmissionReview):
 /// `POST /admission/v1/validate` allows a workload only when every image it runs from this

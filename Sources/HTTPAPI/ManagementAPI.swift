@@ -212,7 +212,7 @@ extension RegistryResponder {
                 // Access events (logins, denials, settings, credentials) and content writes from the event log.
                 let writes = try await registry.metadata.events(since: since, limit: limit).map { e in
                     AuditRecord(sequence: e.sequence, timestamp: e.timestamp, actor: e.actor ?? "-", address: e.address ?? "-",
-                                action: e.action, target: e.repository + (e.tag.map { ":" + $0 } ?? "") + (e.digest.map { "@" + $0 } ?? ""),
+                                action: e.action.rawValue, target: e.repository + (e.tag.map { ":" + $0 } ?? "") + (e.digest.map { "@" + $0 } ?? ""),
                                 outcome: "ok", detail: e.detail)
                 }
                 let merged = await (try access.audit(since: since, limit: limit) + writes).sorted { $0.timestamp < $1.timestamp }
@@ -367,7 +367,7 @@ extension RegistryResponder {
             try await registry.setQuarantine(repo, digest, state: parsed, reason: reason)
         }
         let content = try await registry.manifest(repo, .digest(digest))
-        struct Answer: Encodable { let repository: String; let digest: String; let state: String?; let reason: String? }
+        struct Answer: Encodable { let repository: String; let digest: String; let state: QuarantineState?; let reason: String? }
         return jsonResponse(Answer(repository: repo.value, digest: digest.string, state: content.quarantineState,
                                    reason: content.quarantineReason))
     }

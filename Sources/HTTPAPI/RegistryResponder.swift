@@ -640,8 +640,8 @@ public struct RegistryResponder: HTTPResponder {
         metrics.openUploads.set(Double(try await registry.blobs.openUploadCount()))
         await metrics.storedBytes.set(Double(try registry.metadata.storedBytes()))
         let quarantine = try await registry.metadata.quarantineCounts()
-        for state in ["Pending", "Passed", "Failed"] {
-            metrics.setGauge("berth_manifests_by_quarantine_state", [("state", state)], Double(quarantine[state] ?? 0),
+        for state in QuarantineState.allCases {
+            metrics.setGauge("berth_manifests_by_quarantine_state", [("state", state.rawValue)], Double(quarantine[state] ?? 0),
                              help: "Manifests by quarantine state (never-quarantined ones are not counted)")
         }
         if let webhooks {

@@ -31,8 +31,8 @@ public struct ManifestContent: Sendable {
     public let mediaType: String
     public let bytes: ByteBuffer
     public let subject: Digest?
-    /// nil, `Pending`, `Passed` or `Failed`.
-    public let quarantineState: String?
+    /// nil (never quarantined), `Pending`, `Passed` or `Failed`.
+    public let quarantineState: QuarantineState?
     public let quarantineReason: String?
 }
 

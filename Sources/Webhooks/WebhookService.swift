@@ -183,12 +183,15 @@ public final class WebhookService: Sendable {
                        enabled: Bool?) async throws -> WebhookView {
         try Self.validate(name: nil, uri: uri, actions: actions, scope: scope ?? nil, headers: headers)
         if let uri { try await checkTarget(uri) }
-        let wasEnabled = try await store.webhook(named: name)?.enabled
+        guard let current = try await store.webhook(named: name) else { throw WebhookError.notFound("webhook \(name)") }
+        // A disabled webhook enabled again starts at the end of the event log: what happened while
+        // it was off is not replayed.
+        let restart = enabled == true && !current.enabled
         guard try await store.updateWebhook(name: name, uri: uri, actions: actions, scope: scope, headers: try headers.map(sealHeaders),
-                                            enabled: enabled) else {
+                                            enabled: enabled, restartCursor: restart) else {
             throw WebhookError.notFound("webhook \(name)")
         }
-        if enabled == true && wasEnabled == false { try await restartCursor(name) }
+        if restart { try await restartCursor(name) }
         return try await get(name)
     }
 
@@ -253,12 +256,12 @@ public final class WebhookService: Sendable {
     /// by digest is a `push` without a tag.
     static func webhookAction(for event: Event) -> String? {
         switch event.action {
-        case EventAction.tagMove: "push"
-        case EventAction.manifestPush: event.tag == nil ? "push" : nil
-        case EventAction.manifestDelete: "delete"
-        case EventAction.tagDelete: event.detail == EventAction.cascadeDetail ? nil : "delete"
-        case "quarantine": "quarantine"
-        default: nil
+        case .tagMove: "push"
+        case .manifestPush: event.tag == nil ? "push" : nil
+        case .manifestDelete: "delete"
+        case .tagDelete: event.detail == EventAction.cascadeDetail ? nil : "delete"
+        case .quarantine: "quarantine"
+        case .blobPush, .blobDelete, .setting, .restore, .purgeRun, .retentionRun, .gcRun, .softDeleteExpire, .lock: nil
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import OCIModel
+import RegistryStore
 import Testing
 @testable import Access
 
@@ -20,10 +21,10 @@ import Testing
         var target: AccessTarget {
             switch self {
             case .read: .none
-            case .readPending: AccessTarget(quarantine: .manifest(state: "Pending", reason: "scan running"))
-            case .readFailed: AccessTarget(quarantine: .manifest(state: "Failed", reason: nil))
+            case .readPending: AccessTarget(quarantine: .manifest(state: .pending, reason: "scan running"))
+            case .readFailed: AccessTarget(quarantine: .manifest(state: .failed, reason: nil))
             case .readQuarantinedBlob: AccessTarget(quarantine: .blobOfQuarantinedContent)
-            case .workloadPending: AccessTarget(quarantine: .manifest(state: "Pending", reason: nil), forWorkload: true)
+            case .workloadPending: AccessTarget(quarantine: .manifest(state: .pending, reason: nil), forWorkload: true)
             case .pushBlobs: AccessTarget(write: .blobs)
             case .pushUnread: AccessTarget(write: .manifestUnread)
             case .pushReferrer: AccessTarget(write: .manifest(referrerByDigest: true))

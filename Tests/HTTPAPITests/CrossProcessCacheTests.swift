@@ -79,7 +79,7 @@ import Testing
         #expect(try await two.registry.manifest(repo, .digest(second)).quarantineState == nil)
         try await one.registry.setQuarantine(repo, second, state: .failed, reason: "scanner found CVE-1")
         await two.invalidation.tick()
-        #expect(try await two.registry.manifest(repo, .digest(second)).quarantineState == "Failed")
+        #expect(try await two.registry.manifest(repo, .digest(second)).quarantineState == .failed)
 
         // a lock set
         #expect(try await two.registry.lockTable().repository(repo.value) == nil)

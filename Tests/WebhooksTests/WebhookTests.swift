@@ -61,7 +61,7 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
     try await EventOrigin.$current.withValue(EventOrigin(actor: "identity:ci", address: "10.0.0.1", requestID: "req-1",
                                                           host: "registry.test", method: "PUT", userAgent: "skopeo/1.9")) {
         var push = ManifestPush(repository: repo, record: record, bytes: bytes, tag: tag, blobs: [], children: [])
-        push.quarantine = quarantine
+        push.record.quarantineState = quarantine ? .pending : nil
         _ = try await store.putManifest(push)
     }
     return record.digest
@@ -79,6 +79,25 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
         #expect(WebhookService.glob("*", ""))
         #expect(WebhookService.glob("a*b*c", "axxbyyc"))
         #expect(!WebhookService.glob("a*b*c", "axxbyy"))
+    }
+
+    @Test func enablingADisabledWebhookStartsItAtTheEndOfTheLog() async throws {
+        let (service, store) = try setup()
+        _ = try await service.create(name: "h", uri: "http://127.0.0.1:1/hook", actions: ["push"], scope: nil, headers: [:], enabled: true)
+        let start = try #require(try store.webhook(named: "h")?.cursor)
+        _ = try await pushManifest(store, repo: "r", tag: "a", seed: "1")
+        // enabling an enabled webhook does not skip what it has not delivered yet
+        _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
+        #expect(try store.webhook(named: "h")?.cursor == start)
+        _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false)
+        #expect(try store.webhook(named: "h")?.cursor == start)
+        _ = try await pushManifest(store, repo: "r", tag: "b", seed: "2")
+        // what happened while it was off is not replayed
+        _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
+        #expect(try store.webhook(named: "h")?.cursor == store.latestEventSequence())
+        await #expect(throws: WebhookError.self) {
+            try await service.update(name: "absent", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
+        }
     }
 
     @Test func signatureIsHMACSHA256OfTheBody() {
@@ -208,7 +227,8 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
             _ = try await service.create(name: "gate", uri: "http://127.0.0.1:\(port)/hook", actions: ["quarantine"], scope: nil,
                                          headers: [:], enabled: true)
             let digest = try await pushManifest(store, repo: "payments/api", tag: "v1", seed: "q", quarantine: true)
-            _ = try await store.setQuarantine(repository: "payments/api", digest: digest, state: "Passed", reason: "scan clean")
+            _ = try await store.applyQuarantine(QuarantineUpdate(repository: "payments/api", digest: digest, state: .passed,
+                                                                 reason: "scan clean", followers: []))
             try await service.drain("gate")
             let hits = receiver.hits.withLockedValue { $0 }
             #expect(hits.map(\.event) == ["quarantine", "quarantine"])

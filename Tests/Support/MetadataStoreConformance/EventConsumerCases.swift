@@ -7,15 +7,15 @@ extension MetadataStoreConformance {
     static let eventConsumerCases: [Case] = [
         Case("quarantineCounts: manifests by state; never-quarantined ones are not counted") { s in
             var a = push("r", "a")
-            a.quarantine = true
+            a.record.quarantineState = .pending
             var b = push("r", "b")
-            b.quarantine = true
+            b.record.quarantineState = .pending
             try await store(s, a)
             try await store(s, b)
             try await store(s, push("r", "plain"))
-            _ = try await s.setQuarantine(repository: "r", digest: b.record.digest, state: "Failed", reason: "scan")
+            _ = try await s.setQuarantine(repository: "r", digest: b.record.digest, state: .failed, reason: "scan")
             let counts = try await s.quarantineCounts()
-            #expect(counts == ["Pending": 1, "Failed": 1])
+            #expect(counts == [.pending: 1, .failed: 1])
         },
         Case("registerEventConsumer: starts at the beginning or the end of the log, once") { s in
             try await store(s, push("r", "m", tag: "t"))
