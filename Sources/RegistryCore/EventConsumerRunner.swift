@@ -94,10 +94,13 @@ public final class EventConsumerRunner: Sendable {
         let cursor = record.cursor
         if record.paused { return (.idle, cursor) }
         if let next = record.nextAttemptAt, next > now { return (.idle, cursor) }
-        guard try await consumer.isActive() else { return (.idle, cursor) }
-        let events = try await store.events(after: record.cursor, limit: batchSize)
-        guard let last = events.last else { return (.idle, cursor) }
         do {
+            // Inside: a consumer that cannot tell whether it is on, or cannot read its events (a
+            // stored value this build does not know), is a failure with its backoff and its
+            // error shown, not a loop that logs on every poll.
+            guard try await consumer.isActive() else { return (.idle, cursor) }
+            let events = try await store.events(after: record.cursor, limit: batchSize)
+            guard let last = events.last else { return (.idle, cursor) }
             try await consumer.handle(events, attempt: record.attempts + 1)
             guard try await store.advanceEventConsumer(name: consumer.name, from: record.cursor, to: last.sequence) else {
                 return (.idle, cursor)

@@ -14,13 +14,17 @@ import Testing
         let seen = NIOLockedValueBox<[Int64]>([])
         let failNext = NIOLockedValueBox(0)
         let active = NIOLockedValueBox(true)
+        let activeFails = NIOLockedValueBox(false)
 
         init(name: String = "recorder", start: EventConsumerStart = .beginning) {
             self.name = name
             self.start = start
         }
 
-        func isActive() async throws -> Bool { active.withLockedValue { $0 } }
+        func isActive() async throws -> Bool {
+            if activeFails.withLockedValue({ $0 }) { throw RegistryError(.unsupported, "setting unreadable") }
+            return active.withLockedValue { $0 }
+        }
 
         func handle(_ events: [Event]) async throws {
             let fail = failNext.withLockedValue { n -> Bool in
@@ -103,6 +107,24 @@ import Testing
         await #expect(consumer.seen.withLockedValue { $0 } == Array(1...(try await store(r).latestEventSequence())))
         let healed = try await store(r).eventConsumer(named: "recorder")
         #expect(healed?.attempts == 0 && healed?.lastError == nil && healed?.nextAttemptAt == nil)
+    }
+
+    /// A consumer that cannot tell whether it is on (its setting unreadable) fails like a failed
+    /// batch: recorded with its error, retried after a backoff, not retried on every poll.
+    @Test func aConsumerThatCannotSayWhetherItIsOnFailsWithBackoff() async throws {
+        let r = try makeRegistry()
+        try await pushTags(r, 1)
+        let consumer = Recorder()
+        consumer.activeFails.withLockedValue { $0 = true }
+        let runner = EventConsumerRunner(consumer: consumer, store: store(r), backoffBase: 10, backoffMax: 25)
+        let t0 = Date()
+        guard case .failed(let retry) = try await runner.step(now: t0) else { Issue.record("expected a failure"); return }
+        #expect(abs(retry.timeIntervalSince(t0) - 10) < 0.01)
+        let record = try await store(r).eventConsumer(named: "recorder")
+        #expect(record?.attempts == 1 && record?.lastError?.contains("setting unreadable") == true && record?.cursor == 0)
+        #expect(try await runner.step(now: t0.addingTimeInterval(1)) == .idle)
+        consumer.activeFails.withLockedValue { $0 = false }
+        guard case .advanced = try await runner.step(now: retry.addingTimeInterval(0.001)) else { Issue.record("expected progress"); return }
     }
 
     /// Handles events one by one and fails at `failAt` until its attempt reaches `succeedOn`.
