@@ -209,8 +209,10 @@ public final class WebhookService: Sendable {
         let consumer = WebhookConsumer.name(name)
         for _ in 0..<5 {
             guard let record = try await events.eventConsumer(named: consumer) else { return }
-            if record.cursor == hook.cursor { return }
-            if try await events.advanceEventConsumer(name: consumer, from: record.cursor, to: hook.cursor) { return }
+            // Only ever forward (a consumer already past that point would deliver again), and
+            // always through the store's advance, which also clears a failure recorded before.
+            let target = max(record.cursor, hook.cursor)
+            if try await events.advanceEventConsumer(name: consumer, from: record.cursor, to: target) { return }
         }
     }
 

@@ -89,12 +89,19 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
         // enabling an enabled webhook does not skip what it has not delivered yet
         _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
         #expect(try store.webhook(named: "h")?.cursor == start)
+        // its consumer tries the push (nobody listens on port 1) and records the failure
+        _ = try await service.drain("h")
+        let failed = try #require(try store.eventConsumer(named: "webhook:h"))
+        #expect(try failed.attempts == 1 && failed.cursor < store.latestEventSequence())
         _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false)
         #expect(try store.webhook(named: "h")?.cursor == start)
         _ = try await pushManifest(store, repo: "r", tag: "b", seed: "2")
-        // what happened while it was off is not replayed
+        // what happened while it was off is not replayed: its consumer (which delivers) moves to
+        // the end of the log with its failure cleared
         _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
         #expect(try store.webhook(named: "h")?.cursor == store.latestEventSequence())
+        let restarted = try #require(try store.eventConsumer(named: "webhook:h"))
+        #expect(restarted.cursor == (try store.latestEventSequence()) && restarted.attempts == 0 && restarted.nextAttemptAt == nil)
         await #expect(throws: WebhookError.self) {
             try await service.update(name: "absent", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
         }
