@@ -86,8 +86,10 @@ let package = Package(
             "RegistryCore", "RegistryStore", "BlobStorage", "SQLiteStore", "FileSystemStorage",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
+        // The HTTP layer: the hand-routed /v2/ tree, Hummingbird's router for the rest, and the
+        // `RegistryFeature` protocol through which feature targets plug in. It imports none of them.
         .target(name: "HTTPAPI", dependencies: [
-            "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore", "Access", "Webhooks", "Signing",
+            "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore", "Access",
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -102,6 +104,25 @@ let package = Package(
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+        ], swiftSettings: strict),
+        // Features: each contributes routes, services and pull checks through HTTPAPI's
+        // `RegistryFeature`; the composition root (berth serve, the HTTP tests) picks them.
+        .target(name: "WebhooksAPI", dependencies: [
+            "HTTPAPI", "Webhooks",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: strict),
+        .target(name: "ContentTrustFeature", dependencies: [
+            "HTTPAPI", "RegistryCore", "RegistryStore", "Access", "OCIModel", "Signing",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ], swiftSettings: strict),
+        .target(name: "AdmissionFeature", dependencies: [
+            "HTTPAPI", "RegistryCore", "Access", "OCIModel",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strict),
         .target(name: "Signing", dependencies: [
             "OCIModel",
@@ -121,6 +142,7 @@ let package = Package(
         .target(name: "Scanning", swiftSettings: strict),
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing", "Backends", "SQLiteStore",
+            "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -156,7 +178,7 @@ let package = Package(
         .testTarget(name: "TasksTests", dependencies: ["Tasks"]),
         .testTarget(name: "ScanningTests", dependencies: ["Scanning"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HTTPAPITests", dependencies: [
-            "HTTPAPI", "Signing", "BlobStorage", "Backends",
+            "HTTPAPI", "Signing", "BlobStorage", "Backends", "ContentTrustFeature", "AdmissionFeature",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

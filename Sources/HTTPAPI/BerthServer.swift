@@ -10,11 +10,11 @@ import NIOCore
 import RegistryCore
 import RegistryStore
 import ServiceLifecycle
-import Webhooks
 
-/// Assembles the HTTP application: the responder, its metrics, and the background janitor.
+/// Assembles the HTTP application: the responder, its metrics, the background janitor, and the
+/// features the composition root hands in (their routes and services).
 public enum BerthServer {
-    public static func makeApplication(registry: Registry, access: AccessControl?, webhooks: WebhookService? = nil,
+    public static func makeApplication(registry: Registry, access: AccessControl?, features: [any RegistryFeature] = [],
                                        host: String, port: Int,
                                        limits: RegistryResponder.Limits = .init(),
                                        publicURL: String? = nil,
@@ -29,7 +29,7 @@ public enum BerthServer {
         // The token service's name is configured (or the public URL's host, or the listen address),
         // never a request's Host header: it is the audience every token is checked against.
         let service = AuthGate.serviceName(configured: serviceName, publicURL: publicURL, listen: (host, port))
-        let responder = makeResponder(registry: registry, access: access, webhooks: webhooks, limits: limits,
+        let responder = makeResponder(registry: registry, access: access, features: features, limits: limits,
                                       publicURL: publicURL, serviceName: service, tls: tls != nil, metrics: metrics, logger: logger)
         // Idle connections (between requests, or a request whose bytes stopped coming: slowloris)
         // are closed after two minutes; a response being written is never cut off.
@@ -46,7 +46,7 @@ public enum BerthServer {
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             services: [LifecycleService(registry: registry, janitorInterval: janitorInterval, tick: lifecycleTick, logger: logger)]
                 + eventConsumers(registry: registry, poll: lifecycleTick, logger: logger)
-                + (webhooks.map { [WebhookDispatcher(service: $0)] } ?? []),
+                + features.flatMap(\.services),
             onServerRunning: onServerRunning,
             logger: logger
         )
@@ -120,14 +120,14 @@ public enum BerthServer {
         var description: String { message }
     }
 
-    public static func makeResponder(registry: Registry, access: AccessControl?, webhooks: WebhookService? = nil,
+    public static func makeResponder(registry: Registry, access: AccessControl?, features: [any RegistryFeature] = [],
                                      limits: RegistryResponder.Limits = .init(),
                                      publicURL: String? = nil, serviceName: String? = nil, tls: Bool = false,
                                      metrics: HTTPMetrics = HTTPMetrics(), logger: Logger) -> RegistryResponder {
         var accessLog = logger
         accessLog[metadataKey: "component"] = "access"
         return RegistryResponder(registry: registry, metrics: metrics, accessLog: accessLog, limits: limits,
-                                 access: access, webhooks: webhooks, publicURL: publicURL, tls: tls, serviceName: serviceName)
+                                 access: access, features: features, publicURL: publicURL, tls: tls, serviceName: serviceName)
     }
 }
 

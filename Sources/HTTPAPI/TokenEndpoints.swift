@@ -113,6 +113,10 @@ extension RegistryResponder {
     }
 
     func jsonResponse(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+        Self.jsonBody(value, status: status)
+    }
+
+    static func jsonBody(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=utf-8"
         headers[.cacheControl] = "no-store"

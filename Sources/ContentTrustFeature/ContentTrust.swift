@@ -1,4 +1,5 @@
 import Access
+import HTTPAPI
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore

@@ -1,5 +1,6 @@
 import Access
 import Foundation
+import HTTPAPI
 import HTTPTypes
 import Hummingbird
 import NIOCore
@@ -11,7 +12,32 @@ import RegistryCore
 /// registry is one the webhook's credentials may pull, exists, is not quarantined or failed, and
 /// passes content trust where that is configured; `POST /admission/v1/mutate` pins each such
 /// image's tag to its digest (images the caller may not pull are left as they are).
-extension RegistryResponder {
+public struct AdmissionFeature: RegistryFeature {
+    public init() {}
+
+    public func addRoutes(to routes: FeatureRoutes) {
+        let endpoint = AdmissionEndpoint(gate: routes.server)
+        // Every method reaches the handler, which answers anything but POST with 405.
+        for path in ["admission/v1/validate", "admission/v1/mutate"] {
+            for method in [HTTPRequest.Method.post, .get, .put, .patch, .delete] {
+                routes.root.on(RouterPath(path), method: method) { request, context in
+                    try await endpoint.admission(request, context, endpoint.gate)
+                }
+            }
+        }
+    }
+}
+
+/// The admission endpoints' handler: judges through the server's authorization function and
+/// every feature's pull check.
+struct AdmissionEndpoint: Sendable {
+    typealias Context = BerthRequestContext
+    let gate: FeatureServer
+    var registry: Registry { gate.registry }
+    /// The pull checks (content trust, when that feature is on).
+    var contentTrust: FeatureServer { gate }
+    var methodNotAllowed: RegistryError { RegistryError(.unsupported, "method not allowed", status: 405) }
+
     /// Where the images of a workload's pod spec live, per kind.
     static func podSpecPath(kind: String) -> [String]? {
         switch kind {
@@ -74,7 +100,7 @@ extension RegistryResponder {
         return canonical(a) == canonical(b)
     }
 
-    func admission(_ request: Request, _ context: Context, _ gate: AuthGate) async throws -> Response {
+    func admission(_ request: Request, _ context: Context, _ gate: FeatureServer) async throws -> Response {
         guard request.method == .post else { throw methodNotAllowed }
         let caller = try await gate.caller(request, context)
         guard caller != nil else {
