@@ -31,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
+        // The management API's request and response bodies, shared by the server and the CLI.
+        .target(name: "BerthAPIContract", swiftSettings: strict),
         .target(name: "OCIModel", dependencies: [
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: strict),
@@ -89,7 +91,7 @@ let package = Package(
         // The HTTP layer: the hand-routed /v2/ tree, Hummingbird's router for the rest, and the
         // `RegistryFeature` protocol through which feature targets plug in. It imports none of them.
         .target(name: "HTTPAPI", dependencies: [
-            "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore", "Access",
+            "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore", "Access", "BerthAPIContract",
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -108,7 +110,7 @@ let package = Package(
         // Features: each contributes routes, services and pull checks through HTTPAPI's
         // `RegistryFeature`; the composition root (berth serve, the HTTP tests) picks them.
         .target(name: "WebhooksAPI", dependencies: [
-            "HTTPAPI", "Webhooks",
+            "HTTPAPI", "Webhooks", "BerthAPIContract",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
@@ -142,7 +144,7 @@ let package = Package(
         .target(name: "Scanning", swiftSettings: strict),
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing", "Backends", "SQLiteStore",
-            "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature",
+            "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -178,7 +180,7 @@ let package = Package(
         .testTarget(name: "TasksTests", dependencies: ["Tasks"]),
         .testTarget(name: "ScanningTests", dependencies: ["Scanning"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HTTPAPITests", dependencies: [
-            "HTTPAPI", "Signing", "BlobStorage", "Backends", "ContentTrustFeature", "AdmissionFeature",
+            "HTTPAPI", "Signing", "BlobStorage", "Backends", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

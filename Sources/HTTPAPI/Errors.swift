@@ -1,4 +1,5 @@
 import Access
+import BerthAPIContract
 import BlobStorage
 import Foundation
 import HTTPTypes
@@ -62,19 +63,9 @@ enum ErrorRenderer {
 
     /// The management API's error envelope.
     static func management(_ error: ManagementError) -> Response {
-        RegistryResponder.jsonBody(RegistryResponder.ErrorEnvelope(error: .init(code: error.code, message: error.message)),
-                                   status: error.status)
+        RegistryResponder.jsonBody(ManagementErrorBody(code: error.code, message: error.message), status: error.status)
     }
 
-
-    struct Envelope: Encodable {
-        struct Item: Encodable {
-            let code: String
-            let message: String
-            let detail: [String: String]?
-        }
-        let errors: [Item]
-    }
 
     static func registryError(for error: any Error) -> RegistryError {
         switch error {
@@ -125,7 +116,7 @@ enum ErrorRenderer {
             headers[.contentLength] = "0"
             return Response(status: .init(code: error.status), headers: headers, body: .init())
         }
-        let envelope = Envelope(errors: [.init(code: error.code.rawValue, message: error.message, detail: error.detail)])
+        let envelope = OCIErrorBody(errors: [.init(code: error.code.rawValue, message: error.message, detail: error.detail)])
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
         let data = (try? encoder.encode(envelope)) ?? Data("{\"errors\":[]}".utf8)

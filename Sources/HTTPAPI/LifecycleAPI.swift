@@ -1,4 +1,5 @@
 import Access
+import BerthAPIContract
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -13,31 +14,7 @@ import RegistryStore
 /// (metadata/read, metadata/write, content/delete, content/write); the rest need management
 /// read or write.
 extension RegistryResponder {
-    struct StatusDaysRequest: Decodable { let status: String?; let days: Double?; let type: String? }
-    struct GCPolicyRequest: Decodable { let status: String?; let intervalSeconds: Double?; let graceSeconds: Double? }
-    struct QuotaRequest: Decodable { let name: String; let prefix: String; let limitBytes: Int64 }
-    struct PurgeRequest: Decodable {
-        let filters: [String]
-        let ago: String?
-        let untagged: Bool?
-        let keep: Int?
-        let dryRun: Bool?
-    }
-    struct ScheduleRequest: Decodable {
-        let name: String
-        let cron: String
-        let filters: [String]
-        let ago: String?
-        let untagged: Bool?
-        let keep: Int?
-    }
-    struct DryRunRequest: Decodable { let dryRun: Bool? }
-    struct LockRequest: Decodable { let readEnabled: Bool?; let writeEnabled: Bool?; let deleteEnabled: Bool?; let listEnabled: Bool? }
-    struct RestoreRequest: Decodable { let digest: String; let tag: String? }
-
-    struct RetentionView: Encodable { let status: String; let days: Double; let type: String }
-    struct SoftDeleteView: Encodable { let status: String; let days: Double }
-    struct GCPolicyView: Encodable { let status: String; let intervalSeconds: Double; let graceSeconds: Double }
+    // Request bodies and views: BerthAPIContract.
 
     func enabled(_ status: String?, current: Bool) throws -> Bool {
         switch status {

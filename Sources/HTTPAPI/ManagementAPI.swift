@@ -1,4 +1,5 @@
 import Access
+import BerthAPIContract
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -13,11 +14,6 @@ import RegistryStore
 /// created them. Routes are on Hummingbird's router; every failure is rendered by
 /// `ErrorRenderer.response(for:request:log:)`.
 extension RegistryResponder {
-    struct ErrorEnvelope: Encodable {
-        struct Item: Encodable { let code: String; let message: String }
-        let error: Item
-    }
-
     /// The management check: the caller behind the request, and management/read for GET or
     /// management/write for any other method. Returns who acts, for the audit trail.
     static func managementActor(_ request: Request, _ context: Context, _ gate: AuthGate) async throws -> Actor {
@@ -297,8 +293,6 @@ extension RegistryResponder {
         return (try? LifecycleDuration.parse(raw)).map { Date(timeIntervalSinceNow: -$0) }
     }
 
-    struct QuarantinePolicyRequest: Decodable { let enabled: Bool?; let grandfatherExisting: Bool?; let dryRun: Bool? }
-    struct QuarantineStateRequest: Decodable { let repository: String; let digest: String; let state: String; let reason: String? }
 
     /// `PATCH /api/v1/quarantine/manifests {repository, digest, state, reason}`: the gate's verdict.
     /// Needs quarantine/write on that repository (QuarantineWriter, Owner).
@@ -323,7 +317,6 @@ extension RegistryResponder {
                            address: (caller?.address ?? gate.address(request, context))?.description ?? "-")
     }
 
-    struct VerdictBody: Decodable { let state: String; let reason: String? }
 
     /// Records the gate's verdict. Needs quarantine/write on the repository (QuarantineWriter, Owner).
     func quarantineVerdict(_ request: Request, _ context: Context, _ gate: AuthGate, _ caller: Caller?, _ repo: RepositoryName,
@@ -332,15 +325,13 @@ extension RegistryResponder {
         var reason = body?.reason
         if body == nil {
             guard let verdict = try? await decode(VerdictBody.self, request) else {
-                return jsonResponse(ErrorEnvelope(error: .init(code: "INVALID", message: #"expected {"state": "Passed", "reason": "…"}"#)),
-                                    status: .badRequest)
+                throw ManagementError(status: .badRequest, code: "INVALID", message: #"expected {"state": "Passed", "reason": "…"}"#)
             }
             state = verdict.state
             reason = verdict.reason
         }
         guard let parsed = state.flatMap(QuarantineState.init(rawValue:)) else {
-            return jsonResponse(ErrorEnvelope(error: .init(code: "INVALID", message: "state must be Pending, Passed or Failed")),
-                                status: .badRequest)
+            throw ManagementError(status: .badRequest, code: "INVALID", message: "state must be Pending, Passed or Failed")
         }
         let origin = try await requireOnRepository(request, context, gate, caller, repo, .quarantineWrite)
         try await EventOrigin.$current.withValue(origin) {
@@ -352,35 +343,7 @@ extension RegistryResponder {
                                    reason: content.quarantineReason))
     }
 
-    struct CredentialRequest: Decodable { let name: String; let expiresInDays: Int?; let expiry: Date? }
-    struct SecretResponse: Encodable { let username: String; let name: String; let password: String }
-    struct IdentityRequest: Decodable {
-        let name: String
-        let kind: String?
-        let trustedService: Bool?
-        let password: Bool?
-        let enabled: Bool?
-
-        enum CodingKeys: String, CodingKey { case name, kind, trustedService, password, enabled }
-        init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            name = try c.decodeIfPresent(String.self, forKey: .name) ?? ""
-            kind = try c.decodeIfPresent(String.self, forKey: .kind)
-            trustedService = try c.decodeIfPresent(Bool.self, forKey: .trustedService)
-            password = try c.decodeIfPresent(Bool.self, forKey: .password)
-            enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled)
-        }
-    }
     struct IdentityCreated: Encodable { let identity: IdentityView; let password: String? }
-    struct FederatedCredentialRequest: Decodable { let name: String; let issuer: String; let subject: String; let audiences: [String] }
     struct ScopeMapRequest: Decodable { let name: String?; let description: String?; let entries: [AccessState.ScopeMap.Entry] }
-    struct TokenRequest: Decodable {
-        let name: String?
-        let scopeMap: String?
-        let status: String?
-        let generatePasswords: Bool?
-        let expiresInDays: Int?
-    }
     struct TokenCreated: Encodable { let token: TokenView; let credentials: [String: String] }
-    struct NetworkRuleRequest: Decodable { let ipAddress: String }
 }

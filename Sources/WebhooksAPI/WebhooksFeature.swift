@@ -1,3 +1,4 @@
+import BerthAPIContract
 import Foundation
 import HTTPAPI
 import HTTPTypes
@@ -27,14 +28,6 @@ public struct WebhooksFeature: RegistryFeature {
         }
     }
 
-    struct WebhookRequest: Decodable {
-        let name: String?
-        let uri: String?
-        let actions: [String]?
-        let scope: String?
-        let headers: [String: String]?
-        let status: String?
-    }
     struct WebhookCreated: Encodable { let webhook: WebhookView; let secret: String }
 
     public func addRoutes(to routes: FeatureRoutes) {
