@@ -63,7 +63,6 @@ public struct RegistryResponder: HTTPResponder {
 
     private func respond(to request: Request, context: Context, note: RequestNote) async -> Response {
         let start = ContinuousClock.now
-        let isHead = request.method == .head
         var outcome: Outcome
         var routeName = "unknown"
         do {
