@@ -66,7 +66,7 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: strict),
         .target(name: "Webhooks", dependencies: [
-            "OCIModel", "RegistryStore", "Access",
+            "OCIModel", "RegistryStore", "RegistryCore", "Access",
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Crypto", package: "swift-crypto"),
@@ -88,10 +88,13 @@ let package = Package(
             "RegistryCore", "RegistryStore", "BlobStorage", "SQLiteStore", "FileSystemStorage",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
+        // Pull admission (locks, quarantine, then the checks features contribute, such as content
+        // trust): the one chain /v2/ reads and the Kubernetes admission endpoints both call.
+        .target(name: "Admission", dependencies: ["OCIModel", "RegistryCore", "RegistryStore", "Access"], swiftSettings: strict),
         // The HTTP layer: the hand-routed /v2/ tree, Hummingbird's router for the rest, and the
         // `RegistryFeature` protocol through which feature targets plug in. It imports none of them.
         .target(name: "HTTPAPI", dependencies: [
-            "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore", "Access", "BerthAPIContract",
+            "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore", "Access", "Admission", "BerthAPIContract",
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -115,14 +118,14 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
         .target(name: "ContentTrustFeature", dependencies: [
-            "HTTPAPI", "RegistryCore", "RegistryStore", "Access", "OCIModel", "Signing",
+            "HTTPAPI", "Admission", "RegistryCore", "RegistryStore", "Access", "OCIModel", "Signing",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: strict),
         .target(name: "AdmissionFeature", dependencies: [
-            "HTTPAPI", "RegistryCore", "Access", "OCIModel",
+            "HTTPAPI", "Admission", "RegistryCore", "Access", "OCIModel",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strict),
@@ -177,10 +180,10 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
-        .testTarget(name: "TasksTests", dependencies: ["Tasks"]),
+        .testTarget(name: "TasksTests", dependencies: ["Tasks", "OCIModel"]),
         .testTarget(name: "ScanningTests", dependencies: ["Scanning"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HTTPAPITests", dependencies: [
-            "HTTPAPI", "Signing", "BlobStorage", "Backends", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract",
+            "HTTPAPI", "Admission", "Signing", "BlobStorage", "Backends", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -83,6 +83,11 @@ public final class AccessControl: Sendable {
     private let cacheKey = SymmetricKey(size: .bits256)
     let limiter = FailureLimiter()
     let oidc: OIDCVerifier
+    /// Another process may change the stored state: its version is checked at most this often
+    /// (seconds, on `clock`) when a credential is presented, and the state read again if it moved.
+    let stateCheckInterval: Double
+    let clock: @Sendable () -> Double
+    private let lastStateCheck = NIOLockedValueBox(-Double.infinity)
 
     struct CachedCredential {
         var subject: String
@@ -97,8 +102,11 @@ public final class AccessControl: Sendable {
     public static let oidcTokenUser = "oidc-token"
 
     init(store: any AccessStateStore, tokens: TokenService, registryName: String, logger: Logger,
-         state: (version: Int64, state: AccessState), jwksSource: any JWKSSource) {
+         state: (version: Int64, state: AccessState), jwksSource: any JWKSSource, stateCheckInterval: Double = 2,
+         clock: @escaping @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime }) {
         self.oidc = OIDCVerifier(source: jwksSource)
+        self.stateCheckInterval = stateCheckInterval
+        self.clock = clock
         self.store = store
         self.tokens = tokens
         self.registryName = registryName
@@ -108,19 +116,20 @@ public final class AccessControl: Sendable {
 
     public static func open(store: any AccessStateStore, keyDirectory: String, registryName: String = "berth",
                             jwksSource: any JWKSSource = HTTPJWKSSource(),
-                            logger: Logger = Logger(label: "berth.access")) async throws -> AccessControl {
+                            logger: Logger = Logger(label: "berth.access"), stateCheckInterval: Double = 2,
+                            clock: @escaping @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime })
+        async throws -> AccessControl {
         let tokens = try await TokenService.open(directory: keyDirectory)
         var loaded: (version: Int64, state: AccessState) = (0, AccessState())
         if let (version, document) = try await store.loadAccessState() {
-            loaded = (version, try JSONDecoder.access.decode(AccessState.self, from: document))
-        }
-        for map in AccessState.builtInScopeMaps where loaded.state.scopeMaps[map.name] == nil {
-            loaded.state.scopeMaps[map.name] = map
+            loaded = (version, try decodeState(document))
+        } else {
+            loaded.state = try decodeState(nil)
         }
         let needsSubjectIDs = loaded.state.identities.values.contains { $0.subjectID == nil }
             || loaded.state.tokens.values.contains { $0.subjectID == nil }
         let access = AccessControl(store: store, tokens: tokens, registryName: registryName, logger: logger, state: loaded,
-                                   jwksSource: jwksSource)
+                                   jwksSource: jwksSource, stateCheckInterval: stateCheckInterval, clock: clock)
         if needsSubjectIDs {
             // Records from before subject ids: give each one now and store it, so the id never
             // changes again (`update` assigns the missing ones).
@@ -131,6 +140,46 @@ public final class AccessControl: Sendable {
     }
 
     public var state: AccessState { snapshot.withLockedValue { $0.state } }
+
+    /// A stored state document as this process holds it (the built-in scope maps added).
+    static func decodeState(_ document: Data?) throws -> AccessState {
+        var state = try document.map { try JSONDecoder.access.decode(AccessState.self, from: $0) } ?? AccessState()
+        for map in AccessState.builtInScopeMaps where state.scopeMaps[map.name] == nil {
+            state.scopeMaps[map.name] = map
+        }
+        return state
+    }
+
+    /// Reads the state again when another process (or another AccessControl on the same store)
+    /// changed it since this one loaded it, and drops the verified credentials cached under the
+    /// old one: a revoked token or identity stops working here too.
+    public func refreshIfChanged() async throws {
+        guard let stored = try await store.accessStateVersion(),
+              stored > snapshot.withLockedValue({ $0.version }),
+              let (version, document) = try await store.loadAccessState() else { return }
+        let fresh = try Self.decodeState(document)
+        snapshot.withLockedValue { current in
+            if current.version < version { current = (version, fresh) }
+        }
+        credentialCache.withLockedValue { $0.removeAll() }
+    }
+
+    /// `refreshIfChanged`, at most once per `stateCheckInterval`: the backstop for a process whose
+    /// cache-invalidation loop is not running.
+    func refreshIfStale() async {
+        let now = clock()
+        let due = lastStateCheck.withLockedValue { last in
+            guard now - last >= stateCheckInterval else { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
+        do {
+            try await refreshIfChanged()
+        } catch {
+            logger.warning("could not check the stored access state", metadata: ["error": "\(error)"])
+        }
+    }
 
     // MARK: changes
 
@@ -276,6 +325,7 @@ public final class AccessControl: Sendable {
     /// `authenticate`, with what tokens issued for the login are bound to.
     public func login(username: String, password: String, address: IPAddress?,
                       service: String) async throws(AccessError) -> Authenticated {
+        await refreshIfStale()
         let addressKey = address?.description ?? "-"
         let failureKey = Self.failureKey(username: username, password: password, address: addressKey)
         if let wait = limiter.blockedFor(keys: [failureKey], threshold: FailureLimiter.perName)
@@ -376,6 +426,7 @@ public final class AccessControl: Sendable {
 
     /// A bearer access token: verified (signature, issuer, audience, expiry) and its subject still valid.
     public func authenticateBearer(_ token: String, service: String, address: IPAddress?) async -> Caller? {
+        await refreshIfStale()
         guard let payload = await tokens.verify(token, audience: service, type: "access"),
               let p = principal(subject: payload.sub.value, generation: payload.gen, subjectID: payload.sid)
         else { return nil }
@@ -402,7 +453,10 @@ public final class AccessControl: Sendable {
     /// The one authorization function: may `caller` (nil: no credentials) coming from its address
     /// do `action` on `repository` (nil: a registry-wide action)?
     public func decide(caller: Caller?, address: IPAddress?, repository: String?, action: Action) -> Decision {
-        let s = state
+        decide(in: state, caller: caller, address: address, repository: repository, action: action)
+    }
+
+    func decide(in s: AccessState, caller: Caller?, address: IPAddress?, repository: String?, action: Action) -> Decision {
         if s.network.evaluate(address) == .blockedUnlessTrustedService {
             let trusted = s.network.allowTrustedServices && (caller?.principal.isTrustedService ?? false)
             if !trusted {

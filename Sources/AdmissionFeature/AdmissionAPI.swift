@@ -1,4 +1,5 @@
 import Access
+import Admission
 import Foundation
 import HTTPAPI
 import HTTPTypes
@@ -9,9 +10,10 @@ import RegistryCore
 
 /// Kubernetes admission webhooks (`admission.k8s.io/v1` AdmissionReview):
 /// `POST /admission/v1/validate` allows a workload only when every image it runs from this
-/// registry is one the webhook's credentials may pull, exists, is not quarantined or failed, and
-/// passes content trust where that is configured; `POST /admission/v1/mutate` pins each such
-/// image's tag to its digest (images the caller may not pull are left as they are).
+/// registry is one the webhook's credentials may pull, exists, and is admitted by the
+/// pull-admission chain that `/v2/` reads use too (locks, quarantine, content trust), asked on
+/// behalf of the workload; `POST /admission/v1/mutate` pins each such image's tag to its digest
+/// (images the caller may not pull, or the chain refuses, are left as they are).
 public struct AdmissionFeature: RegistryFeature {
     public init() {}
 
@@ -28,14 +30,12 @@ public struct AdmissionFeature: RegistryFeature {
     }
 }
 
-/// The admission endpoints' handler: judges through the server's authorization function and
-/// every feature's pull check.
+/// The admission endpoints' handler: judges through the server's authorization function and the
+/// server's pull-admission chain (the one `/v2/` reads ask).
 struct AdmissionEndpoint: Sendable {
     typealias Context = BerthRequestContext
     let gate: FeatureServer
-    var registry: Registry { gate.registry }
-    /// The pull checks (content trust, when that feature is on).
-    var contentTrust: FeatureServer { gate }
+    var pullAdmission: PullAdmission { gate.pullAdmission }
     var methodNotAllowed: RegistryError { RegistryError(.unsupported, "method not allowed", status: 405) }
 
     /// Where the images of a workload's pod spec live, per kind.
@@ -121,6 +121,7 @@ struct AdmissionEndpoint: Sendable {
         // Images name this registry by its service name or by the host the webhook call reached.
         let hosts = [gate.serviceName, gate.requestHost(request)]
         let mutate = request.uri.path.hasSuffix("/mutate")
+        let workload = Puller(caller: caller, address: caller?.address ?? gate.address(request, context), forWorkload: true)
         var refusals: [String] = []
         var patch: [[String: String]] = []
         for use in Self.images(in: object, kind: kind) {
@@ -136,20 +137,12 @@ struct AdmissionEndpoint: Sendable {
                     continue
                 }
                 let reference: Reference = try ref.digest.map { d throws(RegistryError) in try Reference(parsing: d) } ?? .tag(ref.tag ?? "latest")
-                let content = try await registry.manifest(repo, reference)
-                if mutate {
-                    if ref.digest == nil {
-                        patch.append(["op": "replace", "path": use.pointer, "value": "\(host)/\(repo.value)@\(content.digest)"])
-                    }
-                    continue
+                let content = try await pullAdmission.manifest(repo, reference, for: workload)
+                if mutate, ref.digest == nil {
+                    patch.append(["op": "replace", "path": use.pointer, "value": "\(host)/\(repo.value)@\(content.digest)"])
                 }
-                if !QuarantineState.isPullable(content.quarantineState) {
-                    refusals.append("\(use.image): quarantined (\(content.quarantineState ?? "Pending")\(content.quarantineReason.map { ": \($0)" } ?? ""))")
-                    continue
-                }
-                try await contentTrust.admit(repo, content, host: gate.serviceName, caller: nil)
-            } catch let denied as AccessDenied {
-                refusals.append("\(use.image): \(denied.error.message)")
+            } catch let refusal as AccessRefusal {
+                if !mutate { refusals.append("\(use.image): \(refusal.reason)") }
             } catch let e as RegistryError {
                 if !mutate { refusals.append("\(use.image): \(e.message)") }
             }

@@ -112,7 +112,7 @@ struct Serve: AsyncParsableCommand {
         // are handed the store protocols they need, never a backend.
         let backends: Backends
         do {
-            backends = try Backends.embedded(dataDirectory: settings.data)
+            backends = try Backends.open(settings.backendConfiguration)
         } catch {
             throw CLIError("cannot open the registry's data in \(settings.data): \(error)")
         }

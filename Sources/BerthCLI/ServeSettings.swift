@@ -1,5 +1,6 @@
 import Access
 import ArgumentParser
+import Backends
 import Foundation
 import HTTPAPI
 import OCIModel
@@ -35,6 +36,19 @@ struct ServeSettings: Equatable {
     /// Address ranges and host names Berth may send webhooks and OIDC requests to although they
     /// are loopback, private or otherwise non-public (comma-separated).
     var outboundAllow: String?
+    /// Which backend keeps the metadata, and which the blobs (the composition root opens them).
+    var metadataStore: MetadataStoreKind = .sqlite
+    var blobStore: BlobStoreKind = .filesystem
+
+    enum MetadataStoreKind: String, Equatable, CaseIterable {
+        /// `metadata.sqlite` under `data`.
+        case sqlite
+    }
+
+    enum BlobStoreKind: String, Equatable, CaseIterable {
+        /// `storage/` under `data`.
+        case filesystem
+    }
 
     enum LogFormat: String, Equatable, CaseIterable {
         case text, json
@@ -115,6 +129,20 @@ struct ServeSettings: Equatable {
              summary: "more upload requests at once get 429 TOOMANYREQUESTS") { s, v throws(SettingError) in
             guard let n = Int(v), n > 0 else { throw SettingError("'\(v)' is not a positive whole number") }
             s.maxConcurrentUploads = n
+        },
+        Spec(key: "metadata-store", environment: "BERTH_METADATA_STORE", hasFlag: false, defaultText: "sqlite",
+             summary: "the metadata backend: sqlite (metadata.sqlite under data)") { s, v throws(SettingError) in
+            guard let kind = MetadataStoreKind(rawValue: v) else {
+                throw SettingError("unknown metadata store '\(v)': this build has " + MetadataStoreKind.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            s.metadataStore = kind
+        },
+        Spec(key: "blob-store", environment: "BERTH_BLOB_STORE", hasFlag: false, defaultText: "filesystem",
+             summary: "the blob backend: filesystem (storage/ under data)") { s, v throws(SettingError) in
+            guard let kind = BlobStoreKind(rawValue: v) else {
+                throw SettingError("unknown blob store '\(v)': this build has " + BlobStoreKind.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            s.blobStore = kind
         },
         Spec(key: "registry-name", environment: "BERTH_REGISTRY_NAME", hasFlag: false, defaultText: "berth",
              summary: "the admin user's name") { s, v throws(SettingError) in
@@ -281,5 +309,18 @@ extension ServeSettings {
             policy.ownEndpoints.append(.init(host: origin.host, port: origin.port))
         }
         return policy
+    }
+}
+
+extension ServeSettings {
+    /// The backends these settings name, under the data directory.
+    var backendConfiguration: BackendConfiguration {
+        let metadata: BackendConfiguration.Metadata = switch metadataStore {
+        case .sqlite: .sqlite(path: data + "/metadata.sqlite")
+        }
+        let blobs: BackendConfiguration.Blobs = switch blobStore {
+        case .filesystem: .filesystem(root: data + "/storage")
+        }
+        return BackendConfiguration(metadata: metadata, blobs: blobs)
     }
 }

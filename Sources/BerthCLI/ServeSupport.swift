@@ -34,6 +34,10 @@ enum DataDirectory {
         }
         close(fd)
         unlink(probe)
+        // It holds keys, sealed secrets and every image: its owner's alone, also when it existed.
+        guard chmod(path, 0o700) == 0 else {
+            throw CLIError("data directory \(path): cannot make it its owner's alone: \(String(cString: strerror(errno)))")
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 import Access
+import Admission
 import HTTPAPI
 import Foundation
 import NIOConcurrencyHelpers
@@ -36,7 +37,9 @@ public struct ContentTrustConfig: Codable, Sendable, Equatable {
 final class ContentTrustGate: Sendable {
     static let settingKey = SettingKey<ContentTrustConfig>("content-trust")
     let registry: Registry
-    private let config = NIOLockedValueBox<ContentTrustConfig?>(nil)
+    /// The configuration and when it was loaded (the registry's cache clock): read again after
+    /// the cache TTL, or at once when a `content-trust` setting event arrives.
+    private let config = NIOLockedValueBox<(value: ContentTrustConfig, at: Double)?>(nil)
     private struct Verdict { let trusted: Bool; let reason: String; let at: Date; let generation: Int }
     private let verdicts = NIOLockedValueBox<[String: Verdict]>([:])
     private let generation = NIOLockedValueBox(0)
@@ -44,12 +47,22 @@ final class ContentTrustGate: Sendable {
 
     init(registry: Registry) {
         self.registry = registry
+        // Another process's changes: its setting, and pushes or quarantine verdicts that may
+        // change a verdict.
+        registry.observeEvents { [weak self] events in
+            guard let self else { return }
+            if events.contains(where: { $0.action == EventAction.setting && $0.detail == Self.settingKey.name }) {
+                self.config.withLockedValue { $0 = nil }
+            }
+            if events.contains(where: { $0.action != EventAction.setting && $0.action != EventAction.blobPush }) { self.invalidate() }
+        }
     }
 
     func current() async throws -> ContentTrustConfig {
-        if let c = config.withLockedValue({ $0 }) { return c }
+        let now = registry.configuration.cacheClock()
+        if let c = config.withLockedValue({ $0 }), now - c.at < registry.configuration.cacheTTL { return c.value }
         let loaded = try await registry.metadata.setting(Self.settingKey) ?? ContentTrustConfig()
-        config.withLockedValue { $0 = loaded }
+        config.withLockedValue { $0 = (loaded, now) }
         return loaded
     }
 
@@ -69,7 +82,7 @@ final class ContentTrustGate: Sendable {
             do { _ = try RepositoryPattern(pattern) } catch { throw ContentTrustError(error.message) }
         }
         try await registry.metadata.setSetting(Self.settingKey, new)
-        config.withLockedValue { $0 = new }
+        config.withLockedValue { $0 = (new, registry.configuration.cacheClock()) }
         invalidate()
     }
 
@@ -135,6 +148,18 @@ final class ContentTrustGate: Sendable {
             }
         }
         return (false, "content trust: no signature valid under the trust policy for \(repository.value)@\(digest) (\(lastFailure.prefix(300)))")
+    }
+}
+
+/// Content trust is a check of the pull-admission chain.
+extension ContentTrustGate: PullAdmissionCheck {
+    func refusal(for pull: PullAdmission.Subject) async throws -> String? {
+        do {
+            try await admit(pull.repository, pull.content, host: pull.host, caller: pull.puller.exemptionName)
+            return nil
+        } catch let denied as AccessDenied {
+            return denied.error.message
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 import Access
+import Admission
 import Foundation
 import HTTPAPI
 import Hummingbird
@@ -6,8 +7,9 @@ import OCIModel
 import RegistryCore
 import Signing
 
-/// Registry-side content trust as a feature: its pull check (`ContentTrustGate`) and its
-/// management routes, `GET`/`PUT /api/v1/content-trust`.
+/// Registry-side content trust as a feature: its check of the pull-admission chain
+/// (`ContentTrustGate`, a `PullAdmissionCheck`) and its management routes,
+/// `GET`/`PUT /api/v1/content-trust`.
 public struct ContentTrustFeature: RegistryFeature {
     let gate: ContentTrustGate
 
@@ -15,7 +17,7 @@ public struct ContentTrustFeature: RegistryFeature {
         gate = ContentTrustGate(registry: registry)
     }
 
-    public var pullCheck: (any PullCheck)? { gate }
+    public var pullCheck: (any PullAdmissionCheck)? { gate }
 
     public func manifestPushed() { gate.invalidate() }
 
@@ -42,5 +44,3 @@ public struct ContentTrustFeature: RegistryFeature {
         }
     }
 }
-
-extension ContentTrustGate: PullCheck {}

@@ -155,37 +155,39 @@ struct AuthGate: Sendable {
 
     /// Docker scope string for a repository action, for the challenge.
     static func scope(repository: String?, action: Action) -> String {
-        guard let repository else {
-            return action.isDisjoint(with: [.managementRead, .managementWrite]) ? "registry:catalog:*" : "registry:management:*"
-        }
-        var verbs: [String] = []
-        if !action.isDisjoint(with: [.contentRead, .metadataRead]) { verbs.append("pull") }
-        if !action.isDisjoint(with: [.contentWrite, .metadataWrite, .signatureWrite]) { verbs = ["pull", "push"] }
-        if action.contains(.contentDelete) { verbs.append("delete") }
-        return "repository:\(repository):\(verbs.joined(separator: ","))"
+        AccessRequest.scope(repository: repository, action: action)
     }
 
-    /// Decides and, unless allowed, throws the response to send.
-    func require(_ request: Request, _ context: BerthRequestContext, caller: Caller?, repository: String?, action: Action) async throws {
+    /// Asks `AccessControl.authorize` and, unless allowed, throws the response to send (a
+    /// refusal for lack of rights is audited).
+    func require(_ request: Request, _ context: BerthRequestContext, caller: Caller?, repository: String?, action: Action,
+                 target: AccessTarget = .none) async throws {
         let address = caller?.address ?? address(request, context)
-        switch access.decide(caller: caller, address: address, repository: repository, action: action) {
-        case .allow:
-            return
-        case .challenge(let insufficient):
-            throw challenge(request, scope: Self.scope(repository: repository, action: action),
-                            message: "authentication required", insufficientScope: insufficient)
-        case .deny(let reason):
+        let decision = access.authorize(AccessRequest(caller: caller, address: address, repository: repository, actions: action,
+                                                      target: target))
+        guard case .denied(let refusal) = decision else { return }
+        if refusal.lacksRights, refusal.challenge == nil {
             await access.recordAudit(actor: caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous",
                                      address: address?.description ?? "-", action: "\(request.method.rawValue) \(action)",
-                                     target: repository ?? "registry", outcome: "denied", detail: reason)
-            throw AccessDenied(error: RegistryError(.denied, reason))
+                                     target: repository ?? "registry", outcome: "denied", detail: refusal.reason)
         }
+        throw denied(refusal, request)
+    }
+
+    /// The response for a refusal: a Bearer challenge for 401, the error envelope otherwise.
+    func denied(_ refusal: AccessRefusal, _ request: Request) -> AccessDenied {
+        if let c = refusal.challenge {
+            return challenge(request, scope: c.scope, message: refusal.reason, insufficientScope: c.insufficientScope)
+        }
+        return AccessDenied(error: RegistryError(refusal.code, refusal.reason))
     }
 
     /// Checks without answering: used where a refusal changes behaviour rather than failing
     /// (a cross-repository mount from a repository the caller cannot read falls back to an upload).
-    func allows(_ caller: Caller?, _ request: Request, _ context: BerthRequestContext, repository: String, action: Action) -> Bool {
-        access.decide(caller: caller, address: caller?.address ?? address(request, context), repository: repository, action: action) == .allow
+    func allows(_ caller: Caller?, _ request: Request, _ context: BerthRequestContext, repository: String, action: Action,
+                target: AccessTarget = .none) -> Bool {
+        access.authorize(AccessRequest(caller: caller, address: caller?.address ?? address(request, context),
+                                       repository: repository, actions: action, target: target)).isAllowed
     }
 }
 

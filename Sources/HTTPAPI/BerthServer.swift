@@ -46,6 +46,7 @@ public enum BerthServer {
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             services: [LifecycleService(registry: registry, janitorInterval: janitorInterval, tick: lifecycleTick, logger: logger)]
                 + eventConsumers(registry: registry, poll: lifecycleTick, logger: logger)
+                + [CacheInvalidationService(registry: registry, access: access, logger: logger)]
                 + features.flatMap(\.services),
             onServerRunning: onServerRunning,
             logger: logger
@@ -169,6 +170,44 @@ struct LifecycleService: Service {
         } catch {
             LifecycleMetrics.jobFailed(name)
             logger.warning("\(name) failed", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// Keeps this process's caches true to what other processes write: every tick applies the new
+/// events (`CacheInvalidationConsumer`, its cursor in memory: per process, gone at exit) and
+/// checks the access state's version.
+struct CacheInvalidationService: Service {
+    let runner: EventConsumerRunner
+    let access: AccessControl?
+    let poll: Duration
+    let logger: Logger
+
+    init(registry: Registry, access: AccessControl?, poll: Duration = .milliseconds(250), logger: Logger) {
+        self.runner = EventConsumerRunner(consumer: CacheInvalidationConsumer(registry: registry),
+                                          store: ProcessLocalCursors(log: registry.metadata), batchSize: 100,
+                                          backoffBase: 0.25, backoffMax: 5, logger: logger)
+        self.access = access
+        self.poll = poll
+        self.logger = logger
+    }
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                await tick()
+                try? await Task.sleep(for: poll)
+            }
+        }
+    }
+
+    /// Applies every event there is now and checks the access state once.
+    func tick() async {
+        do {
+            while case .advanced = try await runner.step() {}
+            try await access?.refreshIfChanged()
+        } catch {
+            logger.warning("cache invalidation failed", metadata: ["error": "\(error)"])
         }
     }
 }

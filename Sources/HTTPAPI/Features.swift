@@ -1,4 +1,5 @@
 import Access
+import Admission
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -16,8 +17,10 @@ public protocol RegistryFeature: Sendable {
     func addRoutes(to routes: FeatureRoutes)
     /// Background services that run, and stop, with the server.
     var services: [any Service] { get }
-    /// A check every manifest pull passes (`/v2/` and the admission endpoints), nil for none.
-    var pullCheck: (any PullCheck)? { get }
+    /// The feature's check in the pull-admission chain (`Admission.PullAdmission`, which `/v2/`
+    /// reads and the admission endpoints both ask), nil for none. The server adds it at
+    /// composition, after the chain's locks and quarantine.
+    var pullCheck: (any PullAdmissionCheck)? { get }
     /// Called after each manifest push (a new signature may change a cached verdict).
     func manifestPushed()
     /// Sets the feature's gauges before `/metrics` is rendered.
@@ -27,15 +30,9 @@ public protocol RegistryFeature: Sendable {
 extension RegistryFeature {
     public func addRoutes(to routes: FeatureRoutes) {}
     public var services: [any Service] { [] }
-    public var pullCheck: (any PullCheck)? { nil }
+    public var pullCheck: (any PullAdmissionCheck)? { nil }
     public func manifestPushed() {}
     public func updateMetrics(_ metrics: HTTPMetrics) async throws {}
-}
-
-/// Decides whether a manifest may be served; throws `AccessDenied` (403 DENIED) when not.
-/// `host` is the configured service name; `caller` the principal's name, nil when anonymous.
-public protocol PullCheck: Sendable {
-    func admit(_ repository: RepositoryName, _ content: ManifestContent, host: String, caller: String?) async throws
 }
 
 /// Where a feature adds its routes.
@@ -49,11 +46,14 @@ public struct FeatureRoutes {
 }
 
 /// What the HTTP layer lends a feature's handlers: the registry, the caller behind a request and
-/// the one authorization function, the pull checks, and the management API's JSON conventions.
+/// the one authorization function, the pull-admission chain, and the management API's JSON
+/// conventions.
 public struct FeatureServer: Sendable {
     let gate: AuthGate
     public let registry: Registry
-    let checks: [any PullCheck]
+    /// The one pull-admission chain (locks, quarantine, every feature's check), the same value
+    /// `/v2/` reads ask.
+    public let pullAdmission: PullAdmission
 
     public var access: AccessControl { gate.access }
     /// The configured service name (the token audience), never a request's Host header.
@@ -78,9 +78,10 @@ public struct FeatureServer: Sendable {
         gate.allows(caller, request, context, repository: repository, action: action)
     }
 
-    /// Every feature's pull check, in order.
-    public func admit(_ repository: RepositoryName, _ content: ManifestContent, host: String, caller: String?) async throws {
-        for check in checks { try await check.admit(repository, content, host: host, caller: caller) }
+    /// The client address the request came from (behind a trusted proxy, the forwarded one), for
+    /// network rules.
+    public func address(_ request: Request, _ context: BerthRequestContext) -> IPAddress? {
+        gate.address(request, context)
     }
 
     /// A JSON body in the management API's conventions (`no-store`, sorted keys, ISO 8601 dates).

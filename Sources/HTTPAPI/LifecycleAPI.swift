@@ -45,17 +45,27 @@ extension RegistryResponder {
         var out = "["
         for (i, run) in runs.enumerated() {
             if i > 0 { out += "," }
-            var body = run.report
-            if body.hasPrefix("{"), body.count > 2 {
-                body = "{\"id\":\(run.id)," + body.dropFirst()
-            }
-            out += body
+            out += Self.reportWithID(run)
         }
         out += "]"
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=utf-8"
         headers[.cacheControl] = "no-store"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: out)))
+    }
+
+    /// A stored report with its run's id. Reports are stored before the run has an id, so most
+    /// carry `"id": null`: the id replaces that key (adding a second `id` made JSON that
+    /// last-key-wins parsers read as null, and that strict parsers refuse).
+    static func reportWithID(_ run: LifecycleRunRecord) -> String {
+        guard var object = (try? JSONSerialization.jsonObject(with: Data(run.report.utf8))) as? [String: Any] else {
+            return run.report
+        }
+        object["id"] = run.id
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
+            return run.report
+        }
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// Registry-wide lifecycle endpoints, in the group behind the management check. Their
@@ -139,10 +149,11 @@ extension RegistryResponder {
             return jsonResponse(try await registry.collectGarbage(dryRun: dryRun))
         }
         route(.get, "event-consumers") { _, _ in await jsonResponse(try registry.eventConsumerViews()) }
-        for verb in ["pause", "resume"] {
-            route(.post, "event-consumers/:name/\(verb)") { _, context in
-                jsonResponse(try await registry.setEventConsumerPaused(try context.parameters.require("name"), paused: verb == "pause"))
-            }
+        route(.post, "event-consumers/:name/pause") { _, context in
+            jsonResponse(try await registry.setEventConsumerPaused(try context.parameters.require("name"), paused: true))
+        }
+        route(.post, "event-consumers/:name/resume") { _, context in
+            jsonResponse(try await registry.setEventConsumerPaused(try context.parameters.require("name"), paused: false))
         }
         route(.get, "repositories") { _, _ in await jsonResponse(try registry.repositoryDetails()) }
     }
@@ -175,13 +186,9 @@ extension RegistryResponder {
         guard let caller else {
             throw gate.challenge(request, scope: nil, message: "authentication required", insufficientScope: false)
         }
-        var judged = caller
-        if caller.tokenAccess?.contains(where: { $0.type == "registry" && $0.name == "management" }) == true {
-            judged.tokenAccess = nil
-        }
         let isToken = caller.principal.kind == .token
         let needed: Action = isToken ? [.metadataWrite, .contentDelete] : Role.owner.actions
-        if gate.allows(judged, request, context, repository: repo.value, action: needed) { return }
+        if gate.allows(caller, request, context, repository: repo.value, action: needed, target: AccessTarget(management: true)) { return }
         let who = "\(caller.principal.kind.rawValue) \(caller.principal.name)"
         let reason: String
         if isToken {

@@ -7,13 +7,14 @@ import NIOCore
 import NIOHTTP1
 import OCIModel
 import Access
+import Admission
 import RegistryCore
 import RegistryStore
 
 /// Serves the OCI distribution API, routed by hand because repository names contain slashes,
 /// and hands every other path (health, metrics, tokens, `/api/v1`, the features' routes) to
 /// Hummingbird's router. Every handler calls into `Registry`; every failure, on either side, is
-/// rendered by `ErrorRenderer.response(for:request:log:)`.
+/// rendered by `ErrorRenderer.response(for:request:log:gate:)`.
 public struct RegistryResponder: HTTPResponder {
     public typealias Context = BerthRequestContext
 
@@ -23,9 +24,11 @@ public struct RegistryResponder: HTTPResponder {
     let limits: Limits
     /// nil only where the distribution layer is tested on its own; `berth serve` always has one.
     let gate: AuthGate?
-    /// The plug-ins: their routes are on `router`, their pull checks run on every manifest pull.
+    /// The plug-ins: their routes are on `router`, their pull checks are in `pullAdmission`.
     let features: [any RegistryFeature]
-    let pullChecks: [any PullCheck]
+    /// Locks, quarantine, then every feature's check: the one pull-admission chain, which /v2/
+    /// reads and the admission endpoints both ask.
+    let pullAdmission: PullAdmission
     /// Everything outside `/v2/`; nil only in the copy its own handlers hold.
     private(set) var router: RouterResponder<Context>?
     private let inflightUploads = NIOLockedValueBox(0)
@@ -40,12 +43,13 @@ public struct RegistryResponder: HTTPResponder {
                 access: AccessControl?, features: [any RegistryFeature] = [], publicURL: String? = nil, tls: Bool = false,
                 serviceName: String? = nil) {
         self.features = features
-        self.pullChecks = features.compactMap(\.pullCheck)
         self.registry = registry
         self.metrics = metrics
         self.accessLog = accessLog
         self.limits = limits
         self.gate = access.map { AuthGate(access: $0, publicURL: publicURL, serviceName: serviceName, tls: tls) }
+        self.pullAdmission = PullAdmission(registry: registry, access: access, checks: features.compactMap(\.pullCheck),
+                                           host: gate?.serviceName ?? "berth")
         self.router = Self.makeRouter(self)
     }
 
@@ -68,7 +72,7 @@ public struct RegistryResponder: HTTPResponder {
         do {
             outcome = try await dispatch(request, context: context, routeName: &routeName)
         } catch {
-            outcome = Outcome(response: ErrorRenderer.response(for: error, request: request, log: accessLog), route: routeName)
+            outcome = Outcome(response: ErrorRenderer.response(for: error, request: request, log: accessLog, gate: gate), route: routeName)
         }
         let duration = ContinuousClock.now - start
         let status = outcome.response.status.code
@@ -120,9 +124,10 @@ public struct RegistryResponder: HTTPResponder {
                         routeName: inout String) async throws -> Outcome {
         let method = request.method
         /// Decides once for this request; throws the 401/403 to send when not allowed.
-        func authorize(_ repository: RepositoryName?, _ action: Action) async throws {
-            try await gate?.require(request, context, caller: caller, repository: repository?.value, action: action)
+        func authorize(_ repository: RepositoryName?, _ action: Action, _ target: AccessTarget = .none) async throws {
+            try await gate?.require(request, context, caller: caller, repository: repository?.value, action: action, target: target)
         }
+        var puller: Puller { Puller(caller: caller, address: caller?.address ?? gate?.address(request, context)) }
         switch route {
         case .base:
             routeName = "base"
@@ -136,7 +141,7 @@ public struct RegistryResponder: HTTPResponder {
         case .catalog:
             routeName = "catalog"
             guard method == .get else { throw methodNotAllowed }
-            try await authorize(nil, [])
+            try await authorize(nil, [], AccessTarget(listing: true))
             return Outcome(response: try await catalog(request, context, caller: caller), route: routeName)
         case .tags(let name):
             routeName = "tags"
@@ -163,33 +168,17 @@ public struct RegistryResponder: HTTPResponder {
             case .get, .head:
                 routeName = method == .get ? "manifest_get" : "manifest_head"
                 try await authorize(repo, .contentRead)
-                let (response, size) = try await getManifest(request, repo, ref, head: method == .head) { content in
-                    // Quarantined content is for the gate only (QuarantineReader and above).
-                    if !QuarantineState.isPullable(content.quarantineState),
-                       !(gate?.allows(caller, request, context, repository: repo.value, action: .quarantineRead) ?? false) {
-                        let why = content.quarantineReason.map { ": \($0.prefix(200))" } ?? ""
-                        throw AccessDenied(error: RegistryError(.denied, "manifest quarantined (\(content.quarantineState ?? "Pending")\(why))"))
-                    }
-                    // Content trust: only what a trusted signature vouches for.
-                    // Judged under the configured service name, never the request's Host header: the
-                    // verdict is cached per digest and the trust policy's scope must not be the caller's pick.
-                    for check in pullChecks {
-                        try await check.admit(repo, content, host: gate?.serviceName ?? request.head.authority ?? "berth",
-                                              caller: caller?.principal.name)
-                    }
-                }
+                // Locks, quarantine and the features' checks (content trust): the pull-admission chain.
+                let content = try await pullAdmission.manifest(repo, ref, for: puller)
+                let (response, size) = try getManifest(request, content, head: method == .head)
                 return Outcome(response: response, route: routeName, bytesOut: size)
             case .put:
                 routeName = "manifest_put"
-                // An ImageSigner may push referrers (manifests with a subject) but nothing else.
-                var referrersOnly = false
-                if let gate, !gate.allows(caller, request, context, repository: repo.value, action: .contentWrite),
-                   gate.allows(caller, request, context, repository: repo.value, action: .signatureWrite) {
-                    referrersOnly = true
-                } else {
-                    try await authorize(repo, .contentWrite)
+                // Asked before the body is read, and again with what it is (a signer may push referrers only).
+                try await authorize(repo, .contentWrite, AccessTarget(write: .manifestUnread))
+                let (response, size) = try await putManifest(request, repo, ref) { referrer in
+                    try await authorize(repo, .contentWrite, AccessTarget(write: .manifest(referrerByDigest: referrer)))
                 }
-                let (response, size) = try await putManifest(request, repo, ref, referrersOnly: referrersOnly)
                 return Outcome(response: response, route: routeName, bytesIn: size)
             case .patch:
                 // The gate's verdict, on the manifest itself: {"state": "Passed", "reason": "…"}.
@@ -214,9 +203,7 @@ public struct RegistryResponder: HTTPResponder {
             case .get, .head:
                 routeName = method == .get ? "blob_get" : "blob_head"
                 try await authorize(repo, .contentRead)
-                guard try await passesBlobQuarantine(repo, d, caller, request, context) else {
-                    throw AccessDenied(error: RegistryError(.denied, "blob belongs only to quarantined content"))
-                }
+                try await pullAdmission.blob(repo, d, for: puller)
                 let (response, size) = try await getBlob(request, repo, d, head: method == .head)
                 return Outcome(response: response, route: routeName, bytesOut: size)
             case .delete:
@@ -231,14 +218,14 @@ public struct RegistryResponder: HTTPResponder {
             routeName = "upload_start"
             guard method == .post else { throw methodNotAllowed }
             let repo = try RepositoryName(name)
-            try await authorizeUpload(repo, caller, request, context)
+            try await authorize(repo, .contentWrite, AccessTarget(write: .blobs))
             return try await limitingUploads {
-                let (response, size) = try await startUpload(request, context, repo, caller: caller)
+                let (response, size) = try await startUpload(request, context, repo, caller: caller, puller: puller)
                 return Outcome(response: response, route: routeName, bytesIn: size)
             }
         case .upload(let name, let id):
             let repo = try RepositoryName(name)
-            try await authorizeUpload(repo, caller, request, context)
+            try await authorize(repo, .contentWrite, AccessTarget(write: .blobs))
             switch method {
             case .get:
                 routeName = "upload_get"
@@ -266,21 +253,17 @@ public struct RegistryResponder: HTTPResponder {
         }
     }
 
-    /// A config or layer of a quarantined image is quarantined with it (for the gate only:
-    /// QuarantineReader and above) unless a pullable manifest of the repository uses it too.
-    /// Costs nothing while quarantine is off.
-    private func passesBlobQuarantine(_ repo: RepositoryName, _ digest: Digest, _ caller: Caller?, _ request: Request,
-                                      _ context: Context) async throws -> Bool {
-        guard let gate, try await registry.blobOnlyInQuarantine(repo, digest) else { return true }
-        return gate.allows(caller, request, context, repository: repo.value, action: .quarantineRead)
-    }
-
-    /// Blob uploads need content/write, or the ImageSigner's signature/write (its manifest push
-    /// is then restricted to referrers).
-    private func authorizeUpload(_ repo: RepositoryName, _ caller: Caller?, _ request: Request, _ context: Context) async throws {
-        guard let gate else { return }
-        if gate.allows(caller, request, context, repository: repo.value, action: .signatureWrite) { return }
-        try await gate.require(request, context, caller: caller, repository: repo.value, action: .contentWrite)
+    /// Whether the pull-admission chain lets `puller` read a blob (a refusal is an answer here,
+    /// not an error: a mount that may not read its source falls back to an upload).
+    private func admitsBlob(_ repo: RepositoryName, _ digest: Digest, _ puller: Puller) async throws -> Bool {
+        do {
+            try await pullAdmission.blob(repo, digest, for: puller)
+            return true
+        } catch is AccessRefusal {
+            return false
+        } catch let e as RegistryError where e.code == .denied {
+            return false
+        }
     }
 
     var methodNotAllowed: RegistryError { RegistryError(.unsupported, "method not allowed", status: 405) }
@@ -368,18 +351,13 @@ public struct RegistryResponder: HTTPResponder {
         let n = try queryInt(request, "n")
         var filter: (@Sendable (String) -> Bool)?
         if let gate {
-            var viewer = caller
-            if let access = caller?.tokenAccess {
-                // A token needs the catalog scope; then the listing follows the principal's own rights.
-                guard access.contains(where: { $0.type == "registry" && $0.name == "catalog" }) else {
-                    throw gate.challenge(request, scope: "registry:catalog:*", message: "token lacks the catalog scope",
-                                         insufficientScope: true)
-                }
-                viewer?.tokenAccess = nil
-            }
-            let address = viewer?.address ?? gate.address(request, context)
+            // Authorized as a whole by the caller; here entry by entry (Access's catalog rule).
+            let address = caller?.address ?? gate.address(request, context)
             let access = gate.access
-            filter = { [viewer] repo in access.decide(caller: viewer, address: address, repository: repo, action: .metadataRead) == .allow }
+            filter = { repo in
+                access.authorize(AccessRequest(caller: caller, address: address, repository: repo, actions: .metadataRead,
+                                               target: AccessTarget(listing: true))).isAllowed
+            }
         }
         let page = try await registry.catalog(limit: n, last: query(request, "last"), visible: filter)
         struct Body: Encodable { let repositories: [String] }
@@ -423,10 +401,7 @@ public struct RegistryResponder: HTTPResponder {
 
     // MARK: manifests
 
-    private func getManifest(_ request: Request, _ repo: RepositoryName, _ ref: Reference, head: Bool,
-                             admit: (ManifestContent) async throws -> Void) async throws -> (Response, Int64) {
-        let content = try await registry.manifest(repo, ref)
-        try await admit(content)
+    private func getManifest(_ request: Request, _ content: ManifestContent, head: Bool) throws -> (Response, Int64) {
         try negotiate(request.headers[values: .accept], stored: content.mediaType)
         var headers = baseHeaders()
         headers[.contentType] = content.mediaType
@@ -455,8 +430,10 @@ public struct RegistryResponder: HTTPResponder {
         }
     }
 
+    /// `authorize` is asked, once the body is read, whether its content may be pushed (told
+    /// whether it is a referrer pushed by digest).
     private func putManifest(_ request: Request, _ repo: RepositoryName, _ ref: Reference,
-                             referrersOnly: Bool = false) async throws -> (Response, Int64) {
+                             authorize: (Bool) async throws -> Void) async throws -> (Response, Int64) {
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > ManifestParser.maxSize {
             throw RegistryError(.sizeInvalid, "manifest larger than \(ManifestParser.maxSize) bytes", status: 413)
         }
@@ -467,11 +444,11 @@ public struct RegistryResponder: HTTPResponder {
             }
             bytes.append(contentsOf: chunk.readableBytesView)
         }
-        if referrersOnly {
+        if gate != nil {
             let parsed = try ManifestParser.parse(bytes, contentType: request.headers[.contentType])
-            guard parsed.subject != nil, case .digest = ref else {
-                throw AccessDenied(error: RegistryError(.denied, "signers may only push referrers (a manifest with a subject, by digest)"))
-            }
+            var byDigest = false
+            if case .digest = ref { byDigest = true }
+            try await authorize(parsed.subject != nil && byDigest)
         }
         let pushed = try await registry.putManifest(repo, reference: ref, bytes: bytes, contentType: request.headers[.contentType])
         for feature in features { feature.manifestPushed() }
@@ -564,14 +541,15 @@ public struct RegistryResponder: HTTPResponder {
         return n
     }
 
-    private func startUpload(_ request: Request, _ context: Context, _ repo: RepositoryName, caller: Caller?) async throws -> (Response, Int64) {
+    private func startUpload(_ request: Request, _ context: Context, _ repo: RepositoryName, caller: Caller?,
+                             puller: Puller) async throws -> (Response, Int64) {
         if let mount = query(request, "mount") {
             let digest = try parseDigest(mount)
             // Mounting reads the source: only from repositories the caller may pull, and a blob
             // only quarantined content there uses only by those who may read past quarantine.
             if let from = query(request, "from"), RepositoryName.isValid(from),
                gate?.allows(caller, request, context, repository: from, action: .contentRead) ?? true,
-               try await passesBlobQuarantine(try RepositoryName(from), digest, caller, request, context),
+               try await admitsBlob(try RepositoryName(from), digest, puller),
                try await registry.mountBlob(repo, from: from, digest) {
                 return (blobCreated(repo, digest), 0)
             }
@@ -619,8 +597,8 @@ public struct RegistryResponder: HTTPResponder {
         metrics.openUploads.set(Double(try await registry.blobs.openUploadCount()))
         await metrics.storedBytes.set(Double(try registry.metadata.storedBytes()))
         let quarantine = try await registry.metadata.quarantineCounts()
-        for state in ["Pending", "Passed", "Failed"] {
-            metrics.setGauge("berth_manifests_by_quarantine_state", [("state", state)], Double(quarantine[state] ?? 0),
+        for state in QuarantineState.allCases {
+            metrics.setGauge("berth_manifests_by_quarantine_state", [("state", state.rawValue)], Double(quarantine[state] ?? 0),
                              help: "Manifests by quarantine state (never-quarantined ones are not counted)")
         }
         for feature in features { try await feature.updateMetrics(metrics) }

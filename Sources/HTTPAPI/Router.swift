@@ -4,11 +4,11 @@ import Logging
 
 /// Everything outside the `/v2/` tree is on Hummingbird's router: health, metrics, the token
 /// service, the management API, and the routes features add. One middleware maps every failure
-/// of every route (`ErrorRenderer.response(for:request:log:)`, as the `/v2/` tree does).
+/// of every route (`ErrorRenderer.response(for:request:log:gate:)`, as the `/v2/` tree does).
 extension RegistryResponder {
     static func makeRouter(_ responder: RegistryResponder) -> RouterResponder<Context> {
         let router = Router(context: Context.self)
-        router.add(middleware: ErrorMiddleware(log: responder.accessLog))
+        router.add(middleware: ErrorMiddleware(log: responder.accessLog, gate: responder.gate))
         for method in [HTTPRequest.Method.get, .head] {
             router.on("healthz", method: method) { _, _ in responder.text("ok\n") }
             router.on("readyz", method: method) { _, _ in
@@ -27,7 +27,8 @@ extension RegistryResponder {
         router.post("oauth2/exchange") { request, context in try await responder.tokenEndpoint(request, context, gate) }
         let management = responder.addManagementRoutes(to: router, gate: gate)
         let routes = FeatureRoutes(root: router, management: management,
-                                   server: FeatureServer(gate: gate, registry: responder.registry, checks: responder.pullChecks))
+                                   server: FeatureServer(gate: gate, registry: responder.registry,
+                                                         pullAdmission: responder.pullAdmission))
         for feature in responder.features { feature.addRoutes(to: routes) }
         return router.buildResponder()
     }
@@ -49,13 +50,14 @@ extension RegistryResponder {
     struct ErrorMiddleware: RouterMiddleware {
         typealias Context = BerthRequestContext
         let log: Logger
+        let gate: AuthGate?
 
         func handle(_ request: Request, context: Context,
                     next: (Request, Context) async throws -> Response) async throws -> Response {
             do {
                 return try await next(request, context)
             } catch {
-                return ErrorRenderer.response(for: error, request: request, log: log)
+                return ErrorRenderer.response(for: error, request: request, log: log, gate: gate)
             }
         }
     }

@@ -16,10 +16,28 @@ public protocol EventConsumer: Sendable {
     /// Handles a batch, oldest event first; throwing retries the same batch after a backoff. A
     /// batch may be handled again after a crash (delivery is at least once).
     func handle(_ events: [Event]) async throws
+    /// The same, told which attempt at the first event of the batch this is: 1 the first time,
+    /// then one more after each failed try (a consumer that gives up on an event after N tries
+    /// records that and goes on). By default it calls `handle(_:)`.
+    func handle(_ events: [Event], attempt: Int) async throws
 }
 
 extension EventConsumer {
     public func isActive() async throws -> Bool { true }
+    public func handle(_ events: [Event], attempt: Int) async throws { try await handle(events) }
+}
+
+/// Thrown by a consumer that handled its batch up to and including `handledThrough` (nil: none of
+/// it) and then failed: the cursor moves past what was handled (so it is not handled again) and
+/// the failed event is retried after a backoff as the first of the next batch.
+public struct EventBatchStopped: Error, CustomStringConvertible {
+    public var handledThrough: Int64?
+    public var error: any Error
+    public init(handledThrough: Int64?, error: any Error) {
+        self.handledThrough = handledThrough
+        self.error = error
+    }
+    public var description: String { "\(error)" }
 }
 
 /// Runs one consumer: reads batches after its durable cursor, hands them over, and moves the
@@ -80,14 +98,27 @@ public final class EventConsumerRunner: Sendable {
         let events = try await store.events(after: record.cursor, limit: batchSize)
         guard let last = events.last else { return (.idle, cursor) }
         do {
-            try await consumer.handle(events)
+            try await consumer.handle(events, attempt: record.attempts + 1)
             guard try await store.advanceEventConsumer(name: consumer.name, from: record.cursor, to: last.sequence) else {
                 return (.idle, cursor)
             }
             return (.advanced(to: last.sequence), last.sequence)
         } catch {
             failures.increment()
-            let attempts = record.attempts + 1
+            var attempts = record.attempts + 1
+            var cursor = cursor
+            var error = error
+            if let stopped = error as? EventBatchStopped {
+                error = stopped.error
+                if let handled = stopped.handledThrough, handled > record.cursor {
+                    // Past what was handled; the failed event is the next one, at its first try.
+                    guard try await store.advanceEventConsumer(name: consumer.name, from: record.cursor, to: handled) else {
+                        return (.idle, cursor)
+                    }
+                    cursor = handled
+                    attempts = 1
+                }
+            }
             let delay = min(backoffBase * pow(2, Double(min(attempts - 1, 30))), backoffMax)
             let retryAt = now.addingTimeInterval(delay)
             try await store.recordEventConsumerFailure(name: consumer.name, error: "\(error)", attempts: attempts,

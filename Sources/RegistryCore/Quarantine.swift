@@ -18,17 +18,6 @@ public struct QuarantinePolicy: Codable, Sendable, Equatable {
     }
 }
 
-public enum QuarantineState: String, Codable, Sendable, CaseIterable {
-    case pending = "Pending"
-    case passed = "Passed"
-    case failed = "Failed"
-
-    /// Whether a manifest in this state (nil: never quarantined) may be pulled by anyone.
-    public static func isPullable(_ raw: String?) -> Bool {
-        raw == nil || raw == QuarantineState.passed.rawValue
-    }
-}
-
 public struct QuarantineChange: Codable, Sendable {
     public var policy: QuarantinePolicy
     /// Manifests whose pullability the change flips (dry run: would flip): the first 1000.
@@ -80,7 +69,9 @@ extension Registry {
             return QuarantineChange(policy: policy, affected: affected, affectedCount: affected.count, effect: effect, dryRun: true)
         }
         var count = 0
-        if blocksExisting { count = try await metadata.quarantineExisting() }
+        if blocksExisting {
+            count = try await metadata.quarantineExisting(state: .pending, reason: ContentPlanner.quarantineExistingReason)
+        }
         try await store(Self.quarantineKey, policyCache.value, policy)
         cache.invalidateAll()
         return QuarantineChange(policy: policy, affected: affected, affectedCount: count, effect: effect, dryRun: false)
@@ -96,11 +87,25 @@ extension Registry {
     }
 
     /// Marks a manifest `Passed` or `Failed` (or back to `Pending`), with a reason that is kept.
+    /// Quarantined index children follow their index (`ContentPlanner.quarantine`).
     public func setQuarantine(_ repository: RepositoryName, _ digest: Digest, state: QuarantineState, reason: String?) async throws {
-        guard try await metadata.setQuarantine(repository: repository.value, digest: digest, state: state.rawValue,
-                                               reason: reason.map { String($0.prefix(1000)) }) else {
-            throw RegistryError(.manifestUnknown, "manifest unknown to registry")
+        let reason = reason.map { String($0.prefix(1000)) }
+        for _ in 1...ContentPlanner.attempts {
+            guard let graph = try await metadata.repositoryGraph(repository.value),
+                  let plan = ContentPlanner.quarantine(graph, digest: digest, state: state, reason: reason) else {
+                throw RegistryError(.manifestUnknown, "manifest unknown to registry")
+            }
+            switch try await metadata.applyQuarantine(plan) {
+            case .applied:
+                cache.invalidate(repository.value)
+                return
+            case .unknownManifest:
+                throw RegistryError(.manifestUnknown, "manifest unknown to registry")
+            case .conflict:
+                continue // a child changed state meanwhile: plan again from the new graph
+            }
         }
         cache.invalidate(repository.value)
+        throw RegistryError(.tooManyRequests, "quarantine states of \(digest) are being changed concurrently; retry", status: 429)
     }
 }

@@ -5,13 +5,17 @@ import OCIModel
 ///
 /// Every mutation of a repository bumps that repository's generation and drops its entries; a
 /// reader records the generation before it reads the database and stores its result only if no
-/// mutation happened in between, so a stale read never lands in the cache.
+/// mutation happened in between, so a stale read never lands in the cache. Another process's
+/// mutations reach it through the event feed (`Registry.applyEvents`); as a backstop a
+/// repository's entries are dropped `ttl` seconds after the first of them was stored.
 final class ReadCache: Sendable {
     private struct RepoEntries {
         var generation: UInt64 = 0
         var tags: [String: Digest] = [:]
         var manifests: [Digest: ManifestContent] = [:]
         var blobSizes: [Digest: Int64] = [:]
+        /// When the first of these entries was stored (the cache clock), nil while empty.
+        var bornAt: Double?
     }
 
     private struct State {
@@ -23,9 +27,32 @@ final class ReadCache: Sendable {
     private let state = NIOLockedValueBox(State())
     private let maxManifestBytes: Int
     private let maxEntries = 200_000
+    private let ttl: Double
+    private let clock: @Sendable () -> Double
 
-    init(manifestBytes: Int) {
+    init(manifestBytes: Int, ttl: Double = .infinity, clock: @escaping @Sendable () -> Double = { 0 }) {
         self.maxManifestBytes = manifestBytes
+        self.ttl = ttl
+        self.clock = clock
+    }
+
+    /// A repository's entries, unless they outlived the TTL (then they are dropped here).
+    private func fresh(_ s: inout State, _ repo: String) -> RepoEntries? {
+        guard let entries = s.repos[repo] else { return nil }
+        if let born = entries.bornAt, clock() - born >= ttl {
+            Self.drop(&s, repo)
+            return nil
+        }
+        return entries
+    }
+
+    private static func drop(_ s: inout State, _ repo: String) {
+        let old = s.repos[repo]
+        let freed = old?.manifests.values.reduce(0) { $0 + $1.bytes.readableBytes } ?? 0
+        let count = (old?.tags.count ?? 0) + (old?.manifests.count ?? 0) + (old?.blobSizes.count ?? 0)
+        s.manifestBytes -= freed
+        s.entries -= count
+        s.repos[repo] = RepoEntries(generation: (old?.generation ?? 0) &+ 1)
     }
 
     func generation(_ repo: String) -> UInt64 {
@@ -33,14 +60,7 @@ final class ReadCache: Sendable {
     }
 
     func invalidate(_ repo: String) {
-        state.withLockedValue { s in
-            let old = s.repos[repo]
-            let freed = old?.manifests.values.reduce(0) { $0 + $1.bytes.readableBytes } ?? 0
-            let count = (old?.tags.count ?? 0) + (old?.manifests.count ?? 0) + (old?.blobSizes.count ?? 0)
-            s.manifestBytes -= freed
-            s.entries -= count
-            s.repos[repo] = RepoEntries(generation: (old?.generation ?? 0) &+ 1)
-        }
+        state.withLockedValue { Self.drop(&$0, repo) }
     }
 
     func invalidateAll() {
@@ -51,15 +71,15 @@ final class ReadCache: Sendable {
     }
 
     func tag(_ repo: String, _ tag: String) -> Digest? {
-        state.withLockedValue { $0.repos[repo]?.tags[tag] }
+        state.withLockedValue { fresh(&$0, repo)?.tags[tag] }
     }
 
     func manifest(_ repo: String, _ digest: Digest) -> ManifestContent? {
-        state.withLockedValue { $0.repos[repo]?.manifests[digest] }
+        state.withLockedValue { fresh(&$0, repo)?.manifests[digest] }
     }
 
     func blobSize(_ repo: String, _ digest: Digest) -> Int64? {
-        state.withLockedValue { $0.repos[repo]?.blobSizes[digest] }
+        state.withLockedValue { fresh(&$0, repo)?.blobSizes[digest] }
     }
 
     private func store(_ repo: String, generation: UInt64, bytes: Int = 0, _ body: (inout RepoEntries) -> Bool) {
@@ -72,6 +92,7 @@ final class ReadCache: Sendable {
             var entries = s.repos[repo] ?? RepoEntries()
             guard entries.generation == generation else { return }
             if body(&entries) {
+                if entries.bornAt == nil { entries.bornAt = clock() }
                 s.entries += 1
                 s.manifestBytes += bytes
             }

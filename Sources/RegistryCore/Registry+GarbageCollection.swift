@@ -119,10 +119,10 @@ extension Registry {
         if !dryRun { lifecycle.touches.prune(before: touchedSince) }
         report.finishedAt = Date()
         let summary = "\(report.blobsDeleted) blobs, \(report.bytesReclaimed) bytes reclaimed, \(report.linksRemoved) links removed"
-        report.id = try await metadata.recordRun(kind: "gc", name: nil, dryRun: dryRun, startedAt: report.startedAt,
+        report.id = try await metadata.recordRun(kind: .gc, name: nil, dryRun: dryRun, startedAt: report.startedAt,
                                                  finishedAt: report.finishedAt,
                                                  report: try Self.reportJSON(report),
-                                                 event: dryRun ? nil : (LifecycleEventAction.gcRun, summary))
+                                                 event: dryRun ? nil : (EventAction.gcRun, summary))
         LifecycleMetrics.run(kind: "gc", dryRun: dryRun, startedAt: report.startedAt, finishedAt: report.finishedAt,
                              blobsDeleted: report.blobsDeleted, bytesReclaimed: report.bytesReclaimed)
         if !dryRun, report.blobsDeleted + report.linksRemoved > 0 {

@@ -31,7 +31,7 @@ public struct GarbageCollectionPolicy: Codable, Sendable, Equatable {
 /// A purge, retention pass or repository delete, as reported to the caller and kept as a run.
 public struct LifecycleReport: Codable, Sendable, Equatable {
     public var id: Int64?
-    public var kind: String
+    public var kind: RunKind
     public var name: String?
     public var dryRun: Bool
     public var startedAt: Date
@@ -97,7 +97,7 @@ public struct ManifestDetail: Codable, Sendable, Equatable {
     public var subject: String?
     public var live: Bool
     public var unliveSince: Date?
-    public var quarantineState: String?
+    public var quarantineState: QuarantineState?
     public var attributes: LockAttributes
 }
 
@@ -162,6 +162,10 @@ final class LifecycleState: Sendable {
     let softDelete = NIOLockedValueBox<SoftDeletePolicy?>(nil)
     let gc = NIOLockedValueBox<GarbageCollectionPolicy?>(nil)
     let quotas = NIOLockedValueBox<[QuotaLimit]?>(nil)
+    /// When each cached setting (by name) and the lock table (`locksKey`) were loaded, on the
+    /// cache clock: older than the cache TTL, they are read again.
+    let loadedAt = NIOLockedValueBox<[String: Double]>([:])
+    static let locksKey = "locks"
     let pins = BlobPins()
     let touches = LinkTouches()
 }
@@ -240,15 +244,25 @@ extension Registry {
 
     /// A typed setting, cached in `box` after the first read.
     func setting<T: Codable & Sendable>(_ key: SettingKey<T>, _ box: NIOLockedValueBox<T?>, default value: T) async throws -> T {
-        if let cached = box.withLockedValue({ $0 }) { return cached }
+        if cacheIsFresh(key.name), let cached = box.withLockedValue({ $0 }) { return cached }
+        let now = configuration.cacheClock()
         let loaded = try await metadata.setting(key) ?? value
         box.withLockedValue { $0 = loaded }
+        lifecycle.loadedAt.withLockedValue { $0[key.name] = now }
         return loaded
     }
 
+    /// Whether the cached copy named `name` was loaded less than the cache TTL ago.
+    func cacheIsFresh(_ name: String) -> Bool {
+        guard let at = lifecycle.loadedAt.withLockedValue({ $0[name] }) else { return false }
+        return configuration.cacheClock() - at < configuration.cacheTTL
+    }
+
     func store<T: Codable & Sendable>(_ key: SettingKey<T>, _ box: NIOLockedValueBox<T?>, _ value: T) async throws {
+        let now = configuration.cacheClock()
         try await metadata.setSetting(key, value)
         box.withLockedValue { $0 = value }
+        lifecycle.loadedAt.withLockedValue { $0[key.name] = now }
     }
 
     public func retentionPolicy() async throws -> RetentionPolicy { try await setting(Self.retentionKey, lifecycle.retention, default: .init()) }
@@ -329,9 +343,11 @@ extension Registry {
     // MARK: locks
 
     public func lockTable() async throws -> LockTable {
-        if let cached = lifecycle.locks.withLockedValue({ $0 }) { return cached }
+        if cacheIsFresh(LifecycleState.locksKey), let cached = lifecycle.locks.withLockedValue({ $0 }) { return cached }
+        let now = configuration.cacheClock()
         let table = await LockTable(try metadata.locks())
         lifecycle.locks.withLockedValue { $0 = table }
+        lifecycle.loadedAt.withLockedValue { $0[LifecycleState.locksKey] = now }
         return table
     }
 
@@ -349,7 +365,7 @@ extension Registry {
     }
 
     /// Pulling a blob from `repository`.
-    func checkBlobReadable(_ repository: String) async throws {
+    public func checkBlobReadable(_ repository: String) async throws {
         let locks = try await lockTable()
         guard !locks.isEmpty, let lock = locks.repository(repository), !lock.readEnabled else { return }
         throw denied(LockTable.describe(lock, "read-enabled"))
@@ -366,11 +382,22 @@ extension Registry {
 
     /// Moving `tag` from its current target to `digest`.
     func checkTagMove(_ repository: String, tag: String, to digest: Digest) async throws {
+        guard try await !lockTable().isEmpty else { return }
+        try await checkTagMove(repository, tag: tag, from: try await metadata.tagTarget(repository: repository, tag: tag), to: digest)
+    }
+
+    /// Moving `tag` from `current` (nil: a new tag) to `digest`.
+    func checkTagMove(_ repository: String, tag: String, from current: Digest?, to digest: Digest) async throws {
         let locks = try await lockTable()
-        guard !locks.isEmpty, let current = try await metadata.tagTarget(repository: repository, tag: tag), current != digest else { return }
+        guard !locks.isEmpty, let current, current != digest else { return }
         for lock in [locks.tag(repository, tag), locks.manifest(repository, current.string)] {
             if let lock, !lock.writeEnabled { throw denied(LockTable.describe(lock, "write-enabled")) }
         }
+    }
+
+    /// A tag that kept moving while a change to it was planned again and again.
+    func tagBusy(_ tag: String) -> RegistryError {
+        RegistryError(.tooManyRequests, "tag \(tag) is being changed concurrently; retry", status: 429)
     }
 
     /// Tags hidden from listings (list-enabled false), and whether the repository is.
@@ -419,21 +446,30 @@ extension Registry {
         defer { cache.invalidate(repository.value) }
         switch reference {
         case .tag(let tag):
-            guard let target = try await metadata.tagTarget(repository: repository.value, tag: tag) else {
+            guard var target = try await metadata.tagTarget(repository: repository.value, tag: tag) else {
                 throw RegistryError(.manifestUnknown, "manifest unknown: tag \(tag) not found")
             }
-            if let blocker = try await lockTable().tagDeletionBlocker(repository.value, tag: tag, digest: target.string) {
-                throw denied(blocker)
+            for attempt in 1...ContentPlanner.attempts {
+                if let blocker = try await lockTable().tagDeletionBlocker(repository.value, tag: tag, digest: target.string) {
+                    throw denied(blocker)
+                }
+                switch try await metadata.deleteTag(ContentPlanner.tagDeletion(repository: repository.value, tag: tag, target: target)) {
+                case .deleted:
+                    reloadLocks()
+                    return
+                case .unknown:
+                    throw RegistryError(.manifestUnknown, "manifest unknown: tag \(tag) not found")
+                case .conflict(let current):
+                    // The tag moved after the locks were checked: check them again for where it points now.
+                    guard attempt < ContentPlanner.attempts else { throw tagBusy(tag) }
+                    target = current
+                }
             }
-            guard try await metadata.deleteTag(repository: repository.value, tag: tag) else {
-                throw RegistryError(.manifestUnknown, "manifest unknown: tag \(tag) not found")
-            }
-            reloadLocks()
         case .digest(let digest):
             let locks = try await lockTable()
             let change = try await metadata.applyLifecycle(repository: repository.value, softDeleteUntil: try softDeleteUntil(),
                                                            reason: "api") { graph in
-                Liveness.cascade(graph, target: digest.string, locks: locks)
+                ContentPlanner.withDeletionRules(Liveness.cascade(graph, target: digest.string, locks: locks))
             }
             guard let change else { throw RegistryError(.manifestUnknown, "manifest unknown to registry") }
             if let message = change.denied { throw denied(message) }
@@ -452,12 +488,12 @@ extension Registry {
                                                              reason: "repository delete", plan: { graph in
             var c = LifecyclePlanner.deleteRepository(graph, locks: locks)
             c.detail = "repository delete"
-            return c
+            return ContentPlanner.withDeletionRules(c)
         }) else { throw LifecycleError.notFound("repository \(repository.value)") }
         cache.invalidate(repository.value)
         reloadLocks()
         if let message = change.denied { throw denied(message) }
-        var report = LifecycleReport(kind: "repository-delete", name: repository.value, dryRun: false, startedAt: started, finishedAt: Date())
+        var report = LifecycleReport(kind: .repositoryDelete, name: repository.value, dryRun: false, startedAt: started, finishedAt: Date())
         report.add(change)
         return report
     }
@@ -477,7 +513,8 @@ extension Registry {
             try await checkTagMove(repository.value, tag: tag, to: digest)
         }
         do {
-            let restored = try await metadata.restoreManifest(repository: repository.value, digest: digest.string, tags: tag.map { [$0] })
+            let restored = try await metadata.restoreManifest(repository: repository.value, digest: digest.string, tags: tag.map { [$0] },
+                                                          tagHistoryLimit: ContentPlanner.tagHistoryLimit)
             cache.invalidate(repository.value)
             return restored
         } catch RestoreError.notInRecycleBin {
@@ -494,7 +531,7 @@ extension Registry {
         if !expired.isEmpty {
             logger.info("recycle bin entries expired", metadata: ["count": "\(expired.count)"])
             let report = expired.map { LifecycleDeletion(repository: $0.repository, digest: $0.digest, mediaType: $0.mediaType, reason: "expired") }
-            var r = LifecycleReport(kind: "soft-delete", name: nil, dryRun: false, startedAt: now, finishedAt: Date())
+            var r = LifecycleReport(kind: .softDelete, name: nil, dryRun: false, startedAt: now, finishedAt: Date())
             r.deletedManifests = report
             _ = try await recordRun(&r, event: nil)
         }
@@ -523,17 +560,17 @@ extension Registry {
         return String(decoding: try encoder.encode(report), as: UTF8.self)
     }
 
-    func recordRun(_ report: inout LifecycleReport, event: (action: String, detail: String)?) async throws -> Int64 {
+    func recordRun(_ report: inout LifecycleReport, event: (action: EventAction, detail: String)?) async throws -> Int64 {
         let id = try await metadata.recordRun(kind: report.kind, name: report.name, dryRun: report.dryRun, startedAt: report.startedAt,
                                               finishedAt: report.finishedAt, report: try Self.reportJSON(report), event: event)
         report.id = id
-        LifecycleMetrics.run(kind: report.kind, dryRun: report.dryRun, startedAt: report.startedAt, finishedAt: report.finishedAt,
+        LifecycleMetrics.run(kind: report.kind.rawValue, dryRun: report.dryRun, startedAt: report.startedAt, finishedAt: report.finishedAt,
                              manifestsDeleted: report.deletedManifests.count)
         return id
     }
 
     public func purge(_ options: PurgeOptions, dryRun: Bool, name: String? = nil, now: Date = Date()) async throws -> LifecycleReport {
-        var report = LifecycleReport(kind: "purge", name: name, dryRun: dryRun, startedAt: now, finishedAt: now)
+        var report = LifecycleReport(kind: .purge, name: name, dryRun: dryRun, startedAt: now, finishedAt: now)
         let locks = try await lockTable()
         let grace = try await garbageCollectionPolicy().graceSeconds
         let softUntil = try await softDeleteUntil(now)
@@ -546,7 +583,7 @@ extension Registry {
                 let change = try await metadata.applyLifecycle(repository: repo, softDeleteUntil: softUntil, reason: "purge") { graph in
                     var c = LifecyclePlanner.purge(graph, options, locks: locks, now: now, grace: grace)
                     c.detail = detail
-                    return c
+                    return ContentPlanner.withDeletionRules(c)
                 }
                 if let change { report.add(change) }
                 cache.invalidate(repo)
@@ -555,7 +592,7 @@ extension Registry {
         if !dryRun { reloadLocks() }
         report.finishedAt = Date()
         let summary = "\(report.deletedTags.count) tags, \(report.deletedManifests.count) manifests deleted, \(report.skipped.count) skipped"
-        _ = try await recordRun(&report, event: dryRun ? nil : (LifecycleEventAction.purgeRun, summary))
+        _ = try await recordRun(&report, event: dryRun ? nil : (EventAction.purgeRun, summary))
         return report
     }
 
@@ -582,7 +619,7 @@ extension Registry {
             _ = try await advance.consumers.advanceEventConsumer(name: RetentionConsumer.name, from: advance.from, to: advance.to)
         }
         if !report.deletedManifests.isEmpty || force {
-            _ = try await recordRun(&report, event: (LifecycleEventAction.retentionRun, "\(report.deletedManifests.count) manifests deleted"))
+            _ = try await recordRun(&report, event: (EventAction.retentionRun, "\(report.deletedManifests.count) manifests deleted"))
         }
         return report
     }
@@ -590,7 +627,7 @@ extension Registry {
     /// Retention on these repositories: refreshes when manifests stopped being live, and deletes
     /// those not live for longer than the policy's days.
     func retain(repositories: Set<String>, policy: RetentionPolicy, now: Date) async throws -> LifecycleReport {
-        var report = LifecycleReport(kind: "retention", name: nil, dryRun: false, startedAt: now, finishedAt: now)
+        var report = LifecycleReport(kind: .retention, name: nil, dryRun: false, startedAt: now, finishedAt: now)
         let locks = try await lockTable()
         let grace = try await garbageCollectionPolicy().graceSeconds
         let softUntil = try await softDeleteUntil(now)
@@ -598,7 +635,7 @@ extension Registry {
             let change = try await metadata.applyLifecycle(repository: repo, softDeleteUntil: softUntil, reason: "retention") { graph in
                 var c = LifecyclePlanner.retention(graph, days: policy.days, locks: locks, now: now, grace: grace, delete: true)
                 c.detail = "retention"
-                return c
+                return ContentPlanner.withDeletionRules(c)
             }
             if let change, !change.deleteManifests.isEmpty {
                 report.add(change)
@@ -664,8 +701,11 @@ extension Registry {
         }
     }
 
+    /// Run reports, newest first; a `kind` that names no kind of run matches none.
     public func runs(kind: String?, name: String?, limit: Int) async throws -> [LifecycleRunRecord] {
-        try await metadata.runs(kind: kind, name: name, limit: limit)
+        guard let kind else { return try await metadata.runs(kind: nil, name: name, limit: limit) }
+        guard let known = RunKind(rawValue: kind) else { return [] }
+        return try await metadata.runs(kind: known, name: name, limit: limit)
     }
 
     // MARK: listings
@@ -741,7 +781,7 @@ public struct RetentionConsumer: EventConsumer {
         var report = try await registry.retain(repositories: Set(events.map(\.repository).filter { !$0.isEmpty }),
                                                policy: policy, now: now)
         if !report.deletedManifests.isEmpty {
-            _ = try await registry.recordRun(&report, event: (LifecycleEventAction.retentionRun,
+            _ = try await registry.recordRun(&report, event: (EventAction.retentionRun,
                                                               "\(report.deletedManifests.count) manifests deleted"))
         }
     }

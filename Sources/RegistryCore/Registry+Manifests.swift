@@ -34,16 +34,27 @@ extension Registry {
                                     artifactType: parsed.artifactType, subject: parsed.subject,
                                     annotations: parsed.annotations, createdAt: Date())
         try await checkWritable(repository.value)
-        if let tag { try await checkTagMove(repository.value, tag: tag, to: digest) }
-        var push = ManifestPush(repository: repository.value, record: record, bytes: bytes,
-                                tag: tag, blobs: parsed.blobs, children: parsed.children)
-        push.quarantine = try await quarantinePolicy().enabled
-        push.quotas = try await quotas()
-        let result: ManifestPushResult
-        do {
-            result = try await metadata.putManifest(push)
-        } catch let e as QuotaExceeded {
-            throw quotaError(e)
+        let quarantineEnabled = try await quarantinePolicy().enabled
+        let quotas = try await quotas()
+        var result: ManifestPushResult = .stored(previousTagTarget: nil)
+        for attempt in 1...ContentPlanner.attempts {
+            // The push is planned from where the tag points now; if it moves before the push
+            // applies, the store refuses and the push is planned (and its locks checked) again.
+            var current: Digest?
+            if let tag {
+                current = try await metadata.tagTarget(repository: repository.value, tag: tag)
+                try await checkTagMove(repository.value, tag: tag, from: current, to: digest)
+            }
+            let push = ContentPlanner.push(repository: repository.value, record: record, bytes: bytes, tag: tag, currentTagTarget: current,
+                                           blobs: parsed.blobs, children: parsed.children, quarantineEnabled: quarantineEnabled,
+                                           quotas: quotas)
+            do {
+                result = try await metadata.putManifest(push)
+            } catch let e as QuotaExceeded {
+                throw quotaError(e)
+            }
+            guard case .tagConflict = result else { break }
+            if attempt == ContentPlanner.attempts, let tag { throw tagBusy(tag) }
         }
         cache.invalidate(repository.value)
         if case .missing(let missing) = result {

@@ -15,6 +15,12 @@ public struct RegistryConfiguration: Sendable {
     public var manifestCacheBytes: Int = 16 * 1024 * 1024
     /// Largest page of tags, repositories or referrers one request returns.
     public var maxPageSize: Int = 10_000
+    /// How long a cached read (manifests, tags, blob sizes, locks, settings) is trusted without
+    /// hearing from the event feed (seconds): the backstop should the cache-invalidation consumer
+    /// fall behind or stop. Another process's change is normally seen within its poll interval.
+    public var cacheTTL: Double = 5
+    /// The clock the caches measure `cacheTTL` with (seconds, monotonic); tests step it.
+    public var cacheClock: @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime }
 
     public init() {}
 }
@@ -25,8 +31,8 @@ public struct ManifestContent: Sendable {
     public let mediaType: String
     public let bytes: ByteBuffer
     public let subject: Digest?
-    /// nil, `Pending`, `Passed` or `Failed`.
-    public let quarantineState: String?
+    /// nil (never quarantined), `Pending`, `Passed` or `Failed`.
+    public let quarantineState: QuarantineState?
     public let quarantineReason: String?
 }
 
@@ -45,6 +51,8 @@ public final class Registry: Sendable {
     let cache: ReadCache
     let policyCache = QuarantinePolicyBox()
     let lifecycle = LifecycleState()
+    /// Caches outside the core that hear the events the cache-invalidation consumer applies.
+    let eventObservers = NIOLockedValueBox<[@Sendable ([Event]) -> Void]>([])
 
     public init(blobs: any BlobStore, metadata: any MetadataStore, configuration: RegistryConfiguration = .init(),
                 logger: Logger = Logger(label: "berth.registry")) {
@@ -52,7 +60,8 @@ public final class Registry: Sendable {
         self.metadata = metadata
         self.configuration = configuration
         self.logger = logger
-        self.cache = ReadCache(manifestBytes: configuration.manifestCacheBytes)
+        self.cache = ReadCache(manifestBytes: configuration.manifestCacheBytes, ttl: configuration.cacheTTL,
+                               clock: configuration.cacheClock)
     }
 
     // MARK: blobs

@@ -31,10 +31,17 @@ public struct AuditRecord: Sendable, Codable, Equatable {
 public protocol AccessStateStore: Sendable {
     /// The stored document and its version, or nil before the first write.
     func loadAccessState() async throws -> (version: Int64, document: Data)?
+    /// The stored version alone (nil before the first write): how a process holding the document
+    /// in memory notices, cheaply, that another process changed it.
+    func accessStateVersion() async throws -> Int64?
     /// Writes `document` if the stored version is still `expectedVersion` (0 = none yet).
     /// Returns false when somebody else wrote in between.
     func storeAccessState(_ document: Data, expectedVersion: Int64, audit: AuditRecord?) async throws -> Bool
 
     func appendAudit(_ records: [AuditRecord]) async throws
     func audit(since: Date, limit: Int) async throws -> [AuditRecord]
+}
+
+extension AccessStateStore {
+    public func accessStateVersion() async throws -> Int64? { try await loadAccessState()?.version }
 }

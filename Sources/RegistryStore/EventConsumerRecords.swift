@@ -30,6 +30,8 @@ public enum EventConsumerStart: Sendable, Equatable {
     case beginning
     /// Only what happens after it is registered.
     case end
+    /// Events after this sequence number (a consumer taking over a cursor kept elsewhere before).
+    case after(Int64)
 }
 
 /// The append-only event log and its consumers' cursors, kept next to it so a crash or a restart
@@ -54,4 +56,6 @@ public protocol EventLogStore: Sendable {
     func recordEventConsumerFailure(name: String, error: String, attempts: Int, nextAttemptAt: Date) async throws
     /// Pauses or resumes a consumer; false when there is no such consumer.
     func setEventConsumerPaused(name: String, paused: Bool) async throws -> Bool
+    /// Forgets a consumer (its cursor and retry state); false when there is no such consumer.
+    func deleteEventConsumer(name: String) async throws -> Bool
 }

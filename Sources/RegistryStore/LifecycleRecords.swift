@@ -13,10 +13,10 @@ public struct RepositoryGraph: Sendable {
         public var createdAt: Date
         /// When the manifest was last seen to stop being live (nil: live, or not yet seen unlive).
         public var unliveSince: Date?
-        public var quarantineState: String?
+        public var quarantineState: QuarantineState?
 
         public init(digest: String, mediaType: String, artifactType: String?, size: Int64, subject: String?, createdAt: Date,
-                    unliveSince: Date?, quarantineState: String?) {
+                    unliveSince: Date?, quarantineState: QuarantineState?) {
             self.digest = digest
             self.mediaType = mediaType
             self.artifactType = artifactType
@@ -106,6 +106,10 @@ public struct LifecycleChange: Sendable, Equatable {
     public var unlinkAllBlobs = false
     /// Refuse the whole change with this message (a lock, an index that still lists the manifest).
     public var denied: String?
+    /// Remove the locks of the tags and manifests it deletes (set by the core's deletion rules).
+    public var dropLocks = false
+    /// How many former tags a manifest that loses a tag keeps in its history. 0 keeps none.
+    public var tagHistoryLimit = 0
 
     public init() {}
 
@@ -272,14 +276,14 @@ public struct BlobCollectionState: Sendable, Equatable {
 /// What a lifecycle run (purge, retention, gc, soft-delete expiry) reported.
 public struct LifecycleRunRecord: Sendable, Equatable {
     public var id: Int64
-    public var kind: String
+    public var kind: RunKind
     public var name: String?
     public var dryRun: Bool
     public var startedAt: Date
     public var finishedAt: Date
     /// The report as JSON.
     public var report: String
-    public init(id: Int64, kind: String, name: String?, dryRun: Bool, startedAt: Date, finishedAt: Date, report: String) {
+    public init(id: Int64, kind: RunKind, name: String?, dryRun: Bool, startedAt: Date, finishedAt: Date, report: String) {
         self.id = id
         self.kind = kind
         self.name = name
@@ -313,13 +317,14 @@ public struct PurgeScheduleRecord: Sendable, Equatable, Codable {
     }
 }
 
-public enum LifecycleEventAction {
-    public static let restore = "restore"
-    public static let purgeRun = "purge.run"
-    public static let retentionRun = "retention.run"
-    public static let gcRun = "gc.run"
-    public static let softDeleteExpire = "softdelete.expire"
-    public static let lock = "lock"
+/// What kind of lifecycle run a report is of. The raw values are what the store keeps, the API
+/// filters on (`?kind=`) and reports show.
+public enum RunKind: String, Codable, Sendable, CaseIterable {
+    case purge
+    case retention
+    case gc
+    case softDelete = "soft-delete"
+    case repositoryDelete = "repository-delete"
 }
 
 /// Persistence of the lifecycle features: graphs, guarded deletions, the recycle bin, locks,
@@ -339,7 +344,9 @@ public protocol LifecycleStore: Sendable {
 
     // recycle bin
     func deletedManifests(repository: String) async throws -> [DeletedManifest]
-    func restoreManifest(repository: String, digest: String, tags: [String]?) async throws -> [RestoredManifest]
+    /// A tag the restore takes from another manifest goes to that manifest's tag history, which
+    /// keeps `tagHistoryLimit` tags (the core's cap, as for a push).
+    func restoreManifest(repository: String, digest: String, tags: [String]?, tagHistoryLimit: Int) async throws -> [RestoredManifest]
     /// Removes recycle-bin entries that expired before `now`; returns them.
     func expireDeletedManifests(now: Date) async throws -> [DeletedManifest]
 
@@ -371,9 +378,9 @@ public protocol LifecycleStore: Sendable {
 
     // reports and schedules
     @discardableResult
-    func recordRun(kind: String, name: String?, dryRun: Bool, startedAt: Date, finishedAt: Date, report: String,
-                   event: (action: String, detail: String)?) async throws -> Int64
-    func runs(kind: String?, name: String?, limit: Int) async throws -> [LifecycleRunRecord]
+    func recordRun(kind: RunKind, name: String?, dryRun: Bool, startedAt: Date, finishedAt: Date, report: String,
+                   event: (action: EventAction, detail: String)?) async throws -> Int64
+    func runs(kind: RunKind?, name: String?, limit: Int) async throws -> [LifecycleRunRecord]
     func purgeSchedules() async throws -> [PurgeScheduleRecord]
     func createPurgeSchedule(_ schedule: PurgeScheduleRecord) async throws -> Bool
     func deletePurgeSchedule(name: String) async throws -> Bool

@@ -1,6 +1,32 @@
 import Foundation
 import OCIModel
 
+/// A manifest's quarantine state; a manifest never quarantined has none (nil). The raw values are
+/// what the store keeps and the API shows.
+public enum QuarantineState: String, Codable, Sendable, CaseIterable {
+    case pending = "Pending"
+    case passed = "Passed"
+    case failed = "Failed"
+
+    /// Whether a manifest in `state` (nil: never quarantined) may be pulled by anyone.
+    public static func isPullable(_ state: QuarantineState?) -> Bool {
+        state == nil || state == .passed
+    }
+}
+
+/// A stored state or action this build does not know (a row written by a newer version or another
+/// backend). Reads that meet one fail with this error rather than guess: a guess could make a
+/// quarantined manifest pullable or hide an event from a consumer that must see every one.
+public struct UnknownStoredValue: Error, Sendable, Equatable, CustomStringConvertible {
+    public var field: String
+    public var value: String
+    public init(field: String, value: String) {
+        self.field = field
+        self.value = value
+    }
+    public var description: String { "the metadata store holds an unknown \(field) '\(value)' (written by a newer version?)" }
+}
+
 /// A manifest as the metadata store keeps it.
 public struct ManifestRecord: Sendable, Equatable {
     public var digest: Digest
@@ -11,11 +37,11 @@ public struct ManifestRecord: Sendable, Equatable {
     public var annotations: [String: String]?
     public var createdAt: Date
     /// Quarantine state: nil (never quarantined), `Pending`, `Passed` or `Failed`.
-    public var quarantineState: String?
+    public var quarantineState: QuarantineState?
     public var quarantineReason: String?
 
     public init(digest: Digest, mediaType: String, size: Int64, artifactType: String?, subject: Digest?,
-                annotations: [String: String]?, createdAt: Date, quarantineState: String? = nil, quarantineReason: String? = nil) {
+                annotations: [String: String]?, createdAt: Date, quarantineState: QuarantineState? = nil, quarantineReason: String? = nil) {
         self.quarantineState = quarantineState
         self.quarantineReason = quarantineReason
         self.digest = digest
@@ -28,18 +54,27 @@ public struct ManifestRecord: Sendable, Equatable {
     }
 }
 
-/// What a manifest push writes, in one transaction.
+/// What a manifest push writes, in one transaction: a plan the core made (`ContentPlanner.push`).
+/// The store decides nothing in it; it checks the references and the preconditions and applies it.
 public struct ManifestPush: Sendable {
     public var repository: String
+    /// The manifest as it is stored when it is new. Its `quarantineState` and `quarantineReason`
+    /// are the state it starts in (nil: not quarantined): the store writes them as given and, when
+    /// there is a state, appends its quarantine event first. A manifest already stored keeps its own.
     public var record: ManifestRecord
     public var bytes: [UInt8]
     public var tag: String?
+    /// Where `tag` pointed when the core planned the push (nil: the tag did not exist). The store
+    /// moves the tag only while it still points there; otherwise it writes nothing and answers
+    /// `.tagConflict` with where the tag points now, for the core to plan again.
+    public var expectedTagTarget: Digest?
+    /// How many former tags a manifest keeps in its tag history (what a soft-deleted manifest
+    /// takes to the recycle bin) when the tag moves away from it. 0 keeps none.
+    public var tagHistoryLimit: Int = 0
     /// Blobs that must be linked into the repository.
     public var blobs: [Digest]
     /// Manifests that must already be in the repository.
     public var children: [Digest]
-    /// A new manifest starts quarantined (`Pending`) when quarantine-on-push is on.
-    public var quarantine: Bool = false
     /// Storage quotas the push must stay within (checked inside the transaction).
     public var quotas: [QuotaLimit] = []
 
@@ -57,6 +92,77 @@ public enum ManifestPushResult: Sendable, Equatable {
     case stored(previousTagTarget: Digest?)
     /// References that the repository does not hold (MANIFEST_BLOB_UNKNOWN).
     case missing([Digest])
+    /// The tag no longer points where the plan saw it (it points at `current`, nil: gone); nothing
+    /// was written.
+    case tagConflict(current: Digest?)
+}
+
+/// Deleting one tag, as the core planned it (`ContentPlanner.tagDeletion`).
+public struct TagDeletion: Sendable, Equatable {
+    public var repository: String
+    public var tag: String
+    /// Where the tag pointed when the core planned the deletion: the store deletes it only while it
+    /// still points there.
+    public var expectedTarget: Digest
+    /// Remove the tag's lock with it.
+    public var dropLock: Bool
+    /// How many former tags the manifest keeps in its tag history. 0 keeps none.
+    public var tagHistoryLimit: Int
+
+    public init(repository: String, tag: String, expectedTarget: Digest, dropLock: Bool, tagHistoryLimit: Int) {
+        self.repository = repository
+        self.tag = tag
+        self.expectedTarget = expectedTarget
+        self.dropLock = dropLock
+        self.tagHistoryLimit = tagHistoryLimit
+    }
+}
+
+public enum TagDeletionResult: Sendable, Equatable {
+    case deleted
+    /// No such repository or tag.
+    case unknown
+    /// The tag points at `current`, not where the plan saw it; nothing was written.
+    case conflict(current: Digest)
+}
+
+/// A quarantine verdict on one manifest, as the core planned it (`ContentPlanner.quarantine`),
+/// with the manifests whose state follows it.
+public struct QuarantineUpdate: Sendable, Equatable {
+    /// A manifest that takes the same state with its own reason (an index's quarantined child),
+    /// applied only while it is still in the state `from` the plan saw.
+    public struct Follower: Sendable, Equatable {
+        public var digest: Digest
+        public var from: QuarantineState
+        public var reason: String?
+        public init(digest: Digest, from: QuarantineState, reason: String?) {
+            self.digest = digest
+            self.from = from
+            self.reason = reason
+        }
+    }
+
+    public var repository: String
+    public var digest: Digest
+    public var state: QuarantineState
+    public var reason: String?
+    public var followers: [Follower]
+
+    public init(repository: String, digest: Digest, state: QuarantineState, reason: String?, followers: [Follower]) {
+        self.repository = repository
+        self.digest = digest
+        self.state = state
+        self.reason = reason
+        self.followers = followers
+    }
+}
+
+public enum QuarantineUpdateResult: Sendable, Equatable {
+    /// Applied, with one quarantine event (for the manifest itself).
+    case applied
+    case unknownManifest
+    /// A follower is gone or no longer in the state the plan saw; nothing was written.
+    case conflict
 }
 
 /// Who caused a change: recorded with its event, so the event log doubles as the audit trail of
@@ -86,7 +192,7 @@ public struct EventOrigin: Sendable, Equatable {
 public struct Event: Sendable, Equatable {
     public var sequence: Int64
     public var timestamp: Date
-    public var action: String
+    public var action: EventAction
     public var repository: String
     public var digest: String?
     public var tag: String?
@@ -99,7 +205,7 @@ public struct Event: Sendable, Equatable {
     public var requestHost: String?
     public var requestMethod: String?
     public var userAgent: String?
-    public init(sequence: Int64, timestamp: Date, action: String, repository: String, digest: String?, tag: String?, mediaType: String?, size: Int64?, detail: String?, actor: String?, address: String?, requestID: String?, requestHost: String?, requestMethod: String?, userAgent: String?) {
+    public init(sequence: Int64, timestamp: Date, action: EventAction, repository: String, digest: String?, tag: String?, mediaType: String?, size: Int64?, detail: String?, actor: String?, address: String?, requestID: String?, requestHost: String?, requestMethod: String?, userAgent: String?) {
         self.sequence = sequence
         self.timestamp = timestamp
         self.action = action
@@ -118,16 +224,24 @@ public struct Event: Sendable, Equatable {
     }
 }
 
-public enum EventAction {
-    public static let blobPush = "blob.push"
-    public static let blobDelete = "blob.delete"
-    public static let manifestPush = "push"
-    public static let manifestDelete = "delete"
-    public static let tagMove = "tag.move"
-    public static let tagDelete = "tag.delete"
-    public static let quarantine = "quarantine"
+/// What an event records. The raw values are what the event log keeps and the API and audit show.
+public enum EventAction: String, Codable, Sendable, CaseIterable {
+    case blobPush = "blob.push"
+    case blobDelete = "blob.delete"
+    case manifestPush = "push"
+    case manifestDelete = "delete"
+    case tagMove = "tag.move"
+    case tagDelete = "tag.delete"
+    case quarantine = "quarantine"
     /// A registry-wide setting changed (its name is the detail; the repository is empty).
-    public static let setting = "setting"
+    case setting = "setting"
+    case restore = "restore"
+    case purgeRun = "purge.run"
+    case retentionRun = "retention.run"
+    case gcRun = "gc.run"
+    case softDeleteExpire = "softdelete.expire"
+    case lock = "lock"
+
     /// Detail of a tag deletion that is part of deleting its manifest.
     public static let cascadeDetail = "with its manifest"
 }
@@ -169,7 +283,8 @@ public protocol ContentMetadataStore: Sendable {
     func putManifest(_ push: ManifestPush) async throws -> ManifestPushResult
     func manifest(repository: String, digest: Digest) async throws -> ManifestRecord?
     func tagTarget(repository: String, tag: String) async throws -> Digest?
-    func deleteTag(repository: String, tag: String) async throws -> Bool
+    /// Deletes a tag as planned, with its tag.delete event, when it still points where the plan saw it.
+    func deleteTag(_ deletion: TagDeletion) async throws -> TagDeletionResult
     /// Tags of a repository in lexical order, or nil when the repository is unknown.
     func tags(repository: String, after: String?, limit: Int) async throws -> [String]?
     func referrers(repository: String, subject: Digest) async throws -> [ManifestRecord]
@@ -177,14 +292,14 @@ public protocol ContentMetadataStore: Sendable {
     func parents(repository: String, child: Digest) async throws -> [Digest]
 
     // quarantine
-    /// Sets a manifest's quarantine state (and its index children's: they follow their index).
-    func setQuarantine(repository: String, digest: Digest, state: String, reason: String?) async throws -> Bool
+    /// Sets a manifest's quarantine state and its followers' as planned, with one quarantine event.
+    func applyQuarantine(_ update: QuarantineUpdate) async throws -> QuarantineUpdateResult
     /// Manifests a quarantine switch would affect (never quarantined, not referrers).
     func unquarantinedManifests(limit: Int) async throws -> [ManifestRef]
     /// How many manifests are in each quarantine state (`Pending`, `Passed`, `Failed`).
-    func quarantineCounts() async throws -> [String: Int]
-    /// Puts every such manifest into `Pending`; returns how many.
-    func quarantineExisting() async throws -> Int
+    func quarantineCounts() async throws -> [QuarantineState: Int]
+    /// Puts every such manifest into `state` with `reason`; returns how many.
+    func quarantineExisting(state: QuarantineState, reason: String) async throws -> Int
     /// Manifests in `Pending` (the first `limit`, by repository and digest) and how many there are.
     func pendingManifests(limit: Int) async throws -> (manifests: [ManifestRef], count: Int)
     /// Releases every `Pending` manifest (back to never quarantined, as if pushed with quarantine

@@ -69,10 +69,10 @@ public protocol WebhookStore: Sendable {
     func webhook(named: String) async throws -> WebhookRecord?
     /// Creates a webhook whose cursor starts at the end of the event log (it sees what happens next).
     func createWebhook(_ record: WebhookRecord) async throws -> Bool
-    /// Re-enabling a disabled webhook moves its cursor to the end of the log: what happened while
-    /// it was off is not replayed.
+    /// Changes the given fields. With `restartCursor` (the core's decision when a disabled webhook
+    /// is enabled again) the cursor moves to the end of the log and the retry state clears.
     func updateWebhook(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
-                       enabled: Bool?) async throws -> Bool
+                       enabled: Bool?, restartCursor: Bool) async throws -> Bool
     func deleteWebhook(name: String) async throws -> Bool
     /// Records an attempt and moves the cursor past the event (`advance`) or schedules a retry.
     @discardableResult

@@ -69,15 +69,15 @@ extension SQLiteMetadataStore {
 
     /// A manifest that lost a tag and has none left is stamped not-live now (the retention pass
     /// corrects it when an index or a subject still keeps it live).
-    static func stampUntagged(_ db: Database, _ repo: Int64, _ digest: String, tag: String) throws {
-        // The tag history a soft-deleted manifest takes to the recycle bin (the newest 50 tags).
+    static func stampUntagged(_ db: Database, _ repo: Int64, _ digest: String, tag: String, historyLimit: Int) throws {
+        // The tag history a soft-deleted manifest takes to the recycle bin (the newest `historyLimit` tags).
         if let raw = try Row.fetchOne(db, sql: "SELECT former_tags FROM manifests WHERE repo_id = ? AND digest = ?",
                                       arguments: [repo, digest]) {
             var former = (raw[0] as String?).flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? []
             former.removeAll { $0 == tag }
             former.append(tag)
             try db.execute(sql: "UPDATE manifests SET former_tags = ? WHERE repo_id = ? AND digest = ?",
-                           arguments: [json(Array(former.suffix(50))), repo, digest])
+                           arguments: [json(Array(former.suffix(max(0, historyLimit)))), repo, digest])
         }
         try db.execute(sql: """
             UPDATE manifests SET unlive_since = ? WHERE repo_id = ? AND digest = ? AND unlive_since IS NULL
@@ -96,7 +96,7 @@ extension SQLiteMetadataStore {
                                              size: row["size"], subject: row["subject"],
                                              createdAt: Date(timeIntervalSince1970: row["created_at"]),
                                              unliveSince: unlive.map(Date.init(timeIntervalSince1970:)),
-                                             quarantineState: row["quarantine_state"])
+                                             quarantineState: try quarantineState(row["quarantine_state"]))
             manifests[m.digest] = m
         }
         var children: [String: [String]] = [:]
@@ -132,9 +132,11 @@ extension SQLiteMetadataStore {
                 try db.execute(sql: "DELETE FROM tags WHERE repo_id = ? AND name = ? AND digest = ?", arguments: [repo, t.tag, t.digest])
                 guard db.changesCount > 0 else { continue }
                 removedTags[t.digest, default: []].append(t.tag)
-                try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 1 AND key = ?", arguments: [repository, t.tag])
+                if change.dropLocks {
+                    try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 1 AND key = ?", arguments: [repository, t.tag])
+                }
                 try Self.appendEvent(db, origin, EventAction.tagDelete, repository, digest: t.digest, tag: t.tag, detail: detail)
-                try Self.stampUntagged(db, repo, t.digest, tag: t.tag)
+                try Self.stampUntagged(db, repo, t.digest, tag: t.tag, historyLimit: change.tagHistoryLimit)
             }
             for m in change.deleteManifests {
                 guard let row = try Row.fetchOne(db, sql: "SELECT * FROM manifests WHERE repo_id = ? AND digest = ?",
@@ -143,7 +145,9 @@ extension SQLiteMetadataStore {
                                                arguments: [repo, m.digest])
                 try db.execute(sql: "DELETE FROM tags WHERE repo_id = ? AND digest = ?", arguments: [repo, m.digest])
                 for tag in tags {
-                    try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 1 AND key = ?", arguments: [repository, tag])
+                    if change.dropLocks {
+                        try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 1 AND key = ?", arguments: [repository, tag])
+                    }
                     try Self.appendEvent(db, origin, EventAction.tagDelete, repository, digest: m.digest, tag: tag,
                                          detail: EventAction.cascadeDetail)
                 }
@@ -169,7 +173,9 @@ extension SQLiteMetadataStore {
                 }
                 try db.execute(sql: "DELETE FROM manifest_refs WHERE repo_id = ? AND parent = ?", arguments: [repo, m.digest])
                 try db.execute(sql: "DELETE FROM manifests WHERE repo_id = ? AND digest = ?", arguments: [repo, m.digest])
-                try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 2 AND key = ?", arguments: [repository, m.digest])
+                if change.dropLocks {
+                    try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 2 AND key = ?", arguments: [repository, m.digest])
+                }
                 var eventDetail = m.reason
                 if let detail { eventDetail += "; " + detail }
                 if softDeleteUntil != nil { eventDetail += "; soft-deleted" }
@@ -249,7 +255,7 @@ extension SQLiteMetadataStore {
         }
     }
 
-    public func restoreManifest(repository: String, digest: String, tags: [String]?) async throws -> [RestoredManifest] {
+    public func restoreManifest(repository: String, digest: String, tags: [String]?, tagHistoryLimit: Int) async throws -> [RestoredManifest] {
         let origin = EventOrigin.current
         return try await pool.write { db -> [RestoredManifest] in
             guard let repo = try Self.repoID(db, repository),
@@ -302,7 +308,7 @@ extension SQLiteMetadataStore {
                     """, arguments: [d, id])
                 try db.execute(sql: "DELETE FROM deleted_refs WHERE deleted_id = ?", arguments: [id])
                 try db.execute(sql: "DELETE FROM deleted_manifests WHERE id = ?", arguments: [id])
-                try Self.appendEvent(db, origin, LifecycleEventAction.restore, repository, digest: d, mediaType: row["media_type"],
+                try Self.appendEvent(db, origin, EventAction.restore, repository, digest: d, mediaType: row["media_type"],
                                      size: row["size"])
                 restored.append(RestoredManifest(digest: d, tags: []))
                 // Referrers deleted together with it (its signatures, SBOMs) come back with it.
@@ -329,7 +335,7 @@ extension SQLiteMetadataStore {
                     """, arguments: [repo, tag, digest, now])
                 try Self.appendEvent(db, origin, EventAction.tagMove, repository, digest: digest, tag: tag,
                                      mediaType: root["media_type"], size: root["size"], detail: current.map { "restore; from \($0)" } ?? "restore")
-                if let current { try Self.stampUntagged(db, repo, current, tag: tag) }
+                if let current { try Self.stampUntagged(db, repo, current, tag: tag, historyLimit: tagHistoryLimit) }
                 applied.append(tag)
             }
             if let i = restored.firstIndex(where: { $0.digest == digest }) { restored[i].tags = applied }
@@ -349,7 +355,7 @@ extension SQLiteMetadataStore {
                 let entry = Self.deleted(row, repository: row["repository"])
                 try db.execute(sql: "DELETE FROM deleted_refs WHERE deleted_id = ?", arguments: [entry.id])
                 try db.execute(sql: "DELETE FROM deleted_manifests WHERE id = ?", arguments: [entry.id])
-                try Self.appendEvent(db, origin, LifecycleEventAction.softDeleteExpire, entry.repository, digest: entry.digest,
+                try Self.appendEvent(db, origin, EventAction.softDeleteExpire, entry.repository, digest: entry.digest,
                                      mediaType: entry.mediaType, size: entry.size, detail: "removed for good from the recycle bin")
                 out.append(entry)
             }
@@ -386,7 +392,7 @@ extension SQLiteMetadataStore {
                         write_enabled = excluded.write_enabled, delete_enabled = excluded.delete_enabled, list_enabled = excluded.list_enabled
                     """, arguments: [lock.repository, kind, key, lock.readEnabled, lock.writeEnabled, lock.deleteEnabled, lock.listEnabled])
             }
-            try Self.appendEvent(db, origin, LifecycleEventAction.lock, lock.repository, digest: lock.digest, tag: lock.tag,
+            try Self.appendEvent(db, origin, EventAction.lock, lock.repository, digest: lock.digest, tag: lock.tag,
                                  detail: "read=\(lock.readEnabled) write=\(lock.writeEnabled) delete=\(lock.deleteEnabled) list=\(lock.listEnabled)")
         }
     }
@@ -502,19 +508,19 @@ extension SQLiteMetadataStore {
 
     // MARK: runs and schedules
 
-    public func recordRun(kind: String, name: String?, dryRun: Bool, startedAt: Date, finishedAt: Date, report: String,
-                          event: (action: String, detail: String)?) async throws -> Int64 {
+    public func recordRun(kind: RunKind, name: String?, dryRun: Bool, startedAt: Date, finishedAt: Date, report: String,
+                          event: (action: EventAction, detail: String)?) async throws -> Int64 {
         let origin = EventOrigin.current
         return try await pool.write { db in
             try db.execute(sql: """
                 INSERT INTO lifecycle_runs(kind, name, dry_run, started_at, finished_at, report) VALUES (?, ?, ?, ?, ?, ?)
-                """, arguments: [kind, name, dryRun, startedAt.timeIntervalSince1970, finishedAt.timeIntervalSince1970, report])
+                """, arguments: [kind.rawValue, name, dryRun, startedAt.timeIntervalSince1970, finishedAt.timeIntervalSince1970, report])
             let id = db.lastInsertedRowID
             // Keep the newest 1000 reports of each kind.
             try db.execute(sql: """
                 DELETE FROM lifecycle_runs WHERE kind = ? AND id <= (
                     SELECT id FROM lifecycle_runs WHERE kind = ? ORDER BY id DESC LIMIT 1 OFFSET 1000)
-                """, arguments: [kind, kind])
+                """, arguments: [kind.rawValue, kind.rawValue])
             if let event {
                 try Self.appendEvent(db, origin, event.action, name ?? "", detail: "run \(id): \(event.detail)")
             }
@@ -522,12 +528,14 @@ extension SQLiteMetadataStore {
         }
     }
 
-    public func runs(kind: String?, name: String?, limit: Int) throws -> [LifecycleRunRecord] {
+    public func runs(kind: RunKind?, name: String?, limit: Int) throws -> [LifecycleRunRecord] {
         try pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT * FROM lifecycle_runs WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR name = ?2) ORDER BY id DESC LIMIT ?3
-                """, arguments: [kind, name, limit]).map {
-                LifecycleRunRecord(id: $0["id"], kind: $0["kind"], name: $0["name"], dryRun: $0["dry_run"],
+                """, arguments: [kind?.rawValue, name, limit]).map {
+                let raw: String = $0["kind"]
+                guard let kind = RunKind(rawValue: raw) else { throw UnknownStoredValue(field: "run kind", value: raw) }
+                return LifecycleRunRecord(id: $0["id"], kind: kind, name: $0["name"], dryRun: $0["dry_run"],
                                    startedAt: Date(timeIntervalSince1970: $0["started_at"]),
                                    finishedAt: Date(timeIntervalSince1970: $0["finished_at"]), report: $0["report"])
             }

@@ -269,14 +269,14 @@ public final class SQLiteMetadataStore: MetadataBackend {
         return db.lastInsertedRowID
     }
 
-    static func appendEvent(_ db: Database, _ origin: EventOrigin?, _ action: String, _ repo: String, digest: String? = nil,
+    static func appendEvent(_ db: Database, _ origin: EventOrigin?, _ action: EventAction, _ repo: String, digest: String? = nil,
                                     tag: String? = nil, mediaType: String? = nil, size: Int64? = nil,
                                     detail: String? = nil) throws {
         try db.execute(sql: """
             INSERT INTO events(at, action, repository, digest, tag, media_type, size, detail, actor, address,
                                request_id, request_host, request_method, user_agent)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [Date().timeIntervalSince1970, action, repo, digest, tag, mediaType, size, detail,
+            """, arguments: [Date().timeIntervalSince1970, action.rawValue, repo, digest, tag, mediaType, size, detail,
                              origin?.actor, origin?.address, origin?.requestID, origin?.host, origin?.method, origin?.userAgent])
     }
 
@@ -404,6 +404,15 @@ public final class SQLiteMetadataStore: MetadataBackend {
                 if !present { missing.append(child) }
             }
             if !missing.isEmpty { return .missing(missing.sorted()) }
+            // The plan moves the tag from where the core saw it; if it moved since, plan again.
+            if let tag = push.tag {
+                let current = try existing.flatMap {
+                    try String.fetchOne(db, sql: "SELECT digest FROM tags WHERE repo_id = ? AND name = ?", arguments: [$0, tag])
+                }
+                if current != push.expectedTagTarget?.string {
+                    return .tagConflict(current: try current.map { try Digest(parsing: $0) })
+                }
+            }
 
             let r = push.record
             try Self.checkQuotas(db, push.quotas, repository: push.repository, digest: r.digest.string, size: r.size)
@@ -414,15 +423,14 @@ public final class SQLiteMetadataStore: MetadataBackend {
             let annotations = try r.annotations.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
             try db.execute(sql: """
                 INSERT OR IGNORE INTO manifests(repo_id, digest, media_type, size, artifact_type, subject, annotations, created_at,
-                                                quarantine_state)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                                quarantine_state, quarantine_reason)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [repo, r.digest.string, r.mediaType, r.size, r.artifactType, r.subject?.string,
-                                 annotations, r.createdAt.timeIntervalSince1970,
-                                 push.quarantine && r.subject == nil ? "Pending" : nil])
+                                 annotations, r.createdAt.timeIntervalSince1970, r.quarantineState?.rawValue, r.quarantineReason])
             let isNew = db.changesCount > 0
-            if isNew, push.quarantine, r.subject == nil {
+            if isNew, let state = r.quarantineState {
                 try Self.appendEvent(db, origin, EventAction.quarantine, push.repository, digest: r.digest.string, tag: push.tag,
-                                     mediaType: r.mediaType, size: r.size, detail: "Pending")
+                                     mediaType: r.mediaType, size: r.size, detail: state.rawValue + (r.quarantineReason.map { ": " + $0 } ?? ""))
             }
             if isNew {
                 for blob in Set(push.blobs) {
@@ -447,7 +455,7 @@ public final class SQLiteMetadataStore: MetadataBackend {
                         """, arguments: [repo, tag, r.digest.string, now])
                     try Self.appendEvent(db, origin, EventAction.tagMove, push.repository, digest: r.digest.string, tag: tag,
                                          mediaType: r.mediaType, size: r.size, detail: old.map { "from \($0)" })
-                    if let old { try Self.stampUntagged(db, repo, old, tag: tag) }
+                    if let old { try Self.stampUntagged(db, repo, old, tag: tag, historyLimit: push.tagHistoryLimit) }
                     previous = old.flatMap { try? Digest(parsing: $0) }
                 }
             }
@@ -455,7 +463,14 @@ public final class SQLiteMetadataStore: MetadataBackend {
         }
     }
 
-    static func record(_ row: Row) -> ManifestRecord? {
+    /// A stored state this build does not know is an error (`UnknownStoredValue`), never a guess.
+    static func quarantineState(_ raw: String?) throws -> QuarantineState? {
+        guard let raw else { return nil }
+        guard let state = QuarantineState(rawValue: raw) else { throw UnknownStoredValue(field: "quarantine state", value: raw) }
+        return state
+    }
+
+    static func record(_ row: Row) throws -> ManifestRecord? {
         guard let digest = try? Digest(parsing: row["digest"] as String) else { return nil }
         let annotationsJSON: String? = row["annotations"]
         let annotations = annotationsJSON.flatMap {
@@ -466,7 +481,8 @@ public final class SQLiteMetadataStore: MetadataBackend {
                               artifactType: row["artifact_type"], subject: subject.flatMap { try? Digest(parsing: $0) },
                               annotations: annotations,
                               createdAt: Date(timeIntervalSince1970: row["created_at"]),
-                              quarantineState: row["quarantine_state"], quarantineReason: row["quarantine_reason"])
+                              quarantineState: try quarantineState(row["quarantine_state"]),
+                              quarantineReason: row["quarantine_reason"])
     }
 
     public func manifest(repository: String, digest: Digest) throws -> ManifestRecord? {
@@ -487,19 +503,21 @@ public final class SQLiteMetadataStore: MetadataBackend {
         }
     }
 
-    public func deleteTag(repository: String, tag: String) async throws -> Bool {
+    public func deleteTag(_ d: TagDeletion) async throws -> TagDeletionResult {
         let origin = EventOrigin.current
-        return try await pool.write { db in
-            guard let repo = try Self.repoID(db, repository),
+        return try await pool.write { db -> TagDeletionResult in
+            guard let repo = try Self.repoID(db, d.repository),
                   let digest = try String.fetchOne(db, sql: "SELECT digest FROM tags WHERE repo_id = ? AND name = ?",
-                                                   arguments: [repo, tag])
-            else { return false }
-            try db.execute(sql: "DELETE FROM tags WHERE repo_id = ? AND name = ?", arguments: [repo, tag])
-            // a lock on the tag goes with it, as when a lifecycle change deletes the tag
-            try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 1 AND key = ?", arguments: [repository, tag])
-            try Self.appendEvent(db, origin, EventAction.tagDelete, repository, digest: digest, tag: tag)
-            try Self.stampUntagged(db, repo, digest, tag: tag)
-            return true
+                                                   arguments: [repo, d.tag])
+            else { return .unknown }
+            guard digest == d.expectedTarget.string else { return .conflict(current: try Digest(parsing: digest)) }
+            try db.execute(sql: "DELETE FROM tags WHERE repo_id = ? AND name = ?", arguments: [repo, d.tag])
+            if d.dropLock {
+                try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 1 AND key = ?", arguments: [d.repository, d.tag])
+            }
+            try Self.appendEvent(db, origin, EventAction.tagDelete, d.repository, digest: digest, tag: d.tag)
+            try Self.stampUntagged(db, repo, digest, tag: d.tag, historyLimit: d.tagHistoryLimit)
+            return .deleted
         }
     }
 
@@ -530,8 +548,12 @@ public final class SQLiteMetadataStore: MetadataBackend {
 
     // MARK: events
 
-    private static func event(_ row: Row) -> Event {
-        Event(sequence: row["seq"], timestamp: Date(timeIntervalSince1970: row["at"]), action: row["action"],
+    /// An event whose action this build does not know fails the read (`UnknownStoredValue`): skipping
+    /// it would let a consumer's cursor pass an event it never saw.
+    private static func event(_ row: Row) throws -> Event {
+        let raw: String = row["action"]
+        guard let action = EventAction(rawValue: raw) else { throw UnknownStoredValue(field: "event action", value: raw) }
+        return Event(sequence: row["seq"], timestamp: Date(timeIntervalSince1970: row["at"]), action: action,
               repository: row["repository"], digest: row["digest"], tag: row["tag"], mediaType: row["media_type"],
               size: row["size"], detail: row["detail"], actor: row["actor"], address: row["address"],
               requestID: row["request_id"], requestHost: row["request_host"], requestMethod: row["request_method"],
@@ -567,6 +589,10 @@ public final class SQLiteMetadataStore: MetadataBackend {
                 (version: $0["version"] as Int64, document: $0["document"] as Data)
             }
         }
+    }
+
+    public func accessStateVersion() throws -> Int64? {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT version FROM access_state WHERE id = 1") }
     }
 
     public func storeAccessState(_ document: Data, expectedVersion: Int64, audit: AuditRecord?) async throws -> Bool {
@@ -643,22 +669,19 @@ public final class SQLiteMetadataStore: MetadataBackend {
     }
 
     public func updateWebhook(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
-                              enabled: Bool?) async throws -> Bool {
+                              enabled: Bool?, restartCursor: Bool) async throws -> Bool {
         try await pool.write { db in
             guard try Row.fetchOne(db, sql: "SELECT 1 FROM webhooks WHERE name = ?", arguments: [name]) != nil else { return false }
             if let uri { try db.execute(sql: "UPDATE webhooks SET uri = ? WHERE name = ?", arguments: [uri, name]) }
             if let actions { try db.execute(sql: "UPDATE webhooks SET actions = ? WHERE name = ?", arguments: [Self.json(actions), name]) }
             if let scope { try db.execute(sql: "UPDATE webhooks SET scope = ? WHERE name = ?", arguments: [scope, name]) }
             if let headers { try db.execute(sql: "UPDATE webhooks SET headers = ? WHERE name = ?", arguments: [Self.json(headers), name]) }
-            if let enabled {
-                let wasEnabled = try Bool.fetchOne(db, sql: "SELECT enabled FROM webhooks WHERE name = ?", arguments: [name]) ?? true
-                try db.execute(sql: "UPDATE webhooks SET enabled = ? WHERE name = ?", arguments: [enabled, name])
-                if enabled && !wasEnabled {
-                    try db.execute(sql: """
-                        UPDATE webhooks SET cursor = (SELECT COALESCE(MAX(seq), 0) FROM events), attempts = 0, next_attempt_at = NULL
-                        WHERE name = ?
-                        """, arguments: [name])
-                }
+            if let enabled { try db.execute(sql: "UPDATE webhooks SET enabled = ? WHERE name = ?", arguments: [enabled, name]) }
+            if restartCursor {
+                try db.execute(sql: """
+                    UPDATE webhooks SET cursor = (SELECT COALESCE(MAX(seq), 0) FROM events), attempts = 0, next_attempt_at = NULL
+                    WHERE name = ?
+                    """, arguments: [name])
             }
             return true
         }
@@ -722,24 +745,28 @@ public final class SQLiteMetadataStore: MetadataBackend {
 
     // MARK: quarantine and settings
 
-    public func setQuarantine(repository: String, digest: Digest, state: String, reason: String?) async throws -> Bool {
+    public func applyQuarantine(_ u: QuarantineUpdate) async throws -> QuarantineUpdateResult {
         let origin = EventOrigin.current
-        return try await pool.write { db in
-            guard let repo = try Self.repoID(db, repository),
+        return try await pool.write { db -> QuarantineUpdateResult in
+            guard let repo = try Self.repoID(db, u.repository),
                   let row = try Row.fetchOne(db, sql: "SELECT media_type, size FROM manifests WHERE repo_id = ? AND digest = ?",
-                                             arguments: [repo, digest.string]) else { return false }
+                                             arguments: [repo, u.digest.string]) else { return .unknownManifest }
+            // Every follower must still be where the plan saw it before anything is written.
+            for f in u.followers {
+                let current = try String.fetchOne(db, sql: "SELECT quarantine_state FROM manifests WHERE repo_id = ? AND digest = ?",
+                                                  arguments: [repo, f.digest.string])
+                if current != f.from.rawValue { return .conflict }
+            }
             try db.execute(sql: "UPDATE manifests SET quarantine_state = ?, quarantine_reason = ? WHERE repo_id = ? AND digest = ?",
-                           arguments: [state, reason, repo, digest.string])
-            // Index children follow their index.
-            try db.execute(sql: """
-                UPDATE manifests SET quarantine_state = ?, quarantine_reason = ?
-                WHERE repo_id = ? AND quarantine_state IS NOT NULL AND digest IN (
-                    SELECT child FROM manifest_refs WHERE repo_id = ? AND parent = ? AND kind = 1)
-                """, arguments: [state, reason.map { "\($0) (via index \(digest.string))" } ?? "via index \(digest.string)",
-                                 repo, repo, digest.string])
-            try Self.appendEvent(db, origin, EventAction.quarantine, repository, digest: digest.string,
-                                 mediaType: row["media_type"], size: row["size"], detail: state + (reason.map { ": " + $0 } ?? ""))
-            return true
+                           arguments: [u.state.rawValue, u.reason, repo, u.digest.string])
+            for f in u.followers {
+                try db.execute(sql: "UPDATE manifests SET quarantine_state = ?, quarantine_reason = ? WHERE repo_id = ? AND digest = ?",
+                               arguments: [u.state.rawValue, f.reason, repo, f.digest.string])
+            }
+            try Self.appendEvent(db, origin, EventAction.quarantine, u.repository, digest: u.digest.string,
+                                 mediaType: row["media_type"], size: row["size"],
+                                 detail: u.state.rawValue + (u.reason.map { ": " + $0 } ?? ""))
+            return .applied
         }
     }
 
@@ -752,22 +779,21 @@ public final class SQLiteMetadataStore: MetadataBackend {
         }
     }
 
-    public func quarantineCounts() throws -> [String: Int] {
+    public func quarantineCounts() throws -> [QuarantineState: Int] {
         try pool.read { db in
-            var counts: [String: Int] = [:]
+            var counts: [QuarantineState: Int] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT quarantine_state, COUNT(*) AS n FROM manifests WHERE quarantine_state IS NOT NULL GROUP BY quarantine_state") {
-                counts[row["quarantine_state"]] = row["n"]
+                if let state = try Self.quarantineState(row["quarantine_state"]) { counts[state] = row["n"] }
             }
             return counts
         }
     }
 
-    public func quarantineExisting() async throws -> Int {
+    public func quarantineExisting(state: QuarantineState, reason: String) async throws -> Int {
         try await pool.write { db in
             try db.execute(sql: """
-                UPDATE manifests SET quarantine_state = 'Pending', quarantine_reason = 'quarantine enabled without grandfathering'
-                WHERE quarantine_state IS NULL AND subject IS NULL
-                """)
+                UPDATE manifests SET quarantine_state = ?, quarantine_reason = ? WHERE quarantine_state IS NULL AND subject IS NULL
+                """, arguments: [state.rawValue, reason])
             return db.changesCount
         }
     }
@@ -856,8 +882,11 @@ extension SQLiteMetadataStore {
             if let row = try Row.fetchOne(db, sql: "SELECT * FROM event_consumers WHERE name = ?", arguments: [name]) {
                 return Self.consumer(row)
             }
-            let cursor: Int64 = start == .beginning ? 0
-                : try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM events") ?? 0
+            let cursor: Int64 = switch start {
+            case .beginning: 0
+            case .end: try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM events") ?? 0
+            case .after(let sequence): sequence
+            }
             let now = Date()
             try db.execute(sql: "INSERT INTO event_consumers(name, cursor, updated_at) VALUES (?, ?, ?)",
                            arguments: [name, cursor, now.timeIntervalSince1970])
@@ -888,6 +917,13 @@ extension SQLiteMetadataStore {
         try await pool.write { db in
             try db.execute(sql: "UPDATE event_consumers SET paused = ?, updated_at = ? WHERE name = ?",
                            arguments: [paused ? 1 : 0, Date().timeIntervalSince1970, name])
+            return db.changesCount == 1
+        }
+    }
+
+    public func deleteEventConsumer(name: String) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM event_consumers WHERE name = ?", arguments: [name])
             return db.changesCount == 1
         }
     }

@@ -1,3 +1,5 @@
+import OCIModel
+
 /// The arguments of a `build` step, docker-build style, parsed into a value.
 ///
 /// Accepted: `-t`/`--tag` (repeatable), `-f`/`--file`, `--build-arg NAME=VALUE` (repeatable),
@@ -62,7 +64,7 @@ public struct BuildArguments: Sendable, Equatable {
             case "-t", "--tag":
                 let raw = try value(flag, joined)
                 let reference: ImageReference
-                do { reference = try ImageReference(parsing: raw) } catch { throw BuildArgumentsError("\(flag): \(error)") }
+                do { reference = try ImageReference(parsing: raw) } catch { throw BuildArgumentsError("\(flag): \(error.message)") }
                 guard reference.digest == nil else { throw BuildArgumentsError("\(flag) names a tag, not a digest: \(quoted(raw))") }
                 tags.append(reference)
             case "-f", "--file":

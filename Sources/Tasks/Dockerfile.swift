@@ -1,3 +1,5 @@
+import OCIModel
+
 /// The base images of a Dockerfile: what a trigger graph needs to know to rebuild an image
 /// when one of the images it is built from changes.
 ///
@@ -355,7 +357,7 @@ private struct DockerfileReader {
             throw DockerfileBases.error(.invalidValue, instruction.line, "\(instruction.keyword) names an empty image (is an ARG without a value?)")
         }
         do { return try ImageReference(parsing: text) } catch {
-            throw DockerfileBases.error(.invalidValue, instruction.line, "\(instruction.keyword): \(error)")
+            throw DockerfileBases.error(.invalidValue, instruction.line, "\(instruction.keyword): \(error.message)")
         }
     }
 

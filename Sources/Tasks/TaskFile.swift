@@ -1,3 +1,5 @@
+import OCIModel
+
 /// A task file in the ACR multi-step format, `version: v1.1.0`, parsed and checked.
 ///
 /// ```yaml
@@ -87,7 +89,7 @@ public struct RunCommand: Sendable, Equatable {
         guard !first.hasPrefix("-") else {
             throw BuildArgumentsError("cmd starts with the image to run, not an option (\(quoted(first, limit: 40)))")
         }
-        do { image = try ImageReference(parsing: first) } catch { throw BuildArgumentsError("\(error)") }
+        do { image = try ImageReference(parsing: first) } catch { throw BuildArgumentsError(error.message) }
         arguments = Array(words.dropFirst())
     }
 }

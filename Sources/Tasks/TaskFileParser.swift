@@ -206,7 +206,7 @@ private struct Reader {
                 var references: [ImageReference] = []
                 for (text, item) in try strings(field.value, "push") {
                     let reference: ImageReference
-                    do { reference = try ImageReference(parsing: text) } catch { throw fail(.invalidValue, item, "push: \(error)") }
+                    do { reference = try ImageReference(parsing: text) } catch { throw fail(.invalidValue, item, "push: \(error.message)") }
                     guard reference.digest == nil else {
                         throw fail(.invalidValue, item, "push names a tag to push, not a digest: \(quoted(text))")
                     }

@@ -7,6 +7,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import OCIModel
+import RegistryCore
 import RegistryStore
 
 /// A webhook as the management API shows it: never its secret, and its custom headers by name
@@ -28,9 +29,9 @@ public enum WebhookError: Error, Equatable, Sendable {
     case conflict(String)
 }
 
-/// Webhooks fed by the event log: each webhook has its own cursor in the database and receives,
-/// in order and at least once, every event after it that matches its actions and scope. A push
-/// never waits for a webhook. Payloads follow the cloud registry's shape and carry an
+/// Webhooks fed by the event log: each webhook is an event consumer of the one runner
+/// (`webhook:<name>`, its cursor in the database) and receives, in order and at least once,
+/// every event after it that matches its actions and scope. A push never waits for a webhook. Payloads follow the cloud registry's shape and carry an
 /// HMAC-SHA256 signature made with the webhook's own secret.
 public final class WebhookService: Sendable {
     public static let actions = ["push", "delete", "quarantine", "ping"]
@@ -149,7 +150,12 @@ public final class WebhookService: Sendable {
 
     public func backlog() async throws -> [(name: String, events: Int64)] {
         let latest = try await events.latestEventSequence()
-        return try await store.webhooks().filter(\.enabled).map { ($0.name, max(0, latest - $0.cursor)) }
+        var backlog: [(name: String, events: Int64)] = []
+        for hook in try await store.webhooks() where hook.enabled {
+            let cursor = try await events.eventConsumer(named: WebhookConsumer.name(hook.name))?.cursor ?? hook.cursor
+            backlog.append((hook.name, max(0, latest - cursor)))
+        }
+        return backlog
     }
 
     public func get(_ name: String) async throws -> WebhookView {
@@ -169,6 +175,7 @@ public final class WebhookService: Sendable {
         let record = WebhookRecord(name: name, uri: uri, actions: actions, scope: scope, headers: try sealHeaders(headers),
                                    sealedSecret: try seal(secret), enabled: enabled, createdAt: Date(), cursor: 0)
         guard try await store.createWebhook(record) else { throw WebhookError.conflict("webhook \(name) exists") }
+        try await restartCursor(name)
         return await (try get(name), secret)
     }
 
@@ -176,15 +183,35 @@ public final class WebhookService: Sendable {
                        enabled: Bool?) async throws -> WebhookView {
         try Self.validate(name: nil, uri: uri, actions: actions, scope: scope ?? nil, headers: headers)
         if let uri { try await checkTarget(uri) }
+        guard let current = try await store.webhook(named: name) else { throw WebhookError.notFound("webhook \(name)") }
+        // A disabled webhook enabled again starts at the end of the event log: what happened while
+        // it was off is not replayed.
+        let restart = enabled == true && !current.enabled
         guard try await store.updateWebhook(name: name, uri: uri, actions: actions, scope: scope, headers: try headers.map(sealHeaders),
-                                            enabled: enabled) else {
+                                            enabled: enabled, restartCursor: restart) else {
             throw WebhookError.notFound("webhook \(name)")
         }
+        if restart { try await restartCursor(name) }
         return try await get(name)
     }
 
     public func delete(name: String) async throws {
         guard try await store.deleteWebhook(name: name) else { throw WebhookError.notFound("webhook \(name)") }
+        _ = try await events.deleteEventConsumer(name: WebhookConsumer.name(name))
+    }
+
+    /// A new webhook, or a re-enabled one, starts at the end of the log (the store set its
+    /// starting cursor there): what happened before, or while it was off, is not sent. Its
+    /// consumer takes that cursor when it is first registered; one left from before (a webhook of
+    /// the same name, or this one before it was switched off) is moved there, keeping its pause.
+    func restartCursor(_ name: String) async throws {
+        guard let hook = try await store.webhook(named: name) else { return }
+        let consumer = WebhookConsumer.name(name)
+        for _ in 0..<5 {
+            guard let record = try await events.eventConsumer(named: consumer) else { return }
+            if record.cursor == hook.cursor { return }
+            if try await events.advanceEventConsumer(name: consumer, from: record.cursor, to: hook.cursor) { return }
+        }
     }
 
     public func deliveries(name: String, limit: Int) async throws -> [WebhookDelivery] {
@@ -229,12 +256,12 @@ public final class WebhookService: Sendable {
     /// by digest is a `push` without a tag.
     static func webhookAction(for event: Event) -> String? {
         switch event.action {
-        case EventAction.tagMove: "push"
-        case EventAction.manifestPush: event.tag == nil ? "push" : nil
-        case EventAction.manifestDelete: "delete"
-        case EventAction.tagDelete: event.detail == EventAction.cascadeDetail ? nil : "delete"
-        case "quarantine": "quarantine"
-        default: nil
+        case .tagMove: "push"
+        case .manifestPush: event.tag == nil ? "push" : nil
+        case .manifestDelete: "delete"
+        case .tagDelete: event.detail == EventAction.cascadeDetail ? nil : "delete"
+        case .quarantine: "quarantine"
+        case .blobPush, .blobDelete, .setting, .restore, .purgeRun, .retentionRun, .gcRun, .softDeleteExpire, .lock: nil
         }
     }
 
@@ -313,52 +340,88 @@ public final class WebhookService: Sendable {
 
     // MARK: dispatching
 
+    /// The runner of one webhook's consumer: retries with the webhook's backoff (doubling up to
+    /// 5 minutes), its lag in `berth_event_consumer_lag_events{consumer="webhook:<name>"}`. Made
+    /// afresh for each drain, so a webhook re-created under the same name starts from its own
+    /// cursor. Small batches: the cursor moves after each, so a crash resends at most one batch's
+    /// deliveries (receivers can tell by `X-Berth-Delivery`).
+    func runner(_ hook: WebhookRecord) -> EventConsumerRunner {
+        EventConsumerRunner(consumer: WebhookConsumer(service: self, webhook: hook.name, legacyCursor: hook.cursor),
+                            store: events, batchSize: 20, backoffBase: backoffBase, backoffMax: 300, logger: logger)
+    }
+
     /// Works through one webhook's backlog: delivers matching events in order until the log is
     /// exhausted or a delivery fails (then it waits for its backoff). Returns whether it did work.
     @discardableResult
     func drain(_ name: String, now: Date = Date()) async throws -> Bool {
-        guard var hook = try await store.webhook(named: name), hook.enabled else { return false }
-        if let next = hook.nextAttemptAt, next > now { return false }
+        guard let hook = try await store.webhook(named: name), hook.enabled else { return false }
+        let runner = runner(hook)
         var worked = false
         while true {
-            let batch = try await events.events(after: hook.cursor, limit: 100)
-            guard !batch.isEmpty else { return worked }
-            var skippedTo: Int64?
-            for event in batch {
-                guard let action = Self.webhookAction(for: event), hook.actions.contains(action),
-                      Self.matches(scope: hook.scope, repository: event.repository, tag: event.tag) else {
-                    skippedTo = event.sequence
-                    continue
-                }
-                // Events that do not concern this webhook are passed in one write.
-                if let skipped = skippedTo {
-                    try await store.advanceCursor(name: name, to: skipped)
-                    hook.cursor = skipped
-                    skippedTo = nil
-                }
-                worked = true
-                let attempt = hook.attempts + 1
-                let delivery = await deliver(hook, payload: Self.payload(for: event, action: action),
-                                             eventSequence: event.sequence, attempt: attempt)
-                WebhookMetrics.attempt(failed: delivery.error != nil, abandoned: delivery.error != nil && attempt >= maxAttempts)
-                if delivery.error == nil || attempt >= maxAttempts {
-                    if delivery.error != nil {
-                        logger.warning("webhook delivery abandoned", metadata: ["webhook": "\(name)", "event": "\(event.sequence)"])
-                    }
-                    try await store.recordDelivery(delivery, advanceTo: event.sequence, nextAttemptAt: nil, attempts: 0)
-                    hook.cursor = event.sequence
-                    hook.attempts = 0
-                } else {
-                    let delay = min(backoffBase * pow(2, Double(attempt - 1)), 300)
-                    try await store.recordDelivery(delivery, advanceTo: nil, nextAttemptAt: Date().addingTimeInterval(delay),
-                                                   attempts: attempt)
-                    return true
-                }
-            }
-            if let skipped = skippedTo {
-                try await store.advanceCursor(name: name, to: skipped)
-                hook.cursor = skipped
+            switch try await runner.step(now: now) {
+            case .advanced: worked = true
+            case .failed: return true
+            case .idle: return worked
             }
         }
+    }
+
+    /// Delivers `events` (oldest first) to `hook`: those that do not concern it are passed; a
+    /// failed delivery stops the batch (retried after a backoff) unless it was the last attempt
+    /// allowed, then it stays recorded as failed and the webhook goes on.
+    func deliver(_ events: [Event], to hook: WebhookRecord, firstAttempt: Int) async throws {
+        var handled: Int64?
+        for (i, event) in events.enumerated() {
+            guard let action = Self.webhookAction(for: event), hook.actions.contains(action),
+                  Self.matches(scope: hook.scope, repository: event.repository, tag: event.tag) else {
+                handled = event.sequence
+                continue
+            }
+            let attempt = i == 0 ? firstAttempt : 1
+            let delivery = await deliver(hook, payload: Self.payload(for: event, action: action), eventSequence: event.sequence,
+                                         attempt: attempt)
+            WebhookMetrics.attempt(failed: delivery.error != nil, abandoned: delivery.error != nil && attempt >= maxAttempts)
+            if delivery.error == nil || attempt >= maxAttempts {
+                if delivery.error != nil {
+                    logger.warning("webhook delivery abandoned", metadata: ["webhook": "\(hook.name)", "event": "\(event.sequence)"])
+                }
+                try await store.recordDelivery(delivery, advanceTo: nil, nextAttemptAt: nil, attempts: 0)
+                handled = event.sequence
+            } else {
+                try await store.recordDelivery(delivery, advanceTo: nil, nextAttemptAt: nil, attempts: attempt)
+                throw EventBatchStopped(handledThrough: handled, error: WebhookDeliveryFailed(message: delivery.error ?? "failed"))
+            }
+        }
+    }
+}
+
+struct WebhookDeliveryFailed: Error, CustomStringConvertible {
+    let message: String
+    var description: String { "delivery failed: \(message)" }
+}
+
+/// One webhook as an event consumer. Its cursor is the runner's (`webhook:<name>`); the first
+/// time it runs it takes over the cursor the webhook kept itself before (so a registry upgraded in
+/// place neither sends an event again nor skips one), which for a new webhook is the end of the
+/// log. A disabled webhook is switched off: its cursor waits.
+struct WebhookConsumer: EventConsumer {
+    static func name(_ webhook: String) -> String { "webhook:" + webhook }
+
+    let service: WebhookService
+    let webhook: String
+    let legacyCursor: Int64
+
+    var name: String { Self.name(webhook) }
+    var start: EventConsumerStart { .after(legacyCursor) }
+
+    func isActive() async throws -> Bool { try await service.store.webhook(named: webhook)?.enabled ?? false }
+
+    func handle(_ events: [Event]) async throws { try await handle(events, attempt: 1) }
+
+    func handle(_ events: [Event], attempt: Int) async throws {
+        guard let hook = try await service.store.webhook(named: webhook), hook.enabled else {
+            throw EventBatchStopped(handledThrough: nil, error: WebhookError.notFound("webhook \(webhook)"))
+        }
+        try await service.deliver(events, to: hook, firstAttempt: attempt)
     }
 }

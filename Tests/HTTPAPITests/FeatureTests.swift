@@ -1,4 +1,6 @@
 import Access
+import Admission
+import AdmissionFeature
 import Backends
 import Foundation
 import HTTPTypes
@@ -13,26 +15,27 @@ import RegistryStore
 import Testing
 @testable import HTTPAPI
 
-/// A feature made up for the test: one management route, a pull check that refuses one
-/// repository, and a count of the pushes it hears of.
+/// A feature made up for the test: one management route, a check of the pull-admission chain
+/// that refuses one repository, and a count of the pushes it hears of.
 private struct ProbeFeature: RegistryFeature {
     struct Refusal: ManagementErrorConvertible {
         var managementError: ManagementError { ManagementError(status: .conflict, code: "CONFLICT", message: "probe refuses") }
     }
-    struct Check: PullCheck {
-        func admit(_ repository: RepositoryName, _ content: ManifestContent, host: String, caller: String?) async throws {
-            if repository.value == "blocked/app" { throw AccessDenied(error: RegistryError(.denied, "the probe refuses this")) }
+    struct Check: PullAdmissionCheck {
+        func refusal(for pull: PullAdmission.Subject) async throws -> String? {
+            pull.repository.value == "blocked/app" ? "the probe refuses this" : nil
         }
     }
     let pushes = NIOLockedValueBox(0)
 
     func addRoutes(to routes: FeatureRoutes) {
+        let server = routes.server
         routes.management.get("probe") { _, context in
-            routes.server.json(["actor": context.managementActor?.name ?? "none"])
+            server.json(["actor": context.managementActor?.name ?? "none"])
         }
         routes.management.post("probe") { _, _ -> Response in throw Refusal() }
     }
-    var pullCheck: (any PullCheck)? { Check() }
+    var pullCheck: (any PullAdmissionCheck)? { Check() }
     func manifestPushed() { pushes.withLockedValue { $0 += 1 } }
 }
 
@@ -44,8 +47,8 @@ private struct ProbeFeature: RegistryFeature {
         let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
         let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore, keyDirectory: dir + "/keys")
         _ = try await access.bootstrap(ownerPassword: ownerPassword)
-        return try BerthServer.makeApplication(registry: registry, access: access, features: [probe], host: "127.0.0.1", port: 0,
-                                               logger: logger)
+        return try BerthServer.makeApplication(registry: registry, access: access, features: [probe, AdmissionFeature()],
+                                               host: "127.0.0.1", port: 0, logger: logger)
     }
 
     @Test func aFeaturesRoutesSitBehindTheManagementCheckAndItsErrorsUseTheManagementEnvelope() async throws {
@@ -60,7 +63,7 @@ private struct ProbeFeature: RegistryFeature {
         }
     }
 
-    @Test func aFeaturesPullCheckJudgesEveryManifestPullAndHearsOfPushes() async throws {
+    @Test func aFeaturesPullCheckIsInTheOneChainPullsAndAdmissionAskAndItHearsOfPushes() async throws {
         let probe = ProbeFeature()
         try await app(probe).test(.router) { client in
             for repo in ["blocked/app", "open/app"] {
@@ -70,7 +73,17 @@ private struct ProbeFeature: RegistryFeature {
             let blocked = try await client.execute(uri: "/v2/blocked/app/manifests/v1", method: .get, headers: owner)
             #expect(blocked.status == .forbidden)
             #expect(errorCode(blocked) == "DENIED")
+            #expect(String(buffer: blocked.body).contains("the probe refuses this"))
             #expect(try await client.execute(uri: "/v2/open/app/manifests/v1", method: .get, headers: owner).status == .ok)
+            // the admission endpoints (another feature) ask the same chain, with the probe's check in it
+            let host = try await AdmissionTests().host(client)
+            let refused = try await AdmissionTests().review(client, "/admission/v1/validate",
+                                                            podReview(uid: "p", images: ["\(host)/blocked/app:v1"]))
+            #expect(refused.response.allowed == false)
+            #expect(refused.response.status?.message == "Berth refused: \(host)/blocked/app:v1: the probe refuses this")
+            let admitted = try await AdmissionTests().review(client, "/admission/v1/validate",
+                                                             podReview(uid: "o", images: ["\(host)/open/app:v1"]))
+            #expect(admitted.response.allowed)
         }
     }
 

@@ -26,6 +26,13 @@ import Testing
         #expect(r.description == row.0)
     }
 
+    @Test func hostsWithPortsAndIPv6() throws {
+        #expect(try ImageReference(parsing: "reg.io:5000/app").host == "reg.io:5000")
+        #expect(try ImageReference(parsing: "[::1]:5000/app:v1").host == "[::1]:5000")
+        #expect(try ImageReference(parsing: "localhost:65535/app").host == "localhost:65535")
+        #expect(try ImageReference(parsing: "app").tagOrLatest == "latest")
+    }
+
     @Test func theRegistrysOwnNameIsAHost() throws {
         let r = try ImageReference(parsing: "berth/payments/api:1", registryHost: "berth")
         #expect(r.host == "berth" && r.repository == "payments/api" && r.tag == "1")
@@ -35,6 +42,8 @@ import Testing
     @Test(arguments: [
         "", "Payments/api", "app:", "app:-x", "app:.x", "r.io/app@sha256:zz", "r.io/app@", "r.io/", "a//b", "/app",
         "app:" + String(repeating: "t", count: 129), "r.io/app@md5:" + String(repeating: "a", count: 32), "ex ample.com/app",
+        // ports are up to 65535; a bracketed IPv6 address is closed
+        "reg.io:99999/app", "reg.io:x/app", "[::1/app", "reg_io.com/app",
     ])
     func refuses(_ text: String) {
         do {

@@ -105,6 +105,55 @@ import Testing
         #expect(healed?.attempts == 0 && healed?.lastError == nil && healed?.nextAttemptAt == nil)
     }
 
+    /// Handles events one by one and fails at `failAt` until its attempt reaches `succeedOn`.
+    final class PartialConsumer: EventConsumer, Sendable {
+        let name = "partial"
+        let start = EventConsumerStart.beginning
+        let failAt: Int64
+        let succeedOn: Int
+        let seen = NIOLockedValueBox<[(sequence: Int64, attempt: Int)]>([])
+        init(failAt: Int64, succeedOn: Int) {
+            self.failAt = failAt
+            self.succeedOn = succeedOn
+        }
+        func handle(_ events: [Event]) async throws { Issue.record("the attempt-aware handle should be called") }
+        func handle(_ events: [Event], attempt: Int) async throws {
+            var handled: Int64?
+            for (i, event) in events.enumerated() {
+                let attempt = i == 0 ? attempt : 1
+                seen.withLockedValue { $0.append((event.sequence, attempt)) }
+                if event.sequence == failAt && attempt < succeedOn {
+                    throw EventBatchStopped(handledThrough: handled, error: RegistryError(.unsupported, "receiver down"))
+                }
+                handled = event.sequence
+            }
+        }
+    }
+
+    @Test func aBatchStoppedPartWayKeepsWhatWasHandledAndCountsAttemptsOfTheFailedEvent() async throws {
+        let r = try makeRegistry()
+        try await pushTags(r, 2)
+        let latest = try await store(r).latestEventSequence()
+        #expect(latest >= 4)
+        let consumer = PartialConsumer(failAt: 3, succeedOn: 3)
+        let runner = EventConsumerRunner(consumer: consumer, store: store(r), backoffBase: 1)
+        let t0 = Date()
+        guard case .failed(let retry1) = try await runner.step(now: t0) else { Issue.record("expected a failure"); return }
+        let record = try await store(r).eventConsumer(named: "partial")
+        #expect(record?.cursor == 2 && record?.attempts == 1)            // past what was handled
+        guard case .failed(let retry2) = try await runner.step(now: retry1.addingTimeInterval(0.001)) else {
+            Issue.record("expected a failure"); return
+        }
+        #expect(try await store(r).eventConsumer(named: "partial")?.attempts == 2)
+        while case .advanced = try await runner.step(now: retry2.addingTimeInterval(0.001)) {}
+        let seen = consumer.seen.withLockedValue { $0 }
+        // events 1 and 2 once; event 3 at attempts 1, 2, 3; the rest once, each at its first attempt
+        #expect(seen.filter { $0.sequence == 1 }.count == 1 && seen.filter { $0.sequence == 2 }.count == 1)
+        #expect(seen.filter { $0.sequence == 3 }.map(\.attempt) == [1, 2, 3])
+        #expect(seen.filter { $0.sequence > 3 }.allSatisfy { $0.attempt == 1 })
+        #expect(try await store(r).eventConsumer(named: "partial")?.cursor == latest)
+    }
+
     @Test func pausedAndSwitchedOffConsumersKeepTheirCursor() async throws {
         let r = try makeRegistry()
         try await pushTags(r, 1)

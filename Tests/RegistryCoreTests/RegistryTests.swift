@@ -63,6 +63,29 @@ func read(_ registry: Registry, _ repo: RepositoryName, _ d: Digest) async throw
         await #expect(Array(buffer: try registry.manifest(repo, .digest(Digest.compute(a))).bytes) == a)
     }
 
+    /// Two pushes to one tag race: the store refuses the one planned from a target the tag has
+    /// left, and the core plans it again, so both pushes succeed with their manifests stored.
+    @Test func concurrentPushesToOneTagBothLand() async throws {
+        let registry = try makeRegistry()
+        let config = Array("{}".utf8)
+        _ = try await registry.putBlob(repo, digest: Digest.compute(config), contentLength: Int64(config.count), body: body(config))
+        func manifest(_ seed: String) -> [UInt8] {
+            Array("""
+            {"schemaVersion":2,"mediaType":"\(MediaType.ociManifest)","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"\(Digest.compute(config))","size":\(config.count)},"layers":[],"annotations":{"seed":"\(seed)"}}
+            """.utf8)
+        }
+        for round in 0..<10 {
+            let tag = "t\(round)"
+            let a = manifest("a\(round)"), b = manifest("b\(round)")
+            async let x = registry.putManifest(repo, reference: .tag(tag), bytes: a, contentType: MediaType.ociManifest)
+            async let y = registry.putManifest(repo, reference: .tag(tag), bytes: b, contentType: MediaType.ociManifest)
+            let (pa, pb) = try await (x, y)
+            for d in [pa.digest, pb.digest] { await #expect(try registry.metadata.manifest(repository: repo.value, digest: d) != nil) }
+            let final = try await #require(try registry.metadata.tagTarget(repository: repo.value, tag: tag))
+            #expect(final == pa.digest || final == pb.digest)
+        }
+    }
+
     @Test func cachedBlobSizesFollowDeletes() async throws {
         let registry = try makeRegistry()
         let bytes = Array("cached".utf8), d = Digest.compute(bytes)

@@ -1,8 +1,9 @@
-import SQLiteStore
+@testable import SQLiteStore
 import Foundation
 import Testing
 import OCIModel
 @testable import RegistryStore
+import MetadataStoreConformance
 
 func newStore() throws -> SQLiteMetadataStore {
     let dir = NSTemporaryDirectory() + "berth-store-" + UUID().uuidString
@@ -67,7 +68,9 @@ func deleteManifest(_ store: SQLiteMetadataStore, _ repo: String, _ digest: Dige
 
     @Test func tagMovesReportThePreviousTargetAndDeletesCascadeToTags() async throws {
         let store = try newStore()
-        let m1 = push("r", "one", tag: "latest"), m2 = push("r", "two", tag: "latest")
+        let m1 = push("r", "one", tag: "latest")
+        var m2 = push("r", "two", tag: "latest")
+        m2.expectedTagTarget = m1.record.digest
         _ = try await store.putManifest(m1)
         #expect(try await store.putManifest(m2) == .stored(previousTagTarget: m1.record.digest))
         #expect(try store.tagTarget(repository: "r", tag: "latest") == m2.record.digest)
@@ -112,6 +115,24 @@ func deleteManifest(_ store: SQLiteMetadataStore, _ repo: String, _ digest: Dige
         let refs = try store.referrers(repository: "r", subject: subject.record.digest)
         #expect(Set(refs.compactMap(\.artifactType)) == ["application/sig", "application/sbom"])
         #expect(try store.referrers(repository: "r", subject: digest("nothing")).isEmpty)
+    }
+
+    /// A stored state or action this build does not know fails the read; it is not guessed.
+    @Test func unknownStoredValuesAreAnErrorNotAGuess() async throws {
+        let store = try newStore()
+        let m = push("r", "one", tag: "t")
+        _ = try await store.putManifest(m)
+        try await store.pool.write { db in
+            try db.execute(sql: "UPDATE manifests SET quarantine_state = 'Scanning'")
+            try db.execute(sql: "UPDATE events SET action = 'tag.rename' WHERE action = 'tag.move'")
+            try db.execute(sql: "INSERT INTO lifecycle_runs(kind, name, dry_run, started_at, finished_at, report) VALUES ('scan', NULL, 0, 0, 0, '{}')")
+        }
+        #expect(throws: UnknownStoredValue(field: "quarantine state", value: "Scanning")) {
+            try store.manifest(repository: "r", digest: m.record.digest)
+        }
+        #expect(throws: UnknownStoredValue(field: "event action", value: "tag.rename")) { try store.events(after: 0, limit: 10) }
+        #expect(throws: UnknownStoredValue(field: "run kind", value: "scan")) { try store.runs(kind: nil, name: nil, limit: 10) }
+        #expect(throws: UnknownStoredValue.self) { try store.quarantineCounts() }
     }
 
     @Test func reopeningKeepsData() async throws {

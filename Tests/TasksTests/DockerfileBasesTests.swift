@@ -109,7 +109,7 @@ import Testing
         ("# nothing\n", nil, .missingKey, 0, "no FROM"),
         ("FROM alpine\n", "nope", .invalidValue, 0, "target stage 'nope'"),
         ("ARG IMG\nFROM $IMG\n", nil, .invalidValue, 2, "empty image"),
-        ("FROM Alpine\n", nil, .invalidValue, 1, "not a valid name"),
+        ("FROM Alpine\n", nil, .invalidValue, 1, "invalid repository name"),
         ("FROM alpine AS\n", nil, .syntax, 1, "optionally AS"),
         ("FROM alpine AS a\nFROM alpine AS A\n", nil, .invalidValue, 2, "used twice"),
         ("FROM alpine\nCOPY --from=3 / /\n", nil, .invalidValue, 2, "not an earlier stage"),

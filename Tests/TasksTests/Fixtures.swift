@@ -1,3 +1,4 @@
+import OCIModel
 import Foundation
 @testable import Tasks
 

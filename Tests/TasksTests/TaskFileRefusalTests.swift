@@ -94,7 +94,7 @@ import Testing
         .init(name: "push a digest", yaml: "version: v1.1.0\nsteps:\n  - push:\n    - app@sha256:\(String(repeating: "a", count: 64))\n",
               reason: .invalidValue, line: 4, says: "not a digest"),
         .init(name: "push a bad reference", yaml: "version: v1.1.0\nsteps:\n  - push: [App:1]\n",
-              reason: .invalidValue, line: 3, says: "not a valid name"),
+              reason: .invalidValue, line: 3, says: "invalid repository name"),
         .init(name: "cmd starts with an option", yaml: "version: v1.1.0\nsteps:\n  - cmd: --privileged alpine\n",
               reason: .invalidValue, line: 3, says: "not an option"),
         .init(name: "secrets", yaml: "version: v1.1.0\nsecrets:\n  - id: pw\n    keyvault: https://vault/x\nsteps:\n  - cmd: x\n",

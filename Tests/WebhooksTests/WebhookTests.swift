@@ -61,7 +61,7 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
     try await EventOrigin.$current.withValue(EventOrigin(actor: "identity:ci", address: "10.0.0.1", requestID: "req-1",
                                                           host: "registry.test", method: "PUT", userAgent: "skopeo/1.9")) {
         var push = ManifestPush(repository: repo, record: record, bytes: bytes, tag: tag, blobs: [], children: [])
-        push.quarantine = quarantine
+        push.record.quarantineState = quarantine ? .pending : nil
         _ = try await store.putManifest(push)
     }
     return record.digest
@@ -79,6 +79,25 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
         #expect(WebhookService.glob("*", ""))
         #expect(WebhookService.glob("a*b*c", "axxbyyc"))
         #expect(!WebhookService.glob("a*b*c", "axxbyy"))
+    }
+
+    @Test func enablingADisabledWebhookStartsItAtTheEndOfTheLog() async throws {
+        let (service, store) = try setup()
+        _ = try await service.create(name: "h", uri: "http://127.0.0.1:1/hook", actions: ["push"], scope: nil, headers: [:], enabled: true)
+        let start = try #require(try store.webhook(named: "h")?.cursor)
+        _ = try await pushManifest(store, repo: "r", tag: "a", seed: "1")
+        // enabling an enabled webhook does not skip what it has not delivered yet
+        _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
+        #expect(try store.webhook(named: "h")?.cursor == start)
+        _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false)
+        #expect(try store.webhook(named: "h")?.cursor == start)
+        _ = try await pushManifest(store, repo: "r", tag: "b", seed: "2")
+        // what happened while it was off is not replayed
+        _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
+        #expect(try store.webhook(named: "h")?.cursor == store.latestEventSequence())
+        await #expect(throws: WebhookError.self) {
+            try await service.update(name: "absent", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
+        }
     }
 
     @Test func signatureIsHMACSHA256OfTheBody() {
@@ -171,8 +190,9 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
             let log = try await service.deliveries(name: "slow", limit: 10)
             #expect(log.count == 3 && log.allSatisfy { $0.error != nil })
             let hook = try #require(try store.webhook(named: "slow"))
+            let consumer = try #require(try store.eventConsumer(named: "webhook:slow"))
             let latest = try store.latestEventSequence()
-            #expect(hook.attempts == 0 && hook.cursor == latest)   // given up, moved on
+            #expect(hook.attempts == 0 && consumer.cursor == latest && consumer.attempts == 0)   // given up, moved on
         }
     }
 
@@ -207,11 +227,66 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
             _ = try await service.create(name: "gate", uri: "http://127.0.0.1:\(port)/hook", actions: ["quarantine"], scope: nil,
                                          headers: [:], enabled: true)
             let digest = try await pushManifest(store, repo: "payments/api", tag: "v1", seed: "q", quarantine: true)
-            _ = try await store.setQuarantine(repository: "payments/api", digest: digest, state: "Passed", reason: "scan clean")
+            _ = try await store.applyQuarantine(QuarantineUpdate(repository: "payments/api", digest: digest, state: .passed,
+                                                                 reason: "scan clean", followers: []))
             try await service.drain("gate")
             let hits = receiver.hits.withLockedValue { $0 }
             #expect(hits.map(\.event) == ["quarantine", "quarantine"])
             #expect(hits.allSatisfy { $0.body.contains(digest.string) })
+        }
+    }
+
+    /// A registry upgraded in place: the webhook's own cursor (kept in the webhooks table before
+    /// webhooks ran on the event-consumer runner) is where its consumer starts: nothing sent
+    /// again, nothing skipped.
+    @Test func anUpgradedWebhookTakesOverItsOldCursor() async throws {
+        let receiver = Receiver()
+        try await receiver.app().test(.live) { client in
+            let port = try #require(client.port)
+            let (service, store) = try setup()
+            _ = try await service.create(name: "old", uri: "http://127.0.0.1:\(port)/hook", actions: ["push"], scope: nil,
+                                         headers: [:], enabled: true)
+            _ = try await pushManifest(store, repo: "r", tag: "sent-before", seed: "1")
+            // What the old dispatcher left: its cursor past the first push, no consumer record yet.
+            try await store.advanceCursor(name: "old", to: try store.latestEventSequence())
+            #expect(try store.eventConsumer(named: "webhook:old") == nil)
+            _ = try await pushManifest(store, repo: "r", tag: "not-yet-sent", seed: "2")
+            try await service.drain("old")
+            let tags = receiver.hits.withLockedValue { $0.map { $0.body } }.map { $0.contains("not-yet-sent") }
+            #expect(tags == [true])
+            #expect(try store.eventConsumer(named: "webhook:old")?.cursor == (try store.latestEventSequence()))
+        }
+    }
+
+    /// Disabled, a webhook's consumer waits; enabled again it starts at the end of the log (what
+    /// happened while it was off is not replayed); an operator's pause of its consumer holds it.
+    @Test func disabledWebhooksWaitAndReEnabledOnesStartAtTheEnd() async throws {
+        let receiver = Receiver()
+        try await receiver.app().test(.live) { client in
+            let port = try #require(client.port)
+            let (service, store) = try setup()
+            _ = try await service.create(name: "h", uri: "http://127.0.0.1:\(port)/hook", actions: ["push"], scope: nil,
+                                         headers: [:], enabled: true)
+            _ = try await pushManifest(store, repo: "r", tag: "one", seed: "1")
+            try await service.drain("h")
+            _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false)
+            _ = try await pushManifest(store, repo: "r", tag: "while-off", seed: "2")
+            try await service.drain("h")
+            #expect(receiver.hits.withLockedValue { $0.count } == 1)
+            _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
+            _ = try await store.setEventConsumerPaused(name: "webhook:h", paused: true)
+            _ = try await pushManifest(store, repo: "r", tag: "three", seed: "3")
+            try await service.drain("h")
+            #expect(receiver.hits.withLockedValue { $0.count } == 1)
+            #expect(try await service.backlog().first { $0.name == "h" }?.events ?? 0 > 0)
+            _ = try await store.setEventConsumerPaused(name: "webhook:h", paused: false)
+            try await service.drain("h")
+            let bodies = receiver.hits.withLockedValue { $0.map(\.body) }
+            #expect(bodies.count == 2 && bodies[1].contains("three") && !bodies.contains { $0.contains("while-off") })
+            #expect(try await service.backlog().first { $0.name == "h" }?.events == 0)
+            // deleted, its cursor goes too; a new webhook of that name starts afresh at the end
+            try await service.delete(name: "h")
+            #expect(try store.eventConsumer(named: "webhook:h") == nil)
         }
     }
 }

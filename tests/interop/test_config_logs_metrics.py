@@ -64,6 +64,14 @@ def test_unknown_and_bad_settings_are_refused_with_their_source(tmp_path):
     r = _serve(["--listen", "nohost", "--data", str(tmp_path / "d")])
     assert r.returncode != 0 and "--listen" in r.stderr, r.stderr
 
+    # the backends are chosen by configuration; one this build lacks is named, with what it has
+    cfg.write_text("metadata-store: postgres\n")
+    r = _serve(["--config", str(cfg), "--data", str(tmp_path / "d")])
+    assert r.returncode != 0 and "unknown metadata store 'postgres'" in r.stderr and "sqlite" in r.stderr, r.stderr
+    env = dict(os.environ, BERTH_BLOB_STORE="s3")
+    r = _serve(["--data", str(tmp_path / "d")], env=env)
+    assert r.returncode != 0 and "BERTH_BLOB_STORE" in r.stderr and "filesystem" in r.stderr, r.stderr
+
 
 @pytest.mark.server_env(BERTH_LOG_FORMAT="json")
 def test_json_logs_carry_identity_request_id_and_user_agent(registry):

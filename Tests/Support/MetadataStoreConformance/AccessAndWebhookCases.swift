@@ -42,6 +42,15 @@ extension MetadataStoreConformance {
             // the access state is not part of the registry's event log
             await #expect(try s.latestEventSequence() == 0)
         },
+        Case("accessStateVersion: nil before the first write, then the stored version (what another process compares)") { s in
+            let none = try await s.accessStateVersion()
+            #expect(none == nil)
+            let first = try await s.storeAccessState(Data("one".utf8), expectedVersion: 0, audit: nil)
+            let one = try await s.accessStateVersion()
+            let second = try await s.storeAccessState(Data("two".utf8), expectedVersion: 1, audit: nil)
+            let two = try await s.accessStateVersion()
+            #expect(first && second && one == 1 && two == 2)
+        },
         Case("appendAudit/audit: append order, since filter, limit, fields") { s in
             try await s.appendAudit([])
             await #expect(try s.audit(since: past, limit: 10) == [])
@@ -104,11 +113,11 @@ extension MetadataStoreConformance {
         },
         Case("updateWebhook: changes what is given, leaves the rest; scope .some(nil) clears it; unknown is false") { s in
             #expect(try await s.updateWebhook(name: "unknown", uri: "https://x.example", actions: nil, scope: nil, headers: nil,
-                                              enabled: nil) == false)
+                                              enabled: nil, restartCursor: false) == false)
             await #expect(try s.webhook(named: "unknown") == nil)
             #expect(try await s.createWebhook(hook("h")))
             #expect(try await s.updateWebhook(name: "h", uri: "https://new.example/h", actions: ["delete"], scope: nil,
-                                              headers: ["X-New": "1"], enabled: nil))
+                                              headers: ["X-New": "1"], enabled: nil, restartCursor: false))
             var w = try await #require(try s.webhook(named: "h"))
             #expect(w.uri == "https://new.example/h")
             #expect(w.actions == ["delete"])
@@ -116,28 +125,32 @@ extension MetadataStoreConformance {
             #expect(w.headers == ["X-New": "1"])
             #expect(w.enabled)
             #expect(w.sealedSecret == Data([1, 2, 3, 4]))
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some("other/*:v*"), headers: nil, enabled: nil))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some("other/*:v*"), headers: nil, enabled: nil, restartCursor: false))
             await #expect(try s.webhook(named: "h")?.scope == "other/*:v*")
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some(nil), headers: nil, enabled: false))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some(nil), headers: nil, enabled: false, restartCursor: false))
             w = try await #require(try s.webhook(named: "h"))
             #expect(w.scope == nil)
             #expect(w.enabled == false)
             #expect(w.uri == "https://new.example/h")
         },
-        Case("updateWebhook: re-enabling moves the cursor to the end and clears retries; an enabled webhook keeps its cursor") { s in
+        Case("updateWebhook: restartCursor moves the cursor to the end and clears retries; without it the cursor stays") { s in
             #expect(try await s.createWebhook(hook("h")))
             await #expect(try s.webhook(named: "h")?.cursor == 0)
             try await store(s, push("r", "one"))
             let first = try await #require(try s.events(after: 0, limit: 1).first?.sequence)
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true, restartCursor: false))
             await #expect(try s.webhook(named: "h")?.cursor == 0)
             let retryAt = Date(timeIntervalSince1970: 1_800_000_000)
             try await s.recordDelivery(delivery("h", event: first, status: 500), advanceTo: nil, nextAttemptAt: retryAt, attempts: 1)
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false, restartCursor: false))
             await #expect(try s.webhook(named: "h")?.cursor == 0)
             try await store(s, push("r", "two"))
+            // enabling alone does not move the cursor: the store does what it is told
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true, restartCursor: false))
+            await #expect(try s.webhook(named: "h")?.cursor == 0)
+            await #expect(try s.webhook(named: "h")?.attempts == 1)
             let end = try await s.latestEventSequence()
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: nil, restartCursor: true))
             let w = try await #require(try s.webhook(named: "h"))
             #expect(w.cursor == end)
             #expect(w.attempts == 0)

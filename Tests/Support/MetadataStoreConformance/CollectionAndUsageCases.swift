@@ -157,27 +157,27 @@ extension MetadataStoreConformance {
         Case("recordRun/runs: increasing ids, newest first, filtered by kind and name, optional event") { s in
             let t0 = Date(timeIntervalSince1970: 1_700_000_000), t1 = Date(timeIntervalSince1970: 1_700_000_060)
             var mark = try await s.latestEventSequence()
-            let id1 = try await s.recordRun(kind: "purge", name: "nightly", dryRun: true, startedAt: t0, finishedAt: t1,
+            let id1 = try await s.recordRun(kind: .purge, name: "nightly", dryRun: true, startedAt: t0, finishedAt: t1,
                                             report: "{\"a\":1}", event: nil)
             await #expect(try events(s, after: mark).isEmpty)
             mark = try await s.latestEventSequence()
-            let id2 = try await s.recordRun(kind: "gc", name: nil, dryRun: false, startedAt: t0, finishedAt: t1, report: "{}",
-                                            event: (action: LifecycleEventAction.gcRun, detail: "freed 3"))
-            let id3 = try await s.recordRun(kind: "purge", name: "weekly", dryRun: false, startedAt: t0, finishedAt: t1, report: "{}",
-                                            event: (action: LifecycleEventAction.purgeRun, detail: "deleted 1"))
+            let id2 = try await s.recordRun(kind: .gc, name: nil, dryRun: false, startedAt: t0, finishedAt: t1, report: "{}",
+                                            event: (action: EventAction.gcRun, detail: "freed 3"))
+            let id3 = try await s.recordRun(kind: .purge, name: "weekly", dryRun: false, startedAt: t0, finishedAt: t1, report: "{}",
+                                            event: (action: EventAction.purgeRun, detail: "deleted 1"))
             #expect(id1 < id2 && id2 < id3)
             let e = try await events(s, after: mark)
-            #expect(e.map(\.action) == [LifecycleEventAction.gcRun, LifecycleEventAction.purgeRun])
+            #expect(e.map(\.action) == [EventAction.gcRun, EventAction.purgeRun])
             #expect(e.map(\.repository) == ["", "weekly"])
             #expect(e.map(\.detail) == ["run \(id2): freed 3", "run \(id3): deleted 1"])
             await #expect(try s.runs(kind: nil, name: nil, limit: 10).map(\.id) == [id3, id2, id1])
-            await #expect(try s.runs(kind: "purge", name: nil, limit: 10).map(\.id) == [id3, id1])
-            await #expect(try s.runs(kind: "purge", name: "nightly", limit: 10).map(\.id) == [id1])
+            await #expect(try s.runs(kind: .purge, name: nil, limit: 10).map(\.id) == [id3, id1])
+            await #expect(try s.runs(kind: .purge, name: "nightly", limit: 10).map(\.id) == [id1])
             await #expect(try s.runs(kind: nil, name: nil, limit: 1).map(\.id) == [id3])
-            await #expect(try s.runs(kind: "retention", name: nil, limit: 10) == [])
-            let r = try await #require(try s.runs(kind: "purge", name: "nightly", limit: 1).first)
+            await #expect(try s.runs(kind: .retention, name: nil, limit: 10) == [])
+            let r = try await #require(try s.runs(kind: .purge, name: "nightly", limit: 1).first)
             #expect(r.id == id1)
-            #expect(r.kind == "purge")
+            #expect(r.kind == .purge)
             #expect(r.name == "nightly")
             #expect(r.dryRun)
             #expect(r.startedAt == t0)

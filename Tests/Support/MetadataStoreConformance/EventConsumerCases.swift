@@ -7,15 +7,15 @@ extension MetadataStoreConformance {
     static let eventConsumerCases: [Case] = [
         Case("quarantineCounts: manifests by state; never-quarantined ones are not counted") { s in
             var a = push("r", "a")
-            a.quarantine = true
+            a.record.quarantineState = .pending
             var b = push("r", "b")
-            b.quarantine = true
+            b.record.quarantineState = .pending
             try await store(s, a)
             try await store(s, b)
             try await store(s, push("r", "plain"))
-            _ = try await s.setQuarantine(repository: "r", digest: b.record.digest, state: "Failed", reason: "scan")
+            _ = try await s.setQuarantine(repository: "r", digest: b.record.digest, state: .failed, reason: "scan")
             let counts = try await s.quarantineCounts()
-            #expect(counts == ["Pending": 1, "Failed": 1])
+            #expect(counts == [.pending: 1, .failed: 1])
         },
         Case("registerEventConsumer: starts at the beginning or the end of the log, once") { s in
             try await store(s, push("r", "m", tag: "t"))
@@ -52,6 +52,22 @@ extension MetadataStoreConformance {
             let resumedRecord = try await s.eventConsumer(named: "c")
             #expect(resumed && resumedRecord?.paused == false)
             let unknown = try await s.setEventConsumerPaused(name: "nobody", paused: true)
+            #expect(!unknown)
+        },
+        Case("registerEventConsumer: a cursor taken over from elsewhere starts after the sequence given, once") { s in
+            let taken = try await s.registerEventConsumer(name: "moved", start: .after(7))
+            #expect(taken.cursor == 7)
+            let again = try await s.registerEventConsumer(name: "moved", start: .after(9))
+            #expect(again.cursor == 7)
+        },
+        Case("deleteEventConsumer: forgets the cursor; registering again starts afresh; unknown consumers are false") { s in
+            _ = try await s.registerEventConsumer(name: "c", start: .after(5))
+            let deleted = try await s.deleteEventConsumer(name: "c")
+            let gone = try await s.eventConsumer(named: "c")
+            #expect(deleted && gone == nil)
+            let fresh = try await s.registerEventConsumer(name: "c", start: .beginning)
+            #expect(fresh.cursor == 0)
+            let unknown = try await s.deleteEventConsumer(name: "nobody")
             #expect(!unknown)
         },
         Case("advanceEventConsumer: two writers racing from one cursor, exactly one wins") { s in

@@ -6,8 +6,8 @@ import Testing
 extension MetadataStoreConformance {
     static let eventLogCases: [Case] = [
         Case("event log: each mutation appends exactly its events; sequences strictly increase; pages agree") { s in
-            var expected: [String] = []
-            func step(_ want: [String], _ mutation: () async throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+            var expected: [EventAction] = []
+            func step(_ want: [EventAction], _ mutation: () async throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) async throws {
                 let got = try await actions(s, of: mutation)
                 #expect(got == want, sourceLocation: sourceLocation)
                 expected += want
@@ -19,27 +19,27 @@ extension MetadataStoreConformance {
             try await step([]) { try await store(s, p) }
             try await step([EventAction.tagDelete]) { _ = try await s.deleteTag(repository: "r", tag: "t") }
             try await step([EventAction.quarantine]) {
-                _ = try await s.setQuarantine(repository: "r", digest: p.record.digest, state: "Passed", reason: nil)
+                _ = try await s.setQuarantine(repository: "r", digest: p.record.digest, state: .passed, reason: nil)
             }
             // a setting change is announced (by name) so other processes drop their cached copy
             try await step([EventAction.setting]) { try await s.setSetting(SettingKey<String>("k"), "v") }
-            try await step([LifecycleEventAction.lock]) { try await s.setLock(LockRecord(repository: "r", writeEnabled: false)) }
+            try await step([EventAction.lock]) { try await s.setLock(LockRecord(repository: "r", writeEnabled: false)) }
             try await step([EventAction.manifestDelete]) {
                 try await deleteManifests(s, "r", [p.record.digest], softDeleteUntil: future)
             }
-            try await step([LifecycleEventAction.restore]) {
-                _ = try await s.restoreManifest(repository: "r", digest: p.record.digest.string, tags: [])
+            try await step([EventAction.restore]) {
+                _ = try await s.restoreManifest(repository: "r", digest: p.record.digest.string, tags: [], tagHistoryLimit: tagHistoryLimit)
             }
             try await step([EventAction.manifestDelete]) { try await deleteManifests(s, "r", [p.record.digest], softDeleteUntil: past) }
-            try await step([LifecycleEventAction.softDeleteExpire]) { _ = try await s.expireDeletedManifests(now: Date()) }
+            try await step([EventAction.softDeleteExpire]) { _ = try await s.expireDeletedManifests(now: Date()) }
             try await step([EventAction.blobDelete]) { _ = try await s.unlinkBlob(repository: "r2", digest: digest("layer")) }
-            try await step([LifecycleEventAction.gcRun]) {
-                try await s.recordRun(kind: "gc", name: nil, dryRun: false, startedAt: past, finishedAt: past, report: "{}",
-                                      event: (action: LifecycleEventAction.gcRun, detail: "x"))
+            try await step([EventAction.gcRun]) {
+                try await s.recordRun(kind: .gc, name: nil, dryRun: false, startedAt: past, finishedAt: past, report: "{}",
+                                      event: (action: EventAction.gcRun, detail: "x"))
             }
             // state outside the registry's content is not in its event log
             try await step([]) {
-                try await s.recordRun(kind: "gc", name: nil, dryRun: true, startedAt: past, finishedAt: past, report: "{}", event: nil)
+                try await s.recordRun(kind: .gc, name: nil, dryRun: true, startedAt: past, finishedAt: past, report: "{}", event: nil)
                 _ = try await s.storeAccessState(Data("d".utf8), expectedVersion: 0, audit: audit("x", at: past))
                 try await s.appendAudit([audit("y", at: past)])
                 _ = try await s.createWebhook(hook("h"))
@@ -82,7 +82,7 @@ extension MetadataStoreConformance {
             #expect(try await s.mountBlob(repository: "r", from: "unknown", digest: digest("y")) == nil)
             #expect(try await s.unlinkBlob(repository: "r", digest: digest("absent")) == false)
             #expect(try await s.deleteTag(repository: "r", tag: "absent") == false)
-            #expect(try await s.setQuarantine(repository: "r", digest: digest("absent"), state: "Failed", reason: nil) == false)
+            #expect(try await s.setQuarantine(repository: "r", digest: digest("absent"), state: .failed, reason: nil) == false)
             _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in
                 var c = LifecycleChange()
                 c.deleteManifests = [LifecycleDeletion(repository: "r", digest: p.record.digest.string, mediaType: nil, reason: "requested")]
@@ -93,7 +93,7 @@ extension MetadataStoreConformance {
                 try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in throw PlanFailed() }
             }
             await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "r", digest: p.record.digest.string, tags: nil)
+                try await s.restoreManifest(repository: "r", digest: p.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
             }
             #expect(try await s.removeUnreferencedLink(repository: "r", digest: digest("layer-of-m").string, before: future) == false)
             #expect(try await s.removeUnreferencedBlob(p.record.digest.string, before: future) == nil)
@@ -135,7 +135,7 @@ extension MetadataStoreConformance {
                 #expect(all.filter { $0.repository == "w\(w)" }.map(\.digest) == (0..<10).map { digest("blob-\(w)-\($0)").string })
             }
         },
-        Case("race: two writers of one tag: the tag ends on one of them, and the events agree") { s in
+        Case("race: two writers of one tag planned from the same state: one applies, the other is told where the tag went") { s in
             for round in 0..<10 {
                 let tag = "t\(round)"
                 let a = push("r", "a\(round)", tag: tag), b = push("r", "b\(round)", tag: tag)
@@ -145,19 +145,19 @@ extension MetadataStoreConformance {
                 let (ra, rb) = try await (x, y)
                 let final = try await #require(try s.tagTarget(repository: "r", tag: tag))
                 #expect(final == a.record.digest || final == b.record.digest)
-                let moves = try await events(s, after: mark).filter { $0.action == EventAction.tagMove && $0.tag == tag }
-                #expect(moves.count == 2)
-                #expect(moves.last?.digest == final.string)
-                // the writer that came second replaced the first
-                if final == a.record.digest {
-                    #expect(rb == .stored(previousTagTarget: nil))
-                    #expect(ra == .stored(previousTagTarget: b.record.digest))
-                    #expect(moves.last?.detail == "from \(b.record.digest)")
-                } else {
-                    #expect(ra == .stored(previousTagTarget: nil))
-                    #expect(rb == .stored(previousTagTarget: a.record.digest))
-                    #expect(moves.last?.detail == "from \(a.record.digest)")
-                }
+                let (winner, loser) = final == a.record.digest ? (ra, rb) : (rb, ra)
+                let lost = final == a.record.digest ? b : a
+                #expect(winner == .stored(previousTagTarget: nil))
+                #expect(loser == .tagConflict(current: final))
+                // the loser wrote nothing, not even its manifest
+                await #expect(try s.manifest(repository: "r", digest: lost.record.digest) == nil)
+                let e = try await events(s, after: mark)
+                #expect(e.map(\.action) == [EventAction.manifestPush, EventAction.tagMove])
+                #expect(e.allSatisfy { $0.digest == final.string })
+                // planned again from the new state, it applies
+                var again = lost
+                again.expectedTagTarget = final
+                #expect(try await s.putManifest(again) == .stored(previousTagTarget: final))
             }
         },
         Case("race: garbage collection of a blob while a manifest naming it is pushed never leaves the manifest without it") { s in
@@ -184,6 +184,8 @@ extension MetadataStoreConformance {
                     #expect(missing == [layer])
                     #expect(removedLink)
                     #expect(manifest == nil)
+                case .tagConflict:
+                    Issue.record("a push without a tag has no tag precondition")
                 }
             }
         },

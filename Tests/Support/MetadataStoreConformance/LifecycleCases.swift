@@ -87,6 +87,7 @@ extension MetadataStoreConformance {
             let mark = try await s.latestEventSequence()
             let change = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "purge") { _ in
                 var c = LifecycleChange()
+                c.dropLocks = true
                 c.detail = "purge run 7"
                 c.deleteManifests = [LifecycleDeletion(repository: "r", digest: p.record.digest.string, mediaType: nil, reason: "untagged")]
                 return c
@@ -252,13 +253,13 @@ extension MetadataStoreConformance {
             await #expect(try s.deletedManifests(repository: "r").first?.tags == ["c", "b", "a"])
             // restoring without naming tags brings back those still free; a has moved on
             let mark = try await s.latestEventSequence()
-            let restored = try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: nil)
+            let restored = try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
             #expect(restored.map(\.digest) == [m.record.digest.string])
             #expect(restored.map(\.tags) == [["c", "b"]])
             await #expect(try s.tagTarget(repository: "r", tag: "a") == n.record.digest)
             await #expect(try s.tagTarget(repository: "r", tag: "b") == m.record.digest)
             let e = try await events(s, after: mark)
-            #expect(e.map(\.action) == [LifecycleEventAction.restore, EventAction.tagMove, EventAction.tagMove])
+            #expect(e.map(\.action) == [EventAction.restore, EventAction.tagMove, EventAction.tagMove])
             #expect(e.dropFirst().map(\.detail) == ["restore", "restore"])
             await #expect(try s.deletedManifests(repository: "r") == [])
             await #expect(try s.manifest(repository: "r", digest: m.record.digest)?.annotations == ["name": "m"])
@@ -270,26 +271,30 @@ extension MetadataStoreConformance {
             let n = push("r", "n", tag: "t")
             try await store(s, n)
             let mark = try await s.latestEventSequence()
-            let restored = try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: ["t", "new"])
+            // n loses t to the restore; with a cap of 0 its tag history keeps nothing
+            let restored = try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: ["t", "new"],
+                                                       tagHistoryLimit: 0)
             #expect(restored.map(\.digest) == [m.record.digest.string])
             #expect(restored.map(\.tags) == [["t", "new"]])
             await #expect(try s.tagTarget(repository: "r", tag: "t") == m.record.digest)
             await #expect(try s.tagTarget(repository: "r", tag: "new") == m.record.digest)
             let e = try await events(s, after: mark)
             #expect(e.map(\.detail) == [nil, "restore; from \(n.record.digest)", "restore"])
+            try await deleteManifests(s, "r", [n.record.digest], softDeleteUntil: future)
+            await #expect(try s.deletedManifests(repository: "r").first { $0.digest == n.record.digest.string }?.tags == [])
         },
         Case("restoreManifest: not in the recycle bin, or already back, is refused and changes nothing") { s in
             let m = push("r", "m", tag: "t")
             try await store(s, m)
             let mark = try await s.latestEventSequence()
             await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "unknown", digest: m.record.digest.string, tags: nil)
+                try await s.restoreManifest(repository: "unknown", digest: m.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
             }
             await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: nil)
+                try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
             }
             await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "r", digest: digest("absent").string, tags: ["x"])
+                try await s.restoreManifest(repository: "r", digest: digest("absent").string, tags: ["x"], tagHistoryLimit: tagHistoryLimit)
             }
             await #expect(try events(s, after: mark).isEmpty)
             await #expect(try s.tagTarget(repository: "r", tag: "x") == nil)
@@ -302,7 +307,7 @@ extension MetadataStoreConformance {
             try await store(s, sig)
             try await deleteManifests(s, "r", [index.record.digest, child.record.digest, sig.record.digest], softDeleteUntil: future)
             await #expect(try s.repositoryGraph("r")?.manifests.isEmpty == true)
-            let restored = try await s.restoreManifest(repository: "r", digest: index.record.digest.string, tags: nil)
+            let restored = try await s.restoreManifest(repository: "r", digest: index.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
             #expect(restored.map(\.digest) == [child.record.digest.string, index.record.digest.string, sig.record.digest.string])
             #expect(restored.first { $0.digest == index.record.digest.string }?.tags == ["i"])
             await #expect(try s.parents(repository: "r", child: child.record.digest) == [index.record.digest])
@@ -317,7 +322,7 @@ extension MetadataStoreConformance {
             try await deleteManifests(s, "r", [child.record.digest]) // hard
             let mark = try await s.latestEventSequence()
             await #expect(throws: RestoreError.childMissing(child.record.digest.string)) {
-                try await s.restoreManifest(repository: "r", digest: index.record.digest.string, tags: nil)
+                try await s.restoreManifest(repository: "r", digest: index.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
             }
             await #expect(try events(s, after: mark).isEmpty)
             await #expect(try s.manifest(repository: "r", digest: index.record.digest) == nil)
@@ -336,11 +341,11 @@ extension MetadataStoreConformance {
             #expect(expired.first?.repository == "r")
             await #expect(try s.deletedManifests(repository: "r").map(\.digest) == [young.record.digest.string])
             let e = try await events(s, after: mark)
-            #expect(e.map(\.action) == [LifecycleEventAction.softDeleteExpire])
+            #expect(e.map(\.action) == [EventAction.softDeleteExpire])
             #expect(e.first?.digest == old.record.digest.string)
             #expect(try await s.expireDeletedManifests(now: now) == [])
             await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "r", digest: old.record.digest.string, tags: nil)
+                try await s.restoreManifest(repository: "r", digest: old.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
             }
         },
     ]
@@ -363,10 +368,32 @@ extension MetadataStoreConformance {
             try await s.setLock(LockRecord(repository: "a", tag: "t"))
             await #expect(try s.locks() == [other, repoLock, digestLock])
             let e = try await events(s, after: mark)
-            #expect(e.map(\.action) == Array(repeating: LifecycleEventAction.lock, count: 6))
+            #expect(e.map(\.action) == Array(repeating: EventAction.lock, count: 6))
             #expect(e[1].tag == "t")
             #expect(e[0].digest == digest("m").string)
             #expect(e[0].detail == "read=true write=true delete=false list=true")
+        },
+        Case("applyLifecycle: locks stay unless the change drops them; tag history keeps tagHistoryLimit tags") { s in
+            let p = push("r", "m", tag: "t")
+            try await store(s, p)
+            for tag in ["h1", "h2", "h3"] { try await store(s, push("r", "m", tag: tag)) }
+            try await s.setLock(LockRecord(repository: "r", tag: "t", deleteEnabled: false))
+            try await s.setLock(LockRecord(repository: "r", digest: p.record.digest.string, deleteEnabled: false))
+            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in
+                var c = LifecycleChange()
+                c.tagHistoryLimit = 2
+                c.deleteTags = ["t", "h1", "h2", "h3"].map { LifecycleTagDeletion(repository: "r", tag: $0, digest: p.record.digest.string) }
+                return c
+            }
+            await #expect(try s.locks().count == 2)
+            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: future, reason: "x") { _ in
+                var c = LifecycleChange()
+                c.deleteManifests = [LifecycleDeletion(repository: "r", digest: p.record.digest.string, mediaType: nil, reason: "requested")]
+                return c
+            }
+            await #expect(try s.locks().count == 2)
+            // the newest two former tags, newest first
+            await #expect(try s.deletedManifests(repository: "r").first?.tags == ["h3", "h2"])
         },
         Case("locks go with their tag or manifest when it is deleted") { s in
             let p = push("r", "m", tag: "t")

@@ -84,12 +84,14 @@ extension MetadataStoreConformance {
             try await store(s, first)
             var again = push("r", "m", tag: "a", createdAt: Date(timeIntervalSince1970: 2_000_000))
             var result: ManifestPushResult?
+            again.expectedTagTarget = first.record.digest
             var acts = try await actions(s) { result = try await s.putManifest(again) }
             #expect(result == .stored(previousTagTarget: nil))
             #expect(acts == [])
             // the first push's record stays
             await #expect(try s.manifest(repository: "r", digest: first.record.digest)?.createdAt == Date(timeIntervalSince1970: 1_000_000))
             again.tag = "b"
+            again.expectedTagTarget = nil
             acts = try await actions(s) { result = try await s.putManifest(again) }
             #expect(result == .stored(previousTagTarget: nil))
             #expect(acts == [EventAction.tagMove])
@@ -100,8 +102,10 @@ extension MetadataStoreConformance {
             await #expect(try s.tags(repository: "r", after: nil, limit: 10) == ["a", "b"])
         },
         Case("putManifest: moving a tag reports the previous target and records it in the event") { s in
-            let one = push("r", "one", tag: "latest"), two = push("r", "two", tag: "latest")
+            var one = push("r", "one", tag: "latest"), two = push("r", "two", tag: "latest")
             try await store(s, one)
+            two.expectedTagTarget = one.record.digest
+            one.expectedTagTarget = two.record.digest
             let mark = try await s.latestEventSequence()
             #expect(try await s.putManifest(two) == .stored(previousTagTarget: one.record.digest))
             await #expect(try s.tagTarget(repository: "r", tag: "latest") == two.record.digest)
@@ -117,6 +121,7 @@ extension MetadataStoreConformance {
             let old = push("team/app", "old", tag: "t")
             try await store(s, old)
             var p = push("team/app", "a-larger-manifest-body", tag: "t")
+            p.expectedTagTarget = old.record.digest
             p.quotas = [QuotaLimit(name: "team", prefix: "team/", limitBytes: old.record.size + 5)]
             let mark = try await s.latestEventSequence()
             await #expect(throws: QuotaExceeded(quota: "team", limit: old.record.size + 5, used: old.record.size,
@@ -139,6 +144,68 @@ extension MetadataStoreConformance {
             again.quotas = [QuotaLimit(name: "q", prefix: "q", limitBytes: p.record.size)]
             try await store(s, again)
             await #expect(try s.tagTarget(repository: "q", tag: "b") == p.record.digest)
+        },
+        Case("putManifest: a tag that no longer points where the plan saw it is a conflict, and nothing is written") { s in
+            let one = push("r", "one", tag: "t"), two = push("r", "two", tag: "t")
+            try await store(s, one)
+            var stale = two
+            stale.expectedTagTarget = nil // planned before one was pushed
+            var result: ManifestPushResult?
+            var acts = try await actions(s) { result = try await s.putManifest(stale) }
+            #expect(result == .tagConflict(current: one.record.digest))
+            #expect(acts == [])
+            await #expect(try s.manifest(repository: "r", digest: two.record.digest) == nil)
+            await #expect(try s.tagTarget(repository: "r", tag: "t") == one.record.digest)
+            // a tag that was deleted meanwhile is a conflict too
+            #expect(try await s.deleteTag(repository: "r", tag: "t"))
+            stale.expectedTagTarget = one.record.digest
+            acts = try await actions(s) { result = try await s.putManifest(stale) }
+            #expect(result == .tagConflict(current: nil))
+            #expect(acts == [])
+            // references are checked first: a push that misses content says so
+            var missing = push("r", "three", tag: "t", blobs: [digest("absent")])
+            missing.expectedTagTarget = one.record.digest
+            #expect(try await s.putManifest(missing) == .missing([digest("absent")]))
+            // a push without a tag has no precondition
+            try await store(s, push("r", "untagged"))
+        },
+        Case("putManifest: the tag history of the manifest a tag leaves keeps the planned number of tags") { s in
+            let m = push("r", "m")
+            try await store(s, m)
+            for (i, tag) in ["a", "b", "c"].enumerated() {
+                try await store(s, push("r", "m", tag: tag))
+                var other = push("r", "other-\(i)", tag: tag)
+                other.tagHistoryLimit = 2
+                try await store(s, other) // moves the tag away from m
+            }
+            try await deleteManifests(s, "r", [m.record.digest], softDeleteUntil: future)
+            await #expect(try s.deletedManifests(repository: "r").first?.tags == ["c", "b"])
+        },
+        Case("deleteTag: applies only while the tag points where the plan saw it; the lock goes only when planned") { s in
+            let one = push("r", "one", tag: "t"), two = push("r", "two", tag: "t")
+            try await store(s, one)
+            try await store(s, two)
+            try await s.setLock(LockRecord(repository: "r", tag: "t", deleteEnabled: false))
+            var result: TagDeletionResult?
+            var acts = try await actions(s) {
+                result = try await s.deleteTag(TagDeletion(repository: "r", tag: "t", expectedTarget: one.record.digest, dropLock: true,
+                                                           tagHistoryLimit: 50))
+            }
+            #expect(result == .conflict(current: two.record.digest))
+            #expect(acts == [])
+            await #expect(try s.tagTarget(repository: "r", tag: "t") == two.record.digest)
+            await #expect(try s.locks().count == 1)
+            acts = try await actions(s) {
+                result = try await s.deleteTag(TagDeletion(repository: "r", tag: "t", expectedTarget: two.record.digest, dropLock: false,
+                                                           tagHistoryLimit: 50))
+            }
+            #expect(result == .deleted)
+            #expect(acts == [EventAction.tagDelete])
+            await #expect(try s.tagTarget(repository: "r", tag: "t") == nil)
+            await #expect(try s.locks() == [LockRecord(repository: "r", tag: "t", deleteEnabled: false)])
+            let gone = try await s.deleteTag(TagDeletion(repository: "r", tag: "t", expectedTarget: two.record.digest, dropLock: true,
+                                                         tagHistoryLimit: 50))
+            #expect(gone == .unknown)
         },
         Case("manifest/tagTarget: nil for unknown repositories, digests and tags") { s in
             let p = push("r", "m", tag: "t")

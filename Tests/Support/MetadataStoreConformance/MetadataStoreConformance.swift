@@ -65,12 +65,20 @@ func push(_ repo: String, _ name: String, tag: String? = nil, blobs: [Digest] = 
                                 mediaType: mediaType ?? (children.isEmpty ? MediaType.ociManifest : MediaType.ociIndex),
                                 size: Int64(bytes.count), artifactType: artifactType, subject: subject,
                                 annotations: ["name": name], createdAt: createdAt)
-    return ManifestPush(repository: repo, record: record, bytes: bytes, tag: tag, blobs: blobs, children: children)
+    var p = ManifestPush(repository: repo, record: record, bytes: bytes, tag: tag, blobs: blobs, children: children)
+    p.tagHistoryLimit = tagHistoryLimit
+    return p
 }
 
-/// Stores `p` and fails the case unless it was stored.
+/// The tag-history cap the registry plans with (RegistryCore's `ContentPlanner.tagHistoryLimit`).
+let tagHistoryLimit = 50
+
+/// Stores `p` and fails the case unless it was stored. Without an explicit `expectedTagTarget`,
+/// the push is planned from where its tag points now, as the registry does.
 @discardableResult
 func store(_ s: any ConformanceStore, _ p: ManifestPush, sourceLocation: SourceLocation = #_sourceLocation) async throws -> Digest? {
+    var p = p
+    if let tag = p.tag, p.expectedTagTarget == nil { p.expectedTagTarget = try await s.tagTarget(repository: p.repository, tag: tag) }
     let result = try await s.putManifest(p)
     guard case .stored(let previous) = result else {
         Issue.record("push of \(p.record.digest) to \(p.repository) was not stored: \(result)", sourceLocation: sourceLocation)
@@ -101,6 +109,8 @@ func deleteManifests(_ s: any ConformanceStore, _ repo: String, _ digests: [Dige
                      reason: String = "requested") async throws -> LifecycleChange? {
     try await s.applyLifecycle(repository: repo, softDeleteUntil: softDeleteUntil, reason: "test delete") { graph in
         var change = LifecycleChange()
+        change.dropLocks = true
+        change.tagHistoryLimit = tagHistoryLimit
         for d in digests {
             if let m = graph.manifests[d.string] {
                 change.deleteManifests.append(LifecycleDeletion(repository: repo, digest: m.digest, mediaType: m.mediaType, reason: reason))
@@ -110,13 +120,28 @@ func deleteManifests(_ s: any ConformanceStore, _ repo: String, _ digests: [Dige
     }
 }
 
+extension ContentMetadataStore {
+    /// The registry's way of deleting a tag: planned from where it points now, its lock goes with
+    /// it and its manifest remembers it. False when there is no such tag.
+    public func deleteTag(repository: String, tag: String) async throws -> Bool {
+        guard let target = try await tagTarget(repository: repository, tag: tag) else { return false }
+        let plan = TagDeletion(repository: repository, tag: tag, expectedTarget: target, dropLock: true, tagHistoryLimit: tagHistoryLimit)
+        return try await deleteTag(plan) == .deleted
+    }
+
+    /// A verdict on one manifest alone (no followers). False when the manifest is unknown.
+    public func setQuarantine(repository: String, digest: Digest, state: QuarantineState, reason: String?) async throws -> Bool {
+        try await applyQuarantine(QuarantineUpdate(repository: repository, digest: digest, state: state, reason: reason, followers: [])) == .applied
+    }
+}
+
 /// Events appended after `mark` (the newest sequence before the mutation).
 func events(_ s: any ConformanceStore, after mark: Int64) async throws -> [Event] {
     try await s.events(after: mark, limit: 10_000)
 }
 
 /// The event actions appended by `mutation`, in order.
-func actions(_ s: any ConformanceStore, of mutation: () async throws -> Void) async throws -> [String] {
+func actions(_ s: any ConformanceStore, of mutation: () async throws -> Void) async throws -> [EventAction] {
     let mark = try await s.latestEventSequence()
     try await mutation()
     return try await events(s, after: mark).map(\.action)

@@ -5,27 +5,34 @@ import Testing
 
 extension MetadataStoreConformance {
     static let quarantineCases: [Case] = [
-        Case("putManifest with quarantine: a new manifest starts Pending, with its quarantine event first") { s in
+        Case("putManifest with a quarantine state: a new manifest is stored in it, with its quarantine event first") { s in
             var p = push("r", "m", tag: "t")
-            p.quarantine = true
+            p.record.quarantineState = .pending
             let mark = try await s.latestEventSequence()
             try await store(s, p)
-            await #expect(try s.manifest(repository: "r", digest: p.record.digest)?.quarantineState == "Pending")
+            await #expect(try s.manifest(repository: "r", digest: p.record.digest)?.quarantineState == .pending)
+            await #expect(try s.manifest(repository: "r", digest: p.record.digest)?.quarantineReason == nil)
             let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.quarantine, EventAction.manifestPush, EventAction.tagMove])
             #expect(e.first?.detail == "Pending")
             #expect(e.first?.digest == p.record.digest.string)
         },
-        Case("putManifest with quarantine: referrers are never quarantined, and a manifest already there keeps its state") { s in
+        Case("putManifest with a quarantine state: the store applies the planned state as given, referrer or not") { s in
+            // which manifests start quarantined is the core's rule (referrers do not); the store does not decide
             var ref = push("r", "sig", subject: digest("subject"), artifactType: "application/sig")
-            ref.quarantine = true
+            ref.record.quarantineState = .failed
+            ref.record.quarantineReason = "planned"
             let acts = try await actions(s) { try await store(s, ref) }
-            #expect(acts == [EventAction.manifestPush])
-            await #expect(try s.manifest(repository: "r", digest: ref.record.digest)?.quarantineState == nil)
+            #expect(acts == [EventAction.quarantine, EventAction.manifestPush])
+            let m = try await #require(try s.manifest(repository: "r", digest: ref.record.digest))
+            #expect(m.quarantineState == .failed)
+            #expect(m.quarantineReason == "planned")
             let plain = push("r", "plain")
             try await store(s, plain)
+            await #expect(try s.manifest(repository: "r", digest: plain.record.digest)?.quarantineState == nil)
+            // a manifest already there keeps its state
             var again = plain
-            again.quarantine = true
+            again.record.quarantineState = .pending
             let repushed = try await actions(s) { try await store(s, again) }
             #expect(repushed == [])
             await #expect(try s.manifest(repository: "r", digest: plain.record.digest)?.quarantineState == nil)
@@ -35,8 +42,8 @@ extension MetadataStoreConformance {
             try await store(s, p)
             var results: [Bool] = []
             let acts = try await actions(s) {
-                results.append(try await s.setQuarantine(repository: "unknown", digest: p.record.digest, state: "Failed", reason: nil))
-                results.append(try await s.setQuarantine(repository: "r", digest: digest("absent"), state: "Failed", reason: nil))
+                results.append(try await s.setQuarantine(repository: "unknown", digest: p.record.digest, state: .failed, reason: nil))
+                results.append(try await s.setQuarantine(repository: "r", digest: digest("absent"), state: .failed, reason: nil))
             }
             #expect(results == [false, false])
             #expect(acts == [])
@@ -45,13 +52,13 @@ extension MetadataStoreConformance {
             let p = push("r", "m")
             try await store(s, p)
             let mark = try await s.latestEventSequence()
-            #expect(try await s.setQuarantine(repository: "r", digest: p.record.digest, state: "Failed", reason: "CVE-1"))
+            #expect(try await s.setQuarantine(repository: "r", digest: p.record.digest, state: .failed, reason: "CVE-1"))
             var m = try await #require(try s.manifest(repository: "r", digest: p.record.digest))
-            #expect(m.quarantineState == "Failed")
+            #expect(m.quarantineState == .failed)
             #expect(m.quarantineReason == "CVE-1")
-            #expect(try await s.setQuarantine(repository: "r", digest: p.record.digest, state: "Passed", reason: nil))
+            #expect(try await s.setQuarantine(repository: "r", digest: p.record.digest, state: .passed, reason: nil))
             m = try await #require(try s.manifest(repository: "r", digest: p.record.digest))
-            #expect(m.quarantineState == "Passed")
+            #expect(m.quarantineState == .passed)
             #expect(m.quarantineReason == nil)
             let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.quarantine, EventAction.quarantine])
@@ -60,44 +67,138 @@ extension MetadataStoreConformance {
             #expect(e.first?.size == p.record.size)
             #expect(e.first?.mediaType == p.record.mediaType)
         },
-        Case("setQuarantine: quarantined children of an index follow it; children never quarantined stay so") { s in
+        Case("applyQuarantine: the planned followers take the state with their own reason; nothing else changes") { s in
             var quarantined = push("r", "child-q")
-            quarantined.quarantine = true
+            quarantined.record.quarantineState = .pending
             try await store(s, quarantined)
             let free = push("r", "child-free")
             try await store(s, free)
             var index = push("r", "index", children: [quarantined.record.digest, free.record.digest])
-            index.quarantine = true
+            index.record.quarantineState = .pending
             try await store(s, index)
-            var set = false
-            let acts = try await actions(s) {
-                set = try await s.setQuarantine(repository: "r", digest: index.record.digest, state: "Passed", reason: "scanned")
-            }
-            #expect(set)
-            #expect(acts == [EventAction.quarantine]) // one event, for the index
+            var result: QuarantineUpdateResult?
+            let update = QuarantineUpdate(repository: "r", digest: index.record.digest, state: .passed, reason: "scanned",
+                                          followers: [.init(digest: quarantined.record.digest, from: .pending, reason: "follows")])
+            let acts = try await actions(s) { result = try await s.applyQuarantine(update) }
+            #expect(result == .applied)
+            #expect(acts == [EventAction.quarantine]) // one event, for the manifest itself
             let child = try await #require(try s.manifest(repository: "r", digest: quarantined.record.digest))
-            #expect(child.quarantineState == "Passed")
-            #expect(child.quarantineReason == "scanned (via index \(index.record.digest))")
+            #expect(child.quarantineState == .passed)
+            #expect(child.quarantineReason == "follows")
+            // a child the plan does not list stays as it is, though the index lists it
             await #expect(try s.manifest(repository: "r", digest: free.record.digest)?.quarantineState == nil)
-            #expect(try await s.setQuarantine(repository: "r", digest: index.record.digest, state: "Failed", reason: nil))
-            await #expect(try s.manifest(repository: "r", digest: quarantined.record.digest)?.quarantineReason
-                        == "via index \(index.record.digest)")
-            // setting a child does not touch its index
-            #expect(try await s.setQuarantine(repository: "r", digest: quarantined.record.digest, state: "Passed", reason: nil))
-            await #expect(try s.manifest(repository: "r", digest: index.record.digest)?.quarantineState == "Failed")
+            // without followers only the manifest itself changes
+            #expect(try await s.setQuarantine(repository: "r", digest: index.record.digest, state: .failed, reason: nil))
+            await #expect(try s.manifest(repository: "r", digest: quarantined.record.digest)?.quarantineState == .passed)
+            await #expect(try s.manifest(repository: "r", digest: index.record.digest)?.quarantineState == .failed)
+        },
+        Case("applyQuarantine: a follower no longer in the planned state is a conflict, and nothing is written") { s in
+            var child = push("r", "child")
+            child.record.quarantineState = .pending
+            try await store(s, child)
+            var index = push("r", "index", children: [child.record.digest])
+            index.record.quarantineState = .pending
+            try await store(s, index)
+            // planned while the child was Pending; it was Failed meanwhile
+            #expect(try await s.setQuarantine(repository: "r", digest: child.record.digest, state: .failed, reason: "CVE"))
+            let stale = QuarantineUpdate(repository: "r", digest: index.record.digest, state: .passed, reason: nil,
+                                         followers: [.init(digest: child.record.digest, from: .pending, reason: "via index")])
+            var result: QuarantineUpdateResult?
+            let acts = try await actions(s) { result = try await s.applyQuarantine(stale) }
+            #expect(result == .conflict)
+            #expect(acts == [])
+            await #expect(try s.manifest(repository: "r", digest: index.record.digest)?.quarantineState == .pending)
+            await #expect(try s.manifest(repository: "r", digest: child.record.digest)?.quarantineState == .failed)
+            // a follower that is not there is a conflict too
+            let absent = QuarantineUpdate(repository: "r", digest: index.record.digest, state: .passed, reason: nil,
+                                          followers: [.init(digest: digest("absent"), from: .pending, reason: nil)])
+            #expect(try await s.applyQuarantine(absent) == .conflict)
+        },
+        Case("pendingManifests: Pending ones only, by repository then digest, limited, with the full count") { s in
+            var refs: [ManifestRef] = []
+            for (repo, name) in [("b", "b1"), ("a", "a2"), ("a", "a1")] {
+                var p = push(repo, name)
+                p.record.quarantineState = .pending
+                try await store(s, p)
+                refs.append(ManifestRef(repository: repo, digest: p.record.digest.string))
+            }
+            var failed = push("a", "failed")
+            failed.record.quarantineState = .failed
+            try await store(s, failed)
+            try await store(s, push("a", "free"))
+            let sorted = refs.sorted { ($0.repository, $0.digest) < ($1.repository, $1.digest) }
+            let all = try await s.pendingManifests(limit: 10)
+            #expect(all.manifests == sorted)
+            #expect(all.count == 3)
+            let first = try await s.pendingManifests(limit: 1)
+            #expect(first.manifests == Array(sorted.prefix(1)))
+            #expect(first.count == 3)
+            let none = try await s.pendingManifests(limit: 0)
+            #expect(none.manifests == [])
+            #expect(none.count == 3)
+        },
+        Case("releasePending: every Pending manifest becomes never-quarantined with its event; Failed stays") { s in
+            var digests: [Digest] = []
+            for name in ["p1", "p2", "p3"] {
+                var p = push("r", name)
+                p.record.quarantineState = .pending
+                try await store(s, p)
+                digests.append(p.record.digest)
+            }
+            var failed = push("r", "failed")
+            failed.record.quarantineState = .failed
+            try await store(s, failed)
+            let mark = try await s.latestEventSequence()
+            let released = try await s.releasePending(limit: 2)
+            #expect(released.count == 3)
+            #expect(released.manifests == digests.sorted().prefix(2).map { ManifestRef(repository: "r", digest: $0.string) })
+            for d in digests {
+                let m = try await #require(try s.manifest(repository: "r", digest: d))
+                #expect(m.quarantineState == nil)
+                #expect(m.quarantineReason == nil)
+            }
+            await #expect(try s.manifest(repository: "r", digest: failed.record.digest)?.quarantineState == .failed)
+            let e = try await events(s, after: mark)
+            #expect(e.map(\.action) == [EventAction.quarantine, EventAction.quarantine, EventAction.quarantine])
+            #expect(Set(e.compactMap(\.digest)) == Set(digests.map(\.string)))
+            let again = try await actions(s) {
+                let none = try await s.releasePending(limit: 10)
+                #expect(none.count == 0)
+                #expect(none.manifests == [])
+            }
+            #expect(again == [])
+        },
+        Case("blobOnlyInQuarantine: true only when manifests reference the blob and none of them is pullable") { s in
+            try await link(s, "r", "shared", "lonely", "unreferenced")
+            var pending = push("r", "pending", blobs: [digest("shared"), digest("lonely")])
+            pending.record.quarantineState = .pending
+            try await store(s, pending)
+            var failed = push("r", "failed", blobs: [digest("shared")])
+            failed.record.quarantineState = .failed
+            try await store(s, failed)
+            await #expect(try s.blobOnlyInQuarantine(repository: "r", digest: digest("lonely")))
+            await #expect(try s.blobOnlyInQuarantine(repository: "r", digest: digest("shared")))
+            // nothing references it: not quarantined (an upload on its way to a manifest)
+            await #expect(try s.blobOnlyInQuarantine(repository: "r", digest: digest("unreferenced")) == false)
+            await #expect(try s.blobOnlyInQuarantine(repository: "other", digest: digest("shared")) == false)
+            // one pullable manifest (never quarantined, or Passed) makes it pullable
+            try await store(s, push("r", "free", blobs: [digest("shared")]))
+            await #expect(try s.blobOnlyInQuarantine(repository: "r", digest: digest("shared")) == false)
+            #expect(try await s.setQuarantine(repository: "r", digest: pending.record.digest, state: .passed, reason: nil))
+            await #expect(try s.blobOnlyInQuarantine(repository: "r", digest: digest("lonely")) == false)
         },
         Case("unquarantinedManifests: never-quarantined non-referrers, by repository then digest, limited") { s in
             let a1 = push("a", "a1"), a2 = push("a", "a2"), b1 = push("b", "b1")
             for p in [b1, a2, a1] { try await store(s, p) }
             try await store(s, push("a", "ref", subject: a1.record.digest, artifactType: "x"))
             var q = push("a", "quarantined")
-            q.quarantine = true
+            q.record.quarantineState = .pending
             try await store(s, q)
             let aSorted = [a1.record.digest, a2.record.digest].sorted().map { ManifestRef(repository: "a", digest: $0.string) }
             let all = aSorted + [ManifestRef(repository: "b", digest: b1.record.digest.string)]
             await #expect(try s.unquarantinedManifests(limit: 10) == all)
             await #expect(try s.unquarantinedManifests(limit: 1) == Array(all.prefix(1)))
-            #expect(try await s.setQuarantine(repository: "b", digest: b1.record.digest, state: "Passed", reason: nil))
+            #expect(try await s.setQuarantine(repository: "b", digest: b1.record.digest, state: .passed, reason: nil))
             await #expect(try s.unquarantinedManifests(limit: 10) == aSorted)
         },
         Case("quarantineExisting: puts every unquarantined non-referrer into Pending, once") { s in
@@ -107,15 +208,15 @@ extension MetadataStoreConformance {
             try await store(s, ref)
             let passed = push("r", "passed")
             try await store(s, passed)
-            #expect(try await s.setQuarantine(repository: "r", digest: passed.record.digest, state: "Passed", reason: nil))
+            #expect(try await s.setQuarantine(repository: "r", digest: passed.record.digest, state: .passed, reason: nil))
             try await store(s, push("other", "b"))
-            #expect(try await s.quarantineExisting() == 2)
-            await #expect(try s.manifest(repository: "r", digest: a.record.digest)?.quarantineState == "Pending")
-            await #expect(try s.manifest(repository: "r", digest: a.record.digest)?.quarantineReason != nil)
+            #expect(try await s.quarantineExisting(state: .pending, reason: "switched on") == 2)
+            await #expect(try s.manifest(repository: "r", digest: a.record.digest)?.quarantineState == .pending)
+            await #expect(try s.manifest(repository: "r", digest: a.record.digest)?.quarantineReason == "switched on")
             await #expect(try s.manifest(repository: "r", digest: ref.record.digest)?.quarantineState == nil)
-            await #expect(try s.manifest(repository: "r", digest: passed.record.digest)?.quarantineState == "Passed")
+            await #expect(try s.manifest(repository: "r", digest: passed.record.digest)?.quarantineState == .passed)
             await #expect(try s.unquarantinedManifests(limit: 10) == [])
-            #expect(try await s.quarantineExisting() == 0)
+            #expect(try await s.quarantineExisting(state: .pending, reason: "switched on") == 0)
         },
         Case("settings: nil until set, then the newest value; keys are independent; each write is one setting event") { s in
             let quarantine = SettingKey<String>("quarantine")

@@ -1,0 +1,78 @@
+import Foundation
+import OCIModel
+import RegistryStore
+
+/// The content rules, as pure functions from what the core read to the plan a store applies (the
+/// lifecycle rules are in LifecyclePlanning.swift). A store checks a plan's preconditions and
+/// applies it in one transaction with its events; it decides nothing itself, so every backend
+/// behaves the same without copying a rule.
+///
+/// The plans and what they decide:
+/// - `ManifestPush` (`push`): the state a new manifest starts in, where the tag was when the push
+///   was planned (the store refuses to move it from anywhere else), and the tag-history cap.
+/// - `TagDeletion` (`tagDeletion`): the tag's expected target, that its lock goes with it, the cap.
+/// - `LifecycleChange` (`withDeletionRules`): the same two rules for lifecycle deletions.
+/// - `QuarantineUpdate` (`quarantine`): which manifests follow a verdict, from which state, with
+///   which reason.
+public enum ContentPlanner {
+    /// Former tags a manifest remembers: what a soft-deleted manifest takes to the recycle bin
+    /// (and restore can put back).
+    public static let tagHistoryLimit = 50
+
+    /// How often a change planned from a state that moved before it applied is planned again
+    /// before the caller is told to retry.
+    public static let attempts = 8
+
+    /// The state a newly pushed manifest starts in: `Pending` while quarantine-on-push is on,
+    /// except for referrers (signatures and attestations stay readable so a gate can check them);
+    /// otherwise none.
+    public static func initialQuarantine(enabled: Bool, subject: Digest?) -> QuarantineState? {
+        enabled && subject == nil ? .pending : nil
+    }
+
+    /// A manifest push, planned from where `tag` points now (`currentTagTarget`, nil: nowhere).
+    public static func push(repository: String, record: ManifestRecord, bytes: [UInt8], tag: String?, currentTagTarget: Digest?,
+                            blobs: [Digest], children: [Digest], quarantineEnabled: Bool, quotas: [QuotaLimit]) -> ManifestPush {
+        var record = record
+        record.quarantineState = initialQuarantine(enabled: quarantineEnabled, subject: record.subject)
+        record.quarantineReason = nil
+        var push = ManifestPush(repository: repository, record: record, bytes: bytes, tag: tag, blobs: blobs, children: children)
+        push.expectedTagTarget = tag == nil ? nil : currentTagTarget
+        push.tagHistoryLimit = tagHistoryLimit
+        push.quotas = quotas
+        return push
+    }
+
+    /// Deleting `tag`, which points at `target`. Its lock goes with it: a lock left behind would
+    /// bind a later tag of the same name that nobody locked. The manifest remembers the tag.
+    public static func tagDeletion(repository: String, tag: String, target: Digest) -> TagDeletion {
+        TagDeletion(repository: repository, tag: tag, expectedTarget: target, dropLock: true, tagHistoryLimit: tagHistoryLimit)
+    }
+
+    /// A lifecycle change with the rules every deletion follows: the locks of deleted tags and
+    /// manifests go with them, and a manifest that loses a tag remembers it.
+    public static func withDeletionRules(_ change: LifecycleChange) -> LifecycleChange {
+        var change = change
+        change.dropLocks = true
+        change.tagHistoryLimit = tagHistoryLimit
+        return change
+    }
+
+    /// A verdict on `digest`, planned from its repository's graph; nil when the graph does not
+    /// hold the manifest. The children an index lists follow it when they are quarantined (same
+    /// state, a reason that names the index); children never quarantined stay so, and a child's
+    /// verdict never changes its index.
+    public static func quarantine(_ g: RepositoryGraph, digest: Digest, state: QuarantineState, reason: String?) -> QuarantineUpdate? {
+        guard g.manifests[digest.string] != nil else { return nil }
+        let via = reason.map { "\($0) (via index \(digest))" } ?? "via index \(digest)"
+        var followers: [QuarantineUpdate.Follower] = []
+        for child in Set(g.children[digest.string] ?? []).sorted() where child != digest.string {
+            guard let from = g.manifests[child]?.quarantineState, let d = try? Digest(parsing: child) else { continue }
+            followers.append(QuarantineUpdate.Follower(digest: d, from: from, reason: via))
+        }
+        return QuarantineUpdate(repository: g.repository, digest: digest, state: state, reason: reason, followers: followers)
+    }
+
+    /// The reason manifests get when quarantine is switched on without grandfathering.
+    public static let quarantineExistingReason = "quarantine enabled without grandfathering"
+}

@@ -1,0 +1,99 @@
+import Foundation
+import OCIModel
+import RegistryStore
+import Testing
+@testable import RegistryCore
+
+/// Pure tests of the content rules: what the core plans for a push, a tag deletion, a lifecycle
+/// deletion and a quarantine verdict, before any store sees it.
+@Suite struct ContentPlanningTests {
+    let t0 = Date(timeIntervalSince1970: 1_000_000)
+
+    func d(_ s: String) -> Digest { Digest.compute(Array(s.utf8)) }
+
+    func record(_ name: String, subject: Digest? = nil) -> ManifestRecord {
+        ManifestRecord(digest: d(name), mediaType: MediaType.ociManifest, size: 10, artifactType: nil, subject: subject,
+                       annotations: nil, createdAt: t0)
+    }
+
+    func manifest(_ digest: Digest, state: QuarantineState?) -> RepositoryGraph.Manifest {
+        .init(digest: digest.string, mediaType: MediaType.ociIndex, artifactType: nil, size: 10, subject: nil, createdAt: t0,
+              unliveSince: nil, quarantineState: state)
+    }
+
+    @Test func aNewManifestStartsPendingOnlyWhileQuarantineIsOnAndItIsNotAReferrer() {
+        #expect(ContentPlanner.initialQuarantine(enabled: true, subject: nil) == .pending)
+        #expect(ContentPlanner.initialQuarantine(enabled: true, subject: d("subject")) == nil)
+        #expect(ContentPlanner.initialQuarantine(enabled: false, subject: nil) == nil)
+        #expect(ContentPlanner.initialQuarantine(enabled: false, subject: d("subject")) == nil)
+    }
+
+    @Test func aPushIsPlannedFromTheTagsCurrentTargetWithTheQuarantineStateAndHistoryCap() {
+        var pushed = record("m")
+        pushed.quarantineState = .failed // whatever the caller put there, the plan decides
+        pushed.quarantineReason = "stale"
+        let quota = QuotaLimit(name: "q", prefix: "r", limitBytes: 100)
+        let p = ContentPlanner.push(repository: "r", record: pushed, bytes: [1], tag: "t", currentTagTarget: d("old"),
+                                    blobs: [d("layer")], children: [], quarantineEnabled: true, quotas: [quota])
+        #expect(p.record.quarantineState == .pending)
+        #expect(p.record.quarantineReason == nil)
+        #expect(p.expectedTagTarget == d("old"))
+        #expect(p.tagHistoryLimit == ContentPlanner.tagHistoryLimit)
+        #expect(p.tagHistoryLimit == 50)
+        #expect(p.tag == "t")
+        #expect(p.blobs == [d("layer")])
+        #expect(p.quotas == [quota])
+
+        let referrer = ContentPlanner.push(repository: "r", record: record("sig", subject: d("m")), bytes: [1], tag: nil,
+                                           currentTagTarget: d("ignored"), blobs: [], children: [], quarantineEnabled: true, quotas: [])
+        #expect(referrer.record.quarantineState == nil)
+        #expect(referrer.expectedTagTarget == nil) // no tag, no precondition
+        let off = ContentPlanner.push(repository: "r", record: record("m"), bytes: [1], tag: "t", currentTagTarget: nil, blobs: [],
+                                      children: [], quarantineEnabled: false, quotas: [])
+        #expect(off.record.quarantineState == nil)
+        #expect(off.expectedTagTarget == nil)
+    }
+
+    @Test func aTagDeletionTakesItsLockAndIsRemembered() {
+        let plan = ContentPlanner.tagDeletion(repository: "r", tag: "t", target: d("m"))
+        #expect(plan == TagDeletion(repository: "r", tag: "t", expectedTarget: d("m"), dropLock: true, tagHistoryLimit: 50))
+    }
+
+    @Test func lifecycleDeletionsFollowTheSameRules() {
+        var change = LifecycleChange()
+        change.detail = "purge"
+        change.deleteTags = [LifecycleTagDeletion(repository: "r", tag: "t", digest: "x")]
+        let planned = ContentPlanner.withDeletionRules(change)
+        #expect(planned.dropLocks)
+        #expect(planned.tagHistoryLimit == 50)
+        #expect(planned.detail == "purge")
+        #expect(planned.deleteTags == change.deleteTags)
+        #expect(LifecycleChange().dropLocks == false)
+    }
+
+    @Test func quarantinedChildrenFollowTheirIndexWithAReasonNamingIt() throws {
+        let index = d("index"), pending = d("pending"), failed = d("failed"), free = d("free")
+        let g = RepositoryGraph(repository: "r", manifests: [
+            index.string: manifest(index, state: .pending),
+            pending.string: manifest(pending, state: .pending),
+            failed.string: manifest(failed, state: .failed),
+            free.string: manifest(free, state: nil),
+        ], children: [index.string: [pending.string, free.string, failed.string]], tags: [])
+        let plan = try #require(ContentPlanner.quarantine(g, digest: index, state: .passed, reason: "scanned"))
+        #expect(plan.repository == "r")
+        #expect(plan.digest == index)
+        #expect(plan.state == .passed)
+        #expect(plan.reason == "scanned")
+        // never-quarantined children stay so; the others follow from the state the plan saw, in digest order
+        let expected = [(pending, QuarantineState.pending), (failed, .failed)].sorted { $0.0.string < $1.0.string }
+            .map { QuarantineUpdate.Follower(digest: $0.0, from: $0.1, reason: "scanned (via index \(index))") }
+        #expect(plan.followers == expected)
+
+        let noReason = try #require(ContentPlanner.quarantine(g, digest: index, state: .failed, reason: nil))
+        #expect(noReason.followers.allSatisfy { $0.reason == "via index \(index)" })
+        // a child's verdict does not touch its index, and an image has no followers
+        #expect(ContentPlanner.quarantine(g, digest: pending, state: .passed, reason: nil)?.followers == [])
+        // unknown manifest: nothing to plan
+        #expect(ContentPlanner.quarantine(g, digest: d("absent"), state: .passed, reason: nil) == nil)
+    }
+}
