@@ -15,10 +15,11 @@ import RegistryCore
 /// (`{"error": {"code", "message"}}`) for the management API's own errors.
 enum ErrorRenderer {
     /// The one error mapping. `AccessDenied` is the OCI envelope plus its headers (a Bearer
-    /// challenge, Retry-After), and so is an `AccessRefusal` (`gate` words its challenge); management and domain errors (`ManagementError`, `AccessError`,
-    /// `LifecycleError`, a feature's `ManagementErrorConvertible`) the management envelope; a path
-    /// no route serves is 404; everything else goes through `registryError(for:)`. Server errors
-    /// are logged, a client that went away is noted at debug level.
+    /// challenge, Retry-After), and so is Access's `AccessRefusal` (`gate` words its challenge);
+    /// management and domain errors (`ManagementError`, `AccessError`, `LifecycleError`, a
+    /// feature's `ManagementErrorConvertible`) the management envelope; a path no route serves is
+    /// 404; everything else goes through `registryError(for:)`. Server errors are logged, a client
+    /// that went away is noted at debug level.
     static func response(for error: any Error, request: Request, log: Logger, gate: AuthGate?) -> Response {
         let head = request.method == .head
         switch error {
@@ -28,9 +29,7 @@ enum ErrorRenderer {
             return response
         case let refusal as AccessRefusal:
             let denied = gate?.denied(refusal, request) ?? AccessDenied(error: RegistryError(refusal.code, refusal.reason))
-            var response = response(denied.error, head: head)
-            response.headers.append(contentsOf: denied.headers)
-            return response
+            return response(for: denied, request: request, log: log, gate: gate)
         case let e as ManagementError:
             return management(e)
         case let e as any ManagementErrorConvertible:
