@@ -31,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
+        // The management API's request and response bodies, shared by the server and the CLI.
+        .target(name: "BerthAPIContract", swiftSettings: strict),
         .target(name: "OCIModel", dependencies: [
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: strict),
@@ -86,11 +88,13 @@ let package = Package(
             "RegistryCore", "RegistryStore", "BlobStorage", "SQLiteStore", "FileSystemStorage",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
-        // Pull admission (locks, quarantine, content trust): the one chain /v2/ reads and the
-        // Kubernetes admission endpoints both call; features add their checks to it.
+        // Pull admission (locks, quarantine, then the checks features contribute, such as content
+        // trust): the one chain /v2/ reads and the Kubernetes admission endpoints both call.
         .target(name: "Admission", dependencies: ["OCIModel", "RegistryCore", "RegistryStore", "Access"], swiftSettings: strict),
+        // The HTTP layer: the hand-routed /v2/ tree, Hummingbird's router for the rest, and the
+        // `RegistryFeature` protocol through which feature targets plug in. It imports none of them.
         .target(name: "HTTPAPI", dependencies: [
-            "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore", "Access", "Admission", "Webhooks", "Signing",
+            "OCIModel", "BlobStorage", "RegistryStore", "RegistryCore", "Access", "Admission", "BerthAPIContract",
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -105,6 +109,25 @@ let package = Package(
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+        ], swiftSettings: strict),
+        // Features: each contributes routes, services and pull checks through HTTPAPI's
+        // `RegistryFeature`; the composition root (berth serve, the HTTP tests) picks them.
+        .target(name: "WebhooksAPI", dependencies: [
+            "HTTPAPI", "Webhooks", "BerthAPIContract",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: strict),
+        .target(name: "ContentTrustFeature", dependencies: [
+            "HTTPAPI", "Admission", "RegistryCore", "RegistryStore", "Access", "OCIModel", "Signing",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ], swiftSettings: strict),
+        .target(name: "AdmissionFeature", dependencies: [
+            "HTTPAPI", "Admission", "RegistryCore", "Access", "OCIModel",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strict),
         .target(name: "Signing", dependencies: [
             "OCIModel",
@@ -124,6 +147,7 @@ let package = Package(
         .target(name: "Scanning", swiftSettings: strict),
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing", "Backends", "SQLiteStore",
+            "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -159,7 +183,7 @@ let package = Package(
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "OCIModel"]),
         .testTarget(name: "ScanningTests", dependencies: ["Scanning"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HTTPAPITests", dependencies: [
-            "HTTPAPI", "Admission", "Signing", "BlobStorage", "Backends",
+            "HTTPAPI", "Admission", "Signing", "BlobStorage", "Backends", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,9 +1,12 @@
 import Access
+import AdmissionFeature
 import ArgumentParser
 import Backends
+import ContentTrustFeature
 import Foundation
 import RegistryStore
 import Webhooks
+import WebhooksAPI
 import HTTPAPI
 import Hummingbird
 import Logging
@@ -144,7 +147,9 @@ struct Serve: AsyncParsableCommand {
                                           policy: outbound, logger: Logger(label: "berth.webhooks"))
         let listening = ListeningFlag()
         let app = try BerthServer.makeApplication(
-            registry: registry, access: access, webhooks: webhooks, host: host, port: port, limits: limits, publicURL: settings.publicURL,
+            registry: registry, access: access,
+            features: [WebhooksFeature(service: webhooks), ContentTrustFeature(registry: registry), AdmissionFeature()],
+            host: host, port: port, limits: limits, publicURL: settings.publicURL,
             serviceName: settings.serviceName, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),
             lifecycleTick: .milliseconds(Int64(max(0.05, settings.lifecycleTickSeconds) * 1000)), metrics: metrics, logger: logger,

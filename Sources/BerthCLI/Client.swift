@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import BerthAPIContract
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -177,19 +178,13 @@ struct ManagementClient: Sendable {
         return Data(text.utf8)
     }
 
-    struct TokenAnswer: Decodable {
-        let access_token: String?
-        let token: String?
-        let refresh_token: String?
-    }
-
     /// `POST /oauth2/token`; returns (access token, refresh token).
     static func requestToken(registry: String, fields: [(String, String)]) async throws -> (access: String, refresh: String?) {
         let r = try await send(.POST, registry + "/oauth2/token",
                                headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
                                body: formBody(fields))
         guard r.status == 200 else { throw apiError(r, context: "token request") }
-        guard let answer = try? JSONDecoder().decode(TokenAnswer.self, from: r.body),
+        guard let answer = try? JSONDecoder().decode(TokenResponse.self, from: r.body),
               let access = answer.access_token ?? answer.token
         else { throw CLIError("the registry's token endpoint answered something that is not a token response") }
         return (access, answer.refresh_token)
@@ -271,6 +266,16 @@ struct ManagementClient: Sendable {
         }
     }
 
+    /// Calls `/api/v1/<path>` with a body of the contract (`BerthAPIContract`), encoded as the
+    /// server decodes it (absent optionals left out, dates in RFC 3339).
+    @discardableResult
+    func call(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], sending body: some Encodable) async throws -> JSONValue {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        let value = try JSONDecoder().decode(JSONValue.self, from: encoder.encode(body))
+        return try await call(method, path, query: query, body: value)
+    }
+
     struct APIError: Error, CustomStringConvertible {
         let status: Int
         let code: String
@@ -283,14 +288,12 @@ struct ManagementClient: Sendable {
     static func apiError(_ r: Response, context: String?) -> any Error {
         var code = "HTTP_\(r.status)"
         var message = String(decoding: r.body.prefix(300), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        if let json = try? JSONDecoder().decode(JSONValue.self, from: r.body) {
-            if let e = json["error"], let c = e["code"]?.asString {
-                code = c
-                message = e["message"]?.asString ?? message
-            } else if let e = json["errors"]?.asArray?.first, let c = e["code"]?.asString {
-                code = c
-                message = e["message"]?.asString ?? message
-            }
+        if let body = try? JSONDecoder().decode(ManagementErrorBody.self, from: r.body) {
+            code = body.error.code
+            message = body.error.message
+        } else if let body = try? JSONDecoder().decode(OCIErrorBody.self, from: r.body), let e = body.errors.first {
+            code = e.code
+            message = e.message
         }
         if message.isEmpty { message = "request failed" }
         if let context, r.status == 401 { message = "\(context): \(message)" }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthAPIContract
 import Foundation
 import OCIModel
 
@@ -188,10 +189,8 @@ struct IdentityCreate: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            let answer = try await c.call(.POST, "identities", body: .object([
-                "name": .string(name), "kind": .string(kind.rawValue), "trustedService": .bool(trustedService),
-                "password": .bool(!noPassword),
-            ]))
+            let answer = try await c.call(.POST, "identities", sending: IdentityRequest(
+                name: name, kind: kind.rawValue, trustedService: trustedService, password: !noPassword))
             Printer.keyValues(answer, fields: [
                 Column("name", "identity.name"), Column("kind", "identity.kind"), Column("enabled", "identity.enabled"),
                 Column("trusted-service", "identity.trustedService"), Column("password", "password"),
@@ -245,10 +244,8 @@ struct IdentityUpdate: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            var body: [String: JSONValue] = ["name": .string(name)]
-            if let enabled { body["enabled"] = .bool(enabled) }
-            if let trustedService { body["trustedService"] = .bool(trustedService) }
-            let answer = try await c.call(.PATCH, "identities/" + Fmt.path(name), body: .object(body))
+            let answer = try await c.call(.PATCH, "identities/" + Fmt.path(name),
+                                          sending: IdentityRequest(name: name, trustedService: trustedService, enabled: enabled))
             Printer.keyValues(answer, fields: IdentityGroup.columns, format: out.output)
         }
     }
@@ -302,10 +299,9 @@ struct FederatedCredentialCreate: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            let answer = try await c.call(.POST, "identities/" + Fmt.path(identity) + "/federated-credentials", body: .object([
-                "name": .string(name), "issuer": .string(issuer), "subject": .string(subject),
-                "audiences": .array(audiences.map(JSONValue.string)),
-            ]))
+            let answer = try await c.call(.POST, "identities/" + Fmt.path(identity) + "/federated-credentials",
+                                          sending: FederatedCredentialRequest(name: name, issuer: issuer, subject: subject,
+                                                                              audiences: audiences))
             let creds = answer["federatedCredentials"] ?? .array([])
             Printer.rows(out.output == .json ? answer : creds, columns: [
                 Column("name", "name"), Column("issuer", "issuer"), Column("subject", "subject"), Column("audiences", "audiences"),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthAPIContract
 import Foundation
 import RegistryCore
 
@@ -231,12 +232,9 @@ struct RetentionUpdate: AsyncParsableCommand {
 
     func run() async throws {
         try await runCLI {
-            var body: [String: JSONValue] = [:]
-            if let status { body["status"] = .string(status.rawValue) }
-            if let days { body["days"] = .number(days) }
-            if let type { body["type"] = .string(type.rawValue) }
+            let body = StatusDaysRequest(status: status?.rawValue, days: days, type: type?.rawValue)
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.PATCH, "config/retention", body: .object(body)),
+            Printer.keyValues(try await c.call(.PATCH, "config/retention", sending: body),
                               fields: RetentionView.fields, format: out.output)
         }
     }
@@ -303,11 +301,9 @@ struct SoftDeleteUpdate: AsyncParsableCommand {
 
     func run() async throws {
         try await runCLI {
-            var body: [String: JSONValue] = [:]
-            if let status { body["status"] = .string(status.rawValue) }
-            if let days { body["days"] = .number(days) }
+            let body = StatusDaysRequest(status: status?.rawValue, days: days)
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.PATCH, "config/soft-delete", body: .object(body)),
+            Printer.keyValues(try await c.call(.PATCH, "config/soft-delete", sending: body),
                               fields: SoftDeleteView.fields, format: out.output)
         }
     }
@@ -365,12 +361,11 @@ struct GCConfigUpdate: AsyncParsableCommand {
 
     func run() async throws {
         try await runCLI {
-            var body: [String: JSONValue] = [:]
-            if let status { body["status"] = .string(status.rawValue) }
-            if let interval { body["intervalSeconds"] = .number(Double(try Lifecycle.seconds(interval, option: "--interval"))) }
-            if let grace { body["graceSeconds"] = .number(Double(try Lifecycle.seconds(grace, option: "--grace"))) }
+            let body = GCPolicyRequest(status: status?.rawValue,
+                                       intervalSeconds: try interval.map { Double(try Lifecycle.seconds($0, option: "--interval")) },
+                                       graceSeconds: try grace.map { Double(try Lifecycle.seconds($0, option: "--grace")) })
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.PATCH, "config/gc", body: .object(body)), fields: GCConfigView.fields, format: out.output)
+            Printer.keyValues(try await c.call(.PATCH, "config/gc", sending: body), fields: GCConfigView.fields, format: out.output)
         }
     }
 }
@@ -535,7 +530,7 @@ struct GCRun: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            let report = try await c.call(.POST, "gc", body: .object(["dryRun": .bool(dryRun)]))
+            let report = try await c.call(.POST, "gc", sending: DryRunRequest(dryRun: dryRun))
             Printer.keyValues(report, fields: [
                 Column("id", "id"), Column("dry-run", "dryRun"),
                 Column(dryRun ? "blobs-to-delete" : "blobs-deleted", "blobsDeleted"),
@@ -624,9 +619,8 @@ struct QuotaCreate: AsyncParsableCommand {
         try await runCLI {
             let bytes = try Lifecycle.bytes(limit, option: "--limit")
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.POST, "quotas", body: .object([
-                "name": .string(name), "prefix": .string(prefix), "limitBytes": .number(Double(bytes)),
-            ])), fields: QuotaView.columns, format: out.output)
+            Printer.keyValues(try await c.call(.POST, "quotas", sending: QuotaRequest(name: name, prefix: prefix, limitBytes: Int64(bytes))),
+                              fields: QuotaView.columns, format: out.output)
         }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthAPIContract
 import Foundation
 import OCIModel
 
@@ -64,11 +65,9 @@ struct QuarantineConfigUpdate: AsyncParsableCommand {
 
     func run() async throws {
         try await runCLI {
-            var body: [String: JSONValue] = ["dryRun": .bool(dryRun)]
-            if let status { body["enabled"] = .bool(status == .enabled) }
-            if let grandfather { body["grandfatherExisting"] = .bool(grandfather) }
+            let body = QuarantinePolicyRequest(enabled: status.map { $0 == .enabled }, grandfatherExisting: grandfather, dryRun: dryRun)
             let c = try await ManagementClient.connect(client)
-            let answer = try await c.call(.PATCH, "quarantine", body: .object(body))
+            let answer = try await c.call(.PATCH, "quarantine", sending: body)
             // The dry run and the real run print the same: what changes and which images it changes.
             Printer.keyValues(answer, fields: QuarantineView.change, format: out.output)
             if out.output != .json, let affected = answer["affected"]?.asArray, !affected.isEmpty {
@@ -108,11 +107,9 @@ struct ManifestQuarantine: AsyncParsableCommand {
             guard let digest = ref.digest, ref.tag == nil else {
                 throw CLIError("--image must be REPOSITORY@DIGEST: a verdict is about exact content, never a tag")
             }
-            var body: [String: JSONValue] = ["repository": .string(ref.repository), "digest": .string(digest.string),
-                                             "state": .string(state.rawValue)]
-            if let reason { body["reason"] = .string(reason) }
+            let body = QuarantineStateRequest(repository: ref.repository, digest: digest.string, state: state.rawValue, reason: reason)
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.PATCH, "quarantine/manifests", body: .object(body)),
+            Printer.keyValues(try await c.call(.PATCH, "quarantine/manifests", sending: body),
                               fields: [Column("repository", "repository"), Column("digest", "digest"), Column("state", "state"),
                                        Column("reason", "reason")], format: out.output)
         }

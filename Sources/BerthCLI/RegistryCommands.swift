@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthAPIContract
 import Foundation
 import OCIModel
 
@@ -152,7 +153,7 @@ struct NetworkRuleAdd: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            NetworkRuleGroup.output(try await c.call(.POST, "network-rules", body: .object(["ipAddress": .string(ipAddress)])),
+            NetworkRuleGroup.output(try await c.call(.POST, "network-rules", sending: NetworkRuleRequest(ipAddress: ipAddress)),
                                     format: out.output)
         }
     }

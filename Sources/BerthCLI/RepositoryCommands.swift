@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthAPIContract
 import Foundation
 import OCIModel
 
@@ -324,13 +325,10 @@ struct RepositoryUpdate: AsyncParsableCommand {
             var query = [("name", repository)]
             if let tag { query.append(("tag", tag)) }
             if let digest { query.append(("digest", digest)) }
-            var body: [String: JSONValue] = [:]
-            if let readEnabled { body["readEnabled"] = .bool(readEnabled) }
-            if let writeEnabled { body["writeEnabled"] = .bool(writeEnabled) }
-            if let deleteEnabled { body["deleteEnabled"] = .bool(deleteEnabled) }
-            if let listEnabled { body["listEnabled"] = .bool(listEnabled) }
+            let body = LockRequest(readEnabled: readEnabled, writeEnabled: writeEnabled, deleteEnabled: deleteEnabled,
+                                   listEnabled: listEnabled)
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.PATCH, "repository", query: query, body: .object(body)),
+            Printer.keyValues(try await c.call(.PATCH, "repository", query: query, sending: body),
                               fields: Repositories.lockFields, format: out.output)
         }
     }

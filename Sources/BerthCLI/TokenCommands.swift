@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthAPIContract
 import Foundation
 
 // MARK: - scope maps
@@ -241,12 +242,9 @@ struct TokenCreate: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            var body: [String: JSONValue] = [
-                "name": .string(name), "scopeMap": .string(scopeMap), "status": .string(status.rawValue),
-                "generatePasswords": .bool(!noPasswords),
-            ]
-            if let d = expirationInDays { body["expiresInDays"] = .number(Double(d)) }
-            let answer = try await c.call(.POST, "tokens", body: .object(body))
+            let body = TokenRequest(name: name, scopeMap: scopeMap, status: status.rawValue, generatePasswords: !noPasswords,
+                                    expiresInDays: expirationInDays)
+            let answer = try await c.call(.POST, "tokens", sending: body)
             Printer.keyValues(answer, fields: [
                 Column("name", "token.name"), Column("scope-map", "token.scopeMap"), Column("status", "token.status"),
                 Column("password1", "credentials.password1"), Column("password2", "credentials.password2"),
@@ -300,10 +298,8 @@ struct TokenUpdate: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            var body: [String: JSONValue] = [:]
-            if let status { body["status"] = .string(status.rawValue) }
-            if let scopeMap { body["scopeMap"] = .string(scopeMap) }
-            Printer.keyValues(try await c.call(.PATCH, "tokens/" + Fmt.path(name), body: .object(body)),
+            Printer.keyValues(try await c.call(.PATCH, "tokens/" + Fmt.path(name),
+                                               sending: TokenRequest(scopeMap: scopeMap, status: status?.rawValue)),
                               fields: TokenGroup.columns, format: out.output)
         }
     }

@@ -8,9 +8,14 @@ import OCIModel
 
 /// A request that access control turned away, rendered as the spec's error envelope plus the
 /// headers the client needs (a Bearer challenge, Retry-After).
-struct AccessDenied: Error {
-    let error: RegistryError
-    var headers: HTTPFields = [:]
+public struct AccessDenied: Error {
+    public let error: RegistryError
+    public var headers: HTTPFields = [:]
+
+    public init(error: RegistryError, headers: HTTPFields = [:]) {
+        self.error = error
+        self.headers = headers
+    }
 }
 
 /// Authentication and authorization at the HTTP edge: reads credentials, asks `AccessControl`

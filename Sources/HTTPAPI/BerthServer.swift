@@ -10,11 +10,11 @@ import NIOCore
 import RegistryCore
 import RegistryStore
 import ServiceLifecycle
-import Webhooks
 
-/// Assembles the HTTP application: the responder, its metrics, and the background janitor.
+/// Assembles the HTTP application: the responder, its metrics, the background janitor, and the
+/// features the composition root hands in (their routes and services).
 public enum BerthServer {
-    public static func makeApplication(registry: Registry, access: AccessControl?, webhooks: WebhookService? = nil,
+    public static func makeApplication(registry: Registry, access: AccessControl?, features: [any RegistryFeature] = [],
                                        host: String, port: Int,
                                        limits: RegistryResponder.Limits = .init(),
                                        publicURL: String? = nil,
@@ -29,7 +29,7 @@ public enum BerthServer {
         // The token service's name is configured (or the public URL's host, or the listen address),
         // never a request's Host header: it is the audience every token is checked against.
         let service = AuthGate.serviceName(configured: serviceName, publicURL: publicURL, listen: (host, port))
-        let responder = makeResponder(registry: registry, access: access, webhooks: webhooks, limits: limits,
+        let responder = makeResponder(registry: registry, access: access, features: features, limits: limits,
                                       publicURL: publicURL, serviceName: service, tls: tls != nil, metrics: metrics, logger: logger)
         // Idle connections (between requests, or a request whose bytes stopped coming: slowloris)
         // are closed after two minutes; a response being written is never cut off.
@@ -47,7 +47,7 @@ public enum BerthServer {
             services: [LifecycleService(registry: registry, janitorInterval: janitorInterval, tick: lifecycleTick, logger: logger)]
                 + eventConsumers(registry: registry, poll: lifecycleTick, logger: logger)
                 + [CacheInvalidationService(registry: registry, access: access, logger: logger)]
-                + (webhooks.map { [WebhookDispatcher(service: $0)] } ?? []),
+                + features.flatMap(\.services),
             onServerRunning: onServerRunning,
             logger: logger
         )
@@ -121,14 +121,14 @@ public enum BerthServer {
         var description: String { message }
     }
 
-    public static func makeResponder(registry: Registry, access: AccessControl?, webhooks: WebhookService? = nil,
+    public static func makeResponder(registry: Registry, access: AccessControl?, features: [any RegistryFeature] = [],
                                      limits: RegistryResponder.Limits = .init(),
                                      publicURL: String? = nil, serviceName: String? = nil, tls: Bool = false,
                                      metrics: HTTPMetrics = HTTPMetrics(), logger: Logger) -> RegistryResponder {
         var accessLog = logger
         accessLog[metadataKey: "component"] = "access"
         return RegistryResponder(registry: registry, metrics: metrics, accessLog: accessLog, limits: limits,
-                                 access: access, webhooks: webhooks, publicURL: publicURL, tls: tls, serviceName: serviceName)
+                                 access: access, features: features, publicURL: publicURL, tls: tls, serviceName: serviceName)
     }
 }
 
@@ -174,7 +174,6 @@ struct LifecycleService: Service {
     }
 }
 
-/// Runs one event consumer until the server stops.
 /// Keeps this process's caches true to what other processes write: every tick applies the new
 /// events (`CacheInvalidationConsumer`, its cursor in memory: per process, gone at exit) and
 /// checks the access state's version.
@@ -213,6 +212,7 @@ struct CacheInvalidationService: Service {
     }
 }
 
+/// Runs one event consumer until the server stops.
 struct EventConsumerService: Service {
     let runner: EventConsumerRunner
     let poll: Duration

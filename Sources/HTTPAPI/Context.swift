@@ -1,3 +1,4 @@
+import Access
 import Hummingbird
 import NIOCore
 
@@ -6,6 +7,8 @@ import NIOCore
 public struct BerthRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: SocketAddress?
+    /// Who calls a management route, set by the management check before its handler runs.
+    public var managementActor: Actor?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)

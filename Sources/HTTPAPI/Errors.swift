@@ -1,21 +1,75 @@
+import Access
+import BerthAPIContract
 import BlobStorage
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import NIOCore
 import NIOHTTP1
 import OCIModel
+import RegistryCore
 
-/// The single place where failures become HTTP responses: the spec's JSON error envelope.
+/// The single place where failures become HTTP responses, for every route (the hand-routed
+/// `/v2/` tree and the router's): the spec's JSON error envelope, or the management API's
+/// (`{"error": {"code", "message"}}`) for the management API's own errors.
 enum ErrorRenderer {
-    struct Envelope: Encodable {
-        struct Item: Encodable {
-            let code: String
-            let message: String
-            let detail: [String: String]?
+    /// The one error mapping. `AccessDenied` is the OCI envelope plus its headers (a Bearer
+    /// challenge, Retry-After), and so is Access's `AccessRefusal` (`gate` words its challenge);
+    /// management and domain errors (`ManagementError`, `AccessError`, `LifecycleError`, a
+    /// feature's `ManagementErrorConvertible`) the management envelope; a path no route serves is
+    /// 404; everything else goes through `registryError(for:)`. Server errors are logged, a client
+    /// that went away is noted at debug level.
+    static func response(for error: any Error, request: Request, log: Logger, gate: AuthGate?) -> Response {
+        let head = request.method == .head
+        switch error {
+        case let denied as AccessDenied:
+            var response = response(denied.error, head: head)
+            response.headers.append(contentsOf: denied.headers)
+            return response
+        case let refusal as AccessRefusal:
+            let denied = gate?.denied(refusal, request) ?? AccessDenied(error: RegistryError(refusal.code, refusal.reason))
+            return response(for: denied, request: request, log: log, gate: gate)
+        case let e as ManagementError:
+            return management(e)
+        case let e as any ManagementErrorConvertible:
+            return management(e.managementError)
+        case let e as AccessError:
+            return management(RegistryResponder.managementError(e))
+        case let e as LifecycleError:
+            let (status, code): (HTTPResponse.Status, String) = switch e {
+            case .invalid: (.badRequest, "INVALID")
+            case .notFound: (.notFound, "NOT_FOUND")
+            case .conflict: (.conflict, "CONFLICT")
+            }
+            return management(ManagementError(status: status, code: code, message: e.description))
+        case let e as HTTPError where e.status == .notFound && e.body == nil:
+            // the router found no route (or none for the method)
+            if request.uri.path.hasPrefix("/api/v1/") {
+                return management(ManagementError(status: .notFound, code: "NOT_FOUND", message: "no such management endpoint"))
+            }
+            return response(RegistryError(.unsupported, "not found", status: 404), head: head)
+        default:
+            let registryError = registryError(for: error)
+            if registryError.status >= 500 {
+                log.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
+            } else if registryError.status == clientClosedRequest {
+                log.debug("client aborted the request", metadata: ["error": "\(error)"])
+            }
+            var response = response(registryError, head: head)
+            if error is HTTPParserError {
+                // The rest of the byte stream cannot be framed: answer and close.
+                response.headers[.connection] = "close"
+            }
+            return response
         }
-        let errors: [Item]
     }
+
+    /// The management API's error envelope.
+    static func management(_ error: ManagementError) -> Response {
+        RegistryResponder.jsonBody(ManagementErrorBody(code: error.code, message: error.message), status: error.status)
+    }
+
 
     static func registryError(for error: any Error) -> RegistryError {
         switch error {
@@ -66,7 +120,7 @@ enum ErrorRenderer {
             headers[.contentLength] = "0"
             return Response(status: .init(code: error.status), headers: headers, body: .init())
         }
-        let envelope = Envelope(errors: [.init(code: error.code.rawValue, message: error.message, detail: error.detail)])
+        let envelope = OCIErrorBody(errors: [.init(code: error.code.rawValue, message: error.message, detail: error.detail)])
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
         let data = (try? encoder.encode(envelope)) ?? Data("{\"errors\":[]}".utf8)

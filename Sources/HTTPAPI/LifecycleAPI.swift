@@ -1,4 +1,5 @@
 import Access
+import BerthAPIContract
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -13,31 +14,7 @@ import RegistryStore
 /// (metadata/read, metadata/write, content/delete, content/write); the rest need management
 /// read or write.
 extension RegistryResponder {
-    struct StatusDaysRequest: Decodable { let status: String?; let days: Double?; let type: String? }
-    struct GCPolicyRequest: Decodable { let status: String?; let intervalSeconds: Double?; let graceSeconds: Double? }
-    struct QuotaRequest: Decodable { let name: String; let prefix: String; let limitBytes: Int64 }
-    struct PurgeRequest: Decodable {
-        let filters: [String]
-        let ago: String?
-        let untagged: Bool?
-        let keep: Int?
-        let dryRun: Bool?
-    }
-    struct ScheduleRequest: Decodable {
-        let name: String
-        let cron: String
-        let filters: [String]
-        let ago: String?
-        let untagged: Bool?
-        let keep: Int?
-    }
-    struct DryRunRequest: Decodable { let dryRun: Bool? }
-    struct LockRequest: Decodable { let readEnabled: Bool?; let writeEnabled: Bool?; let deleteEnabled: Bool?; let listEnabled: Bool? }
-    struct RestoreRequest: Decodable { let digest: String; let tag: String? }
-
-    struct RetentionView: Encodable { let status: String; let days: Double; let type: String }
-    struct SoftDeleteView: Encodable { let status: String; let days: Double }
-    struct GCPolicyView: Encodable { let status: String; let intervalSeconds: Double; let graceSeconds: Double }
+    // Request bodies and views: BerthAPIContract.
 
     func enabled(_ status: String?, current: Bool) throws -> Bool {
         switch status {
@@ -91,21 +68,18 @@ extension RegistryResponder {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// Registry-wide lifecycle endpoints (the caller already passed the management check).
-    /// Returns nil for a path that is not one of them.
-    func lifecycleManagement(_ request: Request, _ parts: [String], origin: EventOrigin) async throws -> Response? {
-        try await EventOrigin.$current.withValue(origin) {
-            try await lifecycleErrors {
-                try await lifecycleRoute(request, parts)
+    /// Registry-wide lifecycle endpoints, in the group behind the management check. Their
+    /// writes record the actor as the origin of their events.
+    func addLifecycleRoutes(to managed: RouterGroup<Context>) {
+        /// Adds one route whose handler runs as the checked actor, lifecycle errors in the management envelope.
+        func route(_ method: HTTPRequest.Method, _ path: String,
+                   _ handler: @escaping @Sendable (Request, Context) async throws -> Response) {
+            managed.on(RouterPath(path), method: method) { request, context in
+                try await lifecycle(actor(context)) { try await handler(request, context) }
             }
         }
-    }
-
-    private func lifecycleRoute(_ request: Request, _ parts: [String]) async throws -> Response? {
-        switch (request.method, parts) {
-        case (.get, ["config", "retention"]):
-            return await jsonResponse(try retentionView())
-        case (.patch, ["config", "retention"]):
+        route(.get, "config/retention") { _, _ in await jsonResponse(try retentionView()) }
+        route(.patch, "config/retention") { request, _ in
             let body = try await decode(StatusDaysRequest.self, request)
             var p = try await registry.retentionPolicy()
             p.enabled = try enabled(body.status, current: p.enabled)
@@ -113,20 +87,19 @@ extension RegistryResponder {
             if let type = body.type { p.type = type }
             try await registry.updateRetention(p)
             return await jsonResponse(try retentionView())
-        case (.post, ["config", "retention", "run"]):
-            return jsonResponse(try await registry.runRetention(force: true))
-        case (.get, ["config", "soft-delete"]):
-            return await jsonResponse(try softDeleteView())
-        case (.patch, ["config", "soft-delete"]):
+        }
+        route(.post, "config/retention/run") { _, _ in jsonResponse(try await registry.runRetention(force: true)) }
+        route(.get, "config/soft-delete") { _, _ in await jsonResponse(try softDeleteView()) }
+        route(.patch, "config/soft-delete") { request, _ in
             let body = try await decode(StatusDaysRequest.self, request)
             var p = try await registry.softDeletePolicy()
             p.enabled = try enabled(body.status, current: p.enabled)
             if let days = body.days { p.days = days }
             try await registry.updateSoftDelete(p)
             return await jsonResponse(try softDeleteView())
-        case (.get, ["config", "gc"]):
-            return await jsonResponse(try gcView())
-        case (.patch, ["config", "gc"]):
+        }
+        route(.get, "config/gc") { _, _ in await jsonResponse(try gcView()) }
+        route(.patch, "config/gc") { request, _ in
             let body = try await decode(GCPolicyRequest.self, request)
             var p = try await registry.garbageCollectionPolicy()
             p.enabled = try enabled(body.status, current: p.enabled)
@@ -134,71 +107,72 @@ extension RegistryResponder {
             if let v = body.graceSeconds { p.graceSeconds = v }
             try await registry.updateGarbageCollection(p)
             return await jsonResponse(try gcView())
+        }
 
-        case (.get, ["quotas"]):
-            return await jsonResponse(try registry.quotaViews())
-        case (.post, ["quotas"]):
+        route(.get, "quotas") { _, _ in await jsonResponse(try registry.quotaViews()) }
+        route(.post, "quotas") { request, _ in
             let body = try await decode(QuotaRequest.self, request)
             return jsonResponse(try await registry.createQuota(QuotaLimit(name: body.name, prefix: body.prefix, limitBytes: body.limitBytes)),
                                 status: .created)
-        case (.delete, let p) where p.count == 2 && p[0] == "quotas":
-            try await registry.deleteQuota(name: p[1])
+        }
+        route(.delete, "quotas/:name") { _, context in
+            try await registry.deleteQuota(name: try context.parameters.require("name"))
             return Response(status: .noContent)
+        }
 
-        case (.post, ["purge"]):
+        route(.post, "purge") { request, _ in
             let body = try await decode(PurgeRequest.self, request)
             let options = try Registry.purgeOptions(filters: body.filters, ago: body.ago ?? "0", untagged: body.untagged ?? false,
                                                     keep: body.keep ?? 0)
             return jsonResponse(try await registry.purge(options, dryRun: body.dryRun ?? false))
-        case (.get, ["purge", "schedules"]):
-            return await jsonResponse(try registry.purgeScheduleViews())
-        case (.post, ["purge", "schedules"]):
+        }
+        route(.get, "purge/schedules") { _, _ in await jsonResponse(try registry.purgeScheduleViews()) }
+        route(.post, "purge/schedules") { request, _ in
             let body = try await decode(ScheduleRequest.self, request)
             return jsonResponse(try await registry.createPurgeSchedule(name: body.name, cron: body.cron, filters: body.filters,
                                                                        ago: body.ago ?? "0", untagged: body.untagged ?? false,
                                                                        keep: body.keep ?? 0), status: .created)
-        case (.delete, let p) where p.count == 3 && p[0] == "purge" && p[1] == "schedules":
-            try await registry.deletePurgeSchedule(name: p[2])
+        }
+        route(.delete, "purge/schedules/:name") { _, context in
+            try await registry.deletePurgeSchedule(name: try context.parameters.require("name"))
             return Response(status: .noContent)
-        case (.get, ["lifecycle", "runs"]):
+        }
+        route(.get, "lifecycle/runs") { request, _ in
             let limit = min(try queryInt(request, "limit") ?? 20, 1000)
             return await runsResponse(try registry.runs(kind: query(request, "kind"), name: query(request, "name"), limit: limit))
+        }
 
-        case (.post, ["gc"]):
+        route(.post, "gc") { request, _ in
             // No body is a real run; a body that does not parse is refused, never taken as one.
             let dryRun = request.headers[.contentLength] == "0" ? false
                 : try await decode(DryRunRequest.self, request).dryRun ?? false
             return jsonResponse(try await registry.collectGarbage(dryRun: dryRun))
-        case (.get, ["event-consumers"]):
-            return await jsonResponse(try registry.eventConsumerViews())
-        case (.post, let p) where p.count == 3 && p[0] == "event-consumers" && (p[2] == "pause" || p[2] == "resume"):
-            return jsonResponse(try await registry.setEventConsumerPaused(p[1], paused: p[2] == "pause"))
-        case (.get, ["usage"]):
-            return await jsonResponse(try registry.usage(repository: nil))
-        case (.get, ["repositories"]):
-            return await jsonResponse(try registry.repositoryDetails())
-        default:
-            return nil
+        }
+        route(.get, "event-consumers") { _, _ in await jsonResponse(try registry.eventConsumerViews()) }
+        route(.post, "event-consumers/:name/pause") { _, context in
+            jsonResponse(try await registry.setEventConsumerPaused(try context.parameters.require("name"), paused: true))
+        }
+        route(.post, "event-consumers/:name/resume") { _, context in
+            jsonResponse(try await registry.setEventConsumerPaused(try context.parameters.require("name"), paused: false))
+        }
+        route(.get, "repositories") { _, _ in await jsonResponse(try registry.repositoryDetails()) }
+    }
+
+    /// Runs a lifecycle handler as `actor` (the origin of its events).
+    func lifecycle(_ actor: Actor, _ body: () async throws -> Response) async throws -> Response {
+        let origin = EventOrigin(actor: actor.name, address: actor.address)
+        return try await EventOrigin.$current.withValue(origin) {
+            try await lifecycleErrors { try await body() }
         }
     }
 
-    /// Renders lifecycle and domain errors in the management envelope.
-    func lifecycleErrors(_ body: () async throws -> Response?) async throws -> Response? {
+    /// Lifecycle handlers report the registry's own errors in the management envelope too (the
+    /// one error mapping renders `LifecycleError` and `ManagementError` there already).
+    func lifecycleErrors<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
-        } catch let e as LifecycleError {
-            let (status, code): (HTTPResponse.Status, String) = switch e {
-            case .invalid: (.badRequest, "INVALID")
-            case .notFound: (.notFound, "NOT_FOUND")
-            case .conflict: (.conflict, "CONFLICT")
-            }
-            return jsonResponse(ErrorEnvelope(error: .init(code: code, message: e.description)), status: status)
         } catch let e as RegistryError {
-            return jsonResponse(ErrorEnvelope(error: .init(code: e.code.rawValue, message: e.message)),
-                                status: HTTPResponse.Status(code: e.status))
-        } catch let e as ManagementError {
-            // a body that does not decode, on the repository routes that bypass `management`'s own ladder
-            return jsonResponse(ErrorEnvelope(error: .init(code: e.code, message: e.message)), status: e.status)
+            throw ManagementError(status: HTTPResponse.Status(code: e.status), code: e.code.rawValue, message: e.message)
         }
     }
 
@@ -236,7 +210,7 @@ extension RegistryResponder {
         let path = request.uri.path
         let isUsage = path == "/api/v1/usage"
         guard let rawName = query(request, isUsage ? "repository" : "name") else {
-            return jsonResponse(ErrorEnvelope(error: .init(code: "INVALID", message: "give the repository as ?name=")), status: .badRequest)
+            throw ManagementError(status: .badRequest, code: "INVALID", message: "give the repository as ?name=")
         }
         let repo = try RepositoryName(rawName)
         let sub = isUsage ? "usage" : String(path.dropFirst("/api/v1/repository".count))
@@ -292,6 +266,6 @@ extension RegistryResponder {
             }
         }
         if let answer { return answer }
-        return jsonResponse(ErrorEnvelope(error: .init(code: "NOT_FOUND", message: "no such management endpoint")), status: .notFound)
+        throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "no such management endpoint")
     }
 }

@@ -71,7 +71,7 @@ enum LoginMetrics {
 /// State read at scrape time: the process (from /proc, as Prometheus' client libraries name it),
 /// manifests by quarantine state, and each event consumer's backlog.
 extension HTTPMetrics {
-    func setGauge(_ name: String, _ labels: [(String, String)] = [], _ value: Double, help: String) {
+    public func setGauge(_ name: String, _ labels: [(String, String)] = [], _ value: Double, help: String) {
         registry.makeGauge(name: name, labels: labels, help: help).set(value)
     }
 

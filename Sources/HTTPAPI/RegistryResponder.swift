@@ -10,11 +10,11 @@ import Access
 import Admission
 import RegistryCore
 import RegistryStore
-import Webhooks
 
-/// Serves the OCI distribution API, health and metrics. Routing is by hand because repository
-/// names contain slashes; every handler calls into `Registry` and every failure is rendered by
-/// `ErrorRenderer`.
+/// Serves the OCI distribution API, routed by hand because repository names contain slashes,
+/// and hands every other path (health, metrics, tokens, `/api/v1`, the features' routes) to
+/// Hummingbird's router. Every handler calls into `Registry`; every failure, on either side, is
+/// rendered by `ErrorRenderer.response(for:request:log:gate:)`.
 public struct RegistryResponder: HTTPResponder {
     public typealias Context = BerthRequestContext
 
@@ -24,10 +24,13 @@ public struct RegistryResponder: HTTPResponder {
     let limits: Limits
     /// nil only where the distribution layer is tested on its own; `berth serve` always has one.
     let gate: AuthGate?
-    let webhooks: WebhookService?
-    let contentTrust: ContentTrustGate
-    /// Locks, quarantine, content trust: what /v2/ reads and the admission endpoints both ask.
+    /// The plug-ins: their routes are on `router`, their pull checks are in `pullAdmission`.
+    let features: [any RegistryFeature]
+    /// Locks, quarantine, then every feature's check: the one pull-admission chain, which /v2/
+    /// reads and the admission endpoints both ask.
     let pullAdmission: PullAdmission
+    /// Everything outside `/v2/`; nil only in the copy its own handlers hold.
+    private(set) var router: RouterResponder<Context>?
     private let inflightUploads = NIOLockedValueBox(0)
 
     public struct Limits: Sendable {
@@ -37,17 +40,17 @@ public struct RegistryResponder: HTTPResponder {
     }
 
     public init(registry: Registry, metrics: HTTPMetrics, accessLog: Logger, limits: Limits = .init(),
-                access: AccessControl?, webhooks: WebhookService? = nil, publicURL: String? = nil, tls: Bool = false,
+                access: AccessControl?, features: [any RegistryFeature] = [], publicURL: String? = nil, tls: Bool = false,
                 serviceName: String? = nil) {
-        self.webhooks = webhooks
-        self.contentTrust = ContentTrustGate(registry: registry)
+        self.features = features
         self.registry = registry
         self.metrics = metrics
         self.accessLog = accessLog
         self.limits = limits
         self.gate = access.map { AuthGate(access: $0, publicURL: publicURL, serviceName: serviceName, tls: tls) }
-        self.pullAdmission = PullAdmission(registry: registry, access: access, checks: [contentTrust],
+        self.pullAdmission = PullAdmission(registry: registry, access: access, checks: features.compactMap(\.pullCheck),
                                            host: gate?.serviceName ?? "berth")
+        self.router = Self.makeRouter(self)
     }
 
     struct Outcome {
@@ -64,32 +67,12 @@ public struct RegistryResponder: HTTPResponder {
 
     private func respond(to request: Request, context: Context, note: RequestNote) async -> Response {
         let start = ContinuousClock.now
-        let isHead = request.method == .head
         var outcome: Outcome
         var routeName = "unknown"
         do {
             outcome = try await dispatch(request, context: context, routeName: &routeName)
-        } catch let denied as AccessDenied {
-            var response = ErrorRenderer.response(denied.error, head: isHead)
-            response.headers.append(contentsOf: denied.headers)
-            outcome = Outcome(response: response, route: routeName)
-        } catch let refusal as AccessRefusal {
-            let denied = gate?.denied(refusal, request) ?? AccessDenied(error: RegistryError(refusal.code, refusal.reason))
-            var response = ErrorRenderer.response(denied.error, head: isHead)
-            response.headers.append(contentsOf: denied.headers)
-            outcome = Outcome(response: response, route: routeName)
         } catch {
-            let registryError = ErrorRenderer.registryError(for: error)
-            if registryError.status >= 500 {
-                accessLog.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
-            } else if registryError.status == ErrorRenderer.clientClosedRequest {
-                accessLog.debug("client aborted the request", metadata: ["error": "\(error)"])
-            }
-            outcome = Outcome(response: ErrorRenderer.response(registryError, head: isHead), route: routeName)
-            if error is HTTPParserError {
-                // The rest of the byte stream cannot be framed: answer and close.
-                outcome.response.headers[.connection] = "close"
-            }
+            outcome = Outcome(response: ErrorRenderer.response(for: error, request: request, log: accessLog, gate: gate), route: routeName)
         }
         let duration = ContinuousClock.now - start
         let status = outcome.response.status.code
@@ -114,35 +97,9 @@ public struct RegistryResponder: HTTPResponder {
 
     private func dispatch(_ request: Request, context: Context, routeName: inout String) async throws -> Outcome {
         let path = request.uri.path
-        switch path {
-        case "/healthz":
-            routeName = "healthz"
-            return Outcome(response: text("ok\n"), route: routeName)
-        case "/readyz":
-            routeName = "readyz"
-            do {
-                try await registry.checkHealth()
-                return Outcome(response: text("ready\n"), route: routeName)
-            } catch {
-                return Outcome(response: text("not ready: storage or database unusable\n", status: .serviceUnavailable), route: routeName)
-            }
-        case "/metrics":
-            routeName = "metrics"
-            return Outcome(response: try await metricsResponse(), route: routeName)
-        default:
-            break
-        }
-        if path.hasPrefix("/api/v1/"), let gate {
-            routeName = "management"
-            return Outcome(response: try await management(request, context, gate), route: routeName)
-        }
-        if path == "/admission/v1/validate" || path == "/admission/v1/mutate", let gate {
-            routeName = "admission"
-            return Outcome(response: try await admission(request, context, gate), route: routeName)
-        }
-        if path.hasPrefix("/oauth2/"), let gate {
-            routeName = "token"
-            return Outcome(response: try await tokenEndpoint(request, context, gate), route: routeName)
+        if path != "/v2", !path.hasPrefix("/v2/"), let router {
+            routeName = Self.routeName(path)
+            return Outcome(response: try await router.respond(to: request, context: context), route: routeName)
         }
         guard let route = V2Route.parse(path[...]) else {
             throw RegistryError(.unsupported, "not found", status: 404)
@@ -211,7 +168,7 @@ public struct RegistryResponder: HTTPResponder {
             case .get, .head:
                 routeName = method == .get ? "manifest_get" : "manifest_head"
                 try await authorize(repo, .contentRead)
-                // Locks, quarantine and content trust: the pull-admission chain.
+                // Locks, quarantine and the features' checks (content trust): the pull-admission chain.
                 let content = try await pullAdmission.manifest(repo, ref, for: puller)
                 let (response, size) = try getManifest(request, content, head: method == .head)
                 return Outcome(response: response, route: routeName, bytesOut: size)
@@ -494,7 +451,7 @@ public struct RegistryResponder: HTTPResponder {
             try await authorize(parsed.subject != nil && byDigest)
         }
         let pushed = try await registry.putManifest(repo, reference: ref, bytes: bytes, contentType: request.headers[.contentType])
-        contentTrust.invalidate()
+        for feature in features { feature.manifestPushed() }
         var headers = baseHeaders()
         headers[.location] = "/v2/\(repo)/manifests/\(pushed.digest)"
         headers[.dockerContentDigest] = pushed.digest.string
@@ -636,7 +593,7 @@ public struct RegistryResponder: HTTPResponder {
 
     // MARK: metrics
 
-    private func metricsResponse() async throws -> Response {
+    func metricsResponse() async throws -> Response {
         metrics.openUploads.set(Double(try await registry.blobs.openUploadCount()))
         await metrics.storedBytes.set(Double(try registry.metadata.storedBytes()))
         let quarantine = try await registry.metadata.quarantineCounts()
@@ -644,16 +601,7 @@ public struct RegistryResponder: HTTPResponder {
             metrics.setGauge("berth_manifests_by_quarantine_state", [("state", state.rawValue)], Double(quarantine[state] ?? 0),
                              help: "Manifests by quarantine state (never-quarantined ones are not counted)")
         }
-        if let webhooks {
-            await metrics.setGauge("berth_event_log_sequence", [], Double(try webhooks.latestEventSequence()),
-                             help: "Sequence number of the newest event in the event log")
-            for (name, events) in try await webhooks.backlog() {
-                // Not berth_event_consumer_lag_events: that family is the runner's (swift-metrics,
-                // registered with its own help text, which a second registration must not contradict).
-                metrics.setGauge("berth_webhook_backlog_events", [("webhook", name)], Double(events),
-                                 help: "Events in the log after a webhook's cursor")
-            }
-        }
+        for feature in features { try await feature.updateMetrics(metrics) }
         metrics.scrapeProcess()
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"

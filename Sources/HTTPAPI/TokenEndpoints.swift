@@ -1,4 +1,5 @@
 import Access
+import BerthAPIContract
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -8,18 +9,6 @@ import OCIModel
 /// `/oauth2/token` (Docker token protocol: GET with Basic credentials, POST with
 /// `grant_type=password|refresh_token`) and `/oauth2/exchange` (OIDC ID token → refresh token).
 extension RegistryResponder {
-    struct TokenResponse: Encodable {
-        let token: String
-        let access_token: String
-        let expires_in: Int
-        let issued_at: String
-        let refresh_token: String?
-    }
-
-    struct ExchangeResponse: Encodable {
-        let refresh_token: String
-    }
-
     func tokenEndpoint(_ request: Request, _ context: Context, _ gate: AuthGate) async throws -> Response {
         let path = request.uri.path
         let address = gate.address(request, context)
@@ -91,8 +80,8 @@ extension RegistryResponder {
         if offline, who.subject != "anonymous" {
             refresh = try await gate.access.issueToken(who, audience: service, type: "refresh", access: nil, now: now).token
         }
-        return jsonResponse(TokenResponse(token: access.token, access_token: access.token, expires_in: access.expiresIn,
-                                          issued_at: RFC3339.format(now), refresh_token: refresh))
+        return jsonResponse(TokenResponse(token: access.token, expiresIn: access.expiresIn, issuedAt: RFC3339.format(now),
+                                          refreshToken: refresh))
     }
 
     private func login(_ gate: AuthGate, _ request: Request, user: String, password: String, address: IPAddress?,
@@ -113,6 +102,10 @@ extension RegistryResponder {
     }
 
     func jsonResponse(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+        Self.jsonBody(value, status: status)
+    }
+
+    static func jsonBody(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=utf-8"
         headers[.cacheControl] = "no-store"

@@ -7,6 +7,7 @@ import NIOCore
 import OCIModel
 import Signing
 import Testing
+@testable import AdmissionFeature
 @testable import HTTPAPI
 
 /// AdmissionReview requests shaped as the Kubernetes API server sends them.
@@ -205,7 +206,7 @@ struct ReviewAnswer: Decodable {
         "registry.example.com./app:1", "REGISTRY.example.com:80/app:1",
     ])
     func everySpellingOfOurHostIsOurs(_ image: String) throws {
-        let parts = try #require(RegistryResponder.parseImage(image, hosts: ["registry.example.com"]))
+        let parts = try #require(AdmissionEndpoint.parseImage(image, hosts: ["registry.example.com"]))
         #expect(parts.repository == "app" && parts.tag == "1" && parts.digest == nil)
         #expect(image.hasPrefix(parts.host + "/"))   // pinned as the workload spelled it
     }
@@ -213,11 +214,11 @@ struct ReviewAnswer: Decodable {
     @Test(arguments: ["registry.example.org/app:1", "registry.example.com:5000/app:1", "app:1", "library/app",
                       "example.com/registry.example.com/app"])
     func otherRegistriesAreNotOurs(_ image: String) {
-        #expect(RegistryResponder.parseImage(image, hosts: ["registry.example.com"]) == nil)
+        #expect(AdmissionEndpoint.parseImage(image, hosts: ["registry.example.com"]) == nil)
     }
 
     @Test func aMalformedReferenceToUsIsStillOursAndCannotName() throws {
-        let parts = try #require(RegistryResponder.parseImage("registry.example.com/App:!!", hosts: ["registry.example.com"]))
+        let parts = try #require(AdmissionEndpoint.parseImage("registry.example.com/App:!!", hosts: ["registry.example.com"]))
         #expect(!RepositoryName.isValid(parts.repository))
     }
 }

@@ -7,6 +7,7 @@ import OCIModel
 import RegistryCore
 import RegistryStore
 import Testing
+@testable import ContentTrustFeature
 @testable import HTTPAPI
 
 /// Two registry stacks over one database, as two processes would have: what one changes, the

@@ -6,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import OCIModel
 import Testing
+@testable import ContentTrustFeature
 @testable import HTTPAPI
 
 /// Issue 14: input that different parsers read differently, and client errors that were 500s.

@@ -1,4 +1,6 @@
+import AdmissionFeature
 import Backends
+import ContentTrustFeature
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -20,7 +22,13 @@ func makeApp(dataDir: String = tempDataDir(), limits: RegistryResponder.Limits =
     logger.logLevel = .critical
     let registry = try Registry.embedded(dataDirectory: dataDir, logger: logger)
     // The distribution API on its own, without access control (tested separately).
-    return try BerthServer.makeApplication(registry: registry, access: nil, host: "127.0.0.1", port: 0, limits: limits, logger: logger)
+    return try BerthServer.makeApplication(registry: registry, access: nil, features: standardFeatures(registry), host: "127.0.0.1",
+                                           port: 0, limits: limits, logger: logger)
+}
+
+/// The features `berth serve` composes, but webhooks (tested in WebhooksTests and the interop suite).
+func standardFeatures(_ registry: Registry) -> [any RegistryFeature] {
+    [ContentTrustFeature(registry: registry), AdmissionFeature()]
 }
 
 func sha256(_ bytes: [UInt8]) -> String { Digest.compute(bytes).string }

@@ -1,12 +1,12 @@
 import Access
 import Admission
 import Foundation
+import HTTPAPI
 import HTTPTypes
 import Hummingbird
 import NIOCore
 import OCIModel
 import RegistryCore
-import RegistryStore
 
 /// Kubernetes admission webhooks (`admission.k8s.io/v1` AdmissionReview):
 /// `POST /admission/v1/validate` allows a workload only when every image it runs from this
@@ -14,7 +14,30 @@ import RegistryStore
 /// pull-admission chain that `/v2/` reads use too (locks, quarantine, content trust), asked on
 /// behalf of the workload; `POST /admission/v1/mutate` pins each such image's tag to its digest
 /// (images the caller may not pull, or the chain refuses, are left as they are).
-extension RegistryResponder {
+public struct AdmissionFeature: RegistryFeature {
+    public init() {}
+
+    public func addRoutes(to routes: FeatureRoutes) {
+        let endpoint = AdmissionEndpoint(gate: routes.server)
+        // Every method reaches the handler, which answers anything but POST with 405.
+        for path in ["admission/v1/validate", "admission/v1/mutate"] {
+            for method in [HTTPRequest.Method.post, .get, .put, .patch, .delete] {
+                routes.root.on(RouterPath(path), method: method) { request, context in
+                    try await endpoint.admission(request, context, endpoint.gate)
+                }
+            }
+        }
+    }
+}
+
+/// The admission endpoints' handler: judges through the server's authorization function and the
+/// server's pull-admission chain (the one `/v2/` reads ask).
+struct AdmissionEndpoint: Sendable {
+    typealias Context = BerthRequestContext
+    let gate: FeatureServer
+    var pullAdmission: PullAdmission { gate.pullAdmission }
+    var methodNotAllowed: RegistryError { RegistryError(.unsupported, "method not allowed", status: 405) }
+
     /// Where the images of a workload's pod spec live, per kind.
     static func podSpecPath(kind: String) -> [String]? {
         switch kind {
@@ -77,7 +100,7 @@ extension RegistryResponder {
         return canonical(a) == canonical(b)
     }
 
-    func admission(_ request: Request, _ context: Context, _ gate: AuthGate) async throws -> Response {
+    func admission(_ request: Request, _ context: Context, _ gate: FeatureServer) async throws -> Response {
         guard request.method == .post else { throw methodNotAllowed }
         let caller = try await gate.caller(request, context)
         guard caller != nil else {

@@ -1,5 +1,6 @@
 import Access
 import Admission
+import HTTPAPI
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore

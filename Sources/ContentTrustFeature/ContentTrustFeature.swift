@@ -1,0 +1,46 @@
+import Access
+import Admission
+import Foundation
+import HTTPAPI
+import Hummingbird
+import OCIModel
+import RegistryCore
+import Signing
+
+/// Registry-side content trust as a feature: its check of the pull-admission chain
+/// (`ContentTrustGate`, a `PullAdmissionCheck`) and its management routes,
+/// `GET`/`PUT /api/v1/content-trust`.
+public struct ContentTrustFeature: RegistryFeature {
+    let gate: ContentTrustGate
+
+    public init(registry: Registry) {
+        gate = ContentTrustGate(registry: registry)
+    }
+
+    public var pullCheck: (any PullAdmissionCheck)? { gate }
+
+    public func manifestPushed() { gate.invalidate() }
+
+    public func addRoutes(to routes: FeatureRoutes) {
+        let contentTrust = gate
+        let server = routes.server
+        routes.management.get("content-trust") { _, _ in
+            await server.json(try contentTrust.current())
+        }
+        routes.management.put("content-trust") { request, context in
+            let actor = context.managementActor ?? Actor(name: "anonymous", address: "-")
+            let config = try await server.decode(ContentTrustConfig.self, request)
+            do {
+                try await contentTrust.update(config)
+            } catch let e as ContentTrustError {
+                throw ManagementError(status: .badRequest, code: "INVALID", message: e.description)
+            } catch let e as SigningError {
+                throw ManagementError(status: .badRequest, code: "INVALID", message: "\(e)")
+            }
+            await server.access.recordAudit(actor: actor.name, address: actor.address, action: "content-trust.update",
+                                            target: config.repositories.joined(separator: ","), outcome: "ok",
+                                            detail: "enabled=\(config.enabled) exempt=\(config.exempt.joined(separator: ","))")
+            return await server.json(try contentTrust.current())
+        }
+    }
+}

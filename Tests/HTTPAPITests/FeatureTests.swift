@@ -1,0 +1,102 @@
+import Access
+import Admission
+import AdmissionFeature
+import Backends
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import OCIModel
+import RegistryCore
+import RegistryStore
+import Testing
+@testable import HTTPAPI
+
+/// A feature made up for the test: one management route, a check of the pull-admission chain
+/// that refuses one repository, and a count of the pushes it hears of.
+private struct ProbeFeature: RegistryFeature {
+    struct Refusal: ManagementErrorConvertible {
+        var managementError: ManagementError { ManagementError(status: .conflict, code: "CONFLICT", message: "probe refuses") }
+    }
+    struct Check: PullAdmissionCheck {
+        func refusal(for pull: PullAdmission.Subject) async throws -> String? {
+            pull.repository.value == "blocked/app" ? "the probe refuses this" : nil
+        }
+    }
+    let pushes = NIOLockedValueBox(0)
+
+    func addRoutes(to routes: FeatureRoutes) {
+        let server = routes.server
+        routes.management.get("probe") { _, context in
+            server.json(["actor": context.managementActor?.name ?? "none"])
+        }
+        routes.management.post("probe") { _, _ -> Response in throw Refusal() }
+    }
+    var pullCheck: (any PullAdmissionCheck)? { Check() }
+    func manifestPushed() { pushes.withLockedValue { $0 += 1 } }
+}
+
+@Suite struct FeatureTests {
+    private func app(_ probe: ProbeFeature) async throws -> some ApplicationProtocol {
+        let dir = tempDataDir()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
+        let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore, keyDirectory: dir + "/keys")
+        _ = try await access.bootstrap(ownerPassword: ownerPassword)
+        return try BerthServer.makeApplication(registry: registry, access: access, features: [probe, AdmissionFeature()],
+                                               host: "127.0.0.1", port: 0, logger: logger)
+    }
+
+    @Test func aFeaturesRoutesSitBehindTheManagementCheckAndItsErrorsUseTheManagementEnvelope() async throws {
+        try await app(ProbeFeature()).test(.router) { client in
+            #expect(try await client.execute(uri: "/api/v1/probe", method: .get).status == .unauthorized)
+            let probed = try await client.execute(uri: "/api/v1/probe", method: .get, headers: owner)
+            #expect(probed.status == .ok)
+            #expect(String(buffer: probed.body).contains("owner"))
+            let refused = try await client.execute(uri: "/api/v1/probe", method: .post, headers: owner)
+            #expect(refused.status == .conflict)
+            #expect(String(buffer: refused.body) == #"{"error":{"code":"CONFLICT","message":"probe refuses"}}"#)
+        }
+    }
+
+    @Test func aFeaturesPullCheckIsInTheOneChainPullsAndAdmissionAskAndItHearsOfPushes() async throws {
+        let probe = ProbeFeature()
+        try await app(probe).test(.router) { client in
+            for repo in ["blocked/app", "open/app"] {
+                #expect(try await push(client, repo, tag: "v1", auth: owner) == .created)
+            }
+            #expect(probe.pushes.withLockedValue { $0 } == 2)
+            let blocked = try await client.execute(uri: "/v2/blocked/app/manifests/v1", method: .get, headers: owner)
+            #expect(blocked.status == .forbidden)
+            #expect(errorCode(blocked) == "DENIED")
+            #expect(String(buffer: blocked.body).contains("the probe refuses this"))
+            #expect(try await client.execute(uri: "/v2/open/app/manifests/v1", method: .get, headers: owner).status == .ok)
+            // the admission endpoints (another feature) ask the same chain, with the probe's check in it
+            let host = try await AdmissionTests().host(client)
+            let refused = try await AdmissionTests().review(client, "/admission/v1/validate",
+                                                            podReview(uid: "p", images: ["\(host)/blocked/app:v1"]))
+            #expect(refused.response.allowed == false)
+            #expect(refused.response.status?.message == "Berth refused: \(host)/blocked/app:v1: the probe refuses this")
+            let admitted = try await AdmissionTests().review(client, "/admission/v1/validate",
+                                                             podReview(uid: "o", images: ["\(host)/open/app:v1"]))
+            #expect(admitted.response.allowed)
+        }
+    }
+
+    @Test func pathsNoRouteServesAreNotFoundInTheirAPIsEnvelope() async throws {
+        try await app(ProbeFeature()).test(.router) { client in
+            let management = try await client.execute(uri: "/api/v1/no-such-thing", method: .get, headers: owner)
+            #expect(management.status == .notFound)
+            #expect(String(buffer: management.body).contains(#""code":"NOT_FOUND""#))
+            let other = try await client.execute(uri: "/nothing/here", method: .get)
+            #expect(other.status == .notFound)
+            #expect(errorCode(other) == "UNSUPPORTED")
+            // a known path with a method it does not take
+            #expect(try await client.execute(uri: "/oauth2/exchange", method: .get).status == .notFound)
+        }
+    }
+}

@@ -1,0 +1,89 @@
+"""The arrows between targets that docs/ARCHITECTURE.md allows, checked on the source tree.
+
+Not an interop test in the strict sense: it reads `import` lines of Sources/<target>/*.swift, so a
+change that makes a forbidden import fails the suite instead of waiting for a reviewer.
+"""
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SOURCES = ROOT / "Sources"
+
+BACKENDS = {"SQLiteStore", "FileSystemStorage"}
+# Features contribute routes and services; HTTPAPI and RegistryCore never import them.
+FEATURES = {"Webhooks", "Signing", "Tasks", "Scanning"}
+
+
+def imports(target):
+    found = set()
+    for path in (SOURCES / target).rglob("*.swift"):
+        for line in path.read_text().splitlines():
+            m = re.match(r"\s*(?:@\w+(?:\([^)]*\))?\s+)*import\s+(?:(?:struct|class|enum|func|protocol)\s+)?([A-Za-z_][\w]*)", line)
+            if m:
+                found.add(m.group(1))
+    return found
+
+
+def targets():
+    return sorted(p.name for p in SOURCES.iterdir() if p.is_dir())
+
+
+def test_the_target_list_is_known():
+    # A new target must be placed in this file's rules (and in docs/ARCHITECTURE.md).
+    known = {"OCIModel", "BlobStorage", "FileSystemStorage", "RegistryStore", "SQLiteStore", "Backends",
+             "RegistryCore", "Access", "Admission", "HTTPAPI", "BerthAPIContract", "BerthCLI"} | FEATURES
+    assert set(targets()) <= known | extra_targets(), set(targets()) - known - extra_targets()
+
+
+def extra_targets():
+    # Feature targets added with the router (each named in FEATURE_TARGETS below when it exists).
+    return set(FEATURE_TARGETS)
+
+
+FEATURE_TARGETS: list[str] = ["WebhooksAPI", "ContentTrustFeature", "AdmissionFeature"]
+
+
+@pytest.mark.parametrize("target", targets())
+def test_only_the_sqlite_backend_imports_grdb(target):
+    if target == "SQLiteStore":
+        assert "GRDB" in imports(target)
+    else:
+        assert "GRDB" not in imports(target)
+
+
+def test_registry_core_imports_no_backend_feature_or_http():
+    got = imports("RegistryCore")
+    forbidden = BACKENDS | FEATURES | set(FEATURE_TARGETS) | {"Access", "HTTPAPI", "Hummingbird", "HummingbirdCore", "NIOHTTP1", "GRDB"}
+    assert not (got & forbidden), got & forbidden
+
+
+def test_store_protocols_import_no_database():
+    assert imports("RegistryStore") <= {"Foundation", "OCIModel"}
+    assert imports("BlobStorage") <= {"Foundation", "OCIModel", "NIOCore"}
+
+
+def test_backends_are_named_only_by_the_composition_root():
+    allowed = {"SQLiteStore": {"Backends", "BerthCLI", "SQLiteStore"},
+               "FileSystemStorage": {"Backends", "FileSystemStorage"}}
+    for backend, who in allowed.items():
+        users = {t for t in targets() if backend in imports(t)} | ({backend} if (SOURCES / backend).is_dir() else set())
+        assert users <= who, (backend, users - who)
+
+
+def test_http_imports_no_feature():
+    got = imports("HTTPAPI")
+    assert not (got & (FEATURES | set(FEATURE_TARGETS))), got & (FEATURES | set(FEATURE_TARGETS))
+
+
+def test_the_contract_imports_only_foundation():
+    # The CLI and the server share it; it must not drag either's dependencies into the other.
+    assert imports("BerthAPIContract") <= {"Foundation"}, imports("BerthAPIContract")
+
+
+def test_pull_admission_knows_no_http_and_no_feature():
+    # Features add their checks to the chain at composition; the chain names none of them.
+    got = imports("Admission")
+    forbidden = BACKENDS | FEATURES | set(FEATURE_TARGETS) | {"HTTPAPI", "Hummingbird", "HummingbirdCore", "NIOHTTP1", "GRDB"}
+    assert not (got & forbidden), got & forbidden
