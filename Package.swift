@@ -127,6 +127,7 @@ let package = Package(
         .target(name: "AdmissionFeature", dependencies: [
             "HTTPAPI", "Admission", "RegistryCore", "Access", "OCIModel",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strict),
         .target(name: "Signing", dependencies: [

@@ -166,7 +166,7 @@ public final class AccessControl: Sendable {
 
     /// `refreshIfChanged`, at most once per `stateCheckInterval`: the backstop for a process whose
     /// cache-invalidation loop is not running.
-    func refreshIfStale() async {
+    public func refreshIfStale() async {
         let now = clock()
         let due = lastStateCheck.withLockedValue { last in
             guard now - last >= stateCheckInterval else { return false }

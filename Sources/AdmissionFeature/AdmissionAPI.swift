@@ -4,6 +4,7 @@ import Foundation
 import HTTPAPI
 import HTTPTypes
 import Hummingbird
+import Logging
 import NIOCore
 import OCIModel
 import RegistryCore
@@ -145,6 +146,12 @@ struct AdmissionEndpoint: Sendable {
                 if !mutate { refusals.append("\(use.image): \(refusal.reason)") }
             } catch let e as RegistryError {
                 if !mutate { refusals.append("\(use.image): \(e.message)") }
+            } catch {
+                // Anything else (a store that cannot be read, a setting that no longer decodes) is
+                // a refusal of this image, not a failed review: a webhook with failurePolicy
+                // Ignore would otherwise admit the workload.
+                Logger(label: "berth.admission").error("admission could not judge an image", metadata: ["image": "\(use.image)", "error": "\(error)"])
+                if !mutate { refusals.append("\(use.image): the registry could not judge it") }
             }
         }
         var response: [String: Any] = ["uid": uid, "allowed": refusals.isEmpty]

@@ -52,7 +52,9 @@ final class ContentTrustGate: Sendable {
         registry.observeEvents { [weak self] events in
             guard let self else { return }
             if events.contains(where: { $0.action == EventAction.setting && $0.detail == Self.settingKey.name }) {
+                // A new policy or trust store: verdicts reached under the old one go too.
                 self.config.withLockedValue { $0 = nil }
+                self.invalidate()
             }
             if events.contains(where: { $0.action != EventAction.setting && $0.action != EventAction.blobPush }) { self.invalidate() }
         }
@@ -62,7 +64,13 @@ final class ContentTrustGate: Sendable {
         let now = registry.configuration.cacheClock()
         if let c = config.withLockedValue({ $0 }), now - c.at < registry.configuration.cacheTTL { return c.value }
         let loaded = try await registry.metadata.setting(Self.settingKey) ?? ContentTrustConfig()
-        config.withLockedValue { $0 = (loaded, now) }
+        let changed = config.withLockedValue { cached -> Bool in
+            defer { cached = (loaded, now) }
+            return cached.map { $0.value != loaded } ?? false
+        }
+        // Reloaded after the TTL (the event feed stopped) and different: no verdict of the old
+        // policy survives it.
+        if changed { invalidate() }
         return loaded
     }
 
@@ -85,6 +93,9 @@ final class ContentTrustGate: Sendable {
         config.withLockedValue { $0 = (new, registry.configuration.cacheClock()) }
         invalidate()
     }
+
+    /// Moves on each invalidation: a verdict reached under an older generation is not used.
+    var verdictGeneration: Int { generation.withLockedValue { $0 } }
 
     /// Called on every manifest push: a new signature may change a verdict.
     func invalidate() {

@@ -77,7 +77,12 @@ struct AuthGate: Sendable {
     /// are refused here (401, or 429 when rate limited).
     func caller(_ request: Request, _ context: BerthRequestContext) async throws -> Caller? {
         let address = address(request, context)
-        guard let authorization = request.headers[.authorization] else { return nil }
+        guard let authorization = request.headers[.authorization] else {
+            // Anonymous: the TTL backstop of another process's access change (anonymous pull
+            // switched off, a network rule) runs here too, not only on logins.
+            await access.refreshIfStale()
+            return nil
+        }
         guard let (scheme, credentials) = Self.split(authorization) else {
             throw challenge(request, scope: nil, message: "malformed Authorization header", insufficientScope: false)
         }

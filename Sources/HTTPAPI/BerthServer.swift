@@ -203,9 +203,14 @@ struct CacheInvalidationService: Service {
 
     /// Applies every event there is now and checks the access state once.
     func tick() async {
+        // First and on its own: a feed that cannot be read must not also stop access changes.
+        do {
+            try await access?.refreshIfChanged()
+        } catch {
+            logger.warning("could not check the stored access state", metadata: ["error": "\(error)"])
+        }
         do {
             while case .advanced = try await runner.step() {}
-            try await access?.refreshIfChanged()
         } catch {
             logger.warning("cache invalidation failed", metadata: ["error": "\(error)"])
         }

@@ -100,8 +100,11 @@ import Testing
         #expect(try await trustTwo.current().exempt.isEmpty)
         try await trustOne.update(ContentTrustConfig(exempt: ["scanner"]))
         #expect(try await trustTwo.current().exempt.isEmpty)   // stale until the feed says
+        let verdictsBefore = trustTwo.verdictGeneration
         await two.invalidation.tick()
         #expect(try await trustTwo.current().exempt == ["scanner"])
+        // and no verdict reached under the old policy is used any more
+        #expect(trustTwo.verdictGeneration > verdictsBefore)
 
         // a token revoked
         let (_, passwords) = try await one.access.createToken(Actor(name: "test", address: "-"), name: "ci",
@@ -143,11 +146,13 @@ import Testing
         #expect(try await two.registry.retentionPolicy().enabled == false)
         #expect(try await trustTwo.current().exempt.isEmpty)
         _ = try await two.access.authenticate(username: "ci", password: password, address: nil, service: "s")
+        let verdictsBefore = trustTwo.verdictGeneration
         clock.advance(1)                // past the TTL: read again
         #expect(try await two.registry.manifest(repo, .tag("latest")).digest == second)
         #expect(try await two.registry.lockTable().repository(repo.value)?.writeEnabled == false)
         #expect(try await two.registry.retentionPolicy().enabled == true)
         #expect(try await trustTwo.current().exempt == ["scanner"])
+        #expect(trustTwo.verdictGeneration > verdictsBefore)   // a different policy: old verdicts go
         await #expect(throws: AccessError.self) {
             try await two.access.authenticate(username: "ci", password: password, address: nil, service: "s")
         }
