@@ -147,9 +147,11 @@ struct AdmissionEndpoint: Sendable {
             } catch let e as RegistryError {
                 if !mutate { refusals.append("\(use.image): \(e.message)") }
             } catch {
-                // Anything else (a store that cannot be read, a setting that no longer decodes) is
-                // a refusal of this image, not a failed review: a webhook with failurePolicy
-                // Ignore would otherwise admit the workload.
+                // Validate: anything else (a store that cannot be read, a setting that no longer
+                // decodes) refuses this image rather than failing the review, which failurePolicy
+                // Ignore would admit. Mutate: the review fails, so failurePolicy decides rather
+                // than an unpinned image passing as allowed. Cancellation is never a verdict.
+                if mutate || error is CancellationError { throw error }
                 Logger(label: "berth.admission").error("admission could not judge an image", metadata: ["image": "\(use.image)", "error": "\(error)"])
                 if !mutate { refusals.append("\(use.image): the registry could not judge it") }
             }

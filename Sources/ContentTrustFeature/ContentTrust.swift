@@ -63,14 +63,23 @@ final class ContentTrustGate: Sendable {
     func current() async throws -> ContentTrustConfig {
         let now = registry.configuration.cacheClock()
         if let c = config.withLockedValue({ $0 }), now - c.at < registry.configuration.cacheTTL { return c.value }
-        let loaded = try await registry.metadata.setting(Self.settingKey) ?? ContentTrustConfig()
-        let changed = config.withLockedValue { cached -> Bool in
-            defer { cached = (loaded, now) }
-            return cached.map { $0.value != loaded } ?? false
+        var loaded = ContentTrustConfig()
+        for _ in 0..<3 {
+            // An invalidation (a setting event, an update) while this read was on its way may
+            // mean it read the old policy: install only what was read in one generation.
+            let before = verdictGeneration
+            loaded = try await registry.metadata.setting(Self.settingKey) ?? ContentTrustConfig()
+            let changed = config.withLockedValue { cached -> Bool? in
+                guard generation.withLockedValue({ $0 }) == before else { return nil }
+                defer { cached = (loaded, now) }
+                return cached.map { $0.value != loaded } ?? false
+            }
+            guard let changed else { continue }
+            // Reloaded after the TTL (the event feed stopped) and different: no verdict of the old
+            // policy survives it.
+            if changed { invalidate() }
+            return loaded
         }
-        // Reloaded after the TTL (the event feed stopped) and different: no verdict of the old
-        // policy survives it.
-        if changed { invalidate() }
         return loaded
     }
 
@@ -90,8 +99,9 @@ final class ContentTrustGate: Sendable {
             do { _ = try RepositoryPattern(pattern) } catch { throw ContentTrustError(error.message) }
         }
         try await registry.metadata.setSetting(Self.settingKey, new)
-        config.withLockedValue { $0 = (new, registry.configuration.cacheClock()) }
+        // Invalidate first: a reload that read the old policy meanwhile then no longer installs it.
         invalidate()
+        config.withLockedValue { $0 = (new, registry.configuration.cacheClock()) }
     }
 
     /// Moves on each invalidation: a verdict reached under an older generation is not used.
@@ -111,12 +121,14 @@ final class ContentTrustGate: Sendable {
 
     /// Throws DENIED unless the manifest may be served under content trust.
     func admit(_ repository: RepositoryName, _ content: ManifestContent, host: String, caller: String?) async throws {
+        // The generation before the policy: a verdict of a policy read before an invalidation is
+        // stored under the older generation, so it is never served after it.
+        let gen = generation.withLockedValue { $0 }
         let config = try await current()
         guard config.enabled, config.repositories.contains(where: { Self.matches($0, repository.value) }) else { return }
         if content.subject != nil { return }                                 // signatures and other referrers
         if let caller, config.exempt.contains(caller) { return }
         let key = "\(repository.value)@\(content.digest)"
-        let gen = generation.withLockedValue { $0 }
         if let v = verdicts.withLockedValue({ $0[key] }), v.generation == gen, Date().timeIntervalSince(v.at) < ttl {
             if v.trusted { return }
             throw AccessDenied(error: RegistryError(.denied, v.reason))

@@ -56,6 +56,18 @@ extension RegistryResponder {
                     next: (Request, Context) async throws -> Response) async throws -> Response {
             do {
                 return try await next(request, context)
+            } catch let e as HTTPError where e.status == .notFound && e.body == nil && request.uri.path.hasPrefix("/api/v1/") {
+                // No such management route (or not for this method): only a caller the management
+                // check lets through learns that; anyone else gets the 401/403 a real route gives,
+                // so the API's shape (which features are installed) is not probed anonymously.
+                if let gate {
+                    do {
+                        _ = try await RegistryResponder.managementActor(request, context, gate)
+                    } catch {
+                        return ErrorRenderer.response(for: error, request: request, log: log, gate: gate)
+                    }
+                }
+                return ErrorRenderer.response(for: e, request: request, log: log, gate: gate)
             } catch {
                 return ErrorRenderer.response(for: error, request: request, log: log, gate: gate)
             }

@@ -29,6 +29,8 @@ extension RegistryResponder {
                 }
                 who = try await login(gate, request, user: user, password: password, address: address, service: service)
             } else {
+                // Anonymous: another process may have switched anonymous pull off (TTL backstop).
+                await gate.access.refreshIfStale()
                 who = Authenticated(principal: gate.access.anonymous, subject: "anonymous", subjectID: nil, generation: 0)
                 guard !who.principal.grants.isEmpty else {
                     // The token service itself takes Basic credentials.

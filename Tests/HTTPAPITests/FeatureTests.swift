@@ -97,6 +97,13 @@ private struct ProbeFeature: RegistryFeature {
             #expect(errorCode(other) == "UNSUPPORTED")
             // a known path with a method it does not take
             #expect(try await client.execute(uri: "/oauth2/exchange", method: .get).status == .notFound)
+            // the management API's shape is not told to who may not manage: no route, or a
+            // method a route does not take, is 401 anonymously, as a real route would be
+            let anonymous = try await client.execute(uri: "/api/v1/no-such-thing", method: .get)
+            #expect(anonymous.status == .unauthorized)
+            #expect(anonymous.headers[.wwwAuthenticate] != nil)
+            #expect(try await client.execute(uri: "/api/v1/quarantine", method: .delete).status == .unauthorized)
+            #expect(try await client.execute(uri: "/api/v1/quarantine", method: .delete, headers: owner).status == .notFound)
         }
     }
 }
