@@ -81,7 +81,7 @@ extension RegistryResponder {
         route(.get, "config/retention") { _, _ in await jsonResponse(try retentionView()) }
         route(.patch, "config/retention") { request, _ in
             let body = try await decode(StatusDaysRequest.self, request)
-            var p = try await registry.retentionPolicy()
+            var p = try await registry.replacing(registry.retentionPolicy, default: RetentionPolicy())
             p.enabled = try enabled(body.status, current: p.enabled)
             if let days = body.days { p.days = days }
             if let type = body.type { p.type = type }
@@ -92,7 +92,7 @@ extension RegistryResponder {
         route(.get, "config/soft-delete") { _, _ in await jsonResponse(try softDeleteView()) }
         route(.patch, "config/soft-delete") { request, _ in
             let body = try await decode(StatusDaysRequest.self, request)
-            var p = try await registry.softDeletePolicy()
+            var p = try await registry.replacing(registry.softDeletePolicy, default: SoftDeletePolicy())
             p.enabled = try enabled(body.status, current: p.enabled)
             if let days = body.days { p.days = days }
             try await registry.updateSoftDelete(p)
@@ -101,7 +101,7 @@ extension RegistryResponder {
         route(.get, "config/gc") { _, _ in await jsonResponse(try gcView()) }
         route(.patch, "config/gc") { request, _ in
             let body = try await decode(GCPolicyRequest.self, request)
-            var p = try await registry.garbageCollectionPolicy()
+            var p = try await registry.replacing(registry.garbageCollectionPolicy, default: GarbageCollectionPolicy())
             p.enabled = try enabled(body.status, current: p.enabled)
             if let v = body.intervalSeconds { p.intervalSeconds = v }
             if let v = body.graceSeconds { p.graceSeconds = v }

@@ -76,7 +76,7 @@ extension RegistryResponder {
         managed.patch("quarantine") { request, context in
             let actor = actor(context)
             let body = try await decode(QuarantinePolicyRequest.self, request)
-            let current = try await registry.quarantinePolicy()
+            let current = try await registry.replacing(registry.quarantinePolicy, default: QuarantinePolicy())
             let policy = QuarantinePolicy(enabled: body.enabled ?? current.enabled,
                                           grandfatherExisting: body.grandfatherExisting ?? current.grandfatherExisting)
             let change = try await registry.updateQuarantine(policy, dryRun: body.dryRun ?? false)

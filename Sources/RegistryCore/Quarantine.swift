@@ -60,7 +60,7 @@ extension Registry {
             cache.invalidateAll()
             return QuarantineChange(policy: policy, affected: released, affectedCount: count, effect: effect, dryRun: false)
         }
-        let current = try await quarantinePolicy()
+        let current = try await replacing(quarantinePolicy, default: QuarantinePolicy())
         let blocksExisting = !policy.grandfatherExisting && !(current.enabled && !current.grandfatherExisting)
         let affected = await blocksExisting ? try metadata.unquarantinedManifests(limit: limit) : []
         let effect = blocksExisting ? "existing images become Pending: unpullable until a QuarantineWriter passes them"

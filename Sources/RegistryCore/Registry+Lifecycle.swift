@@ -265,6 +265,18 @@ extension Registry {
         lifecycle.loadedAt.withLockedValue { $0[key.name] = now }
     }
 
+    /// The current value of a setting about to be replaced. A stored value that no longer reads
+    /// as its type (`SettingUnreadable`: a hand-edited database, a downgrade) fails every read,
+    /// closed; the write that replaces it must still work, so here it counts as `value` (logged).
+    public func replacing<T>(_ read: () async throws -> T, default value: T) async throws -> T {
+        do {
+            return try await read()
+        } catch let unreadable as SettingUnreadable {
+            logger.error("replacing an unreadable setting", metadata: ["setting": "\(unreadable.name)", "error": "\(unreadable.reason)"])
+            return value
+        }
+    }
+
     public func retentionPolicy() async throws -> RetentionPolicy { try await setting(Self.retentionKey, lifecycle.retention, default: .init()) }
     public func softDeletePolicy() async throws -> SoftDeletePolicy { try await setting(Self.softDeleteKey, lifecycle.softDelete, default: .init()) }
     public func garbageCollectionPolicy() async throws -> GarbageCollectionPolicy { try await setting(Self.gcKey, lifecycle.gc, default: .init()) }
@@ -314,7 +326,7 @@ extension Registry {
         let trimmed = q.prefix.hasSuffix("/") ? String(q.prefix.dropLast()) : q.prefix
         guard RepositoryName.isValid(trimmed) else { throw LifecycleError.invalid("quota prefix must be a repository name or a path ending in /") }
         guard q.limitBytes > 0 else { throw LifecycleError.invalid("quota limit must be positive") }
-        var all = try await quotas()
+        var all = try await replacing(quotas, default: [])
         guard !all.contains(where: { $0.name == q.name }) else { throw LifecycleError.conflict("quota \(q.name) already exists") }
         all.append(q)
         try await store(Self.quotasKey, lifecycle.quotas, all)
@@ -322,7 +334,7 @@ extension Registry {
     }
 
     public func deleteQuota(name: String) async throws {
-        var all = try await quotas()
+        var all = try await replacing(quotas, default: [])
         guard all.contains(where: { $0.name == name }) else { throw LifecycleError.notFound("quota \(name)") }
         all.removeAll { $0.name == name }
         try await store(Self.quotasKey, lifecycle.quotas, all)
