@@ -132,17 +132,11 @@ struct ServeSettings: Equatable {
         },
         Spec(key: "metadata-store", environment: "BERTH_METADATA_STORE", hasFlag: false, defaultText: "sqlite",
              summary: "the metadata backend: sqlite (metadata.sqlite under data)") { s, v throws(SettingError) in
-            guard let kind = MetadataStoreKind(rawValue: v) else {
-                throw SettingError("unknown metadata store '\(v)': this build has " + MetadataStoreKind.allCases.map(\.rawValue).joined(separator: ", "))
-            }
-            s.metadataStore = kind
+            s.metadataStore = try choice(v, "metadata store")
         },
         Spec(key: "blob-store", environment: "BERTH_BLOB_STORE", hasFlag: false, defaultText: "filesystem",
              summary: "the blob backend: filesystem (storage/ under data)") { s, v throws(SettingError) in
-            guard let kind = BlobStoreKind(rawValue: v) else {
-                throw SettingError("unknown blob store '\(v)': this build has " + BlobStoreKind.allCases.map(\.rawValue).joined(separator: ", "))
-            }
-            s.blobStore = kind
+            s.blobStore = try choice(v, "blob store")
         },
         Spec(key: "registry-name", environment: "BERTH_REGISTRY_NAME", hasFlag: false, defaultText: "berth",
              summary: "the admin user's name") { s, v throws(SettingError) in
@@ -272,6 +266,14 @@ struct ServeSettings: Equatable {
     }
 
     // MARK: value parsers
+
+    /// One of an enum's cases by name; otherwise an error that lists them.
+    static func choice<E: RawRepresentable & CaseIterable>(_ v: String, _ what: String) throws(SettingError) -> E where E.RawValue == String {
+        guard let value = E(rawValue: v) else {
+            throw SettingError("unknown \(what) '\(v)': use one of " + E.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        return value
+    }
 
     static func nonEmpty(_ v: String) throws(SettingError) -> String {
         guard !v.isEmpty else { throw SettingError("must not be empty") }

@@ -55,8 +55,7 @@ public enum BerthServer {
 
     /// The event consumers this server runs, each from its durable cursor.
     static func eventConsumers(registry: Registry, poll: Duration, logger: Logger) -> [any Service] {
-        guard let store = registry.metadata as? any EventLogStore else { return [] }
-        return [EventConsumerService(runner: EventConsumerRunner(consumer: RetentionConsumer(registry: registry), store: store,
+        [EventConsumerService(runner: EventConsumerRunner(consumer: RetentionConsumer(registry: registry), store: registry.metadata,
                                                                  logger: logger), poll: poll)]
     }
 

@@ -162,12 +162,9 @@ public struct EventConsumerView: Codable, Sendable, Equatable {
 }
 
 extension Registry {
-    var eventConsumerStore: any EventLogStore { metadata }
-
     public func eventConsumerViews() async throws -> [EventConsumerView] {
-        let store = try eventConsumerStore
-        let latest = try await store.latestEventSequence()
-        return try await store.eventConsumers().map {
+        let latest = try await metadata.latestEventSequence()
+        return try await metadata.eventConsumers().map {
             EventConsumerView(name: $0.name, cursor: $0.cursor, lag: max(0, latest - $0.cursor), paused: $0.paused,
                               attempts: $0.attempts, nextAttemptAt: $0.nextAttemptAt, lastError: $0.lastError,
                               updatedAt: $0.updatedAt)
@@ -176,7 +173,7 @@ extension Registry {
 
     /// Pauses or resumes a consumer (it keeps its cursor while paused).
     public func setEventConsumerPaused(_ name: String, paused: Bool) async throws -> EventConsumerView {
-        guard try await eventConsumerStore.setEventConsumerPaused(name: name, paused: paused),
+        guard try await metadata.setEventConsumerPaused(name: name, paused: paused),
               let view = try await eventConsumerViews().first(where: { $0.name == name }) else {
             throw LifecycleError.notFound("no event consumer named \(name.prefix(100))")
         }

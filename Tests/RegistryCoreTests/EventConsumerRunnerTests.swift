@@ -49,7 +49,7 @@ import Testing
         }
     }
 
-    func store(_ r: Registry) -> any EventLogStore { r.metadata as! any EventLogStore }
+    func store(_ r: Registry) -> any EventLogStore { r.metadata }
 
     @Test func handlesEveryEventOnceInOrderAcrossBatchesAndRestarts() async throws {
         let r = try makeRegistry()
