@@ -77,8 +77,6 @@ public protocol WebhookStore: Sendable {
     /// Records an attempt and moves the cursor past the event (`advance`) or schedules a retry.
     @discardableResult
     func recordDelivery(_ delivery: WebhookDelivery, advanceTo cursor: Int64?, nextAttemptAt: Date?, attempts: Int) async throws -> Int64
-    /// Moves the cursor past events that do not concern the webhook.
-    func advanceCursor(name: String, to cursor: Int64) async throws
     func deliveries(webhook: String, limit: Int) async throws -> [WebhookDelivery]
     /// The sequence number of the newest event.
 }

@@ -721,6 +721,9 @@ public final class SQLiteMetadataStore: MetadataBackend {
         }
     }
 
+    /// Moves a webhook's own cursor forward. Deliveries follow the webhook's event consumer now;
+    /// this column only seeds that consumer once (a registry upgraded in place), and the upgrade
+    /// test uses this to stand for such a registry.
     public func advanceCursor(name: String, to cursor: Int64) async throws {
         try await pool.write { db in
             try db.execute(sql: "UPDATE webhooks SET cursor = MAX(cursor, ?), attempts = 0, next_attempt_at = NULL WHERE name = ?",

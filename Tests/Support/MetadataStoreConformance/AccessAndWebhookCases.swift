@@ -206,21 +206,6 @@ extension MetadataStoreConformance {
             await #expect(try s.deliveries(webhook: "unknown", limit: 10) == [])
             await #expect(try events(s, after: mark).isEmpty)
         },
-        Case("advanceCursor: moves forward only and clears retries; an unknown webhook is ignored") { s in
-            #expect(try await s.createWebhook(hook("h")))
-            try await s.recordDelivery(delivery("h", event: 1, status: 500), advanceTo: nil,
-                                       nextAttemptAt: Date(timeIntervalSince1970: 1_800_000_000), attempts: 2)
-            try await s.advanceCursor(name: "h", to: 5)
-            var w = try await #require(try s.webhook(named: "h"))
-            #expect(w.cursor == 5)
-            #expect(w.attempts == 0)
-            #expect(w.nextAttemptAt == nil)
-            try await s.advanceCursor(name: "h", to: 3)
-            w = try await #require(try s.webhook(named: "h"))
-            #expect(w.cursor == 5)
-            try await s.advanceCursor(name: "unknown", to: 3)
-            await #expect(try s.webhook(named: "unknown") == nil)
-        },
         Case("latestEventSequence: 0 for an empty log, then the newest event's sequence") { s in
             await #expect(try s.latestEventSequence() == 0)
             try await link(s, "r", "a", "b")
