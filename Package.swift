@@ -113,12 +113,12 @@ let package = Package(
         // Features: each contributes routes, services and pull checks through HTTPAPI's
         // `RegistryFeature`; the composition root (berth serve, the HTTP tests) picks them.
         .target(name: "WebhooksAPI", dependencies: [
-            "HTTPAPI", "Webhooks", "BerthAPIContract",
+            "HTTPAPI", "Webhooks", "RegistryStore", "BerthAPIContract",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
         .target(name: "ContentTrustFeature", dependencies: [
-            "HTTPAPI", "Admission", "RegistryCore", "RegistryStore", "Access", "OCIModel", "Signing",
+            "HTTPAPI", "Admission", "RegistryCore", "RegistryStore", "Access", "OCIModel", "Signing", "BerthAPIContract",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "NIOCore", package: "swift-nio"),

@@ -2,10 +2,8 @@ import Foundation
 
 // The management API's contract (`/api/v1`, and the token endpoint's answer): the bodies the
 // server decodes and encodes and the CLI sends and reads, in one place. Foundation only, so the
-// CLI (and later the web console) can use it without the server's targets.
-//
-// Views the domain targets produce themselves (identities, tokens, scope maps, webhooks, quotas,
-// run reports) are not here yet; see docs/ARCHITECTURE.md.
+// CLI (and later the web console) can use it without the server's targets. Requests, policy
+// views and error bodies are here; the other answers are in ManagementViews.swift.
 
 // MARK: errors
 
@@ -43,7 +41,7 @@ public struct OCIErrorBody: Codable, Sendable, Equatable {
 // MARK: token service
 
 /// `/oauth2/token`'s answer (Docker token protocol: `token` and `access_token` are the same).
-public struct TokenResponse: Codable, Sendable {
+public struct TokenResponse: Codable, Sendable, Equatable {
     public let token: String?
     public let access_token: String?
     public let expires_in: Int?
@@ -59,14 +57,14 @@ public struct TokenResponse: Codable, Sendable {
 }
 
 /// `/oauth2/exchange`'s answer.
-public struct ExchangeResponse: Codable, Sendable {
+public struct ExchangeResponse: Codable, Sendable, Equatable {
     public let refresh_token: String
     public init(refresh_token: String) { self.refresh_token = refresh_token }
 }
 
 // MARK: access
 
-public struct CredentialRequest: Codable, Sendable {
+public struct CredentialRequest: Codable, Sendable, Equatable {
     public let name: String
     public let expiresInDays: Int?
     public let expiry: Date?
@@ -78,7 +76,7 @@ public struct CredentialRequest: Codable, Sendable {
 }
 
 /// A generated secret, shown once.
-public struct SecretResponse: Codable, Sendable {
+public struct SecretResponse: Codable, Sendable, Equatable {
     public let username: String
     public let name: String
     public let password: String
@@ -89,7 +87,7 @@ public struct SecretResponse: Codable, Sendable {
     }
 }
 
-public struct IdentityRequest: Codable, Sendable {
+public struct IdentityRequest: Codable, Sendable, Equatable {
     public let name: String
     public let kind: String?
     public let trustedService: Bool?
@@ -116,7 +114,7 @@ public struct IdentityRequest: Codable, Sendable {
     }
 }
 
-public struct FederatedCredentialRequest: Codable, Sendable {
+public struct FederatedCredentialRequest: Codable, Sendable, Equatable {
     public let name: String
     public let issuer: String
     public let subject: String
@@ -129,7 +127,7 @@ public struct FederatedCredentialRequest: Codable, Sendable {
     }
 }
 
-public struct TokenRequest: Codable, Sendable {
+public struct TokenRequest: Codable, Sendable, Equatable {
     public let name: String?
     public let scopeMap: String?
     /// `enabled` or `disabled`.
@@ -146,14 +144,14 @@ public struct TokenRequest: Codable, Sendable {
     }
 }
 
-public struct NetworkRuleRequest: Codable, Sendable {
+public struct NetworkRuleRequest: Codable, Sendable, Equatable {
     public let ipAddress: String
     public init(ipAddress: String) { self.ipAddress = ipAddress }
 }
 
 // MARK: quarantine
 
-public struct QuarantinePolicyRequest: Codable, Sendable {
+public struct QuarantinePolicyRequest: Codable, Sendable, Equatable {
     public let enabled: Bool?
     public let grandfatherExisting: Bool?
     public let dryRun: Bool?
@@ -165,7 +163,7 @@ public struct QuarantinePolicyRequest: Codable, Sendable {
 }
 
 /// `PATCH /api/v1/quarantine/manifests`: the gate's verdict on one manifest.
-public struct QuarantineStateRequest: Codable, Sendable {
+public struct QuarantineStateRequest: Codable, Sendable, Equatable {
     public let repository: String
     public let digest: String
     /// `Pending`, `Passed` or `Failed`.
@@ -180,7 +178,7 @@ public struct QuarantineStateRequest: Codable, Sendable {
 }
 
 /// `PATCH /v2/<name>/manifests/<digest>`: the same verdict, on the manifest itself.
-public struct VerdictBody: Codable, Sendable {
+public struct VerdictBody: Codable, Sendable, Equatable {
     public let state: String
     public let reason: String?
     public init(state: String, reason: String? = nil) {
@@ -192,7 +190,7 @@ public struct VerdictBody: Codable, Sendable {
 // MARK: lifecycle
 
 /// `PATCH config/retention` and `config/soft-delete` (`type` only for retention).
-public struct StatusDaysRequest: Codable, Sendable {
+public struct StatusDaysRequest: Codable, Sendable, Equatable {
     /// `enabled` or `disabled`.
     public let status: String?
     public let days: Double?
@@ -204,7 +202,7 @@ public struct StatusDaysRequest: Codable, Sendable {
     }
 }
 
-public struct GCPolicyRequest: Codable, Sendable {
+public struct GCPolicyRequest: Codable, Sendable, Equatable {
     public let status: String?
     public let intervalSeconds: Double?
     public let graceSeconds: Double?
@@ -215,7 +213,7 @@ public struct GCPolicyRequest: Codable, Sendable {
     }
 }
 
-public struct QuotaRequest: Codable, Sendable {
+public struct QuotaRequest: Codable, Sendable, Equatable {
     public let name: String
     public let prefix: String
     public let limitBytes: Int64
@@ -226,7 +224,7 @@ public struct QuotaRequest: Codable, Sendable {
     }
 }
 
-public struct PurgeRequest: Codable, Sendable {
+public struct PurgeRequest: Codable, Sendable, Equatable {
     public let filters: [String]
     public let ago: String?
     public let untagged: Bool?
@@ -241,7 +239,7 @@ public struct PurgeRequest: Codable, Sendable {
     }
 }
 
-public struct ScheduleRequest: Codable, Sendable {
+public struct ScheduleRequest: Codable, Sendable, Equatable {
     public let name: String
     public let cron: String
     public let filters: [String]
@@ -258,13 +256,13 @@ public struct ScheduleRequest: Codable, Sendable {
     }
 }
 
-public struct DryRunRequest: Codable, Sendable {
+public struct DryRunRequest: Codable, Sendable, Equatable {
     public let dryRun: Bool?
     public init(dryRun: Bool?) { self.dryRun = dryRun }
 }
 
 /// `PATCH /api/v1/repository?name=…[&tag=…|&digest=…]`: a lock.
-public struct LockRequest: Codable, Sendable {
+public struct LockRequest: Codable, Sendable, Equatable {
     public let readEnabled: Bool?
     public let writeEnabled: Bool?
     public let deleteEnabled: Bool?
@@ -277,7 +275,7 @@ public struct LockRequest: Codable, Sendable {
     }
 }
 
-public struct RestoreRequest: Codable, Sendable {
+public struct RestoreRequest: Codable, Sendable, Equatable {
     public let digest: String
     public let tag: String?
     public init(digest: String, tag: String? = nil) {
@@ -286,7 +284,7 @@ public struct RestoreRequest: Codable, Sendable {
     }
 }
 
-public struct RetentionView: Codable, Sendable {
+public struct RetentionView: Codable, Sendable, Equatable {
     public let status: String
     public let days: Double
     public let type: String
@@ -297,7 +295,7 @@ public struct RetentionView: Codable, Sendable {
     }
 }
 
-public struct SoftDeleteView: Codable, Sendable {
+public struct SoftDeleteView: Codable, Sendable, Equatable {
     public let status: String
     public let days: Double
     public init(status: String, days: Double) {
@@ -306,7 +304,7 @@ public struct SoftDeleteView: Codable, Sendable {
     }
 }
 
-public struct GCPolicyView: Codable, Sendable {
+public struct GCPolicyView: Codable, Sendable, Equatable {
     public let status: String
     public let intervalSeconds: Double
     public let graceSeconds: Double
@@ -319,7 +317,7 @@ public struct GCPolicyView: Codable, Sendable {
 
 // MARK: webhooks
 
-public struct WebhookRequest: Codable, Sendable {
+public struct WebhookRequest: Codable, Sendable, Equatable {
     public let name: String?
     public let uri: String?
     public let actions: [String]?

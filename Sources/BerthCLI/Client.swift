@@ -240,9 +240,8 @@ struct ManagementClient: Sendable {
         return ManagementClient(registry: registry, accessToken: answer.access)
     }
 
-    /// Calls `/api/v1/<path>` and returns the JSON answer (`.null` for an empty body).
-    @discardableResult
-    func call(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: JSONValue? = nil) async throws -> JSONValue {
+    /// Calls `/api/v1/<path>` and returns the answer's bytes (empty for no body).
+    private func exchange(_ method: HTTPMethod, _ path: String, query: [(String, String)], body: Data?) async throws -> Data {
         var url = registry + "/api/v1/" + path
         if !query.isEmpty {
             var allowed = CharacterSet.alphanumerics
@@ -251,29 +250,60 @@ struct ManagementClient: Sendable {
                 .joined(separator: "&")
         }
         var headers = [("Authorization", "Bearer \(accessToken)"), ("Accept", "application/json")]
-        var data: Data?
-        if let body {
-            headers.append(("Content-Type", "application/json"))
-            data = try JSONEncoder().encode(body)
-        }
-        let r = try await Self.send(method, url, headers: headers, body: data)
+        if body != nil { headers.append(("Content-Type", "application/json")) }
+        let r = try await Self.send(method, url, headers: headers, body: body)
         guard (200..<300).contains(r.status) else { throw Self.apiError(r, context: nil) }
-        if r.body.isEmpty { return .null }
+        return r.body
+    }
+
+    /// Bodies of the contract (`BerthAPIContract`) encoded as the server decodes them (absent
+    /// optionals left out, dates in RFC 3339).
+    static func encode(_ body: some Encodable) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        return try encoder.encode(body)
+    }
+
+    /// Reads an answer as the contract's `Answer` and hands it to the printers as the JSON of
+    /// that value: only what the contract holds is shown, and an answer that does not match it
+    /// is an error rather than a partly printed table.
+    private func read<Answer: Codable>(_ data: Data, as answer: Answer.Type, _ method: HTTPMethod, _ path: String) throws -> JSONValue {
+        try JSONDecoder().decode(JSONValue.self, from: Self.encode(decode(data, as: answer, method, path)))
+    }
+
+    private func decode<Answer: Decodable>(_ data: Data, as answer: Answer.Type, _ method: HTTPMethod, _ path: String) throws -> Answer {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
         do {
-            return try JSONDecoder().decode(JSONValue.self, from: r.body)
+            return try decoder.decode(Answer.self, from: data)
         } catch {
-            throw CLIError("the registry answered \(method.rawValue) /api/v1/\(path) with something that is not JSON")
+            throw CLIError("the registry answered \(method.rawValue) /api/v1/\(path) with a body this berth does not understand")
         }
     }
 
-    /// Calls `/api/v1/<path>` with a body of the contract (`BerthAPIContract`), encoded as the
-    /// server decodes it (absent optionals left out, dates in RFC 3339).
+    /// Calls `/api/v1/<path>` without a body and returns the answer as the contract's `Answer`.
+    func value<Answer: Decodable>(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [],
+                                  answer: Answer.Type) async throws -> Answer {
+        try decode(try await exchange(method, path, query: query, body: nil), as: answer, method, path)
+    }
+
+    /// Calls `/api/v1/<path>` without a body; the answer is read as `Answer`.
     @discardableResult
-    func call(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], sending body: some Encodable) async throws -> JSONValue {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        let value = try JSONDecoder().decode(JSONValue.self, from: encoder.encode(body))
-        return try await call(method, path, query: query, body: value)
+    func call<Answer: Codable>(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [],
+                               answer: Answer.Type) async throws -> JSONValue {
+        try read(try await exchange(method, path, query: query, body: nil), as: answer, method, path)
+    }
+
+    /// Calls `/api/v1/<path>` with a request body of the contract; the answer is read as `Answer`.
+    @discardableResult
+    func call<Answer: Codable>(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], sending body: some Encodable,
+                               answer: Answer.Type) async throws -> JSONValue {
+        try read(try await exchange(method, path, query: query, body: Self.encode(body)), as: answer, method, path)
+    }
+
+    /// Calls `/api/v1/<path>` where success has no body (204).
+    func call(_ method: HTTPMethod, _ path: String, query: [(String, String)] = []) async throws {
+        _ = try await exchange(method, path, query: query, body: nil)
     }
 
     struct APIError: Error, CustomStringConvertible {

@@ -143,11 +143,9 @@ struct ExpirationOptions: ParsableArguments {
         if let e = expiration { _ = try Fmt.isoDate(e, option: "--expiration") }
     }
 
-    func body(_ which: PasswordName) throws -> JSONValue {
-        var o: [String: JSONValue] = ["name": .string(which.rawValue)]
-        if let d = expirationInDays { o["expiresInDays"] = .number(Double(d)) }
-        if let e = expiration { o["expiry"] = .string(try Fmt.isoDate(e, option: "--expiration")) }
-        return .object(o)
+    func body(_ which: PasswordName) throws -> CredentialRequest {
+        let expiry = try expiration.map { ISO8601DateFormatter().date(from: try Fmt.isoDate($0, option: "--expiration")) }
+        return CredentialRequest(name: which.rawValue, expiresInDays: expirationInDays, expiry: expiry ?? nil)
     }
 }
 
@@ -190,7 +188,7 @@ struct IdentityCreate: AsyncParsableCommand {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
             let answer = try await c.call(.POST, "identities", sending: IdentityRequest(
-                name: name, kind: kind.rawValue, trustedService: trustedService, password: !noPassword))
+                name: name, kind: kind.rawValue, trustedService: trustedService, password: !noPassword), answer: IdentityCreated.self)
             Printer.keyValues(answer, fields: [
                 Column("name", "identity.name"), Column("kind", "identity.kind"), Column("enabled", "identity.enabled"),
                 Column("trusted-service", "identity.trustedService"), Column("password", "password"),
@@ -210,7 +208,7 @@ struct IdentityList: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.rows(try await c.call(.GET, "identities"), columns: IdentityGroup.columns, format: out.output)
+            Printer.rows(try await c.call(.GET, "identities", answer: [IdentityView].self), columns: IdentityGroup.columns, format: out.output)
         }
     }
 }
@@ -224,7 +222,7 @@ struct IdentityShow: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.GET, "identities/" + Fmt.path(name)), fields: IdentityGroup.columns, format: out.output)
+            Printer.keyValues(try await c.call(.GET, "identities/" + Fmt.path(name), answer: IdentityView.self), fields: IdentityGroup.columns, format: out.output)
         }
     }
 }
@@ -245,7 +243,8 @@ struct IdentityUpdate: AsyncParsableCommand {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
             let answer = try await c.call(.PATCH, "identities/" + Fmt.path(name),
-                                          sending: IdentityRequest(name: name, trustedService: trustedService, enabled: enabled))
+                                          sending: IdentityRequest(name: name, trustedService: trustedService, enabled: enabled),
+                                          answer: IdentityView.self)
             Printer.keyValues(answer, fields: IdentityGroup.columns, format: out.output)
         }
     }
@@ -275,7 +274,7 @@ struct IdentityResetPassword: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            printSecret(try await c.call(.POST, "identities/" + Fmt.path(name) + "/password"), format: out.output)
+            printSecret(try await c.call(.POST, "identities/" + Fmt.path(name) + "/password", answer: SecretResponse.self), format: out.output)
         }
     }
 }
@@ -301,7 +300,8 @@ struct FederatedCredentialCreate: AsyncParsableCommand {
             let c = try await ManagementClient.connect(client)
             let answer = try await c.call(.POST, "identities/" + Fmt.path(identity) + "/federated-credentials",
                                           sending: FederatedCredentialRequest(name: name, issuer: issuer, subject: subject,
-                                                                              audiences: audiences))
+                                                                              audiences: audiences),
+                                          answer: IdentityView.self)
             let creds = answer["federatedCredentials"] ?? .array([])
             Printer.rows(out.output == .json ? answer : creds, columns: [
                 Column("name", "name"), Column("issuer", "issuer"), Column("subject", "subject"), Column("audiences", "audiences"),
@@ -353,9 +353,8 @@ struct RoleAssignmentCreate: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            let answer = try await c.call(.POST, "role-assignments", body: .object([
-                "assignee": .string(assignee), "role": .string(role), "scope": .string(scope),
-            ]))
+            let answer = try await c.call(.POST, "role-assignments", sending: RoleAssignmentView(assignee: assignee, role: role, scope: scope),
+                                          answer: RoleAssignmentView.self)
             Printer.rows(answer, columns: RoleAssignmentGroup.columns, format: out.output)
         }
     }
@@ -370,7 +369,7 @@ struct RoleAssignmentList: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            var answer = try await c.call(.GET, "role-assignments")
+            var answer = try await c.call(.GET, "role-assignments", answer: [RoleAssignmentView].self)
             if let assignee, let all = answer.asArray { answer = .array(all.filter { $0["assignee"]?.asString == assignee }) }
             Printer.rows(answer, columns: RoleAssignmentGroup.columns, format: out.output)
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthAPIContract
 import Foundation
 
 // MARK: - berth event-consumer
@@ -19,7 +20,7 @@ struct EventConsumerGroup: AsyncParsableCommand {
     static func post(_ client: ClientOptions, _ out: OutputOptions, _ name: String, _ action: String) async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.POST, "event-consumers/\(Fmt.path(name))/\(action)"),
+            Printer.keyValues(try await c.call(.POST, "event-consumers/\(Fmt.path(name))/\(action)", answer: EventConsumerView.self),
                               fields: columns, format: out.output)
         }
     }
@@ -33,7 +34,7 @@ struct EventConsumerList: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.rows(try await c.call(.GET, "event-consumers"), columns: EventConsumerGroup.columns, format: out.output)
+            Printer.rows(try await c.call(.GET, "event-consumers", answer: [EventConsumerView].self), columns: EventConsumerGroup.columns, format: out.output)
         }
     }
 }

@@ -80,7 +80,7 @@ enum Lifecycle {
     }
 
     /// `repo regex:tag regex` (split at the first ':', repository names cannot contain one).
-    static func filters(_ raw: [String]) throws -> [JSONValue] {
+    static func filters(_ raw: [String]) throws -> [String] {
         guard !raw.isEmpty else {
             throw ValidationError("give at least one --filter REPOSITORY-REGEX:TAG-REGEX, e.g. --filter 'payments/api:.*'")
         }
@@ -88,7 +88,7 @@ enum Lifecycle {
             guard let colon = filter.firstIndex(of: ":"), colon != filter.startIndex else {
                 throw ValidationError("--filter must be REPOSITORY-REGEX:TAG-REGEX (e.g. 'payments/api:^build-.*'), got '\(filter)'")
             }
-            return .string(filter)
+            return filter
         }
     }
 
@@ -205,7 +205,7 @@ struct RetentionShow: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.GET, "config/retention"), fields: RetentionView.fields, format: out.output)
+            Printer.keyValues(try await c.call(.GET, "config/retention", answer: BerthAPIContract.RetentionView.self), fields: RetentionView.fields, format: out.output)
         }
     }
 }
@@ -234,7 +234,7 @@ struct RetentionUpdate: AsyncParsableCommand {
         try await runCLI {
             let body = StatusDaysRequest(status: status?.rawValue, days: days, type: type?.rawValue)
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.PATCH, "config/retention", sending: body),
+            Printer.keyValues(try await c.call(.PATCH, "config/retention", sending: body, answer: BerthAPIContract.RetentionView.self),
                               fields: RetentionView.fields, format: out.output)
         }
     }
@@ -249,7 +249,7 @@ struct RetentionRun: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            let report = try await c.call(.POST, "config/retention/run")
+            let report = try await c.call(.POST, "config/retention/run", answer: LifecycleReportView?.self)
             Lifecycle.printReport(report, format: out.output, dryRun: report["dryRun"] == .bool(true),
                                   what: "Retention", tagReason: "retention")
         }
@@ -276,7 +276,7 @@ struct SoftDeleteShow: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.GET, "config/soft-delete"), fields: SoftDeleteView.fields, format: out.output)
+            Printer.keyValues(try await c.call(.GET, "config/soft-delete", answer: BerthAPIContract.SoftDeleteView.self), fields: SoftDeleteView.fields, format: out.output)
         }
     }
 }
@@ -303,7 +303,7 @@ struct SoftDeleteUpdate: AsyncParsableCommand {
         try await runCLI {
             let body = StatusDaysRequest(status: status?.rawValue, days: days)
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.PATCH, "config/soft-delete", sending: body),
+            Printer.keyValues(try await c.call(.PATCH, "config/soft-delete", sending: body, answer: BerthAPIContract.SoftDeleteView.self),
                               fields: SoftDeleteView.fields, format: out.output)
         }
     }
@@ -333,7 +333,7 @@ struct GCConfigShow: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.GET, "config/gc"), fields: GCConfigView.fields, format: out.output)
+            Printer.keyValues(try await c.call(.GET, "config/gc", answer: GCPolicyView.self), fields: GCConfigView.fields, format: out.output)
         }
     }
 }
@@ -365,7 +365,7 @@ struct GCConfigUpdate: AsyncParsableCommand {
                                        intervalSeconds: try interval.map { Double(try Lifecycle.seconds($0, option: "--interval")) },
                                        graceSeconds: try grace.map { Double(try Lifecycle.seconds($0, option: "--grace")) })
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.PATCH, "config/gc", sending: body), fields: GCConfigView.fields, format: out.output)
+            Printer.keyValues(try await c.call(.PATCH, "config/gc", sending: body, answer: GCPolicyView.self), fields: GCConfigView.fields, format: out.output)
         }
     }
 }
@@ -385,12 +385,12 @@ struct PurgeOptions: ParsableArguments {
 
     /// The request fields (checked); call in run(), not validate(), so that subcommands of a
     /// command using these options are not held to them.
-    func body() throws -> [String: JSONValue] {
+    func body(dryRun: Bool? = nil) throws -> PurgeRequest {
         let filters = try Lifecycle.filters(self.filters)
         guard let ago else { throw ValidationError("give --ago, \(Lifecycle.durationHelp) (e.g. --ago 30d; --ago 0 for everything)") }
         guard keep >= 0 else { throw ValidationError("--keep must be 0 or more") }
-        return ["filters": .array(filters), "ago": .string(try Lifecycle.duration(ago, option: "--ago")),
-                "untagged": .bool(untagged), "keep": .number(Double(keep))]
+        return PurgeRequest(filters: filters, ago: try Lifecycle.duration(ago, option: "--ago"), untagged: untagged, keep: keep,
+                            dryRun: dryRun)
     }
 }
 
@@ -412,10 +412,9 @@ struct PurgeCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await runCLI {
-            var body = try purge.body()
-            body["dryRun"] = .bool(dryRun)
+            let body = try purge.body(dryRun: dryRun)
             let c = try await ManagementClient.connect(client)
-            let report = try await c.call(.POST, "purge", body: .object(body))
+            let report = try await c.call(.POST, "purge", sending: body, answer: LifecycleReportView.self)
             Lifecycle.printReport(report, format: out.output, dryRun: dryRun, what: "Purge", tagReason: "matched filter")
         }
     }
@@ -456,11 +455,11 @@ struct PurgeScheduleCreate: AsyncParsableCommand {
 
     func run() async throws {
         try await runCLI {
-            var body = try purge.body()
-            body["name"] = .string(name)
-            body["cron"] = .string(cron)
+            let options = try purge.body()
+            let body = ScheduleRequest(name: name, cron: cron, filters: options.filters, ago: options.ago, untagged: options.untagged,
+                                       keep: options.keep)
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.POST, "purge/schedules", body: .object(body)),
+            Printer.keyValues(try await c.call(.POST, "purge/schedules", sending: body, answer: BerthAPIContract.PurgeScheduleView.self),
                               fields: PurgeScheduleView.columns, format: out.output)
         }
     }
@@ -474,7 +473,7 @@ struct PurgeScheduleList: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.rows(try await c.call(.GET, "purge/schedules"), columns: PurgeScheduleView.columns, format: out.output)
+            Printer.rows(try await c.call(.GET, "purge/schedules", answer: [BerthAPIContract.PurgeScheduleView].self), columns: PurgeScheduleView.columns, format: out.output)
         }
     }
 }
@@ -505,7 +504,7 @@ struct PurgeRuns: AsyncParsableCommand {
         try await runCLI {
             let query = try Lifecycle.runsQuery(kind: "purge", name: name, limit: limit)
             let c = try await ManagementClient.connect(client)
-            Printer.rows(try await c.call(.GET, "lifecycle/runs", query: query), columns: Lifecycle.runColumns, format: out.output)
+            Printer.rows(try await c.call(.GET, "lifecycle/runs", query: query, answer: [LifecycleRunView].self), columns: Lifecycle.runColumns, format: out.output)
         }
     }
 }
@@ -530,7 +529,7 @@ struct GCRun: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            let report = try await c.call(.POST, "gc", sending: DryRunRequest(dryRun: dryRun))
+            let report = try await c.call(.POST, "gc", sending: DryRunRequest(dryRun: dryRun), answer: GarbageCollectionReportView.self)
             Printer.keyValues(report, fields: [
                 Column("id", "id"), Column("dry-run", "dryRun"),
                 Column(dryRun ? "blobs-to-delete" : "blobs-deleted", "blobsDeleted"),
@@ -560,7 +559,7 @@ struct GCRuns: AsyncParsableCommand {
         try await runCLI {
             let query = try Lifecycle.runsQuery(kind: "gc", name: nil, limit: limit)
             let c = try await ManagementClient.connect(client)
-            Printer.rows(try await c.call(.GET, "lifecycle/runs", query: query), columns: Lifecycle.gcColumns, format: out.output)
+            Printer.rows(try await c.call(.GET, "lifecycle/runs", query: query, answer: [LifecycleRunView].self), columns: Lifecycle.gcColumns, format: out.output)
         }
     }
 }
@@ -594,7 +593,7 @@ struct QuotaList: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.rows(try await c.call(.GET, "quotas"), columns: QuotaView.columns, format: out.output)
+            Printer.rows(try await c.call(.GET, "quotas", answer: [BerthAPIContract.QuotaView].self), columns: QuotaView.columns, format: out.output)
         }
     }
 }
@@ -619,7 +618,8 @@ struct QuotaCreate: AsyncParsableCommand {
         try await runCLI {
             let bytes = try Lifecycle.bytes(limit, option: "--limit")
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.POST, "quotas", sending: QuotaRequest(name: name, prefix: prefix, limitBytes: Int64(bytes))),
+            Printer.keyValues(try await c.call(.POST, "quotas", sending: QuotaRequest(name: name, prefix: prefix, limitBytes: Int64(bytes)),
+                                                             answer: BerthAPIContract.QuotaView.self),
                               fields: QuotaView.columns, format: out.output)
         }
     }
@@ -651,7 +651,7 @@ struct ShowUsage: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            let usage = try await c.call(.GET, "usage", query: repository.map { [("repository", $0)] } ?? [])
+            let usage = try await c.call(.GET, "usage", query: repository.map { [("repository", $0)] } ?? [], answer: UsageView.self)
             var fields = [Column("bytes", "bytes"), Column("size", compute: { Lifecycle.humanBytes($0["bytes"]) }),
                           Column("blobs", "blobs"), Column("manifests", "manifests"), Column("tags", "tags")]
             if repository != nil {

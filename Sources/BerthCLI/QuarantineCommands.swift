@@ -40,7 +40,7 @@ struct QuarantineConfigShow: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.GET, "quarantine"), fields: QuarantineView.policy, format: out.output)
+            Printer.keyValues(try await c.call(.GET, "quarantine", answer: QuarantinePolicyView.self), fields: QuarantineView.policy, format: out.output)
         }
     }
 }
@@ -67,7 +67,7 @@ struct QuarantineConfigUpdate: AsyncParsableCommand {
         try await runCLI {
             let body = QuarantinePolicyRequest(enabled: status.map { $0 == .enabled }, grandfatherExisting: grandfather, dryRun: dryRun)
             let c = try await ManagementClient.connect(client)
-            let answer = try await c.call(.PATCH, "quarantine", sending: body)
+            let answer = try await c.call(.PATCH, "quarantine", sending: body, answer: QuarantineChangeView.self)
             // The dry run and the real run print the same: what changes and which images it changes.
             Printer.keyValues(answer, fields: QuarantineView.change, format: out.output)
             if out.output != .json, let affected = answer["affected"]?.asArray, !affected.isEmpty {
@@ -109,7 +109,7 @@ struct ManifestQuarantine: AsyncParsableCommand {
             }
             let body = QuarantineStateRequest(repository: ref.repository, digest: digest.string, state: state.rawValue, reason: reason)
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.PATCH, "quarantine/manifests", sending: body),
+            Printer.keyValues(try await c.call(.PATCH, "quarantine/manifests", sending: body, answer: QuarantineVerdictView.self),
                               fields: [Column("repository", "repository"), Column("digest", "digest"), Column("state", "state"),
                                        Column("reason", "reason")], format: out.output)
         }
@@ -139,7 +139,7 @@ struct ContentTrustShow: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.GET, "content-trust"), fields: ContentTrustView.fields, format: out.output)
+            Printer.keyValues(try await c.call(.GET, "content-trust", answer: BerthAPIContract.ContentTrustView.self), fields: ContentTrustView.fields, format: out.output)
         }
     }
 }
@@ -164,26 +164,26 @@ struct ContentTrustUpdate: AsyncParsableCommand {
 
     func run() async throws {
         try await runCLI {
-            var body: [String: JSONValue] = ["enabled": .bool(status == .enabled),
-                                             "repositories": .array(repository.map(JSONValue.string)),
-                                             "exempt": .array(exempt.map(JSONValue.string))]
+            var policy: TrustPolicyDocumentView?
             if let trustPolicy {
                 guard let data = FileManager.default.contents(atPath: trustPolicy),
-                      let policy = try? JSONDecoder().decode(JSONValue.self, from: data) else {
-                    throw CLIError("cannot read the trust policy \(trustPolicy) as JSON")
+                      let document = try? JSONDecoder().decode(TrustPolicyDocumentView.self, from: data) else {
+                    throw CLIError("cannot read the trust policy \(trustPolicy) as a trust policy document (JSON)")
                 }
-                body["trustPolicy"] = policy
+                policy = document
             }
-            var stores: [String: JSONValue] = [:]
+            var stores: [String: [String]] = [:]
             for spec in trustStore {
                 guard let eq = spec.firstIndex(of: "=") else { throw CLIError("--trust-store takes TYPE:NAME=FILE, got \(spec)") }
                 let name = String(spec[..<eq]), file = String(spec[spec.index(after: eq)...])
                 guard let pem = try? String(contentsOfFile: file, encoding: .utf8) else { throw CLIError("cannot read \(file)") }
-                stores[name, default: .array([])] = .array((stores[name]?.asArray ?? []) + [.string(pem)])
+                stores[name, default: []].append(pem)
             }
-            body["trustStores"] = .object(stores)
+            let body = BerthAPIContract.ContentTrustView(enabled: status == .enabled, repositories: repository, trustPolicy: policy,
+                                                         trustStores: stores, exempt: exempt)
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.PUT, "content-trust", body: .object(body)), fields: ContentTrustView.fields,
+            Printer.keyValues(try await c.call(.PUT, "content-trust", sending: body, answer: BerthAPIContract.ContentTrustView.self),
+                              fields: ContentTrustView.fields,
                               format: out.output)
         }
     }

@@ -41,7 +41,7 @@ struct RegistryShow: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.GET, "registry"), fields: SettingsView.fields, format: out.output)
+            Printer.keyValues(try await c.call(.GET, "registry", answer: RegistrySettingsView.self), fields: SettingsView.fields, format: out.output)
         }
     }
 }
@@ -73,16 +73,13 @@ struct RegistryUpdate: AsyncParsableCommand {
 
     func run() async throws {
         try await runCLI {
-            var body: [String: JSONValue] = [:]
-            if let adminEnabled { body["adminUserEnabled"] = .bool(adminEnabled) }
-            if let anonymousPullEnabled { body["anonymousPullEnabled"] = .bool(anonymousPullEnabled) }
-            if let publicNetworkEnabled { body["publicNetworkEnabled"] = .bool(publicNetworkEnabled) }
-            if let allowTrustedServices { body["allowTrustedServices"] = .bool(allowTrustedServices) }
-            if let defaultAction { body["networkDefaultAction"] = .string(defaultAction.rawValue) }
-            if !trustedProxies.isEmpty { body["trustedProxies"] = .array(trustedProxies.map(JSONValue.string)) }
-            if noTrustedProxies { body["trustedProxies"] = .array([]) }
+            let body = RegistrySettingsRequest(adminUserEnabled: adminEnabled, anonymousPullEnabled: anonymousPullEnabled,
+                                               publicNetworkEnabled: publicNetworkEnabled, networkDefaultAction: defaultAction?.rawValue,
+                                               allowTrustedServices: allowTrustedServices,
+                                               trustedProxies: noTrustedProxies ? [] : trustedProxies.isEmpty ? nil : trustedProxies)
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.PATCH, "registry", body: .object(body)), fields: SettingsView.fields, format: out.output)
+            Printer.keyValues(try await c.call(.PATCH, "registry", sending: body, answer: RegistrySettingsView.self),
+                              fields: SettingsView.fields, format: out.output)
         }
     }
 }
@@ -104,7 +101,8 @@ struct AdminCredentialGenerate: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            printSecret(try await c.call(.POST, "registry/admin-credentials", body: try expiration.body(which)), format: out.output)
+            printSecret(try await c.call(.POST, "registry/admin-credentials", sending: try expiration.body(which),
+                                       answer: SecretResponse.self), format: out.output)
         }
     }
 }
@@ -122,7 +120,7 @@ struct KeysRotate: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.POST, "keys/rotate"), fields: [Column("kid", "kid")], format: out.output)
+            Printer.keyValues(try await c.call(.POST, "keys/rotate", answer: KeyRotation.self), fields: [Column("kid", "kid")], format: out.output)
         }
     }
 }
@@ -153,7 +151,7 @@ struct NetworkRuleAdd: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            NetworkRuleGroup.output(try await c.call(.POST, "network-rules", sending: NetworkRuleRequest(ipAddress: ipAddress)),
+            NetworkRuleGroup.output(try await c.call(.POST, "network-rules", sending: NetworkRuleRequest(ipAddress: ipAddress), answer: [String].self),
                                     format: out.output)
         }
     }
@@ -168,7 +166,7 @@ struct NetworkRuleRemove: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            NetworkRuleGroup.output(try await c.call(.DELETE, "network-rules", query: [("ipAddress", ipAddress)]), format: out.output)
+            NetworkRuleGroup.output(try await c.call(.DELETE, "network-rules", query: [("ipAddress", ipAddress)], answer: [String].self), format: out.output)
         }
     }
 }
@@ -181,7 +179,7 @@ struct NetworkRuleList: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            NetworkRuleGroup.output(try await c.call(.GET, "network-rules"), format: out.output)
+            NetworkRuleGroup.output(try await c.call(.GET, "network-rules", answer: [String].self), format: out.output)
         }
     }
 }
@@ -214,7 +212,7 @@ struct AuditList: AsyncParsableCommand {
             var query: [(String, String)] = []
             if let since { query.append(("since", since)) }
             if let limit { query.append(("limit", String(limit))) }
-            Printer.rows(try await c.call(.GET, "audit", query: query), columns: [
+            Printer.rows(try await c.call(.GET, "audit", query: query, answer: [AuditEntry].self), columns: [
                 Column("time", "timestamp"), Column("actor", "actor"), Column("address", "address"), Column("action", "action"),
                 Column("target", "target"), Column("outcome", "outcome"), Column("detail", "detail"),
             ], format: out.output)

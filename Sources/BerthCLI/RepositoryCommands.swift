@@ -72,10 +72,11 @@ enum Repositories {
     }
 
     /// Prints the rows `GET path?name=` answers: the listings of one repository.
-    static func printRows(_ client: ClientOptions, _ out: OutputOptions, _ path: String, name: String, columns: [Column]) async throws {
+    static func printRows<Row: Codable>(_ client: ClientOptions, _ out: OutputOptions, _ path: String, name: String, columns: [Column],
+                                        of row: Row.Type) async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.rows(try await c.call(.GET, path, query: [("name", name)]), columns: columns, format: out.output)
+            Printer.rows(try await c.call(.GET, path, query: [("name", name)], answer: [Row].self), columns: columns, format: out.output)
         }
     }
 
@@ -110,7 +111,7 @@ struct RepositoryList: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.rows(try await c.call(.GET, "repositories"), columns: Repositories.listColumns, format: out.output)
+            Printer.rows(try await c.call(.GET, "repositories", answer: [RepositoryDetailView].self), columns: Repositories.listColumns, format: out.output)
         }
     }
 }
@@ -126,7 +127,7 @@ struct RepositoryShow: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.GET, "repository", query: [("name", name)]),
+            Printer.keyValues(try await c.call(.GET, "repository", query: [("name", name)], answer: RepositoryDetailView.self),
                               fields: Repositories.showFields, format: out.output)
         }
     }
@@ -153,7 +154,7 @@ struct RepositoryShowTags: AsyncParsableCommand {
             var query = [("name", name)]
             if let orderby { query.append(("orderby", orderby.rawValue)) }
             let c = try await ManagementClient.connect(client)
-            let tags = try await c.call(.GET, "repository/tags", query: query)
+            let tags = try await c.call(.GET, "repository/tags", query: query, answer: [TagDetailView].self)
             if detail {
                 Printer.rows(tags, columns: Repositories.tagColumns, format: out.output)
             } else if out.output == .json {
@@ -176,7 +177,8 @@ struct RepositoryShowManifests: AsyncParsableCommand {
     func validate() throws { try Repositories.checkName(name) }
 
     func run() async throws {
-        try await Repositories.printRows(client, out, "repository/manifests", name: name, columns: Repositories.manifestColumns)
+        try await Repositories.printRows(client, out, "repository/manifests", name: name, columns: Repositories.manifestColumns,
+                                         of: ManifestDetailView.self)
     }
 }
 
@@ -221,7 +223,7 @@ struct RepositoryDelete: AsyncParsableCommand {
                 guard answer == "y" || answer == "yes" else { throw CLIError("not deleted") }
             }
             let c = try await ManagementClient.connect(client)
-            let report = try await c.call(.DELETE, "repository", query: [("name", name)])
+            let report = try await c.call(.DELETE, "repository", query: [("name", name)], answer: LifecycleReportView.self)
             Lifecycle.printReport(report, format: out.output, dryRun: false, what: "Repository \(name)", tagReason: "repository delete")
         }
     }
@@ -328,7 +330,7 @@ struct RepositoryUpdate: AsyncParsableCommand {
             let body = LockRequest(readEnabled: readEnabled, writeEnabled: writeEnabled, deleteEnabled: deleteEnabled,
                                    listEnabled: listEnabled)
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.PATCH, "repository", query: query, sending: body),
+            Printer.keyValues(try await c.call(.PATCH, "repository", query: query, sending: body, answer: LockView.self),
                               fields: Repositories.lockFields, format: out.output)
         }
     }
@@ -344,7 +346,8 @@ struct RepositoryListDeleted: AsyncParsableCommand {
     func validate() throws { try Repositories.checkName(name) }
 
     func run() async throws {
-        try await Repositories.printRows(client, out, "repository/deleted", name: name, columns: Repositories.deletedColumns)
+        try await Repositories.printRows(client, out, "repository/deleted", name: name, columns: Repositories.deletedColumns,
+                                         of: DeletedManifestView.self)
     }
 }
 
@@ -368,7 +371,7 @@ struct ManifestRestore: AsyncParsableCommand {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
             let answer = try await c.call(.POST, "repository/restore", query: [("name", name)],
-                                          body: .object(["digest": .string(digest), "tag": tag.map(JSONValue.string) ?? .null]))
+                                          sending: RestoreRequest(digest: digest, tag: tag), answer: RestoreResponse.self)
             if out.output == .json {
                 Printer.write(answer.prettyJSON + "\n")
             } else {

@@ -58,8 +58,8 @@ enum RepositoryGroups {
         return groups
     }
 
-    static func json(_ groups: [(repository: String, actions: [String])]) -> JSONValue {
-        .array(groups.map { .object(["repository": .string($0.repository), "actions": .array($0.actions.map(JSONValue.string))]) })
+    static func entries(_ groups: [(repository: String, actions: [String])]) -> [ScopeMapEntryView] {
+        groups.map { ScopeMapEntryView(repository: $0.repository, actions: $0.actions) }
     }
 }
 
@@ -108,9 +108,8 @@ struct ScopeMapCreate: AsyncParsableCommand {
             let groups = try RepositoryGroups.parse(option: "repository", flat: repository)
             guard !groups.isEmpty else { throw ValidationError("give at least one --repository REPO ACTION...") }
             let c = try await ManagementClient.connect(client)
-            var body: [String: JSONValue] = ["name": .string(name), "entries": RepositoryGroups.json(groups)]
-            if let description { body["description"] = .string(description) }
-            ScopeMapGroup.printMap(try await c.call(.POST, "scope-maps", body: .object(body)), format: out.output)
+            let body = ScopeMapRequest(name: name, description: description, entries: RepositoryGroups.entries(groups))
+            ScopeMapGroup.printMap(try await c.call(.POST, "scope-maps", sending: body, answer: ScopeMapView.self), format: out.output)
         }
     }
 }
@@ -140,11 +139,9 @@ struct ScopeMapUpdate: AsyncParsableCommand {
                 throw ValidationError("nothing to change: give --repository, --add-repository, --remove-repository or --description")
             }
             let c = try await ManagementClient.connect(client)
-            let current = try await c.call(.GET, "scope-maps/" + Fmt.path(name))
+            let current = try await c.value(.GET, "scope-maps/" + Fmt.path(name), answer: ScopeMapView.self)
             var entries: [(repository: String, actions: [String])] = replace.isEmpty
-                ? (current["entries"]?.asArray ?? []).map { e -> (repository: String, actions: [String]) in
-                    (repository: e["repository"]?.asString ?? "", actions: (e["actions"]?.asArray ?? []).compactMap(\.asString))
-                }
+                ? current.entries.map { (repository: $0.repository, actions: $0.actions) }
                 : replace
             for (repo, actions) in add {
                 if let i = entries.firstIndex(where: { $0.repository == repo }) {
@@ -160,9 +157,9 @@ struct ScopeMapUpdate: AsyncParsableCommand {
                 entries[i].actions.removeAll { actions.isEmpty || actions.contains($0) }
                 if entries[i].actions.isEmpty { entries.remove(at: i) }
             }
-            var body: [String: JSONValue] = ["entries": RepositoryGroups.json(entries)]
-            if let d = description ?? current["description"]?.asString { body["description"] = .string(d) }
-            ScopeMapGroup.printMap(try await c.call(.PUT, "scope-maps/" + Fmt.path(name), body: .object(body)), format: out.output)
+            let body = ScopeMapRequest(description: description ?? current.description, entries: RepositoryGroups.entries(entries))
+            ScopeMapGroup.printMap(try await c.call(.PUT, "scope-maps/" + Fmt.path(name), sending: body, answer: ScopeMapView.self),
+                                   format: out.output)
         }
     }
 }
@@ -175,7 +172,7 @@ struct ScopeMapList: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.rows(try await c.call(.GET, "scope-maps"), columns: ScopeMapGroup.columns, format: out.output)
+            Printer.rows(try await c.call(.GET, "scope-maps", answer: [ScopeMapView].self), columns: ScopeMapGroup.columns, format: out.output)
         }
     }
 }
@@ -189,7 +186,7 @@ struct ScopeMapShow: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            ScopeMapGroup.printMap(try await c.call(.GET, "scope-maps/" + Fmt.path(name)), format: out.output)
+            ScopeMapGroup.printMap(try await c.call(.GET, "scope-maps/" + Fmt.path(name), answer: ScopeMapView.self), format: out.output)
         }
     }
 }
@@ -244,7 +241,7 @@ struct TokenCreate: AsyncParsableCommand {
             let c = try await ManagementClient.connect(client)
             let body = TokenRequest(name: name, scopeMap: scopeMap, status: status.rawValue, generatePasswords: !noPasswords,
                                     expiresInDays: expirationInDays)
-            let answer = try await c.call(.POST, "tokens", sending: body)
+            let answer = try await c.call(.POST, "tokens", sending: body, answer: TokenCreated.self)
             Printer.keyValues(answer, fields: [
                 Column("name", "token.name"), Column("scope-map", "token.scopeMap"), Column("status", "token.status"),
                 Column("password1", "credentials.password1"), Column("password2", "credentials.password2"),
@@ -264,7 +261,7 @@ struct TokenList: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.rows(try await c.call(.GET, "tokens"), columns: TokenGroup.columns, format: out.output)
+            Printer.rows(try await c.call(.GET, "tokens", answer: [TokenView].self), columns: TokenGroup.columns, format: out.output)
         }
     }
 }
@@ -278,7 +275,7 @@ struct TokenShow: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.GET, "tokens/" + Fmt.path(name)), fields: TokenGroup.columns, format: out.output)
+            Printer.keyValues(try await c.call(.GET, "tokens/" + Fmt.path(name), answer: TokenView.self), fields: TokenGroup.columns, format: out.output)
         }
     }
 }
@@ -299,7 +296,7 @@ struct TokenUpdate: AsyncParsableCommand {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
             Printer.keyValues(try await c.call(.PATCH, "tokens/" + Fmt.path(name),
-                                               sending: TokenRequest(scopeMap: scopeMap, status: status?.rawValue)),
+                                               sending: TokenRequest(scopeMap: scopeMap, status: status?.rawValue), answer: TokenView.self),
                               fields: TokenGroup.columns, format: out.output)
         }
     }
@@ -338,7 +335,7 @@ struct TokenCredentialGenerate: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            printSecret(try await c.call(.POST, "tokens/" + Fmt.path(name) + "/credentials", body: try expiration.body(which)),
+            printSecret(try await c.call(.POST, "tokens/" + Fmt.path(name) + "/credentials", sending: try expiration.body(which), answer: SecretResponse.self),
                         format: out.output)
         }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthAPIContract
 import Foundation
 
 // MARK: - webhooks
@@ -25,15 +26,15 @@ enum Webhooks {
     }
 
     /// `--headers K=V ...` as an object (a later value for the same name wins).
-    static func headers(_ raw: [String]) throws -> JSONValue {
-        var out: [String: JSONValue] = [:]
+    static func headers(_ raw: [String]) throws -> [String: String] {
+        var out: [String: String] = [:]
         for item in raw {
             guard let eq = item.firstIndex(of: "="), eq != item.startIndex else {
                 throw ValidationError("--headers takes NAME=VALUE pairs, got '\(item)'")
             }
-            out[String(item[..<eq]).trimmingCharacters(in: .whitespaces)] = .string(String(item[item.index(after: eq)...]))
+            out[String(item[..<eq]).trimmingCharacters(in: .whitespaces)] = String(item[item.index(after: eq)...])
         }
-        return .object(out)
+        return out
     }
 
     /// Header names only: values often carry credentials (`-o json` shows them).
@@ -97,13 +98,10 @@ struct WebhookCreate: AsyncParsableCommand {
 
     func run() async throws {
         try await runCLI {
-            var body: [String: JSONValue] = [
-                "name": .string(name), "uri": .string(uri), "actions": .array(try Webhooks.actions(actions).map(JSONValue.string)),
-                "headers": try Webhooks.headers(headers), "status": .string(status.rawValue),
-            ]
-            if let scope { body["scope"] = .string(scope) }
+            let body = WebhookRequest(name: name, uri: uri, actions: try Webhooks.actions(actions), scope: scope,
+                                      headers: try Webhooks.headers(headers), status: status.rawValue)
             let c = try await ManagementClient.connect(client)
-            let answer = try await c.call(.POST, "webhooks", body: .object(body))
+            let answer = try await c.call(.POST, "webhooks", sending: body, answer: WebhookCreated.self)
             Printer.keyValues(answer, fields: [
                 Column("name", "webhook.name"), Column("status", "webhook.status"), Column("uri", "webhook.uri"),
                 Column("actions", "webhook.actions"), Column("scope", compute: { $0.at("webhook.scope")?.asString ?? "*:*" }),
@@ -124,7 +122,7 @@ struct WebhookList: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.rows(try await c.call(.GET, "webhooks"), columns: Webhooks.columns, format: out.output)
+            Printer.rows(try await c.call(.GET, "webhooks", answer: [WebhookView].self), columns: Webhooks.columns, format: out.output)
         }
     }
 }
@@ -138,7 +136,7 @@ struct WebhookShow: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.GET, "webhooks/" + Fmt.path(name)), fields: Webhooks.columns, format: out.output)
+            Printer.keyValues(try await c.call(.GET, "webhooks/" + Fmt.path(name), answer: WebhookView.self), fields: Webhooks.columns, format: out.output)
         }
     }
 }
@@ -165,15 +163,11 @@ struct WebhookUpdate: AsyncParsableCommand {
             if uri == nil, actions.isEmpty, scope == nil, headers.isEmpty, !clearHeaders, status == nil {
                 throw ValidationError("nothing to change: give --uri, --actions, --scope, --headers, --clear-headers or --status")
             }
-            var body: [String: JSONValue] = [:]
-            if let uri { body["uri"] = .string(uri) }
-            if !actions.isEmpty { body["actions"] = .array(try Webhooks.actions(actions).map(JSONValue.string)) }
-            if let scope { body["scope"] = .string(scope) }
-            if !headers.isEmpty { body["headers"] = try Webhooks.headers(headers) }
-            if clearHeaders { body["headers"] = .object([:]) }
-            if let status { body["status"] = .string(status.rawValue) }
+            let body = WebhookRequest(uri: uri, actions: actions.isEmpty ? nil : try Webhooks.actions(actions), scope: scope,
+                                      headers: clearHeaders ? [:] : headers.isEmpty ? nil : try Webhooks.headers(headers),
+                                      status: status?.rawValue)
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.PATCH, "webhooks/" + Fmt.path(name), body: .object(body)),
+            Printer.keyValues(try await c.call(.PATCH, "webhooks/" + Fmt.path(name), sending: body, answer: WebhookView.self),
                               fields: Webhooks.columns, format: out.output)
         }
     }
@@ -203,7 +197,7 @@ struct WebhookPing: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            let delivery = try await c.call(.POST, "webhooks/" + Fmt.path(name) + "/ping")
+            let delivery = try await c.call(.POST, "webhooks/" + Fmt.path(name) + "/ping", answer: WebhookDeliveryView.self)
             // (no id: the ping answer does not carry the delivery's id yet; 'list-events' shows it)
             Printer.keyValues(delivery, fields: [
                 Column("status", compute: { $0["statusCode"]?.cell ?? "-" }),
@@ -230,7 +224,7 @@ struct WebhookListEvents: AsyncParsableCommand {
             if let limit, !(1...1000).contains(limit) { throw ValidationError("--limit must be between 1 and 1000") }
             let c = try await ManagementClient.connect(client)
             let query = limit.map { [("limit", String($0))] } ?? []
-            Printer.rows(try await c.call(.GET, "webhooks/" + Fmt.path(name) + "/events", query: query),
+            Printer.rows(try await c.call(.GET, "webhooks/" + Fmt.path(name) + "/events", query: query, answer: [WebhookDeliveryView].self),
                          columns: Webhooks.deliveryColumns, format: out.output)
         }
     }

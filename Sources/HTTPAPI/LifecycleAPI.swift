@@ -40,32 +40,30 @@ extension RegistryResponder {
         return GCPolicyView(status: p.enabled ? "enabled" : "disabled", intervalSeconds: p.intervalSeconds, graceSeconds: p.graceSeconds)
     }
 
-    /// Run reports as stored (JSON objects), each with its id.
-    func runsResponse(_ runs: [LifecycleRunRecord]) -> Response {
-        var out = "["
-        for (i, run) in runs.enumerated() {
-            if i > 0 { out += "," }
-            out += Self.reportWithID(run)
-        }
-        out += "]"
-        var headers = HTTPFields()
-        headers[.contentType] = "application/json; charset=utf-8"
-        headers[.cacheControl] = "no-store"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: out)))
+    /// Run reports as the contract's `LifecycleRunView`s, each with its run's id. Reports are
+    /// stored before the run has an id, so most carry `"id": null`; the id replaces it.
+    func runsResponse(_ runs: [LifecycleRunRecord]) throws -> Response {
+        jsonResponse(try runs.map(Self.runView))
     }
 
-    /// A stored report with its run's id. Reports are stored before the run has an id, so most
-    /// carry `"id": null`: the id replaces that key (adding a second `id` made JSON that
-    /// last-key-wins parsers read as null, and that strict parsers refuse).
-    static func reportWithID(_ run: LifecycleRunRecord) -> String {
-        guard var object = (try? JSONSerialization.jsonObject(with: Data(run.report.utf8))) as? [String: Any] else {
-            return run.report
+    /// A stored report read back as the contract's view, with its run's id. Every stored report
+    /// was written from the report types the contract mirrors; one that does not read is a
+    /// damaged store, answered as an error rather than passed on as unknown JSON.
+    static func runView(_ run: LifecycleRunRecord) throws -> LifecycleRunView {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        guard var view = try? decoder.decode(LifecycleRunView.self, from: Data(run.report.utf8)) else {
+            throw ManagementError(status: .internalServerError, code: "UNKNOWN", message: "the report of run \(run.id) does not read")
         }
-        object["id"] = run.id
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
-            return run.report
+        switch view {
+        case .lifecycle(var r):
+            r.id = run.id
+            view = .lifecycle(r)
+        case .garbageCollection(var r):
+            r.id = run.id
+            view = .garbageCollection(r)
         }
-        return String(decoding: data, as: UTF8.self)
+        return view
     }
 
     /// Registry-wide lifecycle endpoints, in the group behind the management check. Their
@@ -88,7 +86,7 @@ extension RegistryResponder {
             try await registry.updateRetention(p)
             return await jsonResponse(try retentionView())
         }
-        route(.post, "config/retention/run") { _, _ in jsonResponse(try await registry.runRetention(force: true)) }
+        route(.post, "config/retention/run") { _, _ in jsonResponse(try await registry.runRetention(force: true).map(LifecycleReportView.init)) }
         route(.get, "config/soft-delete") { _, _ in await jsonResponse(try softDeleteView()) }
         route(.patch, "config/soft-delete") { request, _ in
             let body = try await decode(StatusDaysRequest.self, request)
@@ -109,11 +107,11 @@ extension RegistryResponder {
             return await jsonResponse(try gcView())
         }
 
-        route(.get, "quotas") { _, _ in await jsonResponse(try registry.quotaViews()) }
+        route(.get, "quotas") { _, _ in await jsonResponse(try registry.quotaViews().map(BerthAPIContract.QuotaView.init)) }
         route(.post, "quotas") { request, _ in
             let body = try await decode(QuotaRequest.self, request)
-            return jsonResponse(try await registry.createQuota(QuotaLimit(name: body.name, prefix: body.prefix, limitBytes: body.limitBytes)),
-                                status: .created)
+            let quota = try await registry.createQuota(QuotaLimit(name: body.name, prefix: body.prefix, limitBytes: body.limitBytes))
+            return jsonResponse(BerthAPIContract.QuotaView(quota), status: .created)
         }
         route(.delete, "quotas/:name") { _, context in
             try await registry.deleteQuota(name: try context.parameters.require("name"))
@@ -124,14 +122,14 @@ extension RegistryResponder {
             let body = try await decode(PurgeRequest.self, request)
             let options = try Registry.purgeOptions(filters: body.filters, ago: body.ago ?? "0", untagged: body.untagged ?? false,
                                                     keep: body.keep ?? 0)
-            return jsonResponse(try await registry.purge(options, dryRun: body.dryRun ?? false))
+            return jsonResponse(LifecycleReportView(try await registry.purge(options, dryRun: body.dryRun ?? false)))
         }
-        route(.get, "purge/schedules") { _, _ in await jsonResponse(try registry.purgeScheduleViews()) }
+        route(.get, "purge/schedules") { _, _ in await jsonResponse(try registry.purgeScheduleViews().map(BerthAPIContract.PurgeScheduleView.init)) }
         route(.post, "purge/schedules") { request, _ in
             let body = try await decode(ScheduleRequest.self, request)
-            return jsonResponse(try await registry.createPurgeSchedule(name: body.name, cron: body.cron, filters: body.filters,
-                                                                       ago: body.ago ?? "0", untagged: body.untagged ?? false,
-                                                                       keep: body.keep ?? 0), status: .created)
+            let schedule = try await registry.createPurgeSchedule(name: body.name, cron: body.cron, filters: body.filters,
+                                                                  ago: body.ago ?? "0", untagged: body.untagged ?? false, keep: body.keep ?? 0)
+            return jsonResponse(BerthAPIContract.PurgeScheduleView(schedule), status: .created)
         }
         route(.delete, "purge/schedules/:name") { _, context in
             try await registry.deletePurgeSchedule(name: try context.parameters.require("name"))
@@ -139,23 +137,23 @@ extension RegistryResponder {
         }
         route(.get, "lifecycle/runs") { request, _ in
             let limit = min(try queryInt(request, "limit") ?? 20, 1000)
-            return await runsResponse(try registry.runs(kind: query(request, "kind"), name: query(request, "name"), limit: limit))
+            return try await runsResponse(try registry.runs(kind: query(request, "kind"), name: query(request, "name"), limit: limit))
         }
 
         route(.post, "gc") { request, _ in
             // No body is a real run; a body that does not parse is refused, never taken as one.
             let dryRun = request.headers[.contentLength] == "0" ? false
                 : try await decode(DryRunRequest.self, request).dryRun ?? false
-            return jsonResponse(try await registry.collectGarbage(dryRun: dryRun))
+            return jsonResponse(GarbageCollectionReportView(try await registry.collectGarbage(dryRun: dryRun)))
         }
-        route(.get, "event-consumers") { _, _ in await jsonResponse(try registry.eventConsumerViews()) }
+        route(.get, "event-consumers") { _, _ in await jsonResponse(try registry.eventConsumerViews().map(BerthAPIContract.EventConsumerView.init)) }
         route(.post, "event-consumers/:name/pause") { _, context in
-            jsonResponse(try await registry.setEventConsumerPaused(try context.parameters.require("name"), paused: true))
+            jsonResponse(BerthAPIContract.EventConsumerView(try await registry.setEventConsumerPaused(try context.parameters.require("name"), paused: true)))
         }
         route(.post, "event-consumers/:name/resume") { _, context in
-            jsonResponse(try await registry.setEventConsumerPaused(try context.parameters.require("name"), paused: false))
+            jsonResponse(BerthAPIContract.EventConsumerView(try await registry.setEventConsumerPaused(try context.parameters.require("name"), paused: false)))
         }
-        route(.get, "repositories") { _, _ in await jsonResponse(try registry.repositoryDetails()) }
+        route(.get, "repositories") { _, _ in await jsonResponse(try registry.repositoryDetails().map(RepositoryDetailView.init)) }
     }
 
     /// Runs a lifecycle handler as `actor` (the origin of its events).
@@ -228,22 +226,22 @@ extension RegistryResponder {
             try await lifecycleErrors { () async throws -> Response? in
                 switch (request.method, sub) {
                 case (.get, "usage"):
-                    return await jsonResponse(try registry.usage(repository: repo))
+                    return await jsonResponse(UsageView(try registry.usage(repository: repo)))
                 case (.get, ""):
-                    return await jsonResponse(try registry.repositoryDetail(repo))
+                    return await jsonResponse(RepositoryDetailView(try registry.repositoryDetail(repo)))
                 case (.patch, ""):
                     let body = try await decode(LockRequest.self, request)
                     let tag = query(request, "tag")
                     let digest = try query(request, "digest").map { try parseDigest($0) }
                     if tag != nil, digest != nil { throw LifecycleError.invalid("give a tag or a digest, not both") }
                     if let tag, !Tag.isValid(tag) { throw LifecycleError.invalid("invalid tag \(tag)") }
-                    return jsonResponse(try await registry.updateLock(repo, tag: tag, digest: digest, LockChange(
+                    return jsonResponse(LockView(try await registry.updateLock(repo, tag: tag, digest: digest, LockChange(
                         readEnabled: body.readEnabled, writeEnabled: body.writeEnabled, deleteEnabled: body.deleteEnabled,
-                        listEnabled: body.listEnabled)))
+                        listEnabled: body.listEnabled))))
                 case (.delete, ""):
-                    return jsonResponse(try await registry.deleteRepository(repo))
+                    return jsonResponse(LifecycleReportView(try await registry.deleteRepository(repo)))
                 case (.get, "/tags"):
-                    return await jsonResponse(try registry.tagDetails(repo, orderBy: query(request, "orderby") ?? "name_asc"))
+                    return await jsonResponse(try registry.tagDetails(repo, orderBy: query(request, "orderby") ?? "name_asc").map(TagDetailView.init))
                 case (.delete, "/tags"):
                     guard let tag = query(request, "tag"), Tag.isValid(tag) else { throw LifecycleError.invalid("give a valid ?tag=") }
                     do {
@@ -253,13 +251,13 @@ extension RegistryResponder {
                     }
                     return Response(status: .noContent)
                 case (.get, "/manifests"):
-                    return await jsonResponse(try registry.manifestDetails(repo))
+                    return await jsonResponse(try registry.manifestDetails(repo).map(ManifestDetailView.init))
                 case (.get, "/deleted"):
-                    return await jsonResponse(try registry.deletedManifests(repo))
+                    return await jsonResponse(try registry.deletedManifests(repo).map(DeletedManifestView.init))
                 case (.post, "/restore"):
                     let body = try await decode(RestoreRequest.self, request)
                     let restored = try await registry.restoreManifest(repo, digest: try parseDigest(body.digest), tag: body.tag)
-                    return jsonResponse(["restored": restored])
+                    return jsonResponse(RestoreResponse(restored: restored.map { RestoredManifestView(digest: $0.digest, tags: $0.tags) }))
                 default:
                     return nil
                 }

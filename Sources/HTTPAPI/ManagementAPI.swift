@@ -62,7 +62,7 @@ extension RegistryResponder {
                 return try await repositoryManagement(request, context, gate, try await gate.caller(request, context))
             }
             let actor = try await Self.managementActor(request, context, gate)
-            return try await lifecycle(actor) { try await jsonResponse(registry.usage(repository: nil)) }
+            return try await lifecycle(actor) { try await jsonResponse(UsageView(registry.usage(repository: nil))) }
         }
 
         let managed = router.group("api/v1").add(middleware: ManagementCheck(gate: gate))
@@ -71,7 +71,7 @@ extension RegistryResponder {
 
         // quarantine-on-push
         managed.get("quarantine") { _, _ in
-            await jsonResponse(try registry.quarantinePolicy())
+            await jsonResponse(QuarantinePolicyView(try registry.quarantinePolicy()))
         }
         managed.patch("quarantine") { request, context in
             let actor = actor(context)
@@ -85,7 +85,7 @@ extension RegistryResponder {
                                               target: "registry", outcome: "ok",
                                               detail: "enabled=\(policy.enabled) grandfather=\(policy.grandfatherExisting) affected=\(change.affectedCount): \(change.effect)")
             }
-            return jsonResponse(change)
+            return jsonResponse(QuarantineChangeView(change))
         }
 
         // audit
@@ -106,7 +106,7 @@ extension RegistryResponder {
                             outcome: "ok", detail: e.detail)
             }
             let merged = await (try gate.access.audit(since: since, limit: limit) + writes).sorted { $0.timestamp < $1.timestamp }
-            return jsonResponse(Array(merged.prefix(limit)))
+            return jsonResponse(merged.prefix(limit).map(AuditEntry.init))
         }
         return managed
     }
@@ -119,9 +119,10 @@ extension RegistryResponder {
     /// Registry settings, identities, role assignments, scope maps, tokens, network rules.
     func addAccessRoutes(to managed: RouterGroup<Context>, access: AccessControl) {
         // registry settings
-        managed.get("registry") { _, _ in jsonResponse(access.settingsView()) }
+        managed.get("registry") { _, _ in jsonResponse(BerthAPIContract.RegistrySettingsView(access.settingsView())) }
         managed.patch("registry") { request, context in
-            jsonResponse(try await access.updateSettings(actor(context), try await decode(SettingsChange.self, request)))
+            let change = try await decode(RegistrySettingsRequest.self, request).settingsChange
+            return jsonResponse(BerthAPIContract.RegistrySettingsView(try await access.updateSettings(actor(context), change)))
         }
         managed.post("registry/admin-credentials") { request, context in
             let body = try await decode(CredentialRequest.self, request)
@@ -130,29 +131,30 @@ extension RegistryResponder {
             return jsonResponse(SecretResponse(username: access.registryName, name: body.name, password: secret), status: .created)
         }
         managed.post("keys/rotate") { _, context in
-            jsonResponse(["kid": try await access.rotateSigningKey(actor(context))], status: .created)
+            jsonResponse(KeyRotation(kid: try await access.rotateSigningKey(actor(context))), status: .created)
         }
 
         // identities
-        managed.get("identities") { _, _ in jsonResponse(access.identityViews()) }
+        managed.get("identities") { _, _ in jsonResponse(access.identityViews().map(BerthAPIContract.IdentityView.init)) }
         managed.post("identities") { request, context in
             let body = try await decode(IdentityRequest.self, request)
             let (view, password) = try await access.createIdentity(actor(context), name: body.name, kind: body.kind ?? "user",
                                                                    trustedService: body.trustedService ?? false,
                                                                    withPassword: body.password ?? true)
-            return jsonResponse(IdentityCreated(identity: view, password: password), status: .created)
+            return jsonResponse(IdentityCreated(identity: BerthAPIContract.IdentityView(view), password: password), status: .created)
         }
         managed.get("identities/:name") { _, context in
             let name = try context.parameters.require("name")
             guard let i = access.identityViews().first(where: { $0.name == name }) else {
                 throw AccessError.notFound("identity \(name)")
             }
-            return jsonResponse(i)
+            return jsonResponse(BerthAPIContract.IdentityView(i))
         }
         managed.patch("identities/:name") { request, context in
             let body = try await decode(IdentityRequest.self, request)
-            return jsonResponse(try await access.updateIdentity(actor(context), name: try context.parameters.require("name"),
-                                                                enabled: body.enabled, trustedService: body.trustedService))
+            return jsonResponse(BerthAPIContract.IdentityView(
+                try await access.updateIdentity(actor(context), name: try context.parameters.require("name"),
+                                                enabled: body.enabled, trustedService: body.trustedService)))
         }
         managed.delete("identities/:name") { _, context in
             try await access.deleteIdentity(actor(context), name: try context.parameters.require("name"))
@@ -165,9 +167,10 @@ extension RegistryResponder {
         }
         managed.post("identities/:name/federated-credentials") { request, context in
             let body = try await decode(FederatedCredentialRequest.self, request)
-            return jsonResponse(try await access.addFederatedCredential(actor(context), identity: try context.parameters.require("name"),
-                                                                        name: body.name, issuer: body.issuer, subject: body.subject,
-                                                                        audiences: body.audiences), status: .created)
+            return jsonResponse(BerthAPIContract.IdentityView(
+                try await access.addFederatedCredential(actor(context), identity: try context.parameters.require("name"),
+                                                        name: body.name, issuer: body.issuer, subject: body.subject,
+                                                        audiences: body.audiences)), status: .created)
         }
         managed.delete("identities/:name/federated-credentials/:credential") { _, context in
             try await access.removeFederatedCredential(actor(context), identity: try context.parameters.require("name"),
@@ -176,11 +179,11 @@ extension RegistryResponder {
         }
 
         // role assignments
-        managed.get("role-assignments") { _, _ in jsonResponse(access.roleAssignments()) }
+        managed.get("role-assignments") { _, _ in jsonResponse(access.roleAssignments().map(BerthAPIContract.RoleAssignmentView.init)) }
         managed.post("role-assignments") { request, context in
-            let body = try await decode(RoleAssignmentView.self, request)
-            return jsonResponse(try await access.assignRole(actor(context), assignee: body.assignee, role: body.role, scope: body.scope),
-                                status: .created)
+            let body = try await decode(BerthAPIContract.RoleAssignmentView.self, request)
+            return jsonResponse(BerthAPIContract.RoleAssignmentView(
+                try await access.assignRole(actor(context), assignee: body.assignee, role: body.role, scope: body.scope)), status: .created)
         }
         managed.delete("role-assignments") { request, context in
             try await access.removeRole(actor(context), assignee: query(request, "assignee") ?? "", role: query(request, "role") ?? "",
@@ -189,23 +192,24 @@ extension RegistryResponder {
         }
 
         // scope maps
-        managed.get("scope-maps") { _, _ in jsonResponse(access.scopeMaps()) }
+        managed.get("scope-maps") { _, _ in jsonResponse(access.scopeMaps().map(ScopeMapView.init)) }
         managed.post("scope-maps") { request, context in
             let body = try await decode(ScopeMapRequest.self, request)
-            return jsonResponse(try await access.putScopeMap(actor(context), name: body.name ?? "", description: body.description,
-                                                             entries: body.entries, create: true), status: .created)
+            return jsonResponse(ScopeMapView(try await access.putScopeMap(actor(context), name: body.name ?? "", description: body.description,
+                                                                          entries: try body.accessEntries(), create: true)), status: .created)
         }
         managed.get("scope-maps/:name") { _, context in
             let name = try context.parameters.require("name")
             guard let map = access.scopeMaps().first(where: { $0.name == name }) else {
                 throw AccessError.notFound("scope map \(name)")
             }
-            return jsonResponse(map)
+            return jsonResponse(ScopeMapView(map))
         }
         managed.put("scope-maps/:name") { request, context in
             let body = try await decode(ScopeMapRequest.self, request)
-            return jsonResponse(try await access.putScopeMap(actor(context), name: try context.parameters.require("name"),
-                                                             description: body.description, entries: body.entries, create: false))
+            return jsonResponse(ScopeMapView(try await access.putScopeMap(actor(context), name: try context.parameters.require("name"),
+                                                                          description: body.description, entries: try body.accessEntries(),
+                                                                          create: false)))
         }
         managed.delete("scope-maps/:name") { _, context in
             try await access.deleteScopeMap(actor(context), name: try context.parameters.require("name"))
@@ -213,28 +217,29 @@ extension RegistryResponder {
         }
 
         // tokens
-        managed.get("tokens") { _, _ in jsonResponse(access.tokenViews()) }
+        managed.get("tokens") { _, _ in jsonResponse(access.tokenViews().map(BerthAPIContract.TokenView.init)) }
         managed.post("tokens") { request, context in
             let body = try await decode(TokenRequest.self, request)
             let (view, passwords) = try await access.createToken(
                 actor(context), name: body.name ?? "", scopeMap: body.scopeMap ?? "", enabled: body.status.map { $0 == "enabled" } ?? true,
                 generatePasswords: body.generatePasswords ?? true, expiresInDays: body.expiresInDays)
-            return jsonResponse(TokenCreated(token: view, credentials: passwords), status: .created)
+            return jsonResponse(TokenCreated(token: BerthAPIContract.TokenView(view), credentials: passwords), status: .created)
         }
         managed.get("tokens/:name") { _, context in
             let name = try context.parameters.require("name")
             guard let t = access.tokenViews().first(where: { $0.name == name }) else {
                 throw AccessError.notFound("token \(name)")
             }
-            return jsonResponse(t)
+            return jsonResponse(BerthAPIContract.TokenView(t))
         }
         managed.patch("tokens/:name") { request, context in
             let body = try await decode(TokenRequest.self, request)
             if let status = body.status, status != "enabled", status != "disabled" {
                 throw AccessError.invalid("status must be enabled or disabled")
             }
-            return jsonResponse(try await access.updateToken(actor(context), name: try context.parameters.require("name"),
-                                                             enabled: body.status.map { $0 == "enabled" }, scopeMap: body.scopeMap))
+            return jsonResponse(BerthAPIContract.TokenView(
+                try await access.updateToken(actor(context), name: try context.parameters.require("name"),
+                                             enabled: body.status.map { $0 == "enabled" }, scopeMap: body.scopeMap)))
         }
         managed.delete("tokens/:name") { _, context in
             try await access.deleteToken(actor(context), name: try context.parameters.require("name"))
@@ -339,12 +344,7 @@ extension RegistryResponder {
             try await registry.setQuarantine(repo, digest, state: parsed, reason: reason)
         }
         let content = try await registry.manifest(repo, .digest(digest))
-        struct Answer: Encodable { let repository: String; let digest: String; let state: QuarantineState?; let reason: String? }
-        return jsonResponse(Answer(repository: repo.value, digest: digest.string, state: content.quarantineState,
-                                   reason: content.quarantineReason))
+        return jsonResponse(QuarantineVerdictView(repository: repo.value, digest: digest.string, state: content.quarantineState?.rawValue,
+                                                  reason: content.quarantineReason))
     }
-
-    struct IdentityCreated: Encodable { let identity: IdentityView; let password: String? }
-    struct ScopeMapRequest: Decodable { let name: String?; let description: String?; let entries: [AccessState.ScopeMap.Entry] }
-    struct TokenCreated: Encodable { let token: TokenView; let credentials: [String: String] }
 }

@@ -3,6 +3,7 @@ import Foundation
 import HTTPAPI
 import HTTPTypes
 import Hummingbird
+import RegistryStore
 import ServiceLifecycle
 import Webhooks
 
@@ -28,14 +29,12 @@ public struct WebhooksFeature: RegistryFeature {
         }
     }
 
-    struct WebhookCreated: Encodable { let webhook: WebhookView; let secret: String }
-
     public func addRoutes(to routes: FeatureRoutes) {
         let webhooks = self.webhooks
         let server = routes.server
         let api = routes.management
         api.get("webhooks") { _, _ in
-            server.json(try await webhooks.list())
+            server.json(try await webhooks.list().map(BerthAPIContract.WebhookView.init))
         }
         api.post("webhooks") { request, _ in
             let body = try await server.decode(WebhookRequest.self, request)
@@ -45,30 +44,31 @@ public struct WebhooksFeature: RegistryFeature {
             let (view, secret) = try await webhooks.create(name: body.name ?? "", uri: body.uri ?? "", actions: body.actions ?? ["push"],
                                                            scope: body.scope, headers: body.headers ?? [:],
                                                            enabled: body.status.map { $0 == "enabled" } ?? true)
-            return server.json(WebhookCreated(webhook: view, secret: secret), status: .created)
+            return server.json(WebhookCreated(webhook: BerthAPIContract.WebhookView(view), secret: secret), status: .created)
         }
         api.get("webhooks/:name") { _, context in
-            server.json(try await webhooks.get(try context.parameters.require("name")))
+            server.json(BerthAPIContract.WebhookView(try await webhooks.get(try context.parameters.require("name"))))
         }
         api.patch("webhooks/:name") { request, context in
             let body = try await server.decode(WebhookRequest.self, request)
             if let status = body.status, status != "enabled", status != "disabled" {
                 throw WebhookError.invalid("status must be enabled or disabled")
             }
-            return server.json(try await webhooks.update(name: try context.parameters.require("name"), uri: body.uri,
-                                                         actions: body.actions, scope: body.scope.map { Optional($0) },
-                                                         headers: body.headers, enabled: body.status.map { $0 == "enabled" }))
+            let view = try await webhooks.update(name: try context.parameters.require("name"), uri: body.uri,
+                                                 actions: body.actions, scope: body.scope.map { Optional($0) },
+                                                 headers: body.headers, enabled: body.status.map { $0 == "enabled" })
+            return server.json(BerthAPIContract.WebhookView(view))
         }
         api.delete("webhooks/:name") { _, context in
             try await webhooks.delete(name: try context.parameters.require("name"))
             return Response(status: .noContent)
         }
         api.post("webhooks/:name/ping") { _, context in
-            server.json(try await webhooks.ping(name: try context.parameters.require("name")))
+            server.json(try await WebhookDeliveryView(webhooks.ping(name: try context.parameters.require("name"))))
         }
         api.get("webhooks/:name/events") { request, context in
             let limit = min(try server.queryInt(request, "limit") ?? 100, 1000)
-            return server.json(try await webhooks.deliveries(name: try context.parameters.require("name"), limit: limit))
+            return server.json(try await webhooks.deliveries(name: try context.parameters.require("name"), limit: limit).map(WebhookDeliveryView.init))
         }
     }
 }
@@ -81,5 +81,22 @@ extension WebhookError: ManagementErrorConvertible {
         case .notFound(let m): ManagementError(status: .notFound, code: "NOT_FOUND", message: "\(m) not found")
         case .conflict(let m): ManagementError(status: .conflict, code: "CONFLICT", message: m)
         }
+    }
+}
+
+// The HTTP edge: the webhook service's views and records in the management API's contract.
+
+extension BerthAPIContract.WebhookView {
+    init(_ v: Webhooks.WebhookView) {
+        self.init(name: v.name, uri: v.uri, actions: v.actions, scope: v.scope, headers: v.headers, status: v.status,
+                  createdAt: v.createdAt, pendingAttempts: v.pendingAttempts)
+    }
+}
+
+extension WebhookDeliveryView {
+    init(_ d: WebhookDelivery) {
+        self.init(id: d.id, webhook: d.webhook, eventSequence: d.eventSequence, action: d.action, attempt: d.attempt,
+                  statusCode: d.statusCode, latencyMilliseconds: d.latencyMilliseconds, error: d.error, timestamp: d.timestamp,
+                  payload: d.payload)
     }
 }

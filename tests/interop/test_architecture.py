@@ -82,6 +82,13 @@ def test_the_contract_imports_only_foundation():
     assert imports("BerthAPIContract") <= {"Foundation"}, imports("BerthAPIContract")
 
 
+@pytest.mark.parametrize("target", targets())
+def test_only_the_http_edge_and_the_cli_use_the_contract(target):
+    # The domain keeps its records; HTTPAPI and the feature targets map them into the contract.
+    if target not in {"HTTPAPI", "BerthCLI", "BerthAPIContract"} | set(FEATURE_TARGETS):
+        assert "BerthAPIContract" not in imports(target)
+
+
 def test_pull_admission_knows_no_http_and_no_feature():
     # Features add their checks to the chain at composition; the chain names none of them.
     got = imports("Admission")

@@ -295,6 +295,221 @@ def test_document_describes_exactly_the_source_routes():
             assert literal in known, f"{swift}: {literal} is not a documented path"
 
 
+# ---------------------------------------------------------------- the document against the contract
+#
+# Sources/BerthAPIContract holds every /api/v1 body the server encodes and the CLI decodes.
+# Each JSON body the document describes names its contract type below; the test compares the
+# schema's properties (and which are required) with the type's stored properties, following
+# nested objects. A new operation, a renamed or added field on either side, fails here.
+
+CONTRACT = REPO_ROOT / "Sources" / "BerthAPIContract"
+# (METHOD, path) -> (request body type, 2xx answer type); None: no JSON body.
+CONTRACT_BODIES: Dict[Route, Tuple[object, object]] = {
+    ("GET", "/api/v1/registry"): (None, "RegistrySettingsView"),
+    ("PATCH", "/api/v1/registry"): ("RegistrySettingsRequest", "RegistrySettingsView"),
+    ("POST", "/api/v1/registry/admin-credentials"): ("CredentialRequest", "SecretResponse"),
+    ("POST", "/api/v1/keys/rotate"): (None, "KeyRotation"),
+    ("GET", "/api/v1/identities"): (None, ["IdentityView"]),
+    ("POST", "/api/v1/identities"): ("IdentityRequest", "IdentityCreated"),
+    ("GET", "/api/v1/identities/{}"): (None, "IdentityView"),
+    ("PATCH", "/api/v1/identities/{}"): ("IdentityRequest", "IdentityView"),
+    ("POST", "/api/v1/identities/{}/password"): (None, "SecretResponse"),
+    ("POST", "/api/v1/identities/{}/federated-credentials"): ("FederatedCredentialRequest", "IdentityView"),
+    ("GET", "/api/v1/role-assignments"): (None, ["RoleAssignmentView"]),
+    ("POST", "/api/v1/role-assignments"): ("RoleAssignmentView", "RoleAssignmentView"),
+    ("GET", "/api/v1/scope-maps"): (None, ["ScopeMapView"]),
+    ("POST", "/api/v1/scope-maps"): ("ScopeMapRequest", "ScopeMapView"),
+    ("GET", "/api/v1/scope-maps/{}"): (None, "ScopeMapView"),
+    ("PUT", "/api/v1/scope-maps/{}"): ("ScopeMapRequest", "ScopeMapView"),
+    ("GET", "/api/v1/tokens"): (None, ["TokenView"]),
+    ("POST", "/api/v1/tokens"): ("TokenRequest", "TokenCreated"),
+    ("GET", "/api/v1/tokens/{}"): (None, "TokenView"),
+    ("PATCH", "/api/v1/tokens/{}"): ("TokenRequest", "TokenView"),
+    ("POST", "/api/v1/tokens/{}/credentials"): ("CredentialRequest", "SecretResponse"),
+    ("GET", "/api/v1/network-rules"): (None, ["String"]),
+    ("POST", "/api/v1/network-rules"): ("NetworkRuleRequest", ["String"]),
+    ("DELETE", "/api/v1/network-rules"): (None, ["String"]),
+    ("GET", "/api/v1/webhooks"): (None, ["WebhookView"]),
+    ("POST", "/api/v1/webhooks"): ("WebhookRequest", "WebhookCreated"),
+    ("GET", "/api/v1/webhooks/{}"): (None, "WebhookView"),
+    ("PATCH", "/api/v1/webhooks/{}"): ("WebhookRequest", "WebhookView"),
+    ("POST", "/api/v1/webhooks/{}/ping"): (None, "WebhookDeliveryView"),
+    ("GET", "/api/v1/webhooks/{}/events"): (None, ["WebhookDeliveryView"]),
+    ("GET", "/api/v1/quarantine"): (None, "QuarantinePolicyView"),
+    ("PATCH", "/api/v1/quarantine"): ("QuarantinePolicyRequest", "QuarantineChangeView"),
+    ("PATCH", "/api/v1/quarantine/manifests"): ("QuarantineStateRequest", "QuarantineVerdictView"),
+    ("GET", "/api/v1/content-trust"): (None, "ContentTrustView"),
+    ("PUT", "/api/v1/content-trust"): ("ContentTrustView", "ContentTrustView"),
+    ("GET", "/api/v1/audit"): (None, ["AuditEntry"]),
+    ("GET", "/api/v1/config/retention"): (None, "RetentionView"),
+    ("PATCH", "/api/v1/config/retention"): ("StatusDaysRequest", "RetentionView"),
+    ("POST", "/api/v1/config/retention/run"): (None, "LifecycleReportView"),
+    ("GET", "/api/v1/config/soft-delete"): (None, "SoftDeleteView"),
+    ("PATCH", "/api/v1/config/soft-delete"): ("StatusDaysRequest", "SoftDeleteView"),
+    ("GET", "/api/v1/config/gc"): (None, "GCPolicyView"),
+    ("PATCH", "/api/v1/config/gc"): ("GCPolicyRequest", "GCPolicyView"),
+    ("GET", "/api/v1/quotas"): (None, ["QuotaView"]),
+    ("POST", "/api/v1/quotas"): ("QuotaRequest", "QuotaView"),
+    ("POST", "/api/v1/purge"): ("PurgeRequest", "LifecycleReportView"),
+    ("GET", "/api/v1/purge/schedules"): (None, ["PurgeScheduleView"]),
+    ("POST", "/api/v1/purge/schedules"): ("ScheduleRequest", "PurgeScheduleView"),
+    ("GET", "/api/v1/lifecycle/runs"): (None, ["LifecycleRunView"]),
+    ("POST", "/api/v1/gc"): ("DryRunRequest", "GarbageCollectionReportView"),
+    ("GET", "/api/v1/event-consumers"): (None, ["EventConsumerView"]),
+    ("POST", "/api/v1/event-consumers/{}/pause"): (None, "EventConsumerView"),
+    ("POST", "/api/v1/event-consumers/{}/resume"): (None, "EventConsumerView"),
+    ("GET", "/api/v1/usage"): (None, "UsageView"),
+    ("GET", "/api/v1/repositories"): (None, ["RepositoryDetailView"]),
+    ("GET", "/api/v1/repository"): (None, "RepositoryDetailView"),
+    ("PATCH", "/api/v1/repository"): ("LockRequest", "LockView"),
+    ("DELETE", "/api/v1/repository"): (None, "LifecycleReportView"),
+    ("GET", "/api/v1/repository/tags"): (None, ["TagDetailView"]),
+    ("GET", "/api/v1/repository/manifests"): (None, ["ManifestDetailView"]),
+    ("GET", "/api/v1/repository/deleted"): (None, ["DeletedManifestView"]),
+    ("POST", "/api/v1/repository/restore"): ("RestoreRequest", "RestoreResponse"),
+}
+SCALARS = {"String", "Bool", "Int", "Int64", "Double", "Date"}
+
+
+def contract_types() -> Dict[str, object]:
+    """Every type of the contract: a struct as {property: (swift type, optional)}, an enum whose
+    cases carry a type (a `oneOf`) as the list of those types."""
+    out: Dict[str, object] = {}
+    for source in sorted(CONTRACT.glob("*.swift")):
+        lines = source.read_text().splitlines()
+        stack: List[Tuple[int, str]] = []       # (indent, name) of the types we are inside
+        for line in lines:
+            indent = len(line) - len(line.lstrip(" "))
+            while stack and indent <= stack[-1][0] and line.strip().startswith("}"):
+                if indent == stack[-1][0]:
+                    stack.pop()
+                break
+            m = re.match(r"\s*public (struct|enum) (\w+)", line)
+            if m:
+                name = ".".join([n for _, n in stack] + [m.group(2)])
+                out[name] = {} if m.group(1) == "struct" else []
+                stack.append((indent, name))
+                continue
+            if not stack:
+                continue
+            owner = stack[-1][1]
+            prop = re.match(r"\s*public (?:var|let) (\w+): ([\w\[\]: ?.]+?)\s*(?:=.*)?$", line)
+            if prop and indent == stack[-1][0] + 4 and isinstance(out[owner], dict):
+                swift = prop.group(2).strip()
+                out[owner][prop.group(1)] = (swift.rstrip("?"), swift.endswith("?"))
+            case = re.match(r"\s*case \w+\((\w+)\)", line)
+            if case and isinstance(out[owner], list):
+                out[owner].append(case.group(1))
+    return out
+
+
+def _resolve(spec: dict, node: dict) -> dict:
+    while "$ref" in node:
+        target: object = spec
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = target       # type: ignore[assignment]
+    return node
+
+
+def _json_body(spec: dict, holder: dict):
+    content = (_resolve(spec, holder).get("content") or {}).get("application/json")
+    return None if content is None else _resolve(spec, content["schema"])
+
+
+def _compare(spec: dict, types: Dict[str, object], schema: dict, swift, where: str, problems: List[str],
+             request: bool = False):
+    """An answer's schema must have exactly the type's properties. A request type may serve
+    several operations (a POST and its PATCH), so a request's schema may name fewer; but every
+    property the type cannot do without must be required there."""
+    schema = _resolve(spec, schema)
+    if isinstance(swift, list):                      # an array of the one type inside
+        if schema.get("type") != "array":
+            problems.append(f"{where}: the document has {schema.get('type')}, the contract an array")
+            return
+        return _compare(spec, types, schema["items"], swift[0], where + "[]", problems, request)
+    if swift.startswith("[") and swift.endswith("]") and ":" not in swift:
+        return _compare(spec, types, schema, [swift[1:-1]], where, problems, request)
+    if swift.startswith("[String:"):                 # a map: values compared
+        if schema.get("type") != "object":
+            problems.append(f"{where}: the document has {schema.get('type')}, the contract a map")
+        elif isinstance(schema.get("additionalProperties"), dict):
+            _compare(spec, types, schema["additionalProperties"], swift[len("[String:"):-1].strip(), where + "{}", problems,
+                     request)
+        return
+    if swift in SCALARS:
+        return
+    shape = types.get(swift)
+    if shape is None:
+        problems.append(f"{where}: {swift} is not a type of BerthAPIContract")
+        return
+    if isinstance(shape, list):                      # oneOf: each alternative in order
+        alternatives = schema.get("oneOf") or []
+        if len(alternatives) != len(shape):
+            problems.append(f"{where}: the document has {len(alternatives)} alternatives, {swift} {len(shape)}")
+        for alternative, case in zip(alternatives, shape):
+            _compare(spec, types, alternative, case, f"{where}|{case}", problems, request)
+        return
+    properties = schema.get("properties") or {}
+    if (not set(properties) <= set(shape)) if request else set(properties) != set(shape):
+        problems.append(f"{where}: the document's {sorted(properties)} against {swift}'s {sorted(shape)}")
+        return
+    required = set(schema.get("required") or [])
+    for name, (inner, optional) in shape.items():
+        if name not in properties:
+            if not optional and (swift, name) not in DEFAULTED:
+                problems.append(f"{where}.{name}: {swift} needs it, the document does not name it")
+            continue
+        if name in required and optional and not request and swift not in ALWAYS_ENCODED:
+            problems.append(f"{where}.{name}: required in the document, optional in {swift}")
+        if name not in required and not optional and (request or "required" in schema):
+            problems.append(f"{where}.{name}: always in {swift}, not required in the document")
+        element = inner[1:-1] if inner.startswith("[") and ":" not in inner else None
+        if element is not None:
+            nested = f"[{swift}.{element}]" if f"{swift}.{element}" in types else inner
+        else:
+            nested = f"{swift}.{inner}" if f"{swift}.{inner}" in types else inner
+        if nested in types or nested.startswith("["):
+            _compare(spec, types, properties[name], nested, f"{where}.{name}", problems, request)
+
+
+# Request fields that decode to a default when absent (a PATCH names the identity in its path).
+DEFAULTED = {("IdentityRequest", "name")}
+# Contract types that write their optionals as null rather than leaving them out.
+ALWAYS_ENCODED = {"LifecycleReportView", "GarbageCollectionReportView"}
+
+
+def test_every_body_the_document_describes_is_a_contract_type_of_the_same_shape():
+    spec = load_spec()
+    types = contract_types()
+    assert {"IdentityView", "LifecycleRunView", "ManagementErrorBody.Item"} <= set(types), sorted(types)
+    problems: List[str] = []
+    for path, item in spec["paths"].items():
+        if not path.startswith("/api/v1/"):
+            continue
+        for method, op in item.items():
+            if method not in METHODS:
+                continue
+            route = (method.upper(), re.sub(r"\{[^}]*\}", "{}", path))
+            request = _json_body(spec, op["requestBody"]) if "requestBody" in op else None
+            answers = [_json_body(spec, r) for code, r in op["responses"].items() if str(code).startswith("2")]
+            answer = next((a for a in answers if a is not None), None)
+            if request is None and answer is None:
+                assert route not in CONTRACT_BODIES, f"{route} has no JSON body in the document"
+                continue
+            assert route in CONTRACT_BODIES, f"{route}: name its contract types in CONTRACT_BODIES"
+            request_type, answer_type = CONTRACT_BODIES[route]
+            assert (request is None) == (request_type is None), f"{route}: request body"
+            assert (answer is None) == (answer_type is None), f"{route}: answer body"
+            if request is not None:
+                _compare(spec, types, request, request_type, f"{route} request", problems, request=True)
+            if answer is not None:
+                _compare(spec, types, answer, answer_type, f"{route} answer", problems)
+    # the error envelopes
+    _compare(spec, types, spec["components"]["schemas"]["ManagementError"], "ManagementErrorBody", "ManagementError", problems)
+    _compare(spec, types, spec["components"]["schemas"]["RegistryErrors"], "OCIErrorBody", "RegistryErrors", problems)
+    assert problems == [], "\n".join(problems)
+
 # ---------------------------------------------------------------- against a running server
 
 def owner_token(registry) -> str:
