@@ -20,11 +20,37 @@ from conftest import berth_bin
 pytestmark = pytest.mark.berth_only
 
 DIGEST = "sha256:" + "ab" * 32
+T0 = "2026-01-01T00:00:00Z"
+LOCK = {"readEnabled": True, "writeEnabled": True, "deleteEnabled": True, "listEnabled": True}
+# What the stand-in answers when a test sets nothing: a body of the contract's type for the
+# route (the CLI refuses answers that are not), else {}.
+DEFAULT_ANSWERS: Dict[Tuple[str, str], object] = {
+    ("GET", "/api/v1/config/retention"): {"status": "enabled", "days": 7, "type": "UntaggedManifests"},
+    ("PATCH", "/api/v1/config/retention"): {"status": "enabled", "days": 7, "type": "UntaggedManifests"},
+    ("GET", "/api/v1/config/soft-delete"): {"status": "enabled", "days": 7},
+    ("PATCH", "/api/v1/config/soft-delete"): {"status": "enabled", "days": 7},
+    ("GET", "/api/v1/config/gc"): {"status": "enabled", "intervalSeconds": 3600, "graceSeconds": 3600},
+    ("PATCH", "/api/v1/config/gc"): {"status": "enabled", "intervalSeconds": 3600, "graceSeconds": 3600},
+    ("GET", "/api/v1/quotas"): [],
+    ("POST", "/api/v1/quotas"): {"name": "payments", "prefix": "payments/", "limitBytes": 1, "usedBytes": 0},
+    ("GET", "/api/v1/purge/schedules"): [],
+    ("POST", "/api/v1/purge/schedules"): {"name": "nightly", "cron": "0 2 * * *", "filters": ["payments/.*:.*"], "ago": "30d",
+                                          "untagged": True, "keep": 0, "createdAt": T0},
+    ("GET", "/api/v1/lifecycle/runs"): [],
+    ("GET", "/api/v1/usage"): {"bytes": 0, "blobs": 0, "manifests": 0, "tags": 0, "repositories": 0, "deletedManifests": 0},
+    ("GET", "/api/v1/repositories"): [],
+    ("GET", "/api/v1/repository"): {"name": "payments/api", "manifests": 0, "tags": 0, "createdAt": T0, "attributes": LOCK},
+    ("PATCH", "/api/v1/repository"): dict(LOCK, repository="payments/api"),
+    ("GET", "/api/v1/repository/tags"): [],
+    ("GET", "/api/v1/repository/manifests"): [],
+    ("GET", "/api/v1/repository/deleted"): [],
+    ("POST", "/api/v1/repository/restore"): {"restored": []},
+}
 
 
 class Recorder:
     """A tiny HTTP server: answers /oauth2/token with a token and /api/v1/* with canned JSON
-    (``answers[(method, path)]``, default ``{}``), recording every API request."""
+    (``answers[(method, path)]``, default ``DEFAULT_ANSWERS``), recording every API request."""
 
     def __init__(self):
         self.requests: List[dict] = []
@@ -46,7 +72,8 @@ class Recorder:
                 recorder.requests.append({"method": self.command, "path": split.path, "rawQuery": split.query,
                                           "query": dict(parse_qsl(split.query)), "body": body,
                                           "auth": self.headers.get("Authorization")})
-                status, answer = recorder.answers.get((self.command, split.path), (200, {}))
+                status, answer = recorder.answers.get((self.command, split.path),
+                                                      (200, DEFAULT_ANSWERS.get((self.command, split.path), {})))
                 self.reply(status, answer)
 
             def reply(self, status: int, answer) -> None:
@@ -122,7 +149,7 @@ def test_config_commands(api):
     r = sent(api, "config", "retention", "show")
     assert (r["method"], r["path"]) == ("GET", "/api/v1/config/retention")
     api.answers[("POST", "/api/v1/config/retention/run")] = (200, {
-        "id": 3, "kind": "retention", "dryRun": False, "deletedTags": [], "skipped": [],
+        "id": 3, "kind": "retention", "name": None, "dryRun": False, "startedAt": T0, "finishedAt": T0, "deletedTags": [], "skipped": [],
         "deletedManifests": [{"repository": "a/b", "digest": DIGEST, "mediaType": "x", "reason": "untagged"}]})
     r = sent(api, "config", "retention", "run")
     assert (r["method"], r["path"]) == ("POST", "/api/v1/config/retention/run")
@@ -225,9 +252,9 @@ def test_purge_commands(api):
 
 
 def test_gc_and_usage_commands(api):
-    api.answers[("POST", "/api/v1/gc")] = (200, {"id": 3, "kind": "gc", "dryRun": True, "blobsDeleted": 1,
-                                                  "bytesReclaimed": 2048, "linksRemoved": 2, "uploadsRemoved": 0,
-                                                  "digests": [DIGEST]})
+    api.answers[("POST", "/api/v1/gc")] = (200, {"id": 3, "kind": "gc", "dryRun": True, "startedAt": T0, "finishedAt": T0,
+                                                  "blobsDeleted": 1, "bytesReclaimed": 2048, "linksRemoved": 2,
+                                                  "uploadsRemoved": 0, "orphanFilesRemoved": 0, "digests": [DIGEST]})
     r = sent(api, "gc", "run", "--dry-run")
     assert (r["method"], r["path"], r["body"]) == ("POST", "/api/v1/gc", {"dryRun": True})
     out = berth(api, "gc", "run", "--dry-run").stdout.decode()
@@ -243,10 +270,15 @@ def test_gc_and_usage_commands(api):
 
 def test_repository_commands(api):
     assert sent(api, "repository", "list")["path"] == "/api/v1/repositories"
+    # an answer that is not the contract's type is refused, not half printed
+    api.answers[("GET", "/api/v1/repositories")] = (200, {"repositories": ["a/b"]})
+    proc = berth(api, "repository", "list", check=False)
+    assert proc.returncode == 1 and "does not understand" in proc.stderr.decode() and proc.stdout == b""
+    del api.answers[("GET", "/api/v1/repositories")]
     r = sent(api, "repository", "show", "--name", "payments/api")
     assert (r["path"], r["rawQuery"]) == ("/api/v1/repository", "name=payments%2Fapi")
-    api.answers[("GET", "/api/v1/repository/tags")] = (200, [{"name": "v2", "digest": DIGEST, "lastUpdatedAt": "t",
-                                                              "attributes": {"readEnabled": True}}])
+    api.answers[("GET", "/api/v1/repository/tags")] = (200, [{"name": "v2", "digest": DIGEST, "lastUpdatedAt": T0,
+                                                              "attributes": LOCK}])
     r = sent(api, "repository", "show-tags", "--name", "payments/api", "--orderby", "time_desc", "--detail")
     assert r["rawQuery"] == "name=payments%2Fapi&orderby=time_desc"
     assert json.loads(berth(api, "repository", "show-tags", "--name", "a/b", "-o", "json").stdout) == ["v2"]
@@ -282,7 +314,9 @@ def test_repository_commands(api):
     refused(api, "repository", "update", "--name", "a/b", "--image", "c/d:v1", "--read-enabled")
     refused(api, "repository", "update", "--read-enabled", "false")
 
-    api.answers[("DELETE", "/api/v1/repository")] = (200, {"deletedTags": [], "skipped": [], "deletedManifests": [
+    api.answers[("DELETE", "/api/v1/repository")] = (200, {
+        "id": None, "kind": "repository-delete", "name": None, "dryRun": False, "startedAt": T0, "finishedAt": T0,
+        "deletedTags": [], "skipped": [], "deletedManifests": [
         {"repository": "a/b", "digest": DIGEST, "mediaType": "m", "reason": "repository delete"}]})
     assert "--yes" in refused(api, "repository", "delete", "--name", "a/b")
     r = sent(api, "repository", "delete", "--name", "a/b", "--yes")
@@ -294,7 +328,8 @@ def test_repository_commands(api):
     r = sent(api, "manifest", "restore", "--name", "a/b", "--digest", DIGEST, "--tag", "v1")
     assert (r["method"], r["path"], r["rawQuery"]) == ("POST", "/api/v1/repository/restore", "name=a%2Fb")
     assert r["body"] == {"digest": DIGEST, "tag": "v1"}
-    assert sent(api, "manifest", "restore", "--name", "a/b", "--digest", DIGEST)["body"] == {"digest": DIGEST, "tag": None}
+    # no tag: the contract's request leaves it out, as every request does its absent optionals
+    assert sent(api, "manifest", "restore", "--name", "a/b", "--digest", DIGEST)["body"] == {"digest": DIGEST}
     refused(api, "manifest", "restore", "--name", "a/b", "--digest", "nope")
 
 
