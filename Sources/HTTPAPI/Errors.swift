@@ -65,6 +65,19 @@ enum ErrorRenderer {
         }
     }
 
+    /// 405 for a path a route serves but not with the request's method, with the methods it takes:
+    /// the management envelope under `/api/v1/`, the spec's elsewhere.
+    static func methodNotAllowed(request: Request, allow: String) -> Response {
+        var response = if request.uri.path.hasPrefix("/api/v1/") {
+            management(ManagementError(status: .methodNotAllowed, code: "METHOD_NOT_ALLOWED",
+                                       message: "\(request.method.rawValue) is not allowed here; allowed: \(allow)"))
+        } else {
+            response(RegistryError(.unsupported, "method not allowed", status: 405), head: request.method == .head)
+        }
+        response.headers[.allow] = allow
+        return response
+    }
+
     /// The management API's error envelope.
     static func management(_ error: ManagementError) -> Response {
         RegistryResponder.jsonBody(ManagementErrorBody(code: error.code, message: error.message), status: error.status)

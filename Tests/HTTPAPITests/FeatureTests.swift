@@ -87,7 +87,7 @@ private struct ProbeFeature: RegistryFeature {
         }
     }
 
-    @Test func pathsNoRouteServesAreNotFoundInTheirAPIsEnvelope() async throws {
+    @Test func pathsNoRouteServesAreNotFoundAndWrongMethodsAre405InTheirAPIsEnvelope() async throws {
         try await app(ProbeFeature()).test(.router) { client in
             let management = try await client.execute(uri: "/api/v1/no-such-thing", method: .get, headers: owner)
             #expect(management.status == .notFound)
@@ -95,15 +95,35 @@ private struct ProbeFeature: RegistryFeature {
             let other = try await client.execute(uri: "/nothing/here", method: .get)
             #expect(other.status == .notFound)
             #expect(errorCode(other) == "UNSUPPORTED")
-            // a known path with a method it does not take
-            #expect(try await client.execute(uri: "/oauth2/exchange", method: .get).status == .notFound)
+            // a known path with a method it does not take: 405 with the methods it does take
+            let exchange = try await client.execute(uri: "/oauth2/exchange", method: .get)
+            #expect(exchange.status == .methodNotAllowed)
+            #expect(exchange.headers[.allow] == "POST")
+            #expect(errorCode(exchange) == "UNSUPPORTED")
+            for (path, method, allow) in [("/healthz", HTTPRequest.Method.post, "GET, HEAD"), ("/readyz", .delete, "GET, HEAD"),
+                                          ("/admission/v1/validate", .head, "POST"), ("/admission/v1/mutate", .options, "POST"),
+                                          ("/admission/v1/mutate", .get, "POST")] {
+                let wrong = try await client.execute(uri: path, method: method)
+                #expect(wrong.status == .methodNotAllowed, "\(method) \(path)")
+                #expect(wrong.headers[.allow] == allow, "\(method) \(path)")
+            }
+            let manifests = try await client.execute(uri: "/api/v1/quarantine/manifests", method: .get, headers: owner)
+            #expect(manifests.status == .methodNotAllowed)
+            #expect(manifests.headers[.allow] == "PATCH")
+            #expect(String(buffer: manifests.body).contains(#""code":"METHOD_NOT_ALLOWED""#))
+            // a 404 a handler gives for a method the route takes stays a 404
+            let unknownRepository = try await client.execute(uri: "/api/v1/repository/tags?name=no/such", method: .get, headers: owner)
+            #expect(unknownRepository.status == .notFound)
             // the management API's shape is not told to who may not manage: no route, or a
             // method a route does not take, is 401 anonymously, as a real route would be
             let anonymous = try await client.execute(uri: "/api/v1/no-such-thing", method: .get)
             #expect(anonymous.status == .unauthorized)
             #expect(anonymous.headers[.wwwAuthenticate] != nil)
             #expect(try await client.execute(uri: "/api/v1/quarantine", method: .delete).status == .unauthorized)
-            #expect(try await client.execute(uri: "/api/v1/quarantine", method: .delete, headers: owner).status == .notFound)
+            #expect(try await client.execute(uri: "/api/v1/quarantine/manifests", method: .get).status == .unauthorized)
+            let delete = try await client.execute(uri: "/api/v1/quarantine", method: .delete, headers: owner)
+            #expect(delete.status == .methodNotAllowed)
+            #expect(delete.headers[.allow] == "GET, PATCH")
         }
     }
 }
