@@ -34,6 +34,9 @@ private struct ProbeFeature: RegistryFeature {
             server.json(["actor": context.managementActor?.name ?? "none"])
         }
         routes.management.post("probe") { _, _ -> Response in throw Refusal() }
+        // what the token endpoints' login and token calls may throw, under their path prefix
+        routes.root.post("oauth2/probe") { _, _ -> Response in throw AccessError.rateLimited(retryAfter: 7) }
+        routes.root.get("oauth2/probe") { _, _ -> Response in throw AccessError.invalidCredentials }
     }
     var pullCheck: (any PullAdmissionCheck)? { Check() }
     func manifestPushed() { pushes.withLockedValue { $0 += 1 } }
@@ -60,6 +63,19 @@ private struct ProbeFeature: RegistryFeature {
             let refused = try await client.execute(uri: "/api/v1/probe", method: .post, headers: owner)
             #expect(refused.status == .conflict)
             #expect(String(buffer: refused.body) == #"{"error":{"code":"CONFLICT","message":"probe refuses"}}"#)
+        }
+    }
+
+    @Test func accessErrorsOfTheTokenEndpointsUseTheTokenProtocolsEnvelope() async throws {
+        try await app(ProbeFeature()).test(.router) { client in
+            let limited = try await client.execute(uri: "/oauth2/probe", method: .post)
+            #expect(limited.status == .tooManyRequests)
+            #expect(limited.headers[HTTPField.Name("Retry-After")!] == "7")
+            #expect(errorCode(limited) == "TOOMANYREQUESTS")
+            let failed = try await client.execute(uri: "/oauth2/probe", method: .get)
+            #expect(failed.status == .unauthorized)
+            #expect(errorCode(failed) == "UNAUTHORIZED")
+            #expect(failed.headers[.wwwAuthenticate]?.hasPrefix("Bearer realm=") == true)
         }
     }
 
