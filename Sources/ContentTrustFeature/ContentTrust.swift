@@ -176,6 +176,8 @@ final class ContentTrustGate: Sendable {
 
 /// Content trust is a check of the pull-admission chain.
 extension ContentTrustGate: PullAdmissionCheck {
+    var enforcedSetting: String? { Self.settingKey.name }
+
     func refusal(for pull: PullAdmission.Subject) async throws -> String? {
         do {
             try await admit(pull.repository, pull.content, host: pull.host, caller: pull.puller.exemptionName)

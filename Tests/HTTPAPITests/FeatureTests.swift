@@ -50,7 +50,7 @@ private struct ProbeFeature: RegistryFeature {
         let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
         let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore, keyDirectory: dir + "/keys")
         _ = try await access.bootstrap(ownerPassword: ownerPassword)
-        return try BerthServer.makeApplication(registry: registry, access: access, features: [probe, AdmissionFeature()],
+        return try await BerthServer.makeApplication(registry: registry, access: access, features: [probe, AdmissionFeature()],
                                                host: "127.0.0.1", port: 0, logger: logger)
     }
 
@@ -63,6 +63,25 @@ private struct ProbeFeature: RegistryFeature {
             let refused = try await client.execute(uri: "/api/v1/probe", method: .post, headers: owner)
             #expect(refused.status == .conflict)
             #expect(String(buffer: refused.body) == #"{"error":{"code":"CONFLICT","message":"probe refuses"}}"#)
+        }
+    }
+
+    @Test func aServerWithoutTheFeatureThatEnforcesAStoredPolicyDoesNotStart() async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let registry = try Registry.embedded(dataDirectory: tempDataDir(), logger: logger)
+        func compose(_ features: [any RegistryFeature]) async throws {
+            _ = try await BerthServer.makeApplication(registry: registry, access: nil, features: features,
+                                                      host: "127.0.0.1", port: 0, logger: logger)
+        }
+        try await compose([])                                   // nothing stored
+        try await registry.metadata.setSettingDocument("content-trust", Data(#"{"enabled":false,"repositories":[]}"#.utf8))
+        try await compose([AdmissionFeature()])                 // stored, switched off
+        for enforcing in [#"{"enabled":true,"repositories":["*"]}"#, #"{"enabled": "#] {   // on, or no longer readable
+            try await registry.metadata.setSettingDocument("content-trust", Data(enforcing.utf8))
+            await #expect(throws: MissingPullCheck.self) { try await compose([]) }
+            await #expect(throws: MissingPullCheck.self) { try await compose([ProbeFeature(), AdmissionFeature()]) }
+            try await compose(standardFeatures(registry))       // with content trust
         }
     }
 
