@@ -98,6 +98,10 @@ final class ContentTrustGate: Sendable {
         for pattern in new.repositories {
             do { _ = try RepositoryPattern(pattern) } catch { throw ContentTrustError(error.message) }
         }
+        // A PUT replaces the whole configuration, so it is also the repair of a stored one that
+        // no longer reads (every read of which fails closed): `replacing` logs that, as the other
+        // policies' replacing writes do.
+        _ = try await registry.replacing({ try await registry.metadata.setting(Self.settingKey) }, default: nil)
         try await registry.metadata.setSetting(Self.settingKey, new)
         // Invalidate first: a reload that read the old policy meanwhile then no longer installs it.
         invalidate()
