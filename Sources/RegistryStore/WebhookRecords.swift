@@ -69,10 +69,13 @@ public protocol WebhookStore: Sendable {
     func webhook(named: String) async throws -> WebhookRecord?
     /// Creates a webhook whose cursor starts at the end of the event log (it sees what happens next).
     func createWebhook(_ record: WebhookRecord) async throws -> Bool
-    /// Changes the given fields. With `restartCursor` (the core's decision when a disabled webhook
-    /// is enabled again) the cursor moves to the end of the log and the retry state clears.
+    /// Changes the given fields. With `restartConsumer` (the core's decision when a disabled
+    /// webhook is enabled again: the name of the webhook's event consumer), in the same
+    /// transaction the webhook's cursor moves to the end of the log and that consumer's cursor
+    /// does too (never back; registered there if it does not exist; its failure state cleared, its
+    /// pause kept), so no drain in between delivers what happened while the webhook was off.
     func updateWebhook(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
-                       enabled: Bool?, restartCursor: Bool) async throws -> Bool
+                       enabled: Bool?, restartConsumer: String?) async throws -> Bool
     func deleteWebhook(name: String) async throws -> Bool
     /// Records an attempt and moves the cursor past the event (`advance`) or schedules a retry.
     @discardableResult

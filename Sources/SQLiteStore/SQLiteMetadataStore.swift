@@ -669,7 +669,7 @@ public final class SQLiteMetadataStore: MetadataBackend {
     }
 
     public func updateWebhook(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
-                              enabled: Bool?, restartCursor: Bool) async throws -> Bool {
+                              enabled: Bool?, restartConsumer: String?) async throws -> Bool {
         try await pool.write { db in
             guard try Row.fetchOne(db, sql: "SELECT 1 FROM webhooks WHERE name = ?", arguments: [name]) != nil else { return false }
             if let uri { try db.execute(sql: "UPDATE webhooks SET uri = ? WHERE name = ?", arguments: [uri, name]) }
@@ -677,11 +677,15 @@ public final class SQLiteMetadataStore: MetadataBackend {
             if let scope { try db.execute(sql: "UPDATE webhooks SET scope = ? WHERE name = ?", arguments: [scope, name]) }
             if let headers { try db.execute(sql: "UPDATE webhooks SET headers = ? WHERE name = ?", arguments: [Self.json(headers), name]) }
             if let enabled { try db.execute(sql: "UPDATE webhooks SET enabled = ? WHERE name = ?", arguments: [enabled, name]) }
-            if restartCursor {
+            if let consumer = restartConsumer {
+                let end = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM events") ?? 0
+                try db.execute(sql: "UPDATE webhooks SET cursor = ?, attempts = 0, next_attempt_at = NULL WHERE name = ?",
+                               arguments: [end, name])
                 try db.execute(sql: """
-                    UPDATE webhooks SET cursor = (SELECT COALESCE(MAX(seq), 0) FROM events), attempts = 0, next_attempt_at = NULL
-                    WHERE name = ?
-                    """, arguments: [name])
+                    INSERT INTO event_consumers(name, cursor, updated_at) VALUES (?, ?, ?)
+                    ON CONFLICT(name) DO UPDATE SET cursor = MAX(cursor, excluded.cursor), attempts = 0, next_attempt_at = NULL,
+                        last_error = NULL, updated_at = excluded.updated_at
+                    """, arguments: [consumer, end, Date().timeIntervalSince1970])
             }
             return true
         }

@@ -185,13 +185,12 @@ public final class WebhookService: Sendable {
         if let uri { try await checkTarget(uri) }
         guard let current = try await store.webhook(named: name) else { throw WebhookError.notFound("webhook \(name)") }
         // A disabled webhook enabled again starts at the end of the event log: what happened while
-        // it was off is not replayed.
+        // it was off is not replayed. The store moves its consumer with the switch, in one step.
         let restart = enabled == true && !current.enabled
         guard try await store.updateWebhook(name: name, uri: uri, actions: actions, scope: scope, headers: try headers.map(sealHeaders),
-                                            enabled: enabled, restartCursor: restart) else {
+                                            enabled: enabled, restartConsumer: restart ? WebhookConsumer.name(name) : nil) else {
             throw WebhookError.notFound("webhook \(name)")
         }
-        if restart { try await restartCursor(name) }
         return try await get(name)
     }
 
@@ -200,7 +199,7 @@ public final class WebhookService: Sendable {
         _ = try await events.deleteEventConsumer(name: WebhookConsumer.name(name))
     }
 
-    /// A new webhook, or a re-enabled one, starts at the end of the log (the store set its
+    /// A new webhook starts at the end of the log (the store set its
     /// starting cursor there): what happened before, or while it was off, is not sent. Its
     /// consumer takes that cursor when it is first registered; one left from before (a webhook of
     /// the same name, or this one before it was switched off) is moved there, keeping its pause.

@@ -113,11 +113,11 @@ extension MetadataStoreConformance {
         },
         Case("updateWebhook: changes what is given, leaves the rest; scope .some(nil) clears it; unknown is false") { s in
             #expect(try await s.updateWebhook(name: "unknown", uri: "https://x.example", actions: nil, scope: nil, headers: nil,
-                                              enabled: nil, restartCursor: false) == false)
+                                              enabled: nil, restartConsumer: nil) == false)
             await #expect(try s.webhook(named: "unknown") == nil)
             #expect(try await s.createWebhook(hook("h")))
             #expect(try await s.updateWebhook(name: "h", uri: "https://new.example/h", actions: ["delete"], scope: nil,
-                                              headers: ["X-New": "1"], enabled: nil, restartCursor: false))
+                                              headers: ["X-New": "1"], enabled: nil, restartConsumer: nil))
             var w = try await #require(try s.webhook(named: "h"))
             #expect(w.uri == "https://new.example/h")
             #expect(w.actions == ["delete"])
@@ -125,9 +125,9 @@ extension MetadataStoreConformance {
             #expect(w.headers == ["X-New": "1"])
             #expect(w.enabled)
             #expect(w.sealedSecret == Data([1, 2, 3, 4]))
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some("other/*:v*"), headers: nil, enabled: nil, restartCursor: false))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some("other/*:v*"), headers: nil, enabled: nil, restartConsumer: nil))
             await #expect(try s.webhook(named: "h")?.scope == "other/*:v*")
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some(nil), headers: nil, enabled: false, restartCursor: false))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some(nil), headers: nil, enabled: false, restartConsumer: nil))
             w = try await #require(try s.webhook(named: "h"))
             #expect(w.scope == nil)
             #expect(w.enabled == false)
@@ -138,23 +138,56 @@ extension MetadataStoreConformance {
             await #expect(try s.webhook(named: "h")?.cursor == 0)
             try await store(s, push("r", "one"))
             let first = try await #require(try s.events(after: 0, limit: 1).first?.sequence)
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true, restartCursor: false))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true, restartConsumer: nil))
             await #expect(try s.webhook(named: "h")?.cursor == 0)
             let retryAt = Date(timeIntervalSince1970: 1_800_000_000)
             try await s.recordDelivery(delivery("h", event: first, status: 500), advanceTo: nil, nextAttemptAt: retryAt, attempts: 1)
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false, restartCursor: false))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false, restartConsumer: nil))
             await #expect(try s.webhook(named: "h")?.cursor == 0)
             try await store(s, push("r", "two"))
             // enabling alone does not move the cursor: the store does what it is told
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true, restartCursor: false))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true, restartConsumer: nil))
             await #expect(try s.webhook(named: "h")?.cursor == 0)
             await #expect(try s.webhook(named: "h")?.attempts == 1)
             let end = try await s.latestEventSequence()
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: nil, restartCursor: true))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: nil,
+                                              restartConsumer: "webhook:h"))
             let w = try await #require(try s.webhook(named: "h"))
             #expect(w.cursor == end)
             #expect(w.attempts == 0)
             #expect(w.nextAttemptAt == nil)
+            // the consumer, registered there when it did not exist, moved with it
+            await #expect(try s.eventConsumer(named: "webhook:h")?.cursor == end)
+        },
+        Case("updateWebhook: enabling again moves the webhook's consumer to the end in the same step, forward only, keeping its pause") { s in
+            #expect(try await s.createWebhook(hook("h", enabled: false)))
+            let consumer = try await s.registerEventConsumer(name: "webhook:h", start: .end)
+            try await store(s, push("r", "while-off"))
+            try await s.recordEventConsumerFailure(name: "webhook:h", error: "down", attempts: 2, nextAttemptAt: Date(timeIntervalSince1970: 1_800_000_000))
+            #expect(try await s.setEventConsumerPaused(name: "webhook:h", paused: true))
+            let mark = try await s.latestEventSequence()
+            #expect(mark > consumer.cursor)
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true,
+                                              restartConsumer: "webhook:h"))
+            var moved = try await #require(try s.eventConsumer(named: "webhook:h"))
+            #expect(moved.cursor == mark)
+            #expect(moved.attempts == 0 && moved.nextAttemptAt == nil && moved.lastError == nil)
+            #expect(moved.paused)
+            await #expect(try s.webhook(named: "h")?.enabled == true)
+            // a consumer that caught up while the webhook was off stays where it is
+            try await store(s, push("r", "after"))
+            let ahead = try await s.latestEventSequence()
+            #expect(try await s.advanceEventConsumer(name: "webhook:h", from: mark, to: ahead))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false, restartConsumer: nil))
+            await #expect(try s.eventConsumer(named: "webhook:h")?.cursor == ahead)
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true,
+                                              restartConsumer: "webhook:h"))
+            moved = try await #require(try s.eventConsumer(named: "webhook:h"))
+            #expect(moved.cursor == ahead)
+            // an unknown webhook moves no consumer
+            #expect(try await s.updateWebhook(name: "unknown", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true,
+                                              restartConsumer: "webhook:unknown") == false)
+            await #expect(try s.eventConsumer(named: "webhook:unknown") == nil)
         },
         Case("deleteWebhook: removes the webhook and its deliveries, once") { s in
             #expect(try await s.createWebhook(hook("h")))
