@@ -1,4 +1,5 @@
 import Access
+import Foundation
 import OCIModel
 import RegistryCore
 import RegistryStore
@@ -27,6 +28,12 @@ public struct Puller: Sendable {
 /// nil admits the manifest, otherwise the reason it is refused (403 DENIED).
 public protocol PullAdmissionCheck: Sendable {
     func refusal(for pull: PullAdmission.Subject) async throws -> String?
+    /// The stored setting this check enforces (one of `PullAdmission.enforcedSettings`), if any.
+    var enforcedSetting: String? { get }
+}
+
+extension PullAdmissionCheck {
+    public var enforcedSetting: String? { nil }
 }
 
 /// Pull admission: the one chain that decides whether a manifest (or blob) that the caller may
@@ -54,6 +61,23 @@ public struct PullAdmission: Sendable {
     let access: AccessControl?
     let checks: [any PullAdmissionCheck]
     let host: String
+
+    /// Stored settings that a feature's check enforces when they are switched on
+    /// (`"enabled": true`): content trust's policy. A server composed without the check would
+    /// serve what the stored policy refuses, so it does not start (`requireEnforcement`).
+    public static let enforcedSettings = ["content-trust"]
+
+    /// Throws `MissingPullCheck` when a setting of `enforcedSettings` is stored switched on (or
+    /// no longer reads: fail closed) and none of `checks` enforces it.
+    public static func requireEnforcement(_ registry: Registry, checks: [any PullAdmissionCheck]) async throws {
+        let enforced = Set(checks.compactMap(\.enforcedSetting))
+        struct Switch: Decodable { let enabled: Bool? }
+        for name in enforcedSettings where !enforced.contains(name) {
+            guard let document = try await registry.metadata.settingDocument(name) else { continue }
+            let on = (try? JSONDecoder().decode(Switch.self, from: document)).map { $0.enabled ?? false } ?? true
+            if on { throw MissingPullCheck(setting: name) }
+        }
+    }
 
     public init(registry: Registry, access: AccessControl?, checks: [any PullAdmissionCheck], host: String) {
         self.registry = registry
@@ -96,5 +120,14 @@ public struct PullAdmission: Sendable {
         let request = AccessRequest(caller: puller.caller, address: puller.address, repository: repository.value,
                                     actions: .contentRead, target: AccessTarget(quarantine: quarantine, forWorkload: puller.forWorkload))
         if case .denied(let refusal) = access.authorize(request) { throw refusal }
+    }
+}
+
+/// A stored setting is switched on that no check of this server's composition enforces.
+public struct MissingPullCheck: Error, CustomStringConvertible {
+    public let setting: String
+    public var description: String {
+        "the stored \(setting) setting is enabled but no feature of this server enforces it; refusing to start rather than "
+            + "serve what it refuses (compose the server with the feature, or switch the setting off)"
     }
 }

@@ -20,12 +20,10 @@ public struct AdmissionFeature: RegistryFeature {
 
     public func addRoutes(to routes: FeatureRoutes) {
         let endpoint = AdmissionEndpoint(gate: routes.server)
-        // Every method reaches the handler, which answers anything but POST with 405.
+        // Any other method is the router's 405 with `Allow: POST`.
         for path in ["admission/v1/validate", "admission/v1/mutate"] {
-            for method in [HTTPRequest.Method.post, .get, .put, .patch, .delete] {
-                routes.root.on(RouterPath(path), method: method) { request, context in
-                    try await endpoint.admission(request, context, endpoint.gate)
-                }
+            routes.root.post(RouterPath(path)) { request, context in
+                try await endpoint.admission(request, context, endpoint.gate)
             }
         }
     }

@@ -146,7 +146,7 @@ struct Serve: AsyncParsableCommand {
         let webhooks = try WebhookService(store: backends.metadata, events: backends.metadata, keyDirectory: settings.data + "/keys",
                                           policy: outbound, logger: Logger(label: "berth.webhooks"))
         let listening = ListeningFlag()
-        let app = try BerthServer.makeApplication(
+        let app = try await BerthServer.makeApplication(
             registry: registry, access: access,
             features: [WebhooksFeature(service: webhooks), ContentTrustFeature(registry: registry), AdmissionFeature()],
             host: host, port: port, limits: limits, publicURL: settings.publicURL,

@@ -98,6 +98,10 @@ final class ContentTrustGate: Sendable {
         for pattern in new.repositories {
             do { _ = try RepositoryPattern(pattern) } catch { throw ContentTrustError(error.message) }
         }
+        // A PUT replaces the whole configuration, so it is also the repair of a stored one that
+        // no longer reads (every read of which fails closed): `replacing` logs that, as the other
+        // policies' replacing writes do.
+        _ = try await registry.replacing({ try await registry.metadata.setting(Self.settingKey) }, default: nil)
         try await registry.metadata.setSetting(Self.settingKey, new)
         // Invalidate first: a reload that read the old policy meanwhile then no longer installs it.
         invalidate()
@@ -176,6 +180,8 @@ final class ContentTrustGate: Sendable {
 
 /// Content trust is a check of the pull-admission chain.
 extension ContentTrustGate: PullAdmissionCheck {
+    var enforcedSetting: String? { Self.settingKey.name }
+
     func refusal(for pull: PullAdmission.Subject) async throws -> String? {
         do {
             try await admit(pull.repository, pull.content, host: pull.host, caller: pull.puller.exemptionName)

@@ -1,5 +1,6 @@
 import Foundation
 import Access
+import Admission
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
@@ -14,6 +15,8 @@ import ServiceLifecycle
 /// Assembles the HTTP application: the responder, its metrics, the background janitor, and the
 /// features the composition root hands in (their routes and services).
 public enum BerthServer {
+    /// Throws `MissingPullCheck` when a stored policy that a feature enforces (content trust) is
+    /// switched on and `features` leave that feature out.
     public static func makeApplication(registry: Registry, access: AccessControl?, features: [any RegistryFeature] = [],
                                        host: String, port: Int,
                                        limits: RegistryResponder.Limits = .init(),
@@ -25,7 +28,8 @@ public enum BerthServer {
                                        metrics: HTTPMetrics = HTTPMetrics(),
                                        logger: Logger,
                                        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in })
-        throws -> some ApplicationProtocol {
+        async throws -> some ApplicationProtocol {
+        try await PullAdmission.requireEnforcement(registry, checks: features.compactMap(\.pullCheck))
         // The token service's name is configured (or the public URL's host, or the listen address),
         // never a request's Host header: it is the audience every token is checked against.
         let service = AuthGate.serviceName(configured: serviceName, publicURL: publicURL, listen: (host, port))

@@ -34,6 +34,9 @@ enum ErrorRenderer {
             return management(e)
         case let e as any ManagementErrorConvertible:
             return management(e.managementError)
+        case let e as AccessError where request.uri.path.hasPrefix("/oauth2/"):
+            // The token service speaks the Docker token-auth protocol: its clients read `errors[]`.
+            return response(for: tokenError(e, request: request, gate: gate), request: request, log: log, gate: gate)
         case let e as AccessError:
             return management(RegistryResponder.managementError(e))
         case let e as LifecycleError:
@@ -62,6 +65,36 @@ enum ErrorRenderer {
                 response.headers[.connection] = "close"
             }
             return response
+        }
+    }
+
+    /// 405 for a path a route serves but not with the request's method, with the methods it takes:
+    /// the management envelope under `/api/v1/`, the spec's elsewhere.
+    static func methodNotAllowed(request: Request, allow: String) -> Response {
+        var response = if request.uri.path.hasPrefix("/api/v1/") {
+            management(ManagementError(status: .methodNotAllowed, code: "METHOD_NOT_ALLOWED",
+                                       message: "\(request.method.rawValue) is not allowed here; allowed: \(allow)"))
+        } else {
+            response(RegistryError(.unsupported, "method not allowed", status: 405), head: request.method == .head)
+        }
+        response.headers[.allow] = allow
+        return response
+    }
+
+    /// An `AccessError` of the token endpoints in the distribution envelope, with the headers its
+    /// client needs (a challenge for failed credentials, Retry-After when rate limited).
+    static func tokenError(_ e: AccessError, request: Request, gate: AuthGate?) -> AccessDenied {
+        switch e {
+        case .invalidCredentials:
+            return gate?.challenge(request, scope: nil, message: "authentication failed", insufficientScope: false)
+                ?? AccessDenied(error: RegistryError(.unauthorized, "authentication failed"))
+        case .rateLimited(let wait):
+            var headers = HTTPFields()
+            headers[.retryAfter] = String(wait)
+            return AccessDenied(error: RegistryError(.tooManyRequests, "too many failed logins; retry in \(wait) s"), headers: headers)
+        case .invalid(let m): return AccessDenied(error: RegistryError(.unsupported, m, status: 400))
+        case .notFound(let m): return AccessDenied(error: RegistryError(.unsupported, "\(m) not found", status: 404))
+        case .conflict(let m): return AccessDenied(error: RegistryError(.denied, m, status: 409))
         }
     }
 

@@ -1,14 +1,24 @@
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOConcurrencyHelpers
+import NIOCore
 
 /// Everything outside the `/v2/` tree is on Hummingbird's router: health, metrics, the token
 /// service, the management API, and the routes features add. One middleware maps every failure
-/// of every route (`ErrorRenderer.response(for:request:log:gate:)`, as the `/v2/` tree does).
+/// of every route (`ErrorRenderer.response(for:request:log:gate:)`, as the `/v2/` tree does); a
+/// path a route serves, asked with a method none takes, is 405 with `Allow`.
 extension RegistryResponder {
     static func makeRouter(_ responder: RegistryResponder) -> RouterResponder<Context> {
         let router = Router(context: Context.self)
-        router.add(middleware: ErrorMiddleware(log: responder.accessLog, gate: responder.gate))
+        let allowed = AllowedMethods()
+        router.add(middleware: ErrorMiddleware(log: responder.accessLog, gate: responder.gate, allowed: allowed))
+        addRoutes(to: router, responder)
+        allowed.install(from: router)
+        return router.buildResponder()
+    }
+
+    private static func addRoutes(to router: Router<Context>, _ responder: RegistryResponder) {
         for method in [HTTPRequest.Method.get, .head] {
             router.on("healthz", method: method) { _, _ in responder.text("ok\n") }
             router.on("readyz", method: method) { _, _ in
@@ -21,7 +31,7 @@ extension RegistryResponder {
             }
             router.on("metrics", method: method) { _, _ in try await responder.metricsResponse() }
         }
-        guard let gate = responder.gate else { return router.buildResponder() }
+        guard let gate = responder.gate else { return }
         router.get("oauth2/token") { request, context in try await responder.tokenEndpoint(request, context, gate) }
         router.post("oauth2/token") { request, context in try await responder.tokenEndpoint(request, context, gate) }
         router.post("oauth2/exchange") { request, context in try await responder.tokenEndpoint(request, context, gate) }
@@ -30,7 +40,6 @@ extension RegistryResponder {
                                    server: FeatureServer(gate: gate, registry: responder.registry,
                                                          pullAdmission: responder.pullAdmission))
         for feature in responder.features { feature.addRoutes(to: routes) }
-        return router.buildResponder()
     }
 
     /// The metrics and access-log label of a path outside `/v2/`.
@@ -46,26 +55,65 @@ extension RegistryResponder {
         }
     }
 
+    /// The methods the routes of each registered path take, found with the router's own path
+    /// matching: a second router on which every registered path answers GET with its methods.
+    final class AllowedMethods: Sendable {
+        private let paths = NIOLockedValueBox<RouterResponder<Context>?>(nil)
+
+        func install(from router: Router<Context>) {
+            var byPath: [String: (path: RouterPath, methods: Set<String>)] = [:]
+            for route in router.routes {
+                byPath[route.path.description, default: (route.path, [])].methods.insert(route.method.rawValue)
+            }
+            let shape = Router(context: Context.self)
+            for (path, methods) in byPath.values {
+                let allow = methods.sorted().joined(separator: ", ")
+                shape.get(path) { _, _ in
+                    var headers = HTTPFields()
+                    headers[.allow] = allow
+                    return Response(status: .noContent, headers: headers)
+                }
+            }
+            let responder = shape.buildResponder()
+            paths.withLockedValue { $0 = responder }
+        }
+
+        /// The methods a route takes at the request's path (`GET, HEAD`), nil when no route has it.
+        func methods(at request: Request, context: Context) async -> String? {
+            guard let shape = paths.withLockedValue({ $0 }) else { return nil }
+            let probe = Request(head: HTTPRequest(method: .get, scheme: nil, authority: nil, path: request.head.path),
+                                body: RequestBody(buffer: ByteBuffer()))
+            guard let answer = try? await shape.respond(to: probe, context: context), answer.status == .noContent else { return nil }
+            return answer.headers[.allow]
+        }
+    }
+
     /// Renders whatever a route throws, before the router's own fallback can.
     struct ErrorMiddleware: RouterMiddleware {
         typealias Context = BerthRequestContext
         let log: Logger
         let gate: AuthGate?
+        let allowed: AllowedMethods
 
         func handle(_ request: Request, context: Context,
                     next: (Request, Context) async throws -> Response) async throws -> Response {
             do {
                 return try await next(request, context)
-            } catch let e as HTTPError where e.status == .notFound && e.body == nil && request.uri.path.hasPrefix("/api/v1/") {
-                // No such management route (or not for this method): only a caller the management
-                // check lets through learns that; anyone else gets the 401/403 a real route gives,
-                // so the API's shape (which features are installed) is not probed anonymously.
-                if let gate {
+            } catch let e as HTTPError where e.status == .notFound && e.body == nil {
+                // No route for the path, or none for this method. Under /api/v1 only a caller the
+                // management check lets through learns which: anyone else gets the 401/403 a real
+                // route gives, so the API's shape (which features are installed) is not probed
+                // anonymously.
+                if let gate, request.uri.path.hasPrefix("/api/v1/") {
                     do {
                         _ = try await RegistryResponder.managementActor(request, context, gate)
                     } catch {
                         return ErrorRenderer.response(for: error, request: request, log: log, gate: gate)
                     }
+                }
+                if let allow = await allowed.methods(at: request, context: context),
+                   !allow.split(separator: ",").contains(where: { $0.drop(while: { $0 == " " }) == request.method.rawValue }) {
+                    return ErrorRenderer.methodNotAllowed(request: request, allow: allow)
                 }
                 return ErrorRenderer.response(for: e, request: request, log: log, gate: gate)
             } catch {

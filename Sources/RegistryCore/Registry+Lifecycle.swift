@@ -518,22 +518,34 @@ extension Registry {
 
     /// Brings a soft-deleted manifest back with identical bytes and digest (and the index
     /// children and referrers deleted with it), under `tag` or its former tags.
+    /// A named tag is moved as a push moves it: planned from where it points now (its locks
+    /// checked for that), and planned again when it moved before the restore applied.
     public func restoreManifest(_ repository: RepositoryName, digest: Digest, tag: String?) async throws -> [RestoredManifest] {
         if let tag {
             guard Tag.isValid(tag) else { throw LifecycleError.invalid("invalid tag \(tag)") }
             try await checkWritable(repository.value)
-            try await checkTagMove(repository.value, tag: tag, to: digest)
         }
-        do {
-            let restored = try await metadata.restoreManifest(repository: repository.value, digest: digest.string, tags: tag.map { [$0] },
-                                                          tagHistoryLimit: ContentPlanner.tagHistoryLimit)
-            cache.invalidate(repository.value)
-            return restored
-        } catch RestoreError.notInRecycleBin {
-            throw LifecycleError.notFound("manifest \(digest) in the recycle bin of \(repository.value)")
-        } catch RestoreError.childMissing(let d) {
-            throw LifecycleError.conflict("cannot restore \(digest): \(d) is no longer stored")
+        for attempt in 1...ContentPlanner.attempts {
+            var current: Digest?
+            if let tag {
+                current = try await metadata.tagTarget(repository: repository.value, tag: tag)
+                try await checkTagMove(repository.value, tag: tag, from: current, to: digest)
+            }
+            do {
+                let restored = try await metadata.restoreManifest(repository: repository.value, digest: digest.string, tags: tag.map { [$0] },
+                                                              expectedTagTargets: ContentPlanner.restoreTagTargets(tag: tag, current: current),
+                                                              tagHistoryLimit: ContentPlanner.tagHistoryLimit)
+                cache.invalidate(repository.value)
+                return restored
+            } catch RestoreError.notInRecycleBin {
+                throw LifecycleError.notFound("manifest \(digest) in the recycle bin of \(repository.value)")
+            } catch RestoreError.childMissing(let d) {
+                throw LifecycleError.conflict("cannot restore \(digest): \(d) is no longer stored")
+            } catch RestoreError.tagConflict(let moved, _) {
+                guard attempt < ContentPlanner.attempts else { throw tagBusy(moved) }
+            }
         }
+        throw tagBusy(tag ?? "")
     }
 
     /// Removes recycle-bin entries past their expiry for good.

@@ -152,6 +152,8 @@ public struct RestoredManifest: Sendable, Equatable, Codable {
 public enum RestoreError: Error, Sendable, Equatable {
     case notInRecycleBin
     case childMissing(String)
+    /// A named tag no longer points where the restore was planned from: plan again.
+    case tagConflict(tag: String, current: String?)
 }
 
 /// A lock (attributes) on a repository, one of its tags or one of its manifests. `false` means
@@ -345,8 +347,11 @@ public protocol LifecycleStore: Sendable {
     // recycle bin
     func deletedManifests(repository: String) async throws -> [DeletedManifest]
     /// A tag the restore takes from another manifest goes to that manifest's tag history, which
-    /// keeps `tagHistoryLimit` tags (the core's cap, as for a push).
-    func restoreManifest(repository: String, digest: String, tags: [String]?, tagHistoryLimit: Int) async throws -> [RestoredManifest]
+    /// keeps `tagHistoryLimit` tags (the core's cap, as for a push). Each tag of `tags` must still
+    /// point where the core planned it from, `expectedTagTargets[tag]` (absent: nowhere); when one
+    /// moved since, nothing is restored and `RestoreError.tagConflict` is thrown.
+    func restoreManifest(repository: String, digest: String, tags: [String]?, expectedTagTargets: [String: String],
+                         tagHistoryLimit: Int) async throws -> [RestoredManifest]
     /// Removes recycle-bin entries that expired before `now`; returns them.
     func expireDeletedManifests(now: Date) async throws -> [DeletedManifest]
 

@@ -12,14 +12,11 @@ public struct WebhookRecord: Sendable, Codable, Equatable {
     public var sealedSecret: Data
     public var enabled: Bool
     public var createdAt: Date
-    /// Sequence number of the last event this webhook has dealt with.
-    public var cursor: Int64
-    /// Delivery attempts made for the event after the cursor, and when the next may be made.
-    public var attempts: Int
-    public var nextAttemptAt: Date?
 
+    /// Where the webhook is in the event log, and its retry state, are its event consumer's
+    /// (`EventLogStore`), not the webhook's.
     public init(name: String, uri: String, actions: [String], scope: String?, headers: [String: String], sealedSecret: Data,
-                enabled: Bool, createdAt: Date, cursor: Int64, attempts: Int = 0, nextAttemptAt: Date? = nil) {
+                enabled: Bool, createdAt: Date) {
         self.name = name
         self.uri = uri
         self.actions = actions
@@ -28,9 +25,6 @@ public struct WebhookRecord: Sendable, Codable, Equatable {
         self.sealedSecret = sealedSecret
         self.enabled = enabled
         self.createdAt = createdAt
-        self.cursor = cursor
-        self.attempts = attempts
-        self.nextAttemptAt = nextAttemptAt
     }
 }
 
@@ -62,21 +56,27 @@ public struct WebhookDelivery: Sendable, Codable, Equatable {
     }
 }
 
-/// Persistence of webhooks, their cursors into the event log, and their delivery history. The
-/// cursor lives in the database, so no event is lost or skipped across restarts.
+/// Persistence of webhooks and their delivery history. Where each webhook is in the event log,
+/// and its retry state, belong to its event consumer (`EventLogStore`), which the store moves
+/// together with the webhook where the two must change at once.
 public protocol WebhookStore: Sendable {
     func webhooks() async throws -> [WebhookRecord]
     func webhook(named: String) async throws -> WebhookRecord?
-    /// Creates a webhook whose cursor starts at the end of the event log (it sees what happens next).
-    func createWebhook(_ record: WebhookRecord) async throws -> Bool
-    /// Changes the given fields. With `restartCursor` (the core's decision when a disabled webhook
-    /// is enabled again) the cursor moves to the end of the log and the retry state clears.
+    /// Creates a webhook and, in the same transaction, starts its event consumer `consumer` at the
+    /// end of the log (it sees what happens next): registered there, or a leftover one of that
+    /// name moved there (forward only, failure state cleared, pause kept). False, and nothing
+    /// changes, when the name is taken.
+    func createWebhook(_ record: WebhookRecord, consumer: String) async throws -> Bool
+    /// Changes the given fields. With `restartConsumer` (the core's decision when a disabled
+    /// webhook is enabled again: the name of the webhook's event consumer), that consumer moves to
+    /// the end of the log in the same transaction (forward only; registered there if it does not
+    /// exist; its failure state cleared, its pause kept), so no drain in between delivers what
+    /// happened while the webhook was off.
     func updateWebhook(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
-                       enabled: Bool?, restartCursor: Bool) async throws -> Bool
+                       enabled: Bool?, restartConsumer: String?) async throws -> Bool
     func deleteWebhook(name: String) async throws -> Bool
-    /// Records an attempt and moves the cursor past the event (`advance`) or schedules a retry.
+    /// Records a delivery attempt (the newest 1000 per webhook are kept); returns its id.
     @discardableResult
-    func recordDelivery(_ delivery: WebhookDelivery, advanceTo cursor: Int64?, nextAttemptAt: Date?, attempts: Int) async throws -> Int64
+    func recordDelivery(_ delivery: WebhookDelivery) async throws -> Int64
     func deliveries(webhook: String, limit: Int) async throws -> [WebhookDelivery]
-    /// The sequence number of the newest event.
 }

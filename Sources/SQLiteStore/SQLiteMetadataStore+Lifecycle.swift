@@ -255,7 +255,8 @@ extension SQLiteMetadataStore {
         }
     }
 
-    public func restoreManifest(repository: String, digest: String, tags: [String]?, tagHistoryLimit: Int) async throws -> [RestoredManifest] {
+    public func restoreManifest(repository: String, digest: String, tags: [String]?, expectedTagTargets: [String: String],
+                                tagHistoryLimit: Int) async throws -> [RestoredManifest] {
         let origin = EventOrigin.current
         return try await pool.write { db -> [RestoredManifest] in
             guard let repo = try Self.repoID(db, repository),
@@ -263,6 +264,11 @@ extension SQLiteMetadataStore {
                     SELECT * FROM deleted_manifests WHERE repo_id = ? AND digest = ? ORDER BY deleted_at DESC, id DESC LIMIT 1
                     """, arguments: [repo, digest])
             else { throw RestoreError.notInRecycleBin }
+            // The plan moves the named tags from where the core saw them; if one moved since, plan again.
+            for tag in tags ?? [] {
+                let current = try String.fetchOne(db, sql: "SELECT digest FROM tags WHERE repo_id = ? AND name = ?", arguments: [repo, tag])
+                if current != expectedTagTargets[tag] { throw RestoreError.tagConflict(tag: tag, current: current) }
+            }
             let now = Date().timeIntervalSince1970
             var restored: [RestoredManifest] = []
             var seen: Set<String> = []

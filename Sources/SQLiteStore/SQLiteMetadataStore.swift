@@ -8,7 +8,13 @@ import RegistryStore
 public final class SQLiteMetadataStore: MetadataBackend {
     let pool: DatabasePool
 
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        try self.init(path: path, migratingUpTo: nil)
+    }
+
+    /// `migratingUpTo` stops at that migration: for tests that stand for a database an older
+    /// build left.
+    init(path: String, migratingUpTo last: String?) throws {
         var config = Configuration()
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
@@ -30,7 +36,11 @@ public final class SQLiteMetadataStore: MetadataBackend {
             try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)
         }
         pool = try DatabasePool(path: path, configuration: config)
-        try Self.migrator.migrate(pool)
+        if let last {
+            try Self.migrator.migrate(pool, upTo: last)
+        } else {
+            try Self.migrator.migrate(pool)
+        }
     }
 
     static var migrator: DatabaseMigrator {
@@ -251,6 +261,20 @@ public final class SQLiteMetadataStore: MetadataBackend {
                     last_error TEXT,
                     updated_at REAL NOT NULL
                 ) WITHOUT ROWID;
+                """)
+        }
+        m.registerMigration("v9-webhooks-without-cursor") { db in
+            // A webhook's place in the log and its retry state are its event consumer's. A webhook
+            // whose consumer never ran (a registry upgraded from before the runner) hands its own
+            // cursor over first, so nothing is sent again or skipped; `webhook:<name>` is the
+            // consumer's name (`WebhookConsumer.name`).
+            try db.execute(sql: """
+                INSERT INTO event_consumers(name, cursor, updated_at)
+                    SELECT 'webhook:' || name, cursor, CAST(strftime('%s', 'now') AS REAL) FROM webhooks WHERE true
+                ON CONFLICT(name) DO NOTHING;
+                ALTER TABLE webhooks DROP COLUMN cursor;
+                ALTER TABLE webhooks DROP COLUMN attempts;
+                ALTER TABLE webhooks DROP COLUMN next_attempt_at;
                 """)
         }
         return m
@@ -637,10 +661,8 @@ public final class SQLiteMetadataStore: MetadataBackend {
     private static func webhook(_ row: Row) -> WebhookRecord {
         let actions = (try? JSONDecoder().decode([String].self, from: Data((row["actions"] as String).utf8))) ?? []
         let headers = (try? JSONDecoder().decode([String: String].self, from: Data((row["headers"] as String).utf8))) ?? [:]
-        let next: Double? = row["next_attempt_at"]
         return WebhookRecord(name: row["name"], uri: row["uri"], actions: actions, scope: row["scope"], headers: headers,
-                             sealedSecret: row["sealed_secret"], enabled: row["enabled"], createdAt: Date(timeIntervalSince1970: row["created_at"]),
-                             cursor: row["cursor"], attempts: row["attempts"], nextAttemptAt: next.map(Date.init(timeIntervalSince1970:)))
+                             sealedSecret: row["sealed_secret"], enabled: row["enabled"], createdAt: Date(timeIntervalSince1970: row["created_at"]))
     }
 
     static func json(_ value: some Encodable) -> String {
@@ -655,21 +677,31 @@ public final class SQLiteMetadataStore: MetadataBackend {
         try pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM webhooks WHERE name = ?", arguments: [name]).map(Self.webhook) }
     }
 
-    public func createWebhook(_ r: WebhookRecord) async throws -> Bool {
+    public func createWebhook(_ r: WebhookRecord, consumer: String) async throws -> Bool {
         try await pool.write { db in
             guard try Row.fetchOne(db, sql: "SELECT 1 FROM webhooks WHERE name = ?", arguments: [r.name]) == nil else { return false }
-            let end = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM events") ?? 0
             try db.execute(sql: """
-                INSERT INTO webhooks(name, uri, actions, scope, headers, sealed_secret, enabled, created_at, cursor)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO webhooks(name, uri, actions, scope, headers, sealed_secret, enabled, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [r.name, r.uri, Self.json(r.actions), r.scope, Self.json(r.headers), r.sealedSecret, r.enabled,
-                                 r.createdAt.timeIntervalSince1970, end])
+                                 r.createdAt.timeIntervalSince1970])
+            try Self.restartConsumer(db, consumer)
             return true
         }
     }
 
+    /// Moves (or registers) `consumer` to the end of the log: forward only, failure cleared, pause kept.
+    private static func restartConsumer(_ db: Database, _ consumer: String) throws {
+        let end = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM events") ?? 0
+        try db.execute(sql: """
+            INSERT INTO event_consumers(name, cursor, updated_at) VALUES (?, ?, ?)
+            ON CONFLICT(name) DO UPDATE SET cursor = MAX(cursor, excluded.cursor), attempts = 0, next_attempt_at = NULL,
+                last_error = NULL, updated_at = excluded.updated_at
+            """, arguments: [consumer, end, Date().timeIntervalSince1970])
+    }
+
     public func updateWebhook(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
-                              enabled: Bool?, restartCursor: Bool) async throws -> Bool {
+                              enabled: Bool?, restartConsumer: String?) async throws -> Bool {
         try await pool.write { db in
             guard try Row.fetchOne(db, sql: "SELECT 1 FROM webhooks WHERE name = ?", arguments: [name]) != nil else { return false }
             if let uri { try db.execute(sql: "UPDATE webhooks SET uri = ? WHERE name = ?", arguments: [uri, name]) }
@@ -677,12 +709,7 @@ public final class SQLiteMetadataStore: MetadataBackend {
             if let scope { try db.execute(sql: "UPDATE webhooks SET scope = ? WHERE name = ?", arguments: [scope, name]) }
             if let headers { try db.execute(sql: "UPDATE webhooks SET headers = ? WHERE name = ?", arguments: [Self.json(headers), name]) }
             if let enabled { try db.execute(sql: "UPDATE webhooks SET enabled = ? WHERE name = ?", arguments: [enabled, name]) }
-            if restartCursor {
-                try db.execute(sql: """
-                    UPDATE webhooks SET cursor = (SELECT COALESCE(MAX(seq), 0) FROM events), attempts = 0, next_attempt_at = NULL
-                    WHERE name = ?
-                    """, arguments: [name])
-            }
+            if let consumer = restartConsumer { try Self.restartConsumer(db, consumer) }
             return true
         }
     }
@@ -697,7 +724,7 @@ public final class SQLiteMetadataStore: MetadataBackend {
     }
 
     @discardableResult
-    public func recordDelivery(_ d: WebhookDelivery, advanceTo cursor: Int64?, nextAttemptAt: Date?, attempts: Int) async throws -> Int64 {
+    public func recordDelivery(_ d: WebhookDelivery) async throws -> Int64 {
         try await pool.write { db in
             try db.execute(sql: """
                 INSERT INTO webhook_deliveries(webhook, event_seq, action, attempt, status_code, latency_ms, error, at, payload)
@@ -705,29 +732,12 @@ public final class SQLiteMetadataStore: MetadataBackend {
                 """, arguments: [d.webhook, d.eventSequence, d.action, d.attempt, d.statusCode, d.latencyMilliseconds, d.error,
                                  d.timestamp.timeIntervalSince1970, d.payload])
             let id = db.lastInsertedRowID
-            if let cursor {
-                try db.execute(sql: "UPDATE webhooks SET cursor = MAX(cursor, ?), attempts = 0, next_attempt_at = NULL WHERE name = ?",
-                               arguments: [cursor, d.webhook])
-            } else if d.eventSequence != nil {
-                try db.execute(sql: "UPDATE webhooks SET attempts = ?, next_attempt_at = ? WHERE name = ?",
-                               arguments: [attempts, nextAttemptAt?.timeIntervalSince1970, d.webhook])
-            }
             // Keep the history bounded: the newest 1000 deliveries per webhook.
             try db.execute(sql: """
                 DELETE FROM webhook_deliveries WHERE webhook = ? AND id <= (
                     SELECT id FROM webhook_deliveries WHERE webhook = ? ORDER BY id DESC LIMIT 1 OFFSET 1000)
                 """, arguments: [d.webhook, d.webhook])
             return id
-        }
-    }
-
-    /// Moves a webhook's own cursor forward. Deliveries follow the webhook's event consumer now;
-    /// this column only seeds that consumer once (a registry upgraded in place), and the upgrade
-    /// test uses this to stand for such a registry.
-    public func advanceCursor(name: String, to cursor: Int64) async throws {
-        try await pool.write { db in
-            try db.execute(sql: "UPDATE webhooks SET cursor = MAX(cursor, ?), attempts = 0, next_attempt_at = NULL WHERE name = ?",
-                           arguments: [cursor, name])
         }
     }
 

@@ -101,9 +101,11 @@ public final class WebhookService: Sendable {
         }
     }
 
-    static func view(_ r: WebhookRecord) -> WebhookView {
-        WebhookView(name: r.name, uri: r.uri, actions: r.actions, scope: r.scope, headers: r.headers.mapValues { _ in redacted },
-                    status: r.enabled ? "enabled" : "disabled", createdAt: r.createdAt, pendingAttempts: r.attempts)
+    /// The view of a webhook; its pending attempts are its consumer's failed attempts at the next batch.
+    func view(_ r: WebhookRecord) async throws -> WebhookView {
+        let attempts = try await events.eventConsumer(named: WebhookConsumer.name(r.name))?.attempts ?? 0
+        return WebhookView(name: r.name, uri: r.uri, actions: r.actions, scope: r.scope, headers: r.headers.mapValues { _ in Self.redacted },
+                           status: r.enabled ? "enabled" : "disabled", createdAt: r.createdAt, pendingAttempts: attempts)
     }
 
     // MARK: management
@@ -142,7 +144,11 @@ public final class WebhookService: Sendable {
         }
     }
 
-    public func list() async throws -> [WebhookView] { try await store.webhooks().map(Self.view) }
+    public func list() async throws -> [WebhookView] {
+        var views: [WebhookView] = []
+        for hook in try await store.webhooks() { views.append(try await view(hook)) }
+        return views
+    }
 
     /// Per enabled webhook: events in the log after its cursor (its backlog; events that do not
     /// concern it are passed quickly) — the lag of this event consumer.
@@ -152,7 +158,7 @@ public final class WebhookService: Sendable {
         let latest = try await events.latestEventSequence()
         var backlog: [(name: String, events: Int64)] = []
         for hook in try await store.webhooks() where hook.enabled {
-            let cursor = try await events.eventConsumer(named: WebhookConsumer.name(hook.name))?.cursor ?? hook.cursor
+            let cursor = try await events.eventConsumer(named: WebhookConsumer.name(hook.name))?.cursor ?? latest
             backlog.append((hook.name, max(0, latest - cursor)))
         }
         return backlog
@@ -160,7 +166,7 @@ public final class WebhookService: Sendable {
 
     public func get(_ name: String) async throws -> WebhookView {
         guard let r = try await store.webhook(named: name) else { throw WebhookError.notFound("webhook \(name)") }
-        return Self.view(r)
+        return try await view(r)
     }
 
     /// Creates a webhook and returns its signing secret (shown once; stored sealed).
@@ -173,9 +179,11 @@ public final class WebhookService: Sendable {
         for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
         let secret = Hex.encode(bytes)
         let record = WebhookRecord(name: name, uri: uri, actions: actions, scope: scope, headers: try sealHeaders(headers),
-                                   sealedSecret: try seal(secret), enabled: enabled, createdAt: Date(), cursor: 0)
-        guard try await store.createWebhook(record) else { throw WebhookError.conflict("webhook \(name) exists") }
-        try await restartCursor(name)
+                                   sealedSecret: try seal(secret), enabled: enabled, createdAt: Date())
+        // It starts at the end of the log: what happened before it is not sent.
+        guard try await store.createWebhook(record, consumer: WebhookConsumer.name(name)) else {
+            throw WebhookError.conflict("webhook \(name) exists")
+        }
         return await (try get(name), secret)
     }
 
@@ -185,35 +193,18 @@ public final class WebhookService: Sendable {
         if let uri { try await checkTarget(uri) }
         guard let current = try await store.webhook(named: name) else { throw WebhookError.notFound("webhook \(name)") }
         // A disabled webhook enabled again starts at the end of the event log: what happened while
-        // it was off is not replayed.
+        // it was off is not replayed. The store moves its consumer with the switch, in one step.
         let restart = enabled == true && !current.enabled
         guard try await store.updateWebhook(name: name, uri: uri, actions: actions, scope: scope, headers: try headers.map(sealHeaders),
-                                            enabled: enabled, restartCursor: restart) else {
+                                            enabled: enabled, restartConsumer: restart ? WebhookConsumer.name(name) : nil) else {
             throw WebhookError.notFound("webhook \(name)")
         }
-        if restart { try await restartCursor(name) }
         return try await get(name)
     }
 
     public func delete(name: String) async throws {
         guard try await store.deleteWebhook(name: name) else { throw WebhookError.notFound("webhook \(name)") }
         _ = try await events.deleteEventConsumer(name: WebhookConsumer.name(name))
-    }
-
-    /// A new webhook, or a re-enabled one, starts at the end of the log (the store set its
-    /// starting cursor there): what happened before, or while it was off, is not sent. Its
-    /// consumer takes that cursor when it is first registered; one left from before (a webhook of
-    /// the same name, or this one before it was switched off) is moved there, keeping its pause.
-    func restartCursor(_ name: String) async throws {
-        guard let hook = try await store.webhook(named: name) else { return }
-        let consumer = WebhookConsumer.name(name)
-        for _ in 0..<5 {
-            guard let record = try await events.eventConsumer(named: consumer) else { return }
-            // Only ever forward (a consumer already past that point would deliver again), and
-            // always through the store's advance, which also clears a failure recorded before.
-            let target = max(record.cursor, hook.cursor)
-            if try await events.advanceEventConsumer(name: consumer, from: record.cursor, to: target) { return }
-        }
     }
 
     public func deliveries(name: String, limit: Int) async throws -> [WebhookDelivery] {
@@ -226,7 +217,7 @@ public final class WebhookService: Sendable {
         guard let hook = try await store.webhook(named: name) else { throw WebhookError.notFound("webhook \(name)") }
         let payload = Payload(id: UUID().uuidString.lowercased(), timestamp: Date(), action: "ping", target: nil, request: nil)
         var delivery = await deliver(hook, payload: payload, eventSequence: nil, attempt: 1)
-        delivery.id = try await store.recordDelivery(delivery, advanceTo: nil, nextAttemptAt: nil, attempts: hook.attempts)
+        delivery.id = try await store.recordDelivery(delivery)
         return delivery
     }
 
@@ -348,7 +339,7 @@ public final class WebhookService: Sendable {
     /// cursor. Small batches: the cursor moves after each, so a crash resends at most one batch's
     /// deliveries (receivers can tell by `X-Berth-Delivery`).
     func runner(_ hook: WebhookRecord) -> EventConsumerRunner {
-        EventConsumerRunner(consumer: WebhookConsumer(service: self, webhook: hook.name, legacyCursor: hook.cursor),
+        EventConsumerRunner(consumer: WebhookConsumer(service: self, webhook: hook.name),
                             store: events, batchSize: 20, backoffBase: backoffBase, backoffMax: 300, logger: logger)
     }
 
@@ -387,10 +378,10 @@ public final class WebhookService: Sendable {
                 if delivery.error != nil {
                     logger.warning("webhook delivery abandoned", metadata: ["webhook": "\(hook.name)", "event": "\(event.sequence)"])
                 }
-                try await store.recordDelivery(delivery, advanceTo: nil, nextAttemptAt: nil, attempts: 0)
+                try await store.recordDelivery(delivery)
                 handled = event.sequence
             } else {
-                try await store.recordDelivery(delivery, advanceTo: nil, nextAttemptAt: nil, attempts: attempt)
+                try await store.recordDelivery(delivery)
                 throw EventBatchStopped(handledThrough: handled, error: WebhookDeliveryFailed(message: delivery.error ?? "failed"))
             }
         }
@@ -402,19 +393,20 @@ struct WebhookDeliveryFailed: Error, CustomStringConvertible {
     var description: String { "delivery failed: \(message)" }
 }
 
-/// One webhook as an event consumer. Its cursor is the runner's (`webhook:<name>`); the first
-/// time it runs it takes over the cursor the webhook kept itself before (so a registry upgraded in
-/// place neither sends an event again nor skips one), which for a new webhook is the end of the
-/// log. A disabled webhook is switched off: its cursor waits.
+/// One webhook as an event consumer. Its cursor is the runner's (`webhook:<name>`), started at the
+/// end of the log when the webhook is created or enabled again (by the store, with that change);
+/// a registry upgraded from before the runner had its webhooks' own cursors handed over by a
+/// migration. A disabled webhook is switched off: its cursor waits.
 struct WebhookConsumer: EventConsumer {
     static func name(_ webhook: String) -> String { "webhook:" + webhook }
 
     let service: WebhookService
     let webhook: String
-    let legacyCursor: Int64
 
     var name: String { Self.name(webhook) }
-    var start: EventConsumerStart { .after(legacyCursor) }
+    /// The store registers the consumer with the webhook (and a migration did for webhooks from
+    /// before the runner); one missing anyway starts with what happens next.
+    var start: EventConsumerStart { .end }
 
     func isActive() async throws -> Bool { try await service.store.webhook(named: webhook)?.enabled ?? false }
 

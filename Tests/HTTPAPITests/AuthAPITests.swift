@@ -21,7 +21,7 @@ func makeSecuredApp() async throws -> (some ApplicationProtocol, AccessControl) 
     let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
     let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore, keyDirectory: dir + "/keys")
     _ = try await access.bootstrap(ownerPassword: ownerPassword)
-    let app = try BerthServer.makeApplication(registry: registry, access: access, features: standardFeatures(registry),
+    let app = try await BerthServer.makeApplication(registry: registry, access: access, features: standardFeatures(registry),
                                               host: "127.0.0.1", port: 0, logger: logger)
     return (app, access)
 }

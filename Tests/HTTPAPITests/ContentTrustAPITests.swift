@@ -1,10 +1,14 @@
 import Access
+import Backends
 import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import NIOCore
 import OCIModel
+import RegistryCore
+import RegistryStore
 import Signing
 import Testing
 @testable import HTTPAPI
@@ -100,6 +104,31 @@ import Testing
             let bad = try await client.execute(uri: "/api/v1/content-trust", method: .put, headers: owner,
                                                body: buf(Array(#"{"enabled":true,"repositories":["payments/*"],"trustStores":{},"exempt":[]}"#.utf8)))
             #expect(bad.status == .badRequest)
+        }
+    }
+
+    @Test func anUnreadableStoredPolicyFailsClosedAndAPutRepairsIt() async throws {
+        let dir = tempDataDir()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
+        let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore, keyDirectory: dir + "/keys")
+        _ = try await access.bootstrap(ownerPassword: ownerPassword)
+        let app = try await BerthServer.makeApplication(registry: registry, access: access, features: standardFeatures(registry),
+                                                  host: "127.0.0.1", port: 0, logger: logger)
+        try await app.test(.router) { client in
+            #expect(try await push(client, "payments/api", tag: "1", auth: owner) == .created)
+            // a hand-edited database, a downgrade: the stored policy no longer reads
+            try await registry.metadata.setSettingDocument("content-trust", Data(#"{"enabled": "#.utf8))
+            #expect(try await client.execute(uri: "/api/v1/content-trust", method: .get, headers: owner).status != .ok)
+            #expect(try await client.execute(uri: "/v2/payments/api/manifests/1", method: .get, headers: owner).status != .ok)
+            #expect(try await client.execute(uri: "/v2/payments/api/manifests/1", method: .get, headers: owner).status != .ok)
+            let put = try await client.execute(uri: "/api/v1/content-trust", method: .put, headers: owner,
+                                               body: buf(Array(#"{"enabled":false,"repositories":[],"trustStores":{},"exempt":[]}"#.utf8)))
+            #expect(put.status == .ok)
+            #expect(String(buffer: put.body).contains(#""enabled":false"#))
+            #expect(try await client.execute(uri: "/api/v1/content-trust", method: .get, headers: owner).status == .ok)
+            #expect(try await client.execute(uri: "/v2/payments/api/manifests/1", method: .get, headers: owner).status == .ok)
         }
     }
 }

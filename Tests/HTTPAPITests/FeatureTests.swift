@@ -34,6 +34,9 @@ private struct ProbeFeature: RegistryFeature {
             server.json(["actor": context.managementActor?.name ?? "none"])
         }
         routes.management.post("probe") { _, _ -> Response in throw Refusal() }
+        // what the token endpoints' login and token calls may throw, under their path prefix
+        routes.root.post("oauth2/probe") { _, _ -> Response in throw AccessError.rateLimited(retryAfter: 7) }
+        routes.root.get("oauth2/probe") { _, _ -> Response in throw AccessError.invalidCredentials }
     }
     var pullCheck: (any PullAdmissionCheck)? { Check() }
     func manifestPushed() { pushes.withLockedValue { $0 += 1 } }
@@ -47,7 +50,7 @@ private struct ProbeFeature: RegistryFeature {
         let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
         let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore, keyDirectory: dir + "/keys")
         _ = try await access.bootstrap(ownerPassword: ownerPassword)
-        return try BerthServer.makeApplication(registry: registry, access: access, features: [probe, AdmissionFeature()],
+        return try await BerthServer.makeApplication(registry: registry, access: access, features: [probe, AdmissionFeature()],
                                                host: "127.0.0.1", port: 0, logger: logger)
     }
 
@@ -60,6 +63,38 @@ private struct ProbeFeature: RegistryFeature {
             let refused = try await client.execute(uri: "/api/v1/probe", method: .post, headers: owner)
             #expect(refused.status == .conflict)
             #expect(String(buffer: refused.body) == #"{"error":{"code":"CONFLICT","message":"probe refuses"}}"#)
+        }
+    }
+
+    @Test func aServerWithoutTheFeatureThatEnforcesAStoredPolicyDoesNotStart() async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let registry = try Registry.embedded(dataDirectory: tempDataDir(), logger: logger)
+        func compose(_ features: [any RegistryFeature]) async throws {
+            _ = try await BerthServer.makeApplication(registry: registry, access: nil, features: features,
+                                                      host: "127.0.0.1", port: 0, logger: logger)
+        }
+        try await compose([])                                   // nothing stored
+        try await registry.metadata.setSettingDocument("content-trust", Data(#"{"enabled":false,"repositories":[]}"#.utf8))
+        try await compose([AdmissionFeature()])                 // stored, switched off
+        for enforcing in [#"{"enabled":true,"repositories":["*"]}"#, #"{"enabled": "#] {   // on, or no longer readable
+            try await registry.metadata.setSettingDocument("content-trust", Data(enforcing.utf8))
+            await #expect(throws: MissingPullCheck.self) { try await compose([]) }
+            await #expect(throws: MissingPullCheck.self) { try await compose([ProbeFeature(), AdmissionFeature()]) }
+            try await compose(standardFeatures(registry))       // with content trust
+        }
+    }
+
+    @Test func accessErrorsOfTheTokenEndpointsUseTheTokenProtocolsEnvelope() async throws {
+        try await app(ProbeFeature()).test(.router) { client in
+            let limited = try await client.execute(uri: "/oauth2/probe", method: .post)
+            #expect(limited.status == .tooManyRequests)
+            #expect(limited.headers[HTTPField.Name("Retry-After")!] == "7")
+            #expect(errorCode(limited) == "TOOMANYREQUESTS")
+            let failed = try await client.execute(uri: "/oauth2/probe", method: .get)
+            #expect(failed.status == .unauthorized)
+            #expect(errorCode(failed) == "UNAUTHORIZED")
+            #expect(failed.headers[.wwwAuthenticate]?.hasPrefix("Bearer realm=") == true)
         }
     }
 
@@ -87,7 +122,7 @@ private struct ProbeFeature: RegistryFeature {
         }
     }
 
-    @Test func pathsNoRouteServesAreNotFoundInTheirAPIsEnvelope() async throws {
+    @Test func pathsNoRouteServesAreNotFoundAndWrongMethodsAre405InTheirAPIsEnvelope() async throws {
         try await app(ProbeFeature()).test(.router) { client in
             let management = try await client.execute(uri: "/api/v1/no-such-thing", method: .get, headers: owner)
             #expect(management.status == .notFound)
@@ -95,15 +130,35 @@ private struct ProbeFeature: RegistryFeature {
             let other = try await client.execute(uri: "/nothing/here", method: .get)
             #expect(other.status == .notFound)
             #expect(errorCode(other) == "UNSUPPORTED")
-            // a known path with a method it does not take
-            #expect(try await client.execute(uri: "/oauth2/exchange", method: .get).status == .notFound)
+            // a known path with a method it does not take: 405 with the methods it does take
+            let exchange = try await client.execute(uri: "/oauth2/exchange", method: .get)
+            #expect(exchange.status == .methodNotAllowed)
+            #expect(exchange.headers[.allow] == "POST")
+            #expect(errorCode(exchange) == "UNSUPPORTED")
+            for (path, method, allow) in [("/healthz", HTTPRequest.Method.post, "GET, HEAD"), ("/readyz", .delete, "GET, HEAD"),
+                                          ("/admission/v1/validate", .head, "POST"), ("/admission/v1/mutate", .options, "POST"),
+                                          ("/admission/v1/mutate", .get, "POST")] {
+                let wrong = try await client.execute(uri: path, method: method)
+                #expect(wrong.status == .methodNotAllowed, "\(method) \(path)")
+                #expect(wrong.headers[.allow] == allow, "\(method) \(path)")
+            }
+            let manifests = try await client.execute(uri: "/api/v1/quarantine/manifests", method: .get, headers: owner)
+            #expect(manifests.status == .methodNotAllowed)
+            #expect(manifests.headers[.allow] == "PATCH")
+            #expect(String(buffer: manifests.body).contains(#""code":"METHOD_NOT_ALLOWED""#))
+            // a 404 a handler gives for a method the route takes stays a 404
+            let unknownRepository = try await client.execute(uri: "/api/v1/repository/tags?name=no/such", method: .get, headers: owner)
+            #expect(unknownRepository.status == .notFound)
             // the management API's shape is not told to who may not manage: no route, or a
             // method a route does not take, is 401 anonymously, as a real route would be
             let anonymous = try await client.execute(uri: "/api/v1/no-such-thing", method: .get)
             #expect(anonymous.status == .unauthorized)
             #expect(anonymous.headers[.wwwAuthenticate] != nil)
             #expect(try await client.execute(uri: "/api/v1/quarantine", method: .delete).status == .unauthorized)
-            #expect(try await client.execute(uri: "/api/v1/quarantine", method: .delete, headers: owner).status == .notFound)
+            #expect(try await client.execute(uri: "/api/v1/quarantine/manifests", method: .get).status == .unauthorized)
+            let delete = try await client.execute(uri: "/api/v1/quarantine", method: .delete, headers: owner)
+            #expect(delete.status == .methodNotAllowed)
+            #expect(delete.headers[.allow] == "GET, PATCH")
         }
     }
 }

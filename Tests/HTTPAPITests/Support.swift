@@ -17,12 +17,12 @@ func tempDataDir() -> String {
     return path
 }
 
-func makeApp(dataDir: String = tempDataDir(), limits: RegistryResponder.Limits = .init()) throws -> some ApplicationProtocol {
+func makeApp(dataDir: String = tempDataDir(), limits: RegistryResponder.Limits = .init()) async throws -> some ApplicationProtocol {
     var logger = Logger(label: "test")
     logger.logLevel = .critical
     let registry = try Registry.embedded(dataDirectory: dataDir, logger: logger)
     // The distribution API on its own, without access control (tested separately).
-    return try BerthServer.makeApplication(registry: registry, access: nil, features: standardFeatures(registry), host: "127.0.0.1",
+    return try await BerthServer.makeApplication(registry: registry, access: nil, features: standardFeatures(registry), host: "127.0.0.1",
                                            port: 0, limits: limits, logger: logger)
 }
 

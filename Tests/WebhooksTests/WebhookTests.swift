@@ -1,4 +1,4 @@
-import SQLiteStore
+@testable import SQLiteStore
 import Access
 import Foundation
 import HTTPTypes
@@ -84,22 +84,23 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
     @Test func enablingADisabledWebhookStartsItAtTheEndOfTheLog() async throws {
         let (service, store) = try setup()
         _ = try await service.create(name: "h", uri: "http://127.0.0.1:1/hook", actions: ["push"], scope: nil, headers: [:], enabled: true)
-        let start = try #require(try store.webhook(named: "h")?.cursor)
+        let start = try #require(try store.eventConsumer(named: "webhook:h")?.cursor)
         _ = try await pushManifest(store, repo: "r", tag: "a", seed: "1")
         // enabling an enabled webhook does not skip what it has not delivered yet
         _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
-        #expect(try store.webhook(named: "h")?.cursor == start)
+        #expect(try store.eventConsumer(named: "webhook:h")?.cursor == start)
         // its consumer tries the push (nobody listens on port 1) and records the failure
         _ = try await service.drain("h")
         let failed = try #require(try store.eventConsumer(named: "webhook:h"))
         #expect(try failed.attempts == 1 && failed.cursor < store.latestEventSequence())
         _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false)
-        #expect(try store.webhook(named: "h")?.cursor == start)
+        #expect(try store.eventConsumer(named: "webhook:h")?.cursor == failed.cursor)
+        #expect(try await service.get("h").pendingAttempts == 1)
         _ = try await pushManifest(store, repo: "r", tag: "b", seed: "2")
         // what happened while it was off is not replayed: its consumer (which delivers) moves to
         // the end of the log with its failure cleared
         _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
-        #expect(try store.webhook(named: "h")?.cursor == store.latestEventSequence())
+        #expect(try await service.get("h").pendingAttempts == 0)
         let restarted = try #require(try store.eventConsumer(named: "webhook:h"))
         #expect(restarted.cursor == (try store.latestEventSequence()) && restarted.attempts == 0 && restarted.nextAttemptAt == nil)
         await #expect(throws: WebhookError.self) {
@@ -165,7 +166,7 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
             _ = try await pushManifest(store, repo: "payments/api", tag: "v2", seed: "3")
             _ = try await pushManifest(store, repo: "payments/api", tag: "v3", seed: "4")
             try await service.drain("ci")
-            #expect(try store.webhook(named: "ci")?.attempts == 1)
+            #expect(try store.eventConsumer(named: "webhook:ci")?.attempts == 1)
             // it comes back: both arrive, in order
             receiver.mode.withLockedValue { $0 = .ok }
             // as the runner would once the backoff has passed (a clock, not a sleep: load cannot make it early)
@@ -196,10 +197,9 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
             #expect(ContinuousClock.now - started < .seconds(8))      // each attempt is cut at the 1 s timeout
             let log = try await service.deliveries(name: "slow", limit: 10)
             #expect(log.count == 3 && log.allSatisfy { $0.error != nil })
-            let hook = try #require(try store.webhook(named: "slow"))
             let consumer = try #require(try store.eventConsumer(named: "webhook:slow"))
             let latest = try store.latestEventSequence()
-            #expect(hook.attempts == 0 && consumer.cursor == latest && consumer.attempts == 0)   // given up, moved on
+            #expect(consumer.cursor == latest && consumer.attempts == 0)   // given up, moved on
         }
     }
 
@@ -245,18 +245,33 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
 
     /// A registry upgraded in place: the webhook's own cursor (kept in the webhooks table before
     /// webhooks ran on the event-consumer runner) is where its consumer starts: nothing sent
-    /// again, nothing skipped.
+    /// again, nothing skipped. The database is made as such a registry left it (the schema before
+    /// the cursor columns were dropped, no consumer record), then opened by this build.
     @Test func anUpgradedWebhookTakesOverItsOldCursor() async throws {
         let receiver = Receiver()
         try await receiver.app().test(.live) { client in
             let port = try #require(client.port)
-            let (service, store) = try setup()
-            _ = try await service.create(name: "old", uri: "http://127.0.0.1:\(port)/hook", actions: ["push"], scope: nil,
-                                         headers: [:], enabled: true)
-            _ = try await pushManifest(store, repo: "r", tag: "sent-before", seed: "1")
-            // What the old dispatcher left: its cursor past the first push, no consumer record yet.
-            try await store.advanceCursor(name: "old", to: try store.latestEventSequence())
-            #expect(try store.eventConsumer(named: "webhook:old") == nil)
+            let dir = NSTemporaryDirectory() + "berth-hooks-" + UUID().uuidString
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let path = dir + "/m.sqlite"
+            do {
+                let old = try SQLiteMetadataStore(path: path, migratingUpTo: "v8-event-consumers")
+                let service = try WebhookService(store: old, events: old, keyDirectory: dir + "/keys", policy: loopbackAllowed)
+                let sealed = try service.seal("old-secret")
+                _ = try await pushManifest(old, repo: "r", tag: "sent-before", seed: "1")
+                // What the old dispatcher left: its cursor past the first push, no consumer record.
+                let sent = try old.latestEventSequence()
+                try await old.pool.write { db in
+                    try db.execute(sql: """
+                        INSERT INTO webhooks(name, uri, actions, scope, headers, sealed_secret, enabled, created_at, cursor, attempts)
+                        VALUES ('old', ?, '["push"]', NULL, '{}', ?, 1, 0, ?, 2)
+                        """, arguments: ["http://127.0.0.1:\(port)/hook", sealed, sent])
+                }
+                #expect(try old.eventConsumer(named: "webhook:old") == nil)
+            }
+            let store = try SQLiteMetadataStore(path: path)
+            #expect(try store.eventConsumer(named: "webhook:old")?.cursor == (try store.latestEventSequence()))
+            let service = try WebhookService(store: store, events: store, keyDirectory: dir + "/keys", policy: loopbackAllowed)
             _ = try await pushManifest(store, repo: "r", tag: "not-yet-sent", seed: "2")
             try await service.drain("old")
             let tags = receiver.hits.withLockedValue { $0.map { $0.body } }.map { $0.contains("not-yet-sent") }

@@ -3,10 +3,10 @@ import OCIModel
 import RegistryStore
 import Testing
 
-func hook(_ name: String, cursor: Int64 = 999, enabled: Bool = true) -> WebhookRecord {
+func hook(_ name: String, enabled: Bool = true) -> WebhookRecord {
     WebhookRecord(name: name, uri: "https://hooks.example/\(name)", actions: ["push", "delete"], scope: "team/*:*",
                   headers: ["X-Team": "a"], sealedSecret: Data([1, 2, 3, 4]), enabled: enabled,
-                  createdAt: Date(timeIntervalSince1970: 1_700_000_000), cursor: cursor)
+                  createdAt: Date(timeIntervalSince1970: 1_700_000_000))
 }
 
 func delivery(_ webhook: String, event: Int64?, attempt: Int = 1, status: Int? = 200, error: String? = nil) -> WebhookDelivery {
@@ -89,23 +89,26 @@ extension MetadataStoreConformance {
     ]
 
     static let webhookCases: [Case] = [
-        Case("createWebhook: the cursor starts at the end of the log, names are unique, listed by name") { s in
+        Case("createWebhook: its consumer starts at the end of the log, names are unique, listed by name") { s in
             await #expect(try s.latestEventSequence() == 0)
             try await store(s, push("r", "m", tag: "t"))
             let end = try await s.latestEventSequence()
             #expect(end > 0)
-            #expect(try await s.createWebhook(hook("c", cursor: 0)))
-            let w = try await #require(try s.webhook(named: "c"))
-            #expect(w.cursor == end)
-            var expected = hook("c")
-            expected.cursor = end
-            #expect(w == expected)
+            #expect(try await s.createWebhook(hook("c"), consumer: "webhook:c"))
+            await #expect(try s.webhook(named: "c") == hook("c"))
+            await #expect(try s.eventConsumer(named: "webhook:c")?.cursor == end)
             var clash = hook("c")
             clash.uri = "https://elsewhere.example/"
-            #expect(try await s.createWebhook(clash) == false)
+            #expect(try await s.createWebhook(clash, consumer: "webhook:c") == false)
             await #expect(try s.webhook(named: "c")?.uri == "https://hooks.example/c")
-            #expect(try await s.createWebhook(hook("a")))
-            #expect(try await s.createWebhook(hook("b", enabled: false)))
+            // a consumer left from before under that name moves to the end, failure cleared, pause kept
+            _ = try await s.registerEventConsumer(name: "webhook:a", start: .beginning)
+            try await s.recordEventConsumerFailure(name: "webhook:a", error: "old", attempts: 4, nextAttemptAt: Date(timeIntervalSince1970: 1_800_000_000))
+            #expect(try await s.setEventConsumerPaused(name: "webhook:a", paused: true))
+            #expect(try await s.createWebhook(hook("a"), consumer: "webhook:a"))
+            let a = try await #require(try s.eventConsumer(named: "webhook:a"))
+            #expect(a.cursor == end && a.paused && a.attempts == 0 && a.lastError == nil)
+            #expect(try await s.createWebhook(hook("b", enabled: false), consumer: "webhook:b"))
             await #expect(try s.webhooks().map(\.name) == ["a", "b", "c"])
             await #expect(try s.webhooks().map(\.enabled) == [true, false, true])
             await #expect(try s.webhook(named: "unknown") == nil)
@@ -113,11 +116,11 @@ extension MetadataStoreConformance {
         },
         Case("updateWebhook: changes what is given, leaves the rest; scope .some(nil) clears it; unknown is false") { s in
             #expect(try await s.updateWebhook(name: "unknown", uri: "https://x.example", actions: nil, scope: nil, headers: nil,
-                                              enabled: nil, restartCursor: false) == false)
+                                              enabled: nil, restartConsumer: nil) == false)
             await #expect(try s.webhook(named: "unknown") == nil)
-            #expect(try await s.createWebhook(hook("h")))
+            #expect(try await s.createWebhook(hook("h"), consumer: "webhook:h"))
             #expect(try await s.updateWebhook(name: "h", uri: "https://new.example/h", actions: ["delete"], scope: nil,
-                                              headers: ["X-New": "1"], enabled: nil, restartCursor: false))
+                                              headers: ["X-New": "1"], enabled: nil, restartConsumer: nil))
             var w = try await #require(try s.webhook(named: "h"))
             #expect(w.uri == "https://new.example/h")
             #expect(w.actions == ["delete"])
@@ -125,42 +128,77 @@ extension MetadataStoreConformance {
             #expect(w.headers == ["X-New": "1"])
             #expect(w.enabled)
             #expect(w.sealedSecret == Data([1, 2, 3, 4]))
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some("other/*:v*"), headers: nil, enabled: nil, restartCursor: false))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some("other/*:v*"), headers: nil, enabled: nil, restartConsumer: nil))
             await #expect(try s.webhook(named: "h")?.scope == "other/*:v*")
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some(nil), headers: nil, enabled: false, restartCursor: false))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some(nil), headers: nil, enabled: false, restartConsumer: nil))
             w = try await #require(try s.webhook(named: "h"))
             #expect(w.scope == nil)
             #expect(w.enabled == false)
             #expect(w.uri == "https://new.example/h")
         },
-        Case("updateWebhook: restartCursor moves the cursor to the end and clears retries; without it the cursor stays") { s in
-            #expect(try await s.createWebhook(hook("h")))
-            await #expect(try s.webhook(named: "h")?.cursor == 0)
+        Case("updateWebhook: restartConsumer moves the consumer to the end and clears its failure; without it the consumer stays") { s in
+            #expect(try await s.createWebhook(hook("h"), consumer: "webhook:h"))
+            let start = try await #require(try s.eventConsumer(named: "webhook:h")).cursor
             try await store(s, push("r", "one"))
-            let first = try await #require(try s.events(after: 0, limit: 1).first?.sequence)
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true, restartCursor: false))
-            await #expect(try s.webhook(named: "h")?.cursor == 0)
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true, restartConsumer: nil))
+            await #expect(try s.eventConsumer(named: "webhook:h")?.cursor == start)
             let retryAt = Date(timeIntervalSince1970: 1_800_000_000)
-            try await s.recordDelivery(delivery("h", event: first, status: 500), advanceTo: nil, nextAttemptAt: retryAt, attempts: 1)
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false, restartCursor: false))
-            await #expect(try s.webhook(named: "h")?.cursor == 0)
+            try await s.recordEventConsumerFailure(name: "webhook:h", error: "unavailable", attempts: 1, nextAttemptAt: retryAt)
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false, restartConsumer: nil))
+            await #expect(try s.eventConsumer(named: "webhook:h")?.cursor == start)
             try await store(s, push("r", "two"))
-            // enabling alone does not move the cursor: the store does what it is told
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true, restartCursor: false))
-            await #expect(try s.webhook(named: "h")?.cursor == 0)
-            await #expect(try s.webhook(named: "h")?.attempts == 1)
+            // enabling alone does not move the consumer: the store does what it is told
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true, restartConsumer: nil))
+            await #expect(try s.eventConsumer(named: "webhook:h")?.cursor == start)
+            await #expect(try s.eventConsumer(named: "webhook:h")?.attempts == 1)
             let end = try await s.latestEventSequence()
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: nil, restartCursor: true))
-            let w = try await #require(try s.webhook(named: "h"))
-            #expect(w.cursor == end)
-            #expect(w.attempts == 0)
-            #expect(w.nextAttemptAt == nil)
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: nil,
+                                              restartConsumer: "webhook:h"))
+            let c = try await #require(try s.eventConsumer(named: "webhook:h"))
+            #expect(c.cursor == end)
+            #expect(c.attempts == 0)
+            #expect(c.nextAttemptAt == nil)
+            // a consumer that does not exist is registered there
+            #expect(try await s.deleteEventConsumer(name: "webhook:h"))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: nil,
+                                              restartConsumer: "webhook:h"))
+            await #expect(try s.eventConsumer(named: "webhook:h")?.cursor == end)
+        },
+        Case("updateWebhook: enabling again moves the webhook's consumer to the end in the same step, forward only, keeping its pause") { s in
+            #expect(try await s.createWebhook(hook("h", enabled: false), consumer: "webhook:h"))
+            let consumer = try await #require(try s.eventConsumer(named: "webhook:h"))
+            try await store(s, push("r", "while-off"))
+            try await s.recordEventConsumerFailure(name: "webhook:h", error: "down", attempts: 2, nextAttemptAt: Date(timeIntervalSince1970: 1_800_000_000))
+            #expect(try await s.setEventConsumerPaused(name: "webhook:h", paused: true))
+            let mark = try await s.latestEventSequence()
+            #expect(mark > consumer.cursor)
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true,
+                                              restartConsumer: "webhook:h"))
+            var moved = try await #require(try s.eventConsumer(named: "webhook:h"))
+            #expect(moved.cursor == mark)
+            #expect(moved.attempts == 0 && moved.nextAttemptAt == nil && moved.lastError == nil)
+            #expect(moved.paused)
+            await #expect(try s.webhook(named: "h")?.enabled == true)
+            // a consumer that caught up while the webhook was off stays where it is
+            try await store(s, push("r", "after"))
+            let ahead = try await s.latestEventSequence()
+            #expect(try await s.advanceEventConsumer(name: "webhook:h", from: mark, to: ahead))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false, restartConsumer: nil))
+            await #expect(try s.eventConsumer(named: "webhook:h")?.cursor == ahead)
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true,
+                                              restartConsumer: "webhook:h"))
+            moved = try await #require(try s.eventConsumer(named: "webhook:h"))
+            #expect(moved.cursor == ahead)
+            // an unknown webhook moves no consumer
+            #expect(try await s.updateWebhook(name: "unknown", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true,
+                                              restartConsumer: "webhook:unknown") == false)
+            await #expect(try s.eventConsumer(named: "webhook:unknown") == nil)
         },
         Case("deleteWebhook: removes the webhook and its deliveries, once") { s in
-            #expect(try await s.createWebhook(hook("h")))
-            #expect(try await s.createWebhook(hook("keep")))
-            try await s.recordDelivery(delivery("h", event: nil), advanceTo: nil, nextAttemptAt: nil, attempts: 0)
-            try await s.recordDelivery(delivery("keep", event: nil), advanceTo: nil, nextAttemptAt: nil, attempts: 0)
+            #expect(try await s.createWebhook(hook("h"), consumer: "webhook:h"))
+            #expect(try await s.createWebhook(hook("keep"), consumer: "webhook:keep"))
+            try await s.recordDelivery(delivery("h", event: nil))
+            try await s.recordDelivery(delivery("keep", event: nil))
             #expect(try await s.deleteWebhook(name: "h"))
             await #expect(try s.webhook(named: "h") == nil)
             await #expect(try s.deliveries(webhook: "h", limit: 10) == [])
@@ -168,43 +206,32 @@ extension MetadataStoreConformance {
             #expect(try await s.deleteWebhook(name: "h") == false)
             await #expect(try s.webhooks().map(\.name) == ["keep"])
         },
-        Case("recordDelivery: advancing moves the cursor forward only and clears retries; a failure schedules a retry") { s in
-            #expect(try await s.createWebhook(hook("h")))
+        Case("recordDelivery: records each attempt, listed newest first per webhook; not a registry event") { s in
+            #expect(try await s.createWebhook(hook("h"), consumer: "webhook:h"))
             for n in ["a", "b", "c"] { try await store(s, push("r", n)) }
             let seqs = try await s.events(after: 0, limit: 10).map(\.sequence)
             #expect(seqs.count == 3)
-            let retryAt = Date(timeIntervalSince1970: 1_800_000_000)
             let mark = try await s.latestEventSequence()
-            let id1 = try await s.recordDelivery(delivery("h", event: seqs[0], status: 503, error: "unavailable"), advanceTo: nil,
-                                                 nextAttemptAt: retryAt, attempts: 1)
-            var w = try await #require(try s.webhook(named: "h"))
-            #expect(w.cursor == 0)
-            #expect(w.attempts == 1)
-            #expect(w.nextAttemptAt == retryAt)
-            let id2 = try await s.recordDelivery(delivery("h", event: seqs[0], attempt: 2), advanceTo: seqs[0], nextAttemptAt: nil, attempts: 0)
-            w = try await #require(try s.webhook(named: "h"))
-            #expect(w.cursor == seqs[0])
-            #expect(w.attempts == 0)
-            #expect(w.nextAttemptAt == nil)
-            let id3 = try await s.recordDelivery(delivery("h", event: seqs[2]), advanceTo: seqs[2], nextAttemptAt: nil, attempts: 0)
-            let id4 = try await s.recordDelivery(delivery("h", event: seqs[1]), advanceTo: seqs[1], nextAttemptAt: nil, attempts: 0)
-            await #expect(try s.webhook(named: "h")?.cursor == seqs[2])
-            // a delivery without an event (a ping) leaves the retry state alone
-            try await s.recordDelivery(delivery("h", event: seqs[2], status: 500), advanceTo: nil, nextAttemptAt: retryAt, attempts: 3)
-            let id6 = try await s.recordDelivery(delivery("h", event: nil), advanceTo: nil, nextAttemptAt: nil, attempts: 0)
-            await #expect(try s.webhook(named: "h")?.attempts == 3)
-            #expect(id1 < id2 && id2 < id3 && id3 < id4 && id4 < id6)
+            let consumer = try await s.eventConsumer(named: "webhook:h")
+            let id1 = try await s.recordDelivery(delivery("h", event: seqs[0], status: 503, error: "unavailable"))
+            let id2 = try await s.recordDelivery(delivery("h", event: seqs[0], attempt: 2))
+            let id3 = try await s.recordDelivery(delivery("h", event: seqs[2]))
+            let id4 = try await s.recordDelivery(delivery("h", event: seqs[1]))
+            let id5 = try await s.recordDelivery(delivery("h", event: nil))      // a ping
+            #expect(id1 < id2 && id2 < id3 && id3 < id4 && id4 < id5)
             let history = try await s.deliveries(webhook: "h", limit: 10)
-            #expect(history.count == 6)
-            #expect(history.first?.id == id6)
+            #expect(history.count == 5)
+            #expect(history.first?.id == id5)
             #expect(history.last?.id == id1)
             let failed = try #require(history.last)
             var expected = delivery("h", event: seqs[0], status: 503, error: "unavailable")
             expected.id = id1
             #expect(failed == expected)
-            await #expect(try s.deliveries(webhook: "h", limit: 2).map(\.id) == [id6, history[1].id])
+            await #expect(try s.deliveries(webhook: "h", limit: 2).map(\.id) == [id5, id4])
             await #expect(try s.deliveries(webhook: "unknown", limit: 10) == [])
             await #expect(try events(s, after: mark).isEmpty)
+            // the consumer, which owns the cursor and the retry state, is not touched
+            await #expect(try s.eventConsumer(named: "webhook:h") == consumer)
         },
         Case("latestEventSequence: 0 for an empty log, then the newest event's sequence") { s in
             await #expect(try s.latestEventSequence() == 0)

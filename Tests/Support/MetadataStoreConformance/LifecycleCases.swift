@@ -253,7 +253,7 @@ extension MetadataStoreConformance {
             await #expect(try s.deletedManifests(repository: "r").first?.tags == ["c", "b", "a"])
             // restoring without naming tags brings back those still free; a has moved on
             let mark = try await s.latestEventSequence()
-            let restored = try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
+            let restored = try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: nil, expectedTagTargets: [:], tagHistoryLimit: tagHistoryLimit)
             #expect(restored.map(\.digest) == [m.record.digest.string])
             #expect(restored.map(\.tags) == [["c", "b"]])
             await #expect(try s.tagTarget(repository: "r", tag: "a") == n.record.digest)
@@ -273,7 +273,7 @@ extension MetadataStoreConformance {
             let mark = try await s.latestEventSequence()
             // n loses t to the restore; with a cap of 0 its tag history keeps nothing
             let restored = try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: ["t", "new"],
-                                                       tagHistoryLimit: 0)
+                                                       expectedTagTargets: ["t": n.record.digest.string], tagHistoryLimit: 0)
             #expect(restored.map(\.digest) == [m.record.digest.string])
             #expect(restored.map(\.tags) == [["t", "new"]])
             await #expect(try s.tagTarget(repository: "r", tag: "t") == m.record.digest)
@@ -283,18 +283,44 @@ extension MetadataStoreConformance {
             try await deleteManifests(s, "r", [n.record.digest], softDeleteUntil: future)
             await #expect(try s.deletedManifests(repository: "r").first { $0.digest == n.record.digest.string }?.tags == [])
         },
+        Case("restoreManifest: a named tag that moved since the restore was planned is refused, restoring nothing") { s in
+            let m = push("r", "m", tag: "t")
+            try await store(s, m)
+            try await deleteManifests(s, "r", [m.record.digest], softDeleteUntil: future)
+            let n = push("r", "n", tag: "t")
+            try await store(s, n)              // planned while t pointed nowhere; then t moved to n
+            let mark = try await s.latestEventSequence()
+            await #expect(throws: RestoreError.tagConflict(tag: "t", current: n.record.digest.string)) {
+                try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: ["t"], expectedTagTargets: [:],
+                                            tagHistoryLimit: tagHistoryLimit)
+            }
+            let other = push("r", "o")
+            try await store(s, other)
+            await #expect(throws: RestoreError.tagConflict(tag: "t", current: n.record.digest.string)) {
+                try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: ["t"],
+                                            expectedTagTargets: ["t": other.record.digest.string], tagHistoryLimit: tagHistoryLimit)
+            }
+            await #expect(try events(s, after: mark).map(\.action) == [EventAction.manifestPush])
+            await #expect(try s.tagTarget(repository: "r", tag: "t") == n.record.digest)
+            await #expect(try s.deletedManifests(repository: "r").map(\.digest) == [m.record.digest.string])
+            // planned again from where t points now, it applies
+            let restored = try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: ["t"],
+                                                       expectedTagTargets: ["t": n.record.digest.string], tagHistoryLimit: tagHistoryLimit)
+            #expect(restored.map(\.digest) == [m.record.digest.string])
+            await #expect(try s.tagTarget(repository: "r", tag: "t") == m.record.digest)
+        },
         Case("restoreManifest: not in the recycle bin, or already back, is refused and changes nothing") { s in
             let m = push("r", "m", tag: "t")
             try await store(s, m)
             let mark = try await s.latestEventSequence()
             await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "unknown", digest: m.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
+                try await s.restoreManifest(repository: "unknown", digest: m.record.digest.string, tags: nil, expectedTagTargets: [:], tagHistoryLimit: tagHistoryLimit)
             }
             await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
+                try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: nil, expectedTagTargets: [:], tagHistoryLimit: tagHistoryLimit)
             }
             await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "r", digest: digest("absent").string, tags: ["x"], tagHistoryLimit: tagHistoryLimit)
+                try await s.restoreManifest(repository: "r", digest: digest("absent").string, tags: ["x"], expectedTagTargets: [:], tagHistoryLimit: tagHistoryLimit)
             }
             await #expect(try events(s, after: mark).isEmpty)
             await #expect(try s.tagTarget(repository: "r", tag: "x") == nil)
@@ -307,7 +333,7 @@ extension MetadataStoreConformance {
             try await store(s, sig)
             try await deleteManifests(s, "r", [index.record.digest, child.record.digest, sig.record.digest], softDeleteUntil: future)
             await #expect(try s.repositoryGraph("r")?.manifests.isEmpty == true)
-            let restored = try await s.restoreManifest(repository: "r", digest: index.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
+            let restored = try await s.restoreManifest(repository: "r", digest: index.record.digest.string, tags: nil, expectedTagTargets: [:], tagHistoryLimit: tagHistoryLimit)
             #expect(restored.map(\.digest) == [child.record.digest.string, index.record.digest.string, sig.record.digest.string])
             #expect(restored.first { $0.digest == index.record.digest.string }?.tags == ["i"])
             await #expect(try s.parents(repository: "r", child: child.record.digest) == [index.record.digest])
@@ -322,7 +348,7 @@ extension MetadataStoreConformance {
             try await deleteManifests(s, "r", [child.record.digest]) // hard
             let mark = try await s.latestEventSequence()
             await #expect(throws: RestoreError.childMissing(child.record.digest.string)) {
-                try await s.restoreManifest(repository: "r", digest: index.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
+                try await s.restoreManifest(repository: "r", digest: index.record.digest.string, tags: nil, expectedTagTargets: [:], tagHistoryLimit: tagHistoryLimit)
             }
             await #expect(try events(s, after: mark).isEmpty)
             await #expect(try s.manifest(repository: "r", digest: index.record.digest) == nil)
@@ -345,7 +371,7 @@ extension MetadataStoreConformance {
             #expect(e.first?.digest == old.record.digest.string)
             #expect(try await s.expireDeletedManifests(now: now) == [])
             await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "r", digest: old.record.digest.string, tags: nil, tagHistoryLimit: tagHistoryLimit)
+                try await s.restoreManifest(repository: "r", digest: old.record.digest.string, tags: nil, expectedTagTargets: [:], tagHistoryLimit: tagHistoryLimit)
             }
         },
     ]
