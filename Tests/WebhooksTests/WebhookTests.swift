@@ -6,6 +6,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import OCIModel
 import RegistryStore
 import Testing
@@ -45,12 +46,14 @@ final class Receiver: Sendable {
 /// The test receivers listen on loopback, which only an explicit allow list opens.
 let loopbackAllowed = try! OutboundPolicy(allow: "127.0.0.1/32")
 
-func setup(policy: OutboundPolicy = loopbackAllowed) throws -> (WebhookService, SQLiteMetadataStore) {
+/// Deliveries get a generous timeout: under a loaded CI machine a 1 s timeout cut healthy deliveries and the
+/// retry arrived as a duplicate. Only the test of slow receivers asks for a short one.
+func setup(policy: OutboundPolicy = loopbackAllowed, deliveryTimeout: TimeAmount = .seconds(20)) throws -> (WebhookService, SQLiteMetadataStore) {
     let dir = NSTemporaryDirectory() + "berth-hooks-" + UUID().uuidString
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
     let service = try WebhookService(store: store, events: store, keyDirectory: dir + "/keys", policy: policy, maxAttempts: 3,
-                                     deliveryTimeout: .seconds(1), backoffBase: 0.05)
+                                     deliveryTimeout: deliveryTimeout, backoffBase: 0.05)
     return (service, store)
 }
 
@@ -185,7 +188,7 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
         let receiver = Receiver()
         try await receiver.app().test(.live) { client in
             let port = try #require(client.port)
-            let (service, store) = try setup()
+            let (service, store) = try setup(deliveryTimeout: .seconds(1))
             _ = try await service.create(name: "slow", uri: "http://127.0.0.1:\(port)/hook", actions: ["push"], scope: nil,
                                          headers: [:], enabled: true)
             receiver.mode.withLockedValue { $0 = .slow }
