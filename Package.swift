@@ -54,6 +54,16 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: strict),
+        // The S3-compatible blob backend: SigV4 over swift-crypto, an S3 client over AsyncHTTPClient.
+        .target(name: "S3Storage", dependencies: [
+            "OCIModel", "BlobStorage",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
         .target(name: "Access", dependencies: [
             "OCIModel", "RegistryStore",
             .product(name: "Crypto", package: "swift-crypto"),
@@ -168,6 +178,11 @@ let package = Package(
         ], path: "Tests/Support/BlobStoreConformance", swiftSettings: strict),
         .testTarget(name: "OCIModelTests", dependencies: ["OCIModel"]),
         .testTarget(name: "BlobStorageTests", dependencies: ["BlobStorage", "FileSystemStorage", "BlobStoreConformance"]),
+        .testTarget(name: "S3StorageTests", dependencies: [
+            "S3Storage", "BlobStorage", "BlobStoreConformance", "OCIModel",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
         .testTarget(name: "RegistryStoreTests", dependencies: ["RegistryStore", "SQLiteStore", "MetadataStoreConformance"]),
         .testTarget(name: "RegistryCoreTests", dependencies: ["RegistryCore", "Backends"]),
         .testTarget(name: "AccessTests", dependencies: [
