@@ -95,7 +95,7 @@ let package = Package(
         // Opens the backends a configuration names and hands them to the core: the only target
         // besides the backends' own that knows them.
         .target(name: "Backends", dependencies: [
-            "RegistryCore", "RegistryStore", "BlobStorage", "SQLiteStore", "FileSystemStorage",
+            "RegistryCore", "RegistryStore", "BlobStorage", "SQLiteStore", "FileSystemStorage", "S3Storage",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         // Pull admission (locks, quarantine, then the checks features contribute, such as content
