@@ -401,7 +401,7 @@ public final class S3BlobStore: BlobStore {
                     try await client.putObject(target, body: ByteBuffer())
                 }
             }
-            try await removeUpload(id, state: state)
+            try await removeUpload(id, state: state, thorough: false)
         } catch {
             release(id, hasher: liveHasher == nil ? nil : held?.hasher, size: size)
             throw error
@@ -451,15 +451,22 @@ public final class S3BlobStore: BlobStore {
         return bytes
     }
 
-    /// Aborts every multipart upload under the upload's prefix and deletes its objects, the state last.
-    private func removeUpload(_ id: String, state: UploadState?) async throws {
+    /// Removes an upload, its state last. `thorough` (cancel, the sweeper) also aborts multipart
+    /// uploads and deletes objects its state does not know (left by a crash between writing them
+    /// and recording them); after a commit the state names everything there is, and what a crash
+    /// left behind is found by `staleUploads` later.
+    private func removeUpload(_ id: String, state: UploadState?, thorough: Bool) async throws {
         if let upload = state?.multipartID { try await client.abortMultipartUpload(dataKey(id), uploadID: upload) }
-        for orphan in try await client.listMultipartUploads(prefix: uploadPrefix(id)) where orphan.uploadID != state?.multipartID {
-            try await client.abortMultipartUpload(orphan.key, uploadID: orphan.uploadID)
-        }
-        let objects = try await client.listObjects(prefix: uploadPrefix(id))
-        for object in objects where object.key != stateKey(id) {
-            try await client.deleteObject(object.key)
+        if thorough {
+            for orphan in try await client.listMultipartUploads(prefix: uploadPrefix(id)) where orphan.uploadID != state?.multipartID {
+                try await client.abortMultipartUpload(orphan.key, uploadID: orphan.uploadID)
+            }
+            for object in try await client.listObjects(prefix: uploadPrefix(id)) where object.key != stateKey(id) {
+                try await client.deleteObject(object.key)
+            }
+        } else {
+            if let tail = state?.tail { try await client.deleteObject(uploadPrefix(id) + tail) }
+            if state?.stagedSize != nil { try await client.deleteObject(dataKey(id)) }
         }
         try await client.deleteObject(stateKey(id))
     }
@@ -467,7 +474,7 @@ public final class S3BlobStore: BlobStore {
     public func cancelUpload(id: String) async throws {
         guard Self.valid(id) else { throw BlobStoreError.uploadUnknown }
         live.withLockedValue { _ = $0.removeValue(forKey: id) }
-        try await removeUpload(id, state: try await loadState(id))
+        try await removeUpload(id, state: try await loadState(id), thorough: true)
     }
 
     public func staleUploads(olderThan: Double) async throws -> [String] {

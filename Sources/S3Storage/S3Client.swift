@@ -340,7 +340,7 @@ public final class S3Client: Sendable {
     public func getObject(_ key: String, range: Range<Int64>?, into sink: (ByteBuffer) async throws -> Void) async throws {
         var headers: [(String, String)] = []
         if let range {
-            precondition(!range.isEmpty)
+            guard !range.isEmpty else { return }
             headers.append(("Range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)"))
         }
         var attempt = 0
