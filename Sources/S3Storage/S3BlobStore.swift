@@ -179,6 +179,16 @@ public final class S3BlobStore: BlobStore {
         }
     }
 
+    /// Starts the live hasher of a new upload (createUpload does this after storing its state).
+    func markCreated(_ id: String) {
+        live.withLockedValue { $0[id] = Live(hasher: DigestHasher(.sha256), hashedSize: 0, busy: false) }
+    }
+
+    /// The live hasher of an upload and how many bytes it covers (tests).
+    func liveHash(_ id: String) -> (hasher: DigestHasher?, size: Int64)? {
+        live.withLockedValue { $0[id].map { ($0.hasher, $0.hashedSize) } }
+    }
+
     // MARK: uploads
 
     public func createUpload(id: String, owner: String) async throws {
@@ -189,7 +199,7 @@ public final class S3BlobStore: BlobStore {
         } catch S3Error.preconditionFailed {
             throw S3StorageError.uploadExists
         }
-        live.withLockedValue { $0[id] = Live(hasher: DigestHasher(.sha256), hashedSize: 0, busy: false) }
+        markCreated(id)
     }
 
     public func uploadOwner(id: String) async throws -> String? {
@@ -226,27 +236,33 @@ public final class S3BlobStore: BlobStore {
             throw error
         }
 
-        // What does not fill a part yet: the stored tail, then the body's bytes.
+        // What does not fill a part yet: the stored tail, then the body's bytes. Invariant from
+        // here on: the parts in `state` plus `pending` are exactly the upload's first `size` bytes,
+        // and `hasher` (if any) has hashed exactly those; so whatever fails, storing `pending` as
+        // the tail keeps bytes and hash in step.
         var pending = ByteBuffer()
         var size = state.size
         let before = state
-        do {
-            if let tail = state.tail, state.tailSize > 0 {
+        if let tail = state.tail, state.tailSize > 0 {
+            do {
                 guard let bytes = try await client.getObject(uploadPrefix(id) + tail, limit: partSize + 1),
                       Int64(bytes.count) == state.tailSize
                 else { throw S3Error.malformedResponse("the tail of upload \(id) is missing or of the wrong size") }
-                pending.reserveCapacity(partSize)
                 pending.writeBytes(bytes)
+            } catch {
+                release(id, hasher: hasher, size: state.size)
+                throw error
             }
+        }
+        do {
             for try await var chunk in body {
                 if let limit, size + Int64(chunk.readableBytes) > limit { throw BlobStoreError.tooLarge }
-                chunk.withUnsafeReadableBytes { hasher?.update(bufferPointer: $0) }
-                size += Int64(chunk.readableBytes)
                 while chunk.readableBytes > 0 {
                     if pending.readableBytes >= partSize { try await sendPart(id, &state, &pending) }
                     let take = min(partSize - pending.readableBytes, chunk.readableBytes)
-                    if pending.capacity < partSize { pending.reserveCapacity(partSize) }
                     var slice = chunk.readSlice(length: take)!
+                    slice.withUnsafeReadableBytes { hasher?.update(bufferPointer: $0) }
+                    size += Int64(take)
                     pending.writeBuffer(&slice)
                 }
                 if pending.readableBytes >= partSize { try await sendPart(id, &state, &pending) }
@@ -280,8 +296,10 @@ public final class S3BlobStore: BlobStore {
             try await saveState(id, state)
         }
         let number = (state.parts.last?.number ?? 0) + 1
-        let part = pending.readSlice(length: partSize)!
+        // The bytes leave `pending` only once the store has them.
+        let part = pending.getSlice(at: pending.readerIndex, length: partSize)!
         let etag = try await client.uploadPart(dataKey(id), uploadID: state.multipartID!, number: number, body: part)
+        pending.moveReaderIndex(forwardBy: partSize)
         state.parts.append(.init(number: number, etag: etag, size: Int64(part.readableBytes)))
         // The old tail's bytes are now in a part.
         state.tailSize = 0

@@ -1,7 +1,9 @@
+import Foundation
 import Hummingbird
 import HummingbirdTesting
 import NIOConcurrencyHelpers
 import NIOCore
+import OCIModel
 import Testing
 @testable import S3Storage
 
@@ -17,6 +19,7 @@ import Testing
     final class Script: Sendable {
         let answers: NIOLockedValueBox<[Answer]>
         let requests = NIOLockedValueBox<[String]>([])
+        let bodies = NIOLockedValueBox<[[UInt8]]>([])
         init(_ answers: [Answer]) { self.answers = NIOLockedValueBox(answers) }
     }
 
@@ -25,6 +28,8 @@ import Testing
         let script: Script
         func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
             script.requests.withLockedValue { $0.append("\(request.method) \(request.uri.path)") }
+            let body = try await request.body.collect(upTo: 64 << 20)
+            script.bodies.withLockedValue { $0.append(Array(body.readableBytesView)) }
             let answer = script.answers.withLockedValue { $0.isEmpty ? Answer(status: .internalServerError) : $0.removeFirst() }
             return Response(status: answer.status, headers: [.contentType: "application/xml", .eTag: "\"e\""],
                             body: .init(byteBuffer: ByteBuffer(string: answer.body)))
@@ -98,6 +103,40 @@ import Testing
         }
     }
 
+    /// A part the store does not take (after retries) fails the PATCH, and what is kept is exactly
+    /// what the live hasher hashed: the bytes before the part, stored as the tail.
+    @Test func aFailedPartKeepsBytesAndHashInStep() async throws {
+        let state = #"{"owner":"r","parts":[],"tailSize":0,"generation":0}"#
+        let failing = Array(repeating: Answer(status: .internalServerError, body: Self.error("InternalError")), count: 4)
+        try await run([Answer(status: .ok, body: state),
+                       Answer(status: .ok, body: "<InitiateMultipartUploadResult><UploadId>u1</UploadId></InitiateMultipartUploadResult>"),
+                       Answer(status: .ok)] + failing + [Answer(status: .ok), Answer(status: .ok)]) { client, script in
+            let store = try S3BlobStore(client: client, prefix: "p", partSize: S3BlobStore.minimumPartSize)
+            let part = S3BlobStore.minimumPartSize
+            let data = (0..<(part + 100)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+            let id = "0a0b0c0d-0000-4000-8000-000000000001"
+            let chunks = AsyncStream<ByteBuffer> { c in
+                for start in stride(from: 0, to: data.count, by: 1_048_583) {
+                    c.yield(ByteBuffer(bytes: data[start..<min(start + 1_048_583, data.count)]))
+                }
+                c.finish()
+            }
+            // Known to this process from its start, as after createUpload.
+            await #expect(throws: S3Error.service(status: 500, code: "InternalError", operation: "UploadPart")) {
+                try await store.appendFresh(id: id, body: chunks)
+            }
+            let requests = script.requests.withLockedValue { $0 }
+            #expect(requests.suffix(2) == ["PUT /bucket/p/uploads/\(id)/tail-2", "PUT /bucket/p/uploads/\(id)/state"])
+            let bodies = script.bodies.withLockedValue { $0 }
+            #expect(bodies[bodies.count - 2] == Array(data[..<part]))
+            let saved = try JSONDecoder().decode(S3BlobStore.UploadState.self, from: Data(bodies[bodies.count - 1]))
+            #expect(saved.size == Int64(part) && saved.tailSize == Int64(part) && saved.multipartID == "u1")
+            let live = try #require(store.liveHash(id))
+            #expect(live.size == Int64(part))
+            #expect(live.hasher?.finalize() == Digest.compute(data[..<part]))
+        }
+    }
+
     @Test func aRangedGetThatEndsEarlyIsAnError() async throws {
         try await run([Answer(status: .partialContent, body: "abc"), Answer(status: .notFound)]) { client, _ in
             await #expect(throws: S3Error.malformedResponse("GetObject: 3 of 10 bytes arrived")) {
@@ -107,5 +146,13 @@ import Testing
                 try await client.getObject("k", range: 0..<10) { _ in }
             }
         }
+    }
+}
+
+extension S3BlobStore {
+    /// An append to an upload this process created (its live hasher starts at zero).
+    func appendFresh<Body: AsyncSequence & Sendable>(id: String, body: Body) async throws where Body.Element == ByteBuffer {
+        markCreated(id)
+        _ = try await append(id: id, offset: 0, body: body, limit: nil)
     }
 }
