@@ -59,3 +59,21 @@ def test_images_chunked_uploads_and_ranges_on_s3(s3_registry, s3_service, tmp_pa
     assert r.status_code == 206, r.status_code
     assert r.headers["Content-Range"] == f"bytes {start}-{start + 299}/{len(data)}"
     assert r.content == data[start:start + 300]
+
+
+def test_a_wrong_secret_is_reported_at_start_and_never_logged(s3_service, tmp_path):
+    import requests
+    from conftest import RegistryServer
+    server = RegistryServer(tmp_path)
+    server.extra_env.update({
+        "BERTH_BLOB_STORE": "s3", "BERTH_S3_ENDPOINT": s3_service.endpoint, "BERTH_S3_BUCKET": s3_service.create_bucket(),
+        "BERTH_S3_ACCESS_KEY": s3_service.access_key, "BERTH_S3_SECRET_KEY": "wrong-" + s3_service.secret_key,
+    })
+    server.start()
+    try:
+        assert requests.get(server.base + "/readyz", timeout=10).status_code == 503
+    finally:
+        server.stop()
+    log = server.log_path.read_text()
+    assert "the blob store is not usable" in log and "SignatureDoesNotMatch" in log, log[-2000:]
+    assert s3_service.secret_key not in log
