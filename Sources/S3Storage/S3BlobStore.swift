@@ -45,6 +45,9 @@ public final class S3BlobStore: BlobStore {
         var hasher: DigestHasher?
         var hashedSize: Int64
         var busy: Bool
+        /// The `token` of the state this process last wrote: the hasher is used only while the
+        /// stored state is still that one (no other node has written the upload since).
+        var token: String? = nil
     }
 
     /// What is stored under `uploads/<id>/state`.
@@ -67,6 +70,10 @@ public final class S3BlobStore: BlobStore {
         /// expected ones; `data` now holds the first `stagedSize` bytes.
         var stagedSize: Int64?
         var generation: Int = 0
+        /// New at every append that changes the upload, so a node can tell whether the stored
+        /// state is the one it wrote; it also names the tail object, so two nodes appending at
+        /// once never write the same tail.
+        var token: String?
 
         var size: Int64 { (stagedSize ?? 0) + parts.reduce(0) { $0 + $1.size } + tailSize }
     }
@@ -172,16 +179,23 @@ public final class S3BlobStore: BlobStore {
         }
     }
 
-    /// Gives the upload back, with the hasher that is valid now (nil: none is).
-    private func release(_ id: String, hasher: DigestHasher?, size: Int64, forget: Bool = false) {
+    /// Gives the upload back, with the hasher that is valid now (nil: none is) for the state
+    /// whose token is `token`.
+    private func release(_ id: String, hasher: DigestHasher?, size: Int64, token: String? = nil, forget: Bool = false) {
         live.withLockedValue { map in
-            map[id] = forget ? nil : Live(hasher: hasher, hashedSize: hasher == nil ? -1 : size, busy: false)
+            map[id] = forget ? nil : Live(hasher: hasher, hashedSize: hasher == nil ? -1 : size, busy: false, token: token)
         }
     }
 
+    /// The live hasher, if it covers exactly the stored state's bytes.
+    private func hasher(_ held: Live?, for state: UploadState) -> DigestHasher? {
+        guard let held, held.hashedSize == state.size, held.token == state.token else { return nil }
+        return held.hasher
+    }
+
     /// Starts the live hasher of a new upload (createUpload does this after storing its state).
-    func markCreated(_ id: String) {
-        live.withLockedValue { $0[id] = Live(hasher: DigestHasher(.sha256), hashedSize: 0, busy: false) }
+    func markCreated(_ id: String, token: String?) {
+        live.withLockedValue { $0[id] = Live(hasher: DigestHasher(.sha256), hashedSize: 0, busy: false, token: token) }
     }
 
     /// The live hasher of an upload and how many bytes it covers (tests).
@@ -193,13 +207,14 @@ public final class S3BlobStore: BlobStore {
 
     public func createUpload(id: String, owner: String) async throws {
         guard Self.valid(id) else { throw BlobStoreError.uploadUnknown }
+        let token = UUID().uuidString.lowercased()
         do {
             if try await client.headObject(stateKey(id)) != nil { throw S3StorageError.uploadExists }
-            try await saveState(id, UploadState(owner: owner), new: true)
+            try await saveState(id, UploadState(owner: owner, token: token), new: true)
         } catch S3Error.preconditionFailed {
             throw S3StorageError.uploadExists
         }
-        markCreated(id)
+        markCreated(id, token: token)
     }
 
     public func uploadOwner(id: String) async throws -> String? {
@@ -228,11 +243,11 @@ public final class S3BlobStore: BlobStore {
             guard state.size == offset else {
                 throw BlobStoreError.offsetMismatch(expected: state.size, actual: offset)
             }
-            hasher = held.flatMap { $0.hashedSize == state.size ? $0.hasher : nil }
+            hasher = self.hasher(held, for: state)
             if state.stagedSize != nil { try await unstage(id, &state) }
         } catch {
             if case BlobStoreError.uploadUnknown = error { throw error }
-            release(id, hasher: held?.hasher, size: held?.hashedSize ?? -1)
+            release(id, hasher: held?.hasher, size: held?.hashedSize ?? -1, token: held?.token)
             throw error
         }
 
@@ -250,7 +265,7 @@ public final class S3BlobStore: BlobStore {
                 else { throw S3Error.malformedResponse("the tail of upload \(id) is missing or of the wrong size") }
                 pending.writeBytes(bytes)
             } catch {
-                release(id, hasher: hasher, size: state.size)
+                release(id, hasher: hasher, size: state.size, token: state.token)
                 throw error
             }
         }
@@ -271,7 +286,7 @@ public final class S3BlobStore: BlobStore {
             // Keep what arrived (the client may resume from the new size), then report the failure.
             do {
                 try await storeTail(id, &state, pending, previous: before)
-                release(id, hasher: hasher, size: state.size)
+                release(id, hasher: hasher, size: state.size, token: state.token)
             } catch {
                 release(id, hasher: nil, size: 0)
             }
@@ -283,7 +298,7 @@ public final class S3BlobStore: BlobStore {
             release(id, hasher: nil, size: 0)
             throw error
         }
-        release(id, hasher: hasher, size: state.size)
+        release(id, hasher: hasher, size: state.size, token: state.token)
         return state.size
     }
 
@@ -312,8 +327,9 @@ public final class S3BlobStore: BlobStore {
     private func storeTail(_ id: String, _ state: inout UploadState, _ pending: ByteBuffer, previous: UploadState) async throws {
         guard state != previous || pending.readableBytes != Int(previous.tailSize) else { return }
         state.generation += 1
+        state.token = UUID().uuidString.lowercased()
         if pending.readableBytes > 0 {
-            let name = "tail-\(state.generation)"
+            let name = "tail-\(state.token!)"
             try await client.putObject(uploadPrefix(id) + name, body: pending)
             state.tail = name
             state.tailSize = Int64(pending.readableBytes)
@@ -393,11 +409,11 @@ public final class S3BlobStore: BlobStore {
             state = loaded
         } catch {
             if case BlobStoreError.uploadUnknown = error { throw error }
-            release(id, hasher: held?.hasher, size: held?.hashedSize ?? -1)
+            release(id, hasher: held?.hasher, size: held?.hashedSize ?? -1, token: held?.token)
             throw error
         }
         let size = state.size
-        let liveHasher = held.flatMap { $0.hashedSize == size && $0.hasher?.algorithm == expected.algorithm ? $0.hasher : nil }
+        let liveHasher = hasher(held, for: state).flatMap { $0.algorithm == expected.algorithm ? $0 : nil }
         do {
             var verified = false
             if let liveHasher {
@@ -421,7 +437,7 @@ public final class S3BlobStore: BlobStore {
             }
             try await removeUpload(id, state: state, thorough: false)
         } catch {
-            release(id, hasher: liveHasher == nil ? nil : held?.hasher, size: size)
+            release(id, hasher: liveHasher == nil ? nil : held?.hasher, size: size, token: state.token)
             throw error
         }
         release(id, hasher: nil, size: 0, forget: true)

@@ -104,6 +104,28 @@ private func readAll(_ s: S3BlobStore, _ d: Digest, _ range: Range<Int64>) async
         #expect(try await a.client.listMultipartUploads(prefix: a.uploadsPrefix) == [])
     }
 
+    /// A node's live hasher counts only while the stored upload is the one it wrote: here another
+    /// node replaced the upload with other bytes of the same size, and the first node's commit of
+    /// its own digest is refused instead of storing the other bytes under it.
+    @Test func aLiveHasherIsNotTrustedAfterAnotherNodeWroteTheUpload() async throws {
+        let prefix = "case-" + UUID().uuidString.lowercased()
+        let a = try await S3TestService.store(prefix: prefix)
+        let b = try await S3TestService.store(prefix: prefix)
+        let id = UUID().uuidString.lowercased()
+        let mine = Array("0123456789".utf8), theirs = Array("abcdefghij".utf8)
+        try await a.createUpload(id: id, owner: "r")
+        _ = try await a.append(id: id, offset: 0, body: body(mine), limit: nil)
+        try await b.cancelUpload(id: id)
+        try await b.createUpload(id: id, owner: "r")
+        _ = try await b.append(id: id, offset: 0, body: body(theirs), limit: nil)
+        await #expect(throws: BlobStoreError.digestMismatch(computed: Digest.compute(theirs))) {
+            try await a.commitUpload(id: id, expected: Digest.compute(mine), expectedSize: 10)
+        }
+        #expect(try await a.allDigests() == [])
+        #expect(try await a.commitUpload(id: id, expected: Digest.compute(theirs), expectedSize: 10) == 10)
+        #expect(try await b.readAllBytes(Digest.compute(theirs)) == theirs)
+    }
+
     /// An upload abandoned with a multipart upload open is stale after its age and cancelling it
     /// aborts the multipart upload; so is a multipart upload left without any state (a crash
     /// between starting it and recording it).

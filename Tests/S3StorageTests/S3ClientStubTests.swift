@@ -126,7 +126,8 @@ import Testing
                 try await store.appendFresh(id: id, body: chunks)
             }
             let requests = script.requests.withLockedValue { $0 }
-            #expect(requests.suffix(2) == ["PUT /bucket/p/uploads/\(id)/tail-2", "PUT /bucket/p/uploads/\(id)/state"])
+            #expect(requests.suffix(2).first?.hasPrefix("PUT /bucket/p/uploads/\(id)/tail-") == true)
+            #expect(requests.last == "PUT /bucket/p/uploads/\(id)/state")
             let bodies = script.bodies.withLockedValue { $0 }
             #expect(bodies[bodies.count - 2] == Array(data[..<part]))
             let saved = try JSONDecoder().decode(S3BlobStore.UploadState.self, from: Data(bodies[bodies.count - 1]))
@@ -152,7 +153,7 @@ import Testing
 extension S3BlobStore {
     /// An append to an upload this process created (its live hasher starts at zero).
     func appendFresh<Body: AsyncSequence & Sendable>(id: String, body: Body) async throws where Body.Element == ByteBuffer {
-        markCreated(id)
+        markCreated(id, token: nil)
         _ = try await append(id: id, offset: 0, body: body, limit: nil)
     }
 }
