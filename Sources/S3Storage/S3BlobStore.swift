@@ -358,12 +358,14 @@ public final class S3BlobStore: BlobStore {
         try await saveState(id, state)
     }
 
-    /// Assembles the upload's bytes into one object and returns its key: the tail alone, the
-    /// empty-object marker, or the completed multipart upload in `data`.
-    private func assemble(_ id: String, _ state: inout UploadState) async throws -> String? {
-        if state.stagedSize != nil { return dataKey(id) }
+    /// Assembles the upload's bytes into one object and returns its key: the tail alone (its
+    /// name is never written twice), nil for the empty upload, or `data`, which another request
+    /// could complete again: then also the ETag our completion gave it (nil when it was completed
+    /// before), which every later read and copy of it is conditional on.
+    private func assemble(_ id: String, _ state: inout UploadState) async throws -> (key: String?, etag: String?) {
+        if state.stagedSize != nil { return (dataKey(id), nil) }
         guard let upload = state.multipartID, !state.parts.isEmpty else {
-            return state.tail.map { uploadPrefix(id) + $0 }
+            return (state.tail.map { uploadPrefix(id) + $0 }, nil)
         }
         var parts = state.parts
         if let tail = state.tail, state.tailSize > 0 {
@@ -374,7 +376,7 @@ public final class S3BlobStore: BlobStore {
             let etag = try await client.uploadPart(dataKey(id), uploadID: upload, number: number, body: ByteBuffer(bytes: bytes))
             parts.append(.init(number: number, etag: etag, size: Int64(bytes.count)))
         }
-        try await client.completeMultipartUpload(dataKey(id), uploadID: upload, parts: parts.map { ($0.number, $0.etag) })
+        let etag = try await client.completeMultipartUpload(dataKey(id), uploadID: upload, parts: parts.map { ($0.number, $0.etag) })
         let total = state.size
         let previousTail = state.tail
         state.parts = []
@@ -385,16 +387,20 @@ public final class S3BlobStore: BlobStore {
         state.generation += 1
         try await saveState(id, state)
         if let previousTail { try? await client.deleteObject(uploadPrefix(id) + previousTail) }
-        return dataKey(id)
+        return (dataKey(id), etag)
     }
 
-    /// Hashes an object by reading it back.
-    private func hash(_ key: String?, algorithm: Digest.Algorithm) async throws -> Digest {
+    /// Hashes an object by reading it back; returns the digest and the ETag of what was read.
+    private func hash(_ key: String?, etag: String?, algorithm: Digest.Algorithm) async throws -> (Digest, String?) {
         var hasher = DigestHasher(algorithm)
-        if let key, let head = try await client.headObject(key), head.size > 0 {
-            try await client.getObject(key, range: 0..<head.size) { buffer in buffer.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) } }
+        guard let key, let head = try await client.headObject(key) else { return (hasher.finalize(), nil) }
+        let pinned = etag ?? head.etag
+        if head.size > 0 {
+            try await client.getObject(key, range: 0..<head.size, ifMatch: pinned) { buffer in
+                buffer.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
+            }
         }
-        return hasher.finalize()
+        return (hasher.finalize(), pinned)
     }
 
     public func commitUpload(id: String, expected: Digest, expectedSize: Int64?) async throws -> Int64 {
@@ -416,26 +422,35 @@ public final class S3BlobStore: BlobStore {
         let liveHasher = hasher(held, for: state).flatMap { $0.algorithm == expected.algorithm ? $0 : nil }
         do {
             var verified = false
-            if let liveHasher {
+            // A `data` object completed before this request is read back whatever the hasher says.
+            let wasStaged = state.stagedSize != nil
+            if let liveHasher, !wasStaged {
                 let computed = liveHasher.finalize()
                 guard computed == expected else { throw BlobStoreError.digestMismatch(computed: computed) }
                 verified = true
             }
             if let expectedSize, expectedSize != size { throw BlobStoreError.sizeMismatch(actual: size) }
-            let source = try await assemble(id, &state)
+            var (source, etag) = try await assemble(id, &state)
+            // The hasher vouches for `data` only if the copy can be pinned to our completion.
+            if verified, source == dataKey(id), etag == nil { verified = false }
             if !verified {
-                let computed = try await hash(source, algorithm: expected.algorithm)
+                let computed: Digest
+                (computed, etag) = try await hash(source, etag: etag, algorithm: expected.algorithm)
                 guard computed == expected else { throw BlobStoreError.digestMismatch(computed: computed) }
             }
             let target = blobKey(expected)
             if try await client.headObject(target) == nil {
                 if let source {
-                    try await copy(from: source, to: target, size: size)
+                    try await copy(from: source, to: target, size: size, ifMatch: etag)
                 } else {
                     try await client.putObject(target, body: ByteBuffer())
                 }
             }
             try await removeUpload(id, state: state, thorough: false)
+        } catch S3Error.preconditionFailed {
+            // Another request completed this upload's bytes anew while we read or copied them.
+            release(id, hasher: nil, size: 0)
+            throw BlobStoreError.uploadBusy
         } catch {
             release(id, hasher: liveHasher == nil ? nil : held?.hasher, size: size, token: state.token)
             throw error
@@ -445,9 +460,9 @@ public final class S3BlobStore: BlobStore {
     }
 
     /// A server-side copy; past S3's 5 GiB limit for one copy, part by part.
-    private func copy(from source: String, to target: String, size: Int64) async throws {
+    private func copy(from source: String, to target: String, size: Int64, ifMatch etag: String?) async throws {
         guard size > Self.maxSingleCopy else {
-            try await client.copyObject(from: source, to: target)
+            try await client.copyObject(from: source, to: target, ifMatch: etag)
             return
         }
         let upload = try await client.createMultipartUpload(target)
@@ -458,7 +473,8 @@ public final class S3BlobStore: BlobStore {
             while at < size {
                 let end = min(at + step, size)
                 let number = parts.count + 1
-                parts.append((number, try await client.uploadPartCopy(target, uploadID: upload, number: number, source: source, range: at..<end)))
+                parts.append((number, try await client.uploadPartCopy(target, uploadID: upload, number: number, source: source,
+                                                                   range: at..<end, ifMatch: etag)))
                 at = end
             }
             try await client.completeMultipartUpload(target, uploadID: upload, parts: parts)

@@ -337,8 +337,10 @@ public final class S3Client: Sendable {
     /// Streams `range` of an object to `sink` as it arrives (HTTP backpressure: the next bytes are
     /// read once `sink` returns). Throws `notFound` for a missing object and `malformedResponse`
     /// if fewer or more bytes than asked for arrive. A failure before the first byte is retried.
-    public func getObject(_ key: String, range: Range<Int64>?, into sink: (ByteBuffer) async throws -> Void) async throws {
+    public func getObject(_ key: String, range: Range<Int64>?, ifMatch etag: String? = nil,
+                          into sink: (ByteBuffer) async throws -> Void) async throws {
         var headers: [(String, String)] = []
+        if let etag { headers.append(("If-Match", Self.quoted(etag))) }
         if let range {
             guard !range.isEmpty else { return }
             headers.append(("Range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)"))
@@ -394,9 +396,24 @@ public final class S3Client: Sendable {
 
     /// Server-side copy of a whole object (S3 allows this up to 5 GiB; larger objects are copied
     /// part by part with `copyLargeObject`).
-    public func copyObject(from source: String, to key: String) async throws {
-        let r = try await send(.PUT, key: key, headers: [("x-amz-copy-source", copySource(source))], operation: "CopyObject")
+    /// With `ifMatch`, the copy happens only if the source still has that ETag (`preconditionFailed`).
+    public func copyObject(from source: String, to key: String, ifMatch etag: String? = nil) async throws {
+        var headers = [("x-amz-copy-source", copySource(source))]
+        if let etag { headers += Self.copyIfMatch(etag) }
+        let r = try await send(.PUT, key: key, headers: headers, operation: "CopyObject")
         _ = try Self.xml(r, "CopyObject")
+    }
+
+    /// The condition of a copy on its source's ETag, by S3's name and by the one Ceph's RGW reads
+    /// (up to at least 16.2, which ignores the former).
+    static func copyIfMatch(_ etag: String) -> [(String, String)] {
+        [("x-amz-copy-source-if-match", quoted(etag)), ("x-amz-copy-if-match", quoted(etag))]
+    }
+
+    /// An ETag in the quoted form conditional headers compare.
+    static func quoted(_ etag: String) -> String {
+        let bare = etag.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        return "\"\(bare)\""
     }
 
     func copySource(_ key: String) -> String {
@@ -457,8 +474,10 @@ public final class S3Client: Sendable {
     }
 
     /// Makes part `number` a server-side copy of `range` of the object `source` (whole when nil).
-    public func uploadPartCopy(_ key: String, uploadID: String, number: Int, source: String, range: Range<Int64>? = nil) async throws -> String {
+    public func uploadPartCopy(_ key: String, uploadID: String, number: Int, source: String, range: Range<Int64>? = nil,
+                               ifMatch etag: String? = nil) async throws -> String {
         var headers = [("x-amz-copy-source", copySource(source))]
+        if let etag { headers += Self.copyIfMatch(etag) }
         if let range { headers.append(("x-amz-copy-source-range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)")) }
         let r = try await send(.PUT, key: key, query: [("partNumber", String(number)), ("uploadId", uploadID)], headers: headers,
                                operation: "UploadPartCopy")
@@ -467,7 +486,9 @@ public final class S3Client: Sendable {
         return etag
     }
 
-    public func completeMultipartUpload(_ key: String, uploadID: String, parts: [(number: Int, etag: String)]) async throws {
+    /// Returns the completed object's ETag (nil if the answer has none: Ceph 16's is empty).
+    @discardableResult
+    public func completeMultipartUpload(_ key: String, uploadID: String, parts: [(number: Int, etag: String)]) async throws -> String? {
         var xml = "<CompleteMultipartUpload>"
         for p in parts {
             xml += "<Part><PartNumber>\(p.number)</PartNumber><ETag>\(S3XML.escape(p.etag))</ETag></Part>"
@@ -475,7 +496,8 @@ public final class S3Client: Sendable {
         xml += "</CompleteMultipartUpload>"
         let r = try await send(.POST, key: key, query: [("uploadId", uploadID)], body: ByteBuffer(string: xml),
                                operation: "CompleteMultipartUpload", timeout: .seconds(900))
-        _ = try Self.xml(r, "CompleteMultipartUpload")
+        let etag = try Self.xml(r, "CompleteMultipartUpload").value("ETag")
+        return etag.flatMap { $0.isEmpty ? nil : $0 }
     }
 
     /// Aborts a multipart upload; one that is already gone is fine.

@@ -126,6 +126,30 @@ private func readAll(_ s: S3BlobStore, _ d: Digest, _ range: Range<Int64>) async
         #expect(try await b.readAllBytes(Digest.compute(theirs)) == theirs)
     }
 
+    /// What commits rely on to read and copy exactly the completed object they verified: the store
+    /// honours conditional reads and copies on the ETag a completion returned.
+    @Test func readsAndCopiesArePinnedToAnETag() async throws {
+        let s = try await S3TestService.store()
+        let c = s.client
+        let key = s.key("pinned"), other = s.key("copy")
+        let upload = try await c.createMultipartUpload(key)
+        let part = try await c.uploadPart(key, uploadID: upload, number: 1, body: ByteBuffer(string: "pinned bytes"))
+        // Ceph 16 answers a completion with an empty ETag: then the object's own is used.
+        let completed = try await c.completeMultipartUpload(key, uploadID: upload, parts: [(1, part)])
+        let head = try await c.headObject(key)
+        let etag = try #require(completed ?? head?.etag)
+        var read: [UInt8] = []
+        try await c.getObject(key, range: 0..<12, ifMatch: etag) { read += $0.readableBytesView }
+        #expect(read == Array("pinned bytes".utf8))
+        try await c.copyObject(from: key, to: other, ifMatch: etag)
+        #expect(try await c.headObject(other)?.size == 12)
+        try await c.putObject(key, body: ByteBuffer(string: "other bytes!"))
+        await #expect(throws: S3Error.preconditionFailed) {
+            try await c.getObject(key, range: 0..<12, ifMatch: etag) { _ in }
+        }
+        await #expect(throws: S3Error.preconditionFailed) { try await c.copyObject(from: key, to: other, ifMatch: etag) }
+    }
+
     /// An upload abandoned with a multipart upload open is stale after its age and cancelling it
     /// aborts the multipart upload; so is a multipart upload left without any state (a crash
     /// between starting it and recording it).
