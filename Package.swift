@@ -54,6 +54,16 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: strict),
+        // The S3-compatible blob backend: SigV4 over swift-crypto, an S3 client over AsyncHTTPClient.
+        .target(name: "S3Storage", dependencies: [
+            "OCIModel", "BlobStorage",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
         .target(name: "Access", dependencies: [
             "OCIModel", "RegistryStore",
             .product(name: "Crypto", package: "swift-crypto"),
@@ -85,7 +95,7 @@ let package = Package(
         // Opens the backends a configuration names and hands them to the core: the only target
         // besides the backends' own that knows them.
         .target(name: "Backends", dependencies: [
-            "RegistryCore", "RegistryStore", "BlobStorage", "SQLiteStore", "FileSystemStorage",
+            "RegistryCore", "RegistryStore", "BlobStorage", "SQLiteStore", "FileSystemStorage", "S3Storage",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         // Pull admission (locks, quarantine, then the checks features contribute, such as content
@@ -168,6 +178,14 @@ let package = Package(
         ], path: "Tests/Support/BlobStoreConformance", swiftSettings: strict),
         .testTarget(name: "OCIModelTests", dependencies: ["OCIModel"]),
         .testTarget(name: "BlobStorageTests", dependencies: ["BlobStorage", "FileSystemStorage", "BlobStoreConformance"]),
+        .testTarget(name: "S3StorageTests", dependencies: [
+            "S3Storage", "BlobStorage", "BlobStoreConformance", "OCIModel",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
         .testTarget(name: "RegistryStoreTests", dependencies: ["RegistryStore", "SQLiteStore", "MetadataStoreConformance"]),
         .testTarget(name: "RegistryCoreTests", dependencies: ["RegistryCore", "Backends"]),
         .testTarget(name: "AccessTests", dependencies: [

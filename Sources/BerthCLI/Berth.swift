@@ -116,6 +116,9 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw CLIError("cannot open the registry's data in \(settings.data): \(error)")
         }
+        // A remote blob store that cannot be used is reported at start with its reason (readyz
+        // only answers "not ready"); the server still starts, as the store may come up later.
+        do { try await backends.blobs.checkHealth() } catch { logger.warning("the blob store is not usable: \(error)") }
         let registry = Registry(blobs: backends.blobs, metadata: backends.metadata, configuration: registryConfiguration,
                                 logger: Logger(label: "berth.registry"))
         let access = try await AccessControl.open(store: backends.metadata, keyDirectory: settings.data + "/keys",

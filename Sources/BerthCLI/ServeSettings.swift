@@ -39,6 +39,21 @@ struct ServeSettings: Equatable {
     /// Which backend keeps the metadata, and which the blobs (the composition root opens them).
     var metadataStore: MetadataStoreKind = .sqlite
     var blobStore: BlobStoreKind = .filesystem
+    /// The S3 blob store (blob-store s3). Its key pair comes from BERTH_S3_ACCESS_KEY and
+    /// BERTH_S3_SECRET_KEY, else from the credentials file; it is read once settings are resolved.
+    var s3Endpoint: String?
+    var s3Region: String = "us-east-1"
+    var s3Bucket: String?
+    var s3Prefix: String = ""
+    var s3CredentialsFile: String?
+    var s3Credentials: S3KeyPair?
+
+    /// Compared, never printed: the description hides the secret.
+    struct S3KeyPair: Equatable, CustomStringConvertible {
+        let accessKey: String
+        let secretKey: String
+        var description: String { "S3KeyPair(accessKey: \(accessKey), secretKey: <redacted>)" }
+    }
 
     enum MetadataStoreKind: String, Equatable, CaseIterable {
         /// `metadata.sqlite` under `data`.
@@ -48,6 +63,8 @@ struct ServeSettings: Equatable {
     enum BlobStoreKind: String, Equatable, CaseIterable {
         /// `storage/` under `data`.
         case filesystem
+        /// An S3-compatible bucket (`s3-*` settings).
+        case s3
     }
 
     enum LogFormat: String, Equatable, CaseIterable {
@@ -135,8 +152,28 @@ struct ServeSettings: Equatable {
             s.metadataStore = try choice(v, "metadata store")
         },
         Spec(key: "blob-store", environment: "BERTH_BLOB_STORE", hasFlag: false, defaultText: "filesystem",
-             summary: "the blob backend: filesystem (storage/ under data)") { s, v throws(SettingError) in
+             summary: "the blob backend: filesystem (storage/ under data) or s3 (an S3-compatible bucket, see s3-*)") { s, v throws(SettingError) in
             s.blobStore = try choice(v, "blob store")
+        },
+        Spec(key: "s3-endpoint", environment: "BERTH_S3_ENDPOINT", hasFlag: false, defaultText: "-",
+             summary: "blob-store s3: the endpoint, http(s)://host[:port] (operator configuration: loopback and private addresses are allowed)") { s, v throws(SettingError) in
+            s.s3Endpoint = try nonEmpty(v)
+        },
+        Spec(key: "s3-region", environment: "BERTH_S3_REGION", hasFlag: false, defaultText: "us-east-1",
+             summary: "blob-store s3: the region requests are signed for") { s, v throws(SettingError) in
+            s.s3Region = try nonEmpty(v)
+        },
+        Spec(key: "s3-bucket", environment: "BERTH_S3_BUCKET", hasFlag: false, defaultText: "-",
+             summary: "blob-store s3: the bucket (it must exist), addressed path-style") { s, v throws(SettingError) in
+            s.s3Bucket = try nonEmpty(v)
+        },
+        Spec(key: "s3-prefix", environment: "BERTH_S3_PREFIX", hasFlag: false, defaultText: "-",
+             summary: "blob-store s3: key prefix inside the bucket, so registries can share one") { s, v throws(SettingError) in
+            s.s3Prefix = v
+        },
+        Spec(key: "s3-credentials-file", environment: "BERTH_S3_CREDENTIALS_FILE", hasFlag: false, defaultText: "-",
+             summary: "blob-store s3: a file only its owner may read, with the lines 'access-key: ...' and 'secret-key: ...' (BERTH_S3_ACCESS_KEY and BERTH_S3_SECRET_KEY take precedence)") { s, v throws(SettingError) in
+            s.s3CredentialsFile = try nonEmpty(v)
         },
         Spec(key: "registry-name", environment: "BERTH_REGISTRY_NAME", hasFlag: false, defaultText: "berth",
              summary: "the admin user's name") { s, v throws(SettingError) in
@@ -164,6 +201,8 @@ struct ServeSettings: Equatable {
     static let otherEnvironment: [(name: String, summary: String)] = [
         ("BERTH_CONFIG", "path of the configuration file (JSON or YAML); also --config"),
         ("BERTH_BOOTSTRAP_OWNER_PASSWORD", "the first owner's password (generated when unset)"),
+        ("BERTH_S3_ACCESS_KEY", "blob-store s3: the access key (with BERTH_S3_SECRET_KEY; else s3-credentials-file)"),
+        ("BERTH_S3_SECRET_KEY", "blob-store s3: the secret key"),
     ]
 
     /// The settings part of `berth serve --help`.
@@ -206,6 +245,9 @@ struct ServeSettings: Equatable {
         }
         if (settings.tlsCert == nil) != (settings.tlsKey == nil) {
             throw ValidationError("tls-cert and tls-key go together")
+        }
+        if settings.blobStore == .s3 {
+            try settings.resolveS3(environment: environment)
         }
         return settings
     }
@@ -315,6 +357,59 @@ extension ServeSettings {
 }
 
 extension ServeSettings {
+    /// blob-store s3: every setting it needs is there, the key pair is read, and together they make
+    /// a store (endpoint, bucket, region and prefix are checked; the bucket is not contacted here).
+    mutating func resolveS3(environment: [String: String]) throws {
+        guard let endpoint = s3Endpoint else { throw ValidationError("blob-store s3 needs s3-endpoint (BERTH_S3_ENDPOINT)") }
+        guard let bucket = s3Bucket else { throw ValidationError("blob-store s3 needs s3-bucket (BERTH_S3_BUCKET)") }
+        let access = environment["BERTH_S3_ACCESS_KEY"], secret = environment["BERTH_S3_SECRET_KEY"]
+        if access != nil || secret != nil {
+            guard let access, let secret, !access.isEmpty, !secret.isEmpty else {
+                throw ValidationError("BERTH_S3_ACCESS_KEY and BERTH_S3_SECRET_KEY go together and must not be empty")
+            }
+            s3Credentials = S3KeyPair(accessKey: access, secretKey: secret)
+        } else if let path = s3CredentialsFile {
+            s3Credentials = try Self.readS3Credentials(path)
+        } else {
+            throw ValidationError("blob-store s3 needs credentials: BERTH_S3_ACCESS_KEY and BERTH_S3_SECRET_KEY, or s3-credentials-file")
+        }
+        _ = (endpoint, bucket)
+        guard case .s3(let store) = backendConfiguration.blobs else { return }
+        if let problem = store.problem() { throw ValidationError("blob-store s3: \(problem)") }
+    }
+
+    /// `access-key: …` and `secret-key: …` lines of a file that only its owner can read.
+    static func readS3Credentials(_ path: String) throws -> S3KeyPair {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+              let contents = FileManager.default.contents(atPath: path)
+        else { throw ValidationError("cannot read s3-credentials-file \(path)") }
+        if let mode = attributes[.posixPermissions] as? Int, mode & 0o077 != 0 {
+            throw ValidationError("s3-credentials-file \(path) may be read by others (mode \(String(mode, radix: 8))): chmod 600 it")
+        }
+        guard contents.count <= 64 << 10 else { throw ValidationError("s3-credentials-file \(path) is larger than 64 KiB") }
+        var access: String?, secret: String?
+        for line in String(decoding: contents, as: UTF8.self).split(whereSeparator: \.isNewline) {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+            guard let colon = trimmed.firstIndex(of: ":") else {
+                throw ValidationError("s3-credentials-file \(path): lines are 'access-key: ...' and 'secret-key: ...'")
+            }
+            let key = trimmed[..<colon].trimmingCharacters(in: .whitespaces)
+            let value = trimmed[trimmed.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            switch key {
+            case "access-key": access = value
+            case "secret-key": secret = value
+            default: throw ValidationError("s3-credentials-file \(path): unknown key '\(key)' (use access-key and secret-key)")
+            }
+        }
+        guard let access, let secret, !access.isEmpty, !secret.isEmpty else {
+            throw ValidationError("s3-credentials-file \(path) needs both access-key and secret-key")
+        }
+        return S3KeyPair(accessKey: access, secretKey: secret)
+    }
+}
+
+extension ServeSettings {
     /// The backends these settings name, under the data directory.
     var backendConfiguration: BackendConfiguration {
         let metadata: BackendConfiguration.Metadata = switch metadataStore {
@@ -322,6 +417,8 @@ extension ServeSettings {
         }
         let blobs: BackendConfiguration.Blobs = switch blobStore {
         case .filesystem: .filesystem(root: data + "/storage")
+        case .s3: .s3(S3BlobSettings(endpoint: s3Endpoint ?? "", region: s3Region, bucket: s3Bucket ?? "", prefix: s3Prefix,
+                                     accessKey: s3Credentials?.accessKey ?? "", secretKey: s3Credentials?.secretKey ?? ""))
         }
         return BackendConfiguration(metadata: metadata, blobs: blobs)
     }

@@ -315,3 +315,91 @@ def creds(registry):
 def api(registry):
     """Raw-HTTP client, authenticated (Basic) when the registry needs it."""
     return registry.api()
+
+
+# --- S3: a real object store (Ceph RGW) for `blob-store s3` -------------------------------------
+
+class S3Service:
+    """The test object store: BERTH_TEST_S3_* when set (scripts/test started it), else started
+    once per run with scripts/services/ceph-rgw (which reuses a running one)."""
+
+    def __init__(self, env: Dict[str, str]):
+        self.endpoint = env["BERTH_TEST_S3_ENDPOINT"]
+        self.access_key = env["BERTH_TEST_S3_ACCESS_KEY"]
+        self.secret_key = env["BERTH_TEST_S3_SECRET_KEY"]
+        self.region = env.get("BERTH_TEST_S3_REGION", "us-east-1")
+
+    def request(self, method: str, bucket: str, query: Optional[Dict[str, str]] = None) -> requests.Response:
+        """An empty-bodied request, SigV4-signed here (a second, independent signer)."""
+        import datetime
+        import hashlib
+        import hmac
+        from urllib.parse import quote, urlsplit
+        query = query or {}
+        now = datetime.datetime.now(datetime.timezone.utc)
+        stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+        host = urlsplit(self.endpoint).netloc
+        empty = hashlib.sha256(b"").hexdigest()
+        cq = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items()))
+        headers = {"host": host, "x-amz-content-sha256": empty, "x-amz-date": stamp}
+        signed = ";".join(sorted(headers))
+        canonical = "\n".join([method, "/" + bucket, cq, "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed, empty])
+        scope = f"{day}/{self.region}/s3/aws4_request"
+        to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+        key = ("AWS4" + self.secret_key).encode()
+        for part in (day, self.region, "s3", "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        sig = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope},"
+                                    f"SignedHeaders={signed},Signature={sig}")
+        del headers["host"]
+        return requests.request(method, f"{self.endpoint}/{bucket}" + (f"?{cq}" if cq else ""), headers=headers, timeout=60)
+
+    def create_bucket(self) -> str:
+        name = "berth-it-" + secrets.token_hex(6)
+        r = self.request("PUT", name)
+        assert r.status_code == 200, r.text
+        return name
+
+    def keys(self, bucket: str, prefix: str = "") -> list:
+        import re
+        r = self.request("GET", bucket, {"list-type": "2", "prefix": prefix})
+        assert r.status_code == 200, r.text
+        return re.findall(r"<Key>([^<]+)</Key>", r.text)
+
+
+@pytest.fixture(scope="session")
+def s3_service():
+    env = dict(os.environ)
+    if "BERTH_TEST_S3_ENDPOINT" not in env:
+        out = subprocess.run([str(REPO_ROOT / "scripts/services/ceph-rgw"), "start"], capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        for line in out.stdout.splitlines():
+            if line.startswith("export ") and "=" in line:
+                k, v = line[len("export "):].split("=", 1)
+                env[k] = v
+    return S3Service(env)
+
+
+@pytest.fixture
+def s3_registry(s3_service, request):
+    """A fresh registry whose blobs live in a fresh bucket of the test object store. Yields
+    (server, bucket)."""
+    bucket = s3_service.create_bucket()
+    workdir = Path(tempfile.mkdtemp(prefix="berth-interop-s3-"))
+    server = RegistryServer(workdir)
+    server.extra_env.update({
+        "BERTH_BLOB_STORE": "s3", "BERTH_S3_ENDPOINT": s3_service.endpoint, "BERTH_S3_BUCKET": bucket,
+        "BERTH_S3_REGION": s3_service.region, "BERTH_S3_PREFIX": "reg",
+        "BERTH_S3_ACCESS_KEY": s3_service.access_key, "BERTH_S3_SECRET_KEY": s3_service.secret_key,
+    })
+    server.start()
+    try:
+        yield server, bucket
+    finally:
+        server.stop()
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            print(f"\n----- server log ({server.log_path}) -----\n{server.log_tail()}")
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -11,7 +11,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SOURCES = ROOT / "Sources"
 
-BACKENDS = {"SQLiteStore", "FileSystemStorage"}
+BACKENDS = {"SQLiteStore", "FileSystemStorage", "S3Storage"}
 # Features contribute routes and services; HTTPAPI and RegistryCore never import them.
 FEATURES = {"Webhooks", "Signing", "Tasks", "Scanning"}
 
@@ -32,7 +32,7 @@ def targets():
 
 def test_the_target_list_is_known():
     # A new target must be placed in this file's rules (and in docs/ARCHITECTURE.md).
-    known = {"OCIModel", "BlobStorage", "FileSystemStorage", "RegistryStore", "SQLiteStore", "Backends",
+    known = {"OCIModel", "BlobStorage", "FileSystemStorage", "S3Storage", "RegistryStore", "SQLiteStore", "Backends",
              "RegistryCore", "Access", "Admission", "HTTPAPI", "BerthAPIContract", "BerthCLI"} | FEATURES
     assert set(targets()) <= known | extra_targets(), set(targets()) - known - extra_targets()
 
@@ -66,7 +66,8 @@ def test_store_protocols_import_no_database():
 
 def test_backends_are_named_only_by_the_composition_root():
     allowed = {"SQLiteStore": {"Backends", "BerthCLI", "SQLiteStore"},
-               "FileSystemStorage": {"Backends", "FileSystemStorage"}}
+               "FileSystemStorage": {"Backends", "FileSystemStorage"},
+               "S3Storage": {"Backends", "S3Storage"}}
     for backend, who in allowed.items():
         users = {t for t in targets() if backend in imports(t)} | ({backend} if (SOURCES / backend).is_dir() else set())
         assert users <= who, (backend, users - who)

@@ -25,7 +25,7 @@ def _serve(args, env=None, timeout=30):
 def _readme_schema():
     """(key, environment variable) rows of the README's settings table."""
     text = (REPO_ROOT / "README.md").read_text()
-    rows = re.findall(r"^\| `([a-z-]+)` \| [^|]+ \| `(BERTH_[A-Z_]+)` \|", text, re.M)
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \| [^|]+ \| `(BERTH_[A-Z0-9_]+)` \|", text, re.M)
     assert len(rows) >= 10, rows
     return rows
 
@@ -37,7 +37,9 @@ def test_help_lists_every_setting_of_the_readme_schema():
         assert f"{key}" in flat and env in flat, (key, env, out)
     assert "BERTH_CONFIG" in flat and "BERTH_BOOTSTRAP_OWNER_PASSWORD" in flat
     # and nothing in the help that the README lacks
-    helped = set(re.findall(r"BERTH_[A-Z_]+", flat)) - {"BERTH_CONFIG", "BERTH_BOOTSTRAP_OWNER_PASSWORD"}
+    secrets = {"BERTH_S3_ACCESS_KEY", "BERTH_S3_SECRET_KEY"}  # read from the environment only
+    assert all(name in flat and name in (REPO_ROOT / "README.md").read_text() for name in secrets)
+    helped = set(re.findall(r"BERTH_[A-Z0-9_]+", flat)) - {"BERTH_CONFIG", "BERTH_BOOTSTRAP_OWNER_PASSWORD"} - secrets
     assert helped == {env for _, env in _readme_schema()}
 
 
@@ -68,9 +70,25 @@ def test_unknown_and_bad_settings_are_refused_with_their_source(tmp_path):
     cfg.write_text("metadata-store: postgres\n")
     r = _serve(["--config", str(cfg), "--data", str(tmp_path / "d")])
     assert r.returncode != 0 and "unknown metadata store 'postgres'" in r.stderr and "sqlite" in r.stderr, r.stderr
-    env = dict(os.environ, BERTH_BLOB_STORE="s3")
+    env = dict(os.environ, BERTH_BLOB_STORE="gcs")
     r = _serve(["--data", str(tmp_path / "d")], env=env)
-    assert r.returncode != 0 and "BERTH_BLOB_STORE" in r.stderr and "filesystem" in r.stderr, r.stderr
+    assert r.returncode != 0 and "BERTH_BLOB_STORE" in r.stderr and "filesystem, s3" in r.stderr, r.stderr
+    # blob-store s3 names what it lacks, and keeps its secret out of every message
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_S3_")}
+    env["BERTH_BLOB_STORE"] = "s3"
+    r = _serve(["--data", str(tmp_path / "d")], env=env)
+    assert r.returncode != 0 and "needs s3-endpoint" in r.stderr, r.stderr
+    env.update(BERTH_S3_ENDPOINT="http://127.0.0.1:1", BERTH_S3_BUCKET="b")
+    r = _serve(["--data", str(tmp_path / "d")], env=env)
+    assert r.returncode != 0 and "needs credentials" in r.stderr, r.stderr
+    keys = tmp_path / "s3-keys"
+    keys.write_text("access-key: AK\nsecret-key: not-to-be-seen\n")
+    keys.chmod(0o644)
+    r = _serve(["--data", str(tmp_path / "d")], env=dict(env, BERTH_S3_CREDENTIALS_FILE=str(keys)))
+    assert r.returncode != 0 and "may be read by others" in r.stderr and "chmod 600" in r.stderr, r.stderr
+    r = _serve(["--data", str(tmp_path / "d")], env=dict(env, BERTH_S3_ACCESS_KEY="AK", BERTH_S3_SECRET_KEY="not-to-be-seen"))
+    assert r.returncode != 0 and "is not a valid S3 bucket name" in r.stderr, r.stderr
+    assert "not-to-be-seen" not in r.stderr + r.stdout
 
 
 @pytest.mark.server_env(BERTH_LOG_FORMAT="json")

@@ -1,0 +1,79 @@
+"""`berth serve` with its blobs in an S3-compatible store (a real Ceph RGW, see
+scripts/services/ceph-rgw): images in and out with skopeo, a chunked upload, a ranged GET."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from helpers import Api, layout_blob, layout_descriptor, sha256_digest, skopeo, umoci_image
+
+pytestmark = pytest.mark.berth_only
+
+
+def test_images_chunked_uploads_and_ranges_on_s3(s3_registry, s3_service, tmp_path):
+    server, bucket = s3_registry
+    host, creds = server.host, server.creds
+    api = Api(host, auth=creds)
+
+    # A multi-layer image, one layer too big to be kept inline (random bytes do not compress).
+    layout = tmp_path / "src"
+    digest = umoci_image(layout, "v1", [
+        {"etc/hello.txt": b"hello from layer 1\n"},
+        {"opt/random.bin": os.urandom(300 << 10)},
+        {"etc/hello.txt": b"layer 3\n"},
+    ], workdir=tmp_path)
+    layers = json.loads(layout_blob(layout, digest))["layers"]
+    skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:v1", f"docker://{host}/s3/app:v1", creds=creds)
+    out = tmp_path / "out"
+    skopeo("copy", "--src-tls-verify=false", f"docker://{host}/s3/app:v1", f"oci:{out}:v1", creds=creds)
+    assert layout_descriptor(out, "v1")["digest"] == digest
+    for layer in layers:
+        assert layout_blob(out, layer["digest"]) == layout_blob(layout, layer["digest"])
+    # The big layer's bytes are in the bucket, where the store puts blobs.
+    big = max(layers, key=lambda l: l["size"])["digest"].split(":")[1]
+    assert f"reg/blobs/sha256/{big[:2]}/{big}" in s3_service.keys(bucket, "reg/blobs/")
+
+    # A chunked upload of odd-sized PATCHes, more than one 16 MiB part in all.
+    data = os.urandom((16 << 20) + 1_234_567)
+    cuts = [0, 3_000_001, 3_000_002, 17_000_000, len(data)]
+    loc = api.start_upload("s3/chunked")
+    for a, b in zip(cuts, cuts[1:]):
+        r = api.req("PATCH", loc, data=data[a:b], headers={
+            "Content-Type": "application/octet-stream", "Content-Range": f"{a}-{b - 1}"}, timeout=120)
+        assert r.status_code == 202, (r.status_code, r.text)
+        assert r.headers["Range"] == f"0-{b - 1}"
+        loc = r.headers["Location"]
+    d = sha256_digest(data)
+    r = api.req("PUT", loc, params={"digest": d}, headers={"Content-Length": "0"}, timeout=120)
+    assert r.status_code == 201, (r.status_code, r.text)
+    assert not s3_service.keys(bucket, "reg/uploads/"), "the upload leaves nothing behind"
+
+    # Whole and ranged GETs stream from the store.
+    r = api.get_blob("s3/chunked", d)
+    assert r.status_code == 200 and r.content == data
+    start = (16 << 20) - 100  # across the part boundary
+    r = api.req("GET", f"/v2/s3/chunked/blobs/{d}", headers={"Range": f"bytes={start}-{start + 299}"})
+    assert r.status_code == 206, r.status_code
+    assert r.headers["Content-Range"] == f"bytes {start}-{start + 299}/{len(data)}"
+    assert r.content == data[start:start + 300]
+
+
+def test_a_wrong_secret_is_reported_at_start_and_never_logged(s3_service, tmp_path):
+    import requests
+    from conftest import RegistryServer
+    server = RegistryServer(tmp_path)
+    server.extra_env.update({
+        "BERTH_BLOB_STORE": "s3", "BERTH_S3_ENDPOINT": s3_service.endpoint, "BERTH_S3_BUCKET": s3_service.create_bucket(),
+        "BERTH_S3_ACCESS_KEY": s3_service.access_key, "BERTH_S3_SECRET_KEY": "wrong-" + s3_service.secret_key,
+    })
+    server.start()
+    try:
+        assert requests.get(server.base + "/readyz", timeout=10).status_code == 503
+    finally:
+        server.stop()
+    log = server.log_path.read_text()
+    assert "the blob store is not usable" in log and "SignatureDoesNotMatch" in log, log[-2000:]
+    assert s3_service.secret_key not in log
