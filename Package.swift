@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // The management API's request and response bodies, shared by the server and the CLI.
@@ -47,6 +48,14 @@ let package = Package(
         .target(name: "SQLiteStore", dependencies: [
             "OCIModel", "RegistryStore",
             .product(name: "GRDB", package: "GRDB.swift"),
+        ], swiftSettings: strict),
+        // The PostgreSQL metadata backend: the only target that imports PostgresNIO.
+        .target(name: "PostgresStore", dependencies: [
+            "OCIModel", "RegistryStore",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
         .target(name: "FileSystemStorage", dependencies: [
             "OCIModel", "BlobStorage",
@@ -169,6 +178,11 @@ let package = Package(
         .testTarget(name: "OCIModelTests", dependencies: ["OCIModel"]),
         .testTarget(name: "BlobStorageTests", dependencies: ["BlobStorage", "FileSystemStorage", "BlobStoreConformance"]),
         .testTarget(name: "RegistryStoreTests", dependencies: ["RegistryStore", "SQLiteStore", "MetadataStoreConformance"]),
+        .testTarget(name: "PostgresStoreTests", dependencies: [
+            "PostgresStore", "RegistryStore", "OCIModel", "MetadataStoreConformance",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+        ]),
         .testTarget(name: "RegistryCoreTests", dependencies: ["RegistryCore", "Backends"]),
         .testTarget(name: "AccessTests", dependencies: [
             "Access", "Backends", "SQLiteStore",

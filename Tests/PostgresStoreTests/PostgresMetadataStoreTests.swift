@@ -1,0 +1,126 @@
+import Foundation
+import OCIModel
+@testable import PostgresStore
+import RegistryStore
+import Testing
+
+/// What the conformance suite cannot say about PostgreSQL: migrations, hostile input, and the
+/// event log's order when several transactions append at once.
+@Suite struct PostgresMetadataStoreTests {
+    @Test func migrationsApplyOnceWhenTwoOpenersStartTogether() async throws {
+        let configuration = try await TestDatabase.freshSchema()
+        defer { Task { try? await TestDatabase.dropSchema(configuration) } }
+        async let first = PostgresMigrations.migrate(configuration, logger: TestDatabase.logger)
+        async let second = PostgresMigrations.migrate(configuration, logger: TestDatabase.logger)
+        let applied = try await [first, second].sorted { $0.count < $1.count }
+        #expect(applied == [[], Array(1...PostgresMigrations.latest)])
+        // Idempotent: a third open applies nothing, and the store works.
+        #expect(try await PostgresMigrations.migrate(configuration, logger: TestDatabase.logger) == [])
+        let store = try await PostgresMetadataStore.open(configuration, logger: TestDatabase.logger)
+        try await store.linkBlob(repository: "r", digest: Digest.compute(Array("b".utf8)), size: 1, inline: nil)
+        #expect(try await store.latestEventSequence() == 1)
+        await store.close()
+    }
+
+    @Test func aSchemaNewerThanTheBuildIsRefused() async throws {
+        let configuration = try await TestDatabase.freshSchema()
+        defer { Task { try? await TestDatabase.dropSchema(configuration) } }
+        try await PostgresMigrations.migrate(configuration, logger: TestDatabase.logger)
+        try await TestDatabase.execute(configuration, """
+            INSERT INTO berth_schema_migrations(version, applied_at) VALUES (\(PostgresMigrations.latest + 1), 0)
+            """)
+        let error = try await #require(throws: PostgresStoreError.self) {
+            _ = try await PostgresMetadataStore.open(configuration, logger: TestDatabase.logger)
+        }
+        #expect(error.message.contains("newer than this build"), "\(error)")
+        // A build with one more migration applies it.
+        let next = PostgresMigrations.all + [["CREATE TABLE later (id integer)"]]
+        #expect(try await PostgresMigrations.migrate(configuration, migrations: next + [["SELECT 1"]], logger: TestDatabase.logger)
+            == [PostgresMigrations.latest + 2])
+    }
+
+    @Test func hostileTextIsRefusedOrKeptVerbatimNeverRun() async throws {
+        try await TestDatabase.withStore { store in
+            // NUL cannot be stored in PostgreSQL text: a clear store error, on writes and on reads.
+            await #expect(throws: PostgresStoreError.self) { try await store.setSettingDocument("a\u{0}b", Data("1".utf8)) }
+            await #expect(throws: PostgresStoreError.self) { _ = try await store.tagTarget(repository: "r", tag: "t\u{0}") }
+            await #expect(throws: PostgresStoreError.self) {
+                try await store.appendAudit([AuditRecord(actor: "x\u{0}", address: "127.0.0.1", action: "login", target: "", outcome: "denied")])
+            }
+            let error = try await #require(throws: PostgresStoreError.self) {
+                try await store.linkBlob(repository: "r\u{0}", digest: Digest.compute([1]), size: 1, inline: nil)
+            }
+            #expect(error.sqlState == "22021" && error.description.contains("NUL"), "\(error)")
+            // Nothing of the refused writes was kept, and the store goes on working.
+            #expect(try await store.latestEventSequence() == 0)
+            // Quotes and SQL are values like any other.
+            let sneaky = "x'); DROP TABLE events; --"
+            try await store.setSettingDocument(sneaky, Data("\"\(sneaky)\"".utf8))
+            #expect(try await store.settingDocument(sneaky) == Data("\"\(sneaky)\"".utf8))
+            #expect(try await store.events(after: 0, limit: 10).map(\.detail) == [sneaky])
+            // Binary stays binary.
+            let bytes: [UInt8] = [0, 255, 0, 39, 92]
+            try await store.linkBlob(repository: "r", digest: Digest.compute(bytes), size: 5, inline: bytes)
+            #expect(try await store.inlineContent(Digest.compute(bytes)) == bytes)
+        }
+    }
+
+    /// A consumer that reads the log while many transactions append must see every event: sequence
+    /// numbers become visible in order, with no gap a later commit could fill.
+    @Test func theEventLogIsGapFreeInCommitOrderUnderConcurrentAppenders() async throws {
+        try await TestDatabase.withStore { store in
+            let writers = 8, perWriter = 15, total = writers * perWriter
+            let seen = try await withThrowingTaskGroup(of: [Int64].self) { group in
+                for w in 0..<writers {
+                    group.addTask {
+                        for i in 0..<perWriter {
+                            let bytes = Array("w\(w)-\(i)".utf8)
+                            try await store.linkBlob(repository: "repo\(w % 3)", digest: Digest.compute(bytes), size: Int64(bytes.count),
+                                                     inline: bytes)
+                        }
+                        return []
+                    }
+                }
+                // The reader moves its cursor as a consumer does: to the last event it was given.
+                group.addTask {
+                    var cursor: Int64 = 0
+                    var read: [Int64] = []
+                    while read.count < total {
+                        let page = try await store.events(after: cursor, limit: 7)
+                        read += page.map(\.sequence)
+                        cursor = page.last?.sequence ?? cursor
+                        if page.isEmpty { await Task.yield() }
+                    }
+                    return read
+                }
+                var all: [Int64] = []
+                for try await part in group { all += part }
+                return all
+            }
+            #expect(seen == Array(1...Int64(total)))
+            #expect(try await store.latestEventSequence() == Int64(total))
+        }
+    }
+
+    @Test func theURLIsReadAndRedacted() throws {
+        let c = try PostgresConfiguration(url: "postgres://berth:s3cr%40t@db.example:6432/registry")
+        #expect(c.host == "db.example" && c.port == 6432 && c.username == "berth" && c.password == "s3cr@t" && c.database == "registry")
+        #expect(c.tls == .require)
+        #expect(!c.description.contains("s3cr"))
+        #expect(try PostgresConfiguration(url: "postgres://u@127.0.0.1/d").tls == .disable)
+        #expect(try PostgresConfiguration(url: "postgres://u:p@h/d", password: "file").password == "file")
+        #expect(throws: PostgresStoreError.self) { try PostgresConfiguration(url: "mysql://u@h/d") }
+        #expect(throws: PostgresStoreError.self) { try PostgresConfiguration(url: "postgres://u@h/d?sslmode=maybe") }
+        #expect(PostgresConfiguration.redact("bad postgres://u:hunter2@h/d here") == "bad postgres://u:***@h/d here")
+    }
+
+    @Test func aWrongPasswordIsAClearErrorWithoutThePassword() async throws {
+        var c = try PostgresConfiguration(url: TestDatabase.url)
+        c.password = "not-the-password"
+        let error = try await #require(throws: PostgresStoreError.self) {
+            _ = try await PostgresMetadataStore.open(c, logger: TestDatabase.logger)
+        }
+        #expect(error.sqlState == "28P01", "\(error)")
+        #expect(!error.description.contains("not-the-password"))
+    }
+}
