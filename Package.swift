@@ -94,8 +94,9 @@ let package = Package(
         // Opens the backends a configuration names and hands them to the core: the only target
         // besides the backends' own that knows them.
         .target(name: "Backends", dependencies: [
-            "RegistryCore", "RegistryStore", "BlobStorage", "SQLiteStore", "FileSystemStorage",
+            "RegistryCore", "RegistryStore", "BlobStorage", "SQLiteStore", "PostgresStore", "FileSystemStorage",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
         // Pull admission (locks, quarantine, then the checks features contribute, such as content
         // trust): the one chain /v2/ reads and the Kubernetes admission endpoints both call.
