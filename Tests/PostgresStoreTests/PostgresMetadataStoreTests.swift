@@ -74,6 +74,8 @@ import Testing
             let writers = 8, perWriter = 15, total = writers * perWriter
             let finished = Flag()
             async let writing: Void = {
+                // Set also when a writer fails, so the reader below stops either way.
+                defer { finished.set() }
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for w in 0..<writers {
                         group.addTask {
@@ -86,7 +88,6 @@ import Testing
                     }
                     try await group.waitForAll()
                 }
-                finished.set()
             }()
             // The reader moves its cursor as a consumer does: to the last event it was given, until
             // the writers are done and nothing is left.
@@ -106,6 +107,48 @@ import Testing
             #expect(seen == Array(1...Int64(total)))
             #expect(try await store.latestEventSequence() == Int64(total))
         }
+    }
+
+    /// The property itself, without a race to win: while one transaction that appended an event is
+    /// still open, a second appender waits for it, so a consumer reading meanwhile sees neither
+    /// and then both, in order. (With a sequence, the second would commit first and a consumer
+    /// would move its cursor past the first.)
+    @Test func aLaterAppenderWaitsUntilAnEarlierOneCommits() async throws {
+        let configuration = try await TestDatabase.freshSchema()
+        defer { Task { try? await TestDatabase.dropSchema(configuration) } }
+        let store = try await PostgresMetadataStore.open(configuration, logger: TestDatabase.logger)
+        let first = try await TestDatabase.connect(configuration)
+        let watcher = try await TestDatabase.connect(configuration)
+        let tx = Tx(conn: first, logger: TestDatabase.logger)
+        // An appending transaction as the store runs one, left open.
+        try await tx.exec("BEGIN")
+        try await tx.exec("SELECT last FROM event_counter WHERE id = 1 FOR UPDATE")
+        try await PostgresMetadataStore.appendEvent(tx, nil, .setting, "", detail: "first")
+        let xid = try await tx.value("SELECT pg_current_xact_id()::text", String.self)!
+        let laterDone = Flag()
+        let later = Task {
+            defer { laterDone.set() }
+            try await store.setSettingDocument("second", Data("1".utf8))
+        }
+        // Until the later appender either waits for the open transaction or is done.
+        let w = Tx(conn: watcher, logger: TestDatabase.logger)
+        while !laterDone.value {
+            let waiting = try await w.value("""
+                SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid' AND transactionid::text = \(xid)
+                """, Int.self) ?? 0
+            if waiting > 0 { break }
+            await Task.yield()
+        }
+        let readMeanwhile = try await store.events(after: 0, limit: 10)
+        try await tx.exec("COMMIT")
+        try await later.value
+        let readAfter = try await store.events(after: readMeanwhile.last?.sequence ?? 0, limit: 10)
+        #expect(readMeanwhile.isEmpty)
+        #expect((readMeanwhile + readAfter).map(\.detail) == ["first", "second"])
+        #expect((readMeanwhile + readAfter).map(\.sequence) == [1, 2])
+        try? await first.close()
+        try? await watcher.close()
+        await store.close()
     }
 
     @Test func theURLIsReadAndRedacted() throws {

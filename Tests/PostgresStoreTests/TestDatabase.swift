@@ -45,12 +45,17 @@ enum TestDatabase {
         try await execute(c, "DROP SCHEMA IF EXISTS \(schema) CASCADE")
     }
 
-    /// Runs one statement (test set-up only: the text is made here, never from input).
-    static func execute(_ c: PostgresConfiguration, _ sql: String) async throws {
+    /// A connection of the test's own, on the schema of `c`.
+    static func connect(_ c: PostgresConfiguration) async throws -> PostgresConnection {
         var config = PostgresConnection.Configuration(host: c.host, port: c.port, username: c.username, password: c.password,
                                                       database: c.database, tls: .disable)
         if let schema = c.schema { config.options.additionalStartupParameters = [("search_path", schema)] }
-        let conn = try await PostgresConnection.connect(configuration: config, id: 1, logger: logger)
+        return try await PostgresConnection.connect(configuration: config, id: 1, logger: logger)
+    }
+
+    /// Runs one statement (test set-up only: the text is made here, never from input).
+    static func execute(_ c: PostgresConfiguration, _ sql: String) async throws {
+        let conn = try await connect(c)
         do {
             try await conn.query(PostgresQuery(unsafeSQL: sql), logger: logger)
             try await conn.close()
