@@ -113,7 +113,9 @@ public final class PostgresMetadataStore: MetadataBackend, Service, CustomString
                     try await tx.exec("COMMIT")
                     return value
                 } catch {
-                    try? await tx.exec("ROLLBACK")
+                    // A connection that cannot roll back goes, rather than back to the pool with a
+                    // transaction still open on it.
+                    do { try await tx.exec("ROLLBACK") } catch { try? await conn.close() }
                     throw error
                 }
             }
