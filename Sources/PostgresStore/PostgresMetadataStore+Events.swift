@@ -15,14 +15,14 @@ extension PostgresMetadataStore {
     /// An event whose action this build does not know fails the read (`UnknownStoredValue`): skipping
     /// it would let a consumer's cursor pass an event it never saw.
     private static func event(_ row: Row) throws -> Event {
-        let raw = try row.get("action", String.self)
+        let raw = try row.decode("action", String.self)
         guard let action = EventAction(rawValue: raw) else { throw UnknownStoredValue(field: "event action", value: raw) }
-        return Event(sequence: try row.get("seq"), timestamp: try row.date("at"), action: action,
-                     repository: try row.get("repository"), digest: try row.get("digest"), tag: try row.get("tag"),
-                     mediaType: try row.get("media_type"), size: try row.get("size"), detail: try row.get("detail"),
-                     actor: try row.get("actor"), address: try row.get("address"), requestID: try row.get("request_id"),
-                     requestHost: try row.get("request_host"), requestMethod: try row.get("request_method"),
-                     userAgent: try row.get("user_agent"))
+        return Event(sequence: try row.decode("seq"), timestamp: try row.date("at"), action: action,
+                     repository: try row.decode("repository"), digest: try row.decode("digest"), tag: try row.decode("tag"),
+                     mediaType: try row.decode("media_type"), size: try row.decode("size"), detail: try row.decode("detail"),
+                     actor: try row.decode("actor"), address: try row.decode("address"), requestID: try row.decode("request_id"),
+                     requestHost: try row.decode("request_host"), requestMethod: try row.decode("request_method"),
+                     userAgent: try row.decode("user_agent"))
     }
 
     public func events(after: Int64, limit: Int) async throws -> [Event] {
@@ -49,9 +49,9 @@ extension PostgresMetadataStore {
     private static let consumerColumns = "name, cursor, paused, attempts, next_attempt_at, last_error, updated_at"
 
     private static func consumer(_ row: Row) throws -> EventConsumerRecord {
-        EventConsumerRecord(name: try row.get("name"), cursor: try row.get("cursor"), paused: try row.get("paused"),
-                            attempts: try row.get("attempts"), nextAttemptAt: try row.optionalDate("next_attempt_at"),
-                            lastError: try row.get("last_error"), updatedAt: try row.date("updated_at"))
+        EventConsumerRecord(name: try row.decode("name"), cursor: try row.decode("cursor"), paused: try row.decode("paused"),
+                            attempts: try row.decode("attempts"), nextAttemptAt: try row.optionalDate("next_attempt_at"),
+                            lastError: try row.decode("last_error"), updatedAt: try row.date("updated_at"))
     }
 
     public func eventConsumers() async throws -> [EventConsumerRecord] {
@@ -120,7 +120,7 @@ extension PostgresMetadataStore {
     public func loadAccessState() async throws -> (version: Int64, document: Data)? {
         try await single { tx in
             guard let row = try await tx.one("SELECT version, document FROM access_state WHERE id = 1") else { return nil }
-            return (version: try row.get(0, Int64.self), document: try row.get(1, Data.self))
+            return (version: try row.decode(0, Int64.self), document: try row.decode(1, Data.self))
         }
     }
 
@@ -169,9 +169,9 @@ extension PostgresMetadataStore {
                 SELECT seq, at, actor, address, action, target, outcome, detail FROM audit
                 WHERE at >= \(since.timeIntervalSince1970) ORDER BY seq LIMIT \(limit)
                 """).map {
-                AuditRecord(sequence: try $0.get("seq"), timestamp: try $0.date("at"), actor: try $0.get("actor"),
-                            address: try $0.get("address"), action: try $0.get("action"), target: try $0.get("target"),
-                            outcome: try $0.get("outcome"), detail: try $0.get("detail"))
+                AuditRecord(sequence: try $0.decode("seq"), timestamp: try $0.date("at"), actor: try $0.decode("actor"),
+                            address: try $0.decode("address"), action: try $0.decode("action"), target: try $0.decode("target"),
+                            outcome: try $0.decode("outcome"), detail: try $0.decode("detail"))
             }
         }
     }
@@ -185,12 +185,12 @@ extension PostgresMetadataStore {
         """
 
     private static func webhook(_ row: Row) throws -> WebhookRecord {
-        WebhookRecord(name: try row.get("name"), uri: try row.get("uri"),
-                      actions: decodeJSON([String].self, try row.get("actions", String.self)) ?? [],
-                      scope: try row.get("scope"),
-                      headers: decodeJSON([String: String].self, try row.get("headers", String.self)) ?? [:],
-                      sealedSecret: try row.get("sealed_secret"), enabled: try row.get("enabled"), createdAt: try row.date("created_at"),
-                      cursor: try row.get("cursor"), attempts: try row.get("attempts"), nextAttemptAt: try row.optionalDate("next_attempt_at"))
+        WebhookRecord(name: try row.decode("name"), uri: try row.decode("uri"),
+                      actions: decodeJSON([String].self, try row.decode("actions", String.self)) ?? [],
+                      scope: try row.decode("scope"),
+                      headers: decodeJSON([String: String].self, try row.decode("headers", String.self)) ?? [:],
+                      sealedSecret: try row.decode("sealed_secret"), enabled: try row.decode("enabled"), createdAt: try row.date("created_at"),
+                      cursor: try row.decode("cursor"), attempts: try row.decode("attempts"), nextAttemptAt: try row.optionalDate("next_attempt_at"))
     }
 
     public func webhooks() async throws -> [WebhookRecord] {
@@ -275,10 +275,10 @@ extension PostgresMetadataStore {
                 SELECT id, webhook, event_seq, action, attempt, status_code, latency_ms, error, at, payload FROM webhook_deliveries
                 WHERE webhook = \(webhook) ORDER BY id DESC LIMIT \(limit)
                 """).map {
-                WebhookDelivery(id: try $0.get("id"), webhook: try $0.get("webhook"), eventSequence: try $0.get("event_seq"),
-                                action: try $0.get("action"), attempt: try $0.get("attempt"), statusCode: try $0.get("status_code"),
-                                latencyMilliseconds: try $0.get("latency_ms"), error: try $0.get("error"), timestamp: try $0.date("at"),
-                                payload: try $0.get("payload"))
+                WebhookDelivery(id: try $0.decode("id"), webhook: try $0.decode("webhook"), eventSequence: try $0.decode("event_seq"),
+                                action: try $0.decode("action"), attempt: try $0.decode("attempt"), statusCode: try $0.decode("status_code"),
+                                latencyMilliseconds: try $0.decode("latency_ms"), error: try $0.decode("error"), timestamp: try $0.date("at"),
+                                payload: try $0.decode("payload"))
             }
         }
     }

@@ -75,7 +75,7 @@ extension PostgresMetadataStore {
     static func stampUntagged(_ tx: Tx, _ repo: Int64, _ digest: String, tag: String, historyLimit: Int) async throws {
         // The tag history a soft-deleted manifest takes to the recycle bin (the newest `historyLimit` tags).
         if let row = try await tx.one("SELECT former_tags FROM manifests WHERE repo_id = \(repo) AND digest = \(digest)") {
-            var former = decodeJSON([String].self, try row.get(0, String?.self)) ?? []
+            var former = decodeJSON([String].self, try row.decode(0, String?.self)) ?? []
             former.removeAll { $0 == tag }
             former.append(tag)
             try await tx.exec("""
@@ -95,19 +95,19 @@ extension PostgresMetadataStore {
             SELECT digest, media_type, artifact_type, size, subject, created_at, unlive_since, quarantine_state
             FROM manifests WHERE repo_id = \(repo)
             """) {
-            let m = RepositoryGraph.Manifest(digest: try row.get("digest"), mediaType: try row.get("media_type"),
-                                             artifactType: try row.get("artifact_type"), size: try row.get("size"),
-                                             subject: try row.get("subject"), createdAt: try row.date("created_at"),
+            let m = RepositoryGraph.Manifest(digest: try row.decode("digest"), mediaType: try row.decode("media_type"),
+                                             artifactType: try row.decode("artifact_type"), size: try row.decode("size"),
+                                             subject: try row.decode("subject"), createdAt: try row.date("created_at"),
                                              unliveSince: try row.optionalDate("unlive_since"),
-                                             quarantineState: try quarantineState(try row.get("quarantine_state")))
+                                             quarantineState: try quarantineState(try row.decode("quarantine_state")))
             manifests[m.digest] = m
         }
         var children: [String: [String]] = [:]
         for row in try await tx.rows("SELECT parent, child FROM manifest_refs WHERE repo_id = \(repo) AND kind = 1") {
-            children[try row.get(0, String.self), default: []].append(try row.get(1))
+            children[try row.decode(0, String.self), default: []].append(try row.decode(1))
         }
         let tags = try await tx.rows("SELECT name, digest, updated_at FROM tags WHERE repo_id = \(repo)").map {
-            RepositoryGraph.Tag(name: try $0.get(0), digest: try $0.get(1), updatedAt: try $0.date("updated_at"))
+            RepositoryGraph.Tag(name: try $0.decode(0), digest: try $0.decode(1), updatedAt: try $0.date("updated_at"))
         }
         return RepositoryGraph(repository: name, manifests: manifests, children: children, tags: tags)
     }
@@ -146,10 +146,10 @@ extension PostgresMetadataStore {
                     SELECT media_type, size, artifact_type, subject, annotations, created_at, quarantine_state, quarantine_reason, former_tags
                     FROM manifests WHERE repo_id = \(repo) AND digest = \(m.digest)
                     """) else { continue }
-                let mediaType = try row.get("media_type", String.self)
-                let size = try row.get("size", Int64.self)
+                let mediaType = try row.decode("media_type", String.self)
+                let size = try row.decode("size", Int64.self)
                 let tags = try await tx.rows("SELECT name FROM tags WHERE repo_id = \(repo) AND digest = \(m.digest) ORDER BY name")
-                    .map { try $0.get(0, String.self) }
+                    .map { try $0.decode(0, String.self) }
                 try await tx.exec("DELETE FROM tags WHERE repo_id = \(repo) AND digest = \(m.digest)")
                 for tag in tags {
                     if change.dropLocks {
@@ -158,17 +158,17 @@ extension PostgresMetadataStore {
                     try await Self.appendEvent(tx, origin, .tagDelete, repository, digest: m.digest, tag: tag, detail: EventAction.cascadeDetail)
                 }
                 if let until = softDeleteUntil {
-                    let former = Self.decodeJSON([String].self, try row.get("former_tags", String?.self)) ?? []
+                    let former = Self.decodeJSON([String].self, try row.decode("former_tags", String?.self)) ?? []
                     var history: [String] = []
                     for t in tags + (removedTags[m.digest] ?? []) + former.reversed() where !history.contains(t) { history.append(t) }
                     let entryReason = m.reason == "requested" ? reason : "\(reason): \(m.reason)"
                     let id = try await tx.value("""
                         INSERT INTO deleted_manifests(repo_id, digest, media_type, size, artifact_type, subject, annotations, created_at,
                                                       quarantine_state, quarantine_reason, deleted_at, expires_at, tags, reason)
-                        VALUES (\(repo), \(m.digest), \(mediaType), \(size), \(try row.get("artifact_type", String?.self)),
-                                \(try row.get("subject", String?.self)), \(try row.get("annotations", String?.self)),
-                                \(try row.get("created_at", Double.self)), \(try row.get("quarantine_state", String?.self)),
-                                \(try row.get("quarantine_reason", String?.self)), \(now), \(until.timeIntervalSince1970),
+                        VALUES (\(repo), \(m.digest), \(mediaType), \(size), \(try row.decode("artifact_type", String?.self)),
+                                \(try row.decode("subject", String?.self)), \(try row.decode("annotations", String?.self)),
+                                \(try row.decode("created_at", Double.self)), \(try row.decode("quarantine_state", String?.self)),
+                                \(try row.decode("quarantine_reason", String?.self)), \(now), \(until.timeIntervalSince1970),
                                 \(Self.json(history)), \(entryReason))
                         RETURNING id
                         """, Int64.self)!
@@ -210,7 +210,7 @@ extension PostgresMetadataStore {
             let names = try await tx.rows("""
                 SELECT DISTINCT e.repository FROM events e JOIN repositories r ON r.name = e.repository
                 WHERE e.seq > \(sequence) AND e.seq <= \(latest) ORDER BY e.repository
-                """).map { try $0.get(0, String.self) }
+                """).map { try $0.decode(0, String.self) }
             return (names, latest)
         }
     }
@@ -220,7 +220,7 @@ extension PostgresMetadataStore {
             try await tx.rows("""
                 SELECT DISTINCT r.name FROM manifests m JOIN repositories r ON r.id = m.repo_id
                 WHERE m.unlive_since IS NOT NULL AND m.unlive_since <= \(cutoff.timeIntervalSince1970) ORDER BY r.name
-                """).map { try $0.get(0, String.self) }
+                """).map { try $0.decode(0, String.self) }
         }
     }
 
@@ -238,8 +238,8 @@ extension PostgresMetadataStore {
                        OR EXISTS (SELECT 1 FROM blob_links WHERE repo_id = r.id))
                 ORDER BY r.name
                 """).map { row in
-                let updated = try row.get("updated", Double.self)
-                return RepositorySummary(name: try row.get("name"), manifests: try row.get("manifests"), tags: try row.get("tags"),
+                let updated = try row.decode("updated", Double.self)
+                return RepositorySummary(name: try row.decode("name"), manifests: try row.decode("manifests"), tags: try row.decode("tags"),
                                          createdAt: try row.date("created_at"),
                                          lastUpdatedAt: updated > 0 ? Date(timeIntervalSince1970: updated) : nil)
             }
@@ -251,9 +251,9 @@ extension PostgresMetadataStore {
     private static let deletedColumns = "id, digest, media_type, size, deleted_at, expires_at, tags, reason"
 
     private static func deleted(_ row: Row, repository: String) throws -> DeletedManifest {
-        DeletedManifest(id: try row.get("id"), repository: repository, digest: try row.get("digest"), mediaType: try row.get("media_type"),
-                        size: try row.get("size"), deletedAt: try row.date("deleted_at"), expiresAt: try row.date("expires_at"),
-                        tags: decodeJSON([String].self, try row.get("tags", String.self)) ?? [], reason: try row.get("reason"))
+        DeletedManifest(id: try row.decode("id"), repository: repository, digest: try row.decode("digest"), mediaType: try row.decode("media_type"),
+                        size: try row.decode("size"), deletedAt: try row.date("deleted_at"), expiresAt: try row.date("expires_at"),
+                        tags: decodeJSON([String].self, try row.decode("tags", String.self)) ?? [], reason: try row.decode("reason"))
     }
 
     public func deletedManifests(repository: String) async throws -> [DeletedManifest] {
@@ -286,12 +286,12 @@ extension PostgresMetadataStore {
                 try await tx.one("SELECT 1 FROM manifests WHERE repo_id = \(repo) AND digest = \(d)") != nil
             }
             func restore(_ row: Row) async throws {
-                let d = try row.get("digest", String.self)
+                let d = try row.decode("digest", String.self)
                 guard !seen.contains(d), try await !present(d) else { return }
                 seen.insert(d)
-                let id = try row.get("id", Int64.self)
+                let id = try row.decode("id", Int64.self)
                 let refs = try await tx.rows("SELECT child, kind FROM deleted_refs WHERE deleted_id = \(id)")
-                    .map { (child: try $0.get(0, String.self), kind: try $0.get(1, Int.self)) }
+                    .map { (child: try $0.decode(0, String.self), kind: try $0.decode(1, Int.self)) }
                 // Children first: an index comes back only with every manifest it lists.
                 for ref in refs where ref.kind == 1 {
                     if try await present(ref.child) { continue }
@@ -312,15 +312,15 @@ extension PostgresMetadataStore {
                 guard try await tx.one("SELECT 1 FROM blobs WHERE digest = \(d) AND inline IS NOT NULL") != nil else {
                     throw RestoreError.childMissing(d)
                 }
-                let mediaType = try row.get("media_type", String.self)
-                let size = try row.get("size", Int64.self)
+                let mediaType = try row.decode("media_type", String.self)
+                let size = try row.decode("size", Int64.self)
                 try await tx.exec("""
                     INSERT INTO manifests(repo_id, digest, media_type, size, artifact_type, subject, annotations, created_at,
                                           quarantine_state, quarantine_reason, unlive_since)
-                    VALUES (\(repo), \(d), \(mediaType), \(size), \(try row.get("artifact_type", String?.self)),
-                            \(try row.get("subject", String?.self)), \(try row.get("annotations", String?.self)),
-                            \(try row.get("created_at", Double.self)), \(try row.get("quarantine_state", String?.self)),
-                            \(try row.get("quarantine_reason", String?.self)), NULL)
+                    VALUES (\(repo), \(d), \(mediaType), \(size), \(try row.decode("artifact_type", String?.self)),
+                            \(try row.decode("subject", String?.self)), \(try row.decode("annotations", String?.self)),
+                            \(try row.decode("created_at", Double.self)), \(try row.decode("quarantine_state", String?.self)),
+                            \(try row.decode("quarantine_reason", String?.self)), NULL)
                     """)
                 try await tx.exec("""
                     INSERT INTO manifest_refs(repo_id, parent, child, kind) SELECT repo_id, \(d), child, kind FROM deleted_refs
@@ -331,7 +331,7 @@ extension PostgresMetadataStore {
                 try await Self.appendEvent(tx, origin, .restore, repository, digest: d, mediaType: mediaType, size: size)
                 restored.append(RestoredManifest(digest: d, tags: []))
                 // Referrers deleted together with it (its signatures, SBOMs) come back with it.
-                let deletedAt = try row.get("deleted_at", Double.self)
+                let deletedAt = try row.decode("deleted_at", Double.self)
                 for referrer in try await tx.rows("""
                     SELECT \(unescaped: Self.deletedRowColumns) FROM deleted_manifests
                     WHERE repo_id = \(repo) AND subject = \(d) AND deleted_at = \(deletedAt)
@@ -342,9 +342,9 @@ extension PostgresMetadataStore {
             try await restore(root)
             guard !restored.isEmpty else { throw RestoreError.notInRecycleBin }
 
-            let history = Self.decodeJSON([String].self, try root.get("tags", String.self)) ?? []
-            let rootMediaType = try root.get("media_type", String.self)
-            let rootSize = try root.get("size", Int64.self)
+            let history = Self.decodeJSON([String].self, try root.decode("tags", String.self)) ?? []
+            let rootMediaType = try root.decode("media_type", String.self)
+            let rootSize = try root.decode("size", Int64.self)
             var applied: [String] = []
             for tag in tags ?? history {
                 let current = try await tx.value("SELECT digest FROM tags WHERE repo_id = \(repo) AND name = \(tag)", String.self)
@@ -375,7 +375,7 @@ extension PostgresMetadataStore {
                 """)
             var out: [DeletedManifest] = []
             for row in rows {
-                let entry = try Self.deleted(row, repository: try row.get("repository"))
+                let entry = try Self.deleted(row, repository: try row.decode("repository"))
                 try await tx.exec("DELETE FROM deleted_refs WHERE deleted_id = \(entry.id)")
                 try await tx.exec("DELETE FROM deleted_manifests WHERE id = \(entry.id)")
                 try await Self.appendEvent(tx, origin, .softDeleteExpire, entry.repository, digest: entry.digest,
@@ -394,11 +394,11 @@ extension PostgresMetadataStore {
                 SELECT repository, kind, key, read_enabled, write_enabled, delete_enabled, list_enabled FROM locks
                 ORDER BY repository, kind, key
                 """).map { row in
-                let kind = try row.get("kind", Int.self)
-                let key = try row.get("key", String.self)
-                return LockRecord(repository: try row.get("repository"), tag: kind == 1 ? key : nil, digest: kind == 2 ? key : nil,
-                                  readEnabled: try row.get("read_enabled"), writeEnabled: try row.get("write_enabled"),
-                                  deleteEnabled: try row.get("delete_enabled"), listEnabled: try row.get("list_enabled"))
+                let kind = try row.decode("kind", Int.self)
+                let key = try row.decode("key", String.self)
+                return LockRecord(repository: try row.decode("repository"), tag: kind == 1 ? key : nil, digest: kind == 2 ? key : nil,
+                                  readEnabled: try row.decode("read_enabled"), writeEnabled: try row.decode("write_enabled"),
+                                  deleteEnabled: try row.decode("delete_enabled"), listEnabled: try row.decode("list_enabled"))
             }
         }
     }
@@ -438,7 +438,7 @@ extension PostgresMetadataStore {
                 SELECT r.name, l.digest FROM blob_links l JOIN repositories r ON r.id = l.repo_id
                 WHERE l.created_at < \(cutoff.timeIntervalSince1970) AND \(unescaped: Self.linkUnreferenced)
                 ORDER BY r.name, l.digest LIMIT \(limit)
-                """).map { (repository: try $0.get(0, String.self), digest: try $0.get(1, String.self)) }
+                """).map { (repository: try $0.decode(0, String.self), digest: try $0.decode(1, String.self)) }
         }
     }
 
@@ -468,7 +468,7 @@ extension PostgresMetadataStore {
             try await tx.rows("""
                 SELECT b.digest, b.size, b.inline IS NOT NULL FROM blobs b
                 WHERE b.created_at < \(cutoff.timeIntervalSince1970) AND \(unescaped: Self.blobUnreferenced) ORDER BY b.digest LIMIT \(limit)
-                """).map { StoredBlob(digest: try $0.get(0), size: try $0.get(1), inline: try $0.get(2)) }
+                """).map { StoredBlob(digest: try $0.decode(0), size: try $0.decode(1), inline: try $0.decode(2)) }
         }
     }
 
@@ -479,7 +479,7 @@ extension PostgresMetadataStore {
                   AND \(unescaped: Self.blobUnreferenced)
                 RETURNING b.digest, b.size, b.inline IS NOT NULL
                 """) else { return nil }
-            return StoredBlob(digest: try row.get(0), size: try row.get(1), inline: try row.get(2))
+            return StoredBlob(digest: try row.decode(0), size: try row.decode(1), inline: try row.decode(2))
         }
     }
 
@@ -492,12 +492,12 @@ extension PostgresMetadataStore {
             guard let row = try await tx.one("SELECT size, created_at FROM blobs WHERE digest = \(digest)") else { return nil }
             let repositories = try await tx.rows("""
                 SELECT r.name FROM blob_links l JOIN repositories r ON r.id = l.repo_id WHERE l.digest = \(digest)
-                """).map { try $0.get(0, String.self) }
+                """).map { try $0.decode(0, String.self) }
             let referenced = try await tx.value("""
                 SELECT EXISTS (SELECT 1 FROM manifests WHERE digest = \(digest)) OR EXISTS (SELECT 1 FROM deleted_manifests WHERE digest = \(digest))
                     OR EXISTS (SELECT 1 FROM manifest_refs WHERE child = \(digest)) OR EXISTS (SELECT 1 FROM deleted_refs WHERE child = \(digest))
                 """, Bool.self) ?? true
-            return BlobCollectionState(size: try row.get(0), createdAt: try row.date("created_at"), linkedRepositories: repositories,
+            return BlobCollectionState(size: try row.decode(0), createdAt: try row.date("created_at"), linkedRepositories: repositories,
                                        referenced: referenced)
         }
     }
@@ -514,8 +514,8 @@ extension PostgresMetadataStore {
                                OR EXISTS (SELECT 1 FROM tags WHERE repo_id = r.id) OR EXISTS (SELECT 1 FROM blob_links WHERE repo_id = r.id)),
                            (SELECT COUNT(*) FROM deleted_manifests)
                     """)!
-                return UsageRecord(repository: nil, bytes: try row.get(0), blobs: try row.get(1), manifests: try row.get(2),
-                                   tags: try row.get(3), repositories: try row.get(4), deletedManifests: try row.get(5))
+                return UsageRecord(repository: nil, bytes: try row.decode(0), blobs: try row.decode(1), manifests: try row.decode(2),
+                                   tags: try row.decode(3), repositories: try row.decode(4), deletedManifests: try row.decode(5))
             }
             guard let repo = try await Self.repoID(tx, repository) else { return nil }
             let row = try await tx.one("""
@@ -526,8 +526,8 @@ extension PostgresMetadataStore {
                        (SELECT COUNT(*) FROM manifests WHERE repo_id = \(repo)), (SELECT COUNT(*) FROM tags WHERE repo_id = \(repo)),
                        (SELECT COUNT(*) FROM deleted_manifests WHERE repo_id = \(repo))
                 """)!
-            return UsageRecord(repository: repository, bytes: try row.get(0), blobs: try row.get(1), manifests: try row.get(2),
-                               tags: try row.get(3), repositories: nil, deletedManifests: try row.get(4))
+            return UsageRecord(repository: repository, bytes: try row.decode(0), blobs: try row.decode(1), manifests: try row.decode(2),
+                               tags: try row.decode(3), repositories: nil, deletedManifests: try row.decode(4))
         }
     }
 
@@ -562,11 +562,11 @@ extension PostgresMetadataStore {
                 WHERE (\(kind?.rawValue)::text IS NULL OR kind = \(kind?.rawValue)) AND (\(name)::text IS NULL OR name = \(name))
                 ORDER BY id DESC LIMIT \(limit)
                 """).map {
-                let raw = try $0.get("kind", String.self)
+                let raw = try $0.decode("kind", String.self)
                 guard let kind = RunKind(rawValue: raw) else { throw UnknownStoredValue(field: "run kind", value: raw) }
-                return LifecycleRunRecord(id: try $0.get("id"), kind: kind, name: try $0.get("name"), dryRun: try $0.get("dry_run"),
+                return LifecycleRunRecord(id: try $0.decode("id"), kind: kind, name: try $0.decode("name"), dryRun: try $0.decode("dry_run"),
                                           startedAt: try $0.date("started_at"), finishedAt: try $0.date("finished_at"),
-                                          report: try $0.get("report"))
+                                          report: try $0.decode("report"))
             }
         }
     }
@@ -576,9 +576,9 @@ extension PostgresMetadataStore {
             try await tx.rows("""
                 SELECT name, cron, filters, ago, untagged, keep, created_at, last_run_at FROM purge_schedules ORDER BY name
                 """).map { row in
-                PurgeScheduleRecord(name: try row.get("name"), cron: try row.get("cron"),
-                                    filters: Self.decodeJSON([String].self, try row.get("filters", String.self)) ?? [],
-                                    ago: try row.get("ago"), untagged: try row.get("untagged"), keep: try row.get("keep"),
+                PurgeScheduleRecord(name: try row.decode("name"), cron: try row.decode("cron"),
+                                    filters: Self.decodeJSON([String].self, try row.decode("filters", String.self)) ?? [],
+                                    ago: try row.decode("ago"), untagged: try row.decode("untagged"), keep: try row.decode("keep"),
                                     createdAt: try row.date("created_at"), lastRunAt: try row.optionalDate("last_run_at"))
             }
         }

@@ -171,7 +171,7 @@ public final class PostgresMetadataStore: MetadataBackend, Service, CustomString
                   AND (EXISTS (SELECT 1 FROM tags WHERE repo_id = r.id) OR EXISTS (SELECT 1 FROM manifests WHERE repo_id = r.id)
                        OR EXISTS (SELECT 1 FROM blob_links WHERE repo_id = r.id))
                 ORDER BY name LIMIT \(limit)
-                """).map { try $0.get(0, String.self) }
+                """).map { try $0.decode(0, String.self) }
         }
     }
 
@@ -194,7 +194,7 @@ public final class PostgresMetadataStore: MetadataBackend, Service, CustomString
 
     public func inlineContent(_ digest: Digest) async throws -> [UInt8]? {
         try await single { tx in
-            try await tx.one("SELECT inline FROM blobs WHERE digest = \(digest.string)")?.get(0, ByteBuffer?.self).map { Array($0.readableBytesView) }
+            try await tx.one("SELECT inline FROM blobs WHERE digest = \(digest.string)")?.decode(0, ByteBuffer?.self).map { Array($0.readableBytesView) }
         }
     }
 
@@ -360,14 +360,14 @@ public final class PostgresMetadataStore: MetadataBackend, Service, CustomString
         """
 
     static func record(_ row: Row) throws -> ManifestRecord? {
-        guard let digest = try? Digest(parsing: try row.get("digest", String.self)) else { return nil }
-        let annotations = decodeJSON([String: String].self, try row.get("annotations", String?.self))
-        let subject = try row.get("subject", String?.self)
-        return ManifestRecord(digest: digest, mediaType: try row.get("media_type"), size: try row.get("size"),
-                              artifactType: try row.get("artifact_type"), subject: subject.flatMap { try? Digest(parsing: $0) },
+        guard let digest = try? Digest(parsing: try row.decode("digest", String.self)) else { return nil }
+        let annotations = decodeJSON([String: String].self, try row.decode("annotations", String?.self))
+        let subject = try row.decode("subject", String?.self)
+        return ManifestRecord(digest: digest, mediaType: try row.decode("media_type"), size: try row.decode("size"),
+                              artifactType: try row.decode("artifact_type"), subject: subject.flatMap { try? Digest(parsing: $0) },
                               annotations: annotations, createdAt: try row.date("created_at"),
-                              quarantineState: try quarantineState(try row.get("quarantine_state")),
-                              quarantineReason: try row.get("quarantine_reason"))
+                              quarantineState: try quarantineState(try row.decode("quarantine_state")),
+                              quarantineReason: try row.decode("quarantine_reason"))
     }
 
     public func manifest(repository: String, digest: Digest) async throws -> ManifestRecord? {
@@ -411,7 +411,7 @@ public final class PostgresMetadataStore: MetadataBackend, Service, CustomString
         try await read { tx in
             guard let repo = try await Self.repoID(tx, repository) else { return nil }
             return try await tx.rows("SELECT name FROM tags WHERE repo_id = \(repo) AND name > \(after ?? "") ORDER BY name LIMIT \(limit)")
-                .map { try $0.get(0, String.self) }
+                .map { try $0.decode(0, String.self) }
         }
     }
 
@@ -429,7 +429,7 @@ public final class PostgresMetadataStore: MetadataBackend, Service, CustomString
         try await read { tx in
             guard let repo = try await Self.repoID(tx, repository) else { return [] }
             return try await tx.rows("SELECT parent FROM manifest_refs WHERE repo_id = \(repo) AND child = \(child.string) AND kind = 1")
-                .compactMap { try? Digest(parsing: try $0.get(0, String.self)) }
+                .compactMap { try? Digest(parsing: try $0.decode(0, String.self)) }
         }
     }
 
@@ -453,7 +453,7 @@ public final class PostgresMetadataStore: MetadataBackend, Service, CustomString
             for f in u.followers {
                 guard let current = try await tx.one("""
                     SELECT quarantine_state FROM manifests WHERE repo_id = \(repo) AND digest = \(f.digest.string)
-                    """), try current.get(0, String?.self) == f.from.rawValue else { return .conflict }
+                    """), try current.decode(0, String?.self) == f.from.rawValue else { return .conflict }
             }
             try await tx.exec("""
                 UPDATE manifests SET quarantine_state = \(u.state.rawValue), quarantine_reason = \(u.reason)
@@ -466,7 +466,7 @@ public final class PostgresMetadataStore: MetadataBackend, Service, CustomString
                     """)
             }
             try await Self.appendEvent(tx, origin, .quarantine, u.repository, digest: u.digest.string,
-                                       mediaType: try row.get("media_type"), size: try row.get("size"),
+                                       mediaType: try row.decode("media_type"), size: try row.decode("size"),
                                        detail: u.state.rawValue + (u.reason.map { ": " + $0 } ?? ""))
             return .applied
         }
@@ -477,7 +477,7 @@ public final class PostgresMetadataStore: MetadataBackend, Service, CustomString
             try await tx.rows("""
                 SELECT r.name, m.digest FROM manifests m JOIN repositories r ON r.id = m.repo_id
                 WHERE m.quarantine_state IS NULL AND m.subject IS NULL ORDER BY r.name, m.digest LIMIT \(limit)
-                """).map { ManifestRef(repository: try $0.get(0), digest: try $0.get(1)) }
+                """).map { ManifestRef(repository: try $0.decode(0), digest: try $0.decode(1)) }
         }
     }
 
@@ -487,7 +487,7 @@ public final class PostgresMetadataStore: MetadataBackend, Service, CustomString
             for row in try await tx.rows("""
                 SELECT quarantine_state, COUNT(*) FROM manifests WHERE quarantine_state IS NOT NULL GROUP BY quarantine_state
                 """) {
-                if let state = try Self.quarantineState(try row.get(0, String.self)) { counts[state] = try row.get(1, Int.self) }
+                if let state = try Self.quarantineState(try row.decode(0, String.self)) { counts[state] = try row.decode(1, Int.self) }
             }
             return counts
         }
@@ -510,7 +510,7 @@ public final class PostgresMetadataStore: MetadataBackend, Service, CustomString
     private static func pending(_ tx: Tx, limit: Int) async throws -> (manifests: [ManifestRef], count: Int) {
         let count = try await tx.value("SELECT COUNT(*) FROM manifests WHERE quarantine_state = 'Pending'", Int.self) ?? 0
         let refs = try await tx.rows("\(unescaped: pendingSQL) LIMIT \(limit)")
-            .map { ManifestRef(repository: try $0.get(0), digest: try $0.get(1)) }
+            .map { ManifestRef(repository: try $0.decode(0), digest: try $0.decode(1)) }
         return (refs, count)
     }
 
@@ -523,8 +523,8 @@ public final class PostgresMetadataStore: MetadataBackend, Service, CustomString
         return try await write { tx in
             let listed = try await Self.pending(tx, limit: limit)
             for row in try await tx.rows("\(unescaped: Self.pendingSQL)") {
-                try await Self.appendEvent(tx, origin, .quarantine, try row.get(0), digest: try row.get(1), mediaType: try row.get(2),
-                                           size: try row.get(3), detail: "released: quarantine disabled")
+                try await Self.appendEvent(tx, origin, .quarantine, try row.decode(0), digest: try row.decode(1), mediaType: try row.decode(2),
+                                           size: try row.decode(3), detail: "released: quarantine disabled")
             }
             let count = try await tx.count("""
                 UPDATE manifests SET quarantine_state = NULL, quarantine_reason = NULL WHERE quarantine_state = 'Pending' RETURNING 1
@@ -542,7 +542,7 @@ public final class PostgresMetadataStore: MetadataBackend, Service, CustomString
                 JOIN manifest_refs mr ON mr.repo_id = r.id AND mr.child = \(digest.string) AND mr.kind = 0
                 JOIN manifests m ON m.repo_id = mr.repo_id AND m.digest = mr.parent
                 WHERE r.name = \(repository)
-                """)?.get(0, Bool?.self) == false
+                """)?.decode(0, Bool?.self) == false
         }
     }
 
@@ -572,16 +572,16 @@ public final class PostgresMetadataStore: MetadataBackend, Service, CustomString
 struct Row: Sendable {
     let raw: PostgresRandomAccessRow
 
-    func get<T: PostgresDecodable>(_ column: String, _ type: T.Type = T.self) throws -> T {
+    func decode<T: PostgresDecodable>(_ column: String, _ type: T.Type = T.self) throws -> T {
         try raw[column].decode(T.self, context: .default)
     }
 
-    func get<T: PostgresDecodable>(_ index: Int, _ type: T.Type = T.self) throws -> T {
+    func decode<T: PostgresDecodable>(_ index: Int, _ type: T.Type = T.self) throws -> T {
         try raw[index].decode(T.self, context: .default)
     }
 
-    func date(_ column: String) throws -> Date { Date(timeIntervalSince1970: try get(column, Double.self)) }
-    func optionalDate(_ column: String) throws -> Date? { try get(column, Double?.self).map(Date.init(timeIntervalSince1970:)) }
+    func date(_ column: String) throws -> Date { Date(timeIntervalSince1970: try decode(column, Double.self)) }
+    func optionalDate(_ column: String) throws -> Date? { try decode(column, Double?.self).map(Date.init(timeIntervalSince1970:)) }
 }
 
 /// Statements on one connection (inside a transaction or not).
@@ -605,7 +605,7 @@ struct Tx {
     /// The first column of the first row; nil when there is no row or the value is NULL.
     func value<T: PostgresDecodable>(_ query: PostgresQuery, _ type: T.Type) async throws -> T? {
         guard let row = try await one(query), row.raw[0].bytes != nil else { return nil }
-        return try row.get(0, T.self)
+        return try row.decode(0, T.self)
     }
 }
 
