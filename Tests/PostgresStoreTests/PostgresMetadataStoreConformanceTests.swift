@@ -4,7 +4,7 @@ import MetadataStoreConformance
 import Testing
 
 /// The PostgreSQL backend against the metadata store conformance suite, unchanged: every case gets
-/// a fresh, empty schema of its own on the test database. At most four cases at a time: a case
+/// a fresh, empty schema of its own on the test database. At most two cases at a time: a case
 /// mostly waits for commits (fsync), so a few overlap well, but a hundred schemas made at once
 /// would starve the suites that run beside it on a 2-core CI machine.
 @Suite struct PostgresMetadataStoreConformanceTests {
@@ -29,7 +29,7 @@ import Testing
         try await TestDatabase.dropSchema(configuration)
     }
 
-    static let limiter = Limiter(permits: 4)
+    static let limiter = Limiter(permits: 2)
 }
 
 /// At most `permits` holders at once; the others wait in order.

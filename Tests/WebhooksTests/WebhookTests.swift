@@ -6,6 +6,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import OCIModel
 import RegistryStore
 import Testing
@@ -45,12 +46,14 @@ final class Receiver: Sendable {
 /// The test receivers listen on loopback, which only an explicit allow list opens.
 let loopbackAllowed = try! OutboundPolicy(allow: "127.0.0.1/32")
 
-func setup(policy: OutboundPolicy = loopbackAllowed) throws -> (WebhookService, SQLiteMetadataStore) {
+/// `deliveryTimeout` is short for the test of a slow receiver; a test that never waits for one
+/// passes a long one, so a loaded machine cannot turn a slow answer into a failed attempt.
+func setup(policy: OutboundPolicy = loopbackAllowed, deliveryTimeout: TimeAmount = .seconds(1)) throws -> (WebhookService, SQLiteMetadataStore) {
     let dir = NSTemporaryDirectory() + "berth-hooks-" + UUID().uuidString
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
     let service = try WebhookService(store: store, events: store, keyDirectory: dir + "/keys", policy: policy, maxAttempts: 3,
-                                     deliveryTimeout: .seconds(1), backoffBase: 0.05)
+                                     deliveryTimeout: deliveryTimeout, backoffBase: 0.05)
     return (service, store)
 }
 
@@ -139,7 +142,8 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
         let receiver = Receiver()
         try await receiver.app().test(.live) { client in
             let port = try #require(client.port)
-            let (service, store) = try setup()
+            // Counts attempts exactly: a timed-out answer (CI under load) would be one more.
+            let (service, store) = try setup(deliveryTimeout: .seconds(60))
             _ = try await pushManifest(store, repo: "payments/api", tag: "before", seed: "0")   // before the webhook: not sent
             let (_, secret) = try await service.create(name: "ci", uri: "http://127.0.0.1:\(port)/hook", actions: ["push", "delete"],
                                                        scope: "payments/*:*", headers: ["X-Team": "payments"], enabled: true)
