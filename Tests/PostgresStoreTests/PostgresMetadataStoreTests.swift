@@ -9,35 +9,35 @@ import Testing
 /// event log's order when several transactions append at once.
 @Suite struct PostgresMetadataStoreTests {
     @Test func migrationsApplyOnceWhenTwoOpenersStartTogether() async throws {
-        let configuration = try await TestDatabase.freshSchema()
-        defer { Task { try? await TestDatabase.dropSchema(configuration) } }
-        async let first = PostgresMigrations.migrate(configuration, logger: TestDatabase.logger)
-        async let second = PostgresMigrations.migrate(configuration, logger: TestDatabase.logger)
-        let applied = try await [first, second].sorted { $0.count < $1.count }
-        #expect(applied == [[], Array(1...PostgresMigrations.latest)])
-        // Idempotent: a third open applies nothing, and the store works.
-        #expect(try await PostgresMigrations.migrate(configuration, logger: TestDatabase.logger) == [])
-        let store = try await PostgresMetadataStore.open(configuration, logger: TestDatabase.logger)
-        try await store.linkBlob(repository: "r", digest: Digest.compute(Array("b".utf8)), size: 1, inline: nil)
-        #expect(try await store.latestEventSequence() == 1)
-        await store.close()
+        try await TestDatabase.withSchema { configuration in
+            async let first = PostgresMigrations.migrate(configuration, logger: TestDatabase.logger)
+            async let second = PostgresMigrations.migrate(configuration, logger: TestDatabase.logger)
+            let applied = try await [first, second].sorted { $0.count < $1.count }
+            #expect(applied == [[], Array(1...PostgresMigrations.latest)])
+            // Idempotent: a third open applies nothing, and the store works.
+            #expect(try await PostgresMigrations.migrate(configuration, logger: TestDatabase.logger) == [])
+            let store = try await PostgresMetadataStore.open(configuration, logger: TestDatabase.logger)
+            try await store.linkBlob(repository: "r", digest: Digest.compute(Array("b".utf8)), size: 1, inline: nil)
+            #expect(try await store.latestEventSequence() == 1)
+            await store.close()
+        }
     }
 
     @Test func aSchemaNewerThanTheBuildIsRefused() async throws {
-        let configuration = try await TestDatabase.freshSchema()
-        defer { Task { try? await TestDatabase.dropSchema(configuration) } }
-        try await PostgresMigrations.migrate(configuration, logger: TestDatabase.logger)
-        try await TestDatabase.execute(configuration, """
-            INSERT INTO berth_schema_migrations(version, applied_at) VALUES (\(PostgresMigrations.latest + 1), 0)
-            """)
-        let error = try await #require(throws: PostgresStoreError.self) {
-            _ = try await PostgresMetadataStore.open(configuration, logger: TestDatabase.logger)
+        try await TestDatabase.withSchema { configuration in
+            try await PostgresMigrations.migrate(configuration, logger: TestDatabase.logger)
+            try await TestDatabase.execute(configuration, """
+                INSERT INTO berth_schema_migrations(version, applied_at) VALUES (\(PostgresMigrations.latest + 1), 0)
+                """)
+            let error = try await #require(throws: PostgresStoreError.self) {
+                _ = try await PostgresMetadataStore.open(configuration, logger: TestDatabase.logger)
+            }
+            #expect(error.message.contains("newer than this build"), "\(error)")
+            // A build that knows that version and one more applies only the one more.
+            let next = PostgresMigrations.all + [["CREATE TABLE later (id integer)"]]
+            #expect(try await PostgresMigrations.migrate(configuration, migrations: next + [["SELECT 1"]], logger: TestDatabase.logger)
+                == [PostgresMigrations.latest + 2])
         }
-        #expect(error.message.contains("newer than this build"), "\(error)")
-        // A build with one more migration applies it.
-        let next = PostgresMigrations.all + [["CREATE TABLE later (id integer)"]]
-        #expect(try await PostgresMigrations.migrate(configuration, migrations: next + [["SELECT 1"]], logger: TestDatabase.logger)
-            == [PostgresMigrations.latest + 2])
     }
 
     @Test func hostileTextIsRefusedOrKeptVerbatimNeverRun() async throws {
@@ -114,41 +114,41 @@ import Testing
     /// and then both, in order. (With a sequence, the second would commit first and a consumer
     /// would move its cursor past the first.)
     @Test func aLaterAppenderWaitsUntilAnEarlierOneCommits() async throws {
-        let configuration = try await TestDatabase.freshSchema()
-        defer { Task { try? await TestDatabase.dropSchema(configuration) } }
-        let store = try await PostgresMetadataStore.open(configuration, logger: TestDatabase.logger)
-        let first = try await TestDatabase.connect(configuration)
-        let watcher = try await TestDatabase.connect(configuration)
-        let tx = Tx(conn: first, logger: TestDatabase.logger)
-        // An appending transaction as the store runs one, left open.
-        try await tx.exec("BEGIN")
-        try await tx.exec("SELECT last FROM event_counter WHERE id = 1 FOR UPDATE")
-        try await PostgresMetadataStore.appendEvent(tx, nil, .setting, "", detail: "first")
-        let xid = try await tx.value("SELECT pg_current_xact_id()::text", String.self)!
-        let laterDone = Flag()
-        let later = Task {
-            defer { laterDone.set() }
-            try await store.setSettingDocument("second", Data("1".utf8))
+        try await TestDatabase.withSchema { configuration in
+            let store = try await PostgresMetadataStore.open(configuration, logger: TestDatabase.logger)
+            let first = try await TestDatabase.connect(configuration)
+            let watcher = try await TestDatabase.connect(configuration)
+            let tx = Tx(conn: first, logger: TestDatabase.logger)
+            // An appending transaction as the store runs one, left open.
+            try await tx.exec("BEGIN")
+            try await tx.exec("SELECT last FROM event_counter WHERE id = 1 FOR UPDATE")
+            try await PostgresMetadataStore.appendEvent(tx, nil, .setting, "", detail: "first")
+            let xid = try await tx.value("SELECT pg_current_xact_id()::text", String.self)!
+            let laterDone = Flag()
+            let later = Task {
+                defer { laterDone.set() }
+                try await store.setSettingDocument("second", Data("1".utf8))
+            }
+            // Until the later appender either waits for the open transaction or is done.
+            let w = Tx(conn: watcher, logger: TestDatabase.logger)
+            while !laterDone.value {
+                let waiting = try await w.value("""
+                    SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid' AND transactionid::text = \(xid)
+                    """, Int.self) ?? 0
+                if waiting > 0 { break }
+                await Task.yield()
+            }
+            let readMeanwhile = try await store.events(after: 0, limit: 10)
+            try await tx.exec("COMMIT")
+            try await later.value
+            let readAfter = try await store.events(after: readMeanwhile.last?.sequence ?? 0, limit: 10)
+            #expect(readMeanwhile.isEmpty)
+            #expect((readMeanwhile + readAfter).map(\.detail) == ["first", "second"])
+            #expect((readMeanwhile + readAfter).map(\.sequence) == [1, 2])
+            try? await first.close()
+            try? await watcher.close()
+            await store.close()
         }
-        // Until the later appender either waits for the open transaction or is done.
-        let w = Tx(conn: watcher, logger: TestDatabase.logger)
-        while !laterDone.value {
-            let waiting = try await w.value("""
-                SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid' AND transactionid::text = \(xid)
-                """, Int.self) ?? 0
-            if waiting > 0 { break }
-            await Task.yield()
-        }
-        let readMeanwhile = try await store.events(after: 0, limit: 10)
-        try await tx.exec("COMMIT")
-        try await later.value
-        let readAfter = try await store.events(after: readMeanwhile.last?.sequence ?? 0, limit: 10)
-        #expect(readMeanwhile.isEmpty)
-        #expect((readMeanwhile + readAfter).map(\.detail) == ["first", "second"])
-        #expect((readMeanwhile + readAfter).map(\.sequence) == [1, 2])
-        try? await first.close()
-        try? await watcher.close()
-        await store.close()
     }
 
     @Test func theURLIsReadAndRedacted() throws {

@@ -65,6 +65,19 @@ enum TestDatabase {
         }
     }
 
+    /// A fresh, empty schema, dropped after `body`.
+    static func withSchema<T>(_ body: (PostgresConfiguration) async throws -> T) async throws -> T {
+        let configuration = try await freshSchema()
+        do {
+            let value = try await body(configuration)
+            try await dropSchema(configuration)
+            return value
+        } catch {
+            try? await dropSchema(configuration)
+            throw error
+        }
+    }
+
     /// A fresh store on a schema of its own, closed and dropped after `body`.
     static func withStore<T>(_ body: (PostgresMetadataStore) async throws -> T) async throws -> T {
         let configuration = try await freshSchema()
