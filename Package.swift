@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // The management API's request and response bodies, shared by the server and the CLI.
@@ -47,6 +48,14 @@ let package = Package(
         .target(name: "SQLiteStore", dependencies: [
             "OCIModel", "RegistryStore",
             .product(name: "GRDB", package: "GRDB.swift"),
+        ], swiftSettings: strict),
+        // The PostgreSQL metadata backend: the only target that imports PostgresNIO.
+        .target(name: "PostgresStore", dependencies: [
+            "OCIModel", "RegistryStore",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
         .target(name: "FileSystemStorage", dependencies: [
             "OCIModel", "BlobStorage",
@@ -95,8 +104,9 @@ let package = Package(
         // Opens the backends a configuration names and hands them to the core: the only target
         // besides the backends' own that knows them.
         .target(name: "Backends", dependencies: [
-            "RegistryCore", "RegistryStore", "BlobStorage", "SQLiteStore", "FileSystemStorage", "S3Storage",
+            "RegistryCore", "RegistryStore", "BlobStorage", "SQLiteStore", "PostgresStore", "FileSystemStorage", "S3Storage",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
         // Pull admission (locks, quarantine, then the checks features contribute, such as content
         // trust): the one chain /v2/ reads and the Kubernetes admission endpoints both call.
@@ -187,6 +197,11 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "RegistryStoreTests", dependencies: ["RegistryStore", "SQLiteStore", "MetadataStoreConformance"]),
+        .testTarget(name: "PostgresStoreTests", dependencies: [
+            "PostgresStore", "RegistryStore", "OCIModel", "MetadataStoreConformance",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+        ]),
         .testTarget(name: "RegistryCoreTests", dependencies: ["RegistryCore", "Backends"]),
         .testTarget(name: "AccessTests", dependencies: [
             "Access", "Backends", "SQLiteStore",

@@ -2,17 +2,39 @@ import BlobStorage
 import FileSystemStorage
 import Foundation
 import Logging
+import PostgresStore
 import RegistryCore
 import RegistryStore
 import S3Storage
 import SQLiteStore
+import ServiceLifecycle
 
 /// Which backends hold a registry's metadata and blobs. The embedded default keeps both under one
 /// data directory; PostgreSQL and S3-compatible backends are added here as further cases.
 public struct BackendConfiguration: Sendable, Equatable {
-    public enum Metadata: Sendable, Equatable {
+    public enum Metadata: Sendable, Equatable, CustomStringConvertible {
         /// One SQLite database file.
         case sqlite(path: String)
+        /// A PostgreSQL database: a `postgres://` URL, its password in the URL or in `passwordFile`.
+        case postgres(url: String, passwordFile: String?)
+
+        /// Never shows a password.
+        public var description: String {
+            switch self {
+            case .sqlite(let path): "sqlite \(path)"
+            case .postgres(let url, _): "postgres " + PostgresConfiguration.redact(url)
+            }
+        }
+
+        /// Why `url` cannot name a PostgreSQL database (nil: it can). The answer never quotes it.
+        public static func postgresURLProblem(_ url: String) -> String? {
+            do {
+                _ = try PostgresConfiguration(url: url)
+                return nil
+            } catch {
+                return "\(error)"
+            }
+        }
     }
 
     public enum Blobs: Sendable, Equatable {
@@ -83,25 +105,45 @@ public struct S3BlobSettings: Sendable, Equatable, CustomStringConvertible {
 public struct Backends: Sendable {
     public let metadata: any MetadataBackend
     public let blobs: any BlobStore
+    /// What the backends need run while the registry runs (a connection pool), to be listed in the
+    /// service group before the server: they close after it has drained.
+    public let services: [any Service]
 
-    public init(metadata: any MetadataBackend, blobs: any BlobStore) {
+    public init(metadata: any MetadataBackend, blobs: any BlobStore, services: [any Service] = []) {
         self.metadata = metadata
         self.blobs = blobs
+        self.services = services
     }
 
-    public static func open(_ configuration: BackendConfiguration) throws -> Backends {
-        let metadata: any MetadataBackend
+    public static func open(_ configuration: BackendConfiguration, logger: Logger = Logger(label: "berth.backends")) async throws -> Backends {
+        let blobs = try openBlobs(configuration.blobs)
         switch configuration.metadata {
-        case .sqlite(let path): metadata = try SQLiteMetadataStore(path: path)
+        case .sqlite(let path):
+            return Backends(metadata: try SQLiteMetadataStore(path: path), blobs: blobs)
+        case .postgres(let url, let passwordFile):
+            let password = try passwordFile.map(readPasswordFile)
+            let store = try await PostgresMetadataStore.open(try PostgresConfiguration(url: url, password: password), logger: logger)
+            logger.info("metadata store opened", metadata: ["store": "\(store)"])
+            return Backends(metadata: store, blobs: blobs, services: [store])
         }
-        let blobs: any BlobStore
-        switch configuration.blobs {
-        case .filesystem(let root): blobs = try FileSystemBlobStore(root: root)
+    }
+
+    private static func openBlobs(_ configuration: BackendConfiguration.Blobs) throws -> any BlobStore {
+        switch configuration {
+        case .filesystem(let root): try FileSystemBlobStore(root: root)
         case .s3(let settings):
-            blobs = try S3BlobStore(client: S3Client(location: try settings.location(), logger: Logger(label: "berth.s3")),
-                                    prefix: settings.prefix, logger: Logger(label: "berth.s3"))
+            try S3BlobStore(client: S3Client(location: try settings.location(), logger: Logger(label: "berth.s3")),
+                            prefix: settings.prefix, logger: Logger(label: "berth.s3"))
         }
-        return Backends(metadata: metadata, blobs: blobs)
+    }
+
+    /// A password kept in a file (its first line).
+    private static func readPasswordFile(_ path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw PostgresStoreError("cannot read the PostgreSQL password file \(path)")
+        }
+        return String(text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+            .trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
     }
 
     /// Opens (creating on first use) the embedded default under `dataDirectory`, which holds keys,
@@ -110,7 +152,9 @@ public struct Backends: Sendable {
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: dataDirectory)
-        return try open(.embedded(dataDirectory: dataDirectory))
+        let configuration = BackendConfiguration.embedded(dataDirectory: dataDirectory)
+        guard case .sqlite(let path) = configuration.metadata else { preconditionFailure("the embedded default is SQLite") }
+        return Backends(metadata: try SQLiteMetadataStore(path: path), blobs: try openBlobs(configuration.blobs))
     }
 }
 

@@ -73,6 +73,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "How often lifecycle jobs (purge schedules, retention, recycle-bin expiry, periodic GC) are looked at, in seconds (env BERTH_LIFECYCLE_TICK_SECONDS, default 30).")
     var lifecycleTickSeconds: Double?
 
+    @Option(help: "The metadata backend: sqlite or postgres (env BERTH_METADATA_STORE, default sqlite; postgres needs postgres-url).")
+    var metadataStore: String?
+
     @Option(help: "Seconds SIGINT/SIGTERM waits for in-flight requests before exiting anyway; a second signal exits at once (env BERTH_SHUTDOWN_TIMEOUT, default 30).")
     var shutdownTimeout: Double?
 
@@ -83,6 +86,7 @@ struct Serve: AsyncParsableCommand {
             ("upload-max-age-seconds", uploadMaxAgeSeconds.map { String($0) }),
             ("lifecycle-tick-seconds", lifecycleTickSeconds.map { String($0) }),
             ("shutdown-timeout", shutdownTimeout.map { String($0) }),
+            ("metadata-store", metadataStore),
         ]
         return try ServeSettings.resolve(configPath: config, environment: environment,
                                          flags: flags.compactMap { f in f.value.map { (f.key, $0) } })
@@ -112,9 +116,12 @@ struct Serve: AsyncParsableCommand {
         // are handed the store protocols they need, never a backend.
         let backends: Backends
         do {
-            backends = try Backends.open(settings.backendConfiguration)
+            backends = try await Backends.open(settings.backendConfiguration, logger: Logger(label: "berth.backends"))
         } catch {
-            throw CLIError("cannot open the registry's data in \(settings.data): \(error)")
+            switch settings.backendConfiguration.metadata {
+            case .sqlite: throw CLIError("cannot open the registry's data in \(settings.data): \(error)")
+            case let metadata: throw CLIError("cannot open the metadata store (\(metadata)): \(error)")
+            }
         }
         // A remote blob store that cannot be used is reported at start with its reason (readyz
         // only answers "not ready"); the server still starts, as the store may come up later.
@@ -160,7 +167,9 @@ struct Serve: AsyncParsableCommand {
         logger.info("berth starting", metadata: ["version": "\(BerthVersion.string)", "listen": "\(host):\(port)", "data": "\(settings.data)"])
         // Signals are handled here rather than by the service group: the first SIGINT/SIGTERM
         // drains, a second one (or the timeout) ends the process; SIGHUP reloads TLS files.
-        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        // The backends' services come first: the group shuts down in reverse order, so the server
+        // drains before the metadata store's connections close.
+        let group = ServiceGroup(configuration: .init(services: backends.services + [app], logger: logger))
         let signals = SignalHandling(group: group, shutdownTimeout: settings.shutdownTimeoutSeconds, tls: tls, logger: logger)
         signals.install()
         do {

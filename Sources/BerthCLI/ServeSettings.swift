@@ -54,10 +54,16 @@ struct ServeSettings: Equatable {
         let secretKey: String
         var description: String { "S3KeyPair(accessKey: \(accessKey), secretKey: <redacted>)" }
     }
+    /// The PostgreSQL database of `metadata-store postgres` (a `postgres://` URL), and a file
+    /// holding its password (instead of the URL). Never on the command line, never logged.
+    var postgresURL: String?
+    var postgresPasswordFile: String?
 
     enum MetadataStoreKind: String, Equatable, CaseIterable {
         /// `metadata.sqlite` under `data`.
         case sqlite
+        /// The PostgreSQL database of `postgres-url`.
+        case postgres
     }
 
     enum BlobStoreKind: String, Equatable, CaseIterable {
@@ -147,9 +153,18 @@ struct ServeSettings: Equatable {
             guard let n = Int(v), n > 0 else { throw SettingError("'\(v)' is not a positive whole number") }
             s.maxConcurrentUploads = n
         },
-        Spec(key: "metadata-store", environment: "BERTH_METADATA_STORE", hasFlag: false, defaultText: "sqlite",
-             summary: "the metadata backend: sqlite (metadata.sqlite under data)") { s, v throws(SettingError) in
+        Spec(key: "metadata-store", environment: "BERTH_METADATA_STORE", hasFlag: true, defaultText: "sqlite",
+             summary: "the metadata backend: sqlite (metadata.sqlite under data) or postgres (postgres-url)") { s, v throws(SettingError) in
             s.metadataStore = try choice(v, "metadata store")
+        },
+        Spec(key: "postgres-url", environment: "BERTH_POSTGRES_URL", hasFlag: false, defaultText: "-",
+             summary: "the database of metadata-store postgres: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|require] (TLS required unless on loopback)") { s, v throws(SettingError) in
+            if let problem = BackendConfiguration.Metadata.postgresURLProblem(v) { throw SettingError(problem) }
+            s.postgresURL = v
+        },
+        Spec(key: "postgres-password-file", environment: "BERTH_POSTGRES_PASSWORD_FILE", hasFlag: false, defaultText: "-",
+             summary: "a file whose first line is the PostgreSQL password (instead of one in postgres-url)") { s, v throws(SettingError) in
+            s.postgresPasswordFile = try nonEmpty(v)
         },
         Spec(key: "blob-store", environment: "BERTH_BLOB_STORE", hasFlag: false, defaultText: "filesystem",
              summary: "the blob backend: filesystem (storage/ under data) or s3 (an S3-compatible bucket, see s3-*)") { s, v throws(SettingError) in
@@ -245,6 +260,13 @@ struct ServeSettings: Equatable {
         }
         if (settings.tlsCert == nil) != (settings.tlsKey == nil) {
             throw ValidationError("tls-cert and tls-key go together")
+        }
+        switch settings.metadataStore {
+        case .postgres where settings.postgresURL == nil:
+            throw ValidationError("metadata-store postgres needs postgres-url (or BERTH_POSTGRES_URL): postgres://USER@HOST:PORT/DATABASE")
+        case .sqlite where settings.postgresURL != nil || settings.postgresPasswordFile != nil:
+            throw ValidationError("postgres-url and postgres-password-file are for metadata-store postgres; the metadata store is sqlite")
+        default: break
         }
         if settings.blobStore == .s3 {
             try settings.resolveS3(environment: environment)
@@ -414,6 +436,7 @@ extension ServeSettings {
     var backendConfiguration: BackendConfiguration {
         let metadata: BackendConfiguration.Metadata = switch metadataStore {
         case .sqlite: .sqlite(path: data + "/metadata.sqlite")
+        case .postgres: .postgres(url: postgresURL ?? "", passwordFile: postgresPasswordFile)
         }
         let blobs: BackendConfiguration.Blobs = switch blobStore {
         case .filesystem: .filesystem(root: data + "/storage")

@@ -46,8 +46,8 @@ final class Receiver: Sendable {
 /// The test receivers listen on loopback, which only an explicit allow list opens.
 let loopbackAllowed = try! OutboundPolicy(allow: "127.0.0.1/32")
 
-/// Deliveries get a generous timeout: under a loaded CI machine a 1 s timeout cut healthy deliveries and the
-/// retry arrived as a duplicate. Only the test of slow receivers asks for a short one.
+/// Deliveries get a generous timeout by default, so a loaded machine cannot turn a slow answer into a
+/// failed attempt and a duplicate; only the test of a slow receiver asks for a short one.
 func setup(policy: OutboundPolicy = loopbackAllowed, deliveryTimeout: TimeAmount = .seconds(20)) throws -> (WebhookService, SQLiteMetadataStore) {
     let dir = NSTemporaryDirectory() + "berth-hooks-" + UUID().uuidString
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -143,7 +143,8 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
         let receiver = Receiver()
         try await receiver.app().test(.live) { client in
             let port = try #require(client.port)
-            let (service, store) = try setup()
+            // Counts attempts exactly: a timed-out answer (CI under load) would be one more.
+            let (service, store) = try setup(deliveryTimeout: .seconds(60))
             _ = try await pushManifest(store, repo: "payments/api", tag: "before", seed: "0")   // before the webhook: not sent
             let (_, secret) = try await service.create(name: "ci", uri: "http://127.0.0.1:\(port)/hook", actions: ["push", "delete"],
                                                        scope: "payments/*:*", headers: ["X-Team": "payments"], enabled: true)

@@ -403,3 +403,40 @@ def s3_registry(s3_service, request):
         if rep is not None and rep.failed:
             print(f"\n----- server log ({server.log_path}) -----\n{server.log_tail()}")
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of the PostgreSQL test service: ``BERTH_TEST_POSTGRES_URL`` (``scripts/test`` starts the
+    service and exports it), else the service is started here once per run, with the project's own
+    ``scripts/services/postgres``, and stopped at the end if this run started it."""
+    url = os.environ.get("BERTH_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    script = str(Path(__file__).resolve().parents[2] / "scripts" / "services" / "postgres")
+    was_running = subprocess.run([script, "url"], capture_output=True).returncode == 0
+    started = subprocess.run([script, "start"], capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    try:
+        yield started.stdout.strip()
+    finally:
+        if not was_running:
+            subprocess.run([script, "stop"], capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def postgres_database(postgres_url):
+    """A fresh, empty database on the test service (dropped afterwards); yields its URL."""
+    import urllib.parse
+    name = "interop_" + secrets.token_hex(6)
+    admin = postgres_url
+    def psql(sql):
+        r = subprocess.run(["psql", admin, "-v", "ON_ERROR_STOP=1", "-qc", sql], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+    psql(f"CREATE DATABASE {name}")
+    parts = urllib.parse.urlsplit(postgres_url)
+    try:
+        yield urllib.parse.urlunsplit(parts._replace(path="/" + name))
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

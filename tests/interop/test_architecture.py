@@ -11,7 +11,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SOURCES = ROOT / "Sources"
 
-BACKENDS = {"SQLiteStore", "FileSystemStorage", "S3Storage"}
+BACKENDS = {"SQLiteStore", "PostgresStore", "FileSystemStorage", "S3Storage"}
 # Features contribute routes and services; HTTPAPI and RegistryCore never import them.
 FEATURES = {"Webhooks", "Signing", "Tasks", "Scanning"}
 
@@ -32,7 +32,7 @@ def targets():
 
 def test_the_target_list_is_known():
     # A new target must be placed in this file's rules (and in docs/ARCHITECTURE.md).
-    known = {"OCIModel", "BlobStorage", "FileSystemStorage", "S3Storage", "RegistryStore", "SQLiteStore", "Backends",
+    known = {"OCIModel", "BlobStorage", "FileSystemStorage", "S3Storage", "RegistryStore", "SQLiteStore", "PostgresStore", "Backends",
              "RegistryCore", "Access", "Admission", "HTTPAPI", "BerthAPIContract", "BerthCLI"} | FEATURES
     assert set(targets()) <= known | extra_targets(), set(targets()) - known - extra_targets()
 
@@ -53,6 +53,16 @@ def test_only_the_sqlite_backend_imports_grdb(target):
         assert "GRDB" not in imports(target)
 
 
+@pytest.mark.parametrize("target", targets())
+def test_only_the_postgres_backend_imports_postgres_nio(target):
+    if target == "PostgresStore":
+        assert "PostgresNIO" in imports(target)
+        # A backend knows the store protocols, never the core, HTTP or another backend.
+        assert not (imports(target) & ({"RegistryCore", "HTTPAPI", "Access", "GRDB"} | BACKENDS)), imports(target)
+    else:
+        assert "PostgresNIO" not in imports(target)
+
+
 def test_registry_core_imports_no_backend_feature_or_http():
     got = imports("RegistryCore")
     forbidden = BACKENDS | FEATURES | set(FEATURE_TARGETS) | {"Access", "HTTPAPI", "Hummingbird", "HummingbirdCore", "NIOHTTP1", "GRDB"}
@@ -66,6 +76,7 @@ def test_store_protocols_import_no_database():
 
 def test_backends_are_named_only_by_the_composition_root():
     allowed = {"SQLiteStore": {"Backends", "BerthCLI", "SQLiteStore"},
+               "PostgresStore": {"Backends", "PostgresStore"},
                "FileSystemStorage": {"Backends", "FileSystemStorage"},
                "S3Storage": {"Backends", "S3Storage"}}
     for backend, who in allowed.items():

@@ -67,9 +67,15 @@ def test_unknown_and_bad_settings_are_refused_with_their_source(tmp_path):
     assert r.returncode != 0 and "--listen" in r.stderr, r.stderr
 
     # the backends are chosen by configuration; one this build lacks is named, with what it has
-    cfg.write_text("metadata-store: postgres\n")
+    cfg.write_text("metadata-store: mysql\n")
     r = _serve(["--config", str(cfg), "--data", str(tmp_path / "d")])
-    assert r.returncode != 0 and "unknown metadata store 'postgres'" in r.stderr and "sqlite" in r.stderr, r.stderr
+    assert r.returncode != 0 and "unknown metadata store 'mysql'" in r.stderr and "sqlite, postgres" in r.stderr, r.stderr
+    # postgres needs its URL; a bad URL is refused without being quoted back (it may hold a password)
+    r = _serve(["--metadata-store", "postgres", "--data", str(tmp_path / "d")])
+    assert r.returncode != 0 and "needs postgres-url" in r.stderr, r.stderr
+    env = dict(os.environ, BERTH_POSTGRES_URL="postgres://u:hunter2@/db")
+    r = _serve(["--metadata-store", "postgres", "--data", str(tmp_path / "d")], env=env)
+    assert r.returncode != 0 and "BERTH_POSTGRES_URL" in r.stderr and "hunter2" not in r.stderr, r.stderr
     env = dict(os.environ, BERTH_BLOB_STORE="gcs")
     r = _serve(["--data", str(tmp_path / "d")], env=env)
     assert r.returncode != 0 and "BERTH_BLOB_STORE" in r.stderr and "filesystem, s3" in r.stderr, r.stderr

@@ -1,0 +1,303 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// The PostgreSQL schema, as numbered migrations. Each applies in one transaction with the row that
+/// records it in `berth_schema_migrations`, under a transaction-scoped advisory lock, so several
+/// nodes starting at once apply each migration exactly once. A database whose schema is newer than
+/// this build knows is refused, never written to.
+///
+/// Texts compare byte-wise (`COLLATE "C"`, as SQLite does), so listings page in the same order
+/// whatever the database's locale. Times are seconds since 1970 (`double precision`), as the SQLite
+/// backend keeps them, so both backends answer the same.
+enum PostgresMigrations {
+    /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
+    static let all: [[String]] = [v1]
+
+    static var latest: Int { all.count }
+
+    /// Key of the advisory lock the migrations are applied under (with the schema's hash).
+    static let lockKey: Int32 = 0x6265_7274   // "bert"
+
+    private static let text = "text COLLATE \"C\""
+
+    static let v1: [String] = [
+        """
+        CREATE TABLE repositories (
+            id bigserial PRIMARY KEY,
+            name \(text) NOT NULL UNIQUE,
+            created_at double precision NOT NULL)
+        """,
+        // One row per stored digest across all repositories (deduplicated). Small blobs and
+        // manifests keep their bytes inline; larger blobs live in the blob store.
+        """
+        CREATE TABLE blobs (
+            digest \(text) PRIMARY KEY,
+            size bigint NOT NULL,
+            inline bytea,
+            created_at double precision NOT NULL)
+        """,
+        """
+        CREATE TABLE blob_links (
+            repo_id bigint NOT NULL REFERENCES repositories(id),
+            digest \(text) NOT NULL,
+            created_at double precision NOT NULL,
+            PRIMARY KEY (repo_id, digest))
+        """,
+        "CREATE INDEX blob_links_digest ON blob_links(digest)",
+        """
+        CREATE TABLE manifests (
+            repo_id bigint NOT NULL REFERENCES repositories(id),
+            digest \(text) NOT NULL,
+            media_type \(text) NOT NULL,
+            size bigint NOT NULL,
+            artifact_type \(text),
+            subject \(text),
+            annotations \(text),
+            created_at double precision NOT NULL,
+            quarantine_state \(text),
+            quarantine_reason \(text),
+            unlive_since double precision,
+            former_tags \(text),
+            PRIMARY KEY (repo_id, digest))
+        """,
+        "CREATE INDEX manifests_subject ON manifests(repo_id, subject) WHERE subject IS NOT NULL",
+        "CREATE INDEX manifests_unlive ON manifests(unlive_since) WHERE unlive_since IS NOT NULL",
+        "CREATE INDEX manifests_digest ON manifests(digest)",
+        "CREATE INDEX manifests_quarantine ON manifests(quarantine_state) WHERE quarantine_state IS NOT NULL",
+        // What a manifest references: kind 0 = blob (config/layer), 1 = child manifest.
+        """
+        CREATE TABLE manifest_refs (
+            repo_id bigint NOT NULL,
+            parent \(text) NOT NULL,
+            child \(text) NOT NULL,
+            kind integer NOT NULL,
+            PRIMARY KEY (repo_id, parent, kind, child))
+        """,
+        "CREATE INDEX manifest_refs_child ON manifest_refs(repo_id, child)",
+        "CREATE INDEX manifest_refs_by_child ON manifest_refs(child)",
+        """
+        CREATE TABLE tags (
+            repo_id bigint NOT NULL REFERENCES repositories(id),
+            name \(text) NOT NULL,
+            digest \(text) NOT NULL,
+            updated_at double precision NOT NULL,
+            PRIMARY KEY (repo_id, name))
+        """,
+        "CREATE INDEX tags_digest ON tags(repo_id, digest)",
+        // The event log. Sequence numbers come from the counter row, whose lock every appending
+        // transaction holds until it commits: gap-free in commit order (a sequence would not be).
+        "CREATE TABLE event_counter (id integer PRIMARY KEY CHECK (id = 1), last bigint NOT NULL)",
+        "INSERT INTO event_counter(id, last) VALUES (1, 0)",
+        """
+        CREATE TABLE events (
+            seq bigint PRIMARY KEY,
+            at double precision NOT NULL,
+            action \(text) NOT NULL,
+            repository \(text) NOT NULL,
+            digest \(text),
+            tag \(text),
+            media_type \(text),
+            size bigint,
+            detail \(text),
+            actor \(text),
+            address \(text),
+            request_id \(text),
+            request_host \(text),
+            request_method \(text),
+            user_agent \(text))
+        """,
+        "CREATE INDEX events_at ON events(at)",
+        """
+        CREATE TABLE event_consumers (
+            name \(text) PRIMARY KEY,
+            cursor bigint NOT NULL,
+            paused boolean NOT NULL DEFAULT false,
+            attempts bigint NOT NULL DEFAULT 0,
+            next_attempt_at double precision,
+            last_error \(text),
+            updated_at double precision NOT NULL)
+        """,
+        """
+        CREATE TABLE access_state (
+            id integer PRIMARY KEY CHECK (id = 1),
+            version bigint NOT NULL,
+            document bytea NOT NULL)
+        """,
+        """
+        CREATE TABLE audit (
+            seq bigserial PRIMARY KEY,
+            at double precision NOT NULL,
+            actor \(text) NOT NULL,
+            address \(text) NOT NULL,
+            action \(text) NOT NULL,
+            target \(text) NOT NULL,
+            outcome \(text) NOT NULL,
+            detail \(text))
+        """,
+        "CREATE INDEX audit_at ON audit(at)",
+        """
+        CREATE TABLE webhooks (
+            name \(text) PRIMARY KEY,
+            uri \(text) NOT NULL,
+            actions \(text) NOT NULL,
+            scope \(text),
+            headers \(text) NOT NULL,
+            sealed_secret bytea NOT NULL,
+            enabled boolean NOT NULL,
+            created_at double precision NOT NULL,
+            cursor bigint NOT NULL,
+            attempts bigint NOT NULL DEFAULT 0,
+            next_attempt_at double precision)
+        """,
+        """
+        CREATE TABLE webhook_deliveries (
+            id bigserial PRIMARY KEY,
+            webhook \(text) NOT NULL,
+            event_seq bigint,
+            action \(text) NOT NULL,
+            attempt bigint NOT NULL,
+            status_code bigint,
+            latency_ms double precision NOT NULL,
+            error \(text),
+            at double precision NOT NULL,
+            payload \(text) NOT NULL)
+        """,
+        "CREATE INDEX webhook_deliveries_by_hook ON webhook_deliveries(webhook, id)",
+        "CREATE TABLE settings (key \(text) PRIMARY KEY, value \(text) NOT NULL)",
+        // The recycle bin: soft-deleted manifests with their tags at deletion, and what they
+        // referenced (garbage collection keeps those blobs).
+        """
+        CREATE TABLE deleted_manifests (
+            id bigserial PRIMARY KEY,
+            repo_id bigint NOT NULL,
+            digest \(text) NOT NULL,
+            media_type \(text) NOT NULL,
+            size bigint NOT NULL,
+            artifact_type \(text),
+            subject \(text),
+            annotations \(text),
+            created_at double precision NOT NULL,
+            quarantine_state \(text),
+            quarantine_reason \(text),
+            deleted_at double precision NOT NULL,
+            expires_at double precision NOT NULL,
+            tags \(text) NOT NULL,
+            reason \(text) NOT NULL)
+        """,
+        "CREATE INDEX deleted_manifests_repo ON deleted_manifests(repo_id, digest)",
+        "CREATE INDEX deleted_manifests_digest ON deleted_manifests(digest)",
+        "CREATE INDEX deleted_manifests_expiry ON deleted_manifests(expires_at)",
+        """
+        CREATE TABLE deleted_refs (
+            deleted_id bigint NOT NULL,
+            repo_id bigint NOT NULL,
+            child \(text) NOT NULL,
+            kind integer NOT NULL,
+            PRIMARY KEY (deleted_id, kind, child))
+        """,
+        "CREATE INDEX deleted_refs_child ON deleted_refs(child)",
+        "CREATE INDEX deleted_refs_repo_child ON deleted_refs(repo_id, child)",
+        // Locks (attributes): kind 0 = repository (key ''), 1 = tag, 2 = manifest digest.
+        """
+        CREATE TABLE locks (
+            repository \(text) NOT NULL,
+            kind integer NOT NULL,
+            key \(text) NOT NULL,
+            read_enabled boolean NOT NULL,
+            write_enabled boolean NOT NULL,
+            delete_enabled boolean NOT NULL,
+            list_enabled boolean NOT NULL,
+            PRIMARY KEY (repository, kind, key))
+        """,
+        """
+        CREATE TABLE lifecycle_runs (
+            id bigserial PRIMARY KEY,
+            kind \(text) NOT NULL,
+            name \(text),
+            dry_run boolean NOT NULL,
+            started_at double precision NOT NULL,
+            finished_at double precision NOT NULL,
+            report \(text) NOT NULL)
+        """,
+        "CREATE INDEX lifecycle_runs_kind ON lifecycle_runs(kind, id)",
+        """
+        CREATE TABLE purge_schedules (
+            name \(text) PRIMARY KEY,
+            cron \(text) NOT NULL,
+            filters \(text) NOT NULL,
+            ago \(text) NOT NULL,
+            untagged boolean NOT NULL,
+            keep bigint NOT NULL,
+            created_at double precision NOT NULL,
+            last_run_at double precision)
+        """,
+    ]
+
+    /// Brings the schema of `configuration` up to `latest` (applying `migrations`, for the tests),
+    /// over one connection of its own. Returns the migrations it applied.
+    @discardableResult
+    static func migrate(_ configuration: PostgresConfiguration, migrations: [[String]] = all,
+                        logger: Logger) async throws -> [Int] {
+        try await PostgresStoreError.mapping {
+            var config = PostgresConnection.Configuration(host: configuration.host, port: configuration.port,
+                                                          username: configuration.username, password: configuration.password,
+                                                          database: configuration.database, tls: try connectionTLS(configuration))
+            config.options.additionalStartupParameters = PostgresMetadataStore.startupParameters(configuration)
+            config.options.connectTimeout = .seconds(10)
+            let conn = try await PostgresConnection.connect(configuration: config, id: 0, logger: logger)
+            do {
+                let applied = try await migrate(Tx(conn: conn, logger: logger), migrations: migrations)
+                try? await conn.close()
+                if !applied.isEmpty {
+                    logger.info("metadata schema migrated", metadata: ["applied": "\(applied)", "store": "\(configuration)"])
+                }
+                return applied
+            } catch {
+                try? await conn.close()
+                throw error
+            }
+        }
+    }
+
+    private static func connectionTLS(_ c: PostgresConfiguration) throws -> PostgresConnection.Configuration.TLS {
+        switch c.tls {
+        case .disable: .disable
+        case .require: .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+        }
+    }
+
+    private static func migrate(_ tx: Tx, migrations: [[String]]) async throws -> [Int] {
+        try await tx.exec("BEGIN")
+        do {
+            // Several nodes may start at once: one applies, the others wait here and then find
+            // nothing left to do.
+            try await tx.exec("SELECT pg_advisory_xact_lock(\(lockKey), hashtext(COALESCE(current_schema(), '')))")
+            try await tx.exec("""
+                CREATE TABLE IF NOT EXISTS berth_schema_migrations (
+                    version integer PRIMARY KEY, applied_at double precision NOT NULL)
+                """)
+            let current = try await tx.value("SELECT COALESCE(MAX(version), 0) FROM berth_schema_migrations", Int.self) ?? 0
+            guard current <= migrations.count else {
+                throw PostgresStoreError("""
+                    the metadata database has schema version \(current), newer than this build of Berth knows \
+                    (\(migrations.count)): upgrade Berth; it does not write to a schema it does not know
+                    """)
+            }
+            var applied: [Int] = []
+            for version in (current + 1)..<(migrations.count + 1) {
+                for statement in migrations[version - 1] {
+                    try await tx.exec(PostgresQuery(unsafeSQL: statement))
+                }
+                try await tx.exec("INSERT INTO berth_schema_migrations(version, applied_at) VALUES (\(version), \(Date().timeIntervalSince1970))")
+                applied.append(version)
+            }
+            try await tx.exec("COMMIT")
+            return applied
+        } catch {
+            try? await tx.exec("ROLLBACK")
+            throw error
+        }
+    }
+}

@@ -1,0 +1,181 @@
+import Foundation
+import OCIModel
+@testable import PostgresStore
+import RegistryStore
+import Synchronization
+import Testing
+
+/// What the conformance suite cannot say about PostgreSQL: migrations, hostile input, and the
+/// event log's order when several transactions append at once.
+@Suite struct PostgresMetadataStoreTests {
+    @Test func migrationsApplyOnceWhenTwoOpenersStartTogether() async throws {
+        try await TestDatabase.withSchema { configuration in
+            async let first = PostgresMigrations.migrate(configuration, logger: TestDatabase.logger)
+            async let second = PostgresMigrations.migrate(configuration, logger: TestDatabase.logger)
+            let applied = try await [first, second].sorted { $0.count < $1.count }
+            #expect(applied == [[], Array(1...PostgresMigrations.latest)])
+            // Idempotent: a third open applies nothing, and the store works.
+            #expect(try await PostgresMigrations.migrate(configuration, logger: TestDatabase.logger) == [])
+            let store = try await PostgresMetadataStore.open(configuration, logger: TestDatabase.logger)
+            try await store.linkBlob(repository: "r", digest: Digest.compute(Array("b".utf8)), size: 1, inline: nil)
+            #expect(try await store.latestEventSequence() == 1)
+            await store.close()
+        }
+    }
+
+    @Test func aSchemaNewerThanTheBuildIsRefused() async throws {
+        try await TestDatabase.withSchema { configuration in
+            try await PostgresMigrations.migrate(configuration, logger: TestDatabase.logger)
+            try await TestDatabase.execute(configuration, """
+                INSERT INTO berth_schema_migrations(version, applied_at) VALUES (\(PostgresMigrations.latest + 1), 0)
+                """)
+            let error = try await #require(throws: PostgresStoreError.self) {
+                _ = try await PostgresMetadataStore.open(configuration, logger: TestDatabase.logger)
+            }
+            #expect(error.message.contains("newer than this build"), "\(error)")
+            // A build that knows that version and one more applies only the one more.
+            let next = PostgresMigrations.all + [["CREATE TABLE later (id integer)"]]
+            #expect(try await PostgresMigrations.migrate(configuration, migrations: next + [["SELECT 1"]], logger: TestDatabase.logger)
+                == [PostgresMigrations.latest + 2])
+        }
+    }
+
+    @Test func hostileTextIsRefusedOrKeptVerbatimNeverRun() async throws {
+        try await TestDatabase.withStore { store in
+            // NUL cannot be stored in PostgreSQL text: a clear store error, on writes and on reads.
+            await #expect(throws: PostgresStoreError.self) { try await store.setSettingDocument("a\u{0}b", Data("1".utf8)) }
+            await #expect(throws: PostgresStoreError.self) { _ = try await store.tagTarget(repository: "r", tag: "t\u{0}") }
+            await #expect(throws: PostgresStoreError.self) {
+                try await store.appendAudit([AuditRecord(actor: "x\u{0}", address: "127.0.0.1", action: "login", target: "", outcome: "denied")])
+            }
+            let error = try await #require(throws: PostgresStoreError.self) {
+                try await store.linkBlob(repository: "r\u{0}", digest: Digest.compute([1]), size: 1, inline: nil)
+            }
+            #expect(error.sqlState == "22021" && error.description.contains("NUL"), "\(error)")
+            // Nothing of the refused writes was kept, and the store goes on working.
+            #expect(try await store.latestEventSequence() == 0)
+            // Quotes and SQL are values like any other.
+            let sneaky = "x'); DROP TABLE events; --"
+            try await store.setSettingDocument(sneaky, Data("\"\(sneaky)\"".utf8))
+            #expect(try await store.settingDocument(sneaky) == Data("\"\(sneaky)\"".utf8))
+            #expect(try await store.events(after: 0, limit: 10).map(\.detail) == [sneaky])
+            // Binary stays binary.
+            let bytes: [UInt8] = [0, 255, 0, 39, 92]
+            try await store.linkBlob(repository: "r", digest: Digest.compute(bytes), size: 5, inline: bytes)
+            #expect(try await store.inlineContent(Digest.compute(bytes)) == bytes)
+        }
+    }
+
+    /// A consumer that reads the log while many transactions append must see every event: sequence
+    /// numbers become visible in order, with no gap a later commit could fill (with a plain
+    /// `bigserial`, a reader would move its cursor past a number whose transaction commits later).
+    @Test func theEventLogIsGapFreeInCommitOrderUnderConcurrentAppenders() async throws {
+        try await TestDatabase.withStore { store in
+            let writers = 8, perWriter = 15, total = writers * perWriter
+            let finished = Flag()
+            async let writing: Void = {
+                // Set also when a writer fails, so the reader below stops either way.
+                defer { finished.set() }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for w in 0..<writers {
+                        group.addTask {
+                            for i in 0..<perWriter {
+                                let bytes = Array("w\(w)-\(i)".utf8)
+                                try await store.linkBlob(repository: "repo\(w % 3)", digest: Digest.compute(bytes),
+                                                         size: Int64(bytes.count), inline: bytes)
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }()
+            // The reader moves its cursor as a consumer does: to the last event it was given, until
+            // the writers are done and nothing is left.
+            var cursor: Int64 = 0
+            var seen: [Int64] = []
+            while true {
+                let done = finished.value
+                let page = try await store.events(after: cursor, limit: 7)
+                seen += page.map(\.sequence)
+                cursor = page.last?.sequence ?? cursor
+                if page.isEmpty {
+                    if done { break }
+                    await Task.yield()
+                }
+            }
+            try await writing
+            #expect(seen == Array(1...Int64(total)))
+            #expect(try await store.latestEventSequence() == Int64(total))
+        }
+    }
+
+    /// The property itself, without a race to win: while one transaction that appended an event is
+    /// still open, a second appender waits for it, so a consumer reading meanwhile sees neither
+    /// and then both, in order. (With a sequence, the second would commit first and a consumer
+    /// would move its cursor past the first.)
+    @Test func aLaterAppenderWaitsUntilAnEarlierOneCommits() async throws {
+        try await TestDatabase.withSchema { configuration in
+            let store = try await PostgresMetadataStore.open(configuration, logger: TestDatabase.logger)
+            let first = try await TestDatabase.connect(configuration)
+            let watcher = try await TestDatabase.connect(configuration)
+            let tx = Tx(conn: first, logger: TestDatabase.logger)
+            // An appending transaction as the store runs one, left open.
+            try await tx.exec("BEGIN")
+            try await tx.exec("SELECT last FROM event_counter WHERE id = 1 FOR UPDATE")
+            try await PostgresMetadataStore.appendEvent(tx, nil, .setting, "", detail: "first")
+            let xid = try await tx.value("SELECT pg_current_xact_id()::text", String.self)!
+            let laterDone = Flag()
+            let later = Task {
+                defer { laterDone.set() }
+                try await store.setSettingDocument("second", Data("1".utf8))
+            }
+            // Until the later appender either waits for the open transaction or is done.
+            let w = Tx(conn: watcher, logger: TestDatabase.logger)
+            while !laterDone.value {
+                let waiting = try await w.value("""
+                    SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid' AND transactionid::text = \(xid)
+                    """, Int.self) ?? 0
+                if waiting > 0 { break }
+                await Task.yield()
+            }
+            let readMeanwhile = try await store.events(after: 0, limit: 10)
+            try await tx.exec("COMMIT")
+            try await later.value
+            let readAfter = try await store.events(after: readMeanwhile.last?.sequence ?? 0, limit: 10)
+            #expect(readMeanwhile.isEmpty)
+            #expect((readMeanwhile + readAfter).map(\.detail) == ["first", "second"])
+            #expect((readMeanwhile + readAfter).map(\.sequence) == [1, 2])
+            try? await first.close()
+            try? await watcher.close()
+            await store.close()
+        }
+    }
+
+    @Test func theURLIsReadAndRedacted() throws {
+        let c = try PostgresConfiguration(url: "postgres://berth:s3cr%40t@db.example:6432/registry")
+        #expect(c.host == "db.example" && c.port == 6432 && c.username == "berth" && c.password == "s3cr@t" && c.database == "registry")
+        #expect(c.tls == .require)
+        #expect(!c.description.contains("s3cr"))
+        #expect(try PostgresConfiguration(url: "postgres://u@127.0.0.1/d").tls == .disable)
+        #expect(try PostgresConfiguration(url: "postgres://u:p@h/d", password: "file").password == "file")
+        #expect(throws: PostgresStoreError.self) { try PostgresConfiguration(url: "mysql://u@h/d") }
+        #expect(throws: PostgresStoreError.self) { try PostgresConfiguration(url: "postgres://u@h/d?sslmode=maybe") }
+        #expect(PostgresConfiguration.redact("bad postgres://u:hunter2@h/d here") == "bad postgres://u:***@h/d here")
+    }
+
+    @Test func aWrongPasswordIsAClearErrorWithoutThePassword() async throws {
+        var c = try PostgresConfiguration(url: TestDatabase.url)
+        c.password = "not-the-password"
+        let error = try await #require(throws: PostgresStoreError.self) {
+            _ = try await PostgresMetadataStore.open(c, logger: TestDatabase.logger)
+        }
+        #expect(error.sqlState == "28P01", "\(error)")
+        #expect(!error.description.contains("not-the-password"))
+    }
+}
+
+final class Flag: Sendable {
+    private let state = Mutex(false)
+    func set() { state.withLock { $0 = true } }
+    var value: Bool { state.withLock { $0 } }
+}
