@@ -181,7 +181,7 @@ extension PostgresMetadataStore {
 
 extension PostgresMetadataStore {
     private static let webhookColumns = """
-        name, uri, actions, scope, headers, sealed_secret, enabled, created_at, cursor, attempts, next_attempt_at
+        name, uri, actions, scope, headers, sealed_secret, enabled, created_at
         """
 
     private static func webhook(_ row: Row) throws -> WebhookRecord {
@@ -189,8 +189,7 @@ extension PostgresMetadataStore {
                       actions: decodeJSON([String].self, try row.decode("actions", String.self)) ?? [],
                       scope: try row.decode("scope"),
                       headers: decodeJSON([String: String].self, try row.decode("headers", String.self)) ?? [:],
-                      sealedSecret: try row.decode("sealed_secret"), enabled: try row.decode("enabled"), createdAt: try row.date("created_at"),
-                      cursor: try row.decode("cursor"), attempts: try row.decode("attempts"), nextAttemptAt: try row.optionalDate("next_attempt_at"))
+                      sealedSecret: try row.decode("sealed_secret"), enabled: try row.decode("enabled"), createdAt: try row.date("created_at"))
     }
 
     public func webhooks() async throws -> [WebhookRecord] {
@@ -203,19 +202,32 @@ extension PostgresMetadataStore {
         }
     }
 
-    public func createWebhook(_ r: WebhookRecord) async throws -> Bool {
+    public func createWebhook(_ r: WebhookRecord, consumer: String) async throws -> Bool {
         try await write { tx in
-            try await tx.count("""
-                INSERT INTO webhooks(name, uri, actions, scope, headers, sealed_secret, enabled, created_at, cursor)
+            let created = try await tx.count("""
+                INSERT INTO webhooks(name, uri, actions, scope, headers, sealed_secret, enabled, created_at)
                 VALUES (\(r.name), \(r.uri), \(Self.json(r.actions)), \(r.scope), \(Self.json(r.headers)), \(r.sealedSecret), \(r.enabled),
-                        \(r.createdAt.timeIntervalSince1970), (SELECT COALESCE(MAX(seq), 0) FROM events))
+                        \(r.createdAt.timeIntervalSince1970))
                 ON CONFLICT DO NOTHING RETURNING 1
                 """) > 0
+            if created { try await Self.restartConsumer(tx, consumer) }
+            return created
         }
     }
 
+    /// Moves (or registers) `consumer` to the end of the log: forward only, failure cleared, pause kept.
+    /// Runs inside a serialized write, so no event can commit between reading the end and moving there.
+    private static func restartConsumer(_ tx: Tx, _ consumer: String) async throws {
+        try await tx.exec("""
+            INSERT INTO event_consumers(name, cursor, updated_at)
+            VALUES (\(consumer), (SELECT COALESCE(MAX(seq), 0) FROM events), \(now()))
+            ON CONFLICT (name) DO UPDATE SET cursor = GREATEST(event_consumers.cursor, excluded.cursor), attempts = 0,
+                next_attempt_at = NULL, last_error = NULL, updated_at = excluded.updated_at
+            """)
+    }
+
     public func updateWebhook(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
-                              enabled: Bool?, restartCursor: Bool) async throws -> Bool {
+                              enabled: Bool?, restartConsumer: String?) async throws -> Bool {
         try await write { tx in
             guard try await tx.one("SELECT 1 FROM webhooks WHERE name = \(name) FOR UPDATE") != nil else { return false }
             if let uri { try await tx.exec("UPDATE webhooks SET uri = \(uri) WHERE name = \(name)") }
@@ -223,12 +235,7 @@ extension PostgresMetadataStore {
             if let scope { try await tx.exec("UPDATE webhooks SET scope = \(scope) WHERE name = \(name)") }
             if let headers { try await tx.exec("UPDATE webhooks SET headers = \(Self.json(headers)) WHERE name = \(name)") }
             if let enabled { try await tx.exec("UPDATE webhooks SET enabled = \(enabled) WHERE name = \(name)") }
-            if restartCursor {
-                try await tx.exec("""
-                    UPDATE webhooks SET cursor = (SELECT COALESCE(MAX(seq), 0) FROM events), attempts = 0, next_attempt_at = NULL
-                    WHERE name = \(name)
-                    """)
-            }
+            if let consumer = restartConsumer { try await Self.restartConsumer(tx, consumer) }
             return true
         }
     }
@@ -242,7 +249,7 @@ extension PostgresMetadataStore {
     }
 
     @discardableResult
-    public func recordDelivery(_ d: WebhookDelivery, advanceTo cursor: Int64?, nextAttemptAt: Date?, attempts: Int) async throws -> Int64 {
+    public func recordDelivery(_ d: WebhookDelivery) async throws -> Int64 {
         try await write(serialized: false) { tx in
             let id = try await tx.value("""
                 INSERT INTO webhook_deliveries(webhook, event_seq, action, attempt, status_code, latency_ms, error, at, payload)
@@ -250,16 +257,6 @@ extension PostgresMetadataStore {
                         \(d.timestamp.timeIntervalSince1970), \(d.payload))
                 RETURNING id
                 """, Int64.self)!
-            if let cursor {
-                try await tx.exec("""
-                    UPDATE webhooks SET cursor = GREATEST(cursor, \(cursor)), attempts = 0, next_attempt_at = NULL WHERE name = \(d.webhook)
-                    """)
-            } else if d.eventSequence != nil {
-                try await tx.exec("""
-                    UPDATE webhooks SET attempts = \(attempts), next_attempt_at = \(nextAttemptAt?.timeIntervalSince1970)
-                    WHERE name = \(d.webhook)
-                    """)
-            }
             // Keep the history bounded: the newest 1000 deliveries per webhook.
             try await tx.exec("""
                 DELETE FROM webhook_deliveries WHERE webhook = \(d.webhook) AND id <= (

@@ -269,7 +269,8 @@ extension PostgresMetadataStore {
         id, digest, media_type, size, artifact_type, subject, annotations, created_at, quarantine_state, quarantine_reason, deleted_at, tags
         """
 
-    public func restoreManifest(repository: String, digest: String, tags: [String]?, tagHistoryLimit: Int) async throws -> [RestoredManifest] {
+    public func restoreManifest(repository: String, digest: String, tags: [String]?, expectedTagTargets: [String: String],
+                                tagHistoryLimit: Int) async throws -> [RestoredManifest] {
         let origin = EventOrigin.current
         return try await write { tx -> [RestoredManifest] in
             guard let repo = try await Self.repoID(tx, repository),
@@ -278,6 +279,11 @@ extension PostgresMetadataStore {
                     ORDER BY deleted_at DESC, id DESC LIMIT 1
                     """)
             else { throw RestoreError.notInRecycleBin }
+            // The plan moves the named tags from where the core saw them; if one moved since, plan again.
+            for tag in tags ?? [] {
+                let current = try await tx.value("SELECT digest FROM tags WHERE repo_id = \(repo) AND name = \(tag)", String.self)
+                if current != expectedTagTargets[tag] { throw RestoreError.tagConflict(tag: tag, current: current) }
+            }
             let now = Self.now()
             var restored: [RestoredManifest] = []
             var seen: Set<String> = []

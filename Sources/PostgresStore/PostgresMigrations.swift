@@ -146,10 +146,7 @@ enum PostgresMigrations {
             headers \(text) NOT NULL,
             sealed_secret bytea NOT NULL,
             enabled boolean NOT NULL,
-            created_at double precision NOT NULL,
-            cursor bigint NOT NULL,
-            attempts bigint NOT NULL DEFAULT 0,
-            next_attempt_at double precision)
+            created_at double precision NOT NULL)
         """,
         """
         CREATE TABLE webhook_deliveries (
