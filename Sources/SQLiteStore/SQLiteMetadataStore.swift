@@ -701,15 +701,17 @@ public final class SQLiteMetadataStore: MetadataBackend {
     }
 
     public func updateWebhook(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
-                              enabled: Bool?, restartConsumer: String?) async throws -> Bool {
+                              enabled: Bool?, restartConsumerIfReenabled: String?) async throws -> Bool {
         try await pool.write { db in
-            guard try Row.fetchOne(db, sql: "SELECT 1 FROM webhooks WHERE name = ?", arguments: [name]) != nil else { return false }
+            guard let wasEnabled = try Bool.fetchOne(db, sql: "SELECT enabled FROM webhooks WHERE name = ?", arguments: [name]) else {
+                return false
+            }
             if let uri { try db.execute(sql: "UPDATE webhooks SET uri = ? WHERE name = ?", arguments: [uri, name]) }
             if let actions { try db.execute(sql: "UPDATE webhooks SET actions = ? WHERE name = ?", arguments: [Self.json(actions), name]) }
             if let scope { try db.execute(sql: "UPDATE webhooks SET scope = ? WHERE name = ?", arguments: [scope, name]) }
             if let headers { try db.execute(sql: "UPDATE webhooks SET headers = ? WHERE name = ?", arguments: [Self.json(headers), name]) }
             if let enabled { try db.execute(sql: "UPDATE webhooks SET enabled = ? WHERE name = ?", arguments: [enabled, name]) }
-            if let consumer = restartConsumer { try Self.restartConsumer(db, consumer) }
+            if enabled == true, !wasEnabled, let consumer = restartConsumerIfReenabled { try Self.restartConsumer(db, consumer) }
             return true
         }
     }
