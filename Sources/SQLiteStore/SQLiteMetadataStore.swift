@@ -267,11 +267,13 @@ public final class SQLiteMetadataStore: MetadataBackend {
             // A webhook's place in the log and its retry state are its event consumer's. A webhook
             // whose consumer never ran (a registry upgraded from before the runner) hands its own
             // cursor over first, so nothing is sent again or skipped; `webhook:<name>` is the
-            // consumer's name (`WebhookConsumer.name`).
+            // consumer's name (`WebhookConsumer.name`). A consumer that exists already keeps the
+            // further of the two places: one behind the webhook's cursor would send again what
+            // the webhook had sent.
             try db.execute(sql: """
                 INSERT INTO event_consumers(name, cursor, updated_at)
                     SELECT 'webhook:' || name, cursor, CAST(strftime('%s', 'now') AS REAL) FROM webhooks WHERE true
-                ON CONFLICT(name) DO NOTHING;
+                ON CONFLICT(name) DO UPDATE SET cursor = MAX(event_consumers.cursor, excluded.cursor);
                 ALTER TABLE webhooks DROP COLUMN cursor;
                 ALTER TABLE webhooks DROP COLUMN attempts;
                 ALTER TABLE webhooks DROP COLUMN next_attempt_at;
