@@ -64,7 +64,8 @@ public protocol WebhookStore: Sendable {
     func webhook(named: String) async throws -> WebhookRecord?
     /// Creates a webhook and, in the same transaction, starts its event consumer `consumer` at the
     /// end of the log (it sees what happens next): registered there, or a leftover one of that
-    /// name moved there (forward only, failure state cleared, pause kept). False, and nothing
+    /// name moved there (forward only, failure state and pause cleared: a new webhook under a
+    /// reused name does not start paused). False, and nothing
     /// changes, when the name is taken.
     func createWebhook(_ record: WebhookRecord, consumer: String) async throws -> Bool
     /// Changes the given fields. `restartConsumerIfReenabled` names the webhook's event consumer:

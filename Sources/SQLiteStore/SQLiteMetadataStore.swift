@@ -688,6 +688,8 @@ public final class SQLiteMetadataStore: MetadataBackend {
                 """, arguments: [r.name, r.uri, Self.json(r.actions), r.scope, Self.json(r.headers), r.sealedSecret, r.enabled,
                                  r.createdAt.timeIntervalSince1970])
             try Self.restartConsumer(db, consumer)
+            // a leftover consumer's pause belonged to the webhook that had the name before
+            try db.execute(sql: "UPDATE event_consumers SET paused = 0 WHERE name = ?", arguments: [consumer])
             return true
         }
     }

@@ -101,13 +101,14 @@ extension MetadataStoreConformance {
             clash.uri = "https://elsewhere.example/"
             #expect(try await s.createWebhook(clash, consumer: "webhook:c") == false)
             await #expect(try s.webhook(named: "c")?.uri == "https://hooks.example/c")
-            // a consumer left from before under that name moves to the end, failure cleared, pause kept
+            // a consumer left from before under that name moves to the end, failure and pause cleared:
+            // a new webhook under a reused name does not start paused
             _ = try await s.registerEventConsumer(name: "webhook:a", start: .beginning)
             try await s.recordEventConsumerFailure(name: "webhook:a", error: "old", attempts: 4, nextAttemptAt: Date(timeIntervalSince1970: 1_800_000_000))
             #expect(try await s.setEventConsumerPaused(name: "webhook:a", paused: true))
             #expect(try await s.createWebhook(hook("a"), consumer: "webhook:a"))
             let a = try await #require(try s.eventConsumer(named: "webhook:a"))
-            #expect(a.cursor == end && a.paused && a.attempts == 0 && a.lastError == nil)
+            #expect(a.cursor == end && !a.paused && a.attempts == 0 && a.lastError == nil)
             #expect(try await s.createWebhook(hook("b", enabled: false), consumer: "webhook:b"))
             await #expect(try s.webhooks().map(\.name) == ["a", "b", "c"])
             await #expect(try s.webhooks().map(\.enabled) == [true, false, true])
