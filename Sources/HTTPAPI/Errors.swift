@@ -34,7 +34,7 @@ enum ErrorRenderer {
             return management(e)
         case let e as any ManagementErrorConvertible:
             return management(e.managementError)
-        case let e as AccessError where request.uri.path.hasPrefix("/oauth2/"):
+        case let e as AccessError where RegistryResponder.RoutedPath.isToken(request.uri.path):
             // The token service speaks the Docker token-auth protocol: its clients read `errors[]`.
             return response(for: tokenError(e, request: request, gate: gate), request: request, log: log, gate: gate)
         case let e as AccessError:
@@ -48,7 +48,7 @@ enum ErrorRenderer {
             return management(ManagementError(status: status, code: code, message: e.description))
         case let e as HTTPError where e.status == .notFound && e.body == nil:
             // the router found no route (or none for the method)
-            if request.uri.path.hasPrefix("/api/v1/") {
+            if RegistryResponder.RoutedPath.isManagement(request.uri.path) {
                 return management(ManagementError(status: .notFound, code: "NOT_FOUND", message: "no such management endpoint"))
             }
             return response(RegistryError(.unsupported, "not found", status: 404), head: head)
@@ -71,7 +71,7 @@ enum ErrorRenderer {
     /// 405 for a path a route serves but not with the request's method, with the methods it takes:
     /// the management envelope under `/api/v1/`, the spec's elsewhere.
     static func methodNotAllowed(request: Request, allow: String) -> Response {
-        var response = if request.uri.path.hasPrefix("/api/v1/") {
+        var response = if RegistryResponder.RoutedPath.isManagement(request.uri.path) {
             management(ManagementError(status: .methodNotAllowed, code: "METHOD_NOT_ALLOWED",
                                        message: "\(request.method.rawValue) is not allowed here; allowed: \(allow)"))
         } else {

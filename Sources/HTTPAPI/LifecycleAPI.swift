@@ -42,19 +42,25 @@ extension RegistryResponder {
 
     /// Run reports as the contract's `LifecycleRunView`s, each with its run's id. Reports are
     /// stored before the run has an id, so most carry `"id": null`; the id replaces it.
+    /// A stored report that does not read (a damaged row) is left out and logged with its run's
+    /// id, so one bad row does not hide every other run.
     func runsResponse(_ runs: [LifecycleRunRecord]) throws -> Response {
-        jsonResponse(try runs.map(Self.runView))
+        jsonResponse(runs.compactMap { run -> LifecycleRunView? in
+            guard let view = Self.runView(run) else {
+                accessLog.error("lifecycle run report does not read; left out of the list", metadata: ["run": "\(run.id)"])
+                return nil
+            }
+            return view
+        })
     }
 
-    /// A stored report read back as the contract's view, with its run's id. Every stored report
-    /// was written from the report types the contract mirrors; one that does not read is a
-    /// damaged store, answered as an error rather than passed on as unknown JSON.
-    static func runView(_ run: LifecycleRunRecord) throws -> LifecycleRunView {
+    /// A stored report read back as the contract's view, with its run's id; nil when it does not
+    /// read. Every stored report was written from the report types the contract mirrors; one that
+    /// does not read is a damaged row, never passed on as unknown JSON.
+    static func runView(_ run: LifecycleRunRecord) -> LifecycleRunView? {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
-        guard var view = try? decoder.decode(LifecycleRunView.self, from: Data(run.report.utf8)) else {
-            throw ManagementError(status: .internalServerError, code: "UNKNOWN", message: "the report of run \(run.id) does not read")
-        }
+        guard var view = try? decoder.decode(LifecycleRunView.self, from: Data(run.report.utf8)) else { return nil }
         switch view {
         case .lifecycle(var r):
             r.id = run.id

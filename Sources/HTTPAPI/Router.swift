@@ -44,15 +44,39 @@ extension RegistryResponder {
 
     /// The metrics and access-log label of a path outside `/v2/`.
     static func routeName(_ path: String) -> String {
-        switch path {
-        case "/healthz": "healthz"
-        case "/readyz": "readyz"
-        case "/metrics": "metrics"
-        case _ where path.hasPrefix("/api/v1/"): "management"
-        case _ where path.hasPrefix("/admission/"): "admission"
-        case _ where path.hasPrefix("/oauth2/"): "token"
-        default: "unknown"
+        switch RoutedPath.area(of: path) {
+        case .management: return "management"
+        case .token: return "token"
+        case .other(let segments):
+            switch segments.first {
+            case "healthz" where segments.count == 1: return "healthz"
+            case "readyz" where segments.count == 1: return "readyz"
+            case "metrics" where segments.count == 1: return "metrics"
+            case "admission" where segments.count > 1: return "admission"
+            default: return "unknown"
+            }
         }
+    }
+
+    /// Which API a path outside `/v2/` belongs to, judged by its segments as the router matches
+    /// them: empty segments dropped, so `//api//v1/webhooks` is `/api/v1/webhooks` here as it is
+    /// to the router. Every check made around routing (the management check that answers first,
+    /// the error envelope, the token protocol's errors, the route label) asks this, never the raw
+    /// path, so no spelling of a path reaches a route while dodging the check in front of it.
+    enum RoutedPath: Equatable {
+        case management
+        case token
+        case other([Substring])
+
+        static func area(of path: String) -> RoutedPath {
+            let segments = path.split(separator: "/", omittingEmptySubsequences: true)
+            if segments.count >= 2, segments[0] == "api", segments[1] == "v1" { return .management }
+            if segments.count >= 2, segments[0] == "oauth2" { return .token }
+            return .other(segments)
+        }
+
+        static func isManagement(_ path: String) -> Bool { area(of: path) == .management }
+        static func isToken(_ path: String) -> Bool { area(of: path) == .token }
     }
 
     /// The methods the routes of each registered path take, found with the router's own path
@@ -104,7 +128,7 @@ extension RegistryResponder {
                 // management check lets through learns which: anyone else gets the 401/403 a real
                 // route gives, so the API's shape (which features are installed) is not probed
                 // anonymously.
-                if let gate, request.uri.path.hasPrefix("/api/v1/") {
+                if let gate, RoutedPath.isManagement(request.uri.path) {
                     do {
                         _ = try await RegistryResponder.managementActor(request, context, gate)
                     } catch {

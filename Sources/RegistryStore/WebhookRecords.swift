@@ -64,16 +64,19 @@ public protocol WebhookStore: Sendable {
     func webhook(named: String) async throws -> WebhookRecord?
     /// Creates a webhook and, in the same transaction, starts its event consumer `consumer` at the
     /// end of the log (it sees what happens next): registered there, or a leftover one of that
-    /// name moved there (forward only, failure state cleared, pause kept). False, and nothing
+    /// name moved there (forward only, failure state and pause cleared: a new webhook under a
+    /// reused name does not start paused). False, and nothing
     /// changes, when the name is taken.
     func createWebhook(_ record: WebhookRecord, consumer: String) async throws -> Bool
-    /// Changes the given fields. With `restartConsumer` (the core's decision when a disabled
-    /// webhook is enabled again: the name of the webhook's event consumer), that consumer moves to
-    /// the end of the log in the same transaction (forward only; registered there if it does not
-    /// exist; its failure state cleared, its pause kept), so no drain in between delivers what
-    /// happened while the webhook was off.
+    /// Changes the given fields. `restartConsumerIfReenabled` names the webhook's event consumer:
+    /// when this call switches the webhook from disabled to enabled (`enabled == true` and the
+    /// stored webhook disabled, as read inside the same transaction, not before it), that consumer
+    /// moves to the end of the log in that transaction (forward only; registered there if it does
+    /// not exist; its failure state cleared, its pause kept), so no drain in between delivers what
+    /// happened while the webhook was off. Otherwise (already enabled, `enabled` false or nil) the
+    /// consumer is left alone.
     func updateWebhook(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
-                       enabled: Bool?, restartConsumer: String?) async throws -> Bool
+                       enabled: Bool?, restartConsumerIfReenabled: String?) async throws -> Bool
     func deleteWebhook(name: String) async throws -> Bool
     /// Records a delivery attempt (the newest 1000 per webhook are kept); returns its id.
     @discardableResult

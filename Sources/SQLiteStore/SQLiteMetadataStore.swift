@@ -267,11 +267,13 @@ public final class SQLiteMetadataStore: MetadataBackend {
             // A webhook's place in the log and its retry state are its event consumer's. A webhook
             // whose consumer never ran (a registry upgraded from before the runner) hands its own
             // cursor over first, so nothing is sent again or skipped; `webhook:<name>` is the
-            // consumer's name (`WebhookConsumer.name`).
+            // consumer's name (`WebhookConsumer.name`). A consumer that exists already keeps the
+            // further of the two places: one behind the webhook's cursor would send again what
+            // the webhook had sent.
             try db.execute(sql: """
                 INSERT INTO event_consumers(name, cursor, updated_at)
                     SELECT 'webhook:' || name, cursor, CAST(strftime('%s', 'now') AS REAL) FROM webhooks WHERE true
-                ON CONFLICT(name) DO NOTHING;
+                ON CONFLICT(name) DO UPDATE SET cursor = MAX(event_consumers.cursor, excluded.cursor);
                 ALTER TABLE webhooks DROP COLUMN cursor;
                 ALTER TABLE webhooks DROP COLUMN attempts;
                 ALTER TABLE webhooks DROP COLUMN next_attempt_at;
@@ -686,6 +688,8 @@ public final class SQLiteMetadataStore: MetadataBackend {
                 """, arguments: [r.name, r.uri, Self.json(r.actions), r.scope, Self.json(r.headers), r.sealedSecret, r.enabled,
                                  r.createdAt.timeIntervalSince1970])
             try Self.restartConsumer(db, consumer)
+            // a leftover consumer's pause belonged to the webhook that had the name before
+            try db.execute(sql: "UPDATE event_consumers SET paused = 0 WHERE name = ?", arguments: [consumer])
             return true
         }
     }
@@ -701,15 +705,17 @@ public final class SQLiteMetadataStore: MetadataBackend {
     }
 
     public func updateWebhook(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
-                              enabled: Bool?, restartConsumer: String?) async throws -> Bool {
+                              enabled: Bool?, restartConsumerIfReenabled: String?) async throws -> Bool {
         try await pool.write { db in
-            guard try Row.fetchOne(db, sql: "SELECT 1 FROM webhooks WHERE name = ?", arguments: [name]) != nil else { return false }
+            guard let wasEnabled = try Bool.fetchOne(db, sql: "SELECT enabled FROM webhooks WHERE name = ?", arguments: [name]) else {
+                return false
+            }
             if let uri { try db.execute(sql: "UPDATE webhooks SET uri = ? WHERE name = ?", arguments: [uri, name]) }
             if let actions { try db.execute(sql: "UPDATE webhooks SET actions = ? WHERE name = ?", arguments: [Self.json(actions), name]) }
             if let scope { try db.execute(sql: "UPDATE webhooks SET scope = ? WHERE name = ?", arguments: [scope, name]) }
             if let headers { try db.execute(sql: "UPDATE webhooks SET headers = ? WHERE name = ?", arguments: [Self.json(headers), name]) }
             if let enabled { try db.execute(sql: "UPDATE webhooks SET enabled = ? WHERE name = ?", arguments: [enabled, name]) }
-            if let consumer = restartConsumer { try Self.restartConsumer(db, consumer) }
+            if enabled == true, !wasEnabled, let consumer = restartConsumerIfReenabled { try Self.restartConsumer(db, consumer) }
             return true
         }
     }

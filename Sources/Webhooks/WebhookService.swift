@@ -191,12 +191,12 @@ public final class WebhookService: Sendable {
                        enabled: Bool?) async throws -> WebhookView {
         try Self.validate(name: nil, uri: uri, actions: actions, scope: scope ?? nil, headers: headers)
         if let uri { try await checkTarget(uri) }
-        guard let current = try await store.webhook(named: name) else { throw WebhookError.notFound("webhook \(name)") }
         // A disabled webhook enabled again starts at the end of the event log: what happened while
-        // it was off is not replayed. The store moves its consumer with the switch, in one step.
-        let restart = enabled == true && !current.enabled
+        // it was off is not replayed. The store decides whether this call re-enables it, inside the
+        // transaction that switches it, and moves its consumer in the same step (a decision from an
+        // earlier read could miss a disable that happened meanwhile).
         guard try await store.updateWebhook(name: name, uri: uri, actions: actions, scope: scope, headers: try headers.map(sealHeaders),
-                                            enabled: enabled, restartConsumer: restart ? WebhookConsumer.name(name) : nil) else {
+                                            enabled: enabled, restartConsumerIfReenabled: WebhookConsumer.name(name)) else {
             throw WebhookError.notFound("webhook \(name)")
         }
         return try await get(name)

@@ -161,4 +161,28 @@ private struct ProbeFeature: RegistryFeature {
             #expect(delete.headers[.allow] == "GET, PATCH")
         }
     }
+
+    @Test func emptyPathSegmentsDoNotDodgeTheManagementCheckOrChangeTheEnvelope() async throws {
+        try await app(ProbeFeature()).test(.router) { client in
+            // the router drops empty segments; the checks around it must judge the path the same way
+            for (path, method) in [("/api//v1/webhooks", HTTPRequest.Method.delete), ("//api/v1/quarantine", .get),
+                                   ("/api/v1//webhooks", .delete), ("/api//v1/quarantine", .delete),
+                                   ("//api//v1//quarantine//manifests", .get), ("/api//v1/no-such-thing", .get)] {
+                let anonymous = try await client.execute(uri: path, method: method)
+                #expect(anonymous.status == .unauthorized, "\(method) \(path)")
+                #expect(anonymous.headers[.allow] == nil, "\(method) \(path)")
+            }
+            let delete = try await client.execute(uri: "/api//v1/quarantine", method: .delete, headers: owner)
+            #expect(delete.status == .methodNotAllowed)
+            #expect(delete.headers[.allow] == "GET, PATCH")
+            #expect(String(buffer: delete.body).contains(#""code":"METHOD_NOT_ALLOWED""#))
+            let missing = try await client.execute(uri: "/api//v1/no-such-thing", method: .get, headers: owner)
+            #expect(String(buffer: missing.body).contains(#""code":"NOT_FOUND""#))
+            let limited = try await client.execute(uri: "//oauth2/probe", method: .post)
+            #expect(limited.status == .tooManyRequests)
+            #expect(errorCode(limited) == "TOOMANYREQUESTS")
+            #expect(RegistryResponder.routeName("//api/v1/quarantine") == "management")
+            #expect(RegistryResponder.routeName("//healthz") == "healthz")
+        }
+    }
 }

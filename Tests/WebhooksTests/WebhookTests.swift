@@ -284,6 +284,36 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
         }
     }
 
+    /// An upgrade where a webhook's consumer exists already: it ends at the further of its own
+    /// cursor and the webhook's legacy one, never behind what the webhook had sent.
+    @Test func anUpgradeKeepsTheFurtherOfAnExistingConsumersCursorAndTheWebhooksOwn() async throws {
+        let dir = NSTemporaryDirectory() + "berth-hooks-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let path = dir + "/m.sqlite"
+        var mark: Int64 = 0
+        do {
+            let old = try SQLiteMetadataStore(path: path, migratingUpTo: "v8-event-consumers")
+            _ = try await pushManifest(old, repo: "r", tag: "one", seed: "1")
+            let first = try old.latestEventSequence()
+            _ = try await pushManifest(old, repo: "r", tag: "two", seed: "2")
+            let last = try old.latestEventSequence()
+            mark = last
+            try await old.pool.write { db in
+                for (name, legacy, consumer) in [("behind", last, first), ("ahead", first, last)] {
+                    try db.execute(sql: """
+                        INSERT INTO webhooks(name, uri, actions, scope, headers, sealed_secret, enabled, created_at, cursor, attempts)
+                        VALUES (?, 'http://127.0.0.1:9/hook', '["push"]', NULL, '{}', 'x', 1, 0, ?, 0)
+                        """, arguments: [name, legacy])
+                    try db.execute(sql: "INSERT INTO event_consumers(name, cursor, updated_at) VALUES (?, ?, 0)",
+                                   arguments: ["webhook:" + name, consumer])
+                }
+            }
+        }
+        let store = try SQLiteMetadataStore(path: path)
+        #expect(try store.eventConsumer(named: "webhook:behind")?.cursor == mark)
+        #expect(try store.eventConsumer(named: "webhook:ahead")?.cursor == mark)
+    }
+
     /// Disabled, a webhook's consumer waits; enabled again it starts at the end of the log (what
     /// happened while it was off is not replayed); an operator's pause of its consumer holds it.
     @Test func disabledWebhooksWaitAndReEnabledOnesStartAtTheEnd() async throws {

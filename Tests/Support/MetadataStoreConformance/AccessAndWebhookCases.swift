@@ -101,13 +101,14 @@ extension MetadataStoreConformance {
             clash.uri = "https://elsewhere.example/"
             #expect(try await s.createWebhook(clash, consumer: "webhook:c") == false)
             await #expect(try s.webhook(named: "c")?.uri == "https://hooks.example/c")
-            // a consumer left from before under that name moves to the end, failure cleared, pause kept
+            // a consumer left from before under that name moves to the end, failure and pause cleared:
+            // a new webhook under a reused name does not start paused
             _ = try await s.registerEventConsumer(name: "webhook:a", start: .beginning)
             try await s.recordEventConsumerFailure(name: "webhook:a", error: "old", attempts: 4, nextAttemptAt: Date(timeIntervalSince1970: 1_800_000_000))
             #expect(try await s.setEventConsumerPaused(name: "webhook:a", paused: true))
             #expect(try await s.createWebhook(hook("a"), consumer: "webhook:a"))
             let a = try await #require(try s.eventConsumer(named: "webhook:a"))
-            #expect(a.cursor == end && a.paused && a.attempts == 0 && a.lastError == nil)
+            #expect(a.cursor == end && !a.paused && a.attempts == 0 && a.lastError == nil)
             #expect(try await s.createWebhook(hook("b", enabled: false), consumer: "webhook:b"))
             await #expect(try s.webhooks().map(\.name) == ["a", "b", "c"])
             await #expect(try s.webhooks().map(\.enabled) == [true, false, true])
@@ -116,11 +117,11 @@ extension MetadataStoreConformance {
         },
         Case("updateWebhook: changes what is given, leaves the rest; scope .some(nil) clears it; unknown is false") { s in
             #expect(try await s.updateWebhook(name: "unknown", uri: "https://x.example", actions: nil, scope: nil, headers: nil,
-                                              enabled: nil, restartConsumer: nil) == false)
+                                              enabled: nil, restartConsumerIfReenabled: nil) == false)
             await #expect(try s.webhook(named: "unknown") == nil)
             #expect(try await s.createWebhook(hook("h"), consumer: "webhook:h"))
             #expect(try await s.updateWebhook(name: "h", uri: "https://new.example/h", actions: ["delete"], scope: nil,
-                                              headers: ["X-New": "1"], enabled: nil, restartConsumer: nil))
+                                              headers: ["X-New": "1"], enabled: nil, restartConsumerIfReenabled: nil))
             var w = try await #require(try s.webhook(named: "h"))
             #expect(w.uri == "https://new.example/h")
             #expect(w.actions == ["delete"])
@@ -128,40 +129,50 @@ extension MetadataStoreConformance {
             #expect(w.headers == ["X-New": "1"])
             #expect(w.enabled)
             #expect(w.sealedSecret == Data([1, 2, 3, 4]))
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some("other/*:v*"), headers: nil, enabled: nil, restartConsumer: nil))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some("other/*:v*"), headers: nil, enabled: nil, restartConsumerIfReenabled: nil))
             await #expect(try s.webhook(named: "h")?.scope == "other/*:v*")
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some(nil), headers: nil, enabled: false, restartConsumer: nil))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: .some(nil), headers: nil, enabled: false, restartConsumerIfReenabled: nil))
             w = try await #require(try s.webhook(named: "h"))
             #expect(w.scope == nil)
             #expect(w.enabled == false)
             #expect(w.uri == "https://new.example/h")
         },
-        Case("updateWebhook: restartConsumer moves the consumer to the end and clears its failure; without it the consumer stays") { s in
+        Case("updateWebhook: restartConsumerIfReenabled moves the consumer to the end and clears its failure only when the store sees the call re-enable; otherwise the consumer stays") { s in
             #expect(try await s.createWebhook(hook("h"), consumer: "webhook:h"))
             let start = try await #require(try s.eventConsumer(named: "webhook:h")).cursor
             try await store(s, push("r", "one"))
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true, restartConsumer: nil))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true, restartConsumerIfReenabled: nil))
             await #expect(try s.eventConsumer(named: "webhook:h")?.cursor == start)
             let retryAt = Date(timeIntervalSince1970: 1_800_000_000)
             try await s.recordEventConsumerFailure(name: "webhook:h", error: "unavailable", attempts: 1, nextAttemptAt: retryAt)
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false, restartConsumer: nil))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false, restartConsumerIfReenabled: nil))
             await #expect(try s.eventConsumer(named: "webhook:h")?.cursor == start)
             try await store(s, push("r", "two"))
             // enabling alone does not move the consumer: the store does what it is told
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true, restartConsumer: nil))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true, restartConsumerIfReenabled: nil))
             await #expect(try s.eventConsumer(named: "webhook:h")?.cursor == start)
             await #expect(try s.eventConsumer(named: "webhook:h")?.attempts == 1)
+            // the store itself decides whether the call re-enables: a webhook already enabled (the
+            // caller's earlier read may have been stale), or a call that does not enable, moves nothing
+            for enabled in [true, nil, false] as [Bool?] {
+                #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: enabled,
+                                                  restartConsumerIfReenabled: "webhook:h"))
+                await #expect(try s.eventConsumer(named: "webhook:h")?.cursor == start)
+            }
+            await #expect(try s.webhook(named: "h")?.enabled == false)
             let end = try await s.latestEventSequence()
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: nil,
-                                              restartConsumer: "webhook:h"))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true,
+                                              restartConsumerIfReenabled: "webhook:h"))
             let c = try await #require(try s.eventConsumer(named: "webhook:h"))
             #expect(c.cursor == end)
             #expect(c.attempts == 0)
             #expect(c.nextAttemptAt == nil)
             // a consumer that does not exist is registered there
             #expect(try await s.deleteEventConsumer(name: "webhook:h"))
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: nil,
-                                              restartConsumer: "webhook:h"))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false,
+                                              restartConsumerIfReenabled: nil))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true,
+                                              restartConsumerIfReenabled: "webhook:h"))
             await #expect(try s.eventConsumer(named: "webhook:h")?.cursor == end)
         },
         Case("updateWebhook: enabling again moves the webhook's consumer to the end in the same step, forward only, keeping its pause") { s in
@@ -173,7 +184,7 @@ extension MetadataStoreConformance {
             let mark = try await s.latestEventSequence()
             #expect(mark > consumer.cursor)
             #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true,
-                                              restartConsumer: "webhook:h"))
+                                              restartConsumerIfReenabled: "webhook:h"))
             var moved = try await #require(try s.eventConsumer(named: "webhook:h"))
             #expect(moved.cursor == mark)
             #expect(moved.attempts == 0 && moved.nextAttemptAt == nil && moved.lastError == nil)
@@ -183,15 +194,15 @@ extension MetadataStoreConformance {
             try await store(s, push("r", "after"))
             let ahead = try await s.latestEventSequence()
             #expect(try await s.advanceEventConsumer(name: "webhook:h", from: mark, to: ahead))
-            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false, restartConsumer: nil))
+            #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false, restartConsumerIfReenabled: nil))
             await #expect(try s.eventConsumer(named: "webhook:h")?.cursor == ahead)
             #expect(try await s.updateWebhook(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true,
-                                              restartConsumer: "webhook:h"))
+                                              restartConsumerIfReenabled: "webhook:h"))
             moved = try await #require(try s.eventConsumer(named: "webhook:h"))
             #expect(moved.cursor == ahead)
             // an unknown webhook moves no consumer
             #expect(try await s.updateWebhook(name: "unknown", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true,
-                                              restartConsumer: "webhook:unknown") == false)
+                                              restartConsumerIfReenabled: "webhook:unknown") == false)
             await #expect(try s.eventConsumer(named: "webhook:unknown") == nil)
         },
         Case("deleteWebhook: removes the webhook and its deliveries, once") { s in
