@@ -210,7 +210,11 @@ extension PostgresMetadataStore {
                         \(r.createdAt.timeIntervalSince1970))
                 ON CONFLICT DO NOTHING RETURNING 1
                 """) > 0
-            if created { try await Self.restartConsumer(tx, consumer) }
+            if created {
+                try await Self.restartConsumer(tx, consumer)
+                // a leftover consumer's pause belonged to the webhook that had the name before
+                try await tx.exec("UPDATE event_consumers SET paused = false WHERE name = \(consumer)")
+            }
             return created
         }
     }
@@ -227,15 +231,17 @@ extension PostgresMetadataStore {
     }
 
     public func updateWebhook(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
-                              enabled: Bool?, restartConsumer: String?) async throws -> Bool {
+                              enabled: Bool?, restartConsumerIfReenabled: String?) async throws -> Bool {
         try await write { tx in
-            guard try await tx.one("SELECT 1 FROM webhooks WHERE name = \(name) FOR UPDATE") != nil else { return false }
+            // Whether this call re-enables the webhook is read here, under the row lock, not from a read before it.
+            guard let wasEnabled = try await tx.value("SELECT enabled FROM webhooks WHERE name = \(name) FOR UPDATE", Bool.self)
+            else { return false }
             if let uri { try await tx.exec("UPDATE webhooks SET uri = \(uri) WHERE name = \(name)") }
             if let actions { try await tx.exec("UPDATE webhooks SET actions = \(Self.json(actions)) WHERE name = \(name)") }
             if let scope { try await tx.exec("UPDATE webhooks SET scope = \(scope) WHERE name = \(name)") }
             if let headers { try await tx.exec("UPDATE webhooks SET headers = \(Self.json(headers)) WHERE name = \(name)") }
             if let enabled { try await tx.exec("UPDATE webhooks SET enabled = \(enabled) WHERE name = \(name)") }
-            if let consumer = restartConsumer { try await Self.restartConsumer(tx, consumer) }
+            if enabled == true, !wasEnabled, let consumer = restartConsumerIfReenabled { try await Self.restartConsumer(tx, consumer) }
             return true
         }
     }
