@@ -76,6 +76,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The metadata backend: sqlite or postgres (env BERTH_METADATA_STORE, default sqlite; postgres needs postgres-url).")
     var metadataStore: String?
 
+    @Option(help: "The metadata backend as one URL: sqlite, sqlite:///PATH or postgres://USER@HOST:PORT/DATABASE (env BERTH_METADATA, default sqlite); no password here: postgres-password-file, or the URL in BERTH_METADATA.")
+    var metadata: String?
+
+    @Option(help: "The blob backend as one URL: filesystem, file:///PATH or s3://BUCKET[/PREFIX]?endpoint=URL&region=R (env BERTH_STORAGE, default filesystem); keys from BERTH_S3_ACCESS_KEY/BERTH_S3_SECRET_KEY or s3-credentials-file.")
+    var storage: String?
+
     @Option(help: "Seconds SIGINT/SIGTERM waits for in-flight requests before exiting anyway; a second signal exits at once (env BERTH_SHUTDOWN_TIMEOUT, default 30).")
     var shutdownTimeout: Double?
 
@@ -87,6 +93,7 @@ struct Serve: AsyncParsableCommand {
             ("lifecycle-tick-seconds", lifecycleTickSeconds.map { String($0) }),
             ("shutdown-timeout", shutdownTimeout.map { String($0) }),
             ("metadata-store", metadataStore),
+            ("metadata", metadata), ("storage", storage),
         ]
         return try ServeSettings.resolve(configPath: config, environment: environment,
                                          flags: flags.compactMap { f in f.value.map { (f.key, $0) } })

@@ -58,6 +58,12 @@ struct ServeSettings: Equatable {
     /// holding its password (instead of the URL). Never on the command line, never logged.
     var postgresURL: String?
     var postgresPasswordFile: String?
+    /// `metadata` and `storage`: the backends as one URL each (they set the settings above, see
+    /// `applyLocations`), and the paths their `sqlite:///` and `file:///` forms name.
+    var metadataLocation: MetadataLocation?
+    var storageLocation: StorageLocation?
+    var sqlitePath: String?
+    var filesystemRoot: String?
 
     enum MetadataStoreKind: String, Equatable, CaseIterable {
         /// `metadata.sqlite` under `data`.
@@ -153,6 +159,14 @@ struct ServeSettings: Equatable {
             guard let n = Int(v), n > 0 else { throw SettingError("'\(v)' is not a positive whole number") }
             s.maxConcurrentUploads = n
         },
+        Spec(key: "metadata", environment: "BERTH_METADATA", hasFlag: true, defaultText: "sqlite",
+             summary: "the metadata backend as one URL: sqlite, sqlite:///PATH or postgres://USER@HOST:PORT/DATABASE?sslmode=disable|require (a password only from BERTH_METADATA or the file, else use postgres-password-file); sets metadata-store and postgres-url") { s, v throws(SettingError) in
+            do throws(BackendLocationError) { s.metadataLocation = try MetadataLocation.parse(v) } catch { throw SettingError(error.message) }
+        },
+        Spec(key: "storage", environment: "BERTH_STORAGE", hasFlag: true, defaultText: "filesystem",
+             summary: "the blob backend as one URL: filesystem, file:///PATH or s3://BUCKET[/PREFIX]?endpoint=http(s)://HOST[:PORT]&region=REGION (no keys in it: BERTH_S3_ACCESS_KEY/BERTH_S3_SECRET_KEY or s3-credentials-file); sets blob-store and s3-*") { s, v throws(SettingError) in
+            do throws(BackendLocationError) { s.storageLocation = try StorageLocation.parse(v) } catch { throw SettingError(error.message) }
+        },
         Spec(key: "metadata-store", environment: "BERTH_METADATA_STORE", hasFlag: true, defaultText: "sqlite",
              summary: "the metadata backend: sqlite (metadata.sqlite under data) or postgres (postgres-url)") { s, v throws(SettingError) in
             s.metadataStore = try choice(v, "metadata store")
@@ -236,6 +250,7 @@ struct ServeSettings: Equatable {
     /// Resolves the settings from the file, the environment and the flags (`key` → value).
     static func resolve(configPath: String?, environment: [String: String], flags: [(key: String, value: String)]) throws -> ServeSettings {
         var settings = ServeSettings()
+        var given = Set<String>()
         if let path = configPath ?? environment["BERTH_CONFIG"] {
             for (key, value) in try readFile(path) {
                 guard let spec = spec(key: key) else {
@@ -244,6 +259,7 @@ struct ServeSettings: Equatable {
                 do { try spec.apply(&settings, value) } catch {
                     throw ValidationError("config file \(path): key '\(key)': \(error.message)")
                 }
+                given.insert(key)
             }
         }
         for spec in schema {
@@ -251,13 +267,20 @@ struct ServeSettings: Equatable {
             do { try spec.apply(&settings, value) } catch {
                 throw ValidationError("environment variable \(spec.environment): \(error.message)")
             }
+            given.insert(spec.key)
         }
         for (key, value) in flags {
             guard let spec = spec(key: key) else { continue }
             do { try spec.apply(&settings, value) } catch {
                 throw ValidationError("--\(key): \(error.message)")
             }
+            // argv is readable by every user of the machine: no password on the command line.
+            if key == "metadata", case .postgres(_, hasPassword: true) = settings.metadataLocation {
+                throw ValidationError("--metadata: the URL holds a password, and the command line is visible to every user of this machine: leave it out and use postgres-password-file (BERTH_POSTGRES_PASSWORD_FILE), or give the whole URL in BERTH_METADATA or the config file")
+            }
+            given.insert(key)
         }
+        try settings.applyLocations(given: given)
         if (settings.tlsCert == nil) != (settings.tlsKey == nil) {
             throw ValidationError("tls-cert and tls-key go together")
         }
@@ -432,14 +455,59 @@ extension ServeSettings {
 }
 
 extension ServeSettings {
+    /// Folds `metadata` and `storage` into the settings they stand for; a setting also given on its
+    /// own must agree with them.
+    mutating func applyLocations(given: Set<String>) throws {
+        func agree<T: Equatable>(_ key: String, _ current: T, _ wanted: T, _ via: String) throws {
+            if given.contains(key), current != wanted {
+                throw ValidationError("\(via) and \(key) disagree: give the backend once (\(via) sets \(key))")
+            }
+        }
+        switch metadataLocation {
+        case nil: break
+        case .sqlite(let path):
+            try agree("metadata-store", metadataStore, .sqlite, "metadata")
+            if given.contains("postgres-url") { throw ValidationError("metadata is sqlite but postgres-url is given: give the backend once") }
+            metadataStore = .sqlite
+            sqlitePath = path
+        case .postgres(let url, _):
+            try agree("metadata-store", metadataStore, .postgres, "metadata")
+            try agree("postgres-url", postgresURL, url, "metadata")
+            if let problem = BackendConfiguration.Metadata.postgresURLProblem(url) { throw ValidationError("metadata: \(problem)") }
+            metadataStore = .postgres
+            postgresURL = url
+        }
+        switch storageLocation {
+        case nil: break
+        case .filesystem(let root):
+            try agree("blob-store", blobStore, .filesystem, "storage")
+            for key in ["s3-endpoint", "s3-region", "s3-bucket", "s3-prefix", "s3-credentials-file"] where given.contains(key) {
+                throw ValidationError("storage is a filesystem but \(key) is given: give the backend once")
+            }
+            blobStore = .filesystem
+            filesystemRoot = root
+        case .s3(let bucket, let prefix, let endpoint, let region):
+            try agree("blob-store", blobStore, .s3, "storage")
+            try agree("s3-bucket", s3Bucket, bucket, "storage")
+            try agree("s3-prefix", s3Prefix, prefix, "storage")
+            if let endpoint { try agree("s3-endpoint", s3Endpoint, endpoint, "storage") }
+            if let region { try agree("s3-region", s3Region, region, "storage") }
+            blobStore = .s3
+            s3Bucket = bucket
+            s3Prefix = prefix
+            if let endpoint { s3Endpoint = endpoint }
+            if let region { s3Region = region }
+        }
+    }
+
     /// The backends these settings name, under the data directory.
     var backendConfiguration: BackendConfiguration {
         let metadata: BackendConfiguration.Metadata = switch metadataStore {
-        case .sqlite: .sqlite(path: data + "/metadata.sqlite")
+        case .sqlite: .sqlite(path: sqlitePath ?? data + "/metadata.sqlite")
         case .postgres: .postgres(url: postgresURL ?? "", passwordFile: postgresPasswordFile)
         }
         let blobs: BackendConfiguration.Blobs = switch blobStore {
-        case .filesystem: .filesystem(root: data + "/storage")
+        case .filesystem: .filesystem(root: filesystemRoot ?? data + "/storage")
         case .s3: .s3(S3BlobSettings(endpoint: s3Endpoint ?? "", region: s3Region, bucket: s3Bucket ?? "", prefix: s3Prefix,
                                      accessKey: s3Credentials?.accessKey ?? "", secretKey: s3Credentials?.secretKey ?? ""))
         }

@@ -97,6 +97,94 @@ def test_unknown_and_bad_settings_are_refused_with_their_source(tmp_path):
     assert "not-to-be-seen" not in r.stderr + r.stdout
 
 
+
+def test_backend_urls_are_refused_clearly_and_keep_secrets_out(tmp_path):
+    """`metadata` and `storage` name each backend as one URL; a password never goes on the
+    command line, access keys never in the URL, and no refusal quotes a secret back."""
+    import os
+    d = ["--data", str(tmp_path / "d")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BERTH_S3_", "BERTH_POSTGRES_", "BERTH_METADATA", "BERTH_STORAGE", "BERTH_BLOB"))}
+    r = _serve(["--metadata", "postgres://berth:pw-on-argv-7f3@127.0.0.1:1/db", *d], env=env)
+    assert r.returncode != 0 and "--metadata" in r.stderr and "postgres-password-file" in r.stderr, r.stderr
+    assert "BERTH_METADATA" in r.stderr and "pw-on-argv-7f3" not in r.stderr + r.stdout
+    r = _serve(["--metadata", "mysql://u@h/db", *d], env=env)
+    assert r.returncode != 0 and "unknown metadata scheme 'mysql'" in r.stderr, r.stderr
+    r = _serve(["--metadata", "postgres://u@127.0.0.1/db?sslmode=disable&pool=9", *d], env=env)
+    assert r.returncode != 0 and "unknown query key 'pool'" in r.stderr, r.stderr
+    r = _serve(["--metadata", "postgres://u@127.0.0.1/db", "--metadata-store", "sqlite", *d], env=env)
+    assert r.returncode != 0 and "metadata and metadata-store disagree" in r.stderr, r.stderr
+    r = _serve(["--metadata", "postgres://u@127.0.0.1/db", *d], env=dict(env, BERTH_POSTGRES_URL="postgres://u@127.0.0.1/other"))
+    assert r.returncode != 0 and "metadata and postgres-url disagree" in r.stderr, r.stderr
+    # from the environment a password is allowed; a bad URL still is not quoted back
+    r = _serve(d, env=dict(env, BERTH_METADATA="postgres://u:env-secret-9c1@/db"))
+    assert r.returncode != 0 and "BERTH_METADATA" in r.stderr and "no host" in r.stderr, r.stderr
+    assert "env-secret-9c1" not in r.stderr + r.stdout
+
+    r = _serve(["--storage", "s3://AKIDX:sk-in-url-55e@bucket?endpoint=http://127.0.0.1:1", *d], env=env)
+    assert r.returncode != 0 and "must not hold access keys" in r.stderr and "BERTH_S3_ACCESS_KEY" in r.stderr, r.stderr
+    assert "sk-in-url-55e" not in r.stderr + r.stdout
+    r = _serve(["--storage", "s3://?endpoint=http://127.0.0.1:1", *d], env=env)
+    assert r.returncode != 0 and "no bucket" in r.stderr, r.stderr
+    r = _serve(["--storage", "s3://bucket?endpoint=ftp://h", *d], env=env)
+    assert r.returncode != 0 and "endpoint must be http(s)://HOST[:PORT]" in r.stderr, r.stderr
+    r = _serve(["--storage", "s3://bucket?endpoint=http://h&endpoint=http://g", *d], env=env)
+    assert r.returncode != 0 and "'endpoint' twice" in r.stderr, r.stderr
+    cfg = tmp_path / "berth.yaml"
+    cfg.write_text("storage: s3://bucket?endpoint=http://127.0.0.1:1&secret=x\n")
+    r = _serve(["--config", str(cfg), *d], env=env)
+    assert r.returncode != 0 and f"config file {cfg}: key 'storage'" in r.stderr and "unknown query key 'secret'" in r.stderr, r.stderr
+    r = _serve(["--storage", "s3://bucket?endpoint=http://127.0.0.1:1", *d], env=dict(env, BERTH_S3_BUCKET="other"))
+    assert r.returncode != 0 and "storage and s3-bucket disagree" in r.stderr, r.stderr
+    r = _serve(["--storage", "gs://bucket", *d], env=env)
+    assert r.returncode != 0 and "unknown storage scheme 'gs'" in r.stderr, r.stderr
+
+
+def test_serve_on_postgres_and_s3_named_by_urls(postgres_database, s3_service, tmp_path):
+    """`--metadata postgres://USER@HOST:PORT/DB` (password from its file) and `--storage s3://…`
+    (keys from the environment): a push and pull with skopeo, and no secret in the log."""
+    import os
+    import shutil
+    import tempfile
+    import urllib.parse
+    from conftest import RegistryServer
+    from helpers import layout_blob, skopeo, umoci_image
+
+    parts = urllib.parse.urlsplit(postgres_database)
+    password = urllib.parse.unquote(parts.password)
+    metadata = urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}@{parts.hostname}:{parts.port}"))
+    bucket = s3_service.create_bucket()
+    storage = f"s3://{bucket}/urls?" + urllib.parse.urlencode({"endpoint": s3_service.endpoint, "region": s3_service.region})
+
+    class URLRegistry(RegistryServer):
+        def _command(self, port: int):
+            return super()._command(port) + ["--metadata", metadata, "--storage", storage]
+
+    workdir = Path(tempfile.mkdtemp(prefix="berth-interop-urls-"))
+    password_file = workdir / "pg-password"
+    password_file.write_text(password + "\n")
+    password_file.chmod(0o600)
+    server = URLRegistry(workdir)
+    server.extra_env.update({"BERTH_POSTGRES_PASSWORD_FILE": str(password_file),
+                             "BERTH_S3_ACCESS_KEY": s3_service.access_key, "BERTH_S3_SECRET_KEY": s3_service.secret_key})
+    server.start()
+    try:
+        layout = tmp_path / "src"
+        # random bytes do not compress: a layer too big to be kept inline, so its bytes go to the bucket
+        digest = umoci_image(layout, "v1", [{"opt/random.bin": os.urandom(300 << 10)}], workdir=tmp_path)
+        skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:v1", f"docker://{server.host}/urls/app:v1", creds=server.creds)
+        out = tmp_path / "out"
+        skopeo("copy", "--src-tls-verify=false", f"docker://{server.host}/urls/app:v1", f"oci:{out}:pulled", creds=server.creds)
+        assert layout_blob(out, digest) == layout_blob(layout, digest)
+        layer = json.loads(layout_blob(layout, digest))["layers"][0]["digest"].split(":")[1]
+        assert f"urls/blobs/sha256/{layer[:2]}/{layer}" in s3_service.keys(bucket, "urls/blobs/")  # under the URL's prefix
+        assert not (workdir / "data" / "metadata.sqlite").exists() and not (workdir / "data" / "storage").exists()
+        log = server.log_path.read_text()
+        assert password not in log and s3_service.secret_key not in log
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 @pytest.mark.server_env(BERTH_LOG_FORMAT="json")
 def test_json_logs_carry_identity_request_id_and_user_agent(registry):
     r = requests.get(f"{registry.base}/v2/", auth=registry.creds, headers={"User-Agent": 'ops-"test"\\1.0'}, timeout=10)
