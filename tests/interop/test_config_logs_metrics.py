@@ -76,6 +76,11 @@ def test_unknown_and_bad_settings_are_refused_with_their_source(tmp_path):
     env = dict(os.environ, BERTH_POSTGRES_URL="postgres://u:hunter2@/db")
     r = _serve(["--metadata-store", "postgres", "--data", str(tmp_path / "d")], env=env)
     assert r.returncode != 0 and "BERTH_POSTGRES_URL" in r.stderr and "hunter2" not in r.stderr, r.stderr
+    # postgres needs the key-file every node shares (a per-node default would split the cluster)
+    env = {k: v for k, v in os.environ.items() if k != "BERTH_KEY_FILE"}
+    env["BERTH_POSTGRES_URL"] = "postgres://u@127.0.0.1:1/db"
+    r = _serve(["--metadata-store", "postgres", "--data", str(tmp_path / "d")], env=env)
+    assert r.returncode != 0 and "needs key-file" in r.stderr, r.stderr
     env = dict(os.environ, BERTH_BLOB_STORE="gcs")
     r = _serve(["--data", str(tmp_path / "d")], env=env)
     assert r.returncode != 0 and "BERTH_BLOB_STORE" in r.stderr and "filesystem, s3" in r.stderr, r.stderr
