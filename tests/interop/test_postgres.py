@@ -76,7 +76,7 @@ def test_skopeo_round_trip_and_restart_on_postgres(postgres_database, tmp_path):
 
 def test_a_token_from_one_node_is_accepted_by_another(postgres_database, tmp_path):
     """Two servers (own data directories) over one database with the same key-file: a token issued
-    by node A's /token is accepted by node B's /v2/."""
+    by node A's /oauth2/token is accepted by node B's /v2/."""
     import requests
     key_file = _key_file(tmp_path)
     nodes = []
@@ -89,7 +89,7 @@ def test_a_token_from_one_node_is_accepted_by_another(postgres_database, tmp_pat
             node.start()
             nodes.append(node)
         a, b = nodes
-        r = requests.get(f"{a.base}/token", params={"service": "registry.test"}, auth=a.creds, timeout=30)
+        r = requests.get(f"{a.base}/oauth2/token", params={"service": "registry.test"}, auth=a.creds, timeout=30)
         assert r.status_code == 200, r.text
         token = r.json()["token"]
         r = requests.get(f"{b.base}/v2/", headers={"Authorization": f"Bearer {token}"}, timeout=30)
