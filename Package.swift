@@ -198,7 +198,7 @@ let package = Package(
         ]),
         .testTarget(name: "RegistryStoreTests", dependencies: ["RegistryStore", "SQLiteStore", "MetadataStoreConformance"]),
         .testTarget(name: "PostgresStoreTests", dependencies: [
-            "PostgresStore", "RegistryStore", "OCIModel", "MetadataStoreConformance",
+            "PostgresStore", "RegistryStore", "OCIModel", "MetadataStoreConformance", "Access", "Webhooks",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
         ]),

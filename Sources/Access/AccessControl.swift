@@ -114,12 +114,18 @@ public final class AccessControl: Sendable {
         self.snapshot = NIOLockedValueBox(state)
     }
 
-    public static func open(store: any AccessStateStore, keyDirectory: String, registryName: String = "berth",
+    /// Opens the access state of `store` and the token signing keys shared in it, sealed under
+    /// `keyEncryptionKey` (default: the key file `KeyEncryptionKey.defaultFile` under `keyDirectory`,
+    /// created at first start: right for one node only). Keys of an installation from before they
+    /// were shared are imported from `keyDirectory`.
+    public static func open(store: any AccessStateStore & KeyMaterialStore, keyDirectory: String,
+                            keyEncryptionKey: KeyEncryptionKey? = nil, registryName: String = "berth",
                             jwksSource: any JWKSSource = HTTPJWKSSource(),
                             logger: Logger = Logger(label: "berth.access"), stateCheckInterval: Double = 2,
                             clock: @escaping @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime })
         async throws -> AccessControl {
-        let tokens = try await TokenService.open(directory: keyDirectory)
+        let kek = try keyEncryptionKey ?? KeyEncryptionKey.readOrCreate(path: keyDirectory + "/" + KeyEncryptionKey.defaultFile)
+        let tokens = try await TokenService.open(shared: SharedKeyMaterial(store: store, kek: kek), importing: keyDirectory)
         var loaded: (version: Int64, state: AccessState) = (0, AccessState())
         if let (version, document) = try await store.loadAccessState() {
             loaded = (version, try decodeState(document))

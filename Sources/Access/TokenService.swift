@@ -40,90 +40,160 @@ public struct RegistryTokenPayload: JWTPayload, Equatable {
     }
 }
 
-/// Signs and verifies Berth's own tokens (ES256). Keys live in `<data>/keys`; a rotation keeps the
-/// previous key for verification until every token it signed has expired.
+/// Signs and verifies Berth's own tokens (ES256). The keys are shared key material (sealed in the
+/// metadata store, `SharedKeyMaterial`), so a token issued by one node verifies on every node over
+/// the same store; a rotation keeps the previous key for verification until every token it signed
+/// has expired.
 public final class TokenService: Sendable {
     public static let issuer = "berth"
+    /// The name of the signing keys in the key material store.
+    public static let keyMaterialName = "token-signing-keys"
     public let accessTokenLifetime: TimeInterval
     public let refreshTokenLifetime: TimeInterval
     private let keys: JWTKeyCollection
-    private let directory: String
+    private let shared: SharedKeyMaterial
     private let current: NIOLockedValueBox<String>
+    /// Key ids this process holds, and when it last read the store for one it did not know.
+    private let known: NIOLockedValueBox<(kids: Set<String>, lastReload: Date)>
     private let verified = NIOLockedValueBox<[String: RegistryTokenPayload]>([:])
 
+    /// The signing keys as stored: the current one and the retired ones still verifying.
+    struct StoredKeys: Codable {
+        struct Key: Codable { var kid: String; var pem: String; var retiredAt: Date? }
+        var current: String
+        var keys: [Key]
+    }
+
+    /// `keys.json` of a key directory (before the keys were shared).
     struct KeyIndex: Codable {
         struct Retired: Codable { var kid: String; var retiredAt: Date }
         var current: String
         var retired: [Retired]
     }
 
-    private init(keys: JWTKeyCollection, directory: String, current: String, accessLifetime: TimeInterval, refreshLifetime: TimeInterval) {
+    private init(keys: JWTKeyCollection, shared: SharedKeyMaterial, stored: StoredKeys,
+                 accessLifetime: TimeInterval, refreshLifetime: TimeInterval) {
         self.keys = keys
-        self.directory = directory
-        self.current = NIOLockedValueBox(current)
+        self.shared = shared
+        self.current = NIOLockedValueBox(stored.current)
+        self.known = NIOLockedValueBox((Set(stored.keys.map(\.kid)), Date()))
         self.accessTokenLifetime = accessLifetime
         self.refreshTokenLifetime = refreshLifetime
     }
 
-    /// Opens the key directory, creating the first signing key on first start.
-    public static func open(directory: String, accessLifetime: TimeInterval = 300,
+    /// Opens the shared signing keys, creating the first one on the first start of the registry.
+    /// A key directory of an installation from before the keys were shared (`keys.json` and its
+    /// PEM files) is imported instead, so the tokens it issued keep verifying.
+    public static func open(shared: SharedKeyMaterial, importing directory: String? = nil, accessLifetime: TimeInterval = 300,
                             refreshLifetime: TimeInterval = 3 * 3600) async throws -> TokenService {
-        let fm = FileManager.default
-        try fm.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let indexPath = directory + "/keys.json"
-        var index: KeyIndex
-        if let data = fm.contents(atPath: indexPath) {
-            index = try JSONDecoder().decode(KeyIndex.self, from: data)
-        } else {
-            let kid = try writeNewKey(directory: directory)
-            index = KeyIndex(current: kid, retired: [])
-            try writeIndex(index, to: indexPath)
+        let loaded = try await shared.loadOrCreate(keyMaterialName) {
+            try JSONEncoder().encode(try directory.flatMap(importKeys) ?? newKeys())
         }
-        // Forget keys whose every token has expired.
+        var version = loaded.version
+        var stored = try decode(loaded.plaintext)
+        // Forget keys whose every token has expired (if another node changed the keys meanwhile,
+        // its version is taken as it is).
         let horizon = Date().addingTimeInterval(-max(accessLifetime, refreshLifetime))
-        let expired = index.retired.filter { $0.retiredAt < horizon }
-        if !expired.isEmpty {
-            index.retired.removeAll { $0.retiredAt < horizon }
-            try writeIndex(index, to: indexPath)
-            for old in expired { try? fm.removeItem(atPath: "\(directory)/\(old.kid).pem") }
+        if stored.keys.contains(where: { ($0.retiredAt ?? .distantFuture) < horizon }) {
+            var pruned = stored
+            pruned.keys.removeAll { ($0.retiredAt ?? .distantFuture) < horizon }
+            if try await shared.store(keyMaterialName, try JSONEncoder().encode(pruned), expectedVersion: version) {
+                stored = pruned
+            } else if let fresh = try await shared.load(keyMaterialName) {
+                (version, stored) = (fresh.version, try decode(fresh.plaintext))
+            }
         }
         let keys = JWTKeyCollection()
-        for kid in [index.current] + index.retired.map(\.kid) {
-            let pem = try String(contentsOfFile: "\(directory)/\(kid).pem", encoding: .utf8)
-            await keys.add(ecdsa: try ES256PrivateKey(pem: pem), kid: JWKIdentifier(string: kid))
-        }
-        return TokenService(keys: keys, directory: directory, current: index.current,
-                            accessLifetime: accessLifetime, refreshLifetime: refreshLifetime)
+        try await add(stored, to: keys)
+        return TokenService(keys: keys, shared: shared, stored: stored, accessLifetime: accessLifetime, refreshLifetime: refreshLifetime)
     }
 
-    private static func writeNewKey(directory: String) throws -> String {
+    private static func decode(_ plaintext: Data) throws -> StoredKeys {
+        do {
+            let stored = try JSONDecoder().decode(StoredKeys.self, from: plaintext)
+            guard stored.keys.contains(where: { $0.kid == stored.current }) else {
+                throw KeyMaterialError("the current signing key is missing")
+            }
+            return stored
+        } catch {
+            throw KeyMaterialError("the stored token signing keys are unreadable: \(error)")
+        }
+    }
+
+    private static func add(_ stored: StoredKeys, to keys: JWTKeyCollection) async throws {
+        for key in stored.keys {
+            await keys.add(ecdsa: try ES256PrivateKey(pem: key.pem), kid: JWKIdentifier(string: key.kid))
+        }
+    }
+
+    private static func newKey() -> StoredKeys.Key {
         let key = P256.Signing.PrivateKey()
         let kid = String(Data(SHA256.hash(data: key.publicKey.derRepresentation)).base64URLEncodedString().prefix(16))
-        let path = "\(directory)/\(kid).pem"
-        guard FileManager.default.createFile(atPath: path, contents: Data(key.pemRepresentation.utf8),
-                                             attributes: [.posixPermissions: 0o600]) else {
-            throw CocoaError(.fileWriteUnknown)
+        return StoredKeys.Key(kid: kid, pem: key.pemRepresentation, retiredAt: nil)
+    }
+
+    private static func newKeys() -> StoredKeys {
+        let key = newKey()
+        return StoredKeys(current: key.kid, keys: [key])
+    }
+
+    /// The keys of a key directory written before the keys were shared, or nil when it has none.
+    static func importKeys(directory: String) throws -> StoredKeys? {
+        guard let data = FileManager.default.contents(atPath: directory + "/keys.json") else { return nil }
+        let index: KeyIndex
+        do { index = try JSONDecoder().decode(KeyIndex.self, from: data) } catch {
+            throw KeyMaterialError("cannot import \(directory)/keys.json: \(error)")
         }
-        return kid
+        func pem(_ kid: String) -> String? { try? String(contentsOfFile: "\(directory)/\(kid).pem", encoding: .utf8) }
+        guard let current = pem(index.current) else {
+            throw KeyMaterialError("cannot import the signing key \(index.current) named by \(directory)/keys.json")
+        }
+        return StoredKeys(current: index.current, keys: [.init(kid: index.current, pem: current, retiredAt: nil)]
+            + index.retired.compactMap { r in pem(r.kid).map { .init(kid: r.kid, pem: $0, retiredAt: r.retiredAt) } })
     }
 
-    private static func writeIndex(_ index: KeyIndex, to path: String) throws {
-        try JSONEncoder().encode(index).write(to: URL(fileURLWithPath: path), options: .atomic)
-        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
-    }
-
-    /// Makes a new key the signing key; the old one keeps verifying until its tokens expire.
+    /// Makes a new key the signing key of every node; the old one keeps verifying until its tokens
+    /// expire. A compare-and-swap: a rotation made meanwhile by another node is kept, not overwritten.
     public func rotate() async throws -> String {
-        let kid = try Self.writeNewKey(directory: directory)
-        let pem = try String(contentsOfFile: "\(directory)/\(kid).pem", encoding: .utf8)
-        await keys.add(ecdsa: try ES256PrivateKey(pem: pem), kid: JWKIdentifier(string: kid))
-        let indexPath = directory + "/keys.json"
-        var index = try JSONDecoder().decode(KeyIndex.self, from: Data(contentsOf: URL(fileURLWithPath: indexPath)))
-        index.retired.append(.init(kid: index.current, retiredAt: Date()))
-        index.current = kid
-        try Self.writeIndex(index, to: indexPath)
-        current.withLockedValue { $0 = kid }
-        return kid
+        while true {
+            guard let loaded = try await shared.load(Self.keyMaterialName) else {
+                throw KeyMaterialError("the token signing keys are missing from the metadata store")
+            }
+            var stored = try Self.decode(loaded.plaintext)
+            let key = Self.newKey()
+            for i in stored.keys.indices where stored.keys[i].kid == stored.current { stored.keys[i].retiredAt = Date() }
+            stored.keys.append(key)
+            stored.current = key.kid
+            if try await shared.store(Self.keyMaterialName, try JSONEncoder().encode(stored), expectedVersion: loaded.version) {
+                try await adopt(stored)
+                return key.kid
+            }
+        }
+    }
+
+    /// Takes keys read from the store: verifies with each, signs with the current one.
+    private func adopt(_ stored: StoredKeys) async throws {
+        let fresh = stored.keys.filter { !known.withLockedValue { $0.kids }.contains($0.kid) }
+        try await Self.add(StoredKeys(current: stored.current, keys: fresh), to: keys)
+        known.withLockedValue { $0.kids.formUnion(fresh.map(\.kid)) }
+        current.withLockedValue { $0 = stored.current }
+    }
+
+    /// A token signed with a key this process does not know (another node rotated): read the keys
+    /// again, at most once a second whatever tokens arrive.
+    private func reloadIfUnknown(_ token: String) async -> Bool {
+        guard let header = token.split(separator: ".").first,
+              let json = Data(base64URLEncoded: String(header)),
+              let kid = (try? JSONDecoder().decode([String: String?].self, from: json))?["kid"] ?? nil else { return false }
+        let now = Date()
+        let due = known.withLockedValue { state -> Bool in
+            guard !state.kids.contains(kid), now.timeIntervalSince(state.lastReload) >= 1 else { return false }
+            state.lastReload = now
+            return true
+        }
+        guard due, let loaded = try? await shared.load(Self.keyMaterialName), let stored = try? Self.decode(loaded.plaintext),
+              stored.keys.contains(where: { $0.kid == kid }) else { return false }
+        return (try? await adopt(stored)) != nil
     }
 
     public var currentKeyID: String { current.withLockedValue { $0 } }
@@ -152,8 +222,12 @@ public final class TokenService: Sendable {
             guard hit.exp.value > now, hit.aud.value.contains(audience), hit.typ == type else { return nil }
             return hit
         }
-        guard token.utf8.count < 16_384,
-              let payload = try? await keys.verify(token, as: RegistryTokenPayload.self),
+        guard token.utf8.count < 16_384 else { return nil }
+        var checked = try? await keys.verify(token, as: RegistryTokenPayload.self)
+        if checked == nil, await reloadIfUnknown(token) {
+            checked = try? await keys.verify(token, as: RegistryTokenPayload.self)
+        }
+        guard let payload = checked,
               payload.iss.value == Self.issuer, payload.aud.value.contains(audience), payload.typ == type
         else { return nil }
         verified.withLockedValue { cache in
@@ -166,6 +240,12 @@ public final class TokenService: Sendable {
 }
 
 extension Data {
+    init?(base64URLEncoded text: String) {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        self.init(base64Encoded: base64)
+    }
+
     func base64URLEncodedString() -> String {
         base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")

@@ -16,7 +16,8 @@ import Darwin
 // A backup directory mirrors a data directory:
 //     metadata.sqlite            a consistent copy made with SQLite's backup API
 //     storage/blobs/<alg>/<xx>/<hex>
-//     keys/…                     token signing keys and the webhook sealing key
+//     keys/…                     the key file sealing the signing keys kept in the metadata
+//                                (keys/key-encryption.key), and any key files from before
 //     bootstrap-owner-password   when the data directory has one
 //     berth-backup.json          written last: the backup is complete
 

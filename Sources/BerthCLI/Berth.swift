@@ -135,7 +135,10 @@ struct Serve: AsyncParsableCommand {
         do { try await backends.blobs.checkHealth() } catch { logger.warning("the blob store is not usable: \(error)") }
         let registry = Registry(blobs: backends.blobs, metadata: backends.metadata, configuration: registryConfiguration,
                                 logger: Logger(label: "berth.registry"))
-        let access = try await AccessControl.open(store: backends.metadata, keyDirectory: settings.data + "/keys",
+        // The signing keys and the webhook sealing key are shared by every node over the metadata
+        // store, sealed under the key-encryption key (which never enters the store).
+        let kek = try settings.keyEncryptionKey()
+        let access = try await AccessControl.open(store: backends.metadata, keyDirectory: settings.data + "/keys", keyEncryptionKey: kek,
                                                   registryName: settings.registryName, jwksSource: HTTPJWKSSource(policy: outbound),
                                                   logger: Logger(label: "berth.access"))
         let environment = ProcessInfo.processInfo.environment
@@ -160,8 +163,10 @@ struct Serve: AsyncParsableCommand {
             }
         default: tls = nil   // ServeSettings.resolve refuses one without the other
         }
-        let webhooks = try WebhookService(store: backends.metadata, events: backends.metadata, keyDirectory: settings.data + "/keys",
-                                          policy: outbound, logger: Logger(label: "berth.webhooks"))
+        let sealingKey = try await WebhookService.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek),
+                                                                   importing: settings.data + "/keys")
+        let webhooks = WebhookService(store: backends.metadata, events: backends.metadata, sealingKey: sealingKey,
+                                      policy: outbound, logger: Logger(label: "berth.webhooks"))
         let listening = ListeningFlag()
         let app = try await BerthServer.makeApplication(
             registry: registry, access: access,

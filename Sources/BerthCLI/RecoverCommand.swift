@@ -44,9 +44,10 @@ struct RecoverOwner: AsyncParsableCommand {
             defer { withExtendedLifetime(lock) {} }
             let store = try SQLiteMetadataStore(path: data + "/metadata.sqlite")
             // The admin user's name is reserved for it, as in `berth serve` (same file and environment).
-            let registryName = try ServeSettings.resolve(configPath: config, environment: ProcessInfo.processInfo.environment,
-                                                         flags: []).registryName
-            let access = try await AccessControl.open(store: store, keyDirectory: data + "/keys", registryName: registryName)
+            var settings = try ServeSettings.resolve(configPath: config, environment: ProcessInfo.processInfo.environment, flags: [])
+            settings.data = data
+            let access = try await AccessControl.open(store: store, keyDirectory: data + "/keys", keyEncryptionKey: try settings.keyEncryptionKey(),
+                                                      registryName: settings.registryName)
             let password: String
             do {
                 password = try await access.recoverOwner(Access.Actor(name: "berth recover owner", address: "local"), name: name)

@@ -64,6 +64,9 @@ struct ServeSettings: Equatable {
     var storageLocation: StorageLocation?
     var sqlitePath: String?
     var filesystemRoot: String?
+    /// The key-encryption key's file (32 random bytes, raw or base64, owner-only): it seals the key
+    /// material the nodes share in the metadata store. Default (sqlite only): `<data>/keys/key-encryption.key`.
+    var keyFile: String?
 
     enum MetadataStoreKind: String, Equatable, CaseIterable {
         /// `metadata.sqlite` under `data`.
@@ -180,6 +183,10 @@ struct ServeSettings: Equatable {
              summary: "a file whose first line is the PostgreSQL password (instead of one in postgres-url)") { s, v throws(SettingError) in
             s.postgresPasswordFile = try nonEmpty(v)
         },
+        Spec(key: "key-file", environment: "BERTH_KEY_FILE", hasFlag: false, defaultText: "keys/key-encryption.key under data (sqlite)",
+             summary: "a file only its owner may read holding a 32-byte key (raw or base64, e.g. `openssl rand -base64 32`) that seals the signing keys shared in the metadata store; required with metadata-store postgres, the same file on every node") { s, v throws(SettingError) in
+            s.keyFile = try nonEmpty(v)
+        },
         Spec(key: "blob-store", environment: "BERTH_BLOB_STORE", hasFlag: false, defaultText: "filesystem",
              summary: "the blob backend: filesystem (storage/ under data) or s3 (an S3-compatible bucket, see s3-*)") { s, v throws(SettingError) in
             s.blobStore = try choice(v, "blob store")
@@ -290,6 +297,12 @@ struct ServeSettings: Equatable {
         case .sqlite where settings.postgresURL != nil || settings.postgresPasswordFile != nil:
             throw ValidationError("postgres-url and postgres-password-file are for metadata-store postgres; the metadata store is sqlite")
         default: break
+        }
+        if settings.metadataStore == .postgres && settings.keyFile == nil {
+            throw ValidationError("""
+                metadata-store postgres needs key-file (or BERTH_KEY_FILE): every node needs the same key, \
+                e.g. made once with `openssl rand -base64 32 > berth.key; chmod 600 berth.key`
+                """)
         }
         if settings.blobStore == .s3 {
             try settings.resolveS3(environment: environment)
@@ -500,6 +513,19 @@ extension ServeSettings {
         }
     }
 
+    /// The key-encryption key: from key-file, else (the embedded store) the one under the data
+    /// directory, created at first start.
+    func keyEncryptionKey() throws -> KeyEncryptionKey {
+        do {
+            if let keyFile { return try KeyEncryptionKey.read(path: keyFile) }
+            return try KeyEncryptionKey.readOrCreate(path: data + "/keys/" + KeyEncryptionKey.defaultFile)
+        } catch let e as KeyMaterialError {
+            throw ValidationError(e.message)
+        }
+    }
+}
+
+extension ServeSettings {
     /// The backends these settings name, under the data directory.
     var backendConfiguration: BackendConfiguration {
         let metadata: BackendConfiguration.Metadata = switch metadataStore {

@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1]
+    static let all: [[String]] = [v1, v2]
 
     static var latest: Int { all.count }
 
@@ -229,6 +229,16 @@ enum PostgresMigrations {
             keep bigint NOT NULL,
             created_at double precision NOT NULL,
             last_run_at double precision)
+        """,
+    ]
+
+    /// Key material shared by every node (sealed by the caller; `KeyMaterialStore`).
+    static let v2: [String] = [
+        """
+        CREATE TABLE key_material (
+            name \(text) PRIMARY KEY,
+            version bigint NOT NULL,
+            blob bytea NOT NULL)
         """,
     ]
 

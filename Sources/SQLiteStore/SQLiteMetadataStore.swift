@@ -279,6 +279,16 @@ public final class SQLiteMetadataStore: MetadataBackend {
                 ALTER TABLE webhooks DROP COLUMN next_attempt_at;
                 """)
         }
+        m.registerMigration("v10-key-material") { db in
+            // Key material shared by every process of the registry, sealed by the caller.
+            try db.execute(sql: """
+                CREATE TABLE key_material (
+                    name TEXT PRIMARY KEY,
+                    version INTEGER NOT NULL,
+                    blob BLOB NOT NULL
+                ) WITHOUT ROWID;
+                """)
+        }
         return m
     }
 

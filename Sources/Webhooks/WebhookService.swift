@@ -48,17 +48,43 @@ public final class WebhookService: Sendable {
     let deliveryTimeout: TimeAmount
     let backoffBase: Double
 
-    public init(store: any WebhookStore, events: any EventLogStore, keyDirectory: String, policy: OutboundPolicy = OutboundPolicy(),
+    /// A service whose sealing key is this process's own, in `keyDirectory` (one process, tests).
+    /// A registry shares it: see `sharedSealingKey`.
+    public convenience init(store: any WebhookStore, events: any EventLogStore, keyDirectory: String, policy: OutboundPolicy = OutboundPolicy(),
+                            maxAttempts: Int = 10, deliveryTimeout: TimeAmount = .seconds(10), backoffBase: Double = 1,
+                            logger: Logger = Logger(label: "berth.webhooks")) throws {
+        self.init(store: store, events: events, sealingKey: try Self.loadOrCreateKey(directory: keyDirectory), policy: policy,
+                  maxAttempts: maxAttempts, deliveryTimeout: deliveryTimeout, backoffBase: backoffBase, logger: logger)
+    }
+
+    public init(store: any WebhookStore, events: any EventLogStore, sealingKey: SymmetricKey, policy: OutboundPolicy = OutboundPolicy(),
                 maxAttempts: Int = 10, deliveryTimeout: TimeAmount = .seconds(10), backoffBase: Double = 1,
-                logger: Logger = Logger(label: "berth.webhooks")) throws {
+                logger: Logger = Logger(label: "berth.webhooks")) {
         self.store = store
         self.events = events
-        self.sealingKey = try Self.loadOrCreateKey(directory: keyDirectory)
+        self.sealingKey = sealingKey
         self.policy = policy
         self.maxAttempts = maxAttempts
         self.deliveryTimeout = deliveryTimeout
         self.backoffBase = backoffBase
         self.logger = logger
+    }
+
+    /// The name of the sealing key in the key material store.
+    public static let keyMaterialName = "webhook-sealing-key"
+
+    /// The key that seals webhook secrets and header values, shared by every node of the registry
+    /// (created once). An installation from before it was shared has it in `<importing>/webhook-secrets.key`:
+    /// that one is imported, so what it sealed keeps opening.
+    public static func sharedSealingKey(_ shared: SharedKeyMaterial, importing directory: String? = nil) async throws -> SymmetricKey {
+        let loaded = try await shared.loadOrCreate(keyMaterialName) {
+            if let directory, let data = FileManager.default.contents(atPath: directory + "/webhook-secrets.key"), data.count == 32 {
+                return data
+            }
+            return SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
+        }
+        guard loaded.plaintext.count == 32 else { throw KeyMaterialError("the stored webhook sealing key is not 32 bytes") }
+        return SymmetricKey(data: loaded.plaintext)
     }
 
     static func loadOrCreateKey(directory: String) throws -> SymmetricKey {

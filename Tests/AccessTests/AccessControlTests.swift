@@ -124,7 +124,10 @@ func b64url(_ data: Data) -> String {
         #expect(await access.authenticateBearer(none, service: "svc", address: here) == nil)
         // HS256 signed with the public key (algorithm confusion)
         let kid = access.tokens.currentKeyID
-        let pem = try String(contentsOfFile: "\(dir)/keys/\(kid).pem", encoding: .utf8)
+        let shared = SharedKeyMaterial(store: try SQLiteMetadataStore(path: dir + "/metadata.sqlite"),
+                                       kek: try KeyEncryptionKey.read(path: dir + "/keys/" + KeyEncryptionKey.defaultFile))
+        let loaded = try await #require(try await shared.load(TokenService.keyMaterialName))
+        let pem = try #require(try JSONDecoder().decode(TokenService.StoredKeys.self, from: loaded.plaintext).keys.first { $0.kid == kid }).pem
         let publicPEM = try P256.Signing.PrivateKey(pemRepresentation: pem).publicKey.pemRepresentation
         let header = b64url(Data("{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"\(kid)\"}".utf8))
         let mac = HMAC<SHA256>.authenticationCode(for: Data((header + "." + payload).utf8), using: SymmetricKey(data: Data(publicPEM.utf8)))

@@ -48,7 +48,7 @@ private struct ProbeFeature: RegistryFeature {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
-        let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore, keyDirectory: dir + "/keys")
+        let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore & KeyMaterialStore, keyDirectory: dir + "/keys")
         _ = try await access.bootstrap(ownerPassword: ownerPassword)
         return try await BerthServer.makeApplication(registry: registry, access: access, features: [probe, AdmissionFeature()],
                                                host: "127.0.0.1", port: 0, logger: logger)

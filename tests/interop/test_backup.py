@@ -80,6 +80,9 @@ def test_backup_while_pushing_then_restore(registry, tmp_path):
     assert not failures, failures
     assert out.returncode == 0, out.stderr
     assert (backup / "berth-backup.json").is_file() and (backup / "metadata.sqlite").is_file()
+    # the key file that seals the signing keys kept in metadata.sqlite: without it the restored
+    # server could not open them (it refuses to start then)
+    assert (backup / "keys" / "key-encryption.key").is_file()
     assert len(during) > 2   # pushes went on while the backup ran
 
     # a second backup into the same directory is refused

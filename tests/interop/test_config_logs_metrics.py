@@ -76,6 +76,11 @@ def test_unknown_and_bad_settings_are_refused_with_their_source(tmp_path):
     env = dict(os.environ, BERTH_POSTGRES_URL="postgres://u:hunter2@/db")
     r = _serve(["--metadata-store", "postgres", "--data", str(tmp_path / "d")], env=env)
     assert r.returncode != 0 and "BERTH_POSTGRES_URL" in r.stderr and "hunter2" not in r.stderr, r.stderr
+    # postgres needs the key-file every node shares (a per-node default would split the cluster)
+    env = {k: v for k, v in os.environ.items() if k != "BERTH_KEY_FILE"}
+    env["BERTH_POSTGRES_URL"] = "postgres://u@127.0.0.1:1/db"
+    r = _serve(["--metadata-store", "postgres", "--data", str(tmp_path / "d")], env=env)
+    assert r.returncode != 0 and "needs key-file" in r.stderr, r.stderr
     env = dict(os.environ, BERTH_BLOB_STORE="gcs")
     r = _serve(["--data", str(tmp_path / "d")], env=env)
     assert r.returncode != 0 and "BERTH_BLOB_STORE" in r.stderr and "filesystem, s3" in r.stderr, r.stderr
@@ -164,7 +169,10 @@ def test_serve_on_postgres_and_s3_named_by_urls(postgres_database, s3_service, t
     password_file.write_text(password + "\n")
     password_file.chmod(0o600)
     server = URLRegistry(workdir)
-    server.extra_env.update({"BERTH_POSTGRES_PASSWORD_FILE": str(password_file),
+    key_file = workdir / "key-encryption.key"   # postgres needs the key every node shares
+    key_file.write_bytes(os.urandom(32))
+    key_file.chmod(0o600)
+    server.extra_env.update({"BERTH_POSTGRES_PASSWORD_FILE": str(password_file), "BERTH_KEY_FILE": str(key_file),
                              "BERTH_S3_ACCESS_KEY": s3_service.access_key, "BERTH_S3_SECRET_KEY": s3_service.secret_key})
     server.start()
     try:

@@ -20,6 +20,16 @@ class PostgresRegistry(RegistryServer):
         return super()._command(port) + ["--metadata-store", "postgres"]
 
 
+def _key_file(directory: Path) -> Path:
+    """A key-encryption key as an operator makes one: 32 random bytes, base64, owner-only."""
+    import base64
+    import os
+    path = directory / "berth.key"
+    path.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    path.chmod(0o600)
+    return path
+
+
 def test_skopeo_round_trip_and_restart_on_postgres(postgres_database, tmp_path):
     workdir = Path(tempfile.mkdtemp(prefix="berth-interop-pg-"))
     server = PostgresRegistry(workdir)
@@ -32,6 +42,7 @@ def test_skopeo_round_trip_and_restart_on_postgres(postgres_database, tmp_path):
     server.extra_env["BERTH_POSTGRES_URL"] = urllib.parse.urlunsplit(
         parts._replace(netloc=f"{parts.username}@{parts.hostname}:{parts.port}"))
     server.extra_env["BERTH_POSTGRES_PASSWORD_FILE"] = str(password_file)
+    server.extra_env["BERTH_KEY_FILE"] = str(_key_file(workdir))
     server.start()
     try:
         host, creds, api = server.host, server.creds, server.api()
@@ -61,3 +72,34 @@ def test_skopeo_round_trip_and_restart_on_postgres(postgres_database, tmp_path):
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_a_token_from_one_node_is_accepted_by_another(postgres_database, tmp_path):
+    """Two servers (own data directories) over one database with the same key-file: a token issued
+    by node A's /oauth2/token is accepted by node B's /v2/."""
+    import requests
+    key_file = _key_file(tmp_path)
+    nodes = []
+    try:
+        for name in ("a", "b"):
+            node = PostgresRegistry(tmp_path / name)
+            node.password = "it-shared-owner-password"   # the owner is bootstrapped once, by the first node
+            node.extra_env.update(BERTH_POSTGRES_URL=postgres_database, BERTH_KEY_FILE=str(key_file),
+                                  BERTH_SERVICE_NAME="registry.test")
+            node.start()
+            nodes.append(node)
+        a, b = nodes
+        r = requests.get(f"{a.base}/oauth2/token", params={"service": "registry.test"}, auth=a.creds, timeout=30)
+        assert r.status_code == 200, r.text
+        token = r.json()["token"]
+        r = requests.get(f"{b.base}/v2/", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert r.status_code == 200, r.text
+        # a server with another key-file refuses to start instead of splitting the cluster
+        other = PostgresRegistry(tmp_path / "c")
+        other.extra_env.update(BERTH_POSTGRES_URL=postgres_database, BERTH_KEY_FILE=str(_key_file(tmp_path / "c")))
+        with pytest.raises(AssertionError):
+            other.start()
+        assert "does not open with this key-file" in other.log_path.read_text()
+    finally:
+        for node in nodes:
+            node.stop()

@@ -1,0 +1,95 @@
+import Crypto
+import Foundation
+import RegistryStore
+import SQLiteStore
+import Testing
+@testable import Access
+
+/// Key material sealed under the key-encryption key and shared through the metadata store.
+@Suite struct SharedKeyMaterialTests {
+    func tempDir() throws -> String {
+        let dir = NSTemporaryDirectory() + "berth-keys-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test func sealedMaterialOpensOnlyWithItsKeyAndName() async throws {
+        let dir = try tempDir()
+        let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
+        let shared = SharedKeyMaterial(store: store, kek: .generate())
+        #expect(try await shared.store("a", Data("secret".utf8), expectedVersion: 0))
+        let raw = try #require(try await store.keyMaterial(named: "a"))
+        #expect(raw.blob.range(of: Data("secret".utf8)) == nil)   // the store never holds it in the clear
+        #expect(try await shared.load("a")?.plaintext == Data("secret".utf8))
+        // another key-encryption key: a clear error naming the key-file, no crash
+        let other = SharedKeyMaterial(store: store, kek: .generate())
+        let error = await #expect(throws: KeyMaterialError.self) { try await other.load("a") }
+        #expect(error?.message.contains("key-file") == true)
+        // a blob moved under another name does not open either
+        #expect(try await store.storeKeyMaterial(named: "b", raw.blob, expectedVersion: 0))
+        await #expect(throws: KeyMaterialError.self) { try await shared.load("b") }
+    }
+
+    @Test func keyFilesAreReadRawOrBase64AndOnlyWhenTheOwnersAlone() throws {
+        let dir = try tempDir()
+        let bytes = Data((0..<32).map { UInt8($0) })
+        let fm = FileManager.default
+        fm.createFile(atPath: dir + "/raw", contents: bytes, attributes: [.posixPermissions: 0o600])
+        fm.createFile(atPath: dir + "/b64", contents: Data((bytes.base64EncodedString() + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        let material = Data("m".utf8)
+        let sealed = try SharedKeyMaterial(store: try SQLiteMetadataStore(path: dir + "/m.sqlite"), kek: try KeyEncryptionKey.read(path: dir + "/raw"))
+            .seal("n", material)
+        let opener = SharedKeyMaterial(store: try SQLiteMetadataStore(path: dir + "/m.sqlite"), kek: try KeyEncryptionKey.read(path: dir + "/b64"))
+        #expect(try opener.open("n", sealed) == material)   // the same key, read from either form
+        fm.createFile(atPath: dir + "/open", contents: bytes, attributes: [.posixPermissions: 0o644])
+        #expect(throws: KeyMaterialError.self) { try KeyEncryptionKey.read(path: dir + "/open") }
+        fm.createFile(atPath: dir + "/short", contents: Data("c2hvcnQ=".utf8), attributes: [.posixPermissions: 0o600])
+        #expect(throws: KeyMaterialError.self) { try KeyEncryptionKey.read(path: dir + "/short") }
+        #expect(throws: KeyMaterialError.self) { try KeyEncryptionKey.read(path: dir + "/absent") }
+        // the embedded default: created once (owner only), then the same key
+        let first = try KeyEncryptionKey.readOrCreate(path: dir + "/keys/k")
+        #expect((try fm.attributesOfItem(atPath: dir + "/keys/k")[.posixPermissions] as? Int) == 0o600)
+        let again = try KeyEncryptionKey.readOrCreate(path: dir + "/keys/k")
+        #expect(try SharedKeyMaterial(store: opener.store, kek: again).open("n", SharedKeyMaterial(store: opener.store, kek: first).seal("n", material)) == material)
+    }
+
+    /// Two nodes over one database file, each with its own key directory and the same key file.
+    @Test func aTokenIssuedByOneNodeVerifiesOnTheOther() async throws {
+        let dir = try tempDir()
+        let kek = KeyEncryptionKey.generate()
+        let storeA = try SQLiteMetadataStore(path: dir + "/m.sqlite"), storeB = try SQLiteMetadataStore(path: dir + "/m.sqlite")
+        async let first = AccessControl.open(store: storeA, keyDirectory: dir + "/a", keyEncryptionKey: kek)
+        async let second = AccessControl.open(store: storeB, keyDirectory: dir + "/b", keyEncryptionKey: kek)
+        let (a, b) = try await (first, second)
+        #expect(a.tokens.currentKeyID == b.tokens.currentKeyID)   // started together, they agreed on one key
+        let token = try await a.tokens.issue(subject: "alice", subjectID: nil, audience: "reg", type: "access", generation: 0, access: nil).token
+        #expect(await b.tokens.verify(token, audience: "reg", type: "access")?.sub.value == "alice")
+        // a rotation on one node: its new tokens verify on the other, the old ones still do
+        let kid = try await a.tokens.rotate()
+        let rotated = try await a.tokens.issue(subject: "bob", subjectID: nil, audience: "reg", type: "access", generation: 0, access: nil).token
+        #expect(await b.tokens.verify(rotated, audience: "reg", type: "access")?.sub.value == "bob")
+        #expect(await b.tokens.verify(token, audience: "reg", type: "access")?.sub.value == "alice")
+        #expect(b.tokens.currentKeyID == kid)
+        // a node with another key-encryption key cannot use the keys: it refuses to start
+        await #expect(throws: KeyMaterialError.self) {
+            _ = try await AccessControl.open(store: try SQLiteMetadataStore(path: dir + "/m.sqlite"), keyDirectory: dir + "/c",
+                                             keyEncryptionKey: .generate())
+        }
+    }
+
+    /// An installation from before the keys were shared: its key directory is imported at first start.
+    @Test func keysOfAnOlderInstallationAreImported() async throws {
+        let dir = try tempDir()
+        try FileManager.default.createDirectory(atPath: dir + "/keys", withIntermediateDirectories: true)
+        let key = P256.Signing.PrivateKey()
+        try key.pemRepresentation.write(toFile: dir + "/keys/oldkid.pem", atomically: true, encoding: .utf8)
+        try Data(#"{"current":"oldkid","retired":[]}"#.utf8).write(to: URL(fileURLWithPath: dir + "/keys/keys.json"))
+        let kek = KeyEncryptionKey.generate()
+        let a = try await AccessControl.open(store: try SQLiteMetadataStore(path: dir + "/m.sqlite"), keyDirectory: dir + "/keys", keyEncryptionKey: kek)
+        #expect(a.tokens.currentKeyID == "oldkid")
+        let token = try await a.tokens.issue(subject: "alice", subjectID: nil, audience: "reg", type: "access", generation: 0, access: nil).token
+        // a node without the files verifies it: the imported key is the shared one
+        let b = try await AccessControl.open(store: try SQLiteMetadataStore(path: dir + "/m.sqlite"), keyDirectory: dir + "/other", keyEncryptionKey: kek)
+        #expect(await b.tokens.verify(token, audience: "reg", type: "access")?.sub.value == "alice")
+    }
+}
