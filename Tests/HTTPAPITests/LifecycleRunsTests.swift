@@ -18,7 +18,7 @@ import Testing
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
-        let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore, keyDirectory: dir + "/keys")
+        let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore & KeyMaterialStore, keyDirectory: dir + "/keys")
         _ = try await access.bootstrap(ownerPassword: ownerPassword)
         let app = try await BerthServer.makeApplication(registry: registry, access: access, features: standardFeatures(registry),
                                                         host: "127.0.0.1", port: 0, logger: logger)
