@@ -277,6 +277,17 @@ public final class SQLiteMetadataStore: MetadataBackend {
                 ALTER TABLE webhooks DROP COLUMN next_attempt_at;
                 """)
         }
+        m.registerMigration("v10-leases") { db in
+            // Leases on cluster-once background work (SQLiteMetadataStore+Leases.swift).
+            try db.execute(sql: """
+                CREATE TABLE leases (
+                    name TEXT PRIMARY KEY,
+                    holder TEXT NOT NULL,
+                    token INTEGER NOT NULL,
+                    expires_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                """)
+        }
         return m
     }
 
