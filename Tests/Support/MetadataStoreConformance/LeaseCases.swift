@@ -16,7 +16,6 @@ extension MetadataStoreConformance {
             #expect(other?.holder == "b")
             let all = try await s.leases()
             #expect(all.map(\.name) == ["job", "other"] && all.first?.holder == "a" && all.first?.token == again?.token)
-            if let a { #expect(a.expiresAt > Date().addingTimeInterval(30)) }
         },
         Case("acquireLease: taken over after expiry with a higher token; the stale holder cannot renew or release") { s in
             let old = try #require(try await s.acquireLease(name: "job", holder: "a", ttl: 0))
