@@ -32,7 +32,7 @@ extension PostgresMetadataStore {
         try await single { tx in
             try await tx.count("""
                 UPDATE leases SET expires_at = \(unescaped: Self.dbNow) + \(max(0, ttl))
-                WHERE name = \(name) AND holder = \(holder) AND token = \(token) RETURNING 1
+                WHERE name = \(name) AND holder = \(holder) AND token = \(token) AND expires_at > \(unescaped: Self.dbNow) RETURNING 1
                 """) == 1
         }
     }

@@ -40,7 +40,8 @@ public protocol LeaseStore: Sendable {
     /// by one with every acquisition. Nil while another holder's lease is live.
     func acquireLease(name: String, holder: String, ttl: TimeInterval) async throws -> Lease?
     /// Extends the lease by `ttl` seconds from now; false (and nothing changes) unless `holder`
-    /// still holds it under `token`, i.e. nobody acquired it since.
+    /// still holds it under `token` and it is live (not run out, not released): a holder that
+    /// lost it, even with nobody else taking it yet, acquires it again instead.
     func renewLease(name: String, holder: String, token: Int64, ttl: TimeInterval) async throws -> Bool
     /// Ends the lease at once (its token is kept, so the next holder's is higher); nothing
     /// happens unless `holder` holds it under `token`.

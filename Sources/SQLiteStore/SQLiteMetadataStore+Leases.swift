@@ -28,8 +28,9 @@ extension SQLiteMetadataStore {
 
     public func renewLease(name: String, holder: String, token: Int64, ttl: TimeInterval) async throws -> Bool {
         try await pool.write { db in
-            try db.execute(sql: "UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? AND token = ?",
-                           arguments: [Date().timeIntervalSince1970 + max(0, ttl), name, holder, token])
+            let now = Date().timeIntervalSince1970
+            try db.execute(sql: "UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? AND token = ? AND expires_at > ?",
+                           arguments: [now + max(0, ttl), name, holder, token, now])
             return db.changesCount == 1
         }
     }

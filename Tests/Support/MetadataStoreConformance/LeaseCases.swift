@@ -25,6 +25,9 @@ extension MetadataStoreConformance {
             let wrongToken = try await s.renewLease(name: "job", holder: "b", token: old.token, ttl: 60)
             let wrongHolder = try await s.renewLease(name: "job", holder: "a", token: new.token, ttl: 60)
             #expect(!staleRenew && !wrongToken && !wrongHolder)
+            let expired = try #require(try await s.acquireLease(name: "lapsed", holder: "a", ttl: 0))
+            let lapsedRenew = try await s.renewLease(name: "lapsed", holder: "a", token: expired.token, ttl: 60)
+            #expect(!lapsedRenew)
             try await s.releaseLease(name: "job", holder: "a", token: old.token)
             let taken = try await s.acquireLease(name: "job", holder: "c", ttl: 60)
             #expect(taken == nil)
@@ -36,6 +39,8 @@ extension MetadataStoreConformance {
         Case("releaseLease: the next holder acquires at once, with a higher token") { s in
             let a = try #require(try await s.acquireLease(name: "job", holder: "a", ttl: 60))
             try await s.releaseLease(name: "job", holder: "a", token: a.token)
+            let renewedAfterRelease = try await s.renewLease(name: "job", holder: "a", token: a.token, ttl: 60)
+            #expect(!renewedAfterRelease)
             let b = try #require(try await s.acquireLease(name: "job", holder: "b", ttl: 60))
             #expect(b.token > a.token)
             let renewedByOld = try await s.renewLease(name: "job", holder: "a", token: a.token, ttl: 60)
