@@ -84,7 +84,8 @@ import Testing
         #expect(recorder.seen.withLockedValue { $0 } == first)
         let holder = try #require(try await leases.leases().first)
         let held = try #require(Int(holder.holder.dropFirst("node-".count)))
-        #expect(running.withLockedValue { $0 } == [held: true])
+        // Only the holder's job runs (on a very busy machine a lease may have changed hands before).
+        #expect(running.withLockedValue { $0.filter(\.value).map(\.key) } == [held])
 
         // The holder is cut off: its job stops when its renewal fails, the other node takes over
         // once the lease has run out, with a higher token, and goes on from the cursor.
