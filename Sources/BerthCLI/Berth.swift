@@ -174,7 +174,10 @@ struct Serve: AsyncParsableCommand {
             host: host, port: port, limits: limits, publicURL: settings.publicURL,
             serviceName: settings.serviceName, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),
-            lifecycleTick: .milliseconds(Int64(max(0.05, settings.lifecycleTickSeconds) * 1000)), metrics: metrics, logger: logger,
+            lifecycleTick: .milliseconds(Int64(max(0.05, settings.lifecycleTickSeconds) * 1000)), metrics: metrics,
+            leases: LeasedRunner(store: backends.metadata, holder: Self.leaseHolder(settings.backendConfiguration.metadata),
+                                 logger: Logger(label: "berth.leases")),
+            logger: logger,
             onServerRunning: { _ in listening.set() })
         logger.info("berth starting", metadata: ["version": "\(BerthVersion.string)", "listen": "\(host):\(port)", "data": "\(settings.data)"])
         // Signals are handled here rather than by the service group: the first SIGINT/SIGTERM
@@ -191,6 +194,16 @@ struct Serve: AsyncParsableCommand {
         }
         logger.info("berth stopped: in-flight requests finished")
         withExtendedLifetime(dataLock) {}
+    }
+
+    /// This node's name in the background-work leases. The embedded store has one server (the data
+    /// directory lock), so a restarted one takes its leases back at once; on a shared database each
+    /// process is its own holder, and a node that died is taken over after the lease's time to live.
+    static func leaseHolder(_ metadata: BackendConfiguration.Metadata) -> String {
+        switch metadata {
+        case .sqlite: "local"
+        default: "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
+        }
     }
 
     private func describeStartError(_ error: any Error) -> String {

@@ -26,6 +26,7 @@ public enum BerthServer {
                                        janitorInterval: Duration = .seconds(600),
                                        lifecycleTick: Duration = .seconds(30),
                                        metrics: HTTPMetrics = HTTPMetrics(),
+                                       leases: LeasedRunner? = nil,
                                        logger: Logger,
                                        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in })
         async throws -> some ApplicationProtocol {
@@ -48,17 +49,26 @@ public enum BerthServer {
             responder: responder,
             server: server,
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
-            services: [LifecycleService(registry: registry, janitorInterval: janitorInterval, tick: lifecycleTick, logger: logger)]
-                + eventConsumers(registry: registry, poll: lifecycleTick, logger: logger)
-                + [CacheInvalidationService(registry: registry, access: access, logger: logger)]
-                + features.flatMap(\.services),
+            services: clusterOnce(leases, [
+                ("lifecycle", LifecycleService(registry: registry, janitorInterval: janitorInterval, tick: lifecycleTick, logger: logger)),
+            ] + eventConsumers(registry: registry, poll: lifecycleTick, logger: logger).map { ("consumer:\($0.runner.consumer.name)", $0) }
+              + features.flatMap(\.services).map { ("service:\(type(of: $0))", $0) })
+                // Per process by nature: every node keeps its own caches true.
+                + [CacheInvalidationService(registry: registry, access: access, logger: logger)],
             onServerRunning: onServerRunning,
             logger: logger
         )
     }
 
+    /// Background work that must run once across the cluster, each under its lease when there
+    /// are leases (a server of its own, as in tests, runs it directly).
+    static func clusterOnce(_ leases: LeasedRunner?, _ services: [(lease: String, service: any Service)]) -> [any Service] {
+        guard let leases else { return services.map(\.service) }
+        return services.map { LeasedService(lease: $0.lease, service: $0.service, runner: leases) }
+    }
+
     /// The event consumers this server runs, each from its durable cursor.
-    static func eventConsumers(registry: Registry, poll: Duration, logger: Logger) -> [any Service] {
+    static func eventConsumers(registry: Registry, poll: Duration, logger: Logger) -> [EventConsumerService] {
         [EventConsumerService(runner: EventConsumerRunner(consumer: RetentionConsumer(registry: registry), store: registry.metadata,
                                                                  logger: logger), poll: poll)]
     }
@@ -229,5 +239,19 @@ struct EventConsumerService: Service {
         try? await cancelWhenGracefulShutdown {
             await runner.run(poll: poll, isStopping: { Task.isShuttingDownGracefully })
         }
+    }
+}
+
+/// Runs a service only while this node holds its lease (`LeasedRunner`): cancelled when the lease
+/// is lost, started again when it is acquired again, the lease released when the server stops.
+struct LeasedService: Service {
+    let lease: String
+    let service: any Service
+    let runner: LeasedRunner
+
+    func run() async throws {
+        await runner.run(lease: lease, isStopping: { Task.isShuttingDownGracefully },
+                         pause: { duration in try? await cancelWhenGracefulShutdown { try await Task.sleep(for: duration) } },
+                         job: { [service] in try await service.run() })
     }
 }

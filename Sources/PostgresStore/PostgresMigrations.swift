@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2]
+    static let all: [[String]] = [v1, v2, v3]
 
     static var latest: Int { all.count }
 
@@ -21,6 +21,17 @@ enum PostgresMigrations {
     static let lockKey: Int32 = 0x6265_7274   // "bert"
 
     private static let text = "text COLLATE \"C\""
+
+    /// Leases on cluster-once background work (PostgresMetadataStore+Leases.swift).
+    static let v3: [String] = [
+        """
+        CREATE TABLE leases (
+            name \(text) PRIMARY KEY,
+            holder \(text) NOT NULL,
+            token bigint NOT NULL,
+            expires_at double precision NOT NULL)
+        """,
+    ]
 
     static let v1: [String] = [
         """

@@ -102,7 +102,7 @@ public final class EventConsumerRunner: Sendable {
             let events = try await store.events(after: record.cursor, limit: batchSize)
             guard let last = events.last else { return (.idle, cursor) }
             try await consumer.handle(events, attempt: record.attempts + 1)
-            guard try await store.advanceEventConsumer(name: consumer.name, from: record.cursor, to: last.sequence) else {
+            guard try await advance(from: record.cursor, to: last.sequence) else {
                 return (.idle, cursor)
             }
             return (.advanced(to: last.sequence), last.sequence)
@@ -115,7 +115,7 @@ public final class EventConsumerRunner: Sendable {
                 error = stopped.error
                 if let handled = stopped.handledThrough, handled > record.cursor {
                     // Past what was handled; the failed event is the next one, at its first try.
-                    guard try await store.advanceEventConsumer(name: consumer.name, from: record.cursor, to: handled) else {
+                    guard try await advance(from: record.cursor, to: handled) else {
                         return (.idle, cursor)
                     }
                     cursor = handled
@@ -124,12 +124,27 @@ public final class EventConsumerRunner: Sendable {
             }
             let delay = min(backoffBase * pow(2, Double(min(attempts - 1, 30))), backoffMax)
             let retryAt = now.addingTimeInterval(delay)
-            try await store.recordEventConsumerFailure(name: consumer.name, error: "\(error)", attempts: attempts,
-                                                       nextAttemptAt: retryAt)
+            if let fencing = LeaseFencing.current {
+                guard try await fencing.store.recordEventConsumerFailure(name: consumer.name, error: "\(error)", attempts: attempts,
+                                                                         nextAttemptAt: retryAt, fence: fencing.fence) else {
+                    return (.idle, cursor)
+                }
+            } else {
+                try await store.recordEventConsumerFailure(name: consumer.name, error: "\(error)", attempts: attempts,
+                                                           nextAttemptAt: retryAt)
+            }
             logger.warning("event consumer failed", metadata: ["consumer": "\(consumer.name)", "attempt": "\(attempts)",
                                                                 "retry_in_s": "\(delay)", "error": "\(error)"])
             return (.failed(retryAt: retryAt), cursor)
         }
+    }
+
+    /// Moves the cursor; under a lease (`LeaseFencing.current`) only while the lease is still ours.
+    private func advance(from expected: Int64, to cursor: Int64) async throws -> Bool {
+        if let fencing = LeaseFencing.current {
+            return try await fencing.store.advanceEventConsumer(name: consumer.name, from: expected, to: cursor, fence: fencing.fence)
+        }
+        return try await store.advanceEventConsumer(name: consumer.name, from: expected, to: cursor)
     }
 
     /// Runs until cancelled: steps while there is work, sleeps `poll` when idle.

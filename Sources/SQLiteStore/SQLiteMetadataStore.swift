@@ -289,6 +289,17 @@ public final class SQLiteMetadataStore: MetadataBackend {
                 ) WITHOUT ROWID;
                 """)
         }
+        m.registerMigration("v11-leases") { db in
+            // Leases on cluster-once background work (SQLiteMetadataStore+Leases.swift).
+            try db.execute(sql: """
+                CREATE TABLE leases (
+                    name TEXT PRIMARY KEY,
+                    holder TEXT NOT NULL,
+                    token INTEGER NOT NULL,
+                    expires_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                """)
+        }
         return m
     }
 
