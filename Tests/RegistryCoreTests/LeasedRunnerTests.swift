@@ -54,11 +54,17 @@ import Testing
         throw Unreachable()
     }
 
+    /// `seen` without repeats, each at its first place.
+    func firstSeen(_ seen: [Int64]) -> [Int64] {
+        var known: Set<Int64> = []
+        return seen.filter { known.insert($0).inserted }
+    }
+
     func allSequences(_ r: Registry) async throws -> [Int64] {
         try await r.metadata.events(after: 0, limit: 10_000).map(\.sequence)
     }
 
-    @Test func twoNodesHandleEveryEventOnceInOrderAndTheSurvivorTakesOver() async throws {
+    @Test func twoNodesHandleEveryEventInOrderAndTheSurvivorTakesOver() async throws {
         let r = try makeRegistry()
         let leases = try #require(r.metadata as? any LeaseStore)
         try await EventConsumerRunnerTests().pushTags(r, 4)
@@ -81,7 +87,9 @@ import Testing
         defer { for task in tasks { task.cancel() } }
         let first = try await allSequences(r)
         try await eventually("the first events handled") { try await r.metadata.eventConsumer(named: "rec")?.cursor == first.last }
-        #expect(recorder.seen.withLockedValue { $0 } == first)
+        // Every event in order; one that was handled when its holder lost the lease (a renewal late
+        // on a busy machine) is handled again by the next holder, whose fenced cursor move wins.
+        #expect(firstSeen(recorder.seen.withLockedValue { $0 }) == first)
         let holder = try #require(try await leases.leases().first)
         let held = try #require(Int(holder.holder.dropFirst("node-".count)))
         // Only the holder's job runs (on a very busy machine a lease may have changed hands before).
@@ -94,9 +102,12 @@ import Testing
         try await EventConsumerRunnerTests().pushTags(r, 3, repo: "team/other")
         let all = try await allSequences(r)
         try await eventually("the later events handled") { try await r.metadata.eventConsumer(named: "rec")?.cursor == all.last }
-        #expect(recorder.seen.withLockedValue { $0 } == all)
+        let seen = recorder.seen.withLockedValue { $0 }
+        #expect(firstSeen(seen) == all)
         let now = try #require(try await leases.leases().first)
         #expect(now.holder == "node-\(1 - held)" && now.token > holder.token)
+        // At least once, never more than one batch (2) again per change of hands.
+        #expect(seen.count - all.count <= 2 * Int(now.token - 1))
         let cursor = try await r.metadata.eventConsumer(named: "rec")?.cursor
         #expect(cursor == all.last)
     }
