@@ -175,13 +175,10 @@ public final class S3Client: Sendable {
     /// the answer's body up to `limit` bytes. Error answers become `S3Error`.
     func send(_ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [(String, String)] = [],
               body: ByteBuffer? = nil, operation: String, limit: Int = 16 << 20, timeout: TimeAmount = .seconds(300)) async throws -> Response {
-        // Small bodies are signed with their hash; large ones (parts) as UNSIGNED-PAYLOAD.
-        let payloadHash: String
-        if let body, body.readableBytes > (1 << 20) {
-            payloadHash = SigV4Signer.unsignedPayload
-        } else {
-            payloadHash = body.map { $0.withUnsafeReadableBytes { SHA256.hash(data: $0).hexString } } ?? SigV4Signer.emptyPayloadHash
-        }
+        // Every body in memory (parts and tails included) is signed with its SHA-256: the store
+        // checks it and refuses bytes altered on the way, so what a live hasher saw is what is
+        // stored even over a plain-http endpoint.
+        let payloadHash = body.map { $0.withUnsafeReadableBytes { SHA256.hash(data: $0).hexString } } ?? SigV4Signer.emptyPayloadHash
         var attempt = 0
         while true {
             var r = request(method, key: key, query: query, headers: headers, payloadHash: payloadHash)

@@ -19,9 +19,9 @@ public struct S3Credentials: Sendable, CustomStringConvertible, CustomDebugStrin
 /// a canonical request, the string to sign over its hash, and a signing key derived from the
 /// secret by HMAC-SHA256 over date, region, service and `aws4_request`.
 ///
-/// Request bodies that are streamed are signed as `UNSIGNED-PAYLOAD`: the signature then covers the
-/// method, path, query and headers but not the bytes. The blob store does not rely on the transport
-/// for content integrity anyway: every blob's digest is verified before it becomes visible.
+/// Bodies the blob store sends are in memory and signed with their SHA-256, which the store checks.
+/// Only `S3Client.putObject(_:stream:length:)` (unused by the blob store) and presigned GETs use
+/// `UNSIGNED-PAYLOAD`, where the signature covers method, path, query and headers but not the bytes.
 public struct SigV4Signer: Sendable {
     public static let unsignedPayload = "UNSIGNED-PAYLOAD"
     public static let emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
