@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import RegistryServer
-from helpers import TARGET, layout_blob, skopeo, umoci_image
+from helpers import layout_blob, skopeo, umoci_image
 
-pytestmark = pytest.mark.skipif(TARGET != "berth", reason="Berth's own metadata backend")
+pytestmark = pytest.mark.berth_only   # Berth's own metadata backend
 
 
 class PostgresRegistry(RegistryServer):
