@@ -298,6 +298,10 @@ struct ServeSettings: Equatable {
             throw ValidationError("postgres-url and postgres-password-file are for metadata-store postgres; the metadata store is sqlite")
         default: break
         }
+        if settings.metadataStore == .postgres, let path = settings.postgresPasswordFile {
+            // checked here, where a refusal is a clear start-up error (the backend reads it later)
+            do { _ = try SecretFile.read(path, what: "postgres-password-file", maxBytes: 4096) } catch { throw ValidationError(error.message) }
+        }
         if settings.metadataStore == .postgres && settings.keyFile == nil {
             throw ValidationError("""
                 metadata-store postgres needs key-file (or BERTH_KEY_FILE): every node needs the same key, \
@@ -438,13 +442,8 @@ extension ServeSettings {
 
     /// `access-key: …` and `secret-key: …` lines of a file that only its owner can read.
     static func readS3Credentials(_ path: String) throws -> S3KeyPair {
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-              let contents = FileManager.default.contents(atPath: path)
-        else { throw ValidationError("cannot read s3-credentials-file \(path)") }
-        if let mode = attributes[.posixPermissions] as? Int, mode & 0o077 != 0 {
-            throw ValidationError("s3-credentials-file \(path) may be read by others (mode \(String(mode, radix: 8))): chmod 600 it")
-        }
-        guard contents.count <= 64 << 10 else { throw ValidationError("s3-credentials-file \(path) is larger than 64 KiB") }
+        let contents: Data
+        do { contents = try SecretFile.read(path, what: "s3-credentials-file") } catch { throw ValidationError(error.message) }
         var access: String?, secret: String?
         for line in String(decoding: contents, as: UTF8.self).split(whereSeparator: \.isNewline) {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
