@@ -76,7 +76,8 @@ public final class TokenService: Sendable {
         self.keys = keys
         self.shared = shared
         self.current = NIOLockedValueBox(stored.current)
-        self.known = NIOLockedValueBox((Set(stored.keys.map(\.kid)), Date()))
+        // Never reloaded yet: the first unknown key id is looked up at once, later ones at most once a second.
+        self.known = NIOLockedValueBox((Set(stored.keys.map(\.kid)), .distantPast))
         self.accessTokenLifetime = accessLifetime
         self.refreshTokenLifetime = refreshLifetime
     }
@@ -103,6 +104,7 @@ public final class TokenService: Sendable {
                 (version, stored) = (fresh.version, try decode(fresh.plaintext))
             }
         }
+        if let directory { removeImported(directory: directory, stored: stored, horizon: horizon) }
         let keys = JWTKeyCollection()
         try await add(stored, to: keys)
         return TokenService(keys: keys, shared: shared, stored: stored, accessLifetime: accessLifetime, refreshLifetime: refreshLifetime)
@@ -150,6 +152,24 @@ public final class TokenService: Sendable {
         }
         return StoredKeys(current: index.current, keys: [.init(kid: index.current, pem: current, retiredAt: nil)]
             + index.retired.compactMap { r in pem(r.kid).map { .init(kid: r.kid, pem: $0, retiredAt: r.retiredAt) } })
+    }
+
+    /// Removes the key files of an installation from before the keys were shared once the stored
+    /// keys hold every one of them that can still verify a token: the private keys then live only
+    /// sealed in the metadata store, not also in the clear on one node's disk. Files whose keys the
+    /// store does not hold (another registry's keys) are left alone.
+    static func removeImported(directory: String, stored: StoredKeys, horizon: Date) {
+        guard let imported = try? importKeys(directory: directory) else { return }
+        let held = Dictionary(stored.keys.map { ($0.kid, $0.pem) }, uniquingKeysWith: { a, _ in a })
+        let safe = imported.keys.allSatisfy { key in
+            held[key.kid] == key.pem || (key.retiredAt ?? .distantFuture) < horizon
+        }
+        guard safe, held[imported.current] == imported.keys.first(where: { $0.kid == imported.current })?.pem else { return }
+        let fm = FileManager.default
+        for file in (try? fm.contentsOfDirectory(atPath: directory)) ?? [] where file.hasSuffix(".pem") {
+            try? fm.removeItem(atPath: directory + "/" + file)
+        }
+        try? fm.removeItem(atPath: directory + "/keys.json")
     }
 
     /// Makes a new key the signing key of every node; the old one keeps verifying until its tokens
