@@ -84,6 +84,10 @@ public final class WebhookService: Sendable {
             return SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
         }
         guard loaded.plaintext.count == 32 else { throw KeyMaterialError("the stored webhook sealing key is not 32 bytes") }
+        // Imported (or the same key already shared): the clear copy on this node's disk goes.
+        if let directory, FileManager.default.contents(atPath: directory + "/webhook-secrets.key") == loaded.plaintext {
+            try? FileManager.default.removeItem(atPath: directory + "/webhook-secrets.key")
+        }
         return SymmetricKey(data: loaded.plaintext)
     }
 
@@ -100,31 +104,76 @@ public final class WebhookService: Sendable {
         return key
     }
 
+    /// Secrets and header values are sealed bound to what they belong to (the webhook's name and
+    /// the field), so a sealed value copied in the database onto another webhook or field does not
+    /// open. Sealed values carry this format byte first; values sealed before (no byte, nothing
+    /// bound) still open, and are sealed the new way when the webhook's headers are next set.
+    static let boundFormat: UInt8 = 2
+
+    static func context(_ webhook: String, _ field: String) -> Data {
+        Data("berth-webhook:\(webhook.utf8.count):\(webhook):\(field)".utf8)
+    }
+
+    /// Seals `secret` for `field` of `webhook`.
+    func seal(_ secret: String, webhook: String, field: String) throws -> Data {
+        let box = try AES.GCM.seal(Data(secret.utf8), using: sealingKey, authenticating: Self.context(webhook, field))
+        return Data([Self.boundFormat]) + box.combined!
+    }
+
+    /// Seals without binding: how values were sealed before (kept for tests of stored old data).
     func seal(_ secret: String) throws -> Data {
         try AES.GCM.seal(Data(secret.utf8), using: sealingKey).combined!
+    }
+
+    /// Opens what `seal(_:webhook:field:)` sealed for that webhook and field, or an old unbound value.
+    func unseal(_ sealed: Data, webhook: String, field: String) throws -> String {
+        if sealed.first == Self.boundFormat,
+           let box = try? AES.GCM.SealedBox(combined: sealed.dropFirst()),
+           let plain = try? AES.GCM.open(box, using: sealingKey, authenticating: Self.context(webhook, field)) {
+            return String(decoding: plain, as: UTF8.self)
+        }
+        // An old value: bound to nothing. (A bound value never opens this way: its first byte is
+        // not part of a nonce, so the tag does not match.)
+        return try unseal(sealed)
     }
 
     func unseal(_ sealed: Data) throws -> String {
         String(decoding: try AES.GCM.open(AES.GCM.SealedBox(combined: sealed), using: sealingKey), as: UTF8.self)
     }
 
-    /// Custom header values are stored sealed like the secret, marked with this prefix (values
-    /// stored before they were sealed have none and are sent as stored).
-    static let sealedHeaderPrefix = "sealed:v1:"
+    /// Custom header values are stored sealed like the secret, marked with a prefix (values stored
+    /// before they were sealed have none and are sent as stored): `v2` bound to the webhook and the
+    /// header's name, `v1` (older) bound to nothing.
+    static let sealedHeaderPrefix = "sealed:v2:"
+    static let oldSealedHeaderPrefix = "sealed:v1:"
     static let redacted = "***"
 
-    func sealHeaders(_ headers: [String: String]) throws -> [String: String] {
-        try headers.mapValues { Self.sealedHeaderPrefix + (try seal($0)).base64EncodedString() }
+    func sealHeaders(_ headers: [String: String], webhook: String) throws -> [String: String] {
+        var sealed: [String: String] = [:]
+        for (name, value) in headers {
+            sealed[name] = Self.sealedHeaderPrefix + (try seal(value, webhook: webhook, field: "header:" + name.lowercased())).base64EncodedString()
+        }
+        return sealed
     }
 
-    func unsealHeaders(_ headers: [String: String]) throws -> [String: String] {
-        try headers.mapValues { value in
-            guard value.hasPrefix(Self.sealedHeaderPrefix) else { return value }
+    func unsealHeaders(_ headers: [String: String], webhook: String) throws -> [String: String] {
+        var opened: [String: String] = [:]
+        for (name, value) in headers {
+            let bound = value.hasPrefix(Self.sealedHeaderPrefix)
+            guard bound || value.hasPrefix(Self.oldSealedHeaderPrefix) else { opened[name] = value; continue }
             guard let sealed = Data(base64Encoded: String(value.dropFirst(Self.sealedHeaderPrefix.count))) else {
                 throw WebhookError.invalid("a stored header value is damaged")
             }
-            return try unseal(sealed)
+            if bound {
+                guard sealed.first == Self.boundFormat, let box = try? AES.GCM.SealedBox(combined: sealed.dropFirst()),
+                      let plain = try? AES.GCM.open(box, using: sealingKey, authenticating: Self.context(webhook, "header:" + name.lowercased()))
+                else { throw WebhookError.invalid("a stored header value of webhook \(webhook) does not open") }
+                opened[name] = String(decoding: plain, as: UTF8.self)
+            } else {
+                opened[name] = try unseal(sealed)
+            }
         }
+        return opened
     }
 
     /// The view of a webhook; its pending attempts are its consumer's failed attempts at the next batch.
@@ -204,8 +253,8 @@ public final class WebhookService: Sendable {
         var rng = SystemRandomNumberGenerator()
         for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
         let secret = Hex.encode(bytes)
-        let record = WebhookRecord(name: name, uri: uri, actions: actions, scope: scope, headers: try sealHeaders(headers),
-                                   sealedSecret: try seal(secret), enabled: enabled, createdAt: Date())
+        let record = WebhookRecord(name: name, uri: uri, actions: actions, scope: scope, headers: try sealHeaders(headers, webhook: name),
+                                   sealedSecret: try seal(secret, webhook: name, field: "secret"), enabled: enabled, createdAt: Date())
         // It starts at the end of the log: what happened before it is not sent.
         guard try await store.createWebhook(record, consumer: WebhookConsumer.name(name)) else {
             throw WebhookError.conflict("webhook \(name) exists")
@@ -221,7 +270,7 @@ public final class WebhookService: Sendable {
         // it was off is not replayed. The store decides whether this call re-enables it, inside the
         // transaction that switches it, and moves its consumer in the same step (a decision from an
         // earlier read could miss a disable that happened meanwhile).
-        guard try await store.updateWebhook(name: name, uri: uri, actions: actions, scope: scope, headers: try headers.map(sealHeaders),
+        guard try await store.updateWebhook(name: name, uri: uri, actions: actions, scope: scope, headers: try headers.map { try sealHeaders($0, webhook: name) },
                                             enabled: enabled, restartConsumerIfReenabled: WebhookConsumer.name(name)) else {
             throw WebhookError.notFound("webhook \(name)")
         }
@@ -336,10 +385,10 @@ public final class WebhookService: Sendable {
                                    statusCode: status, latencyMilliseconds: ms, error: error, payload: text)
         }
         do {
-            let secret = try unseal(hook.sealedSecret)
+            let secret = try unseal(hook.sealedSecret, webhook: hook.name, field: "secret")
             var request = HTTPClientRequest(url: hook.uri)
             request.method = .POST
-            for (k, v) in try unsealHeaders(hook.headers) { request.headers.replaceOrAdd(name: k, value: v) }
+            for (k, v) in try unsealHeaders(hook.headers, webhook: hook.name) { request.headers.replaceOrAdd(name: k, value: v) }
             request.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
             request.headers.replaceOrAdd(name: "User-Agent", value: "berth-webhook/1")
             request.headers.replaceOrAdd(name: Self.signatureHeader, value: Self.signature(body, secret: secret))
