@@ -602,6 +602,7 @@ public struct RegistryResponder: HTTPResponder {
                              help: "Manifests by quarantine state (never-quarantined ones are not counted)")
         }
         for feature in features { try await feature.updateMetrics(metrics) }
+        if let counted = registry.metadata as? any CountsMetadataRoundTrips { metrics.mirror(counted.roundTrips) }
         metrics.scrapeProcess()
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"

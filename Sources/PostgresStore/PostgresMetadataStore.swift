@@ -22,10 +22,12 @@ import ServiceLifecycle
 /// The store owns a `PostgresClient` whose connection pool runs in a task of its own from `open`
 /// until `close()`. As a ServiceLifecycle `Service`, `run()` waits for the graceful shutdown and
 /// then closes it: `berth serve` lists the store after the HTTP server, so the server drains first.
-public final class PostgresMetadataStore: MetadataBackend, Service, CustomStringConvertible {
+public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTrips, Service, CustomStringConvertible {
     let client: PostgresClient
     let logger: Logger
     let configuration: PostgresConfiguration
+    /// Every statement sent (`Tx.rows`, the one place that talks to the database).
+    public let roundTrips = MetadataRoundTrips(backend: "postgres")
     private let runner: Task<Void, Never>
 
     private init(client: PostgresClient, configuration: PostgresConfiguration, logger: Logger) {
@@ -87,7 +89,7 @@ public final class PostgresMetadataStore: MetadataBackend, Service, CustomString
     /// One connection outside any explicit transaction (a single statement).
     func single<T: Sendable>(_ body: (Tx) async throws -> T) async throws -> T {
         try await PostgresStoreError.mapping {
-            try await client.withConnection { conn in try await body(Tx(conn: conn, logger: logger)) }
+            try await client.withConnection { conn in try await body(Tx(conn: conn, logger: logger, roundTrips: roundTrips)) }
         }
     }
 
@@ -105,7 +107,7 @@ public final class PostgresMetadataStore: MetadataBackend, Service, CustomString
     private func transaction<T: Sendable>(_ begin: String, serialized: Bool, _ body: (Tx) async throws -> T) async throws -> T {
         try await PostgresStoreError.mapping {
             try await client.withConnection { conn in
-                let tx = Tx(conn: conn, logger: logger)
+                let tx = Tx(conn: conn, logger: logger, roundTrips: roundTrips)
                 try await tx.exec(PostgresQuery(unsafeSQL: begin))
                 do {
                     if serialized { try await tx.exec("SELECT last FROM event_counter WHERE id = 1 FOR UPDATE") }
@@ -588,9 +590,12 @@ struct Row: Sendable {
 struct Tx {
     let conn: PostgresConnection
     let logger: Logger
+    /// The store's count of statements sent (nil for the migrations' own connection).
+    var roundTrips: MetadataRoundTrips? = nil
 
     func rows(_ query: PostgresQuery) async throws -> [Row] {
-        try await PostgresStoreError.mapping {
+        roundTrips?.record()
+        return try await PostgresStoreError.mapping {
             try await conn.query(query, logger: logger).collect().map { Row(raw: $0.makeRandomAccess()) }
         }
     }

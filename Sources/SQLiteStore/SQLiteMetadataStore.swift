@@ -5,8 +5,10 @@ import RegistryStore
 
 /// The embedded metadata store: one SQLite database in WAL mode with `synchronous=FULL`, so a
 /// committed transaction is on disk before the request that made it is answered.
-public final class SQLiteMetadataStore: MetadataBackend {
+public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrips {
     let pool: DatabasePool
+    /// Every statement started on any of the pool's connections (counted by a trace).
+    public let roundTrips: MetadataRoundTrips
 
     public convenience init(path: String) throws {
         try self.init(path: path, migratingUpTo: nil)
@@ -15,8 +17,11 @@ public final class SQLiteMetadataStore: MetadataBackend {
     /// `migratingUpTo` stops at that migration: for tests that stand for a database an older
     /// build left.
     init(path: String, migratingUpTo last: String?) throws {
+        let roundTrips = MetadataRoundTrips(backend: "sqlite")
+        self.roundTrips = roundTrips
         var config = Configuration()
         config.prepareDatabase { db in
+            db.trace(options: .statement) { _ in roundTrips.record() }
             try db.execute(sql: "PRAGMA synchronous = FULL")
             // 512 KiB page cache per connection (five connections: one writer, four readers). The
             // hot read path is served from Berth's own cache, and pages SQLite drops are still in
