@@ -446,7 +446,7 @@ def test_gc_on_one_node_while_the_others_push_move_tags_and_delete(cluster):
     gc_node, pusher_node, deleter_node = cluster.nodes
     admin = Client(gc_node.base, cluster.creds)
     pusher, deleter = Client(pusher_node.base, cluster.creds), Client(deleter_node.base, cluster.creds)
-    grace = 3
+    grace = 5     # seconds; a push here takes well under one, also on a loaded machine
     r = admin.req("PATCH", "/api/v1/config/gc", json={"graceSeconds": grace})
     assert r.status_code == 200 and r.json()["graceSeconds"] == grace, r.text
     repo = "cl/gc"
