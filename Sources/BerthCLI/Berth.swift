@@ -172,7 +172,7 @@ struct Serve: AsyncParsableCommand {
             registry: registry, access: access,
             features: [WebhooksFeature(service: webhooks), ContentTrustFeature(registry: registry), AdmissionFeature()],
             host: host, port: port, limits: limits, publicURL: settings.publicURL,
-            serviceName: settings.serviceName, tls: tls,
+            serviceName: settings.tokenServiceName, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),
             lifecycleTick: .milliseconds(Int64(max(0.05, settings.lifecycleTickSeconds) * 1000)), metrics: metrics,
             leases: LeasedRunner(store: backends.metadata, holder: Self.leaseHolder(settings.backendConfiguration.metadata),

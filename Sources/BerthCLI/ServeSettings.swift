@@ -222,7 +222,7 @@ struct ServeSettings: Equatable {
             }
             s.publicURL = v
         },
-        Spec(key: "service-name", environment: "BERTH_SERVICE_NAME", hasFlag: false, defaultText: "public-url's host, else listen",
+        Spec(key: "service-name", environment: "BERTH_SERVICE_NAME", hasFlag: false, defaultText: "public-url's host, else listen (postgres: berth)",
              summary: "the token service's name: the audience every token is issued for and checked against (never a request's Host)") { s, v throws(SettingError) in
             guard BerthServer.isValidServiceName(v) else {
                 throw SettingError("the service name must be 1-255 printable ASCII characters without spaces, quotes or backslashes")
@@ -538,4 +538,18 @@ extension ServeSettings {
         }
         return BackendConfiguration(metadata: metadata, blobs: blobs)
     }
+}
+
+extension ServeSettings {
+    /// The token service's name the server is given: the configured one; else, on a shared
+    /// metadata store without a public URL, `berth`: the listen address (the embedded store's
+    /// default, see `AuthGate.serviceName`) differs per node, so a token one node issued would be
+    /// refused by the next and every challenge would name the node behind the balancer.
+    var tokenServiceName: String? {
+        if let serviceName { return serviceName }
+        if metadataStore == .postgres && publicURL == nil { return Self.sharedStoreServiceName }
+        return nil
+    }
+
+    static let sharedStoreServiceName = "berth"
 }
