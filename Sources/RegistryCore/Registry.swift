@@ -21,6 +21,9 @@ public struct RegistryConfiguration: Sendable {
     public var cacheTTL: Double = 5
     /// The clock the caches measure `cacheTTL` with (seconds, monotonic); tests step it.
     public var cacheClock: @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime }
+    /// The wall clock a pull or HEAD touches a link at (garbage collection keeps links touched
+    /// within its grace period).
+    public var touchClock: @Sendable () -> Date = { Date() }
 
     public init() {}
 }
@@ -69,8 +72,8 @@ public final class Registry: Sendable {
     /// Size of a blob readable in `repository`.
     public func blobSize(_ repository: RepositoryName, _ digest: Digest) async throws -> Int64 {
         try await checkBlobReadable(repository.value)
-        lifecycle.touches.touch(repository.value, digest)
-        if let size = cache.blobSize(repository.value, digest) { return size }
+        let recorded = try await touch(repository.value, digest)
+        if !recorded, let size = cache.blobSize(repository.value, digest) { return size }
         let generation = cache.generation(repository.value)
         guard let size = try await metadata.linkedBlobSize(repository: repository.value, digest: digest) else {
             throw RegistryError(.blobUnknown, "blob unknown to registry")
@@ -142,7 +145,7 @@ public final class Registry: Sendable {
         try await checkWritable(repository.value)
         do {
             let mounted = try await metadata.mountBlob(repository: repository.value, from: from, digest: digest, quotas: try quotas()) != nil
-            if mounted { lifecycle.touches.touch(repository.value, digest) }
+            if mounted { _ = try await touch(repository.value, digest) }
             return mounted
         } catch let e as QuotaExceeded {
             throw quotaError(e)
@@ -201,9 +204,21 @@ public final class Registry: Sendable {
         try await checkUpload(repository, id)
         try await checkWritable(repository.value)
         let quotas = try await quotas()
-        // Garbage collection leaves this digest's bytes alone until the link is committed.
-        await lifecycle.pins.pin(digest.string)
-        defer { lifecycle.pins.unpin(digest.string) }
+        // Garbage collection, on any node, leaves this digest's bytes alone until the link is
+        // committed.
+        let pin = try await pin(digest)
+        do {
+            let size = try await finishPinnedUpload(repository, id, digest: digest, expectedSize: expectedSize, quotas: quotas)
+            await unpin(digest, holder: pin)
+            return size
+        } catch {
+            await unpin(digest, holder: pin)
+            throw error
+        }
+    }
+
+    private func finishPinnedUpload(_ repository: RepositoryName, _ id: String, digest: Digest, expectedSize: Int64?,
+                                    quotas: [QuotaLimit]) async throws -> Int64 {
         do {
             if let small = try await blobs.readSmallUpload(id: id, expected: digest, limit: configuration.inlineBlobThreshold) {
                 if let expectedSize, expectedSize != Int64(small.count) {
