@@ -72,13 +72,27 @@ public final class Registry: Sendable {
     /// Size of a blob readable in `repository`.
     public func blobSize(_ repository: RepositoryName, _ digest: Digest) async throws -> Int64 {
         try await checkBlobReadable(repository.value)
-        let recorded = try await touch(repository.value, digest)
-        if !recorded, let size = cache.blobSize(repository.value, digest) { return size }
-        let generation = cache.generation(repository.value)
-        guard let size = try await metadata.linkedBlobSize(repository: repository.value, digest: digest) else {
-            throw RegistryError(.blobUnknown, "blob unknown to registry")
+        var size: Int64
+        if let cached = cache.blobSize(repository.value, digest) {
+            size = cached
+        } else {
+            let generation = cache.generation(repository.value)
+            guard let stored = try await metadata.linkedBlobSize(repository: repository.value, digest: digest) else {
+                throw RegistryError(.blobUnknown, "blob unknown to registry")
+            }
+            cache.storeBlobSize(repository.value, digest, stored, generation: generation)
+            size = stored
         }
-        cache.storeBlobSize(repository.value, digest, size, generation: generation)
+        // Garbage collection on any node keeps a link touched within its grace period. When this
+        // wrote the touch to the store, the link is read there once more: a collection that
+        // removed it just before the touch is seen only there, not in a cache.
+        if try await touch(repository.value, digest) {
+            guard let stored = try await metadata.linkedBlobSize(repository: repository.value, digest: digest) else {
+                cache.invalidate(repository.value)
+                throw RegistryError(.blobUnknown, "blob unknown to registry")
+            }
+            size = stored
+        }
         return size
     }
 
@@ -204,21 +218,6 @@ public final class Registry: Sendable {
         try await checkUpload(repository, id)
         try await checkWritable(repository.value)
         let quotas = try await quotas()
-        // Garbage collection, on any node, leaves this digest's bytes alone until the link is
-        // committed.
-        let pin = try await pin(digest)
-        do {
-            let size = try await finishPinnedUpload(repository, id, digest: digest, expectedSize: expectedSize, quotas: quotas)
-            await unpin(digest, holder: pin)
-            return size
-        } catch {
-            await unpin(digest, holder: pin)
-            throw error
-        }
-    }
-
-    private func finishPinnedUpload(_ repository: RepositoryName, _ id: String, digest: Digest, expectedSize: Int64?,
-                                    quotas: [QuotaLimit]) async throws -> Int64 {
         do {
             if let small = try await blobs.readSmallUpload(id: id, expected: digest, limit: configuration.inlineBlobThreshold) {
                 if let expectedSize, expectedSize != Int64(small.count) {
@@ -237,10 +236,19 @@ public final class Registry: Sendable {
                 try? await blobs.cancelUpload(id: id)
                 throw quotaError(q)
             }
-            let size = try await blobs.commitUpload(id: id, expected: digest, expectedSize: expectedSize)
-            try await metadata.linkBlob(repository: repository.value, digest: digest, size: size, inline: nil, quotas: quotas)
-            cache.invalidate(repository.value)
-            return size
+            // Garbage collection, on any node, leaves this digest's bytes alone until the link is
+            // committed (an inline blob above has no bytes in the blob store to lose).
+            let pin = try await pin(digest)
+            do {
+                let size = try await blobs.commitUpload(id: id, expected: digest, expectedSize: expectedSize)
+                try await metadata.linkBlob(repository: repository.value, digest: digest, size: size, inline: nil, quotas: quotas)
+                await unpin(digest, holder: pin)
+                cache.invalidate(repository.value)
+                return size
+            } catch {
+                await unpin(digest, holder: pin)
+                throw error
+            }
         } catch let e as QuotaExceeded {
             try? await blobs.cancelUpload(id: id)
             throw quotaError(e)

@@ -99,12 +99,14 @@ final class HookedBlobStore: BlobStore {
 
     /// The links are a minute old (older than the grace period) when b touches one and a collects.
     @Test func collectionOnOneNodeKeepsALinkTheOtherJustTouched() async throws {
-        let later = Date().addingTimeInterval(60)
-        let (a, _, b) = try await twoNodes(grace: 10, bClock: { later })
+        let clock = Mutex(Date())
+        let (a, _, b) = try await twoNodes(grace: 10, bClock: { clock.withLock { $0 } })
         let touched = large(a, 3), untouched = large(a, 4)
         for bytes in [touched, untouched] {
             _ = try await a.putBlob(repo, digest: Digest.compute(bytes), contentLength: Int64(bytes.count), body: body(bytes))
         }
+        let later = Date().addingTimeInterval(60)
+        clock.withLock { $0 = later }
         // b tells a client the blob exists (a HEAD): the client's next manifest will reference it
         #expect(try await b.blobSize(repo, Digest.compute(touched)) == Int64(touched.count))
         let report = try await a.collectGarbage(dryRun: false, now: later.addingTimeInterval(1))
