@@ -81,6 +81,17 @@ extension MetadataStoreConformance {
             let inlinePinned = try await s.pinBlob(digest("i").string, holder: "push", ttl: 60)
             #expect(inline?.inline == true && inlinePinned)
         },
+        Case("pinBlob racing removeUnpinnedBlob: never both (the push would link bytes being deleted)") { s in
+            for i in 0..<6 {
+                try await link(s, "r", "race-\(i)")
+                _ = try await s.unlinkBlob(repository: "r", digest: digest("race-\(i)"))
+                let d = digest("race-\(i)").string
+                async let pinned = s.pinBlob(d, holder: "push", ttl: 60)
+                async let removed = s.removeUnpinnedBlob(d, before: future, deleter: "gc", ttl: 60)
+                let (p, r) = try await (pinned, removed)
+                #expect(p != (r != nil), "round \(i): pinned \(p), removed \(r != nil)")
+            }
+        },
         Case("pins and deletion markers that ran out block nothing") { s in
             try await link(s, "r", "x")
             _ = try await s.unlinkBlob(repository: "r", digest: digest("x"))
