@@ -88,6 +88,11 @@ public final class AccessControl: Sendable {
     let stateCheckInterval: Double
     let clock: @Sendable () -> Double
     private let lastStateCheck = NIOLockedValueBox(-Double.infinity)
+    /// Failed logins of other nodes are read from the store at most this often (seconds, on
+    /// `clock`), when a login is checked: a lock-out reached over several nodes holds on every
+    /// node within this interval (plus the time of one store write).
+    let failureCheckInterval: Double
+    private let failureSync = NIOLockedValueBox((checked: -Double.infinity, pruned: -Double.infinity))
 
     struct CachedCredential {
         var subject: String
@@ -103,9 +108,11 @@ public final class AccessControl: Sendable {
 
     init(store: any AccessStateStore, tokens: TokenService, registryName: String, logger: Logger,
          state: (version: Int64, state: AccessState), jwksSource: any JWKSSource, stateCheckInterval: Double = 2,
+         failureCheckInterval: Double = 1,
          clock: @escaping @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime }) {
         self.oidc = OIDCVerifier(source: jwksSource)
         self.stateCheckInterval = stateCheckInterval
+        self.failureCheckInterval = failureCheckInterval
         self.clock = clock
         self.store = store
         self.tokens = tokens
@@ -122,6 +129,7 @@ public final class AccessControl: Sendable {
                             keyEncryptionKey: KeyEncryptionKey? = nil, registryName: String = "berth",
                             jwksSource: any JWKSSource = HTTPJWKSSource(),
                             logger: Logger = Logger(label: "berth.access"), stateCheckInterval: Double = 2,
+                            failureCheckInterval: Double = 1,
                             clock: @escaping @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime })
         async throws -> AccessControl {
         let kek = try keyEncryptionKey ?? KeyEncryptionKey.readOrCreate(path: keyDirectory + "/" + KeyEncryptionKey.defaultFile)
@@ -135,7 +143,8 @@ public final class AccessControl: Sendable {
         let needsSubjectIDs = loaded.state.identities.values.contains { $0.subjectID == nil }
             || loaded.state.tokens.values.contains { $0.subjectID == nil }
         let access = AccessControl(store: store, tokens: tokens, registryName: registryName, logger: logger, state: loaded,
-                                   jwksSource: jwksSource, stateCheckInterval: stateCheckInterval, clock: clock)
+                                   jwksSource: jwksSource, stateCheckInterval: stateCheckInterval,
+                                   failureCheckInterval: failureCheckInterval, clock: clock)
         if needsSubjectIDs {
             // Records from before subject ids: give each one now and store it, so the id never
             // changes again (`update` assigns the missing ones).
@@ -332,10 +341,14 @@ public final class AccessControl: Sendable {
     public func login(username: String, password: String, address: IPAddress?,
                       service: String) async throws(AccessError) -> Authenticated {
         await refreshIfStale()
+        await refreshFailuresIfStale()
         let addressKey = address?.description ?? "-"
-        let failureKey = Self.failureKey(username: username, password: password, address: addressKey)
-        if let wait = limiter.blockedFor(keys: [failureKey], threshold: FailureLimiter.perName)
-            ?? limiter.blockedFor(keys: ["a:" + addressKey], threshold: FailureLimiter.perAddress) {
+        // Counted under digests: the store (and the memory of this process) never holds a key,
+        // which may contain a presented token.
+        let nameFailures = Self.storedFailureKey(Self.failureKey(username: username, password: password, address: addressKey))
+        let addressFailures = Self.storedFailureKey("a:" + addressKey)
+        if let wait = limiter.blockedFor(keys: [nameFailures], threshold: FailureLimiter.perName)
+            ?? limiter.blockedFor(keys: [addressFailures], threshold: FailureLimiter.perAddress) {
             throw .rateLimited(retryAfter: wait)
         }
         let key = cacheKey(username, password, service)
@@ -354,7 +367,7 @@ public final class AccessControl: Sendable {
               let p = Self.principal(in: s, subject: subject, generation: bound.generation, subjectID: bound.subjectID,
                                      registryName: registryName)
         else {
-            limiter.recordFailure(keys: [failureKey, "a:" + addressKey])
+            await recordFailure(keys: [nameFailures, addressFailures])
             await recordAudit(actor: username, address: addressKey, action: "login", target: service, outcome: "failed")
             throw .invalidCredentials
         }
@@ -365,6 +378,48 @@ public final class AccessControl: Sendable {
                                           until: Date().addingTimeInterval(300))
         }
         return Authenticated(principal: p, subject: subject, subjectID: subjectID, generation: generation)
+    }
+
+    /// The digest a failure key is counted and stored under.
+    static func storedFailureKey(_ key: String) -> String {
+        Hex.encode(SHA256.hash(data: Data(key.utf8)))
+    }
+
+    /// Counts a failed login here at once, and in the store for the other nodes (a store that
+    /// cannot take it is logged: this node still counts it).
+    private func recordFailure(keys: [String]) async {
+        let now = Date()
+        limiter.recordFailure(keys: keys, now: now)
+        do {
+            try await store.recordLoginFailures(keys: keys, at: now)
+        } catch {
+            logger.warning("could not record a failed login in the store", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Reads the failed logins of every node from the store when the last read is older than
+    /// `failureCheckInterval` (one caller reads; the others go on with what was read last), and
+    /// forgets failures older than the window at most once a minute.
+    func refreshFailuresIfStale() async {
+        let now = clock()
+        let (due, prune) = failureSync.withLockedValue { s -> (Bool, Bool) in
+            guard now - s.checked >= failureCheckInterval else { return (false, false) }
+            s.checked = now
+            let prune = now - s.pruned >= 60
+            if prune { s.pruned = now }
+            return (true, prune)
+        }
+        guard due else { return }
+        let wallNow = Date()
+        let since = wallNow.addingTimeInterval(-limiter.window)
+        do {
+            if prune { try await store.pruneLoginFailures(before: since) }
+            // The smallest threshold: a key with fewer failures in the store cannot be locked.
+            let shared = try await store.loginFailures(since: since, atLeast: FailureLimiter.perName, limit: limiter.threshold * 2)
+            limiter.replaceShared(shared)
+        } catch {
+            logger.warning("could not read failed logins from the store", metadata: ["error": "\(error)"])
+        }
     }
 
     /// What failed logins are counted under besides the address. Never a name alone: that would let
@@ -551,6 +606,12 @@ final class FailureLimiter: Sendable {
     let window: TimeInterval = 300
     let threshold = FailureLimiter.perAddress
     private let failures = NIOLockedValueBox<[String: [Date]]>([:])
+    /// Failures of every node, as last read from the store (keys with enough to matter).
+    private let shared = NIOLockedValueBox<[String: [Date]]>([:])
+
+    func replaceShared(_ map: [String: [Date]]) {
+        shared.withLockedValue { $0 = map }
+    }
 
     func recordFailure(keys: [String], now: Date = Date()) {
         failures.withLockedValue { map in
@@ -563,17 +624,19 @@ final class FailureLimiter: Sendable {
     }
 
     /// Seconds to wait when any key has had too many failures in the window, else nil.
+    /// Both what this process counted and what every node stored count: each view alone can lock
+    /// a key (the stored one includes this process's failures, so they are never added up).
     func blockedFor(keys: [String], threshold: Int = FailureLimiter.perName, now: Date = Date()) -> Int? {
-        failures.withLockedValue { map in
-            var wait: TimeInterval = 0
+        var wait: TimeInterval = 0
+        for map in [failures.withLockedValue { $0 }, shared.withLockedValue { $0 }] {
             for key in keys {
                 let recent = (map[key] ?? []).filter { now.timeIntervalSince($0) < window }
                 if recent.count >= threshold, let oldest = recent.suffix(threshold).first {
                     wait = max(wait, window - now.timeIntervalSince(oldest))
                 }
             }
-            return wait > 0 ? Int(wait.rounded(.up)) : nil
         }
+        return wait > 0 ? Int(wait.rounded(.up)) : nil
     }
 }
 

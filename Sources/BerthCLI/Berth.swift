@@ -176,7 +176,7 @@ struct Serve: AsyncParsableCommand {
             janitorInterval: .seconds(settings.janitorIntervalSeconds),
             lifecycleTick: .milliseconds(Int64(max(0.05, settings.lifecycleTickSeconds) * 1000)), metrics: metrics,
             leases: LeasedRunner(store: backends.metadata, holder: Self.leaseHolder(settings.backendConfiguration.metadata),
-                                 logger: Logger(label: "berth.leases")),
+                                 ttl: settings.leaseTTLSeconds, logger: Logger(label: "berth.leases")),
             logger: logger,
             onServerRunning: { _ in listening.set() })
         logger.info("berth starting", metadata: ["version": "\(BerthVersion.string)", "listen": "\(host):\(port)", "data": "\(settings.data)"])

@@ -21,6 +21,9 @@ struct ServeSettings: Equatable {
     var uploadMaxAgeSeconds: Double = 24 * 3600
     var janitorIntervalSeconds: Double = 600
     var lifecycleTickSeconds: Double = 30
+    /// How long a lease on background work lives without renewal (renewed every third of it):
+    /// how long the cluster waits for a node that stopped answering.
+    var leaseTTLSeconds: Double = 15
     var maxConcurrentUploads: Int = 512
     /// How long SIGINT/SIGTERM waits for in-flight requests before the process exits anyway.
     var shutdownTimeoutSeconds: Double = 30
@@ -152,6 +155,12 @@ struct ServeSettings: Equatable {
             let d = try seconds(v)
             guard d <= 86_400 else { throw SettingError("the shutdown timeout must be at most 86400 seconds, got \(v)") }
             s.shutdownTimeoutSeconds = d
+        },
+        Spec(key: "lease-ttl-seconds", environment: "BERTH_LEASE_TTL_SECONDS", hasFlag: false, defaultText: "15",
+             summary: "how long a lease on background work lasts unless renewed (every third of it): another server takes the work over this long after its holder stops answering") { s, v throws(SettingError) in
+            let d = try seconds(v)
+            guard d >= 1, d <= 3600 else { throw SettingError("the lease time to live must be 1 to 3600 seconds, got \(v)") }
+            s.leaseTTLSeconds = d
         },
         Spec(key: "janitor-interval-seconds", environment: "BERTH_JANITOR_INTERVAL_SECONDS", hasFlag: false, defaultText: "600",
              summary: "how often abandoned uploads are looked for") { s, v throws(SettingError) in

@@ -449,14 +449,16 @@ extension PostgresMetadataStore {
     }
 
     public func removeUnreferencedLink(repository: String, digest: String, before cutoff: Date) async throws -> Bool {
-        try await write { tx in
-            guard let repo = try await Self.repoID(tx, repository) else { return false }
-            return try await tx.count("""
-                DELETE FROM blob_links AS l WHERE l.repo_id = \(repo) AND l.digest = \(digest)
-                  AND l.created_at < \(cutoff.timeIntervalSince1970) AND \(unescaped: Self.linkUnreferenced)
-                RETURNING 1
-                """) > 0
-        }
+        try await write { tx in try await Self.removeUnreferencedLink(tx, repository: repository, digest: digest, before: cutoff) }
+    }
+
+    static func removeUnreferencedLink(_ tx: Tx, repository: String, digest: String, before cutoff: Date) async throws -> Bool {
+        guard let repo = try await Self.repoID(tx, repository) else { return false }
+        return try await tx.count("""
+            DELETE FROM blob_links AS l WHERE l.repo_id = \(repo) AND l.digest = \(digest)
+              AND l.created_at < \(cutoff.timeIntervalSince1970) AND \(unescaped: Self.linkUnreferenced)
+            RETURNING 1
+            """) > 0
     }
 
     /// A stored digest is referenced by a link, a manifest (live or in the recycle bin) of that
@@ -479,14 +481,16 @@ extension PostgresMetadataStore {
     }
 
     public func removeUnreferencedBlob(_ digest: String, before cutoff: Date) async throws -> StoredBlob? {
-        try await write { tx -> StoredBlob? in
-            guard let row = try await tx.one("""
-                DELETE FROM blobs b WHERE b.digest = \(digest) AND b.created_at < \(cutoff.timeIntervalSince1970)
-                  AND \(unescaped: Self.blobUnreferenced)
-                RETURNING b.digest, b.size, b.inline IS NOT NULL
-                """) else { return nil }
-            return StoredBlob(digest: try row.decode(0), size: try row.decode(1), inline: try row.decode(2))
-        }
+        try await write { tx -> StoredBlob? in try await Self.removeUnreferencedBlob(tx, digest, before: cutoff) }
+    }
+
+    static func removeUnreferencedBlob(_ tx: Tx, _ digest: String, before cutoff: Date) async throws -> StoredBlob? {
+        guard let row = try await tx.one("""
+            DELETE FROM blobs b WHERE b.digest = \(digest) AND b.created_at < \(cutoff.timeIntervalSince1970)
+              AND \(unescaped: Self.blobUnreferenced)
+            RETURNING b.digest, b.size, b.inline IS NOT NULL
+            """) else { return nil }
+        return StoredBlob(digest: try row.decode(0), size: try row.decode(1), inline: try row.decode(2))
     }
 
     public func hasBlobRecord(_ digest: String) async throws -> Bool {

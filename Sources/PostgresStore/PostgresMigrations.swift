@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3]
+    static let all: [[String]] = [v1, v2, v3, v4]
 
     static var latest: Int { all.count }
 
@@ -31,6 +31,39 @@ enum PostgresMigrations {
             token bigint NOT NULL,
             expires_at double precision NOT NULL)
         """,
+    ]
+
+    /// State every node shares (PostgresMetadataStore+SharedState.swift): failed logins (keys as
+    /// SHA-256 digests), and garbage collection's pins, deletion markers and link touches.
+    static let v4: [String] = [
+        """
+        CREATE TABLE login_failures (
+            key \(text) NOT NULL,
+            at double precision NOT NULL)
+        """,
+        "CREATE INDEX login_failures_at ON login_failures(at)",
+        "CREATE INDEX login_failures_key ON login_failures(key, at)",
+        """
+        CREATE TABLE blob_pins (
+            digest \(text) NOT NULL,
+            holder \(text) NOT NULL,
+            expires_at double precision NOT NULL,
+            PRIMARY KEY (digest, holder))
+        """,
+        """
+        CREATE TABLE blob_deletions (
+            digest \(text) PRIMARY KEY,
+            deleter \(text) NOT NULL,
+            expires_at double precision NOT NULL)
+        """,
+        """
+        CREATE TABLE link_touches (
+            repository \(text) NOT NULL,
+            digest \(text) NOT NULL,
+            touched_at double precision NOT NULL,
+            PRIMARY KEY (repository, digest))
+        """,
+        "CREATE INDEX link_touches_at ON link_touches(touched_at)",
     ]
 
     static let v1: [String] = [

@@ -23,13 +23,18 @@ extension Registry {
     /// Online mark-and-sweep. The mark is the metadata itself: a blob stays while a manifest of
     /// its repository (live, quarantined or in the recycle bin) references it, while a manifest
     /// of that digest exists, or while it is younger than the grace period. Each removal is its
-    /// own short transaction that re-checks the condition, so pushes and pulls go on; a digest
-    /// that a push is committing is pinned and skipped.
+    /// own short transaction that re-checks the condition, so pushes and pulls go on. What other
+    /// nodes do is seen through the store (`CollectionGuardStore`): a digest that a push on any
+    /// node is committing is pinned and skipped, a blob's bytes are deleted under a marker that
+    /// holds off new pins of it, and a link a pull or HEAD touched since the cutoff is kept.
     public func collectGarbage(dryRun: Bool, now: Date = Date()) async throws -> GarbageCollectionReport {
         var report = GarbageCollectionReport(dryRun: dryRun, startedAt: now, finishedAt: now)
         let grace = try await garbageCollectionPolicy().graceSeconds
         let cutoff = now.addingTimeInterval(-grace)
         let touchedSince = cutoff.timeIntervalSince1970
+        // A node writes a link's touch at most once per slack: one written that long before the
+        // cutoff may stand for a HEAD after it.
+        let storeTouchedSince = cutoff.addingTimeInterval(-CollectionGuard.touchSlack(grace: grace))
         let pageSize = 1000
 
         // Abandoned upload sessions.
@@ -54,7 +59,8 @@ extension Registry {
                 if dryRun {
                     doomedLinks[link.digest, default: []].insert(link.repository)
                     report.linksRemoved += 1
-                } else if try await metadata.removeUnreferencedLink(repository: link.repository, digest: link.digest, before: cutoff) {
+                } else if try await metadata.removeUntouchedLink(repository: link.repository, digest: link.digest, before: cutoff,
+                                                                 touchedSince: storeTouchedSince) {
                     report.linksRemoved += 1
                     cache.invalidate(link.repository)
                 }
@@ -84,16 +90,15 @@ extension Registry {
                 var progress = false
                 for blob in page where handled.insert(blob.digest).inserted {
                     progress = true
-                    if blob.inline {
-                        if let removed = try await metadata.removeUnreferencedBlob(blob.digest, before: cutoff) { count(removed.digest, removed.size) }
-                        continue
+                    let digest = try? Digest(parsing: blob.digest)
+                    if !blob.inline, digest == nil { continue }
+                    let deleter = UUID().uuidString
+                    guard let removed = try await metadata.removeUnpinnedBlob(blob.digest, before: cutoff, deleter: deleter,
+                                                                              ttl: CollectionGuard.deletionTTL) else { continue }
+                    if !removed.inline, let digest {
+                        try await deleteBytes(digest, deleter: deleter)
                     }
-                    guard let digest = try? Digest(parsing: blob.digest), lifecycle.pins.beginDelete(blob.digest) else { continue }
-                    defer { lifecycle.pins.endDelete(blob.digest) }
-                    if let removed = try await metadata.removeUnreferencedBlob(blob.digest, before: cutoff) {
-                        try await blobs.delete(digest)
-                        count(removed.digest, removed.size)
-                    }
+                    count(removed.digest, removed.size)
                 }
                 if page.count < pageSize || !progress { break }
             }
@@ -107,16 +112,18 @@ extension Registry {
                 count(digest.string, try await blobs.size(of: digest) ?? 0)
                 continue
             }
-            guard lifecycle.pins.beginDelete(digest.string) else { continue }
-            defer { lifecycle.pins.endDelete(digest.string) }
-            guard try await !metadata.hasBlobRecord(digest.string) else { continue }
-            let size = try await blobs.size(of: digest) ?? 0
-            try await blobs.delete(digest)
+            let deleter = UUID().uuidString
+            guard try await metadata.markOrphanDeletion(digest.string, deleter: deleter, ttl: CollectionGuard.deletionTTL) else { continue }
+            let size = (try? await blobs.size(of: digest) ?? 0) ?? 0
+            try await deleteBytes(digest, deleter: deleter)
             report.orphanFilesRemoved += 1
             count(digest.string, size)
         }
 
-        if !dryRun { lifecycle.touches.prune(before: touchedSince) }
+        if !dryRun {
+            lifecycle.touches.prune(before: storeTouchedSince.timeIntervalSince1970)
+            try await metadata.pruneCollectionGuards(touchedBefore: storeTouchedSince)
+        }
         report.finishedAt = Date()
         let summary = "\(report.blobsDeleted) blobs, \(report.bytesReclaimed) bytes reclaimed, \(report.linksRemoved) links removed"
         report.id = try await metadata.recordRun(kind: .gc, name: nil, dryRun: dryRun, startedAt: report.startedAt,
@@ -130,5 +137,18 @@ extension Registry {
                                                          "links": "\(report.linksRemoved)"])
         }
         return report
+    }
+
+    /// Deletes a digest's bytes under the deletion marker of `deleter`, then clears it so pushes
+    /// of the digest go on (also when the delete failed: the bytes are then an orphan file for the
+    /// next run, and a push may store them again).
+    private func deleteBytes(_ digest: Digest, deleter: String) async throws {
+        do {
+            try await blobs.delete(digest)
+        } catch {
+            try? await metadata.clearBlobDeletion(digest.string, deleter: deleter)
+            throw error
+        }
+        try await metadata.clearBlobDeletion(digest.string, deleter: deleter)
     }
 }

@@ -166,73 +166,109 @@ final class LifecycleState: Sendable {
     /// cache clock: older than the cache TTL, they are read again.
     let loadedAt = NIOLockedValueBox<[String: Double]>([:])
     static let locksKey = "locks"
-    let pins = BlobPins()
     let touches = LinkTouches()
 }
 
-/// Digests a push is about to commit: garbage collection leaves their bytes alone, and a push
-/// waits while collection removes the same digest.
-final class BlobPins: Sendable {
-    private struct State {
-        var pinned: [String: Int] = [:]
-        var deleting: Set<String> = []
-    }
-    private let state = NIOLockedValueBox(State())
+/// How long the shared pins, deletion markers and touches of garbage collection last
+/// (`CollectionGuardStore`).
+enum CollectionGuard {
+    /// A push pins a digest from before it commits the bytes until the blob is linked: a node that
+    /// died mid-push keeps the digest from collection for at most this long.
+    static let pinTTL: TimeInterval = 900
+    /// Collection marks a digest while it deletes the bytes: a node that died mid-deletion keeps
+    /// pushes of the digest waiting for at most this long. Far longer than a delete takes.
+    static let deletionTTL: TimeInterval = 120
+    /// A node writes a touch of one link to the store at most this often (less with a grace
+    /// period shorter than twice this: `touchSlack`).
+    static let touchInterval: TimeInterval = 5
 
-    func pin(_ digest: String) async {
-        while true {
-            let ok = state.withLockedValue { s -> Bool in
-                if s.deleting.contains(digest) { return false }
-                s.pinned[digest, default: 0] += 1
-                return true
-            }
-            if ok { return }
-            try? await Task.sleep(for: .milliseconds(1))
-        }
-    }
-
-    func unpin(_ digest: String) {
-        state.withLockedValue { s in
-            if let n = s.pinned[digest], n > 1 { s.pinned[digest] = n - 1 } else { s.pinned[digest] = nil }
-        }
-    }
-
-    func beginDelete(_ digest: String) -> Bool {
-        state.withLockedValue { s in
-            guard s.pinned[digest] == nil else { return false }
-            s.deleting.insert(digest)
-            return true
-        }
-    }
-
-    func endDelete(_ digest: String) {
-        _ = state.withLockedValue { $0.deleting.remove(digest) }
+    /// How long a node goes without writing another touch of a link to the store, under a grace
+    /// period of `grace` seconds. Collection keeps links touched in the store up to this long
+    /// before its cutoff, so a HEAD whose touch was not written is still covered.
+    static func touchSlack(grace: TimeInterval) -> TimeInterval {
+        max(0, min(touchInterval, grace / 2))
     }
 }
 
 /// When a blob was last found in a repository by a pull or HEAD: a client that was told "this
 /// blob exists" will reference it in its next manifest, so garbage collection keeps the link.
+/// Kept here for this node's collection, and written to the store (throttled) for every node's.
 final class LinkTouches: Sendable {
     private struct Key: Hashable {
         let repository: String
         let digest: Digest
     }
-    private let state = NIOLockedValueBox([Key: Double]())
+    private struct State {
+        var touched: [Key: Double] = [:]
+        /// When this node last wrote each link's touch to the store.
+        var written: [Key: Double] = [:]
+    }
+    private let state = NIOLockedValueBox(State())
 
-    func touch(_ repository: String, _ digest: Digest) {
-        let now = Date().timeIntervalSince1970
-        state.withLockedValue { s in
-            s[Key(repository: repository, digest: digest)] = now
-            if s.count > 200_000 { s = s.filter { now - $0.value < 600 } }
+    /// Records a touch at `now`; true when the store should be told (this node has not written
+    /// one for the link within `slack` seconds).
+    func touch(_ repository: String, _ digest: Digest, now: Double, slack: TimeInterval) -> Bool {
+        let key = Key(repository: repository, digest: digest)
+        return state.withLockedValue { s in
+            s.touched[key] = now
+            if s.touched.count > 200_000 { s.touched = s.touched.filter { now - $0.value < 600 } }
+            if s.written.count > 200_000 { s.written = s.written.filter { now - $0.value < CollectionGuard.touchInterval } }
+            guard let last = s.written[key] else { return true }
+            return now - last >= slack || now < last
         }
     }
 
+    /// The store holds the touch of `now`.
+    func written(_ repository: String, _ digest: Digest, at now: Double) {
+        state.withLockedValue { s in s.written[Key(repository: repository, digest: digest)] = now }
+    }
+
     func touched(_ repository: String, _ digest: Digest, since: Double) -> Bool {
-        state.withLockedValue { ($0[Key(repository: repository, digest: digest)] ?? 0) >= since }
+        state.withLockedValue { ($0.touched[Key(repository: repository, digest: digest)] ?? 0) >= since }
     }
 
     func prune(before: Double) {
-        state.withLockedValue { s in s = s.filter { $0.value >= before } }
+        state.withLockedValue { s in
+            s.touched = s.touched.filter { $0.value >= before }
+            s.written = s.written.filter { $0.value >= before }
+        }
+    }
+}
+
+extension Registry {
+    /// Touches a link here and, at most once per `CollectionGuard.touchSlack` per link on this
+    /// node, in the store, before the caller tells a client the blob exists. True when it wrote
+    /// to the store: the caller then reads the link from the store, not a cache, because a
+    /// collection that removed it just before the touch is seen only there.
+    func touch(_ repository: String, _ digest: Digest) async throws -> Bool {
+        let now = configuration.touchClock().timeIntervalSince1970
+        let slack = CollectionGuard.touchSlack(grace: try await garbageCollectionPolicy().graceSeconds)
+        guard lifecycle.touches.touch(repository, digest, now: now, slack: slack) else { return false }
+        try await metadata.touchLink(repository: repository, digest: digest.string, at: Date(timeIntervalSince1970: now))
+        lifecycle.touches.written(repository, digest, at: now)
+        return true
+    }
+
+    /// Pins `digest` in the store for a push that is about to commit it, waiting while a
+    /// collection deletes its bytes (its marker is cleared when they are gone, or runs out).
+    /// Returns the pin's holder, for `unpin`.
+    func pin(_ digest: Digest) async throws -> String {
+        let holder = UUID().uuidString
+        var delay = 5
+        while try await !metadata.pinBlob(digest.string, holder: holder, ttl: CollectionGuard.pinTTL) {
+            try await Task.sleep(for: .milliseconds(delay))
+            delay = min(delay * 2, 250)
+        }
+        return holder
+    }
+
+    func unpin(_ digest: Digest, holder: String) async {
+        do {
+            try await metadata.unpinBlob(digest.string, holder: holder)
+        } catch {
+            // The pin runs out on its own.
+            logger.warning("could not remove a blob pin", metadata: ["digest": "\(digest)", "error": "\(error)"])
+        }
     }
 }
 

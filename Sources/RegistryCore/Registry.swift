@@ -21,6 +21,9 @@ public struct RegistryConfiguration: Sendable {
     public var cacheTTL: Double = 5
     /// The clock the caches measure `cacheTTL` with (seconds, monotonic); tests step it.
     public var cacheClock: @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime }
+    /// The wall clock a pull or HEAD touches a link at (garbage collection keeps links touched
+    /// within its grace period).
+    public var touchClock: @Sendable () -> Date = { Date() }
 
     public init() {}
 }
@@ -69,13 +72,27 @@ public final class Registry: Sendable {
     /// Size of a blob readable in `repository`.
     public func blobSize(_ repository: RepositoryName, _ digest: Digest) async throws -> Int64 {
         try await checkBlobReadable(repository.value)
-        lifecycle.touches.touch(repository.value, digest)
-        if let size = cache.blobSize(repository.value, digest) { return size }
-        let generation = cache.generation(repository.value)
-        guard let size = try await metadata.linkedBlobSize(repository: repository.value, digest: digest) else {
-            throw RegistryError(.blobUnknown, "blob unknown to registry")
+        var size: Int64
+        if let cached = cache.blobSize(repository.value, digest) {
+            size = cached
+        } else {
+            let generation = cache.generation(repository.value)
+            guard let stored = try await metadata.linkedBlobSize(repository: repository.value, digest: digest) else {
+                throw RegistryError(.blobUnknown, "blob unknown to registry")
+            }
+            cache.storeBlobSize(repository.value, digest, stored, generation: generation)
+            size = stored
         }
-        cache.storeBlobSize(repository.value, digest, size, generation: generation)
+        // Garbage collection on any node keeps a link touched within its grace period. When this
+        // wrote the touch to the store, the link is read there once more: a collection that
+        // removed it just before the touch is seen only there, not in a cache.
+        if try await touch(repository.value, digest) {
+            guard let stored = try await metadata.linkedBlobSize(repository: repository.value, digest: digest) else {
+                cache.invalidate(repository.value)
+                throw RegistryError(.blobUnknown, "blob unknown to registry")
+            }
+            size = stored
+        }
         return size
     }
 
@@ -142,7 +159,7 @@ public final class Registry: Sendable {
         try await checkWritable(repository.value)
         do {
             let mounted = try await metadata.mountBlob(repository: repository.value, from: from, digest: digest, quotas: try quotas()) != nil
-            if mounted { lifecycle.touches.touch(repository.value, digest) }
+            if mounted { _ = try await touch(repository.value, digest) }
             return mounted
         } catch let e as QuotaExceeded {
             throw quotaError(e)
@@ -201,9 +218,6 @@ public final class Registry: Sendable {
         try await checkUpload(repository, id)
         try await checkWritable(repository.value)
         let quotas = try await quotas()
-        // Garbage collection leaves this digest's bytes alone until the link is committed.
-        await lifecycle.pins.pin(digest.string)
-        defer { lifecycle.pins.unpin(digest.string) }
         do {
             if let small = try await blobs.readSmallUpload(id: id, expected: digest, limit: configuration.inlineBlobThreshold) {
                 if let expectedSize, expectedSize != Int64(small.count) {
@@ -222,10 +236,19 @@ public final class Registry: Sendable {
                 try? await blobs.cancelUpload(id: id)
                 throw quotaError(q)
             }
-            let size = try await blobs.commitUpload(id: id, expected: digest, expectedSize: expectedSize)
-            try await metadata.linkBlob(repository: repository.value, digest: digest, size: size, inline: nil, quotas: quotas)
-            cache.invalidate(repository.value)
-            return size
+            // Garbage collection, on any node, leaves this digest's bytes alone until the link is
+            // committed (an inline blob above has no bytes in the blob store to lose).
+            let pin = try await pin(digest)
+            do {
+                let size = try await blobs.commitUpload(id: id, expected: digest, expectedSize: expectedSize)
+                try await metadata.linkBlob(repository: repository.value, digest: digest, size: size, inline: nil, quotas: quotas)
+                await unpin(digest, holder: pin)
+                cache.invalidate(repository.value)
+                return size
+            } catch {
+                await unpin(digest, holder: pin)
+                throw error
+            }
         } catch let e as QuotaExceeded {
             try? await blobs.cancelUpload(id: id)
             throw quotaError(e)

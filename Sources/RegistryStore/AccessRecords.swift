@@ -28,7 +28,7 @@ public struct AuditRecord: Sendable, Codable, Equatable {
 /// audit log. The access state is one versioned document: it is small, read whole into memory at
 /// start, and every change is a compare-and-swap on its version, so concurrent writers never
 /// lose each other's changes.
-public protocol AccessStateStore: Sendable {
+public protocol AccessStateStore: LoginFailureStore {
     /// The stored document and its version, or nil before the first write.
     func loadAccessState() async throws -> (version: Int64, document: Data)?
     /// The stored version alone (nil before the first write): how a process holding the document

@@ -327,7 +327,7 @@ extension ContentMetadataStore {
 
 /// Everything the registry core keeps about content, its history and its lifecycle. A backend (the
 /// embedded SQLite one, PostgreSQL next) implements this and the stores of `MetadataBackend`.
-public protocol MetadataStore: ContentMetadataStore, EventLogStore, LifecycleStore, SettingsStore {}
+public protocol MetadataStore: ContentMetadataStore, EventLogStore, LifecycleStore, SettingsStore, CollectionGuardStore {}
 
 /// One database holding every kind of metadata: what a backend target provides and the composition
 /// root hands, piece by piece, to the core and the features.

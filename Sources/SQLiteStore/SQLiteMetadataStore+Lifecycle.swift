@@ -421,13 +421,15 @@ extension SQLiteMetadataStore {
     }
 
     public func removeUnreferencedLink(repository: String, digest: String, before cutoff: Date) async throws -> Bool {
-        try await pool.write { db in
-            guard let repo = try Self.repoID(db, repository) else { return false }
-            try db.execute(sql: """
-                DELETE FROM blob_links AS l WHERE l.repo_id = ? AND l.digest = ? AND l.created_at < ? AND \(Self.linkUnreferenced)
-                """, arguments: [repo, digest, cutoff.timeIntervalSince1970])
-            return db.changesCount > 0
-        }
+        try await pool.write { db in try Self.removeUnreferencedLink(db, repository: repository, digest: digest, before: cutoff) }
+    }
+
+    static func removeUnreferencedLink(_ db: Database, repository: String, digest: String, before cutoff: Date) throws -> Bool {
+        guard let repo = try Self.repoID(db, repository) else { return false }
+        try db.execute(sql: """
+            DELETE FROM blob_links AS l WHERE l.repo_id = ? AND l.digest = ? AND l.created_at < ? AND \(Self.linkUnreferenced)
+            """, arguments: [repo, digest, cutoff.timeIntervalSince1970])
+        return db.changesCount > 0
     }
 
     /// A stored digest is referenced by a link, a manifest (live or in the recycle bin) of that
@@ -452,14 +454,16 @@ extension SQLiteMetadataStore {
     }
 
     public func removeUnreferencedBlob(_ digest: String, before cutoff: Date) async throws -> StoredBlob? {
-        try await pool.write { db -> StoredBlob? in
-            guard let row = try Row.fetchOne(db, sql: """
-                SELECT b.digest, b.size, b.inline IS NOT NULL FROM blobs b
-                WHERE b.digest = ? AND b.created_at < ? AND \(Self.blobUnreferenced)
-                """, arguments: [digest, cutoff.timeIntervalSince1970]) else { return nil }
-            try db.execute(sql: "DELETE FROM blobs WHERE digest = ?", arguments: [digest])
-            return StoredBlob(digest: row[0], size: row[1], inline: row[2])
-        }
+        try await pool.write { db -> StoredBlob? in try Self.removeUnreferencedBlob(db, digest, before: cutoff) }
+    }
+
+    static func removeUnreferencedBlob(_ db: Database, _ digest: String, before cutoff: Date) throws -> StoredBlob? {
+        guard let row = try Row.fetchOne(db, sql: """
+            SELECT b.digest, b.size, b.inline IS NOT NULL FROM blobs b
+            WHERE b.digest = ? AND b.created_at < ? AND \(Self.blobUnreferenced)
+            """, arguments: [digest, cutoff.timeIntervalSince1970]) else { return nil }
+        try db.execute(sql: "DELETE FROM blobs WHERE digest = ?", arguments: [digest])
+        return StoredBlob(digest: row[0], size: row[1], inline: row[2])
     }
 
     public func hasBlobRecord(_ digest: String) throws -> Bool {

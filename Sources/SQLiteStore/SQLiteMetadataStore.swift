@@ -305,6 +305,36 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 ) WITHOUT ROWID;
                 """)
         }
+        m.registerMigration("v12-shared-state") { db in
+            // State every node shares (SQLiteMetadataStore+SharedState.swift): failed logins (keys
+            // as SHA-256 digests), and garbage collection's pins, deletion markers and link touches.
+            try db.execute(sql: """
+                CREATE TABLE login_failures (
+                    key TEXT NOT NULL,
+                    at REAL NOT NULL
+                );
+                CREATE INDEX login_failures_at ON login_failures(at);
+                CREATE INDEX login_failures_key ON login_failures(key, at);
+                CREATE TABLE blob_pins (
+                    digest TEXT NOT NULL,
+                    holder TEXT NOT NULL,
+                    expires_at REAL NOT NULL,
+                    PRIMARY KEY (digest, holder)
+                ) WITHOUT ROWID;
+                CREATE TABLE blob_deletions (
+                    digest TEXT PRIMARY KEY,
+                    deleter TEXT NOT NULL,
+                    expires_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE link_touches (
+                    repository TEXT NOT NULL,
+                    digest TEXT NOT NULL,
+                    touched_at REAL NOT NULL,
+                    PRIMARY KEY (repository, digest)
+                ) WITHOUT ROWID;
+                CREATE INDEX link_touches_at ON link_touches(touched_at);
+                """)
+        }
         return m
     }
 

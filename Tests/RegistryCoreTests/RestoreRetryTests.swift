@@ -81,6 +81,18 @@ private final class ConflictingRestoreStore: MetadataStore {
     func removeUnreferencedLink(repository: String, digest: String, before cutoff: Date) async throws -> Bool { try await base.removeUnreferencedLink(repository: repository, digest: digest, before: cutoff) }
     func unreferencedBlobs(before cutoff: Date, limit: Int) async throws -> [StoredBlob] { try await base.unreferencedBlobs(before: cutoff, limit: limit) }
     func removeUnreferencedBlob(_ digest: String, before cutoff: Date) async throws -> StoredBlob? { try await base.removeUnreferencedBlob(digest, before: cutoff) }
+    func pinBlob(_ digest: String, holder: String, ttl: TimeInterval) async throws -> Bool { try await base.pinBlob(digest, holder: holder, ttl: ttl) }
+    func unpinBlob(_ digest: String, holder: String) async throws { try await base.unpinBlob(digest, holder: holder) }
+    func removeUnpinnedBlob(_ digest: String, before cutoff: Date, deleter: String, ttl: TimeInterval) async throws -> StoredBlob? {
+        try await base.removeUnpinnedBlob(digest, before: cutoff, deleter: deleter, ttl: ttl)
+    }
+    func markOrphanDeletion(_ digest: String, deleter: String, ttl: TimeInterval) async throws -> Bool { try await base.markOrphanDeletion(digest, deleter: deleter, ttl: ttl) }
+    func clearBlobDeletion(_ digest: String, deleter: String) async throws { try await base.clearBlobDeletion(digest, deleter: deleter) }
+    func touchLink(repository: String, digest: String, at: Date) async throws { try await base.touchLink(repository: repository, digest: digest, at: at) }
+    func removeUntouchedLink(repository: String, digest: String, before cutoff: Date, touchedSince: Date) async throws -> Bool {
+        try await base.removeUntouchedLink(repository: repository, digest: digest, before: cutoff, touchedSince: touchedSince)
+    }
+    func pruneCollectionGuards(touchedBefore: Date) async throws { try await base.pruneCollectionGuards(touchedBefore: touchedBefore) }
     func hasBlobRecord(_ digest: String) async throws -> Bool { try await base.hasBlobRecord(digest) }
     func blobCollectionState(_ digest: String) async throws -> BlobCollectionState? { try await base.blobCollectionState(digest) }
     func usage(repository: String?) async throws -> UsageRecord? { try await base.usage(repository: repository) }

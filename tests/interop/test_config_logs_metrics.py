@@ -193,6 +193,28 @@ def test_serve_on_postgres_and_s3_named_by_urls(postgres_database, s3_service, t
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+@pytest.mark.server_env(BERTH_LEASE_TTL_SECONDS="600")
+def test_lease_ttl_is_a_setting(registry, tmp_path):
+    import os
+    import sqlite3
+    # the server's leases on background work last as configured (the default 15 s would end long before)
+    live, deadline = [], time.time() + 30
+    while not live and time.time() < deadline:
+        db = sqlite3.connect(f"file:{registry.data / 'metadata.sqlite'}?mode=ro", uri=True)
+        try:
+            now = time.time()
+            live = [expires - now for _, expires in db.execute("SELECT name, expires_at FROM leases") if expires > now]
+        finally:
+            db.close()
+        if not live:
+            time.sleep(0.2)
+    assert live and all(left > 300 for left in live), live
+    # outside 1 to 3600 seconds it is refused, naming where it came from
+    for bad in ("0.5", "3601", "soon"):
+        r = _serve(["--data", str(tmp_path / "d")], env=dict(os.environ, BERTH_LEASE_TTL_SECONDS=bad))
+        assert r.returncode != 0 and "BERTH_LEASE_TTL_SECONDS" in r.stderr, r.stderr
+
+
 @pytest.mark.server_env(BERTH_LOG_FORMAT="json")
 def test_json_logs_carry_identity_request_id_and_user_agent(registry):
     r = requests.get(f"{registry.base}/v2/", auth=registry.creds, headers={"User-Agent": 'ops-"test"\\1.0'}, timeout=10)

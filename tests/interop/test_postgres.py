@@ -103,3 +103,38 @@ def test_a_token_from_one_node_is_accepted_by_another(postgres_database, tmp_pat
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_failed_logins_spread_over_two_nodes_lock_the_name_on_both(postgres_database, tmp_path):
+    """Five bad passwords on node A and five on node B lock the name (at that address) on both: the
+    failures are counted in the database, and each node reads them at least once a second."""
+    import time
+    import requests
+    key_file = _key_file(tmp_path)
+    nodes = []
+    try:
+        for name in ("a", "b"):
+            node = PostgresRegistry(tmp_path / name)
+            node.password = "it-shared-owner-password"
+            node.extra_env.update(BERTH_POSTGRES_URL=postgres_database, BERTH_KEY_FILE=str(key_file),
+                                  BERTH_SERVICE_NAME="registry.test")
+            node.start()
+            nodes.append(node)
+
+        def login(node, password):
+            return requests.get(f"{node.base}/oauth2/token", params={"service": "registry.test"},
+                                auth=(node.username, password), timeout=30).status_code
+
+        for node in nodes:
+            assert [login(node, "wrong") for _ in range(5)] == [401] * 5
+        for node in nodes:
+            deadline, status = time.time() + 10, None
+            while time.time() < deadline:
+                status = login(node, node.password)
+                if status == 429:
+                    break
+                time.sleep(0.2)
+            assert status == 429, (node.base, status)
+    finally:
+        for node in nodes:
+            node.stop()

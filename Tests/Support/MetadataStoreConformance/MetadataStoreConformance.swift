@@ -48,7 +48,7 @@ public enum MetadataStoreConformance {
     public static var cases: [Case] {
         repositoryCases + blobCases + manifestCases + quarantineCases + lifecycleCases + recycleBinCases + lockCases
             + collectionCases + usageCases + runCases + accessCases + webhookCases + eventLogCases + concurrencyCases
-            + eventConsumerCases + keyMaterialCases + leaseCases + roundTripCases
+            + eventConsumerCases + keyMaterialCases + leaseCases + roundTripCases + sharedStateCases
     }
 }
 
