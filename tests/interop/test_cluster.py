@@ -542,3 +542,29 @@ def test_gc_on_one_node_while_the_others_push_move_tags_and_delete(cluster):
     gone = {d for blobs in deleted for d in blobs if len(blobs[d]) > INLINE_LIMIT}
     assert len(gone) == len(doomed) + 5, gone
     assert not gone & set(in_bucket), f"deleted images' blobs still in the bucket: {gone & set(in_bucket)}"
+
+
+def test_a_blob_a_client_was_told_exists_on_one_node_outlives_gc_on_another(cluster):
+    """The cross-node pin race, made deterministic: a blob unreferenced for longer than the grace
+    period is HEADed on B (so the client does not send it again), GC runs on A, then B takes the
+    manifest. The HEAD's touch must reach A's GC: the push is accepted and the bytes stay."""
+    a, b = Client(cluster.node(0).base, cluster.creds), Client(cluster.node(1).base, cluster.creds)
+    grace = 2
+    r = a.req("PATCH", "/api/v1/config/gc", json={"graceSeconds": grace})
+    assert r.status_code == 200, r.text
+    repo = "cl/touched"
+    layer = os.urandom(INLINE_LIMIT + 4096)
+    old, old_blobs = image([layer], "old")
+    assert push_image(b, repo, "old", old, old_blobs).status_code == 201
+    assert b.req("DELETE", f"/v2/{repo}/manifests/{sha256_digest(old)}").status_code == 202
+    time.sleep(grace + 0.5)                       # the layer is now unreferenced past its grace period
+
+    new, new_blobs = image([layer], "new")
+    assert b.blob_exists(repo, sha256_digest(layer)), "B tells the client it has the layer"
+    r = a.req("POST", "/api/v1/gc", headers={"Content-Length": "0"}, timeout=120)
+    assert r.status_code == 200, r.text
+    assert sha256_digest(layer) not in r.json()["digests"], "GC on A took the layer B just told a client it has"
+    r = push_image(b, repo, "new", new, new_blobs)   # sends only the config: the layer exists
+    assert r.status_code == 201, (r.status_code, r.text)
+    for node in cluster.nodes:
+        assert_pullable(Client(node.base, cluster.creds), repo, "new", new, new_blobs)
