@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3]
+    static let all: [[String]] = [v1, v2, v3, v4Placeholder, v5]
 
     static var latest: Int { all.count }
 
@@ -31,6 +31,22 @@ enum PostgresMigrations {
             token bigint NOT NULL,
             expires_at double precision NOT NULL)
         """,
+    ]
+
+    /// A no-op standing in for another branch's migration 4 (drop it when that branch is merged).
+    static let v4Placeholder: [String] = []
+
+    /// Upload state of blob stores that keep it here (`UploadSessionStore`).
+    static let v5: [String] = [
+        """
+        CREATE TABLE upload_sessions (
+            id \(text) PRIMARY KEY,
+            owner \(text) NOT NULL,
+            version bigint NOT NULL,
+            state bytea NOT NULL,
+            updated_at double precision NOT NULL)
+        """,
+        "CREATE INDEX upload_sessions_by_update ON upload_sessions(updated_at)",
     ]
 
     static let v1: [String] = [
