@@ -92,7 +92,8 @@ public struct S3BlobSettings: Sendable, Equatable, CustomStringConvertible {
     /// Nil when these settings can open a store, else what is wrong with them.
     public func problem() -> String? {
         do {
-            _ = try S3BlobStore(client: S3Client(location: try location()), prefix: prefix)
+            _ = try location()
+            _ = try S3BlobStore.normalized(prefix: prefix)
             return nil
         } catch {
             return error.description
@@ -116,24 +117,25 @@ public struct Backends: Sendable {
     }
 
     public static func open(_ configuration: BackendConfiguration, logger: Logger = Logger(label: "berth.backends")) async throws -> Backends {
-        let blobs = try openBlobs(configuration.blobs)
         switch configuration.metadata {
         case .sqlite(let path):
-            return Backends(metadata: try SQLiteMetadataStore(path: path), blobs: blobs)
+            let store = try SQLiteMetadataStore(path: path)
+            return Backends(metadata: store, blobs: try openBlobs(configuration.blobs, metadata: store))
         case .postgres(let url, let passwordFile):
             let password = try passwordFile.map(readPasswordFile)
             let store = try await PostgresMetadataStore.open(try PostgresConfiguration(url: url, password: password), logger: logger)
             logger.info("metadata store opened", metadata: ["store": "\(store)"])
-            return Backends(metadata: store, blobs: blobs, services: [store])
+            return Backends(metadata: store, blobs: try openBlobs(configuration.blobs, metadata: store), services: [store])
         }
     }
 
-    private static func openBlobs(_ configuration: BackendConfiguration.Blobs) throws -> any BlobStore {
+    /// The blob store; the S3 one keeps its upload state in `metadata`, so any node continues any upload.
+    private static func openBlobs(_ configuration: BackendConfiguration.Blobs, metadata: any MetadataBackend) throws -> any BlobStore {
         switch configuration {
         case .filesystem(let root): try FileSystemBlobStore(root: root)
         case .s3(let settings):
             try S3BlobStore(client: S3Client(location: try settings.location(), logger: Logger(label: "berth.s3")),
-                            prefix: settings.prefix, logger: Logger(label: "berth.s3"))
+                            prefix: settings.prefix, sessions: metadata, logger: Logger(label: "berth.s3"))
         }
     }
 
@@ -154,7 +156,8 @@ public struct Backends: Sendable {
         try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: dataDirectory)
         let configuration = BackendConfiguration.embedded(dataDirectory: dataDirectory)
         guard case .sqlite(let path) = configuration.metadata else { preconditionFailure("the embedded default is SQLite") }
-        return Backends(metadata: try SQLiteMetadataStore(path: path), blobs: try openBlobs(configuration.blobs))
+        let store = try SQLiteMetadataStore(path: path)
+        return Backends(metadata: store, blobs: try openBlobs(configuration.blobs, metadata: store))
     }
 }
 

@@ -77,3 +77,57 @@ def test_a_wrong_secret_is_reported_at_start_and_never_logged(s3_service, tmp_pa
     log = server.log_path.read_text()
     assert "the blob store is not usable" in log and "SignatureDoesNotMatch" in log, log[-2000:]
     assert s3_service.secret_key not in log
+
+
+def test_a_chunked_upload_continues_on_another_node(postgres_database, s3_service, tmp_path):
+    """Two servers over one PostgreSQL database and one bucket: PATCHes on A and on B, the PUT on A
+    (whose own hasher no longer covers the upload: it continues the hash state B saved); a chunk
+    sent with a stale offset is refused with 416 and the current Range."""
+    import base64
+    from conftest import RegistryServer
+
+    class Node(RegistryServer):
+        def _command(self, port: int):
+            return super()._command(port) + ["--metadata-store", "postgres"]
+
+    key_file = tmp_path / "berth.key"
+    key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    key_file.chmod(0o600)
+    bucket = s3_service.create_bucket()
+    nodes = []
+    try:
+        for name in ("a", "b"):
+            node = Node(tmp_path / name)
+            node.password = "it-shared-owner-password"
+            node.extra_env.update({
+                "BERTH_POSTGRES_URL": postgres_database, "BERTH_KEY_FILE": str(key_file),
+                "BERTH_BLOB_STORE": "s3", "BERTH_S3_ENDPOINT": s3_service.endpoint, "BERTH_S3_BUCKET": bucket,
+                "BERTH_S3_REGION": s3_service.region, "BERTH_S3_PREFIX": "reg",
+                "BERTH_S3_ACCESS_KEY": s3_service.access_key, "BERTH_S3_SECRET_KEY": s3_service.secret_key,
+            })
+            node.start()
+            nodes.append(node)
+        a, b = (Api(n.host, auth=n.creds) for n in nodes)
+        data = os.urandom((16 << 20) + 777_777)
+        cut = (16 << 20) + 5
+        loc = a.start_upload("s3/moving")
+        r = a.req("PATCH", loc, data=data[:cut], headers={
+            "Content-Type": "application/octet-stream", "Content-Range": f"0-{cut - 1}"}, timeout=120)
+        assert r.status_code == 202, (r.status_code, r.text)
+        loc = r.headers["Location"]
+        r = b.req("PATCH", loc, data=data[cut:], headers={
+            "Content-Type": "application/octet-stream", "Content-Range": f"{cut}-{len(data) - 1}"}, timeout=120)
+        assert r.status_code == 202, (r.status_code, r.text)
+        assert r.headers["Range"] == f"0-{len(data) - 1}"
+        stale = a.req("PATCH", loc, data=b"x", headers={
+            "Content-Type": "application/octet-stream", "Content-Range": f"{cut}-{cut}"})
+        assert stale.status_code == 416 and stale.headers["Range"] == f"0-{len(data) - 1}", (stale.status_code, stale.text)
+        d = sha256_digest(data)
+        r = a.req("PUT", r.headers["Location"], params={"digest": d}, headers={"Content-Length": "0"}, timeout=120)
+        assert r.status_code == 201, (r.status_code, r.text)
+        assert not s3_service.keys(bucket, "reg/uploads/"), "the upload leaves nothing behind"
+        got = b.get_blob("s3/moving", d)
+        assert got.status_code == 200 and got.content == data
+    finally:
+        for node in nodes:
+            node.stop()
