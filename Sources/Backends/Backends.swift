@@ -70,8 +70,13 @@ public struct S3BlobSettings: Sendable, Equatable, CustomStringConvertible {
     public var prefix: String
     public var accessKey: String
     public var secretKey: String
+    /// Whether a plain-http endpoint on a host other than loopback is accepted (off: refused, as
+    /// answers to reads are not authenticated and blob bytes would cross the network in the clear).
+    public var allowInsecureHTTP: Bool
 
-    public init(endpoint: String, region: String, bucket: String, prefix: String, accessKey: String, secretKey: String) {
+    public init(endpoint: String, region: String, bucket: String, prefix: String, accessKey: String, secretKey: String,
+                allowInsecureHTTP: Bool = false) {
+        self.allowInsecureHTTP = allowInsecureHTTP
         self.endpoint = endpoint
         self.region = region
         self.bucket = bucket
@@ -81,12 +86,27 @@ public struct S3BlobSettings: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        "S3BlobSettings(endpoint: \(endpoint), region: \(region), bucket: \(bucket), prefix: \(prefix), accessKey: \(accessKey), secretKey: <redacted>)"
+        "S3BlobSettings(endpoint: \(endpoint), region: \(region), bucket: \(bucket), prefix: \(prefix), accessKey: \(accessKey), secretKey: <redacted>, allowInsecureHTTP: \(allowInsecureHTTP))"
     }
 
     func location() throws(S3Error) -> S3Location {
-        try S3Location(endpoint: endpoint, region: region, bucket: bucket,
-                       credentials: S3Credentials(accessKey: accessKey, secretKey: secretKey))
+        let location = try S3Location(endpoint: endpoint, region: region, bucket: bucket,
+                                      credentials: S3Credentials(accessKey: accessKey, secretKey: secretKey))
+        if location.scheme == "http", !allowInsecureHTTP, !Self.isLoopback(location.host) {
+            throw .invalidConfiguration("""
+                endpoint '\(endpoint)' is plain http to a host that is not loopback: blob bytes and the answers to \
+                reads would cross the network unprotected; use https, or set s3-allow-insecure-http true to accept it
+                """)
+        }
+        return location
+    }
+
+    /// localhost, 127.0.0.0/8 or ::1.
+    static func isLoopback(_ host: String) -> Bool {
+        let h = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        if h == "localhost" || h == "::1" || h == "0:0:0:0:0:0:0:1" { return true }
+        let octets = h.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 
     /// Nil when these settings can open a store, else what is wrong with them.

@@ -46,6 +46,7 @@ struct ServeSettings: Equatable {
     var s3Bucket: String?
     var s3Prefix: String = ""
     var s3CredentialsFile: String?
+    var s3AllowInsecureHTTP = false
     var s3Credentials: S3KeyPair?
 
     /// Compared, never printed: the description hides the secret.
@@ -210,6 +211,14 @@ struct ServeSettings: Equatable {
         Spec(key: "s3-credentials-file", environment: "BERTH_S3_CREDENTIALS_FILE", hasFlag: false, defaultText: "-",
              summary: "blob-store s3: a file only its owner may read, with the lines 'access-key: ...' and 'secret-key: ...' (BERTH_S3_ACCESS_KEY and BERTH_S3_SECRET_KEY take precedence)") { s, v throws(SettingError) in
             s.s3CredentialsFile = try nonEmpty(v)
+        },
+        Spec(key: "s3-allow-insecure-http", environment: "BERTH_S3_ALLOW_INSECURE_HTTP", hasFlag: false, defaultText: "false",
+             summary: "blob-store s3: true accepts a plain-http endpoint on a host that is not loopback (refused by default)") { s, v throws(SettingError) in
+            switch v {
+            case "true": s.s3AllowInsecureHTTP = true
+            case "false": s.s3AllowInsecureHTTP = false
+            default: throw SettingError("'\(v)' is not true or false")
+            }
         },
         Spec(key: "registry-name", environment: "BERTH_REGISTRY_NAME", hasFlag: false, defaultText: "berth",
              summary: "the admin user's name") { s, v throws(SettingError) in
@@ -535,7 +544,8 @@ extension ServeSettings {
         let blobs: BackendConfiguration.Blobs = switch blobStore {
         case .filesystem: .filesystem(root: filesystemRoot ?? data + "/storage")
         case .s3: .s3(S3BlobSettings(endpoint: s3Endpoint ?? "", region: s3Region, bucket: s3Bucket ?? "", prefix: s3Prefix,
-                                     accessKey: s3Credentials?.accessKey ?? "", secretKey: s3Credentials?.secretKey ?? ""))
+                                     accessKey: s3Credentials?.accessKey ?? "", secretKey: s3Credentials?.secretKey ?? "",
+                                     allowInsecureHTTP: s3AllowInsecureHTTP))
         }
         return BackendConfiguration(metadata: metadata, blobs: blobs)
     }
