@@ -73,10 +73,13 @@ public struct S3BlobSettings: Sendable, Equatable, CustomStringConvertible {
     /// Whether a plain-http endpoint on a host other than loopback is accepted (off: refused, as
     /// answers to reads are not authenticated and blob bytes would cross the network in the clear).
     public var allowInsecureHTTP: Bool
+    /// Blob GETs are answered 307 to a presigned URL valid this many seconds; nil: never.
+    public var redirectTTL: Int?
 
     public init(endpoint: String, region: String, bucket: String, prefix: String, accessKey: String, secretKey: String,
-                allowInsecureHTTP: Bool = false) {
+                allowInsecureHTTP: Bool = false, redirectTTL: Int? = nil) {
         self.allowInsecureHTTP = allowInsecureHTTP
+        self.redirectTTL = redirectTTL
         self.endpoint = endpoint
         self.region = region
         self.bucket = bucket
@@ -86,7 +89,7 @@ public struct S3BlobSettings: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        "S3BlobSettings(endpoint: \(endpoint), region: \(region), bucket: \(bucket), prefix: \(prefix), accessKey: \(accessKey), secretKey: <redacted>, allowInsecureHTTP: \(allowInsecureHTTP))"
+        "S3BlobSettings(endpoint: \(endpoint), region: \(region), bucket: \(bucket), prefix: \(prefix), accessKey: \(accessKey), secretKey: <redacted>, allowInsecureHTTP: \(allowInsecureHTTP), redirectTTL: \(redirectTTL.map(String.init) ?? "-"))"
     }
 
     func location() throws(S3Error) -> S3Location {
@@ -114,6 +117,9 @@ public struct S3BlobSettings: Sendable, Equatable, CustomStringConvertible {
         do {
             _ = try location()
             _ = try S3BlobStore.normalized(prefix: prefix)
+            if let redirectTTL, !(1...3600).contains(redirectTTL) {
+                return "s3-redirect-ttl must be between 1 and 3600 seconds"
+            }
             return nil
         } catch {
             return error.description
@@ -155,7 +161,8 @@ public struct Backends: Sendable {
         case .filesystem(let root): try FileSystemBlobStore(root: root)
         case .s3(let settings):
             try S3BlobStore(client: S3Client(location: try settings.location(), logger: Logger(label: "berth.s3")),
-                            prefix: settings.prefix, sessions: metadata, logger: Logger(label: "berth.s3"))
+                            prefix: settings.prefix, sessions: metadata, redirectTTL: settings.redirectTTL,
+                            logger: Logger(label: "berth.s3"))
         }
     }
 

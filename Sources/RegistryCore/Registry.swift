@@ -109,6 +109,13 @@ public final class Registry: Sendable {
     /// The blob's file, opened, when the blob store keeps it in a local file and it is not kept
     /// inline; nil otherwise (read it with `readBlob`). `size` is what `blobSize` answered, which
     /// also checked that the caller may read the blob. The caller owns the returned handle.
+    /// Where a client that may pull a blob can GET it directly (a presigned URL of the blob store),
+    /// or nil to serve it here. Callers have checked the client may read the blob (`blobSize`).
+    public func blobRedirect(_ digest: Digest, size: Int64) async throws -> String? {
+        guard !keepsInline(size: size) else { return nil }
+        return try await blobs.redirectURL(digest)
+    }
+
     public func openBlobFile(_ digest: Digest, size: Int64) async throws -> BlobFile? {
         guard !keepsInline(size: size) else { return nil }
         do {

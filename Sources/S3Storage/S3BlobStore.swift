@@ -39,6 +39,8 @@ public final class S3BlobStore: BlobStore {
     public let partSize: Int
     /// Where upload state lives (the registry's metadata store).
     let sessions: any UploadSessionStore
+    /// Lifetime in seconds of the presigned URLs blob GETs are redirected to; nil: no redirects.
+    public let redirectTTL: Int?
     let logger: Logger
     private let live = NIOLockedValueBox<[String: Live]>([:])
 
@@ -95,7 +97,11 @@ public final class S3BlobStore: BlobStore {
     }
 
     public init(client: S3Client, prefix: String, sessions: any UploadSessionStore, partSize: Int = S3BlobStore.defaultPartSize,
-                logger: Logger = Logger(label: "berth.s3")) throws(S3Error) {
+                redirectTTL: Int? = nil, logger: Logger = Logger(label: "berth.s3")) throws(S3Error) {
+        if let redirectTTL, !(1...3600).contains(redirectTTL) {
+            throw .invalidConfiguration("the lifetime of presigned blob URLs must be between 1 and 3600 seconds")
+        }
+        self.redirectTTL = redirectTTL
         guard partSize >= Self.minimumPartSize, partSize <= (1 << 30) else {
             throw .invalidConfiguration("part size must be between 5 MiB and 1 GiB")
         }
@@ -152,6 +158,13 @@ public final class S3BlobStore: BlobStore {
         } catch S3Error.service(416, _, _) {
             throw BlobStoreError.blobUnknown // the range lies past the blob's end
         }
+    }
+
+    /// A presigned GET of the blob, valid for `redirectTTL` seconds, when redirects are on and the
+    /// bucket has the blob (one kept inline in the metadata store has no object).
+    public func redirectURL(_ digest: Digest) async throws -> String? {
+        guard let redirectTTL, try await client.headObject(blobKey(digest)) != nil else { return nil }
+        return client.presignedGetURL(blobKey(digest), expires: redirectTTL)
     }
 
     public func delete(_ digest: Digest) async throws {

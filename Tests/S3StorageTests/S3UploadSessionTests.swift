@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import BlobStorage
 import BlobStoreConformance
 import Foundation
@@ -141,5 +142,32 @@ private struct Gated: AsyncSequence, Sendable {
         #expect(try await a.size(of: d) == nil)
         #expect(try await a.allDigests() == [])
         #expect(S3StorageError.tailAltered.description.contains("tail"))
+    }
+
+    /// Presigned redirects: off by default; on, a URL that GETs the blob (and honours a Range);
+    /// none for a blob the bucket does not have; a lifetime out of 1...3600 s is refused.
+    @Test func redirectURLsAreOffByDefaultAndReadTheBlob() async throws {
+        let prefix = "case-" + UUID().uuidString.lowercased()
+        let plain = try await S3TestService.store(prefix: prefix)
+        let client = plain.client
+        let sessions = try S3TestService.sessions(for: prefix)
+        let redirecting = try S3BlobStore(client: client, prefix: prefix, sessions: sessions, partSize: Self.part, redirectTTL: 300)
+        #expect(throws: S3Error.self) { try S3BlobStore(client: client, prefix: prefix, sessions: sessions, redirectTTL: 0) }
+        #expect(throws: S3Error.self) { try S3BlobStore(client: client, prefix: prefix, sessions: sessions, redirectTTL: 3601) }
+        let data = pattern(3000, seed: 6)
+        let id = UUID().uuidString.lowercased()
+        try await plain.createUpload(id: id, owner: "r")
+        _ = try await plain.append(id: id, offset: 0, body: body(data), limit: nil)
+        let d = Digest.compute(data)
+        _ = try await plain.commitUpload(id: id, expected: d, expectedSize: nil)
+        #expect(try await plain.redirectURL(d) == nil)
+        #expect(try await redirecting.redirectURL(Digest.compute([1, 2, 3])) == nil)
+        let url = try #require(try await redirecting.redirectURL(d))
+        #expect(url.contains("X-Amz-Expires=300"))
+        var request = HTTPClientRequest(url: url)
+        request.headers.add(name: "Range", value: "bytes=10-19")
+        let response = try await S3Client.sharedHTTPClient.execute(request, timeout: .seconds(30))
+        var got = try await response.body.collect(upTo: 1 << 20)
+        #expect(response.status.code == 206 && got.readBytes(length: got.readableBytes) == Array(data[10..<20]))
     }
 }

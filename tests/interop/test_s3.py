@@ -131,3 +131,46 @@ def test_a_chunked_upload_continues_on_another_node(postgres_database, s3_servic
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_blob_gets_redirect_to_a_presigned_url_when_turned_on(s3_service, tmp_path):
+    """s3-redirect-blob-gets: a client allowed to pull gets a 307 to a short-lived presigned URL
+    (curl -L and skopeo follow it); a client that may not pull gets no URL; HEAD is answered here."""
+    import subprocess
+    from conftest import RegistryServer
+    server = RegistryServer(tmp_path / "node")
+    server.extra_env.update({
+        "BERTH_BLOB_STORE": "s3", "BERTH_S3_ENDPOINT": s3_service.endpoint, "BERTH_S3_BUCKET": s3_service.create_bucket(),
+        "BERTH_S3_REGION": s3_service.region, "BERTH_S3_PREFIX": "reg",
+        "BERTH_S3_ACCESS_KEY": s3_service.access_key, "BERTH_S3_SECRET_KEY": s3_service.secret_key,
+        "BERTH_S3_REDIRECT_BLOB_GETS": "true", "BERTH_S3_REDIRECT_TTL": "120",
+    })
+    server.start()
+    try:
+        host, creds = server.host, server.creds
+        api = Api(host, auth=creds)
+        layout = tmp_path / "src"
+        digest = umoci_image(layout, "v1", [{"opt/random.bin": os.urandom(200 << 10)}], workdir=tmp_path)
+        skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:v1", f"docker://{host}/s3/redirect:v1", creds=creds)
+        layer = json.loads(layout_blob(layout, digest))["layers"][0]["digest"]
+        path = f"/v2/s3/redirect/blobs/{layer}"
+
+        r = api.req("GET", path, allow_redirects=False)
+        assert r.status_code == 307, (r.status_code, r.text)
+        assert r.headers["Location"].startswith(s3_service.endpoint + "/") and "X-Amz-Expires=120" in r.headers["Location"]
+        assert r.headers["Docker-Content-Digest"] == layer
+        assert api.req("HEAD", path).status_code == 200
+        anonymous = Api(host, auth=None).req("GET", path, allow_redirects=False)
+        assert anonymous.status_code == 401 and "Location" not in anonymous.headers
+
+        out = tmp_path / "blob"
+        user, password = creds
+        subprocess.run(["curl", "-sSfL", "-u", f"{user}:{password}", "-o", str(out), f"http://{host}{path}"],
+                       check=True, timeout=60)
+        assert out.read_bytes() == layout_blob(layout, layer)
+
+        pulled = tmp_path / "out"
+        skopeo("copy", "--src-tls-verify=false", f"docker://{host}/s3/redirect:v1", f"oci:{pulled}:v1", creds=creds)
+        assert layout_blob(pulled, layer) == layout_blob(layout, layer)
+    finally:
+        server.stop()
