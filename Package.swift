@@ -65,7 +65,7 @@ let package = Package(
         ], swiftSettings: strict),
         // The S3-compatible blob backend: SigV4 over swift-crypto, an S3 client over AsyncHTTPClient.
         .target(name: "S3Storage", dependencies: [
-            "OCIModel", "BlobStorage",
+            "OCIModel", "BlobStorage", "RegistryStore",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -189,7 +189,7 @@ let package = Package(
         .testTarget(name: "OCIModelTests", dependencies: ["OCIModel"]),
         .testTarget(name: "BlobStorageTests", dependencies: ["BlobStorage", "FileSystemStorage", "BlobStoreConformance"]),
         .testTarget(name: "S3StorageTests", dependencies: [
-            "S3Storage", "BlobStorage", "BlobStoreConformance", "OCIModel",
+            "S3Storage", "BlobStorage", "BlobStoreConformance", "OCIModel", "RegistryStore", "SQLiteStore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

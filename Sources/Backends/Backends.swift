@@ -70,8 +70,16 @@ public struct S3BlobSettings: Sendable, Equatable, CustomStringConvertible {
     public var prefix: String
     public var accessKey: String
     public var secretKey: String
+    /// Whether a plain-http endpoint on a host other than loopback is accepted (off: refused, as
+    /// answers to reads are not authenticated and blob bytes would cross the network in the clear).
+    public var allowInsecureHTTP: Bool
+    /// Blob GETs are answered 307 to a presigned URL valid this many seconds; nil: never.
+    public var redirectTTL: Int?
 
-    public init(endpoint: String, region: String, bucket: String, prefix: String, accessKey: String, secretKey: String) {
+    public init(endpoint: String, region: String, bucket: String, prefix: String, accessKey: String, secretKey: String,
+                allowInsecureHTTP: Bool = false, redirectTTL: Int? = nil) {
+        self.allowInsecureHTTP = allowInsecureHTTP
+        self.redirectTTL = redirectTTL
         self.endpoint = endpoint
         self.region = region
         self.bucket = bucket
@@ -81,18 +89,37 @@ public struct S3BlobSettings: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        "S3BlobSettings(endpoint: \(endpoint), region: \(region), bucket: \(bucket), prefix: \(prefix), accessKey: \(accessKey), secretKey: <redacted>)"
+        "S3BlobSettings(endpoint: \(endpoint), region: \(region), bucket: \(bucket), prefix: \(prefix), accessKey: \(accessKey), secretKey: <redacted>, allowInsecureHTTP: \(allowInsecureHTTP), redirectTTL: \(redirectTTL.map(String.init) ?? "-"))"
     }
 
     func location() throws(S3Error) -> S3Location {
-        try S3Location(endpoint: endpoint, region: region, bucket: bucket,
-                       credentials: S3Credentials(accessKey: accessKey, secretKey: secretKey))
+        let location = try S3Location(endpoint: endpoint, region: region, bucket: bucket,
+                                      credentials: S3Credentials(accessKey: accessKey, secretKey: secretKey))
+        if location.scheme == "http", !allowInsecureHTTP, !Self.isLoopback(location.host) {
+            throw .invalidConfiguration("""
+                endpoint '\(endpoint)' is plain http to a host that is not loopback: blob bytes and the answers to \
+                reads would cross the network unprotected; use https, or set s3-allow-insecure-http true to accept it
+                """)
+        }
+        return location
+    }
+
+    /// localhost, 127.0.0.0/8 or ::1.
+    static func isLoopback(_ host: String) -> Bool {
+        let h = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        if h == "localhost" || h == "::1" || h == "0:0:0:0:0:0:0:1" { return true }
+        let octets = h.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 
     /// Nil when these settings can open a store, else what is wrong with them.
     public func problem() -> String? {
         do {
-            _ = try S3BlobStore(client: S3Client(location: try location()), prefix: prefix)
+            _ = try location()
+            _ = try S3BlobStore.normalized(prefix: prefix)
+            if let redirectTTL, !(1...3600).contains(redirectTTL) {
+                return "s3-redirect-ttl must be between 1 and 3600 seconds"
+            }
             return nil
         } catch {
             return error.description
@@ -116,24 +143,26 @@ public struct Backends: Sendable {
     }
 
     public static func open(_ configuration: BackendConfiguration, logger: Logger = Logger(label: "berth.backends")) async throws -> Backends {
-        let blobs = try openBlobs(configuration.blobs)
         switch configuration.metadata {
         case .sqlite(let path):
-            return Backends(metadata: try SQLiteMetadataStore(path: path), blobs: blobs)
+            let store = try SQLiteMetadataStore(path: path)
+            return Backends(metadata: store, blobs: try openBlobs(configuration.blobs, metadata: store))
         case .postgres(let url, let passwordFile):
             let password = try passwordFile.map(readPasswordFile)
             let store = try await PostgresMetadataStore.open(try PostgresConfiguration(url: url, password: password), logger: logger)
             logger.info("metadata store opened", metadata: ["store": "\(store)"])
-            return Backends(metadata: store, blobs: blobs, services: [store])
+            return Backends(metadata: store, blobs: try openBlobs(configuration.blobs, metadata: store), services: [store])
         }
     }
 
-    private static func openBlobs(_ configuration: BackendConfiguration.Blobs) throws -> any BlobStore {
+    /// The blob store; the S3 one keeps its upload state in `metadata`, so any node continues any upload.
+    private static func openBlobs(_ configuration: BackendConfiguration.Blobs, metadata: any MetadataBackend) throws -> any BlobStore {
         switch configuration {
         case .filesystem(let root): try FileSystemBlobStore(root: root)
         case .s3(let settings):
             try S3BlobStore(client: S3Client(location: try settings.location(), logger: Logger(label: "berth.s3")),
-                            prefix: settings.prefix, logger: Logger(label: "berth.s3"))
+                            prefix: settings.prefix, sessions: metadata, redirectTTL: settings.redirectTTL,
+                            logger: Logger(label: "berth.s3"))
         }
     }
 
@@ -154,7 +183,8 @@ public struct Backends: Sendable {
         try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: dataDirectory)
         let configuration = BackendConfiguration.embedded(dataDirectory: dataDirectory)
         guard case .sqlite(let path) = configuration.metadata else { preconditionFailure("the embedded default is SQLite") }
-        return Backends(metadata: try SQLiteMetadataStore(path: path), blobs: try openBlobs(configuration.blobs))
+        let store = try SQLiteMetadataStore(path: path)
+        return Backends(metadata: store, blobs: try openBlobs(configuration.blobs, metadata: store))
     }
 }
 

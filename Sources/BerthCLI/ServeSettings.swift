@@ -49,6 +49,9 @@ struct ServeSettings: Equatable {
     var s3Bucket: String?
     var s3Prefix: String = ""
     var s3CredentialsFile: String?
+    var s3AllowInsecureHTTP = false
+    var s3RedirectBlobGets = false
+    var s3RedirectTTL = 300
     var s3Credentials: S3KeyPair?
 
     /// Compared, never printed: the description hides the secret.
@@ -219,6 +222,27 @@ struct ServeSettings: Equatable {
         Spec(key: "s3-credentials-file", environment: "BERTH_S3_CREDENTIALS_FILE", hasFlag: false, defaultText: "-",
              summary: "blob-store s3: a file only its owner may read, with the lines 'access-key: ...' and 'secret-key: ...' (BERTH_S3_ACCESS_KEY and BERTH_S3_SECRET_KEY take precedence)") { s, v throws(SettingError) in
             s.s3CredentialsFile = try nonEmpty(v)
+        },
+        Spec(key: "s3-allow-insecure-http", environment: "BERTH_S3_ALLOW_INSECURE_HTTP", hasFlag: false, defaultText: "false",
+             summary: "blob-store s3: true accepts a plain-http endpoint on a host that is not loopback (refused by default)") { s, v throws(SettingError) in
+            switch v {
+            case "true": s.s3AllowInsecureHTTP = true
+            case "false": s.s3AllowInsecureHTTP = false
+            default: throw SettingError("'\(v)' is not true or false")
+            }
+        },
+        Spec(key: "s3-redirect-blob-gets", environment: "BERTH_S3_REDIRECT_BLOB_GETS", hasFlag: false, defaultText: "false",
+             summary: "blob-store s3: true answers blob GETs of clients allowed to pull with a 307 to a short-lived presigned URL of the bucket (clients must reach the endpoint)") { s, v throws(SettingError) in
+            switch v {
+            case "true": s.s3RedirectBlobGets = true
+            case "false": s.s3RedirectBlobGets = false
+            default: throw SettingError("'\(v)' is not true or false")
+            }
+        },
+        Spec(key: "s3-redirect-ttl", environment: "BERTH_S3_REDIRECT_TTL", hasFlag: false, defaultText: "300",
+             summary: "blob-store s3: seconds a redirected blob GET's presigned URL stays valid (1-3600)") { s, v throws(SettingError) in
+            guard let n = Int(v), (1...3600).contains(n) else { throw SettingError("'\(v)' is not a number of seconds from 1 to 3600") }
+            s.s3RedirectTTL = n
         },
         Spec(key: "registry-name", environment: "BERTH_REGISTRY_NAME", hasFlag: false, defaultText: "berth",
              summary: "the admin user's name") { s, v throws(SettingError) in
@@ -543,7 +567,9 @@ extension ServeSettings {
         let blobs: BackendConfiguration.Blobs = switch blobStore {
         case .filesystem: .filesystem(root: filesystemRoot ?? data + "/storage")
         case .s3: .s3(S3BlobSettings(endpoint: s3Endpoint ?? "", region: s3Region, bucket: s3Bucket ?? "", prefix: s3Prefix,
-                                     accessKey: s3Credentials?.accessKey ?? "", secretKey: s3Credentials?.secretKey ?? ""))
+                                     accessKey: s3Credentials?.accessKey ?? "", secretKey: s3Credentials?.secretKey ?? "",
+                                     allowInsecureHTTP: s3AllowInsecureHTTP,
+                                     redirectTTL: s3RedirectBlobGets ? s3RedirectTTL : nil))
         }
         return BackendConfiguration(metadata: metadata, blobs: blobs)
     }

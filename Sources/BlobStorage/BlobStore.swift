@@ -42,10 +42,14 @@ public protocol BlobStore: Sendable {
     /// server can hand the kernel the file (sendfile) instead of copying it through memory.
     /// Stores without local files return nil and are read through `read`.
     func openFile(_ digest: Digest) async throws -> BlobFile?
+    /// A short-lived URL from which a client that may pull the blob can GET its bytes directly
+    /// (the S3 store's presigned URLs, when the operator turned them on); nil: serve it here.
+    func redirectURL(_ digest: Digest) async throws -> String?
 }
 
 extension BlobStore {
     public func openFile(_ digest: Digest) async throws -> BlobFile? { nil }
+    public func redirectURL(_ digest: Digest) async throws -> String? { nil }
 }
 
 /// A stored blob opened for reading. Whoever receives it owns the descriptor and must close it

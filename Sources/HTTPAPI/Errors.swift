@@ -149,6 +149,7 @@ enum ErrorRenderer {
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=utf-8"
         headers[.distributionAPIVersion] = "registry/2.0"
+        if error.status == 416, let range = error.detail?["uploadRange"] { headers[.range] = range }
         if head {
             headers[.contentLength] = "0"
             return Response(status: .init(code: error.status), headers: headers, body: .init())

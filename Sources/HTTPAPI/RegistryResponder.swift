@@ -490,6 +490,15 @@ public struct RegistryResponder: HTTPResponder {
         if head {
             return (Response(status: status, headers: headers), 0)
         }
+        // The blob store may hand the bytes out itself (a short-lived presigned URL): 307, and the
+        // client repeats the GET (with its Range) there. Only after the checks above passed.
+        if length > 0, let url = try await registry.blobRedirect(digest, size: size) {
+            var redirect = baseHeaders()
+            redirect[.location] = url
+            redirect[.dockerContentDigest] = digest.string
+            redirect[.contentLength] = "0"
+            return (Response(status: .temporaryRedirect, headers: redirect), 0)
+        }
         let registry = self.registry
         let readRange = range
         // A file blob on plain HTTP/1: open the file now (so a missing file is still a clean

@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4]
+    static let all: [[String]] = [v1, v2, v3, v4, v5]
 
     static var latest: Int { all.count }
 
@@ -64,6 +64,19 @@ enum PostgresMigrations {
             PRIMARY KEY (repository, digest))
         """,
         "CREATE INDEX link_touches_at ON link_touches(touched_at)",
+    ]
+
+    /// Upload state of blob stores that keep it here (`UploadSessionStore`).
+    static let v5: [String] = [
+        """
+        CREATE TABLE upload_sessions (
+            id \(text) PRIMARY KEY,
+            owner \(text) NOT NULL,
+            version bigint NOT NULL,
+            state bytea NOT NULL,
+            updated_at double precision NOT NULL)
+        """,
+        "CREATE INDEX upload_sessions_by_update ON upload_sessions(updated_at)",
     ]
 
     static let v1: [String] = [

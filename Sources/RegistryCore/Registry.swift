@@ -126,6 +126,13 @@ public final class Registry: Sendable {
     /// The blob's file, opened, when the blob store keeps it in a local file and it is not kept
     /// inline; nil otherwise (read it with `readBlob`). `size` is what `blobSize` answered, which
     /// also checked that the caller may read the blob. The caller owns the returned handle.
+    /// Where a client that may pull a blob can GET it directly (a presigned URL of the blob store),
+    /// or nil to serve it here. Callers have checked the client may read the blob (`blobSize`).
+    public func blobRedirect(_ digest: Digest, size: Int64) async throws -> String? {
+        guard !keepsInline(size: size) else { return nil }
+        return try await blobs.redirectURL(digest)
+    }
+
     public func openBlobFile(_ digest: Digest, size: Int64) async throws -> BlobFile? {
         guard !keepsInline(size: size) else { return nil }
         do {
@@ -201,7 +208,7 @@ public final class Registry: Sendable {
             throw RegistryError(.blobUploadUnknown, "upload unknown to registry")
         }
         if let rangeStart, rangeStart != current {
-            throw RegistryError(.rangeInvalid, "chunk starts at \(rangeStart), upload has \(current) bytes", status: 416)
+            throw map(.offsetMismatch(expected: current, actual: rangeStart))
         }
         do {
             let size = try await blobs.append(id: id, offset: current, body: body, limit: nil)
@@ -318,7 +325,9 @@ public final class Registry: Sendable {
         case .uploadUnknown: RegistryError(.blobUploadUnknown, "upload unknown to registry")
         case .uploadBusy: RegistryError(.blobUploadInvalid, "another request is writing to this upload", status: 409)
         case .offsetMismatch(let expected, let actual):
-            RegistryError(.rangeInvalid, "chunk starts at \(actual), upload has \(expected) bytes", status: 416)
+            // The upload's current Range goes back with the 416, so the client can resume from it.
+            RegistryError(.rangeInvalid, "chunk starts at \(actual), upload has \(expected) bytes", status: 416,
+                          detail: ["uploadRange": "0-\(max(expected - 1, 0))"])
         case .digestMismatch(let computed): RegistryError(.digestInvalid, "digest mismatch: content is \(computed)")
         case .sizeMismatch(let actual): RegistryError(.sizeInvalid, "size mismatch: content has \(actual) bytes")
         case .tooLarge: RegistryError(.sizeInvalid, "upload too large", status: 413)

@@ -4,33 +4,43 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import OCIModel
+import RegistryStore
 
 /// Content-addressed blobs in an S3-compatible bucket:
 ///
 ///     <prefix>/blobs/sha256/ab/abcdef…           immutable blobs, written only after verification
-///     <prefix>/uploads/<id>/state                 an upload's state (JSON; see `UploadState`)
-///     <prefix>/uploads/<id>/tail-<n>              its bytes past the last full part (< one part)
+///     <prefix>/uploads/<id>/tail-<token>          an upload's bytes past the last full part (< one part)
 ///     <prefix>/uploads/<id>/data                  the multipart upload's object, once completed
 ///
 /// An upload is one S3 multipart upload (started with its first full part). Appended bytes are
 /// gathered into parts of `partSize`; what does not fill a part is kept as the tail object, so a
 /// chunked push of small PATCHes still works and nothing larger than one part is ever held in
-/// memory. The state object records the multipart upload id, the parts and their ETags, and the
-/// tail, so any node can continue any upload; committed parts are never sent again.
+/// memory. The upload's state (`UploadState`: the multipart upload id, the parts and their ETags,
+/// the tail with its SHA-256, the hash state after the last part) is an upload session in the
+/// metadata store (`UploadSessionStore`), so any node continues any upload and committed parts are
+/// never sent again. Every change of it is a compare-and-swap on the session's version: of two
+/// nodes appending to one upload at once, one wins and the other's request is refused as out of
+/// order (`offsetMismatch` with the current size: 416 and the current Range), its bytes never
+/// recorded. A part number is reserved in the session before the part is sent, so the loser never
+/// overwrites a part the winner recorded.
 ///
-/// Digests: the node that appends keeps a live hasher in memory. If the committing node has one
-/// that covers every byte, the digest is checked before anything is assembled; otherwise (a
-/// restart, another node, a sha512 digest) the upload is assembled into `data` and read back to
-/// hash it. Either way a blob appears under `blobs/` only by a server-side copy of verified bytes.
-///
-/// Upload state lives in the bucket for now; the plan is to move it into the metadata store so
-/// that appends from two nodes are serialised by a transaction. Until then two nodes appending to
-/// the same upload at the same moment are not excluded (one process is: `uploadBusy`).
+/// Digests: the node that appends keeps a live hasher in memory, valid while the session's
+/// version is the one it wrote. A commit with one that covers every byte checks the digest before
+/// anything is assembled; a commit on another node (or after a restart) continues the SHA-256 from
+/// the state saved in the session at the last part boundary over the tail (read back, checked
+/// against its recorded SHA-256), so it need not read the parts back; without either (a sha512
+/// digest, a state that does not match) the upload is assembled into `data` and read back to hash
+/// it. Either way a blob appears under `blobs/` only by a server-side copy of verified bytes,
+/// conditional on the ETag of what was verified.
 public final class S3BlobStore: BlobStore {
     public let client: S3Client
     /// Without leading or trailing '/': "" or "a/b".
     public let prefix: String
     public let partSize: Int
+    /// Where upload state lives (the registry's metadata store).
+    let sessions: any UploadSessionStore
+    /// Lifetime in seconds of the presigned URLs blob GETs are redirected to; nil: no redirects.
+    public let redirectTTL: Int?
     let logger: Logger
     private let live = NIOLockedValueBox<[String: Live]>([:])
 
@@ -45,12 +55,14 @@ public final class S3BlobStore: BlobStore {
         var hasher: DigestHasher?
         var hashedSize: Int64
         var busy: Bool
-        /// The `token` of the state this process last wrote: the hasher is used only while the
-        /// stored state is still that one (no other node has written the upload since).
+        /// The session version and state token this process last wrote: the hasher is used only
+        /// while the stored session is still that one (no other node has written the upload since;
+        /// the token tells a session created again under the same id from the one it replaced).
+        var version: Int64? = nil
         var token: String? = nil
     }
 
-    /// What is stored under `uploads/<id>/state`.
+    /// An upload's state, kept (JSON) as its session's state in the metadata store.
     struct UploadState: Codable, Equatable {
         struct Part: Codable, Equatable {
             var number: Int
@@ -58,39 +70,56 @@ public final class S3BlobStore: BlobStore {
             var size: Int64
         }
 
-        var owner: String
         /// The S3 multipart upload, once the first part was sent.
         var multipartID: String?
         var parts: [Part] = []
-        /// The tail object's name under the upload, and its size. A new name for every change, so
-        /// a state never points to a tail written after it.
+        /// The highest part number reserved so far (a part is reserved before it is sent, so a
+        /// node that loses a race never overwrites a part another recorded).
+        var lastPartNumber: Int = 0
+        /// The tail object's name under the upload, its size, SHA-256 (hex) and ETag. A new name
+        /// for every change, so a state never points to a tail written after it.
         var tail: String?
         var tailSize: Int64 = 0
+        var tailSHA256: String?
+        var tailETag: String?
         /// The multipart upload was completed into `data` (to hash it) and the bytes were not the
         /// expected ones; `data` now holds the first `stagedSize` bytes.
         var stagedSize: Int64?
-        var generation: Int = 0
-        /// New at every append that changes the upload, so a node can tell whether the stored
-        /// state is the one it wrote; it also names the tail object, so two nodes appending at
-        /// once never write the same tail.
+        /// New at every append that changes the upload; names the tail object, so two nodes
+        /// appending at once never write the same tail.
         var token: String?
+        /// The SHA-256 state after the bytes of `parts` (`ResumableSHA256.export`, base64), if
+        /// known; it covers exactly `partsSize` bytes or it is not used.
+        var hashState: String?
 
-        var size: Int64 { (stagedSize ?? 0) + parts.reduce(0) { $0 + $1.size } + tailSize }
+        var partsSize: Int64 { parts.reduce(0) { $0 + $1.size } }
+        var size: Int64 { (stagedSize ?? 0) + partsSize + tailSize }
     }
 
-    public init(client: S3Client, prefix: String, partSize: Int = S3BlobStore.defaultPartSize,
-                logger: Logger = Logger(label: "berth.s3")) throws(S3Error) {
-        let trimmed = prefix.split(separator: "/", omittingEmptySubsequences: true).joined(separator: "/")
-        guard trimmed.utf8.count <= 512, !trimmed.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }),
-              trimmed.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F })
-        else { throw .invalidConfiguration("prefix '\(prefix)' must be printable, at most 512 bytes, without '.' or '..' segments") }
+    public init(client: S3Client, prefix: String, sessions: any UploadSessionStore, partSize: Int = S3BlobStore.defaultPartSize,
+                redirectTTL: Int? = nil, logger: Logger = Logger(label: "berth.s3")) throws(S3Error) {
+        if let redirectTTL, !(1...3600).contains(redirectTTL) {
+            throw .invalidConfiguration("the lifetime of presigned blob URLs must be between 1 and 3600 seconds")
+        }
+        self.redirectTTL = redirectTTL
         guard partSize >= Self.minimumPartSize, partSize <= (1 << 30) else {
             throw .invalidConfiguration("part size must be between 5 MiB and 1 GiB")
         }
         self.client = client
-        self.prefix = trimmed
+        self.prefix = try Self.normalized(prefix: prefix)
         self.partSize = partSize
+        self.sessions = sessions
         self.logger = logger
+    }
+
+    /// The prefix without leading, trailing or doubled '/'; refused when it is not printable, longer
+    /// than 512 bytes or has '.' or '..' segments.
+    public static func normalized(prefix: String) throws(S3Error) -> String {
+        let trimmed = prefix.split(separator: "/", omittingEmptySubsequences: true).joined(separator: "/")
+        guard trimmed.utf8.count <= 512, !trimmed.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }),
+              trimmed.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F })
+        else { throw .invalidConfiguration("prefix '\(prefix)' must be printable, at most 512 bytes, without '.' or '..' segments") }
+        return trimmed
     }
 
     // MARK: keys
@@ -103,7 +132,6 @@ public final class S3BlobStore: BlobStore {
     var uploadsPrefix: String { key("uploads/") }
 
     func uploadPrefix(_ id: String) -> String { key("uploads/\(id)/") }
-    func stateKey(_ id: String) -> String { uploadPrefix(id) + "state" }
     func dataKey(_ id: String) -> String { uploadPrefix(id) + "data" }
 
     /// The registry's ids are lowercase UUIDs; anything else is unknown, never a key.
@@ -132,6 +160,13 @@ public final class S3BlobStore: BlobStore {
         }
     }
 
+    /// A presigned GET of the blob, valid for `redirectTTL` seconds, when redirects are on and the
+    /// bucket has the blob (one kept inline in the metadata store has no object).
+    public func redirectURL(_ digest: Digest) async throws -> String? {
+        guard let redirectTTL, try await client.headObject(blobKey(digest)) != nil else { return nil }
+        return client.presignedGetURL(blobKey(digest), expires: redirectTTL)
+    }
+
     public func delete(_ digest: Digest) async throws {
         try await client.deleteObject(blobKey(digest))
     }
@@ -151,18 +186,37 @@ public final class S3BlobStore: BlobStore {
 
     // MARK: upload state
 
-    func loadState(_ id: String) async throws -> UploadState? {
-        guard let bytes = try await client.getObject(stateKey(id), limit: 4 << 20) else { return nil }
+    /// A session as this store reads it: its state and the version that state has.
+    struct Loaded {
+        var state: UploadState
+        var version: Int64
+        var owner: String
+    }
+
+    /// Another request changed the session since it was read (its compare-and-swap lost).
+    struct SessionConflict: Error {}
+
+    func loadState(_ id: String) async throws -> Loaded? {
+        guard let session = try await sessions.uploadSession(id: id) else { return nil }
         do {
-            return try JSONDecoder().decode(UploadState.self, from: Data(bytes))
+            return Loaded(state: try JSONDecoder().decode(UploadState.self, from: Data(session.state)), version: session.version,
+                          owner: session.owner)
         } catch {
-            throw S3Error.malformedResponse("upload state of \(id) is unreadable: \(error)")
+            throw S3StorageError.stateUnreadable
         }
     }
 
-    func saveState(_ id: String, _ state: UploadState, new: Bool = false) async throws {
-        let data = try JSONEncoder().encode(state)
-        try await client.putObject(stateKey(id), body: ByteBuffer(bytes: data), ifNoneMatch: new)
+    static func encode(_ state: UploadState) throws -> [UInt8] {
+        [UInt8](try JSONEncoder().encode(state))
+    }
+
+    /// Writes `state` if the session is still at `version`, which becomes the new version;
+    /// throws `SessionConflict` (nothing written) otherwise.
+    func saveState(_ id: String, _ state: UploadState, version: inout Int64) async throws {
+        guard let next = try await sessions.updateUploadSession(id: id, expectedVersion: version, state: try Self.encode(state)) else {
+            throw SessionConflict()
+        }
+        version = next
     }
 
     /// Takes the upload for this process's exclusive use.
@@ -179,23 +233,26 @@ public final class S3BlobStore: BlobStore {
         }
     }
 
-    /// Gives the upload back, with the hasher that is valid now (nil: none is) for the state
-    /// whose token is `token`.
-    private func release(_ id: String, hasher: DigestHasher?, size: Int64, token: String? = nil, forget: Bool = false) {
+    /// Gives the upload back, with the hasher that is valid now (nil: none is) for the session at
+    /// `version`.
+    private func release(_ id: String, hasher: DigestHasher?, size: Int64, version: Int64? = nil, token: String? = nil,
+                         forget: Bool = false) {
         live.withLockedValue { map in
-            map[id] = forget ? nil : Live(hasher: hasher, hashedSize: hasher == nil ? -1 : size, busy: false, token: token)
+            map[id] = forget ? nil : Live(hasher: hasher, hashedSize: hasher == nil ? -1 : size, busy: false, version: version,
+                                          token: token)
         }
     }
 
-    /// The live hasher, if it covers exactly the stored state's bytes.
-    private func hasher(_ held: Live?, for state: UploadState) -> DigestHasher? {
-        guard let held, held.hashedSize == state.size, held.token == state.token else { return nil }
+    /// The live hasher, if it covers exactly the stored session's bytes.
+    private func hasher(_ held: Live?, for loaded: Loaded) -> DigestHasher? {
+        guard let held, held.hashedSize == loaded.state.size, held.version == loaded.version, held.token == loaded.state.token
+        else { return nil }
         return held.hasher
     }
 
     /// Starts the live hasher of a new upload (createUpload does this after storing its state).
-    func markCreated(_ id: String, token: String?) {
-        live.withLockedValue { $0[id] = Live(hasher: DigestHasher(.sha256), hashedSize: 0, busy: false, token: token) }
+    func markCreated(_ id: String, version: Int64, token: String?) {
+        live.withLockedValue { $0[id] = Live(hasher: DigestHasher(.sha256), hashedSize: 0, busy: false, version: version, token: token) }
     }
 
     /// The live hasher of an upload and how many bytes it covers (tests).
@@ -203,28 +260,57 @@ public final class S3BlobStore: BlobStore {
         live.withLockedValue { $0[id].map { ($0.hasher, $0.hashedSize) } }
     }
 
+    /// The SHA-256 after the bytes of the state's parts, restored from the saved state; nil when
+    /// there is none or it does not cover exactly those bytes (then it is not trusted).
+    func resumableHash(_ state: UploadState) -> ResumableSHA256? {
+        if state.parts.isEmpty, state.stagedSize == nil { return try? ResumableSHA256() }
+        guard state.stagedSize == nil, let saved = state.hashState.flatMap({ Data(base64Encoded: $0) }) else { return nil }
+        do {
+            return try ResumableSHA256(restoring: [UInt8](saved), covering: state.partsSize)
+        } catch {
+            logger.warning("the saved hash state of an upload does not match it; its bytes will be read back",
+                           metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// The tail's bytes, read back and checked against the size and SHA-256 its state recorded.
+    func readTail(_ id: String, _ state: UploadState) async throws -> [UInt8] {
+        guard let tail = state.tail, state.tailSize > 0 else { return [] }
+        guard let bytes = try await client.getObject(uploadPrefix(id) + tail, limit: partSize + 1), Int64(bytes.count) == state.tailSize
+        else { throw S3StorageError.tailAltered }
+        guard let expected = state.tailSHA256, sha256Hex(bytes) == expected else {
+            throw S3StorageError.tailAltered
+        }
+        return bytes
+    }
+
     // MARK: uploads
 
     public func createUpload(id: String, owner: String) async throws {
         guard Self.valid(id) else { throw BlobStoreError.uploadUnknown }
-        let token = UUID().uuidString.lowercased()
-        do {
-            if try await client.headObject(stateKey(id)) != nil { throw S3StorageError.uploadExists }
-            try await saveState(id, UploadState(owner: owner, token: token), new: true)
-        } catch S3Error.preconditionFailed {
+        let state = UploadState(token: UUID().uuidString.lowercased())
+        guard try await sessions.createUploadSession(id: id, owner: owner, state: try Self.encode(state)) else {
             throw S3StorageError.uploadExists
         }
-        markCreated(id, token: token)
+        markCreated(id, version: 1, token: state.token)
     }
 
     public func uploadOwner(id: String) async throws -> String? {
         guard Self.valid(id) else { return nil }
-        return try await loadState(id)?.owner
+        return try await sessions.uploadSession(id: id)?.owner
     }
 
     public func uploadedSize(id: String) async throws -> Int64? {
         guard Self.valid(id) else { return nil }
-        return try await loadState(id)?.size
+        return try await loadState(id)?.state.size
+    }
+
+    /// What a request that lost a race for the session is told: the upload's size now, as an
+    /// out-of-order chunk (416 with the current Range), or unknown when it is gone.
+    private func conflict(_ id: String, offset: Int64) async -> BlobStoreError {
+        guard let current = try? await loadState(id) else { return .uploadUnknown }
+        return .offsetMismatch(expected: current.state.size, actual: offset)
     }
 
     public func append<Body: AsyncSequence & Sendable>(id: String, offset: Int64, body: Body, limit: Int64?) async throws -> Int64
@@ -234,110 +320,145 @@ public final class S3BlobStore: BlobStore {
         let held = try acquire(id)
         var hasher: DigestHasher?
         var state: UploadState
+        var version: Int64
         do {
             guard let loaded = try await loadState(id) else {
                 release(id, hasher: nil, size: 0, forget: true)
                 throw BlobStoreError.uploadUnknown
             }
-            state = loaded
+            state = loaded.state
+            version = loaded.version
             guard state.size == offset else {
                 throw BlobStoreError.offsetMismatch(expected: state.size, actual: offset)
             }
-            hasher = self.hasher(held, for: state)
-            if state.stagedSize != nil { try await unstage(id, &state) }
+            hasher = self.hasher(held, for: loaded)
+            if state.stagedSize != nil { try await unstage(id, &state, &version) }
         } catch {
             if case BlobStoreError.uploadUnknown = error { throw error }
-            release(id, hasher: held?.hasher, size: held?.hashedSize ?? -1, token: held?.token)
+            release(id, hasher: held?.hasher, size: held?.hashedSize ?? -1, version: held?.version, token: held?.token)
+            if error is SessionConflict { throw await conflict(id, offset: offset) }
             throw error
         }
 
         // What does not fill a part yet: the stored tail, then the body's bytes. Invariant from
         // here on: the parts in `state` plus `pending` are exactly the upload's first `size` bytes,
-        // and `hasher` (if any) has hashed exactly those; so whatever fails, storing `pending` as
-        // the tail keeps bytes and hash in step.
+        // `hasher` (if any) has hashed exactly those and `resumable` (if any) the parts; so
+        // whatever fails, storing `pending` as the tail keeps bytes and hashes in step.
         var pending = ByteBuffer()
         var size = state.size
         let before = state
-        if let tail = state.tail, state.tailSize > 0 {
-            do {
-                guard let bytes = try await client.getObject(uploadPrefix(id) + tail, limit: partSize + 1),
-                      Int64(bytes.count) == state.tailSize
-                else { throw S3Error.malformedResponse("the tail of upload \(id) is missing or of the wrong size") }
-                pending.writeBytes(bytes)
-            } catch {
-                release(id, hasher: hasher, size: state.size, token: state.token)
-                throw error
-            }
+        var resumable = resumableHash(state)
+        do {
+            let bytes = try await readTail(id, state)
+            pending.writeBytes(bytes)
+        } catch {
+            release(id, hasher: hasher, size: state.size, version: version, token: state.token)
+            throw error
         }
         do {
             for try await var chunk in body {
                 if let limit, size + Int64(chunk.readableBytes) > limit { throw BlobStoreError.tooLarge }
                 while chunk.readableBytes > 0 {
-                    if pending.readableBytes >= partSize { try await sendPart(id, &state, &pending) }
+                    if pending.readableBytes >= partSize { try await sendPart(id, &state, &version, &pending, &resumable) }
                     let take = min(partSize - pending.readableBytes, chunk.readableBytes)
                     var slice = chunk.readSlice(length: take)!
                     slice.withUnsafeReadableBytes { hasher?.update(bufferPointer: $0) }
                     size += Int64(take)
                     pending.writeBuffer(&slice)
                 }
-                if pending.readableBytes >= partSize { try await sendPart(id, &state, &pending) }
+                if pending.readableBytes >= partSize { try await sendPart(id, &state, &version, &pending, &resumable) }
             }
+        } catch is SessionConflict {
+            // Another request changed the upload since this one read it: nothing of this request is
+            // recorded (a part it sent is under a number no state names), and it is told the size now.
+            release(id, hasher: nil, size: 0)
+            throw await conflict(id, offset: offset)
         } catch {
             // Keep what arrived (the client may resume from the new size), then report the failure.
             do {
-                try await storeTail(id, &state, pending, previous: before)
-                release(id, hasher: hasher, size: state.size, token: state.token)
+                try await storeTail(id, &state, &version, pending, previous: before)
+                release(id, hasher: hasher, size: state.size, version: version, token: state.token)
             } catch {
                 release(id, hasher: nil, size: 0)
             }
             throw error
         }
         do {
-            try await storeTail(id, &state, pending, previous: before)
+            try await storeTail(id, &state, &version, pending, previous: before)
         } catch {
             release(id, hasher: nil, size: 0)
+            if error is SessionConflict { throw await conflict(id, offset: offset) }
             throw error
         }
-        release(id, hasher: hasher, size: state.size, token: state.token)
+        release(id, hasher: hasher, size: state.size, version: version, token: state.token)
         return state.size
     }
 
-    /// Sends the first `partSize` bytes of `pending` as the next part.
-    private func sendPart(_ id: String, _ state: inout UploadState, _ pending: inout ByteBuffer) async throws {
+    /// Sends the first `partSize` bytes of `pending` as the next part, its number reserved in the
+    /// session first (with the multipart upload, when this is the first part, so a cancel or the
+    /// sweeper can abort it).
+    private func sendPart(_ id: String, _ state: inout UploadState, _ version: inout Int64, _ pending: inout ByteBuffer,
+                          _ resumable: inout ResumableSHA256?) async throws {
+        var created: String?
         if state.multipartID == nil {
-            state.multipartID = try await client.createMultipartUpload(dataKey(id))
-            // Record the multipart upload at once, so a cancel or the sweeper can abort it.
-            state.generation += 1
-            try await saveState(id, state)
+            created = try await client.createMultipartUpload(dataKey(id))
+            state.multipartID = created
         }
-        let number = (state.parts.last?.number ?? 0) + 1
+        let number = max(state.lastPartNumber, state.parts.last?.number ?? 0) + 1
+        state.lastPartNumber = number
+        do {
+            try await saveState(id, state, version: &version)
+        } catch let conflict as SessionConflict {
+            // Another request won: the multipart upload this one started is nobody's.
+            if let created { try? await client.abortMultipartUpload(dataKey(id), uploadID: created) }
+            throw conflict
+        }
         // The bytes leave `pending` only once the store has them.
         let part = pending.getSlice(at: pending.readerIndex, length: partSize)!
         let etag = try await client.uploadPart(dataKey(id), uploadID: state.multipartID!, number: number, body: part)
         pending.moveReaderIndex(forwardBy: partSize)
         state.parts.append(.init(number: number, etag: etag, size: Int64(part.readableBytes)))
+        if resumable != nil {
+            part.withUnsafeReadableBytes { resumable!.update($0) }
+            state.hashState = Data(resumable!.export()).base64EncodedString()
+        } else {
+            state.hashState = nil
+        }
         // The old tail's bytes are now in a part.
         state.tailSize = 0
         state.tail = nil
+        state.tailSHA256 = nil
+        state.tailETag = nil
         pending.discardReadBytes()
     }
 
     /// Writes `pending` as the new tail (under a new name) and then the state that points to it;
     /// removes the tail the previous state pointed to.
-    private func storeTail(_ id: String, _ state: inout UploadState, _ pending: ByteBuffer, previous: UploadState) async throws {
+    private func storeTail(_ id: String, _ state: inout UploadState, _ version: inout Int64, _ pending: ByteBuffer,
+                           previous: UploadState) async throws {
         guard state != previous || pending.readableBytes != Int(previous.tailSize) else { return }
-        state.generation += 1
         state.token = UUID().uuidString.lowercased()
+        var written: String?
         if pending.readableBytes > 0 {
             let name = "tail-\(state.token!)"
-            try await client.putObject(uploadPrefix(id) + name, body: pending)
+            let etag = try await client.putObject(uploadPrefix(id) + name, body: pending)
+            written = name
             state.tail = name
             state.tailSize = Int64(pending.readableBytes)
+            state.tailSHA256 = pending.withUnsafeReadableBytes { sha256Hex($0) }
+            state.tailETag = etag.isEmpty ? nil : etag
         } else {
             state.tail = nil
             state.tailSize = 0
+            state.tailSHA256 = nil
+            state.tailETag = nil
         }
-        try await saveState(id, state)
+        do {
+            try await saveState(id, state, version: &version)
+        } catch {
+            if let written { try? await client.deleteObject(uploadPrefix(id) + written) }
+            throw error
+        }
         if let old = previous.tail, old != state.tail {
             try? await client.deleteObject(uploadPrefix(id) + old)
         }
@@ -345,47 +466,52 @@ public final class S3BlobStore: BlobStore {
 
     /// An upload whose completed bytes were refused continues: its `data` object becomes the first
     /// part of a new multipart upload, copied inside the store (it is at least one part long).
-    private func unstage(_ id: String, _ state: inout UploadState) async throws {
+    private func unstage(_ id: String, _ state: inout UploadState, _ version: inout Int64) async throws {
         guard let staged = state.stagedSize else { return }
         let upload = try await client.createMultipartUpload(dataKey(id))
         state.multipartID = upload
-        state.generation += 1
-        try await saveState(id, state)
+        state.lastPartNumber = 1
+        try await saveState(id, state, version: &version)
         let etag = try await client.uploadPartCopy(dataKey(id), uploadID: upload, number: 1, source: dataKey(id))
         state.parts = [.init(number: 1, etag: etag, size: staged)]
         state.stagedSize = nil
-        state.generation += 1
-        try await saveState(id, state)
+        state.hashState = nil
+        try await saveState(id, state, version: &version)
     }
 
-    /// Assembles the upload's bytes into one object and returns its key: the tail alone (its
-    /// name is never written twice), nil for the empty upload, or `data`, which another request
-    /// could complete again: then also the ETag our completion gave it (nil when it was completed
-    /// before), which every later read and copy of it is conditional on.
-    private func assemble(_ id: String, _ state: inout UploadState) async throws -> (key: String?, etag: String?) {
+    /// Assembles the upload's bytes into one object and returns its key and the ETag that every
+    /// later read and copy of it is conditional on: the tail alone (its name is never written
+    /// twice; its recorded ETag), nil for the empty upload, or `data`, which another request could
+    /// complete again: then the ETag of our completion (or, when the store's answer has none, of
+    /// the object right after it, whose size must be the upload's), nil when it was completed before.
+    private func assemble(_ id: String, _ state: inout UploadState, _ version: inout Int64,
+                          tail: [UInt8]?) async throws -> (key: String?, etag: String?) {
         if state.stagedSize != nil { return (dataKey(id), nil) }
         guard let upload = state.multipartID, !state.parts.isEmpty else {
-            return (state.tail.map { uploadPrefix(id) + $0 }, nil)
+            return (state.tail.map { uploadPrefix(id) + $0 }, state.tailETag)
         }
         var parts = state.parts
-        if let tail = state.tail, state.tailSize > 0 {
-            guard let bytes = try await client.getObject(uploadPrefix(id) + tail, limit: partSize + 1) else {
-                throw S3Error.malformedResponse("the tail of upload \(id) is missing")
-            }
-            let number = parts.last!.number + 1
+        if state.tailSize > 0 {
+            let bytes = if let tail { tail } else { try await readTail(id, state) }
+            let number = max(state.lastPartNumber, parts.last!.number) + 1
             let etag = try await client.uploadPart(dataKey(id), uploadID: upload, number: number, body: ByteBuffer(bytes: bytes))
             parts.append(.init(number: number, etag: etag, size: Int64(bytes.count)))
         }
-        let etag = try await client.completeMultipartUpload(dataKey(id), uploadID: upload, parts: parts.map { ($0.number, $0.etag) })
+        var etag = try await client.completeMultipartUpload(dataKey(id), uploadID: upload, parts: parts.map { ($0.number, $0.etag) })
         let total = state.size
+        if etag == nil, let head = try await client.headObject(dataKey(id)), head.size == total, !head.etag.isEmpty {
+            etag = head.etag
+        }
         let previousTail = state.tail
         state.parts = []
         state.multipartID = nil
         state.tail = nil
         state.tailSize = 0
+        state.tailSHA256 = nil
+        state.tailETag = nil
+        state.hashState = nil
         state.stagedSize = total
-        state.generation += 1
-        try await saveState(id, state)
+        try await saveState(id, state, version: &version)
         if let previousTail { try? await client.deleteObject(uploadPrefix(id) + previousTail) }
         return (dataKey(id), etag)
     }
@@ -406,36 +532,55 @@ public final class S3BlobStore: BlobStore {
     public func commitUpload(id: String, expected: Digest, expectedSize: Int64?) async throws -> Int64 {
         guard Self.valid(id) else { throw BlobStoreError.uploadUnknown }
         let held = try acquire(id)
-        var state: UploadState
+        let loaded: Loaded
         do {
-            guard let loaded = try await loadState(id) else {
+            guard let found = try await loadState(id) else {
                 release(id, hasher: nil, size: 0, forget: true)
                 throw BlobStoreError.uploadUnknown
             }
-            state = loaded
+            loaded = found
         } catch {
             if case BlobStoreError.uploadUnknown = error { throw error }
-            release(id, hasher: held?.hasher, size: held?.hashedSize ?? -1, token: held?.token)
+            release(id, hasher: held?.hasher, size: held?.hashedSize ?? -1, version: held?.version, token: held?.token)
             throw error
         }
+        var state = loaded.state
+        var version = loaded.version
         let size = state.size
-        let liveHasher = hasher(held, for: state).flatMap { $0.algorithm == expected.algorithm ? $0 : nil }
+        let liveHasher = hasher(held, for: loaded).flatMap { $0.algorithm == expected.algorithm ? $0 : nil }
+        // The assembled object is the tail object itself (an upload smaller than a part).
+        var sourceIsTail = false
         do {
             var verified = false
-            // A `data` object completed before this request is read back whatever the hasher says.
+            var tail: [UInt8]?
+            // A `data` object completed before this request is read back whatever the hashers say.
             let wasStaged = state.stagedSize != nil
             if let liveHasher, !wasStaged {
                 let computed = liveHasher.finalize()
                 guard computed == expected else { throw BlobStoreError.digestMismatch(computed: computed) }
                 verified = true
+            } else if !wasStaged, expected.algorithm == .sha256, !state.parts.isEmpty, var resumable = resumableHash(state) {
+                // Another node appended the parts: continue the SHA-256 saved at the last part
+                // boundary over the tail. A mismatch is not trusted either way: the bytes are read back.
+                let bytes = try await readTail(id, state)
+                resumable.update(bytes)
+                tail = bytes
+                verified = resumable.finalize() == expected
             }
             if let expectedSize, expectedSize != size { throw BlobStoreError.sizeMismatch(actual: size) }
-            var (source, etag) = try await assemble(id, &state)
-            // The hasher vouches for `data` only if the copy can be pinned to our completion.
-            if verified, source == dataKey(id), etag == nil { verified = false }
+            let unassembled = state
+            var (source, etag) = try await assemble(id, &state, &version, tail: tail)
+            sourceIsTail = source != nil && source != dataKey(id)
+            // The hashers vouch for the assembled object only if the copy can be pinned to it.
+            if verified, source != nil, etag == nil { verified = false }
             if !verified {
                 let computed: Digest
-                (computed, etag) = try await hash(source, etag: etag, algorithm: expected.algorithm)
+                if sourceIsTail, etag != nil {
+                    // Checked against the SHA-256 recorded when it was written, the copy pinned to its ETag.
+                    computed = Digest.compute(try await readTail(id, unassembled), algorithm: expected.algorithm)
+                } else {
+                    (computed, etag) = try await hash(source, etag: etag, algorithm: expected.algorithm)
+                }
                 guard computed == expected else { throw BlobStoreError.digestMismatch(computed: computed) }
             }
             let target = blobKey(expected)
@@ -448,11 +593,15 @@ public final class S3BlobStore: BlobStore {
             }
             try await removeUpload(id, state: state, thorough: false)
         } catch S3Error.preconditionFailed {
-            // Another request completed this upload's bytes anew while we read or copied them.
+            release(id, hasher: nil, size: 0)
+            // The tail object changed since it was written (its name is never written twice), or
+            // another request completed this upload's bytes anew while we read or copied them.
+            throw sourceIsTail ? S3StorageError.tailAltered : BlobStoreError.uploadBusy
+        } catch is SessionConflict {
             release(id, hasher: nil, size: 0)
             throw BlobStoreError.uploadBusy
         } catch {
-            release(id, hasher: liveHasher == nil ? nil : held?.hasher, size: size, token: state.token)
+            release(id, hasher: liveHasher == nil ? nil : held?.hasher, size: size, version: version, token: state.token)
             throw error
         }
         release(id, hasher: nil, size: 0, forget: true)
@@ -486,22 +635,16 @@ public final class S3BlobStore: BlobStore {
 
     public func readSmallUpload(id: String, expected: Digest, limit: Int) async throws -> [UInt8]? {
         guard Self.valid(id) else { throw BlobStoreError.uploadUnknown }
-        guard let state = try await loadState(id), state.size <= Int64(limit),
+        guard let state = try await loadState(id)?.state, state.size <= Int64(limit),
               state.parts.isEmpty, state.stagedSize == nil
         else { return nil }
-        var bytes: [UInt8] = []
-        if let tail = state.tail, state.tailSize > 0 {
-            guard let stored = try await client.getObject(uploadPrefix(id) + tail, limit: limit + 1), stored.count == Int(state.tailSize) else {
-                return nil
-            }
-            bytes = stored
-        }
+        let bytes = try await readTail(id, state)
         let computed = Digest.compute(bytes, algorithm: expected.algorithm)
         guard computed == expected else { throw BlobStoreError.digestMismatch(computed: computed) }
         return bytes
     }
 
-    /// Removes an upload, its state last. `thorough` (cancel, the sweeper) also aborts multipart
+    /// Removes an upload, its session last. `thorough` (cancel, the sweeper) also aborts multipart
     /// uploads and deletes objects its state does not know (left by a crash between writing them
     /// and recording them); after a commit the state names everything there is, and what a crash
     /// left behind is found by `staleUploads` later.
@@ -511,23 +654,29 @@ public final class S3BlobStore: BlobStore {
             for orphan in try await client.listMultipartUploads(prefix: uploadPrefix(id)) where orphan.uploadID != state?.multipartID {
                 try await client.abortMultipartUpload(orphan.key, uploadID: orphan.uploadID)
             }
-            for object in try await client.listObjects(prefix: uploadPrefix(id)) where object.key != stateKey(id) {
+            for object in try await client.listObjects(prefix: uploadPrefix(id)) {
                 try await client.deleteObject(object.key)
             }
         } else {
             if let tail = state?.tail { try await client.deleteObject(uploadPrefix(id) + tail) }
             if state?.stagedSize != nil { try await client.deleteObject(dataKey(id)) }
         }
-        try await client.deleteObject(stateKey(id))
+        try await sessions.deleteUploadSession(id: id)
     }
 
     public func cancelUpload(id: String) async throws {
         guard Self.valid(id) else { throw BlobStoreError.uploadUnknown }
         live.withLockedValue { _ = $0.removeValue(forKey: id) }
-        try await removeUpload(id, state: try await loadState(id), thorough: true)
+        // A session that cannot be read is still removed with everything under its prefix.
+        let state = try? await loadState(id)?.state
+        try await removeUpload(id, state: state, thorough: true)
     }
 
     public func staleUploads(olderThan: Double) async throws -> [String] {
+        // Sessions idle that long, by the store's clock (every append updates the session).
+        var stale = Set(try await sessions.idleUploadSessions(for: max(0, Date().timeIntervalSince1970 - olderThan)))
+        // Objects and multipart uploads of uploads without a session (a crash between cancelling
+        // or committing and removing them), by their own age.
         let base = uploadsPrefix
         func uploadID(_ key: String) -> String? {
             let rest = key.dropFirst(base.count)
@@ -535,34 +684,40 @@ public final class S3BlobStore: BlobStore {
             let id = String(rest[..<slash])
             return Self.valid(id) ? id : nil
         }
-        // The newest change of each upload: its state is rewritten on every append.
         var touched: [String: Double] = [:]
-        var hasState: Set<String> = []
         for object in try await client.listObjects(prefix: base) {
             guard let id = uploadID(object.key) else { continue }
             touched[id] = max(touched[id] ?? 0, object.lastModified)
-            if object.key == stateKey(id) { hasState.insert(id) }
         }
-        // Multipart uploads whose upload has no state left (a crash between the two) count too.
         for upload in try await client.listMultipartUploads(prefix: base) {
-            guard let id = uploadID(upload.key), !hasState.contains(id) else { continue }
+            guard let id = uploadID(upload.key) else { continue }
             touched[id] = max(touched[id] ?? 0, upload.initiated)
         }
-        return touched.filter { $0.value < olderThan }.map(\.key).sorted()
+        for (id, time) in touched where time < olderThan && !stale.contains(id) {
+            if try await sessions.uploadSession(id: id) == nil { stale.insert(id) }
+        }
+        return stale.sorted()
     }
 
     public func openUploadCount() async throws -> Int {
-        try await client.listObjects(prefix: uploadsPrefix).filter { $0.key.hasSuffix("/state") }.count
+        try await sessions.uploadSessionCount()
     }
 }
 
 public enum S3StorageError: Error, Sendable, Equatable, CustomStringConvertible {
     /// createUpload with an id that already has an upload.
     case uploadExists
+    /// An upload's tail object is missing or its bytes are not those its state recorded (changed
+    /// in the bucket): the upload cannot be continued or committed.
+    case tailAltered
+    /// An upload's session holds a state this build cannot read.
+    case stateUnreadable
 
     public var description: String {
         switch self {
         case .uploadExists: return "an upload with this id exists"
+        case .tailAltered: return "the upload's tail object in the bucket is missing or not the bytes that were written; the upload must be started again"
+        case .stateUnreadable: return "the upload's state in the metadata store is unreadable"
         }
     }
 }

@@ -117,6 +117,8 @@ public final class S3Client: Sendable {
     /// Attempts of a retryable request, and the first backoff (doubled each time, with jitter).
     let attempts: Int
     let backoff: Duration
+    /// Sees the method and key of every request before it is sent (tests count requests with it).
+    let observe: (@Sendable (_ method: String, _ key: String?) -> Void)?
 
     /// One connection pool for every S3 client of the process. Redirects are not followed.
     public static let sharedHTTPClient: HTTPClient = {
@@ -128,7 +130,9 @@ public final class S3Client: Sendable {
     }()
 
     public init(location: S3Location, http: HTTPClient = S3Client.sharedHTTPClient,
-                logger: Logger = Logger(label: "berth.s3"), attempts: Int = 4, backoff: Duration = .milliseconds(100)) {
+                logger: Logger = Logger(label: "berth.s3"), attempts: Int = 4, backoff: Duration = .milliseconds(100),
+                observe: (@Sendable (_ method: String, _ key: String?) -> Void)? = nil) {
+        self.observe = observe
         self.location = location
         self.signer = SigV4Signer(credentials: location.credentials, region: location.region)
         self.http = http
@@ -152,6 +156,7 @@ public final class S3Client: Sendable {
 
     func request(_ method: HTTPMethod, key: String?, query: [(String, String)], headers: [(String, String)],
                  payloadHash: String) -> HTTPClientRequest {
+        observe?(method.rawValue, key)
         let encodedPath = path(key)
         var url = location.base + encodedPath
         if !query.isEmpty { url += "?" + SigV4Signer.canonicalQuery(query) }

@@ -335,6 +335,19 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 CREATE INDEX link_touches_at ON link_touches(touched_at);
                 """)
         }
+        m.registerMigration("v13-upload-sessions") { db in
+            // Upload state of blob stores that keep it here (SQLiteMetadataStore+UploadSessions.swift).
+            try db.execute(sql: """
+                CREATE TABLE upload_sessions (
+                    id TEXT PRIMARY KEY,
+                    owner TEXT NOT NULL,
+                    version INTEGER NOT NULL,
+                    state BLOB NOT NULL,
+                    updated_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                CREATE INDEX upload_sessions_by_update ON upload_sessions(updated_at);
+                """)
+        }
         return m
     }
 

@@ -78,4 +78,19 @@ import Testing
         #expect(!message.contains(secret))
         #expect(storageError("s3://AKIDEXAMPLE@bucket")?.contains("must not hold access keys") == true)
     }
+
+    /// Plain http to an S3 endpoint is accepted on loopback only, unless the operator opts in.
+    @Test func plainHTTPToS3IsRefusedBeyondLoopback() {
+        func problem(_ endpoint: String, allow: Bool = false) -> String? {
+            S3BlobSettings(endpoint: endpoint, region: "us-east-1", bucket: "bucket", prefix: "", accessKey: "a", secretKey: "b",
+                           allowInsecureHTTP: allow).problem()
+        }
+        for endpoint in ["http://s3.example.com", "http://10.0.0.5:7480", "http://127.0.0.1.example.com", "http://[::2]:7480"] {
+            #expect(problem(endpoint)?.contains("s3-allow-insecure-http") == true, "\(endpoint)")
+            #expect(problem(endpoint, allow: true) == nil, "\(endpoint)")
+        }
+        for endpoint in ["https://s3.example.com", "http://127.0.0.1:7480", "http://127.1.2.3", "http://localhost:9000", "http://[::1]:7480"] {
+            #expect(problem(endpoint) == nil, "\(endpoint)")
+        }
+    }
 }

@@ -6,6 +6,7 @@ import NIOCore
 import OCIModel
 import Testing
 @testable import S3Storage
+import SQLiteStore
 
 /// The S3 blob store against the blob store conformance suite, on a real object store (Ceph's RADOS
 /// Gateway): every case gets a fresh prefix in this run's bucket.
@@ -33,8 +34,8 @@ private func readAll(_ s: S3BlobStore, _ d: Digest, _ range: Range<Int64>) async
         let bucket = try await S3TestService.bucket.value
         let wrong = try await S3TestService.client(bucket: bucket, secret: "not-the-secret")
         await #expect(throws: S3Error.signatureMismatch) { try await wrong.headObject("x") }
-        let store = try S3BlobStore(client: wrong, prefix: "p")
-        await #expect(throws: S3Error.signatureMismatch) { try await store.createUpload(id: UUID().uuidString.lowercased(), owner: "r") }
+        let store = try await S3TestService.store(client: wrong)
+        await #expect(throws: S3Error.signatureMismatch) { try await store.size(of: Digest.compute([1])) }
         // HEAD answers have no body, yet the error still says why.
         await #expect(throws: S3Error.signatureMismatch) { try await store.checkHealth() }
         #expect(S3Error.signatureMismatch.description.contains("SignatureDoesNotMatch"))
@@ -56,7 +57,7 @@ private func readAll(_ s: S3BlobStore, _ d: Digest, _ range: Range<Int64>) async
             offset = end
             #expect(got == Int64(offset))
         }
-        let state = try #require(try await s.loadState(id))
+        let state = try #require(try await s.loadState(id)).state
         #expect(state.parts.count == 3)
         #expect(state.parts.allSatisfy { $0.size == Int64(Self.part) })
         #expect(state.tailSize == 777_777)
@@ -198,7 +199,7 @@ private func readAll(_ s: S3BlobStore, _ d: Digest, _ range: Range<Int64>) async
         #expect(other == 403)
     }
 
-    @Test func configurationIsChecked() {
+    @Test func configurationIsChecked() throws {
         let c = S3Credentials(accessKey: "a", secretKey: "b")
         #expect(throws: S3Error.self) { try S3Location(endpoint: "ftp://x", region: "r", bucket: "bucket", credentials: c) }
         #expect(throws: S3Error.self) { try S3Location(endpoint: "http://x/path", region: "r", bucket: "bucket", credentials: c) }
@@ -208,9 +209,10 @@ private func readAll(_ s: S3BlobStore, _ d: Digest, _ range: Range<Int64>) async
         #expect(ok?.hostHeader == "s3.example.com")
         #expect((try? S3Location(endpoint: "http://127.0.0.1:7480", region: "r", bucket: "bucket", credentials: c))?.hostHeader == "127.0.0.1:7480")
         let client = S3Client(location: ok!)
-        #expect(throws: S3Error.self) { try S3BlobStore(client: client, prefix: "a/../b") }
-        #expect(throws: S3Error.self) { try S3BlobStore(client: client, prefix: "p", partSize: 1 << 20) }
-        #expect((try? S3BlobStore(client: client, prefix: "/a//b/"))?.prefix == "a/b")
+        let sessions = try S3TestService.sessions(for: "configuration")
+        #expect(throws: S3Error.self) { try S3BlobStore(client: client, prefix: "a/../b", sessions: sessions) }
+        #expect(throws: S3Error.self) { try S3BlobStore(client: client, prefix: "p", sessions: sessions, partSize: 1 << 20) }
+        #expect((try? S3BlobStore(client: client, prefix: "/a//b/", sessions: sessions))?.prefix == "a/b")
     }
 }
 

@@ -1,5 +1,7 @@
 import Foundation
+import NIOConcurrencyHelpers
 import S3Storage
+import SQLiteStore
 
 /// The S3 service the tests use: the one `scripts/test` started (BERTH_TEST_S3_* in the
 /// environment), or else one this process starts with `scripts/services/ceph-rgw start` (which
@@ -50,7 +52,23 @@ enum S3TestService {
     }
 
     /// A store over a new, empty prefix (parts of S3's minimum size, to keep multipart tests small).
-    static func store(prefix: String = "case-" + UUID().uuidString.lowercased()) async throws -> S3BlobStore {
-        try S3BlobStore(client: try await client(bucket: try await bucket.value), prefix: prefix, partSize: S3BlobStore.minimumPartSize)
+    /// Stores over one prefix share one metadata store, as nodes of one registry do.
+    static func store(prefix: String = "case-" + UUID().uuidString.lowercased(), client given: S3Client? = nil) async throws -> S3BlobStore {
+        let client = if let given { given } else { try await client(bucket: try await bucket.value) }
+        return try S3BlobStore(client: client, prefix: prefix, sessions: try sessions(for: prefix), partSize: S3BlobStore.minimumPartSize)
+    }
+
+    private static let metadata = NIOLockedValueBox<[String: SQLiteMetadataStore]>([:])
+
+    /// The upload sessions of the stores over `prefix` (a SQLite store of their own).
+    static func sessions(for prefix: String) throws -> SQLiteMetadataStore {
+        try metadata.withLockedValue { map in
+            if let store = map[prefix] { return store }
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("berth-s3-sessions-" + UUID().uuidString)
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let store = try SQLiteMetadataStore(path: directory.appendingPathComponent("metadata.sqlite").path)
+            map[prefix] = store
+            return store
+        }
     }
 }
