@@ -166,8 +166,8 @@ public final class TokenService: Sendable {
         }
         guard safe, held[imported.current] == imported.keys.first(where: { $0.kid == imported.current })?.pem else { return }
         let fm = FileManager.default
-        for file in (try? fm.contentsOfDirectory(atPath: directory)) ?? [] where file.hasSuffix(".pem") {
-            try? fm.removeItem(atPath: directory + "/" + file)
+        for key in imported.keys where !key.kid.contains("/") {   // only the files keys.json named: others are not ours
+            try? fm.removeItem(atPath: directory + "/" + key.kid + ".pem")
         }
         try? fm.removeItem(atPath: directory + "/keys.json")
     }

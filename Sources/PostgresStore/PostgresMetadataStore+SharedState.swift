@@ -57,6 +57,14 @@ extension PostgresMetadataStore {
         try await tx.one("SELECT 1 FROM blob_pins WHERE digest = \(digest) AND expires_at > \(unescaped: guardNow)") != nil
     }
 
+    /// Whether another collection's deletion marker of `digest` stands: that one deletes the
+    /// bytes, and clears only its own marker, so no other run may take the marker over.
+    private static func markedByAnother(_ tx: Tx, _ digest: String, deleter: String) async throws -> Bool {
+        try await tx.one("""
+            SELECT 1 FROM blob_deletions WHERE digest = \(digest) AND deleter <> \(deleter) AND expires_at > \(unescaped: guardNow)
+            """) != nil
+    }
+
     private static func mark(_ tx: Tx, _ digest: String, deleter: String, ttl: TimeInterval) async throws {
         try await tx.exec("""
             INSERT INTO blob_deletions(digest, deleter, expires_at) VALUES (\(digest), \(deleter), \(unescaped: guardNow) + \(max(0, ttl)))
@@ -85,7 +93,7 @@ extension PostgresMetadataStore {
     public func removeUnpinnedBlob(_ digest: String, before cutoff: Date, deleter: String, ttl: TimeInterval) async throws -> StoredBlob? {
         try await write { tx -> StoredBlob? in
             try await Self.lockDigest(tx, digest)
-            guard try await !Self.pinned(tx, digest) else { return nil }
+            guard try await !Self.pinned(tx, digest), try await !Self.markedByAnother(tx, digest, deleter: deleter) else { return nil }
             guard let removed = try await Self.removeUnreferencedBlob(tx, digest, before: cutoff) else { return nil }
             if !removed.inline { try await Self.mark(tx, digest, deleter: deleter, ttl: ttl) }
             return removed
@@ -95,7 +103,7 @@ extension PostgresMetadataStore {
     public func markOrphanDeletion(_ digest: String, deleter: String, ttl: TimeInterval) async throws -> Bool {
         try await write { tx in
             try await Self.lockDigest(tx, digest)
-            guard try await !Self.pinned(tx, digest),
+            guard try await !Self.pinned(tx, digest), try await !Self.markedByAnother(tx, digest, deleter: deleter),
                   try await tx.one("SELECT 1 FROM blobs WHERE digest = \(digest)") == nil else { return false }
             try await Self.mark(tx, digest, deleter: deleter, ttl: ttl)
             return true

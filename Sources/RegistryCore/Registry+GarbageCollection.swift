@@ -144,11 +144,30 @@ extension Registry {
     /// next run, and a push may store them again).
     private func deleteBytes(_ digest: Digest, deleter: String) async throws {
         do {
-            try await blobs.delete(digest)
+            // Bounded well inside the marker's time to live: a delete still under way when the
+            // marker ran out could remove bytes a push stored again after it.
+            try await withThrowingTaskGroup(of: Void.self) { [blobs] group in
+                group.addTask { try await blobs.delete(digest) }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(CollectionGuard.deleteDeadline))
+                    throw DeleteDeadlineExceeded(digest: digest)
+                }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
         } catch {
             try? await metadata.clearBlobDeletion(digest.string, deleter: deleter)
             throw error
         }
         try await metadata.clearBlobDeletion(digest.string, deleter: deleter)
+    }
+}
+
+/// A collection's delete of a digest's bytes outlasted `CollectionGuard.deleteDeadline`: the run
+/// stops (its marker runs out on its own; the bytes are an orphan file for a later run).
+struct DeleteDeadlineExceeded: Error, CustomStringConvertible {
+    let digest: Digest
+    var description: String {
+        "deleting the bytes of \(digest) took longer than \(Int(CollectionGuard.deleteDeadline)) s"
     }
 }

@@ -176,8 +176,10 @@ enum CollectionGuard {
     /// died mid-push keeps the digest from collection for at most this long.
     static let pinTTL: TimeInterval = 900
     /// Collection marks a digest while it deletes the bytes: a node that died mid-deletion keeps
-    /// pushes of the digest waiting for at most this long. Far longer than a delete takes.
+    /// pushes of the digest waiting for at most this long. A delete is given `deleteDeadline`,
+    /// far less, so the marker never runs out while its own delete may still be under way.
     static let deletionTTL: TimeInterval = 120
+    static let deleteDeadline: TimeInterval = 30
     /// A node writes a touch of one link to the store at most this often (less with a grace
     /// period shorter than twice this: `touchSlack`).
     static let touchInterval: TimeInterval = 5
@@ -260,6 +262,37 @@ extension Registry {
             delay = min(delay * 2, 250)
         }
         return holder
+    }
+
+    /// Runs `body` (a commit of `digest`'s bytes and its link) under a pin that is renewed every
+    /// third of its time to live, so a commit slower than `pinTTL` (a read-back, a large copy, a
+    /// slow store) is never left unpinned. A renewal refused (the pin ran out and a collection
+    /// marked the digest meanwhile) fails the commit instead of linking bytes being deleted.
+    func withPin<T: Sendable>(_ digest: Digest, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let holder = try await pin(digest)
+        do {
+            let result = try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask { try await body() }
+                group.addTask { [metadata] in
+                    while true {
+                        try await Task.sleep(for: .seconds(CollectionGuard.pinTTL / 3))
+                        guard try await metadata.pinBlob(digest.string, holder: holder, ttl: CollectionGuard.pinTTL) else {
+                            throw RegistryError(.blobUploadInvalid, "the upload of \(digest) outlasted its pin and the digest is being collected: push it again")
+                        }
+                    }
+                }
+                defer { group.cancelAll() }
+                while let next = try await group.next() {
+                    if let value = next { return value }
+                }
+                throw CancellationError()
+            }
+            await unpin(digest, holder: holder)
+            return result
+        } catch {
+            await unpin(digest, holder: holder)
+            throw error
+        }
     }
 
     func unpin(_ digest: Digest, holder: String) async {

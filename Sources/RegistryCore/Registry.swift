@@ -86,7 +86,17 @@ public final class Registry: Sendable {
         // Garbage collection on any node keeps a link touched within its grace period. When this
         // wrote the touch to the store, the link is read there once more: a collection that
         // removed it just before the touch is seen only there, not in a cache.
-        if try await touch(repository.value, digest) {
+        // A touch that cannot be written (the database refuses writes) does not fail the pull:
+        // at worst collection then removes the link and the client's manifest push is refused
+        // with MANIFEST_BLOB_UNKNOWN, which it answers by sending the blob again.
+        let touched: Bool
+        do {
+            touched = try await touch(repository.value, digest)
+        } catch {
+            logger.warning("could not record a blob touch", metadata: ["repository": "\(repository.value)", "error": "\(error)"])
+            touched = false
+        }
+        if touched {
             guard let stored = try await metadata.linkedBlobSize(repository: repository.value, digest: digest) else {
                 cache.invalidate(repository.value)
                 throw RegistryError(.blobUnknown, "blob unknown to registry")
@@ -123,16 +133,22 @@ public final class Registry: Sendable {
         size <= Int64(configuration.inlineBlobThreshold)
     }
 
+    /// Where a client that may pull a blob can GET it directly (a presigned URL of the blob store),
+    /// or nil to serve it here. Callers have checked the client may read the blob (`blobSize`).
+    /// A store that cannot answer now is no reason to fail the pull: the blob is then served here.
+    public func blobRedirect(_ digest: Digest, size: Int64) async throws -> String? {
+        guard !keepsInline(size: size) else { return nil }
+        do {
+            return try await blobs.redirectURL(digest)
+        } catch {
+            logger.warning("no redirect for a blob GET, serving it", metadata: ["digest": "\(digest)", "error": "\(error)"])
+            return nil
+        }
+    }
+
     /// The blob's file, opened, when the blob store keeps it in a local file and it is not kept
     /// inline; nil otherwise (read it with `readBlob`). `size` is what `blobSize` answered, which
     /// also checked that the caller may read the blob. The caller owns the returned handle.
-    /// Where a client that may pull a blob can GET it directly (a presigned URL of the blob store),
-    /// or nil to serve it here. Callers have checked the client may read the blob (`blobSize`).
-    public func blobRedirect(_ digest: Digest, size: Int64) async throws -> String? {
-        guard !keepsInline(size: size) else { return nil }
-        return try await blobs.redirectURL(digest)
-    }
-
     public func openBlobFile(_ digest: Digest, size: Int64) async throws -> BlobFile? {
         guard !keepsInline(size: size) else { return nil }
         do {
@@ -245,17 +261,13 @@ public final class Registry: Sendable {
             }
             // Garbage collection, on any node, leaves this digest's bytes alone until the link is
             // committed (an inline blob above has no bytes in the blob store to lose).
-            let pin = try await pin(digest)
-            do {
+            let size = try await withPin(digest) { [blobs, metadata] in
                 let size = try await blobs.commitUpload(id: id, expected: digest, expectedSize: expectedSize)
                 try await metadata.linkBlob(repository: repository.value, digest: digest, size: size, inline: nil, quotas: quotas)
-                await unpin(digest, holder: pin)
-                cache.invalidate(repository.value)
                 return size
-            } catch {
-                await unpin(digest, holder: pin)
-                throw error
             }
+            cache.invalidate(repository.value)
+            return size
         } catch let e as QuotaExceeded {
             try? await blobs.cancelUpload(id: id)
             throw quotaError(e)

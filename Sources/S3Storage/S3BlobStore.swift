@@ -308,8 +308,10 @@ public final class S3BlobStore: BlobStore {
 
     /// What a request that lost a race for the session is told: the upload's size now, as an
     /// out-of-order chunk (416 with the current Range), or unknown when it is gone.
-    private func conflict(_ id: String, offset: Int64) async -> BlobStoreError {
-        guard let current = try? await loadState(id) else { return .uploadUnknown }
+    /// The answer to a lost compare-and-swap: the session as it now stands (a failure to read it
+    /// is thrown as it is, not reported as an unknown upload the client would start again).
+    private func conflict(_ id: String, offset: Int64) async throws -> BlobStoreError {
+        guard let current = try await loadState(id) else { return .uploadUnknown }
         return .offsetMismatch(expected: current.state.size, actual: offset)
     }
 
@@ -336,7 +338,7 @@ public final class S3BlobStore: BlobStore {
         } catch {
             if case BlobStoreError.uploadUnknown = error { throw error }
             release(id, hasher: held?.hasher, size: held?.hashedSize ?? -1, version: held?.version, token: held?.token)
-            if error is SessionConflict { throw await conflict(id, offset: offset) }
+            if error is SessionConflict { throw try await conflict(id, offset: offset) }
             throw error
         }
 
@@ -372,7 +374,7 @@ public final class S3BlobStore: BlobStore {
             // Another request changed the upload since this one read it: nothing of this request is
             // recorded (a part it sent is under a number no state names), and it is told the size now.
             release(id, hasher: nil, size: 0)
-            throw await conflict(id, offset: offset)
+            throw try await conflict(id, offset: offset)
         } catch {
             // Keep what arrived (the client may resume from the new size), then report the failure.
             do {
@@ -387,7 +389,7 @@ public final class S3BlobStore: BlobStore {
             try await storeTail(id, &state, &version, pending, previous: before)
         } catch {
             release(id, hasher: nil, size: 0)
-            if error is SessionConflict { throw await conflict(id, offset: offset) }
+            if error is SessionConflict { throw try await conflict(id, offset: offset) }
             throw error
         }
         release(id, hasher: hasher, size: state.size, version: version, token: state.token)

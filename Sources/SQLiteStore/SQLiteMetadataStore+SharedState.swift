@@ -64,6 +64,13 @@ extension SQLiteMetadataStore {
         try Bool.fetchOne(db, sql: "SELECT 1 FROM blob_pins WHERE digest = ? AND expires_at > ?", arguments: [digest, now]) ?? false
     }
 
+    /// Whether another collection's deletion marker of `digest` stands: that one deletes the
+    /// bytes, and clears only its own marker, so no other run may take the marker over.
+    private static func markedByAnother(_ db: Database, _ digest: String, deleter: String, now: Double) throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT 1 FROM blob_deletions WHERE digest = ? AND deleter <> ? AND expires_at > ?",
+                          arguments: [digest, deleter, now]) ?? false
+    }
+
     private static func mark(_ db: Database, _ digest: String, deleter: String, until: Double) throws {
         try db.execute(sql: """
             INSERT INTO blob_deletions(digest, deleter, expires_at) VALUES (?, ?, ?)
@@ -74,7 +81,7 @@ extension SQLiteMetadataStore {
     public func removeUnpinnedBlob(_ digest: String, before cutoff: Date, deleter: String, ttl: TimeInterval) async throws -> StoredBlob? {
         try await pool.write { db -> StoredBlob? in
             let now = Date().timeIntervalSince1970
-            guard try !Self.pinned(db, digest, now: now) else { return nil }
+            guard try !Self.pinned(db, digest, now: now), try !Self.markedByAnother(db, digest, deleter: deleter, now: now) else { return nil }
             guard let removed = try Self.removeUnreferencedBlob(db, digest, before: cutoff) else { return nil }
             if !removed.inline { try Self.mark(db, digest, deleter: deleter, until: now + max(0, ttl)) }
             return removed
@@ -84,7 +91,7 @@ extension SQLiteMetadataStore {
     public func markOrphanDeletion(_ digest: String, deleter: String, ttl: TimeInterval) async throws -> Bool {
         try await pool.write { db in
             let now = Date().timeIntervalSince1970
-            guard try !Self.pinned(db, digest, now: now),
+            guard try !Self.pinned(db, digest, now: now), try !Self.markedByAnother(db, digest, deleter: deleter, now: now),
                   try !(Bool.fetchOne(db, sql: "SELECT 1 FROM blobs WHERE digest = ?", arguments: [digest]) ?? false) else { return false }
             try Self.mark(db, digest, deleter: deleter, until: now + max(0, ttl))
             return true

@@ -116,12 +116,14 @@ import Testing
         let key = P256.Signing.PrivateKey()
         try key.pemRepresentation.write(toFile: dir + "/keys/oldkid.pem", atomically: true, encoding: .utf8)
         try Data(#"{"current":"oldkid","retired":[]}"#.utf8).write(to: URL(fileURLWithPath: dir + "/keys/keys.json"))
+        try "not a signing key".write(toFile: dir + "/keys/tls.pem", atomically: true, encoding: .utf8)
         let kek = KeyEncryptionKey.generate()
         let a = try await AccessControl.open(store: try SQLiteMetadataStore(path: dir + "/m.sqlite"), keyDirectory: dir + "/keys", keyEncryptionKey: kek)
         #expect(a.tokens.currentKeyID == "oldkid")
         // imported, the private key is no longer kept in the clear beside the sealed copy
         #expect(!FileManager.default.fileExists(atPath: dir + "/keys/oldkid.pem"))
         #expect(!FileManager.default.fileExists(atPath: dir + "/keys/keys.json"))
+        #expect(FileManager.default.fileExists(atPath: dir + "/keys/tls.pem"), "a file keys.json did not name is left alone")
         let token = try await a.tokens.issue(subject: "alice", subjectID: nil, audience: "reg", type: "access", generation: 0, access: nil).token
         // a node without the files verifies it: the imported key is the shared one
         let b = try await AccessControl.open(store: try SQLiteMetadataStore(path: dir + "/m.sqlite"), keyDirectory: dir + "/other", keyEncryptionKey: kek)

@@ -81,6 +81,32 @@ extension MetadataStoreConformance {
             let inlinePinned = try await s.pinBlob(digest("i").string, holder: "push", ttl: 60)
             #expect(inline?.inline == true && inlinePinned)
         },
+        Case("a deletion marker is not taken over by another collection run until it runs out") { s in
+            // Run 1 removed x's record and is deleting its bytes; run 2 finds the bytes without a
+            // record. Taking the marker over would let run 2 clear it while run 1's delete is still
+            // to come, and a push re-storing x in between would lose its bytes.
+            try await link(s, "r", "x")
+            _ = try await s.unlinkBlob(repository: "r", digest: digest("x"))
+            let x = digest("x").string
+            let removed = try await s.removeUnpinnedBlob(x, before: future, deleter: "run-1", ttl: 60)
+            let takenOver = try await s.markOrphanDeletion(x, deleter: "run-2", ttl: 60)
+            try await s.clearBlobDeletion(x, deleter: "run-2")
+            let pinWhileRun1Deletes = try await s.pinBlob(x, holder: "push", ttl: 60)
+            #expect(removed != nil && !takenOver && !pinWhileRun1Deletes)
+            // a record removal is refused too while another run's marker stands
+            try await link(s, "r", "x")
+            _ = try await s.unlinkBlob(repository: "r", digest: digest("x"))
+            let secondRemoval = try await s.removeUnpinnedBlob(x, before: future, deleter: "run-2", ttl: 60)
+            #expect(secondRemoval == nil)
+            try await s.clearBlobDeletion(x, deleter: "run-1")
+            // a marker that ran out is no one's: another run may mark
+            try await link(s, "r", "w")
+            _ = try await s.unlinkBlob(repository: "r", digest: digest("w"))
+            let w = digest("w").string
+            _ = try await s.removeUnpinnedBlob(w, before: future, deleter: "dead-run", ttl: 0)
+            let afterExpiry = try await s.markOrphanDeletion(w, deleter: "run-3", ttl: 60)
+            #expect(afterExpiry)
+        },
         Case("pinBlob racing removeUnpinnedBlob: never both (the push would link bytes being deleted)") { s in
             for i in 0..<6 {
                 try await link(s, "r", "race-\(i)")
