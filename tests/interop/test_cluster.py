@@ -25,7 +25,9 @@ from helpers import OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST, layout_blob, layout
 pytestmark = pytest.mark.berth_only
 
 INLINE_LIMIT = 64 << 10     # blobs up to this size are kept in the metadata store, not in the bucket
-POLL = 2.0                  # how long a change made on one node may take to be seen by another
+POLL = 3.0                  # how long a change made on one node may take to be seen by another
+                            # (seen in 0.01-0.3 s; the margin is for a loaded CI machine, and stays
+                            # below the caches' 5 s backstop, so only the event feed can pass it)
 
 
 @pytest.fixture(scope="module")
@@ -494,9 +496,15 @@ def test_gc_on_one_node_while_the_others_push_move_tags_and_delete(cluster):
         previous = None
         for i in range(10):
             manifest, blobs = image([base, big()], f"new{i}")
+            started = time.monotonic()
             r = push_image(pusher, repo, f"new{i}", manifest, blobs)
+            took = time.monotonic() - started
+            if r.status_code != 201 and took >= grace - 1:
+                # A push slower than the grace period (a stalled CI machine) may rightly lose a
+                # link to GC; its client pushes again, which must then succeed.
+                r = push_image(pusher, repo, f"new{i}", manifest, blobs)
             if r.status_code != 201:
-                refused.append((f"new{i}", r.status_code, r.text))
+                refused.append((f"new{i}", r.status_code, r.text, f"{took:.1f} s"))
                 continue
             kept[f"new{i}"] = (manifest, blobs)
             # the tag `moving` follows the newest push; every other image it leaves is deleted on
@@ -549,7 +557,7 @@ def test_a_blob_a_client_was_told_exists_on_one_node_outlives_gc_on_another(clus
     period is HEADed on B (so the client does not send it again), GC runs on A, then B takes the
     manifest. The HEAD's touch must reach A's GC: the push is accepted and the bytes stay."""
     a, b = Client(cluster.node(0).base, cluster.creds), Client(cluster.node(1).base, cluster.creds)
-    grace = 2
+    grace = 5     # the HEAD's touch covers GC runs up to grace + slack later: room for a stalled machine
     r = a.req("PATCH", "/api/v1/config/gc", json={"graceSeconds": grace})
     assert r.status_code == 200, r.text
     repo = "cl/touched"
