@@ -225,19 +225,11 @@ struct ServeSettings: Equatable {
         },
         Spec(key: "s3-allow-insecure-http", environment: "BERTH_S3_ALLOW_INSECURE_HTTP", hasFlag: false, defaultText: "false",
              summary: "blob-store s3: true accepts a plain-http endpoint on a host that is not loopback (refused by default)") { s, v throws(SettingError) in
-            switch v {
-            case "true": s.s3AllowInsecureHTTP = true
-            case "false": s.s3AllowInsecureHTTP = false
-            default: throw SettingError("'\(v)' is not true or false")
-            }
+            s.s3AllowInsecureHTTP = try boolean(v)
         },
         Spec(key: "s3-redirect-blob-gets", environment: "BERTH_S3_REDIRECT_BLOB_GETS", hasFlag: false, defaultText: "false",
              summary: "blob-store s3: true answers blob GETs of clients allowed to pull with a 307 to a short-lived presigned URL of the bucket (clients must reach the endpoint)") { s, v throws(SettingError) in
-            switch v {
-            case "true": s.s3RedirectBlobGets = true
-            case "false": s.s3RedirectBlobGets = false
-            default: throw SettingError("'\(v)' is not true or false")
-            }
+            s.s3RedirectBlobGets = try boolean(v)
         },
         Spec(key: "s3-redirect-ttl", environment: "BERTH_S3_REDIRECT_TTL", hasFlag: false, defaultText: "300",
              summary: "blob-store s3: seconds a redirected blob GET's presigned URL stays valid (1-3600)") { s, v throws(SettingError) in
@@ -410,6 +402,14 @@ struct ServeSettings: Equatable {
             throw SettingError("unknown \(what) '\(v)': use one of " + E.allCases.map(\.rawValue).joined(separator: ", "))
         }
         return value
+    }
+
+    static func boolean(_ v: String) throws(SettingError) -> Bool {
+        switch v {
+        case "true": return true
+        case "false": return false
+        default: throw SettingError("'\(v)' is not true or false")
+        }
     }
 
     static func nonEmpty(_ v: String) throws(SettingError) -> String {

@@ -125,13 +125,16 @@ public final class WebhookService: Sendable {
         try AES.GCM.seal(Data(secret.utf8), using: sealingKey).combined!
     }
 
+    /// What `seal(_:webhook:field:)` sealed for that webhook and field, or nil.
+    private func openBound(_ sealed: Data, webhook: String, field: String) -> String? {
+        guard sealed.first == Self.boundFormat, let box = try? AES.GCM.SealedBox(combined: sealed.dropFirst()),
+              let plain = try? AES.GCM.open(box, using: sealingKey, authenticating: Self.context(webhook, field)) else { return nil }
+        return String(decoding: plain, as: UTF8.self)
+    }
+
     /// Opens what `seal(_:webhook:field:)` sealed for that webhook and field, or an old unbound value.
     func unseal(_ sealed: Data, webhook: String, field: String) throws -> String {
-        if sealed.first == Self.boundFormat,
-           let box = try? AES.GCM.SealedBox(combined: sealed.dropFirst()),
-           let plain = try? AES.GCM.open(box, using: sealingKey, authenticating: Self.context(webhook, field)) {
-            return String(decoding: plain, as: UTF8.self)
-        }
+        if let plain = openBound(sealed, webhook: webhook, field: field) { return plain }
         // An old value: bound to nothing. (A bound value never opens this way: its first byte is
         // not part of a nonce, so the tag does not match.)
         return try unseal(sealed)
@@ -165,10 +168,10 @@ public final class WebhookService: Sendable {
                 throw WebhookError.invalid("a stored header value is damaged")
             }
             if bound {
-                guard sealed.first == Self.boundFormat, let box = try? AES.GCM.SealedBox(combined: sealed.dropFirst()),
-                      let plain = try? AES.GCM.open(box, using: sealingKey, authenticating: Self.context(webhook, "header:" + name.lowercased()))
-                else { throw WebhookError.invalid("a stored header value of webhook \(webhook) does not open") }
-                opened[name] = String(decoding: plain, as: UTF8.self)
+                guard let plain = openBound(sealed, webhook: webhook, field: "header:" + name.lowercased()) else {
+                    throw WebhookError.invalid("a stored header value of webhook \(webhook) does not open")
+                }
+                opened[name] = plain
             } else {
                 opened[name] = try unseal(sealed)
             }
