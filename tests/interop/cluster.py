@@ -109,6 +109,33 @@ def _tail(path: Path, n: int = 40) -> str:
         return f"(no {path})"
 
 
+def signed_s3_request(endpoint: str, access_key: str, secret_key: str, region: str, method: str, path: str,
+                      query: Optional[Dict[str, str]] = None) -> requests.Response:
+    """An empty-bodied S3 request to ``path`` (``/bucket[/key]``), SigV4-signed here: a second,
+    independent signer, so the tests do not check Berth's signer against itself."""
+    query = query or {}
+    endpoint = endpoint.rstrip("/")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    host = urllib.parse.urlsplit(endpoint).netloc
+    empty = hashlib.sha256(b"").hexdigest()
+    path = urllib.parse.quote(path, safe="/-_.~")
+    q = lambda s: urllib.parse.quote(s, safe="-_.~")
+    cq = "&".join(f"{q(k)}={q(v)}" for k, v in sorted(query.items()))
+    headers = {"host": host, "x-amz-content-sha256": empty, "x-amz-date": stamp}
+    signed = ";".join(sorted(headers))
+    canonical = "\n".join([method, path, cq, "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed, empty])
+    scope = f"{day}/{region}/s3/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    k = ("AWS4" + secret_key).encode()
+    for part in (day, region, "s3", "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    sig = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
+    headers["Authorization"] = f"AWS4-HMAC-SHA256 Credential={access_key}/{scope},SignedHeaders={signed},Signature={sig}"
+    del headers["host"]
+    return requests.request(method, endpoint + path + (f"?{cq}" if cq else ""), headers=headers, timeout=60)
+
+
 class S3Bucket:
     """A bucket of the S3 test store, with just what the tests need of it (SigV4 signed here,
     independently of Berth's signer): create, list keys, delete everything."""
@@ -118,29 +145,8 @@ class S3Bucket:
         self.region, self.name = region, name
 
     def request(self, method: str, key: str = "", query: Optional[Dict[str, str]] = None) -> requests.Response:
-        query = query or {}
-        now = datetime.datetime.now(datetime.timezone.utc)
-        stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
-        host = urllib.parse.urlsplit(self.endpoint).netloc
-        empty = hashlib.sha256(b"").hexdigest()
-        path = "/" + urllib.parse.quote(self.name + ("/" + key if key else ""), safe="/-_.~")
-        q = lambda s: urllib.parse.quote(s, safe="-_.~")
-        cq = "&".join(f"{q(k)}={q(v)}" for k, v in sorted(query.items()))
-        headers = {"host": host, "x-amz-content-sha256": empty, "x-amz-date": stamp}
-        signed = ";".join(sorted(headers))
-        canonical = "\n".join([method, path, cq, "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)),
-                               signed, empty])
-        scope = f"{day}/{self.region}/s3/aws4_request"
-        to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-        k = ("AWS4" + self.secret_key).encode()
-        for part in (day, self.region, "s3", "aws4_request"):
-            k = hmac.new(k, part.encode(), hashlib.sha256).digest()
-        sig = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
-        headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope},"
-                                    f"SignedHeaders={signed},Signature={sig}")
-        del headers["host"]
-        return requests.request(method, self.endpoint + path + (f"?{cq}" if cq else ""), headers=headers,
-                                timeout=60)
+        return signed_s3_request(self.endpoint, self.access_key, self.secret_key, self.region, method,
+                                 "/" + self.name + ("/" + key if key else ""), query)
 
     def create(self) -> None:
         r = self.request("PUT")

@@ -330,30 +330,9 @@ class S3Service:
         self.region = env.get("BERTH_TEST_S3_REGION", "us-east-1")
 
     def request(self, method: str, bucket: str, query: Optional[Dict[str, str]] = None) -> requests.Response:
-        """An empty-bodied request, SigV4-signed here (a second, independent signer)."""
-        import datetime
-        import hashlib
-        import hmac
-        from urllib.parse import quote, urlsplit
-        query = query or {}
-        now = datetime.datetime.now(datetime.timezone.utc)
-        stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
-        host = urlsplit(self.endpoint).netloc
-        empty = hashlib.sha256(b"").hexdigest()
-        cq = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items()))
-        headers = {"host": host, "x-amz-content-sha256": empty, "x-amz-date": stamp}
-        signed = ";".join(sorted(headers))
-        canonical = "\n".join([method, "/" + bucket, cq, "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed, empty])
-        scope = f"{day}/{self.region}/s3/aws4_request"
-        to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-        key = ("AWS4" + self.secret_key).encode()
-        for part in (day, self.region, "s3", "aws4_request"):
-            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-        sig = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-        headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope},"
-                                    f"SignedHeaders={signed},Signature={sig}")
-        del headers["host"]
-        return requests.request(method, f"{self.endpoint}/{bucket}" + (f"?{cq}" if cq else ""), headers=headers, timeout=60)
+        """An empty-bodied request, SigV4-signed by the tests' own signer (cluster.py)."""
+        from cluster import signed_s3_request
+        return signed_s3_request(self.endpoint, self.access_key, self.secret_key, self.region, method, "/" + bucket, query)
 
     def create_bucket(self) -> str:
         name = "berth-it-" + secrets.token_hex(6)
