@@ -59,8 +59,7 @@ struct ResumableSHA256: Sendable {
         var copy = ctx
         var out = [UInt8](repeating: 0, count: 32)
         _ = out.withUnsafeMutableBufferPointer { CCryptoBoringSSL_SHA256_Final($0.baseAddress!, &copy) }
-        let hex = Array("0123456789abcdef".utf8)
-        return Digest(algorithm: .sha256, hex: String(decoding: out.flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 15)]] }, as: UTF8.self))
+        return Digest(algorithm: .sha256, hex: Hex.encode(out))
         #else
         preconditionFailure("ResumableSHA256 is unavailable")
         #endif

@@ -93,6 +93,14 @@ public final class S3BlobStore: BlobStore {
         var hashState: String?
 
         var partsSize: Int64 { parts.reduce(0) { $0 + $1.size } }
+
+        /// No tail: its bytes went into a part, or there are none.
+        mutating func clearTail() {
+            tail = nil
+            tailSize = 0
+            tailSHA256 = nil
+            tailETag = nil
+        }
         var size: Int64 { (stagedSize ?? 0) + partsSize + tailSize }
     }
 
@@ -427,10 +435,7 @@ public final class S3BlobStore: BlobStore {
             state.hashState = nil
         }
         // The old tail's bytes are now in a part.
-        state.tailSize = 0
-        state.tail = nil
-        state.tailSHA256 = nil
-        state.tailETag = nil
+        state.clearTail()
         pending.discardReadBytes()
     }
 
@@ -450,10 +455,7 @@ public final class S3BlobStore: BlobStore {
             state.tailSHA256 = pending.withUnsafeReadableBytes { sha256Hex($0) }
             state.tailETag = etag.isEmpty ? nil : etag
         } else {
-            state.tail = nil
-            state.tailSize = 0
-            state.tailSHA256 = nil
-            state.tailETag = nil
+            state.clearTail()
         }
         do {
             try await saveState(id, state, version: &version)
@@ -507,10 +509,7 @@ public final class S3BlobStore: BlobStore {
         let previousTail = state.tail
         state.parts = []
         state.multipartID = nil
-        state.tail = nil
-        state.tailSize = 0
-        state.tailSHA256 = nil
-        state.tailETag = nil
+        state.clearTail()
         state.hashState = nil
         state.stagedSize = total
         try await saveState(id, state, version: &version)

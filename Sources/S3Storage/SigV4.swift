@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import enum OCIModel.Hex
 
 /// An S3 access key pair. Its description never shows the secret.
 public struct S3Credentials: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
@@ -157,15 +158,7 @@ public struct SigV4Signer: Sendable {
 }
 
 extension Sequence where Element == UInt8 {
-    var hexString: String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for b in self {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    var hexString: String { Hex.encode(self) }
 }
 
 extension SHA256.Digest {
