@@ -40,23 +40,8 @@ public struct LifecycleReport: Codable, Sendable, Equatable {
     public var deletedManifests: [LifecycleDeletion] = []
     public var skipped: [LifecycleSkip] = []
 
-    enum CodingKeys: String, CodingKey {
-        case id, kind, name, dryRun, startedAt, finishedAt, deletedTags, deletedManifests, skipped
-    }
-
-    /// `id` and `name` are written even when null, so every report has the same keys.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(kind, forKey: .kind)
-        try c.encode(name, forKey: .name)
-        try c.encode(dryRun, forKey: .dryRun)
-        try c.encode(startedAt, forKey: .startedAt)
-        try c.encode(finishedAt, forKey: .finishedAt)
-        try c.encode(deletedTags, forKey: .deletedTags)
-        try c.encode(deletedManifests, forKey: .deletedManifests)
-        try c.encode(skipped, forKey: .skipped)
-    }
+    // Stored as a run's report and read back into the contract's `LifecycleReportView`, which
+    // owns the answer's shape (its `id` and `name` are written even when null); no encoder here.
 
     mutating func add(_ change: LifecycleChange) {
         deletedTags += change.deleteTags
