@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import BerthAPIContract
+import BerthCredentials
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -46,94 +47,8 @@ func printWarning(_ message: String) {
 
 // MARK: - stored login
 
-/// `$XDG_CONFIG_HOME/berth/config.json` (default `~/.config/berth/config.json`): the current
-/// registry and, per registry, the user name and a refresh token. Never a password.
-struct CLIConfig: Codable, Equatable {
-    struct Login: Codable, Equatable {
-        var username: String
-        var refreshToken: String
-    }
-
-    /// The registry management commands talk to unless `--registry` / `BERTH_REGISTRY` say otherwise.
-    var registry: String?
-    var logins: [String: Login] = [:]
-
-    static func directory(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
-        if let xdg = environment["XDG_CONFIG_HOME"], !xdg.isEmpty {
-            return URL(fileURLWithPath: xdg).appendingPathComponent("berth")
-        }
-        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
-        return URL(fileURLWithPath: home).appendingPathComponent(".config").appendingPathComponent("berth")
-    }
-
-    static var path: URL { directory().appendingPathComponent("config.json") }
-
-    static func load() throws -> CLIConfig {
-        let path = Self.path
-        guard let data = FileManager.default.contents(atPath: path.path) else { return CLIConfig() }
-        do {
-            return try JSONDecoder().decode(CLIConfig.self, from: data)
-        } catch {
-            throw CLIError("\(path.path) is not a valid berth configuration file; remove it and run berth login again")
-        }
-    }
-
-    /// Writes the file with mode 0600 inside a directory with mode 0700, atomically (temp file + rename).
-    func save() throws {
-        let dir = Self.directory()
-        let fm = FileManager.default
-        do {
-            try fm.createDirectory(at: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            try fm.setAttributes([.posixPermissions: 0o700], ofItemAtPath: dir.path)
-        } catch {
-            throw CLIError("cannot create \(dir.path): \(error.localizedDescription)")
-        }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let data = try encoder.encode(self)
-        let final = dir.appendingPathComponent("config.json")
-        let temp = dir.appendingPathComponent(".config.json.\(getpid()).tmp")
-        let fd = open(temp.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        guard fd >= 0 else { throw CLIError("cannot write \(temp.path): \(String(cString: strerror(errno)))") }
-        var ok = fchmod(fd, 0o600) == 0
-        data.withUnsafeBytes { raw in
-            var offset = 0
-            while ok, offset < raw.count {
-                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n <= 0 { ok = false } else { offset += n }
-            }
-        }
-        ok = ok && fsync(fd) == 0
-        close(fd)
-        guard ok, rename(temp.path, final.path) == 0 else {
-            unlink(temp.path)
-            throw CLIError("cannot write \(final.path): \(String(cString: strerror(errno)))")
-        }
-    }
-}
-
-/// Normalises what the user typed as a registry: `host:port` gets `https://` (or `http://` for
-/// loopback addresses), a trailing slash is dropped.
-func normalizeRegistryURL(_ raw: String) throws -> String {
-    var value = raw.trimmingCharacters(in: .whitespaces)
-    while value.hasSuffix("/") { value.removeLast() }
-    if !value.contains("://") {
-        let host = value.split(separator: ":").first.map(String.init) ?? value
-        let loopback = host == "localhost" || host.hasPrefix("127.") || value.hasPrefix("[::1]")
-        value = (loopback ? "http://" : "https://") + value
-    }
-    guard let url = URL(string: value), let scheme = url.scheme, scheme == "http" || scheme == "https",
-          url.host != nil, url.path.isEmpty || url.path == "/"
-    else { throw CLIError("\(raw) is not a registry URL (expected e.g. https://registry.example.com or http://127.0.0.1:5000)") }
-    return value
-}
-
-/// `host:port` (or `host`) of a registry URL: the token service name.
-func serviceName(_ registry: String) -> String {
-    guard let url = URL(string: registry), let host = url.host else { return registry }
-    let h = host.contains(":") ? "[\(host)]" : host
-    return url.port.map { "\(h):\($0)" } ?? h
-}
+// The stored login (`CLIConfig`), `normalizeRegistryURL` and `serviceName` live in
+// `BerthCredentials`, shared with `docker-credential-berth`.
 
 // MARK: - HTTP
 
@@ -169,41 +84,21 @@ struct ManagementClient: Sendable {
         return Response(status: Int(response.status.code), body: Data(bytes.readableBytesView))
     }
 
-    static func formBody(_ fields: [(String, String)]) -> Data {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        let text = fields.map { k, v in
-            "\(k)=\(v.addingPercentEncoding(withAllowedCharacters: allowed) ?? v)"
-        }.joined(separator: "&")
-        return Data(text.utf8)
-    }
-
     /// `POST /oauth2/token`; returns (access token, refresh token).
     static func requestToken(registry: String, fields: [(String, String)]) async throws -> (access: String, refresh: String?) {
-        let r = try await send(.POST, registry + "/oauth2/token",
-                               headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
-                               body: formBody(fields))
-        guard r.status == 200 else { throw apiError(r, context: "token request") }
-        guard let answer = try? JSONDecoder().decode(TokenResponse.self, from: r.body),
-              let access = answer.access_token ?? answer.token
-        else { throw CLIError("the registry's token endpoint answered something that is not a token response") }
-        return (access, answer.refresh_token)
+        let grant = try await TokenEndpoint(registry: registry).requestToken(fields: fields)
+        return (grant.access, grant.refresh)
     }
 
     /// Logs in with a password, asking for a refresh token (used by `berth login`).
     static func passwordLogin(registry: String, username: String, password: String) async throws -> String {
-        let (_, refresh) = try await requestToken(registry: registry, fields: [
-            ("grant_type", "password"), ("username", username), ("password", password),
-            ("service", serviceName(registry)), ("access_type", "offline"), ("scope", "registry:management:*"),
-        ])
-        guard let refresh else { throw CLIError("the registry did not issue a refresh token") }
-        return refresh
+        try await TokenEndpoint(registry: registry).passwordLogin(username: username, password: password)
     }
 
     /// Resolves the registry and credentials and obtains an access token for the management API.
     static func connect(_ options: ClientOptions) async throws -> ManagementClient {
         let env = ProcessInfo.processInfo.environment
-        var config = try CLIConfig.load()
+        let config = try CLIConfig.load()
         let raw = options.registry ?? env["BERTH_REGISTRY"].flatMap { $0.isEmpty ? nil : $0 } ?? config.registry
         guard let raw else {
             throw CLIError("not logged in to any registry: run 'berth login URL -u NAME --password-stdin', "
@@ -218,25 +113,12 @@ struct ManagementClient: Sendable {
             ])
             return ManagementClient(registry: registry, accessToken: access)
         }
-        guard let login = config.logins[registry] else {
+        guard config.logins[registry] != nil else {
             throw CLIError("not logged in to \(registry): run 'berth login \(registry) -u NAME --password-stdin' "
                 + "(or set BERTH_USERNAME and BERTH_PASSWORD)")
         }
-        let answer: (access: String, refresh: String?)
-        do {
-            answer = try await requestToken(registry: registry, fields: [
-                ("grant_type", "refresh_token"), ("refresh_token", login.refreshToken),
-                ("service", serviceName(registry)), ("scope", scope),
-            ])
-        } catch let e as APIError where e.status == 401 {
-            throw CLIError("the login to \(registry) as \(login.username) is no longer valid (expired, revoked or the "
-                + "identity was changed): run 'berth login \(registry)' again")
-        }
-        // Keep the login alive: store the newer refresh token the registry handed back.
-        if let refresh = answer.refresh, refresh != login.refreshToken {
-            config.logins[registry]?.refreshToken = refresh
-            try? config.save()
-        }
+        // Keeps the login alive: the newer refresh token the registry hands back is stored.
+        let (answer, _) = try await TokenEndpoint(registry: registry).refreshStoredLogin(scope: scope)
         return ManagementClient(registry: registry, accessToken: answer.access)
     }
 
@@ -306,28 +188,12 @@ struct ManagementClient: Sendable {
         _ = try await exchange(method, path, query: query, body: nil)
     }
 
-    struct APIError: Error, CustomStringConvertible {
-        let status: Int
-        let code: String
-        let message: String
-        var description: String { "\(message) (\(code), HTTP \(status))" }
-    }
+    typealias APIError = RegistryAPIError
 
     /// Reads either error envelope: `{"error":{code,message}}` (management API) or the OCI
     /// `{"errors":[{code,message}]}` (401/403 from the access layer).
     static func apiError(_ r: Response, context: String?) -> any Error {
-        var code = "HTTP_\(r.status)"
-        var message = String(decoding: r.body.prefix(300), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        if let body = try? JSONDecoder().decode(ManagementErrorBody.self, from: r.body) {
-            code = body.error.code
-            message = body.error.message
-        } else if let body = try? JSONDecoder().decode(OCIErrorBody.self, from: r.body), let e = body.errors.first {
-            code = e.code
-            message = e.message
-        }
-        if message.isEmpty { message = "request failed" }
-        if let context, r.status == 401 { message = "\(context): \(message)" }
-        return APIError(status: r.status, code: code, message: message)
+        RegistryAPIError(status: r.status, body: r.body, context: context)
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BerthAPIContract
+import BerthCredentials
 import Foundation
 import OCIModel
 

@@ -1,5 +1,6 @@
 import Access
 import ArgumentParser
+import BerthCredentials
 import Foundation
 import RegistryCore
 import Signing

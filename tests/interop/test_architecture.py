@@ -33,7 +33,7 @@ def targets():
 def test_the_target_list_is_known():
     # A new target must be placed in this file's rules (and in docs/ARCHITECTURE.md).
     known = {"OCIModel", "BlobStorage", "FileSystemStorage", "S3Storage", "RegistryStore", "SQLiteStore", "PostgresStore", "Backends",
-             "RegistryCore", "Access", "Admission", "HTTPAPI", "BerthAPIContract", "BerthCLI"} | FEATURES
+             "RegistryCore", "Access", "Admission", "HTTPAPI", "BerthAPIContract", "BerthCLI"} | FEATURES | CREDENTIAL_TOOLS
     assert set(targets()) <= known | extra_targets(), set(targets()) - known - extra_targets()
 
 
@@ -43,6 +43,10 @@ def extra_targets():
 
 
 FEATURE_TARGETS: list[str] = ["WebhooksAPI", "ContentTrustFeature", "AdmissionFeature"]
+
+# The client side of credentials (issue 17): the stored login and token client shared with the
+# CLI, and the two executables built on it (kubelet credential provider, docker credential helper).
+CREDENTIAL_TOOLS = {"BerthCredentials", "BerthCredentialProvider", "DockerCredentialBerth"}
 
 
 @pytest.mark.parametrize("target", targets())
@@ -97,7 +101,7 @@ def test_the_contract_imports_only_foundation():
 @pytest.mark.parametrize("target", targets())
 def test_only_the_http_edge_and_the_cli_use_the_contract(target):
     # The domain keeps its records; HTTPAPI and the feature targets map them into the contract.
-    if target not in {"HTTPAPI", "BerthCLI", "BerthAPIContract"} | set(FEATURE_TARGETS):
+    if target not in {"HTTPAPI", "BerthCLI", "BerthAPIContract", "BerthCredentials"} | set(FEATURE_TARGETS):
         assert "BerthAPIContract" not in imports(target)
 
 
@@ -106,3 +110,12 @@ def test_pull_admission_knows_no_http_and_no_feature():
     got = imports("Admission")
     forbidden = BACKENDS | FEATURES | set(FEATURE_TARGETS) | {"HTTPAPI", "Hummingbird", "HummingbirdCore", "NIOHTTP1", "GRDB"}
     assert not (got & forbidden), got & forbidden
+
+
+def test_credential_tools_link_no_server_code():
+    # They run on nodes and laptops: a client of the token endpoints, never the registry itself.
+    system = {"Foundation", "Glibc", "Darwin"}
+    assert imports("BerthCredentials") <= system | {"OCIModel", "BerthAPIContract", "AsyncHTTPClient", "NIOCore",
+                                                    "NIOHTTP1", "NIOSSL"}, imports("BerthCredentials")
+    for tool in ("BerthCredentialProvider", "DockerCredentialBerth"):
+        assert imports(tool) <= system | {"BerthCredentials", "ArgumentParser"}, (tool, imports(tool))
