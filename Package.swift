@@ -10,6 +10,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "berth", targets: ["BerthCLI"]),
+        .executable(name: "berth-credential-provider", targets: ["BerthCredentialProvider"]),
+        .executable(name: "docker-credential-berth", targets: ["DockerCredentialBerth"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -166,8 +168,8 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: strict),
         .target(name: "Scanning", swiftSettings: strict),
-        // The client side of credentials: the stored login of `berth login` and the token
-        // endpoints' client.
+        // The client side of credentials: the stored login of `berth login`, the token endpoints'
+        // client, and the kubelet credential provider and docker credential helper protocols.
         .target(name: "BerthCredentials", dependencies: [
             "OCIModel", "BerthAPIContract",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -175,6 +177,11 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ], swiftSettings: strict),
+        .executableTarget(name: "BerthCredentialProvider", dependencies: [
+            "BerthCredentials",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: strict),
+        .executableTarget(name: "DockerCredentialBerth", dependencies: ["BerthCredentials"], swiftSettings: strict),
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing", "Backends", "SQLiteStore",
             "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract", "BerthCredentials",
@@ -223,6 +230,7 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
+        .testTarget(name: "BerthCredentialsTests", dependencies: ["BerthCredentials", "Access"]),
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "OCIModel"]),
         .testTarget(name: "ScanningTests", dependencies: ["Scanning"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HTTPAPITests", dependencies: [

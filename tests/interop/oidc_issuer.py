@@ -25,7 +25,9 @@ def _int_bytes(n: int, length: int | None = None) -> bytes:
 
 
 class OIDCIssuer:
-    def __init__(self):
+    def __init__(self, path: str = ""):
+        """``path``: the issuer URL's path (e.g. ``/clusters/prod``, as a Kubernetes service-account
+        issuer has); discovery and keys are served under it."""
         self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.ec = ec.generate_private_key(ec.SECP256R1())
         self.requests = 0
@@ -37,10 +39,10 @@ class OIDCIssuer:
 
             def do_GET(self):
                 issuer.requests += 1
-                if self.path == "/.well-known/openid-configuration":
+                if self.path == path + "/.well-known/openid-configuration":
                     body = {"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks",
                             "id_token_signing_alg_values_supported": ["RS256", "ES256"]}
-                elif self.path == "/jwks":
+                elif self.path == path + "/jwks":
                     body = issuer.jwks()
                 else:
                     self.send_response(404)
@@ -54,7 +56,7 @@ class OIDCIssuer:
                 self.wfile.write(data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -72,10 +74,12 @@ class OIDCIssuer:
         ]}
 
     def token(self, sub: str, aud: str, alg: str = "RS256", iss: str | None = None, lifetime: int = 300,
-              not_before: int = -5) -> str:
+              not_before: int = -5, extra: dict | None = None) -> str:
+        """An ID token; ``extra`` adds or replaces claims (a list ``aud``, ``kubernetes.io``)."""
         now = int(time.time())
         header = {"alg": alg, "typ": "JWT", "kid": "rsa-1" if alg == "RS256" else "ec-1"}
         claims = {"iss": iss or self.url, "sub": sub, "aud": aud, "iat": now, "nbf": now + not_before, "exp": now + lifetime}
+        claims.update(extra or {})
         signing_input = (b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())).encode()
         if alg == "RS256":
             signature = self.rsa.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())

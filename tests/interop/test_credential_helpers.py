@@ -1,0 +1,263 @@
+"""Nodes and clients without secrets (issue 17, item 3), through their real protocols.
+
+* ``berth-credential-provider``: the kubelet's CredentialProviderRequest on stdin, the
+  CredentialProviderResponse on stdout. A loopback OIDC issuer with a Kubernetes-like issuer path
+  signs service-account-shaped tokens (``sub`` ``system:serviceaccount:NS:NAME``, a list ``aud``,
+  the ``kubernetes.io`` claim); the registry has an identity with a federated credential for it.
+  skopeo then pulls with exactly what the provider answered.
+* ``docker-credential-berth``: skopeo finds it through ``credHelpers`` of its auth file and pulls
+  with what it hands out; ``get``/``store``/``erase``/``list`` are driven directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import berth_bin, free_port
+from helpers import skopeo
+from oidc_issuer import OIDCIssuer
+from test_cli import Cli, layout, push  # noqa: F401  (layout is a fixture)
+
+# The issuer listens on loopback, which Berth refuses to contact unless the operator allows it.
+pytestmark = [pytest.mark.berth_only, pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32")]
+
+API = "credentialprovider.kubelet.k8s.io/v1"
+SUBJECT = "system:serviceaccount:apps:puller"
+REFRESH_USER = "00000000-0000-0000-0000-000000000000"
+NOT_FOUND = "credentials not found in native keychain"
+
+
+def tool(name: str) -> str:
+    path = berth_bin().parent / name
+    assert path.exists(), f"{path} not built (swift build builds every product)"
+    return str(path)
+
+
+def sa_token(issuer: OIDCIssuer, sub: str = SUBJECT, aud: str = "berth", lifetime: int = 600) -> str:
+    ns, name = sub.split(":")[2:4] if sub.count(":") == 3 else ("x", "y")
+    return issuer.token(sub, aud, lifetime=lifetime, extra={
+        "aud": [aud],
+        "kubernetes.io": {"namespace": ns, "serviceaccount": {"name": name, "uid": "7d1c2c8e-0000-4000-8000-000000000001"},
+                          "pod": {"name": "api-5d9c", "uid": "7d1c2c8e-0000-4000-8000-000000000002"}},
+    })
+
+
+def request(image: str, token: str | None = None, api: str = API) -> bytes:
+    body = {"apiVersion": api, "kind": "CredentialProviderRequest", "image": image, "serviceAccountAnnotations": {}}
+    if token is not None:
+        body["serviceAccountToken"] = token
+    return json.dumps(body).encode()
+
+
+def provide(registry, body: bytes, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
+    full_env.update(env or {})
+    return subprocess.run([tool("berth-credential-provider"), "--registry", registry.base, *args], input=body,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, timeout=60)
+
+
+def go_seconds(duration: str) -> int:
+    m = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(\d+)s", duration)
+    assert m, duration
+    h, mi, s = (int(g or 0) for g in m.groups())
+    return h * 3600 + mi * 60 + s
+
+
+@pytest.fixture
+def cluster_issuer():
+    issuer = OIDCIssuer(path="/clusters/prod")
+    try:
+        yield issuer
+    finally:
+        issuer.close()
+
+
+@pytest.fixture
+def owner(registry, tmp_path, layout):  # noqa: F811
+    cli = Cli(registry, tmp_path / "xdg")
+    cli.login()
+    push(registry, layout, "apps/api", registry.creds)
+    return cli
+
+
+@pytest.fixture
+def puller(owner, cluster_issuer):
+    owner("identity", "create", "--name", "k8s-puller", "--kind", "service-principal", "--no-password")
+    owner("role", "assignment", "create", "--assignee", "k8s-puller", "--role", "Pull", "--scope", "apps/*")
+    owner("identity", "federated-credential", "create", "--identity", "k8s-puller", "--name", "prod",
+          "--issuer", cluster_issuer.url, "--subject", SUBJECT, "--audiences", "berth")
+    return owner
+
+
+# ---------------------------------------------------------------------------
+# berth-credential-provider
+# ---------------------------------------------------------------------------
+
+def test_pod_token_becomes_credentials_skopeo_pulls_with(registry, puller, cluster_issuer, tmp_path):
+    token = sa_token(cluster_issuer)
+    p = provide(registry, request(f"{registry.host}/apps/api:v1", token))
+    assert p.returncode == 0, p.stderr
+    answer = json.loads(p.stdout)
+    assert answer["apiVersion"] == API and answer["kind"] == "CredentialProviderResponse"
+    assert answer["cacheKeyType"] == "Registry"
+    assert list(answer["auth"]) == [registry.host]
+    creds = answer["auth"][registry.host]
+    assert creds["username"] == REFRESH_USER and creds["password"] != token
+    # cached for less than the registry token lives (Berth's refresh tokens: 3 h)
+    cached = go_seconds(answer["cacheDuration"])
+    assert 0 < cached < 3 * 3600, answer["cacheDuration"]
+    assert token not in p.stderr.decode() and creds["password"] not in p.stderr.decode()
+
+    out = tmp_path / "pulled"
+    skopeo("copy", "--src-tls-verify=false", f"docker://{registry.host}/apps/api:v1", f"oci:{out}:v1",
+           creds=(creds["username"], creds["password"]))
+    assert (out / "index.json").exists()
+    # the identity's role still decides: a pull-only credential cannot push
+    denied = skopeo("copy", "--dest-tls-verify=false", f"oci:{out}:v1", f"docker://{registry.host}/apps/api:v2",
+                    creds=(creds["username"], creds["password"]), check=False)
+    assert denied.returncode != 0
+
+
+def test_node_token_file_is_used_without_a_pod_token(registry, puller, cluster_issuer, tmp_path):
+    token_file = tmp_path / "node-token"
+    token_file.write_text(sa_token(cluster_issuer) + "\n")
+    p = provide(registry, request(f"{registry.host}/apps/api:v1"), env={"BERTH_TOKEN_FILE": str(token_file)})
+    assert p.returncode == 0, p.stderr
+    creds = json.loads(p.stdout)["auth"][registry.host]
+    skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{registry.host}/apps/api:v1",
+           creds=(creds["username"], creds["password"]))
+    # neither a pod token nor a token file: a clear failure
+    none = provide(registry, request(f"{registry.host}/apps/api:v1"))
+    assert none.returncode != 0 and b"no service-account token" in none.stderr and none.stdout == b""
+
+
+@pytest.mark.parametrize("case", ["wrong-audience", "unknown-subject", "expired"])
+def test_a_token_the_registry_does_not_trust_gets_a_clear_failure(registry, puller, cluster_issuer, case):
+    token = {
+        "wrong-audience": lambda: sa_token(cluster_issuer, aud="kubernetes"),
+        "unknown-subject": lambda: sa_token(cluster_issuer, sub="system:serviceaccount:apps:intruder"),
+        "expired": lambda: sa_token(cluster_issuer, lifetime=-300),
+    }[case]()
+    p = provide(registry, request(f"{registry.host}/apps/api:v1", token))
+    err = p.stderr.decode()
+    assert p.returncode != 0 and p.stdout == b""
+    assert err.startswith("berth-credential-provider: error: ") and "refused the token" in err, err
+    assert token not in err and token.split(".")[1] not in err
+
+
+def test_another_registrys_image_gets_no_credentials(registry, puller, cluster_issuer):
+    token = sa_token(cluster_issuer)
+    for image in ("quay.io/apps/api:v1", "nginx", f"127.0.0.1:{free_port()}/apps/api:v1"):
+        p = provide(registry, request(image, token))
+        assert p.returncode == 0, p.stderr
+        answer = json.loads(p.stdout)
+        assert answer["auth"] == {} and answer["cacheDuration"] == "0s", answer
+    # the token went nowhere: the registry never needed the issuer's keys to check it
+    assert cluster_issuer.requests == 0
+
+
+def test_requests_that_are_not_v1_requests_are_refused(registry):
+    for body, expected in ((request(f"{registry.host}/a", "t", api="credentialprovider.kubelet.k8s.io/v1beta1"), b"speaks"),
+                           (b'{"apiVersion":"%s","image":"a","image":"b"}' % API.encode(), b"duplicate key"),
+                           (b"x" * (300 * 1024), b"larger than"),
+                           (b" \n", b"no CredentialProviderRequest")):
+        p = provide(registry, body)
+        assert p.returncode != 0 and p.stdout == b"" and expected in p.stderr, p.stderr
+
+
+# ---------------------------------------------------------------------------
+# docker-credential-berth
+# ---------------------------------------------------------------------------
+
+def helper(cli: Cli, command: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([tool("docker-credential-berth"), command], input=stdin.encode(), env=cli.env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+
+
+def config(cli: Cli) -> dict:
+    return json.loads((cli.config_home / "berth" / "config.json").read_text())
+
+
+def test_skopeo_pulls_through_cred_helpers(registry, owner, tmp_path):
+    auth = tmp_path / "auth.json"
+    auth.write_text(json.dumps({"auths": {}, "credHelpers": {registry.host: "berth"}}))
+    env = dict(owner.env(), REGISTRY_AUTH_FILE=str(auth),
+               PATH=f"{berth_bin().parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    stored = config(owner)["logins"][registry.base]["refreshToken"]
+    out = tmp_path / "pulled"
+    p = subprocess.run(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false",
+                        f"docker://{registry.host}/apps/api:v1", f"oci:{out}:v1"],
+                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert (out / "index.json").exists()
+    # skopeo asked the helper: the login was refreshed (a new refresh token stored)
+    assert config(owner)["logins"][registry.base]["refreshToken"] != stored
+    # without the helper the same pull is anonymous and refused
+    auth.write_text(json.dumps({"auths": {}}))
+    p = subprocess.run(["skopeo", "--insecure-policy", "inspect", "--tls-verify=false", "--raw",
+                        f"docker://{registry.host}/apps/api:v1"], env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=120)
+    assert p.returncode != 0
+
+
+def test_get_store_erase_list(registry, owner, tmp_path):  # noqa: F811
+    cli = Cli(registry, tmp_path / "helper-xdg")
+    assert helper(cli, "list").stdout == b"{}"
+    p = helper(cli, "get", registry.host)
+    assert p.returncode == 1 and p.stdout.decode().strip() == NOT_FOUND
+
+    # store: a password is exchanged for a refresh token at once; only that is written (0600)
+    creds = {"ServerURL": registry.host, "Username": registry.username, "Secret": registry.password}
+    p = helper(cli, "store", json.dumps(creds))
+    assert p.returncode == 0, p.stdout
+    path = cli.config_home / "berth" / "config.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert registry.password not in path.read_text()
+    assert json.loads(helper(cli, "list").stdout) == {registry.base: registry.username}
+
+    # get: a fresh token for the well-known refresh-token user, never the password; skopeo uses it
+    p = helper(cli, "get", f"{registry.host}\n")
+    assert p.returncode == 0, p.stdout
+    got = json.loads(p.stdout)
+    assert got["ServerURL"] == registry.host and got["Username"] == REFRESH_USER
+    assert got["Secret"] != registry.password
+    assert config(cli)["logins"][registry.base]["refreshToken"] == got["Secret"]
+    skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{registry.host}/apps/api:v1",
+           creds=(got["Username"], got["Secret"]))
+    # the server URL may come with a scheme and a path
+    assert helper(cli, "get", f"{registry.base}/v2/").returncode == 0
+
+    # store of an identity token (docker's "<token>" user) keeps the login, named after its subject
+    assert helper(cli, "store", json.dumps({"ServerURL": registry.base, "Username": "<token>",
+                                            "Secret": got["Secret"]})).returncode == 0
+    assert json.loads(helper(cli, "list").stdout) == {registry.base: registry.username}
+
+    # a refused store writes nothing; a login the registry no longer honours says so
+    bad = helper(cli, "store", json.dumps(dict(creds, ServerURL=f"127.0.0.1:{registry.port}", Secret="wrong")))
+    assert bad.returncode == 1 and b"authentication failed" in bad.stdout, bad.stdout
+    data = config(cli)
+    data["logins"][registry.base]["refreshToken"] = "not-a-token"
+    path.write_text(json.dumps(data))
+    expired = helper(cli, "get", registry.host)
+    assert expired.returncode == 1 and b"no longer valid" in expired.stdout and b"berth login" in expired.stdout
+
+    # erase forgets it; a second erase and a get find nothing
+    assert helper(cli, "erase", registry.host).returncode == 0
+    assert helper(cli, "list").stdout == b"{}"
+    for command in ("erase", "get"):
+        p = helper(cli, command, registry.host)
+        assert p.returncode == 1 and p.stdout.decode().strip() == NOT_FOUND
+    # hostile input is refused with a message, never a crash
+    for command, stdin in (("store", "x" * 100_000), ("store", '{"ServerURL":"a","Username":"b"}'),
+                           ("get", "user:pw@host"), ("get", "")):
+        p = helper(cli, command, stdin)
+        assert p.returncode == 1 and p.stdout.strip(), (command, p.stdout)
