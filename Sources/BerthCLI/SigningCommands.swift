@@ -48,9 +48,7 @@ struct SignatureRegistryOptions: ParsableArguments {
 
     /// The login `berth login` stored for the registry at `host` (`host[:port]`), with its URL.
     static func storedLogin(host: String) throws -> (url: String, login: CLIConfig.Login)? {
-        let logins = try CLIConfig.load().logins
-        return logins.keys.sorted().lazy.filter { serviceName($0).lowercased() == host.lowercased() }
-            .compactMap { url in logins[url].map { (url, $0) } }.first
+        try CLIConfig.load().login(host: host)
     }
 }
 
