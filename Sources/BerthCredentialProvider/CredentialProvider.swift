@@ -58,7 +58,7 @@ struct CredentialProviderCommand: AsyncParsableCommand {
         let tokenPath = setting(tokenFile, "BERTH_TOKEN_FILE")
         let request = try KubeletCredentialProvider.parse(
             readBounded(fd: STDIN_FILENO, limit: KubeletCredentialProvider.requestLimit, what: "the CredentialProviderRequest"))
-        let (client, owned) = try TokenEndpoint.httpClient(caFile: setting(caFile, "BERTH_CA_FILE"))
+        let client = try TokenEndpoint.helperClient(caFile: setting(caFile, "BERTH_CA_FILE"))
         let endpoint = TokenEndpoint(registry: registryURL, client: client)
         let response: KubeletCredentialProvider.Response
         do {
@@ -73,10 +73,10 @@ struct CredentialProviderCommand: AsyncParsableCommand {
                     }
                 })
         } catch {
-            if owned { try? await client.shutdown() }
+            try? await client.shutdown()
             throw error
         }
-        if owned { try? await client.shutdown() }
+        try? await client.shutdown()
         FileHandle.standardOutput.write(try KubeletCredentialProvider.encode(response))
     }
 }

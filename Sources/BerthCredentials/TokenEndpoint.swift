@@ -71,17 +71,24 @@ public struct TokenEndpoint: Sendable {
         self.client = client
     }
 
-    /// An HTTP client that trusts the certificates of `caFile` (PEM) instead of the system's, or
-    /// the shared client when there is none. The caller shuts down a client it was handed `owned`.
-    public static func httpClient(caFile: String?) throws -> (client: HTTPClient, owned: Bool) {
-        guard let caFile else { return (.shared, false) }
-        var tls = TLSConfiguration.makeClientConfiguration()
-        do {
-            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
-        } catch {
-            throw CredentialError("cannot read CA certificates from \(caFile): \(error)")
+    /// The HTTP client of a credential helper, which the kubelet or a container tool runs for one
+    /// answer: it trusts the certificates of `caFile` (PEM) instead of the system's when given, and
+    /// a connection that cannot be made (refused, an untrusted certificate) fails the call at once
+    /// rather than being tried again until the timeout. The caller shuts it down.
+    public static func helperClient(caFile: String?) throws -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(10)
+        if let caFile {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            do {
+                tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+            } catch {
+                throw CredentialError("cannot read CA certificates from \(caFile): \(error)")
+            }
+            configuration.tlsConfiguration = tls
         }
-        return (HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls)), true)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
     public static func formBody(_ fields: [(String, String)]) -> Data {

@@ -19,6 +19,7 @@ enum CredentialHelperMain {
           store  reads {"ServerURL","Username","Secret"}: logs in and keeps only a refresh token (mode 0600)
           erase  reads a server URL on standard input and forgets its login
           list   prints {"<server URL>": "<user name>", ...}
+        BERTH_CA_FILE: PEM file of the CA certificates to trust for the registry instead of the system's.
 
         """
 
@@ -35,7 +36,17 @@ enum CredentialHelperMain {
         do {
             let input = args[0] == "list" ? Data()
                 : try readBounded(fd: STDIN_FILENO, limit: DockerCredentialHelper.inputLimit, what: "standard input")
-            FileHandle.standardOutput.write(try await DockerCredentialHelper.run(args[0], input: input))
+            let caFile = ProcessInfo.processInfo.environment["BERTH_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+            let client = try TokenEndpoint.helperClient(caFile: caFile)
+            let output: Data
+            do {
+                output = try await DockerCredentialHelper.run(args[0], input: input, http: client)
+            } catch {
+                try? await client.shutdown()
+                throw error
+            }
+            try? await client.shutdown()
+            FileHandle.standardOutput.write(output)
             exit(0)
         } catch {
             FileHandle.standardOutput.write(Data(("\(error)".replacingOccurrences(of: "\n", with: " ") + "\n").utf8))

@@ -25,6 +25,7 @@ from conftest import berth_bin, free_port
 from helpers import skopeo
 from oidc_issuer import OIDCIssuer
 from test_cli import Cli, layout, push  # noqa: F401  (layout is a fixture)
+from test_tls import tls_registry  # noqa: F401  (a fixture)
 
 # The issuer listens on loopback, which Berth refuses to contact unless the operator allows it.
 pytestmark = [pytest.mark.berth_only, pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32")]
@@ -171,6 +172,30 @@ def test_requests_that_are_not_v1_requests_are_refused(registry):
                            (b" \n", b"no CredentialProviderRequest")):
         p = provide(registry, body)
         assert p.returncode != 0 and p.stdout == b"" and expected in p.stderr, p.stderr
+
+
+def test_the_ca_file_is_what_a_tls_registry_is_trusted_by(tls_registry, tmp_path):  # noqa: F811
+    host, cert, _ = tls_registry
+    issuer = OIDCIssuer()
+    try:
+        body = request(f"{host}/apps/api:v1", sa_token(issuer))
+    finally:
+        issuer.close()
+
+    def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
+        full_env.update(env or {})
+        return subprocess.run([tool("berth-credential-provider"), "--registry", f"https://{host}", *args], input=body,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, timeout=60)
+
+    # the registry's self-signed certificate is not trusted by default: nothing is sent
+    untrusted = run()
+    assert untrusted.returncode != 0 and b"cannot reach" in untrusted.stderr, untrusted.stderr
+    # with it as the CA file the exchange reaches the registry (which knows no such issuer)
+    trusted = run(env={"BERTH_CA_FILE": str(cert)})
+    assert trusted.returncode != 0 and b"refused the token" in trusted.stderr, trusted.stderr
+    missing = run("--ca-file", str(tmp_path / "none.pem"))
+    assert missing.returncode != 0 and b"cannot read CA certificates" in missing.stderr, missing.stderr
 
 
 # ---------------------------------------------------------------------------
