@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
     ],
     targets: [
         // The management API's request and response bodies, shared by the server and the CLI.
@@ -165,7 +166,12 @@ let package = Package(
             "OCIModel",
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: strict),
-        .target(name: "Scanning", swiftSettings: strict),
+        // Issue 15's pure logic. CompressNIO (zlib streaming inflate) decompresses gzip layers as
+        // they stream; zstd is loaded from the system's libzstd at run time (no build dependency).
+        .target(name: "Scanning", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "CompressNIO", package: "compress-nio"),
+        ], swiftSettings: strict),
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing", "Backends", "SQLiteStore",
             "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract",
@@ -215,7 +221,11 @@ let package = Package(
         ]),
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "OCIModel"]),
-        .testTarget(name: "ScanningTests", dependencies: ["Scanning"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ScanningTests", dependencies: [
+            "Scanning",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "CompressNIO", package: "compress-nio"),
+        ], resources: [.copy("Fixtures")]),
         .testTarget(name: "HTTPAPITests", dependencies: [
             "HTTPAPI", "Admission", "Signing", "BlobStorage", "Backends", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
