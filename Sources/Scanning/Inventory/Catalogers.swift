@@ -55,8 +55,11 @@ enum FileInterest: Equatable {
 /// replacement: hostile bytes never stop a parser, they only make odd values.
 enum TextLines {
     static func lines(_ bytes: [UInt8]) -> [Substring] {
-        let text = String(decoding: bytes, as: UTF8.self)
-        return text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
+        // Split the bytes, not the String: to Swift "\r\n" is one Character, not a line end.
+        bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map { line in
+            let end = line.last == 0x0D ? line.index(before: line.endIndex) : line.endIndex
+            return Substring(String(decoding: line[line.startIndex..<end], as: UTF8.self))
+        }
     }
     static let maxField = 4096
     static func clip(_ s: some StringProtocol) -> String {
