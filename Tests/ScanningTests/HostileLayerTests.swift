@@ -122,6 +122,23 @@ import Testing
         #expect(malformed.problemText.contains("malformed PAX header record"))
         let badSize = try await walk(Self.withDatabaseFirst { $0.paxFile("x", records: ["size": "-5"], []) })
         #expect(badSize.problemText.contains("invalid PAX size"))
+        // A PAX sparse file (GNU 1.0: the stored data starts with the map) is not read as the file.
+        let paxSparse = try await walk(Self.withDatabaseFirst {
+            $0.paxFile("GNUSparseFile.0/status", records: ["GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "var/lib/dpkg/status",
+                                                        "GNU.sparse.realsize": "10737418240"], Array("1\n0\n512\n".utf8) + [UInt8](repeating: 0, count: 500))
+            $0.file("etc/os-release", "ID=alpine\n")
+        })
+        #expect(!paxSparse.complete)
+        #expect(paxSparse.files["var/lib/dpkg/status"]?.problems.first?.reason == "sparse file; not read")
+        #expect(paxSparse.files["etc/os-release"]?.os?.id == "alpine")
+        // A symlink or directory whose header claims a size has no data behind it.
+        var claims = TarWriter()
+        claims.raw(TarWriter.header(name: "link", size: 4096, type: "2", link: "target"))
+        claims.raw(TarWriter.header(name: "dir/", size: 4096, type: "5"))
+        claims.file("etc/os-release", "ID=alpine\n")
+        let headerOnly = try await walk(claims.finished)
+        #expect(headerOnly.complete, "\(headerOnly.problemText)")
+        #expect(headerOnly.files["etc/os-release"]?.os?.id == "alpine")
         // A long path is refused (partial), the walk goes on.
         limits = LayerLimits()
         limits.maxPathBytes = 200

@@ -208,8 +208,11 @@ final class TarReader {
         case UInt8(ascii: "5"): kind = .directory
         default: kind = .other
         }
-        // Hard links and symlinks carry no data in the stream whatever the header says; others may.
-        if kind == .hardLink || kind == .symlink || kind == .directory { size = kind == .directory ? size : 0 }
+        // Header-only types carry no data in the stream whatever their size field says (POSIX;
+        // Go's archive/tar reads them so too); other types, unknown ones included, may.
+        if [UInt8(ascii: "1"), UInt8(ascii: "2"), UInt8(ascii: "3"), UInt8(ascii: "4"), UInt8(ascii: "5"), UInt8(ascii: "6")].contains(type) {
+            size = 0
+        }
         if rawLink.utf8.count > limits.maxPathBytes { rawLink = String(rawLink.prefix(limits.maxPathBytes)) }
 
         var handling = TarDataHandling.skip
