@@ -128,12 +128,15 @@ final class TarReader {
     }
 
     /// The input ended: an archive cut inside an entry or a header is truncated. A missing
-    /// end-of-archive marker after a complete entry is tolerated (many writers omit it).
+    /// end-of-archive marker after a complete entry is tolerated (many writers omit it), and so is
+    /// a missing padding of the last entry whose data is whole (umoci 0.4 writes such layers; Go's
+    /// archive/tar, so runtimes and Syft, read them as complete).
     func finish() throws {
         switch state {
         case .ended: return
         case .header:
             if !block.isEmpty { throw TarProblem("truncated tar: the input ends inside a header") }
+        case .data(remaining: 0, padding: _, read: _): return
         case .data, .meta, .sparseExtension:
             throw TarProblem("truncated tar: the input ends inside an entry")
         }
