@@ -174,7 +174,7 @@ let package = Package(
         ], swiftSettings: strict),
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing", "Backends", "SQLiteStore",
-            "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract",
+            "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract", "Scanning",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -183,6 +183,8 @@ let package = Package(
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            // `berth scan inventory` streams layer files of an OCI layout (Hummingbird builds it already).
+            .product(name: "_NIOFileSystem", package: "swift-nio"),
         ], swiftSettings: strict),
         // Backend conformance suites: one suite of the store contracts, run against any backend by
         // a test target that hands it a factory of fresh, empty stores.
