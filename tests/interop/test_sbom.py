@@ -200,6 +200,28 @@ def multi_platform(tmp_path):
     return layout
 
 
+ALPINE_FILES = {
+    "etc/os-release": b'ID=alpine\nVERSION_ID=3.19.1\nPRETTY_NAME="Alpine Linux v3.19"\n',
+    "lib/apk/db/installed": b"P:musl\nV:1.2.4-r2\nA:x86_64\no:musl\n\nP:busybox\nV:1.36.1-r15\nA:x86_64\no:busybox\n"
+                            b"\nP:ssl_client\nV:1.36.1-r15\nA:x86_64\no:busybox\n",
+    "usr/lib/python3.11/site-packages/requests-2.31.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: requests\nVersion: 2.31.0\n\n",
+}
+
+
+def test_apk_agrees_with_syft(tmp_path):
+    # Syft reads no index from an OCI directory, so this layout holds the image manifest itself.
+    layout = tmp_path / "alpine"
+    layout.mkdir()
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    image = _image(layout, "amd64", ALPINE_FILES)
+    del image["platform"]
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [image]}))
+    ours = {(p["type"], p["name"], p["version"]) for p in berth_packages(layout)["inventory"]["packages"]}
+    theirs = {(a["type"], syft_name(a), a["version"]) for a in syft_packages(layout, tmp_path) if a["type"] in SHARED_TYPES}
+    assert ours == theirs
+    assert {t for t, _, _ in ours} == {"apk", "python"} and len(ours) == 4
+
+
 def test_every_platform_of_an_index(multi_platform, tmp_path):
     out = json.loads(scan(multi_platform, "--image", "alpine:3.19").stdout)
     got = {i["platform"]: sorted((p["type"], p["name"], p["version"]) for p in i["inventory"]["packages"]) for i in out["images"]}
