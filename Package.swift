@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
     ],
     targets: [
         // The management API's request and response bodies, shared by the server and the CLI.
@@ -167,7 +168,12 @@ let package = Package(
             "OCIModel",
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: strict),
-        .target(name: "Scanning", swiftSettings: strict),
+        // Issue 15's pure logic. CompressNIO (zlib streaming inflate) decompresses gzip layers as
+        // they stream; zstd is loaded from the system's libzstd at run time (no build dependency).
+        .target(name: "Scanning", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "CompressNIO", package: "compress-nio"),
+        ], swiftSettings: strict),
         // The client side of credentials: the stored login of `berth login`, the token endpoints'
         // client, and the kubelet credential provider and docker credential helper protocols.
         .target(name: "BerthCredentials", dependencies: [
@@ -184,7 +190,7 @@ let package = Package(
         .executableTarget(name: "DockerCredentialBerth", dependencies: ["BerthCredentials"], swiftSettings: strict),
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing", "Backends", "SQLiteStore",
-            "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract", "BerthCredentials",
+            "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract", "BerthCredentials", "Scanning",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -193,6 +199,8 @@ let package = Package(
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            // `berth scan inventory` streams layer files of an OCI layout (Hummingbird builds it already).
+            .product(name: "_NIOFileSystem", package: "swift-nio"),
         ], swiftSettings: strict),
         // Backend conformance suites: one suite of the store contracts, run against any backend by
         // a test target that hands it a factory of fresh, empty stores.
@@ -232,7 +240,11 @@ let package = Package(
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "BerthCredentialsTests", dependencies: ["BerthCredentials", "Access"]),
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "OCIModel"]),
-        .testTarget(name: "ScanningTests", dependencies: ["Scanning"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ScanningTests", dependencies: [
+            "Scanning",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "CompressNIO", package: "compress-nio"),
+        ], resources: [.copy("Fixtures")]),
         .testTarget(name: "HTTPAPITests", dependencies: [
             "HTTPAPI", "Admission", "Signing", "BlobStorage", "Backends", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -29,6 +29,7 @@ struct Berth: AsyncParsableCommand {
             SignCommand.self, VerifyCommand.self, TrustStoreGroup.self,
             RepositoryGroup.self, PurgeCommand.self, GCGroup.self, QuotaGroup.self, ShowUsage.self, EventConsumerGroup.self,
             RecoverGroup.self, BackupCommand.self, RestoreCommand.self,
+            ScanGroup.self,
         ]
     )
 

@@ -1,0 +1,335 @@
+import Foundation
+
+/// Which files the catalogers read, chosen by path alone (Go binaries, found by content, are
+/// `GoBuildInfoScanner`'s).
+enum FileInterest: Equatable {
+    case osRelease, dpkgStatus, dpkgStatusD, apkInstalled, pythonMetadata, npmPackageJSON, javaArchive
+
+    init?(path: String) {
+        switch path {
+        case "etc/os-release", "usr/lib/os-release": self = .osRelease; return
+        case "var/lib/dpkg/status": self = .dpkgStatus; return
+        case "lib/apk/db/installed": self = .apkInstalled; return
+        default: break
+        }
+        if path.hasPrefix("var/lib/dpkg/status.d/") {
+            let name = path.dropFirst("var/lib/dpkg/status.d/".count)
+            guard !name.isEmpty, !name.contains("/"), !name.hasSuffix(".md5sums") else { return nil }
+            self = .dpkgStatusD
+        } else if path.hasSuffix(".dist-info/METADATA") || path.hasSuffix(".egg-info/PKG-INFO") || path.hasSuffix(".egg-info") {
+            self = .pythonMetadata
+        } else if path.hasSuffix("/package.json"), NPMPackage.isInstalledPackageJSON(path) {
+            self = .npmPackageJSON
+        } else if JavaArchive.isArchiveName(path) {
+            self = .javaArchive
+        } else {
+            return nil
+        }
+    }
+
+    /// Symbolic links kept in the index (to resolve `etc/os-release -> ../usr/lib/os-release`).
+    var keepsSymlinks: Bool { self == .osRelease }
+
+    func cap(_ limits: LayerLimits) -> Int {
+        switch self {
+        case .dpkgStatus, .apkInstalled: return limits.maxDatabaseBytes
+        case .javaArchive: return limits.maxArchiveBytes
+        case .osRelease, .dpkgStatusD, .pythonMetadata, .npmPackageJSON: return limits.maxMetadataBytes
+        }
+    }
+
+    func catalog(path: String, bytes: [UInt8], limits: LayerLimits) -> IndexedFile {
+        switch self {
+        case .osRelease: return OSReleaseParser.parse(bytes, path: path)
+        case .dpkgStatus: return DpkgStatus.parse(bytes, path: path, requireInstalled: true)
+        case .dpkgStatusD: return DpkgStatus.parse(bytes, path: path, requireInstalled: false)
+        case .apkInstalled: return ApkInstalled.parse(bytes, path: path)
+        case .pythonMetadata: return PythonMetadata.parse(bytes, path: path)
+        case .npmPackageJSON: return NPMPackage.parse(bytes, path: path)
+        case .javaArchive: return JavaArchive.catalog(bytes, path: path, limits: limits)
+        }
+    }
+}
+
+/// Text lines of a file, split on LF (a trailing CR dropped), decoded as UTF-8 with
+/// replacement: hostile bytes never stop a parser, they only make odd values.
+enum TextLines {
+    static func lines(_ bytes: [UInt8]) -> [Substring] {
+        // Split the bytes, not the String: to Swift "\r\n" is one Character, not a line end.
+        bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map { line in
+            let end = line.last == 0x0D ? line.index(before: line.endIndex) : line.endIndex
+            return Substring(String(decoding: line[line.startIndex..<end], as: UTF8.self))
+        }
+    }
+    static let maxField = 4096
+    static func clip(_ s: some StringProtocol) -> String {
+        let t = s.trimmingCharacters(in: .whitespaces)
+        return t.utf8.count > maxField ? String(t.prefix(maxField)) : t
+    }
+}
+
+enum OSReleaseParser {
+    static func parse(_ bytes: [UInt8], path: String) -> IndexedFile {
+        var values: [String: String] = [:]
+        var problems = 0
+        for line in TextLines.lines(bytes) {
+            let t = line.trimmingCharacters(in: .whitespaces)
+            if t.isEmpty || t.hasPrefix("#") { continue }
+            guard let eq = t.firstIndex(of: "="), eq != t.startIndex else { problems += 1; continue }
+            let key = String(t[..<eq])
+            values[key] = unquote(t[t.index(after: eq)...])
+        }
+        var file = IndexedFile()
+        if problems > 0 { file.problems.append(InventoryProblem(path: path, reason: "\(problems) malformed line(s) ignored")) }
+        guard let id = values["ID"], !id.isEmpty else {
+            file.problems.append(InventoryProblem(path: path, reason: "no ID= line"))
+            return file
+        }
+        file.os = OSRelease(id: TextLines.clip(id.lowercased()),
+                            idLike: (values["ID_LIKE"] ?? "").split(separator: " ").map { TextLines.clip($0.lowercased()) },
+                            versionID: values["VERSION_ID"].map(TextLines.clip),
+                            versionCodename: values["VERSION_CODENAME"].flatMap { $0.isEmpty ? nil : TextLines.clip($0) },
+                            prettyName: values["PRETTY_NAME"].map(TextLines.clip))
+        return file
+    }
+
+    /// Shell-style quoting as os-release(5) allows: "…" with backslash escapes, or '…'.
+    static func unquote(_ v: Substring) -> String {
+        if v.count >= 2, v.first == "\"", v.last == "\"" {
+            var out = "", escaped = false
+            for c in v.dropFirst().dropLast() {
+                if escaped { out.append(c); escaped = false } else if c == "\\" { escaped = true } else { out.append(c) }
+            }
+            return out
+        }
+        if v.count >= 2, v.first == "'", v.last == "'" { return String(v.dropFirst().dropLast()) }
+        return String(v)
+    }
+}
+
+/// RFC 822-style stanzas (dpkg status, METADATA headers): "Key: value", continuation lines
+/// start with a space or tab, stanzas end at a blank line.
+enum Stanzas {
+    struct Stanza { var fields: [String: String] = [:]; var line: Int }
+
+    static func parse(_ bytes: [UInt8], stopAtFirstBlank: Bool) -> (stanzas: [Stanza], malformedLines: [Int]) {
+        var out: [Stanza] = []
+        var current: Stanza?
+        var lastKey: String?
+        var malformed: [Int] = []
+        for (n, line) in TextLines.lines(bytes).enumerated() {
+            if line.trimmingCharacters(in: .whitespaces).isEmpty {
+                if let c = current { out.append(c); current = nil; lastKey = nil; if stopAtFirstBlank { break } }
+                continue
+            }
+            if line.first == " " || line.first == "\t" {
+                // Continuation: only the first line of a field is kept (descriptions are not needed).
+                if lastKey == nil { malformed.append(n + 1) }
+                continue
+            }
+            guard let colon = line.firstIndex(of: ":"), colon != line.startIndex else {
+                malformed.append(n + 1); continue
+            }
+            let key = String(line[..<colon]).lowercased()
+            if current == nil { current = Stanza(line: n + 1) }
+            if current!.fields[key] == nil { current!.fields[key] = TextLines.clip(line[line.index(after: colon)...]) }
+            lastKey = key
+        }
+        if let c = current { out.append(c) }
+        return (out, malformed)
+    }
+
+    static func malformedProblem(_ lines: [Int], path: String) -> InventoryProblem? {
+        guard let first = lines.first else { return nil }
+        return InventoryProblem(path: path, reason: "\(lines.count) malformed line(s) ignored (first at line \(first))")
+    }
+}
+
+enum DpkgStatus {
+    static func parse(_ bytes: [UInt8], path: String, requireInstalled: Bool) -> IndexedFile {
+        let (stanzas, malformed) = Stanzas.parse(bytes, stopAtFirstBlank: false)
+        var file = IndexedFile()
+        if let p = Stanzas.malformedProblem(malformed, path: path) { file.problems.append(p) }
+        for s in stanzas {
+            if let status = s.fields["status"] {
+                // "install ok installed": only the last word says the package is on disk.
+                if status.split(separator: " ").last != "installed" { continue }
+            } else if requireInstalled {
+                file.problems.append(InventoryProblem(path: path, reason: "stanza at line \(s.line) has no Status; skipped"))
+                continue
+            }
+            guard let name = s.fields["package"], !name.isEmpty, let version = s.fields["version"], !version.isEmpty else {
+                file.problems.append(InventoryProblem(path: path, reason: "stanza at line \(s.line) lacks Package or Version; skipped"))
+                continue
+            }
+            var sourceName: String? = name, sourceVersion: String?
+            if let source = s.fields["source"], !source.isEmpty {
+                // "Source: name" or "Source: name (version)" when the source version differs.
+                let parts = source.split(separator: " ", maxSplits: 1)
+                sourceName = String(parts[0])
+                if parts.count == 2 {
+                    let v = parts[1].trimmingCharacters(in: .whitespaces)
+                    if v.hasPrefix("("), v.hasSuffix(")"), v.count > 2 { sourceVersion = String(v.dropFirst().dropLast()) }
+                }
+            }
+            file.packages.append(InventoryPackage(type: .deb, name: name, version: version, sourceName: sourceName,
+                                                  sourceVersion: sourceVersion, architecture: s.fields["architecture"], locations: [path]))
+        }
+        return file
+    }
+}
+
+enum ApkInstalled {
+    static func parse(_ bytes: [UInt8], path: String) -> IndexedFile {
+        var file = IndexedFile()
+        var fields: [Character: String] = [:]
+        var startLine = 1
+        var malformed: [Int] = []
+        func flush() {
+            defer { fields = [:] }
+            guard !fields.isEmpty else { return }
+            guard let name = fields["P"], !name.isEmpty, let version = fields["V"], !version.isEmpty else {
+                file.problems.append(InventoryProblem(path: path, reason: "entry at line \(startLine) lacks P: or V:; skipped"))
+                return
+            }
+            file.packages.append(InventoryPackage(type: .apk, name: name, version: version, sourceName: fields["o"] ?? name,
+                                                  architecture: fields["A"], locations: [path]))
+        }
+        for (n, line) in TextLines.lines(bytes).enumerated() {
+            if line.isEmpty { flush(); startLine = n + 2; continue }
+            guard line.count >= 2, line.dropFirst().first == ":", let key = line.first else { malformed.append(n + 1); continue }
+            if fields.isEmpty { startLine = n + 1 }
+            // Only the package's own fields; the file list (F:, R:, Z:, …) is many lines and not needed.
+            if "PVAo".contains(key), fields[key] == nil { fields[key] = TextLines.clip(line.dropFirst(2)) }
+        }
+        flush()
+        if let p = Stanzas.malformedProblem(malformed, path: path) { file.problems.append(p) }
+        return file
+    }
+}
+
+enum PythonMetadata {
+    /// PEP 503: lower case, runs of `-`, `_` and `.` become one `-`.
+    static func normalisedName(_ name: String) -> String { AdvisoryIndex.normalisedName(name, ecosystem: "PyPI") }
+
+    static func parse(_ bytes: [UInt8], path: String) -> IndexedFile {
+        // Headers end at the first blank line; the description follows and is not read.
+        let (stanzas, malformed) = Stanzas.parse(bytes, stopAtFirstBlank: true)
+        var file = IndexedFile()
+        if let p = Stanzas.malformedProblem(malformed, path: path) { file.problems.append(p) }
+        guard let s = stanzas.first, let name = s.fields["name"], !name.isEmpty, let version = s.fields["version"], !version.isEmpty else {
+            file.problems.append(InventoryProblem(path: path, reason: "no Name or Version header"))
+            return file
+        }
+        file.packages.append(InventoryPackage(type: .python, name: name, version: version, locations: [path]))
+        return file
+    }
+}
+
+enum NPMPackage {
+    /// `…/node_modules/NAME/package.json` or `…/node_modules/@SCOPE/NAME/package.json`: the
+    /// manifest of an installed package, not a file deeper inside one.
+    static func isInstalledPackageJSON(_ path: String) -> Bool {
+        let parts = path.split(separator: "/")
+        guard let i = parts.lastIndex(of: "node_modules") else { return false }
+        let rest = parts[(i + 1)...]
+        if rest.count == 2 { return !rest.first!.hasPrefix("@") }
+        if rest.count == 3 { return rest.first!.hasPrefix("@") }
+        return false
+    }
+
+    static func parse(_ bytes: [UInt8], path: String) -> IndexedFile {
+        var file = IndexedFile()
+        let data = Data(bytes)
+        do { try checkNesting(data, location: path) } catch {
+            file.problems.append(InventoryProblem(path: path, reason: "nested too deeply"))
+            return file
+        }
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            file.problems.append(InventoryProblem(path: path, reason: "not a JSON object"))
+            return file
+        }
+        guard let name = object["name"] as? String, !name.isEmpty, let version = object["version"] as? String, !version.isEmpty else {
+            file.problems.append(InventoryProblem(path: path, reason: "no name or version"))
+            return file
+        }
+        file.packages.append(InventoryPackage(type: .npm, name: TextLines.clip(name), version: TextLines.clip(version), locations: [path]))
+        return file
+    }
+}
+
+enum JavaArchive {
+    static func isArchiveName(_ path: String) -> Bool {
+        let lower = path.lowercased()
+        return lower.hasSuffix(".jar") || lower.hasSuffix(".war") || lower.hasSuffix(".ear")
+    }
+
+    static func catalog(_ bytes: [UInt8], path: String, limits: LayerLimits) -> IndexedFile {
+        var file = IndexedFile()
+        var budget = limits.maxArchiveBytes
+        var seen = Set<String>()
+        walk(Data(bytes), location: path, depth: 1, limits: limits, budget: &budget, file: &file, seen: &seen)
+        return file
+    }
+
+    /// Reads `pom.properties` of one archive and recurses into the archives it holds, while the
+    /// inflated bytes stay within `budget` (shared by the whole nest) and the depth within the limit.
+    static func walk(_ data: Data, location: String, depth: Int, limits: LayerLimits, budget: inout Int,
+                     file: inout IndexedFile, seen: inout Set<String>) {
+        let archive: ZipArchive
+        do { archive = try ZipArchive(data) } catch {
+            file.problems.append(InventoryProblem(path: location, reason: "not a readable zip archive: \(reason(error))"))
+            return
+        }
+        for entry in archive.entries {
+            let name = entry.name
+            if name.hasPrefix("META-INF/maven/") && name.hasSuffix("/pom.properties") {
+                guard let bytes = read(archive, entry, location: location, limit: min(limits.maxMetadataBytes, budget), budget: &budget, file: &file) else { continue }
+                let props = properties(bytes)
+                guard let group = props["groupId"], let artifact = props["artifactId"], let version = props["version"],
+                      !group.isEmpty, !artifact.isEmpty, !version.isEmpty else {
+                    file.problems.append(InventoryProblem(path: "\(location)!\(name)", reason: "lacks groupId, artifactId or version"))
+                    continue
+                }
+                let key = "\(group):\(artifact)@\(version)"
+                guard seen.insert(key).inserted else { continue }
+                file.packages.append(InventoryPackage(type: .javaArchive, name: "\(group):\(artifact)", version: version,
+                                                      locations: ["\(location)!\(name)"]))
+            } else if isArchiveName(name) && !name.hasSuffix("/") {
+                guard depth < limits.maxArchiveDepth else {
+                    file.problems.append(InventoryProblem(path: "\(location)!\(name)", reason: "archives nested deeper than \(limits.maxArchiveDepth); not read"))
+                    continue
+                }
+                guard let bytes = read(archive, entry, location: location, limit: budget, budget: &budget, file: &file) else { continue }
+                walk(bytes, location: "\(location)!\(name)", depth: depth + 1, limits: limits, budget: &budget, file: &file, seen: &seen)
+            }
+        }
+    }
+
+    static func read(_ archive: ZipArchive, _ entry: ZipArchive.Entry, location: String, limit: Int, budget: inout Int,
+                     file: inout IndexedFile) -> Data? {
+        do {
+            let d = try archive.contents(of: entry, limit: limit)
+            budget -= d.count
+            return d
+        } catch {
+            let why = entry.size > limit ? "larger than the \(limit) bytes left to inflate from this archive; not read" : reason(error)
+            file.problems.append(InventoryProblem(path: "\(location)!\(entry.name)", reason: why))
+            return nil
+        }
+    }
+
+    static func reason(_ error: any Error) -> String { (error as? ImportProblem)?.reason ?? "\(error)" }
+
+    /// Java properties, as Maven writes pom.properties: `key=value`, `#` comments.
+    static func properties(_ data: Data) -> [String: String] {
+        var out: [String: String] = [:]
+        for line in TextLines.lines([UInt8](data)) {
+            let t = line.trimmingCharacters(in: .whitespaces)
+            if t.isEmpty || t.hasPrefix("#") || t.hasPrefix("!") { continue }
+            guard let sep = t.firstIndex(where: { $0 == "=" || $0 == ":" }) else { continue }
+            out[TextLines.clip(t[..<sep])] = TextLines.clip(t[t.index(after: sep)...])
+        }
+        return out
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+
+/// Finds the build information a Go binary carries (`\xff Go buildinf:` at a 16-byte aligned
+/// offset, Go 1.18 and later: the Go version and the module information inline after the 32-byte
+/// header) as the binary streams past, without keeping the binary: it holds at most a few bytes
+/// between chunks, then the bounded build information once the header was seen.
+final class GoBuildInfoScanner {
+    static let magic: [UInt8] = [0xFF] + Array(" Go buildinf:".utf8)
+    static let headerSize = 32
+
+    let path: String
+    private let maxBytes: Int
+    /// File offset of the first byte of `carry` (or of the next byte fed when it is empty).
+    private var offset = 0
+    /// Bytes from an aligned offset that were too few to compare with the magic.
+    private var carry: [UInt8] = []
+    /// The header and what follows, once found.
+    private var captured: [UInt8]?
+    private var firstBytes: [UInt8] = []
+    private(set) var isELF: Bool?
+
+    init(path: String, maxBytes: Int) {
+        self.path = path
+        self.maxBytes = maxBytes
+    }
+
+    /// True once the scanner has what it needs or knows the file is not a Go binary.
+    var isDone: Bool {
+        if isELF == false { return true }
+        if let c = captured { return c.count >= maxBytes }
+        return false
+    }
+
+    func feed(_ bytes: UnsafeRawBufferPointer) {
+        if isELF == nil {
+            firstBytes.append(contentsOf: bytes.prefix(4 - firstBytes.count))
+            if firstBytes.count == 4 { isELF = firstBytes == [0x7F, 0x45, 0x4C, 0x46] }
+            if isELF == false { return }
+        }
+        if captured != nil {
+            let room = maxBytes - captured!.count
+            if room > 0 { captured!.append(contentsOf: bytes.prefix(room)) }
+            return
+        }
+        let magic = Self.magic
+        let window: [UInt8] = carry + bytes
+        let base = offset
+        var p = (16 - base % 16) % 16
+        carry = []
+        while p < window.count {
+            if p + magic.count > window.count {
+                carry = Array(window[p...])
+                offset = base + p
+                return
+            }
+            if window[p] == 0xFF && window[(p + 1)..<(p + magic.count)].elementsEqual(magic[1...]) {
+                captured = Array(window[p..<min(window.count, p + maxBytes)])
+                return
+            }
+            p += 16
+        }
+        offset = base + window.count
+    }
+
+    /// The packages of the build information, or a problem when it is truncated or malformed;
+    /// nil for files that are not Go binaries.
+    func result() -> IndexedFile? {
+        guard isELF == true, let c = captured else { return nil }
+        var file = IndexedFile()
+        func problem(_ r: String) -> IndexedFile? {
+            file.problems.append(InventoryProblem(path: path, reason: r))
+            return file
+        }
+        guard c.count >= Self.headerSize else { return problem("Go build information truncated") }
+        let flags = c[15]
+        guard flags & 2 != 0 else {
+            return problem("Go build information of a Go release before 1.18 (pointer format) is not read")
+        }
+        var p = Self.headerSize
+        guard let version = Self.string(c, &p), let rawModInfo = Self.string(c, &p) else {
+            return problem(c.count >= maxBytes ? "Go build information larger than \(maxBytes) bytes" : "Go build information truncated or malformed")
+        }
+        guard let goVersion = String(validating: version, as: UTF8.self), goVersion.hasPrefix("go"), goVersion.utf8.count <= 64 else {
+            return problem("Go build information has an invalid Go version")
+        }
+        // The module information is framed by 16-byte sentinels.
+        var mod = rawModInfo[...]
+        if mod.count >= 33, mod[mod.endIndex - 17] == 0x0A { mod = mod.dropFirst(16).dropLast(16) }
+        let lines = String(decoding: mod, as: UTF8.self).split(separator: "\n")
+        let stdlibVersion = String(goVersion.split(separator: " ").first ?? "")
+        file.packages.append(InventoryPackage(type: .goModule, name: "stdlib", version: stdlibVersion, locations: [path]))
+        for line in lines {
+            let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard let kind = f.first else { continue }
+            switch kind {
+            case "mod", "dep":
+                guard f.count >= 3, !f[1].isEmpty else { file.problems.append(InventoryProblem(path: path, reason: "malformed \(kind) line in Go module information")); continue }
+                file.packages.append(InventoryPackage(type: .goModule, name: TextLines.clip(f[1]), version: TextLines.clip(f[2]), locations: [path]))
+            case "=>":
+                // Replaces the module of the line before it.
+                guard f.count >= 3, let last = file.packages.indices.last, file.packages[last].name != "stdlib" else { continue }
+                let replaced = InventoryPackage(type: .goModule, name: TextLines.clip(f[1]), version: TextLines.clip(f[2]), locations: [path])
+                file.packages[last] = replaced
+            default: continue
+            }
+        }
+        return file
+    }
+
+    /// A uvarint length followed by that many bytes; nil when it does not fit.
+    static func string(_ d: [UInt8], _ p: inout Int) -> [UInt8]? {
+        var length = 0, shift = 0
+        while true {
+            guard p < d.count, shift < 35 else { return nil }
+            let b = d[p]; p += 1
+            length |= Int(b & 0x7F) << shift
+            if b & 0x80 == 0 { break }
+            shift += 7
+        }
+        guard length <= d.count - p else { return nil }
+        defer { p += length }
+        return Array(d[p..<(p + length)])
+    }
+}

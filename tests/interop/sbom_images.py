@@ -1,0 +1,163 @@
+"""Test images for the inventory and SBOM tests (test_sbom.py), built here and cached.
+
+``debian_image()`` is an OCI image layout (tag ``scan``) of five layers, built with umoci:
+
+1. a Debian bookworm root filesystem from ``debootstrap --variant=minbase``;
+2. pip-installed packages (dist-info), an npm-style ``node_modules`` tree, a jar with
+   ``pom.properties`` and another jar nested in it, and a Go binary built with Debian's Go from
+   a main module with one vendored dependency;
+3. ``var/lib/dpkg/status`` replaced by one without ``REMOVED_DEB`` (as after ``dpkg --purge``);
+4. a whiteout of one dist-info directory (``REMOVED_PYTHON``);
+5. a whiteout of one npm package directory (``REMOVED_NPM``).
+
+The layout is cached under ``$BERTH_TEST_IMAGE_CACHE`` (default ``~/.cache/berth-test-images``)
+in a directory named by a hash of this file, so a changed recipe builds a new image; a missing
+one is built from scratch (debootstrap needs Debian's mirror and pip needs PyPI, about two
+minutes). A lock file keeps two test runs from building it at once.
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from pathlib import Path
+
+SUITE = "bookworm"
+MIRROR = os.environ.get("BERTH_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+PIP_PACKAGES = ["six==1.16.0", "idna==3.7", "toml==0.10.2"]
+SITE = "usr/local/lib/python3.11/dist-packages"
+REMOVED_PYTHON = f"{SITE}/toml-0.10.2.dist-info"
+NODE_APP = "srv/app/node_modules"
+REMOVED_NPM = f"{NODE_APP}/left-pad"
+REMOVED_DEB = "sed"
+TAG = "scan"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("BERTH_TEST_IMAGE_CACHE", Path.home() / ".cache" / "berth-test-images"))
+
+
+def recipe_key() -> str:
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def debian_image() -> Path:
+    """The cached layout (built first when absent)."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"debian-sbom-{recipe_key()}"
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (final / "index.json").is_file():
+            work = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+            try:
+                _build(work)
+                os.rename(work / "layout", final)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+def _build(work: Path):
+    rootfs = work / "rootfs"
+    run(["debootstrap", "--variant=minbase", SUITE, str(rootfs), MIRROR])
+    # Runtime mount points and caches are not image content.
+    for d in ("dev", "proc", "sys", "run"):
+        shutil.rmtree(rootfs / d, ignore_errors=True)
+        (rootfs / d).mkdir()
+    shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
+
+    extras = work / "extras"
+    _python(extras)
+    _npm(extras)
+    _java(extras)
+    _go(work, extras)
+
+    status = (rootfs / "var/lib/dpkg/status").read_text()
+    stanzas = [s for s in status.split("\n\n") if s.strip()]
+    kept = [s for s in stanzas if f"Package: {REMOVED_DEB}\n" not in s + "\n"]
+    assert len(kept) == len(stanzas) - 1, f"{REMOVED_DEB} not in the status file"
+    replaced = work / "status"
+    replaced.write_text("\n\n".join(kept) + "\n")
+
+    layout = f"{work / 'layout'}:{TAG}"
+    run(["umoci", "init", "--layout", str(work / "layout")])
+    run(["umoci", "new", "--image", layout])
+    run(["umoci", "insert", "--image", layout, str(rootfs), "/"])
+    run(["umoci", "insert", "--image", layout, str(extras), "/"])
+    run(["umoci", "insert", "--image", layout, str(replaced), "/var/lib/dpkg/status"])
+    run(["umoci", "insert", "--image", layout, "--whiteout", "/" + REMOVED_PYTHON])
+    run(["umoci", "insert", "--image", layout, "--whiteout", "/" + REMOVED_NPM])
+    run(["umoci", "gc", "--layout", str(work / "layout")])
+
+
+def _python(extras: Path):
+    run(["python3", "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile", "--disable-pip-version-check",
+         "--target", str(extras / SITE), *PIP_PACKAGES])
+
+
+def _npm(extras: Path):
+    def package(path: str, name: str, version: str):
+        d = extras / NODE_APP / path
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "package.json").write_text(json.dumps({"name": name, "version": version, "main": "index.js"}))
+        (d / "index.js").write_text("module.exports = {};\n")
+
+    package("left-pad", "left-pad", "1.3.0")
+    package("ms", "ms", "2.1.3")
+    package("@scope/util", "@scope/util", "0.4.1")
+    package("debug", "debug", "4.3.4")
+    package("debug/node_modules/ms", "ms", "2.1.2")
+
+
+def _jar(path: Path, group: str, artifact: str, version: str, extra: dict[str, bytes] | None = None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\nCreated-By: berth tests\r\n\r\n")
+        z.writestr(f"META-INF/maven/{group}/{artifact}/pom.properties",
+                   f"#Generated by Maven\ngroupId={group}\nartifactId={artifact}\nversion={version}\n")
+        z.writestr(f"{artifact.replace('-', '/')}/Main.class", b"\xca\xfe\xba\xbe")
+        for name, data in (extra or {}).items():
+            z.writestr(name, data)
+
+
+def _java(extras: Path):
+    inner = extras.parent / "inner.jar"
+    _jar(inner, "org.example", "inner-lib", "2.0.1")
+    _jar(extras / "opt/app/app-1.4.2.jar", "org.example", "app", "1.4.2",
+         extra={"BOOT-INF/lib/inner-lib-2.0.1.jar": inner.read_bytes()})
+    _jar(extras / "usr/share/java/demo-util-0.9.jar", "com.example.demo", "demo-util", "0.9")
+
+
+GO_MAIN = """package main
+
+import (
+	"fmt"
+
+	"example.org/greet"
+)
+
+func main() { fmt.Println(greet.Hello()) }
+"""
+
+
+def _go(work: Path, extras: Path):
+    src = work / "gosrc"
+    (src / "vendor/example.org/greet").mkdir(parents=True)
+    (src / "go.mod").write_text("module example.org/hello\n\ngo 1.19\n\nrequire example.org/greet v1.2.3\n")
+    (src / "main.go").write_text(GO_MAIN)
+    (src / "vendor/modules.txt").write_text("# example.org/greet v1.2.3\n## explicit\nexample.org/greet\n")
+    (src / "vendor/example.org/greet/greet.go").write_text('package greet\n\nfunc Hello() string { return "hello" }\n')
+    out = extras / "usr/local/bin/hello"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=vendor", GOPROXY="off", GOTOOLCHAIN="local",
+               GOCACHE=str(work / "gocache"), GOPATH=str(work / "gopath"))
+    run(["go", "build", "-trimpath", "-o", str(out), "."], cwd=src, env=env)
