@@ -13,7 +13,7 @@ SOURCES = ROOT / "Sources"
 
 BACKENDS = {"SQLiteStore", "PostgresStore", "FileSystemStorage", "S3Storage"}
 # Features contribute routes and services; HTTPAPI and RegistryCore never import them.
-FEATURES = {"Webhooks", "Signing", "Tasks", "Scanning"}
+FEATURES = {"Webhooks", "Signing", "Tasks", "TaskRunner", "Scanning"}
 
 
 def imports(target):
@@ -106,3 +106,12 @@ def test_pull_admission_knows_no_http_and_no_feature():
     got = imports("Admission")
     forbidden = BACKENDS | FEATURES | set(FEATURE_TARGETS) | {"HTTPAPI", "Hummingbird", "HummingbirdCore", "NIOHTTP1", "GRDB"}
     assert not (got & forbidden), got & forbidden
+
+
+def test_tasks_stay_pure_and_only_the_task_runner_starts_processes():
+    # Tasks parses and plans (no I/O); TaskRunner is the one target that runs child processes.
+    assert imports("Tasks") <= {"Foundation", "OCIModel", "Yams", "CYaml"}, imports("Tasks")
+    assert imports("TaskRunner") <= {"Foundation", "Glibc", "OCIModel", "Tasks", "Subprocess", "SystemPackage"}, imports("TaskRunner")
+    for target in targets():
+        if target != "TaskRunner":
+            assert not (imports(target) & {"Subprocess", "TaskRunner"}), target

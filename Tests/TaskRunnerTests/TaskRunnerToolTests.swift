@@ -1,0 +1,155 @@
+import Foundation
+import OCIModel
+import Tasks
+import XCTest
+@testable import TaskRunner
+
+/// The executor with the real tools (buildah, podman with runc) on images built `FROM scratch`
+/// with busybox-static, pushing to a real `berth serve`.
+final class TaskRunnerToolTests: XCTestCase {
+    /// build → a test inside the built image → push: pushed when the test passes, never when it fails.
+    static let buildTestPush = """
+        version: v1.1.0
+        steps:
+          - id: build
+            build: -t $Registry/app:$ID -f Dockerfile .
+          - id: test
+            cmd: $Registry/app:$ID sh -c 'echo "greeting=$GREETING nofile=$(ulimit -n) net=$(ls /sys/class/net)"; exit {{.Values.code}}'
+            env: [GREETING=hello world]
+          - id: push
+            push:
+              - $Registry/app:$ID
+        """
+
+    func testPushesWhenTheTestPassesAndNeverWhenItFails() async throws {
+        let server = try BerthServer()
+        defer { server.stop() }
+        try await server.waitUntilReady()
+        let source = try busyboxSource()
+        let state = try stateDirectory()
+        let runner = Support.runner(state: state)
+        let credentials = PushCredentials(username: "owner", password: server.password)
+
+        // The test passes: every step succeeds and the image is in the registry under the digest
+        // buildah reported.
+        let passing = TaskRunRequest(
+            taskName: "app-ci", runID: "run1",
+            taskFile: try Support.taskFile(Self.buildTestPush, runID: "run1", registry: server.address, values: ["code=0"]),
+            sourceDirectory: source, registry: server.address, credentials: credentials)
+        let sink = CollectingSink()
+        let passed = try await runner.run(passing, log: sink)
+        XCTAssertEqual(passed.status, .succeeded, "\(passed.reason ?? "") \((try? Support.logLines(passed))?.suffix(20) ?? [])")
+        XCTAssertEqual(passed.steps.map(\.status), [.succeeded, .succeeded, .succeeded])
+        XCTAssertEqual(passed.step("test")?.attempts, [.exited(0)])
+        XCTAssertEqual(passed.pushed.map(\.reference), ["\(server.address)/app:run1"])
+        let stored = try await server.manifest("app", "run1")
+        XCTAssertEqual(stored.status, 200)
+        XCTAssertEqual(stored.digest, passed.pushed.first?.digest)
+
+        // The cmd step ran inside the built image with its env, the generated ulimits and no
+        // network but loopback; its output was streamed to the sink and kept in the run's log.
+        let expected = "greeting=hello world nofile=1024 net=lo"
+        let streamed = await sink.lines
+        XCTAssertTrue(streamed.contains { $0.step == "test" && $0.stream == .stdout && $0.text == expected },
+                      "\(streamed.filter { $0.step == "test" }.map(\.text))")
+        let kept = try Support.logLines(passed)
+        let keptLine = try XCTUnwrap(kept.first { $0.hasSuffix(" test stdout| " + expected) })
+        let stamp = String(keptLine.prefix { $0 != " " })
+        XCTAssertNotNil(try? Date(stamp, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)), keptLine)
+        XCTAssertEqual(kept.count, streamed.count)
+        XCTAssertTrue(kept.contains { $0.contains(" push runner| pushed \(server.address)/app:run1@sha256:") })
+        // The credentials never reach a log, and the auth file is gone after the run.
+        let text = try String(contentsOfFile: passed.logFile, encoding: .utf8)
+        XCTAssertFalse(text.contains(server.password))
+        XCTAssertFalse(text.contains(Data("owner:\(server.password)".utf8).base64EncodedString()))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: passed.runDirectory + "/auth.json"))
+
+        // The test fails (exit 7): the run fails, the push never runs, the tag is not in the registry.
+        let failing = TaskRunRequest(
+            taskName: "app-ci", runID: "run2",
+            taskFile: try Support.taskFile(Self.buildTestPush, runID: "run2", registry: server.address, values: ["code=7"]),
+            sourceDirectory: source, registry: server.address, credentials: credentials)
+        let failed = try await runner.run(failing)
+        XCTAssertEqual(failed.status, .failed)
+        XCTAssertEqual(failed.steps.map(\.status), [.succeeded, .failed, .skipped])
+        XCTAssertEqual(failed.step("test")?.exitCode, 7)
+        XCTAssertEqual(failed.step("test")?.attempts, [.exited(7)])
+        XCTAssertEqual(failed.reason, "step test failed: exit code 7")
+        XCTAssertEqual(failed.pushed, [])
+        let absent = try await server.manifest("app", "run2")
+        XCTAssertEqual(absent.status, 404)
+        // The second run of the task built from the task's layer cache.
+        let secondRun = try Support.logLines(failed)
+        XCTAssertTrue(secondRun.contains { $0.contains(" build stdout| --> Using cache ") }, "\(secondRun.prefix(30))")
+        XCTAssertTrue(secondRun.contains { $0.contains(" test runner| exit code 7") })
+    }
+
+    /// A step past its timeout is stopped with its container and process group, the run fails and
+    /// the steps after it never start; a failing step with retries and `ignoreErrors` is tried
+    /// again and does not stop the run.
+    func testTimeoutStopsTheStepAndFailsTheRun() async throws {
+        let source = try busyboxSource()
+        let state = try stateDirectory()
+        let file = try Support.taskFile("""
+            version: v1.1.0
+            steps:
+              - id: build
+                build: -t $Registry/sleepy:$ID .
+              - id: flaky
+                cmd: $Registry/sleepy:$ID sh -c 'echo trying; exit 3'
+                retries: 1
+                ignoreErrors: true
+              - id: sleeper
+                cmd: $Registry/sleepy:$ID sleep 313
+                timeout: 2
+              - id: never
+                cmd: $Registry/sleepy:$ID true
+            """, runID: "t1", registry: "berth.test")
+        let result = try await Support.runner(state: state).run(
+            TaskRunRequest(taskName: "sleepy", runID: "t1", taskFile: file, sourceDirectory: source,
+                           registry: "berth.test", credentials: nil))
+        XCTAssertEqual(result.status, .failed, "\((try? Support.logLines(result))?.suffix(20) ?? [])")
+        XCTAssertEqual(result.reason, "step sleeper timed out: timed out after 2 s")
+        XCTAssertEqual(result.steps.map(\.status), [.succeeded, .failed, .timedOut, .skipped])
+        XCTAssertEqual(result.step("flaky")?.attempts, [.exited(3), .exited(3)])
+        XCTAssertEqual(result.step("flaky")?.ignoredFailure, true)
+        XCTAssertEqual(result.step("sleeper")?.attempts, [.timedOut])
+        let log = try Support.logLines(result)
+        XCTAssertEqual(log.filter { $0.hasSuffix(" flaky stdout| trying") }.count, 2)
+        XCTAssertTrue(log.contains { $0.hasSuffix(" sleeper runner| timed out after 2 s") })
+        XCTAssertTrue(log.contains { $0.hasSuffix(" - runner| run failed: step sleeper timed out: timed out after 2 s") })
+        XCTAssertEqual(try Support.processes(["sleep", "313"]), [])
+        let left = try await Support.containers(state: state, task: "sleepy")
+        XCTAssertEqual(left.trimmingCharacters(in: .whitespacesAndNewlines), "")
+    }
+
+    /// Cancelling the run stops the running child and its container; the run is cancelled.
+    func testCancellationStopsTheRunningChildren() async throws {
+        let source = try busyboxSource()
+        let state = try stateDirectory()
+        let file = try Support.taskFile("""
+            version: v1.1.0
+            steps:
+              - id: build
+                build: -t $Registry/cancel:$ID .
+              - id: wait
+                cmd: $Registry/cancel:$ID sh -c 'echo started; exec sleep 314'
+            """, runID: "c1", registry: "berth.test")
+        let sink = CollectingSink()
+        let runner = Support.runner(state: state)
+        let run = Task {
+            try await runner.run(TaskRunRequest(taskName: "cancel", runID: "c1", taskFile: file, sourceDirectory: source,
+                                                registry: "berth.test", credentials: nil), log: sink)
+        }
+        await sink.waitFor("started")
+        let startedLines = await sink.lines
+        XCTAssertTrue(startedLines.contains { $0.step == "wait" && $0.text == "started" }, "\(startedLines.map(\.formatted))")
+        run.cancel()
+        let result = try await run.value
+        XCTAssertEqual(result.status, .cancelled)
+        XCTAssertEqual(result.steps.map(\.status), [.succeeded, .cancelled])
+        XCTAssertEqual(try Support.processes(["sleep", "314"]), [])
+        let left = try await Support.containers(state: state, task: "cancel")
+        XCTAssertEqual(left.trimmingCharacters(in: .whitespacesAndNewlines), "")
+    }
+}
