@@ -124,7 +124,7 @@ actor CollectingSink: TaskLogSink {
 
     /// Returns when a line with `text` arrives, or the run ends.
     func waitFor(_ text: String) async {
-        if lines.contains(where: { $0.text == text }) { return }
+        if lines.contains(where: { $0.text == text || $0.step == "-" }) { return }
         await withCheckedContinuation { waiters.append((text, $0)) }
     }
 }

@@ -14,8 +14,9 @@ final class TaskRunnerToolTests: XCTestCase {
           - id: build
             build: -t $Registry/app:$ID -f Dockerfile .
           - id: test
-            cmd: $Registry/app:$ID sh -c 'echo "greeting=$GREETING nofile=$(ulimit -n) net=$(ls /sys/class/net)"; exit {{.Values.code}}'
+            cmd: $Registry/app:$ID sh -c 'echo "greeting=$GREETING nofile=$(ulimit -n) net=$(ls /sys/class/net) pwd=$(pwd)"; exit {{.Values.code}}'
             env: [GREETING=hello world]
+            workingDirectory: /bin
           - id: push
             push:
               - $Registry/app:$ID
@@ -46,9 +47,10 @@ final class TaskRunnerToolTests: XCTestCase {
         XCTAssertEqual(stored.status, 200)
         XCTAssertEqual(stored.digest, passed.pushed.first?.digest)
 
-        // The cmd step ran inside the built image with its env, the generated ulimits and no
-        // network but loopback; its output was streamed to the sink and kept in the run's log.
-        let expected = "greeting=hello world nofile=1024 net=lo"
+        // The cmd step ran inside the built image with its env and working directory, the
+        // generated ulimits and no network but loopback; its output was streamed to the sink and
+        // kept in the run's log.
+        let expected = "greeting=hello world nofile=1024 net=lo pwd=/bin"
         let streamed = await sink.lines
         XCTAssertTrue(streamed.contains { $0.step == "test" && $0.stream == .stdout && $0.text == expected },
                       "\(streamed.filter { $0.step == "test" }.map(\.text))")
@@ -121,6 +123,44 @@ final class TaskRunnerToolTests: XCTestCase {
         XCTAssertEqual(try Support.processes(["sleep", "313"]), [])
         let left = try await Support.containers(state: state, task: "sleepy")
         XCTAssertEqual(left.trimmingCharacters(in: .whitespacesAndNewlines), "")
+    }
+
+    /// Two steps that wait only for the build run at the same time: each has started before
+    /// either ends (run one after the other, the second would start only after the first's
+    /// timeout, and the run would end failed first).
+    func testStepsRunInParallelWhereWhenAllows() async throws {
+        let source = try busyboxSource()
+        let state = try stateDirectory()
+        let file = try Support.taskFile("""
+            version: v1.1.0
+            steps:
+              - id: build
+                build: -t $Registry/pair:$ID .
+              - id: left
+                cmd: $Registry/pair:$ID sh -c 'echo left-started; exec sleep 315'
+                when: [build]
+                timeout: 120
+              - id: right
+                cmd: $Registry/pair:$ID sh -c 'echo right-started; exec sleep 315'
+                when: [build]
+                timeout: 120
+            """, runID: "p1", registry: "berth.test")
+        let sink = CollectingSink()
+        let runner = Support.runner(state: state)
+        let run = Task {
+            try await runner.run(TaskRunRequest(taskName: "pair", runID: "p1", taskFile: file, sourceDirectory: source,
+                                                registry: "berth.test", credentials: nil), log: sink)
+        }
+        await sink.waitFor("left-started")
+        await sink.waitFor("right-started")
+        let lines = await sink.lines
+        run.cancel()
+        let result = try await run.value
+        XCTAssertTrue(lines.contains { $0.step == "left" && $0.text == "left-started" }, "\(lines.map(\.formatted))")
+        XCTAssertTrue(lines.contains { $0.step == "right" && $0.text == "right-started" }, "\(lines.map(\.formatted))")
+        XCTAssertEqual(result.status, .cancelled)
+        XCTAssertEqual(result.steps.map(\.status), [.succeeded, .cancelled, .cancelled])
+        XCTAssertEqual(try Support.processes(["sleep", "315"]), [])
     }
 
     /// Cancelling the run stops the running child and its container; the run is cancelled.
