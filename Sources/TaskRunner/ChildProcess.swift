@@ -90,7 +90,10 @@ enum ChildProcess {
         func emit(_ bytes: ArraySlice<UInt8>) async {
             var bytes = bytes
             if bytes.last == 0x0d { bytes = bytes.dropLast() }
-            await line(kind, String(decoding: bytes, as: UTF8.self))
+            repeat {
+                await line(kind, String(decoding: bytes.prefix(maxLineBytes), as: UTF8.self))
+                bytes = bytes.dropFirst(maxLineBytes)
+            } while !bytes.isEmpty
         }
         do {
             for try await buffer in stream {
