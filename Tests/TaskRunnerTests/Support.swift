@@ -15,6 +15,13 @@ extension XCTestCase {
         return state
     }
 
+    /// `Support.temporaryDirectory(label)`, removed when the test ends.
+    func temporaryDirectory(_ label: String) throws -> String {
+        let path = try Support.temporaryDirectory(label)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
+    }
+
     /// `Support.busyboxSource()`, removed when the test ends.
     func busyboxSource() throws -> String {
         let source = try Support.busyboxSource()

@@ -20,7 +20,7 @@ final class TaskRunnerRefusalTests: XCTestCase {
     }
 
     func testAContextOrDockerfileOutsideTheSourceIsRefused() async throws {
-        let root = try Support.temporaryDirectory("root")
+        let root = try temporaryDirectory("root")
         let source = root + "/source"
         try FileManager.default.createDirectory(atPath: source + "/sub", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: root + "/outside", withIntermediateDirectories: true)
@@ -47,7 +47,7 @@ final class TaskRunnerRefusalTests: XCTestCase {
     }
 
     func testAPushToAnotherRegistryIsRefused() async throws {
-        let source = try Support.temporaryDirectory("src")
+        let source = try temporaryDirectory("src")
         let result = try await run("""
             version: v1.1.0
             steps:
@@ -59,7 +59,7 @@ final class TaskRunnerRefusalTests: XCTestCase {
     }
 
     func testUnsafeNamesAndAReusedRunIDAreRefused() async throws {
-        let source = try Support.temporaryDirectory("src")
+        let source = try temporaryDirectory("src")
         let state = try stateDirectory()
         let file = try Support.taskFile("version: v1.1.0\nsteps:\n  - push: [$Registry/app:1]\n", runID: "x", registry: "berth.test")
         let runner = Support.runner(state: state)

@@ -125,6 +125,35 @@ final class TaskRunnerToolTests: XCTestCase {
         XCTAssertEqual(left.trimmingCharacters(in: .whitespacesAndNewlines), "")
     }
 
+    /// A build past its timeout is stopped with everything it started (the `RUN` process too)
+    /// and leaves no working container in the task's storage.
+    func testABuildPastItsTimeoutLeavesNothingRunning() async throws {
+        let source = try busyboxSource()
+        try """
+            FROM scratch
+            COPY busybox /bin/busybox
+            RUN ["/bin/busybox", "sleep", "316"]
+
+            """.write(toFile: source + "/Dockerfile.slow", atomically: true, encoding: .utf8)
+        let state = try stateDirectory()
+        let file = try Support.taskFile("""
+            version: v1.1.0
+            steps:
+              - id: build
+                build: -t $Registry/slow:$ID -f Dockerfile.slow .
+                timeout: 3
+            """, runID: "s1", registry: "berth.test")
+        let result = try await Support.runner(state: state).run(
+            TaskRunRequest(taskName: "slow", runID: "s1", taskFile: file, sourceDirectory: source,
+                           registry: "berth.test", credentials: nil))
+        XCTAssertEqual(result.status, .failed)
+        XCTAssertEqual(result.step("build")?.attempts, [.timedOut])
+        XCTAssertTrue(try Support.logLines(result).contains { $0.hasSuffix(#" build stdout| STEP 3/3: RUN ["/bin/busybox", "sleep", "316"]"#) })
+        XCTAssertEqual(try Support.processes(["/bin/busybox", "sleep", "316"]), [])
+        let left = try await Support.containers(state: state, task: "slow")
+        XCTAssertEqual(left.trimmingCharacters(in: .whitespacesAndNewlines), "")
+    }
+
     /// Two steps that wait only for the build run at the same time: each has started before
     /// either ends (run one after the other, the second would start only after the first's
     /// timeout, and the run would end failed first).
