@@ -154,14 +154,14 @@ private struct RunExecution: Sendable {
         var result = StepResult(id: step.id, status: .failed, attempts: [], ignoredFailure: false, reason: nil,
                                 started: Date(), finished: nil, pushed: [])
         attempts: for attempt in 0...step.retries {
-            if Task.isCancelled { result.attempts.append(.cancelled); break }
+            if Task.isCancelled { result.attempts.append(.cancelled); result.status = .cancelled; break }
             if attempt > 0 { await log.record(step: step.id, .runner, "retry \(attempt) of \(step.retries)") }
             let outcome = await runAttempt(step, index: index, attempt: attempt, pushed: &result.pushed)
             result.attempts.append(outcome)
             await log.record(step: step.id, .runner, outcome == .timedOut ? "timed out after \(step.timeout) s" : "\(outcome)")
             switch outcome {
             case .exited(0): result.status = .succeeded; break attempts
-            case .refused(let reason): result.reason = reason; break attempts
+            case .refused(let reason): result.status = .failed; result.reason = reason; break attempts
             case .cancelled: result.status = .cancelled; break attempts
             case .timedOut: result.status = .timedOut; result.reason = "timed out after \(step.timeout) s"
             case .exited, .killed: result.status = .failed; result.reason = "\(outcome)"
