@@ -121,6 +121,20 @@ final class TaskRunnerRefusalTests: XCTestCase {
         XCTAssertFalse(push.arguments.joined(separator: " ").contains("creds"))
     }
 
+    /// A line that carries the run's credentials (a tool echoing them, say) reaches neither the
+    /// sink nor the kept log with them.
+    func testCredentialsAreMaskedInTheLog() async throws {
+        let state = try stateDirectory()
+        let sink = CollectingSink()
+        let log = try RunLog(path: state + "/run.log", sink: sink, secrets: ["s3cret-pw", "dTpzM2NyZXQtcHc=", ""])
+        await log.record(step: "push", .stderr, "auth u:s3cret-pw or Basic dTpzM2NyZXQtcHc= refused")
+        await log.close()
+        let streamed = await sink.lines
+        XCTAssertEqual(streamed.map(\.text), ["auth u:*** or Basic *** refused"])
+        let kept = try String(contentsOfFile: state + "/run.log", encoding: .utf8)
+        XCTAssertTrue(kept.hasSuffix(" push stderr| auth u:*** or Basic *** refused\n"), kept)
+    }
+
     /// The auth file is private to the run's user and removed after the run; the run root is the
     /// task's (short enough for podman, private), the same for every run of the task.
     func testTheAuthFileIsPrivateAndRemovedAfterTheRun() throws {
