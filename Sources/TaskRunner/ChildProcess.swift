@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Subprocess
 import SystemPackage
 
@@ -27,8 +30,9 @@ enum ChildProcess {
     static let maxLineBytes = 16 * 1024
 
     /// Runs `command` until it ends, `timeout` passes, or the calling task is cancelled. On a
-    /// timeout or cancellation the whole process group gets SIGTERM, then SIGKILL two seconds
-    /// later; the call returns once the child is reaped.
+    /// timeout or cancellation the whole process group gets SIGTERM (so buildah and podman can
+    /// clean up), the leader SIGKILL if it is still there two seconds later, and whatever is
+    /// left of the group SIGKILL once the leader is reaped; the call returns then.
     static func run(_ command: ChildCommand, timeout: Duration,
                     line: @escaping @Sendable (LogStream, String) async -> Void) async -> ChildOutcome {
         enum Race: Sendable { case finished(ChildOutcome), timeout, sleepCancelled }
@@ -69,6 +73,12 @@ enum ChildProcess {
                     readers.addTask { await forward(execution.standardOutput, as: .stdout, to: line) }
                     readers.addTask { await forward(execution.standardError, as: .stderr, to: line) }
                 }
+            }
+            if Task.isCancelled {
+                // The teardown ends once the leader is gone; a member of its group that outlived
+                // SIGTERM (or ignores it) is killed now. The group's id is not reused while any
+                // member lives.
+                kill(-result.processIdentifier.value, SIGKILL)
             }
             switch result.terminationStatus {
             case .exited(let code): return .exited(code)

@@ -10,8 +10,18 @@ final class ChildProcessTests: XCTestCase {
                                    environment: ["PATH": "/usr/bin:/bin"])
         let outcome = await ChildProcess.run(command, timeout: .seconds(1)) { _, _ in }
         XCTAssertEqual(outcome, .timedOut)
-        XCTAssertEqual(try Support.processes(["sleep", "317"]), [])
-        XCTAssertEqual(try Support.processes(["sleep", "318"]), [])
+        try await assertNoProcess(["sleep", "317"])
+        try await assertNoProcess(["sleep", "318"])
+    }
+
+    /// A member of the group that ignores SIGTERM is killed too, though the leader died of it.
+    func testAGroupMemberIgnoringSIGTERMIsKilledToo() async throws {
+        let command = ChildCommand(executable: "/bin/sh", arguments: ["-c", #"(trap "" TERM; exec sleep 319) & sleep 320"#],
+                                   environment: ["PATH": "/usr/bin:/bin"])
+        let outcome = await ChildProcess.run(command, timeout: .seconds(1)) { _, _ in }
+        XCTAssertEqual(outcome, .timedOut)
+        try await assertNoProcess(["sleep", "319"])
+        try await assertNoProcess(["sleep", "320"])
     }
 
     /// Output comes line by line from both streams, a long line is cut, the exit code is kept,

@@ -15,6 +15,12 @@ extension XCTestCase {
         return state
     }
 
+    /// Fails when a process with exactly this command line is still running (see `Support.survivors`).
+    func assertNoProcess(_ words: [String], file: StaticString = #filePath, line: UInt = #line) async throws {
+        let left = try await Support.survivors(words)
+        XCTAssertEqual(left, [], "still running: \(words.joined(separator: " "))", file: file, line: line)
+    }
+
     /// `Support.temporaryDirectory(label)`, removed when the test ends.
     func temporaryDirectory(_ label: String) throws -> String {
         let path = try Support.temporaryDirectory(label)
@@ -90,6 +96,18 @@ enum Support {
         defer { try? FileManager.default.removeItem(atPath: runRoot) }
         return try await output("/usr/bin/buildah", ["--root", state + "/tasks/" + task + "/storage", "--runroot", runRoot,
                                                      "--storage-driver", "vfs", "containers", "--all", "--noheading"])
+    }
+
+    /// Processes whose command line is still exactly `words` after those killed have had up to
+    /// ten seconds to finish dying (a killed process can still be listed for a moment on a
+    /// loaded machine; the processes these tests look for would live for minutes).
+    static func survivors(_ words: [String]) async throws -> [Int32] {
+        var found = try processes(words)
+        for _ in 0..<200 where !found.isEmpty {
+            try await Task.sleep(for: .milliseconds(50))
+            found = try processes(words)
+        }
+        return found
     }
 
     /// Processes whose command line is exactly `words`.

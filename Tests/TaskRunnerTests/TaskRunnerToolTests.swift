@@ -120,7 +120,7 @@ final class TaskRunnerToolTests: XCTestCase {
         XCTAssertEqual(log.filter { $0.hasSuffix(" flaky stdout| trying") }.count, 2)
         XCTAssertTrue(log.contains { $0.hasSuffix(" sleeper runner| timed out after 2 s") })
         XCTAssertTrue(log.contains { $0.hasSuffix(" - runner| run failed: step sleeper timed out: timed out after 2 s") })
-        XCTAssertEqual(try Support.processes(["sleep", "313"]), [])
+        try await assertNoProcess(["sleep", "313"])
         let left = try await Support.containers(state: state, task: "sleepy")
         XCTAssertEqual(left.trimmingCharacters(in: .whitespacesAndNewlines), "")
     }
@@ -149,7 +149,7 @@ final class TaskRunnerToolTests: XCTestCase {
         XCTAssertEqual(result.status, .failed)
         XCTAssertEqual(result.step("build")?.attempts, [.timedOut])
         XCTAssertTrue(try Support.logLines(result).contains { $0.hasSuffix(#" build stdout| STEP 3/3: RUN ["/bin/busybox", "sleep", "316"]"#) })
-        XCTAssertEqual(try Support.processes(["/bin/busybox", "sleep", "316"]), [])
+        try await assertNoProcess(["/bin/busybox", "sleep", "316"])
         let left = try await Support.containers(state: state, task: "slow")
         XCTAssertEqual(left.trimmingCharacters(in: .whitespacesAndNewlines), "")
     }
@@ -189,7 +189,7 @@ final class TaskRunnerToolTests: XCTestCase {
         XCTAssertTrue(lines.contains { $0.step == "right" && $0.text == "right-started" }, "\(lines.map(\.formatted))")
         XCTAssertEqual(result.status, .cancelled)
         XCTAssertEqual(result.steps.map(\.status), [.succeeded, .cancelled, .cancelled])
-        XCTAssertEqual(try Support.processes(["sleep", "315"]), [])
+        try await assertNoProcess(["sleep", "315"])
     }
 
     /// Cancelling the run stops the running child and its container; the run is cancelled.
@@ -217,7 +217,7 @@ final class TaskRunnerToolTests: XCTestCase {
         let result = try await run.value
         XCTAssertEqual(result.status, .cancelled)
         XCTAssertEqual(result.steps.map(\.status), [.succeeded, .cancelled])
-        XCTAssertEqual(try Support.processes(["sleep", "314"]), [])
+        try await assertNoProcess(["sleep", "314"])
         let left = try await Support.containers(state: state, task: "cancel")
         XCTAssertEqual(left.trimmingCharacters(in: .whitespacesAndNewlines), "")
     }
