@@ -13,7 +13,7 @@ SOURCES = ROOT / "Sources"
 
 BACKENDS = {"SQLiteStore", "PostgresStore", "FileSystemStorage", "S3Storage"}
 # Features contribute routes and services; HTTPAPI and RegistryCore never import them.
-FEATURES = {"Webhooks", "Signing", "Tasks", "Scanning"}
+FEATURES = {"Webhooks", "Signing", "Tasks", "TaskRunner", "Scanning"}
 
 
 def imports(target):
@@ -119,3 +119,12 @@ def test_credential_tools_link_no_server_code():
                                                     "NIOHTTP1", "NIOSSL"}, imports("BerthCredentials")
     for tool in ("BerthCredentialProvider", "DockerCredentialBerth"):
         assert imports(tool) <= system | {"BerthCredentials", "ArgumentParser"}, (tool, imports(tool))
+
+
+def test_tasks_stay_pure_and_only_the_task_runner_starts_processes():
+    # Tasks parses and plans (no I/O); TaskRunner is the one target that runs child processes.
+    assert imports("Tasks") <= {"Foundation", "OCIModel", "Yams", "CYaml"}, imports("Tasks")
+    assert imports("TaskRunner") <= {"Foundation", "Glibc", "OCIModel", "Tasks", "Subprocess", "SystemPackage"}, imports("TaskRunner")
+    for target in targets():
+        if target != "TaskRunner":
+            assert not (imports(target) & {"Subprocess", "TaskRunner"}), target

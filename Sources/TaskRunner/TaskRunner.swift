@@ -1,0 +1,269 @@
+import Foundation
+import OCIModel
+import Tasks
+
+/// How the runner runs steps on this machine.
+public struct TaskRunnerConfiguration: Sendable {
+    /// Holds each task's storage (`tasks/<task>/storage`, its layer cache) and each run's
+    /// directory (`runs/<run id>`).
+    public var stateDirectory: String
+    /// Where run roots are made; short, as podman refuses a run root over 50 characters.
+    public var runRootParent = "/tmp"
+    public var buildah = "/usr/bin/buildah"
+    public var podman = "/usr/bin/podman"
+    /// containers-storage driver: `vfs` works everywhere; `overlay` where the kernel allows it.
+    public var storageDriver = "vfs"
+    /// podman's `--memory` for `cmd` steps.
+    public var memoryLimit = "512m"
+    /// Verify the registry's TLS certificate (false only for a plain-HTTP registry on loopback).
+    public var tlsVerify = true
+
+    public init(stateDirectory: String) { self.stateDirectory = stateDirectory }
+}
+
+/// The run identity's credentials for the registry, written only to the run's auth file.
+public struct PushCredentials: Sendable, CustomStringConvertible {
+    public var username: String
+    public var password: String
+    public init(username: String, password: String) { self.username = username; self.password = password }
+    public var description: String { "PushCredentials(\(username), ***)" }
+}
+
+/// One run of a parsed task file.
+public struct TaskRunRequest: Sendable {
+    /// Names the task's storage, so its layer cache is reused by its next run and by no other task.
+    public var taskName: String
+    public var runID: String
+    /// Parsed for this run (variables and values already expanded: `TaskFile.parse`).
+    public var taskFile: TaskFile
+    /// The run's source: build contexts, Dockerfiles and working directories must lie inside it.
+    public var sourceDirectory: String
+    /// `host[:port]` of this registry: the only registry a push step may push to.
+    public var registry: String
+    public var credentials: PushCredentials?
+    /// `cmd` steps get the host network (`--network host`) instead of none.
+    public var network = false
+
+    public init(taskName: String, runID: String, taskFile: TaskFile, sourceDirectory: String, registry: String,
+                credentials: PushCredentials?) {
+        self.taskName = taskName; self.runID = runID; self.taskFile = taskFile
+        self.sourceDirectory = sourceDirectory; self.registry = registry; self.credentials = credentials
+    }
+}
+
+/// Runs a task file's steps with buildah and podman as child processes (see `ChildProcess`):
+/// in plan order, steps whose `when` allows it at the same time, each with its timeout, retries,
+/// `ignoreErrors`, env and working directory. The first step that fails (without
+/// `ignoreErrors`) fails the run: the steps still running are stopped and the rest skipped, so
+/// a push that waits for a failed test never runs. Cancelling the calling task stops every
+/// running child and marks the run cancelled.
+public struct TaskRunner: Sendable {
+    public var configuration: TaskRunnerConfiguration
+
+    public init(configuration: TaskRunnerConfiguration) { self.configuration = configuration }
+
+    /// Throws only when the run cannot start (an invalid task name or run id, a run id already
+    /// used, no source directory); everything after that is in the result.
+    public func run(_ request: TaskRunRequest, log sink: (any TaskLogSink)? = nil) async throws -> TaskRunResult {
+        guard Self.isSafeName(request.taskName) else { throw TaskRunError("invalid task name \(Confined.quote(request.taskName))") }
+        guard Self.isSafeName(request.runID) else { throw TaskRunError("invalid run id \(Confined.quote(request.runID))") }
+        guard let source = Confined.realPath(request.sourceDirectory), Confined.isDirectory(source) else {
+            throw TaskRunError("the source directory \(request.sourceDirectory) does not exist")
+        }
+        let directory = try RunDirectory.create(configuration: configuration, taskName: request.taskName, runID: request.runID)
+        defer { directory.cleanUp() }
+        var secrets: [String] = []
+        if let credentials = request.credentials {
+            secrets = try directory.writeAuthFile(registry: request.registry, credentials: credentials)
+        }
+        let log = try RunLog(path: directory.logFile, sink: sink, secrets: secrets)
+        let tools = ToolCommands(configuration: configuration, directory: directory,
+                                 hasCredentials: request.credentials != nil, network: request.network)
+        let execution = RunExecution(request: request, source: source, directory: directory, tools: tools, log: log)
+        let result = await execution.run()
+        await log.close()
+        return result
+    }
+
+    /// Task names and run ids become directory and container names: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 64.
+    static func isSafeName(_ s: String) -> Bool {
+        guard let first = s.utf8.first, s.utf8.count <= 64, isAlnum(first) else { return false }
+        return s.utf8.allSatisfy { isAlnum($0) || $0 == 0x5f || $0 == 0x2e || $0 == 0x2d }
+    }
+
+    private static func isAlnum(_ c: UInt8) -> Bool {
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a)
+    }
+}
+
+/// One run in progress.
+private struct RunExecution: Sendable {
+    let request: TaskRunRequest
+    let source: String
+    let directory: RunDirectory
+    let tools: ToolCommands
+    let log: RunLog
+
+    var file: TaskFile { request.taskFile }
+
+    func run() async -> TaskRunResult {
+        let plan = file.plan
+        var results: [String: StepResult] = [:]
+        var failure: String?
+        await withTaskGroup(of: StepResult.self) { group in
+            var completed = Set<String>()   // succeeded, or failed with ignoreErrors
+            var started = Set<String>()
+            func startReady() {
+                guard failure == nil, !Task.isCancelled else { return }
+                for id in plan.ready(after: completed) where !started.contains(id) {
+                    guard let step = file.step(id), let index = file.steps.firstIndex(of: step) else { continue }
+                    started.insert(id)
+                    group.addTask { await runStep(step, index: index) }
+                }
+            }
+            startReady()
+            while let result = await group.next() {
+                results[result.id] = result
+                if result.status == .succeeded || result.ignoredFailure {
+                    completed.insert(result.id)
+                } else if failure == nil, result.status != .cancelled || !Task.isCancelled {
+                    failure = "step \(result.id) \(result.status == .timedOut ? "timed out" : "failed")"
+                        + (result.reason.map { ": \($0)" } ?? "")
+                    group.cancelAll()
+                }
+                startReady()
+            }
+        }
+        let cancelled = Task.isCancelled
+        let steps = file.steps.map { step in
+            results[step.id] ?? StepResult(id: step.id, status: .skipped, attempts: [], ignoredFailure: false,
+                                           reason: nil, started: nil, finished: nil, pushed: [])
+        }
+        if steps.contains(where: { $0.status == .timedOut || $0.status == .cancelled }) {
+            // A build stopped half-way leaves its working container in the task's storage.
+            _ = await Self.uncancelled { await ChildProcess.run(tools.removeBuildContainers(), timeout: .seconds(60)) { _, _ in } }
+        }
+        let status: TaskRunResult.Status = cancelled ? .cancelled : (failure == nil ? .succeeded : .failed)
+        await log.record(step: "-", .runner, "run \(status.rawValue)" + ((cancelled ? "the run was cancelled" : failure).map { ": \($0)" } ?? ""))
+        return TaskRunResult(runID: request.runID, status: status, reason: cancelled ? "the run was cancelled" : failure,
+                             steps: steps, runDirectory: directory.path)
+    }
+
+    /// Runs one step: up to 1 + retries attempts, each within the step's timeout.
+    func runStep(_ step: Step, index: Int) async -> StepResult {
+        var result = StepResult(id: step.id, status: .failed, attempts: [], ignoredFailure: false, reason: nil,
+                                started: Date(), finished: nil, pushed: [])
+        attempts: for attempt in 0...step.retries {
+            if Task.isCancelled { result.attempts.append(.cancelled); result.status = .cancelled; break }
+            if attempt > 0 { await log.record(step: step.id, .runner, "retry \(attempt) of \(step.retries)") }
+            let outcome = await runAttempt(step, index: index, attempt: attempt, pushed: &result.pushed)
+            result.attempts.append(outcome)
+            await log.record(step: step.id, .runner, outcome == .timedOut ? "timed out after \(step.timeout) s" : "\(outcome)")
+            switch outcome {
+            case .exited(0): result.status = .succeeded; break attempts
+            case .refused(let reason): result.status = .failed; result.reason = reason; break attempts
+            case .cancelled: result.status = .cancelled; break attempts
+            case .timedOut: result.status = .timedOut; result.reason = "timed out after \(step.timeout) s"
+            case .exited, .killed: result.status = .failed; result.reason = "\(outcome)"
+            }
+        }
+        if result.status == .succeeded { result.reason = nil }
+        if result.status == .cancelled { result.reason = "stopped" }
+        if result.status == .failed || result.status == .timedOut, step.ignoreErrors {
+            result.ignoredFailure = true
+            await log.record(step: step.id, .runner, "failure ignored (ignoreErrors)")
+        }
+        result.finished = Date()
+        return result
+    }
+
+    func runAttempt(_ step: Step, index: Int, attempt: Int, pushed: inout [PushedImage]) async -> AttemptOutcome {
+        let commands: [(command: ChildCommand, push: (reference: String, digestFile: String)?, container: String?)]
+        switch prepare(step, index: index, attempt: attempt) {
+        case .failure(let refusal):
+            return .refused(refusal.description)
+        case .success(let prepared): commands = prepared
+        }
+        pushed = []
+        let deadline = ContinuousClock.now + .seconds(step.timeout)
+        for (command, push, container) in commands {
+            await log.record(step: step.id, .runner, "$ " + ([command.executable] + command.arguments).joined(separator: " "))
+            let stepID = step.id
+            let outcome = await ChildProcess.run(command, timeout: deadline - ContinuousClock.now) { stream, text in
+                await log.record(step: stepID, stream, text)
+            }
+            if let container, outcome != .exited(0) {
+                // conmon keeps a container running after podman is killed.
+                let remove = tools.removeContainer(container)
+                _ = await Self.uncancelled { await ChildProcess.run(remove, timeout: .seconds(60)) { _, _ in } }
+            }
+            switch outcome {
+            case .exited(0): break
+            case .exited(let code): return .exited(code)
+            case .signalled(let signal): return .killed(signal: signal)
+            case .timedOut: return .timedOut
+            case .cancelled: return .cancelled
+            case .notStarted(let reason): return .refused(reason)
+            }
+            if let push {
+                guard let text = try? String(contentsOfFile: push.digestFile, encoding: .utf8),
+                      let digest = try? Digest(parsing: text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                    return .refused("buildah wrote no digest for \(push.reference)")
+                }
+                pushed.append(PushedImage(reference: push.reference, digest: digest.string))
+                await log.record(step: step.id, .runner, "pushed \(push.reference)@\(digest.string)")
+            }
+        }
+        return .exited(0)
+    }
+
+    /// The commands of a step, or why it is refused before anything runs.
+    func prepare(_ step: Step, index: Int, attempt: Int)
+        -> Result<[(command: ChildCommand, push: (reference: String, digestFile: String)?, container: String?)], TaskRunError> {
+        switch step.action {
+        case .build(let arguments):
+            var base = source
+            if let workingDirectory = step.workingDirectory {
+                switch Confined.path(workingDirectory, under: source, what: "workingDirectory") {
+                case .failure(let e): return .failure(e)
+                case .success(let path): base = path
+                }
+            }
+            let context: String
+            switch Confined.path(arguments.context, under: base, what: "the build context") {
+            case .failure(let e): return .failure(e)
+            case .success(let path): context = path
+            }
+            guard context == source || context.hasPrefix(source + "/"), Confined.isDirectory(context) else {
+                return .failure(TaskRunError("the build context \(Confined.quote(arguments.context)) is not a directory inside the run's source"))
+            }
+            let dockerfile: String
+            switch Confined.path(arguments.dockerfile ?? "Dockerfile", under: context, what: "the Dockerfile") {
+            case .failure(let e): return .failure(e)
+            case .success(let path): dockerfile = path
+            }
+            return .success([(tools.build(arguments, context: context, dockerfile: dockerfile), nil, nil)])
+        case .cmd(let command):
+            let name = "berth-\(request.runID)-\(index)-\(attempt)"
+            return .success([(tools.run(command, env: step.env, workingDirectory: step.workingDirectory, name: name), nil, name)])
+        case .push(let references):
+            var commands: [(command: ChildCommand, push: (reference: String, digestFile: String)?, container: String?)] = []
+            for (n, reference) in references.enumerated() {
+                guard reference.host == request.registry else {
+                    return .failure(TaskRunError("a push goes to this registry only: \(Confined.quote(reference.description)) does not start with \(request.registry)/"))
+                }
+                guard reference.digest == nil else {
+                    return .failure(TaskRunError("a push names a tag, not a digest: \(Confined.quote(reference.description))"))
+                }
+                let digestFile = directory.digestFile(step: index, reference: n) + "-\(attempt)"
+                commands.append((tools.push(reference.description, digestFile: digestFile), (reference.description, digestFile), nil))
+            }
+            return .success(commands)
+        }
+    }
+
+    /// Runs `body` in a task the caller's cancellation does not reach: clean-up after a stop.
+    static func uncancelled<T: Sendable>(_ body: @escaping @Sendable () async -> T) async -> T {
+        await Task.detached { await body() }.value
+    }
+}

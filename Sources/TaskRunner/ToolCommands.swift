@@ -1,0 +1,79 @@
+import Tasks
+
+/// The command lines of a run's steps: buildah for `build` and `push`, podman for `cmd`. Every
+/// value from the task file is one argv entry of its own (no shell ever sees it), and the
+/// environment is the runner's, never the server's or the task's.
+struct ToolCommands: Sendable {
+    var configuration: TaskRunnerConfiguration
+    var directory: RunDirectory
+    var hasCredentials: Bool
+    var network: Bool
+
+    var environment: [String: String] {
+        var env = [
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": directory.home,
+            "TMPDIR": directory.tmp,
+            "CONTAINERS_CONF": directory.containersConf,
+            "CONTAINERS_STORAGE_CONF": directory.storageConf,
+            "CONTAINERS_REGISTRIES_CONF": directory.registriesConf,
+            "BUILDAH_ISOLATION": "chroot",
+        ]
+        // Without a run identity nothing may be read from the host's own auth files either.
+        env["REGISTRY_AUTH_FILE"] = hasCredentials ? directory.authFile : "/dev/null"
+        return env
+    }
+
+    private var registryAccess: [String] {
+        (hasCredentials ? ["--authfile", directory.authFile] : []) + ["--tls-verify=\(configuration.tlsVerify)"]
+    }
+
+    /// `buildah bud` with chroot isolation and `--layers`, so the task's storage keeps every
+    /// layer for the next run. `context` and `dockerfile` are real paths inside the source.
+    func build(_ arguments: BuildArguments, context: String, dockerfile: String) -> ChildCommand {
+        var args = ["bud", "--isolation", "chroot", "--layers", "--signature-policy", directory.policy]
+            + registryAccess + ["-f", dockerfile]
+        for tag in arguments.tags { args += ["-t", tag.description] }
+        for arg in arguments.buildArgs { args += ["--build-arg", "\(arg.name)=\(arg.value)"] }
+        if let target = arguments.target { args += ["--target", target] }
+        if arguments.noCache { args.append("--no-cache") }
+        if arguments.pull { args.append("--pull-always") }
+        args.append(context)
+        return ChildCommand(executable: configuration.buildah, arguments: args, environment: environment)
+    }
+
+    /// `podman run --rm` with runc, no network unless the run allows it, the memory limit, the
+    /// step's env as `--env NAME=VALUE` entries and its working directory inside the container.
+    func run(_ command: RunCommand, env: [EnvironmentVariable], workingDirectory: String?, name: String) -> ChildCommand {
+        var args = podmanGlobal + ["run", "--rm", "--name", name, "--network", network ? "host" : "none",
+                                   "--memory", configuration.memoryLimit, "--pull", "missing"] + registryAccess
+        for variable in env { args += ["--env", "\(variable.name)=\(variable.value)"] }
+        if let workingDirectory { args += ["--workdir", workingDirectory] }
+        args.append(command.image.description)
+        args += command.arguments
+        return ChildCommand(executable: configuration.podman, arguments: args, environment: environment)
+    }
+
+    /// Removes a container a stopped `cmd` step leaves behind (its conmon outlives podman).
+    func removeContainer(_ name: String) -> ChildCommand {
+        ChildCommand(executable: configuration.podman,
+                     arguments: podmanGlobal + ["rm", "--force", "--ignore", "--time", "0", name], environment: environment)
+    }
+
+    /// Removes buildah's working containers a stopped build leaves behind in the task's storage.
+    func removeBuildContainers() -> ChildCommand {
+        ChildCommand(executable: configuration.buildah, arguments: ["rm", "--all"], environment: environment)
+    }
+
+    /// `buildah push` of a local image to the run's registry, with the run's auth file; the
+    /// manifest digest the registry stored is written to `digestFile`.
+    func push(_ reference: String, digestFile: String) -> ChildCommand {
+        let args = ["push", "--signature-policy", directory.policy] + registryAccess
+            + ["--digestfile", digestFile, reference, "docker://" + reference]
+        return ChildCommand(executable: configuration.buildah, arguments: args, environment: environment)
+    }
+
+    private var podmanGlobal: [String] {
+        ["--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+    }
+}

@@ -1,0 +1,224 @@
+import Foundation
+import OCIModel
+import Tasks
+import XCTest
+@testable import TaskRunner
+
+/// The executor with the real tools (buildah, podman with runc) on images built `FROM scratch`
+/// with busybox-static, pushing to a real `berth serve`.
+final class TaskRunnerToolTests: XCTestCase {
+    /// build → a test inside the built image → push: pushed when the test passes, never when it fails.
+    static let buildTestPush = """
+        version: v1.1.0
+        steps:
+          - id: build
+            build: -t $Registry/app:$ID -f Dockerfile .
+          - id: test
+            cmd: $Registry/app:$ID sh -c 'echo "greeting=$GREETING nofile=$(ulimit -n) net=$(ls /sys/class/net) pwd=$(pwd)"; exit {{.Values.code}}'
+            env: [GREETING=hello world]
+            workingDirectory: /bin
+          - id: push
+            push:
+              - $Registry/app:$ID
+        """
+
+    func testPushesWhenTheTestPassesAndNeverWhenItFails() async throws {
+        let server = try BerthServer()
+        defer { server.stop() }
+        try await server.waitUntilReady()
+        let source = try busyboxSource()
+        let state = try stateDirectory()
+        let runner = Support.runner(state: state)
+        let credentials = PushCredentials(username: "owner", password: server.password)
+
+        // The test passes: every step succeeds and the image is in the registry under the digest
+        // buildah reported.
+        let passing = TaskRunRequest(
+            taskName: "app-ci", runID: "run1",
+            taskFile: try Support.taskFile(Self.buildTestPush, runID: "run1", registry: server.address, values: ["code=0"]),
+            sourceDirectory: source, registry: server.address, credentials: credentials)
+        let sink = CollectingSink()
+        let passed = try await runner.run(passing, log: sink)
+        XCTAssertEqual(passed.status, .succeeded, "\(passed.reason ?? "") \((try? Support.logLines(passed))?.suffix(20) ?? [])")
+        XCTAssertEqual(passed.steps.map(\.status), [.succeeded, .succeeded, .succeeded])
+        XCTAssertEqual(passed.step("test")?.attempts, [.exited(0)])
+        XCTAssertEqual(passed.pushed.map(\.reference), ["\(server.address)/app:run1"])
+        let stored = try await server.manifest("app", "run1")
+        XCTAssertEqual(stored.status, 200)
+        XCTAssertEqual(stored.digest, passed.pushed.first?.digest)
+
+        // The cmd step ran inside the built image with its env and working directory, the
+        // generated ulimits and no network but loopback; its output was streamed to the sink and
+        // kept in the run's log.
+        let expected = "greeting=hello world nofile=1024 net=lo pwd=/bin"
+        let streamed = await sink.lines
+        XCTAssertTrue(streamed.contains { $0.step == "test" && $0.stream == .stdout && $0.text == expected },
+                      "\(streamed.filter { $0.step == "test" }.map(\.text))")
+        let kept = try Support.logLines(passed)
+        let keptLine = try XCTUnwrap(kept.first { $0.hasSuffix(" test stdout| " + expected) })
+        let stamp = String(keptLine.prefix { $0 != " " })
+        XCTAssertNotNil(try? Date(stamp, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)), keptLine)
+        XCTAssertEqual(kept.count, streamed.count)
+        XCTAssertTrue(kept.contains { $0.contains(" push runner| pushed \(server.address)/app:run1@sha256:") })
+        // The credentials never reach a log, and the auth file is gone after the run.
+        let text = try String(contentsOfFile: passed.logFile, encoding: .utf8)
+        XCTAssertFalse(text.contains(server.password))
+        XCTAssertFalse(text.contains(Data("owner:\(server.password)".utf8).base64EncodedString()))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: passed.runDirectory + "/auth.json"))
+
+        // The test fails (exit 7): the run fails, the push never runs, the tag is not in the registry.
+        let failing = TaskRunRequest(
+            taskName: "app-ci", runID: "run2",
+            taskFile: try Support.taskFile(Self.buildTestPush, runID: "run2", registry: server.address, values: ["code=7"]),
+            sourceDirectory: source, registry: server.address, credentials: credentials)
+        let failed = try await runner.run(failing)
+        XCTAssertEqual(failed.status, .failed)
+        XCTAssertEqual(failed.steps.map(\.status), [.succeeded, .failed, .skipped])
+        XCTAssertEqual(failed.step("test")?.exitCode, 7)
+        XCTAssertEqual(failed.step("test")?.attempts, [.exited(7)])
+        XCTAssertEqual(failed.reason, "step test failed: exit code 7")
+        XCTAssertEqual(failed.pushed, [])
+        let absent = try await server.manifest("app", "run2")
+        XCTAssertEqual(absent.status, 404)
+        // The second run of the task built from the task's layer cache.
+        let secondRun = try Support.logLines(failed)
+        XCTAssertTrue(secondRun.contains { $0.contains(" build stdout| --> Using cache ") }, "\(secondRun.prefix(30))")
+        XCTAssertTrue(secondRun.contains { $0.contains(" test runner| exit code 7") })
+    }
+
+    /// A step past its timeout is stopped with its container and process group, the run fails and
+    /// the steps after it never start; a failing step with retries and `ignoreErrors` is tried
+    /// again and does not stop the run.
+    func testTimeoutStopsTheStepAndFailsTheRun() async throws {
+        let source = try busyboxSource()
+        let state = try stateDirectory()
+        let file = try Support.taskFile("""
+            version: v1.1.0
+            steps:
+              - id: build
+                build: -t $Registry/sleepy:$ID .
+              - id: flaky
+                cmd: $Registry/sleepy:$ID sh -c 'echo trying; exit 3'
+                retries: 1
+                ignoreErrors: true
+              - id: sleeper
+                cmd: $Registry/sleepy:$ID sleep 313
+                timeout: 2
+              - id: never
+                cmd: $Registry/sleepy:$ID true
+            """, runID: "t1", registry: "berth.test")
+        let result = try await Support.runner(state: state).run(
+            TaskRunRequest(taskName: "sleepy", runID: "t1", taskFile: file, sourceDirectory: source,
+                           registry: "berth.test", credentials: nil))
+        XCTAssertEqual(result.status, .failed, "\((try? Support.logLines(result))?.suffix(20) ?? [])")
+        XCTAssertEqual(result.reason, "step sleeper timed out: timed out after 2 s")
+        XCTAssertEqual(result.steps.map(\.status), [.succeeded, .failed, .timedOut, .skipped])
+        XCTAssertEqual(result.step("flaky")?.attempts, [.exited(3), .exited(3)])
+        XCTAssertEqual(result.step("flaky")?.ignoredFailure, true)
+        XCTAssertEqual(result.step("sleeper")?.attempts, [.timedOut])
+        let log = try Support.logLines(result)
+        XCTAssertEqual(log.filter { $0.hasSuffix(" flaky stdout| trying") }.count, 2)
+        XCTAssertTrue(log.contains { $0.hasSuffix(" sleeper runner| timed out after 2 s") })
+        XCTAssertTrue(log.contains { $0.hasSuffix(" - runner| run failed: step sleeper timed out: timed out after 2 s") })
+        try await assertNoProcess(["sleep", "313"])
+        let left = try await Support.containers(state: state, task: "sleepy")
+        XCTAssertEqual(left.trimmingCharacters(in: .whitespacesAndNewlines), "")
+    }
+
+    /// A build past its timeout is stopped with everything it started (the `RUN` process too)
+    /// and leaves no working container in the task's storage.
+    func testABuildPastItsTimeoutLeavesNothingRunning() async throws {
+        let source = try busyboxSource()
+        try """
+            FROM scratch
+            COPY busybox /bin/busybox
+            RUN ["/bin/busybox", "sleep", "316"]
+
+            """.write(toFile: source + "/Dockerfile.slow", atomically: true, encoding: .utf8)
+        let state = try stateDirectory()
+        let file = try Support.taskFile("""
+            version: v1.1.0
+            steps:
+              - id: build
+                build: -t $Registry/slow:$ID -f Dockerfile.slow .
+                timeout: 3
+            """, runID: "s1", registry: "berth.test")
+        let result = try await Support.runner(state: state).run(
+            TaskRunRequest(taskName: "slow", runID: "s1", taskFile: file, sourceDirectory: source,
+                           registry: "berth.test", credentials: nil))
+        XCTAssertEqual(result.status, .failed)
+        XCTAssertEqual(result.step("build")?.attempts, [.timedOut])
+        XCTAssertTrue(try Support.logLines(result).contains { $0.hasSuffix(#" build stdout| STEP 3/3: RUN ["/bin/busybox", "sleep", "316"]"#) })
+        try await assertNoProcess(["/bin/busybox", "sleep", "316"])
+        let left = try await Support.containers(state: state, task: "slow")
+        XCTAssertEqual(left.trimmingCharacters(in: .whitespacesAndNewlines), "")
+    }
+
+    /// Two steps that wait only for the build run at the same time: each has started before
+    /// either ends (run one after the other, the second would start only after the first's
+    /// timeout, and the run would end failed first).
+    func testStepsRunInParallelWhereWhenAllows() async throws {
+        let source = try busyboxSource()
+        let state = try stateDirectory()
+        let file = try Support.taskFile("""
+            version: v1.1.0
+            steps:
+              - id: build
+                build: -t $Registry/pair:$ID .
+              - id: left
+                cmd: $Registry/pair:$ID sh -c 'echo left-started; exec sleep 315'
+                when: [build]
+                timeout: 120
+              - id: right
+                cmd: $Registry/pair:$ID sh -c 'echo right-started; exec sleep 315'
+                when: [build]
+                timeout: 120
+            """, runID: "p1", registry: "berth.test")
+        let sink = CollectingSink()
+        let runner = Support.runner(state: state)
+        let run = Task {
+            try await runner.run(TaskRunRequest(taskName: "pair", runID: "p1", taskFile: file, sourceDirectory: source,
+                                                registry: "berth.test", credentials: nil), log: sink)
+        }
+        await sink.waitFor("left-started")
+        await sink.waitFor("right-started")
+        let lines = await sink.lines
+        run.cancel()
+        let result = try await run.value
+        XCTAssertTrue(lines.contains { $0.step == "left" && $0.text == "left-started" }, "\(lines.map(\.formatted))")
+        XCTAssertTrue(lines.contains { $0.step == "right" && $0.text == "right-started" }, "\(lines.map(\.formatted))")
+        XCTAssertEqual(result.status, .cancelled)
+        XCTAssertEqual(result.steps.map(\.status), [.succeeded, .cancelled, .cancelled])
+        try await assertNoProcess(["sleep", "315"])
+    }
+
+    /// Cancelling the run stops the running child and its container; the run is cancelled.
+    func testCancellationStopsTheRunningChildren() async throws {
+        let source = try busyboxSource()
+        let state = try stateDirectory()
+        let file = try Support.taskFile("""
+            version: v1.1.0
+            steps:
+              - id: build
+                build: -t $Registry/cancel:$ID .
+              - id: wait
+                cmd: $Registry/cancel:$ID sh -c 'echo started; exec sleep 314'
+            """, runID: "c1", registry: "berth.test")
+        let sink = CollectingSink()
+        let runner = Support.runner(state: state)
+        let run = Task {
+            try await runner.run(TaskRunRequest(taskName: "cancel", runID: "c1", taskFile: file, sourceDirectory: source,
+                                                registry: "berth.test", credentials: nil), log: sink)
+        }
+        await sink.waitFor("started")
+        let startedLines = await sink.lines
+        XCTAssertTrue(startedLines.contains { $0.step == "wait" && $0.text == "started" }, "\(startedLines.map(\.formatted))")
+        run.cancel()
+        let result = try await run.value
+        XCTAssertEqual(result.status, .cancelled)
+        XCTAssertEqual(result.steps.map(\.status), [.succeeded, .cancelled])
+        try await assertNoProcess(["sleep", "314"])
+        let left = try await Support.containers(state: state, task: "cancel")
+        XCTAssertEqual(left.trimmingCharacters(in: .whitespacesAndNewlines), "")
+    }
+}
