@@ -215,6 +215,25 @@ enum SampleLayer {
         #expect(wiped.summary == ["npm:left-pad@1.3.0"])
     }
 
+    @Test func aHardLinkKeepsWhatItsFileHeld() async throws {
+        var t = TarWriter()
+        t.file("usr/bin/tool", GoBinary.elf(modInfo: "mod\texample.com/tool\tv1.2.0\t\n"))
+        t.hardLink("usr/bin/tool-alias", to: "/usr/bin/tool")
+        t.file("opt/a.jar", try ZipWriter.jar(group: "g", artifact: "a", version: "1"))
+        t.hardLink("opt/b.jar", to: "opt/a.jar")
+        // A hard link to a file of another interest (or of none) holds nothing of its own.
+        t.hardLink("var/lib/dpkg/status", to: "opt/a.jar")
+        t.hardLink("usr/bin/loop", to: "usr/bin/loop")
+        var upper = TarWriter()
+        upper.file("usr/bin/.wh.tool", "")
+        upper.file("opt/.wh.a.jar", "")
+        let layers = [try await walk(t.finished), try await walk(upper.finished)]
+        #expect(layers[0].files["var/lib/dpkg/status"] == nil && layers[0].files["usr/bin/loop"] == nil)
+        let inventory = ImageInventory(layers: layers)
+        #expect(inventory.summary == ["go-module:example.com/tool@v1.2.0", "go-module:stdlib@go1.21.5", "java-archive:g:a@1"])
+        #expect(Set(inventory.packages.flatMap(\.locations)) == ["usr/bin/tool-alias", "opt/b.jar!META-INF/maven/g/a/pom.properties"])
+    }
+
     @Test func osReleaseFollowsSymlinksAndReportsLoops() async throws {
         var t = TarWriter()
         t.symlink("etc/os-release", to: "../usr/lib/os-release")
