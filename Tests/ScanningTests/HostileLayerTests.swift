@@ -320,3 +320,41 @@ import Testing
         #expect(zeros.complete && zeros.entries == 0)
     }
 }
+
+/// Seeded mutations of a layer with every kind of file of interest: whatever the bytes, the walk
+/// ends with an index (complete or not), the merge and the JSON form hold, and nothing traps.
+@Suite struct MutatedLayerTests {
+    /// SplitMix64: the same mutations on every run and machine.
+    struct Generator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    @Test func mutatedLayersGiveAnIndexOrAProblem() async throws {
+        let original = try SampleLayer.everything()
+        var rng = Generator(state: 15)
+        var partial = 0
+        for round in 0..<300 {
+            var bytes = original
+            for _ in 0..<Int.random(in: 1...8, using: &rng) {
+                let at = Int.random(in: 0..<bytes.count, using: &rng)
+                bytes[at] = round % 3 == 0 ? UInt8.random(in: 0...255, using: &rng) : bytes[at] ^ (1 << UInt8.random(in: 0...7, using: &rng))
+            }
+            if round % 5 == 0 { bytes = Array(bytes.prefix(Int.random(in: 0..<bytes.count, using: &rng))) }
+            let layer = round % 2 == 0 ? bytes : try Compress.gzip(bytes)
+            let index = try await walk(layer, chunk: Int.random(in: 1...9000, using: &rng))
+            if !index.complete { partial += 1 }
+            let inventory = ImageInventory(layers: [index])
+            #expect(inventory.complete || !inventory.problems.isEmpty, "round \(round)")
+            #expect(try JSONDecoder().decode(LayerIndex.self, from: JSONEncoder().encode(index)) == index)
+        }
+        // The mutations do reach the parsers: many layers come out partial.
+        #expect(partial > 50)
+    }
+}
