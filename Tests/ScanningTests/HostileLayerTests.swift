@@ -147,6 +147,23 @@ import Testing
         #expect(longPath.files["etc/os-release"]?.os?.id == "alpine")
     }
 
+    @Test func sparseExtensionsAndProblemsAreBounded() async throws {
+        var limits = LayerLimits()
+        limits.maxSparseExtensionBlocks = 2
+        var t = TarWriter()
+        t.raw(TarWriter.header(name: "disk.img", size: 0, type: "S", extended: true))
+        var more = [UInt8](repeating: 0, count: 512); more[504] = 1
+        for _ in 0..<5 { t.raw(more) }
+        let sparse = try await walk(t.finished, limits: limits)
+        #expect(!sparse.complete && sparse.problemText.contains("more than 2 extension headers"))
+        // Problems past the cap are counted, and the merge says so.
+        limits = LayerLimits()
+        limits.maxProblems = 3
+        let many = try await walk(Self.withDatabaseFirst { t in for k in 0..<10 { t.file("../escape\(k)", "") } }, limits: limits)
+        #expect(many.problems.count == 3 && many.problemsNotKept == 7)
+        #expect(ImageInventory(layers: [many]).problemText.contains("layer 1: 7 more problem(s) not kept"))
+    }
+
     @Test func entryCountIsBounded() async throws {
         var limits = LayerLimits()
         limits.maxEntries = 50
