@@ -98,6 +98,9 @@ public struct AdvisoryIndex: Sendable {
                 if let name = debianCodenames[r] { r = name }
             case "alpine":
                 if r.hasPrefix("v") { r.removeFirst() }
+            case "ubuntu":
+                // OSV writes "Ubuntu:22.04:LTS" and "Ubuntu:Pro:18.04:LTS"; os-release says "22.04".
+                if let number = r.split(separator: ":").first(where: { $0.first?.isNumber == true }) { r = String(number) }
             default: break
             }
             return r
@@ -111,7 +114,7 @@ public struct AdvisoryIndex: Sendable {
         let base = Ecosystem.base(of: package.ecosystem).lowercased()
         let isDistribution = base == "debian" || base == "alpine" || base == "ubuntu"
         let name = isDistribution ? (package.sourceName ?? package.name) : package.name
-        let version = isDistribution && base == "debian" ? (package.sourceVersion ?? package.version) : package.version
+        let version = base == "debian" || base == "ubuntu" ? (package.sourceVersion ?? package.version) : package.version
         let key = Key(ecosystem: base, name: Self.normalisedName(name, ecosystem: package.ecosystem))
         guard let scheme = VersionSchemeKind(ecosystem: package.ecosystem) else {
             if entries[key] != nil {

@@ -20,8 +20,13 @@ struct ZipArchive {
     let entries: [Entry]
 
     init(_ data: Data) throws {
-        self.data = [UInt8](data)
-        self.entries = try Self.readDirectory(self.data)
+        try self.init(bytes: [UInt8](data))
+    }
+
+    /// Takes the bytes as they are (no copy), for archives read out of a layer.
+    init(bytes: [UInt8]) throws {
+        self.data = bytes
+        self.entries = try Self.readDirectory(bytes)
     }
 
     private static func fail(_ reason: String) -> ImportProblem { ImportProblem(location: "zip", reason: reason) }
@@ -105,6 +110,11 @@ struct ZipArchive {
 
     /// The entry's bytes, checked against its CRC-32 and refused beyond `limit` bytes.
     func contents(of entry: Entry, limit: Int) throws -> Data {
+        Data(try bytes(of: entry, limit: limit))
+    }
+
+    /// `contents(of:limit:)` without the copy into `Data`.
+    func bytes(of entry: Entry, limit: Int) throws -> [UInt8] {
         func fail(_ reason: String) -> ImportProblem { ImportProblem(location: entry.name, reason: reason) }
         if entry.flags & 1 != 0 { throw fail("encrypted entries are not supported") }
         if entry.size > limit { throw fail("entry larger than \(limit) bytes") }
@@ -127,7 +137,7 @@ struct ZipArchive {
         }
         guard bytes.count == entry.size else { throw fail("size does not match the directory") }
         guard CRC32.checksum(bytes) == entry.crc32 else { throw fail("CRC-32 mismatch") }
-        return Data(bytes)
+        return bytes
     }
 }
 

@@ -147,6 +147,23 @@ import Testing
         #expect(longPath.files["etc/os-release"]?.os?.id == "alpine")
     }
 
+    @Test func sparseExtensionsAndProblemsAreBounded() async throws {
+        var limits = LayerLimits()
+        limits.maxSparseExtensionBlocks = 2
+        var t = TarWriter()
+        t.raw(TarWriter.header(name: "disk.img", size: 0, type: "S", extended: true))
+        var more = [UInt8](repeating: 0, count: 512); more[504] = 1
+        for _ in 0..<5 { t.raw(more) }
+        let sparse = try await walk(t.finished, limits: limits)
+        #expect(!sparse.complete && sparse.problemText.contains("more than 2 extension headers"))
+        // Problems past the cap are counted, and the merge says so.
+        limits = LayerLimits()
+        limits.maxProblems = 3
+        let many = try await walk(Self.withDatabaseFirst { t in for k in 0..<10 { t.file("../escape\(k)", "") } }, limits: limits)
+        #expect(many.problems.count == 3 && many.problemsNotKept == 7)
+        #expect(ImageInventory(layers: [many]).problemText.contains("layer 1: 7 more problem(s) not kept"))
+    }
+
     @Test func entryCountIsBounded() async throws {
         var limits = LayerLimits()
         limits.maxEntries = 50
@@ -318,5 +335,43 @@ import Testing
         #expect(!tiny.complete, "\(tiny.problemText)")
         let zeros = try await walk([UInt8](repeating: 0, count: 1024))
         #expect(zeros.complete && zeros.entries == 0)
+    }
+}
+
+/// Seeded mutations of a layer with every kind of file of interest: whatever the bytes, the walk
+/// ends with an index (complete or not), the merge and the JSON form hold, and nothing traps.
+@Suite struct MutatedLayerTests {
+    /// SplitMix64: the same mutations on every run and machine.
+    struct Generator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    @Test func mutatedLayersGiveAnIndexOrAProblem() async throws {
+        let original = try SampleLayer.everything()
+        var rng = Generator(state: 15)
+        var partial = 0
+        for round in 0..<300 {
+            var bytes = original
+            for _ in 0..<Int.random(in: 1...8, using: &rng) {
+                let at = Int.random(in: 0..<bytes.count, using: &rng)
+                bytes[at] = round % 3 == 0 ? UInt8.random(in: 0...255, using: &rng) : bytes[at] ^ (1 << UInt8.random(in: 0...7, using: &rng))
+            }
+            if round % 5 == 0 { bytes = Array(bytes.prefix(Int.random(in: 0..<bytes.count, using: &rng))) }
+            let layer = round % 2 == 0 ? bytes : try Compress.gzip(bytes)
+            let index = try await walk(layer, chunk: Int.random(in: 1...9000, using: &rng))
+            if !index.complete { partial += 1 }
+            let inventory = ImageInventory(layers: [index])
+            #expect(inventory.complete || !inventory.problems.isEmpty, "round \(round)")
+            #expect(try JSONDecoder().decode(LayerIndex.self, from: JSONEncoder().encode(index)) == index)
+        }
+        // The mutations do reach the parsers: many layers come out partial.
+        #expect(partial > 50)
     }
 }

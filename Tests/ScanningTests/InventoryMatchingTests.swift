@@ -60,6 +60,25 @@ import Testing
         ])
     }
 
+    @Test func ubuntuPackagesMatchOSVsUbuntuReleases() async throws {
+        var t = TarWriter()
+        t.file("etc/os-release", "NAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nVERSION_CODENAME=jammy\nID=ubuntu\nID_LIKE=debian\n")
+        t.file("var/lib/dpkg/status", "Package: libssl3\nStatus: install ok installed\nSource: openssl (3.0.2-0ubuntu1.10)\nVersion: 3.0.2-0ubuntu1.10+b1\nArchitecture: amd64\n")
+        let inventory = ImageInventory(layers: [try await walk(t.finished)])
+        let ssl = try #require(inventory.installedPackages().first)
+        #expect(ssl.ecosystem == "Ubuntu" && ssl.release == "22.04" && ssl.sourceName == "openssl")
+        func advisory(_ id: String, _ ecosystem: String) -> Advisory {
+            Advisory(id: id, source: .osv, affected: [AffectedPackage(ecosystem: ecosystem, name: "openssl", ranges: [
+                AffectedRange(kind: .ecosystem, events: [.introduced("0"), .fixed("3.0.2-0ubuntu1.12")]),
+            ])])
+        }
+        let advisories = AdvisoryIndex([advisory("USN-LTS", "Ubuntu:22.04:LTS"), advisory("USN-PRO-1804", "Ubuntu:Pro:18.04:LTS"),
+                                        advisory("USN-2404", "Ubuntu:24.04:LTS")])
+        let result = advisories.matches(for: ssl)
+        #expect(result.problems.isEmpty)
+        #expect(result.matches.map(\.advisory.id) == ["USN-LTS"])
+    }
+
     @Test func alpinePackagesMatchBySourceAndRelease() async throws {
         var t = TarWriter()
         t.file("etc/os-release", "ID=alpine\nVERSION_ID=3.18.4\nPRETTY_NAME=\"Alpine Linux v3.18\"\n")

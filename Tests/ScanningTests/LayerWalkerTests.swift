@@ -215,6 +215,41 @@ enum SampleLayer {
         #expect(wiped.summary == ["npm:left-pad@1.3.0"])
     }
 
+    @Test func aHardLinkKeepsWhatItsFileHeld() async throws {
+        var t = TarWriter()
+        t.file("usr/bin/tool", GoBinary.elf(modInfo: "mod\texample.com/tool\tv1.2.0\t\n"))
+        t.hardLink("usr/bin/tool-alias", to: "/usr/bin/tool")
+        t.file("opt/a.jar", try ZipWriter.jar(group: "g", artifact: "a", version: "1"))
+        t.hardLink("opt/b.jar", to: "opt/a.jar")
+        // A hard link to a file of another interest (or of none) holds nothing of its own.
+        t.hardLink("var/lib/dpkg/status", to: "opt/a.jar")
+        t.hardLink("usr/bin/loop", to: "usr/bin/loop")
+        var upper = TarWriter()
+        upper.file("usr/bin/.wh.tool", "")
+        upper.file("opt/.wh.a.jar", "")
+        let layers = [try await walk(t.finished), try await walk(upper.finished)]
+        #expect(layers[0].files["var/lib/dpkg/status"] == nil && layers[0].files["usr/bin/loop"] == nil)
+        let inventory = ImageInventory(layers: layers)
+        #expect(inventory.summary == ["go-module:example.com/tool@v1.2.0", "go-module:stdlib@go1.21.5", "java-archive:g:a@1"])
+        #expect(Set(inventory.packages.flatMap(\.locations)) == ["usr/bin/tool-alias", "opt/b.jar!META-INF/maven/g/a/pom.properties"])
+    }
+
+    @Test func goBuildInformationIsFoundAcrossChunkBoundaries() async throws {
+        // The header split at every offset of a 16-byte window around it, by chunk sizes.
+        let modInfo = "mod\texample.com/m\tv0.0.0-20230101000000-abcdef123456\t\ndep\texample.com/local\tv1.0.0\t\n=>\t../local\t\t\n"
+        var t = TarWriter()
+        t.file("bin/m", GoBinary.elf(modInfo: modInfo, padding: 8192))
+        let bytes = t.finished
+        for chunk in [1, 3, 13, 14, 15, 16, 17, 500, 4096] {
+            let index = try await walk(bytes, chunk: chunk)
+            #expect(index.summary == ["go-module:../local@(devel)", "go-module:example.com/m@v0.0.0-20230101000000-abcdef123456",
+                                      "go-module:stdlib@go1.21.5"], "chunks of \(chunk)")
+        }
+        // A module built from a local directory has no version to match: it is not offered to the matcher.
+        let inventory = ImageInventory(layers: [try await walk(bytes)])
+        #expect(inventory.installedPackages().map(\.name).sorted() == ["example.com/m", "stdlib"])
+    }
+
     @Test func osReleaseFollowsSymlinksAndReportsLoops() async throws {
         var t = TarWriter()
         t.symlink("etc/os-release", to: "../usr/lib/os-release")

@@ -268,16 +268,16 @@ enum JavaArchive {
         var file = IndexedFile()
         var budget = limits.maxArchiveBytes
         var seen = Set<String>()
-        walk(Data(bytes), location: path, depth: 1, limits: limits, budget: &budget, file: &file, seen: &seen)
+        walk(bytes, location: path, depth: 1, limits: limits, budget: &budget, file: &file, seen: &seen)
         return file
     }
 
     /// Reads `pom.properties` of one archive and recurses into the archives it holds, while the
     /// inflated bytes stay within `budget` (shared by the whole nest) and the depth within the limit.
-    static func walk(_ data: Data, location: String, depth: Int, limits: LayerLimits, budget: inout Int,
+    static func walk(_ data: [UInt8], location: String, depth: Int, limits: LayerLimits, budget: inout Int,
                      file: inout IndexedFile, seen: inout Set<String>) {
         let archive: ZipArchive
-        do { archive = try ZipArchive(data) } catch {
+        do { archive = try ZipArchive(bytes: data) } catch {
             file.problems.append(InventoryProblem(path: location, reason: "not a readable zip archive: \(reason(error))"))
             return
         }
@@ -307,9 +307,9 @@ enum JavaArchive {
     }
 
     static func read(_ archive: ZipArchive, _ entry: ZipArchive.Entry, location: String, limit: Int, budget: inout Int,
-                     file: inout IndexedFile) -> Data? {
+                     file: inout IndexedFile) -> [UInt8]? {
         do {
-            let d = try archive.contents(of: entry, limit: limit)
+            let d = try archive.bytes(of: entry, limit: limit)
             budget -= d.count
             return d
         } catch {
@@ -322,9 +322,9 @@ enum JavaArchive {
     static func reason(_ error: any Error) -> String { (error as? ImportProblem)?.reason ?? "\(error)" }
 
     /// Java properties, as Maven writes pom.properties: `key=value`, `#` comments.
-    static func properties(_ data: Data) -> [String: String] {
+    static func properties(_ data: [UInt8]) -> [String: String] {
         var out: [String: String] = [:]
-        for line in TextLines.lines([UInt8](data)) {
+        for line in TextLines.lines(data) {
             let t = line.trimmingCharacters(in: .whitespaces)
             if t.isEmpty || t.hasPrefix("#") || t.hasPrefix("!") { continue }
             guard let sep = t.firstIndex(where: { $0 == "=" || $0 == ":" }) else { continue }

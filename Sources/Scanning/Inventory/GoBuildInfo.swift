@@ -10,9 +10,9 @@ final class GoBuildInfoScanner {
 
     let path: String
     private let maxBytes: Int
-    /// File offset of the first byte of `carry` (or of the next byte fed when it is empty).
-    private var offset = 0
-    /// Bytes from an aligned offset that were too few to compare with the magic.
+    /// Bytes fed so far (the file offset of the next byte).
+    private var fed = 0
+    /// Bytes from an aligned offset near a chunk's end, too few to compare with the magic.
     private var carry: [UInt8] = []
     /// The header and what follows, once found.
     private var captured: [UInt8]?
@@ -43,23 +43,36 @@ final class GoBuildInfoScanner {
             return
         }
         let magic = Self.magic
-        let window: [UInt8] = carry + bytes
-        let base = offset
-        var p = (16 - base % 16) % 16
-        carry = []
-        while p < window.count {
-            if p + magic.count > window.count {
-                carry = Array(window[p...])
-                offset = base + p
+        let base = fed
+        fed += bytes.count
+        if !carry.isEmpty {
+            // The carry starts at an aligned offset in an earlier chunk: complete it and compare.
+            let take = min(magic.count - carry.count, bytes.count)
+            carry.append(contentsOf: bytes.prefix(take))
+            if carry.count < magic.count { return }
+            if carry == magic {
+                captured = carry
+                captured!.append(contentsOf: bytes[take...].prefix(maxBytes - carry.count))
+                carry = []
                 return
             }
-            if window[p] == 0xFF && window[(p + 1)..<(p + magic.count)].elementsEqual(magic[1...]) {
-                captured = Array(window[p..<min(window.count, p + maxBytes)])
-                return
+            carry = []
+        }
+        // Aligned offsets only: the linker puts the header at a 16-byte boundary of the file.
+        var p = (16 - base % 16) % 16
+        let n = bytes.count
+        while p + magic.count <= n {
+            if bytes[p] == 0xFF {
+                var k = 1
+                while k < magic.count && bytes[p + k] == magic[k] { k += 1 }
+                if k == magic.count {
+                    captured = Array(bytes[p..<min(n, p + maxBytes)])
+                    return
+                }
             }
             p += 16
         }
-        offset = base + window.count
+        if p < n { carry = Array(bytes[p...]) }
     }
 
     /// The packages of the build information, or a problem when it is truncated or malformed;
@@ -99,7 +112,9 @@ final class GoBuildInfoScanner {
             case "=>":
                 // Replaces the module of the line before it.
                 guard f.count >= 3, let last = file.packages.indices.last, file.packages[last].name != "stdlib" else { continue }
-                let replaced = InventoryPackage(type: .goModule, name: TextLines.clip(f[1]), version: TextLines.clip(f[2]), locations: [path])
+                // A replacement by a local directory has no version: it is built from source.
+                let version = TextLines.clip(f[2])
+                let replaced = InventoryPackage(type: .goModule, name: TextLines.clip(f[1]), version: version.isEmpty ? "(devel)" : version, locations: [path])
                 file.packages[last] = replaced
             default: continue
             }

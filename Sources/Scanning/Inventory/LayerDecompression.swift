@@ -67,6 +67,7 @@ final class GzipDecompressor: StreamDecompressor {
     private var zlib: ZlibDecompressor
     private var out: ByteBuffer
     private var sawInput = false
+    private var justReset = false
 
     init(bufferSize: Int) throws {
         do { zlib = try ZlibDecompressor(algorithm: .gzip) } catch {
@@ -79,6 +80,7 @@ final class GzipDecompressor: StreamDecompressor {
         if input.readableBytes > 0 { sawInput = true }
         while input.readableBytes > 0 {
             out.clear()
+            let before = input.readableBytes
             var needsInput = false
             do {
                 try zlib.inflate(from: &input, to: &out)
@@ -94,6 +96,11 @@ final class GzipDecompressor: StreamDecompressor {
             let produced = out.readableBytes
             if produced > 0 { try output(out) }
             if needsInput { break }
+            if produced == 0 && input.readableBytes == before && justReset {
+                // A new member that takes no input and gives no output: never loop on it.
+                throw DecompressionProblem(description: "gzip stream makes no progress")
+            }
+            justReset = false
             if produced == 0 && input.readableBytes > 0 {
                 // The member ended and bytes follow: another member, or trailing garbage.
                 guard let b0 = input.getInteger(at: input.readerIndex, as: UInt8.self), b0 == 0x1F else {
@@ -101,6 +108,7 @@ final class GzipDecompressor: StreamDecompressor {
                     throw DecompressionProblem(description: "data after the end of the gzip stream")
                 }
                 do { try zlib.reset() } catch { throw DecompressionProblem(description: "gzip: \(error)") }
+                justReset = true
             }
         }
     }
@@ -155,6 +163,7 @@ final class ZstdDecompressor: StreamDecompressor {
         let word = MemoryLayout<Int>.stride
         while true {
             var produced = 0
+            let before = pos
             let hint: Int = bytes.withUnsafeBytes { src in
                 out.withUnsafeMutableBytes { dst in
                     inBuf.storeBytes(of: src.baseAddress, as: UnsafeRawPointer?.self)
@@ -182,6 +191,7 @@ final class ZstdDecompressor: StreamDecompressor {
             }
             // Done with this input once it is consumed and the output buffer was not filled.
             if pos >= bytes.count && produced < out.count { break }
+            if produced == 0 && pos == before { throw DecompressionProblem(description: "zstd stream makes no progress") }
         }
     }
 

@@ -160,7 +160,23 @@ final class LayerIndexer: TarVisitor {
                 return .read
             }
             return .skip
-        case .hardLink, .other, .directory:
+        case .hardLink:
+            // The same file under a second name: it keeps what the first name held when both
+            // names are of the same interest (a hard-linked Go binary, jar or METADATA), so
+            // deleting one name in a later layer leaves the other.
+            if case let .success(target) = TarReader.normalise(entry.linkTarget, maxBytes: limits.maxPathBytes),
+               let record = files[target], FileInterest(path: target) == interest, record.symlinkTarget == nil {
+                var copy = record
+                for k in copy.packages.indices {
+                    copy.packages[k].locations = copy.packages[k].locations.map { l in
+                        l == target ? path : l.hasPrefix(target + "!") ? path + l.dropFirst(target.count) : l
+                    }
+                }
+                copy.problems = copy.problems.map { InventoryProblem(path: $0.path.map { $0 == target ? path : $0 }, reason: $0.reason) }
+                files[path] = copy
+            }
+            return .skip
+        case .other, .directory:
             return .skip
         }
     }
