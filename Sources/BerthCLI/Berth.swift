@@ -106,6 +106,12 @@ struct Serve: AsyncParsableCommand {
 
     private func serve() async throws {
         let settings = try resolvedSettings()
+        if let threads = settings.threads {
+            // Before anything starts the process's event loops or thread pool (they are made on
+            // first use, and NIO refuses a change after that).
+            NIOSingletons.groupLoopCountSuggestion = threads
+            NIOSingletons.blockingPoolThreadCountSuggestion = threads
+        }
         let (host, port) = try ServeSettings.parseListen(settings.listen)
         let level = Logger.Level(rawValue: settings.logLevel) ?? .info
         LoggingSystem.bootstrap { label in

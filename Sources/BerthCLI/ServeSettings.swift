@@ -25,6 +25,9 @@ struct ServeSettings: Equatable {
     /// how long the cluster waits for a node that stopped answering.
     var leaseTTLSeconds: Double = 15
     var maxConcurrentUploads: Int = 512
+    /// Event-loop threads and blocking-pool threads of the process; nil: one per core (NIO's
+    /// default). Several nodes on one machine each take a share of its cores.
+    var threads: Int?
     /// How long SIGINT/SIGTERM waits for in-flight requests before the process exits anyway.
     var shutdownTimeoutSeconds: Double = 30
     /// The admin user's name (the registry's name).
@@ -173,6 +176,11 @@ struct ServeSettings: Equatable {
              summary: "more upload requests at once get 429 TOOMANYREQUESTS") { s, v throws(SettingError) in
             guard let n = Int(v), n > 0 else { throw SettingError("'\(v)' is not a positive whole number") }
             s.maxConcurrentUploads = n
+        },
+        Spec(key: "threads", environment: "BERTH_THREADS", hasFlag: false, defaultText: "one per core",
+             summary: "event-loop threads (and as many for blocking work) of this server: give each of several servers on one machine its share of the cores (1 to 256)") { s, v throws(SettingError) in
+            guard let n = Int(v), (1...256).contains(n) else { throw SettingError("threads must be a whole number from 1 to 256, got '\(v)'") }
+            s.threads = n
         },
         Spec(key: "metadata", environment: "BERTH_METADATA", hasFlag: true, defaultText: "sqlite",
              summary: "the metadata backend as one URL: sqlite, sqlite:///PATH or postgres://USER@HOST:PORT/DATABASE?sslmode=disable|require (a password only from BERTH_METADATA or the file, else use postgres-password-file); sets metadata-store and postgres-url") { s, v throws(SettingError) in

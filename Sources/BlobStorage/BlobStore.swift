@@ -45,11 +45,42 @@ public protocol BlobStore: Sendable {
     /// A short-lived URL from which a client that may pull the blob can GET its bytes directly
     /// (the S3 store's presigned URLs, when the operator turned them on); nil: serve it here.
     func redirectURL(_ digest: Digest) async throws -> String?
+    /// For stores that fetch bytes over the network (S3): starts sending `range` (not empty) of a
+    /// blob into `sink`, chunk by chunk on the sink's event loop as they arrive, with no task
+    /// switch per chunk, and returns once the source has answered: a missing blob
+    /// (`BlobStoreError.blobUnknown`) or a refused request is thrown here, before any byte went
+    /// to the sink. Stores that do not stream this way return nil and are read through `read`.
+    func startTransfer(_ digest: Digest, range: Range<Int64>, into sink: any BlobByteSink) async throws -> BlobTransfer?
 }
 
 extension BlobStore {
     public func openFile(_ digest: Digest) async throws -> BlobFile? { nil }
     public func redirectURL(_ digest: Digest) async throws -> String? { nil }
+    public func startTransfer(_ digest: Digest, range: Range<Int64>, into sink: any BlobByteSink) async throws -> BlobTransfer? { nil }
+}
+
+/// Where a store's transfer (`startTransfer`) puts a blob's bytes: the HTTP layer's connection.
+public protocol BlobByteSink: AnyObject, Sendable {
+    /// The loop the store should call `write` on (it may call from elsewhere; the sink then hops).
+    var eventLoop: any EventLoop { get }
+    /// Takes the next chunk, in order. The future succeeds when the sink can take another (the
+    /// store reads no further until then) and fails when the destination is gone.
+    func write(_ chunk: ByteBuffer) -> EventLoopFuture<Void>
+}
+
+/// A transfer started by `startTransfer`.
+public struct BlobTransfer: Sendable {
+    /// Succeeds once every byte of the range went to the sink; fails when the source failed or
+    /// stopped short, sent more than asked for, or the sink went away.
+    public let completion: EventLoopFuture<Void>
+    /// Stops the transfer (the client went away); `completion` then fails. Safe to call from any
+    /// thread, any number of times, also after completion.
+    public let cancel: @Sendable () -> Void
+
+    public init(completion: EventLoopFuture<Void>, cancel: @escaping @Sendable () -> Void) {
+        self.completion = completion
+        self.cancel = cancel
+    }
 }
 
 /// A stored blob opened for reading. Whoever receives it owns the descriptor and must close it

@@ -516,6 +516,34 @@ public struct RegistryResponder: HTTPResponder {
             }
             return (Response(status: status, headers: headers, body: body), length)
         }
+        // A blob store that fetches over the network (S3) on plain HTTP/1: start its GET now (a
+        // missing object is still a clean error) and let it write each chunk straight to this
+        // connection (`BlobStreamRelay`), below the response writer.
+        if length > 0, let queue = SendfileQueue.current, let loop = queue.eventLoop {
+            let relay = BlobStreamRelay(eventLoop: loop)
+            if let transfer = try await registry.startBlobTransfer(digest, size: size, range: readRange, into: relay) {
+                relay.onFailure(cancel: transfer.cancel)
+                let token = queue.enqueue(relay)  // nil: the connection is gone (the relay failed, the GET cancelled)
+                let body = ResponseBody(contentLength: Int(length)) { writer in
+                    guard let token else { throw ChannelError.ioOnClosedChannel }
+                    do {
+                        try await writer.write(token)
+                        try await withTaskCancellationHandler {
+                            try await transfer.completion.get()
+                        } onCancel: {
+                            transfer.cancel()
+                        }
+                    } catch {
+                        queue.cancel(token: token)
+                        relay.fail(error)  // the GET stopped, the connection cut: never a short 200
+                        throw error
+                    }
+                    relay.finish()
+                    try await writer.finish(nil)
+                }
+                return (Response(status: status, headers: headers, body: body), length)
+            }
+        }
         let body = ResponseBody(contentLength: Int(length)) { writer in
             try await registry.readBlob(repo, digest, range: readRange) { buffer in
                 try await writer.write(buffer)

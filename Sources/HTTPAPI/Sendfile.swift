@@ -20,34 +20,69 @@ import NIOHTTPTypesHTTP1
 ///
 /// TLS connections have no such handler (the TLS handler cannot encrypt a file region); the
 /// responder then streams the file through memory as before.
-final class SendfileHandler: ChannelOutboundHandler, RemovableChannelHandler {
+///
+/// The same token carries a blob store's transfer (S3: `BlobStreamRelay`): at the token the
+/// handler hands the relay this context, and the store's chunks go out from here, on this
+/// connection's event loop. The handler tells the relay when the connection becomes writable
+/// again and when it goes away.
+final class SendfileHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
     let queue = SendfileQueue()
+    /// The relay whose token was written last (at most one response is being written at a time).
+    private var relay: BlobStreamRelay?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        queue.eventLoop = context.eventLoop
+    }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .body(.byteBuffer(let buffer)) = unwrapOutboundIn(data),
            buffer.readableBytes == SendfileQueue.tokenSize,
            let entry = queue.take(matching: buffer) {
-            let region = FileRegion(fileHandle: entry.file.handle,
-                                    readerIndex: Int(entry.range.lowerBound), endIndex: Int(entry.range.upperBound))
-            let written = context.eventLoop.makePromise(of: Void.self)
-            written.futureResult.whenComplete { result in
-                entry.file.close()
-                switch result {
-                case .success: promise?.succeed()
-                case .failure(let error): promise?.fail(error)
+            switch entry.payload {
+            case .file(let file, let range):
+                let region = FileRegion(fileHandle: file.handle, readerIndex: Int(range.lowerBound), endIndex: Int(range.upperBound))
+                let written = context.eventLoop.makePromise(of: Void.self)
+                written.futureResult.whenComplete { result in
+                    file.close()
+                    switch result {
+                    case .success: promise?.succeed()
+                    case .failure(let error): promise?.fail(error)
+                    }
                 }
+                context.write(wrapOutboundOut(.body(.fileRegion(region))), promise: written)
+            case .stream(let relay):
+                self.relay = relay
+                relay.attach(context)
+                promise?.succeed()
             }
-            context.write(wrapOutboundOut(.body(.fileRegion(region))), promise: written)
             return
         }
         context.write(data, promise: promise)
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        relay?.writabilityChanged()
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connectionGone()
+        context.fireChannelInactive()
+    }
+
     /// Also called when the connection closes (its pipeline is torn down).
     func handlerRemoved(context: ChannelHandlerContext) {
+        connectionGone()
+    }
+
+    private func connectionGone() {
+        relay?.fail(ChannelError.ioOnClosedChannel)
+        relay = nil
         queue.shutDown()
     }
 }
@@ -57,22 +92,51 @@ final class SendfileHandler: ChannelOutboundHandler, RemovableChannelHandler {
 final class SendfileQueue: Sendable {
     static let tokenSize = 16
 
+    enum Payload: Sendable {
+        case file(BlobFile, Range<Int64>)
+        case stream(BlobStreamRelay)
+
+        /// Releases what was never written: closes the file, stops the transfer.
+        func drop() {
+            switch self {
+            case .file(let file, _): file.close()
+            case .stream(let relay): relay.fail(ChannelError.ioOnClosedChannel)
+            }
+        }
+    }
+
     struct Entry: Sendable {
         let token: [UInt8]
-        let file: BlobFile
-        let range: Range<Int64>
+        let payload: Payload
     }
 
     private struct State {
         var entries: [Entry] = []
         var open = true
+        var eventLoop: (any EventLoop)?
     }
 
     private let state = NIOLockedValueBox(State())
 
+    /// The connection's event loop (set when the handler is added).
+    var eventLoop: (any EventLoop)? {
+        get { state.withLockedValue { $0.eventLoop } }
+        set { state.withLockedValue { $0.eventLoop = newValue } }
+    }
+
     /// Queues `file` for the next body part equal to the returned token. Returns nil (and closes
     /// the file) when the connection has already gone away.
     func enqueue(_ file: BlobFile, range: Range<Int64>) -> ByteBuffer? {
+        enqueue(.file(file, range))
+    }
+
+    /// Queues a store's transfer the same way. Returns nil (and fails the relay, which stops
+    /// the transfer) when the connection has already gone away.
+    func enqueue(_ relay: BlobStreamRelay) -> ByteBuffer? {
+        enqueue(.stream(relay))
+    }
+
+    private func enqueue(_ payload: Payload) -> ByteBuffer? {
         var generator = SystemRandomNumberGenerator()
         var token: [UInt8] = []
         token.reserveCapacity(Self.tokenSize)
@@ -81,11 +145,11 @@ final class SendfileQueue: Sendable {
         }
         let queued = state.withLockedValue { state -> Bool in
             guard state.open else { return false }
-            state.entries.append(Entry(token: token, file: file, range: range))
+            state.entries.append(Entry(token: token, payload: payload))
             return true
         }
         guard queued else {
-            file.close()
+            payload.drop()
             return nil
         }
         return ByteBuffer(bytes: token)
@@ -102,7 +166,7 @@ final class SendfileQueue: Sendable {
 
     /// Withdraws an entry the responder could not write (its body write failed).
     func cancel(token: ByteBuffer) {
-        take(matching: token)?.file.close()
+        take(matching: token)?.payload.drop()
     }
 
     /// The connection is gone: close whatever was never written, refuse anything new.
@@ -112,7 +176,7 @@ final class SendfileQueue: Sendable {
             defer { state.entries = [] }
             return state.entries
         }
-        for entry in entries { entry.file.close() }
+        for entry in entries { entry.payload.drop() }
     }
 
     var isOpen: Bool { state.withLockedValue { $0.open } }

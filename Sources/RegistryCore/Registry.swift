@@ -165,6 +165,22 @@ public final class Registry: Sendable {
         }
     }
 
+    /// Starts sending `range` of a blob into `sink` when the blob store streams that way (S3)
+    /// and the blob is not kept inline; nil otherwise (read it with `readBlob`). `size` is what
+    /// `blobSize` answered (the caller may read the blob). A blob the store does not have is
+    /// `blobUnknown` here, before any byte was sent.
+    public func startBlobTransfer(_ digest: Digest, size: Int64, range: Range<Int64>,
+                                  into sink: any BlobByteSink) async throws -> BlobTransfer? {
+        guard !keepsInline(size: size), !range.isEmpty, range.upperBound <= size else { return nil }
+        do {
+            return try await blobs.startTransfer(digest, range: range, into: sink)
+        } catch BlobStoreError.blobUnknown {
+            // Kept inline after all (a blob committed before the threshold changed): stream it.
+            if try await metadata.inlineContent(digest) != nil { return nil }
+            throw RegistryError(.blobUnknown, "blob content missing")
+        }
+    }
+
     public func deleteBlob(_ repository: RepositoryName, _ digest: Digest) async throws {
         if let blocker = await LockTable.deleteBlocker(try lockTable().repository(repository.value)) {
             throw RegistryError(.denied, blocker)

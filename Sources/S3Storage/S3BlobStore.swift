@@ -168,6 +168,19 @@ public final class S3BlobStore: BlobStore {
         }
     }
 
+    /// Streams the range straight into the sink (the HTTP layer's connection), see
+    /// `S3Client.startGetObject`. No HEAD first: a missing object is the GET's 404.
+    public func startTransfer(_ digest: Digest, range: Range<Int64>, into sink: any BlobByteSink) async throws -> BlobTransfer? {
+        guard !range.isEmpty else { return nil }
+        do {
+            return try await client.startGetObject(blobKey(digest), range: range, into: sink)
+        } catch S3Error.notFound {
+            throw BlobStoreError.blobUnknown
+        } catch S3Error.service(416, _, _) {
+            throw BlobStoreError.blobUnknown // the range lies past the blob's end
+        }
+    }
+
     /// A presigned GET of the blob, valid for `redirectTTL` seconds, when redirects are on and the
     /// bucket has the blob (one kept inline in the metadata store has no object).
     public func redirectURL(_ digest: Digest) async throws -> String? {

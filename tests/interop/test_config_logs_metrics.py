@@ -215,6 +215,19 @@ def test_lease_ttl_is_a_setting(registry, tmp_path):
         assert r.returncode != 0 and "BERTH_LEASE_TTL_SECONDS" in r.stderr, r.stderr
 
 
+@pytest.mark.server_env(BERTH_THREADS="1")
+def test_threads_is_a_setting(registry, tmp_path):
+    import os
+    # one event loop and one blocking-pool thread (NIO names them), not one per core
+    names = [open(f"/proc/{registry.proc.pid}/task/{t}/comm").read().strip() for t in os.listdir(f"/proc/{registry.proc.pid}/task")]
+    assert sum(n.startswith("NIO-SGLTN-") for n in names) == 1, names
+    assert sum(n.startswith("SGLTN-TP-") for n in names) <= 1, names
+    assert requests.get(f"{registry.base}/v2/", auth=registry.creds, timeout=10).status_code == 200
+    for bad in ("0", "257", "many"):
+        r = _serve(["--data", str(tmp_path / "d")], env=dict(os.environ, BERTH_THREADS=bad))
+        assert r.returncode != 0 and "BERTH_THREADS" in r.stderr, r.stderr
+
+
 @pytest.mark.server_env(BERTH_LOG_FORMAT="json")
 def test_json_logs_carry_identity_request_id_and_user_agent(registry):
     r = requests.get(f"{registry.base}/v2/", auth=registry.creds, headers={"User-Agent": 'ops-"test"\\1.0'}, timeout=10)
