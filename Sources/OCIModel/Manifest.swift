@@ -13,6 +13,19 @@ public enum MediaType {
 
     public static func isIndex(_ t: String) -> Bool { t == ociIndex || t == dockerManifestList }
 
+    /// RFC 6838 §4.2 `type/subtype` (restricted names, no parameters): the shape the image spec
+    /// requires of an `artifactType`.
+    public static func isRFC6838(_ t: String) -> Bool {
+        func restrictedName(_ part: Substring) -> Bool {
+            guard let first = part.first, part.count <= 127, first.isASCII, first.isLetter || first.isNumber else { return false }
+            return part.allSatisfy { c in
+                c.isASCII && (c.isLetter || c.isNumber || "!#$&-^_.+".contains(c))
+            }
+        }
+        let parts = t.split(separator: "/", maxSplits: 2, omittingEmptySubsequences: false)
+        return parts.count == 2 && restrictedName(parts[0]) && restrictedName(parts[1])
+    }
+
     /// Layer types that may live outside the registry (Windows base layers); not required to be present.
     public static func isNonDistributable(_ t: String) -> Bool {
         t.contains(".foreign.") || t.contains("nondistributable")
@@ -117,6 +130,10 @@ public enum ManifestParser {
             throw RegistryError(.manifestInvalid, "schemaVersion must be 2")
         }
         let subject = try raw.subject.map { d throws(RegistryError) in try validate(d, what: "subject") }
+        // stored and listed by the referrers API as given: only a media type, never any string
+        if let artifactType = raw.artifactType, !MediaType.isRFC6838(artifactType) {
+            throw RegistryError(.manifestInvalid, "artifactType must be a media type (type/subtype, RFC 6838)")
+        }
 
         if MediaType.isIndex(mediaType) {
             guard let manifests = raw.manifests, raw.config == nil, raw.layers == nil else {

@@ -52,6 +52,32 @@ func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(m.artifactType == "application/x-sbom")
     }
 
+    /// artifactType is stored and listed by the referrers API as pushed: a string that is not an
+    /// RFC 6838 `type/subtype` (empty, no subtype, parameters, spaces, kilobytes long) is refused.
+    @Test func artifactTypeMustBeAMediaType() throws {
+        func artifact(_ artifactType: String) -> [UInt8] {
+            let at = String(data: try! JSONEncoder().encode(artifactType), encoding: .utf8)!
+            return bytes("""
+            {"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":\(at),
+             "config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"\(d1)","size":2},
+             "layers":[{"mediaType":"application/vnd.wasm.content.layer.v1+wasm","digest":"\(d2)","size":20}]}
+            """)
+        }
+        for good in ["application/vnd.wasm.config.v0+json", "application/vnd.cncf.helm.config.v1+json",
+                     "application/vnd.cncf.notary.signature", "application/spdx+json", "text/x-a!#$&^_.-b"] {
+            #expect(try ManifestParser.parse(artifact(good), contentType: nil).artifactType == good)
+        }
+        for bad in ["", "application", "application/", "/json", "application/json; charset=utf-8", "not a media type",
+                    "application/vnd.a/b", "application/\u{e9}t\u{e9}", "-a/b", "a/" + String(repeating: "x", count: 128)] {
+            #expect(throws: RegistryError.self, "\(bad)") { try ManifestParser.parse(artifact(bad), contentType: nil) }
+        }
+        let index = bytes("""
+        {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","artifactType":"",
+         "manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\(d1)","size":5}]}
+        """)
+        #expect(throws: RegistryError.self) { try ManifestParser.parse(index, contentType: nil) }
+    }
+
     @Test func dockerSchema2AndList() throws {
         let docker = """
         {"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
