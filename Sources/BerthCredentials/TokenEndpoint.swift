@@ -65,8 +65,17 @@ public struct TokenEndpoint: Sendable {
     /// Token answers are small; anything larger is not one.
     static let answerLimit = 1 << 20
 
+    /// The default client of token requests (`berth login` and the CLI's commands): as
+    /// `HTTPClient.shared`, but a redirect is not followed, since a 307 or 308 would post the
+    /// password or refresh token on to whatever host it names.
+    public static let defaultClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
     /// `registry` is a normalised registry URL (`normalizeRegistryURL`).
-    public init(registry: String, client: HTTPClient = .shared) {
+    public init(registry: String, client: HTTPClient = TokenEndpoint.defaultClient) {
         self.registry = registry
         self.client = client
     }

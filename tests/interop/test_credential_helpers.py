@@ -242,6 +242,10 @@ def test_a_redirect_never_carries_a_secret_to_another_host(tmp_path):
                            input=json.dumps({"ServerURL": host, "Username": "ci", "Secret": "the-password"}).encode(),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert s.returncode == 1 and b"the-password" not in s.stdout + s.stderr, (s.stdout, s.stderr)
+        # berth login shares the token client: its password stays home too.
+        b = subprocess.run([str(berth_bin()), "login", f"http://{host}", "-u", "ci", "--password-stdin"], env=env, timeout=60,
+                           input=b"the-password\n", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert b.returncode != 0 and b"the-password" not in b.stdout + b.stderr, (b.stdout, b.stderr)
         assert got == [], got
     finally:
         for server in (elsewhere, redirecting):
