@@ -184,17 +184,29 @@ struct OCILayoutReader {
     }
 
     /// One layer's index, streamed from its blob file; its digest and size are checked over every byte.
+    /// At most one byte more than the descriptor's size is read, and only from a regular file, so a
+    /// blob that is a link to `/dev/zero` or far larger than declared ends at once, not after the disk.
     func index(_ layer: Layer) async throws -> LayerIndex {
         let path = blobPath(layer.digest)
+        guard layer.size >= 0, layer.size < Int64.max else {
+            throw CLIError("layer \(layer.digest) has an invalid size \(layer.size) in its descriptor")
+        }
+        let end = layer.size + 1
         do {
             return try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { handle in
+                guard try await handle.info().type == .regular else {
+                    throw CLIError("layer \(layer.digest) is not a regular file in the layout (\(path))")
+                }
                 let state = HashState(layer.digest.algorithm)
                 let index = try await LayerWalker().index(
-                    HashingChunks(base: handle.readChunks(in: 0..<Int64.max, chunkLength: .mebibytes(1)), state: state),
+                    HashingChunks(base: handle.readChunks(in: 0..<end, chunkLength: .mebibytes(1)), state: state),
                     mediaType: layer.mediaType)
-                if !state.finished {
+                if !state.finished && state.bytes < end {
                     // The walker stops at the end of the tar stream; the rest still counts for the digest.
-                    for try await chunk in handle.readChunks(in: state.bytes..<Int64.max, chunkLength: .mebibytes(1)) { state.add(chunk) }
+                    for try await chunk in handle.readChunks(in: state.bytes..<end, chunkLength: .mebibytes(1)) { state.add(chunk) }
+                }
+                guard state.bytes <= layer.size else {
+                    throw CLIError("layer \(layer.digest) is larger than the \(layer.size) bytes its descriptor says")
                 }
                 guard state.bytes == layer.size else {
                     throw CLIError("layer \(layer.digest) is \(state.bytes) bytes, its descriptor says \(layer.size)")

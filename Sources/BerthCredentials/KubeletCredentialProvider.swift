@@ -123,11 +123,15 @@ public enum KubeletCredentialProvider {
                         auth: [host: AuthConfig(username: refreshTokenUser, password: refresh)])
     }
 
+    /// The longest cache duration given, whatever expiry the registry's token claims: a day.
+    public static let maxCacheSeconds = 24 * 3600
+
     /// How long the kubelet may keep credentials that stay valid for `lifetime` seconds: four
-    /// fifths of it, and at least a minute less (0: not cached, for a token about to expire).
+    /// fifths of it, and at least a minute less (0: not cached, for a token about to expire), at
+    /// most `maxCacheSeconds` (an `exp` far in the future is no reason to trap or to cache for years).
     public static func cacheSeconds(lifetime: TimeInterval) -> Int {
         guard lifetime.isFinite, lifetime > 0 else { return 0 }
-        let seconds = min(lifetime * 0.8, lifetime - 60)
+        let seconds = min(lifetime * 0.8, lifetime - 60, Double(maxCacheSeconds))
         return seconds < 1 ? 0 : Int(seconds)
     }
 

@@ -65,8 +65,17 @@ public struct TokenEndpoint: Sendable {
     /// Token answers are small; anything larger is not one.
     static let answerLimit = 1 << 20
 
+    /// The default client of token requests (`berth login` and the CLI's commands): as
+    /// `HTTPClient.shared`, but a redirect is not followed, since a 307 or 308 would post the
+    /// password or refresh token on to whatever host it names.
+    public static let defaultClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
     /// `registry` is a normalised registry URL (`normalizeRegistryURL`).
-    public init(registry: String, client: HTTPClient = .shared) {
+    public init(registry: String, client: HTTPClient = TokenEndpoint.defaultClient) {
         self.registry = registry
         self.client = client
     }
@@ -74,9 +83,12 @@ public struct TokenEndpoint: Sendable {
     /// The HTTP client of a credential helper, which the kubelet or a container tool runs for one
     /// answer: it trusts the certificates of `caFile` (PEM) instead of the system's when given, and
     /// a connection that cannot be made (refused, an untrusted certificate) fails the call at once
-    /// rather than being tried again until the timeout. The caller shuts it down.
+    /// rather than being tried again until the timeout. Redirects are not followed: a 307 or 308
+    /// would send the form (a service-account token, a password, a refresh token) on to whatever
+    /// host it names, and tokens go to the configured registry only. The caller shuts it down.
     public static func helperClient(caFile: String?) throws -> HTTPClient {
         var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.timeout.connect = .seconds(10)
         if let caFile {

@@ -163,6 +163,17 @@ final class KubeletResponseTests: XCTestCase {
         }
     }
 
+    func testATokenExpiringFarInTheFutureIsCachedForADayAtMost() async throws {
+        // The expiry is the registry's claim: an absurd one must neither trap (Int of 1e300) nor
+        // give the kubelet a duration it cannot read.
+        let r = try KubeletCredentialProvider.parse(request(["apiVersion": v1, "image": "reg.example.com:5000/a", "serviceAccountToken": "t"]))
+        for exp in [1e300, 1e18, Double(Int64.max)] {
+            let response = try await KubeletCredentialProvider.respond(to: r, registry: registry, nodeToken: { nil }) { _ in jwt(["exp": exp]) }
+            XCTAssertEqual(response.cacheDuration, "24h0m0s", "exp \(exp)")
+        }
+        XCTAssertEqual(KubeletCredentialProvider.cacheSeconds(lifetime: .greatestFiniteMagnitude), 24 * 3600)
+    }
+
     func testCacheDurationsStayBelowTheLifetime() {
         XCTAssertEqual(KubeletCredentialProvider.cacheSeconds(lifetime: 3 * 3600), 8640)
         XCTAssertEqual(KubeletCredentialProvider.cacheSeconds(lifetime: 240), 180)

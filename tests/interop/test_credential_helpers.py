@@ -198,6 +198,61 @@ def test_the_ca_file_is_what_a_tls_registry_is_trusted_by(tls_registry, tmp_path
     assert missing.returncode != 0 and b"cannot read CA certificates" in missing.stderr, missing.stderr
 
 
+def test_a_redirect_never_carries_a_secret_to_another_host(tmp_path):
+    # A 307/308 keeps the method and the form: followed, it would post the pod's token (provider)
+    # or the password (helper's store) to the host it names. Neither helper follows it.
+    import http.server
+    import threading
+
+    got: list[bytes] = []
+
+    class Elsewhere(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            self.send_response(500)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    elsewhere = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+
+    class Redirecting(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{elsewhere.server_port}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    redirecting = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    for server in (elsewhere, redirecting):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{redirecting.server_port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
+        env["XDG_CONFIG_HOME"] = str(tmp_path)
+        p = subprocess.run([tool("berth-credential-provider"), "--registry", f"http://{host}"],
+                           input=request(f"{host}/apps/api:1", "pod.sa.token"), env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        assert p.returncode != 0 and p.stdout == b"" and b"pod.sa.token" not in p.stderr, (p.returncode, p.stderr)
+        s = subprocess.run([tool("docker-credential-berth"), "store"], env=env, timeout=60,
+                           input=json.dumps({"ServerURL": host, "Username": "ci", "Secret": "the-password"}).encode(),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert s.returncode == 1 and b"the-password" not in s.stdout + s.stderr, (s.stdout, s.stderr)
+        # berth login shares the token client: its password stays home too.
+        b = subprocess.run([str(berth_bin()), "login", f"http://{host}", "-u", "ci", "--password-stdin"], env=env, timeout=60,
+                           input=b"the-password\n", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert b.returncode != 0 and b"the-password" not in b.stdout + b.stderr, (b.stdout, b.stderr)
+        assert got == [], got
+    finally:
+        for server in (elsewhere, redirecting):
+            server.shutdown()
+            server.server_close()
+
+
 # ---------------------------------------------------------------------------
 # docker-credential-berth
 # ---------------------------------------------------------------------------

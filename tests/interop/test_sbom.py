@@ -268,3 +268,30 @@ def test_broken_layouts_are_refused_clearly(multi_platform, tmp_path):
     (multi_platform / "index.json").write_text(json.dumps({"manifests": [
         {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:../../../etc/passwd", "size": 10}]}))
     assert "invalid digest" in refused(multi_platform)
+
+
+def test_a_layer_blob_is_read_no_further_than_its_size(multi_platform):
+    # A layout is untrusted: a layer that is a link to /dev/zero (a tar of zero blocks, then no
+    # end) or far larger than its descriptor says is refused after size + 1 bytes, not read on.
+    index = json.loads((multi_platform / "index.json").read_text())
+    top = json.loads((multi_platform / "blobs" / index["manifests"][0]["digest"].replace(":", "/")).read_bytes())
+    amd = json.loads((multi_platform / "blobs" / top["manifests"][0]["digest"].replace(":", "/")).read_bytes())
+    layer = multi_platform / "blobs" / amd["layers"][0]["digest"].replace(":", "/")
+    original = layer.read_bytes()
+
+    def refused():
+        # The timeout only guards against the hang this test is about.
+        p = subprocess.run([str(berth_bin()), "scan", "inventory", "--oci-layout", str(multi_platform), "--platform", "linux/amd64"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+        assert p.returncode == 1 and p.stdout == "", (p.returncode, p.stdout)
+        assert p.stderr.startswith("berth: error: ") and len(p.stderr.splitlines()) == 1, p.stderr
+        return p.stderr
+
+    layer.unlink()
+    layer.symlink_to("/dev/zero")
+    assert "is not a regular file" in refused()
+    layer.unlink()
+    with open(layer, "wb") as f:
+        f.write(original)
+        f.truncate(1 << 40)  # a sparse terabyte: reading it all would take hours
+    assert f"larger than the {len(original)} bytes its descriptor says" in refused()
