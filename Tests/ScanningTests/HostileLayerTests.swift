@@ -210,12 +210,33 @@ import Testing
         #expect(index.summary == ["apk:ok@1", "apk:x@3", "deb:base-files@12.4+deb12u5", "deb:good@1.0-1"])
         let dpkg = try #require(index.files["var/lib/dpkg/status"]).problems.map(\.reason).joined(separator: "\n")
         #expect(dpkg.contains("malformed line"))
-        #expect(dpkg.contains("lacks Package or Version"))
-        #expect(dpkg.contains("has no Status"))
+        #expect(dpkg.contains("stanza at line 7 with no Package or Version; skipped"))
+        #expect(dpkg.contains("2 stanzas with no Status skipped (first at line 10)"))
         let apk = try #require(index.files["lib/apk/db/installed"]).problems.map(\.reason).joined(separator: "\n")
-        #expect(apk.contains("lacks P: or V:") && apk.contains("malformed line"))
+        #expect(apk.contains("entry at line 4 with no P: or V:; skipped") && apk.contains("malformed line"))
         let inventory = ImageInventory(layers: [index])
         #expect(!inventory.complete)
+    }
+
+    /// A database of many broken stanzas and lines is reported per reason, with a count: the index
+    /// of a hostile file does not grow with the number of its broken entries.
+    @Test func brokenEntriesAreCountedNotListed() async throws {
+        var status = "Package: good\nStatus: install ok installed\nVersion: 1\n\n"
+        for i in 0..<5000 { status += "Package: p\(i)\nVersion: 1\n\nPackage: q\(i)\nStatus: install ok installed\n\nno colon\n\n" }
+        var apk = "P:ok\nV:1\n\n"
+        for _ in 0..<5000 { apk += "V:2\n\n?\n\n" }
+        var t = TarWriter()
+        t.file("var/lib/dpkg/status", status)
+        t.file("lib/apk/db/installed", apk)
+        let index = try await walk(t.finished)
+        #expect(index.summary == ["apk:ok@1", "deb:good@1"])
+        let dpkg = try #require(index.files["var/lib/dpkg/status"]).problems.map(\.reason)
+        #expect(dpkg == ["5000 malformed line(s) ignored (first at line 11)",
+                         "5000 stanzas with no Status skipped (first at line 5)",
+                         "5000 stanzas with no Package or Version skipped (first at line 8)"])
+        let apkProblems = try #require(index.files["lib/apk/db/installed"]).problems.map(\.reason)
+        #expect(apkProblems == ["5000 malformed line(s) ignored (first at line 6)",
+                                "5000 entries with no P: or V: skipped (first at line 4)"])
     }
 
     @Test func malformedPythonAndNpmMetadata() async throws {

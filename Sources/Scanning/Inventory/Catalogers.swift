@@ -54,13 +54,29 @@ enum FileInterest: Equatable {
 /// Text lines of a file, split on LF (a trailing CR dropped), decoded as UTF-8 with
 /// replacement: hostile bytes never stop a parser, they only make odd values.
 enum TextLines {
-    static func lines(_ bytes: [UInt8]) -> [Substring] {
-        // Split the bytes, not the String: to Swift "\r\n" is one Character, not a line end.
-        bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map { line in
-            let end = line.last == 0x0D ? line.index(before: line.endIndex) : line.endIndex
-            return Substring(String(decoding: line[line.startIndex..<end], as: UTF8.self))
+    /// The lines one at a time: a file of many short lines is never held as an array of them.
+    static func lines(_ bytes: [UInt8]) -> Lines { Lines(bytes: bytes) }
+
+    struct Lines: Sequence {
+        let bytes: [UInt8]
+        struct Iterator: IteratorProtocol {
+            let bytes: [UInt8]
+            var start = 0
+            var done = false
+            mutating func next() -> Substring? {
+                guard !done else { return nil }
+                // Split the bytes, not the String: to Swift "\r\n" is one Character, not a line end.
+                var end = start
+                while end < bytes.count, bytes[end] != 0x0A { end += 1 }
+                let lineStart = start
+                if end < bytes.count { start = end + 1 } else { done = true }
+                let stop = end > lineStart && bytes[end - 1] == 0x0D ? end - 1 : end
+                return Substring(String(decoding: bytes[lineStart..<stop], as: UTF8.self))
+            }
         }
+        func makeIterator() -> Iterator { Iterator(bytes: bytes) }
     }
+
     static let maxField = 4096
     static func clip(_ s: some StringProtocol) -> String {
         let t = s.trimmingCharacters(in: .whitespaces)
@@ -112,55 +128,76 @@ enum OSReleaseParser {
 enum Stanzas {
     struct Stanza { var fields: [String: String] = [:]; var line: Int }
 
-    static func parse(_ bytes: [UInt8], stopAtFirstBlank: Bool) -> (stanzas: [Stanza], malformedLines: [Int]) {
-        var out: [Stanza] = []
+    /// Malformed lines, counted: the first one's number and how many (never a list of them).
+    struct Malformed {
+        var count = 0
+        var first: Int?
+        mutating func add(_ line: Int) { count += 1; if first == nil { first = line } }
+        func problem(path: String) -> InventoryProblem? {
+            guard let first else { return nil }
+            return InventoryProblem(path: path, reason: "\(count) malformed line(s) ignored (first at line \(first))")
+        }
+    }
+
+    /// Calls `each` for every stanza as it ends (none is kept), and returns the malformed lines.
+    static func parse(_ bytes: [UInt8], stopAtFirstBlank: Bool, each: (Stanza) -> Void) -> Malformed {
         var current: Stanza?
         var lastKey: String?
-        var malformed: [Int] = []
+        var malformed = Malformed()
         for (n, line) in TextLines.lines(bytes).enumerated() {
             if line.trimmingCharacters(in: .whitespaces).isEmpty {
-                if let c = current { out.append(c); current = nil; lastKey = nil; if stopAtFirstBlank { break } }
+                if let c = current { each(c); current = nil; lastKey = nil; if stopAtFirstBlank { return malformed } }
                 continue
             }
             if line.first == " " || line.first == "\t" {
                 // Continuation: only the first line of a field is kept (descriptions are not needed).
-                if lastKey == nil { malformed.append(n + 1) }
+                if lastKey == nil { malformed.add(n + 1) }
                 continue
             }
             guard let colon = line.firstIndex(of: ":"), colon != line.startIndex else {
-                malformed.append(n + 1); continue
+                malformed.add(n + 1); continue
             }
             let key = String(line[..<colon]).lowercased()
             if current == nil { current = Stanza(line: n + 1) }
             if current!.fields[key] == nil { current!.fields[key] = TextLines.clip(line[line.index(after: colon)...]) }
             lastKey = key
         }
-        if let c = current { out.append(c) }
-        return (out, malformed)
+        if let c = current { each(c) }
+        return malformed
     }
+}
 
-    static func malformedProblem(_ lines: [Int], path: String) -> InventoryProblem? {
-        guard let first = lines.first else { return nil }
-        return InventoryProblem(path: path, reason: "\(lines.count) malformed line(s) ignored (first at line \(first))")
+/// Stanzas or entries skipped for what they lack, counted per reason like malformed lines: a
+/// database of millions of broken stanzas gives one problem per reason, not millions.
+struct SkippedEntries {
+    /// Reasons in the order first seen, with how many and the first one's line.
+    var reasons: [(reason: String, count: Int, firstLine: Int)] = []
+    mutating func add(_ reason: String, line: Int) {
+        if let i = reasons.firstIndex(where: { $0.reason == reason }) { reasons[i].count += 1 } else { reasons.append((reason, 1, line)) }
+    }
+    func problems(path: String, entry: String, entries: String) -> [InventoryProblem] {
+        reasons.map { r in
+            InventoryProblem(path: path, reason: r.count == 1 ? "\(entry) at line \(r.firstLine) \(r.reason); skipped"
+                             : "\(r.count) \(entries) \(r.reason) skipped (first at line \(r.firstLine))")
+        }
     }
 }
 
 enum DpkgStatus {
     static func parse(_ bytes: [UInt8], path: String, requireInstalled: Bool) -> IndexedFile {
-        let (stanzas, malformed) = Stanzas.parse(bytes, stopAtFirstBlank: false)
         var file = IndexedFile()
-        if let p = Stanzas.malformedProblem(malformed, path: path) { file.problems.append(p) }
-        for s in stanzas {
+        var skipped = SkippedEntries()
+        let malformed = Stanzas.parse(bytes, stopAtFirstBlank: false) { s in
             if let status = s.fields["status"] {
                 // "install ok installed": only the last word says the package is on disk.
-                if status.split(separator: " ").last != "installed" { continue }
+                if status.split(separator: " ").last != "installed" { return }
             } else if requireInstalled {
-                file.problems.append(InventoryProblem(path: path, reason: "stanza at line \(s.line) has no Status; skipped"))
-                continue
+                skipped.add("with no Status", line: s.line)
+                return
             }
             guard let name = s.fields["package"], !name.isEmpty, let version = s.fields["version"], !version.isEmpty else {
-                file.problems.append(InventoryProblem(path: path, reason: "stanza at line \(s.line) lacks Package or Version; skipped"))
-                continue
+                skipped.add("with no Package or Version", line: s.line)
+                return
             }
             var sourceName: String? = name, sourceVersion: String?
             if let source = s.fields["source"], !source.isEmpty {
@@ -175,6 +212,8 @@ enum DpkgStatus {
             file.packages.append(InventoryPackage(type: .deb, name: name, version: version, sourceName: sourceName,
                                                   sourceVersion: sourceVersion, architecture: s.fields["architecture"], locations: [path]))
         }
+        if let p = malformed.problem(path: path) { file.problems.append(p) }
+        file.problems += skipped.problems(path: path, entry: "stanza", entries: "stanzas")
         return file
     }
 }
@@ -184,12 +223,13 @@ enum ApkInstalled {
         var file = IndexedFile()
         var fields: [Character: String] = [:]
         var startLine = 1
-        var malformed: [Int] = []
+        var malformed = Stanzas.Malformed()
+        var skipped = SkippedEntries()
         func flush() {
             defer { fields = [:] }
             guard !fields.isEmpty else { return }
             guard let name = fields["P"], !name.isEmpty, let version = fields["V"], !version.isEmpty else {
-                file.problems.append(InventoryProblem(path: path, reason: "entry at line \(startLine) lacks P: or V:; skipped"))
+                skipped.add("with no P: or V:", line: startLine)
                 return
             }
             file.packages.append(InventoryPackage(type: .apk, name: name, version: version, sourceName: fields["o"] ?? name,
@@ -197,13 +237,14 @@ enum ApkInstalled {
         }
         for (n, line) in TextLines.lines(bytes).enumerated() {
             if line.isEmpty { flush(); startLine = n + 2; continue }
-            guard line.count >= 2, line.dropFirst().first == ":", let key = line.first else { malformed.append(n + 1); continue }
+            guard line.count >= 2, line.dropFirst().first == ":", let key = line.first else { malformed.add(n + 1); continue }
             if fields.isEmpty { startLine = n + 1 }
             // Only the package's own fields; the file list (F:, R:, Z:, …) is many lines and not needed.
             if "PVAo".contains(key), fields[key] == nil { fields[key] = TextLines.clip(line.dropFirst(2)) }
         }
         flush()
-        if let p = Stanzas.malformedProblem(malformed, path: path) { file.problems.append(p) }
+        if let p = malformed.problem(path: path) { file.problems.append(p) }
+        file.problems += skipped.problems(path: path, entry: "entry", entries: "entries")
         return file
     }
 }
@@ -214,10 +255,11 @@ enum PythonMetadata {
 
     static func parse(_ bytes: [UInt8], path: String) -> IndexedFile {
         // Headers end at the first blank line; the description follows and is not read.
-        let (stanzas, malformed) = Stanzas.parse(bytes, stopAtFirstBlank: true)
+        var first: Stanzas.Stanza?
+        let malformed = Stanzas.parse(bytes, stopAtFirstBlank: true) { first = first ?? $0 }
         var file = IndexedFile()
-        if let p = Stanzas.malformedProblem(malformed, path: path) { file.problems.append(p) }
-        guard let s = stanzas.first, let name = s.fields["name"], !name.isEmpty, let version = s.fields["version"], !version.isEmpty else {
+        if let p = malformed.problem(path: path) { file.problems.append(p) }
+        guard let s = first, let name = s.fields["name"], !name.isEmpty, let version = s.fields["version"], !version.isEmpty else {
             file.problems.append(InventoryProblem(path: path, reason: "no Name or Version header"))
             return file
         }
