@@ -35,6 +35,8 @@ final class ScriptedTransferStore: BlobStore, @unchecked Sendable {
     let script = NIOLockedValueBox(Script.deliver(chunk: 7000))
     let started = NIOLockedValueBox(0)
     let cancelled = NIOLockedValueBox(0)
+    /// Bytes handed to the sink so far (what the relay took from the source).
+    let delivered = NIOLockedValueBox(0)
 
     init(inner: any BlobStore) { self.inner = inner }
 
@@ -74,6 +76,7 @@ final class ScriptedTransferStore: BlobStore, @unchecked Sendable {
                 }
                 return
             }
+            delivered.withLockedValue { $0 += next - offset }
             sink.write(ByteBuffer(bytes: bytes[offset..<next])).whenComplete { result in
                 switch result {
                 case .failure(let error): end(.failure(error))
@@ -128,6 +131,8 @@ final class RawConnection: @unchecked Sendable {
 
     init(port: Int) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var window: Int32 = 64 << 10  // small: a client that stops reading holds the server back soon
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &window, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -290,6 +295,73 @@ final class RawConnection: @unchecked Sendable {
             #expect(got.status == 404)
             #expect(String(decoding: got.body, as: UTF8.self).contains("BLOB_UNKNOWN"))
             #expect(store.started.withLockedValue { $0 } == 0)
+        }
+    }
+
+    /// Requests sent together on one keep-alive connection (HEAD, GET, ranged GET) are answered
+    /// in order, each body exactly its bytes (the relay's writes never overtake or trail another
+    /// response); an HTTP/1.0 client gets an HTTP/1.0 answer with the whole body.
+    @Test func pipelinedRequestsAndHTTP10GetTheirOwnAnswers() async throws {
+        try await run { store, port, client in
+            let digest = try await V2(client: client).pushBlob("t/relay", Self.blob)
+            let path = "/v2/t/relay/blobs/\(digest)"
+            let (answers, afterHead) = try await blocking {
+                let c = try RawConnection(port: port)
+                defer { c.close() }
+                c.send("HEAD \(path) HTTP/1.1\r\nHost: x\r\n\r\n"
+                       + "GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n"
+                       + "GET \(path) HTTP/1.1\r\nHost: x\r\nRange: bytes=5-9\r\n\r\n")
+                let head = c.readHead()
+                let whole = c.readHead()
+                let wholeBody = c.read(upTo: Self.blob.count)
+                let ranged = c.readHead()
+                let rangedBody = c.read(upTo: 5)
+                return ([(head.status, head.headers["content-length"], [UInt8]()),
+                         (whole.status, whole.headers["content-length"], wholeBody),
+                         (ranged.status, ranged.headers["content-length"], rangedBody)], store.started.withLockedValue { $0 })
+            }
+            #expect(answers[0].0 == 200 && answers[0].1 == "\(Self.blob.count)")
+            #expect(answers[1].0 == 200 && answers[1].2 == Self.blob, "\(answers[1].2.count) bytes")
+            #expect(answers[2].0 == 206 && answers[2].1 == "5" && answers[2].2 == Array(Self.blob[5...9]))
+            #expect(afterHead == 2)
+            let old = try await blocking {
+                let c = try RawConnection(port: port)
+                defer { c.close() }
+                c.send("GET \(path) HTTP/1.0\r\nHost: x\r\n\r\n")
+                var got: [UInt8] = []
+                while true {
+                    let more = c.read(upTo: 1 << 20)
+                    if more.isEmpty { break }
+                    got += more
+                }
+                return got
+            }
+            let text = String(decoding: old.prefix(16), as: UTF8.self)
+            #expect(text.hasPrefix("HTTP/1.0 200"), "\(text)")
+            #expect(Array(old.suffix(Self.blob.count)) == Self.blob && old.count > Self.blob.count)
+        }
+    }
+
+    /// A client that stops reading holds the source back: the relay takes no more from it than
+    /// the socket buffers and one chunk hold, and once the client reads on, every byte arrives.
+    @Test func aClientThatStopsReadingHoldsTheSourceBack() async throws {
+        try await run { store, port, client in
+            let big: [UInt8] = (0..<(32 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ ($0 >> 11)) }
+            let digest = try await V2(client: client).pushBlob("t/relay", big)
+            store.script.withLockedValue { $0 = .deliver(chunk: 64 << 10) }
+            let c = try RawConnection(port: port)
+            defer { c.close() }
+            let status = try await blocking {
+                c.send("GET /v2/t/relay/blobs/\(digest) HTTP/1.1\r\nHost: x\r\n\r\n")
+                return c.readHead().status
+            }
+            #expect(status == 200)
+            // Time for an unbounded relay to take the whole blob; a bounded one stops early.
+            try await Task.sleep(for: .seconds(1))
+            let held = store.delivered.withLockedValue { $0 }
+            #expect(held < 16 << 20, "the relay took \(held) bytes from the source while the client read none")
+            let body = try await blocking { c.read(upTo: big.count) }
+            #expect(body == big, "\(body.count) bytes")
         }
     }
 }
