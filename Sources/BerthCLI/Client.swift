@@ -76,7 +76,9 @@ struct ManagementClient: Sendable {
         }
         let response: HTTPClientResponse
         do {
-            response = try await HTTPClient.shared.execute(request, timeout: timeout)
+            // The token client's: no redirect is followed. `/api/v1` never redirects, and a followed
+            // 307 or 308 would make another host's answer (and a body re-sent to it) the registry's.
+            response = try await TokenEndpoint.defaultClient.execute(request, timeout: timeout)
         } catch {
             throw CLIError("cannot reach \(url): \(error)")
         }

@@ -253,6 +253,67 @@ def test_a_redirect_never_carries_a_secret_to_another_host(tmp_path):
             server.server_close()
 
 
+def test_a_management_call_never_follows_a_redirect_with_its_token():
+    # `/api/v1` never redirects. Before the fix the CLI followed a 307 and printed another host's
+    # answer as the registry's (AsyncHTTPClient dropped the bearer token on the way: the other host
+    # saw an empty Authorization). The CLI's management client follows no redirect now.
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Elsewhere(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization") or "")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"[]")
+
+        def log_message(self, *args):
+            pass
+
+    elsewhere = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+
+    class Registry(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # the password grant: a token, as Berth's endpoint answers
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = json.dumps({"access_token": "the-management-token", "token": "the-management-token",
+                               "expires_in": 300}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{elsewhere.server_port}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    registry = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    for server in (elsewhere, registry):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
+        env.update(BERTH_REGISTRY=f"http://127.0.0.1:{registry.server_port}", BERTH_USERNAME="ci",
+                   BERTH_PASSWORD="the-password")
+        p = subprocess.run([str(berth_bin()), "identity", "list"], env=env, timeout=60,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert p.returncode != 0, (p.stdout, p.stderr)
+        assert b"307" in p.stderr, p.stderr
+        assert seen == [], seen
+    finally:
+        for server in (elsewhere, registry):
+            server.shutdown()
+            server.server_close()
+
+
 # ---------------------------------------------------------------------------
 # docker-credential-berth
 # ---------------------------------------------------------------------------
