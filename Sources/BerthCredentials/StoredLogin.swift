@@ -50,12 +50,48 @@ public struct CLIConfig: Codable, Equatable, Sendable {
 
     public static func load() throws -> CLIConfig {
         let path = Self.path
-        guard let data = FileManager.default.contents(atPath: path.path) else { return CLIConfig() }
+        guard let data = try readBounded(path.path) else { return CLIConfig() }
         do {
             return try JSONDecoder().decode(CLIConfig.self, from: data)
         } catch {
             throw CredentialError("\(path.path) is not a valid berth configuration file; remove it and run berth login again")
         }
+    }
+
+    /// The largest configuration file read: logins for a few hundred registries fit many times over.
+    static let sizeLimit = 4 << 20
+
+    /// The file's bytes, nil when it does not exist. Anything but a regular file (a FIFO would block
+    /// the read), or a file over `sizeLimit`, is an error rather than a read without end.
+    static func readBounded(_ path: String) throws -> Data? {
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw CredentialError("cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            throw CredentialError("\(path) is not a regular file; remove it and run berth login again")
+        }
+        guard info.st_size <= sizeLimit else {
+            throw CredentialError("\(path) is larger than \(sizeLimit >> 20) MiB, so it is not a berth configuration file; remove it and run berth login again")
+        }
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CredentialError("cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            data.append(contentsOf: buffer[0..<n])
+            guard data.count <= sizeLimit else {
+                throw CredentialError("\(path) is larger than \(sizeLimit >> 20) MiB, so it is not a berth configuration file; remove it and run berth login again")
+            }
+        }
+        return data
     }
 
     /// Writes the file with mode 0600 inside a directory with mode 0700, atomically (temp file + rename).
