@@ -257,6 +257,7 @@ let package = Package(
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "BerthCredentialsTests", dependencies: ["BerthCredentials", "Access"]),
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "OCIModel"]),
+        .testTarget(name: "ReplicationTests", dependencies: ["ReplicationFeature"]),
         .testTarget(name: "TaskRunnerTests", dependencies: ["TaskRunner", "Tasks", "OCIModel"]),
         .testTarget(name: "ScanningTests", dependencies: [
             "Scanning",
