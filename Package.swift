@@ -150,6 +150,13 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: strict),
+        // Issue 13: replicas in other regions (`/api/v1/replications`), their sealed credentials and status.
+        .target(name: "ReplicationFeature", dependencies: [
+            "HTTPAPI", "RegistryStore", "Access", "BerthAPIContract",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
         .target(name: "AdmissionFeature", dependencies: [
             "HTTPAPI", "Admission", "RegistryCore", "Access", "OCIModel",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -200,6 +207,7 @@ let package = Package(
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing", "Backends", "SQLiteStore",
             "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract", "BerthCredentials", "Scanning",
+            "ReplicationFeature",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -249,6 +257,7 @@ let package = Package(
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "BerthCredentialsTests", dependencies: ["BerthCredentials", "Access"]),
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "OCIModel"]),
+        .testTarget(name: "ReplicationTests", dependencies: ["ReplicationFeature"]),
         .testTarget(name: "TaskRunnerTests", dependencies: ["TaskRunner", "Tasks", "OCIModel"]),
         .testTarget(name: "ScanningTests", dependencies: [
             "Scanning",
@@ -257,6 +266,7 @@ let package = Package(
         ], resources: [.copy("Fixtures")]),
         .testTarget(name: "HTTPAPITests", dependencies: [
             "HTTPAPI", "Admission", "Signing", "BlobStorage", "Backends", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract",
+            "ReplicationFeature",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -7,6 +7,7 @@ import Foundation
 import RegistryStore
 import Webhooks
 import WebhooksAPI
+import ReplicationFeature
 import HTTPAPI
 import Hummingbird
 import Logging
@@ -25,7 +26,7 @@ struct Berth: AsyncParsableCommand {
             LoginCommand.self, LogoutCommand.self,
             IdentityGroup.self, RoleGroup.self, ScopeMapGroup.self, TokenGroup.self,
             RegistryShow.self, RegistryUpdate.self, AdminCredentialGroup.self, KeysGroup.self, CertificateGroup.self,
-            NetworkRuleGroup.self, AuditGroup.self, WebhookGroup.self, ConfigGroup.self, ManifestGroup.self,
+            NetworkRuleGroup.self, AuditGroup.self, WebhookGroup.self, ReplicationGroup.self, ConfigGroup.self, ManifestGroup.self,
             SignCommand.self, VerifyCommand.self, TrustStoreGroup.self,
             RepositoryGroup.self, PurgeCommand.self, GCGroup.self, QuotaGroup.self, ShowUsage.self, EventConsumerGroup.self,
             RecoverGroup.self, BackupCommand.self, RestoreCommand.self,
@@ -174,10 +175,15 @@ struct Serve: AsyncParsableCommand {
                                                                    importing: settings.data + "/keys")
         let webhooks = WebhookService(store: backends.metadata, events: backends.metadata, sealingKey: sealingKey,
                                       policy: outbound, logger: Logger(label: "berth.webhooks"))
+        let replication = ReplicationService(
+            store: backends.metadata, events: backends.metadata,
+            sealingKey: try await ReplicationService.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek)),
+            policy: outbound, logger: Logger(label: "berth.replication"))
         let listening = ListeningFlag()
         let app = try await BerthServer.makeApplication(
             registry: registry, access: access,
-            features: [WebhooksFeature(service: webhooks), ContentTrustFeature(registry: registry), AdmissionFeature()],
+            features: [WebhooksFeature(service: webhooks), ContentTrustFeature(registry: registry), AdmissionFeature(),
+                       ReplicationFeature(service: replication)],
             host: host, port: port, limits: limits, publicURL: settings.publicURL,
             serviceName: settings.tokenServiceName, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),

@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo]
 
     static var latest: Int { all.count }
 
@@ -286,6 +286,25 @@ enum PostgresMigrations {
             keep bigint NOT NULL,
             created_at double precision NOT NULL,
             last_run_at double precision)
+        """,
+    ]
+
+    /// Replicas of issue 13 (PostgresMetadataStore+Replication.swift): the credential sealed by the
+    /// caller; the progress columns are what the replication consumer last saw.
+    static let vGeo: [String] = [
+        """
+        CREATE TABLE replicas (
+            location \(text) PRIMARY KEY,
+            endpoint \(text) NOT NULL,
+            sealed_credential bytea,
+            region_endpoint_enabled boolean NOT NULL,
+            created_at double precision NOT NULL,
+            peer_sequence bigint,
+            peer_sequence_at double precision,
+            oldest_pending_at double precision,
+            bytes_pending bigint NOT NULL DEFAULT 0,
+            last_error text,
+            last_error_at double precision)
         """,
     ]
 

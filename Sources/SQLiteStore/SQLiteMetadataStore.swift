@@ -348,6 +348,25 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 CREATE INDEX upload_sessions_by_update ON upload_sessions(updated_at);
                 """)
         }
+        m.registerMigration("v14-geo") { db in
+            // Replicas of issue 13 (SQLiteMetadataStore+Replication.swift): the credential sealed by
+            // the caller; the progress columns are what the replication consumer last saw.
+            try db.execute(sql: """
+                CREATE TABLE replicas (
+                    location TEXT PRIMARY KEY,
+                    endpoint TEXT NOT NULL,
+                    sealed_credential BLOB,
+                    region_endpoint_enabled INTEGER NOT NULL,
+                    created_at REAL NOT NULL,
+                    peer_sequence INTEGER,
+                    peer_sequence_at REAL,
+                    oldest_pending_at REAL,
+                    bytes_pending INTEGER NOT NULL DEFAULT 0,
+                    last_error TEXT,
+                    last_error_at REAL
+                ) WITHOUT ROWID;
+                """)
+        }
         return m
     }
 

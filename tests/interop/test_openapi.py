@@ -340,6 +340,11 @@ CONTRACT_BODIES: Dict[Route, Tuple[object, object]] = {
     ("PATCH", "/api/v1/webhooks/{}"): ("WebhookRequest", "WebhookView"),
     ("POST", "/api/v1/webhooks/{}/ping"): (None, "WebhookDeliveryView"),
     ("GET", "/api/v1/webhooks/{}/events"): (None, ["WebhookDeliveryView"]),
+    ("GET", "/api/v1/replications"): (None, ["ReplicaView"]),
+    ("POST", "/api/v1/replications"): ("ReplicationRequest", "ReplicaView"),
+    ("GET", "/api/v1/replications/{}"): (None, "ReplicaView"),
+    ("PATCH", "/api/v1/replications/{}"): ("ReplicationRequest", "ReplicaView"),
+    ("GET", "/api/v1/replications/{}/status"): (None, "ReplicaStatusView"),
     ("GET", "/api/v1/quarantine"): (None, "QuarantinePolicyView"),
     ("PATCH", "/api/v1/quarantine"): ("QuarantinePolicyRequest", "QuarantineChangeView"),
     ("PATCH", "/api/v1/quarantine/manifests"): ("QuarantineStateRequest", "QuarantineVerdictView"),
@@ -764,6 +769,18 @@ def test_hand_written_calls_match_the_document(registry, hook_receiver):
     assert call("POST", "/api/v1/webhooks/{name}/ping", "/api/v1/webhooks/ci/ping", expect=200)["statusCode"] == 200
     call("GET", "/api/v1/webhooks/{name}/events", "/api/v1/webhooks/ci/events", params={"limit": 5}, expect=200)
     call("PATCH", "/api/v1/webhooks/{name}", "/api/v1/webhooks/ci", json={"status": "disabled"}, expect=200)
+
+    # replicas (issue 13): the credential is never shown
+    replica = call("POST", "/api/v1/replications", json={"location": "southeastasia", "endpoint": "https://203.0.113.10",
+                                                         "credential": "replicator:s3cret"}, expect=201)
+    assert replica["credentialSet"] is True and "s3cret" not in json.dumps(replica)
+    call("GET", "/api/v1/replications", expect=200)
+    call("PATCH", "/api/v1/replications/{location}", "/api/v1/replications/southeastasia",
+         json={"regionEndpointEnabled": False}, expect=200)
+    assert call("GET", "/api/v1/replications/{location}", "/api/v1/replications/southeastasia",
+                expect=200)["regionEndpointEnabled"] is False
+    call("GET", "/api/v1/replications/{location}/status", "/api/v1/replications/southeastasia/status", expect=200)
+    call("DELETE", "/api/v1/replications/{location}", "/api/v1/replications/southeastasia", expect=204)
 
     # quarantine and content trust
     change = call("PATCH", "/api/v1/quarantine", json={"enabled": True, "grandfatherExisting": False, "dryRun": True},

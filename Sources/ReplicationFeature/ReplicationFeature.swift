@@ -1,0 +1,97 @@
+import BerthAPIContract
+import Foundation
+import HTTPAPI
+import Hummingbird
+import RegistryStore
+
+/// Replication between regions as a feature (issue 13): `/api/v1/replications` (behind the
+/// management check) and the replicas' gauges of `/metrics`.
+public struct ReplicationFeature: RegistryFeature {
+    let replication: ReplicationService
+
+    public init(service: ReplicationService) {
+        replication = service
+    }
+
+    public func updateMetrics(_ metrics: HTTPMetrics) async throws {
+        let statuses = try await replication.statuses()
+        metrics.setGauge("berth_replicas", [], Double(statuses.count), help: "Replicas (other regions) this region replicates with")
+        for s in statuses {
+            let labels = [("location", s.replica.location)]
+            metrics.setGauge("berth_replication_region_endpoint_enabled", labels, s.replica.regionEndpointEnabled ? 1 : 0,
+                             help: "1 when clients may be routed to the replica's own data endpoint")
+            metrics.setGauge("berth_replication_bytes_pending", labels, Double(s.progress.bytesPending),
+                             help: "Bytes of a replica's blobs known to be missing here and not fetched yet")
+            if let lag = s.lagEvents {
+                metrics.setGauge("berth_replication_lag_events", labels, Double(lag), help: "Events of a replica's log not applied here yet")
+            }
+            if let lag = s.lagSeconds {
+                metrics.setGauge("berth_replication_lag_seconds", labels, lag, help: "Age of the oldest event of a replica's log not applied here yet")
+            }
+        }
+    }
+
+    public func addRoutes(to routes: FeatureRoutes) {
+        let replication = self.replication
+        let server = routes.server
+        let api = routes.management
+        api.get("replications") { _, _ in
+            server.json(try await replication.list().map(ReplicaView.init))
+        }
+        api.post("replications") { request, _ in
+            let body = try await server.decode(ReplicationRequest.self, request)
+            if body.clearCredential == true { throw ReplicationError.invalid("clearCredential is for updates") }
+            let replica = try await replication.create(location: body.location ?? "", endpoint: body.endpoint ?? "", credential: body.credential,
+                                                       regionEndpointEnabled: body.regionEndpointEnabled ?? true)
+            return server.json(ReplicaView(replica), status: .created)
+        }
+        api.get("replications/:location") { _, context in
+            server.json(ReplicaView(try await replication.get(try context.parameters.require("location"))))
+        }
+        api.patch("replications/:location") { request, context in
+            let location = try context.parameters.require("location")
+            let body = try await server.decode(ReplicationRequest.self, request)
+            if let named = body.location, named != location { throw ReplicationError.invalid("a replica's location cannot change") }
+            let replica = try await replication.update(location: location, endpoint: body.endpoint, credential: body.credential,
+                                                       clearCredential: body.clearCredential ?? false,
+                                                       regionEndpointEnabled: body.regionEndpointEnabled)
+            return server.json(ReplicaView(replica))
+        }
+        api.delete("replications/:location") { _, context in
+            try await replication.delete(location: try context.parameters.require("location"))
+            return Response(status: .noContent)
+        }
+        api.get("replications/:location/status") { _, context in
+            server.json(ReplicaStatusView(try await replication.status(try context.parameters.require("location"))))
+        }
+    }
+}
+
+/// Replication errors in the management API's envelope.
+extension ReplicationError: ManagementErrorConvertible {
+    public var managementError: ManagementError {
+        switch self {
+        case .invalid(let m): ManagementError(status: .badRequest, code: "INVALID", message: m)
+        case .notFound(let m): ManagementError(status: .notFound, code: "NOT_FOUND", message: "\(m) not found")
+        case .conflict(let m): ManagementError(status: .conflict, code: "CONFLICT", message: m)
+        }
+    }
+}
+
+// The HTTP edge: the service's values in the management API's contract.
+
+extension ReplicaView {
+    init(_ r: Replica) {
+        self.init(location: r.location, endpoint: r.endpoint, credentialSet: r.credentialSet, regionEndpointEnabled: r.regionEndpointEnabled,
+                  createdAt: r.createdAt)
+    }
+}
+
+extension ReplicaStatusView {
+    init(_ s: ReplicaStatus) {
+        self.init(location: s.replica.location, endpoint: s.replica.endpoint, regionEndpointEnabled: s.replica.regionEndpointEnabled,
+                  peerSequence: s.progress.peerSequence, peerSequenceAt: s.progress.peerSequenceAt, appliedSequence: s.appliedSequence,
+                  lagEvents: s.lagEvents, lagSeconds: s.lagSeconds, bytesPending: s.progress.bytesPending,
+                  lastError: s.progress.lastError, lastErrorAt: s.progress.lastErrorAt)
+    }
+}

@@ -1,0 +1,208 @@
+import Access
+import Crypto
+import Foundation
+import Logging
+import RegistryStore
+
+/// A replica as the service hands it to the HTTP edge: never its credential.
+public struct Replica: Sendable, Equatable {
+    public var location: String
+    public var endpoint: String
+    public var credentialSet: Bool
+    public var regionEndpointEnabled: Bool
+    public var createdAt: Date
+}
+
+/// How far this region is behind a replica (`berth replication status`).
+public struct ReplicaStatus: Sendable, Equatable {
+    public var replica: Replica
+    public var progress: ReplicaProgress
+    public var appliedSequence: Int64?
+    public var lagEvents: Int64?
+    public var lagSeconds: Double?
+}
+
+public enum ReplicationError: Error, Equatable, Sendable {
+    case invalid(String)
+    case notFound(String)
+    case conflict(String)
+}
+
+/// Replicas of this registry in other regions (issue 13): their configuration, the credential this
+/// region presents to each (sealed, bound to the replica's location), and their status. A peer's
+/// endpoint is checked by the outbound policy when it is set (loopback, private and link-local
+/// addresses only when the operator allows them).
+public final class ReplicationService: Sendable {
+    let store: any ReplicationStore
+    let events: any EventLogStore
+    let sealingKey: SymmetricKey
+    let policy: OutboundPolicy
+    let logger: Logger
+
+    public init(store: any ReplicationStore, events: any EventLogStore, sealingKey: SymmetricKey, policy: OutboundPolicy = OutboundPolicy(),
+                logger: Logger = Logger(label: "berth.replication")) {
+        self.store = store
+        self.events = events
+        self.sealingKey = sealingKey
+        self.policy = policy
+        self.logger = logger
+    }
+
+    /// The name of the sealing key in the key material store.
+    public static let keyMaterialName = "replication-sealing-key"
+
+    /// The key that seals peer credentials, shared by every node of the registry (created once).
+    public static func sharedSealingKey(_ shared: SharedKeyMaterial) async throws -> SymmetricKey {
+        let loaded = try await shared.loadOrCreate(keyMaterialName) { SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) } }
+        guard loaded.plaintext.count == 32 else { throw KeyMaterialError("the stored replication sealing key is not 32 bytes") }
+        return SymmetricKey(data: loaded.plaintext)
+    }
+
+    /// The name of the event consumer whose cursor is this region's place in the replica's event log.
+    public static func consumerName(_ location: String) -> String { "replication:" + location }
+
+    // MARK: sealing
+
+    static let sealedFormat: UInt8 = 1
+
+    static func context(_ location: String) -> Data {
+        Data("berth-replica:\(location.utf8.count):\(location):credential".utf8)
+    }
+
+    /// Seals `credential` bound to the replica's location: copied in the database onto another
+    /// replica it does not open.
+    func seal(_ credential: String, location: String) throws -> Data {
+        let box = try AES.GCM.seal(Data(credential.utf8), using: sealingKey, authenticating: Self.context(location))
+        return Data([Self.sealedFormat]) + box.combined!
+    }
+
+    /// The replica's credential in the clear (for the replication consumer), nil when none is stored.
+    public func credential(location: String) async throws -> String? {
+        guard let r = try await store.replica(location: location) else { throw ReplicationError.notFound("replica \(location)") }
+        guard let sealed = r.sealedCredential else { return nil }
+        guard sealed.first == Self.sealedFormat, let box = try? AES.GCM.SealedBox(combined: sealed.dropFirst()),
+              let plain = try? AES.GCM.open(box, using: sealingKey, authenticating: Self.context(location)) else {
+            throw ReplicationError.invalid("the stored credential of replica \(location) does not open with this registry's key")
+        }
+        return String(decoding: plain, as: UTF8.self)
+    }
+
+    // MARK: validation
+
+    static func validate(location: String) throws(ReplicationError) {
+        guard !location.isEmpty, location.utf8.count <= 64, location.first != "-",
+              location.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d })
+        else { throw .invalid("a location is 1-64 characters of a-z, 0-9 and '-' (e.g. southeastasia)") }
+    }
+
+    /// An http(s) base URL without credentials, query or fragment; normalized without a trailing slash.
+    static func normalize(endpoint: String) throws(ReplicationError) -> String {
+        guard endpoint.utf8.count <= 2048, let url = URLComponents(string: endpoint),
+              url.scheme == "http" || url.scheme == "https", let host = url.host, !host.isEmpty,
+              url.user == nil, url.password == nil, url.query == nil, url.fragment == nil
+        else { throw .invalid("endpoint must be an http(s) URL without credentials, query or fragment (e.g. https://sea.registry.example)") }
+        var normalized = endpoint
+        while normalized.hasSuffix("/") { normalized.removeLast() }
+        return normalized
+    }
+
+    static func validate(credential: String) throws(ReplicationError) {
+        guard let colon = credential.firstIndex(of: ":"), colon != credential.startIndex, credential.index(after: colon) != credential.endIndex,
+              credential.utf8.count <= 4096, !credential.utf8.contains(where: { $0 < 0x20 || $0 == 0x7f })
+        else { throw .invalid("credential must be identity:secret (the peer's service identity and its secret)") }
+    }
+
+    func checkTarget(_ endpoint: String) async throws(ReplicationError) {
+        do {
+            try await policy.checkTarget(endpoint)
+        } catch {
+            throw .invalid("endpoint refused: \(error.message)")
+        }
+    }
+
+    // MARK: management
+
+    static func replica(_ r: ReplicaRecord) -> Replica {
+        Replica(location: r.location, endpoint: r.endpoint, credentialSet: r.sealedCredential != nil,
+                regionEndpointEnabled: r.regionEndpointEnabled, createdAt: r.createdAt)
+    }
+
+    public func list() async throws -> [Replica] {
+        try await store.replicas().map(Self.replica)
+    }
+
+    public func get(_ location: String) async throws -> Replica {
+        guard let r = try await store.replica(location: location) else { throw ReplicationError.notFound("replica \(location)") }
+        return Self.replica(r)
+    }
+
+    public func create(location: String, endpoint: String, credential: String?, regionEndpointEnabled: Bool) async throws -> Replica {
+        try Self.validate(location: location)
+        let endpoint = try Self.normalize(endpoint: endpoint)
+        if let credential { try Self.validate(credential: credential) }
+        try await checkTarget(endpoint)
+        let record = ReplicaRecord(location: location, endpoint: endpoint, sealedCredential: try credential.map { try seal($0, location: location) },
+                                   regionEndpointEnabled: regionEndpointEnabled, createdAt: Date())
+        guard try await store.createReplica(record) else { throw ReplicationError.conflict("replica \(location) exists") }
+        logger.info("replica created", metadata: ["location": "\(location)", "endpoint": "\(endpoint)"])
+        return try await get(location)
+    }
+
+    public func update(location: String, endpoint: String?, credential: String?, clearCredential: Bool,
+                       regionEndpointEnabled: Bool?) async throws -> Replica {
+        if credential != nil, clearCredential { throw ReplicationError.invalid("credential and clearCredential exclude each other") }
+        let endpoint = try endpoint.map { e throws(ReplicationError) in try Self.normalize(endpoint: e) }
+        if let credential { try Self.validate(credential: credential) }
+        if let endpoint { try await checkTarget(endpoint) }
+        let sealed: Data?? = if let credential { .some(try seal(credential, location: location)) } else if clearCredential { .some(nil) } else { nil }
+        guard try await store.updateReplica(location: location, endpoint: endpoint, sealedCredential: sealed,
+                                            regionEndpointEnabled: regionEndpointEnabled) else {
+            throw ReplicationError.notFound("replica \(location)")
+        }
+        return try await get(location)
+    }
+
+    /// Removes the replica and this region's cursor in its log (a replica added again under the
+    /// location starts over; what was applied stays).
+    public func delete(location: String) async throws {
+        guard try await store.deleteReplica(location: location) else { throw ReplicationError.notFound("replica \(location)") }
+        _ = try await events.deleteEventConsumer(name: Self.consumerName(location))
+        logger.info("replica deleted", metadata: ["location": "\(location)"])
+    }
+
+    public func status(_ location: String, now: Date = Date()) async throws -> ReplicaStatus {
+        guard let r = try await store.replica(location: location),
+              let progress = try await store.replicaProgress(location: location) else {
+            throw ReplicationError.notFound("replica \(location)")
+        }
+        return Self.status(r, progress: progress, applied: try await events.eventConsumer(named: Self.consumerName(location))?.cursor, now: now)
+    }
+
+    public func statuses(now: Date = Date()) async throws -> [ReplicaStatus] {
+        var out: [ReplicaStatus] = []
+        for r in try await store.replicas() {
+            guard let progress = try await store.replicaProgress(location: r.location) else { continue }   // deleted meanwhile
+            out.append(Self.status(r, progress: progress, applied: try await events.eventConsumer(named: Self.consumerName(r.location))?.cursor,
+                                   now: now))
+        }
+        return out
+    }
+
+    /// Lag in events: the peer's newest sequence less the last one applied here (unknown until the
+    /// peer's log was read). Lag in seconds: the age of the oldest event not applied yet, 0 when
+    /// nothing is pending.
+    static func status(_ r: ReplicaRecord, progress: ReplicaProgress, applied: Int64?, now: Date) -> ReplicaStatus {
+        var lagEvents: Int64?
+        var lagSeconds: Double?
+        if let peer = progress.peerSequence {
+            let events = max(0, peer - (applied ?? 0))
+            lagEvents = events
+            if events == 0 {
+                lagSeconds = 0
+            } else if let oldest = progress.oldestPendingAt {
+                lagSeconds = max(0, now.timeIntervalSince(oldest))
+            }
+        }
+        return ReplicaStatus(replica: replica(r), progress: progress, appliedSequence: applied, lagEvents: lagEvents, lagSeconds: lagSeconds)
+    }
+}
