@@ -40,7 +40,7 @@ enum Replication {
 struct ReplicationGroup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replication",
-        abstract: "Replicas: this registry in other regions, each with its own storage and database.",
+        abstract: "Replicas: this registry in other regions, each with its own storage and database (recorded only: changes do not flow between regions yet).",
         discussion: """
             Each replica is another Berth (node or cluster) in another region. This region authenticates to it \
             with the replica's credential (identity:secret of a service identity there), stored sealed and never \
