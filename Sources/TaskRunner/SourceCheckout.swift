@@ -41,10 +41,17 @@ public struct SourceCheckout: Sendable {
     }
 
     private func run(_ command: ChildCommand, what: String, log: @escaping @Sendable (String) async -> Void) async throws(TaskRunError) {
-        let outcome = await ChildProcess.run(command, timeout: timeout) { _, text in await log(text) }
+        // The last lines it printed explain a failure (git's `fatal: …`).
+        let tail = LastLines()
+        let outcome = await ChildProcess.run(command, timeout: timeout) { _, text in
+            await tail.add(text)
+            await log(text)
+        }
         switch outcome {
         case .exited(0): return
-        case .exited(let code): throw TaskRunError("\(what) failed with exit code \(code)")
+        case .exited(let code):
+            let said = await tail.lines.joined(separator: "; ")
+            throw TaskRunError("\(what) failed with exit code \(code)" + (said.isEmpty ? "" : ": " + said))
         case .signalled(let signal): throw TaskRunError("\(what) was killed by signal \(signal)")
         case .timedOut: throw TaskRunError("\(what) did not finish within \(timeout)")
         case .cancelled: throw TaskRunError("\(what) was cancelled")
@@ -64,5 +71,14 @@ public struct SourceCheckout: Sendable {
             (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a)
                 || c == UInt8(ascii: "-") || c == UInt8(ascii: "_") || c == UInt8(ascii: ".") || c == UInt8(ascii: "/")
         }
+    }
+}
+
+/// The last few lines of a child's output, each cut to 300 characters.
+private actor LastLines {
+    private(set) var lines: [String] = []
+    func add(_ line: String) {
+        lines.append(String(line.prefix(300)))
+        if lines.count > 3 { lines.removeFirst() }
     }
 }
