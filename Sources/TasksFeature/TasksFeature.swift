@@ -80,12 +80,13 @@ public struct TasksFeature: RegistryFeature {
             return Response(status: .noContent)
         }
         // A run: without a body, of the task's own context; with a tar stream
-        // (`Content-Type: application/x-tar`), of that context.
+        // (`Content-Type: application/octet-stream` or `application/x-tar`), of that context.
         api.post("tasks/:name/runs") { request, context in
             let name = try context.parameters.require("name")
             _ = try await tasks.get(name)
             var upload: String?
-            if request.headers[.contentType]?.hasPrefix("application/x-tar") == true {
+            let type = request.headers[.contentType] ?? ""
+            if type.hasPrefix("application/x-tar") || type.hasPrefix("application/octet-stream") {
                 upload = try await Self.receiveContext(request, into: tasks.uploadsDirectory,
                                                        limit: tasks.configuration.maxContextBytes)
             }
