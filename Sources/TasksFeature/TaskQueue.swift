@@ -147,9 +147,19 @@ public struct TaskQueueService: Service {
         } else if let context = task.context {
             let git = try GitContext(parsing: context)
             do { _ = try await configuration.outbound.check(git.url) } catch { throw TaskError.invalid("context refused: \(error.message)") }
-            directory = source + "/repo"
-            try await configuration.checkout.gitClone(url: git.url, branch: git.branch, into: directory)
-            if let sub = git.directory { directory += "/" + sub }
+            let clone = source + "/repo"
+            try await configuration.checkout.gitClone(url: git.url, branch: git.branch, into: clone)
+            directory = clone
+            if let sub = git.directory {
+                // The repository's own links must not lead the context out of it (a `DIR` that
+                // is a link to /etc would otherwise become the source the runner confines to).
+                let root = URL(fileURLWithPath: clone).resolvingSymlinksInPath().path
+                let resolved = URL(fileURLWithPath: clone + "/" + sub).resolvingSymlinksInPath().path
+                guard resolved.hasPrefix(root + "/") else {
+                    throw TaskError.invalid("the context directory \(sub) leads out of the repository")
+                }
+                directory = resolved
+            }
             branch = git.branch
         } else {
             throw TaskError.invalid("the task has no context and none was uploaded")

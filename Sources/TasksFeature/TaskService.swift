@@ -162,6 +162,7 @@ public struct TaskService: Sendable {
         }
         if let schedule = record.schedule {
             do { _ = try CronSchedule(parsing: schedule) } catch { throw .invalid("schedule: \(error)") }
+            guard record.context != nil else { throw .invalid("a schedule needs a git context (--context GIT_URL#BRANCH)") }
         }
         guard record.timeoutSeconds >= 1, record.timeoutSeconds <= configuration.maxTimeoutSeconds else {
             throw .invalid("timeoutSeconds must be 1 to \(configuration.maxTimeoutSeconds)")

@@ -149,6 +149,7 @@ def test_a_git_context_is_cloned_from_its_branch(cli, registry, context, tmp_pat
     work = tmp_path / "work"
     shutil.copytree(context, work)
     (work / "acb.yaml").write_text(TASK_FILE.replace("{{.Values.code}}", "0"))
+    (work / "escape").symlink_to("/etc")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
     subprocess.run(git + ["init", "-q", str(work)], check=True)
     subprocess.run(git + ["-C", str(work), "add", "."], check=True)
@@ -169,6 +170,10 @@ def test_a_git_context_is_cloned_from_its_branch(cli, registry, context, tmp_pat
         cli("task", "update", "--name", "from-git", "--context", url.replace("#main", "#nope"))
         failed = cli.run("task", "run", "--name", "from-git", "--wait", check=False)
         assert failed.returncode != 0 and "git clone failed" in failed.stderr.decode() and "nope" in failed.stderr.decode(), failed.stderr.decode()[-2000:]
+        # A context directory that is a link out of the repository is refused.
+        cli("task", "update", "--name", "from-git", "--context", url + ":escape")
+        escaped = cli.run("task", "run", "--name", "from-git", "--wait", check=False)
+        assert escaped.returncode != 0 and "leads out of the repository" in escaped.stderr.decode(), escaped.stderr.decode()[-2000:]
     finally:
         server.shutdown()
 
