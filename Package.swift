@@ -163,6 +163,16 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strict),
+        // Build tasks (issue 16): /api/v1/tasks, the run queue (a leased service), run identities.
+        .target(name: "TasksFeature", dependencies: [
+            "HTTPAPI", "RegistryCore", "RegistryStore", "Access", "Tasks", "TaskRunner", "BerthAPIContract", "OCIModel",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: strict),
         .target(name: "Signing", dependencies: [
             "OCIModel",
             .product(name: "Crypto", package: "swift-crypto"),
@@ -206,7 +216,7 @@ let package = Package(
         ], swiftSettings: strict),
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing", "Backends", "SQLiteStore",
-            "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract", "BerthCredentials", "Scanning",
+            "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "TasksFeature", "BerthAPIContract", "BerthCredentials", "Scanning",
             "ReplicationFeature",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
@@ -259,6 +269,11 @@ let package = Package(
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "OCIModel"]),
         .testTarget(name: "ReplicationTests", dependencies: ["ReplicationFeature"]),
         .testTarget(name: "TaskRunnerTests", dependencies: ["TaskRunner", "Tasks", "OCIModel"]),
+        .testTarget(name: "TasksFeatureTests", dependencies: [
+            "TasksFeature", "HTTPAPI", "Access", "Backends", "SQLiteStore", "RegistryStore", "RegistryCore", "BerthAPIContract",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
         .testTarget(name: "ScanningTests", dependencies: [
             "Scanning",
             .product(name: "NIOCore", package: "swift-nio"),

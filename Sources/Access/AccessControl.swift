@@ -274,6 +274,10 @@ public final class AccessControl: Sendable {
                   let map = s.scopeMaps[token.scopeMap] else { return nil }
             return Principal(kind: .token, name: name, grants: map.grants)
         }
+        if let run = RunIdentity(subject: subject) {
+            // Its rights and deadline are in the (signed) subject itself.
+            return run.principal()
+        }
         return nil
     }
 
@@ -427,7 +431,7 @@ public final class AccessControl: Sendable {
     /// the addresses that failed); refresh and OIDC tokens share well-known pseudo-names, so they
     /// are counted per presented token (a digest of it), whatever the address.
     static func failureKey(username: String, password: String, address: String) -> String {
-        if username == refreshTokenUser || username == oidcTokenUser {
+        if username == refreshTokenUser || username == oidcTokenUser || username == runTokenUser {
             let digest = SHA256.hash(data: Data((username + "\u{0}" + password).utf8))
             return "t:" + Hex.encode(digest)
         }
@@ -441,6 +445,11 @@ public final class AccessControl: Sendable {
         guard username.utf8.count <= 256, password.utf8.count <= 16_384 else { return nil }
         if username == Self.refreshTokenUser {
             guard let payload = await tokens.verify(password, audience: service, type: "refresh") else { return nil }
+            return (payload.sub.value, (payload.sid, payload.gen))
+        }
+        if username == Self.runTokenUser {
+            guard let payload = await tokens.verify(password, audience: service, type: "run"),
+                  RunIdentity(subject: payload.sub.value) != nil else { return nil }
             return (payload.sub.value, (payload.sid, payload.gen))
         }
         let s = state

@@ -219,8 +219,9 @@ public final class TokenService: Sendable {
     public var currentKeyID: String { current.withLockedValue { $0 } }
 
     public func issue(subject: String, subjectID: String?, audience: String, type: String, generation: Int,
-                      access: [AccessClaim]?, now: Date = Date()) async throws -> (token: String, expiresIn: Int) {
-        let lifetime = type == "refresh" ? refreshTokenLifetime : accessTokenLifetime
+                      access: [AccessClaim]?, now: Date = Date(),
+                      lifetime: TimeInterval? = nil) async throws -> (token: String, expiresIn: Int) {
+        let lifetime = lifetime ?? (type == "refresh" ? refreshTokenLifetime : accessTokenLifetime)
         // Whole seconds: verifiers with integer time claims (RFC 7519 NumericDate) read them too.
         let now = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         let payload = RegistryTokenPayload(

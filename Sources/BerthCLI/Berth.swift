@@ -5,6 +5,7 @@ import Backends
 import ContentTrustFeature
 import Foundation
 import RegistryStore
+import TasksFeature
 import Webhooks
 import WebhooksAPI
 import ReplicationFeature
@@ -31,6 +32,7 @@ struct Berth: AsyncParsableCommand {
             RepositoryGroup.self, PurgeCommand.self, GCGroup.self, QuotaGroup.self, ShowUsage.self, EventConsumerGroup.self,
             RecoverGroup.self, BackupCommand.self, RestoreCommand.self,
             ScanGroup.self,
+            TaskCommandGroup.self, RunTaskFileCommand.self, BuildImageCommand.self,
         ]
     )
 
@@ -179,11 +181,14 @@ struct Serve: AsyncParsableCommand {
             store: backends.metadata, events: backends.metadata,
             sealingKey: try await ReplicationService.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek)),
             policy: outbound, logger: Logger(label: "berth.replication"))
+        let tasks = TasksFeature(store: backends.metadata, access: access,
+                                 configuration: Self.tasksConfiguration(settings, host: host, port: port, tls: tls != nil, outbound: outbound),
+                                 logger: Logger(label: "berth.tasks"))
         let listening = ListeningFlag()
         let app = try await BerthServer.makeApplication(
             registry: registry, access: access,
             features: [WebhooksFeature(service: webhooks), ContentTrustFeature(registry: registry), AdmissionFeature(),
-                       ReplicationFeature(service: replication)],
+                       ReplicationFeature(service: replication), tasks],
             host: host, port: port, limits: limits, publicURL: settings.publicURL,
             serviceName: settings.tokenServiceName, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),
@@ -207,6 +212,22 @@ struct Serve: AsyncParsableCommand {
         }
         logger.info("berth stopped: in-flight requests finished")
         withExtendedLifetime(dataLock) {}
+    }
+
+    /// Build tasks: their state in the data directory, runs pushing to this server (the public
+    /// URL's host, else the listen address, a wildcard one as loopback) with TLS verified when it
+    /// serves TLS.
+    static func tasksConfiguration(_ settings: ServeSettings, host: String, port: Int, tls: Bool,
+                                   outbound: OutboundPolicy) -> TasksConfiguration {
+        var registry = host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host
+        registry = registry.contains(":") ? "[\(registry)]:\(port)" : "\(registry):\(port)"
+        if let publicURL = settings.publicURL, let url = URL(string: publicURL), let publicHost = url.host {
+            registry = url.port.map { "\(publicHost):\($0)" } ?? publicHost
+        }
+        let service = BerthServer.serviceName(configured: settings.tokenServiceName, publicURL: settings.publicURL,
+                                              listen: (host, port))
+        return TasksConfiguration(stateDirectory: settings.data + "/tasks", registry: registry, serviceName: service,
+                                  tlsVerify: tls, outbound: outbound)
     }
 
     /// This node's name in the background-work leases. The embedded store has one server (the data

@@ -125,7 +125,8 @@ struct ManagementClient: Sendable {
     }
 
     /// Calls `/api/v1/<path>` and returns the answer's bytes (empty for no body).
-    private func exchange(_ method: HTTPMethod, _ path: String, query: [(String, String)], body: Data?) async throws -> Data {
+    private func exchange(_ method: HTTPMethod, _ path: String, query: [(String, String)], body: Data?,
+                          contentType: String = "application/json") async throws -> Data {
         var url = registry + "/api/v1/" + path
         if !query.isEmpty {
             var allowed = CharacterSet.alphanumerics
@@ -134,7 +135,7 @@ struct ManagementClient: Sendable {
                 .joined(separator: "&")
         }
         var headers = [("Authorization", "Bearer \(accessToken)"), ("Accept", "application/json")]
-        if body != nil { headers.append(("Content-Type", "application/json")) }
+        if body != nil { headers.append(("Content-Type", contentType)) }
         let r = try await Self.send(method, url, headers: headers, body: body)
         guard (200..<300).contains(r.status) else { throw Self.apiError(r, context: nil) }
         return r.body
@@ -183,6 +184,19 @@ struct ManagementClient: Sendable {
     func call<Answer: Codable>(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], sending body: some Encodable,
                                answer: Answer.Type) async throws -> JSONValue {
         try read(try await exchange(method, path, query: query, body: Self.encode(body)), as: answer, method, path)
+    }
+
+    /// Calls `/api/v1/<path>` with a body that is not JSON (a build context's tar stream); the
+    /// answer is read as `Answer`.
+    @discardableResult
+    func call<Answer: Codable>(_ method: HTTPMethod, _ path: String, contentType: String, body: Data,
+                               answer: Answer.Type) async throws -> JSONValue {
+        try read(try await exchange(method, path, query: [], body: body, contentType: contentType), as: answer, method, path)
+    }
+
+    /// Calls `/api/v1/<path>` for an answer that is text (a run's log).
+    func text(_ path: String, query: [(String, String)] = []) async throws -> Data {
+        try await exchange(.GET, path, query: query, body: nil)
     }
 
     /// Calls `/api/v1/<path>` where success has no body (204).

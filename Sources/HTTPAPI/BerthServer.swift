@@ -60,6 +60,12 @@ public enum BerthServer {
         )
     }
 
+    /// The token service's name (the audience of every token) the application made with these
+    /// arguments uses: for features that mint tokens outside a request (build tasks' run identities).
+    public static func serviceName(configured: String?, publicURL: String?, listen: (host: String, port: Int)) -> String {
+        AuthGate.serviceName(configured: configured, publicURL: publicURL, listen: listen)
+    }
+
     /// Background work that must run once across the cluster, each under its lease when there
     /// are leases (a server of its own, as in tests, runs it directly).
     static func clusterOnce(_ leases: LeasedRunner?, _ services: [(lease: String, service: any Service)]) -> [any Service] {

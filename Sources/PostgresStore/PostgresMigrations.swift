@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6]
 
     static var latest: Int { all.count }
 
@@ -77,6 +77,24 @@ enum PostgresMigrations {
             updated_at double precision NOT NULL)
         """,
         "CREATE INDEX upload_sessions_by_update ON upload_sessions(updated_at)",
+    ]
+
+    /// Build tasks and their runs (`TaskStore`): JSON documents beside the columns selected on;
+    /// run ids come from one counter, so they are never reused.
+    static let v6: [String] = [
+        "CREATE TABLE tasks (name \(text) PRIMARY KEY, record text NOT NULL)",
+        """
+        CREATE TABLE task_runs (
+            number bigint PRIMARY KEY,
+            id \(text) NOT NULL UNIQUE,
+            task \(text) NOT NULL,
+            status \(text) NOT NULL,
+            record text NOT NULL)
+        """,
+        "CREATE INDEX task_runs_by_task ON task_runs(task, number)",
+        "CREATE INDEX task_runs_by_status ON task_runs(status, number)",
+        "CREATE TABLE task_run_counter (id integer PRIMARY KEY CHECK (id = 1), last bigint NOT NULL)",
+        "INSERT INTO task_run_counter(id, last) VALUES (1, 0)",
     ]
 
     static let v1: [String] = [

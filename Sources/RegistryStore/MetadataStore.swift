@@ -241,6 +241,13 @@ public enum EventAction: String, Codable, Sendable, CaseIterable {
     case gcRun = "gc.run"
     case softDeleteExpire = "softdelete.expire"
     case lock = "lock"
+    /// A build task's run changed status (`TaskStore`; the repository is empty, the detail is
+    /// `<task>/<run id>`).
+    case taskRunQueued = "task.run.queued"
+    case taskRunStarted = "task.run.started"
+    case taskRunSucceeded = "task.run.succeeded"
+    case taskRunFailed = "task.run.failed"
+    case taskRunCancelled = "task.run.cancelled"
 
     /// Detail of a tag deletion that is part of deleting its manifest.
     public static let cascadeDetail = "with its manifest"
@@ -332,4 +339,4 @@ public protocol MetadataStore: ContentMetadataStore, EventLogStore, LifecycleSto
 /// One database holding every kind of metadata: what a backend target provides and the composition
 /// root hands, piece by piece, to the core and the features.
 public protocol MetadataBackend: MetadataStore, AccessStateStore, WebhookStore, KeyMaterialStore, LeaseStore,
-    UploadSessionStore, ReplicationStore {}
+    UploadSessionStore, ReplicationStore, TaskStore {}

@@ -367,6 +367,27 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 ) WITHOUT ROWID;
                 """)
         }
+        m.registerMigration("v15-tasks") { db in
+            // Build tasks and their runs (SQLiteMetadataStore+Tasks.swift): JSON documents beside
+            // the columns selected on; run ids come from one counter, so they are never reused.
+            try db.execute(sql: """
+                CREATE TABLE tasks (
+                    name TEXT PRIMARY KEY,
+                    record TEXT NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE task_runs (
+                    number INTEGER PRIMARY KEY,
+                    id TEXT NOT NULL UNIQUE,
+                    task TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    record TEXT NOT NULL
+                );
+                CREATE INDEX task_runs_by_task ON task_runs(task, number);
+                CREATE INDEX task_runs_by_status ON task_runs(status, number);
+                CREATE TABLE task_run_counter (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL);
+                INSERT INTO task_run_counter(id, last) VALUES (1, 0);
+                """)
+        }
         return m
     }
 

@@ -188,6 +188,10 @@ public final class WebhookService: Sendable {
 
     // MARK: management
 
+    /// The webhook actions of build-task runs (their event actions' names).
+    static let taskRunActions = [EventAction.taskRunQueued, .taskRunStarted, .taskRunSucceeded, .taskRunFailed,
+                                 .taskRunCancelled].map(\.rawValue)
+
     static func validate(name: String?, uri: String?, actions: [String]?, scope: String?, headers: [String: String]?) throws(WebhookError) {
         if let name {
             guard !name.isEmpty, name.count <= 64,
@@ -201,8 +205,8 @@ public final class WebhookService: Sendable {
         }
         if let actions {
             guard !actions.isEmpty else { throw .invalid("at least one action is needed") }
-            for a in actions where !["push", "delete", "quarantine"].contains(a) {
-                throw .invalid("unknown action \(a); actions: push, delete, quarantine")
+            for a in actions where !(["push", "delete", "quarantine"] + taskRunActions).contains(a) {
+                throw .invalid("unknown action \(a); actions: push, delete, quarantine, " + taskRunActions.joined(separator: ", "))
             }
         }
         if let scope, scope.isEmpty || scope.count > 300 { throw .invalid("scope must be repository:tag, e.g. 'payments/*:*'") }
@@ -321,6 +325,12 @@ public final class WebhookService: Sendable {
         var action: String
         var target: Target?
         var request: Request?
+        /// A build task's run (`task.run.*` actions): the task and the run's id.
+        var run: Run?
+        struct Run: Encodable {
+            var task: String
+            var id: String
+        }
     }
 
     /// The webhook action an event stands for, if any. A push by tag is one `tag.move`; a push
@@ -332,6 +342,7 @@ public final class WebhookService: Sendable {
         case .manifestDelete: "delete"
         case .tagDelete: event.detail == EventAction.cascadeDetail ? nil : "delete"
         case .quarantine: "quarantine"
+        case .taskRunQueued, .taskRunStarted, .taskRunSucceeded, .taskRunFailed, .taskRunCancelled: event.action.rawValue
         case .blobPush, .blobDelete, .setting, .restore, .purgeRun, .retentionRun, .gcRun, .softDeleteExpire, .lock: nil
         }
     }
@@ -340,7 +351,15 @@ public final class WebhookService: Sendable {
         Payload(id: "event-\(event.sequence)", timestamp: event.timestamp, action: action,
                 target: .init(mediaType: event.mediaType, size: event.size, digest: event.digest, length: event.size,
                               repository: event.repository, tag: event.tag),
-                request: .init(id: event.requestID, host: event.requestHost, method: event.requestMethod, useragent: event.userAgent))
+                request: .init(id: event.requestID, host: event.requestHost, method: event.requestMethod, useragent: event.userAgent),
+                run: runTarget(event))
+    }
+
+    /// The task and run of a `task.run.*` event (its detail is `<task>/<run id>`).
+    static func runTarget(_ event: Event) -> Payload.Run? {
+        guard event.action.rawValue.hasPrefix("task.run."), let detail = event.detail,
+              let slash = detail.lastIndex(of: "/") else { return nil }
+        return Payload.Run(task: String(detail[..<slash]), id: String(detail[detail.index(after: slash)...]))
     }
 
     /// `repository-pattern:tag-pattern` with `*` matching any run of characters.

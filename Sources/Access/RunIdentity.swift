@@ -1,0 +1,71 @@
+import Foundation
+import OCIModel
+
+/// The short-lived identity of one build-task run (issue 16): push and pull on exactly the task's
+/// repositories, nothing registry-wide (so nothing on `/api/v1`), and nothing after the run's
+/// deadline. It is presented as a user name and password (`AccessControl.runTokenUser` and a
+/// signed token of type `run`), which the token endpoint and Basic authentication accept like
+/// any credentials; every token issued from it names the same subject, and the subject carries
+/// the deadline, so no access or refresh token obtained with it outlives the run.
+///
+/// The subject is `run:<task>/<run id>:<deadline, seconds since 1970>:<repository>,<repository>…`
+/// (signed inside the token; task names and run ids hold no `:` or `/`).
+public struct RunIdentity: Sendable, Equatable {
+    public var task: String
+    public var runID: String
+    public var repositories: [String]
+    public var deadline: Date
+
+    public init(task: String, runID: String, repositories: [String], deadline: Date) {
+        self.task = task; self.runID = runID; self.repositories = repositories
+        self.deadline = Date(timeIntervalSince1970: deadline.timeIntervalSince1970.rounded(.down))
+    }
+
+    static let prefix = "run:"
+
+    var subject: String {
+        Self.prefix + task + "/" + runID + ":" + String(Int64(deadline.timeIntervalSince1970)) + ":"
+            + repositories.joined(separator: ",")
+    }
+
+    init?(subject: String) {
+        guard subject.hasPrefix(Self.prefix) else { return nil }
+        let parts = subject.dropFirst(Self.prefix.count).split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, let seconds = Int64(parts[1]) else { return nil }
+        let name = parts[0].split(separator: "/", omittingEmptySubsequences: false)
+        guard name.count == 2, !name[0].isEmpty, !name[1].isEmpty else { return nil }
+        let repositories = parts[2].split(separator: ",").map(String.init)
+        guard !repositories.isEmpty, repositories.allSatisfy(RepositoryName.isValid) else { return nil }
+        self.init(task: String(name[0]), runID: String(name[1]), repositories: repositories,
+                  deadline: Date(timeIntervalSince1970: Double(seconds)))
+    }
+
+    /// Push and pull on each of its repositories, until its deadline; nil after it.
+    func principal(now: Date = Date()) -> Principal? {
+        guard now < deadline else { return nil }
+        let grants = repositories.compactMap { repository in
+            (try? RepositoryPattern(repository)).map { Grant($0, Role.push.actions) }
+        }
+        return Principal(kind: .token, name: "run:" + task + "/" + runID, grants: grants)
+    }
+}
+
+extension AccessControl {
+    /// The well-known user name with which a run's token is presented as a password (not a valid
+    /// identity or token name).
+    public static let runTokenUser = "berth~run"
+
+    /// Mints the credentials of a run: a token of type `run` for `identity`, valid until its
+    /// deadline. Hand them only to the run (its auth file); never log them.
+    public func issueRunCredentials(_ identity: RunIdentity, audience: String,
+                                    now: Date = Date()) async throws -> (username: String, password: String) {
+        guard !identity.repositories.isEmpty, identity.repositories.allSatisfy(RepositoryName.isValid),
+              RunIdentity(subject: identity.subject) == identity else {
+            throw AccessError.invalid("a run identity needs valid repository names, a task name and a run id")
+        }
+        let lifetime = max(1, identity.deadline.timeIntervalSince(now))
+        let (token, _) = try await tokens.issue(subject: identity.subject, subjectID: nil, audience: audience, type: "run",
+                                                generation: 0, access: nil, now: now, lifetime: lifetime)
+        return (Self.runTokenUser, token)
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+
+// Build tasks (issue 16): `/api/v1/tasks…`.
+
+/// `POST /api/v1/tasks` (all of name and taskFile needed) and `PATCH /api/v1/tasks/{name}` (the
+/// fields given change; `context` and `schedule` "" clear them).
+public struct TaskRequest: Codable, Sendable, Equatable {
+    public var name: String?
+    /// The task file's text (ACR multi-step, `version: v1.1.0`).
+    public var taskFile: String?
+    /// `GIT_URL#BRANCH[:DIR]`; absent: every run is handed an uploaded context.
+    public var context: String?
+    /// A cron expression (`0 2 * * *`): a timer trigger.
+    public var schedule: String?
+    /// `{{.Values.x}}` entries.
+    public var values: [String: String]?
+    /// Seconds a run may take in all (default 3600).
+    public var timeoutSeconds: Int?
+    public var enabled: Bool?
+    public init(name: String? = nil, taskFile: String? = nil, context: String? = nil, schedule: String? = nil,
+                values: [String: String]? = nil, timeoutSeconds: Int? = nil, enabled: Bool? = nil) {
+        self.name = name; self.taskFile = taskFile; self.context = context; self.schedule = schedule
+        self.values = values; self.timeoutSeconds = timeoutSeconds; self.enabled = enabled
+    }
+}
+
+/// A task as the API shows it.
+public struct TaskView: Codable, Sendable, Equatable {
+    public var name: String
+    public var taskFile: String
+    public var context: String?
+    public var schedule: String?
+    public var values: [String: String]
+    public var timeoutSeconds: Int
+    /// The repositories its push steps name: what its runs' identity may push to.
+    public var repositories: [String]
+    public var enabled: Bool
+    public var createdBy: String
+    public var createdAt: Date
+    public var updatedAt: Date
+    public init(name: String, taskFile: String, context: String?, schedule: String?, values: [String: String],
+                timeoutSeconds: Int, repositories: [String], enabled: Bool, createdBy: String, createdAt: Date, updatedAt: Date) {
+        self.name = name; self.taskFile = taskFile; self.context = context; self.schedule = schedule; self.values = values
+        self.timeoutSeconds = timeoutSeconds; self.repositories = repositories; self.enabled = enabled
+        self.createdBy = createdBy; self.createdAt = createdAt; self.updatedAt = updatedAt
+    }
+}
+
+/// One step of a run.
+public struct TaskRunStepView: Codable, Sendable, Equatable {
+    public var id: String
+    /// `succeeded`, `failed`, `timedOut`, `cancelled`, `skipped`.
+    public var status: String
+    /// Per attempt: `exit code 0`, `timed out`, …
+    public var attempts: [String]
+    public var exitCode: Int32?
+    public var reason: String?
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    public init(id: String, status: String, attempts: [String], exitCode: Int32?, reason: String?, startedAt: Date?,
+                finishedAt: Date?) {
+        self.id = id; self.status = status; self.attempts = attempts; self.exitCode = exitCode; self.reason = reason
+        self.startedAt = startedAt; self.finishedAt = finishedAt
+    }
+}
+
+/// An image a run pushed (or a base image it used) and its digest.
+public struct TaskRunImageView: Codable, Sendable, Equatable {
+    public var reference: String
+    public var digest: String?
+    public init(reference: String, digest: String?) { self.reference = reference; self.digest = digest }
+}
+
+/// A run: `cb1`, `cb2`, …
+public struct TaskRunView: Codable, Sendable, Equatable {
+    public var id: String
+    public var task: String
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled`.
+    public var status: String
+    /// `manual`, `schedule`, `upload`.
+    public var trigger: String
+    public var queuedAt: Date
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    public var reason: String?
+    public var steps: [TaskRunStepView]
+    public var pushed: [TaskRunImageView]
+    public var baseImages: [TaskRunImageView]
+    public init(id: String, task: String, status: String, trigger: String, queuedAt: Date, startedAt: Date?,
+                finishedAt: Date?, reason: String?, steps: [TaskRunStepView], pushed: [TaskRunImageView],
+                baseImages: [TaskRunImageView]) {
+        self.id = id; self.task = task; self.status = status; self.trigger = trigger; self.queuedAt = queuedAt
+        self.startedAt = startedAt; self.finishedAt = finishedAt; self.reason = reason; self.steps = steps
+        self.pushed = pushed; self.baseImages = baseImages
+    }
+}

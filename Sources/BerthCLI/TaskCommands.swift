@@ -1,0 +1,424 @@
+import ArgumentParser
+import BerthAPIContract
+import Foundation
+
+// MARK: - build tasks (issue 16)
+
+/// Formatting and helpers shared by `berth task`, `berth run` and `berth build`.
+enum TaskCommands {
+    static let columns = [
+        Column("name", "name"), Column("enabled", "enabled"), Column("context", compute: { $0["context"]?.asString ?? "(uploaded)" }),
+        Column("schedule", compute: { $0["schedule"]?.asString ?? "-" }), Column("repositories", "repositories"),
+        Column("timeout", "timeoutSeconds"), Column("created-by", "createdBy"), Column("created", "createdAt"),
+    ]
+
+    static func pushed(_ v: JSONValue) -> String {
+        (v["pushed"]?.asArray ?? []).map { "\($0["reference"]?.cell ?? "")@\($0["digest"]?.cell ?? "-")" }.joined(separator: " ")
+    }
+
+    static func steps(_ v: JSONValue) -> String {
+        (v["steps"]?.asArray ?? []).map { step in
+            "\(step["id"]?.cell ?? ""):\(step["status"]?.cell ?? "")" + (step["exitCode"].map { "(\($0.cell))" } ?? "")
+        }.joined(separator: " ")
+    }
+
+    static let runColumns = [
+        Column("run-id", "id"), Column("task", "task"), Column("status", "status"), Column("trigger", "trigger"),
+        Column("queued", "queuedAt"), Column("finished", compute: { $0["finishedAt"]?.cell ?? "-" }),
+        Column("steps", compute: steps), Column("pushed", compute: pushed), Column("reason", compute: { $0["reason"]?.cell ?? "" }),
+    ]
+
+    /// `--set k=v` and `--values FILE` (YAML-ish `key: value` lines; `--set` wins).
+    static func values(set: [String], file: String?) throws -> [String: String]? {
+        var out: [String: String] = [:]
+        if let file {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("cannot read \(file)") }
+            for raw in text.split(whereSeparator: \.isNewline) {
+                let line = raw.trimmingCharacters(in: .whitespaces)
+                if line.isEmpty || line.hasPrefix("#") { continue }
+                guard let colon = line.firstIndex(of: ":") else { throw ValidationError("\(file): expected key: value, got '\(line)'") }
+                var value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                if value.count >= 2, (value.hasPrefix("\"") && value.hasSuffix("\"")) || (value.hasPrefix("'") && value.hasSuffix("'")) {
+                    value = String(value.dropFirst().dropLast())
+                }
+                out[line[..<colon].trimmingCharacters(in: .whitespaces)] = value
+            }
+        }
+        for item in set {
+            guard let eq = item.firstIndex(of: "="), eq != item.startIndex else { throw ValidationError("--set takes KEY=VALUE, got '\(item)'") }
+            out[String(item[..<eq])] = String(item[item.index(after: eq)...])
+        }
+        return file == nil && set.isEmpty ? nil : out
+    }
+
+    static func readFile(_ path: String) throws -> String {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read \(path)") }
+        return text
+    }
+
+    /// Queues a run of `task` with `directory` uploaded as its context (a tar stream).
+    static func run(_ c: ManagementClient, task: String, context directory: String?) async throws -> JSONValue {
+        if let directory {
+            let archive = try ContextArchive.make(directory: directory)
+            return try await c.call(.POST, "tasks/" + Fmt.path(task) + "/runs", contentType: "application/x-tar", body: archive,
+                                    answer: TaskRunView.self)
+        }
+        return try await c.call(.POST, "tasks/" + Fmt.path(task) + "/runs", answer: TaskRunView.self)
+    }
+
+    /// Prints the run's log as it grows until the run ends (when `follow`), then its outcome;
+    /// exits non-zero unless it succeeded.
+    static func follow(_ c: ManagementClient, task: String, run: String, format: OutputFormat) async throws {
+        var offset = 0
+        while true {
+            let view = try await c.value(.GET, "tasks/" + Fmt.path(task) + "/runs/" + Fmt.path(run), answer: TaskRunView.self)
+            let data = try await c.text("tasks/" + Fmt.path(task) + "/runs/" + Fmt.path(run) + "/log", query: [("offset", String(offset))])
+            if !data.isEmpty {
+                offset += data.count
+                FileHandle.standardError.write(data)
+                continue
+            }
+            if view.status != "queued" && view.status != "running" {
+                Printer.keyValues(try await c.call(.GET, "tasks/" + Fmt.path(task) + "/runs/" + Fmt.path(run), answer: TaskRunView.self),
+                                  fields: runColumns, format: format)
+                guard view.status == "succeeded" else { throw CLIError("run \(run) \(view.status)" + (view.reason.map { ": \($0)" } ?? "")) }
+                return
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+    }
+}
+
+/// A directory as an uncompressed tar stream (ustar): regular files, directories and symbolic
+/// links, at most `limit` bytes in all; anything else is refused.
+enum ContextArchive {
+    static let limit = 256 << 20
+
+    static func make(directory: String) throws -> Data {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("\(directory) is not a directory")
+        }
+        var out = Data()
+        let root = URL(fileURLWithPath: directory).standardizedFileURL.path
+        guard let walker = FileManager.default.enumerator(atPath: root) else { throw CLIError("cannot read \(directory)") }
+        var entries: [String] = []
+        while let next = walker.nextObject() as? String { entries.append(next) }
+        for relative in entries.sorted() {
+            let path = root + "/" + relative
+            let attributes = try FileManager.default.attributesOfItem(atPath: path)
+            let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue ?? 0o644
+            switch attributes[.type] as? FileAttributeType {
+            case .typeDirectory?:
+                try append(&out, name: relative + "/", type: "5", mode: mode, size: 0, link: "")
+            case .typeRegular?:
+                guard let content = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
+                try append(&out, name: relative, type: "0", mode: mode, size: content.count, link: "")
+                out.append(content)
+                out.append(Data(count: (512 - content.count % 512) % 512))
+            case .typeSymbolicLink?:
+                let target = try FileManager.default.destinationOfSymbolicLink(atPath: path)
+                try append(&out, name: relative, type: "2", mode: 0o777, size: 0, link: target)
+            default:
+                throw ValidationError("\(path): only files, directories and symbolic links can be uploaded")
+            }
+            guard out.count <= limit else { throw ValidationError("the context is larger than \(limit >> 20) MiB") }
+        }
+        out.append(Data(count: 1024))
+        return out
+    }
+
+    private static func append(_ out: inout Data, name: String, type: Character, mode: Int, size: Int, link: String) throws {
+        var header = [UInt8](repeating: 0, count: 512)
+        var nameBytes = Array(name.utf8)
+        var prefix: [UInt8] = []
+        if nameBytes.count > 100 {
+            // ustar: PREFIX/NAME, split at a slash, at most 155 + 100 bytes.
+            guard let split = nameBytes.indices.reversed().first(where: {
+                nameBytes[$0] == UInt8(ascii: "/") && $0 <= 155 && nameBytes.count - $0 - 1 <= 100 && $0 > 0
+            }) else { throw ValidationError("\(name): the path is too long to upload") }
+            prefix = Array(nameBytes[..<split])
+            nameBytes = Array(nameBytes[(split + 1)...])
+        }
+        let linkBytes = Array(link.utf8)
+        guard linkBytes.count <= 100 else { throw ValidationError("\(name): the link target is too long to upload") }
+        func put(_ bytes: [UInt8], at offset: Int) { for (i, b) in bytes.enumerated() { header[offset + i] = b } }
+        func octal(_ value: Int, width: Int) -> [UInt8] {
+            Array((String(repeating: "0", count: max(0, width - 1 - String(value, radix: 8).count)) + String(value, radix: 8)).utf8) + [0]
+        }
+        put(nameBytes, at: 0)
+        put(octal(mode & 0o777, width: 8), at: 100)
+        put(octal(0, width: 8), at: 108)
+        put(octal(0, width: 8), at: 116)
+        put(octal(size, width: 12), at: 124)
+        put(octal(0, width: 12), at: 136)
+        put(Array(repeating: UInt8(ascii: " "), count: 8), at: 148)
+        header[156] = type.asciiValue ?? UInt8(ascii: "0")
+        put(linkBytes, at: 157)
+        put(Array("ustar\u{0}00".utf8), at: 257)
+        put(prefix, at: 345)
+        let checksum = header.reduce(0) { $0 + Int($1) }
+        put(Array((String(repeating: "0", count: max(0, 6 - String(checksum, radix: 8).count)) + String(checksum, radix: 8)).utf8) + [0, 0x20], at: 148)
+        out.append(contentsOf: header)
+    }
+}
+
+struct TaskCommandGroup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "task",
+        abstract: "Build tasks: multi-step task files (build, test, push) run on the registry's server.",
+        discussion: """
+            A task runs code as the server's user: creating and running tasks needs the Owner role, and a task \
+            may push only to repositories its creator may push to. Each run pushes with its own short-lived \
+            identity, limited to those repositories.
+            """,
+        subcommands: [TaskCreate.self, TaskList.self, TaskShow.self, TaskUpdate.self, TaskDelete.self, TaskRun.self,
+                      TaskListRuns.self, TaskLogs.self, TaskCancelRun.self])
+}
+
+struct TaskCreate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "create", abstract: "Create a task from a task file.",
+        discussion: "Example: berth task create --name app-ci --file acb.yaml --context https://git.example.com/app.git#main --schedule '0 2 * * *'")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Option(help: "Task name (letters, digits, '.', '_', '-').") var name: String
+    @Option(help: "The task file (ACR multi-step, version v1.1.0).") var file: String
+    @Option(help: "GIT_URL#BRANCH[:DIR]; without it, every run uploads its context.") var context: String?
+    @Option(help: "A cron expression: run on this timer.") var schedule: String?
+    @Option(name: .customLong("set"), help: ArgumentHelp("A value for {{.Values.KEY}}.", valueName: "key=value")) var set: [String] = []
+    @Option(help: "A values file (key: value lines).") var values: String?
+    @Option(help: "Seconds a run may take in all (default 3600).") var timeout: Int?
+
+    func run() async throws {
+        try await runCLI {
+            let body = TaskRequest(name: name, taskFile: try TaskCommands.readFile(file), context: context, schedule: schedule,
+                                   values: try TaskCommands.values(set: set, file: values), timeoutSeconds: timeout)
+            let c = try await ManagementClient.connect(client)
+            Printer.keyValues(try await c.call(.POST, "tasks", sending: body, answer: TaskView.self), fields: TaskCommands.columns,
+                              format: out.output)
+        }
+    }
+}
+
+struct TaskList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List tasks.")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+
+    func run() async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            Printer.rows(try await c.call(.GET, "tasks", answer: [TaskView].self), columns: TaskCommands.columns, format: out.output)
+        }
+    }
+}
+
+struct TaskShow: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Show a task.")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Option(help: "Task name.") var name: String
+
+    func run() async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            Printer.keyValues(try await c.call(.GET, "tasks/" + Fmt.path(name), answer: TaskView.self),
+                              fields: TaskCommands.columns + [Column("task-file", "taskFile")], format: out.output)
+        }
+    }
+}
+
+struct TaskUpdate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "update", abstract: "Change a task.",
+                                                    discussion: "--context '' and --schedule '' remove them.")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Option(help: "Task name.") var name: String
+    @Option(help: "A new task file.") var file: String?
+    @Option(help: "GIT_URL#BRANCH[:DIR] ('' for uploaded contexts).") var context: String?
+    @Option(help: "A cron expression ('' for none).") var schedule: String?
+    @Option(name: .customLong("set"), help: ArgumentHelp("Values (replace all).", valueName: "key=value")) var set: [String] = []
+    @Option(help: "A values file (replaces all values).") var values: String?
+    @Option(help: "Seconds a run may take in all.") var timeout: Int?
+    @Option(help: "true or false.") var enabled: Bool?
+
+    func run() async throws {
+        try await runCLI {
+            let body = TaskRequest(taskFile: try file.map(TaskCommands.readFile), context: context, schedule: schedule,
+                                   values: try TaskCommands.values(set: set, file: values), timeoutSeconds: timeout, enabled: enabled)
+            let c = try await ManagementClient.connect(client)
+            Printer.keyValues(try await c.call(.PATCH, "tasks/" + Fmt.path(name), sending: body, answer: TaskView.self),
+                              fields: TaskCommands.columns, format: out.output)
+        }
+    }
+}
+
+struct TaskDelete: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete a task and its runs.")
+    @OptionGroup var client: ClientOptions
+    @Option(help: "Task name.") var name: String
+
+    func run() async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            try await c.call(.DELETE, "tasks/" + Fmt.path(name))
+            Printer.write("Deleted task \(name)\n")
+        }
+    }
+}
+
+struct TaskRun: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Queue a run of a task; with --wait, print its log and exit non-zero unless it succeeds.")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Option(help: "Task name.") var name: String
+    @Option(help: "A local directory to upload as the run's context (instead of the task's git context).") var context: String?
+    @Flag(help: "Wait for the run, printing its log to standard error.") var wait = false
+
+    func run() async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            let run = try await TaskCommands.run(c, task: name, context: context)
+            if wait, let id = run["id"]?.asString {
+                try await TaskCommands.follow(c, task: name, run: id, format: out.output)
+            } else {
+                Printer.keyValues(run, fields: TaskCommands.runColumns, format: out.output)
+            }
+        }
+    }
+}
+
+struct TaskListRuns: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list-runs", abstract: "List a task's runs, newest first, with the digests they pushed.")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Option(help: "Task name.") var name: String
+    @Option(help: "How many runs (default 50).") var limit: Int?
+
+    func run() async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            let query = limit.map { [("limit", String($0))] } ?? []
+            Printer.rows(try await c.call(.GET, "tasks/" + Fmt.path(name) + "/runs", query: query, answer: [TaskRunView].self),
+                         columns: TaskCommands.runColumns, format: out.output)
+        }
+    }
+}
+
+struct TaskLogs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print a run's log.")
+    @OptionGroup var client: ClientOptions
+    @Option(help: "Task name.") var name: String
+    @Option(help: "The run (cb1, cb2, ...).") var runId: String
+    @Flag(help: "Keep printing until the run ends.") var follow = false
+
+    func run() async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            let path = "tasks/" + Fmt.path(name) + "/runs/" + Fmt.path(runId)
+            var offset = 0
+            while true {
+                let data = try await c.text(path + "/log", query: [("offset", String(offset))])
+                offset += data.count
+                FileHandle.standardOutput.write(data)
+                guard follow else { return }
+                if data.isEmpty {
+                    let view = try await c.value(.GET, path, answer: TaskRunView.self)
+                    if view.status != "queued" && view.status != "running" {
+                        let rest = try await c.text(path + "/log", query: [("offset", String(offset))])
+                        FileHandle.standardOutput.write(rest)
+                        return
+                    }
+                    try await Task.sleep(for: .milliseconds(500))
+                }
+            }
+        }
+    }
+}
+
+struct TaskCancelRun: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cancel-run", abstract: "Cancel a queued or running run.")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Option(help: "Task name.") var name: String
+    @Option(help: "The run (cb1, cb2, ...).") var runId: String
+
+    func run() async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            Printer.keyValues(try await c.call(.POST, "tasks/" + Fmt.path(name) + "/runs/" + Fmt.path(runId) + "/cancel",
+                                               answer: TaskRunView.self), fields: TaskCommands.runColumns, format: out.output)
+        }
+    }
+}
+
+/// Saves `taskFile` as task `name` (created, or its file replaced) and runs it on `context`.
+private func runUploaded(_ c: ManagementClient, name: String, taskFile: String, values: [String: String]?, context: String,
+                         format: OutputFormat) async throws {
+    let existing = try await c.value(.GET, "tasks", answer: [TaskView].self).contains { $0.name == name }
+    if existing {
+        try await c.call(.PATCH, "tasks/" + Fmt.path(name), sending: TaskRequest(taskFile: taskFile, context: "", values: values),
+                         answer: TaskView.self)
+    } else {
+        try await c.call(.POST, "tasks", sending: TaskRequest(name: name, taskFile: taskFile, values: values), answer: TaskView.self)
+    }
+    let run = try await TaskCommands.run(c, task: name, context: context)
+    guard let id = run["id"]?.asString else { throw CLIError("the registry did not name the run") }
+    try await TaskCommands.follow(c, task: name, run: id, format: format)
+}
+
+struct RunTaskFileCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Run a task file on the registry's server with a local directory as its context.",
+        discussion: "Example: berth run -f acb.yaml . (saved as task --name, default 'quick-run'; its log is printed as it runs)")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Option(name: .shortAndLong, help: "The task file.") var file: String
+    @Option(help: "The task to save it as.") var name = "quick-run"
+    @Option(name: .customLong("set"), help: ArgumentHelp("A value for {{.Values.KEY}}.", valueName: "key=value")) var set: [String] = []
+    @Option(help: "A values file (key: value lines).") var values: String?
+    @Argument(help: "The context directory.") var context: String
+
+    func run() async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            try await runUploaded(c, name: name, taskFile: try TaskCommands.readFile(file),
+                                  values: try TaskCommands.values(set: set, file: values), context: context, format: out.output)
+        }
+    }
+}
+
+struct BuildImageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "build", abstract: "Build a local directory's Dockerfile on the registry's server and push it.",
+        discussion: "Example: berth build -t app:{{.Run.ID}} . (a one-step build and push; saved as task --name, default 'quick-build')")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Option(name: .shortAndLong, help: "REPOSITORY:TAG in this registry ({{.Run.ID}} and $ID allowed).") var tag: String
+    @Option(name: .shortAndLong, help: "The Dockerfile, relative to the context.") var file = "Dockerfile"
+    @Option(help: "The task to save it as.") var name = "quick-build"
+    @Argument(help: "The context directory.") var context: String
+
+    func run() async throws {
+        try await runCLI {
+            let allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyz0123456789._-/:{}$ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+            guard !tag.isEmpty, tag.unicodeScalars.allSatisfy(allowed.contains), !tag.hasPrefix("-") else {
+                throw ValidationError("-t takes REPOSITORY:TAG, e.g. app:{{.Run.ID}}")
+            }
+            guard !file.isEmpty, !file.contains(" "), !file.hasPrefix("-") else { throw ValidationError("invalid Dockerfile path \(file)") }
+            let taskFile = """
+                version: v1.1.0
+                steps:
+                  - id: build
+                    build: -t $Registry/\(tag) -f \(file) .
+                  - id: push
+                    push: ["$Registry/\(tag)"]
+
+                """
+            let c = try await ManagementClient.connect(client)
+            try await runUploaded(c, name: name, taskFile: taskFile, values: nil, context: context, format: out.output)
+        }
+    }
+}

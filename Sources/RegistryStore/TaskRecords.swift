@@ -1,0 +1,149 @@
+import Foundation
+
+/// A build task as stored (issue 16): its task file's text, where its source comes from, its
+/// triggers and values, and which repositories its runs may push to (the run identity's scope).
+public struct TaskRecord: Sendable, Codable, Equatable {
+    public var name: String
+    /// The task file's text (ACR multi-step format), parsed again for every run.
+    public var taskFile: String
+    /// `GIT_URL#BRANCH[:DIR]`, or nil when each run is handed an uploaded context.
+    public var context: String?
+    /// A cron expression (RegistryCore's `CronSchedule`), or nil for no timer trigger.
+    public var schedule: String?
+    /// `{{.Values.x}}` entries (a values file and `--set`, merged).
+    public var values: [String: String]
+    /// Seconds a run may take in all.
+    public var timeoutSeconds: Int
+    /// The repositories the task's push steps name: what its run identity may push to and pull from.
+    public var repositories: [String]
+    public var enabled: Bool
+    /// The subject of the caller that created it.
+    public var createdBy: String
+    public var createdAt: Date
+    public var updatedAt: Date
+    /// When the timer trigger last queued a run (so each slot fires once across the cluster).
+    public var lastScheduledAt: Date?
+
+    public init(name: String, taskFile: String, context: String?, schedule: String?, values: [String: String],
+                timeoutSeconds: Int, repositories: [String], enabled: Bool = true, createdBy: String,
+                createdAt: Date, updatedAt: Date, lastScheduledAt: Date? = nil) {
+        self.name = name; self.taskFile = taskFile; self.context = context; self.schedule = schedule
+        self.values = values; self.timeoutSeconds = timeoutSeconds; self.repositories = repositories
+        self.enabled = enabled; self.createdBy = createdBy; self.createdAt = createdAt; self.updatedAt = updatedAt
+        self.lastScheduledAt = lastScheduledAt
+    }
+}
+
+public enum TaskRunStatus: String, Sendable, Codable, Equatable, CaseIterable {
+    case queued, running, succeeded, failed, cancelled
+
+    public var isFinished: Bool { self == .succeeded || self == .failed || self == .cancelled }
+}
+
+/// One step of a finished (or running) run as the runner reported it.
+public struct TaskRunStepRecord: Sendable, Codable, Equatable {
+    public var id: String
+    /// `succeeded`, `failed`, `timedOut`, `cancelled`, `skipped`.
+    public var status: String
+    /// One entry per attempt: `exit code 0`, `timed out`, ...
+    public var attempts: [String]
+    public var exitCode: Int32?
+    public var reason: String?
+    public var startedAt: Date?
+    public var finishedAt: Date?
+
+    public init(id: String, status: String, attempts: [String], exitCode: Int32?, reason: String?,
+                startedAt: Date?, finishedAt: Date?) {
+        self.id = id; self.status = status; self.attempts = attempts; self.exitCode = exitCode
+        self.reason = reason; self.startedAt = startedAt; self.finishedAt = finishedAt
+    }
+}
+
+/// An image reference and the digest it is (a push's result, or a base image it resolved to).
+public struct TaskRunImageRecord: Sendable, Codable, Equatable {
+    public var reference: String
+    public var digest: String?
+    public init(reference: String, digest: String?) { self.reference = reference; self.digest = digest }
+}
+
+/// A run of a task: `cb<n>`, its status and trigger, and what it did.
+public struct TaskRunRecord: Sendable, Codable, Equatable {
+    /// `cb1`, `cb2`, ... (one sequence for the registry: ids are never reused).
+    public var id: String
+    public var task: String
+    public var status: TaskRunStatus
+    /// `manual`, `schedule`, `upload` (berth run / berth build), `commit`.
+    public var trigger: String
+    public var queuedAt: Date
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    /// Why it failed or was cancelled.
+    public var reason: String?
+    public var steps: [TaskRunStepRecord]
+    public var pushed: [TaskRunImageRecord]
+    public var baseImages: [TaskRunImageRecord]
+    /// The node running it (a lease holder's name).
+    public var node: String?
+    /// A cancel was asked for while it ran: the node running it stops it.
+    public var cancelRequested: Bool
+    /// Where an uploaded context waits for the run (a path on the node that received it), if any.
+    public var uploadedContext: String?
+
+    public init(id: String, task: String, status: TaskRunStatus, trigger: String, queuedAt: Date,
+                startedAt: Date? = nil, finishedAt: Date? = nil, reason: String? = nil, steps: [TaskRunStepRecord] = [],
+                pushed: [TaskRunImageRecord] = [], baseImages: [TaskRunImageRecord] = [], node: String? = nil,
+                cancelRequested: Bool = false, uploadedContext: String? = nil) {
+        self.id = id; self.task = task; self.status = status; self.trigger = trigger; self.queuedAt = queuedAt
+        self.startedAt = startedAt; self.finishedAt = finishedAt; self.reason = reason; self.steps = steps
+        self.pushed = pushed; self.baseImages = baseImages; self.node = node; self.cancelRequested = cancelRequested
+        self.uploadedContext = uploadedContext
+    }
+}
+
+/// Persistence of tasks and their runs. Every change of a run's status is one transaction that
+/// appends its event (`task.run.queued`, `.started`, `.succeeded`, `.failed`, `.cancelled`; the
+/// repository empty, the detail `<task>/<run id>`), with the origin of the request behind it.
+public protocol TaskStore: Sendable {
+    /// Tasks by name.
+    func tasks() async throws -> [TaskRecord]
+    func task(named: String) async throws -> TaskRecord?
+    /// False, and nothing changes, when the name is taken.
+    func createTask(_ record: TaskRecord) async throws -> Bool
+    /// Replaces the task of that name; false when there is none.
+    func updateTask(_ record: TaskRecord) async throws -> Bool
+    /// Deletes the task and its runs; false when there is none.
+    func deleteTask(named: String) async throws -> Bool
+    /// Queues a run of `task` with the next id of the registry's sequence (`cb<n>`) and its
+    /// `task.run.queued` event; nil when the task does not exist.
+    func queueTaskRun(task: String, trigger: String, uploadedContext: String?) async throws -> TaskRunRecord?
+    func taskRun(id: String) async throws -> TaskRunRecord?
+    /// Runs of `task` (nil: of every task), newest first, at most `limit`.
+    func taskRuns(task: String?, limit: Int) async throws -> [TaskRunRecord]
+    /// Starts the oldest queued run whose task has no running run (runs of one task go one at a
+    /// time, in the order they were queued): marks it running on `node` with its
+    /// `task.run.started` event. Nil when none can start.
+    func startNextTaskRun(node: String) async throws -> TaskRunRecord?
+    /// Writes `record` when the stored run still has `expected` status (compare-and-swap); a
+    /// change of status appends that status's event. False, and nothing changes, otherwise.
+    func updateTaskRun(_ record: TaskRunRecord, expected: TaskRunStatus) async throws -> Bool
+    /// Runs that are `running` (to resume or fail after a node stopped).
+    func runningTaskRuns() async throws -> [TaskRunRecord]
+}
+
+extension TaskRunRecord {
+    /// The event detail of a run: `<task>/<run id>`.
+    public var eventDetail: String { task + "/" + id }
+}
+
+extension TaskRunStatus {
+    /// The event a change to this status appends.
+    public var eventAction: EventAction {
+        switch self {
+        case .queued: .taskRunQueued
+        case .running: .taskRunStarted
+        case .succeeded: .taskRunSucceeded
+        case .failed: .taskRunFailed
+        case .cancelled: .taskRunCancelled
+        }
+    }
+}

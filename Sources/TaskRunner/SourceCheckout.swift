@@ -1,0 +1,84 @@
+import Foundation
+
+/// Puts a run's source in place before the run: a shallow clone of one branch of a git
+/// repository, or an uploaded tar archive unpacked. Both run as child processes with the
+/// runner's environment only (nothing of the server's), bounded in time, and stopped with the
+/// calling task. The caller checks a git URL against its outbound policy first.
+public struct SourceCheckout: Sendable {
+    public var git = "/usr/bin/git"
+    public var tar = "/usr/bin/tar"
+    public var timeout: Duration = .seconds(300)
+
+    public init() {}
+
+    /// `git clone --depth 1 --branch BRANCH --single-branch -- URL DIRECTORY`: http(s) URLs only,
+    /// no redirects, no prompts, no system or user configuration, no submodules. Output lines go
+    /// to `log` (the run's log).
+    public func gitClone(url: String, branch: String, into directory: String,
+                         log: @escaping @Sendable (String) async -> Void = { _ in }) async throws(TaskRunError) {
+        guard let scheme = URL(string: url)?.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
+            throw TaskRunError("a git context must be an http(s) URL")
+        }
+        guard Self.isSafeBranch(branch) else { throw TaskRunError("invalid branch name \(Confined.quote(branch))") }
+        let command = ChildCommand(executable: git, arguments: [
+            "-c", "http.followRedirects=false", "-c", "protocol.allow=never", "-c", "protocol.http.allow=always",
+            "-c", "protocol.https.allow=always", "-c", "credential.helper=",
+            "clone", "--quiet", "--depth", "1", "--single-branch", "--no-tags", "--branch", branch, "--", url, directory,
+        ], environment: Self.environment(home: directory + ".home"))
+        try await run(command, what: "git clone", log: log)
+    }
+
+    /// Unpacks a tar archive into `directory` (which must exist): members are owned by the
+    /// server's user, with no special permission bits kept; GNU tar refuses absolute names and
+    /// `..` and defers links that point outside.
+    public func extract(archive: String, into directory: String,
+                        log: @escaping @Sendable (String) async -> Void = { _ in }) async throws(TaskRunError) {
+        let command = ChildCommand(executable: tar, arguments: [
+            "--extract", "--file", archive, "--directory", directory, "--no-same-owner", "--no-same-permissions",
+            "--no-overwrite-dir", "--delay-directory-restore",
+        ], environment: Self.environment(home: directory))
+        try await run(command, what: "tar", log: log)
+    }
+
+    private func run(_ command: ChildCommand, what: String, log: @escaping @Sendable (String) async -> Void) async throws(TaskRunError) {
+        // The last lines it printed explain a failure (git's `fatal: …`).
+        let tail = LastLines()
+        let outcome = await ChildProcess.run(command, timeout: timeout) { _, text in
+            await tail.add(text)
+            await log(text)
+        }
+        switch outcome {
+        case .exited(0): return
+        case .exited(let code):
+            let said = await tail.lines.joined(separator: "; ")
+            throw TaskRunError("\(what) failed with exit code \(code)" + (said.isEmpty ? "" : ": " + said))
+        case .signalled(let signal): throw TaskRunError("\(what) was killed by signal \(signal)")
+        case .timedOut: throw TaskRunError("\(what) did not finish within \(timeout)")
+        case .cancelled: throw TaskRunError("\(what) was cancelled")
+        case .notStarted(let reason): throw TaskRunError(reason)
+        }
+    }
+
+    static func environment(home: String) -> [String: String] {
+        ["PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8", "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1",
+         "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_ASKPASS": "/bin/false"]
+    }
+
+    /// A branch name as git allows it, without a leading `-` (never an option).
+    static func isSafeBranch(_ s: String) -> Bool {
+        guard let first = s.utf8.first, first != UInt8(ascii: "-"), s.utf8.count <= 200, !s.contains("..") else { return false }
+        return s.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a)
+                || c == UInt8(ascii: "-") || c == UInt8(ascii: "_") || c == UInt8(ascii: ".") || c == UInt8(ascii: "/")
+        }
+    }
+}
+
+/// The last few lines of a child's output, each cut to 300 characters.
+private actor LastLines {
+    private(set) var lines: [String] = []
+    func add(_ line: String) {
+        lines.append(String(line.prefix(300)))
+        if lines.count > 3 { lines.removeFirst() }
+    }
+}

@@ -1,0 +1,221 @@
+import Access
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import RegistryCore
+import RegistryStore
+import ServiceLifecycle
+import TaskRunner
+import Tasks
+
+/// The run queue of build tasks, a feature service: the server runs it under its lease
+/// (`service:TaskQueueService`), so one node of a cluster works the queue and fires the timers.
+/// Every tick it fires the timer triggers that are due, then starts queued runs (oldest first,
+/// one run of a task at a time: `TaskStore.startNextTaskRun`) while fewer than
+/// `maxConcurrentRuns` run here. Runs found `running` when it starts were left by a node that
+/// stopped (or lost the lease): they are marked failed.
+public struct TaskQueueService: Service {
+    let tasks: TaskService
+    let access: AccessControl
+
+    var store: any TaskStore { tasks.store }
+    var configuration: TasksConfiguration { tasks.configuration }
+    var logger: Logger { tasks.logger }
+
+    public func run() async throws {
+        try? FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true,
+                                                 attributes: [.posixPermissions: 0o700])
+        await failInterrupted()
+        let active = NIOLockedValueBox(0)
+        await withTaskGroup(of: Void.self) { group in
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                await fireTimers(now: Date())
+                while active.withLockedValue({ $0 }) < configuration.maxConcurrentRuns {
+                    let next: TaskRunRecord?
+                    do {
+                        next = try await store.startNextTaskRun(node: configuration.node)
+                    } catch {
+                        logger.warning("cannot start a queued task run", metadata: ["error": "\(error)"])
+                        break
+                    }
+                    guard let run = next else { break }
+                    active.withLockedValue { $0 += 1 }
+                    group.addTask {
+                        await execute(run)
+                        active.withLockedValue { $0 -= 1 }
+                    }
+                }
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: configuration.tick) }
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// Runs marked running that no node runs (this service was not running: no node ran them).
+    func failInterrupted() async {
+        for var run in (try? await store.runningTaskRuns()) ?? [] {
+            run.status = .failed
+            run.finishedAt = Date()
+            run.reason = "interrupted: the server running it stopped"
+            _ = try? await store.updateTaskRun(run, expected: .running)
+        }
+    }
+
+    /// Whether a task's timer is due at `now`: its schedule's next time after the last one it
+    /// fired at (or after its creation) has come. Slots missed while no node ran the queue fire once.
+    static func timerDue(_ task: TaskRecord, now: Date) -> Bool {
+        guard task.enabled, let schedule = task.schedule, let cron = try? CronSchedule(parsing: schedule),
+              let next = cron.next(after: task.lastScheduledAt ?? task.createdAt) else { return false }
+        return next <= now
+    }
+
+    func fireTimers(now: Date) async {
+        guard let all = try? await store.tasks() else { return }
+        for task in all where Self.timerDue(task, now: now) {
+            // Moved first: a failure to queue does not fire it again every tick.
+            guard var current = try? await store.task(named: task.name), Self.timerDue(current, now: now) else { continue }
+            current.lastScheduledAt = now
+            guard (try? await store.updateTask(current)) == true else { continue }
+            do {
+                let run = try await EventOrigin.$current.withValue(EventOrigin(actor: "schedule", address: "-")) {
+                    try await tasks.queue(task.name, trigger: "schedule", uploadedContext: nil)
+                }
+                logger.info("timer queued a task run", metadata: ["task": "\(task.name)", "run": "\(run.id)"])
+            } catch {
+                logger.warning("timer could not queue a run", metadata: ["task": "\(task.name)", "error": "\(error)"])
+            }
+        }
+    }
+
+    private enum Stop: Sendable { case timedOut, cancelRequested }
+    private enum Finish: Sendable { case result(TaskRunResult), refused(String), stop(Stop) }
+
+    /// One run, from its source to its stored result.
+    func execute(_ started: TaskRunRecord) async {
+        var run = started
+        let source = tasks.sourcesDirectory + "/" + run.id
+        defer {
+            try? FileManager.default.removeItem(atPath: source)
+            try? FileManager.default.removeItem(atPath: source + ".home")
+            if let upload = run.uploadedContext { try? FileManager.default.removeItem(atPath: upload) }
+        }
+        let origin = EventOrigin(actor: "task:" + run.task, address: "-")
+        do {
+            let (result, stop) = try await perform(run, source: source)
+            run.steps = result?.steps.map(Self.stepRecord) ?? []
+            run.pushed = result?.pushed.map { TaskRunImageRecord(reference: $0.reference, digest: $0.digest) } ?? []
+            switch (stop, result?.status) {
+            case (.timedOut?, _):
+                run.status = .failed
+                run.reason = "the run exceeded its timeout"
+            case (.cancelRequested?, _):
+                run.status = .cancelled
+                run.reason = "cancelled"
+            case (nil, .succeeded?):
+                run.status = .succeeded
+            case (nil, .failed?):
+                run.status = .failed
+                run.reason = result?.reason
+            case (nil, .cancelled?), (nil, nil):
+                run.status = .cancelled
+                run.reason = "the server stopped"
+            }
+        } catch {
+            run.status = .failed
+            run.reason = "\(error)"
+        }
+        run.finishedAt = Date()
+        let recorded = await EventOrigin.$current.withValue(origin) {
+            (try? await store.updateTaskRun(run, expected: .running)) ?? false
+        }
+        if !recorded {
+            logger.warning("a task run's result was not recorded (it changed meanwhile)", metadata: ["run": "\(run.id)"])
+        }
+        logger.info("task run finished", metadata: ["task": "\(run.task)", "run": "\(run.id)", "status": "\(run.status.rawValue)"])
+    }
+
+    /// Checks out the source, parses the file for the run, mints the run identity and runs it,
+    /// racing the task's timeout and a cancel request.
+    private func perform(_ run: TaskRunRecord, source: String) async throws -> (TaskRunResult?, Stop?) {
+        guard let task = try await store.task(named: run.task) else { throw TaskError.notFound("task \(run.task) was deleted") }
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        var directory = source
+        var branch: String?
+        if let upload = run.uploadedContext {
+            try await configuration.checkout.extract(archive: upload, into: source)
+        } else if let context = task.context {
+            let git = try GitContext(parsing: context)
+            do { _ = try await configuration.outbound.check(git.url) } catch { throw TaskError.invalid("context refused: \(error.message)") }
+            let clone = source + "/repo"
+            try await configuration.checkout.gitClone(url: git.url, branch: git.branch, into: clone)
+            directory = clone
+            if let sub = git.directory {
+                // The repository's own links must not lead the context out of it (a `DIR` that
+                // is a link to /etc would otherwise become the source the runner confines to).
+                let root = URL(fileURLWithPath: clone).resolvingSymlinksInPath().path
+                let resolved = URL(fileURLWithPath: clone + "/" + sub).resolvingSymlinksInPath().path
+                guard resolved.hasPrefix(root + "/") else {
+                    throw TaskError.invalid("the context directory \(sub) leads out of the repository")
+                }
+                directory = resolved
+            }
+            branch = git.branch
+        } else {
+            throw TaskError.invalid("the task has no context and none was uploaded")
+        }
+        let file = try tasks.parse(task, runID: run.id, branch: branch)
+        let repositories = try tasks.repositories(of: file)
+        if let outside = repositories.first(where: { !task.repositories.contains($0) }) {
+            throw TaskError.forbidden("the run pushes to \(outside), which the task did not name when it was saved")
+        }
+        var credentials: PushCredentials?
+        if !repositories.isEmpty {
+            let identity = RunIdentity(task: task.name, runID: run.id, repositories: repositories,
+                                       deadline: Date().addingTimeInterval(Double(task.timeoutSeconds) + 60))
+            let (username, password) = try await access.issueRunCredentials(identity, audience: configuration.serviceName)
+            credentials = PushCredentials(username: username, password: password)
+        }
+        let request = TaskRunRequest(taskName: task.name, runID: run.id, taskFile: file, sourceDirectory: directory,
+                                     registry: configuration.registry, credentials: credentials)
+        let runner = TaskRunner(configuration: configuration.runner)
+        let store = self.store
+        let tick = configuration.tick
+        let timeout = Duration.seconds(task.timeoutSeconds)
+        let (result, stop, refused) = await withTaskGroup(of: Finish?.self) { group -> (TaskRunResult?, Stop?, String?) in
+            group.addTask {
+                do { return .result(try await runner.run(request)) } catch { return .refused("\(error)") }
+            }
+            group.addTask {
+                do { try await Task.sleep(for: timeout) } catch { return nil }
+                return .stop(.timedOut)
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    do { try await Task.sleep(for: tick) } catch { return nil }
+                    if (try? await store.taskRun(id: run.id))?.cancelRequested == true { return .stop(.cancelRequested) }
+                }
+                return nil
+            }
+            var result: TaskRunResult?
+            var stop: Stop?
+            var refused: String?
+            for await finish in group {
+                switch finish {
+                case .result(let r): result = r; group.cancelAll()
+                case .refused(let reason): refused = reason; group.cancelAll()
+                case .stop(let s): if stop == nil { stop = s }; group.cancelAll()
+                case nil: break
+                }
+            }
+            return (result, stop, refused)
+        }
+        if let refused, result == nil { throw TaskError.invalid(refused) }
+        return (result, stop)
+    }
+
+    static func stepRecord(_ step: StepResult) -> TaskRunStepRecord {
+        TaskRunStepRecord(id: step.id, status: step.status.rawValue, attempts: step.attempts.map(\.description),
+                          exitCode: step.exitCode, reason: step.reason, startedAt: step.started, finishedAt: step.finished)
+    }
+}

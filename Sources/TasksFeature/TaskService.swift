@@ -1,0 +1,257 @@
+import Access
+import Foundation
+import Logging
+import OCIModel
+import RegistryCore
+import RegistryStore
+import TaskRunner
+import Tasks
+
+/// How this server runs build tasks.
+public struct TasksConfiguration: Sendable {
+    /// Holds the runner's state (`tasks/<task>/storage`, `runs/<id>`), checked-out sources and
+    /// uploaded contexts. Inside the data directory, 0700.
+    public var stateDirectory: String
+    /// `host[:port]` runs push to (this registry, as `$Registry`).
+    public var registry: String
+    /// The token audience run identities are minted for (the server's service name).
+    public var serviceName: String
+    /// Verify the registry's TLS certificate when runs push (false for plain HTTP on loopback).
+    public var tlsVerify: Bool
+    /// Git contexts are checked against it (loopback only when the operator allows it).
+    public var outbound: OutboundPolicy
+    /// Runs at the same time on this node.
+    public var maxConcurrentRuns = 2
+    /// Largest uploaded context (a tar stream).
+    public var maxContextBytes = 256 << 20
+    /// Default of a task's `timeoutSeconds`, and its ceiling.
+    public var defaultTimeoutSeconds = 3600
+    public var maxTimeoutSeconds = 6 * 3600
+    /// How often the queue looks for runs to start, timers due and cancel requests.
+    public var tick: Duration = .milliseconds(500)
+    /// The node's name in run records.
+    public var node = ProcessInfo.processInfo.hostName + ":" + String(ProcessInfo.processInfo.processIdentifier)
+    /// The runner's own settings (tools, storage driver, memory limit).
+    public var runner: TaskRunnerConfiguration
+    public var checkout = SourceCheckout()
+
+    public init(stateDirectory: String, registry: String, serviceName: String, tlsVerify: Bool, outbound: OutboundPolicy) {
+        self.stateDirectory = stateDirectory
+        self.registry = registry
+        self.serviceName = serviceName
+        self.tlsVerify = tlsVerify
+        self.outbound = outbound
+        runner = TaskRunnerConfiguration(stateDirectory: stateDirectory)
+        runner.tlsVerify = tlsVerify
+    }
+}
+
+/// A refusal of the tasks API.
+public enum TaskError: Error, Equatable {
+    case invalid(String)
+    case notFound(String)
+    case conflict(String)
+    case forbidden(String)
+}
+
+/// A task's context: a git URL with its branch and an optional directory in it.
+struct GitContext: Equatable {
+    var url: String
+    var branch: String
+    var directory: String?
+
+    /// `GIT_URL#BRANCH[:DIR]`.
+    init(parsing text: String) throws(TaskError) {
+        guard let hash = text.lastIndex(of: "#") else { throw .invalid("context must be GIT_URL#BRANCH[:DIR]") }
+        url = String(text[..<hash])
+        let rest = text[text.index(after: hash)...]
+        if let colon = rest.firstIndex(of: ":") {
+            branch = String(rest[..<colon])
+            directory = String(rest[rest.index(after: colon)...])
+        } else {
+            branch = String(rest)
+        }
+        guard let scheme = URL(string: url)?.scheme?.lowercased(), scheme == "http" || scheme == "https",
+              URL(string: url)?.host?.isEmpty == false else {
+            throw .invalid("a git context must be an http(s) URL")
+        }
+        guard !branch.isEmpty, !branch.hasPrefix("-"), !branch.contains(".."),
+              branch.utf8.allSatisfy({ Self.branchByte($0) }) else {
+            throw .invalid("invalid branch in context: use letters, digits, '-', '_', '.', '/'")
+        }
+        if let directory {
+            guard !directory.isEmpty, !directory.hasPrefix("/"),
+                  !directory.split(separator: "/").contains(where: { $0 == ".." }) else {
+                throw .invalid("the context directory must be a relative path inside the repository")
+            }
+        }
+    }
+
+    private static func branchByte(_ c: UInt8) -> Bool {
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a)
+            || c == UInt8(ascii: "-") || c == UInt8(ascii: "_") || c == UInt8(ascii: ".") || c == UInt8(ascii: "/")
+    }
+}
+
+/// Tasks and runs: validation, the store, and what the API and the queue ask.
+public struct TaskService: Sendable {
+    let store: any TaskStore
+    let configuration: TasksConfiguration
+    let logger: Logger
+
+    public init(store: any TaskStore, configuration: TasksConfiguration, logger: Logger) {
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Task names become directory names of the runner: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 64.
+    static func isValidName(_ s: String) -> Bool {
+        guard let first = s.utf8.first, s.utf8.count <= 64, isAlnum(first) else { return false }
+        return s.utf8.allSatisfy { isAlnum($0) || $0 == 0x5f || $0 == 0x2e || $0 == 0x2d }
+    }
+
+    private static func isAlnum(_ c: UInt8) -> Bool {
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a)
+    }
+
+    /// The task file parsed for a run (or, with `cb0`, to check it): refused with its line.
+    func parse(_ task: TaskRecord, runID: String, branch: String? = nil) throws(TaskError) -> TaskFile {
+        var values = TaskValues()
+        do {
+            for (key, value) in task.values.sorted(by: { $0.key < $1.key }) { try values.set(key + "=" + value) }
+        } catch {
+            throw .invalid("values: \(error)")
+        }
+        let run = RunContext(id: runID, registry: configuration.registry, date: Date(), branch: branch, taskName: task.name)
+        do {
+            return try TaskFile.parse(task.taskFile, run: run, values: values)
+        } catch {
+            throw .invalid("\(error)")
+        }
+    }
+
+    /// The repositories a parsed file's push steps name; a push to another registry is refused.
+    func repositories(of file: TaskFile) throws(TaskError) -> [String] {
+        var names: [String] = []
+        for step in file.steps {
+            guard case .push(let references) = step.action else { continue }
+            for reference in references {
+                guard reference.host == configuration.registry else {
+                    throw .invalid("line \(step.line): step \(step.id) pushes to \(reference.host ?? "docker.io"); "
+                                   + "a task pushes only to this registry ($Registry, \(configuration.registry))")
+                }
+                if !names.contains(reference.repository) { names.append(reference.repository) }
+            }
+        }
+        return names
+    }
+
+    /// A task as asked: checked (name, file, context, schedule, values, timeout) and its push
+    /// repositories found. `mayPush` says whether the caller may push to a repository.
+    func validated(_ record: TaskRecord, mayPush: (String) -> Bool) async throws(TaskError) -> TaskRecord {
+        var record = record
+        guard Self.isValidName(record.name) else {
+            throw .invalid("task names are 1-64 characters of letters, digits, '.', '_', '-', starting with a letter or digit")
+        }
+        guard record.taskFile.utf8.count <= TaskLimits.default.maxFileBytes else { throw .invalid("the task file is too large") }
+        guard record.values.count <= 100 else { throw .invalid("at most 100 values") }
+        if let context = record.context {
+            let git = try GitContext(parsing: context)
+            do { try await configuration.outbound.checkTarget(git.url) } catch { throw .invalid("context refused: \(error.message)") }
+        }
+        if let schedule = record.schedule {
+            do { _ = try CronSchedule(parsing: schedule) } catch { throw .invalid("schedule: \(error)") }
+            guard record.context != nil else { throw .invalid("a schedule needs a git context (--context GIT_URL#BRANCH)") }
+        }
+        guard record.timeoutSeconds >= 1, record.timeoutSeconds <= configuration.maxTimeoutSeconds else {
+            throw .invalid("timeoutSeconds must be 1 to \(configuration.maxTimeoutSeconds)")
+        }
+        let file = try parse(record, runID: "cb0")
+        record.repositories = try repositories(of: file)
+        for repository in record.repositories where !mayPush(repository) {
+            throw .forbidden("you may not push to \(repository), which the task's push steps name")
+        }
+        return record
+    }
+
+    func create(_ record: TaskRecord, mayPush: (String) -> Bool) async throws -> TaskRecord {
+        let record = try await validated(record, mayPush: mayPush)
+        guard try await store.createTask(record) else { throw TaskError.conflict("task \(record.name) exists") }
+        return record
+    }
+
+    func get(_ name: String) async throws -> TaskRecord {
+        guard let task = try await store.task(named: name) else { throw TaskError.notFound("task \(name)") }
+        return task
+    }
+
+    func update(_ record: TaskRecord, mayPush: (String) -> Bool) async throws -> TaskRecord {
+        let record = try await validated(record, mayPush: mayPush)
+        guard try await store.updateTask(record) else { throw TaskError.notFound("task \(record.name)") }
+        return record
+    }
+
+    func delete(_ name: String) async throws {
+        if try await store.taskRuns(task: name, limit: 1).first?.status == .running {
+            throw TaskError.conflict("task \(name) has a run in progress; cancel it first")
+        }
+        guard try await store.deleteTask(named: name) else { throw TaskError.notFound("task \(name)") }
+    }
+
+    /// Queues a run; `uploadedContext` is the path of an uploaded tar archive.
+    func queue(_ name: String, trigger: String, uploadedContext: String?) async throws -> TaskRunRecord {
+        let task = try await get(name)
+        guard task.enabled else { throw TaskError.conflict("task \(name) is disabled") }
+        guard uploadedContext != nil || task.context != nil else {
+            throw TaskError.invalid("task \(name) has no context: upload one with the run (berth task run --context DIR)")
+        }
+        guard let run = try await store.queueTaskRun(task: name, trigger: trigger, uploadedContext: uploadedContext) else {
+            throw TaskError.notFound("task \(name)")
+        }
+        return run
+    }
+
+    func run(_ task: String, _ id: String) async throws -> TaskRunRecord {
+        guard let run = try await store.taskRun(id: id), run.task == task else { throw TaskError.notFound("run \(id) of task \(task)") }
+        return run
+    }
+
+    /// A queued run is cancelled at once; a running one is asked to stop (the node running it
+    /// stops it within a tick). A finished one is refused.
+    func cancel(_ task: String, _ id: String) async throws -> TaskRunRecord {
+        for _ in 0..<5 {
+            var run = try await run(task, id)
+            switch run.status {
+            case .queued:
+                run.status = .cancelled
+                run.finishedAt = Date()
+                run.reason = "cancelled before it started"
+                if try await store.updateTaskRun(run, expected: .queued) { return run }
+            case .running:
+                run.cancelRequested = true
+                if try await store.updateTaskRun(run, expected: .running) { return run }
+            case .succeeded, .failed, .cancelled:
+                throw TaskError.conflict("run \(id) has finished (\(run.status.rawValue))")
+            }
+        }
+        throw TaskError.conflict("run \(id) changed while it was being cancelled; try again")
+    }
+
+    /// The run's log file (`runs/<id>/logs/run.log` of the runner's state).
+    func logPath(_ id: String) -> String {
+        configuration.runner.stateDirectory + "/runs/" + id + "/logs/run.log"
+    }
+
+    var uploadsDirectory: String { configuration.stateDirectory + "/uploads" }
+    var sourcesDirectory: String { configuration.stateDirectory + "/sources" }
+}
+
+extension TaskError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .invalid(let m), .conflict(let m), .forbidden(let m): m
+        case .notFound(let m): "\(m) not found"
+        }
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+import RegistryStore
+import Testing
+
+func taskRecord(_ name: String, repositories: [String] = ["app"]) -> TaskRecord {
+    TaskRecord(name: name, taskFile: "version: v1.1.0\nsteps:\n  - build: -t $Registry/app:$ID .\n", context: nil,
+               schedule: nil, values: ["k": "v"], timeoutSeconds: 600, repositories: repositories, createdBy: "admin",
+               createdAt: Date(timeIntervalSince1970: 1_700_000_000), updatedAt: Date(timeIntervalSince1970: 1_700_000_000))
+}
+
+extension MetadataStoreConformance {
+    static let taskCases: [Case] = [
+        Case("createTask/task/tasks/updateTask/deleteTask: kept as given, a taken name refused, runs deleted with the task") { s in
+            let created = try await s.createTask(taskRecord("b"))
+            var other = taskRecord("b", repositories: ["x"])
+            other.context = "https://example.com/r.git#main"
+            let again = try await s.createTask(other)
+            _ = try await s.createTask(taskRecord("a"))
+            #expect(created && !again)
+            let stored = try await s.task(named: "b")
+            #expect(stored == taskRecord("b"))
+            let names = try await s.tasks().map(\.name)
+            #expect(names == ["a", "b"])
+            var changed = taskRecord("b", repositories: ["y", "z"])
+            changed.schedule = "0 2 * * *"
+            changed.lastScheduledAt = Date(timeIntervalSince1970: 1_700_000_100)
+            let updated = try await s.updateTask(changed)
+            let updatedMissing = try await s.updateTask(taskRecord("none"))
+            #expect(updated && !updatedMissing)
+            let reread = try await s.task(named: "b")
+            #expect(reread == changed)
+            _ = try await s.queueTaskRun(task: "b", trigger: "manual", uploadedContext: nil)
+            let deleted = try await s.deleteTask(named: "b")
+            let deletedAgain = try await s.deleteTask(named: "b")
+            #expect(deleted && !deletedAgain)
+            let gone = try await s.task(named: "b")
+            let runs = try await s.taskRuns(task: "b", limit: 10)
+            #expect(gone == nil && runs.isEmpty)
+        },
+        Case("queueTaskRun: ids cb1, cb2, ... from one sequence across tasks, never reused; each with its queued event") { s in
+            _ = try await s.createTask(taskRecord("a"))
+            _ = try await s.createTask(taskRecord("b"))
+            let before = try await s.latestEventSequence()
+            let r1 = try await s.queueTaskRun(task: "a", trigger: "manual", uploadedContext: "/x/ctx.tar")
+            let r2 = try await s.queueTaskRun(task: "b", trigger: "schedule", uploadedContext: nil)
+            let unknown = try await s.queueTaskRun(task: "none", trigger: "manual", uploadedContext: nil)
+            #expect(r1?.id == "cb1" && r2?.id == "cb2" && unknown == nil)
+            #expect(r1?.status == .queued && r1?.trigger == "manual" && r1?.uploadedContext == "/x/ctx.tar")
+            _ = try await s.deleteTask(named: "b")
+            let r3 = try await s.queueTaskRun(task: "a", trigger: "manual", uploadedContext: nil)
+            #expect(r3?.id == "cb3")
+            let events = try await s.events(after: before, limit: 10)
+            let queued = events.filter { $0.action == .taskRunQueued }.map(\.detail)
+            #expect(queued == ["a/cb1", "b/cb2", "a/cb3"])
+            #expect(events.allSatisfy { $0.repository == "" })
+            let stored = try await s.taskRun(id: "cb1")
+            #expect(stored == r1)
+            let all = try await s.taskRuns(task: nil, limit: 10).map(\.id)
+            let ofA = try await s.taskRuns(task: "a", limit: 1).map(\.id)
+            #expect(all == ["cb3", "cb1"] && ofA == ["cb3"])
+        },
+        Case("startNextTaskRun: oldest queued first, one run of a task at a time, others' runs meanwhile") { s in
+            _ = try await s.createTask(taskRecord("a"))
+            _ = try await s.createTask(taskRecord("b"))
+            _ = try await s.queueTaskRun(task: "a", trigger: "manual", uploadedContext: nil)   // cb1
+            _ = try await s.queueTaskRun(task: "a", trigger: "manual", uploadedContext: nil)   // cb2
+            _ = try await s.queueTaskRun(task: "b", trigger: "manual", uploadedContext: nil)   // cb3
+            let first = try await s.startNextTaskRun(node: "n1")
+            #expect(first?.id == "cb1" && first?.status == .running && first?.node == "n1" && first?.startedAt != nil)
+            let second = try await s.startNextTaskRun(node: "n1")
+            #expect(second?.id == "cb3")
+            let none = try await s.startNextTaskRun(node: "n2")
+            #expect(none == nil)
+            var done = try #require(first)
+            done.status = .succeeded
+            done.finishedAt = Date()
+            done.pushed = [TaskRunImageRecord(reference: "r/app:cb1", digest: "sha256:" + String(repeating: "a", count: 64))]
+            done.steps = [TaskRunStepRecord(id: "build", status: "succeeded", attempts: ["exit code 0"], exitCode: 0,
+                                            reason: nil, startedAt: Date(), finishedAt: Date())]
+            let finished = try await s.updateTaskRun(done, expected: .running)
+            let stale = try await s.updateTaskRun(done, expected: .running)
+            #expect(finished && !stale)
+            let reread = try await s.taskRun(id: "cb1")
+            #expect(reread == done)
+            let third = try await s.startNextTaskRun(node: "n1")
+            #expect(third?.id == "cb2")
+            let running = try await s.runningTaskRuns().map(\.id)
+            #expect(running == ["cb2", "cb3"])
+        },
+        Case("startNextTaskRun: of many nodes asking at once, a queued run starts once") { s in
+            _ = try await s.createTask(taskRecord("a"))
+            _ = try await s.queueTaskRun(task: "a", trigger: "manual", uploadedContext: nil)
+            _ = try await s.queueTaskRun(task: "a", trigger: "manual", uploadedContext: nil)
+            let started = try await withThrowingTaskGroup(of: String?.self) { group in
+                for i in 0..<6 { group.addTask { try await s.startNextTaskRun(node: "n\(i)")?.id } }
+                var ids: [String] = []
+                for try await id in group { if let id { ids.append(id) } }
+                return ids
+            }
+            #expect(started == ["cb1"])
+        },
+        Case("updateTaskRun: a status change appends its event; the same status appends none") { s in
+            _ = try await s.createTask(taskRecord("a"))
+            var run = try #require(try await s.queueTaskRun(task: "a", trigger: "manual", uploadedContext: nil))
+            let before = try await s.latestEventSequence()
+            run.cancelRequested = true
+            let same = try await s.updateTaskRun(run, expected: .queued)
+            run.status = .cancelled
+            run.reason = "cancelled"
+            let cancelled = try await s.updateTaskRun(run, expected: .queued)
+            #expect(same && cancelled)
+            let events = try await s.events(after: before, limit: 10).map(\.action)
+            #expect(events == [.taskRunCancelled])
+            let none = try await s.startNextTaskRun(node: "n")
+            #expect(none == nil)
+        },
+    ]
+}

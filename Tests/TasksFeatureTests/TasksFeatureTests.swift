@@ -1,0 +1,221 @@
+import Access
+import Backends
+import Foundation
+import HTTPAPI
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import OCIModel
+import RegistryCore
+import RegistryStore
+import SQLiteStore
+import Testing
+@testable import TasksFeature
+
+private func temporaryDirectory() throws -> String {
+    let path = NSTemporaryDirectory() + "berth-tasks-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+private var quiet: Logger {
+    var logger = Logger(label: "test")
+    logger.logLevel = .critical
+    return logger
+}
+
+private func basic(_ user: String, _ password: String) -> HTTPFields {
+    [.authorization: "Basic " + Data("\(user):\(password)".utf8).base64EncodedString()]
+}
+
+private func pushBlob(_ client: any TestClientProtocol, _ repository: String, _ auth: HTTPFields) async throws -> HTTPResponse.Status {
+    let bytes = Array("layer of \(repository)".utf8)
+    var headers = auth
+    headers[.contentLength] = String(bytes.count)
+    return try await client.execute(uri: "/v2/\(repository)/blobs/uploads/?digest=\(Digest.compute(bytes).string)",
+                                    method: .post, headers: headers, body: ByteBuffer(bytes: bytes)).status
+}
+
+/// A run's identity: push and pull on its task's repositories and nothing else, refused on the
+/// management API, and dead after its deadline.
+@Suite struct RunIdentityTests {
+    @Test func aRunIdentityPushesToItsRepositoriesOnlyAndHasNothingOnTheManagementAPI() async throws {
+        let dir = try temporaryDirectory()
+        let registry = try Registry.embedded(dataDirectory: dir, logger: quiet)
+        let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore & KeyMaterialStore,
+                                                  keyDirectory: dir + "/keys")
+        _ = try await access.bootstrap(ownerPassword: "owner-pw")
+        let app = try await BerthServer.makeApplication(registry: registry, access: access, host: "127.0.0.1", port: 0,
+                                                        serviceName: "berth-test", logger: quiet)
+        let identity = RunIdentity(task: "ci", runID: "cb7", repositories: ["team/app"], deadline: Date().addingTimeInterval(600))
+        let (user, password) = try await access.issueRunCredentials(identity, audience: "berth-test")
+        #expect(user == AccessControl.runTokenUser)
+        let expired = RunIdentity(task: "ci", runID: "cb8", repositories: ["team/app"], deadline: Date().addingTimeInterval(-1))
+        let (_, expiredPassword) = try await access.issueRunCredentials(expired, audience: "berth-test")
+        let (_, otherAudience) = try await access.issueRunCredentials(identity, audience: "elsewhere")
+        try await app.test(.router) { client in
+            let run = basic(user, password)
+            // Basic credentials: its repository yes, any other no.
+            #expect(try await pushBlob(client, "team/app", run) == .created)
+            #expect(try await pushBlob(client, "team/other", run) == .forbidden)
+            #expect(try await pushBlob(client, "app", run) == .forbidden)
+            // Nothing registry-wide: the management API and the catalog refuse it.
+            #expect(try await client.execute(uri: "/api/v1/identities", method: .get, headers: run).status == .forbidden)
+            #expect(try await client.execute(uri: "/api/v1/registry", method: .patch, headers: run,
+                                             body: ByteBuffer(string: "{}")).status == .forbidden)
+            // Through the token endpoint: a token for its repository works there and only there;
+            // asked for more, it is granted nothing more.
+            let answer = try await client.execute(uri: "/oauth2/token?service=berth-test&scope=repository:team/app:pull,push"
+                                                  + "&scope=repository:team/other:push&scope=registry:catalog:*",
+                                                  method: .get, headers: run)
+            #expect(answer.status == .ok)
+            struct Token: Decodable { let token: String }
+            let token = try JSONDecoder().decode(Token.self, from: Data(buffer: answer.body)).token
+            let bearer: HTTPFields = [.authorization: "Bearer " + token]
+            #expect(try await pushBlob(client, "team/app", bearer) == .created)
+            #expect(try await pushBlob(client, "team/other", bearer) != .created)
+            // The catalog shows it only what it may read.
+            #expect(try await pushBlob(client, "team/other", basic("owner", "owner-pw")) == .created)
+            let catalog = try await client.execute(uri: "/v2/_catalog", method: .get, headers: bearer)
+            struct Catalog: Decodable { let repositories: [String] }
+            let listed = (try? JSONDecoder().decode(Catalog.self, from: Data(buffer: catalog.body)))?.repositories ?? []
+            #expect(!listed.contains("team/other"), "\(listed)")
+            #expect(try await client.execute(uri: "/api/v1/identities", method: .get, headers: bearer).status != .ok)
+            // After its deadline, or for another audience, it is no credential at all.
+            #expect(try await pushBlob(client, "team/app", basic(user, expiredPassword)) == .unauthorized)
+            #expect(try await pushBlob(client, "team/app", basic(user, otherAudience)) == .unauthorized)
+            #expect(try await pushBlob(client, "team/app", basic(user, password + "x")) == .unauthorized)
+        }
+    }
+
+    @Test func aRunIdentityNeedsValidRepositories() async throws {
+        let dir = try temporaryDirectory()
+        let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
+        let access = try await AccessControl.open(store: store, keyDirectory: dir + "/keys")
+        for repositories in [[], ["UPPER"], ["a,b"]] {
+            await #expect(throws: AccessError.self) {
+                _ = try await access.issueRunCredentials(RunIdentity(task: "t", runID: "cb1", repositories: repositories,
+                                                                     deadline: Date().addingTimeInterval(60)), audience: "s")
+            }
+        }
+    }
+}
+
+/// Tasks and runs through the service the API and the queue share (no run is executed here).
+@Suite struct TaskServiceTests {
+    static let registry = "berth.test:5000"
+    static let file = """
+        version: v1.1.0
+        steps:
+          - id: build
+            build: -t $Registry/team/app:$ID .
+          - id: push
+            push: [$Registry/team/app:$ID]
+        """
+
+    func service() throws -> (TaskService, SQLiteMetadataStore) {
+        let dir = try temporaryDirectory()
+        let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
+        let configuration = TasksConfiguration(stateDirectory: dir + "/tasks", registry: Self.registry, serviceName: "s",
+                                               tlsVerify: false, outbound: OutboundPolicy())
+        return (TaskService(store: store, configuration: configuration, logger: quiet), store)
+    }
+
+    func task(_ name: String, file: String = TaskServiceTests.file, context: String? = "https://git.example.com/app.git#main",
+              schedule: String? = nil) -> TaskRecord {
+        TaskRecord(name: name, taskFile: file, context: context, schedule: schedule, values: [:], timeoutSeconds: 600,
+                   repositories: [], createdBy: "identity:owner", createdAt: Date(), updatedAt: Date())
+    }
+
+    @Test func aTaskIsCheckedWhenSavedAndKeepsTheRepositoriesItPushesTo() async throws {
+        let (tasks, _) = try service()
+        let created = try await tasks.create(task("app"), mayPush: { _ in true })
+        #expect(created.repositories == ["team/app"])
+        // A bad file is refused with its line.
+        let bad = "version: v1.1.0\nsteps:\n  - id: build\n    build: -t x .\n    colour: blue\n"
+        do {
+            _ = try await tasks.create(task("bad", file: bad), mayPush: { _ in true })
+            Issue.record("a bad task file was saved")
+        } catch TaskError.invalid(let message) {
+            #expect(message.contains("line 5"), "\(message)")
+        }
+        // A push elsewhere, a repository the creator may not push to, a bad name, context or schedule.
+        let elsewhere = "version: v1.1.0\nsteps:\n  - push: [docker.io/library/app:1]\n"
+        await #expect(throws: TaskError.self) { _ = try await tasks.create(task("other", file: elsewhere), mayPush: { _ in true }) }
+        await #expect(throws: TaskError.forbidden("you may not push to team/app, which the task's push steps name")) {
+            _ = try await tasks.create(task("denied"), mayPush: { $0 != "team/app" })
+        }
+        await #expect(throws: TaskError.self) { _ = try await tasks.create(task("../x"), mayPush: { _ in true }) }
+        await #expect(throws: TaskError.self) {
+            _ = try await tasks.create(task("git", context: "file:///etc#main"), mayPush: { _ in true })
+        }
+        await #expect(throws: TaskError.self) {
+            _ = try await tasks.create(task("git", context: "https://127.0.0.1/x.git#main"), mayPush: { _ in true })
+        }
+        await #expect(throws: TaskError.self) {
+            _ = try await tasks.create(task("git", context: "https://git.example.com/x.git#--upload-pack=x"), mayPush: { _ in true })
+        }
+        await #expect(throws: TaskError.self) { _ = try await tasks.create(task("cron", schedule: "61 * * * *"), mayPush: { _ in true }) }
+        await #expect(throws: TaskError.invalid("a schedule needs a git context (--context GIT_URL#BRANCH)")) {
+            _ = try await tasks.create(task("cron", context: nil, schedule: "0 2 * * *"), mayPush: { _ in true })
+        }
+        let nightly = try await tasks.create(task("nightly", schedule: "0 2 * * *"), mayPush: { _ in true })
+        #expect(nightly.schedule == "0 2 * * *")
+        await #expect(throws: TaskError.conflict("task app exists")) { _ = try await tasks.create(task("app"), mayPush: { _ in true }) }
+    }
+
+    @Test func runsOfATaskStartOneAtATimeInOrderAndCancelStopsThem() async throws {
+        let (tasks, store) = try service()
+        _ = try await tasks.create(task("a"), mayPush: { _ in true })
+        _ = try await tasks.create(task("b"), mayPush: { _ in true })
+        _ = try await tasks.create(task("local", context: nil), mayPush: { _ in true })
+        await #expect(throws: TaskError.self) { _ = try await tasks.queue("local", trigger: "manual", uploadedContext: nil) }
+        let a1 = try await tasks.queue("a", trigger: "manual", uploadedContext: nil)
+        let a2 = try await tasks.queue("a", trigger: "manual", uploadedContext: nil)
+        let b1 = try await tasks.queue("b", trigger: "manual", uploadedContext: nil)
+        let a3 = try await tasks.queue("a", trigger: "manual", uploadedContext: nil)
+        #expect([a1.id, a2.id, b1.id, a3.id] == ["cb1", "cb2", "cb3", "cb4"])
+        // The queue starts a1, then b1 (a has a run going), then nothing until a1 ends.
+        #expect(try await store.startNextTaskRun(node: "n")?.id == "cb1")
+        #expect(try await store.startNextTaskRun(node: "n")?.id == "cb3")
+        #expect(try await store.startNextTaskRun(node: "n") == nil)
+        // Cancelling a queued run ends it at once; the queue passes it by.
+        let cancelled = try await tasks.cancel("a", "cb2")
+        #expect(cancelled.status == .cancelled)
+        // Cancelling a running one asks the node running it to stop.
+        let asked = try await tasks.cancel("a", "cb1")
+        #expect(asked.status == .running && asked.cancelRequested)
+        #expect(try await store.taskRun(id: "cb1")?.cancelRequested == true)
+        var ended = try #require(try await store.taskRun(id: "cb1"))
+        ended.status = .cancelled
+        #expect(try await store.updateTaskRun(ended, expected: .running))
+        await #expect(throws: TaskError.conflict("run cb1 has finished (cancelled)")) { _ = try await tasks.cancel("a", "cb1") }
+        await #expect(throws: TaskError.notFound("run cb3 of task a")) { _ = try await tasks.cancel("a", "cb3") }
+        #expect(try await store.startNextTaskRun(node: "n")?.id == "cb4")
+        // Each change of status is in the event log.
+        let events = try await store.events(after: 0, limit: 100).filter { $0.action.rawValue.hasPrefix("task.run.") }
+        #expect(events.map { "\($0.action.rawValue) \($0.detail ?? "")" } == [
+            "task.run.queued a/cb1", "task.run.queued a/cb2", "task.run.queued b/cb3", "task.run.queued a/cb4",
+            "task.run.started a/cb1", "task.run.started b/cb3", "task.run.cancelled a/cb2", "task.run.cancelled a/cb1",
+            "task.run.started a/cb4",
+        ])
+        // A task with a run going is not deleted.
+        await #expect(throws: TaskError.self) { try await tasks.delete("a") }
+    }
+
+    @Test func aTimerIsDueOncePerSlot() throws {
+        let created = Date(timeIntervalSince1970: 1_800_000_030)   // 30 s past a minute
+        var t = task("nightly", schedule: "*/5 * * * *")
+        t.createdAt = created
+        let slot = Date(timeIntervalSince1970: 1_800_000_300)        // the next multiple of 5 minutes
+        #expect(!TaskQueueService.timerDue(t, now: slot.addingTimeInterval(-1)))
+        #expect(TaskQueueService.timerDue(t, now: slot))
+        t.lastScheduledAt = slot
+        #expect(!TaskQueueService.timerDue(t, now: slot.addingTimeInterval(299)))
+        #expect(TaskQueueService.timerDue(t, now: slot.addingTimeInterval(300)))
+        t.enabled = false
+        #expect(!TaskQueueService.timerDue(t, now: slot.addingTimeInterval(300)))
+    }
+}

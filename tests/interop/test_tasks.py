@@ -1,0 +1,222 @@
+"""(berth only) Build tasks (issue 16) through the ``berth`` CLI on a real ``berth serve``, with the
+real buildah and podman: a three-step task (build, a test inside the built image, push) pushes
+when its test passes and never when it fails, its log shows the step's output, ``berth build``
+pushes a FROM-scratch image of busybox-static, a git context is cloned from a repository served
+on loopback, and a bad task file is refused with its line. Runs push with their own run identity.
+
+Bounded: each run takes a few seconds (images FROM scratch, vfs storage). The timer trigger is
+covered by the Swift tests (its granularity is a minute)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from test_cli import Cli
+
+pytestmark = [pytest.mark.berth_only, pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32")]
+
+TASK_FILE = """\
+version: v1.1.0
+steps:
+  - id: build
+    build: -t $Registry/app:$ID -f Dockerfile .
+  - id: test
+    cmd: $Registry/app:$ID sh -c 'echo "the test says {{.Values.code}}"; exit {{.Values.code}}'
+  - id: push
+    push:
+      - $Registry/app:$ID
+"""
+
+
+@pytest.fixture
+def cli(registry, tmp_path) -> Cli:
+    c = Cli(registry, tmp_path / "xdg")
+    c.login()
+    return c
+
+
+@pytest.fixture
+def context(tmp_path) -> Path:
+    """Debian's static busybox and a Dockerfile that makes an image of it FROM scratch."""
+    src = tmp_path / "context"
+    src.mkdir()
+    shutil.copy("/bin/busybox", src / "busybox")
+    (src / "Dockerfile").write_text('FROM scratch\nCOPY busybox /bin/busybox\n'
+                                    'RUN ["/bin/busybox", "--install", "-s", "/bin"]\nENV PATH=/bin\n')
+    return src
+
+
+def manifest_status(registry, repository: str, tag: str) -> int:
+    return requests.head(f"{registry.base}/v2/{repository}/manifests/{tag}", auth=registry.creds, timeout=10,
+                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).status_code
+
+
+def test_a_three_step_task_pushes_when_its_test_passes_and_never_when_it_fails(cli, registry, context, tmp_path):
+    (tmp_path / "acb.yaml").write_text(TASK_FILE)
+    cli("task", "create", "--name", "ci", "--file", str(tmp_path / "acb.yaml"), "--set", "code=0")
+
+    passed = cli.run("task", "run", "--name", "ci", "--context", str(context), "--wait", "-o", "json")
+    run = json.loads(passed.stdout)
+    assert run["id"] == "cb1" and run["status"] == "succeeded", run
+    assert [(s["id"], s["status"], s.get("exitCode")) for s in run["steps"]] == [
+        ("build", "succeeded", 0), ("test", "succeeded", 0), ("push", "succeeded", 0)]
+    [pushed] = run["pushed"]
+    assert pushed["reference"] == f"{registry.host}/app:cb1"
+    head = requests.head(f"{registry.base}/v2/app/manifests/cb1", auth=registry.creds, timeout=10,
+                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert head.status_code == 200 and head.headers["Docker-Content-Digest"] == pushed["digest"]
+
+    # The step's output is in the run's log, and the run's credentials are not.
+    log = cli.run("task", "logs", "--name", "ci", "--run-id", "cb1").stdout.decode()
+    assert " test stdout| the test says 0" in log, log
+    assert "berth~run" not in log and "eyJ" not in log
+
+    # The test fails: nothing is pushed, the command says so.
+    cli("task", "update", "--name", "ci", "--set", "code=3")
+    failed = cli.run("task", "run", "--name", "ci", "--context", str(context), "--wait", check=False)
+    assert failed.returncode != 0 and "exit code 3" in failed.stderr.decode(), failed.stderr.decode()[-2000:]
+    runs = cli.json("task", "list-runs", "--name", "ci")
+    assert [(r["id"], r["status"]) for r in runs] == [("cb2", "failed"), ("cb1", "succeeded")]
+    assert runs[0]["pushed"] == [] and [s["status"] for s in runs[0]["steps"]] == ["succeeded", "failed", "skipped"]
+    assert manifest_status(registry, "app", "cb2") == 404
+
+    # Each change of a run's status is in the event log (audit), as the webhook actions name them.
+    audit = requests.get(f"{registry.base}/api/v1/audit", auth=registry.creds, timeout=10).json()
+    actions = [(e["action"], e.get("detail")) for e in audit if e["action"].startswith("task.run.")]
+    assert actions == [("task.run.queued", "ci/cb1"), ("task.run.started", "ci/cb1"), ("task.run.succeeded", "ci/cb1"),
+                       ("task.run.queued", "ci/cb2"), ("task.run.started", "ci/cb2"), ("task.run.failed", "ci/cb2")], actions
+
+
+def test_berth_build_and_a_bad_task_file(cli, registry, context, tmp_path):
+    built = cli.run("build", "-t", "hello:{{.Run.ID}}", str(context), "-o", "json")
+    run = json.loads(built.stdout)
+    assert run["status"] == "succeeded" and run["pushed"][0]["reference"] == f"{registry.host}/hello:cb1", run
+    assert manifest_status(registry, "hello", "cb1") == 200
+
+    (tmp_path / "bad.yaml").write_text("version: v1.1.0\nsteps:\n  - id: build\n    build: -t x .\n    colour: blue\n")
+    message = cli.fails("task", "create", "--name", "bad", "--file", str(tmp_path / "bad.yaml"))
+    assert "line 5" in message and "colour" in message, message
+    # Pushing anywhere but this registry is refused too.
+    (tmp_path / "away.yaml").write_text("version: v1.1.0\nsteps:\n  - push: [docker.io/library/app:1]\n")
+    assert "only to this registry" in cli.fails("task", "create", "--name", "away", "--file", str(tmp_path / "away.yaml"))
+
+
+class _GitSmartHTTP(http.server.BaseHTTPRequestHandler):
+    """git's smart HTTP protocol (shallow clones need it) through ``git http-backend`` as a CGI."""
+    root = ""
+
+    def log_message(self, *args):
+        pass
+
+    def _cgi(self):
+        path, _, query = self.path.partition("?")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        env = {"GIT_PROJECT_ROOT": self.root, "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path, "QUERY_STRING": query,
+               "REQUEST_METHOD": self.command, "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+               "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": "127.0.0.1", "PATH": "/usr/bin:/bin"}
+        out = subprocess.run(["/usr/lib/git-core/git-http-backend"], input=body, env=env, stdout=subprocess.PIPE,
+                             check=True, timeout=30).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status = 200
+        headers = []
+        for line in head.decode().split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.split()[0])
+            elif name:
+                headers.append((name, value.strip()))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = _cgi
+    do_POST = _cgi
+
+
+def test_a_git_context_is_cloned_from_its_branch(cli, registry, context, tmp_path):
+    # A bare repository served over git's smart HTTP protocol on loopback (allowed for this server).
+    work = tmp_path / "work"
+    shutil.copytree(context, work)
+    (work / "acb.yaml").write_text(TASK_FILE.replace("{{.Values.code}}", "0"))
+    (work / "escape").symlink_to("/etc")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
+    subprocess.run(git + ["init", "-q", str(work)], check=True)
+    subprocess.run(git + ["-C", str(work), "add", "."], check=True)
+    subprocess.run(git + ["-C", str(work), "commit", "-q", "-m", "app"], check=True)
+    served = tmp_path / "served"
+    served.mkdir()
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "app.git")], check=True)
+    handler = type("Handler", (_GitSmartHTTP,), {"root": str(served)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/app.git#main"
+        cli("task", "create", "--name", "from-git", "--file", str(work / "acb.yaml"), "--context", url)
+        run = json.loads(cli.run("task", "run", "--name", "from-git", "--wait", "-o", "json").stdout)
+        assert run["status"] == "succeeded" and run["trigger"] == "manual", run
+        assert manifest_status(registry, "app", "cb1") == 200
+        # A branch that does not exist fails the run with git's reason, not the server.
+        cli("task", "update", "--name", "from-git", "--context", url.replace("#main", "#nope"))
+        failed = cli.run("task", "run", "--name", "from-git", "--wait", check=False)
+        assert failed.returncode != 0 and "git clone failed" in failed.stderr.decode() and "nope" in failed.stderr.decode(), failed.stderr.decode()[-2000:]
+        # A context directory that is a link out of the repository is refused.
+        cli("task", "update", "--name", "from-git", "--context", url + ":escape")
+        escaped = cli.run("task", "run", "--name", "from-git", "--wait", check=False)
+        assert escaped.returncode != 0 and "leads out of the repository" in escaped.stderr.decode(), escaped.stderr.decode()[-2000:]
+    finally:
+        server.shutdown()
+
+
+SLOW_FILE = """\
+version: v1.1.0
+steps:
+  - id: build
+    build: -t $Registry/slow:$ID -f Dockerfile .
+  - id: wait
+    cmd: $Registry/slow:$ID sh -c 'echo waiting; sleep 120'
+  - push: [$Registry/slow:$ID]
+"""
+
+
+def wait_for(what, check, timeout=60.0):
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def test_a_run_past_its_timeout_fails_and_a_cancelled_run_stops(cli, registry, context, tmp_path):
+    (tmp_path / "slow.yaml").write_text(SLOW_FILE)
+    cli("task", "create", "--name", "slow", "--file", str(tmp_path / "slow.yaml"), "--timeout", "5")
+    timed_out = cli.run("task", "run", "--name", "slow", "--context", str(context), "--wait", check=False)
+    assert timed_out.returncode != 0 and "exceeded its timeout" in timed_out.stderr.decode(), timed_out.stderr.decode()[-2000:]
+    [run] = cli.json("task", "list-runs", "--name", "slow")
+    assert run["status"] == "failed" and run["pushed"] == [], run
+
+    cli("task", "update", "--name", "slow", "--timeout", "600")
+    queued = json.loads(cli.run("task", "run", "--name", "slow", "--context", str(context), "-o", "json").stdout)
+    assert queued["id"] == "cb2" and queued["status"] == "queued"
+    wait_for("the wait step to start", lambda: "wait stdout| waiting" in
+             cli.run("task", "logs", "--name", "slow", "--run-id", "cb2").stdout.decode())
+    cli("task", "cancel-run", "--name", "slow", "--run-id", "cb2")
+    stopped = wait_for("the run to stop", lambda: next(
+        (r for r in cli.json("task", "list-runs", "--name", "slow") if r["id"] == "cb2" and r["status"] != "running"), None))
+    assert stopped["status"] == "cancelled" and stopped["pushed"] == [], stopped
+    assert [s["status"] for s in stopped["steps"]] == ["succeeded", "cancelled", "skipped"], stopped
+    # A finished run cannot be cancelled.
+    assert "finished" in cli.fails("task", "cancel-run", "--name", "slow", "--run-id", "cb2")
