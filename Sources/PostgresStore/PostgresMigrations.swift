@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, v6scanwire]
 
     static var latest: Int { all.count }
 
@@ -77,6 +77,37 @@ enum PostgresMigrations {
             updated_at double precision NOT NULL)
         """,
         "CREATE INDEX upload_sessions_by_update ON upload_sessions(updated_at)",
+    ]
+
+    /// Scanning's derived data (`ScanStore`): layer indexes, inventories, packages per inventory.
+    static let v6scanwire: [String] = [
+        """
+        CREATE TABLE scan_layer_indexes (
+            digest \(text) PRIMARY KEY,
+            format integer NOT NULL,
+            cataloger_version \(text) NOT NULL,
+            complete boolean NOT NULL,
+            document bytea NOT NULL,
+            indexed_at double precision NOT NULL)
+        """,
+        """
+        CREATE TABLE scan_inventories (
+            manifest \(text) PRIMARY KEY,
+            status \(text) NOT NULL,
+            layers \(text) NOT NULL,
+            cataloger_version \(text) NOT NULL,
+            document bytea NOT NULL,
+            detail \(text),
+            created_at double precision NOT NULL)
+        """,
+        """
+        CREATE TABLE scan_inventory_packages (
+            ecosystem \(text) NOT NULL,
+            name \(text) NOT NULL,
+            manifest \(text) NOT NULL,
+            PRIMARY KEY (ecosystem, name, manifest))
+        """,
+        "CREATE INDEX scan_inventory_packages_by_manifest ON scan_inventory_packages(manifest)",
     ]
 
     static let v1: [String] = [

@@ -348,6 +348,36 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 CREATE INDEX upload_sessions_by_update ON upload_sessions(updated_at);
                 """)
         }
+        m.registerMigration("v14-scanwire") { db in
+            // Scanning's derived data (SQLiteMetadataStore+Scans.swift): layer indexes once per
+            // layer digest, inventories per manifest digest, and the packages each inventory holds.
+            try db.execute(sql: """
+                CREATE TABLE scan_layer_indexes (
+                    digest TEXT PRIMARY KEY,
+                    format INTEGER NOT NULL,
+                    cataloger_version TEXT NOT NULL,
+                    complete INTEGER NOT NULL,
+                    document BLOB NOT NULL,
+                    indexed_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE scan_inventories (
+                    manifest TEXT PRIMARY KEY,
+                    status TEXT NOT NULL,
+                    layers TEXT NOT NULL,
+                    cataloger_version TEXT NOT NULL,
+                    document BLOB NOT NULL,
+                    detail TEXT,
+                    created_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE scan_inventory_packages (
+                    ecosystem TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    manifest TEXT NOT NULL,
+                    PRIMARY KEY (ecosystem, name, manifest)
+                ) WITHOUT ROWID;
+                CREATE INDEX scan_inventory_packages_by_manifest ON scan_inventory_packages(manifest);
+                """)
+        }
         return m
     }
 
