@@ -14,6 +14,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import RegistryCore
+import ScanningFeature
 import ServiceLifecycle
 
 @main
@@ -31,7 +32,7 @@ struct Berth: AsyncParsableCommand {
             SignCommand.self, VerifyCommand.self, TrustStoreGroup.self,
             RepositoryGroup.self, PurgeCommand.self, GCGroup.self, QuotaGroup.self, ShowUsage.self, EventConsumerGroup.self,
             RecoverGroup.self, BackupCommand.self, RestoreCommand.self,
-            ScanGroup.self,
+            ScanGroup.self, SBOMGroup.self,
             TaskCommandGroup.self, RunTaskFileCommand.self, BuildImageCommand.self,
         ]
     )
@@ -188,7 +189,9 @@ struct Serve: AsyncParsableCommand {
         let app = try await BerthServer.makeApplication(
             registry: registry, access: access,
             features: [WebhooksFeature(service: webhooks), ContentTrustFeature(registry: registry), AdmissionFeature(),
-                       ReplicationFeature(service: replication), tasks],
+                       ReplicationFeature(service: replication), tasks,
+                       ScanningFeature(registry: registry, store: backends.metadata, scanOnPush: settings.scanOnPush,
+                                       logger: Logger(label: "berth.scan"))],
             host: host, port: port, limits: limits, publicURL: settings.publicURL,
             serviceName: settings.tokenServiceName, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),

@@ -24,6 +24,8 @@ struct ServeSettings: Equatable {
     /// How long a lease on background work lives without renewal (renewed every third of it):
     /// how long the cluster waits for a node that stopped answering.
     var leaseTTLSeconds: Double = 15
+    /// Inventory every pushed image and push its SBOMs as referrers (issue 15's scanning feature).
+    var scanOnPush = false
     var maxConcurrentUploads: Int = 512
     /// Event-loop threads and blocking-pool threads of the process; nil: one per core (NIO's
     /// default). Several nodes on one machine each take a share of its cores.
@@ -167,6 +169,10 @@ struct ServeSettings: Equatable {
             let d = try seconds(v)
             guard d >= 1, d <= 3600 else { throw SettingError("the lease time to live must be 1 to 3600 seconds, got \(v)") }
             s.leaseTTLSeconds = d
+        },
+        Spec(key: "scan-on-push", environment: "BERTH_SCAN_ON_PUSH", hasFlag: false, defaultText: "false",
+             summary: "true inventories every pushed image in the background (each layer read once per digest) and pushes its SPDX and CycloneDX SBOMs as referrers") { s, v throws(SettingError) in
+            s.scanOnPush = try boolean(v)
         },
         Spec(key: "janitor-interval-seconds", environment: "BERTH_JANITOR_INTERVAL_SECONDS", hasFlag: false, defaultText: "600",
              summary: "how often abandoned uploads are looked for") { s, v throws(SettingError) in

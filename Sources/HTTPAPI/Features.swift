@@ -78,6 +78,17 @@ public struct FeatureServer: Sendable {
         gate.allows(caller, request, context, repository: repository, action: action)
     }
 
+    /// Judges a management request on one repository (an `/api/v1` route registered on `root` that
+    /// names its repository, as `/api/v1/repository?name=` does): a token's `registry:management`
+    /// scope is judged by the principal's rights on the repository; a refusal is audited and
+    /// answered (401 challenge, 403) as the built-in repository commands answer it.
+    public func requireOnRepository(_ request: Request, _ context: BerthRequestContext, repository: String,
+                                    action: Action) async throws {
+        let caller = try await gate.caller(request, context)
+        try await gate.require(request, context, caller: caller, repository: repository, action: action,
+                               target: AccessTarget(management: true))
+    }
+
     /// The client address the request came from (behind a trusted proxy, the forwarded one), for
     /// network rules.
     public func address(_ request: Request, _ context: BerthRequestContext) -> IPAddress? {

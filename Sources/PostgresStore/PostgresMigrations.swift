@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire]
 
     static var latest: Int { all.count }
 
@@ -95,6 +95,37 @@ enum PostgresMigrations {
         "CREATE INDEX task_runs_by_status ON task_runs(status, number)",
         "CREATE TABLE task_run_counter (id integer PRIMARY KEY CHECK (id = 1), last bigint NOT NULL)",
         "INSERT INTO task_run_counter(id, last) VALUES (1, 0)",
+    ]
+
+    /// Scanning's derived data (`ScanStore`): layer indexes, inventories, packages per inventory.
+    static let v6scanwire: [String] = [
+        """
+        CREATE TABLE scan_layer_indexes (
+            digest \(text) PRIMARY KEY,
+            format integer NOT NULL,
+            cataloger_version \(text) NOT NULL,
+            complete boolean NOT NULL,
+            document bytea NOT NULL,
+            indexed_at double precision NOT NULL)
+        """,
+        """
+        CREATE TABLE scan_inventories (
+            manifest \(text) PRIMARY KEY,
+            status \(text) NOT NULL,
+            layers \(text) NOT NULL,
+            cataloger_version \(text) NOT NULL,
+            document bytea NOT NULL,
+            detail \(text),
+            created_at double precision NOT NULL)
+        """,
+        """
+        CREATE TABLE scan_inventory_packages (
+            ecosystem \(text) NOT NULL,
+            name \(text) NOT NULL,
+            manifest \(text) NOT NULL,
+            PRIMARY KEY (ecosystem, name, manifest))
+        """,
+        "CREATE INDEX scan_inventory_packages_by_manifest ON scan_inventory_packages(manifest)",
     ]
 
     static let v1: [String] = [

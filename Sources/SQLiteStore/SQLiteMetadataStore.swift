@@ -388,6 +388,36 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 INSERT INTO task_run_counter(id, last) VALUES (1, 0);
                 """)
         }
+        m.registerMigration("v16-scanwire") { db in
+            // Scanning's derived data (SQLiteMetadataStore+Scans.swift): layer indexes once per
+            // layer digest, inventories per manifest digest, and the packages each inventory holds.
+            try db.execute(sql: """
+                CREATE TABLE scan_layer_indexes (
+                    digest TEXT PRIMARY KEY,
+                    format INTEGER NOT NULL,
+                    cataloger_version TEXT NOT NULL,
+                    complete INTEGER NOT NULL,
+                    document BLOB NOT NULL,
+                    indexed_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE scan_inventories (
+                    manifest TEXT PRIMARY KEY,
+                    status TEXT NOT NULL,
+                    layers TEXT NOT NULL,
+                    cataloger_version TEXT NOT NULL,
+                    document BLOB NOT NULL,
+                    detail TEXT,
+                    created_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE scan_inventory_packages (
+                    ecosystem TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    manifest TEXT NOT NULL,
+                    PRIMARY KEY (ecosystem, name, manifest)
+                ) WITHOUT ROWID;
+                CREATE INDEX scan_inventory_packages_by_manifest ON scan_inventory_packages(manifest);
+                """)
+        }
         return m
     }
 

@@ -377,6 +377,8 @@ CONTRACT_BODIES: Dict[Route, Tuple[object, object]] = {
     ("POST", "/api/v1/event-consumers/{}/pause"): (None, "EventConsumerView"),
     ("POST", "/api/v1/event-consumers/{}/resume"): (None, "EventConsumerView"),
     ("GET", "/api/v1/usage"): (None, "UsageView"),
+    ("GET", "/api/v1/scans/inventory"): (None, "ScanInventoryView"),
+    ("GET", "/api/v1/scans/sbom"): (None, "ScanSBOMDocumentView"),
     ("GET", "/api/v1/repositories"): (None, ["RepositoryDetailView"]),
     ("GET", "/api/v1/repository"): (None, "RepositoryDetailView"),
     ("PATCH", "/api/v1/repository"): ("LockRequest", "LockView"),

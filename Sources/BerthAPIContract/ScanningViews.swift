@@ -1,0 +1,113 @@
+import Foundation
+
+// Scanning's answers (`/api/v1/scans/…`): a manifest's inventory and its SBOM documents.
+
+/// One package of an inventory.
+public struct ScanPackageView: Codable, Sendable, Equatable {
+    /// `deb`, `apk`, `python`, `npm`, `java-archive`, `go-module`.
+    public var type: String
+    public var name: String
+    public var version: String
+    public var purl: String
+    public var sourceName: String?
+    public var sourceVersion: String?
+    public var architecture: String?
+    /// Files it was found in (`archive!entry` inside an archive).
+    public var locations: [String]
+    public init(type: String, name: String, version: String, purl: String, sourceName: String?, sourceVersion: String?,
+                architecture: String?, locations: [String]) {
+        self.type = type
+        self.name = name
+        self.version = version
+        self.purl = purl
+        self.sourceName = sourceName
+        self.sourceVersion = sourceVersion
+        self.architecture = architecture
+        self.locations = locations
+    }
+}
+
+/// The operating system of an image (`os-release`).
+public struct ScanOSView: Codable, Sendable, Equatable {
+    public var id: String
+    public var versionID: String?
+    public var versionCodename: String?
+    public var prettyName: String?
+    public init(id: String, versionID: String?, versionCodename: String?, prettyName: String?) {
+        self.id = id
+        self.versionID = versionID
+        self.versionCodename = versionCodename
+        self.prettyName = prettyName
+    }
+}
+
+/// An SBOM referrer Berth pushed for the manifest.
+public struct ScanSBOMReferrerView: Codable, Sendable, Equatable {
+    /// `spdx` or `cyclonedx`.
+    public var format: String
+    public var artifactType: String
+    /// The referrer manifest's digest.
+    public var manifest: String
+    public init(format: String, artifactType: String, manifest: String) {
+        self.format = format
+        self.artifactType = artifactType
+        self.manifest = manifest
+    }
+}
+
+/// `GET /api/v1/scans/inventory?repository=R&reference=REF`: what the scanner found in a manifest.
+public struct ScanInventoryView: Codable, Sendable, Equatable {
+    public var repository: String
+    public var manifest: String
+    /// `complete`, `partial`, `not-an-image` or `failed`.
+    public var status: String
+    /// Why it is partial, not an image, or failed.
+    public var detail: String?
+    /// The Berth version of the catalogers that made it.
+    public var catalogerVersion: String
+    public var createdAt: Date
+    /// The layers it was merged from, in order.
+    public var layers: [String]
+    public var os: ScanOSView?
+    public var packages: [ScanPackageView]
+    /// What could not be read (at most 200).
+    public var problems: [String]
+    /// For an index: its image manifests, each inventoried on its own.
+    public var children: [String]?
+    public var sboms: [ScanSBOMReferrerView]
+    public init(repository: String, manifest: String, status: String, detail: String?, catalogerVersion: String, createdAt: Date,
+                layers: [String], os: ScanOSView?, packages: [ScanPackageView], problems: [String], children: [String]?,
+                sboms: [ScanSBOMReferrerView]) {
+        self.repository = repository
+        self.manifest = manifest
+        self.status = status
+        self.detail = detail
+        self.catalogerVersion = catalogerVersion
+        self.createdAt = createdAt
+        self.layers = layers
+        self.os = os
+        self.packages = packages
+        self.problems = problems
+        self.children = children
+        self.sboms = sboms
+    }
+}
+
+/// `GET /api/v1/scans/sbom?repository=R&reference=REF&format=spdx|cyclonedx`: the SBOM document of
+/// the referrer Berth pushed, exactly as its layer holds it (JSON text).
+public struct ScanSBOMDocumentView: Codable, Sendable, Equatable {
+    public var repository: String
+    /// The image manifest the SBOM describes.
+    public var subject: String
+    public var format: String
+    /// The referrer manifest's digest.
+    public var referrer: String
+    public var document: String
+    public init(repository: String, subject: String, format: String, referrer: String, document: String) {
+        self.repository = repository
+        self.subject = subject
+        self.format = format
+        self.referrer = referrer
+        self.document = document
+    }
+}

@@ -1,0 +1,66 @@
+import Foundation
+import Logging
+import OCIModel
+import RegistryCore
+import RegistryStore
+import ServiceLifecycle
+
+/// Scan on push: an event consumer of the runner (durable cursor, at least once, retries with
+/// backoff) that inventories every pushed manifest. Run as the feature's service, so under a lease
+/// (`service:ScanService`) only one node of a cluster runs it. Events are handled one after another;
+/// one that fails stops the batch there (`EventBatchStopped`) and is retried first; after
+/// `maxAttempts` tries it is recorded as a failed scan and the consumer goes on, so no image
+/// holds up the queue.
+public struct ScanConsumer: EventConsumer {
+    public static let name = "scan:inventory"
+    public var name: String { Self.name }
+    /// From the beginning of the log: a registry that turns scanning on has its images inventoried.
+    public var start: EventConsumerStart { .beginning }
+
+    let inventorier: ScanInventorier
+
+    public init(inventorier: ScanInventorier) { self.inventorier = inventorier }
+
+    public func handle(_ events: [Event]) async throws { try await handle(events, attempt: 1) }
+
+    public func handle(_ events: [Event], attempt: Int) async throws {
+        var handled: Int64?
+        for (k, event) in events.enumerated() {
+            guard event.action == .manifestPush, let raw = event.digest, let digest = try? Digest(parsing: raw) else {
+                handled = event.sequence
+                continue
+            }
+            do {
+                try await inventorier.scan(repository: event.repository, digest: digest)
+            } catch {
+                if k == 0, attempt >= inventorier.configuration.maxAttempts {
+                    // Given up on: recorded, so it shows, and the queue goes on.
+                    try await inventorier.record(.failed, digest, layers: [],
+                                                 detail: "gave up after \(attempt) attempts: \(String(describing: error).prefix(500))")
+                } else if k == 0 {
+                    throw error
+                } else {
+                    throw EventBatchStopped(handledThrough: handled, error: error)
+                }
+            }
+            handled = event.sequence
+        }
+    }
+}
+
+/// Runs the scan consumer with the server (the feature's service; leased by the server).
+public struct ScanService: Service {
+    let runner: EventConsumerRunner
+    let poll: Duration
+
+    public init(runner: EventConsumerRunner, poll: Duration) {
+        self.runner = runner
+        self.poll = poll
+    }
+
+    public func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            await runner.run(poll: poll, isStopping: { Task.isShuttingDownGracefully })
+        }
+    }
+}

@@ -1,0 +1,145 @@
+import Access
+import BerthAPIContract
+import Foundation
+import HTTPAPI
+import Hummingbird
+import Logging
+import OCIModel
+import RegistryCore
+import RegistryStore
+import Scanning
+import ServiceLifecycle
+
+/// Issue 15 wired into the server: scan on push (the `scan:inventory` event consumer, a service of
+/// the feature, so leased), stored layer indexes and inventories (`ScanStore`), SBOM referrers, and
+/// `/api/v1/scans/inventory` and `/api/v1/scans/sbom`, judged per repository.
+public struct ScanningFeature: RegistryFeature {
+    public let inventorier: ScanInventorier
+    let poll: Duration
+    let logger: Logger
+    /// Whether the scan consumer runs (`scan-on-push`); the routes answer either way.
+    public let scanOnPush: Bool
+
+    public init(registry: Registry, store: any ScanStore, configuration: ScanConfiguration = .init(), scanOnPush: Bool = true,
+                poll: Duration = .seconds(1), logger: Logger = Logger(label: "berth.scan")) {
+        inventorier = ScanInventorier(registry: registry, store: store, configuration: configuration, logger: logger)
+        self.scanOnPush = scanOnPush
+        self.poll = poll
+        self.logger = logger
+    }
+
+    /// The runner of the scan consumer (tests step it).
+    public func runner() -> EventConsumerRunner {
+        EventConsumerRunner(consumer: ScanConsumer(inventorier: inventorier), store: inventorier.registry.metadata, batchSize: 50,
+                            logger: logger)
+    }
+
+    public var services: [any Service] { scanOnPush ? [ScanService(runner: runner(), poll: poll)] : [] }
+
+    public func addRoutes(to routes: FeatureRoutes) {
+        let server = routes.server
+        let inventorier = self.inventorier
+        // Judged per repository (metadata/read there), like `/api/v1/repository?name=`.
+        routes.root.get("api/v1/scans/inventory") { request, context in
+            let (repo, digest) = try await ScanAPI.target(request, context, server)
+            return server.json(try await ScanAPI.inventoryView(inventorier, repository: repo, digest: digest))
+        }
+        routes.root.get("api/v1/scans/sbom") { request, context in
+            let (repo, digest) = try await ScanAPI.target(request, context, server)
+            guard let raw = request.uri.queryParameters["format"], let format = SBOMFormat(rawValue: String(raw)) else {
+                throw ManagementError(status: .badRequest, code: "INVALID", message: "give ?format=spdx or ?format=cyclonedx")
+            }
+            return server.json(try await ScanAPI.sbomDocument(inventorier, repository: repo, digest: digest, format: format))
+        }
+    }
+}
+
+enum ScanAPI {
+    static let maxDocumentBytes: Int64 = 32 << 20
+
+    /// The repository and manifest a request names (`?repository=R&reference=TAG|DIGEST`), after
+    /// the caller's right to read the repository's metadata is checked.
+    static func target(_ request: Request, _ context: BerthRequestContext, _ server: FeatureServer) async throws
+        -> (RepositoryName, Digest) {
+        guard let rawRepo = request.uri.queryParameters["repository"], let rawRef = request.uri.queryParameters["reference"] else {
+            throw ManagementError(status: .badRequest, code: "INVALID", message: "give ?repository=NAME&reference=TAG_OR_DIGEST")
+        }
+        let repo: RepositoryName
+        let reference: Reference
+        do {
+            repo = try RepositoryName(String(rawRepo))
+            reference = try Reference(parsing: String(rawRef))
+        } catch {
+            throw ManagementError(status: .badRequest, code: "INVALID", message: "\(error)")
+        }
+        try await server.requireOnRepository(request, context, repository: repo.value, action: .metadataRead)
+        do {
+            let digest = try await server.registry.resolve(repo, reference)
+            guard try await server.registry.metadata.manifest(repository: repo.value, digest: digest) != nil else {
+                throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "no manifest \(digest) in \(repo.value)")
+            }
+            return (repo, digest)
+        } catch let e as RegistryError {
+            throw ManagementError(status: .notFound, code: "NOT_FOUND", message: e.message)
+        }
+    }
+
+    static func inventoryView(_ inventorier: ScanInventorier, repository: RepositoryName, digest: Digest) async throws -> ScanInventoryView {
+        guard let stored = try await inventorier.store.inventory(manifest: digest) else {
+            throw ManagementError(status: .notFound, code: "NOT_FOUND",
+                                  message: "\(repository.value)@\(digest) has not been inventoried yet (the scanner follows pushes)")
+        }
+        var inventory: ImageInventory?
+        if !stored.document.isEmpty {
+            do { inventory = try ScanDocument.decode(ImageInventory.self, stored.document) } catch {
+                throw ManagementError(status: .internalServerError, code: "UNKNOWN", message: "the stored inventory cannot be read")
+            }
+        }
+        var children: [String]?
+        if let bytes = try await inventorier.registry.metadata.inlineContent(digest),
+           let parsed = try? JSONDecoder().decode(ScannedManifest.self, from: Data(bytes)), let manifests = parsed.manifests {
+            children = manifests.map(\.digest)
+        }
+        let referrers = try await inventorier.registry.metadata.referrers(repository: repository.value, subject: digest)
+        let sboms = referrers.compactMap { r -> ScanSBOMReferrerView? in
+            guard r.annotations?[SBOMReferrers.generatorAnnotation] != nil,
+                  let format = SBOMFormat.allCases.first(where: { $0.mediaType == r.artifactType }) else { return nil }
+            return ScanSBOMReferrerView(format: format.rawValue, artifactType: format.mediaType, manifest: r.digest.string)
+        }.sorted { ($0.format, $0.manifest) < ($1.format, $1.manifest) }
+        return ScanInventoryView(
+            repository: repository.value, manifest: digest.string, status: stored.status.rawValue, detail: stored.detail,
+            catalogerVersion: stored.catalogerVersion, createdAt: stored.createdAt, layers: stored.layers.map(\.string),
+            os: inventory?.os.map { ScanOSView(id: $0.id, versionID: $0.versionID, versionCodename: $0.versionCodename, prettyName: $0.prettyName) },
+            packages: (inventory?.packages ?? []).map {
+                ScanPackageView(type: $0.type.rawValue, name: $0.name, version: $0.version, purl: $0.purl, sourceName: $0.sourceName,
+                                sourceVersion: $0.sourceVersion, architecture: $0.architecture, locations: $0.locations)
+            },
+            problems: (inventory?.problems ?? []).prefix(200).map(\.description), children: children, sboms: sboms)
+    }
+
+    /// The newest SBOM referrer of `format` Berth pushed for the manifest, its document read back
+    /// from the blob its layer names.
+    static func sbomDocument(_ inventorier: ScanInventorier, repository: RepositoryName, digest: Digest,
+                             format: SBOMFormat) async throws -> ScanSBOMDocumentView {
+        let metadata = inventorier.registry.metadata
+        let candidates = try await metadata.referrers(repository: repository.value, subject: digest)
+            .filter { $0.artifactType == format.mediaType && $0.annotations?[SBOMReferrers.generatorAnnotation] != nil }
+            .sorted { ($0.createdAt, $0.digest) > ($1.createdAt, $1.digest) }
+        guard let referrer = candidates.first, let bytes = try await metadata.inlineContent(referrer.digest),
+              let manifest = try? JSONDecoder().decode(ScannedManifest.self, from: Data(bytes)),
+              let layer = manifest.layers?.first, let layerDigest = try? Digest(parsing: layer.digest) else {
+            throw ManagementError(status: .notFound, code: "NOT_FOUND",
+                                  message: "no \(format.rawValue) SBOM for \(repository.value)@\(digest) yet (the scanner follows pushes)")
+        }
+        guard let size = try await metadata.linkedBlobSize(repository: repository.value, digest: layerDigest) else {
+            throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "the SBOM's document \(layerDigest) is not in \(repository.value)")
+        }
+        guard size <= maxDocumentBytes else {
+            throw ManagementError(status: .badRequest, code: "INVALID",
+                                  message: "the SBOM document is \(size) bytes, over the \(maxDocumentBytes)-byte limit of this endpoint; pull it through /v2/")
+        }
+        let buffer = try await inventorier.read(layerDigest, size: size, range: 0..<size)
+        return ScanSBOMDocumentView(repository: repository.value, subject: digest.string, format: format.rawValue,
+                                    referrer: referrer.digest.string, document: String(decoding: buffer.readableBytesView, as: UTF8.self))
+    }
+}
