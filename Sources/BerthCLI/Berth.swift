@@ -2,6 +2,7 @@ import Access
 import AdmissionFeature
 import ArgumentParser
 import Backends
+import ConsoleFeature
 import ContentTrustFeature
 import Foundation
 import RegistryStore
@@ -177,7 +178,8 @@ struct Serve: AsyncParsableCommand {
         let listening = ListeningFlag()
         let app = try await BerthServer.makeApplication(
             registry: registry, access: access,
-            features: [WebhooksFeature(service: webhooks), ContentTrustFeature(registry: registry), AdmissionFeature()],
+            features: [WebhooksFeature(service: webhooks), ContentTrustFeature(registry: registry), AdmissionFeature(),
+                       ConsoleFeature(webhooks: backends.metadata)],
             host: host, port: port, limits: limits, publicURL: settings.publicURL,
             serviceName: settings.tokenServiceName, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),

@@ -42,7 +42,7 @@ def extra_targets():
     return set(FEATURE_TARGETS)
 
 
-FEATURE_TARGETS: list[str] = ["WebhooksAPI", "ContentTrustFeature", "AdmissionFeature"]
+FEATURE_TARGETS: list[str] = ["WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "ConsoleFeature"]
 
 # The client side of credentials (issue 17): the stored login and token client shared with the
 # CLI, and the two executables built on it (kubelet credential provider, docker credential helper).
@@ -128,3 +128,11 @@ def test_tasks_stay_pure_and_only_the_task_runner_starts_processes():
     for target in targets():
         if target != "TaskRunner":
             assert not (imports(target) & {"Subprocess", "TaskRunner"}), target
+
+
+def test_the_console_reads_through_the_core_and_access_only():
+    # Server-rendered pages over the same core, store protocols and Access decision as /api/v1:
+    # no backend, no other feature target, no second authorization path.
+    allowed = {"Foundation", "HTTPAPI", "HTTPTypes", "Hummingbird", "Logging", "Mustache", "Crypto", "Access", "Admission",
+               "BerthAPIContract", "OCIModel", "RegistryCore", "RegistryStore"}
+    assert imports("ConsoleFeature") <= allowed, imports("ConsoleFeature") - allowed
