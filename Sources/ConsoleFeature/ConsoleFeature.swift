@@ -354,8 +354,19 @@ struct ConsoleRoutes: Sendable {
         raw.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
     }
 
+    /// A query parameter as a browser's GET form sends it (`+` is a space, then percent-decoding;
+    /// Hummingbird's `queryParameters` keeps `+`); the first of repeated ones.
     static func query(_ request: Request, _ key: String, max: Int = 512) throws -> String? {
-        guard let value = request.uri.queryParameters[key[...]].map(String.init) else { return nil }
+        var found: String?
+        for pair in (request.uri.query ?? "").split(separator: "&") where found == nil {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard decodeComponent(parts[0]) == key else { continue }
+            guard let value = decodeComponent(parts.count > 1 ? parts[1] : "") else {
+                throw ConsoleError(status: .badRequest, message: "\(key) is not well encoded")
+            }
+            found = value
+        }
+        guard let value = found else { return nil }
         guard value.utf8.count <= max else { throw ConsoleError(status: .badRequest, message: "\(key) is too long") }
         return value
     }

@@ -23,6 +23,8 @@ from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from helpers import OCI_MANIFEST, sha256_digest
 from test_artifacts import WASM_CONFIG, WASM_LAYER, WASM_MODULE, _blob, _put_manifest, build_chart, helm_push
@@ -50,6 +52,16 @@ def chromium() -> webdriver.Chrome:
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
     driver.set_page_load_timeout(20)
     return driver
+
+
+def submit(driver, element) -> None:
+    """Clicks a link or a submit button (or submits a field's form) and waits for the next page."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    if element.tag_name in ("a", "button"):
+        element.click()
+    else:
+        element.submit()
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
 
 
 def no_alert(driver) -> None:
@@ -81,7 +93,7 @@ def sign_in(driver, base: str, user: str, password: str) -> None:
     driver.get(base + "/console/login")
     driver.find_element(By.ID, "username").send_keys(user)
     driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.ID, "signin").click()
+    submit(driver, driver.find_element(By.ID, "signin"))
     assert driver.find_element(By.ID, "whoami").text == user
     assert "password" not in driver.current_url and password not in driver.current_url
 
@@ -111,6 +123,7 @@ def test_console_in_a_browser(registry, api, tmp_path):
                                                                  "layers": [layer]})
     gen_container = oras.get_container(f"{host}/misc/notes:v1")
     note = _blob(oras, gen_container, tmp_path, b"hello", "text/plain")
+    empty = _blob(oras, gen_container, tmp_path, b"{}", "application/vnd.oci.empty.v1+json")
     gen_digest = _put_manifest(oras, f"{host}/misc/notes:v1", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                                                                "artifactType": "application/vnd.example.notes.v1",
                                                                "config": empty, "layers": [note]})
@@ -143,7 +156,7 @@ def test_console_in_a_browser(registry, api, tmp_path):
         shot("02-repositories")
 
         driver.find_element(By.ID, "q").send_keys(MARKUP)
-        driver.find_element(By.ID, "q").submit()
+        submit(driver, driver.find_element(By.ID, "q"))
         assert MARKUP in driver.find_element(By.ID, "no-repositories").text
         shot("03-search-markup")
 
@@ -152,7 +165,7 @@ def test_console_in_a_browser(registry, api, tmp_path):
         assert "v1" in tags and digest in tags and "Container image" in tags and "not recorded" in tags
         shot("04-tags")
 
-        driver.find_element(By.LINK_TEXT, digest).click()
+        submit(driver, driver.find_element(By.LINK_TEXT, digest))
         assert driver.find_element(By.ID, "digest").text == digest
         notes = driver.find_element(By.ID, "annotations").text
         assert MARKUP in notes                                          # shown as text
@@ -163,7 +176,7 @@ def test_console_in_a_browser(registry, api, tmp_path):
         shot("05-image")
 
         driver.find_element(By.ID, "reason").send_keys("rejected <b>in review</b>")
-        driver.find_element(By.ID, "verdict-fail").click()
+        submit(driver, driver.find_element(By.ID, "verdict-fail"))
         assert driver.find_element(By.ID, "quarantine-state").text == "Failed: rejected <b>in review</b>"
         shot("06-quarantine-verdict")
 
@@ -203,7 +216,7 @@ def test_console_in_a_browser(registry, api, tmp_path):
         assert headers["X-Content-Type-Options"] == "nosniff"
 
         # A second identity, Pull on web/* only: secret/db is neither listed nor shown.
-        driver.find_element(By.CSS_SELECTOR, ".signout button").click()
+        submit(driver, driver.find_element(By.CSS_SELECTOR, ".signout button"))
         assert driver.current_url.endswith("/console/login")
         sign_in(driver, base, "alice", alice)
         names = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#repositories tbody a")]
