@@ -35,14 +35,16 @@ extension ConsoleRoutes {
         let manifests = try await server.registry.manifestDetails(repo)
         let tags = try await server.registry.tagDetails(repo, orderBy: "name_asc")
         var parsed: [String: ParsedManifest] = [:]
+        // The config's platform is content: read only for a viewer who may read content.
+        let readConfig = allowed(viewer, repository: repo.value, .contentRead)
         for digest in Set(tags.prefix(500).map(\.digest)) {
-            parsed[digest] = try await parse(repo, digest)
+            parsed[digest] = try await parse(repo, digest, readConfig: readConfig)
         }
         let url = Self.urlComponent(repo.value)
         let tagRows: [[String: Any]] = tags.prefix(500).map { t in
             let p = parsed[t.digest]
             return ["tag": t.name, "digest": t.digest, "urlRepository": url, "size": p.map { Self.bytes($0.totalSize) } ?? "—",
-                    "kind": p?.kind ?? "—", "platforms": p.map { $0.platforms.isEmpty ? "—" : $0.platforms.map(\.name).joined(separator: ", ") } ?? "—",
+                    "kind": p?.kind ?? "—", "platforms": p.map(\.platformList) ?? "—",
                     "pushed": Self.time(t.lastUpdatedAt)]
         }
         let untagged: [[String: Any]] = manifests.filter { $0.tags.isEmpty && $0.subject == nil }.prefix(200).map { m in
@@ -61,7 +63,7 @@ extension ConsoleRoutes {
         try await require(viewer, repository: repo.value, .metadataRead, what: "repository \(repo.value)")
         let digest = try Self.digest(try Self.query(request, "digest"))
         guard let detail = try await server.registry.manifestDetails(repo).first(where: { $0.digest == digest.string }),
-              let parsed = try await parse(repo, digest.string) else {
+              let parsed = try await parse(repo, digest.string, readConfig: allowed(viewer, repository: repo.value, .contentRead)) else {
             throw ConsoleError(status: .notFound, message: "No manifest \(digest.string) in \(repo.value).")
         }
         let url = Self.urlComponent(repo.value)
@@ -75,6 +77,7 @@ extension ConsoleRoutes {
         var data: [String: Any] = [
             "title": "\(repo.value)@\(digest.string.prefix(19))…", "repository": repo.value, "urlRepository": url,
             "digest": digest.string, "mediaType": parsed.mediaType, "kind": parsed.kind, "size": Self.bytes(parsed.totalSize),
+            "platformList": parsed.platformList,
             "tags": detail.tags, "quarantine": detail.quarantineState.map { "\($0.rawValue)" } ?? "Not quarantined",
             "layers": parsed.layers.enumerated().map { i, l in
                 ["index": i + 1, "mediaType": l.mediaType, "digest": l.digest, "size": Self.bytes(l.size)] as [String: Any]
@@ -142,7 +145,7 @@ extension ConsoleRoutes {
 
     /// The stored manifest, parsed for display; nil when it is gone. Read through the registry
     /// (its read locks apply).
-    func parse(_ repo: RepositoryName, _ digest: String) async throws -> ParsedManifest? {
+    func parse(_ repo: RepositoryName, _ digest: String, readConfig: Bool) async throws -> ParsedManifest? {
         guard let d = try? Digest(parsing: digest) else { return nil }
         let content: ManifestContent
         do {
@@ -150,7 +153,31 @@ extension ConsoleRoutes {
         } catch let e as RegistryError where e.code == .manifestUnknown {
             return nil
         }
-        return ParsedManifest(mediaType: content.mediaType, bytes: Data(buffer: content.bytes))
+        var parsed = ParsedManifest(mediaType: content.mediaType, bytes: Data(buffer: content.bytes))
+        if readConfig { parsed.configPlatform = try await configPlatform(repo, parsed.config) }
+        return parsed
+    }
+
+    /// `os/architecture[/variant]` of an image's config blob (at most 64 KiB read), nil for
+    /// anything else.
+    func configPlatform(_ repo: RepositoryName, _ config: ParsedManifest.Part?) async throws -> String? {
+        guard let config, config.size <= 64 * 1024,
+              config.mediaType == "application/vnd.oci.image.config.v1+json"
+                || config.mediaType == "application/vnd.docker.container.image.v1+json",
+              let digest = try? Digest(parsing: config.digest) else { return nil }
+        var bytes = ByteBuffer()
+        do {
+            try await server.registry.readBlob(repo, digest, range: 0..<config.size) { chunk in
+                var chunk = chunk
+                bytes.writeBuffer(&chunk)
+            }
+        } catch {
+            return nil
+        }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(buffer: bytes))) as? [String: Any] else { return nil }
+        let name = [object["os"] as? String, object["architecture"] as? String, object["variant"] as? String]
+            .compactMap { $0 }.joined(separator: "/")
+        return name.isEmpty ? nil : name
     }
 
     // MARK: registry-wide pages (management/read, as their API routes)
@@ -286,6 +313,14 @@ struct ParsedManifest {
     var annotations: [String: String] = [:]
     var subject: String?
     var isIndex = false
+    /// An image's own platform, from its config blob (when read).
+    var configPlatform: String?
+
+    /// The platforms of an index, or the image's own, or "—".
+    var platformList: String {
+        if !platforms.isEmpty { return platforms.map(\.name).joined(separator: ", ") }
+        return configPlatform ?? "—"
+    }
 
     init(mediaType: String, bytes: Data) {
         self.mediaType = mediaType

@@ -127,6 +127,7 @@ enum ConsoleTemplates {
     <dt>Kind</dt><dd id="artifact-kind">{{kind}}</dd>
     {{#artifactType}}<dt>Artifact type</dt><dd id="artifact-type">{{artifactType}}</dd>{{/artifactType}}
     <dt>Size</dt><dd>{{size}}</dd>
+    <dt>Platforms</dt><dd id="image-platforms">{{platformList}}</dd>
     <dt>Tags</dt><dd id="image-tags">{{#tags}}<span class="tag">{{.}}</span> {{/tags}}{{^tags}}none{{/tags}}</dd>
     {{#subject}}<dt>Refers to</dt><dd><a class="digest" href="/console/image?name={{urlRepository}}&amp;digest={{subject}}">{{subject}}</a></dd>{{/subject}}
     </dl>

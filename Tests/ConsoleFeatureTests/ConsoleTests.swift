@@ -16,7 +16,7 @@ import Testing
 private let ownerPassword = "owner-console-password"
 private let actor = Actor(name: "test", address: "-")
 
-private func makeConsoleApp() async throws -> (some ApplicationProtocol, AccessControl, Registry) {
+private func makeConsoleApp(publicURL: String? = nil) async throws -> (some ApplicationProtocol, AccessControl, Registry) {
     let dir = NSTemporaryDirectory() + "berth-console-" + UUID().uuidString
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     var logger = Logger(label: "test")
@@ -27,7 +27,7 @@ private func makeConsoleApp() async throws -> (some ApplicationProtocol, AccessC
     _ = try await access.bootstrap(ownerPassword: ownerPassword)
     let console = ConsoleFeature(webhooks: registry.metadata as! any WebhookStore)
     let app = try await BerthServer.makeApplication(registry: registry, access: access, features: [console],
-                                                    host: "127.0.0.1", port: 0, logger: logger)
+                                                    host: "127.0.0.1", port: 0, publicURL: publicURL, logger: logger)
     return (app, access, registry)
 }
 
@@ -38,9 +38,9 @@ private func basic(_ user: String, _ password: String) -> HTTPFields {
 /// Pushes a one-config image with the given manifest annotations; returns its digest.
 @discardableResult
 private func push(_ client: any TestClientProtocol, _ repo: String, tag: String, seed: String,
-                  annotations: [String: String] = [:], artifactType: String? = nil) async throws -> String {
+                  annotations: [String: String] = [:], artifactType: String? = nil, config: String? = nil) async throws -> String {
     let auth = basic("owner", ownerPassword)
-    let config = Array("{\"s\":\"\(seed)\"}".utf8)
+    let config = Array((config ?? "{\"s\":\"\(seed)\"}").utf8)
     let configDigest = Digest.compute(config).string
     var headers = auth
     headers[.contentLength] = String(config.count)
@@ -290,6 +290,64 @@ private func hidden(_ html: String, _ name: String) -> String? {
             #expect(list.status == .ok && String(buffer: list.body).contains("Anonymous (pull only)"))
             #expect(try await b.get("/console/tokens").headers[.location] == "/console/login")
             #expect(try await b.post("/console/quarantine", [("csrf", "x")]).headers[.location] == "/console/login")
+        }
+    }
+
+    @Test func failedSignInsAreLimitedAsAtTheTokenEndpoint() async throws {
+        let (app, _, _) = try await makeConsoleApp()
+        try await app.test(.router) { client in
+            var b = Browser(client: client)
+            var last = HTTPResponse.Status.ok
+            for _ in 0..<12 {
+                last = try await b.signIn("owner", "wrong").status
+                if last == .tooManyRequests { break }
+            }
+            #expect(last == .tooManyRequests)
+            // The right password is refused too while the limit holds.
+            let blocked = try await b.signIn("owner", ownerPassword)
+            #expect(blocked.status == .tooManyRequests && blocked.headers[HTTPField.Name("Retry-After")!] != nil && b.cookies["berth_session"] == nil)
+        }
+    }
+
+    @Test func cookiesAreSecureBehindAnHTTPSPublicURL() async throws {
+        let (app, _, _) = try await makeConsoleApp(publicURL: "https://registry.example")
+        try await app.test(.router) { client in
+            var b = Browser(client: client)
+            let login = try await b.get("/console/login")
+            #expect(login.headers[values: .setCookie].allSatisfy { $0.contains("; Secure") })
+            let ok = try await b.signIn("owner", ownerPassword)
+            let set = try #require(ok.headers[values: .setCookie].first { $0.hasPrefix("berth_session=") })
+            #expect(set.contains("; Secure") && set.contains("HttpOnly"))
+        }
+    }
+
+    @Test func webhooksAndTheirDeliveriesAreShownWithoutSecrets() async throws {
+        let (app, _, registry) = try await makeConsoleApp()
+        let store = registry.metadata as! any WebhookStore
+        #expect(try await store.createWebhook(WebhookRecord(name: "ci", uri: "https://hooks.example/<b>", actions: ["push"], scope: nil,
+                                                            headers: ["X-Secret": "sealed-value"], sealedSecret: Data([1, 2, 3]),
+                                                            enabled: true, createdAt: Date()), consumer: "webhook:ci"))
+        try await store.recordDelivery(WebhookDelivery(webhook: "ci", eventSequence: 1, action: "push", attempt: 2, statusCode: 503,
+                                                       latencyMilliseconds: 12, error: "server said <no>", payload: "{}"))
+        try await app.test(.router) { client in
+            var b = Browser(client: client)
+            _ = try await b.signIn("owner", ownerPassword)
+            let page = String(buffer: try await b.get("/console/webhooks").body)
+            #expect(page.contains("https://hooks.example/&lt;b&gt;") && page.contains("503") && page.contains("server said &lt;no&gt;"))
+            #expect(!page.contains("sealed-value") && !page.contains("X-Secret"))
+        }
+    }
+
+    @Test func tagsShowThePlatformFromTheImageConfig() async throws {
+        let (app, _, _) = try await makeConsoleApp()
+        try await app.test(.router) { client in
+            let digest = try await push(client, "plat/app", tag: "v1", seed: "p",
+                                        config: #"{"os":"linux","architecture":"arm64","variant":"v8","rootfs":{"type":"layers","diff_ids":[]}}"#)
+            var b = Browser(client: client)
+            _ = try await b.signIn("owner", ownerPassword)
+            #expect(String(buffer: try await b.get("/console/repository?name=plat%2Fapp").body).contains("<td>linux/arm64/v8</td>"))
+            #expect(String(buffer: try await b.get("/console/image?name=plat%2Fapp&digest=\(digest)").body)
+                .contains("<dd id=\"image-platforms\">linux/arm64/v8</dd>"))
         }
     }
 

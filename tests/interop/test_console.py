@@ -162,7 +162,7 @@ def test_console_in_a_browser(registry, api, tmp_path):
 
         driver.get(base + "/console/repository?name=web%2Fapp")
         tags = driver.find_element(By.ID, "tags").text
-        assert "v1" in tags and digest in tags and "Container image" in tags and "not recorded" in tags
+        assert "v1" in tags and digest in tags and "Container image" in tags and "linux/amd64" in tags and "not recorded" in tags
         shot("04-tags")
 
         submit(driver, driver.find_element(By.LINK_TEXT, digest))
