@@ -36,6 +36,8 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         // FilePath, which swift-subprocess's API takes (already in the graph through swift-nio).
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        // The web console's server-rendered pages (templates escape by default).
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         // The management API's request and response bodies, shared by the server and the CLI.
@@ -143,6 +145,14 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
+        // The web console under /console/: server-rendered pages over the same core, store and
+        // Access calls as /api/v1.
+        .target(name: "ConsoleFeature", dependencies: [
+            "HTTPAPI", "RegistryCore", "RegistryStore", "Access", "Admission", "BerthAPIContract", "OCIModel",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Mustache", package: "swift-mustache"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: strict),
         .target(name: "ContentTrustFeature", dependencies: [
             "HTTPAPI", "Admission", "RegistryCore", "RegistryStore", "Access", "OCIModel", "Signing", "BerthAPIContract",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -226,7 +236,7 @@ let package = Package(
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing", "Backends", "SQLiteStore",
             "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "TasksFeature", "BerthAPIContract", "BerthCredentials", "Scanning",
-            "ReplicationFeature", "ScanningFeature",
+            "ReplicationFeature", "ScanningFeature", "ConsoleFeature",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -293,6 +303,10 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "CompressNIO", package: "compress-nio"),
+        ]),
+        .testTarget(name: "ConsoleFeatureTests", dependencies: [
+            "ConsoleFeature", "HTTPAPI", "Access", "Backends", "RegistryCore", "RegistryStore", "OCIModel",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "HTTPAPITests", dependencies: [
             "HTTPAPI", "Admission", "Signing", "BlobStorage", "Backends", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract",

@@ -2,6 +2,7 @@ import Access
 import AdmissionFeature
 import ArgumentParser
 import Backends
+import ConsoleFeature
 import ContentTrustFeature
 import Foundation
 import RegistryStore
@@ -191,7 +192,8 @@ struct Serve: AsyncParsableCommand {
             features: [WebhooksFeature(service: webhooks), ContentTrustFeature(registry: registry), AdmissionFeature(),
                        ReplicationFeature(service: replication), tasks,
                        ScanningFeature(registry: registry, store: backends.metadata, scanOnPush: settings.scanOnPush,
-                                       logger: Logger(label: "berth.scan"))],
+                                       logger: Logger(label: "berth.scan")),
+                       ConsoleFeature(webhooks: backends.metadata)],
             host: host, port: port, limits: limits, publicURL: settings.publicURL,
             serviceName: settings.tokenServiceName, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),

@@ -59,6 +59,10 @@ public struct FeatureServer: Sendable {
     /// The configured service name (the token audience), never a request's Host header.
     public var serviceName: String { gate.serviceName }
 
+    /// Whether clients reach Berth over TLS (served with TLS, or a public URL that is `https://`):
+    /// cookies a feature sets are then `Secure`.
+    public var secureTransport: Bool { gate.tls || gate.publicURL?.lowercased().hasPrefix("https://") == true }
+
     /// The host the request reached Berth by (public URL, else `Host`): for recognising image references only.
     public func requestHost(_ request: Request) -> String { gate.requestHost(request) }
 

@@ -53,6 +53,7 @@ extension RegistryResponder {
             case "readyz" where segments.count == 1: return "readyz"
             case "metrics" where segments.count == 1: return "metrics"
             case "admission" where segments.count > 1: return "admission"
+            case "console": return "console"
             default: return "unknown"
             }
         }

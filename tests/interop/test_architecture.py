@@ -42,7 +42,8 @@ def extra_targets():
     return set(FEATURE_TARGETS)
 
 
-FEATURE_TARGETS: list[str] = ["WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "ReplicationFeature", "TasksFeature", "ScanningFeature"]
+FEATURE_TARGETS: list[str] = ["WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "ReplicationFeature", "TasksFeature", "ScanningFeature",
+                              "ConsoleFeature"]
 
 # The client side of credentials (issue 17): the stored login and token client shared with the
 # CLI, and the two executables built on it (kubelet credential provider, docker credential helper).
@@ -138,3 +139,11 @@ def test_the_tasks_feature_depends_only_on_what_it_is_allowed():
                "OCIModel", "Hummingbird", "HTTPTypes", "Logging", "NIOCore", "NIOPosix", "NIOConcurrencyHelpers",
                "ServiceLifecycle"}
     assert imports("TasksFeature") <= allowed, imports("TasksFeature") - allowed
+
+
+def test_the_console_reads_through_the_core_and_access_only():
+    # Server-rendered pages over the same core, store protocols and Access decision as /api/v1:
+    # no backend, no other feature target, no second authorization path.
+    allowed = {"Foundation", "HTTPAPI", "HTTPTypes", "Hummingbird", "Logging", "Mustache", "Crypto", "Access", "Admission",
+               "BerthAPIContract", "OCIModel", "RegistryCore", "RegistryStore"}
+    assert imports("ConsoleFeature") <= allowed, imports("ConsoleFeature") - allowed

@@ -1,0 +1,373 @@
+import Access
+import Backends
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import OCIModel
+import RegistryCore
+import RegistryStore
+import Testing
+@testable import ConsoleFeature
+@testable import HTTPAPI
+
+private let ownerPassword = "owner-console-password"
+private let actor = Actor(name: "test", address: "-")
+
+private func makeConsoleApp(publicURL: String? = nil) async throws -> (some ApplicationProtocol, AccessControl, Registry) {
+    let dir = NSTemporaryDirectory() + "berth-console-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    var logger = Logger(label: "test")
+    logger.logLevel = .critical
+    let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
+    let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore & KeyMaterialStore,
+                                              keyDirectory: dir + "/keys")
+    _ = try await access.bootstrap(ownerPassword: ownerPassword)
+    let console = ConsoleFeature(webhooks: registry.metadata as! any WebhookStore)
+    let app = try await BerthServer.makeApplication(registry: registry, access: access, features: [console],
+                                                    host: "127.0.0.1", port: 0, publicURL: publicURL, logger: logger)
+    return (app, access, registry)
+}
+
+private func basic(_ user: String, _ password: String) -> HTTPFields {
+    [.authorization: "Basic " + Data("\(user):\(password)".utf8).base64EncodedString()]
+}
+
+/// Pushes a one-config image with the given manifest annotations; returns its digest.
+@discardableResult
+private func push(_ client: any TestClientProtocol, _ repo: String, tag: String, seed: String,
+                  annotations: [String: String] = [:], artifactType: String? = nil, config: String? = nil) async throws -> String {
+    let auth = basic("owner", ownerPassword)
+    let config = Array((config ?? "{\"s\":\"\(seed)\"}").utf8)
+    let configDigest = Digest.compute(config).string
+    var headers = auth
+    headers[.contentLength] = String(config.count)
+    let blob = try await client.execute(uri: "/v2/\(repo)/blobs/uploads/?digest=\(configDigest)", method: .post, headers: headers,
+                                        body: ByteBuffer(bytes: config))
+    #expect(blob.status == .created)
+    var manifest: [String: Any] = [
+        "schemaVersion": 2, "mediaType": MediaType.ociManifest,
+        "config": ["mediaType": artifactType == nil ? "application/vnd.oci.image.config.v1+json" : "application/vnd.cncf.helm.config.v1+json",
+                   "digest": configDigest, "size": config.count],
+        "layers": [] as [Any],
+    ]
+    if !annotations.isEmpty { manifest["annotations"] = annotations }
+    let bytes = try JSONSerialization.data(withJSONObject: manifest, options: [.sortedKeys])
+    var mh = auth
+    mh[.contentType] = MediaType.ociManifest
+    let put = try await client.execute(uri: "/v2/\(repo)/manifests/\(tag)", method: .put, headers: mh, body: ByteBuffer(bytes: bytes))
+    #expect(put.status == .created)
+    return Digest.compute(Array(bytes)).string
+}
+
+/// A browser's cookie jar, as far as these tests need one.
+private struct Browser {
+    let client: any TestClientProtocol
+    var cookies: [String: String] = [:]
+
+    mutating func get(_ uri: String) async throws -> TestResponse {
+        let r = try await client.execute(uri: uri, method: .get, headers: cookieHeader())
+        keep(r)
+        return r
+    }
+
+    mutating func post(_ uri: String, _ form: [(String, String)]) async throws -> TestResponse {
+        var headers = cookieHeader()
+        headers[.contentType] = "application/x-www-form-urlencoded"
+        let body = form.map { "\(enc($0.0))=\(enc($0.1))" }.joined(separator: "&")
+        let r = try await client.execute(uri: uri, method: .post, headers: headers, body: ByteBuffer(string: body))
+        keep(r)
+        return r
+    }
+
+    func cookieHeader() -> HTTPFields {
+        cookies.isEmpty ? [:] : [.cookie: cookies.map { "\($0.key)=\($0.value)" }.joined(separator: "; ")]
+    }
+
+    mutating func keep(_ r: TestResponse) {
+        for line in r.headers[values: .setCookie] {
+            let pair = line.split(separator: ";")[0].split(separator: "=", maxSplits: 1)
+            let value = pair.count > 1 ? String(pair[1]) : ""
+            cookies[String(pair[0])] = value.isEmpty ? nil : value
+        }
+    }
+
+    /// Signs in through the form (its CSRF token taken from the page); returns the POST's answer.
+    mutating func signIn(_ user: String, _ password: String) async throws -> TestResponse {
+        let form = try await get("/console/login")
+        let csrf = try #require(hidden(String(buffer: form.body), "csrf"))
+        return try await post("/console/login", [("csrf", csrf), ("username", user), ("password", password)])
+    }
+
+    func enc(_ s: String) -> String {
+        s.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+    }
+}
+
+/// The value of a hidden input `name` in a page.
+private func hidden(_ html: String, _ name: String) -> String? {
+    guard let r = html.range(of: "name=\"\(name)\" value=\"") else { return nil }
+    let rest = html[r.upperBound...]
+    return rest.firstIndex(of: "\"").map { String(rest[..<$0]) }
+}
+
+@Suite struct ConsoleTests {
+    @Test func everyResponseCarriesTheSecurityHeadersAndTheLoginCookieIsStrict() async throws {
+        let (app, _, _) = try await makeConsoleApp()
+        try await app.test(.router) { client in
+            var b = Browser(client: client)
+            for uri in ["/console/login", "/console/repositories", "/console/static/console.css", "/console/image?name=x&digest=bad"] {
+                let r = try await b.get(uri)
+                let csp = r.headers[.contentSecurityPolicy] ?? ""
+                #expect(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"), "\(uri)")
+                #expect(r.headers[.xContentTypeOptions] == "nosniff", "\(uri)")
+            }
+            let login = try await client.execute(uri: "/console/login", method: .get)
+            #expect(login.status == .ok)
+            let cookie = try #require(login.headers[values: .setCookie].first)
+            #expect(cookie.hasPrefix("berth_login_csrf=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"))
+            #expect(!cookie.contains("Secure"))   // plain HTTP here; Secure under TLS
+            let page = String(buffer: login.body)
+            #expect(page.contains("<label for=\"username\">") && page.contains("<main id=\"main\"") && !page.contains("<script"))
+        }
+    }
+
+    @Test func signInNeedsTheFormsTokenAndRightCredentialsAndKeepsOnlyAHashOfTheSession() async throws {
+        let (app, _, _) = try await makeConsoleApp()
+        try await app.test(.router) { client in
+            // Not signed in, anonymous pull off: sent to sign in.
+            var b = Browser(client: client)
+            let anonymous = try await b.get("/console/repositories")
+            #expect(anonymous.status == .seeOther && anonymous.headers[.location] == "/console/login")
+
+            // No CSRF token (a cross-site form): refused before the password is looked at.
+            let forged = try await b.post("/console/login", [("username", "owner"), ("password", ownerPassword)])
+            #expect(forged.status == .forbidden && b.cookies["berth_session"] == nil)
+
+            let wrong = try await b.signIn("owner", "wrong")
+            #expect(wrong.status == .unauthorized && b.cookies["berth_session"] == nil)
+            #expect(String(buffer: wrong.body).contains("Sign-in failed"))
+
+            let ok = try await b.signIn("owner", ownerPassword)
+            #expect(ok.status == .seeOther && ok.headers[.location] == "/console/repositories")
+            let set = try #require(ok.headers[values: .setCookie].first { $0.hasPrefix("berth_session=") })
+            #expect(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Max-Age=") && set.contains("Path=/console"))
+            let id = try #require(b.cookies["berth_session"])
+            #expect(ConsoleSessions.hash(id) != id && ConsoleSessions.hash(id).count == 64)
+            let page = try await b.get("/console/repositories")
+            #expect(page.status == .ok && String(buffer: page.body).contains("Signed in as <strong id=\"whoami\">owner</strong>"))
+
+            // Sign-out needs the session's CSRF token too.
+            let noToken = try await b.post("/console/logout", [])
+            #expect(noToken.status == .forbidden)
+            let csrf = try #require(hidden(String(buffer: page.body), "csrf"))
+            let out = try await b.post("/console/logout", [("csrf", csrf)])
+            #expect(out.status == .seeOther && b.cookies["berth_session"] == nil)
+            var replay = Browser(client: client)
+            replay.cookies["berth_session"] = id
+            #expect(try await replay.get("/console/repositories").status == .seeOther)
+        }
+    }
+
+    @Test func aRepositoryTheViewerMayNotReadIsNeitherListedNorShown() async throws {
+        let (app, access, _) = try await makeConsoleApp()
+        let (_, password) = try await access.createIdentity(actor, name: "alice")
+        _ = try await access.assignRole(actor, assignee: "alice", role: "Pull", scope: "team/*")
+        try await app.test(.router) { client in
+            let mine = try await push(client, "team/app", tag: "v1", seed: "a")
+            let foreign = try await push(client, "secret/db", tag: "v1", seed: "b")
+            var b = Browser(client: client)
+            #expect(try await b.signIn("alice", try #require(password)).status == .seeOther)
+            let list = String(buffer: try await b.get("/console/repositories").body)
+            #expect(list.contains("team/app") && !list.contains("secret/db"))
+            let tags = try await b.get("/console/repository?name=team%2Fapp")
+            #expect(tags.status == .ok && String(buffer: tags.body).contains(mine))
+            let refused = try await b.get("/console/repository?name=secret%2Fdb")
+            #expect(refused.status == .forbidden && !String(buffer: refused.body).contains(foreign))
+            #expect(try await b.get("/console/image?name=secret%2Fdb&digest=\(foreign)").status == .forbidden)
+            #expect(try await b.get("/console/image?name=team%2Fapp&digest=\(mine)").status == .ok)
+            // Registry-wide pages need management/read, as their API routes do.
+            for page in ["usage", "tokens", "webhooks", "audit"] {
+                #expect(try await b.get("/console/\(page)").status == .forbidden, "\(page)")
+            }
+            // No verdict buttons without quarantine/write, and a forged verdict is refused.
+            let image = String(buffer: try await b.get("/console/image?name=team%2Fapp&digest=\(mine)").body)
+            #expect(!image.contains("verdict-pass"))
+            let csrf = try #require(hidden(image, "csrf"))
+            let verdict = try await b.post("/console/quarantine", [("csrf", csrf), ("name", "team/app"), ("digest", mine), ("state", "Failed")])
+            #expect(verdict.status == .forbidden)
+            // Bad input is a 400 page, not a crash.
+            #expect(try await b.get("/console/repository?name=Not..Valid").status == .badRequest)
+            #expect(try await b.get("/console/image?name=team%2Fapp&digest=sha256:zz").status == .badRequest)
+            #expect(try await b.get("/console/repository?name=team%2Fnone").status == .notFound)
+
+            // A password reset ends the session at its next request.
+            _ = try await access.resetIdentityPassword(actor, name: "alice")
+            #expect(try await b.get("/console/repositories").status == .seeOther)
+        }
+    }
+
+    @Test func everythingRenderedIsEscaped() async throws {
+        let (app, _, _) = try await makeConsoleApp()
+        let markup = "<script>alert(1)</script><img src=x onerror=alert(2)>\"'&"
+        try await app.test(.router) { client in
+            let digest = try await push(client, "xss/app", tag: "v1", seed: "x", annotations: ["org.example.note": markup, markup: "key"])
+            var b = Browser(client: client)
+            _ = try await b.signIn("owner", ownerPassword)
+            let image = String(buffer: try await b.get("/console/image?name=xss%2Fapp&digest=\(digest)").body)
+            #expect(image.contains("&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;&quot;&#39;&amp;"))
+            #expect(!image.contains("<script") && !image.contains("<img"))
+            // As a browser's GET form sends it: spaces as `+`, a literal plus as %2B.
+            let search = String(buffer: try await b.get("/console/repositories?q=%3Cscript%3Ealert(3)%3C%2Fscript%3E+a%2Bb").body)
+            #expect(search.contains("&lt;script&gt;alert(3)&lt;/script&gt; a+b") && !search.contains("<script"))
+            let login = try await b.post("/console/login", [("csrf", "x"), ("username", markup), ("password", "p")])
+            #expect(!String(buffer: login.body).contains("<script"))
+        }
+    }
+
+    @Test func quarantineVerdictsNeedTheSessionsCSRFTokenAndQuarantineWrite() async throws {
+        let (app, _, registry) = try await makeConsoleApp()
+        try await app.test(.router) { client in
+            let digest = try await push(client, "q/app", tag: "v1", seed: "q")
+            var b = Browser(client: client)
+            _ = try await b.signIn("owner", ownerPassword)
+            let page = String(buffer: try await b.get("/console/image?name=q%2Fapp&digest=\(digest)").body)
+            #expect(page.contains("id=\"verdict-fail\"") && page.contains("<label for=\"reason\">"))
+            let form = [("name", "q/app"), ("digest", digest), ("state", "Failed"), ("reason", "<b>bad</b>")]
+            #expect(try await b.post("/console/quarantine", form).status == .forbidden)
+            #expect(try await b.post("/console/quarantine", [("csrf", "wrong")] + form).status == .forbidden)
+            let record = try await registry.metadata.manifest(repository: "q/app", digest: try Digest(parsing: digest))
+            #expect(record?.quarantineState == nil)
+
+            let csrf = try #require(hidden(page, "csrf"))
+            let done = try await b.post("/console/quarantine", [("csrf", csrf)] + form)
+            #expect(done.status == .seeOther)
+            let after = try await registry.metadata.manifest(repository: "q/app", digest: try Digest(parsing: digest))
+            #expect(after?.quarantineState == .failed && after?.quarantineReason == "<b>bad</b>")
+            let shown = String(buffer: try await b.get(try #require(done.headers[.location])).body)
+            #expect(shown.contains("Failed: &lt;b&gt;bad&lt;/b&gt;") && shown.contains("Verdict recorded."))
+            #expect(try await b.post("/console/quarantine", [("csrf", csrf), ("name", "q/app"), ("digest", digest), ("state", "Bogus")]).status
+                == .badRequest)
+        }
+    }
+
+    @Test func managementPagesAndPlaceholdersRender() async throws {
+        let (app, access, _) = try await makeConsoleApp()
+        _ = try await access.putScopeMap(actor, name: "ci", description: "CI pushes",
+                                         entries: [.init(repository: try RepositoryPattern("team/*"), actions: ["content/read"])], create: true)
+        try await app.test(.router) { client in
+            try await push(client, "chart/app", tag: "1.0.0", seed: "h", artifactType: "helm")
+            var b = Browser(client: client)
+            _ = try await b.signIn("owner", ownerPassword)
+            let usage = String(buffer: try await b.get("/console/usage").body)
+            #expect(usage.contains("<svg id=\"usage-chart\" role=\"img\"") && usage.contains("<rect class=\"bar\"")
+                && usage.contains("1 manifest pushes over 14 days"))
+            let tokens = String(buffer: try await b.get("/console/tokens").body)
+            #expect(tokens.contains("CI pushes") && tokens.contains("team/*: content/read"))
+            #expect(try await b.get("/console/webhooks").status == .ok)
+            let audit = String(buffer: try await b.get("/console/audit").body)
+            #expect(audit.contains("console.login") && audit.contains("chart/app:1.0.0"))
+            let tags = String(buffer: try await b.get("/console/repository?name=chart%2Fapp").body)
+            #expect(tags.contains("Helm chart"))
+            for page in ["scans", "sbom", "replicas", "tasks"] {
+                let r = try await b.get("/console/\(page)")
+                #expect(r.status == .ok && String(buffer: r.body).contains("Not built yet"), "\(page)")
+            }
+        }
+    }
+
+    @Test func anonymousPullShowsOnlyWhatAnonymousMayRead() async throws {
+        let (app, access, _) = try await makeConsoleApp()
+        var change = SettingsChange()
+        change.anonymousPullEnabled = true
+        _ = try await access.updateSettings(actor, change)
+        try await app.test(.router) { client in
+            try await push(client, "public/app", tag: "v1", seed: "p")
+            var b = Browser(client: client)
+            let list = try await b.get("/console/repositories")
+            #expect(list.status == .ok && String(buffer: list.body).contains("Anonymous (pull only)"))
+            #expect(try await b.get("/console/tokens").headers[.location] == "/console/login")
+            #expect(try await b.post("/console/quarantine", [("csrf", "x")]).headers[.location] == "/console/login")
+        }
+    }
+
+    @Test func failedSignInsAreLimitedAsAtTheTokenEndpoint() async throws {
+        let (app, _, _) = try await makeConsoleApp()
+        try await app.test(.router) { client in
+            var b = Browser(client: client)
+            var last = HTTPResponse.Status.ok
+            for _ in 0..<12 {
+                last = try await b.signIn("owner", "wrong").status
+                if last == .tooManyRequests { break }
+            }
+            #expect(last == .tooManyRequests)
+            // The right password is refused too while the limit holds.
+            let blocked = try await b.signIn("owner", ownerPassword)
+            #expect(blocked.status == .tooManyRequests && blocked.headers[HTTPField.Name("Retry-After")!] != nil && b.cookies["berth_session"] == nil)
+        }
+    }
+
+    @Test func cookiesAreSecureBehindAnHTTPSPublicURL() async throws {
+        let (app, _, _) = try await makeConsoleApp(publicURL: "https://registry.example")
+        try await app.test(.router) { client in
+            var b = Browser(client: client)
+            let login = try await b.get("/console/login")
+            #expect(login.headers[values: .setCookie].allSatisfy { $0.contains("; Secure") })
+            let ok = try await b.signIn("owner", ownerPassword)
+            let set = try #require(ok.headers[values: .setCookie].first { $0.hasPrefix("berth_session=") })
+            #expect(set.contains("; Secure") && set.contains("HttpOnly"))
+        }
+    }
+
+    @Test func webhooksAndTheirDeliveriesAreShownWithoutSecrets() async throws {
+        let (app, _, registry) = try await makeConsoleApp()
+        let store = registry.metadata as! any WebhookStore
+        #expect(try await store.createWebhook(WebhookRecord(name: "ci", uri: "https://hooks.example/<b>", actions: ["push"], scope: nil,
+                                                            headers: ["X-Secret": "sealed-value"], sealedSecret: Data([1, 2, 3]),
+                                                            enabled: true, createdAt: Date()), consumer: "webhook:ci"))
+        try await store.recordDelivery(WebhookDelivery(webhook: "ci", eventSequence: 1, action: "push", attempt: 2, statusCode: 503,
+                                                       latencyMilliseconds: 12, error: "server said <no>", payload: "{}"))
+        try await app.test(.router) { client in
+            var b = Browser(client: client)
+            _ = try await b.signIn("owner", ownerPassword)
+            let page = String(buffer: try await b.get("/console/webhooks").body)
+            #expect(page.contains("https://hooks.example/&lt;b&gt;") && page.contains("503") && page.contains("server said &lt;no&gt;"))
+            #expect(!page.contains("sealed-value") && !page.contains("X-Secret"))
+        }
+    }
+
+    @Test func tagsShowThePlatformFromTheImageConfig() async throws {
+        let (app, _, _) = try await makeConsoleApp()
+        try await app.test(.router) { client in
+            let digest = try await push(client, "plat/app", tag: "v1", seed: "p",
+                                        config: #"{"os":"linux","architecture":"arm64","variant":"v8","rootfs":{"type":"layers","diff_ids":[]}}"#)
+            var b = Browser(client: client)
+            _ = try await b.signIn("owner", ownerPassword)
+            #expect(String(buffer: try await b.get("/console/repository?name=plat%2Fapp").body).contains("<td>linux/arm64/v8</td>"))
+            #expect(String(buffer: try await b.get("/console/image?name=plat%2Fapp&digest=\(digest)").body)
+                .contains("<dd id=\"image-platforms\">linux/arm64/v8</dd>"))
+        }
+    }
+
+    @Test func templatesNeverUseUnescapedInterpolation() {
+        for (name, text) in ConsoleTemplates.all {
+            #expect(!text.contains("{{{") && !text.contains("{{&"), "\(name)")
+        }
+    }
+
+    @Test func sessionsExpireAndAreBounded() async {
+        let sessions = ConsoleSessions(lifetime: 60, capacity: 2)
+        let start = Date(timeIntervalSince1970: 1_000_000)
+        let a = await sessions.create(subject: "identity:a", subjectID: nil, generation: 1, displayName: "a", now: start)
+        #expect(await sessions.session(a.id, now: start.addingTimeInterval(30)) == a.session)
+        #expect(await sessions.session(a.id, now: start.addingTimeInterval(61)) == nil)
+        _ = await sessions.create(subject: "identity:b", subjectID: nil, generation: 1, displayName: "b", now: start)
+        _ = await sessions.create(subject: "identity:c", subjectID: nil, generation: 1, displayName: "c", now: start)
+        _ = await sessions.create(subject: "identity:d", subjectID: nil, generation: 1, displayName: "d", now: start)
+        #expect(await sessions.count == 2)
+        #expect(ConsoleSessions.constantTimeEqual("abc", "abc") && !ConsoleSessions.constantTimeEqual("abc", "abd")
+            && !ConsoleSessions.constantTimeEqual("", ""))
+    }
+}

@@ -1,0 +1,232 @@
+"""The web console (issue 17 item 4, item 5's browser rules, item 6's console part) in a real
+browser: Debian's headless Chromium driven by selenium (PyPI). One browser session walks every
+page (a DOM assertion and a screenshot each), signs in and out, gives a quarantine verdict with
+the page's button, sees a Helm chart, a WASM module and an oras artifact by their artifact type,
+and is refused a repository its identity may not read. An XSS test pushes markup in annotations
+(repository names and tags cannot hold markup: the pushes are refused by the grammar) and in the
+search box, and checks that nothing executes and the markup shows as text. A form posted without
+the session's CSRF token is refused.
+
+Screenshots go to ``$BERTH_TEST_ARTIFACTS/console`` (default ``tests/interop/artifacts/console``,
+ignored by git); the test prints the directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from helpers import OCI_MANIFEST, sha256_digest
+from test_artifacts import WASM_CONFIG, WASM_LAYER, WASM_MODULE, _blob, _put_manifest, build_chart, helm_push
+from test_oras import oras_client
+
+pytestmark = pytest.mark.berth_only
+
+MARKUP = "<script>alert('xss')</script><img src=x onerror=\"document.title='pwned'\">"
+
+
+def artifacts_dir() -> Path:
+    base = os.environ.get("BERTH_TEST_ARTIFACTS") or str(Path(__file__).parent / "artifacts")
+    out = Path(base) / "console"
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"\nconsole screenshots: {out}")
+    return out
+
+
+def chromium() -> webdriver.Chrome:
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000",
+                "--no-first-run", "--disable-extensions"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(20)
+    return driver
+
+
+def submit(driver, element) -> None:
+    """Clicks a link or a submit button (or submits a field's form) and waits for the next page."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    if element.tag_name in ("a", "button"):
+        element.click()
+    else:
+        element.submit()
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+
+
+def no_alert(driver) -> None:
+    try:
+        alert = driver.switch_to.alert
+    except NoAlertPresentException:
+        return
+    text = alert.text
+    alert.dismiss()
+    raise AssertionError(f"a script ran: alert({text!r})")
+
+
+def push_image(api, repo: str, tag: str, annotations: dict) -> str:
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    layer = b"console layer " + repo.encode()
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": api.push_blob(repo, config),
+                           "size": len(config)},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": api.push_blob(repo, layer),
+                            "size": len(layer)}],
+                "annotations": annotations}
+    body = json.dumps(manifest).encode()
+    r = api.put_manifest(repo, tag, body)
+    assert r.status_code == 201, r.text
+    return sha256_digest(body)
+
+
+def sign_in(driver, base: str, user: str, password: str) -> None:
+    driver.get(base + "/console/login")
+    driver.find_element(By.ID, "username").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(password)
+    submit(driver, driver.find_element(By.ID, "signin"))
+    assert driver.find_element(By.ID, "whoami").text == user
+    assert "password" not in driver.current_url and password not in driver.current_url
+
+
+def test_console_in_a_browser(registry, api, tmp_path):
+    base, host, creds = registry.base, registry.host, registry.creds
+    out = artifacts_dir()
+
+    # Content: an image with markup in its annotations (and a signature-typed referrer), a Helm
+    # chart, a WASM module, an oras artifact, and a repository the second identity may not read.
+    digest = push_image(api, "web/app", "v1", {"org.example.note": MARKUP, MARKUP: "key"})
+    oras = oras_client(host, creds)
+    container = oras.get_container(f"{host}/web/app:sig")
+    empty = _blob(oras, container, tmp_path, b"{}", "application/vnd.oci.empty.v1+json")
+    sig = _blob(oras, container, tmp_path, b"not a real envelope", "application/jose+json")
+    _put_manifest(oras, f"{host}/web/app:sig",
+                  {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.cncf.notary.signature",
+                   "config": empty, "layers": [sig],
+                   "subject": {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(api.get_manifest("web/app", "v1").content)}})
+    meta, tgz, prov = build_chart(tmp_path)
+    _, _, _, chart_digest = helm_push(oras, host, tmp_path, "charts", meta, tgz, prov)
+    wasm_container = oras.get_container(f"{host}/wasm/answer:v1")
+    layer = _blob(oras, wasm_container, tmp_path, WASM_MODULE, WASM_LAYER)
+    wasm_config = _blob(oras, wasm_container, tmp_path, b'{"architecture":"wasm","os":"wasip1"}', WASM_CONFIG)
+    wasm_digest = _put_manifest(oras, f"{host}/wasm/answer:v1", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                                                                 "artifactType": WASM_CONFIG, "config": wasm_config,
+                                                                 "layers": [layer]})
+    gen_container = oras.get_container(f"{host}/misc/notes:v1")
+    note = _blob(oras, gen_container, tmp_path, b"hello", "text/plain")
+    empty = _blob(oras, gen_container, tmp_path, b"{}", "application/vnd.oci.empty.v1+json")
+    gen_digest = _put_manifest(oras, f"{host}/misc/notes:v1", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                                                               "artifactType": "application/vnd.example.notes.v1",
+                                                               "config": empty, "layers": [note]})
+    push_image(api, "secret/db", "v1", {})
+    # Markup cannot be a repository name or a tag: refused by the grammar before anything is stored.
+    assert api.put_manifest("web/<b>x</b>", "v1", b"{}").status_code in (400, 404)
+    assert api.put_manifest("web/app", "<b>x</b>", b"{}").status_code in (400, 404)
+
+    s = requests.Session()
+    s.auth = creds
+    r = s.post(base + "/api/v1/identities", json={"name": "alice"}, timeout=10)
+    assert r.status_code == 201, r.text
+    alice = r.json()["password"]
+    assert s.post(base + "/api/v1/role-assignments", json={"assignee": "alice", "role": "Pull", "scope": "web/*"},
+                  timeout=10).status_code == 201
+
+    driver = chromium()
+    try:
+        def shot(name: str) -> None:
+            no_alert(driver)
+            assert driver.title != "pwned"
+            driver.save_screenshot(str(out / f"{name}.png"))
+
+        driver.get(base + "/console/repositories")
+        assert driver.current_url.endswith("/console/login")          # not signed in: sign in first
+        shot("01-sign-in")
+        sign_in(driver, base, *creds)
+        names = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#repositories tbody a")]
+        assert {"web/app", "secret/db", "charts/berth-demo", "wasm/answer", "misc/notes"} <= set(names)
+        shot("02-repositories")
+
+        driver.find_element(By.ID, "q").send_keys(MARKUP)
+        submit(driver, driver.find_element(By.ID, "q"))
+        assert MARKUP in driver.find_element(By.ID, "no-repositories").text
+        shot("03-search-markup")
+
+        driver.get(base + "/console/repository?name=web%2Fapp")
+        tags = driver.find_element(By.ID, "tags").text
+        assert "v1" in tags and digest in tags and "Container image" in tags and "linux/amd64" in tags and "not recorded" in tags
+        shot("04-tags")
+
+        submit(driver, driver.find_element(By.LINK_TEXT, digest))
+        assert driver.find_element(By.ID, "digest").text == digest
+        notes = driver.find_element(By.ID, "annotations").text
+        assert MARKUP in notes                                          # shown as text
+        assert not driver.find_elements(By.CSS_SELECTOR, "main script, main img")
+        assert "application/vnd.cncf.notary.signature" in driver.find_element(By.ID, "signatures").text
+        assert driver.find_elements(By.CSS_SELECTOR, "#referrers li")
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#layers tbody tr")) == 1
+        shot("05-image")
+
+        driver.find_element(By.ID, "reason").send_keys("rejected <b>in review</b>")
+        submit(driver, driver.find_element(By.ID, "verdict-fail"))
+        assert driver.find_element(By.ID, "quarantine-state").text == "Failed: rejected <b>in review</b>"
+        shot("06-quarantine-verdict")
+
+        for repo, d, kind, name in (("charts/berth-demo", chart_digest, "Helm chart", "07-helm-chart"),
+                                    ("wasm/answer", wasm_digest, "WebAssembly module", "08-wasm"),
+                                    ("misc/notes", gen_digest, "OCI artifact", "09-oras-artifact")):
+            driver.get(f"{base}/console/image?name={requests.utils.quote(repo, safe='')}&digest={d}")
+            assert driver.find_element(By.ID, "artifact-kind").text == kind
+            shot(name)
+
+        driver.get(base + "/console/usage")
+        assert driver.find_elements(By.CSS_SELECTOR, "#usage-chart rect.bar")
+        shot("10-usage")
+        driver.get(base + "/console/tokens")
+        assert driver.find_element(By.TAG_NAME, "h1").text == "Tokens and scope maps"
+        shot("11-tokens")
+        driver.get(base + "/console/webhooks")
+        assert driver.find_element(By.ID, "no-webhooks")
+        shot("12-webhooks")
+        driver.get(base + "/console/audit")
+        assert "console.login" in driver.find_element(By.ID, "audit").text
+        shot("13-audit")
+        for i, page in enumerate(("scans", "sbom", "replicas", "tasks")):
+            driver.get(f"{base}/console/{page}")
+            assert driver.find_element(By.ID, "not-built").text.startswith("Not built yet")
+            shot(f"{14 + i}-{page}")
+
+        # CSRF: the signed-in session's cookie without the form's token is refused.
+        cookie = driver.get_cookie("berth_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        forged = requests.post(base + "/console/quarantine", cookies={"berth_session": cookie["value"]},
+                               data={"name": "web/app", "digest": digest, "state": "Passed"}, timeout=10,
+                               allow_redirects=False)
+        assert forged.status_code == 403
+        headers = requests.get(base + "/console/login", timeout=10).headers
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert headers["X-Content-Type-Options"] == "nosniff"
+
+        # A second identity, Pull on web/* only: secret/db is neither listed nor shown.
+        submit(driver, driver.find_element(By.CSS_SELECTOR, ".signout button"))
+        assert driver.current_url.endswith("/console/login")
+        sign_in(driver, base, "alice", alice)
+        names = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#repositories tbody a")]
+        assert names == ["web/app"]
+        driver.get(base + "/console/repository?name=secret%2Fdb")
+        assert driver.find_element(By.TAG_NAME, "h1").text == "Forbidden"
+        shot("18-foreign-repository-refused")
+        driver.get(f"{base}/console/image?name=web%2Fapp&digest={digest}")
+        assert not driver.find_elements(By.ID, "verdict-fail")           # no QuarantineWriter: no buttons
+        driver.get(base + "/console/audit")
+        assert driver.find_element(By.TAG_NAME, "h1").text == "Forbidden"
+    finally:
+        driver.quit()
