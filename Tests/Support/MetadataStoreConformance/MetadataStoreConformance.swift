@@ -7,7 +7,7 @@ import Testing
 /// access state and audit log, the webhooks with their cursors into the event log, and the event
 /// consumers' cursors.
 public typealias ConformanceStore = MetadataStore & AccessStateStore & WebhookStore & EventLogStore & KeyMaterialStore & LeaseStore
-    & UploadSessionStore
+    & UploadSessionStore & AdvisoryStore
 
 /// One suite of the metadata store contracts, run against any backend.
 ///
@@ -50,6 +50,7 @@ public enum MetadataStoreConformance {
         repositoryCases + blobCases + manifestCases + quarantineCases + lifecycleCases + recycleBinCases + lockCases
             + collectionCases + usageCases + runCases + accessCases + webhookCases + eventLogCases + concurrencyCases
             + eventConsumerCases + keyMaterialCases + leaseCases + roundTripCases + sharedStateCases + uploadSessionCases
+            + advisoryCases
     }
 }
 
