@@ -156,6 +156,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strict),
+        // Issue 15 on the server: the advisory database (`Advisory…` files) and scanning's wiring.
+        .target(name: "ScanningFeature", dependencies: [
+            "HTTPAPI", "RegistryCore", "RegistryStore", "Scanning", "Access", "BerthAPIContract", "OCIModel", "BlobStorage",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: strict),
         .target(name: "Signing", dependencies: [
             "OCIModel",
             .product(name: "Crypto", package: "swift-crypto"),
@@ -200,6 +209,7 @@ let package = Package(
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing", "Backends", "SQLiteStore",
             "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract", "BerthCredentials", "Scanning",
+            "ScanningFeature",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -257,6 +267,7 @@ let package = Package(
         ], resources: [.copy("Fixtures")]),
         .testTarget(name: "HTTPAPITests", dependencies: [
             "HTTPAPI", "Admission", "Signing", "BlobStorage", "Backends", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract",
+            "ScanningFeature",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

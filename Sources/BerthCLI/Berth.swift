@@ -5,6 +5,7 @@ import Backends
 import ContentTrustFeature
 import Foundation
 import RegistryStore
+import ScanningFeature
 import Webhooks
 import WebhooksAPI
 import HTTPAPI
@@ -177,7 +178,13 @@ struct Serve: AsyncParsableCommand {
         let listening = ListeningFlag()
         let app = try await BerthServer.makeApplication(
             registry: registry, access: access,
-            features: [WebhooksFeature(service: webhooks), ContentTrustFeature(registry: registry), AdmissionFeature()],
+            features: [WebhooksFeature(service: webhooks), ContentTrustFeature(registry: registry), AdmissionFeature(),
+                       AdvisoryDatabaseFeature(database: AdvisoryDatabase(
+                           store: backends.metadata,
+                           configuration: AdvisoryDatabaseConfiguration(feeds: settings.advisoryFeeds,
+                                                                        updateIntervalSeconds: settings.advisoryUpdateIntervalSeconds,
+                                                                        policy: outbound),
+                           logger: Logger(label: "berth.advisories")))],
             host: host, port: port, limits: limits, publicURL: settings.publicURL,
             serviceName: settings.tokenServiceName, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),

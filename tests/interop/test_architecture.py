@@ -42,7 +42,7 @@ def extra_targets():
     return set(FEATURE_TARGETS)
 
 
-FEATURE_TARGETS: list[str] = ["WebhooksAPI", "ContentTrustFeature", "AdmissionFeature"]
+FEATURE_TARGETS: list[str] = ["WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "ScanningFeature"]
 
 # The client side of credentials (issue 17): the stored login and token client shared with the
 # CLI, and the two executables built on it (kubelet credential provider, docker credential helper).
@@ -128,3 +128,11 @@ def test_tasks_stay_pure_and_only_the_task_runner_starts_processes():
     for target in targets():
         if target != "TaskRunner":
             assert not (imports(target) & {"Subprocess", "TaskRunner"}), target
+
+
+def test_scanning_feature_reaches_the_stores_only_through_their_protocols():
+    # Issue 15 on the server: the advisory database keeps its records through RegistryStore's
+    # AdvisoryStore, downloads through Access's outbound policy; no backend, no other feature.
+    allowed = {"Foundation", "HTTPAPI", "RegistryCore", "RegistryStore", "Scanning", "Access", "BerthAPIContract", "OCIModel",
+               "BlobStorage", "Hummingbird", "HTTPTypes", "AsyncHTTPClient", "Logging", "NIOCore", "NIOHTTP1", "ServiceLifecycle"}
+    assert imports("ScanningFeature") <= allowed, imports("ScanningFeature") - allowed
