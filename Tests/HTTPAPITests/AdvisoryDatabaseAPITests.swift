@@ -8,7 +8,7 @@ import Logging
 import NIOCore
 import RegistryCore
 import RegistryStore
-import ScanningFeature
+@testable import ScanningFeature
 import Testing
 @testable import HTTPAPI
 
@@ -22,6 +22,12 @@ import Testing
 
     func makeApp(maxFeedBytes: Int = 1 << 20, feeds: [AdvisoryFeedConfiguration] = [])
         async throws -> (some ApplicationProtocol, AccessControl) {
+        let (app, access, _) = try await makeAppAndDatabase(maxFeedBytes: maxFeedBytes, feeds: feeds)
+        return (app, access)
+    }
+
+    func makeAppAndDatabase(maxFeedBytes: Int = 1 << 20, feeds: [AdvisoryFeedConfiguration] = [])
+        async throws -> (some ApplicationProtocol, AccessControl, AdvisoryDatabase) {
         let dir = tempDataDir()
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -34,7 +40,7 @@ import Testing
         let app = try await BerthServer.makeApplication(registry: registry, access: access,
                                                         features: standardFeatures(registry) + [AdvisoryDatabaseFeature(database: database)],
                                                         host: "127.0.0.1", port: 0, logger: logger)
-        return (app, access)
+        return (app, access, database)
     }
 
     func reader(_ access: AccessControl) async throws -> HTTPFields {
@@ -113,5 +119,43 @@ import Testing
                     "x=osv:https://a.org/1 x=osv:https://a.org/2", "-x=osv:https://a.org/1", "=osv:https://a.org"] {
             #expect(throws: AdvisoryDatabaseError.self, "\(bad)") { try AdvisoryFeedConfiguration.parseList(bad) }
         }
+    }
+
+    @Test func aSecondImportOrUpdateWhileOneRunsIs409() async throws {
+        let (app, _, database) = try await makeAppAndDatabase()
+        try await app.test(.router) { client in
+            #expect(await database.gate.begin())
+            for uri in ["/api/v1/scan/db/import", "/api/v1/scan/db/update"] {
+                let r = try await client.execute(uri: uri, method: .post, headers: owner, body: buf(Array(Self.record.utf8)))
+                #expect(r.status == .conflict, "\(uri)")
+                #expect(try JSONDecoder().decode(Envelope.self, from: Data(buffer: r.body)).error.code == "CONFLICT")
+            }
+            await database.gate.end()
+            let r = try await client.execute(uri: "/api/v1/scan/db/import", method: .post, headers: owner, body: buf(Array(Self.record.utf8)))
+            #expect(r.status == .ok)
+        }
+    }
+
+    @Test func scheduledUpdatesAreDueAnIntervalAfterEveryFeedsLastCheck() async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let registry = try Registry.embedded(dataDirectory: tempDataDir(), logger: logger)
+        let store = registry.metadata as! any AdvisoryStore
+        let feeds = try AdvisoryFeedConfiguration.parseList("a=osv:https://a.example/x b=debian:https://b.example/y")
+        let onDemand = AdvisoryDatabase(store: store, configuration: AdvisoryDatabaseConfiguration(feeds: feeds), logger: logger)
+        #expect(await onDemand.nextUpdateDelay() == nil)
+        #expect(AdvisoryDatabaseFeature(database: onDemand).services.isEmpty)
+        let scheduled = AdvisoryDatabase(store: store, configuration: AdvisoryDatabaseConfiguration(feeds: feeds, updateIntervalSeconds: 3600),
+                                         logger: logger)
+        #expect(AdvisoryDatabaseFeature(database: scheduled).services.count == 1)
+        #expect(await scheduled.nextUpdateDelay() == 0)
+        try await store.recordAdvisoryCheck(source: "a", format: "osv", error: nil)
+        #expect(await scheduled.nextUpdateDelay() == 0)   // b was never checked
+        try await store.recordAdvisoryCheck(source: "b", format: "debian", error: "the feed answered HTTP 500")
+        let checked = try #require(try await store.advisorySources().compactMap(\.checkedAt).min())
+        let due = try #require(await scheduled.nextUpdateDelay(now: checked))
+        let sooner = try #require(await scheduled.nextUpdateDelay(now: checked.addingTimeInterval(3000)))
+        #expect(abs(due - 3600) < 0.01 && abs(sooner - 600) < 0.01)
+        #expect(await scheduled.nextUpdateDelay(now: checked.addingTimeInterval(7200)) == 0)
     }
 }
