@@ -246,6 +246,22 @@ public final class AdvisoryDatabase: Sendable {
             updateIntervalSeconds: configuration.updateIntervalSeconds, lastUpdate: last)
     }
 
+    /// The advisories that may affect `packages`, read from one database version, as the matcher's
+    /// index (`AdvisoryIndex.matches(for:)`). Records this build cannot decode are counted, not used.
+    public func index(for packages: [InstalledPackage]) async throws -> (version: Int64, index: AdvisoryIndex, undecodable: Int) {
+        let keys = packages.map { p -> AdvisoryPackageKey in
+            let k = AdvisoryIndex.lookupKey(for: p)
+            return AdvisoryPackageKey(ecosystem: k.ecosystem, name: k.name)
+        }
+        let (version, records) = try await store.advisories(for: keys)
+        var advisories: [Advisory] = []
+        var undecodable = 0
+        for record in records {
+            if let advisory = try? AdvisoryFeed.decode(Data(record.document)) { advisories.append(advisory) } else { undecodable += 1 }
+        }
+        return (version, AdvisoryIndex(advisories), undecodable)
+    }
+
     /// When the next scheduled update is due: an interval after the latest check of a configured feed.
     func nextUpdateDelay(now: Date = Date()) async -> TimeInterval? {
         guard let interval = configuration.updateIntervalSeconds, interval > 0, !configuration.feeds.isEmpty else { return nil }

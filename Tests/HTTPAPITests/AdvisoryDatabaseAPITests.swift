@@ -8,6 +8,7 @@ import Logging
 import NIOCore
 import RegistryCore
 import RegistryStore
+import Scanning
 @testable import ScanningFeature
 import Testing
 @testable import HTTPAPI
@@ -157,5 +158,35 @@ import Testing
         let sooner = try #require(await scheduled.nextUpdateDelay(now: checked.addingTimeInterval(3000)))
         #expect(abs(due - 3600) < 0.01 && abs(sooner - 600) < 0.01)
         #expect(await scheduled.nextUpdateDelay(now: checked.addingTimeInterval(7200)) == 0)
+    }
+
+    @Test func importedAdvisoriesMatchInstalledPackagesFromTheStore() async throws {
+        let (app, _, database) = try await makeAppAndDatabase()
+        let debian = #"""
+            {"openssl": {"CVE-2026-1000": {"releases": {
+                "bookworm": {"status": "resolved", "fixed_version": "3.0.14-1~deb12u2", "urgency": "medium"},
+                "trixie": {"status": "open", "urgency": "unimportant", "nodsa": "Minor issue"}}}}}
+            """#
+        try await app.test(.router) { client in
+            for (source, body) in [("pypi", Self.record), ("debian", debian)] {
+                let r = try await client.execute(uri: "/api/v1/scan/db/import?source=\(source)", method: .post, headers: owner,
+                                                 body: buf(Array(body.utf8)))
+                #expect(r.status == .ok)
+            }
+        }
+        let installed = [
+            InstalledPackage(ecosystem: "PyPI", name: "Requests", version: "2.31.0"),
+            InstalledPackage(ecosystem: "Debian", name: "libssl3", version: "3.0.11-1~deb12u2", sourceName: "openssl", release: "12"),
+            InstalledPackage(ecosystem: "Debian", name: "libssl3", version: "3.0.14-1~deb12u2", sourceName: "openssl", release: "bookworm"),
+            InstalledPackage(ecosystem: "Debian", name: "libssl3t64", version: "3.3.2-1", sourceName: "openssl", release: "trixie"),
+        ]
+        let (version, index, undecodable) = try await database.index(for: installed)
+        #expect(version == 2 && undecodable == 0 && index.advisories.count == 2)
+        let results = installed.map { index.matches(for: $0) }
+        #expect(results[0].matches.map(\.advisory.id) == ["GHSA-test-0001"] && results[0].matches.first?.fixedVersion == "2.32.0")
+        #expect(results[1].matches.map(\.fixedVersion) == ["3.0.14-1~deb12u2"])
+        #expect(results[2].matches.isEmpty)   // the fixed backport itself
+        #expect(results[3].matches.map(\.reason) == [.unfixed] && results[3].matches.first?.affected.noDSA == true)
+        #expect(results.allSatisfy { $0.problems.isEmpty })
     }
 }
