@@ -167,10 +167,12 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
-        // Issue 15 wired into the server: scan on push, stored inventories, SBOM referrers, /api/v1/scans.
+        // Issue 15 wired into the server: scan on push, stored inventories, SBOM referrers, /api/v1/scans,
+        // and the advisory database (`Advisory…` files: import, scheduled update, /api/v1/scan/db).
         .target(name: "ScanningFeature", dependencies: [
             "HTTPAPI", "RegistryCore", "RegistryStore", "Scanning", "Access", "BerthAPIContract", "OCIModel", "BlobStorage",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "CompressNIO", package: "compress-nio"),
@@ -310,7 +312,7 @@ let package = Package(
         ]),
         .testTarget(name: "HTTPAPITests", dependencies: [
             "HTTPAPI", "Admission", "Signing", "BlobStorage", "Backends", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract",
-            "ReplicationFeature",
+            "ReplicationFeature", "ScanningFeature",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -189,6 +189,13 @@ public struct OutboundPolicy: Sendable, Equatable {
     /// those of the URL), never following redirects. The body of the answer is read up to
     /// `bodyLimit` bytes (nil when it was longer or broke off).
     public func send(_ request: HTTPClientRequest, timeout: TimeAmount, bodyLimit: Int) async throws -> (status: Int, body: ByteBuffer?) {
+        let answer = try await exchange(request, timeout: timeout, bodyLimit: bodyLimit)
+        return (answer.status, answer.body)
+    }
+
+    /// `send`, answering the response's header fields too (for conditional requests: `ETag`, `Last-Modified`).
+    public func exchange(_ request: HTTPClientRequest, timeout: TimeAmount, bodyLimit: Int) async throws
+        -> (status: Int, headers: [(name: String, value: String)], body: ByteBuffer?) {
         let destination = try await check(request.url)
         var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow)
         // The client looks the override up by the URL's host as written.
@@ -200,7 +207,7 @@ public struct OutboundPolicy: Sendable, Equatable {
             let response = try await client.execute(request, timeout: timeout)
             let body = try? await response.body.collect(upTo: bodyLimit)
             try await client.shutdown()
-            return (Int(response.status.code), body)
+            return (Int(response.status.code), response.headers.map { (name: $0.name, value: $0.value) }, body)
         } catch {
             try? await client.shutdown()
             throw error

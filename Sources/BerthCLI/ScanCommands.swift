@@ -9,8 +9,8 @@ import _NIOFileSystem
 struct ScanGroup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scan",
-        abstract: "Image inventories and SBOMs.",
-        subcommands: [ScanInventory.self]
+        abstract: "Image inventories and SBOMs; the advisory database.",
+        subcommands: [ScanInventory.self, ScanDatabaseGroup.self]
     )
 }
 

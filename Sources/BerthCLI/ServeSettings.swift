@@ -4,6 +4,7 @@ import Backends
 import Foundation
 import HTTPAPI
 import OCIModel
+import ScanningFeature
 import Yams
 
 /// Settings of `berth serve`. Precedence: command-line flag, then environment variable
@@ -44,6 +45,10 @@ struct ServeSettings: Equatable {
     /// Address ranges and host names Berth may send webhooks and OIDC requests to although they
     /// are loopback, private or otherwise non-public (comma-separated).
     var outboundAllow: String?
+    /// Advisory feeds `berth scan db update` downloads (`NAME=FORMAT:URL …`) and the seconds
+    /// between scheduled updates (nil: only on demand).
+    var advisoryFeeds: [AdvisoryFeedConfiguration] = []
+    var advisoryUpdateIntervalSeconds: Int?
     /// Which backend keeps the metadata, and which the blobs (the composition root opens them).
     var metadataStore: MetadataStoreKind = .sqlite
     var blobStore: BlobStoreKind = .filesystem
@@ -146,7 +151,7 @@ struct ServeSettings: Equatable {
             s.tlsKey = try nonEmpty(v)
         },
         Spec(key: "outbound-allow", environment: "BERTH_OUTBOUND_ALLOW", hasFlag: true, defaultText: "-",
-             summary: "comma-separated CIDRs and host names that webhooks and OIDC issuers may use although they are loopback, private or link-local (a list in the file)") { s, v throws(SettingError) in
+             summary: "comma-separated CIDRs and host names that webhooks, OIDC issuers and advisory feeds may use although they are loopback, private or link-local (a list in the file)") { s, v throws(SettingError) in
             do throws(RegistryError) { _ = try OutboundPolicy(allow: v) } catch { throw SettingError(error.message) }
             s.outboundAllow = v
         },
@@ -260,6 +265,17 @@ struct ServeSettings: Equatable {
                 throw SettingError("'\(v)' is not an http(s) URL")
             }
             s.publicURL = v
+        },
+        Spec(key: "advisory-feeds", environment: "BERTH_ADVISORY_FEEDS", hasFlag: false, defaultText: "-",
+             summary: "advisory feeds 'berth scan db update' downloads: NAME=FORMAT:URL entries (FORMAT osv, debian or alpine) separated by spaces or commas (a list in the file); downloads follow outbound-allow") { s, v throws(SettingError) in
+            do throws(AdvisoryDatabaseError) { s.advisoryFeeds = try AdvisoryFeedConfiguration.parseList(v) } catch {
+                throw SettingError(error.description)
+            }
+        },
+        Spec(key: "advisory-update-interval-seconds", environment: "BERTH_ADVISORY_UPDATE_INTERVAL_SECONDS", hasFlag: false,
+             defaultText: "0", summary: "seconds between scheduled updates of advisory-feeds (one node of a cluster runs them); 0: only 'berth scan db update'") { s, v throws(SettingError) in
+            guard let n = Int(v), n >= 0, n <= 30 * 86400 else { throw SettingError("'\(v)' is not a number of seconds from 0 to 2592000") }
+            s.advisoryUpdateIntervalSeconds = n == 0 ? nil : max(60, n)
         },
         Spec(key: "service-name", environment: "BERTH_SERVICE_NAME", hasFlag: false, defaultText: "public-url's host, else listen (postgres: berth)",
              summary: "the token service's name: the audience every token is issued for and checked against (never a request's Host)") { s, v throws(SettingError) in
@@ -387,7 +403,7 @@ struct ServeSettings: Equatable {
                 // JSON numbers arrive as NSNumber; whole numbers print without a fraction.
                 let d = n.doubleValue
                 return (key, d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d))
-            case let list as [Any] where key == "outbound-allow":
+            case let list as [Any] where key == "outbound-allow" || key == "advisory-feeds":
                 guard let strings = list as? [String] else {
                     throw ValidationError("config file \(path): key '\(key)' must be a list of strings")
                 }

@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb]
 
     static var latest: Int { all.count }
 
@@ -126,6 +126,55 @@ enum PostgresMigrations {
             PRIMARY KEY (ecosystem, name, manifest))
         """,
         "CREATE INDEX scan_inventory_packages_by_manifest ON scan_inventory_packages(manifest)",
+    ]
+
+    /// The advisory database (`AdvisoryStore`).
+    static let v6scandb: [String] = [
+        """
+        CREATE TABLE advisory_versions (
+            version bigint PRIMARY KEY,
+            source \(text) NOT NULL,
+            created_at double precision NOT NULL,
+            added bigint NOT NULL,
+            changed bigint NOT NULL,
+            removed bigint NOT NULL)
+        """,
+        """
+        CREATE TABLE advisory_sources (
+            source \(text) PRIMARY KEY,
+            format \(text) NOT NULL,
+            version bigint NOT NULL,
+            imported_at double precision,
+            checked_at double precision,
+            etag \(text),
+            last_modified \(text),
+            last_error \(text))
+        """,
+        """
+        CREATE TABLE advisories (
+            source \(text) NOT NULL,
+            id \(text) NOT NULL,
+            hash \(text) NOT NULL,
+            document bytea NOT NULL,
+            version bigint NOT NULL,
+            PRIMARY KEY (source, id))
+        """,
+        """
+        CREATE TABLE advisory_packages (
+            ecosystem \(text) NOT NULL,
+            name \(text) NOT NULL,
+            source \(text) NOT NULL,
+            id \(text) NOT NULL,
+            PRIMARY KEY (ecosystem, name, source, id))
+        """,
+        "CREATE INDEX advisory_packages_by_record ON advisory_packages(source, id)",
+        """
+        CREATE TABLE advisory_changes (
+            version bigint NOT NULL,
+            ecosystem \(text) NOT NULL,
+            name \(text) NOT NULL,
+            PRIMARY KEY (version, ecosystem, name))
+        """,
     ]
 
     static let v1: [String] = [

@@ -418,6 +418,51 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 CREATE INDEX scan_inventory_packages_by_manifest ON scan_inventory_packages(manifest);
                 """)
         }
+        m.registerMigration("v17-scandb") { db in
+            // The advisory database (SQLiteMetadataStore+Advisories.swift).
+            try db.execute(sql: """
+                CREATE TABLE advisory_versions (
+                    version INTEGER PRIMARY KEY,
+                    source TEXT NOT NULL,
+                    created_at REAL NOT NULL,
+                    added INTEGER NOT NULL,
+                    changed INTEGER NOT NULL,
+                    removed INTEGER NOT NULL
+                );
+                CREATE TABLE advisory_sources (
+                    source TEXT PRIMARY KEY,
+                    format TEXT NOT NULL,
+                    version INTEGER NOT NULL,
+                    imported_at REAL,
+                    checked_at REAL,
+                    etag TEXT,
+                    last_modified TEXT,
+                    last_error TEXT
+                ) WITHOUT ROWID;
+                CREATE TABLE advisories (
+                    source TEXT NOT NULL,
+                    id TEXT NOT NULL,
+                    hash TEXT NOT NULL,
+                    document BLOB NOT NULL,
+                    version INTEGER NOT NULL,
+                    PRIMARY KEY (source, id)
+                ) WITHOUT ROWID;
+                CREATE TABLE advisory_packages (
+                    ecosystem TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    source TEXT NOT NULL,
+                    id TEXT NOT NULL,
+                    PRIMARY KEY (ecosystem, name, source, id)
+                ) WITHOUT ROWID;
+                CREATE INDEX advisory_packages_by_record ON advisory_packages(source, id);
+                CREATE TABLE advisory_changes (
+                    version INTEGER NOT NULL,
+                    ecosystem TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    PRIMARY KEY (version, ecosystem, name)
+                ) WITHOUT ROWID;
+                """)
+        }
         return m
     }
 

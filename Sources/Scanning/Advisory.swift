@@ -1,8 +1,8 @@
 import Foundation
 
 /// One advisory, whatever feed it came from.
-public struct Advisory: Sendable, Hashable {
-    public enum Source: String, Sendable, Hashable { case osv, debianSecurityTracker, alpineSecdb }
+public struct Advisory: Sendable, Hashable, Codable {
+    public enum Source: String, Sendable, Hashable, Codable { case osv, debianSecurityTracker, alpineSecdb }
 
     public var id: String
     public var aliases: [String]
@@ -21,7 +21,7 @@ public struct Advisory: Sendable, Hashable {
 }
 
 /// A package an advisory applies to, and which of its versions are affected.
-public struct AffectedPackage: Sendable, Hashable {
+public struct AffectedPackage: Sendable, Hashable, Codable {
     /// The ecosystem as the feed names it ("Debian:12", "PyPI", "Alpine").
     public var ecosystem: String
     public var name: String
@@ -55,8 +55,8 @@ public struct AffectedPackage: Sendable, Hashable {
     }
 }
 
-public struct AffectedRange: Sendable, Hashable {
-    public enum Kind: String, Sendable, Hashable { case semver = "SEMVER", ecosystem = "ECOSYSTEM", git = "GIT" }
+public struct AffectedRange: Sendable, Hashable, Codable {
+    public enum Kind: String, Sendable, Hashable, Codable { case semver = "SEMVER", ecosystem = "ECOSYSTEM", git = "GIT" }
     public enum Event: Sendable, Hashable {
         /// "0" means "from the first version".
         case introduced(String)

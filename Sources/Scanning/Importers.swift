@@ -30,6 +30,8 @@ public enum ImportLimits {
     public static let maxFieldLength = 1024
     /// Longest summary or description kept from a feed.
     public static let maxTextLength = 64 << 10
+    /// Most bytes inflated from one zip archive, all entries together (the zip-bomb bound).
+    public static let maxInflatedBytes = 2 << 30
 }
 
 /// Parses JSON, turning every failure (invalid UTF-8, nesting too deep, not JSON) into one
@@ -207,19 +209,37 @@ public enum OSVImporter {
                 }
             }
         } else if url.pathExtension.lowercased() == "zip" {
-            let archive = try ZipArchive(readFile(url, limit: ImportLimits.maxFeedBytes))
-            let entries = archive.entries.filter { $0.name.hasSuffix(".json") }
-            if entries.count > ImportLimits.maxRecords { throw ImportProblem(location: url.lastPathComponent, reason: "too many records") }
-            for entry in entries {
-                do {
-                    let data = try archive.contents(of: entry, limit: ImportLimits.maxRecordBytes)
-                    result.advisories.append(try record(data, location: entry.name))
-                } catch let p as ImportProblem {
-                    result.problems.append(ImportProblem(location: entry.name, reason: p.reason))
-                }
-            }
+            result = try importZip(readFile(url, limit: ImportLimits.maxFeedBytes), location: url.lastPathComponent)
         } else {
             result.advisories.append(try record(readFile(url, limit: ImportLimits.maxRecordBytes), location: url.lastPathComponent))
+        }
+        return result
+    }
+    /// Imports an `all.zip` export held in memory: every `*.json` entry is a record. Inflated
+    /// bytes are bounded per record (`maxRecordBytes`) and for the whole archive
+    /// (`maxInflatedBytes`), so a zip bomb ends the import with an error.
+    public static func importZip(_ data: Data, location: String = "all.zip") throws -> ImportResult {
+        guard data.count <= ImportLimits.maxFeedBytes else { throw ImportProblem(location: location, reason: "feed too large") }
+        let archive = try ZipArchive(data)
+        let entries = archive.entries.filter { $0.name.hasSuffix(".json") }
+        if entries.count > ImportLimits.maxRecords { throw ImportProblem(location: location, reason: "too many records") }
+        var result = ImportResult()
+        var inflated = 0
+        for entry in entries {
+            // Counted by the sizes the directory declares (no entry inflates past its own), so the
+            // bound holds before any work is done on the entry.
+            if entry.size <= ImportLimits.maxRecordBytes {
+                guard entry.size <= ImportLimits.maxInflatedBytes - inflated else {
+                    throw ImportProblem(location: location, reason: "inflates to more than \(ImportLimits.maxInflatedBytes) bytes")
+                }
+                inflated += entry.size
+            }
+            do {
+                let data = try archive.contents(of: entry, limit: ImportLimits.maxRecordBytes)
+                result.advisories.append(try record(data, location: entry.name))
+            } catch let p as ImportProblem {
+                result.problems.append(ImportProblem(location: entry.name, reason: p.reason))
+            }
         }
         return result
     }
@@ -237,7 +257,10 @@ public enum OSVImporter {
 public enum DebianTrackerImporter {
     public static func importData(_ data: Data) throws -> ImportResult {
         guard data.count <= ImportLimits.maxFeedBytes else { throw ImportProblem(location: "tracker", reason: "feed too large") }
-        let top = try JSONObject(parseJSON(data, location: "tracker"), location: "tracker")
+        return try importParsed(JSONObject(parseJSON(data, location: "tracker"), location: "tracker"))
+    }
+
+    static func importParsed(_ top: JSONObject) throws -> ImportResult {
         var result = ImportResult()
         for package in top.dict.keys.sorted() {
             let packageLocation = String(package.prefix(100))
@@ -307,7 +330,10 @@ public enum DebianTrackerImporter {
 public enum AlpineSecdbImporter {
     public static func importData(_ data: Data) throws -> ImportResult {
         guard data.count <= ImportLimits.maxFeedBytes else { throw ImportProblem(location: "secdb", reason: "feed too large") }
-        let top = try JSONObject(parseJSON(data, location: "secdb"), location: "secdb")
+        return try importParsed(JSONObject(parseJSON(data, location: "secdb"), location: "secdb"))
+    }
+
+    static func importParsed(_ top: JSONObject) throws -> ImportResult {
         let release = try top.string("distroversion")
         var result = ImportResult()
         for package in try top.objects("packages") {

@@ -71,6 +71,20 @@ public struct AdvisoryIndex: Sendable {
         }
     }
 
+    /// The key an affected package is stored and looked up by: the ecosystem's base name in lower
+    /// case and the name as this index compares it.
+    public static func lookupKey(ecosystem: String, name: String) -> (ecosystem: String, name: String) {
+        (Ecosystem.base(of: ecosystem).lowercased(), normalisedName(name, ecosystem: ecosystem))
+    }
+
+    /// The key the advisories that may affect an installed package are stored under (for a
+    /// distribution package, its source package).
+    public static func lookupKey(for package: InstalledPackage) -> (ecosystem: String, name: String) {
+        let base = Ecosystem.base(of: package.ecosystem).lowercased()
+        let isDistribution = base == "debian" || base == "alpine" || base == "ubuntu"
+        return lookupKey(ecosystem: package.ecosystem, name: isDistribution ? (package.sourceName ?? package.name) : package.name)
+    }
+
     /// PyPI names compare after PEP 503 normalisation; other ecosystems compare exactly.
     static func normalisedName(_ name: String, ecosystem: String) -> String {
         guard Ecosystem.base(of: ecosystem).lowercased() == "pypi" else { return name }

@@ -1,7 +1,7 @@
 import Foundation
 
-public struct Severity: Sendable, Hashable {
-    public enum Level: Int, Sendable, Hashable, Comparable, CustomStringConvertible {
+public struct Severity: Sendable, Hashable, Codable {
+    public enum Level: Int, Sendable, Hashable, Comparable, CustomStringConvertible, Codable {
         case unknown, none, low, medium, high, critical
         public static func < (a: Level, b: Level) -> Bool { a.rawValue < b.rawValue }
         public var description: String {

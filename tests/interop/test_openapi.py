@@ -387,6 +387,9 @@ CONTRACT_BODIES: Dict[Route, Tuple[object, object]] = {
     ("GET", "/api/v1/repository/manifests"): (None, ["ManifestDetailView"]),
     ("GET", "/api/v1/repository/deleted"): (None, ["DeletedManifestView"]),
     ("POST", "/api/v1/repository/restore"): ("RestoreRequest", "RestoreResponse"),
+    ("GET", "/api/v1/scan/db"): (None, "AdvisoryDatabaseView"),
+    ("POST", "/api/v1/scan/db/import"): (None, "AdvisoryImportView"),
+    ("POST", "/api/v1/scan/db/update"): (None, "AdvisoryUpdateView"),
 }
 SCALARS = {"String", "Bool", "Int", "Int64", "Double", "Date"}
 
