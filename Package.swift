@@ -167,6 +167,15 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ], swiftSettings: strict),
+        // A client of upstream OCI registries treated as untrusted (import, next the pull-through
+        // cache and replication): every destination checked by Access.OutboundPolicy.
+        .target(name: "UpstreamClient", dependencies: [
+            "OCIModel", "Access",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ], swiftSettings: strict),
         .target(name: "Tasks", dependencies: [
             "OCIModel",
             .product(name: "Yams", package: "Yams"),
@@ -248,6 +257,12 @@ let package = Package(
         ]),
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "BerthCredentialsTests", dependencies: ["BerthCredentials", "Access"]),
+        .testTarget(name: "UpstreamClientTests", dependencies: [
+            "UpstreamClient", "Access", "OCIModel",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "OCIModel"]),
         .testTarget(name: "TaskRunnerTests", dependencies: ["TaskRunner", "Tasks", "OCIModel"]),
         .testTarget(name: "ScanningTests", dependencies: [

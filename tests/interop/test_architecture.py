@@ -39,7 +39,7 @@ def test_the_target_list_is_known():
 
 def extra_targets():
     # Feature targets added with the router (each named in FEATURE_TARGETS below when it exists).
-    return set(FEATURE_TARGETS)
+    return set(FEATURE_TARGETS) | {"UpstreamClient"}
 
 
 FEATURE_TARGETS: list[str] = ["WebhooksAPI", "ContentTrustFeature", "AdmissionFeature"]
@@ -128,3 +128,12 @@ def test_tasks_stay_pure_and_only_the_task_runner_starts_processes():
     for target in targets():
         if target != "TaskRunner":
             assert not (imports(target) & {"Subprocess", "TaskRunner"}), target
+
+
+def test_the_upstream_client_is_a_client_only():
+    # Issue 17: the client of untrusted upstream registries (import; next the pull-through cache
+    # and replication). It knows no store, core or HTTP server; only features import it.
+    assert imports("UpstreamClient") <= {"Foundation", "OCIModel", "Access", "AsyncHTTPClient", "NIOCore", "NIOHTTP1",
+                                          "NIOConcurrencyHelpers"}, imports("UpstreamClient")
+    for target in ("OCIModel", "RegistryStore", "RegistryCore", "Access", "Admission", "HTTPAPI") + tuple(BACKENDS):
+        assert "UpstreamClient" not in imports(target), target
