@@ -150,6 +150,14 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: strict),
+        // Import (issue 17): /api/v1/imports, a server-side copy from another registry.
+        .target(name: "ImportFeature", dependencies: [
+            "HTTPAPI", "RegistryCore", "RegistryStore", "Access", "OCIModel", "UpstreamClient", "BerthAPIContract",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ], swiftSettings: strict),
         .target(name: "AdmissionFeature", dependencies: [
             "HTTPAPI", "Admission", "RegistryCore", "Access", "OCIModel",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -208,7 +216,7 @@ let package = Package(
         ], swiftSettings: strict),
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing", "Backends", "SQLiteStore",
-            "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract", "BerthCredentials", "Scanning",
+            "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "ImportFeature", "BerthAPIContract", "BerthCredentials", "Scanning",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),

@@ -9,6 +9,7 @@ import Webhooks
 import WebhooksAPI
 import HTTPAPI
 import Hummingbird
+import ImportFeature
 import Logging
 import NIOCore
 import RegistryCore
@@ -30,6 +31,7 @@ struct Berth: AsyncParsableCommand {
             RepositoryGroup.self, PurgeCommand.self, GCGroup.self, QuotaGroup.self, ShowUsage.self, EventConsumerGroup.self,
             RecoverGroup.self, BackupCommand.self, RestoreCommand.self,
             ScanGroup.self,
+            ImportCommand.self,
         ]
     )
 
@@ -177,7 +179,8 @@ struct Serve: AsyncParsableCommand {
         let listening = ListeningFlag()
         let app = try await BerthServer.makeApplication(
             registry: registry, access: access,
-            features: [WebhooksFeature(service: webhooks), ContentTrustFeature(registry: registry), AdmissionFeature()],
+            features: [WebhooksFeature(service: webhooks), ContentTrustFeature(registry: registry), AdmissionFeature(),
+                       ImportFeature(policy: outbound)],
             host: host, port: port, limits: limits, publicURL: settings.publicURL,
             serviceName: settings.tokenServiceName, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),

@@ -74,8 +74,8 @@ public struct FeatureServer: Sendable {
 
     /// The one authorization function (roles, scope maps, token claims, network rules).
     public func allows(_ caller: Caller?, _ request: Request, _ context: BerthRequestContext, repository: String,
-                       action: Action) -> Bool {
-        gate.allows(caller, request, context, repository: repository, action: action)
+                       action: Action, target: AccessTarget = .none) -> Bool {
+        gate.allows(caller, request, context, repository: repository, action: action, target: target)
     }
 
     /// The client address the request came from (behind a trusted proxy, the forwarded one), for

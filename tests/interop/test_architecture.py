@@ -42,7 +42,7 @@ def extra_targets():
     return set(FEATURE_TARGETS) | {"UpstreamClient"}
 
 
-FEATURE_TARGETS: list[str] = ["WebhooksAPI", "ContentTrustFeature", "AdmissionFeature"]
+FEATURE_TARGETS: list[str] = ["WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "ImportFeature"]
 
 # The client side of credentials (issue 17): the stored login and token client shared with the
 # CLI, and the two executables built on it (kubelet credential provider, docker credential helper).

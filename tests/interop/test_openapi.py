@@ -340,6 +340,8 @@ CONTRACT_BODIES: Dict[Route, Tuple[object, object]] = {
     ("PATCH", "/api/v1/webhooks/{}"): ("WebhookRequest", "WebhookView"),
     ("POST", "/api/v1/webhooks/{}/ping"): (None, "WebhookDeliveryView"),
     ("GET", "/api/v1/webhooks/{}/events"): (None, ["WebhookDeliveryView"]),
+    ("POST", "/api/v1/imports"): ("ImportRequest", "ImportView"),
+    ("GET", "/api/v1/imports/{}"): (None, "ImportView"),
     ("GET", "/api/v1/quarantine"): (None, "QuarantinePolicyView"),
     ("PATCH", "/api/v1/quarantine"): ("QuarantinePolicyRequest", "QuarantineChangeView"),
     ("PATCH", "/api/v1/quarantine/manifests"): ("QuarantineStateRequest", "QuarantineVerdictView"),
