@@ -271,6 +271,12 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
+        .testTarget(name: "ImportFeatureTests", dependencies: [
+            "ImportFeature", "UpstreamClient", "Backends", "RegistryCore", "Access", "OCIModel", "BerthAPIContract",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "OCIModel"]),
         .testTarget(name: "TaskRunnerTests", dependencies: ["TaskRunner", "Tasks", "OCIModel"]),
         .testTarget(name: "ScanningTests", dependencies: [
