@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import shutil
 import subprocess
@@ -181,6 +182,8 @@ def test_import_from_the_reference_registry_resumes_and_needs_force_to_move_a_ta
     assert manifest_of(registry, "mirror/app", "v1").content == manifest
     run_import("--force", source=f"{reference_source.host}/lib/app:v2")
     assert manifest_of(registry, "mirror/app", "v1").content == other
+    # The source password was used, never logged.
+    assert password not in registry.log_path.read_text(errors="replace")
 
 
 @pytest.mark.server_env(BERTH_OUTBOUND_ALLOW=LOOPBACK)
@@ -227,6 +230,27 @@ def test_import_from_a_berth_with_token_auth_copies_an_index_and_its_referrers(r
     assert json.loads(p.stdout)["digest"] == sha256_digest(amd)
     assert manifest_of(registry, "mirror/single", "v1").content == amd
     assert manifest_of(registry, "mirror/single", sha256_digest(arm)).status_code == 404
+
+    # On a terminal the progress is a bar redrawn in place.
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("BERTH_REGISTRY", "BERTH_USERNAME", "BERTH_PASSWORD")}
+    env["XDG_CONFIG_HOME"] = str(login)
+    proc = subprocess.run([str(berth_bin()), "import", "--source", f"{berth_source.host}/lib/multi:amd64", "--image", "mirror/tty:v1",
+                           "--plain-http", "--source-creds-file", str(creds_file)], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=secondary, env=env, timeout=120)
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(primary)
+    assert proc.returncode == 0, shown
+    assert b"\r" in shown and b"] " in shown and b"[#" in shown, shown
 
 
 def test_import_refuses_a_loopback_source_by_default_and_needs_push_rights(registry, login):
