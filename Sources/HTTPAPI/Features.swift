@@ -78,6 +78,13 @@ public struct FeatureServer: Sendable {
         gate.allows(caller, request, context, repository: repository, action: action, target: target)
     }
 
+    /// Asks the one authorization function and, unless allowed, throws what to answer (401 with
+    /// the challenge, 403 `DENIED`); a refusal for lack of rights is audited.
+    public func require(_ request: Request, _ context: BerthRequestContext, caller: Caller?, repository: String?, action: Action,
+                        target: AccessTarget = .none) async throws {
+        try await gate.require(request, context, caller: caller, repository: repository, action: action, target: target)
+    }
+
     /// The client address the request came from (behind a trusted proxy, the forwarded one), for
     /// network rules.
     public func address(_ request: Request, _ context: BerthRequestContext) -> IPAddress? {

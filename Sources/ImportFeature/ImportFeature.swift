@@ -43,22 +43,14 @@ public struct ImportFeature: RegistryFeature {
         }
     }
 
-    func refuse(_ request: Request, _ server: FeatureServer, caller: Caller?, repository: String) -> any Error {
-        server.challenge(request, scope: "repository:\(repository):push,pull",
-                         message: caller == nil ? "authentication required" : "push to \(repository) is not allowed",
-                         insufficientScope: caller != nil)
-    }
-
     func start(_ request: Request, _ context: BerthRequestContext, _ server: FeatureServer) async throws -> Response {
         let caller = try await server.caller(request, context)
         // Who may import is known only from the body's target: an anonymous caller learns nothing more.
         guard caller != nil else { throw server.challenge(request, scope: nil, message: "authentication required", insufficientScope: false) }
         let body = try await server.decode(ImportRequest.self, request)
         let plan = try ImportPlan(body)
-        guard server.allows(caller, request, context, repository: plan.target.value, action: [.contentRead, .contentWrite],
-                            target: AccessTarget(management: true)) else {
-            throw refuse(request, server, caller: caller, repository: plan.target.value)
-        }
+        try await server.require(request, context, caller: caller, repository: plan.target.value, action: [.contentRead, .contentWrite],
+                                 target: AccessTarget(management: true))
         // An existing tag is refused up front (and again just before it would move).
         if !plan.force, let current = try? await server.registry.resolve(plan.target, .tag(plan.tag)),
            case .digest(let wanted) = plan.sourceReference, wanted != current {

@@ -259,5 +259,20 @@ def test_import_refuses_a_loopback_source_by_default_and_needs_push_rights(regis
     err = p.stderr.decode()
     assert p.returncode != 0 and "loopback" in err and "outbound" in err.lower(), err
     # Anonymous callers are challenged; nothing is started.
-    r = requests.post(f"{registry.base}/api/v1/imports", json={"source": "127.0.0.1:9/a:b", "image": "a:b"}, timeout=10)
+    body = {"source": "127.0.0.1:9/lib/app:v1", "image": "mirror/app:v1", "plainHTTP": True}
+    r = requests.post(f"{registry.base}/api/v1/imports", json=body, timeout=10)
     assert r.status_code == 401
+    # Pull rights on the target are not enough; push rights are.
+    dev = ("dev", json.loads(berth(registry, login, "identity", "create", "--name", "dev", "-o", "json").stdout)["password"])
+    berth(registry, login, "role", "assignment", "create", "--assignee", "dev", "--role", "Pull", "--scope", "mirror/*")
+    r = requests.post(f"{registry.base}/api/v1/imports", json=body, auth=dev, timeout=10)
+    assert r.status_code == 403, r.text
+    berth(registry, login, "role", "assignment", "create", "--assignee", "dev", "--role", "Push", "--scope", "mirror/*")
+    r = requests.post(f"{registry.base}/api/v1/imports", json=body, auth=dev, timeout=10)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert "password" not in json.dumps(job)
+    # Only who may push to the target sees the job.
+    assert requests.get(f"{registry.base}/api/v1/imports/{job['id']}", auth=dev, timeout=10).status_code == 200
+    other = ("other", json.loads(berth(registry, login, "identity", "create", "--name", "other", "-o", "json").stdout)["password"])
+    assert requests.get(f"{registry.base}/api/v1/imports/{job['id']}", auth=other, timeout=10).status_code == 404
