@@ -178,6 +178,14 @@ let package = Package(
             .product(name: "CompressNIO", package: "compress-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
+        // Import (issue 17): /api/v1/imports, a server-side copy from another registry.
+        .target(name: "ImportFeature", dependencies: [
+            "HTTPAPI", "RegistryCore", "RegistryStore", "Access", "OCIModel", "UpstreamClient", "BerthAPIContract",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ], swiftSettings: strict),
         .target(name: "AdmissionFeature", dependencies: [
             "HTTPAPI", "Admission", "RegistryCore", "Access", "OCIModel",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -204,6 +212,15 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ], swiftSettings: strict),
+        // A client of upstream OCI registries treated as untrusted (import, next the pull-through
+        // cache and replication): every destination checked by Access.OutboundPolicy.
+        .target(name: "UpstreamClient", dependencies: [
+            "OCIModel", "Access",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: strict),
         .target(name: "Tasks", dependencies: [
             "OCIModel",
@@ -238,7 +255,7 @@ let package = Package(
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing", "Backends", "SQLiteStore",
             "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "TasksFeature", "BerthAPIContract", "BerthCredentials", "Scanning",
-            "ReplicationFeature", "ScanningFeature", "ConsoleFeature",
+            "ReplicationFeature", "ScanningFeature", "ConsoleFeature", "ImportFeature",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -287,6 +304,18 @@ let package = Package(
         ]),
         .testTarget(name: "SigningTests", dependencies: ["Signing"]),
         .testTarget(name: "BerthCredentialsTests", dependencies: ["BerthCredentials", "Access"]),
+        .testTarget(name: "UpstreamClientTests", dependencies: [
+            "UpstreamClient", "Access", "OCIModel",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
+        .testTarget(name: "ImportFeatureTests", dependencies: [
+            "ImportFeature", "UpstreamClient", "Backends", "RegistryCore", "Access", "OCIModel", "BerthAPIContract",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "OCIModel"]),
         .testTarget(name: "ReplicationTests", dependencies: ["ReplicationFeature"]),
         .testTarget(name: "TaskRunnerTests", dependencies: ["TaskRunner", "Tasks", "OCIModel"]),

@@ -12,6 +12,7 @@ import WebhooksAPI
 import ReplicationFeature
 import HTTPAPI
 import Hummingbird
+import ImportFeature
 import Logging
 import NIOCore
 import RegistryCore
@@ -35,6 +36,7 @@ struct Berth: AsyncParsableCommand {
             RecoverGroup.self, BackupCommand.self, RestoreCommand.self,
             ScanGroup.self, SBOMGroup.self,
             TaskCommandGroup.self, RunTaskFileCommand.self, BuildImageCommand.self,
+            ImportCommand.self,
         ]
     )
 
@@ -199,7 +201,8 @@ struct Serve: AsyncParsableCommand {
                            configuration: AdvisoryDatabaseConfiguration(feeds: settings.advisoryFeeds,
                                                                         updateIntervalSeconds: settings.advisoryUpdateIntervalSeconds,
                                                                         policy: outbound),
-                           logger: Logger(label: "berth.advisories")))],
+                           logger: Logger(label: "berth.advisories"))),
+                       ImportFeature(policy: outbound)],
             host: host, port: port, limits: limits, publicURL: settings.publicURL,
             serviceName: settings.tokenServiceName, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),

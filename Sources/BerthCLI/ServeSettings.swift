@@ -151,7 +151,7 @@ struct ServeSettings: Equatable {
             s.tlsKey = try nonEmpty(v)
         },
         Spec(key: "outbound-allow", environment: "BERTH_OUTBOUND_ALLOW", hasFlag: true, defaultText: "-",
-             summary: "comma-separated CIDRs and host names that webhooks, OIDC issuers and advisory feeds may use although they are loopback, private or link-local (a list in the file)") { s, v throws(SettingError) in
+             summary: "comma-separated CIDRs and host names that webhooks, OIDC issuers, advisory feeds and import sources may use although they are loopback, private or link-local (a list in the file)") { s, v throws(SettingError) in
             do throws(RegistryError) { _ = try OutboundPolicy(allow: v) } catch { throw SettingError(error.message) }
             s.outboundAllow = v
         },

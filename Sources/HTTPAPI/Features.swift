@@ -78,8 +78,15 @@ public struct FeatureServer: Sendable {
 
     /// The one authorization function (roles, scope maps, token claims, network rules).
     public func allows(_ caller: Caller?, _ request: Request, _ context: BerthRequestContext, repository: String,
-                       action: Action) -> Bool {
-        gate.allows(caller, request, context, repository: repository, action: action)
+                       action: Action, target: AccessTarget = .none) -> Bool {
+        gate.allows(caller, request, context, repository: repository, action: action, target: target)
+    }
+
+    /// Asks the one authorization function and, unless allowed, throws what to answer (401 with
+    /// the challenge, 403 `DENIED`); a refusal for lack of rights is audited.
+    public func require(_ request: Request, _ context: BerthRequestContext, caller: Caller?, repository: String?, action: Action,
+                        target: AccessTarget = .none) async throws {
+        try await gate.require(request, context, caller: caller, repository: repository, action: action, target: target)
     }
 
     /// Judges a management request on one repository (an `/api/v1` route registered on `root` that

@@ -39,11 +39,11 @@ def test_the_target_list_is_known():
 
 def extra_targets():
     # Feature targets added with the router (each named in FEATURE_TARGETS below when it exists).
-    return set(FEATURE_TARGETS)
+    return set(FEATURE_TARGETS) | {"UpstreamClient"}
 
 
 FEATURE_TARGETS: list[str] = ["WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "ReplicationFeature", "TasksFeature", "ScanningFeature",
-                              "ConsoleFeature"]
+                              "ConsoleFeature", "ImportFeature"]
 
 # The client side of credentials (issue 17): the stored login and token client shared with the
 # CLI, and the two executables built on it (kubelet credential provider, docker credential helper).
@@ -156,3 +156,12 @@ def test_scanning_feature_reaches_the_stores_only_through_their_protocols():
                "BlobStorage", "Hummingbird", "HTTPTypes", "AsyncHTTPClient", "Logging", "NIOCore", "NIOHTTP1", "ServiceLifecycle",
                "CompressNIO"}
     assert imports("ScanningFeature") <= allowed, imports("ScanningFeature") - allowed
+
+
+def test_the_upstream_client_is_a_client_only():
+    # Issue 17: the client of untrusted upstream registries (import; next the pull-through cache
+    # and replication). It knows no store, core or HTTP server; only features import it.
+    assert imports("UpstreamClient") <= {"Foundation", "OCIModel", "Access", "AsyncHTTPClient", "NIOCore", "NIOHTTP1",
+                                          "NIOConcurrencyHelpers"}, imports("UpstreamClient")
+    for target in ("OCIModel", "RegistryStore", "RegistryCore", "Access", "Admission", "HTTPAPI") + tuple(BACKENDS):
+        assert "UpstreamClient" not in imports(target), target

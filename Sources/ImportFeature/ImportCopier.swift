@@ -1,0 +1,162 @@
+import Foundation
+import Logging
+import NIOCore
+import OCIModel
+import RegistryCore
+import UpstreamClient
+
+/// Copies one image from an upstream into a repository of this registry, through the registry
+/// core as a push does. Order: blobs, then each manifest by digest (children before their
+/// index), the referrers, and the tag last, so a failure leaves no tag pointing at a partial
+/// image and a re-run skips what is already there (blobs linked to the target repository,
+/// manifests stored in it).
+struct ImportCopier: Sendable {
+    let registry: Registry
+    let upstream: UpstreamClient
+    let plan: ImportPlan
+    let progress: ImportJob
+    let log: Logger
+
+    /// Index nesting followed, and referrers per subject and levels of referrers copied.
+    static let maxDepth = 4
+    static let maxReferrers = 100
+    static let maxReferrerDepth = 3
+
+    var source: String { plan.sourceRepository }
+
+    func run() async throws -> Digest {
+        var chosen = try await upstream.manifest(repository: source, reference: plan.sourceReference)
+        if MediaType.isIndex(chosen.mediaType), !plan.allPlatforms {
+            // Without --all-platforms an index gives its linux/amd64 image (as `skopeo copy` and
+            // `docker pull` on such a host do), tagged by itself.
+            let child = try Self.defaultPlatform(chosen.bytes)
+            chosen = try await upstream.manifest(repository: source, reference: .digest(child))
+        }
+        try await checkTag(chosen.digest)
+        let copied = try await copy(chosen, depth: 0)
+        if plan.includeReferrers {
+            for digest in copied { try await copyReferrers(of: digest, depth: 0) }
+        }
+        try await checkTag(chosen.digest)
+        _ = try await registry.putManifest(plan.target, reference: .tag(plan.tag), bytes: chosen.bytes, contentType: chosen.mediaType)
+        return chosen.digest
+    }
+
+    /// An existing tag that points elsewhere is moved only with `force`.
+    func checkTag(_ digest: Digest) async throws {
+        guard !plan.force, let current = try? await registry.resolve(plan.target, .tag(plan.tag)), current != digest else { return }
+        throw RegistryError(.denied, "tag \(plan.tag) of \(plan.target) already points to \(current), not \(digest); use force to move it",
+                            status: 409)
+    }
+
+    /// Copies a manifest and everything it names; returns the digests of the manifests copied
+    /// (the children of an index, then the manifest itself).
+    func copy(_ manifest: UpstreamManifest, depth: Int) async throws -> [Digest] {
+        guard depth <= Self.maxDepth else {
+            throw RegistryError(.manifestInvalid, "indexes nested deeper than \(Self.maxDepth) levels", status: 400)
+        }
+        let parsed = try ManifestParser.parse(manifest.bytes, contentType: manifest.mediaType)
+        var copied: [Digest] = []
+        if parsed.kind == .index {
+            for child in parsed.children {
+                if await hasManifest(child) {
+                    copied.append(child)
+                    continue
+                }
+                let childManifest = try await upstream.manifest(repository: source, reference: .digest(child))
+                copied += try await copy(childManifest, depth: depth + 1)
+            }
+        } else {
+            let sizes = Self.blobSizes(manifest.bytes)
+            for blob in parsed.blobs { try await copyBlob(blob, size: sizes[blob]) }
+        }
+        if await !hasManifest(manifest.digest) {
+            _ = try await registry.putManifest(plan.target, reference: .digest(manifest.digest), bytes: manifest.bytes,
+                                               contentType: manifest.mediaType)
+            progress.update { $0.manifestsCopied += 1 }
+        }
+        return copied + [manifest.digest]
+    }
+
+    func hasManifest(_ digest: Digest) async -> Bool {
+        (try? await registry.manifest(plan.target, .digest(digest))) != nil
+    }
+
+    /// A blob already linked to the target repository is not fetched again.
+    func copyBlob(_ digest: Digest, size: Int64?) async throws {
+        if let present = try? await registry.blobSize(plan.target, digest) {
+            progress.update {
+                $0.blobsSeen += 1
+                $0.blobsSkipped += 1
+                $0.bytesTotal += present
+            }
+            return
+        }
+        progress.update {
+            $0.blobsSeen += 1
+            $0.bytesTotal += size ?? 0
+        }
+        let job = progress
+        _ = try await upstream.blob(repository: source, digest: digest, size: size) { stream in
+            try await registry.putBlob(plan.target, digest: digest, contentLength: size,
+                                       body: CountingStream(inner: stream) { n in job.update { $0.bytesCopied += Int64(n) } })
+        }
+        progress.update { $0.blobsCopied += 1 }
+    }
+
+    func copyReferrers(of subject: Digest, depth: Int) async throws {
+        guard depth < Self.maxReferrerDepth else { return }
+        let referrers = try await upstream.referrers(repository: source, subject: subject)
+        for descriptor in referrers.prefix(Self.maxReferrers) {
+            guard let digest = try? Digest(parsing: descriptor.digest) else { continue }
+            if await !hasManifest(digest) {
+                let manifest = try await upstream.manifest(repository: source, reference: .digest(digest))
+                _ = try await copy(manifest, depth: 0)
+                progress.update { $0.referrersCopied += 1 }
+            }
+            try await copyReferrers(of: digest, depth: depth + 1)
+        }
+    }
+
+    /// The linux/amd64 image of an index.
+    static func defaultPlatform(_ bytes: [UInt8]) throws -> Digest {
+        struct Index: Decodable { var manifests: [Descriptor] }
+        guard let index = try? JSONDecoder().decode(Index.self, from: Data(bytes)) else {
+            throw RegistryError(.manifestInvalid, "the source's index cannot be read", status: 502)
+        }
+        for entry in index.manifests where entry.platform?.os == "linux" && entry.platform?.architecture == "amd64" {
+            if let digest = try? Digest(parsing: entry.digest) { return digest }
+        }
+        throw RegistryError(.manifestUnknown, "the source's index has no linux/amd64 image; import it with all platforms", status: 404)
+    }
+
+    /// The sizes an image manifest states for its config, layers and blobs.
+    static func blobSizes(_ bytes: [UInt8]) -> [Digest: Int64] {
+        struct Shape: Decodable { var config: Descriptor?; var layers: [Descriptor]?; var blobs: [Descriptor]? }
+        guard let shape = try? JSONDecoder().decode(Shape.self, from: Data(bytes)) else { return [:] }
+        var sizes: [Digest: Int64] = [:]
+        for d in [shape.config].compactMap({ $0 }) + (shape.layers ?? []) + (shape.blobs ?? []) {
+            if let digest = try? Digest(parsing: d.digest), d.size >= 0 { sizes[digest] = d.size }
+        }
+        return sizes
+    }
+}
+
+/// A byte stream that reports each chunk's size as it passes.
+struct CountingStream<Inner: AsyncSequence & Sendable>: AsyncSequence, Sendable where Inner.Element == ByteBuffer {
+    typealias Element = ByteBuffer
+    let inner: Inner
+    let count: @Sendable (Int) -> Void
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var inner: Inner.AsyncIterator
+        let count: @Sendable (Int) -> Void
+        mutating func next() async throws -> ByteBuffer? {
+            guard let chunk = try await inner.next() else { return nil }
+            count(chunk.readableBytes)
+            return chunk
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(inner: inner.makeAsyncIterator(), count: count) }
+}

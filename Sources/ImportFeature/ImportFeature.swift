@@ -1,0 +1,217 @@
+import Access
+import BerthAPIContract
+import Foundation
+import HTTPAPI
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOConcurrencyHelpers
+import OCIModel
+import RegistryCore
+import RegistryStore
+import UpstreamClient
+
+/// Import (issue 17): `POST /api/v1/imports` starts a server-side copy of an image from another
+/// registry, `GET /api/v1/imports/{id}` follows it. The copy goes through the registry core as a
+/// push does (locks, quotas, quarantine, events with the caller as origin); the source is an
+/// `UpstreamClient` (untrusted: every digest verified before anything is stored, destinations
+/// checked by the outbound policy). Who may import: whoever may push to the target repository.
+/// Jobs are kept in this process's memory (the last `keep` of them); a failed import is retried
+/// by running it again, which skips every blob already in the target repository.
+public struct ImportFeature: RegistryFeature {
+    let policy: OutboundPolicy
+    let limits: UpstreamLimits
+    let jobs = ImportJobs()
+    let log: Logger
+
+    public init(policy: OutboundPolicy, limits: UpstreamLimits = UpstreamLimits(), log: Logger = Logger(label: "berth.import")) {
+        self.policy = policy
+        self.limits = limits
+        self.log = log
+    }
+
+    public func addRoutes(to routes: FeatureRoutes) {
+        let server = routes.server
+        // Judged per target repository (push rights), not by the management check: on the root
+        // router, like the repository routes of the management API (a token needs the
+        // registry:management scope, then the principal's rights on the repository decide).
+        routes.root.post("api/v1/imports") { request, context in
+            try await start(request, context, server)
+        }
+        routes.root.get("api/v1/imports/:id") { request, context in
+            try await show(request, context, server)
+        }
+    }
+
+    func start(_ request: Request, _ context: BerthRequestContext, _ server: FeatureServer) async throws -> Response {
+        let caller = try await server.caller(request, context)
+        // Who may import is known only from the body's target: an anonymous caller learns nothing more.
+        guard caller != nil else { throw server.challenge(request, scope: nil, message: "authentication required", insufficientScope: false) }
+        let body = try await server.decode(ImportRequest.self, request)
+        let plan = try ImportPlan(body)
+        try await server.require(request, context, caller: caller, repository: plan.target.value, action: [.contentRead, .contentWrite],
+                                 target: AccessTarget(management: true))
+        // An existing tag is refused up front (and again just before it would move).
+        if !plan.force, let current = try? await server.registry.resolve(plan.target, .tag(plan.tag)),
+           case .digest(let wanted) = plan.sourceReference, wanted != current {
+            throw RegistryError(.denied, "tag \(plan.tag) of \(plan.target) already points to \(current); use force to move it", status: 409)
+        }
+        let client = try Self.upstream(plan, body: body, policy: policy, limits: limits)
+        let actor = caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous"
+        let origin = EventOrigin(actor: actor, address: caller?.address?.description ?? server.address(request, context)?.description ?? "-",
+                                 requestID: nil, host: nil, method: "POST", userAgent: request.headers[.userAgent].map { String($0.prefix(200)) })
+        let job = jobs.add(source: body.source, image: body.image, owner: actor)
+        let copier = ImportCopier(registry: server.registry, upstream: client, plan: plan, progress: job, log: log)
+        log.info("import \(job.id) started", metadata: ["source": "\(body.source.prefix(300))", "image": "\(body.image)", "actor": "\(actor)"])
+        Task { [log] in
+            await EventOrigin.$current.withValue(origin) {
+                do {
+                    let digest = try await copier.run()
+                    job.finish(digest: digest)
+                    log.info("import \(job.id) succeeded", metadata: ["digest": "\(digest)"])
+                } catch {
+                    let failure = Self.describe(error)
+                    job.fail(failure.message, code: failure.code)
+                    log.info("import \(job.id) failed", metadata: ["error": "\(failure.message.prefix(300))"])
+                }
+            }
+        }
+        return server.json(job.view, status: .accepted)
+    }
+
+    func show(_ request: Request, _ context: BerthRequestContext, _ server: FeatureServer) async throws -> Response {
+        let caller = try await server.caller(request, context)
+        guard caller != nil else { throw server.challenge(request, scope: nil, message: "authentication required", insufficientScope: false) }
+        let id = try context.parameters.require("id")
+        // Unknown and not yours look the same.
+        guard let job = jobs.job(id), let target = try? ImagePlanTarget(job.image),
+              server.allows(caller, request, context, repository: target, action: .contentWrite,
+                            target: AccessTarget(management: true)) else {
+            throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "no import \(id.prefix(64))")
+        }
+        return server.json(job.view)
+    }
+
+    static func upstream(_ plan: ImportPlan, body: ImportRequest, policy: OutboundPolicy,
+                         limits: UpstreamLimits) throws -> UpstreamClient {
+        var credentials: UpstreamCredentials?
+        switch (body.username, body.password) {
+        case (nil, nil): credentials = nil
+        case (let u?, let p?) where !u.isEmpty: credentials = UpstreamCredentials(username: u, password: p)
+        default: throw RegistryError(.unsupported, "give both username and password, or neither", status: 400)
+        }
+        do {
+            return try UpstreamClient(registry: plan.sourceRegistry, plainHTTP: body.plainHTTP ?? false, credentials: credentials,
+                                      policy: policy, limits: limits)
+        } catch {
+            throw RegistryError(.nameInvalid, error.message, status: 400)
+        }
+    }
+
+    static func describe(_ error: any Error) -> (message: String, code: String) {
+        if let e = error as? UpstreamError { return (e.registryError.message, e.registryError.code.rawValue) }
+        if let e = error as? RegistryError { return (e.message, e.code.rawValue) }
+        return (String("\(error)".prefix(300)), OCIErrorCode.unsupported.rawValue)
+    }
+}
+
+/// `REPOSITORY:TAG` of an image in this registry: its repository.
+func ImagePlanTarget(_ image: String) throws -> String {
+    let reference = try ImageReference(parsing: image)
+    return reference.repository
+}
+
+/// What an import request asks for, checked.
+struct ImportPlan: Sendable {
+    let sourceRegistry: String
+    let sourceRepository: String
+    let sourceReference: Reference
+    let target: RepositoryName
+    let tag: String
+    let allPlatforms: Bool
+    let includeReferrers: Bool
+    let force: Bool
+
+    init(_ body: ImportRequest) throws {
+        func invalid(_ message: String) -> RegistryError { RegistryError(.nameInvalid, message, status: 400) }
+        guard body.source.utf8.count <= 512, body.image.utf8.count <= 512 else { throw invalid("source or image too long") }
+        let source = try ImageReference(parsing: body.source)
+        guard let host = source.host else {
+            throw invalid("the source must name its registry: REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@DIGEST")
+        }
+        sourceRegistry = host
+        // Docker Hub's official images live under library/.
+        sourceRepository = (host == "docker.io" && !source.repository.contains("/")) ? "library/" + source.repository : source.repository
+        if let digest = source.digest {
+            sourceReference = .digest(digest)
+        } else {
+            sourceReference = .tag(source.tagOrLatest)
+        }
+        let image = try ImageReference(parsing: body.image)
+        guard image.host == nil, image.digest == nil else {
+            throw invalid("the image is REPOSITORY:TAG in this registry (no registry host, no digest)")
+        }
+        target = try RepositoryName(image.repository)
+        tag = image.tagOrLatest
+        allPlatforms = body.allPlatforms ?? false
+        includeReferrers = body.includeReferrers ?? false
+        force = body.force ?? false
+    }
+}
+
+/// The jobs of this process.
+final class ImportJobs: Sendable {
+    static let keep = 200
+    private let jobs = NIOLockedValueBox<[ImportJob]>([])
+
+    func add(source: String, image: String, owner: String) -> ImportJob {
+        let job = ImportJob(id: UUID().uuidString.lowercased(), source: source, image: image, owner: owner)
+        jobs.withLockedValue { list in
+            list.append(job)
+            // Finished jobs beyond the limit are forgotten, oldest first; running ones are kept.
+            while list.count > Self.keep, let i = list.firstIndex(where: { !$0.running }) { list.remove(at: i) }
+        }
+        return job
+    }
+
+    func job(_ id: String) -> ImportJob? { jobs.withLockedValue { $0.first { $0.id == id } } }
+}
+
+/// One job's progress, updated by its copier.
+final class ImportJob: Sendable {
+    let id: String
+    let source: String
+    let image: String
+    let owner: String
+    private let state: NIOLockedValueBox<ImportView>
+
+    init(id: String, source: String, image: String, owner: String) {
+        self.id = id
+        self.source = source
+        self.image = image
+        self.owner = owner
+        state = NIOLockedValueBox(ImportView(id: id, source: source, image: image, state: "running", createdAt: Date()))
+    }
+
+    var view: ImportView { state.withLockedValue { $0 } }
+    var running: Bool { view.state == "running" }
+
+    func update(_ change: (inout ImportView) -> Void) { state.withLockedValue { change(&$0) } }
+
+    func finish(digest: Digest) {
+        update {
+            $0.state = "succeeded"
+            $0.digest = digest.string
+            $0.finishedAt = Date()
+        }
+    }
+
+    func fail(_ message: String, code: String) {
+        update {
+            $0.state = "failed"
+            $0.error = message
+            $0.errorCode = code
+            $0.finishedAt = Date()
+        }
+    }
+}

@@ -1,0 +1,278 @@
+"""`berth import` (issue 17): a server-side copy from another registry.
+
+Sources: Debian's reference registry (`docker-registry`) with htpasswd Basic auth, and a second
+`berth serve` (token auth). The target allows loopback outbound explicitly
+(`BERTH_OUTBOUND_ALLOW`); one test shows that the default refuses a loopback source.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import requests
+
+with warnings.catch_warnings():
+    # bcrypt for docker-registry's htpasswd through libxcrypt (Python 3.11 on CI).
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import crypt
+
+from conftest import RegistryServer, berth_bin, free_port
+from helpers import OCI_INDEX, OCI_MANIFEST, TARGET, Api, sha256_digest, skopeo
+
+pytestmark = pytest.mark.skipif(TARGET != "berth", reason="imports into Berth")
+
+LOOPBACK = "127.0.0.1/32"
+
+
+class ReferenceSource:
+    """docker-registry with htpasswd (bcrypt) Basic auth; its access log counts requests."""
+
+    def __init__(self, workdir: Path, user: str, password: str):
+        self.workdir = workdir
+        self.port = free_port()
+        self.creds = (user, password)
+        workdir.mkdir(parents=True, exist_ok=True)
+        htpasswd = workdir / "htpasswd"
+        htpasswd.write_text(f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+        config = workdir / "config.yml"
+        config.write_text(
+            "version: 0.1\nlog:\n  level: info\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: import-test\n"
+            f"auth:\n  htpasswd:\n    realm: import-test\n    path: {htpasswd}\n")
+        self.log = workdir / "registry.log"
+        self.proc = subprocess.Popen(["/usr/bin/docker-registry", "serve", str(config)], stdout=open(self.log, "wb"),
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{self.port}/v2/", timeout=2).status_code == 401:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("docker-registry did not start:\n" + self.log.read_text(errors="replace")[-3000:])
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def blob_gets(self, digest: str) -> int:
+        text = self.log.read_text(errors="replace")
+        return len(re.findall(r'"GET /v2/[^ ]*/blobs/' + re.escape(digest) + r' HTTP', text))
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def reference_source(tmp_path):
+    source = ReferenceSource(tmp_path / "source", "mirror-bot", "s3cret-" + os.urandom(4).hex())
+    yield source
+    source.stop()
+
+
+@pytest.fixture
+def berth_source():
+    workdir = Path(tempfile.mkdtemp(prefix="berth-import-source-"))
+    server = RegistryServer(workdir)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def push_image(api: Api, repo: str, tag: str, layers, arch: str = "amd64") -> bytes:
+    for layer in layers:
+        api.push_blob(repo, layer)
+    config = json.dumps({"architecture": arch, "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [sha256_digest(l) for l in layers]}}).encode()
+    api.push_blob(repo, config)
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256_digest(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256_digest(l), "size": len(l)}
+                   for l in layers],
+    }).encode()
+    r = api.put_manifest(repo, tag, manifest)
+    assert r.status_code == 201, (r.status_code, r.text)
+    return manifest
+
+
+def berth(registry, config_home: Path, *args, input: str = "", check: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("BERTH_REGISTRY", "BERTH_USERNAME", "BERTH_PASSWORD")}
+    env["XDG_CONFIG_HOME"] = str(config_home)
+    proc = subprocess.run([str(berth_bin()), *args], input=input.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=env, timeout=120)
+    if check:
+        assert proc.returncode == 0, (args, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+    return proc
+
+
+@pytest.fixture
+def login(registry, tmp_path):
+    home = tmp_path / "xdg"
+    berth(registry, home, "login", registry.base, "-u", registry.username, "--password-stdin", input=registry.password + "\n")
+    return home
+
+
+def manifest_of(registry, repo: str, ref: str) -> requests.Response:
+    return registry.api().get_manifest(repo, ref)
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW=LOOPBACK)
+def test_import_from_the_reference_registry_resumes_and_needs_force_to_move_a_tag(registry, login, reference_source, tmp_path):
+    src = Api(reference_source.host, auth=reference_source.creds)
+    layers = [os.urandom(200_000), b"small layer", os.urandom(70_000)]
+    manifest = push_image(src, "lib/app", "v1", layers)
+    digest = sha256_digest(manifest)
+    source_ref = f"{reference_source.host}/lib/app:v1"
+    user, password = reference_source.creds
+
+    def run_import(*extra, check=True, image="mirror/app:v1", source=source_ref):
+        return berth(registry, login, "import", "--source", source, "--image", image, "--plain-http",
+                     "--username", user, "--password-stdin", *extra, input=password + "\n", check=check)
+
+    # Without credentials the source refuses.
+    p = berth(registry, login, "import", "--source", source_ref, "--image", "mirror/app:v1", "--plain-http", check=False)
+    out = p.stdout.decode() + p.stderr.decode()
+    assert p.returncode != 0 and ("401" in out or "credentials" in out), out
+
+    # A failure half-way (the last layer is gone at the source): nothing is tagged.
+    r = src.req("DELETE", f"/v2/lib/app/blobs/{sha256_digest(layers[2])}")
+    assert r.status_code == 202, (r.status_code, r.text)
+    p = run_import(check=False)
+    assert p.returncode != 0 and "404" in p.stderr.decode(), p.stderr.decode()
+    assert manifest_of(registry, "mirror/app", "v1").status_code == 404
+
+    # Re-run once the source is whole again: the blobs already copied are not fetched again.
+    src.push_blob("lib/app", layers[2])
+    config_digest = json.loads(manifest)["config"]["digest"]
+    before = {d: reference_source.blob_gets(d) for d in (config_digest, sha256_digest(layers[0]), sha256_digest(layers[1]))}
+    assert all(n == 1 for n in before.values()), before
+    p = run_import("-o", "json")
+    job = json.loads(p.stdout)
+    assert job["state"] == "succeeded" and job["digest"] == digest, job
+    assert job["blobsSkipped"] == 3 and job["blobsCopied"] == 1, job
+    assert {d: reference_source.blob_gets(d) for d in before} == before
+    # Plain progress lines when standard error is not a terminal.
+    assert "import " in p.stderr.decode() and "blobs" in p.stderr.decode()
+
+    # Digests preserved: the same bytes, as skopeo sees them.
+    got = skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{registry.host}/mirror/app:v1", creds=registry.creds).stdout
+    assert got == manifest
+    inspected = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/mirror/app:v1",
+                                  creds=registry.creds).stdout)
+    assert inspected["Digest"] == digest
+
+    # Another image onto the same tag: refused without --force, moved with it.
+    other = push_image(src, "lib/app", "v2", [b"another layer"])
+    p = run_import(check=False, source=f"{reference_source.host}/lib/app:v2")
+    assert p.returncode != 0 and "force" in p.stderr.decode(), p.stderr.decode()
+    assert manifest_of(registry, "mirror/app", "v1").content == manifest
+    run_import("--force", source=f"{reference_source.host}/lib/app:v2")
+    assert manifest_of(registry, "mirror/app", "v1").content == other
+    # The source password was used, never logged.
+    assert password not in registry.log_path.read_text(errors="replace")
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW=LOOPBACK)
+def test_import_from_a_berth_with_token_auth_copies_an_index_and_its_referrers(registry, login, berth_source, tmp_path):
+    src = berth_source.api()
+    amd = push_image(src, "lib/multi", "amd64", [b"amd64 layer"], arch="amd64")
+    arm = push_image(src, "lib/multi", "arm64", [b"arm64 layer"], arch="arm64")
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": sha256_digest(m), "size": len(m), "platform": {"architecture": a, "os": "linux"}}
+        for m, a in ((amd, "amd64"), (arm, "arm64"))]}).encode()
+    r = src.put_manifest("lib/multi", "v1", index, media_type=OCI_INDEX)
+    assert r.status_code == 201, r.text
+    # A signature-like artifact referring to the index.
+    empty = b"{}"
+    src.push_blob("lib/multi", empty)
+    sig_layer = b"signature bytes"
+    src.push_blob("lib/multi", sig_layer)
+    signature = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.example.signature",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256_digest(empty), "size": 2},
+        "layers": [{"mediaType": "application/vnd.example.sig", "digest": sha256_digest(sig_layer), "size": len(sig_layer)}],
+        "subject": {"mediaType": OCI_INDEX, "digest": sha256_digest(index), "size": len(index)},
+    }).encode()
+    r = src.put_manifest("lib/multi", sha256_digest(signature), signature)
+    assert r.status_code == 201, r.text
+    user, password = berth_source.creds
+
+    p = berth(registry, login, "import", "--source", f"{berth_source.host}/lib/multi:v1", "--image", "mirror/multi:all",
+              "--plain-http", "--username", user, "--password-stdin", "--all-platforms", "--include-referrers", "-o", "json",
+              input=password + "\n")
+    job = json.loads(p.stdout)
+    assert job["state"] == "succeeded" and job["digest"] == sha256_digest(index) and job["referrersCopied"] == 1, job
+    assert manifest_of(registry, "mirror/multi", "all").content == index
+    for child in (amd, arm):
+        assert manifest_of(registry, "mirror/multi", sha256_digest(child)).content == child
+    refs = registry.api().req("GET", f"/v2/mirror/multi/referrers/{sha256_digest(index)}").json()
+    assert [m["digest"] for m in refs["manifests"]] == [sha256_digest(signature)]
+
+    # Without --all-platforms: the linux/amd64 image, by the source's index given by digest.
+    creds_file = tmp_path / "creds"
+    creds_file.write_text(f"{user}:{password}\n")
+    p = berth(registry, login, "import", "--source", f"{berth_source.host}/lib/multi@{sha256_digest(index)}",
+              "--image", "mirror/single:v1", "--plain-http", "--source-creds-file", str(creds_file), "-o", "json")
+    assert json.loads(p.stdout)["digest"] == sha256_digest(amd)
+    assert manifest_of(registry, "mirror/single", "v1").content == amd
+    assert manifest_of(registry, "mirror/single", sha256_digest(arm)).status_code == 404
+
+    # On a terminal the progress is a bar redrawn in place.
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("BERTH_REGISTRY", "BERTH_USERNAME", "BERTH_PASSWORD")}
+    env["XDG_CONFIG_HOME"] = str(login)
+    proc = subprocess.run([str(berth_bin()), "import", "--source", f"{berth_source.host}/lib/multi:amd64", "--image", "mirror/tty:v1",
+                           "--plain-http", "--source-creds-file", str(creds_file)], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=secondary, env=env, timeout=120)
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(primary)
+    assert proc.returncode == 0, shown
+    assert b"\r" in shown and b"] " in shown and b"[#" in shown, shown
+
+
+def test_import_refuses_a_loopback_source_by_default_and_needs_push_rights(registry, login):
+    p = berth(registry, login, "import", "--source", "127.0.0.1:9/lib/app:v1", "--image", "mirror/app:v1", "--plain-http",
+              check=False)
+    err = p.stderr.decode()
+    assert p.returncode != 0 and "loopback" in err and "outbound" in err.lower(), err
+    # Anonymous callers are challenged; nothing is started.
+    body = {"source": "127.0.0.1:9/lib/app:v1", "image": "mirror/app:v1", "plainHTTP": True}
+    r = requests.post(f"{registry.base}/api/v1/imports", json=body, timeout=10)
+    assert r.status_code == 401
+    # Pull rights on the target are not enough; push rights are.
+    dev = ("dev", json.loads(berth(registry, login, "identity", "create", "--name", "dev", "-o", "json").stdout)["password"])
+    berth(registry, login, "role", "assignment", "create", "--assignee", "dev", "--role", "Pull", "--scope", "mirror/*")
+    r = requests.post(f"{registry.base}/api/v1/imports", json=body, auth=dev, timeout=10)
+    assert r.status_code == 403, r.text
+    berth(registry, login, "role", "assignment", "create", "--assignee", "dev", "--role", "Push", "--scope", "mirror/*")
+    r = requests.post(f"{registry.base}/api/v1/imports", json=body, auth=dev, timeout=10)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert "password" not in json.dumps(job)
+    # Only who may push to the target sees the job.
+    assert requests.get(f"{registry.base}/api/v1/imports/{job['id']}", auth=dev, timeout=10).status_code == 200
+    other = ("other", json.loads(berth(registry, login, "identity", "create", "--name", "other", "-o", "json").stdout)["password"])
+    assert requests.get(f"{registry.base}/api/v1/imports/{job['id']}", auth=other, timeout=10).status_code == 404
