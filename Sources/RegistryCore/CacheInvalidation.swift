@@ -68,6 +68,7 @@ extension Registry {
         default: break
         }
         _ = lifecycle.loadedAt.withLockedValue { $0.removeValue(forKey: name) }
+        lifecycle.dropped()
     }
 }
 

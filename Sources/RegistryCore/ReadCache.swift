@@ -8,7 +8,21 @@ import OCIModel
 /// mutation happened in between, so a stale read never lands in the cache. Another process's
 /// mutations reach it through the event feed (`Registry.applyEvents`); as a backstop a
 /// repository's entries are dropped `ttl` seconds after the first of them was stored.
+/// Concurrent misses of one entry make one store read (`misses`, keyed by the generation).
 final class ReadCache: Sendable {
+    /// What a miss reads: a repository's entry as of one of its generations.
+    struct MissKey: Hashable, Sendable {
+        enum Entry: Hashable, Sendable {
+            case tag(String), manifest(Digest), blobSize(Digest)
+        }
+        var repository: String
+        var generation: UInt64
+        var entry: Entry
+    }
+
+    /// The store reads of misses running now, shared by every caller that misses the same entry.
+    let misses = SingleFlight<MissKey, any Sendable>()
+
     private struct RepoEntries {
         var generation: UInt64 = 0
         var tags: [String: Digest] = [:]
@@ -115,6 +129,17 @@ final class ReadCache: Sendable {
             e.manifests[content.digest] = content
             return true
         }
+    }
+
+    /// `read`'s result for a missed entry of `repository` as of `generation`: one read for all
+    /// the callers that miss it at the same time.
+    func miss<V: Sendable>(_ repository: String, generation: UInt64, _ entry: MissKey.Entry,
+                           _ read: @escaping @Sendable () async throws -> V) async throws -> V {
+        let value = try await misses.value(MissKey(repository: repository, generation: generation, entry: entry)) {
+            try await read() as any Sendable
+        }
+        guard let value = value as? V else { return try await read() }   // one entry, one type: not reached
+        return value
     }
 
     func storeBlobSize(_ repo: String, _ digest: Digest, _ size: Int64, generation: UInt64) {

@@ -152,6 +152,23 @@ final class LifecycleState: Sendable {
     let loadedAt = NIOLockedValueBox<[String: Double]>([:])
     static let locksKey = "locks"
     let touches = LinkTouches()
+    /// Reloads of the settings and the lock table (by name) and touch writes (by link) running
+    /// now: when one expires or falls due, every request in flight needs it at once, and they
+    /// share one store round trip instead of making one each.
+    let reloads = SingleFlight<String, any Sendable>()
+    /// Raised whenever a cached setting or the lock table is dropped: a reload that started
+    /// before is neither joined by a caller that came after, nor kept.
+    private let generation = NIOLockedValueBox<UInt64>(0)
+    var reloadGeneration: UInt64 { generation.withLockedValue { $0 } }
+    func dropped() { generation.withLockedValue { $0 &+= 1 } }
+    let touchWrites = SingleFlight<LinkTouches.Link, TouchWrite>()
+}
+
+/// A touch of a link that fell due: refused by the store, or written, and the link as read from
+/// the store after it (its size, nil when it is gone).
+enum TouchWrite: Sendable {
+    case refused(String)
+    case written(linkedSize: Int64?)
 }
 
 /// How long the shared pins, deletion markers and touches of garbage collection last
@@ -181,10 +198,11 @@ enum CollectionGuard {
 /// blob exists" will reference it in its next manifest, so garbage collection keeps the link.
 /// Kept here for this node's collection, and written to the store (throttled) for every node's.
 final class LinkTouches: Sendable {
-    private struct Key: Hashable {
+    struct Link: Hashable, Sendable {
         let repository: String
         let digest: Digest
     }
+    private typealias Key = Link
     private struct State {
         var touched: [Key: Double] = [:]
         /// When this node last wrote each link's touch to the store.
@@ -223,17 +241,34 @@ final class LinkTouches: Sendable {
 }
 
 extension Registry {
-    /// Touches a link here and, at most once per `CollectionGuard.touchSlack` per link on this
-    /// node, in the store, before the caller tells a client the blob exists. True when it wrote
-    /// to the store: the caller then reads the link from the store, not a cache, because a
-    /// collection that removed it just before the touch is seen only there.
-    func touch(_ repository: String, _ digest: Digest) async throws -> Bool {
+    /// Touches a link here; the time to write it to the store at, when that is due (at most once
+    /// per `CollectionGuard.touchSlack` per link on this node). The caller writes it
+    /// (`writeTouch`) before it tells a client the blob exists, and then reads the link from the
+    /// store, not a cache, because a collection that removed it just before the touch is seen
+    /// only there.
+    func touchDue(_ repository: String, _ digest: Digest) async throws -> Double? {
         let now = configuration.touchClock().timeIntervalSince1970
         let slack = CollectionGuard.touchSlack(grace: try await garbageCollectionPolicy().graceSeconds)
-        guard lifecycle.touches.touch(repository, digest, now: now, slack: slack) else { return false }
+        return lifecycle.touches.touch(repository, digest, now: now, slack: slack) ? now : nil
+    }
+
+    func writeTouch(_ repository: String, _ digest: Digest, at now: Double) async throws {
         try await metadata.touchLink(repository: repository, digest: digest.string, at: Date(timeIntervalSince1970: now))
         lifecycle.touches.written(repository, digest, at: now)
-        return true
+    }
+
+    /// A due touch written, then the link read from the store. The requests that find the same
+    /// touch due while it is being written wait for that write and read (one each per link, not
+    /// one per request), so none of them answers before the store holds a touch.
+    func writeTouchAndReadLink(_ repository: String, _ digest: Digest, at now: Double) async throws -> TouchWrite {
+        try await lifecycle.touchWrites.value(LinkTouches.Link(repository: repository, digest: digest)) { [self] in
+            do {
+                try await writeTouch(repository, digest, at: now)
+            } catch {
+                return .refused(String(describing: error))
+            }
+            return .written(linkedSize: try await metadata.linkedBlobSize(repository: repository, digest: digest))
+        }
     }
 
     /// Pins `digest` in the store for a push that is about to commit it, waiting while a
@@ -299,10 +334,18 @@ extension Registry {
     /// A typed setting, cached in `box` after the first read.
     func setting<T: Codable & Sendable>(_ key: SettingKey<T>, _ box: NIOLockedValueBox<T?>, default value: T) async throws -> T {
         if cacheIsFresh(key.name), let cached = box.withLockedValue({ $0 }) { return cached }
-        let now = configuration.cacheClock()
-        let loaded = try await metadata.setting(key) ?? value
-        box.withLockedValue { $0 = loaded }
-        lifecycle.loadedAt.withLockedValue { $0[key.name] = now }
+        let (metadata, lifecycle, clock) = (self.metadata, self.lifecycle, configuration.cacheClock)
+        let generation = lifecycle.reloadGeneration
+        let loaded = try await lifecycle.reloads.value("setting:\(key.name)#\(generation)") {
+            let now = clock()
+            let loaded = try await metadata.setting(key) ?? value
+            if lifecycle.reloadGeneration == generation {
+                box.withLockedValue { $0 = loaded }
+                lifecycle.loadedAt.withLockedValue { $0[key.name] = now }
+            }
+            return loaded
+        }
+        guard let loaded = loaded as? T else { return try await metadata.setting(key) ?? value }   // one name, one type
         return loaded
     }
 
@@ -315,6 +358,7 @@ extension Registry {
     func store<T: Codable & Sendable>(_ key: SettingKey<T>, _ box: NIOLockedValueBox<T?>, _ value: T) async throws {
         let now = configuration.cacheClock()
         try await metadata.setSetting(key, value)
+        lifecycle.dropped()   // a reload running now does not put the old value back
         box.withLockedValue { $0 = value }
         lifecycle.loadedAt.withLockedValue { $0[key.name] = now }
     }
@@ -410,14 +454,23 @@ extension Registry {
 
     public func lockTable() async throws -> LockTable {
         if cacheIsFresh(LifecycleState.locksKey), let cached = lifecycle.locks.withLockedValue({ $0 }) { return cached }
-        let now = configuration.cacheClock()
-        let table = await LockTable(try metadata.locks())
-        lifecycle.locks.withLockedValue { $0 = table }
-        lifecycle.loadedAt.withLockedValue { $0[LifecycleState.locksKey] = now }
+        let (metadata, lifecycle, clock) = (self.metadata, self.lifecycle, configuration.cacheClock)
+        let generation = lifecycle.reloadGeneration
+        let table = try await lifecycle.reloads.value("\(LifecycleState.locksKey)#\(generation)") {
+            let now = clock()
+            let table = await LockTable(try metadata.locks())
+            if lifecycle.reloadGeneration == generation {
+                lifecycle.locks.withLockedValue { $0 = table }
+                lifecycle.loadedAt.withLockedValue { $0[LifecycleState.locksKey] = now }
+            }
+            return table
+        }
+        guard let table = table as? LockTable else { return await LockTable(try metadata.locks()) }   // not reached
         return table
     }
 
     func reloadLocks() {
+        lifecycle.dropped()
         lifecycle.locks.withLockedValue { $0 = nil }
     }
 

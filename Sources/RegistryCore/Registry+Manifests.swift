@@ -72,7 +72,10 @@ extension Registry {
         case .tag(let tag):
             if let d = cache.tag(repository.value, tag) { return d }
             let generation = cache.generation(repository.value)
-            guard let d = try await metadata.tagTarget(repository: repository.value, tag: tag) else {
+            let metadata = self.metadata
+            guard let d = try await cache.miss(repository.value, generation: generation, .tag(tag), {
+                try await metadata.tagTarget(repository: repository.value, tag: tag)
+            }) else {
                 throw RegistryError(.manifestUnknown, "manifest unknown: tag \(tag) not found")
             }
             cache.storeTag(repository.value, tag, d, generation: generation)
@@ -90,15 +93,19 @@ extension Registry {
         }
         if let hit = cache.manifest(repository.value, digest) { return hit }
         let generation = cache.generation(repository.value)
-        guard let record = try await metadata.manifest(repository: repository.value, digest: digest),
-              let bytes = try await metadata.inlineContent(digest)
-        else {
+        let metadata = self.metadata
+        let stored: ManifestContent? = try await cache.miss(repository.value, generation: generation, .manifest(digest)) {
+            guard let record = try await metadata.manifest(repository: repository.value, digest: digest),
+                  let bytes = try await metadata.inlineContent(digest)
+            else { return nil }
+            var buffer = ByteBuffer()
+            buffer.writeBytes(bytes)
+            return ManifestContent(digest: digest, mediaType: record.mediaType, bytes: buffer, subject: record.subject,
+                                   quarantineState: record.quarantineState, quarantineReason: record.quarantineReason)
+        }
+        guard let content = stored else {
             throw RegistryError(.manifestUnknown, "manifest unknown to registry")
         }
-        var buffer = ByteBuffer()
-        buffer.writeBytes(bytes)
-        let content = ManifestContent(digest: digest, mediaType: record.mediaType, bytes: buffer, subject: record.subject,
-                                      quarantineState: record.quarantineState, quarantineReason: record.quarantineReason)
         cache.storeManifest(repository.value, content, generation: generation)
         return content
     }

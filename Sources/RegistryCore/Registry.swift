@@ -77,7 +77,10 @@ public final class Registry: Sendable {
             size = cached
         } else {
             let generation = cache.generation(repository.value)
-            guard let stored = try await metadata.linkedBlobSize(repository: repository.value, digest: digest) else {
+            let metadata = self.metadata
+            guard let stored = try await cache.miss(repository.value, generation: generation, .blobSize(digest), {
+                try await metadata.linkedBlobSize(repository: repository.value, digest: digest)
+            }) else {
                 throw RegistryError(.blobUnknown, "blob unknown to registry")
             }
             cache.storeBlobSize(repository.value, digest, stored, generation: generation)
@@ -89,19 +92,25 @@ public final class Registry: Sendable {
         // A touch that cannot be written (the database refuses writes) does not fail the pull:
         // at worst collection then removes the link and the client's manifest push is refused
         // with MANIFEST_BLOB_UNKNOWN, which it answers by sending the blob again.
-        let touched: Bool
+        // Concurrent requests that find the touch due share its write and that read.
+        let due: Double?
         do {
-            touched = try await touch(repository.value, digest)
+            due = try await touchDue(repository.value, digest)
         } catch {
             logger.warning("could not record a blob touch", metadata: ["repository": "\(repository.value)", "error": "\(error)"])
-            touched = false
+            due = nil
         }
-        if touched {
-            guard let stored = try await metadata.linkedBlobSize(repository: repository.value, digest: digest) else {
-                cache.invalidate(repository.value)
-                throw RegistryError(.blobUnknown, "blob unknown to registry")
+        if let due {
+            switch try await writeTouchAndReadLink(repository.value, digest, at: due) {
+            case .refused(let error):
+                logger.warning("could not record a blob touch", metadata: ["repository": "\(repository.value)", "error": "\(error)"])
+            case .written(let linked):
+                guard let stored = linked else {
+                    cache.invalidate(repository.value)
+                    throw RegistryError(.blobUnknown, "blob unknown to registry")
+                }
+                size = stored
             }
-            size = stored
         }
         return size
     }
@@ -198,7 +207,7 @@ public final class Registry: Sendable {
         try await checkWritable(repository.value)
         do {
             let mounted = try await metadata.mountBlob(repository: repository.value, from: from, digest: digest, quotas: try quotas()) != nil
-            if mounted { _ = try await touch(repository.value, digest) }
+            if mounted, let due = try await touchDue(repository.value, digest) { try await writeTouch(repository.value, digest, at: due) }
             return mounted
         } catch let e as QuotaExceeded {
             throw quotaError(e)
