@@ -115,14 +115,19 @@ public final class Registry: Sendable {
         return size
     }
 
-    /// Streams `range` of a blob readable in `repository`.
+    /// Streams `range` of a blob readable in `repository`. A range outside the stored blob is
+    /// refused (`RANGE_INVALID`): callers often take the size from a pushed descriptor, which only
+    /// its digest binds to the blob, so a descriptor that lies about the size must not reach a slice.
     public func readBlob(_ repository: RepositoryName, _ digest: Digest, range: Range<Int64>,
                          into sink: (ByteBuffer) async throws -> Void) async throws {
         let size = try await blobSize(repository, digest)
+        guard range.lowerBound >= 0, range.upperBound <= size else {
+            throw RegistryError(.rangeInvalid, "range \(range.lowerBound)..<\(range.upperBound) is outside the blob's \(size) bytes")
+        }
         var inline = keepsInline(size: size)
         if !inline { inline = try await blobs.size(of: digest) == nil }
         if inline {
-            guard let bytes = try await metadata.inlineContent(digest) else {
+            guard let bytes = try await metadata.inlineContent(digest), range.upperBound <= Int64(bytes.count) else {
                 throw RegistryError(.blobUnknown, "blob content missing")
             }
             var buffer = ByteBuffer()

@@ -43,6 +43,25 @@ func read(_ registry: Registry, _ repo: RepositoryName, _ d: Digest) async throw
         #expect(stored == Int64(small.count + large.count))
     }
 
+    @Test func aRangeOutsideTheStoredBlobIsRefusedNotSliced() async throws {
+        // Found in review: the console and content trust read a blob with the size a pushed
+        // descriptor claims; an inline blob was sliced with it and the process trapped.
+        let registry = try makeRegistry()
+        for count in [2, registry.configuration.inlineBlobThreshold + 1] {
+            let bytes = Array(repeating: UInt8(7), count: count)
+            let d = Digest.compute(bytes)
+            _ = try await registry.putBlob(repo, digest: d, contentLength: Int64(count), body: body(bytes))
+            for range in [Int64(0)..<Int64(count + 1000), Int64(-1)..<Int64(1), Int64(count + 1)..<Int64(count + 2)] {
+                await #expect(throws: RegistryError.self) {
+                    try await registry.readBlob(repo, d, range: range) { _ in }
+                }
+            }
+            var out: [UInt8] = []
+            try await registry.readBlob(repo, d, range: 1..<Int64(count)) { out.append(contentsOf: $0.readableBytesView) }
+            #expect(out == Array(bytes.dropFirst()))
+        }
+    }
+
     @Test func cachedTagsFollowMovesAndDeletes() async throws {
         let registry = try makeRegistry()
         func image(_ seed: String) async throws -> [UInt8] {
