@@ -37,7 +37,10 @@ extension ConsoleRoutes {
         var parsed: [String: ParsedManifest] = [:]
         // The config's platform is content: read only for a viewer who may read content.
         let readConfig = allowed(viewer, repository: repo.value, .contentRead)
+        let states = Dictionary(manifests.map { ($0.digest, $0.quarantineState) }, uniquingKeysWith: { first, _ in first })
         for digest in Set(tags.prefix(500).map(\.digest)) {
+            // A manifest /v2/ would not serve this viewer (quarantine) is not read for them here either.
+            guard mayReadManifest(viewer, repo, state: states[digest] ?? nil) else { continue }
             parsed[digest] = try await parse(repo, digest, readConfig: readConfig)
         }
         let url = Self.urlComponent(repo.value)
@@ -62,8 +65,15 @@ extension ConsoleRoutes {
         let repo = try Self.repositoryName(request)
         try await require(viewer, repository: repo.value, .metadataRead, what: "repository \(repo.value)")
         let digest = try Self.digest(try Self.query(request, "digest"))
-        guard let detail = try await server.registry.manifestDetails(repo).first(where: { $0.digest == digest.string }),
-              let parsed = try await parse(repo, digest.string, readConfig: allowed(viewer, repository: repo.value, .contentRead)) else {
+        guard let detail = try await server.registry.manifestDetails(repo).first(where: { $0.digest == digest.string }) else {
+            throw ConsoleError(status: .notFound, message: "No manifest \(digest.string) in \(repo.value).")
+        }
+        // Its layers, annotations and config are what /v2/ serves: the quarantine rule of a pull
+        // applies (found in review: a Pull-only viewer saw a Pending or Failed manifest here).
+        guard mayReadManifest(viewer, repo, state: detail.quarantineState) else {
+            throw ConsoleError(status: .forbidden, message: "\(digest.string) in \(repo.value) is quarantined (\(detail.quarantineState.map(\.rawValue) ?? "Pending")); reading it needs quarantine/read.")
+        }
+        guard let parsed = try await parse(repo, digest.string, readConfig: allowed(viewer, repository: repo.value, .contentRead)) else {
             throw ConsoleError(status: .notFound, message: "No manifest \(digest.string) in \(repo.value).")
         }
         let url = Self.urlComponent(repo.value)
@@ -141,6 +151,14 @@ extension ConsoleRoutes {
             nodes.append(node)
         }
         return nodes
+    }
+
+    /// Whether /v2/ would serve this manifest's content to the viewer: the same decision
+    /// `PullAdmission` asks for quarantined content (content/read with the quarantine target).
+    func mayReadManifest(_ viewer: Viewer, _ repo: RepositoryName, state: QuarantineState?) -> Bool {
+        if QuarantineState.isPullable(state) { return true }
+        return allowed(viewer, repository: repo.value, .contentRead,
+                       target: AccessTarget(quarantine: .manifest(state: state ?? .pending, reason: nil)))
     }
 
     /// The stored manifest, parsed for display; nil when it is gone. Read through the registry
@@ -349,8 +367,13 @@ struct ParsedManifest {
         subject = part(object["subject"])?.digest
     }
 
+    /// The sizes the manifest declares, added without trapping: a pushed descriptor may claim
+    /// anything up to Int64.max (found in review), so the sum stops at Int64.max.
     var totalSize: Int64 {
-        (config?.size ?? 0) + layers.reduce(0) { $0 + $1.size } + platforms.reduce(0) { $0 + $1.size }
+        ([config?.size ?? 0] + layers.map(\.size) + platforms.map(\.size)).reduce(Int64(0)) { sum, size in
+            let (added, overflow) = sum.addingReportingOverflow(max(0, size))
+            return overflow ? .max : added
+        }
     }
 
     var kind: String {

@@ -227,6 +227,31 @@ private func hidden(_ html: String, _ name: String) -> String? {
         }
     }
 
+    @Test func aQuarantinedManifestIsShownOnlyToWhoMayPullIt() async throws {
+        // Found in review: a Pull-only viewer saw the layers and annotations of a Failed manifest
+        // that /v2/ refuses them.
+        let (app, access, _) = try await makeConsoleApp()
+        let (_, password) = try await access.createIdentity(actor, name: "alice")
+        _ = try await access.assignRole(actor, assignee: "alice", role: "Pull", scope: "team/*")
+        try await app.test(.router) { client in
+            let digest = try await push(client, "team/app", tag: "v1", seed: "q", annotations: ["marker": "only-for-pullers"])
+            var owner = Browser(client: client)
+            _ = try await owner.signIn("owner", ownerPassword)
+            let page = String(buffer: try await owner.get("/console/image?name=team%2Fapp&digest=\(digest)").body)
+            let csrf = try #require(hidden(page, "csrf"))
+            let form = [("csrf", csrf), ("name", "team/app"), ("digest", digest), ("state", "Failed"), ("reason", "bad")]
+            #expect(try await owner.post("/console/quarantine", form).status == .seeOther)
+            #expect(String(buffer: try await owner.get("/console/image?name=team%2Fapp&digest=\(digest)").body).contains("only-for-pullers"))
+
+            var alice = Browser(client: client)
+            #expect(try await alice.signIn("alice", try #require(password)).status == .seeOther)
+            let refused = try await alice.get("/console/image?name=team%2Fapp&digest=\(digest)")
+            #expect(refused.status == .forbidden && !String(buffer: refused.body).contains("only-for-pullers"))
+            let tags = try await alice.get("/console/repository?name=team%2Fapp")
+            #expect(tags.status == .ok && String(buffer: tags.body).contains(digest))
+        }
+    }
+
     @Test func quarantineVerdictsNeedTheSessionsCSRFTokenAndQuarantineWrite() async throws {
         let (app, _, registry) = try await makeConsoleApp()
         try await app.test(.router) { client in
