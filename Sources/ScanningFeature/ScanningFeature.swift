@@ -72,16 +72,27 @@ enum ScanAPI {
         } catch {
             throw ManagementError(status: .badRequest, code: "INVALID", message: "\(error)")
         }
-        try await server.requireOnRepository(request, context, repository: repo.value, action: .metadataRead)
+        // An inventory lists what is inside the image and an SBOM is a blob's content: content/read
+        // as well as metadata/read (found in review: metadata/read alone was enough).
+        try await server.requireOnRepository(request, context, repository: repo.value, action: [.metadataRead, .contentRead])
+        let digest: Digest
+        let record: ManifestRecord?
         do {
-            let digest = try await server.registry.resolve(repo, reference)
-            guard try await server.registry.metadata.manifest(repository: repo.value, digest: digest) != nil else {
-                throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "no manifest \(digest) in \(repo.value)")
-            }
-            return (repo, digest)
+            digest = try await server.registry.resolve(repo, reference)
+            record = try await server.registry.metadata.manifest(repository: repo.value, digest: digest)
         } catch let e as RegistryError {
             throw ManagementError(status: .notFound, code: "NOT_FOUND", message: e.message)
         }
+        guard let record else {
+            throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "no manifest \(digest) in \(repo.value)")
+        }
+        // What /v2/ would not serve this caller (quarantine) is not shown here either.
+        if !QuarantineState.isPullable(record.quarantineState) {
+            let caller = try await server.caller(request, context)
+            try await server.require(request, context, caller: caller, repository: repo.value, action: .contentRead,
+                                     target: AccessTarget(quarantine: .manifest(state: record.quarantineState ?? .pending, reason: nil)))
+        }
+        return (repo, digest)
     }
 
     static func inventoryView(_ inventorier: ScanInventorier, repository: RepositoryName, digest: Digest) async throws -> ScanInventoryView {
