@@ -154,6 +154,14 @@ public final class ReplicationService: Sendable {
         let endpoint = try endpoint.map { e throws(ReplicationError) in try Self.normalize(endpoint: e) }
         if let credential { try Self.validate(credential: credential) }
         if let endpoint { try await checkTarget(endpoint) }
+        // The credential was given for one host: moving the replica elsewhere must not carry it
+        // there unasked (found in review). A new endpoint needs the credential again, or its removal.
+        if let endpoint, credential == nil, !clearCredential {
+            let current = try await get(location)
+            if current.credentialSet, current.endpoint != endpoint {
+                throw ReplicationError.invalid("a new endpoint needs the credential again (--credential or --credential-file), or --clear-credential")
+            }
+        }
         let sealed: Data?? = if let credential { .some(try seal(credential, location: location)) } else if clearCredential { .some(nil) } else { nil }
         guard try await store.updateReplica(location: location, endpoint: endpoint, sealedCredential: sealed,
                                             regionEndpointEnabled: regionEndpointEnabled) else {

@@ -75,6 +75,16 @@ import Testing
             #expect(off.status == .ok)
             let shown = try decode(ReplicaView.self, try await client.execute(uri: "/api/v1/replications/southeastasia", method: .get, headers: owner))
             #expect(!shown.regionEndpointEnabled && shown.credentialSet && shown.endpoint == "https://203.0.113.10:5000")
+            // The credential was given for that host: a new endpoint alone would carry it elsewhere.
+            let moved = try await client.execute(uri: "/api/v1/replications/southeastasia", method: .patch, headers: owner,
+                                                 body: body(ReplicationRequest(endpoint: "https://203.0.113.99")))
+            #expect(moved.status == .badRequest)
+            let stayed = try decode(ReplicaView.self, try await client.execute(uri: "/api/v1/replications/southeastasia", method: .get, headers: owner))
+            #expect(stayed.endpoint == "https://203.0.113.10:5000" && stayed.credentialSet)
+            let movedWithCredential = try await client.execute(
+                uri: "/api/v1/replications/southeastasia", method: .patch, headers: owner,
+                body: body(ReplicationRequest(endpoint: "https://203.0.113.99", credential: "replicator:other-value")))
+            #expect(movedWithCredential.status == .ok)
             let cleared = try await client.execute(uri: "/api/v1/replications/southeastasia", method: .patch, headers: owner,
                                                    body: body(ReplicationRequest(clearCredential: true)))
             #expect(try decode(ReplicaView.self, cleared).credentialSet == false)
