@@ -21,6 +21,9 @@ struct ImportCopier: Sendable {
     static let maxDepth = 4
     static let maxReferrers = 100
     static let maxReferrerDepth = 3
+    /// Manifests one import may copy in all (indexes, children, referrers): a hostile source's
+    /// referrers of referrers of every child would otherwise multiply without end (review).
+    static let maxManifests = 1000
 
     var source: String { plan.sourceRepository }
 
@@ -56,6 +59,7 @@ struct ImportCopier: Sendable {
             throw RegistryError(.manifestInvalid, "indexes nested deeper than \(Self.maxDepth) levels", status: 400)
         }
         let parsed = try ManifestParser.parse(manifest.bytes, contentType: manifest.mediaType)
+        try progress.countManifest(limit: Self.maxManifests)
         var copied: [Digest] = []
         if parsed.kind == .index {
             for child in parsed.children {
@@ -111,6 +115,8 @@ struct ImportCopier: Sendable {
             guard let digest = try? Digest(parsing: descriptor.digest) else { continue }
             if await !hasManifest(digest) {
                 let manifest = try await upstream.manifest(repository: source, reference: .digest(digest))
+                // Only what names this subject is its referrer: the source's list is not trusted.
+                guard (try? ManifestParser.parse(manifest.bytes, contentType: manifest.mediaType))?.subject == subject else { continue }
                 _ = try await copy(manifest, depth: 0)
                 progress.update { $0.referrersCopied += 1 }
             }

@@ -60,7 +60,10 @@ public struct ImportFeature: RegistryFeature {
         let actor = caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous"
         let origin = EventOrigin(actor: actor, address: caller?.address?.description ?? server.address(request, context)?.description ?? "-",
                                  requestID: nil, host: nil, method: "POST", userAgent: request.headers[.userAgent].map { String($0.prefix(200)) })
-        let job = jobs.add(source: body.source, image: body.image, owner: actor)
+        guard let job = jobs.add(source: body.source, image: body.image, owner: actor) else {
+            throw RegistryError(.tooManyRequests, "too many imports are running (at most \(ImportJobs.maxRunning) on this node, "
+                                + "\(ImportJobs.maxRunningPerOwner) per identity); try again when one has finished", status: 429)
+        }
         let copier = ImportCopier(registry: server.registry, upstream: client, plan: plan, progress: job, log: log)
         log.info("import \(job.id) started", metadata: ["source": "\(body.source.prefix(300))", "image": "\(body.image)", "actor": "\(actor)"])
         Task { [log] in
@@ -162,16 +165,24 @@ struct ImportPlan: Sendable {
 /// The jobs of this process.
 final class ImportJobs: Sendable {
     static let keep = 200
+    /// Running imports at once on this node, and per identity (review: nothing bounded them).
+    static let maxRunning = 4
+    static let maxRunningPerOwner = 2
     private let jobs = NIOLockedValueBox<[ImportJob]>([])
 
-    func add(source: String, image: String, owner: String) -> ImportJob {
+    /// A new running job, or nil when the node or the owner already runs as many as allowed.
+    func add(source: String, image: String, owner: String) -> ImportJob? {
         let job = ImportJob(id: UUID().uuidString.lowercased(), source: source, image: image, owner: owner)
-        jobs.withLockedValue { list in
+        return jobs.withLockedValue { list -> ImportJob? in
+            let running = list.filter(\.running)
+            guard running.count < Self.maxRunning, running.filter({ $0.owner == owner }).count < Self.maxRunningPerOwner else {
+                return nil
+            }
             list.append(job)
             // Finished jobs beyond the limit are forgotten, oldest first; running ones are kept.
             while list.count > Self.keep, let i = list.firstIndex(where: { !$0.running }) { list.remove(at: i) }
+            return job
         }
-        return job
     }
 
     func job(_ id: String) -> ImportJob? { jobs.withLockedValue { $0.first { $0.id == id } } }
@@ -184,6 +195,19 @@ final class ImportJob: Sendable {
     let image: String
     let owner: String
     private let state: NIOLockedValueBox<ImportView>
+    private let manifests = NIOLockedValueBox(0)
+
+    /// Counts one manifest copied; past `limit` the import fails (400: the source is too large
+    /// or hostile to copy in one import).
+    func countManifest(limit: Int) throws {
+        let count = manifests.withLockedValue { n -> Int in
+            n += 1
+            return n
+        }
+        guard count <= limit else {
+            throw RegistryError(.manifestInvalid, "the source names more than \(limit) manifests (indexes, children and referrers) for one import", status: 400)
+        }
+    }
 
     init(id: String, source: String, image: String, owner: String) {
         self.id = id

@@ -120,6 +120,24 @@ import UpstreamClient
         }
     }
 
+    @Test func runningImportsAreBoundedPerNodeAndPerIdentity() {
+        // Review: any pusher could start imports without end, each holding clients and a manifest.
+        let jobs = ImportJobs()
+        let first = jobs.add(source: "s", image: "i", owner: "alice")
+        #expect(first != nil && jobs.add(source: "s", image: "i", owner: "alice") != nil)
+        #expect(jobs.add(source: "s", image: "i", owner: "alice") == nil)
+        #expect(jobs.add(source: "s", image: "i", owner: "bob") != nil && jobs.add(source: "s", image: "i", owner: "carol") != nil)
+        #expect(jobs.add(source: "s", image: "i", owner: "dave") == nil)
+        first?.finish(digest: Digest.compute(Array("x".utf8)))
+        #expect(jobs.add(source: "s", image: "i", owner: "alice") != nil)
+    }
+
+    @Test func oneImportCopiesABoundedNumberOfManifests() throws {
+        let job = ImportJob(id: "t", source: "s", image: "i", owner: "o")
+        for _ in 0..<3 { try job.countManifest(limit: 3) }
+        #expect(throws: RegistryError.self) { try job.countManifest(limit: 3) }
+    }
+
     @Test func anIndexWithoutAllPlatformsGivesItsLinuxAmd64Image() throws {
         let amd = Digest.compute(Array("amd".utf8)), arm = Digest.compute(Array("arm".utf8))
         let index = Array("""
