@@ -192,8 +192,16 @@ public struct ScanInventorier: Sendable {
         }
         var pushed: [Digest] = []
         if configuration.pushSBOMs, let stored {
-            pushed = try await SBOMReferrers(registry: registry, logger: logger)
-                .ensure(repository: repository, subject: record, inventory: inventory, createdAt: stored.createdAt)
+            // The SBOMs are derived from the stored inventory: a push the repository refuses (a
+            // write lock, a quota) is logged, not retried until the queue gives up and records the
+            // image as failed (review: that stalled the queue and then erased a good inventory).
+            do {
+                pushed = try await SBOMReferrers(registry: registry, logger: logger)
+                    .ensure(repository: repository, subject: record, inventory: inventory, createdAt: stored.createdAt)
+            } catch {
+                logger.warning("SBOM referrers not pushed", metadata: ["repository": "\(repository)", "manifest": "\(digest)",
+                                                                       "reason": "\(String(describing: error).prefix(300))"])
+            }
         }
         return ScanOutcome(manifest: digest, status: stored?.status ?? .partial, layersIndexed: indexed, sbomsPushed: pushed, children: [])
     }
@@ -201,6 +209,11 @@ public struct ScanInventorier: Sendable {
     /// Records a manifest that gave no inventory (not an image, or failed).
     func record(_ status: InventoryStatus, _ digest: Digest, layers: [Digest], detail: String,
                 indexed: [Digest] = []) async throws -> ScanOutcome {
+        if status == .failed, let kept = try await store.inventory(manifest: digest), kept.status == .complete || kept.status == .partial {
+            // A later failure (a re-delivery, a second push of the same image) never erases an inventory.
+            logger.warning("scan failed; the stored inventory is kept", metadata: ["manifest": "\(digest)", "reason": "\(detail.prefix(300))"])
+            return ScanOutcome(manifest: digest, status: kept.status, layersIndexed: indexed, sbomsPushed: [], children: [])
+        }
         try await store.putInventory(StoredInventory(manifest: digest, status: status, layers: layers,
                                                      catalogerVersion: ScanCatalogers.version, document: [],
                                                      detail: String(detail.prefix(1000)), createdAt: Date()), packages: [])

@@ -264,6 +264,18 @@ struct ScanFixture {
         #expect(Set(view.children ?? []) == [amd.string, arm.string])
     }
 
+    @Test func aFailureAfterAGoodScanKeepsTheInventory() async throws {
+        // Review: the give-up path replaced a complete inventory with an empty failed record.
+        let f = try ScanFixture()
+        let image = try await f.image("library/app", layers: [base])
+        try await f.drain(f.feature.runner())
+        #expect(try await f.store.inventory(manifest: image)?.status == .complete)
+        let outcome = try await f.feature.inventorier.record(.failed, image, layers: [], detail: "gave up after 5 attempts: a lock")
+        #expect(outcome.status == .complete)
+        let kept = try #require(try await f.store.inventory(manifest: image))
+        #expect(kept.status == .complete && !kept.document.isEmpty)
+    }
+
     @Test func missingLayerIsAFailedScanAfterRetries() async throws {
         var configuration = ScanConfiguration()
         configuration.maxAttempts = 2
