@@ -59,6 +59,9 @@ extension Registry {
     }
 
     func dropSetting(_ name: String) {
+        // The generation first: a reload still running then keeps nothing (`keep(ifStill:)`),
+        // and one that kept its value just before is cleared below.
+        lifecycle.dropped()
         switch name {
         case Self.retentionKey.name: lifecycle.retention.withLockedValue { $0 = nil }
         case Self.softDeleteKey.name: lifecycle.softDelete.withLockedValue { $0 = nil }
@@ -68,7 +71,6 @@ extension Registry {
         default: break
         }
         _ = lifecycle.loadedAt.withLockedValue { $0.removeValue(forKey: name) }
-        lifecycle.dropped()
     }
 }
 

@@ -161,6 +161,14 @@ final class LifecycleState: Sendable {
     private let generation = NIOLockedValueBox<UInt64>(0)
     var reloadGeneration: UInt64 { generation.withLockedValue { $0 } }
     func dropped() { generation.withLockedValue { $0 &+= 1 } }
+    /// Runs `write` (a reload keeping what it read) only if nothing was dropped since `expected`,
+    /// checked and written under one lock: a drop between the check and the write would
+    /// otherwise have the old value kept with a fresh load time (review).
+    func keep(ifStill expected: UInt64, _ write: () -> Void) {
+        generation.withLockedValue { current in
+            if current == expected { write() }
+        }
+    }
     let touchWrites = SingleFlight<LinkTouches.Link, TouchWrite>()
 }
 
@@ -339,7 +347,7 @@ extension Registry {
         let loaded = try await lifecycle.reloads.value("setting:\(key.name)#\(generation)") {
             let now = clock()
             let loaded = try await metadata.setting(key) ?? value
-            if lifecycle.reloadGeneration == generation {
+            lifecycle.keep(ifStill: generation) {
                 box.withLockedValue { $0 = loaded }
                 lifecycle.loadedAt.withLockedValue { $0[key.name] = now }
             }
@@ -459,7 +467,7 @@ extension Registry {
         let table = try await lifecycle.reloads.value("\(LifecycleState.locksKey)#\(generation)") {
             let now = clock()
             let table = await LockTable(try metadata.locks())
-            if lifecycle.reloadGeneration == generation {
+            lifecycle.keep(ifStill: generation) {
                 lifecycle.locks.withLockedValue { $0 = table }
                 lifecycle.loadedAt.withLockedValue { $0[LifecycleState.locksKey] = now }
             }
