@@ -47,7 +47,7 @@ struct ImportCopier: Sendable {
 
     /// An existing tag that points elsewhere is moved only with `force`.
     func checkTag(_ digest: Digest) async throws {
-        guard !plan.force, let current = try? await registry.resolve(plan.target, .tag(plan.tag)), current != digest else { return }
+        guard !plan.force, let current = try await Self.currentTag(registry, plan), current != digest else { return }
         throw RegistryError(.denied, "tag \(plan.tag) of \(plan.target) already points to \(current), not \(digest); use force to move it",
                             status: 409)
     }
@@ -121,6 +121,16 @@ struct ImportCopier: Sendable {
                 progress.update { $0.referrersCopied += 1 }
             }
             try await copyReferrers(of: digest, depth: depth + 1)
+        }
+    }
+
+    /// What the tag points to now, nil when it does not exist; any other failure of the store is
+    /// an error, never taken for "no tag" (which would move it without force; review).
+    static func currentTag(_ registry: Registry, _ plan: ImportPlan) async throws -> Digest? {
+        do {
+            return try await registry.resolve(plan.target, .tag(plan.tag))
+        } catch let e as RegistryError where e.code == .manifestUnknown || e.code == .nameUnknown {
+            return nil
         }
     }
 

@@ -52,7 +52,7 @@ public struct ImportFeature: RegistryFeature {
         try await server.require(request, context, caller: caller, repository: plan.target.value, action: [.contentRead, .contentWrite],
                                  target: AccessTarget(management: true))
         // An existing tag is refused up front (and again just before it would move).
-        if !plan.force, let current = try? await server.registry.resolve(plan.target, .tag(plan.tag)),
+        if !plan.force, let current = try await ImportCopier.currentTag(server.registry, plan),
            case .digest(let wanted) = plan.sourceReference, wanted != current {
             throw RegistryError(.denied, "tag \(plan.tag) of \(plan.target) already points to \(current); use force to move it", status: 409)
         }
