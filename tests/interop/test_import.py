@@ -26,9 +26,9 @@ with warnings.catch_warnings():
     import crypt
 
 from conftest import RegistryServer, berth_bin, free_port
-from helpers import OCI_INDEX, OCI_MANIFEST, TARGET, Api, sha256_digest, skopeo
+from helpers import OCI_INDEX, OCI_MANIFEST, Api, sha256_digest, skopeo
 
-pytestmark = pytest.mark.skipif(TARGET != "berth", reason="imports into Berth")
+pytestmark = pytest.mark.berth_only   # imports into Berth
 
 LOOPBACK = "127.0.0.1/32"
 
