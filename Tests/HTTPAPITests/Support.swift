@@ -98,8 +98,14 @@ struct V2 {
         try await pushBlob(repo, layer)
         let manifest = imageManifest(config: config, layers: [layer], subject: subject, artifactType: artifactType,
                                      annotations: annotations)
-        let r = try await client.execute(uri: "/v2/\(repo)/manifests/\(tag)", method: .put,
+        // 429 (a tag that kept moving while the push was planned 8 times: ten pushers racing for
+        // one tag) asks the client to retry, and a client does; it is not an acknowledged push.
+        var r = try await client.execute(uri: "/v2/\(repo)/manifests/\(tag)", method: .put,
                                          headers: [.contentType: MediaType.ociManifest], body: buf(manifest))
+        for _ in 0..<10 where r.status == .tooManyRequests {
+            r = try await client.execute(uri: "/v2/\(repo)/manifests/\(tag)", method: .put,
+                                         headers: [.contentType: MediaType.ociManifest], body: buf(manifest))
+        }
         precondition(r.status == .created, "manifest push failed: \(r.status) \(String(buffer: r.body))")
         return (manifest, sha256(manifest))
     }
