@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -198,40 +199,77 @@ def test_the_ca_file_is_what_a_tls_registry_is_trusted_by(tls_registry, tmp_path
     assert missing.returncode != 0 and b"cannot read CA certificates" in missing.stderr, missing.stderr
 
 
-def test_a_redirect_never_carries_a_secret_to_another_host(tmp_path):
-    # A 307/308 keeps the method and the form: followed, it would post the pod's token (provider)
-    # or the password (helper's store) to the host it names. Neither helper follows it.
+@contextlib.contextmanager
+def redirected_elsewhere(redirect: set[str], token_on_post: bool = False):
+    """Two loopback servers: the first answers the methods in `redirect` with a 307 to the second,
+    which records every request that reaches it as (method, Authorization, body). With
+    `token_on_post` the first answers a POST with a token, as Berth's token endpoint does.
+    Yields (first server's port, the recorded requests)."""
     import http.server
     import threading
 
-    got: list[bytes] = []
+    reached: list[tuple[str, str, bytes]] = []
 
     class Elsewhere(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            got.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-            self.send_response(500)
+        def record(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            reached.append((self.command, self.headers.get("Authorization") or "", body))
+            answer = b"[]"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
+            self.wfile.write(answer)
+
+        do_GET = do_POST = record
 
         def log_message(self, *args):
             pass
 
     elsewhere = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
 
-    class Redirecting(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.send_response(307)
-            self.send_header("Location", f"http://127.0.0.1:{elsewhere.server_port}{self.path}")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    class First(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.command in redirect:
+                self.send_response(307)
+                self.send_header("Location", f"http://127.0.0.1:{elsewhere.server_port}{self.path}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif self.command == "POST" and token_on_post:
+                body = json.dumps({"access_token": "the-management-token", "token": "the-management-token",
+                                   "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            else:
+                self.send_response(500)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        do_GET = do_POST = answer
 
         def log_message(self, *args):
             pass
 
-    redirecting = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
-    for server in (elsewhere, redirecting):
+    first = http.server.ThreadingHTTPServer(("127.0.0.1", 0), First)
+    for server in (elsewhere, first):
         threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        host = f"127.0.0.1:{redirecting.server_port}"
+        yield first.server_port, reached
+    finally:
+        for server in (elsewhere, first):
+            server.shutdown()
+            server.server_close()
+
+
+def test_a_redirect_never_carries_a_secret_to_another_host(tmp_path):
+    # A 307/308 keeps the method and the form: followed, it would post the pod's token (provider)
+    # or the password (helper's store) to the host it names. Neither helper follows it.
+    with redirected_elsewhere({"POST"}) as (port, reached):
+        host = f"127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
         env["XDG_CONFIG_HOME"] = str(tmp_path)
         p = subprocess.run([tool("berth-credential-provider"), "--registry", f"http://{host}"],
@@ -246,72 +284,21 @@ def test_a_redirect_never_carries_a_secret_to_another_host(tmp_path):
         b = subprocess.run([str(berth_bin()), "login", f"http://{host}", "-u", "ci", "--password-stdin"], env=env, timeout=60,
                            input=b"the-password\n", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert b.returncode != 0 and b"the-password" not in b.stdout + b.stderr, (b.stdout, b.stderr)
-        assert got == [], got
-    finally:
-        for server in (elsewhere, redirecting):
-            server.shutdown()
-            server.server_close()
+        assert reached == [], reached
 
 
 def test_a_management_call_never_follows_a_redirect_with_its_token():
     # `/api/v1` never redirects. Before the fix the CLI followed a 307 and printed another host's
     # answer as the registry's (AsyncHTTPClient dropped the bearer token on the way: the other host
     # saw an empty Authorization). The CLI's management client follows no redirect now.
-    import http.server
-    import threading
-
-    seen: list[str] = []
-
-    class Elsewhere(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            seen.append(self.headers.get("Authorization") or "")
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"[]")
-
-        def log_message(self, *args):
-            pass
-
-    elsewhere = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
-
-    class Registry(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # the password grant: a token, as Berth's endpoint answers
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = json.dumps({"access_token": "the-management-token", "token": "the-management-token",
-                               "expires_in": 300}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self):
-            self.send_response(307)
-            self.send_header("Location", f"http://127.0.0.1:{elsewhere.server_port}{self.path}")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    registry = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Registry)
-    for server in (elsewhere, registry):
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with redirected_elsewhere({"GET"}, token_on_post=True) as (port, reached):
         env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
-        env.update(BERTH_REGISTRY=f"http://127.0.0.1:{registry.server_port}", BERTH_USERNAME="ci",
-                   BERTH_PASSWORD="the-password")
+        env.update(BERTH_REGISTRY=f"http://127.0.0.1:{port}", BERTH_USERNAME="ci", BERTH_PASSWORD="the-password")
         p = subprocess.run([str(berth_bin()), "identity", "list"], env=env, timeout=60,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert p.returncode != 0, (p.stdout, p.stderr)
         assert b"307" in p.stderr, p.stderr
-        assert seen == [], seen
-    finally:
-        for server in (elsewhere, registry):
-            server.shutdown()
-            server.server_close()
+        assert reached == [], reached
 
 
 # ---------------------------------------------------------------------------
