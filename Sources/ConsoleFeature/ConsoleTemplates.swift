@@ -170,7 +170,7 @@ enum ConsoleTemplates {
     <ul class="tree" id="referrers">{{#referrers}}{{>referrer}}{{/referrers}}</ul>
     {{/hasReferrers}}
     {{^referrers}}<p id="no-referrers">Nothing refers to this manifest.</p>{{/referrers}}
-    <h2>Packages</h2>
+    <h2 id="packages">Packages</h2>
     {{#inventory}}
     <p id="inventory-status">Inventory {{status}}{{#detail}} ({{detail}}){{/detail}}, made {{created}}{{#os}}; operating system {{os}}{{/os}}: {{packageCount}} packages.</p>
     {{#hasPackageTypes}}
