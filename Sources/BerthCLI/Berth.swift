@@ -188,14 +188,17 @@ struct Serve: AsyncParsableCommand {
         let tasks = TasksFeature(store: backends.metadata, access: access,
                                  configuration: Self.tasksConfiguration(settings, host: host, port: port, tls: tls != nil, outbound: outbound),
                                  logger: Logger(label: "berth.tasks"))
+        let scanning = ScanningFeature(registry: registry, store: backends.metadata, scanOnPush: settings.scanOnPush,
+                                       logger: Logger(label: "berth.scan"))
+        let console = ConsoleFeature(store: backends.metadata, seams: Self.consoleSeams(replication: replication, tasks: tasks,
+                                                                                         scanning: scanning))
         let listening = ListeningFlag()
         let app = try await BerthServer.makeApplication(
             registry: registry, access: access,
             features: [WebhooksFeature(service: webhooks), ContentTrustFeature(registry: registry), AdmissionFeature(),
                        ReplicationFeature(service: replication), tasks,
-                       ScanningFeature(registry: registry, store: backends.metadata, scanOnPush: settings.scanOnPush,
-                                       logger: Logger(label: "berth.scan")),
-                       ConsoleFeature(webhooks: backends.metadata),
+                       scanning,
+                       console,
                        AdvisoryDatabaseFeature(database: AdvisoryDatabase(
                            store: backends.metadata,
                            configuration: AdvisoryDatabaseConfiguration(feeds: settings.advisoryFeeds,

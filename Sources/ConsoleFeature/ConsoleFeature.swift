@@ -17,15 +17,23 @@ import RegistryStore
 /// (failed-login limiter included); sessions are `ConsoleSessions`.
 public struct ConsoleFeature: RegistryFeature {
     let webhooks: any WebhookStore
+    let tasks: any TaskStore
     let sessions: ConsoleSessions
+    let seams: ConsoleSeams
 
-    public init(webhooks: any WebhookStore, sessions: ConsoleSessions = ConsoleSessions()) {
-        self.webhooks = webhooks
-        self.sessions = sessions
+    /// `store` keeps webhooks, tasks and the console's sessions (`ConsoleSessions` over it);
+    /// `seams` are what other features show through the console (replicas, run logs,
+    /// inventories), handed in by the composition root.
+    public init(store: any WebhookStore & TaskStore & ConsoleSessionStore, seams: ConsoleSeams = ConsoleSeams(),
+                sessionLifetime: TimeInterval = 8 * 3600) {
+        self.webhooks = store
+        self.tasks = store
+        self.sessions = ConsoleSessions(store: store, lifetime: sessionLifetime)
+        self.seams = seams
     }
 
     public func addRoutes(to routes: FeatureRoutes) {
-        ConsoleRoutes(server: routes.server, webhooks: webhooks, sessions: sessions).register(on: routes.root)
+        ConsoleRoutes(server: routes.server, webhooks: webhooks, tasks: tasks, sessions: sessions, seams: seams).register(on: routes.root)
     }
 }
 
@@ -47,7 +55,9 @@ struct Viewer {
 struct ConsoleRoutes: Sendable {
     let server: FeatureServer
     let webhooks: any WebhookStore
+    let tasks: any TaskStore
     let sessions: ConsoleSessions
+    let seams: ConsoleSeams
     let log = Logger(label: "berth.console")
 
     static let sessionCookie = "berth_session"
@@ -92,21 +102,23 @@ struct ConsoleRoutes: Sendable {
         router.get("console/audit") { request, context in
             await page(request, context) { viewer in try await audit(viewer) }
         }
-        // Capabilities other work is building: pages that say so (one literal path each, as
+        router.get("console/sbom") { request, context in
+            await page(request, context) { viewer in try await sbomDownload(request, viewer) }
+        }
+        router.get("console/replicas") { request, context in
+            await page(request, context) { viewer in try await replicasPage(viewer) }
+        }
+        router.get("console/tasks") { request, context in
+            await page(request, context) { viewer in try await tasksPage(viewer) }
+        }
+        router.get("console/task-log") { request, context in
+            await page(request, context) { viewer in try await taskLog(request, viewer) }
+        }
+        // Scan findings are being built: a page that says so (one literal path, as
         // tests/interop/test_openapi.py reads registrations).
         router.get("console/scans") { request, context in
             await notBuilt(request, context, "Scan findings",
-                           "vulnerability scanning is not wired to the server yet, so there are no findings by severity to show.")
-        }
-        router.get("console/sbom") { request, context in
-            await notBuilt(request, context, "SBOM downloads", "SBOMs are not yet stored as referrers, so there is nothing to download.")
-        }
-        router.get("console/replicas") { request, context in
-            await notBuilt(request, context, "Replicas",
-                           "replication between regions is not built yet, so there are no replicas or health to show.")
-        }
-        router.get("console/tasks") { request, context in
-            await notBuilt(request, context, "Tasks", "tasks and their runs are not built into the server yet.")
+                           "vulnerability findings are not built yet, so there are no findings by severity to show (each image's page shows its package inventory and SBOM downloads).")
         }
     }
 
@@ -158,17 +170,28 @@ struct ConsoleRoutes: Sendable {
     func viewer(_ request: Request, _ context: BerthRequestContext) async -> Viewer? {
         let address = server.address(request, context)
         await server.access.refreshIfStale()
-        if let id = request.cookies[Self.sessionCookie]?.value, let session = await sessions.session(id) {
+        if let id = request.cookies[Self.sessionCookie]?.value, let session = await storedSession(id) {
             // Looked up again on every request: a disabled identity or a changed password ends it.
             if let principal = server.access.principal(subject: session.subject, generation: session.generation,
                                                        subjectID: session.subjectID) {
                 return Viewer(caller: Caller(principal: principal, tokenAccess: nil, address: address), session: session,
                               sessionID: id, address: address)
             }
-            await sessions.end(id)
+            try? await sessions.end(id)
         }
         guard server.access.state.anonymousPullEnabled else { return nil }
         return Viewer(caller: nil, session: nil, sessionID: nil, address: address)
+    }
+
+    /// The session of a cookie; a store that cannot be read is logged and the viewer treated as
+    /// signed out (never signed in on a guess).
+    func storedSession(_ id: String) async -> ConsoleSessions.Session? {
+        do {
+            return try await sessions.session(id)
+        } catch {
+            log.error("console session could not be read", metadata: ["error": "\(error)"])
+            return nil
+        }
     }
 
     /// The one decision (`AccessControl.authorize`); a refusal for lack of rights is audited as the
@@ -285,8 +308,15 @@ struct ConsoleRoutes: Sendable {
         do {
             let who = try await server.access.login(username: username, password: password, address: address,
                                                     service: server.serviceName)
-            let (id, _) = await sessions.create(subject: who.subject, subjectID: who.subjectID, generation: who.generation,
-                                                displayName: who.principal.name)
+            let id: String
+            do {
+                id = try await sessions.create(subject: who.subject, subjectID: who.subjectID, generation: who.generation,
+                                               displayName: who.principal.name).id
+            } catch {
+                log.error("console session could not be stored", metadata: ["error": "\(error)"])
+                return loginPage(error: "Signed in, but the session could not be stored; try again later.", username: username,
+                                 status: .serviceUnavailable)
+            }
             var headers = HTTPFields()
             headers.append(HTTPField(name: .setCookie, value: cookie(Self.sessionCookie, id, path: "/console", maxAge: 8 * 3600)))
             headers.append(HTTPField(name: .setCookie, value: cookie(Self.loginCookie, "", path: "/console/login", maxAge: 0)))
@@ -313,7 +343,13 @@ struct ConsoleRoutes: Sendable {
             return render("error", ["title": "Forbidden", "message": "The form did not carry this session's CSRF token."], viewer,
                           status: .forbidden)
         }
-        await sessions.end(id)
+        do {
+            try await sessions.end(id)
+        } catch {
+            log.error("console session could not be deleted", metadata: ["error": "\(error)"])
+            return render("error", ["title": "Service unavailable", "message": "The session could not be ended; try again."], viewer,
+                          status: .serviceUnavailable)
+        }
         var headers = HTTPFields()
         headers.append(HTTPField(name: .setCookie, value: cookie(Self.sessionCookie, "", path: "/console", maxAge: 0)))
         return Self.redirect("/console/login", headers: headers)

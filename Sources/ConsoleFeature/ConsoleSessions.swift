@@ -1,14 +1,15 @@
 import Crypto
 import Foundation
+import RegistryStore
 
 /// The console's signed-in sessions. A session id is 32 random bytes (base64url) that only the
-/// browser holds, in an HttpOnly cookie; this store keeps its SHA-256, never the id itself, with
-/// what the login was bound to (subject, its immutable id, its credential generation: a password
-/// reset or a disabled identity ends the session at its next request, because the principal is
-/// looked up again through Access every time), the session's CSRF token and its expiry.
-///
-/// Sessions live in this process's memory: a restart signs everyone out, and in a cluster a
-/// browser must stick to one node (the balancer's affinity) or sign in again.
+/// browser holds, in an HttpOnly cookie; the metadata store (`ConsoleSessionStore`) keeps its
+/// SHA-256, never the id itself, with what the login was bound to (subject, its immutable id, its
+/// credential generation: a password reset or a disabled identity ends the session at its next
+/// request, because the principal is looked up again through Access every time), the session's
+/// CSRF token and its expiry. Being in the store, a session survives a restart of `berth serve`
+/// and works on every node of a cluster (no balancer affinity). Expired sessions are never
+/// answered and are removed by a sweep at most once a minute per node, run by a sign-in.
 public actor ConsoleSessions {
     public struct Session: Sendable, Equatable {
         public var subject: String
@@ -21,50 +22,47 @@ public actor ConsoleSessions {
         public var expires: Date
     }
 
-    private var byHash: [String: Session] = [:]
+    private let store: any ConsoleSessionStore
     private let lifetime: TimeInterval
-    private let capacity: Int
+    private let sweepInterval: TimeInterval
+    private var lastSweep = Date.distantPast
 
-    public init(lifetime: TimeInterval = 8 * 3600, capacity: Int = 10_000) {
+    public init(store: any ConsoleSessionStore, lifetime: TimeInterval = 8 * 3600, sweepInterval: TimeInterval = 60) {
+        self.store = store
         self.lifetime = lifetime
-        self.capacity = capacity
+        self.sweepInterval = sweepInterval
     }
 
     /// Starts a session; returns the id for the cookie (kept nowhere on the server).
     public func create(subject: String, subjectID: String?, generation: Int, displayName: String,
-                       now: Date = Date()) -> (id: String, session: Session) {
-        if byHash.count >= capacity {
-            byHash = byHash.filter { $0.value.expires > now }
-            if byHash.count >= capacity, let oldest = byHash.min(by: { $0.value.expires < $1.value.expires })?.key {
-                byHash[oldest] = nil
-            }
+                       now: Date = Date()) async throws -> (id: String, session: Session) {
+        if now.timeIntervalSince(lastSweep) >= sweepInterval {
+            lastSweep = now
+            _ = try await store.deleteExpiredConsoleSessions(now: now)
         }
-        let id = Self.randomToken()
-        let session = Session(subject: subject, subjectID: subjectID, generation: generation, displayName: displayName,
-                              csrf: Self.randomToken(), expires: now.addingTimeInterval(lifetime))
-        byHash[Self.hash(id)] = session
-        return (id, session)
+        while true {
+            let id = Self.randomToken()
+            let session = Session(subject: subject, subjectID: subjectID, generation: generation, displayName: displayName,
+                                  csrf: Self.randomToken(), expires: now.addingTimeInterval(lifetime))
+            let record = ConsoleSessionRecord(idHash: Self.hash(id), subject: subject, subjectID: subjectID, generation: generation,
+                                              displayName: displayName, csrf: session.csrf, createdAt: now, expiresAt: session.expires)
+            // 256 random bits do not collide; were they to, another id is drawn rather than share a row.
+            if try await store.createConsoleSession(record) { return (id, session) }
+        }
     }
 
-    /// The live session of a cookie's id, nil when unknown or expired (an expired one is dropped).
-    public func session(_ id: String, now: Date = Date()) -> Session? {
+    /// The live session of a cookie's id, nil when unknown or expired.
+    public func session(_ id: String, now: Date = Date()) async throws -> Session? {
         guard id.utf8.count <= 128 else { return nil }
-        let key = Self.hash(id)
-        guard let s = byHash[key] else { return nil }
-        guard s.expires > now else {
-            byHash[key] = nil
-            return nil
-        }
-        return s
+        guard let r = try await store.consoleSession(idHash: Self.hash(id), now: now) else { return nil }
+        return Session(subject: r.subject, subjectID: r.subjectID, generation: r.generation, displayName: r.displayName,
+                       csrf: r.csrf, expires: r.expiresAt)
     }
 
-    public func end(_ id: String) {
+    public func end(_ id: String) async throws {
         guard id.utf8.count <= 128 else { return }
-        byHash[Self.hash(id)] = nil
+        _ = try await store.deleteConsoleSession(idHash: Self.hash(id))
     }
-
-    /// How many sessions are held (tests).
-    public var count: Int { byHash.count }
 
     /// The stored key of a session id: its SHA-256, hex.
     static func hash(_ id: String) -> String {

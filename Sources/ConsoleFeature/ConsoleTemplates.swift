@@ -29,7 +29,6 @@ enum ConsoleTemplates {
     <li><a href="/console/webhooks">Webhooks</a></li>
     <li><a href="/console/audit">Audit log</a></li>
     <li><a href="/console/scans">Scans</a></li>
-    <li><a href="/console/sbom">SBOMs</a></li>
     <li><a href="/console/replicas">Replicas</a></li>
     <li><a href="/console/tasks">Tasks</a></li>
     </ul>
@@ -171,8 +170,23 @@ enum ConsoleTemplates {
     <ul class="tree" id="referrers">{{#referrers}}{{>referrer}}{{/referrers}}</ul>
     {{/hasReferrers}}
     {{^referrers}}<p id="no-referrers">Nothing refers to this manifest.</p>{{/referrers}}
-    <h2>Vulnerabilities and SBOM</h2>
-    <p>Not built yet: scan findings and SBOM downloads will appear here once scanning is wired to the server (see <a href="/console/scans">Scans</a>).</p>
+    <h2 id="packages">Packages</h2>
+    {{#inventory}}
+    <p id="inventory-status">Inventory {{status}}{{#detail}} ({{detail}}){{/detail}}, made {{created}}{{#os}}; operating system {{os}}{{/os}}: {{packageCount}} packages.</p>
+    {{#hasPackageTypes}}
+    <table id="inventory"><caption>Packages by type</caption><thead><tr><th scope="col">Type</th><th scope="col">Packages</th></tr></thead><tbody>
+    {{#packageTypes}}<tr><td>{{type}}</td><td>{{count}}</td></tr>{{/packageTypes}}
+    </tbody></table>
+    {{/hasPackageTypes}}
+    {{/inventory}}
+    {{#inventoryPending}}<p id="inventory-status">Not inventoried yet: the scanner follows pushes.</p>{{/inventoryPending}}
+    <h2>SBOM</h2>
+    {{#hasSboms}}
+    <ul id="sbom-downloads">{{#sboms}}<li><a class="sbom" href="/console/sbom?name={{urlRepository}}&amp;digest={{digest}}&amp;format={{format}}" download>Download the {{label}} SBOM</a></li>{{/sboms}}</ul>
+    {{/hasSboms}}
+    {{^sboms}}<p id="no-sbom">No SBOM refers to this manifest yet.</p>{{/sboms}}
+    <h2>Vulnerabilities</h2>
+    <p class="not-built" id="findings-not-built">Vulnerability findings: not built yet.</p>
     {{>footer}}
     """
 
@@ -252,6 +266,44 @@ enum ConsoleTemplates {
     {{>footer}}
     """
 
+    static let tasks = """
+    {{>header}}
+    {{#tasks}}
+    <section class="task" aria-labelledby="task-{{index}}">
+    <h2 id="task-{{index}}">{{name}}</h2>
+    <dl class="facts"><dt>Status</dt><dd>{{status}}</dd><dt>Schedule</dt><dd>{{schedule}}</dd><dt>Pushes to</dt><dd>{{repositories}}</dd><dt>Created by</dt><dd>{{createdBy}}</dd></dl>
+    {{#hasRuns}}
+    <table class="runs"><caption>Latest runs of {{name}}</caption><thead><tr><th scope="col">Run</th><th scope="col">Status</th><th scope="col">Trigger</th><th scope="col">Queued</th><th scope="col">Finished</th><th scope="col">Pushed</th><th scope="col">Log</th></tr></thead><tbody>
+    {{#runs}}<tr><td>{{id}}</td><td class="run-status">{{status}}{{#reason}}: {{reason}}{{/reason}}</td><td>{{trigger}}</td><td>{{queued}}</td><td>{{finished}}</td><td>{{#hasPushed}}<ul>{{#pushed}}<li>{{reference}} <span class="digest">{{digest}}</span></li>{{/pushed}}</ul>{{/hasPushed}}{{^pushed}}nothing{{/pushed}}</td><td><a href="/console/task-log?task={{urlTask}}&amp;run={{urlRun}}">log of {{id}}</a></td></tr>{{/runs}}
+    </tbody></table>
+    {{/hasRuns}}
+    {{^runs}}<p>No runs yet.</p>{{/runs}}
+    </section>
+    {{/tasks}}
+    {{^tasks}}<p id="no-tasks">No tasks.</p>{{/tasks}}
+    {{>footer}}
+    """
+
+    static let taskLog = """
+    {{>header}}
+    <p>Run status: <span id="run-status">{{status}}</span>. At most the last {{limit}} of the log are shown. <a href="/console/tasks">Back to the tasks</a></p>
+    {{#empty}}<p id="no-log">The run has written no log yet.</p>{{/empty}}
+    {{^empty}}<pre id="run-log">{{log}}</pre>{{/empty}}
+    {{>footer}}
+    """
+
+    static let replicas = """
+    {{>header}}
+    {{#unavailable}}<p id="no-replication">This server does not run replication.</p>{{/unavailable}}
+    {{#hasReplicas}}
+    <table id="replicas"><caption>Replicas and their health</caption><thead><tr><th scope="col">Location</th><th scope="col">Endpoint</th><th scope="col">Region endpoint</th><th scope="col">Health</th><th scope="col">Lag (events)</th><th scope="col">Lag (time)</th><th scope="col">Bytes pending</th><th scope="col">Last error</th></tr></thead><tbody>
+    {{#replicas}}<tr><td>{{location}}</td><td>{{endpoint}}</td><td>{{regionEndpoint}}</td><td class="health">{{health}}</td><td>{{lagEvents}}</td><td>{{lagSeconds}}</td><td>{{bytesPending}}</td><td>{{#lastError}}{{lastError}}{{/lastError}}{{^lastError}}none{{/lastError}}</td></tr>{{/replicas}}
+    </tbody></table>
+    {{/hasReplicas}}
+    {{^unavailable}}{{^replicas}}<p id="no-replicas">No replicas.</p>{{/replicas}}{{/unavailable}}
+    {{>footer}}
+    """
+
     static let notBuilt = """
     {{>header}}
     <p class="not-built" id="not-built">Not built yet: {{what}} {{when}}</p>
@@ -268,7 +320,7 @@ enum ConsoleTemplates {
     static let all: [String: String] = [
         "header": header, "footer": footer, "login": login, "repositories": repositories, "repository": repository,
         "image": image, "referrer": referrer, "usage": usage, "tokens": tokens, "webhooks": webhooks, "audit": audit,
-        "notBuilt": notBuilt, "error": error,
+        "notBuilt": notBuilt, "error": error, "tasks": tasks, "taskLog": taskLog, "replicas": replicas,
     ]
 
     /// The compiled library (a template that does not parse is a programming error caught by the tests).

@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2]
 
     static var latest: Int { all.count }
 
@@ -481,4 +481,20 @@ enum PostgresMigrations {
             throw error
         }
     }
+
+    /// The web console's sessions (PostgresMetadataStore+ConsoleSessions.swift).
+    static let vConsole2: [String] = [
+        """
+        CREATE TABLE console_sessions (
+            id_hash \(text) PRIMARY KEY,
+            subject \(text) NOT NULL,
+            subject_id \(text),
+            generation bigint NOT NULL,
+            display_name \(text) NOT NULL,
+            csrf \(text) NOT NULL,
+            created_at double precision NOT NULL,
+            expires_at double precision NOT NULL)
+        """,
+        "CREATE INDEX console_sessions_by_expiry ON console_sessions(expires_at)",
+    ]
 }

@@ -463,6 +463,22 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 ) WITHOUT ROWID;
                 """)
         }
+        m.registerMigration("v18-console2") { db in
+            // The web console's sessions (SQLiteMetadataStore+ConsoleSessions.swift).
+            try db.execute(sql: """
+                CREATE TABLE console_sessions (
+                    id_hash TEXT PRIMARY KEY,
+                    subject TEXT NOT NULL,
+                    subject_id TEXT,
+                    generation INTEGER NOT NULL,
+                    display_name TEXT NOT NULL,
+                    csrf TEXT NOT NULL,
+                    created_at REAL NOT NULL,
+                    expires_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                CREATE INDEX console_sessions_by_expiry ON console_sessions(expires_at);
+                """)
+        }
         return m
     }
 

@@ -16,8 +16,9 @@ import Testing
 private let ownerPassword = "owner-console-password"
 private let actor = Actor(name: "test", address: "-")
 
-private func makeConsoleApp(publicURL: String? = nil) async throws -> (some ApplicationProtocol, AccessControl, Registry) {
-    let dir = NSTemporaryDirectory() + "berth-console-" + UUID().uuidString
+private func makeConsoleApp(publicURL: String? = nil, seams: ConsoleSeams = ConsoleSeams(), dataDirectory: String? = nil)
+    async throws -> (some ApplicationProtocol, AccessControl, Registry) {
+    let dir = dataDirectory ?? (NSTemporaryDirectory() + "berth-console-" + UUID().uuidString)
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     var logger = Logger(label: "test")
     logger.logLevel = .critical
@@ -25,7 +26,7 @@ private func makeConsoleApp(publicURL: String? = nil) async throws -> (some Appl
     let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore & KeyMaterialStore,
                                               keyDirectory: dir + "/keys")
     _ = try await access.bootstrap(ownerPassword: ownerPassword)
-    let console = ConsoleFeature(webhooks: registry.metadata as! any WebhookStore)
+    let console = ConsoleFeature(store: registry.metadata as! any MetadataBackend, seams: seams)
     let app = try await BerthServer.makeApplication(registry: registry, access: access, features: [console],
                                                     host: "127.0.0.1", port: 0, publicURL: publicURL, logger: logger)
     return (app, access, registry)
@@ -278,7 +279,7 @@ private func hidden(_ html: String, _ name: String) -> String? {
         }
     }
 
-    @Test func managementPagesAndPlaceholdersRender() async throws {
+    @Test func managementPagesRenderAndOnlyFindingsAreAPlaceholder() async throws {
         let (app, access, _) = try await makeConsoleApp()
         _ = try await access.putScopeMap(actor, name: "ci", description: "CI pushes",
                                          entries: [.init(repository: try RepositoryPattern("team/*"), actions: ["content/read"])], create: true)
@@ -296,10 +297,14 @@ private func hidden(_ html: String, _ name: String) -> String? {
             #expect(audit.contains("console.login") && audit.contains("chart/app:1.0.0"))
             let tags = String(buffer: try await b.get("/console/repository?name=chart%2Fapp").body)
             #expect(tags.contains("Helm chart"))
-            for page in ["scans", "sbom", "replicas", "tasks"] {
+            // Only scan findings are still being built; tasks and replicas are real pages.
+            let scans = try await b.get("/console/scans")
+            #expect(scans.status == .ok && String(buffer: scans.body).contains("Not built yet: vulnerability findings"))
+            for page in ["replicas", "tasks"] {
                 let r = try await b.get("/console/\(page)")
-                #expect(r.status == .ok && String(buffer: r.body).contains("Not built yet"), "\(page)")
+                #expect(r.status == .ok && !String(buffer: r.body).contains("Not built yet"), "\(page)")
             }
+            #expect(try await b.get("/console/sbom").status == .badRequest)
         }
     }
 
@@ -382,17 +387,174 @@ private func hidden(_ html: String, _ name: String) -> String? {
         }
     }
 
-    @Test func sessionsExpireAndAreBounded() async {
-        let sessions = ConsoleSessions(lifetime: 60, capacity: 2)
+    @Test func sessionsAreStoredHashedExpireAndAreSwept() async throws {
+        let dir = NSTemporaryDirectory() + "berth-console-sessions-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let registry = try Registry.embedded(dataDirectory: dir, logger: Logger(label: "test"))
+        let store = registry.metadata as! any MetadataBackend
+        let sessions = ConsoleSessions(store: store, lifetime: 60, sweepInterval: 10)
         let start = Date(timeIntervalSince1970: 1_000_000)
-        let a = await sessions.create(subject: "identity:a", subjectID: nil, generation: 1, displayName: "a", now: start)
-        #expect(await sessions.session(a.id, now: start.addingTimeInterval(30)) == a.session)
-        #expect(await sessions.session(a.id, now: start.addingTimeInterval(61)) == nil)
-        _ = await sessions.create(subject: "identity:b", subjectID: nil, generation: 1, displayName: "b", now: start)
-        _ = await sessions.create(subject: "identity:c", subjectID: nil, generation: 1, displayName: "c", now: start)
-        _ = await sessions.create(subject: "identity:d", subjectID: nil, generation: 1, displayName: "d", now: start)
-        #expect(await sessions.count == 2)
+        let a = try await sessions.create(subject: "identity:a", subjectID: nil, generation: 1, displayName: "a", now: start)
+        // the store keeps the id's SHA-256, never the id
+        #expect(try await store.consoleSession(idHash: a.id, now: start) == nil)
+        #expect(try await store.consoleSession(idHash: ConsoleSessions.hash(a.id), now: start)?.csrf == a.session.csrf)
+        // another ConsoleSessions over the same store (a restart, another node) knows the session
+        let other = ConsoleSessions(store: store, lifetime: 60)
+        #expect(try await other.session(a.id, now: start.addingTimeInterval(30)) == a.session)
+        #expect(try await sessions.session(a.id, now: start.addingTimeInterval(61)) == nil)
+        // a sign-in after the sweep interval removes the expired session from the store
+        _ = try await sessions.create(subject: "identity:b", subjectID: nil, generation: 1, displayName: "b",
+                                      now: start.addingTimeInterval(62))
+        #expect(try await store.deleteExpiredConsoleSessions(now: start.addingTimeInterval(62)) == 0)
+        let b = try await other.create(subject: "identity:c", subjectID: nil, generation: 1, displayName: "c", now: start)
+        try await sessions.end(b.id)
+        #expect(try await other.session(b.id, now: start) == nil)
         #expect(ConsoleSessions.constantTimeEqual("abc", "abc") && !ConsoleSessions.constantTimeEqual("abc", "abd")
             && !ConsoleSessions.constantTimeEqual("", ""))
+    }
+}
+
+/// Pushes a blob and a manifest (by digest when `tag` is nil); returns the manifest's digest.
+@discardableResult
+private func pushRaw(_ client: any TestClientProtocol, _ repo: String, manifest: [String: Any], blobs: [[UInt8]],
+                     tag: String? = nil) async throws -> String {
+    let auth = basic("owner", ownerPassword)
+    for blob in blobs {
+        var headers = auth
+        headers[.contentLength] = String(blob.count)
+        let r = try await client.execute(uri: "/v2/\(repo)/blobs/uploads/?digest=\(Digest.compute(blob).string)", method: .post,
+                                         headers: headers, body: ByteBuffer(bytes: blob))
+        #expect(r.status == .created)
+    }
+    let bytes = try JSONSerialization.data(withJSONObject: manifest, options: [.sortedKeys])
+    let digest = Digest.compute(Array(bytes)).string
+    var mh = auth
+    mh[.contentType] = MediaType.ociManifest
+    let put = try await client.execute(uri: "/v2/\(repo)/manifests/\(tag ?? digest)", method: .put, headers: mh,
+                                       body: ByteBuffer(bytes: bytes))
+    #expect(put.status == .created)
+    return digest
+}
+
+@Suite struct ConsoleOperationsPagesTests {
+    @Test func theImagePageShowsTheInventoryAndServesTheSBOMWithItsMediaTypeToThoseWhoMayPull() async throws {
+        let seams = ConsoleSeams(inventory: { _ in
+            ConsoleInventory(status: "complete", detail: nil, os: "Debian <b>12</b>", packagesByType: ["deb": 3, "python": 2],
+                             createdAt: Date(timeIntervalSince1970: 1_700_000_000))
+        })
+        let (app, access, _) = try await makeConsoleApp(seams: seams)
+        let (_, password) = try await access.createIdentity(actor, name: "alice")
+        _ = try await access.assignRole(actor, assignee: "alice", role: "Pull", scope: "team/*")
+        try await app.test(.router) { client in
+            let image = try await push(client, "team/app", tag: "v1", seed: "sbom")
+            let foreign = try await push(client, "secret/db", tag: "v1", seed: "sbom")
+            let document = Array(#"{"spdxVersion":"SPDX-2.3","name":"<script>x</script>"}"#.utf8)
+            let empty = Array("{}".utf8)
+            for (repo, subject) in [("team/app", image), ("secret/db", foreign)] {
+                try await pushRaw(client, repo, manifest: [
+                    "schemaVersion": 2, "mediaType": MediaType.ociManifest, "artifactType": "application/spdx+json",
+                    "config": ["mediaType": "application/vnd.oci.empty.v1+json", "digest": Digest.compute(empty).string, "size": 2],
+                    "layers": [["mediaType": "application/spdx+json", "digest": Digest.compute(document).string, "size": document.count]],
+                    "subject": ["mediaType": MediaType.ociManifest, "digest": subject, "size": 1],
+                    "annotations": ["dev.berth.sbom.generator": "berth test"],
+                ], blobs: [empty, document])
+            }
+            var b = Browser(client: client)
+            #expect(try await b.signIn("alice", try #require(password)).status == .seeOther)
+            let page = try await b.get("/console/image?name=team%2Fapp&digest=\(image)")
+            let html = String(buffer: page.body)
+            #expect(page.status == .ok)
+            #expect(html.contains("<tr><td>deb</td><td>3</td></tr>") && html.contains("<tr><td>python</td><td>2</td></tr>"))
+            #expect(html.contains("5 packages") && html.contains("Debian &lt;b&gt;12&lt;/b&gt;") && !html.contains("<b>12"))
+            #expect(html.contains("/console/sbom?name=team%2Fapp&amp;digest=\(image)&amp;format=spdx"))
+            #expect(!html.contains("format=cyclonedx"))   // none was pushed
+            #expect(html.contains("Vulnerability findings: not built yet."))
+            let sbom = try await b.get("/console/sbom?name=team%2Fapp&digest=\(image)&format=spdx")
+            #expect(sbom.status == .ok && sbom.headers[.contentType] == "application/spdx+json")
+            #expect(Array(sbom.body.readableBytesView) == document)
+            #expect(sbom.headers[.contentDisposition]?.hasPrefix("attachment;") == true)
+            #expect(sbom.headers[.contentSecurityPolicy]?.contains("default-src 'none'") == true)
+            #expect(try await b.get("/console/sbom?name=team%2Fapp&digest=\(image)&format=cyclonedx").status == .notFound)
+            #expect(try await b.get("/console/sbom?name=team%2Fapp&digest=\(image)&format=%3Cx%3E").status == .badRequest)
+            #expect(try await b.get("/console/sbom?name=team%2Fapp&digest=nope&format=spdx").status == .badRequest)
+            // a repository alice may not pull: refused, nothing of the document shown
+            let refused = try await b.get("/console/sbom?name=secret%2Fdb&digest=\(foreign)&format=spdx")
+            #expect(refused.status == .forbidden && !String(buffer: refused.body).contains("SPDX-2.3"))
+        }
+    }
+
+    @Test func tasksAndReplicasPagesShowRunsLogsAndHealthEscapedAndOnlyToManagementReaders() async throws {
+        let seams = ConsoleSeams(
+            replicas: {
+                [ConsoleReplica(location: "eu<west>", endpoint: "https://eu.example/\"x", regionEndpointEnabled: true, lagEvents: 42,
+                                lagSeconds: 7, bytesPending: 2048, lastError: "<img src=x>", lastErrorAt: nil),
+                 ConsoleReplica(location: "us", endpoint: "https://us.example", regionEndpointEnabled: false, lagEvents: nil,
+                                lagSeconds: nil, bytesPending: 0, lastError: nil, lastErrorAt: nil)]
+            },
+            runLog: { id, limit in
+                #expect(limit > 0)
+                return Array("step build: <script>alert('\(id)')</script>\n".utf8)
+            })
+        let (app, access, registry) = try await makeConsoleApp(seams: seams)
+        let (_, password) = try await access.createIdentity(actor, name: "alice")
+        _ = try await access.assignRole(actor, assignee: "alice", role: "Pull", scope: "team/*")
+        let store = registry.metadata as! any MetadataBackend
+        let now = Date()
+        #expect(try await store.createTask(TaskRecord(name: "build<x>", taskFile: "version: v1.1.0", context: nil, schedule: nil, values: [:],
+                                                      timeoutSeconds: 60, repositories: ["team/app"], createdBy: "owner",
+                                                      createdAt: now, updatedAt: now)))
+        var run = try #require(try await store.queueTaskRun(task: "build<x>", trigger: "manual", uploadedContext: nil))
+        let queued = run
+        run.status = .succeeded
+        run.finishedAt = now
+        run.pushed = [TaskRunImageRecord(reference: "team/app:v1", digest: "sha256:" + String(repeating: "ab", count: 32))]
+        #expect(try await store.updateTaskRun(run, expected: queued.status))
+        let runID = run.id
+        try await app.test(.router) { client in
+            var owner = Browser(client: client)
+            #expect(try await owner.signIn("owner", ownerPassword).status == .seeOther)
+            let tasks = try await owner.get("/console/tasks")
+            let tasksHTML = String(buffer: tasks.body)
+            #expect(tasks.status == .ok && tasksHTML.contains("build&lt;x&gt;") && !tasksHTML.contains("build<x>"))
+            #expect(tasksHTML.contains("succeeded") && tasksHTML.contains("team/app:v1")
+                && tasksHTML.contains(String(repeating: "ab", count: 32)))
+            #expect(tasksHTML.contains("/console/task-log?task=build%3Cx%3E&amp;run=\(runID)"))
+            let log = try await owner.get("/console/task-log?task=build%3Cx%3E&run=\(runID)")
+            let logHTML = String(buffer: log.body)
+            #expect(log.status == .ok && logHTML.contains("&lt;script&gt;alert(") && !logHTML.contains("<script>"))
+            #expect(try await owner.get("/console/task-log?task=other&run=\(runID)").status == .notFound)
+            #expect(try await owner.get("/console/task-log?task=build%3Cx%3E&run=cb999").status == .notFound)
+            #expect(try await owner.get("/console/task-log?task=build%3Cx%3E").status == .badRequest)
+            let replicas = try await owner.get("/console/replicas")
+            let replicasHTML = String(buffer: replicas.body)
+            #expect(replicas.status == .ok && replicasHTML.contains("eu&lt;west&gt;") && replicasHTML.contains("&lt;img src=x&gt;"))
+            #expect(!replicasHTML.contains("<img") && replicasHTML.contains("<td>42</td>") && replicasHTML.contains("2.0 KiB")
+                && replicasHTML.contains("<td class=\"health\">failing</td>") && replicasHTML.contains("<td class=\"health\">healthy</td>"))
+            #expect(replicasHTML.contains("unknown (the peer"))
+
+            var alice = Browser(client: client)
+            #expect(try await alice.signIn("alice", try #require(password)).status == .seeOther)
+            for page in ["tasks", "replicas", "task-log?task=build%3Cx%3E&run=\(runID)"] {
+                let r = try await alice.get("/console/\(page)")
+                #expect(r.status == .forbidden && !String(buffer: r.body).contains("alert("), "\(page)")
+            }
+        }
+    }
+
+    @Test func pagesOfFeaturesThisServerLacksSayBothThat() async throws {
+        let (app, _, registry) = try await makeConsoleApp()
+        let store = registry.metadata as! any MetadataBackend
+        let now = Date()
+        #expect(try await store.createTask(TaskRecord(name: "t", taskFile: "version: v1.1.0", context: nil, schedule: nil, values: [:],
+                                                      timeoutSeconds: 60, repositories: [], createdBy: "owner",
+                                                      createdAt: now, updatedAt: now)))
+        let run = try #require(try await store.queueTaskRun(task: "t", trigger: "manual", uploadedContext: nil))
+        try await app.test(.router) { client in
+            var owner = Browser(client: client)
+            #expect(try await owner.signIn("owner", ownerPassword).status == .seeOther)
+            let replicas = try await owner.get("/console/replicas")
+            #expect(replicas.status == .ok && String(buffer: replicas.body).contains("does not run replication"))
+            #expect(try await owner.get("/console/task-log?task=t&run=\(run.id)").status == .notFound)
+        }
     }
 }

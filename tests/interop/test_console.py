@@ -5,16 +5,29 @@ the page's button, sees a Helm chart, a WASM module and an oras artifact by thei
 and is refused a repository its identity may not read. An XSS test pushes markup in annotations
 (repository names and tags cannot hold markup: the pushes are refused by the grammar) and in the
 search box, and checks that nothing executes and the markup shows as text. A form posted without
-the session's CSRF token is refused.
+the session's CSRF token is refused. A small Debian-shaped image is scanned on push: its page shows
+the package counts and its SPDX and CycloneDX SBOMs download with their media types. The session
+survives a restart of ``berth serve`` (it is in the metadata store) and signing out deletes it.
+Every page passes a small accessibility check (skip link to ``main``, banner and main landmarks, one
+``h1`` and no skipped heading level, every visible input labelled, every image or SVG named, a
+visible focus outline on the skip link).
+
+Screenshots (18 + 1): 01-sign-in, 02-repositories, 03-search-markup, 04-tags, 05-image,
+06-quarantine-verdict, 07-helm-chart, 08-wasm, 09-oras-artifact, 10-usage, 11-tokens, 12-webhooks,
+13-audit, 14-scans (the findings stub), 15-sbom (the scanned image's packages and SBOM links),
+16-replicas, 17-tasks, 18-foreign-repository-refused, 19-signed-in-after-restart.
 
 Screenshots go to ``$BERTH_TEST_ARTIFACTS/console`` (default ``tests/interop/artifacts/console``,
 ignored by git); the test prints the directory."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +36,8 @@ from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -89,6 +104,73 @@ def push_image(api, repo: str, tag: str, annotations: dict) -> str:
     return sha256_digest(body)
 
 
+def debian_layer() -> bytes:
+    """A layer the scanner inventories: an os-release and a dpkg status with two packages."""
+    files = {"etc/os-release": b'ID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n',
+             "var/lib/dpkg/status": b"Package: base-files\nStatus: install ok installed\nVersion: 12.4\nArchitecture: amd64\n\n"
+                                    b"Package: zlib1g\nStatus: install ok installed\nVersion: 1:1.2.13\nArchitecture: amd64\n"
+                                    b"Source: zlib\n\n"}
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def push_scannable(api, repo: str, tag: str) -> str:
+    layer = debian_layer()
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [sha256_digest(layer)]}}).encode()
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": api.push_blob(repo, config),
+                           "size": len(config)},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": api.push_blob(repo, layer),
+                            "size": len(layer)}]}
+    body = json.dumps(manifest).encode()
+    r = api.put_manifest(repo, tag, body)
+    assert r.status_code == 201, r.text
+    return sha256_digest(body)
+
+
+SBOM_TYPES = {"application/spdx+json", "application/vnd.cyclonedx+json"}
+
+
+def wait_for_sboms(api, repo: str, digest: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = api.req("GET", f"/v2/{repo}/referrers/{digest}")
+        assert r.status_code == 200, r.text
+        if SBOM_TYPES <= {m.get("artifactType") for m in r.json()["manifests"]}:
+            return
+        assert time.monotonic() < deadline, f"no SBOM referrers after {timeout}s: {r.json()}"
+        time.sleep(0.5)
+
+
+def check_accessibility(driver) -> None:
+    """Landmarks, a skip link, headings in order, labelled inputs, named images: on every page."""
+    skip = driver.find_elements(By.CSS_SELECTOR, "a.skip[href='#main']")
+    assert len(skip) == 1, driver.current_url
+    assert driver.find_elements(By.CSS_SELECTOR, "main#main") and driver.find_elements(By.CSS_SELECTOR, "header.banner")
+    levels = [int(h.tag_name[1]) for h in driver.find_elements(By.CSS_SELECTOR, "h1, h2, h3, h4, h5, h6")]
+    assert levels and levels[0] == 1 and levels.count(1) == 1, (driver.current_url, levels)
+    for before, after in zip(levels, levels[1:]):
+        assert after <= before + 1, (driver.current_url, levels)
+    for field in driver.find_elements(By.CSS_SELECTOR, "input, select, textarea"):
+        if field.get_attribute("type") == "hidden":
+            continue
+        fid = field.get_attribute("id")
+        labelled = (fid and driver.find_elements(By.CSS_SELECTOR, f"label[for='{fid}']")) or field.get_attribute("aria-label")
+        assert labelled, (driver.current_url, field.get_attribute("name"))
+    for button in driver.find_elements(By.TAG_NAME, "button"):
+        assert button.text.strip() or button.get_attribute("aria-label"), driver.current_url
+    for image in driver.find_elements(By.CSS_SELECTOR, "img, svg"):
+        named = (image.get_attribute("alt") or image.get_attribute("aria-label") or image.get_attribute("aria-labelledby")
+                 or image.find_elements(By.TAG_NAME, "title"))
+        assert named, driver.current_url
+
+
 def sign_in(driver, base: str, user: str, password: str) -> None:
     driver.get(base + "/console/login")
     driver.find_element(By.ID, "username").send_keys(user)
@@ -98,6 +180,7 @@ def sign_in(driver, base: str, user: str, password: str) -> None:
     assert "password" not in driver.current_url and password not in driver.current_url
 
 
+@pytest.mark.server_env(BERTH_SCAN_ON_PUSH="true")
 def test_console_in_a_browser(registry, api, tmp_path):
     base, host, creds = registry.base, registry.host, registry.creds
     out = artifacts_dir()
@@ -128,6 +211,7 @@ def test_console_in_a_browser(registry, api, tmp_path):
                                                                "artifactType": "application/vnd.example.notes.v1",
                                                                "config": empty, "layers": [note]})
     push_image(api, "secret/db", "v1", {})
+    scanned = push_scannable(api, "lib/debian", "12")
     # Markup cannot be a repository name or a tag: refused by the grammar before anything is stored.
     assert api.put_manifest("web/<b>x</b>", "v1", b"{}").status_code in (400, 404)
     assert api.put_manifest("web/app", "<b>x</b>", b"{}").status_code in (400, 404)
@@ -145,6 +229,7 @@ def test_console_in_a_browser(registry, api, tmp_path):
         def shot(name: str) -> None:
             no_alert(driver)
             assert driver.title != "pwned"
+            check_accessibility(driver)
             driver.save_screenshot(str(out / f"{name}.png"))
 
         driver.get(base + "/console/repositories")
@@ -154,6 +239,10 @@ def test_console_in_a_browser(registry, api, tmp_path):
         names = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#repositories tbody a")]
         assert {"web/app", "secret/db", "charts/berth-demo", "wasm/answer", "misc/notes"} <= set(names)
         shot("02-repositories")
+        # The first Tab reaches the skip link, and its focus is visible.
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        focused = driver.switch_to.active_element
+        assert focused.get_attribute("class") == "skip" and focused.value_of_css_property("outline-style") != "none"
 
         driver.find_element(By.ID, "q").send_keys(MARKUP)
         submit(driver, driver.find_element(By.ID, "q"))
@@ -173,6 +262,7 @@ def test_console_in_a_browser(registry, api, tmp_path):
         assert "application/vnd.cncf.notary.signature" in driver.find_element(By.ID, "signatures").text
         assert driver.find_elements(By.CSS_SELECTOR, "#referrers li")
         assert len(driver.find_elements(By.CSS_SELECTOR, "#layers tbody tr")) == 1
+        assert driver.find_element(By.ID, "findings-not-built").text == "Vulnerability findings: not built yet."
         shot("05-image")
 
         driver.find_element(By.ID, "reason").send_keys("rejected <b>in review</b>")
@@ -199,10 +289,31 @@ def test_console_in_a_browser(registry, api, tmp_path):
         driver.get(base + "/console/audit")
         assert "console.login" in driver.find_element(By.ID, "audit").text
         shot("13-audit")
-        for i, page in enumerate(("scans", "sbom", "replicas", "tasks")):
-            driver.get(f"{base}/console/{page}")
-            assert driver.find_element(By.ID, "not-built").text.startswith("Not built yet")
-            shot(f"{14 + i}-{page}")
+        driver.get(base + "/console/scans")
+        assert driver.find_element(By.ID, "not-built").text.startswith("Not built yet: vulnerability findings")
+        shot("14-scans")
+        wait_for_sboms(api, "lib/debian", scanned)
+        driver.get(f"{base}/console/image?name=lib%2Fdebian&digest={scanned}")
+        assert "2 packages" in driver.find_element(By.ID, "inventory-status").text
+        assert "Debian GNU/Linux 12" in driver.find_element(By.ID, "inventory-status").text
+        assert "deb 2" in driver.find_element(By.ID, "inventory").text
+        links = {a.text: a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "#sbom-downloads a")}
+        assert set(links) == {"Download the SPDX 2.3 (JSON) SBOM", "Download the CycloneDX 1.5 (JSON) SBOM"}, links
+        driver.get(f"{base}/console/image?name=lib%2Fdebian&digest={scanned}#packages")   # scrolled to the packages
+        shot("15-sbom")
+        session = {"berth_session": driver.get_cookie("berth_session")["value"]}
+        for href, media_type, marker in ((links["Download the SPDX 2.3 (JSON) SBOM"], "application/spdx+json", "spdxVersion"),
+                                         (links["Download the CycloneDX 1.5 (JSON) SBOM"], "application/vnd.cyclonedx+json",
+                                          "bomFormat")):
+            r = requests.get(href, cookies=session, timeout=10, allow_redirects=False)
+            assert r.status_code == 200 and r.headers["Content-Type"] == media_type, (r.status_code, r.headers)
+            assert marker in r.json() and "zlib1g" in r.text
+        driver.get(base + "/console/replicas")
+        assert driver.find_element(By.ID, "no-replicas").text == "No replicas."
+        shot("16-replicas")
+        driver.get(base + "/console/tasks")
+        assert driver.find_element(By.ID, "no-tasks").text == "No tasks."
+        shot("17-tasks")
 
         # CSRF: the signed-in session's cookie without the form's token is refused.
         cookie = driver.get_cookie("berth_session")
@@ -228,5 +339,20 @@ def test_console_in_a_browser(registry, api, tmp_path):
         assert not driver.find_elements(By.ID, "verdict-fail")           # no QuarantineWriter: no buttons
         driver.get(base + "/console/audit")
         assert driver.find_element(By.TAG_NAME, "h1").text == "Forbidden"
+        # Alice may not pull lib/debian, nor download its SBOM.
+        alice_session = {"berth_session": driver.get_cookie("berth_session")["value"]}
+        assert requests.get(f"{base}/console/sbom?name=lib%2Fdebian&digest={scanned}&format=spdx", cookies=alice_session,
+                            timeout=10, allow_redirects=False).status_code == 403
+
+        # The session is in the metadata store: a restarted server still knows it; sign-out deletes it.
+        registry.stop()
+        registry.start(port=registry.port)
+        driver.get(base + "/console/repositories")
+        assert driver.find_element(By.ID, "whoami").text == "alice"
+        shot("19-signed-in-after-restart")
+        submit(driver, driver.find_element(By.CSS_SELECTOR, ".signout button"))
+        assert driver.current_url.endswith("/console/login")
+        gone = requests.get(base + "/console/repositories", cookies=alice_session, timeout=10, allow_redirects=False)
+        assert gone.status_code == 303 and gone.headers["Location"] == "/console/login"
     finally:
         driver.quit()

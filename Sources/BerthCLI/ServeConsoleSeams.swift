@@ -1,0 +1,28 @@
+import ConsoleFeature
+import ReplicationFeature
+import ScanningFeature
+import TasksFeature
+
+extension Serve {
+    /// What the web console shows of other features: the composition root joins them, so the
+    /// console imports none (tests/interop/test_architecture.py).
+    static func consoleSeams(replication: ReplicationService, tasks: TasksFeature, scanning: ScanningFeature) -> ConsoleSeams {
+        let inventorier = scanning.inventorier
+        return ConsoleSeams(
+            replicas: {
+                try await replication.statuses().map { s in
+                    ConsoleReplica(location: s.replica.location, endpoint: s.replica.endpoint,
+                                   regionEndpointEnabled: s.replica.regionEndpointEnabled, lagEvents: s.lagEvents,
+                                   lagSeconds: s.lagSeconds, bytesPending: s.progress.bytesPending, lastError: s.progress.lastError,
+                                   lastErrorAt: s.progress.lastErrorAt)
+                }
+            },
+            runLog: { id, limit in try await tasks.runLogTail(id: id, limit: limit) },
+            inventory: { digest in
+                try await inventorier.summary(manifest: digest).map {
+                    ConsoleInventory(status: $0.status, detail: $0.detail, os: $0.os, packagesByType: $0.packagesByType,
+                                     createdAt: $0.createdAt)
+                }
+            })
+    }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import OCIModel
+
+/// What other features show through the console, handed in by the composition root (`berth
+/// serve`), so the console imports no other feature target. A seam left nil makes its page say
+/// that this server does not offer it.
+public struct ConsoleSeams: Sendable {
+    /// Every replica with its status (replication).
+    public var replicas: (@Sendable () async throws -> [ConsoleReplica])?
+    /// The last `limit` bytes of a task run's log (tasks); empty when it has none yet.
+    public var runLog: (@Sendable (_ runID: String, _ limit: Int) async throws -> [UInt8])?
+    /// A manifest's package inventory, summarised (scanning); nil when it was not inventoried.
+    public var inventory: (@Sendable (Digest) async throws -> ConsoleInventory?)?
+
+    public init(replicas: (@Sendable () async throws -> [ConsoleReplica])? = nil,
+                runLog: (@Sendable (_ runID: String, _ limit: Int) async throws -> [UInt8])? = nil,
+                inventory: (@Sendable (Digest) async throws -> ConsoleInventory?)? = nil) {
+        self.replicas = replicas
+        self.runLog = runLog
+        self.inventory = inventory
+    }
+}
+
+/// A replica and its health, as `GET /api/v1/replications/{location}/status` reports it.
+public struct ConsoleReplica: Sendable {
+    public var location: String
+    public var endpoint: String
+    public var regionEndpointEnabled: Bool
+    /// nil until the peer's log was read.
+    public var lagEvents: Int64?
+    public var lagSeconds: Double?
+    public var bytesPending: Int64
+    public var lastError: String?
+    public var lastErrorAt: Date?
+
+    public init(location: String, endpoint: String, regionEndpointEnabled: Bool, lagEvents: Int64?, lagSeconds: Double?,
+                bytesPending: Int64, lastError: String?, lastErrorAt: Date?) {
+        self.location = location
+        self.endpoint = endpoint
+        self.regionEndpointEnabled = regionEndpointEnabled
+        self.lagEvents = lagEvents
+        self.lagSeconds = lagSeconds
+        self.bytesPending = bytesPending
+        self.lastError = lastError
+        self.lastErrorAt = lastErrorAt
+    }
+}
+
+/// A manifest's inventory in a few numbers: its status, the operating system, packages per type.
+public struct ConsoleInventory: Sendable {
+    public var status: String
+    public var detail: String?
+    public var os: String?
+    public var packagesByType: [String: Int]
+    public var createdAt: Date
+
+    public init(status: String, detail: String?, os: String?, packagesByType: [String: Int], createdAt: Date) {
+        self.status = status
+        self.detail = detail
+        self.os = os
+        self.packagesByType = packagesByType
+        self.createdAt = createdAt
+    }
+}
