@@ -190,12 +190,13 @@ struct Serve: AsyncParsableCommand {
                                  logger: Logger(label: "berth.tasks"))
         let scanning = ScanningFeature(registry: registry, store: backends.metadata, scanOnPush: settings.scanOnPush,
                                        logger: Logger(label: "berth.scan"))
+        let contentTrust = ContentTrustFeature(registry: registry)
         let console = ConsoleFeature(store: backends.metadata, seams: Self.consoleSeams(replication: replication, tasks: tasks,
-                                                                                         scanning: scanning))
+                                                                                         scanning: scanning, contentTrust: contentTrust))
         let listening = ListeningFlag()
         let app = try await BerthServer.makeApplication(
             registry: registry, access: access,
-            features: [WebhooksFeature(service: webhooks), ContentTrustFeature(registry: registry), AdmissionFeature(),
+            features: [WebhooksFeature(service: webhooks), contentTrust, AdmissionFeature(),
                        ReplicationFeature(service: replication), tasks,
                        scanning,
                        console,

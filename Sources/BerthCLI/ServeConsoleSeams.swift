@@ -1,4 +1,5 @@
 import ConsoleFeature
+import ContentTrustFeature
 import ReplicationFeature
 import ScanningFeature
 import TasksFeature
@@ -6,7 +7,8 @@ import TasksFeature
 extension Serve {
     /// What the web console shows of other features: the composition root joins them, so the
     /// console imports none (tests/interop/test_architecture.py).
-    static func consoleSeams(replication: ReplicationService, tasks: TasksFeature, scanning: ScanningFeature) -> ConsoleSeams {
+    static func consoleSeams(replication: ReplicationService, tasks: TasksFeature, scanning: ScanningFeature,
+                             contentTrust: ContentTrustFeature) -> ConsoleSeams {
         let inventorier = scanning.inventorier
         return ConsoleSeams(
             replicas: {
@@ -23,6 +25,10 @@ extension Serve {
                     ConsoleInventory(status: $0.status, detail: $0.detail, os: $0.os, packagesByType: $0.packagesByType,
                                      createdAt: $0.createdAt)
                 }
+            },
+            verifySignature: { repository, subject, signature, host in
+                let check = await contentTrust.checkSignature(repository, subject: subject, signature: signature, host: host)
+                return ConsoleSignatureCheck(verified: check.verified, signer: check.signer, detail: check.detail)
             })
     }
 }

@@ -79,10 +79,15 @@ extension ConsoleRoutes {
         let url = Self.urlComponent(repo.value)
         var budget = 200
         let referrers = try await referrerTree(repo, digest, url: url, depth: 0, budget: &budget)
-        let signatures: [[String: Any]] = referrers.compactMap { node in
-            guard let type = node["artifactType"] as? String, ParsedManifest.isSignature(type) else { return nil }
-            return ["digest": node["digest"] ?? "", "artifactType": type, "urlRepository": url,
-                    "verification": "present; not verified by the console (content trust verifies signatures at pull)"]
+        var signatures: [[String: Any]] = []
+        for node in referrers {
+            guard let type = node["artifactType"] as? String, ParsedManifest.isSignature(type) else { continue }
+            var row: [String: Any] = ["digest": node["digest"] ?? "", "artifactType": type, "urlRepository": url]
+            let check = await verifySignature(repo, digest, node["digest"] as? String, type: type)
+            row[check.verified ? "verified" : "unverified"] = true
+            row["verification"] = check.detail
+            if let signer = check.signer { row["signer"] = signer }
+            signatures.append(row)
         }
         var data: [String: Any] = [
             "title": "\(repo.value)@\(digest.string.prefix(19))…", "repository": repo.value, "urlRepository": url,
@@ -108,6 +113,24 @@ extension ConsoleRoutes {
         for (key, value) in try await scanData(repo, digest, url: url) { data[key] = value }
         if let notice = try Self.query(request, "notice", max: 64), notice == "verdict" { data["notice"] = "Verdict recorded." }
         return render("image", data, viewer)
+    }
+
+    /// A signature referrer checked by content trust's verifier (only Notary signatures; at most
+    /// 20 per page, the referrers tree is bounded the same way).
+    func verifySignature(_ repo: RepositoryName, _ subject: Digest, _ raw: String?, type: String) async -> ConsoleSignatureCheck {
+        guard type == "application/vnd.cncf.notary.signature" else {
+            return ConsoleSignatureCheck(verified: false, signer: nil, detail: "not verified: only Notary signatures are verified here")
+        }
+        guard let verify = seams.verifySignature else {
+            return ConsoleSignatureCheck(verified: false, signer: nil, detail: "not verified: this server has no content trust")
+        }
+        guard let raw, let signature = try? Digest(parsing: raw) else {
+            return ConsoleSignatureCheck(verified: false, signer: nil, detail: "not verified: not a digest")
+        }
+        // The host the pull gate verifies with (the token service's name), so both agree.
+        var check = await verify(repo, subject, signature, server.serviceName)
+        if !check.verified { check.detail = "not verified: " + check.detail }
+        return check
     }
 
     /// `POST /console/quarantine` (name, digest, state, reason, csrf): the gate's verdict, as

@@ -11,13 +11,34 @@ public struct ConsoleSeams: Sendable {
     public var runLog: (@Sendable (_ runID: String, _ limit: Int) async throws -> [UInt8])?
     /// A manifest's package inventory, summarised (scanning); nil when it was not inventoried.
     public var inventory: (@Sendable (Digest) async throws -> ConsoleInventory?)?
+    /// Whether a Notary signature manifest verifies for its subject under the configured trust
+    /// policy (content trust), and by whom; `host` is the one the pull gate verifies with (the
+    /// token service's name).
+    public var verifySignature: (@Sendable (_ repository: RepositoryName, _ subject: Digest, _ signature: Digest, _ host: String)
+        async -> ConsoleSignatureCheck)?
 
     public init(replicas: (@Sendable () async throws -> [ConsoleReplica])? = nil,
                 runLog: (@Sendable (_ runID: String, _ limit: Int) async throws -> [UInt8])? = nil,
-                inventory: (@Sendable (Digest) async throws -> ConsoleInventory?)? = nil) {
+                inventory: (@Sendable (Digest) async throws -> ConsoleInventory?)? = nil,
+                verifySignature: (@Sendable (_ repository: RepositoryName, _ subject: Digest, _ signature: Digest, _ host: String)
+                    async -> ConsoleSignatureCheck)? = nil) {
         self.replicas = replicas
         self.runLog = runLog
         self.inventory = inventory
+        self.verifySignature = verifySignature
+    }
+}
+
+/// A signature's verification, as content trust's verifier answers it.
+public struct ConsoleSignatureCheck: Sendable {
+    public var verified: Bool
+    public var signer: String?
+    public var detail: String
+
+    public init(verified: Bool, signer: String?, detail: String) {
+        self.verified = verified
+        self.signer = signer
+        self.detail = detail
     }
 }
 

@@ -162,7 +162,7 @@ enum ConsoleTemplates {
     {{^annotations}}<p>None.</p>{{/annotations}}
     <h2>Signatures</h2>
     {{#hasSignatures}}
-    <ul id="signatures">{{#signatures}}<li><a class="digest" href="/console/image?name={{urlRepository}}&amp;digest={{digest}}">{{digest}}</a> ({{artifactType}}): {{verification}}</li>{{/signatures}}</ul>
+    <ul id="signatures">{{#signatures}}<li><a class="digest" href="/console/image?name={{urlRepository}}&amp;digest={{digest}}">{{digest}}</a> ({{artifactType}}): {{#verified}}<strong class="verified">verified</strong>, signed by <span class="signer">{{signer}}</span> ({{verification}}){{/verified}}{{#unverified}}<strong class="unverified">{{verification}}</strong>{{/unverified}}</li>{{/signatures}}</ul>
     {{/hasSignatures}}
     {{^signatures}}<p id="no-signatures">No signature refers to this manifest.</p>{{/signatures}}
     <h2>Referrers</h2>

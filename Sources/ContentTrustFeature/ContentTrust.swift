@@ -146,11 +146,7 @@ final class ContentTrustGate: Sendable {
     }
 
     func evaluate(_ repository: RepositoryName, _ digest: Digest, host: String, config: ContentTrustConfig) async -> (Bool, String) {
-        guard let policy = config.trustPolicy else { return (false, "content trust: no trust policy configured") }
-        let stores = config.trustStores
-        let verifier = SignatureVerifier(policy: policy) { ref in
-            (stores["\(ref.type):\(ref.name)"] ?? []).flatMap { (try? CertificateCoding.parseCertificates(Data($0.utf8))) ?? [] }
-        }
+        guard let verifier = Self.verifier(config) else { return (false, "content trust: no trust policy configured") }
         var lastFailure = "no signature refers to it"
         // The manifest itself, or an index that lists it (a platform image of a signed index).
         let candidates = await [digest] + ((try? registry.metadata.parents(repository: repository.value, child: digest)) ?? [])
@@ -159,14 +155,9 @@ final class ContentTrustGate: Sendable {
                                                      limit: 100, last: nil) else { continue }
             for signature in list.descriptors {
                 do {
-                    guard let sigDigest = try? Digest(parsing: signature.digest) else { continue }
-                    let manifest = try await registry.manifest(repository, .digest(sigDigest))
-                    let layer = try SignatureManifest.envelopeLayer(of: Data(manifest.bytes.readableBytesView))
-                    guard let envelopeDigest = try? Digest(parsing: layer.digest), layer.size <= 1 << 20 else { continue }
-                    var envelope = Data()
-                    try await registry.readBlob(repository, envelopeDigest, range: 0..<layer.size) { envelope.append(contentsOf: $0.readableBytesView) }
-                    let outcome = try verifier.verify(envelope: envelope, repository: "\(host)/\(repository.value)",
-                                                      digest: target.string)
+                    guard let sigDigest = try? Digest(parsing: signature.digest),
+                          let outcome = try await verify(repository, signature: sigDigest, of: target, host: host, verifier: verifier)
+                    else { continue }
                     if outcome.succeeded { return (true, "signed by \(outcome.signer ?? "a trusted identity")") }
                     lastFailure = outcome.failure.map { "\($0)" } ?? lastFailure
                 } catch {
@@ -175,6 +166,27 @@ final class ContentTrustGate: Sendable {
             }
         }
         return (false, "content trust: no signature valid under the trust policy for \(repository.value)@\(digest) (\(lastFailure.prefix(300)))")
+    }
+
+    /// The verifier of the configured trust policy and stores; nil without a policy.
+    static func verifier(_ config: ContentTrustConfig) -> SignatureVerifier? {
+        guard let policy = config.trustPolicy else { return nil }
+        let stores = config.trustStores
+        return SignatureVerifier(policy: policy) { ref in
+            (stores["\(ref.type):\(ref.name)"] ?? []).flatMap { (try? CertificateCoding.parseCertificates(Data($0.utf8))) ?? [] }
+        }
+    }
+
+    /// One signature manifest's envelope verified for `target`; nil when it carries no envelope
+    /// of at most 1 MiB.
+    func verify(_ repository: RepositoryName, signature: Digest, of target: Digest, host: String,
+                verifier: SignatureVerifier) async throws -> VerificationOutcome? {
+        let manifest = try await registry.manifest(repository, .digest(signature))
+        let layer = try SignatureManifest.envelopeLayer(of: Data(manifest.bytes.readableBytesView))
+        guard let envelopeDigest = try? Digest(parsing: layer.digest), layer.size <= 1 << 20 else { return nil }
+        var envelope = Data()
+        try await registry.readBlob(repository, envelopeDigest, range: 0..<layer.size) { envelope.append(contentsOf: $0.readableBytesView) }
+        return try verifier.verify(envelope: envelope, repository: "\(host)/\(repository.value)", digest: target.string)
     }
 }
 

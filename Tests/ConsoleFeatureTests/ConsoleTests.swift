@@ -436,6 +436,15 @@ private func pushRaw(_ client: any TestClientProtocol, _ repo: String, manifest:
     return digest
 }
 
+/// The signature digest a test's fake verifier trusts, set once the signature is pushed.
+private final class DigestBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var digest: Digest?
+    var value: Digest? { lock.withLock { digest } }
+    func set(_ d: Digest) { lock.withLock { digest = d } }
+}
+private let expectedGood = DigestBox()
+
 @Suite struct ConsoleOperationsPagesTests {
     @Test func theImagePageShowsTheInventoryAndServesTheSBOMWithItsMediaTypeToThoseWhoMayPull() async throws {
         let seams = ConsoleSeams(inventory: { _ in
@@ -538,6 +547,45 @@ private func pushRaw(_ client: any TestClientProtocol, _ repo: String, manifest:
                 let r = try await alice.get("/console/\(page)")
                 #expect(r.status == .forbidden && !String(buffer: r.body).contains("alert("), "\(page)")
             }
+        }
+    }
+
+    @Test func eachSignatureShowsWhetherContentTrustVerifiesItAndWhoSigned() async throws {
+        let good = Array("good envelope".utf8)
+        let seams = ConsoleSeams(verifySignature: { repository, subject, signature, host in
+            #expect(repository.value == "team/app" && !host.isEmpty)
+            // the seam is asked about the signature manifest; this fake trusts the one carrying `good`
+            let trusted = signature != subject && signature.string.hasPrefix("sha256:")
+            return ConsoleSignatureCheck(verified: trusted && signature == expectedGood.value, signer: "CN=<b>Release</b>",
+                                         detail: trusted && signature == expectedGood.value ? "trust policy release" : "signature invalid")
+        })
+        let (app, _, _) = try await makeConsoleApp(seams: seams)
+        try await app.test(.router) { client in
+            let image = try await push(client, "team/app", tag: "v1", seed: "signed")
+            let empty = Array("{}".utf8)
+            func signature(_ envelope: [UInt8], type: String) async throws -> String {
+                try await pushRaw(client, "team/app", manifest: [
+                    "schemaVersion": 2, "mediaType": MediaType.ociManifest, "artifactType": type,
+                    "config": ["mediaType": "application/vnd.oci.empty.v1+json", "digest": Digest.compute(empty).string, "size": 2],
+                    "layers": [["mediaType": "application/jose+json", "digest": Digest.compute(envelope).string, "size": envelope.count]],
+                    "subject": ["mediaType": MediaType.ociManifest, "digest": image, "size": 1],
+                ], blobs: [empty, envelope])
+            }
+            let trusted = try await signature(good, type: "application/vnd.cncf.notary.signature")
+            expectedGood.set(try Digest(parsing: trusted))
+            let forged = try await signature(Array("forged envelope".utf8), type: "application/vnd.cncf.notary.signature")
+            let cosign = try await signature(Array("cosign".utf8), type: "application/vnd.dev.cosign.artifact.sig.v1+json")
+            var b = Browser(client: client)
+            _ = try await b.signIn("owner", ownerPassword)
+            let html = String(buffer: try await b.get("/console/image?name=team%2Fapp&digest=\(image)").body)
+            func item(_ digest: String) -> String {
+                let start = html.range(of: "<li><a class=\"digest\" href=\"/console/image?name=team%2Fapp&amp;digest=\(digest)\">")
+                guard let start, let end = html[start.upperBound...].range(of: "</li>") else { return "" }
+                return String(html[start.upperBound..<end.lowerBound])
+            }
+            #expect(item(trusted).contains("<strong class=\"verified\">verified</strong>, signed by <span class=\"signer\">CN=&lt;b&gt;Release&lt;/b&gt;</span>"))
+            #expect(item(forged).contains("<strong class=\"unverified\">not verified: signature invalid</strong>") && !item(forged).contains("signed by"))
+            #expect(item(cosign).contains("not verified: only Notary signatures are verified here"))
         }
     }
 

@@ -259,7 +259,9 @@ def test_console_in_a_browser(registry, api, tmp_path):
         notes = driver.find_element(By.ID, "annotations").text
         assert MARKUP in notes                                          # shown as text
         assert not driver.find_elements(By.CSS_SELECTOR, "main script, main img")
-        assert "application/vnd.cncf.notary.signature" in driver.find_element(By.ID, "signatures").text
+        signatures = driver.find_element(By.ID, "signatures").text
+        assert "application/vnd.cncf.notary.signature" in signatures
+        assert "not verified: no trust policy is configured" in signatures      # a fake envelope, no policy
         assert driver.find_elements(By.CSS_SELECTOR, "#referrers li")
         assert len(driver.find_elements(By.CSS_SELECTOR, "#layers tbody tr")) == 1
         assert driver.find_element(By.ID, "findings-not-built").text == "Vulnerability findings: not built yet."

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import requests
 
 from helpers import ALL_MANIFEST_TYPES, sha256_digest
 from test_cli import Cli, inspect, layout, push  # noqa: F401  (layout is a fixture)
@@ -41,5 +42,17 @@ def test_only_signed_images_are_served(registry, signer, layout, tmp_path):  # n
     assert refused.returncode != 0
     assert re.search(rb"content trust|denied|forbidden", refused.stderr.lower()), refused.stderr
     inspect(registry, "payments/worker", registry.creds)                         # exempt identity
+
+    # The web console shows the signature verified under the same policy, and by whom.
+    console = requests.Session()
+    form = console.get(registry.base + "/console/login", timeout=10)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+    signed_in = console.post(registry.base + "/console/login", timeout=10, allow_redirects=False,
+                             data={"csrf": csrf, "username": registry.creds[0], "password": registry.creds[1]})
+    assert signed_in.status_code == 303, signed_in.text
+    page = console.get(f"{registry.base}/console/image?name=payments%2Fapi&digest={digest}", timeout=10).text
+    signatures = re.search(r'<ul id="signatures">(.*?)</ul>', page, re.S).group(1)
+    assert '<strong class="verified">verified</strong>' in signatures, signatures
+    assert "CN=payments.org" in signatures and "not verified" not in signatures, signatures
     cli("config", "content-trust", "update", "--status", "disabled")
     inspect(registry, "payments/worker", puller)
