@@ -186,6 +186,16 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: strict),
+        // The pull-through cache (issue 17 item 2): /api/v1/cache-rules, /api/v1/credential-sets, and
+        // the ContentFallback that fills missed /v2/ reads from a rule's upstream over UpstreamClient.
+        .target(name: "CacheFeature", dependencies: [
+            "HTTPAPI", "RegistryCore", "RegistryStore", "Access", "OCIModel", "UpstreamClient", "BerthAPIContract",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ], swiftSettings: strict),
         .target(name: "AdmissionFeature", dependencies: [
             "HTTPAPI", "Admission", "RegistryCore", "Access", "OCIModel",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -255,7 +265,7 @@ let package = Package(
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing", "Backends", "SQLiteStore",
             "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "TasksFeature", "BerthAPIContract", "BerthCredentials", "Scanning",
-            "ReplicationFeature", "ScanningFeature", "ConsoleFeature", "ImportFeature",
+            "ReplicationFeature", "ScanningFeature", "ConsoleFeature", "ImportFeature", "CacheFeature",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -315,6 +325,14 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
+        .testTarget(name: "CacheFeatureTests", dependencies: [
+            "CacheFeature", "HTTPAPI", "UpstreamClient", "Backends", "RegistryCore", "RegistryStore", "Access", "OCIModel", "BerthAPIContract",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "OCIModel"]),
         .testTarget(name: "ReplicationTests", dependencies: ["ReplicationFeature"]),

@@ -13,6 +13,7 @@ import ReplicationFeature
 import HTTPAPI
 import Hummingbird
 import ImportFeature
+import CacheFeature
 import Logging
 import NIOCore
 import RegistryCore
@@ -36,7 +37,7 @@ struct Berth: AsyncParsableCommand {
             RecoverGroup.self, BackupCommand.self, RestoreCommand.self,
             ScanGroup.self, SBOMGroup.self,
             TaskCommandGroup.self, RunTaskFileCommand.self, BuildImageCommand.self,
-            ImportCommand.self,
+            ImportCommand.self, CacheRuleGroup.self, CredentialSetGroup.self,
         ]
     )
 
@@ -193,6 +194,12 @@ struct Serve: AsyncParsableCommand {
         let contentTrust = ContentTrustFeature(registry: registry)
         let console = ConsoleFeature(store: backends.metadata, seams: Self.consoleSeams(replication: replication, tasks: tasks,
                                                                                          scanning: scanning, contentTrust: contentTrust))
+        let cacheService = CacheService(
+            store: backends.metadata,
+            sealingKey: try await CacheService.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek)),
+            policy: outbound, logger: Logger(label: "berth.cache"))
+        let cache = CacheFeature(service: cacheService, pullThrough: PullThrough(registry: registry, service: cacheService,
+                                                                                 logger: Logger(label: "berth.cache")))
         let listening = ListeningFlag()
         let app = try await BerthServer.makeApplication(
             registry: registry, access: access,
@@ -206,7 +213,7 @@ struct Serve: AsyncParsableCommand {
                                                                         updateIntervalSeconds: settings.advisoryUpdateIntervalSeconds,
                                                                         policy: outbound),
                            logger: Logger(label: "berth.advisories"))),
-                       ImportFeature(policy: outbound)],
+                       ImportFeature(policy: outbound), cache],
             host: host, port: port, limits: limits, publicURL: settings.publicURL,
             serviceName: settings.tokenServiceName, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),

@@ -21,6 +21,8 @@ public protocol RegistryFeature: Sendable {
     /// reads and the admission endpoints both ask), nil for none. The server adds it at
     /// composition, after the chain's locks and quarantine.
     var pullCheck: (any PullAdmissionCheck)? { get }
+    /// The feature's filler of content reads miss (`ContentFallback`: the pull-through cache), nil for none.
+    var contentFallback: (any ContentFallback)? { get }
     /// Called after each manifest push (a new signature may change a cached verdict).
     func manifestPushed()
     /// Sets the feature's gauges before `/metrics` is rendered.
@@ -31,6 +33,7 @@ extension RegistryFeature {
     public func addRoutes(to routes: FeatureRoutes) {}
     public var services: [any Service] { [] }
     public var pullCheck: (any PullAdmissionCheck)? { nil }
+    public var contentFallback: (any ContentFallback)? { nil }
     public func manifestPushed() {}
     public func updateMetrics(_ metrics: HTTPMetrics) async throws {}
 }

@@ -29,6 +29,9 @@ public struct RegistryResponder: HTTPResponder {
     /// Locks, quarantine, then every feature's check: the one pull-admission chain, which /v2/
     /// reads and the admission endpoints both ask.
     let pullAdmission: PullAdmission
+    /// The features' fillers of missed reads (the pull-through cache), asked after authorization
+    /// and before the pull-admission chain.
+    let fallbacks: [any ContentFallback]
     /// Everything outside `/v2/`; nil only in the copy its own handlers hold.
     private(set) var router: RouterResponder<Context>?
     private let inflightUploads = NIOLockedValueBox(0)
@@ -50,6 +53,7 @@ public struct RegistryResponder: HTTPResponder {
         self.gate = access.map { AuthGate(access: $0, publicURL: publicURL, serviceName: serviceName, tls: tls) }
         self.pullAdmission = PullAdmission(registry: registry, access: access, checks: features.compactMap(\.pullCheck),
                                            host: gate?.serviceName ?? "berth")
+        self.fallbacks = features.compactMap(\.contentFallback)
         self.router = Self.makeRouter(self)
     }
 
@@ -168,6 +172,7 @@ public struct RegistryResponder: HTTPResponder {
             case .get, .head:
                 routeName = method == .get ? "manifest_get" : "manifest_head"
                 try await authorize(repo, .contentRead)
+                for fallback in fallbacks { try await fallback.prepareManifest(repo, ref) }
                 // Locks, quarantine and the features' checks (content trust): the pull-admission chain.
                 let content = try await pullAdmission.manifest(repo, ref, for: puller)
                 let (response, size) = try getManifest(request, content, head: method == .head)
@@ -203,6 +208,7 @@ public struct RegistryResponder: HTTPResponder {
             case .get, .head:
                 routeName = method == .get ? "blob_get" : "blob_head"
                 try await authorize(repo, .contentRead)
+                for fallback in fallbacks { try await fallback.prepareBlob(repo, d) }
                 try await pullAdmission.blob(repo, d, for: puller)
                 let (response, size) = try await getBlob(request, repo, d, head: method == .head)
                 return Outcome(response: response, route: routeName, bytesOut: size)

@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache]
 
     static var latest: Int { all.count }
 
@@ -496,5 +496,28 @@ enum PostgresMigrations {
             expires_at double precision NOT NULL)
         """,
         "CREATE INDEX console_sessions_by_expiry ON console_sessions(expires_at)",
+    ]
+
+    /// Pull-through cache rules and their credential sets (`CacheRuleStore`; the password sealed by the caller).
+    static let v6cache: [String] = [
+        """
+        CREATE TABLE credential_sets (
+            name \(text) PRIMARY KEY,
+            login_server \(text) NOT NULL,
+            username \(text) NOT NULL,
+            sealed_password bytea NOT NULL,
+            created_at double precision NOT NULL)
+        """,
+        """
+        CREATE TABLE cache_rules (
+            name \(text) PRIMARY KEY,
+            source_repository \(text) NOT NULL,
+            target_repository \(text) NOT NULL,
+            credential_set \(text) REFERENCES credential_sets(name),
+            plain_http boolean NOT NULL,
+            tag_freshness_seconds bigint NOT NULL,
+            created_by \(text) NOT NULL,
+            created_at double precision NOT NULL)
+        """,
     ]
 }

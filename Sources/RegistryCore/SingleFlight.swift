@@ -8,7 +8,7 @@ import NIOConcurrencyHelpers
 /// them asks the metadata store (on PostgreSQL, ~130–280 round trips per expiry under 64
 /// concurrent manifest GETs). Keys carry the repository's cache generation, so a read that
 /// started before a change is never handed to a caller that arrived after it.
-final class SingleFlight<Key: Hashable & Sendable, Value: Sendable>: Sendable {
+public final class SingleFlight<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     private struct Flight {
         let task: Task<Value, any Error>
         var callers: Int
@@ -16,10 +16,10 @@ final class SingleFlight<Key: Hashable & Sendable, Value: Sendable>: Sendable {
 
     private let flights = NIOLockedValueBox<[Key: Flight]>([:])
 
-    init() {}
+    public init() {}
 
     /// `read`'s result for `key`, from a read already running for it when there is one.
-    func value(_ key: Key, _ read: @escaping @Sendable () async throws -> Value) async throws -> Value {
+    public func value(_ key: Key, _ read: @escaping @Sendable () async throws -> Value) async throws -> Value {
         let task: Task<Value, any Error> = flights.withLockedValue { flights in
             if let running = flights[key] {
                 flights[key]?.callers += 1
@@ -38,7 +38,7 @@ final class SingleFlight<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     }
 
     /// How many callers wait for the read of `key` now, its starter included; 0 when none runs.
-    func callers(_ key: Key) -> Int {
+    public func callers(_ key: Key) -> Int {
         flights.withLockedValue { $0[key]?.callers ?? 0 }
     }
 }

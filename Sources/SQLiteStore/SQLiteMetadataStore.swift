@@ -479,6 +479,28 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 CREATE INDEX console_sessions_by_expiry ON console_sessions(expires_at);
                 """)
         }
+        m.registerMigration("v19-cache") { db in
+            // Pull-through cache rules and their credential sets (SQLiteMetadataStore+CacheRules.swift).
+            try db.execute(sql: """
+                CREATE TABLE credential_sets (
+                    name TEXT PRIMARY KEY,
+                    login_server TEXT NOT NULL,
+                    username TEXT NOT NULL,
+                    sealed_password BLOB NOT NULL,
+                    created_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE cache_rules (
+                    name TEXT PRIMARY KEY,
+                    source_repository TEXT NOT NULL,
+                    target_repository TEXT NOT NULL,
+                    credential_set TEXT REFERENCES credential_sets(name),
+                    plain_http INTEGER NOT NULL,
+                    tag_freshness_seconds INTEGER NOT NULL,
+                    created_by TEXT NOT NULL,
+                    created_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                """)
+        }
         return m
     }
 

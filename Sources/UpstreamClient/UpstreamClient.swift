@@ -158,6 +158,23 @@ public final class UpstreamClient: Sendable {
         return UpstreamManifest(digest: digest, mediaType: parsed.mediaType, bytes: bytes)
     }
 
+    /// The digest the upstream states for a tag (`Docker-Content-Digest` of a HEAD), nil when it
+    /// states none. A HEAD does not count against pull limits where GETs do (Docker Hub); the
+    /// digest is the upstream's word, so a caller fetches and verifies the content when it differs
+    /// from what it has.
+    public func manifestDigest(repository: String, tag: String) async throws(UpstreamError) -> Digest? {
+        let url = "\(base)/v2/\(repository)/manifests/\(tag)"
+        do {
+            return try await withResponse(url, scope: repository, kind: "manifest-head", accept: Self.manifestAccept, method: .HEAD) { response in
+                response.headers.first(name: "Docker-Content-Digest").flatMap { try? Digest(parsing: $0) }
+            }
+        } catch let error as UpstreamError {
+            throw error
+        } catch {
+            throw UpstreamError(.unreachable, "\(error)")
+        }
+    }
+
     // MARK: blobs
 
     /// Streams a blob into `consume`, hashed while read: the sequence throws `digestMismatch`
@@ -230,13 +247,13 @@ public final class UpstreamClient: Sendable {
 
     /// Sends a GET (authenticating as the upstream asks, following allowed redirects) and hands
     /// the 2xx answer to `body` while its connection is open.
-    func withResponse<T: Sendable>(_ url: String, scope: String, kind: String, accept: String?,
+    func withResponse<T: Sendable>(_ url: String, scope: String, kind: String, accept: String?, method: HTTPMethod = .GET,
                                    _ body: (HTTPClientResponse) async throws -> T) async throws -> T {
         var retriedAuth = false
         while true {
             counters.withLockedValue { $0[kind, default: 0] += 1 }
             let authorization = authorizations.withLockedValue { $0[scope] }
-            let outcome = try await follow(url, accept: accept, authorization: authorization, body)
+            let outcome = try await follow(url, accept: accept, method: method, authorization: authorization, body)
             switch outcome {
             case .done(let value):
                 return value
@@ -256,7 +273,7 @@ public final class UpstreamClient: Sendable {
     }
 
     /// One request and its redirects.
-    private func follow<T: Sendable>(_ first: String, accept: String?, authorization: String?,
+    private func follow<T: Sendable>(_ first: String, accept: String?, method: HTTPMethod, authorization: String?,
                                      _ body: (HTTPClientResponse) async throws -> T) async throws -> Outcome<T> {
         guard let origin = OutboundPolicy.origin(of: first) else { throw UpstreamError(.badAnswer, "invalid URL") }
         var url = first
@@ -269,7 +286,7 @@ public final class UpstreamClient: Sendable {
                 throw UpstreamError(.refused, hop == 0 ? error.message : "redirect refused: \(error.message)")
             }
             var request = HTTPClientRequest(url: url)
-            request.method = .GET
+            request.method = method
             if let accept { request.headers.add(name: "Accept", value: accept) }
             request.headers.add(name: "User-Agent", value: "berth-upstream")
             // Authorization stays with the registry's origin: a redirect elsewhere (a CDN, a

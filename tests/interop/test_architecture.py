@@ -43,7 +43,7 @@ def extra_targets():
 
 
 FEATURE_TARGETS: list[str] = ["WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "ReplicationFeature", "TasksFeature", "ScanningFeature",
-                              "ConsoleFeature", "ImportFeature"]
+                              "ConsoleFeature", "ImportFeature", "CacheFeature"]
 
 # The client side of credentials (issue 17): the stored login and token client shared with the
 # CLI, and the two executables built on it (kubelet credential provider, docker credential helper).
@@ -165,3 +165,11 @@ def test_the_upstream_client_is_a_client_only():
                                           "NIOConcurrencyHelpers"}, imports("UpstreamClient")
     for target in ("OCIModel", "RegistryStore", "RegistryCore", "Access", "Admission", "HTTPAPI") + tuple(BACKENDS):
         assert "UpstreamClient" not in imports(target), target
+
+
+def test_the_cache_feature_reaches_upstreams_only_through_the_upstream_client():
+    # Issue 17 item 2: the pull-through cache stores through the core (a push: quotas, locks,
+    # events) and fetches only through UpstreamClient; no backend, no other feature, no HTTP client.
+    allowed = {"Foundation", "HTTPAPI", "RegistryCore", "RegistryStore", "Access", "OCIModel", "UpstreamClient", "BerthAPIContract",
+               "Hummingbird", "Crypto", "Logging", "NIOCore", "NIOConcurrencyHelpers"}
+    assert imports("CacheFeature") <= allowed, imports("CacheFeature") - allowed

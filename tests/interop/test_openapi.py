@@ -345,6 +345,14 @@ CONTRACT_BODIES: Dict[Route, Tuple[object, object]] = {
     ("GET", "/api/v1/replications/{}"): (None, "ReplicaView"),
     ("PATCH", "/api/v1/replications/{}"): ("ReplicationRequest", "ReplicaView"),
     ("GET", "/api/v1/replications/{}/status"): (None, "ReplicaStatusView"),
+    ("GET", "/api/v1/cache-rules"): (None, ["CacheRuleView"]),
+    ("POST", "/api/v1/cache-rules"): ("CacheRuleRequest", "CacheRuleView"),
+    ("GET", "/api/v1/cache-rules/{}"): (None, "CacheRuleView"),
+    ("PATCH", "/api/v1/cache-rules/{}"): ("CacheRuleRequest", "CacheRuleView"),
+    ("GET", "/api/v1/credential-sets"): (None, ["CredentialSetView"]),
+    ("POST", "/api/v1/credential-sets"): ("CredentialSetRequest", "CredentialSetView"),
+    ("GET", "/api/v1/credential-sets/{}"): (None, "CredentialSetView"),
+    ("PATCH", "/api/v1/credential-sets/{}"): ("CredentialSetRequest", "CredentialSetView"),
     ("GET", "/api/v1/tasks"): (None, ["TaskView"]),
     ("POST", "/api/v1/tasks"): ("TaskRequest", "TaskView"),
     ("GET", "/api/v1/tasks/{}"): (None, "TaskView"),
@@ -796,6 +804,23 @@ def test_hand_written_calls_match_the_document(registry, hook_receiver):
                 expect=200)["regionEndpointEnabled"] is False
     call("GET", "/api/v1/replications/{location}/status", "/api/v1/replications/southeastasia/status", expect=200)
     call("DELETE", "/api/v1/replications/{location}", "/api/v1/replications/southeastasia", expect=204)
+
+    # pull-through cache rules and credential sets (issue 17): the password is never shown
+    cs = call("POST", "/api/v1/credential-sets", json={"name": "up-creds", "loginServer": "203.0.113.10", "username": "puller",
+                                                       "password": "s3cret"}, expect=201)
+    assert "s3cret" not in json.dumps(cs)
+    call("GET", "/api/v1/credential-sets", expect=200)
+    call("PATCH", "/api/v1/credential-sets/{name}", "/api/v1/credential-sets/up-creds", json={"username": "other"}, expect=200)
+    call("GET", "/api/v1/credential-sets/{name}", "/api/v1/credential-sets/up-creds", expect=200)
+    rule = call("POST", "/api/v1/cache-rules", json={"name": "up", "sourceRepository": "203.0.113.10/library/*",
+                                                     "targetRepository": "mirror/*", "credentialSet": "up-creds"}, expect=201)
+    assert rule["tagFreshnessSeconds"] == 300
+    call("GET", "/api/v1/cache-rules", expect=200)
+    call("PATCH", "/api/v1/cache-rules/{name}", "/api/v1/cache-rules/up", json={"tagFreshnessSeconds": 60}, expect=200)
+    call("GET", "/api/v1/cache-rules/{name}", "/api/v1/cache-rules/up", expect=200)
+    call("DELETE", "/api/v1/credential-sets/{name}", "/api/v1/credential-sets/up-creds", expect=409)
+    call("DELETE", "/api/v1/cache-rules/{name}", "/api/v1/cache-rules/up", expect=204)
+    call("DELETE", "/api/v1/credential-sets/{name}", "/api/v1/credential-sets/up-creds", expect=204)
 
     # quarantine and content trust
     change = call("PATCH", "/api/v1/quarantine", json={"enabled": True, "grandfatherExisting": False, "dryRun": True},

@@ -1,0 +1,276 @@
+import Access
+import Foundation
+import HTTPAPI
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import OCIModel
+import RegistryCore
+import RegistryStore
+import UpstreamClient
+
+/// The pull-through cache (issue 17 item 2): a `/v2/` read of a repository a rule covers fills what
+/// is missing from the rule's upstream through the registry core, as a push would (quotas, locks,
+/// events), digests verified by `UpstreamClient` before anything is stored. A tag is answered from
+/// the cache for the rule's freshness window, then upstream is asked again and the tag moved when it
+/// changed; when the upstream fails, what is cached is served. Concurrent misses of one manifest,
+/// tag or blob share one fetch.
+public final class PullThrough: ContentFallback, Sendable {
+    let registry: Registry
+    let service: CacheService
+    let limits: UpstreamLimits
+    let logger: Logger
+    let now: @Sendable () -> Date
+
+    /// The rules as last read, and when; re-read after `rulesTTL` seconds or a change on this node.
+    private let rules = NIOLockedValueBox<(rules: [(CacheRuleRecord, CacheRulePattern)], at: Date)?>(nil)
+    private let loadRules = SingleFlight<Int, [(CacheRuleRecord, CacheRulePattern)]>()
+    static let rulesTTL: TimeInterval = 5
+    /// One upstream client per rule (its tokens), replaced when the rule changes.
+    private let clients = NIOLockedValueBox<[String: (CacheRuleRecord, UpstreamClient)]>([:])
+    /// When each cached tag (`repository:tag`) was last confirmed upstream (or the upstream failed).
+    private let checked = NIOLockedValueBox<[String: Date]>([:])
+    private let fetches = SingleFlight<String, Bool>()
+
+    public init(registry: Registry, service: CacheService, limits: UpstreamLimits = UpstreamLimits(),
+                logger: Logger = Logger(label: "berth.cache"), now: @escaping @Sendable () -> Date = Date.init) {
+        self.registry = registry
+        self.service = service
+        self.limits = limits
+        self.logger = logger
+        self.now = now
+    }
+
+    /// How many reads wait for the fetch of `key` (`t:repo:tag`, `m:repo@digest`, `b:repo@digest`): tests.
+    func fetchCallers(_ key: String) -> Int { fetches.callers(key) }
+
+    /// Forgets the rules read (after a change through this node's API).
+    func rulesChanged() { rules.withLockedValue { $0 = nil } }
+
+    /// Index nesting followed, and manifests one fill may copy.
+    static let maxDepth = 4
+    static let maxManifests = 1000
+
+    // MARK: rules
+
+    func currentRules() async throws -> [(CacheRuleRecord, CacheRulePattern)] {
+        let time = now()
+        if let cached = rules.withLockedValue({ $0 }), time.timeIntervalSince(cached.at) < Self.rulesTTL, time >= cached.at {
+            return cached.rules
+        }
+        let service = self.service, logger = self.logger
+        let loaded = try await loadRules.value(0) {
+            try await service.rules().compactMap { r -> (CacheRuleRecord, CacheRulePattern)? in
+                do {
+                    return (r, try CacheRulePattern(source: r.sourceRepository, target: r.targetRepository))
+                } catch {
+                    logger.warning("cache rule \(r.name) is not usable: \(error)")
+                    return nil
+                }
+            }
+        }
+        rules.withLockedValue { $0 = (loaded, time) }
+        return loaded
+    }
+
+    /// The rule covering `repository` and the upstream repository it caches, nil when none does.
+    func match(_ repository: RepositoryName) async throws -> (rule: CacheRuleRecord, upstreamRepository: String)? {
+        for (rule, pattern) in try await currentRules() {
+            if let upstream = pattern.upstreamRepository(for: repository.value) { return (rule, upstream) }
+        }
+        return nil
+    }
+
+    func client(_ rule: CacheRuleRecord) async throws -> UpstreamClient {
+        if let known = clients.withLockedValue({ $0[rule.name] }), known.0 == rule { return known.1 }
+        let pattern = try CacheRulePattern(source: rule.sourceRepository, target: rule.targetRepository)
+        var credentials: UpstreamCredentials?
+        if let set = rule.credentialSet {
+            let (server, c) = try await service.credentials(set)
+            // A password goes only to the registry it was given for.
+            guard server == pattern.registry else {
+                throw RegistryError(.denied, "cache rule \(rule.name): credential set \(set) is not for \(pattern.registry)", status: 502)
+            }
+            credentials = c
+        }
+        let client = try UpstreamClient(registry: pattern.registry, plainHTTP: rule.plainHTTP, credentials: credentials,
+                                        policy: service.policy, limits: limits)
+        clients.withLockedValue { $0[rule.name] = (rule, client) }
+        return client
+    }
+
+    // MARK: ContentFallback
+
+    public func prepareManifest(_ repository: RepositoryName, _ reference: Reference) async throws {
+        guard let matched = try await match(repository) else { return }
+        let rule = matched.rule, upstreamRepository = matched.upstreamRepository
+        switch reference {
+        case .digest(let digest):
+            // Content by digest never changes: once cached, upstream is not asked again.
+            if await hasManifest(repository, digest) { return }
+            _ = try await fetches.value("m:\(repository)@\(digest)") {
+                try await self.asCache(rule) {
+                    let client = try await self.client(rule)
+                    let manifest = try await Self.upstream { () async throws(UpstreamError) in
+                        try await client.manifest(repository: upstreamRepository, reference: .digest(digest))
+                    }
+                    var budget = Budget()
+                    try await self.copy(manifest, into: repository, from: upstreamRepository, client: client, depth: 0, budget: &budget)
+                }
+                return true
+            }
+        case .tag(let tag):
+            let key = "\(repository):\(tag)"
+            let cached = try? await registry.resolve(repository, .tag(tag))
+            if cached != nil, let at = checked.withLockedValue({ $0[key] }), now().timeIntervalSince(at) < Double(rule.tagFreshnessSeconds),
+               now() >= at {
+                return
+            }
+            _ = try await fetches.value("t:" + key) {
+                try await self.refreshTag(repository, tag, rule: rule, upstreamRepository: upstreamRepository, cached: cached)
+                return true
+            }
+        }
+    }
+
+    public func prepareBlob(_ repository: RepositoryName, _ digest: Digest) async throws {
+        guard let matched = try await match(repository) else { return }
+        let rule = matched.rule, upstreamRepository = matched.upstreamRepository
+        if (try? await registry.blobSize(repository, digest)) != nil { return }
+        _ = try await fetches.value("b:\(repository)@\(digest)") {
+            try await self.asCache(rule) {
+                let client = try await self.client(rule)
+                try await self.copyBlob(digest, size: nil, into: repository, from: upstreamRepository, client: client)
+            }
+            return true
+        }
+    }
+
+    /// Asks upstream for the tag; moves the cached tag when it changed. An upstream failure keeps
+    /// serving what is cached, and is thrown only when nothing is.
+    func refreshTag(_ repository: RepositoryName, _ tag: String, rule: CacheRuleRecord, upstreamRepository: String,
+                    cached: Digest?) async throws {
+        let key = "\(repository):\(tag)"
+        do {
+            try await asCache(rule) {
+                let client = try await self.client(rule)
+                // A cached tag is checked with a HEAD first: unchanged, nothing more is fetched.
+                if let cached, try await Self.upstream({ () async throws(UpstreamError) in
+                    try await client.manifestDigest(repository: upstreamRepository, tag: tag)
+                }) == cached {
+                    return
+                }
+                let manifest = try await Self.upstream { () async throws(UpstreamError) in
+                    try await client.manifest(repository: upstreamRepository, reference: .tag(tag))
+                }
+                if manifest.digest != cached {
+                    var budget = Budget()
+                    try await self.copy(manifest, into: repository, from: upstreamRepository, client: client, depth: 0, budget: &budget,
+                                        tag: tag)
+                    self.logger.info("cache: tag filled from upstream", metadata: [
+                        "rule": "\(rule.name)", "repository": "\(repository)", "tag": "\(tag)", "digest": "\(manifest.digest)",
+                    ])
+                }
+            }
+            checked.withLockedValue { $0[key] = now() }
+        } catch {
+            guard cached != nil else { throw error }
+            // The upstream is down (or refuses, or lies): serve the cached tag, and ask again after the window.
+            checked.withLockedValue { $0[key] = now() }
+            logger.warning("cache: upstream failed, serving the cached tag", metadata: [
+                "rule": "\(rule.name)", "repository": "\(repository)", "tag": "\(tag)", "error": "\(error)",
+            ])
+        }
+    }
+
+    // MARK: copying
+
+    struct Budget {
+        var manifests = 0
+    }
+
+    func hasManifest(_ repository: RepositoryName, _ digest: Digest) async -> Bool {
+        (try? await registry.manifest(repository, .digest(digest))) != nil
+    }
+
+    /// Stores a manifest and everything it names (blobs, then the children of an index), by digest,
+    /// or under `tag` (one push, as a client's: its event carries the tag).
+    func copy(_ manifest: UpstreamManifest, into repository: RepositoryName, from upstreamRepository: String, client: UpstreamClient,
+              depth: Int, budget: inout Budget, tag: String? = nil) async throws {
+        guard depth <= Self.maxDepth else {
+            throw RegistryError(.manifestInvalid, "upstream: indexes nested deeper than \(Self.maxDepth) levels", status: 502)
+        }
+        budget.manifests += 1
+        guard budget.manifests <= Self.maxManifests else {
+            throw RegistryError(.manifestInvalid, "upstream: an image of more than \(Self.maxManifests) manifests", status: 502)
+        }
+        let present = await hasManifest(repository, manifest.digest)
+        if present, tag == nil { return }
+        let parsed = try ManifestParser.parse(manifest.bytes, contentType: manifest.mediaType)
+        if present {
+            // Only the tag is new.
+        } else if parsed.kind == .index {
+            for child in parsed.children {
+                if await hasManifest(repository, child) { continue }
+                let childManifest = try await Self.upstream { () async throws(UpstreamError) in
+                    try await client.manifest(repository: upstreamRepository, reference: .digest(child))
+                }
+                try await copy(childManifest, into: repository, from: upstreamRepository, client: client, depth: depth + 1, budget: &budget)
+            }
+        } else {
+            let sizes = Self.blobSizes(manifest.bytes)
+            for blob in parsed.blobs {
+                if (try? await registry.blobSize(repository, blob)) != nil { continue }
+                _ = try await fetches.value("b:\(repository)@\(blob)") {
+                    try await self.copyBlob(blob, size: sizes[blob], into: repository, from: upstreamRepository, client: client)
+                    return true
+                }
+            }
+        }
+        _ = try await registry.putManifest(repository, reference: tag.map { .tag($0) } ?? .digest(manifest.digest), bytes: manifest.bytes,
+                                           contentType: manifest.mediaType)
+    }
+
+    /// Streams a blob from upstream into the store, hashed while read: a digest or size mismatch
+    /// fails the stream before its end, so nothing is stored.
+    func copyBlob(_ digest: Digest, size: Int64?, into repository: RepositoryName, from upstreamRepository: String,
+                  client: UpstreamClient) async throws {
+        if (try? await registry.blobSize(repository, digest)) != nil { return }
+        let registry = self.registry
+        do {
+            _ = try await client.blob(repository: upstreamRepository, digest: digest, size: size) { stream in
+                try await registry.putBlob(repository, digest: digest, contentLength: size, body: stream)
+            }
+        } catch let e as UpstreamError {
+            throw e.kind == .notFound ? RegistryError(.blobUnknown, "upstream: " + e.message, status: 404) : e.registryError
+        }
+    }
+
+    /// An upstream call whose failure becomes what the client is answered (502 for a broken
+    /// upstream, 404 for what it does not have).
+    static func upstream<T>(_ body: () async throws(UpstreamError) -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            throw error.registryError
+        }
+    }
+
+    /// Stores with the rule as the events' actor.
+    func asCache<T: Sendable>(_ rule: CacheRuleRecord, _ body: () async throws -> T) async throws -> T {
+        try await EventOrigin.$current.withValue(EventOrigin(actor: "cache:" + rule.name, address: "-")) {
+            try await body()
+        }
+    }
+
+    /// The sizes an image manifest states for its config, layers and blobs.
+    static func blobSizes(_ bytes: [UInt8]) -> [Digest: Int64] {
+        struct Shape: Decodable { var config: Descriptor?; var layers: [Descriptor]?; var blobs: [Descriptor]? }
+        guard let shape = try? JSONDecoder().decode(Shape.self, from: Data(bytes)) else { return [:] }
+        var sizes: [Digest: Int64] = [:]
+        for d in [shape.config].compactMap({ $0 }) + (shape.layers ?? []) + (shape.blobs ?? []) {
+            if let digest = try? Digest(parsing: d.digest), d.size >= 0 { sizes[digest] = d.size }
+        }
+        return sizes
+    }
+}

@@ -1,0 +1,88 @@
+import Access
+import Backends
+import struct Crypto.SymmetricKey
+import Foundation
+import HTTPAPI
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import OCIModel
+import RegistryCore
+import RegistryStore
+import Testing
+@testable import CacheFeature
+
+private func basic(_ user: String, _ password: String) -> HTTPFields {
+    [.authorization: "Basic " + Data("\(user):\(password)".utf8).base64EncodedString(), .contentType: "application/json"]
+}
+
+/// The cache rules' API and the fallback in the `/v2/` read path, over HTTP: management needs an
+/// Owner, a pull needs pull rights on the target before anything is fetched, and a repository no
+/// rule covers is never fetched.
+@Suite struct CacheAPITests {
+    @Test func rulesAreAnOwnersAndAPullThroughTheCacheNeedsPullRights() async throws {
+        let upstream = PullThroughTests.Upstream()
+        let m = PullThroughTests.manifest([PullThroughTests.other])
+        upstream.serve(m, tag: "v1", blobs: [PullThroughTests.config, PullThroughTests.other])
+        try await PullThroughTests.withUpstream(upstream) { port in
+            var quiet = Logger(label: "test")
+            quiet.logLevel = .critical
+            let dir = NSTemporaryDirectory() + "berth-cache-api-" + UUID().uuidString
+            let registry = try Registry.embedded(dataDirectory: dir, logger: quiet)
+            let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore & KeyMaterialStore,
+                                                      keyDirectory: dir + "/keys")
+            _ = try await access.bootstrap(ownerPassword: "owner-pw")
+            let owner = Actor(name: "owner", address: "-")
+            let (_, devPassword) = try await access.createIdentity(owner, name: "dev")
+            _ = try await access.assignRole(owner, assignee: "dev", role: "Pull", scope: "other/*")
+            let dev = basic("dev", try #require(devPassword))
+            let service = CacheService(store: registry.metadata as! any CacheRuleStore, sealingKey: SymmetricKey(size: .bits256),
+                                       policy: try OutboundPolicy(allow: "127.0.0.1/32"))
+            let feature = CacheFeature(service: service, pullThrough: PullThrough(registry: registry, service: service, logger: quiet))
+            let app = try await BerthServer.makeApplication(registry: registry, access: access, features: [feature], host: "127.0.0.1",
+                                                            port: 0, serviceName: "berth-test", logger: quiet)
+            try await app.test(.router) { client in
+                let rule = #"{"name":"lib","sourceRepository":"127.0.0.1:\#(port)/lib/*","targetRepository":"mirror/*","plainHTTP":true}"#
+                // Only an Owner manages rules.
+                #expect(try await client.execute(uri: "/api/v1/cache-rules", method: .post, headers: dev,
+                                                 body: ByteBuffer(string: rule)).status == .forbidden)
+                let created = try await client.execute(uri: "/api/v1/cache-rules", method: .post, headers: basic("owner", "owner-pw"),
+                                                       body: ByteBuffer(string: rule))
+                #expect(created.status == .created)
+                let overlapping = #"{"name":"x","sourceRepository":"127.0.0.1:\#(port)/lib/x","targetRepository":"mirror/x","plainHTTP":true}"#
+                let refused = try await client.execute(uri: "/api/v1/cache-rules", method: .post, headers: basic("owner", "owner-pw"),
+                                                       body: ByteBuffer(string: overlapping))
+                #expect(refused.status == .conflict)
+                let bad = #"{"name":"y","sourceRepository":"127.0.0.1:\#(port)/lib/*","targetRepository":"*"}"#
+                #expect(try await client.execute(uri: "/api/v1/cache-rules", method: .post, headers: basic("owner", "owner-pw"),
+                                                 body: ByteBuffer(string: bad)).status == .badRequest)
+                // A credential set's password is never shown.
+                let set = #"{"name":"creds","loginServer":"127.0.0.1:\#(port)","username":"u","password":"pa55-word"}"#
+                let made = try await client.execute(uri: "/api/v1/credential-sets", method: .post, headers: basic("owner", "owner-pw"),
+                                                    body: ByteBuffer(string: set))
+                #expect(made.status == .created && !String(buffer: made.body).contains("pa55-word"))
+                let listed = try await client.execute(uri: "/api/v1/credential-sets", method: .get, headers: basic("owner", "owner-pw"))
+                #expect(listed.status == .ok && !String(buffer: listed.body).contains("pa55-word"))
+
+                // Without pull rights on the target, nothing is fetched.
+                let refusedPull = try await client.execute(uri: "/v2/mirror/app/manifests/v1", method: .get, headers: dev)
+                #expect(refusedPull.status == .forbidden)
+                #expect(upstream.gets.withLockedValue { $0 }.isEmpty)
+                // A repository no rule covers is never fetched.
+                let uncovered = try await client.execute(uri: "/v2/other/app/manifests/v1", method: .get, headers: dev)
+                #expect(uncovered.status == .notFound)
+                #expect(upstream.gets.withLockedValue { $0 }.isEmpty)
+                // The Owner pulls through the cache: HEAD, then GET and a blob, from the cache.
+                let head = try await client.execute(uri: "/v2/mirror/app/manifests/v1", method: .head, headers: basic("owner", "owner-pw"))
+                #expect(head.status == .ok && head.headers[HTTPField.Name("Docker-Content-Digest")!] == Digest.compute(m).string)
+                let got = try await client.execute(uri: "/v2/mirror/app/manifests/v1", method: .get, headers: basic("owner", "owner-pw"))
+                #expect(got.status == .ok && Array(got.body.readableBytesView) == m)
+                let blob = try await client.execute(uri: "/v2/mirror/app/blobs/\(Digest.compute(PullThroughTests.other))", method: .get,
+                                                    headers: basic("owner", "owner-pw"))
+                #expect(blob.status == .ok && Array(blob.body.readableBytesView) == PullThroughTests.other)
+                #expect(upstream.count("/v2/lib/app/manifests/v1") == 1)
+            }
+        }
+    }
+}

@@ -1,0 +1,256 @@
+import Access
+import Backends
+import struct Crypto.SymmetricKey
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOConcurrencyHelpers
+import OCIModel
+import RegistryCore
+import RegistryStore
+import Testing
+import UpstreamClient
+@testable import CacheFeature
+
+/// A settable clock for the freshness window.
+final class TestClock: Sendable {
+    private let value = NIOLockedValueBox(Date(timeIntervalSince1970: 1_800_000_000))
+    var now: Date { value.withLockedValue { $0 } }
+    func advance(_ seconds: TimeInterval) { value.withLockedValue { $0 += seconds } }
+}
+
+/// The pull-through cache against a scripted upstream on loopback and a real embedded registry.
+@Suite struct PullThroughTests {
+    static let config = Array(#"{"architecture":"amd64","os":"linux"}"#.utf8)
+    static let layer = [UInt8](repeating: 7, count: 100_000)   // above the inline limit: the blob store's upload path
+    static let other = Array("another small layer".utf8)
+
+    static func manifest(_ layers: [[UInt8]]) -> [UInt8] {
+        let items = layers.map { #"{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"\#(Digest.compute($0))","size":\#($0.count)}"# }
+        return Array("""
+        {"schemaVersion":2,"mediaType":"\(MediaType.ociManifest)","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"\(Digest.compute(config))","size":\(config.count)},"layers":[\(items.joined(separator: ","))]}
+        """.utf8)
+    }
+
+    /// What the scripted upstream serves: manifests by tag and digest, blobs by digest.
+    final class Upstream: Sendable {
+        let tags = NIOLockedValueBox<[String: [UInt8]]>([:])
+        let blobs = NIOLockedValueBox<[Digest: [UInt8]]>([:])
+        let gets = NIOLockedValueBox<[String: Int]>([:])
+        /// Called before a manifest by tag is answered (to hold it until the test's readers all wait).
+        let beforeTag = NIOLockedValueBox<(@Sendable () async -> Void)?>(nil)
+
+        func serve(_ m: [UInt8], tag: String, blobs: [[UInt8]]) {
+            tags.withLockedValue { $0[tag] = m }
+            self.blobs.withLockedValue { for b in blobs { $0[Digest.compute(b)] = b } }
+        }
+
+        func count(_ path: String) -> Int { gets.withLockedValue { $0[path] ?? 0 } }
+        var blobGets: Int { gets.withLockedValue { $0.filter { $0.key.contains("/blobs/") }.values.reduce(0, +) } }
+        /// Manifest requests, GET and HEAD.
+        var manifestGets: Int { gets.withLockedValue { $0.filter { $0.key.contains("/manifests/") }.values.reduce(0, +) } }
+    }
+
+    static func withUpstream(_ upstream: Upstream, _ body: @Sendable (Int) async throws -> Void) async throws {
+        let router = Router()
+        router.head("**") { request, _ -> Response in
+            let path = request.uri.path
+            upstream.gets.withLockedValue { $0["HEAD " + path, default: 0] += 1 }
+            let tag = String(path.split(separator: "/").last ?? "")
+            guard path.contains("/manifests/"), let m = upstream.tags.withLockedValue({ $0[tag] }) else { return Response(status: .notFound) }
+            var h = HTTPFields()
+            h[.contentType] = MediaType.ociManifest
+            h[HTTPField.Name("Docker-Content-Digest")!] = Digest.compute(m).string
+            h[.contentLength] = String(m.count)
+            return Response(status: .ok, headers: h)
+        }
+        router.get("**") { request, _ -> Response in
+            let path = request.uri.path
+            upstream.gets.withLockedValue { $0[path, default: 0] += 1 }
+            let last = String(path.split(separator: "/").last ?? "")
+            if path.contains("/manifests/") {
+                let byDigest = try? Digest(parsing: last)
+                if byDigest == nil, let hold = upstream.beforeTag.withLockedValue({ $0 }) { await hold() }
+                let m = upstream.tags.withLockedValue { tags in
+                    byDigest.flatMap { d in tags.values.first { Digest.compute($0) == d } } ?? tags[last]
+                }
+                guard let m else { return Response(status: .notFound) }
+                var h = HTTPFields()
+                h[.contentType] = MediaType.ociManifest
+                return Response(status: .ok, headers: h, body: .init(byteBuffer: ByteBuffer(bytes: m)))
+            }
+            if let d = try? Digest(parsing: last), let bytes = upstream.blobs.withLockedValue({ $0[d] }) {
+                return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+            }
+            return Response(status: .notFound)
+        }
+        var logger = Logger(label: "upstream")
+        logger.logLevel = .critical
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: logger)
+        try await app.test(.live) { client in try await body(try #require(client.port)) }
+    }
+
+    struct Cache {
+        let registry: Registry
+        let backends: Backends
+        let service: CacheService
+        let pullThrough: PullThrough
+        let clock: TestClock
+    }
+
+    /// A registry with the rule `127.0.0.1:<port>/lib/*` → `mirror/*` (freshness 60 s).
+    static func cache(port: Int) async throws -> Cache {
+        let dir = NSTemporaryDirectory() + "berth-cache-" + UUID().uuidString
+        let backends = try Backends.embedded(dataDirectory: dir)
+        let registry = Registry(blobs: backends.blobs, metadata: backends.metadata)
+        let service = CacheService(store: backends.metadata, sealingKey: SymmetricKey(size: .bits256),
+                                   policy: try OutboundPolicy(allow: "127.0.0.1/32"))
+        _ = try await service.createRule(name: "lib", source: "127.0.0.1:\(port)/lib/*", target: "mirror/*", credentialSet: nil,
+                                         plainHTTP: true, tagFreshnessSeconds: 60, createdBy: "owner")
+        let clock = TestClock()
+        var limits = UpstreamLimits()
+        limits.connectTimeout = .seconds(2)   // the outage test's refused connections are retried until then
+        let pullThrough = PullThrough(registry: registry, service: service, limits: limits, now: { clock.now })
+        return Cache(registry: registry, backends: backends, service: service, pullThrough: pullThrough, clock: clock)
+    }
+
+    static let app = try! RepositoryName("mirror/app")
+
+    @Test func concurrentMissesOfOneTagFetchItOnce() async throws {
+        let upstream = Upstream()
+        let m = Self.manifest([Self.layer])
+        upstream.serve(m, tag: "v1", blobs: [Self.config, Self.layer])
+        try await Self.withUpstream(upstream) { port in
+            let c = try await Self.cache(port: port)
+            let readers = 8
+            // The upstream answers the tag only once every reader waits for the one fetch.
+            upstream.beforeTag.withLockedValue {
+                $0 = {
+                    for _ in 0..<2000 where c.pullThrough.fetchCallers("t:mirror/app:v1") < readers {
+                        try? await Task.sleep(for: .milliseconds(5))
+                    }
+                }
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<readers { group.addTask { try await c.pullThrough.prepareManifest(Self.app, .tag("v1")) } }
+                try await group.waitForAll()
+            }
+            #expect(upstream.count("/v2/lib/app/manifests/v1") == 1)
+            #expect(upstream.count("/v2/lib/app/blobs/\(Digest.compute(Self.layer))") == 1)
+            #expect(upstream.count("/v2/lib/app/blobs/\(Digest.compute(Self.config))") == 1)
+            #expect(try await c.registry.resolve(Self.app, .tag("v1")) == Digest.compute(m))
+            #expect(try await c.registry.blobSize(Self.app, Digest.compute(Self.layer)) == Int64(Self.layer.count))
+            // Stored as a push is: with its events, by the rule.
+            let events = try await c.backends.metadata.events(after: 0, limit: 100)
+            #expect(events.contains { $0.action == .manifestPush && $0.tag == "v1" && $0.repository == "mirror/app" && $0.actor == "cache:lib" },
+                    "\(events.map { "\($0.action) \($0.repository) \($0.tag ?? "-") \($0.actor ?? "-")" })")
+        }
+    }
+
+    @Test func aRepositoryNoRuleCoversIsNeverFetched() async throws {
+        let upstream = Upstream()
+        upstream.serve(Self.manifest([Self.other]), tag: "v1", blobs: [Self.config, Self.other])
+        try await Self.withUpstream(upstream) { port in
+            let c = try await Self.cache(port: port)
+            try await c.pullThrough.prepareManifest(try RepositoryName("other/app"), .tag("v1"))
+            try await c.pullThrough.prepareManifest(try RepositoryName("mirror"), .tag("v1"))
+            try await c.pullThrough.prepareBlob(try RepositoryName("other/app"), Digest.compute(Self.other))
+            #expect(upstream.gets.withLockedValue { $0 }.isEmpty)
+        }
+    }
+
+    @Test func aTamperedBlobIsRefusedAndNothingIsCached() async throws {
+        let upstream = Upstream()
+        let m = Self.manifest([Self.layer])
+        upstream.serve(m, tag: "v1", blobs: [Self.config])
+        // The layer is served with other bytes of the same length.
+        upstream.blobs.withLockedValue { $0[Digest.compute(Self.layer)] = Self.layer.map { $0 ^ 1 } }
+        try await Self.withUpstream(upstream) { port in
+            let c = try await Self.cache(port: port)
+            await #expect {
+                try await c.pullThrough.prepareManifest(Self.app, .tag("v1"))
+            } throws: { ($0 as? RegistryError)?.code == .digestInvalid && ($0 as? RegistryError)?.status == 502 }
+            await #expect(throws: (any Error).self) { _ = try await c.registry.resolve(Self.app, .tag("v1")) }
+            await #expect(throws: (any Error).self) { _ = try await c.registry.blobSize(Self.app, Digest.compute(Self.layer)) }
+            #expect(try await c.backends.blobs.size(of: Digest.compute(Self.layer)) == nil)
+            #expect(try await c.backends.blobs.openUploadCount() == 0)
+            // A blob read by digest alone is refused the same way.
+            await #expect(throws: RegistryError.self) { try await c.pullThrough.prepareBlob(Self.app, Digest.compute(Self.layer)) }
+            #expect(try await c.backends.blobs.size(of: Digest.compute(Self.layer)) == nil)
+        }
+    }
+
+    @Test func aTamperedManifestIsRefused() async throws {
+        let upstream = Upstream()
+        let m = Self.manifest([Self.other])
+        upstream.serve(m, tag: "v1", blobs: [Self.config, Self.other])
+        try await Self.withUpstream(upstream) { port in
+            let c = try await Self.cache(port: port)
+            // Asked by a digest the upstream's bytes do not have.
+            let wrong = Digest.compute(Array("not this".utf8))
+            upstream.tags.withLockedValue { $0[wrong.string] = m }
+            await #expect {
+                try await c.pullThrough.prepareManifest(Self.app, .digest(wrong))
+            } throws: { ($0 as? RegistryError)?.code == .digestInvalid }
+            await #expect(throws: (any Error).self) { _ = try await c.registry.manifest(Self.app, .digest(wrong)) }
+        }
+    }
+
+    @Test func aTagIsFreshForItsWindowThenMovedWhenUpstreamMovedIt() async throws {
+        let upstream = Upstream()
+        let first = Self.manifest([Self.other])
+        upstream.serve(first, tag: "v1", blobs: [Self.config, Self.other])
+        try await Self.withUpstream(upstream) { port in
+            let c = try await Self.cache(port: port)
+            try await c.pullThrough.prepareManifest(Self.app, .tag("v1"))
+            #expect(try await c.registry.resolve(Self.app, .tag("v1")) == Digest.compute(first))
+            let second = Self.manifest([Self.layer])
+            upstream.serve(second, tag: "v1", blobs: [Self.layer])
+            // Within the window: answered from the cache, upstream not asked.
+            c.clock.advance(59)
+            try await c.pullThrough.prepareManifest(Self.app, .tag("v1"))
+            #expect(upstream.count("/v2/lib/app/manifests/v1") == 1)
+            #expect(try await c.registry.resolve(Self.app, .tag("v1")) == Digest.compute(first))
+            #expect(upstream.count("HEAD /v2/lib/app/manifests/v1") == 0)
+            // After it: asked (HEAD), and the tag moved (GET of the new manifest).
+            c.clock.advance(2)
+            try await c.pullThrough.prepareManifest(Self.app, .tag("v1"))
+            #expect(upstream.count("HEAD /v2/lib/app/manifests/v1") == 1)
+            #expect(upstream.count("/v2/lib/app/manifests/v1") == 2)
+            #expect(try await c.registry.resolve(Self.app, .tag("v1")) == Digest.compute(second))
+            // Unchanged upstream after the next window: a HEAD only.
+            c.clock.advance(61)
+            try await c.pullThrough.prepareManifest(Self.app, .tag("v1"))
+            #expect(upstream.count("HEAD /v2/lib/app/manifests/v1") == 2)
+            #expect(upstream.count("/v2/lib/app/manifests/v1") == 2)
+            // A digest once cached never asks upstream.
+            try await c.pullThrough.prepareManifest(Self.app, .digest(Digest.compute(first)))
+            #expect(upstream.manifestGets == 4)
+        }
+    }
+
+    @Test func anUpstreamOutageServesWhatIsCached() async throws {
+        let upstream = Upstream()
+        let m = Self.manifest([Self.other])
+        upstream.serve(m, tag: "v1", blobs: [Self.config, Self.other])
+        let cache = NIOLockedValueBox<Cache?>(nil)
+        try await Self.withUpstream(upstream) { port in
+            let c = try await Self.cache(port: port)
+            try await c.pullThrough.prepareManifest(Self.app, .tag("v1"))
+            cache.withLockedValue { $0 = c }
+        }
+        // The upstream is gone (connection refused), the window is over.
+        let c = try #require(cache.withLockedValue { $0 })
+        c.clock.advance(3600)
+        try await c.pullThrough.prepareManifest(Self.app, .tag("v1"))
+        try await c.pullThrough.prepareManifest(Self.app, .digest(Digest.compute(m)))
+        try await c.pullThrough.prepareBlob(Self.app, Digest.compute(Self.other))
+        #expect(try await c.registry.resolve(Self.app, .tag("v1")) == Digest.compute(m))
+        // What was never cached is an error the client can read (502), not a hang or a 500.
+        await #expect {
+            try await c.pullThrough.prepareManifest(Self.app, .tag("v2"))
+        } throws: { ($0 as? RegistryError)?.status == 502 }
+    }
+}

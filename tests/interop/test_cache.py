@@ -1,0 +1,189 @@
+"""Pull-through cache rules (issue 17 item 2): pulls through Berth of images that live upstream.
+
+Upstreams: Debian's reference registry (`docker-registry`, htpasswd Basic auth, through a credential
+set), a second `berth serve` (token auth), and a scripted upstream that serves a tampered layer. The
+cache allows loopback outbound explicitly (`BERTH_OUTBOUND_ALLOW`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import free_port
+from helpers import OCI_INDEX, OCI_MANIFEST, Api, sha256_digest, skopeo
+from test_oras import oras_client
+from test_import import LOOPBACK, berth, berth_source, login, push_image, reference_source  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.berth_only   # Berth's cache rules
+
+
+def manifest_gets(source, repo: str, ref: str) -> int:
+    text = source.log.read_text(errors="replace")
+    return text.count(f'"GET /v2/{repo}/manifests/{ref} HTTP')
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW=LOOPBACK)
+def test_pull_through_the_reference_registry_with_a_credential_set(registry, login, reference_source, tmp_path):
+    src = Api(reference_source.host, auth=reference_source.creds)
+    layers = [os.urandom(300_000), b"small layer"]
+    manifest = push_image(src, "lib/app", "v1", layers)
+    digest = sha256_digest(manifest)
+    user, password = reference_source.creds
+    berth(registry, login, "credential-set", "create", "--name", "ref", "--login-server", reference_source.host,
+          "--username", user, "--password-stdin", input=password + "\n")
+    rule = json.loads(berth(registry, login, "cache-rule", "create", "--name", "ref", "--source-repo", f"{reference_source.host}/lib/*",
+                            "--target-repo", "mirror/*", "--credential-set", "ref", "--plain-http", "--tag-freshness-seconds", "3600",
+                            "-o", "json").stdout)
+    assert rule["credentialSet"] == "ref" and rule["tagFreshnessSeconds"] == 3600, rule
+    shown = berth(registry, login, "credential-set", "show", "--name", "ref", "-o", "json").stdout.decode()
+    assert password not in shown and json.loads(shown)["username"] == user
+    # A second rule over the same repositories is refused.
+    p = berth(registry, login, "cache-rule", "create", "--name", "other", "--source-repo", f"{reference_source.host}/lib/x",
+              "--target-repo", "mirror/x", "--plain-http", check=False)
+    assert p.returncode != 0 and "overlaps" in p.stderr.decode(), p.stderr.decode()
+
+    # skopeo pulls the tag through the cache: manifest and blobs fetched, verified, stored, served.
+    ref = f"docker://{registry.host}/mirror/app:v1"
+    assert skopeo("inspect", "--tls-verify=false", "--raw", ref, creds=registry.creds).stdout == manifest
+    skopeo("copy", "--src-tls-verify=false", ref, f"oci:{tmp_path / 'layout'}:v1", creds=registry.creds)
+    assert registry.api().get_blob("mirror/app", sha256_digest(layers[0])).content == layers[0]
+    assert reference_source.blob_gets(sha256_digest(layers[0])) == 1
+    # By digest too; a repository no rule covers is never fetched.
+    assert registry.api().get_manifest("mirror/app", digest).content == manifest
+    assert registry.api().get_manifest("elsewhere/app", "v1").status_code == 404
+
+    # Concurrent pulls of one missing blob fetch it once.
+    big = os.urandom(2_000_000)
+    src.push_blob("lib/app", big)
+    with ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(lambda _: registry.api().get_blob("mirror/app", sha256_digest(big)), range(6)))
+    assert all(r.status_code == 200 and r.content == big for r in got), [r.status_code for r in got]
+    assert reference_source.blob_gets(sha256_digest(big)) == 1
+
+    # The tag moves upstream: within the freshness window the cache answers without asking upstream.
+    moved = push_image(src, "lib/app", "v1", [b"new layer"])
+    asked = manifest_gets(reference_source, "lib/app", "v1")
+    assert registry.api().get_manifest("mirror/app", "v1").content == manifest
+    assert manifest_gets(reference_source, "lib/app", "v1") == asked
+    # After it (a window of 0 here), upstream is asked and the tag moved.
+    berth(registry, login, "cache-rule", "update", "--name", "ref", "--tag-freshness-seconds", "0")
+    assert registry.api().get_manifest("mirror/app", "v1").content == moved
+
+    # Upstream gone: the tag and the digest are served from the cache.
+    reference_source.stop()
+    assert skopeo("inspect", "--tls-verify=false", "--raw", ref, creds=registry.creds).stdout == moved
+    assert registry.api().get_manifest("mirror/app", digest).content == manifest
+    assert registry.api().get_blob("mirror/app", sha256_digest(layers[0])).content == layers[0]
+    # What was never cached is a clean 502 while the upstream is down.
+    assert registry.api().get_manifest("mirror/app", "v9").status_code == 502
+    assert password not in registry.log_path.read_text(errors="replace")
+
+    # The set is in use; the rule goes first.
+    assert berth(registry, login, "credential-set", "delete", "--name", "ref", check=False).returncode != 0
+    berth(registry, login, "cache-rule", "delete", "--name", "ref")
+    berth(registry, login, "credential-set", "delete", "--name", "ref")
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW=LOOPBACK)
+def test_pull_through_a_berth_with_token_auth_caches_a_multi_arch_index(registry, login, berth_source, tmp_path):
+    src = berth_source.api()
+    amd = push_image(src, "lib/multi", "amd64", [b"amd64 layer"], arch="amd64")
+    arm = push_image(src, "lib/multi", "arm64", [b"arm64 layer"], arch="arm64")
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": sha256_digest(m), "size": len(m), "platform": {"architecture": a, "os": "linux"}}
+        for m, a in ((amd, "amd64"), (arm, "arm64"))]}).encode()
+    assert src.put_manifest("lib/multi", "v1", index, media_type=OCI_INDEX).status_code == 201
+    user, password = berth_source.creds
+    berth(registry, login, "credential-set", "create", "--name", "peer", "--login-server", berth_source.host, "--username", user,
+          "--password-stdin", input=password + "\n")
+    berth(registry, login, "cache-rule", "create", "--name", "peer", "--source-repo", f"{berth_source.host}/lib/multi",
+          "--target-repo", "hub/multi", "--credential-set", "peer", "--plain-http")
+    listed = json.loads(berth(registry, login, "cache-rule", "list", "-o", "json").stdout)
+    assert [r["name"] for r in listed] == ["peer"]
+
+    # Pull rights on the target are needed: another repository's reader is refused and nothing is fetched.
+    dev = ("dev", json.loads(berth(registry, login, "identity", "create", "--name", "dev", "-o", "json").stdout)["password"])
+    berth(registry, login, "role", "assignment", "create", "--assignee", "dev", "--role", "Pull", "--scope", "other/*")
+    assert Api(registry.host, auth=dev).get_manifest("hub/multi", "v1").status_code in (401, 403)
+    assert registry.api().req("GET", "/v2/hub/multi/tags/list").status_code == 404
+
+    # skopeo copies the whole index through the cache.
+    skopeo("copy", "--all", "--src-tls-verify=false", f"docker://{registry.host}/hub/multi:v1", f"oci:{tmp_path / 'all'}:v1",
+           creds=registry.creds)
+    assert registry.api().get_manifest("hub/multi", "v1").content == index
+    # oras-py fetches a child by digest (cached by the index's copy: the upstream is not asked again).
+    assert oras_client(registry.host, registry.creds).get_manifest(f"{registry.host}/hub/multi@{sha256_digest(arm)}") == json.loads(arm)
+    # The upstream stops: the index and its children are still served.
+    berth_source.stop()
+    for ref, body in (("v1", index), (sha256_digest(amd), amd), (sha256_digest(arm), arm)):
+        assert registry.api().get_manifest("hub/multi", ref).content == body
+
+
+class TamperingUpstream:
+    """A registry that serves a manifest whose layer comes back with other bytes of the same length."""
+
+    def __init__(self):
+        self.layer = os.urandom(100_000)
+        self.config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+        self.manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256_digest(self.config),
+                       "size": len(self.config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256_digest(self.layer),
+                        "size": len(self.layer)}],
+        }).encode()
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                body, kind = b"{}", "application/json"
+                if self.path.endswith("/manifests/v1"):
+                    body, kind = upstream.manifest, OCI_MANIFEST
+                elif self.path.endswith(sha256_digest(upstream.config)):
+                    body, kind = upstream.config, "application/octet-stream"
+                elif self.path.endswith(sha256_digest(upstream.layer)):
+                    body, kind = bytes(b ^ 1 for b in upstream.layer), "application/octet-stream"
+                elif self.path != "/v2/":
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW=LOOPBACK)
+def test_a_tampered_upstream_is_refused_and_nothing_is_cached(registry, login):
+    upstream = TamperingUpstream()
+    try:
+        berth(registry, login, "cache-rule", "create", "--name", "liar", "--source-repo", f"127.0.0.1:{upstream.port}/lib/*",
+              "--target-repo", "liar/*", "--plain-http")
+        r = registry.api().get_manifest("liar/app", "v1")
+        assert r.status_code == 502 and "DIGEST_INVALID" in r.text, (r.status_code, r.text)
+        r = registry.api().get_blob("liar/app", sha256_digest(upstream.layer))
+        assert r.status_code == 502, r.status_code
+        # Nothing was stored: with the rule gone the repository has no tag and no layer.
+        berth(registry, login, "cache-rule", "delete", "--name", "liar")
+        assert registry.api().get_manifest("liar/app", "v1").status_code == 404
+        assert registry.api().head_blob("liar/app", sha256_digest(upstream.layer)).status_code == 404
+    finally:
+        upstream.stop()
