@@ -193,7 +193,9 @@ struct Serve: AsyncParsableCommand {
             registry: registry, access: access,
             features: [WebhooksFeature(service: webhooks), ContentTrustFeature(registry: registry), AdmissionFeature(),
                        ReplicationFeature(service: replication), tasks,
-                       ScanningFeature(registry: registry, store: backends.metadata, scanOnPush: settings.scanOnPush,
+                       ScanningFeature(registry: registry, store: backends.metadata,
+                                       matcher: FindingMatcher(advisories: backends.metadata, store: backends.metadata),
+                                       scanOnPush: settings.scanOnPush,
                                        logger: Logger(label: "berth.scan")),
                        ConsoleFeature(webhooks: backends.metadata),
                        AdvisoryDatabaseFeature(database: AdvisoryDatabase(
