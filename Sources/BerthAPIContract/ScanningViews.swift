@@ -111,3 +111,61 @@ public struct ScanSBOMDocumentView: Codable, Sendable, Equatable {
         self.document = document
     }
 }
+
+/// One finding: an advisory that affects an installed package of the image.
+public struct ScanFindingView: Codable, Sendable, Equatable {
+    /// The advisory's id (`CVE-…`, `GHSA-…`, `DSA-…`) and its other names.
+    public var id: String
+    public var aliases: [String]
+    /// The ecosystem and package as the inventory names them; a distribution package's source
+    /// package (what distribution advisories name) in `sourcePackage`.
+    public var ecosystem: String
+    public var package: String
+    public var sourcePackage: String?
+    public var installedVersion: String
+    /// The lowest fixed version above the installed one; absent when there is no fix.
+    public var fixedVersion: String?
+    /// `Critical`, `High`, `Medium`, `Low`, `None` or `Unknown`.
+    public var severity: String
+    /// The CVSS base score, when the advisory has a vector.
+    public var score: Double?
+    /// `fix-available`, `unfixed` or `no-dsa` (Debian: unfixed, no advisory planned for the release).
+    public var fixState: String
+    public init(id: String, aliases: [String], ecosystem: String, package: String, sourcePackage: String?, installedVersion: String,
+                fixedVersion: String?, severity: String, score: Double?, fixState: String) {
+        self.id = id
+        self.aliases = aliases
+        self.ecosystem = ecosystem
+        self.package = package
+        self.sourcePackage = sourcePackage
+        self.installedVersion = installedVersion
+        self.fixedVersion = fixedVersion
+        self.severity = severity
+        self.score = score
+        self.fixState = fixState
+    }
+}
+
+/// `GET /api/v1/scans/findings?repository=R&reference=REF[&ignoreUnfixed=true]`: a manifest's findings.
+public struct ScanFindingsView: Codable, Sendable, Equatable {
+    public var repository: String
+    public var manifest: String
+    /// The advisory database version the findings were matched against, and the current one.
+    public var advisoryVersion: Int64
+    public var databaseVersion: Int64
+    public var matchedAt: Date
+    /// Most severe first, then by id.
+    public var findings: [ScanFindingView]
+    /// Findings left out by `ignoreUnfixed` (those without a fixed version).
+    public var unfixedHidden: Int
+    public init(repository: String, manifest: String, advisoryVersion: Int64, databaseVersion: Int64, matchedAt: Date,
+                findings: [ScanFindingView], unfixedHidden: Int) {
+        self.repository = repository
+        self.manifest = manifest
+        self.advisoryVersion = advisoryVersion
+        self.databaseVersion = databaseVersion
+        self.matchedAt = matchedAt
+        self.findings = findings
+        self.unfixedHidden = unfixedHidden
+    }
+}

@@ -189,7 +189,9 @@ struct Serve: AsyncParsableCommand {
         let tasks = TasksFeature(store: backends.metadata, access: access,
                                  configuration: Self.tasksConfiguration(settings, host: host, port: port, tls: tls != nil, outbound: outbound),
                                  logger: Logger(label: "berth.tasks"))
-        let scanning = ScanningFeature(registry: registry, store: backends.metadata, scanOnPush: settings.scanOnPush,
+        let scanning = ScanningFeature(registry: registry, store: backends.metadata,
+                                       matcher: FindingMatcher(advisories: backends.metadata, store: backends.metadata),
+                                       scanOnPush: settings.scanOnPush,
                                        logger: Logger(label: "berth.scan"))
         let contentTrust = ContentTrustFeature(registry: registry)
         let console = ConsoleFeature(store: backends.metadata, seams: Self.consoleSeams(replication: replication, tasks: tasks,

@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings]
 
     static var latest: Int { all.count }
 
@@ -174,6 +174,31 @@ enum PostgresMigrations {
             ecosystem \(text) NOT NULL,
             name \(text) NOT NULL,
             PRIMARY KEY (version, ecosystem, name))
+        """,
+    ]
+
+    /// Findings per manifest (`FindingStore`, PostgresMetadataStore+Findings.swift).
+    static let v7findings: [String] = [
+        """
+        CREATE TABLE scan_finding_sets (
+            manifest \(text) PRIMARY KEY,
+            advisory_version bigint NOT NULL,
+            matched_at double precision NOT NULL)
+        """,
+        """
+        CREATE TABLE scan_findings (
+            manifest \(text) NOT NULL,
+            advisory_id \(text) NOT NULL,
+            ecosystem \(text) NOT NULL,
+            package \(text) NOT NULL,
+            installed_version \(text) NOT NULL,
+            source_package \(text),
+            fixed_version \(text),
+            severity \(text) NOT NULL,
+            score double precision,
+            fix_state \(text) NOT NULL,
+            aliases \(text) NOT NULL,
+            PRIMARY KEY (manifest, advisory_id, ecosystem, package, installed_version))
         """,
     ]
 

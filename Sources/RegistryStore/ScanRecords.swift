@@ -62,16 +62,11 @@ public struct StoredInventory: Sendable, Equatable {
     }
 }
 
-/// A package as advisories name it: the ecosystem (OSV's names: "Debian", "PyPI", …) and the name.
-public struct InventoryPackageKey: Sendable, Hashable, Comparable {
-    public var ecosystem: String
-    public var name: String
-    public init(ecosystem: String, name: String) {
-        self.ecosystem = ecosystem
-        self.name = name
-    }
-    public static func < (a: Self, b: Self) -> Bool { (a.ecosystem, a.name) < (b.ecosystem, b.name) }
-}
+/// The inventory side's package key is the advisory side's: one type, filled by one normalisation
+/// (`Scanning.AdvisoryIndex.lookupKey`: the ecosystem's base name in lower case, PEP 503 names for
+/// PyPI, a distribution package's source package), so an inventory and an advisory that name the
+/// same package always meet in the re-match's join (two spellings used to miss: "Debian" vs "debian").
+public typealias InventoryPackageKey = AdvisoryPackageKey
 
 /// Scanning's derived data: layer indexes, inventories per manifest, and which inventories hold a
 /// package (so a change of advisories re-matches only those, without reading a layer). Nothing here

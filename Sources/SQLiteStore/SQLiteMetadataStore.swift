@@ -498,6 +498,29 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                     tag_freshness_seconds INTEGER NOT NULL,
                     created_by TEXT NOT NULL,
                     created_at REAL NOT NULL
+                """)
+        }
+        m.registerMigration("v20-findings") { db in
+            // Findings per manifest (SQLiteMetadataStore+Findings.swift).
+            try db.execute(sql: """
+                CREATE TABLE scan_finding_sets (
+                    manifest TEXT PRIMARY KEY,
+                    advisory_version INTEGER NOT NULL,
+                    matched_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE scan_findings (
+                    manifest TEXT NOT NULL,
+                    advisory_id TEXT NOT NULL,
+                    ecosystem TEXT NOT NULL,
+                    package TEXT NOT NULL,
+                    installed_version TEXT NOT NULL,
+                    source_package TEXT,
+                    fixed_version TEXT,
+                    severity TEXT NOT NULL,
+                    score REAL,
+                    fix_state TEXT NOT NULL,
+                    aliases TEXT NOT NULL,
+                    PRIMARY KEY (manifest, advisory_id, ecosystem, package, installed_version)
                 ) WITHOUT ROWID;
                 """)
         }

@@ -85,6 +85,18 @@ public struct AdvisoryIndex: Sendable {
         return lookupKey(ecosystem: package.ecosystem, name: isDistribution ? (package.sourceName ?? package.name) : package.name)
     }
 
+    /// The distinct lookup keys of installed packages, sorted: what an inventory is indexed by for
+    /// the re-match, and what the advisories that may affect it are read by.
+    public static func packageKeys(of packages: [InstalledPackage]) -> [(ecosystem: String, name: String)] {
+        var seen = Set<String>()
+        var keys: [(ecosystem: String, name: String)] = []
+        for p in packages {
+            let k = lookupKey(for: p)
+            if seen.insert(k.ecosystem + "\u{0}" + k.name).inserted { keys.append(k) }
+        }
+        return keys.sorted { ($0.ecosystem, $0.name) < ($1.ecosystem, $1.name) }
+    }
+
     /// PyPI names compare after PEP 503 normalisation; other ecosystems compare exactly.
     static func normalisedName(_ name: String, ecosystem: String) -> String {
         guard Ecosystem.base(of: ecosystem).lowercased() == "pypi" else { return name }

@@ -249,10 +249,13 @@ public final class AdvisoryDatabase: Sendable {
     /// The advisories that may affect `packages`, read from one database version, as the matcher's
     /// index (`AdvisoryIndex.matches(for:)`). Records this build cannot decode are counted, not used.
     public func index(for packages: [InstalledPackage]) async throws -> (version: Int64, index: AdvisoryIndex, undecodable: Int) {
-        let keys = packages.map { p -> AdvisoryPackageKey in
-            let k = AdvisoryIndex.lookupKey(for: p)
-            return AdvisoryPackageKey(ecosystem: k.ecosystem, name: k.name)
-        }
+        try await Self.index(store: store, for: packages)
+    }
+
+    /// `index(for:)` over any advisory store (the finding matcher needs no feed configuration).
+    static func index(store: any AdvisoryStore, for packages: [InstalledPackage]) async throws
+        -> (version: Int64, index: AdvisoryIndex, undecodable: Int) {
+        let keys = AdvisoryIndex.packageKeys(of: packages).map { AdvisoryPackageKey(ecosystem: $0.ecosystem, name: $0.name) }
         let (version, records) = try await store.advisories(for: keys)
         var advisories: [Advisory] = []
         var undecodable = 0

@@ -101,6 +101,8 @@ public struct ScanOutcome: Sendable, Equatable {
     public var sbomsPushed: [Digest]
     /// Image manifests of an index, inventoried with it.
     public var children: [ScanOutcome]
+    /// Findings stored for the image now (nil when not matched: no matcher, or not an image).
+    public var findings: Int? = nil
 }
 
 /// Inventories pushed manifests: each layer indexed once per digest (streamed from the blob store,
@@ -110,13 +112,16 @@ public struct ScanInventorier: Sendable {
     public let registry: Registry
     public let store: any ScanStore
     public let configuration: ScanConfiguration
+    /// Matches each inventory against the advisory database (nil: inventories only).
+    public let matcher: FindingMatcher?
     let logger: Logger
 
-    public init(registry: Registry, store: any ScanStore, configuration: ScanConfiguration = .init(),
+    public init(registry: Registry, store: any ScanStore, configuration: ScanConfiguration = .init(), matcher: FindingMatcher? = nil,
                 logger: Logger = Logger(label: "berth.scan")) {
         self.registry = registry
         self.store = store
         self.configuration = configuration
+        self.matcher = matcher
         self.logger = logger
     }
 
@@ -190,6 +195,12 @@ public struct ScanInventorier: Sendable {
             try await store.putInventory(record, packages: Self.packageKeys(inventory))
             stored = record
         }
+        var findings: Int?
+        if let matcher {
+            // After the inventory, before the SBOMs: a failure here is retried like the inventory's
+            // (which is stored by now, so a retry reads no layer).
+            findings = try await matcher.match(manifest: digest, inventory: inventory).findings.count
+        }
         var pushed: [Digest] = []
         if configuration.pushSBOMs, let stored {
             // The SBOMs are derived from the stored inventory: a push the repository refuses (a
@@ -203,7 +214,8 @@ public struct ScanInventorier: Sendable {
                                                                        "reason": "\(String(describing: error).prefix(300))"])
             }
         }
-        return ScanOutcome(manifest: digest, status: stored?.status ?? .partial, layersIndexed: indexed, sbomsPushed: pushed, children: [])
+        return ScanOutcome(manifest: digest, status: stored?.status ?? .partial, layersIndexed: indexed, sbomsPushed: pushed, children: [],
+                           findings: findings)
     }
 
     /// Records a manifest that gave no inventory (not an image, or failed).
@@ -223,14 +235,11 @@ public struct ScanInventorier: Sendable {
         return ScanOutcome(manifest: digest, status: status, layersIndexed: indexed, sbomsPushed: [], children: [])
     }
 
-    /// The package keys advisories are matched by: each package, and a distribution package's source.
+    /// The package keys advisories are looked up by (`AdvisoryIndex.lookupKey(for:)`, the same
+    /// function the advisory side stores its keys with): a distribution package's source package,
+    /// other packages' normalised names.
     static func packageKeys(_ inventory: ImageInventory) -> [InventoryPackageKey] {
-        var keys = Set<InventoryPackageKey>()
-        for p in inventory.installedPackages() {
-            keys.insert(InventoryPackageKey(ecosystem: p.ecosystem, name: p.name))
-            if let source = p.sourceName, source != p.name { keys.insert(InventoryPackageKey(ecosystem: p.ecosystem, name: source)) }
-        }
-        return keys.sorted()
+        AdvisoryIndex.packageKeys(of: inventory.installedPackages()).map { InventoryPackageKey(ecosystem: $0.ecosystem, name: $0.name) }
     }
 
     enum LayerLookup { case index(LayerIndex, fresh: Bool), missing(String) }

@@ -20,9 +20,9 @@ public struct ScanningFeature: RegistryFeature {
     /// Whether the scan consumer runs (`scan-on-push`); the routes answer either way.
     public let scanOnPush: Bool
 
-    public init(registry: Registry, store: any ScanStore, configuration: ScanConfiguration = .init(), scanOnPush: Bool = true,
-                poll: Duration = .seconds(1), logger: Logger = Logger(label: "berth.scan")) {
-        inventorier = ScanInventorier(registry: registry, store: store, configuration: configuration, logger: logger)
+    public init(registry: Registry, store: any ScanStore, configuration: ScanConfiguration = .init(), matcher: FindingMatcher? = nil,
+                scanOnPush: Bool = true, poll: Duration = .seconds(1), logger: Logger = Logger(label: "berth.scan")) {
+        inventorier = ScanInventorier(registry: registry, store: store, configuration: configuration, matcher: matcher, logger: logger)
         self.scanOnPush = scanOnPush
         self.poll = poll
         self.logger = logger
@@ -43,6 +43,18 @@ public struct ScanningFeature: RegistryFeature {
         routes.root.get("api/v1/scans/inventory") { request, context in
             let (repo, digest) = try await ScanAPI.target(request, context, server)
             return server.json(try await ScanAPI.inventoryView(inventorier, repository: repo, digest: digest))
+        }
+        // The same check as the inventory's: what is inside the image (metadata/read and content/read,
+        // and the quarantine rule of /v2/).
+        routes.root.get("api/v1/scans/findings") { request, context in
+            let (repo, digest) = try await ScanAPI.target(request, context, server)
+            let ignoreUnfixed: Bool
+            switch request.uri.queryParameters["ignoreUnfixed"].map(String.init) {
+            case nil, "false": ignoreUnfixed = false
+            case "true": ignoreUnfixed = true
+            default: throw ManagementError(status: .badRequest, code: "INVALID", message: "ignoreUnfixed is true or false")
+            }
+            return server.json(try await ScanAPI.findingsView(inventorier, repository: repo, digest: digest, ignoreUnfixed: ignoreUnfixed))
         }
         routes.root.get("api/v1/scans/sbom") { request, context in
             let (repo, digest) = try await ScanAPI.target(request, context, server)
@@ -126,6 +138,33 @@ enum ScanAPI {
                                 sourceVersion: $0.sourceVersion, architecture: $0.architecture, locations: $0.locations)
             },
             problems: (inventory?.problems ?? []).prefix(200).map(\.description), children: children, sboms: sboms)
+    }
+
+    static func findingsView(_ inventorier: ScanInventorier, repository: RepositoryName, digest: Digest,
+                             ignoreUnfixed: Bool) async throws -> ScanFindingsView {
+        guard let matcher = inventorier.matcher else {
+            throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "this registry does not match images against advisories")
+        }
+        guard let stored = try await matcher.store.findings(manifest: digest) else {
+            let inventory = try await inventorier.store.inventory(manifest: digest)
+            let why = switch inventory?.status {
+            case .notAnImage?: "is not an image (\(inventory?.detail?.prefix(200) ?? "an artifact")): it has no findings of its own"
+            case .failed?: "could not be inventoried (\(inventory?.detail?.prefix(200) ?? "")): it has no findings"
+            default: "has not been scanned yet (the scanner follows pushes; is scan-on-push on?)"
+            }
+            throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "\(repository.value)@\(digest) \(why)")
+        }
+        let all = stored.findings.map {
+            ScanFindingView(id: $0.advisoryID, aliases: $0.aliases, ecosystem: $0.ecosystem, package: $0.package,
+                            sourcePackage: $0.sourcePackage, installedVersion: $0.installedVersion, fixedVersion: $0.fixedVersion,
+                            severity: $0.severity, score: $0.score, fixState: $0.fixState)
+        }
+        let shown = ignoreUnfixed ? all.filter { $0.fixedVersion != nil } : all
+        func rank(_ s: String) -> Int { FindingSeverity.names.firstIndex(of: s) ?? 0 }
+        let sorted = shown.sorted { (-rank($0.severity), $0.id, $0.package, $0.installedVersion) < (-rank($1.severity), $1.id, $1.package, $1.installedVersion) }
+        return ScanFindingsView(repository: repository.value, manifest: digest.string, advisoryVersion: stored.advisoryVersion,
+                                databaseVersion: try await matcher.advisories.currentAdvisoryVersion(), matchedAt: stored.matchedAt,
+                                findings: sorted, unfixedHidden: all.count - shown.count)
     }
 
     /// The newest SBOM referrer of `format` Berth pushed for the manifest, its document read back

@@ -49,7 +49,9 @@ struct ScanFixture {
     let feature: ScanningFeature
 
     /// `inlineBlobThreshold` 0: every layer lives in the blob store (else small ones are kept inline).
-    init(configuration: ScanConfiguration = .init(), inlineBlobThreshold: Int? = nil) throws {
+    let backends: Backends
+
+    init(configuration: ScanConfiguration = .init(), inlineBlobThreshold: Int? = nil, findings: Bool = false) throws {
         let dir = NSTemporaryDirectory() + "berth-scan-" + UUID().uuidString
         let backends = try Backends.embedded(dataDirectory: dir)
         var logger = Logger(label: "test")
@@ -58,7 +60,10 @@ struct ScanFixture {
         if let inlineBlobThreshold { registryConfiguration.inlineBlobThreshold = inlineBlobThreshold }
         registry = Registry(blobs: backends.blobs, metadata: backends.metadata, configuration: registryConfiguration, logger: logger)
         store = backends.metadata
-        feature = ScanningFeature(registry: registry, store: backends.metadata, configuration: configuration, logger: logger)
+        self.backends = backends
+        feature = ScanningFeature(registry: registry, store: backends.metadata, configuration: configuration,
+                                  matcher: findings ? FindingMatcher(advisories: backends.metadata, store: backends.metadata, logger: logger) : nil,
+                                  logger: logger)
     }
 
     @discardableResult
@@ -132,9 +137,11 @@ struct ScanFixture {
         #expect(inventory.os?.id == "debian")
         #expect(Set(inventory.packages.map { "\($0.type.rawValue) \($0.name) \($0.version)" })
                 == ["deb bash 5.2.15-2+b2", "deb zlib1g 1:1.2.13.dfsg-1", "python requests 2.28.1"])
-        // The package index the continuous re-match needs.
-        let withBash = try await f.store.inventories(containing: InventoryPackageKey(ecosystem: "Debian", name: "bash"), after: nil, limit: 10)
+        // The package index the continuous re-match needs, under the advisory side's keys.
+        let withBash = try await f.store.inventories(containing: InventoryPackageKey(ecosystem: "debian", name: "bash"), after: nil, limit: 10)
         #expect(withBash == [image])
+        let spelledAsOSV = try await f.store.inventories(containing: InventoryPackageKey(ecosystem: "Debian", name: "bash"), after: nil, limit: 10)
+        #expect(spelledAsOSV.isEmpty)
         // Both layers' indexes are stored once per digest.
         for layer in stored.layers {
             let index = try await f.store.layerIndex(layer)

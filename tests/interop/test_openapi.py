@@ -388,6 +388,7 @@ CONTRACT_BODIES: Dict[Route, Tuple[object, object]] = {
     ("POST", "/api/v1/event-consumers/{}/resume"): (None, "EventConsumerView"),
     ("GET", "/api/v1/usage"): (None, "UsageView"),
     ("GET", "/api/v1/scans/inventory"): (None, "ScanInventoryView"),
+    ("GET", "/api/v1/scans/findings"): (None, "ScanFindingsView"),
     ("GET", "/api/v1/scans/sbom"): (None, "ScanSBOMDocumentView"),
     ("GET", "/api/v1/repositories"): (None, ["RepositoryDetailView"]),
     ("GET", "/api/v1/repository"): (None, "RepositoryDetailView"),

@@ -1,0 +1,52 @@
+import ArgumentParser
+import BerthAPIContract
+import Foundation
+
+/// `berth scan show IMAGE [-o table|json|tsv] [--ignore-unfixed]`: the image's findings, asked of
+/// `/api/v1/scans/findings` (judged like the inventory: metadata/read and content/read on the
+/// repository).
+struct ScanShow: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show", abstract: "Show an image's findings (advisories that affect its packages).",
+        discussion: """
+            IMAGE is [HOST/]REPOSITORY[:TAG][@DIGEST] (the tag defaults to latest; a digest wins over \
+            a tag). For an index, name one of its image manifests by digest: each is scanned on its own. \
+            Findings are matched after the push and again when the advisory database changes.
+            """)
+
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Argument(help: "The image, e.g. payments/api:1.2 or payments/api@sha256:….")
+    var image: String
+    @Flag(help: "Leave out findings that have no fixed version yet.")
+    var ignoreUnfixed = false
+
+    static let columns: [Column] = [
+        Column("SEVERITY", "severity"), Column("ID", "id"), Column("PACKAGE", "package"), Column("SOURCE", "sourcePackage"),
+        Column("INSTALLED", "installedVersion"), Column("FIXED", "fixedVersion"), Column("STATE", "fixState"),
+        Column("SCORE", "score"), Column("ALIASES", "aliases"),
+    ]
+
+    func run() async throws {
+        let ref = try Repositories.parseImage(image, option: "IMAGE")
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            let reference = ref.digest?.string ?? ref.tagOrLatest
+            var query = [("repository", ref.repository), ("reference", reference)]
+            if ignoreUnfixed { query.append(("ignoreUnfixed", "true")) }
+            let answer = try await c.call(.GET, "scans/findings", query: query, answer: ScanFindingsView.self)
+            if out.output == .json {
+                Printer.write(answer.prettyJSON + "\n")
+                return
+            }
+            if out.output == .table {
+                let hidden = answer["unfixedHidden"]?.cell ?? "0"
+                Printer.write("\(Printer.sanitize(answer["repository"]?.cell ?? ""))@\(answer["manifest"]?.cell ?? ""): "
+                              + "\(answer["findings"]?.asArray?.count ?? 0) finding(s), advisory database version "
+                              + "\(answer["advisoryVersion"]?.cell ?? "?") (current \(answer["databaseVersion"]?.cell ?? "?"))"
+                              + (hidden == "0" ? "" : ", \(hidden) unfixed hidden") + "\n")
+            }
+            Printer.rows(answer["findings"] ?? .array([]), columns: Self.columns, format: out.output)
+        }
+    }
+}

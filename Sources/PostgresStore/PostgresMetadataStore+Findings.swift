@@ -1,0 +1,68 @@
+import Foundation
+import OCIModel
+import PostgresNIO
+import RegistryStore
+
+// MARK: findings per manifest (FindingStore)
+
+/// Scanning's findings: derived data, no event (so no event-counter lock); each put replaces the
+/// manifest's findings.
+extension PostgresMetadataStore {
+    public func putFindings(_ set: StoredFindings) async throws {
+        let findings = StoredFinding.normalised(set.findings)
+        let m = set.manifest.string
+        try await write(serialized: false) { tx in
+            try await tx.exec("""
+                INSERT INTO scan_finding_sets(manifest, advisory_version, matched_at)
+                VALUES (\(m), \(set.advisoryVersion), \(set.matchedAt.timeIntervalSince1970))
+                ON CONFLICT (manifest) DO UPDATE SET advisory_version = EXCLUDED.advisory_version, matched_at = EXCLUDED.matched_at
+                """)
+            try await tx.exec("DELETE FROM scan_findings WHERE manifest = \(m)")
+            // One statement per few hundred findings (arrays unnested server-side; an empty text
+            // stands for a missing optional, which `normalised` never keeps as "").
+            var start = 0
+            while start < findings.count {
+                let chunk = findings[start..<min(findings.count, start + 500)]
+                let ids = chunk.map(\.advisoryID), ecosystems = chunk.map(\.ecosystem), packages = chunk.map(\.package)
+                let installed = chunk.map(\.installedVersion), sources = chunk.map { $0.sourcePackage ?? "" }
+                let fixed = chunk.map { $0.fixedVersion ?? "" }, severities = chunk.map(\.severity)
+                let states = chunk.map(\.fixState)
+                let scores = chunk.map { $0.score.map { String($0) } ?? "" }, aliases = chunk.map { StoredFinding.encodeAliases($0.aliases) }
+                try await tx.exec("""
+                    INSERT INTO scan_findings(manifest, advisory_id, ecosystem, package, installed_version, source_package,
+                        fixed_version, severity, score, fix_state, aliases)
+                    SELECT \(m), i, e, p, v, NULLIF(s, ''), NULLIF(f, ''), sev, NULLIF(sc, '')::float8, st, a
+                    FROM unnest(\(ids)::text[], \(ecosystems)::text[], \(packages)::text[], \(installed)::text[], \(sources)::text[],
+                                \(fixed)::text[], \(severities)::text[], \(scores)::text[], \(states)::text[],
+                                \(aliases)::text[])
+                        AS k(i, e, p, v, s, f, sev, sc, st, a)
+                    ON CONFLICT DO NOTHING
+                    """)
+                start += 500
+            }
+        }
+    }
+
+    public func findings(manifest: Digest) async throws -> StoredFindings? {
+        let m = manifest.string
+        return try await read { tx in
+            guard let head = try await tx.one("SELECT advisory_version, matched_at FROM scan_finding_sets WHERE manifest = \(m)") else {
+                return nil
+            }
+            let rows = try await tx.rows("""
+                SELECT advisory_id, ecosystem, package, installed_version, source_package, fixed_version, severity, score, fix_state, aliases
+                FROM scan_findings WHERE manifest = \(m) ORDER BY advisory_id, ecosystem, package, installed_version
+                """)
+            let findings = try rows.map { row in
+                StoredFinding(advisoryID: try row.decode("advisory_id"), aliases: StoredFinding.decodeAliases(try row.decode("aliases")),
+                              ecosystem: try row.decode("ecosystem"), package: try row.decode("package"),
+                              sourcePackage: try row.decode("source_package", String?.self),
+                              installedVersion: try row.decode("installed_version"),
+                              fixedVersion: try row.decode("fixed_version", String?.self), severity: try row.decode("severity"),
+                              score: try row.decode("score", Double?.self), fixState: try row.decode("fix_state"))
+            }
+            return StoredFindings(manifest: manifest, advisoryVersion: try head.decode("advisory_version", Int64.self),
+                                  matchedAt: try head.date("matched_at"), findings: findings)
+        }
+    }
+}

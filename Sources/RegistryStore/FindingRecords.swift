@@ -1,0 +1,106 @@
+import Foundation
+import OCIModel
+
+/// One advisory matched against one installed package of an image.
+public struct StoredFinding: Sendable, Hashable {
+    public var advisoryID: String
+    public var aliases: [String]
+    /// The ecosystem and package as the inventory names them ("Debian", "libssl3"; for a
+    /// distribution package `sourcePackage` is what the advisory names).
+    public var ecosystem: String
+    public var package: String
+    public var sourcePackage: String?
+    public var installedVersion: String
+    /// The lowest fixed version above the installed one; nil when there is no fix.
+    public var fixedVersion: String?
+    /// "Critical", "High", "Medium", "Low", "Negligible" or "Unknown".
+    public var severity: String
+    /// The CVSS base score, when the advisory has a vector.
+    public var score: Double?
+    /// "fix-available" (a fixed version is known), "unfixed" (none yet) or "no-dsa" (Debian: unfixed,
+    /// and the security team decided not to issue an advisory for the release).
+    public var fixState: String
+
+    public init(advisoryID: String, aliases: [String], ecosystem: String, package: String, sourcePackage: String?,
+                installedVersion: String, fixedVersion: String?, severity: String, score: Double?, fixState: String? = nil) {
+        self.advisoryID = advisoryID
+        self.aliases = aliases
+        self.ecosystem = ecosystem
+        self.package = package
+        self.sourcePackage = sourcePackage
+        self.installedVersion = installedVersion
+        self.fixedVersion = fixedVersion
+        self.severity = severity
+        self.score = score
+        self.fixState = fixState ?? ((fixedVersion ?? "").isEmpty ? "unfixed" : "fix-available")
+    }
+}
+
+/// A manifest's findings: what matching its inventory against one version of the advisory
+/// database gave.
+public struct StoredFindings: Sendable, Equatable {
+    public var manifest: Digest
+    /// The advisory database version the inventory was matched against.
+    public var advisoryVersion: Int64
+    public var matchedAt: Date
+    /// Ordered by advisory id, ecosystem, package, installed version; each once.
+    public var findings: [StoredFinding]
+
+    public init(manifest: Digest, advisoryVersion: Int64, matchedAt: Date, findings: [StoredFinding]) {
+        self.manifest = manifest
+        self.advisoryVersion = advisoryVersion
+        self.matchedAt = matchedAt
+        self.findings = findings
+    }
+}
+
+public enum FindingStoreLimits {
+    /// Most findings kept per manifest.
+    public static let maxFindingsPerManifest = 100_000
+    /// Longest id, alias, ecosystem, package, version or severity kept (longer ones are cut).
+    public static let maxFieldLength = 1024
+}
+
+/// Findings per manifest (scanning's derived data, like `ScanStore`: no event; each put replaces
+/// what was stored for the manifest).
+public protocol FindingStore: Sendable {
+    /// Replaces the manifest's findings (duplicates kept once, sorted) in one transaction.
+    func putFindings(_ findings: StoredFindings) async throws
+    /// The manifest's findings, or nil when it was never matched.
+    func findings(manifest: Digest) async throws -> StoredFindings?
+}
+
+extension StoredFinding {
+    /// The order findings are stored and read in.
+    public static func ordered(_ a: StoredFinding, _ b: StoredFinding) -> Bool {
+        (a.advisoryID, a.ecosystem, a.package, a.installedVersion) < (b.advisoryID, b.ecosystem, b.package, b.installedVersion)
+    }
+
+    /// The findings a backend writes: fields bounded, one per (advisory, ecosystem, package,
+    /// installed version), sorted; at most `maxFindingsPerManifest`.
+    public static func normalised(_ findings: [StoredFinding]) -> [StoredFinding] {
+        func cut(_ s: String) -> String {
+            s.utf8.count <= FindingStoreLimits.maxFieldLength ? s : String(decoding: Array(s.utf8.prefix(FindingStoreLimits.maxFieldLength)), as: UTF8.self)
+        }
+        var seen = Set<[String]>()
+        var out: [StoredFinding] = []
+        for var f in findings {
+            f.advisoryID = cut(f.advisoryID); f.ecosystem = cut(f.ecosystem); f.package = cut(f.package)
+            f.installedVersion = cut(f.installedVersion); f.severity = cut(f.severity); f.fixState = cut(f.fixState)
+            f.sourcePackage = f.sourcePackage.flatMap { $0.isEmpty ? nil : cut($0) }
+            f.fixedVersion = f.fixedVersion.flatMap { $0.isEmpty ? nil : cut($0) }
+            f.aliases = f.aliases.prefix(100).map(cut)
+            if seen.insert([f.advisoryID, f.ecosystem, f.package, f.installedVersion]).inserted { out.append(f) }
+        }
+        return Array(out.sorted(by: ordered).prefix(FindingStoreLimits.maxFindingsPerManifest))
+    }
+
+    /// Aliases as stored in one text column (JSON array).
+    public static func encodeAliases(_ aliases: [String]) -> String {
+        (try? String(decoding: JSONEncoder().encode(aliases), as: UTF8.self)) ?? "[]"
+    }
+
+    public static func decodeAliases(_ text: String) -> [String] {
+        (try? JSONDecoder().decode([String].self, from: Data(text.utf8))) ?? []
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import Logging
+import OCIModel
+import RegistryCore
+import RegistryStore
+import Scanning
+import Testing
+@testable import ScanningFeature
+
+/// Findings per manifest: the scan consumer matches each inventory against the advisory database
+/// by the ecosystem's rules and stores the result.
+@Suite struct FindingsTests {
+    /// Debian 12 with packages built from other sources (libc6 from glibc, libssl3 from openssl).
+    static func debianLayer() throws -> [UInt8] {
+        let status = """
+            Package: libc6
+            Status: install ok installed
+            Architecture: amd64
+            Source: glibc
+            Version: 2.36-9+deb12u3
+
+            Package: libssl3
+            Status: install ok installed
+            Architecture: amd64
+            Source: openssl
+            Version: 3.0.11-1~deb12u2
+
+            Package: zlib1g
+            Status: install ok installed
+            Architecture: amd64
+            Source: zlib
+            Version: 1:1.2.13.dfsg-1
+
+            """
+        return try gzip(tar([("etc/os-release", osRelease), ("var/lib/dpkg/status", status)]))
+    }
+
+    /// The Debian security tracker's JSON (its real shape), written for these tests.
+    static let tracker = """
+        {
+          "glibc": {
+            "CVE-2099-1001": {"description": "fixed by a bookworm backport",
+              "releases": {"bookworm": {"status": "resolved", "fixed_version": "2.36-9+deb12u4", "urgency": "high"},
+                           "sid": {"status": "resolved", "fixed_version": "2.37-1", "urgency": "high"}}},
+            "CVE-2099-1002": {"releases": {"bookworm": {"status": "resolved", "fixed_version": "2.36-9+deb12u1", "urgency": "high"}}},
+            "CVE-2099-1003": {"releases": {"bookworm": {"status": "open", "urgency": "low", "nodsa": "Minor issue"}}},
+            "CVE-2099-1004": {"releases": {"bullseye": {"status": "open", "urgency": "high"}}}
+          },
+          "openssl": {
+            "CVE-2099-2001": {"releases": {"bookworm": {"status": "resolved", "fixed_version": "3.0.11-1~deb12u2", "urgency": "medium"}}},
+            "CVE-2099-2002": {"releases": {"bookworm": {"status": "open", "urgency": "unimportant"}}}
+          },
+          "libssl3": {
+            "CVE-2099-3001": {"releases": {"bookworm": {"status": "open", "urgency": "high"}}}
+          }
+        }
+        """
+
+    static func database(_ f: ScanFixture) -> AdvisoryDatabase {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        return AdvisoryDatabase(store: f.backends.metadata, configuration: AdvisoryDatabaseConfiguration(feeds: []), logger: logger)
+    }
+
+    @Test func pushedImageGetsFindingsByDebianSourcePackageAndRelease() async throws {
+        let f = try ScanFixture(findings: true)
+        let imported = try await Self.database(f).importUpload(Data(Self.tracker.utf8), format: .debian, source: nil)
+        let image = try await f.image("library/debian", tag: "12", layers: [try Self.debianLayer()])
+        try await f.drain(f.feature.runner())
+
+        let stored = try #require(try await f.backends.metadata.findings(manifest: image))
+        #expect(stored.advisoryVersion == imported.version)
+        let summary = stored.findings.map {
+            "\($0.advisoryID) \($0.package)/\($0.sourcePackage ?? "-") \($0.installedVersion) -> \($0.fixedVersion ?? "none") \($0.severity) \($0.fixState)"
+        }
+        // CVE-2099-1001: 2.36-9+deb12u3 < the bookworm backport u4 (sid's 2.37-1 is another release).
+        // CVE-2099-1002: fixed in u1, below the installed u3: no finding. CVE-2099-1004: bullseye only.
+        // CVE-2099-2001: the installed version is the fix. CVE-2099-3001 names a binary package.
+        #expect(summary == [
+            "CVE-2099-1001 libc6/glibc 2.36-9+deb12u3 -> 2.36-9+deb12u4 High fix-available",
+            "CVE-2099-1003 libc6/glibc 2.36-9+deb12u3 -> none Low no-dsa",
+            "CVE-2099-2002 libssl3/openssl 3.0.11-1~deb12u2 -> none Low unfixed",
+        ])
+        #expect(stored.findings.allSatisfy { $0.ecosystem == "Debian" })
+    }
+
+    @Test func imageScannedBeforeAnyAdvisoryHasNoFindingsAtVersionZero() async throws {
+        let f = try ScanFixture(findings: true)
+        let image = try await f.image("library/debian", tag: "12", layers: [try Self.debianLayer()])
+        try await f.drain(f.feature.runner())
+        let stored = try #require(try await f.backends.metadata.findings(manifest: image))
+        #expect(stored.advisoryVersion == 0 && stored.findings.isEmpty)
+    }
+
+    @Test func everyImageOfAnIndexGetsItsFindings() async throws {
+        let f = try ScanFixture(findings: true)
+        _ = try await Self.database(f).importUpload(Data(Self.tracker.utf8), format: .debian, source: nil)
+        let amd = try await f.image("library/multi", layers: [try Self.debianLayer()])
+        let clean = try gzip(tar([("etc/os-release", osRelease), ("var/lib/dpkg/status",
+                                                                    dpkgStatus([("zlib1g", "1:1.2.13.dfsg-1")]))]))
+        let arm = try await f.image("library/multi", layers: [clean])
+        var children: [String] = []
+        for (d, arch) in [(amd, "amd64"), (arm, "arm64")] {
+            let size = try #require(try await f.registry.metadata.inlineContent(d)).count
+            children.append("{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"\(d)\",\"size\":\(size),\"platform\":{\"os\":\"linux\",\"architecture\":\"\(arch)\"}}")
+        }
+        let index = Array("{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[\(children.joined(separator: ","))]}".utf8)
+        _ = try await f.registry.putManifest(try RepositoryName("library/multi"), reference: .tag("1"), bytes: index,
+                                             contentType: MediaType.ociIndex)
+        try await f.drain(f.feature.runner())
+        let first = try await f.backends.metadata.findings(manifest: amd)
+        let second = try await f.backends.metadata.findings(manifest: arm)
+        #expect(first?.findings.count == 3)
+        #expect(second.map { $0.findings.isEmpty } == true)
+        // The index itself is not an image: no findings of its own.
+        let ofIndex = try await f.backends.metadata.findings(manifest: Digest.compute(index))
+        #expect(ofIndex == nil)
+    }
+}

@@ -1,0 +1,47 @@
+import Foundation
+import OCIModel
+import RegistryStore
+import Testing
+
+extension MetadataStoreConformance {
+    static let findingCases: [Case] = [
+        Case("putFindings: a manifest's findings round-trip sorted and once each; a second put replaces them") { s in
+            let m1 = digest("findings-1"), m2 = digest("findings-2")
+            let none = try await s.findings(manifest: m1)
+            #expect(none == nil)
+            let at = Date(timeIntervalSince1970: 1_700_000_000)
+            let openssl = StoredFinding(advisoryID: "DSA-5532-1", aliases: ["CVE-2023-5678", "CVE-2023-5363"], ecosystem: "Debian",
+                                        package: "libssl3", sourcePackage: "openssl", installedVersion: "3.0.11-1~deb12u1",
+                                        fixedVersion: "3.0.11-1~deb12u2", severity: "High", score: 7.5)
+            let unfixed = StoredFinding(advisoryID: "CVE-2024-0001", aliases: [], ecosystem: "PyPI", package: "requests",
+                                        sourcePackage: nil, installedVersion: "2.28.1", fixedVersion: nil, severity: "Unknown", score: nil)
+            try await s.putFindings(StoredFindings(manifest: m1, advisoryVersion: 3, matchedAt: at, findings: [openssl, unfixed, openssl]))
+            try await s.putFindings(StoredFindings(manifest: m2, advisoryVersion: 3, matchedAt: at, findings: [unfixed]))
+            let read = try #require(try await s.findings(manifest: m1))
+            #expect(read == StoredFindings(manifest: m1, advisoryVersion: 3, matchedAt: at, findings: [unfixed, openssl]))
+
+            let later = at.addingTimeInterval(60)
+            try await s.putFindings(StoredFindings(manifest: m1, advisoryVersion: 4, matchedAt: later, findings: [openssl]))
+            let replaced = try await s.findings(manifest: m1)
+            #expect(replaced == StoredFindings(manifest: m1, advisoryVersion: 4, matchedAt: later, findings: [openssl]))
+            // Matched with nothing found is a state of its own, not "never matched".
+            try await s.putFindings(StoredFindings(manifest: m1, advisoryVersion: 5, matchedAt: later, findings: []))
+            let clean = try await s.findings(manifest: m1)
+            #expect(clean == StoredFindings(manifest: m1, advisoryVersion: 5, matchedAt: later, findings: []))
+            // The other manifest is untouched.
+            let other = try await s.findings(manifest: m2)
+            #expect(other?.findings == [unfixed] && other?.advisoryVersion == 3)
+        },
+        Case("putFindings: the same advisory on two versions of one package is two findings; empty optionals read as nil") { s in
+            let m = digest("findings-3")
+            let a = StoredFinding(advisoryID: "GHSA-x", aliases: ["CVE-1"], ecosystem: "Maven", package: "org.yaml:snakeyaml",
+                                  sourcePackage: "", installedVersion: "1.33", fixedVersion: "", severity: "Critical", score: 9.8)
+            var b = a
+            b.installedVersion = "1.30"
+            try await s.putFindings(StoredFindings(manifest: m, advisoryVersion: 1, matchedAt: Date(timeIntervalSince1970: 1), findings: [a, b]))
+            let read = try #require(try await s.findings(manifest: m))
+            #expect(read.findings.map(\.installedVersion) == ["1.30", "1.33"])
+            #expect(read.findings.allSatisfy { $0.sourcePackage == nil && $0.fixedVersion == nil && $0.score == 9.8 && $0.aliases == ["CVE-1"] })
+        },
+    ]
+}

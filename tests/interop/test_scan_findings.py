@@ -1,0 +1,133 @@
+"""Issue 15 items 5-8 against a real `berth serve`: findings per image.
+
+A small synthetic Debian 12 image (os-release and a dpkg status naming source packages) is pushed
+over /v2/, the Debian security tracker JSON written here is imported with `berth scan db import`,
+and `berth scan show` prints the findings the scan consumer matched after the push: by source
+package and release, with bookworm's backport versions. Nothing is fetched from the internet; the
+reference registry has no scanner, so the module is ``berth_only``.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import RegistryServer
+from test_scan_db import berth, berth_json
+
+pytestmark = [pytest.mark.berth_only]
+
+REPO = "payments/api"
+
+OS_RELEASE = 'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n'
+STATUS = """Package: libc6
+Status: install ok installed
+Architecture: amd64
+Source: glibc
+Version: 2.36-9+deb12u3
+
+Package: libssl3
+Status: install ok installed
+Architecture: amd64
+Source: openssl
+Version: 3.0.11-1~deb12u2
+
+"""
+
+TRACKER = {
+    "glibc": {
+        "CVE-2099-1001": {"description": "fixed by a bookworm backport", "releases": {
+            "bookworm": {"status": "resolved", "fixed_version": "2.36-9+deb12u4", "urgency": "high"},
+            "sid": {"status": "resolved", "fixed_version": "2.37-1", "urgency": "high"}}},
+        "CVE-2099-1002": {"releases": {"bookworm": {"status": "resolved", "fixed_version": "2.36-9+deb12u1", "urgency": "high"}}},
+        "CVE-2099-1003": {"releases": {"bookworm": {"status": "open", "urgency": "low", "nodsa": "Minor issue"}}},
+    },
+    "openssl": {
+        "CVE-2099-2001": {"releases": {"bookworm": {"status": "resolved", "fixed_version": "3.0.11-1~deb12u2", "urgency": "medium"}}},
+    },
+}
+
+
+def layer() -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        for name, text in (("etc/os-release", OS_RELEASE), ("var/lib/dpkg/status", STATUS)):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            t.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def push_image(api, tag: str) -> str:
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    blob = layer()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": api.push_blob(REPO, config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": api.push_blob(REPO, blob), "size": len(blob)}],
+    }).encode()
+    r = api.put_manifest(REPO, tag, manifest)
+    assert r.status_code == 201, r.text
+    return "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+@pytest.fixture
+def server():
+    workdir = Path(tempfile.mkdtemp(prefix="berth-findings-"))
+    s = RegistryServer(workdir)
+    s.extra_env.update({"BERTH_SCAN_ON_PUSH": "true"})
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def wait_for_findings(server, image, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = berth(server, "scan", "show", image, "-o", "json", check=False)
+        if proc.returncode == 0:
+            return json.loads(proc.stdout)
+        assert b"not been scanned yet" in proc.stderr, proc.stderr.decode() + server.log_tail()
+        assert time.monotonic() < deadline, f"no findings after {timeout}s:\n{server.log_tail()}"
+        time.sleep(0.3)
+
+
+def test_scan_show_lists_findings_by_source_package_and_backport(server, tmp_path):
+    tracker = tmp_path / "debian.json"
+    tracker.write_text(json.dumps(TRACKER))
+    imported = berth_json(server, "scan", "db", "import", str(tracker))
+    digest = push_image(server.api(), "1.0")
+
+    shown = wait_for_findings(server, f"{REPO}:1.0")
+    assert shown["manifest"] == digest and shown["advisoryVersion"] == imported["version"]
+    found = [(f["id"], f["package"], f.get("sourcePackage"), f["installedVersion"], f.get("fixedVersion"), f["severity"], f["fixState"])
+             for f in shown["findings"]]
+    # Most severe first. CVE-2099-1002 is fixed below the installed backport, CVE-2099-2001 at it.
+    assert found == [
+        ("CVE-2099-1001", "libc6", "glibc", "2.36-9+deb12u3", "2.36-9+deb12u4", "High", "fix-available"),
+        ("CVE-2099-1003", "libc6", "glibc", "2.36-9+deb12u3", None, "Low", "no-dsa"),
+    ]
+    assert shown["unfixedHidden"] == 0
+
+    fixed_only = berth_json(server, "scan", "show", f"{REPO}@{digest}", "--ignore-unfixed")
+    assert [f["id"] for f in fixed_only["findings"]] == ["CVE-2099-1001"] and fixed_only["unfixedHidden"] == 1
+
+    table = berth(server, "scan", "show", f"{REPO}:1.0").stdout.decode()
+    assert "CVE-2099-1001" in table and "2.36-9+deb12u4" in table and "SEVERITY" in table
+
+    # An image nobody may read is not shown: an anonymous caller is refused.
+    r = requests.get(f"{server.base}/api/v1/scans/findings", params={"repository": REPO, "reference": "1.0"}, timeout=30)
+    assert r.status_code in (401, 403), r.text
