@@ -54,6 +54,7 @@ public enum MetadataStoreConformance {
             + taskCases
             + scanCases
             + advisoryCases
+            + eventStampCases
     }
 }
 
