@@ -9,7 +9,7 @@ import RegistryStore
 extension PostgresMetadataStore {
     private static let eventColumns = """
         seq, at, action, repository, digest, tag, media_type, size, detail, actor, address, request_id, request_host, request_method,
-        user_agent
+        user_agent, origin_region, hlc_ms, hlc_logical
         """
 
     /// An event whose action this build does not know fails the read (`UnknownStoredValue`): skipping
@@ -22,7 +22,9 @@ extension PostgresMetadataStore {
                      mediaType: try row.decode("media_type"), size: try row.decode("size"), detail: try row.decode("detail"),
                      actor: try row.decode("actor"), address: try row.decode("address"), requestID: try row.decode("request_id"),
                      requestHost: try row.decode("request_host"), requestMethod: try row.decode("request_method"),
-                     userAgent: try row.decode("user_agent"))
+                     userAgent: try row.decode("user_agent"),
+                     stamp: EventStamp(region: try row.decode("origin_region"), milliseconds: try row.decode("hlc_ms"),
+                                       logical: try row.decode("hlc_logical")))
     }
 
     public func events(after: Int64, limit: Int) async throws -> [Event] {

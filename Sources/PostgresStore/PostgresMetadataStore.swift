@@ -141,12 +141,23 @@ public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTr
     /// transaction holds from its start).
     static func appendEvent(_ tx: Tx, _ origin: EventOrigin?, _ action: EventAction, _ repo: String, digest: String? = nil,
                             tag: String? = nil, mediaType: String? = nil, size: Int64? = nil, detail: String? = nil) async throws {
+        // The clock moves on the counter's row (EventStamp.advance, in SQL: SET reads the old values).
+        let at = now()
+        let physical = Int64((at * 1000).rounded(.down))
+        let r = origin?.replicated
         try await tx.exec("""
-            WITH n AS (UPDATE event_counter SET last = last + 1 WHERE id = 1 RETURNING last)
+            WITH n AS (UPDATE event_counter SET last = last + 1,
+                           hlc_logical = CASE WHEN \(r == nil)::boolean THEN (CASE WHEN \(physical) > hlc_ms THEN 0 ELSE hlc_logical + 1 END)
+                                              WHEN \(r?.milliseconds ?? 0) > hlc_ms THEN \(r?.logical ?? 0)
+                                              WHEN \(r?.milliseconds ?? 0) = hlc_ms THEN GREATEST(hlc_logical, \(r?.logical ?? 0))
+                                              ELSE hlc_logical END,
+                           hlc_ms = GREATEST(hlc_ms, \(r == nil ? physical : r?.milliseconds ?? 0))
+                       WHERE id = 1 RETURNING last, hlc_ms, hlc_logical)
             INSERT INTO events(seq, at, action, repository, digest, tag, media_type, size, detail, actor, address,
-                               request_id, request_host, request_method, user_agent)
-            SELECT n.last, \(now()), \(action.rawValue), \(repo), \(digest), \(tag), \(mediaType), \(size), \(detail),
-                   \(origin?.actor), \(origin?.address), \(origin?.requestID), \(origin?.host), \(origin?.method), \(origin?.userAgent)
+                               request_id, request_host, request_method, user_agent, origin_region, hlc_ms, hlc_logical)
+            SELECT n.last, \(at), \(action.rawValue), \(repo), \(digest), \(tag), \(mediaType), \(size), \(detail),
+                   \(origin?.actor), \(origin?.address), \(origin?.requestID), \(origin?.host), \(origin?.method), \(origin?.userAgent),
+                   \(r?.region), COALESCE(\(r?.milliseconds)::bigint, n.hlc_ms), COALESCE(\(r?.logical)::bigint, n.hlc_logical)
             FROM n
             """)
     }

@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2]
 
     static var latest: Int { all.count }
 
@@ -126,6 +126,16 @@ enum PostgresMigrations {
             PRIMARY KEY (ecosystem, name, manifest))
         """,
         "CREATE INDEX scan_inventory_packages_by_manifest ON scan_inventory_packages(manifest)",
+    ]
+
+    /// Each event's origin region (NULL: this region) and hybrid-logical-clock stamp; the clock
+    /// lives on the event counter's row, whose lock every appending transaction holds.
+    static let v7geo2: [String] = [
+        "ALTER TABLE events ADD COLUMN origin_region \(text)",
+        "ALTER TABLE events ADD COLUMN hlc_ms bigint NOT NULL DEFAULT 0",
+        "ALTER TABLE events ADD COLUMN hlc_logical bigint NOT NULL DEFAULT 0",
+        "ALTER TABLE event_counter ADD COLUMN hlc_ms bigint NOT NULL DEFAULT 0",
+        "ALTER TABLE event_counter ADD COLUMN hlc_logical bigint NOT NULL DEFAULT 0",
     ]
 
     /// The advisory database (`AdvisoryStore`).

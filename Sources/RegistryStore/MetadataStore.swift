@@ -174,9 +174,13 @@ public struct EventOrigin: Sendable, Equatable {
     public var host: String?
     public var method: String?
     public var userAgent: String?
+    /// Set only while applying a change a peer region made (issue 13): its events are stored with
+    /// the peer's region and stamp instead of a new local stamp, so they are never sent back.
+    public var replicated: EventStamp?
 
     public init(actor: String, address: String, requestID: String? = nil, host: String? = nil, method: String? = nil,
-                userAgent: String? = nil) {
+                userAgent: String? = nil, replicated: EventStamp? = nil) {
+        self.replicated = replicated
         self.actor = actor
         self.address = address
         self.requestID = requestID
@@ -205,7 +209,13 @@ public struct Event: Sendable, Equatable {
     public var requestHost: String?
     public var requestMethod: String?
     public var userAgent: String?
-    public init(sequence: Int64, timestamp: Date, action: EventAction, repository: String, digest: String?, tag: String?, mediaType: String?, size: Int64?, detail: String?, actor: String?, address: String?, requestID: String?, requestHost: String?, requestMethod: String?, userAgent: String?) {
+    /// Where the change was made and when, in the order regions agree on (issue 13). Its region is
+    /// nil for a change made in this region; a change applied from a peer keeps the peer's region
+    /// and stamp. Events appended before stamps existed have the zero stamp.
+    public var stamp: EventStamp
+    public init(sequence: Int64, timestamp: Date, action: EventAction, repository: String, digest: String?, tag: String?, mediaType: String?, size: Int64?, detail: String?, actor: String?, address: String?, requestID: String?, requestHost: String?, requestMethod: String?, userAgent: String?,
+                stamp: EventStamp = EventStamp(region: nil, milliseconds: 0, logical: 0)) {
+        self.stamp = stamp
         self.sequence = sequence
         self.timestamp = timestamp
         self.action = action

@@ -498,6 +498,7 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                     tag_freshness_seconds INTEGER NOT NULL,
                     created_by TEXT NOT NULL,
                     created_at REAL NOT NULL
+                ) WITHOUT ROWID;
                 """)
         }
         m.registerMigration("v20-findings") { db in
@@ -524,6 +525,21 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 ) WITHOUT ROWID;
                 """)
         }
+        m.registerMigration("v21-geo2") { db in
+            // Each event's origin region (NULL: this region) and hybrid-logical-clock stamp, and the
+            // clock itself (EventStamps.swift).
+            try db.execute(sql: """
+                ALTER TABLE events ADD COLUMN origin_region TEXT;
+                ALTER TABLE events ADD COLUMN hlc_ms INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE events ADD COLUMN hlc_logical INTEGER NOT NULL DEFAULT 0;
+                CREATE TABLE event_clock (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    milliseconds INTEGER NOT NULL,
+                    logical INTEGER NOT NULL
+                );
+                INSERT INTO event_clock(id, milliseconds, logical) VALUES (1, 0, 0);
+                """)
+        }
         return m
     }
 
@@ -543,12 +559,29 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
     static func appendEvent(_ db: Database, _ origin: EventOrigin?, _ action: EventAction, _ repo: String, digest: String? = nil,
                                     tag: String? = nil, mediaType: String? = nil, size: Int64? = nil,
                                     detail: String? = nil) throws {
+        let now = Date()
+        let stamp = try stampEvent(db, at: now, replicated: origin?.replicated)
         try db.execute(sql: """
             INSERT INTO events(at, action, repository, digest, tag, media_type, size, detail, actor, address,
-                               request_id, request_host, request_method, user_agent)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [Date().timeIntervalSince1970, action.rawValue, repo, digest, tag, mediaType, size, detail,
-                             origin?.actor, origin?.address, origin?.requestID, origin?.host, origin?.method, origin?.userAgent])
+                               request_id, request_host, request_method, user_agent, origin_region, hlc_ms, hlc_logical)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [now.timeIntervalSince1970, action.rawValue, repo, digest, tag, mediaType, size, detail,
+                             origin?.actor, origin?.address, origin?.requestID, origin?.host, origin?.method, origin?.userAgent,
+                             stamp.region, stamp.milliseconds, stamp.logical])
+    }
+
+    /// Moves the database's hybrid logical clock for one appended event (`EventStamp.advance`);
+    /// the write transaction is the only writer, so the read and the update cannot interleave.
+    private static func stampEvent(_ db: Database, at now: Date, replicated: EventStamp?) throws -> EventStamp {
+        let row = try Row.fetchOne(db, sql: "SELECT milliseconds, logical FROM event_clock WHERE id = 1")
+        let ms: Int64 = row?["milliseconds"] ?? 0
+        let logical: Int64 = row?["logical"] ?? 0
+        let last = (milliseconds: ms, logical: logical)
+        let next = EventStamp.advance(last: last, physical: Int64((now.timeIntervalSince1970 * 1000).rounded(.down)),
+                                      replicated: replicated)
+        try db.execute(sql: "UPDATE event_clock SET milliseconds = ?, logical = ? WHERE id = 1",
+                       arguments: [next.clock.milliseconds, next.clock.logical])
+        return next.stamp
     }
 
     // MARK: repositories
@@ -828,7 +861,8 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
               repository: row["repository"], digest: row["digest"], tag: row["tag"], mediaType: row["media_type"],
               size: row["size"], detail: row["detail"], actor: row["actor"], address: row["address"],
               requestID: row["request_id"], requestHost: row["request_host"], requestMethod: row["request_method"],
-              userAgent: row["user_agent"])
+              userAgent: row["user_agent"],
+              stamp: EventStamp(region: row["origin_region"], milliseconds: row["hlc_ms"] ?? 0, logical: row["hlc_logical"] ?? 0))
     }
 
     public func events(after: Int64, limit: Int) throws -> [Event] {

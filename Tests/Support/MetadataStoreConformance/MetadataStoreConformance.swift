@@ -57,6 +57,7 @@ public enum MetadataStoreConformance {
             + consoleSessionCases
             + cacheRuleCases
             + findingCases
+            + eventStampCases
     }
 }
 
