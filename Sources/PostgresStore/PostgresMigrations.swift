@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, v6triggit]
 
     static var latest: Int { all.count }
 
@@ -126,6 +126,17 @@ enum PostgresMigrations {
             PRIMARY KEY (ecosystem, name, manifest))
         """,
         "CREATE INDEX scan_inventory_packages_by_manifest ON scan_inventory_packages(manifest)",
+    ]
+
+    /// Git-commit triggers (`TaskCommitStore`): the commit last seen per task.
+    static let v6triggit: [String] = [
+        """
+        CREATE TABLE task_commits (
+            task \(text) PRIMARY KEY REFERENCES tasks(name) ON DELETE CASCADE,
+            branch \(text) NOT NULL,
+            commit_id \(text) NOT NULL,
+            seen_at double precision NOT NULL)
+        """,
     ]
 
     /// The advisory database (`AdvisoryStore`).

@@ -7,7 +7,7 @@ import Testing
 /// access state and audit log, the webhooks with their cursors into the event log, and the event
 /// consumers' cursors.
 public typealias ConformanceStore = MetadataStore & AccessStateStore & WebhookStore & EventLogStore & KeyMaterialStore & LeaseStore
-    & UploadSessionStore & ReplicationStore & TaskStore & ScanStore & AdvisoryStore
+    & UploadSessionStore & ReplicationStore & TaskStore & ScanStore & AdvisoryStore & TaskCommitStore
 
 /// One suite of the metadata store contracts, run against any backend.
 ///
@@ -52,6 +52,7 @@ public enum MetadataStoreConformance {
             + eventConsumerCases + keyMaterialCases + leaseCases + roundTripCases + sharedStateCases + uploadSessionCases
             + replicationCases
             + taskCases
+            + taskCommitCases
             + scanCases
             + advisoryCases
     }
