@@ -205,10 +205,20 @@ public struct TaskService: Sendable {
     }
 
     func delete(_ name: String) async throws {
-        if try await store.taskRuns(task: name, limit: 1).first?.status == .running {
+        // Any run of the task, not only its newest: an older run may still run while newer ones wait.
+        if try await store.runningTaskRuns().contains(where: { $0.task == name }) {
             throw TaskError.conflict("task \(name) has a run in progress; cancel it first")
         }
+        let waiting = try await store.taskRuns(task: name, limit: 1000).filter { $0.status == .queued }
         guard try await store.deleteTask(named: name) else { throw TaskError.notFound("task \(name)") }
+        // Contexts uploaded for runs that will never start.
+        for run in waiting { removeUpload(run) }
+    }
+
+    /// Deletes a run's uploaded context (when it is on this node's disk, under the uploads directory).
+    func removeUpload(_ run: TaskRunRecord) {
+        guard let upload = run.uploadedContext, upload.hasPrefix(uploadsDirectory + "/"), !upload.contains("/../") else { return }
+        try? FileManager.default.removeItem(atPath: upload)
     }
 
     /// Queues a run; `uploadedContext` is the path of an uploaded tar archive.
@@ -239,7 +249,10 @@ public struct TaskService: Sendable {
                 run.status = .cancelled
                 run.finishedAt = Date()
                 run.reason = "cancelled before it started"
-                if try await store.updateTaskRun(run, expected: .queued) { return run }
+                if try await store.updateTaskRun(run, expected: .queued) {
+                    removeUpload(run)   // it will never start: nothing else removes it
+                    return run
+                }
             case .running:
                 run.cancelRequested = true
                 if try await store.updateTaskRun(run, expected: .running) { return run }
