@@ -205,6 +205,7 @@ let package = Package(
         // Build tasks (issue 16): /api/v1/tasks, the run queue (a leased service), run identities.
         .target(name: "TasksFeature", dependencies: [
             "HTTPAPI", "RegistryCore", "RegistryStore", "Access", "Tasks", "TaskRunner", "BerthAPIContract", "OCIModel",
+            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -339,6 +340,7 @@ let package = Package(
         .testTarget(name: "TaskRunnerTests", dependencies: ["TaskRunner", "Tasks", "OCIModel"]),
         .testTarget(name: "TasksFeatureTests", dependencies: [
             "TasksFeature", "HTTPAPI", "Access", "Backends", "SQLiteStore", "RegistryStore", "RegistryCore", "BerthAPIContract",
+            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),

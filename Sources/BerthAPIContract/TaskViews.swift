@@ -17,10 +17,16 @@ public struct TaskRequest: Codable, Sendable, Equatable {
     /// Seconds a run may take in all (default 3600).
     public var timeoutSeconds: Int?
     public var enabled: Bool?
+    /// The git-commit trigger: poll the context's branch and accept pushes at
+    /// `POST /api/v1/tasks/{name}/git-webhook`. Turning it on the first time makes the webhook's
+    /// secret, shown once in the answer.
+    public var commitTriggerEnabled: Bool?
     public init(name: String? = nil, taskFile: String? = nil, context: String? = nil, schedule: String? = nil,
-                values: [String: String]? = nil, timeoutSeconds: Int? = nil, enabled: Bool? = nil) {
+                values: [String: String]? = nil, timeoutSeconds: Int? = nil, enabled: Bool? = nil,
+                commitTriggerEnabled: Bool? = nil) {
         self.name = name; self.taskFile = taskFile; self.context = context; self.schedule = schedule
         self.values = values; self.timeoutSeconds = timeoutSeconds; self.enabled = enabled
+        self.commitTriggerEnabled = commitTriggerEnabled
     }
 }
 
@@ -38,6 +44,12 @@ public struct TaskView: Codable, Sendable, Equatable {
     public var createdBy: String
     public var createdAt: Date
     public var updatedAt: Date
+    /// Whether the git-commit trigger is on.
+    public var commitTriggerEnabled: Bool = false
+    /// The push webhook's secret: only in the answer that made it (shown once, then kept sealed).
+    public var gitWebhookSecret: String?
+    /// The commit last seen on the context's branch (in `GET /api/v1/tasks/{name}` only).
+    public var lastCommit: String?
     public init(name: String, taskFile: String, context: String?, schedule: String?, values: [String: String],
                 timeoutSeconds: Int, repositories: [String], enabled: Bool, createdBy: String, createdAt: Date, updatedAt: Date) {
         self.name = name; self.taskFile = taskFile; self.context = context; self.schedule = schedule; self.values = values
@@ -77,7 +89,7 @@ public struct TaskRunView: Codable, Sendable, Equatable {
     public var task: String
     /// `queued`, `running`, `succeeded`, `failed`, `cancelled`.
     public var status: String
-    /// `manual`, `schedule`, `upload`.
+    /// `manual`, `schedule`, `upload`, `commit`.
     public var trigger: String
     public var queuedAt: Date
     public var startedAt: Date?
@@ -86,6 +98,8 @@ public struct TaskRunView: Codable, Sendable, Equatable {
     public var steps: [TaskRunStepView]
     public var pushed: [TaskRunImageView]
     public var baseImages: [TaskRunImageView]
+    /// The commit a git-commit trigger queued it for (`$Commit`).
+    public var commit: String?
     public init(id: String, task: String, status: String, trigger: String, queuedAt: Date, startedAt: Date?,
                 finishedAt: Date?, reason: String?, steps: [TaskRunStepView], pushed: [TaskRunImageView],
                 baseImages: [TaskRunImageView]) {
@@ -93,4 +107,23 @@ public struct TaskRunView: Codable, Sendable, Equatable {
         self.startedAt = startedAt; self.finishedAt = finishedAt; self.reason = reason; self.steps = steps
         self.pushed = pushed; self.baseImages = baseImages
     }
+}
+
+/// The answer to a push webhook (`POST /api/v1/tasks/{name}/git-webhook`) that was verified: the
+/// run it queued (202), or why it queued none (200: not a push, another branch, a commit already seen).
+public struct GitWebhookAnswer: Codable, Sendable, Equatable {
+    public var queued: Bool
+    public var run: TaskRunView?
+    public var reason: String?
+    public init(queued: Bool, run: TaskRunView?, reason: String?) { self.queued = queued; self.run = run; self.reason = reason }
+}
+
+/// What Berth reads of a git server's push webhook body (GitHub, Gitea and GitLab all send these;
+/// everything else in it is ignored): the ref pushed and the commit it moved to.
+public struct GitPushPayload: Codable, Sendable, Equatable {
+    /// `refs/heads/BRANCH`.
+    public var ref: String?
+    /// The full commit name the ref points to now (all zeros: the ref was deleted).
+    public var after: String?
+    public init(ref: String?, after: String?) { self.ref = ref; self.after = after }
 }

@@ -186,8 +186,9 @@ struct Serve: AsyncParsableCommand {
             store: backends.metadata, events: backends.metadata,
             sealingKey: try await ReplicationService.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek)),
             policy: outbound, logger: Logger(label: "berth.replication"))
-        let tasks = TasksFeature(store: backends.metadata, access: access,
-                                 configuration: Self.tasksConfiguration(settings, host: host, port: port, tls: tls != nil, outbound: outbound),
+        var tasksConfiguration = Self.tasksConfiguration(settings, host: host, port: port, tls: tls != nil, outbound: outbound)
+        tasksConfiguration.sealingKey = try await TasksFeature.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek))
+        let tasks = TasksFeature(store: backends.metadata, access: access, configuration: tasksConfiguration,
                                  logger: Logger(label: "berth.tasks"))
         let scanning = ScanningFeature(registry: registry, store: backends.metadata,
                                        matcher: FindingMatcher(advisories: backends.metadata, store: backends.metadata),
@@ -253,8 +254,10 @@ struct Serve: AsyncParsableCommand {
         }
         let service = BerthServer.serviceName(configured: settings.tokenServiceName, publicURL: settings.publicURL,
                                               listen: (host, port))
-        return TasksConfiguration(stateDirectory: settings.data + "/tasks", registry: registry, serviceName: service,
-                                  tlsVerify: tls, outbound: outbound)
+        var configuration = TasksConfiguration(stateDirectory: settings.data + "/tasks", registry: registry, serviceName: service,
+                                               tlsVerify: tls, outbound: outbound)
+        configuration.commitPollInterval = .seconds(settings.taskCommitPollSeconds)
+        return configuration
     }
 
     /// This node's name in the background-work leases. The embedded store has one server (the data

@@ -49,6 +49,8 @@ struct ServeSettings: Equatable {
     /// between scheduled updates (nil: only on demand).
     var advisoryFeeds: [AdvisoryFeedConfiguration] = []
     var advisoryUpdateIntervalSeconds: Int?
+    /// Seconds between the git-commit triggers' looks at their branches.
+    var taskCommitPollSeconds = 60
     /// Which backend keeps the metadata, and which the blobs (the composition root opens them).
     var metadataStore: MetadataStoreKind = .sqlite
     var blobStore: BlobStoreKind = .filesystem
@@ -276,6 +278,11 @@ struct ServeSettings: Equatable {
              defaultText: "0", summary: "seconds between scheduled updates of advisory-feeds (one node of a cluster runs them); 0: only 'berth scan db update'") { s, v throws(SettingError) in
             guard let n = Int(v), n >= 0, n <= 30 * 86400 else { throw SettingError("'\(v)' is not a number of seconds from 0 to 2592000") }
             s.advisoryUpdateIntervalSeconds = n == 0 ? nil : max(60, n)
+        },
+        Spec(key: "task-commit-poll-seconds", environment: "BERTH_TASK_COMMIT_POLL_SECONDS", hasFlag: false, defaultText: "60",
+             summary: "seconds between the git-commit triggers' looks at their tasks' branches (git ls-remote; one node of a cluster polls)") { s, v throws(SettingError) in
+            guard let n = Int(v), n >= 1, n <= 86400 else { throw SettingError("'\(v)' is not a number of seconds from 1 to 86400") }
+            s.taskCommitPollSeconds = n
         },
         Spec(key: "service-name", environment: "BERTH_SERVICE_NAME", hasFlag: false, defaultText: "public-url's host, else listen (postgres: berth)",
              summary: "the token service's name: the audience every token is issued for and checked against (never a request's Host)") { s, v throws(SettingError) in

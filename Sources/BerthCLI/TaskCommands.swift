@@ -12,6 +12,12 @@ enum TaskCommands {
         Column("timeout", "timeoutSeconds"), Column("created-by", "createdBy"), Column("created", "createdAt"),
     ]
 
+    /// The commit trigger, and the webhook's secret where an answer carries it (shown once).
+    static let commitColumns = [
+        Column("commit-trigger", "commitTriggerEnabled"),
+        Column("git-webhook-secret", compute: { $0["gitWebhookSecret"]?.asString ?? "-" }),
+    ]
+
     static func pushed(_ v: JSONValue) -> String {
         (v["pushed"]?.asArray ?? []).map { "\($0["reference"]?.cell ?? "")@\($0["digest"]?.cell ?? "-")" }.joined(separator: " ")
     }
@@ -189,14 +195,17 @@ struct TaskCreate: AsyncParsableCommand {
     @Option(name: .customLong("set"), help: ArgumentHelp("A value for {{.Values.KEY}}.", valueName: "key=value")) var set: [String] = []
     @Option(help: "A values file (key: value lines).") var values: String?
     @Option(help: "Seconds a run may take in all (default 3600).") var timeout: Int?
+    @Option(help: "true: run on every new commit of the context's branch (polled, and its push webhook; the webhook's secret is shown once).")
+    var commitTriggerEnabled: Bool?
 
     func run() async throws {
         try await runCLI {
             let body = TaskRequest(name: name, taskFile: try TaskCommands.readFile(file), context: context, schedule: schedule,
-                                   values: try TaskCommands.values(set: set, file: values), timeoutSeconds: timeout)
+                                   values: try TaskCommands.values(set: set, file: values), timeoutSeconds: timeout,
+                                   commitTriggerEnabled: commitTriggerEnabled)
             let c = try await ManagementClient.connect(client)
-            Printer.keyValues(try await c.call(.POST, "tasks", sending: body, answer: TaskView.self), fields: TaskCommands.columns,
-                              format: out.output)
+            Printer.keyValues(try await c.call(.POST, "tasks", sending: body, answer: TaskView.self),
+                              fields: TaskCommands.columns + TaskCommands.commitColumns, format: out.output)
         }
     }
 }
@@ -224,7 +233,9 @@ struct TaskShow: AsyncParsableCommand {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
             Printer.keyValues(try await c.call(.GET, "tasks/" + Fmt.path(name), answer: TaskView.self),
-                              fields: TaskCommands.columns + [Column("task-file", "taskFile")], format: out.output)
+                              fields: TaskCommands.columns + [Column("commit-trigger", "commitTriggerEnabled"),
+                                                              Column("last-commit", compute: { $0["lastCommit"]?.asString ?? "-" }),
+                                                              Column("task-file", "taskFile")], format: out.output)
         }
     }
 }
@@ -242,14 +253,17 @@ struct TaskUpdate: AsyncParsableCommand {
     @Option(help: "A values file (replaces all values).") var values: String?
     @Option(help: "Seconds a run may take in all.") var timeout: Int?
     @Option(help: "true or false.") var enabled: Bool?
+    @Option(help: "true or false: the git-commit trigger (turned on the first time, it shows the webhook's secret once).")
+    var commitTriggerEnabled: Bool?
 
     func run() async throws {
         try await runCLI {
             let body = TaskRequest(taskFile: try file.map(TaskCommands.readFile), context: context, schedule: schedule,
-                                   values: try TaskCommands.values(set: set, file: values), timeoutSeconds: timeout, enabled: enabled)
+                                   values: try TaskCommands.values(set: set, file: values), timeoutSeconds: timeout, enabled: enabled,
+                                   commitTriggerEnabled: commitTriggerEnabled)
             let c = try await ManagementClient.connect(client)
             Printer.keyValues(try await c.call(.PATCH, "tasks/" + Fmt.path(name), sending: body, answer: TaskView.self),
-                              fields: TaskCommands.columns, format: out.output)
+                              fields: TaskCommands.columns + TaskCommands.commitColumns, format: out.output)
         }
     }
 }

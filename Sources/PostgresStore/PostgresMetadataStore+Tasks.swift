@@ -9,7 +9,7 @@ import RegistryStore
 /// (the event-counter lock): starting the next run and its compare-and-swap are decided under it,
 /// and two nodes never start two runs of one task.
 extension PostgresMetadataStore {
-    private static func encode(_ value: some Encodable) throws -> String {
+    static func encode(_ value: some Encodable) throws -> String {
         String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
     }
 
@@ -55,16 +55,23 @@ extension PostgresMetadataStore {
         let origin = EventOrigin.current
         return try await write { tx in
             guard try await tx.count("SELECT 1 FROM tasks WHERE name = \(task)") == 1 else { return nil }
-            let number = try await tx.value("UPDATE task_run_counter SET last = last + 1 WHERE id = 1 RETURNING last", Int64.self) ?? 1
-            let run = TaskRunRecord(id: "cb\(number)", task: task, status: .queued, trigger: trigger, queuedAt: Date(),
-                                    uploadedContext: uploadedContext)
-            let text = try Self.encode(run)
-            try await tx.exec("""
-                INSERT INTO task_runs(number, id, task, status, record) VALUES (\(number), \(run.id), \(task), \(run.status.rawValue), \(text))
-                """)
-            try await Self.appendEvent(tx, origin, .taskRunQueued, "", detail: run.eventDetail)
-            return run
+            return try await Self.insertQueuedRun(tx, origin, TaskRunRecord(id: "", task: task, status: .queued, trigger: trigger,
+                                                                            queuedAt: Date(), uploadedContext: uploadedContext))
         }
+    }
+
+    /// Gives `run` (queued, of an existing task) the next id, stores it and appends its event
+    /// (in a serialized write).
+    static func insertQueuedRun(_ tx: Tx, _ origin: EventOrigin?, _ queued: TaskRunRecord) async throws -> TaskRunRecord {
+        let number = try await tx.value("UPDATE task_run_counter SET last = last + 1 WHERE id = 1 RETURNING last", Int64.self) ?? 1
+        var run = queued
+        run.id = "cb\(number)"
+        let text = try encode(run)
+        try await tx.exec("""
+            INSERT INTO task_runs(number, id, task, status, record) VALUES (\(number), \(run.id), \(run.task), \(run.status.rawValue), \(text))
+            """)
+        try await appendEvent(tx, origin, .taskRunQueued, "", detail: run.eventDetail)
+        return run
     }
 
     public func taskRun(id: String) async throws -> TaskRunRecord? {

@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit]
 
     static var latest: Int { all.count }
 
@@ -136,6 +136,17 @@ enum PostgresMigrations {
         "ALTER TABLE events ADD COLUMN hlc_logical bigint NOT NULL DEFAULT 0",
         "ALTER TABLE event_counter ADD COLUMN hlc_ms bigint NOT NULL DEFAULT 0",
         "ALTER TABLE event_counter ADD COLUMN hlc_logical bigint NOT NULL DEFAULT 0",
+    ]
+
+    /// Git-commit triggers (`TaskCommitStore`): the commit last seen per task.
+    static let v6triggit: [String] = [
+        """
+        CREATE TABLE task_commits (
+            task \(text) PRIMARY KEY REFERENCES tasks(name) ON DELETE CASCADE,
+            branch \(text) NOT NULL,
+            commit_id \(text) NOT NULL,
+            seen_at double precision NOT NULL)
+        """,
     ]
 
     /// The advisory database (`AdvisoryStore`).

@@ -23,6 +23,11 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     public var updatedAt: Date
     /// When the timer trigger last queued a run (so each slot fires once across the cluster).
     public var lastScheduledAt: Date?
+    /// The git-commit trigger: poll the context's branch and accept its push webhook (nil: off).
+    public var commitTriggerEnabled: Bool? = nil
+    /// The push webhook's secret, sealed (AES-GCM under the tasks' sealing key, bound to the
+    /// task's name); nil when none was made.
+    public var gitWebhookSecret: Data? = nil
 
     public init(name: String, taskFile: String, context: String?, schedule: String?, values: [String: String],
                 timeoutSeconds: Int, repositories: [String], enabled: Bool = true, createdBy: String,
@@ -88,6 +93,8 @@ public struct TaskRunRecord: Sendable, Codable, Equatable {
     public var cancelRequested: Bool
     /// Where an uploaded context waits for the run (a path on the node that received it), if any.
     public var uploadedContext: String?
+    /// The commit a git-commit trigger queued it for (`$Commit`; the run builds that commit).
+    public var commit: String? = nil
 
     public init(id: String, task: String, status: TaskRunStatus, trigger: String, queuedAt: Date,
                 startedAt: Date? = nil, finishedAt: Date? = nil, reason: String? = nil, steps: [TaskRunStepRecord] = [],

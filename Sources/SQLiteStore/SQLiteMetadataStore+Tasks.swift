@@ -7,7 +7,7 @@ import RegistryStore
 /// Tasks and runs are kept as JSON documents (the record types' Codable form) beside the columns
 /// the store selects on; a run's status column and its document change together.
 extension SQLiteMetadataStore {
-    private static func encode(_ value: some Encodable) throws -> String {
+    static func encode(_ value: some Encodable) throws -> String {
         String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
     }
 
@@ -58,15 +58,21 @@ extension SQLiteMetadataStore {
         let origin = EventOrigin.current
         return try await pool.write { db in
             guard try Bool.fetchOne(db, sql: "SELECT 1 FROM tasks WHERE name = ?", arguments: [task]) != nil else { return nil }
-            try db.execute(sql: "UPDATE task_run_counter SET last = last + 1 WHERE id = 1")
-            let number = try Int64.fetchOne(db, sql: "SELECT last FROM task_run_counter WHERE id = 1") ?? 1
-            let run = TaskRunRecord(id: "cb\(number)", task: task, status: .queued, trigger: trigger, queuedAt: Date(),
-                                    uploadedContext: uploadedContext)
-            try db.execute(sql: "INSERT INTO task_runs(number, id, task, status, record) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [number, run.id, task, run.status.rawValue, try Self.encode(run)])
-            try Self.appendEvent(db, origin, .taskRunQueued, "", detail: run.eventDetail)
-            return run
+            return try Self.insertQueuedRun(db, origin, TaskRunRecord(id: "", task: task, status: .queued, trigger: trigger,
+                                                                      queuedAt: Date(), uploadedContext: uploadedContext))
         }
+    }
+
+    /// Gives `run` (queued, of an existing task) the next id, stores it and appends its event.
+    static func insertQueuedRun(_ db: Database, _ origin: EventOrigin?, _ queued: TaskRunRecord) throws -> TaskRunRecord {
+        try db.execute(sql: "UPDATE task_run_counter SET last = last + 1 WHERE id = 1")
+        let number = try Int64.fetchOne(db, sql: "SELECT last FROM task_run_counter WHERE id = 1") ?? 1
+        var run = queued
+        run.id = "cb\(number)"
+        try db.execute(sql: "INSERT INTO task_runs(number, id, task, status, record) VALUES (?, ?, ?, ?, ?)",
+                       arguments: [number, run.id, run.task, run.status.rawValue, try encode(run)])
+        try appendEvent(db, origin, .taskRunQueued, "", detail: run.eventDetail)
+        return run
     }
 
     public func taskRun(id: String) async throws -> TaskRunRecord? {

@@ -540,6 +540,17 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 INSERT INTO event_clock(id, milliseconds, logical) VALUES (1, 0, 0);
                 """)
         }
+        m.registerMigration("v22-triggit") { db in
+            // Git-commit triggers: the commit last seen per task (SQLiteMetadataStore+TaskCommits.swift).
+            try db.execute(sql: """
+                CREATE TABLE task_commits (
+                    task TEXT PRIMARY KEY REFERENCES tasks(name) ON DELETE CASCADE,
+                    branch TEXT NOT NULL,
+                    commit_id TEXT NOT NULL,
+                    seen_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                """)
+        }
         return m
     }
 

@@ -12,20 +12,49 @@ public struct SourceCheckout: Sendable {
     public init() {}
 
     /// `git clone --depth 1 --branch BRANCH --single-branch -- URL DIRECTORY`: http(s) URLs only,
-    /// no redirects, no prompts, no system or user configuration, no submodules. Output lines go
-    /// to `log` (the run's log).
-    public func gitClone(url: String, branch: String, into directory: String,
-                         log: @escaping @Sendable (String) async -> Void = { _ in }) async throws(TaskRunError) {
+    /// no redirects, no prompts, no system or user configuration, no submodules. With `resolve`
+    /// (`HOST:PORT:ADDRESS`, see `GitRemote.pin`) git connects only to the address the caller
+    /// checked, whatever the name resolves to meanwhile. With `commit`, that commit is checked out
+    /// (fetched by its name when the branch has moved on since). Output lines go to `log` (the
+    /// run's log). Returns the commit checked out.
+    @discardableResult
+    public func gitClone(url: String, branch: String, into directory: String, resolve: String? = nil, commit: String? = nil,
+                         log: @escaping @Sendable (String) async -> Void = { _ in }) async throws(TaskRunError) -> String {
         guard let scheme = URL(string: url)?.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
             throw TaskRunError("a git context must be an http(s) URL")
         }
         guard Self.isSafeBranch(branch) else { throw TaskRunError("invalid branch name \(Confined.quote(branch))") }
-        let command = ChildCommand(executable: git, arguments: [
-            "-c", "http.followRedirects=false", "-c", "protocol.allow=never", "-c", "protocol.http.allow=always",
-            "-c", "protocol.https.allow=always", "-c", "credential.helper=",
+        if let commit, !GitRemote.isObjectName(commit) { throw TaskRunError("invalid commit \(Confined.quote(commit))") }
+        let environment = Self.environment(home: directory + ".home")
+        try await run(ChildCommand(executable: git, arguments: GitRemote.options(resolve: resolve) + [
             "clone", "--quiet", "--depth", "1", "--single-branch", "--no-tags", "--branch", branch, "--", url, directory,
-        ], environment: Self.environment(home: directory + ".home"))
-        try await run(command, what: "git clone", log: log)
+        ], environment: environment), what: "git clone", log: log)
+        var head = try await GitRemote.output(ChildCommand(executable: git, arguments: ["-C", directory, "rev-parse", "HEAD"],
+                                                           environment: environment), what: "git rev-parse", timeout: timeout)
+        if let commit, head != commit {
+            try await run(ChildCommand(executable: git, arguments: GitRemote.options(resolve: resolve) + [
+                "-C", directory, "fetch", "--quiet", "--depth", "1", "--no-tags", "origin", commit,
+            ], environment: environment), what: "git fetch of commit \(commit)", log: log)
+            try await run(ChildCommand(executable: git, arguments: ["-C", directory, "checkout", "--quiet", "--detach", commit],
+                                       environment: environment), what: "git checkout", log: log)
+            head = commit
+        }
+        return head
+    }
+
+    /// The commit `branch` of the repository at `url` points to (`git ls-remote`, with the same
+    /// options as a clone), nil when the repository has no such branch.
+    public func headCommit(url: String, branch: String, resolve: String? = nil) async throws(TaskRunError) -> String? {
+        guard let scheme = URL(string: url)?.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
+            throw TaskRunError("a git context must be an http(s) URL")
+        }
+        guard Self.isSafeBranch(branch) else { throw TaskRunError("invalid branch name \(Confined.quote(branch))") }
+        let home = FileManager.default.temporaryDirectory.path + "/berth-git-home-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let text = try await GitRemote.output(ChildCommand(executable: git, arguments: GitRemote.options(resolve: resolve) + [
+            "ls-remote", "--heads", "--", url, "refs/heads/" + branch,
+        ], environment: Self.environment(home: home)), what: "git ls-remote", timeout: timeout)
+        return try GitRemote.parseHead(text, branch: branch)
     }
 
     /// Unpacks a tar archive into `directory` (which must exist): members are owned by the

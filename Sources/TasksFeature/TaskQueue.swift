@@ -142,13 +142,20 @@ public struct TaskQueueService: Service {
                                                 attributes: [.posixPermissions: 0o700])
         var directory = source
         var branch: String?
+        var commit: String?
         if let upload = run.uploadedContext {
             try await configuration.checkout.extract(archive: upload, into: source)
         } else if let context = task.context {
             let git = try GitContext(parsing: context)
-            do { _ = try await configuration.outbound.check(git.url) } catch { throw TaskError.invalid("context refused: \(error.message)") }
+            let destination: OutboundPolicy.Destination
+            do { destination = try await configuration.outbound.check(git.url) } catch {
+                throw TaskError.invalid("context refused: \(error.message)")
+            }
             let clone = source + "/repo"
-            try await configuration.checkout.gitClone(url: git.url, branch: git.branch, into: clone)
+            // Cloned from the address just checked (a later answer of the name does not count)
+            // and, for a commit trigger's run, at that commit.
+            commit = try await configuration.checkout.gitClone(url: git.url, branch: git.branch, into: clone,
+                                                               resolve: destination.gitPin, commit: run.commit)
             directory = clone
             if let sub = git.directory {
                 // The repository's own links must not lead the context out of it (a `DIR` that
@@ -164,7 +171,7 @@ public struct TaskQueueService: Service {
         } else {
             throw TaskError.invalid("the task has no context and none was uploaded")
         }
-        let file = try tasks.parse(task, runID: run.id, branch: branch)
+        let file = try tasks.parse(task, runID: run.id, branch: branch, commit: commit)
         let repositories = try tasks.repositories(of: file)
         if let outside = repositories.first(where: { !task.repositories.contains($0) }) {
             throw TaskError.forbidden("the run pushes to \(outside), which the task did not name when it was saved")

@@ -1,4 +1,5 @@
 import Access
+import Crypto
 import Foundation
 import Logging
 import OCIModel
@@ -31,6 +32,10 @@ public struct TasksConfiguration: Sendable {
     public var tick: Duration = .milliseconds(500)
     /// The node's name in run records.
     public var node = ProcessInfo.processInfo.hostName + ":" + String(ProcessInfo.processInfo.processIdentifier)
+    /// How often the git-commit triggers look at their branches (`git ls-remote`; one node of a cluster).
+    public var commitPollInterval: Duration = .seconds(60)
+    /// Seals the tasks' push-webhook secrets (shared by every node: `TasksFeature.sharedSealingKey`).
+    public var sealingKey = SymmetricKey(size: .bits256)
     /// The runner's own settings (tools, storage driver, memory limit).
     public var runner: TaskRunnerConfiguration
     public var checkout = SourceCheckout()
@@ -95,11 +100,12 @@ struct GitContext: Equatable {
 
 /// Tasks and runs: validation, the store, and what the API and the queue ask.
 public struct TaskService: Sendable {
-    let store: any TaskStore
+    let store: any TaskStore & TaskCommitStore
+    var commitStore: any TaskCommitStore { store }
     let configuration: TasksConfiguration
     let logger: Logger
 
-    public init(store: any TaskStore, configuration: TasksConfiguration, logger: Logger) {
+    public init(store: any TaskStore & TaskCommitStore, configuration: TasksConfiguration, logger: Logger) {
         self.store = store
         self.configuration = configuration
         self.logger = logger
@@ -116,14 +122,15 @@ public struct TaskService: Sendable {
     }
 
     /// The task file parsed for a run (or, with `cb0`, to check it): refused with its line.
-    func parse(_ task: TaskRecord, runID: String, branch: String? = nil) throws(TaskError) -> TaskFile {
+    func parse(_ task: TaskRecord, runID: String, branch: String? = nil, commit: String? = nil) throws(TaskError) -> TaskFile {
         var values = TaskValues()
         do {
             for (key, value) in task.values.sorted(by: { $0.key < $1.key }) { try values.set(key + "=" + value) }
         } catch {
             throw .invalid("values: \(error)")
         }
-        let run = RunContext(id: runID, registry: configuration.registry, date: Date(), branch: branch, taskName: task.name)
+        let run = RunContext(id: runID, registry: configuration.registry, date: Date(), commit: commit, branch: branch,
+                             taskName: task.name)
         do {
             return try TaskFile.parse(task.taskFile, run: run, values: values)
         } catch {
@@ -164,10 +171,15 @@ public struct TaskService: Sendable {
             do { _ = try CronSchedule(parsing: schedule) } catch { throw .invalid("schedule: \(error)") }
             guard record.context != nil else { throw .invalid("a schedule needs a git context (--context GIT_URL#BRANCH)") }
         }
+        if record.commitTriggerEnabled == true, record.context == nil {
+            throw .invalid("a commit trigger needs a git context (--context GIT_URL#BRANCH)")
+        }
         guard record.timeoutSeconds >= 1, record.timeoutSeconds <= configuration.maxTimeoutSeconds else {
             throw .invalid("timeoutSeconds must be 1 to \(configuration.maxTimeoutSeconds)")
         }
-        let file = try parse(record, runID: "cb0")
+        // A git context gives every run a branch and a commit: checked with stand-ins for them.
+        let git = record.context.flatMap { try? GitContext(parsing: $0) }
+        let file = try parse(record, runID: "cb0", branch: git?.branch, commit: git.map { _ in String(repeating: "0", count: 40) })
         record.repositories = try repositories(of: file)
         for repository in record.repositories where !mayPush(repository) {
             throw .forbidden("you may not push to \(repository), which the task's push steps name")
@@ -193,10 +205,20 @@ public struct TaskService: Sendable {
     }
 
     func delete(_ name: String) async throws {
-        if try await store.taskRuns(task: name, limit: 1).first?.status == .running {
+        // Any run of the task, not only its newest: an older run may still run while newer ones wait.
+        if try await store.runningTaskRuns().contains(where: { $0.task == name }) {
             throw TaskError.conflict("task \(name) has a run in progress; cancel it first")
         }
+        let waiting = try await store.taskRuns(task: name, limit: 1000).filter { $0.status == .queued }
         guard try await store.deleteTask(named: name) else { throw TaskError.notFound("task \(name)") }
+        // Contexts uploaded for runs that will never start.
+        for run in waiting { removeUpload(run) }
+    }
+
+    /// Deletes a run's uploaded context (when it is on this node's disk, under the uploads directory).
+    func removeUpload(_ run: TaskRunRecord) {
+        guard let upload = run.uploadedContext, upload.hasPrefix(uploadsDirectory + "/"), !upload.contains("/../") else { return }
+        try? FileManager.default.removeItem(atPath: upload)
     }
 
     /// Queues a run; `uploadedContext` is the path of an uploaded tar archive.
@@ -227,7 +249,10 @@ public struct TaskService: Sendable {
                 run.status = .cancelled
                 run.finishedAt = Date()
                 run.reason = "cancelled before it started"
-                if try await store.updateTaskRun(run, expected: .queued) { return run }
+                if try await store.updateTaskRun(run, expected: .queued) {
+                    removeUpload(run)   // it will never start: nothing else removes it
+                    return run
+                }
             case .running:
                 run.cancelRequested = true
                 if try await store.updateTaskRun(run, expected: .running) { return run }

@@ -19,12 +19,12 @@ public struct TasksFeature: RegistryFeature {
     let tasks: TaskService
     let access: AccessControl
 
-    public init(store: any TaskStore, access: AccessControl, configuration: TasksConfiguration, logger: Logger) {
+    public init(store: any TaskStore & TaskCommitStore, access: AccessControl, configuration: TasksConfiguration, logger: Logger) {
         tasks = TaskService(store: store, configuration: configuration, logger: logger)
         self.access = access
     }
 
-    public var services: [any Service] { [TaskQueueService(tasks: tasks, access: access)] }
+    public var services: [any Service] { [TaskQueueService(tasks: tasks, access: access), CommitPollService(tasks: tasks)] }
 
     public func addRoutes(to routes: FeatureRoutes) {
         let tasks = self.tasks
@@ -53,11 +53,18 @@ public struct TasksFeature: RegistryFeature {
                 schedule: body.schedule.flatMap { $0.isEmpty ? nil : $0 }, values: body.values ?? [:],
                 timeoutSeconds: body.timeoutSeconds ?? tasks.configuration.defaultTimeoutSeconds, repositories: [],
                 enabled: body.enabled ?? true, createdBy: context.managementActor?.name ?? "anonymous", createdAt: now, updatedAt: now)
-            let created = try await tasks.create(record, mayPush: try await mayPush(request, context))
-            return server.json(TaskView(created), status: .created)
+            var asked = record
+            let secret = try tasks.setCommitTrigger(&asked, enabled: body.commitTriggerEnabled)
+            let created = try await tasks.create(asked, mayPush: try await mayPush(request, context))
+            var view = TaskView(created)
+            view.gitWebhookSecret = secret
+            return server.json(view, status: .created)
         }
         api.get("tasks/:name") { _, context in
-            server.json(TaskView(try await tasks.get(try context.parameters.require("name"))))
+            let task = try await tasks.get(try context.parameters.require("name"))
+            var view = TaskView(task)
+            view.lastCommit = try await tasks.commitStore.taskCommit(task: task.name)?.commit
+            return server.json(view)
         }
         api.patch("tasks/:name") { request, context in
             let body = try await server.decode(TaskRequest.self, request)
@@ -72,8 +79,11 @@ public struct TasksFeature: RegistryFeature {
             if let values = body.values { record.values = values }
             if let timeout = body.timeoutSeconds { record.timeoutSeconds = timeout }
             if let enabled = body.enabled { record.enabled = enabled }
+            let secret = try tasks.setCommitTrigger(&record, enabled: body.commitTriggerEnabled)
             record.updatedAt = Date()
-            return server.json(TaskView(try await tasks.update(record, mayPush: try await mayPush(request, context))))
+            var view = TaskView(try await tasks.update(record, mayPush: try await mayPush(request, context)))
+            view.gitWebhookSecret = secret
+            return server.json(view)
         }
         api.delete("tasks/:name") { _, context in
             try await tasks.delete(try context.parameters.require("name"))
@@ -114,6 +124,7 @@ public struct TasksFeature: RegistryFeature {
             let run = try await EventOrigin.$current.withValue(origin(context)) { try await tasks.cancel(name, id) }
             return server.json(TaskRunView(run))
         }
+        Self.addGitWebhookRoute(to: routes, tasks: tasks)
         // The run's log from byte `offset` (at most 4 MiB), as text; `X-Berth-Run-Status` says
         // whether more may come (`queued`, `running`) and `X-Berth-Log-Offset` where to go on.
         api.get("tasks/:name/runs/:id/log") { request, context in
@@ -192,6 +203,7 @@ extension TaskView {
         self.init(name: r.name, taskFile: r.taskFile, context: r.context, schedule: r.schedule, values: r.values,
                   timeoutSeconds: r.timeoutSeconds, repositories: r.repositories, enabled: r.enabled, createdBy: r.createdBy,
                   createdAt: r.createdAt, updatedAt: r.updatedAt)
+        commitTriggerEnabled = r.commitTriggerEnabled ?? false
     }
 }
 
@@ -205,5 +217,6 @@ extension TaskRunView {
                   },
                   pushed: r.pushed.map { TaskRunImageView(reference: $0.reference, digest: $0.digest) },
                   baseImages: r.baseImages.map { TaskRunImageView(reference: $0.reference, digest: $0.digest) })
+        commit = r.commit
     }
 }

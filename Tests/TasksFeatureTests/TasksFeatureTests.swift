@@ -205,6 +205,33 @@ private func pushBlob(_ client: any TestClientProtocol, _ repository: String, _ 
         await #expect(throws: TaskError.self) { try await tasks.delete("a") }
     }
 
+    /// Review leftovers: an older run still running blocks deleting its task (not only the newest
+    /// run), and a context uploaded for a run that never starts (cancelled while queued, or its
+    /// task deleted) is removed.
+    @Test func uploadsOfRunsThatNeverStartAreRemovedAndAnOlderRunningRunBlocksDelete() async throws {
+        let (tasks, store) = try service()
+        _ = try await tasks.create(task("a"), mayPush: { _ in true })
+        _ = try await tasks.create(task("b"), mayPush: { _ in true })
+        try FileManager.default.createDirectory(atPath: tasks.uploadsDirectory, withIntermediateDirectories: true)
+        func upload(_ name: String) -> String {
+            let path = tasks.uploadsDirectory + "/" + name + ".tar"
+            FileManager.default.createFile(atPath: path, contents: Data("tar".utf8))
+            return path
+        }
+        let (u1, u2, u3) = (upload("one"), upload("two"), upload("three"))
+        _ = try await tasks.queue("a", trigger: "upload", uploadedContext: u1)          // cb1
+        _ = try await tasks.queue("a", trigger: "upload", uploadedContext: u2)          // cb2
+        #expect(try await store.startNextTaskRun(node: "n")?.id == "cb1")
+        // cb1 (older) runs, cb2 (newest) waits: the task is not deleted.
+        await #expect(throws: TaskError.conflict("task a has a run in progress; cancel it first")) { try await tasks.delete("a") }
+        _ = try await tasks.cancel("a", "cb2")
+        #expect(!FileManager.default.fileExists(atPath: u2) && FileManager.default.fileExists(atPath: u1))
+        // A deleted task's waiting runs take their uploads with them.
+        _ = try await tasks.queue("b", trigger: "upload", uploadedContext: u3)          // cb3
+        try await tasks.delete("b")
+        #expect(!FileManager.default.fileExists(atPath: u3))
+    }
+
     @Test func aTimerIsDueOncePerSlot() throws {
         let created = Date(timeIntervalSince1970: 1_800_000_030)   // 30 s past a minute
         var t = task("nightly", schedule: "*/5 * * * *")

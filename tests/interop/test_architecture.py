@@ -137,7 +137,7 @@ def test_tasks_stay_pure_and_only_the_task_runner_starts_processes():
 def test_the_tasks_feature_depends_only_on_what_it_is_allowed():
     allowed = {"Foundation", "HTTPAPI", "RegistryCore", "RegistryStore", "Access", "Tasks", "TaskRunner", "BerthAPIContract",
                "OCIModel", "Hummingbird", "HTTPTypes", "Logging", "NIOCore", "NIOPosix", "NIOConcurrencyHelpers",
-               "ServiceLifecycle"}
+               "ServiceLifecycle", "Crypto"}
     assert imports("TasksFeature") <= allowed, imports("TasksFeature") - allowed
 
 

@@ -361,6 +361,7 @@ CONTRACT_BODIES: Dict[Route, Tuple[object, object]] = {
     ("POST", "/api/v1/tasks/{}/runs"): (None, "TaskRunView"),
     ("GET", "/api/v1/tasks/{}/runs/{}"): (None, "TaskRunView"),
     ("POST", "/api/v1/tasks/{}/runs/{}/cancel"): (None, "TaskRunView"),
+    ("POST", "/api/v1/tasks/{}/git-webhook"): ("GitPushPayload", "GitWebhookAnswer"),
     ("POST", "/api/v1/imports"): ("ImportRequest", "ImportView"),
     ("GET", "/api/v1/imports/{}"): (None, "ImportView"),
     ("GET", "/api/v1/quarantine"): (None, "QuarantinePolicyView"),

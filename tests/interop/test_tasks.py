@@ -122,6 +122,9 @@ class _GitSmartHTTP(http.server.BaseHTTPRequestHandler):
         env = {"GIT_PROJECT_ROOT": self.root, "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path, "QUERY_STRING": query,
                "REQUEST_METHOD": self.command, "CONTENT_TYPE": self.headers.get("Content-Type", ""),
                "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": "127.0.0.1", "PATH": "/usr/bin:/bin"}
+        if self.headers.get("Git-Protocol"):
+            # As git-http-backend(1) asks of a web server: protocol v2, which serves any commit by name.
+            env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
         out = subprocess.run(["/usr/lib/git-core/git-http-backend"], input=body, env=env, stdout=subprocess.PIPE,
                              check=True, timeout=30).stdout
         head, _, payload = out.partition(b"\r\n\r\n")
@@ -220,3 +223,112 @@ def test_a_run_past_its_timeout_fails_and_a_cancelled_run_stops(cli, registry, c
     assert [s["status"] for s in stopped["steps"]] == ["succeeded", "cancelled", "skipped"], stopped
     # A finished run cannot be cancelled.
     assert "finished" in cli.fails("task", "cancel-run", "--name", "slow", "--run-id", "cb2")
+
+
+COMMIT_FILE = """\
+version: v1.1.0
+steps:
+  - id: build
+    build: -t $Registry/gitapp:$ID -f Dockerfile .
+  - id: show
+    cmd: $Registry/gitapp:$ID sh -c 'echo "built $Commit on $Branch with $(cat /version)"'
+  - push: [$Registry/gitapp:$ID]
+"""
+
+
+def _git_served(context, tmp_path):
+    """A work tree of the busybox context with a task file and a version file, its bare clone
+    served over smart HTTP on loopback; returns (commit(version) -> sha, url, server)."""
+    work = tmp_path / "work"
+    shutil.copytree(context, work)
+    (work / "acb.yaml").write_text(COMMIT_FILE)
+    with open(work / "Dockerfile", "a") as dockerfile:
+        dockerfile.write("COPY version /version\n")
+    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "-c", "init.defaultBranch=main", "init", "-q", str(work)], check=True)
+    served = tmp_path / "served"
+    served.mkdir()
+
+    def commit(version: str) -> str:
+        (work / "version").write_text(version + "\n")
+        subprocess.run(git + ["add", "."], check=True)
+        subprocess.run(git + ["commit", "-q", "-m", version], check=True)
+        subprocess.run(git + ["push", "-q", str(served / "app.git"), "main"], check=True)
+        return subprocess.run(git + ["rev-parse", "HEAD"], check=True, stdout=subprocess.PIPE).stdout.decode().strip()
+
+    subprocess.run(["git", "init", "-q", "--bare", str(served / "app.git")], check=True)
+    handler = type("Handler", (_GitSmartHTTP,), {"root": str(served)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return commit, f"http://127.0.0.1:{server.server_address[1]}/app.git#main", server
+
+
+def _finished_run(cli, task, sha):
+    return next((r for r in cli.json("task", "list-runs", "--name", task)
+                 if r.get("commit") == sha and r["status"] not in ("queued", "running")), None)
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_TASK_COMMIT_POLL_SECONDS="1")
+def test_a_new_commit_on_the_branch_starts_a_run_by_polling(cli, registry, context, tmp_path):
+    commit, url, server = _git_served(context, tmp_path)
+    try:
+        first = commit("one")
+        task = json.loads(cli.run("task", "create", "--name", "polled", "--file", str(tmp_path / "work" / "acb.yaml"),
+                                  "--context", url, "--commit-trigger-enabled", "true", "-o", "json").stdout)
+        assert task["commitTriggerEnabled"] is True and len(task["gitWebhookSecret"]) >= 40, task
+        # The first look records the branch's head without a run.
+        wait_for("the first look at the branch", lambda: cli.json("task", "show", "--name", "polled").get("lastCommit") == first)
+        assert cli.json("task", "list-runs", "--name", "polled") == []
+        second = commit("two")
+        run = wait_for("the commit's run", lambda: _finished_run(cli, "polled", second), timeout=90)
+        assert run["status"] == "succeeded" and run["trigger"] == "commit", run
+        log = cli.run("task", "logs", "--name", "polled", "--run-id", run["id"]).stdout.decode()
+        assert f"built {second} on main with two" in log, log[-2000:]
+        assert manifest_status(registry, "gitapp", run["id"]) == 200
+        # One run per commit: later looks at the same head queue nothing.
+        import time
+        time.sleep(2.5)
+        assert [r["commit"] for r in cli.json("task", "list-runs", "--name", "polled")] == [second]
+    finally:
+        server.shutdown()
+
+
+def _signed(secret: str, body: bytes) -> dict:
+    import hashlib
+    import hmac
+    return {"X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
+            "X-GitHub-Event": "push", "Content-Type": "application/json"}
+
+
+# Polling is slowed to an hour (its first pass runs before any task exists), so only the webhook triggers here.
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_TASK_COMMIT_POLL_SECONDS="3600")
+def test_a_signed_push_webhook_starts_a_run_of_its_commit_and_a_forged_one_does_not(cli, registry, context, tmp_path):
+    commit, url, server = _git_served(context, tmp_path)
+    try:
+        older = commit("one")
+        commit("two")       # the branch has moved on: the run fetches the pushed commit by its name
+        task = json.loads(cli.run("task", "create", "--name", "hooked", "--file", str(tmp_path / "work" / "acb.yaml"),
+                                  "--context", url, "--commit-trigger-enabled", "true", "-o", "json").stdout)
+        secret = task["gitWebhookSecret"]
+        hook = f"{registry.base}/api/v1/tasks/hooked/git-webhook"
+        body = json.dumps({"ref": "refs/heads/main", "before": "0" * 40, "after": older}).encode()
+        forged = requests.post(hook, data=body, headers=_signed("not-the-secret", body), timeout=10)
+        assert forged.status_code == 403, forged.text
+        unsigned = requests.post(hook, data=body, headers={"Content-Type": "application/json"}, timeout=10)
+        assert unsigned.status_code == 401, unsigned.text
+        gitlab_forged = requests.post(hook, data=body, headers={"X-Gitlab-Token": secret[:-1] + "x"}, timeout=10)
+        assert gitlab_forged.status_code == 403, gitlab_forged.text
+        assert cli.json("task", "list-runs", "--name", "hooked") == []
+
+        accepted = requests.post(hook, data=body, headers=_signed(secret, body), timeout=10)
+        assert accepted.status_code == 202 and accepted.json()["run"]["commit"] == older, accepted.text
+        # Delivered again (GitLab style this time): the commit was seen, nothing more is queued.
+        again = requests.post(hook, data=body, headers={"X-Gitlab-Token": secret, "X-Gitlab-Event": "Push Hook"}, timeout=10)
+        assert again.status_code == 200 and again.json()["queued"] is False, again.text
+        run = wait_for("the pushed commit's run", lambda: _finished_run(cli, "hooked", older), timeout=90)
+        assert run["status"] == "succeeded" and run["trigger"] == "commit", run.get("reason")
+        log = cli.run("task", "logs", "--name", "hooked", "--run-id", run["id"]).stdout.decode()
+        assert f"built {older} on main with one" in log, log[-2000:]
+        assert len(cli.json("task", "list-runs", "--name", "hooked")) == 1
+    finally:
+        server.shutdown()

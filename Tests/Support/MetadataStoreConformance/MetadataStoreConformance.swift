@@ -8,6 +8,7 @@ import Testing
 /// consumers' cursors.
 public typealias ConformanceStore = MetadataStore & AccessStateStore & WebhookStore & EventLogStore & KeyMaterialStore & LeaseStore
     & UploadSessionStore & ReplicationStore & TaskStore & ScanStore & AdvisoryStore & ConsoleSessionStore & CacheRuleStore & FindingStore
+    & TaskCommitStore
 
 /// One suite of the metadata store contracts, run against any backend.
 ///
@@ -52,6 +53,7 @@ public enum MetadataStoreConformance {
             + eventConsumerCases + keyMaterialCases + leaseCases + roundTripCases + sharedStateCases + uploadSessionCases
             + replicationCases
             + taskCases
+            + taskCommitCases
             + scanCases
             + advisoryCases
             + consoleSessionCases
