@@ -10,10 +10,13 @@ import Scanning
 
 /// How the scanner bounds its work on one layer and what it stores.
 public struct ScanConfiguration: Sendable {
-    /// The walker's bounds per layer (decompressed bytes, entries, file sizes, …).
-    public var layerLimits = LayerLimits()
-    /// Wall time one layer may take to index; past it the walk stops and the index is partial.
-    public var layerTimeLimit: Duration = .seconds(600)
+    /// The bounds per layer (decompressed bytes, entries, file sizes, time, …).
+    public var layerLimits = ScanLimits()
+    /// Wall time one layer may take to index (`ScanLimits.maxLayerTime`).
+    public var layerTimeLimit: Duration {
+        get { layerLimits.maxLayerTime }
+        set { layerLimits.maxLayerTime = newValue }
+    }
     /// Bytes read from the blob store per request while a layer streams.
     public var readChunkBytes: Int64 = 1 << 20
     /// Largest stored (compressed) layer index; a larger one keeps its files of interest and

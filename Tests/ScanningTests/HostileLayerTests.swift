@@ -6,8 +6,8 @@ import Testing
 /// Layers are untrusted: each hostile input gives a clear problem (a partial index, or a problem
 /// on the file) within the limits, never a crash, a hang or unbounded memory.
 @Suite struct HostileLayerTests {
-    static var small: LayerLimits {
-        var l = LayerLimits()
+    static var small: ScanLimits {
+        var l = ScanLimits()
         l.maxDecompressedBytes = 1 << 20
         return l
     }
@@ -41,6 +41,35 @@ import Testing
         #expect(!index.complete)
         #expect(index.problemText.contains("decompresses to more than"))
         #expect(index.summary == ["apk:musl@1.2.4-r2"])
+    }
+
+    /// The relative bound: a bomb stops once its ratio is out of reach of real layers, long before
+    /// the absolute bound (16 GiB by default); a layer of incompressible data the same size passes.
+    @Test func aBombStopsAtTheCompressionRatio() async throws {
+        var limits = ScanLimits()
+        limits.compressionRatioFloor = 1 << 20
+        limits.maxCompressionRatio = 100
+        #expect(limits.maxDecompressedBytes == 16 << 30)
+        let tar = Self.withDatabaseFirst { $0.file("zeros", [UInt8](repeating: 0, count: 8 << 20)) }
+        let gzip = try await walk(try Compress.gzip(tar), limits: limits)
+        #expect(!gzip.complete)
+        #expect(gzip.problemText.contains("more than 100 times its compressed size"), "\(gzip.problemText)")
+        #expect(gzip.decompressedBytes < 4 << 20)
+        #expect(gzip.summary == ["apk:musl@1.2.4-r2"])
+        // 1.25 GiB of zeros in 40 KB of zstd: stopped after a few MiB, not at 16 GiB.
+        let header = Self.withDatabaseFirst { $0.raw(TarWriter.header(name: "zeros", size: 10_000 << 17)) }.dropLast(1024)
+        let zstd = try await walk(Compress.zstdRaw(Array(header)) + Compress.zstdRLE(byte: 0, blocks: 10_000), limits: limits)
+        #expect(!zstd.complete)
+        #expect(zstd.problemText.contains("times its compressed size"), "\(zstd.problemText)")
+        #expect(zstd.decompressedBytes < 4 << 20)
+        #expect(zstd.summary == ["apk:musl@1.2.4-r2"])
+        // Incompressible data over the floor, and a plain tar (no ratio: it is what is read).
+        var rng = MutatedLayerTests.Generator(state: 9)
+        let noise = (0..<(3 << 20)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let fine = try await walk(try Compress.gzip(Self.withDatabaseFirst { $0.file("noise", noise) }), limits: limits)
+        #expect(fine.complete, "\(fine.problemText)")
+        let plain = try await walk(tar, limits: limits)
+        #expect(plain.complete, "\(plain.problemText)")
     }
 
     @Test func truncatedAndCorruptCompressedStreams() async throws {
@@ -103,7 +132,7 @@ import Testing
         let notOctal = try await walk(Self.withDatabaseFirst { $0.raw(TarWriter.header(name: "x", size: 0, sizeField: Array("0000000000A\0".utf8))) })
         #expect(notOctal.problemText.contains("size field"))
         // A big "database" header over its cap is noted, its data skipped as it streams.
-        var limits = LayerLimits()
+        var limits = ScanLimits()
         limits.maxDatabaseBytes = 1000
         let tooBig = try await walk(Self.withDatabaseFirst { $0.file("var/lib/dpkg/status", String(repeating: "Package: x\n", count: 200)) }, limits: limits)
         #expect(!tooBig.complete)
@@ -112,7 +141,7 @@ import Testing
     }
 
     @Test func extensionHeadersAreBounded() async throws {
-        var limits = LayerLimits()
+        var limits = ScanLimits()
         limits.maxHeaderBytes = 4096
         let longPax = try await walk(Self.withDatabaseFirst { $0.paxFile("x", records: ["path": String(repeating: "a", count: 5000)], []) }, limits: limits)
         #expect(longPax.problemText.contains("extension header of"))
@@ -140,7 +169,7 @@ import Testing
         #expect(headerOnly.complete, "\(headerOnly.problemText)")
         #expect(headerOnly.files["etc/os-release"]?.os?.id == "alpine")
         // A long path is refused (partial), the walk goes on.
-        limits = LayerLimits()
+        limits = ScanLimits()
         limits.maxPathBytes = 200
         let longPath = try await walk(Self.withDatabaseFirst { $0.longNameFile(String(repeating: "d/", count: 150) + "f", "x"); $0.file("etc/os-release", "ID=alpine\n") }, limits: limits)
         #expect(longPath.problemText.contains("longer than 200 bytes"))
@@ -148,7 +177,7 @@ import Testing
     }
 
     @Test func sparseExtensionsAndProblemsAreBounded() async throws {
-        var limits = LayerLimits()
+        var limits = ScanLimits()
         limits.maxSparseExtensionBlocks = 2
         var t = TarWriter()
         t.raw(TarWriter.header(name: "disk.img", size: 0, type: "S", extended: true))
@@ -157,7 +186,7 @@ import Testing
         let sparse = try await walk(t.finished, limits: limits)
         #expect(!sparse.complete && sparse.problemText.contains("more than 2 extension headers"))
         // Problems past the cap are counted, and the merge says so.
-        limits = LayerLimits()
+        limits = ScanLimits()
         limits.maxProblems = 3
         let many = try await walk(Self.withDatabaseFirst { t in for k in 0..<10 { t.file("../escape\(k)", "") } }, limits: limits)
         #expect(many.problems.count == 3 && many.problemsNotKept == 7)
@@ -165,7 +194,7 @@ import Testing
     }
 
     @Test func entryCountIsBounded() async throws {
-        var limits = LayerLimits()
+        var limits = ScanLimits()
         limits.maxEntries = 50
         let index = try await walk(Self.withDatabaseFirst { t in for k in 0..<100 { t.file("f\(k)", "") } }, limits: limits)
         #expect(!index.complete && index.problemText.contains("more than 50 entries"))
@@ -239,6 +268,61 @@ import Testing
                                 "5000 entries with no P: or V: skipped (first at line 4)"])
     }
 
+    /// Giant lines and binary junk in the text databases: within the caps they are parsed (long
+    /// values clipped), over them the file is refused; the packages around them are kept.
+    @Test func giantLinesAndJunkInTextDatabases() async throws {
+        let giant = String(repeating: "x", count: 8 << 20)
+        var t = TarWriter()
+        t.file("var/lib/dpkg/status", "Package: big\nStatus: install ok installed\nVersion: 1\nDescription: \(giant)\n\n"
+               + "Package: after\nStatus: install ok installed\nVersion: 2\n\n\(giant)\n")
+        var junk = [UInt8](repeating: 0, count: 2 << 20)
+        var rng = MutatedLayerTests.Generator(state: 3)
+        for k in junk.indices { junk[k] = UInt8.random(in: 0...255, using: &rng) | 0x80 }
+        t.file("lib/apk/db/installed", Array("P:ok\nV:1\n\n".utf8) + junk)
+        t.file("site-packages/huge-1.dist-info/METADATA", "Name: huge\nVersion: 1\nSummary: \(String(giant.prefix(5 << 20)))\n")
+        t.file("site-packages/long-1.dist-info/METADATA", "Name: long\nVersion: 1\nSummary: \(String(giant.prefix(3 << 20)))\n")
+        t.file("node_modules/big/package.json", #"{"name":"big","version":"1","description":"\#(giant.prefix(5 << 20))"}"#)
+        t.file("node_modules/long/package.json", #"{"name":"long","version":"1","description":"\#(giant.prefix(3 << 20))"}"#)
+        let index = try await walk(t.finished)
+        #expect(index.summary == ["apk:ok@1", "deb:after@2", "deb:big@1", "npm:long@1", "python:long@1"])
+        #expect(index.files["var/lib/dpkg/status"]?.problems.first?.reason.contains("malformed line") == true)
+        #expect(index.files["lib/apk/db/installed"]?.problems.first?.reason.contains("malformed line") == true)
+        for name in ["site-packages/huge-1.dist-info/METADATA", "node_modules/big/package.json"] {
+            #expect(index.files[name]?.problems.first?.reason.contains("over the 4194304-byte limit") == true, "\(name)")
+        }
+        // What is kept of a package stays small whatever its file held.
+        #expect(try JSONEncoder().encode(index).count < 64 << 10)
+    }
+
+    /// A pom.properties over the metadata cap inside a jar is refused by name; the jar's other
+    /// packages are kept.
+    @Test func aHostilePomPropertiesIsRefused() async throws {
+        var jar = ZipWriter()
+        try jar.add("META-INF/maven/g/huge/pom.properties", Array(("groupId=g\nartifactId=huge\nversion=1\n#" + String(repeating: "y", count: 5 << 20)).utf8), deflate: true)
+        try jar.add("META-INF/maven/g/ok/pom.properties", ZipWriter.pomProperties(group: "g", artifact: "ok", version: "2"))
+        var t = TarWriter()
+        t.file("app/a.jar", jar.bytes)
+        let index = try await walk(t.finished)
+        #expect(index.summary == ["java-archive:g:ok@2"])
+        #expect(index.files["app/a.jar"]?.problems.first?.reason.contains("over the 4194304-byte limit for this kind of file") == true,
+                "\(index.problemText)")
+    }
+
+    /// Hard-link chains and loops: a link copies what its target held (so a chain carries it on),
+    /// a loop of hard links holds nothing. (Symbolic-link loops: LayerWalkerTests.)
+    @Test func hardLinkChainsAndLoops() async throws {
+        var t = TarWriter()
+        t.file("opt/a.jar", try ZipWriter.jar(group: "g", artifact: "a", version: "1"))
+        t.hardLink("opt/b.jar", to: "opt/a.jar")
+        t.hardLink("opt/c.jar", to: "opt/b.jar")
+        t.hardLink("opt/x.jar", to: "opt/y.jar")
+        t.hardLink("opt/y.jar", to: "opt/x.jar")
+        let hard = try await walk(t.finished)
+        #expect(hard.complete)
+        #expect(hard.files["opt/c.jar"]?.packages.first?.locations == ["opt/c.jar!META-INF/maven/g/a/pom.properties"])
+        #expect(hard.files["opt/x.jar"] == nil && hard.files["opt/y.jar"] == nil)
+    }
+
     @Test func malformedPythonAndNpmMetadata() async throws {
         var t = TarWriter()
         t.file("site-packages/a-1.dist-info/METADATA", "Metadata-Version: 2.1\nSummary: no name\n")
@@ -288,7 +372,7 @@ import Testing
         #expect(index.files["bin/old"]?.problems.first?.reason.contains("before 1.18") == true)
         #expect(index.files["data/blob"] == nil && index.files["bin/unaligned"] == nil)
         // Build information over the cap.
-        var limits = LayerLimits()
+        var limits = ScanLimits()
         limits.maxGoBuildInfoBytes = 100
         var big = TarWriter()
         big.file("bin/big", GoBinary.elf(modInfo: String(repeating: "dep\tx\tv1.0.0\t\n", count: 100)))
@@ -297,7 +381,7 @@ import Testing
     }
 
     @Test func zipBombsAndDeepJarsAreBounded() async throws {
-        var limits = LayerLimits()
+        var limits = ScanLimits()
         limits.maxArchiveBytes = 1 << 20
         limits.maxArchiveDepth = 3
         var t = TarWriter()

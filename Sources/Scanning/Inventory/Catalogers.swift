@@ -30,7 +30,7 @@ enum FileInterest: Equatable {
     /// Symbolic links kept in the index (to resolve `etc/os-release -> ../usr/lib/os-release`).
     var keepsSymlinks: Bool { self == .osRelease }
 
-    func cap(_ limits: LayerLimits) -> Int {
+    func cap(_ limits: ScanLimits) -> Int {
         switch self {
         case .dpkgStatus, .apkInstalled: return limits.maxDatabaseBytes
         case .javaArchive: return limits.maxArchiveBytes
@@ -38,7 +38,7 @@ enum FileInterest: Equatable {
         }
     }
 
-    func catalog(path: String, bytes: [UInt8], limits: LayerLimits) -> IndexedFile {
+    func catalog(path: String, bytes: [UInt8], limits: ScanLimits) -> IndexedFile {
         switch self {
         case .osRelease: return OSReleaseParser.parse(bytes, path: path)
         case .dpkgStatus: return DpkgStatus.parse(bytes, path: path, requireInstalled: true)
@@ -306,7 +306,7 @@ enum JavaArchive {
         return lower.hasSuffix(".jar") || lower.hasSuffix(".war") || lower.hasSuffix(".ear")
     }
 
-    static func catalog(_ bytes: [UInt8], path: String, limits: LayerLimits) -> IndexedFile {
+    static func catalog(_ bytes: [UInt8], path: String, limits: ScanLimits) -> IndexedFile {
         var file = IndexedFile()
         var budget = limits.maxArchiveBytes
         var seen = Set<String>()
@@ -316,7 +316,7 @@ enum JavaArchive {
 
     /// Reads `pom.properties` of one archive and recurses into the archives it holds, while the
     /// inflated bytes stay within `budget` (shared by the whole nest) and the depth within the limit.
-    static func walk(_ data: [UInt8], location: String, depth: Int, limits: LayerLimits, budget: inout Int,
+    static func walk(_ data: [UInt8], location: String, depth: Int, limits: ScanLimits, budget: inout Int,
                      file: inout IndexedFile, seen: inout Set<String>) {
         let archive: ZipArchive
         do { archive = try ZipArchive(bytes: data) } catch {
@@ -355,7 +355,9 @@ enum JavaArchive {
             budget -= d.count
             return d
         } catch {
-            let why = entry.size > limit ? "larger than the \(limit) bytes left to inflate from this archive; not read" : reason(error)
+            let why = entry.size <= limit ? reason(error)
+                : limit < budget ? "\(entry.size) bytes, over the \(limit)-byte limit for this kind of file; not read"
+                : "larger than the \(limit) bytes left to inflate from this archive; not read"
             file.problems.append(InventoryProblem(path: "\(location)!\(entry.name)", reason: why))
             return nil
         }

@@ -14,7 +14,7 @@ public struct ImageInventory: Sendable, Hashable, Codable {
     public var problems: [InventoryProblem]
 
     /// Symbolic links followed at most this many times (as Linux does).
-    static let maxSymlinkHops = 40
+    static var maxSymlinkHops: Int { ScanLimits.maxSymlinkHops }
 
     public init(layers: [LayerIndex]) {
         var current: [String: IndexedFile] = [:]

@@ -1,11 +1,20 @@
 import Foundation
 
-/// Bounds on what one layer may cost to index. Layers are untrusted: every size the walker
-/// meets is checked against one of these, and going over one ends the walk with a partial index
-/// (or, for a single file, a problem on that file) instead of unbounded memory or time.
-public struct LayerLimits: Sendable, Hashable {
-    /// Decompressed bytes read from one layer (the decompression-bomb bound).
+/// Every bound on what scanning one layer may cost, in one place (the README's scanning section
+/// lists them). Layers are untrusted: every size the walker meets is checked against one of
+/// these, and going over one ends the walk with a partial index (or, for a single file, a
+/// problem on that file) instead of unbounded memory or time.
+public struct ScanLimits: Sendable, Hashable {
+    /// Decompressed bytes read from one layer (the decompression-bomb bound, absolute).
     public var maxDecompressedBytes: Int = 16 << 30
+    /// Decompressed bytes per compressed byte read so far, checked once more than
+    /// `compressionRatioFloor` bytes came out (the decompression-bomb bound, relative: gzip of
+    /// zeros is about 1000:1, zstd's RLE blocks far more; real layers are under 20:1).
+    public var maxCompressionRatio: Int = 250
+    /// Decompressed bytes below which the ratio is not checked (small layers of zeros pass).
+    public var compressionRatioFloor: Int = 64 << 20
+    /// Wall time to index one layer (on push); past it the walk stops and the index is partial.
+    public var maxLayerTime: Duration = .seconds(600)
     /// Entries in one layer's tar stream.
     public var maxEntries: Int = 1_000_000
     /// Data of one GNU long-name or PAX header entry.
@@ -27,9 +36,14 @@ public struct LayerLimits: Sendable, Hashable {
     public var maxGoBuildInfoBytes: Int = 1 << 20
     /// Problems recorded per layer; more are counted, not kept.
     public var maxProblems: Int = 200
+    /// Symbolic links followed from one path when layers are merged (os-release); more is a loop.
+    public static let maxSymlinkHops = 40
 
     public init() {}
 }
+
+/// The earlier name of `ScanLimits`.
+public typealias LayerLimits = ScanLimits
 
 /// Something the walker or a cataloger could not read, and where.
 public struct InventoryProblem: Sendable, Hashable, Codable, CustomStringConvertible {

@@ -8,13 +8,13 @@ import NIOCore
 /// (`complete == false`, with the problem); only a layer that cannot be read at all (zstd without
 /// the system library) throws `LayerWalkError`. Errors of the byte source itself are rethrown.
 public struct LayerWalker: Sendable {
-    public var limits: LayerLimits
+    public var limits: ScanLimits
     /// Size of the decompression output buffer.
     var bufferSize = 128 << 10
     /// The system's zstd library (nil where it could not be loaded).
     var zstd: ZstdLibrary? = ZstdLibrary.shared
 
-    public init(limits: LayerLimits = LayerLimits()) { self.limits = limits }
+    public init(limits: ScanLimits = ScanLimits()) { self.limits = limits }
 
     public func index<Chunks: AsyncSequence>(_ chunks: Chunks, mediaType: String? = nil) async throws -> LayerIndex
         where Chunks.Element == ByteBuffer {
@@ -24,6 +24,7 @@ public struct LayerWalker: Sendable {
         var compression = LayerCompression.none
         var head = ByteBuffer()
         var decompressed = 0
+        var compressedIn = 0
         var stopped = false
         let limits = self.limits
 
@@ -41,10 +42,16 @@ public struct LayerWalker: Sendable {
         }
 
         func push(_ chunk: inout ByteBuffer) throws {
+            compressedIn += chunk.readableBytes
             try decompressor!.feed(&chunk) { out in
                 decompressed += out.readableBytes
                 if decompressed > limits.maxDecompressedBytes {
                     throw TarProblem("layer decompresses to more than \(limits.maxDecompressedBytes) bytes (limit); stopped")
+                }
+                if compression != .none, decompressed > limits.compressionRatioFloor,
+                   decompressed / max(compressedIn, 1) > limits.maxCompressionRatio {
+                    throw TarProblem("layer decompresses to more than \(limits.maxCompressionRatio) times its compressed size "
+                                     + "(\(decompressed) bytes from \(compressedIn); limit); stopped")
                 }
                 try out.withUnsafeReadableBytes { try tar.feed($0) }
             }
@@ -87,7 +94,7 @@ public struct LayerWalker: Sendable {
 
 /// The tar visitor that builds a `LayerIndex`.
 final class LayerIndexer: TarVisitor {
-    private let limits: LayerLimits
+    private let limits: ScanLimits
     private var files: [String: IndexedFile] = [:]
     private var paths: [String] = []
     private var directories: [String] = []
@@ -100,7 +107,7 @@ final class LayerIndexer: TarVisitor {
     private var reading: (path: String, interest: FileInterest, bytes: [UInt8])?
     private var scanner: GoBuildInfoScanner?
 
-    init(limits: LayerLimits) { self.limits = limits }
+    init(limits: ScanLimits) { self.limits = limits }
 
     func problem(_ path: String?, _ reason: String) {
         if problems.count < limits.maxProblems { problems.append(InventoryProblem(path: path, reason: reason)) } else { problemsNotKept += 1 }

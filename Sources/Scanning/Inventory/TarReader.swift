@@ -47,7 +47,7 @@ final class TarReader {
     }
 
     private let visitor: any TarVisitor
-    private let limits: LayerLimits
+    private let limits: ScanLimits
     private var state = State.header
     private var block: [UInt8] = []
     private var meta: [UInt8] = []
@@ -59,7 +59,7 @@ final class TarReader {
     /// True once the end-of-archive marker was read.
     var sawEnd: Bool { if case .ended = state { return true } else { return false } }
 
-    init(visitor: any TarVisitor, limits: LayerLimits) {
+    init(visitor: any TarVisitor, limits: ScanLimits) {
         self.visitor = visitor
         self.limits = limits
         block.reserveCapacity(512)
