@@ -187,7 +187,7 @@ struct Serve: AsyncParsableCommand {
             policy: outbound, logger: Logger(label: "berth.replication"))
         let tasks = TasksFeature(store: backends.metadata, access: access,
                                  configuration: Self.tasksConfiguration(settings, host: host, port: port, tls: tls != nil, outbound: outbound),
-                                 logger: Logger(label: "berth.tasks"))
+                                 logger: Logger(label: "berth.tasks"), registry: backends.metadata)
         let listening = ListeningFlag()
         let app = try await BerthServer.makeApplication(
             registry: registry, access: access,
@@ -240,8 +240,10 @@ struct Serve: AsyncParsableCommand {
         }
         let service = BerthServer.serviceName(configured: settings.tokenServiceName, publicURL: settings.publicURL,
                                               listen: (host, port))
-        return TasksConfiguration(stateDirectory: settings.data + "/tasks", registry: registry, serviceName: service,
-                                  tlsVerify: tls, outbound: outbound)
+        var configuration = TasksConfiguration(stateDirectory: settings.data + "/tasks", registry: registry, serviceName: service,
+                                               tlsVerify: tls, outbound: outbound)
+        configuration.baseTriggerWindow = settings.taskBaseTriggerWindowSeconds
+        return configuration
     }
 
     /// This node's name in the background-work leases. The embedded store has one server (the data

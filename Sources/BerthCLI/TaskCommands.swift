@@ -189,11 +189,15 @@ struct TaskCreate: AsyncParsableCommand {
     @Option(name: .customLong("set"), help: ArgumentHelp("A value for {{.Values.KEY}}.", valueName: "key=value")) var set: [String] = []
     @Option(help: "A values file (key: value lines).") var values: String?
     @Option(help: "Seconds a run may take in all (default 3600).") var timeout: Int?
+    @Option(help: "true or false: queue a run when a base image its Dockerfile names moves in this registry.")
+    var baseImageTriggerEnabled: Bool?
+    @Option(help: "Runtime (only the built stage's base) or All (build-time bases too).") var baseImageTriggerType: String?
 
     func run() async throws {
         try await runCLI {
             let body = TaskRequest(name: name, taskFile: try TaskCommands.readFile(file), context: context, schedule: schedule,
-                                   values: try TaskCommands.values(set: set, file: values), timeoutSeconds: timeout)
+                                   values: try TaskCommands.values(set: set, file: values), timeoutSeconds: timeout,
+                                   baseImageTriggerEnabled: baseImageTriggerEnabled, baseImageTriggerType: baseImageTriggerType)
             let c = try await ManagementClient.connect(client)
             Printer.keyValues(try await c.call(.POST, "tasks", sending: body, answer: TaskView.self), fields: TaskCommands.columns,
                               format: out.output)
@@ -242,11 +246,15 @@ struct TaskUpdate: AsyncParsableCommand {
     @Option(help: "A values file (replaces all values).") var values: String?
     @Option(help: "Seconds a run may take in all.") var timeout: Int?
     @Option(help: "true or false.") var enabled: Bool?
+    @Option(help: "true or false: queue a run when a base image its Dockerfile names moves in this registry.")
+    var baseImageTriggerEnabled: Bool?
+    @Option(help: "Runtime (only the built stage's base) or All (build-time bases too).") var baseImageTriggerType: String?
 
     func run() async throws {
         try await runCLI {
             let body = TaskRequest(taskFile: try file.map(TaskCommands.readFile), context: context, schedule: schedule,
-                                   values: try TaskCommands.values(set: set, file: values), timeoutSeconds: timeout, enabled: enabled)
+                                   values: try TaskCommands.values(set: set, file: values), timeoutSeconds: timeout, enabled: enabled,
+                                   baseImageTriggerEnabled: baseImageTriggerEnabled, baseImageTriggerType: baseImageTriggerType)
             let c = try await ManagementClient.connect(client)
             Printer.keyValues(try await c.call(.PATCH, "tasks/" + Fmt.path(name), sending: body, answer: TaskView.self),
                               fields: TaskCommands.columns, format: out.output)
