@@ -8,16 +8,21 @@ import OCIModel
 /// any credentials; every token issued from it names the same subject, and the subject carries
 /// the deadline, so no access or refresh token obtained with it outlives the run.
 ///
-/// The subject is `run:<task>/<run id>:<deadline, seconds since 1970>:<repository>,<repository>…`
-/// (signed inside the token; task names and run ids hold no `:` or `/`).
+/// The subject is `run:<task>/<run id>:<deadline, seconds since 1970>:<repository>,<repository>…`,
+/// followed by `:<repository>,…` of the repositories it may only pull (the task's base images in
+/// this registry) when there are any (signed inside the token; task names, run ids and repository
+/// names hold no `:`).
 public struct RunIdentity: Sendable, Equatable {
     public var task: String
     public var runID: String
     public var repositories: [String]
+    /// Repositories it may pull from and not push to (its base images).
+    public var pullRepositories: [String]
     public var deadline: Date
 
-    public init(task: String, runID: String, repositories: [String], deadline: Date) {
+    public init(task: String, runID: String, repositories: [String], pullRepositories: [String] = [], deadline: Date) {
         self.task = task; self.runID = runID; self.repositories = repositories
+        self.pullRepositories = pullRepositories.filter { !repositories.contains($0) }
         self.deadline = Date(timeIntervalSince1970: deadline.timeIntervalSince1970.rounded(.down))
     }
 
@@ -26,25 +31,31 @@ public struct RunIdentity: Sendable, Equatable {
     var subject: String {
         Self.prefix + task + "/" + runID + ":" + String(Int64(deadline.timeIntervalSince1970)) + ":"
             + repositories.joined(separator: ",")
+            + (pullRepositories.isEmpty ? "" : ":" + pullRepositories.joined(separator: ","))
     }
 
     init?(subject: String) {
         guard subject.hasPrefix(Self.prefix) else { return nil }
-        let parts = subject.dropFirst(Self.prefix.count).split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count == 3, let seconds = Int64(parts[1]) else { return nil }
+        let parts = subject.dropFirst(Self.prefix.count).split(separator: ":", maxSplits: 3, omittingEmptySubsequences: false)
+        guard parts.count == 3 || parts.count == 4, let seconds = Int64(parts[1]) else { return nil }
         let name = parts[0].split(separator: "/", omittingEmptySubsequences: false)
         guard name.count == 2, !name[0].isEmpty, !name[1].isEmpty else { return nil }
         let repositories = parts[2].split(separator: ",").map(String.init)
         guard !repositories.isEmpty, repositories.allSatisfy(RepositoryName.isValid) else { return nil }
-        self.init(task: String(name[0]), runID: String(name[1]), repositories: repositories,
+        let pulls = parts.count == 4 ? parts[3].split(separator: ",").map(String.init) : []
+        guard parts.count == 3 || !pulls.isEmpty, pulls.allSatisfy(RepositoryName.isValid) else { return nil }
+        self.init(task: String(name[0]), runID: String(name[1]), repositories: repositories, pullRepositories: pulls,
                   deadline: Date(timeIntervalSince1970: Double(seconds)))
     }
 
-    /// Push and pull on each of its repositories, until its deadline; nil after it.
+    /// Push and pull on each of its repositories, pull on its pull repositories, until its
+    /// deadline; nil after it.
     func principal(now: Date = Date()) -> Principal? {
         guard now < deadline else { return nil }
         let grants = repositories.compactMap { repository in
             (try? RepositoryPattern(repository)).map { Grant($0, Role.push.actions) }
+        } + pullRepositories.compactMap { repository in
+            (try? RepositoryPattern(repository)).map { Grant($0, Role.pull.actions) }
         }
         return Principal(kind: .token, name: "run:" + task + "/" + runID, grants: grants)
     }
@@ -60,6 +71,7 @@ extension AccessControl {
     public func issueRunCredentials(_ identity: RunIdentity, audience: String,
                                     now: Date = Date()) async throws -> (username: String, password: String) {
         guard !identity.repositories.isEmpty, identity.repositories.allSatisfy(RepositoryName.isValid),
+              identity.pullRepositories.allSatisfy(RepositoryName.isValid),
               RunIdentity(subject: identity.subject) == identity else {
             throw AccessError.invalid("a run identity needs valid repository names, a task name and a run id")
         }

@@ -21,12 +21,18 @@ public struct TaskRequest: Codable, Sendable, Equatable {
     /// `POST /api/v1/tasks/{name}/git-webhook`. Turning it on the first time makes the webhook's
     /// secret, shown once in the answer.
     public var commitTriggerEnabled: Bool?
+    /// The base-image trigger: on or off (a type given alone turns it on).
+    public var baseImageTriggerEnabled: Bool?
+    /// `Runtime` (only the built stage's base triggers) or `All` (build-time bases too).
+    public var baseImageTriggerType: String?
     public init(name: String? = nil, taskFile: String? = nil, context: String? = nil, schedule: String? = nil,
                 values: [String: String]? = nil, timeoutSeconds: Int? = nil, enabled: Bool? = nil,
-                commitTriggerEnabled: Bool? = nil) {
+                commitTriggerEnabled: Bool? = nil,
+                baseImageTriggerEnabled: Bool? = nil, baseImageTriggerType: String? = nil) {
         self.name = name; self.taskFile = taskFile; self.context = context; self.schedule = schedule
         self.values = values; self.timeoutSeconds = timeoutSeconds; self.enabled = enabled
         self.commitTriggerEnabled = commitTriggerEnabled
+        self.baseImageTriggerEnabled = baseImageTriggerEnabled; self.baseImageTriggerType = baseImageTriggerType
     }
 }
 
@@ -50,11 +56,18 @@ public struct TaskView: Codable, Sendable, Equatable {
     public var gitWebhookSecret: String?
     /// The commit last seen on the context's branch (in `GET /api/v1/tasks/{name}` only).
     public var lastCommit: String?
+    /// The base-image trigger's type (`Runtime`, `All`), nil when it is off.
+    public var baseImageTriggerType: String?
+    /// The bases its Dockerfiles declared when it was saved (`repository:tag` in this registry;
+    /// `runtime` false for a build-time base): what triggers it, and what its runs may pull.
+    public var baseImages: [TaskRunImageView]?
     public init(name: String, taskFile: String, context: String?, schedule: String?, values: [String: String],
-                timeoutSeconds: Int, repositories: [String], enabled: Bool, createdBy: String, createdAt: Date, updatedAt: Date) {
+                timeoutSeconds: Int, repositories: [String], enabled: Bool, createdBy: String, createdAt: Date, updatedAt: Date,
+                baseImageTriggerType: String? = nil, baseImages: [TaskRunImageView]? = nil) {
         self.name = name; self.taskFile = taskFile; self.context = context; self.schedule = schedule; self.values = values
         self.timeoutSeconds = timeoutSeconds; self.repositories = repositories; self.enabled = enabled
         self.createdBy = createdBy; self.createdAt = createdAt; self.updatedAt = updatedAt
+        self.baseImageTriggerType = baseImageTriggerType; self.baseImages = baseImages
     }
 }
 
@@ -80,7 +93,11 @@ public struct TaskRunStepView: Codable, Sendable, Equatable {
 public struct TaskRunImageView: Codable, Sendable, Equatable {
     public var reference: String
     public var digest: String?
-    public init(reference: String, digest: String?) { self.reference = reference; self.digest = digest }
+    /// For a base image: true for the runtime base, false for a build-time one.
+    public var runtime: Bool?
+    public init(reference: String, digest: String?, runtime: Bool? = nil) {
+        self.reference = reference; self.digest = digest; self.runtime = runtime
+    }
 }
 
 /// A run: `cb1`, `cb2`, …
@@ -89,7 +106,7 @@ public struct TaskRunView: Codable, Sendable, Equatable {
     public var task: String
     /// `queued`, `running`, `succeeded`, `failed`, `cancelled`.
     public var status: String
-    /// `manual`, `schedule`, `upload`, `commit`.
+    /// `manual`, `schedule`, `upload`, `commit`, `base-image`.
     public var trigger: String
     public var queuedAt: Date
     public var startedAt: Date?

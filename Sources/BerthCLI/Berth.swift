@@ -189,7 +189,7 @@ struct Serve: AsyncParsableCommand {
         var tasksConfiguration = Self.tasksConfiguration(settings, host: host, port: port, tls: tls != nil, outbound: outbound)
         tasksConfiguration.sealingKey = try await TasksFeature.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek))
         let tasks = TasksFeature(store: backends.metadata, access: access, configuration: tasksConfiguration,
-                                 logger: Logger(label: "berth.tasks"))
+                                 logger: Logger(label: "berth.tasks"), registry: backends.metadata)
         let scanning = ScanningFeature(registry: registry, store: backends.metadata,
                                        matcher: FindingMatcher(advisories: backends.metadata, store: backends.metadata),
                                        scanOnPush: settings.scanOnPush,
@@ -257,6 +257,7 @@ struct Serve: AsyncParsableCommand {
         var configuration = TasksConfiguration(stateDirectory: settings.data + "/tasks", registry: registry, serviceName: service,
                                                tlsVerify: tls, outbound: outbound)
         configuration.commitPollInterval = .seconds(settings.taskCommitPollSeconds)
+        configuration.baseTriggerWindow = settings.taskBaseTriggerWindowSeconds
         return configuration
     }
 

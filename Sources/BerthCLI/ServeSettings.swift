@@ -27,6 +27,8 @@ struct ServeSettings: Equatable {
     var leaseTTLSeconds: Double = 15
     /// Inventory every pushed image and push its SBOMs as referrers (issue 15's scanning feature).
     var scanOnPush = false
+    /// Base-image triggers of one build task within this many seconds are coalesced.
+    var taskBaseTriggerWindowSeconds: Double = 5
     var maxConcurrentUploads: Int = 512
     /// Event-loop threads and blocking-pool threads of the process; nil: one per core (NIO's
     /// default). Several nodes on one machine each take a share of its cores.
@@ -180,6 +182,13 @@ struct ServeSettings: Equatable {
         Spec(key: "scan-on-push", environment: "BERTH_SCAN_ON_PUSH", hasFlag: false, defaultText: "false",
              summary: "true inventories every pushed image in the background (each layer read once per digest) and pushes its SPDX and CycloneDX SBOMs as referrers") { s, v throws(SettingError) in
             s.scanOnPush = try boolean(v)
+        },
+        Spec(key: "task-base-trigger-window-seconds", environment: "BERTH_TASK_BASE_TRIGGER_WINDOW_SECONDS", hasFlag: false,
+             defaultText: "5",
+             summary: "base-image triggers of one build task within this many seconds are coalesced: the first queues a run at once, the rest at most one more at the window's end (at most 3600)") { s, v throws(SettingError) in
+            let d = try seconds(v)
+            guard d <= 3600 else { throw SettingError("the base-image trigger window must be at most 3600 seconds, got \(v)") }
+            s.taskBaseTriggerWindowSeconds = d
         },
         Spec(key: "janitor-interval-seconds", environment: "BERTH_JANITOR_INTERVAL_SECONDS", hasFlag: false, defaultText: "600",
              summary: "how often abandoned uploads are looked for") { s, v throws(SettingError) in

@@ -197,12 +197,17 @@ struct TaskCreate: AsyncParsableCommand {
     @Option(help: "Seconds a run may take in all (default 3600).") var timeout: Int?
     @Option(help: "true: run on every new commit of the context's branch (polled, and its push webhook; the webhook's secret is shown once).")
     var commitTriggerEnabled: Bool?
+    @Option(help: "true or false: queue a run when a base image its Dockerfile names moves in this registry.")
+    var baseImageTriggerEnabled: Bool?
+    @Option(help: "Runtime (only the built stage's base) or All (build-time bases too).") var baseImageTriggerType: String?
 
     func run() async throws {
         try await runCLI {
             let body = TaskRequest(name: name, taskFile: try TaskCommands.readFile(file), context: context, schedule: schedule,
                                    values: try TaskCommands.values(set: set, file: values), timeoutSeconds: timeout,
-                                   commitTriggerEnabled: commitTriggerEnabled)
+                                   commitTriggerEnabled: commitTriggerEnabled,
+                                   baseImageTriggerEnabled: baseImageTriggerEnabled, baseImageTriggerType: baseImageTriggerType)
+
             let c = try await ManagementClient.connect(client)
             Printer.keyValues(try await c.call(.POST, "tasks", sending: body, answer: TaskView.self),
                               fields: TaskCommands.columns + TaskCommands.commitColumns, format: out.output)
@@ -255,12 +260,17 @@ struct TaskUpdate: AsyncParsableCommand {
     @Option(help: "true or false.") var enabled: Bool?
     @Option(help: "true or false: the git-commit trigger (turned on the first time, it shows the webhook's secret once).")
     var commitTriggerEnabled: Bool?
+    @Option(help: "true or false: queue a run when a base image its Dockerfile names moves in this registry.")
+    var baseImageTriggerEnabled: Bool?
+    @Option(help: "Runtime (only the built stage's base) or All (build-time bases too).") var baseImageTriggerType: String?
 
     func run() async throws {
         try await runCLI {
             let body = TaskRequest(taskFile: try file.map(TaskCommands.readFile), context: context, schedule: schedule,
                                    values: try TaskCommands.values(set: set, file: values), timeoutSeconds: timeout, enabled: enabled,
-                                   commitTriggerEnabled: commitTriggerEnabled)
+                                   commitTriggerEnabled: commitTriggerEnabled,
+                                   baseImageTriggerEnabled: baseImageTriggerEnabled, baseImageTriggerType: baseImageTriggerType)
+
             let c = try await ManagementClient.connect(client)
             Printer.keyValues(try await c.call(.PATCH, "tasks/" + Fmt.path(name), sending: body, answer: TaskView.self),
                               fields: TaskCommands.columns + TaskCommands.commitColumns, format: out.output)

@@ -28,15 +28,37 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     /// The push webhook's secret, sealed (AES-GCM under the tasks' sealing key, bound to the
     /// task's name); nil when none was made.
     public var gitWebhookSecret: Data? = nil
+    /// The base-image trigger (nil: off): `Runtime` (only the image the built stage stands on)
+    /// or `All` (build-time bases too). A push that moves one of its bases' tags in this
+    /// registry queues a run.
+    public var baseImageTrigger: String?
+    /// The bases its Dockerfiles declare (this registry's `repository:tag` references): found
+    /// from the context when it is saved, then from each run's checkout.
+    public var bases: [TaskBaseRecord]?
+    /// The `repository:tag`s its push steps name (with `$ID` as `cb0`).
+    public var outputs: [String]?
+    /// When a base-image trigger last queued a run, and when a trigger coalesced after it is due.
+    public var baseTriggeredAt: Date?
+    public var baseTriggerDueAt: Date?
 
     public init(name: String, taskFile: String, context: String?, schedule: String?, values: [String: String],
                 timeoutSeconds: Int, repositories: [String], enabled: Bool = true, createdBy: String,
-                createdAt: Date, updatedAt: Date, lastScheduledAt: Date? = nil) {
+                createdAt: Date, updatedAt: Date, lastScheduledAt: Date? = nil, baseImageTrigger: String? = nil,
+                bases: [TaskBaseRecord]? = nil) {
         self.name = name; self.taskFile = taskFile; self.context = context; self.schedule = schedule
         self.values = values; self.timeoutSeconds = timeoutSeconds; self.repositories = repositories
         self.enabled = enabled; self.createdBy = createdBy; self.createdAt = createdAt; self.updatedAt = updatedAt
         self.lastScheduledAt = lastScheduledAt
+        self.baseImageTrigger = baseImageTrigger; self.bases = bases
     }
+}
+
+/// A base image a task's build stands on: `repository:tag` in this registry, whether it is the
+/// runtime base (the built stage's `FROM`) or a build-time one.
+public struct TaskBaseRecord: Sendable, Codable, Equatable, Hashable {
+    public var reference: String
+    public var runtime: Bool
+    public init(reference: String, runtime: Bool) { self.reference = reference; self.runtime = runtime }
 }
 
 public enum TaskRunStatus: String, Sendable, Codable, Equatable, CaseIterable {
@@ -68,7 +90,11 @@ public struct TaskRunStepRecord: Sendable, Codable, Equatable {
 public struct TaskRunImageRecord: Sendable, Codable, Equatable {
     public var reference: String
     public var digest: String?
-    public init(reference: String, digest: String?) { self.reference = reference; self.digest = digest }
+    /// For a base image: true for the runtime base, false for a build-time one (nil: a push).
+    public var runtime: Bool?
+    public init(reference: String, digest: String?, runtime: Bool? = nil) {
+        self.reference = reference; self.digest = digest; self.runtime = runtime
+    }
 }
 
 /// A run of a task: `cb<n>`, its status and trigger, and what it did.

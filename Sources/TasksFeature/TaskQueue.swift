@@ -30,6 +30,7 @@ public struct TaskQueueService: Service {
         await withTaskGroup(of: Void.self) { group in
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 await fireTimers(now: Date())
+                await tasks.fireDeferredBaseTriggers(now: Date())
                 while active.withLockedValue({ $0 }) < configuration.maxConcurrentRuns {
                     let next: TaskRunRecord?
                     do {
@@ -104,6 +105,8 @@ public struct TaskQueueService: Service {
             let (result, stop) = try await perform(run, source: source)
             run.steps = result?.steps.map(Self.stepRecord) ?? []
             run.pushed = result?.pushed.map { TaskRunImageRecord(reference: $0.reference, digest: $0.digest) } ?? []
+            // Recorded when the run started (perform).
+            if let recorded = try? await store.taskRun(id: run.id) { run.baseImages = recorded.baseImages }
             switch (stop, result?.status) {
             case (.timedOut?, _):
                 run.status = .failed
@@ -171,14 +174,37 @@ public struct TaskQueueService: Service {
         } else {
             throw TaskError.invalid("the task has no context and none was uploaded")
         }
-        let file = try tasks.parse(task, runID: run.id, branch: branch, commit: commit)
+        var file = try tasks.parse(task, runID: run.id, branch: branch, commit: commit)
+        if task.baseImageTrigger != nil {
+            // Built from the base's tag as it is now, not from a copy cached by an earlier run:
+            // the digests recorded below are what the build used.
+            for index in file.steps.indices {
+                if case .build(var arguments) = file.steps[index].action {
+                    arguments.pull = true
+                    file.steps[index].action = .build(arguments)
+                }
+            }
+        }
         let repositories = try tasks.repositories(of: file)
         if let outside = repositories.first(where: { !task.repositories.contains($0) }) {
             throw TaskError.forbidden("the run pushes to \(outside), which the task did not name when it was saved")
         }
+        // The bases its Dockerfiles name, with the digests they resolve to now, recorded before the
+        // build pulls them (base-image triggers compare against them).
+        let bases = await tasks.resolvedBases(of: file, source: directory)
+        if !bases.isEmpty, var current = try await store.taskRun(id: run.id), current.status == .running {
+            current.baseImages = bases
+            _ = try await store.updateTaskRun(current, expected: .running)
+        }
         var credentials: PushCredentials?
         if !repositories.isEmpty {
+            // Pull rights on the bases approved when the task was saved (its creator may pull
+            // them), never on what the Dockerfile names now.
+            let pulls = (task.bases ?? []).compactMap { base -> String? in
+                base.reference.lastIndex(of: ":").map { String(base.reference[..<$0]) }
+            }
             let identity = RunIdentity(task: task.name, runID: run.id, repositories: repositories,
+                                       pullRepositories: Array(Set(pulls)).sorted(),
                                        deadline: Date().addingTimeInterval(Double(task.timeoutSeconds) + 60))
             let (username, password) = try await access.issueRunCredentials(identity, audience: configuration.serviceName)
             credentials = PushCredentials(username: username, password: password)

@@ -30,6 +30,11 @@ public struct TasksConfiguration: Sendable {
     public var maxTimeoutSeconds = 6 * 3600
     /// How often the queue looks for runs to start, timers due and cancel requests.
     public var tick: Duration = .milliseconds(500)
+    /// Base-image triggers of one task within this many seconds are coalesced (the first queues
+    /// a run at once, the rest at most one more at the window's end).
+    public var baseTriggerWindow: TimeInterval = 5
+    /// How often the base-image trigger consumer reads the event log.
+    public var baseTriggerPoll: Duration = .milliseconds(200)
     /// The node's name in run records.
     public var node = ProcessInfo.processInfo.hostName + ":" + String(ProcessInfo.processInfo.processIdentifier)
     /// How often the git-commit triggers look at their branches (`git ls-remote`; one node of a cluster).
@@ -104,9 +109,12 @@ public struct TaskService: Sendable {
     var commitStore: any TaskCommitStore { store }
     let configuration: TasksConfiguration
     let logger: Logger
+    /// Where base images' tags are resolved (nil: base-image triggers are off).
+    let images: (any ContentMetadataStore)?
 
-    public init(store: any TaskStore & TaskCommitStore, configuration: TasksConfiguration, logger: Logger) {
+    public init(store: any TaskStore & TaskCommitStore, configuration: TasksConfiguration, logger: Logger, images: (any ContentMetadataStore)? = nil) {
         self.store = store
+        self.images = images
         self.configuration = configuration
         self.logger = logger
     }
@@ -156,7 +164,7 @@ public struct TaskService: Sendable {
 
     /// A task as asked: checked (name, file, context, schedule, values, timeout) and its push
     /// repositories found. `mayPush` says whether the caller may push to a repository.
-    func validated(_ record: TaskRecord, mayPush: (String) -> Bool) async throws(TaskError) -> TaskRecord {
+    func validated(_ record: TaskRecord, mayPush: (String) -> Bool, mayPull: (String) -> Bool) async throws(TaskError) -> TaskRecord {
         var record = record
         guard Self.isValidName(record.name) else {
             throw .invalid("task names are 1-64 characters of letters, digits, '.', '_', '-', starting with a letter or digit")
@@ -184,11 +192,12 @@ public struct TaskService: Sendable {
         for repository in record.repositories where !mayPush(repository) {
             throw .forbidden("you may not push to \(repository), which the task's push steps name")
         }
+        try await validateBaseImageTrigger(&record, file: file, mayPull: mayPull)
         return record
     }
 
-    func create(_ record: TaskRecord, mayPush: (String) -> Bool) async throws -> TaskRecord {
-        let record = try await validated(record, mayPush: mayPush)
+    func create(_ record: TaskRecord, mayPush: (String) -> Bool, mayPull: (String) -> Bool = { _ in false }) async throws -> TaskRecord {
+        let record = try await validated(record, mayPush: mayPush, mayPull: mayPull)
         guard try await store.createTask(record) else { throw TaskError.conflict("task \(record.name) exists") }
         return record
     }
@@ -198,8 +207,8 @@ public struct TaskService: Sendable {
         return task
     }
 
-    func update(_ record: TaskRecord, mayPush: (String) -> Bool) async throws -> TaskRecord {
-        let record = try await validated(record, mayPush: mayPush)
+    func update(_ record: TaskRecord, mayPush: (String) -> Bool, mayPull: (String) -> Bool = { _ in false }) async throws -> TaskRecord {
+        let record = try await validated(record, mayPush: mayPush, mayPull: mayPull)
         guard try await store.updateTask(record) else { throw TaskError.notFound("task \(record.name)") }
         return record
     }

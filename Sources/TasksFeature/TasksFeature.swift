@@ -7,6 +7,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
+import RegistryCore
 import RegistryStore
 import ServiceLifecycle
 
@@ -18,13 +19,28 @@ import ServiceLifecycle
 public struct TasksFeature: RegistryFeature {
     let tasks: TaskService
     let access: AccessControl
+    let events: (any EventLogStore)?
 
-    public init(store: any TaskStore & TaskCommitStore, access: AccessControl, configuration: TasksConfiguration, logger: Logger) {
-        tasks = TaskService(store: store, configuration: configuration, logger: logger)
+    /// `registry` (this registry's metadata and event log) turns base-image triggers on.
+    public init(store: any TaskStore & TaskCommitStore, access: AccessControl, configuration: TasksConfiguration, logger: Logger,
+                registry: (any ContentMetadataStore & EventLogStore)? = nil) {
+        tasks = TaskService(store: store, configuration: configuration, logger: logger, images: registry)
         self.access = access
+        events = registry
     }
 
-    public var services: [any Service] { [TaskQueueService(tasks: tasks, access: access), CommitPollService(tasks: tasks)] }
+    /// The runner of the base-image trigger consumer (tests step it); nil without a registry.
+    public func baseImageTriggerRunner() -> EventConsumerRunner? {
+        events.map {
+            EventConsumerRunner(consumer: BaseImageTriggerConsumer(tasks: tasks), store: $0, batchSize: 200,
+                                logger: tasks.logger)
+        }
+    }
+
+    public var services: [any Service] {
+        [TaskQueueService(tasks: tasks, access: access), CommitPollService(tasks: tasks)]
+            + (baseImageTriggerRunner().map { [BaseImageTriggerService(runner: $0, poll: tasks.configuration.baseTriggerPoll)] } ?? [])
+    }
 
     public func addRoutes(to routes: FeatureRoutes) {
         let tasks = self.tasks
@@ -36,6 +52,21 @@ public struct TasksFeature: RegistryFeature {
             let caller = try await server.caller(request, context).map { Caller(principal: $0.principal, address: $0.address) }
             return { repository in
                 server.allows(caller, request, context, repository: repository, action: [.contentWrite, .metadataWrite])
+            }
+        }
+        @Sendable func mayPull(_ request: Request, _ context: BerthRequestContext) async throws -> @Sendable (String) -> Bool {
+            let caller = try await server.caller(request, context).map { Caller(principal: $0.principal, address: $0.address) }
+            return { repository in
+                server.allows(caller, request, context, repository: repository, action: [.contentRead, .metadataRead])
+            }
+        }
+        /// `baseImageTriggerEnabled` / `baseImageTriggerType` of a request onto the stored setting.
+        @Sendable func baseImageTrigger(_ body: TaskRequest, current: String?) -> String? {
+            switch (body.baseImageTriggerEnabled, body.baseImageTriggerType) {
+            case (false?, _): nil
+            case (_, let type?): type
+            case (true?, nil): current ?? BaseImageTriggerType.runtime.rawValue
+            case (nil, nil): current
             }
         }
         @Sendable func origin(_ context: BerthRequestContext) -> EventOrigin {
@@ -52,10 +83,12 @@ public struct TasksFeature: RegistryFeature {
                 name: body.name ?? "", taskFile: body.taskFile ?? "", context: body.context.flatMap { $0.isEmpty ? nil : $0 },
                 schedule: body.schedule.flatMap { $0.isEmpty ? nil : $0 }, values: body.values ?? [:],
                 timeoutSeconds: body.timeoutSeconds ?? tasks.configuration.defaultTimeoutSeconds, repositories: [],
-                enabled: body.enabled ?? true, createdBy: context.managementActor?.name ?? "anonymous", createdAt: now, updatedAt: now)
+                enabled: body.enabled ?? true, createdBy: context.managementActor?.name ?? "anonymous", createdAt: now, updatedAt: now,
+                baseImageTrigger: baseImageTrigger(body, current: nil))
             var asked = record
             let secret = try tasks.setCommitTrigger(&asked, enabled: body.commitTriggerEnabled)
-            let created = try await tasks.create(asked, mayPush: try await mayPush(request, context))
+            let created = try await tasks.create(asked, mayPush: try await mayPush(request, context),
+                                                 mayPull: try await mayPull(request, context))
             var view = TaskView(created)
             view.gitWebhookSecret = secret
             return server.json(view, status: .created)
@@ -80,8 +113,11 @@ public struct TasksFeature: RegistryFeature {
             if let timeout = body.timeoutSeconds { record.timeoutSeconds = timeout }
             if let enabled = body.enabled { record.enabled = enabled }
             let secret = try tasks.setCommitTrigger(&record, enabled: body.commitTriggerEnabled)
+            record.baseImageTrigger = baseImageTrigger(body, current: record.baseImageTrigger)
+            if record.baseImageTrigger == nil { record.bases = nil }
             record.updatedAt = Date()
-            var view = TaskView(try await tasks.update(record, mayPush: try await mayPush(request, context)))
+            var view = TaskView(try await tasks.update(record, mayPush: try await mayPush(request, context),
+                                                       mayPull: try await mayPull(request, context)))
             view.gitWebhookSecret = secret
             return server.json(view)
         }
@@ -202,7 +238,8 @@ extension TaskView {
     init(_ r: TaskRecord) {
         self.init(name: r.name, taskFile: r.taskFile, context: r.context, schedule: r.schedule, values: r.values,
                   timeoutSeconds: r.timeoutSeconds, repositories: r.repositories, enabled: r.enabled, createdBy: r.createdBy,
-                  createdAt: r.createdAt, updatedAt: r.updatedAt)
+                  createdAt: r.createdAt, updatedAt: r.updatedAt, baseImageTriggerType: r.baseImageTrigger,
+                  baseImages: r.bases.map { $0.map { TaskRunImageView(reference: $0.reference, digest: nil, runtime: $0.runtime) } })
         commitTriggerEnabled = r.commitTriggerEnabled ?? false
     }
 }
@@ -216,7 +253,7 @@ extension TaskRunView {
                                       startedAt: $0.startedAt, finishedAt: $0.finishedAt)
                   },
                   pushed: r.pushed.map { TaskRunImageView(reference: $0.reference, digest: $0.digest) },
-                  baseImages: r.baseImages.map { TaskRunImageView(reference: $0.reference, digest: $0.digest) })
+                  baseImages: r.baseImages.map { TaskRunImageView(reference: $0.reference, digest: $0.digest, runtime: $0.runtime) })
         commit = r.commit
     }
 }

@@ -3,6 +3,9 @@ real buildah and podman: a three-step task (build, a test inside the built image
 when its test passes and never when it fails, its log shows the step's output, ``berth build``
 pushes a FROM-scratch image of busybox-static, a git context is cloned from a repository served
 on loopback, and a bad task file is refused with its line. Runs push with their own run identity.
+Base-image triggers: a new ``base:1.0`` rebuilds ``mid`` and then ``app`` once each, five rapid
+pushes of the base rebuild each at most once per window and from the newest base, and a task that
+pushes its own base is refused.
 
 Bounded: each run takes a few seconds (images FROM scratch, vfs storage). The timer trigger is
 covered by the Swift tests (its granularity is a minute)."""
@@ -330,5 +333,152 @@ def test_a_signed_push_webhook_starts_a_run_of_its_commit_and_a_forged_one_does_
         log = cli.run("task", "logs", "--name", "hooked", "--run-id", run["id"]).stdout.decode()
         assert f"built {older} on main with one" in log, log[-2000:]
         assert len(cli.json("task", "list-runs", "--name", "hooked")) == 1
+def _put_base(registry, config: bytes, layer: bytes, diff_id: str, tag: str = "1.0") -> str:
+    """Pushes ``base:TAG`` as an OCI image of one tiny layer and ``config``; returns its digest.
+    Blobs already there are not sent again, so a push of a new config is one small upload and a
+    manifest PUT."""
+    import hashlib
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": "sha256:" + hashlib.sha256(config).hexdigest(), "size": len(config)},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                            "digest": "sha256:" + hashlib.sha256(layer).hexdigest(), "size": len(layer)}]}
+    for blob in (layer, config):
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        if requests.head(f"{registry.base}/v2/base/blobs/{digest}", auth=registry.creds, timeout=10).status_code != 200:
+            r = requests.post(f"{registry.base}/v2/base/blobs/uploads/?digest={digest}", data=blob, auth=registry.creds,
+                              timeout=10, headers={"Content-Type": "application/octet-stream"})
+            assert r.status_code == 201, r.text
+    body = json.dumps(manifest).encode()
+    r = requests.put(f"{registry.base}/v2/base/manifests/{tag}", data=body, auth=registry.creds, timeout=10,
+                     headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 201, r.text
+    return r.headers["Docker-Content-Digest"]
+
+
+def _base_layer(n: int = 0) -> tuple[bytes, str]:
+    """A layer with one file, ``hello``, whose content says which generation of the base it is."""
+    import gzip
+    import hashlib
+    import io
+    import tarfile
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        data = f"from the base, generation {n}\n".encode()
+        info = tarfile.TarInfo("hello")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), mtime=0), "sha256:" + hashlib.sha256(raw.getvalue()).hexdigest()
+
+
+def _base_config(diff_id: str, n: int) -> bytes:
+    return json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+                       "config": {"Labels": {"generation": str(n)}},
+                       "history": [{"created_by": "the test's base layer"}]}).encode()
+
+
+LEVEL_FILE = """\
+version: v1.1.0
+steps:
+  - build: -t $Registry/{name}:1 --build-arg REG=$Registry .
+  - push: [$Registry/{name}:1]
+"""
+
+WINDOW = 3
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_TASK_BASE_TRIGGER_WINDOW_SECONDS=str(WINDOW))
+def test_a_new_base_rebuilds_mid_then_app_once_each_and_rapid_pushes_are_coalesced(cli, registry, tmp_path):
+    import time
+    generations = [_base_layer(n) for n in range(7)]  # each base generation changes its layer
+    layer, diff_id = generations[0]
+    first = _put_base(registry, _base_config(diff_id, 0), layer, diff_id)
+    # mid builds on base; app on mid, and copies from base too (a build-time base, trigger type All).
+    work = tmp_path / "work"
+    for name, dockerfile in {
+        "mid": "ARG REG\nFROM ${REG}/base:1.0\nCOPY marker /mid\n",
+        "app": "ARG REG\nFROM ${REG}/base:1.0 AS b\nFROM ${REG}/mid:1\nCOPY --from=b /hello /from-base\n",
+        "loop": "ARG REG\nFROM ${REG}/base:1.0\nCOPY marker /loop\n",
+    }.items():
+        (work / name).mkdir(parents=True)
+        (work / name / "Dockerfile").write_text(dockerfile)
+        (work / name / "marker").write_text(name + "\n")
+        (work / name / "acb.yaml").write_text(LEVEL_FILE.replace("{name}:1", "base:1.0") if name == "loop"
+                                              else LEVEL_FILE.format(name=name))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
+    subprocess.run(git + ["init", "-q", str(work)], check=True)
+    subprocess.run(git + ["-C", str(work), "add", "."], check=True)
+    subprocess.run(git + ["-C", str(work), "commit", "-q", "-m", "levels"], check=True)
+    served = tmp_path / "served"
+    served.mkdir()
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "levels.git")], check=True)
+    handler = type("Handler", (_GitSmartHTTP,), {"root": str(served)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/levels.git#main"
+        cli("task", "create", "--name", "mid", "--file", str(work / "mid" / "acb.yaml"), "--context", url + ":mid",
+            "--base-image-trigger-enabled", "true")
+        cli("task", "create", "--name", "app", "--file", str(work / "app" / "acb.yaml"), "--context", url + ":app",
+            "--base-image-trigger-enabled", "true", "--base-image-trigger-type", "All")
+        app = cli.json("task", "show", "--name", "app")
+        assert app["baseImageTriggerType"] == "All" and app["baseImages"] == [
+            {"reference": "mid:1", "runtime": True}, {"reference": "base:1.0", "runtime": False}], app
+        # A task that pushes its own base is refused with the reason.
+        message = cli.fails("task", "create", "--name", "loop", "--file", str(work / "loop" / "acb.yaml"),
+                            "--context", url + ":loop", "--base-image-trigger-enabled", "true")
+        assert "pushes base:1.0, which is its own base image" in message, message
+
+        def runs(task):
+            return [r for r in cli.json("task", "list-runs", "--name", task) if r["trigger"] == "base-image"]
+
+        def settled(task, count):
+            found = runs(task)
+            return found if len(found) >= count and all(r["status"] in ("succeeded", "failed") for r in found) else None
+
+        # A new base:1.0 rebuilds mid, whose push rebuilds app: once each.
+        second = _put_base(registry, _base_config(generations[1][1], 1), *generations[1])
+        assert second != first
+        [mid] = wait_for("mid's run", lambda: settled("mid", 1), timeout=120)
+        [app] = wait_for("app's run", lambda: settled("app", 1), timeout=120)
+        assert mid["status"] == "succeeded" and app["status"] == "succeeded", (mid, app)
+        assert {"reference": f"{registry.host}/base:1.0", "digest": second, "runtime": True} in mid["baseImages"], mid
+        [mid_pushed] = mid["pushed"]
+        assert {"reference": f"{registry.host}/mid:1", "digest": mid_pushed["digest"], "runtime": True} in app["baseImages"], app
+        assert app["startedAt"] >= mid["finishedAt"]  # (seconds)
+        time.sleep(WINDOW + 1)
+        assert len(runs("mid")) == 1 and len(runs("app")) == 1
+
+        # Five rapid pushes of the base: each level rebuilds at most once per window, and the last
+        # run of each is built from the newest base.
+        images = [(_base_config(generations[n][1], n), *generations[n]) for n in range(2, 7)]
+        for config, layer, _ in images:  # the blobs first, so the five pushes are five manifest PUTs
+            for blob in (config, layer):
+                digest = "sha256:" + __import__("hashlib").sha256(blob).hexdigest()
+                requests.post(f"{registry.base}/v2/base/blobs/uploads/?digest={digest}", data=blob, auth=registry.creds,
+                              timeout=10).raise_for_status()
+        newest = [_put_base(registry, *image) for image in images][-1]
+
+        def burst_settled():
+            for task in ("mid", "app"):
+                found = runs(task)
+                if len(found) < 2 or any(r["status"] not in ("succeeded", "failed") for r in found):
+                    return None
+            return True
+        wait_for("the burst's runs", burst_settled, timeout=60)
+        time.sleep(WINDOW + 1)  # a run coalesced to the window's end would be queued by now
+        wait_for("the burst's runs", burst_settled, timeout=180)
+        mids, apps = runs("mid")[:-1], runs("app")[:-1]  # newest first; the first change's run is last
+        assert 1 <= len(mids) <= 2 and 1 <= len(apps) <= 2, (mids, apps)
+        for found in (mids, apps):
+            queued = sorted(r["queuedAt"] for r in found)
+            if len(queued) == 2:
+                from datetime import datetime
+                spacing = datetime.fromisoformat(queued[1].replace("Z", "+00:00")) - datetime.fromisoformat(
+                    queued[0].replace("Z", "+00:00"))
+                assert spacing.total_seconds() >= WINDOW - 0.5, found
+        assert all(r["status"] == "succeeded" for r in mids + apps), mids + apps
+        assert {"reference": f"{registry.host}/base:1.0", "digest": newest, "runtime": True} in mids[0]["baseImages"], mids[0]
+        assert {"reference": f"{registry.host}/base:1.0", "digest": newest, "runtime": False} in apps[0]["baseImages"], apps[0]
     finally:
         server.shutdown()

@@ -1,0 +1,146 @@
+import Foundation
+import Logging
+import OCIModel
+import RegistryCore
+import RegistryStore
+import ServiceLifecycle
+import Tasks
+
+/// Base-image triggers (issue 16 items 4-5): an event consumer of the runner (durable cursor, at
+/// least once, retries) that reads tag pushes and moves from the event log, as they happen, and
+/// queues the tasks that build on the moved tag (`BaseImageTriggerGraph.triggered`), coalesced per
+/// task (`BaseTriggerCoalescing`). Run as a feature service, so under a lease one node of a cluster
+/// runs it. A delivered-again event queues nothing new: the run it queued is still queued
+/// (merged) or has built from that digest (already built).
+public struct BaseImageTriggerConsumer: EventConsumer {
+    public static let name = "tasks:base-image"
+    public var name: String { Self.name }
+    /// Pushes from when the feature first runs: older moves have nothing left to trigger.
+    public var start: EventConsumerStart { .end }
+
+    let tasks: TaskService
+
+    public func handle(_ events: [Event]) async throws {
+        let moves = events.filter { ($0.action == .manifestPush || $0.action == .tagMove) && $0.tag != nil }
+        guard !moves.isEmpty else { return }
+        let graph = BaseImageTriggerGraph(try await tasks.store.tasks().map(BaseImageTriggerGraph.Node.init))
+        // A push with a tag is two events (the push and the tag's move): one change.
+        var seen = Set<String>()
+        for event in moves {
+            guard let tag = event.tag else { continue }
+            let reference = event.repository + ":" + tag
+            guard seen.insert(reference + "@" + (event.digest ?? "")).inserted else { continue }
+            for name in graph.triggered(by: reference, pushedBy: Self.pushingTask(event.actor)) {
+                try await tasks.baseImageMoved(name, reference: reference, digest: event.digest, now: Date())
+            }
+        }
+    }
+
+    /// The task whose run pushed, from the event's actor (`token:run:<task>/<run id>`).
+    static func pushingTask(_ actor: String?) -> String? {
+        guard let actor, actor.hasPrefix("token:run:") else { return nil }
+        return actor.dropFirst("token:run:".count).split(separator: "/").first.map(String.init)
+    }
+}
+
+/// Runs the base-image trigger consumer with the server (a feature service; leased by the server).
+struct BaseImageTriggerService: Service {
+    let runner: EventConsumerRunner
+    let poll: Duration
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            await runner.run(poll: poll, isStopping: { Task.isShuttingDownGracefully })
+        }
+    }
+}
+
+extension TaskService {
+    /// The trigger string of runs a base image queued.
+    static let baseImageTrigger = "base-image"
+
+    /// `reference` (`repository:tag` in this registry) moved to `digest`: queue `name` now, merge
+    /// into its queued run, or defer to the end of its window.
+    func baseImageMoved(_ name: String, reference: String, digest: String?, now: Date) async throws {
+        guard var task = try await store.task(named: name), task.enabled, task.baseImageTrigger != nil,
+              task.context != nil else { return }
+        let runs = try await store.taskRuns(task: name, limit: 20)
+        let latest = runs.first { $0.status != .queued && $0.status != .cancelled }
+        let built = latest?.baseImages.first { $0.reference == configuration.registry + "/" + reference }?.digest
+        let decision = BaseTriggerCoalescing(window: configuration.baseTriggerWindow)
+            .decide(now: now, digest: digest, lastTriggeredAt: task.baseTriggeredAt, dueAt: task.baseTriggerDueAt,
+                    hasQueuedRun: runs.contains { $0.status == .queued }, latestBuiltDigest: built)
+        switch decision {
+        case .merged, .alreadyBuilt:
+            return
+        case .deferred(let until):
+            guard task.baseTriggerDueAt != until else { return }
+            task.baseTriggerDueAt = until
+            _ = try await store.updateTask(task)
+        case .queueNow:
+            let run = try await EventOrigin.$current.withValue(EventOrigin(actor: "base-image:" + reference, address: "-")) {
+                try await queue(name, trigger: Self.baseImageTrigger, uploadedContext: nil)
+            }
+            task.baseTriggeredAt = now
+            task.baseTriggerDueAt = nil
+            _ = try await store.updateTask(task)
+            logger.info("a base image queued a task run", metadata: ["task": "\(name)", "base": "\(reference)", "run": "\(run.id)"])
+        }
+    }
+
+    /// Queues the runs coalesced to the end of their window (the queue's tick calls it).
+    func fireDeferredBaseTriggers(now: Date) async {
+        guard let all = try? await store.tasks() else { return }
+        for task in all {
+            guard let due = task.baseTriggerDueAt, due <= now else { continue }
+            guard var current = try? await store.task(named: task.name), current.baseTriggerDueAt == due else { continue }
+            current.baseTriggerDueAt = nil
+            let runs = (try? await store.taskRuns(task: task.name, limit: 20)) ?? []
+            let queued = runs.contains { $0.status == .queued }
+            if !queued, current.enabled, current.baseImageTrigger != nil, await !builtFromCurrentBases(runs) {
+                do {
+                    let run = try await EventOrigin.$current.withValue(EventOrigin(actor: "base-image", address: "-")) {
+                        try await queue(task.name, trigger: Self.baseImageTrigger, uploadedContext: nil)
+                    }
+                    current.baseTriggeredAt = now
+                    logger.info("a coalesced base-image trigger queued a task run", metadata: ["task": "\(task.name)", "run": "\(run.id)"])
+                } catch {
+                    logger.warning("a base-image trigger could not queue a run", metadata: ["task": "\(task.name)", "error": "\(error)"])
+                }
+            }
+            _ = try? await store.updateTask(current)
+        }
+    }
+
+    /// Whether the latest started run recorded its bases and every one of them still points
+    /// at the digest it built from (a trigger deferred while that run was resolving them is
+    /// then already covered).
+    func builtFromCurrentBases(_ runs: [TaskRunRecord]) async -> Bool {
+        guard let images, let latest = runs.first(where: { $0.status != .queued && $0.status != .cancelled }),
+              !latest.baseImages.isEmpty else { return false }
+        for base in latest.baseImages {
+            let reference = base.reference.dropFirst(configuration.registry.count + 1)
+            guard base.reference.hasPrefix(configuration.registry + "/"), let colon = reference.lastIndex(of: ":") else { return false }
+            let current = try? await images.tagTarget(repository: String(reference[..<colon]),
+                                                      tag: String(reference[reference.index(after: colon)...]))
+            guard current?.string == base.digest else { return false }
+        }
+        return true
+    }
+
+    /// The bases a run's checkout declares, with the digests their tags point at now (just
+    /// before the build pulls them, so a later move is seen as a change, never missed).
+    func resolvedBases(of file: TaskFile, source: String) async -> [TaskRunImageRecord] {
+        guard let images = self.images, let found = try? DeclaredBases.find(in: file, source: source, registry: configuration.registry)
+        else { return [] }
+        var records: [TaskRunImageRecord] = []
+        for base in found {
+            guard let colon = base.reference.lastIndex(of: ":") else { continue }
+            let digest = try? await images.tagTarget(repository: String(base.reference[..<colon]),
+                                                     tag: String(base.reference[base.reference.index(after: colon)...]))
+            records.append(TaskRunImageRecord(reference: configuration.registry + "/" + base.reference, digest: digest?.string,
+                                              runtime: base.runtime))
+        }
+        return records
+    }
+}

@@ -1,0 +1,236 @@
+import Access
+import Foundation
+import Logging
+import RegistryStore
+import SQLiteStore
+import Testing
+@testable import TasksFeature
+
+private typealias Node = BaseImageTriggerGraph.Node
+
+/// The trigger graph of base images, pure: self-loops, cycles of any length, and which tasks a
+/// moved tag queues (each level of a chain once).
+@Suite struct BaseImageTriggerGraphTests {
+    @Test func aTaskWhoseOutputIsItsOwnBaseIsASelfLoop() {
+        let graph = BaseImageTriggerGraph([Node(task: "a", outputs: ["app:1"], triggers: ["app:1", "base:1"])])
+        #expect(graph.selfLoop("a") == "app:1")
+        #expect(graph.cycle(through: "a") == nil)
+        #expect(graph.triggered(by: "app:1", pushedBy: "a") == [])
+        let fine = BaseImageTriggerGraph([Node(task: "a", outputs: ["app:1"], triggers: ["app:2"])])
+        #expect(fine.selfLoop("a") == nil)
+    }
+
+    @Test func cyclesOfAnyLengthAreFoundWithTheirPath() {
+        let two = BaseImageTriggerGraph([Node(task: "a", outputs: ["a:1"], triggers: ["b:1"]),
+                                         Node(task: "b", outputs: ["b:1"], triggers: ["a:1"])])
+        #expect(two.cycle(through: "a") == ["a", "b", "a"])
+        let three = BaseImageTriggerGraph([Node(task: "a", outputs: ["a:1"], triggers: ["c:1"]),
+                                           Node(task: "b", outputs: ["b:1"], triggers: ["a:1"]),
+                                           Node(task: "c", outputs: ["c:1"], triggers: ["b:1"]),
+                                           Node(task: "d", outputs: ["d:1"], triggers: ["a:1"])])
+        #expect(three.cycle(through: "a") == ["a", "b", "c", "a"])
+        #expect(three.cycle(through: "d") == nil)
+        // Tasks on a cycle are never queued; the one hanging off it is.
+        #expect(three.triggered(by: "a:1") == ["d"])
+        let chain = BaseImageTriggerGraph([Node(task: "mid", outputs: ["mid:1"], triggers: ["base:1"]),
+                                           Node(task: "app", outputs: ["app:1"], triggers: ["mid:1"])])
+        #expect(chain.cycle(through: "mid") == nil && chain.cycle(through: "app") == nil)
+    }
+
+    @Test func aMovedBaseQueuesEachLevelOfAChainOnceFromBelow() {
+        // app names base too (build-time): base's push queues mid only; mid's push queues app.
+        let graph = BaseImageTriggerGraph([Node(task: "mid", outputs: ["mid:1"], triggers: ["base:1"]),
+                                           Node(task: "app", outputs: ["app:1"], triggers: ["mid:1", "base:1"]),
+                                           Node(task: "other", outputs: ["other:1"], triggers: ["base:1"])])
+        #expect(graph.triggered(by: "base:1") == ["mid", "other"])
+        #expect(graph.triggered(by: "mid:1", pushedBy: "mid") == ["app"])
+        #expect(graph.triggered(by: "app:1", pushedBy: "app") == [])
+        #expect(graph.downstream(of: "mid") == ["app"])
+    }
+
+    @Test func runtimeTriggersOnlyOnTheRuntimeBaseAndAllOnBuildTimeBasesToo() {
+        var task = TaskRecord(name: "t", taskFile: "", context: "https://git.example.com/x.git#main", schedule: nil, values: [:],
+                              timeoutSeconds: 60, repositories: [], createdBy: "o", createdAt: Date(), updatedAt: Date(),
+                              baseImageTrigger: "Runtime",
+                              bases: [TaskBaseRecord(reference: "run:1", runtime: true), TaskBaseRecord(reference: "tool:1", runtime: false)])
+        task.outputs = ["t:1"]
+        #expect(Node(task).triggers == ["run:1"])
+        task.baseImageTrigger = "All"
+        #expect(Node(task).triggers == ["run:1", "tool:1"])
+        task.baseImageTrigger = nil
+        #expect(Node(task).triggers.isEmpty)
+        task.baseImageTrigger = "All"
+        task.enabled = false
+        #expect(Node(task).triggers.isEmpty)
+        #expect(BaseImageTriggerType(parsing: "runtime") == .runtime && BaseImageTriggerType(parsing: "ALL") == .all)
+        #expect(BaseImageTriggerType(parsing: "Sometimes") == nil)
+    }
+}
+
+/// Coalescing with a fake clock: the first trigger queues at once, the rest of a window at most
+/// one more run at its end; a queued run or a run built from that digest absorbs a trigger.
+@Suite struct BaseTriggerCoalescingTests {
+    let t0 = Date(timeIntervalSince1970: 1_000_000)
+    let rule = BaseTriggerCoalescing(window: 5)
+
+    @Test func theFirstTriggerQueuesAtOnceAndLaterOnesInTheWindowAreDeferredToItsEnd() {
+        #expect(rule.decide(now: t0, digest: "d1", lastTriggeredAt: nil, dueAt: nil, hasQueuedRun: false,
+                            latestBuiltDigest: nil) == .queueNow)
+        let later = t0.addingTimeInterval(1)
+        #expect(rule.decide(now: later, digest: "d2", lastTriggeredAt: t0, dueAt: nil, hasQueuedRun: false,
+                            latestBuiltDigest: "d1") == .deferred(until: t0.addingTimeInterval(5)))
+        // Already deferred: the same end, not a new one.
+        #expect(rule.decide(now: t0.addingTimeInterval(3), digest: "d3", lastTriggeredAt: t0, dueAt: t0.addingTimeInterval(5),
+                            hasQueuedRun: false, latestBuiltDigest: "d1") == .deferred(until: t0.addingTimeInterval(5)))
+        // After the window: at once again.
+        #expect(rule.decide(now: t0.addingTimeInterval(5), digest: "d4", lastTriggeredAt: t0, dueAt: nil, hasQueuedRun: false,
+                            latestBuiltDigest: "d1") == .queueNow)
+    }
+
+    @Test func aQueuedRunOrARunBuiltFromThatDigestAbsorbsTheTrigger() {
+        #expect(rule.decide(now: t0, digest: "d2", lastTriggeredAt: t0, dueAt: nil, hasQueuedRun: true,
+                            latestBuiltDigest: "d1") == .merged)
+        #expect(rule.decide(now: t0.addingTimeInterval(60), digest: "d2", lastTriggeredAt: t0, dueAt: nil, hasQueuedRun: false,
+                            latestBuiltDigest: "d2") == .alreadyBuilt)
+    }
+}
+
+private var quiet: Logger {
+    var logger = Logger(label: "test")
+    logger.logLevel = .critical
+    return logger
+}
+
+/// The service side on a real store: declared bases read from a checkout, loops refused with
+/// their message, and five moves of a base in one window queue each dependent once, then one
+/// coalesced run at the window's end.
+@Suite struct BaseImageTriggerServiceTests {
+    static let registry = "berth.test:5000"
+
+    func service(window: TimeInterval = 5) throws -> (TaskService, SQLiteMetadataStore, String) {
+        let dir = NSTemporaryDirectory() + "berth-trig-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
+        var configuration = TasksConfiguration(stateDirectory: dir + "/tasks", registry: Self.registry, serviceName: "s",
+                                               tlsVerify: false, outbound: OutboundPolicy())
+        configuration.baseTriggerWindow = window
+        return (TaskService(store: store, configuration: configuration, logger: quiet), store, dir)
+    }
+
+    static func file(output: String) -> String {
+        """
+        version: v1.1.0
+        steps:
+          - build: -t $Registry/\(output) --build-arg REG=$Registry .
+          - push: [$Registry/\(output)]
+        """
+    }
+
+    func record(_ name: String, output: String, bases: [TaskBaseRecord], type: String? = "All") -> TaskRecord {
+        var r = TaskRecord(name: name, taskFile: Self.file(output: output), context: "https://git.example.com/\(name).git#main",
+                           schedule: nil, values: [:], timeoutSeconds: 600, repositories: [], createdBy: "o",
+                           createdAt: Date(), updatedAt: Date(), baseImageTrigger: type, bases: bases)
+        r.outputs = [output]
+        return r
+    }
+
+    @Test func basesAreReadFromTheDockerfileOfEachBuildStep() throws {
+        let (tasks, _, dir) = try service()
+        let source = dir + "/src"
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+        try """
+            ARG REG
+            FROM ${REG}/tools:1 AS tools
+            FROM docker.io/library/alpine:3 AS elsewhere
+            FROM ${REG}/base:1.0
+            COPY --from=tools /x /x
+            """.write(toFile: source + "/Dockerfile", atomically: true, encoding: .utf8)
+        let file = try tasks.parse(record("app", output: "app:1", bases: []), runID: "cb0")
+        let bases = try DeclaredBases.find(in: file, source: source, registry: Self.registry)
+        #expect(bases == [TaskBaseRecord(reference: "base:1.0", runtime: true), TaskBaseRecord(reference: "tools:1", runtime: false)])
+        #expect(DeclaredBases.outputs(of: file, registry: Self.registry) == ["app:1"])
+        // A Dockerfile that leads out of the source is refused.
+        try FileManager.default.removeItem(atPath: source + "/Dockerfile")
+        try FileManager.default.createSymbolicLink(atPath: source + "/Dockerfile", withDestinationPath: "/etc/hostname")
+        #expect(throws: TaskError.self) { _ = try DeclaredBases.find(in: file, source: source, registry: Self.registry) }
+    }
+
+    @Test func aSelfLoopAndACycleAreRefusedWithTheirMessage() async throws {
+        let (tasks, store, _) = try service()
+        let loop = record("loop", output: "app:1", bases: [TaskBaseRecord(reference: "app:1", runtime: true)])
+        await #expect(throws: TaskError.invalid("task loop pushes app:1, which is its own base image: "
+                                                + "its base-image trigger would rebuild it forever")) {
+            try await tasks.checkTriggerGraph(loop, mayPull: { _ in true })
+        }
+        // Runtime does not count a build-time base: no loop then.
+        var runtimeOnly = record("loop", output: "app:1", bases: [TaskBaseRecord(reference: "app:1", runtime: false)], type: "Runtime")
+        try await tasks.checkTriggerGraph(runtimeOnly, mayPull: { _ in true })
+        runtimeOnly.baseImageTrigger = nil
+        try await tasks.checkTriggerGraph(runtimeOnly, mayPull: { _ in true })
+
+        #expect(try await store.createTask(record("a", output: "a:1", bases: [TaskBaseRecord(reference: "c:1", runtime: true)])))
+        #expect(try await store.createTask(record("b", output: "b:1", bases: [TaskBaseRecord(reference: "a:1", runtime: true)])))
+        let closing = record("c", output: "c:1", bases: [TaskBaseRecord(reference: "b:1", runtime: true)])
+        await #expect(throws: TaskError.invalid("a cycle of base-image triggers: c → a → b → c (each pushes a base of the next)")) {
+            try await tasks.checkTriggerGraph(closing, mayPull: { _ in true })
+        }
+        // A base the caller may not pull is refused too.
+        let fine = record("d", output: "d:1", bases: [TaskBaseRecord(reference: "secret/base:1", runtime: true)])
+        await #expect(throws: TaskError.forbidden("you may not pull secret/base, which the task's Dockerfile builds on")) {
+            try await tasks.checkTriggerGraph(fine, mayPull: { $0 != "secret/base" })
+        }
+    }
+
+    @Test func fiveMovesOfABaseInOneWindowQueueEachDependentOnceThenOneAtTheWindowsEnd() async throws {
+        let (tasks, store, _) = try service(window: 5)
+        #expect(try await store.createTask(record("mid", output: "mid:1", bases: [TaskBaseRecord(reference: "base:1.0", runtime: true)])))
+        let t0 = Date()
+        // Five pushes while mid's first run is still queued: one run.
+        for n in 0..<5 {
+            try await tasks.baseImageMoved("mid", reference: "base:1.0", digest: "sha256:d\(n)", now: t0.addingTimeInterval(Double(n) * 0.1))
+        }
+        var runs = try await store.taskRuns(task: "mid", limit: 10)
+        #expect(runs.map(\.trigger) == ["base-image"])
+        // It starts and resolves the base to the fourth digest; the fifth move is newer: one more
+        // run, at the window's end, however many moves come meanwhile.
+        var started = try #require(try await store.startNextTaskRun(node: "n"))
+        started.baseImages = [TaskRunImageRecord(reference: Self.registry + "/base:1.0", digest: "sha256:d3", runtime: true)]
+        #expect(try await store.updateTaskRun(started, expected: .running))
+        try await tasks.baseImageMoved("mid", reference: "base:1.0", digest: "sha256:d3", now: t0.addingTimeInterval(1))
+        try await tasks.baseImageMoved("mid", reference: "base:1.0", digest: "sha256:d4", now: t0.addingTimeInterval(1.1))
+        try await tasks.baseImageMoved("mid", reference: "base:1.0", digest: "sha256:d4", now: t0.addingTimeInterval(1.2))
+        #expect(try await store.taskRuns(task: "mid", limit: 10).count == 1)
+        #expect(try await store.task(named: "mid")?.baseTriggerDueAt == t0.addingTimeInterval(5))
+        await tasks.fireDeferredBaseTriggers(now: t0.addingTimeInterval(4.9))
+        #expect(try await store.taskRuns(task: "mid", limit: 10).count == 1)
+        await tasks.fireDeferredBaseTriggers(now: t0.addingTimeInterval(5))
+        runs = try await store.taskRuns(task: "mid", limit: 10)
+        #expect(runs.map(\.status) == [.queued, .running])
+        #expect(try await store.task(named: "mid")?.baseTriggerDueAt == nil)
+        await tasks.fireDeferredBaseTriggers(now: t0.addingTimeInterval(6))
+        #expect(try await store.taskRuns(task: "mid", limit: 10).count == 2)
+    }
+
+    @Test func theConsumerQueuesTheLowestLevelAndNeverThePushingTask() async throws {
+        let (tasks, store, _) = try service()
+        #expect(try await store.createTask(record("mid", output: "mid:1", bases: [TaskBaseRecord(reference: "base:1.0", runtime: true)])))
+        #expect(try await store.createTask(record("app", output: "app:1", bases: [
+            TaskBaseRecord(reference: "mid:1", runtime: true), TaskBaseRecord(reference: "base:1.0", runtime: false)])))
+        let consumer = BaseImageTriggerConsumer(tasks: tasks)
+        func push(_ repository: String, _ tag: String, actor: String) -> Event {
+            Event(sequence: 1, timestamp: Date(), action: .manifestPush, repository: repository, digest: "sha256:" + repository,
+                  tag: tag, mediaType: nil, size: nil, detail: nil, actor: actor, address: nil, requestID: nil, requestHost: nil,
+                  requestMethod: nil, userAgent: nil)
+        }
+        try await consumer.handle([push("base", "1.0", actor: "identity:owner")])
+        #expect(try await store.taskRuns(task: "mid", limit: 10).count == 1)
+        #expect(try await store.taskRuns(task: "app", limit: 10).isEmpty)
+        try await consumer.handle([push("mid", "1", actor: "token:run:mid/cb1")])
+        #expect(try await store.taskRuns(task: "app", limit: 10).map(\.trigger) == ["base-image"])
+        // The top level's push queues nothing more.
+        try await consumer.handle([push("app", "1", actor: "token:run:app/cb2")])
+        #expect(try await store.taskRuns(task: "app", limit: 10).count == 1)
+        #expect(BaseImageTriggerConsumer.pushingTask("token:run:mid/cb1") == "mid")
+        #expect(BaseImageTriggerConsumer.pushingTask("identity:owner") == nil)
+    }
+}
