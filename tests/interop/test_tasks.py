@@ -333,6 +333,10 @@ def test_a_signed_push_webhook_starts_a_run_of_its_commit_and_a_forged_one_does_
         log = cli.run("task", "logs", "--name", "hooked", "--run-id", run["id"]).stdout.decode()
         assert f"built {older} on main with one" in log, log[-2000:]
         assert len(cli.json("task", "list-runs", "--name", "hooked")) == 1
+    finally:
+        server.shutdown()
+
+
 def _put_base(registry, config: bytes, layer: bytes, diff_id: str, tag: str = "1.0") -> str:
     """Pushes ``base:TAG`` as an OCI image of one tiny layer and ``config``; returns its digest.
     Blobs already there are not sent again, so a push of a new config is one small upload and a
