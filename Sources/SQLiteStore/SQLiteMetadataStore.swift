@@ -571,6 +571,17 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                                     tag: String? = nil, mediaType: String? = nil, size: Int64? = nil,
                                     detail: String? = nil) throws {
         let now = Date()
+        guard try db.tableExists("event_clock") else {
+            // A store opened at an older migration (tests standing for a database an older build
+            // left): events without stamps, as that build appended them.
+            try db.execute(sql: """
+                INSERT INTO events(at, action, repository, digest, tag, media_type, size, detail, actor, address,
+                                   request_id, request_host, request_method, user_agent)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [now.timeIntervalSince1970, action.rawValue, repo, digest, tag, mediaType, size, detail,
+                                 origin?.actor, origin?.address, origin?.requestID, origin?.host, origin?.method, origin?.userAgent])
+            return
+        }
         let stamp = try stampEvent(db, at: now, replicated: origin?.replicated)
         try db.execute(sql: """
             INSERT INTO events(at, action, repository, digest, tag, media_type, size, detail, actor, address,
