@@ -162,7 +162,7 @@ let package = Package(
         ], swiftSettings: strict),
         // Issue 13: replicas in other regions (`/api/v1/replications`), their sealed credentials and status.
         .target(name: "ReplicationFeature", dependencies: [
-            "HTTPAPI", "RegistryStore", "Access", "BerthAPIContract",
+            "HTTPAPI", "RegistryStore", "Access", "BerthAPIContract", "OCIModel",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),

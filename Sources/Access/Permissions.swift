@@ -19,8 +19,11 @@ public struct Action: OptionSet, Hashable, Sendable, CustomStringConvertible {
     public static let managementRead = Action(rawValue: 1 << 8)
     /// Change settings, identities, tokens (management API).
     public static let managementWrite = Action(rawValue: 1 << 9)
+    /// Read the event log as a peer region does (`/api/v1/replication/events`, issue 13): the
+    /// Replicator role, granted registry-wide.
+    public static let replicationRead = Action(rawValue: 1 << 10)
 
-    public static let all = Action(rawValue: (1 << 10) - 1)
+    public static let all = Action(rawValue: (1 << 11) - 1)
 
     /// The actions a scope map may name, by their wire names.
     public static let scopeMapNames: [(String, Action)] = [
@@ -31,6 +34,7 @@ public struct Action: OptionSet, Hashable, Sendable, CustomStringConvertible {
     static let allNames: [(String, Action)] = scopeMapNames + [
         ("signature/write", .signatureWrite), ("quarantine/read", .quarantineRead), ("quarantine/write", .quarantineWrite),
         ("management/read", .managementRead), ("management/write", .managementWrite),
+        ("replication/read", .replicationRead),
     ]
 
     public init?(scopeMapName: String) {
@@ -52,6 +56,8 @@ public enum Role: String, CaseIterable, Sendable, Codable {
     case quarantineWriter = "QuarantineWriter"
     case reader = "Reader"
     case owner = "Owner"
+    /// A peer region's service identity: reads content and the event log (assign it on `*`).
+    case replicator = "Replicator"
 
     public var actions: Action {
         switch self {
@@ -63,6 +69,7 @@ public enum Role: String, CaseIterable, Sendable, Codable {
         case .quarantineWriter: [.contentRead, .metadataRead, .quarantineRead, .quarantineWrite]
         case .reader: [.contentRead, .metadataRead, .managementRead]
         case .owner: .all
+        case .replicator: [.contentRead, .metadataRead, .quarantineRead, .replicationRead]
         }
     }
 

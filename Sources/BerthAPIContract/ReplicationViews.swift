@@ -74,3 +74,52 @@ public struct ReplicaStatusView: Codable, Sendable, Equatable {
         self.lastErrorAt = lastErrorAt
     }
 }
+
+/// One change of `GET /api/v1/replication/events`: what a peer region needs to apply it without
+/// reading anything by name (issue 13). `digest` is the manifest or blob the change is about (for
+/// a tag move: the digest the tag moved to), `subject` the manifest a pushed referrer refers to.
+/// `region` is where the change was made and `hlc` its hybrid-logical-clock stamp
+/// (`<milliseconds>.<logical>`): changes this region applied from a peer keep the peer's.
+public struct ReplicationEventView: Codable, Sendable, Equatable {
+    public var sequence: Int64
+    public var at: Date
+    public var action: String
+    public var repository: String
+    public var digest: String?
+    public var mediaType: String?
+    public var size: Int64?
+    public var tag: String?
+    public var subject: String?
+    public var detail: String?
+    public var region: String
+    public var hlc: String
+    public init(sequence: Int64, at: Date, action: String, repository: String, digest: String?, mediaType: String?, size: Int64?,
+                tag: String?, subject: String?, detail: String?, region: String, hlc: String) {
+        self.sequence = sequence
+        self.at = at
+        self.action = action
+        self.repository = repository
+        self.digest = digest
+        self.mediaType = mediaType
+        self.size = size
+        self.tag = tag
+        self.subject = subject
+        self.detail = detail
+        self.region = region
+        self.hlc = hlc
+    }
+}
+
+/// `GET /api/v1/replication/events?after=SEQ&limit=N`: events after `after`, oldest first, at
+/// most `limit`; `latestSequence` is the newest of the log when read (the peer's lag), `region`
+/// the answering region's name.
+public struct ReplicationEventPage: Codable, Sendable, Equatable {
+    public var region: String
+    public var latestSequence: Int64
+    public var events: [ReplicationEventView]
+    public init(region: String, latestSequence: Int64, events: [ReplicationEventView]) {
+        self.region = region
+        self.latestSequence = latestSequence
+        self.events = events
+    }
+}

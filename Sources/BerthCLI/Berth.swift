@@ -94,6 +94,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds SIGINT/SIGTERM waits for in-flight requests before exiting anyway; a second signal exits at once (env BERTH_SHUTDOWN_TIMEOUT, default 30).")
     var shutdownTimeout: Double?
 
+    @Option(help: "This region's name, as peer regions see it on the changes made here (env BERTH_REGION, default default).")
+    var region: String?
+
     func resolvedSettings(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServeSettings {
         let flags: [(key: String, value: String?)] = [
             ("data", data), ("listen", listen), ("log-level", logLevel), ("log-format", logFormat),
@@ -102,7 +105,7 @@ struct Serve: AsyncParsableCommand {
             ("lifecycle-tick-seconds", lifecycleTickSeconds.map { String($0) }),
             ("shutdown-timeout", shutdownTimeout.map { String($0) }),
             ("metadata-store", metadataStore),
-            ("metadata", metadata), ("storage", storage),
+            ("metadata", metadata), ("storage", storage), ("region", region),
         ]
         return try ServeSettings.resolve(configPath: config, environment: environment,
                                          flags: flags.compactMap { f in f.value.map { (f.key, $0) } })
@@ -185,7 +188,7 @@ struct Serve: AsyncParsableCommand {
         let replication = ReplicationService(
             store: backends.metadata, events: backends.metadata,
             sealingKey: try await ReplicationService.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek)),
-            policy: outbound, logger: Logger(label: "berth.replication"))
+            policy: outbound, logger: Logger(label: "berth.replication"), region: settings.region, content: backends.metadata)
         var tasksConfiguration = Self.tasksConfiguration(settings, host: host, port: port, tls: tls != nil, outbound: outbound)
         tasksConfiguration.sealingKey = try await TasksFeature.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek))
         let tasks = TasksFeature(store: backends.metadata, access: access, configuration: tasksConfiguration,

@@ -336,7 +336,7 @@ struct RoleGroup: AsyncParsableCommand {
 struct RoleAssignmentGroup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "assignment", abstract: "Grant roles to identities on repositories.",
-        discussion: "Roles: Pull, Push, Delete, ImageSigner, QuarantineReader, QuarantineWriter, Reader, Owner. "
+        discussion: "Roles: Pull, Push, Delete, ImageSigner, QuarantineReader, QuarantineWriter, Reader, Owner, Replicator. "
             + "Scope: '*', a repository, or 'prefix/*'.",
         subcommands: [RoleAssignmentCreate.self, RoleAssignmentList.self, RoleAssignmentDelete.self])
 

@@ -29,6 +29,8 @@ struct ServeSettings: Equatable {
     var scanOnPush = false
     /// Base-image triggers of one build task within this many seconds are coalesced.
     var taskBaseTriggerWindowSeconds: Double = 5
+    /// This region's name (issue 13): the origin of the changes made here, as peers see them.
+    var region: String = "default"
     var maxConcurrentUploads: Int = 512
     /// Event-loop threads and blocking-pool threads of the process; nil: one per core (NIO's
     /// default). Several nodes on one machine each take a share of its cores.
@@ -189,6 +191,13 @@ struct ServeSettings: Equatable {
             let d = try seconds(v)
             guard d <= 3600 else { throw SettingError("the base-image trigger window must be at most 3600 seconds, got \(v)") }
             s.taskBaseTriggerWindowSeconds = d
+        },
+        Spec(key: "region", environment: "BERTH_REGION", hasFlag: true, defaultText: "default",
+             summary: "this region's name (1-64 of a-z, 0-9, '-'): the origin peer regions see on the changes made here; give every region its own") { s, v throws(SettingError) in
+            guard !v.isEmpty, v.utf8.count <= 64, v.first != "-",
+                  v.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d })
+            else { throw SettingError("a region is 1-64 characters of a-z, 0-9 and '-' (e.g. westeurope), got '\(v.prefix(80))'") }
+            s.region = v
         },
         Spec(key: "janitor-interval-seconds", environment: "BERTH_JANITOR_INTERVAL_SECONDS", hasFlag: false, defaultText: "600",
              summary: "how often abandoned uploads are looked for") { s, v throws(SettingError) in

@@ -1,3 +1,4 @@
+import Access
 import BerthAPIContract
 import Foundation
 import HTTPAPI
@@ -34,6 +35,21 @@ public struct ReplicationFeature: RegistryFeature {
     public func addRoutes(to routes: FeatureRoutes) {
         let replication = self.replication
         let server = routes.server
+        // A peer region reads this region's changes: registry-wide replication/read (the
+        // Replicator role on `*`), not the management check; everyone else is refused.
+        routes.root.get("api/v1/replication/events") { request, context in
+            let caller = try await server.caller(request, context)
+            try await server.require(request, context, caller: caller, repository: nil, action: .replicationRead)
+            let after = try server.queryInt(request, "after") ?? 0
+            let limit = try server.queryInt(request, "limit") ?? 100
+            let page = try await replication.feed(after: Int64(after), limit: limit)
+            return server.json(ReplicationEventPage(region: replication.region, latestSequence: page.latest, events: page.events.map { e in
+                ReplicationEventView(sequence: e.event.sequence, at: e.event.timestamp, action: e.event.action.rawValue,
+                                     repository: e.event.repository, digest: e.event.digest, mediaType: e.event.mediaType,
+                                     size: e.event.size, tag: e.event.tag, subject: e.subject, detail: e.event.detail, region: e.region,
+                                     hlc: "\(e.event.stamp.milliseconds).\(e.event.stamp.logical)")
+            }))
+        }
         let api = routes.management
         api.get("replications") { _, _ in
             server.json(try await replication.list().map(ReplicaView.init))

@@ -2,6 +2,7 @@ import Access
 import Crypto
 import Foundation
 import Logging
+import OCIModel
 import RegistryStore
 
 /// A replica as the service hands it to the HTTP edge: never its credential.
@@ -38,9 +39,16 @@ public final class ReplicationService: Sendable {
     let sealingKey: SymmetricKey
     let policy: OutboundPolicy
     let logger: Logger
+    /// This region's name: the origin of the changes made here (their events store none).
+    public let region: String
+    /// Where the feed looks up a pushed referrer's subject (by digest); nil leaves it out.
+    let content: (any ContentMetadataStore)?
 
     public init(store: any ReplicationStore, events: any EventLogStore, sealingKey: SymmetricKey, policy: OutboundPolicy = OutboundPolicy(),
-                logger: Logger = Logger(label: "berth.replication")) {
+                logger: Logger = Logger(label: "berth.replication"), region: String = ReplicationService.defaultRegion,
+                content: (any ContentMetadataStore)? = nil) {
+        self.region = region
+        self.content = content
         self.store = store
         self.events = events
         self.sealingKey = sealingKey
@@ -87,7 +95,38 @@ public final class ReplicationService: Sendable {
         return String(decoding: plain, as: UTF8.self)
     }
 
+    // MARK: the event feed a peer reads
+
+    /// The region name of a server not told its own.
+    public static let defaultRegion = "default"
+
+    /// Most events one page of the feed holds.
+    public static let maxFeedPage = 1000
+
+    /// Events after `after` (at most `limit`, 1 to `maxFeedPage`), each with its origin region (this
+    /// region's name for a change made here) and, for a manifest push, the subject it refers to;
+    /// and the newest sequence of the log.
+    public func feed(after: Int64, limit: Int) async throws -> (events: [(event: Event, region: String, subject: String?)], latest: Int64) {
+        guard after >= 0 else { throw ReplicationError.invalid("after must be a sequence number (0 or more)") }
+        guard (1...Self.maxFeedPage).contains(limit) else { throw ReplicationError.invalid("limit must be 1 to \(Self.maxFeedPage)") }
+        let latest = try await events.latestEventSequence()
+        var out: [(event: Event, region: String, subject: String?)] = []
+        for e in try await events.events(after: after, limit: limit) {
+            var subject: String?
+            if e.action == .manifestPush, let content, let raw = e.digest, let d = try? Digest(parsing: raw) {
+                subject = try await content.manifest(repository: e.repository, digest: d)?.subject?.string
+            }
+            out.append((e, e.stamp.region ?? region, subject))
+        }
+        return (out, max(latest, out.last?.event.sequence ?? 0))
+    }
+
     // MARK: validation
+
+    /// A region's name: what a replica's location is (`--region`).
+    public static func validate(region: String) throws(ReplicationError) {
+        try validate(location: region)
+    }
 
     static func validate(location: String) throws(ReplicationError) {
         guard !location.isEmpty, location.utf8.count <= 64, location.first != "-",

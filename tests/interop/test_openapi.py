@@ -353,6 +353,7 @@ CONTRACT_BODIES: Dict[Route, Tuple[object, object]] = {
     ("POST", "/api/v1/credential-sets"): ("CredentialSetRequest", "CredentialSetView"),
     ("GET", "/api/v1/credential-sets/{}"): (None, "CredentialSetView"),
     ("PATCH", "/api/v1/credential-sets/{}"): ("CredentialSetRequest", "CredentialSetView"),
+    ("GET", "/api/v1/replication/events"): (None, "ReplicationEventPage"),
     ("GET", "/api/v1/tasks"): (None, ["TaskView"]),
     ("POST", "/api/v1/tasks"): ("TaskRequest", "TaskView"),
     ("GET", "/api/v1/tasks/{}"): (None, "TaskView"),

@@ -1,8 +1,9 @@
-"""Replication between regions (issue 13), item 1: ``berth replication`` against a real ``berth serve``.
+"""Replication between regions (issue 13), items 1-2: ``berth replication`` and the peer's event feed
+against a real ``berth serve``.
 
 The replica is a second ``berth serve`` on loopback with its own data directory; loopback peers
 are refused unless the operator allows them (``BERTH_OUTBOUND_ALLOW``), which this module does.
-What is not built yet (the peer's event feed, applying a peer's changes, conflicts) is not tested
+What is not built yet (applying a peer's changes, conflicts) is not tested
 here.
 """
 
@@ -90,3 +91,53 @@ def test_a_loopback_peer_needs_the_operators_allowance(registry, peer, cli):
     message = cli.fails("replication", "create", "--location", "local", "--endpoint", peer.base)
     assert "refused" in message and "BERTH_OUTBOUND_ALLOW" in message
     assert cli.json("replication", "list") == []
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION="westeurope")
+def test_a_peer_reads_the_event_feed_as_a_replicator(registry, cli):
+    """Item 2: ``GET /api/v1/replication/events`` for the Replicator role only, with each change's
+    digests, tag, origin region (``--region``) and HLC stamp."""
+    import hashlib
+    import json
+
+    owner = registry.creds
+    repo = "geo/app"
+    config = b'{"architecture":"amd64","os":"linux"}'
+    layer = b"feed-layer"
+    for blob in (config, layer):
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        r = requests.post(f"{registry.base}/v2/{repo}/blobs/uploads/?digest={digest}", data=blob, auth=owner, timeout=30)
+        assert r.status_code == 201, r.text
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": "sha256:" + hashlib.sha256(config).hexdigest(), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": "sha256:" + hashlib.sha256(layer).hexdigest(), "size": len(layer)}],
+    }).encode()
+    r = requests.put(f"{registry.base}/v2/{repo}/manifests/v1", data=manifest, auth=owner, timeout=30,
+                     headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 201, r.text
+    manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+    feed = f"{registry.base}/api/v1/replication/events"
+    assert requests.get(feed, timeout=30).status_code == 401
+    name = "peer-region"
+    password = json.loads(cli("identity", "create", "--name", name, "-o", "json").stdout)["password"]
+    assert requests.get(feed, auth=(name, password), timeout=30).status_code == 403   # deny by default
+    cli("role", "assignment", "create", "--assignee", name, "--role", "Replicator", "--scope", "*")
+    page = requests.get(feed, params={"after": 0, "limit": 1000}, auth=(name, password), timeout=30)
+    assert page.status_code == 200, page.text
+    body = page.json()
+    assert body["region"] == "westeurope"
+    mine = [e for e in body["events"] if e["repository"] == repo]
+    assert [e["action"] for e in mine] == ["blob.push", "blob.push", "push", "tag.move"]
+    assert all(e["region"] == "westeurope" for e in mine)
+    assert mine[2]["digest"] == manifest_digest and mine[2]["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert mine[3]["tag"] == "v1" and mine[3]["digest"] == manifest_digest
+    stamps = [tuple(int(x) for x in e["hlc"].split(".")) for e in mine]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    after = mine[2]["sequence"]
+    rest = requests.get(feed, params={"after": after, "limit": 1}, auth=(name, password), timeout=30).json()
+    assert [e["sequence"] for e in rest["events"]] == [mine[3]["sequence"]]
+    assert requests.get(feed, params={"limit": 0}, auth=(name, password), timeout=30).status_code == 400

@@ -1,0 +1,126 @@
+import Access
+import BerthAPIContract
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import OCIModel
+import RegistryCore
+import RegistryStore
+import ReplicationFeature
+import Testing
+@testable import HTTPAPI
+
+/// `GET /api/v1/replication/events` (issue 13, item 2): the event log as a peer region reads it.
+@Suite struct ReplicationFeedTests {
+    func makeServer() async throws -> (app: some ApplicationProtocol, access: AccessControl, store: any MetadataBackend) {
+        let dir = tempDataDir()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
+        let backend = registry.metadata as! any MetadataBackend
+        let access = try await AccessControl.open(store: backend, keyDirectory: dir + "/keys")
+        _ = try await access.bootstrap(ownerPassword: ownerPassword)
+        let key = try await ReplicationService.sharedSealingKey(SharedKeyMaterial(store: backend, kek: KeyEncryptionKey.generate()))
+        let service = ReplicationService(store: backend, events: backend, sealingKey: key, logger: logger, region: "westeurope",
+                                         content: backend)
+        let app = try await BerthServer.makeApplication(registry: registry, access: access,
+                                                        features: standardFeatures(registry) + [ReplicationFeature(service: service)],
+                                                        host: "127.0.0.1", port: 0, logger: logger)
+        return (app, access, backend)
+    }
+
+    func identity(_ access: AccessControl, _ name: String, role: String) async throws -> HTTPFields {
+        _ = try await access.createIdentity(testActor, name: name, withPassword: false)
+        let password = try await access.resetIdentityPassword(testActor, name: name)
+        _ = try await access.assignRole(testActor, assignee: name, role: role, scope: "*")
+        return basic(name, password)
+    }
+
+    func page(_ response: TestResponse) throws -> ReplicationEventPage {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try decoder.decode(ReplicationEventPage.self, from: Data(buffer: response.body))
+    }
+
+    /// A manifest of `name`'s bytes in `repo`, with its one blob linked first.
+    func pushManifest(_ store: any MetadataBackend, _ repo: String, _ name: String, tag: String?, subject: Digest? = nil) async throws -> Digest {
+        let blob = Digest.compute(Array("blob-\(name)".utf8))
+        try await store.linkBlob(repository: repo, digest: blob, size: 5, inline: nil)
+        let bytes = Array(name.utf8)
+        let record = ManifestRecord(digest: Digest.compute(bytes), mediaType: MediaType.ociManifest, size: Int64(bytes.count),
+                                    artifactType: subject == nil ? nil : "application/example", subject: subject, annotations: nil,
+                                    createdAt: Date())
+        var push = ManifestPush(repository: repo, record: record, bytes: bytes, tag: tag, blobs: [blob], children: [])
+        if let tag { push.expectedTagTarget = try await store.tagTarget(repository: repo, tag: tag) }
+        #expect(try await store.putManifest(push) == .stored(previousTagTarget: nil))
+        return record.digest
+    }
+
+    @Test func onlyAReplicatorReadsTheFeed() async throws {
+        let s = try await makeServer()
+        let puller = try await identity(s.access, "puller", role: "Pull")
+        let reader = try await identity(s.access, "reader", role: "Reader")
+        let replicator = try await identity(s.access, "peer", role: "Replicator")
+        try await s.app.test(.router) { client in
+            func status(_ uri: String, _ headers: HTTPFields = [:]) async throws -> HTTPResponse.Status {
+                try await client.execute(uri: uri, method: .get, headers: headers).status
+            }
+            let anonymous = try await status("/api/v1/replication/events")
+            #expect(anonymous == .unauthorized)
+            let pull = try await status("/api/v1/replication/events", puller)
+            #expect(pull == .forbidden)
+            // management/read is not replication/read
+            let read = try await status("/api/v1/replication/events", reader)
+            #expect(read == .forbidden)
+            let peer = try await status("/api/v1/replication/events", replicator)
+            #expect(peer == .ok)
+            // nor does the Replicator role open the management API
+            let management = try await status("/api/v1/replications", replicator)
+            #expect(management == .forbidden)
+        }
+    }
+
+    @Test func theFeedCarriesWhatAPeerAppliesWithOriginAndStamp() async throws {
+        let s = try await makeServer()
+        let replicator = try await identity(s.access, "peer", role: "Replicator")
+        let image = try await pushManifest(s.store, "app", "image", tag: "v1")
+        let signature = try await pushManifest(s.store, "app", "signature", tag: nil, subject: image)
+        #expect(try await s.store.deleteTag(TagDeletion(repository: "app", tag: "v1", expectedTarget: image, dropLock: true,
+                                                        tagHistoryLimit: 0)) == .deleted)
+        // a change applied from a peer keeps the peer's region and stamp
+        let peerStamp = EventStamp(region: "southeastasia", milliseconds: 1_700_000_000_000, logical: 4)
+        try await EventOrigin.$current.withValue(EventOrigin(actor: "replication:southeastasia", address: "-", replicated: peerStamp)) {
+            try await s.store.linkBlob(repository: "app", digest: Digest.compute(Array("peer".utf8)), size: 4, inline: nil)
+        }
+        try await s.app.test(.router) { client in
+            let all = try page(try await client.execute(uri: "/api/v1/replication/events?limit=1000", method: .get, headers: replicator))
+            #expect(all.region == "westeurope")
+            #expect(all.latestSequence == all.events.last?.sequence)
+            #expect(all.events.map(\.action) == ["blob.push", "push", "tag.move", "blob.push", "push", "tag.delete", "blob.push"])
+            let push = all.events[1], move = all.events[2], referrer = all.events[4], delete = all.events[5], applied = all.events[6]
+            #expect(push.digest == image.string && push.mediaType == MediaType.ociManifest && push.subject == nil)
+            #expect(move.tag == "v1" && move.digest == image.string)
+            #expect(referrer.digest == signature.string && referrer.subject == image.string)
+            #expect(delete.tag == "v1" && delete.digest == image.string)
+            #expect(all.events.dropLast().allSatisfy { $0.region == "westeurope" })
+            #expect(applied.region == "southeastasia" && applied.hlc == "1700000000000.4")
+            let stamps = all.events.dropLast().map { $0.hlc.split(separator: ".").map { Int64($0)! } }
+            #expect(zip(stamps, stamps.dropFirst()).allSatisfy { $0.lexicographicallyPrecedes($1) })
+
+            // pages: after and limit
+            let second = try page(try await client.execute(uri: "/api/v1/replication/events?after=\(all.events[1].sequence)&limit=2",
+                                                           method: .get, headers: replicator))
+            #expect(second.events.map(\.sequence) == all.events[2...3].map(\.sequence))
+            let end = try page(try await client.execute(uri: "/api/v1/replication/events?after=\(all.latestSequence)", method: .get,
+                                                        headers: replicator))
+            #expect(end.events.isEmpty && end.latestSequence == all.latestSequence)
+            for bad in ["limit=0", "limit=1001", "after=-1", "after=x"] {
+                let r = try await client.execute(uri: "/api/v1/replication/events?\(bad)", method: .get, headers: replicator)
+                #expect(r.status == .badRequest, "\(bad)")
+            }
+        }
+    }
+}
