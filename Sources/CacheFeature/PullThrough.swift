@@ -27,7 +27,11 @@ public final class PullThrough: ContentFallback, Sendable {
     private let loadRules = SingleFlight<Int, [(CacheRuleRecord, CacheRulePattern)]>()
     static let rulesTTL: TimeInterval = 5
     /// One upstream client per rule (its tokens), replaced when the rule changes.
-    private let clients = NIOLockedValueBox<[String: (CacheRuleRecord, UpstreamClient)]>([:])
+    /// Each rule's upstream client with when it was built: rebuilt when the rule changes, after
+    /// a change through this node's API, and at least every `clientTTL` (a credential set's new
+    /// password is not part of the rule: found in review, a rotated password was never used).
+    private let clients = NIOLockedValueBox<[String: (CacheRuleRecord, UpstreamClient, Date)]>([:])
+    static let clientTTL: TimeInterval = 60
     /// When each cached tag (`repository:tag`) was last confirmed upstream (or the upstream failed).
     private let checked = NIOLockedValueBox<[String: Date]>([:])
     private let fetches = SingleFlight<String, Bool>()
@@ -45,7 +49,10 @@ public final class PullThrough: ContentFallback, Sendable {
     func fetchCallers(_ key: String) -> Int { fetches.callers(key) }
 
     /// Forgets the rules read (after a change through this node's API).
-    func rulesChanged() { rules.withLockedValue { $0 = nil } }
+    func rulesChanged() {
+        rules.withLockedValue { $0 = nil }
+        clients.withLockedValue { $0 = [:] }
+    }
 
     /// Index nesting followed, and manifests one fill may copy.
     static let maxDepth = 4
@@ -75,14 +82,23 @@ public final class PullThrough: ContentFallback, Sendable {
 
     /// The rule covering `repository` and the upstream repository it caches, nil when none does.
     func match(_ repository: RepositoryName) async throws -> (rule: CacheRuleRecord, upstreamRepository: String)? {
-        for (rule, pattern) in try await currentRules() {
+        // Rules that cannot be read make no repository covered, rather than failing every read of
+        // every repository (found in review); what is cached is still served.
+        let current: [(CacheRuleRecord, CacheRulePattern)]
+        do { current = try await currentRules() } catch {
+            logger.error("cache rules cannot be read: \(error)")
+            return nil
+        }
+        for (rule, pattern) in current {
             if let upstream = pattern.upstreamRepository(for: repository.value) { return (rule, upstream) }
         }
         return nil
     }
 
     func client(_ rule: CacheRuleRecord) async throws -> UpstreamClient {
-        if let known = clients.withLockedValue({ $0[rule.name] }), known.0 == rule { return known.1 }
+        let time = now()
+        if let known = clients.withLockedValue({ $0[rule.name] }), known.0 == rule,
+           time.timeIntervalSince(known.2) < Self.clientTTL, time >= known.2 { return known.1 }
         let pattern = try CacheRulePattern(source: rule.sourceRepository, target: rule.targetRepository)
         var credentials: UpstreamCredentials?
         if let set = rule.credentialSet {
@@ -95,7 +111,7 @@ public final class PullThrough: ContentFallback, Sendable {
         }
         let client = try UpstreamClient(registry: pattern.registry, plainHTTP: rule.plainHTTP, credentials: credentials,
                                         policy: service.policy, limits: limits)
-        clients.withLockedValue { $0[rule.name] = (rule, client) }
+        clients.withLockedValue { $0[rule.name] = (rule, client, time) }
         return client
     }
 

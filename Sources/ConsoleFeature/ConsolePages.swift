@@ -110,7 +110,11 @@ extension ConsoleRoutes {
             data["config"] = ["mediaType": config.mediaType, "digest": config.digest, "size": Self.bytes(config.size)] as [String: Any]
         }
         if let reason = try await quarantineReason(repo, digest, state: detail.quarantineState) { data["quarantineReason"] = reason }
-        for (key, value) in try await scanData(repo, digest, url: url) { data[key] = value }
+        // The inventory says what is inside the image: content/read, as the scan API asks (found
+        // in review: a metadata-only viewer saw it).
+        if allowed(viewer, repository: repo.value, .contentRead) {
+            for (key, value) in try await scanData(repo, digest, url: url) { data[key] = value }
+        }
         if let notice = try Self.query(request, "notice", max: 64), notice == "verdict" { data["notice"] = "Verdict recorded." }
         return render("image", data, viewer)
     }

@@ -25,6 +25,12 @@ public enum GitRemote {
         return "\(bare):\(port):" + (addressIsV4 ? address : "[\(address)]")
     }
 
+    /// Whether `host` is an IP address literal (git connects to it without resolving a name).
+    public static func isAddressLiteral(_ host: String) -> Bool {
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        return !bare.isEmpty && (bare.contains(":") || bare.allSatisfy({ $0.isNumber || $0 == "." }))
+    }
+
     /// A full git object name: 40 (SHA-1) or 64 (SHA-256) lower-case hex digits.
     public static func isObjectName(_ s: String) -> Bool {
         (s.utf8.count == 40 || s.utf8.count == 64)

@@ -8,6 +8,9 @@ public struct SourceCheckout: Sendable {
     public var git = "/usr/bin/git"
     public var tar = "/usr/bin/tar"
     public var timeout: Duration = .seconds(300)
+    /// `git ls-remote` of a commit trigger's poll or a webhook's check: short, so one slow remote
+    /// does not hold every other task's poll (found in review: it used the clone's 300 s).
+    public var lsRemoteTimeout: Duration = .seconds(20)
 
     public init() {}
 
@@ -53,7 +56,7 @@ public struct SourceCheckout: Sendable {
         defer { try? FileManager.default.removeItem(atPath: home) }
         let text = try await GitRemote.output(ChildCommand(executable: git, arguments: GitRemote.options(resolve: resolve) + [
             "ls-remote", "--heads", "--", url, "refs/heads/" + branch,
-        ], environment: Self.environment(home: home)), what: "git ls-remote", timeout: timeout)
+        ], environment: Self.environment(home: home)), what: "git ls-remote", timeout: lsRemoteTimeout)
         return try GitRemote.parseHead(text, branch: branch)
     }
 

@@ -8,8 +8,19 @@ import ServiceLifecycle
 import TaskRunner
 
 extension OutboundPolicy.Destination {
-    /// The `http.curloptResolve` pin of a checked destination (nil for an address literal).
-    var gitPin: String? { GitRemote.pin(host: host, port: port, address: address.description, addressIsV4: address.isV4) }
+    /// The `http.curloptResolve` pin of a checked destination (nil for an address literal, which
+    /// git does not resolve). A name that cannot be expressed as a pin is refused rather than
+    /// handed to git unpinned, where a re-resolution could reach an address the check refused
+    /// (found in review: the pin failed open).
+    var gitPin: String? {
+        get throws(TaskError) {
+            if let pin = GitRemote.pin(host: host, port: port, address: address.description, addressIsV4: address.isV4) { return pin }
+            guard GitRemote.isAddressLiteral(host) else {
+                throw .invalid("the git host \(host.prefix(80)) cannot be pinned to the address the outbound check allowed")
+            }
+            return nil
+        }
+    }
 }
 
 /// The tasks' push-webhook secrets: 256 random bits, shown once, kept sealed with AES-GCM under
@@ -123,7 +134,7 @@ public struct CommitPollService: Service {
         // this (older) answer lose, instead of queueing a run of the commit it replaced.
         let seen = try await tasks.commitStore.taskCommit(task: task.name)
         guard let head = try await tasks.configuration.checkout.headCommit(url: git.url, branch: git.branch,
-                                                                           resolve: destination.gitPin) else {
+                                                                           resolve: try destination.gitPin) else {
             throw TaskError.invalid("the repository has no branch \(git.branch)")
         }
         let observed = try await tasks.observe(task: task.name, branch: git.branch, commit: head, queueOnFirstSight: false,

@@ -1,3 +1,4 @@
+import Access
 import Foundation
 import OCIModel
 import RegistryStore
@@ -80,15 +81,19 @@ extension TaskService {
         let git = try GitContext(parsing: context)
         let checkout = sourcesDirectory + "/declare-" + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: checkout) }
+        let destination: OutboundPolicy.Destination
         do {
-            _ = try await configuration.outbound.check(git.url)
+            destination = try await configuration.outbound.check(git.url)
         } catch {
             throw .invalid("context refused: \(error.message)")
         }
+        // Pinned to the address just checked, as runs and polls are (found in review: this clone
+        // let git resolve the name again, so a DNS rebinding could reach a refused address).
+        let pin = try destination.gitPin
         do {
             try FileManager.default.createDirectory(atPath: checkout, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
-            try await configuration.checkout.gitClone(url: git.url, branch: git.branch, into: checkout + "/repo")
+            try await configuration.checkout.gitClone(url: git.url, branch: git.branch, into: checkout + "/repo", resolve: pin)
         } catch {
             throw .invalid("cannot read the context's Dockerfiles for the base-image trigger: \(error)")
         }

@@ -12,8 +12,11 @@ extension TaskService {
     /// task without a webhook secret makes one: returned (to show once), stored sealed.
     func setCommitTrigger(_ record: inout TaskRecord, enabled: Bool?) throws -> String? {
         guard let enabled else { return nil }
+        let wasOn = record.commitTriggerEnabled == true
         record.commitTriggerEnabled = enabled
-        guard enabled, record.gitWebhookSecret == nil else { return nil }
+        // Turned on again after being off: a new secret, so a leaked one can be retired by
+        // turning the trigger off and on (found in review: the old secret stayed valid for ever).
+        guard enabled, !wasOn || record.gitWebhookSecret == nil else { return nil }
         let secret = Secrets.generate()
         record.gitWebhookSecret = try secrets.seal(secret, task: record.name)
         return secret
@@ -66,6 +69,21 @@ extension TasksFeature {
             }
             guard !push.deletes else {
                 return server.json(GitWebhookAnswer(queued: false, run: nil, reason: "the push deleted the branch"))
+            }
+            // The signature covers the body only, so an old delivery can be replayed: the push is
+            // a hint, and only the branch's head as the repository answers now is queued (found in
+            // review: a replayed delivery moved the task back to an old commit and rebuilt it).
+            let destination: OutboundPolicy.Destination
+            do { destination = try await tasks.configuration.outbound.check(git.url) } catch {
+                throw TaskError.invalid("context refused: \(error.message)")
+            }
+            let head: String?
+            do { head = try await tasks.configuration.checkout.headCommit(url: git.url, branch: git.branch, resolve: try destination.gitPin) }
+            catch let error as TaskError { throw error }
+            catch { throw TaskError.conflict("cannot confirm the pushed commit with the repository: \(error)") }
+            guard head == push.after else {
+                return server.json(GitWebhookAnswer(queued: false, run: nil,
+                                                    reason: "commit \(push.after) is not the head of \(git.branch) (a stale or replayed delivery)"))
             }
             switch try await tasks.observe(task: name, branch: git.branch, commit: push.after, queueOnFirstSight: true) {
             case .queued(let run):

@@ -158,7 +158,7 @@ public struct TaskQueueService: Service {
             // Cloned from the address just checked (a later answer of the name does not count)
             // and, for a commit trigger's run, at that commit.
             commit = try await configuration.checkout.gitClone(url: git.url, branch: git.branch, into: clone,
-                                                               resolve: destination.gitPin, commit: run.commit)
+                                                               resolve: try destination.gitPin, commit: run.commit)
             directory = clone
             if let sub = git.directory {
                 // The repository's own links must not lead the context out of it (a `DIR` that

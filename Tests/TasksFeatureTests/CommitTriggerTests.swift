@@ -137,18 +137,34 @@ private var quiet: Logger {
           - push: [$Registry/team/app:$ID]
         """
 
+    /// The branch head the fake `git ls-remote` answers (the webhook confirms a push with it).
+    static func setHead(_ dir: String, _ commit: String) throws {
+        try (commit + "\trefs/heads/main\n").write(toFile: dir + "/head", atomically: true, encoding: .utf8)
+    }
+
     func application() async throws -> (some ApplicationProtocol, TaskService) {
+        let (app, tasks, _) = try await applicationWithHead()
+        return (app, tasks)
+    }
+
+    func applicationWithHead() async throws -> (some ApplicationProtocol, TaskService, String) {
         let dir = try temporaryDirectory()
         let registry = try Registry.embedded(dataDirectory: dir, logger: quiet)
         let store = registry.metadata as! SQLiteMetadataStore
         let access = try await AccessControl.open(store: store, keyDirectory: dir + "/keys")
         _ = try await access.bootstrap(ownerPassword: "owner-pw")
-        let configuration = TasksConfiguration(stateDirectory: dir + "/tasks", registry: "berth.test:5000", serviceName: "berth-test",
-                                               tlsVerify: false, outbound: OutboundPolicy())
+        var configuration = TasksConfiguration(stateDirectory: dir + "/tasks", registry: "berth.test:5000", serviceName: "berth-test",
+                                               tlsVerify: false, outbound: try OutboundPolicy(allow: "127.0.0.1/32"))
+        // A stand-in git whose `ls-remote` answers the head the test sets.
+        let git = dir + "/git"
+        try "#!/bin/sh\ncat \(dir)/head\n".write(toFile: git, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: git)
+        try Self.setHead(dir, commitA)
+        configuration.checkout.git = git
         let feature = TasksFeature(store: store, access: access, configuration: configuration, logger: quiet)
         let app = try await BerthServer.makeApplication(registry: registry, access: access, features: [feature], host: "127.0.0.1",
                                                         port: 0, serviceName: "berth-test", logger: quiet)
-        return (app, feature.tasks)
+        return (app, feature.tasks, dir)
     }
 
     static let owner: HTTPFields = [.authorization: "Basic " + Data("owner:owner-pw".utf8).base64EncodedString(),
@@ -167,10 +183,10 @@ private var quiet: Logger {
     }
 
     @Test func aSignedPushQueuesOneRunWithItsCommitAndAForgedOneNothing() async throws {
-        let (app, tasks) = try await application()
+        let (app, tasks, dir) = try await applicationWithHead()
         try await app.test(.router) { client in
             let (status, created) = try await create(client, ["name": "ci", "taskFile": Self.file, "commitTriggerEnabled": true,
-                                                              "context": "https://git.example.com/app.git#main"])
+                                                              "context": "http://127.0.0.1:9/app.git#main"])
             #expect(status == .created)
             let secret = try #require(created["gitWebhookSecret"] as? String)
             #expect(created["commitTriggerEnabled"] as? Bool == true && secret.count >= 40)
@@ -188,7 +204,7 @@ private var quiet: Logger {
             #expect(try await deliver(client, "ci", body, [:]).0 == .unauthorized)
             #expect(try await deliver(client, "none", body, [GitWebhook.gitlabToken: secret]).0 == .forbidden)
             let (plainStatus, _) = try await create(client, ["name": "plain", "taskFile": Self.file,
-                                                             "context": "https://git.example.com/app.git#main"])
+                                                             "context": "http://127.0.0.1:9/app.git#main"])
             #expect(plainStatus == .created)
             #expect(try await deliver(client, "plain", body, [GitWebhook.gitlabToken: secret]).0 == .forbidden)
             // Larger than the bound: refused before anything is checked.
@@ -216,7 +232,12 @@ private var quiet: Logger {
             #expect(pingStatus == .ok && pingText.contains("not a push"))
             let bad = Array(#"{"ref":"refs/heads/main","after":"HEAD"}"#.utf8)
             #expect(try await deliver(client, "ci", bad, [GitWebhook.gitlabToken: secret]).0 == .badRequest)
+            // A replayed or stale delivery (a commit that is not the branch's head now) queues nothing.
+            let stale = pushBody(after: commitB)
+            let (staleStatus, staleText) = try await deliver(client, "ci", stale, [GitWebhook.giteaSignature: hmac(stale, secret)])
+            #expect(staleStatus == .ok && staleText.contains("not the head"), "\(staleText)")
             // The next commit queues the next run; the task shows the commit last seen.
+            try Self.setHead(dir, commitB)
             let next = pushBody(after: commitB)
             #expect(try await deliver(client, "ci", next, [GitWebhook.giteaSignature: hmac(next, secret)]).0 == .accepted)
             let runs = try await tasks.store.taskRuns(task: "ci", limit: 10)
@@ -224,7 +245,7 @@ private var quiet: Logger {
             let view = try await client.execute(uri: "/api/v1/tasks/ci", method: .get, headers: Self.owner)
             #expect(String(buffer: view.body).contains(commitB))
 
-            // Turned off: refused like a forgery. Turned on again: the same secret (none shown).
+            // Turned off: refused like a forgery. Turned on again: a new secret, shown once; the old one is refused.
             let off = try await client.execute(uri: "/api/v1/tasks/ci", method: .patch, headers: Self.owner,
                                                body: ByteBuffer(string: #"{"commitTriggerEnabled":false}"#))
             #expect(off.status == .ok)
@@ -232,8 +253,12 @@ private var quiet: Logger {
             #expect(try await deliver(client, "ci", third, [GitWebhook.gitlabToken: secret]).0 == .forbidden)
             let on = try await client.execute(uri: "/api/v1/tasks/ci", method: .patch, headers: Self.owner,
                                               body: ByteBuffer(string: #"{"commitTriggerEnabled":true}"#))
-            #expect(on.status == .ok && !String(buffer: on.body).contains("gitWebhookSecret"))
-            #expect(try await deliver(client, "ci", third, [GitWebhook.gitlabToken: secret]).0 == .accepted)
+            let turnedOn = try #require(try JSONSerialization.jsonObject(with: Data(buffer: on.body)) as? [String: Any])
+            let renewed = try #require(turnedOn["gitWebhookSecret"] as? String)
+            #expect(on.status == .ok && renewed != secret)
+            try Self.setHead(dir, String(repeating: "c", count: 40))
+            #expect(try await deliver(client, "ci", third, [GitWebhook.gitlabToken: secret]).0 == .forbidden)
+            #expect(try await deliver(client, "ci", third, [GitWebhook.gitlabToken: renewed]).0 == .accepted)
         }
     }
 

@@ -309,7 +309,7 @@ def test_a_signed_push_webhook_starts_a_run_of_its_commit_and_a_forged_one_does_
     commit, url, server = _git_served(context, tmp_path)
     try:
         older = commit("one")
-        commit("two")       # the branch has moved on: the run fetches the pushed commit by its name
+        newer = commit("two")
         task = json.loads(cli.run("task", "create", "--name", "hooked", "--file", str(tmp_path / "work" / "acb.yaml"),
                                   "--context", url, "--commit-trigger-enabled", "true", "-o", "json").stdout)
         secret = task["gitWebhookSecret"]
@@ -323,15 +323,19 @@ def test_a_signed_push_webhook_starts_a_run_of_its_commit_and_a_forged_one_does_
         assert gitlab_forged.status_code == 403, gitlab_forged.text
         assert cli.json("task", "list-runs", "--name", "hooked") == []
 
+        # A stale (or replayed) delivery: its commit is no longer the branch's head, so nothing runs.
+        stale = requests.post(hook, data=body, headers=_signed(secret, body), timeout=10)
+        assert stale.status_code == 200 and stale.json()["queued"] is False and "not the head" in stale.json()["reason"], stale.text
+        body = json.dumps({"ref": "refs/heads/main", "before": older, "after": newer}).encode()
         accepted = requests.post(hook, data=body, headers=_signed(secret, body), timeout=10)
-        assert accepted.status_code == 202 and accepted.json()["run"]["commit"] == older, accepted.text
+        assert accepted.status_code == 202 and accepted.json()["run"]["commit"] == newer, accepted.text
         # Delivered again (GitLab style this time): the commit was seen, nothing more is queued.
         again = requests.post(hook, data=body, headers={"X-Gitlab-Token": secret, "X-Gitlab-Event": "Push Hook"}, timeout=10)
         assert again.status_code == 200 and again.json()["queued"] is False, again.text
-        run = wait_for("the pushed commit's run", lambda: _finished_run(cli, "hooked", older), timeout=90)
+        run = wait_for("the pushed commit's run", lambda: _finished_run(cli, "hooked", newer), timeout=90)
         assert run["status"] == "succeeded" and run["trigger"] == "commit", run.get("reason")
         log = cli.run("task", "logs", "--name", "hooked", "--run-id", run["id"]).stdout.decode()
-        assert f"built {older} on main with one" in log, log[-2000:]
+        assert f"built {newer} on main with two" in log, log[-2000:]
         assert len(cli.json("task", "list-runs", "--name", "hooked")) == 1
     finally:
         server.shutdown()
