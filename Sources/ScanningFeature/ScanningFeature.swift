@@ -34,7 +34,13 @@ public struct ScanningFeature: RegistryFeature {
                             logger: logger)
     }
 
-    public var services: [any Service] { scanOnPush ? [ScanService(runner: runner(), poll: poll)] : [] }
+    public var services: [any Service] {
+        guard scanOnPush else { return [] }
+        guard let matcher = inventorier.matcher else { return [ScanService(runner: runner(), poll: poll)] }
+        return [ScanService(runner: runner(), poll: poll),
+                FindingRematchService(rematcher: FindingRematcher(inventories: inventorier.store, matcher: matcher),
+                                      poll: poll * 5, logger: logger)]
+    }
 
     public func addRoutes(to routes: FeatureRoutes) {
         let server = routes.server

@@ -117,3 +117,48 @@ import Testing
         #expect(ofIndex == nil)
     }
 }
+
+/// Continuous re-match: a new database version re-matches only the inventories that hold a touched
+/// package, from the stored inventory.
+@Suite struct FindingRematchTests {
+    @Test func newAdvisoryVersionRematchesOnlyAffectedInventoriesWithoutReadingLayers() async throws {
+        let f = try ScanFixture(findings: true)
+        let database = FindingsTests.database(f)
+        let first = try await database.importUpload(Data(FindingsTests.tracker.utf8), format: .debian, source: nil)
+        let debian = try await f.image("library/debian", tag: "12", layers: [try FindingsTests.debianLayer()])
+        let other = try await f.image("library/zlib", tag: "1", layers: [try gzip(tar([("etc/os-release", osRelease),
+            ("var/lib/dpkg/status", dpkgStatus([("zlib1g", "1:1.2.13.dfsg-1")]))]))])
+        try await f.drain(f.feature.runner())
+        let before = try #require(try await f.backends.metadata.findings(manifest: debian))
+        #expect(before.findings.count == 3 && before.advisoryVersion == first.version)
+        let inventoryBefore = try #require(try await f.store.inventory(manifest: debian))
+
+        // glibc's bookworm fix is now the installed u3 (no longer a finding); openssl's open issue is renamed.
+        let updated = FindingsTests.tracker
+            .replacingOccurrences(of: "\"fixed_version\": \"2.36-9+deb12u4\"", with: "\"fixed_version\": \"2.36-9+deb12u3\"")
+            .replacingOccurrences(of: "\"CVE-2099-2002\"", with: "\"CVE-2099-2003\"")
+        let second = try await database.importUpload(Data(updated.utf8), format: .debian, source: nil)
+        #expect(second.version > first.version)
+
+        let rematcher = FindingRematcher(inventories: f.store, matcher: try #require(f.feature.inventorier.matcher), pageSize: 1)
+        let pass = try await rematcher.rematch(since: first.version)
+        #expect(pass.version == second.version)
+        // Only the Debian image holds glibc/openssl; the zlib image was not matched again.
+        #expect(pass.rematched == 1)
+        let after = try #require(try await f.backends.metadata.findings(manifest: debian))
+        #expect(after.advisoryVersion == second.version)
+        #expect(after.findings.map(\.advisoryID) == ["CVE-2099-1003", "CVE-2099-2003"])
+        let untouched = try await f.backends.metadata.findings(manifest: other)
+        #expect(untouched?.advisoryVersion == first.version)
+        // From the stored inventory: it was not made again.
+        let inventoryAfter = try await f.store.inventory(manifest: debian)
+        #expect(inventoryAfter == inventoryBefore)
+
+        // A second pass, or one starting over from 0 (a restart), matches nothing again: the
+        // findings' own version says the Debian image is current, and no change touched zlib1g.
+        let again = try await rematcher.rematch(since: pass.version)
+        #expect(again.rematched == 0)
+        let fromZero = try await rematcher.rematch(since: 0)
+        #expect(fromZero.rematched == 0 && fromZero.version == second.version)
+    }
+}

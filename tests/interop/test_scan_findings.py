@@ -3,11 +3,12 @@
 A small synthetic Debian 12 image (os-release and a dpkg status naming source packages) is pushed
 over /v2/, the Debian security tracker JSON written here is imported with `berth scan db import`,
 and `berth scan show` prints the findings the scan consumer matched after the push: by source
-package and release, with bookworm's backport versions. Nothing is fetched from the internet; the
+package and release, with bookworm's backport versions; an updated database re-matches it. Nothing is fetched from the internet; the
 reference registry has no scanner, so the module is ``berth_only``.
 """
 from __future__ import annotations
 
+import copy
 import gzip
 import hashlib
 import io
@@ -105,7 +106,7 @@ def wait_for_findings(server, image, timeout=60):
         time.sleep(0.3)
 
 
-def test_scan_show_lists_findings_by_source_package_and_backport(server, tmp_path):
+def test_scan_show_lists_findings_by_source_package_and_backport_and_follows_the_database(server, tmp_path):
     tracker = tmp_path / "debian.json"
     tracker.write_text(json.dumps(TRACKER))
     imported = berth_json(server, "scan", "db", "import", str(tracker))
@@ -127,6 +128,25 @@ def test_scan_show_lists_findings_by_source_package_and_backport(server, tmp_pat
 
     table = berth(server, "scan", "show", f"{REPO}:1.0").stdout.decode()
     assert "CVE-2099-1001" in table and "2.36-9+deb12u4" in table and "SEVERITY" in table
+
+    # A new database version: the background re-match updates the findings from the stored
+    # inventory (the inventory's creation time shows it was not made again).
+    inventory = server.api().req("GET", "/api/v1/scans/inventory", params={"repository": REPO, "reference": "1.0"}).json()
+    updated = copy.deepcopy(TRACKER)
+    updated["glibc"]["CVE-2099-1001"]["releases"]["bookworm"]["fixed_version"] = "2.36-9+deb12u3"
+    tracker.write_text(json.dumps(updated))
+    second = berth_json(server, "scan", "db", "import", str(tracker))
+    assert second["version"] > imported["version"]
+    deadline = time.monotonic() + 60
+    while True:
+        shown = berth_json(server, "scan", "show", f"{REPO}:1.0")
+        if shown["advisoryVersion"] == second["version"]:
+            break
+        assert time.monotonic() < deadline, f"not re-matched:\n{server.log_tail()}"
+        time.sleep(0.5)
+    assert [f["id"] for f in shown["findings"]] == ["CVE-2099-1003"] and shown["databaseVersion"] == second["version"]
+    again = server.api().req("GET", "/api/v1/scans/inventory", params={"repository": REPO, "reference": "1.0"}).json()
+    assert again["createdAt"] == inventory["createdAt"] and again["layers"] == inventory["layers"]
 
     # An image nobody may read is not shown: an anonymous caller is refused.
     r = requests.get(f"{server.base}/api/v1/scans/findings", params={"repository": REPO, "reference": "1.0"}, timeout=30)
