@@ -244,6 +244,9 @@ struct Serve: AsyncParsableCommand {
         var configuration = TasksConfiguration(stateDirectory: settings.data + "/tasks", registry: registry, serviceName: service,
                                                tlsVerify: tls, outbound: outbound)
         configuration.commitPollInterval = .seconds(settings.taskCommitPollSeconds)
+        configuration.maxContextBytes = settings.taskContextMaxBytes
+        configuration.maxContextEntries = settings.taskContextMaxEntries
+        configuration.maxContextUnpackedBytes = settings.taskContextMaxUnpackedBytes
         return configuration
     }
 
