@@ -35,7 +35,9 @@ public struct ContextArchiveLimits: Sendable {
             do { header = try handle.read(upToCount: 512) ?? Data() } catch { throw TaskRunError("cannot read the uploaded context") }
             if header.isEmpty { break }
             let bytes = [UInt8](header)
-            guard bytes.count == 512 else { throw TaskRunError("the uploaded context is not a tar archive (truncated)") }
+            guard bytes.count == 512 else {
+                throw TaskRunError(members.isEmpty ? Self.notTar(bytes) : "the uploaded context is not a tar archive (truncated)")
+            }
             if bytes.allSatisfy({ $0 == 0 }) { sawEnd = true; break }
             guard Self.checksumMatches(bytes) else {
                 throw TaskRunError(members.isEmpty ? Self.notTar(bytes) : "the uploaded context has a damaged tar header after \(members.count) members")

@@ -106,6 +106,9 @@ final class ContextArchiveTests: XCTestCase {
         bytes += [UInt8](repeating: 0, count: 600)
         try Data(bytes).write(to: URL(fileURLWithPath: path))
         await assertRefused(path, "compressed")
+        // Shorter than one tar block, as a real gzip of a small tar is.
+        try Data([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3] + [UInt8](repeating: 0, count: 40)).write(to: URL(fileURLWithPath: path))
+        await assertRefused(path, "compressed")
         try Data(repeating: 0x41, count: 2048).write(to: URL(fileURLWithPath: path))
         await assertRefused(path, "not a tar archive")
     }
