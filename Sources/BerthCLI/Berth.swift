@@ -261,6 +261,9 @@ struct Serve: AsyncParsableCommand {
                                                tlsVerify: tls, outbound: outbound)
         configuration.commitPollInterval = .seconds(settings.taskCommitPollSeconds)
         configuration.baseTriggerWindow = settings.taskBaseTriggerWindowSeconds
+        configuration.maxContextBytes = settings.taskContextMaxBytes
+        configuration.maxContextEntries = settings.taskContextMaxEntries
+        configuration.maxContextUnpackedBytes = settings.taskContextMaxUnpackedBytes
         return configuration
     }
 

@@ -55,6 +55,10 @@ struct ServeSettings: Equatable {
     var advisoryUpdateIntervalSeconds: Int?
     /// Seconds between the git-commit triggers' looks at their branches.
     var taskCommitPollSeconds = 60
+    /// Bounds of an uploaded build context: its size, and its members and unpacked size.
+    var taskContextMaxBytes = 256 << 20
+    var taskContextMaxEntries = 100_000
+    var taskContextMaxUnpackedBytes: Int64 = 2 << 30
     /// Which backend keeps the metadata, and which the blobs (the composition root opens them).
     var metadataStore: MetadataStoreKind = .sqlite
     var blobStore: BlobStoreKind = .filesystem
@@ -301,6 +305,21 @@ struct ServeSettings: Equatable {
              summary: "seconds between the git-commit triggers' looks at their tasks' branches (git ls-remote; one node of a cluster polls)") { s, v throws(SettingError) in
             guard let n = Int(v), n >= 1, n <= 86400 else { throw SettingError("'\(v)' is not a number of seconds from 1 to 86400") }
             s.taskCommitPollSeconds = n
+        },
+        Spec(key: "task-context-max-bytes", environment: "BERTH_TASK_CONTEXT_MAX_BYTES", hasFlag: false, defaultText: "268435456",
+             summary: "largest build context a task run may upload (an uncompressed tar; larger is refused with 413)") { s, v throws(SettingError) in
+            guard let n = Int(v), n >= 1024, n <= 1 << 40 else { throw SettingError("'\(v)' is not a number of bytes from 1024 to 2^40") }
+            s.taskContextMaxBytes = n
+        },
+        Spec(key: "task-context-max-entries", environment: "BERTH_TASK_CONTEXT_MAX_ENTRIES", hasFlag: false, defaultText: "100000",
+             summary: "most members an uploaded build context may have (a run with more fails before anything is unpacked)") { s, v throws(SettingError) in
+            guard let n = Int(v), n >= 1, n <= 100_000_000 else { throw SettingError("'\(v)' is not a number from 1 to 100000000") }
+            s.taskContextMaxEntries = n
+        },
+        Spec(key: "task-context-max-unpacked-bytes", environment: "BERTH_TASK_CONTEXT_MAX_UNPACKED_BYTES", hasFlag: false,
+             defaultText: "2147483648", summary: "most bytes the members of an uploaded build context may hold together") { s, v throws(SettingError) in
+            guard let n = Int64(v), n >= 1024, n <= 1 << 50 else { throw SettingError("'\(v)' is not a number of bytes from 1024 to 2^50") }
+            s.taskContextMaxUnpackedBytes = n
         },
         Spec(key: "service-name", environment: "BERTH_SERVICE_NAME", hasFlag: false, defaultText: "public-url's host, else listen (postgres: berth)",
              summary: "the token service's name: the audience every token is issued for and checked against (never a request's Host)") { s, v throws(SettingError) in

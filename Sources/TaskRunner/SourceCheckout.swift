@@ -11,6 +11,8 @@ public struct SourceCheckout: Sendable {
     /// `git ls-remote` of a commit trigger's poll or a webhook's check: short, so one slow remote
     /// does not hold every other task's poll (found in review: it used the clone's 300 s).
     public var lsRemoteTimeout: Duration = .seconds(20)
+    /// What an uploaded context may hold (checked before it is unpacked).
+    public var contextLimits = ContextArchiveLimits()
 
     public init() {}
 
@@ -60,11 +62,12 @@ public struct SourceCheckout: Sendable {
         return try GitRemote.parseHead(text, branch: branch)
     }
 
-    /// Unpacks a tar archive into `directory` (which must exist): members are owned by the
-    /// server's user, with no special permission bits kept; GNU tar refuses absolute names and
-    /// `..` and defers links that point outside.
+    /// Unpacks a tar archive into `directory` (which must exist), once `contextLimits` accepted
+    /// it (see `ContextArchiveLimits`): members are owned by the server's user, with no special
+    /// permission bits kept.
     public func extract(archive: String, into directory: String,
                         log: @escaping @Sendable (String) async -> Void = { _ in }) async throws(TaskRunError) {
+        try contextLimits.check(archive: archive)
         let command = ChildCommand(executable: tar, arguments: [
             "--extract", "--file", archive, "--directory", directory, "--no-same-owner", "--no-same-permissions",
             "--no-overwrite-dir", "--delay-directory-restore",

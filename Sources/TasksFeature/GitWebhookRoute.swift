@@ -74,7 +74,7 @@ extension TasksFeature {
             // a hint, and only the branch's head as the repository answers now is queued (found in
             // review: a replayed delivery moved the task back to an old commit and rebuilt it).
             let destination: OutboundPolicy.Destination
-            do { destination = try await tasks.configuration.outbound.check(git.url) } catch {
+            do throws(OutboundRefused) { destination = try await tasks.configuration.outbound.check(git.url) } catch {
                 throw TaskError.invalid("context refused: \(error.message)")
             }
             let head: String?

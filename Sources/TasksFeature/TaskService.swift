@@ -25,6 +25,15 @@ public struct TasksConfiguration: Sendable {
     public var maxConcurrentRuns = 2
     /// Largest uploaded context (a tar stream).
     public var maxContextBytes = 256 << 20
+    /// Most members, and most bytes unpacked, of an uploaded context (checked before tar runs).
+    public var maxContextEntries: Int {
+        get { checkout.contextLimits.maxEntries }
+        set { checkout.contextLimits.maxEntries = newValue }
+    }
+    public var maxContextUnpackedBytes: Int64 {
+        get { checkout.contextLimits.maxBytes }
+        set { checkout.contextLimits.maxBytes = newValue }
+    }
     /// Default of a task's `timeoutSeconds`, and its ceiling.
     public var defaultTimeoutSeconds = 3600
     public var maxTimeoutSeconds = 6 * 3600

@@ -490,3 +490,44 @@ def test_a_new_base_rebuilds_mid_then_app_once_each_and_rapid_pushes_are_coalesc
         assert {"reference": f"{registry.host}/base:1.0", "digest": newest, "runtime": False} in apps[0]["baseImages"], apps[0]
     finally:
         server.shutdown()
+
+
+def test_a_hostile_uploaded_context_fails_its_run_before_it_is_unpacked(cli, registry, tmp_path):
+    """Tars made here (a few blocks): a link out of the context, a `..` name and a gzip stream each
+    fail their run with the reason (the Swift ContextArchiveTests cover the other refusals)."""
+    import io
+    import tarfile
+
+    def tar(members, mode="w"):
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode=mode, format=tarfile.USTAR_FORMAT) as t:
+            for info, data in members:
+                t.addfile(info, io.BytesIO(data) if data is not None else None)
+        return out.getvalue()
+
+    def file(name, data=b"x"):
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        return info, data
+
+    def link(name, target):
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = tarfile.SYMTYPE, target
+        return info, None
+
+    (tmp_path / "t.yaml").write_text(TASK_FILE)
+    cli("task", "create", "--name", "hostile", "--file", str(tmp_path / "t.yaml"), "--set", "code=0")
+    cases = [
+        (tar([file("Dockerfile"), link("etc", "/etc"), file("etc/evil")]), "symbolic link leading out"),
+        (tar([file("../evil")]), "a name with '..'"),
+        (tar([file("Dockerfile")], mode="w:gz"), "compressed"),
+    ]
+    for body, reason in cases:
+        queued = requests.post(f"{registry.base}/api/v1/tasks/hostile/runs", data=body, auth=registry.creds, timeout=30,
+                               headers={"Content-Type": "application/x-tar"})
+        assert queued.status_code == 202, queued.text
+        run_id = queued.json()["id"]
+        done = wait_for("the run to end", lambda: next(
+            (r for r in cli.json("task", "list-runs", "--name", "hostile")
+             if r["id"] == run_id and r["status"] not in ("queued", "running")), None))
+        assert done["status"] == "failed" and reason in done.get("reason", ""), done
