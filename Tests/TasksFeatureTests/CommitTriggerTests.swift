@@ -297,6 +297,7 @@ private var quiet: Logger {
                                 updatedAt: Date())
         record.commitTriggerEnabled = true
         var configuration = tasks.configuration
+        configuration.outbound = OutboundPolicy()          // the default: loopback refused
         configuration.checkout.git = "/nonexistent/git"   // never reached
         let service = CommitPollService(tasks: TaskService(store: tasks.store, configuration: configuration, logger: quiet))
         await #expect(throws: TaskError.self) { try await service.poll(record) }
