@@ -62,7 +62,7 @@ extension TaskService {
     /// `reference` (`repository:tag` in this registry) moved to `digest`: queue `name` now, merge
     /// into its queued run, or defer to the end of its window.
     func baseImageMoved(_ name: String, reference: String, digest: String?, now: Date) async throws {
-        guard var task = try await store.task(named: name), task.enabled, task.baseImageTrigger != nil,
+        guard let task = try await store.task(named: name), task.enabled, task.baseImageTrigger != nil,
               task.context != nil else { return }
         let runs = try await store.taskRuns(task: name, limit: 20)
         let latest = runs.first { $0.status != .queued && $0.status != .cancelled }
@@ -75,15 +75,12 @@ extension TaskService {
             return
         case .deferred(let until):
             guard task.baseTriggerDueAt != until else { return }
-            task.baseTriggerDueAt = until
-            _ = try await store.updateTask(task)
+            try await recordBaseTrigger(name, setDue: true, dueAt: until)
         case .queueNow:
             let run = try await EventOrigin.$current.withValue(EventOrigin(actor: "base-image:" + reference, address: "-")) {
                 try await queue(name, trigger: Self.baseImageTrigger, uploadedContext: nil)
             }
-            task.baseTriggeredAt = now
-            task.baseTriggerDueAt = nil
-            _ = try await store.updateTask(task)
+            try await recordBaseTrigger(name, triggeredAt: now, setDue: true, dueAt: nil)
             logger.info("a base image queued a task run", metadata: ["task": "\(name)", "base": "\(reference)", "run": "\(run.id)"])
         }
     }
@@ -93,8 +90,8 @@ extension TaskService {
         guard let all = try? await store.tasks() else { return }
         for task in all {
             guard let due = task.baseTriggerDueAt, due <= now else { continue }
-            guard var current = try? await store.task(named: task.name), current.baseTriggerDueAt == due else { continue }
-            current.baseTriggerDueAt = nil
+            guard let current = try? await store.task(named: task.name), current.baseTriggerDueAt == due else { continue }
+            var triggeredAt: Date?
             let runs = (try? await store.taskRuns(task: task.name, limit: 20)) ?? []
             let queued = runs.contains { $0.status == .queued }
             if !queued, current.enabled, current.baseImageTrigger != nil, await !builtFromCurrentBases(runs) {
@@ -102,14 +99,25 @@ extension TaskService {
                     let run = try await EventOrigin.$current.withValue(EventOrigin(actor: "base-image", address: "-")) {
                         try await queue(task.name, trigger: Self.baseImageTrigger, uploadedContext: nil)
                     }
-                    current.baseTriggeredAt = now
+                    triggeredAt = now
                     logger.info("a coalesced base-image trigger queued a task run", metadata: ["task": "\(task.name)", "run": "\(run.id)"])
                 } catch {
                     logger.warning("a base-image trigger could not queue a run", metadata: ["task": "\(task.name)", "error": "\(error)"])
                 }
             }
-            _ = try? await store.updateTask(current)
+            try? await recordBaseTrigger(task.name, triggeredAt: triggeredAt, setDue: true, dueAt: nil)
         }
+    }
+
+    /// Writes only the trigger's bookkeeping onto the task as it is now (read again right before
+    /// the write), so an edit made through the API while a run was being queued is kept (found in
+    /// review: the whole record read before those awaits was written back, undoing a `disable` or
+    /// a new webhook secret). Not a compare-and-swap: the window left is one store call.
+    func recordBaseTrigger(_ name: String, triggeredAt: Date? = nil, setDue: Bool, dueAt: Date?) async throws {
+        guard var fresh = try await store.task(named: name) else { return }
+        if let triggeredAt { fresh.baseTriggeredAt = triggeredAt }
+        if setDue { fresh.baseTriggerDueAt = dueAt }
+        _ = try await store.updateTask(fresh)
     }
 
     /// Whether the latest started run recorded its bases and every one of them still points
