@@ -150,24 +150,30 @@ class _GitSmartHTTP(http.server.BaseHTTPRequestHandler):
     do_POST = _cgi
 
 
+def _serve_committed(work, tmp_path, name):
+    """Commits the work tree and serves a bare clone of it as NAME.git over git's smart HTTP on
+    loopback; returns (the server, the context URL of its main branch)."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
+    subprocess.run(git + ["init", "-q", str(work)], check=True)
+    subprocess.run(git + ["-C", str(work), "add", "."], check=True)
+    subprocess.run(git + ["-C", str(work), "commit", "-q", "-m", name], check=True)
+    served = tmp_path / "served"
+    served.mkdir()
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / f"{name}.git")], check=True)
+    handler = type("Handler", (_GitSmartHTTP,), {"root": str(served)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/{name}.git#main"
+
+
 def test_a_git_context_is_cloned_from_its_branch(cli, registry, context, tmp_path):
     # A bare repository served over git's smart HTTP protocol on loopback (allowed for this server).
     work = tmp_path / "work"
     shutil.copytree(context, work)
     (work / "acb.yaml").write_text(TASK_FILE.replace("{{.Values.code}}", "0"))
     (work / "escape").symlink_to("/etc")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
-    subprocess.run(git + ["init", "-q", str(work)], check=True)
-    subprocess.run(git + ["-C", str(work), "add", "."], check=True)
-    subprocess.run(git + ["-C", str(work), "commit", "-q", "-m", "app"], check=True)
-    served = tmp_path / "served"
-    served.mkdir()
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "app.git")], check=True)
-    handler = type("Handler", (_GitSmartHTTP,), {"root": str(served)})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, url = _serve_committed(work, tmp_path, "app")
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/app.git#main"
         cli("task", "create", "--name", "from-git", "--file", str(work / "acb.yaml"), "--context", url)
         run = json.loads(cli.run("task", "run", "--name", "from-git", "--wait", "-o", "json").stdout)
         assert run["status"] == "succeeded" and run["trigger"] == "manual", run
@@ -413,18 +419,8 @@ def test_a_new_base_rebuilds_mid_then_app_once_each_and_rapid_pushes_are_coalesc
         (work / name / "marker").write_text(name + "\n")
         (work / name / "acb.yaml").write_text(LEVEL_FILE.replace("{name}:1", "base:1.0") if name == "loop"
                                               else LEVEL_FILE.format(name=name))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
-    subprocess.run(git + ["init", "-q", str(work)], check=True)
-    subprocess.run(git + ["-C", str(work), "add", "."], check=True)
-    subprocess.run(git + ["-C", str(work), "commit", "-q", "-m", "levels"], check=True)
-    served = tmp_path / "served"
-    served.mkdir()
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "levels.git")], check=True)
-    handler = type("Handler", (_GitSmartHTTP,), {"root": str(served)})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, url = _serve_committed(work, tmp_path, "levels")
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/levels.git#main"
         cli("task", "create", "--name", "mid", "--file", str(work / "mid" / "acb.yaml"), "--context", url + ":mid",
             "--base-image-trigger-enabled", "true")
         cli("task", "create", "--name", "app", "--file", str(work / "app" / "acb.yaml"), "--context", url + ":app",
