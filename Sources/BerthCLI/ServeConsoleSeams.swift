@@ -29,6 +29,13 @@ extension Serve {
             verifySignature: { repository, subject, signature, host in
                 let check = await contentTrust.checkSignature(repository, subject: subject, signature: signature, host: host)
                 return ConsoleSignatureCheck(verified: check.verified, signer: check.signer, detail: check.detail)
+            },
+            findings: { digest in
+                guard let matcher = inventorier.matcher, let stored = try await matcher.store.findings(manifest: digest) else { return nil }
+                return ConsoleFindings(advisoryVersion: stored.advisoryVersion, findings: stored.findings.map {
+                    ConsoleFindings.Finding(id: $0.advisoryID, severity: $0.severity, package: $0.package,
+                                            installedVersion: $0.installedVersion, fixedVersion: $0.fixedVersion)
+                })
             })
     }
 }

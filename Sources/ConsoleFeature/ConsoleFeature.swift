@@ -114,11 +114,11 @@ struct ConsoleRoutes: Sendable {
         router.get("console/task-log") { request, context in
             await page(request, context) { viewer in try await taskLog(request, viewer) }
         }
-        // Scan findings are being built: a page that says so (one literal path, as
-        // tests/interop/test_openapi.py reads registrations).
+        // Findings across images (`berth scan list`) are not built: a page that says so (one
+        // literal path, as tests/interop/test_openapi.py reads registrations).
         router.get("console/scans") { request, context in
             await notBuilt(request, context, "Scan findings",
-                           "vulnerability findings are not built yet, so there are no findings by severity to show (each image's page shows its package inventory and SBOM downloads).")
+                           "a list of findings across images is not built yet: each image's page shows its findings by severity, with its package inventory and SBOM downloads.")
         }
     }
 

@@ -38,6 +38,15 @@ extension ConsoleRoutes {
                 data["inventoryPending"] = true
             }
         }
+        if let findingsSeam = seams.findings {
+            if let found = try await findingsSeam(digest) {
+                data["findings"] = Self.findingsData(found)
+            } else {
+                data["findingsPending"] = true
+            }
+        } else {
+            data["findingsUnavailable"] = true
+        }
         let referrers = try await server.registry.metadata.referrers(repository: repo.value, subject: digest)
         data["sboms"] = Self.sbomFormats.compactMap { format -> [String: Any]? in
             guard referrers.contains(where: { $0.artifactType == format.mediaType && $0.annotations?[Self.generatorAnnotation] != nil })
@@ -45,6 +54,36 @@ extension ConsoleRoutes {
             return ["format": format.name, "label": format.label, "urlRepository": url, "digest": digest.string]
         }
         return data
+    }
+
+    /// The findings section: counts by severity drawn as a bar chart (SVG made here, no script),
+    /// and the 50 most severe findings.
+    static func findingsData(_ found: ConsoleFindings) -> [String: Any] {
+        let order = ["Critical", "High", "Medium", "Low", "None", "Unknown"]
+        func rank(_ s: String) -> Int { order.firstIndex(of: s) ?? order.count }
+        var counts: [String: Int] = [:]
+        for f in found.findings { counts[f.severity, default: 0] += 1 }
+        let most = max(1, counts.values.max() ?? 1)
+        let colours = ["Critical": "#7a0000", "High": "#b3261e", "Medium": "#8a5a00", "Low": "#3a5f0b", "None": "#555555", "Unknown": "#555555"]
+        let bars = order.enumerated().map { index, severity -> [String: Any] in
+            let count = counts[severity] ?? 0
+            let width = count == 0 ? 0 : max(2, 260 * count / most)
+            return ["severity": severity, "count": count, "y": 4 + 22 * index, "textY": 17 + 22 * index, "width": width,
+                    "labelX": 96 + width, "fill": colours[severity] ?? "#555555"]
+        }
+        let sorted = found.findings.sorted {
+            (rank($0.severity), $0.id, $0.package, $0.installedVersion) < (rank($1.severity), $1.id, $1.package, $1.installedVersion)
+        }
+        return [
+            "advisoryVersion": found.advisoryVersion, "total": found.findings.count,
+            "summary": order.map { "\($0) \(counts[$0] ?? 0)" }.joined(separator: ", "),
+            "bars": bars, "chartHeight": 8 + 22 * order.count,
+            "hasRows": !sorted.isEmpty,
+            "rows": sorted.prefix(50).map {
+                ["id": $0.id, "severity": $0.severity, "package": $0.package, "installed": $0.installedVersion,
+                 "fixed": $0.fixedVersion ?? "not fixed"] as [String: Any]
+            },
+        ]
     }
 
     /// `GET /console/sbom?name=R&digest=D&format=spdx|cyclonedx`: the SBOM document Berth's

@@ -114,6 +114,8 @@ extension ConsoleRoutes {
         // in review: a metadata-only viewer saw it).
         if allowed(viewer, repository: repo.value, .contentRead) {
             for (key, value) in try await scanData(repo, digest, url: url) { data[key] = value }
+        } else {
+            data["scanHidden"] = true
         }
         if let notice = try Self.query(request, "notice", max: 64), notice == "verdict" { data["notice"] = "Verdict recorded." }
         return render("image", data, viewer)

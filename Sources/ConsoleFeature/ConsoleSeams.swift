@@ -11,6 +11,8 @@ public struct ConsoleSeams: Sendable {
     public var runLog: (@Sendable (_ runID: String, _ limit: Int) async throws -> [UInt8])?
     /// A manifest's package inventory, summarised (scanning); nil when it was not inventoried.
     public var inventory: (@Sendable (Digest) async throws -> ConsoleInventory?)?
+    /// A manifest's vulnerability findings (scanning), nil when it was not matched yet.
+    public var findings: (@Sendable (Digest) async throws -> ConsoleFindings?)?
     /// Whether a Notary signature manifest verifies for its subject under the configured trust
     /// policy (content trust), and by whom; `host` is the one the pull gate verifies with (the
     /// token service's name).
@@ -21,7 +23,9 @@ public struct ConsoleSeams: Sendable {
                 runLog: (@Sendable (_ runID: String, _ limit: Int) async throws -> [UInt8])? = nil,
                 inventory: (@Sendable (Digest) async throws -> ConsoleInventory?)? = nil,
                 verifySignature: (@Sendable (_ repository: RepositoryName, _ subject: Digest, _ signature: Digest, _ host: String)
-                    async -> ConsoleSignatureCheck)? = nil) {
+                    async -> ConsoleSignatureCheck)? = nil,
+                findings: (@Sendable (Digest) async throws -> ConsoleFindings?)? = nil) {
+        self.findings = findings
         self.replicas = replicas
         self.runLog = runLog
         self.inventory = inventory
@@ -64,6 +68,34 @@ public struct ConsoleReplica: Sendable {
         self.bytesPending = bytesPending
         self.lastError = lastError
         self.lastErrorAt = lastErrorAt
+    }
+}
+
+/// A manifest's findings as the matcher stored them: the advisory database version they were
+/// matched against and each finding (most severe first is the page's business).
+public struct ConsoleFindings: Sendable {
+    public struct Finding: Sendable {
+        public var id: String
+        public var severity: String
+        public var package: String
+        public var installedVersion: String
+        public var fixedVersion: String?
+
+        public init(id: String, severity: String, package: String, installedVersion: String, fixedVersion: String?) {
+            self.id = id
+            self.severity = severity
+            self.package = package
+            self.installedVersion = installedVersion
+            self.fixedVersion = fixedVersion
+        }
+    }
+
+    public var advisoryVersion: Int64
+    public var findings: [Finding]
+
+    public init(advisoryVersion: Int64, findings: [Finding]) {
+        self.advisoryVersion = advisoryVersion
+        self.findings = findings
     }
 }
 

@@ -170,6 +170,8 @@ enum ConsoleTemplates {
     <ul class="tree" id="referrers">{{#referrers}}{{>referrer}}{{/referrers}}</ul>
     {{/hasReferrers}}
     {{^referrers}}<p id="no-referrers">Nothing refers to this manifest.</p>{{/referrers}}
+    {{#scanHidden}}<p id="scan-hidden">What is inside this image (packages, SBOMs, vulnerabilities) is shown to those who may pull it.</p>{{/scanHidden}}
+    {{^scanHidden}}
     <h2 id="packages">Packages</h2>
     {{#inventory}}
     <p id="inventory-status">Inventory {{status}}{{#detail}} ({{detail}}){{/detail}}, made {{created}}{{#os}}; operating system {{os}}{{/os}}: {{packageCount}} packages.</p>
@@ -186,7 +188,18 @@ enum ConsoleTemplates {
     {{/hasSboms}}
     {{^sboms}}<p id="no-sbom">No SBOM refers to this manifest yet.</p>{{/sboms}}
     <h2>Vulnerabilities</h2>
-    <p class="not-built" id="findings-not-built">Vulnerability findings: not built yet.</p>
+    {{#findings}}
+    <p id="findings-status">{{total}} findings, matched against advisory database version {{advisoryVersion}}.</p>
+    <svg id="findings-chart" role="img" aria-label="Findings by severity: {{summary}}" width="420" height="{{chartHeight}}" viewBox="0 0 420 {{chartHeight}}"><title>Findings by severity: {{summary}}</title>{{#bars}}<text x="0" y="{{textY}}">{{severity}}</text><rect x="90" y="{{y}}" width="{{width}}" height="16" fill="{{fill}}"></rect><text x="{{labelX}}" y="{{textY}}">{{count}}</text>{{/bars}}</svg>
+    {{#hasRows}}
+    <table id="findings"><caption>Findings, most severe first (at most 50)</caption><thead><tr><th scope="col">Advisory</th><th scope="col">Severity</th><th scope="col">Package</th><th scope="col">Installed</th><th scope="col">Fixed in</th></tr></thead><tbody>
+    {{#rows}}<tr><td>{{id}}</td><td>{{severity}}</td><td>{{package}}</td><td>{{installed}}</td><td>{{fixed}}</td></tr>{{/rows}}
+    </tbody></table>
+    {{/hasRows}}
+    {{/findings}}
+    {{#findingsUnavailable}}<p id="findings-status">This server does not match images against advisories.</p>{{/findingsUnavailable}}
+    {{#findingsPending}}<p id="findings-status">Not matched against the advisory database yet (matching follows the inventory).</p>{{/findingsPending}}
+    {{/scanHidden}}
     {{>footer}}
     """
 

@@ -297,9 +297,9 @@ private func hidden(_ html: String, _ name: String) -> String? {
             #expect(audit.contains("console.login") && audit.contains("chart/app:1.0.0"))
             let tags = String(buffer: try await b.get("/console/repository?name=chart%2Fapp").body)
             #expect(tags.contains("Helm chart"))
-            // Only scan findings are still being built; tasks and replicas are real pages.
+            // Only the list of findings across images is still a placeholder; tasks and replicas are real pages.
             let scans = try await b.get("/console/scans")
-            #expect(scans.status == .ok && String(buffer: scans.body).contains("Not built yet: vulnerability findings"))
+            #expect(scans.status == .ok && String(buffer: scans.body).contains("Not built yet: a list of findings across images"))
             for page in ["replicas", "tasks"] {
                 let r = try await b.get("/console/\(page)")
                 #expect(r.status == .ok && !String(buffer: r.body).contains("Not built yet"), "\(page)")
@@ -450,6 +450,12 @@ private let expectedGood = DigestBox()
         let seams = ConsoleSeams(inventory: { _ in
             ConsoleInventory(status: "complete", detail: nil, os: "Debian <b>12</b>", packagesByType: ["deb": 3, "python": 2],
                              createdAt: Date(timeIntervalSince1970: 1_700_000_000))
+        }, findings: { _ in
+            ConsoleFindings(advisoryVersion: 7, findings: [
+                .init(id: "CVE-2026-0002", severity: "Low", package: "zlib", installedVersion: "1.2", fixedVersion: nil),
+                .init(id: "CVE-2026-<i>1</i>", severity: "Critical", package: "open<ssl>", installedVersion: "3.0.1", fixedVersion: "3.0.2"),
+                .init(id: "CVE-2026-0003", severity: "Critical", package: "curl", installedVersion: "7.8", fixedVersion: "7.9"),
+            ])
         })
         let (app, access, _) = try await makeConsoleApp(seams: seams)
         let (_, password) = try await access.createIdentity(actor, name: "alice")
@@ -477,7 +483,12 @@ private let expectedGood = DigestBox()
             #expect(html.contains("5 packages") && html.contains("Debian &lt;b&gt;12&lt;/b&gt;") && !html.contains("<b>12"))
             #expect(html.contains("/console/sbom?name=team%2Fapp&amp;digest=\(image)&amp;format=spdx"))
             #expect(!html.contains("format=cyclonedx"))   // none was pushed
-            #expect(html.contains("Vulnerability findings: not built yet."))
+            // Findings: counts by severity as a server-drawn chart, the most severe first, escaped.
+            #expect(html.contains("3 findings, matched against advisory database version 7."))
+            #expect(html.contains("aria-label=\"Findings by severity: Critical 2, High 0, Medium 0, Low 1, None 0, Unknown 0\""))
+            #expect(html.contains("<td>CVE-2026-&lt;i&gt;1&lt;/i&gt;</td><td>Critical</td><td>open&lt;ssl&gt;</td>") && !html.contains("<i>1</i>"))
+            let critical = try #require(html.range(of: "<td>CVE-2026-0003</td>")), low = try #require(html.range(of: "<td>CVE-2026-0002</td>"))
+            #expect(critical.lowerBound < low.lowerBound && html.contains("<td>not fixed</td>"))
             let sbom = try await b.get("/console/sbom?name=team%2Fapp&digest=\(image)&format=spdx")
             #expect(sbom.status == .ok && sbom.headers[.contentType] == "application/spdx+json")
             #expect(Array(sbom.body.readableBytesView) == document)

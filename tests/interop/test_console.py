@@ -14,7 +14,7 @@ visible focus outline on the skip link).
 
 Screenshots (18 + 1): 01-sign-in, 02-repositories, 03-search-markup, 04-tags, 05-image,
 06-quarantine-verdict, 07-helm-chart, 08-wasm, 09-oras-artifact, 10-usage, 11-tokens, 12-webhooks,
-13-audit, 14-scans (the findings stub), 15-sbom (the scanned image's packages and SBOM links),
+13-audit, 14-scans (the placeholder for findings across images), 15-sbom (the scanned image's packages and SBOM links),
 16-replicas, 17-tasks, 18-foreign-repository-refused, 19-signed-in-after-restart.
 
 Screenshots go to ``$BERTH_TEST_ARTIFACTS/console`` (default ``tests/interop/artifacts/console``,
@@ -264,7 +264,7 @@ def test_console_in_a_browser(registry, api, tmp_path):
         assert "not verified: no trust policy is configured" in signatures      # a fake envelope, no policy
         assert driver.find_elements(By.CSS_SELECTOR, "#referrers li")
         assert len(driver.find_elements(By.CSS_SELECTOR, "#layers tbody tr")) == 1
-        assert driver.find_element(By.ID, "findings-not-built").text == "Vulnerability findings: not built yet."
+        assert driver.find_element(By.ID, "findings-status").text      # matched, or not yet: said either way
         shot("05-image")
 
         driver.find_element(By.ID, "reason").send_keys("rejected <b>in review</b>")
@@ -292,7 +292,7 @@ def test_console_in_a_browser(registry, api, tmp_path):
         assert "console.login" in driver.find_element(By.ID, "audit").text
         shot("13-audit")
         driver.get(base + "/console/scans")
-        assert driver.find_element(By.ID, "not-built").text.startswith("Not built yet: vulnerability findings")
+        assert driver.find_element(By.ID, "not-built").text.startswith("Not built yet: a list of findings across images")
         shot("14-scans")
         wait_for_sboms(api, "lib/debian", scanned)
         driver.get(f"{base}/console/image?name=lib%2Fdebian&digest={scanned}")
