@@ -40,7 +40,17 @@ public final class FileSystemBlobStore: BlobStore {
         var busy: Bool
     }
 
-    public init(root: String, threadPool: NIOThreadPool = .singleton) throws {
+    /// The pool the store's blocking file work runs on by default: writes, fsyncs, renames. It is
+    /// its own, larger than NIO's singleton (one thread per core): that work waits on the disk, not
+    /// the CPU, so on a 2-core machine two slow fsyncs (or any two other users of the singleton)
+    /// would hold back every other upload. Started once, lives as long as the process.
+    public static let sharedIOPool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: max(8, System.coreCount * 4))
+        pool.start()
+        return pool
+    }()
+
+    public init(root: String, threadPool: NIOThreadPool = FileSystemBlobStore.sharedIOPool) throws {
         self.root = root
         self.blobsDir = root + "/blobs"
         self.uploadsDir = root + "/uploads"

@@ -196,8 +196,15 @@ final class RawConnection: @unchecked Sendable {
 /// breaks off mid-body cuts the client's connection (never a short 200 that looks whole); a client
 /// that goes away stops the transfer; a missing object is a clean 404 before any byte.
 @Suite struct BlobTransferTests {
+    /// The raw-socket exchanges block a thread until the server answers, so they run on a thread of
+    /// their own: on NIOThreadPool.singleton (as they once did) two of them at once held both of its
+    /// threads on a 2-core machine while the server under test waited for that pool to write the
+    /// blob (FileSystemBlobStore), and the push timed out (CI of 110d66a).
     func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await NIOThreadPool.singleton.runIfActive(work)
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread { continuation.resume(with: Result { try work() }) }
+            thread.start()
+        }
     }
 
     func run(_ body: @Sendable (ScriptedTransferStore, Int, TestClientProtocol) async throws -> Void) async throws {
