@@ -389,3 +389,46 @@ def test_get_store_erase_list(registry, owner, tmp_path):  # noqa: F811
                            ("get", "user:pw@host"), ("get", "")):
         p = helper(cli, command, stdin)
         assert p.returncode == 1 and p.stdout.strip(), (command, p.stdout)
+
+
+# --- the README's kubelet configuration, checked as the kubelet checks it ----------------------
+# The kubelet decodes CredentialProviderConfig strictly (unknown fields refused) and validates it
+# (pkg/credentialprovider/plugin/config.go): the fields below are the ones it requires. A config
+# the kubelet refuses means nodes that never start pulling, so the README's example is a test.
+
+KUBELET_PROVIDER_FIELDS = {"name", "matchImages", "defaultCacheDuration", "apiVersion", "args", "env", "tokenAttributes"}
+KUBELET_TOKEN_FIELDS = {"serviceAccountTokenAudience", "cacheType", "requireServiceAccount",
+                        "requiredServiceAccountAnnotationKeys", "optionalServiceAccountAnnotationKeys"}
+
+
+def readme_kubelet_config() -> dict:
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    configs = [b for b in blocks if "kind: CredentialProviderConfig" in b]
+    assert len(configs) == 1, "the README shows one kubelet credential provider configuration"
+    return yaml.safe_load(configs[0])
+
+
+def test_the_readmes_kubelet_configuration_is_one_the_kubelet_accepts():
+    config = readme_kubelet_config()
+    assert config["apiVersion"] == "kubelet.config.k8s.io/v1" and config["kind"] == "CredentialProviderConfig"
+    [provider] = config["providers"]
+    assert set(provider) <= KUBELET_PROVIDER_FIELDS, set(provider) - KUBELET_PROVIDER_FIELDS
+    # the executable's name, as `swift build` makes it
+    assert provider["name"] == "berth-credential-provider" and Path(tool("berth-credential-provider")).name == provider["name"]
+    assert provider["matchImages"] and all(isinstance(m, str) and m for m in provider["matchImages"])
+    # a Go duration such as 10m or 1h30m (the response's cacheDuration is checked by go_seconds)
+    m = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", provider["defaultCacheDuration"])
+    assert m and any(m.groups()) and sum(int(g or 0) for g in m.groups()) > 0, provider["defaultCacheDuration"]
+    # tokenAttributes are accepted only with the v1 request format
+    assert provider["apiVersion"] == API
+    attrs = provider["tokenAttributes"]
+    assert set(attrs) <= KUBELET_TOKEN_FIELDS, set(attrs) - KUBELET_TOKEN_FIELDS
+    assert isinstance(attrs["serviceAccountTokenAudience"], str) and attrs["serviceAccountTokenAudience"]
+    assert attrs["cacheType"] in {"Token", "ServiceAccount"}          # required since Kubernetes 1.34
+    assert isinstance(attrs["requireServiceAccount"], bool)           # required: the kubelet has no default
+    # the provider accepts the arguments the README gives it
+    args = provider.get("args", [])
+    assert args[:1] == ["--registry"] and args[1].startswith("https://")
