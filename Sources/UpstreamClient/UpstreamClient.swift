@@ -386,6 +386,13 @@ public final class UpstreamClient: Sendable {
             if scheme == "https", realmOrigin.scheme != "https", credentials != nil {
                 throw UpstreamError(.refused, "token realm \(Self.redact(realm)) is not https; credentials are not sent in the clear")
             }
+            // Over https the realm is named by the upstream TLS authenticated, as docker trusts it
+            // (registry-1.docker.io names auth.docker.io). Over plain http anyone on the path can
+            // rewrite the challenge, so credentials go to the upstream's own origin only.
+            if scheme == "http", credentials != nil,
+               let own = OutboundPolicy.origin(of: base + "/"), own.host != realmOrigin.host || own.port != realmOrigin.port {
+                throw UpstreamError(.refused, "token realm \(Self.redact(realm)) is on another host than the plain-http upstream; credentials are sent only to the upstream itself")
+            }
             var components = URLComponents(string: realm)
             var query = components?.queryItems ?? []
             if let service = parsed.parameters["service"] { query.append(URLQueryItem(name: "service", value: service)) }

@@ -230,12 +230,31 @@ import Testing
             h[.wwwAuthenticate] = #"Bearer realm="http://127.0.0.2:9/token",service="up""#
             return Response(status: .unauthorized, headers: h)
         }) { port, _ in
-            let client = try Self.client(port, credentials: .init(username: "u", password: "p"))
+            let client = try Self.client(port)
             await #expect {
                 _ = try await client.manifest(repository: "lib/app", reference: .tag("v1"))
             } throws: { error in
                 guard let e = error as? UpstreamError else { return false }
                 return e.kind == .refused && e.message.hasPrefix("token realm refused") && e.message.contains("127.0.0.2")
+            }
+            #expect(client.requestCount("token") == 0)
+        }
+    }
+
+    /// Over plain http a challenge can be rewritten on the path: credentials never follow a realm
+    /// to another host (or port), even one the outbound policy allows.
+    @Test func plainHTTPCredentialsNeverGoToARealmOnAnotherHost() async throws {
+        try await Self.withUpstream({ _, _, _ in
+            var h = HTTPFields()
+            h[.wwwAuthenticate] = #"Bearer realm="http://127.0.0.1:9/token",service="up""#
+            return Response(status: .unauthorized, headers: h)
+        }) { port, _ in
+            let client = try Self.client(port, credentials: .init(username: "u", password: "p"))
+            await #expect {
+                _ = try await client.manifest(repository: "lib/app", reference: .tag("v1"))
+            } throws: { error in
+                guard let e = error as? UpstreamError else { return false }
+                return e.kind == .refused && e.message.contains("another host") && !e.message.contains("p@")
             }
             #expect(client.requestCount("token") == 0)
         }
