@@ -1,3 +1,4 @@
+import Access
 import ArgumentParser
 import BerthAPIContract
 import Foundation
@@ -40,9 +41,10 @@ struct ImportCommand: AsyncParsableCommand {
 
     func credentials() throws -> (String?, String?) {
         if let file = sourceCredsFile {
-            guard let data = FileManager.default.contents(atPath: file), data.count <= 64 * 1024 else {
-                throw CLIError("cannot read \(file)")
-            }
+            // read as the server reads its secrets: a regular file that group and others may not
+            // read (a password in a 0644 file is a password shared with every local user)
+            let data: Data
+            do { data = try SecretFile.read(file, what: "--source-creds-file") } catch { throw CLIError(error.message) }
             struct Creds: Decodable { var username: String; var password: String }
             if let creds = try? JSONDecoder().decode(Creds.self, from: data) { return (creds.username, creds.password) }
             var text = String(decoding: data, as: UTF8.self)

@@ -223,10 +223,23 @@ def test_import_from_a_berth_with_token_auth_copies_an_index_and_its_referrers(r
     assert [m["digest"] for m in refs["manifests"]] == [sha256_digest(signature)]
 
     # Without --all-platforms: the linux/amd64 image, by the source's index given by digest.
+    # A credentials file others may read is refused, as the server refuses its secret files.
     creds_file = tmp_path / "creds"
     creds_file.write_text(f"{user}:{password}\n")
+    creds_file.chmod(0o644)
+    p = berth(registry, login, "import", "--source", f"{berth_source.host}/lib/multi@{sha256_digest(index)}",
+              "--image", "mirror/single:v1", "--plain-http", "--source-creds-file", str(creds_file), check=False)
+    assert p.returncode != 0 and b"may be read by others" in p.stderr and password.encode() not in p.stderr + p.stdout
+    creds_file.chmod(0o600)
     p = berth(registry, login, "import", "--source", f"{berth_source.host}/lib/multi@{sha256_digest(index)}",
               "--image", "mirror/single:v1", "--plain-http", "--source-creds-file", str(creds_file), "-o", "json")
+    assert json.loads(p.stdout)["digest"] == sha256_digest(amd)
+    # the JSON form of the file
+    json_creds = tmp_path / "creds.json"
+    json_creds.write_text(json.dumps({"username": user, "password": password}))
+    json_creds.chmod(0o600)
+    p = berth(registry, login, "import", "--source", f"{berth_source.host}/lib/multi:amd64",
+              "--image", "mirror/json-creds:v1", "--plain-http", "--source-creds-file", str(json_creds), "-o", "json")
     assert json.loads(p.stdout)["digest"] == sha256_digest(amd)
     assert manifest_of(registry, "mirror/single", "v1").content == amd
     assert manifest_of(registry, "mirror/single", sha256_digest(arm)).status_code == 404
