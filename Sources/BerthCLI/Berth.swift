@@ -207,6 +207,7 @@ struct Serve: AsyncParsableCommand {
         let cache = CacheFeature(service: cacheService, pullThrough: PullThrough(registry: registry, service: cacheService,
                                                                                  logger: Logger(label: "berth.cache")))
         let listening = ListeningFlag()
+        let node = Self.leaseHolder(settings.backendConfiguration.metadata)
         let app = try await BerthServer.makeApplication(
             registry: registry, access: access,
             features: [WebhooksFeature(service: webhooks), contentTrust, AdmissionFeature(),
@@ -219,12 +220,12 @@ struct Serve: AsyncParsableCommand {
                                                                         updateIntervalSeconds: settings.advisoryUpdateIntervalSeconds,
                                                                         policy: outbound),
                            logger: Logger(label: "berth.advisories"))),
-                       ImportFeature(policy: outbound), cache],
+                       ImportFeature(policy: outbound, store: backends.metadata, node: node), cache],
             host: host, port: port, limits: limits, publicURL: settings.publicURL,
             serviceName: settings.tokenServiceName, tls: tls,
             janitorInterval: .seconds(settings.janitorIntervalSeconds),
             lifecycleTick: .milliseconds(Int64(max(0.05, settings.lifecycleTickSeconds) * 1000)), metrics: metrics,
-            leases: LeasedRunner(store: backends.metadata, holder: Self.leaseHolder(settings.backendConfiguration.metadata),
+            leases: LeasedRunner(store: backends.metadata, holder: node,
                                  ttl: settings.leaseTTLSeconds, logger: Logger(label: "berth.leases")),
             logger: logger,
             onServerRunning: { _ in listening.set() })

@@ -16,17 +16,26 @@ import UpstreamClient
 /// push does (locks, quotas, quarantine, events with the caller as origin); the source is an
 /// `UpstreamClient` (untrusted: every digest verified before anything is stored, destinations
 /// checked by the outbound policy). Who may import: whoever may push to the target repository.
-/// Jobs are kept in this process's memory (the last `keep` of them); a failed import is retried
-/// by running it again, which skips every blob already in the target repository.
+/// Jobs run on the node that accepted them (at most `ImportJobs.maxRunning` there) and are kept in
+/// the metadata store (`ImportJobStore`: written when started, every `JobRecorder.interval` while
+/// running, and when finished), so every node of a cluster answers `GET /api/v1/imports/{id}` and
+/// a restart keeps them; a running job whose node stopped writing is shown failed after
+/// `JobRecorder.staleAfter`. A failed import is retried by running it again, which skips every
+/// blob already in the target repository.
 public struct ImportFeature: RegistryFeature {
     let policy: OutboundPolicy
     let limits: UpstreamLimits
     let jobs = ImportJobs()
+    let recorder: JobRecorder?
     let log: Logger
 
-    public init(policy: OutboundPolicy, limits: UpstreamLimits = UpstreamLimits(), log: Logger = Logger(label: "berth.import")) {
+    /// `store` keeps the jobs for every node (nil: this process's memory only, for tests);
+    /// `node` names this node in them.
+    public init(policy: OutboundPolicy, limits: UpstreamLimits = UpstreamLimits(), store: (any ImportJobStore)? = nil,
+                node: String = "local", log: Logger = Logger(label: "berth.import")) {
         self.policy = policy
         self.limits = limits
+        self.recorder = store.map { JobRecorder(store: $0, node: node, log: log) }
         self.log = log
     }
 
@@ -65,7 +74,17 @@ public struct ImportFeature: RegistryFeature {
                                 + "\(ImportJobs.maxRunningPerOwner) per identity); try again when one has finished", status: 429)
         }
         let copier = ImportCopier(registry: server.registry, upstream: client, plan: plan, progress: job, log: log)
+        if let recorder {
+            do {
+                try await recorder.save(job)
+            } catch {
+                job.fail("the import could not be recorded", code: OCIErrorCode.unsupported.rawValue)
+                log.error("import \(job.id) not recorded", metadata: ["error": "\(String(describing: error).prefix(300))"])
+                throw RegistryError(.unsupported, "the import could not be recorded; try again", status: 503)
+            }
+        }
         log.info("import \(job.id) started", metadata: ["source": "\(body.source.prefix(300))", "image": "\(body.image)", "actor": "\(actor)"])
+        let recording = recorder.map { recorder in Task { await recorder.follow(job) } }
         Task { [log] in
             await EventOrigin.$current.withValue(origin) {
                 do {
@@ -78,6 +97,9 @@ public struct ImportFeature: RegistryFeature {
                     log.info("import \(job.id) failed", metadata: ["error": "\(failure.message.prefix(300))"])
                 }
             }
+            // the final state written before the follower stops
+            recording?.cancel()
+            await recorder?.finish(job)
         }
         return server.json(job.view, status: .accepted)
     }
@@ -86,13 +108,24 @@ public struct ImportFeature: RegistryFeature {
         let caller = try await server.caller(request, context)
         guard caller != nil else { throw server.challenge(request, scope: nil, message: "authentication required", insufficientScope: false) }
         let id = try context.parameters.require("id")
+        let notFound = ManagementError(status: .notFound, code: "NOT_FOUND", message: "no import \(id.prefix(64))")
+        guard id.utf8.count <= 64 else { throw notFound }
+        // This node's own job is the freshest; any other is read from the store.
+        let found: (image: String, view: ImportView)?
+        if let job = jobs.job(id) {
+            found = (job.image, job.view)
+        } else if let recorder {
+            found = try await recorder.load(id, now: Date())
+        } else {
+            found = nil
+        }
         // Unknown and not yours look the same.
-        guard let job = jobs.job(id), let target = try? ImagePlanTarget(job.image),
+        guard let found, let target = try? ImagePlanTarget(found.image),
               server.allows(caller, request, context, repository: target, action: .contentWrite,
                             target: AccessTarget(management: true)) else {
-            throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "no import \(id.prefix(64))")
+            throw notFound
         }
-        return server.json(job.view)
+        return server.json(found.view)
     }
 
     static func upstream(_ plan: ImportPlan, body: ImportRequest, policy: OutboundPolicy,
@@ -237,5 +270,82 @@ final class ImportJob: Sendable {
             $0.errorCode = code
             $0.finishedAt = Date()
         }
+    }
+}
+
+/// Writes this node's jobs to the `ImportJobStore` and reads other nodes' back.
+struct JobRecorder: Sendable {
+    /// How often a running job is written (its progress, and that its node is alive).
+    static let interval: Duration = .seconds(2)
+    /// A running job not written for this long is shown failed: its node stopped.
+    static let staleAfter: TimeInterval = 60
+    /// Finished jobs kept (the newest), and how long any job is kept after its last write.
+    static let keep = 1000
+    static let keepFor: TimeInterval = 7 * 86_400
+
+    let store: any ImportJobStore
+    let node: String
+    let log: Logger
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .secondsSince1970
+        return e
+    }()
+    static let decoder: JSONDecoder = {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .secondsSince1970
+        return d
+    }()
+
+    func record(_ job: ImportJob, at now: Date) throws -> ImportJobRecord {
+        let view = job.view
+        return ImportJobRecord(id: job.id, owner: job.owner, image: job.image, state: view.state,
+                               document: try Self.encoder.encode(view), node: node, createdAt: view.createdAt, updatedAt: now)
+    }
+
+    func save(_ job: ImportJob) async throws {
+        _ = try await store.saveImportJob(try record(job, at: Date()))
+        _ = try? await store.pruneImportJobs(keep: Self.keep, staleBefore: Date().addingTimeInterval(-Self.keepFor))
+    }
+
+    /// Writes the running job every `interval` until cancelled (write errors are logged and retried
+    /// at the next tick: the copy goes on).
+    func follow(_ job: ImportJob) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: Self.interval)
+            guard !Task.isCancelled, job.running else { return }
+            do { try await save(job) } catch {
+                log.warning("import \(job.id): progress not recorded", metadata: ["error": "\(String(describing: error).prefix(300))"])
+            }
+        }
+    }
+
+    /// The finished job, written (retried a few times: a lost final write would leave it running
+    /// until it goes stale).
+    func finish(_ job: ImportJob) async {
+        for attempt in 0..<5 {
+            do {
+                try await save(job)
+                return
+            } catch {
+                log.warning("import \(job.id): final state not recorded", metadata: ["attempt": "\(attempt + 1)",
+                                                                                     "error": "\(String(describing: error).prefix(300))"])
+                try? await Task.sleep(for: .milliseconds(200 << attempt))
+            }
+        }
+    }
+
+    /// A job of any node, as `GET /api/v1/imports/{id}` shows it.
+    func load(_ id: String, now: Date) async throws -> (image: String, view: ImportView)? {
+        guard let record = try await store.importJob(id: id),
+              var view = try? Self.decoder.decode(ImportView.self, from: record.document) else { return nil }
+        if record.running, now.timeIntervalSince(record.updatedAt) > Self.staleAfter {
+            view.state = "failed"
+            view.error = "the node running this import stopped (no progress recorded since \(RFC3339.format(record.updatedAt))); "
+                + "run the import again to resume it"
+            view.errorCode = OCIErrorCode.unsupported.rawValue
+            view.finishedAt = record.updatedAt
+        }
+        return (record.image, view)
     }
 }

@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit, vImportJobs]
 
     static var latest: Int { all.count }
 
@@ -136,6 +136,22 @@ enum PostgresMigrations {
         "ALTER TABLE events ADD COLUMN hlc_logical bigint NOT NULL DEFAULT 0",
         "ALTER TABLE event_counter ADD COLUMN hlc_ms bigint NOT NULL DEFAULT 0",
         "ALTER TABLE event_counter ADD COLUMN hlc_logical bigint NOT NULL DEFAULT 0",
+    ]
+
+    /// Import jobs, shared by every node (`ImportJobStore`; the job's progress is the feature's JSON).
+    static let vImportJobs: [String] = [
+        """
+        CREATE TABLE import_jobs (
+            id \(text) PRIMARY KEY,
+            owner \(text) NOT NULL,
+            image \(text) NOT NULL,
+            state \(text) NOT NULL,
+            document bytea NOT NULL,
+            node \(text) NOT NULL,
+            created_at double precision NOT NULL,
+            updated_at double precision NOT NULL)
+        """,
+        "CREATE INDEX import_jobs_by_update ON import_jobs(updated_at)",
     ]
 
     /// Git-commit triggers (`TaskCommitStore`): the commit last seen per task.

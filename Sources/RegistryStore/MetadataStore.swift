@@ -350,4 +350,4 @@ public protocol MetadataStore: ContentMetadataStore, EventLogStore, LifecycleSto
 /// root hands, piece by piece, to the core and the features.
 public protocol MetadataBackend: MetadataStore, AccessStateStore, WebhookStore, KeyMaterialStore, LeaseStore,
     UploadSessionStore, ReplicationStore, TaskStore, ScanStore, AdvisoryStore, ConsoleSessionStore, CacheRuleStore, FindingStore,
-    TaskCommitStore {}
+    TaskCommitStore, ImportJobStore {}

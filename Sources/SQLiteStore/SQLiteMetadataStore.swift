@@ -551,6 +551,22 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 ) WITHOUT ROWID;
                 """)
         }
+        m.registerMigration("v23-importjobs") { db in
+            // Import jobs, shared by every node (SQLiteMetadataStore+ImportJobs.swift).
+            try db.execute(sql: """
+                CREATE TABLE import_jobs (
+                    id TEXT PRIMARY KEY,
+                    owner TEXT NOT NULL,
+                    image TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    document BLOB NOT NULL,
+                    node TEXT NOT NULL,
+                    created_at REAL NOT NULL,
+                    updated_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                CREATE INDEX import_jobs_by_update ON import_jobs(updated_at);
+                """)
+        }
         return m
     }
 

@@ -8,7 +8,7 @@ import Testing
 /// consumers' cursors.
 public typealias ConformanceStore = MetadataStore & AccessStateStore & WebhookStore & EventLogStore & KeyMaterialStore & LeaseStore
     & UploadSessionStore & ReplicationStore & TaskStore & ScanStore & AdvisoryStore & ConsoleSessionStore & CacheRuleStore & FindingStore
-    & TaskCommitStore
+    & TaskCommitStore & ImportJobStore
 
 /// One suite of the metadata store contracts, run against any backend.
 ///
@@ -57,6 +57,7 @@ public enum MetadataStoreConformance {
             + scanCases
             + advisoryCases
             + consoleSessionCases
+            + importJobCases
             + cacheRuleCases
             + findingCases
             + eventStampCases
