@@ -12,4 +12,13 @@ public protocol ContentFallback: Sendable {
     func prepareManifest(_ repository: RepositoryName, _ reference: Reference) async throws
     /// Makes the blob present in `repository`, the same way.
     func prepareBlob(_ repository: RepositoryName, _ digest: Digest) async throws
+    /// Why a client may not push into `repository`, nil when it may: a repository the fallback
+    /// fills mirrors its upstream, and a client's manifest there would be served as the upstream's
+    /// (a tag shadowed until the next refresh, content kept by digest). Asked after authorization,
+    /// before a `/v2/` manifest PUT or upload start; the fallback's own fills go through the core.
+    func refusesClientWrites(_ repository: RepositoryName) async throws -> String?
+}
+
+extension ContentFallback {
+    public func refusesClientWrites(_ repository: RepositoryName) async throws -> String? { nil }
 }

@@ -181,6 +181,7 @@ public struct RegistryResponder: HTTPResponder {
                 routeName = "manifest_put"
                 // Asked before the body is read, and again with what it is (a signer may push referrers only).
                 try await authorize(repo, .contentWrite, AccessTarget(write: .manifestUnread))
+                try await refuseIfFilled(repo)
                 let (response, size) = try await putManifest(request, repo, ref) { referrer in
                     try await authorize(repo, .contentWrite, AccessTarget(write: .manifest(referrerByDigest: referrer)))
                 }
@@ -225,6 +226,7 @@ public struct RegistryResponder: HTTPResponder {
             guard method == .post else { throw methodNotAllowed }
             let repo = try RepositoryName(name)
             try await authorize(repo, .contentWrite, AccessTarget(write: .blobs))
+            try await refuseIfFilled(repo)
             return try await limitingUploads {
                 let (response, size) = try await startUpload(request, context, repo, caller: caller, puller: puller)
                 return Outcome(response: response, route: routeName, bytesIn: size)
@@ -273,6 +275,15 @@ public struct RegistryResponder: HTTPResponder {
     }
 
     var methodNotAllowed: RegistryError { RegistryError(.unsupported, "method not allowed", status: 405) }
+
+    /// A repository a content fallback fills (a pull-through cache's target) takes no client push.
+    private func refuseIfFilled(_ repo: RepositoryName) async throws {
+        for fallback in fallbacks {
+            if let reason = try await fallback.refusesClientWrites(repo) {
+                throw RegistryError(.denied, reason, status: 403)
+            }
+        }
+    }
 
     private func limitingUploads(_ body: () async throws -> Outcome) async throws -> Outcome {
         let admitted = inflightUploads.withLockedValue { n -> Bool in

@@ -82,6 +82,22 @@ private func basic(_ user: String, _ password: String) -> HTTPFields {
                                                     headers: basic("owner", "owner-pw"))
                 #expect(blob.status == .ok && Array(blob.body.readableBytesView) == PullThroughTests.other)
                 #expect(upstream.count("/v2/lib/app/manifests/v1") == 1)
+
+                // A covered repository takes no push, not even from an Owner (review: a pusher on
+                // mirror/* had their manifest served as the upstream's tag); others still do.
+                let owner = basic("owner", "owner-pw")
+                let shadow = try await client.execute(uri: "/v2/mirror/app/manifests/v1", method: .put,
+                                                      headers: [.authorization: owner[.authorization]!,
+                                                                .contentType: MediaType.ociManifest],
+                                                      body: ByteBuffer(bytes: m))
+                #expect(shadow.status == .forbidden && String(buffer: shadow.body).contains("pull-through cache"))
+                let upload = try await client.execute(uri: "/v2/mirror/new/blobs/uploads/", method: .post, headers: owner)
+                #expect(upload.status == .forbidden)
+                let elsewhere = try await client.execute(uri: "/v2/other/app/blobs/uploads/", method: .post, headers: owner)
+                #expect(elsewhere.status == .accepted)
+                // the cached tag is still the upstream's
+                let after = try await client.execute(uri: "/v2/mirror/app/manifests/v1", method: .get, headers: owner)
+                #expect(after.status == .ok && Array(after.body.readableBytesView) == m)
             }
         }
     }

@@ -53,6 +53,18 @@ def test_pull_through_the_reference_registry_with_a_credential_set(registry, log
     skopeo("copy", "--src-tls-verify=false", ref, f"oci:{tmp_path / 'layout'}:v1", creds=registry.creds)
     assert registry.api().get_blob("mirror/app", sha256_digest(layers[0])).content == layers[0]
     assert reference_source.blob_gets(sha256_digest(layers[0])) == 1
+    # A covered repository takes no push, even from its Owner: a pushed manifest would be served
+    # as the upstream's tag. Elsewhere the same push is fine.
+    p = skopeo("copy", "--dest-tls-verify=false", f"oci:{tmp_path / 'layout'}:v1", f"docker://{registry.host}/mirror/app:v1",
+               creds=registry.creds, check=False)
+    assert p.returncode != 0 and b"pull-through cache" in p.stderr, p.stderr
+    skopeo("copy", "--dest-tls-verify=false", f"oci:{tmp_path / 'layout'}:v1", f"docker://{registry.host}/elsewhere/copy:v1",
+           creds=registry.creds)
+    # The rule as shown; the credential set's password is sealed at rest (not in the database's files).
+    shown_rule = json.loads(berth(registry, login, "cache-rule", "show", "--name", "ref", "-o", "json").stdout)
+    assert shown_rule["targetRepository"] == "mirror/*" and shown_rule["credentialSet"] == "ref", shown_rule
+    at_rest = b"".join(f.read_bytes() for f in registry.data.rglob("*") if f.is_file() and "blobs" not in f.parts)
+    assert password.encode() not in at_rest
     # By digest too; a repository no rule covers is never fetched.
     assert registry.api().get_manifest("mirror/app", digest).content == manifest
     assert registry.api().get_manifest("elsewhere/app", "v1").status_code == 404
