@@ -242,6 +242,9 @@ let package = Package(
         .target(name: "Scanning", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "CompressNIO", package: "compress-nio"),
+            // The system SQLite that GRDB links (a module map, no code of GRDB's): rpm databases
+            // (rpmdb.sqlite) are read from memory through its C API.
+            .product(name: "GRDBSQLite", package: "GRDB.swift"),
         ], swiftSettings: strict),
         // The client side of credentials: the stored login of `berth login`, the token endpoints'
         // client, and the kubelet credential provider and docker credential helper protocols.
@@ -348,6 +351,8 @@ let package = Package(
             "Scanning",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "CompressNIO", package: "compress-nio"),
+            // Hostile SQLite files for the rpm cataloger's tests, written through the C API.
+            .product(name: "GRDBSQLite", package: "GRDB.swift"),
         ], resources: [.copy("Fixtures")]),
         .testTarget(name: "ScanningFeatureTests", dependencies: [
             "ScanningFeature", "Scanning", "HTTPAPI", "Backends", "RegistryCore", "RegistryStore", "OCIModel", "BerthAPIContract", "Access",

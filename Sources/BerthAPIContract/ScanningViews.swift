@@ -131,8 +131,12 @@ public struct ScanFindingView: Codable, Sendable, Equatable {
     public var score: Double?
     /// `fix-available`, `unfixed` or `no-dsa` (Debian: unfixed, no advisory planned for the release).
     public var fixState: String
+    /// The OpenVEX statement that decides this finding, when one applies: `suppressed` when its
+    /// status is `not_affected` or `fixed` (the finding is then not a blocking one).
+    public var vex: ScanVEXView?
     public init(id: String, aliases: [String], ecosystem: String, package: String, sourcePackage: String?, installedVersion: String,
-                fixedVersion: String?, severity: String, score: Double?, fixState: String) {
+                fixedVersion: String?, severity: String, score: Double?, fixState: String, vex: ScanVEXView? = nil) {
+        self.vex = vex
         self.id = id
         self.aliases = aliases
         self.ecosystem = ecosystem
@@ -143,6 +147,26 @@ public struct ScanFindingView: Codable, Sendable, Equatable {
         self.severity = severity
         self.score = score
         self.fixState = fixState
+    }
+}
+
+/// The OpenVEX statement applied to a finding.
+public struct ScanVEXView: Codable, Sendable, Equatable {
+    /// `not_affected`, `fixed`, `affected` or `under_investigation`.
+    public var status: String
+    public var suppressed: Bool
+    public var justification: String?
+    public var impactStatement: String?
+    public var actionStatement: String?
+    /// The referrer manifest the document came from.
+    public var source: String
+    public init(status: String, suppressed: Bool, justification: String?, impactStatement: String?, actionStatement: String?, source: String) {
+        self.status = status
+        self.suppressed = suppressed
+        self.justification = justification
+        self.impactStatement = impactStatement
+        self.actionStatement = actionStatement
+        self.source = source
     }
 }
 
@@ -158,8 +182,14 @@ public struct ScanFindingsView: Codable, Sendable, Equatable {
     public var findings: [ScanFindingView]
     /// Findings left out by `ignoreUnfixed` (those without a fixed version).
     public var unfixedHidden: Int
+    /// Findings (of those shown) that an OpenVEX statement suppresses.
+    public var suppressed: Int?
+    /// OpenVEX referrers of the image that could not be read, and why (their statements are not applied).
+    public var vexProblems: [String]?
     public init(repository: String, manifest: String, advisoryVersion: Int64, databaseVersion: Int64, matchedAt: Date,
-                findings: [ScanFindingView], unfixedHidden: Int) {
+                findings: [ScanFindingView], unfixedHidden: Int, suppressed: Int? = nil, vexProblems: [String]? = nil) {
+        self.suppressed = suppressed
+        self.vexProblems = vexProblems
         self.repository = repository
         self.manifest = manifest
         self.advisoryVersion = advisoryVersion

@@ -11,7 +11,9 @@ struct ScanShow: AsyncParsableCommand {
         discussion: """
             IMAGE is [HOST/]REPOSITORY[:TAG][@DIGEST] (the tag defaults to latest; a digest wins over \
             a tag). For an index, name one of its image manifests by digest: each is scanned on its own. \
-            Findings are matched after the push and again when the advisory database changes.
+            Findings are matched after the push and again when the advisory database changes. \
+            OpenVEX documents attached to the image as referrers (artifact type application/openvex+json) \
+            decide findings they name: not_affected and fixed ones are shown as suppressed, with the justification.
             """)
 
     @OptionGroup var client: ClientOptions
@@ -25,6 +27,13 @@ struct ScanShow: AsyncParsableCommand {
         Column("SEVERITY", "severity"), Column("ID", "id"), Column("PACKAGE", "package"), Column("SOURCE", "sourcePackage"),
         Column("INSTALLED", "installedVersion"), Column("FIXED", "fixedVersion"), Column("STATE", "fixState"),
         Column("SCORE", "score"), Column("ALIASES", "aliases"),
+        // An OpenVEX statement that applies: "suppressed: not_affected (justification)" or its status.
+        Column("VEX") { f in
+            guard let status = f.at("vex.status")?.cell, !status.isEmpty else { return "" }
+            let why = [f.at("vex.justification")?.cell, f.at("vex.impactStatement")?.cell].compactMap { $0 }.first { !$0.isEmpty }
+            let text = why.map { "\(status) (\($0))" } ?? status
+            return f.at("vex.suppressed")?.cell == "true" ? "suppressed: " + text : text
+        },
     ]
 
     func run() async throws {
@@ -44,7 +53,12 @@ struct ScanShow: AsyncParsableCommand {
                 Printer.write("\(Printer.sanitize(answer["repository"]?.cell ?? ""))@\(answer["manifest"]?.cell ?? ""): "
                               + "\(answer["findings"]?.asArray?.count ?? 0) finding(s), advisory database version "
                               + "\(answer["advisoryVersion"]?.cell ?? "?") (current \(answer["databaseVersion"]?.cell ?? "?"))"
-                              + (hidden == "0" ? "" : ", \(hidden) unfixed hidden") + "\n")
+                              + (hidden == "0" ? "" : ", \(hidden) unfixed hidden")
+                              + ((answer["suppressed"]?.cell ?? "0") == "0" ? "" : ", \(answer["suppressed"]?.cell ?? "") suppressed by VEX")
+                              + "\n")
+                for problem in answer["vexProblems"]?.asArray ?? [] {
+                    Printer.write("warning: OpenVEX referrer not applied: \(Printer.sanitize(problem.cell))\n")
+                }
             }
             Printer.rows(answer["findings"] ?? .array([]), columns: Self.columns, format: out.output)
         }

@@ -12,7 +12,7 @@ public enum VersionSchemeKind: String, Sendable, Hashable, CaseIterable {
         switch base {
         case "debian", "ubuntu": self = .dpkg
         case "alpine", "wolfi", "chainguard": self = .apk
-        case "red hat", "rocky linux", "almalinux", "opensuse", "suse", "mageia", "openeuler", "azure linux": self = .rpm
+        case "red hat", "rocky linux", "almalinux", "fedora", "opensuse", "suse", "mageia", "openeuler", "azure linux": self = .rpm
         case "pypi": self = .pep440
         case "go": self = .go
         case "npm", "crates.io": self = .semver

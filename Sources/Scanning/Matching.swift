@@ -85,14 +85,24 @@ public struct AdvisoryIndex: Sendable {
         return lookupKey(ecosystem: package.ecosystem, name: isDistribution ? (package.sourceName ?? package.name) : package.name)
     }
 
+    /// Every key advisories for `package` may be stored under: `lookupKey(for:)`, and for an rpm
+    /// package also its source package (OSV's Red Hat family names binary packages, other
+    /// advisories the source rpm's name).
+    public static func lookupKeys(for package: InstalledPackage) -> [(ecosystem: String, name: String)] {
+        let first = lookupKey(for: package)
+        guard VersionSchemeKind(ecosystem: package.ecosystem) == .rpm, let source = package.sourceName, source != package.name else {
+            return [first]
+        }
+        return [first, lookupKey(ecosystem: package.ecosystem, name: source)]
+    }
+
     /// The distinct lookup keys of installed packages, sorted: what an inventory is indexed by for
     /// the re-match, and what the advisories that may affect it are read by.
     public static func packageKeys(of packages: [InstalledPackage]) -> [(ecosystem: String, name: String)] {
         var seen = Set<String>()
         var keys: [(ecosystem: String, name: String)] = []
         for p in packages {
-            let k = lookupKey(for: p)
-            if seen.insert(k.ecosystem + "\u{0}" + k.name).inserted { keys.append(k) }
+            for k in lookupKeys(for: p) where seen.insert(k.ecosystem + "\u{0}" + k.name).inserted { keys.append(k) }
         }
         return keys.sorted { ($0.ecosystem, $0.name) < ($1.ecosystem, $1.name) }
     }
@@ -124,6 +134,11 @@ public struct AdvisoryIndex: Sendable {
                 if let name = debianCodenames[r] { r = name }
             case "alpine":
                 if r.hasPrefix("v") { r.removeFirst() }
+            case "red hat", "rocky linux", "almalinux", "fedora":
+                // OSV writes "Rocky Linux:9" and "Red Hat:enterprise_linux:9::appstream"; os-release says "9.3".
+                if let number = r.split(separator: ":").first(where: { $0.first?.isNumber == true }) {
+                    r = String(number.split(separator: ".").first ?? number)
+                }
             case "ubuntu":
                 // OSV writes "Ubuntu:22.04:LTS" and "Ubuntu:Pro:18.04:LTS"; os-release says "22.04".
                 if let number = r.split(separator: ":").first(where: { $0.first?.isNumber == true }) { r = String(number) }
@@ -141,9 +156,14 @@ public struct AdvisoryIndex: Sendable {
         let isDistribution = base == "debian" || base == "alpine" || base == "ubuntu"
         let name = isDistribution ? (package.sourceName ?? package.name) : package.name
         let version = base == "debian" || base == "ubuntu" ? (package.sourceVersion ?? package.version) : package.version
-        let key = Key(ecosystem: base, name: Self.normalisedName(name, ecosystem: package.ecosystem))
+        var keys = [Key(ecosystem: base, name: Self.normalisedName(name, ecosystem: package.ecosystem))]
+        for k in Self.lookupKeys(for: package).dropFirst() { keys.append(Key(ecosystem: k.ecosystem, name: k.name)) }
+        // An advisory stored under both the binary and the source name is matched once.
+        var candidates: [(Int, Int)] = []
+        var seenCandidates = Set<[Int]>()
+        for key in keys { for c in entries[key] ?? [] where seenCandidates.insert([c.0, c.1]).inserted { candidates.append(c) } }
         guard let scheme = VersionSchemeKind(ecosystem: package.ecosystem) else {
-            if entries[key] != nil {
+            if !candidates.isEmpty {
                 result.problems.append(MatchProblem(advisoryID: "-", reason: "no version rules for ecosystem \"\(package.ecosystem.prefix(32))\""))
             }
             return result
@@ -152,7 +172,7 @@ public struct AdvisoryIndex: Sendable {
             result.problems.append(MatchProblem(advisoryID: "-", reason: "installed version: \(error)"))
             return result
         }
-        for (a, k) in entries[key] ?? [] {
+        for (a, k) in candidates {
             let advisory = advisories[a], affected = advisory.affected[k]
             if let wanted = affected.release ?? Ecosystem.release(of: affected.ecosystem), let have = package.release,
                !Self.sameRelease(wanted, have, ecosystem: package.ecosystem) {

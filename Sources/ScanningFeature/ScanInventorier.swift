@@ -238,9 +238,9 @@ public struct ScanInventorier: Sendable {
         return ScanOutcome(manifest: digest, status: status, layersIndexed: indexed, sbomsPushed: [], children: [])
     }
 
-    /// The package keys advisories are looked up by (`AdvisoryIndex.lookupKey(for:)`, the same
-    /// function the advisory side stores its keys with): a distribution package's source package,
-    /// other packages' normalised names.
+    /// The package keys advisories are looked up by (`AdvisoryIndex.lookupKeys(for:)`, built on the
+    /// function the advisory side stores its keys with): a distribution package's source package
+    /// (an rpm package's binary and source names both), other packages' normalised names.
     static func packageKeys(_ inventory: ImageInventory) -> [InventoryPackageKey] {
         AdvisoryIndex.packageKeys(of: inventory.installedPackages()).map { InventoryPackageKey(ecosystem: $0.ecosystem, name: $0.name) }
     }

@@ -160,17 +160,70 @@ enum ScanAPI {
             }
             throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "\(repository.value)@\(digest) \(why)")
         }
-        let all = stored.findings.map {
-            ScanFindingView(id: $0.advisoryID, aliases: $0.aliases, ecosystem: $0.ecosystem, package: $0.package,
-                            sourcePackage: $0.sourcePackage, installedVersion: $0.installedVersion, fixedVersion: $0.fixedVersion,
-                            severity: $0.severity, score: $0.score, fixState: $0.fixState)
+        let (vex, vexProblems) = try await vexIndex(inventorier, repository: repository, digest: digest)
+        let all = stored.findings.map { f in
+            let decision = vex.isEmpty ? nil : vex.decision(for: VEXSubject(
+                manifest: digest.string, vulnerability: f.advisoryID, aliases: f.aliases, package: f.package,
+                sourcePackage: f.sourcePackage, installedVersion: f.installedVersion))
+            return ScanFindingView(id: f.advisoryID, aliases: f.aliases, ecosystem: f.ecosystem, package: f.package,
+                                   sourcePackage: f.sourcePackage, installedVersion: f.installedVersion, fixedVersion: f.fixedVersion,
+                                   severity: f.severity, score: f.score, fixState: f.fixState,
+                                   vex: decision.map {
+                                       ScanVEXView(status: $0.statement.status.rawValue, suppressed: $0.suppressed,
+                                                   justification: $0.statement.justification, impactStatement: $0.statement.impactStatement,
+                                                   actionStatement: $0.statement.actionStatement, source: $0.source)
+                                   })
         }
         let shown = ignoreUnfixed ? all.filter { $0.fixedVersion != nil } : all
         func rank(_ s: String) -> Int { FindingSeverity.names.firstIndex(of: s) ?? 0 }
         let sorted = shown.sorted { (-rank($0.severity), $0.id, $0.package, $0.installedVersion) < (-rank($1.severity), $1.id, $1.package, $1.installedVersion) }
         return ScanFindingsView(repository: repository.value, manifest: digest.string, advisoryVersion: stored.advisoryVersion,
                                 databaseVersion: try await matcher.advisories.currentAdvisoryVersion(), matchedAt: stored.matchedAt,
-                                findings: sorted, unfixedHidden: all.count - shown.count)
+                                findings: sorted, unfixedHidden: all.count - shown.count,
+                                suppressed: sorted.filter { $0.vex?.suppressed == true }.count,
+                                vexProblems: vexProblems.isEmpty ? nil : vexProblems)
+    }
+
+    /// OpenVEX referrers of one image read at most (the newest first).
+    static let maxVEXReferrers = 20
+
+    /// The OpenVEX documents attached to the image as referrers (artifact type
+    /// `application/openvex+json`, the document its layer), each at most `VEXLimits.maxDocumentBytes`;
+    /// a referrer that cannot be read or parsed is a problem, and its statements are not applied.
+    static func vexIndex(_ inventorier: ScanInventorier, repository: RepositoryName, digest: Digest) async throws -> (VEXIndex, [String]) {
+        let metadata = inventorier.registry.metadata
+        let referrers = try await metadata.referrers(repository: repository.value, subject: digest)
+            .filter { $0.artifactType == OpenVEX.mediaType }
+            .sorted { ($0.createdAt, $0.digest) > ($1.createdAt, $1.digest) }
+        var index = VEXIndex()
+        var problems: [String] = []
+        if referrers.count > maxVEXReferrers {
+            problems.append("\(referrers.count) OpenVEX referrers; only the newest \(maxVEXReferrers) are applied")
+        }
+        // Oldest first, so that of statements without timestamps the newest document's wins.
+        for referrer in referrers.prefix(maxVEXReferrers).reversed() {
+            do {
+                guard let bytes = try await metadata.inlineContent(referrer.digest),
+                      let manifest = try? JSONDecoder().decode(ScannedManifest.self, from: Data(bytes)),
+                      let layers = manifest.layers, !layers.isEmpty else {
+                    problems.append("\(referrer.digest): not an image manifest with a layer"); continue
+                }
+                let layer = layers.first { $0.mediaType == OpenVEX.mediaType } ?? layers[0]
+                guard let layerDigest = try? Digest(parsing: layer.digest),
+                      let size = try await metadata.linkedBlobSize(repository: repository.value, digest: layerDigest) else {
+                    problems.append("\(referrer.digest): its document is not in \(repository.value)"); continue
+                }
+                guard size <= Int64(VEXLimits.maxDocumentBytes) else {
+                    problems.append("\(referrer.digest): the document is \(size) bytes, over \(VEXLimits.maxDocumentBytes)"); continue
+                }
+                let buffer = try await inventorier.read(layerDigest, size: size, range: 0..<size)
+                let document = try OpenVEX.parse(Data(buffer.readableBytesView), location: referrer.digest.string)
+                index.add(document, source: referrer.digest.string)
+            } catch let e as ImportProblem {
+                problems.append(e.description)
+            }
+        }
+        return (index, problems)
     }
 
     /// The newest SBOM referrer of `format` Berth pushed for the manifest, its document read back

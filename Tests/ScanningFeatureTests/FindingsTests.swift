@@ -1,3 +1,4 @@
+import BerthAPIContract
 import Foundation
 import Logging
 import OCIModel
@@ -160,5 +161,82 @@ import Testing
         #expect(again.rematched == 0)
         let fromZero = try await rematcher.rematch(since: 0)
         #expect(fromZero.rematched == 0 && fromZero.version == second.version)
+    }
+}
+
+/// OpenVEX documents attached to an image as referrers decide the findings they name.
+@Suite struct VEXReferrerTests {
+    /// Pushes `document` as a referrer of `subject` (artifact type `application/openvex+json`,
+    /// the empty config, the document as its one layer); returns the referrer's digest.
+    static func attach(_ f: ScanFixture, _ repo: String, subject: Digest, document: String) async throws -> Digest {
+        let empty = Array("{}".utf8)
+        let e = try await f.blob(repo, empty)
+        let doc = Array(document.utf8)
+        let d = try await f.blob(repo, doc)
+        let subjectSize = try #require(try await f.registry.metadata.inlineContent(subject)).count
+        let manifest = Array("""
+            {"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/openvex+json",\
+            "config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"\(e)","size":2},\
+            "layers":[{"mediaType":"application/openvex+json","digest":"\(d)","size":\(doc.count)}],\
+            "subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\(subject)","size":\(subjectSize)}}
+            """.utf8)
+        let digest = Digest.compute(manifest)
+        _ = try await f.registry.putManifest(try RepositoryName(repo), reference: .digest(digest), bytes: manifest,
+                                             contentType: MediaType.ociManifest)
+        return digest
+    }
+
+    static func vex(_ statements: String, timestamp: String = "2026-11-01T00:00:00Z") -> String {
+        """
+        {"@context":"https://openvex.dev/ns/v0.2.0","@id":"https://example.com/vex/1","author":"Payments team",\
+        "timestamp":"\(timestamp)","version":1,"statements":[\(statements)]}
+        """
+    }
+
+    @Test func notAffectedAndFixedStatementsSuppressFindingsWithTheirJustification() async throws {
+        let f = try ScanFixture(findings: true)
+        _ = try await FindingsTests.database(f).importUpload(Data(FindingsTests.tracker.utf8), format: .debian, source: nil)
+        let repo = "library/debian"
+        let image = try await f.image(repo, tag: "12", layers: [try FindingsTests.debianLayer()])
+        let other = try await f.image(repo, tag: "other", layers: [try FindingsTests.debianLayer(), try gzip(tar([("a", "b")]))])
+        try await f.drain(f.feature.runner())
+        let name = try RepositoryName(repo)
+
+        let before = try await ScanAPI.findingsView(f.feature.inventorier, repository: name, digest: image, ignoreUnfixed: false)
+        #expect(before.findings.count == 3 && before.suppressed == 0 && before.findings.allSatisfy { $0.vex == nil })
+
+        // CVE-2099-1001: not_affected for this image (pkg:oci purl, subcomponent libc6).
+        // CVE-2099-2002: fixed, named by the package's purl. CVE-2099-1003: affected (kept, annotated).
+        // A statement about another image's digest does not apply to this one.
+        let referrer = try await Self.attach(f, repo, subject: image, document: Self.vex("""
+            {"vulnerability":{"name":"CVE-2099-1001"},"products":[{"@id":"pkg:oci/debian@\(image.string.replacingOccurrences(of: ":", with: "%3A"))",\
+            "subcomponents":[{"@id":"pkg:deb/debian/libc6@2.36-9%2Bdeb12u3?arch=amd64"}]}],\
+            "status":"not_affected","justification":"vulnerable_code_not_in_execute_path"},
+            {"vulnerability":{"name":"CVE-2099-2002"},"products":[{"@id":"pkg:deb/debian/libssl3"}],"status":"fixed"},
+            {"vulnerability":{"name":"CVE-2099-1003"},"products":[{"@id":"\(image)"}],"status":"affected","action_statement":"upgrade soon"},
+            {"vulnerability":"CVE-2099-1003","products":["\(other)"],"status":"not_affected","impact_statement":"other image"}
+            """))
+        let after = try await ScanAPI.findingsView(f.feature.inventorier, repository: name, digest: image, ignoreUnfixed: false)
+        let byID = Dictionary(uniqueKeysWithValues: after.findings.map { ($0.id, $0.vex) })
+        #expect(byID["CVE-2099-1001"]! == ScanVEXView(status: "not_affected", suppressed: true, justification: "vulnerable_code_not_in_execute_path",
+                                                      impactStatement: nil, actionStatement: nil, source: referrer.string))
+        #expect(byID["CVE-2099-2002"]??.suppressed == true && byID["CVE-2099-2002"]??.status == "fixed")
+        #expect(byID["CVE-2099-1003"]??.suppressed == false && byID["CVE-2099-1003"]??.actionStatement == "upgrade soon")
+        #expect(after.suppressed == 2 && after.vexProblems == nil)
+
+        // The other image has the same findings and no VEX referrer: nothing is suppressed there.
+        let ofOther = try await ScanAPI.findingsView(f.feature.inventorier, repository: name, digest: other, ignoreUnfixed: false)
+        #expect(ofOther.suppressed == 0 && ofOther.findings.allSatisfy { $0.vex == nil })
+
+        // A later document wins: CVE-2099-1001 turns out to be affected after all.
+        _ = try await Self.attach(f, repo, subject: image, document: Self.vex("""
+            {"vulnerability":{"name":"CVE-2099-1001"},"products":[{"@id":"\(image)"}],"status":"affected"}
+            """, timestamp: "2026-11-20T00:00:00Z"))
+        // A broken document is a problem shown with the findings, not an error of the request.
+        _ = try await Self.attach(f, repo, subject: image, document: Self.vex(#"{"vulnerability":{"name":"X"},"products":[{"@id":"x"}],"status":"maybe"}"#))
+        let later = try await ScanAPI.findingsView(f.feature.inventorier, repository: name, digest: image, ignoreUnfixed: false)
+        #expect(later.findings.first { $0.id == "CVE-2099-1001" }?.vex?.status == "affected")
+        #expect(later.suppressed == 1)
+        #expect(later.vexProblems?.count == 1 && later.vexProblems?.first?.contains("\"status\" must be one of") == true, "\(later.vexProblems ?? [])")
     }
 }

@@ -10,6 +10,10 @@
 4. a whiteout of one dist-info directory (``REMOVED_PYTHON``);
 5. a whiteout of one npm package directory (``REMOVED_NPM``).
 
+``rpm_database()`` is an ``rpmdb.sqlite`` written by Debian's rpm tools
+(``scripts/make-test-rpmdb``: tiny packages built with rpmbuild, installed with ``rpm --justdb``),
+cached the same way, by a hash of that script.
+
 The layout is cached under ``$BERTH_TEST_IMAGE_CACHE`` (default ``~/.cache/berth-test-images``)
 in a directory named by a hash of this file, so a changed recipe builds a new image; a missing
 one is built from scratch (debootstrap needs Debian's mirror and pip needs PyPI, about two
@@ -161,3 +165,23 @@ def _go(work: Path, extras: Path):
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=vendor", GOPROXY="off", GOTOOLCHAIN="local",
                GOCACHE=str(work / "gocache"), GOPATH=str(work / "gopath"))
     run(["go", "build", "-trimpath", "-o", str(out), "."], cwd=src, env=env)
+
+
+RPM_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make-test-rpmdb"
+
+
+def rpm_database() -> bytes:
+    """The cached rpm database's bytes (made first when absent: a few seconds)."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"rpmdb-{hashlib.sha256(RPM_SCRIPT.read_bytes()).hexdigest()[:16]}"
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (final / "rpmdb.sqlite").is_file():
+            work = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+            try:
+                run(["bash", str(RPM_SCRIPT), str(work)])
+                os.rename(work, final)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    return (final / "rpmdb.sqlite").read_bytes()

@@ -23,7 +23,7 @@ from conftest import berth_bin
 pytestmark = pytest.mark.berth_only
 
 # Syft's package types that Berth's inventory also catalogs (same spelling).
-SHARED_TYPES = {"deb", "apk", "python", "npm", "java-archive", "go-module"}
+SHARED_TYPES = {"deb", "apk", "rpm", "python", "npm", "java-archive", "go-module"}
 
 # (type, name, version) Syft reports and Berth deliberately does not, or the reverse, with why.
 # Keep this tiny: anything else that differs is a bug in one of the two.
@@ -220,6 +220,39 @@ def test_apk_agrees_with_syft(tmp_path):
     theirs = {(a["type"], syft_name(a), a["version"]) for a in syft_packages(layout, tmp_path) if a["type"] in SHARED_TYPES}
     assert ours == theirs
     assert {t for t, _, _ in ours} == {"apk", "python"} and len(ours) == 4
+
+
+@pytest.fixture(scope="session")
+def rpm_database():
+    return sbom_images.rpm_database()
+
+
+def test_rpm_agrees_with_syft(rpm_database, tmp_path):
+    # A Rocky Linux 9 image: os-release and a real rpmdb.sqlite (scripts/make-test-rpmdb) where
+    # RHEL 9 keeps it. Syft prints EPOCH:VERSION-RELEASE (VERSION-RELEASE without an epoch), as Berth does.
+    layout = tmp_path / "rocky"
+    layout.mkdir()
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    image = _image(layout, "amd64", {
+        "etc/os-release": b'NAME="Rocky Linux"\nID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.3"\n',
+        "var/lib/rpm/rpmdb.sqlite": rpm_database,
+    })
+    del image["platform"]
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                                                   "manifests": [image]}))
+    inventory = berth_packages(layout)["inventory"]
+    assert inventory["complete"], inventory["problems"]
+    ours = {(p["type"], p["name"], p["version"], p["purl"]) for p in inventory["packages"]}
+    theirs = {(a["type"], syft_name(a), a["version"], a["purl"]) for a in syft_packages(layout, tmp_path) if a["type"] in SHARED_TYPES}
+    assert ours == theirs
+    assert {(t, n, v) for t, n, v, _ in ours} == {
+        ("rpm", "berth-demo", "2:1.4.2-3.el9"), ("rpm", "openssl", "1:3.0.7-24.el9"),
+        ("rpm", "openssl-libs", "1:3.0.7-24.el9"), ("rpm", "zlib", "1.2.11-40.el9")}
+    # Both SBOM formats still pass the validators with rpm packages in them.
+    spdx = tmp_path / "rocky.spdx.json"
+    spdx.write_text(scan(layout, "--format", "spdx").stdout)
+    validate_spdx(spdx)
+    validate_cyclonedx(scan(layout, "--format", "cyclonedx").stdout)
 
 
 def test_every_platform_of_an_index(multi_platform, tmp_path):

@@ -4,7 +4,8 @@ A small synthetic Debian 12 image (os-release and a dpkg status naming source pa
 over /v2/, the Debian security tracker JSON written here is imported with `berth scan db import`,
 and `berth scan show` prints the findings the scan consumer matched after the push: by source
 package and release, with bookworm's backport versions; an updated database re-matches it. Nothing is fetched from the internet; the
-reference registry has no scanner, so the module is ``berth_only``.
+reference registry has no scanner, so the module is ``berth_only``. An OpenVEX document pushed
+with oras-py as a referrer of the image suppresses the finding it names.
 """
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import oras.oci
 import pytest
 import requests
 
 from conftest import RegistryServer
+from test_oras import _push_files, oras_client
 from test_scan_db import berth, berth_json
 
 pytestmark = [pytest.mark.berth_only]
@@ -151,3 +154,54 @@ def test_scan_show_lists_findings_by_source_package_and_backport_and_follows_the
     # An image nobody may read is not shown: an anonymous caller is refused.
     r = requests.get(f"{server.base}/api/v1/scans/findings", params={"repository": REPO, "reference": "1.0"}, timeout=30)
     assert r.status_code in (401, 403), r.text
+
+
+def test_an_openvex_referrer_pushed_with_oras_suppresses_the_finding_it_names(server, tmp_path):
+    tracker = tmp_path / "debian.json"
+    tracker.write_text(json.dumps(TRACKER))
+    berth_json(server, "scan", "db", "import", str(tracker))
+    digest = push_image(server.api(), "vex")
+    shown = wait_for_findings(server, f"{REPO}:vex")
+    assert [f["id"] for f in shown["findings"]] == ["CVE-2099-1001", "CVE-2099-1003"]
+    assert all("vex" not in f for f in shown["findings"]) and shown.get("suppressed") == 0
+
+    # OpenVEX v0.2.0: CVE-2099-1001 does not affect this image (named by its pkg:oci purl, with
+    # glibc's libc6 as the subcomponent); a statement about another image changes nothing here.
+    vex = {
+        "@context": "https://openvex.dev/ns/v0.2.0", "@id": "https://example.com/vex/payments-api-1",
+        "author": "Payments security", "timestamp": "2026-11-30T12:00:00Z", "version": 1,
+        "statements": [
+            {"vulnerability": {"name": "CVE-2099-1001"},
+             "products": [{"@id": f"pkg:oci/api@{digest.replace(':', '%3A')}",
+                           "subcomponents": [{"@id": "pkg:deb/debian/libc6@2.36-9%2Bdeb12u3?arch=amd64"}]}],
+             "status": "not_affected", "justification": "vulnerable_code_not_in_execute_path",
+             "impact_statement": "the affected resolver is never called"},
+            {"vulnerability": {"name": "CVE-2099-1003"}, "products": [{"@id": "sha256:" + "0" * 64}],
+             "status": "not_affected", "justification": "component_not_present"},
+        ],
+    }
+    work = tmp_path / "vex"
+    work.mkdir()
+    (work / "openvex.json").write_text(json.dumps(vex))
+    (work / "config.json").write_text("{}")
+    size = len(server.api().get_manifest(REPO, digest).content)
+    reg = oras_client(server.host, server.creds)
+    resp = _push_files(reg, f"{server.host}/{REPO}:vex-statement", work, ["openvex.json:application/openvex+json"],
+                       manifest_config="config.json:application/openvex+json",
+                       subject=oras.oci.Subject(mediaType="application/vnd.oci.image.manifest.v1+json", digest=digest, size=size))
+    assert resp.status_code == 201 and resp.headers.get("OCI-Subject") == digest, (resp.status_code, resp.text)
+    referrer = resp.headers["Docker-Content-Digest"]
+
+    shown = berth_json(server, "scan", "show", f"{REPO}:vex")
+    by_id = {f["id"]: f for f in shown["findings"]}
+    assert by_id["CVE-2099-1001"]["vex"] == {
+        "status": "not_affected", "suppressed": True, "justification": "vulnerable_code_not_in_execute_path",
+        "impactStatement": "the affected resolver is never called", "source": referrer}
+    assert "vex" not in by_id["CVE-2099-1003"]
+    assert shown["suppressed"] == 1 and "vexProblems" not in shown
+
+    table = berth(server, "scan", "show", f"{REPO}:vex").stdout.decode()
+    assert "1 suppressed by VEX" in table, table
+    row = next(line for line in table.splitlines() if "CVE-2099-1001" in line)
+    assert "suppressed: not_affected (vulnerable_code_not_in_execute_path)" in row, table
+    assert "suppressed" not in next(line for line in table.splitlines() if "CVE-2099-1003" in line)

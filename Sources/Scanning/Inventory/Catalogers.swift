@@ -3,13 +3,14 @@ import Foundation
 /// Which files the catalogers read, chosen by path alone (Go binaries, found by content, are
 /// `GoBuildInfoScanner`'s).
 enum FileInterest: Equatable {
-    case osRelease, dpkgStatus, dpkgStatusD, apkInstalled, pythonMetadata, npmPackageJSON, javaArchive
+    case osRelease, dpkgStatus, dpkgStatusD, apkInstalled, rpmDatabase, pythonMetadata, npmPackageJSON, javaArchive
 
     init?(path: String) {
         switch path {
         case "etc/os-release", "usr/lib/os-release": self = .osRelease; return
         case "var/lib/dpkg/status": self = .dpkgStatus; return
         case "lib/apk/db/installed": self = .apkInstalled; return
+        case "var/lib/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/rpmdb.sqlite": self = .rpmDatabase; return
         default: break
         }
         if path.hasPrefix("var/lib/dpkg/status.d/") {
@@ -32,7 +33,7 @@ enum FileInterest: Equatable {
 
     func cap(_ limits: ScanLimits) -> Int {
         switch self {
-        case .dpkgStatus, .apkInstalled: return limits.maxDatabaseBytes
+        case .dpkgStatus, .apkInstalled, .rpmDatabase: return limits.maxDatabaseBytes
         case .javaArchive: return limits.maxArchiveBytes
         case .osRelease, .dpkgStatusD, .pythonMetadata, .npmPackageJSON: return limits.maxMetadataBytes
         }
@@ -44,6 +45,7 @@ enum FileInterest: Equatable {
         case .dpkgStatus: return DpkgStatus.parse(bytes, path: path, requireInstalled: true)
         case .dpkgStatusD: return DpkgStatus.parse(bytes, path: path, requireInstalled: false)
         case .apkInstalled: return ApkInstalled.parse(bytes, path: path)
+        case .rpmDatabase: return RpmDatabase.catalog(bytes, path: path)
         case .pythonMetadata: return PythonMetadata.parse(bytes, path: path)
         case .npmPackageJSON: return NPMPackage.parse(bytes, path: path)
         case .javaArchive: return JavaArchive.catalog(bytes, path: path, limits: limits)

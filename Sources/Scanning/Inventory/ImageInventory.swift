@@ -56,7 +56,7 @@ public struct ImageInventory: Sendable, Hashable, Codable {
             if !file.problems.isEmpty { complete = false }
             problems.append(contentsOf: file.problems)
             for var p in file.packages {
-                if p.type == .deb || p.type == .apk { p.purl = PackageURL.make(for: p, os: os) }
+                if p.type == .deb || p.type == .apk || p.type == .rpm { p.purl = PackageURL.make(for: p, os: os) }
                 packages.append(p)
             }
         }
@@ -64,6 +64,18 @@ public struct ImageInventory: Sendable, Hashable, Codable {
         self.packages = packages
         self.complete = complete
         self.problems = problems
+    }
+
+    /// The OSV ecosystem of an rpm distribution, by `ID` and then `ID_LIKE` ("Red Hat" when
+    /// nothing is known: the rebuilds follow its versions).
+    static func rpmEcosystem(_ os: OSRelease?) -> String {
+        let names = ["rhel": "Red Hat", "centos": "Red Hat", "rocky": "Rocky Linux", "almalinux": "AlmaLinux", "fedora": "Fedora",
+                     "opensuse-leap": "openSUSE", "opensuse-tumbleweed": "openSUSE", "sles": "SUSE", "mageia": "Mageia",
+                     "openeuler": "openEuler", "azurelinux": "Azure Linux"]
+        for id in [os?.id].compactMap({ $0 }) + (os?.idLike ?? []) {
+            if let n = names[id] { return n }
+        }
+        return "Red Hat"
     }
 
     /// "a/b/c" → ["a", "a/b"].
@@ -120,6 +132,11 @@ public struct ImageInventory: Sendable, Hashable, Codable {
                     release = "v" + v.split(separator: ".").prefix(2).joined(separator: ".")
                 }
                 return InstalledPackage(ecosystem: ecosystem, name: p.name, version: p.version, sourceName: p.sourceName, release: release)
+            case .rpm:
+                // OSV's names for the rpm distributions; the release is the major version ("9.3" → "9").
+                let release = os?.versionID.map { String($0.split(separator: ".").first ?? "") }
+                return InstalledPackage(ecosystem: Self.rpmEcosystem(os), name: p.name, version: p.version, sourceName: p.sourceName,
+                                        release: release)
             case .python:
                 return InstalledPackage(ecosystem: "PyPI", name: PythonMetadata.normalisedName(p.name), version: p.version)
             case .npm:

@@ -23,7 +23,8 @@ public struct ScanLimits: Sendable, Hashable {
     public var maxPathBytes: Int = 4096
     /// Extension blocks of one old-GNU sparse header.
     public var maxSparseExtensionBlocks: Int = 1024
-    /// Largest package database read (`var/lib/dpkg/status`, `lib/apk/db/installed`).
+    /// Largest package database read (`var/lib/dpkg/status`, `lib/apk/db/installed`, and
+    /// `rpmdb.sqlite`, which is held whole in memory while SQLite reads it).
     public var maxDatabaseBytes: Int = 64 << 20
     /// Largest small metadata file read (os-release, `status.d/*`, METADATA, package.json).
     public var maxMetadataBytes: Int = 4 << 20
@@ -59,7 +60,7 @@ public struct InventoryProblem: Sendable, Hashable, Codable, CustomStringConvert
 
 /// Package types, spelled as SBOM tools spell them.
 public enum PackageType: String, Sendable, Hashable, Codable, CaseIterable {
-    case deb, apk, python, npm
+    case deb, apk, rpm, python, npm
     case javaArchive = "java-archive"
     case goModule = "go-module"
 }
@@ -77,13 +78,20 @@ public struct InventoryPackage: Sendable, Hashable, Codable {
     public var architecture: String?
     /// The files it was found in (a path inside an archive is `archive!entry`).
     public var locations: [String]
+    /// rpm: the `LICENSE`, `VENDOR` and `SOURCERPM` of the header (`sourceName` is the source
+    /// package's name taken from the last).
+    public var license: String?
+    public var vendor: String?
+    public var sourceRPM: String?
     /// Package URL; distribution qualifiers are added once the image's OS is known.
     public var purl: String
 
     public init(type: PackageType, name: String, version: String, sourceName: String? = nil, sourceVersion: String? = nil,
-                architecture: String? = nil, locations: [String], purl: String? = nil) {
+                architecture: String? = nil, locations: [String], purl: String? = nil,
+                license: String? = nil, vendor: String? = nil, sourceRPM: String? = nil) {
         self.type = type; self.name = name; self.version = version; self.sourceName = sourceName
         self.sourceVersion = sourceVersion; self.architecture = architecture; self.locations = locations
+        self.license = license; self.vendor = vendor; self.sourceRPM = sourceRPM
         self.purl = ""
         self.purl = purl ?? PackageURL.make(for: self, os: nil)
     }
@@ -119,7 +127,8 @@ public struct IndexedFile: Sendable, Hashable, Codable {
 /// so images are inventoried by merging indexes without reading a layer again.
 public struct LayerIndex: Sendable, Hashable, Codable {
     /// Bumped when what is indexed changes, so stored indexes of an older format are rebuilt.
-    public static let currentFormat = 1
+    /// 2: rpm databases (`rpmdb.sqlite`) are read.
+    public static let currentFormat = 2
 
     public var format: Int = LayerIndex.currentFormat
     public var compression: LayerCompression
@@ -172,6 +181,7 @@ public enum PackageURL {
     public static func make(for p: InventoryPackage, os: OSRelease?) -> String {
         var qualifiers: [(String, String)] = []
         let type: String, namespace: String?, name: String
+        var version = p.version
         switch p.type {
         case .deb, .apk:
             type = p.type.rawValue
@@ -181,6 +191,18 @@ public enum PackageURL {
             if let os, let v = os.versionID { qualifiers.append(("distro", "\(os.id.lowercased())-\(v)")) }
             if p.type == .deb, let s = p.sourceName, s != p.name {
                 qualifiers.append(("upstream", p.sourceVersion.map { "\(s)@\($0)" } ?? s))
+            }
+        case .rpm:
+            // purl-spec: the version is VERSION-RELEASE, the epoch a qualifier.
+            type = "rpm"
+            namespace = os?.id.lowercased()
+            name = p.name
+            if let a = p.architecture { qualifiers.append(("arch", a)) }
+            if let os, let v = os.versionID { qualifiers.append(("distro", "\(os.id.lowercased())-\(v)")) }
+            if let src = p.sourceRPM { qualifiers.append(("upstream", src)) }
+            if let colon = p.version.firstIndex(of: ":") {
+                qualifiers.append(("epoch", String(p.version[..<colon])))
+                version = String(p.version[p.version.index(after: colon)...])
             }
         case .python:
             type = "pypi"; namespace = nil; name = PythonMetadata.normalisedName(p.name)
@@ -202,7 +224,7 @@ public enum PackageURL {
         var s = "pkg:\(type)/"
         if let namespace { s += path(namespace) + "/" }
         s += encode(name)
-        if !p.version.isEmpty { s += "@" + encode(p.version) }
+        if !version.isEmpty { s += "@" + encode(version) }
         if !qualifiers.isEmpty {
             s += "?" + qualifiers.sorted { $0.0 < $1.0 }.map { "\($0.0)=\(encode($0.1))" }.joined(separator: "&")
         }
