@@ -170,8 +170,9 @@ let package = Package(
         // Issue 15 wired into the server: scan on push, stored inventories, SBOM referrers, /api/v1/scans,
         // and the advisory database (`Advisory…` files: import, scheduled update, /api/v1/scan/db).
         .target(name: "ScanningFeature", dependencies: [
-            "HTTPAPI", "RegistryCore", "RegistryStore", "Scanning", "Access", "BerthAPIContract", "OCIModel", "BlobStorage",
+            "HTTPAPI", "RegistryCore", "RegistryStore", "Scanning", "Access", "Admission", "BerthAPIContract", "OCIModel", "BlobStorage",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -356,6 +357,7 @@ let package = Package(
         ], resources: [.copy("Fixtures")]),
         .testTarget(name: "ScanningFeatureTests", dependencies: [
             "ScanningFeature", "Scanning", "HTTPAPI", "Backends", "RegistryCore", "RegistryStore", "OCIModel", "BerthAPIContract", "Access",
+            "Admission", "AdmissionFeature",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "CompressNIO", package: "compress-nio"),

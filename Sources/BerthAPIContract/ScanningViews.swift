@@ -199,3 +199,109 @@ public struct ScanFindingsView: Codable, Sendable, Equatable {
         self.unfixedHidden = unfixedHidden
     }
 }
+
+/// One exception of the scan policy: findings of advisory `id` (or an alias) do not fail images of
+/// the repositories `repository` matches (all when absent) until `until`.
+public struct ScanPolicyExceptionView: Codable, Sendable, Equatable {
+    public var id: String
+    public var repository: String?
+    /// The identity that added it (recorded by the server).
+    public var who: String
+    public var why: String
+    public var until: Date
+    public var createdAt: Date
+    /// Past `until`: it no longer counts (dropped at the next change).
+    public var expired: Bool
+    public init(id: String, repository: String?, who: String, why: String, until: Date, createdAt: Date, expired: Bool) {
+        self.id = id
+        self.repository = repository
+        self.who = who
+        self.why = why
+        self.until = until
+        self.createdAt = createdAt
+        self.expired = expired
+    }
+}
+
+/// `GET`/`PATCH /api/v1/scan/policy`: the scan policy.
+public struct ScanPolicyView: Codable, Sendable, Equatable {
+    /// None, Low, Medium, High or Critical: findings of this severity or above fail an image (None: nothing fails).
+    public var blockSeverity: String
+    public var ignoreUnfixed: Bool
+    /// Pulls of images that fail the policy are refused (403 DENIED), and so are they at admission.
+    public var blockPulls: Bool
+    public var allow: [ScanPolicyExceptionView]
+    public init(blockSeverity: String, ignoreUnfixed: Bool, blockPulls: Bool, allow: [ScanPolicyExceptionView]) {
+        self.blockSeverity = blockSeverity
+        self.ignoreUnfixed = ignoreUnfixed
+        self.blockPulls = blockPulls
+        self.allow = allow
+    }
+}
+
+/// An exception to add (`PATCH /api/v1/scan/policy`, `allow`): `why` and `until` (RFC 3339 or a
+/// date, at most 366 days ahead) are required; the server records who.
+public struct ScanPolicyExceptionRequest: Codable, Sendable, Equatable {
+    public var id: String
+    public var repository: String?
+    public var why: String?
+    public var until: String?
+    public init(id: String, repository: String? = nil, why: String?, until: String?) {
+        self.id = id
+        self.repository = repository
+        self.why = why
+        self.until = until
+    }
+}
+
+/// `PATCH /api/v1/scan/policy`: fields given replace the stored ones; `allow` adds exceptions
+/// (replacing one of the same id and repository); `removeAllow` removes every exception of the ids.
+public struct ScanPolicyUpdateRequest: Codable, Sendable, Equatable {
+    public var blockSeverity: String?
+    public var ignoreUnfixed: Bool?
+    public var blockPulls: Bool?
+    public var allow: [ScanPolicyExceptionRequest]?
+    public var removeAllow: [String]?
+    public init(blockSeverity: String? = nil, ignoreUnfixed: Bool? = nil, blockPulls: Bool? = nil,
+                allow: [ScanPolicyExceptionRequest]? = nil, removeAllow: [String]? = nil) {
+        self.blockSeverity = blockSeverity
+        self.ignoreUnfixed = ignoreUnfixed
+        self.blockPulls = blockPulls
+        self.allow = allow
+        self.removeAllow = removeAllow
+    }
+}
+
+/// One image of `GET /api/v1/scans`: its findings counted by severity.
+public struct ScanImageSummaryView: Codable, Sendable, Equatable {
+    public var repository: String
+    public var manifest: String
+    public var tags: [String]
+    public var advisoryVersion: Int64
+    public var matchedAt: Date
+    /// Severity name → number of findings (only severities with findings).
+    public var counts: [String: Int]
+    public var total: Int
+    public init(repository: String, manifest: String, tags: [String], advisoryVersion: Int64, matchedAt: Date, counts: [String: Int],
+                total: Int) {
+        self.repository = repository
+        self.manifest = manifest
+        self.tags = tags
+        self.advisoryVersion = advisoryVersion
+        self.matchedAt = matchedAt
+        self.counts = counts
+        self.total = total
+    }
+}
+
+/// `GET /api/v1/scans?severity=High,Critical&repository=payments/*&limit=N`: scanned images of the
+/// repositories the caller may read, most findings at the asked severities first.
+public struct ScanListView: Codable, Sendable, Equatable {
+    public var images: [ScanImageSummaryView]
+    /// More images matched than `limit`, or the walk stopped at its bound of repositories.
+    public var truncated: Bool
+    public init(images: [ScanImageSummaryView], truncated: Bool) {
+        self.images = images
+        self.truncated = truncated
+    }
+}

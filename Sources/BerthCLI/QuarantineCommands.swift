@@ -8,7 +8,7 @@ import OCIModel
 struct ConfigGroup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "config", abstract: "Registry policies.",
                                                     subcommands: [QuarantineConfigGroup.self, ContentTrustConfigGroup.self, RetentionConfigGroup.self,
-                                                                  SoftDeleteConfigGroup.self, GCConfigGroup.self])
+                                                                  SoftDeleteConfigGroup.self, GCConfigGroup.self, ScanPolicyConfigGroup.self])
 }
 
 struct QuarantineConfigGroup: AsyncParsableCommand {
@@ -185,6 +185,85 @@ struct ContentTrustUpdate: AsyncParsableCommand {
             Printer.keyValues(try await c.call(.PUT, "content-trust", sending: body, answer: BerthAPIContract.ContentTrustView.self),
                               fields: ContentTrustView.fields,
                               format: out.output)
+        }
+    }
+}
+
+// `berth config scan-policy show|update`
+
+struct ScanPolicyConfigGroup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "scan-policy", abstract: "Which vulnerability findings fail an image.",
+                                                    subcommands: [ScanPolicyShow.self, ScanPolicyUpdate.self])
+}
+
+enum ScanPolicyColumns {
+    static let policy = [Column("block-severity", "blockSeverity"), Column("ignore-unfixed", "ignoreUnfixed"),
+                         Column("block-pulls", "blockPulls"),
+                         Column("exceptions", compute: { "\($0["allow"]?.asArray?.count ?? 0)" })]
+    static let exceptions = [Column("id", "id"), Column("repository", "repository"), Column("who", "who"), Column("why", "why"),
+                             Column("until", "until"), Column("expired", "expired")]
+
+    static func print(_ answer: JSONValue, _ out: OutputOptions) {
+        Printer.keyValues(answer, fields: policy, format: out.output)
+        if out.output != .json, let allow = answer["allow"]?.asArray, !allow.isEmpty {
+            Printer.rows(.array(allow), columns: exceptions, format: out.output)
+        }
+    }
+}
+
+struct ScanPolicyShow: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Show the scan policy and its exceptions.")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+
+    func run() async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            ScanPolicyColumns.print(try await c.call(.GET, "scan/policy", answer: ScanPolicyView.self), out)
+        }
+    }
+}
+
+struct ScanPolicyUpdate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "update", abstract: "Change the scan policy: quarantine verdicts and, with --block-pulls true, pulls.",
+        discussion: """
+        Example: berth config scan-policy update --block-severity Critical --ignore-unfixed --block-pulls true
+                 berth config scan-policy update --allow CVE-2024-1234 --repository 'payments/*' --reason 'not reachable' --until 2027-01-01
+                 berth config scan-policy update --remove-allow CVE-2024-1234
+        Findings at --block-severity or above (None, Low, Medium, High, Critical) fail an image, unless an exception (--allow,
+        with --reason and --until, at most 366 days ahead; the server records who) covers it. A failing image that waits in
+        quarantine gets the verdict Failed, a passing one Passed; with --block-pulls true its pulls are refused (403).
+        """)
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Option(help: "None, Low, Medium, High or Critical.") var blockSeverity: String?
+    @Flag(inversion: .prefixedNo, help: "Findings without a fixed version do not fail an image.") var ignoreUnfixed: Bool?
+    @Option(help: "Refuse pulls of images that fail the policy (true/false).") var blockPulls: Bool?
+    @Option(parsing: .upToNextOption, help: "Advisory ids (CVE-…, GHSA-…, or an alias) to allow.") var allow: [String] = []
+    @Option(help: "Repository pattern the --allow exceptions are limited to (exact, prefix/*, *).") var repository: String?
+    @Option(help: "Why the --allow exceptions are granted (required with --allow).") var reason: String?
+    @Option(help: "When the --allow exceptions end: RFC 3339 or YYYY-MM-DD (required with --allow).") var until: String?
+    @Option(parsing: .upToNextOption, help: "Advisory ids whose exceptions are removed.") var removeAllow: [String] = []
+
+    func validate() throws {
+        if blockSeverity == nil, ignoreUnfixed == nil, blockPulls == nil, allow.isEmpty, removeAllow.isEmpty {
+            throw ValidationError("nothing to change; give --block-severity, --ignore-unfixed, --block-pulls, --allow or --remove-allow")
+        }
+        if !allow.isEmpty, reason == nil || until == nil { throw ValidationError("--allow needs --reason and --until") }
+        if allow.isEmpty, reason != nil || until != nil || repository != nil {
+            throw ValidationError("--reason, --until and --repository describe --allow exceptions; give --allow")
+        }
+    }
+
+    func run() async throws {
+        try await runCLI {
+            let body = ScanPolicyUpdateRequest(
+                blockSeverity: blockSeverity, ignoreUnfixed: ignoreUnfixed, blockPulls: blockPulls,
+                allow: allow.isEmpty ? nil : allow.map { ScanPolicyExceptionRequest(id: $0, repository: repository, why: reason, until: until) },
+                removeAllow: removeAllow.isEmpty ? nil : removeAllow)
+            let c = try await ManagementClient.connect(client)
+            ScanPolicyColumns.print(try await c.call(.PATCH, "scan/policy", sending: body, answer: ScanPolicyView.self), out)
         }
     }
 }

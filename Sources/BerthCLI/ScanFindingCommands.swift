@@ -64,3 +64,47 @@ struct ScanShow: AsyncParsableCommand {
         }
     }
 }
+
+/// `berth scan list [--severity High,Critical] [--repository 'payments/*'] [-o table|json|tsv]`:
+/// scanned images with their findings counted by severity, from `/api/v1/scans` (only
+/// repositories the caller may read).
+struct ScanList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List scanned images with their findings by severity.",
+        discussion: "Example: berth scan list --severity High,Critical --repository 'payments/*'")
+
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Option(help: "Only images with findings of these severities (comma-separated: Low,Medium,High,Critical,…).")
+    var severity: String?
+    @Option(help: "Repository pattern: an exact name, prefix/* or * (the default).")
+    var repository: String?
+    @Option(help: "At most this many images (1000 at most).")
+    var limit: Int?
+
+    static let columns: [Column] = [
+        Column("REPOSITORY", "repository"), Column("MANIFEST", "manifest"), Column("TAGS", "tags"),
+        Column("CRITICAL", compute: { $0.at("counts.Critical")?.cell ?? "0" }),
+        Column("HIGH", compute: { $0.at("counts.High")?.cell ?? "0" }),
+        Column("MEDIUM", compute: { $0.at("counts.Medium")?.cell ?? "0" }),
+        Column("LOW", compute: { $0.at("counts.Low")?.cell ?? "0" }),
+        Column("TOTAL", "total"),
+    ]
+
+    func run() async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            var query: [(String, String)] = []
+            if let severity { query.append(("severity", severity)) }
+            if let repository { query.append(("repository", repository)) }
+            if let limit { query.append(("limit", String(limit))) }
+            let answer = try await c.call(.GET, "scans", query: query, answer: ScanListView.self)
+            if out.output == .json {
+                Printer.write(answer.prettyJSON + "\n")
+                return
+            }
+            Printer.rows(answer["images"] ?? .array([]), columns: Self.columns, format: out.output)
+            if answer["truncated"] == .bool(true) { Printer.write("(more images match: narrow --repository or raise --limit)\n") }
+        }
+    }
+}

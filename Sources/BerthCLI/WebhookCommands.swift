@@ -10,7 +10,7 @@ enum WebhookStatus: String, ExpressibleByArgument, CaseIterable, Sendable {
 
 /// Options and formatting shared by the `berth webhook` commands.
 enum Webhooks {
-    static let actionNames = ["push", "delete", "quarantine", "task.run.queued", "task.run.started", "task.run.succeeded",
+    static let actionNames = ["push", "delete", "quarantine", "scan", "task.run.queued", "task.run.started", "task.run.succeeded",
                               "task.run.failed", "task.run.cancelled"]
 
     /// `--actions push delete` or `--actions push,delete`: checked, de-duplicated, in the given order.

@@ -66,3 +66,29 @@ extension PostgresMetadataStore {
         }
     }
 }
+
+extension PostgresMetadataStore {
+    /// Drops the findings of `digest` once no copy of the manifest is left: in no repository, and
+    /// not in a recycle bin (a restore brings its findings back with it). In the deleting transaction.
+    static func dropFindingsIfGone(_ tx: Tx, _ digest: String) async throws {
+        try await tx.exec("""
+            DELETE FROM scan_findings WHERE manifest = \(digest)
+            AND NOT EXISTS (SELECT 1 FROM manifests WHERE digest = \(digest))
+            AND NOT EXISTS (SELECT 1 FROM deleted_manifests WHERE digest = \(digest))
+            """)
+        try await tx.exec("""
+            DELETE FROM scan_finding_sets WHERE manifest = \(digest)
+            AND NOT EXISTS (SELECT 1 FROM manifests WHERE digest = \(digest))
+            AND NOT EXISTS (SELECT 1 FROM deleted_manifests WHERE digest = \(digest))
+            """)
+    }
+}
+
+extension PostgresMetadataStore {
+    public func appendScanEvent(repository: String, digest: Digest, tag: String?, detail: String) async throws {
+        let origin = EventOrigin.current
+        try await write { tx in
+            try await Self.appendEvent(tx, origin, .scan, repository, digest: digest.string, tag: tag, detail: detail)
+        }
+    }
+}

@@ -180,6 +180,7 @@ extension PostgresMetadataStore {
                 }
                 try await tx.exec("DELETE FROM manifest_refs WHERE repo_id = \(repo) AND parent = \(m.digest)")
                 try await tx.exec("DELETE FROM manifests WHERE repo_id = \(repo) AND digest = \(m.digest)")
+                try await Self.dropFindingsIfGone(tx, m.digest)
                 if change.dropLocks {
                     try await tx.exec("DELETE FROM locks WHERE repository = \(repository) AND kind = 2 AND key = \(m.digest)")
                 }
@@ -384,6 +385,7 @@ extension PostgresMetadataStore {
                 let entry = try Self.deleted(row, repository: try row.decode("repository"))
                 try await tx.exec("DELETE FROM deleted_refs WHERE deleted_id = \(entry.id)")
                 try await tx.exec("DELETE FROM deleted_manifests WHERE id = \(entry.id)")
+                try await Self.dropFindingsIfGone(tx, entry.digest)
                 try await Self.appendEvent(tx, origin, .softDeleteExpire, entry.repository, digest: entry.digest,
                                            mediaType: entry.mediaType, size: entry.size, detail: "removed for good from the recycle bin")
                 out.append(entry)

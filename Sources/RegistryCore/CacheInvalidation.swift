@@ -45,6 +45,8 @@ extension Registry {
                 if event.detail == Self.quarantineKey.name { everything = true }
             case EventAction.blobPush, EventAction.manifestPush, EventAction.tagMove, EventAction.quarantine:
                 repositories.insert(event.repository)
+            case EventAction.scan:
+                continue    // findings are no content: nothing cached here changes (observers still see it)
             default:
                 // Deletions, restores, lock changes and lifecycle runs: a lock may have gone with
                 // what was deleted, or been set.

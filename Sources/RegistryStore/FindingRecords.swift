@@ -68,6 +68,23 @@ public protocol FindingStore: Sendable {
     func putFindings(_ findings: StoredFindings) async throws
     /// The manifest's findings, or nil when it was never matched.
     func findings(manifest: Digest) async throws -> StoredFindings?
+    /// Appends a `scan` event (new High or Critical findings on `digest` in `repository`; `tag`
+    /// one of its tags, for webhook scopes; `detail` the JSON of `ScanEventDetail`), with
+    /// `EventOrigin.current` as its origin.
+    func appendScanEvent(repository: String, digest: Digest, tag: String?, detail: String) async throws
+}
+
+/// What a `scan` event carries (its detail, JSON): the image's findings counted by severity, the
+/// ids of the new High and Critical ones, and its tags.
+public struct ScanEventDetail: Codable, Sendable, Equatable {
+    public var counts: [String: Int]
+    public var new: [String]
+    public var tags: [String]
+    public init(counts: [String: Int], new: [String], tags: [String]) {
+        self.counts = counts
+        self.new = new
+        self.tags = tags
+    }
 }
 
 extension StoredFinding {

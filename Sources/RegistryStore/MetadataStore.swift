@@ -258,6 +258,9 @@ public enum EventAction: String, Codable, Sendable, CaseIterable {
     case taskRunSucceeded = "task.run.succeeded"
     case taskRunFailed = "task.run.failed"
     case taskRunCancelled = "task.run.cancelled"
+    /// New High or Critical findings appeared on an image (`FindingStore.appendScanEvent`; the
+    /// detail is the JSON of `ScanEventDetail`).
+    case scan = "scan"
 
     /// Detail of a tag deletion that is part of deleting its manifest.
     public static let cascadeDetail = "with its manifest"

@@ -46,3 +46,24 @@ extension SQLiteMetadataStore {
         }
     }
 }
+
+extension SQLiteMetadataStore {
+    /// Drops the findings of `digest` once no copy of the manifest is left: in no repository, and
+    /// not in a recycle bin (a restore brings its findings back with it). In the deleting transaction.
+    static func dropFindingsIfGone(_ db: Database, _ digest: String) throws {
+        guard try !(Bool.fetchOne(db, sql: "SELECT 1 FROM manifests WHERE digest = ? LIMIT 1", arguments: [digest]) ?? false),
+              try !(Bool.fetchOne(db, sql: "SELECT 1 FROM deleted_manifests WHERE digest = ? LIMIT 1", arguments: [digest]) ?? false)
+        else { return }
+        try db.execute(sql: "DELETE FROM scan_findings WHERE manifest = ?", arguments: [digest])
+        try db.execute(sql: "DELETE FROM scan_finding_sets WHERE manifest = ?", arguments: [digest])
+    }
+}
+
+extension SQLiteMetadataStore {
+    public func appendScanEvent(repository: String, digest: Digest, tag: String?, detail: String) async throws {
+        let origin = EventOrigin.current
+        try await pool.write { db in
+            try Self.appendEvent(db, origin, EventAction.scan, repository, digest: digest.string, tag: tag, detail: detail)
+        }
+    }
+}

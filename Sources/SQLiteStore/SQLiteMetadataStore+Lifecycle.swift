@@ -173,6 +173,7 @@ extension SQLiteMetadataStore {
                 }
                 try db.execute(sql: "DELETE FROM manifest_refs WHERE repo_id = ? AND parent = ?", arguments: [repo, m.digest])
                 try db.execute(sql: "DELETE FROM manifests WHERE repo_id = ? AND digest = ?", arguments: [repo, m.digest])
+                try Self.dropFindingsIfGone(db, m.digest)
                 if change.dropLocks {
                     try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 2 AND key = ?", arguments: [repository, m.digest])
                 }
@@ -361,6 +362,7 @@ extension SQLiteMetadataStore {
                 let entry = Self.deleted(row, repository: row["repository"])
                 try db.execute(sql: "DELETE FROM deleted_refs WHERE deleted_id = ?", arguments: [entry.id])
                 try db.execute(sql: "DELETE FROM deleted_manifests WHERE id = ?", arguments: [entry.id])
+                try Self.dropFindingsIfGone(db, entry.digest)
                 try Self.appendEvent(db, origin, EventAction.softDeleteExpire, entry.repository, digest: entry.digest,
                                      mediaType: entry.mediaType, size: entry.size, detail: "removed for good from the recycle bin")
                 out.append(entry)

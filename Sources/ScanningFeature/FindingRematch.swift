@@ -17,11 +17,14 @@ public struct FindingRematcher: Sendable {
     public let inventories: any ScanStore
     public let matcher: FindingMatcher
     let pageSize: Int
+    /// Judges each re-matched manifest again under the scan policy (nil: no verdicts).
+    let gate: ScanGate?
 
-    public init(inventories: any ScanStore, matcher: FindingMatcher, pageSize: Int = 500) {
+    public init(inventories: any ScanStore, matcher: FindingMatcher, pageSize: Int = 500, gate: ScanGate? = nil) {
         self.inventories = inventories
         self.matcher = matcher
         self.pageSize = pageSize
+        self.gate = gate
     }
 
     /// Re-matches what changed after version `since`; answers the version it brought them to and
@@ -39,11 +42,13 @@ public struct FindingRematcher: Sendable {
                 let page = try await inventories.inventories(containing: key, after: after, limit: pageSize)
                 if page.isEmpty { break }
                 for manifest in page where seen.insert(manifest).inserted {
-                    if let stored = try await matcher.store.findings(manifest: manifest), stored.advisoryVersion >= current { continue }
+                    let previous = try await matcher.store.findings(manifest: manifest)
+                    if let previous, previous.advisoryVersion >= current { continue }
                     guard let inventory = try await inventories.inventory(manifest: manifest),
                           inventory.status == .complete || inventory.status == .partial,
                           let decoded = try? ScanDocument.decode(ImageInventory.self, inventory.document) else { continue }
-                    try await matcher.match(manifest: manifest, inventory: decoded)
+                    let matched = try await matcher.match(manifest: manifest, inventory: decoded)
+                    try await gate?.rematched(manifest, previous: previous, current: matched)
                     count += 1
                 }
                 after = page.last

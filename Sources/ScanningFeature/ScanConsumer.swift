@@ -18,8 +18,13 @@ public struct ScanConsumer: EventConsumer {
     public var start: EventConsumerStart { .beginning }
 
     let inventorier: ScanInventorier
+    /// Gives the scan policy's quarantine verdicts after each scan (nil: none).
+    let gate: ScanGate?
 
-    public init(inventorier: ScanInventorier) { self.inventorier = inventorier }
+    public init(inventorier: ScanInventorier, gate: ScanGate? = nil) {
+        self.inventorier = inventorier
+        self.gate = gate
+    }
 
     public func handle(_ events: [Event]) async throws { try await handle(events, attempt: 1) }
 
@@ -31,7 +36,15 @@ public struct ScanConsumer: EventConsumer {
                 continue
             }
             do {
-                try await inventorier.scan(repository: event.repository, digest: digest)
+                let previous = try await inventorier.matcher?.store.findings(manifest: digest)
+                let outcome = try await inventorier.scan(repository: event.repository, digest: digest)
+                if let gate, let outcome {
+                    // Before promotion: a Pending image gets its verdict once its findings are stored.
+                    try await gate.judge(repository: event.repository, outcome: outcome)
+                    if outcome.findings != nil, let current = try await inventorier.matcher?.store.findings(manifest: digest) {
+                        try await gate.announce(repository: event.repository, digest: digest, previous: previous, current: current)
+                    }
+                }
             } catch {
                 if k == 0, attempt >= inventorier.configuration.maxAttempts {
                     // Given up on: recorded, so it shows, and the queue goes on.

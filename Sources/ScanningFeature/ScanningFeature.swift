@@ -1,4 +1,5 @@
 import Access
+import Admission
 import BerthAPIContract
 import Foundation
 import HTTPAPI
@@ -19,6 +20,8 @@ public struct ScanningFeature: RegistryFeature {
     let logger: Logger
     /// Whether the scan consumer runs (`scan-on-push`); the routes answer either way.
     public let scanOnPush: Bool
+    /// The scan policy: quarantine verdicts and the pull gate (nil without a matcher: no findings to judge).
+    public let gate: ScanGate?
 
     public init(registry: Registry, store: any ScanStore, configuration: ScanConfiguration = .init(), matcher: FindingMatcher? = nil,
                 scanOnPush: Bool = true, poll: Duration = .seconds(1), logger: Logger = Logger(label: "berth.scan")) {
@@ -26,25 +29,59 @@ public struct ScanningFeature: RegistryFeature {
         self.scanOnPush = scanOnPush
         self.poll = poll
         self.logger = logger
+        gate = matcher.map { ScanGate(registry: registry, findings: $0.store, logger: logger) }
     }
+
+    /// The scan policy's check of the pull-admission chain (refuses what fails it when `blockPulls` is on).
+    public var pullCheck: (any PullAdmissionCheck)? { gate }
 
     /// The runner of the scan consumer (tests step it).
     public func runner() -> EventConsumerRunner {
-        EventConsumerRunner(consumer: ScanConsumer(inventorier: inventorier), store: inventorier.registry.metadata, batchSize: 50,
+        EventConsumerRunner(consumer: ScanConsumer(inventorier: inventorier, gate: gate), store: inventorier.registry.metadata, batchSize: 50,
                             logger: logger)
+    }
+
+    /// The continuous re-match, with the policy's verdicts after it.
+    public func rematcher() -> FindingRematcher? {
+        inventorier.matcher.map { FindingRematcher(inventories: inventorier.store, matcher: $0, gate: gate) }
     }
 
     public var services: [any Service] {
         guard scanOnPush else { return [] }
-        guard let matcher = inventorier.matcher else { return [ScanService(runner: runner(), poll: poll)] }
+        guard let rematcher = rematcher() else { return [ScanService(runner: runner(), poll: poll)] }
         return [ScanService(runner: runner(), poll: poll),
-                FindingRematchService(rematcher: FindingRematcher(inventories: inventorier.store, matcher: matcher),
-                                      poll: poll * 5, logger: logger)]
+                FindingRematchService(rematcher: rematcher, poll: poll * 5, logger: logger)]
     }
 
     public func addRoutes(to routes: FeatureRoutes) {
         let server = routes.server
         let inventorier = self.inventorier
+        let gate = self.gate
+        // The scan policy: management/read and management/write (the management group's check).
+        routes.management.get("scan/policy") { _, _ in
+            guard let gate else { throw ScanAPI.noMatcher }
+            return server.json(ScanPolicyView(try await gate.current(), now: Date()))
+        }
+        routes.management.patch("scan/policy") { request, context in
+            guard let gate else { throw ScanAPI.noMatcher }
+            let actor = context.managementActor ?? Actor(name: "anonymous", address: "-")
+            let body = try await server.decode(ScanPolicyUpdateRequest.self, request)
+            let change = ScanPolicyChange(
+                blockSeverity: body.blockSeverity, ignoreUnfixed: body.ignoreUnfixed, blockPulls: body.blockPulls,
+                allow: (body.allow ?? []).map { ScanPolicyChange.Exception(id: $0.id, repository: $0.repository, why: $0.why, until: $0.until) },
+                removeAllow: body.removeAllow ?? [])
+            let policy: ScanPolicy
+            do {
+                policy = try await gate.update(change, who: actor.name)
+            } catch let e as ScanPolicyInvalid {
+                throw ManagementError(status: .badRequest, code: "INVALID", message: e.description)
+            }
+            await server.access.recordAudit(
+                actor: actor.name, address: actor.address, action: "scan-policy.update", target: "scan-policy", outcome: "ok",
+                detail: "blockSeverity=\(policy.blockSeverity) ignoreUnfixed=\(policy.ignoreUnfixed) blockPulls=\(policy.blockPulls) "
+                    + "allow=\(policy.allow.map(\.id).joined(separator: ",").prefix(500))")
+            return server.json(ScanPolicyView(policy, now: Date()))
+        }
         // Judged per repository (metadata/read there), like `/api/v1/repository?name=`.
         routes.root.get("api/v1/scans/inventory") { request, context in
             let (repo, digest) = try await ScanAPI.target(request, context, server)
@@ -62,6 +99,12 @@ public struct ScanningFeature: RegistryFeature {
             }
             return server.json(try await ScanAPI.findingsView(inventorier, repository: repo, digest: digest, ignoreUnfixed: ignoreUnfixed))
         }
+        // Every scanned image of the repositories the caller may read (metadata/read and
+        // content/read there, as the findings of one image); others are never named.
+        routes.root.get("api/v1/scans") { request, context in
+            guard let matcher = inventorier.matcher else { throw ScanAPI.noMatcher }
+            return server.json(try await ScanAPI.list(request, context, server, findings: matcher.store))
+        }
         routes.root.get("api/v1/scans/sbom") { request, context in
             let (repo, digest) = try await ScanAPI.target(request, context, server)
             guard let raw = request.uri.queryParameters["format"], let format = SBOMFormat(rawValue: String(raw)) else {
@@ -72,8 +115,18 @@ public struct ScanningFeature: RegistryFeature {
     }
 }
 
+extension ScanPolicyView {
+    init(_ p: ScanPolicy, now: Date) {
+        self.init(blockSeverity: p.blockSeverity, ignoreUnfixed: p.ignoreUnfixed, blockPulls: p.blockPulls, allow: p.allow.map {
+            ScanPolicyExceptionView(id: $0.id, repository: $0.repository, who: $0.who, why: $0.why, until: $0.until, createdAt: $0.createdAt,
+                                    expired: $0.isExpired(at: now))
+        })
+    }
+}
+
 enum ScanAPI {
     static let maxDocumentBytes: Int64 = 32 << 20
+    static let noMatcher = ManagementError(status: .notFound, code: "NOT_FOUND", message: "this registry does not match images against advisories")
 
     /// The repository and manifest a request names (`?repository=R&reference=TAG|DIGEST`), after
     /// the caller's right to read the repository's metadata is checked.
@@ -111,6 +164,72 @@ enum ScanAPI {
                                      target: AccessTarget(quarantine: .manifest(state: record.quarantineState ?? .pending, reason: nil)))
         }
         return (repo, digest)
+    }
+
+    static let maxListedRepositories = 10_000
+
+    /// `GET /api/v1/scans`: walks the repositories (at most `maxListedRepositories`) the pattern
+    /// matches and the caller may read, and their image manifests that were matched.
+    static func list(_ request: Request, _ context: BerthRequestContext, _ server: FeatureServer,
+                     findings: any FindingStore) async throws -> ScanListView {
+        let q = request.uri.queryParameters
+        var asked = Set<String>()
+        for word in (q["severity"] ?? "").split(separator: ",") {
+            guard let name = FindingSeverity.parse(word.trimmingCharacters(in: .whitespaces)) else {
+                throw ManagementError(status: .badRequest, code: "INVALID",
+                                      message: "severity: a comma-separated list of \(FindingSeverity.names.joined(separator: ", "))")
+            }
+            asked.insert(name)
+        }
+        let severities: Set<String>? = asked.isEmpty ? nil : asked
+        let pattern: RepositoryPattern
+        do { pattern = try RepositoryPattern(q["repository"].map(String.init) ?? "*") } catch {
+            throw ManagementError(status: .badRequest, code: "INVALID", message: "repository: an exact name, prefix/* or *")
+        }
+        let limit = min(try server.queryInt(request, "limit") ?? 100, 1000)
+        let caller = try await server.caller(request, context)
+        guard caller != nil else {
+            throw server.challenge(request, scope: nil, message: "authentication required", insufficientScope: false)
+        }
+        var out: [ScanImageSummaryView] = []
+        var truncated = false
+        var after: String?
+        var walked = 0
+        walk: while true {
+            let page = try await server.registry.metadata.repositories(after: after, limit: 500)
+            if page.isEmpty { break }
+            for repo in page {
+                walked += 1
+                if walked > maxListedRepositories { truncated = true; break walk }
+                guard pattern.matches(repo),
+                      server.allows(caller, request, context, repository: repo, action: [.metadataRead, .contentRead]),
+                      let graph = try await server.registry.metadata.repositoryGraph(repo) else { continue }
+                for (digest, m) in graph.manifests.sorted(by: { $0.key < $1.key }) where m.subject == nil {
+                    // What /v2/ would not serve this caller (quarantine) is not listed either.
+                    if !QuarantineState.isPullable(m.quarantineState),
+                       !server.allows(caller, request, context, repository: repo, action: .contentRead,
+                                      target: AccessTarget(quarantine: .manifest(state: m.quarantineState ?? .pending, reason: nil))) { continue }
+                    guard let d = try? Digest(parsing: digest), let stored = try await findings.findings(manifest: d) else { continue }
+                    var counts: [String: Int] = [:]
+                    for f in stored.findings { counts[f.severity, default: 0] += 1 }
+                    if let severities, !severities.contains(where: { counts[$0] != nil }) { continue }
+                    out.append(ScanImageSummaryView(
+                        repository: repo, manifest: digest, tags: graph.tags.filter { $0.digest == digest }.map(\.name).sorted(),
+                        advisoryVersion: stored.advisoryVersion, matchedAt: stored.matchedAt, counts: counts, total: stored.findings.count))
+                }
+            }
+            after = page.last
+        }
+        // Most findings at the asked severities (all, without a filter) first, most severe first.
+        func key(_ v: ScanImageSummaryView) -> [Int] {
+            FindingSeverity.names.reversed().map { severities == nil || severities!.contains($0) ? -(v.counts[$0] ?? 0) : 0 }
+        }
+        out.sort { (key($0).lexicographicallyPrecedes(key($1))) || (key($0) == key($1) && ($0.repository, $0.manifest) < ($1.repository, $1.manifest)) }
+        if out.count > limit {
+            out = Array(out.prefix(limit))
+            truncated = true
+        }
+        return ScanListView(images: out, truncated: truncated)
     }
 
     static func inventoryView(_ inventorier: ScanInventorier, repository: RepositoryName, digest: Digest) async throws -> ScanInventoryView {

@@ -34,7 +34,7 @@ public enum WebhookError: Error, Equatable, Sendable {
 /// every event after it that matches its actions and scope. A push never waits for a webhook. Payloads follow the cloud registry's shape and carry an
 /// HMAC-SHA256 signature made with the webhook's own secret.
 public final class WebhookService: Sendable {
-    public static let actions = ["push", "delete", "quarantine", "ping"]
+    public static let actions = ["push", "delete", "quarantine", "scan", "ping"]
     public static let signatureHeader = "X-Berth-Signature-256"
 
     let store: any WebhookStore
@@ -205,8 +205,8 @@ public final class WebhookService: Sendable {
         }
         if let actions {
             guard !actions.isEmpty else { throw .invalid("at least one action is needed") }
-            for a in actions where !(["push", "delete", "quarantine"] + taskRunActions).contains(a) {
-                throw .invalid("unknown action \(a); actions: push, delete, quarantine, " + taskRunActions.joined(separator: ", "))
+            for a in actions where !(["push", "delete", "quarantine", "scan"] + taskRunActions).contains(a) {
+                throw .invalid("unknown action \(a); actions: push, delete, quarantine, scan, " + taskRunActions.joined(separator: ", "))
             }
         }
         if let scope, scope.isEmpty || scope.count > 300 { throw .invalid("scope must be repository:tag, e.g. 'payments/*:*'") }
@@ -327,6 +327,8 @@ public final class WebhookService: Sendable {
         var request: Request?
         /// A build task's run (`task.run.*` actions): the task and the run's id.
         var run: Run?
+        /// New High or Critical findings (`scan`): counts by severity, the new ids, the image's tags.
+        var scan: ScanEventDetail?
         struct Run: Encodable {
             var task: String
             var id: String
@@ -342,6 +344,7 @@ public final class WebhookService: Sendable {
         case .manifestDelete: "delete"
         case .tagDelete: event.detail == EventAction.cascadeDetail ? nil : "delete"
         case .quarantine: "quarantine"
+        case .scan: "scan"
         case .taskRunQueued, .taskRunStarted, .taskRunSucceeded, .taskRunFailed, .taskRunCancelled: event.action.rawValue
         case .blobPush, .blobDelete, .setting, .restore, .purgeRun, .retentionRun, .gcRun, .softDeleteExpire, .lock: nil
         }
@@ -352,7 +355,8 @@ public final class WebhookService: Sendable {
                 target: .init(mediaType: event.mediaType, size: event.size, digest: event.digest, length: event.size,
                               repository: event.repository, tag: event.tag),
                 request: .init(id: event.requestID, host: event.requestHost, method: event.requestMethod, useragent: event.userAgent),
-                run: runTarget(event))
+                run: runTarget(event),
+                scan: event.action == .scan ? event.detail.flatMap { try? JSONDecoder().decode(ScanEventDetail.self, from: Data($0.utf8)) } : nil)
     }
 
     /// The task and run of a `task.run.*` event (its detail is `<task>/<run id>`).

@@ -249,6 +249,35 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
         }
     }
 
+    @Test func scanEventsReachScanWebhooksWithCountsAndNewIDs() async throws {
+        let receiver = Receiver()
+        try await receiver.app().test(.live) { client in
+            let port = try #require(client.port)
+            let (service, store) = try setup()
+            _ = try await service.create(name: "vulns", uri: "http://127.0.0.1:\(port)/hook", actions: ["scan"], scope: "payments/*:*",
+                                         headers: [:], enabled: true)
+            let digest = try await pushManifest(store, repo: "payments/api", tag: "v1", seed: "s")
+            let other = try await pushManifest(store, repo: "billing/api", tag: "v1", seed: "b")
+            let detail = ScanEventDetail(counts: ["Critical": 1, "High": 2, "Low": 4], new: ["CVE-2099-1", "CVE-2099-2"], tags: ["v1"])
+            let json = String(decoding: try JSONEncoder().encode(detail), as: UTF8.self)
+            try await EventOrigin.$current.withValue(EventOrigin(actor: "scanner", address: "-")) {
+                try await store.appendScanEvent(repository: "payments/api", digest: digest, tag: "v1", detail: json)
+                try await store.appendScanEvent(repository: "billing/api", digest: other, tag: "v1", detail: json)   // out of scope
+            }
+            try await service.drain("vulns")
+            let hits = receiver.hits.withLockedValue { $0 }
+            #expect(hits.map(\.event) == ["scan"])
+            let body = try #require(hits.first?.body)
+            let payload = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+            #expect(payload["action"] as? String == "scan")
+            let target = payload["target"] as? [String: Any]
+            #expect(target?["repository"] as? String == "payments/api" && target?["digest"] as? String == digest.string && target?["tag"] as? String == "v1")
+            let scan = payload["scan"] as? [String: Any]
+            #expect(scan?["counts"] as? [String: Int] == ["Critical": 1, "High": 2, "Low": 4])
+            #expect(scan?["new"] as? [String] == ["CVE-2099-1", "CVE-2099-2"] && scan?["tags"] as? [String] == ["v1"])
+        }
+    }
+
     /// A registry upgraded in place: the webhook's own cursor (kept in the webhooks table before
     /// webhooks ran on the event-consumer runner) is where its consumer starts: nothing sent
     /// again, nothing skipped. The database is made as such a registry left it (the schema before

@@ -43,5 +43,38 @@ extension MetadataStoreConformance {
             #expect(read.findings.map(\.installedVersion) == ["1.30", "1.33"])
             #expect(read.findings.allSatisfy { $0.sourcePackage == nil && $0.fixedVersion == nil && $0.score == 9.8 && $0.aliases == ["CVE-1"] })
         },
+        Case("findings go when the last copy of their manifest goes: not while another repository or a recycle bin holds it") { s in
+            let shared = try await image(s, "a", "findings-shared").record.digest
+            let again = try await image(s, "b", "findings-shared").record.digest
+            #expect(again == shared)
+            let other = try await image(s, "a", "findings-other").record.digest
+            let at = Date(timeIntervalSince1970: 1_700_000_000)
+            let f = StoredFinding(advisoryID: "CVE-2099-1", aliases: [], ecosystem: "Debian", package: "p", sourcePackage: nil,
+                                  installedVersion: "1", fixedVersion: nil, severity: "High", score: nil)
+            for d in [shared, other] {
+                try await s.putFindings(StoredFindings(manifest: d, advisoryVersion: 1, matchedAt: at, findings: [f]))
+            }
+            try await deleteManifests(s, "a", [shared])
+            #expect(try await s.findings(manifest: shared)?.findings == [f])            // b still holds it
+            let until = Date().addingTimeInterval(3600)
+            try await deleteManifests(s, "b", [shared], softDeleteUntil: until)
+            #expect(try await s.findings(manifest: shared)?.findings == [f])            // restorable from b's recycle bin
+            _ = try await s.expireDeletedManifests(now: until.addingTimeInterval(1))
+            #expect(try await s.findings(manifest: shared) == nil)
+            #expect(try await s.findings(manifest: other)?.findings == [f])
+            try await deleteManifests(s, "a", [other])
+            #expect(try await s.findings(manifest: other) == nil)
+        },
+        Case("appendScanEvent: a scan event with its origin, tag and detail") { s in
+            let d = digest("scanned")
+            let before = try await s.latestEventSequence()
+            try await EventOrigin.$current.withValue(EventOrigin(actor: "scanner", address: "-")) {
+                try await s.appendScanEvent(repository: "payments/api", digest: d, tag: "v1", detail: #"{"new":["CVE-1"]}"#)
+            }
+            let appended = try await s.events(after: before, limit: 10)
+            #expect(appended.map(\.action) == [EventAction.scan])
+            #expect(appended.first?.repository == "payments/api" && appended.first?.digest == d.string && appended.first?.tag == "v1")
+            #expect(appended.first?.actor == "scanner" && appended.first?.detail == #"{"new":["CVE-1"]}"#)
+        },
     ]
 }

@@ -1,0 +1,222 @@
+import Access
+import Admission
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import OCIModel
+import RegistryCore
+import RegistryStore
+
+/// The scan policy at work: its stored setting (read through a cache dropped on a `scan-policy`
+/// setting event), the quarantine verdicts the scanner gives after a scan or a re-match, and the
+/// check of the pull-admission chain that refuses images failing the policy when `blockPulls` is
+/// on (so `/v2/` pulls and the Kubernetes admission endpoints agree). Verdicts of the pull check
+/// are cached briefly per repository and manifest, and dropped when the policy changes or the
+/// scanner stores findings on this node (another node's new findings reach this cache within
+/// `ttl`).
+public final class ScanGate: Sendable {
+    public static let settingKey = SettingKey<ScanPolicy>("scan-policy")
+    /// The actor of the verdicts the scanner records (events and audit).
+    public static let actor = "scanner"
+
+    let registry: Registry
+    let findings: any FindingStore
+    let logger: Logger
+    private let policy = NIOLockedValueBox<(value: ScanPolicy, at: Double)?>(nil)
+    private struct Verdict { let verdict: ScanPolicyVerdict; let at: Date; let generation: Int }
+    private let verdicts = NIOLockedValueBox<[String: Verdict]>([:])
+    private let generation = NIOLockedValueBox(0)
+    let ttl: TimeInterval = 30
+
+    public init(registry: Registry, findings: any FindingStore, logger: Logger = Logger(label: "berth.scan.policy")) {
+        self.registry = registry
+        self.findings = findings
+        self.logger = logger
+        registry.observeEvents { [weak self] events in
+            guard let self else { return }
+            if events.contains(where: { $0.action == EventAction.setting && $0.detail == Self.settingKey.name }) {
+                self.policy.withLockedValue { $0 = nil }
+                self.invalidate()
+            } else if events.contains(where: { $0.action == .manifestPush || $0.action == .manifestDelete }) {
+                // A pushed index or a deleted child changes what an index's verdict reads.
+                self.invalidate()
+            }
+        }
+    }
+
+    /// The stored policy (the default, which blocks nothing, when none is stored). A stored
+    /// policy that no longer reads fails closed (the error is thrown).
+    public func current() async throws -> ScanPolicy {
+        let now = registry.configuration.cacheClock()
+        if let p = policy.withLockedValue({ $0 }), now - p.at < registry.configuration.cacheTTL { return p.value }
+        let before = generation.withLockedValue { $0 }
+        let loaded = try await registry.metadata.setting(Self.settingKey) ?? ScanPolicy()
+        policy.withLockedValue { cached in
+            // Install only what was read in one generation (an update meanwhile wins).
+            if generation.withLockedValue({ $0 }) == before { cached = (loaded, now) }
+        }
+        return loaded
+    }
+
+    /// Applies `change` as `who` and stores the result; throws `ScanPolicyInvalid` for a bad field.
+    @discardableResult
+    public func update(_ change: ScanPolicyChange, who: String, now: Date = Date()) async throws -> ScanPolicy {
+        let stored = try await registry.replacing({ try await registry.metadata.setting(Self.settingKey) }, default: nil) ?? ScanPolicy()
+        let new = try change.applied(to: stored, who: who, now: now)
+        try await registry.metadata.setSetting(Self.settingKey, new)
+        invalidate()
+        policy.withLockedValue { $0 = (new, registry.configuration.cacheClock()) }
+        return new
+    }
+
+    /// Drops every cached verdict.
+    public func invalidate() {
+        generation.withLockedValue { $0 += 1 }
+        verdicts.withLockedValue { $0.removeAll() }
+    }
+
+    /// The findings a verdict on `digest` judges: the image's own, or for an index the union of its
+    /// images' (one level); nil when nothing was matched (not scanned yet, or not an image).
+    func findingsToJudge(_ digest: Digest, mediaType: String?) async throws -> [StoredFinding]? {
+        if let own = try await findings.findings(manifest: digest) { return own.findings }
+        guard let bytes = try await registry.metadata.inlineContent(digest),
+              let parsed = try? JSONDecoder().decode(ScannedManifest.self, from: Data(bytes)), let children = parsed.manifests else { return nil }
+        var out: [StoredFinding] = []
+        var any = false
+        for child in children.prefix(1000) {
+            guard let d = try? Digest(parsing: child.digest), let f = try await findings.findings(manifest: d) else { continue }
+            any = true
+            out += f.findings
+        }
+        return any ? out : nil
+    }
+
+    /// The policy's verdict on `digest` of `repository`, nil when it has no findings to judge.
+    public func verdict(_ repository: String, _ digest: Digest, policy: ScanPolicy, now: Date = Date()) async throws -> ScanPolicyVerdict? {
+        guard let found = try await findingsToJudge(digest, mediaType: nil) else { return nil }
+        return ScanPolicyEvaluation.evaluate(found, repository: repository, policy: policy, now: now)
+    }
+
+    // MARK: Quarantine verdicts
+
+    /// After a scan of `outcome` pushed to `repository`: each image (and an index after its
+    /// images) gets the policy's verdict through the core's quarantine path, when quarantine is
+    /// in use and the policy blocks some severity. Only `Pending` manifests and verdicts the
+    /// scanner gave itself change; a verdict a person recorded, or a manifest never quarantined,
+    /// is left as it is. Manifests are named by digest, never by tag.
+    public func judge(repository: String, outcome: ScanOutcome) async throws {
+        invalidate()
+        let policy = try await current()
+        guard policy.isActive, try await registry.quarantinePolicy().enabled else { return }
+        for child in outcome.children { try await judge(repository: repository, digest: child.manifest, policy: policy) }
+        try await judge(repository: repository, digest: outcome.manifest, policy: policy)
+    }
+
+    /// After a re-match of `digest`'s findings: its verdict in every repository that holds it
+    /// (a walk over the repositories, paid only while quarantine is on and the policy is active).
+    public func rematched(_ digest: Digest, previous: StoredFindings?, current: StoredFindings) async throws {
+        invalidate()
+        try await announceEverywhere(digest, previous: previous, current: current)
+        let policy = try await self.current()
+        guard policy.isActive, try await registry.quarantinePolicy().enabled else { return }
+        var after: String?
+        while true {
+            let page = try await registry.metadata.repositories(after: after, limit: 500)
+            if page.isEmpty { break }
+            for repo in page {
+                guard try await registry.metadata.manifest(repository: repo, digest: digest) != nil else { continue }
+                try await judge(repository: repo, digest: digest, policy: policy)
+                for parent in try await registry.metadata.parents(repository: repo, child: digest) {
+                    try await judge(repository: repo, digest: parent, policy: policy)
+                }
+            }
+            after = page.last
+        }
+    }
+
+    // MARK: `scan` events
+
+    /// The ids of High and Critical findings of `current` that `previous` did not have (by
+    /// advisory id, sorted).
+    public static func newSevere(previous: StoredFindings?, current: StoredFindings) -> [String] {
+        let severe: Set<String> = ["High", "Critical"]
+        let before = Set((previous?.findings ?? []).filter { severe.contains($0.severity) }.map(\.advisoryID))
+        return Set(current.findings.filter { severe.contains($0.severity) }.map(\.advisoryID)).subtracting(before).sorted()
+    }
+
+    /// Appends a `scan` event for `digest` of `repository` when new High or Critical findings
+    /// appeared (`newSevere`), so webhooks subscribed to `scan` hear of it: the counts by
+    /// severity, the new ids (at most 100) and the image's tags (the first as the event's tag).
+    public func announce(repository: String, digest: Digest, previous: StoredFindings?, current: StoredFindings) async throws {
+        let new = Self.newSevere(previous: previous, current: current)
+        guard !new.isEmpty else { return }
+        var counts: [String: Int] = [:]
+        for f in current.findings { counts[f.severity, default: 0] += 1 }
+        let tags = (try await registry.metadata.repositoryGraph(repository))?.tags.filter { $0.digest == digest.string }.map(\.name).sorted() ?? []
+        let detail = ScanEventDetail(counts: counts, new: Array(new.prefix(100)), tags: Array(tags.prefix(100)))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = String(decoding: try encoder.encode(detail), as: UTF8.self)
+        try await EventOrigin.$current.withValue(EventOrigin(actor: Self.actor, address: "-")) {
+            try await findings.appendScanEvent(repository: repository, digest: digest, tag: tags.first, detail: json)
+        }
+    }
+
+    /// After a re-match that found new High or Critical findings: a `scan` event in every
+    /// repository that holds the manifest.
+    func announceEverywhere(_ digest: Digest, previous: StoredFindings?, current: StoredFindings) async throws {
+        guard !Self.newSevere(previous: previous, current: current).isEmpty else { return }
+        var after: String?
+        while true {
+            let page = try await registry.metadata.repositories(after: after, limit: 500)
+            if page.isEmpty { break }
+            for repo in page {
+                guard try await registry.metadata.manifest(repository: repo, digest: digest) != nil else { continue }
+                try await announce(repository: repo, digest: digest, previous: previous, current: current)
+            }
+            after = page.last
+        }
+    }
+
+    func judge(repository: String, digest: Digest, policy: ScanPolicy) async throws {
+        guard let record = try await registry.metadata.manifest(repository: repository, digest: digest),
+              let state = record.quarantineState else { return }
+        let ours = record.quarantineReason?.hasPrefix(ScanPolicyEvaluation.reasonPrefix) == true
+        guard state == .pending || ours else { return }
+        guard let verdict = try await verdict(repository, digest, policy: policy) else { return }
+        let next: QuarantineState = verdict.passed ? .passed : .failed
+        if next == state && verdict.reason == record.quarantineReason { return }
+        let name = try RepositoryName(repository)
+        try await EventOrigin.$current.withValue(EventOrigin(actor: Self.actor, address: "-")) {
+            try await registry.setQuarantine(name, digest, state: next, reason: verdict.reason)
+        }
+        logger.info("quarantine verdict", metadata: ["repository": "\(repository)", "manifest": "\(digest)", "state": "\(next.rawValue)"])
+    }
+}
+
+/// The scan policy is a check of the pull-admission chain (after locks and quarantine).
+extension ScanGate: PullAdmissionCheck {
+    public func refusal(for pull: PullAdmission.Subject) async throws -> String? {
+        let gen = generation.withLockedValue { $0 }
+        let policy = try await current()
+        guard policy.blockPulls, policy.isActive else { return nil }
+        if pull.content.subject != nil { return nil }                  // signatures, SBOMs and other referrers
+        let key = "\(pull.repository.value)@\(pull.content.digest)"
+        let cached = verdicts.withLockedValue { $0[key] }
+        let verdict: ScanPolicyVerdict
+        if let cached, cached.generation == gen, Date().timeIntervalSince(cached.at) < ttl {
+            verdict = cached.verdict
+        } else {
+            // Not scanned yet: admitted (quarantine-on-push is the gate for what is not scanned yet).
+            guard let v = try await self.verdict(pull.repository.value, pull.content.digest, policy: policy) else { return nil }
+            verdict = v
+            verdicts.withLockedValue { map in
+                if map.count > 10_000 { map.removeAll() }
+                map[key] = Verdict(verdict: v, at: Date(), generation: gen)
+            }
+        }
+        if verdict.passed { return nil }
+        return "refused by the scan policy (block-pulls, block-severity \(policy.blockSeverity)): "
+            + String(verdict.reason.dropFirst(ScanPolicyEvaluation.reasonPrefix.count))
+    }
+}

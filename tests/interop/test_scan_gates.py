@@ -1,0 +1,115 @@
+"""Issue 15 item 8 against a real `berth serve`: the scan policy as a gate.
+
+The synthetic Debian image of test_scan_findings (one High finding, CVE-2099-1001, and one Low) is
+pushed over /v2/ and scanned; `berth config scan-policy update` sets the policy through the CLI;
+skopeo, a real client, is refused the image (403) while the policy blocks pulls, and gets it once
+an exception (who, why, until) covers the finding. With quarantine on, the scanner's verdict
+(Failed, naming the advisory) holds the image. The reference registry has no scanner, so the
+module is ``berth_only``.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import RegistryServer
+from helpers import skopeo
+from test_scan_db import berth, berth_json
+from test_scan_findings import REPO, TRACKER, push_image, wait_for_findings
+
+pytestmark = [pytest.mark.berth_only]
+
+
+@pytest.fixture
+def server():
+    workdir = Path(tempfile.mkdtemp(prefix="berth-scan-gates-"))
+    s = RegistryServer(workdir)
+    s.extra_env.update({"BERTH_SCAN_ON_PUSH": "true"})
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def inspect(server, ref: str, check: bool = True):
+    return skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{server.host}/{ref}",
+                  creds=(server.username, server.password), check=check)
+
+
+def test_scan_policy_blocks_pulls_with_skopeo_until_an_exception_and_round_trips_through_the_cli(server, tmp_path):
+    tracker = tmp_path / "debian.json"
+    tracker.write_text(json.dumps(TRACKER))
+    berth_json(server, "scan", "db", "import", str(tracker))
+    push_image(server.api(), "1.0")
+    wait_for_findings(server, f"{REPO}:1.0")
+
+    shown = berth_json(server, "config", "scan-policy", "show")
+    assert (shown["blockSeverity"], shown["blockPulls"], shown["allow"]) == ("None", False, [])
+    inspect(server, f"{REPO}:1.0")
+
+    # Invalid input is refused with the field named, and nothing changes.
+    bad = berth(server, "config", "scan-policy", "update", "--block-severity", "Severe", check=False)
+    assert bad.returncode != 0 and b"blockSeverity" in bad.stderr
+    bad = berth(server, "config", "scan-policy", "update", "--allow", "CVE-2099-1001", "--reason", "x", "--until", "2001-01-01",
+                check=False)
+    assert bad.returncode != 0 and b"allow.until" in bad.stderr
+
+    policy = berth_json(server, "config", "scan-policy", "update", "--block-severity", "High", "--ignore-unfixed",
+                        "--block-pulls", "true")
+    assert (policy["blockSeverity"], policy["ignoreUnfixed"], policy["blockPulls"]) == ("High", True, True)
+    refused = inspect(server, f"{REPO}:1.0", check=False)
+    err = refused.stderr.decode(errors="replace")
+    assert refused.returncode != 0 and re.search(r"denied|403|forbidden", err, re.IGNORECASE), err
+    assert "scan policy" in err and "CVE-2099-1001" in err, err
+
+    until = (datetime.now(timezone.utc) + timedelta(days=30)).strftime("%Y-%m-%d")
+    policy = berth_json(server, "config", "scan-policy", "update", "--allow", "CVE-2099-1001", "--repository", "payments/*",
+                        "--reason", "backport scheduled", "--until", until)
+    [exception] = policy["allow"]
+    assert (exception["id"], exception["repository"], exception["why"], exception["expired"]) == \
+        ("CVE-2099-1001", "payments/*", "backport scheduled", False)
+    assert server.username in exception["who"], exception
+    inspect(server, f"{REPO}:1.0")                                            # let through by the exception
+
+    table = berth(server, "config", "scan-policy", "show").stdout.decode()
+    assert "CVE-2099-1001" in table and "backport scheduled" in table
+
+    policy = berth_json(server, "config", "scan-policy", "update", "--remove-allow", "CVE-2099-1001")
+    assert policy["allow"] == []
+    assert inspect(server, f"{REPO}:1.0", check=False).returncode != 0
+    berth_json(server, "config", "scan-policy", "update", "--block-pulls", "false")
+    inspect(server, f"{REPO}:1.0")
+
+
+def test_scanner_fails_a_quarantined_image_that_breaks_the_policy(server, tmp_path):
+    tracker = tmp_path / "debian.json"
+    tracker.write_text(json.dumps(TRACKER))
+    berth_json(server, "scan", "db", "import", str(tracker))
+    berth(server, "config", "scan-policy", "update", "--block-severity", "High")
+    berth(server, "config", "quarantine", "update", "--status", "enabled")
+    digest = push_image(server.api(), "2.0")
+    deadline = time.monotonic() + 60
+    while True:
+        listed = server.api().req("GET", "/api/v1/repository/manifests", params={"name": REPO})
+        assert listed.status_code == 200, listed.text
+        state = next((m.get("quarantineState") for m in listed.json() if m["digest"] == digest), None)
+        if state == "Failed":
+            break
+        assert state == "Pending", state                                     # never Passed on the way
+        assert time.monotonic() < deadline, f"no verdict (state {state}):\n{server.log_tail()}"
+        time.sleep(0.5)
+    # An identity with only the Pull role is refused the Failed image by skopeo.
+    puller = berth_json(server, "identity", "create", "--name", "puller")
+    berth(server, "role", "assignment", "create", "--assignee", "puller", "--role", "Pull", "--scope", "*")
+    refused = skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{server.host}/{REPO}@{digest}",
+                     creds=("puller", puller["password"]), check=False)
+    assert refused.returncode != 0 and re.search(r"quarantined|denied|403", refused.stderr.decode(), re.IGNORECASE)
