@@ -333,6 +333,7 @@ let package = Package(
         ]),
         .testTarget(name: "CacheFeatureTests", dependencies: [
             "CacheFeature", "HTTPAPI", "UpstreamClient", "Backends", "RegistryCore", "RegistryStore", "Access", "OCIModel", "BerthAPIContract",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -204,8 +204,10 @@ struct Serve: AsyncParsableCommand {
             store: backends.metadata,
             sealingKey: try await CacheService.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek)),
             policy: outbound, logger: Logger(label: "berth.cache"))
-        let cache = CacheFeature(service: cacheService, pullThrough: PullThrough(registry: registry, service: cacheService,
-                                                                                 logger: Logger(label: "berth.cache")))
+        let cache = CacheFeature(service: cacheService, pullThrough: PullThrough(
+            registry: registry, service: cacheService, maxBlobBytes: settings.cacheMaxBlobBytes,
+            connectTimeoutSeconds: settings.cacheConnectTimeoutSeconds, negativeSeconds: Double(settings.cacheNegativeSeconds),
+            logger: Logger(label: "berth.cache")))
         let listening = ListeningFlag()
         let node = Self.leaseHolder(settings.backendConfiguration.metadata)
         let app = try await BerthServer.makeApplication(

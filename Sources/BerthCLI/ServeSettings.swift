@@ -55,6 +55,11 @@ struct ServeSettings: Equatable {
     var advisoryUpdateIntervalSeconds: Int?
     /// Seconds between the git-commit triggers' looks at their branches.
     var taskCommitPollSeconds = 60
+    /// The pull-through cache: how long an upstream 404 is remembered per node (0: not), the
+    /// largest upstream blob it stores, and how long it waits to connect to an upstream.
+    var cacheNegativeSeconds = 30
+    var cacheMaxBlobBytes: Int64 = 10 << 30
+    var cacheConnectTimeoutSeconds: Double = 2
     /// Bounds of an uploaded build context: its size, and its members and unpacked size.
     var taskContextMaxBytes = 256 << 20
     var taskContextMaxEntries = 100_000
@@ -305,6 +310,21 @@ struct ServeSettings: Equatable {
              summary: "seconds between the git-commit triggers' looks at their tasks' branches (git ls-remote; one node of a cluster polls)") { s, v throws(SettingError) in
             guard let n = Int(v), n >= 1, n <= 86400 else { throw SettingError("'\(v)' is not a number of seconds from 1 to 86400") }
             s.taskCommitPollSeconds = n
+        },
+        Spec(key: "cache-negative-seconds", environment: "BERTH_CACHE_NEGATIVE_SECONDS", hasFlag: false, defaultText: "30",
+             summary: "seconds a pull-through cache node remembers that its upstream answered 404 for a tag, manifest or blob (a storm of pulls of a missing name asks once); 0: not remembered") { s, v throws(SettingError) in
+            guard let n = Int(v), n >= 0, n <= 86400 else { throw SettingError("'\(v)' is not a number of seconds from 0 to 86400") }
+            s.cacheNegativeSeconds = n
+        },
+        Spec(key: "cache-max-blob-bytes", environment: "BERTH_CACHE_MAX_BLOB_BYTES", hasFlag: false, defaultText: "10737418240",
+             summary: "largest blob the pull-through cache fetches from an upstream (by its declared length, or counted while it streams); larger is refused with 502 and nothing stored") { s, v throws(SettingError) in
+            guard let n = Int64(v), n >= 1024, n <= 1 << 50 else { throw SettingError("'\(v)' is not a number of bytes from 1024 to 2^50") }
+            s.cacheMaxBlobBytes = n
+        },
+        Spec(key: "cache-connect-timeout-seconds", environment: "BERTH_CACHE_CONNECT_TIMEOUT_SECONDS", hasFlag: false, defaultText: "2",
+             summary: "seconds the pull-through cache waits to connect to an upstream: an unreachable upstream fails this fast and what is cached is served (0.1 to 300)") { s, v throws(SettingError) in
+            guard let d = Double(v), d.isFinite, d >= 0.1, d <= 300 else { throw SettingError("'\(v)' is not a number of seconds from 0.1 to 300") }
+            s.cacheConnectTimeoutSeconds = d
         },
         Spec(key: "task-context-max-bytes", environment: "BERTH_TASK_CONTEXT_MAX_BYTES", hasFlag: false, defaultText: "268435456",
              summary: "largest build context a task run may upload (an uncompressed tar; larger is refused with 413)") { s, v throws(SettingError) in

@@ -22,10 +22,14 @@ public final class PullThrough: ContentFallback, Sendable {
     let logger: Logger
     let now: @Sendable () -> Date
 
-    /// The rules as last read, and when; re-read after `rulesTTL` seconds or a change on this node.
+    /// The rules as last read, and when; re-read after a change on any node (its event, through
+    /// the event feed, or this node's API), and at least every `rulesTTL` seconds (the backstop
+    /// when the feed falls behind).
     private let rules = NIOLockedValueBox<(rules: [(CacheRuleRecord, CacheRulePattern)], at: Date)?>(nil)
     private let loadRules = SingleFlight<Int, [(CacheRuleRecord, CacheRulePattern)]>()
-    static let rulesTTL: TimeInterval = 5
+    static let rulesTTL: TimeInterval = 30
+    /// Moved by every change: a read of the rules that started before it is not kept.
+    private let rulesGeneration = NIOLockedValueBox(0)
     /// One upstream client per rule (its tokens), replaced when the rule changes.
     /// Each rule's upstream client with when it was built: rebuilt when the rule changes, after
     /// a change through this node's API, and at least every `clientTTL` (a credential set's new
@@ -35,14 +39,61 @@ public final class PullThrough: ContentFallback, Sendable {
     /// When each cached tag (`repository:tag`) was last confirmed upstream (or the upstream failed).
     private let checked = NIOLockedValueBox<[String: Date]>([:])
     private let fetches = SingleFlight<String, Bool>()
+    /// What the upstream answered 404 for (`t:repo:tag`, `m:repo@digest`, `b:repo@digest`), per
+    /// node, with when it was asked and the answer given: asked again only after `negativeSeconds`.
+    private let missing = NIOLockedValueBox<[String: (at: Date, error: RegistryError)]>([:])
+    /// How long an upstream 404 is remembered (0: never), and how many are at most.
+    let negativeSeconds: Double
+    static let maxMissing = 10_000
 
-    public init(registry: Registry, service: CacheService, limits: UpstreamLimits = UpstreamLimits(),
+    public init(registry: Registry, service: CacheService, limits: UpstreamLimits = UpstreamLimits(), negativeSeconds: Double = 30,
                 logger: Logger = Logger(label: "berth.cache"), now: @escaping @Sendable () -> Date = Date.init) {
         self.registry = registry
         self.service = service
         self.limits = limits
+        self.negativeSeconds = max(0, negativeSeconds)
         self.logger = logger
         self.now = now
+        // A rule or credential set changed on any node (its `setting` event, through the event
+        // feed): re-read the rules, rebuild the clients, forget the remembered misses.
+        registry.observeEvents { [weak self] events in
+            if events.contains(where: { $0.action == EventAction.setting && $0.detail == CacheRuleRecord.changeEventDetail }) {
+                self?.rulesChanged()
+            }
+        }
+    }
+
+    /// The bounds `berth serve`'s settings put on upstreams (`cache-max-blob-bytes`,
+    /// `cache-connect-timeout-seconds`, `cache-negative-seconds`).
+    public convenience init(registry: Registry, service: CacheService, maxBlobBytes: Int64, connectTimeoutSeconds: Double,
+                            negativeSeconds: Double, logger: Logger) {
+        var limits = UpstreamLimits()
+        limits.maxBlobBytes = maxBlobBytes
+        limits.connectTimeout = .milliseconds(Int64((connectTimeoutSeconds * 1000).rounded()))
+        self.init(registry: registry, service: service, limits: limits, negativeSeconds: negativeSeconds, logger: logger)
+    }
+
+    /// `body`, unless the upstream answered 404 for `key` less than `negativeSeconds` ago: that
+    /// answer again, upstream not asked (a storm of pulls of a missing name asks it once).
+    func rememberingMisses<T: Sendable>(_ key: String, _ body: () async throws -> T) async throws -> T {
+        let time = now()
+        if negativeSeconds > 0, let known = missing.withLockedValue({ $0[key] }),
+           time.timeIntervalSince(known.at) < negativeSeconds, time >= known.at {
+            throw known.error
+        }
+        do {
+            return try await body()
+        } catch let error as RegistryError where error.status == 404 && negativeSeconds > 0 {
+            let window = negativeSeconds
+            missing.withLockedValue { m in
+                if m.count >= Self.maxMissing {
+                    m = m.filter { time.timeIntervalSince($0.value.at) < window && time >= $0.value.at }
+                    if m.count >= Self.maxMissing { m.removeAll() }
+                }
+                m[key] = (time, error)
+            }
+            throw error
+        }
     }
 
     /// How many reads wait for the fetch of `key` (`t:repo:tag`, `m:repo@digest`, `b:repo@digest`): tests.
@@ -50,8 +101,10 @@ public final class PullThrough: ContentFallback, Sendable {
 
     /// Forgets the rules read (after a change through this node's API).
     func rulesChanged() {
+        rulesGeneration.withLockedValue { $0 += 1 }
         rules.withLockedValue { $0 = nil }
         clients.withLockedValue { $0 = [:] }
+        missing.withLockedValue { $0 = [:] }
     }
 
     /// Index nesting followed, and manifests one fill may copy.
@@ -66,7 +119,8 @@ public final class PullThrough: ContentFallback, Sendable {
             return cached.rules
         }
         let service = self.service, logger = self.logger
-        let loaded = try await loadRules.value(0) {
+        let generation = rulesGeneration.withLockedValue { $0 }
+        let loaded = try await loadRules.value(generation) {
             try await service.rules().compactMap { r -> (CacheRuleRecord, CacheRulePattern)? in
                 do {
                     return (r, try CacheRulePattern(source: r.sourceRepository, target: r.targetRepository))
@@ -76,7 +130,7 @@ public final class PullThrough: ContentFallback, Sendable {
                 }
             }
         }
-        rules.withLockedValue { $0 = (loaded, time) }
+        if rulesGeneration.withLockedValue({ $0 }) == generation { rules.withLockedValue { $0 = (loaded, time) } }
         return loaded
     }
 
@@ -124,16 +178,19 @@ public final class PullThrough: ContentFallback, Sendable {
         case .digest(let digest):
             // Content by digest never changes: once cached, upstream is not asked again.
             if await hasManifest(repository, digest) { return }
-            _ = try await fetches.value("m:\(repository)@\(digest)") {
-                try await self.asCache(rule) {
-                    let client = try await self.client(rule)
-                    let manifest = try await Self.upstream { () async throws(UpstreamError) in
-                        try await client.manifest(repository: upstreamRepository, reference: .digest(digest))
+            _ = try await rememberingMisses("m:\(repository)@\(digest)") {
+                try await fetches.value("m:\(repository)@\(digest)") {
+                    try await self.asCache(rule) {
+                        let client = try await self.client(rule)
+                        let manifest = try await Self.upstream { () async throws(UpstreamError) in
+                            try await client.manifest(repository: upstreamRepository, reference: .digest(digest))
+                        }
+                        var budget = Budget()
+                        try await self.copy(manifest, into: repository, from: upstreamRepository, client: client, depth: 0,
+                                            budget: &budget)
                     }
-                    var budget = Budget()
-                    try await self.copy(manifest, into: repository, from: upstreamRepository, client: client, depth: 0, budget: &budget)
+                    return true
                 }
-                return true
             }
         case .tag(let tag):
             let key = "\(repository):\(tag)"
@@ -142,9 +199,17 @@ public final class PullThrough: ContentFallback, Sendable {
                now() >= at {
                 return
             }
-            _ = try await fetches.value("t:" + key) {
-                try await self.refreshTag(repository, tag, rule: rule, upstreamRepository: upstreamRepository, cached: cached)
-                return true
+            let fetch = { @Sendable () async throws -> Bool in
+                try await self.fetches.value("t:" + key) {
+                    try await self.refreshTag(repository, tag, rule: rule, upstreamRepository: upstreamRepository, cached: cached)
+                    return true
+                }
+            }
+            // A cached tag is served whatever the upstream answers; only a tag never cached is remembered missing.
+            if cached == nil {
+                _ = try await rememberingMisses("t:" + key, fetch)
+            } else {
+                _ = try await fetch()
             }
         }
     }
@@ -153,13 +218,87 @@ public final class PullThrough: ContentFallback, Sendable {
         guard let matched = try await match(repository) else { return }
         let rule = matched.rule, upstreamRepository = matched.upstreamRepository
         if (try? await registry.blobSize(repository, digest)) != nil { return }
-        _ = try await fetches.value("b:\(repository)@\(digest)") {
+        _ = try await rememberingMisses("b:\(repository)@\(digest)") {
+            try await fetches.value("b:\(repository)@\(digest)") {
+                try await self.asCache(rule) {
+                    let client = try await self.client(rule)
+                    try await self.copyBlob(digest, size: nil, into: repository, from: upstreamRepository, client: client)
+                }
+                return true
+            }
+        }
+    }
+
+    /// The GET of a whole missing blob: starts its fill (unless one runs: that read then waits for
+    /// it through `prepareBlob`) and, once the upstream declared its length, answers with its bytes
+    /// as they arrive. The fill runs on when the client leaves, and stores the blob only verified.
+    public func streamBlob(_ repository: RepositoryName, _ digest: Digest) async throws -> StreamedBlob? {
+        guard let matched = try await match(repository) else { return nil }
+        let rule = matched.rule, upstreamRepository = matched.upstreamRepository
+        if (try? await registry.blobSize(repository, digest)) != nil { return nil }
+        return try await rememberingMisses("b:\(repository)@\(digest)") {
+            try await self.startStreaming(digest, into: repository, from: upstreamRepository, rule: rule)
+        }
+    }
+
+    func startStreaming(_ digest: Digest, into repository: RepositoryName, from upstreamRepository: String,
+                        rule: CacheRuleRecord) async throws -> StreamedBlob? {
+        let tee = BlobTee()
+        let started = fetches.startIfIdle("b:\(repository)@\(digest)") {
             try await self.asCache(rule) {
-                let client = try await self.client(rule)
-                try await self.copyBlob(digest, size: nil, into: repository, from: upstreamRepository, client: client)
+                try await self.fill(digest, into: repository, from: upstreamRepository, rule: rule, tee: tee)
             }
             return true
         }
+        guard started else { return nil }
+        let head: BlobTee.Head
+        do {
+            head = try await tee.head()
+        } catch {
+            tee.close()
+            throw error
+        }
+        guard case .streaming(let length) = head else {
+            tee.close()
+            return nil
+        }
+        return StreamedBlob(size: length, next: { try await tee.next() }, close: { tee.close() })
+    }
+
+    /// A blob fill that hands its bytes to `tee` while it stores them: the upstream's declared
+    /// length is the tee's head (no length: `whole`, filled as `copyBlob` does).
+    func fill(_ digest: Digest, into repository: RepositoryName, from upstreamRepository: String, rule: CacheRuleRecord,
+              tee: BlobTee) async throws {
+        let registry = self.registry
+        do {
+            let client = try await self.client(rule)
+            if (try? await registry.blobSize(repository, digest)) == nil {
+                _ = try await client.blob(repository: upstreamRepository, digest: digest, size: nil) {
+                    (stream: VerifiedBlobStream) async throws -> Int64 in
+                    guard let length = stream.size, length > 0 else {
+                        tee.begin(.whole)
+                        return try await registry.putBlob(repository, digest: digest, contentLength: stream.size, body: stream)
+                    }
+                    tee.begin(.streaming(length))
+                    return try await registry.putBlob(repository, digest: digest, contentLength: length,
+                                                      body: TeeSequence(source: stream, tee: tee, length: length))
+                }
+            }
+            tee.finish(.success(()))
+        } catch {
+            let answered = Self.blobFailure(error)
+            tee.finish(.failure(answered))
+            logger.warning("cache: blob fill failed", metadata: [
+                "rule": "\(rule.name)", "repository": "\(repository)", "digest": "\(digest)", "error": "\(answered)",
+            ])
+            throw answered
+        }
+    }
+
+    /// What a client is answered for a failed blob fill: 404 for a blob the upstream does not have.
+    static func blobFailure(_ error: any Error) -> any Error {
+        guard let e = error as? UpstreamError else { return error }
+        return e.kind == .notFound ? RegistryError(.blobUnknown, "upstream: " + e.message, status: 404) : e.registryError
     }
 
     /// Asks upstream for the tag; moves the cached tag when it changed. An upstream failure keeps
@@ -255,10 +394,10 @@ public final class PullThrough: ContentFallback, Sendable {
         let registry = self.registry
         do {
             _ = try await client.blob(repository: upstreamRepository, digest: digest, size: size) { stream in
-                try await registry.putBlob(repository, digest: digest, contentLength: size, body: stream)
+                try await registry.putBlob(repository, digest: digest, contentLength: stream.size, body: stream)
             }
-        } catch let e as UpstreamError {
-            throw e.kind == .notFound ? RegistryError(.blobUnknown, "upstream: " + e.message, status: 404) : e.registryError
+        } catch {
+            throw Self.blobFailure(error)
         }
     }
 

@@ -209,8 +209,20 @@ public struct RegistryResponder: HTTPResponder {
             case .get, .head:
                 routeName = method == .get ? "blob_get" : "blob_head"
                 try await authorize(repo, .contentRead)
+                // A GET of a whole blob a fallback is filling is answered while the bytes arrive;
+                // admitted first (locks, quarantine) as the read it is. HEAD and Range wait for the fill.
+                // (A fallback only stores the blob: the chain's answer is the same before and after.)
+                let streaming = method == .get && request.headers[.range] == nil && !fallbacks.isEmpty
+                if streaming {
+                    try await pullAdmission.blob(repo, d, for: puller)
+                    for fallback in fallbacks {
+                        if let streamed = try await fallback.streamBlob(repo, d) {
+                            return Outcome(response: streamedBlob(d, streamed), route: routeName, bytesOut: streamed.size)
+                        }
+                    }
+                }
                 for fallback in fallbacks { try await fallback.prepareBlob(repo, d) }
-                try await pullAdmission.blob(repo, d, for: puller)
+                if !streaming { try await pullAdmission.blob(repo, d, for: puller) }
                 let (response, size) = try await getBlob(request, repo, d, head: method == .head)
                 return Outcome(response: response, route: routeName, bytesOut: size)
             case .delete:
@@ -568,6 +580,21 @@ public struct RegistryResponder: HTTPResponder {
             try await writer.finish(nil)
         }
         return (Response(status: status, headers: headers, body: body), length)
+    }
+
+    /// A blob sent while a fallback fills it: the headers of a stored blob's 200 (the length the
+    /// upstream declared), the body as it arrives. A fill that fails cuts the body short.
+    private func streamedBlob(_ digest: Digest, _ streamed: StreamedBlob) -> Response {
+        var headers = baseHeaders()
+        headers[.contentType] = "application/octet-stream"
+        headers[.dockerContentDigest] = digest.string
+        headers[.eTag] = "\"\(digest.string)\""
+        headers[.contentLength] = String(streamed.size)
+        let body = ResponseBody(contentLength: Int(streamed.size)) { writer in
+            try await streamed.write { buffer in try await writer.write(buffer) }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: headers, body: body)
     }
 
     // MARK: uploads

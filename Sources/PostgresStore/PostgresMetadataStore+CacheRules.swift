@@ -47,7 +47,8 @@ extension PostgresMetadataStore {
     }
 
     public func createCacheRule(_ r: CacheRuleRecord) async throws -> CacheRuleWriteResult {
-        try await write { tx in
+        let origin = EventOrigin.current
+        return try await write { tx in
             if try await tx.one("SELECT 1 FROM cache_rules WHERE name = \(r.name)") != nil { return .nameTaken }
             if let refused = try await Self.check(tx, name: r.name, target: r.targetRepository, credentialSet: r.credentialSet) { return refused }
             try await tx.exec("""
@@ -55,13 +56,15 @@ extension PostgresMetadataStore {
                 VALUES (\(r.name), \(r.sourceRepository), \(r.targetRepository), \(r.credentialSet), \(r.plainHTTP), \(r.tagFreshnessSeconds),
                         \(r.createdBy), \(r.createdAt.timeIntervalSince1970))
                 """)
+            try await Self.appendEvent(tx, origin, .setting, "", detail: CacheRuleRecord.changeEventDetail)
             return .done
         }
     }
 
     public func updateCacheRule(name: String, sourceRepository: String?, targetRepository: String?, credentialSet: String??, plainHTTP: Bool?,
                                 tagFreshnessSeconds: Int64?) async throws -> CacheRuleWriteResult {
-        try await write { tx in
+        let origin = EventOrigin.current
+        return try await write { tx in
             guard var r = try await tx.one("SELECT \(unescaped: Self.ruleColumns) FROM cache_rules WHERE name = \(name)").map(Self.cacheRule)
             else { return .notFound }
             if let sourceRepository { r.sourceRepository = sourceRepository }
@@ -75,13 +78,17 @@ extension PostgresMetadataStore {
                     credential_set = \(r.credentialSet), plain_http = \(r.plainHTTP), tag_freshness_seconds = \(r.tagFreshnessSeconds)
                 WHERE name = \(name)
                 """)
+            try await Self.appendEvent(tx, origin, .setting, "", detail: CacheRuleRecord.changeEventDetail)
             return .done
         }
     }
 
     public func deleteCacheRule(name: String) async throws -> Bool {
-        try await write(serialized: false) { tx in
-            try await tx.count("DELETE FROM cache_rules WHERE name = \(name) RETURNING 1") == 1
+        let origin = EventOrigin.current
+        return try await write { tx in
+            guard try await tx.count("DELETE FROM cache_rules WHERE name = \(name) RETURNING 1") == 1 else { return false }
+            try await Self.appendEvent(tx, origin, .setting, "", detail: CacheRuleRecord.changeEventDetail)
+            return true
         }
     }
 
@@ -108,12 +115,16 @@ extension PostgresMetadataStore {
     }
 
     public func updateCredentialSet(name: String, loginServer: String?, username: String?, sealedPassword: Data?) async throws -> Bool {
-        try await write(serialized: false) { tx in
-            try await tx.count("""
+        let origin = EventOrigin.current
+        return try await write { tx in
+            guard try await tx.count("""
                 UPDATE credential_sets SET login_server = COALESCE(\(loginServer), login_server), username = COALESCE(\(username), username),
                     sealed_password = COALESCE(\(sealedPassword), sealed_password)
                 WHERE name = \(name) RETURNING 1
-                """) == 1
+                """) == 1 else { return false }
+            // A rule's upstream client holds the set's password: rebuilt on every node.
+            try await Self.appendEvent(tx, origin, .setting, "", detail: CacheRuleRecord.changeEventDetail)
+            return true
         }
     }
 

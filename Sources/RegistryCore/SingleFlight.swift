@@ -37,6 +37,20 @@ public final class SingleFlight<Key: Hashable & Sendable, Value: Sendable>: Send
         return try await task.value
     }
 
+    /// Starts `read` for `key` unless a read of it runs; whether it started. It runs to its end
+    /// without a caller waiting (a fill the client left); `value(key)` joins it while it runs.
+    public func startIfIdle(_ key: Key, _ read: @escaping @Sendable () async throws -> Value) -> Bool {
+        flights.withLockedValue { flights in
+            if flights[key] != nil { return false }
+            let task = Task<Value, any Error> {
+                defer { _ = self.flights.withLockedValue { $0.removeValue(forKey: key) } }
+                return try await read()
+            }
+            flights[key] = Flight(task: task, callers: 1)
+            return true
+        }
+    }
+
     /// How many callers wait for the read of `key` now, its starter included; 0 when none runs.
     public func callers(_ key: Key) -> Int {
         flights.withLockedValue { $0[key]?.callers ?? 0 }

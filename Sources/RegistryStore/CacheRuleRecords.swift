@@ -5,6 +5,10 @@ import Foundation
 /// and `mirror/redis`) or a prefix ending in `/*` (`host/library/*` and `mirror/*`); the feature
 /// checks the grammar, the store only that targets do not overlap.
 public struct CacheRuleRecord: Sendable, Codable, Equatable {
+    /// The `detail` of the `setting` event every write of a rule or credential set appends (in its
+    /// transaction): each node's pull-through cache re-reads its rules when it sees it.
+    public static let changeEventDetail = "cache-rules"
+
     /// 1-64 characters of a-z, 0-9, '-'; unique.
     public var name: String
     /// `HOST[:PORT]/path` or `HOST[:PORT]/path/*`.

@@ -42,7 +42,8 @@ extension SQLiteMetadataStore {
     }
 
     public func createCacheRule(_ r: CacheRuleRecord) async throws -> CacheRuleWriteResult {
-        try await pool.write { db in
+        let origin = EventOrigin.current
+        return try await pool.write { db in
             if try Row.fetchOne(db, sql: "SELECT 1 FROM cache_rules WHERE name = ?", arguments: [r.name]) != nil { return .nameTaken }
             if let refused = try Self.check(db, name: r.name, target: r.targetRepository, credentialSet: r.credentialSet) { return refused }
             try db.execute(sql: """
@@ -51,13 +52,15 @@ extension SQLiteMetadataStore {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [r.name, r.sourceRepository, r.targetRepository, r.credentialSet, r.plainHTTP, r.tagFreshnessSeconds,
                                  r.createdBy, r.createdAt.timeIntervalSince1970])
+            try Self.appendEvent(db, origin, EventAction.setting, "", detail: CacheRuleRecord.changeEventDetail)
             return .done
         }
     }
 
     public func updateCacheRule(name: String, sourceRepository: String?, targetRepository: String?, credentialSet: String??, plainHTTP: Bool?,
                                 tagFreshnessSeconds: Int64?) async throws -> CacheRuleWriteResult {
-        try await pool.write { db in
+        let origin = EventOrigin.current
+        return try await pool.write { db in
             guard var r = try Row.fetchOne(db, sql: "SELECT * FROM cache_rules WHERE name = ?", arguments: [name]).map(Self.cacheRule)
             else { return .notFound }
             if let sourceRepository { r.sourceRepository = sourceRepository }
@@ -70,14 +73,18 @@ extension SQLiteMetadataStore {
                 UPDATE cache_rules SET source_repository = ?, target_repository = ?, credential_set = ?, plain_http = ?,
                     tag_freshness_seconds = ? WHERE name = ?
                 """, arguments: [r.sourceRepository, r.targetRepository, r.credentialSet, r.plainHTTP, r.tagFreshnessSeconds, name])
+            try Self.appendEvent(db, origin, EventAction.setting, "", detail: CacheRuleRecord.changeEventDetail)
             return .done
         }
     }
 
     public func deleteCacheRule(name: String) async throws -> Bool {
-        try await pool.write { db in
+        let origin = EventOrigin.current
+        return try await pool.write { db in
             try db.execute(sql: "DELETE FROM cache_rules WHERE name = ?", arguments: [name])
-            return db.changesCount == 1
+            guard db.changesCount == 1 else { return false }
+            try Self.appendEvent(db, origin, EventAction.setting, "", detail: CacheRuleRecord.changeEventDetail)
+            return true
         }
     }
 
@@ -102,12 +109,16 @@ extension SQLiteMetadataStore {
     }
 
     public func updateCredentialSet(name: String, loginServer: String?, username: String?, sealedPassword: Data?) async throws -> Bool {
-        try await pool.write { db in
+        let origin = EventOrigin.current
+        return try await pool.write { db in
             try db.execute(sql: """
                 UPDATE credential_sets SET login_server = COALESCE(?, login_server), username = COALESCE(?, username),
                     sealed_password = COALESCE(?, sealed_password) WHERE name = ?
                 """, arguments: [loginServer, username, sealedPassword, name])
-            return db.changesCount == 1
+            guard db.changesCount == 1 else { return false }
+            // A rule's upstream client holds the set's password: rebuilt on every node.
+            try Self.appendEvent(db, origin, EventAction.setting, "", detail: CacheRuleRecord.changeEventDetail)
+            return true
         }
     }
 

@@ -25,6 +25,8 @@ public struct UpstreamLimits: Sendable {
     public var maxManifestBytes: Int = ManifestParser.maxSize
     /// Largest token-endpoint or referrers answer read.
     public var maxDocumentBytes: Int = 1024 * 1024
+    /// Largest blob accepted: by its declared length, and counted while it streams.
+    public var maxBlobBytes: Int64 = 10 << 30
     /// Redirects followed for one request.
     public var maxRedirects: Int = 5
     /// Time to connect.
@@ -178,16 +180,22 @@ public final class UpstreamClient: Sendable {
     // MARK: blobs
 
     /// Streams a blob into `consume`, hashed while read: the sequence throws `digestMismatch`
-    /// instead of ending when the bytes are not `digest` (or not `size` bytes), so a consumer that
-    /// stores what it reads fails and must discard it.
+    /// instead of ending when the bytes are not `digest` (or not `size` bytes, or not the length
+    /// the upstream declared), and `tooLarge` past `maxBlobBytes`, so a consumer that stores what
+    /// it reads fails and must discard it. The stream's `size` is `size`, else the declared length.
     public func blob<T: Sendable>(repository: String, digest: Digest, size: Int64?,
                                   _ consume: (VerifiedBlobStream) async throws -> T) async throws -> T {
         let url = "\(base)/v2/\(repository)/blobs/\(digest)"
+        let limit = limits.maxBlobBytes
         return try await withResponse(url, scope: repository, kind: "blob", accept: nil) { response throws in
-            if let size, let length = response.headers.first(name: "Content-Length").flatMap(Int64.init), length != size {
+            let length = response.headers.first(name: "Content-Length").flatMap(Int64.init)
+            if let size, let length, length != size {
                 throw UpstreamError(.digestMismatch, "blob \(digest) is \(size) bytes but the upstream sends \(length)")
             }
-            return try await consume(VerifiedBlobStream(body: response.body, digest: digest, size: size))
+            if let declared = size ?? length, declared > limit {
+                throw UpstreamError(.tooLarge, "blob \(digest) of \(declared) bytes exceeds the limit of \(limit)")
+            }
+            return try await consume(VerifiedBlobStream(body: response.body, digest: digest, size: size ?? length, limit: limit))
         }
     }
 
@@ -484,7 +492,9 @@ public struct VerifiedBlobStream: AsyncSequence, Sendable {
     public typealias Element = ByteBuffer
     let body: HTTPClientResponse.Body
     public let digest: Digest
+    /// The blob's length: the one asked for, else the one the upstream declared; nil when unknown.
     public let size: Int64?
+    let limit: Int64
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         var inner: HTTPClientResponse.Body.AsyncIterator
@@ -492,10 +502,14 @@ public struct VerifiedBlobStream: AsyncSequence, Sendable {
         var count: Int64 = 0
         let digest: Digest
         let size: Int64?
+        let limit: Int64
 
         public mutating func next() async throws -> ByteBuffer? {
             if let chunk = try await inner.next() {
                 count += Int64(chunk.readableBytes)
+                if count > limit {
+                    throw UpstreamError(.tooLarge, "blob \(digest) exceeds the limit of \(limit) bytes")
+                }
                 if let size, count > size {
                     throw UpstreamError(.digestMismatch, "blob \(digest) is longer than its \(size) bytes")
                 }
@@ -514,6 +528,6 @@ public struct VerifiedBlobStream: AsyncSequence, Sendable {
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(inner: body.makeAsyncIterator(), hasher: DigestHasher(digest.algorithm), digest: digest, size: size)
+        AsyncIterator(inner: body.makeAsyncIterator(), hasher: DigestHasher(digest.algorithm), digest: digest, size: size, limit: limit)
     }
 }

@@ -41,6 +41,11 @@ final class TestClock: Sendable {
         let gets = NIOLockedValueBox<[String: Int]>([:])
         /// Called before a manifest by tag is answered (to hold it until the test's readers all wait).
         let beforeTag = NIOLockedValueBox<(@Sendable () async -> Void)?>(nil)
+        /// Blobs sent in two halves: the second only once the test released it (else the answer is cut after 300 s).
+        let held = NIOLockedValueBox<Set<Digest>>([])
+        let released = NIOLockedValueBox(false)
+        /// Blobs sent without a Content-Length (chunked).
+        let unsized = NIOLockedValueBox<Set<Digest>>([])
 
         func serve(_ m: [UInt8], tag: String, blobs: [[UInt8]]) {
             tags.withLockedValue { $0[tag] = m }
@@ -82,6 +87,28 @@ final class TestClock: Sendable {
                 return Response(status: .ok, headers: h, body: .init(byteBuffer: ByteBuffer(bytes: m)))
             }
             if let d = try? Digest(parsing: last), let bytes = upstream.blobs.withLockedValue({ $0[d] }) {
+                if upstream.held.withLockedValue({ $0.contains(d) }) {
+                    var h = HTTPFields()
+                    h[.contentLength] = String(bytes.count)
+                    return Response(status: .ok, headers: h, body: ResponseBody(contentLength: bytes.count) { writer in
+                        let half = bytes.count / 2
+                        try await writer.write(ByteBuffer(bytes: bytes[..<half]))
+                        var waited = 0
+                        while !upstream.released.withLockedValue({ $0 }) {
+                            waited += 1
+                            guard waited < 30_000 else { throw CancellationError() }
+                            try await Task.sleep(for: .milliseconds(10))
+                        }
+                        try await writer.write(ByteBuffer(bytes: bytes[half...]))
+                        try await writer.finish(nil)
+                    })
+                }
+                if upstream.unsized.withLockedValue({ $0.contains(d) }) {
+                    return Response(status: .ok, body: ResponseBody { writer in
+                        try await writer.write(ByteBuffer(bytes: bytes))
+                        try await writer.finish(nil)
+                    })
+                }
                 return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
             }
             return Response(status: .notFound)
@@ -101,7 +128,7 @@ final class TestClock: Sendable {
     }
 
     /// A registry with the rule `127.0.0.1:<port>/lib/*` → `mirror/*` (freshness 60 s).
-    static func cache(port: Int) async throws -> Cache {
+    static func cache(port: Int, negativeSeconds: Double = 30, maxBlobBytes: Int64? = nil) async throws -> Cache {
         let dir = NSTemporaryDirectory() + "berth-cache-" + UUID().uuidString
         let backends = try Backends.embedded(dataDirectory: dir)
         let registry = Registry(blobs: backends.blobs, metadata: backends.metadata)
@@ -112,7 +139,9 @@ final class TestClock: Sendable {
         let clock = TestClock()
         var limits = UpstreamLimits()
         limits.connectTimeout = .seconds(2)   // the outage test's refused connections are retried until then
-        let pullThrough = PullThrough(registry: registry, service: service, limits: limits, now: { clock.now })
+        if let maxBlobBytes { limits.maxBlobBytes = maxBlobBytes }
+        let pullThrough = PullThrough(registry: registry, service: service, limits: limits, negativeSeconds: negativeSeconds,
+                                      now: { clock.now })
         return Cache(registry: registry, backends: backends, service: service, pullThrough: pullThrough, clock: clock)
     }
 
@@ -228,6 +257,137 @@ final class TestClock: Sendable {
             // A digest once cached never asks upstream.
             try await c.pullThrough.prepareManifest(Self.app, .digest(Digest.compute(first)))
             #expect(upstream.manifestGets == 4)
+        }
+    }
+
+    @Test func anUpstream404IsRememberedForItsWindow() async throws {
+        let upstream = Upstream()
+        upstream.serve(Self.manifest([Self.other]), tag: "v1", blobs: [Self.config, Self.other])
+        let absent = Digest.compute(Array("absent".utf8))
+        try await Self.withUpstream(upstream) { port in
+            let c = try await Self.cache(port: port)
+            // A storm of pulls of a missing tag, manifest and blob: each asked upstream once.
+            for _ in 0..<5 {
+                await #expect { try await c.pullThrough.prepareManifest(Self.app, .tag("nope")) } throws: {
+                    ($0 as? RegistryError)?.status == 404
+                }
+                await #expect { try await c.pullThrough.prepareManifest(Self.app, .digest(absent)) } throws: {
+                    ($0 as? RegistryError)?.code == .manifestUnknown
+                }
+                await #expect { try await c.pullThrough.prepareBlob(Self.app, absent) } throws: {
+                    ($0 as? RegistryError)?.code == .blobUnknown
+                }
+                await #expect { _ = try await c.pullThrough.streamBlob(Self.app, absent) } throws: {
+                    ($0 as? RegistryError)?.code == .blobUnknown
+                }
+            }
+            #expect(upstream.count("/v2/lib/app/manifests/nope") == 1)
+            #expect(upstream.count("/v2/lib/app/manifests/\(absent)") == 1)
+            #expect(upstream.count("/v2/lib/app/blobs/\(absent)") == 1)
+            // What exists is still fetched; another name is its own entry.
+            try await c.pullThrough.prepareManifest(Self.app, .tag("v1"))
+            #expect(try await c.registry.resolve(Self.app, .tag("v1")) == Digest.compute(Self.manifest([Self.other])))
+            // After the window the upstream is asked again, and what appeared there is filled.
+            upstream.serve(Self.manifest([Self.other]), tag: "nope", blobs: [])
+            c.clock.advance(29)
+            await #expect(throws: RegistryError.self) { try await c.pullThrough.prepareManifest(Self.app, .tag("nope")) }
+            #expect(upstream.count("/v2/lib/app/manifests/nope") == 1)
+            c.clock.advance(2)
+            try await c.pullThrough.prepareManifest(Self.app, .tag("nope"))
+            #expect(upstream.count("/v2/lib/app/manifests/nope") == 2)
+        }
+    }
+
+    @Test func withoutANegativeWindowEveryMissAsksUpstream() async throws {
+        let upstream = Upstream()
+        try await Self.withUpstream(upstream) { port in
+            let c = try await Self.cache(port: port, negativeSeconds: 0)
+            for _ in 0..<3 {
+                await #expect(throws: RegistryError.self) { try await c.pullThrough.prepareManifest(Self.app, .tag("nope")) }
+            }
+            #expect(upstream.count("/v2/lib/app/manifests/nope") == 3)
+        }
+    }
+
+    @Test func aBlobOverTheSizeCapIsRefusedAndNothingStored() async throws {
+        let upstream = Upstream()
+        let m = Self.manifest([Self.layer])
+        upstream.serve(m, tag: "v1", blobs: [Self.config, Self.layer])
+        // Sent without a length too: counted while it streams.
+        let chunked = [UInt8](repeating: 3, count: 50_000)
+        upstream.blobs.withLockedValue { $0[Digest.compute(chunked)] = chunked }
+        upstream.unsized.withLockedValue { _ = $0.insert(Digest.compute(chunked)) }
+        try await Self.withUpstream(upstream) { port in
+            let c = try await Self.cache(port: port, maxBlobBytes: 40_000)
+            await #expect { try await c.pullThrough.prepareManifest(Self.app, .tag("v1")) } throws: {
+                ($0 as? RegistryError)?.code == .sizeInvalid && ($0 as? RegistryError)?.status == 502
+            }
+            await #expect { _ = try await c.pullThrough.streamBlob(Self.app, Digest.compute(Self.layer)) } throws: {
+                ($0 as? RegistryError)?.code == .sizeInvalid && ($0 as? RegistryError)?.message.contains("limit") == true
+            }
+            await #expect { try await c.pullThrough.prepareBlob(Self.app, Digest.compute(chunked)) } throws: {
+                ($0 as? RegistryError)?.code == .sizeInvalid
+            }
+            #expect(try await c.backends.blobs.size(of: Digest.compute(Self.layer)) == nil)
+            #expect(try await c.backends.blobs.size(of: Digest.compute(chunked)) == nil)
+            #expect(try await c.backends.blobs.openUploadCount() == 0)
+            await #expect(throws: (any Error).self) { _ = try await c.registry.resolve(Self.app, .tag("v1")) }
+        }
+    }
+
+    @Test func aBlackHoledUpstreamFailsWithinTheConnectTimeoutAndTheCacheIsServed() async throws {
+        let upstream = Upstream()
+        let m = Self.manifest([Self.other])
+        upstream.serve(m, tag: "v1", blobs: [Self.config, Self.other])
+        try await Self.withUpstream(upstream) { port in
+            let c = try await Self.cache(port: port)
+            try await c.pullThrough.prepareManifest(Self.app, .tag("v1"))
+            // The rule now points at an address that never answers (TEST-NET-1, allowed by the policy).
+            let service = CacheService(store: c.backends.metadata, sealingKey: SymmetricKey(size: .bits256),
+                                       policy: try OutboundPolicy(allow: "127.0.0.1/32,192.0.2.0/24"))
+            _ = try await service.updateRule(name: "lib", source: "192.0.2.1:5000/lib/*", target: nil, credentialSet: nil,
+                                             clearCredentialSet: false, plainHTTP: nil, tagFreshnessSeconds: nil)
+            var limits = UpstreamLimits()
+            limits.connectTimeout = .milliseconds(500)
+            let blackHoled = PullThrough(registry: c.registry, service: service, limits: limits, now: { c.clock.now })
+            c.clock.advance(3600)
+            // Served from the cache once the connection attempt gave up (not after minutes).
+            try await blackHoled.prepareManifest(Self.app, .tag("v1"))
+            #expect(try await c.registry.resolve(Self.app, .tag("v1")) == Digest.compute(m))
+            await #expect { try await blackHoled.prepareManifest(Self.app, .tag("v2")) } throws: { ($0 as? RegistryError)?.status == 502 }
+        }
+    }
+
+    @Test func aRuleMadeOnAnotherNodeIsSeenThroughTheEventFeed() async throws {
+        let upstream = Upstream()
+        let m = Self.manifest([Self.other])
+        upstream.serve(m, tag: "v1", blobs: [Self.config, Self.other])
+        try await Self.withUpstream(upstream) { port in
+            let c = try await Self.cache(port: port)
+            let hub = try RepositoryName("hub/app")
+            // This node read the rules: hub/* is not covered.
+            try await c.pullThrough.prepareManifest(hub, .tag("v1"))
+            #expect(upstream.manifestGets == 0)
+            let cursor = try await c.backends.metadata.events(after: 0, limit: 10_000).last?.sequence ?? 0
+            // Another node (its own service over the same store) adds a rule; this node's clock does not move.
+            let elsewhere = CacheService(store: c.backends.metadata, sealingKey: SymmetricKey(size: .bits256),
+                                         policy: try OutboundPolicy(allow: "127.0.0.1/32"))
+            _ = try await elsewhere.createRule(name: "hub", source: "127.0.0.1:\(port)/lib/*", target: "hub/*", credentialSet: nil,
+                                               plainHTTP: true, tagFreshnessSeconds: 60, createdBy: "owner")
+            try await c.pullThrough.prepareManifest(hub, .tag("v1"))
+            #expect(upstream.manifestGets == 0)   // not seen yet: the rules as read
+            // The event feed hands this node the rule's event (as CacheInvalidationService does).
+            c.registry.applyEvents(try await c.backends.metadata.events(after: cursor, limit: 100))
+            try await c.pullThrough.prepareManifest(hub, .tag("v1"))
+            #expect(try await c.registry.resolve(hub, .tag("v1")) == Digest.compute(m))
+            // Deleted elsewhere: no longer covered once its event arrives.
+            let cursor2 = try await c.backends.metadata.events(after: 0, limit: 10_000).last?.sequence ?? 0
+            try await elsewhere.deleteRule("hub")
+            c.registry.applyEvents(try await c.backends.metadata.events(after: cursor2, limit: 100))
+            let gets = upstream.manifestGets
+            await #expect(throws: (any Error).self) { _ = try await c.registry.resolve(try RepositoryName("hub/other"), .tag("v1")) }
+            try await c.pullThrough.prepareManifest(try RepositoryName("hub/other"), .tag("v1"))
+            #expect(upstream.manifestGets == gets)
         }
     }
 

@@ -93,5 +93,32 @@ extension MetadataStoreConformance {
             let all = try await s.credentialSets()
             #expect(changed && stored == expected && !unknown && all == [expected])
         },
+        Case("every change of a rule or credential set appends a cache-rules setting event; refused or unknown ones do not") { s in
+            func changes() async throws -> Int {
+                try await s.events(after: 0, limit: 1000).filter {
+                    $0.action == .setting && $0.detail == CacheRuleRecord.changeEventDetail && $0.repository.isEmpty
+                }.count
+            }
+            _ = try await s.createCredentialSet(credentialSet("c"))
+            #expect(try await changes() == 0)   // a new set is used by no rule yet
+            _ = try await s.createCacheRule(cacheRule("a", target: "a/*"))
+            #expect(try await changes() == 1)
+            _ = try await s.createCacheRule(cacheRule("a", target: "b/*"))   // name taken
+            _ = try await s.createCacheRule(cacheRule("x", target: "a/y"))   // overlaps
+            #expect(try await changes() == 1)
+            _ = try await s.updateCacheRule(name: "a", sourceRepository: nil, targetRepository: nil, credentialSet: .some("c"), plainHTTP: nil,
+                                            tagFreshnessSeconds: nil)
+            #expect(try await changes() == 2)
+            _ = try await s.updateCacheRule(name: "z", sourceRepository: nil, targetRepository: nil, credentialSet: nil, plainHTTP: nil,
+                                            tagFreshnessSeconds: 1)
+            #expect(try await changes() == 2)
+            _ = try await s.updateCredentialSet(name: "c", loginServer: nil, username: nil, sealedPassword: Data([3]))
+            #expect(try await changes() == 3)
+            _ = try await s.updateCredentialSet(name: "d", loginServer: nil, username: nil, sealedPassword: Data([3]))
+            #expect(try await changes() == 3)
+            _ = try await s.deleteCacheRule(name: "a")
+            _ = try await s.deleteCacheRule(name: "a")
+            #expect(try await changes() == 4)
+        },
     ]
 }

@@ -1,0 +1,205 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import UpstreamClient
+
+/// The hand-off of one blob fill's chunks to the client that asked for it: at most `capacity`
+/// chunks wait between the upstream and the client, so the fill goes at the pace of the slower
+/// of the client and the store and nothing is buffered beyond that. The fill (the writer) first
+/// says what it has (`begin`: a length to stream, or `whole` when it cannot stream), then sends
+/// chunks, then ends (`finish`); the client (the reader) may leave at any time (`close`), and the
+/// fill then goes on alone to store the blob.
+final class BlobTee: Sendable {
+    enum Head: Sendable, Equatable {
+        /// The blob's declared length: its bytes follow.
+        case streaming(Int64)
+        /// No streaming (no declared length, or nothing to fetch): the client waits for the stored copy.
+        case whole
+    }
+
+    private struct State {
+        var head: Result<Head, any Error>?
+        var headWaiter: CheckedContinuation<Head, any Error>?
+        var chunks: [ByteBuffer] = []
+        var end: Result<Void, any Error>?
+        var readerGone = false
+        var readerWaiter: CheckedContinuation<ByteBuffer?, any Error>?
+        var writerWaiter: CheckedContinuation<Void, Never>?
+    }
+
+    static let capacity = 4
+    static let stallLimit: Duration = .seconds(60)
+    private let state = NIOLockedValueBox(State())
+
+    // MARK: the fill's side
+
+    func begin(_ head: Head) {
+        let waiter = state.withLockedValue { s -> CheckedContinuation<Head, any Error>? in
+            guard s.head == nil else { return nil }
+            s.head = .success(head)
+            defer { s.headWaiter = nil }
+            return s.headWaiter
+        }
+        waiter?.resume(returning: head)
+    }
+
+    /// Hands a chunk to the client; waits while `capacity` chunks wait for it; returns at once
+    /// when the client is gone.
+    func send(_ chunk: ByteBuffer) async {
+        enum Step { case done, handed(CheckedContinuation<ByteBuffer?, any Error>), wait }
+        while true {
+            let step = state.withLockedValue { s -> Step in
+                if s.readerGone || s.end != nil { return .done }
+                if let reader = s.readerWaiter {
+                    s.readerWaiter = nil
+                    return .handed(reader)
+                }
+                if s.chunks.count < Self.capacity {
+                    s.chunks.append(chunk)
+                    return .done
+                }
+                return .wait
+            }
+            switch step {
+            case .done:
+                return
+            case .handed(let reader):
+                reader.resume(returning: chunk)
+                return
+            case .wait:
+                // A client that stops reading (but keeps its connection) is left behind after
+                // `stallLimit`, its response cut: it must not hold the fill, and every pull waiting
+                // for it, forever.
+                let stalled = Task { [weak self] in
+                    try await Task.sleep(for: Self.stallLimit)
+                    self?.close()
+                }
+                defer { stalled.cancel() }
+                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                    let now = state.withLockedValue { s -> Bool in
+                        if s.readerGone || s.end != nil || s.chunks.count < Self.capacity { return true }
+                        s.writerWaiter = c
+                        return false
+                    }
+                    if now { c.resume() }
+                }
+            }
+        }
+    }
+
+    /// The fill's end: success once the blob is verified (its last chunk sent), or its failure,
+    /// which the client gets instead of the chunks still waiting.
+    func finish(_ result: Result<Void, any Error>) {
+        let (headWaiter, head, reader, writer) = state.withLockedValue { s in
+            if s.end == nil {
+                s.end = result
+                if case .failure = result { s.chunks = [] }
+            }
+            if s.head == nil { s.head = result.map { Head.whole } }
+            let headWaiter = s.headWaiter
+            s.headWaiter = nil
+            var reader: CheckedContinuation<ByteBuffer?, any Error>?
+            if s.chunks.isEmpty {
+                reader = s.readerWaiter
+                s.readerWaiter = nil
+            }
+            let writer = s.writerWaiter
+            s.writerWaiter = nil
+            return (headWaiter, s.head!, reader, writer)
+        }
+        headWaiter?.resume(with: head)
+        reader?.resume(with: result.map { Optional<ByteBuffer>.none })
+        writer?.resume()
+    }
+
+    // MARK: the client's side
+
+    /// What the fill has: a length to stream, `whole`, or its failure before any byte.
+    func head() async throws -> Head {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Head, any Error>) in
+            let now = state.withLockedValue { s -> Result<Head, any Error>? in
+                if let head = s.head { return head }
+                s.headWaiter = c
+                return nil
+            }
+            if let now { c.resume(with: now) }
+        }
+    }
+
+    /// The next chunk; nil after the last, once the fill verified the blob; throws its failure.
+    func next() async throws -> ByteBuffer? {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<ByteBuffer?, any Error>) in
+                let (now, writer) = state.withLockedValue { s -> (Result<ByteBuffer?, any Error>?, CheckedContinuation<Void, Never>?) in
+                    if !s.chunks.isEmpty {
+                        let writer = s.writerWaiter
+                        s.writerWaiter = nil
+                        return (.success(s.chunks.removeFirst()), writer)
+                    }
+                    if let end = s.end { return (end.map { Optional<ByteBuffer>.none }, nil) }
+                    if s.readerGone { return (.failure(CancellationError()), nil) }
+                    s.readerWaiter = c
+                    return (nil, nil)
+                }
+                writer?.resume()
+                if let now { c.resume(with: now) }
+            }
+        } onCancel: {
+            close()
+        }
+    }
+
+    /// The client is gone: the fill goes on without waiting for it.
+    func close() {
+        let (reader, writer) = state.withLockedValue { s in
+            s.readerGone = true
+            s.chunks = []
+            let reader = s.readerWaiter
+            let writer = s.writerWaiter
+            s.readerWaiter = nil
+            s.writerWaiter = nil
+            return (reader, writer)
+        }
+        reader?.resume(throwing: CancellationError())
+        writer?.resume()
+    }
+}
+
+/// A verified upstream blob stream that also hands each chunk to a `BlobTee`, except the bytes
+/// that complete the declared length: those reach the client only once the stream verified the
+/// whole blob's digest, so a client never holds a complete response of wrong bytes.
+struct TeeSequence: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let source: VerifiedBlobStream
+    let tee: BlobTee
+    let length: Int64
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var inner: VerifiedBlobStream.AsyncIterator
+        let tee: BlobTee
+        let length: Int64
+        var count: Int64 = 0
+        var held: ByteBuffer?
+
+        mutating func next() async throws -> ByteBuffer? {
+            if let chunk = try await inner.next() {
+                count += Int64(chunk.readableBytes)
+                if count >= length {
+                    if held == nil { held = chunk } else { held!.writeImmutableBuffer(chunk) }
+                } else if chunk.readableBytes > 0 {
+                    await tee.send(chunk)
+                }
+                return chunk
+            }
+            // The stream ended: every byte read and the digest verified.
+            if let last = held {
+                held = nil
+                await tee.send(last)
+            }
+            return nil
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(inner: source.makeAsyncIterator(), tee: tee, length: length)
+    }
+}
