@@ -19,11 +19,15 @@ public struct ScanningFeature: RegistryFeature {
     let logger: Logger
     /// Whether the scan consumer runs (`scan-on-push`); the routes answer either way.
     public let scanOnPush: Bool
+    /// The continuous re-match keeps current only images pulled or pushed within this many days
+    /// (`scan-rematch-days`); 0: every image.
+    public let rematchDays: Int
 
     public init(registry: Registry, store: any ScanStore, configuration: ScanConfiguration = .init(), matcher: FindingMatcher? = nil,
-                scanOnPush: Bool = true, poll: Duration = .seconds(1), logger: Logger = Logger(label: "berth.scan")) {
+                scanOnPush: Bool = true, rematchDays: Int = 30, poll: Duration = .seconds(1), logger: Logger = Logger(label: "berth.scan")) {
         inventorier = ScanInventorier(registry: registry, store: store, configuration: configuration, matcher: matcher, logger: logger)
         self.scanOnPush = scanOnPush
+        self.rematchDays = rematchDays
         self.poll = poll
         self.logger = logger
     }
@@ -38,7 +42,8 @@ public struct ScanningFeature: RegistryFeature {
         guard scanOnPush else { return [] }
         guard let matcher = inventorier.matcher else { return [ScanService(runner: runner(), poll: poll)] }
         return [ScanService(runner: runner(), poll: poll),
-                FindingRematchService(rematcher: FindingRematcher(inventories: inventorier.store, matcher: matcher),
+                FindingRematchService(rematcher: FindingRematcher(inventories: inventorier.store, matcher: matcher,
+                                                                  usage: inventorier.registry.metadata, rematchDays: rematchDays),
                                       poll: poll * 5, logger: logger)]
     }
 

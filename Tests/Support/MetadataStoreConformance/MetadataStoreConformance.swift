@@ -57,6 +57,7 @@ public enum MetadataStoreConformance {
             + scanCases
             + advisoryCases
             + consoleSessionCases
+            + pullTimeCases
             + cacheRuleCases
             + findingCases
             + eventStampCases
