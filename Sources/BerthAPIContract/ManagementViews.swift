@@ -552,11 +552,14 @@ public struct TagDetailView: Codable, Sendable, Equatable {
     public var digest: String
     public var lastUpdatedAt: Date
     public var attributes: LockAttributesView
-    public init(name: String, digest: String, lastUpdatedAt: Date, attributes: LockAttributesView) {
+    /// When it was last pulled by this tag; absent when never (pull times are written every few seconds).
+    public var lastPulledAt: Date?
+    public init(name: String, digest: String, lastUpdatedAt: Date, attributes: LockAttributesView, lastPulledAt: Date? = nil) {
         self.name = name
         self.digest = digest
         self.lastUpdatedAt = lastUpdatedAt
         self.attributes = attributes
+        self.lastPulledAt = lastPulledAt
     }
 }
 
@@ -573,8 +576,12 @@ public struct ManifestDetailView: Codable, Sendable, Equatable {
     /// `Pending`, `Passed` or `Failed`; absent when not quarantined.
     public var quarantineState: String?
     public var attributes: LockAttributesView
+    /// When it was last pulled from this repository, by tag or digest; absent when never.
+    public var lastPulledAt: Date?
     public init(digest: String, mediaType: String, artifactType: String?, size: Int64, createdAt: Date, tags: [String],
-                subject: String?, live: Bool, unliveSince: Date?, quarantineState: String?, attributes: LockAttributesView) {
+                subject: String?, live: Bool, unliveSince: Date?, quarantineState: String?, attributes: LockAttributesView,
+                lastPulledAt: Date? = nil) {
+        self.lastPulledAt = lastPulledAt
         self.digest = digest
         self.mediaType = mediaType
         self.artifactType = artifactType

@@ -195,7 +195,7 @@ struct Serve: AsyncParsableCommand {
                                  logger: Logger(label: "berth.tasks"), registry: backends.metadata)
         let scanning = ScanningFeature(registry: registry, store: backends.metadata,
                                        matcher: FindingMatcher(advisories: backends.metadata, store: backends.metadata),
-                                       scanOnPush: settings.scanOnPush,
+                                       scanOnPush: settings.scanOnPush, rematchDays: settings.scanRematchDays,
                                        logger: Logger(label: "berth.scan"))
         let contentTrust = ContentTrustFeature(registry: registry)
         let console = ConsoleFeature(store: backends.metadata, seams: Self.consoleSeams(replication: replication, tasks: tasks,

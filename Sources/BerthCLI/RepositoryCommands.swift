@@ -20,6 +20,7 @@ enum Repositories {
 
     static let listColumns = [
         Column("name", "name"), Column("manifests", "manifests"), Column("tags", "tags"), Column("last-updated", "lastUpdatedAt"),
+        Column("last-pulled", "lastPulledAt"),
     ] + lockColumns
 
     static let showFields = [
@@ -37,7 +38,7 @@ enum Repositories {
         Column("digest", "digest"),
         Column("type", compute: { $0["artifactType"]?.asString ?? $0["mediaType"]?.asString ?? "" }),
         Column("size", "size"), Column("created", "createdAt"), Column("tags", "tags"), Column("subject", "subject"),
-        Column("live", "live"), Column("quarantine", "quarantineState"),
+        Column("live", "live"), Column("quarantine", "quarantineState"), Column("last-pulled", "lastPulledAt"),
     ] + lockColumns
 
     static let deletedColumns = [
@@ -145,7 +146,7 @@ struct RepositoryShowTags: AsyncParsableCommand {
     @OptionGroup var out: OutputOptions
     @Option(name: [.customLong("name"), .customLong("repository")], help: "Repository name.") var name: String
     @Option(help: "time_desc, time_asc or name_asc (default).") var orderby: TagOrder?
-    @Flag(help: "Show digest, last update and locks of each tag.") var detail = false
+    @Flag(help: "Show digest, last update, last pull and locks of each tag.") var detail = false
 
     func validate() throws { try Repositories.checkName(name) }
 

@@ -27,6 +27,8 @@ struct ServeSettings: Equatable {
     var leaseTTLSeconds: Double = 15
     /// Inventory every pushed image and push its SBOMs as referrers (issue 15's scanning feature).
     var scanOnPush = false
+    /// The continuous re-match keeps current only images pulled or pushed within this many days; 0: all.
+    var scanRematchDays = 30
     /// Base-image triggers of one build task within this many seconds are coalesced.
     var taskBaseTriggerWindowSeconds: Double = 5
     /// This region's name (issue 13): the origin of the changes made here, as peers see them.
@@ -193,6 +195,11 @@ struct ServeSettings: Equatable {
         Spec(key: "scan-on-push", environment: "BERTH_SCAN_ON_PUSH", hasFlag: false, defaultText: "false",
              summary: "true inventories every pushed image in the background (each layer read once per digest) and pushes its SPDX and CycloneDX SBOMs as referrers") { s, v throws(SettingError) in
             s.scanOnPush = try boolean(v)
+        },
+        Spec(key: "scan-rematch-days", environment: "BERTH_SCAN_REMATCH_DAYS", hasFlag: false, defaultText: "30",
+             summary: "when the advisory database changes, only images pulled or pushed within this many days are matched again (0: every image; at most 3650)") { s, v throws(SettingError) in
+            guard let n = Int(v), n >= 0, n <= 3650 else { throw SettingError("'\(v)' is not a number of days from 0 to 3650") }
+            s.scanRematchDays = n
         },
         Spec(key: "task-base-trigger-window-seconds", environment: "BERTH_TASK_BASE_TRIGGER_WINDOW_SECONDS", hasFlag: false,
              defaultText: "5",

@@ -27,7 +27,7 @@ extension ConsoleRoutes {
         return render("repositories", data, viewer)
     }
 
-    /// One repository's tags: digest, size, kind, platforms, push time.
+    /// One repository's tags: digest, size, kind, platforms, push and last pull time.
     func repository(_ request: Request, _ viewer: Viewer) async throws -> Response {
         let repo = try Self.repositoryName(request)
         try await require(viewer, repository: repo.value, .metadataRead, what: "repository \(repo.value)")
@@ -48,7 +48,7 @@ extension ConsoleRoutes {
             let p = parsed[t.digest]
             return ["tag": t.name, "digest": t.digest, "urlRepository": url, "size": p.map { Self.bytes($0.totalSize) } ?? "—",
                     "kind": p?.kind ?? "—", "platforms": p.map(\.platformList) ?? "—",
-                    "pushed": Self.time(t.lastUpdatedAt)]
+                    "pushed": Self.time(t.lastUpdatedAt), "lastPull": t.lastPulledAt.map(Self.time) ?? "never"]
         }
         let untagged: [[String: Any]] = manifests.filter { $0.tags.isEmpty && $0.subject == nil }.prefix(200).map { m in
             ["digest": m.digest, "urlRepository": url, "kind": ParsedManifest.kind(mediaType: m.mediaType, artifactType: m.artifactType,
@@ -94,7 +94,7 @@ extension ConsoleRoutes {
             "title": "\(repo.value)@\(digest.string.prefix(19))…", "repository": repo.value, "urlRepository": url,
             "digest": digest.string, "mediaType": parsed.mediaType, "kind": parsed.kind, "size": Self.bytes(parsed.totalSize),
             "platformList": parsed.platformList,
-            "tags": detail.tags, "quarantine": detail.quarantineState.map { "\($0.rawValue)" } ?? "Not quarantined",
+            "tags": detail.tags, "lastPull": detail.lastPulledAt.map(Self.time) ?? "never", "quarantine": detail.quarantineState.map { "\($0.rawValue)" } ?? "Not quarantined",
             "layers": parsed.layers.enumerated().map { i, l in
                 ["index": i + 1, "mediaType": l.mediaType, "digest": l.digest, "size": Self.bytes(l.size)] as [String: Any]
             },

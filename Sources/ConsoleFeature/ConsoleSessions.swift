@@ -9,7 +9,8 @@ import RegistryStore
 /// request, because the principal is looked up again through Access every time), the session's
 /// CSRF token and its expiry. Being in the store, a session survives a restart of `berth serve`
 /// and works on every node of a cluster (no balancer affinity). Expired sessions are never
-/// answered and are removed by a sweep at most once a minute per node, run by a sign-in.
+/// answered and are removed by a sweep at most once a minute per node, run by a sign-in. An
+/// identity holds at most 20 sessions: a sign-in past that ends its oldest.
 public actor ConsoleSessions {
     public struct Session: Sendable, Equatable {
         public var subject: String
@@ -22,13 +23,19 @@ public actor ConsoleSessions {
         public var expires: Date
     }
 
+    /// Sessions one identity may hold at once; a new sign-in past it ends the oldest.
+    public static let defaultMaxPerIdentity = 20
+
     private let store: any ConsoleSessionStore
+    private let maxPerIdentity: Int
     private let lifetime: TimeInterval
     private let sweepInterval: TimeInterval
     private var lastSweep = Date.distantPast
 
-    public init(store: any ConsoleSessionStore, lifetime: TimeInterval = 8 * 3600, sweepInterval: TimeInterval = 60) {
+    public init(store: any ConsoleSessionStore, lifetime: TimeInterval = 8 * 3600, sweepInterval: TimeInterval = 60,
+                maxPerIdentity: Int = ConsoleSessions.defaultMaxPerIdentity) {
         self.store = store
+        self.maxPerIdentity = max(1, maxPerIdentity)
         self.lifetime = lifetime
         self.sweepInterval = sweepInterval
     }
@@ -48,7 +55,11 @@ public actor ConsoleSessions {
             let record = ConsoleSessionRecord(idHash: Self.hash(id), subject: subject, subjectID: subjectID, generation: generation,
                                               displayName: displayName, csrf: session.csrf, createdAt: now, expiresAt: session.expires)
             // 256 random bits do not collide; were they to, another id is drawn rather than share a row.
-            if try await store.createConsoleSession(record) { return (id, session) }
+            if try await store.createConsoleSession(record) {
+                // At most `maxPerIdentity` sessions per identity: its oldest are signed out.
+                _ = try await store.trimConsoleSessions(subject: subject, keep: maxPerIdentity)
+                return (id, session)
+            }
         }
     }
 

@@ -102,7 +102,7 @@ enum ConsoleTemplates {
     <thead><tr><th scope="col">Tag</th><th scope="col">Digest</th><th scope="col">Size</th><th scope="col">Kind</th><th scope="col">Platforms</th><th scope="col">Pushed</th><th scope="col">Last pull</th></tr></thead>
     <tbody>
     {{#tags}}
-    <tr><td class="tag">{{tag}}</td><td><a class="digest" href="/console/image?name={{urlRepository}}&amp;digest={{digest}}">{{digest}}</a></td><td>{{size}}</td><td>{{kind}}</td><td>{{platforms}}</td><td>{{pushed}}</td><td>not recorded</td></tr>
+    <tr><td class="tag">{{tag}}</td><td><a class="digest" href="/console/image?name={{urlRepository}}&amp;digest={{digest}}">{{digest}}</a></td><td>{{size}}</td><td>{{kind}}</td><td>{{platforms}}</td><td>{{pushed}}</td><td class="last-pull">{{lastPull}}</td></tr>
     {{/tags}}
     </tbody>
     </table>
@@ -113,7 +113,7 @@ enum ConsoleTemplates {
     <ul>{{#untagged}}<li><a class="digest" href="/console/image?name={{urlRepository}}&amp;digest={{digest}}">{{digest}}</a> ({{kind}}, {{size}})</li>{{/untagged}}</ul>
     {{/hasUntagged}}
     {{^untagged}}<p>None.</p>{{/untagged}}
-    <p class="note">Berth does not record pull times yet: the “Last pull” column says so rather than guess.</p>
+    <p class="note">“Last pull” is the last pull by that tag; pulls are written every few seconds.</p>
     {{>footer}}
     """
 
@@ -127,6 +127,7 @@ enum ConsoleTemplates {
     {{#artifactType}}<dt>Artifact type</dt><dd id="artifact-type">{{artifactType}}</dd>{{/artifactType}}
     <dt>Size</dt><dd>{{size}}</dd>
     <dt>Platforms</dt><dd id="image-platforms">{{platformList}}</dd>
+    <dt>Last pull</dt><dd id="image-last-pull">{{lastPull}}</dd>
     <dt>Tags</dt><dd id="image-tags">{{#tags}}<span class="tag">{{.}}</span> {{/tags}}{{^tags}}none{{/tags}}</dd>
     {{#subject}}<dt>Refers to</dt><dd><a class="digest" href="/console/image?name={{urlRepository}}&amp;digest={{subject}}">{{subject}}</a></dd>{{/subject}}
     </dl>

@@ -25,6 +25,7 @@ public enum BerthServer {
                                        tls: TLSCertificates? = nil,
                                        janitorInterval: Duration = .seconds(600),
                                        lifecycleTick: Duration = .seconds(30),
+                                       pullTimeFlushInterval: Duration = .seconds(3),
                                        metrics: HTTPMetrics = HTTPMetrics(),
                                        leases: LeasedRunner? = nil,
                                        logger: Logger,
@@ -54,7 +55,8 @@ public enum BerthServer {
             ] + eventConsumers(registry: registry, poll: lifecycleTick, logger: logger).map { ("consumer:\($0.runner.consumer.name)", $0) }
               + features.flatMap(\.services).map { ("service:\(type(of: $0))", $0) })
                 // Per process by nature: every node keeps its own caches true.
-                + [CacheInvalidationService(registry: registry, access: access, logger: logger)],
+                + [CacheInvalidationService(registry: registry, access: access, logger: logger),
+                   PullTimeFlushService(registry: registry, interval: pullTimeFlushInterval, logger: logger)],
             onServerRunning: onServerRunning,
             logger: logger
         )
@@ -232,6 +234,32 @@ struct CacheInvalidationService: Service {
             while case .advanced = try await runner.step() {}
         } catch {
             logger.warning("cache invalidation failed", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// Writes the pulls this node served to the store, in one call every `interval` and once more
+/// when the server stops. Per node: each writes its own (the store keeps the latest time).
+struct PullTimeFlushService: Service {
+    let registry: Registry
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                try? await Task.sleep(for: interval)
+                await flush()
+            }
+        }
+        await flush()
+    }
+
+    func flush() async {
+        do {
+            try await registry.flushPullTimes()
+        } catch {
+            logger.warning("could not record pull times", metadata: ["error": "\(error)"])
         }
     }
 }

@@ -177,7 +177,8 @@ extension RepositoryDetailView {
 
 extension TagDetailView {
     init(_ d: TagDetail) {
-        self.init(name: d.name, digest: d.digest, lastUpdatedAt: d.lastUpdatedAt, attributes: LockAttributesView(d.attributes))
+        self.init(name: d.name, digest: d.digest, lastUpdatedAt: d.lastUpdatedAt, attributes: LockAttributesView(d.attributes),
+                  lastPulledAt: d.lastPulledAt)
     }
 }
 
@@ -185,7 +186,7 @@ extension ManifestDetailView {
     init(_ d: ManifestDetail) {
         self.init(digest: d.digest, mediaType: d.mediaType, artifactType: d.artifactType, size: d.size, createdAt: d.createdAt, tags: d.tags,
                   subject: d.subject, live: d.live, unliveSince: d.unliveSince, quarantineState: d.quarantineState?.rawValue,
-                  attributes: LockAttributesView(d.attributes))
+                  attributes: LockAttributesView(d.attributes), lastPulledAt: d.lastPulledAt)
     }
 }
 

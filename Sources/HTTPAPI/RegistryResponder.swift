@@ -176,6 +176,12 @@ public struct RegistryResponder: HTTPResponder {
                 // Locks, quarantine and the features' checks (content trust): the pull-admission chain.
                 let content = try await pullAdmission.manifest(repo, ref, for: puller)
                 let (response, size) = try getManifest(request, content, head: method == .head)
+                if method == .get {
+                    // In memory only; a background service writes the batch (never a store write per pull).
+                    var tag: String? = nil
+                    if case .tag(let name) = ref { tag = name }
+                    registry.pullTimes.record(repository: repo.value, digest: content.digest, tag: tag)
+                }
                 return Outcome(response: response, route: routeName, bytesOut: size)
             case .put:
                 routeName = "manifest_put"

@@ -42,4 +42,15 @@ extension PostgresMetadataStore {
             try await tx.count("DELETE FROM console_sessions WHERE expires_at <= \(now.timeIntervalSince1970) RETURNING 1")
         }
     }
+
+    public func trimConsoleSessions(subject: String, keep: Int) async throws -> Int {
+        try await write(serialized: false) { tx in
+            try await tx.count("""
+                DELETE FROM console_sessions WHERE subject = \(subject) AND id_hash NOT IN (
+                    SELECT id_hash FROM console_sessions WHERE subject = \(subject) ORDER BY created_at DESC, id_hash DESC
+                    LIMIT \(Int64(max(0, keep))))
+                RETURNING 1
+                """)
+        }
+    }
 }

@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit, vImportJobs]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit, vImportJobs, v7pulltimes]
 
     static var latest: Int { all.count }
 
@@ -581,5 +581,29 @@ enum PostgresMigrations {
             created_by \(text) NOT NULL,
             created_at double precision NOT NULL)
         """,
+    ]
+
+    /// When each manifest and tag was last pulled (PostgresMetadataStore+PullTimes.swift); deleting
+    /// the manifest or tag deletes its row.
+    static let v7pulltimes: [String] = [
+        """
+        CREATE TABLE manifest_pulls (
+            repo_id bigint NOT NULL,
+            digest \(text) NOT NULL,
+            pulled_at double precision NOT NULL,
+            PRIMARY KEY (repo_id, digest),
+            FOREIGN KEY (repo_id, digest) REFERENCES manifests(repo_id, digest) ON DELETE CASCADE)
+        """,
+        "CREATE INDEX manifest_pulls_by_digest ON manifest_pulls(digest, pulled_at)",
+        """
+        CREATE TABLE tag_pulls (
+            repo_id bigint NOT NULL,
+            name \(text) NOT NULL,
+            pulled_at double precision NOT NULL,
+            PRIMARY KEY (repo_id, name),
+            FOREIGN KEY (repo_id, name) REFERENCES tags(repo_id, name) ON DELETE CASCADE)
+        """,
+        // at most 20 console sessions per identity: the oldest are found by subject
+        "CREATE INDEX console_sessions_by_subject ON console_sessions(subject, created_at)",
     ]
 }

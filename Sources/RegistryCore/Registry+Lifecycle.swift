@@ -56,6 +56,8 @@ public struct TagDetail: Codable, Sendable, Equatable {
     public var digest: String
     public var lastUpdatedAt: Date
     public var attributes: LockAttributes
+    /// When it was last pulled by this tag (`/v2/` GETs, as recorded); nil when never.
+    public var lastPulledAt: Date? = nil
 }
 
 public struct LockAttributes: Codable, Sendable, Equatable {
@@ -84,6 +86,8 @@ public struct ManifestDetail: Codable, Sendable, Equatable {
     public var unliveSince: Date?
     public var quarantineState: QuarantineState?
     public var attributes: LockAttributes
+    /// When it was last pulled from this repository, by tag or digest (as recorded); nil when never.
+    public var lastPulledAt: Date? = nil
 }
 
 public struct RepositoryDetail: Codable, Sendable, Equatable {
@@ -875,8 +879,9 @@ extension Registry {
         case "name_asc", "": tags.sort { $0.name < $1.name }
         default: throw LifecycleError.invalid("orderby must be time_desc, time_asc or name_asc")
         }
+        let pulls = try await metadata.pullTimes(repository: repository.value)
         return tags.map { TagDetail(name: $0.name, digest: $0.digest, lastUpdatedAt: $0.updatedAt,
-                                    attributes: LockAttributes(locks.tag(repository.value, $0.name))) }
+                                    attributes: LockAttributes(locks.tag(repository.value, $0.name)), lastPulledAt: pulls.tags[$0.name]) }
     }
 
     public func manifestDetails(_ repository: RepositoryName) async throws -> [ManifestDetail] {
@@ -884,11 +889,12 @@ extension Registry {
         let locks = try await lockTable()
         let live = Liveness.live(g, locked: locks.lockedManifests(repository.value))
         let tagsOf = Dictionary(grouping: g.tags, by: \.digest).mapValues { $0.map(\.name).sorted() }
+        let pulls = try await metadata.pullTimes(repository: repository.value)
         return g.manifests.values.sorted { ($0.createdAt, $0.digest) > ($1.createdAt, $1.digest) }.map { m in
             ManifestDetail(digest: m.digest, mediaType: m.mediaType, artifactType: m.artifactType, size: m.size, createdAt: m.createdAt,
                            tags: tagsOf[m.digest] ?? [], subject: m.subject, live: live.contains(m.digest),
                            unliveSince: live.contains(m.digest) ? nil : m.unliveSince, quarantineState: m.quarantineState,
-                           attributes: LockAttributes(locks.manifest(repository.value, m.digest)))
+                           attributes: LockAttributes(locks.manifest(repository.value, m.digest)), lastPulledAt: pulls.manifests[m.digest])
         }
     }
 

@@ -55,6 +55,8 @@ public final class Registry: Sendable {
     let policyCache = QuarantinePolicyBox()
     let lifecycle = LifecycleState()
     /// Caches outside the core that hear the events the cache-invalidation consumer applies.
+    /// Pulls served through `/v2/`, waiting to be written to the store (`flushPullTimes`).
+    public let pullTimes = PullTimeRecorder()
     let eventObservers = NIOLockedValueBox<[@Sendable ([Event]) -> Void]>([])
 
     public init(blobs: any BlobStore, metadata: any MetadataStore, configuration: RegistryConfiguration = .init(),

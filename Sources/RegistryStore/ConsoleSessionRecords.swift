@@ -39,4 +39,7 @@ public protocol ConsoleSessionStore: Sendable {
     func deleteConsoleSession(idHash: String) async throws -> Bool
     /// Removes every session expired at `now` (`expiresAt <= now`); answers how many.
     func deleteExpiredConsoleSessions(now: Date) async throws -> Int
+    /// Keeps the newest `keep` sessions of `subject` (by `createdAt`, then hash) and removes the
+    /// rest; answers how many it removed.
+    func trimConsoleSessions(subject: String, keep: Int) async throws -> Int
 }

@@ -44,4 +44,14 @@ extension SQLiteMetadataStore {
             return db.changesCount
         }
     }
+
+    public func trimConsoleSessions(subject: String, keep: Int) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(sql: """
+                DELETE FROM console_sessions WHERE subject = ? AND id_hash NOT IN (
+                    SELECT id_hash FROM console_sessions WHERE subject = ? ORDER BY created_at DESC, id_hash DESC LIMIT ?)
+                """, arguments: [subject, subject, max(0, keep)])
+            return db.changesCount
+        }
+    }
 }

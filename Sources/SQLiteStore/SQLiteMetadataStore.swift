@@ -567,6 +567,29 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 CREATE INDEX import_jobs_by_update ON import_jobs(updated_at);
                 """)
         }
+        m.registerMigration("v24-pulltimes") { db in
+            // When each manifest and tag was last pulled (SQLiteMetadataStore+PullTimes.swift);
+            // deleting the manifest or tag deletes its row.
+            try db.execute(sql: """
+                CREATE TABLE manifest_pulls (
+                    repo_id INTEGER NOT NULL,
+                    digest TEXT NOT NULL,
+                    pulled_at REAL NOT NULL,
+                    PRIMARY KEY (repo_id, digest),
+                    FOREIGN KEY (repo_id, digest) REFERENCES manifests(repo_id, digest) ON DELETE CASCADE
+                ) WITHOUT ROWID;
+                CREATE INDEX manifest_pulls_by_digest ON manifest_pulls(digest, pulled_at);
+                CREATE TABLE tag_pulls (
+                    repo_id INTEGER NOT NULL,
+                    name TEXT NOT NULL,
+                    pulled_at REAL NOT NULL,
+                    PRIMARY KEY (repo_id, name),
+                    FOREIGN KEY (repo_id, name) REFERENCES tags(repo_id, name) ON DELETE CASCADE
+                ) WITHOUT ROWID;
+                -- at most 20 console sessions per identity: the oldest are found by subject
+                CREATE INDEX console_sessions_by_subject ON console_sessions(subject, created_at);
+                """)
+        }
         return m
     }
 

@@ -11,20 +11,31 @@ import ServiceLifecycle
 /// read. Each manifest's findings carry the version they were matched against, which is the
 /// durable part of the cursor: a manifest already matched at the current version is skipped, so a
 /// pass that restarts (a new node took the lease, a restart starting again from 0) redoes nothing.
-/// Every inventory holding a touched key is kept current (pull times are not recorded, so "in use"
-/// cannot narrow it).
+/// Only images in use are kept current (issue 15 item 6): with `usage` and `rematchDays` > 0
+/// (`scan-rematch-days`, default 30), a manifest is matched again only when it was pulled through
+/// `/v2/` (in any repository, as recorded by `PullTimeStore`) or pushed within the last
+/// `rematchDays` days; the others keep the findings of the version they were matched against (their
+/// stored version says so) until a later change touches them after a pull. `rematchDays` 0: every
+/// inventory holding a touched key.
 public struct FindingRematcher: Sendable {
     public let inventories: any ScanStore
     public let matcher: FindingMatcher
     let pageSize: Int
     /// Judges each re-matched manifest again under the scan policy (nil: no verdicts).
     let gate: ScanGate?
+    let usage: (any PullTimeStore)?
+    let rematchDays: Int
+    let now: @Sendable () -> Date
 
-    public init(inventories: any ScanStore, matcher: FindingMatcher, pageSize: Int = 500, gate: ScanGate? = nil) {
+    public init(inventories: any ScanStore, matcher: FindingMatcher, pageSize: Int = 500, gate: ScanGate? = nil,
+                usage: (any PullTimeStore)? = nil, rematchDays: Int = 0, now: @escaping @Sendable () -> Date = { Date() }) {
         self.inventories = inventories
         self.matcher = matcher
         self.pageSize = pageSize
         self.gate = gate
+        self.usage = usage
+        self.rematchDays = max(0, rematchDays)
+        self.now = now
     }
 
     /// Re-matches what changed after version `since`; answers the version it brought them to and
@@ -35,13 +46,20 @@ public struct FindingRematcher: Sendable {
         let keys = try await matcher.advisories.advisoryPackagesChanged(since: since)
         var seen = Set<Digest>()
         var count = 0
+        let cutoff = now().addingTimeInterval(-Double(rematchDays) * 86400)
         for key in keys {
             var after: Digest?
             while true {
                 try Task.checkCancellation()
                 let page = try await inventories.inventories(containing: key, after: after, limit: pageSize)
                 if page.isEmpty { break }
-                for manifest in page where seen.insert(manifest).inserted {
+                let fresh = page.filter { seen.insert($0).inserted }
+                // nil: every one; else those pulled or pushed since the cutoff.
+                var inUse: Set<Digest>? = nil
+                if let usage, rematchDays > 0, !fresh.isEmpty {
+                    inUse = try await usage.manifestsUsed(since: cutoff, among: fresh)
+                }
+                for manifest in fresh where inUse?.contains(manifest) ?? true {
                     let previous = try await matcher.store.findings(manifest: manifest)
                     if let previous, previous.advisoryVersion >= current { continue }
                     guard let inventory = try await inventories.inventory(manifest: manifest),

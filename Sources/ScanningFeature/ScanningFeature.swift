@@ -22,11 +22,15 @@ public struct ScanningFeature: RegistryFeature {
     public let scanOnPush: Bool
     /// The scan policy: quarantine verdicts and the pull gate (nil without a matcher: no findings to judge).
     public let gate: ScanGate?
+    /// The continuous re-match keeps current only images pulled or pushed within this many days
+    /// (`scan-rematch-days`); 0: every image.
+    public let rematchDays: Int
 
     public init(registry: Registry, store: any ScanStore, configuration: ScanConfiguration = .init(), matcher: FindingMatcher? = nil,
-                scanOnPush: Bool = true, poll: Duration = .seconds(1), logger: Logger = Logger(label: "berth.scan")) {
+                scanOnPush: Bool = true, rematchDays: Int = 30, poll: Duration = .seconds(1), logger: Logger = Logger(label: "berth.scan")) {
         inventorier = ScanInventorier(registry: registry, store: store, configuration: configuration, matcher: matcher, logger: logger)
         self.scanOnPush = scanOnPush
+        self.rematchDays = rematchDays
         self.poll = poll
         self.logger = logger
         gate = matcher.map { ScanGate(registry: registry, findings: $0.store, logger: logger) }
@@ -43,7 +47,10 @@ public struct ScanningFeature: RegistryFeature {
 
     /// The continuous re-match, with the policy's verdicts after it.
     public func rematcher() -> FindingRematcher? {
-        inventorier.matcher.map { FindingRematcher(inventories: inventorier.store, matcher: $0, gate: gate) }
+        inventorier.matcher.map {
+            FindingRematcher(inventories: inventorier.store, matcher: $0, gate: gate, usage: inventorier.registry.metadata,
+                             rematchDays: rematchDays)
+        }
     }
 
     public var services: [any Service] {

@@ -381,6 +381,33 @@ private func hidden(_ html: String, _ name: String) -> String? {
         }
     }
 
+    @Test func theTagsPageAndTheImagePageShowTheLastPullOnceItIsWritten() async throws {
+        let (app, _, registry) = try await makeConsoleApp()
+        try await app.test(.router) { client in
+            let pulled = try await push(client, "pulls/app", tag: "v1", seed: "a")
+            let idle = try await push(client, "pulls/app", tag: "v2", seed: "b")
+            var b = Browser(client: client)
+            _ = try await b.signIn("owner", ownerPassword)
+            let before = String(buffer: try await b.get("/console/repository?name=pulls%2Fapp").body)
+            #expect(before.contains("<th scope=\"col\">Last pull</th>") && !before.contains("not recorded"))
+            #expect(before.components(separatedBy: "<td class=\"last-pull\">never</td>").count == 3)
+            // a real pull through /v2/ (the console's own reads are not pulls), then the flush
+            let get = try await client.execute(uri: "/v2/pulls/app/manifests/v1", method: .get, headers: basic("owner", ownerPassword))
+            #expect(get.status == .ok)
+            _ = try await b.get("/console/image?name=pulls%2Fapp&digest=\(idle)")
+            #expect(try await registry.flushPullTimes() == 1)
+            let stamp = ConsoleRoutes.time(Date())
+            let page = String(buffer: try await b.get("/console/repository?name=pulls%2Fapp").body)
+            let row = try #require(page.components(separatedBy: "<tr>").first { $0.contains(">v1</td>") })
+            #expect(row.contains("<td class=\"last-pull\">\(stamp.prefix(10))"))
+            #expect(page.components(separatedBy: "<td class=\"last-pull\">never</td>").count == 2)
+            let image = String(buffer: try await b.get("/console/image?name=pulls%2Fapp&digest=\(pulled)").body)
+            #expect(image.contains("<dd id=\"image-last-pull\">\(stamp.prefix(10))"))
+            let other = String(buffer: try await b.get("/console/image?name=pulls%2Fapp&digest=\(idle)").body)
+            #expect(other.contains("<dd id=\"image-last-pull\">never</dd>"))
+        }
+    }
+
     @Test func templatesNeverUseUnescapedInterpolation() {
         for (name, text) in ConsoleTemplates.all {
             #expect(!text.contains("{{{") && !text.contains("{{&"), "\(name)")
@@ -411,6 +438,44 @@ private func hidden(_ html: String, _ name: String) -> String? {
         #expect(try await other.session(b.id, now: start) == nil)
         #expect(ConsoleSessions.constantTimeEqual("abc", "abc") && !ConsoleSessions.constantTimeEqual("abc", "abd")
             && !ConsoleSessions.constantTimeEqual("", ""))
+    }
+
+    @Test func anIdentityKeepsAtMostTwentySessionsTheOldestEnded() async throws {
+        let registry = try Registry.embedded(dataDirectory: NSTemporaryDirectory() + "berth-console-cap-" + UUID().uuidString)
+        let store = registry.metadata as! any MetadataBackend
+        let sessions = ConsoleSessions(store: store)
+        let start = Date()
+        var ids: [String] = []
+        for i in 0..<22 {
+            ids.append(try await sessions.create(subject: "identity:a", subjectID: nil, generation: 1, displayName: "a",
+                                                 now: start.addingTimeInterval(Double(i))).id)
+        }
+        let other = try await sessions.create(subject: "identity:b", subjectID: nil, generation: 1, displayName: "b", now: start)
+        for (i, id) in ids.enumerated() {
+            let live = try await sessions.session(id, now: start.addingTimeInterval(30)) != nil
+            #expect(live == (i >= 2), "session \(i)")
+        }
+        #expect(try await sessions.session(other.id, now: start.addingTimeInterval(30)) != nil)
+    }
+
+    /// A signed-in browser stays signed in when the server is built again over the same store (a
+    /// restart, or another node of a cluster sharing the database); signing out there ends it.
+    @Test func aSessionOutlivesTheServerThatMadeIt() async throws {
+        let dir = NSTemporaryDirectory() + "berth-console-restart-" + UUID().uuidString
+        let (first, _, _) = try await makeConsoleApp(dataDirectory: dir)
+        let cookies = try await first.test(.router) { client in
+            var b = Browser(client: client)
+            _ = try await b.signIn("owner", ownerPassword)
+            #expect(String(buffer: try await b.get("/console/repositories").body).contains("Sign out"))
+            return b.cookies
+        }
+        #expect(!cookies.isEmpty)
+        let (second, _, _) = try await makeConsoleApp(dataDirectory: dir)
+        try await second.test(.router) { client in
+            var b = Browser(client: client, cookies: cookies)
+            let page = String(buffer: try await b.get("/console/repositories").body)
+            #expect(page.contains("Sign out") && !page.contains("Anonymous"))
+        }
     }
 }
 

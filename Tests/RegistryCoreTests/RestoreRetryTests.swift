@@ -34,6 +34,11 @@ private final class ConflictingRestoreStore: MetadataStore {
                                               tagHistoryLimit: tagHistoryLimit)
     }
 
+    func recordPulls(_ pulls: [PullRecord]) async throws { try await base.recordPulls(pulls) }
+    func pullTimes(repository: String) async throws -> PullTimes { try await base.pullTimes(repository: repository) }
+    func manifestsUsed(since: Date, among digests: [Digest]) async throws -> Set<Digest> {
+        try await base.manifestsUsed(since: since, among: digests)
+    }
     func repositoryExists(_ name: String) async throws -> Bool { try await base.repositoryExists(name) }
     func repositories(after: String?, limit: Int) async throws -> [String] { try await base.repositories(after: after, limit: limit) }
     func linkedBlobSize(repository: String, digest: Digest) async throws -> Int64? { try await base.linkedBlobSize(repository: repository, digest: digest) }

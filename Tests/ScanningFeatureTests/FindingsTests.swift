@@ -162,6 +162,44 @@ import Testing
         let fromZero = try await rematcher.rematch(since: 0)
         #expect(fromZero.rematched == 0 && fromZero.version == second.version)
     }
+
+    /// `scan-rematch-days`: after a database change only images pulled (or pushed) within the
+    /// window are matched again; 0 matches every one.
+    @Test func onlyImagesPulledOrPushedWithinTheWindowAreMatchedAgain() async throws {
+        let f = try ScanFixture(findings: true)
+        let database = FindingsTests.database(f)
+        let first = try await database.importUpload(Data(FindingsTests.tracker.utf8), format: .debian, source: nil)
+        let pulled = try await f.image("library/debian", tag: "12", layers: [try FindingsTests.debianLayer()])
+        let idle = try await f.image("library/debian-idle", tag: "12",
+                                     layers: [try FindingsTests.debianLayer(), try gzip(tar([("etc/motd", "idle")]))])
+        #expect(pulled != idle)
+        try await f.drain(f.feature.runner())
+        #expect(try await f.backends.metadata.findings(manifest: idle)?.advisoryVersion == first.version)
+
+        // 40 days on: both were pushed long ago; one was pulled (through the recorder and its flush) 2 days ago.
+        let later = Date().addingTimeInterval(40 * 86400)
+        f.registry.pullTimes.record(repository: "library/debian", digest: pulled, tag: "12", at: later.addingTimeInterval(-2 * 86400))
+        #expect(try await f.registry.flushPullTimes() == 1)
+        let updated = FindingsTests.tracker.replacingOccurrences(of: "\"CVE-2099-2002\"", with: "\"CVE-2099-2003\"")
+        let second = try await database.importUpload(Data(updated.utf8), format: .debian, source: nil)
+
+        let matcher = try #require(f.feature.inventorier.matcher)
+        let recent = FindingRematcher(inventories: f.store, matcher: matcher, pageSize: 1, usage: f.registry.metadata,
+                                      rematchDays: 30, now: { later })
+        let pass = try await recent.rematch(since: first.version)
+        #expect(pass.version == second.version && pass.rematched == 1)
+        let current = try #require(try await f.backends.metadata.findings(manifest: pulled))
+        #expect(current.advisoryVersion == second.version && current.findings.map(\.advisoryID).contains("CVE-2099-2003"))
+        let stale = try #require(try await f.backends.metadata.findings(manifest: idle))
+        #expect(stale.advisoryVersion == first.version && stale.findings.map(\.advisoryID).contains("CVE-2099-2002"))
+
+        // a window that does not reach the pull: neither; 0: every image (the idle one now)
+        let narrow = FindingRematcher(inventories: f.store, matcher: matcher, usage: f.registry.metadata, rematchDays: 1, now: { later })
+        #expect(try await narrow.rematch(since: first.version).rematched == 0)
+        let all = FindingRematcher(inventories: f.store, matcher: matcher, usage: f.registry.metadata, rematchDays: 0, now: { later })
+        #expect(try await all.rematch(since: first.version).rematched == 1)
+        #expect(try await f.backends.metadata.findings(manifest: idle)?.advisoryVersion == second.version)
+    }
 }
 
 /// OpenVEX documents attached to an image as referrers decide the findings they name.

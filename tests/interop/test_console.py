@@ -4,7 +4,8 @@ page (a DOM assertion and a screenshot each), signs in and out, gives a quaranti
 the page's button, sees a Helm chart, a WASM module and an oras artifact by their artifact type,
 and is refused a repository its identity may not read. An XSS test pushes markup in annotations
 (repository names and tags cannot hold markup: the pushes are refused by the grammar) and in the
-search box, and checks that nothing executes and the markup shows as text. A form posted without
+search box, and checks that nothing executes and the markup shows as text. A pull by skopeo shows
+in the tags page's "Last pull" column and on the image page. A form posted without
 the session's CSRF token is refused. A small Debian-shaped image is scanned on push: its page shows
 the package counts and its SPDX and CycloneDX SBOMs download with their media types. The session
 survives a restart of ``berth serve`` (it is in the metadata store) and signing out deletes it.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 import time
@@ -41,7 +43,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from helpers import OCI_MANIFEST, sha256_digest
+from helpers import OCI_MANIFEST, sha256_digest, skopeo_raw_manifest
 from test_artifacts import WASM_CONFIG, WASM_LAYER, WASM_MODULE, _blob, _put_manifest, build_chart, helm_push
 from test_oras import oras_client
 
@@ -249,13 +251,25 @@ def test_console_in_a_browser(registry, api, tmp_path):
         assert MARKUP in driver.find_element(By.ID, "no-repositories").text
         shot("03-search-markup")
 
-        driver.get(base + "/console/repository?name=web%2Fapp")
+        # A real client's pull (skopeo reads the manifest by tag) shows in the "Last pull" column
+        # once the server writes its pulls (every few seconds): polled, with a generous bound.
+        skopeo_raw_manifest(f"docker://{host}/web/app:v1", creds=creds)
+        deadline = time.monotonic() + 60
+        while True:
+            driver.get(base + "/console/repository?name=web%2Fapp")
+            rows = {r.find_element(By.CSS_SELECTOR, "td.tag").text: r.find_element(By.CSS_SELECTOR, "td.last-pull").text
+                    for r in driver.find_elements(By.CSS_SELECTOR, "#tags tbody tr")}
+            if rows.get("v1", "never") != "never" or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", rows["v1"]), rows
         tags = driver.find_element(By.ID, "tags").text
-        assert "v1" in tags and digest in tags and "Container image" in tags and "linux/amd64" in tags and "not recorded" in tags
+        assert "v1" in tags and digest in tags and "Container image" in tags and "linux/amd64" in tags and "Last pull" in tags
         shot("04-tags")
 
         submit(driver, driver.find_element(By.LINK_TEXT, digest))
         assert driver.find_element(By.ID, "digest").text == digest
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", driver.find_element(By.ID, "image-last-pull").text)
         notes = driver.find_element(By.ID, "annotations").text
         assert MARKUP in notes                                          # shown as text
         assert not driver.find_elements(By.CSS_SELECTOR, "main script, main img")

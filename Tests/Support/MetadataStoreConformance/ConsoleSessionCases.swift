@@ -46,5 +46,26 @@ extension MetadataStoreConformance {
             await #expect(try s.consoleSession(idHash: "b", now: t) == nil)
             await #expect(try s.consoleSession(idHash: "c", now: t.addingTimeInterval(29)) != nil)
         },
+        Case("console sessions: trimming keeps an identity's newest sessions and touches no other identity's") { s in
+            let t = Date(timeIntervalSince1970: 1_700_000_000)
+            for i in 0..<5 {
+                var r = consoleSession("alice-\(i)", expires: t.addingTimeInterval(3600))
+                r.createdAt = t.addingTimeInterval(Double(i))
+                let created = try await s.createConsoleSession(r)
+                #expect(created)
+            }
+            var bob = consoleSession("bob", expires: t.addingTimeInterval(3600))
+            bob.subject = "identity:bob"
+            let createdBob = try await s.createConsoleSession(bob)
+            #expect(createdBob)
+            #expect(try await s.trimConsoleSessions(subject: "identity:alice", keep: 2) == 3)
+            for i in 0..<5 {
+                await #expect(try (s.consoleSession(idHash: "alice-\(i)", now: t) != nil) == (i >= 3))
+            }
+            await #expect(try s.consoleSession(idHash: "bob", now: t) == bob)
+            #expect(try await s.trimConsoleSessions(subject: "identity:alice", keep: 2) == 0)
+            #expect(try await s.trimConsoleSessions(subject: "identity:nobody' OR '1'='1", keep: 0) == 0)
+            await #expect(try s.consoleSession(idHash: "bob", now: t) == bob)
+        },
     ]
 }

@@ -58,6 +58,7 @@ public enum MetadataStoreConformance {
             + advisoryCases
             + consoleSessionCases
             + importJobCases
+            + pullTimeCases
             + cacheRuleCases
             + findingCases
             + eventStampCases
