@@ -309,9 +309,14 @@ public final class PullThrough: ContentFallback, Sendable {
         do {
             try await asCache(rule) {
                 let client = try await self.client(rule)
-                // A cached tag is checked with a HEAD first: unchanged, nothing more is fetched.
-                if let cached, try await Self.upstream({ () async throws(UpstreamError) in
-                    try await client.manifestDigest(repository: upstreamRepository, tag: tag)
+                // A cached tag is checked with a HEAD first: unchanged, nothing more is fetched. The
+                // check waits at most `recheckSeconds` (review: an upstream that accepts connections
+                // and never answers held each pull for the whole request timeout, 30 s, before the
+                // cached tag was served).
+                if let cached, try await Self.within(Self.recheckSeconds, {
+                    try await Self.upstream({ () async throws(UpstreamError) in
+                        try await client.manifestDigest(repository: upstreamRepository, tag: tag)
+                    })
                 }) == cached {
                     return
                 }
@@ -403,6 +408,25 @@ public final class PullThrough: ContentFallback, Sendable {
 
     /// An upstream call whose failure becomes what the client is answered (502 for a broken
     /// upstream, 404 for what it does not have).
+    /// How long the upstream check of a cached tag may take before the cached tag is served.
+    static let recheckSeconds: Double = 5
+
+    /// `body`'s answer, or an `unreachable` upstream error once `seconds` have passed (`body` is cancelled).
+    static func within<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else {
+                throw UpstreamError(.unreachable, "the upstream did not answer within \(seconds) s")
+            }
+            return value
+        }
+    }
+
     static func upstream<T>(_ body: () async throws(UpstreamError) -> T) async throws -> T {
         do {
             return try await body()

@@ -46,6 +46,8 @@ final class TestClock: Sendable {
         let released = NIOLockedValueBox(false)
         /// Blobs sent without a Content-Length (chunked).
         let unsized = NIOLockedValueBox<Set<Digest>>([])
+        /// While true, a HEAD of a manifest gets no answer (an upstream that accepts and hangs).
+        let hangHead = NIOLockedValueBox(false)
 
         func serve(_ m: [UInt8], tag: String, blobs: [[UInt8]]) {
             tags.withLockedValue { $0[tag] = m }
@@ -63,6 +65,7 @@ final class TestClock: Sendable {
         router.head("**") { request, _ -> Response in
             let path = request.uri.path
             upstream.gets.withLockedValue { $0["HEAD " + path, default: 0] += 1 }
+            while upstream.hangHead.withLockedValue({ $0 }) { try await Task.sleep(for: .milliseconds(50)) }
             let tag = String(path.split(separator: "/").last ?? "")
             guard path.contains("/manifests/"), let m = upstream.tags.withLockedValue({ $0[tag] }) else { return Response(status: .notFound) }
             var h = HTTPFields()
@@ -388,6 +391,28 @@ final class TestClock: Sendable {
             await #expect(throws: (any Error).self) { _ = try await c.registry.resolve(try RepositoryName("hub/other"), .tag("v1")) }
             try await c.pullThrough.prepareManifest(try RepositoryName("hub/other"), .tag("v1"))
             #expect(upstream.manifestGets == gets)
+        }
+    }
+
+    /// An upstream that accepts the connection and never answers: the cached tag is served once
+    /// the tag check's own deadline passed, not after the request timeout (10 minutes here).
+    @Test(.timeLimit(.minutes(1))) func aHungUpstreamDoesNotHoldACachedTag() async throws {
+        let upstream = Upstream()
+        let m = Self.manifest([Self.other])
+        upstream.serve(m, tag: "v1", blobs: [Self.config, Self.other])
+        try await Self.withUpstream(upstream) { port in
+            let c = try await Self.cache(port: port)
+            try await c.pullThrough.prepareManifest(Self.app, .tag("v1"))
+            var limits = UpstreamLimits()
+            limits.headTimeout = .seconds(600)
+            limits.readTimeout = .seconds(600)
+            let patient = PullThrough(registry: c.registry, service: c.service, limits: limits, now: { c.clock.now })
+            upstream.hangHead.withLockedValue { $0 = true }
+            defer { upstream.hangHead.withLockedValue { $0 = false } }
+            c.clock.advance(3600)
+            try await patient.prepareManifest(Self.app, .tag("v1"))
+            #expect(upstream.count("HEAD /v2/lib/app/manifests/v1") == 1)
+            #expect(try await c.registry.resolve(Self.app, .tag("v1")) == Digest.compute(m))
         }
     }
 
