@@ -188,6 +188,17 @@ enum SQLiteBytes {
         // Text and numbers where blobs belong are unreadable headers, not crashes.
         let typed = try SQLiteBytes.make("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, blob); INSERT INTO Packages VALUES (1, 'text'), (2, 42), (3, NULL);")
         cases.append(("values of the wrong type", typed, "3 unreadable header(s)"))
+        // The file's own schema is untrusted (review, high): a view over an endless recursive
+        // query, a virtual table, generated columns; none is read, none runs unbounded.
+        cases.append(("Packages as an endless view", try SQLiteBytes.make("""
+            CREATE VIEW Packages AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)
+            SELECT max(x) AS hnum, zeroblob(10) AS blob FROM c;
+            """), "is a view"))
+        cases.append(("Packages with a generated column", try SQLiteBytes.make(
+            "CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, n INTEGER, blob BLOB GENERATED ALWAYS AS (zeroblob(n)) VIRTUAL);"
+            + "INSERT INTO Packages (hnum, n) VALUES (1, 1000000), (2, 1000000);"), "generated or hidden columns"))
+        cases.append(("Packages as a virtual table", try SQLiteBytes.make(
+            "CREATE VIRTUAL TABLE Packages USING fts4(hnum, blob);"), "virtual table"))
         var corrupt = good
         for k in stride(from: 100, to: corrupt.count, by: 7) { corrupt[k] ^= 0x5A }
         cases.append(("corrupt pages", corrupt, ""))
@@ -197,6 +208,24 @@ enum SQLiteBytes {
             #expect(file.problems.allSatisfy { $0.path == Self.path }, "\(what)")
             if !reason.isEmpty { #expect(file.problems.contains { $0.reason.contains(reason) }, "\(what): \(file.problems)") }
         }
+    }
+
+    /// A plain table whose rows make a query long (a self-join of 10^4 rows read through the
+    /// budget would be 10^8 steps): the step budget interrupts what the schema check cannot see.
+    @Test func aQueryPastItsStepBudgetIsInterrupted() throws {
+        let bytes = try SQLiteBytes.make(SQLiteBytes.schema, blobs: [RpmHeaderWriter.package().blob()])
+        var db: OpaquePointer?
+        #expect(sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY, nil) == SQLITE_OK)
+        defer { sqlite3_close(db) }
+        let budget = StepBudget(callbacks: 10, deadline: .now + .seconds(60))
+        sqlite3_progress_handler(db, 1000, { context in
+            Unmanaged<StepBudget>.fromOpaque(context!).takeUnretainedValue().spend() ? 0 : 1
+        }, Unmanaged.passUnretained(budget).toOpaque())
+        let rc = withExtendedLifetime(budget) {
+            sqlite3_exec(db, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c", nil, nil, nil)
+        }
+        #expect(rc == SQLITE_INTERRUPT)
+        #expect(RpmDatabase.catalog(bytes, path: Self.path).packages.count == 1)
     }
 
     /// A database written by rpm itself (scripts/make-test-rpmdb: rpmbuild and `rpm --justdb`),

@@ -46,16 +46,29 @@ enum RpmDatabase {
             return problem("SQLite could not read the database: \(message(db))")
         }
 
+        // The file brings its own schema (review, high): `Packages` could be a view over an endless
+        // recursive query, a virtual table, or have generated columns computing megabytes per row.
+        // Only a plain table is read, and every statement runs under a budget of VM steps and a
+        // deadline (SQLite interrupts it), with no sort: nothing the file says runs unbounded.
+        let budget = StepBudget(callbacks: Self.maxProgressCallbacks, deadline: .now + Self.maxQueryTime)
+        sqlite3_progress_handler(db, 1000, { context in
+            guard let context else { return 1 }
+            return Unmanaged<StepBudget>.fromOpaque(context).takeUnretainedValue().spend() ? 0 : 1
+        }, Unmanaged.passUnretained(budget).toOpaque())
+        defer { sqlite3_progress_handler(db, 0, nil, nil) }
+        if let refusal = withExtendedLifetime(budget, { plainPackagesTable(db) }) { return problem(refusal) }
+
         var statement: OpaquePointer?
-        guard sqlite3_prepare_v2(db, "SELECT hnum, blob FROM Packages ORDER BY hnum", -1, &statement, nil) == SQLITE_OK, let statement else {
+        guard sqlite3_prepare_v2(db, "SELECT hnum, blob FROM Packages", -1, &statement, nil) == SQLITE_OK, let statement else {
             return problem("no readable Packages table: \(message(db))")
         }
         defer { sqlite3_finalize(statement) }
+        var numbered: [(Int64, InventoryPackage)] = []
         var bad: [String] = []
         var badCount = 0
         var rows = 0
         while true {
-            let rc = sqlite3_step(statement)
+            let rc = withExtendedLifetime(budget) { sqlite3_step(statement) }
             if rc == SQLITE_DONE { break }
             guard rc == SQLITE_ROW else {
                 file.problems.append(InventoryProblem(path: path, reason: "reading the Packages table stopped: \(message(db))"))
@@ -76,17 +89,53 @@ enum RpmDatabase {
             }
             do {
                 let header = try RpmHeader(blob)
-                if let p = try header.package(location: path) { file.packages.append(p) }
+                if let p = try header.package(location: path) { numbered.append((hnum, p)) }
             } catch {
                 badCount += 1
                 if bad.count < 5 { bad.append("package \(hnum): \(error)") }
             }
         }
+        // In rpm's own order (hnum), sorted here rather than by the file's query plan.
+        file.packages.append(contentsOf: numbered.sorted { $0.0 < $1.0 }.map(\.1))
         if badCount > 0 {
             let more = badCount > bad.count ? " (and \(badCount - bad.count) more)" : ""
             file.problems.append(InventoryProblem(path: path, reason: "\(badCount) unreadable header(s) skipped: \(bad.joined(separator: "; "))\(more)"))
         }
         return file
+    }
+
+    /// VM-step budget of one database's queries (progress callbacks, each 1,000 steps: 10^8
+    /// steps, far above a real database of thousands of rows) and their deadline.
+    static let maxProgressCallbacks = 100_000
+    static let maxQueryTime: Duration = .seconds(5)
+
+    /// Nil when `Packages` is a plain table (not a view, not virtual, no generated or hidden
+    /// column); else why it is not read.
+    static func plainPackagesTable(_ db: OpaquePointer) -> String? {
+        var statement: OpaquePointer?
+        guard sqlite3_prepare_v2(db, "SELECT type, rootpage FROM sqlite_schema WHERE name = 'Packages' COLLATE NOCASE",
+                                 -1, &statement, nil) == SQLITE_OK, let statement else {
+            return "no readable schema: \(message(db))"
+        }
+        defer { sqlite3_finalize(statement) }
+        guard sqlite3_step(statement) == SQLITE_ROW else { return "no readable Packages table: \(message(db))" }
+        let type = sqlite3_column_text(statement, 0).map { String(cString: $0) } ?? ""
+        // a virtual table (like a view) has no b-tree of its own: root page 0
+        let rootPage = sqlite3_column_int64(statement, 1)
+        guard type == "table", rootPage > 0 else {
+            return "the Packages table is a \(type == "table" ? "virtual table" : type.isEmpty ? "missing table" : type), not read"
+        }
+        var columns: OpaquePointer?
+        guard sqlite3_prepare_v2(db, "SELECT hidden FROM pragma_table_xinfo('Packages')", -1, &columns, nil) == SQLITE_OK, let columns else {
+            return "no readable Packages columns: \(message(db))"
+        }
+        defer { sqlite3_finalize(columns) }
+        while true {
+            let rc = sqlite3_step(columns)
+            if rc == SQLITE_DONE { return nil }
+            guard rc == SQLITE_ROW else { return "no readable Packages columns: \(message(db))" }
+            if sqlite3_column_int64(columns, 0) != 0 { return "the Packages table has generated or hidden columns, not read" }
+        }
     }
 
     static func message(_ db: OpaquePointer) -> String {
@@ -196,5 +245,22 @@ struct RpmHeader {
         guard let d2 = s[..<d1].lastIndex(of: "-") else { return nil }
         let name = s[..<d2]
         return name.isEmpty ? nil : String(name)
+    }
+}
+
+/// What one database's queries may still spend (the progress handler's context; used by one thread).
+final class StepBudget {
+    var callbacks: Int
+    let deadline: ContinuousClock.Instant
+
+    init(callbacks: Int, deadline: ContinuousClock.Instant) {
+        self.callbacks = callbacks
+        self.deadline = deadline
+    }
+
+    /// False once the budget or the time is spent: SQLite then interrupts the statement.
+    func spend() -> Bool {
+        callbacks -= 1
+        return callbacks > 0 && ContinuousClock.now < deadline
     }
 }
