@@ -27,8 +27,19 @@ final class BlobTee: Sendable {
     }
 
     static let capacity = 4
-    static let stallLimit: Duration = .seconds(60)
+    /// How long, in all, the fill may wait for its client over the whole blob (review, high: a
+    /// limit per wait let a client reading a chunk every 59 s hold the fill, and every pull and
+    /// manifest fill waiting on it, for days). A client slower than that is cut and comes back for
+    /// the stored copy; the fill never waits longer than this for anyone.
+    static let stallBudget: Duration = .seconds(10)
+    let stallBudget: Duration
     private let state = NIOLockedValueBox(State())
+    /// What the fill has waited for the client so far.
+    private let waited = NIOLockedValueBox<Duration>(.zero)
+
+    init(stallBudget: Duration = BlobTee.stallBudget) {
+        self.stallBudget = stallBudget
+    }
 
     // MARK: the fill's side
 
@@ -66,14 +77,19 @@ final class BlobTee: Sendable {
                 reader.resume(returning: chunk)
                 return
             case .wait:
-                // A client that stops reading (but keeps its connection) is left behind after
-                // `stallLimit`, its response cut: it must not hold the fill, and every pull waiting
-                // for it, forever.
+                // A client that reads slower than the upstream sends (or stops reading but keeps
+                // its connection) is left behind once the fill has waited `stallBudget` for it in
+                // all, its response cut: it must not hold the fill, and every pull waiting for it.
+                let left = stallBudget - waited.withLockedValue { $0 }
+                guard left > .zero else {
+                    close()
+                    return
+                }
+                let started = ContinuousClock.now
                 let stalled = Task { [weak self] in
-                    try await Task.sleep(for: Self.stallLimit)
+                    try await Task.sleep(for: left)
                     self?.close()
                 }
-                defer { stalled.cancel() }
                 await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                     let now = state.withLockedValue { s -> Bool in
                         if s.readerGone || s.end != nil || s.chunks.count < Self.capacity { return true }
@@ -82,6 +98,9 @@ final class BlobTee: Sendable {
                     }
                     if now { c.resume() }
                 }
+                stalled.cancel()
+                let spent = ContinuousClock.now - started
+                waited.withLockedValue { $0 += spent }
             }
         }
     }
