@@ -184,6 +184,14 @@ public final class ScanGate: Sendable {
         let ours = record.quarantineReason?.hasPrefix(ScanPolicyEvaluation.reasonPrefix) == true
         guard state == .pending || ours else { return }
         guard let verdict = try await verdict(repository, digest, policy: policy) else { return }
+        // A verdict on an index moves its quarantined images with it (the core's rule): never
+        // over a verdict a person gave one of them (review, high: a person's Failed on an image
+        // became Passed by way of its index). Such an index is left to a person.
+        if try await aChildHasAPersonsVerdict(repository, digest) {
+            logger.info("quarantine verdict left to a person: an image of the index has a person's verdict",
+                        metadata: ["repository": "\(repository)", "manifest": "\(digest)"])
+            return
+        }
         let next: QuarantineState = verdict.passed ? .passed : .failed
         if next == state && verdict.reason == record.quarantineReason { return }
         let name = try RepositoryName(repository)
@@ -191,6 +199,24 @@ public final class ScanGate: Sendable {
             try await registry.setQuarantine(name, digest, state: next, reason: verdict.reason)
         }
         logger.info("quarantine verdict", metadata: ["repository": "\(repository)", "manifest": "\(digest)", "state": "\(next.rawValue)"])
+    }
+}
+
+extension ScanGate {
+    /// Whether `digest` is an index one of whose images in `repository` carries a verdict that
+    /// is not Pending and was not given by the scanner.
+    func aChildHasAPersonsVerdict(_ repository: String, _ digest: Digest) async throws -> Bool {
+        guard let bytes = try await registry.metadata.inlineContent(digest),
+              let parsed = try? JSONDecoder().decode(ScannedManifest.self, from: Data(bytes)), let children = parsed.manifests else {
+            return false
+        }
+        for child in children.prefix(1000) {
+            guard let d = try? Digest(parsing: child.digest),
+                  let record = try await registry.metadata.manifest(repository: repository, digest: d),
+                  let state = record.quarantineState, state != .pending else { continue }
+            if record.quarantineReason?.hasPrefix(ScanPolicyEvaluation.reasonPrefix) != true { return true }
+        }
+        return false
     }
 }
 

@@ -210,6 +210,36 @@ import Testing
         _ = try await PullAdmissionHarness(f).manifest("library/debian", "12")
     }
 
+    /// A verdict on an index moves its quarantined images with it: the scanner never gives one
+    /// over a person's verdict on one of those images (review, high: a person's Failed became
+    /// Passed by way of the index).
+    @Test func theScannerLeavesAnIndexAloneWhenOneOfItsImagesHasAPersonsVerdict() async throws {
+        let f = try ScanFixture(findings: true)
+        let gate = try #require(f.feature.gate)
+        _ = try await FindingsTests.database(f).importUpload(Data(FindingsTests.tracker.utf8), format: .debian, source: nil)
+        try await quarantineOn(f)
+        try await gate.update(ScanPolicyChange(blockSeverity: "High"), who: "alice")
+        let repo = try RepositoryName("library/multi")
+        let amd = try await f.image("library/multi", layers: [try cleanLayer()])
+        let arm = try await f.image("library/multi", layers: [try cleanLayer(), try cleanLayer()])
+        var children: [String] = []
+        for (d, arch) in [(amd, "amd64"), (arm, "arm64")] {
+            let size = try #require(try await f.registry.metadata.inlineContent(d)).count
+            children.append("{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"\(d)\",\"size\":\(size),\"platform\":{\"os\":\"linux\",\"architecture\":\"\(arch)\"}}")
+        }
+        let index = Array("{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[\(children.joined(separator: ","))]}".utf8)
+        _ = try await f.registry.putManifest(repo, reference: .tag("1"), bytes: index, contentType: MediaType.ociIndex)
+        try await f.registry.setQuarantine(repo, arm, state: .failed, reason: "known-bad build")
+        try await f.drain(f.feature.runner())
+
+        let person = try #require(try await f.registry.metadata.manifest(repository: repo.value, digest: arm))
+        #expect(person.quarantineState == .failed && person.quarantineReason == "known-bad build")
+        let scanned = try #require(try await f.registry.metadata.manifest(repository: repo.value, digest: amd))
+        #expect(scanned.quarantineState == .passed)
+        let ofIndex = try #require(try await f.registry.metadata.manifest(repository: repo.value, digest: Digest.compute(index)))
+        #expect(ofIndex.quarantineState == .pending)
+    }
+
     @Test func newHighOrCriticalFindingsAppendAScanEventOnPushAndOnRematchOnly() async throws {
         let f = try ScanFixture(findings: true)
         let database = FindingsTests.database(f)
