@@ -332,7 +332,7 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         .testTarget(name: "CacheFeatureTests", dependencies: [
-            "CacheFeature", "HTTPAPI", "UpstreamClient", "Backends", "RegistryCore", "RegistryStore", "Access", "OCIModel", "BerthAPIContract",
+            "CacheFeature", "ImportFeature", "HTTPAPI", "UpstreamClient", "Backends", "RegistryCore", "RegistryStore", "Access", "OCIModel", "BerthAPIContract",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -207,7 +207,7 @@ struct Serve: AsyncParsableCommand {
         let cache = CacheFeature(service: cacheService, pullThrough: PullThrough(
             registry: registry, service: cacheService, maxBlobBytes: settings.cacheMaxBlobBytes,
             connectTimeoutSeconds: settings.cacheConnectTimeoutSeconds, negativeSeconds: Double(settings.cacheNegativeSeconds),
-            logger: Logger(label: "berth.cache")))
+            access: access, logger: Logger(label: "berth.cache")))
         let listening = ListeningFlag()
         let node = Self.leaseHolder(settings.backendConfiguration.metadata)
         let app = try await BerthServer.makeApplication(

@@ -21,6 +21,9 @@ public final class PullThrough: ContentFallback, Sendable {
     let limits: UpstreamLimits
     let logger: Logger
     let now: @Sendable () -> Date
+    /// Whose rights a fill runs with: the rule's creator must still exist, be enabled and hold
+    /// Push on the repository being filled (nil only in unit tests of the cache alone).
+    let access: AccessControl?
 
     /// The rules as last read, and when; re-read after a change on any node (its event, through
     /// the event feed, or this node's API), and at least every `rulesTTL` seconds (the backstop
@@ -47,8 +50,10 @@ public final class PullThrough: ContentFallback, Sendable {
     static let maxMissing = 10_000
 
     public init(registry: Registry, service: CacheService, limits: UpstreamLimits = UpstreamLimits(), negativeSeconds: Double = 30,
+                access: AccessControl? = nil,
                 logger: Logger = Logger(label: "berth.cache"), now: @escaping @Sendable () -> Date = Date.init) {
         self.registry = registry
+        self.access = access
         self.service = service
         self.limits = limits
         self.negativeSeconds = max(0, negativeSeconds)
@@ -66,11 +71,11 @@ public final class PullThrough: ContentFallback, Sendable {
     /// The bounds `berth serve`'s settings put on upstreams (`cache-max-blob-bytes`,
     /// `cache-connect-timeout-seconds`, `cache-negative-seconds`).
     public convenience init(registry: Registry, service: CacheService, maxBlobBytes: Int64, connectTimeoutSeconds: Double,
-                            negativeSeconds: Double, logger: Logger) {
+                            negativeSeconds: Double, access: AccessControl, logger: Logger) {
         var limits = UpstreamLimits()
         limits.maxBlobBytes = maxBlobBytes
         limits.connectTimeout = .milliseconds(Int64((connectTimeoutSeconds * 1000).rounded()))
-        self.init(registry: registry, service: service, limits: limits, negativeSeconds: negativeSeconds, logger: logger)
+        self.init(registry: registry, service: service, limits: limits, negativeSeconds: negativeSeconds, access: access, logger: logger)
     }
 
     /// `body`, unless the upstream answered 404 for `key` less than `negativeSeconds` ago: that
@@ -180,7 +185,7 @@ public final class PullThrough: ContentFallback, Sendable {
             if await hasManifest(repository, digest) { return }
             _ = try await rememberingMisses("m:\(repository)@\(digest)") {
                 try await fetches.value("m:\(repository)@\(digest)") {
-                    try await self.asCache(rule) {
+                    try await self.asCache(rule, into: repository) {
                         let client = try await self.client(rule)
                         let manifest = try await Self.upstream { () async throws(UpstreamError) in
                             try await client.manifest(repository: upstreamRepository, reference: .digest(digest))
@@ -220,7 +225,7 @@ public final class PullThrough: ContentFallback, Sendable {
         if (try? await registry.blobSize(repository, digest)) != nil { return }
         _ = try await rememberingMisses("b:\(repository)@\(digest)") {
             try await fetches.value("b:\(repository)@\(digest)") {
-                try await self.asCache(rule) {
+                try await self.asCache(rule, into: repository) {
                     let client = try await self.client(rule)
                     try await self.copyBlob(digest, size: nil, into: repository, from: upstreamRepository, client: client)
                 }
@@ -245,7 +250,7 @@ public final class PullThrough: ContentFallback, Sendable {
                         rule: CacheRuleRecord) async throws -> StreamedBlob? {
         let tee = BlobTee()
         let started = fetches.startIfIdle("b:\(repository)@\(digest)") {
-            try await self.asCache(rule) {
+            try await self.asCache(rule, into: repository) {
                 try await self.fill(digest, into: repository, from: upstreamRepository, rule: rule, tee: tee)
             }
             return true
@@ -307,7 +312,7 @@ public final class PullThrough: ContentFallback, Sendable {
                     cached: Digest?) async throws {
         let key = "\(repository):\(tag)"
         do {
-            try await asCache(rule) {
+            try await asCache(rule, into: repository) {
                 let client = try await self.client(rule)
                 // A cached tag is checked with a HEAD first: unchanged, nothing more is fetched. The
                 // check waits at most `recheckSeconds` (review: an upstream that accepts connections
@@ -435,11 +440,37 @@ public final class PullThrough: ContentFallback, Sendable {
         }
     }
 
-    /// Stores with the rule as the events' actor.
-    func asCache<T: Sendable>(_ rule: CacheRuleRecord, _ body: () async throws -> T) async throws -> T {
-        try await EventOrigin.$current.withValue(EventOrigin(actor: "cache:" + rule.name, address: "-")) {
+    /// Stores with the rule as the events' actor, and only while the rule's creator may still
+    /// push to `repository`: a rule is created behind the management check, but what it writes
+    /// is a push into its targets, so the creator's push rights there are asked at every fill (a
+    /// creator disabled, deleted or stripped of Push stops the rule filling; what is cached is
+    /// still served).
+    func asCache<T: Sendable>(_ rule: CacheRuleRecord, into repository: RepositoryName,
+                              _ body: () async throws -> T) async throws -> T {
+        if let access, !Self.creatorMayPush(rule, repository, access) {
+            throw RegistryError(.denied, "cache rule \(rule.name) cannot fill \(repository): its creator (\(rule.createdBy)) no longer "
+                                + "exists, is disabled or may not push there; an administrator who may must re-create the rule",
+                                status: 403)
+        }
+        return try await EventOrigin.$current.withValue(EventOrigin(actor: "cache:" + rule.name, address: "-")) {
             try await body()
         }
+    }
+
+    /// Whether the rule's creator (`identity:NAME`, `token:NAME`, `admin:REGISTRY` as the
+    /// management check names actors) exists, is enabled and holds Push on `repository`.
+    static func creatorMayPush(_ rule: CacheRuleRecord, _ repository: RepositoryName, _ access: AccessControl) -> Bool {
+        let actor = rule.createdBy
+        let subject: String
+        if actor.hasPrefix("identity:") || actor.hasPrefix("token:") {
+            subject = actor
+        } else if actor.hasPrefix("admin:") {
+            subject = "admin"
+        } else {
+            return false
+        }
+        guard let principal = access.principal(subject: subject, generation: nil) else { return false }
+        return principal.actions(on: repository.value).isSuperset(of: .contentWrite)
     }
 
     /// The sizes an image manifest states for its config, layers and blobs.

@@ -57,8 +57,25 @@ public struct FeatureServer: Sendable {
     /// The one pull-admission chain (locks, quarantine, every feature's check), the same value
     /// `/v2/` reads ask.
     public let pullAdmission: PullAdmission
+    /// The refusal `/v2/` gives a client's push into a repository a content fallback fills (a
+    /// pull-through cache's target): a feature that writes for a client (import) asks it too.
+    let fallbacks: [any ContentFallback]
 
     public var access: AccessControl { gate.access }
+    /// Throws 403 `DENIED` when `repository` is filled by a content fallback and takes no client
+    /// write (503 when that cannot be told), as a `/v2/` push there is refused.
+    public func refuseClientWrite(_ repository: RepositoryName) async throws {
+        try await Self.refuseClientWrite(repository, fallbacks)
+    }
+
+    static func refuseClientWrite(_ repository: RepositoryName, _ fallbacks: [any ContentFallback]) async throws {
+        for fallback in fallbacks {
+            if let reason = try await fallback.refusesClientWrites(repository) {
+                throw RegistryError(.denied, reason, status: 403)
+            }
+        }
+    }
+
     /// The configured service name (the token audience), never a request's Host header.
     public var serviceName: String { gate.serviceName }
 

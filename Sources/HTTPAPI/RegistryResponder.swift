@@ -176,12 +176,13 @@ public struct RegistryResponder: HTTPResponder {
                 // Locks, quarantine and the features' checks (content trust): the pull-admission chain.
                 let content = try await pullAdmission.manifest(repo, ref, for: puller)
                 let (response, size) = try getManifest(request, content, head: method == .head)
-                if method == .get {
-                    // In memory only; a background service writes the batch (never a store write per pull).
-                    var tag: String? = nil
-                    if case .tag(let name) = ref { tag = name }
-                    registry.pullTimes.record(repository: repo.value, digest: content.digest, tag: tag)
-                }
+                // A HEAD counts as a pull: a node that already holds the image resolves its tag with
+                // a HEAD and fetches nothing else, and it is in use all the same (scanning's re-match
+                // follows use). In memory only; a background service writes the batch (never a
+                // store write per pull).
+                var tag: String? = nil
+                if case .tag(let name) = ref { tag = name }
+                registry.pullTimes.record(repository: repo.value, digest: content.digest, tag: tag)
                 return Outcome(response: response, route: routeName, bytesOut: size)
             case .put:
                 routeName = "manifest_put"
@@ -296,11 +297,7 @@ public struct RegistryResponder: HTTPResponder {
 
     /// A repository a content fallback fills (a pull-through cache's target) takes no client push.
     private func refuseIfFilled(_ repo: RepositoryName) async throws {
-        for fallback in fallbacks {
-            if let reason = try await fallback.refusesClientWrites(repo) {
-                throw RegistryError(.denied, reason, status: 403)
-            }
-        }
+        try await FeatureServer.refuseClientWrite(repo, fallbacks)
     }
 
     private func limitingUploads(_ body: () async throws -> Outcome) async throws -> Outcome {

@@ -38,7 +38,8 @@ extension RegistryResponder {
         let management = responder.addManagementRoutes(to: router, gate: gate)
         let routes = FeatureRoutes(root: router, management: management,
                                    server: FeatureServer(gate: gate, registry: responder.registry,
-                                                         pullAdmission: responder.pullAdmission))
+                                                         pullAdmission: responder.pullAdmission,
+                                                         fallbacks: responder.fallbacks))
         for feature in responder.features { feature.addRoutes(to: routes) }
     }
 

@@ -60,6 +60,9 @@ public struct ImportFeature: RegistryFeature {
         let plan = try ImportPlan(body)
         try await server.require(request, context, caller: caller, repository: plan.target.value, action: [.contentRead, .contentWrite],
                                  target: AccessTarget(management: true))
+        // A pull-through cache's target is filled from its upstream only: an import there would be
+        // served as the upstream's image, as a client's push would (refused the same way).
+        try await server.refuseClientWrite(plan.target)
         // An existing tag is refused up front (and again just before it would move).
         if !plan.force, let current = try await ImportCopier.currentTag(server.registry, plan),
            case .digest(let wanted) = plan.sourceReference, wanted != current {
@@ -305,6 +308,10 @@ struct JobRecorder: Sendable {
 
     func save(_ job: ImportJob) async throws {
         _ = try await store.saveImportJob(try record(job, at: Date()))
+    }
+
+    /// Old jobs trimmed once per job, when it ends (not on every progress write).
+    func prune() async {
         _ = try? await store.pruneImportJobs(keep: Self.keep, staleBefore: Date().addingTimeInterval(-Self.keepFor))
     }
 
@@ -326,6 +333,7 @@ struct JobRecorder: Sendable {
         for attempt in 0..<5 {
             do {
                 try await save(job)
+                await prune()
                 return
             } catch {
                 log.warning("import \(job.id): final state not recorded", metadata: ["attempt": "\(attempt + 1)",

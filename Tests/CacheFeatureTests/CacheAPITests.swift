@@ -12,6 +12,7 @@ import RegistryCore
 import RegistryStore
 import Testing
 @testable import CacheFeature
+import ImportFeature
 
 private func basic(_ user: String, _ password: String) -> HTTPFields {
     [.authorization: "Basic " + Data("\(user):\(password)".utf8).base64EncodedString(), .contentType: "application/json"]
@@ -98,6 +99,67 @@ private func basic(_ user: String, _ password: String) -> HTTPFields {
                 // the cached tag is still the upstream's
                 let after = try await client.execute(uri: "/v2/mirror/app/manifests/v1", method: .get, headers: owner)
                 #expect(after.status == .ok && Array(after.body.readableBytesView) == m)
+            }
+        }
+    }
+
+    /// A rule fills with its creator's rights, asked at every fill: the creator's Owner role taken
+    /// away stops new fills (403, upstream not asked) while what is cached is still served. An
+    /// import into a cache target is refused as a client's push there is (review M1: the refusal
+    /// lived in `/v2/` only, and import writes through the core).
+    @Test func aRuleFillsOnlyWhileItsCreatorMayPushAndAnImportIntoItsTargetIsRefused() async throws {
+        let upstream = PullThroughTests.Upstream()
+        let m = PullThroughTests.manifest([PullThroughTests.other])
+        upstream.serve(m, tag: "v1", blobs: [PullThroughTests.config, PullThroughTests.other])
+        upstream.serve(m, tag: "v2", blobs: [PullThroughTests.config, PullThroughTests.other])
+        try await PullThroughTests.withUpstream(upstream) { port in
+            var quiet = Logger(label: "test")
+            quiet.logLevel = .critical
+            let dir = NSTemporaryDirectory() + "berth-cache-creator-" + UUID().uuidString
+            let registry = try Registry.embedded(dataDirectory: dir, logger: quiet)
+            let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore & KeyMaterialStore,
+                                                      keyDirectory: dir + "/keys")
+            _ = try await access.bootstrap(ownerPassword: "owner-pw")
+            let bootstrap = Actor(name: "owner", address: "-")
+            let (_, opsPassword) = try await access.createIdentity(bootstrap, name: "ops")
+            _ = try await access.assignRole(bootstrap, assignee: "ops", role: "Owner", scope: "*")
+            let ops = basic("ops", try #require(opsPassword))
+            let owner = basic("owner", "owner-pw")
+            let policy = try OutboundPolicy(allow: "127.0.0.1/32")
+            let service = CacheService(store: registry.metadata as! any CacheRuleStore, sealingKey: SymmetricKey(size: .bits256),
+                                       policy: policy)
+            let feature = CacheFeature(service: service, pullThrough: PullThrough(registry: registry, service: service, access: access,
+                                                                                  logger: quiet))
+            let app = try await BerthServer.makeApplication(registry: registry, access: access,
+                                                            features: [feature, ImportFeature(policy: policy)], host: "127.0.0.1",
+                                                            port: 0, serviceName: "berth-test", logger: quiet)
+            try await app.test(.router) { client in
+                let rule = #"{"name":"lib","sourceRepository":"127.0.0.1:\#(port)/lib/*","targetRepository":"mirror/*","plainHTTP":true}"#
+                #expect(try await client.execute(uri: "/api/v1/cache-rules", method: .post, headers: ops,
+                                                 body: ByteBuffer(string: rule)).status == .created)
+                let v1 = try await client.execute(uri: "/v2/mirror/app/manifests/v1", method: .get, headers: owner)
+                #expect(v1.status == .ok && Array(v1.body.readableBytesView) == m)
+
+                // An import into the cache's target is refused, whoever asks; elsewhere it is accepted.
+                let into = #"{"source":"127.0.0.1:\#(port)/lib/app:v1","image":"mirror/app:mine","plainHTTP":true}"#
+                let refused = try await client.execute(uri: "/api/v1/imports", method: .post, headers: owner, body: ByteBuffer(string: into))
+                #expect(refused.status == .forbidden && String(buffer: refused.body).contains("pull-through cache"))
+                let outside = #"{"source":"127.0.0.1:\#(port)/lib/app:v1","image":"copies/app:v1","plainHTTP":true}"#
+                #expect(try await client.execute(uri: "/api/v1/imports", method: .post, headers: owner,
+                                                 body: ByteBuffer(string: outside)).status == .accepted)
+
+                // The creator loses Owner: no new fill, upstream not asked; the cached tag is still served.
+                try await access.removeRole(bootstrap, assignee: "ops", role: "Owner", scope: "*")
+                let asked = upstream.count("/v2/lib/app/manifests/v2")
+                let v2 = try await client.execute(uri: "/v2/mirror/app/manifests/v2", method: .get, headers: owner)
+                #expect(v2.status == .forbidden && String(buffer: v2.body).contains("creator"))
+                #expect(upstream.count("/v2/lib/app/manifests/v2") == asked)
+                let cached = try await client.execute(uri: "/v2/mirror/app/manifests/\(Digest.compute(m))", method: .get, headers: owner)
+                #expect(cached.status == .ok)
+                // Given back (as an administrator re-granting it would), the rule fills again.
+                _ = try await access.assignRole(bootstrap, assignee: "ops", role: "Owner", scope: "*")
+                let again = try await client.execute(uri: "/v2/mirror/app/manifests/v2", method: .get, headers: owner)
+                #expect(again.status == .ok)
             }
         }
     }
