@@ -205,7 +205,7 @@ let package = Package(
         ], swiftSettings: strict),
         // Build tasks (issue 16): /api/v1/tasks, the run queue (a leased service), run identities.
         .target(name: "TasksFeature", dependencies: [
-            "HTTPAPI", "RegistryCore", "RegistryStore", "Access", "Tasks", "TaskRunner", "BerthAPIContract", "OCIModel",
+            "HTTPAPI", "RegistryCore", "RegistryStore", "Access", "Tasks", "TaskRunner", "UpstreamClient", "BerthAPIContract", "OCIModel",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
@@ -344,10 +344,11 @@ let package = Package(
         .testTarget(name: "ReplicationTests", dependencies: ["ReplicationFeature"]),
         .testTarget(name: "TaskRunnerTests", dependencies: ["TaskRunner", "Tasks", "OCIModel"]),
         .testTarget(name: "TasksFeatureTests", dependencies: [
-            "TasksFeature", "HTTPAPI", "Access", "Backends", "SQLiteStore", "RegistryStore", "RegistryCore", "BerthAPIContract",
+            "TasksFeature", "HTTPAPI", "Access", "Backends", "SQLiteStore", "RegistryStore", "RegistryCore", "BerthAPIContract", "OCIModel",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         .testTarget(name: "ScanningTests", dependencies: [
             "Scanning",

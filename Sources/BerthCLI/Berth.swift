@@ -263,6 +263,8 @@ struct Serve: AsyncParsableCommand {
         var configuration = TasksConfiguration(stateDirectory: settings.data + "/tasks", registry: registry, serviceName: service,
                                                tlsVerify: tls, outbound: outbound)
         configuration.commitPollInterval = .seconds(settings.taskCommitPollSeconds)
+        configuration.externalBasePollInterval = .seconds(settings.taskBasePollSeconds)
+        configuration.insecureBaseRegistries = settings.taskInsecureBaseRegistries
         configuration.baseTriggerWindow = settings.taskBaseTriggerWindowSeconds
         configuration.maxContextBytes = settings.taskContextMaxBytes
         configuration.maxContextEntries = settings.taskContextMaxEntries

@@ -57,6 +57,8 @@ struct ServeSettings: Equatable {
     var advisoryUpdateIntervalSeconds: Int?
     /// Seconds between the git-commit triggers' looks at their branches.
     var taskCommitPollSeconds = 60
+    var taskBasePollSeconds = 600
+    var taskInsecureBaseRegistries: Set<String> = []
     /// The pull-through cache: how long an upstream 404 is remembered per node (0: not), the
     /// largest upstream blob it stores, and how long it waits to connect to an upstream.
     var cacheNegativeSeconds = 30
@@ -317,6 +319,23 @@ struct ServeSettings: Equatable {
              summary: "seconds between the git-commit triggers' looks at their tasks' branches (git ls-remote; one node of a cluster polls)") { s, v throws(SettingError) in
             guard let n = Int(v), n >= 1, n <= 86400 else { throw SettingError("'\(v)' is not a number of seconds from 1 to 86400") }
             s.taskCommitPollSeconds = n
+        },
+        Spec(key: "task-base-poll-seconds", environment: "BERTH_TASK_BASE_POLL_SECONDS", hasFlag: false, defaultText: "600",
+             summary: "seconds between looks at the base images tasks declare in other registries (a HEAD of each tag; a new digest queues the tasks with a base-image trigger; one node of a cluster polls)") { s, v throws(SettingError) in
+            guard let n = Int(v), n >= 1, n <= 86400 else { throw SettingError("'\(v)' is not a number of seconds from 1 to 86400") }
+            s.taskBasePollSeconds = n
+        },
+        Spec(key: "task-insecure-base-registries", environment: "BERTH_TASK_INSECURE_BASE_REGISTRIES", hasFlag: false, defaultText: "",
+             summary: "comma-separated host[:port] of registries whose base images are polled over plain HTTP (the outbound policy still applies); every other is asked over HTTPS") { s, v throws(SettingError) in
+            var hosts: Set<String> = []
+            for item in v.split(separator: ",") {
+                let host = item.trimmingCharacters(in: .whitespaces).lowercased()
+                guard !host.isEmpty, host.count <= 260, host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ".-:[]".contains($0)) }) else {
+                    throw SettingError("'\(item.prefix(100))' is not a registry host[:port]")
+                }
+                hosts.insert(host)
+            }
+            s.taskInsecureBaseRegistries = hosts
         },
         Spec(key: "cache-negative-seconds", environment: "BERTH_CACHE_NEGATIVE_SECONDS", hasFlag: false, defaultText: "30",
              summary: "seconds a pull-through cache node remembers that its upstream answered 404 for a tag, manifest or blob (a storm of pulls of a missing name asks once); 0: not remembered") { s, v throws(SettingError) in

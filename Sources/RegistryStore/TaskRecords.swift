@@ -35,6 +35,12 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     /// The bases its Dockerfiles declare (this registry's `repository:tag` references): found
     /// from the context when it is saved, then from each run's checkout.
     public var bases: [TaskBaseRecord]?
+    /// The bases its Dockerfiles declare in other registries (`host/repository:tag`, Docker Hub's
+    /// as `docker.io/…`): polled, since their pushes are not in this registry's event log.
+    public var externalBases: [TaskBaseRecord]? = nil
+    /// What each external base's tag pointed at when last polled (reference → digest): a poll
+    /// that finds another digest queues a run; the first look only records it.
+    public var externalBaseDigests: [String: String]? = nil
     /// The `repository:tag`s its push steps name (with `$ID` as `cb0`).
     public var outputs: [String]?
     /// When a base-image trigger last queued a run, and when a trigger coalesced after it is due.

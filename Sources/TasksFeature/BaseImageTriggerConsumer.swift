@@ -59,14 +59,16 @@ extension TaskService {
     /// The trigger string of runs a base image queued.
     static let baseImageTrigger = "base-image"
 
-    /// `reference` (`repository:tag` in this registry) moved to `digest`: queue `name` now, merge
-    /// into its queued run, or defer to the end of its window.
-    func baseImageMoved(_ name: String, reference: String, digest: String?, now: Date) async throws {
+    /// `reference` (`repository:tag` in this registry, or `host/repository:tag` of another when
+    /// `external`) moved to `digest`: queue `name` now, merge into its queued run, or defer to
+    /// the end of its window.
+    func baseImageMoved(_ name: String, reference: String, digest: String?, now: Date, external: Bool = false) async throws {
         guard let task = try await store.task(named: name), task.enabled, task.baseImageTrigger != nil,
               task.context != nil else { return }
         let runs = try await store.taskRuns(task: name, limit: 20)
         let latest = runs.first { $0.status != .queued && $0.status != .cancelled }
-        let built = latest?.baseImages.first { $0.reference == configuration.registry + "/" + reference }?.digest
+        let full = external ? reference : configuration.registry + "/" + reference
+        let built = latest?.baseImages.first { $0.reference == full }?.digest
         let decision = BaseTriggerCoalescing(window: configuration.baseTriggerWindow)
             .decide(now: now, digest: digest, lastTriggeredAt: task.baseTriggeredAt, dueAt: task.baseTriggerDueAt,
                     hasQueuedRun: runs.contains { $0.status == .queued }, latestBuiltDigest: built)
@@ -94,7 +96,7 @@ extension TaskService {
             var triggeredAt: Date?
             let runs = (try? await store.taskRuns(task: task.name, limit: 20)) ?? []
             let queued = runs.contains { $0.status == .queued }
-            if !queued, current.enabled, current.baseImageTrigger != nil, await !builtFromCurrentBases(runs) {
+            if !queued, current.enabled, current.baseImageTrigger != nil, await !builtFromCurrentBases(runs, task: current) {
                 do {
                     let run = try await EventOrigin.$current.withValue(EventOrigin(actor: "base-image", address: "-")) {
                         try await queue(task.name, trigger: Self.baseImageTrigger, uploadedContext: nil)
@@ -122,11 +124,15 @@ extension TaskService {
 
     /// Whether the latest started run recorded its bases and every one of them still points
     /// at the digest it built from (a trigger deferred while that run was resolving them is
-    /// then already covered).
-    func builtFromCurrentBases(_ runs: [TaskRunRecord]) async -> Bool {
+    /// then already covered). A base in another registry points where it was last polled.
+    func builtFromCurrentBases(_ runs: [TaskRunRecord], task: TaskRecord) async -> Bool {
         guard let images, let latest = runs.first(where: { $0.status != .queued && $0.status != .cancelled }),
               !latest.baseImages.isEmpty else { return false }
-        for base in latest.baseImages {
+        for external in task.externalBases ?? [] {
+            guard let polled = task.externalBaseDigests?[external.reference],
+                  latest.baseImages.contains(where: { $0.reference == external.reference && $0.digest == polled }) else { return false }
+        }
+        for base in latest.baseImages where !(task.externalBases ?? []).contains(where: { $0.reference == base.reference }) {
             let reference = base.reference.dropFirst(configuration.registry.count + 1)
             guard base.reference.hasPrefix(configuration.registry + "/"), let colon = reference.lastIndex(of: ":") else { return false }
             let current = try? await images.tagTarget(repository: String(reference[..<colon]),
@@ -139,10 +145,17 @@ extension TaskService {
     /// The bases a run's checkout declares, with the digests their tags point at now (just
     /// before the build pulls them, so a later move is seen as a change, never missed).
     func resolvedBases(of file: TaskFile, source: String) async -> [TaskRunImageRecord] {
-        guard let images = self.images, let found = try? DeclaredBases.find(in: file, source: source, registry: configuration.registry)
+        guard let images = self.images, let declared = try? DeclaredBases.declared(in: file, source: source, registry: configuration.registry)
         else { return [] }
         var records: [TaskRunImageRecord] = []
-        for base in found {
+        // Bases in other registries as their registry answers now (nil when it cannot be asked:
+        // the build then reports its own pull failure).
+        let poller = ExternalBasePollService(tasks: self)
+        for base in declared.external {
+            let digest = try? await poller.resolve(base.reference)
+            records.append(TaskRunImageRecord(reference: base.reference, digest: digest, runtime: base.runtime))
+        }
+        for base in declared.local {
             guard let colon = base.reference.lastIndex(of: ":") else { continue }
             let digest = try? await images.tagTarget(repository: String(base.reference[..<colon]),
                                                      tag: String(base.reference[base.reference.index(after: colon)...]))

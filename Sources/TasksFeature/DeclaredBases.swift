@@ -7,19 +7,36 @@ import Tasks
 /// The base images a task's build steps declare, read from their Dockerfiles in a checked-out
 /// source (someone else's files: a Dockerfile that is a link out of the source, or larger than
 /// `TaskLimits.maxDockerfileBytes`, is refused; one that is missing is skipped, the run reports it).
-/// Only bases in this registry with a tag count: a digest never moves, and bases elsewhere are
-/// not watched.
+/// Only bases with a tag count (a digest never moves): those in this registry as `repository:tag`
+/// (their pushes are in the event log), those elsewhere as `host/repository:tag` (polled).
 enum DeclaredBases {
     static func find(in file: TaskFile, source: String, registry: String) throws(TaskError) -> [TaskBaseRecord] {
+        try declared(in: file, source: source, registry: registry).local
+    }
+
+    /// The full reference of a base in another registry: an unqualified one is Docker Hub's.
+    static func externalReference(_ reference: ImageReference) -> String {
+        (reference.host ?? "docker.io") + "/" + reference.repository + ":" + reference.tagOrLatest
+    }
+
+    static func declared(in file: TaskFile, source: String,
+                         registry: String) throws(TaskError) -> (local: [TaskBaseRecord], external: [TaskBaseRecord]) {
         let root = URL(fileURLWithPath: source).resolvingSymlinksInPath().path
         var found: [TaskBaseRecord] = []
+        var external: [TaskBaseRecord] = []
         func add(_ reference: ImageReference, runtime: Bool) {
-            guard reference.host == registry, reference.digest == nil else { return }
-            let record = TaskBaseRecord(reference: reference.repository + ":" + reference.tagOrLatest, runtime: runtime)
-            if let index = found.firstIndex(where: { $0.reference == record.reference }) {
-                found[index].runtime = found[index].runtime || runtime
-            } else {
+            guard reference.digest == nil else { return }
+            let local = reference.host == registry
+            let record = TaskBaseRecord(reference: local ? reference.repository + ":" + reference.tagOrLatest
+                                                         : Self.externalReference(reference), runtime: runtime)
+            if let index = (local ? found : external).firstIndex(where: { $0.reference == record.reference }) {
+                if local { found[index].runtime = found[index].runtime || runtime } else {
+                    external[index].runtime = external[index].runtime || runtime
+                }
+            } else if local {
                 found.append(record)
+            } else {
+                external.append(record)
             }
         }
         for step in file.steps {
@@ -46,7 +63,7 @@ enum DeclaredBases {
             if let runtime = bases.runtimeBase { add(runtime, runtime: true) }
             for reference in bases.buildTimeBases { add(reference, runtime: false) }
         }
-        return found
+        return (found, external)
     }
 
     /// `repository:tag` of the references the file's push steps name (in this registry).
@@ -104,7 +121,12 @@ extension TaskService {
             guard resolved.hasPrefix(root + "/") else { throw .invalid("the context directory \(sub) leads out of the repository") }
             source = resolved
         }
-        record.bases = try DeclaredBases.find(in: file, source: source, registry: configuration.registry)
+        let declared = try DeclaredBases.declared(in: file, source: source, registry: configuration.registry)
+        record.bases = declared.local
+        record.externalBases = declared.external.isEmpty ? nil : declared.external
+        // Digests seen of bases no longer declared are forgotten (a base declared again is first
+        // recorded, not taken for a move).
+        record.externalBaseDigests = record.externalBaseDigests?.filter { seen in declared.external.contains { $0.reference == seen.key } }
         try await checkTriggerGraph(record, mayPull: mayPull)
     }
 

@@ -48,6 +48,14 @@ public struct TasksConfiguration: Sendable {
     public var node = ProcessInfo.processInfo.hostName + ":" + String(ProcessInfo.processInfo.processIdentifier)
     /// How often the git-commit triggers look at their branches (`git ls-remote`; one node of a cluster).
     public var commitPollInterval: Duration = .seconds(60)
+    /// How often bases in other registries are polled for a new digest (one node of a cluster).
+    public var externalBasePollInterval: Duration = .seconds(600)
+    /// Registries (`host[:port]`) whose bases are polled over plain HTTP (a loopback or lab
+    /// registry the operator names); every other is asked over HTTPS.
+    public var insecureBaseRegistries: Set<String> = []
+    /// Resolves a base in another registry (`host/repository:tag`) to the digest its tag points
+    /// at; nil: `ExternalBasePollService.upstreamDigest` (the registry's API, after the outbound check).
+    public var resolveExternalBase: (@Sendable (String) async throws -> String)? = nil
     /// Seals the tasks' push-webhook secrets (shared by every node: `TasksFeature.sharedSealingKey`).
     public var sealingKey = SymmetricKey(size: .bits256)
     /// The runner's own settings (tools, storage driver, memory limit).

@@ -38,7 +38,7 @@ public struct TasksFeature: RegistryFeature {
     }
 
     public var services: [any Service] {
-        [TaskQueueService(tasks: tasks, access: access), CommitPollService(tasks: tasks)]
+        [TaskQueueService(tasks: tasks, access: access), CommitPollService(tasks: tasks), ExternalBasePollService(tasks: tasks)]
             + (baseImageTriggerRunner().map { [BaseImageTriggerService(runner: $0, poll: tasks.configuration.baseTriggerPoll)] } ?? [])
     }
 
@@ -114,7 +114,11 @@ public struct TasksFeature: RegistryFeature {
             if let enabled = body.enabled { record.enabled = enabled }
             let secret = try tasks.setCommitTrigger(&record, enabled: body.commitTriggerEnabled)
             record.baseImageTrigger = baseImageTrigger(body, current: record.baseImageTrigger)
-            if record.baseImageTrigger == nil { record.bases = nil }
+            if record.baseImageTrigger == nil {
+                record.bases = nil
+                record.externalBases = nil
+                record.externalBaseDigests = nil
+            }
             record.updatedAt = Date()
             var view = TaskView(try await tasks.update(record, mayPush: try await mayPush(request, context),
                                                        mayPull: try await mayPull(request, context)))
@@ -239,7 +243,13 @@ extension TaskView {
         self.init(name: r.name, taskFile: r.taskFile, context: r.context, schedule: r.schedule, values: r.values,
                   timeoutSeconds: r.timeoutSeconds, repositories: r.repositories, enabled: r.enabled, createdBy: r.createdBy,
                   createdAt: r.createdAt, updatedAt: r.updatedAt, baseImageTriggerType: r.baseImageTrigger,
-                  baseImages: r.bases.map { $0.map { TaskRunImageView(reference: $0.reference, digest: nil, runtime: $0.runtime) } })
+                  baseImages: r.bases.map { local in
+                      // bases in other registries by their full reference, with the digest last polled
+                      local.map { TaskRunImageView(reference: $0.reference, digest: nil, runtime: $0.runtime) }
+                          + (r.externalBases ?? []).map {
+                              TaskRunImageView(reference: $0.reference, digest: r.externalBaseDigests?[$0.reference], runtime: $0.runtime)
+                          }
+                  })
         commitTriggerEnabled = r.commitTriggerEnabled ?? false
     }
 }

@@ -1,6 +1,8 @@
 import Access
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
+import OCIModel
 import RegistryStore
 import SQLiteStore
 import Testing
@@ -144,10 +146,15 @@ private var quiet: Logger {
             FROM docker.io/library/alpine:3 AS elsewhere
             FROM ${REG}/base:1.0
             COPY --from=tools /x /x
+            COPY --from=elsewhere /etc/alpine-release /r
             """.write(toFile: source + "/Dockerfile", atomically: true, encoding: .utf8)
         let file = try tasks.parse(record("app", output: "app:1", bases: []), runID: "cb0")
         let bases = try DeclaredBases.find(in: file, source: source, registry: Self.registry)
         #expect(bases == [TaskBaseRecord(reference: "base:1.0", runtime: true), TaskBaseRecord(reference: "tools:1", runtime: false)])
+        // Bases in other registries are declared too, by their full reference (polled, not in the event log).
+        let external = try DeclaredBases.declared(in: file, source: source, registry: Self.registry).external
+        #expect(external == [TaskBaseRecord(reference: "docker.io/library/alpine:3", runtime: false)])
+        #expect(DeclaredBases.externalReference(try ImageReference(parsing: "debian")) == "docker.io/debian:latest")
         #expect(DeclaredBases.outputs(of: file, registry: Self.registry) == ["app:1"])
         // A Dockerfile that leads out of the source is refused.
         try FileManager.default.removeItem(atPath: source + "/Dockerfile")
@@ -232,5 +239,72 @@ private var quiet: Logger {
         #expect(try await store.taskRuns(task: "app", limit: 10).count == 1)
         #expect(BaseImageTriggerConsumer.pushingTask("token:run:mid/cb1") == "mid")
         #expect(BaseImageTriggerConsumer.pushingTask("identity:owner") == nil)
+    }
+
+    /// Bases in other registries, polled: the first look records the digest, an unchanged one
+    /// does nothing, a new one queues each task that watches it once (Runtime: the runtime base
+    /// only; a disabled task never), the registry is asked once per base per pass whatever the
+    /// number of tasks, and a registry that cannot be asked changes nothing.
+    @Test func aBaseInAnotherRegistryIsRecordedFirstThenANewDigestQueuesEachWatchingTaskOnce() async throws {
+        let answers = NIOLockedValueBox<(digest: String?, asked: Int)>(("sha256:d1", 0))
+        let dir = NSTemporaryDirectory() + "berth-ext-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
+        var configuration = TasksConfiguration(stateDirectory: dir + "/tasks", registry: Self.registry, serviceName: "s",
+                                               tlsVerify: false, outbound: OutboundPolicy())
+        configuration.resolveExternalBase = { reference in
+            #expect(reference == "ext.example:5000/base:1")
+            let digest = answers.withLockedValue { state -> String? in
+                state.asked += 1
+                return state.digest
+            }
+            guard let digest else { throw TaskError.invalid("the registry is down") }
+            return digest
+        }
+        let tasks = TaskService(store: store, configuration: configuration, logger: quiet)
+        let base = "ext.example:5000/base:1"
+        func watching(_ name: String, runtime: Bool, type: String, enabled: Bool = true) -> TaskRecord {
+            var r = record(name, output: name + ":1", bases: [], type: type)
+            r.externalBases = [TaskBaseRecord(reference: base, runtime: runtime)]
+            r.enabled = enabled
+            return r
+        }
+        #expect(try await store.createTask(watching("a", runtime: true, type: "Runtime")))
+        #expect(try await store.createTask(watching("b", runtime: false, type: "All")))
+        #expect(try await store.createTask(watching("c", runtime: false, type: "Runtime")))   // a build-time base: not watched
+        #expect(try await store.createTask(watching("d", runtime: true, type: "Runtime", enabled: false)))
+        let poller = ExternalBasePollService(tasks: tasks)
+        func runs(_ name: String) async throws -> [String] { try await store.taskRuns(task: name, limit: 10).map(\.trigger) }
+
+        // First look: recorded, nothing queued; the registry asked once for the two watchers.
+        #expect(await poller.pollAll(now: Date()).isEmpty)
+        #expect(answers.withLockedValue { $0.asked } == 1)
+        #expect(try await store.task(named: "a")?.externalBaseDigests == [base: "sha256:d1"])
+        #expect(try await store.task(named: "b")?.externalBaseDigests == [base: "sha256:d1"])
+        #expect(try await store.task(named: "c")?.externalBaseDigests == nil)
+        // Unchanged: nothing.
+        #expect(await poller.pollAll(now: Date()).isEmpty)
+        // Down: nothing changes.
+        answers.withLockedValue { $0.digest = nil }
+        #expect(await poller.pollAll(now: Date()).isEmpty)
+        #expect(try await store.task(named: "a")?.externalBaseDigests == [base: "sha256:d1"])
+        // Moved: a and b queued once each, c and d never; the show view names the new digest.
+        answers.withLockedValue { $0.digest = "sha256:d2" }
+        #expect(await poller.pollAll(now: Date()).sorted() == ["a", "b"])
+        #expect(try await runs("a") == ["base-image"])
+        #expect(try await runs("b") == ["base-image"])
+        #expect(try await runs("c").isEmpty)
+        #expect(try await runs("d").isEmpty)
+        #expect(try await store.task(named: "a")?.externalBaseDigests == [base: "sha256:d2"])
+        // Polled again at the same digest: no second run.
+        #expect(await poller.pollAll(now: Date()).isEmpty)
+        #expect(try await runs("a").count == 1)
+        #expect(answers.withLockedValue { $0.asked } == 5)
+        // Plain HTTP only for registries the operator named (a name without port: every port).
+        #expect(ExternalBasePollService.insecure("lab.example:5000", ["lab.example:5000"]))
+        #expect(ExternalBasePollService.insecure("127.0.0.1:41234", ["127.0.0.1"]))
+        #expect(!ExternalBasePollService.insecure("lab.example:5000", ["lab.example:5001"]))
+        #expect(!ExternalBasePollService.insecure("evil-lab.example", ["lab.example"]))
+        #expect(!ExternalBasePollService.insecure("[::1]", ["::1"]))
     }
 }

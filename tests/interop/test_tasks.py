@@ -5,7 +5,8 @@ pushes a FROM-scratch image of busybox-static, a git context is cloned from a re
 on loopback, and a bad task file is refused with its line. Runs push with their own run identity.
 Base-image triggers: a new ``base:1.0`` rebuilds ``mid`` and then ``app`` once each, five rapid
 pushes of the base rebuild each at most once per window and from the newest base, and a task that
-pushes its own base is refused.
+pushes its own base is refused. A base in another registry (Debian's reference registry on
+loopback) is polled: its first digest is recorded, a new one rebuilds the task once.
 
 Bounded: each run takes a few seconds (images FROM scratch, vfs storage). The timer trigger is
 covered by the Swift tests (its granularity is a minute)."""
@@ -527,3 +528,112 @@ def test_a_hostile_uploaded_context_fails_its_run_before_it_is_unpacked(cli, reg
             (r for r in cli.json("task", "list-runs", "--name", "hostile")
              if r["id"] == run_id and r["status"] not in ("queued", "running")), None))
         assert done["status"] == "failed" and reason in done.get("reason", ""), done
+
+
+class _ExternalRegistry:
+    """Debian's reference registry (``docker-registry``), no auth: a public base elsewhere."""
+
+    def __init__(self, workdir: Path):
+        import time
+        from conftest import free_port
+        self.port = free_port()
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = workdir / "config.yml"
+        config.write_text("version: 0.1\nlog:\n  level: error\n"
+                          f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n"
+                          f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: tasks-test\n")
+        self.log = workdir / "registry.log"
+        self.proc = subprocess.Popen(["/usr/bin/docker-registry", "serve", str(config)], stdout=open(self.log, "wb"),
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.base}/v2/", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("docker-registry did not start:\n" + self.log.read_text(errors="replace")[-3000:])
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def put_base(self, n: int) -> str:
+        """Pushes generation ``n`` of ``base:1`` (one tiny layer); returns its digest."""
+        import hashlib
+        layer, diff_id = _base_layer(n)
+        config = _base_config(diff_id, n)
+        for blob in (layer, config):
+            digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+            r = requests.post(f"{self.base}/v2/base/blobs/uploads/", timeout=10)
+            assert r.status_code == 202, r.text
+            location = r.headers["Location"]
+            location = location if location.startswith("http") else self.base + location
+            r = requests.put(location, params={"digest": digest}, data=blob, timeout=10,
+                             headers={"Content-Type": "application/octet-stream"})
+            assert r.status_code == 201, r.text
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                               "digest": "sha256:" + hashlib.sha256(config).hexdigest(), "size": len(config)},
+                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                "digest": "sha256:" + hashlib.sha256(layer).hexdigest(), "size": len(layer)}]}
+        r = requests.put(f"{self.base}/v2/base/manifests/1", data=json.dumps(manifest).encode(), timeout=10,
+                         headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        assert r.status_code == 201, r.text
+        return r.headers["Docker-Content-Digest"]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_TASK_BASE_POLL_SECONDS="1",
+                        BERTH_TASK_INSECURE_BASE_REGISTRIES="127.0.0.1")
+def test_a_base_in_another_registry_is_polled_and_a_new_digest_rebuilds_the_task_once(cli, registry, tmp_path):
+    import time
+    external = _ExternalRegistry(tmp_path / "external")
+    try:
+        first = external.put_base(0)
+        work = tmp_path / "work"
+        (work / "ext").mkdir(parents=True)
+        (work / "ext" / "Dockerfile").write_text(f"FROM {external.host}/base:1\nCOPY marker /ext\n")
+        (work / "ext" / "marker").write_text("ext\n")
+        (work / "ext" / "acb.yaml").write_text(LEVEL_FILE.format(name="ext"))
+        server, url = _serve_committed(work, tmp_path, "external")
+        try:
+            cli("task", "create", "--name", "ext", "--file", str(work / "ext" / "acb.yaml"), "--context", url + ":ext",
+                "--base-image-trigger-enabled", "true")
+            reference = f"{external.host}/base:1"
+
+            def polled(digest):
+                def check():
+                    bases = cli.json("task", "show", "--name", "ext")["baseImages"]
+                    return bases if {"reference": reference, "digest": digest, "runtime": True} in bases else None
+                return check
+            # The first look records the digest and queues nothing.
+            wait_for("the first poll", polled(first), timeout=30)
+            time.sleep(2)
+            assert [r for r in cli.json("task", "list-runs", "--name", "ext") if r["trigger"] == "base-image"] == []
+
+            # A new base:1 there: one run, built from it, which records the base it built from.
+            second = external.put_base(1)
+            assert second != first
+
+            def rebuilt():
+                runs = [r for r in cli.json("task", "list-runs", "--name", "ext") if r["trigger"] == "base-image"]
+                return runs if runs and all(r["status"] in ("succeeded", "failed") for r in runs) else None
+            [run] = wait_for("the base-image run", rebuilt, timeout=120)
+            assert run["status"] == "succeeded", run
+            assert {"reference": reference, "digest": second, "runtime": True} in run["baseImages"], run
+            wait_for("the new digest recorded", polled(second), timeout=30)
+            time.sleep(3)  # three more polls of an unchanged base queue nothing
+            assert len([r for r in cli.json("task", "list-runs", "--name", "ext") if r["trigger"] == "base-image"]) == 1
+        finally:
+            server.shutdown()
+    finally:
+        external.stop()
