@@ -264,6 +264,7 @@ struct Serve: AsyncParsableCommand {
                                                tlsVerify: tls, outbound: outbound)
         configuration.commitPollInterval = .seconds(settings.taskCommitPollSeconds)
         configuration.externalBasePollInterval = .seconds(settings.taskBasePollSeconds)
+        configuration.runDiskQuotaBytes = settings.taskRunDiskQuotaBytes == 0 ? nil : settings.taskRunDiskQuotaBytes
         configuration.insecureBaseRegistries = settings.taskInsecureBaseRegistries
         configuration.baseTriggerWindow = settings.taskBaseTriggerWindowSeconds
         configuration.maxContextBytes = settings.taskContextMaxBytes

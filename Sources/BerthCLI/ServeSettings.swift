@@ -58,6 +58,7 @@ struct ServeSettings: Equatable {
     /// Seconds between the git-commit triggers' looks at their branches.
     var taskCommitPollSeconds = 60
     var taskBasePollSeconds = 600
+    var taskRunDiskQuotaBytes: Int64 = 10 << 30
     var taskInsecureBaseRegistries: Set<String> = []
     /// The pull-through cache: how long an upstream 404 is remembered per node (0: not), the
     /// largest upstream blob it stores, and how long it waits to connect to an upstream.
@@ -324,6 +325,11 @@ struct ServeSettings: Equatable {
              summary: "seconds between looks at the base images tasks declare in other registries (a HEAD of each tag; a new digest queues the tasks with a base-image trigger; one node of a cluster polls)") { s, v throws(SettingError) in
             guard let n = Int(v), n >= 1, n <= 86400 else { throw SettingError("'\(v)' is not a number of seconds from 1 to 86400") }
             s.taskBasePollSeconds = n
+        },
+        Spec(key: "task-run-disk-quota-bytes", environment: "BERTH_TASK_RUN_DISK_QUOTA_BYTES", hasFlag: false, defaultText: "10737418240",
+             summary: "bytes of disk one task run may use (its source, run directory, and what its task's storage grows by while it runs), checked every second: a run over it is stopped and fails; 0: no quota") { s, v throws(SettingError) in
+            guard let n = Int64(v), n >= 0 else { throw SettingError("'\(v)' is not a number of bytes") }
+            s.taskRunDiskQuotaBytes = n
         },
         Spec(key: "task-insecure-base-registries", environment: "BERTH_TASK_INSECURE_BASE_REGISTRIES", hasFlag: false, defaultText: "",
              summary: "comma-separated host[:port] of registries whose base images are polled over plain HTTP (the outbound policy still applies); every other is asked over HTTPS") { s, v throws(SettingError) in

@@ -2,6 +2,7 @@ import Access
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import NIOPosix
 import RegistryCore
 import RegistryStore
 import ServiceLifecycle
@@ -88,7 +89,7 @@ public struct TaskQueueService: Service {
         }
     }
 
-    private enum Stop: Sendable { case timedOut, cancelRequested }
+    private enum Stop: Sendable { case timedOut, cancelRequested, diskQuota(used: Int64, quota: Int64) }
     private enum Finish: Sendable { case result(TaskRunResult), refused(String), stop(Stop) }
 
     /// One run, from its source to its stored result.
@@ -114,6 +115,9 @@ public struct TaskQueueService: Service {
             case (.cancelRequested?, _):
                 run.status = .cancelled
                 run.reason = "cancelled"
+            case (.diskQuota(let used, let quota)?, _):
+                run.status = .failed
+                run.reason = "the run used \(used) bytes of disk, more than its quota of \(quota) bytes (task-run-disk-quota-bytes)"
             case (nil, .succeeded?):
                 run.status = .succeeded
             case (nil, .failed?):
@@ -215,6 +219,11 @@ public struct TaskQueueService: Service {
         let store = self.store
         let tick = configuration.tick
         let timeout = Duration.seconds(task.timeoutSeconds)
+        let diskInterval = configuration.diskCheckInterval
+        let quota = await configuration.runDiskQuotaBytes.asyncMap { limit in
+            await RunDiskQuota.start(limit: limit, paths: [source, configuration.runner.runDirectoryPath(run.id)],
+                                     grows: configuration.runner.taskStoragePath(task.name))
+        }
         let (result, stop, refused) = await withTaskGroup(of: Finish?.self) { group -> (TaskRunResult?, Stop?, String?) in
             group.addTask {
                 do { return .result(try await runner.run(request)) } catch { return .refused("\(error)") }
@@ -229,6 +238,16 @@ public struct TaskQueueService: Service {
                     if (try? await store.taskRun(id: run.id))?.cancelRequested == true { return .stop(.cancelRequested) }
                 }
                 return nil
+            }
+            if let quota {
+                group.addTask {
+                    while !Task.isCancelled {
+                        do { try await Task.sleep(for: diskInterval) } catch { return nil }
+                        let used = await quota.usage()
+                        if used > quota.limit { return .stop(.diskQuota(used: used, quota: quota.limit)) }
+                    }
+                    return nil
+                }
             }
             var result: TaskRunResult?
             var stop: Stop?
@@ -250,5 +269,36 @@ public struct TaskQueueService: Service {
     static func stepRecord(_ step: StepResult) -> TaskRunStepRecord {
         TaskRunStepRecord(id: step.id, status: step.status.rawValue, attempts: step.attempts.map(\.description),
                           exitCode: step.exitCode, reason: step.reason, startedAt: step.started, finishedAt: step.finished)
+    }
+}
+
+/// A run's disk quota: the bytes under its own paths, plus what its task's storage grew by since
+/// the run started (the layer cache the task's runs share was there before). A watchdog, not a
+/// filesystem quota: a run may overshoot by what it writes between two checks.
+struct RunDiskQuota: Sendable {
+    let limit: Int64
+    let paths: [String]
+    let grows: String
+    let baseline: Int64
+
+    static func start(limit: Int64, paths: [String], grows: String) async -> RunDiskQuota {
+        let baseline = (try? await NIOThreadPool.singleton.runIfActive { DiskUsage.allocatedBytes(under: grows) }) ?? 0
+        return RunDiskQuota(limit: limit, paths: paths, grows: grows, baseline: baseline)
+    }
+
+    /// Walked on NIO's thread pool, never on an event loop.
+    func usage() async -> Int64 {
+        let (paths, grows, baseline) = (self.paths, self.grows, self.baseline)
+        return (try? await NIOThreadPool.singleton.runIfActive {
+            paths.reduce(Int64(0)) { $0 + DiskUsage.allocatedBytes(under: $1) }
+                + max(0, DiskUsage.allocatedBytes(under: grows) - baseline)
+        }) ?? 0
+    }
+}
+
+extension Optional {
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        guard let value = self else { return nil }
+        return try await transform(value)
     }
 }

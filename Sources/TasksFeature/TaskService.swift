@@ -48,6 +48,11 @@ public struct TasksConfiguration: Sendable {
     public var node = ProcessInfo.processInfo.hostName + ":" + String(ProcessInfo.processInfo.processIdentifier)
     /// How often the git-commit triggers look at their branches (`git ls-remote`; one node of a cluster).
     public var commitPollInterval: Duration = .seconds(60)
+    /// Bytes of disk one run may use: its source, its run directory (temporary files, logs) and
+    /// what its task's storage grows by while it runs (layers, containers of its steps). Checked
+    /// every `diskCheckInterval`; a run over it is stopped and fails. Nil: no quota.
+    public var runDiskQuotaBytes: Int64? = 10 << 30
+    public var diskCheckInterval: Duration = .seconds(1)
     /// How often bases in other registries are polled for a new digest (one node of a cluster).
     public var externalBasePollInterval: Duration = .seconds(600)
     /// Registries (`host[:port]`) whose bases are polled over plain HTTP (a loopback or lab

@@ -637,3 +637,29 @@ def test_a_base_in_another_registry_is_polled_and_a_new_digest_rebuilds_the_task
             server.shutdown()
     finally:
         external.stop()
+
+
+FILL_FILE = """\
+version: v1.1.0
+steps:
+  - id: build
+    build: -t $Registry/fill:$ID -f Dockerfile .
+  - id: fill
+    cmd: $Registry/fill:$ID sh -c 'echo filling; dd if=/dev/zero of=/big bs=1048576 count=96 && echo filled && sleep 300'
+"""
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_TASK_RUN_DISK_QUOTA_BYTES=str(48 << 20))
+def test_a_run_that_fills_the_disk_past_its_quota_is_stopped_and_fails(cli, registry, context, tmp_path):
+    """Issue 16 item 6: a run cannot fill the disk beyond a per-run quota. The step writes 96 MiB
+    inside its container (the task's storage) against a 48 MiB quota and would then sleep for
+    five minutes: the run is stopped long before its 600 s timeout, failed with the reason."""
+    (tmp_path / "fill.yaml").write_text(FILL_FILE)
+    cli("task", "create", "--name", "fill", "--file", str(tmp_path / "fill.yaml"))
+    result = cli.run("task", "run", "--name", "fill", "--context", str(context), "--wait", check=False)
+    assert result.returncode != 0, result.stdout.decode()
+    [run] = cli.json("task", "list-runs", "--name", "fill")
+    assert run["status"] == "failed" and "more than its quota of 50331648 bytes" in run["reason"], run
+    assert [s["status"] for s in run["steps"]] == ["succeeded", "cancelled"], run
+    log = cli.run("task", "logs", "--name", "fill", "--run-id", run["id"]).stdout.decode()
+    assert "fill stdout| filling" in log, log
