@@ -133,4 +133,37 @@ extension PostgresMetadataStore {
                 .map { try Self.decode(TaskRunRecord.self, try $0.decode(0, String.self)) }
         }
     }
+
+    public func appendTaskRunLog(id: String, offset: Int64, bytes: [UInt8]) async throws -> Bool {
+        try await write(serialized: false) { tx in
+            // The run's row locked: two appends of one run are decided one after the other.
+            guard try await tx.count("SELECT 1 FROM task_runs WHERE id = \(id) FOR UPDATE") == 1 else { return false }
+            let length = try await tx.value("SELECT coalesce(max(\"end\"), 0)::bigint FROM task_run_logs WHERE run_id = \(id)",
+                                            Int64.self) ?? 0
+            guard length == offset else { return false }
+            guard !bytes.isEmpty else { return true }
+            let end = offset + Int64(bytes.count)
+            try await tx.exec("""
+                INSERT INTO task_run_logs(run_id, start, "end", bytes) VALUES (\(id), \(offset), \(end), \(ByteBuffer(bytes: bytes)))
+                """)
+            return true
+        }
+    }
+
+    public func taskRunLog(id: String, offset: Int64, limit: Int) async throws -> [UInt8]? {
+        let upTo = offset + Int64(max(0, limit))
+        return try await single { tx in
+            let rows = try await tx.rows("""
+                SELECT start, bytes FROM task_run_logs WHERE run_id = \(id) AND "end" > \(offset) AND start < \(upTo) ORDER BY start
+                """)
+            if rows.isEmpty {
+                guard try await tx.count("SELECT 1 FROM task_run_logs WHERE run_id = \(id) LIMIT 1") == 1 else { return nil }
+                return []
+            }
+            let chunks = try rows.map { row in
+                (start: try row.decode(0, Int64.self), bytes: Array(try row.decode(1, ByteBuffer.self).readableBytesView))
+            }
+            return Self.slice(chunks, offset: offset, limit: limit)
+        }
+    }
 }

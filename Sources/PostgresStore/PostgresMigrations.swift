@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit, vImportJobs, v7pulltimes]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit, vImportJobs, v7pulltimes, vRunLogs]
 
     static var latest: Int { all.count }
 
@@ -585,6 +585,18 @@ enum PostgresMigrations {
 
     /// When each manifest and tag was last pulled (PostgresMetadataStore+PullTimes.swift); deleting
     /// the manifest or tag deletes its row.
+    /// A task run's log in chunks, so every node serves it; deleted with its run.
+    static let vRunLogs: [String] = [
+        """
+        CREATE TABLE task_run_logs (
+            run_id \(text) NOT NULL REFERENCES task_runs(id) ON DELETE CASCADE,
+            start bigint NOT NULL,
+            "end" bigint NOT NULL,
+            bytes bytea NOT NULL,
+            PRIMARY KEY (run_id, start))
+        """,
+    ]
+
     static let v7pulltimes: [String] = [
         """
         CREATE TABLE manifest_pulls (

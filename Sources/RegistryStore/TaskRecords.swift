@@ -167,6 +167,28 @@ public protocol TaskStore: Sendable {
     func updateTaskRun(_ record: TaskRunRecord, expected: TaskRunStatus) async throws -> Bool
     /// Runs that are `running` (to resume or fail after a node stopped).
     func runningTaskRuns() async throws -> [TaskRunRecord]
+    /// Appends `bytes` to the stored log of run `id` when `offset` is the log's current length
+    /// (so a retried append is never written twice); false, and nothing changes, otherwise or
+    /// when the run does not exist. The log goes with its run.
+    func appendTaskRunLog(id: String, offset: Int64, bytes: [UInt8]) async throws -> Bool
+    /// The stored log of run `id` from byte `offset`, at most `limit` bytes (empty past its
+    /// end); nil when nothing was stored for the run.
+    func taskRunLog(id: String, offset: Int64, limit: Int) async throws -> [UInt8]?
+}
+
+extension TaskStore {
+    /// Stitches stored chunks `(start, bytes)` (ordered, contiguous) into `[offset, offset+limit)`.
+    public static func slice(_ chunks: [(start: Int64, bytes: [UInt8])], offset: Int64, limit: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        for chunk in chunks {
+            let end = chunk.start + Int64(chunk.bytes.count)
+            guard end > offset else { continue }
+            let from = Int(max(0, offset - chunk.start))
+            out.append(contentsOf: chunk.bytes[from...])
+            if out.count >= limit { break }
+        }
+        return Array(out.prefix(limit))
+    }
 }
 
 extension TaskRunRecord {

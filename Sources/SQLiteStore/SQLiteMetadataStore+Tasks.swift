@@ -135,4 +135,33 @@ extension SQLiteMetadataStore {
                 .map { try Self.decode(TaskRunRecord.self, $0) }
         }
     }
+
+    public func appendTaskRunLog(id: String, offset: Int64, bytes: [UInt8]) async throws -> Bool {
+        try await pool.write { db in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM task_runs WHERE id = ?", arguments: [id]) != nil else { return false }
+            let length = try Int64.fetchOne(db, sql: "SELECT coalesce(max(end), 0) FROM task_run_logs WHERE run_id = ?",
+                                            arguments: [id]) ?? 0
+            guard length == offset else { return false }
+            guard !bytes.isEmpty else { return true }
+            try db.execute(sql: "INSERT INTO task_run_logs(run_id, start, end, bytes) VALUES (?, ?, ?, ?)",
+                           arguments: [id, offset, offset + Int64(bytes.count), Data(bytes)])
+            return true
+        }
+    }
+
+    public func taskRunLog(id: String, offset: Int64, limit: Int) async throws -> [UInt8]? {
+        try await pool.read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT start, bytes FROM task_run_logs WHERE run_id = ? AND end > ? AND start < ? ORDER BY start
+                """, arguments: [id, offset, offset + Int64(max(0, limit))])
+            if rows.isEmpty {
+                guard try Bool.fetchOne(db, sql: "SELECT 1 FROM task_run_logs WHERE run_id = ? LIMIT 1", arguments: [id]) != nil else {
+                    return nil
+                }
+                return []
+            }
+            let chunks = rows.map { (start: $0["start"] as Int64, bytes: [UInt8]($0["bytes"] as Data)) }
+            return Self.slice(chunks, offset: offset, limit: limit)
+        }
+    }
 }

@@ -590,6 +590,19 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 CREATE INDEX console_sessions_by_subject ON console_sessions(subject, created_at);
                 """)
         }
+        m.registerMigration("v25-runlogs") { db in
+            // A task run's log in chunks (SQLiteMetadataStore+Tasks.swift), so every node serves it;
+            // deleted with its run.
+            try db.execute(sql: """
+                CREATE TABLE task_run_logs (
+                    run_id TEXT NOT NULL REFERENCES task_runs(id) ON DELETE CASCADE,
+                    start INTEGER NOT NULL,
+                    end INTEGER NOT NULL,
+                    bytes BLOB NOT NULL,
+                    PRIMARY KEY (run_id, start)
+                ) WITHOUT ROWID;
+                """)
+        }
         return m
     }
 

@@ -220,13 +220,14 @@ public struct TaskQueueService: Service {
         let tick = configuration.tick
         let timeout = Duration.seconds(task.timeoutSeconds)
         let diskInterval = configuration.diskCheckInterval
+        let storedLog = StoredRunLog(store: store, runID: run.id, node: configuration.node, logger: logger)
         let quota = await configuration.runDiskQuotaBytes.asyncMap { limit in
             await RunDiskQuota.start(limit: limit, paths: [source, configuration.runner.runDirectoryPath(run.id)],
                                      grows: configuration.runner.taskStoragePath(task.name))
         }
         let (result, stop, refused) = await withTaskGroup(of: Finish?.self) { group -> (TaskRunResult?, Stop?, String?) in
             group.addTask {
-                do { return .result(try await runner.run(request)) } catch { return .refused("\(error)") }
+                do { return .result(try await runner.run(request, log: storedLog)) } catch { return .refused("\(error)") }
             }
             group.addTask {
                 do { try await Task.sleep(for: timeout) } catch { return nil }
@@ -235,6 +236,7 @@ public struct TaskQueueService: Service {
             group.addTask {
                 while !Task.isCancelled {
                     do { try await Task.sleep(for: tick) } catch { return nil }
+                    await storedLog.flush()
                     if (try? await store.taskRun(id: run.id))?.cancelRequested == true { return .stop(.cancelRequested) }
                 }
                 return nil
@@ -262,6 +264,7 @@ public struct TaskQueueService: Service {
             }
             return (result, stop, refused)
         }
+        await storedLog.flush()
         if let refused, result == nil { throw TaskError.invalid(refused) }
         return (result, stop)
     }

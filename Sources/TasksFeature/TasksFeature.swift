@@ -169,14 +169,8 @@ public struct TasksFeature: RegistryFeature {
         // whether more may come (`queued`, `running`) and `X-Berth-Log-Offset` where to go on.
         api.get("tasks/:name/runs/:id/log") { request, context in
             let run = try await tasks.run(try context.parameters.require("name"), try context.parameters.require("id"))
-            let offset = try server.queryInt(request, "offset") ?? 0
-            let path = tasks.logPath(run.id)
-            let bytes = try await NIOThreadPool.singleton.runIfActive { () -> [UInt8] in
-                guard let handle = FileHandle(forReadingAtPath: path) else { return [] }
-                defer { try? handle.close() }
-                try handle.seek(toOffset: UInt64(offset))
-                return [UInt8](try handle.read(upToCount: 4 << 20) ?? Data())
-            }
+            let offset = max(0, try server.queryInt(request, "offset") ?? 0)
+            let bytes = try await tasks.runLog(run.id, offset: Int64(offset), limit: 4 << 20)
             var headers = HTTPFields()
             headers[.contentType] = "text/plain; charset=utf-8"
             headers[.cacheControl] = "no-store"

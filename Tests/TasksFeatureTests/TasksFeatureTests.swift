@@ -12,6 +12,7 @@ import RegistryCore
 import RegistryStore
 import SQLiteStore
 import Testing
+import TaskRunner
 @testable import TasksFeature
 
 private func temporaryDirectory() throws -> String {
@@ -244,5 +245,47 @@ private func pushBlob(_ client: any TestClientProtocol, _ repository: String, _ 
         #expect(TaskQueueService.timerDue(t, now: slot.addingTimeInterval(300)))
         t.enabled = false
         #expect(!TaskQueueService.timerDue(t, now: slot.addingTimeInterval(300)))
+    }
+}
+
+/// A run's log in the metadata store: lines appended in order as they are flushed, a retried
+/// flush never doubles them, the stored log stops at its cap with a line saying where the rest
+/// is, and the API's reader prefers the store to the node's own file.
+@Suite struct StoredRunLogTests {
+    @Test func linesAreStoredInOrderUpToTheCapAndTheStoreIsReadBeforeTheFile() async throws {
+        let dir = try temporaryDirectory()
+        let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
+        _ = try await store.createTask(TaskRecord(name: "t", taskFile: "", context: nil, schedule: nil, values: [:], timeoutSeconds: 60,
+                                                  repositories: [], createdBy: "o", createdAt: Date(), updatedAt: Date()))
+        let run = try #require(try await store.queueTaskRun(task: "t", trigger: "manual", uploadedContext: nil))
+        let log = StoredRunLog(store: store, runID: run.id, node: "node-a", logger: quiet, cap: 200)
+        let t = Date(timeIntervalSince1970: 1_700_000_000)
+        let first = TaskLogLine(time: t, step: "build", stream: .stdout, text: "one")
+        let second = TaskLogLine(time: t, step: "build", stream: .stderr, text: "two")
+        await log.record(first)
+        #expect(try await store.taskRunLog(id: run.id, offset: 0, limit: 1000) == nil)   // buffered until a flush
+        await log.flush()
+        await log.record(second)
+        await log.flush()
+        await log.flush()   // nothing pending: nothing appended twice
+        let expected = first.formatted + "\n" + second.formatted + "\n"
+        #expect(try await store.taskRunLog(id: run.id, offset: 0, limit: 1000).map { String(decoding: $0, as: UTF8.self) } == expected)
+        // Past the cap: one line saying where the rest is, then nothing more.
+        for n in 0..<10 { await log.record(TaskLogLine(time: t, step: "build", stream: .stdout, text: "line \(n)")) }
+        await log.flush()
+        let stored = String(decoding: try #require(try await store.taskRunLog(id: run.id, offset: 0, limit: 10_000)), as: UTF8.self)
+        #expect(stored.hasPrefix(expected) && stored.contains("the stored log stops here (200 bytes)") && stored.contains("node-a"))
+        #expect(!stored.contains("line 9"))
+
+        // The reader: the store first, the node's file for a run with nothing stored.
+        var configuration = TasksConfiguration(stateDirectory: dir + "/tasks", registry: "r:5000", serviceName: "s", tlsVerify: false,
+                                               outbound: OutboundPolicy())
+        configuration.runner.stateDirectory = dir + "/tasks"
+        let tasks = TaskService(store: store, configuration: configuration, logger: quiet)
+        #expect(try await tasks.runLog(run.id, offset: 0, limit: 10_000) == Array(stored.utf8))
+        let older = try #require(try await store.queueTaskRun(task: "t", trigger: "manual", uploadedContext: nil))
+        try FileManager.default.createDirectory(atPath: dir + "/tasks/runs/\(older.id)/logs", withIntermediateDirectories: true)
+        try "from the file\n".write(toFile: tasks.logPath(older.id), atomically: true, encoding: .utf8)
+        #expect(try await tasks.runLog(older.id, offset: 5, limit: 100) == Array("the file\n".utf8))
     }
 }

@@ -82,6 +82,12 @@ def test_a_three_step_task_pushes_when_its_test_passes_and_never_when_it_fails(c
     log = cli.run("task", "logs", "--name", "ci", "--run-id", "cb1").stdout.decode()
     assert " test stdout| the test says 0" in log, log
     assert "berth~run" not in log and "eyJ" not in log
+    # The log is kept in the metadata store: served as it was without the running node's own
+    # copy (as another node of a cluster serves it).
+    local = registry.data / "tasks" / "runs" / "cb1" / "logs" / "run.log"
+    assert local.read_text() == log
+    local.unlink()
+    assert cli.run("task", "logs", "--name", "ci", "--run-id", "cb1").stdout.decode() == log
 
     # The test fails: nothing is pushed, the command says so.
     cli("task", "update", "--name", "ci", "--set", "code=3")

@@ -10,6 +10,32 @@ func taskRecord(_ name: String, repositories: [String] = ["app"]) -> TaskRecord 
 
 extension MetadataStoreConformance {
     static let taskCases: [Case] = [
+        Case("appendTaskRunLog/taskRunLog: appended only at the log's length, read from any offset across chunks, gone with the run") { s in
+            _ = try await s.createTask(taskRecord("logs"))
+            let run = try #require(try await s.queueTaskRun(task: "logs", trigger: "manual", uploadedContext: nil))
+            let none = try await s.taskRunLog(id: run.id, offset: 0, limit: 100)
+            #expect(none == nil)
+            let first = try await s.appendTaskRunLog(id: run.id, offset: 0, bytes: Array("hello ".utf8))
+            let retried = try await s.appendTaskRunLog(id: run.id, offset: 0, bytes: Array("hello ".utf8))   // a retry: not twice
+            let gap = try await s.appendTaskRunLog(id: run.id, offset: 99, bytes: Array("x".utf8))
+            let second = try await s.appendTaskRunLog(id: run.id, offset: 6, bytes: Array("world\n".utf8))
+            let unknown = try await s.appendTaskRunLog(id: "cb999", offset: 0, bytes: Array("x".utf8))
+            #expect(first && !retried && !gap && second && !unknown)
+            let whole = try await s.taskRunLog(id: run.id, offset: 0, limit: 100)
+            let across = try await s.taskRunLog(id: run.id, offset: 4, limit: 4)
+            let tail = try await s.taskRunLog(id: run.id, offset: 12, limit: 100)
+            let past = try await s.taskRunLog(id: run.id, offset: 500, limit: 100)
+            #expect(whole.map { String(decoding: $0, as: UTF8.self) } == "hello world\n")
+            #expect(across.map { String(decoding: $0, as: UTF8.self) } == "o wo")
+            #expect(tail == [] && past == [])
+            let binary: [UInt8] = [0, 255, 10, 13]
+            let appended = try await s.appendTaskRunLog(id: run.id, offset: 12, bytes: binary)
+            let read = try await s.taskRunLog(id: run.id, offset: 12, limit: 10)
+            #expect(appended && read == binary)
+            _ = try await s.deleteTask(named: "logs")
+            let gone = try await s.taskRunLog(id: run.id, offset: 0, limit: 100)
+            #expect(gone == nil)
+        },
         Case("createTask/task/tasks/updateTask/deleteTask: kept as given, a taken name refused, runs deleted with the task") { s in
             let created = try await s.createTask(taskRecord("b"))
             var other = taskRecord("b", repositories: ["x"])
