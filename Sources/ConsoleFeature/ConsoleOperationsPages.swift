@@ -222,7 +222,9 @@ extension ConsoleRoutes {
                 "lagEvents": r.lagEvents.map(String.init) ?? "unknown (the peer's log was not read yet)",
                 "lagSeconds": r.lagSeconds.map { String(format: "%.0f s", $0) } ?? "unknown",
                 "bytesPending": Self.bytes(r.bytesPending),
-                "health": r.lastError == nil ? "healthy" : "failing",
+                // "healthy" only once the peer's log was read without an error since: a replica
+                // never reached is not called healthy.
+                "health": r.lastError != nil ? "failing" : r.lagEvents == nil ? "not reached yet" : "healthy",
             ]
             if let error = r.lastError {
                 row["lastError"] = error + (r.lastErrorAt.map { " (\(Self.time($0)))" } ?? "")

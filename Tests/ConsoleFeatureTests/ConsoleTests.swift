@@ -616,7 +616,9 @@ private let expectedGood = DigestBox()
                 [ConsoleReplica(location: "eu<west>", endpoint: "https://eu.example/\"x", regionEndpointEnabled: true, lagEvents: 42,
                                 lagSeconds: 7, bytesPending: 2048, lastError: "<img src=x>", lastErrorAt: nil),
                  ConsoleReplica(location: "us", endpoint: "https://us.example", regionEndpointEnabled: false, lagEvents: nil,
-                                lagSeconds: nil, bytesPending: 0, lastError: nil, lastErrorAt: nil)]
+                                lagSeconds: nil, bytesPending: 0, lastError: nil, lastErrorAt: nil),
+                 ConsoleReplica(location: "asia", endpoint: "https://asia.example", regionEndpointEnabled: true, lagEvents: 0,
+                                lagSeconds: 0, bytesPending: 0, lastError: nil, lastErrorAt: nil)]
             },
             runLog: { id, limit in
                 #expect(limit > 0)
@@ -656,7 +658,8 @@ private let expectedGood = DigestBox()
             let replicasHTML = String(buffer: replicas.body)
             #expect(replicas.status == .ok && replicasHTML.contains("eu&lt;west&gt;") && replicasHTML.contains("&lt;img src=x&gt;"))
             #expect(!replicasHTML.contains("<img") && replicasHTML.contains("<td>42</td>") && replicasHTML.contains("2.0 KiB")
-                && replicasHTML.contains("<td class=\"health\">failing</td>") && replicasHTML.contains("<td class=\"health\">healthy</td>"))
+                && replicasHTML.contains("<td class=\"health\">failing</td>") && replicasHTML.contains("<td class=\"health\">healthy</td>")
+                && replicasHTML.contains("<td>us</td><td>https://us.example</td><td>disabled</td><td class=\"health\">not reached yet</td>"))
             #expect(replicasHTML.contains("unknown (the peer"))
 
             var alice = Browser(client: client)

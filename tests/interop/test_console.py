@@ -495,7 +495,8 @@ def test_console_in_a_browser(registry, api, tmp_path):
             assert marker in r.json() and "zlib1g" in r.text
         driver.get(base + "/console/replicas")
         replica = driver.find_element(By.CSS_SELECTOR, "#replicas tbody tr").text
-        assert "westeurope" in replica and f"http://127.0.0.1:" in replica
+        assert "westeurope" in replica and "http://127.0.0.1:" in replica
+        assert driver.find_element(By.CSS_SELECTOR, "#replicas td.health").text in ("not reached yet", "failing")   # never healthy
         shot("16-replicas")
         driver.get(base + "/console/tasks")
         runs = driver.find_element(By.CSS_SELECTOR, ".task .runs").text
