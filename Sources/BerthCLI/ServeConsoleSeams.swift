@@ -36,6 +36,15 @@ extension Serve {
                     ConsoleFindings.Finding(id: $0.advisoryID, severity: $0.severity, package: $0.package,
                                             installedVersion: $0.installedVersion, fixedVersion: $0.fixedVersion)
                 })
+            },
+            scans: { limit, may in
+                try await scanning.scanSummaries(limit: limit, may: may).map { list in
+                    ConsoleScanList(images: list.images.map {
+                        ConsoleScanList.Image(repository: $0.repository, manifest: $0.manifest, tags: $0.tags,
+                                              advisoryVersion: $0.advisoryVersion, matchedAt: $0.matchedAt, counts: $0.counts,
+                                              total: $0.total)
+                    }, truncated: list.truncated)
+                }
             })
     }
 }

@@ -114,11 +114,8 @@ struct ConsoleRoutes: Sendable {
         router.get("console/task-log") { request, context in
             await page(request, context) { viewer in try await taskLog(request, viewer) }
         }
-        // Findings across images (`berth scan list`) are not built: a page that says so (one
-        // literal path, as tests/interop/test_openapi.py reads registrations).
         router.get("console/scans") { request, context in
-            await notBuilt(request, context, "Scan findings",
-                           "a list of findings across images is not built yet: each image's page shows its findings by severity, with its package inventory and SBOM downloads.")
+            await page(request, context) { viewer in try await scansPage(viewer) }
         }
     }
 

@@ -58,11 +58,11 @@ extension ConsoleRoutes {
 
     /// The findings section: counts by severity drawn as a bar chart (SVG made here, no script),
     /// and the 50 most severe findings.
-    static func findingsData(_ found: ConsoleFindings) -> [String: Any] {
-        let order = ["Critical", "High", "Medium", "Low", "None", "Unknown"]
-        func rank(_ s: String) -> Int { order.firstIndex(of: s) ?? order.count }
-        var counts: [String: Int] = [:]
-        for f in found.findings { counts[f.severity, default: 0] += 1 }
+    static let severityOrder = ["Critical", "High", "Medium", "Low", "None", "Unknown"]
+
+    /// Counts by severity as the bars of a chart (SVG made by the template, no script).
+    static func severityChart(_ counts: [String: Int]) -> [String: Any] {
+        let order = severityOrder
         let most = max(1, counts.values.max() ?? 1)
         let colours = ["Critical": "#7a0000", "High": "#b3261e", "Medium": "#8a5a00", "Low": "#3a5f0b", "None": "#555555", "Unknown": "#555555"]
         let bars = order.enumerated().map { index, severity -> [String: Any] in
@@ -71,19 +71,56 @@ extension ConsoleRoutes {
             return ["severity": severity, "count": count, "y": 4 + 22 * index, "textY": 17 + 22 * index, "width": width,
                     "labelX": 96 + width, "fill": colours[severity] ?? "#555555"]
         }
+        return ["summary": order.map { "\($0) \(counts[$0] ?? 0)" }.joined(separator: ", "), "bars": bars,
+                "chartHeight": 8 + 22 * order.count]
+    }
+
+    static func findingsData(_ found: ConsoleFindings) -> [String: Any] {
+        let order = severityOrder
+        func rank(_ s: String) -> Int { order.firstIndex(of: s) ?? order.count }
+        var counts: [String: Int] = [:]
+        for f in found.findings { counts[f.severity, default: 0] += 1 }
         let sorted = found.findings.sorted {
             (rank($0.severity), $0.id, $0.package, $0.installedVersion) < (rank($1.severity), $1.id, $1.package, $1.installedVersion)
         }
-        return [
+        return severityChart(counts).merging([
             "advisoryVersion": found.advisoryVersion, "total": found.findings.count,
-            "summary": order.map { "\($0) \(counts[$0] ?? 0)" }.joined(separator: ", "),
-            "bars": bars, "chartHeight": 8 + 22 * order.count,
             "hasRows": !sorted.isEmpty,
             "rows": sorted.prefix(50).map {
                 ["id": $0.id, "severity": $0.severity, "package": $0.package, "installed": $0.installedVersion,
                  "fixed": $0.fixedVersion ?? "not fixed"] as [String: Any]
             },
-        ]
+        ]) { _, new in new }
+    }
+
+    // MARK: findings across images
+
+    static let scanPageLimit = 200
+
+    /// `GET /console/scans`: the matched images of the repositories the viewer may read (metadata
+    /// and content read, and the quarantine rule of /v2/, as `GET /api/v1/scans`), with their
+    /// findings by severity, linking to each image's page.
+    func scansPage(_ viewer: Viewer) async throws -> Response {
+        guard viewer.caller != nil else { throw ConsoleError(status: .unauthorized, message: "sign in") }
+        guard let source = seams.scans, let list = try await source(Self.scanPageLimit, { repository, action, target in
+            allowed(viewer, repository: repository, action, target: target)
+        }) else {
+            return render("scans", ["title": "Scan findings", "unavailable": true, "images": [[String: Any]]()], viewer)
+        }
+        var totals: [String: Int] = [:]
+        let images: [[String: Any]] = list.images.map { image in
+            for (severity, count) in image.counts { totals[severity, default: 0] += count }
+            let other = image.counts.filter { !["Critical", "High", "Medium", "Low"].contains($0.key) }.values.reduce(0, +)
+            return ["repository": image.repository, "urlRepository": Self.urlComponent(image.repository), "digest": image.manifest,
+                    "tags": image.tags.isEmpty ? "none" : image.tags.joined(separator: ", "),
+                    "critical": image.counts["Critical"] ?? 0, "high": image.counts["High"] ?? 0, "medium": image.counts["Medium"] ?? 0,
+                    "low": image.counts["Low"] ?? 0, "other": other, "total": image.total,
+                    "matched": Self.time(image.matchedAt), "advisoryVersion": image.advisoryVersion]
+        }
+        var data: [String: Any] = ["title": "Scan findings", "images": images, "count": images.count, "truncated": list.truncated,
+                                   "limit": Self.scanPageLimit]
+        if !images.isEmpty { data["chart"] = Self.severityChart(totals) }
+        return render("scans", data, viewer)
     }
 
     /// `GET /console/sbom?name=R&digest=D&format=spdx|cyclonedx`: the SBOM document Berth's
@@ -185,7 +222,9 @@ extension ConsoleRoutes {
                 "lagEvents": r.lagEvents.map(String.init) ?? "unknown (the peer's log was not read yet)",
                 "lagSeconds": r.lagSeconds.map { String(format: "%.0f s", $0) } ?? "unknown",
                 "bytesPending": Self.bytes(r.bytesPending),
-                "health": r.lastError == nil ? "healthy" : "failing",
+                // "healthy" only once the peer's log was read without an error since: a replica
+                // never reached is not called healthy.
+                "health": r.lastError != nil ? "failing" : r.lagEvents == nil ? "not reached yet" : "healthy",
             ]
             if let error = r.lastError {
                 row["lastError"] = error + (r.lastErrorAt.map { " (\(Self.time($0)))" } ?? "")

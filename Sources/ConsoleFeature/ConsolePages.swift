@@ -251,11 +251,12 @@ extension ConsoleRoutes {
         let start = calendar.date(byAdding: .day, value: -(days - 1), to: today) ?? today
         var counts = [Int](repeating: 0, count: days)
         var sizes = [Int64](repeating: 0, count: days)
-        for event in try await server.registry.metadata.events(since: start, limit: 100_000) where event.action == .manifestPush {
-            let day = calendar.dateComponents([.day], from: start, to: event.timestamp).day ?? -1
+        // Summed by the database: at most one row per day, whatever the number of events.
+        for total in try await server.registry.metadata.dailyPushTotals(since: start, repository: nil) {
+            let day = calendar.dateComponents([.day], from: start, to: total.day).day ?? -1
             guard (0..<days).contains(day) else { continue }
-            counts[day] += 1
-            sizes[day] += event.size ?? 0
+            counts[day] += total.pushes
+            sizes[day] += total.bytes
         }
         let chart = UsageChart(counts: counts, sizes: sizes, start: start, calendar: calendar)
         var data = chart.data

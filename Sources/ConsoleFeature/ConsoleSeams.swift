@@ -1,3 +1,4 @@
+import Access
 import Foundation
 import OCIModel
 
@@ -18,14 +19,21 @@ public struct ConsoleSeams: Sendable {
     /// token service's name).
     public var verifySignature: (@Sendable (_ repository: RepositoryName, _ subject: Digest, _ signature: Digest, _ host: String)
         async -> ConsoleSignatureCheck)?
+    /// The matched images of the repositories `may` lets read (scanning: what `GET /api/v1/scans`
+    /// lists), at most `limit`; nil when this server does not match images against advisories.
+    public var scans: (@Sendable (_ limit: Int, _ may: (_ repository: String, _ action: Action, _ target: AccessTarget) -> Bool)
+        async throws -> ConsoleScanList?)?
 
     public init(replicas: (@Sendable () async throws -> [ConsoleReplica])? = nil,
                 runLog: (@Sendable (_ runID: String, _ limit: Int) async throws -> [UInt8])? = nil,
                 inventory: (@Sendable (Digest) async throws -> ConsoleInventory?)? = nil,
                 verifySignature: (@Sendable (_ repository: RepositoryName, _ subject: Digest, _ signature: Digest, _ host: String)
                     async -> ConsoleSignatureCheck)? = nil,
-                findings: (@Sendable (Digest) async throws -> ConsoleFindings?)? = nil) {
+                findings: (@Sendable (Digest) async throws -> ConsoleFindings?)? = nil,
+                scans: (@Sendable (_ limit: Int, _ may: (_ repository: String, _ action: Action, _ target: AccessTarget) -> Bool)
+                    async throws -> ConsoleScanList?)? = nil) {
         self.findings = findings
+        self.scans = scans
         self.replicas = replicas
         self.runLog = runLog
         self.inventory = inventory
@@ -113,5 +121,39 @@ public struct ConsoleInventory: Sendable {
         self.os = os
         self.packagesByType = packagesByType
         self.createdAt = createdAt
+    }
+}
+
+/// Matched images with their findings counted by severity (the scans page).
+public struct ConsoleScanList: Sendable {
+    public struct Image: Sendable {
+        public var repository: String
+        public var manifest: String
+        public var tags: [String]
+        public var advisoryVersion: Int64
+        public var matchedAt: Date
+        /// Severity name → findings (only severities with findings).
+        public var counts: [String: Int]
+        public var total: Int
+
+        public init(repository: String, manifest: String, tags: [String], advisoryVersion: Int64, matchedAt: Date,
+                    counts: [String: Int], total: Int) {
+            self.repository = repository
+            self.manifest = manifest
+            self.tags = tags
+            self.advisoryVersion = advisoryVersion
+            self.matchedAt = matchedAt
+            self.counts = counts
+            self.total = total
+        }
+    }
+
+    public var images: [Image]
+    /// More images than the page shows, or the walk stopped at its bound of repositories.
+    public var truncated: Bool
+
+    public init(images: [Image], truncated: Bool) {
+        self.images = images
+        self.truncated = truncated
     }
 }

@@ -318,6 +318,25 @@ enum ConsoleTemplates {
     {{>footer}}
     """
 
+    static let scans = """
+    {{>header}}
+    {{#unavailable}}<p id="no-matching">This server does not match images against advisories.</p>{{/unavailable}}
+    {{#chart}}
+    <h2 id="scans-chart-title">Findings by severity across these images</h2>
+    <svg id="scans-chart" role="img" aria-label="Findings by severity: {{summary}}" width="420" height="{{chartHeight}}" viewBox="0 0 420 {{chartHeight}}"><title>Findings by severity: {{summary}}</title>{{#bars}}<text x="0" y="{{textY}}">{{severity}}</text><rect x="90" y="{{y}}" width="{{width}}" height="16" fill="{{fill}}"></rect><text x="{{labelX}}" y="{{textY}}">{{count}}</text>{{/bars}}</svg>
+    {{/chart}}
+    {{#hasImages}}
+    <table id="scans"><caption>{{count}} matched images of the repositories you may read, most findings first{{#truncated}} (the first {{limit}}){{/truncated}}</caption>
+    <thead><tr><th scope="col">Repository</th><th scope="col">Image</th><th scope="col">Tags</th><th scope="col">Critical</th><th scope="col">High</th><th scope="col">Medium</th><th scope="col">Low</th><th scope="col">Other</th><th scope="col">Total</th><th scope="col">Matched</th></tr></thead>
+    <tbody>
+    {{#images}}<tr><td><a href="/console/repository?name={{urlRepository}}">{{repository}}</a></td><td><a class="digest" href="/console/image?name={{urlRepository}}&amp;digest={{digest}}">{{digest}}</a></td><td>{{tags}}</td><td class="critical">{{critical}}</td><td class="high">{{high}}</td><td class="medium">{{medium}}</td><td class="low">{{low}}</td><td>{{other}}</td><td class="total">{{total}}</td><td>{{matched}} (advisories v{{advisoryVersion}})</td></tr>{{/images}}
+    </tbody>
+    </table>
+    {{/hasImages}}
+    {{^unavailable}}{{^images}}<p id="no-scans">No matched image in the repositories you may read yet: the scanner inventories pushes and matches them against the advisory database.</p>{{/images}}{{/unavailable}}
+    {{>footer}}
+    """
+
     static let notBuilt = """
     {{>header}}
     <p class="not-built" id="not-built">Not built yet: {{what}} {{when}}</p>
@@ -334,7 +353,7 @@ enum ConsoleTemplates {
     static let all: [String: String] = [
         "header": header, "footer": footer, "login": login, "repositories": repositories, "repository": repository,
         "image": image, "referrer": referrer, "usage": usage, "tokens": tokens, "webhooks": webhooks, "audit": audit,
-        "notBuilt": notBuilt, "error": error, "tasks": tasks, "taskLog": taskLog, "replicas": replicas,
+        "notBuilt": notBuilt, "scans": scans, "error": error, "tasks": tasks, "taskLog": taskLog, "replicas": replicas,
     ]
 
     /// The compiled library (a template that does not parse is a programming error caught by the tests).

@@ -288,3 +288,29 @@ extension PostgresMetadataStore {
         }
     }
 }
+
+// MARK: usage over time
+
+extension PostgresMetadataStore {
+    public func dailyPushTotals(since: Date, repository: String?) async throws -> [DailyPushTotal] {
+        let at = since.timeIntervalSince1970
+        let action = EventAction.manifestPush.rawValue
+        return try await single { tx in
+            let rows = if let repository {
+                try await tx.rows("""
+                    SELECT floor(at / 86400)::bigint AS day, count(*)::bigint AS pushes, COALESCE(sum(size), 0)::bigint AS bytes
+                    FROM events WHERE at >= \(at) AND action = \(action) AND repository = \(repository) GROUP BY 1 ORDER BY 1
+                    """)
+            } else {
+                try await tx.rows("""
+                    SELECT floor(at / 86400)::bigint AS day, count(*)::bigint AS pushes, COALESCE(sum(size), 0)::bigint AS bytes
+                    FROM events WHERE at >= \(at) AND action = \(action) GROUP BY 1 ORDER BY 1
+                    """)
+            }
+            return try rows.map { row in
+                DailyPushTotal(day: Date(timeIntervalSince1970: Double(try row.decode("day", Int64.self) * 86_400)),
+                               pushes: Int(try row.decode("pushes", Int64.self)), bytes: try row.decode("bytes", Int64.self))
+            }
+        }
+    }
+}

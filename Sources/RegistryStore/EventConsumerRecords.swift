@@ -59,3 +59,27 @@ public protocol EventLogStore: Sendable {
     /// Forgets a consumer (its cursor and retry state); false when there is no such consumer.
     func deleteEventConsumer(name: String) async throws -> Bool
 }
+
+/// Manifest pushes of one UTC day, summed by the database (the console's usage chart).
+public struct DailyPushTotal: Sendable, Equatable {
+    /// The start (00:00 UTC) of the day.
+    public var day: Date
+    public var pushes: Int
+    /// The pushed manifests' bytes (the events' sizes).
+    public var bytes: Int64
+
+    public init(day: Date, pushes: Int, bytes: Int64) {
+        self.day = day
+        self.pushes = pushes
+        self.bytes = bytes
+    }
+}
+
+/// The event log summed per day, so a view of usage over time reads at most one row per day
+/// whatever the number of events.
+public protocol PushTotalsStore: Sendable {
+    /// Manifest pushes (`EventAction.manifestPush`) at or after `since`, summed per UTC day (of
+    /// one repository when `repository` is given), oldest day first; days without a push are
+    /// left out.
+    func dailyPushTotals(since: Date, repository: String?) async throws -> [DailyPushTotal]
+}

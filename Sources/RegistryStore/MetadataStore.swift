@@ -348,7 +348,7 @@ extension ContentMetadataStore {
 /// Everything the registry core keeps about content, its history and its lifecycle. A backend (the
 /// embedded SQLite one, PostgreSQL next) implements this and the stores of `MetadataBackend`.
 public protocol MetadataStore: ContentMetadataStore, EventLogStore, LifecycleStore, SettingsStore, CollectionGuardStore,
-    PullTimeStore {}
+    PullTimeStore, PushTotalsStore {}
 
 /// One database holding every kind of metadata: what a backend target provides and the composition
 /// root hands, piece by piece, to the core and the features.

@@ -1300,3 +1300,26 @@ extension SQLiteMetadataStore {
         }
     }
 }
+
+// MARK: usage over time
+
+extension SQLiteMetadataStore {
+    public func dailyPushTotals(since: Date, repository: String?) throws -> [DailyPushTotal] {
+        try pool.read { db in
+            var sql = """
+                SELECT CAST(at / 86400 AS INTEGER) AS day, COUNT(*) AS pushes, COALESCE(SUM(size), 0) AS bytes
+                FROM events WHERE at >= ? AND action = ?
+                """
+            var arguments: StatementArguments = [since.timeIntervalSince1970, EventAction.manifestPush.rawValue]
+            if let repository {
+                sql += " AND repository = ?"
+                arguments += [repository]
+            }
+            sql += " GROUP BY day ORDER BY day"
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+                DailyPushTotal(day: Date(timeIntervalSince1970: Double((row["day"] as Int64) * 86_400)), pushes: row["pushes"],
+                               bytes: row["bytes"])
+            }
+        }
+    }
+}

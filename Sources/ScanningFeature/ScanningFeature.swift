@@ -36,6 +36,16 @@ public struct ScanningFeature: RegistryFeature {
         gate = matcher.map { ScanGate(registry: registry, findings: $0.store, logger: logger) }
     }
 
+    /// Every matched image of the repositories `may` lets read, with its findings counted by
+    /// severity, most findings first (what `GET /api/v1/scans` lists; the console's scans page);
+    /// nil when this server does not match images against advisories.
+    public func scanSummaries(limit: Int, may: (_ repository: String, _ action: Action, _ target: AccessTarget) -> Bool) async throws
+        -> ScanListView? {
+        guard let matcher = inventorier.matcher else { return nil }
+        return try await ScanAPI.summaries(inventorier.registry, findings: matcher.store, pattern: try RepositoryPattern("*"),
+                                           severities: nil, limit: limit, may: may)
+    }
+
     /// The scan policy's check of the pull-admission chain (refuses what fails it when `blockPulls` is on).
     public var pullCheck: (any PullAdmissionCheck)? { gate }
 
@@ -198,24 +208,34 @@ enum ScanAPI {
         guard caller != nil else {
             throw server.challenge(request, scope: nil, message: "authentication required", insufficientScope: false)
         }
+        return try await summaries(server.registry, findings: findings, pattern: pattern, severities: severities, limit: limit) {
+            server.allows(caller, request, context, repository: $0, action: $1, target: $2)
+        }
+    }
+
+    /// The walk behind `GET /api/v1/scans` and the console's scans page: the repositories (at most
+    /// `maxListedRepositories`) the pattern matches and `may` lets read (metadata/read and
+    /// content/read), their image manifests that were matched (not one the reader may not pull
+    /// for its quarantine state), with their findings counted by severity.
+    static func summaries(_ registry: Registry, findings: any FindingStore, pattern: RepositoryPattern, severities: Set<String>?,
+                                 limit: Int, may: (_ repository: String, _ action: Action, _ target: AccessTarget) -> Bool)
+        async throws -> ScanListView {
         var out: [ScanImageSummaryView] = []
         var truncated = false
         var after: String?
         var walked = 0
         walk: while true {
-            let page = try await server.registry.metadata.repositories(after: after, limit: 500)
+            let page = try await registry.metadata.repositories(after: after, limit: 500)
             if page.isEmpty { break }
             for repo in page {
                 walked += 1
                 if walked > maxListedRepositories { truncated = true; break walk }
-                guard pattern.matches(repo),
-                      server.allows(caller, request, context, repository: repo, action: [.metadataRead, .contentRead]),
-                      let graph = try await server.registry.metadata.repositoryGraph(repo) else { continue }
+                guard pattern.matches(repo), may(repo, [.metadataRead, .contentRead], .none),
+                      let graph = try await registry.metadata.repositoryGraph(repo) else { continue }
                 for (digest, m) in graph.manifests.sorted(by: { $0.key < $1.key }) where m.subject == nil {
                     // What /v2/ would not serve this caller (quarantine) is not listed either.
                     if !QuarantineState.isPullable(m.quarantineState),
-                       !server.allows(caller, request, context, repository: repo, action: .contentRead,
-                                      target: AccessTarget(quarantine: .manifest(state: m.quarantineState ?? .pending, reason: nil))) { continue }
+                       !may(repo, .contentRead, AccessTarget(quarantine: .manifest(state: m.quarantineState ?? .pending, reason: nil))) { continue }
                     guard let d = try? Digest(parsing: digest), let stored = try await findings.findings(manifest: d) else { continue }
                     var counts: [String: Int] = [:]
                     for f in stored.findings { counts[f.severity, default: 0] += 1 }

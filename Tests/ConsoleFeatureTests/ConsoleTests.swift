@@ -279,17 +279,21 @@ private func hidden(_ html: String, _ name: String) -> String? {
         }
     }
 
-    @Test func managementPagesRenderAndOnlyFindingsAreAPlaceholder() async throws {
+    @Test func managementPagesRender() async throws {
         let (app, access, _) = try await makeConsoleApp()
         _ = try await access.putScopeMap(actor, name: "ci", description: "CI pushes",
                                          entries: [.init(repository: try RepositoryPattern("team/*"), actions: ["content/read"])], create: true)
         try await app.test(.router) { client in
             try await push(client, "chart/app", tag: "1.0.0", seed: "h", artifactType: "helm")
+            try await push(client, "chart/app", tag: "1.0.1", seed: "i", artifactType: "helm")
+            try await push(client, "other/app", tag: "v1", seed: "j")
             var b = Browser(client: client)
             _ = try await b.signIn("owner", ownerPassword)
+            // the chart's numbers come from the store's daily sums (a day boundary between the
+            // pushes would split them over two bars, the total stays)
             let usage = String(buffer: try await b.get("/console/usage").body)
             #expect(usage.contains("<svg id=\"usage-chart\" role=\"img\"") && usage.contains("<rect class=\"bar\"")
-                && usage.contains("1 manifest pushes over 14 days"))
+                && usage.contains("3 manifest pushes over 14 days"))
             let tokens = String(buffer: try await b.get("/console/tokens").body)
             #expect(tokens.contains("CI pushes") && tokens.contains("team/*: content/read"))
             #expect(try await b.get("/console/webhooks").status == .ok)
@@ -297,10 +301,10 @@ private func hidden(_ html: String, _ name: String) -> String? {
             #expect(audit.contains("console.login") && audit.contains("chart/app:1.0.0"))
             let tags = String(buffer: try await b.get("/console/repository?name=chart%2Fapp").body)
             #expect(tags.contains("Helm chart"))
-            // Only the list of findings across images is still a placeholder; tasks and replicas are real pages.
+            // No page is a placeholder any more; without scanning the scans page says this server does not match.
             let scans = try await b.get("/console/scans")
-            #expect(scans.status == .ok && String(buffer: scans.body).contains("Not built yet: a list of findings across images"))
-            for page in ["replicas", "tasks"] {
+            #expect(scans.status == .ok && String(buffer: scans.body).contains("does not match images against advisories"))
+            for page in ["replicas", "tasks", "scans"] {
                 let r = try await b.get("/console/\(page)")
                 #expect(r.status == .ok && !String(buffer: r.body).contains("Not built yet"), "\(page)")
             }
@@ -405,6 +409,44 @@ private func hidden(_ html: String, _ name: String) -> String? {
             #expect(image.contains("<dd id=\"image-last-pull\">\(stamp.prefix(10))"))
             let other = String(buffer: try await b.get("/console/image?name=pulls%2Fapp&digest=\(idle)").body)
             #expect(other.contains("<dd id=\"image-last-pull\">never</dd>"))
+        }
+    }
+
+    @Test func theScansPageListsOnlyImagesOfRepositoriesTheViewerMayReadBySeverityLinkingToEachImage() async throws {
+        // The seam asks the console's `may` (the viewer's rights) per repository, as the scanning
+        // feature's walk does.
+        let seams = ConsoleSeams(scans: { limit, may in
+            let all = [("team/app", "sha256:" + String(repeating: "a", count: 64), ["Critical": 2, "High": 1, "Low": 3]),
+                       ("secret/db", "sha256:" + String(repeating: "b", count: 64), ["Critical": 9]),
+                       ("team/<b>x</b>", "sha256:" + String(repeating: "c", count: 64), [:])]
+            let shown = all.filter { may($0.0, [.metadataRead, .contentRead], .none) }.prefix(limit)
+            return ConsoleScanList(images: shown.map {
+                ConsoleScanList.Image(repository: $0.0, manifest: $0.1, tags: ["v1"], advisoryVersion: 3,
+                                      matchedAt: Date(timeIntervalSince1970: 1_700_000_000), counts: $0.2,
+                                      total: $0.2.values.reduce(0, +))
+            }, truncated: false)
+        })
+        let (app, access, _) = try await makeConsoleApp(seams: seams)
+        let (_, password) = try await access.createIdentity(actor, name: "alice")
+        _ = try await access.assignRole(actor, assignee: "alice", role: "Pull", scope: "team/*")
+        try await app.test(.router) { client in
+            var b = Browser(client: client)
+            #expect(try await b.signIn("alice", try #require(password)).status == .seeOther)
+            let page = try await b.get("/console/scans")
+            let html = String(buffer: page.body)
+            #expect(page.status == .ok)
+            #expect(html.contains("href=\"/console/image?name=team%2Fapp&amp;digest=sha256:\(String(repeating: "a", count: 64))\""))
+            #expect(!html.contains("secret/db") && !html.contains(String(repeating: "b", count: 64)))
+            #expect(html.contains("<td class=\"critical\">2</td><td class=\"high\">1</td><td class=\"medium\">0</td><td class=\"low\">3</td>"))
+            #expect(html.contains("<svg id=\"scans-chart\" role=\"img\" aria-label=\"Findings by severity: Critical 2, High 1, Medium 0, Low 3"))
+            #expect(html.contains("team/&lt;b&gt;x&lt;/b&gt;") && !html.contains("<b>x</b>") && !html.contains("Not built yet"))
+            var owner = Browser(client: client)
+            _ = try await owner.signIn("owner", ownerPassword)
+            let all = String(buffer: try await owner.get("/console/scans").body)
+            #expect(all.contains("secret/db") && all.contains("Critical 11,"))
+            // anonymous is sent to sign in, as `GET /api/v1/scans` asks for authentication
+            var stranger = Browser(client: client)
+            #expect(try await stranger.get("/console/scans").headers[.location] == "/console/login")
         }
     }
 
@@ -574,7 +616,9 @@ private let expectedGood = DigestBox()
                 [ConsoleReplica(location: "eu<west>", endpoint: "https://eu.example/\"x", regionEndpointEnabled: true, lagEvents: 42,
                                 lagSeconds: 7, bytesPending: 2048, lastError: "<img src=x>", lastErrorAt: nil),
                  ConsoleReplica(location: "us", endpoint: "https://us.example", regionEndpointEnabled: false, lagEvents: nil,
-                                lagSeconds: nil, bytesPending: 0, lastError: nil, lastErrorAt: nil)]
+                                lagSeconds: nil, bytesPending: 0, lastError: nil, lastErrorAt: nil),
+                 ConsoleReplica(location: "asia", endpoint: "https://asia.example", regionEndpointEnabled: true, lagEvents: 0,
+                                lagSeconds: 0, bytesPending: 0, lastError: nil, lastErrorAt: nil)]
             },
             runLog: { id, limit in
                 #expect(limit > 0)
@@ -614,7 +658,8 @@ private let expectedGood = DigestBox()
             let replicasHTML = String(buffer: replicas.body)
             #expect(replicas.status == .ok && replicasHTML.contains("eu&lt;west&gt;") && replicasHTML.contains("&lt;img src=x&gt;"))
             #expect(!replicasHTML.contains("<img") && replicasHTML.contains("<td>42</td>") && replicasHTML.contains("2.0 KiB")
-                && replicasHTML.contains("<td class=\"health\">failing</td>") && replicasHTML.contains("<td class=\"health\">healthy</td>"))
+                && replicasHTML.contains("<td class=\"health\">failing</td>") && replicasHTML.contains("<td class=\"health\">healthy</td>")
+                && replicasHTML.contains("<td>us</td><td>https://us.example</td><td>disabled</td><td class=\"health\">not reached yet</td>"))
             #expect(replicasHTML.contains("unknown (the peer"))
 
             var alice = Browser(client: client)

@@ -13,10 +13,17 @@ Every page passes a small accessibility check (skip link to ``main``, banner and
 ``h1`` and no skipped heading level, every visible input labelled, every image or SVG named, a
 visible focus outline on the skip link).
 
-Screenshots (18 + 1): 01-sign-in, 02-repositories, 03-search-markup, 04-tags, 05-image,
+Screenshots (22): 01-sign-in, 02-repositories, 03-search-markup, 04-tags, 05-image,
 06-quarantine-verdict, 07-helm-chart, 08-wasm, 09-oras-artifact, 10-usage, 11-tokens, 12-webhooks,
-13-audit, 14-scans (the placeholder for findings across images), 15-sbom (the scanned image's packages and SBOM links),
-16-replicas, 17-tasks, 18-foreign-repository-refused, 19-signed-in-after-restart.
+13-audit, 14-scans (images with findings by severity), 14b-findings-chart (the vulnerable image's chart), 15-sbom (the
+scanned image's packages and SBOM links), 16-replicas, 17-tasks (a FROM scratch build's run), 17b-task-log,
+18-foreign-repository-refused, 19-signed-in-after-restart.
+
+The pages are populated: a scope map and a token, a webhook with deliveries to a loopback receiver, a
+replica, a task with a run and its log, an image with findings (the advisory fixture of
+test_scan_findings). Accessibility: sign-in and a quarantine verdict with the keyboard only (Tab,
+typing, Enter and Space), every form control labelled, and the WCAG 2.x contrast of every page's text
+(computed colours, at least 4.5:1, 3:1 for large text).
 
 Screenshots go to ``$BERTH_TEST_ARTIFACTS/console`` (default ``tests/interop/artifacts/console``,
 ignored by git); the test prints the directory."""
@@ -43,9 +50,14 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
+from conftest import free_port
 from helpers import OCI_MANIFEST, sha256_digest, skopeo_raw_manifest
+from test_cli import Cli
 from test_artifacts import WASM_CONFIG, WASM_LAYER, WASM_MODULE, _blob, _put_manifest, build_chart, helm_push
 from test_oras import oras_client
+from test_scan_db import berth_json
+from test_scan_findings import REPO as FINDINGS_REPO, TRACKER, push_image as push_findings_image, wait_for_findings
+from test_webhooks import Receiver
 
 pytestmark = pytest.mark.berth_only
 
@@ -163,7 +175,8 @@ def check_accessibility(driver) -> None:
         if field.get_attribute("type") == "hidden":
             continue
         fid = field.get_attribute("id")
-        labelled = (fid and driver.find_elements(By.CSS_SELECTOR, f"label[for='{fid}']")) or field.get_attribute("aria-label")
+        labels = driver.find_elements(By.CSS_SELECTOR, f"label[for='{fid}']") if fid else []
+        labelled = any(label.text.strip() for label in labels) or (field.get_attribute("aria-label") or "").strip()
         assert labelled, (driver.current_url, field.get_attribute("name"))
     for button in driver.find_elements(By.TAG_NAME, "button"):
         assert button.text.strip() or button.get_attribute("aria-label"), driver.current_url
@@ -171,6 +184,96 @@ def check_accessibility(driver) -> None:
         named = (image.get_attribute("alt") or image.get_attribute("aria-label") or image.get_attribute("aria-labelledby")
                  or image.find_elements(By.TAG_NAME, "title"))
         assert named, driver.current_url
+    check_contrast(driver)
+
+
+# WCAG 2.x relative luminance and contrast of each element's text against the first opaque
+# background behind it (its own or an ancestor's; white at the root), from getComputedStyle.
+# Asked through WebDriver's script call (the test's, not the page's: the pages carry no script).
+CONTRAST_SCRIPT = r"""
+const SELECTOR = 'main p, main td, main th, main dt, main dd, main li, main a, main caption, main h1, main h2, main label, '
+  + 'main button, main pre, main figcaption, main span, main strong, main svg text, nav a, .banner a, .banner span, .banner button';
+function rgba(s) { const m = s.match(/rgba?\(([^)]+)\)/); if (!m) return null;
+  const p = m[1].split(/[ ,\/]+/).filter(x => x).map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; }
+function lum(c) { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); }
+function background(el) { for (let e = el; e && e.nodeType === 1; e = e.parentElement) {
+  const b = rgba(getComputedStyle(e).backgroundColor); if (b && b[3] > 0.99) return b; } return [255, 255, 255, 1]; }
+const out = [];
+let checked = 0;
+for (const el of Array.from(document.querySelectorAll(SELECTOR)).slice(0, 400)) {
+  const own = Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
+  if (!own) continue;
+  const r = el.getBoundingClientRect();
+  if (r.width === 0 || r.height === 0 || r.right + window.scrollX < 0 || r.bottom + window.scrollY < 0) continue;   // the skip link, off screen
+  const st = getComputedStyle(el); if (st.visibility === 'hidden' || st.display === 'none') continue;
+  const fg = rgba(el instanceof SVGElement ? st.fill : st.color); if (!fg) continue;
+  const bg = background(el instanceof SVGElement ? el.ownerSVGElement : el);
+  const a = fg[3]; const mixed = [0, 1, 2].map(i => fg[i] * a + bg[i] * (1 - a));
+  const l1 = lum(mixed), l2 = lum(bg); const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+  const size = parseFloat(st.fontSize), bold = parseInt(st.fontWeight, 10) >= 700;
+  const large = size >= 24 || (bold && size >= 18.66);
+  checked++;
+  out.push({tag: el.tagName.toLowerCase(), cls: el.getAttribute('class') || '', text: el.textContent.trim().slice(0, 40),
+            ratio: Math.round(ratio * 100) / 100, need: large ? 3 : 4.5, fg: st.color, bg: 'rgb(' + bg.slice(0, 3).join(',') + ')'});
+}
+return out;
+"""
+
+
+def check_contrast(driver) -> None:
+    """Every text element's contrast is at least 4.5:1 (3:1 for large text), as WCAG 2.x AA asks."""
+    measured = driver.execute_script(CONTRAST_SCRIPT)
+    assert measured, f"no text measured on {driver.current_url}"
+    low = [m for m in measured if m["ratio"] < m["need"]]
+    worst = min(measured, key=lambda m: m["ratio"])
+    print(f"contrast {driver.current_url.split('/console/')[-1][:40]}: {len(measured)} texts, lowest {worst['ratio']}:1 "
+          f"({worst['tag']}.{worst['cls']} {worst['text']!r})")
+    assert not low, (driver.current_url, low[:10])
+    # the main text of every page is among what was measured
+    assert any(m["tag"] in ("h1",) for m in measured), driver.current_url
+
+
+def tab_to(driver, element_id: str, limit: int = 120):
+    """Presses Tab (keyboard only) until the element with this id has the focus; returns it."""
+    for _ in range(limit):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        focused = driver.switch_to.active_element
+        if focused.get_attribute("id") == element_id:
+            assert focused.value_of_css_property("outline-style") != "none", element_id   # the focus is visible
+            return focused
+    raise AssertionError(f"Tab never reached #{element_id} on {driver.current_url}")
+
+
+def keyboard_sign_in(driver, base: str, user: str, password: str) -> None:
+    """Sign-in with the keyboard only: Tab to the fields, type, Enter submits the form."""
+    driver.get(base + "/console/login")
+    page = driver.find_element(By.TAG_NAME, "html")
+    tab_to(driver, "username")
+    ActionChains(driver).send_keys(user).perform()
+    ActionChains(driver).send_keys(Keys.TAB).perform()
+    assert driver.switch_to.active_element.get_attribute("id") == "password"
+    ActionChains(driver).send_keys(password).send_keys(Keys.ENTER).perform()
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+    assert driver.find_element(By.ID, "whoami").text == user
+
+
+def press_on(driver, key) -> None:
+    """Presses a key on the focused element and waits for the page it leads to."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    ActionChains(driver).send_keys(key).perform()
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+
+
+TASK_FILE = """\
+version: v1.1.0
+steps:
+  - id: build
+    build: -t $Registry/built/scratch:$ID -f Dockerfile .
+  - id: push
+    push:
+      - $Registry/built/scratch:$ID
+"""
 
 
 def sign_in(driver, base: str, user: str, password: str) -> None:
@@ -182,10 +285,39 @@ def sign_in(driver, base: str, user: str, password: str) -> None:
     assert "password" not in driver.current_url and password not in driver.current_url
 
 
-@pytest.mark.server_env(BERTH_SCAN_ON_PUSH="true")
+@pytest.mark.server_env(BERTH_SCAN_ON_PUSH="true", BERTH_OUTBOUND_ALLOW="127.0.0.1/32")
 def test_console_in_a_browser(registry, api, tmp_path):
     base, host, creds = registry.base, registry.host, registry.creds
     out = artifacts_dir()
+    cli = Cli(registry, tmp_path / "xdg")
+    cli.login()
+
+    # Management content for the pages: a scope map and a token, a webhook whose receiver runs
+    # here on loopback (it gets the pushes below), a replica (its endpoint a closed port on
+    # loopback: shown failing once replication tries it), a task that builds FROM scratch.
+    cli.json("scope-map", "create", "--name", "console-pull", "--description", "pulls of web", "--repository", "web/*",
+             "content/read", "metadata/read")
+    cli.json("token", "create", "--name", "console-ci", "--scope-map", "console-pull")
+    receiver = Receiver()
+    receiver.start()
+    cli.json("webhook", "create", "--name", "console-hook", "--uri", receiver.url, "--actions", "push", "--scope", "web/*:*")
+    cli.json("replication", "create", "--location", "westeurope", "--endpoint", f"http://127.0.0.1:{free_port()}")
+    context = tmp_path / "context"
+    context.mkdir()
+    shutil.copy("/bin/busybox", context / "busybox")
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY busybox /bin/busybox\n")
+    (tmp_path / "acb.yaml").write_text(TASK_FILE)
+    cli("task", "create", "--name", "console-build", "--file", str(tmp_path / "acb.yaml"))
+    run = json.loads(cli.run("task", "run", "--name", "console-build", "--context", str(context), "--wait", "-o", "json").stdout)
+    assert run["status"] == "succeeded", run
+
+    # An image with real findings: the advisory fixture of test_scan_findings imported, its
+    # Debian image pushed and matched on push (glibc: one High, one Low).
+    tracker = tmp_path / "debian.json"
+    tracker.write_text(json.dumps(TRACKER))
+    berth_json(registry, "scan", "db", "import", str(tracker))
+    vulnerable = push_findings_image(api, "1.0")
+    assert wait_for_findings(registry, f"{FINDINGS_REPO}:1.0")["manifest"] == vulnerable
 
     # Content: an image with markup in its annotations (and a signature-typed referrer), a Helm
     # chart, a WASM module, an oras artifact, and a repository the second identity may not read.
@@ -237,7 +369,7 @@ def test_console_in_a_browser(registry, api, tmp_path):
         driver.get(base + "/console/repositories")
         assert driver.current_url.endswith("/console/login")          # not signed in: sign in first
         shot("01-sign-in")
-        sign_in(driver, base, *creds)
+        keyboard_sign_in(driver, base, *creds)
         names = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#repositories tbody a")]
         assert {"web/app", "secret/db", "charts/berth-demo", "wasm/answer", "misc/notes"} <= set(names)
         shot("02-repositories")
@@ -281,10 +413,17 @@ def test_console_in_a_browser(registry, api, tmp_path):
         assert driver.find_element(By.ID, "findings-status").text      # matched, or not yet: said either way
         shot("05-image")
 
-        driver.find_element(By.ID, "reason").send_keys("rejected <b>in review</b>")
-        submit(driver, driver.find_element(By.ID, "verdict-fail"))
+        # The verdict form with the keyboard only: Tab to the reason, type it, Tab to "Fail", Enter.
+        tab_to(driver, "reason")
+        ActionChains(driver).send_keys("rejected <b>in review</b>").perform()
+        tab_to(driver, "verdict-fail", limit=3)
+        press_on(driver, Keys.ENTER)
         assert driver.find_element(By.ID, "quarantine-state").text == "Failed: rejected <b>in review</b>"
         shot("06-quarantine-verdict")
+        # ... and Space activates a button too: "Pass" given back.
+        tab_to(driver, "verdict-pass")
+        press_on(driver, Keys.SPACE)
+        assert driver.find_element(By.ID, "quarantine-state").text == "Passed"
 
         for repo, d, kind, name in (("charts/berth-demo", chart_digest, "Helm chart", "07-helm-chart"),
                                     ("wasm/answer", wasm_digest, "WebAssembly module", "08-wasm"),
@@ -298,16 +437,46 @@ def test_console_in_a_browser(registry, api, tmp_path):
         shot("10-usage")
         driver.get(base + "/console/tokens")
         assert driver.find_element(By.TAG_NAME, "h1").text == "Tokens and scope maps"
+        tokens = driver.find_element(By.ID, "tokens").text
+        assert "console-ci" in tokens and "console-pull" in tokens
+        assert "web/*: content/read, metadata/read" in driver.find_element(By.ID, "scope-maps").text
         shot("11-tokens")
-        driver.get(base + "/console/webhooks")
-        assert driver.find_element(By.ID, "no-webhooks")
+        # The pushes to web/* reached the loopback receiver; the page lists those deliveries.
+        receiver.wait_for(lambda got: any(r.status == 200 for r in got), "a delivery of a web/* push")
+        deadline = time.monotonic() + 30
+        while True:
+            driver.get(base + "/console/webhooks")
+            deliveries = driver.find_elements(By.CSS_SELECTOR, ".deliveries tbody tr")
+            if deliveries or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert "console-hook" in driver.find_element(By.TAG_NAME, "main").text and receiver.url in driver.find_element(By.TAG_NAME, "main").text
+        assert deliveries and any(row.find_elements(By.TAG_NAME, "td")[3].text == "200" for row in deliveries), \
+            [row.text for row in deliveries]
         shot("12-webhooks")
         driver.get(base + "/console/audit")
         assert "console.login" in driver.find_element(By.ID, "audit").text
         shot("13-audit")
+        # Findings across images: the vulnerable image with its counts by severity, linking to its page.
         driver.get(base + "/console/scans")
-        assert driver.find_element(By.ID, "not-built").text.startswith("Not built yet: a list of findings across images")
+        assert not driver.find_elements(By.ID, "not-built")
+        rows = {r.find_element(By.CSS_SELECTOR, "td a.digest").text: r for r in driver.find_elements(By.CSS_SELECTOR, "#scans tbody tr")}
+        assert vulnerable in rows, list(rows)
+        row = rows[vulnerable]
+        assert (row.find_element(By.CSS_SELECTOR, "td.high").text, row.find_element(By.CSS_SELECTOR, "td.low").text,
+                row.find_element(By.CSS_SELECTOR, "td.total").text) == ("1", "1", "2")
+        assert FINDINGS_REPO in row.text
+        chart = driver.find_element(By.ID, "scans-chart")
+        assert "High 1" in chart.get_attribute("aria-label")
         shot("14-scans")
+        submit(driver, row.find_element(By.CSS_SELECTOR, "td a.digest"))
+        assert driver.find_element(By.ID, "digest").text == vulnerable
+        assert driver.find_element(By.ID, "findings-status").text.startswith("2 findings")
+        bars = [b for b in driver.find_elements(By.CSS_SELECTOR, "#findings-chart rect") if float(b.get_attribute("width")) > 0]
+        assert len(bars) == 2, [b.get_attribute("width") for b in driver.find_elements(By.CSS_SELECTOR, "#findings-chart rect")]
+        assert "CVE-2099-1001" in driver.find_element(By.ID, "findings").text
+        driver.get(f"{base}/console/image?name={requests.utils.quote(FINDINGS_REPO, safe='')}&digest={vulnerable}#findings-status")
+        shot("14b-findings-chart")
         wait_for_sboms(api, "lib/debian", scanned)
         driver.get(f"{base}/console/image?name=lib%2Fdebian&digest={scanned}")
         assert "2 packages" in driver.find_element(By.ID, "inventory-status").text
@@ -325,11 +494,19 @@ def test_console_in_a_browser(registry, api, tmp_path):
             assert r.status_code == 200 and r.headers["Content-Type"] == media_type, (r.status_code, r.headers)
             assert marker in r.json() and "zlib1g" in r.text
         driver.get(base + "/console/replicas")
-        assert driver.find_element(By.ID, "no-replicas").text == "No replicas."
+        replica = driver.find_element(By.CSS_SELECTOR, "#replicas tbody tr").text
+        assert "westeurope" in replica and "http://127.0.0.1:" in replica
+        assert driver.find_element(By.CSS_SELECTOR, "#replicas td.health").text in ("not reached yet", "failing")   # never healthy
         shot("16-replicas")
         driver.get(base + "/console/tasks")
-        assert driver.find_element(By.ID, "no-tasks").text == "No tasks."
+        runs = driver.find_element(By.CSS_SELECTOR, ".task .runs").text
+        assert "console-build" in driver.find_element(By.CSS_SELECTOR, ".task h2").text
+        assert run["id"] in runs and "succeeded" in runs and "built/scratch:" in runs
         shot("17-tasks")
+        submit(driver, driver.find_element(By.LINK_TEXT, f"log of {run['id']}"))
+        assert driver.find_element(By.ID, "run-status").text == "succeeded"
+        assert "build" in driver.find_element(By.ID, "run-log").text
+        shot("17b-task-log")
 
         # CSRF: the signed-in session's cookie without the form's token is refused.
         cookie = driver.get_cookie("berth_session")
@@ -348,6 +525,8 @@ def test_console_in_a_browser(registry, api, tmp_path):
         sign_in(driver, base, "alice", alice)
         names = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#repositories tbody a")]
         assert names == ["web/app"]
+        driver.get(base + "/console/scans")                          # not the vulnerable image of payments/api
+        assert FINDINGS_REPO not in driver.find_element(By.TAG_NAME, "main").text and vulnerable not in driver.page_source
         driver.get(base + "/console/repository?name=secret%2Fdb")
         assert driver.find_element(By.TAG_NAME, "h1").text == "Forbidden"
         shot("18-foreign-repository-refused")
@@ -372,3 +551,4 @@ def test_console_in_a_browser(registry, api, tmp_path):
         assert gone.status_code == 303 and gone.headers["Location"] == "/console/login"
     finally:
         driver.quit()
+        receiver.stop()

@@ -6,7 +6,9 @@
   the ``kubernetes.io`` claim); the registry has an identity with a federated credential for it.
   skopeo then pulls with exactly what the provider answered.
 * ``docker-credential-berth``: skopeo finds it through ``credHelpers`` of its auth file and pulls
-  with what it hands out; ``get``/``store``/``erase``/``list`` are driven directly.
+  with what it hands out; podman logs in through it (``podman login`` hands the password to the
+  helper's ``store``, which keeps only a refresh token: no password in any auth file) and pulls and
+  pushes with the tokens it refreshes; ``get``/``store``/``erase``/``list`` are driven directly.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pytest
 from conftest import berth_bin, free_port
 from helpers import skopeo
 from oidc_issuer import OIDCIssuer
+from test_buildah_podman import Containers
 from test_cli import Cli, layout, push  # noqa: F401  (layout is a fixture)
 from test_tls import tls_registry  # noqa: F401  (a fixture)
 
@@ -334,6 +337,52 @@ def test_skopeo_pulls_through_cred_helpers(registry, owner, tmp_path):
                         f"docker://{registry.host}/apps/api:v1"], env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=120)
     assert p.returncode != 0
+
+
+def test_podman_logs_in_pulls_and_pushes_through_cred_helpers(registry, owner, tmp_path):
+    # podman's own auth file names the helper for this registry and holds nothing else; a fresh
+    # berth configuration (no `berth login`): `podman login` is what signs in.
+    (tmp_path / "podman").mkdir()
+    ctr = Containers(tmp_path / "podman")
+    ctr.auth_file.write_text(json.dumps({"auths": {}, "credHelpers": {registry.host: "berth"}}))
+    cli = Cli(registry, tmp_path / "podman-xdg")
+    ctr.env.update({k: v for k, v in cli.env().items() if k == "XDG_CONFIG_HOME" or k.startswith("BERTH_")})
+    ctr.env["PATH"] = f"{berth_bin().parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    berth_config = cli.config_home / "berth" / "config.json"
+    try:
+        assert not berth_config.exists()
+        ctr.podman("login", "--tls-verify=false", "-u", registry.username, "--password-stdin", registry.host,
+                   input=registry.password.encode())
+        # the helper's `store` exchanged the password for a refresh token; no file holds the password
+        auth = json.loads(ctr.auth_file.read_text())
+        assert auth.get("auths", {}) == {} and auth["credHelpers"] == {registry.host: "berth"}, auth
+        assert registry.password not in ctr.auth_file.read_text() and registry.password not in berth_config.read_text()
+        first = config(cli)["logins"][registry.base]["refreshToken"]
+        assert first and stat.S_IMODE(berth_config.stat().st_mode) == 0o600
+        assert subprocess.run(["podman", "login", "--get-login", registry.host], env={**os.environ, **ctr.env},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60).stdout.decode().strip() == REFRESH_USER
+
+        # pull: podman asks the helper (`get`), which refreshes the token
+        image = f"{registry.host}/apps/api:v1"
+        ctr.podman("pull", "--tls-verify=false", "--signature-policy", str(ctr.policy), image)
+        refreshed = config(cli)["logins"][registry.base]["refreshToken"]
+        assert refreshed != first
+        # push of the pulled image to another tag, with the next refreshed token
+        pushed = f"{registry.host}/apps/api:from-podman"
+        ctr.podman("tag", image, pushed)
+        ctr.podman("push", "--tls-verify=false", "--signature-policy", str(ctr.policy), "--format", "oci", pushed)
+        assert config(cli)["logins"][registry.base]["refreshToken"] not in (first, refreshed)
+        skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{pushed}", creds=registry.creds)
+        assert registry.password not in ctr.auth_file.read_text() and registry.password not in berth_config.read_text()
+
+        # podman logout erases the helper's login; the next pull is anonymous and refused
+        ctr.podman("logout", registry.host)
+        assert registry.base not in json.loads(berth_config.read_text()).get("logins", {})
+        ctr.podman("rmi", "--all", "--force")
+        refused = ctr.podman("pull", "--tls-verify=false", "--signature-policy", str(ctr.policy), image, check=False)
+        assert refused.returncode != 0
+    finally:
+        ctr.cleanup()
 
 
 def test_get_store_erase_list(registry, owner, tmp_path):  # noqa: F811

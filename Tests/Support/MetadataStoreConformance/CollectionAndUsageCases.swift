@@ -87,6 +87,42 @@ extension MetadataStoreConformance {
     ]
 
     static let usageCases: [Case] = [
+        Case("daily push totals: manifest pushes summed per UTC day, per repository when asked; other events and older ones left out") { s in
+            let start = Date().addingTimeInterval(-60)
+            let none = try await s.dailyPushTotals(since: start, repository: nil)
+            #expect(none.isEmpty)
+            let a1 = try await image(s, "a", "one", tag: "v1")
+            let a2 = try await image(s, "a", "a-second-manifest")
+            let b1 = try await image(s, "b", "b-manifest-of-another-size", tag: "v1")
+            try await deleteManifests(s, "a", [a2.record.digest], softDeleteUntil: future)
+            // the same numbers as reading every push event (a push made around midnight UTC may
+            // fall on two days: compare day by day)
+            let pushes = try await s.events(since: start, limit: 1000).filter { $0.action == .manifestPush }
+            #expect(pushes.count == 3)
+            func expected(_ repository: String?) -> [DailyPushTotal] {
+                var days: [Int64: (Int, Int64)] = [:]
+                for e in pushes where repository == nil || e.repository == repository {
+                    let day = Int64((e.timestamp.timeIntervalSince1970 / 86_400).rounded(.down))
+                    days[day, default: (0, 0)].0 += 1
+                    days[day, default: (0, 0)].1 += e.size ?? 0
+                }
+                return days.sorted { $0.key < $1.key }.map {
+                    DailyPushTotal(day: Date(timeIntervalSince1970: Double($0.key * 86_400)), pushes: $0.value.0, bytes: $0.value.1)
+                }
+            }
+            let all = try await s.dailyPushTotals(since: start, repository: nil)
+            #expect(all == expected(nil))
+            #expect(all.map(\.pushes).reduce(0, +) == 3)
+            #expect(all.map(\.bytes).reduce(0, +) == a1.record.size + a2.record.size + b1.record.size)
+            let onlyA = try await s.dailyPushTotals(since: start, repository: "a")
+            #expect(onlyA == expected("a"))
+            #expect(onlyA.map(\.bytes).reduce(0, +) == a1.record.size + a2.record.size)
+            let unknown = try await s.dailyPushTotals(since: start, repository: "a'; DROP TABLE events; --")
+            #expect(unknown.isEmpty)
+            let later = try await s.dailyPushTotals(since: Date().addingTimeInterval(3600), repository: nil)
+            #expect(later.isEmpty)
+            for total in all { #expect(total.day.timeIntervalSince1970.truncatingRemainder(dividingBy: 86_400) == 0) }
+        },
         Case("usage: the registry and one repository; nil for an unknown repository") { s in
             await #expect(try s.usage(repository: nil).map(describe) == "nil: 0 bytes, 0 blobs, 0 manifests, 0 tags, 0 repositories, 0 deleted")
             await #expect(try s.usage(repository: "a") == nil)
