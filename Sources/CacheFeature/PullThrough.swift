@@ -284,6 +284,9 @@ public final class PullThrough: ContentFallback, Sendable {
                         tee.begin(.whole)
                         return try await registry.putBlob(repository, digest: digest, contentLength: stream.size, body: stream)
                     }
+                    // Asked before the response begins (review L2: a write lock or a full quota
+                    // found by putBlob after the 200 was sent could only cut the body short).
+                    try await registry.checkBlobStorable(repository, size: length)
                     tee.begin(.streaming(length))
                     return try await registry.putBlob(repository, digest: digest, contentLength: length,
                                                       body: TeeSequence(source: stream, tee: tee, length: length))

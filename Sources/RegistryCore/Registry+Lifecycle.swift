@@ -458,6 +458,22 @@ extension Registry {
         }
     }
 
+    /// Whether a blob of `size` bytes (nil: unknown) could be stored in `repository` now: not
+    /// write-locked, and no quota covering it that it would overflow (counted as new bytes: a
+    /// blob the quota already holds elsewhere may be refused here and stored by a push). For a
+    /// writer that must answer before it has the bytes (the pull-through cache's streamed fill:
+    /// a refusal after the response began could only cut it short).
+    public func checkBlobStorable(_ repository: RepositoryName, size: Int64?) async throws {
+        try await checkWritable(repository.value)
+        for q in try await quotas() where q.covers(repository.value) {
+            let used = try await metadata.quotaUsage(q)
+            let needed = max(0, size ?? 0)
+            if used >= q.limitBytes || needed > q.limitBytes - used {
+                throw quotaError(QuotaExceeded(quota: q.name, limit: q.limitBytes, used: used, needed: needed))
+            }
+        }
+    }
+
     func quotaError(_ e: QuotaExceeded) -> RegistryError {
         RegistryError(.denied, e.description)
     }

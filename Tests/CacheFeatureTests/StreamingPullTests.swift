@@ -81,6 +81,39 @@ import UpstreamClient
         return false
     }
 
+    /// Review L2: a fill the repository cannot take (a full quota, a write lock) is refused with
+    /// a clear 403 before the response begins, not a 200 cut short; nothing is stored.
+    @Test func aFillTheRepositoryCannotTakeIsRefusedBeforeTheResponseBegins() async throws {
+        let upstream = PullThroughTests.Upstream()
+        let small = Array(repeating: UInt8(7), count: 70_000)
+        upstream.blobs.withLockedValue {
+            $0[Self.bigDigest] = Self.big
+            $0[Digest.compute(small)] = small
+        }
+        try await Self.withBerth(upstream) { berth in
+            _ = try await berth.registry.createQuota(QuotaLimit(name: "mirrors", prefix: "mirror/", limitBytes: 100_000))
+            let full = try await berth.http.execute(berth.get(Self.bigDigest), timeout: .seconds(120))
+            let body = String(buffer: try await full.body.collect(upTo: 1 << 20))
+            #expect(full.status == .forbidden && body.contains("DENIED") && body.contains("mirrors"))
+            try await berth.registry.deleteQuota(name: "mirrors")
+            // another blob fills (and makes the repository), then the repository is write-locked
+            let other = try await berth.http.execute(berth.get(Digest.compute(small)), timeout: .seconds(120))
+            let otherBytes = Array(try await other.body.collect(upTo: 1 << 20).readableBytesView)
+            #expect(other.status == .ok && otherBytes == small)
+            #expect(try await Self.eventually { (try? await berth.registry.blobSize(PullThroughTests.app, Digest.compute(small))) != nil })
+            _ = try await berth.registry.updateLock(PullThroughTests.app, tag: nil, digest: nil, LockChange(writeEnabled: false))
+            // (the negative cache remembers only upstream 404s: asked again at once)
+            let locked = try await berth.http.execute(berth.get(Self.bigDigest), timeout: .seconds(120))
+            let lockedBody = String(buffer: try await locked.body.collect(upTo: 1 << 20))
+            #expect(locked.status == .forbidden && lockedBody.contains("DENIED"))
+            #expect(try await berth.registry.blobs.size(of: Self.bigDigest) == nil)
+            _ = try await berth.registry.updateLock(PullThroughTests.app, tag: nil, digest: nil, LockChange(writeEnabled: true))
+            let served = try await berth.http.execute(berth.get(Self.bigDigest), timeout: .seconds(120))
+            let servedBytes = Array(try await served.body.collect(upTo: 1 << 20).readableBytesView)
+            #expect(served.status == .ok && servedBytes == Self.big)
+        }
+    }
+
     @Test func aMissedBlobIsServedWhileItStreamsAndStored() async throws {
         let upstream = PullThroughTests.Upstream()
         upstream.blobs.withLockedValue { $0[Self.bigDigest] = Self.big }

@@ -34,6 +34,9 @@ private final class ConflictingRestoreStore: MetadataStore {
                                               tagHistoryLimit: tagHistoryLimit)
     }
 
+    func dailyPushTotals(since: Date, repository: String?) async throws -> [DailyPushTotal] {
+        try await base.dailyPushTotals(since: since, repository: repository)
+    }
     func recordPulls(_ pulls: [PullRecord]) async throws { try await base.recordPulls(pulls) }
     func pullTimes(repository: String) async throws -> PullTimes { try await base.pullTimes(repository: repository) }
     func manifestsUsed(since: Date, among digests: [Digest]) async throws -> Set<Digest> {
