@@ -481,3 +481,79 @@ def test_the_readmes_kubelet_configuration_is_one_the_kubelet_accepts():
     # the provider accepts the arguments the README gives it
     args = provider.get("args", [])
     assert args[:1] == ["--registry"] and args[1].startswith("https://")
+
+
+@pytest.fixture(scope="module")
+def dockerd():
+    """Debian's docker daemon on a socket of its own (vfs storage, no bridge or iptables: pulls
+    and pushes only), for this module; docker treats 127.0.0.0/8 registries as plain HTTP."""
+    import shutil
+    import tempfile
+    root = Path(tempfile.mkdtemp(prefix="/tmp/dkd-"))
+    socket = root / "d.sock"
+    log = open(root / "dockerd.log", "wb")
+    proc = subprocess.Popen(["/usr/sbin/dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none",
+                             "--storage-driver=vfs", "--data-root", str(root / "data"), "--exec-root", str(root / "x"),
+                             "--pidfile", str(root / "d.pid"), "-H", f"unix://{socket}"],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    host = f"unix://{socket}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if subprocess.run(["docker", "-H", host, "version"], capture_output=True, timeout=30).returncode == 0:
+            break
+        assert proc.poll() is None, (root / "dockerd.log").read_text(errors="replace")[-3000:]
+        time.sleep(0.3)
+    else:
+        raise AssertionError("dockerd did not start:\n" + (root / "dockerd.log").read_text(errors="replace")[-3000:])
+    yield host
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_docker_logs_in_pulls_and_pushes_through_cred_helpers(registry, owner, dockerd, tmp_path):
+    """docker (the CLI and Debian's daemon) with only ``credHelpers`` in its config: ``docker login``
+    hands the password to the helper's ``store`` (kept as a refresh token, in no file), pull and
+    push go with tokens the helper refreshes, and ``docker logout`` erases the login."""
+    docker_config = tmp_path / "docker-config"
+    docker_config.mkdir()
+    (docker_config / "config.json").write_text(json.dumps({"credHelpers": {registry.host: "berth"}}))
+    cli = Cli(registry, tmp_path / "docker-xdg")
+    env = {**os.environ, **{k: v for k, v in cli.env().items() if k == "XDG_CONFIG_HOME" or k.startswith("BERTH_")},
+           "DOCKER_CONFIG": str(docker_config), "DOCKER_HOST": dockerd,
+           "PATH": f"{berth_bin().parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    berth_config = cli.config_home / "berth" / "config.json"
+
+    def docker(*args, check=True, input=None):
+        p = subprocess.run(["docker", *args], env=env, input=input, capture_output=True, timeout=300)
+        if check:
+            assert p.returncode == 0, (args, p.stdout.decode()[-2000:], p.stderr.decode()[-2000:])
+        return p
+
+    assert not berth_config.exists()
+    docker("login", "-u", registry.username, "--password-stdin", registry.host, input=registry.password.encode())
+    stored = (docker_config / "config.json").read_text()
+    assert registry.password not in stored and json.loads(stored).get("auths", {}).get(registry.host, {}) == {}, stored
+    assert registry.password not in berth_config.read_text()
+    first = config(cli)["logins"][registry.base]["refreshToken"]
+    assert first and stat.S_IMODE(berth_config.stat().st_mode) == 0o600
+
+    image = f"{registry.host}/apps/api:v1"
+    docker("pull", image)
+    refreshed = config(cli)["logins"][registry.base]["refreshToken"]
+    assert refreshed != first
+    pushed = f"{registry.host}/apps/api:from-docker"
+    docker("tag", image, pushed)
+    docker("push", pushed)
+    assert config(cli)["logins"][registry.base]["refreshToken"] not in (first, refreshed)
+    skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{pushed}", creds=registry.creds)
+    assert registry.password not in (docker_config / "config.json").read_text()
+
+    docker("logout", registry.host)
+    assert registry.base not in json.loads(berth_config.read_text()).get("logins", {})
+    docker("rmi", "--force", image, pushed)
+    refused = docker("pull", image, check=False)
+    assert refused.returncode != 0
