@@ -51,7 +51,8 @@ public struct ImportView: Codable, Sendable, Equatable {
     /// Blobs already in the target repository, not fetched again.
     public var blobsSkipped: Int
     public var bytesCopied: Int64
-    /// The total size of the blobs named so far.
+    /// The total size of the blobs named so far that are to be copied (those already in the
+    /// target repository are not counted).
     public var bytesTotal: Int64
     public var referrersCopied: Int
     /// Why the import failed, with the OCI error code of the failure.

@@ -86,13 +86,14 @@ struct ImportCopier: Sendable {
         (try? await registry.manifest(plan.target, .digest(digest))) != nil
     }
 
-    /// A blob already linked to the target repository is not fetched again.
+    /// A blob already linked to the target repository is not fetched again, nor counted in the
+    /// bytes to copy (review: counted in `bytesTotal` but never in `bytesCopied`, a resumed
+    /// import's progress bar never reached its end).
     func copyBlob(_ digest: Digest, size: Int64?) async throws {
-        if let present = try? await registry.blobSize(plan.target, digest) {
+        if (try? await registry.blobSize(plan.target, digest)) != nil {
             progress.update {
                 $0.blobsSeen += 1
                 $0.blobsSkipped += 1
-                $0.bytesTotal += present
             }
             return
         }

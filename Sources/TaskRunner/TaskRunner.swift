@@ -17,6 +17,12 @@ public struct TaskRunnerConfiguration: Sendable {
     public var memoryLimit = "512m"
     /// Verify the registry's TLS certificate (false only for a plain-HTTP registry on loopback).
     public var tlsVerify = true
+    /// Runs `buildah bud` in a PID namespace of its own (`unshare --pid --fork --mount-proc`):
+    /// chroot isolation gives a build's `RUN` no PID namespace, so a Dockerfile could see every
+    /// process of the host and, holding CAP_KILL as root, kill any of them (the server, its
+    /// database). Needs CAP_SYS_ADMIN, so on by default when the server runs as root.
+    public var isolateBuildPIDs = geteuid() == 0
+    public var unshare = "/usr/bin/unshare"
 
     public init(stateDirectory: String) { self.stateDirectory = stateDirectory }
 }

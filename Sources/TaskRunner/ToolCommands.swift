@@ -39,7 +39,15 @@ struct ToolCommands: Sendable {
         if arguments.noCache { args.append("--no-cache") }
         if arguments.pull { args.append("--pull-always") }
         args.append(context)
-        return ChildCommand(executable: configuration.buildah, arguments: args, environment: environment)
+        guard configuration.isolateBuildPIDs else {
+            return ChildCommand(executable: configuration.buildah, arguments: args, environment: environment)
+        }
+        // A PID namespace of the build's own: its `RUN` processes see and can signal only the
+        // build's processes (`--kill-child`: the namespace dies with unshare, which stays in the
+        // runner's process group, so a timeout's signals reach it).
+        return ChildCommand(executable: configuration.unshare,
+                            arguments: ["--pid", "--fork", "--mount-proc", "--kill-child", configuration.buildah] + args,
+                            environment: environment)
     }
 
     /// `podman run --rm` with runc, no network unless the run allows it, the memory limit, the

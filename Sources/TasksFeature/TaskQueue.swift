@@ -117,7 +117,7 @@ public struct TaskQueueService: Service {
                 run.reason = "cancelled"
             case (.diskQuota(let used, let quota)?, _):
                 run.status = .failed
-                run.reason = "the run used \(used) bytes of disk, more than its quota of \(quota) bytes (task-run-disk-quota-bytes)"
+                run.reason = RunDiskQuota(limit: quota, paths: [], grows: "", baseline: 0).exceeded(used)
             case (nil, .succeeded?):
                 run.status = .succeeded
             case (nil, .failed?):
@@ -147,6 +147,11 @@ public struct TaskQueueService: Service {
         guard let task = try await store.task(named: run.task) else { throw TaskError.notFound("task \(run.task) was deleted") }
         try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
+        // Measured from before the source is put in place: a clone counts against the quota too.
+        let quota = await configuration.runDiskQuotaBytes.asyncMap { limit in
+            await RunDiskQuota.start(limit: limit, paths: [source, configuration.runner.runDirectoryPath(run.id)],
+                                     grows: configuration.runner.taskStoragePath(task.name))
+        }
         var directory = source
         var branch: String?
         var commit: String?
@@ -161,8 +166,10 @@ public struct TaskQueueService: Service {
             let clone = source + "/repo"
             // Cloned from the address just checked (a later answer of the name does not count)
             // and, for a commit trigger's run, at that commit.
-            commit = try await configuration.checkout.gitClone(url: git.url, branch: git.branch, into: clone,
-                                                               resolve: try destination.gitPin, commit: run.commit)
+            let (checkout, pin, wanted) = (configuration.checkout, try destination.gitPin, run.commit)
+            commit = try await RunDiskQuota.bounded(quota, every: configuration.diskCheckInterval) {
+                try await checkout.gitClone(url: git.url, branch: git.branch, into: clone, resolve: pin, commit: wanted)
+            }
             directory = clone
             if let sub = git.directory {
                 // The repository's own links must not lead the context out of it (a `DIR` that
@@ -221,10 +228,6 @@ public struct TaskQueueService: Service {
         let timeout = Duration.seconds(task.timeoutSeconds)
         let diskInterval = configuration.diskCheckInterval
         let storedLog = StoredRunLog(store: store, runID: run.id, node: configuration.node, logger: logger)
-        let quota = await configuration.runDiskQuotaBytes.asyncMap { limit in
-            await RunDiskQuota.start(limit: limit, paths: [source, configuration.runner.runDirectoryPath(run.id)],
-                                     grows: configuration.runner.taskStoragePath(task.name))
-        }
         let (result, stop, refused) = await withTaskGroup(of: Finish?.self) { group -> (TaskRunResult?, Stop?, String?) in
             group.addTask {
                 do { return .result(try await runner.run(request, log: storedLog)) } catch { return .refused("\(error)") }
@@ -287,6 +290,29 @@ struct RunDiskQuota: Sendable {
     static func start(limit: Int64, paths: [String], grows: String) async -> RunDiskQuota {
         let baseline = (try? await NIOThreadPool.singleton.runIfActive { DiskUsage.allocatedBytes(under: grows) }) ?? 0
         return RunDiskQuota(limit: limit, paths: paths, grows: grows, baseline: baseline)
+    }
+
+    /// `body` (a clone), stopped and failed when the run's disk use passes `quota` meanwhile.
+    static func bounded<T: Sendable>(_ quota: RunDiskQuota?, every interval: Duration,
+                                     _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard let quota else { return try await body() }
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: interval)
+                    let used = await quota.usage()
+                    if used > quota.limit { throw TaskError.invalid(quota.exceeded(used)) }
+                }
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else { throw CancellationError() }
+            return value
+        }
+    }
+
+    func exceeded(_ used: Int64) -> String {
+        "the run used \(used) bytes of disk, more than its quota of \(limit) bytes (task-run-disk-quota-bytes)"
     }
 
     /// Walked on NIO's thread pool, never on an event loop.

@@ -141,7 +141,7 @@ final class TaskRunnerToolTests: XCTestCase {
             steps:
               - id: build
                 build: -t $Registry/slow:$ID -f Dockerfile.slow .
-                timeout: 3
+                timeout: 20
             """, runID: "s1", registry: "berth.test")
         let result = try await Support.runner(state: state).run(
             TaskRunRequest(taskName: "slow", runID: "s1", taskFile: file, sourceDirectory: source,
@@ -152,6 +152,44 @@ final class TaskRunnerToolTests: XCTestCase {
         try await assertNoProcess(["/bin/busybox", "sleep", "316"])
         let left = try await Support.containers(state: state, task: "slow")
         XCTAssertEqual(left.trimmingCharacters(in: .whitespacesAndNewlines), "")
+    }
+
+    /// A build's `RUN` cannot see or signal the host's processes (chroot isolation has no PID
+    /// namespace; the runner gives `buildah bud` one): a process of the test, named to the build,
+    /// survives a `kill -9` from the Dockerfile, and `/proc` shows only the build's own.
+    func testABuildsRunCannotSeeOrKillTheHostsProcesses() async throws {
+        let victim = Process()
+        victim.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        victim.arguments = ["317"]
+        try victim.run()
+        defer { victim.terminate() }
+        let source = try busyboxSource()
+        try """
+            FROM scratch
+            COPY busybox /bin/busybox
+            RUN ["/bin/busybox", "sh", "-c", "/bin/busybox kill -9 \(victim.processIdentifier) && echo KILLED || echo kill-refused; echo procs=$(/bin/busybox ls /proc | /bin/busybox grep -c '^[0-9]')"]
+
+            """.write(toFile: source + "/Dockerfile.kill", atomically: true, encoding: .utf8)
+        let state = try stateDirectory()
+        let file = try Support.taskFile("""
+            version: v1.1.0
+            steps:
+              - id: build
+                build: -t $Registry/kill:$ID -f Dockerfile.kill .
+            """, runID: "k1", registry: "berth.test")
+        let result = try await Support.runner(state: state).run(
+            TaskRunRequest(taskName: "kill", runID: "k1", taskFile: file, sourceDirectory: source,
+                           registry: "berth.test", credentials: nil))
+        XCTAssertEqual(result.status, .succeeded)
+        let lines = try Support.logLines(result)
+        XCTAssertTrue(lines.contains { $0.hasSuffix(" build stdout| kill-refused") }, lines.joined(separator: "\n"))
+        XCTAssertTrue(victim.isRunning)
+        let procs = lines.compactMap { line -> Int? in
+            guard let r = line.range(of: " build stdout| procs=") else { return nil }
+            return Int(line[r.upperBound...])
+        }.first
+        XCTAssertNotNil(procs)
+        XCTAssertLessThan(procs ?? 999, 10)   // the build's own few, not every process of the host
     }
 
     /// Two steps that wait only for the build run at the same time: each has started before

@@ -289,3 +289,26 @@ private func pushBlob(_ client: any TestClientProtocol, _ repository: String, _ 
         #expect(try await tasks.runLog(older.id, offset: 5, limit: 100) == Array("the file\n".utf8))
     }
 }
+
+/// The disk quota also bounds what happens before the runner starts (the clone): a body that
+/// writes past the quota is stopped with the reason; one that stays under it returns its value.
+@Suite struct RunDiskQuotaTests {
+    @Test func aBodyThatFillsTheDiskPastTheQuotaIsStopped() async throws {
+        let dir = try temporaryDirectory()
+        let quota = await RunDiskQuota.start(limit: 1 << 20, paths: [dir], grows: dir + "/none")
+        let small = try await RunDiskQuota.bounded(quota, every: .milliseconds(50)) { () async throws -> Int in
+            try Data(repeating: 1, count: 4096).write(to: URL(fileURLWithPath: dir + "/small"))
+            return 7
+        }
+        #expect(small == 7)
+        await #expect(throws: TaskError.self) {
+            _ = try await RunDiskQuota.bounded(quota, every: .milliseconds(50)) { () async throws -> Int in
+                try Data(repeating: 2, count: 3 << 20).write(to: URL(fileURLWithPath: dir + "/big"))
+                try await Task.sleep(for: .seconds(60))   // a clone still going: stopped, not waited for
+                return 0
+            }
+        }
+        let unbounded = try await RunDiskQuota.bounded(nil, every: .milliseconds(50)) { 3 }
+        #expect(unbounded == 3)
+    }
+}

@@ -476,7 +476,7 @@ def test_a_new_base_rebuilds_mid_then_app_once_each_and_rapid_pushes_are_coalesc
                 if len(found) < 2 or any(r["status"] not in ("succeeded", "failed") for r in found):
                     return None
             return True
-        wait_for("the burst's runs", burst_settled, timeout=60)
+        wait_for("the burst's runs", burst_settled, timeout=180)
         time.sleep(WINDOW + 1)  # a run coalesced to the window's end would be queued by now
         wait_for("the burst's runs", burst_settled, timeout=180)
         mids, apps = runs("mid")[:-1], runs("app")[:-1]  # newest first; the first change's run is last
