@@ -66,6 +66,8 @@ extension PostgresMetadataStore {
         let number = try await tx.value("UPDATE task_run_counter SET last = last + 1 WHERE id = 1 RETURNING last", Int64.self) ?? 1
         var run = queued
         run.id = "cb\(number)"
+        run.taskAtQueue = try await tx.value("SELECT record FROM tasks WHERE name = \(run.task)", String.self)
+            .map { try decode(TaskRecord.self, $0) }
         let text = try encode(run)
         try await tx.exec("""
             INSERT INTO task_runs(number, id, task, status, record) VALUES (\(number), \(run.id), \(run.task), \(run.status.rawValue), \(text))

@@ -127,6 +127,11 @@ public struct TaskRunRecord: Sendable, Codable, Equatable {
     public var uploadedContext: String?
     /// The commit a git-commit trigger queued it for (`$Commit`; the run builds that commit).
     public var commit: String? = nil
+    /// The task as it was when the run was queued (its file, values, context, repositories,
+    /// timeout), copied by the store in the queueing transaction: the run executes that, so a
+    /// change of the task between queue and start (another caller's `berth build` on the shared
+    /// quick task, an update) never runs someone else's file on this run's context.
+    public var taskAtQueue: TaskRecord? = nil
 
     public init(id: String, task: String, status: TaskRunStatus, trigger: String, queuedAt: Date,
                 startedAt: Date? = nil, finishedAt: Date? = nil, reason: String? = nil, steps: [TaskRunStepRecord] = [],

@@ -69,6 +69,8 @@ extension SQLiteMetadataStore {
         let number = try Int64.fetchOne(db, sql: "SELECT last FROM task_run_counter WHERE id = 1") ?? 1
         var run = queued
         run.id = "cb\(number)"
+        run.taskAtQueue = try String.fetchOne(db, sql: "SELECT record FROM tasks WHERE name = ?", arguments: [run.task])
+            .map { try decode(TaskRecord.self, $0) }
         try db.execute(sql: "INSERT INTO task_runs(number, id, task, status, record) VALUES (?, ?, ?, ?, ?)",
                        arguments: [number, run.id, run.task, run.status.rawValue, try encode(run)])
         try appendEvent(db, origin, .taskRunQueued, "", detail: run.eventDetail)

@@ -144,7 +144,9 @@ public struct TaskQueueService: Service {
     /// Checks out the source, parses the file for the run, mints the run identity and runs it,
     /// racing the task's timeout and a cancel request.
     private func perform(_ run: TaskRunRecord, source: String) async throws -> (TaskRunResult?, Stop?) {
-        guard let task = try await store.task(named: run.task) else { throw TaskError.notFound("task \(run.task) was deleted") }
+        // The task must still exist; the run executes it as it was when queued (the store's copy).
+        guard let current = try await store.task(named: run.task) else { throw TaskError.notFound("task \(run.task) was deleted") }
+        let task = run.taskAtQueue ?? current
         try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         // Measured from before the source is put in place: a clone counts against the quota too.

@@ -81,6 +81,13 @@ extension MetadataStoreConformance {
             #expect(events.allSatisfy { $0.repository == "" })
             let stored = try await s.taskRun(id: "cb1")
             #expect(stored == r1)
+            // The run keeps the task as it was when queued; a later change of the task does not move it.
+            #expect(r1?.taskAtQueue == taskRecord("a"))
+            var changed = taskRecord("a")
+            changed.taskFile = "version: v1.1.0\nsteps:\n  - build: -t $Registry/other:$ID .\n"
+            _ = try await s.updateTask(changed)
+            let kept = try await s.taskRun(id: "cb1")
+            #expect(kept?.taskAtQueue == taskRecord("a"))
             let all = try await s.taskRuns(task: nil, limit: 10).map(\.id)
             let ofA = try await s.taskRuns(task: "a", limit: 1).map(\.id)
             #expect(all == ["cb3", "cb1"] && ofA == ["cb3"])
