@@ -224,7 +224,7 @@ public final class ReplicationApplier: Sendable {
             // The peer deleted its tags of the manifest first (their own writes, applied before
             // this one); a tag that still points here was written later in this region, so the
             // manifest stays and the deletion is the loser.
-            if let kept = try await registry.tagDetails(name, orderBy: "name").first(where: { $0.digest == digest.string }) {
+            if let kept = try await registry.tagDetails(name, orderBy: "name_asc").first(where: { $0.digest == digest.string }) {
                 let writes = try await registers.registerWrites(repository: repo, key: .tag(kept.name), before: nil, limit: 1)
                 let winner = ReplicationPlan.current(writes, localRegion: region)
                 try await recordConflict(location, kind: "manifest-delete", repository: repo, key: digest.string,

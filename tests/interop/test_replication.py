@@ -141,3 +141,236 @@ def test_a_peer_reads_the_event_feed_as_a_replicator(registry, cli):
     rest = requests.get(feed, params={"after": after, "limit": 1}, auth=(name, password), timeout=30).json()
     assert [e["sequence"] for e in rest["events"]] == [mine[3]["sequence"]]
     assert requests.get(feed, params={"limit": 0}, auth=(name, password), timeout=30).status_code == 400
+
+
+# ---------------------------------------------------------------------------
+# Items 2-3: two regions replicating both ways
+# ---------------------------------------------------------------------------
+
+import hashlib
+import json
+import time
+
+from helpers import skopeo, umoci_image
+
+WEST, SEA = "westeurope", "southeastasia"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def _wait(what, check, tries=300, pause=0.2, regions=()):
+    """Polls ``check`` until it returns a true value (bounded by count); fails naming ``what`` and
+    the replication status of ``regions``."""
+    last = None
+    for _ in range(tries):
+        last = check()
+        if last:
+            return last
+        time.sleep(pause)
+    statuses = [r.cli.json("replication", "status") for r in regions]
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r}; status: {statuses})")
+
+
+class Region:
+    def __init__(self, name, server, cli):
+        self.name, self.server, self.cli = name, server, cli
+
+    def get(self, path, **kw):
+        return requests.get(self.server.base + path, auth=self.server.creds, timeout=30, **kw)
+
+    def manifest_digest(self, repo, ref):
+        r = requests.head(f"{self.server.base}/v2/{repo}/manifests/{ref}", auth=self.server.creds, timeout=30,
+                          headers={"Accept": OCI_MANIFEST + ", application/vnd.oci.image.index.v1+json"})
+        return r.headers.get("Docker-Content-Digest") if r.status_code == 200 else None
+
+    def has_blob(self, repo, digest):
+        return requests.head(f"{self.server.base}/v2/{repo}/blobs/{digest}", auth=self.server.creds,
+                             timeout=30).status_code == 200
+
+    def put_blob(self, repo, data):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        r = requests.post(f"{self.server.base}/v2/{repo}/blobs/uploads/?digest={digest}", data=data,
+                          auth=self.server.creds, timeout=30)
+        assert r.status_code == 201, r.text
+        return digest
+
+    def put_manifest(self, repo, ref, body):
+        r = requests.put(f"{self.server.base}/v2/{repo}/manifests/{ref}", data=body, auth=self.server.creds, timeout=30,
+                         headers={"Content-Type": OCI_MANIFEST})
+        assert r.status_code == 201, r.text
+        return r.headers["Docker-Content-Digest"]
+
+    def image(self, repo, tag, text):
+        """A small image pushed over HTTP; returns its digest."""
+        config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": {"t": text}}}).encode()
+        layer = ("layer of " + text).encode()
+        body = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": self.put_blob(repo, config),
+                       "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": self.put_blob(repo, layer),
+                        "size": len(layer)}],
+        }).encode()
+        return self.put_manifest(repo, tag, body)
+
+    def status(self, other):
+        return self.cli.json("replication", "status", "--location", other)
+
+    def consumer(self, other, action):
+        r = requests.post(f"{self.server.base}/api/v1/event-consumers/replication:{other}/{action}",
+                          auth=self.server.creds, timeout=30)
+        assert r.status_code == 200, r.text
+
+    def conflicts(self, location=None):
+        args = ["replication", "conflicts"] + (["--location", location] if location else [])
+        return self.cli.json(*args)
+
+    def feed_event(self, repo, tag, digest):
+        page = self.get("/api/v1/replication/events", params={"after": 0, "limit": 1000}).json()
+        hits = [e for e in page["events"] if e["action"] == "tag.move" and e["repository"] == repo and e["tag"] == tag
+                and e["digest"] == digest]
+        return hits[-1] if hits else None
+
+
+def _caught_up(a, b):
+    """Both regions have applied everything the other has (lag 0, no error)."""
+    def check():
+        for x, y in ((a, b), (b, a)):
+            s = x.status(y.name)
+            if s.get("lagEvents") != 0 or s.get("lastError"):
+                return None
+        return True
+    return check
+
+
+@pytest.fixture
+def regions(registry, tmp_path):
+    """Two regions, each with a Replicator identity the other presents, replicating both ways."""
+    workdir = Path(tempfile.mkdtemp(prefix="berth-interop-sea-"))
+    other = RegistryServer(workdir)
+    other.extra_env.update({"BERTH_REGION": SEA, "BERTH_OUTBOUND_ALLOW": "127.0.0.1/32", "BERTH_LIFECYCLE_TICK_SECONDS": "0.2"})
+    other.start()
+    try:
+        west = Region(WEST, registry, Cli(registry, tmp_path / "xdg-west"))
+        sea = Region(SEA, other, Cli(other, tmp_path / "xdg-sea"))
+        for r in (west, sea):
+            r.cli.login()
+        secrets_of = {}
+        for r in (west, sea):
+            password = r.cli.json("identity", "create", "--name", "peer-replicator")["password"]
+            r.cli("role", "assignment", "create", "--assignee", "peer-replicator", "--role", "Replicator", "--scope", "*")
+            secrets_of[r.name] = password
+        for here, there in ((west, sea), (sea, west)):
+            f = tmp_path / f"credential-{here.name}"
+            f.write_text(f"peer-replicator:{secrets_of[there.name]}\n")
+            os.chmod(f, stat.S_IRUSR | stat.S_IWUSR)
+            here.cli("replication", "create", "--location", there.name, "--endpoint", there.server.base,
+                     "--credential-file", str(f))
+        yield west, sea
+    finally:
+        other.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_two_regions_replicate_both_ways(regions, tmp_path):
+    west, sea = regions
+    # a skopeo push in one region appears in the other with the same digest, tag and blobs
+    layout = tmp_path / "layout"
+    pushed = umoci_image(layout, "v1", [{"etc/app.conf": b"replicated"}, {"bin/tool": b"\x7fELF" + b"x" * 4096}])
+    skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:v1", f"docker://{west.server.host}/geo/app:v1",
+           creds=west.server.creds)
+    assert west.manifest_digest("geo/app", "v1") == pushed
+    _wait("geo/app:v1 in southeastasia", lambda: sea.manifest_digest("geo/app", "v1") == pushed)
+    manifest = json.loads(sea.get(f"/v2/geo/app/manifests/{pushed}", headers={"Accept": OCI_MANIFEST}).content)
+    referenced = [manifest["config"]["digest"]] + [l["digest"] for l in manifest["layers"]]
+    assert len(referenced) == 3 and all(sea.has_blob("geo/app", d) for d in referenced)
+    pulled = sea.get(f"/v2/geo/app/blobs/{manifest['layers'][1]['digest']}")
+    assert pulled.status_code == 200 and hashlib.sha256(pulled.content).hexdigest() == manifest["layers"][1]["digest"][7:]
+
+    # and the other way: a push in southeastasia appears in westeurope
+    back = sea.image("geo/other", "latest", "from sea")
+    _wait("geo/other:latest in westeurope", lambda: west.manifest_digest("geo/other", "latest") == back)
+
+    # a referrer (an SBOM artifact with a subject) replicates with its subject
+    empty = west.put_blob("geo/app", b"{}")
+    sbom = west.put_blob("geo/app", b'{"spdxVersion":"SPDX-2.3"}')
+    referrer_body = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": "application/spdx+json", "digest": sbom, "size": 26}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": pushed, "size": len(west.get(
+            f"/v2/geo/app/manifests/{pushed}", headers={"Accept": OCI_MANIFEST}).content)},
+    }).encode()
+    referrer = west.put_manifest("geo/app", "sha256:" + hashlib.sha256(referrer_body).hexdigest(), referrer_body)
+    _wait("the SBOM referrer in southeastasia", lambda: [m["digest"] for m in sea.get(
+        f"/v2/geo/app/referrers/{pushed}").json().get("manifests", [])] == [referrer])
+    assert sea.has_blob("geo/app", sbom)
+
+    # a tag move replicates: the tag points where the event says
+    v2 = west.image("geo/app", "v1", "second")
+    _wait("the tag move in southeastasia", lambda: sea.manifest_digest("geo/app", "v1") == v2)
+
+    # a manifest delete replicates (with its tags)
+    gone = west.image("geo/app", "old", "to delete")
+    _wait("geo/app:old in southeastasia", lambda: sea.manifest_digest("geo/app", "old") == gone)
+    assert requests.delete(f"{west.server.base}/v2/geo/app/manifests/{gone}", auth=west.server.creds, timeout=30).status_code == 202
+    _wait("the manifest delete in southeastasia", lambda: sea.manifest_digest("geo/app", gone) is None, regions=(sea,))
+    assert sea.manifest_digest("geo/app", "old") is None
+    assert sea.manifest_digest("geo/app", "v1") == v2   # the rest stays
+
+    # a repository delete replicates
+    west.image("geo/doomed", "a", "doomed a")
+    west.image("geo/doomed", "b", "doomed b")
+    _wait("geo/doomed in southeastasia", lambda: sea.manifest_digest("geo/doomed", "b") is not None)
+    west.cli("repository", "delete", "--name", "geo/doomed", "--yes")
+    _wait("the repository delete in southeastasia",
+          lambda: sea.manifest_digest("geo/doomed", "a") is None and sea.manifest_digest("geo/doomed", "b") is None)
+
+    # both caught up, no error, and nothing echoes back and forth: the logs stop growing
+    _wait("both regions caught up", _caught_up(west, sea))
+    latest = [r.get("/api/v1/replication/events", params={"after": 0, "limit": 1}).json()["latestSequence"] for r in (west, sea)]
+    time.sleep(1.5)   # several polls of each consumer
+    again = [r.get("/api/v1/replication/events", params={"after": 0, "limit": 1}).json()["latestSequence"] for r in (west, sea)]
+    assert again == latest
+    assert west.conflicts() == [] and sea.conflicts() == []
+    # every blob every manifest of the other region references is here
+    for repo, tag in (("geo/app", "v1"), ("geo/other", "latest")):
+        for r in (west, sea):
+            m = json.loads(r.get(f"/v2/{repo}/manifests/{tag}", headers={"Accept": OCI_MANIFEST}).content)
+            assert all(r.has_blob(repo, d["digest"]) for d in [m["config"]] + m["layers"])
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_concurrent_tag_writes_converge_and_the_loser_is_logged(regions):
+    west, sea = regions
+    base = west.image("race/app", "t", "base")
+    _wait("race/app:t in southeastasia", lambda: sea.manifest_digest("race/app", "t") == base)
+    _wait("both regions caught up", _caught_up(west, sea))
+    # partition: neither region applies the other's changes while both write the tag
+    west.consumer(SEA, "pause")
+    sea.consumer(WEST, "pause")
+    in_west = west.image("race/app", "t", "written in west")
+    in_sea = sea.image("race/app", "t", "written in sea")
+    stamps = {}
+    for region, digest in ((west, in_west), (sea, in_sea)):
+        e = region.feed_event("race/app", "t", digest)
+        stamps[region.name] = (tuple(int(x) for x in e["hlc"].split(".")), region.name, digest)
+    winner = max(stamps.values())
+    loser = min(stamps.values())
+    # heal
+    west.consumer(SEA, "resume")
+    sea.consumer(WEST, "resume")
+    _wait("both regions on the winner", lambda: west.manifest_digest("race/app", "t") == winner[2]
+          and sea.manifest_digest("race/app", "t") == winner[2])
+    _wait("both regions caught up", _caught_up(west, sea))
+    lost_in = west if loser[1] == WEST else sea
+    logged = [c for c in lost_in.conflicts() if c["repository"] == "race/app" and c["key"] == "t"]
+    assert logged and logged[0]["kind"] == "tag" and logged[0]["loser"] == loser[2] and logged[0]["winner"] == winner[2]
+    assert logged[0]["loserStamp"] == f"{loser[0][0]}.{loser[0][1]}@{loser[1]}"
+    table = lost_in.cli("replication", "conflicts").stdout.decode()
+    assert "race/app" in table and loser[2] in table
+    # the replicated base write was a predecessor of both writes, never a conflict
+    assert all(c["loser"] != base for r in (west, sea) for c in r.conflicts())
+    # the winner stays after more polls (no flip-flop)
+    time.sleep(1.0)
+    assert west.manifest_digest("race/app", "t") == winner[2] == sea.manifest_digest("race/app", "t")
