@@ -360,6 +360,8 @@ public struct ReplicationApplierService: Service {
                     for replica in try await applier.service.store.replicas() {
                         if case .advanced = try await applier.step(location: replica.location) { busy = true }
                     }
+                } catch is CancellationError {
+                    return
                 } catch {
                     applier.logger.warning("replication step failed", metadata: ["error": "\(error)"])
                 }

@@ -3,8 +3,9 @@ against a real ``berth serve``.
 
 The replica is a second ``berth serve`` on loopback with its own data directory; loopback peers
 are refused unless the operator allows them (``BERTH_OUTBOUND_ALLOW``), which this module does.
-What is not built yet (applying a peer's changes, conflicts) is not tested
-here.
+Items 2-3 (the consumer that applies a peer's changes, and the conflict log) are proven with two
+regions replicating both ways: each a ``berth serve`` with its own data directory and region
+name, each presenting a Replicator identity of the other.
 """
 
 from __future__ import annotations
@@ -374,3 +375,34 @@ def test_concurrent_tag_writes_converge_and_the_loser_is_logged(regions):
     # the winner stays after more polls (no flip-flop)
     time.sleep(1.0)
     assert west.manifest_digest("race/app", "t") == winner[2] == sea.manifest_digest("race/app", "t")
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_locks_replicate_and_a_peer_outage_shows_in_status(regions):
+    west, sea = regions
+    first = west.image("lock/app", "v1", "locked")
+    _wait("lock/app:v1 in southeastasia", lambda: sea.manifest_digest("lock/app", "v1") == first, regions=(sea,))
+    west.cli("repository", "update", "--name", "lock/app", "--image", "v1", "--write-enabled", "false", "--delete-enabled", "false")
+
+    def locked_in_sea():
+        tags = sea.cli.json("repository", "show-tags", "--name", "lock/app", "--detail")
+        return [t["attributes"]["writeEnabled"] for t in tags if t["name"] == "v1"] == [False]
+    _wait("the tag lock in southeastasia", locked_in_sea, regions=(sea,))
+    # the replicated lock holds there: the tag cannot be moved in southeastasia
+    other = sea.image("lock/app", "other", "other")
+    body = sea.get(f"/v2/lock/app/manifests/{other}", headers={"Accept": OCI_MANIFEST}).content
+    r = requests.put(f"{sea.server.base}/v2/lock/app/manifests/v1", data=body, auth=sea.server.creds, timeout=30,
+                     headers={"Content-Type": OCI_MANIFEST})
+    assert r.status_code == 403 and "DENIED" in r.text
+    assert sea.manifest_digest("lock/app", "v1") == first
+
+    # a peer that is down: the error shows in the status of the region reading it, and
+    # replication resumes from the durable cursor when it is back
+    port = sea.server.port
+    sea.server.stop()
+    during = west.image("lock/other", "v1", "pushed while sea is down")
+    _wait("the outage in westeurope's status", lambda: west.status(SEA).get("lastError"), regions=(west,))
+    sea.server.start(port)
+    _wait("the push made during the outage in southeastasia",
+          lambda: sea.manifest_digest("lock/other", "v1") == during, regions=(sea,))
+    _wait("both regions caught up", _caught_up(west, sea), regions=(west, sea))
