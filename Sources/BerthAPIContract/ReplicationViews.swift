@@ -134,7 +134,7 @@ public struct ReplicationEventPage: Codable, Sendable, Equatable {
 public struct ReplicationConflictView: Codable, Sendable, Equatable {
     public var id: Int64
     public var location: String
-    /// `tag`, `manifest-delete` or `lock`.
+    /// `tag`, `manifest-delete` or `lock` (lost to a concurrent write, or refused here), `manifest` or `quarantine` (refused here).
     public var kind: String
     public var repository: String
     public var key: String

@@ -81,7 +81,7 @@ public struct ReplicationConflict: Sendable, Codable, Equatable {
     public var id: Int64
     /// The replica through which the conflict was seen.
     public var location: String
-    /// `tag`, `manifest-delete` or `lock`.
+    /// `tag`, `manifest-delete` or `lock` (lost to a concurrent write, or refused here), `manifest` or `quarantine` (refused here).
     public var kind: String
     public var repository: String
     /// The tag, the manifest's digest, or the lock's target (`tag:<t>`, `digest:<d>`, or empty).

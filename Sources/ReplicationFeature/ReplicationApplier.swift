@@ -174,8 +174,29 @@ public final class ReplicationApplier: Sendable {
         if case .skip = step { return }
         try ReplicationPlan.checkDrift(event.stamp, now: now)
         let origin = EventOrigin(actor: "replication:" + location, address: "-", replicated: event.stamp.eventStamp)
-        try await EventOrigin.$current.withValue(origin) {
-            try await self.apply(step, event: event, location: location, client: client, now: now)
+        do {
+            try await EventOrigin.$current.withValue(origin) {
+                try await self.apply(step, event: event, location: location, client: client, now: now)
+            }
+        } catch let e as RegistryError where e.code == .denied {
+            // Refused here (a lock, a quota, a pull-through cache's target): this region's state
+            // wins and the peer's write is kept as lost, instead of stopping replication for good.
+            let (kind, repository, key, value) = Self.describe(step)
+            try await recordConflict(location, kind: kind, repository: repository, key: key,
+                                     loser: RegisterWrite(value: value, stamp: event.stamp), winner: nil, now: now,
+                                     winnerValue: "refused: " + e.message)
+        }
+    }
+
+    /// The conflict log's kind, repository, key and value of a step refused here.
+    static func describe(_ step: ApplyStep) -> (String, String, String, RegisterValue) {
+        switch step {
+        case .skip: ("none", "", "", .tombstone)
+        case .manifest(let r, let d): ("manifest", r, d.string, .digest(d.string))
+        case .tag(let r, let t, let w): ("tag", r, t, w.value)
+        case .deleteManifest(let r, let d): ("manifest-delete", r, d.string, .tombstone)
+        case .quarantine(let r, let d, let state, _): ("quarantine", r, d.string, .digest(state.rawValue))
+        case .lock(let r, let t, let d, let a, _): ("lock", r, t.map { "tag:" + $0 } ?? d.map { "digest:" + $0.string } ?? "", .digest(a.detail))
         }
     }
 

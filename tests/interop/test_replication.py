@@ -406,3 +406,26 @@ def test_locks_replicate_and_a_peer_outage_shows_in_status(regions):
     _wait("the push made during the outage in southeastasia",
           lambda: sea.manifest_digest("lock/other", "v1") == during, regions=(sea,))
     _wait("both regions caught up", _caught_up(west, sea), regions=(west, sea))
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_a_write_refused_here_is_logged_and_replication_goes_on(regions):
+    west, sea = regions
+    west.image("guarded/app", "v1", "before the lock")
+    _wait("guarded/app:v1 in southeastasia", lambda: sea.manifest_digest("guarded/app", "v1") is not None, regions=(sea,))
+    _wait("both regions caught up", _caught_up(west, sea), regions=(west, sea))
+    west.consumer(SEA, "pause")
+    sea.consumer(WEST, "pause")
+    # southeastasia locks the repository while westeurope pushes into it
+    sea.cli("repository", "update", "--name", "guarded/app", "--write-enabled", "false")
+    refused = west.image("guarded/app", "v2", "pushed in west")
+    after = west.image("guarded/next", "v1", "after the refused push")
+    west.consumer(SEA, "resume")
+    sea.consumer(WEST, "resume")
+    # the refused push is in the conflict log, and what came after it still replicates
+    _wait("the push after the refused one in southeastasia",
+          lambda: sea.manifest_digest("guarded/next", "v1") == after, regions=(sea,))
+    assert sea.manifest_digest("guarded/app", refused) is None
+    logged = [c for c in sea.conflicts(WEST) if c["repository"] == "guarded/app" and c["key"] == refused]
+    assert logged and logged[0]["kind"] == "manifest" and logged[0]["winner"].startswith("refused: ")
+    _wait("both regions caught up", _caught_up(west, sea), regions=(west, sea))
