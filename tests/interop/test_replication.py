@@ -429,3 +429,32 @@ def test_a_write_refused_here_is_logged_and_replication_goes_on(regions):
     logged = [c for c in sea.conflicts(WEST) if c["repository"] == "guarded/app" and c["key"] == refused]
     assert logged and logged[0]["kind"] == "manifest" and logged[0]["winner"].startswith("refused: ")
     _wait("both regions caught up", _caught_up(west, sea), regions=(west, sea))
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_quarantine_verdicts_replicate(regions):
+    west, sea = regions
+    west.cli("config", "quarantine", "update", "--status", "enabled", "--grandfather", "false")
+    held = west.image("gate/app", "v1", "quarantined in west")
+    # a manifest held in quarantine in its region still replicates (the Replicator reads it) ...
+    _wait("gate/app:v1 in southeastasia", lambda: sea.manifest_digest("gate/app", "v1") == held, regions=(sea,))
+    # ... and the gate's verdict follows it
+    west.cli("manifest", "quarantine", "--image", f"gate/app@{held}", "--state", "Failed", "--reason", "critical findings")
+
+    def state_in_sea():
+        for m in sea.cli.json("repository", "show-manifests", "--name", "gate/app"):
+            if m["digest"] == held:
+                return m.get("quarantineState")
+        return None
+    _wait("the Failed verdict in southeastasia", lambda: state_in_sea() == "Failed", regions=(sea,))
+    # it holds there: a puller of that region is refused
+    password = sea.cli.json("identity", "create", "--name", "puller")["password"]
+    sea.cli("role", "assignment", "create", "--assignee", "puller", "--role", "Pull", "--scope", "gate/*")
+    r = requests.get(f"{sea.server.base}/v2/gate/app/manifests/{held}", auth=("puller", password), timeout=30,
+                     headers={"Accept": OCI_MANIFEST})
+    assert r.status_code == 403, r.status_code
+    west.cli("manifest", "quarantine", "--image", f"gate/app@{held}", "--state", "Passed")
+    _wait("the Passed verdict in southeastasia", lambda: state_in_sea() == "Passed", regions=(sea,))
+    r = requests.get(f"{sea.server.base}/v2/gate/app/manifests/{held}", auth=("puller", password), timeout=30,
+                     headers={"Accept": OCI_MANIFEST})
+    assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == held[7:]
