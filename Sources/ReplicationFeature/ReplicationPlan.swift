@@ -55,6 +55,12 @@ public struct PeerEvent: Sendable, Equatable {
             guard let d = try? Digest(parsing: raw) else { throw .invalid("event \(v.sequence): invalid subject") }
             subject = d
         }
+        // Names a peer sends are checked like a client's: a bad one is the peer's fault, shown
+        // in the status, never written here.
+        if let tag = v.tag, !Tag.isValid(tag) { throw .invalid("event \(v.sequence): invalid tag '\(tag.prefix(130))'") }
+        if !v.repository.isEmpty, (try? RepositoryName(v.repository)) == nil {
+            throw .invalid("event \(v.sequence): invalid repository name '\(v.repository.prefix(256))'")
+        }
         var replaces: WriteStamp?
         if let raw = v.replaces {
             guard let parsed = WriteStamp(parsing: raw) else { throw .invalid("event \(v.sequence): invalid replaces") }

@@ -69,6 +69,8 @@ import Testing
     @Test(arguments: [
         view(1, "push", hlc: "-1.0"), view(1, "push", hlc: "1.2.3"), view(1, "push", region: "West Europe"),
         view(1, "push", region: ""), view(1, "tag.move", tag: "t", replaces: "1.0"), view(1, "tag.move", tag: "t", replaces: "1.0@Bad Region"),
+        view(1, "tag.move", tag: "../etc"), view(1, "tag.move", tag: ".hidden"), view(1, "push", repo: "Upper/Case"),
+        view(1, "push", repo: "a//b"), view(1, "push", repo: "/abs"),
     ])
     func malformedFeedEntriesAreRefused(_ v: ReplicationEventView) {
         #expect(throws: ReplicationError.self) { _ = try PeerEvent(v) }
