@@ -458,3 +458,85 @@ def test_quarantine_verdicts_replicate(regions):
     r = requests.get(f"{sea.server.base}/v2/gate/app/manifests/{held}", auth=("puller", password), timeout=30,
                      headers={"Accept": OCI_MANIFEST})
     assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == held[7:]
+
+
+EAST = "eastus"
+
+
+@pytest.fixture
+def three_regions(registry, tmp_path):
+    """Three regions, each replicating from the two others (a full mesh)."""
+    servers, workdirs = [], []
+    try:
+        for name in (SEA, EAST):
+            workdir = Path(tempfile.mkdtemp(prefix=f"berth-interop-{name}-"))
+            workdirs.append(workdir)
+            server = RegistryServer(workdir)
+            server.extra_env.update({"BERTH_REGION": name, "BERTH_OUTBOUND_ALLOW": "127.0.0.1/32",
+                                     "BERTH_LIFECYCLE_TICK_SECONDS": "0.2"})
+            server.start()
+            servers.append(server)
+        all_regions = [Region(WEST, registry, Cli(registry, tmp_path / "xdg-west"))] + [
+            Region(name, server, Cli(server, tmp_path / f"xdg-{name}")) for name, server in zip((SEA, EAST), servers)]
+        secrets_of = {}
+        for r in all_regions:
+            r.cli.login()
+            secrets_of[r.name] = r.cli.json("identity", "create", "--name", "peer-replicator")["password"]
+            r.cli("role", "assignment", "create", "--assignee", "peer-replicator", "--role", "Replicator", "--scope", "*")
+        for here in all_regions:
+            for there in all_regions:
+                if here is there:
+                    continue
+                f = tmp_path / f"credential-{here.name}-{there.name}"
+                f.write_text(f"peer-replicator:{secrets_of[there.name]}\n")
+                os.chmod(f, stat.S_IRUSR | stat.S_IWUSR)
+                here.cli("replication", "create", "--location", there.name, "--endpoint", there.server.base,
+                         "--credential-file", str(f))
+        yield all_regions
+    finally:
+        for server in servers:
+            server.stop()
+        for workdir in workdirs:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_three_regions_converge(three_regions):
+    regions = three_regions
+
+    def caught_up():
+        return all(s.get("lagEvents") == 0 and not s.get("lastError")
+                   for r in regions for s in r.cli.json("replication", "status"))
+
+    base = regions[0].image("mesh/app", "t", "base")
+    _wait("mesh/app:t everywhere", lambda: all(r.manifest_digest("mesh/app", "t") == base for r in regions), regions=regions)
+    _wait("all caught up", caught_up, regions=regions)
+    # a partition of everyone: each region writes the tag
+    for r in regions:
+        for other in regions:
+            if other is not r:
+                r.consumer(other.name, "pause")
+    written = {r.name: r.image("mesh/app", "t", f"written in {r.name}") for r in regions}
+    stamps = []
+    for r in regions:
+        e = r.feed_event("mesh/app", "t", written[r.name])
+        stamps.append((tuple(int(x) for x in e["hlc"].split(".")), r.name, written[r.name]))
+    winner = max(stamps)
+    for r in regions:
+        for other in regions:
+            if other is not r:
+                r.consumer(other.name, "resume")
+    _wait("every region on the winner", lambda: all(r.manifest_digest("mesh/app", "t") == winner[2] for r in regions),
+          regions=regions)
+    _wait("all caught up", caught_up, regions=regions)
+    # every losing write is in the conflict log of the region that made it
+    for stamp, name, digest in stamps:
+        if digest != winner[2]:
+            region = next(r for r in regions if r.name == name)
+            assert any(c["loser"] == digest and c["winner"] == winner[2] for c in region.conflicts()), name
+    # a deletion in one region reaches the two others, through either path
+    regions[2].cli("repository", "delete", "--name", "mesh/app", "--yes")
+    _wait("the repository delete everywhere", lambda: all(r.manifest_digest("mesh/app", "t") is None for r in regions),
+          regions=regions)
+    _wait("all caught up", caught_up, regions=regions)
+    assert all(r.manifest_digest("mesh/app", "t") is None for r in regions)
