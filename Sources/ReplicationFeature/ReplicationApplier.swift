@@ -374,7 +374,7 @@ public struct ReplicationApplierService: Service {
     }
 
     public func run() async throws {
-        try? await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 var busy = false
                 do {
