@@ -162,8 +162,10 @@ let package = Package(
         ], swiftSettings: strict),
         // Issue 13: replicas in other regions (`/api/v1/replications`), their sealed credentials and status.
         .target(name: "ReplicationFeature", dependencies: [
-            "HTTPAPI", "RegistryStore", "Access", "BerthAPIContract", "OCIModel",
+            "HTTPAPI", "RegistryCore", "RegistryStore", "Access", "BerthAPIContract", "OCIModel", "UpstreamClient",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
@@ -341,7 +343,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "OCIModel"]),
-        .testTarget(name: "ReplicationTests", dependencies: ["ReplicationFeature"]),
+        .testTarget(name: "ReplicationTests", dependencies: ["ReplicationFeature", "RegistryStore", "BerthAPIContract", "OCIModel"]),
         .testTarget(name: "TaskRunnerTests", dependencies: ["TaskRunner", "Tasks", "OCIModel"]),
         .testTarget(name: "TasksFeatureTests", dependencies: [
             "TasksFeature", "HTTPAPI", "Access", "Backends", "SQLiteStore", "RegistryStore", "RegistryCore", "BerthAPIContract", "OCIModel", "TaskRunner",

@@ -93,8 +93,13 @@ public struct ReplicationEventView: Codable, Sendable, Equatable {
     public var detail: String?
     public var region: String
     public var hlc: String
+    /// For a write of a register (a tag's move or deletion, a lock): the write it replaced in the
+    /// answering region's log (`<hlc>@<region>`), absent for a first write. A write that names what
+    /// it replaced is a successor of it, not a concurrent one (issue 13's conflict model).
+    public var replaces: String?
     public init(sequence: Int64, at: Date, action: String, repository: String, digest: String?, mediaType: String?, size: Int64?,
-                tag: String?, subject: String?, detail: String?, region: String, hlc: String) {
+                tag: String?, subject: String?, detail: String?, region: String, hlc: String, replaces: String? = nil) {
+        self.replaces = replaces
         self.sequence = sequence
         self.at = at
         self.action = action
@@ -121,5 +126,35 @@ public struct ReplicationEventPage: Codable, Sendable, Equatable {
         self.region = region
         self.latestSequence = latestSequence
         self.events = events
+    }
+}
+
+/// One entry of the conflict log (`GET /api/v1/replication/conflicts`, `berth replication
+/// conflicts`): a write this region lost to a concurrent one, and what won.
+public struct ReplicationConflictView: Codable, Sendable, Equatable {
+    public var id: Int64
+    public var location: String
+    /// `tag`, `manifest-delete` or `lock` (lost to a concurrent write, or refused here), `manifest` or `quarantine` (refused here).
+    public var kind: String
+    public var repository: String
+    public var key: String
+    public var loser: String
+    /// `<hlc>@<region>` of the losing write.
+    public var loserStamp: String
+    public var winner: String?
+    public var winnerStamp: String?
+    public var recordedAt: Date
+    public init(id: Int64, location: String, kind: String, repository: String, key: String, loser: String, loserStamp: String,
+                winner: String?, winnerStamp: String?, recordedAt: Date) {
+        self.id = id
+        self.location = location
+        self.kind = kind
+        self.repository = repository
+        self.key = key
+        self.loser = loser
+        self.loserStamp = loserStamp
+        self.winner = winner
+        self.winnerStamp = winnerStamp
+        self.recordedAt = recordedAt
     }
 }

@@ -188,7 +188,8 @@ struct Serve: AsyncParsableCommand {
         let replication = ReplicationService(
             store: backends.metadata, events: backends.metadata,
             sealingKey: try await ReplicationService.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek)),
-            policy: outbound, logger: Logger(label: "berth.replication"), region: settings.region, content: backends.metadata)
+            policy: outbound, logger: Logger(label: "berth.replication"), region: settings.region, content: backends.metadata,
+            registers: backends.metadata)
         var tasksConfiguration = Self.tasksConfiguration(settings, host: host, port: port, tls: tls != nil, outbound: outbound)
         tasksConfiguration.sealingKey = try await TasksFeature.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek))
         let tasks = TasksFeature(store: backends.metadata, access: access, configuration: tasksConfiguration,
@@ -213,7 +214,11 @@ struct Serve: AsyncParsableCommand {
         let app = try await BerthServer.makeApplication(
             registry: registry, access: access,
             features: [WebhooksFeature(service: webhooks), contentTrust, AdmissionFeature(),
-                       ReplicationFeature(service: replication), tasks,
+                       ReplicationFeature(service: replication,
+                                          applier: ReplicationApplier(registry: registry, service: replication, registers: backends.metadata,
+                                                                      logger: Logger(label: "berth.replication")),
+                                          poll: .milliseconds(Int64(min(1, max(0.05, settings.lifecycleTickSeconds)) * 1000))),
+                       tasks,
                        scanning,
                        console,
                        AdvisoryDatabaseFeature(database: AdvisoryDatabase(

@@ -40,14 +40,14 @@ enum Replication {
 struct ReplicationGroup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replication",
-        abstract: "Replicas: this registry in other regions, each with its own storage and database (recorded only: changes do not flow between regions yet).",
+        abstract: "Replicas: this registry in other regions, each with its own storage and database (each region applies the changes of its replicas; conflicts are logged).",
         discussion: """
             Each replica is another Berth (node or cluster) in another region. This region authenticates to it \
             with the replica's credential (identity:secret of a service identity there), stored sealed and never \
             shown again. The endpoint must be a public address unless the operator allows it (--outbound-allow).
             """,
         subcommands: [ReplicationCreate.self, ReplicationList.self, ReplicationShow.self, ReplicationUpdate.self,
-                      ReplicationDelete.self, ReplicationStatus.self])
+                      ReplicationDelete.self, ReplicationStatus.self, ReplicationConflicts.self])
 }
 
 struct ReplicationCreate: AsyncParsableCommand {
@@ -166,6 +166,33 @@ struct ReplicationStatus: AsyncParsableCommand {
                 statuses.append(try await c.call(.GET, "replications/" + Fmt.path(replica.location) + "/status", answer: ReplicaStatusView.self))
             }
             Printer.rows(.array(statuses), columns: Replication.statusColumns, format: out.output)
+        }
+    }
+}
+
+struct ReplicationConflicts: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "conflicts",
+        abstract: "Writes this region lost to concurrent ones (last writer wins by hybrid logical clock, then region), newest first.")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Option(help: "Only conflicts seen through this replica.") var location: String?
+    @Option(help: "At most this many (1-1000).") var limit: Int = 100
+
+    static let columns = [
+        Column("id", "id"), Column("location", "location"), Column("kind", "kind"), Column("repository", "repository"),
+        Column("key", "key"), Column("loser", "loser"), Column("loser-stamp", "loserStamp"),
+        Column("winner", compute: { $0["winner"]?.asString ?? "-" }), Column("winner-stamp", compute: { $0["winnerStamp"]?.asString ?? "-" }),
+        Column("recorded", "recordedAt"),
+    ]
+
+    func run() async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            var query = [("limit", String(limit))]
+            if let location { query.append(("location", location)) }
+            Printer.rows(try await c.call(.GET, "replication/conflicts", query: query, answer: [ReplicationConflictView].self),
+                         columns: Self.columns, format: out.output)
         }
     }
 }

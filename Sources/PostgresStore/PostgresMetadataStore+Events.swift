@@ -7,14 +7,14 @@ import RegistryStore
 // MARK: event log
 
 extension PostgresMetadataStore {
-    private static let eventColumns = """
+    static let eventColumns = """
         seq, at, action, repository, digest, tag, media_type, size, detail, actor, address, request_id, request_host, request_method,
         user_agent, origin_region, hlc_ms, hlc_logical
         """
 
     /// An event whose action this build does not know fails the read (`UnknownStoredValue`): skipping
     /// it would let a consumer's cursor pass an event it never saw.
-    private static func event(_ row: Row) throws -> Event {
+    static func event(_ row: Row) throws -> Event {
         let raw = try row.decode("action", String.self)
         guard let action = EventAction(rawValue: raw) else { throw UnknownStoredValue(field: "event action", value: raw) }
         return Event(sequence: try row.decode("seq"), timestamp: try row.date("at"), action: action,

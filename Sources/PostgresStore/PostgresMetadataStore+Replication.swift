@@ -80,3 +80,66 @@ extension PostgresMetadataStore {
         }
     }
 }
+
+// MARK: registers and the conflict log
+
+extension PostgresMetadataStore {
+    public func registerWrites(repository: String, key: RegisterKey, before: Int64?, limit: Int) async throws -> [Event] {
+        try await single { tx in
+            let bound = before ?? Int64.max
+            switch key {
+            case .tag(let tag):
+                return try await tx.rows("""
+                    SELECT \(unescaped: Self.eventColumns) FROM events
+                    WHERE repository = \(repository) AND tag = \(tag) AND seq < \(bound)
+                      AND action IN (\(EventAction.tagMove.rawValue), \(EventAction.tagDelete.rawValue))
+                    ORDER BY seq DESC LIMIT \(limit)
+                    """).map(Self.event)
+            case .lock(let tag, let digest):
+                return try await tx.rows("""
+                    SELECT \(unescaped: Self.eventColumns) FROM events
+                    WHERE repository = \(repository) AND tag IS NOT DISTINCT FROM \(tag)::text AND digest IS NOT DISTINCT FROM \(digest)::text
+                      AND seq < \(bound) AND action = \(EventAction.lock.rawValue)
+                    ORDER BY seq DESC LIMIT \(limit)
+                    """).map(Self.event)
+            }
+        }
+    }
+
+    @discardableResult
+    public func recordReplicationConflict(_ c: ReplicationConflict) async throws -> Bool {
+        try await write(serialized: false) { tx in
+            try await tx.count("""
+                INSERT INTO replication_conflicts(location, kind, repository, key, loser_value, loser_region, loser_ms, loser_logical,
+                    winner_value, winner_region, winner_ms, winner_logical, recorded_at)
+                VALUES (\(c.location), \(c.kind), \(c.repository), \(c.key), \(c.loserValue), \(c.loserStamp.region ?? ""),
+                    \(c.loserStamp.milliseconds), \(c.loserStamp.logical), \(c.winnerValue), \(c.winnerStamp.map { $0.region ?? "" }),
+                    \(c.winnerStamp?.milliseconds), \(c.winnerStamp?.logical), \(c.recordedAt.timeIntervalSince1970))
+                ON CONFLICT DO NOTHING RETURNING 1
+                """) == 1
+        }
+    }
+
+    public func replicationConflicts(location: String?, limit: Int) async throws -> [ReplicationConflict] {
+        try await single { tx in
+            try await tx.rows("""
+                SELECT id, location, kind, repository, key, loser_value, loser_region, loser_ms, loser_logical,
+                       winner_value, winner_region, winner_ms, winner_logical, recorded_at
+                FROM replication_conflicts WHERE (\(location)::text IS NULL OR location = \(location)::text)
+                ORDER BY id DESC LIMIT \(limit)
+                """).map { row in
+                let winnerMs = try row.decode("winner_ms", Int64?.self)
+                let winnerRegion = try row.decode("winner_region", String?.self)
+                let winnerLogical = try row.decode("winner_logical", Int64?.self)
+                return ReplicationConflict(
+                    id: try row.decode("id"), location: try row.decode("location"), kind: try row.decode("kind"),
+                    repository: try row.decode("repository"), key: try row.decode("key"), loserValue: try row.decode("loser_value"),
+                    loserStamp: EventStamp(region: try row.decode("loser_region"), milliseconds: try row.decode("loser_ms"),
+                                           logical: try row.decode("loser_logical")),
+                    winnerValue: try row.decode("winner_value", String?.self),
+                    winnerStamp: winnerMs.map { EventStamp(region: winnerRegion, milliseconds: $0, logical: winnerLogical ?? 0) },
+                    recordedAt: try row.date("recorded_at"))
+            }
+        }
+    }
+}

@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit, vImportJobs, v7pulltimes, vRunLogs]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit, vImportJobs, v7pulltimes, vRunLogs, vReplConflicts]
 
     static var latest: Int { all.count }
 
@@ -583,8 +583,6 @@ enum PostgresMigrations {
         """,
     ]
 
-    /// When each manifest and tag was last pulled (PostgresMetadataStore+PullTimes.swift); deleting
-    /// the manifest or tag deletes its row.
     /// A task run's log in chunks, so every node serves it; deleted with its run.
     static let vRunLogs: [String] = [
         """
@@ -597,6 +595,33 @@ enum PostgresMigrations {
         """,
     ]
 
+    /// Issue 13's conflict log and register lookups (PostgresMetadataStore+Replication.swift): a
+    /// tag's or lock's writes are found in the event log by repository and tag.
+    static let vReplConflicts: [String] = [
+        "CREATE INDEX events_by_repository_tag ON events(repository, tag, seq)",
+        """
+        CREATE TABLE replication_conflicts (
+            id bigserial PRIMARY KEY,
+            location \(text) NOT NULL,
+            kind \(text) NOT NULL,
+            repository \(text) NOT NULL,
+            key \(text) NOT NULL,
+            loser_value \(text) NOT NULL,
+            loser_region \(text) NOT NULL,
+            loser_ms bigint NOT NULL,
+            loser_logical bigint NOT NULL,
+            winner_value text,
+            winner_region text,
+            winner_ms bigint,
+            winner_logical bigint,
+            recorded_at double precision NOT NULL,
+            UNIQUE (kind, repository, key, loser_region, loser_ms, loser_logical, loser_value))
+        """,
+        "CREATE INDEX replication_conflicts_by_location ON replication_conflicts(location, id)",
+    ]
+
+    /// When each manifest and tag was last pulled (PostgresMetadataStore+PullTimes.swift); deleting
+    /// the manifest or tag deletes its row.
     static let v7pulltimes: [String] = [
         """
         CREATE TABLE manifest_pulls (

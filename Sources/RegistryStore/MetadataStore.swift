@@ -353,5 +353,5 @@ public protocol MetadataStore: ContentMetadataStore, EventLogStore, LifecycleSto
 /// One database holding every kind of metadata: what a backend target provides and the composition
 /// root hands, piece by piece, to the core and the features.
 public protocol MetadataBackend: MetadataStore, AccessStateStore, WebhookStore, KeyMaterialStore, LeaseStore,
-    UploadSessionStore, ReplicationStore, TaskStore, ScanStore, AdvisoryStore, ConsoleSessionStore, CacheRuleStore, FindingStore,
+    UploadSessionStore, ReplicationStore, ReplicationConflictStore, TaskStore, ScanStore, AdvisoryStore, ConsoleSessionStore, CacheRuleStore, FindingStore,
     TaskCommitStore, ImportJobStore {}

@@ -65,3 +65,59 @@ public protocol ReplicationStore: Sendable {
     @discardableResult
     func recordReplicaProgress(location: String, _ progress: ReplicaProgress) async throws -> Bool
 }
+
+/// Which register (issue 13's last-writer-wins registers) a write belongs to: a tag of a
+/// repository (moves and deletions), or a lock (of the repository, one of its tags, or one of its
+/// manifests). Its writes are the events of the log that changed it.
+public enum RegisterKey: Sendable, Hashable {
+    case tag(String)
+    case lock(tag: String?, digest: String?)
+}
+
+/// A write a region lost to a concurrent one (issue 13's conflict log): what it would have
+/// written, its stamp, and what won instead. Recorded once per (kind, repository, key, loser stamp).
+public struct ReplicationConflict: Sendable, Codable, Equatable {
+    /// Assigned by the store (0 before it is stored), increasing.
+    public var id: Int64
+    /// The replica through which the conflict was seen.
+    public var location: String
+    /// `tag`, `manifest-delete` or `lock` (lost to a concurrent write, or refused here), `manifest` or `quarantine` (refused here).
+    public var kind: String
+    public var repository: String
+    /// The tag, the manifest's digest, or the lock's target (`tag:<t>`, `digest:<d>`, or empty).
+    public var key: String
+    /// What the losing write would have set: a digest, `tombstone`, or lock attributes.
+    public var loserValue: String
+    public var loserStamp: EventStamp
+    public var winnerValue: String?
+    public var winnerStamp: EventStamp?
+    public var recordedAt: Date
+
+    public init(id: Int64 = 0, location: String, kind: String, repository: String, key: String, loserValue: String, loserStamp: EventStamp,
+                winnerValue: String?, winnerStamp: EventStamp?, recordedAt: Date) {
+        self.id = id
+        self.location = location
+        self.kind = kind
+        self.repository = repository
+        self.key = key
+        self.loserValue = loserValue
+        self.loserStamp = loserStamp
+        self.winnerValue = winnerValue
+        self.winnerStamp = winnerStamp
+        self.recordedAt = recordedAt
+    }
+}
+
+/// The replication consumer's view of registers and its conflict log (issue 13, items 2-3).
+public protocol ReplicationConflictStore: Sendable {
+    /// The newest writes of a register in this region's log (events, newest first), before the
+    /// event `before` when given: a tag's `tag.move` and `tag.delete` events, a lock's `lock`
+    /// events (with exactly that tag and digest, nil matching nil).
+    func registerWrites(repository: String, key: RegisterKey, before: Int64?, limit: Int) async throws -> [Event]
+    /// Records a losing write; false (nothing stored) when the same loser of the same register is
+    /// already recorded. The stored `id` is the store's.
+    @discardableResult
+    func recordReplicationConflict(_ conflict: ReplicationConflict) async throws -> Bool
+    /// Recorded conflicts, newest first, of one replica when `location` is given.
+    func replicationConflicts(location: String?, limit: Int) async throws -> [ReplicationConflict]
+}

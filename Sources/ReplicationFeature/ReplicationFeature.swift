@@ -4,14 +4,24 @@ import Foundation
 import HTTPAPI
 import Hummingbird
 import RegistryStore
+import ServiceLifecycle
 
 /// Replication between regions as a feature (issue 13): `/api/v1/replications` (behind the
 /// management check) and the replicas' gauges of `/metrics`.
 public struct ReplicationFeature: RegistryFeature {
     let replication: ReplicationService
+    let applier: ReplicationApplier?
+    let poll: Duration
 
-    public init(service: ReplicationService) {
+    /// `applier` nil: the feed and the configuration only, nothing is applied from peers.
+    public init(service: ReplicationService, applier: ReplicationApplier? = nil, poll: Duration = .seconds(1)) {
         replication = service
+        self.applier = applier
+        self.poll = poll
+    }
+
+    public var services: [any Service] {
+        applier.map { [ReplicationApplierService(applier: $0, poll: poll)] } ?? []
     }
 
     public func updateMetrics(_ metrics: HTTPMetrics) async throws {
@@ -47,7 +57,7 @@ public struct ReplicationFeature: RegistryFeature {
                 ReplicationEventView(sequence: e.event.sequence, at: e.event.timestamp, action: e.event.action.rawValue,
                                      repository: e.event.repository, digest: e.event.digest, mediaType: e.event.mediaType,
                                      size: e.event.size, tag: e.event.tag, subject: e.subject, detail: e.event.detail, region: e.region,
-                                     hlc: "\(e.event.stamp.milliseconds).\(e.event.stamp.logical)")
+                                     hlc: "\(e.event.stamp.milliseconds).\(e.event.stamp.logical)", replaces: e.replaces)
             }))
         }
         let api = routes.management
@@ -76,6 +86,11 @@ public struct ReplicationFeature: RegistryFeature {
         api.delete("replications/:location") { _, context in
             try await replication.delete(location: try context.parameters.require("location"))
             return Response(status: .noContent)
+        }
+        api.get("replication/conflicts") { request, _ in
+            let location = request.uri.queryParameters["location"].map(String.init)
+            let limit = try server.queryInt(request, "limit") ?? 100
+            return server.json(try await replication.conflicts(location: location, limit: limit).map(ReplicationConflictView.init))
         }
         api.get("replications/:location/status") { _, context in
             server.json(ReplicaStatusView(try await replication.status(try context.parameters.require("location"))))
@@ -109,5 +124,13 @@ extension ReplicaStatusView {
                   peerSequence: s.progress.peerSequence, peerSequenceAt: s.progress.peerSequenceAt, appliedSequence: s.appliedSequence,
                   lagEvents: s.lagEvents, lagSeconds: s.lagSeconds, bytesPending: s.progress.bytesPending,
                   lastError: s.progress.lastError, lastErrorAt: s.progress.lastErrorAt)
+    }
+}
+
+extension ReplicationConflictView {
+    init(_ c: ReplicationConflict) {
+        func stamp(_ s: EventStamp) -> String { "\(s.milliseconds).\(s.logical)@\(s.region ?? "")" }
+        self.init(id: c.id, location: c.location, kind: c.kind, repository: c.repository, key: c.key, loser: c.loserValue,
+                  loserStamp: stamp(c.loserStamp), winner: c.winnerValue, winnerStamp: c.winnerStamp.map(stamp), recordedAt: c.recordedAt)
     }
 }

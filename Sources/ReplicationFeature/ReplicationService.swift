@@ -43,10 +43,14 @@ public final class ReplicationService: Sendable {
     public let region: String
     /// Where the feed looks up a pushed referrer's subject (by digest); nil leaves it out.
     let content: (any ContentMetadataStore)?
+    /// Where the feed looks up what a register write replaced, and the conflict log; nil leaves
+    /// `replaces` out and the conflict log empty.
+    let registers: (any ReplicationConflictStore)?
 
     public init(store: any ReplicationStore, events: any EventLogStore, sealingKey: SymmetricKey, policy: OutboundPolicy = OutboundPolicy(),
                 logger: Logger = Logger(label: "berth.replication"), region: String = ReplicationService.defaultRegion,
-                content: (any ContentMetadataStore)? = nil) {
+                content: (any ContentMetadataStore)? = nil, registers: (any ReplicationConflictStore)? = nil) {
+        self.registers = registers
         self.region = region
         self.content = content
         self.store = store
@@ -106,19 +110,49 @@ public final class ReplicationService: Sendable {
     /// Events after `after` (at most `limit`, 1 to `maxFeedPage`), each with its origin region (this
     /// region's name for a change made here) and, for a manifest push, the subject it refers to;
     /// and the newest sequence of the log.
-    public func feed(after: Int64, limit: Int) async throws -> (events: [(event: Event, region: String, subject: String?)], latest: Int64) {
+    public func feed(after: Int64, limit: Int) async throws -> (events: [FeedEvent], latest: Int64) {
         guard after >= 0 else { throw ReplicationError.invalid("after must be a sequence number (0 or more)") }
         guard (1...Self.maxFeedPage).contains(limit) else { throw ReplicationError.invalid("limit must be 1 to \(Self.maxFeedPage)") }
         let latest = try await events.latestEventSequence()
-        var out: [(event: Event, region: String, subject: String?)] = []
+        var out: [FeedEvent] = []
         for e in try await events.events(after: after, limit: limit) {
             var subject: String?
             if e.action == .manifestPush, let content, let raw = e.digest, let d = try? Digest(parsing: raw) {
                 subject = try await content.manifest(repository: e.repository, digest: d)?.subject?.string
             }
-            out.append((e, e.stamp.region ?? region, subject))
+            // A register write names the write before it in this log: a peer tells a successor
+            // from a concurrent write by it.
+            var replaces: String?
+            if let registers, let key = Self.registerKey(e) {
+                replaces = try await registers.registerWrites(repository: e.repository, key: key, before: e.sequence, limit: 1).first
+                    .map { WriteStamp($0.stamp, localRegion: region).description }
+            }
+            out.append(FeedEvent(event: e, region: e.stamp.region ?? region, subject: subject, replaces: replaces))
         }
         return (out, max(latest, out.last?.event.sequence ?? 0))
+    }
+
+    /// One event of the feed.
+    public struct FeedEvent: Sendable {
+        public var event: Event
+        public var region: String
+        public var subject: String?
+        public var replaces: String?
+    }
+
+    static func registerKey(_ e: Event) -> RegisterKey? {
+        switch e.action {
+        case .tagMove, .tagDelete: e.tag.map { .tag($0) }
+        case .lock: .lock(tag: e.tag, digest: e.digest)
+        default: nil
+        }
+    }
+
+    /// The conflict log, newest first (of one replica when `location` is given).
+    public func conflicts(location: String?, limit: Int) async throws -> [ReplicationConflict] {
+        guard (1...1000).contains(limit) else { throw ReplicationError.invalid("limit must be 1 to 1000") }
+        guard let registers else { return [] }
+        return try await registers.replicationConflicts(location: location, limit: limit)
     }
 
     // MARK: validation

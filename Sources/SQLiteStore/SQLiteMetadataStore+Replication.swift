@@ -76,3 +76,57 @@ extension SQLiteMetadataStore {
         }
     }
 }
+
+// MARK: registers and the conflict log
+
+extension SQLiteMetadataStore {
+    public func registerWrites(repository: String, key: RegisterKey, before: Int64?, limit: Int) async throws -> [Event] {
+        try await pool.read { db in
+            let bound = before ?? Int64.max
+            switch key {
+            case .tag(let tag):
+                return try Row.fetchAll(db, sql: """
+                    SELECT * FROM events WHERE repository = ? AND tag = ? AND seq < ? AND action IN (?, ?)
+                    ORDER BY seq DESC LIMIT ?
+                    """, arguments: [repository, tag, bound, EventAction.tagMove.rawValue, EventAction.tagDelete.rawValue, limit])
+                    .map(Self.event)
+            case .lock(let tag, let digest):
+                return try Row.fetchAll(db, sql: """
+                    SELECT * FROM events WHERE repository = ? AND tag IS ? AND digest IS ? AND seq < ? AND action = ?
+                    ORDER BY seq DESC LIMIT ?
+                    """, arguments: [repository, tag, digest, bound, EventAction.lock.rawValue, limit]).map(Self.event)
+            }
+        }
+    }
+
+    @discardableResult
+    public func recordReplicationConflict(_ c: ReplicationConflict) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO replication_conflicts(location, kind, repository, key, loser_value, loser_region, loser_ms, loser_logical,
+                    winner_value, winner_region, winner_ms, winner_logical, recorded_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+                """, arguments: [c.location, c.kind, c.repository, c.key, c.loserValue, c.loserStamp.region ?? "", c.loserStamp.milliseconds,
+                                 c.loserStamp.logical, c.winnerValue, c.winnerStamp.map { $0.region ?? "" }, c.winnerStamp?.milliseconds,
+                                 c.winnerStamp?.logical, c.recordedAt.timeIntervalSince1970])
+            return db.changesCount == 1
+        }
+    }
+
+    public func replicationConflicts(location: String?, limit: Int) async throws -> [ReplicationConflict] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT * FROM replication_conflicts WHERE (? IS NULL OR location = ?) ORDER BY id DESC LIMIT ?
+                """, arguments: [location, location, limit]).map { row in
+                let winnerMs: Int64? = row["winner_ms"]
+                return ReplicationConflict(
+                    id: row["id"], location: row["location"], kind: row["kind"], repository: row["repository"], key: row["key"],
+                    loserValue: row["loser_value"],
+                    loserStamp: EventStamp(region: row["loser_region"], milliseconds: row["loser_ms"], logical: row["loser_logical"]),
+                    winnerValue: row["winner_value"],
+                    winnerStamp: winnerMs.map { EventStamp(region: row["winner_region"], milliseconds: $0, logical: row["winner_logical"] ?? 0) },
+                    recordedAt: Date(timeIntervalSince1970: row["recorded_at"]))
+            }
+        }
+    }
+}

@@ -603,6 +603,31 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 ) WITHOUT ROWID;
                 """)
         }
+        m.registerMigration("v26-replication") { db in
+            // Issue 13's conflict log and register lookups (SQLiteMetadataStore+Replication.swift):
+            // a tag's or lock's writes are found in the event log by repository and tag.
+            try db.execute(sql: """
+                CREATE INDEX events_by_repository_tag ON events(repository, tag, seq);
+                CREATE TABLE replication_conflicts (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    location TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    repository TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    loser_value TEXT NOT NULL,
+                    loser_region TEXT NOT NULL,
+                    loser_ms INTEGER NOT NULL,
+                    loser_logical INTEGER NOT NULL,
+                    winner_value TEXT,
+                    winner_region TEXT,
+                    winner_ms INTEGER,
+                    winner_logical INTEGER,
+                    recorded_at REAL NOT NULL,
+                    UNIQUE (kind, repository, key, loser_region, loser_ms, loser_logical, loser_value)
+                );
+                CREATE INDEX replication_conflicts_by_location ON replication_conflicts(location, id);
+                """)
+        }
         return m
     }
 
@@ -928,7 +953,7 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
 
     /// An event whose action this build does not know fails the read (`UnknownStoredValue`): skipping
     /// it would let a consumer's cursor pass an event it never saw.
-    private static func event(_ row: Row) throws -> Event {
+    static func event(_ row: Row) throws -> Event {
         let raw: String = row["action"]
         guard let action = EventAction(rawValue: raw) else { throw UnknownStoredValue(field: "event action", value: raw) }
         return Event(sequence: row["seq"], timestamp: Date(timeIntervalSince1970: row["at"]), action: action,

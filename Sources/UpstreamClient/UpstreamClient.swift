@@ -228,6 +228,19 @@ public final class UpstreamClient: Sendable {
         }
     }
 
+    // MARK: documents
+
+    /// A JSON document of the registry's own API (`path` with its query, from the root, e.g. a Berth
+    /// peer's `/api/v1/replication/events?after=0`), read whole up to `limit` bytes. The credentials,
+    /// if any, are sent as Basic at once (such an API answers 401 without a token challenge),
+    /// to the registry's origin only, like every other request.
+    public func document(path: String, limit: Int) async throws(UpstreamError) -> [UInt8] {
+        guard path.hasPrefix("/"), !path.hasPrefix("//") else { throw UpstreamError(.badAnswer, "invalid document path") }
+        let scope = "(document)"
+        if let credentials { authorizations.withLockedValue { $0[scope] = credentials.basic } }
+        return try await get(base + path, scope: scope, kind: "document", accept: "application/json", limit: limit, what: "document").1
+    }
+
     // MARK: requests
 
     /// A GET whose body is read whole, up to `limit` bytes.

@@ -25,7 +25,7 @@ import Testing
         _ = try await access.bootstrap(ownerPassword: ownerPassword)
         let key = try await ReplicationService.sharedSealingKey(SharedKeyMaterial(store: backend, kek: KeyEncryptionKey.generate()))
         let service = ReplicationService(store: backend, events: backend, sealingKey: key, logger: logger, region: "westeurope",
-                                         content: backend)
+                                         content: backend, registers: backend)
         let app = try await BerthServer.makeApplication(registry: registry, access: access,
                                                         features: standardFeatures(registry) + [ReplicationFeature(service: service)],
                                                         host: "127.0.0.1", port: 0, logger: logger)
@@ -121,6 +121,58 @@ import Testing
                 let r = try await client.execute(uri: "/api/v1/replication/events?\(bad)", method: .get, headers: replicator)
                 #expect(r.status == .badRequest, "\(bad)")
             }
+        }
+    }
+
+    /// A register write names the write before it (a peer tells a successor from a concurrent
+    /// write by it); the first write of a tag names none.
+    @Test func tagWritesNameTheWriteTheyReplaced() async throws {
+        let s = try await makeServer()
+        let replicator = try await identity(s.access, "peer", role: "Replicator")
+        _ = try await pushManifest(s.store, "app", "first", tag: "v1")
+        let second = try await pushManifest(s.store, "app", "second", tag: nil)
+        var move = ManifestPush(repository: "app", record: try #require(try await s.store.manifest(repository: "app", digest: second)),
+                                bytes: Array("second".utf8), tag: "v1", blobs: [], children: [])
+        move.expectedTagTarget = try await s.store.tagTarget(repository: "app", tag: "v1")
+        _ = try await s.store.putManifest(move)
+        try await s.app.test(.router) { client in
+            let all = try page(try await client.execute(uri: "/api/v1/replication/events?limit=1000", method: .get, headers: replicator))
+            let moves = all.events.filter { $0.action == "tag.move" }
+            #expect(moves.count == 2)
+            #expect(moves[0].replaces == nil)
+            #expect(moves[1].replaces == "\(moves[0].hlc)@westeurope")
+            #expect(all.events.filter { $0.action != "tag.move" }.allSatisfy { $0.replaces == nil })
+        }
+    }
+
+    @Test func theConflictLogIsReadWithManagementRights() async throws {
+        let s = try await makeServer()
+        let replicator = try await identity(s.access, "peer", role: "Replicator")
+        let owner = basic("owner", ownerPassword)
+        let loser = EventStamp(region: "westeurope", milliseconds: 1_700_000_000_000, logical: 1)
+        let winner = EventStamp(region: "southeastasia", milliseconds: 1_700_000_000_500, logical: 0)
+        for (location, key) in [("southeastasia", "v1"), ("eastus", "v2")] {
+            try await s.store.recordReplicationConflict(ReplicationConflict(
+                location: location, kind: "tag", repository: "app", key: key, loserValue: "sha256:" + String(repeating: "a", count: 64),
+                loserStamp: loser, winnerValue: "tombstone", winnerStamp: winner, recordedAt: Date(timeIntervalSince1970: 1_700_000_001)))
+        }
+        try await s.app.test(.router) { client in
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            let all = try await client.execute(uri: "/api/v1/replication/conflicts", method: .get, headers: owner)
+            #expect(all.status == .ok)
+            let views = try decoder.decode([ReplicationConflictView].self, from: Data(buffer: all.body))
+            #expect(views.map(\.key) == ["v2", "v1"])
+            #expect(views[1].location == "southeastasia" && views[1].loserStamp == "1700000000000.1@westeurope"
+                    && views[1].winner == "tombstone" && views[1].winnerStamp == "1700000000500.0@southeastasia")
+            let one = try await client.execute(uri: "/api/v1/replication/conflicts?location=eastus", method: .get, headers: owner)
+            #expect(try decoder.decode([ReplicationConflictView].self, from: Data(buffer: one.body)).map(\.key) == ["v2"])
+            let bad = try await client.execute(uri: "/api/v1/replication/conflicts?limit=0", method: .get, headers: owner)
+            #expect(bad.status == .badRequest)
+            let peer = try await client.execute(uri: "/api/v1/replication/conflicts", method: .get, headers: replicator)
+            #expect(peer.status == .forbidden)
+            let anonymous = try await client.execute(uri: "/api/v1/replication/conflicts", method: .get)
+            #expect(anonymous.status == .unauthorized)
         }
     }
 }

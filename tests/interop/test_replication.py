@@ -3,8 +3,9 @@ against a real ``berth serve``.
 
 The replica is a second ``berth serve`` on loopback with its own data directory; loopback peers
 are refused unless the operator allows them (``BERTH_OUTBOUND_ALLOW``), which this module does.
-What is not built yet (applying a peer's changes, conflicts) is not tested
-here.
+Items 2-3 (the consumer that applies a peer's changes, and the conflict log) are proven with two
+regions replicating both ways: each a ``berth serve`` with its own data directory and region
+name, each presenting a Replicator identity of the other.
 """
 
 from __future__ import annotations
@@ -141,3 +142,401 @@ def test_a_peer_reads_the_event_feed_as_a_replicator(registry, cli):
     rest = requests.get(feed, params={"after": after, "limit": 1}, auth=(name, password), timeout=30).json()
     assert [e["sequence"] for e in rest["events"]] == [mine[3]["sequence"]]
     assert requests.get(feed, params={"limit": 0}, auth=(name, password), timeout=30).status_code == 400
+
+
+# ---------------------------------------------------------------------------
+# Items 2-3: two regions replicating both ways
+# ---------------------------------------------------------------------------
+
+import hashlib
+import json
+import time
+
+from helpers import skopeo, umoci_image
+
+WEST, SEA = "westeurope", "southeastasia"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def _wait(what, check, tries=300, pause=0.2, regions=()):
+    """Polls ``check`` until it returns a true value (bounded by count); fails naming ``what`` and
+    the replication status of ``regions``."""
+    last = None
+    for _ in range(tries):
+        last = check()
+        if last:
+            return last
+        time.sleep(pause)
+    statuses = [r.cli.json("replication", "status") for r in regions]
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r}; status: {statuses})")
+
+
+class Region:
+    def __init__(self, name, server, cli):
+        self.name, self.server, self.cli = name, server, cli
+
+    def get(self, path, **kw):
+        return requests.get(self.server.base + path, auth=self.server.creds, timeout=30, **kw)
+
+    def manifest_digest(self, repo, ref):
+        r = requests.head(f"{self.server.base}/v2/{repo}/manifests/{ref}", auth=self.server.creds, timeout=30,
+                          headers={"Accept": OCI_MANIFEST + ", application/vnd.oci.image.index.v1+json"})
+        return r.headers.get("Docker-Content-Digest") if r.status_code == 200 else None
+
+    def has_blob(self, repo, digest):
+        return requests.head(f"{self.server.base}/v2/{repo}/blobs/{digest}", auth=self.server.creds,
+                             timeout=30).status_code == 200
+
+    def put_blob(self, repo, data):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        r = requests.post(f"{self.server.base}/v2/{repo}/blobs/uploads/?digest={digest}", data=data,
+                          auth=self.server.creds, timeout=30)
+        assert r.status_code == 201, r.text
+        return digest
+
+    def put_manifest(self, repo, ref, body):
+        r = requests.put(f"{self.server.base}/v2/{repo}/manifests/{ref}", data=body, auth=self.server.creds, timeout=30,
+                         headers={"Content-Type": OCI_MANIFEST})
+        assert r.status_code == 201, r.text
+        return r.headers["Docker-Content-Digest"]
+
+    def image(self, repo, tag, text):
+        """A small image pushed over HTTP; returns its digest."""
+        config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": {"t": text}}}).encode()
+        layer = ("layer of " + text).encode()
+        body = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": self.put_blob(repo, config),
+                       "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": self.put_blob(repo, layer),
+                        "size": len(layer)}],
+        }).encode()
+        return self.put_manifest(repo, tag, body)
+
+    def status(self, other):
+        return self.cli.json("replication", "status", "--location", other)
+
+    def consumer(self, other, action):
+        r = requests.post(f"{self.server.base}/api/v1/event-consumers/replication:{other}/{action}",
+                          auth=self.server.creds, timeout=30)
+        assert r.status_code == 200, r.text
+
+    def conflicts(self, location=None):
+        args = ["replication", "conflicts"] + (["--location", location] if location else [])
+        return self.cli.json(*args)
+
+    def feed_event(self, repo, tag, digest):
+        page = self.get("/api/v1/replication/events", params={"after": 0, "limit": 1000}).json()
+        hits = [e for e in page["events"] if e["action"] == "tag.move" and e["repository"] == repo and e["tag"] == tag
+                and e["digest"] == digest]
+        return hits[-1] if hits else None
+
+
+def _caught_up(a, b):
+    """Both regions have applied everything the other has (lag 0, no error)."""
+    def check():
+        for x, y in ((a, b), (b, a)):
+            s = x.status(y.name)
+            if s.get("lagEvents") != 0 or s.get("lastError"):
+                return None
+        return True
+    return check
+
+
+@pytest.fixture
+def regions(registry, tmp_path):
+    """Two regions, each with a Replicator identity the other presents, replicating both ways."""
+    workdir = Path(tempfile.mkdtemp(prefix="berth-interop-sea-"))
+    other = RegistryServer(workdir)
+    other.extra_env.update({"BERTH_REGION": SEA, "BERTH_OUTBOUND_ALLOW": "127.0.0.1/32", "BERTH_LIFECYCLE_TICK_SECONDS": "0.2"})
+    other.start()
+    try:
+        west = Region(WEST, registry, Cli(registry, tmp_path / "xdg-west"))
+        sea = Region(SEA, other, Cli(other, tmp_path / "xdg-sea"))
+        for r in (west, sea):
+            r.cli.login()
+        secrets_of = {}
+        for r in (west, sea):
+            password = r.cli.json("identity", "create", "--name", "peer-replicator")["password"]
+            r.cli("role", "assignment", "create", "--assignee", "peer-replicator", "--role", "Replicator", "--scope", "*")
+            secrets_of[r.name] = password
+        for here, there in ((west, sea), (sea, west)):
+            f = tmp_path / f"credential-{here.name}"
+            f.write_text(f"peer-replicator:{secrets_of[there.name]}\n")
+            os.chmod(f, stat.S_IRUSR | stat.S_IWUSR)
+            here.cli("replication", "create", "--location", there.name, "--endpoint", there.server.base,
+                     "--credential-file", str(f))
+        yield west, sea
+    finally:
+        other.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_two_regions_replicate_both_ways(regions, tmp_path):
+    west, sea = regions
+    # a skopeo push in one region appears in the other with the same digest, tag and blobs
+    layout = tmp_path / "layout"
+    pushed = umoci_image(layout, "v1", [{"etc/app.conf": b"replicated"}, {"bin/tool": b"\x7fELF" + b"x" * 4096}])
+    skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:v1", f"docker://{west.server.host}/geo/app:v1",
+           creds=west.server.creds)
+    assert west.manifest_digest("geo/app", "v1") == pushed
+    _wait("geo/app:v1 in southeastasia", lambda: sea.manifest_digest("geo/app", "v1") == pushed)
+    manifest = json.loads(sea.get(f"/v2/geo/app/manifests/{pushed}", headers={"Accept": OCI_MANIFEST}).content)
+    referenced = [manifest["config"]["digest"]] + [l["digest"] for l in manifest["layers"]]
+    assert len(referenced) == 3 and all(sea.has_blob("geo/app", d) for d in referenced)
+    pulled = sea.get(f"/v2/geo/app/blobs/{manifest['layers'][1]['digest']}")
+    assert pulled.status_code == 200 and hashlib.sha256(pulled.content).hexdigest() == manifest["layers"][1]["digest"][7:]
+
+    # and the other way: a push in southeastasia appears in westeurope
+    back = sea.image("geo/other", "latest", "from sea")
+    _wait("geo/other:latest in westeurope", lambda: west.manifest_digest("geo/other", "latest") == back)
+
+    # a referrer (an SBOM artifact with a subject) replicates with its subject
+    empty = west.put_blob("geo/app", b"{}")
+    sbom = west.put_blob("geo/app", b'{"spdxVersion":"SPDX-2.3"}')
+    referrer_body = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": "application/spdx+json", "digest": sbom, "size": 26}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": pushed, "size": len(west.get(
+            f"/v2/geo/app/manifests/{pushed}", headers={"Accept": OCI_MANIFEST}).content)},
+    }).encode()
+    referrer = west.put_manifest("geo/app", "sha256:" + hashlib.sha256(referrer_body).hexdigest(), referrer_body)
+    _wait("the SBOM referrer in southeastasia", lambda: [m["digest"] for m in sea.get(
+        f"/v2/geo/app/referrers/{pushed}").json().get("manifests", [])] == [referrer])
+    assert sea.has_blob("geo/app", sbom)
+
+    # a tag move replicates: the tag points where the event says
+    v2 = west.image("geo/app", "v1", "second")
+    _wait("the tag move in southeastasia", lambda: sea.manifest_digest("geo/app", "v1") == v2)
+
+    # a manifest delete replicates (with its tags)
+    gone = west.image("geo/app", "old", "to delete")
+    _wait("geo/app:old in southeastasia", lambda: sea.manifest_digest("geo/app", "old") == gone)
+    assert requests.delete(f"{west.server.base}/v2/geo/app/manifests/{gone}", auth=west.server.creds, timeout=30).status_code == 202
+    _wait("the manifest delete in southeastasia", lambda: sea.manifest_digest("geo/app", gone) is None, regions=(sea,))
+    assert sea.manifest_digest("geo/app", "old") is None
+    assert sea.manifest_digest("geo/app", "v1") == v2   # the rest stays
+
+    # a repository delete replicates
+    west.image("geo/doomed", "a", "doomed a")
+    west.image("geo/doomed", "b", "doomed b")
+    _wait("geo/doomed in southeastasia", lambda: sea.manifest_digest("geo/doomed", "b") is not None)
+    west.cli("repository", "delete", "--name", "geo/doomed", "--yes")
+    _wait("the repository delete in southeastasia",
+          lambda: sea.manifest_digest("geo/doomed", "a") is None and sea.manifest_digest("geo/doomed", "b") is None)
+
+    # both caught up, no error, and nothing echoes back and forth: the logs stop growing
+    _wait("both regions caught up", _caught_up(west, sea))
+    latest = [r.get("/api/v1/replication/events", params={"after": 0, "limit": 1}).json()["latestSequence"] for r in (west, sea)]
+    time.sleep(1.5)   # several polls of each consumer
+    again = [r.get("/api/v1/replication/events", params={"after": 0, "limit": 1}).json()["latestSequence"] for r in (west, sea)]
+    assert again == latest
+    assert west.conflicts() == [] and sea.conflicts() == []
+    # every blob every manifest of the other region references is here
+    for repo, tag in (("geo/app", "v1"), ("geo/other", "latest")):
+        for r in (west, sea):
+            m = json.loads(r.get(f"/v2/{repo}/manifests/{tag}", headers={"Accept": OCI_MANIFEST}).content)
+            assert all(r.has_blob(repo, d["digest"]) for d in [m["config"]] + m["layers"])
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_concurrent_tag_writes_converge_and_the_loser_is_logged(regions):
+    west, sea = regions
+    base = west.image("race/app", "t", "base")
+    _wait("race/app:t in southeastasia", lambda: sea.manifest_digest("race/app", "t") == base)
+    _wait("both regions caught up", _caught_up(west, sea))
+    # partition: neither region applies the other's changes while both write the tag
+    west.consumer(SEA, "pause")
+    sea.consumer(WEST, "pause")
+    in_west = west.image("race/app", "t", "written in west")
+    in_sea = sea.image("race/app", "t", "written in sea")
+    stamps = {}
+    for region, digest in ((west, in_west), (sea, in_sea)):
+        e = region.feed_event("race/app", "t", digest)
+        stamps[region.name] = (tuple(int(x) for x in e["hlc"].split(".")), region.name, digest)
+    winner = max(stamps.values())
+    loser = min(stamps.values())
+    # heal
+    west.consumer(SEA, "resume")
+    sea.consumer(WEST, "resume")
+    _wait("both regions on the winner", lambda: west.manifest_digest("race/app", "t") == winner[2]
+          and sea.manifest_digest("race/app", "t") == winner[2])
+    _wait("both regions caught up", _caught_up(west, sea))
+    lost_in = west if loser[1] == WEST else sea
+    logged = [c for c in lost_in.conflicts() if c["repository"] == "race/app" and c["key"] == "t"]
+    assert logged and logged[0]["kind"] == "tag" and logged[0]["loser"] == loser[2] and logged[0]["winner"] == winner[2]
+    assert logged[0]["loserStamp"] == f"{loser[0][0]}.{loser[0][1]}@{loser[1]}"
+    table = lost_in.cli("replication", "conflicts").stdout.decode()
+    assert "race/app" in table and loser[2] in table
+    # the replicated base write was a predecessor of both writes, never a conflict
+    assert all(c["loser"] != base for r in (west, sea) for c in r.conflicts())
+    # the winner stays after more polls (no flip-flop)
+    time.sleep(1.0)
+    assert west.manifest_digest("race/app", "t") == winner[2] == sea.manifest_digest("race/app", "t")
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_locks_replicate_and_a_peer_outage_shows_in_status(regions):
+    west, sea = regions
+    first = west.image("lock/app", "v1", "locked")
+    _wait("lock/app:v1 in southeastasia", lambda: sea.manifest_digest("lock/app", "v1") == first, regions=(sea,))
+    west.cli("repository", "update", "--name", "lock/app", "--image", "v1", "--write-enabled", "false", "--delete-enabled", "false")
+
+    def locked_in_sea():
+        tags = sea.cli.json("repository", "show-tags", "--name", "lock/app", "--detail")
+        return [t["attributes"]["writeEnabled"] for t in tags if t["name"] == "v1"] == [False]
+    _wait("the tag lock in southeastasia", locked_in_sea, regions=(sea,))
+    # the replicated lock holds there: the tag cannot be moved in southeastasia
+    other = sea.image("lock/app", "other", "other")
+    body = sea.get(f"/v2/lock/app/manifests/{other}", headers={"Accept": OCI_MANIFEST}).content
+    r = requests.put(f"{sea.server.base}/v2/lock/app/manifests/v1", data=body, auth=sea.server.creds, timeout=30,
+                     headers={"Content-Type": OCI_MANIFEST})
+    assert r.status_code == 403 and "DENIED" in r.text
+    assert sea.manifest_digest("lock/app", "v1") == first
+
+    # a peer that is down: the error shows in the status of the region reading it, and
+    # replication resumes from the durable cursor when it is back
+    port = sea.server.port
+    sea.server.stop()
+    during = west.image("lock/other", "v1", "pushed while sea is down")
+    _wait("the outage in westeurope's status", lambda: west.status(SEA).get("lastError"), regions=(west,))
+    sea.server.start(port)
+    _wait("the push made during the outage in southeastasia",
+          lambda: sea.manifest_digest("lock/other", "v1") == during, regions=(sea,))
+    _wait("both regions caught up", _caught_up(west, sea), regions=(west, sea))
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_a_write_refused_here_is_logged_and_replication_goes_on(regions):
+    west, sea = regions
+    west.image("guarded/app", "v1", "before the lock")
+    _wait("guarded/app:v1 in southeastasia", lambda: sea.manifest_digest("guarded/app", "v1") is not None, regions=(sea,))
+    _wait("both regions caught up", _caught_up(west, sea), regions=(west, sea))
+    west.consumer(SEA, "pause")
+    sea.consumer(WEST, "pause")
+    # southeastasia locks the repository while westeurope pushes into it
+    sea.cli("repository", "update", "--name", "guarded/app", "--write-enabled", "false")
+    refused = west.image("guarded/app", "v2", "pushed in west")
+    after = west.image("guarded/next", "v1", "after the refused push")
+    west.consumer(SEA, "resume")
+    sea.consumer(WEST, "resume")
+    # the refused push is in the conflict log, and what came after it still replicates
+    _wait("the push after the refused one in southeastasia",
+          lambda: sea.manifest_digest("guarded/next", "v1") == after, regions=(sea,))
+    assert sea.manifest_digest("guarded/app", refused) is None
+    logged = [c for c in sea.conflicts(WEST) if c["repository"] == "guarded/app" and c["key"] == refused]
+    assert logged and logged[0]["kind"] == "manifest" and logged[0]["winner"].startswith("refused: ")
+    _wait("both regions caught up", _caught_up(west, sea), regions=(west, sea))
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_quarantine_verdicts_replicate(regions):
+    west, sea = regions
+    west.cli("config", "quarantine", "update", "--status", "enabled", "--grandfather", "false")
+    held = west.image("gate/app", "v1", "quarantined in west")
+    # a manifest held in quarantine in its region still replicates (the Replicator reads it) ...
+    _wait("gate/app:v1 in southeastasia", lambda: sea.manifest_digest("gate/app", "v1") == held, regions=(sea,))
+    # ... and the gate's verdict follows it
+    west.cli("manifest", "quarantine", "--image", f"gate/app@{held}", "--state", "Failed", "--reason", "critical findings")
+
+    def state_in_sea():
+        for m in sea.cli.json("repository", "show-manifests", "--name", "gate/app"):
+            if m["digest"] == held:
+                return m.get("quarantineState")
+        return None
+    _wait("the Failed verdict in southeastasia", lambda: state_in_sea() == "Failed", regions=(sea,))
+    # it holds there: a puller of that region is refused
+    password = sea.cli.json("identity", "create", "--name", "puller")["password"]
+    sea.cli("role", "assignment", "create", "--assignee", "puller", "--role", "Pull", "--scope", "gate/*")
+    r = requests.get(f"{sea.server.base}/v2/gate/app/manifests/{held}", auth=("puller", password), timeout=30,
+                     headers={"Accept": OCI_MANIFEST})
+    assert r.status_code == 403, r.status_code
+    west.cli("manifest", "quarantine", "--image", f"gate/app@{held}", "--state", "Passed")
+    _wait("the Passed verdict in southeastasia", lambda: state_in_sea() == "Passed", regions=(sea,))
+    r = requests.get(f"{sea.server.base}/v2/gate/app/manifests/{held}", auth=("puller", password), timeout=30,
+                     headers={"Accept": OCI_MANIFEST})
+    assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == held[7:]
+
+
+EAST = "eastus"
+
+
+@pytest.fixture
+def three_regions(registry, tmp_path):
+    """Three regions, each replicating from the two others (a full mesh)."""
+    servers, workdirs = [], []
+    try:
+        for name in (SEA, EAST):
+            workdir = Path(tempfile.mkdtemp(prefix=f"berth-interop-{name}-"))
+            workdirs.append(workdir)
+            server = RegistryServer(workdir)
+            server.extra_env.update({"BERTH_REGION": name, "BERTH_OUTBOUND_ALLOW": "127.0.0.1/32",
+                                     "BERTH_LIFECYCLE_TICK_SECONDS": "0.2"})
+            server.start()
+            servers.append(server)
+        all_regions = [Region(WEST, registry, Cli(registry, tmp_path / "xdg-west"))] + [
+            Region(name, server, Cli(server, tmp_path / f"xdg-{name}")) for name, server in zip((SEA, EAST), servers)]
+        secrets_of = {}
+        for r in all_regions:
+            r.cli.login()
+            secrets_of[r.name] = r.cli.json("identity", "create", "--name", "peer-replicator")["password"]
+            r.cli("role", "assignment", "create", "--assignee", "peer-replicator", "--role", "Replicator", "--scope", "*")
+        for here in all_regions:
+            for there in all_regions:
+                if here is there:
+                    continue
+                f = tmp_path / f"credential-{here.name}-{there.name}"
+                f.write_text(f"peer-replicator:{secrets_of[there.name]}\n")
+                os.chmod(f, stat.S_IRUSR | stat.S_IWUSR)
+                here.cli("replication", "create", "--location", there.name, "--endpoint", there.server.base,
+                         "--credential-file", str(f))
+        yield all_regions
+    finally:
+        for server in servers:
+            server.stop()
+        for workdir in workdirs:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_three_regions_converge(three_regions):
+    regions = three_regions
+
+    def caught_up():
+        return all(s.get("lagEvents") == 0 and not s.get("lastError")
+                   for r in regions for s in r.cli.json("replication", "status"))
+
+    base = regions[0].image("mesh/app", "t", "base")
+    _wait("mesh/app:t everywhere", lambda: all(r.manifest_digest("mesh/app", "t") == base for r in regions), regions=regions)
+    _wait("all caught up", caught_up, regions=regions)
+    # a partition of everyone: each region writes the tag
+    for r in regions:
+        for other in regions:
+            if other is not r:
+                r.consumer(other.name, "pause")
+    written = {r.name: r.image("mesh/app", "t", f"written in {r.name}") for r in regions}
+    stamps = []
+    for r in regions:
+        e = r.feed_event("mesh/app", "t", written[r.name])
+        stamps.append((tuple(int(x) for x in e["hlc"].split(".")), r.name, written[r.name]))
+    winner = max(stamps)
+    for r in regions:
+        for other in regions:
+            if other is not r:
+                r.consumer(other.name, "resume")
+    _wait("every region on the winner", lambda: all(r.manifest_digest("mesh/app", "t") == winner[2] for r in regions),
+          regions=regions)
+    _wait("all caught up", caught_up, regions=regions)
+    # every losing write is in the conflict log of the region that made it
+    for stamp, name, digest in stamps:
+        if digest != winner[2]:
+            region = next(r for r in regions if r.name == name)
+            assert any(c["loser"] == digest and c["winner"] == winner[2] for c in region.conflicts()), name
+    # a deletion in one region reaches the two others, through either path
+    regions[2].cli("repository", "delete", "--name", "mesh/app", "--yes")
+    _wait("the repository delete everywhere", lambda: all(r.manifest_digest("mesh/app", "t") is None for r in regions),
+          regions=regions)
+    _wait("all caught up", caught_up, regions=regions)
+    assert all(r.manifest_digest("mesh/app", "t") is None for r in regions)

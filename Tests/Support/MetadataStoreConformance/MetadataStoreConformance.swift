@@ -7,7 +7,7 @@ import Testing
 /// access state and audit log, the webhooks with their cursors into the event log, and the event
 /// consumers' cursors.
 public typealias ConformanceStore = MetadataStore & AccessStateStore & WebhookStore & EventLogStore & KeyMaterialStore & LeaseStore
-    & UploadSessionStore & ReplicationStore & TaskStore & ScanStore & AdvisoryStore & ConsoleSessionStore & CacheRuleStore & FindingStore
+    & UploadSessionStore & ReplicationStore & ReplicationConflictStore & TaskStore & ScanStore & AdvisoryStore & ConsoleSessionStore & CacheRuleStore & FindingStore
     & TaskCommitStore & ImportJobStore
 
 /// One suite of the metadata store contracts, run against any backend.

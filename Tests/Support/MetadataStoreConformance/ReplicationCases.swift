@@ -76,5 +76,61 @@ extension MetadataStoreConformance {
             let fresh = try await s.replicaProgress(location: "a")
             #expect(fresh == ReplicaProgress())
         },
+        Case("registerWrites: a tag's moves and deletions, a lock's writes, newest first, before a sequence") { s in
+            try await image(s, "r", "one", tag: "t")
+            try await image(s, "r", "two", tag: "t")
+            try await image(s, "r", "other", tag: "u")
+            try await image(s, "q", "elsewhere", tag: "t")
+            #expect(try await s.deleteTag(repository: "r", tag: "t"))
+            let writes = try await s.registerWrites(repository: "r", key: .tag("t"), before: nil, limit: 10)
+            #expect(writes.map(\.action) == [.tagDelete, .tagMove, .tagMove])
+            #expect(writes.map(\.digest) == [digest("two").string, digest("two").string, digest("one").string])
+            #expect(writes.allSatisfy { $0.repository == "r" && $0.tag == "t" })
+            #expect(writes[0].sequence > writes[1].sequence && writes[1].sequence > writes[2].sequence)
+            let before = try await s.registerWrites(repository: "r", key: .tag("t"), before: writes[0].sequence, limit: 1)
+            #expect(before.map(\.sequence) == [writes[1].sequence])
+            let none = try await s.registerWrites(repository: "r", key: .tag("absent"), before: nil, limit: 10)
+            #expect(none.isEmpty)
+            // locks: nil matches nil, so a repository's lock is not a tag's or a manifest's
+            try await s.setLock(LockRecord(repository: "r", writeEnabled: false))
+            try await s.setLock(LockRecord(repository: "r", tag: "u", deleteEnabled: false))
+            try await s.setLock(LockRecord(repository: "r", digest: digest("other").string, readEnabled: false))
+            let repoLock = try await s.registerWrites(repository: "r", key: .lock(tag: nil, digest: nil), before: nil, limit: 10)
+            let tagLock = try await s.registerWrites(repository: "r", key: .lock(tag: "u", digest: nil), before: nil, limit: 10)
+            let digestLock = try await s.registerWrites(repository: "r", key: .lock(tag: nil, digest: digest("other").string), before: nil, limit: 10)
+            #expect(repoLock.count == 1 && repoLock[0].action == .lock && repoLock[0].tag == nil && repoLock[0].digest == nil)
+            #expect(tagLock.count == 1 && tagLock[0].tag == "u")
+            #expect(digestLock.count == 1 && digestLock[0].digest == digest("other").string)
+            // a tag's register is not its lock's
+            let uWrites = try await s.registerWrites(repository: "r", key: .tag("u"), before: nil, limit: 10)
+            #expect(uWrites.map(\.action) == [.tagMove])
+        },
+        Case("replication conflicts: recorded once per loser, listed newest first, by location") { s in
+            let loser = EventStamp(region: "westeurope", milliseconds: 1_700_000_000_123, logical: 4)
+            let winner = EventStamp(region: "southeastasia", milliseconds: 1_700_000_000_500, logical: 0)
+            let c1 = ReplicationConflict(location: "westeurope", kind: "tag", repository: "r", key: "t", loserValue: digest("a").string,
+                                         loserStamp: loser, winnerValue: digest("b").string, winnerStamp: winner,
+                                         recordedAt: Date(timeIntervalSince1970: 1_700_000_001.5))
+            let c2 = ReplicationConflict(location: "eastus", kind: "manifest-delete", repository: "r", key: digest("a").string,
+                                         loserValue: "tombstone", loserStamp: winner, winnerValue: nil, winnerStamp: nil,
+                                         recordedAt: Date(timeIntervalSince1970: 1_700_000_002))
+            let first = try await s.recordReplicationConflict(c1)
+            let again = try await s.recordReplicationConflict(c1)
+            let second = try await s.recordReplicationConflict(c2)
+            #expect(first && !again && second)
+            let all = try await s.replicationConflicts(location: nil, limit: 10)
+            #expect(all.count == 2 && all[0].id > all[1].id)
+            var stored1 = c1
+            stored1.id = all[1].id
+            var stored2 = c2
+            stored2.id = all[0].id
+            #expect(all == [stored2, stored1])
+            let west = try await s.replicationConflicts(location: "westeurope", limit: 10)
+            #expect(west == [stored1])
+            let limited = try await s.replicationConflicts(location: nil, limit: 1)
+            #expect(limited == [stored2])
+            let unknown = try await s.replicationConflicts(location: "nowhere", limit: 10)
+            #expect(unknown.isEmpty)
+        },
     ]
 }

@@ -1,0 +1,393 @@
+import BerthAPIContract
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import OCIModel
+import RegistryCore
+import RegistryStore
+import ServiceLifecycle
+import UpstreamClient
+
+/// The replication consumer (issue 13, item 2): for each replica, reads the peer's event feed after
+/// this region's durable cursor (`replication:<location>`, an event consumer's record: pause,
+/// backoff and last error as for any consumer) and applies each event in order through the core,
+/// as a push does: a manifest's blobs fetched by digest from the peer's `/v2/` (verified streams
+/// into `putBlob`) before the manifest, stored by digest; tags moved to the digest the event
+/// carries (never read by name), tags, manifests (and so repositories) deleted, quarantine
+/// verdicts and locks. Tags and locks are last-writer-wins registers ordered by (HLC, region): a
+/// write older than the one here is not applied and the loser goes to the conflict log. Changes
+/// applied keep the peer's stamp and origin region (`EventOrigin.replicated`), so they are never
+/// sent back (echoes are skipped). The cursor moves past an event only once it was applied (or
+/// recorded as a conflict); a failure is retried with backoff and shown in `ReplicaProgress`.
+public final class ReplicationApplier: Sendable {
+    let registry: Registry
+    let service: ReplicationService
+    let registers: any ReplicationConflictStore
+    let limits: UpstreamLimits
+    let logger: Logger
+    /// Events read from a peer per step.
+    let pageSize: Int
+    let backoffBase: TimeInterval
+    let backoffMax: TimeInterval
+    /// Clients per replica (endpoint and credential): their token caches live across steps.
+    private let clients = NIOLockedValueBox<[String: (key: String, client: UpstreamClient)]>([:])
+
+    public init(registry: Registry, service: ReplicationService, registers: any ReplicationConflictStore,
+                limits: UpstreamLimits = UpstreamLimits(), pageSize: Int = 200, backoffBase: TimeInterval = 1, backoffMax: TimeInterval = 60,
+                logger: Logger = Logger(label: "berth.replication")) {
+        self.registry = registry
+        self.service = service
+        self.registers = registers
+        self.limits = limits
+        self.pageSize = max(1, min(pageSize, ReplicationService.maxFeedPage))
+        self.backoffBase = backoffBase
+        self.backoffMax = backoffMax
+        self.logger = logger
+    }
+
+    var region: String { service.region }
+    var events: any EventLogStore { service.events }
+
+    // MARK: stepping
+
+    public enum StepResult: Sendable, Equatable {
+        /// Events were applied (the cursor is now `to`); there may be more.
+        case advanced(to: Int64)
+        /// Nothing to apply now (caught up, paused, or waiting for a retry).
+        case idle
+        case failed(String)
+    }
+
+    /// One page of one replica's feed.
+    @discardableResult
+    public func step(location: String, now: Date = Date()) async throws -> StepResult {
+        guard let replica = try await service.store.replica(location: location) else { return .idle }
+        let name = ReplicationService.consumerName(location)
+        var found = try await events.eventConsumer(named: name)
+        if found == nil { found = try await events.registerEventConsumer(name: name, start: .beginning) }
+        guard let record = found, !record.paused else { return .idle }
+        if let next = record.nextAttemptAt, next > now { return .idle }
+        var progress = try await service.store.replicaProgress(location: location) ?? ReplicaProgress()
+        var cursor = record.cursor
+        do {
+            let client = try await client(for: replica)
+            let page = try await readPage(client, after: cursor)
+            progress.peerSequence = page.latestSequence
+            progress.peerSequenceAt = now
+            var parsed: [PeerEvent] = []
+            for v in page.events.sorted(by: { $0.sequence < $1.sequence }) where v.sequence > record.cursor {
+                parsed.append(try PeerEvent(v))
+            }
+            progress.oldestPendingAt = parsed.first?.at
+            guard !parsed.isEmpty else {
+                progress.oldestPendingAt = nil
+                if progress.lastError != nil, page.latestSequence <= cursor { progress.lastError = nil; progress.lastErrorAt = nil }
+                try await service.store.recordReplicaProgress(location: location, progress)
+                return .idle
+            }
+            for (i, event) in parsed.enumerated() {
+                try await apply(event, location: location, client: client, now: now)
+                guard try await advance(name, from: cursor, to: event.sequence) else {
+                    // Another worker moved the cursor (or the lease was lost): stop here.
+                    try await service.store.recordReplicaProgress(location: location, progress)
+                    return .idle
+                }
+                cursor = event.sequence
+                progress.oldestPendingAt = i + 1 < parsed.count ? parsed[i + 1].at : (cursor < page.latestSequence ? event.at : nil)
+            }
+            progress.lastError = nil
+            progress.lastErrorAt = nil
+            try await service.store.recordReplicaProgress(location: location, progress)
+            return .advanced(to: cursor)
+        } catch {
+            let message = Self.describe(error)
+            let attempts = (cursor > record.cursor ? 0 : record.attempts) + 1
+            let delay = min(backoffBase * pow(2, Double(min(attempts - 1, 30))), backoffMax)
+            let retryAt = now.addingTimeInterval(delay)
+            if let fencing = LeaseFencing.current {
+                _ = try await fencing.store.recordEventConsumerFailure(name: name, error: message, attempts: attempts, nextAttemptAt: retryAt,
+                                                                       fence: fencing.fence)
+            } else {
+                try await events.recordEventConsumerFailure(name: name, error: message, attempts: attempts, nextAttemptAt: retryAt)
+            }
+            progress.lastError = message
+            progress.lastErrorAt = now
+            try await service.store.recordReplicaProgress(location: location, progress)
+            logger.warning("replication from a replica failed", metadata: ["location": "\(location)", "attempt": "\(attempts)",
+                                                                           "retry_in_s": "\(delay)", "error": "\(message)"])
+            return .failed(message)
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let e = error as? RegistryError { return "\(e.code.rawValue): \(e.message)" }
+        if let e = error as? ReplicationError {
+            switch e {
+            case .invalid(let m), .conflict(let m): return m
+            case .notFound(let m): return "\(m) not found"
+            }
+        }
+        return String("\(error)".prefix(500))
+    }
+
+    private func advance(_ name: String, from: Int64, to: Int64) async throws -> Bool {
+        if let fencing = LeaseFencing.current {
+            return try await fencing.store.advanceEventConsumer(name: name, from: from, to: to, fence: fencing.fence)
+        }
+        return try await events.advanceEventConsumer(name: name, from: from, to: to)
+    }
+
+    /// The peer's endpoint as a registry host for `UpstreamClient` (its path, if any, is not used).
+    func client(for replica: ReplicaRecord) async throws -> UpstreamClient {
+        let credential = try await service.credential(location: replica.location)
+        let key = replica.endpoint + "\u{0}" + (credential ?? "")
+        if let cached = clients.withLockedValue({ $0[replica.location] }), cached.key == key { return cached.client }
+        guard let url = URLComponents(string: replica.endpoint), let host = url.host else {
+            throw ReplicationError.invalid("replica \(replica.location) has an unusable endpoint")
+        }
+        let hostPort = (host.contains(":") ? "[\(host)]" : host) + (url.port.map { ":\($0)" } ?? "")
+        let credentials: UpstreamCredentials? = credential.flatMap { c in
+            guard let colon = c.firstIndex(of: ":") else { return nil }
+            return UpstreamCredentials(username: String(c[..<colon]), password: String(c[c.index(after: colon)...]))
+        }
+        let client = try UpstreamClient(registry: hostPort, plainHTTP: url.scheme == "http", credentials: credentials,
+                                        policy: service.policy, limits: limits)
+        clients.withLockedValue { $0[replica.location] = (key, client) }
+        return client
+    }
+
+    func readPage(_ client: UpstreamClient, after: Int64) async throws -> ReplicationEventPage {
+        let bytes = try await client.document(path: "/api/v1/replication/events?after=\(after)&limit=\(pageSize)", limit: 16 << 20)
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        do {
+            return try decoder.decode(ReplicationEventPage.self, from: Data(bytes))
+        } catch {
+            throw ReplicationError.invalid("the peer's event feed cannot be read: \(String("\(error)".prefix(200)))")
+        }
+    }
+
+    // MARK: applying one event
+
+    func apply(_ event: PeerEvent, location: String, client: UpstreamClient, now: Date) async throws {
+        let step = ReplicationPlan.step(event, localRegion: region)
+        if case .skip = step { return }
+        try ReplicationPlan.checkDrift(event.stamp, now: now)
+        let origin = EventOrigin(actor: "replication:" + location, address: "-", replicated: event.stamp.eventStamp)
+        do {
+            try await EventOrigin.$current.withValue(origin) {
+                try await self.apply(step, event: event, location: location, client: client, now: now)
+            }
+        } catch let e as RegistryError where e.code == .denied {
+            // Refused here (a lock, a quota, a pull-through cache's target): this region's state
+            // wins and the peer's write is kept as lost, instead of stopping replication for good.
+            let (kind, repository, key, value) = Self.describe(step)
+            try await recordConflict(location, kind: kind, repository: repository, key: key,
+                                     loser: RegisterWrite(value: value, stamp: event.stamp), winner: nil, now: now,
+                                     winnerValue: "refused: " + e.message)
+        }
+    }
+
+    /// The conflict log's kind, repository, key and value of a step refused here.
+    static func describe(_ step: ApplyStep) -> (String, String, String, RegisterValue) {
+        switch step {
+        case .skip: ("none", "", "", .tombstone)
+        case .manifest(let r, let d): ("manifest", r, d.string, .digest(d.string))
+        case .tag(let r, let t, let w): ("tag", r, t, w.value)
+        case .deleteManifest(let r, let d): ("manifest-delete", r, d.string, .tombstone)
+        case .quarantine(let r, let d, let state, _): ("quarantine", r, d.string, .digest(state.rawValue))
+        case .lock(let r, let t, let d, let a, _): ("lock", r, t.map { "tag:" + $0 } ?? d.map { "digest:" + $0.string } ?? "", .digest(a.detail))
+        }
+    }
+
+    private func apply(_ step: ApplyStep, event: PeerEvent, location: String, client: UpstreamClient, now: Date) async throws {
+        switch step {
+        case .skip:
+            return
+        case .manifest(let repo, let digest):
+            _ = try await ensureManifest(try RepositoryName(repo), digest, client: client, depth: 0)
+        case .tag(let repo, let tag, let write):
+            let current = ReplicationPlan.current(try await registers.registerWrites(repository: repo, key: .tag(tag), before: nil, limit: 2),
+                                                  localRegion: region)
+            let outcome = ReplicationPlan.merge(write, into: current)
+            if let loser = outcome.conflictLoser {
+                let winner = loser == write ? current : write
+                try await recordConflict(location, kind: "tag", repository: repo, key: tag, loser: loser, winner: winner, now: now)
+            }
+            guard outcome.effect == .applied else { return }
+            let name = try RepositoryName(repo)
+            switch write.value {
+            case .digest(let raw):
+                let digest = try Digest(parsing: raw)
+                guard try await ensureManifest(name, digest, client: client, depth: 0) else { return }   // gone at the peer too
+                let content = try await registry.manifest(name, .digest(digest))
+                do {
+                    _ = try await registry.putManifest(name, reference: .tag(tag), bytes: Array(content.bytes.readableBytesView),
+                                                       contentType: content.mediaType)
+                } catch let e as RegistryError where e.code == .denied {
+                    // A lock here refuses the move: the lock wins, and the move is kept as lost.
+                    try await recordConflict(location, kind: "tag", repository: repo, key: tag, loser: write, winner: nil, now: now,
+                                             winnerValue: "refused: " + e.message)
+                }
+            case .tombstone:
+                do {
+                    try await registry.deleteManifest(name, .tag(tag))
+                } catch let e as RegistryError where e.code == .manifestUnknown || e.code == .nameUnknown {
+                    return
+                } catch let e as RegistryError where e.code == .denied {
+                    try await recordConflict(location, kind: "tag", repository: repo, key: tag, loser: write, winner: nil, now: now,
+                                             winnerValue: "refused: " + e.message)
+                }
+            }
+        case .deleteManifest(let repo, let digest):
+            let name = try RepositoryName(repo)
+            guard (try? await registry.metadata.manifest(repository: repo, digest: digest)) ?? nil != nil else { return }
+            // The peer deleted its tags of the manifest first (their own writes, applied before
+            // this one); a tag that still points here was written later in this region, so the
+            // manifest stays and the deletion is the loser.
+            if let kept = try await registry.tagDetails(name, orderBy: "name_asc").first(where: { $0.digest == digest.string }) {
+                let writes = try await registers.registerWrites(repository: repo, key: .tag(kept.name), before: nil, limit: 1)
+                let winner = ReplicationPlan.current(writes, localRegion: region)
+                try await recordConflict(location, kind: "manifest-delete", repository: repo, key: digest.string,
+                                         loser: RegisterWrite(value: .tombstone, stamp: event.stamp), winner: winner, now: now,
+                                         winnerValue: "tag \(kept.name)")
+                return
+            }
+            do {
+                try await registry.deleteManifest(name, .digest(digest))
+            } catch let e as RegistryError where e.code == .manifestUnknown || e.code == .nameUnknown {
+                return
+            } catch let e as RegistryError where e.code == .denied {
+                try await recordConflict(location, kind: "manifest-delete", repository: repo, key: digest.string,
+                                         loser: RegisterWrite(value: .tombstone, stamp: event.stamp), winner: nil, now: now,
+                                         winnerValue: "refused: " + e.message)
+            }
+        case .quarantine(let repo, let digest, let state, let reason):
+            guard (try? await registry.metadata.manifest(repository: repo, digest: digest)) ?? nil != nil else { return }
+            try await registry.setQuarantine(try RepositoryName(repo), digest, state: state, reason: reason)
+        case .lock(let repo, let tag, let digest, let attributes, let stamp):
+            let write = RegisterWrite(value: .digest(attributes.detail), stamp: stamp, replaces: event.replaces)
+            let key = RegisterKey.lock(tag: tag, digest: digest?.string)
+            let current = ReplicationPlan.current(try await registers.registerWrites(repository: repo, key: key, before: nil, limit: 2),
+                                                  localRegion: region)
+            let outcome = ReplicationPlan.merge(write, into: current)
+            let target = tag.map { "tag:" + $0 } ?? digest.map { "digest:" + $0.string } ?? ""
+            if let loser = outcome.conflictLoser {
+                let winner = loser == write ? current : write
+                try await recordConflict(location, kind: "lock", repository: repo, key: target, loser: loser, winner: winner, now: now)
+            }
+            guard outcome.effect == .applied else { return }
+            do {
+                _ = try await registry.updateLock(try RepositoryName(repo), tag: tag, digest: digest,
+                                                  LockChange(readEnabled: attributes.readEnabled, writeEnabled: attributes.writeEnabled,
+                                                             deleteEnabled: attributes.deleteEnabled, listEnabled: attributes.listEnabled))
+            } catch is LifecycleError {
+                return   // its repository, tag or manifest is not here (gone, or never replicated)
+            }
+        }
+    }
+
+    func recordConflict(_ location: String, kind: String, repository: String, key: String, loser: RegisterWrite, winner: RegisterWrite?,
+                        now: Date, winnerValue: String? = nil) async throws {
+        let conflict = ReplicationConflict(location: location, kind: kind, repository: repository, key: key, loserValue: Self.text(loser.value),
+                                           loserStamp: loser.stamp.eventStamp, winnerValue: winnerValue ?? winner.map { Self.text($0.value) },
+                                           winnerStamp: winner?.stamp.eventStamp, recordedAt: now)
+        if try await registers.recordReplicationConflict(conflict) {
+            logger.info("replication conflict", metadata: ["location": "\(location)", "kind": "\(kind)", "repository": "\(repository)",
+                                                           "key": "\(key)", "loser": "\(loser.stamp)"])
+        }
+    }
+
+    static func text(_ v: RegisterValue) -> String {
+        switch v {
+        case .tombstone: "tombstone"
+        case .digest(let d): d
+        }
+    }
+
+    // MARK: content
+
+    static let maxDepth = 4
+
+    /// Makes sure the manifest is stored here, fetching it (and its blobs, children first) from the
+    /// peer by digest. False when the peer no longer has it (a later event of its log says why).
+    func ensureManifest(_ repository: RepositoryName, _ digest: Digest, client: UpstreamClient, depth: Int) async throws -> Bool {
+        if try await registry.metadata.manifest(repository: repository.value, digest: digest) != nil { return true }
+        guard depth <= Self.maxDepth else { throw ReplicationError.invalid("indexes nested deeper than \(Self.maxDepth) levels") }
+        let manifest: UpstreamManifest
+        do {
+            manifest = try await client.manifest(repository: repository.value, reference: .digest(digest))
+        } catch {
+            if error.kind == .notFound { return false }
+            throw error
+        }
+        let parsed = try ManifestParser.parse(manifest.bytes, contentType: manifest.mediaType)
+        if parsed.kind == .index {
+            for child in parsed.children {
+                guard try await ensureManifest(repository, child, client: client, depth: depth + 1) else { return false }
+            }
+        } else {
+            let sizes = Self.blobSizes(manifest.bytes)
+            for blob in parsed.blobs {
+                guard try await ensureBlob(repository, blob, size: sizes[blob], client: client) else { return false }
+            }
+        }
+        _ = try await registry.putManifest(repository, reference: .digest(digest), bytes: manifest.bytes, contentType: manifest.mediaType)
+        return true
+    }
+
+    /// Fetches a blob the repository does not hold from the peer, verified while it streams into
+    /// the blob store; false when the peer no longer has it.
+    func ensureBlob(_ repository: RepositoryName, _ digest: Digest, size: Int64?, client: UpstreamClient) async throws -> Bool {
+        if try await registry.metadata.linkedBlobSize(repository: repository.value, digest: digest) != nil { return true }
+        do {
+            _ = try await client.blob(repository: repository.value, digest: digest, size: size) { stream in
+                try await registry.putBlob(repository, digest: digest, contentLength: size, body: stream)
+            }
+        } catch let e as UpstreamError where e.kind == .notFound {
+            return false
+        }
+        return true
+    }
+
+    /// The sizes an image manifest states for its config, layers and blobs.
+    static func blobSizes(_ bytes: [UInt8]) -> [Digest: Int64] {
+        struct Shape: Decodable { var config: Descriptor?; var layers: [Descriptor]?; var blobs: [Descriptor]? }
+        guard let shape = try? JSONDecoder().decode(Shape.self, from: Data(bytes)) else { return [:] }
+        var sizes: [Digest: Int64] = [:]
+        for d in [shape.config].compactMap({ $0 }) + (shape.layers ?? []) + (shape.blobs ?? []) {
+            if let digest = try? Digest(parsing: d.digest), d.size >= 0 { sizes[digest] = d.size }
+        }
+        return sizes
+    }
+}
+
+/// Runs the replication consumer of every replica until the server stops (under one lease in a
+/// cluster: `BerthServer.clusterOnce`).
+public struct ReplicationApplierService: Service {
+    let applier: ReplicationApplier
+    let poll: Duration
+
+    public init(applier: ReplicationApplier, poll: Duration) {
+        self.applier = applier
+        self.poll = poll
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                var busy = false
+                do {
+                    for replica in try await applier.service.store.replicas() {
+                        if case .advanced = try await applier.step(location: replica.location) { busy = true }
+                    }
+                } catch is CancellationError {
+                    return
+                } catch {
+                    applier.logger.warning("replication step failed", metadata: ["error": "\(error)"])
+                }
+                if !busy { try? await Task.sleep(for: poll) }
+            }
+        }
+    }
+}
