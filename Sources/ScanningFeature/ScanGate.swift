@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import OCIModel
 import RegistryCore
 import RegistryStore
+import Scanning
 
 /// The scan policy at work: its stored setting (read through a cache dropped on a `scan-policy`
 /// setting event), the quarantine verdicts the scanner gives after a scan or a re-match, and the
@@ -75,26 +76,60 @@ public final class ScanGate: Sendable {
         verdicts.withLockedValue { $0.removeAll() }
     }
 
-    /// The findings a verdict on `digest` judges: the image's own, or for an index the union of its
-    /// images' (one level); nil when nothing was matched (not scanned yet, or not an image).
-    func findingsToJudge(_ digest: Digest, mediaType: String?) async throws -> [StoredFinding]? {
-        if let own = try await findings.findings(manifest: digest) { return own.findings }
-        guard let bytes = try await registry.metadata.inlineContent(digest),
-              let parsed = try? JSONDecoder().decode(ScannedManifest.self, from: Data(bytes)), let children = parsed.manifests else { return nil }
-        var out: [StoredFinding] = []
-        var any = false
-        for child in children.prefix(1000) {
-            guard let d = try? Digest(parsing: child.digest), let f = try await findings.findings(manifest: d) else { continue }
-            any = true
-            out += f.findings
+    /// The findings a verdict on `digest` of `repository` judges: the image's own, or for an index
+    /// the union of its images' (one level), split into those the policy judges and those a VEX
+    /// statement suppresses (`not_affected`, `fixed`: OpenVEX referrers of the image, or of the
+    /// index holding it, in that repository, uploaded or pushed); nil when nothing was matched
+    /// (not scanned yet, or not an image).
+    func findingsToJudge(_ repository: String, _ digest: Digest) async throws -> (judged: [StoredFinding], suppressed: [StoredFinding])? {
+        var parts: [(manifest: Digest, findings: [StoredFinding])] = []
+        var holders: [String] = []
+        if let own = try await findings.findings(manifest: digest) {
+            parts = [(digest, own.findings)]
+        } else {
+            guard let bytes = try await registry.metadata.inlineContent(digest),
+                  let parsed = try? JSONDecoder().decode(ScannedManifest.self, from: Data(bytes)), let children = parsed.manifests else { return nil }
+            for child in children.prefix(1000) {
+                guard let d = try? Digest(parsing: child.digest), let f = try await findings.findings(manifest: d) else { continue }
+                parts.append((d, f.findings))
+            }
+            if parts.isEmpty { return nil }
+            holders = [digest.string]
         }
-        return any ? out : nil
+        // Statements are read only for images with findings (and the index itself).
+        var subjects = parts.filter { !$0.findings.isEmpty }.map(\.manifest)
+        if !holders.isEmpty, !subjects.isEmpty { subjects.append(digest) }
+        let (vex, _) = subjects.isEmpty ? (VEXIndex(), []) : try await VEXReferrers.index(registry, repository: repository, subjects: subjects)
+        var judged: [StoredFinding] = []
+        var suppressed: [StoredFinding] = []
+        for part in parts {
+            for f in part.findings {
+                let subject = VEXSubject(manifest: part.manifest.string, vulnerability: f.advisoryID, aliases: f.aliases, package: f.package,
+                                         sourcePackage: f.sourcePackage, installedVersion: f.installedVersion, holders: holders)
+                if !vex.isEmpty, vex.suppresses(subject) { suppressed.append(f) } else { judged.append(f) }
+            }
+        }
+        return (judged, suppressed)
     }
 
     /// The policy's verdict on `digest` of `repository`, nil when it has no findings to judge.
     public func verdict(_ repository: String, _ digest: Digest, policy: ScanPolicy, now: Date = Date()) async throws -> ScanPolicyVerdict? {
-        guard let found = try await findingsToJudge(digest, mediaType: nil) else { return nil }
-        return ScanPolicyEvaluation.evaluate(found, repository: repository, policy: policy, now: now)
+        guard let found = try await findingsToJudge(repository, digest) else { return nil }
+        return ScanPolicyEvaluation.evaluate(found.judged, repository: repository, policy: policy, now: now, suppressed: found.suppressed)
+    }
+
+    /// After a VEX document about `digest` reached `repository` (an upload, or a referrer
+    /// pushed): the scanner's verdict on it, and on the indexes of the repository that hold it,
+    /// again (only while quarantine is on and the policy is active; only Pending manifests and
+    /// verdicts the scanner gave change).
+    public func rejudge(repository: String, subject digest: Digest) async throws {
+        invalidate()
+        let policy = try await current()
+        guard policy.isActive, try await registry.quarantinePolicy().enabled else { return }
+        try await judge(repository: repository, digest: digest, policy: policy)
+        for parent in try await registry.metadata.parents(repository: repository, child: digest) {
+            try await judge(repository: repository, digest: parent, policy: policy)
+        }
     }
 
     // MARK: Quarantine verdicts
@@ -226,7 +261,12 @@ extension ScanGate: PullAdmissionCheck {
         let gen = generation.withLockedValue { $0 }
         let policy = try await current()
         guard policy.blockPulls, policy.isActive else { return nil }
-        if pull.content.subject != nil { return nil }                  // signatures, SBOMs and other referrers
+        // Signatures, SBOMs and other artifacts that are referrers are not judged; an image or an
+        // index carrying a `subject` is (review, M3: a `subject` exempted a runnable image).
+        if pull.content.subject != nil {
+            let parsed = try? JSONDecoder().decode(ScannedManifest.self, from: Data(pull.content.bytes.readableBytesView))
+            if parsed?.isRunnable != true { return nil }
+        }
         let key = "\(pull.repository.value)@\(pull.content.digest)"
         let cached = verdicts.withLockedValue { $0[key] }
         let verdict: ScanPolicyVerdict

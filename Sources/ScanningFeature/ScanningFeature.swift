@@ -112,6 +112,32 @@ public struct ScanningFeature: RegistryFeature {
             guard let matcher = inventorier.matcher else { throw ScanAPI.noMatcher }
             return server.json(try await ScanAPI.list(request, context, server, findings: matcher.store))
         }
+        // An OpenVEX document uploaded about one image, attached to it as a referrer through the
+        // core (push on the repository: content/write, as a /v2/ referrer push needs).
+        routes.root.post("api/v1/scans/vex") { request, context in
+            let (repo, record) = try await ScanAPI.vexTarget(request, context, server)
+            var request = request
+            // Over the limit: NIOTooManyBytesError, which the one error mapping answers 413.
+            let body = try await request.collectBody(upTo: VEXLimits.maxDocumentBytes)
+            let caller = try await server.caller(request, context)
+            let actor = caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous"
+            let address = caller?.address?.description ?? server.address(request, context)?.description ?? "-"
+            let attached: (referrer: Digest, statements: Int)
+            do {
+                attached = try await EventOrigin.$current.withValue(EventOrigin(actor: actor, address: address)) {
+                    try await VEXReferrers.attach(server.registry, repository: repo, subject: record, document: Array(body.readableBytesView))
+                }
+            } catch let e as ImportProblem {
+                throw ManagementError(status: .badRequest, code: "INVALID", message: "not an OpenVEX document: \(e.description)")
+            }
+            // The scanner's verdicts on the image (and the indexes holding it) read the new statements.
+            try await gate?.rejudge(repository: repo.value, subject: record.digest)
+            await server.access.recordAudit(actor: actor, address: address,
+                                            action: "scan-vex.import", target: "\(repo.value)@\(record.digest)", outcome: "ok",
+                                            detail: "referrer=\(attached.referrer) statements=\(attached.statements)")
+            return server.json(ScanVEXImportView(repository: repo.value, subject: record.digest.string, referrer: attached.referrer.string,
+                                                 statements: attached.statements), status: .created)
+        }
         routes.root.get("api/v1/scans/sbom") { request, context in
             let (repo, digest) = try await ScanAPI.target(request, context, server)
             guard let raw = request.uri.queryParameters["format"], let format = SBOMFormat(rawValue: String(raw)) else {
@@ -175,6 +201,37 @@ enum ScanAPI {
 
     static let maxListedRepositories = 10_000
 
+    /// The image an uploaded VEX document is about (`?repository=R&reference=TAG|DIGEST`), after
+    /// the caller's right to push to the repository is checked (content/write; a repository a
+    /// pull-through cache fills takes no client write).
+    static func vexTarget(_ request: Request, _ context: BerthRequestContext, _ server: FeatureServer) async throws
+        -> (RepositoryName, ManifestRecord) {
+        guard let rawRepo = request.uri.queryParameters["repository"], let rawRef = request.uri.queryParameters["reference"] else {
+            throw ManagementError(status: .badRequest, code: "INVALID", message: "give ?repository=NAME&reference=TAG_OR_DIGEST")
+        }
+        let repo: RepositoryName
+        let reference: Reference
+        do {
+            repo = try RepositoryName(String(rawRepo))
+            reference = try Reference(parsing: String(rawRef))
+        } catch {
+            throw ManagementError(status: .badRequest, code: "INVALID", message: "\(error)")
+        }
+        try await server.requireOnRepository(request, context, repository: repo.value, action: [.contentWrite, .metadataRead])
+        try await server.refuseClientWrite(repo)
+        let record: ManifestRecord?
+        do {
+            let digest = try await server.registry.resolve(repo, reference)
+            record = try await server.registry.metadata.manifest(repository: repo.value, digest: digest)
+        } catch let e as RegistryError {
+            throw ManagementError(status: .notFound, code: "NOT_FOUND", message: e.message)
+        }
+        guard let record else {
+            throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "no manifest \(rawRef.prefix(200)) in \(repo.value)")
+        }
+        return (repo, record)
+    }
+
     /// `GET /api/v1/scans`: walks the repositories (at most `maxListedRepositories`) the pattern
     /// matches and the caller may read, and their image manifests that were matched.
     static func list(_ request: Request, _ context: BerthRequestContext, _ server: FeatureServer,
@@ -209,9 +266,12 @@ enum ScanAPI {
                 walked += 1
                 if walked > maxListedRepositories { truncated = true; break walk }
                 guard pattern.matches(repo),
-                      server.allows(caller, request, context, repository: repo, action: [.metadataRead, .contentRead]),
-                      let graph = try await server.registry.metadata.repositoryGraph(repo) else { continue }
-                for (digest, m) in graph.manifests.sorted(by: { $0.key < $1.key }) where m.subject == nil {
+                      server.allows(caller, request, context, repository: repo, action: [.metadataRead, .contentRead]) else { continue }
+                // The catalog's listing rule (review, L1): a repository hidden from listings is not named here either.
+                let hidden = try await server.registry.listHidden(repo)
+                guard !hidden.repository, let graph = try await server.registry.metadata.repositoryGraph(repo) else { continue }
+                // Only images have findings; an image carrying a `subject` is listed too (review, M3).
+                for (digest, m) in graph.manifests.sorted(by: { $0.key < $1.key }) {
                     // What /v2/ would not serve this caller (quarantine) is not listed either.
                     if !QuarantineState.isPullable(m.quarantineState),
                        !server.allows(caller, request, context, repository: repo, action: .contentRead,
@@ -221,7 +281,8 @@ enum ScanAPI {
                     for f in stored.findings { counts[f.severity, default: 0] += 1 }
                     if let severities, !severities.contains(where: { counts[$0] != nil }) { continue }
                     out.append(ScanImageSummaryView(
-                        repository: repo, manifest: digest, tags: graph.tags.filter { $0.digest == digest }.map(\.name).sorted(),
+                        repository: repo, manifest: digest,
+                        tags: graph.tags.filter { $0.digest == digest && !hidden.tags.contains($0.name) }.map(\.name).sorted(),
                         advisoryVersion: stored.advisoryVersion, matchedAt: stored.matchedAt, counts: counts, total: stored.findings.count))
                 }
             }
@@ -286,7 +347,7 @@ enum ScanAPI {
             }
             throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "\(repository.value)@\(digest) \(why)")
         }
-        let (vex, vexProblems) = try await vexIndex(inventorier, repository: repository, digest: digest)
+        let (vex, vexProblems) = try await VEXReferrers.index(inventorier.registry, repository: repository.value, subjects: [digest])
         let all = stored.findings.map { f in
             let decision = vex.isEmpty ? nil : vex.decision(for: VEXSubject(
                 manifest: digest.string, vulnerability: f.advisoryID, aliases: f.aliases, package: f.package,
@@ -308,48 +369,6 @@ enum ScanAPI {
                                 findings: sorted, unfixedHidden: all.count - shown.count,
                                 suppressed: sorted.filter { $0.vex?.suppressed == true }.count,
                                 vexProblems: vexProblems.isEmpty ? nil : vexProblems)
-    }
-
-    /// OpenVEX referrers of one image read at most (the newest first).
-    static let maxVEXReferrers = 20
-
-    /// The OpenVEX documents attached to the image as referrers (artifact type
-    /// `application/openvex+json`, the document its layer), each at most `VEXLimits.maxDocumentBytes`;
-    /// a referrer that cannot be read or parsed is a problem, and its statements are not applied.
-    static func vexIndex(_ inventorier: ScanInventorier, repository: RepositoryName, digest: Digest) async throws -> (VEXIndex, [String]) {
-        let metadata = inventorier.registry.metadata
-        let referrers = try await metadata.referrers(repository: repository.value, subject: digest)
-            .filter { $0.artifactType == OpenVEX.mediaType }
-            .sorted { ($0.createdAt, $0.digest) > ($1.createdAt, $1.digest) }
-        var index = VEXIndex()
-        var problems: [String] = []
-        if referrers.count > maxVEXReferrers {
-            problems.append("\(referrers.count) OpenVEX referrers; only the newest \(maxVEXReferrers) are applied")
-        }
-        // Oldest first, so that of statements without timestamps the newest document's wins.
-        for referrer in referrers.prefix(maxVEXReferrers).reversed() {
-            do {
-                guard let bytes = try await metadata.inlineContent(referrer.digest),
-                      let manifest = try? JSONDecoder().decode(ScannedManifest.self, from: Data(bytes)),
-                      let layers = manifest.layers, !layers.isEmpty else {
-                    problems.append("\(referrer.digest): not an image manifest with a layer"); continue
-                }
-                let layer = layers.first { $0.mediaType == OpenVEX.mediaType } ?? layers[0]
-                guard let layerDigest = try? Digest(parsing: layer.digest),
-                      let size = try await metadata.linkedBlobSize(repository: repository.value, digest: layerDigest) else {
-                    problems.append("\(referrer.digest): its document is not in \(repository.value)"); continue
-                }
-                guard size <= Int64(VEXLimits.maxDocumentBytes) else {
-                    problems.append("\(referrer.digest): the document is \(size) bytes, over \(VEXLimits.maxDocumentBytes)"); continue
-                }
-                let buffer = try await inventorier.read(layerDigest, size: size, range: 0..<size)
-                let document = try OpenVEX.parse(Data(buffer.readableBytesView), location: referrer.digest.string)
-                index.add(document, source: referrer.digest.string)
-            } catch let e as ImportProblem {
-                problems.append(e.description)
-            }
-        }
-        return (index, problems)
     }
 
     /// The newest SBOM referrer of `format` Berth pushed for the manifest, its document read back
