@@ -27,6 +27,9 @@ public final class ScanGate: Sendable {
     private struct Verdict { let verdict: ScanPolicyVerdict; let at: Date; let generation: Int }
     private let verdicts = NIOLockedValueBox<[String: Verdict]>([:])
     private let generation = NIOLockedValueBox(0)
+    /// The re-judging job after a policy change: the running task, and whether another change
+    /// came while it ran (it then runs once more).
+    private let rejudging = NIOLockedValueBox<(task: Task<Void, Never>?, again: Bool)>((nil, false))
     let ttl: TimeInterval = 30
 
     public init(registry: Registry, findings: any FindingStore, logger: Logger = Logger(label: "berth.scan.policy")) {
@@ -130,6 +133,81 @@ public final class ScanGate: Sendable {
         for parent in try await registry.metadata.parents(repository: repository, child: digest) {
             try await judge(repository: repository, digest: parent, policy: policy)
         }
+    }
+
+    // MARK: Re-judging after a policy change
+
+    /// After a policy change: the scanner's verdicts on existing images are given again in the
+    /// background (`rejudgeAll`), from the stored findings, reading no layer. One job at a time
+    /// per node; a change while it runs makes it run once more after.
+    public func scheduleRejudgeAll() {
+        rejudging.withLockedValue { state in
+            if state.task != nil {
+                state.again = true
+                return
+            }
+            state.task = Task { [self] in await self.rejudgeLoop() }
+        }
+    }
+
+    private func rejudgeLoop() async {
+        while true {
+            do {
+                let changed = try await rejudgeAll()
+                if changed > 0 { logger.info("quarantine verdicts given again after a scan policy change", metadata: ["manifests": "\(changed)"]) }
+            } catch {
+                logger.warning("re-judging after a scan policy change failed", metadata: ["error": "\(String(describing: error).prefix(300))"])
+            }
+            let again = rejudging.withLockedValue { state -> Bool in
+                if state.again {
+                    state.again = false
+                    return true
+                }
+                state.task = nil
+                return false
+            }
+            if !again { return }
+        }
+    }
+
+    /// Waits until no re-judging job runs (tests).
+    public func rejudgeFinished() async {
+        while let task = rejudging.withLockedValue({ $0.task }) { await task.value }
+    }
+
+    /// Gives the current policy's verdict again to every quarantined manifest whose verdict the
+    /// scanner gave (and, while the policy blocks some severity, to `Pending` ones): a walk over
+    /// the repositories, images before indexes, each judged from its stored findings. A verdict a
+    /// person gave is never changed; a policy that blocks nothing passes what the scanner had
+    /// failed. Nothing is done while quarantine is off. Answers how many manifests it judged.
+    @discardableResult
+    public func rejudgeAll() async throws -> Int {
+        invalidate()
+        let policy = try await current()
+        guard try await registry.quarantinePolicy().enabled else { return 0 }
+        var after: String?
+        var judged = 0
+        while true {
+            let page = try await registry.metadata.repositories(after: after, limit: 500)
+            if page.isEmpty { break }
+            for repo in page {
+                try Task.checkCancellation()
+                guard let graph = try await registry.metadata.repositoryGraph(repo) else { continue }
+                func isIndex(_ m: RepositoryGraph.Manifest) -> Bool { m.mediaType.contains("index") || m.mediaType.contains("manifest.list") }
+                let quarantined = graph.manifests.values.filter { $0.quarantineState != nil }
+                    .sorted { (isIndex($0) ? 1 : 0, $0.digest) < (isIndex($1) ? 1 : 0, $1.digest) }
+                for m in quarantined {
+                    guard let digest = try? Digest(parsing: m.digest),
+                          let record = try await registry.metadata.manifest(repository: repo, digest: digest) else { continue }
+                    let ours = record.quarantineReason?.hasPrefix(ScanPolicyEvaluation.reasonPrefix) == true
+                    guard ours || (policy.isActive && record.quarantineState == .pending) else { continue }
+                    try await judge(repository: repo, digest: digest, policy: policy)
+                    judged += 1
+                }
+            }
+            after = page.last
+        }
+        return judged
     }
 
     // MARK: Quarantine verdicts

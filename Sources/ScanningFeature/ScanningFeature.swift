@@ -87,6 +87,9 @@ public struct ScanningFeature: RegistryFeature {
                 actor: actor.name, address: actor.address, action: "scan-policy.update", target: "scan-policy", outcome: "ok",
                 detail: "blockSeverity=\(policy.blockSeverity) ignoreUnfixed=\(policy.ignoreUnfixed) blockPulls=\(policy.blockPulls) "
                     + "allow=\(policy.allow.map(\.id).joined(separator: ",").prefix(500))")
+            // The scanner's verdicts on existing images follow the new policy (a background job,
+            // from the stored findings; the pull gate's cached verdicts were dropped by the update).
+            gate.scheduleRejudgeAll()
             return server.json(ScanPolicyView(policy, now: Date()))
         }
         // Judged per repository (metadata/read there), like `/api/v1/repository?name=`.

@@ -226,6 +226,73 @@ import Testing
     }
 }
 
+/// Issue 15: a change of the scan policy gives the scanner's verdicts on existing images again.
+@Suite struct ScanPolicyRejudgeTests {
+    @Test func aPolicyChangeRejudgesTheScannersVerdictsNeverAPersonsAndThePullFollows() async throws {
+        let f = try ScanFixture(findings: true)
+        _ = try await FindingsTests.database(f).importUpload(Data(FindingsTests.tracker.utf8), format: .debian, source: nil)
+        let gate = try #require(f.feature.gate)
+        _ = try await f.registry.updateQuarantine(QuarantinePolicy(enabled: true), dryRun: false)
+        try await gate.update(ScanPolicyChange(blockSeverity: "High"), who: "alice")
+        let vulnerable = try await f.image("library/debian", tag: "12", layers: [try FindingsTests.debianLayer()])
+        let manual = try await f.image("library/manual", tag: "1", layers: [try FindingsTests.debianLayer(), try ScanGateTests().cleanLayer()])
+        try await f.registry.setQuarantine(try RepositoryName("library/manual"), manual, state: .failed, reason: "known-bad build")
+        try await f.drain(f.feature.runner())
+        @Sendable func state(_ repo: String, _ d: Digest) async throws -> (QuarantineState?, String?) {
+            let r = try await f.registry.metadata.manifest(repository: repo, digest: d)
+            return (r?.quarantineState, r?.quarantineReason)
+        }
+        #expect(try await state("library/debian", vulnerable).0 == .failed)
+
+        let dir = NSTemporaryDirectory() + "berth-scan-keys-" + UUID().uuidString
+        let access = try await AccessControl.open(store: f.registry.metadata as! any AccessStateStore & KeyMaterialStore, keyDirectory: dir)
+        _ = try await access.bootstrap(ownerPassword: "owner-test-password")
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let app = try await BerthServer.makeApplication(registry: f.registry, access: access, features: [f.feature],
+                                                        host: "127.0.0.1", port: 0, logger: logger)
+        try await app.test(.router) { client in
+            func patch(_ body: String) async throws {
+                var h = ScanGateTests.owner
+                h[.contentType] = "application/json"
+                let r = try await client.execute(uri: "/api/v1/scan/policy", method: .patch, headers: h, body: ByteBuffer(string: body))
+                #expect(r.status == .ok)
+                await gate.rejudgeFinished()
+            }
+            // The pull-admission chain without a caller: quarantine refuses what is not Passed to everybody.
+            @Sendable func pullable() async -> Bool {
+                (try? await PullAdmissionHarness(f).manifest("library/debian", "12")) != nil
+            }
+            #expect(await !pullable())
+
+            // Only Critical blocks now: the High finding no longer fails the image, and it is served.
+            try await patch(#"{"blockSeverity":"Critical"}"#)
+            var (st, reason) = try await state("library/debian", vulnerable)
+            #expect(st == .passed && reason?.hasPrefix(ScanPolicyEvaluation.reasonPrefix) == true, "\(reason ?? "")")
+            #expect(await pullable())
+            // A person's verdict stays as it was.
+            (st, reason) = try await state("library/manual", manual)
+            #expect(st == .failed && reason == "known-bad build")
+
+            // Back to High: failed again, and refused.
+            try await patch(#"{"blockSeverity":"High"}"#)
+            #expect(try await state("library/debian", vulnerable).0 == .failed)
+            #expect(await !pullable())
+
+            // A policy that blocks nothing passes what the scanner failed; an image pushed then
+            // waits (Pending) for a person, until a policy that blocks judges it.
+            try await patch(#"{"blockSeverity":"None"}"#)
+            #expect(try await state("library/debian", vulnerable).0 == .passed)
+            let waiting = try await f.image("library/waiting", tag: "1", layers: [try FindingsTests.debianLayer(), try gzip(tar([("w", "w")]))])
+            try await f.drain(f.feature.runner())
+            #expect(try await state("library/waiting", waiting).0 == .pending)
+            try await patch(#"{"blockSeverity":"High"}"#)
+            #expect(try await state("library/waiting", waiting).0 == .failed)
+            #expect(try await state("library/manual", manual).1 == "known-bad build")
+        }
+    }
+}
+
 /// The upload's answer as the test reads it.
 struct ScanVEXImportViewProbe: Decodable {
     var repository: String

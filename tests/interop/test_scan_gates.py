@@ -116,6 +116,18 @@ def test_scanner_fails_a_quarantined_image_that_breaks_the_policy(server, tmp_pa
                      creds=("puller", puller["password"]), check=False)
     assert refused.returncode != 0 and re.search(r"quarantined|denied|403", refused.stderr.decode(), re.IGNORECASE)
 
+    # A policy change re-judges the scanner's verdict in the background (from the stored
+    # findings): only Critical blocks now, so the High finding no longer holds the image.
+    berth(server, "config", "scan-policy", "update", "--block-severity", "Critical")
+    deadline = time.monotonic() + 60
+    while True:
+        listed = server.api().req("GET", "/api/v1/repository/manifests", params={"name": REPO}).json()
+        if next(m.get("quarantineState") for m in listed if m["digest"] == digest) == "Passed":
+            break
+        assert time.monotonic() < deadline, f"not re-judged:\n{server.log_tail()}"
+        time.sleep(0.5)
+    skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{server.host}/{REPO}@{digest}", creds=("puller", puller["password"]))
+
 
 def test_an_uploaded_openvex_document_lets_an_image_blocked_by_a_critical_finding_through(server, tmp_path):
     critical = copy.deepcopy(TRACKER)
