@@ -202,7 +202,8 @@ enum ScanAPI {
         return (repo, digest)
     }
 
-    static let maxListedRepositories = 10_000
+    /// Matched images (per repository) `GET /api/v1/scans` reads at most; past it the answer is `truncated`.
+    static let maxListedImages = 10_000
 
     /// The image an uploaded VEX document is about (`?repository=R&reference=TAG|DIGEST`), after
     /// the caller's right to push to the repository is checked (content/write; a repository a
@@ -235,8 +236,9 @@ enum ScanAPI {
         return (repo, record)
     }
 
-    /// `GET /api/v1/scans`: walks the repositories (at most `maxListedRepositories`) the pattern
-    /// matches and the caller may read, and their image manifests that were matched.
+    /// `GET /api/v1/scans`: the matched images (`FindingStore.scannedImages`, at most
+    /// `maxListedImages` read) of the repositories the pattern matches, the caller may read and
+    /// the catalog lists, most findings at the asked severities first, at most `limit`.
     static func list(_ request: Request, _ context: BerthRequestContext, _ server: FeatureServer,
                      findings: any FindingStore) async throws -> ScanListView {
         let q = request.uri.queryParameters
@@ -260,36 +262,43 @@ enum ScanAPI {
         }
         var out: [ScanImageSummaryView] = []
         var truncated = false
-        var after: String?
-        var walked = 0
-        walk: while true {
-            let page = try await server.registry.metadata.repositories(after: after, limit: 500)
-            if page.isEmpty { break }
-            for repo in page {
-                walked += 1
-                if walked > maxListedRepositories { truncated = true; break walk }
-                guard pattern.matches(repo),
-                      server.allows(caller, request, context, repository: repo, action: [.metadataRead, .contentRead]) else { continue }
-                // The catalog's listing rule (review, L1): a repository hidden from listings is not named here either.
-                let hidden = try await server.registry.listHidden(repo)
-                guard !hidden.repository, let graph = try await server.registry.metadata.repositoryGraph(repo) else { continue }
-                // Only images have findings; an image carrying a `subject` is listed too (review, M3).
-                for (digest, m) in graph.manifests.sorted(by: { $0.key < $1.key }) {
-                    // What /v2/ would not serve this caller (quarantine) is not listed either.
-                    if !QuarantineState.isPullable(m.quarantineState),
-                       !server.allows(caller, request, context, repository: repo, action: .contentRead,
-                                      target: AccessTarget(quarantine: .manifest(state: m.quarantineState ?? .pending, reason: nil))) { continue }
-                    guard let d = try? Digest(parsing: digest), let stored = try await findings.findings(manifest: d) else { continue }
-                    var counts: [String: Int] = [:]
-                    for f in stored.findings { counts[f.severity, default: 0] += 1 }
-                    if let severities, !severities.contains(where: { counts[$0] != nil }) { continue }
-                    out.append(ScanImageSummaryView(
-                        repository: repo, manifest: digest,
-                        tags: graph.tags.filter { $0.digest == digest && !hidden.tags.contains($0.name) }.map(\.name).sorted(),
-                        advisoryVersion: stored.advisoryVersion, matchedAt: stored.matchedAt, counts: counts, total: stored.findings.count))
+        // One store query, paged: the matched manifests of the repositories the pattern names
+        // (by name prefix), at most `maxListedImages` rows read.
+        let prefix: String? = pattern.value == "*" ? nil : pattern.value.hasSuffix("/*") ? String(pattern.value.dropLast(1)) : pattern.value
+        var readable: [String: (allowed: Bool, hiddenTags: Set<String>)] = [:]
+        var cursor: ScannedImageCursor?
+        var read = 0
+        page: while true {
+            let rows = try await findings.scannedImages(namePrefix: prefix, after: cursor, limit: 500)
+            if rows.isEmpty { break }
+            for row in rows {
+                read += 1
+                if read > maxListedImages { truncated = true; break page }
+                guard pattern.matches(row.repository) else { continue }
+                if readable[row.repository] == nil {
+                    var allowed = server.allows(caller, request, context, repository: row.repository, action: [.metadataRead, .contentRead])
+                    var hiddenTags = Set<String>()
+                    if allowed {
+                        // The catalog's listing rule (review, L1): a repository hidden from listings is not named here.
+                        let hidden = try await server.registry.listHidden(row.repository)
+                        allowed = !hidden.repository
+                        hiddenTags = hidden.tags
+                    }
+                    if readable.count > 10_000 { readable.removeAll() }
+                    readable[row.repository] = (allowed, hiddenTags)
                 }
+                guard let access = readable[row.repository], access.allowed else { continue }
+                // What /v2/ would not serve this caller (quarantine) is not listed either.
+                if !QuarantineState.isPullable(row.quarantineState),
+                   !server.allows(caller, request, context, repository: row.repository, action: .contentRead,
+                                  target: AccessTarget(quarantine: .manifest(state: row.quarantineState ?? .pending, reason: nil))) { continue }
+                if let severities, !severities.contains(where: { row.counts[$0] != nil }) { continue }
+                out.append(ScanImageSummaryView(
+                    repository: row.repository, manifest: row.manifest.string, tags: row.tags.filter { !access.hiddenTags.contains($0) },
+                    advisoryVersion: row.advisoryVersion, matchedAt: row.matchedAt, counts: row.counts, total: row.total))
             }
-            after = page.last
+            guard rows.count == 500 else { break }
+            cursor = rows.last?.cursor
         }
         // Most findings at the asked severities (all, without a filter) first, most severe first.
         func key(_ v: ScanImageSummaryView) -> [Int] {
