@@ -152,9 +152,13 @@ public struct FindingRematchService: Service {
         var lastSweep: ContinuousClock.Instant?
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
+                let started = ContinuousClock.now
                 let (version, rematched) = try await rematcher.rematch(since: since, behind: &behind)
                 if rematched > 0 {
-                    logger.info("findings re-matched", metadata: ["advisoryVersion": "\(version)", "manifests": "\(rematched)"])
+                    let took = ContinuousClock.now - started
+                    let seconds = Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18
+                    logger.info("findings re-matched", metadata: ["advisoryVersion": "\(version)", "manifests": "\(rematched)",
+                                                                  "seconds": "\(String(format: "%.3f", seconds))"])
                 }
                 since = version
                 if behind.count >= FindingRematcher.maxBehind, !warned {
