@@ -305,3 +305,20 @@ public struct ScanListView: Codable, Sendable, Equatable {
         self.truncated = truncated
     }
 }
+
+/// `POST /api/v1/scans/vex?repository=R&reference=TAG|DIGEST` (body: an OpenVEX JSON document):
+/// the document attached to the image as an `application/openvex+json` referrer.
+public struct ScanVEXImportView: Codable, Sendable, Equatable {
+    public var repository: String
+    /// The image's manifest digest.
+    public var subject: String
+    /// The referrer manifest that carries the document.
+    public var referrer: String
+    public var statements: Int
+    public init(repository: String, subject: String, referrer: String, statements: Int) {
+        self.repository = repository
+        self.subject = subject
+        self.referrer = referrer
+        self.statements = statements
+    }
+}

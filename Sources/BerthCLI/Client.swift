@@ -189,9 +189,9 @@ struct ManagementClient: Sendable {
     /// Calls `/api/v1/<path>` with a body that is not JSON (a build context's tar stream); the
     /// answer is read as `Answer`.
     @discardableResult
-    func call<Answer: Codable>(_ method: HTTPMethod, _ path: String, contentType: String, body: Data,
+    func call<Answer: Codable>(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], contentType: String, body: Data,
                                answer: Answer.Type) async throws -> JSONValue {
-        try read(try await exchange(method, path, query: [], body: body, contentType: contentType), as: answer, method, path)
+        try read(try await exchange(method, path, query: query, body: body, contentType: contentType), as: answer, method, path)
     }
 
     /// Calls `/api/v1/<path>` for an answer that is text (a run's log).

@@ -10,7 +10,7 @@ struct ScanGroup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scan",
         abstract: "Image inventories and SBOMs; the advisory database.",
-        subcommands: [ScanInventory.self, ScanShow.self, ScanList.self, ScanDatabaseGroup.self]
+        subcommands: [ScanInventory.self, ScanShow.self, ScanList.self, ScanDatabaseGroup.self, ScanVEXGroup.self]
     )
 }
 

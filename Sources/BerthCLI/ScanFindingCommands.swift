@@ -108,3 +108,60 @@ struct ScanList: AsyncParsableCommand {
         }
     }
 }
+
+/// `berth scan vex …`: OpenVEX documents about images.
+struct ScanVEXGroup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vex", abstract: "Attach OpenVEX documents to images.", subcommands: [ScanVEXImport.self])
+}
+
+/// `berth scan vex import FILE --image REPO@DIGEST|REPO:TAG`: the document is sent to
+/// `/api/v1/scans/vex`, which attaches it to the image as an `application/openvex+json` referrer
+/// (push on the repository needed); its `not_affected` and `fixed` statements then suppress the
+/// findings they name, in `scan show` and for the scan policy.
+struct ScanVEXImport: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import", abstract: "Attach an OpenVEX document to an image as a referrer.",
+        discussion: """
+            FILE is an OpenVEX JSON document (at most 1 MiB). Its not_affected and fixed statements \
+            suppress the findings they name: in `berth scan show`, in the scan policy's quarantine \
+            verdicts and in its pull gate. The document is an ordinary referrer of the image: it is \
+            listed by the referrers API and replicated with the repository.
+            """)
+
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+    @Argument(help: "The OpenVEX JSON document.")
+    var file: String
+    @Option(help: "The image the document is about, e.g. payments/api:1.2 or payments/api@sha256:….")
+    var image: String
+
+    func run() async throws {
+        let ref = try Repositories.parseImage(image, option: "--image")
+        let file = self.file
+        try await runCLI {
+            let data: Data
+            do {
+                let attributes = try FileManager.default.attributesOfItem(atPath: file)
+                guard attributes[.type] as? FileAttributeType == .typeRegular else { throw CLIError("\(file) is not a regular file") }
+                guard let size = attributes[.size] as? Int, size <= 1 << 20 else { throw CLIError("\(file) is larger than 1 MiB") }
+                data = try Data(contentsOf: URL(fileURLWithPath: file))
+            } catch let e as CLIError {
+                throw e
+            } catch {
+                throw CLIError("cannot read \(file)")
+            }
+            let c = try await ManagementClient.connect(client)
+            let reference = ref.digest?.string ?? ref.tagOrLatest
+            let answer = try await c.call(.POST, "scans/vex", query: [("repository", ref.repository), ("reference", reference)],
+                                          contentType: "application/json", body: data, answer: ScanVEXImportView.self)
+            if out.output == .json {
+                Printer.write(answer.prettyJSON + "\n")
+                return
+            }
+            Printer.write("attached \(answer["statements"]?.cell ?? "0") statement(s) to "
+                          + "\(Printer.sanitize(answer["repository"]?.cell ?? ""))@\(answer["subject"]?.cell ?? "") "
+                          + "as referrer \(answer["referrer"]?.cell ?? "")\n")
+        }
+    }
+}

@@ -92,3 +92,49 @@ extension PostgresMetadataStore {
         }
     }
 }
+
+extension PostgresMetadataStore {
+    public func scannedImages(namePrefix: String?, after: ScannedImageCursor?, limit: Int) async throws -> [ScannedImageSummary] {
+        let n = max(0, min(limit, FindingStoreLimits.maxSummaryPage))
+        guard n > 0 else { return [] }
+        let afterRepository = after?.repository ?? ""
+        let afterManifest = after?.manifest.string ?? ""
+        let hasAfter = after != nil
+        let prefix = namePrefix ?? ""
+        let prefixLength = prefix.count
+        return try await read { tx in
+            let rows = try await tx.rows("""
+                SELECT r.name AS repository, m.digest AS digest, m.quarantine_state AS quarantine_state,
+                       s.advisory_version AS advisory_version, s.matched_at AS matched_at,
+                       (SELECT string_agg(t.name, ',' ORDER BY t.name) FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest) AS tags
+                FROM repositories r
+                JOIN manifests m ON m.repo_id = r.id
+                JOIN scan_finding_sets s ON s.manifest = m.digest
+                WHERE (NOT \(hasAfter) OR (r.name, m.digest) > (\(afterRepository), \(afterManifest)))
+                  AND (\(prefixLength) = 0 OR substr(r.name, 1, \(prefixLength)::int) = \(prefix))
+                ORDER BY r.name, m.digest
+                LIMIT \(n)
+                """)
+            var summaries: [ScannedImageSummary] = []
+            for row in rows {
+                let d = try row.decode("digest", String.self)
+                let tags = (try row.decode("tags", String?.self) ?? "").split(separator: ",").map(String.init).sorted()
+                summaries.append(ScannedImageSummary(
+                    repository: try row.decode("repository"), manifest: try Digest(parsing: d), tags: tags,
+                    quarantineState: (try row.decode("quarantine_state", String?.self)).flatMap(QuarantineState.init(rawValue:)),
+                    advisoryVersion: try row.decode("advisory_version", Int64.self), matchedAt: try row.date("matched_at"), counts: [:]))
+            }
+            let digests = Array(Set(summaries.map(\.manifest.string)))
+            guard !digests.isEmpty else { return summaries }
+            var counts: [String: [String: Int]] = [:]
+            for row in try await tx.rows("""
+                SELECT manifest, severity, COUNT(*)::bigint AS n FROM scan_findings WHERE manifest = ANY(\(digests)::text[])
+                GROUP BY manifest, severity
+                """) {
+                counts[try row.decode("manifest", String.self), default: [:]][try row.decode("severity", String.self)] = Int(try row.decode("n", Int64.self))
+            }
+            for k in summaries.indices { summaries[k].counts = counts[summaries[k].manifest.string] ?? [:] }
+            return summaries
+        }
+    }
+}

@@ -59,6 +59,8 @@ public enum FindingStoreLimits {
     public static let maxFindingsPerManifest = 100_000
     /// Longest id, alias, ecosystem, package, version or severity kept (longer ones are cut).
     public static let maxFieldLength = 1024
+    /// Most rows one page of `scannedImages` answers.
+    public static let maxSummaryPage = 1000
 }
 
 /// Findings per manifest (scanning's derived data, like `ScanStore`: no event; each put replaces
@@ -72,6 +74,48 @@ public protocol FindingStore: Sendable {
     /// one of its tags, for webhook scopes; `detail` the JSON of `ScanEventDetail`), with
     /// `EventOrigin.current` as its origin.
     func appendScanEvent(repository: String, digest: Digest, tag: String?, detail: String) async throws
+    /// Matched manifests as they are held by repositories (`GET /api/v1/scans`): one row per
+    /// (repository, manifest) whose manifest has findings stored, in (repository, manifest digest)
+    /// order after `after`, at most `limit` (capped at `FindingStoreLimits.maxSummaryPage`), only
+    /// of repositories whose name starts with `namePrefix` when given; each with the manifest's
+    /// tags there (sorted), its quarantine state, and its findings counted by severity.
+    func scannedImages(namePrefix: String?, after: ScannedImageCursor?, limit: Int) async throws -> [ScannedImageSummary]
+}
+
+/// Where a page of `scannedImages` continues: after this (repository, manifest).
+public struct ScannedImageCursor: Sendable, Equatable {
+    public var repository: String
+    public var manifest: Digest
+    public init(repository: String, manifest: Digest) {
+        self.repository = repository
+        self.manifest = manifest
+    }
+}
+
+/// A matched manifest in one repository, its findings counted by severity.
+public struct ScannedImageSummary: Sendable, Equatable {
+    public var repository: String
+    public var manifest: Digest
+    public var tags: [String]
+    public var quarantineState: QuarantineState?
+    public var advisoryVersion: Int64
+    public var matchedAt: Date
+    /// Findings per severity name; a severity without findings is absent.
+    public var counts: [String: Int]
+    public var total: Int { counts.values.reduce(0, +) }
+
+    public init(repository: String, manifest: Digest, tags: [String], quarantineState: QuarantineState?, advisoryVersion: Int64,
+                matchedAt: Date, counts: [String: Int]) {
+        self.repository = repository
+        self.manifest = manifest
+        self.tags = tags
+        self.quarantineState = quarantineState
+        self.advisoryVersion = advisoryVersion
+        self.matchedAt = matchedAt
+        self.counts = counts
+    }
+
+    public var cursor: ScannedImageCursor { ScannedImageCursor(repository: repository, manifest: manifest) }
 }
 
 /// What a `scan` event carries (its detail, JSON): the image's findings counted by severity, the

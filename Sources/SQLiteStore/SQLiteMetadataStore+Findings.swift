@@ -67,3 +67,52 @@ extension SQLiteMetadataStore {
         }
     }
 }
+
+extension SQLiteMetadataStore {
+    public func scannedImages(namePrefix: String?, after: ScannedImageCursor?, limit: Int) async throws -> [ScannedImageSummary] {
+        let n = max(0, min(limit, FindingStoreLimits.maxSummaryPage))
+        guard n > 0 else { return [] }
+        return try await pool.read { db in
+            var conditions: [String] = []
+            var arguments: [any DatabaseValueConvertible] = []
+            if let after {
+                conditions.append("(r.name, m.digest) > (?, ?)")
+                arguments += [after.repository, after.manifest.string]
+            }
+            if let namePrefix, !namePrefix.isEmpty {
+                conditions.append("substr(r.name, 1, ?) = ?")
+                arguments += [namePrefix.count, namePrefix]
+            }
+            arguments.append(n)
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT r.name AS repository, m.digest AS digest, m.quarantine_state AS quarantine_state,
+                       s.advisory_version AS advisory_version, s.matched_at AS matched_at,
+                       (SELECT group_concat(t.name, ',') FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest) AS tags
+                FROM repositories r
+                JOIN manifests m ON m.repo_id = r.id
+                JOIN scan_finding_sets s ON s.manifest = m.digest
+                \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
+                ORDER BY r.name, m.digest
+                LIMIT ?
+                """, arguments: StatementArguments(arguments))
+            let digests = Array(Set(rows.map { $0["digest"] as String }))
+            var counts: [String: [String: Int]] = [:]
+            if !digests.isEmpty {
+                let marks = Array(repeating: "?", count: digests.count).joined(separator: ",")
+                for row in try Row.fetchAll(db, sql: """
+                    SELECT manifest, severity, COUNT(*) AS n FROM scan_findings WHERE manifest IN (\(marks)) GROUP BY manifest, severity
+                    """, arguments: StatementArguments(digests)) {
+                    counts[row["manifest"], default: [:]][row["severity"]] = row["n"]
+                }
+            }
+            return try rows.map { row in
+                let d: String = row["digest"]
+                let tags = ((row["tags"] as String?) ?? "").split(separator: ",").map(String.init).sorted()
+                return ScannedImageSummary(repository: row["repository"], manifest: try Digest(parsing: d), tags: tags,
+                                           quarantineState: (row["quarantine_state"] as String?).flatMap(QuarantineState.init(rawValue:)),
+                                           advisoryVersion: row["advisory_version"], matchedAt: Date(timeIntervalSince1970: row["matched_at"]),
+                                           counts: counts[d] ?? [:])
+            }
+        }
+    }
+}

@@ -163,9 +163,13 @@ public struct VEXSubject: Sendable, Hashable {
     public var package: String
     public var sourcePackage: String?
     public var installedVersion: String
-    public init(manifest: String, vulnerability: String, aliases: [String], package: String, sourcePackage: String?, installedVersion: String) {
+    /// Digests of manifests that hold the image (an index of it): a statement naming one of them
+    /// as its product applies too.
+    public var holders: [String]
+    public init(manifest: String, vulnerability: String, aliases: [String], package: String, sourcePackage: String?, installedVersion: String,
+                holders: [String] = []) {
         self.manifest = manifest; self.vulnerability = vulnerability; self.aliases = aliases; self.package = package
-        self.sourcePackage = sourcePackage; self.installedVersion = installedVersion
+        self.sourcePackage = sourcePackage; self.installedVersion = installedVersion; self.holders = holders
     }
 }
 
@@ -183,26 +187,53 @@ public struct VEXDecision: Sendable, Hashable {
 /// the finding's package) or the finding's package (a purl: type ignored, name equal to the
 /// package or its source package, the version, when given, equal to the installed one). Of the
 /// statements that apply the latest (by timestamp, then order) decides.
+///
+/// Statements are indexed by vulnerability name and alias when added, and their products' purls
+/// parsed once (review, M4: every finding re-parsed every statement's purls), so deciding a
+/// finding reads only the statements that name it.
 public struct VEXIndex: Sendable {
-    var statements: [(statement: VEXDocument.Statement, source: String, order: Int)] = []
+    struct Prepared: Sendable {
+        var statement: VEXDocument.Statement
+        var source: String
+        var order: Int
+        var products: [PreparedProduct]
+    }
+    struct PreparedProduct: Sendable {
+        var id: String
+        /// The product as a package URL (nil: not a purl).
+        var purl: PackageURLParts?
+        var subcomponents: [PackageURLParts?]
+    }
+    var statements: [Prepared] = []
+    /// Statement positions by vulnerability name and alias.
+    var byName: [String: [Int]] = [:]
 
     public init() {}
 
     public mutating func add(_ document: VEXDocument, source: String) {
-        for s in document.statements { statements.append((s, source, statements.count)) }
+        for s in document.statements {
+            let k = statements.count
+            statements.append(Prepared(statement: s, source: source, order: k, products: s.products.map {
+                PreparedProduct(id: $0.id, purl: PackageURLParts($0.id), subcomponents: $0.subcomponents.map { PackageURLParts($0) })
+            }))
+            for name in Set([s.vulnerability] + s.aliases) { byName[name, default: []].append(k) }
+        }
     }
 
     public var isEmpty: Bool { statements.isEmpty }
+    public var count: Int { statements.count }
 
     public func decision(for subject: VEXSubject) -> VEXDecision? {
-        let names = Set([subject.vulnerability] + subject.aliases)
-        var best: (statement: VEXDocument.Statement, source: String, order: Int)?
-        for entry in statements {
-            let s = entry.statement
-            guard names.contains(s.vulnerability) || s.aliases.contains(where: names.contains) else { continue }
-            guard s.products.contains(where: { Self.applies($0, to: subject) }) else { continue }
+        var candidates = Set<Int>()
+        for name in Set([subject.vulnerability] + subject.aliases) {
+            for k in byName[name] ?? [] { candidates.insert(k) }
+        }
+        var best: Prepared?
+        for k in candidates.sorted() {
+            let entry = statements[k]
+            guard entry.products.contains(where: { Self.applies($0, to: subject) }) else { continue }
             if let b = best {
-                let bt = b.statement.timestamp ?? .distantPast, st = s.timestamp ?? .distantPast
+                let bt = b.statement.timestamp ?? .distantPast, st = entry.statement.timestamp ?? .distantPast
                 if st < bt { continue }
             }
             best = entry
@@ -210,22 +241,26 @@ public struct VEXIndex: Sendable {
         return best.map { VEXDecision(statement: $0.statement, source: $0.source) }
     }
 
-    static func applies(_ product: VEXDocument.Product, to subject: VEXSubject) -> Bool {
-        if isImage(product.id, subject.manifest) {
+    /// Whether the finding is suppressed (`not_affected` or `fixed` decides it).
+    public func suppresses(_ subject: VEXSubject) -> Bool { decision(for: subject)?.suppressed ?? false }
+
+    static func applies(_ product: PreparedProduct, to subject: VEXSubject) -> Bool {
+        if isImage(product, subject) {
             return product.subcomponents.isEmpty || product.subcomponents.contains { isPackage($0, subject) }
         }
-        return isPackage(product.id, subject)
+        return isPackage(product.purl, subject)
     }
 
-    /// "sha256:…" itself, or `pkg:oci/NAME@sha256%3A…` (the digest percent-encoded, or not).
-    static func isImage(_ id: String, _ manifest: String) -> Bool {
-        if id == manifest { return true }
-        guard id.hasPrefix("pkg:oci/"), let purl = PackageURLParts(id) else { return false }
-        return purl.version == manifest
+    /// "sha256:…" itself, or `pkg:oci/NAME@sha256%3A…` (the digest percent-encoded, or not), of
+    /// the finding's image or of one that holds it (an index).
+    static func isImage(_ product: PreparedProduct, _ subject: VEXSubject) -> Bool {
+        if product.id == subject.manifest || subject.holders.contains(product.id) { return true }
+        guard let purl = product.purl, purl.type == "oci", let v = purl.version else { return false }
+        return v == subject.manifest || subject.holders.contains(v)
     }
 
-    static func isPackage(_ id: String, _ subject: VEXSubject) -> Bool {
-        guard let purl = PackageURLParts(id), purl.type != "oci" else { return false }
+    static func isPackage(_ purl: PackageURLParts?, _ subject: VEXSubject) -> Bool {
+        guard let purl, purl.type != "oci" else { return false }
         guard purl.name == subject.package || purl.name == subject.sourcePackage else { return false }
         guard let v = purl.version else { return true }
         // rpm purls carry the epoch as a qualifier: "1:3.0.7-24.el9" is "3.0.7-24.el9?epoch=1".
@@ -235,7 +270,7 @@ public struct VEXIndex: Sendable {
 }
 
 /// The parts of a package URL this file needs, percent-decoded.
-struct PackageURLParts {
+struct PackageURLParts: Sendable {
     var type: String
     var name: String
     var version: String?

@@ -38,9 +38,21 @@ public struct FindingRematcher: Sendable {
         self.now = now
     }
 
+    /// The most manifests a service remembers as skipped while behind (`behind`); past it, one
+    /// skipped then is caught up only by a later change that touches it after a pull, or by the
+    /// first pass after a restart (which walks every change from version 0).
+    public static let maxBehind = 100_000
+
     /// Re-matches what changed after version `since`; answers the version it brought them to and
     /// how many manifests it matched again.
     public func rematch(since: Int64) async throws -> (version: Int64, rematched: Int) {
+        var behind = Set<Digest>()
+        return try await rematch(since: since, behind: &behind)
+    }
+
+    /// As `rematch(since:)`, adding to `behind` the manifests it skipped because they were not in
+    /// use (`rematchDays`): `sweep` matches them again once they are pulled.
+    public func rematch(since: Int64, behind: inout Set<Digest>) async throws -> (version: Int64, rematched: Int) {
         let current = try await matcher.advisories.currentAdvisoryVersion()
         guard current > since else { return (since, 0) }
         let keys = try await matcher.advisories.advisoryPackagesChanged(since: since)
@@ -59,7 +71,11 @@ public struct FindingRematcher: Sendable {
                 if let usage, rematchDays > 0, !fresh.isEmpty {
                     inUse = try await usage.manifestsUsed(since: cutoff, among: fresh)
                 }
-                for manifest in fresh where inUse?.contains(manifest) ?? true {
+                for manifest in fresh {
+                    if let inUse, !inUse.contains(manifest) {
+                        if behind.count < Self.maxBehind { behind.insert(manifest) }
+                        continue
+                    }
                     let previous = try await matcher.store.findings(manifest: manifest)
                     if let previous, previous.advisoryVersion >= current { continue }
                     guard let inventory = try await inventories.inventory(manifest: manifest),
@@ -73,6 +89,42 @@ public struct FindingRematcher: Sendable {
             }
         }
         return (current, count)
+    }
+
+    /// Review M2: a manifest a pass skipped because it was not in use keeps findings matched
+    /// against an older advisory version; pulled again later, no pass revisits it unless a new
+    /// change touches it. The sweep matches again (from the stored inventory) those of `behind`
+    /// pulled or pushed within `rematchDays` now (`PullTimeStore.manifestsUsed`, 500 at a time)
+    /// whose findings are older than the current version, and drops from `behind` every one it
+    /// handled or found deleted. Answers how many it matched again.
+    public func sweep(_ behind: inout Set<Digest>) async throws -> Int {
+        guard let usage, rematchDays > 0 else {
+            behind.removeAll()
+            return 0
+        }
+        guard !behind.isEmpty else { return 0 }
+        let current = try await matcher.advisories.currentAdvisoryVersion()
+        let cutoff = now().addingTimeInterval(-Double(rematchDays) * 86400)
+        let candidates = behind.sorted()
+        var count = 0
+        var start = 0
+        while start < candidates.count {
+            try Task.checkCancellation()
+            let chunk = Array(candidates[start..<min(candidates.count, start + pageSize)])
+            start += pageSize
+            let used = try await usage.manifestsUsed(since: cutoff, among: chunk)
+            for manifest in chunk where used.contains(manifest) {
+                behind.remove(manifest)
+                guard let previous = try await matcher.store.findings(manifest: manifest), previous.advisoryVersion < current,
+                      let inventory = try await inventories.inventory(manifest: manifest),
+                      inventory.status == .complete || inventory.status == .partial,
+                      let decoded = try? ScanDocument.decode(ImageInventory.self, inventory.document) else { continue }
+                let matched = try await matcher.match(manifest: manifest, inventory: decoded)
+                try await gate?.rematched(manifest, previous: previous, current: matched)
+                count += 1
+            }
+        }
+        return count
     }
 }
 
@@ -92,13 +144,36 @@ public struct FindingRematchService: Service {
 
     public func run() async throws {
         var since: Int64 = 0
+        // Manifests skipped while not in use, swept once they are pulled (`FindingRematcher.sweep`).
+        var behind = Set<Digest>()
+        var warned = false
+        // The sweep asks the pull times of every remembered manifest: at most every 30 s.
+        let sweepEvery = Duration.seconds(30)
+        var lastSweep: ContinuousClock.Instant?
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
-                let (version, rematched) = try await rematcher.rematch(since: since)
+                let started = ContinuousClock.now
+                let (version, rematched) = try await rematcher.rematch(since: since, behind: &behind)
                 if rematched > 0 {
-                    logger.info("findings re-matched", metadata: ["advisoryVersion": "\(version)", "manifests": "\(rematched)"])
+                    let took = ContinuousClock.now - started
+                    let seconds = Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18
+                    logger.info("findings re-matched", metadata: ["advisoryVersion": "\(version)", "manifests": "\(rematched)",
+                                                                  "seconds": "\(String(format: "%.3f", seconds))"])
                 }
                 since = version
+                if behind.count >= FindingRematcher.maxBehind, !warned {
+                    warned = true
+                    logger.warning("too many images behind the advisory database to remember; those over the bound catch up after a restart",
+                                   metadata: ["bound": "\(FindingRematcher.maxBehind)"])
+                }
+                var swept = 0
+                if !behind.isEmpty, lastSweep.map({ ContinuousClock.now - $0 >= sweepEvery }) ?? true {
+                    lastSweep = ContinuousClock.now
+                    swept = try await rematcher.sweep(&behind)
+                }
+                if swept > 0 {
+                    logger.info("findings of images pulled again re-matched", metadata: ["advisoryVersion": "\(version)", "manifests": "\(swept)"])
+                }
             } catch is CancellationError {
                 return
             } catch {

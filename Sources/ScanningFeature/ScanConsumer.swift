@@ -3,6 +3,7 @@ import Logging
 import OCIModel
 import RegistryCore
 import RegistryStore
+import Scanning
 import ServiceLifecycle
 
 /// Scan on push: an event consumer of the runner (durable cursor, at least once, retries with
@@ -41,6 +42,12 @@ public struct ScanConsumer: EventConsumer {
                 if let gate, let outcome {
                     // Before promotion: a Pending image gets its verdict once its findings are stored.
                     try await gate.judge(repository: event.repository, outcome: outcome)
+                    // An OpenVEX referrer: the verdicts on the image it is about read its statements.
+                    if outcome.status == .notAnImage,
+                       let record = try await inventorier.registry.metadata.manifest(repository: event.repository, digest: digest),
+                       record.artifactType == OpenVEX.mediaType, let subject = record.subject {
+                        try await gate.rejudge(repository: event.repository, subject: subject)
+                    }
                     if outcome.findings != nil, let current = try await inventorier.matcher?.store.findings(manifest: digest) {
                         try await gate.announce(repository: event.repository, digest: digest, previous: previous, current: current)
                     }

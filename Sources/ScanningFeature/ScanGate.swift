@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import OCIModel
 import RegistryCore
 import RegistryStore
+import Scanning
 
 /// The scan policy at work: its stored setting (read through a cache dropped on a `scan-policy`
 /// setting event), the quarantine verdicts the scanner gives after a scan or a re-match, and the
@@ -26,6 +27,9 @@ public final class ScanGate: Sendable {
     private struct Verdict { let verdict: ScanPolicyVerdict; let at: Date; let generation: Int }
     private let verdicts = NIOLockedValueBox<[String: Verdict]>([:])
     private let generation = NIOLockedValueBox(0)
+    /// The re-judging job after a policy change: the running task, and whether another change
+    /// came while it ran (it then runs once more).
+    private let rejudging = NIOLockedValueBox<(task: Task<Void, Never>?, again: Bool)>((nil, false))
     let ttl: TimeInterval = 30
 
     public init(registry: Registry, findings: any FindingStore, logger: Logger = Logger(label: "berth.scan.policy")) {
@@ -75,26 +79,135 @@ public final class ScanGate: Sendable {
         verdicts.withLockedValue { $0.removeAll() }
     }
 
-    /// The findings a verdict on `digest` judges: the image's own, or for an index the union of its
-    /// images' (one level); nil when nothing was matched (not scanned yet, or not an image).
-    func findingsToJudge(_ digest: Digest, mediaType: String?) async throws -> [StoredFinding]? {
-        if let own = try await findings.findings(manifest: digest) { return own.findings }
-        guard let bytes = try await registry.metadata.inlineContent(digest),
-              let parsed = try? JSONDecoder().decode(ScannedManifest.self, from: Data(bytes)), let children = parsed.manifests else { return nil }
-        var out: [StoredFinding] = []
-        var any = false
-        for child in children.prefix(1000) {
-            guard let d = try? Digest(parsing: child.digest), let f = try await findings.findings(manifest: d) else { continue }
-            any = true
-            out += f.findings
+    /// The findings a verdict on `digest` of `repository` judges: the image's own, or for an index
+    /// the union of its images' (one level), split into those the policy judges and those a VEX
+    /// statement suppresses (`not_affected`, `fixed`: OpenVEX referrers of the image, or of the
+    /// index holding it, in that repository, uploaded or pushed); nil when nothing was matched
+    /// (not scanned yet, or not an image).
+    func findingsToJudge(_ repository: String, _ digest: Digest) async throws -> (judged: [StoredFinding], suppressed: [StoredFinding])? {
+        var parts: [(manifest: Digest, findings: [StoredFinding])] = []
+        var holders: [String] = []
+        if let own = try await findings.findings(manifest: digest) {
+            parts = [(digest, own.findings)]
+        } else {
+            guard let bytes = try await registry.metadata.inlineContent(digest),
+                  let parsed = try? JSONDecoder().decode(ScannedManifest.self, from: Data(bytes)), let children = parsed.manifests else { return nil }
+            for child in children.prefix(1000) {
+                guard let d = try? Digest(parsing: child.digest), let f = try await findings.findings(manifest: d) else { continue }
+                parts.append((d, f.findings))
+            }
+            if parts.isEmpty { return nil }
+            holders = [digest.string]
         }
-        return any ? out : nil
+        // Statements are read only for images with findings (and the index itself).
+        var subjects = parts.filter { !$0.findings.isEmpty }.map(\.manifest)
+        if !holders.isEmpty, !subjects.isEmpty { subjects.append(digest) }
+        let (vex, _) = subjects.isEmpty ? (VEXIndex(), []) : try await VEXReferrers.index(registry, repository: repository, subjects: subjects)
+        var judged: [StoredFinding] = []
+        var suppressed: [StoredFinding] = []
+        for part in parts {
+            for f in part.findings {
+                let subject = VEXSubject(manifest: part.manifest.string, vulnerability: f.advisoryID, aliases: f.aliases, package: f.package,
+                                         sourcePackage: f.sourcePackage, installedVersion: f.installedVersion, holders: holders)
+                if !vex.isEmpty, vex.suppresses(subject) { suppressed.append(f) } else { judged.append(f) }
+            }
+        }
+        return (judged, suppressed)
     }
 
     /// The policy's verdict on `digest` of `repository`, nil when it has no findings to judge.
     public func verdict(_ repository: String, _ digest: Digest, policy: ScanPolicy, now: Date = Date()) async throws -> ScanPolicyVerdict? {
-        guard let found = try await findingsToJudge(digest, mediaType: nil) else { return nil }
-        return ScanPolicyEvaluation.evaluate(found, repository: repository, policy: policy, now: now)
+        guard let found = try await findingsToJudge(repository, digest) else { return nil }
+        return ScanPolicyEvaluation.evaluate(found.judged, repository: repository, policy: policy, now: now, suppressed: found.suppressed)
+    }
+
+    /// After a VEX document about `digest` reached `repository` (an upload, or a referrer
+    /// pushed): the scanner's verdict on it, and on the indexes of the repository that hold it,
+    /// again (only while quarantine is on and the policy is active; only Pending manifests and
+    /// verdicts the scanner gave change).
+    public func rejudge(repository: String, subject digest: Digest) async throws {
+        invalidate()
+        let policy = try await current()
+        guard policy.isActive, try await registry.quarantinePolicy().enabled else { return }
+        try await judge(repository: repository, digest: digest, policy: policy)
+        for parent in try await registry.metadata.parents(repository: repository, child: digest) {
+            try await judge(repository: repository, digest: parent, policy: policy)
+        }
+    }
+
+    // MARK: Re-judging after a policy change
+
+    /// After a policy change: the scanner's verdicts on existing images are given again in the
+    /// background (`rejudgeAll`), from the stored findings, reading no layer. One job at a time
+    /// per node; a change while it runs makes it run once more after.
+    public func scheduleRejudgeAll() {
+        rejudging.withLockedValue { state in
+            if state.task != nil {
+                state.again = true
+                return
+            }
+            state.task = Task { [self] in await self.rejudgeLoop() }
+        }
+    }
+
+    private func rejudgeLoop() async {
+        while true {
+            do {
+                let changed = try await rejudgeAll()
+                if changed > 0 { logger.info("quarantine verdicts given again after a scan policy change", metadata: ["manifests": "\(changed)"]) }
+            } catch {
+                logger.warning("re-judging after a scan policy change failed", metadata: ["error": "\(String(describing: error).prefix(300))"])
+            }
+            let again = rejudging.withLockedValue { state -> Bool in
+                if state.again {
+                    state.again = false
+                    return true
+                }
+                state.task = nil
+                return false
+            }
+            if !again { return }
+        }
+    }
+
+    /// Waits until no re-judging job runs (tests).
+    public func rejudgeFinished() async {
+        while let task = rejudging.withLockedValue({ $0.task }) { await task.value }
+    }
+
+    /// Gives the current policy's verdict again to every quarantined manifest whose verdict the
+    /// scanner gave (and, while the policy blocks some severity, to `Pending` ones): a walk over
+    /// the repositories, images before indexes, each judged from its stored findings. A verdict a
+    /// person gave is never changed; a policy that blocks nothing passes what the scanner had
+    /// failed. Nothing is done while quarantine is off. Answers how many manifests it judged.
+    @discardableResult
+    public func rejudgeAll() async throws -> Int {
+        invalidate()
+        let policy = try await current()
+        guard try await registry.quarantinePolicy().enabled else { return 0 }
+        var after: String?
+        var judged = 0
+        while true {
+            let page = try await registry.metadata.repositories(after: after, limit: 500)
+            if page.isEmpty { break }
+            for repo in page {
+                try Task.checkCancellation()
+                guard let graph = try await registry.metadata.repositoryGraph(repo) else { continue }
+                func isIndex(_ m: RepositoryGraph.Manifest) -> Bool { m.mediaType.contains("index") || m.mediaType.contains("manifest.list") }
+                let quarantined = graph.manifests.values.filter { $0.quarantineState != nil }
+                    .sorted { (isIndex($0) ? 1 : 0, $0.digest) < (isIndex($1) ? 1 : 0, $1.digest) }
+                for m in quarantined {
+                    guard let digest = try? Digest(parsing: m.digest),
+                          let record = try await registry.metadata.manifest(repository: repo, digest: digest) else { continue }
+                    let ours = record.quarantineReason?.hasPrefix(ScanPolicyEvaluation.reasonPrefix) == true
+                    guard ours || (policy.isActive && record.quarantineState == .pending) else { continue }
+                    try await judge(repository: repo, digest: digest, policy: policy)
+                    judged += 1
+                }
+            }
+            after = page.last
+        }
+        return judged
     }
 
     // MARK: Quarantine verdicts
@@ -226,7 +339,12 @@ extension ScanGate: PullAdmissionCheck {
         let gen = generation.withLockedValue { $0 }
         let policy = try await current()
         guard policy.blockPulls, policy.isActive else { return nil }
-        if pull.content.subject != nil { return nil }                  // signatures, SBOMs and other referrers
+        // Signatures, SBOMs and other artifacts that are referrers are not judged; an image or an
+        // index carrying a `subject` is (review, M3: a `subject` exempted a runnable image).
+        if pull.content.subject != nil {
+            let parsed = try? JSONDecoder().decode(ScannedManifest.self, from: Data(pull.content.bytes.readableBytesView))
+            if parsed?.isRunnable != true { return nil }
+        }
         let key = "\(pull.repository.value)@\(pull.content.digest)"
         let cached = verdicts.withLockedValue { $0[key] }
         let verdict: ScanPolicyVerdict

@@ -78,9 +78,19 @@ struct ScannedManifest: Decodable {
         "application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json",
     ]
 
-    /// Why this is not a container image the scanner can inventory, or nil when it is one.
+    /// Why this is not a container image the scanner can inventory, or nil when it is one. A
+    /// `subject` alone does not make a manifest an artifact (review, M3: adding a `subject` to a
+    /// runnable image exempted it from scanning and from the pull gate).
     var notAnImage: String? {
-        if subject != nil { return "a referrer of \(subject!.digest) (artifact, not an image)" }
+        guard let reason = notAnImageIgnoringSubject else { return nil }
+        if let subject, manifests == nil { return "a referrer of \(subject.digest) (\(reason))" }
+        return reason
+    }
+
+    /// Whether a client can run it: an image, or an index (of images).
+    var isRunnable: Bool { manifests != nil || notAnImageIgnoringSubject == nil }
+
+    private var notAnImageIgnoringSubject: String? {
         if let manifests { return "an index of \(manifests.count) manifest(s); each image in it is inventoried on its own" }
         if let artifactType { return "an artifact (\(artifactType.prefix(100)))" }
         guard let config else { return "no config" }
@@ -290,6 +300,10 @@ public struct ScanInventorier: Sendable {
 
     /// One range of a blob: from the metadata store when it is kept inline, else from the blob store.
     func read(_ digest: Digest, size: Int64, range: Range<Int64>) async throws -> ByteBuffer {
+        try await Self.read(registry, digest, size: size, range: range)
+    }
+
+    static func read(_ registry: Registry, _ digest: Digest, size: Int64, range: Range<Int64>) async throws -> ByteBuffer {
         var inline = registry.keepsInline(size: size)
         if !inline { inline = try await registry.blobs.size(of: digest) == nil }
         if inline {

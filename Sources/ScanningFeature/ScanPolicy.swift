@@ -196,8 +196,11 @@ public enum ScanPolicyEvaluation {
     static func rank(_ severity: String) -> Int { FindingSeverity.names.firstIndex(of: severity) ?? 0 }
 
     /// Pure: `findings` of an image in `repository` judged by `policy` at `now`. Expired
-    /// exceptions are ignored; findings of Unknown severity never block.
-    public static func evaluate(_ findings: [StoredFinding], repository: String, policy: ScanPolicy, now: Date) -> ScanPolicyVerdict {
+    /// exceptions are ignored; findings of Unknown severity never block. `suppressed` are the
+    /// image's findings a VEX statement suppresses: never judged, those that would have blocked
+    /// counted in the reason.
+    public static func evaluate(_ findings: [StoredFinding], repository: String, policy: ScanPolicy, now: Date,
+                                suppressed: [StoredFinding] = []) -> ScanPolicyVerdict {
         guard policy.isActive else {
             return ScanPolicyVerdict(passed: true, reason: reasonPrefix + "passed (no severity blocks)", blocking: [])
         }
@@ -214,7 +217,8 @@ public enum ScanPolicyEvaluation {
             }
             blocking.append(f)
         }
-        let exceptedText = excepted > 0 ? "; \(excepted) excepted" : ""
+        let byVEX = suppressed.filter { rank($0.severity) >= threshold && $0.severity != "Unknown" }.count
+        let exceptedText = (excepted > 0 ? "; \(excepted) excepted" : "") + (byVEX > 0 ? "; \(byVEX) suppressed by VEX" : "")
         if blocking.isEmpty {
             return ScanPolicyVerdict(passed: true, reason: reasonPrefix + "passed (no finding at \(policy.blockSeverity) or above\(policy.ignoreUnfixed ? " with a fix" : "")\(exceptedText))", blocking: [])
         }

@@ -97,6 +97,9 @@ public struct ScanningFeature: RegistryFeature {
                 actor: actor.name, address: actor.address, action: "scan-policy.update", target: "scan-policy", outcome: "ok",
                 detail: "blockSeverity=\(policy.blockSeverity) ignoreUnfixed=\(policy.ignoreUnfixed) blockPulls=\(policy.blockPulls) "
                     + "allow=\(policy.allow.map(\.id).joined(separator: ",").prefix(500))")
+            // The scanner's verdicts on existing images follow the new policy (a background job,
+            // from the stored findings; the pull gate's cached verdicts were dropped by the update).
+            gate.scheduleRejudgeAll()
             return server.json(ScanPolicyView(policy, now: Date()))
         }
         // Judged per repository (metadata/read there), like `/api/v1/repository?name=`.
@@ -121,6 +124,32 @@ public struct ScanningFeature: RegistryFeature {
         routes.root.get("api/v1/scans") { request, context in
             guard let matcher = inventorier.matcher else { throw ScanAPI.noMatcher }
             return server.json(try await ScanAPI.list(request, context, server, findings: matcher.store))
+        }
+        // An OpenVEX document uploaded about one image, attached to it as a referrer through the
+        // core (push on the repository: content/write, as a /v2/ referrer push needs).
+        routes.root.post("api/v1/scans/vex") { request, context in
+            let (repo, record) = try await ScanAPI.vexTarget(request, context, server)
+            var request = request
+            // Over the limit: NIOTooManyBytesError, which the one error mapping answers 413.
+            let body = try await request.collectBody(upTo: VEXLimits.maxDocumentBytes)
+            let caller = try await server.caller(request, context)
+            let actor = caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous"
+            let address = caller?.address?.description ?? server.address(request, context)?.description ?? "-"
+            let attached: (referrer: Digest, statements: Int)
+            do {
+                attached = try await EventOrigin.$current.withValue(EventOrigin(actor: actor, address: address)) {
+                    try await VEXReferrers.attach(server.registry, repository: repo, subject: record, document: Array(body.readableBytesView))
+                }
+            } catch let e as ImportProblem {
+                throw ManagementError(status: .badRequest, code: "INVALID", message: "not an OpenVEX document: \(e.description)")
+            }
+            // The scanner's verdicts on the image (and the indexes holding it) read the new statements.
+            try await gate?.rejudge(repository: repo.value, subject: record.digest)
+            await server.access.recordAudit(actor: actor, address: address,
+                                            action: "scan-vex.import", target: "\(repo.value)@\(record.digest)", outcome: "ok",
+                                            detail: "referrer=\(attached.referrer) statements=\(attached.statements)")
+            return server.json(ScanVEXImportView(repository: repo.value, subject: record.digest.string, referrer: attached.referrer.string,
+                                                 statements: attached.statements), status: .created)
         }
         routes.root.get("api/v1/scans/sbom") { request, context in
             let (repo, digest) = try await ScanAPI.target(request, context, server)
@@ -183,10 +212,43 @@ enum ScanAPI {
         return (repo, digest)
     }
 
-    static let maxListedRepositories = 10_000
+    /// Matched images (per repository) `GET /api/v1/scans` reads at most; past it the answer is `truncated`.
+    static let maxListedImages = 10_000
 
-    /// `GET /api/v1/scans`: walks the repositories (at most `maxListedRepositories`) the pattern
-    /// matches and the caller may read, and their image manifests that were matched.
+    /// The image an uploaded VEX document is about (`?repository=R&reference=TAG|DIGEST`), after
+    /// the caller's right to push to the repository is checked (content/write; a repository a
+    /// pull-through cache fills takes no client write).
+    static func vexTarget(_ request: Request, _ context: BerthRequestContext, _ server: FeatureServer) async throws
+        -> (RepositoryName, ManifestRecord) {
+        guard let rawRepo = request.uri.queryParameters["repository"], let rawRef = request.uri.queryParameters["reference"] else {
+            throw ManagementError(status: .badRequest, code: "INVALID", message: "give ?repository=NAME&reference=TAG_OR_DIGEST")
+        }
+        let repo: RepositoryName
+        let reference: Reference
+        do {
+            repo = try RepositoryName(String(rawRepo))
+            reference = try Reference(parsing: String(rawRef))
+        } catch {
+            throw ManagementError(status: .badRequest, code: "INVALID", message: "\(error)")
+        }
+        try await server.requireOnRepository(request, context, repository: repo.value, action: [.contentWrite, .metadataRead])
+        try await server.refuseClientWrite(repo)
+        let record: ManifestRecord?
+        do {
+            let digest = try await server.registry.resolve(repo, reference)
+            record = try await server.registry.metadata.manifest(repository: repo.value, digest: digest)
+        } catch let e as RegistryError {
+            throw ManagementError(status: .notFound, code: "NOT_FOUND", message: e.message)
+        }
+        guard let record else {
+            throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "no manifest \(rawRef.prefix(200)) in \(repo.value)")
+        }
+        return (repo, record)
+    }
+
+    /// `GET /api/v1/scans`: the matched images (`FindingStore.scannedImages`, at most
+    /// `maxListedImages` read) of the repositories the pattern matches, the caller may read and
+    /// the catalog lists, most findings at the asked severities first, at most `limit`.
     static func list(_ request: Request, _ context: BerthRequestContext, _ server: FeatureServer,
                      findings: any FindingStore) async throws -> ScanListView {
         let q = request.uri.queryParameters
@@ -213,39 +275,51 @@ enum ScanAPI {
         }
     }
 
-    /// The walk behind `GET /api/v1/scans` and the console's scans page: the repositories (at most
-    /// `maxListedRepositories`) the pattern matches and `may` lets read (metadata/read and
-    /// content/read), their image manifests that were matched (not one the reader may not pull
-    /// for its quarantine state), with their findings counted by severity.
+    /// Behind `GET /api/v1/scans` and the console's scans page: the matched image manifests of the
+    /// repositories the pattern matches and `may` lets read (metadata/read and content/read, not
+    /// hidden from listings), not one the reader may not pull for its quarantine state, with their
+    /// findings counted by severity.
     static func summaries(_ registry: Registry, findings: any FindingStore, pattern: RepositoryPattern, severities: Set<String>?,
-                                 limit: Int, may: (_ repository: String, _ action: Action, _ target: AccessTarget) -> Bool)
+                          limit: Int, may: (_ repository: String, _ action: Action, _ target: AccessTarget) -> Bool)
         async throws -> ScanListView {
         var out: [ScanImageSummaryView] = []
         var truncated = false
-        var after: String?
-        var walked = 0
-        walk: while true {
-            let page = try await registry.metadata.repositories(after: after, limit: 500)
-            if page.isEmpty { break }
-            for repo in page {
-                walked += 1
-                if walked > maxListedRepositories { truncated = true; break walk }
-                guard pattern.matches(repo), may(repo, [.metadataRead, .contentRead], .none),
-                      let graph = try await registry.metadata.repositoryGraph(repo) else { continue }
-                for (digest, m) in graph.manifests.sorted(by: { $0.key < $1.key }) where m.subject == nil {
-                    // What /v2/ would not serve this caller (quarantine) is not listed either.
-                    if !QuarantineState.isPullable(m.quarantineState),
-                       !may(repo, .contentRead, AccessTarget(quarantine: .manifest(state: m.quarantineState ?? .pending, reason: nil))) { continue }
-                    guard let d = try? Digest(parsing: digest), let stored = try await findings.findings(manifest: d) else { continue }
-                    var counts: [String: Int] = [:]
-                    for f in stored.findings { counts[f.severity, default: 0] += 1 }
-                    if let severities, !severities.contains(where: { counts[$0] != nil }) { continue }
-                    out.append(ScanImageSummaryView(
-                        repository: repo, manifest: digest, tags: graph.tags.filter { $0.digest == digest }.map(\.name).sorted(),
-                        advisoryVersion: stored.advisoryVersion, matchedAt: stored.matchedAt, counts: counts, total: stored.findings.count))
+        // One store query, paged: the matched manifests of the repositories the pattern names
+        // (by name prefix), at most `maxListedImages` rows read.
+        let prefix: String? = pattern.value == "*" ? nil : pattern.value.hasSuffix("/*") ? String(pattern.value.dropLast(1)) : pattern.value
+        var readable: [String: (allowed: Bool, hiddenTags: Set<String>)] = [:]
+        var cursor: ScannedImageCursor?
+        var read = 0
+        page: while true {
+            let rows = try await findings.scannedImages(namePrefix: prefix, after: cursor, limit: 500)
+            if rows.isEmpty { break }
+            for row in rows {
+                read += 1
+                if read > maxListedImages { truncated = true; break page }
+                guard pattern.matches(row.repository) else { continue }
+                if readable[row.repository] == nil {
+                    var allowed = may(row.repository, [.metadataRead, .contentRead], .none)
+                    var hiddenTags = Set<String>()
+                    if allowed {
+                        // The catalog's listing rule (review, L1): a repository hidden from listings is not named here.
+                        let hidden = try await registry.listHidden(row.repository)
+                        allowed = !hidden.repository
+                        hiddenTags = hidden.tags
+                    }
+                    if readable.count > 10_000 { readable.removeAll() }
+                    readable[row.repository] = (allowed, hiddenTags)
                 }
+                guard let access = readable[row.repository], access.allowed else { continue }
+                // What /v2/ would not serve this caller (quarantine) is not listed either.
+                if !QuarantineState.isPullable(row.quarantineState),
+                   !may(row.repository, .contentRead, AccessTarget(quarantine: .manifest(state: row.quarantineState ?? .pending, reason: nil))) { continue }
+                if let severities, !severities.contains(where: { row.counts[$0] != nil }) { continue }
+                out.append(ScanImageSummaryView(
+                    repository: row.repository, manifest: row.manifest.string, tags: row.tags.filter { !access.hiddenTags.contains($0) },
+                    advisoryVersion: row.advisoryVersion, matchedAt: row.matchedAt, counts: row.counts, total: row.total))
             }
-            after = page.last
+            guard rows.count == 500 else { break }
+            cursor = rows.last?.cursor
         }
         // Most findings at the asked severities (all, without a filter) first, most severe first.
         func key(_ v: ScanImageSummaryView) -> [Int] {
@@ -306,7 +380,7 @@ enum ScanAPI {
             }
             throw ManagementError(status: .notFound, code: "NOT_FOUND", message: "\(repository.value)@\(digest) \(why)")
         }
-        let (vex, vexProblems) = try await vexIndex(inventorier, repository: repository, digest: digest)
+        let (vex, vexProblems) = try await VEXReferrers.index(inventorier.registry, repository: repository.value, subjects: [digest])
         let all = stored.findings.map { f in
             let decision = vex.isEmpty ? nil : vex.decision(for: VEXSubject(
                 manifest: digest.string, vulnerability: f.advisoryID, aliases: f.aliases, package: f.package,
@@ -328,48 +402,6 @@ enum ScanAPI {
                                 findings: sorted, unfixedHidden: all.count - shown.count,
                                 suppressed: sorted.filter { $0.vex?.suppressed == true }.count,
                                 vexProblems: vexProblems.isEmpty ? nil : vexProblems)
-    }
-
-    /// OpenVEX referrers of one image read at most (the newest first).
-    static let maxVEXReferrers = 20
-
-    /// The OpenVEX documents attached to the image as referrers (artifact type
-    /// `application/openvex+json`, the document its layer), each at most `VEXLimits.maxDocumentBytes`;
-    /// a referrer that cannot be read or parsed is a problem, and its statements are not applied.
-    static func vexIndex(_ inventorier: ScanInventorier, repository: RepositoryName, digest: Digest) async throws -> (VEXIndex, [String]) {
-        let metadata = inventorier.registry.metadata
-        let referrers = try await metadata.referrers(repository: repository.value, subject: digest)
-            .filter { $0.artifactType == OpenVEX.mediaType }
-            .sorted { ($0.createdAt, $0.digest) > ($1.createdAt, $1.digest) }
-        var index = VEXIndex()
-        var problems: [String] = []
-        if referrers.count > maxVEXReferrers {
-            problems.append("\(referrers.count) OpenVEX referrers; only the newest \(maxVEXReferrers) are applied")
-        }
-        // Oldest first, so that of statements without timestamps the newest document's wins.
-        for referrer in referrers.prefix(maxVEXReferrers).reversed() {
-            do {
-                guard let bytes = try await metadata.inlineContent(referrer.digest),
-                      let manifest = try? JSONDecoder().decode(ScannedManifest.self, from: Data(bytes)),
-                      let layers = manifest.layers, !layers.isEmpty else {
-                    problems.append("\(referrer.digest): not an image manifest with a layer"); continue
-                }
-                let layer = layers.first { $0.mediaType == OpenVEX.mediaType } ?? layers[0]
-                guard let layerDigest = try? Digest(parsing: layer.digest),
-                      let size = try await metadata.linkedBlobSize(repository: repository.value, digest: layerDigest) else {
-                    problems.append("\(referrer.digest): its document is not in \(repository.value)"); continue
-                }
-                guard size <= Int64(VEXLimits.maxDocumentBytes) else {
-                    problems.append("\(referrer.digest): the document is \(size) bytes, over \(VEXLimits.maxDocumentBytes)"); continue
-                }
-                let buffer = try await inventorier.read(layerDigest, size: size, range: 0..<size)
-                let document = try OpenVEX.parse(Data(buffer.readableBytesView), location: referrer.digest.string)
-                index.add(document, source: referrer.digest.string)
-            } catch let e as ImportProblem {
-                problems.append(e.description)
-            }
-        }
-        return (index, problems)
     }
 
     /// The newest SBOM referrer of `format` Berth pushed for the manifest, its document read back

@@ -202,6 +202,46 @@ import Testing
     }
 }
 
+extension FindingRematchTests {
+    /// Review M2: an image a pass skipped (not pulled within the window) is matched again by the
+    /// sweep once it is pulled, without a new database change.
+    @Test func anImageSkippedWhileIdleIsCaughtUpOnceItIsPulledAgain() async throws {
+        let f = try ScanFixture(findings: true)
+        let database = FindingsTests.database(f)
+        let first = try await database.importUpload(Data(FindingsTests.tracker.utf8), format: .debian, source: nil)
+        let idle = try await f.image("library/debian-idle", tag: "12", layers: [try FindingsTests.debianLayer()])
+        try await f.drain(f.feature.runner())
+        let updated = FindingsTests.tracker.replacingOccurrences(of: "\"CVE-2099-2002\"", with: "\"CVE-2099-2003\"")
+        let second = try await database.importUpload(Data(updated.utf8), format: .debian, source: nil)
+
+        let later = Date().addingTimeInterval(40 * 86400)
+        let matcher = try #require(f.feature.inventorier.matcher)
+        let rematcher = FindingRematcher(inventories: f.store, matcher: matcher, pageSize: 1, usage: f.registry.metadata,
+                                         rematchDays: 30, now: { later })
+        var behind = Set<Digest>()
+        let pass = try await rematcher.rematch(since: first.version, behind: &behind)
+        #expect(pass.rematched == 0 && behind == [idle])
+        // Not pulled: the sweep leaves it (and remembers it).
+        #expect(try await rematcher.sweep(&behind) == 0 && behind == [idle])
+        #expect(try await f.backends.metadata.findings(manifest: idle)?.advisoryVersion == first.version)
+        // A later pass over no new change does not bring it back either: only the sweep does.
+        #expect(try await rematcher.rematch(since: pass.version, behind: &behind).rematched == 0)
+
+        // Pulled a day before `later`: the sweep matches it against the current version.
+        f.registry.pullTimes.record(repository: "library/debian-idle", digest: idle, tag: "12", at: later.addingTimeInterval(-86400))
+        #expect(try await f.registry.flushPullTimes() == 1)
+        #expect(try await rematcher.sweep(&behind) == 1)
+        #expect(behind.isEmpty)
+        let current = try #require(try await f.backends.metadata.findings(manifest: idle))
+        #expect(current.advisoryVersion == second.version && current.findings.map(\.advisoryID).contains("CVE-2099-2003"))
+        #expect(try await rematcher.sweep(&behind) == 0)
+
+        // A manifest remembered but deleted meanwhile, or already current, is dropped without a match.
+        behind = [idle]
+        #expect(try await rematcher.sweep(&behind) == 0 && behind.isEmpty)
+    }
+}
+
 /// OpenVEX documents attached to an image as referrers decide the findings they name.
 @Suite struct VEXReferrerTests {
     /// Pushes `document` as a referrer of `subject` (artifact type `application/openvex+json`,

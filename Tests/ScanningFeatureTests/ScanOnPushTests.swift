@@ -76,7 +76,11 @@ struct ScanFixture {
     /// Pushes an image of `layers` (each a gzip-compressed tar unless given raw); returns its digest.
     @discardableResult
     func image(_ repo: String, tag: String? = nil, layers: [[UInt8]], layerType: String = "application/vnd.oci.image.layer.v1.tar+gzip",
-               configType: String = "application/vnd.oci.image.config.v1+json") async throws -> Digest {
+               configType: String = "application/vnd.oci.image.config.v1+json", subject: Digest? = nil) async throws -> Digest {
+        var subjectField = ""
+        if let subject, let bytes = try await registry.metadata.inlineContent(subject) {
+            subjectField = ",\"subject\":{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"\(subject)\",\"size\":\(bytes.count)}"
+        }
         let config = Array("{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}".utf8)
         let c = try await blob(repo, config)
         var items: [String] = []
@@ -87,7 +91,7 @@ struct ScanFixture {
         let manifest = Array("""
             {"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",\
             "config":{"mediaType":"\(configType)","digest":"\(c)","size":\(config.count)},\
-            "layers":[\(items.joined(separator: ","))]}
+            "layers":[\(items.joined(separator: ","))]\(subjectField)}
             """.utf8)
         let d = Digest.compute(manifest)
         _ = try await registry.putManifest(try RepositoryName(repo), reference: tag.map { .tag($0) } ?? .digest(d), bytes: manifest,

@@ -438,6 +438,21 @@ struct PullAdmissionHarness {
             (status, images) = try await list("?repository=billing/secret", reader)
             #expect(status == .ok && images.isEmpty)
             #expect(try await client.execute(uri: "/api/v1/scans", method: .get).status == .unauthorized)
+
+            // The catalog's listing rule (review, L1): a repository hidden from listings is not
+            // named, nor a hidden tag, even to the owner.
+            _ = try await f.registry.updateLock(try RepositoryName("billing/secret"), tag: nil, digest: nil, LockChange(listEnabled: false))
+            _ = try await f.registry.updateLock(try RepositoryName("payments/api"), tag: "1", digest: nil, LockChange(listEnabled: false))
+            (status, images) = try await list("")
+            #expect(status == .ok && Set(images.map { $0["repository"] as? String ?? "" }) == ["payments/api", "payments/zlib"])
+            #expect(images.first { $0["repository"] as? String == "payments/api" }?["tags"] as? [String] == [])
+            (status, images) = try await list("?repository=billing/secret")
+            #expect(status == .ok && images.isEmpty)
+            // limit caps the answer, most findings first, and says it was cut.
+            let r = try await client.execute(uri: "/api/v1/scans?limit=1", method: .get, headers: ScanGateTests.owner)
+            let json = try JSONSerialization.jsonObject(with: Data(buffer: r.body)) as? [String: Any]
+            #expect((json?["images"] as? [[String: Any]])?.map { $0["repository"] as? String } == ["payments/api"])
+            #expect(json?["truncated"] as? Bool == true)
         }
     }
 }

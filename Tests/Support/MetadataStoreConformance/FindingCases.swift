@@ -5,6 +5,51 @@ import Testing
 
 extension MetadataStoreConformance {
     static let findingCases: [Case] = [
+        Case("scannedImages: matched manifests per repository with tags, quarantine and counts, paged in order, by name prefix") { s in
+            let one = try await image(s, "sum-b/app", "sum-1", tag: "v1").record.digest
+            _ = try await image(s, "sum-a/app", "sum-1")
+            let two = try await image(s, "sum-a/app", "sum-2", tag: "x").record.digest
+            _ = try await image(s, "sum-a/app", "sum-3", tag: "not-matched")
+            _ = try await image(s, "sumx/app", "sum-4")
+            let at = Date(timeIntervalSince1970: 1_700_000_000)
+            func finding(_ id: String, _ severity: String) -> StoredFinding {
+                StoredFinding(advisoryID: id, aliases: [], ecosystem: "Debian", package: "p", sourcePackage: nil, installedVersion: "1",
+                              fixedVersion: nil, severity: severity, score: nil)
+            }
+            try await s.putFindings(StoredFindings(manifest: one, advisoryVersion: 7, matchedAt: at,
+                                                   findings: [finding("CVE-1", "High"), finding("CVE-2", "High"), finding("CVE-3", "Low")]))
+            try await s.putFindings(StoredFindings(manifest: two, advisoryVersion: 6, matchedAt: at, findings: []))
+            try await s.putFindings(StoredFindings(manifest: digest("sum-4"), advisoryVersion: 6, matchedAt: at, findings: [finding("CVE-9", "Critical")]))
+            #expect(try await s.setQuarantine(repository: "sum-a/app", digest: two, state: .pending, reason: nil))
+
+            let all = try await s.scannedImages(namePrefix: "sum-", after: nil, limit: 100)
+            let aFirst = [one, two].sorted { $0.string < $1.string }
+            #expect(all.map { "\($0.repository) \($0.manifest)" }
+                    == aFirst.map { "sum-a/app \($0)" } + ["sum-b/app \(one)"])
+            let b = try #require(all.last)
+            #expect(b.tags == ["v1"] && b.counts == ["High": 2, "Low": 1] && b.total == 3 && b.advisoryVersion == 7 && b.matchedAt == at)
+            #expect(b.quarantineState == nil)
+            let ofTwo = try #require(all.first { $0.manifest == two })
+            #expect(ofTwo.tags == ["x"] && ofTwo.counts.isEmpty && ofTwo.quarantineState == .pending && ofTwo.advisoryVersion == 6)
+            #expect(all.first { $0.manifest == one && $0.repository == "sum-a/app" }?.tags == [])
+
+            // Paged: one row at a time gives the same rows in the same order.
+            var paged: [ScannedImageSummary] = []
+            var cursor: ScannedImageCursor?
+            while true {
+                let page = try await s.scannedImages(namePrefix: "sum-", after: cursor, limit: 1)
+                if page.isEmpty { break }
+                #expect(page.count == 1)
+                paged += page
+                cursor = page.last?.cursor
+            }
+            #expect(paged == all)
+            // By prefix: another prefix, the whole registry, nothing asked.
+            #expect(try await s.scannedImages(namePrefix: "sum-b/", after: nil, limit: 100).map(\.repository) == ["sum-b/app"])
+            #expect(try await s.scannedImages(namePrefix: "sumx/", after: nil, limit: 100).map(\.counts) == [["Critical": 1]])
+            #expect(try await s.scannedImages(namePrefix: nil, after: nil, limit: 100).count == 4)
+            #expect(try await s.scannedImages(namePrefix: nil, after: nil, limit: 0).isEmpty)
+        },
         Case("putFindings: a manifest's findings round-trip sorted and once each; a second put replaces them") { s in
             let m1 = digest("findings-1"), m2 = digest("findings-2")
             let none = try await s.findings(manifest: m1)
