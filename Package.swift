@@ -12,6 +12,9 @@ let package = Package(
         .executable(name: "berth", targets: ["BerthCLI"]),
         .executable(name: "berth-credential-provider", targets: ["BerthCredentialProvider"]),
         .executable(name: "docker-credential-berth", targets: ["DockerCredentialBerth"]),
+        // For the fuzz package (fuzz/, its own Package.swift): it drives Scanning's parsers
+        // through `@_spi(Fuzzing) ScanFuzzEntry`. Nothing else of the package uses this product.
+        .library(name: "Scanning", targets: ["Scanning"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
