@@ -34,28 +34,31 @@ LOOPBACK = "127.0.0.1/32"
 
 
 class ReferenceSource:
-    """docker-registry with htpasswd (bcrypt) Basic auth; its access log counts requests."""
+    """docker-registry with htpasswd (bcrypt) Basic auth, or anonymous when ``user`` is None; its
+    access log counts requests."""
 
-    def __init__(self, workdir: Path, user: str, password: str):
+    def __init__(self, workdir: Path, user: str | None, password: str | None = None):
         self.workdir = workdir
         self.port = free_port()
-        self.creds = (user, password)
+        self.creds = (user, password) if user else None
         workdir.mkdir(parents=True, exist_ok=True)
-        htpasswd = workdir / "htpasswd"
-        htpasswd.write_text(f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+        auth = ""
+        if user:
+            htpasswd = workdir / "htpasswd"
+            htpasswd.write_text(f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+            auth = f"auth:\n  htpasswd:\n    realm: import-test\n    path: {htpasswd}\n"
         config = workdir / "config.yml"
         config.write_text(
             "version: 0.1\nlog:\n  level: info\n"
             f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: import-test\n"
-            f"auth:\n  htpasswd:\n    realm: import-test\n    path: {htpasswd}\n")
+            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: import-test\n" + auth)
         self.log = workdir / "registry.log"
         self.proc = subprocess.Popen(["/usr/bin/docker-registry", "serve", str(config)], stdout=open(self.log, "wb"),
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"http://127.0.0.1:{self.port}/v2/", timeout=2).status_code == 401:
+                if requests.get(f"http://127.0.0.1:{self.port}/v2/", timeout=2).status_code == (401 if user else 200):
                     return
             except requests.RequestException:
                 pass

@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from test_cli import Cli
+from test_import import ReferenceSource
 
 pytestmark = [pytest.mark.berth_only, pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32")]
 
@@ -536,38 +537,15 @@ def test_a_hostile_uploaded_context_fails_its_run_before_it_is_unpacked(cli, reg
         assert done["status"] == "failed" and reason in done.get("reason", ""), done
 
 
-class _ExternalRegistry:
+class _ExternalRegistry(ReferenceSource):
     """Debian's reference registry (``docker-registry``), no auth: a public base elsewhere."""
 
     def __init__(self, workdir: Path):
-        import time
-        from conftest import free_port
-        self.port = free_port()
-        workdir.mkdir(parents=True, exist_ok=True)
-        config = workdir / "config.yml"
-        config.write_text("version: 0.1\nlog:\n  level: error\n"
-                          f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n"
-                          f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: tasks-test\n")
-        self.log = workdir / "registry.log"
-        self.proc = subprocess.Popen(["/usr/bin/docker-registry", "serve", str(config)], stdout=open(self.log, "wb"),
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.base}/v2/", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("docker-registry did not start:\n" + self.log.read_text(errors="replace")[-3000:])
+        super().__init__(workdir, None)
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     def put_base(self, n: int) -> str:
         """Pushes generation ``n`` of ``base:1`` (one tiny layer); returns its digest."""
@@ -593,9 +571,6 @@ class _ExternalRegistry:
         assert r.status_code == 201, r.text
         return r.headers["Docker-Content-Digest"]
 
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
 
 
 @pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_TASK_BASE_POLL_SECONDS="1",
