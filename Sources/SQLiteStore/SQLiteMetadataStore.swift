@@ -30,7 +30,14 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
         config.busyMode = .timeout(10)
-        config.maximumReaderCount = 4
+        // More readers than the start-up's concurrent reads: many requirements here still read
+        // synchronously (`pool.read` on a cooperative thread) while others read asynchronously,
+        // and an async read releases its reader only once a cooperative thread resumes it. With 4
+        // readers, all held by async reads while both cooperative threads of a 2-core machine
+        // waited in synchronous ones, a fresh server hung at start (seen with gdb). 32 readers
+        // (512 KiB page cache each) make that wait rare; the real fix is asynchronous reads
+        // throughout.
+        config.maximumReaderCount = 32
         // The database and its -wal and -shm files (which SQLite creates with the database's
         // mode) are readable by their owner only.
         let fm = FileManager.default
