@@ -110,12 +110,24 @@ final class TaskRunnerRefusalTests: XCTestCase {
 
         let arguments = try BuildArguments(parsing: "-t berth.test/app:1 --build-arg 'V=\(hostile)' --target final .")
         let build = tools.build(arguments, context: "/src", dockerfile: "/src/Dockerfile")
-        XCTAssertEqual(build.executable, "/usr/bin/buildah")
-        XCTAssertEqual(build.arguments, [
+        let bud = [
             "bud", "--isolation", "chroot", "--layers", "--signature-policy", "/run/r1/policy.json",
             "--authfile", "/run/r1/auth.json", "--tls-verify=true", "-f", "/src/Dockerfile",
             "-t", "berth.test/app:1", "--build-arg", "V=" + hostile, "--target", "final", "/src",
-        ])
+        ]
+        if tools.configuration.isolateBuildPIDs {
+            // As root: buildah in a PID namespace of its own (its RUN cannot see or kill the host's processes).
+            XCTAssertEqual(build.executable, "/usr/bin/unshare")
+            XCTAssertEqual(build.arguments, ["--pid", "--fork", "--mount-proc", "--kill-child", "/usr/bin/buildah"] + bud)
+        } else {
+            XCTAssertEqual(build.executable, "/usr/bin/buildah")
+            XCTAssertEqual(build.arguments, bud)
+        }
+        var unisolated = tools
+        unisolated.configuration.isolateBuildPIDs = false
+        let plain = unisolated.build(arguments, context: "/src", dockerfile: "/src/Dockerfile")
+        XCTAssertEqual(plain.executable, "/usr/bin/buildah")
+        XCTAssertEqual(plain.arguments, bud)
         let push = tools.push("berth.test/app:1", digestFile: "/run/r1/digests/d")
         XCTAssertEqual(Array(push.arguments.suffix(4)), ["--digestfile", "/run/r1/digests/d", "berth.test/app:1", "docker://berth.test/app:1"])
         XCTAssertFalse(push.arguments.joined(separator: " ").contains("creds"))
