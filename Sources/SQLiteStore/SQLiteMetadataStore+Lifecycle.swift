@@ -50,12 +50,12 @@ extension SQLiteMetadataStore {
         }
     }
 
-    public func quotaUsage(_ quota: QuotaLimit) throws -> Int64 {
-        try pool.read { db in try Self.quotaUsage(db, quota) }
+    public func quotaUsage(_ quota: QuotaLimit) async throws -> Int64 {
+        try await pool.read { db in try Self.quotaUsage(db, quota) }
     }
 
-    public func quotaExceeded(_ quotas: [QuotaLimit], repository: String, digest: String, size: Int64) throws -> QuotaExceeded? {
-        try pool.read { db in
+    public func quotaExceeded(_ quotas: [QuotaLimit], repository: String, digest: String, size: Int64) async throws -> QuotaExceeded? {
+        try await pool.read { db in
             do {
                 try Self.checkQuotas(db, quotas, repository: repository, digest: digest, size: size)
                 return nil
@@ -110,8 +110,8 @@ extension SQLiteMetadataStore {
                                children: children, tags: tags)
     }
 
-    public func repositoryGraph(_ repository: String) throws -> RepositoryGraph? {
-        try pool.read { db in
+    public func repositoryGraph(_ repository: String) async throws -> RepositoryGraph? {
+        try await pool.read { db in
             guard let repo = try Self.repoID(db, repository) else { return nil }
             return try Self.loadGraph(db, repo, repository)
         }
@@ -197,8 +197,8 @@ extension SQLiteMetadataStore {
         }
     }
 
-    public func repositoriesChanged(after sequence: Int64) throws -> (repositories: [String], latest: Int64) {
-        try pool.read { db in
+    public func repositoriesChanged(after sequence: Int64) async throws -> (repositories: [String], latest: Int64) {
+        try await pool.read { db in
             let latest = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM events") ?? 0
             let names = try String.fetchAll(db, sql: """
                 SELECT DISTINCT e.repository FROM events e JOIN repositories r ON r.name = e.repository
@@ -208,8 +208,8 @@ extension SQLiteMetadataStore {
         }
     }
 
-    public func repositoriesWithUnliveManifests(before cutoff: Date) throws -> [String] {
-        try pool.read { db in
+    public func repositoriesWithUnliveManifests(before cutoff: Date) async throws -> [String] {
+        try await pool.read { db in
             try String.fetchAll(db, sql: """
                 SELECT DISTINCT r.name FROM manifests m JOIN repositories r ON r.id = m.repo_id
                 WHERE m.unlive_since IS NOT NULL AND m.unlive_since <= ? ORDER BY r.name
@@ -217,8 +217,8 @@ extension SQLiteMetadataStore {
         }
     }
 
-    public func repositorySummaries(named name: String?) throws -> [RepositorySummary] {
-        try pool.read { db in
+    public func repositorySummaries(named name: String?) async throws -> [RepositorySummary] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT r.name, r.created_at,
                        (SELECT COUNT(*) FROM manifests WHERE repo_id = r.id) AS manifests,
@@ -248,8 +248,8 @@ extension SQLiteMetadataStore {
                                expiresAt: Date(timeIntervalSince1970: row["expires_at"]), tags: tags, reason: row["reason"])
     }
 
-    public func deletedManifests(repository: String) throws -> [DeletedManifest] {
-        try pool.read { db in
+    public func deletedManifests(repository: String) async throws -> [DeletedManifest] {
+        try await pool.read { db in
             guard let repo = try Self.repoID(db, repository) else { return [] }
             return try Row.fetchAll(db, sql: "SELECT * FROM deleted_manifests WHERE repo_id = ? ORDER BY deleted_at DESC, id DESC",
                                     arguments: [repo]).map { Self.deleted($0, repository: repository) }
@@ -373,8 +373,8 @@ extension SQLiteMetadataStore {
 
     // MARK: locks
 
-    public func locks() throws -> [LockRecord] {
-        try pool.read { db in
+    public func locks() async throws -> [LockRecord] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM locks ORDER BY repository, kind, key").map { row in
                 let kind: Int = row["kind"]
                 let key: String = row["key"]
@@ -413,8 +413,8 @@ extension SQLiteMetadataStore {
         AND NOT EXISTS (SELECT 1 FROM deleted_refs dr WHERE dr.repo_id = l.repo_id AND dr.child = l.digest AND dr.kind = 0)
         """
 
-    public func unreferencedLinks(before cutoff: Date, limit: Int) throws -> [(repository: String, digest: String)] {
-        try pool.read { db in
+    public func unreferencedLinks(before cutoff: Date, limit: Int) async throws -> [(repository: String, digest: String)] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT r.name, l.digest FROM blob_links l JOIN repositories r ON r.id = l.repo_id
                 WHERE l.created_at < ? AND \(Self.linkUnreferenced) ORDER BY r.name, l.digest LIMIT ?
@@ -444,8 +444,8 @@ extension SQLiteMetadataStore {
         AND NOT EXISTS (SELECT 1 FROM deleted_refs r WHERE r.child = b.digest)
         """
 
-    public func unreferencedBlobs(before cutoff: Date, limit: Int) throws -> [StoredBlob] {
-        try pool.read { db in
+    public func unreferencedBlobs(before cutoff: Date, limit: Int) async throws -> [StoredBlob] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT b.digest, b.size, b.inline IS NOT NULL FROM blobs b
                 WHERE b.created_at < ? AND \(Self.blobUnreferenced) ORDER BY b.digest LIMIT ?
@@ -468,12 +468,12 @@ extension SQLiteMetadataStore {
         return StoredBlob(digest: row[0], size: row[1], inline: row[2])
     }
 
-    public func hasBlobRecord(_ digest: String) throws -> Bool {
-        try pool.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM blobs WHERE digest = ?", arguments: [digest]) ?? false }
+    public func hasBlobRecord(_ digest: String) async throws -> Bool {
+        try await pool.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM blobs WHERE digest = ?", arguments: [digest]) ?? false }
     }
 
-    public func blobCollectionState(_ digest: String) throws -> BlobCollectionState? {
-        try pool.read { db -> BlobCollectionState? in
+    public func blobCollectionState(_ digest: String) async throws -> BlobCollectionState? {
+        try await pool.read { db -> BlobCollectionState? in
             guard let row = try Row.fetchOne(db, sql: "SELECT size, created_at FROM blobs WHERE digest = ?", arguments: [digest]) else {
                 return nil
             }
@@ -491,8 +491,8 @@ extension SQLiteMetadataStore {
 
     // MARK: usage
 
-    public func usage(repository: String?) throws -> UsageRecord? {
-        try pool.read { db -> UsageRecord? in
+    public func usage(repository: String?) async throws -> UsageRecord? {
+        try await pool.read { db -> UsageRecord? in
             guard let repository else {
                 let row = try Row.fetchOne(db, sql: """
                     SELECT (SELECT COALESCE(SUM(size), 0) FROM blobs), (SELECT COUNT(*) FROM blobs),
@@ -540,8 +540,8 @@ extension SQLiteMetadataStore {
         }
     }
 
-    public func runs(kind: RunKind?, name: String?, limit: Int) throws -> [LifecycleRunRecord] {
-        try pool.read { db in
+    public func runs(kind: RunKind?, name: String?, limit: Int) async throws -> [LifecycleRunRecord] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT * FROM lifecycle_runs WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR name = ?2) ORDER BY id DESC LIMIT ?3
                 """, arguments: [kind?.rawValue, name, limit]).map {
@@ -554,8 +554,8 @@ extension SQLiteMetadataStore {
         }
     }
 
-    public func purgeSchedules() throws -> [PurgeScheduleRecord] {
-        try pool.read { db in
+    public func purgeSchedules() async throws -> [PurgeScheduleRecord] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM purge_schedules ORDER BY name").map { row in
                 let last: Double? = row["last_run_at"]
                 return PurgeScheduleRecord(

@@ -23,21 +23,20 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         config.prepareDatabase { db in
             db.trace(options: .statement) { _ in roundTrips.record() }
             try db.execute(sql: "PRAGMA synchronous = FULL")
-            // 512 KiB page cache per connection (five connections: one writer, four readers). The
+            // 512 KiB page cache per connection (one writer and up to eight readers). The
             // hot read path is served from Berth's own cache, and pages SQLite drops are still in
             // the kernel's page cache: a bigger private cache only adds to the resident set.
             try db.execute(sql: "PRAGMA cache_size = -512")
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
         config.busyMode = .timeout(10)
-        // More readers than the start-up's concurrent reads: many requirements here still read
-        // synchronously (`pool.read` on a cooperative thread) while others read asynchronously,
-        // and an async read releases its reader only once a cooperative thread resumes it. With 4
-        // readers, all held by async reads while both cooperative threads of a 2-core machine
-        // waited in synchronous ones, a fresh server hung at start (seen with gdb). 32 readers
-        // (512 KiB page cache each) make that wait rare; the real fix is asynchronous reads
-        // throughout.
-        config.maximumReaderCount = 32
+        // Every read here is asynchronous (`try await pool.read`): a task waiting for a reader
+        // connection waits off the cooperative pool. A synchronous `pool.read` on a cooperative
+        // thread once deadlocked a fresh server on a 2-core machine: both threads waited for a
+        // reader while every reader was held by an async read that needed one of those threads to
+        // finish. Keep it that way (tests/interop/test_architecture.py checks it). 8 readers, each
+        // opened on first demand, cover the server's concurrent reads.
+        config.maximumReaderCount = 8
         // The database and its -wal and -shm files (which SQLite creates with the database's
         // mode) are readable by their owner only.
         let fm = FileManager.default
@@ -692,12 +691,12 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
 
     // MARK: repositories
 
-    public func repositoryExists(_ name: String) throws -> Bool {
-        try pool.read { db in try Self.repoID(db, name) != nil }
+    public func repositoryExists(_ name: String) async throws -> Bool {
+        try await pool.read { db in try Self.repoID(db, name) != nil }
     }
 
-    public func repositories(after: String?, limit: Int) throws -> [String] {
-        try pool.read { db in
+    public func repositories(after: String?, limit: Int) async throws -> [String] {
+        try await pool.read { db in
             // A repository whose content was all deleted keeps its row (recycle bin, locks) but is not listed.
             try String.fetchAll(db, sql: """
                 SELECT name FROM repositories r WHERE name > ?
@@ -710,8 +709,8 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
 
     // MARK: blobs
 
-    public func linkedBlobSize(repository: String, digest: Digest) throws -> Int64? {
-        try pool.read { db in
+    public func linkedBlobSize(repository: String, digest: Digest) async throws -> Int64? {
+        try await pool.read { db in
             try Int64.fetchOne(db, sql: """
                 SELECT b.size FROM repositories r
                 JOIN blob_links l ON l.repo_id = r.id AND l.digest = ?
@@ -721,14 +720,14 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         }
     }
 
-    public func blobSize(_ digest: Digest) throws -> Int64? {
-        try pool.read { db in
+    public func blobSize(_ digest: Digest) async throws -> Int64? {
+        try await pool.read { db in
             try Int64.fetchOne(db, sql: "SELECT size FROM blobs WHERE digest = ?", arguments: [digest.string])
         }
     }
 
-    public func inlineContent(_ digest: Digest) throws -> [UInt8]? {
-        try pool.read { db in
+    public func inlineContent(_ digest: Digest) async throws -> [UInt8]? {
+        try await pool.read { db in
             try Data.fetchOne(db, sql: "SELECT inline FROM blobs WHERE digest = ?", arguments: [digest.string])
                 .map { [UInt8]($0) }
         }
@@ -895,8 +894,8 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                               quarantineReason: row["quarantine_reason"])
     }
 
-    public func manifest(repository: String, digest: Digest) throws -> ManifestRecord? {
-        try pool.read { db in
+    public func manifest(repository: String, digest: Digest) async throws -> ManifestRecord? {
+        try await pool.read { db in
             try Row.fetchOne(db, sql: """
                 SELECT m.* FROM repositories r JOIN manifests m ON m.repo_id = r.id AND m.digest = ?
                 WHERE r.name = ?
@@ -904,8 +903,8 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         }
     }
 
-    public func tagTarget(repository: String, tag: String) throws -> Digest? {
-        try pool.read { db in
+    public func tagTarget(repository: String, tag: String) async throws -> Digest? {
+        try await pool.read { db in
             try String.fetchOne(db, sql: """
                 SELECT t.digest FROM repositories r JOIN tags t ON t.repo_id = r.id AND t.name = ?
                 WHERE r.name = ?
@@ -931,16 +930,16 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         }
     }
 
-    public func tags(repository: String, after: String?, limit: Int) throws -> [String]? {
-        try pool.read { db in
+    public func tags(repository: String, after: String?, limit: Int) async throws -> [String]? {
+        try await pool.read { db in
             guard let repo = try Self.repoID(db, repository) else { return nil }
             return try String.fetchAll(db, sql: "SELECT name FROM tags WHERE repo_id = ? AND name > ? ORDER BY name LIMIT ?",
                                        arguments: [repo, after ?? "", limit])
         }
     }
 
-    public func referrers(repository: String, subject: Digest) throws -> [ManifestRecord] {
-        try pool.read { db in
+    public func referrers(repository: String, subject: Digest) async throws -> [ManifestRecord] {
+        try await pool.read { db in
             guard let repo = try Self.repoID(db, repository) else { return [] }
             return try Row.fetchAll(db, sql: """
                 SELECT * FROM manifests WHERE repo_id = ? AND subject = ? ORDER BY created_at, digest
@@ -948,8 +947,8 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         }
     }
 
-    public func parents(repository: String, child: Digest) throws -> [Digest] {
-        try pool.read { db in
+    public func parents(repository: String, child: Digest) async throws -> [Digest] {
+        try await pool.read { db in
             guard let repo = try Self.repoID(db, repository) else { return [] }
             return try String.fetchAll(db, sql: "SELECT parent FROM manifest_refs WHERE repo_id = ? AND child = ? AND kind = 1",
                                        arguments: [repo, child.string]).compactMap { try? Digest(parsing: $0) }
@@ -971,39 +970,39 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
               stamp: EventStamp(region: row["origin_region"], milliseconds: row["hlc_ms"] ?? 0, logical: row["hlc_logical"] ?? 0))
     }
 
-    public func events(after: Int64, limit: Int) throws -> [Event] {
-        try pool.read { db in
+    public func events(after: Int64, limit: Int) async throws -> [Event] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", arguments: [after, limit]).map(Self.event)
         }
     }
 
-    public func events(since: Date, limit: Int) throws -> [Event] {
-        try pool.read { db in
+    public func events(since: Date, limit: Int) async throws -> [Event] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM events WHERE at >= ? ORDER BY seq LIMIT ?",
                              arguments: [since.timeIntervalSince1970, limit]).map(Self.event)
         }
     }
 
-    public func storedBytes() throws -> Int64 {
-        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(size), 0) FROM blobs") ?? 0 }
+    public func storedBytes() async throws -> Int64 {
+        try await pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(size), 0) FROM blobs") ?? 0 }
     }
 
-    public func checkHealth() throws {
-        _ = try pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+    public func checkHealth() async throws {
+        _ = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
     }
 
     // MARK: access state and audit
 
-    public func loadAccessState() throws -> (version: Int64, document: Data)? {
-        try pool.read { db in
+    public func loadAccessState() async throws -> (version: Int64, document: Data)? {
+        try await pool.read { db in
             try Row.fetchOne(db, sql: "SELECT version, document FROM access_state WHERE id = 1").map {
                 (version: $0["version"] as Int64, document: $0["document"] as Data)
             }
         }
     }
 
-    public func accessStateVersion() throws -> Int64? {
-        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT version FROM access_state WHERE id = 1") }
+    public func accessStateVersion() async throws -> Int64? {
+        try await pool.read { db in try Int64.fetchOne(db, sql: "SELECT version FROM access_state WHERE id = 1") }
     }
 
     public func storeAccessState(_ document: Data, expectedVersion: Int64, audit: AuditRecord?) async throws -> Bool {
@@ -1032,8 +1031,8 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         }
     }
 
-    public func audit(since: Date, limit: Int) throws -> [AuditRecord] {
-        try pool.read { db in
+    public func audit(since: Date, limit: Int) async throws -> [AuditRecord] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM audit WHERE at >= ? ORDER BY seq LIMIT ?",
                              arguments: [since.timeIntervalSince1970, limit]).map {
                 AuditRecord(sequence: $0["seq"], timestamp: Date(timeIntervalSince1970: $0["at"]), actor: $0["actor"],
@@ -1056,12 +1055,12 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         String(decoding: (try? JSONEncoder().encode(value)) ?? Data("null".utf8), as: UTF8.self)
     }
 
-    public func webhooks() throws -> [WebhookRecord] {
-        try pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM webhooks ORDER BY name").map(Self.webhook) }
+    public func webhooks() async throws -> [WebhookRecord] {
+        try await pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM webhooks ORDER BY name").map(Self.webhook) }
     }
 
-    public func webhook(named name: String) throws -> WebhookRecord? {
-        try pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM webhooks WHERE name = ?", arguments: [name]).map(Self.webhook) }
+    public func webhook(named name: String) async throws -> WebhookRecord? {
+        try await pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM webhooks WHERE name = ?", arguments: [name]).map(Self.webhook) }
     }
 
     public func createWebhook(_ r: WebhookRecord, consumer: String) async throws -> Bool {
@@ -1132,8 +1131,8 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         }
     }
 
-    public func deliveries(webhook: String, limit: Int) throws -> [WebhookDelivery] {
-        try pool.read { db in
+    public func deliveries(webhook: String, limit: Int) async throws -> [WebhookDelivery] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM webhook_deliveries WHERE webhook = ? ORDER BY id DESC LIMIT ?",
                              arguments: [webhook, limit]).map {
                 WebhookDelivery(id: $0["id"], webhook: $0["webhook"], eventSequence: $0["event_seq"], action: $0["action"],
@@ -1143,8 +1142,8 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         }
     }
 
-    public func latestEventSequence() throws -> Int64 {
-        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM events") ?? 0 }
+    public func latestEventSequence() async throws -> Int64 {
+        try await pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM events") ?? 0 }
     }
 
     // MARK: quarantine and settings
@@ -1174,8 +1173,8 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         }
     }
 
-    public func unquarantinedManifests(limit: Int) throws -> [ManifestRef] {
-        try pool.read { db in
+    public func unquarantinedManifests(limit: Int) async throws -> [ManifestRef] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT r.name, m.digest FROM manifests m JOIN repositories r ON r.id = m.repo_id
                 WHERE m.quarantine_state IS NULL AND m.subject IS NULL ORDER BY r.name, m.digest LIMIT ?
@@ -1183,8 +1182,8 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         }
     }
 
-    public func quarantineCounts() throws -> [QuarantineState: Int] {
-        try pool.read { db in
+    public func quarantineCounts() async throws -> [QuarantineState: Int] {
+        try await pool.read { db in
             var counts: [QuarantineState: Int] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT quarantine_state, COUNT(*) AS n FROM manifests WHERE quarantine_state IS NOT NULL GROUP BY quarantine_state") {
                 if let state = try Self.quarantineState(row["quarantine_state"]) { counts[state] = row["n"] }
@@ -1214,8 +1213,8 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         return (refs, count)
     }
 
-    public func pendingManifests(limit: Int) throws -> (manifests: [ManifestRef], count: Int) {
-        try pool.read { db in try Self.pending(db, limit: limit) }
+    public func pendingManifests(limit: Int) async throws -> (manifests: [ManifestRef], count: Int) {
+        try await pool.read { db in try Self.pending(db, limit: limit) }
     }
 
     public func releasePending(limit: Int) async throws -> (manifests: [ManifestRef], count: Int) {
@@ -1231,8 +1230,8 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         }
     }
 
-    public func blobOnlyInQuarantine(repository: String, digest: Digest) throws -> Bool {
-        try pool.read { db in
+    public func blobOnlyInQuarantine(repository: String, digest: Digest) async throws -> Bool {
+        try await pool.read { db in
             // NULL: nothing references it; 1: some referencing manifest is pullable; 0: none is.
             try Int.fetchOne(db, sql: """
                 SELECT MAX(m.quarantine_state IS NULL OR m.quarantine_state = 'Passed')
@@ -1244,8 +1243,8 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         }
     }
 
-    public func settingDocument(_ name: String) throws -> Data? {
-        try pool.read { db in
+    public func settingDocument(_ name: String) async throws -> Data? {
+        try await pool.read { db in
             try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = ?", arguments: [name]).map { Data($0.utf8) }
         }
     }
@@ -1271,12 +1270,12 @@ extension SQLiteMetadataStore {
                             lastError: row["last_error"], updatedAt: Date(timeIntervalSince1970: row["updated_at"]))
     }
 
-    public func eventConsumers() throws -> [EventConsumerRecord] {
-        try pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM event_consumers ORDER BY name").map(Self.consumer) }
+    public func eventConsumers() async throws -> [EventConsumerRecord] {
+        try await pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM event_consumers ORDER BY name").map(Self.consumer) }
     }
 
-    public func eventConsumer(named name: String) throws -> EventConsumerRecord? {
-        try pool.read { db in
+    public func eventConsumer(named name: String) async throws -> EventConsumerRecord? {
+        try await pool.read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM event_consumers WHERE name = ?", arguments: [name]).map(Self.consumer)
         }
     }
@@ -1336,8 +1335,8 @@ extension SQLiteMetadataStore {
 // MARK: usage over time
 
 extension SQLiteMetadataStore {
-    public func dailyPushTotals(since: Date, repository: String?) throws -> [DailyPushTotal] {
-        try pool.read { db in
+    public func dailyPushTotals(since: Date, repository: String?) async throws -> [DailyPushTotal] {
+        try await pool.read { db in
             var sql = """
                 SELECT CAST(at / 86400 AS INTEGER) AS day, COUNT(*) AS pushes, COALESCE(SUM(size), 0) AS bytes
                 FROM events WHERE at >= ? AND action = ?

@@ -126,7 +126,7 @@ func b64url(_ data: Data) -> String {
         let kid = access.tokens.currentKeyID
         let shared = SharedKeyMaterial(store: try SQLiteMetadataStore(path: dir + "/metadata.sqlite"),
                                        kek: try KeyEncryptionKey.read(path: dir + "/keys/" + KeyEncryptionKey.defaultFile))
-        let loaded = try await #require(try await shared.load(TokenService.keyMaterialName))
+        let loaded = try #require(try await shared.load(TokenService.keyMaterialName))
         let pem = try #require(try JSONDecoder().decode(TokenService.StoredKeys.self, from: loaded.plaintext).keys.first { $0.kid == kid }).pem
         let publicPEM = try P256.Signing.PrivateKey(pemRepresentation: pem).publicKey.pemRepresentation
         let header = b64url(Data("{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"\(kid)\"}".utf8))
@@ -290,7 +290,7 @@ func b64url(_ data: Data) -> String {
         _ = try await access.createToken(admin, name: "ci", scopeMap: "_repositories_pull")
         // rewrite the stored document as an older Berth wrote it: no subject ids
         let store = try SQLiteMetadataStore(path: dir + "/metadata.sqlite")
-        let (version, document) = try #require(try store.loadAccessState())
+        let (version, document) = try #require(try await store.loadAccessState())
         var json = try #require(try JSONSerialization.jsonObject(with: document) as? [String: Any])
         for key in ["identities", "tokens"] {
             var records = try #require(json[key] as? [String: [String: Any]])
@@ -308,7 +308,7 @@ func b64url(_ data: Data) -> String {
         // stored, not only given in memory: a second start sees the same ids
         let again = try await AccessControl.open(store: try SQLiteMetadataStore(path: dir + "/metadata.sqlite"), keyDirectory: dir + "/keys")
         #expect(again.state.identities["owner"]?.subjectID == ownerID && again.state.tokens["ci"]?.subjectID == ciID)
-        await #expect(try again.audit(since: Date(timeIntervalSinceNow: -60), limit: 100).contains { $0.action == "access.migrate" })
+        #expect(try await again.audit(since: Date(timeIntervalSinceNow: -60), limit: 100).contains { $0.action == "access.migrate" })
     }
 }
 

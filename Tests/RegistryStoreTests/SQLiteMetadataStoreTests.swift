@@ -38,16 +38,16 @@ func deleteManifest(_ store: SQLiteMetadataStore, _ repo: String, _ digest: Dige
         let store = try newStore()
         let b = digest("blob")
         try await store.linkBlob(repository: "a", digest: b, size: 4, inline: Array("blob".utf8))
-        #expect(try store.linkedBlobSize(repository: "a", digest: b) == 4)
-        #expect(try store.linkedBlobSize(repository: "b", digest: b) == nil)
-        #expect(try store.inlineContent(b) == Array("blob".utf8))
+        #expect(try await store.linkedBlobSize(repository: "a", digest: b) == 4)
+        #expect(try await store.linkedBlobSize(repository: "b", digest: b) == nil)
+        #expect(try await store.inlineContent(b) == Array("blob".utf8))
         #expect(try await store.mountBlob(repository: "b", from: "nope", digest: b) == nil)
         #expect(try await store.mountBlob(repository: "b", from: "a", digest: b) == 4)
-        #expect(try store.linkedBlobSize(repository: "b", digest: b) == 4)
+        #expect(try await store.linkedBlobSize(repository: "b", digest: b) == 4)
         #expect(try await store.unlinkBlob(repository: "a", digest: b))
-        #expect(try store.linkedBlobSize(repository: "a", digest: b) == nil)
+        #expect(try await store.linkedBlobSize(repository: "a", digest: b) == nil)
         #expect(try await store.unlinkBlob(repository: "a", digest: b) == false)
-        #expect(try store.storedBytes() == 4)
+        #expect(try await store.storedBytes() == 4)
     }
 
     @Test func manifestPushChecksReferencesInsideTheTransaction() async throws {
@@ -56,11 +56,11 @@ func deleteManifest(_ store: SQLiteMetadataStore, _ repo: String, _ digest: Dige
         try await store.linkBlob(repository: "r", digest: config, size: 6, inline: nil)
         let p = push("r", "m1", tag: "v1", blobs: [config, layer])
         #expect(try await store.putManifest(p) == .missing([layer]))
-        #expect(try store.manifest(repository: "r", digest: p.record.digest) == nil)
+        #expect(try await store.manifest(repository: "r", digest: p.record.digest) == nil)
         try await store.linkBlob(repository: "r", digest: layer, size: 5, inline: nil)
         #expect(try await store.putManifest(p) == .stored(previousTagTarget: nil))
-        #expect(try store.tagTarget(repository: "r", tag: "v1") == p.record.digest)
-        #expect(try store.manifest(repository: "r", digest: p.record.digest)?.annotations == ["k": "m1"])
+        #expect(try await store.tagTarget(repository: "r", tag: "v1") == p.record.digest)
+        #expect(try await store.manifest(repository: "r", digest: p.record.digest)?.annotations == ["k": "m1"])
         // an index needs its children in the same repository
         let index = push("r", "idx", children: [p.record.digest, digest("absent")])
         #expect(try await store.putManifest(index) == .missing([digest("absent")]))
@@ -73,11 +73,11 @@ func deleteManifest(_ store: SQLiteMetadataStore, _ repo: String, _ digest: Dige
         m2.expectedTagTarget = m1.record.digest
         _ = try await store.putManifest(m1)
         #expect(try await store.putManifest(m2) == .stored(previousTagTarget: m1.record.digest))
-        #expect(try store.tagTarget(repository: "r", tag: "latest") == m2.record.digest)
+        #expect(try await store.tagTarget(repository: "r", tag: "latest") == m2.record.digest)
         _ = try await store.putManifest(push("r", "two", tag: "stable"))
         #expect(try await deleteManifest(store, "r", m2.record.digest))
-        #expect(try store.tags(repository: "r", after: nil, limit: 10) == [])
-        #expect(try store.manifest(repository: "r", digest: m1.record.digest) != nil)
+        #expect(try await store.tags(repository: "r", after: nil, limit: 10) == [])
+        #expect(try await store.manifest(repository: "r", digest: m1.record.digest) != nil)
         #expect(try await deleteManifest(store, "r", m2.record.digest) == false)
         #expect(try await store.deleteTag(repository: "r", tag: "latest") == false)
     }
@@ -88,21 +88,21 @@ func deleteManifest(_ store: SQLiteMetadataStore, _ repo: String, _ digest: Dige
         _ = try await store.putManifest(m)
         _ = try await store.deleteTag(repository: "r", tag: "t")
         _ = try await deleteManifest(store, "r", m.record.digest)
-        let events = try store.events(after: 0, limit: 100)
+        let events = try await store.events(after: 0, limit: 100)
         #expect(events.map(\.action) == [EventAction.manifestPush, EventAction.tagMove, EventAction.tagDelete, EventAction.manifestDelete])
         #expect(events.map(\.sequence) == events.map(\.sequence).sorted())
-        #expect(try store.events(after: events[1].sequence, limit: 100).count == 2)
+        #expect(try await store.events(after: events[1].sequence, limit: 100).count == 2)
     }
 
     @Test func listingsAreLexicalAndPaginated() async throws {
         let store = try newStore()
         for t in ["b", "a", "c", "a1"] { _ = try await store.putManifest(push("r", "m-\(t)", tag: t)) }
-        #expect(try store.tags(repository: "r", after: nil, limit: 2) == ["a", "a1"])
-        #expect(try store.tags(repository: "r", after: "a1", limit: 10) == ["b", "c"])
-        #expect(try store.tags(repository: "unknown", after: nil, limit: 10) == nil)
+        #expect(try await store.tags(repository: "r", after: nil, limit: 2) == ["a", "a1"])
+        #expect(try await store.tags(repository: "r", after: "a1", limit: 10) == ["b", "c"])
+        #expect(try await store.tags(repository: "unknown", after: nil, limit: 10) == nil)
         for r in ["z", "m/n", "a"] { _ = try await store.putManifest(push(r, "x")) }
-        #expect(try store.repositories(after: nil, limit: 10) == ["a", "m/n", "r", "z"])
-        #expect(try store.repositories(after: "m/n", limit: 1) == ["r"])
+        #expect(try await store.repositories(after: nil, limit: 10) == ["a", "m/n", "r", "z"])
+        #expect(try await store.repositories(after: "m/n", limit: 1) == ["r"])
     }
 
     @Test func referrersBySubject() async throws {
@@ -112,9 +112,9 @@ func deleteManifest(_ store: SQLiteMetadataStore, _ repo: String, _ digest: Dige
         _ = try await store.putManifest(push("r", "sig", subject: subject.record.digest, artifactType: "application/sig"))
         _ = try await store.putManifest(push("r", "sbom", subject: subject.record.digest, artifactType: "application/sbom"))
         _ = try await store.putManifest(push("other", "elsewhere", subject: subject.record.digest, artifactType: "x"))
-        let refs = try store.referrers(repository: "r", subject: subject.record.digest)
+        let refs = try await store.referrers(repository: "r", subject: subject.record.digest)
         #expect(Set(refs.compactMap(\.artifactType)) == ["application/sig", "application/sbom"])
-        #expect(try store.referrers(repository: "r", subject: digest("nothing")).isEmpty)
+        #expect(try await store.referrers(repository: "r", subject: digest("nothing")).isEmpty)
     }
 
     /// A stored state or action this build does not know fails the read; it is not guessed.
@@ -127,12 +127,12 @@ func deleteManifest(_ store: SQLiteMetadataStore, _ repo: String, _ digest: Dige
             try db.execute(sql: "UPDATE events SET action = 'tag.rename' WHERE action = 'tag.move'")
             try db.execute(sql: "INSERT INTO lifecycle_runs(kind, name, dry_run, started_at, finished_at, report) VALUES ('scan', NULL, 0, 0, 0, '{}')")
         }
-        #expect(throws: UnknownStoredValue(field: "quarantine state", value: "Scanning")) {
-            try store.manifest(repository: "r", digest: m.record.digest)
+        await #expect(throws: UnknownStoredValue(field: "quarantine state", value: "Scanning")) {
+            try await store.manifest(repository: "r", digest: m.record.digest)
         }
-        #expect(throws: UnknownStoredValue(field: "event action", value: "tag.rename")) { try store.events(after: 0, limit: 10) }
-        #expect(throws: UnknownStoredValue(field: "run kind", value: "scan")) { try store.runs(kind: nil, name: nil, limit: 10) }
-        #expect(throws: UnknownStoredValue.self) { try store.quarantineCounts() }
+        await #expect(throws: UnknownStoredValue(field: "event action", value: "tag.rename")) { try await store.events(after: 0, limit: 10) }
+        await #expect(throws: UnknownStoredValue(field: "run kind", value: "scan")) { try await store.runs(kind: nil, name: nil, limit: 10) }
+        await #expect(throws: UnknownStoredValue.self) { try await store.quarantineCounts() }
     }
 
     @Test func reopeningKeepsData() async throws {
@@ -144,6 +144,6 @@ func deleteManifest(_ store: SQLiteMetadataStore, _ repo: String, _ digest: Dige
             _ = try await store.putManifest(m)
         }
         let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
-        #expect(try store.tagTarget(repository: "r", tag: "t") == m.record.digest)
+        #expect(try await store.tagTarget(repository: "r", tag: "t") == m.record.digest)
     }
 }

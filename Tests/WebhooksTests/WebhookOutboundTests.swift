@@ -23,13 +23,13 @@ import Testing
             guard case WebhookError.invalid(let message) = error else { return false }
             return message.hasPrefix("uri refused:")
         }
-        #expect(try store.webhooks().isEmpty)
+        #expect(try await store.webhooks().isEmpty)
         _ = try await service.create(name: "ok", uri: "https://93.184.216.34/hook", actions: ["push"], scope: nil, headers: [:],
                                      enabled: true)
         await #expect(throws: WebhookError.self) {
             try await service.update(name: "ok", uri: uri, actions: nil, scope: nil, headers: nil, enabled: nil)
         }
-        #expect(try store.webhook(named: "ok")?.uri == "https://93.184.216.34/hook")
+        #expect(try await store.webhook(named: "ok")?.uri == "https://93.184.216.34/hook")
     }
 
     @Test func theTargetIsCheckedAgainAtDeliveryTime() async throws {
@@ -91,9 +91,9 @@ import Testing
             let (created, _) = try await service.create(name: "h", uri: "http://127.0.0.1:\(port)/hook", actions: ["push"],
                                                         scope: nil, headers: ["X-Team": value], enabled: true)
             #expect(created.headers == ["X-Team": "***"])
-            await #expect(try service.get("h").headers == ["X-Team": "***"])
-            await #expect(try service.list().map(\.headers) == [["X-Team": "***"]])
-            let stored = try #require(try store.webhook(named: "h")?.headers["X-Team"])
+            #expect(try await service.get("h").headers == ["X-Team": "***"])
+            #expect(try await service.list().map(\.headers) == [["X-Team": "***"]])
+            let stored = try #require(try await store.webhook(named: "h")?.headers["X-Team"])
             #expect(!stored.contains("s3cr3t"))
             for file in ["/m.sqlite", "/m.sqlite-wal"] {
                 let bytes = FileManager.default.contents(atPath: dir + file) ?? Data()
@@ -105,7 +105,7 @@ import Testing
             let updated = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: ["X-Team": "other-s3cr3t"],
                                                    enabled: nil)
             #expect(updated.headers == ["X-Team": "***"])
-            #expect(try store.webhook(named: "h")?.headers["X-Team"]?.contains("s3cr3t") == false)
+            #expect(try await store.webhook(named: "h")?.headers["X-Team"]?.contains("s3cr3t") == false)
             _ = try await service.ping(name: "h")
             #expect(receiver.hits.withLockedValue { $0 }.map(\.custom) == [value, "other-s3cr3t"])
         }

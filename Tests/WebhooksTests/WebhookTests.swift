@@ -87,25 +87,27 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
     @Test func enablingADisabledWebhookStartsItAtTheEndOfTheLog() async throws {
         let (service, store) = try setup()
         _ = try await service.create(name: "h", uri: "http://127.0.0.1:1/hook", actions: ["push"], scope: nil, headers: [:], enabled: true)
-        let start = try #require(try store.eventConsumer(named: "webhook:h")?.cursor)
+        let start = try #require(try await store.eventConsumer(named: "webhook:h")?.cursor)
         _ = try await pushManifest(store, repo: "r", tag: "a", seed: "1")
         // enabling an enabled webhook does not skip what it has not delivered yet
         _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
-        #expect(try store.eventConsumer(named: "webhook:h")?.cursor == start)
+        #expect(try await store.eventConsumer(named: "webhook:h")?.cursor == start)
         // its consumer tries the push (nobody listens on port 1) and records the failure
         _ = try await service.drain("h")
-        let failed = try #require(try store.eventConsumer(named: "webhook:h"))
-        #expect(try failed.attempts == 1 && failed.cursor < store.latestEventSequence())
+        let failed = try #require(try await store.eventConsumer(named: "webhook:h"))
+        let latestAfterFailure = try await store.latestEventSequence()
+        #expect(failed.attempts == 1 && failed.cursor < latestAfterFailure)
         _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: false)
-        #expect(try store.eventConsumer(named: "webhook:h")?.cursor == failed.cursor)
+        #expect(try await store.eventConsumer(named: "webhook:h")?.cursor == failed.cursor)
         #expect(try await service.get("h").pendingAttempts == 1)
         _ = try await pushManifest(store, repo: "r", tag: "b", seed: "2")
         // what happened while it was off is not replayed: its consumer (which delivers) moves to
         // the end of the log with its failure cleared
         _ = try await service.update(name: "h", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
         #expect(try await service.get("h").pendingAttempts == 0)
-        let restarted = try #require(try store.eventConsumer(named: "webhook:h"))
-        #expect(restarted.cursor == (try store.latestEventSequence()) && restarted.attempts == 0 && restarted.nextAttemptAt == nil)
+        let restarted = try #require(try await store.eventConsumer(named: "webhook:h"))
+        let latest = try await store.latestEventSequence()
+        #expect(restarted.cursor == latest && restarted.attempts == 0 && restarted.nextAttemptAt == nil)
         await #expect(throws: WebhookError.self) {
             try await service.update(name: "absent", uri: nil, actions: nil, scope: nil, headers: nil, enabled: true)
         }
@@ -170,7 +172,7 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
             _ = try await pushManifest(store, repo: "payments/api", tag: "v2", seed: "3")
             _ = try await pushManifest(store, repo: "payments/api", tag: "v3", seed: "4")
             try await service.drain("ci")
-            #expect(try store.eventConsumer(named: "webhook:ci")?.attempts == 1)
+            #expect(try await store.eventConsumer(named: "webhook:ci")?.attempts == 1)
             // it comes back: both arrive, in order
             receiver.mode.withLockedValue { $0 = .ok }
             // as the runner would once the backoff has passed (a clock, not a sleep: load cannot make it early)
@@ -203,8 +205,8 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
             #expect(ContinuousClock.now - started < .seconds(15))
             let log = try await service.deliveries(name: "slow", limit: 10)
             #expect(log.count == 3 && log.allSatisfy { $0.error != nil })
-            let consumer = try #require(try store.eventConsumer(named: "webhook:slow"))
-            let latest = try store.latestEventSequence()
+            let consumer = try #require(try await store.eventConsumer(named: "webhook:slow"))
+            let latest = try await store.latestEventSequence()
             #expect(consumer.cursor == latest && consumer.attempts == 0)   // given up, moved on
         }
     }
@@ -295,23 +297,23 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
                 let sealed = try service.seal("old-secret")
                 _ = try await pushManifest(old, repo: "r", tag: "sent-before", seed: "1")
                 // What the old dispatcher left: its cursor past the first push, no consumer record.
-                let sent = try old.latestEventSequence()
+                let sent = try await old.latestEventSequence()
                 try await old.pool.write { db in
                     try db.execute(sql: """
                         INSERT INTO webhooks(name, uri, actions, scope, headers, sealed_secret, enabled, created_at, cursor, attempts)
                         VALUES ('old', ?, '["push"]', NULL, '{}', ?, 1, 0, ?, 2)
                         """, arguments: ["http://127.0.0.1:\(port)/hook", sealed, sent])
                 }
-                #expect(try old.eventConsumer(named: "webhook:old") == nil)
+                #expect(try await old.eventConsumer(named: "webhook:old") == nil)
             }
             let store = try SQLiteMetadataStore(path: path)
-            #expect(try store.eventConsumer(named: "webhook:old")?.cursor == (try store.latestEventSequence()))
+            #expect(try await store.eventConsumer(named: "webhook:old")?.cursor == (try store.latestEventSequence()))
             let service = try WebhookService(store: store, events: store, keyDirectory: dir + "/keys", policy: loopbackAllowed)
             _ = try await pushManifest(store, repo: "r", tag: "not-yet-sent", seed: "2")
             try await service.drain("old")
             let tags = receiver.hits.withLockedValue { $0.map { $0.body } }.map { $0.contains("not-yet-sent") }
             #expect(tags == [true])
-            #expect(try store.eventConsumer(named: "webhook:old")?.cursor == (try store.latestEventSequence()))
+            #expect(try await store.eventConsumer(named: "webhook:old")?.cursor == (try store.latestEventSequence()))
         }
     }
 
@@ -325,9 +327,9 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
         do {
             let old = try SQLiteMetadataStore(path: path, migratingUpTo: "v8-event-consumers")
             _ = try await pushManifest(old, repo: "r", tag: "one", seed: "1")
-            let first = try old.latestEventSequence()
+            let first = try await old.latestEventSequence()
             _ = try await pushManifest(old, repo: "r", tag: "two", seed: "2")
-            let last = try old.latestEventSequence()
+            let last = try await old.latestEventSequence()
             mark = last
             try await old.pool.write { db in
                 for (name, legacy, consumer) in [("behind", last, first), ("ahead", first, last)] {
@@ -341,8 +343,8 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
             }
         }
         let store = try SQLiteMetadataStore(path: path)
-        #expect(try store.eventConsumer(named: "webhook:behind")?.cursor == mark)
-        #expect(try store.eventConsumer(named: "webhook:ahead")?.cursor == mark)
+        #expect(try await store.eventConsumer(named: "webhook:behind")?.cursor == mark)
+        #expect(try await store.eventConsumer(named: "webhook:ahead")?.cursor == mark)
     }
 
     /// Disabled, a webhook's consumer waits; enabled again it starts at the end of the log (what
@@ -373,7 +375,7 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
             #expect(try await service.backlog().first { $0.name == "h" }?.events == 0)
             // deleted, its cursor goes too; a new webhook of that name starts afresh at the end
             try await service.delete(name: "h")
-            #expect(try store.eventConsumer(named: "webhook:h") == nil)
+            #expect(try await store.eventConsumer(named: "webhook:h") == nil)
         }
     }
 }

@@ -176,3 +176,20 @@ def test_the_cache_feature_reaches_upstreams_only_through_the_upstream_client():
     allowed = {"Foundation", "HTTPAPI", "RegistryCore", "RegistryStore", "Access", "OCIModel", "UpstreamClient", "BerthAPIContract",
                "Hummingbird", "Crypto", "Logging", "NIOCore", "NIOConcurrencyHelpers"}
     assert imports("CacheFeature") <= allowed, imports("CacheFeature") - allowed
+
+
+def test_sqlite_store_never_waits_for_a_connection_on_a_cooperative_thread():
+    # A synchronous GRDB `pool.read`/`pool.write` inside an async requirement blocks one of the few
+    # cooperative threads until a connection is free; with every connection held by async work that
+    # needs a cooperative thread to finish, the server deadlocks (seen at start on 2 cores). Every
+    # access to the pool is awaited. `DatabaseMigrator.migrate` at open time is the exception.
+    blocking = []
+    for path in (SOURCES / "SQLiteStore").rglob("*.swift"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("//", 1)[0]
+            for m in re.finditer(r"\bpool\.(\w+)\s*[({]", code):
+                if m.group(1) in {"read", "write", "writeWithoutTransaction", "barrierWriteWithoutTransaction",
+                                  "unsafeRead", "unsafeReentrantRead", "unsafeReentrantWrite", "uncheckedWrite"} \
+                        and not re.search(r"\bawait\s+(?:self\.)?$", code[:m.start()]):
+                    blocking.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert blocking == [], "\n".join(blocking)
