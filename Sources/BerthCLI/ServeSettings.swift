@@ -26,7 +26,7 @@ struct ServeSettings: Equatable {
     /// how long the cluster waits for a node that stopped answering.
     var leaseTTLSeconds: Double = 15
     /// Inventory every pushed image and push its SBOMs as referrers (issue 15's scanning feature).
-    var scanOnPush = false
+    var scanOnPush = true
     /// The continuous re-match keeps current only images pulled or pushed within this many days; 0: all.
     var scanRematchDays = 30
     /// Base-image triggers of one build task within this many seconds are coalesced.
@@ -195,8 +195,8 @@ struct ServeSettings: Equatable {
             guard d >= 1, d <= 3600 else { throw SettingError("the lease time to live must be 1 to 3600 seconds, got \(v)") }
             s.leaseTTLSeconds = d
         },
-        Spec(key: "scan-on-push", environment: "BERTH_SCAN_ON_PUSH", hasFlag: false, defaultText: "false",
-             summary: "true inventories every pushed image in the background (each layer read once per digest) and pushes its SPDX and CycloneDX SBOMs as referrers") { s, v throws(SettingError) in
+        Spec(key: "scan-on-push", environment: "BERTH_SCAN_ON_PUSH", hasFlag: false, defaultText: "true",
+             summary: "true (the default) inventories every pushed image in the background (each layer read once per digest) and pushes its SPDX and CycloneDX SBOMs as referrers") { s, v throws(SettingError) in
             s.scanOnPush = try boolean(v)
         },
         Spec(key: "scan-rematch-days", environment: "BERTH_SCAN_REMATCH_DAYS", hasFlag: false, defaultText: "30",

@@ -340,6 +340,9 @@ class Cluster:
             "BERTH_S3_ENDPOINT": self.bucket.endpoint, "BERTH_S3_BUCKET": self.bucket.name,
             "BERTH_S3_REGION": self.bucket.region, "BERTH_S3_PREFIX": self.s3_prefix,
             "BERTH_S3_ACCESS_KEY": self.bucket.access_key, "BERTH_S3_SECRET_KEY": self.bucket.secret_key,
+            # Scan on push is on by default; these tests count events and referrers the scanner's
+            # SBOM pushes would add to. A test that wants it sets node_env.
+            "BERTH_SCAN_ON_PUSH": "false",
         })
         if self.service_name is not None:
             env["BERTH_SERVICE_NAME"] = self.service_name

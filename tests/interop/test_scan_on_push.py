@@ -106,3 +106,28 @@ def test_pushed_image_gets_valid_sbom_referrers_matching_syft(registry, api, deb
     r = api.req("GET", f"/v2/{REPO}/referrers/{digest}")
     sboms = [m["digest"] for m in r.json()["manifests"] if m.get("artifactType") in SBOM_TYPES]
     assert sorted(sboms) == sorted(m["digest"] for m in found.values())
+
+
+def test_scan_on_push_is_on_by_default(tmp_path):
+    """The mission's premium controls are on by default: a server started without
+    `scan-on-push` (the suite's servers turn it off unless a test asks for it) inventories a push."""
+    from conftest import RegistryServer
+    import test_scan_findings
+
+    s = RegistryServer(tmp_path / "server")
+    s.extra_env.pop("BERTH_SCAN_ON_PUSH", None)
+    s.start()
+    try:
+        digest = test_scan_findings.push_image(s.api(), "default")
+        deadline = time.monotonic() + 60
+        while True:
+            r = s.api().req("GET", "/api/v1/scans/inventory", params={"repository": test_scan_findings.REPO, "reference": digest})
+            if r.status_code == 200:
+                break
+            assert r.status_code == 404 and "not been inventoried" in r.text, r.text
+            assert time.monotonic() < deadline, f"not inventoried by default:\n{s.log_tail()}"
+            time.sleep(0.3)
+        assert r.json()["status"] == "complete"
+        assert any(p["name"] == "libc6" for p in r.json()["packages"])
+    finally:
+        s.stop()
