@@ -9,37 +9,46 @@ import RegistryStore
 /// manifest's findings.
 extension PostgresMetadataStore {
     public func putFindings(_ set: StoredFindings) async throws {
+        try await putFindings([set])
+    }
+
+    public func putFindings(_ sets: [StoredFindings]) async throws {
+        guard !sets.isEmpty else { return }
+        try await write(serialized: false) { tx in
+            for set in sets { try await Self.writeFindings(tx, set) }
+        }
+    }
+
+    static func writeFindings(_ tx: Tx, _ set: StoredFindings) async throws {
         let findings = StoredFinding.normalised(set.findings)
         let m = set.manifest.string
-        try await write(serialized: false) { tx in
+        try await tx.exec("""
+            INSERT INTO scan_finding_sets(manifest, advisory_version, matched_at)
+            VALUES (\(m), \(set.advisoryVersion), \(set.matchedAt.timeIntervalSince1970))
+            ON CONFLICT (manifest) DO UPDATE SET advisory_version = EXCLUDED.advisory_version, matched_at = EXCLUDED.matched_at
+            """)
+        try await tx.exec("DELETE FROM scan_findings WHERE manifest = \(m)")
+        // One statement per few hundred findings (arrays unnested server-side; an empty text
+        // stands for a missing optional, which `normalised` never keeps as "").
+        var start = 0
+        while start < findings.count {
+            let chunk = findings[start..<min(findings.count, start + 500)]
+            let ids = chunk.map(\.advisoryID), ecosystems = chunk.map(\.ecosystem), packages = chunk.map(\.package)
+            let installed = chunk.map(\.installedVersion), sources = chunk.map { $0.sourcePackage ?? "" }
+            let fixed = chunk.map { $0.fixedVersion ?? "" }, severities = chunk.map(\.severity)
+            let states = chunk.map(\.fixState)
+            let scores = chunk.map { $0.score.map { String($0) } ?? "" }, aliases = chunk.map { StoredFinding.encodeAliases($0.aliases) }
             try await tx.exec("""
-                INSERT INTO scan_finding_sets(manifest, advisory_version, matched_at)
-                VALUES (\(m), \(set.advisoryVersion), \(set.matchedAt.timeIntervalSince1970))
-                ON CONFLICT (manifest) DO UPDATE SET advisory_version = EXCLUDED.advisory_version, matched_at = EXCLUDED.matched_at
+                INSERT INTO scan_findings(manifest, advisory_id, ecosystem, package, installed_version, source_package,
+                    fixed_version, severity, score, fix_state, aliases)
+                SELECT \(m), i, e, p, v, NULLIF(s, ''), NULLIF(f, ''), sev, NULLIF(sc, '')::float8, st, a
+                FROM unnest(\(ids)::text[], \(ecosystems)::text[], \(packages)::text[], \(installed)::text[], \(sources)::text[],
+                            \(fixed)::text[], \(severities)::text[], \(scores)::text[], \(states)::text[],
+                            \(aliases)::text[])
+                    AS k(i, e, p, v, s, f, sev, sc, st, a)
+                ON CONFLICT DO NOTHING
                 """)
-            try await tx.exec("DELETE FROM scan_findings WHERE manifest = \(m)")
-            // One statement per few hundred findings (arrays unnested server-side; an empty text
-            // stands for a missing optional, which `normalised` never keeps as "").
-            var start = 0
-            while start < findings.count {
-                let chunk = findings[start..<min(findings.count, start + 500)]
-                let ids = chunk.map(\.advisoryID), ecosystems = chunk.map(\.ecosystem), packages = chunk.map(\.package)
-                let installed = chunk.map(\.installedVersion), sources = chunk.map { $0.sourcePackage ?? "" }
-                let fixed = chunk.map { $0.fixedVersion ?? "" }, severities = chunk.map(\.severity)
-                let states = chunk.map(\.fixState)
-                let scores = chunk.map { $0.score.map { String($0) } ?? "" }, aliases = chunk.map { StoredFinding.encodeAliases($0.aliases) }
-                try await tx.exec("""
-                    INSERT INTO scan_findings(manifest, advisory_id, ecosystem, package, installed_version, source_package,
-                        fixed_version, severity, score, fix_state, aliases)
-                    SELECT \(m), i, e, p, v, NULLIF(s, ''), NULLIF(f, ''), sev, NULLIF(sc, '')::float8, st, a
-                    FROM unnest(\(ids)::text[], \(ecosystems)::text[], \(packages)::text[], \(installed)::text[], \(sources)::text[],
-                                \(fixed)::text[], \(severities)::text[], \(scores)::text[], \(states)::text[],
-                                \(aliases)::text[])
-                        AS k(i, e, p, v, s, f, sev, sc, st, a)
-                    ON CONFLICT DO NOTHING
-                    """)
-                start += 500
-            }
+            start += 500
         }
     }
 

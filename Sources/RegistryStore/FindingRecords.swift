@@ -68,6 +68,10 @@ public enum FindingStoreLimits {
 public protocol FindingStore: Sendable {
     /// Replaces the manifest's findings (duplicates kept once, sorted) in one transaction.
     func putFindings(_ findings: StoredFindings) async throws
+    /// As `putFindings` for each set, all in one transaction (the continuous re-match writes a
+    /// page of manifests at once: one commit instead of one per manifest). A set named twice: the
+    /// last one is kept.
+    func putFindings(_ sets: [StoredFindings]) async throws
     /// The manifest's findings, or nil when it was never matched.
     func findings(manifest: Digest) async throws -> StoredFindings?
     /// Appends a `scan` event (new High or Critical findings on `digest` in `repository`; `tag`

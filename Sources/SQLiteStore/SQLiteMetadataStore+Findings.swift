@@ -9,22 +9,31 @@ import RegistryStore
 /// was matched against). No event: derived data; each put replaces the manifest's findings.
 extension SQLiteMetadataStore {
     public func putFindings(_ set: StoredFindings) async throws {
+        try await putFindings([set])
+    }
+
+    public func putFindings(_ sets: [StoredFindings]) async throws {
+        guard !sets.isEmpty else { return }
+        try await pool.write { db in
+            for set in sets { try Self.writeFindings(db, set) }
+        }
+    }
+
+    static func writeFindings(_ db: Database, _ set: StoredFindings) throws {
         let findings = StoredFinding.normalised(set.findings)
         let m = set.manifest.string
-        try await pool.write { db in
+        try db.execute(sql: """
+            INSERT INTO scan_finding_sets(manifest, advisory_version, matched_at) VALUES (?, ?, ?)
+            ON CONFLICT(manifest) DO UPDATE SET advisory_version = excluded.advisory_version, matched_at = excluded.matched_at
+            """, arguments: [m, set.advisoryVersion, set.matchedAt.timeIntervalSince1970])
+        try db.execute(sql: "DELETE FROM scan_findings WHERE manifest = ?", arguments: [m])
+        for f in findings {
             try db.execute(sql: """
-                INSERT INTO scan_finding_sets(manifest, advisory_version, matched_at) VALUES (?, ?, ?)
-                ON CONFLICT(manifest) DO UPDATE SET advisory_version = excluded.advisory_version, matched_at = excluded.matched_at
-                """, arguments: [m, set.advisoryVersion, set.matchedAt.timeIntervalSince1970])
-            try db.execute(sql: "DELETE FROM scan_findings WHERE manifest = ?", arguments: [m])
-            for f in findings {
-                try db.execute(sql: """
-                    INSERT INTO scan_findings(manifest, advisory_id, ecosystem, package, installed_version, source_package,
-                        fixed_version, severity, score, fix_state, aliases)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """, arguments: [m, f.advisoryID, f.ecosystem, f.package, f.installedVersion, f.sourcePackage, f.fixedVersion,
-                                     f.severity, f.score, f.fixState, StoredFinding.encodeAliases(f.aliases)])
-            }
+                INSERT INTO scan_findings(manifest, advisory_id, ecosystem, package, installed_version, source_package,
+                    fixed_version, severity, score, fix_state, aliases)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [m, f.advisoryID, f.ecosystem, f.package, f.installedVersion, f.sourcePackage, f.fixedVersion,
+                                 f.severity, f.score, f.fixState, StoredFinding.encodeAliases(f.aliases)])
         }
     }
 

@@ -33,6 +33,30 @@ public struct FindingMatcher: Sendable {
         return set
     }
 
+    /// Matches several manifests' inventories at once (the continuous re-match's page): one read
+    /// of the advisories naming any of their packages, one index, and the findings of all stored
+    /// in one transaction. Each manifest's findings are those `match(manifest:inventory:)` gives:
+    /// an index answers a package's matches from that package alone.
+    public func match(_ batch: [(manifest: Digest, inventory: ImageInventory)]) async throws -> [StoredFindings] {
+        guard !batch.isEmpty else { return [] }
+        let packages = batch.map { $0.inventory.installedPackages() }
+        var seen = Set<InstalledPackage>()
+        var union: [InstalledPackage] = []
+        for list in packages {
+            for p in list where seen.insert(p).inserted { union.append(p) }
+        }
+        let (version, index, undecodable) = try await AdvisoryDatabase.index(store: advisories, for: union)
+        if undecodable > 0 {
+            logger.warning("advisories this build cannot read were left out", metadata: ["count": "\(undecodable)", "manifests": "\(batch.count)"])
+        }
+        let at = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
+        let sets = zip(batch, packages).map { item, list in
+            StoredFindings(manifest: item.manifest, advisoryVersion: version, matchedAt: at, findings: Self.findings(list, index))
+        }
+        try await store.putFindings(sets)
+        return sets
+    }
+
     /// The findings of `packages` by `index`'s matches (its ecosystem rules: Debian by source package
     /// and source version, withdrawn advisories never indexed, an unfixed range without a fixed version).
     static func findings(_ packages: [InstalledPackage], _ index: AdvisoryIndex) -> [StoredFinding] {

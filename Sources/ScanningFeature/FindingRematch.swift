@@ -71,6 +71,7 @@ public struct FindingRematcher: Sendable {
                 if let usage, rematchDays > 0, !fresh.isEmpty {
                     inUse = try await usage.manifestsUsed(since: cutoff, among: fresh)
                 }
+                var due: [Due] = []
                 for manifest in fresh {
                     if let inUse, !inUse.contains(manifest) {
                         if behind.count < Self.maxBehind { behind.insert(manifest) }
@@ -78,13 +79,10 @@ public struct FindingRematcher: Sendable {
                     }
                     let previous = try await matcher.store.findings(manifest: manifest)
                     if let previous, previous.advisoryVersion >= current { continue }
-                    guard let inventory = try await inventories.inventory(manifest: manifest),
-                          inventory.status == .complete || inventory.status == .partial,
-                          let decoded = try? ScanDocument.decode(ImageInventory.self, inventory.document) else { continue }
-                    let matched = try await matcher.match(manifest: manifest, inventory: decoded)
-                    try await gate?.rematched(manifest, previous: previous, current: matched)
-                    count += 1
+                    guard let decoded = try await stored(manifest) else { continue }
+                    due.append(Due(manifest: manifest, previous: previous, inventory: decoded))
                 }
+                count += try await matchAndJudge(due)
                 after = page.last
             }
         }
@@ -113,18 +111,42 @@ public struct FindingRematcher: Sendable {
             let chunk = Array(candidates[start..<min(candidates.count, start + pageSize)])
             start += pageSize
             let used = try await usage.manifestsUsed(since: cutoff, among: chunk)
+            var due: [Due] = []
             for manifest in chunk where used.contains(manifest) {
                 behind.remove(manifest)
                 guard let previous = try await matcher.store.findings(manifest: manifest), previous.advisoryVersion < current,
-                      let inventory = try await inventories.inventory(manifest: manifest),
-                      inventory.status == .complete || inventory.status == .partial,
-                      let decoded = try? ScanDocument.decode(ImageInventory.self, inventory.document) else { continue }
-                let matched = try await matcher.match(manifest: manifest, inventory: decoded)
-                try await gate?.rematched(manifest, previous: previous, current: matched)
-                count += 1
+                      let decoded = try await stored(manifest) else { continue }
+                due.append(Due(manifest: manifest, previous: previous, inventory: decoded))
             }
+            count += try await matchAndJudge(due)
         }
         return count
+    }
+
+    /// A manifest to match again, with the findings it had.
+    struct Due {
+        var manifest: Digest
+        var previous: StoredFindings?
+        var inventory: ImageInventory
+    }
+
+    /// The manifest's stored inventory when it can be matched (complete or partial, readable).
+    func stored(_ manifest: Digest) async throws -> ImageInventory? {
+        guard let inventory = try await inventories.inventory(manifest: manifest),
+              inventory.status == .complete || inventory.status == .partial else { return nil }
+        return try? ScanDocument.decode(ImageInventory.self, inventory.document)
+    }
+
+    /// Matches a page at once (one advisory read, one index, one write: `FindingMatcher.match(_:)`;
+    /// a pass used to read the advisories and commit once per manifest), then gives each its
+    /// verdict under the scan policy. Answers how many it matched.
+    func matchAndJudge(_ due: [Due]) async throws -> Int {
+        guard !due.isEmpty else { return 0 }
+        let matched = try await matcher.match(due.map { ($0.manifest, $0.inventory) })
+        for (item, findings) in zip(due, matched) {
+            try await gate?.rematched(item.manifest, previous: item.previous, current: findings)
+        }
+        return due.count
     }
 }
 

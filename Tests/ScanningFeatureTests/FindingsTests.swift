@@ -163,6 +163,42 @@ import Testing
         #expect(fromZero.rematched == 0 && fromZero.version == second.version)
     }
 
+    @Test func aPageMatchedAtOnceGetsExactlyTheFindingsEachImageGetsAlone() async throws {
+        let f = try ScanFixture(findings: true)
+        _ = try await FindingsTests.database(f).importUpload(Data(FindingsTests.tracker.utf8), format: .debian, source: nil)
+        let debian = try await f.image("library/debian", tag: "12", layers: [try FindingsTests.debianLayer()])
+        let zlib = try await f.image("library/zlib", tag: "1", layers: [try gzip(tar([("etc/os-release", osRelease),
+            ("var/lib/dpkg/status", dpkgStatus([("zlib1g", "1:1.2.13.dfsg-1")]))]))])
+        // glibc at the fixed u4: CVE-2099-1001 no longer applies to this one, the no-dsa one still does.
+        let patched = try await f.image("library/patched", tag: "1", layers: [try gzip(tar([("etc/os-release", osRelease),
+            ("var/lib/dpkg/status", """
+                Package: libc6
+                Status: install ok installed
+                Architecture: amd64
+                Source: glibc
+                Version: 2.36-9+deb12u4
+
+                """)]))])
+        try await f.drain(f.feature.runner())
+        let matcher = try #require(f.feature.inventorier.matcher)
+        var alone: [Digest: [StoredFinding]] = [:]
+        var batch: [(manifest: Digest, inventory: ImageInventory)] = []
+        for image in [debian, zlib, patched] {
+            alone[image] = try #require(try await f.backends.metadata.findings(manifest: image)).findings
+            let stored = try #require(try await f.store.inventory(manifest: image))
+            batch.append((image, try ScanDocument.decode(ImageInventory.self, stored.document)))
+        }
+        #expect(alone[debian]?.count == 3 && alone[zlib] == [] && alone[patched]?.map(\.advisoryID) == ["CVE-2099-1003"])
+        try await f.backends.metadata.putFindings([])          // nothing to write is no transaction and no error
+        let together = try await matcher.match(batch)
+        #expect(together.map(\.manifest) == [debian, zlib, patched])
+        for set in together {
+            #expect(set.findings == alone[set.manifest])
+            let reread = try await f.backends.metadata.findings(manifest: set.manifest)
+            #expect(reread?.findings == set.findings && reread?.advisoryVersion == set.advisoryVersion)
+        }
+    }
+
     /// `scan-rematch-days`: after a database change only images pulled (or pushed) within the
     /// window are matched again; 0 matches every one.
     @Test func onlyImagesPulledOrPushedWithinTheWindowAreMatchedAgain() async throws {

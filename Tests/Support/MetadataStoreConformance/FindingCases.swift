@@ -77,6 +77,27 @@ extension MetadataStoreConformance {
             let other = try await s.findings(manifest: m2)
             #expect(other?.findings == [unfixed] && other?.advisoryVersion == 3)
         },
+        Case("putFindings of several sets: each replaces its manifest's findings, in one call; the last of a manifest named twice wins") { s in
+            let a = digest("batch-a"), b = digest("batch-b"), c = digest("batch-c")
+            let at = Date(timeIntervalSince1970: 1_700_000_000)
+            func finding(_ id: String) -> StoredFinding {
+                StoredFinding(advisoryID: id, aliases: ["ALIAS-" + id], ecosystem: "Debian", package: "libc6", sourcePackage: "glibc",
+                              installedVersion: "2.36", fixedVersion: "2.37", severity: "High", score: 7.5)
+            }
+            try await s.putFindings(StoredFindings(manifest: a, advisoryVersion: 1, matchedAt: at, findings: [finding("OLD")]))
+            try await s.putFindings([
+                StoredFindings(manifest: a, advisoryVersion: 2, matchedAt: at, findings: [finding("CVE-2"), finding("CVE-1")]),
+                StoredFindings(manifest: b, advisoryVersion: 2, matchedAt: at, findings: []),
+                StoredFindings(manifest: c, advisoryVersion: 2, matchedAt: at, findings: [finding("CVE-3")]),
+                StoredFindings(manifest: c, advisoryVersion: 3, matchedAt: at, findings: [finding("CVE-4")]),
+            ])
+            #expect(try await s.findings(manifest: a) == StoredFindings(manifest: a, advisoryVersion: 2, matchedAt: at,
+                                                                        findings: [finding("CVE-1"), finding("CVE-2")]))
+            #expect(try await s.findings(manifest: b) == StoredFindings(manifest: b, advisoryVersion: 2, matchedAt: at, findings: []))
+            #expect(try await s.findings(manifest: c) == StoredFindings(manifest: c, advisoryVersion: 3, matchedAt: at, findings: [finding("CVE-4")]))
+            try await s.putFindings([])
+            #expect(try await s.findings(manifest: a)?.advisoryVersion == 2)
+        },
         Case("putFindings: the same advisory on two versions of one package is two findings; empty optionals read as nil") { s in
             let m = digest("findings-3")
             let a = StoredFinding(advisoryID: "GHSA-x", aliases: ["CVE-1"], ecosystem: "Maven", package: "org.yaml:snakeyaml",
