@@ -89,6 +89,14 @@ public struct PullAdmission: Sendable {
     /// The manifest `reference` names, if `puller` may have it; throws the refusal otherwise.
     public func manifest(_ repository: RepositoryName, _ reference: Reference, for puller: Puller) async throws -> ManifestContent {
         let content = try await registry.manifest(repository, reference)            // 1. locks
+        try await admit(repository, content, for: puller)
+        return content
+    }
+
+    /// Steps 2 and 3 for `content` read by the caller: a manifest not stored yet that a content
+    /// fallback serves while it fills (`Registry.unstoredManifest`, which asked the locks) goes
+    /// through the same quarantine rule and checks as a stored one.
+    public func admit(_ repository: RepositoryName, _ content: ManifestContent, for puller: Puller) async throws {
         if !QuarantineState.isPullable(content.quarantineState) {                    // 2. quarantine
             try authorize(puller, repository, .manifest(state: content.quarantineState ?? .pending,
                                                         reason: content.quarantineReason))
@@ -97,7 +105,6 @@ public struct PullAdmission: Sendable {
         for check in checks {                                                        // 3. content trust, …
             if let reason = try await check.refusal(for: subject) { throw RegistryError(.denied, reason) }
         }
-        return content
     }
 
     /// Whether `puller` may read the blob `digest` of `repository`; throws the refusal otherwise.

@@ -42,6 +42,12 @@ public final class PullThrough: ContentFallback, Sendable {
     /// When each cached tag (`repository:tag`) was last confirmed upstream (or the upstream failed).
     private let checked = NIOLockedValueBox<[String: Date]>([:])
     private let fetches = SingleFlight<String, Bool>()
+    /// Manifests served before their image is stored (`provisionalManifest`), by fill key
+    /// (`t:repo:tag`, `m:repo@digest`), while their fill runs: a second read of the same miss is
+    /// answered from here, the upstream not asked again. Bounded by `maxProvisional`.
+    private let provisional = NIOLockedValueBox<[String: UpstreamManifest]>([:])
+    private let provisionalFetches = SingleFlight<String, UpstreamManifest>()
+    static let maxProvisional = 1000
     /// What the upstream answered 404 for (`t:repo:tag`, `m:repo@digest`, `b:repo@digest`), per
     /// node, with when it was asked and the answer given: asked again only after `negativeSeconds`.
     private let missing = NIOLockedValueBox<[String: (at: Date, error: RegistryError)]>([:])
@@ -217,6 +223,91 @@ public final class PullThrough: ContentFallback, Sendable {
                 _ = try await fetch()
             }
         }
+    }
+
+    /// A miss of a manifest, with quarantine off: the upstream's manifest (its digest verified by
+    /// `UpstreamClient`; the locks and the repository's writability asked by
+    /// `Registry.unstoredManifest`) is answered at once, and the image is filled in the
+    /// background (blobs, then the manifest and its tag, as `prepareManifest` does; the client's
+    /// blob reads meanwhile stream through `streamBlob` or join the fill of that blob). With
+    /// quarantine on, nil: the image is stored first, and judged. A tag already cached, or a
+    /// manifest present, is nil too (the freshness path of `prepareManifest`).
+    public func provisionalManifest(_ repository: RepositoryName, _ reference: Reference) async throws -> ManifestContent? {
+        guard let matched = try await match(repository) else { return nil }
+        let rule = matched.rule, upstreamRepository = matched.upstreamRepository
+        let key: String
+        var tag: String?
+        switch reference {
+        case .digest(let digest):
+            if await hasManifest(repository, digest) { return nil }
+            key = "m:\(repository)@\(digest)"
+        case .tag(let name):
+            if (try? await registry.resolve(repository, .tag(name))) != nil { return nil }
+            key = "t:\(repository):\(name)"
+            tag = name
+        }
+        guard try await !registry.quarantinePolicy().enabled else { return nil }
+        let manifest: UpstreamManifest
+        if let known = provisional.withLockedValue({ $0[key] }) {
+            manifest = known
+        } else {
+            manifest = try await rememberingMisses(key) {
+                try await self.provisionalFetches.value(key) {
+                    try await self.asCache(rule, into: repository) {
+                        let client = try await self.client(rule)
+                        return try await Self.upstream { () async throws(UpstreamError) in
+                            try await client.manifest(repository: upstreamRepository, reference: reference)
+                        }
+                    }
+                }
+            }
+        }
+        let content = try await registry.unstoredManifest(repository, tag: tag, digest: manifest.digest, bytes: manifest.bytes,
+                                                          contentType: manifest.mediaType)
+        // Served only with a fill behind it (past `maxProvisional` fills at once: stored first).
+        guard startFill(key, manifest, into: repository, from: upstreamRepository, rule: rule, tag: tag) else { return nil }
+        return content
+    }
+
+    /// Fills the image of a manifest served provisionally, once per key at a time; the manifest
+    /// is answered from memory until the fill ends (stored, or failed: the next read asks again).
+    /// Answers whether a fill of `key` runs (started now or before); false when `maxProvisional`
+    /// fills already run.
+    func startFill(_ key: String, _ manifest: UpstreamManifest, into repository: RepositoryName, from upstreamRepository: String,
+                   rule: CacheRuleRecord, tag: String?) -> Bool {
+        enum Admission { case running, started, full }
+        let admission = provisional.withLockedValue { p -> Admission in
+            if p[key] != nil { return .running }
+            guard p.count < Self.maxProvisional else { return .full }
+            p[key] = manifest
+            return .started
+        }
+        switch admission {
+        case .running: return true
+        case .full: return false
+        case .started: break
+        }
+        let logger = self.logger
+        Task {
+            defer { self.provisional.withLockedValue { _ = $0.removeValue(forKey: key) } }
+            do {
+                _ = try await self.fetches.value(key) {
+                    try await self.asCache(rule, into: repository) {
+                        let client = try await self.client(rule)
+                        var budget = Budget()
+                        try await self.copy(manifest, into: repository, from: upstreamRepository, client: client, depth: 0,
+                                            budget: &budget, tag: tag)
+                    }
+                    return true
+                }
+                if let tag { self.checked.withLockedValue { $0["\(repository):\(tag)"] = self.now() } }
+            } catch {
+                logger.warning("cache: fill of a manifest served before it was stored failed", metadata: [
+                    "rule": "\(rule.name)", "repository": "\(repository)", "digest": "\(manifest.digest)", "error": "\(error)",
+                ])
+            }
+        }
+        return true
     }
 
     public func prepareBlob(_ repository: RepositoryName, _ digest: Digest) async throws {

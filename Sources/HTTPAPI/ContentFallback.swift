@@ -1,5 +1,6 @@
 import NIOCore
 import OCIModel
+import RegistryCore
 
 /// Where a feature (the pull-through cache) fills content a `/v2/` read would miss. It is asked
 /// after the caller was authorized to pull the repository and before the read, which then goes
@@ -13,6 +14,12 @@ public protocol ContentFallback: Sendable {
     /// Throws what to answer when it cannot and nothing is stored (an upstream failure with no
     /// cached copy); a cached copy is read when the upstream fails.
     func prepareManifest(_ repository: RepositoryName, _ reference: Reference) async throws
+    /// For a read of a manifest that is missing: the manifest as its source has it, when this
+    /// fallback serves it before the image is stored (it then fills the image in the background,
+    /// and the blob reads that follow stream through `streamBlob`). Nil when it does not (present,
+    /// not covered, or it must be stored first): the read then goes through `prepareManifest`.
+    /// The answer is judged by the pull-admission chain as a stored manifest is.
+    func provisionalManifest(_ repository: RepositoryName, _ reference: Reference) async throws -> ManifestContent?
     /// Makes the blob present in `repository`, the same way.
     func prepareBlob(_ repository: RepositoryName, _ digest: Digest) async throws
     /// For a GET of a whole blob: when the blob is missing and this fallback starts filling it,
@@ -29,6 +36,7 @@ public protocol ContentFallback: Sendable {
 }
 
 extension ContentFallback {
+    public func provisionalManifest(_ repository: RepositoryName, _ reference: Reference) async throws -> ManifestContent? { nil }
     public func streamBlob(_ repository: RepositoryName, _ digest: Digest) async throws -> StreamedBlob? { nil }
     public func refusesClientWrites(_ repository: RepositoryName) async throws -> String? { nil }
 }

@@ -172,9 +172,22 @@ public struct RegistryResponder: HTTPResponder {
             case .get, .head:
                 routeName = method == .get ? "manifest_get" : "manifest_head"
                 try await authorize(repo, .contentRead)
-                for fallback in fallbacks { try await fallback.prepareManifest(repo, ref) }
+                // A fallback may answer a miss with the manifest it is filling (served before the
+                // image is stored; judged by the same chain), else it makes the manifest present.
+                var provisional: ManifestContent?
+                for fallback in fallbacks {
+                    provisional = try await fallback.provisionalManifest(repo, ref)
+                    if provisional != nil { break }
+                    try await fallback.prepareManifest(repo, ref)
+                }
                 // Locks, quarantine and the features' checks (content trust): the pull-admission chain.
-                let content = try await pullAdmission.manifest(repo, ref, for: puller)
+                let content: ManifestContent
+                if let provisional {
+                    try await pullAdmission.admit(repo, provisional, for: puller)
+                    content = provisional
+                } else {
+                    content = try await pullAdmission.manifest(repo, ref, for: puller)
+                }
                 let (response, size) = try getManifest(request, content, head: method == .head)
                 // A HEAD counts as a pull: a node that already holds the image resolves its tag with
                 // a HEAD and fetches nothing else, and it is in use all the same (scanning's re-match

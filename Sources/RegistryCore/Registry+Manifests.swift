@@ -65,6 +65,30 @@ extension Registry {
         return PushedManifest(digest: digest, subject: parsed.subject)
     }
 
+    /// A manifest that is not stored here yet, as a pull would read it: a pull-through cache
+    /// answers a miss with the upstream's manifest while it fills the image (stored, like any
+    /// push, only once every blob is). The bytes must have `digest`, parse as a manifest, and
+    /// pass the read locks a stored one would (repository, tag, digest); the repository must
+    /// take writes (else the fill could not store it: refused now, as `checkBlobStorable` does
+    /// for a blob). Never quarantined: a caller serves such a manifest only while quarantine is
+    /// off (with it on, an image is stored and judged before anyone reads it).
+    public func unstoredManifest(_ repository: RepositoryName, tag: String?, digest: Digest, bytes: [UInt8],
+                                 contentType: String?) async throws -> ManifestContent {
+        guard bytes.count <= ManifestParser.maxSize else {
+            throw RegistryError(.sizeInvalid, "manifest larger than \(ManifestParser.maxSize) bytes", status: 413)
+        }
+        guard Digest.compute(bytes, algorithm: digest.algorithm) == digest else {
+            throw RegistryError(.digestInvalid, "manifest digest is not \(digest)")
+        }
+        let parsed = try ManifestParser.parse(bytes, contentType: contentType)
+        try await checkManifestReadable(repository.value, tag: tag, digest: digest)
+        try await checkWritable(repository.value)
+        var buffer = ByteBuffer()
+        buffer.writeBytes(bytes)
+        return ManifestContent(digest: digest, mediaType: parsed.mediaType, bytes: buffer, subject: parsed.subject,
+                               quarantineState: nil, quarantineReason: nil)
+    }
+
     public func resolve(_ repository: RepositoryName, _ reference: Reference) async throws -> Digest {
         switch reference {
         case .digest(let d):

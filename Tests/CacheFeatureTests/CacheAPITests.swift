@@ -139,6 +139,10 @@ private func basic(_ user: String, _ password: String) -> HTTPFields {
                                                  body: ByteBuffer(string: rule)).status == .created)
                 let v1 = try await client.execute(uri: "/v2/mirror/app/manifests/v1", method: .get, headers: owner)
                 #expect(v1.status == .ok && Array(v1.body.readableBytesView) == m)
+                // Answered before the image was stored; the fill goes on in the background.
+                #expect(try await StreamingPullTests.eventually {
+                    (try? await registry.resolve(PullThroughTests.app, .tag("v1"))) == Digest.compute(m)
+                })
 
                 // An import into the cache's target is refused, whoever asks; elsewhere it is accepted.
                 let into = #"{"source":"127.0.0.1:\#(port)/lib/app:v1","image":"mirror/app:mine","plainHTTP":true}"#

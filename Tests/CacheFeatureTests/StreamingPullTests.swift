@@ -114,6 +114,51 @@ import UpstreamClient
         }
     }
 
+    /// Issue 17: a pull of a missing tag is answered with the upstream's manifest before the image
+    /// is stored (its layer is still held upstream), the image is filled behind it and stored; its
+    /// layer is fetched once. With quarantine on, nothing is served before it is stored and judged.
+    @Test func aMissedManifestIsAnsweredBeforeItsImageIsStoredAndTheImageFollows() async throws {
+        let upstream = PullThroughTests.Upstream()
+        let m = PullThroughTests.manifest([Self.big])
+        upstream.serve(m, tag: "v1", blobs: [PullThroughTests.config, Self.big])
+        upstream.held.withLockedValue { _ = $0.insert(Self.bigDigest) }
+        try await Self.withBerth(upstream) { berth in
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(berth.port)/v2/mirror/app/manifests/v1")
+            request.headers.add(name: "Authorization", value: Self.owner)
+            request.headers.add(name: "Accept", value: MediaType.ociManifest)
+            let response = try await berth.http.execute(request, timeout: .seconds(120))
+            let body = Array(try await response.body.collect(upTo: 1 << 20).readableBytesView)
+            #expect(response.status == .ok && body == m)
+            #expect(response.headers.first(name: "Docker-Content-Digest") == Digest.compute(m).string)
+            // The layer is still held upstream: the image is not stored yet.
+            #expect(upstream.released.withLockedValue { !$0 })
+            #expect((try? await berth.registry.resolve(PullThroughTests.app, .tag("v1"))) == nil)
+            #expect(try await berth.registry.blobs.size(of: Self.bigDigest) == nil)
+            upstream.released.withLockedValue { $0 = true }
+            let layer = try await berth.http.execute(berth.get(Self.bigDigest), timeout: .seconds(180))
+            let layerBytes = Array(try await layer.body.collect(upTo: 1 << 20).readableBytesView)
+            #expect(layer.status == .ok && layerBytes == Self.big)
+            #expect(try await Self.eventually {
+                (try? await berth.registry.resolve(PullThroughTests.app, .tag("v1"))) == Digest.compute(m)
+            })
+            #expect(upstream.count("/v2/lib/app/blobs/\(Self.bigDigest)") == 1)
+            #expect(upstream.count("/v2/lib/app/manifests/v1") == 1)
+
+            // Quarantine on: a miss is stored first, as Pending, and only then answered (to the
+            // owner, who may read past quarantine; others are refused by the chain as for any push).
+            _ = try await berth.registry.updateQuarantine(QuarantinePolicy(enabled: true, grandfatherExisting: true), dryRun: false)
+            let other = PullThroughTests.manifest([PullThroughTests.other])
+            upstream.serve(other, tag: "v2", blobs: [PullThroughTests.config, PullThroughTests.other])
+            var second = HTTPClientRequest(url: "http://127.0.0.1:\(berth.port)/v2/mirror/app/manifests/v2")
+            second.headers.add(name: "Authorization", value: Self.owner)
+            let answered = try await berth.http.execute(second, timeout: .seconds(120))
+            let answeredBytes = Array(try await answered.body.collect(upTo: 1 << 20).readableBytesView)
+            #expect(answered.status == .ok && answeredBytes == other)
+            let stored = try await berth.registry.manifest(PullThroughTests.app, .tag("v2"))
+            #expect(stored.digest == Digest.compute(other) && stored.quarantineState == .pending)
+        }
+    }
+
     @Test func aMissedBlobIsServedWhileItStreamsAndStored() async throws {
         let upstream = PullThroughTests.Upstream()
         upstream.blobs.withLockedValue { $0[Self.bigDigest] = Self.big }
