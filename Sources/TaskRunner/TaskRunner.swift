@@ -47,8 +47,6 @@ public struct TaskRunRequest: Sendable {
     /// `host[:port]` of this registry: the only registry a push step may push to.
     public var registry: String
     public var credentials: PushCredentials?
-    /// `cmd` steps get the host network (`--network host`) instead of none.
-    public var network = false
 
     public init(taskName: String, runID: String, taskFile: TaskFile, sourceDirectory: String, registry: String,
                 credentials: PushCredentials?) {
@@ -84,7 +82,7 @@ public struct TaskRunner: Sendable {
         }
         let log = try RunLog(path: directory.logFile, sink: sink, secrets: secrets)
         let tools = ToolCommands(configuration: configuration, directory: directory,
-                                 hasCredentials: request.credentials != nil, network: request.network)
+                                 hasCredentials: request.credentials != nil)
         let execution = RunExecution(request: request, source: source, directory: directory, tools: tools, log: log)
         let result = await execution.run()
         await log.close()
@@ -251,7 +249,8 @@ private struct RunExecution: Sendable {
             return .success([(tools.build(arguments, context: context, dockerfile: dockerfile), nil, nil)])
         case .cmd(let command):
             let name = "berth-\(request.runID)-\(index)-\(attempt)"
-            return .success([(tools.run(command, env: step.env, workingDirectory: step.workingDirectory, name: name), nil, name)])
+            return .success([(tools.run(command, env: step.env, workingDirectory: step.workingDirectory,
+                                          network: step.network, name: name), nil, name)])
         case .push(let references):
             var commands: [(command: ChildCommand, push: (reference: String, digestFile: String)?, container: String?)] = []
             for (n, reference) in references.enumerated() {

@@ -192,6 +192,45 @@ final class TaskRunnerToolTests: XCTestCase {
         XCTAssertLessThan(procs ?? 999, 10)   // the build's own few, not every process of the host
     }
 
+    /// A `cmd` step has only loopback unless its `network:` asks for the host's, and the choice
+    /// is that step's alone: the steps before and after it stay offline.
+    func testOnlyACmdStepThatAsksGetsTheHostsNetwork() async throws {
+        let source = try busyboxSource()
+        let state = try stateDirectory()
+        let file = try Support.taskFile("""
+            version: v1.1.0
+            steps:
+              - id: build
+                build: -t $Registry/net:$ID -f Dockerfile .
+              - id: before
+                cmd: $Registry/net:$ID sh -c 'echo net=$(ls /sys/class/net)'
+              - id: online
+                cmd: $Registry/net:$ID sh -c 'echo net=$(ls /sys/class/net)'
+                network: host
+              - id: after
+                cmd: $Registry/net:$ID sh -c 'echo net=$(ls /sys/class/net)'
+                network: none
+            """, runID: "n1", registry: "berth.test")
+        let result = try await Support.runner(state: state).run(
+            TaskRunRequest(taskName: "net", runID: "n1", taskFile: file, sourceDirectory: source,
+                           registry: "berth.test", credentials: nil))
+        let lines = try Support.logLines(result)
+        XCTAssertEqual(result.status, .succeeded, lines.suffix(20).joined(separator: "\n"))
+        func interfaces(_ step: String) -> Set<String>? {
+            lines.compactMap { line -> Set<String>? in
+                guard let r = line.range(of: " \(step) stdout| net=") else { return nil }
+                return Set(line[r.upperBound...].split(separator: " ").map(String.init))
+            }.first
+        }
+        let host = Set(try FileManager.default.contentsOfDirectory(atPath: "/sys/class/net"))
+        XCTAssertGreaterThan(host.count, 1, "this test needs a host with an interface besides lo")
+        XCTAssertEqual(interfaces("before"), ["lo"])
+        XCTAssertEqual(interfaces("after"), ["lo"])
+        XCTAssertEqual(interfaces("online"), host)
+        XCTAssertTrue(lines.contains { $0.contains(" online runner| $ ") && $0.contains(" --network host ") })
+        XCTAssertEqual(lines.filter { $0.contains(" runner| $ ") && $0.contains(" --network none ") }.count, 2)
+    }
+
     /// Two steps that wait only for the build run at the same time: each has started before
     /// either ends (run one after the other, the second would start only after the first's
     /// timeout, and the run would end failed first).
