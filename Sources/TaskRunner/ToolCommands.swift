@@ -49,6 +49,15 @@ struct ToolCommands: Sendable {
                             environment: environment)
     }
 
+    /// `command`, its process first moved into a cgroup (so is everything it starts): a shell
+    /// writes its own PID to `procs` and execs the command; the path and the command's words are
+    /// argv entries, never part of the script.
+    func inCgroup(_ command: ChildCommand, procs: String) -> ChildCommand {
+        ChildCommand(executable: configuration.shell,
+                     arguments: ["-c", #"echo $$ > "$1" && shift && exec "$@""#, "sh", procs, command.executable] + command.arguments,
+                     environment: command.environment)
+    }
+
     /// `podman run --rm` with runc, the step's network (none unless its `network:` asks for the
     /// host's), the memory limit, the step's env as `--env NAME=VALUE` entries and its working
     /// directory inside the container.

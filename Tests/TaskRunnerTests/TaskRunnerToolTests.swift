@@ -231,6 +231,75 @@ final class TaskRunnerToolTests: XCTestCase {
         XCTAssertEqual(lines.filter { $0.contains(" runner| $ ") && $0.contains(" --network none ") }.count, 2)
     }
 
+    /// A build step runs in a memory cgroup of its own: under a small limit an ordinary build
+    /// succeeds, one whose `RUN` holds 400 MiB is killed by the kernel and the run fails; the
+    /// group is gone after each.
+    func testABuildOverItsMemoryLimitFailsTheRun() async throws {
+        let cgroups = try XCTUnwrap(MemoryCgroups.current(), "this test needs a memory cgroup (v1 or v2) it can write, as root")
+        let source = try busyboxSource()
+        try """
+            FROM scratch
+            COPY busybox /bin/busybox
+            RUN ["/bin/busybox", "sh", "-c", "/bin/busybox head -c 400m /dev/zero | /bin/busybox tail > /dev/null; s=$?; echo tail=$s; exit $s"]
+            RUN ["/bin/busybox", "echo", "after-the-allocation"]
+
+            """.write(toFile: source + "/Dockerfile.big", atomically: true, encoding: .utf8)
+        let state = try stateDirectory()
+        var configuration = Support.runner(state: state).configuration
+        let limit: Int64 = 192 << 20
+        configuration.buildMemoryLimitBytes = limit
+        let runner = TaskRunner(configuration: configuration)
+        func run(_ id: String, dockerfile: String) async throws -> TaskRunResult {
+            let file = try Support.taskFile("""
+                version: v1.1.0
+                steps:
+                  - id: build
+                    build: -t $Registry/mem:$ID -f \(dockerfile) .
+                """, runID: id, registry: "berth.test")
+            return try await runner.run(TaskRunRequest(taskName: "mem", runID: id, taskFile: file, sourceDirectory: source,
+                                                       registry: "berth.test", credentials: nil))
+        }
+        func groups() throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: cgroups.directory).filter { $0.hasPrefix("berth-build-m") }
+        }
+
+        let small = try await run("m1", dockerfile: "Dockerfile")
+        let smallLog = try Support.logLines(small)
+        XCTAssertEqual(small.status, .succeeded, smallLog.suffix(20).joined(separator: "\n"))
+        XCTAssertTrue(smallLog.contains { $0.hasSuffix(" build runner| memory limit \(limit) bytes (cgroup \(cgroups.directory)/berth-build-m1-0-0)") },
+                      smallLog.joined(separator: "\n"))
+        XCTAssertEqual(try groups(), [])
+
+        let big = try await run("m2", dockerfile: "Dockerfile.big")
+        let bigLog = try Support.logLines(big)
+        XCTAssertEqual(big.status, .failed, bigLog.suffix(20).joined(separator: "\n"))
+        XCTAssertEqual(big.step("build")?.status, .failed)
+        XCTAssertTrue(bigLog.contains { $0.hasSuffix(" build stdout| tail=137") }, bigLog.joined(separator: "\n"))
+        XCTAssertFalse(bigLog.contains { $0.hasSuffix("| after-the-allocation") })
+        XCTAssertTrue(bigLog.contains { $0.contains(" build runner| the build went over its memory limit of \(limit) bytes: the kernel killed ") },
+                      bigLog.joined(separator: "\n"))
+        XCTAssertEqual(try groups(), [])
+    }
+
+    /// Where no memory cgroup can be made, the log says so in one line and the build still runs.
+    func testABuildWithoutAWritableMemoryCgroupRunsWithoutTheLimit() async throws {
+        let source = try busyboxSource()
+        let state = try stateDirectory()
+        var configuration = Support.runner(state: state).configuration
+        let plain = try temporaryDirectory("not-a-cgroup")
+        configuration.memoryCgroups = { MemoryCgroups(version: .v1, directory: plain) }
+        let file = try Support.taskFile("version: v1.1.0\nsteps:\n  - id: build\n    build: -t $Registry/nocg:$ID .\n",
+                                        runID: "c1", registry: "berth.test")
+        let result = try await TaskRunner(configuration: configuration).run(
+            TaskRunRequest(taskName: "nocg", runID: "c1", taskFile: file, sourceDirectory: source, registry: "berth.test", credentials: nil))
+        let lines = try Support.logLines(result)
+        XCTAssertEqual(result.status, .succeeded, lines.suffix(20).joined(separator: "\n"))
+        XCTAssertEqual(lines.filter { $0.contains(" build runner| no memory limit for this build: ") }.count, 1, lines.joined(separator: "\n"))
+        XCTAssertTrue(lines.contains { $0.hasSuffix("no memory limit for this build: cannot set \(plain)/berth-build-c1-0-0/memory.limit_in_bytes: No such file or directory") })
+        XCTAssertFalse(lines.contains { $0.contains("runner| memory limit ") })
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: plain), [])
+    }
+
     /// Two steps that wait only for the build run at the same time: each has started before
     /// either ends (run one after the other, the second would start only after the first's
     /// timeout, and the run would end failed first).
