@@ -161,8 +161,12 @@ final class TaskRunnerToolTests: XCTestCase {
         let victim = Process()
         victim.executableURL = URL(fileURLWithPath: "/bin/sleep")
         victim.arguments = ["317"]
+        // Not the test's output: a process holding it keeps `swift test` waiting until it ends.
+        victim.standardOutput = FileHandle.nullDevice
+        victim.standardError = FileHandle.nullDevice
         try victim.run()
-        defer { victim.terminate() }
+        // SIGKILL: the victim inherits the test process's blocked signals, which may include SIGTERM.
+        defer { kill(victim.processIdentifier, SIGKILL); victim.waitUntilExit() }
         let source = try busyboxSource()
         try """
             FROM scratch
