@@ -270,6 +270,7 @@ struct Serve: AsyncParsableCommand {
         configuration.commitPollInterval = .seconds(settings.taskCommitPollSeconds)
         configuration.externalBasePollInterval = .seconds(settings.taskBasePollSeconds)
         configuration.runDiskQuotaBytes = settings.taskRunDiskQuotaBytes == 0 ? nil : settings.taskRunDiskQuotaBytes
+        configuration.runner.buildMemoryLimitBytes = settings.taskBuildMemoryBytes == 0 ? nil : settings.taskBuildMemoryBytes
         configuration.insecureBaseRegistries = settings.taskInsecureBaseRegistries
         configuration.baseTriggerWindow = settings.taskBaseTriggerWindowSeconds
         configuration.maxContextBytes = settings.taskContextMaxBytes

@@ -59,6 +59,7 @@ struct ServeSettings: Equatable {
     var taskCommitPollSeconds = 60
     var taskBasePollSeconds = 600
     var taskRunDiskQuotaBytes: Int64 = 10 << 30
+    var taskBuildMemoryBytes: Int64 = 2 << 30
     var taskInsecureBaseRegistries: Set<String> = []
     /// The pull-through cache: how long an upstream 404 is remembered per node (0: not), the
     /// largest upstream blob it stores, and how long it waits to connect to an upstream.
@@ -330,6 +331,11 @@ struct ServeSettings: Equatable {
              summary: "bytes of disk one task run may use (its source, run directory, and what its task's storage grows by while it runs), checked every second: a run over it is stopped and fails; 0: no quota") { s, v throws(SettingError) in
             guard let n = Int64(v), n >= 0 else { throw SettingError("'\(v)' is not a number of bytes") }
             s.taskRunDiskQuotaBytes = n
+        },
+        Spec(key: "task-build-memory-bytes", environment: "BERTH_TASK_BUILD_MEMORY_BYTES", hasFlag: false, defaultText: "2147483648",
+             summary: "bytes of memory each build step of a task run may use (buildah and its RUN instructions, in a memory cgroup of their own): over it the kernel kills a process of the build and the run fails; where no writable memory cgroup exists the run's log says so and builds run without; 0: no limit") { s, v throws(SettingError) in
+            guard let n = Int64(v), n == 0 || (n >= 16 << 20 && n <= 1 << 50) else { throw SettingError("'\(v)' is not 0 or a number of bytes from 16777216 to 2^50") }
+            s.taskBuildMemoryBytes = n
         },
         Spec(key: "task-insecure-base-registries", environment: "BERTH_TASK_INSECURE_BASE_REGISTRIES", hasFlag: false, defaultText: "",
              summary: "comma-separated host[:port] of registries whose base images are polled over plain HTTP (the outbound policy still applies); every other is asked over HTTPS") { s, v throws(SettingError) in

@@ -23,6 +23,15 @@ public struct TaskRunnerConfiguration: Sendable {
     /// database). Needs CAP_SYS_ADMIN, so on by default when the server runs as root.
     public var isolateBuildPIDs = geteuid() == 0
     public var unshare = "/usr/bin/unshare"
+    /// Each build step's processes (buildah and its `RUN`s) are put in a memory cgroup of their
+    /// own with this limit, in bytes: going over it, the kernel kills one of them and the build
+    /// fails. Nil: no limit. Where no writable memory cgroup exists, the run's log says so and
+    /// the build runs without the limit.
+    public var buildMemoryLimitBytes: Int64? = 2 << 30
+    /// Where build steps' memory cgroups are made (inside this process's own memory cgroup).
+    public var memoryCgroups: @Sendable () -> MemoryCgroups? = { MemoryCgroups.current() }
+    /// Moves a build into its cgroup before it starts (`sh -c 'echo $$ > …/cgroup.procs && exec …'`).
+    public var shell = "/bin/sh"
 
     public init(stateDirectory: String) { self.stateDirectory = stateDirectory }
 }
@@ -47,8 +56,6 @@ public struct TaskRunRequest: Sendable {
     /// `host[:port]` of this registry: the only registry a push step may push to.
     public var registry: String
     public var credentials: PushCredentials?
-    /// `cmd` steps get the host network (`--network host`) instead of none.
-    public var network = false
 
     public init(taskName: String, runID: String, taskFile: TaskFile, sourceDirectory: String, registry: String,
                 credentials: PushCredentials?) {
@@ -84,7 +91,7 @@ public struct TaskRunner: Sendable {
         }
         let log = try RunLog(path: directory.logFile, sink: sink, secrets: secrets)
         let tools = ToolCommands(configuration: configuration, directory: directory,
-                                 hasCredentials: request.credentials != nil, network: request.network)
+                                 hasCredentials: request.credentials != nil)
         let execution = RunExecution(request: request, source: source, directory: directory, tools: tools, log: log)
         let result = await execution.run()
         await log.close()
@@ -184,13 +191,46 @@ private struct RunExecution: Sendable {
     }
 
     func runAttempt(_ step: Step, index: Int, attempt: Int, pushed: inout [PushedImage]) async -> AttemptOutcome {
-        let commands: [(command: ChildCommand, push: (reference: String, digestFile: String)?, container: String?)]
+        var commands: [(command: ChildCommand, push: (reference: String, digestFile: String)?, container: String?)]
         switch prepare(step, index: index, attempt: attempt) {
         case .failure(let refusal):
             return .refused(refusal.description)
         case .success(let prepared): commands = prepared
         }
         pushed = []
+        guard case .build = step.action, let limit = tools.configuration.buildMemoryLimitBytes, !commands.isEmpty else {
+            return await runCommands(commands, step: step, pushed: &pushed)
+        }
+        // The build's memory cgroup: made before it starts, removed (with anything of the build
+        // still in it) after it ends.
+        let cgroup: BuildCgroup?
+        switch tools.configuration.memoryCgroups().map({ $0.create(name: "berth-build-\(request.runID)-\(index)-\(attempt)", limitBytes: limit) }) {
+        case nil:
+            cgroup = nil
+            await log.record(step: step.id, .runner, "no memory limit for this build: this process has no memory cgroup (/proc/self/cgroup)")
+        case .failure(let error)?:
+            cgroup = nil
+            await log.record(step: step.id, .runner, "no memory limit for this build: \(error)")
+        case .success(let group)?:
+            cgroup = group
+            commands[0].command = tools.inCgroup(commands[0].command, procs: group.procs)
+            await log.record(step: step.id, .runner, "memory limit \(limit) bytes (cgroup \(group.path))")
+        }
+        let outcome = await runCommands(commands, step: step, pushed: &pushed)
+        if let cgroup {
+            if outcome != .exited(0), let kills = cgroup.oomKills(), kills > 0 {
+                await log.record(step: step.id, .runner,
+                                 "the build went over its memory limit of \(limit) bytes: the kernel killed \(kills == 1 ? "one of its processes" : "\(kills) of its processes")")
+            }
+            if let error = await Self.uncancelled({ await cgroup.remove() }) {
+                await log.record(step: step.id, .runner, "\(error)")
+            }
+        }
+        return outcome
+    }
+
+    func runCommands(_ commands: [(command: ChildCommand, push: (reference: String, digestFile: String)?, container: String?)],
+                     step: Step, pushed: inout [PushedImage]) async -> AttemptOutcome {
         let deadline = ContinuousClock.now + .seconds(step.timeout)
         for (command, push, container) in commands {
             await log.record(step: step.id, .runner, "$ " + ([command.executable] + command.arguments).joined(separator: " "))
@@ -251,7 +291,8 @@ private struct RunExecution: Sendable {
             return .success([(tools.build(arguments, context: context, dockerfile: dockerfile), nil, nil)])
         case .cmd(let command):
             let name = "berth-\(request.runID)-\(index)-\(attempt)"
-            return .success([(tools.run(command, env: step.env, workingDirectory: step.workingDirectory, name: name), nil, name)])
+            return .success([(tools.run(command, env: step.env, workingDirectory: step.workingDirectory,
+                                          network: step.network, name: name), nil, name)])
         case .push(let references):
             var commands: [(command: ChildCommand, push: (reference: String, digestFile: String)?, container: String?)] = []
             for (n, reference) in references.enumerated() {

@@ -7,7 +7,6 @@ struct ToolCommands: Sendable {
     var configuration: TaskRunnerConfiguration
     var directory: RunDirectory
     var hasCredentials: Bool
-    var network: Bool
 
     var environment: [String: String] {
         var env = [
@@ -50,10 +49,21 @@ struct ToolCommands: Sendable {
                             environment: environment)
     }
 
-    /// `podman run --rm` with runc, no network unless the run allows it, the memory limit, the
-    /// step's env as `--env NAME=VALUE` entries and its working directory inside the container.
-    func run(_ command: RunCommand, env: [EnvironmentVariable], workingDirectory: String?, name: String) -> ChildCommand {
-        var args = podmanGlobal + ["run", "--rm", "--name", name, "--network", network ? "host" : "none",
+    /// `command`, its process first moved into a cgroup (so is everything it starts): a shell
+    /// writes its own PID to `procs` and execs the command; the path and the command's words are
+    /// argv entries, never part of the script.
+    func inCgroup(_ command: ChildCommand, procs: String) -> ChildCommand {
+        ChildCommand(executable: configuration.shell,
+                     arguments: ["-c", #"echo $$ > "$1" && shift && exec "$@""#, "sh", procs, command.executable] + command.arguments,
+                     environment: command.environment)
+    }
+
+    /// `podman run --rm` with runc, the step's network (none unless its `network:` asks for the
+    /// host's), the memory limit, the step's env as `--env NAME=VALUE` entries and its working
+    /// directory inside the container.
+    func run(_ command: RunCommand, env: [EnvironmentVariable], workingDirectory: String?, network: StepNetwork,
+             name: String) -> ChildCommand {
+        var args = podmanGlobal + ["run", "--rm", "--name", name, "--network", network.rawValue,
                                    "--memory", configuration.memoryLimit, "--pull", "missing"] + registryAccess
         for variable in env { args += ["--env", "\(variable.name)=\(variable.value)"] }
         if let workingDirectory { args += ["--workdir", workingDirectory] }

@@ -17,13 +17,15 @@ import OCIModel
 ///     ignoreErrors: false
 ///     workingDirectory: /src
 ///     env: [CI=true]
+///     network: host           # cmd steps only: none (the default) or the host's network
 ///   - push:
 ///     - $Registry/app:$ID
 /// ```
 ///
 /// What is refused, each with its line: unknown keys, wrong types, a step with none or more than
 /// one of `build`/`cmd`/`push`, unknown ids in `when`, duplicate ids, a cycle in `when`, a missing
-/// or unsupported `version`, `--push` in a build, more steps, bytes, nesting or (alias-expanded)
+/// or unsupported `version`, `--push` in a build, a `network` other than `none` or `host` or on a
+/// build or push step, more steps, bytes, nesting or (alias-expanded)
 /// nodes than `TaskLimits` allows, invalid UTF-8, and variables that are unknown, unset, refer
 /// to themselves or expand past the caps (see `Expander` for the variables).
 ///
@@ -74,6 +76,15 @@ public struct Step: Sendable, Equatable {
     public var workingDirectory: String?
     public var retries: Int
     public var ignoreErrors: Bool
+    /// The network of a `cmd` step's container (`network:`; build and push steps refuse the key).
+    public var network: StepNetwork = .none
+}
+
+/// The network a `cmd` step's container gets: none (the default), or the host's, which reaches
+/// whatever the server's host can (only when the task file asks, step by step).
+public enum StepNetwork: String, Sendable, Equatable, CaseIterable {
+    case none
+    case host
 }
 
 /// A `cmd` step: run `image` with `arguments`.

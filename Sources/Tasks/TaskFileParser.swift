@@ -3,7 +3,7 @@ import Yams
 
 extension TaskFile {
     static let topLevelKeys = ["version", "stepTimeout", "env", "secrets", "steps"]
-    static let stepKeys = ["id", "build", "cmd", "push", "when", "env", "timeout", "workingDirectory", "retries", "ignoreErrors"]
+    static let stepKeys = ["id", "build", "cmd", "push", "when", "env", "timeout", "workingDirectory", "retries", "ignoreErrors", "network"]
 
     /// Parses and checks a task file for one run. Variables are expanded in values (never in
     /// keys) after YAML parsing, so no value can change the file's structure.
@@ -183,6 +183,7 @@ private struct Reader {
                         waitsFor: previous.map { [$0] } ?? [], env: fileEnv, timeout: stepTimeout,
                         workingDirectory: nil, retries: 0, ignoreErrors: false)
         var whenNode: Node?
+        var networkKey: Node?
         for field in fields {
             switch field.key {
             case "id":
@@ -241,8 +242,25 @@ private struct Reader {
                 step.retries = try integer(field.value, "retries", in: 0...limits.maxRetries)
             case "ignoreErrors":
                 step.ignoreErrors = try boolean(field.value, "ignoreErrors")
+            case "network":
+                networkKey = field.keyNode
+                let text = try string(field.value, "network")
+                guard let network = StepNetwork(rawValue: text) else {
+                    throw fail(.invalidValue, field.value, "network must be none or host, not \(quoted(text, limit: 40))")
+                }
+                step.network = network
             default:
                 break
+            }
+        }
+        if let networkKey {
+            switch step.action {
+            case .cmd: break
+            case .build:
+                throw fail(.invalidValue, networkKey,
+                           "network applies to cmd steps only; a build's RUN instructions have the host network (chroot isolation) whatever the step says")
+            case .push:
+                throw fail(.invalidValue, networkKey, "network applies to cmd steps only, not to a push")
             }
         }
         return (step, whenNode)

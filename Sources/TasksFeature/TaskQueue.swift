@@ -30,8 +30,8 @@ public struct TaskQueueService: Service {
         let active = NIOLockedValueBox(0)
         await withTaskGroup(of: Void.self) { group in
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                await fireTimers(now: Date())
-                await tasks.fireDeferredBaseTriggers(now: Date())
+                await fireTimers(now: configuration.now())
+                await tasks.fireDeferredBaseTriggers(now: configuration.now())
                 while active.withLockedValue({ $0 }) < configuration.maxConcurrentRuns {
                     let next: TaskRunRecord?
                     do {

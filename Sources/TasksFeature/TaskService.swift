@@ -39,6 +39,8 @@ public struct TasksConfiguration: Sendable {
     public var maxTimeoutSeconds = 6 * 3600
     /// How often the queue looks for runs to start, timers due and cancel requests.
     public var tick: Duration = .milliseconds(500)
+    /// The queue's clock for timers and deferred base-image triggers (a test sets its own).
+    public var now: @Sendable () -> Date = { Date() }
     /// Base-image triggers of one task within this many seconds are coalesced (the first queues
     /// a run at once, the rest at most one more at the window's end).
     public var baseTriggerWindow: TimeInterval = 5

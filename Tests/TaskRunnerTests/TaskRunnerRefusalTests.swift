@@ -89,10 +89,11 @@ final class TaskRunnerRefusalTests: XCTestCase {
         let directory = RunDirectory(storageRoot: "/s", path: "/run/r1", runRoot: "/tmp/berth-run-x")
         var configuration = TaskRunnerConfiguration(stateDirectory: "/state")
         configuration.memoryLimit = "256m"
-        let tools = ToolCommands(configuration: configuration, directory: directory, hasCredentials: true, network: false)
+        let tools = ToolCommands(configuration: configuration, directory: directory, hasCredentials: true)
         let hostile = "x; touch /tmp/pwned $(id) `id`"
         let command = try RunCommand(parsing: "berth.test/app:1 sh -c 'echo hi'")
-        let run = tools.run(command, env: [EnvironmentVariable(name: "EVIL", value: hostile)], workingDirectory: "/work dir", name: "c1")
+        let run = tools.run(command, env: [EnvironmentVariable(name: "EVIL", value: hostile)], workingDirectory: "/work dir",
+                            network: .none, name: "c1")
         XCTAssertEqual(run.executable, "/usr/bin/podman")
         XCTAssertEqual(run.arguments, [
             "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "none",
@@ -100,6 +101,10 @@ final class TaskRunnerRefusalTests: XCTestCase {
             "--authfile", "/run/r1/auth.json", "--tls-verify=true",
             "--env", "EVIL=" + hostile, "--workdir", "/work dir", "berth.test/app:1", "sh", "-c", "echo hi",
         ])
+        // Only a step that asks for it gets the host's network.
+        let online = tools.run(command, env: [], workingDirectory: nil, network: .host, name: "c2")
+        XCTAssertEqual(Array(online.arguments.drop { $0 != "--network" }.prefix(2)), ["--network", "host"])
+        XCTAssertEqual(online.arguments.filter { $0 == "--network" }.count, 1)
         XCTAssertEqual(Set(run.environment.keys), ["PATH", "HOME", "TMPDIR", "CONTAINERS_CONF", "CONTAINERS_REGISTRIES_CONF",
                                                    "CONTAINERS_STORAGE_CONF",                                                    "BUILDAH_ISOLATION", "REGISTRY_AUTH_FILE"])
         XCTAssertEqual(run.environment["CONTAINERS_CONF"], "/run/r1/containers.conf")

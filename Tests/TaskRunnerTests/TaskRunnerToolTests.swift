@@ -161,8 +161,12 @@ final class TaskRunnerToolTests: XCTestCase {
         let victim = Process()
         victim.executableURL = URL(fileURLWithPath: "/bin/sleep")
         victim.arguments = ["317"]
+        // Not the test's output: a process holding it keeps `swift test` waiting until it ends.
+        victim.standardOutput = FileHandle.nullDevice
+        victim.standardError = FileHandle.nullDevice
         try victim.run()
-        defer { victim.terminate() }
+        // SIGKILL: the victim inherits the test process's blocked signals, which may include SIGTERM.
+        defer { kill(victim.processIdentifier, SIGKILL); victim.waitUntilExit() }
         let source = try busyboxSource()
         try """
             FROM scratch
@@ -190,6 +194,114 @@ final class TaskRunnerToolTests: XCTestCase {
         }.first
         XCTAssertNotNil(procs)
         XCTAssertLessThan(procs ?? 999, 10)   // the build's own few, not every process of the host
+    }
+
+    /// A `cmd` step has only loopback unless its `network:` asks for the host's, and the choice
+    /// is that step's alone: the steps before and after it stay offline.
+    func testOnlyACmdStepThatAsksGetsTheHostsNetwork() async throws {
+        let source = try busyboxSource()
+        let state = try stateDirectory()
+        let file = try Support.taskFile("""
+            version: v1.1.0
+            steps:
+              - id: build
+                build: -t $Registry/net:$ID -f Dockerfile .
+              - id: before
+                cmd: $Registry/net:$ID sh -c 'echo net=$(ls /sys/class/net)'
+              - id: online
+                cmd: $Registry/net:$ID sh -c 'echo net=$(ls /sys/class/net)'
+                network: host
+              - id: after
+                cmd: $Registry/net:$ID sh -c 'echo net=$(ls /sys/class/net)'
+                network: none
+            """, runID: "n1", registry: "berth.test")
+        let result = try await Support.runner(state: state).run(
+            TaskRunRequest(taskName: "net", runID: "n1", taskFile: file, sourceDirectory: source,
+                           registry: "berth.test", credentials: nil))
+        let lines = try Support.logLines(result)
+        XCTAssertEqual(result.status, .succeeded, lines.suffix(20).joined(separator: "\n"))
+        func interfaces(_ step: String) -> Set<String>? {
+            lines.compactMap { line -> Set<String>? in
+                guard let r = line.range(of: " \(step) stdout| net=") else { return nil }
+                return Set(line[r.upperBound...].split(separator: " ").map(String.init))
+            }.first
+        }
+        let host = Set(try FileManager.default.contentsOfDirectory(atPath: "/sys/class/net"))
+        XCTAssertGreaterThan(host.count, 1, "this test needs a host with an interface besides lo")
+        XCTAssertEqual(interfaces("before"), ["lo"])
+        XCTAssertEqual(interfaces("after"), ["lo"])
+        XCTAssertEqual(interfaces("online"), host)
+        XCTAssertTrue(lines.contains { $0.contains(" online runner| $ ") && $0.contains(" --network host ") })
+        XCTAssertEqual(lines.filter { $0.contains(" runner| $ ") && $0.contains(" --network none ") }.count, 2)
+    }
+
+    /// A build step runs in a memory cgroup of its own: under a small limit an ordinary build
+    /// succeeds, one whose `RUN` holds 400 MiB is killed by the kernel and the run fails; the
+    /// group is gone after each.
+    func testABuildOverItsMemoryLimitFailsTheRun() async throws {
+        let cgroups = try XCTUnwrap(MemoryCgroups.current(), "this test needs a memory cgroup (v1 or v2) it can write, as root")
+        let source = try busyboxSource()
+        try """
+            FROM scratch
+            COPY busybox /bin/busybox
+            RUN ["/bin/busybox", "sh", "-c", "/bin/busybox head -c 400m /dev/zero | /bin/busybox tail > /dev/null; s=$?; echo tail=$s; exit $s"]
+            RUN ["/bin/busybox", "echo", "after-the-allocation"]
+
+            """.write(toFile: source + "/Dockerfile.big", atomically: true, encoding: .utf8)
+        let state = try stateDirectory()
+        var configuration = Support.runner(state: state).configuration
+        let limit: Int64 = 192 << 20
+        configuration.buildMemoryLimitBytes = limit
+        let runner = TaskRunner(configuration: configuration)
+        func run(_ id: String, dockerfile: String) async throws -> TaskRunResult {
+            let file = try Support.taskFile("""
+                version: v1.1.0
+                steps:
+                  - id: build
+                    build: -t $Registry/mem:$ID -f \(dockerfile) .
+                """, runID: id, registry: "berth.test")
+            return try await runner.run(TaskRunRequest(taskName: "mem", runID: id, taskFile: file, sourceDirectory: source,
+                                                       registry: "berth.test", credentials: nil))
+        }
+        func groups() throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: cgroups.directory).filter { $0.hasPrefix("berth-build-m") }
+        }
+
+        let small = try await run("m1", dockerfile: "Dockerfile")
+        let smallLog = try Support.logLines(small)
+        XCTAssertEqual(small.status, .succeeded, smallLog.suffix(20).joined(separator: "\n"))
+        XCTAssertTrue(smallLog.contains { $0.hasSuffix(" build runner| memory limit \(limit) bytes (cgroup \(cgroups.directory)/berth-build-m1-0-0)") },
+                      smallLog.joined(separator: "\n"))
+        XCTAssertEqual(try groups(), [])
+
+        let big = try await run("m2", dockerfile: "Dockerfile.big")
+        let bigLog = try Support.logLines(big)
+        XCTAssertEqual(big.status, .failed, bigLog.suffix(20).joined(separator: "\n"))
+        XCTAssertEqual(big.step("build")?.status, .failed)
+        XCTAssertTrue(bigLog.contains { $0.hasSuffix(" build stdout| tail=137") }, bigLog.joined(separator: "\n"))
+        XCTAssertFalse(bigLog.contains { $0.hasSuffix("| after-the-allocation") })
+        XCTAssertTrue(bigLog.contains { $0.contains(" build runner| the build went over its memory limit of \(limit) bytes: the kernel killed ") },
+                      bigLog.joined(separator: "\n"))
+        XCTAssertEqual(try groups(), [])
+    }
+
+    /// Where no memory cgroup can be made, the log says so in one line and the build still runs.
+    func testABuildWithoutAWritableMemoryCgroupRunsWithoutTheLimit() async throws {
+        let source = try busyboxSource()
+        let state = try stateDirectory()
+        var configuration = Support.runner(state: state).configuration
+        let plain = try temporaryDirectory("not-a-cgroup")
+        configuration.memoryCgroups = { MemoryCgroups(version: .v1, directory: plain) }
+        let file = try Support.taskFile("version: v1.1.0\nsteps:\n  - id: build\n    build: -t $Registry/nocg:$ID .\n",
+                                        runID: "c1", registry: "berth.test")
+        let result = try await TaskRunner(configuration: configuration).run(
+            TaskRunRequest(taskName: "nocg", runID: "c1", taskFile: file, sourceDirectory: source, registry: "berth.test", credentials: nil))
+        let lines = try Support.logLines(result)
+        XCTAssertEqual(result.status, .succeeded, lines.suffix(20).joined(separator: "\n"))
+        XCTAssertEqual(lines.filter { $0.contains(" build runner| no memory limit for this build: ") }.count, 1, lines.joined(separator: "\n"))
+        XCTAssertTrue(lines.contains { $0.hasSuffix("no memory limit for this build: cannot set \(plain)/berth-build-c1-0-0/memory.limit_in_bytes: No such file or directory") })
+        XCTAssertFalse(lines.contains { $0.contains("runner| memory limit ") })
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: plain), [])
     }
 
     /// Two steps that wait only for the build run at the same time: each has started before

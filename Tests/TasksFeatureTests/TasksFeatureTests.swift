@@ -6,6 +6,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import OCIModel
 import RegistryCore
@@ -245,6 +246,59 @@ private func pushBlob(_ client: any TestClientProtocol, _ repository: String, _ 
         #expect(TaskQueueService.timerDue(t, now: slot.addingTimeInterval(300)))
         t.enabled = false
         #expect(!TaskQueueService.timerDue(t, now: slot.addingTimeInterval(300)))
+    }
+}
+
+/// A timer fires through the queue service's own tick (the service runs, its clock is the test's):
+/// nothing before the slot, one run at the slot however many ticks pass, one more at the next slot.
+@Suite struct TimerTickTests {
+    @Test func aTimerFiresThroughTheQueuesTickOncePerSlot() async throws {
+        let dir = try temporaryDirectory()
+        let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
+        let access = try await AccessControl.open(store: store, keyDirectory: dir + "/keys")
+        let created = Date(timeIntervalSince1970: 1_800_000_030)      // 30 s past a minute
+        let slot = Date(timeIntervalSince1970: 1_800_000_300)         // the next multiple of 5 minutes
+        let clock = NIOLockedValueBox(slot.addingTimeInterval(-1))
+        var configuration = TasksConfiguration(stateDirectory: dir + "/tasks", registry: "berth.test:5000", serviceName: "s",
+                                               tlsVerify: false, outbound: OutboundPolicy())
+        configuration.tick = .milliseconds(20)
+        configuration.maxConcurrentRuns = 0      // the runs stay queued: this test is about the timer
+        configuration.now = { clock.withLockedValue { $0 } }
+        #expect(try await store.createTask(TaskRecord(name: "nightly", taskFile: TaskServiceTests.file,
+                                                      context: "https://git.example.com/app.git#main", schedule: "*/5 * * * *",
+                                                      values: [:], timeoutSeconds: 600, repositories: [], createdBy: "identity:owner",
+                                                      createdAt: created, updatedAt: created)))
+        let tasks = TaskService(store: store, configuration: configuration, logger: quiet)
+        let service = Task { try await TaskQueueService(tasks: tasks, access: access).run() }
+        defer { service.cancel() }
+
+        func runs() async throws -> [TaskRunRecord] { try await store.taskRuns(task: "nightly", limit: 10) }
+        /// Waits (bounded, generously) until `count` runs exist, then lets the queue tick a while
+        /// longer so a run too many would show.
+        func waitForRuns(_ count: Int) async throws -> [TaskRunRecord] {
+            for _ in 0..<600 where try await runs().count < count { try await Task.sleep(for: .milliseconds(50)) }
+            return try await settled()
+        }
+        /// The runs after the queue has ticked a while (some 15 ticks).
+        func settled() async throws -> [TaskRunRecord] {
+            try await Task.sleep(for: .milliseconds(300))
+            return try await runs()
+        }
+
+        #expect(try await settled().isEmpty)                           // a second before the slot
+        clock.withLockedValue { $0 = slot }
+        let first = try await waitForRuns(1)
+        #expect(first.count == 1)
+        #expect(first.first?.trigger == "schedule" && first.first?.status == .queued)
+        #expect(try await store.task(named: "nightly")?.lastScheduledAt == slot)
+        clock.withLockedValue { $0 = slot.addingTimeInterval(299) }     // later in the same slot
+        #expect(try await settled().count == 1)
+        clock.withLockedValue { $0 = slot.addingTimeInterval(300) }     // the next slot
+        let second = try await waitForRuns(2)
+        #expect(second.count == 2)
+        #expect(second.allSatisfy { $0.trigger == "schedule" })
+        service.cancel()
+        _ = await service.result
     }
 }
 

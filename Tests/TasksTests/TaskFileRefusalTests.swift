@@ -6,6 +6,7 @@ import Testing
     struct Case: Sendable, CustomTestStringConvertible {
         let name: String
         let yaml: String
+        var values: [String] = []
         let reason: TaskFileError.Reason
         let line: Int
         let says: String
@@ -97,6 +98,24 @@ import Testing
               reason: .invalidValue, line: 3, says: "invalid repository name"),
         .init(name: "cmd starts with an option", yaml: "version: v1.1.0\nsteps:\n  - cmd: --privileged alpine\n",
               reason: .invalidValue, line: 3, says: "not an option"),
+        .init(name: "network neither none nor host", yaml: "version: v1.1.0\nsteps:\n  - cmd: x\n    network: bridge\n",
+              reason: .invalidValue, line: 4, says: "network must be none or host, not 'bridge'"),
+        .init(name: "network given as a container's", yaml: "version: v1.1.0\nsteps:\n  - cmd: x\n    network: container:berth\n",
+              reason: .invalidValue, line: 4, says: "network must be none or host, not 'container:berth'"),
+        .init(name: "network in another case", yaml: "version: v1.1.0\nsteps:\n  - cmd: x\n    network: Host\n",
+              reason: .invalidValue, line: 4, says: "network must be none or host, not 'Host'"),
+        .init(name: "network as a list", yaml: "version: v1.1.0\nsteps:\n  - cmd: x\n    network: [host]\n",
+              reason: .wrongType, line: 4, says: "network must be a string"),
+        .init(name: "network empty", yaml: "version: v1.1.0\nsteps:\n  - cmd: x\n    network:\n",
+              reason: .wrongType, line: 4, says: "network must be a string"),
+        .init(name: "network from a value that is not allowed", yaml: "version: v1.1.0\nsteps:\n  - cmd: x\n    network: '{{.Values.net}}'\n",
+              values: ["net=slirp4netns"], reason: .invalidValue, line: 4, says: "not 'slirp4netns'"),
+        .init(name: "network on a build step", yaml: "version: v1.1.0\nsteps:\n  - build: -t app:1 .\n    network: host\n",
+              reason: .invalidValue, line: 4, says: "network applies to cmd steps only; a build's RUN"),
+        .init(name: "network none on a build step", yaml: "version: v1.1.0\nsteps:\n  - id: b\n    network: none\n    build: -t app:1 .\n",
+              reason: .invalidValue, line: 4, says: "network applies to cmd steps only"),
+        .init(name: "network on a push step", yaml: "version: v1.1.0\nsteps:\n  - push: [app:1]\n    network: host\n",
+              reason: .invalidValue, line: 4, says: "network applies to cmd steps only, not to a push"),
         .init(name: "secrets", yaml: "version: v1.1.0\nsecrets:\n  - id: pw\n    keyvault: https://vault/x\nsteps:\n  - cmd: x\n",
               reason: .refused, line: 2, says: "'secrets' is not supported"),
         .init(name: "unknown run variable", yaml: "version: v1.1.0\nsteps:\n  - cmd: x {{.Run.Secret}}\n",
@@ -116,7 +135,9 @@ import Testing
 
     @Test(arguments: cases)
     func refuses(_ c: Case) throws {
-        let error = try #require(Fixture.refusal(c.yaml))
+        var values = TaskValues()
+        for value in c.values { try values.set(value) }
+        let error = try #require(Fixture.refusal(c.yaml, values: values))
         #expect(error.reason == c.reason, "\(error)")
         #expect(error.line == c.line, "\(error)")
         #expect(error.message.contains(c.says), "\(error)")

@@ -53,6 +53,28 @@ import Testing
         #expect(file.steps[2].timeout == 900)
     }
 
+    /// A `cmd` step has no network unless it asks for the host's; the value may come from a variable.
+    @Test func networkIsNoneUnlessACmdStepAsksForTheHosts() throws {
+        let file = try Fixture.parse("""
+            version: v1.1.0
+            steps:
+              - id: offline
+                cmd: alpine true
+              - id: explicit
+                cmd: alpine true
+                network: none
+              - id: online
+                network: host
+                cmd: alpine wget -q http://example.com/
+              - id: valued
+                cmd: alpine true
+                network: '{{.Values.net}}'
+              - build: -t app:1 .
+              - push: [app:1]
+            """, values: try values(["net=host"]))
+        #expect(file.steps.map(\.network) == [.none, .none, .host, .host, .none, .none])
+    }
+
     @Test func timeoutDefaultsTo600Seconds() throws {
         let file = try Fixture.parse("version: v1.1.0\nsteps:\n  - cmd: alpine true\n")
         #expect(file.stepTimeout == 600)

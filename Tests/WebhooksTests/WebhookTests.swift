@@ -251,6 +251,44 @@ func pushManifest(_ store: SQLiteMetadataStore, repo: String, tag: String?, seed
         }
     }
 
+    /// A build task's runs reach a webhook subscribed to `task.run.*` actions: each status change
+    /// it asked for, in order, with the task and the run's id; the ones it did not ask for are not sent.
+    @Test func taskRunEventsReachTaskRunWebhooks() async throws {
+        let receiver = Receiver()
+        try await receiver.app().test(.live) { client in
+            let port = try #require(client.port)
+            let (service, store) = try setup()
+            _ = try await service.create(name: "builds", uri: "http://127.0.0.1:\(port)/hook",
+                                         actions: ["task.run.queued", "task.run.started", "task.run.failed"], scope: nil,
+                                         headers: [:], enabled: true)
+            #expect(try await store.createTask(TaskRecord(name: "app-ci", taskFile: "", context: nil, schedule: nil, values: [:],
+                                                          timeoutSeconds: 600, repositories: [], createdBy: "identity:owner",
+                                                          createdAt: Date(), updatedAt: Date())))
+            try await EventOrigin.$current.withValue(EventOrigin(actor: "identity:owner", address: "10.0.0.1")) {
+                let first = try #require(try await store.queueTaskRun(task: "app-ci", trigger: "manual", uploadedContext: nil))
+                var started = try #require(try await store.startNextTaskRun(node: "n1"))
+                #expect(started.id == first.id)
+                started.status = .failed
+                started.finishedAt = Date()
+                started.reason = "step test failed: exit code 1"
+                #expect(try await store.updateTaskRun(started, expected: .running))
+                var second = try #require(try await store.queueTaskRun(task: "app-ci", trigger: "manual", uploadedContext: nil))
+                second.status = .cancelled                                        // not subscribed
+                second.finishedAt = Date()
+                #expect(try await store.updateTaskRun(second, expected: .queued))
+            }
+            try await service.drain("builds")
+            let hits = receiver.hits.withLockedValue { $0 }
+            #expect(hits.map(\.event) == ["task.run.queued", "task.run.started", "task.run.failed", "task.run.queued"])
+            let payloads = try hits.map { try #require(try JSONSerialization.jsonObject(with: Data($0.body.utf8)) as? [String: Any]) }
+            #expect(payloads.map { $0["action"] as? String } == hits.map(\.event))
+            let runs = payloads.map { $0["run"] as? [String: String] }
+            #expect(runs == [["task": "app-ci", "id": "cb1"], ["task": "app-ci", "id": "cb1"], ["task": "app-ci", "id": "cb1"],
+                             ["task": "app-ci", "id": "cb2"]])
+            #expect(hits.allSatisfy { $0.signature?.hasPrefix("sha256=") == true })
+        }
+    }
+
     @Test func scanEventsReachScanWebhooksWithCountsAndNewIDs() async throws {
         let receiver = Receiver()
         try await receiver.app().test(.live) { client in

@@ -644,3 +644,28 @@ def test_a_run_that_fills_the_disk_past_its_quota_is_stopped_and_fails(cli, regi
     assert [s["status"] for s in run["steps"]] == ["succeeded", "cancelled"], run
     log = cli.run("task", "logs", "--name", "fill", "--run-id", run["id"]).stdout.decode()
     assert "fill stdout| filling" in log, log
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_TASK_BUILD_MEMORY_BYTES=str(192 << 20))
+def test_a_build_over_its_memory_limit_fails_the_run(cli, registry, context, tmp_path):
+    """Issue 16 item 2: memory limits. A build step runs in a memory cgroup of its own
+    (task-build-memory-bytes): the plain build passes under 192 MiB, one whose RUN holds 400 MiB is
+    killed by the kernel, its run fails, and the log says why."""
+    (context / "Dockerfile.big").write_text(
+        'FROM scratch\nCOPY busybox /bin/busybox\n'
+        'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox head -c 400m /dev/zero | /bin/busybox tail > /dev/null"]\n')
+    for name, dockerfile in (("mem", "Dockerfile"), ("membig", "Dockerfile.big")):
+        (tmp_path / f"{name}.yaml").write_text(
+            f"version: v1.1.0\nsteps:\n  - id: build\n    build: -t $Registry/{name}:$ID -f {dockerfile} .\n")
+        cli("task", "create", "--name", name, "--file", str(tmp_path / f"{name}.yaml"))
+    cli("task", "run", "--name", "mem", "--context", str(context), "--wait")
+    [passed] = cli.json("task", "list-runs", "--name", "mem")
+    assert passed["status"] == "succeeded", passed
+    log = cli.run("task", "logs", "--name", "mem", "--run-id", passed["id"]).stdout.decode()
+    assert f"build runner| memory limit {192 << 20} bytes" in log, log
+    result = cli.run("task", "run", "--name", "membig", "--context", str(context), "--wait", check=False)
+    assert result.returncode != 0, result.stdout.decode()
+    [failed] = cli.json("task", "list-runs", "--name", "membig")
+    assert failed["status"] == "failed" and [s["status"] for s in failed["steps"]] == ["failed"], failed
+    log = cli.run("task", "logs", "--name", "membig", "--run-id", failed["id"]).stdout.decode()
+    assert f"the build went over its memory limit of {192 << 20} bytes" in log, log
