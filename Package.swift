@@ -274,7 +274,7 @@ let package = Package(
         ], swiftSettings: strict),
         .executableTarget(name: "BerthCLI", dependencies: [
             "HTTPAPI", "RegistryCore", "Webhooks", "Signing", "Backends", "SQLiteStore",
-            "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "TasksFeature", "BerthAPIContract", "BerthCredentials", "Scanning",
+            "WebhooksAPI", "ContentTrustFeature", "AdmissionFeature", "TasksFeature", "Tasks", "BerthAPIContract", "BerthCredentials", "Scanning",
             "ReplicationFeature", "ScanningFeature", "ConsoleFeature", "ImportFeature", "CacheFeature",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),

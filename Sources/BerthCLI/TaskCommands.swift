@@ -1,6 +1,7 @@
 import ArgumentParser
 import BerthAPIContract
 import Foundation
+import Tasks
 
 // MARK: - build tasks (issue 16)
 
@@ -34,27 +35,21 @@ enum TaskCommands {
         Column("steps", compute: steps), Column("pushed", compute: pushed), Column("reason", compute: { $0["reason"]?.cell ?? "" }),
     ]
 
-    /// `--set k=v` and `--values FILE` (YAML-ish `key: value` lines; `--set` wins).
+    /// `--set k=v` and `--values FILE`, read by the task file's own grammar (`Tasks.TaskValues`:
+    /// a YAML mapping of names to single values, under the task file's limits, refused with its
+    /// line; `--set` names checked the same way and winning over the file), as the server reads them.
     static func values(set: [String], file: String?) throws -> [String: String]? {
-        var out: [String: String] = [:]
-        if let file {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("cannot read \(file)") }
-            for raw in text.split(whereSeparator: \.isNewline) {
-                let line = raw.trimmingCharacters(in: .whitespaces)
-                if line.isEmpty || line.hasPrefix("#") { continue }
-                guard let colon = line.firstIndex(of: ":") else { throw ValidationError("\(file): expected key: value, got '\(line)'") }
-                var value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-                if value.count >= 2, (value.hasPrefix("\"") && value.hasSuffix("\"")) || (value.hasPrefix("'") && value.hasSuffix("'")) {
-                    value = String(value.dropFirst().dropLast())
-                }
-                out[line[..<colon].trimmingCharacters(in: .whitespaces)] = value
+        var values = TaskValues()
+        do {
+            if let file {
+                guard let bytes = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
+                values = try TaskValues(valuesFile: Array(bytes))
             }
+            for item in set { try values.set(item) }
+        } catch let error as TaskFileError {
+            throw ValidationError("\(file.map { $0 + ": " } ?? "")\(error)")
         }
-        for item in set {
-            guard let eq = item.firstIndex(of: "="), eq != item.startIndex else { throw ValidationError("--set takes KEY=VALUE, got '\(item)'") }
-            out[String(item[..<eq])] = String(item[item.index(after: eq)...])
-        }
-        return file == nil && set.isEmpty ? nil : out
+        return file == nil && set.isEmpty ? nil : values.entries
     }
 
     static func readFile(_ path: String) throws -> String {
@@ -193,7 +188,7 @@ struct TaskCreate: AsyncParsableCommand {
     @Option(help: "GIT_URL#BRANCH[:DIR]; without it, every run uploads its context.") var context: String?
     @Option(help: "A cron expression: run on this timer.") var schedule: String?
     @Option(name: .customLong("set"), help: ArgumentHelp("A value for {{.Values.KEY}}.", valueName: "key=value")) var set: [String] = []
-    @Option(help: "A values file (key: value lines).") var values: String?
+    @Option(help: "A values file: a YAML mapping of names to single values (`--set` wins).") var values: String?
     @Option(help: "Seconds a run may take in all (default 3600).") var timeout: Int?
     @Option(help: "true: run on every new commit of the context's branch (polled, and its push webhook; the webhook's secret is shown once).")
     var commitTriggerEnabled: Bool?
@@ -255,7 +250,7 @@ struct TaskUpdate: AsyncParsableCommand {
     @Option(help: "GIT_URL#BRANCH[:DIR] ('' for uploaded contexts).") var context: String?
     @Option(help: "A cron expression ('' for none).") var schedule: String?
     @Option(name: .customLong("set"), help: ArgumentHelp("Values (replace all).", valueName: "key=value")) var set: [String] = []
-    @Option(help: "A values file (replaces all values).") var values: String?
+    @Option(help: "A values file: a YAML mapping of names to single values (replaces all values; `--set` wins).") var values: String?
     @Option(help: "Seconds a run may take in all.") var timeout: Int?
     @Option(help: "true or false.") var enabled: Bool?
     @Option(help: "true or false: the git-commit trigger (turned on the first time, it shows the webhook's secret once).")
@@ -402,7 +397,7 @@ struct RunTaskFileCommand: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "The task file.") var file: String
     @Option(help: "The task to save it as.") var name = "quick-run"
     @Option(name: .customLong("set"), help: ArgumentHelp("A value for {{.Values.KEY}}.", valueName: "key=value")) var set: [String] = []
-    @Option(help: "A values file (key: value lines).") var values: String?
+    @Option(help: "A values file: a YAML mapping of names to single values (`--set` wins).") var values: String?
     @Argument(help: "The context directory.") var context: String
 
     func run() async throws {

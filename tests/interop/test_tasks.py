@@ -119,6 +119,19 @@ def test_berth_build_and_a_bad_task_file(cli, registry, context, tmp_path):
     (tmp_path / "away.yaml").write_text("version: v1.1.0\nsteps:\n  - push: [docker.io/library/app:1]\n")
     assert "only to this registry" in cli.fails("task", "create", "--name", "away", "--file", str(tmp_path / "away.yaml"))
 
+    # A values file is read by the task file's YAML grammar (quotes, comments, numbers), `--set` wins;
+    # a value that is not a single value, or a name that is not one, is refused with its line.
+    (tmp_path / "acb.yaml").write_text(TASK_FILE)
+    (tmp_path / "values.yaml").write_text('# test values\ncode: "0"\ngreeting: \'hello: world\'\nreplicas: 3\n')
+    task = json.loads(cli.run("task", "create", "--name", "valued", "--file", str(tmp_path / "acb.yaml"), "--values",
+                              str(tmp_path / "values.yaml"), "--set", "replicas=4", "-o", "json").stdout)
+    assert task["values"] == {"code": "0", "greeting": "hello: world", "replicas": "4"}, task
+    (tmp_path / "list.yaml").write_text("code: 0\nlist:\n  - a\n  - b\n")
+    message = cli.fails("task", "create", "--name", "listed", "--file", str(tmp_path / "acb.yaml"), "--values", str(tmp_path / "list.yaml"))
+    assert "line 3" in message and "single value" in message, message
+    message = cli.fails("task", "create", "--name", "named", "--file", str(tmp_path / "acb.yaml"), "--set", "9lives=1")
+    assert "name=value" in message, message
+
 
 class _GitSmartHTTP(http.server.BaseHTTPRequestHandler):
     """git's smart HTTP protocol (shallow clones need it) through ``git http-backend`` as a CGI."""
