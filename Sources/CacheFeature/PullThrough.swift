@@ -262,6 +262,10 @@ public final class PullThrough: ContentFallback, Sendable {
                 }
             }
         }
+        // A tag never cached may name a manifest stored here already (under another tag, or by
+        // digest), which carries its own quarantine verdict (a Failed one stays in force with
+        // quarantine off): the stored path answers it (review: served 200 under the new tag).
+        if tag != nil, await hasManifest(repository, manifest.digest) { return nil }
         let content = try await registry.unstoredManifest(repository, tag: tag, digest: manifest.digest, bytes: manifest.bytes,
                                                           contentType: manifest.mediaType)
         // Served only with a fill behind it (past `maxProvisional` fills at once: stored first).

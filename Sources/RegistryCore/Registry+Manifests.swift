@@ -69,9 +69,10 @@ extension Registry {
     /// answers a miss with the upstream's manifest while it fills the image (stored, like any
     /// push, only once every blob is). The bytes must have `digest`, parse as a manifest, and
     /// pass the read locks a stored one would (repository, tag, digest); the repository must
-    /// take writes (else the fill could not store it: refused now, as `checkBlobStorable` does
-    /// for a blob). Never quarantined: a caller serves such a manifest only while quarantine is
-    /// off (with it on, an image is stored and judged before anyone reads it).
+    /// take writes and have room under its quotas (else the fill could not store it: refused
+    /// now, as `checkBlobStorable` does for a blob). Never quarantined: a caller serves such a
+    /// manifest only while quarantine is off and only when no manifest of that digest is stored
+    /// in the repository (a stored one carries its own verdict, which must be read).
     public func unstoredManifest(_ repository: RepositoryName, tag: String?, digest: Digest, bytes: [UInt8],
                                  contentType: String?) async throws -> ManifestContent {
         guard bytes.count <= ManifestParser.maxSize else {
@@ -82,7 +83,9 @@ extension Registry {
         }
         let parsed = try ManifestParser.parse(bytes, contentType: contentType)
         try await checkManifestReadable(repository.value, tag: tag, digest: digest)
-        try await checkWritable(repository.value)
+        // Write-locked or its quota full: the fill could not store it (review: answered 200, then
+        // every layer refused).
+        try await checkBlobStorable(repository, size: nil)
         var buffer = ByteBuffer()
         buffer.writeBytes(bytes)
         return ManifestContent(digest: digest, mediaType: parsed.mediaType, bytes: buffer, subject: parsed.subject,

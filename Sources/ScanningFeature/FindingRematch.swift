@@ -137,14 +137,26 @@ public struct FindingRematcher: Sendable {
         return try? ScanDocument.decode(ImageInventory.self, inventory.document)
     }
 
-    /// Matches a page at once (one advisory read, one index, one write: `FindingMatcher.match(_:)`;
-    /// a pass used to read the advisories and commit once per manifest), then gives each its
-    /// verdict under the scan policy. Answers how many it matched.
+    /// Matches a page in chunks of `matchChunk` (each one advisory read, one index, one write:
+    /// `FindingMatcher.match(_:)`; a pass used to read the advisories and commit once per
+    /// manifest), each chunk's verdicts given under the scan policy before the next. Answers how
+    /// many it matched.
+    /// At most this many manifests are matched and committed before their verdicts are given:
+    /// findings stored at the current version are skipped by the next pass, so a failure between
+    /// the commit and the verdicts (a lost lease, a restart) leaves at most this many without
+    /// theirs, and one write transaction holds at most this many manifests' findings (review).
+    static let matchChunk = 50
+
     func matchAndJudge(_ due: [Due]) async throws -> Int {
-        guard !due.isEmpty else { return 0 }
-        let matched = try await matcher.match(due.map { ($0.manifest, $0.inventory) })
-        for (item, findings) in zip(due, matched) {
-            try await gate?.rematched(item.manifest, previous: item.previous, current: findings)
+        var start = 0
+        while start < due.count {
+            try Task.checkCancellation()
+            let chunk = Array(due[start..<min(due.count, start + Self.matchChunk)])
+            start += Self.matchChunk
+            let matched = try await matcher.match(chunk.map { ($0.manifest, $0.inventory) })
+            for (item, findings) in zip(chunk, matched) {
+                try await gate?.rematched(item.manifest, previous: item.previous, current: findings)
+            }
         }
         return due.count
     }

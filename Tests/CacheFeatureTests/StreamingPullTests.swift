@@ -30,6 +30,7 @@ import UpstreamClient
 
     struct Served {
         let registry: Registry
+        let access: AccessControl
         let pullThrough: PullThrough
         let port: Int
         let http: HTTPClient
@@ -62,7 +63,8 @@ import UpstreamClient
             try await app.test(.live) { client in
                 let http = HTTPClient(eventLoopGroupProvider: .singleton)
                 do {
-                    try await body(Served(registry: registry, pullThrough: pullThrough, port: try #require(client.port), http: http))
+                    try await body(Served(registry: registry, access: access, pullThrough: pullThrough, port: try #require(client.port),
+                                          http: http))
                 } catch {
                     try? await http.shutdown()
                     throw error
@@ -143,6 +145,19 @@ import UpstreamClient
             })
             #expect(upstream.count("/v2/lib/app/blobs/\(Self.bigDigest)") == 1)
             #expect(upstream.count("/v2/lib/app/manifests/v1") == 1)
+
+            // Review: a new tag naming a manifest stored here with a Failed verdict is answered by
+            // the stored path (quarantine is off, a Failed verdict stays in force): refused.
+            try await berth.registry.setQuarantine(PullThroughTests.app, Digest.compute(m), state: .failed, reason: "bad image")
+            upstream.serve(m, tag: "v3", blobs: [])
+            let bootstrap = Actor(name: "owner", address: "-")
+            let (_, password) = try await berth.access.createIdentity(bootstrap, name: "reader")
+            _ = try await berth.access.assignRole(bootstrap, assignee: "reader", role: "Pull", scope: "mirror/*")
+            var third = HTTPClientRequest(url: "http://127.0.0.1:\(berth.port)/v2/mirror/app/manifests/v3")
+            third.headers.add(name: "Authorization", value: "Basic " + Data("reader:\(try #require(password))".utf8).base64EncodedString())
+            let failed = try await berth.http.execute(third, timeout: .seconds(120))
+            let failedText = String(buffer: try await failed.body.collect(upTo: 1 << 20))
+            #expect(failed.status == .forbidden && failedText.contains("Failed"))
 
             // Quarantine on: a miss is stored first, as Pending, and only then answered (to the
             // owner, who may read past quarantine; others are refused by the chain as for any push).
