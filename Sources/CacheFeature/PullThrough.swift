@@ -44,10 +44,12 @@ public final class PullThrough: ContentFallback, Sendable {
     private let fetches = SingleFlight<String, Bool>()
     /// Manifests served before their image is stored (`provisionalManifest`), by fill key
     /// (`t:repo:tag`, `m:repo@digest`), while their fill runs: a second read of the same miss is
-    /// answered from here, the upstream not asked again. Bounded by `maxProvisional`.
-    private let provisional = NIOLockedValueBox<[String: UpstreamManifest]>([:])
+    /// answered from here, the upstream not asked again. Bounded by `maxProvisional` fills and
+    /// `maxProvisionalBytes` of manifest bytes held (a manifest may be 4 MiB).
+    private let provisional = NIOLockedValueBox<(fills: [String: UpstreamManifest], bytes: Int)>(([:], 0))
     private let provisionalFetches = SingleFlight<String, UpstreamManifest>()
     static let maxProvisional = 1000
+    static let maxProvisionalBytes = 64 << 20
     /// What the upstream answered 404 for (`t:repo:tag`, `m:repo@digest`, `b:repo@digest`), per
     /// node, with when it was asked and the answer given: asked again only after `negativeSeconds`.
     private let missing = NIOLockedValueBox<[String: (at: Date, error: RegistryError)]>([:])
@@ -225,13 +227,16 @@ public final class PullThrough: ContentFallback, Sendable {
         }
     }
 
-    /// A miss of a manifest, with quarantine off: the upstream's manifest (its digest verified by
-    /// `UpstreamClient`; the locks and the repository's writability asked by
-    /// `Registry.unstoredManifest`) is answered at once, and the image is filled in the
-    /// background (blobs, then the manifest and its tag, as `prepareManifest` does; the client's
-    /// blob reads meanwhile stream through `streamBlob` or join the fill of that blob). With
-    /// quarantine on, nil: the image is stored first, and judged. A tag already cached, or a
-    /// manifest present, is nil too (the freshness path of `prepareManifest`).
+    /// A miss of a manifest: the upstream's manifest (its digest verified by `UpstreamClient`) is
+    /// answered at once as `Registry.unstoredManifest` decides (the locks, the repository's
+    /// writability, a manifest of that digest stored here already with its verdict), and the image
+    /// is filled in the background (blobs, then the manifest and its tag, as `prepareManifest`
+    /// does; the client's blob reads meanwhile stream through `streamBlob` or join the fill of
+    /// that blob). When it must be stored first (quarantine on: judged once stored; or
+    /// `maxProvisional` fills already run), the fill runs before this answers nil, with the
+    /// manifest already fetched, so the stored path that follows finds it (review: the upstream
+    /// was asked twice). A tag already cached, or a manifest present, is nil at once (the
+    /// freshness path of `prepareManifest`).
     public func provisionalManifest(_ repository: RepositoryName, _ reference: Reference) async throws -> ManifestContent? {
         guard let matched = try await match(repository) else { return nil }
         let rule = matched.rule, upstreamRepository = matched.upstreamRepository
@@ -246,9 +251,8 @@ public final class PullThrough: ContentFallback, Sendable {
             key = "t:\(repository):\(name)"
             tag = name
         }
-        guard try await !registry.quarantinePolicy().enabled else { return nil }
         let manifest: UpstreamManifest
-        if let known = provisional.withLockedValue({ $0[key] }) {
+        if let known = provisional.withLockedValue({ $0.fills[key] }) {
             manifest = known
         } else {
             manifest = try await rememberingMisses(key) {
@@ -262,28 +266,39 @@ public final class PullThrough: ContentFallback, Sendable {
                 }
             }
         }
-        // A tag never cached may name a manifest stored here already (under another tag, or by
-        // digest), which carries its own quarantine verdict (a Failed one stays in force with
-        // quarantine off): the stored path answers it (review: served 200 under the new tag).
-        if tag != nil, await hasManifest(repository, manifest.digest) { return nil }
-        let content = try await registry.unstoredManifest(repository, tag: tag, digest: manifest.digest, bytes: manifest.bytes,
-                                                          contentType: manifest.mediaType)
-        // Served only with a fill behind it (past `maxProvisional` fills at once: stored first).
-        guard startFill(key, manifest, into: repository, from: upstreamRepository, rule: rule, tag: tag) else { return nil }
+        let fill = Fill(key: key, manifest: manifest, repository: repository, upstreamRepository: upstreamRepository, rule: rule, tag: tag)
+        guard let content = try await registry.unstoredManifest(repository, tag: tag, digest: manifest.digest, bytes: manifest.bytes,
+                                                                contentType: manifest.mediaType),
+              startFill(fill)
+        else {
+            try await run(fill)
+            return nil
+        }
         return content
+    }
+
+    /// A manifest fetched from upstream and where it goes.
+    struct Fill: Sendable {
+        let key: String
+        let manifest: UpstreamManifest
+        let repository: RepositoryName
+        let upstreamRepository: String
+        let rule: CacheRuleRecord
+        let tag: String?
     }
 
     /// Fills the image of a manifest served provisionally, once per key at a time; the manifest
     /// is answered from memory until the fill ends (stored, or failed: the next read asks again).
-    /// Answers whether a fill of `key` runs (started now or before); false when `maxProvisional`
-    /// fills already run.
-    func startFill(_ key: String, _ manifest: UpstreamManifest, into repository: RepositoryName, from upstreamRepository: String,
-                   rule: CacheRuleRecord, tag: String?) -> Bool {
+    /// Answers whether a fill of the key runs (started now or before); false when
+    /// `maxProvisional` fills already run or their manifests hold `maxProvisionalBytes`.
+    func startFill(_ fill: Fill) -> Bool {
         enum Admission { case running, started, full }
+        let size = fill.manifest.bytes.count
         let admission = provisional.withLockedValue { p -> Admission in
-            if p[key] != nil { return .running }
-            guard p.count < Self.maxProvisional else { return .full }
-            p[key] = manifest
+            if p.fills[fill.key] != nil { return .running }
+            guard p.fills.count < Self.maxProvisional, p.bytes + size <= Self.maxProvisionalBytes else { return .full }
+            p.fills[fill.key] = fill.manifest
+            p.bytes += size
             return .started
         }
         switch admission {
@@ -293,25 +308,35 @@ public final class PullThrough: ContentFallback, Sendable {
         }
         let logger = self.logger
         Task {
-            defer { self.provisional.withLockedValue { _ = $0.removeValue(forKey: key) } }
-            do {
-                _ = try await self.fetches.value(key) {
-                    try await self.asCache(rule, into: repository) {
-                        let client = try await self.client(rule)
-                        var budget = Budget()
-                        try await self.copy(manifest, into: repository, from: upstreamRepository, client: client, depth: 0,
-                                            budget: &budget, tag: tag)
-                    }
-                    return true
+            defer {
+                self.provisional.withLockedValue { p in
+                    if p.fills.removeValue(forKey: fill.key) != nil { p.bytes -= size }
                 }
-                if let tag { self.checked.withLockedValue { $0["\(repository):\(tag)"] = self.now() } }
+            }
+            do {
+                try await self.run(fill)
             } catch {
                 logger.warning("cache: fill of a manifest served before it was stored failed", metadata: [
-                    "rule": "\(rule.name)", "repository": "\(repository)", "digest": "\(manifest.digest)", "error": "\(error)",
+                    "rule": "\(fill.rule.name)", "repository": "\(fill.repository)", "digest": "\(fill.manifest.digest)",
+                    "error": "\(error)",
                 ])
             }
         }
         return true
+    }
+
+    /// Stores `fill`'s image (one fill per key at a time; a read of the same key joins it).
+    func run(_ fill: Fill) async throws {
+        _ = try await fetches.value(fill.key) {
+            try await self.asCache(fill.rule, into: fill.repository) {
+                let client = try await self.client(fill.rule)
+                var budget = Budget()
+                try await self.copy(fill.manifest, into: fill.repository, from: fill.upstreamRepository, client: client, depth: 0,
+                                    budget: &budget, tag: fill.tag)
+            }
+            return true
+        }
+        if let tag = fill.tag { checked.withLockedValue { $0["\(fill.repository):\(tag)"] = self.now() } }
     }
 
     public func prepareBlob(_ repository: RepositoryName, _ digest: Digest) async throws {
@@ -469,6 +494,9 @@ public final class PullThrough: ContentFallback, Sendable {
         }
         let present = await hasManifest(repository, manifest.digest)
         if present, tag == nil { return }
+        // Tagged already (a second fill of the key that started as the first one ended): no
+        // second push of the same tag.
+        if present, let tag, (try? await registry.resolve(repository, .tag(tag))) == manifest.digest { return }
         let parsed = try ManifestParser.parse(manifest.bytes, contentType: manifest.mediaType)
         if present {
             // Only the tag is new.

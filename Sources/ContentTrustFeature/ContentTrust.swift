@@ -137,7 +137,10 @@ final class ContentTrustGate: Sendable {
             if v.trusted { return }
             throw AccessDenied(error: RegistryError(.denied, v.reason))
         }
-        let (trusted, reason) = await evaluate(repository, content.digest, host: host, config: config)
+        // A store read that fails (or a cancelled request) throws here and nothing is cached: an
+        // error is not a verdict.
+        let (trusted, reason) = try await evaluate(repository, content.digest, host: host, config: config)
+        try Task.checkCancellation()
         verdicts.withLockedValue { map in
             if map.count > 10_000 { map.removeAll() }
             map[key] = Verdict(trusted: trusted, reason: reason, at: Date(), generation: gen)
@@ -145,14 +148,20 @@ final class ContentTrustGate: Sendable {
         if !trusted { throw AccessDenied(error: RegistryError(.denied, reason)) }
     }
 
-    func evaluate(_ repository: RepositoryName, _ digest: Digest, host: String, config: ContentTrustConfig) async -> (Bool, String) {
+    func evaluate(_ repository: RepositoryName, _ digest: Digest, host: String, config: ContentTrustConfig) async throws -> (Bool, String) {
         guard let verifier = Self.verifier(config) else { return (false, "content trust: no trust policy configured") }
         var lastFailure = "no signature refers to it"
         // The manifest itself, or an index that lists it (a platform image of a signed index).
-        let candidates = await [digest] + ((try? registry.metadata.parents(repository: repository.value, child: digest)) ?? [])
+        let candidates = [digest] + (try await registry.metadata.parents(repository: repository.value, child: digest))
         for target in candidates {
-            guard let list = try? await registry.referrers(repository, subject: target, artifactType: NotaryMediaType.signatureArtifact,
-                                                     limit: 100, last: nil) else { continue }
+            let list: ReferrerList
+            do {
+                list = try await registry.referrers(repository, subject: target, artifactType: NotaryMediaType.signatureArtifact,
+                                                    limit: 100, last: nil)
+            } catch let e as RegistryError {
+                lastFailure = e.message
+                continue
+            }
             for signature in list.descriptors {
                 do {
                     guard let sigDigest = try? Digest(parsing: signature.digest),

@@ -195,7 +195,11 @@ public struct RegistryResponder: HTTPResponder {
                 // store write per pull).
                 var tag: String? = nil
                 if case .tag(let name) = ref { tag = name }
-                registry.pullTimes.record(repository: repo.value, digest: content.digest, tag: tag)
+                if content.stored {
+                    registry.pullTimes.record(repository: repo.value, digest: content.digest, tag: tag)
+                } else {
+                    registry.pullTimes.recordBeforeStored(repository: repo.value, digest: content.digest, tag: tag)
+                }
                 return Outcome(response: response, route: routeName, bytesOut: size)
             case .put:
                 routeName = "manifest_put"

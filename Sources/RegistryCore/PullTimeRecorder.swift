@@ -18,7 +18,15 @@ public final class PullTimeRecorder: Sendable {
     struct State {
         var pending: [Key: Date] = [:]
         var dropped = 0
+        /// Pulls of manifests answered before they were stored (a pull-through cache's first
+        /// pull): kept until the manifest is stored (`stored`), then pending like any other.
+        var beforeStored: [Key: Date] = [:]
     }
+
+    /// At most this many pulls wait for their manifest to be stored; older than
+    /// `beforeStoredSeconds`, one is given up (its fill failed) when room is needed.
+    static let beforeStoredCapacity = 1000
+    static let beforeStoredSeconds: TimeInterval = 600
 
     public let capacity: Int
     private let state = NIOLockedValueBox(State())
@@ -37,6 +45,44 @@ public final class PullTimeRecorder: Sendable {
                 s.pending[key] = at
             } else {
                 s.dropped += 1
+            }
+        }
+    }
+
+    /// Notes a pull of a manifest served before it is stored: it waits until `stored` is told
+    /// that manifest is stored (a store ignores pulls of manifests it does not hold).
+    public func recordBeforeStored(repository: String, digest: Digest, tag: String?, at: Date = Date()) {
+        let key = Key(repository: repository, digest: digest, tag: tag)
+        state.withLockedValue { s in
+            if let t = s.beforeStored[key] {
+                if at > t { s.beforeStored[key] = at }
+                return
+            }
+            if s.beforeStored.count >= Self.beforeStoredCapacity {
+                let cutoff = at.addingTimeInterval(-Self.beforeStoredSeconds)
+                s.beforeStored = s.beforeStored.filter { $0.value >= cutoff }
+            }
+            if s.beforeStored.count < Self.beforeStoredCapacity {
+                s.beforeStored[key] = at
+            } else {
+                s.dropped += 1
+            }
+        }
+    }
+
+    /// A manifest was stored: its pulls noted before that are pending now.
+    public func stored(repository: String, digest: Digest) {
+        state.withLockedValue { s in
+            guard !s.beforeStored.isEmpty else { return }
+            for (key, at) in s.beforeStored where key.repository == repository && key.digest == digest {
+                s.beforeStored[key] = nil
+                if let t = s.pending[key] {
+                    if at > t { s.pending[key] = at }
+                } else if s.pending.count < capacity {
+                    s.pending[key] = at
+                } else {
+                    s.dropped += 1
+                }
             }
         }
     }

@@ -57,6 +57,7 @@ extension Registry {
             if attempt == ContentPlanner.attempts, let tag { throw tagBusy(tag) }
         }
         cache.invalidate(repository.value)
+        if case .stored = result { pullTimes.stored(repository: repository.value, digest: digest) }
         if case .missing(let missing) = result {
             let list = missing.prefix(10).map(\.string).joined(separator: ", ")
             throw RegistryError(.manifestBlobUnknown, "manifest references content unknown to this repository: \(list)",
@@ -65,16 +66,19 @@ extension Registry {
         return PushedManifest(digest: digest, subject: parsed.subject)
     }
 
-    /// A manifest that is not stored here yet, as a pull would read it: a pull-through cache
-    /// answers a miss with the upstream's manifest while it fills the image (stored, like any
-    /// push, only once every blob is). The bytes must have `digest`, parse as a manifest, and
-    /// pass the read locks a stored one would (repository, tag, digest); the repository must
-    /// take writes and have room under its quotas (else the fill could not store it: refused
-    /// now, as `checkBlobStorable` does for a blob). Never quarantined: a caller serves such a
-    /// manifest only while quarantine is off and only when no manifest of that digest is stored
-    /// in the repository (a stored one carries its own verdict, which must be read).
+    /// What a pull of a manifest this repository does not hold yet may be answered with while a
+    /// pull-through cache fills its image (stored, like any push, only once every blob is). The
+    /// bytes must have `digest` and parse as a manifest, and the read locks a stored one would
+    /// meet are asked (repository, tag, digest). Then:
+    /// - a manifest of that digest stored here already (under another tag, or by digest: a fill
+    ///   that ended meanwhile) is answered as stored, with its quarantine verdict, which the pull
+    ///   admission reads as for any stored manifest;
+    /// - with quarantine on, nil: content is judged only once stored, so the caller stores it first;
+    /// - else the manifest, never quarantined, once the repository takes writes and has room
+    ///   under its quotas (else the fill could not store it: refused now, as `checkBlobStorable`
+    ///   does for a blob).
     public func unstoredManifest(_ repository: RepositoryName, tag: String?, digest: Digest, bytes: [UInt8],
-                                 contentType: String?) async throws -> ManifestContent {
+                                 contentType: String?) async throws -> ManifestContent? {
         guard bytes.count <= ManifestParser.maxSize else {
             throw RegistryError(.sizeInvalid, "manifest larger than \(ManifestParser.maxSize) bytes", status: 413)
         }
@@ -83,13 +87,20 @@ extension Registry {
         }
         let parsed = try ManifestParser.parse(bytes, contentType: contentType)
         try await checkManifestReadable(repository.value, tag: tag, digest: digest)
+        var buffer = ByteBuffer()
+        buffer.writeBytes(bytes)
+        if let record = try await metadata.manifest(repository: repository.value, digest: digest) {
+            return ManifestContent(digest: digest, mediaType: record.mediaType, bytes: buffer, subject: record.subject,
+                                   quarantineState: record.quarantineState, quarantineReason: record.quarantineReason)
+        }
+        if try await quarantinePolicy().enabled { return nil }
         // Write-locked or its quota full: the fill could not store it (review: answered 200, then
         // every layer refused).
         try await checkBlobStorable(repository, size: nil)
-        var buffer = ByteBuffer()
-        buffer.writeBytes(bytes)
-        return ManifestContent(digest: digest, mediaType: parsed.mediaType, bytes: buffer, subject: parsed.subject,
-                               quarantineState: nil, quarantineReason: nil)
+        var content = ManifestContent(digest: digest, mediaType: parsed.mediaType, bytes: buffer, subject: parsed.subject,
+                                      quarantineState: nil, quarantineReason: nil)
+        content.stored = false
+        return content
     }
 
     public func resolve(_ repository: RepositoryName, _ reference: Reference) async throws -> Digest {

@@ -37,6 +37,9 @@ public struct ManifestContent: Sendable {
     /// nil (never quarantined), `Pending`, `Passed` or `Failed`.
     public let quarantineState: QuarantineState?
     public let quarantineReason: String?
+    /// False for a manifest answered before it is stored (`Registry.unstoredManifest`): its pull
+    /// time waits for the fill (`PullTimeRecorder.recordBeforeStored`).
+    public var stored: Bool = true
 }
 
 public struct UploadStatus: Sendable {

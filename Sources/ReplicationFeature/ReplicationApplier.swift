@@ -241,7 +241,7 @@ public final class ReplicationApplier: Sendable {
             }
         case .deleteManifest(let repo, let digest):
             let name = try RepositoryName(repo)
-            guard (try? await registry.metadata.manifest(repository: repo, digest: digest)) ?? nil != nil else { return }
+            guard try await registry.metadata.manifest(repository: repo, digest: digest) != nil else { return }
             // The peer deleted its tags of the manifest first (their own writes, applied before
             // this one); a tag that still points here was written later in this region, so the
             // manifest stays and the deletion is the loser.
@@ -263,7 +263,7 @@ public final class ReplicationApplier: Sendable {
                                          winnerValue: "refused: " + e.message)
             }
         case .quarantine(let repo, let digest, let state, let reason):
-            guard (try? await registry.metadata.manifest(repository: repo, digest: digest)) ?? nil != nil else { return }
+            guard try await registry.metadata.manifest(repository: repo, digest: digest) != nil else { return }
             try await registry.setQuarantine(try RepositoryName(repo), digest, state: state, reason: reason)
         case .lock(let repo, let tag, let digest, let attributes, let stamp):
             let write = RegisterWrite(value: .digest(attributes.detail), stamp: stamp, replaces: event.replaces)
