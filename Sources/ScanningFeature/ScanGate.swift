@@ -83,14 +83,18 @@ public final class ScanGate: Sendable {
     /// the union of its images' (one level), split into those the policy judges and those a VEX
     /// statement suppresses (`not_affected`, `fixed`: OpenVEX referrers of the image, or of the
     /// index holding it, in that repository, uploaded or pushed); nil when nothing was matched
-    /// (not scanned yet, or not an image).
-    func findingsToJudge(_ repository: String, _ digest: Digest) async throws -> (judged: [StoredFinding], suppressed: [StoredFinding])? {
+    /// (not scanned yet, or not an image). `bytes`: the manifest's own, when the caller has them
+    /// (a pull, which may be of a manifest a cache serves before it is stored); else read.
+    func findingsToJudge(_ repository: String, _ digest: Digest,
+                         bytes known: [UInt8]? = nil) async throws -> (judged: [StoredFinding], suppressed: [StoredFinding])? {
         var parts: [(manifest: Digest, findings: [StoredFinding])] = []
         var holders: [String] = []
         if let own = try await findings.findings(manifest: digest) {
             parts = [(digest, own.findings)]
         } else {
-            guard let bytes = try await registry.metadata.inlineContent(digest),
+            var manifestBytes = known
+            if manifestBytes == nil { manifestBytes = try await registry.metadata.inlineContent(digest) }
+            guard let bytes = manifestBytes,
                   let parsed = try? JSONDecoder().decode(ScannedManifest.self, from: Data(bytes)), let children = parsed.manifests else { return nil }
             for child in children.prefix(1000) {
                 guard let d = try? Digest(parsing: child.digest), let f = try await findings.findings(manifest: d) else { continue }
@@ -116,8 +120,9 @@ public final class ScanGate: Sendable {
     }
 
     /// The policy's verdict on `digest` of `repository`, nil when it has no findings to judge.
-    public func verdict(_ repository: String, _ digest: Digest, policy: ScanPolicy, now: Date = Date()) async throws -> ScanPolicyVerdict? {
-        guard let found = try await findingsToJudge(repository, digest) else { return nil }
+    public func verdict(_ repository: String, _ digest: Digest, policy: ScanPolicy, now: Date = Date(),
+                        bytes: [UInt8]? = nil) async throws -> ScanPolicyVerdict? {
+        guard let found = try await findingsToJudge(repository, digest, bytes: bytes) else { return nil }
         return ScanPolicyEvaluation.evaluate(found.judged, repository: repository, policy: policy, now: now, suppressed: found.suppressed)
     }
 
@@ -352,7 +357,8 @@ extension ScanGate: PullAdmissionCheck {
             verdict = cached.verdict
         } else {
             // Not scanned yet: admitted (quarantine-on-push is the gate for what is not scanned yet).
-            guard let v = try await self.verdict(pull.repository.value, pull.content.digest, policy: policy) else { return nil }
+            guard let v = try await self.verdict(pull.repository.value, pull.content.digest, policy: policy,
+                                                 bytes: Array(pull.content.bytes.readableBytesView)) else { return nil }
             verdict = v
             verdicts.withLockedValue { map in
                 if map.count > 10_000 { map.removeAll() }

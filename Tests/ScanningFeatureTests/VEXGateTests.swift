@@ -177,6 +177,25 @@ import Testing
         #expect(try await gate.verdict(repo.value, amd, policy: policy)?.passed == false)
     }
 
+    /// Review: an index a pull-through cache answers before it is stored is judged from its own
+    /// bytes (its stored images' findings), not found absent in the store and let through.
+    @Test func anIndexNotStoredYetIsJudgedFromItsBytes() async throws {
+        let f = try ScanFixture(findings: true)
+        _ = try await FindingsTests.database(f).importUpload(Data(Self.criticalTracker.utf8), format: .debian, source: nil)
+        let gate = try #require(f.feature.gate)
+        let repo = try RepositoryName("library/multi")
+        let amd = try await f.image(repo.value, layers: [try FindingsTests.debianLayer()])
+        let size = try #require(try await f.registry.metadata.inlineContent(amd)).count
+        try await f.drain(f.feature.runner())
+        let index = Array("""
+            {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[\
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\(amd)","size":\(size),"platform":{"os":"linux","architecture":"amd64"}}]}
+            """.utf8)
+        let policy = ScanPolicy(blockSeverity: "Critical")
+        #expect(try await gate.verdict(repo.value, Digest.compute(index), policy: policy) == nil)   // not stored: nothing read
+        #expect(try await gate.verdict(repo.value, Digest.compute(index), policy: policy, bytes: index)?.passed == false)
+    }
+
     /// Review M3: an image that carries a `subject` is scanned and gated like any image; an
     /// artifact referrer is neither.
     @Test func anImageCarryingASubjectIsScannedAndGated() async throws {
