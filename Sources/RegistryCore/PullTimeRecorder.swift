@@ -21,6 +21,17 @@ public final class PullTimeRecorder: Sendable {
         /// Pulls of manifests answered before they were stored (a pull-through cache's first
         /// pull): kept until the manifest is stored (`stored`), then pending like any other.
         var beforeStored: [Key: Date] = [:]
+
+        /// Keeps the later time of `key`, or adds it within `capacity` (else counts it dropped).
+        mutating func note(_ key: Key, _ at: Date, capacity: Int) {
+            if let t = pending[key] {
+                if at > t { pending[key] = at }
+            } else if pending.count < capacity {
+                pending[key] = at
+            } else {
+                dropped += 1
+            }
+        }
     }
 
     /// At most this many pulls wait for their manifest to be stored; older than
@@ -38,15 +49,7 @@ public final class PullTimeRecorder: Sendable {
     /// Notes a pull of `digest` in `repository` (by `tag` when pulled by tag) at `at`.
     public func record(repository: String, digest: Digest, tag: String?, at: Date = Date()) {
         let key = Key(repository: repository, digest: digest, tag: tag)
-        state.withLockedValue { s in
-            if let t = s.pending[key] {
-                if at > t { s.pending[key] = at }
-            } else if s.pending.count < capacity {
-                s.pending[key] = at
-            } else {
-                s.dropped += 1
-            }
-        }
+        state.withLockedValue { $0.note(key, at, capacity: capacity) }
     }
 
     /// Notes a pull of a manifest served before it is stored: it waits until `stored` is told
@@ -76,13 +79,7 @@ public final class PullTimeRecorder: Sendable {
             guard !s.beforeStored.isEmpty else { return }
             for (key, at) in s.beforeStored where key.repository == repository && key.digest == digest {
                 s.beforeStored[key] = nil
-                if let t = s.pending[key] {
-                    if at > t { s.pending[key] = at }
-                } else if s.pending.count < capacity {
-                    s.pending[key] = at
-                } else {
-                    s.dropped += 1
-                }
+                s.note(key, at, capacity: capacity)
             }
         }
     }
@@ -106,14 +103,7 @@ public final class PullTimeRecorder: Sendable {
     func restore(_ records: [PullRecord]) {
         state.withLockedValue { s in
             for r in records {
-                let key = Key(repository: r.repository, digest: r.digest, tag: r.tag)
-                if let t = s.pending[key] {
-                    if r.at > t { s.pending[key] = r.at }
-                } else if s.pending.count < capacity {
-                    s.pending[key] = r.at
-                } else {
-                    s.dropped += 1
-                }
+                s.note(Key(repository: r.repository, digest: r.digest, tag: r.tag), r.at, capacity: capacity)
             }
         }
     }

@@ -152,6 +152,15 @@ import Testing
         _ = try await PullAdmissionHarness(f).manifest("library/debian", "12")
     }
 
+    /// An OCI index of one linux/amd64 image stored in `f`.
+    static func index(_ f: ScanFixture, of image: Digest) async throws -> [UInt8] {
+        let size = try #require(try await f.registry.metadata.inlineContent(image)).count
+        return Array("""
+            {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[\
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\(image)","size":\(size),"platform":{"os":"linux","architecture":"amd64"}}]}
+            """.utf8)
+    }
+
     /// A statement about an index covers the findings of its images.
     @Test func aStatementAboutAnIndexCoversItsImages() async throws {
         let f = try ScanFixture(findings: true)
@@ -159,11 +168,7 @@ import Testing
         let gate = try #require(f.feature.gate)
         let repo = try RepositoryName("library/multi")
         let amd = try await f.image(repo.value, layers: [try FindingsTests.debianLayer()])
-        let size = try #require(try await f.registry.metadata.inlineContent(amd)).count
-        let index = Array("""
-            {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[\
-            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\(amd)","size":\(size),"platform":{"os":"linux","architecture":"amd64"}}]}
-            """.utf8)
+        let index = try await Self.index(f, of: amd)
         _ = try await f.registry.putManifest(repo, reference: .tag("1"), bytes: index, contentType: MediaType.ociIndex)
         try await f.drain(f.feature.runner())
         let policy = ScanPolicy(blockSeverity: "Critical")
@@ -185,12 +190,8 @@ import Testing
         let gate = try #require(f.feature.gate)
         let repo = try RepositoryName("library/multi")
         let amd = try await f.image(repo.value, layers: [try FindingsTests.debianLayer()])
-        let size = try #require(try await f.registry.metadata.inlineContent(amd)).count
         try await f.drain(f.feature.runner())
-        let index = Array("""
-            {"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[\
-            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\(amd)","size":\(size),"platform":{"os":"linux","architecture":"amd64"}}]}
-            """.utf8)
+        let index = try await Self.index(f, of: amd)
         let policy = ScanPolicy(blockSeverity: "Critical")
         #expect(try await gate.verdict(repo.value, Digest.compute(index), policy: policy) == nil)   // not stored: nothing read
         #expect(try await gate.verdict(repo.value, Digest.compute(index), policy: policy, bytes: index)?.passed == false)
