@@ -129,12 +129,25 @@ public struct ReplicationEventPage: Codable, Sendable, Equatable {
     }
 }
 
+/// A registry-wide setting as a peer region reads it (`GET /api/v1/replication/settings/{name}`)
+/// to apply a `setting` event of the feed: the JSON document exactly as stored, whose SHA-256 is
+/// the digest that event carries.
+public struct ReplicatedSettingView: Codable, Sendable, Equatable {
+    public var name: String
+    public var document: String
+
+    public init(name: String, document: String) {
+        self.name = name
+        self.document = document
+    }
+}
+
 /// One entry of the conflict log (`GET /api/v1/replication/conflicts`, `berth replication
 /// conflicts`): a write this region lost to a concurrent one, and what won.
 public struct ReplicationConflictView: Codable, Sendable, Equatable {
     public var id: Int64
     public var location: String
-    /// `tag`, `manifest-delete` or `lock` (lost to a concurrent write, or refused here), `manifest` or `quarantine` (refused here).
+    /// `tag`, `manifest-delete`, `lock` or `setting` (lost to a concurrent write, or refused here), `manifest` or `quarantine` (refused here).
     public var kind: String
     public var repository: String
     public var key: String

@@ -189,7 +189,7 @@ struct Serve: AsyncParsableCommand {
             store: backends.metadata, events: backends.metadata,
             sealingKey: try await ReplicationService.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek)),
             policy: outbound, logger: Logger(label: "berth.replication"), region: settings.region, content: backends.metadata,
-            registers: backends.metadata)
+            registers: backends.metadata, settings: backends.metadata)
         var tasksConfiguration = Self.tasksConfiguration(settings, host: host, port: port, tls: tls != nil, outbound: outbound)
         tasksConfiguration.sealingKey = try await TasksFeature.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek))
         let tasks = TasksFeature(store: backends.metadata, access: access, configuration: tasksConfiguration,

@@ -102,6 +102,12 @@ extension PostgresMetadataStore {
                       AND seq < \(bound) AND action = \(EventAction.lock.rawValue)
                     ORDER BY seq DESC LIMIT \(limit)
                     """).map(Self.event)
+            case .setting(let name):
+                return try await tx.rows("""
+                    SELECT \(unescaped: Self.eventColumns) FROM events
+                    WHERE action = \(EventAction.setting.rawValue) AND detail = \(name) AND digest IS NOT NULL AND seq < \(bound)
+                    ORDER BY seq DESC LIMIT \(limit)
+                    """).map(Self.event)
             }
         }
     }

@@ -574,7 +574,7 @@ public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTr
             try await tx.exec("""
                 INSERT INTO settings(key, value) VALUES (\(name), \(value)) ON CONFLICT (key) DO UPDATE SET value = excluded.value
                 """)
-            try await Self.appendEvent(tx, origin, .setting, "", detail: name)
+            try await Self.appendEvent(tx, origin, .setting, "", digest: Digest.compute(Array(document)).string, detail: name)
         }
     }
 }

@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit, vImportJobs, v7pulltimes, vRunLogs, vReplConflicts]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit, vImportJobs, v7pulltimes, vRunLogs, vReplConflicts, vSettingRegisters]
 
     static var latest: Int { all.count }
 
@@ -642,5 +642,10 @@ enum PostgresMigrations {
         """,
         // at most 20 console sessions per identity: the oldest are found by subject
         "CREATE INDEX console_sessions_by_subject ON console_sessions(subject, created_at)",
+    ]
+
+    /// A setting's writes (its `setting` events) found by name for replication's register merge.
+    static let vSettingRegisters: [String] = [
+        "CREATE INDEX events_setting_writes ON events(detail, seq) WHERE action = 'setting'",
     ]
 }

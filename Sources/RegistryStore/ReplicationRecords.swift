@@ -72,6 +72,9 @@ public protocol ReplicationStore: Sendable {
 public enum RegisterKey: Sendable, Hashable {
     case tag(String)
     case lock(tag: String?, digest: String?)
+    /// A registry-wide setting by name: its `setting` events that carry the document's digest
+    /// (`SettingsStore.setSettingDocument`); the repository is empty.
+    case setting(String)
 }
 
 /// A write a region lost to a concurrent one (issue 13's conflict log): what it would have
@@ -112,7 +115,8 @@ public struct ReplicationConflict: Sendable, Codable, Equatable {
 public protocol ReplicationConflictStore: Sendable {
     /// The newest writes of a register in this region's log (events, newest first), before the
     /// event `before` when given: a tag's `tag.move` and `tag.delete` events, a lock's `lock`
-    /// events (with exactly that tag and digest, nil matching nil).
+    /// events (with exactly that tag and digest, nil matching nil), a setting's `setting` events
+    /// naming it with a document digest.
     func registerWrites(repository: String, key: RegisterKey, before: Int64?, limit: Int) async throws -> [Event]
     /// Records a losing write; false (nothing stored) when the same loser of the same register is
     /// already recorded. The stored `id` is the store's.

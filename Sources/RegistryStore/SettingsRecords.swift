@@ -15,7 +15,9 @@ public struct SettingUnreadable: Error, CustomStringConvertible, Sendable {
 }
 
 /// Registry-wide settings (policies, feature configuration). Writing one appends a `setting` event
-/// naming it, so every process holding it in a cache learns of the change from the event log.
+/// naming it (its detail) and carrying the SHA-256 digest of the document written (its digest), so
+/// every process holding it in a cache learns of the change from the event log, and a peer region
+/// applies exactly the document the event names (issue 13: settings are registers).
 public protocol SettingsStore: Sendable {
     /// The JSON document stored under `name`, or nil.
     func settingDocument(_ name: String) async throws -> Data?

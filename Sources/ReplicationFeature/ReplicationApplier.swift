@@ -197,6 +197,7 @@ public final class ReplicationApplier: Sendable {
         case .deleteManifest(let r, let d): ("manifest-delete", r, d.string, .tombstone)
         case .quarantine(let r, let d, let state, _): ("quarantine", r, d.string, .digest(state.rawValue))
         case .lock(let r, let t, let d, let a, _): ("lock", r, t.map { "tag:" + $0 } ?? d.map { "digest:" + $0.string } ?? "", .digest(a.detail))
+        case .setting(let name, let w): ("setting", "", name, w.value)
         }
     }
 
@@ -284,8 +285,38 @@ public final class ReplicationApplier: Sendable {
             } catch is LifecycleError {
                 return   // its repository, tag or manifest is not here (gone, or never replicated)
             }
+        case .setting(let name, let write):
+            let current = ReplicationPlan.current(try await registers.registerWrites(repository: "", key: .setting(name), before: nil, limit: 2),
+                                                  localRegion: region)
+            let outcome = ReplicationPlan.merge(write, into: current)
+            if let loser = outcome.conflictLoser {
+                let winner = loser == write ? current : write
+                try await recordConflict(location, kind: "setting", repository: "", key: name, loser: loser, winner: winner, now: now)
+            }
+            guard outcome.effect == .applied, case .digest(let raw) = write.value else { return }
+            // Exactly the document the event names: the peer's current one, if it still has that
+            // digest (else the peer wrote the setting again, and that write follows in its feed).
+            let answer: [UInt8]
+            do {
+                answer = try await client.document(path: "/api/v1/replication/settings/\(name)", limit: Self.maxSettingBytes)
+            } catch {
+                if error.kind == .notFound { return }
+                throw error
+            }
+            guard let view = try? JSONDecoder().decode(ReplicatedSettingView.self, from: Data(answer)), view.name == name else {
+                throw ReplicationError.invalid("the peer's answer for setting \(name) cannot be read")
+            }
+            let document = Array(view.document.utf8)
+            guard Digest.compute(document).string == raw else { return }
+            guard (try? JSONSerialization.jsonObject(with: Data(document))) != nil else {
+                throw ReplicationError.invalid("the peer's setting \(name) is not a JSON document")
+            }
+            try await registry.metadata.setSettingDocument(name, Data(document))
         }
     }
+
+    /// The largest setting document a peer may send.
+    static let maxSettingBytes = 1 << 20
 
     func recordConflict(_ location: String, kind: String, repository: String, key: String, loser: RegisterWrite, winner: RegisterWrite?,
                         now: Date, winnerValue: String? = nil) async throws {

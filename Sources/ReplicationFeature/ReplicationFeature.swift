@@ -60,6 +60,16 @@ public struct ReplicationFeature: RegistryFeature {
                                      hlc: "\(e.event.stamp.milliseconds).\(e.event.stamp.logical)", replaces: e.replaces)
             }))
         }
+        // The document a `setting` event of the feed names (the peer checks it against the event's digest).
+        routes.root.get("api/v1/replication/settings/:name") { request, context in
+            let caller = try await server.caller(request, context)
+            try await server.require(request, context, caller: caller, repository: nil, action: .replicationRead)
+            let name = try context.parameters.require("name")
+            guard let document = try await replication.settingDocument(name) else {
+                throw ReplicationError.notFound("setting \(name)")
+            }
+            return server.json(ReplicatedSettingView(name: name, document: String(decoding: document, as: UTF8.self)))
+        }
         let api = routes.management
         api.get("replications") { _, _ in
             server.json(try await replication.list().map(ReplicaView.init))

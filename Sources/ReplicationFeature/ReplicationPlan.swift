@@ -129,6 +129,8 @@ public enum ApplyStep: Sendable, Equatable {
     case quarantine(repository: String, digest: Digest, state: QuarantineState, reason: String?)
     /// A lock's register write (its attributes as the value's text).
     case lock(repository: String, tag: String?, digest: Digest?, attributes: LockAttributesWrite, stamp: WriteStamp)
+    /// A registry-wide setting's register write: the document whose digest the event carries.
+    case setting(name: String, write: RegisterWrite)
 }
 
 public enum ReplicationPlan {
@@ -166,9 +168,22 @@ public enum ReplicationPlan {
         case .lock:
             guard !repo.isEmpty, let attributes = LockAttributesWrite(detail: event.detail) else { return .skip("lock without attributes") }
             return .lock(repository: repo, tag: event.tag, digest: event.digest, attributes: attributes, stamp: event.stamp)
+        case .setting:
+            // Cache rule changes and writes of older builds carry no document digest.
+            guard let name = event.detail, let d = event.digest else { return .skip("setting change without its document's digest") }
+            guard isReplicatedSetting(name) else { return .skip("setting \(name.prefix(64)) is not replicated") }
+            return .setting(name: name, write: RegisterWrite(value: .digest(d.string), stamp: event.stamp, replaces: event.replaces))
         default:
             return .skip("\(action.rawValue) is not replicated")
         }
+    }
+
+    /// Registry-wide settings (policies: quarantine, scanning, content trust, retention, soft
+    /// delete, GC, quotas) are one value in every region; a name is 1-64 characters of a-z, 0-9
+    /// and '-' (what a peer may name, checked like its other input).
+    public static func isReplicatedSetting(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64
+            && name.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d }
     }
 
     /// The register's current write in this region, from its newest writes in the log (newest

@@ -46,11 +46,15 @@ public final class ReplicationService: Sendable {
     /// Where the feed looks up what a register write replaced, and the conflict log; nil leaves
     /// `replaces` out and the conflict log empty.
     let registers: (any ReplicationConflictStore)?
+    /// Where a peer reads the document a `setting` event names (`settingDocument`); nil: none.
+    let settings: (any SettingsStore)?
 
     public init(store: any ReplicationStore, events: any EventLogStore, sealingKey: SymmetricKey, policy: OutboundPolicy = OutboundPolicy(),
                 logger: Logger = Logger(label: "berth.replication"), region: String = ReplicationService.defaultRegion,
-                content: (any ContentMetadataStore)? = nil, registers: (any ReplicationConflictStore)? = nil) {
+                content: (any ContentMetadataStore)? = nil, registers: (any ReplicationConflictStore)? = nil,
+                settings: (any SettingsStore)? = nil) {
         self.registers = registers
+        self.settings = settings
         self.region = region
         self.content = content
         self.store = store
@@ -144,8 +148,16 @@ public final class ReplicationService: Sendable {
         switch e.action {
         case .tagMove, .tagDelete: e.tag.map { .tag($0) }
         case .lock: .lock(tag: e.tag, digest: e.digest)
+        case .setting: e.digest != nil ? e.detail.map { .setting($0) } : nil
         default: nil
         }
+    }
+
+    /// A registry-wide setting's current document, for a peer applying a `setting` event (it
+    /// checks the document against the digest the event carries); nil when none is stored.
+    public func settingDocument(_ name: String) async throws -> Data? {
+        guard ReplicationPlan.isReplicatedSetting(name) else { throw ReplicationError.invalid("not a replicated setting name") }
+        return try await settings?.settingDocument(name)
     }
 
     /// The conflict log, newest first (of one replica when `location` is given).

@@ -95,6 +95,11 @@ extension SQLiteMetadataStore {
                     SELECT * FROM events WHERE repository = ? AND tag IS ? AND digest IS ? AND seq < ? AND action = ?
                     ORDER BY seq DESC LIMIT ?
                     """, arguments: [repository, tag, digest, bound, EventAction.lock.rawValue, limit]).map(Self.event)
+            case .setting(let name):
+                return try Row.fetchAll(db, sql: """
+                    SELECT * FROM events WHERE action = ? AND detail = ? AND digest IS NOT NULL AND seq < ?
+                    ORDER BY seq DESC LIMIT ?
+                    """, arguments: [EventAction.setting.rawValue, name, bound, limit]).map(Self.event)
             }
         }
     }

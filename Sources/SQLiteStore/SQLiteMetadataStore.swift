@@ -634,6 +634,10 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 CREATE INDEX replication_conflicts_by_location ON replication_conflicts(location, id);
                 """)
         }
+        m.registerMigration("v27-setting-registers") { db in
+            // A setting's writes (its `setting` events) found by name for replication's register merge.
+            try db.execute(sql: "CREATE INDEX events_setting_writes ON events(detail, seq) WHERE action = 'setting'")
+        }
         return m
     }
 
@@ -1255,7 +1259,7 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         try await pool.write { db in
             try db.execute(sql: "INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                            arguments: [name, value])
-            try Self.appendEvent(db, origin, EventAction.setting, "", detail: name)
+            try Self.appendEvent(db, origin, EventAction.setting, "", digest: Digest.compute(Array(document)).string, detail: name)
         }
     }
 }

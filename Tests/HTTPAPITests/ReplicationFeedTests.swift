@@ -25,7 +25,7 @@ import Testing
         _ = try await access.bootstrap(ownerPassword: ownerPassword)
         let key = try await ReplicationService.sharedSealingKey(SharedKeyMaterial(store: backend, kek: KeyEncryptionKey.generate()))
         let service = ReplicationService(store: backend, events: backend, sealingKey: key, logger: logger, region: "westeurope",
-                                         content: backend, registers: backend)
+                                         content: backend, registers: backend, settings: backend)
         let app = try await BerthServer.makeApplication(registry: registry, access: access,
                                                         features: standardFeatures(registry) + [ReplicationFeature(service: service)],
                                                         host: "127.0.0.1", port: 0, logger: logger)
@@ -142,6 +142,32 @@ import Testing
             #expect(moves[0].replaces == nil)
             #expect(moves[1].replaces == "\(moves[0].hlc)@westeurope")
             #expect(all.events.filter { $0.action != "tag.move" }.allSatisfy { $0.replaces == nil })
+        }
+    }
+
+    /// Issue 13: a setting is a register: its writes in the feed carry the document's digest and
+    /// name the write before them, and a peer (only a Replicator) reads the document by name.
+    @Test func settingWritesCarryTheirDocumentWhichAReplicatorReads() async throws {
+        let s = try await makeServer()
+        let replicator = try await identity(s.access, "peer", role: "Replicator")
+        let reader = try await identity(s.access, "reader", role: "Reader")
+        let first = Data(#"{"enabled":true,"days":3}"#.utf8), second = Data(#"{"enabled":true,"days":5}"#.utf8)
+        try await s.store.setSettingDocument("soft-delete-policy", first)
+        try await s.store.setSettingDocument("soft-delete-policy", second)
+        try await s.app.test(.router) { client in
+            let all = try page(try await client.execute(uri: "/api/v1/replication/events?limit=1000", method: .get, headers: replicator))
+            let writes = all.events.filter { $0.action == "setting" && $0.detail == "soft-delete-policy" }
+            #expect(writes.map(\.digest) == [Digest.compute(Array(first)).string, Digest.compute(Array(second)).string])
+            #expect(writes.count == 2 && writes[0].replaces == nil && writes[1].replaces == "\(writes[0].hlc)@westeurope")
+            let doc = try await client.execute(uri: "/api/v1/replication/settings/soft-delete-policy", method: .get, headers: replicator)
+            let view = try JSONDecoder().decode(ReplicatedSettingView.self, from: Data(buffer: doc.body))
+            #expect(doc.status == .ok && view.name == "soft-delete-policy" && Data(view.document.utf8) == second)
+            let refused = try await client.execute(uri: "/api/v1/replication/settings/soft-delete-policy", method: .get, headers: reader)
+            #expect(refused.status == .forbidden)
+            let unknown = try await client.execute(uri: "/api/v1/replication/settings/no-such-setting", method: .get, headers: replicator)
+            #expect(unknown.status == .notFound)
+            let bad = try await client.execute(uri: "/api/v1/replication/settings/Bad%20Name", method: .get, headers: replicator)
+            #expect(bad.status == .badRequest)
         }
     }
 

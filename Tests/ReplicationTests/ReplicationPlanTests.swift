@@ -47,6 +47,24 @@ import Testing
         #expect(repo == "geo/app" && tag == "v1" && digest == nil && stamp.region == "westeurope")
         #expect(!attributes.writeEnabled && !attributes.deleteEnabled && attributes.readEnabled && attributes.listEnabled)
         #expect(attributes.detail == "read=true write=false delete=false list=true")
+        // a setting: a register of the document whose digest the event carries
+        #expect(try Self.step(Self.view(8, "setting", hlc: "1700000000000.3", repo: "", detail: "quarantine-policy",
+                                        replaces: "1699999999999.0@southeastasia"))
+                == .setting(name: "quarantine-policy", write: RegisterWrite(value: .digest(Self.d1.string), stamp: s,
+                                                                             replaces: Self.stamp(1_699_999_999_999, 0, "southeastasia"))))
+    }
+
+    /// Settings written by an older build or a cache rule change carry no document digest, and
+    /// a name a setting cannot have is not written here.
+    @Test func aSettingWithoutItsDocumentsDigestOrWithABadNameIsSkipped() throws {
+        for v in [Self.view(1, "setting", repo: "", digest: nil, detail: "cache-rules"),
+                  Self.view(1, "setting", repo: "", detail: "../keys"), Self.view(1, "setting", repo: "", detail: ""),
+                  Self.view(1, "setting", repo: "", detail: String(repeating: "a", count: 65))] {
+            guard case .skip = try Self.step(v) else {
+                Issue.record("applied: \(v.detail ?? "nil")")
+                continue
+            }
+        }
     }
 
     @Test func echoesBlobsAndWhatIsNotReplicatedAreSkipped() throws {

@@ -355,6 +355,7 @@ CONTRACT_BODIES: Dict[Route, Tuple[object, object]] = {
     ("PATCH", "/api/v1/credential-sets/{}"): ("CredentialSetRequest", "CredentialSetView"),
     ("GET", "/api/v1/replication/events"): (None, "ReplicationEventPage"),
     ("GET", "/api/v1/replication/conflicts"): (None, ["ReplicationConflictView"]),
+    ("GET", "/api/v1/replication/settings/{}"): (None, "ReplicatedSettingView"),
     ("GET", "/api/v1/tasks"): (None, ["TaskView"]),
     ("POST", "/api/v1/tasks"): ("TaskRequest", "TaskView"),
     ("GET", "/api/v1/tasks/{}"): (None, "TaskView"),

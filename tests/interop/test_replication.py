@@ -460,6 +460,38 @@ def test_quarantine_verdicts_replicate(regions):
     assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == held[7:]
 
 
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_settings_replicate_and_concurrent_writes_converge(regions):
+    """A registry-wide setting is one value in every region (a register, as tags are): a policy
+    changed in one region applies in the other, and writes made in both during a partition end on
+    the later one everywhere, the other kept in the conflict log."""
+    west, sea = regions
+
+    def policy(region):
+        return region.cli.json("config", "soft-delete", "show")
+    west.cli("config", "soft-delete", "update", "--status", "enabled", "--days", "3")
+    _wait("the soft-delete policy in southeastasia", lambda: policy(sea)["status"] == "enabled" and policy(sea)["days"] == 3,
+          regions=(sea,))
+    _wait("both regions caught up", _caught_up(west, sea))
+    west.consumer(SEA, "pause")
+    sea.consumer(WEST, "pause")
+    west.cli("config", "soft-delete", "update", "--days", "5")
+    sea.cli("config", "soft-delete", "update", "--days", "9")
+    assert policy(west)["days"] == 5 and policy(sea)["days"] == 9
+    west.consumer(SEA, "resume")
+    sea.consumer(WEST, "resume")
+    _wait("both regions caught up", _caught_up(west, sea))
+    _wait("one policy in both regions", lambda: policy(west) == policy(sea))
+    won = policy(west)["days"]
+    assert won in (5, 9)
+    logged = [c for r in (west, sea) for c in r.conflicts() if c["kind"] == "setting" and c["key"] == "soft-delete-policy"]
+    assert logged, [c for r in (west, sea) for c in r.conflicts()]
+    assert all(c["winner"] != c["loser"] for c in logged)
+    # the setting's earlier, replicated write was the predecessor of both, never a conflict
+    time.sleep(1.0)
+    assert policy(west) == policy(sea) and policy(sea)["days"] == won
+
+
 EAST = "eastus"
 
 

@@ -1,4 +1,5 @@
 import Foundation
+import OCIModel
 import RegistryStore
 import Testing
 
@@ -104,6 +105,19 @@ extension MetadataStoreConformance {
             // a tag's register is not its lock's
             let uWrites = try await s.registerWrites(repository: "r", key: .tag("u"), before: nil, limit: 10)
             #expect(uWrites.map(\.action) == [.tagMove])
+        },
+        Case("registerWrites: a setting's writes carry its document's digest, newest first; other settings are not its") { s in
+            let first = Data(#"{"enabled":true}"#.utf8), second = Data(#"{"enabled":false}"#.utf8)
+            try await s.setSettingDocument("quarantine-policy", first)
+            try await s.setSettingDocument("gc-policy", first)
+            try await s.setSettingDocument("quarantine-policy", second)
+            let writes = try await s.registerWrites(repository: "", key: .setting("quarantine-policy"), before: nil, limit: 10)
+            #expect(writes.map(\.action) == [.setting, .setting])
+            #expect(writes.map(\.digest) == [Digest.compute(Array(second)).string, Digest.compute(Array(first)).string])
+            #expect(writes.allSatisfy { $0.detail == "quarantine-policy" && $0.repository.isEmpty })
+            let before = try await s.registerWrites(repository: "", key: .setting("quarantine-policy"), before: writes[0].sequence, limit: 1)
+            #expect(before.map(\.sequence) == [writes[1].sequence])
+            #expect(try await s.registerWrites(repository: "", key: .setting("absent"), before: nil, limit: 10).isEmpty)
         },
         Case("replication conflicts: recorded once per loser, listed newest first, by location") { s in
             let loser = EventStamp(region: "westeurope", milliseconds: 1_700_000_000_123, logical: 4)
