@@ -276,6 +276,10 @@ struct Serve: AsyncParsableCommand {
         configuration.maxContextBytes = settings.taskContextMaxBytes
         configuration.maxContextEntries = settings.taskContextMaxEntries
         configuration.maxContextUnpackedBytes = settings.taskContextMaxUnpackedBytes
+        // A task's `berth` steps run this binary (never a shell) against this server.
+        configuration.runner.berthExecutable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments.first.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        configuration.runner.berthRegistryURL = (tls ? "https://" : "http://") + registry
         return configuration
     }
 

@@ -46,6 +46,12 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     /// When a base-image trigger last queued a run, and when a trigger coalesced after it is due.
     public var baseTriggeredAt: Date?
     public var baseTriggerDueAt: Date?
+    /// The command it was made from (`berth task create --cmd`): its task file is that command's
+    /// one-step file (`TaskFile.forCommand`).
+    public var command: String? = nil
+    /// Repositories its `berth` steps act on (named when it is saved, never by the file): its
+    /// runs' identity may push, pull and delete there (with its push repositories).
+    public var scope: [String]? = nil
 
     public init(name: String, taskFile: String, context: String?, schedule: String?, values: [String: String],
                 timeoutSeconds: Int, repositories: [String], enabled: Bool = true, createdBy: String,
