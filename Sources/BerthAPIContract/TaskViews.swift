@@ -106,8 +106,13 @@ public struct TaskRunImageView: Codable, Sendable, Equatable {
     public var digest: String?
     /// For a base image: true for the runtime base, false for a build-time one.
     public var runtime: Bool?
-    public init(reference: String, digest: String?, runtime: Bool? = nil) {
+    /// For a base whose tag points at an index (`digest`): the platform the run built for and
+    /// the digest of that platform's manifest in the index.
+    public var platform: String?
+    public var platformDigest: String?
+    public init(reference: String, digest: String?, runtime: Bool? = nil, platform: String? = nil, platformDigest: String? = nil) {
         self.reference = reference; self.digest = digest; self.runtime = runtime
+        self.platform = platform; self.platformDigest = platformDigest
     }
 }
 

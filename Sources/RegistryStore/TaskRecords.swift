@@ -104,6 +104,10 @@ public struct TaskRunImageRecord: Sendable, Codable, Equatable {
     public var digest: String?
     /// For a base image: true for the runtime base, false for a build-time one (nil: a push).
     public var runtime: Bool?
+    /// For a base whose tag points at an index: the platform the run builds for (`linux/amd64`)
+    /// and the digest of that platform's manifest in the index, the image the build used.
+    public var platform: String? = nil
+    public var platformDigest: String? = nil
     public init(reference: String, digest: String?, runtime: Bool? = nil) {
         self.reference = reference; self.digest = digest; self.runtime = runtime
     }

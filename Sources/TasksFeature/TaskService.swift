@@ -65,6 +65,18 @@ public struct TasksConfiguration: Sendable {
     public var resolveExternalBase: (@Sendable (String) async throws -> String)? = nil
     /// Seals the tasks' push-webhook secrets (shared by every node: `TasksFeature.sharedSealingKey`).
     public var sealingKey = SymmetricKey(size: .bits256)
+    /// Reads a manifest of this registry (media type and bytes) by repository and digest: how a
+    /// base that is an index is resolved to the manifest of `platform`. Nil: indexes are not looked into.
+    public var manifestContent: (@Sendable (String, OCIModel.Digest) async throws -> (mediaType: String, bytes: [UInt8]))? = nil
+    /// The platform builds run for (`os/architecture`): this machine's (buildah builds for it).
+    public var platform = TasksConfiguration.hostPlatform
+    public static var hostPlatform: String {
+        #if arch(arm64)
+        "linux/arm64"
+        #else
+        "linux/amd64"
+        #endif
+    }
     /// The runner's own settings (tools, storage driver, memory limit).
     public var runner: TaskRunnerConfiguration
     public var checkout = SourceCheckout()

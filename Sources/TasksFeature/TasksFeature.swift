@@ -273,7 +273,10 @@ extension TaskRunView {
                                       startedAt: $0.startedAt, finishedAt: $0.finishedAt)
                   },
                   pushed: r.pushed.map { TaskRunImageView(reference: $0.reference, digest: $0.digest) },
-                  baseImages: r.baseImages.map { TaskRunImageView(reference: $0.reference, digest: $0.digest, runtime: $0.runtime) })
+                  baseImages: r.baseImages.map {
+                      TaskRunImageView(reference: $0.reference, digest: $0.digest, runtime: $0.runtime, platform: $0.platform,
+                                       platformDigest: $0.platformDigest)
+                  })
         commit = r.commit
     }
 }
