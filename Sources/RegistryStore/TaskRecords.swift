@@ -50,7 +50,8 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     /// one-step file (`TaskFile.forCommand`).
     public var command: String? = nil
     /// Repositories its `berth` steps act on (named when it is saved, never by the file): its
-    /// runs' identity may push, pull and delete there (with its push repositories).
+    /// runs' identity may push and pull there (`cmd` images are pulled with it), and delete when
+    /// the file has `berth` steps.
     public var scope: [String]? = nil
 
     public init(name: String, taskFile: String, context: String?, schedule: String?, values: [String: String],

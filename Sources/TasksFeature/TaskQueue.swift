@@ -211,9 +211,10 @@ public struct TaskQueueService: Service {
         if let outside = pushes.first(where: { !task.repositories.contains($0) }) {
             throw TaskError.forbidden("the run pushes to \(outside), which the task did not name when it was saved")
         }
-        // Its `berth` steps act on the task's scope (named when it was saved, never by the file).
+        // Its scope (named when it was saved, never by the file): what its `berth` steps act on
+        // (push, pull, delete) and its `cmd` images may be pulled from.
         let commands = file.hasBerthSteps
-        let repositories = commands ? Array(Set(pushes + (task.scope ?? []))).sorted() : pushes
+        let repositories = Array(Set(pushes + (task.scope ?? []))).sorted()
         // The bases its Dockerfiles name, with the digests they resolve to now, recorded before the
         // build pulls them (base-image triggers compare against them).
         let bases = await tasks.resolvedBases(of: file, source: directory)
