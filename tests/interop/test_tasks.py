@@ -771,3 +771,71 @@ def test_berth_run_a_file_then_follow_a_runs_log_list_and_delete(cli, registry, 
 
     cli("task", "delete", "--name", "quick-run")
     assert cli.json("task", "list") == []
+
+
+def _put_child(registry, arch: str, n: int, tag: str) -> tuple[str, int]:
+    """Pushes ``base:TAG``, a one-layer image for ``linux/ARCH`` of generation ``n``; returns
+    (digest, size) for an index entry."""
+    layer, diff_id = _base_layer(n)
+    config = json.loads(_base_config(diff_id, n))
+    config["architecture"] = arch
+    digest = _put_base(registry, json.dumps(config).encode(), layer, diff_id, tag=tag)
+    head = requests.head(f"{registry.base}/v2/base/manifests/{digest}", auth=registry.creds, timeout=10,
+                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    return digest, int(head.headers["Content-Length"])
+
+
+def _put_index(registry, children: list[tuple[str, int, str]]) -> str:
+    """Pushes ``base:1.0`` as an OCI index of (digest, size, architecture) children; returns its digest."""
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": s,
+                            "platform": {"architecture": a, "os": "linux"}} for d, s, a in children]}
+    r = requests.put(f"{registry.base}/v2/base/manifests/1.0", data=json.dumps(index).encode(), auth=registry.creds,
+                     timeout=10, headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
+    assert r.status_code == 201, r.text
+    return r.headers["Docker-Content-Digest"]
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_TASK_BASE_TRIGGER_WINDOW_SECONDS="1")
+def test_an_index_base_is_recorded_per_platform_and_only_its_platforms_change_rebuilds(cli, registry, tmp_path):
+    """Issue 16 item 4 (bases recorded per platform) and its Why's multi-arch rebuild storm: a run
+    records a base that is an index with the index digest and the digest of the linux/amd64
+    manifest its build used; the index pushed again with only an arm64 child added rebuilds
+    nothing, and a new amd64 child rebuilds the task once."""
+    import time
+    amd0 = _put_child(registry, "amd64", 0, "amd64-0")
+    first = _put_index(registry, [(*amd0, "amd64")])
+    work = tmp_path / "work"
+    (work / "plat").mkdir(parents=True)
+    (work / "plat" / "Dockerfile").write_text("ARG REG\nFROM ${REG}/base:1.0\nCOPY marker /plat\n")
+    (work / "plat" / "marker").write_text("plat\n")
+    (work / "plat" / "acb.yaml").write_text(LEVEL_FILE.format(name="plat"))
+    server, url = _serve_committed(work, tmp_path, "plat")
+    try:
+        cli("task", "create", "--name", "plat", "--file", str(work / "plat" / "acb.yaml"), "--context", url + ":plat",
+            "--base-image-trigger-enabled", "true")
+        built = json.loads(cli.run("task", "run", "--name", "plat", "--wait", "-o", "json").stdout)
+        assert built["status"] == "succeeded", built
+        assert built["baseImages"] == [{"reference": f"{registry.host}/base:1.0", "digest": first, "runtime": True,
+                                        "platform": "linux/amd64", "platformDigest": amd0[0]}], built
+
+        def base_runs():
+            return [r for r in cli.json("task", "list-runs", "--name", "plat") if r["trigger"] == "base-image"]
+
+        # The index again, with an arm64 child added: amd64's image did not change, nothing is rebuilt.
+        arm = _put_child(registry, "arm64", 0, "arm64-0")
+        second = _put_index(registry, [(*amd0, "amd64"), (*arm, "arm64")])
+        assert second != first
+        time.sleep(5)  # the trigger consumer reads the event log every 200 ms; its window is 1 s
+        assert base_runs() == []
+        # A new amd64 image in the index: rebuilt once, from it.
+        amd1 = _put_child(registry, "amd64", 1, "amd64-1")
+        third = _put_index(registry, [(*amd1, "amd64"), (*arm, "arm64")])
+        [run] = wait_for("the rebuild", lambda: [r for r in base_runs() if r["status"] in ("succeeded", "failed")], timeout=180)
+        assert run["status"] == "succeeded", run
+        assert run["baseImages"] == [{"reference": f"{registry.host}/base:1.0", "digest": third, "runtime": True,
+                                      "platform": "linux/amd64", "platformDigest": amd1[0]}], run
+        time.sleep(3)
+        assert len(base_runs()) == 1
+    finally:
+        server.shutdown()
