@@ -579,7 +579,9 @@ public final class AccessControl: Sendable {
             } else if scope.type == "registry", scope.name == "catalog" {
                 if scope.actions.contains("*") { granted = ["*"] }   // filtered per repository when listing
             } else if scope.type == "registry", scope.name == "management" {
-                if !principal.registryActions.isDisjoint(with: [.managementRead, .managementWrite]) { granted = ["*"] }
+                if !principal.registryActions.isDisjoint(with: [.managementRead, .managementWrite]) || principal.managementByGrants {
+                    granted = ["*"]
+                }
             }
             if !granted.isEmpty {
                 out.append(AccessClaim(type: scope.type, name: scope.name, actions: Array(Set(granted)).sorted()))

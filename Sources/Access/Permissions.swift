@@ -147,8 +147,13 @@ public struct Principal: Hashable, Sendable {
     public let registryActions: Action
     /// Identities marked as trusted services pass the network firewall once authenticated.
     public let isTrustedService: Bool
+    /// May hold a `registry:management` token without management rights: the management API's
+    /// endpoints judged per repository then judge it by its grants (a task run's `berth` steps).
+    public let managementByGrants: Bool
 
-    public init(kind: Kind, name: String, grants: [Grant], registryActions: Action = [], isTrustedService: Bool = false) {
+    public init(kind: Kind, name: String, grants: [Grant], registryActions: Action = [], isTrustedService: Bool = false,
+                managementByGrants: Bool = false) {
+        self.managementByGrants = managementByGrants
         self.kind = kind
         self.name = name
         self.grants = grants

@@ -19,9 +19,14 @@ public struct RunIdentity: Sendable, Equatable {
     /// Repositories it may pull from and not push to (its base images).
     public var pullRepositories: [String]
     public var deadline: Date
+    /// The run has `berth` steps (Berth's own CLI): it may also delete in its repositories, and
+    /// use the management API's endpoints that are judged per repository there (its token may
+    /// carry `registry:management`, which grants nothing registry-wide).
+    public var commands: Bool
 
-    public init(task: String, runID: String, repositories: [String], pullRepositories: [String] = [], deadline: Date) {
-        self.task = task; self.runID = runID; self.repositories = repositories
+    public init(task: String, runID: String, repositories: [String], pullRepositories: [String] = [], deadline: Date,
+                commands: Bool = false) {
+        self.task = task; self.runID = runID; self.repositories = repositories; self.commands = commands
         self.pullRepositories = pullRepositories.filter { !repositories.contains($0) }
         self.deadline = Date(timeIntervalSince1970: deadline.timeIntervalSince1970.rounded(.down))
     }
@@ -31,33 +36,39 @@ public struct RunIdentity: Sendable, Equatable {
     var subject: String {
         Self.prefix + task + "/" + runID + ":" + String(Int64(deadline.timeIntervalSince1970)) + ":"
             + repositories.joined(separator: ",")
-            + (pullRepositories.isEmpty ? "" : ":" + pullRepositories.joined(separator: ","))
+            + (pullRepositories.isEmpty && !commands ? "" : ":" + pullRepositories.joined(separator: ","))
+            + (commands ? ":" + Self.commandsMark : "")
     }
+
+    static let commandsMark = "berth-commands"
 
     init?(subject: String) {
         guard subject.hasPrefix(Self.prefix) else { return nil }
-        let parts = subject.dropFirst(Self.prefix.count).split(separator: ":", maxSplits: 3, omittingEmptySubsequences: false)
-        guard parts.count == 3 || parts.count == 4, let seconds = Int64(parts[1]) else { return nil }
+        let parts = subject.dropFirst(Self.prefix.count).split(separator: ":", maxSplits: 4, omittingEmptySubsequences: false)
+        guard (3...5).contains(parts.count), let seconds = Int64(parts[1]) else { return nil }
+        let commands = parts.count == 5
+        guard !commands || parts[4] == Self.commandsMark else { return nil }
         let name = parts[0].split(separator: "/", omittingEmptySubsequences: false)
         guard name.count == 2, !name[0].isEmpty, !name[1].isEmpty else { return nil }
         let repositories = parts[2].split(separator: ",").map(String.init)
         guard !repositories.isEmpty, repositories.allSatisfy(RepositoryName.isValid) else { return nil }
         let pulls = parts.count == 4 ? parts[3].split(separator: ",").map(String.init) : []
-        guard parts.count == 3 || !pulls.isEmpty, pulls.allSatisfy(RepositoryName.isValid) else { return nil }
+        guard parts.count == 3 || commands || !pulls.isEmpty, pulls.allSatisfy(RepositoryName.isValid) else { return nil }
         self.init(task: String(name[0]), runID: String(name[1]), repositories: repositories, pullRepositories: pulls,
-                  deadline: Date(timeIntervalSince1970: Double(seconds)))
+                  deadline: Date(timeIntervalSince1970: Double(seconds)), commands: commands)
     }
 
     /// Push and pull on each of its repositories, pull on its pull repositories, until its
     /// deadline; nil after it.
     func principal(now: Date = Date()) -> Principal? {
         guard now < deadline else { return nil }
+        let own = commands ? Role.push.actions.union(Role.delete.actions) : Role.push.actions
         let grants = repositories.compactMap { repository in
-            (try? RepositoryPattern(repository)).map { Grant($0, Role.push.actions) }
+            (try? RepositoryPattern(repository)).map { Grant($0, own) }
         } + pullRepositories.compactMap { repository in
             (try? RepositoryPattern(repository)).map { Grant($0, Role.pull.actions) }
         }
-        return Principal(kind: .token, name: "run:" + task + "/" + runID, grants: grants)
+        return Principal(kind: .token, name: "run:" + task + "/" + runID, grants: grants, managementByGrants: commands)
     }
 }
 

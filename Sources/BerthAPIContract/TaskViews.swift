@@ -25,6 +25,13 @@ public struct TaskRequest: Codable, Sendable, Equatable {
     public var baseImageTriggerEnabled: Bool?
     /// `Runtime` (only the built stage's base triggers) or `All` (build-time bases too).
     public var baseImageTriggerType: String?
+    /// A command instead of a task file (exactly one of them on create): an image and its
+    /// arguments (a one-step `cmd` task, run with podman), or `berth COMMAND …`, Berth's own CLI
+    /// run by the server with the run's identity (see `scope`).
+    public var cmd: String?
+    /// The repositories a task's `berth` steps may act on (push, pull, delete); the caller must
+    /// be allowed to push and delete in each. On PATCH, replaces the list ([] clears it).
+    public var scope: [String]?
     public init(name: String? = nil, taskFile: String? = nil, context: String? = nil, schedule: String? = nil,
                 values: [String: String]? = nil, timeoutSeconds: Int? = nil, enabled: Bool? = nil,
                 commitTriggerEnabled: Bool? = nil,
@@ -61,6 +68,10 @@ public struct TaskView: Codable, Sendable, Equatable {
     /// The bases its Dockerfiles declared when it was saved (`repository:tag` in this registry;
     /// `runtime` false for a build-time base): what triggers it, and what its runs may pull.
     public var baseImages: [TaskRunImageView]?
+    /// The command it was made from (`--cmd`), if it was.
+    public var cmd: String?
+    /// The repositories its `berth` steps may act on.
+    public var scope: [String]?
     public init(name: String, taskFile: String, context: String?, schedule: String?, values: [String: String],
                 timeoutSeconds: Int, repositories: [String], enabled: Bool, createdBy: String, createdAt: Date, updatedAt: Date,
                 baseImageTriggerType: String? = nil, baseImages: [TaskRunImageView]? = nil) {
@@ -95,8 +106,13 @@ public struct TaskRunImageView: Codable, Sendable, Equatable {
     public var digest: String?
     /// For a base image: true for the runtime base, false for a build-time one.
     public var runtime: Bool?
-    public init(reference: String, digest: String?, runtime: Bool? = nil) {
+    /// For a base whose tag points at an index (`digest`): the platform the run built for and
+    /// the digest of that platform's manifest in the index.
+    public var platform: String?
+    public var platformDigest: String?
+    public init(reference: String, digest: String?, runtime: Bool? = nil, platform: String? = nil, platformDigest: String? = nil) {
         self.reference = reference; self.digest = digest; self.runtime = runtime
+        self.platform = platform; self.platformDigest = platformDigest
     }
 }
 

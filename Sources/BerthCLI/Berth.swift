@@ -16,6 +16,7 @@ import ImportFeature
 import CacheFeature
 import Logging
 import NIOCore
+import OCIModel
 import RegistryCore
 import ScanningFeature
 import ServiceLifecycle
@@ -192,6 +193,11 @@ struct Serve: AsyncParsableCommand {
             registers: backends.metadata, settings: backends.metadata)
         var tasksConfiguration = Self.tasksConfiguration(settings, host: host, port: port, tls: tls != nil, outbound: outbound)
         tasksConfiguration.sealingKey = try await TasksFeature.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek))
+        // A base that is an index is resolved to this platform's manifest (per-platform base digests).
+        tasksConfiguration.manifestContent = { [registry] repository, digest in
+            let content = try await registry.manifest(try RepositoryName(repository), .digest(digest))
+            return (content.mediaType, Array(content.bytes.readableBytesView))
+        }
         let tasks = TasksFeature(store: backends.metadata, access: access, configuration: tasksConfiguration,
                                  logger: Logger(label: "berth.tasks"), registry: backends.metadata)
         let scanning = ScanningFeature(registry: registry, store: backends.metadata,
@@ -276,6 +282,10 @@ struct Serve: AsyncParsableCommand {
         configuration.maxContextBytes = settings.taskContextMaxBytes
         configuration.maxContextEntries = settings.taskContextMaxEntries
         configuration.maxContextUnpackedBytes = settings.taskContextMaxUnpackedBytes
+        // A task's `berth` steps run this binary (never a shell) against this server.
+        configuration.runner.berthExecutable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments.first.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        configuration.runner.berthRegistryURL = (tls ? "https://" : "http://") + registry
         return configuration
     }
 

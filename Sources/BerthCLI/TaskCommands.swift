@@ -179,12 +179,22 @@ struct TaskCommandGroup: AsyncParsableCommand {
 
 struct TaskCreate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "create", abstract: "Create a task from a task file.",
-        discussion: "Example: berth task create --name app-ci --file acb.yaml --context https://git.example.com/app.git#main --schedule '0 2 * * *'")
+        commandName: "create", abstract: "Create a task from a task file, or from one command (--cmd).",
+        discussion: """
+            Example: berth task create --name app-ci --file acb.yaml --context https://git.example.com/app.git#main --schedule '0 2 * * *'
+            A command task: --cmd "IMAGE ARG..." runs an image (podman, no network) as a one-step task; \
+            --cmd "berth purge --filter 'app:.*' --ago 30d" runs Berth's own CLI on the server with the run's \
+            short-lived identity, which may act only on the --repository names given (you must be allowed to \
+            push and delete there). Example: berth task create --name nightly-purge --cmd "berth purge --filter \
+            'app:.*' --ago 30d" --repository app --schedule '0 3 * * *'
+            """)
     @OptionGroup var client: ClientOptions
     @OptionGroup var out: OutputOptions
     @Option(help: "Task name (letters, digits, '.', '_', '-').") var name: String
-    @Option(help: "The task file (ACR multi-step, version v1.1.0).") var file: String
+    @Option(help: "The task file (ACR multi-step, version v1.1.0).") var file: String?
+    @Option(help: "Instead of a task file: one command, 'IMAGE ARG...' or 'berth COMMAND ...' (purge, repository).") var cmd: String?
+    @Option(name: .customLong("repository"), help: "A repository a 'berth' command may act on (repeat it): the task's scope.")
+    var scope: [String] = []
     @Option(help: "GIT_URL#BRANCH[:DIR]; without it, every run uploads its context.") var context: String?
     @Option(help: "A cron expression: run on this timer.") var schedule: String?
     @Option(name: .customLong("set"), help: ArgumentHelp("A value for {{.Values.KEY}}.", valueName: "key=value")) var set: [String] = []
@@ -198,10 +208,13 @@ struct TaskCreate: AsyncParsableCommand {
 
     func run() async throws {
         try await runCLI {
-            let body = TaskRequest(name: name, taskFile: try TaskCommands.readFile(file), context: context, schedule: schedule,
+            guard (file == nil) != (cmd == nil) else { throw ValidationError("give --file or --cmd (exactly one)") }
+            var body = TaskRequest(name: name, taskFile: try file.map(TaskCommands.readFile), context: context, schedule: schedule,
                                    values: try TaskCommands.values(set: set, file: values), timeoutSeconds: timeout,
                                    commitTriggerEnabled: commitTriggerEnabled,
                                    baseImageTriggerEnabled: baseImageTriggerEnabled, baseImageTriggerType: baseImageTriggerType)
+            body.cmd = cmd
+            body.scope = scope.isEmpty ? nil : scope
 
             let c = try await ManagementClient.connect(client)
             Printer.keyValues(try await c.call(.POST, "tasks", sending: body, answer: TaskView.self),
@@ -235,6 +248,8 @@ struct TaskShow: AsyncParsableCommand {
             Printer.keyValues(try await c.call(.GET, "tasks/" + Fmt.path(name), answer: TaskView.self),
                               fields: TaskCommands.columns + [Column("commit-trigger", "commitTriggerEnabled"),
                                                               Column("last-commit", compute: { $0["lastCommit"]?.asString ?? "-" }),
+                                                              Column("cmd", compute: { $0["cmd"]?.asString ?? "-" }),
+                                                              Column("scope", compute: { ($0["scope"]?.asArray ?? []).map(\.cell).joined(separator: ",") }),
                                                               Column("task-file", "taskFile")], format: out.output)
         }
     }
@@ -247,6 +262,9 @@ struct TaskUpdate: AsyncParsableCommand {
     @OptionGroup var out: OutputOptions
     @Option(help: "Task name.") var name: String
     @Option(help: "A new task file.") var file: String?
+    @Option(help: "A new command instead of the task file: 'IMAGE ARG...' or 'berth COMMAND ...'.") var cmd: String?
+    @Option(name: .customLong("repository"), help: "The repositories a 'berth' command may act on (replace all; '' for none).")
+    var scope: [String] = []
     @Option(help: "GIT_URL#BRANCH[:DIR] ('' for uploaded contexts).") var context: String?
     @Option(help: "A cron expression ('' for none).") var schedule: String?
     @Option(name: .customLong("set"), help: ArgumentHelp("Values (replace all).", valueName: "key=value")) var set: [String] = []
@@ -261,10 +279,13 @@ struct TaskUpdate: AsyncParsableCommand {
 
     func run() async throws {
         try await runCLI {
-            let body = TaskRequest(taskFile: try file.map(TaskCommands.readFile), context: context, schedule: schedule,
+            guard file == nil || cmd == nil else { throw ValidationError("give --file or --cmd, not both") }
+            var body = TaskRequest(taskFile: try file.map(TaskCommands.readFile), context: context, schedule: schedule,
                                    values: try TaskCommands.values(set: set, file: values), timeoutSeconds: timeout, enabled: enabled,
                                    commitTriggerEnabled: commitTriggerEnabled,
                                    baseImageTriggerEnabled: baseImageTriggerEnabled, baseImageTriggerType: baseImageTriggerType)
+            body.cmd = cmd
+            body.scope = scope.isEmpty ? nil : scope.filter { !$0.isEmpty }
 
             let c = try await ManagementClient.connect(client)
             Printer.keyValues(try await c.call(.PATCH, "tasks/" + Fmt.path(name), sending: body, answer: TaskView.self),

@@ -124,12 +124,6 @@ extension RegistryResponder {
             return Response(status: .noContent)
         }
 
-        route(.post, "purge") { request, _ in
-            let body = try await decode(PurgeRequest.self, request)
-            let options = try Registry.purgeOptions(filters: body.filters, ago: body.ago ?? "0", untagged: body.untagged ?? false,
-                                                    keep: body.keep ?? 0)
-            return jsonResponse(LifecycleReportView(try await registry.purge(options, dryRun: body.dryRun ?? false)))
-        }
         route(.get, "purge/schedules") { _, _ in await jsonResponse(try registry.purgeScheduleViews().map(BerthAPIContract.PurgeScheduleView.init)) }
         route(.post, "purge/schedules") { request, _ in
             let body = try await decode(ScheduleRequest.self, request)
@@ -177,6 +171,45 @@ extension RegistryResponder {
             return try await body()
         } catch let e as RegistryError {
             throw ManagementError(status: HTTPResponse.Status(code: e.status), code: e.code.rawValue, message: e.message)
+        }
+    }
+
+    /// `POST /api/v1/purge`. With management/write: every repository its filters match. Without
+    /// it (a build task's `berth purge` with its run identity, a scope-map token): allowed only
+    /// when the caller may delete (content/delete and metadata/write) in every repository the
+    /// filters match, each judged as `/api/v1/repository` judges it, and the purge then touches
+    /// no other; otherwise 403 (audited), naming none of them.
+    func purge(_ request: Request, _ context: Context, _ gate: AuthGate, _ caller: Caller?) async throws -> Response {
+        let address = caller?.address ?? gate.address(request, context)
+        let manager = gate.access.authorize(AccessRequest(caller: caller, address: address, repository: nil,
+                                                          actions: .managementWrite, target: .none)).isAllowed
+        if !manager, caller == nil {
+            throw gate.challenge(request, scope: "registry:management:*", message: "authentication required", insufficientScope: false)
+        }
+        let body = try await decode(PurgeRequest.self, request)
+        let actor = caller.map { "\($0.principal.kind.rawValue):\($0.principal.name)" } ?? "anonymous"
+        let origin = EventOrigin(actor: actor, address: address?.description ?? "-")
+        return try await EventOrigin.$current.withValue(origin) {
+            try await lifecycleErrors {
+                let options = try Registry.purgeOptions(filters: body.filters, ago: body.ago ?? "0", untagged: body.untagged ?? false,
+                                                        keep: body.keep ?? 0)
+                var only: Set<String>?
+                if !manager {
+                    let matched = try await registry.purgeRepositories(options)
+                    let allowed = matched.filter {
+                        gate.allows(caller, request, context, repository: $0, action: [.contentDelete, .metadataWrite],
+                                    target: AccessTarget(management: true))
+                    }
+                    guard allowed.count == matched.count else {
+                        let reason = "the purge's filters match repositories you may not delete in; narrow them to your own"
+                        await gate.access.recordAudit(actor: actor, address: address?.description ?? "-", action: "POST purge",
+                                                      target: "registry", outcome: "denied", detail: reason)
+                        throw AccessDenied(error: RegistryError(.denied, reason))
+                    }
+                    only = Set(allowed)
+                }
+                return jsonResponse(LifecycleReportView(try await registry.purge(options, dryRun: body.dryRun ?? false, only: only)))
+            }
         }
     }
 

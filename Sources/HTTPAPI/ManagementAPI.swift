@@ -65,6 +65,10 @@ extension RegistryResponder {
             return try await lifecycle(actor) { try await jsonResponse(UsageView(registry.usage(repository: nil))) }
         }
 
+        api.post("purge") { request, context in
+            try await purge(request, context, gate, try await gate.caller(request, context))
+        }
+
         let managed = router.group("api/v1").add(middleware: ManagementCheck(gate: gate))
         addAccessRoutes(to: managed, access: gate.access)
         addLifecycleRoutes(to: managed)

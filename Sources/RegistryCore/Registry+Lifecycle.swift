@@ -728,13 +728,21 @@ extension Registry {
         return id
     }
 
-    public func purge(_ options: PurgeOptions, dryRun: Bool, name: String? = nil, now: Date = Date()) async throws -> LifecycleReport {
+    /// The repositories a purge with `options` would look at (those its filters match).
+    public func purgeRepositories(_ options: PurgeOptions) async throws -> [String] {
+        try await allRepositories().filter { repo in options.filters.contains(where: { $0.matchesRepository(repo) }) }
+    }
+
+    /// `only`: the purge touches no repository outside it (a caller judged per repository).
+    public func purge(_ options: PurgeOptions, dryRun: Bool, name: String? = nil, now: Date = Date(),
+                      only: Set<String>? = nil) async throws -> LifecycleReport {
         var report = LifecycleReport(kind: .purge, name: name, dryRun: dryRun, startedAt: now, finishedAt: now)
         let locks = try await lockTable()
         let grace = try await garbageCollectionPolicy().graceSeconds
         let softUntil = try await softDeleteUntil(now)
         let detail = "purge" + (name.map { " schedule \($0)" } ?? "")
         for repo in try await allRepositories() where options.filters.contains(where: { $0.matchesRepository(repo) }) {
+            if let only, !only.contains(repo) { continue }
             if dryRun {
                 guard let graph = try await metadata.repositoryGraph(repo) else { continue }
                 report.add(LifecyclePlanner.purge(graph, options, locks: locks, now: now, grace: grace))

@@ -46,6 +46,13 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     /// When a base-image trigger last queued a run, and when a trigger coalesced after it is due.
     public var baseTriggeredAt: Date?
     public var baseTriggerDueAt: Date?
+    /// The command it was made from (`berth task create --cmd`): its task file is that command's
+    /// one-step file (`TaskFile.forCommand`).
+    public var command: String? = nil
+    /// Repositories its `berth` steps act on (named when it is saved, never by the file): its
+    /// runs' identity may push and pull there (`cmd` images are pulled with it), and delete when
+    /// the file has `berth` steps.
+    public var scope: [String]? = nil
 
     public init(name: String, taskFile: String, context: String?, schedule: String?, values: [String: String],
                 timeoutSeconds: Int, repositories: [String], enabled: Bool = true, createdBy: String,
@@ -98,6 +105,10 @@ public struct TaskRunImageRecord: Sendable, Codable, Equatable {
     public var digest: String?
     /// For a base image: true for the runtime base, false for a build-time one (nil: a push).
     public var runtime: Bool?
+    /// For a base whose tag points at an index: the platform the run builds for (`linux/amd64`)
+    /// and the digest of that platform's manifest in the index, the image the build used.
+    public var platform: String? = nil
+    public var platformDigest: String? = nil
     public init(reference: String, digest: String?, runtime: Bool? = nil) {
         self.reference = reference; self.digest = digest; self.runtime = runtime
     }

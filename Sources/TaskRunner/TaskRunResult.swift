@@ -55,6 +55,8 @@ public enum AttemptOutcome: Sendable, Equatable, CustomStringConvertible {
     case killed(signal: Int32)
     case timedOut
     case cancelled
+    /// A build killed by the kernel for going over its memory cgroup's limit.
+    case memoryLimit(bytes: Int64)
     /// Refused before anything ran (a path outside the context, a push to another registry).
     case refused(String)
 
@@ -64,6 +66,7 @@ public enum AttemptOutcome: Sendable, Equatable, CustomStringConvertible {
         case .killed(let signal): "killed by signal \(signal)"
         case .timedOut: "timed out"
         case .cancelled: "cancelled"
+        case .memoryLimit(let bytes): "killed by its memory cgroup: over its limit of \(bytes) bytes"
         case .refused(let reason): "refused: \(reason)"
         }
     }

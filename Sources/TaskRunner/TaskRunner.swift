@@ -32,6 +32,12 @@ public struct TaskRunnerConfiguration: Sendable {
     public var memoryCgroups: @Sendable () -> MemoryCgroups? = { MemoryCgroups.current() }
     /// Moves a build into its cgroup before it starts (`sh -c 'echo $$ > …/cgroup.procs && exec …'`).
     public var shell = "/bin/sh"
+    /// The server's own binary, run for a task's `berth` steps (`Tasks.BerthCommand`); nil: such
+    /// steps are refused.
+    public var berthExecutable: String?
+    /// The registry's URL (`http://host:port` or `https://…`) a `berth` step talks to
+    /// (`BERTH_REGISTRY` of its environment).
+    public var berthRegistryURL: String?
 
     public init(stateDirectory: String) { self.stateDirectory = stateDirectory }
 }
@@ -149,8 +155,13 @@ private struct RunExecution: Sendable {
         }
         let cancelled = Task.isCancelled
         let steps = file.steps.map { step in
-            results[step.id] ?? StepResult(id: step.id, status: .skipped, attempts: [], ignoredFailure: false,
-                                           reason: nil, started: nil, finished: nil, pushed: [])
+            var result = results[step.id] ?? StepResult(id: step.id, status: .skipped, attempts: [], ignoredFailure: false,
+                                                         reason: nil, started: nil, finished: nil, pushed: [])
+            // Why a step was stopped or never ran, in its own record (not only in the log).
+            let why = cancelled ? "the run was cancelled" : failure
+            if let why, result.status == .cancelled { result.reason = "stopped: " + why }
+            if let why, result.status == .skipped { result.reason = "not run: " + why }
+            return result
         }
         if steps.contains(where: { $0.status == .timedOut || $0.status == .cancelled }) {
             // A build stopped half-way leaves its working container in the task's storage.
@@ -177,10 +188,11 @@ private struct RunExecution: Sendable {
             case .refused(let reason): result.status = .failed; result.reason = reason; break attempts
             case .cancelled: result.status = .cancelled; break attempts
             case .timedOut: result.status = .timedOut; result.reason = "timed out after \(step.timeout) s"
-            case .exited, .killed: result.status = .failed; result.reason = "\(outcome)"
+            case .exited, .killed, .memoryLimit: result.status = .failed; result.reason = "\(outcome)"
             }
         }
         if result.status == .succeeded { result.reason = nil }
+        // Said more precisely by the run (which step's failure stopped it, or a cancel).
         if result.status == .cancelled { result.reason = "stopped" }
         if result.status == .failed || result.status == .timedOut, step.ignoreErrors {
             result.ignoredFailure = true
@@ -216,11 +228,12 @@ private struct RunExecution: Sendable {
             commands[0].command = tools.inCgroup(commands[0].command, procs: group.procs)
             await log.record(step: step.id, .runner, "memory limit \(limit) bytes (cgroup \(group.path))")
         }
-        let outcome = await runCommands(commands, step: step, pushed: &pushed)
+        var outcome = await runCommands(commands, step: step, pushed: &pushed)
         if let cgroup {
-            if outcome != .exited(0), let kills = cgroup.oomKills(), kills > 0 {
+            if outcome != .exited(0), outcome != .timedOut, outcome != .cancelled, let kills = cgroup.oomKills(), kills > 0 {
                 await log.record(step: step.id, .runner,
                                  "the build went over its memory limit of \(limit) bytes: the kernel killed \(kills == 1 ? "one of its processes" : "\(kills) of its processes")")
+                outcome = .memoryLimit(bytes: limit)
             }
             if let error = await Self.uncancelled({ await cgroup.remove() }) {
                 await log.record(step: step.id, .runner, "\(error)")
@@ -293,6 +306,14 @@ private struct RunExecution: Sendable {
             let name = "berth-\(request.runID)-\(index)-\(attempt)"
             return .success([(tools.run(command, env: step.env, workingDirectory: step.workingDirectory,
                                           network: step.network, name: name), nil, name)])
+        case .berth(let command):
+            guard let executable = tools.configuration.berthExecutable, let url = tools.configuration.berthRegistryURL else {
+                return .failure(TaskRunError("this server runs no berth commands in tasks"))
+            }
+            guard let credentials = request.credentials else {
+                return .failure(TaskRunError("berth in a task needs the task's scope: name its repositories (--repository) when saving it"))
+            }
+            return .success([(tools.berth(command, executable: executable, registryURL: url, credentials: credentials), nil, nil)])
         case .push(let references):
             var commands: [(command: ChildCommand, push: (reference: String, digestFile: String)?, container: String?)] = []
             for (n, reference) in references.enumerated() {

@@ -72,6 +72,23 @@ struct ToolCommands: Sendable {
         return ChildCommand(executable: configuration.podman, arguments: args, environment: environment)
     }
 
+    /// Berth's own CLI for a `berth` step: the server's binary with the step's words as argv (no
+    /// shell), its environment only the registry's URL and the run identity's credentials
+    /// (`BERTH_REGISTRY`, `BERTH_USERNAME`, `BERTH_PASSWORD`: never argv, masked in the log) and
+    /// a home of the run's own (no stored login of the server's user is read).
+    func berth(_ command: BerthCommand, executable: String, registryURL: String, credentials: PushCredentials) -> ChildCommand {
+        let env = [
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": directory.home,
+            "XDG_CONFIG_HOME": directory.home + "/.config",
+            "TMPDIR": directory.tmp,
+            "BERTH_REGISTRY": registryURL,
+            "BERTH_USERNAME": credentials.username,
+            "BERTH_PASSWORD": credentials.password,
+        ]
+        return ChildCommand(executable: executable, arguments: command.arguments, environment: env)
+    }
+
     /// Removes a container a stopped `cmd` step leaves behind (its conmon outlives podman).
     func removeContainer(_ name: String) -> ChildCommand {
         ChildCommand(executable: configuration.podman,

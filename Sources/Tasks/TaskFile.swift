@@ -47,6 +47,39 @@ public struct TaskFile: Sendable, Equatable {
     public var plan: ExecutionPlan
 
     public func step(_ id: String) -> Step? { steps.first { $0.id == id } }
+
+    /// Whether a run needs a context (a source to build): only `build` steps read one.
+    public var needsContext: Bool {
+        steps.contains { if case .build = $0.action { true } else { false } }
+    }
+
+    /// Whether a step runs Berth's own CLI (`cmd: berth …`).
+    public var hasBerthSteps: Bool {
+        steps.contains { if case .berth = $0.action { true } else { false } }
+    }
+
+    /// The one-step task file of `berth task create --cmd COMMAND`: a `cmd` step named `cmd`,
+    /// the command a YAML double-quoted scalar (escaped, so nothing in it is read as YAML).
+    public static func forCommand(_ command: String) -> String {
+        var quotedCommand = "\""
+        for scalar in command.unicodeScalars {
+            switch scalar {
+            case "\"": quotedCommand += "\\\""
+            case "\\": quotedCommand += "\\\\"
+            case "\n": quotedCommand += "\\n"
+            case "\t": quotedCommand += "\\t"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7f {
+                    let hex = String(scalar.value, radix: 16)
+                    quotedCommand += "\\x" + (hex.count < 2 ? "0" + hex : hex)
+                } else {
+                    quotedCommand.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        quotedCommand += "\""
+        return "version: \(supportedVersion)\nsteps:\n  - id: cmd\n    cmd: \(quotedCommand)\n"
+    }
 }
 
 public struct EnvironmentVariable: Sendable, Equatable, CustomStringConvertible {
@@ -61,6 +94,9 @@ public struct Step: Sendable, Equatable {
         case build(BuildArguments)
         case cmd(RunCommand)
         case push([ImageReference])
+        /// A `cmd` whose first word is `berth`: Berth's own CLI, run by the server's binary with
+        /// the run's identity (see `BerthCommand`).
+        case berth(BerthCommand)
     }
 
     public var id: String
@@ -85,6 +121,39 @@ public struct Step: Sendable, Equatable {
 public enum StepNetwork: String, Sendable, Equatable, CaseIterable {
     case none
     case host
+}
+
+/// A `cmd` step whose command starts with the word `berth` (as ACR's `acr purge` names its own
+/// CLI): Berth's CLI, run as a child process of the server's own binary, never through a shell,
+/// with the words split by the task file's quoting rules (`ShellWords`: no expansion). Its only
+/// credential is the run's identity (in the child's environment, never in argv or the log), so
+/// it can do no more than the task's scope allows. Only commands that act on repositories
+/// through the registry's API are allowed (`allowedCommands`); `--registry` (which would send
+/// the run's credentials elsewhere) is refused.
+public struct BerthCommand: Sendable, Equatable {
+    /// The CLI's commands a task may run: they talk to the registry's API only, and read or
+    /// write no local file.
+    public static let allowedCommands: Set<String> = ["purge", "repository"]
+    /// The words after `berth`.
+    public var arguments: [String]
+    public init(arguments: [String]) { self.arguments = arguments }
+
+    /// `words` without the leading `berth`; the thrown error is the reason.
+    public init(words: [String]) throws(BuildArgumentsError) {
+        guard let command = words.first else {
+            throw BuildArgumentsError("berth needs a command (\(Self.allowedCommands.sorted().joined(separator: ", ")))")
+        }
+        guard Self.allowedCommands.contains(command) else {
+            throw BuildArgumentsError("a task may run berth \(Self.allowedCommands.sorted().joined(separator: " or ")), not \(quoted(command, limit: 40))", refused: true)
+        }
+        for word in words where word == "--registry" || word.hasPrefix("--registry=") {
+            throw BuildArgumentsError("berth in a task talks to this registry only: --registry is refused", refused: true)
+        }
+        for word in words where word.contains("\0") {
+            throw BuildArgumentsError("a berth argument cannot hold a NUL byte")
+        }
+        arguments = words
+    }
 }
 
 /// A `cmd` step: run `image` with `arguments`.

@@ -202,7 +202,16 @@ private struct Reader {
                 }
             case "cmd":
                 let text = try string(field.value, "cmd")
-                do { step.action = .cmd(try RunCommand(parsing: text)) } catch { throw fail(.invalidValue, field.value, "cmd: \(error)") }
+                do {
+                    let words = try ShellWords.split(text)
+                    if words.first == "berth" {
+                        step.action = .berth(try BerthCommand(words: Array(words.dropFirst())))
+                    } else {
+                        step.action = .cmd(try RunCommand(parsing: text))
+                    }
+                } catch {
+                    throw fail(error.refused ? .refused : .invalidValue, field.value, "cmd: \(error)")
+                }
             case "push":
                 var references: [ImageReference] = []
                 for (text, item) in try strings(field.value, "push") {
@@ -256,6 +265,8 @@ private struct Reader {
         if let networkKey {
             switch step.action {
             case .cmd: break
+            case .berth:
+                throw fail(.invalidValue, networkKey, "network applies to cmd steps that run an image; berth runs on the server and reaches only this registry")
             case .build:
                 throw fail(.invalidValue, networkKey,
                            "network applies to cmd steps only; a build's RUN instructions have the host network (chroot isolation) whatever the step says")

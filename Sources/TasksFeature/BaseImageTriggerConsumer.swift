@@ -68,7 +68,15 @@ extension TaskService {
         let runs = try await store.taskRuns(task: name, limit: 20)
         let latest = runs.first { $0.status != .queued && $0.status != .cancelled }
         let full = external ? reference : configuration.registry + "/" + reference
-        let built = latest?.baseImages.first { $0.reference == full }?.digest
+        let builtRecord = latest?.baseImages.first { $0.reference == full }
+        let built = builtRecord?.digest
+        if !external, let colon = reference.lastIndex(of: ":"),
+           await samePlatformImage(builtRecord, repository: String(reference[..<colon]), digest: digest) {
+            // The index moved for another platform only: no rebuild (the multi-arch storm).
+            logger.debug("a base's index moved without changing this platform's image",
+                         metadata: ["task": "\(name)", "base": "\(reference)"])
+            return
+        }
         let decision = BaseTriggerCoalescing(window: configuration.baseTriggerWindow)
             .decide(now: now, digest: digest, lastTriggeredAt: task.baseTriggeredAt, dueAt: task.baseTriggerDueAt,
                     hasQueuedRun: runs.contains { $0.status == .queued }, latestBuiltDigest: built)
@@ -137,9 +145,46 @@ extension TaskService {
             guard base.reference.hasPrefix(configuration.registry + "/"), let colon = reference.lastIndex(of: ":") else { return false }
             let current = try? await images.tagTarget(repository: String(reference[..<colon]),
                                                       tag: String(reference[reference.index(after: colon)...]))
-            guard current?.string == base.digest else { return false }
+            if current?.string == base.digest { continue }
+            guard await samePlatformImage(base, repository: String(reference[..<colon]), digest: current?.string) else { return false }
         }
         return true
+    }
+
+    /// When `digest` in `repository` is an index (OCI or Docker manifest list): the digest of
+    /// its manifest for `configuration.platform` (the first that matches, as a pull picks it);
+    /// nil for a plain manifest, one that cannot be read, or an index without that platform.
+    func platformManifest(repository: String, digest: OCIModel.Digest) async -> OCIModel.Digest? {
+        guard let read = configuration.manifestContent,
+              let content = try? await read(repository, digest),
+              content.mediaType == "application/vnd.oci.image.index.v1+json"
+                || content.mediaType == "application/vnd.docker.distribution.manifest.list.v2+json" else { return nil }
+        struct Index: Decodable {
+            struct Entry: Decodable {
+                struct Platform: Decodable { let os: String?; let architecture: String?; let variant: String? }
+                let digest: String
+                let platform: Platform?
+            }
+            let manifests: [Entry]?
+        }
+        guard let index = try? JSONDecoder().decode(Index.self, from: Data(content.bytes)) else { return nil }
+        let parts = configuration.platform.split(separator: "/").map(String.init)
+        guard parts.count >= 2 else { return nil }
+        let entry = index.manifests?.first { entry in
+            guard let p = entry.platform, p.os == parts[0], p.architecture == parts[1] else { return false }
+            return parts.count < 3 || p.variant == parts[2]
+        }
+        return entry.flatMap { try? OCIModel.Digest(parsing: $0.digest) }
+    }
+
+    /// Whether `digest` (a new target of a base's tag) gives the run's platform the image
+    /// `built` recorded: an index whose platform manifest is unchanged (another platform's
+    /// child was added or changed) rebuilds nothing.
+    func samePlatformImage(_ built: TaskRunImageRecord?, repository: String, digest: String?) async -> Bool {
+        guard let recorded = built?.platformDigest, built?.platform == configuration.platform,
+              let digest, let parsed = try? OCIModel.Digest(parsing: digest),
+              let child = await platformManifest(repository: repository, digest: parsed) else { return false }
+        return child.string == recorded
     }
 
     /// The bases a run's checkout declares, with the digests their tags point at now (just
@@ -159,8 +204,13 @@ extension TaskService {
             guard let colon = base.reference.lastIndex(of: ":") else { continue }
             let digest = try? await images.tagTarget(repository: String(base.reference[..<colon]),
                                                      tag: String(base.reference[base.reference.index(after: colon)...]))
-            records.append(TaskRunImageRecord(reference: configuration.registry + "/" + base.reference, digest: digest?.string,
-                                              runtime: base.runtime))
+            var record = TaskRunImageRecord(reference: configuration.registry + "/" + base.reference, digest: digest?.string,
+                                            runtime: base.runtime)
+            if let digest, let child = await platformManifest(repository: String(base.reference[..<colon]), digest: digest) {
+                record.platform = configuration.platform
+                record.platformDigest = child.string
+            }
+            records.append(record)
         }
         return records
     }

@@ -111,7 +111,7 @@ public struct TaskQueueService: Service {
             switch (stop, result?.status) {
             case (.timedOut?, _):
                 run.status = .failed
-                run.reason = "the run exceeded its timeout"
+                run.reason = "the run exceeded its timeout" + (run.taskAtQueue.map { " of \($0.timeoutSeconds) s" } ?? "")
             case (.cancelRequested?, _):
                 run.status = .cancelled
                 run.reason = "cancelled"
@@ -126,6 +126,13 @@ public struct TaskQueueService: Service {
             case (nil, .cancelled?), (nil, nil):
                 run.status = .cancelled
                 run.reason = "the server stopped"
+            }
+            if stop != nil, let why = run.reason {
+                // The runner saw only that it was stopped: each step says why.
+                for index in run.steps.indices {
+                    if run.steps[index].status == StepResult.Status.cancelled.rawValue { run.steps[index].reason = "stopped: " + why }
+                    if run.steps[index].status == StepResult.Status.skipped.rawValue { run.steps[index].reason = "not run: " + why }
+                }
             }
         } catch {
             run.status = .failed
@@ -184,6 +191,8 @@ public struct TaskQueueService: Service {
                 directory = resolved
             }
             branch = git.branch
+        } else if !(try tasks.parse(task, runID: run.id).needsContext) {
+            // Nothing to build (a `--cmd` task): an empty source.
         } else {
             throw TaskError.invalid("the task has no context and none was uploaded")
         }
@@ -198,10 +207,14 @@ public struct TaskQueueService: Service {
                 }
             }
         }
-        let repositories = try tasks.repositories(of: file)
-        if let outside = repositories.first(where: { !task.repositories.contains($0) }) {
+        let pushes = try tasks.repositories(of: file)
+        if let outside = pushes.first(where: { !task.repositories.contains($0) }) {
             throw TaskError.forbidden("the run pushes to \(outside), which the task did not name when it was saved")
         }
+        // Its scope (named when it was saved, never by the file): what its `berth` steps act on
+        // (push, pull, delete) and its `cmd` images may be pulled from.
+        let commands = file.hasBerthSteps
+        let repositories = Array(Set(pushes + (task.scope ?? []))).sorted()
         // The bases its Dockerfiles name, with the digests they resolve to now, recorded before the
         // build pulls them (base-image triggers compare against them).
         let bases = await tasks.resolvedBases(of: file, source: directory)
@@ -218,7 +231,7 @@ public struct TaskQueueService: Service {
             }
             let identity = RunIdentity(task: task.name, runID: run.id, repositories: repositories,
                                        pullRepositories: Array(Set(pulls)).sorted(),
-                                       deadline: Date().addingTimeInterval(Double(task.timeoutSeconds) + 60))
+                                       deadline: Date().addingTimeInterval(Double(task.timeoutSeconds) + 60), commands: commands)
             let (username, password) = try await access.issueRunCredentials(identity, audience: configuration.serviceName)
             credentials = PushCredentials(username: username, password: password)
         }

@@ -65,6 +65,18 @@ public struct TasksConfiguration: Sendable {
     public var resolveExternalBase: (@Sendable (String) async throws -> String)? = nil
     /// Seals the tasks' push-webhook secrets (shared by every node: `TasksFeature.sharedSealingKey`).
     public var sealingKey = SymmetricKey(size: .bits256)
+    /// Reads a manifest of this registry (media type and bytes) by repository and digest: how a
+    /// base that is an index is resolved to the manifest of `platform`. Nil: indexes are not looked into.
+    public var manifestContent: (@Sendable (String, OCIModel.Digest) async throws -> (mediaType: String, bytes: [UInt8]))? = nil
+    /// The platform builds run for (`os/architecture`): this machine's (buildah builds for it).
+    public var platform = TasksConfiguration.hostPlatform
+    public static var hostPlatform: String {
+        #if arch(arm64)
+        "linux/arm64"
+        #else
+        "linux/amd64"
+        #endif
+    }
     /// The runner's own settings (tools, storage driver, memory limit).
     public var runner: TaskRunnerConfiguration
     public var checkout = SourceCheckout()
@@ -170,6 +182,13 @@ public struct TaskService: Sendable {
         }
     }
 
+    /// The task file of a `--cmd` task; an empty or oversized command is refused.
+    static func commandFile(_ command: String) throws(TaskError) -> String {
+        guard !command.trimmingCharacters(in: .whitespaces).isEmpty else { throw .invalid("cmd is empty") }
+        guard command.utf8.count <= 16 << 10, !command.contains("\0") else { throw .invalid("cmd is too long or holds a NUL byte") }
+        return TaskFile.forCommand(command)
+    }
+
     /// The repositories a parsed file's push steps name; a push to another registry is refused.
     func repositories(of file: TaskFile) throws(TaskError) -> [String] {
         var names: [String] = []
@@ -188,7 +207,8 @@ public struct TaskService: Sendable {
 
     /// A task as asked: checked (name, file, context, schedule, values, timeout) and its push
     /// repositories found. `mayPush` says whether the caller may push to a repository.
-    func validated(_ record: TaskRecord, mayPush: (String) -> Bool, mayPull: (String) -> Bool) async throws(TaskError) -> TaskRecord {
+    func validated(_ record: TaskRecord, mayPush: (String) -> Bool, mayPull: (String) -> Bool,
+                   mayDelete: (String) -> Bool) async throws(TaskError) -> TaskRecord {
         var record = record
         guard Self.isValidName(record.name) else {
             throw .invalid("task names are 1-64 characters of letters, digits, '.', '_', '-', starting with a letter or digit")
@@ -199,29 +219,46 @@ public struct TaskService: Sendable {
             let git = try GitContext(parsing: context)
             do { try await configuration.outbound.checkTarget(git.url) } catch { throw .invalid("context refused: \(error.message)") }
         }
-        if let schedule = record.schedule {
-            do { _ = try CronSchedule(parsing: schedule) } catch { throw .invalid("schedule: \(error)") }
-            guard record.context != nil else { throw .invalid("a schedule needs a git context (--context GIT_URL#BRANCH)") }
-        }
         if record.commitTriggerEnabled == true, record.context == nil {
             throw .invalid("a commit trigger needs a git context (--context GIT_URL#BRANCH)")
-        }
-        guard record.timeoutSeconds >= 1, record.timeoutSeconds <= configuration.maxTimeoutSeconds else {
-            throw .invalid("timeoutSeconds must be 1 to \(configuration.maxTimeoutSeconds)")
         }
         // A git context gives every run a branch and a commit: checked with stand-ins for them.
         let git = record.context.flatMap { try? GitContext(parsing: $0) }
         let file = try parse(record, runID: "cb0", branch: git?.branch, commit: git.map { _ in String(repeating: "0", count: 40) })
+        if let schedule = record.schedule {
+            do { _ = try CronSchedule(parsing: schedule) } catch { throw .invalid("schedule: \(error)") }
+            guard record.context != nil || !file.needsContext else {
+                throw .invalid("a schedule needs a git context (--context GIT_URL#BRANCH) for the task's build steps")
+            }
+        }
+        guard record.timeoutSeconds >= 1, record.timeoutSeconds <= configuration.maxTimeoutSeconds else {
+            throw .invalid("timeoutSeconds must be 1 to \(configuration.maxTimeoutSeconds)")
+        }
         record.repositories = try repositories(of: file)
         for repository in record.repositories where !mayPush(repository) {
             throw .forbidden("you may not push to \(repository), which the task's push steps name")
+        }
+        // The scope of its `berth` steps: the creator's own push and delete rights, never more.
+        if let scope = record.scope {
+            guard scope.count <= 100 else { throw .invalid("at most 100 scope repositories") }
+            for repository in scope {
+                guard RepositoryName.isValid(repository) else { throw .invalid("scope: invalid repository name \(repository)") }
+                guard mayPush(repository), mayDelete(repository) else {
+                    throw .forbidden("you may not push and delete in \(repository), which the task's scope names")
+                }
+            }
+            record.scope = Array(Set(scope)).sorted()
+        }
+        if file.hasBerthSteps, (record.scope ?? []).isEmpty {
+            throw .invalid("a task that runs berth needs a scope: the repositories it acts on (--repository)")
         }
         try await validateBaseImageTrigger(&record, file: file, mayPull: mayPull)
         return record
     }
 
-    func create(_ record: TaskRecord, mayPush: (String) -> Bool, mayPull: (String) -> Bool = { _ in false }) async throws -> TaskRecord {
-        let record = try await validated(record, mayPush: mayPush, mayPull: mayPull)
+    func create(_ record: TaskRecord, mayPush: (String) -> Bool, mayPull: (String) -> Bool = { _ in false },
+                mayDelete: (String) -> Bool = { _ in false }) async throws -> TaskRecord {
+        let record = try await validated(record, mayPush: mayPush, mayPull: mayPull, mayDelete: mayDelete)
         guard try await store.createTask(record) else { throw TaskError.conflict("task \(record.name) exists") }
         return record
     }
@@ -231,8 +268,9 @@ public struct TaskService: Sendable {
         return task
     }
 
-    func update(_ record: TaskRecord, mayPush: (String) -> Bool, mayPull: (String) -> Bool = { _ in false }) async throws -> TaskRecord {
-        let record = try await validated(record, mayPush: mayPush, mayPull: mayPull)
+    func update(_ record: TaskRecord, mayPush: (String) -> Bool, mayPull: (String) -> Bool = { _ in false },
+                mayDelete: (String) -> Bool = { _ in false }) async throws -> TaskRecord {
+        let record = try await validated(record, mayPush: mayPush, mayPull: mayPull, mayDelete: mayDelete)
         guard try await store.updateTask(record) else { throw TaskError.notFound("task \(record.name)") }
         return record
     }
@@ -258,7 +296,8 @@ public struct TaskService: Sendable {
     func queue(_ name: String, trigger: String, uploadedContext: String?) async throws -> TaskRunRecord {
         let task = try await get(name)
         guard task.enabled else { throw TaskError.conflict("task \(name) is disabled") }
-        guard uploadedContext != nil || task.context != nil else {
+        let needsContext = try parse(task, runID: "cb0").needsContext
+        guard uploadedContext != nil || task.context != nil || !needsContext else {
             throw TaskError.invalid("task \(name) has no context: upload one with the run (berth task run --context DIR)")
         }
         guard let run = try await store.queueTaskRun(task: name, trigger: trigger, uploadedContext: uploadedContext) else {

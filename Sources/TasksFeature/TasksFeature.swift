@@ -54,6 +54,12 @@ public struct TasksFeature: RegistryFeature {
                 server.allows(caller, request, context, repository: repository, action: [.contentWrite, .metadataWrite])
             }
         }
+        @Sendable func mayDelete(_ request: Request, _ context: BerthRequestContext) async throws -> @Sendable (String) -> Bool {
+            let caller = try await server.caller(request, context).map { Caller(principal: $0.principal, address: $0.address) }
+            return { repository in
+                server.allows(caller, request, context, repository: repository, action: [.contentDelete, .metadataWrite])
+            }
+        }
         @Sendable func mayPull(_ request: Request, _ context: BerthRequestContext) async throws -> @Sendable (String) -> Bool {
             let caller = try await server.caller(request, context).map { Caller(principal: $0.principal, address: $0.address) }
             return { repository in
@@ -79,16 +85,20 @@ public struct TasksFeature: RegistryFeature {
         api.post("tasks") { request, context in
             let body = try await server.decode(TaskRequest.self, request)
             let now = Date()
-            let record = TaskRecord(
-                name: body.name ?? "", taskFile: body.taskFile ?? "", context: body.context.flatMap { $0.isEmpty ? nil : $0 },
+            if body.cmd != nil, body.taskFile != nil { throw TaskError.invalid("give a task file or a command (cmd), not both") }
+            var record = TaskRecord(
+                name: body.name ?? "", taskFile: try body.cmd.map(TaskService.commandFile) ?? body.taskFile ?? "", context: body.context.flatMap { $0.isEmpty ? nil : $0 },
                 schedule: body.schedule.flatMap { $0.isEmpty ? nil : $0 }, values: body.values ?? [:],
                 timeoutSeconds: body.timeoutSeconds ?? tasks.configuration.defaultTimeoutSeconds, repositories: [],
                 enabled: body.enabled ?? true, createdBy: context.managementActor?.name ?? "anonymous", createdAt: now, updatedAt: now,
                 baseImageTrigger: baseImageTrigger(body, current: nil))
+            record.command = body.cmd
+            record.scope = body.scope.flatMap { $0.isEmpty ? nil : $0 }
             var asked = record
             let secret = try tasks.setCommitTrigger(&asked, enabled: body.commitTriggerEnabled)
             let created = try await tasks.create(asked, mayPush: try await mayPush(request, context),
-                                                 mayPull: try await mayPull(request, context))
+                                                 mayPull: try await mayPull(request, context),
+                                                 mayDelete: try await mayDelete(request, context))
             var view = TaskView(created)
             view.gitWebhookSecret = secret
             return server.json(view, status: .created)
@@ -103,7 +113,10 @@ public struct TasksFeature: RegistryFeature {
             let body = try await server.decode(TaskRequest.self, request)
             var record = try await tasks.get(try context.parameters.require("name"))
             if let name = body.name, name != record.name { throw TaskError.invalid("a task cannot be renamed") }
-            if let file = body.taskFile { record.taskFile = file }
+            if body.cmd != nil, body.taskFile != nil { throw TaskError.invalid("give a task file or a command (cmd), not both") }
+            if let file = body.taskFile { record.taskFile = file; record.command = nil }
+            if let command = body.cmd { record.taskFile = try TaskService.commandFile(command); record.command = command }
+            if let scope = body.scope { record.scope = scope.isEmpty ? nil : scope }
             if let value = body.context { record.context = value.isEmpty ? nil : value }
             if let value = body.schedule {
                 record.schedule = value.isEmpty ? nil : value
@@ -121,7 +134,8 @@ public struct TasksFeature: RegistryFeature {
             }
             record.updatedAt = Date()
             var view = TaskView(try await tasks.update(record, mayPush: try await mayPush(request, context),
-                                                       mayPull: try await mayPull(request, context)))
+                                                       mayPull: try await mayPull(request, context),
+                                                       mayDelete: try await mayDelete(request, context)))
             view.gitWebhookSecret = secret
             return server.json(view)
         }
@@ -245,6 +259,8 @@ extension TaskView {
                           }
                   })
         commitTriggerEnabled = r.commitTriggerEnabled ?? false
+        cmd = r.command
+        scope = r.scope
     }
 }
 
@@ -257,7 +273,10 @@ extension TaskRunView {
                                       startedAt: $0.startedAt, finishedAt: $0.finishedAt)
                   },
                   pushed: r.pushed.map { TaskRunImageView(reference: $0.reference, digest: $0.digest) },
-                  baseImages: r.baseImages.map { TaskRunImageView(reference: $0.reference, digest: $0.digest, runtime: $0.runtime) })
+                  baseImages: r.baseImages.map {
+                      TaskRunImageView(reference: $0.reference, digest: $0.digest, runtime: $0.runtime, platform: $0.platform,
+                                       platformDigest: $0.platformDigest)
+                  })
         commit = r.commit
     }
 }

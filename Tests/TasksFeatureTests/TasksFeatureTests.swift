@@ -160,7 +160,7 @@ private func pushBlob(_ client: any TestClientProtocol, _ repository: String, _ 
             _ = try await tasks.create(task("git", context: "https://git.example.com/x.git#--upload-pack=x"), mayPush: { _ in true })
         }
         await #expect(throws: TaskError.self) { _ = try await tasks.create(task("cron", schedule: "61 * * * *"), mayPush: { _ in true }) }
-        await #expect(throws: TaskError.invalid("a schedule needs a git context (--context GIT_URL#BRANCH)")) {
+        await #expect(throws: TaskError.invalid("a schedule needs a git context (--context GIT_URL#BRANCH) for the task's build steps")) {
             _ = try await tasks.create(task("cron", context: nil, schedule: "0 2 * * *"), mayPush: { _ in true })
         }
         let nightly = try await tasks.create(task("nightly", schedule: "0 2 * * *"), mayPush: { _ in true })

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from test_cli import Cli
+from conftest import berth_bin
+from test_cli import Cli, inspect, layout, push  # noqa: F401 (layout is a fixture)
 from test_import import ReferenceSource
 
 pytestmark = [pytest.mark.berth_only, pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32")]
@@ -682,3 +683,159 @@ def test_a_build_over_its_memory_limit_fails_the_run(cli, registry, context, tmp
     assert failed["status"] == "failed" and [s["status"] for s in failed["steps"]] == ["failed"], failed
     log = cli.run("task", "logs", "--name", "membig", "--run-id", failed["id"]).stdout.decode()
     assert f"the build went over its memory limit of {192 << 20} bytes" in log, log
+    # The reason is in the run's record too, not only in the log.
+    assert failed["steps"][0]["reason"] == f"killed by its memory cgroup: over its limit of {192 << 20} bytes", failed
+    assert failed["reason"] == f"step build failed: killed by its memory cgroup: over its limit of {192 << 20} bytes", failed
+
+
+def test_a_cmd_task_runs_berth_purge_with_its_run_identity_inside_its_scope_only(cli, registry, layout, tmp_path):
+    """Issue 16 item 3: ``--cmd`` tasks. ``berth task create --cmd "berth purge ..."`` makes a
+    one-step task without a task file or context; its run executes the server's own ``berth``
+    with the run's short-lived identity (never the creator's credentials), limited to the
+    repositories named with ``--repository``: it purges there, and a purge that reaches past
+    them is refused and deletes nothing."""
+    for repository, tag in (("junk/app", "old1"), ("junk/app", "old2"), ("keep/app", "v1")):
+        push(registry, layout, repository, registry.creds, tag=tag)
+    command = "berth purge --filter 'junk/app:.*' --ago 0d"
+    cli("task", "create", "--name", "nightly", "--cmd", command, "--repository", "junk/app", "--schedule", "0 3 * * *")
+    shown = cli.json("task", "show", "--name", "nightly")
+    assert shown["cmd"] == command and shown["scope"] == ["junk/app"] and shown.get("context") is None, shown
+    assert [t["name"] for t in cli.json("task", "list")] == ["nightly"]
+
+    done = cli.run("task", "run", "--name", "nightly", "--wait", check=False)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    [run] = cli.json("task", "list-runs", "--name", "nightly")
+    assert run["status"] == "succeeded" and run["trigger"] == "manual", run
+    assert inspect(registry, "junk/app", registry.creds, tag="old1", check=False).returncode != 0
+    assert inspect(registry, "junk/app", registry.creds, tag="old2", check=False).returncode != 0
+    assert inspect(registry, "keep/app", registry.creds, tag="v1").returncode == 0
+    log = cli.run("task", "logs", "--name", "nightly", "--run-id", run["id"]).stdout.decode()
+    assert "cmd stdout|" in log and "old1" in log, log
+    assert registry.password not in log and "eyJ" not in log, log
+    # The purge's events name the run, not the task's creator.
+    audit = requests.get(f"{registry.base}/api/v1/audit", auth=registry.creds, timeout=10).json()
+    purges = [e for e in audit if e["action"] == "purge.run"]
+    assert purges and purges[-1]["actor"].startswith("token:run:nightly/"), purges
+
+    # Past its scope: refused whole; nothing is deleted.
+    cli("task", "update", "--name", "nightly", "--cmd", "berth purge --filter '.*/app:.*' --ago 0d")
+    refused = cli.run("task", "run", "--name", "nightly", "--wait", check=False)
+    assert refused.returncode != 0
+    latest = cli.json("task", "list-runs", "--name", "nightly")[0]
+    assert latest["status"] == "failed" and latest["steps"][0]["reason"] == "exit code 1", latest
+    log = cli.run("task", "logs", "--name", "nightly", "--run-id", latest["id"]).stdout.decode()
+    assert "may not delete in" in log and "keep/app" not in log, log
+    assert inspect(registry, "keep/app", registry.creds, tag="v1").returncode == 0
+    # A berth command the task language does not allow is refused when saved, with its line.
+    assert "not 'serve'" in cli.fails("task", "update", "--name", "nightly", "--cmd", "berth serve")
+
+    cli("task", "delete", "--name", "nightly")
+    assert cli.json("task", "list") == []
+    assert "not found" in cli.fails("task", "show", "--name", "nightly")
+
+
+LINES_FILE = """\
+version: v1.1.0
+steps:
+  - id: build
+    build: -t $Registry/lines:$ID -f Dockerfile .
+  - id: lines
+    cmd: $Registry/lines:$ID sh -c 'for i in 1 2 3 4 5 6; do echo "line $i"; sleep 1; done'
+"""
+
+
+def test_berth_run_a_file_then_follow_a_runs_log_list_and_delete(cli, registry, context, tmp_path):
+    """Issue 16 item 3's CLI: ``berth run -f FILE CONTEXT`` saves the file as a task, uploads the
+    context and prints the log as it runs; ``berth task logs --follow`` of a run started without
+    waiting ends when the run ends and prints every line exactly once; ``task list`` and
+    ``task delete``."""
+    (tmp_path / "lines.yaml").write_text(LINES_FILE)
+    ran = cli.run("run", "-f", str(tmp_path / "lines.yaml"), str(context), "-o", "json", check=False)
+    assert ran.returncode == 0, ran.stderr.decode()[-3000:]
+    result = json.loads(ran.stdout)
+    assert result["task"] == "quick-run" and result["status"] == "succeeded", result
+    printed = ran.stderr.decode()
+    assert all(printed.count(f"lines stdout| line {i}\n") == 1 for i in range(1, 7)), printed
+    assert [t["name"] for t in cli.json("task", "list")] == ["quick-run"]
+
+    queued = json.loads(cli.run("task", "run", "--name", "quick-run", "--context", str(context), "-o", "json").stdout)
+    followed = subprocess.run([str(berth_bin()), "task", "logs", "--name", "quick-run", "--run-id", queued["id"], "--follow"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli.env(), timeout=300)
+    assert followed.returncode == 0, followed.stderr.decode()
+    [run] = [r for r in cli.json("task", "list-runs", "--name", "quick-run") if r["id"] == queued["id"]]
+    assert run["status"] == "succeeded", run            # --follow returned only once the run had ended
+    whole = cli.run("task", "logs", "--name", "quick-run", "--run-id", queued["id"]).stdout.decode()
+    assert followed.stdout.decode() == whole, (followed.stdout.decode(), whole)
+    assert all(whole.count(f"lines stdout| line {i}\n") == 1 for i in range(1, 7)), whole
+    assert whole.rstrip().endswith("run succeeded"), whole
+
+    cli("task", "delete", "--name", "quick-run")
+    assert cli.json("task", "list") == []
+
+
+def _put_child(registry, arch: str, n: int, tag: str) -> tuple[str, int]:
+    """Pushes ``base:TAG``, a one-layer image for ``linux/ARCH`` of generation ``n``; returns
+    (digest, size) for an index entry."""
+    layer, diff_id = _base_layer(n)
+    config = json.loads(_base_config(diff_id, n))
+    config["architecture"] = arch
+    digest = _put_base(registry, json.dumps(config).encode(), layer, diff_id, tag=tag)
+    head = requests.head(f"{registry.base}/v2/base/manifests/{digest}", auth=registry.creds, timeout=10,
+                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    return digest, int(head.headers["Content-Length"])
+
+
+def _put_index(registry, children: list[tuple[str, int, str]]) -> str:
+    """Pushes ``base:1.0`` as an OCI index of (digest, size, architecture) children; returns its digest."""
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": s,
+                            "platform": {"architecture": a, "os": "linux"}} for d, s, a in children]}
+    r = requests.put(f"{registry.base}/v2/base/manifests/1.0", data=json.dumps(index).encode(), auth=registry.creds,
+                     timeout=10, headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
+    assert r.status_code == 201, r.text
+    return r.headers["Docker-Content-Digest"]
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_TASK_BASE_TRIGGER_WINDOW_SECONDS="1")
+def test_an_index_base_is_recorded_per_platform_and_only_its_platforms_change_rebuilds(cli, registry, tmp_path):
+    """Issue 16 item 4 (bases recorded per platform) and its Why's multi-arch rebuild storm: a run
+    records a base that is an index with the index digest and the digest of the linux/amd64
+    manifest its build used; the index pushed again with only an arm64 child added rebuilds
+    nothing, and a new amd64 child rebuilds the task once."""
+    import time
+    amd0 = _put_child(registry, "amd64", 0, "amd64-0")
+    first = _put_index(registry, [(*amd0, "amd64")])
+    work = tmp_path / "work"
+    (work / "plat").mkdir(parents=True)
+    (work / "plat" / "Dockerfile").write_text("ARG REG\nFROM ${REG}/base:1.0\nCOPY marker /plat\n")
+    (work / "plat" / "marker").write_text("plat\n")
+    (work / "plat" / "acb.yaml").write_text(LEVEL_FILE.format(name="plat"))
+    server, url = _serve_committed(work, tmp_path, "plat")
+    try:
+        cli("task", "create", "--name", "plat", "--file", str(work / "plat" / "acb.yaml"), "--context", url + ":plat",
+            "--base-image-trigger-enabled", "true")
+        built = json.loads(cli.run("task", "run", "--name", "plat", "--wait", "-o", "json").stdout)
+        assert built["status"] == "succeeded", built
+        assert built["baseImages"] == [{"reference": f"{registry.host}/base:1.0", "digest": first, "runtime": True,
+                                        "platform": "linux/amd64", "platformDigest": amd0[0]}], built
+
+        def base_runs():
+            return [r for r in cli.json("task", "list-runs", "--name", "plat") if r["trigger"] == "base-image"]
+
+        # The index again, with an arm64 child added: amd64's image did not change, nothing is rebuilt.
+        arm = _put_child(registry, "arm64", 0, "arm64-0")
+        second = _put_index(registry, [(*amd0, "amd64"), (*arm, "arm64")])
+        assert second != first
+        time.sleep(5)  # the trigger consumer reads the event log every 200 ms; its window is 1 s
+        assert base_runs() == []
+        # A new amd64 image in the index: rebuilt once, from it.
+        amd1 = _put_child(registry, "amd64", 1, "amd64-1")
+        third = _put_index(registry, [(*amd1, "amd64"), (*arm, "arm64")])
+        [run] = wait_for("the rebuild", lambda: [r for r in base_runs() if r["status"] in ("succeeded", "failed")], timeout=180)
+        assert run["status"] == "succeeded", run
+        assert run["baseImages"] == [{"reference": f"{registry.host}/base:1.0", "digest": third, "runtime": True,
+                                      "platform": "linux/amd64", "platformDigest": amd1[0]}], run
+        time.sleep(3)
+        assert len(base_runs()) == 1
+    finally:
+        server.shutdown()

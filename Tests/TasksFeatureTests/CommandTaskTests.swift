@@ -1,0 +1,298 @@
+import Access
+import Foundation
+import HTTPAPI
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import OCIModel
+import RegistryCore
+import RegistryStore
+import SQLiteStore
+import Testing
+import TaskRunner
+@testable import TasksFeature
+
+private var quiet: Logger {
+    var logger = Logger(label: "test")
+    logger.logLevel = .critical
+    return logger
+}
+
+private func basic(_ user: String, _ password: String) -> HTTPFields {
+    [.authorization: "Basic " + Data("\(user):\(password)".utf8).base64EncodedString(), .contentType: "application/json"]
+}
+
+private func json(_ buffer: ByteBuffer) -> [String: Any] {
+    (try? JSONSerialization.jsonObject(with: Data(buffer: buffer))) as? [String: Any] ?? [:]
+}
+
+private func body(_ object: Any) throws -> ByteBuffer {
+    ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: object))
+}
+
+/// Pushes a one-layer image as `repository:tag`.
+private func pushImage(_ client: any TestClientProtocol, _ repository: String, _ tag: String, _ auth: HTTPFields) async throws
+    -> HTTPResponse.Status {
+    func blob(_ bytes: [UInt8]) async throws -> Digest {
+        let digest = Digest.compute(bytes)
+        var headers = auth
+        headers[.contentLength] = String(bytes.count)
+        headers[.contentType] = "application/octet-stream"
+        let status = try await client.execute(uri: "/v2/\(repository)/blobs/uploads/?digest=\(digest.string)", method: .post,
+                                              headers: headers, body: ByteBuffer(bytes: bytes)).status
+        #expect(status == .created)
+        return digest
+    }
+    let config = Array(#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.utf8)
+    let layer = Array("layer of \(repository):\(tag)".utf8)
+    let (c, l) = (try await blob(config), try await blob(layer))
+    let manifest = """
+        {"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",\
+        "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"\(c.string)","size":\(config.count)},\
+        "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"\(l.string)","size":\(layer.count)}]}
+        """
+    var headers = auth
+    headers[.contentType] = "application/vnd.oci.image.manifest.v1+json"
+    return try await client.execute(uri: "/v2/\(repository)/manifests/\(tag)", method: .put, headers: headers,
+                                    body: ByteBuffer(string: manifest)).status
+}
+
+/// `--cmd` tasks (issue 16 item 3): a command instead of a task file, `berth …` commands run as
+/// Berth's own CLI with the run's identity, limited to the task's scope; and the reasons a run
+/// and its steps were stopped, in the run's record.
+@Suite struct CommandTaskTests {
+    struct Setup {
+        let app: any ApplicationProtocol
+        let feature: TasksFeature
+        let access: AccessControl
+        let store: SQLiteMetadataStore
+        let dir: String
+    }
+
+    /// A registry with the tasks feature; `berth` steps run `fakeBerth` (a script) instead of the
+    /// server's binary.
+    func setup(fakeBerth: String? = nil, timeoutSeconds: Int? = nil) async throws -> Setup {
+        let dir = NSTemporaryDirectory() + "berth-cmdtask-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let registry = try Registry.embedded(dataDirectory: dir, logger: quiet)
+        let store = registry.metadata as! SQLiteMetadataStore
+        let access = try await AccessControl.open(store: store, keyDirectory: dir + "/keys")
+        _ = try await access.bootstrap(ownerPassword: "owner-pw")
+        var configuration = TasksConfiguration(stateDirectory: dir + "/tasks", registry: "berth.test:5000", serviceName: "berth-test",
+                                               tlsVerify: false, outbound: OutboundPolicy())
+        configuration.tick = .milliseconds(50)
+        if let fakeBerth {
+            let path = dir + "/fake-berth"
+            try fakeBerth.write(toFile: path, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
+            configuration.runner.berthExecutable = path
+            configuration.runner.berthRegistryURL = "http://berth.test:5000"
+        }
+        let feature = TasksFeature(store: store, access: access, configuration: configuration, logger: quiet)
+        let app = try await BerthServer.makeApplication(registry: registry, access: access, features: [feature], host: "127.0.0.1",
+                                                        port: 0, serviceName: "berth-test", logger: quiet)
+        return Setup(app: app, feature: feature, access: access, store: store, dir: dir)
+    }
+
+    static let owner = basic("owner", "owner-pw")
+
+    @Test func aCmdTaskIsSavedWithItsOneStepFileAndItsScopeAndNeedsNoContext() async throws {
+        let s = try await setup()
+        try await s.app.test(.router) { client in
+            let command = "berth purge --filter 'team/app:.*' --ago 30d"
+            let created = try await client.execute(uri: "/api/v1/tasks", method: .post, headers: Self.owner, body: try body([
+                "name": "nightly", "cmd": command, "scope": ["team/app"], "schedule": "0 3 * * *"]))
+            #expect(created.status == .created, "\(String(buffer: created.body))")
+            let shown = json(try await client.execute(uri: "/api/v1/tasks/nightly", method: .get, headers: Self.owner).body)
+            #expect(shown["cmd"] as? String == command)
+            #expect(shown["scope"] as? [String] == ["team/app"])
+            #expect(shown["schedule"] as? String == "0 3 * * *")
+            #expect((shown["taskFile"] as? String)?.contains("cmd: \"berth purge --filter 'team/app:.*' --ago 30d\"") == true)
+            // No context to upload: a run is queued as it is.
+            let run = try await client.execute(uri: "/api/v1/tasks/nightly/runs", method: .post, headers: Self.owner)
+            #expect(run.status == .accepted, "\(String(buffer: run.body))")
+            // An image command is a one-step cmd task; update swaps the command.
+            let image = try await client.execute(uri: "/api/v1/tasks/nightly", method: .patch, headers: Self.owner,
+                                                 body: try body(["cmd": "berth.test:5000/tools:1 echo hi", "scope": []]))
+            #expect(image.status == .ok, "\(String(buffer: image.body))")
+            let updated = json(image.body)
+            #expect(updated["cmd"] as? String == "berth.test:5000/tools:1 echo hi" && updated["scope"] == nil)
+
+            func refused(_ fields: [String: Any]) async throws -> (HTTPResponse.Status, String) {
+                let answer = try await client.execute(uri: "/api/v1/tasks", method: .post, headers: Self.owner,
+                                                      body: try body(["name": "bad"].merging(fields) { $1 }))
+                return (answer.status, String(buffer: answer.body))
+            }
+            // A berth command without a scope, one that is not allowed, one aimed elsewhere, a
+            // file and a command at once, a bad scope name.
+            var (status, text) = try await refused(["cmd": command])
+            #expect(status == .badRequest && text.contains("needs a scope"), "\(text)")
+            (status, text) = try await refused(["cmd": "berth serve --data-dir /", "scope": ["team/app"]])
+            #expect(status == .badRequest && text.contains("line 4") && text.contains("not 'serve'"), "\(text)")
+            (status, text) = try await refused(["cmd": "berth purge --registry http://evil.example --filter 'a:.*'", "scope": ["a"]])
+            #expect(status == .badRequest && text.contains("--registry is refused"), "\(text)")
+            (status, text) = try await refused(["cmd": command, "taskFile": "version: v1.1.0\nsteps: []\n", "scope": ["team/app"]])
+            #expect(status == .badRequest && text.contains("not both"), "\(text)")
+            (status, text) = try await refused(["cmd": command, "scope": ["Team/App"]])
+            #expect(status == .badRequest && text.contains("invalid repository name"), "\(text)")
+            (status, text) = try await refused(["cmd": "  "])
+            #expect(status == .badRequest && text.contains("cmd is empty"), "\(text)")
+        }
+    }
+
+    @Test func aCreatorMayOnlyScopeATaskToRepositoriesItMayPushAndDeleteIn() async throws {
+        let s = try await setup()
+        // The service refuses a scope its creator may not delete in.
+        let tasks = s.feature.tasks
+        let record = TaskRecord(name: "scoped", taskFile: try TaskService.commandFile("berth purge --filter 'team/app:.*'"), context: nil,
+                                schedule: nil, values: [:], timeoutSeconds: 60, repositories: [], createdBy: "identity:owner",
+                                createdAt: Date(), updatedAt: Date())
+        var scoped = record
+        scoped.scope = ["team/app"]
+        await #expect(throws: TaskError.forbidden("you may not push and delete in team/app, which the task's scope names")) {
+            _ = try await tasks.create(scoped, mayPush: { _ in true }, mayDelete: { _ in false })
+        }
+        let saved = try await tasks.create(scoped, mayPush: { _ in true }, mayDelete: { _ in true })
+        #expect(saved.scope == ["team/app"] && saved.repositories.isEmpty)
+    }
+
+    /// What a `berth purge` of a task run can do: its identity (with `commands`) gets a
+    /// management token judged by its grants, purges its own repositories and nothing else.
+    @Test func aRunIdentityWithCommandsPurgesItsScopeAndIsRefusedOutsideIt() async throws {
+        let s = try await setup()
+        try await s.app.test(.router) { client in
+            for (repository, tag) in [("team/app", "old"), ("team/app", "older"), ("team/other", "keep"), ("elsewhere", "keep")] {
+                #expect(try await pushImage(client, repository, tag, Self.owner) == .created)
+            }
+            func token(_ identity: RunIdentity) async throws -> HTTPFields {
+                let (user, password) = try await s.access.issueRunCredentials(identity, audience: "berth-test")
+                let answer = try await client.execute(uri: "/oauth2/token?service=berth-test&scope=registry:management:*",
+                                                      method: .get, headers: basic(user, password))
+                #expect(answer.status == .ok)
+                let token = try #require(json(answer.body)["token"] as? String)
+                return [.authorization: "Bearer " + token, .contentType: "application/json"]
+            }
+            func purge(_ auth: HTTPFields, _ filters: [String]) async throws -> (HTTPResponse.Status, [String: Any]) {
+                let answer = try await client.execute(uri: "/api/v1/purge", method: .post, headers: auth,
+                                                      body: try body(["filters": filters, "ago": "0d"]))
+                return (answer.status, json(answer.body))
+            }
+            let deadline = Date().addingTimeInterval(600)
+            let commands = try await token(RunIdentity(task: "nightly", runID: "cb1", repositories: ["team/app"], deadline: deadline,
+                                                       commands: true))
+            // Outside its scope: refused whole, nothing deleted, and nothing named.
+            for filters in [["team/.*:.*"], ["team/other:.*"], ["team/app:.*", "elsewhere:.*"], [".*:.*"]] {
+                let (status, answer) = try await purge(commands, filters)
+                #expect(status == .forbidden, "\(filters) \(answer)")
+                #expect(!"\(answer)".contains("team/other") && !"\(answer)".contains("elsewhere"))
+            }
+            // Nothing registry-wide: the management API's other endpoints refuse it.
+            #expect(try await client.execute(uri: "/api/v1/identities", method: .get, headers: commands).status == .forbidden)
+            #expect(try await client.execute(uri: "/api/v1/gc", method: .post, headers: commands).status == .forbidden)
+            #expect(try await client.execute(uri: "/api/v1/tasks", method: .get, headers: commands).status == .forbidden)
+            // Its own scope: purged.
+            let (status, report) = try await purge(commands, ["team/app:.*"])
+            #expect(status == .ok, "\(report)")
+            let deleted = (report["deletedTags"] as? [[String: Any]] ?? []).compactMap { $0["tag"] as? String }.sorted()
+            #expect(deleted == ["old", "older"], "\(report)")
+            for (repository, tag, expected) in [("team/app", "old", HTTPResponse.Status.notFound), ("team/other", "keep", .ok),
+                                                ("elsewhere", "keep", .ok)] {
+                var headers = Self.owner
+                headers[.accept] = "application/vnd.oci.image.manifest.v1+json"
+                #expect(try await client.execute(uri: "/v2/\(repository)/manifests/\(tag)", method: .head, headers: headers).status
+                        == expected, "\(repository):\(tag)")
+            }
+            // A run identity without berth steps gets no management token at all.
+            let plain = try await token(RunIdentity(task: "ci", runID: "cb2", repositories: ["team/other"], deadline: deadline))
+            #expect(try await purge(plain, ["team/other:.*"]).0 != .ok)
+            #expect(try await client.execute(uri: "/api/v1/repository/tags?name=team/other", method: .get, headers: plain).status
+                    != .ok)
+        }
+    }
+
+    /// A `berth` step runs the server's binary (here a stand-in) with the step's words as argv
+    /// and the run's credentials in its environment only (masked in the log); step timeouts,
+    /// the run's timeout and a cancel are each said in the run's and the steps' records.
+    @Test func aBerthStepRunsWithTheRunsCredentialsAndStopsAreSaidInTheRecord() async throws {
+        let fake = """
+            #!/bin/sh
+            echo "argv: $*"
+            echo "registry $BERTH_REGISTRY user $BERTH_USERNAME password $BERTH_PASSWORD home $HOME"
+            if [ "$1 $2" = "repository sleep" ]; then exec sleep 60; fi
+            exit 0
+            """
+        let s = try await setup(fakeBerth: fake)
+        let service = Task { try await TaskQueueService(tasks: s.feature.tasks, access: s.access).run() }
+        defer { service.cancel() }
+        try await s.app.test(.router) { client in
+            func create(_ name: String, _ fields: [String: Any]) async throws {
+                let answer = try await client.execute(uri: "/api/v1/tasks", method: .post, headers: Self.owner,
+                                                      body: try body(["name": name, "scope": ["team/app"]].merging(fields) { $1 }))
+                #expect(answer.status == .created, "\(String(buffer: answer.body))")
+            }
+            func start(_ name: String) async throws -> String {
+                let answer = try await client.execute(uri: "/api/v1/tasks/\(name)/runs", method: .post, headers: Self.owner)
+                return try #require(json(answer.body)["id"] as? String)
+            }
+            func finished(_ name: String, _ id: String) async throws -> [String: Any] {
+                for _ in 0..<1200 {
+                    let run = json(try await client.execute(uri: "/api/v1/tasks/\(name)/runs/\(id)", method: .get, headers: Self.owner).body)
+                    if let status = run["status"] as? String, status != "queued", status != "running" { return run }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                Issue.record("run \(id) did not finish")
+                return [:]
+            }
+            func steps(_ run: [String: Any]) -> [(String, String, String?)] {
+                (run["steps"] as? [[String: Any]] ?? []).map { ($0["id"] as? String ?? "", $0["status"] as? String ?? "", $0["reason"] as? String) }
+            }
+
+            try await create("ok", ["cmd": "berth purge --filter 'team/app:^build-.*' --ago 30d"])
+            let ok = try await finished("ok", try await start("ok"))
+            #expect(ok["status"] as? String == "succeeded", "\(ok)")
+            let log = String(buffer: try await client.execute(uri: "/api/v1/tasks/ok/runs/\(ok["id"] as? String ?? "")/log",
+                                                               method: .get, headers: Self.owner).body)
+            #expect(log.contains("argv: purge --filter team/app:^build-.* --ago 30d"), "\(log)")
+            #expect(log.contains("registry http://berth.test:5000 user berth~run password *** home "), "\(log)")
+            #expect(!log.contains("eyJ"), "\(log)")
+
+            // A step past its own timeout.
+            let slowStep = "version: v1.1.0\nsteps:\n  - id: wait\n    cmd: berth repository sleep\n    timeout: 1\n  - id: after\n    cmd: berth repository list\n"
+            try await create("step-timeout", ["taskFile": slowStep])
+            let timedOut = try await finished("step-timeout", try await start("step-timeout"))
+            #expect(timedOut["status"] as? String == "failed")
+            #expect(timedOut["reason"] as? String == "step wait timed out: timed out after 1 s", "\(timedOut)")
+            #expect(steps(timedOut).map(\.0) == ["wait", "after"])
+            #expect(steps(timedOut).map(\.1) == ["timedOut", "skipped"])
+            #expect(steps(timedOut).map(\.2) == ["timed out after 1 s", "not run: step wait timed out: timed out after 1 s"])
+
+            // The run past its timeout.
+            try await create("run-timeout", ["cmd": "berth repository sleep", "timeoutSeconds": 2])
+            let overdue = try await finished("run-timeout", try await start("run-timeout"))
+            #expect(overdue["status"] as? String == "failed")
+            #expect(overdue["reason"] as? String == "the run exceeded its timeout of 2 s", "\(overdue)")
+            #expect(steps(overdue).map(\.1) == ["cancelled"])
+            #expect(steps(overdue).map(\.2) == ["stopped: the run exceeded its timeout of 2 s"], "\(overdue)")
+
+            // A cancelled run.
+            try await create("cancelled", ["taskFile": slowStep.replacingOccurrences(of: "timeout: 1", with: "timeout: 300")])
+            let id = try await start("cancelled")
+            for _ in 0..<1200 {
+                let log = String(buffer: try await client.execute(uri: "/api/v1/tasks/cancelled/runs/\(id)/log", method: .get,
+                                                                  headers: Self.owner).body)
+                if log.contains("argv: repository sleep") { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let asked = try await client.execute(uri: "/api/v1/tasks/cancelled/runs/\(id)/cancel", method: .post, headers: Self.owner)
+            #expect(asked.status == .ok)
+            let stopped = try await finished("cancelled", id)
+            #expect(stopped["status"] as? String == "cancelled" && stopped["reason"] as? String == "cancelled", "\(stopped)")
+            #expect(steps(stopped).map(\.1) == ["cancelled", "skipped"])
+            #expect(steps(stopped).map(\.2) == ["stopped: cancelled", "not run: cancelled"], "\(stopped)")
+        }
+        service.cancel()
+        _ = await service.result
+    }
+}
