@@ -14,16 +14,10 @@ import shutil
 import subprocess
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 import requests
-
-with warnings.catch_warnings():
-    # bcrypt for docker-registry's htpasswd through libxcrypt (Python 3.11 on CI).
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import crypt
 
 from conftest import RegistryServer, berth_bin, free_port
 from helpers import OCI_INDEX, OCI_MANIFEST, Api, sha256_digest, skopeo
@@ -45,7 +39,12 @@ class ReferenceSource:
         auth = ""
         if user:
             htpasswd = workdir / "htpasswd"
-            htpasswd.write_text(f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+            # A bcrypt entry (the only hash docker-registry's htpasswd accepts) by Apache's `htpasswd -B`
+            # (Debian apache2-utils), the password on stdin: Python's `crypt` is gone in 3.13.
+            entry = subprocess.run(["htpasswd", "-niB", user], input=password + "\n", capture_output=True, text=True,
+                                   check=True, timeout=60).stdout.strip()
+            assert entry.startswith(f"{user}:$2"), entry
+            htpasswd.write_text(entry + "\n")
             auth = f"auth:\n  htpasswd:\n    realm: import-test\n    path: {htpasswd}\n"
         config = workdir / "config.yml"
         config.write_text(
