@@ -385,8 +385,10 @@ def test_import_goes_on_within_a_blob_whose_connection_drops(registry, login, re
     assert m and 0 < int(m.group(1)) <= 1024 * 1024, proxy.ranges
     if ignore_range:
         assert job.get("blobRestarts") == 1 and not job.get("blobResumes"), job
+        assert "1 started over" in p.stderr.decode(), p.stderr.decode()
     else:
         assert job.get("blobResumes") == 1 and not job.get("blobRestarts"), job
+        assert "1 resumed after a dropped connection" in p.stderr.decode(), p.stderr.decode()
     # Every byte counted once, whatever was received twice.
     assert job["bytesCopied"] == job["bytesTotal"], job
     # What is stored is the source's layer, byte for byte, and no upload session is left behind.
