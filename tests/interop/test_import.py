@@ -366,6 +366,22 @@ def test_import_goes_on_within_a_blob_whose_connection_drops(registry, login, re
     """The source's connection drops 1 MB into a 3 MB layer: the import asks for the rest with a
     Range request (a source that ignores it sends the whole layer again, and the copy starts the
     layer over), and what is stored is the source's layer, verified against its digest."""
+    import_through_a_dropping_proxy(registry, login, reference_source, ignore_range)
+
+
+def test_import_goes_on_within_a_blob_in_the_s3_blob_store(s3_registry, reference_source, tmp_path):
+    """The same with the blobs in S3 (Ceph RGW): the partial blob is a multipart upload that the
+    resumed piece continues."""
+    server, _ = s3_registry
+    server.extra_env["BERTH_OUTBOUND_ALLOW"] = LOOPBACK
+    server.stop()
+    server.start(port=server.port)
+    home = tmp_path / "xdg"
+    berth(server, home, "login", server.base, "-u", server.username, "--password-stdin", input=server.password + "\n")
+    import_through_a_dropping_proxy(server, home, reference_source, ignore_range=False)
+
+
+def import_through_a_dropping_proxy(registry, login, reference_source, ignore_range: bool):
     src = Api(reference_source.host, auth=reference_source.creds)
     big = os.urandom(3 * 1024 * 1024)
     layers = [big, b"a small layer"]
@@ -397,3 +413,4 @@ def test_import_goes_on_within_a_blob_whose_connection_drops(registry, login, re
     assert manifest_of(registry, "mirror/big", "v1").content == manifest
     leftovers = [p for d in registry.data.rglob("uploads") if d.is_dir() for p in d.iterdir()]
     assert leftovers == [], leftovers
+    assert "removed abandoned uploads" not in registry.log_path.read_text(errors="replace")
