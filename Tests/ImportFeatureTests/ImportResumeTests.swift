@@ -34,7 +34,12 @@ import UpstreamClient
         case alwaysDrops
         /// The first GET is cut; the range is answered 206 with a Content-Range of another offset.
         case misplacedRange
+        /// Every GET sends `cut` bytes, then nothing more until the test ends (at most 20 s).
+        case stalls
     }
+
+    /// Set when the test of the stalled source is done with it.
+    static let released = NIOLockedValueBox(false)
 
     struct Cut: Error {}
 
@@ -66,6 +71,16 @@ import UpstreamClient
             let n = requests.withLockedValue { list -> Int in
                 list.append(range)
                 return list.count
+            }
+            if behaviour == .stalls {
+                let head = Array(big[..<cut])
+                return Response(status: .ok, body: ResponseBody(contentLength: big.count) { writer in
+                    try await writer.write(ByteBuffer(bytes: head))
+                    for _ in 0..<1000 where !released.withLockedValue({ $0 }) {
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                    throw Cut()
+                })
             }
             let cutNow = behaviour == .alwaysDrops || n == 1
             if let range, !cutNow, behaviour != .ignoresRange,
@@ -196,5 +211,38 @@ import UpstreamClient
             #expect(try await backends.blobs.openUploadCount() == 0)
             #expect(try await backends.blobs.size(of: Digest.compute(Self.big)) == nil)
         }
+    }
+
+    @Test func aCancelledImportLeavesNoUploadBehind() async throws {
+        let (registry, backends) = try ImportCopierTests.fresh()
+        try await Self.withSource(.stalls) { port, requests in
+            let copier = try ImportCopierTests.copier(port: port, registry: registry)
+            let running = Task { try await copier.run() }
+            // The blob streams into its upload session, then the source stalls.
+            let config = Int64(ImportCopierTests.config.count)
+            let streaming = try await StreamingWait.until {
+                let uploads = try? await backends.blobs.openUploadCount()
+                return uploads == 1 && requests.withLockedValue { $0.count } == 1 && copier.progress.view.bytesCopied > config
+            }
+            #expect(streaming)
+            running.cancel()
+            await #expect(throws: (any Error).self) { _ = try await running.value }
+            #expect(try await backends.blobs.openUploadCount() == 0)
+            #expect(try await backends.blobs.size(of: Digest.compute(Self.big)) == nil)
+            #expect(requests.withLockedValue { $0.count } == 1)
+            Self.released.withLockedValue { $0 = true }
+        }
+    }
+}
+
+/// A bounded wait for a condition (generous: the machine is shared).
+enum StreamingWait {
+    static func until(seconds: Double = 60, _ condition: @Sendable () async -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if await condition() { return true }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return false
     }
 }
