@@ -55,6 +55,12 @@ public struct ImportView: Codable, Sendable, Equatable {
     /// target repository are not counted).
     public var bytesTotal: Int64
     public var referrersCopied: Int
+    /// Times a blob's copy went on from the bytes already received after the source's connection
+    /// dropped (a `Range` request answered 206); absent when none did.
+    public var blobResumes: Int?
+    /// Times a blob's copy started over because the source answered a `Range` request with the
+    /// whole blob (or a range that did not match); absent when none did.
+    public var blobRestarts: Int?
     /// Why the import failed, with the OCI error code of the failure.
     public var error: String?
     public var errorCode: String?

@@ -11,8 +11,10 @@ struct ImportCommand: AsyncParsableCommand {
             The registry fetches the image from the source itself and stores it as a push would (quotas, locks, \
             quarantine and events apply; you need push rights on the target repository). Every digest is \
             verified and preserved. An index is copied whole with --all-platforms; without it, its linux/amd64 \
-            image is copied and tagged. A failed import is resumed by running it again: blobs already in the \
-            target repository are not fetched again. The tag is written last and an existing tag pointing \
+            image is copied and tagged. When the source's connection drops in the middle of a blob, the copy \
+            goes on from the bytes received (a Range request; a source without ranges sends the blob again). \
+            A failed import is resumed by running it again: blobs already in the target repository are not \
+            fetched again. The tag is written last and an existing tag pointing \
             elsewhere is moved only with --force. Source credentials are used for this import only (never \
             stored). The source must be allowed by the registry's outbound policy (loopback and private \
             addresses need outbound-allow). Example: berth import --source registry.example.com/lib/app:1.2 \
@@ -105,6 +107,8 @@ final class ImportProgress: @unchecked Sendable {
     func show(_ job: ImportView) {
         let counts = "\(job.blobsCopied) copied, \(job.blobsSkipped) present of \(job.blobsSeen) blobs, "
             + "\(job.manifestsCopied) manifests, \(job.referrersCopied) referrers, \(Self.size(job.bytesCopied)) of \(Self.size(job.bytesTotal))"
+            + (job.blobResumes.map { ", \($0) resumed after a dropped connection" } ?? "")
+            + (job.blobRestarts.map { ", \($0) started over" } ?? "")
         guard counts != last else { return }
         last = counts
         if terminal {

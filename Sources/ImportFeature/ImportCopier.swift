@@ -102,11 +102,105 @@ struct ImportCopier: Sendable {
             $0.bytesTotal += size ?? 0
         }
         let job = progress
-        _ = try await upstream.blob(repository: source, digest: digest, size: size) { stream in
-            try await registry.putBlob(plan.target, digest: digest, contentLength: size,
-                                       body: CountingStream(inner: stream) { n in job.update { $0.bytesCopied += Int64(n) } })
+        if let size, registry.keepsInline(size: size) {
+            // A small blob, kept in the metadata store: fetched whole, hashed while it streams.
+            _ = try await upstream.blob(repository: source, digest: digest, size: size) { stream in
+                try await registry.putBlob(plan.target, digest: digest, contentLength: size,
+                                           body: CountingStream(inner: stream) { n in job.update { $0.bytesCopied += Int64(n) } })
+            }
+        } else {
+            try await copyResumable(digest, size: size)
         }
         progress.update { $0.blobsCopied += 1 }
+    }
+
+    /// Pieces one blob's copy may take: the first request, then resumes and restarts. A piece
+    /// that brings no byte is a failure; `maxIdlePieces` of those in a row end the copy.
+    static let maxPieces = 50
+    static let maxIdlePieces = 3
+
+    /// Copies a blob through an upload session of the target repository that only this copy
+    /// knows (its id is never shown, and the session is removed when the copy fails, is
+    /// cancelled or is abandoned: the registry's sweep of stale uploads removes what a stopped
+    /// server left). When the source's connection drops while the blob streams, the copy goes on
+    /// from the bytes the session holds with a `Range` request; a source that answers it with the
+    /// whole blob (or a range that does not match) is read again from byte 0 into a fresh session.
+    /// The digest and size are verified over the whole when the session is completed, before the
+    /// blob is linked: a mismatch stores nothing.
+    func copyResumable(_ digest: Digest, size: Int64?) async throws {
+        let target = plan.target
+        let job = progress
+        var upload = try await registry.startUpload(target).id
+        do {
+            var pieces = 0
+            var idle = 0
+            while true {
+                pieces += 1
+                let offset = try await registry.uploadStatus(target, upload).size
+                var current: BlobPiece?
+                do {
+                    _ = try await upstream.blobPiece(repository: source, digest: digest, size: size, from: offset) { piece in
+                        current = piece
+                        if offset > 0 {
+                            if piece.start == 0 {
+                                // The source ignored the range: what the session holds goes, and the
+                                // copy starts over from this answer's first byte.
+                                try? await registry.cancelUpload(target, upload)
+                                upload = try await registry.startUpload(target).id
+                                job.update {
+                                    $0.bytesCopied -= offset
+                                    $0.blobRestarts = ($0.blobRestarts ?? 0) + 1
+                                }
+                                log.info("import: the source sent \(digest) whole again instead of a range; starting it over")
+                            } else {
+                                job.update { $0.blobResumes = ($0.blobResumes ?? 0) + 1 }
+                                log.info("import: \(digest) resumes at byte \(offset)")
+                            }
+                        }
+                        return try await registry.appendUpload(target, upload, rangeStart: piece.start,
+                                                               body: CountingStream(inner: piece) { n in job.update { $0.bytesCopied += Int64(n) } })
+                    }
+                    break
+                } catch let error as UpstreamError where error.kind == .badAnswer && offset > 0 && current == nil {
+                    // A range answered in a way that cannot be joined: start over from byte 0.
+                    try? await registry.cancelUpload(target, upload)
+                    upload = try await registry.startUpload(target).id
+                    job.update {
+                        $0.bytesCopied -= offset
+                        $0.blobRestarts = ($0.blobRestarts ?? 0) + 1
+                    }
+                    log.info("import: \(digest): \(error.message); starting it over")
+                    idle += 1
+                } catch {
+                    // Only a dropped or unreachable source is tried again; anything else (a wrong
+                    // length, the quota, a write lock) ends the copy.
+                    let dropped = current?.interruption != nil || (error as? UpstreamError)?.kind == .unreachable
+                    guard dropped, !Task.isCancelled else { throw error }
+                    // What the session kept is where the next piece starts (the progress counted
+                    // every byte read: the ones it did not keep are taken back).
+                    let kept = (try await registry.uploadStatus(target, upload).size) - offset
+                    if let current { job.update { $0.bytesCopied += kept - current.bytesRead } }
+                    idle = kept > 0 ? 0 : idle + 1
+                    log.info("import: \(digest): \((error as? UpstreamError)?.message ?? "\(error)")")
+                }
+                guard pieces < Self.maxPieces, idle < Self.maxIdlePieces else {
+                    throw UpstreamError(.unreachable, "blob \(digest): the source's connection kept dropping (\(pieces) attempts)")
+                }
+                try await Task.sleep(for: .milliseconds(100 * min(pieces, 10)))
+            }
+        } catch {
+            try? await registry.cancelUpload(target, upload)
+            throw error
+        }
+        do {
+            _ = try await registry.finishUpload(target, upload, digest: digest, expectedSize: size)
+        } catch let error as RegistryError where error.code == .digestInvalid || error.code == .sizeInvalid {
+            // The session is gone with its bytes (`finishUpload` removes it on a mismatch).
+            throw UpstreamError(.digestMismatch, "blob \(digest) was served with other content: \(error.message)")
+        } catch {
+            try? await registry.cancelUpload(target, upload)
+            throw error
+        }
     }
 
     func copyReferrers(of subject: Digest, depth: Int) async throws {

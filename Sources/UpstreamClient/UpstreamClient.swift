@@ -199,6 +199,53 @@ public final class UpstreamClient: Sendable {
         }
     }
 
+    /// Streams a blob from `offset` on into `consume`, for a copy that resumes where a dropped
+    /// connection left it: `offset` 0 is a plain GET; past 0 it asks `Range: bytes=offset-`, and the
+    /// piece starts at `offset` only when the upstream answers 206 with `Content-Range: bytes
+    /// offset-(total-1)/total` (total the blob's size when known); a 200 is the whole blob again
+    /// (`start` 0: the caller starts over), any other 206 is `badAnswer`. The piece is not hashed
+    /// (its bytes are part of a whole the caller verifies against `digest` before storing it); it
+    /// throws `tooLarge` past `maxBlobBytes` and `digestMismatch` past the size or when it ends
+    /// short of it, and a transport failure while it streams is `unreachable`, noted in
+    /// `interruption` so the caller knows to resume whatever wrapped the error.
+    public func blobPiece<T: Sendable>(repository: String, digest: Digest, size: Int64?, from offset: Int64,
+                                       _ consume: (BlobPiece) async throws -> T) async throws -> T {
+        let url = "\(base)/v2/\(repository)/blobs/\(digest)"
+        let limit = limits.maxBlobBytes
+        guard offset >= 0, offset <= limit, size.map({ offset < $0 }) ?? true else {
+            throw UpstreamError(.badAnswer, "blob \(digest) cannot resume at byte \(offset)")
+        }
+        let headers = offset > 0 ? [("Range", "bytes=\(offset)-")] : []
+        return try await withResponse(url, scope: repository, kind: offset > 0 ? "blob-range" : "blob", accept: nil,
+                                      headers: headers) { response throws in
+            let length = response.headers.first(name: "Content-Length").flatMap(Int64.init)
+            let start: Int64
+            let total: Int64?
+            if offset > 0, response.status.code == 206 {
+                guard let range = response.headers.first(name: "Content-Range").flatMap(ContentRange.init),
+                      range.first == offset, let whole = range.total, range.last == whole - 1,
+                      size.map({ $0 == whole }) ?? true, length.map({ $0 == whole - offset }) ?? true
+                else {
+                    throw UpstreamError(.badAnswer, "blob \(digest): the answer to a range from byte \(offset) does not match it")
+                }
+                start = offset
+                total = whole
+            } else if response.status.code == 200 {
+                if let size, let length, length != size {
+                    throw UpstreamError(.digestMismatch, "blob \(digest) is \(size) bytes but the upstream sends \(length)")
+                }
+                start = 0
+                total = size ?? length
+            } else {
+                throw UpstreamError(.badAnswer, "blob \(digest) answered HTTP \(response.status.code)")
+            }
+            if let total, total > limit {
+                throw UpstreamError(.tooLarge, "blob \(digest) of \(total) bytes exceeds the limit of \(limit)")
+            }
+            return try await consume(BlobPiece(body: response.body, digest: digest, start: start, total: total, limit: limit))
+        }
+    }
+
     // MARK: referrers
 
     /// The referrers of a manifest: the referrers API, or the tag-schema fallback
@@ -269,12 +316,13 @@ public final class UpstreamClient: Sendable {
     /// Sends a GET (authenticating as the upstream asks, following allowed redirects) and hands
     /// the 2xx answer to `body` while its connection is open.
     func withResponse<T: Sendable>(_ url: String, scope: String, kind: String, accept: String?, method: HTTPMethod = .GET,
+                                   headers: [(String, String)] = [],
                                    _ body: (HTTPClientResponse) async throws -> T) async throws -> T {
         var retriedAuth = false
         while true {
             counters.withLockedValue { $0[kind, default: 0] += 1 }
             let authorization = authorizations.withLockedValue { $0[scope] }
-            let outcome = try await follow(url, accept: accept, method: method, authorization: authorization, body)
+            let outcome = try await follow(url, accept: accept, method: method, authorization: authorization, headers: headers, body)
             switch outcome {
             case .done(let value):
                 return value
@@ -295,6 +343,7 @@ public final class UpstreamClient: Sendable {
 
     /// One request and its redirects.
     private func follow<T: Sendable>(_ first: String, accept: String?, method: HTTPMethod, authorization: String?,
+                                     headers: [(String, String)],
                                      _ body: (HTTPClientResponse) async throws -> T) async throws -> Outcome<T> {
         guard let origin = OutboundPolicy.origin(of: first) else { throw UpstreamError(.badAnswer, "invalid URL") }
         var url = first
@@ -310,6 +359,7 @@ public final class UpstreamClient: Sendable {
             request.method = method
             if let accept { request.headers.add(name: "Accept", value: accept) }
             request.headers.add(name: "User-Agent", value: "berth-upstream")
+            for (name, value) in headers { request.headers.add(name: name, value: value) }
             // Authorization stays with the registry's origin: a redirect elsewhere (a CDN, a
             // presigned URL) carries none.
             let sameOrigin = destination.scheme == origin.scheme && destination.host == origin.host && destination.port == origin.port
@@ -542,5 +592,95 @@ public struct VerifiedBlobStream: AsyncSequence, Sendable {
 
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(inner: body.makeAsyncIterator(), hasher: DigestHasher(digest.algorithm), digest: digest, size: size, limit: limit)
+    }
+}
+
+/// `Content-Range: bytes first-last/total` (total `*` when unknown).
+struct ContentRange: Equatable {
+    let first: Int64
+    let last: Int64
+    let total: Int64?
+
+    init?(_ header: String) {
+        let text = header.trimmingCharacters(in: .whitespaces)
+        guard text.hasPrefix("bytes "), text.count < 100 else { return nil }
+        let parts = text.dropFirst(6).split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return nil }
+        let bounds = parts[0].split(separator: "-", omittingEmptySubsequences: false)
+        guard bounds.count == 2, let first = Int64(bounds[0]), let last = Int64(bounds[1]), first >= 0, last >= first else { return nil }
+        if parts[1] == "*" {
+            total = nil
+        } else {
+            guard let whole = Int64(parts[1]), whole > last else { return nil }
+            total = whole
+        }
+        self.first = first
+        self.last = last
+    }
+}
+
+/// One piece of a blob, from `start` to its end, as one response streams it (`UpstreamClient.blobPiece`).
+/// Not hashed: the whole the pieces make is verified by whoever joins them. It throws `tooLarge`
+/// past the limit and `digestMismatch` past the blob's total or when it ends short of it; a
+/// transport failure is thrown as `unreachable` and kept in `interruption`.
+public struct BlobPiece: AsyncSequence, Sendable {
+    public typealias Element = ByteBuffer
+    let body: HTTPClientResponse.Body
+    public let digest: Digest
+    /// Where the piece starts in the blob: the offset asked for, or 0 when the upstream sent the
+    /// whole blob instead.
+    public let start: Int64
+    /// The blob's whole length when known.
+    public let total: Int64?
+    let limit: Int64
+    /// Bytes of this piece read so far, and the transport failure that cut it, if one did.
+    private let state = NIOLockedValueBox<(read: Int64, interruption: UpstreamError?)>((0, nil))
+
+    init(body: HTTPClientResponse.Body, digest: Digest, start: Int64, total: Int64?, limit: Int64) {
+        self.body = body
+        self.digest = digest
+        self.start = start
+        self.total = total
+        self.limit = limit
+    }
+
+    public var bytesRead: Int64 { state.withLockedValue { $0.read } }
+    public var interruption: UpstreamError? { state.withLockedValue { $0.interruption } }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var inner: HTTPClientResponse.Body.AsyncIterator
+        let piece: BlobPiece
+        var position: Int64
+
+        public mutating func next() async throws -> ByteBuffer? {
+            let chunk: ByteBuffer?
+            do {
+                chunk = try await inner.next()
+            } catch {
+                let cut = UpstreamError(.unreachable, "blob \(piece.digest): connection lost at byte \(position): \(UpstreamClient.describe(error))")
+                piece.state.withLockedValue { $0.interruption = cut }
+                throw cut
+            }
+            guard let chunk else {
+                if let total = piece.total, position != total {
+                    throw UpstreamError(.digestMismatch, "blob \(piece.digest) ended after \(position) of \(total) bytes")
+                }
+                return nil
+            }
+            position += Int64(chunk.readableBytes)
+            if position > piece.limit {
+                throw UpstreamError(.tooLarge, "blob \(piece.digest) exceeds the limit of \(piece.limit) bytes")
+            }
+            if let total = piece.total, position > total {
+                throw UpstreamError(.digestMismatch, "blob \(piece.digest) is longer than its \(total) bytes")
+            }
+            let read = Int64(chunk.readableBytes)
+            piece.state.withLockedValue { $0.read += read }
+            return chunk
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(inner: body.makeAsyncIterator(), piece: self, position: start)
     }
 }

@@ -302,6 +302,17 @@ import Testing
         }
     }
 
+    @Test func contentRangeIsParsedStrictly() {
+        func parse(_ text: String) -> [Int64]? {
+            ContentRange(text).map { [$0.first, $0.last, $0.total ?? -1] }
+        }
+        #expect(parse("bytes 5-9/10") == [5, 9, 10])
+        #expect(parse("bytes 5-9/*") == [5, 9, -1])
+        for bad in ["bytes 9-5/10", "bytes 5-10/10", "bytes -5/10", "items 0-1/2", "bytes 0-1", "bytes a-b/c", "bytes 0-1/2/3", "bytes 0--1/2"] {
+            #expect(parse(bad) == nil, "\(bad)")
+        }
+    }
+
     @Test func challengesAreParsed() {
         let c = Challenge(#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#)
         #expect(c?.scheme == "bearer")

@@ -258,3 +258,85 @@ def test_a_blob_streams_through_the_cache_intact_and_a_missing_name_asks_upstrea
     for _ in range(5):
         assert registry.api().get_blob("mirror/app", missing).status_code == 404
     assert reference_source.blob_gets(missing) == asked
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW=LOOPBACK)
+def test_a_cache_rule_keeps_to_its_target_its_quota_and_its_makers(registry, login, tmp_path):
+    """Tenant isolation of a cache rule (issue 17 item 5), with real clients: crafted names (``..``,
+    encoded slashes, case) sent as-is by curl reach no upstream and fill nothing; only a
+    registry-wide Owner makes a rule (a namespace's Owner may not, for its own namespace or
+    another's); the target namespace's quota applies to fills: a pull that would pass it is
+    refused with the quota error and neither that layer nor the manifest or tag is stored."""
+    from test_import import ReferenceSource
+    source = ReferenceSource(tmp_path / "source", None)
+    try:
+        src = Api(source.host)
+        big = os.urandom(300_000)
+        manifest = push_image(src, "lib/app", "v1", [big])
+        owner = registry.api()
+
+        # Two tenants: alice owns team-a/*, bob pushes to team-b/*. Neither makes a rule.
+        passwords = {}
+        for name, role, scope in (("alice", "Owner", "team-a/*"), ("bob", "Push", "team-b/*")):
+            r = owner.req("POST", "/api/v1/identities", json={"name": name})
+            assert r.status_code == 201, r.text
+            passwords[name] = r.json()["password"]
+            r = owner.req("POST", "/api/v1/role-assignments", json={"assignee": name, "role": role, "scope": scope})
+            assert r.status_code == 201, r.text
+        for name, target in (("alice", "team-b/*"), ("alice", "team-a/*"), ("bob", "team-b/*")):
+            r = requests.post(f"{registry.base}/api/v1/cache-rules", auth=(name, passwords[name]), timeout=30,
+                              json={"name": "tenant", "sourceRepository": f"{source.host}/lib/*", "targetRepository": target,
+                                    "plainHTTP": True})
+            assert r.status_code == 403, (name, target, r.status_code, r.text)
+        # Crafted targets are refused by the grammar.
+        for target in ("mirror/../team-b/*", "Mirror/*", "mirror%2Fteam-b/*", "*"):
+            p = berth(registry, login, "cache-rule", "create", "--name", "crafted", "--source-repo", f"{source.host}/lib/*",
+                      "--target-repo", target, "--plain-http", check=False)
+            assert p.returncode != 0, target
+        berth(registry, login, "cache-rule", "create", "--name", "lib", "--source-repo", f"{source.host}/lib/*",
+              "--target-repo", "mirror/*", "--plain-http")
+
+        # Crafted names, sent byte for byte (curl --path-as-is), never fill another tenant's repository.
+        for path in ("mirror/../team-b/app", "mirror/%2e%2e/team-b/app", "mirror%2F..%2Fteam-b%2Fapp", "MIRROR/app",
+                     "Mirror/app", "mirror//app", "mirror/./app", "mirror/app/../../team-b/app"):
+            for user, password in ((registry.username, registry.password), ("bob", passwords["bob"])):
+                status = subprocess.run(["curl", "-s", "--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", "-u",
+                                         f"{user}:{password}", f"{registry.base}/v2/{path}/manifests/v1"],
+                                        capture_output=True, text=True, timeout=60).stdout
+                assert status != "200", (path, user, status)
+        assert manifest_gets(source, "lib/app", "v1") == 0
+        assert source.blob_gets(sha256_digest(big)) == 0
+        catalog = owner.req("GET", "/v2/_catalog").json().get("repositories") or []
+        assert catalog == [], catalog
+
+        # The target's quota applies to fills: the layer would pass it, so the pull is refused
+        # with the quota error and the layer is not stored.
+        r = owner.req("POST", "/api/v1/quotas", json={"name": "mirrors", "prefix": "mirror/", "limitBytes": 100_000})
+        assert r.status_code == 201, r.text
+        p = skopeo("copy", "--src-tls-verify=false", f"docker://{registry.host}/mirror/app:v1", f"oci:{tmp_path / 'layout'}:v1",
+                   creds=registry.creds, check=False)
+        assert p.returncode != 0 and b"403" in p.stderr, p.stderr
+        r = requests.get(f"{registry.base}/v2/mirror/app/blobs/{sha256_digest(big)}", auth=registry.creds, timeout=60)
+        assert r.status_code == 403 and r.json()["errors"][0]["code"] == "DENIED" and "mirrors" in r.text, r.text
+        # No tag and no manifest was stored (what fitted before the layer, its config, may stay).
+        tags = owner.req("GET", "/api/v1/repository/tags", params={"name": "mirror/app"})
+        assert tags.status_code == 404 or "v1" not in tags.text, tags.text
+        manifests = owner.req("GET", "/api/v1/repository/manifests", params={"name": "mirror/app"})
+        assert manifests.status_code == 404 or sha256_digest(manifest) not in manifests.text, manifests.text
+        usage = owner.req("GET", "/api/v1/quotas").json()
+        used = [q for q in (usage if isinstance(usage, list) else usage.get("quotas", [])) if q["name"] == "mirrors"]
+        assert used and used[0].get("usedBytes", 0) < 100_000, usage
+        assert not any(f.stat().st_size >= len(big) for f in registry.data.rglob("*") if f.is_file()
+                       and "blobs" in f.parts), "the refused layer's bytes are stored"
+        # Room made, the same pull fills the image.
+        assert owner.req("DELETE", "/api/v1/quotas/mirrors").status_code in (200, 204)
+        skopeo("copy", "--src-tls-verify=false", f"docker://{registry.host}/mirror/app:v1", f"oci:{tmp_path / 'layout'}:v1",
+               creds=registry.creds)
+        assert owner.get_manifest("mirror/app", "v1").content == manifest
+        catalog = owner.req("GET", "/v2/_catalog").json().get("repositories") or []
+        assert catalog == ["mirror/app"], catalog
+        # (the checks above would see them: now they are there)
+        assert '"v1"' in owner.req("GET", "/api/v1/repository/tags", params={"name": "mirror/app"}).text
+        assert sha256_digest(manifest) in owner.req("GET", "/api/v1/repository/manifests", params={"name": "mirror/app"}).text
+    finally:
+        source.stop()

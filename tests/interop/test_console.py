@@ -68,6 +68,9 @@ def artifacts_dir() -> Path:
     base = os.environ.get("BERTH_TEST_ARTIFACTS") or str(Path(__file__).parent / "artifacts")
     out = Path(base) / "console"
     out.mkdir(parents=True, exist_ok=True)
+    # This run's screenshots only: an earlier run's stale pages would pass for this one's.
+    for old in out.glob("*.png"):
+        old.unlink()
     print(f"\nconsole screenshots: {out}")
     return out
 
@@ -549,6 +552,14 @@ def test_console_in_a_browser(registry, api, tmp_path):
         assert driver.current_url.endswith("/console/login")
         gone = requests.get(base + "/console/repositories", cookies=alice_session, timeout=10, allow_redirects=False)
         assert gone.status_code == 303 and gone.headers["Location"] == "/console/login"
+    except BaseException:
+        # A failing run keeps the page it failed on beside the pages it had reached.
+        try:
+            driver.save_screenshot(str(out / "zz-failed-here.png"))
+            print(f"\nconsole: the page of the failure is {out / 'zz-failed-here.png'}")
+        except Exception:
+            pass
+        raise
     finally:
         driver.quit()
         receiver.stop()

@@ -14,16 +14,10 @@ import shutil
 import subprocess
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 import requests
-
-with warnings.catch_warnings():
-    # bcrypt for docker-registry's htpasswd through libxcrypt (Python 3.11 on CI).
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import crypt
 
 from conftest import RegistryServer, berth_bin, free_port
 from helpers import OCI_INDEX, OCI_MANIFEST, Api, sha256_digest, skopeo
@@ -45,7 +39,12 @@ class ReferenceSource:
         auth = ""
         if user:
             htpasswd = workdir / "htpasswd"
-            htpasswd.write_text(f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+            # A bcrypt entry (the only hash docker-registry's htpasswd accepts) by Apache's `htpasswd -B`
+            # (Debian apache2-utils), the password on stdin: Python's `crypt` is gone in 3.13.
+            entry = subprocess.run(["htpasswd", "-niB", user], input=password + "\n", capture_output=True, text=True,
+                                   check=True, timeout=60).stdout.strip()
+            assert entry.startswith(f"{user}:$2"), entry
+            htpasswd.write_text(entry + "\n")
             auth = f"auth:\n  htpasswd:\n    realm: import-test\n    path: {htpasswd}\n"
         config = workdir / "config.yml"
         config.write_text(
@@ -292,3 +291,126 @@ def test_import_refuses_a_loopback_source_by_default_and_needs_push_rights(regis
     assert requests.get(f"{registry.base}/api/v1/imports/{job['id']}", auth=dev, timeout=10).status_code == 200
     other = ("other", json.loads(berth(registry, login, "identity", "create", "--name", "other", "-o", "json").stdout)["password"])
     assert requests.get(f"{registry.base}/api/v1/imports/{job['id']}", auth=other, timeout=10).status_code == 404
+
+
+class DroppingProxy:
+    """A loopback HTTP proxy in front of a source registry that cuts the first GET of one blob
+    after ``cut`` bytes (the whole length announced, then the connection closed). With
+    ``ignore_range`` it drops the Range header of what it forwards, as a source without range
+    support answers 200 with the whole blob. It notes the Range header of every GET of that blob."""
+
+    def __init__(self, upstream: str, digest: str, cut: int, ignore_range: bool = False):
+        import http.server
+        import threading
+
+        self.upstream, self.digest, self.cut, self.ignore_range = upstream, digest, cut, ignore_range
+        self.ranges: list[str | None] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                blob = self.path.split("?")[0].endswith("/blobs/" + proxy.digest)
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "accept", "range")}
+                first = False
+                if blob:
+                    first = not proxy.ranges
+                    proxy.ranges.append(self.headers.get("Range"))
+                    if proxy.ignore_range:
+                        headers.pop("Range", None)
+                with requests.get(f"http://{proxy.upstream}{self.path}", headers=headers, stream=True,
+                                  allow_redirects=False, timeout=30) as r:
+                    self.send_response(r.status_code)
+                    for k, v in r.headers.items():
+                        if k.lower() in ("content-type", "content-length", "content-range", "docker-content-digest",
+                                         "www-authenticate", "location", "accept-ranges"):
+                            self.send_header(k, v)
+                    if "content-length" not in {k.lower() for k in r.headers}:
+                        self.send_header("Connection", "close")
+                        self.close_connection = True
+                    self.end_headers()
+                    sent = 0
+                    for chunk in r.raw.stream(65536, decode_content=False):
+                        if blob and first and sent + len(chunk) >= proxy.cut:
+                            self.wfile.write(chunk[:proxy.cut - sent])
+                            self.wfile.flush()
+                            self.close_connection = True
+                            self.connection.shutdown(2)   # the connection drops mid-blob
+                            return
+                        self.wfile.write(chunk)
+                        sent += len(chunk)
+
+            do_HEAD = do_GET
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("ignore_range", [False, True], ids=["source-with-ranges", "source-ignoring-ranges"])
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW=LOOPBACK)
+def test_import_goes_on_within_a_blob_whose_connection_drops(registry, login, reference_source, ignore_range):
+    """The source's connection drops 1 MB into a 3 MB layer: the import asks for the rest with a
+    Range request (a source that ignores it sends the whole layer again, and the copy starts the
+    layer over), and what is stored is the source's layer, verified against its digest."""
+    import_through_a_dropping_proxy(registry, login, reference_source, ignore_range)
+
+
+def test_import_goes_on_within_a_blob_in_the_s3_blob_store(s3_registry, reference_source, tmp_path):
+    """The same with the blobs in S3 (Ceph RGW): the partial blob is a multipart upload that the
+    resumed piece continues."""
+    server, _ = s3_registry
+    server.extra_env["BERTH_OUTBOUND_ALLOW"] = LOOPBACK
+    server.stop()
+    server.start(port=server.port)
+    home = tmp_path / "xdg"
+    berth(server, home, "login", server.base, "-u", server.username, "--password-stdin", input=server.password + "\n")
+    import_through_a_dropping_proxy(server, home, reference_source, ignore_range=False)
+
+
+def import_through_a_dropping_proxy(registry, login, reference_source, ignore_range: bool):
+    src = Api(reference_source.host, auth=reference_source.creds)
+    big = os.urandom(3 * 1024 * 1024)
+    layers = [big, b"a small layer"]
+    manifest = push_image(src, "lib/big", "v1", layers)
+    proxy = DroppingProxy(reference_source.host, sha256_digest(big), cut=1024 * 1024, ignore_range=ignore_range)
+    try:
+        user, password = reference_source.creds
+        p = berth(registry, login, "import", "--source", f"{proxy.host}/lib/big:v1", "--image", "mirror/big:v1", "--plain-http",
+                  "--username", user, "--password-stdin", "-o", "json", input=password + "\n")
+        job = json.loads(p.stdout)
+    finally:
+        proxy.stop()
+    assert job["state"] == "succeeded" and job["digest"] == sha256_digest(manifest), job
+    # The first GET was cut; the second asked for the rest from where the received bytes ended.
+    assert len(proxy.ranges) == 2 and proxy.ranges[0] is None, proxy.ranges
+    m = re.fullmatch(r"bytes=(\d+)-", proxy.ranges[1] or "")
+    assert m and 0 < int(m.group(1)) <= 1024 * 1024, proxy.ranges
+    if ignore_range:
+        assert job.get("blobRestarts") == 1 and not job.get("blobResumes"), job
+        assert "1 started over" in p.stderr.decode(), p.stderr.decode()
+    else:
+        assert job.get("blobResumes") == 1 and not job.get("blobRestarts"), job
+        assert "1 resumed after a dropped connection" in p.stderr.decode(), p.stderr.decode()
+    # Every byte counted once, whatever was received twice.
+    assert job["bytesCopied"] == job["bytesTotal"], job
+    # What is stored is the source's layer, byte for byte, and no upload session is left behind.
+    r = registry.api().get_blob("mirror/big", sha256_digest(big))
+    assert r.status_code == 200 and r.content == big
+    assert manifest_of(registry, "mirror/big", "v1").content == manifest
+    leftovers = [p for d in registry.data.rglob("uploads") if d.is_dir() for p in d.iterdir()]
+    assert leftovers == [], leftovers
+    assert "removed abandoned uploads" not in registry.log_path.read_text(errors="replace")

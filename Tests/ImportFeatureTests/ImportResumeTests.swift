@@ -1,0 +1,248 @@
+import Access
+import Backends
+import BerthAPIContract
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOConcurrencyHelpers
+import OCIModel
+import RegistryCore
+import Testing
+import UpstreamClient
+@testable import ImportFeature
+
+/// An import whose source drops the connection in the middle of a large blob goes on from the
+/// bytes already received (a `Range` request answered 206), starts the blob over when the source
+/// ignores the range, verifies the whole against the digest before storing it, and leaves no
+/// upload session behind when it fails.
+@Suite struct ImportResumeTests {
+    /// Above the inline limit (the blob store's upload path), cut at `cut` bytes.
+    static let big: [UInt8] = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
+    static let cut = 100_000
+
+    /// How the scripted source answers GETs of the big blob.
+    enum Behaviour: Sendable {
+        /// The first GET is cut after `cut` bytes; ranges are answered 206.
+        case dropOnce
+        /// The first GET is cut; a range is answered 200 with the whole blob.
+        case ignoresRange
+        /// The first GET is cut; the range is answered 206 with other bytes.
+        case wrongRange
+        /// Every GET is cut after `cut` bytes.
+        case alwaysDrops
+        /// The first GET is cut; the range is answered 206 with a Content-Range of another offset.
+        case misplacedRange
+        /// Every GET sends `cut` bytes, then nothing more until the test ends (at most 20 s).
+        case stalls
+    }
+
+    /// Set when the test of the stalled source is done with it.
+    static let released = NIOLockedValueBox(false)
+
+    struct Cut: Error {}
+
+    /// The first byte a `Range: bytes=N-` header asks for.
+    static func rangeStart(_ header: String?) -> Int? {
+        header.flatMap { $0.split(separator: "=").last?.split(separator: "-").first.flatMap { Int($0) } }
+    }
+
+    /// Requests of the big blob: the Range header of each (nil for a plain GET).
+    typealias Requests = NIOLockedValueBox<[String?]>
+
+    static func withSource(_ behaviour: Behaviour, _ body: @Sendable (Int, Requests) async throws -> Void) async throws {
+        let manifest = ImportCopierTests.manifest([big])
+        let config = ImportCopierTests.config
+        let requests = Requests([])
+        let router = Router()
+        router.get("**") { request, _ -> Response in
+            let path = request.uri.path
+            if path.hasSuffix("/manifests/v1") {
+                var h = HTTPFields()
+                h[.contentType] = MediaType.ociManifest
+                return Response(status: .ok, headers: h, body: .init(byteBuffer: ByteBuffer(bytes: manifest)))
+            }
+            if path.hasSuffix("/blobs/\(Digest.compute(config))") {
+                return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(bytes: config)))
+            }
+            guard path.hasSuffix("/blobs/\(Digest.compute(big))") else { return Response(status: .notFound) }
+            let range = request.headers[.range]
+            let n = requests.withLockedValue { list -> Int in
+                list.append(range)
+                return list.count
+            }
+            if behaviour == .stalls {
+                let head = Array(big[..<cut])
+                return Response(status: .ok, body: ResponseBody(contentLength: big.count) { writer in
+                    try await writer.write(ByteBuffer(bytes: head))
+                    for _ in 0..<1000 where !released.withLockedValue({ $0 }) {
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                    throw Cut()
+                })
+            }
+            let cutNow = behaviour == .alwaysDrops || n == 1
+            if let range, !cutNow, behaviour != .ignoresRange,
+               let from = range.split(separator: "=").last?.split(separator: "-").first.flatMap({ Int($0) }), from < big.count {
+                var bytes = Array(big[from...])
+                var first = from
+                if behaviour == .wrongRange { bytes = bytes.map { $0 ^ 0x5a } }
+                if behaviour == .misplacedRange { first = 0 }
+                var h = HTTPFields()
+                h[.contentRange] = "bytes \(first)-\(big.count - 1)/\(big.count)"
+                h[.contentLength] = "\(bytes.count)"
+                return Response(status: .partialContent, headers: h, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+            }
+            if cutNow, let range, behaviour == .alwaysDrops,
+               let from = range.split(separator: "=").last?.split(separator: "-").first.flatMap({ Int($0) }) {
+                // A range announced, then the connection goes before its first byte.
+                var h = HTTPFields()
+                h[.contentRange] = "bytes \(from)-\(big.count - 1)/\(big.count)"
+                return Response(status: .partialContent, headers: h, body: ResponseBody(contentLength: big.count - from) { _ in
+                    throw Cut()
+                })
+            }
+            if cutNow {
+                // The whole length is announced, part of it sent, then the connection goes.
+                let head = Array(big[..<cut])
+                return Response(status: .ok, body: ResponseBody(contentLength: big.count) { writer in
+                    try await writer.write(ByteBuffer(bytes: head))
+                    throw Cut()
+                })
+            }
+            return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(bytes: big)))
+        }
+        var logger = Logger(label: "source")
+        logger.logLevel = .critical
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: logger)
+        try await app.test(.live) { client in try await body(try #require(client.port), requests) }
+    }
+
+    static func job(_ copier: ImportCopier) -> ImportView { copier.progress.view }
+
+    @Test func aDroppedBlobResumesFromTheBytesReceived() async throws {
+        let (registry, backends) = try ImportCopierTests.fresh()
+        try await Self.withSource(.dropOnce) { port, requests in
+            let copier = try ImportCopierTests.copier(port: port, registry: registry)
+            let digest = try await copier.run()
+            #expect(digest == Digest.compute(ImportCopierTests.manifest([Self.big])))
+            let list = requests.withLockedValue { $0 }
+            // One plain GET, cut (the client receives at most the `cut` bytes sent: how many of them
+            // arrive before the connection goes is the network's); one range from where the
+            // received bytes end, not from 0.
+            #expect(list.count == 2)
+            #expect(list.first == .some(nil))
+            let from = try #require(Self.rangeStart(list.last ?? nil))
+            #expect(from > 0 && from <= Self.cut)
+            let view = Self.job(copier)
+            #expect(view.blobResumes == 1 && view.blobRestarts == nil)
+            #expect(view.bytesCopied == Int64(Self.big.count + ImportCopierTests.config.count))
+            // The stored blob is the source's, byte for byte, and no session is left.
+            let target = try RepositoryName("mirror/app")
+            #expect(try await registry.blobSize(target, Digest.compute(Self.big)) == Int64(Self.big.count))
+            #expect(try await backends.blobs.openUploadCount() == 0)
+            let stored = NIOLockedValueBox<[UInt8]>([])
+            try await registry.readBlob(target, Digest.compute(Self.big), range: 0..<Int64(Self.big.count)) { chunk in
+                stored.withLockedValue { $0 += chunk.readableBytesView }
+            }
+            #expect(stored.withLockedValue { $0 } == Self.big)
+        }
+    }
+
+    @Test func aSourceThatIgnoresTheRangeRestartsTheBlobFromZero() async throws {
+        let (registry, backends) = try ImportCopierTests.fresh()
+        try await Self.withSource(.ignoresRange) { port, requests in
+            let copier = try ImportCopierTests.copier(port: port, registry: registry)
+            _ = try await copier.run()
+            let list = requests.withLockedValue { $0 }
+            #expect(list.count == 2 && list[0] == nil)
+            #expect((Self.rangeStart(list.last ?? nil) ?? 0) > 0)
+            let view = Self.job(copier)
+            #expect(view.blobRestarts == 1 && view.blobResumes == nil)
+            #expect(view.bytesCopied == Int64(Self.big.count + ImportCopierTests.config.count))
+            #expect(try await registry.blobSize(try RepositoryName("mirror/app"), Digest.compute(Self.big)) == Int64(Self.big.count))
+            #expect(try await backends.blobs.openUploadCount() == 0)
+        }
+    }
+
+    @Test func aRangeThatDoesNotMatchIsNotJoinedAndTheBlobStartsOver() async throws {
+        let (registry, backends) = try ImportCopierTests.fresh()
+        try await Self.withSource(.misplacedRange) { port, requests in
+            let copier = try ImportCopierTests.copier(port: port, registry: registry)
+            _ = try await copier.run()
+            // cut, a range answered for another offset (refused), then the whole blob from byte 0
+            let list = requests.withLockedValue { $0 }
+            #expect(list.count == 3 && list[0] == nil && list[2] == nil)
+            #expect((Self.rangeStart(list[1]) ?? 0) > 0)
+            #expect(Self.job(copier).blobRestarts == 1)
+            #expect(try await registry.blobSize(try RepositoryName("mirror/app"), Digest.compute(Self.big)) == Int64(Self.big.count))
+            #expect(try await backends.blobs.openUploadCount() == 0)
+        }
+    }
+
+    @Test func aResumedBlobWithOtherBytesIsRefusedAndNothingIsStored() async throws {
+        let (registry, backends) = try ImportCopierTests.fresh()
+        try await Self.withSource(.wrongRange) { port, _ in
+            let copier = try ImportCopierTests.copier(port: port, registry: registry)
+            await #expect {
+                _ = try await copier.run()
+            } throws: { ($0 as? UpstreamError)?.kind == .digestMismatch }
+            let target = try RepositoryName("mirror/app")
+            await #expect(throws: (any Error).self) { _ = try await registry.blobSize(target, Digest.compute(Self.big)) }
+            #expect(try await backends.blobs.size(of: Digest.compute(Self.big)) == nil)
+            #expect(try await backends.blobs.openUploadCount() == 0)
+            await #expect(throws: (any Error).self) { _ = try await registry.resolve(target, .tag("v1")) }
+        }
+    }
+
+    @Test func aSourceThatKeepsDroppingFailsTheImportAndLeavesNoUpload() async throws {
+        let (registry, backends) = try ImportCopierTests.fresh()
+        try await Self.withSource(.alwaysDrops) { port, requests in
+            let copier = try ImportCopierTests.copier(port: port, registry: registry)
+            await #expect {
+                _ = try await copier.run()
+            } throws: { ($0 as? UpstreamError)?.kind == .unreachable }
+            // Each range after the first brings nothing new (the source cuts at the same byte):
+            // the copy gives up after a bounded number of fruitless pieces.
+            let list = requests.withLockedValue { $0 }
+            #expect(list.count == 1 + ImportCopier.maxIdlePieces)
+            #expect(Set(list.dropFirst()).count == 1 && (Self.rangeStart(list.last ?? nil) ?? 0) > 0)
+            #expect(try await backends.blobs.openUploadCount() == 0)
+            #expect(try await backends.blobs.size(of: Digest.compute(Self.big)) == nil)
+        }
+    }
+
+    @Test func aCancelledImportLeavesNoUploadBehind() async throws {
+        let (registry, backends) = try ImportCopierTests.fresh()
+        try await Self.withSource(.stalls) { port, requests in
+            let copier = try ImportCopierTests.copier(port: port, registry: registry)
+            let running = Task { try await copier.run() }
+            // The blob streams into its upload session, then the source stalls.
+            let config = Int64(ImportCopierTests.config.count)
+            let streaming = try await StreamingWait.until {
+                let uploads = try? await backends.blobs.openUploadCount()
+                return uploads == 1 && requests.withLockedValue { $0.count } == 1 && copier.progress.view.bytesCopied > config
+            }
+            #expect(streaming)
+            running.cancel()
+            await #expect(throws: (any Error).self) { _ = try await running.value }
+            #expect(try await backends.blobs.openUploadCount() == 0)
+            #expect(try await backends.blobs.size(of: Digest.compute(Self.big)) == nil)
+            #expect(requests.withLockedValue { $0.count } == 1)
+            Self.released.withLockedValue { $0 = true }
+        }
+    }
+}
+
+/// A bounded wait for a condition (generous: the machine is shared).
+enum StreamingWait {
+    static func until(seconds: Double = 60, _ condition: @Sendable () async -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if await condition() { return true }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+}
