@@ -510,7 +510,14 @@ public final class PullThrough: ContentFallback, Sendable {
             }
         } else {
             let sizes = Self.blobSizes(manifest.bytes)
-            for blob in parsed.blobs {
+            var missing: [Digest] = []
+            for blob in parsed.blobs where (try? await registry.blobSize(repository, blob)) == nil { missing.append(blob) }
+            // The image as a whole must fit under the repository's quotas before its first blob
+            // is stored (a fill refused half-way kept what it had stored). The sizes are the
+            // upstream's word: each blob is still checked, and verified, as it arrives.
+            let declared = missing.reduce(Int64(0)) { $0 + max(0, min(sizes[$1] ?? 0, Int64.max / 4096)) }
+            try await registry.checkBlobStorable(repository, size: declared)
+            for blob in missing {
                 if (try? await registry.blobSize(repository, blob)) != nil { continue }
                 _ = try await fetches.value("b:\(repository)@\(blob)") {
                     try await self.copyBlob(blob, size: sizes[blob], into: repository, from: upstreamRepository, client: client)
