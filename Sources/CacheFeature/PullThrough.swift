@@ -515,8 +515,12 @@ public final class PullThrough: ContentFallback, Sendable {
             // The image as a whole must fit under the repository's quotas before its first blob
             // is stored (a fill refused half-way kept what it had stored). The sizes are the
             // upstream's word: each blob is still checked, and verified, as it arrives.
-            let declared = missing.reduce(Int64(0)) { $0 + max(0, min(sizes[$1] ?? 0, Int64.max / 4096)) }
-            try await registry.checkBlobStorable(repository, size: declared)
+            // (saturating: a manifest may list thousands of blobs declaring huge sizes)
+            let declared = missing.reduce(Int64(0)) { total, blob in
+                let (sum, overflow) = total.addingReportingOverflow(max(0, sizes[blob] ?? 0))
+                return overflow ? Int64.max : sum
+            }
+            if !missing.isEmpty { try await registry.checkBlobStorable(repository, size: declared) }
             for blob in missing {
                 if (try? await registry.blobSize(repository, blob)) != nil { continue }
                 _ = try await fetches.value("b:\(repository)@\(blob)") {

@@ -195,7 +195,11 @@ extension RegistryResponder {
                                                         keep: body.keep ?? 0)
                 var only: Set<String>?
                 if !manager {
-                    let matched = try await registry.purgeRepositories(options)
+                    // Only repositories the caller can see count (review: a 403 for a match it cannot
+                    // see told it that repository exists); the others are left out of its purge.
+                    let matched = try await registry.purgeRepositories(options).filter {
+                        gate.allows(caller, request, context, repository: $0, action: .metadataRead, target: AccessTarget(management: true))
+                    }
                     let allowed = matched.filter {
                         gate.allows(caller, request, context, repository: $0, action: [.contentDelete, .metadataWrite],
                                     target: AccessTarget(management: true))
@@ -223,7 +227,9 @@ extension RegistryResponder {
         guard let caller else {
             throw gate.challenge(request, scope: nil, message: "authentication required", insufficientScope: false)
         }
-        let isToken = caller.principal.kind == .token
+        // A build task's run identity (management judged by its grants) is not a scope-map token:
+        // it needs the Owner role too, which it never holds (review: its delete right lifted locks).
+        let isToken = caller.principal.kind == .token && !caller.principal.managementByGrants
         let needed: Action = isToken ? [.metadataWrite, .contentDelete] : Role.owner.actions
         if gate.allows(caller, request, context, repository: repo.value, action: needed, target: AccessTarget(management: true)) { return }
         let who = "\(caller.principal.kind.rawValue) \(caller.principal.name)"

@@ -178,13 +178,15 @@ public enum ReplicationPlan {
         }
     }
 
-    /// Registry-wide settings (policies: quarantine, scanning, content trust, retention, soft
-    /// delete, GC, quotas) are one value in every region; a name is 1-64 characters of a-z, 0-9
-    /// and '-' (what a peer may name, checked like its other input).
-    public static func isReplicatedSetting(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 64
-            && name.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d }
-    }
+    /// The registry-wide settings that are one value in every region (policies: quarantine,
+    /// scanning, content trust, retention, soft delete, GC, quotas), by name: only these are
+    /// served to a peer or written from one (review: any name a peer sent was written, and a
+    /// setting added later, perhaps a region's own, would have replicated unasked).
+    public static let replicatedSettings: Set<String> = [
+        "quarantine-policy", "scan-policy", "content-trust", "retention-policy", "soft-delete-policy", "gc-policy", "storage-quotas",
+    ]
+
+    public static func isReplicatedSetting(_ name: String) -> Bool { replicatedSettings.contains(name) }
 
     /// The register's current write in this region, from its newest writes in the log (newest
     /// first): the newest, naming the one before it as what it replaced.

@@ -231,7 +231,10 @@ public struct TaskQueueService: Service {
             }
             let identity = RunIdentity(task: task.name, runID: run.id, repositories: repositories,
                                        pullRepositories: Array(Set(pulls)).sorted(),
-                                       deadline: Date().addingTimeInterval(Double(task.timeoutSeconds) + 60), commands: commands)
+                                       deadline: Date().addingTimeInterval(Double(task.timeoutSeconds) + 60), commands: commands,
+                                       // delete only in its scope (checked against its creator's delete rights),
+                                       // never in what its file pushes to (review)
+                                       deleteRepositories: task.scope ?? [])
             let (username, password) = try await access.issueRunCredentials(identity, audience: configuration.serviceName)
             credentials = PushCredentials(username: username, password: password)
         }

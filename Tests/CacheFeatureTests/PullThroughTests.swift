@@ -342,16 +342,17 @@ final class TestClock: Sendable {
     /// (a small config that fits on its own is not stored), and nothing is asked of the upstream's blobs.
     @Test func anImageOverTheQuotaStoresNoneOfItsBlobs() async throws {
         let upstream = Upstream()
-        let big = [UInt8](repeating: 9, count: 60_000)
+        let big = [UInt8](repeating: 9, count: 200_000)   // above the inline limit: it would reach the blob store
         let m = Self.manifest([big])
         upstream.serve(m, tag: "v1", blobs: [Self.config, big])
         try await Self.withUpstream(upstream) { port in
             let c = try await Self.cache(port: port)
-            _ = try await c.registry.createQuota(QuotaLimit(name: "mirrors", prefix: "mirror/", limitBytes: 50_000))
+            _ = try await c.registry.createQuota(QuotaLimit(name: "mirrors", prefix: "mirror/", limitBytes: 150_000))
             await #expect { try await c.pullThrough.prepareManifest(Self.app, .tag("v1")) } throws: {
                 ($0 as? RegistryError)?.code == .denied && ($0 as? RegistryError)?.message.contains("mirrors") == true
             }
-            #expect(try await c.backends.blobs.size(of: Digest.compute(Self.config)) == nil)
+            #expect((try? await c.registry.blobSize(Self.app, Digest.compute(Self.config))) == nil)
+            #expect((try? await c.registry.blobSize(Self.app, Digest.compute(big))) == nil)
             #expect(try await c.backends.blobs.size(of: Digest.compute(big)) == nil)
             #expect(upstream.blobGets == 0)
             try await c.registry.deleteQuota(name: "mirrors")

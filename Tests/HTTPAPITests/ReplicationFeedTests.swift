@@ -164,10 +164,12 @@ import Testing
             #expect(doc.status == .ok && view.name == "soft-delete-policy" && Data(view.document.utf8) == second)
             let refused = try await client.execute(uri: "/api/v1/replication/settings/soft-delete-policy", method: .get, headers: reader)
             #expect(refused.status == .forbidden)
-            let unknown = try await client.execute(uri: "/api/v1/replication/settings/no-such-setting", method: .get, headers: replicator)
-            #expect(unknown.status == .notFound)
-            let bad = try await client.execute(uri: "/api/v1/replication/settings/Bad%20Name", method: .get, headers: replicator)
-            #expect(bad.status == .badRequest)
+            for name in ["Bad%20Name", "no-such-setting"] {
+                let bad = try await client.execute(uri: "/api/v1/replication/settings/\(name)", method: .get, headers: replicator)
+                #expect(bad.status == .badRequest, "\(name)")
+            }
+            let unstored = try await client.execute(uri: "/api/v1/replication/settings/gc-policy", method: .get, headers: replicator)
+            #expect(unstored.status == .notFound)
         }
     }
 

@@ -59,7 +59,8 @@ import Testing
     @Test func aSettingWithoutItsDocumentsDigestOrWithABadNameIsSkipped() throws {
         for v in [Self.view(1, "setting", repo: "", digest: nil, detail: "cache-rules"),
                   Self.view(1, "setting", repo: "", detail: "../keys"), Self.view(1, "setting", repo: "", detail: ""),
-                  Self.view(1, "setting", repo: "", detail: String(repeating: "a", count: 65))] {
+                  Self.view(1, "setting", repo: "", detail: String(repeating: "a", count: 65)),
+                  Self.view(1, "setting", repo: "", detail: "some-future-setting")] {
             guard case .skip = try Self.step(v) else {
                 Issue.record("applied: \(v.detail ?? "nil")")
                 continue

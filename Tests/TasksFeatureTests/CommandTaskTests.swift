@@ -180,14 +180,19 @@ private func pushImage(_ client: any TestClientProtocol, _ repository: String, _
                 return (answer.status, json(answer.body))
             }
             let deadline = Date().addingTimeInterval(600)
-            let commands = try await token(RunIdentity(task: "nightly", runID: "cb1", repositories: ["team/app"], deadline: deadline,
-                                                       commands: true))
-            // Outside its scope: refused whole, nothing deleted, and nothing named.
-            for filters in [["team/.*:.*"], ["team/other:.*"], ["team/app:.*", "elsewhere:.*"], [".*:.*"]] {
+            // It may pull team/other (a base image): it sees it, and may not delete there.
+            let commands = try await token(RunIdentity(task: "nightly", runID: "cb1", repositories: ["team/app"],
+                                                       pullRepositories: ["team/other"], deadline: deadline, commands: true))
+            // A match it sees and may not delete in: refused whole, nothing deleted, and nothing named.
+            for filters in [["team/.*:.*"], ["team/other:.*"], ["team/app:.*", "team/other:.*"], [".*:.*"]] {
                 let (status, answer) = try await purge(commands, filters)
                 #expect(status == .forbidden, "\(filters) \(answer)")
                 #expect(!"\(answer)".contains("team/other") && !"\(answer)".contains("elsewhere"))
             }
+            // A repository it cannot see is no part of its purge, and answers as if it did not
+            // exist (review: a 403 told it that it does).
+            let (unseen, unseenReport) = try await purge(commands, ["elsewhere:.*"])
+            #expect(unseen == .ok && !"\(unseenReport)".contains("elsewhere"), "\(unseenReport)")
             // Nothing registry-wide: the management API's other endpoints refuse it.
             #expect(try await client.execute(uri: "/api/v1/identities", method: .get, headers: commands).status == .forbidden)
             #expect(try await client.execute(uri: "/api/v1/gc", method: .post, headers: commands).status == .forbidden)
@@ -204,9 +209,14 @@ private func pushImage(_ client: any TestClientProtocol, _ repository: String, _
                 #expect(try await client.execute(uri: "/v2/\(repository)/manifests/\(tag)", method: .head, headers: headers).status
                         == expected, "\(repository):\(tag)")
             }
-            // A run identity without berth steps gets no management token at all.
+            // A run identity without berth steps: its token carries no management right, so the
+            // management API sees nothing of its repositories and its purge deletes nothing.
             let plain = try await token(RunIdentity(task: "ci", runID: "cb2", repositories: ["team/other"], deadline: deadline))
-            #expect(try await purge(plain, ["team/other:.*"]).0 != .ok)
+            let (plainStatus, plainReport) = try await purge(plain, ["team/other:.*"])
+            #expect(plainStatus != .ok || (plainReport["deletedTags"] as? [Any] ?? []).isEmpty, "\(plainReport)")
+            var owned = Self.owner
+            owned[.accept] = "application/vnd.oci.image.manifest.v1+json"
+            #expect(try await client.execute(uri: "/v2/team/other/manifests/keep", method: .head, headers: owned).status == .ok)
             #expect(try await client.execute(uri: "/api/v1/repository/tags?name=team/other", method: .get, headers: plain).status
                     != .ok)
         }

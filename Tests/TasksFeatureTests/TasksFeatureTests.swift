@@ -1,4 +1,4 @@
-import Access
+@testable import Access
 import Backends
 import Foundation
 import HTTPAPI
@@ -90,6 +90,27 @@ private func pushBlob(_ client: any TestClientProtocol, _ repository: String, _ 
             #expect(try await pushBlob(client, "team/app", basic(user, otherAudience)) == .unauthorized)
             #expect(try await pushBlob(client, "team/app", basic(user, password + "x")) == .unauthorized)
         }
+    }
+
+    /// Review: a run with `berth` steps keeps its base images' pull rights, and may delete only in
+    /// its scope, not in every repository its file pushes to.
+    @Test func aRunIdentityWithCommandsKeepsItsPullsAndDeletesOnlyInItsScope() async throws {
+        let dir = try temporaryDirectory()
+        let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
+        let access = try await AccessControl.open(store: store, keyDirectory: dir + "/keys")
+        let identity = RunIdentity(task: "nightly", runID: "cb3", repositories: ["team/app", "team/build"], pullRepositories: ["base/os"],
+                                   deadline: Date().addingTimeInterval(600), commands: true, deleteRepositories: ["team/app"])
+        #expect(identity.commands && identity.deleteRepositories == ["team/app"] && identity.pullRepositories == ["base/os"])
+        _ = try await access.issueRunCredentials(identity, audience: "s")   // round-trips
+        let principal = try #require(identity.principal())
+        func actions(_ repository: String) -> Action {
+            principal.grants.filter { $0.pattern.matches(repository) }.reduce(Action()) { $0.union($1.actions) }
+        }
+        #expect(actions("team/app").isSuperset(of: Role.delete.actions))
+        #expect(!actions("team/build").isSuperset(of: Role.delete.actions) && actions("team/build").isSuperset(of: Role.push.actions))
+        #expect(actions("base/os") == Role.pull.actions)
+        // a delete list naming a repository outside its repositories does not parse
+        #expect(RunIdentity(subject: "run:nightly/cb3:1999999999:team/app::berth-commands=team/other") == nil)
     }
 
     @Test func aRunIdentityNeedsValidRepositories() async throws {

@@ -692,8 +692,8 @@ def test_a_cmd_task_runs_berth_purge_with_its_run_identity_inside_its_scope_only
     """Issue 16 item 3: ``--cmd`` tasks. ``berth task create --cmd "berth purge ..."`` makes a
     one-step task without a task file or context; its run executes the server's own ``berth``
     with the run's short-lived identity (never the creator's credentials), limited to the
-    repositories named with ``--repository``: it purges there, and a purge that reaches past
-    them is refused and deletes nothing."""
+    repositories named with ``--repository``: it purges there, and a purge whose filters reach
+    past them deletes nothing outside them."""
     for repository, tag in (("junk/app", "old1"), ("junk/app", "old2"), ("keep/app", "v1")):
         push(registry, layout, repository, registry.creds, tag=tag)
     command = "berth purge --filter 'junk/app:.*' --ago 0d"
@@ -717,14 +717,14 @@ def test_a_cmd_task_runs_berth_purge_with_its_run_identity_inside_its_scope_only
     purges = [e for e in audit if e["action"] == "purge.run"]
     assert purges and purges[-1]["actor"].startswith("token:run:nightly/"), purges
 
-    # Past its scope: refused whole; nothing is deleted.
+    # Past its scope: a repository it cannot see is no part of its purge (it is not told that it
+    # exists); nothing there is deleted.
     cli("task", "update", "--name", "nightly", "--cmd", "berth purge --filter '.*/app:.*' --ago 0d")
-    refused = cli.run("task", "run", "--name", "nightly", "--wait", check=False)
-    assert refused.returncode != 0
+    cli("task", "run", "--name", "nightly", "--wait")
     latest = cli.json("task", "list-runs", "--name", "nightly")[0]
-    assert latest["status"] == "failed" and latest["steps"][0]["reason"] == "exit code 1", latest
+    assert latest["status"] == "succeeded", latest
     log = cli.run("task", "logs", "--name", "nightly", "--run-id", latest["id"]).stdout.decode()
-    assert "may not delete in" in log and "keep/app" not in log, log
+    assert "keep/app" not in log, log
     assert inspect(registry, "keep/app", registry.creds, tag="v1").returncode == 0
     # A berth command the task language does not allow is refused when saved, with its line.
     assert "not 'serve'" in cli.fails("task", "update", "--name", "nightly", "--cmd", "berth serve")
