@@ -95,7 +95,8 @@ extension PostgresMetadataStore {
     }
 
     public func findings(manifests: [Digest]) async throws -> [StoredFindings] {
-        let names = Set(manifests.map(\.string)).sorted()
+        let asked = Dictionary(manifests.map { ($0.string, $0) }, uniquingKeysWith: { a, _ in a })
+        let names = asked.keys.sorted()
         guard !names.isEmpty else { return [] }
         return try await read { tx in
             var out: [StoredFindings] = []
@@ -119,7 +120,7 @@ extension PostgresMetadataStore {
                 }
                 for head in heads {
                     let m: String = try head.decode("manifest")
-                    guard let digest = try? Digest(parsing: m) else { throw UnknownStoredValue(field: "findings manifest", value: String(m.prefix(100))) }
+                    guard let digest = asked[m] else { throw UnknownStoredValue(field: "findings manifest", value: String(m.prefix(100))) }
                     out.append(StoredFindings(manifest: digest, advisoryVersion: try head.decode("advisory_version", Int64.self),
                                               matchedAt: try head.date("matched_at"), findings: byManifest[m] ?? []))
                 }

@@ -56,7 +56,8 @@ extension PostgresMetadataStore {
     }
 
     public func inventories(manifests: [Digest]) async throws -> [StoredInventory] {
-        let names = Set(manifests.map(\.string)).sorted()
+        let asked = Dictionary(manifests.map { ($0.string, $0) }, uniquingKeysWith: { a, _ in a })
+        let names = asked.keys.sorted()
         guard !names.isEmpty else { return [] }
         return try await read { tx in
             var out: [StoredInventory] = []
@@ -69,7 +70,7 @@ extension PostgresMetadataStore {
                     WHERE manifest = ANY(\(chunk)::text[]) ORDER BY manifest
                     """) {
                     let m: String = try row.decode("manifest")
-                    guard let digest = try? Digest(parsing: m) else { throw UnknownStoredValue(field: "inventory manifest", value: String(m.prefix(100))) }
+                    guard let digest = asked[m] else { throw UnknownStoredValue(field: "inventory manifest", value: String(m.prefix(100))) }
                     out.append(try Self.inventory(row, manifest: digest))
                 }
             }

@@ -23,9 +23,9 @@ extension SQLiteMetadataStore {
         guard !sets.isEmpty || !unchanged.isEmpty else { return }
         try await pool.write { db in
             // Only the set's row: a manifest never matched has none, and stays so.
+            let update = try db.cachedStatement(sql: "UPDATE scan_finding_sets SET advisory_version = ?, matched_at = ? WHERE manifest = ?")
             for m in Set(unchanged.map(\.string)).sorted() {
-                try db.execute(sql: "UPDATE scan_finding_sets SET advisory_version = ?, matched_at = ? WHERE manifest = ?",
-                               arguments: [advisoryVersion, matchedAt.timeIntervalSince1970, m])
+                try update.execute(arguments: [advisoryVersion, matchedAt.timeIntervalSince1970, m])
             }
             for set in sets { try Self.writeFindings(db, set) }
         }
@@ -34,18 +34,22 @@ extension SQLiteMetadataStore {
     static func writeFindings(_ db: Database, _ set: StoredFindings) throws {
         let findings = StoredFinding.normalised(set.findings)
         let m = set.manifest.string
-        try db.execute(sql: """
+        // Cached statements: a re-match chunk writes many sets in one transaction, each statement
+        // prepared once per connection.
+        try db.cachedStatement(sql: """
             INSERT INTO scan_finding_sets(manifest, advisory_version, matched_at) VALUES (?, ?, ?)
             ON CONFLICT(manifest) DO UPDATE SET advisory_version = excluded.advisory_version, matched_at = excluded.matched_at
-            """, arguments: [m, set.advisoryVersion, set.matchedAt.timeIntervalSince1970])
-        try db.execute(sql: "DELETE FROM scan_findings WHERE manifest = ?", arguments: [m])
+            """).execute(arguments: [m, set.advisoryVersion, set.matchedAt.timeIntervalSince1970])
+        try db.cachedStatement(sql: "DELETE FROM scan_findings WHERE manifest = ?").execute(arguments: [m])
+        guard !findings.isEmpty else { return }
+        let insert = try db.cachedStatement(sql: """
+            INSERT INTO scan_findings(manifest, advisory_id, ecosystem, package, installed_version, source_package,
+                fixed_version, severity, score, fix_state, aliases)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
         for f in findings {
-            try db.execute(sql: """
-                INSERT INTO scan_findings(manifest, advisory_id, ecosystem, package, installed_version, source_package,
-                    fixed_version, severity, score, fix_state, aliases)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [m, f.advisoryID, f.ecosystem, f.package, f.installedVersion, f.sourcePackage, f.fixedVersion,
-                                 f.severity, f.score, f.fixState, StoredFinding.encodeAliases(f.aliases)])
+            try insert.execute(arguments: [m, f.advisoryID, f.ecosystem, f.package, f.installedVersion, f.sourcePackage, f.fixedVersion,
+                                           f.severity, f.score, f.fixState, StoredFinding.encodeAliases(f.aliases)])
         }
     }
 
@@ -69,7 +73,8 @@ extension SQLiteMetadataStore {
     }
 
     public func findings(manifests: [Digest]) async throws -> [StoredFindings] {
-        let names = Set(manifests.map(\.string)).sorted()
+        let asked = Dictionary(manifests.map { ($0.string, $0) }, uniquingKeysWith: { a, _ in a })
+        let names = asked.keys.sorted()
         guard !names.isEmpty else { return [] }
         return try await pool.read { db in
             var out: [StoredFindings] = []
@@ -91,7 +96,7 @@ extension SQLiteMetadataStore {
                 }
                 for head in heads {
                     let m: String = head["manifest"]
-                    guard let digest = try? Digest(parsing: m) else { throw UnknownStoredValue(field: "findings manifest", value: String(m.prefix(100))) }
+                    guard let digest = asked[m] else { throw UnknownStoredValue(field: "findings manifest", value: String(m.prefix(100))) }
                     out.append(StoredFindings(manifest: digest, advisoryVersion: head["advisory_version"],
                                               matchedAt: Date(timeIntervalSince1970: head["matched_at"]), findings: byManifest[m] ?? []))
                 }

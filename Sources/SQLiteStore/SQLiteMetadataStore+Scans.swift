@@ -52,7 +52,8 @@ extension SQLiteMetadataStore {
     }
 
     public func inventories(manifests: [Digest]) async throws -> [StoredInventory] {
-        let names = Set(manifests.map(\.string)).sorted()
+        let asked = Dictionary(manifests.map { ($0.string, $0) }, uniquingKeysWith: { a, _ in a })
+        let names = asked.keys.sorted()
         guard !names.isEmpty else { return [] }
         return try await pool.read { db in
             var out: [StoredInventory] = []
@@ -64,7 +65,7 @@ extension SQLiteMetadataStore {
                 for row in try Row.fetchAll(db, sql: "SELECT * FROM scan_inventories WHERE manifest IN (\(marks)) ORDER BY manifest",
                                             arguments: StatementArguments(chunk)) {
                     let m: String = row["manifest"]
-                    guard let digest = try? Digest(parsing: m) else { throw UnknownStoredValue(field: "inventory manifest", value: String(m.prefix(100))) }
+                    guard let digest = asked[m] else { throw UnknownStoredValue(field: "inventory manifest", value: String(m.prefix(100))) }
                     out.append(try Self.inventory(row, manifest: digest))
                 }
             }

@@ -88,28 +88,47 @@ public struct FindingMatcher: Sendable {
             logger.warning("advisories this build cannot read were left out", metadata: ["count": "\(undecodable)", "manifests": "\(batch.count)"])
         }
         let at = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
+        var memo: [InstalledPackage: [StoredFinding]] = [:]
         return zip(batch, packages).map { item, list in
-            StoredFindings(manifest: item.manifest, advisoryVersion: version, matchedAt: at, findings: Self.findings(list, index))
+            StoredFindings(manifest: item.manifest, advisoryVersion: version, matchedAt: at, findings: Self.findings(list, index, memo: &memo))
         }
     }
 
     /// The findings of `packages` by `index`'s matches (its ecosystem rules: Debian by source package
     /// and source version, withdrawn advisories never indexed, an unfixed range without a fixed version).
-    static func findings(_ packages: [InstalledPackage], _ index: AdvisoryIndex) -> [StoredFinding] {
+    /// `memo`: the findings of packages already matched against the same `index` (a chunk's
+    /// images share most of their packages: each distinct package is matched once per chunk).
+    static func findings(_ packages: [InstalledPackage], _ index: AdvisoryIndex,
+                         memo: inout [InstalledPackage: [StoredFinding]]) -> [StoredFinding] {
         var out: [StoredFinding] = []
         for package in packages {
-            for m in index.matches(for: package).matches {
-                let severity = m.severity
-                let score = severity?.score ?? m.advisory.severities.compactMap(\.score).max()
-                let level = severity?.level ?? .unknown
-                out.append(StoredFinding(
-                    advisoryID: m.advisory.id, aliases: m.advisory.aliases, ecosystem: package.ecosystem, package: package.name,
-                    sourcePackage: package.sourceName, installedVersion: package.version, fixedVersion: m.fixedVersion,
-                    severity: FindingSeverity.name(of: level), score: score,
-                    fixState: m.fixedVersion != nil ? "fix-available" : m.affected.noDSA ? "no-dsa" : "unfixed"))
+            if let known = memo[package] {
+                out += known
+                continue
             }
+            let found = findings(of: package, index)
+            memo[package] = found
+            out += found
         }
         return StoredFinding.normalised(out)
+    }
+
+    static func findings(_ packages: [InstalledPackage], _ index: AdvisoryIndex) -> [StoredFinding] {
+        var memo: [InstalledPackage: [StoredFinding]] = [:]
+        return findings(packages, index, memo: &memo)
+    }
+
+    static func findings(of package: InstalledPackage, _ index: AdvisoryIndex) -> [StoredFinding] {
+        index.matches(for: package).matches.map { m in
+            let severity = m.severity
+            let score = severity?.score ?? m.advisory.severities.compactMap(\.score).max()
+            let level = severity?.level ?? .unknown
+            return StoredFinding(
+                advisoryID: m.advisory.id, aliases: m.advisory.aliases, ecosystem: package.ecosystem, package: package.name,
+                sourcePackage: package.sourceName, installedVersion: package.version, fixedVersion: m.fixedVersion,
+                severity: FindingSeverity.name(of: level), score: score,
+                fixState: m.fixedVersion != nil ? "fix-available" : m.affected.noDSA ? "no-dsa" : "unfixed")
+        }
     }
 }
 
