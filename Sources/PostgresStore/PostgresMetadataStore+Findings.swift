@@ -19,6 +19,24 @@ extension PostgresMetadataStore {
         }
     }
 
+    public func putFindings(_ sets: [StoredFindings], unchanged: [Digest], advisoryVersion: Int64, matchedAt: Date) async throws {
+        guard !sets.isEmpty || !unchanged.isEmpty else { return }
+        let names = Set(unchanged.map(\.string)).sorted()
+        try await write(serialized: false) { tx in
+            // Only the sets' rows: a manifest never matched has none, and stays so.
+            var start = 0
+            while start < names.count {
+                let chunk = Array(names[start..<min(names.count, start + ScanStoreLimits.maxInventoryBatch)])
+                start += ScanStoreLimits.maxInventoryBatch
+                try await tx.exec("""
+                    UPDATE scan_finding_sets SET advisory_version = \(advisoryVersion), matched_at = \(matchedAt.timeIntervalSince1970)
+                    WHERE manifest = ANY(\(chunk)::text[])
+                    """)
+            }
+            for set in sets { try await Self.writeFindings(tx, set) }
+        }
+    }
+
     static func writeFindings(_ tx: Tx, _ set: StoredFindings) async throws {
         let findings = StoredFinding.normalised(set.findings)
         let m = set.manifest.string
@@ -62,16 +80,52 @@ extension PostgresMetadataStore {
                 SELECT advisory_id, ecosystem, package, installed_version, source_package, fixed_version, severity, score, fix_state, aliases
                 FROM scan_findings WHERE manifest = \(m) ORDER BY advisory_id, ecosystem, package, installed_version
                 """)
-            let findings = try rows.map { row in
-                StoredFinding(advisoryID: try row.decode("advisory_id"), aliases: StoredFinding.decodeAliases(try row.decode("aliases")),
-                              ecosystem: try row.decode("ecosystem"), package: try row.decode("package"),
-                              sourcePackage: try row.decode("source_package", String?.self),
-                              installedVersion: try row.decode("installed_version"),
-                              fixedVersion: try row.decode("fixed_version", String?.self), severity: try row.decode("severity"),
-                              score: try row.decode("score", Double?.self), fixState: try row.decode("fix_state"))
-            }
             return StoredFindings(manifest: manifest, advisoryVersion: try head.decode("advisory_version", Int64.self),
-                                  matchedAt: try head.date("matched_at"), findings: findings)
+                                  matchedAt: try head.date("matched_at"), findings: try rows.map(Self.finding))
+        }
+    }
+
+    static func finding(_ row: Row) throws -> StoredFinding {
+        StoredFinding(advisoryID: try row.decode("advisory_id"), aliases: StoredFinding.decodeAliases(try row.decode("aliases")),
+                      ecosystem: try row.decode("ecosystem"), package: try row.decode("package"),
+                      sourcePackage: try row.decode("source_package", String?.self),
+                      installedVersion: try row.decode("installed_version"),
+                      fixedVersion: try row.decode("fixed_version", String?.self), severity: try row.decode("severity"),
+                      score: try row.decode("score", Double?.self), fixState: try row.decode("fix_state"))
+    }
+
+    public func findings(manifests: [Digest]) async throws -> [StoredFindings] {
+        let asked = Dictionary(manifests.map { ($0.string, $0) }, uniquingKeysWith: { a, _ in a })
+        let names = asked.keys.sorted()
+        guard !names.isEmpty else { return [] }
+        return try await read { tx in
+            var out: [StoredFindings] = []
+            var start = 0
+            while start < names.count {
+                let chunk = Array(names[start..<min(names.count, start + ScanStoreLimits.maxInventoryBatch)])
+                start += ScanStoreLimits.maxInventoryBatch
+                let heads = try await tx.rows("""
+                    SELECT manifest, advisory_version, matched_at FROM scan_finding_sets WHERE manifest = ANY(\(chunk)::text[])
+                    ORDER BY manifest
+                    """)
+                guard !heads.isEmpty else { continue }
+                var byManifest: [String: [StoredFinding]] = [:]
+                for row in try await tx.rows("""
+                    SELECT manifest, advisory_id, ecosystem, package, installed_version, source_package, fixed_version, severity, score,
+                        fix_state, aliases
+                    FROM scan_findings WHERE manifest = ANY(\(chunk)::text[])
+                    ORDER BY manifest, advisory_id, ecosystem, package, installed_version
+                    """) {
+                    byManifest[try row.decode("manifest", String.self), default: []].append(try Self.finding(row))
+                }
+                for head in heads {
+                    let m: String = try head.decode("manifest")
+                    guard let digest = asked[m] else { throw UnknownStoredValue(field: "findings manifest", value: String(m.prefix(100))) }
+                    out.append(StoredFindings(manifest: digest, advisoryVersion: try head.decode("advisory_version", Int64.self),
+                                              matchedAt: try head.date("matched_at"), findings: byManifest[m] ?? []))
+                }
+            }
+            return out
         }
     }
 }

@@ -37,17 +37,44 @@ extension PostgresMetadataStore {
                 SELECT status, layers, cataloger_version, document, detail, created_at FROM scan_inventories
                 WHERE manifest = \(manifest.string)
                 """) else { return nil }
-            let raw: String = try row.decode("status")
-            guard let status = InventoryStatus(rawValue: raw) else { throw UnknownStoredValue(field: "inventory status", value: raw) }
-            let layersText: String = try row.decode("layers")
-            let layers = try layersText.split(separator: ",").map { s in
-                guard let d = try? Digest(parsing: String(s)) else { throw UnknownStoredValue(field: "inventory layer", value: String(s.prefix(100))) }
-                return d
+            return try Self.inventory(row, manifest: manifest)
+        }
+    }
+
+    static func inventory(_ row: Row, manifest: Digest) throws -> StoredInventory {
+        let raw: String = try row.decode("status")
+        guard let status = InventoryStatus(rawValue: raw) else { throw UnknownStoredValue(field: "inventory status", value: raw) }
+        let layersText: String = try row.decode("layers")
+        let layers = try layersText.split(separator: ",").map { s in
+            guard let d = try? Digest(parsing: String(s)) else { throw UnknownStoredValue(field: "inventory layer", value: String(s.prefix(100))) }
+            return d
+        }
+        return StoredInventory(manifest: manifest, status: status, layers: layers,
+                               catalogerVersion: try row.decode("cataloger_version"),
+                               document: [UInt8](try row.decode("document", Data.self)), detail: try row.decode("detail", String?.self),
+                               createdAt: try row.date("created_at"))
+    }
+
+    public func inventories(manifests: [Digest]) async throws -> [StoredInventory] {
+        let asked = Dictionary(manifests.map { ($0.string, $0) }, uniquingKeysWith: { a, _ in a })
+        let names = asked.keys.sorted()
+        guard !names.isEmpty else { return [] }
+        return try await read { tx in
+            var out: [StoredInventory] = []
+            var start = 0
+            while start < names.count {
+                let chunk = Array(names[start..<min(names.count, start + ScanStoreLimits.maxInventoryBatch)])
+                start += ScanStoreLimits.maxInventoryBatch
+                for row in try await tx.rows("""
+                    SELECT manifest, status, layers, cataloger_version, document, detail, created_at FROM scan_inventories
+                    WHERE manifest = ANY(\(chunk)::text[]) ORDER BY manifest
+                    """) {
+                    let m: String = try row.decode("manifest")
+                    guard let digest = asked[m] else { throw UnknownStoredValue(field: "inventory manifest", value: String(m.prefix(100))) }
+                    out.append(try Self.inventory(row, manifest: digest))
+                }
             }
-            return StoredInventory(manifest: manifest, status: status, layers: layers,
-                                   catalogerVersion: try row.decode("cataloger_version"),
-                                   document: [UInt8](try row.decode("document", Data.self)), detail: try row.decode("detail", String?.self),
-                                   createdAt: try row.date("created_at"))
+            return out
         }
     }
 

@@ -72,8 +72,18 @@ public protocol FindingStore: Sendable {
     /// page of manifests at once: one commit instead of one per manifest). A set named twice: the
     /// last one is kept.
     func putFindings(_ sets: [StoredFindings]) async throws
+    /// As `putFindings(_ sets:)`, and in the same transaction moves the manifests of `unchanged`
+    /// (matched again with the findings they have) to `advisoryVersion` and `matchedAt` without
+    /// rewriting their findings (the re-match's commit of a chunk: a change of advisories that
+    /// leaves most images' findings as they were writes one small row for each of them). A
+    /// manifest of `unchanged` never matched stays never matched; one also in `sets` gets its set.
+    func putFindings(_ sets: [StoredFindings], unchanged: [Digest], advisoryVersion: Int64, matchedAt: Date) async throws
     /// The manifest's findings, or nil when it was never matched.
     func findings(manifest: Digest) async throws -> StoredFindings?
+    /// The findings of several manifests in one read (the re-match's page), each as
+    /// `findings(manifest:)` gives it; a manifest never matched is absent, one named twice is
+    /// answered once; in manifest digest order.
+    func findings(manifests: [Digest]) async throws -> [StoredFindings]
     /// Appends a `scan` event (new High or Critical findings on `digest` in `repository`; `tag`
     /// one of its tags, for webhook scopes; `detail` the JSON of `ScanEventDetail`), with
     /// `EventOrigin.current` as its origin.

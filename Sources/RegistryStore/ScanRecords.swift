@@ -83,4 +83,15 @@ public protocol ScanStore: Sendable {
     func putInventory(_ inventory: StoredInventory, packages: [InventoryPackageKey]) async throws
     /// Manifests whose inventory holds the package, in digest order, after `after` (a page).
     func inventories(containing package: InventoryPackageKey, after: Digest?, limit: Int) async throws -> [Digest]
+    /// The stored inventories of `manifests` in one read (the re-match's page; a manifest named
+    /// twice is answered once, one without an inventory is absent), in manifest digest order.
+    /// At most `ScanStoreLimits.maxInventoryBatch` manifests are asked at a time (more: the store
+    /// reads them in several statements, still one answer).
+    func inventories(manifests: [Digest]) async throws -> [StoredInventory]
+}
+
+public enum ScanStoreLimits {
+    /// Most manifests one statement of `inventories(manifests:)` (and
+    /// `FindingStore.findings(manifests:)`) names; a longer list is read in several.
+    public static let maxInventoryBatch = 500
 }

@@ -19,21 +19,37 @@ extension SQLiteMetadataStore {
         }
     }
 
+    public func putFindings(_ sets: [StoredFindings], unchanged: [Digest], advisoryVersion: Int64, matchedAt: Date) async throws {
+        guard !sets.isEmpty || !unchanged.isEmpty else { return }
+        try await pool.write { db in
+            // Only the set's row: a manifest never matched has none, and stays so.
+            let update = try db.cachedStatement(sql: "UPDATE scan_finding_sets SET advisory_version = ?, matched_at = ? WHERE manifest = ?")
+            for m in Set(unchanged.map(\.string)).sorted() {
+                try update.execute(arguments: [advisoryVersion, matchedAt.timeIntervalSince1970, m])
+            }
+            for set in sets { try Self.writeFindings(db, set) }
+        }
+    }
+
     static func writeFindings(_ db: Database, _ set: StoredFindings) throws {
         let findings = StoredFinding.normalised(set.findings)
         let m = set.manifest.string
-        try db.execute(sql: """
+        // Cached statements: a re-match chunk writes many sets in one transaction, each statement
+        // prepared once per connection.
+        try db.cachedStatement(sql: """
             INSERT INTO scan_finding_sets(manifest, advisory_version, matched_at) VALUES (?, ?, ?)
             ON CONFLICT(manifest) DO UPDATE SET advisory_version = excluded.advisory_version, matched_at = excluded.matched_at
-            """, arguments: [m, set.advisoryVersion, set.matchedAt.timeIntervalSince1970])
-        try db.execute(sql: "DELETE FROM scan_findings WHERE manifest = ?", arguments: [m])
+            """).execute(arguments: [m, set.advisoryVersion, set.matchedAt.timeIntervalSince1970])
+        try db.cachedStatement(sql: "DELETE FROM scan_findings WHERE manifest = ?").execute(arguments: [m])
+        guard !findings.isEmpty else { return }
+        let insert = try db.cachedStatement(sql: """
+            INSERT INTO scan_findings(manifest, advisory_id, ecosystem, package, installed_version, source_package,
+                fixed_version, severity, score, fix_state, aliases)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
         for f in findings {
-            try db.execute(sql: """
-                INSERT INTO scan_findings(manifest, advisory_id, ecosystem, package, installed_version, source_package,
-                    fixed_version, severity, score, fix_state, aliases)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [m, f.advisoryID, f.ecosystem, f.package, f.installedVersion, f.sourcePackage, f.fixedVersion,
-                                 f.severity, f.score, f.fixState, StoredFinding.encodeAliases(f.aliases)])
+            try insert.execute(arguments: [m, f.advisoryID, f.ecosystem, f.package, f.installedVersion, f.sourcePackage, f.fixedVersion,
+                                           f.severity, f.score, f.fixState, StoredFinding.encodeAliases(f.aliases)])
         }
     }
 
@@ -44,14 +60,48 @@ extension SQLiteMetadataStore {
             let rows = try Row.fetchAll(db, sql: """
                 SELECT * FROM scan_findings WHERE manifest = ? ORDER BY advisory_id, ecosystem, package, installed_version
                 """, arguments: [manifest.string])
-            let findings = rows.map { row in
-                StoredFinding(advisoryID: row["advisory_id"], aliases: StoredFinding.decodeAliases(row["aliases"]),
-                              ecosystem: row["ecosystem"], package: row["package"], sourcePackage: row["source_package"],
-                              installedVersion: row["installed_version"], fixedVersion: row["fixed_version"],
-                              severity: row["severity"], score: row["score"], fixState: row["fix_state"])
-            }
             return StoredFindings(manifest: manifest, advisoryVersion: head["advisory_version"],
-                                  matchedAt: Date(timeIntervalSince1970: head["matched_at"]), findings: findings)
+                                  matchedAt: Date(timeIntervalSince1970: head["matched_at"]), findings: rows.map(Self.finding))
+        }
+    }
+
+    static func finding(_ row: Row) -> StoredFinding {
+        StoredFinding(advisoryID: row["advisory_id"], aliases: StoredFinding.decodeAliases(row["aliases"]),
+                      ecosystem: row["ecosystem"], package: row["package"], sourcePackage: row["source_package"],
+                      installedVersion: row["installed_version"], fixedVersion: row["fixed_version"],
+                      severity: row["severity"], score: row["score"], fixState: row["fix_state"])
+    }
+
+    public func findings(manifests: [Digest]) async throws -> [StoredFindings] {
+        let asked = Dictionary(manifests.map { ($0.string, $0) }, uniquingKeysWith: { a, _ in a })
+        let names = asked.keys.sorted()
+        guard !names.isEmpty else { return [] }
+        return try await pool.read { db in
+            var out: [StoredFindings] = []
+            var start = 0
+            while start < names.count {
+                let chunk = Array(names[start..<min(names.count, start + ScanStoreLimits.maxInventoryBatch)])
+                start += ScanStoreLimits.maxInventoryBatch
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                let heads = try Row.fetchAll(db, sql: """
+                    SELECT manifest, advisory_version, matched_at FROM scan_finding_sets WHERE manifest IN (\(marks)) ORDER BY manifest
+                    """, arguments: StatementArguments(chunk))
+                guard !heads.isEmpty else { continue }
+                var byManifest: [String: [StoredFinding]] = [:]
+                for row in try Row.fetchAll(db, sql: """
+                    SELECT * FROM scan_findings WHERE manifest IN (\(marks))
+                    ORDER BY manifest, advisory_id, ecosystem, package, installed_version
+                    """, arguments: StatementArguments(chunk)) {
+                    byManifest[row["manifest"], default: []].append(Self.finding(row))
+                }
+                for head in heads {
+                    let m: String = head["manifest"]
+                    guard let digest = asked[m] else { throw UnknownStoredValue(field: "findings manifest", value: String(m.prefix(100))) }
+                    out.append(StoredFindings(manifest: digest, advisoryVersion: head["advisory_version"],
+                                              matchedAt: Date(timeIntervalSince1970: head["matched_at"]), findings: byManifest[m] ?? []))
+                }
+            }
+            return out
         }
     }
 }

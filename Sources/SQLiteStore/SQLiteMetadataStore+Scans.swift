@@ -34,16 +34,42 @@ extension SQLiteMetadataStore {
         try await pool.read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM scan_inventories WHERE manifest = ?",
                                              arguments: [manifest.string]) else { return nil }
-            let raw: String = row["status"]
-            guard let status = InventoryStatus(rawValue: raw) else { throw UnknownStoredValue(field: "inventory status", value: raw) }
-            let layersText: String = row["layers"]
-            let layers = try layersText.split(separator: ",").map { s in
-                guard let d = try? Digest(parsing: String(s)) else { throw UnknownStoredValue(field: "inventory layer", value: String(s.prefix(100))) }
-                return d
+            return try Self.inventory(row, manifest: manifest)
+        }
+    }
+
+    static func inventory(_ row: Row, manifest: Digest) throws -> StoredInventory {
+        let raw: String = row["status"]
+        guard let status = InventoryStatus(rawValue: raw) else { throw UnknownStoredValue(field: "inventory status", value: raw) }
+        let layersText: String = row["layers"]
+        let layers = try layersText.split(separator: ",").map { s in
+            guard let d = try? Digest(parsing: String(s)) else { throw UnknownStoredValue(field: "inventory layer", value: String(s.prefix(100))) }
+            return d
+        }
+        return StoredInventory(manifest: manifest, status: status, layers: layers, catalogerVersion: row["cataloger_version"],
+                               document: [UInt8](row["document"] as Data), detail: row["detail"],
+                               createdAt: Date(timeIntervalSince1970: row["created_at"]))
+    }
+
+    public func inventories(manifests: [Digest]) async throws -> [StoredInventory] {
+        let asked = Dictionary(manifests.map { ($0.string, $0) }, uniquingKeysWith: { a, _ in a })
+        let names = asked.keys.sorted()
+        guard !names.isEmpty else { return [] }
+        return try await pool.read { db in
+            var out: [StoredInventory] = []
+            var start = 0
+            while start < names.count {
+                let chunk = Array(names[start..<min(names.count, start + ScanStoreLimits.maxInventoryBatch)])
+                start += ScanStoreLimits.maxInventoryBatch
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                for row in try Row.fetchAll(db, sql: "SELECT * FROM scan_inventories WHERE manifest IN (\(marks)) ORDER BY manifest",
+                                            arguments: StatementArguments(chunk)) {
+                    let m: String = row["manifest"]
+                    guard let digest = asked[m] else { throw UnknownStoredValue(field: "inventory manifest", value: String(m.prefix(100))) }
+                    out.append(try Self.inventory(row, manifest: digest))
+                }
             }
-            return StoredInventory(manifest: manifest, status: status, layers: layers, catalogerVersion: row["cataloger_version"],
-                                   document: [UInt8](row["document"] as Data), detail: row["detail"],
-                                   createdAt: Date(timeIntervalSince1970: row["created_at"]))
+            return out
         }
     }
 

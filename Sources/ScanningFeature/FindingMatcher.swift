@@ -33,11 +33,49 @@ public struct FindingMatcher: Sendable {
         return set
     }
 
-    /// Matches several manifests' inventories at once (the continuous re-match's page): one read
-    /// of the advisories naming any of their packages, one index, and the findings of all stored
-    /// in one transaction. Each manifest's findings are those `match(manifest:inventory:)` gives:
-    /// an index answers a package's matches from that package alone.
+    /// Matches several manifests' inventories at once (one read of the advisories naming any of
+    /// their packages, one index) and stores the findings of all in one transaction. Each
+    /// manifest's findings are those `match(manifest:inventory:)` gives: an index answers a
+    /// package's matches from that package alone.
     public func match(_ batch: [(manifest: Digest, inventory: ImageInventory)]) async throws -> [StoredFindings] {
+        let sets = try await findings(batch)
+        if !sets.isEmpty { try await store.putFindings(sets) }
+        return sets
+    }
+
+    /// The continuous re-match's chunk: as `match(_:)`, except that a manifest whose findings come
+    /// out as its stored ones (`previous`: the same findings, whatever their order) is only moved
+    /// to the new advisory version, its findings not rewritten (`FindingStore.putFindings(_:unchanged:…)`,
+    /// one transaction for the chunk). Answers each manifest's findings as now stored, and whether
+    /// they changed (nil `previous`: changed).
+    public func rematch(_ batch: [(manifest: Digest, inventory: ImageInventory, previous: StoredFindings?)]) async throws
+        -> [(findings: StoredFindings, changed: Bool)] {
+        let sets = try await findings(batch.map { ($0.manifest, $0.inventory) })
+        guard let first = sets.first else { return [] }
+        var changed: [StoredFindings] = []
+        var unchanged: [Digest] = []
+        var out: [(findings: StoredFindings, changed: Bool)] = []
+        for (item, set) in zip(batch, sets) {
+            if let previous = item.previous, Self.same(previous.findings, set.findings) {
+                unchanged.append(item.manifest)
+                out.append((set, false))
+            } else {
+                changed.append(set)
+                out.append((set, true))
+            }
+        }
+        try await store.putFindings(changed, unchanged: unchanged, advisoryVersion: first.advisoryVersion, matchedAt: first.matchedAt)
+        return out
+    }
+
+    /// Whether stored findings are the same as `new` (as `findings(_:_:)` gives them: normalised,
+    /// so each once; the stored order is the store's collation, so compared as sets).
+    static func same(_ stored: [StoredFinding], _ new: [StoredFinding]) -> Bool {
+        stored.count == new.count && Set(stored) == Set(new)
+    }
+
+    /// The findings of each manifest of `batch` (nothing stored): one advisory read, one index.
+    func findings(_ batch: [(manifest: Digest, inventory: ImageInventory)]) async throws -> [StoredFindings] {
         guard !batch.isEmpty else { return [] }
         let packages = batch.map { $0.inventory.installedPackages() }
         var seen = Set<InstalledPackage>()
@@ -50,30 +88,47 @@ public struct FindingMatcher: Sendable {
             logger.warning("advisories this build cannot read were left out", metadata: ["count": "\(undecodable)", "manifests": "\(batch.count)"])
         }
         let at = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
-        let sets = zip(batch, packages).map { item, list in
-            StoredFindings(manifest: item.manifest, advisoryVersion: version, matchedAt: at, findings: Self.findings(list, index))
+        var memo: [InstalledPackage: [StoredFinding]] = [:]
+        return zip(batch, packages).map { item, list in
+            StoredFindings(manifest: item.manifest, advisoryVersion: version, matchedAt: at, findings: Self.findings(list, index, memo: &memo))
         }
-        try await store.putFindings(sets)
-        return sets
     }
 
     /// The findings of `packages` by `index`'s matches (its ecosystem rules: Debian by source package
     /// and source version, withdrawn advisories never indexed, an unfixed range without a fixed version).
-    static func findings(_ packages: [InstalledPackage], _ index: AdvisoryIndex) -> [StoredFinding] {
+    /// `memo`: the findings of packages already matched against the same `index` (a chunk's
+    /// images share most of their packages: each distinct package is matched once per chunk).
+    static func findings(_ packages: [InstalledPackage], _ index: AdvisoryIndex,
+                         memo: inout [InstalledPackage: [StoredFinding]]) -> [StoredFinding] {
         var out: [StoredFinding] = []
         for package in packages {
-            for m in index.matches(for: package).matches {
-                let severity = m.severity
-                let score = severity?.score ?? m.advisory.severities.compactMap(\.score).max()
-                let level = severity?.level ?? .unknown
-                out.append(StoredFinding(
-                    advisoryID: m.advisory.id, aliases: m.advisory.aliases, ecosystem: package.ecosystem, package: package.name,
-                    sourcePackage: package.sourceName, installedVersion: package.version, fixedVersion: m.fixedVersion,
-                    severity: FindingSeverity.name(of: level), score: score,
-                    fixState: m.fixedVersion != nil ? "fix-available" : m.affected.noDSA ? "no-dsa" : "unfixed"))
+            if let known = memo[package] {
+                out += known
+                continue
             }
+            let found = findings(of: package, index)
+            memo[package] = found
+            out += found
         }
         return StoredFinding.normalised(out)
+    }
+
+    static func findings(_ packages: [InstalledPackage], _ index: AdvisoryIndex) -> [StoredFinding] {
+        var memo: [InstalledPackage: [StoredFinding]] = [:]
+        return findings(packages, index, memo: &memo)
+    }
+
+    static func findings(of package: InstalledPackage, _ index: AdvisoryIndex) -> [StoredFinding] {
+        index.matches(for: package).matches.map { m in
+            let severity = m.severity
+            let score = severity?.score ?? m.advisory.severities.compactMap(\.score).max()
+            let level = severity?.level ?? .unknown
+            return StoredFinding(
+                advisoryID: m.advisory.id, aliases: m.advisory.aliases, ecosystem: package.ecosystem, package: package.name,
+                sourcePackage: package.sourceName, installedVersion: package.version, fixedVersion: m.fixedVersion,
+                severity: FindingSeverity.name(of: level), score: score,
+                fixState: m.fixedVersion != nil ? "fix-available" : m.affected.noDSA ? "no-dsa" : "unfixed")
+        }
     }
 }
 

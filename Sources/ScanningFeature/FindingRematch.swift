@@ -71,17 +71,15 @@ public struct FindingRematcher: Sendable {
                 if let usage, rematchDays > 0, !fresh.isEmpty {
                     inUse = try await usage.manifestsUsed(since: cutoff, among: fresh)
                 }
-                var due: [Due] = []
+                var candidates: [Digest] = []
                 for manifest in fresh {
                     if let inUse, !inUse.contains(manifest) {
                         if behind.count < Self.maxBehind { behind.insert(manifest) }
                         continue
                     }
-                    let previous = try await matcher.store.findings(manifest: manifest)
-                    if let previous, previous.advisoryVersion >= current { continue }
-                    guard let decoded = try await stored(manifest) else { continue }
-                    due.append(Due(manifest: manifest, previous: previous, inventory: decoded))
+                    candidates.append(manifest)
                 }
+                let due = try await load(candidates) { previous in (previous?.advisoryVersion ?? Int64.min) < current }
                 count += try await matchAndJudge(due)
                 after = page.last
             }
@@ -111,13 +109,9 @@ public struct FindingRematcher: Sendable {
             let chunk = Array(candidates[start..<min(candidates.count, start + pageSize)])
             start += pageSize
             let used = try await usage.manifestsUsed(since: cutoff, among: chunk)
-            var due: [Due] = []
-            for manifest in chunk where used.contains(manifest) {
-                behind.remove(manifest)
-                guard let previous = try await matcher.store.findings(manifest: manifest), previous.advisoryVersion < current,
-                      let decoded = try await stored(manifest) else { continue }
-                due.append(Due(manifest: manifest, previous: previous, inventory: decoded))
-            }
+            let pulled = chunk.filter { used.contains($0) }
+            for manifest in pulled { behind.remove(manifest) }
+            let due = try await load(pulled) { previous in previous.map { $0.advisoryVersion < current } ?? false }
             count += try await matchAndJudge(due)
         }
         return count
@@ -130,17 +124,52 @@ public struct FindingRematcher: Sendable {
         var inventory: ImageInventory
     }
 
-    /// The manifest's stored inventory when it can be matched (complete or partial, readable).
-    func stored(_ manifest: Digest) async throws -> ImageInventory? {
-        guard let inventory = try await inventories.inventory(manifest: manifest),
-              inventory.status == .complete || inventory.status == .partial else { return nil }
-        return try? ScanDocument.decode(ImageInventory.self, inventory.document)
+    /// The manifests of `candidates` to match again, with their findings and inventories: the
+    /// findings of all in one store read, the inventories of those `isDue` accepts (given the
+    /// stored findings, nil when never matched) in one more, decoded in parallel (at most
+    /// `decodeWidth` at once, off any event loop); those without a matchable inventory (not
+    /// complete or partial, or unreadable) are left out. In `candidates`' order.
+    func load(_ candidates: [Digest], isDue: (StoredFindings?) -> Bool) async throws -> [Due] {
+        guard !candidates.isEmpty else { return [] }
+        var previous: [Digest: StoredFindings] = [:]
+        for set in try await matcher.store.findings(manifests: candidates) { previous[set.manifest] = set }
+        let wanted = candidates.filter { isDue(previous[$0]) }
+        guard !wanted.isEmpty else { return [] }
+        let stored = try await inventories.inventories(manifests: wanted)
+        let decoded = await Self.decode(stored)
+        return wanted.compactMap { manifest in
+            decoded[manifest].map { Due(manifest: manifest, previous: previous[manifest], inventory: $0) }
+        }
+    }
+
+    /// Most inventories decoded at once (gunzip and JSON: CPU only).
+    static let decodeWidth = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
+
+    /// The matchable ones of `stored` (complete or partial, readable), decoded in parallel.
+    static func decode(_ stored: [StoredInventory]) async -> [Digest: ImageInventory] {
+        let matchable = stored.filter { $0.status == .complete || $0.status == .partial }
+        return await withTaskGroup(of: (Digest, ImageInventory?).self) { group in
+            var out: [Digest: ImageInventory] = [:]
+            var next = 0
+            func start(_ group: inout TaskGroup<(Digest, ImageInventory?)>) {
+                let item = matchable[next]
+                next += 1
+                group.addTask { (item.manifest, try? ScanDocument.decode(ImageInventory.self, item.document)) }
+            }
+            while next < min(decodeWidth, matchable.count) { start(&group) }
+            while let (manifest, inventory) = await group.next() {
+                if let inventory { out[manifest] = inventory }
+                if next < matchable.count { start(&group) }
+            }
+            return out
+        }
     }
 
     /// Matches a page in chunks of `matchChunk` (each one advisory read, one index, one write:
-    /// `FindingMatcher.match(_:)`; a pass used to read the advisories and commit once per
-    /// manifest), each chunk's verdicts given under the scan policy before the next. Answers how
-    /// many it matched.
+    /// `FindingMatcher.rematch(_:)`, which rewrites only the findings that changed and moves the
+    /// others to the new version), each chunk's `scan` events and verdicts given by the gate
+    /// (one walk over the repositories per chunk, none when there is nothing to announce or judge)
+    /// before the next. Answers how many it matched.
     /// At most this many manifests are matched and committed before their verdicts are given:
     /// findings stored at the current version are skipped by the next pass, so a failure between
     /// the commit and the verdicts (a lost lease, a restart) leaves at most this many without
@@ -153,10 +182,10 @@ public struct FindingRematcher: Sendable {
             try Task.checkCancellation()
             let chunk = Array(due[start..<min(due.count, start + Self.matchChunk)])
             start += Self.matchChunk
-            let matched = try await matcher.match(chunk.map { ($0.manifest, $0.inventory) })
-            for (item, findings) in zip(chunk, matched) {
-                try await gate?.rematched(item.manifest, previous: item.previous, current: findings)
-            }
+            let matched = try await matcher.rematch(chunk.map { ($0.manifest, $0.inventory, $0.previous) })
+            try await gate?.rematched(zip(chunk, matched).map { item, result in
+                ScanGate.Rematched(digest: item.manifest, previous: item.previous, current: result.findings)
+            })
         }
         return due.count
     }

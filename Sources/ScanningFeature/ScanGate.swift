@@ -230,22 +230,51 @@ public final class ScanGate: Sendable {
         try await judge(repository: repository, digest: outcome.manifest, policy: policy)
     }
 
-    /// After a re-match of `digest`'s findings: its verdict in every repository that holds it
-    /// (a walk over the repositories, paid only while quarantine is on and the policy is active).
+    /// A manifest matched again: its findings before and after.
+    public struct Rematched: Sendable {
+        public var digest: Digest
+        public var previous: StoredFindings?
+        public var current: StoredFindings
+        public init(digest: Digest, previous: StoredFindings?, current: StoredFindings) {
+            self.digest = digest
+            self.previous = previous
+            self.current = current
+        }
+    }
+
+    /// After a re-match of `digest`'s findings: as `rematched(_:)` for it alone.
     public func rematched(_ digest: Digest, previous: StoredFindings?, current: StoredFindings) async throws {
+        try await rematched([Rematched(digest: digest, previous: previous, current: current)])
+    }
+
+    /// After a re-match of a chunk of manifests: a `scan` event for each one with new High or
+    /// Critical findings, and (only while quarantine is on and the policy is active) each one's
+    /// verdict, and its indexes', in every repository that holds it. One walk over the
+    /// repositories serves the whole chunk and both steps (review: it used to walk them twice per
+    /// manifest); no walk at all when nothing is to be announced and no verdict is to be given.
+    public func rematched(_ items: [Rematched]) async throws {
+        guard !items.isEmpty else { return }
         invalidate()
-        try await announceEverywhere(digest, previous: previous, current: current)
+        let announcing = Set(items.filter { !Self.newSevere(previous: $0.previous, current: $0.current).isEmpty }.map(\.digest))
         let policy = try await self.current()
-        guard policy.isActive, try await registry.quarantinePolicy().enabled else { return }
+        let judging = policy.isActive ? try await registry.quarantinePolicy().enabled : false
+        let visited = judging ? items : items.filter { announcing.contains($0.digest) }
+        guard !visited.isEmpty else { return }
         var after: String?
         while true {
             let page = try await registry.metadata.repositories(after: after, limit: 500)
             if page.isEmpty { break }
             for repo in page {
-                guard try await registry.metadata.manifest(repository: repo, digest: digest) != nil else { continue }
-                try await judge(repository: repo, digest: digest, policy: policy)
-                for parent in try await registry.metadata.parents(repository: repo, child: digest) {
-                    try await judge(repository: repo, digest: parent, policy: policy)
+                for item in visited {
+                    guard try await registry.metadata.manifest(repository: repo, digest: item.digest) != nil else { continue }
+                    if announcing.contains(item.digest) {
+                        try await announce(repository: repo, digest: item.digest, previous: item.previous, current: item.current)
+                    }
+                    guard judging else { continue }
+                    try await judge(repository: repo, digest: item.digest, policy: policy)
+                    for parent in try await registry.metadata.parents(repository: repo, child: item.digest) {
+                        try await judge(repository: repo, digest: parent, policy: policy)
+                    }
                 }
             }
             after = page.last
@@ -277,22 +306,6 @@ public final class ScanGate: Sendable {
         let json = String(decoding: try encoder.encode(detail), as: UTF8.self)
         try await EventOrigin.$current.withValue(EventOrigin(actor: Self.actor, address: "-")) {
             try await findings.appendScanEvent(repository: repository, digest: digest, tag: tags.first, detail: json)
-        }
-    }
-
-    /// After a re-match that found new High or Critical findings: a `scan` event in every
-    /// repository that holds the manifest.
-    func announceEverywhere(_ digest: Digest, previous: StoredFindings?, current: StoredFindings) async throws {
-        guard !Self.newSevere(previous: previous, current: current).isEmpty else { return }
-        var after: String?
-        while true {
-            let page = try await registry.metadata.repositories(after: after, limit: 500)
-            if page.isEmpty { break }
-            for repo in page {
-                guard try await registry.metadata.manifest(repository: repo, digest: digest) != nil else { continue }
-                try await announce(repository: repo, digest: digest, previous: previous, current: current)
-            }
-            after = page.last
         }
     }
 

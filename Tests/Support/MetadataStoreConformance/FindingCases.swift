@@ -98,6 +98,58 @@ extension MetadataStoreConformance {
             try await s.putFindings([])
             #expect(try await s.findings(manifest: a)?.advisoryVersion == 2)
         },
+        Case("findings(manifests:): each asked manifest's findings as the single read gives them; never matched ones absent") { s in
+            let at = Date(timeIntervalSince1970: 1_700_000_000)
+            func finding(_ id: String, _ package: String) -> StoredFinding {
+                StoredFinding(advisoryID: id, aliases: ["ALIAS-" + id], ecosystem: "Debian", package: package, sourcePackage: "src",
+                              installedVersion: "1.0", fixedVersion: id.hasSuffix("1") ? "1.1" : nil, severity: "High", score: 7.5)
+            }
+            let count = ScanStoreLimits.maxInventoryBatch + 10
+            var manifests: [Digest] = []
+            for k in 0..<count {
+                let m = digest("fm-\(k)")
+                manifests.append(m)
+                let findings = k % 4 == 0 ? [] : [finding("CVE-\(k)-2", "b"), finding("CVE-\(k)-1", "a")]
+                try await s.putFindings(StoredFindings(manifest: m, advisoryVersion: Int64(k % 5), matchedAt: at, findings: findings))
+            }
+            let never = digest("fm-never")
+            let asked = Array(manifests.prefix(count - 3)) + [never, manifests[0]]
+            let read = try await s.findings(manifests: asked.reversed())
+            #expect(read.map(\.manifest) == Array(manifests.prefix(count - 3)).sorted { $0.string < $1.string })
+            for set in read {
+                let single = try await s.findings(manifest: set.manifest)
+                #expect(single == set)
+            }
+            #expect(read.first { $0.manifest == manifests[0] }?.findings == [])
+            #expect(read.first { $0.manifest == manifests[1] }?.findings.count == 2)
+            #expect(try await s.findings(manifests: []).isEmpty)
+            #expect(try await s.findings(manifests: [never]).isEmpty)
+        },
+        Case("putFindings(_:unchanged:): unchanged manifests move to the version without their findings rewritten; sets replace; never matched stays so") { s in
+            let a = digest("keep-a"), b = digest("keep-b"), c = digest("keep-c"), never = digest("keep-never")
+            let at = Date(timeIntervalSince1970: 1_700_000_000), later = at.addingTimeInterval(60)
+            func finding(_ id: String) -> StoredFinding {
+                StoredFinding(advisoryID: id, aliases: [], ecosystem: "Debian", package: "libc6", sourcePackage: "glibc",
+                              installedVersion: "2.36", fixedVersion: "2.37", severity: "High", score: 7.5)
+            }
+            try await s.putFindings([
+                StoredFindings(manifest: a, advisoryVersion: 1, matchedAt: at, findings: [finding("CVE-A")]),
+                StoredFindings(manifest: b, advisoryVersion: 1, matchedAt: at, findings: []),
+                StoredFindings(manifest: c, advisoryVersion: 1, matchedAt: at, findings: [finding("CVE-C")]),
+            ])
+            try await s.putFindings([StoredFindings(manifest: c, advisoryVersion: 2, matchedAt: later, findings: [finding("CVE-C2")])],
+                                    unchanged: [a, b, never, a], advisoryVersion: 2, matchedAt: later)
+            #expect(try await s.findings(manifest: a) == StoredFindings(manifest: a, advisoryVersion: 2, matchedAt: later, findings: [finding("CVE-A")]))
+            #expect(try await s.findings(manifest: b) == StoredFindings(manifest: b, advisoryVersion: 2, matchedAt: later, findings: []))
+            #expect(try await s.findings(manifest: c) == StoredFindings(manifest: c, advisoryVersion: 2, matchedAt: later, findings: [finding("CVE-C2")]))
+            #expect(try await s.findings(manifest: never) == nil)
+            // Only unchanged ones, nothing to rewrite.
+            try await s.putFindings([], unchanged: [c], advisoryVersion: 3, matchedAt: later)
+            #expect(try await s.findings(manifest: c)?.advisoryVersion == 3)
+            #expect(try await s.findings(manifest: c)?.findings == [finding("CVE-C2")])
+            try await s.putFindings([], unchanged: [], advisoryVersion: 9, matchedAt: later)
+            #expect(try await s.findings(manifest: a)?.advisoryVersion == 2)
+        },
         Case("putFindings: the same advisory on two versions of one package is two findings; empty optionals read as nil") { s in
             let m = digest("findings-3")
             let a = StoredFinding(advisoryID: "GHSA-x", aliases: ["CVE-1"], ecosystem: "Maven", package: "org.yaml:snakeyaml",

@@ -77,6 +77,31 @@ extension MetadataStoreConformance {
             let none = try await s.inventories(containing: key, after: nil, limit: 0)
             #expect(none.isEmpty)
         },
+        Case("inventories(manifests:): exactly the asked inventories that exist, once each, in digest order, across statements") { s in
+            let at = Date(timeIntervalSince1970: 1_700_000_000)
+            // More than one statement's worth, so the store's own chunking is exercised.
+            let count = ScanStoreLimits.maxInventoryBatch + 20
+            var stored: [Digest: StoredInventory] = [:]
+            for k in 0..<count {
+                let m = digest("batch-inv-\(k)")
+                let inv = StoredInventory(manifest: m, status: k % 3 == 0 ? .partial : .complete, layers: [digest("bl\(k % 4)")],
+                                          catalogerVersion: "c\(k % 2)", document: [UInt8(k % 256), 1, 2], detail: k % 3 == 0 ? "partial \(k)" : nil,
+                                          createdAt: at.addingTimeInterval(Double(k)))
+                try await s.putInventory(inv, packages: [])
+                stored[m] = inv
+            }
+            let asked = stored.keys.sorted { $0.string < $1.string }.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)
+            let missing = digest("batch-inv-missing")
+            let read = try await s.inventories(manifests: asked.reversed() + [missing, asked[0], asked[1]])
+            #expect(read.map(\.manifest) == asked)
+            #expect(read == asked.map { stored[$0]! })
+            // Nothing asked, or only unknown manifests: nothing answered.
+            #expect(try await s.inventories(manifests: []).isEmpty)
+            #expect(try await s.inventories(manifests: [missing]).isEmpty)
+            // Each answer is what the single read gives.
+            let one = try await s.inventory(manifest: asked[3])
+            #expect(read[3] == one)
+        },
         Case("putInventory: every status round-trips, a not-an-image record has no packages") { s in
             for (k, status) in InventoryStatus.allCases.enumerated() {
                 let m = digest("status-\(k)")

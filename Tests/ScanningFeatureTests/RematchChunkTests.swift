@@ -1,0 +1,148 @@
+import Foundation
+import NIOConcurrencyHelpers
+import OCIModel
+import RegistryCore
+import RegistryStore
+import Scanning
+import Testing
+@testable import ScanningFeature
+
+/// A `FindingStore` that records what the matcher asks it to write (and passes everything on).
+final class RecordingFindingStore: FindingStore {
+    let inner: any FindingStore
+    /// Manifests whose findings were written in full, and those only moved to a new version.
+    let rewritten = NIOLockedValueBox<[Digest]>([])
+    let moved = NIOLockedValueBox<[Digest]>([])
+
+    init(_ inner: any FindingStore) { self.inner = inner }
+
+    func putFindings(_ findings: StoredFindings) async throws {
+        rewritten.withLockedValue { $0.append(findings.manifest) }
+        try await inner.putFindings(findings)
+    }
+
+    func putFindings(_ sets: [StoredFindings]) async throws {
+        rewritten.withLockedValue { $0 += sets.map(\.manifest) }
+        try await inner.putFindings(sets)
+    }
+
+    func putFindings(_ sets: [StoredFindings], unchanged: [Digest], advisoryVersion: Int64, matchedAt: Date) async throws {
+        rewritten.withLockedValue { $0 += sets.map(\.manifest) }
+        moved.withLockedValue { $0 += unchanged }
+        try await inner.putFindings(sets, unchanged: unchanged, advisoryVersion: advisoryVersion, matchedAt: matchedAt)
+    }
+
+    func findings(manifest: Digest) async throws -> StoredFindings? { try await inner.findings(manifest: manifest) }
+    func findings(manifests: [Digest]) async throws -> [StoredFindings] { try await inner.findings(manifests: manifests) }
+    func appendScanEvent(repository: String, digest: Digest, tag: String?, detail: String) async throws {
+        try await inner.appendScanEvent(repository: repository, digest: digest, tag: tag, detail: detail)
+    }
+    func scannedImages(namePrefix: String?, after: ScannedImageCursor?, limit: Int) async throws -> [ScannedImageSummary] {
+        try await inner.scannedImages(namePrefix: namePrefix, after: after, limit: limit)
+    }
+}
+
+/// The re-match's chunk (issue 15 item 10): the findings and inventories of a page read in one
+/// store read each, a manifest whose findings did not change only moved to the new version, and
+/// the verdicts given from what is stored.
+@Suite struct RematchChunkTests {
+    static func libc6(_ version: String) throws -> [UInt8] {
+        try gzip(tar([("etc/os-release", osRelease), ("var/lib/dpkg/status", """
+            Package: libc6
+            Status: install ok installed
+            Architecture: amd64
+            Source: glibc
+            Version: \(version)
+
+            """)]))
+    }
+
+    @Test func anUnchangedManifestIsOnlyMovedToTheNewVersionAChangedOneIsRewrittenAndTheVerdictFollows() async throws {
+        let f = try ScanFixture(findings: true)
+        let gate = try #require(f.feature.gate)
+        let database = FindingsTests.database(f)
+        let first = try await database.importUpload(Data(FindingsTests.tracker.utf8), format: .debian, source: nil)
+        _ = try await f.registry.updateQuarantine(QuarantinePolicy(enabled: true), dryRun: false)
+        try await gate.update(ScanPolicyChange(blockSeverity: "High"), who: "alice")
+
+        // u3: CVE-2099-1001 (High) and 1003 (Low); u4: 1003 only; u9: 1003 only. The u4 image is
+        // held by two repositories.
+        let vulnerable = try await f.image("library/u3", tag: "1", layers: [try Self.libc6("2.36-9+deb12u3")])
+        let patched = try await f.image("library/u4", tag: "1", layers: [try Self.libc6("2.36-9+deb12u4")])
+        let again = try await f.image("library/u4-copy", tag: "1", layers: [try Self.libc6("2.36-9+deb12u4")])
+        #expect(again == patched)
+        let current = try await f.image("library/u9", tag: "1", layers: [try Self.libc6("2.36-9+deb12u9")])
+        try await f.drain(f.feature.runner())
+        func state(_ repo: String, _ d: Digest) async throws -> QuarantineState? {
+            try await f.registry.metadata.manifest(repository: repo, digest: d)?.quarantineState
+        }
+        #expect(try await state("library/u3", vulnerable) == .failed)
+        #expect(try await state("library/u4", patched) == .passed)
+        #expect(try await state("library/u4-copy", patched) == .passed)
+        #expect(try await state("library/u9", current) == .passed)
+        let before = try #require(try await f.backends.metadata.findings(manifest: current))
+        #expect(before.findings.map(\.advisoryID) == ["CVE-2099-1003"])
+
+        // CVE-2099-1002 (urgency high) is now fixed only in u5: u3 and u4 get it, u9 does not.
+        let updated = FindingsTests.tracker
+            .replacingOccurrences(of: "\"fixed_version\": \"2.36-9+deb12u1\"", with: "\"fixed_version\": \"2.36-9+deb12u5\"")
+        #expect(updated != FindingsTests.tracker)
+        let second = try await database.importUpload(Data(updated.utf8), format: .debian, source: nil)
+
+        let recorder = RecordingFindingStore(f.backends.metadata)
+        let rematcher = FindingRematcher(inventories: f.store, matcher: FindingMatcher(advisories: f.backends.metadata, store: recorder),
+                                         gate: gate)
+        let pass = try await rematcher.rematch(since: first.version)
+        #expect(pass.version == second.version && pass.rematched == 3)
+        #expect(Set(recorder.rewritten.withLockedValue { $0 }) == [vulnerable, patched])
+        #expect(recorder.moved.withLockedValue { $0 } == [current])
+
+        // Each one at the new version; the unchanged one keeps its findings exactly.
+        let after = try #require(try await f.backends.metadata.findings(manifest: current))
+        #expect(after.advisoryVersion == second.version && after.findings == before.findings)
+        for d in [vulnerable, patched] {
+            let set = try #require(try await f.backends.metadata.findings(manifest: d))
+            #expect(set.advisoryVersion == second.version && set.findings.map(\.advisoryID).contains("CVE-2099-1002"))
+        }
+        // The verdicts follow: u4 now fails in both repositories that hold it, u9 still passes.
+        #expect(try await state("library/u4", patched) == .failed)
+        #expect(try await state("library/u4-copy", patched) == .failed)
+        let reason = try await f.registry.metadata.manifest(repository: "library/u4-copy", digest: patched)?.quarantineReason
+        #expect(reason?.contains("CVE-2099-1002") == true)
+        #expect(try await state("library/u3", vulnerable) == .failed)
+        #expect(try await state("library/u9", current) == .passed)
+        // New High findings were announced once per repository holding the image.
+        let events = try await f.registry.metadata.events(after: 0, limit: 10_000).filter { $0.action == .scan && $0.digest == patched.string }
+        #expect(Set(events.map(\.repository)) == ["library/u4", "library/u4-copy"] && events.count == 2)
+
+        // Nothing left to do: a second pass writes nothing.
+        recorder.rewritten.withLockedValue { $0 = [] }
+        recorder.moved.withLockedValue { $0 = [] }
+        #expect(try await rematcher.rematch(since: first.version).rematched == 0)
+        #expect(recorder.rewritten.withLockedValue { $0 }.isEmpty && recorder.moved.withLockedValue { $0 }.isEmpty)
+    }
+
+    @Test func aPageIsLoadedInOneReadAndOnlyMatchableInventoriesAreDecoded() async throws {
+        let f = try ScanFixture(findings: true)
+        let database = FindingsTests.database(f)
+        let first = try await database.importUpload(Data(FindingsTests.tracker.utf8), format: .debian, source: nil)
+        var images: [Digest] = []
+        for k in 0..<7 {
+            images.append(try await f.image("library/many", tag: "t\(k)", layers: [try Self.libc6("2.36-9+deb12u\(k)")]))
+        }
+        try await f.drain(f.feature.runner())
+        let matcher = try #require(f.feature.inventorier.matcher)
+        let rematcher = FindingRematcher(inventories: f.store, matcher: matcher)
+        // An inventory that does not decode is left out; one never matched is due; a current one is not.
+        var broken = try #require(try await f.store.inventory(manifest: images[0]))
+        broken.document = [1, 2, 3]
+        try await f.store.putInventory(broken, packages: [])
+        let loaded = try await rematcher.load(images + [Digest.compute([9])]) { previous in previous.map { $0.manifest != images[1] } ?? true }
+        #expect(loaded.map(\.manifest) == Array(images[2...]))
+        for item in loaded {
+            let alone = try ScanDocument.decode(ImageInventory.self, try #require(try await f.store.inventory(manifest: item.manifest)).document)
+            #expect(item.inventory == alone)
+            #expect(item.previous?.advisoryVersion == first.version)
+        }
+    }
+}
