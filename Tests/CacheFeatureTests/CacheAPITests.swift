@@ -27,13 +27,7 @@ private func basic(_ user: String, _ password: String) -> HTTPFields {
         let m = PullThroughTests.manifest([PullThroughTests.other])
         upstream.serve(m, tag: "v1", blobs: [PullThroughTests.config, PullThroughTests.other])
         try await PullThroughTests.withUpstream(upstream) { port in
-            var quiet = Logger(label: "test")
-            quiet.logLevel = .critical
-            let dir = NSTemporaryDirectory() + "berth-cache-api-" + UUID().uuidString
-            let registry = try Registry.embedded(dataDirectory: dir, logger: quiet)
-            let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore & KeyMaterialStore,
-                                                      keyDirectory: dir + "/keys")
-            _ = try await access.bootstrap(ownerPassword: "owner-pw")
+            let (registry, access, quiet) = try await PullThroughTests.registryWithOwner("berth-cache-api-")
             let owner = Actor(name: "owner", address: "-")
             let (_, devPassword) = try await access.createIdentity(owner, name: "dev")
             _ = try await access.assignRole(owner, assignee: "dev", role: "Pull", scope: "other/*")

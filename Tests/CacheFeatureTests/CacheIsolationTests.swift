@@ -52,13 +52,7 @@ private func basic(_ user: String, _ password: String) -> HTTPFields {
         let m = PullThroughTests.manifest([PullThroughTests.other])
         upstream.serve(m, tag: "v1", blobs: [PullThroughTests.config, PullThroughTests.other])
         try await PullThroughTests.withUpstream(upstream) { port in
-            var quiet = Logger(label: "test")
-            quiet.logLevel = .critical
-            let dir = NSTemporaryDirectory() + "berth-cache-isolation-" + UUID().uuidString
-            let registry = try Registry.embedded(dataDirectory: dir, logger: quiet)
-            let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore & KeyMaterialStore,
-                                                      keyDirectory: dir + "/keys")
-            _ = try await access.bootstrap(ownerPassword: "owner-pw")
+            let (registry, access, quiet) = try await PullThroughTests.registryWithOwner("berth-cache-isolation-")
             let bootstrap = Actor(name: "owner", address: "-")
             // Two tenants: alice owns team-a/*, bob pushes to team-b/*.
             let (_, alicePassword) = try await access.createIdentity(bootstrap, name: "alice")

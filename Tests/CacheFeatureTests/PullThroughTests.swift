@@ -150,6 +150,18 @@ final class TestClock: Sendable {
 
     static let app = try! RepositoryName("mirror/app")
 
+    /// An embedded registry (quiet) with access control and the owner `owner`/`owner-pw`.
+    static func registryWithOwner(_ prefix: String) async throws -> (Registry, AccessControl, Logger) {
+        var quiet = Logger(label: "test")
+        quiet.logLevel = .critical
+        let dir = NSTemporaryDirectory() + prefix + UUID().uuidString
+        let registry = try Registry.embedded(dataDirectory: dir, logger: quiet)
+        let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore & KeyMaterialStore,
+                                                  keyDirectory: dir + "/keys")
+        _ = try await access.bootstrap(ownerPassword: "owner-pw")
+        return (registry, access, quiet)
+    }
+
     @Test func concurrentMissesOfOneTagFetchItOnce() async throws {
         let upstream = Upstream()
         let m = Self.manifest([Self.layer])

@@ -45,13 +45,7 @@ import UpstreamClient
     /// Berth (live, on loopback) with the rule `127.0.0.1:<upstream>/lib/*` → `mirror/*`, and an HTTP client.
     static func withBerth(_ upstream: PullThroughTests.Upstream, _ body: @Sendable (Served) async throws -> Void) async throws {
         try await PullThroughTests.withUpstream(upstream) { upstreamPort in
-            var quiet = Logger(label: "test")
-            quiet.logLevel = .critical
-            let dir = NSTemporaryDirectory() + "berth-cache-stream-" + UUID().uuidString
-            let registry = try Registry.embedded(dataDirectory: dir, logger: quiet)
-            let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore & KeyMaterialStore,
-                                                      keyDirectory: dir + "/keys")
-            _ = try await access.bootstrap(ownerPassword: "owner-pw")
+            let (registry, access, quiet) = try await PullThroughTests.registryWithOwner("berth-cache-stream-")
             let service = CacheService(store: registry.metadata as! any CacheRuleStore, sealingKey: SymmetricKey(size: .bits256),
                                        policy: try OutboundPolicy(allow: "127.0.0.1/32"))
             _ = try await service.createRule(name: "lib", source: "127.0.0.1:\(upstreamPort)/lib/*", target: "mirror/*", credentialSet: nil,
