@@ -522,7 +522,7 @@ public final class PullThrough: ContentFallback, Sendable {
             }
             if !missing.isEmpty { try await registry.checkBlobStorable(repository, size: declared) }
             for blob in missing {
-                if (try? await registry.blobSize(repository, blob)) != nil { continue }
+                // (`copyBlob` skips a blob another fill stored meanwhile)
                 _ = try await fetches.value("b:\(repository)@\(blob)") {
                     try await self.copyBlob(blob, size: sizes[blob], into: repository, from: upstreamRepository, client: client)
                     return true
