@@ -428,6 +428,15 @@ public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTr
         }
     }
 
+    public func tags(repository: String, pointingAt digest: Digest, limit: Int) async throws -> [String] {
+        try await read { tx in
+            guard let repo = try await Self.repoID(tx, repository) else { return [] }
+            return try await tx.rows("""
+                SELECT name FROM tags WHERE repo_id = \(repo) AND digest = \(digest.string) ORDER BY name LIMIT \(max(0, limit))
+                """).map { try $0.decode(0, String.self) }
+        }
+    }
+
     public func referrers(repository: String, subject: Digest) async throws -> [ManifestRecord] {
         try await read { tx in
             guard let repo = try await Self.repoID(tx, repository) else { return [] }

@@ -307,6 +307,9 @@ public protocol ContentMetadataStore: Sendable {
     func deleteTag(_ deletion: TagDeletion) async throws -> TagDeletionResult
     /// Tags of a repository in lexical order, or nil when the repository is unknown.
     func tags(repository: String, after: String?, limit: Int) async throws -> [String]?
+    /// Tags of `repository` that point at `digest`, in lexical order, at most `limit` (an index
+    /// lookup: scanning names an image's tags in its events without reading the whole repository).
+    func tags(repository: String, pointingAt digest: Digest, limit: Int) async throws -> [String]
     func referrers(repository: String, subject: Digest) async throws -> [ManifestRecord]
     /// Indexes in `repository` that list `child`.
     func parents(repository: String, child: Digest) async throws -> [Digest]

@@ -942,6 +942,14 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         }
     }
 
+    public func tags(repository: String, pointingAt digest: Digest, limit: Int) async throws -> [String] {
+        try await pool.read { db in
+            guard let repo = try Self.repoID(db, repository) else { return [] }
+            return try String.fetchAll(db, sql: "SELECT name FROM tags WHERE repo_id = ? AND digest = ? ORDER BY name LIMIT ?",
+                                       arguments: [repo, digest.string, max(0, limit)])
+        }
+    }
+
     public func referrers(repository: String, subject: Digest) async throws -> [ManifestRecord] {
         try await pool.read { db in
             guard let repo = try Self.repoID(db, repository) else { return [] }

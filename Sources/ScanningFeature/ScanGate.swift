@@ -299,7 +299,9 @@ public final class ScanGate: Sendable {
         guard !new.isEmpty else { return }
         var counts: [String: Int] = [:]
         for f in current.findings { counts[f.severity, default: 0] += 1 }
-        let tags = (try await registry.metadata.repositoryGraph(repository))?.tags.filter { $0.digest == digest.string }.map(\.name).sorted() ?? []
+        // By the tags' digest index: the whole repository graph per scanned image made scanning
+        // quadratic in the repository's size (a 10,000-image repository fell below 7 images/s).
+        let tags = try await registry.metadata.tags(repository: repository, pointingAt: digest, limit: 100)
         let detail = ScanEventDetail(counts: counts, new: Array(new.prefix(100)), tags: Array(tags.prefix(100)))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

@@ -55,6 +55,7 @@ private final class ConflictingRestoreStore: MetadataStore {
     func tagTarget(repository: String, tag: String) async throws -> Digest? { try await base.tagTarget(repository: repository, tag: tag) }
     func deleteTag(_ deletion: TagDeletion) async throws -> TagDeletionResult { try await base.deleteTag(deletion) }
     func tags(repository: String, after: String?, limit: Int) async throws -> [String]? { try await base.tags(repository: repository, after: after, limit: limit) }
+    func tags(repository: String, pointingAt digest: Digest, limit: Int) async throws -> [String] { try await base.tags(repository: repository, pointingAt: digest, limit: limit) }
     func referrers(repository: String, subject: Digest) async throws -> [ManifestRecord] { try await base.referrers(repository: repository, subject: subject) }
     func parents(repository: String, child: Digest) async throws -> [Digest] { try await base.parents(repository: repository, child: child) }
     func applyQuarantine(_ update: QuarantineUpdate) async throws -> QuarantineUpdateResult { try await base.applyQuarantine(update) }

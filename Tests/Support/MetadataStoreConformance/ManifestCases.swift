@@ -246,6 +246,19 @@ extension MetadataStoreConformance {
             await #expect(try s.tags(repository: "r", after: "a0", limit: 1) == ["a1"])
             await #expect(try s.tags(repository: "unknown", after: nil, limit: 10) == nil)
         },
+        Case("tags pointing at a digest: only that digest's, in this repository, byte-wise, bounded, none once moved") { s in
+            let image = push("r", "image", tag: "b")
+            await #expect(try s.tags(repository: "r", pointingAt: image.record.digest, limit: 10) == [])
+            for t in ["b", "B", "a", "10"] { try await store(s, push("r", "image", tag: t)) }
+            try await store(s, push("r", "other", tag: "c"))
+            try await store(s, push("elsewhere", "image", tag: "z"))
+            await #expect(try s.tags(repository: "r", pointingAt: image.record.digest, limit: 10) == ["10", "B", "a", "b"])
+            await #expect(try s.tags(repository: "r", pointingAt: image.record.digest, limit: 2) == ["10", "B"])
+            await #expect(try s.tags(repository: "elsewhere", pointingAt: image.record.digest, limit: 10) == ["z"])
+            await #expect(try s.tags(repository: "unknown", pointingAt: image.record.digest, limit: 10) == [])
+            try await store(s, push("r", "other", tag: "a"))
+            await #expect(try s.tags(repository: "r", pointingAt: image.record.digest, limit: 10) == ["10", "B", "b"])
+        },
         Case("tags: a repository with manifests but no tags lists none") { s in
             try await store(s, push("r", "untagged"))
             await #expect(try s.tags(repository: "r", after: nil, limit: 10) == [])
