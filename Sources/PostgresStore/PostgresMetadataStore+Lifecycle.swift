@@ -89,12 +89,22 @@ extension PostgresMetadataStore {
             """)
     }
 
-    static func loadGraph(_ tx: Tx, _ repo: Int64, _ name: String) async throws -> RepositoryGraph {
+    /// The whole graph, or (`around`) one manifest and the manifests it lists, without tags.
+    static func loadGraph(_ tx: Tx, _ repo: Int64, _ name: String, around: String? = nil) async throws -> RepositoryGraph {
         var manifests: [String: RepositoryGraph.Manifest] = [:]
-        for row in try await tx.rows("""
-            SELECT digest, media_type, artifact_type, size, subject, created_at, unlive_since, quarantine_state
-            FROM manifests WHERE repo_id = \(repo)
-            """) {
+        let rows = if let around {
+            try await tx.rows("""
+                SELECT digest, media_type, artifact_type, size, subject, created_at, unlive_since, quarantine_state
+                FROM manifests WHERE repo_id = \(repo) AND (digest = \(around) OR digest IN
+                    (SELECT child FROM manifest_refs WHERE repo_id = \(repo) AND parent = \(around) AND kind = 1))
+                """)
+        } else {
+            try await tx.rows("""
+                SELECT digest, media_type, artifact_type, size, subject, created_at, unlive_since, quarantine_state
+                FROM manifests WHERE repo_id = \(repo)
+                """)
+        }
+        for row in rows {
             let m = RepositoryGraph.Manifest(digest: try row.decode("digest"), mediaType: try row.decode("media_type"),
                                              artifactType: try row.decode("artifact_type"), size: try row.decode("size"),
                                              subject: try row.decode("subject"), createdAt: try row.date("created_at"),
@@ -103,10 +113,15 @@ extension PostgresMetadataStore {
             manifests[m.digest] = m
         }
         var children: [String: [String]] = [:]
-        for row in try await tx.rows("SELECT parent, child FROM manifest_refs WHERE repo_id = \(repo) AND kind = 1") {
+        let refs = if let around {
+            try await tx.rows("SELECT parent, child FROM manifest_refs WHERE repo_id = \(repo) AND parent = \(around) AND kind = 1")
+        } else {
+            try await tx.rows("SELECT parent, child FROM manifest_refs WHERE repo_id = \(repo) AND kind = 1")
+        }
+        for row in refs {
             children[try row.decode(0, String.self), default: []].append(try row.decode(1))
         }
-        let tags = try await tx.rows("SELECT name, digest, updated_at FROM tags WHERE repo_id = \(repo)").map {
+        let tags = around != nil ? [] : try await tx.rows("SELECT name, digest, updated_at FROM tags WHERE repo_id = \(repo)").map {
             RepositoryGraph.Tag(name: try $0.decode(0), digest: try $0.decode(1), updatedAt: try $0.date("updated_at"))
         }
         return RepositoryGraph(repository: name, manifests: manifests, children: children, tags: tags)
@@ -116,6 +131,13 @@ extension PostgresMetadataStore {
         try await read { tx in
             guard let repo = try await Self.repoID(tx, repository) else { return nil }
             return try await Self.loadGraph(tx, repo, repository)
+        }
+    }
+
+    public func repositoryGraph(_ repository: String, around digest: Digest) async throws -> RepositoryGraph? {
+        try await read { tx in
+            guard let repo = try await Self.repoID(tx, repository) else { return nil }
+            return try await Self.loadGraph(tx, repo, repository, around: digest.string)
         }
     }
 

@@ -91,7 +91,7 @@ extension Registry {
     public func setQuarantine(_ repository: RepositoryName, _ digest: Digest, state: QuarantineState, reason: String?) async throws {
         let reason = reason.map { String($0.prefix(1000)) }
         for _ in 1...ContentPlanner.attempts {
-            guard let graph = try await metadata.repositoryGraph(repository.value),
+            guard let graph = try await metadata.repositoryGraph(repository.value, around: digest),
                   let plan = ContentPlanner.quarantine(graph, digest: digest, state: state, reason: reason) else {
                 throw RegistryError(.manifestUnknown, "manifest unknown to registry")
             }

@@ -333,6 +333,10 @@ public enum RunKind: String, Codable, Sendable, CaseIterable {
 /// garbage-collection sweeps, usage, run reports and purge schedules.
 public protocol LifecycleStore: Sendable {
     func repositoryGraph(_ repository: String) async throws -> RepositoryGraph?
+    /// The repository's graph restricted to `digest` and the manifests it lists, without tags
+    /// (nil when the repository is unknown): all a quarantine verdict is planned from, read by
+    /// key instead of the whole repository for every verdict.
+    func repositoryGraph(_ repository: String, around digest: Digest) async throws -> RepositoryGraph?
     /// Loads the graph inside a write transaction, asks `plan` what to change, and applies it with
     /// its events. Deleted manifests go to the recycle bin until `softDeleteUntil` when it is set.
     func applyLifecycle(repository: String, softDeleteUntil: Date?, reason: String,

@@ -85,12 +85,19 @@ extension SQLiteMetadataStore {
             """, arguments: [Date().timeIntervalSince1970, repo, digest, repo, digest])
     }
 
-    static func loadGraph(_ db: Database, _ repo: Int64, _ name: String) throws -> RepositoryGraph {
+    /// The whole graph, or (`around`) one manifest and the manifests it lists, without tags.
+    static func loadGraph(_ db: Database, _ repo: Int64, _ name: String, around: String? = nil) throws -> RepositoryGraph {
         var manifests: [String: RepositoryGraph.Manifest] = [:]
-        for row in try Row.fetchAll(db, sql: """
-            SELECT digest, media_type, artifact_type, size, subject, created_at, unlive_since, quarantine_state
-            FROM manifests WHERE repo_id = ?
-            """, arguments: [repo]) {
+        let columns = "SELECT digest, media_type, artifact_type, size, subject, created_at, unlive_since, quarantine_state FROM manifests"
+        let rows = if let around {
+            try Row.fetchAll(db, sql: columns + """
+                 WHERE repo_id = ? AND (digest = ? OR digest IN
+                    (SELECT child FROM manifest_refs WHERE repo_id = ? AND parent = ? AND kind = 1))
+                """, arguments: [repo, around, repo, around])
+        } else {
+            try Row.fetchAll(db, sql: columns + " WHERE repo_id = ?", arguments: [repo])
+        }
+        for row in rows {
             let unlive: Double? = row["unlive_since"]
             let m = RepositoryGraph.Manifest(digest: row["digest"], mediaType: row["media_type"], artifactType: row["artifact_type"],
                                              size: row["size"], subject: row["subject"],
@@ -100,10 +107,16 @@ extension SQLiteMetadataStore {
             manifests[m.digest] = m
         }
         var children: [String: [String]] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT parent, child FROM manifest_refs WHERE repo_id = ? AND kind = 1", arguments: [repo]) {
+        let refs = if let around {
+            try Row.fetchAll(db, sql: "SELECT parent, child FROM manifest_refs WHERE repo_id = ? AND parent = ? AND kind = 1",
+                             arguments: [repo, around])
+        } else {
+            try Row.fetchAll(db, sql: "SELECT parent, child FROM manifest_refs WHERE repo_id = ? AND kind = 1", arguments: [repo])
+        }
+        for row in refs {
             children[row[0] as String, default: []].append(row[1])
         }
-        let tags = try Row.fetchAll(db, sql: "SELECT name, digest, updated_at FROM tags WHERE repo_id = ?", arguments: [repo]).map {
+        let tags = around != nil ? [] : try Row.fetchAll(db, sql: "SELECT name, digest, updated_at FROM tags WHERE repo_id = ?", arguments: [repo]).map {
             RepositoryGraph.Tag(name: $0[0], digest: $0[1], updatedAt: Date(timeIntervalSince1970: $0[2]))
         }
         return RepositoryGraph(repository: name, manifests: manifests,
@@ -114,6 +127,13 @@ extension SQLiteMetadataStore {
         try await pool.read { db in
             guard let repo = try Self.repoID(db, repository) else { return nil }
             return try Self.loadGraph(db, repo, repository)
+        }
+    }
+
+    public func repositoryGraph(_ repository: String, around digest: Digest) async throws -> RepositoryGraph? {
+        try await pool.read { db in
+            guard let repo = try Self.repoID(db, repository) else { return nil }
+            return try Self.loadGraph(db, repo, repository, around: digest.string)
         }
     }
 

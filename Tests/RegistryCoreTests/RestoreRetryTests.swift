@@ -78,6 +78,7 @@ private final class ConflictingRestoreStore: MetadataStore {
     func setEventConsumerPaused(name: String, paused: Bool) async throws -> Bool { try await base.setEventConsumerPaused(name: name, paused: paused) }
     func deleteEventConsumer(name: String) async throws -> Bool { try await base.deleteEventConsumer(name: name) }
     func repositoryGraph(_ repository: String) async throws -> RepositoryGraph? { try await base.repositoryGraph(repository) }
+    func repositoryGraph(_ repository: String, around digest: Digest) async throws -> RepositoryGraph? { try await base.repositoryGraph(repository, around: digest) }
     func applyLifecycle(repository: String, softDeleteUntil: Date?, reason: String, plan: @Sendable (RepositoryGraph) throws -> LifecycleChange) async throws -> LifecycleChange? { try await base.applyLifecycle(repository: repository, softDeleteUntil: softDeleteUntil, reason: reason, plan: plan) }
     func repositoriesChanged(after sequence: Int64) async throws -> (repositories: [String], latest: Int64) { try await base.repositoriesChanged(after: sequence) }
     func repositoriesWithUnliveManifests(before cutoff: Date) async throws -> [String] { try await base.repositoriesWithUnliveManifests(before: cutoff) }

@@ -23,6 +23,30 @@ extension MetadataStoreConformance {
             #expect(Set(g.tags.map(\.name)) == ["c", "i"])
             #expect(g.tags.first { $0.name == "c" }?.digest == child.record.digest.string)
         },
+        Case("repositoryGraph around a digest: the manifest and the children it lists, nothing else, no tags") { s in
+            let child = try await image(s, "r", "child", tag: "c")
+            await #expect(try s.repositoryGraph("unknown", around: child.record.digest) == nil)
+            let sibling = try await image(s, "r", "sibling", tag: "s")
+            let index = push("r", "index", tag: "i", children: [child.record.digest])
+            try await store(s, index)
+            let outer = push("r", "outer", children: [index.record.digest])
+            try await store(s, outer)
+            // the same index digest in another repository, listing another child there
+            let elsewhere = try await image(s, "other", "other-child")
+            try await store(s, push("other", "index", children: [elsewhere.record.digest]))
+            let g = try await #require(try s.repositoryGraph("r", around: index.record.digest))
+            #expect(g.repository == "r")
+            #expect(Set(g.manifests.keys) == [index.record.digest.string, child.record.digest.string])
+            let whole = try await #require(try s.repositoryGraph("r"))
+            #expect(g.manifests[child.record.digest.string] == whole.manifests[child.record.digest.string])
+            #expect(g.children == [index.record.digest.string: [child.record.digest.string]])
+            #expect(g.tags.isEmpty)
+            let image = try await #require(try s.repositoryGraph("r", around: sibling.record.digest))
+            #expect(Set(image.manifests.keys) == [sibling.record.digest.string])
+            #expect(image.children.isEmpty)
+            let absent = try await #require(try s.repositoryGraph("r", around: digest("absent")))
+            #expect(absent.manifests.isEmpty)
+        },
         Case("applyLifecycle: unknown repository is nil and the plan is not asked") { s in
             let change = try await s.applyLifecycle(repository: "unknown", softDeleteUntil: nil, reason: "x") { _ in
                 Issue.record("plan called for an unknown repository")
