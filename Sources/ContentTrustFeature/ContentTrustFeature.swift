@@ -16,6 +16,7 @@ public struct ContentTrustFeature: RegistryFeature {
 
     public init(registry: Registry) {
         gate = ContentTrustGate(registry: registry)
+        registry.registerSettingType(ContentTrustGate.settingKey)
     }
 
     public var pullCheck: (any PullAdmissionCheck)? { gate }

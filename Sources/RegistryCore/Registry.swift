@@ -61,6 +61,8 @@ public final class Registry: Sendable {
     /// Pulls served through `/v2/`, waiting to be written to the store (`flushPullTimes`).
     public let pullTimes = PullTimeRecorder()
     let eventObservers = NIOLockedValueBox<[@Sendable ([Event]) -> Void]>([])
+    /// The settings this server's parts read, by name: each decodes a document as its type.
+    let settingTypes = NIOLockedValueBox<[String: @Sendable (Data) throws -> Void]>([:])
 
     public init(blobs: any BlobStore, metadata: any MetadataStore, configuration: RegistryConfiguration = .init(),
                 logger: Logger = Logger(label: "berth.registry")) {
@@ -70,6 +72,34 @@ public final class Registry: Sendable {
         self.logger = logger
         self.cache = ReadCache(manifestBytes: configuration.manifestCacheBytes, ttl: configuration.cacheTTL,
                                clock: configuration.cacheClock)
+        registerSettingType(Self.quarantineKey)
+        registerSettingType(Self.retentionKey)
+        registerSettingType(Self.softDeleteKey)
+        registerSettingType(Self.gcKey)
+        registerSettingType(Self.quotasKey)
+    }
+
+    // MARK: setting types
+
+    /// Declares a setting a part of this server reads (the core's policies; a feature's own, such
+    /// as the scan policy or content trust, when it is composed), so a document arriving from
+    /// elsewhere (a peer region) can be checked to read as its type before it is stored.
+    public func registerSettingType<Value>(_ key: SettingKey<Value>) {
+        settingTypes.withLockedValue { $0[key.name] = { _ = try JSONDecoder().decode(Value.self, from: $0) } }
+    }
+
+    /// Nil when `document` reads as the setting's type in this build; else why not (no part of
+    /// this server reads a setting of that name, or the document does not decode as its type).
+    public func settingDocumentProblem(_ name: String, _ document: Data) -> String? {
+        guard let decode = settingTypes.withLockedValue({ $0[name] }) else {
+            return "no part of this server reads a setting named \(name.prefix(100))"
+        }
+        do {
+            try decode(document)
+            return nil
+        } catch {
+            return "the document does not read as this build's \(name.prefix(100)): \(String(describing: error).prefix(300))"
+        }
     }
 
     // MARK: blobs

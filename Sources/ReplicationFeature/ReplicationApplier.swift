@@ -308,8 +308,11 @@ public final class ReplicationApplier: Sendable {
             }
             let document = Array(view.document.utf8)
             guard Digest.compute(document).string == raw else { return }
-            guard (try? JSONSerialization.jsonObject(with: Data(document))) != nil else {
-                throw ReplicationError.invalid("the peer's setting \(name) is not a JSON document")
+            // Stored only when this build reads it as its type (a peer on a newer build, or a part
+            // this region is composed without, such as content trust, whose switched-on policy
+            // would keep the server from starting): otherwise kept as lost, and replication goes on.
+            if let problem = registry.settingDocumentProblem(name, Data(document)) {
+                throw RegistryError(.denied, problem)
             }
             try await registry.metadata.setSettingDocument(name, Data(document))
         }

@@ -34,6 +34,7 @@ public struct ScanningFeature: RegistryFeature {
         self.poll = poll
         self.logger = logger
         gate = matcher.map { ScanGate(registry: registry, findings: $0.store, logger: logger) }
+        registry.registerSettingType(ScanGate.settingKey)
     }
 
     /// Every matched image of the repositories `may` lets read, with its findings counted by
