@@ -84,6 +84,19 @@ final class ContentTrustGate: Sendable {
     }
 
     func update(_ new: ContentTrustConfig) async throws {
+        try Self.validate(new)
+        // A PUT replaces the whole configuration, so it is also the repair of a stored one that
+        // no longer reads (every read of which fails closed): `replacing` logs that, as the other
+        // policies' replacing writes do.
+        _ = try await registry.replacing({ try await registry.metadata.setting(Self.settingKey) }, default: nil)
+        try await registry.metadata.setSetting(Self.settingKey, new)
+        // Invalidate first: a reload that read the old policy meanwhile then no longer installs it.
+        invalidate()
+        config.withLockedValue { $0 = (new, registry.configuration.cacheClock()) }
+    }
+
+    /// What a configuration must be to be stored: here (a PUT) or from a peer region.
+    static func validate(_ new: ContentTrustConfig) throws {
         if new.enabled {
             guard !new.repositories.isEmpty else { throw ContentTrustError("name at least one repository pattern") }
             guard let policy = new.trustPolicy else { throw ContentTrustError("a trust policy is required") }
@@ -98,14 +111,6 @@ final class ContentTrustGate: Sendable {
         for pattern in new.repositories {
             do { _ = try RepositoryPattern(pattern) } catch { throw ContentTrustError(error.message) }
         }
-        // A PUT replaces the whole configuration, so it is also the repair of a stored one that
-        // no longer reads (every read of which fails closed): `replacing` logs that, as the other
-        // policies' replacing writes do.
-        _ = try await registry.replacing({ try await registry.metadata.setting(Self.settingKey) }, default: nil)
-        try await registry.metadata.setSetting(Self.settingKey, new)
-        // Invalidate first: a reload that read the old policy meanwhile then no longer installs it.
-        invalidate()
-        config.withLockedValue { $0 = (new, registry.configuration.cacheClock()) }
     }
 
     /// Moves on each invalidation: a verdict reached under an older generation is not used.

@@ -16,7 +16,7 @@ public struct ContentTrustFeature: RegistryFeature {
 
     public init(registry: Registry) {
         gate = ContentTrustGate(registry: registry)
-        registry.registerSettingType(ContentTrustGate.settingKey)
+        registry.registerSettingType(ContentTrustGate.settingKey, check: ContentTrustGate.validate)
     }
 
     public var pullCheck: (any PullAdmissionCheck)? { gate }

@@ -84,8 +84,14 @@ public final class Registry: Sendable {
     /// Declares a setting a part of this server reads (the core's policies; a feature's own, such
     /// as the scan policy or content trust, when it is composed), so a document arriving from
     /// elsewhere (a peer region) can be checked to read as its type before it is stored.
-    public func registerSettingType<Value>(_ key: SettingKey<Value>) {
-        settingTypes.withLockedValue { $0[key.name] = { _ = try JSONDecoder().decode(Value.self, from: $0) } }
+    /// `check` is what the part's own API requires of a value before storing it.
+    public func registerSettingType<Value>(_ key: SettingKey<Value>, check: (@Sendable (Value) throws -> Void)? = nil) {
+        settingTypes.withLockedValue {
+            $0[key.name] = { document in
+                let value = try JSONDecoder().decode(Value.self, from: document)
+                try check?(value)
+            }
+        }
     }
 
     /// Nil when `document` reads as the setting's type in this build; else why not (no part of
@@ -98,7 +104,7 @@ public final class Registry: Sendable {
             try decode(document)
             return nil
         } catch {
-            return "the document does not read as this build's \(name.prefix(100)): \(String(describing: error).prefix(300))"
+            return "the document is not a valid \(name.prefix(100)) for this build: \(String(describing: error).prefix(300))"
         }
     }
 

@@ -53,7 +53,7 @@ struct SBOMReferrers {
             layers: [.init(mediaType: format.mediaType, digest: Digest.compute(bytes).string, size: Int64(bytes.count))],
             subject: .init(mediaType: subject.mediaType, digest: subject.digest.string, size: subject.size),
             annotations: [generatorAnnotation: "berth \(ScanCatalogers.version)",
-                          createdAnnotation: ISO8601DateFormatter().string(from: createdAt)])
+                          createdAnnotation: createdAt.formatted(.iso8601)])
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return ([UInt8](try encoder.encode(manifest)), bytes)

@@ -63,7 +63,7 @@ public enum VEXReferrers {
             config: .init(mediaType: MediaType.ociEmpty, digest: Digest.compute(SBOMReferrers.emptyConfig).string, size: 2, data: "e30="),
             layers: [.init(mediaType: OpenVEX.mediaType, digest: Digest.compute(document).string, size: Int64(document.count))],
             subject: .init(mediaType: subject.mediaType, digest: subject.digest.string, size: subject.size),
-            annotations: [SBOMReferrers.createdAnnotation: ISO8601DateFormatter().string(from: created)])
+            annotations: [SBOMReferrers.createdAnnotation: created.formatted(.iso8601)])
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return [UInt8](try encoder.encode(manifest))

@@ -56,7 +56,7 @@ public enum SBOMWriter {
         date.formatted(timestampStyle)
     }
 
-    private static let timestampStyle = Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "UTC")!)
+    private static let timestampStyle = Date.ISO8601FormatStyle()   // UTC, no fraction
 
     static func completenessNote(_ inventory: ImageInventory) -> String? {
         guard !inventory.complete else { return nil }
