@@ -161,4 +161,59 @@ private func basic(_ user: String, _ password: String) -> HTTPFields {
             }
         }
     }
+    /// A PATCH by another principal than the one a rule runs as rebinds the rule to the patcher
+    /// (review: the rule kept its creator's rights, so whoever may change a rule could point it
+    /// at a target only its creator may fill): its fills then need the patcher's Push, asked at
+    /// every fill as for a new rule, and the change is audited with whom it was rebound from.
+    @Test func aPatchByAnotherPrincipalRebindsTheRuleToThePatcher() async throws {
+        let upstream = PullThroughTests.Upstream()
+        let m = PullThroughTests.manifest([PullThroughTests.other])
+        upstream.serve(m, tag: "v1", blobs: [PullThroughTests.config, PullThroughTests.other])
+        try await PullThroughTests.withUpstream(upstream) { port in
+            let (registry, access, quiet) = try await PullThroughTests.registryWithOwner("berth-cache-rebind-")
+            let bootstrap = Actor(name: "owner", address: "-")
+            var made: [String: HTTPFields] = [:]
+            for name in ["ops", "lead"] {
+                let (_, password) = try await access.createIdentity(bootstrap, name: name)
+                _ = try await access.assignRole(bootstrap, assignee: name, role: "Owner", scope: "*")
+                made[name] = basic(name, try #require(password))
+            }
+            let headers = made
+            let service = CacheService(store: registry.metadata as! any CacheRuleStore, sealingKey: SymmetricKey(size: .bits256),
+                                       policy: try OutboundPolicy(allow: "127.0.0.1/32"))
+            let feature = CacheFeature(service: service, pullThrough: PullThrough(registry: registry, service: service, access: access,
+                                                                                  logger: quiet))
+            let app = try await BerthServer.makeApplication(registry: registry, access: access, features: [feature], host: "127.0.0.1",
+                                                            port: 0, serviceName: "berth-test", logger: quiet)
+            try await app.test(.router) { client in
+                let rule = #"{"name":"lib","sourceRepository":"127.0.0.1:\#(port)/lib/*","targetRepository":"mirror/*","plainHTTP":true}"#
+                #expect(try await client.execute(uri: "/api/v1/cache-rules", method: .post, headers: headers["ops"]!,
+                                                 body: ByteBuffer(string: rule)).status == .created)
+                // The creator's own change keeps the rule as it is bound.
+                let own = try await client.execute(uri: "/api/v1/cache-rules/lib", method: .patch, headers: headers["ops"]!,
+                                                   body: ByteBuffer(string: #"{"tagFreshnessSeconds":30}"#))
+                #expect(own.status == .ok)
+                #expect(try await service.rule("lib").createdBy == "identity:ops")
+                // Another principal's change rebinds it.
+                let patched = try await client.execute(uri: "/api/v1/cache-rules/lib", method: .patch, headers: headers["lead"]!,
+                                                       body: ByteBuffer(string: #"{"targetRepository":"mirror2/*"}"#))
+                #expect(patched.status == .ok && String(buffer: patched.body).contains("identity:lead"))
+                #expect(try await service.rule("lib").createdBy == "identity:lead")
+                // Audited, with whom it was rebound from.
+                let audit = try await client.execute(uri: "/api/v1/audit", method: .get, headers: basic("owner", "owner-pw"))
+                let text = String(buffer: audit.body)
+                #expect(text.contains("cache-rule.update") && text.contains("rebound from identity:ops to identity:lead"))
+                // The fill runs with the patcher's rights: the patcher loses them, no fill (upstream
+                // not asked), though the former creator still holds them.
+                try await access.removeRole(bootstrap, assignee: "lead", role: "Owner", scope: "*")
+                let refused = try await client.execute(uri: "/v2/mirror2/app/manifests/v1", method: .get, headers: basic("owner", "owner-pw"))
+                #expect(refused.status == .forbidden && String(buffer: refused.body).contains("identity:lead"))
+                #expect(upstream.manifestGets == 0)
+                // Given back, it fills.
+                _ = try await access.assignRole(bootstrap, assignee: "lead", role: "Owner", scope: "*")
+                let filled = try await client.execute(uri: "/v2/mirror2/app/manifests/v1", method: .get, headers: basic("owner", "owner-pw"))
+                #expect(filled.status == .ok && Array(filled.body.readableBytesView) == m)
+            }
+        }
+    }
 }
