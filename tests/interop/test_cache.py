@@ -340,3 +340,52 @@ def test_a_cache_rule_keeps_to_its_target_its_quota_and_its_makers(registry, log
         assert sha256_digest(manifest) in owner.req("GET", "/api/v1/repository/manifests", params={"name": "mirror/app"}).text
     finally:
         source.stop()
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW=LOOPBACK)
+def test_an_index_whose_children_together_pass_the_quota_is_refused_whole(registry, login, tmp_path):
+    """A multi-arch index whose two images each fit under the target's quota but together do not:
+    the pull of the index (skopeo copy --all, and a plain GET of it) is refused with the quota's
+    error before anything is stored: no manifest, no tag, no blob of either child, and the
+    upstream is asked for no blob. With room made, the same pull fills the whole index."""
+    from test_import import ReferenceSource
+    source = ReferenceSource(tmp_path / "source", None)
+    try:
+        src = Api(source.host)
+        layers = {"amd64": os.urandom(300_000), "arm64": os.urandom(300_000)}
+        children = {arch: push_image(src, "lib/multi", arch, [layer], arch=arch) for arch, layer in layers.items()}
+        index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": sha256_digest(m), "size": len(m), "platform": {"architecture": a, "os": "linux"}}
+            for a, m in children.items()]}).encode()
+        r = src.put_manifest("lib/multi", "v1", index, media_type=OCI_INDEX)
+        assert r.status_code == 201, r.text
+        owner = registry.api()
+        berth(registry, login, "cache-rule", "create", "--name", "lib", "--source-repo", f"{source.host}/lib/*",
+              "--target-repo", "mirror/*", "--plain-http")
+        # Each child (300 kB and a config) fits; both do not.
+        r = owner.req("POST", "/api/v1/quotas", json={"name": "mirrors", "prefix": "mirror/", "limitBytes": 450_000})
+        assert r.status_code == 201, r.text
+
+        r = requests.get(f"{registry.base}/v2/mirror/multi/manifests/v1", auth=registry.creds, timeout=60,
+                         headers={"Accept": f"{OCI_INDEX}, {OCI_MANIFEST}"})
+        assert r.status_code == 403 and r.json()["errors"][0]["code"] == "DENIED" and "mirrors" in r.text, r.text
+        p = skopeo("copy", "--all", "--src-tls-verify=false", f"docker://{registry.host}/mirror/multi:v1",
+                   f"oci:{tmp_path / 'layout'}:v1", creds=registry.creds, check=False)
+        assert p.returncode != 0 and b"denied" in p.stderr and b"mirrors" in p.stderr, p.stderr
+        # Nothing of it is stored, and no blob was asked of the upstream.
+        manifests = owner.req("GET", "/api/v1/repository/manifests", params={"name": "mirror/multi"})
+        assert manifests.status_code == 404 or not any(sha256_digest(m) in manifests.text for m in [index, *children.values()]), \
+            manifests.text
+        for layer in layers.values():
+            assert source.blob_gets(sha256_digest(layer)) == 0
+        usage = owner.req("GET", "/api/v1/quotas").json()
+        used = [q for q in (usage if isinstance(usage, list) else usage.get("quotas", [])) if q["name"] == "mirrors"]
+        assert used and used[0].get("usedBytes", 0) == 0, usage
+
+        # Room made, the same pull fills the whole index.
+        assert owner.req("DELETE", "/api/v1/quotas/mirrors").status_code in (200, 204)
+        skopeo("copy", "--all", "--src-tls-verify=false", f"docker://{registry.host}/mirror/multi:v1",
+               f"oci:{tmp_path / 'layout'}:v1", creds=registry.creds)
+        assert owner.get_manifest("mirror/multi", "v1").content == index
+    finally:
+        source.stop()
