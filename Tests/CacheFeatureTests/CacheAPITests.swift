@@ -216,4 +216,57 @@ private func basic(_ user: String, _ password: String) -> HTTPFields {
             }
         }
     }
+    /// Over HTTP: the pull of a multi-arch index whose children each fit under the target's quota
+    /// but together do not is answered 403 DENIED with the quota's message, and nothing of it is
+    /// stored (manifests, blobs) nor asked of the upstream's blobs.
+    @Test func thePullOfAnIndexOverTheQuotaIsRefusedWhole() async throws {
+        let upstream = PullThroughTests.Upstream()
+        let a = [UInt8](repeating: 5, count: 100_000), b = [UInt8](repeating: 6, count: 100_000)
+        let (ma, mb) = (PullThroughTests.manifest([a]), PullThroughTests.manifest([b]))
+        let index = Array("""
+        {"schemaVersion":2,"mediaType":"\(MediaType.ociIndex)","manifests":[\
+        {"mediaType":"\(MediaType.ociManifest)","digest":"\(Digest.compute(ma))","size":\(ma.count),"platform":{"architecture":"amd64","os":"linux"}},\
+        {"mediaType":"\(MediaType.ociManifest)","digest":"\(Digest.compute(mb))","size":\(mb.count),"platform":{"architecture":"arm64","os":"linux"}}]}
+        """.utf8)
+        upstream.serve(ma, tag: "child-a", blobs: [PullThroughTests.config, a])
+        upstream.serve(mb, tag: "child-b", blobs: [b])
+        upstream.serve(index, tag: "v1", blobs: [])
+        try await PullThroughTests.withUpstream(upstream) { port in
+            let (registry, access, quiet) = try await PullThroughTests.registryWithOwner("berth-cache-index-quota-")
+            let service = CacheService(store: registry.metadata as! any CacheRuleStore, sealingKey: SymmetricKey(size: .bits256),
+                                       policy: try OutboundPolicy(allow: "127.0.0.1/32"))
+            let feature = CacheFeature(service: service, pullThrough: PullThrough(registry: registry, service: service, access: access,
+                                                                                  logger: quiet))
+            let app = try await BerthServer.makeApplication(registry: registry, access: access, features: [feature], host: "127.0.0.1",
+                                                            port: 0, serviceName: "berth-test", logger: quiet)
+            let owner = basic("owner", "owner-pw")
+            try await app.test(.router) { client in
+                let rule = #"{"name":"lib","sourceRepository":"127.0.0.1:\#(port)/lib/*","targetRepository":"mirror/*","plainHTTP":true}"#
+                #expect(try await client.execute(uri: "/api/v1/cache-rules", method: .post, headers: owner,
+                                                 body: ByteBuffer(string: rule)).status == .created)
+                let quota = #"{"name":"mirrors","prefix":"mirror/","limitBytes":150000}"#
+                #expect(try await client.execute(uri: "/api/v1/quotas", method: .post, headers: owner,
+                                                 body: ByteBuffer(string: quota)).status == .created)
+                for reference in ["v1", Digest.compute(index).string] {
+                    let refused = try await client.execute(uri: "/v2/mirror/app/manifests/\(reference)", method: .get, headers: owner)
+                    #expect(refused.status == .forbidden)
+                    #expect(String(buffer: refused.body).contains("DENIED") && String(buffer: refused.body).contains("mirrors"))
+                }
+                #expect(upstream.blobGets == 0)
+                for m in [ma, mb, index] {
+                    #expect((try? await registry.manifest(PullThroughTests.app, .digest(Digest.compute(m)))) == nil)
+                }
+                for blob in [PullThroughTests.config, a, b] {
+                    #expect((try? await registry.blobSize(PullThroughTests.app, Digest.compute(blob))) == nil)
+                }
+                // Room made: the same pull is served, and the whole index filled.
+                #expect(try await client.execute(uri: "/api/v1/quotas/mirrors", method: .delete, headers: owner).status.code < 300)
+                let served = try await client.execute(uri: "/v2/mirror/app/manifests/v1", method: .get, headers: owner)
+                #expect(served.status == .ok && Array(served.body.readableBytesView) == index)
+                #expect(try await StreamingPullTests.eventually {
+                    (try? await registry.resolve(PullThroughTests.app, .tag("v1"))) == Digest.compute(index)
+                })
+            }
+        }
+    }
 }
