@@ -97,8 +97,10 @@ extension Registry {
     }
 
     /// Throws the quota's error (or the write lock's) unless everything `plan` misses fits now.
+    /// Nothing is asked when no blob is missing (quotas count blobs: a manifest over blobs the
+    /// repository holds adds nothing to them; an earlier review's fix).
     public func checkStorable(_ repository: RepositoryName, _ plan: CopyPlan) async throws {
-        guard plan.declaredBytes > 0 else { return }
+        guard !plan.missingBlobs.isEmpty, plan.declaredBytes > 0 else { return }
         try await checkBlobStorable(repository, size: plan.declaredBytes)
     }
 }
