@@ -437,6 +437,22 @@ def test_a_failed_import_keeps_its_partial_blob_and_a_rerun_resumes_it(registry,
     (not reachable through /v2/). Run again once the source is back, the import asks only for the
     rest of the layer (a Range from where the kept bytes end: fewer bytes than the layer from the
     source, by the proxy's count), verifies it whole and leaves no session behind."""
+    rerun_resumes_the_partial_blob(registry, login, reference_source, files=True)
+
+
+def test_a_rerun_resumes_the_partial_blob_in_the_s3_blob_store(s3_registry, reference_source, tmp_path):
+    """The same with the blobs in S3 (Ceph RGW): the kept partial is a multipart upload and its
+    session record, which the re-run continues."""
+    server, _ = s3_registry
+    server.extra_env["BERTH_OUTBOUND_ALLOW"] = LOOPBACK
+    server.stop()
+    server.start(port=server.port)
+    home = tmp_path / "xdg"
+    berth(server, home, "login", server.base, "-u", server.username, "--password-stdin", input=server.password + "\n")
+    rerun_resumes_the_partial_blob(server, home, reference_source, files=False)
+
+
+def rerun_resumes_the_partial_blob(registry, login, reference_source, files: bool):
     src = Api(reference_source.host, auth=reference_source.creds)
     big = os.urandom(3 * 1024 * 1024)
     manifest = push_image(src, "lib/big", "v1", [big, b"a small layer"])
@@ -451,11 +467,12 @@ def test_a_failed_import_keeps_its_partial_blob_and_a_rerun_resumes_it(registry,
         # Nothing visible: no blob, no tag; the partial bytes are kept in one upload session.
         assert registry.api().get_blob("mirror/big", sha256_digest(big)).status_code == 404
         assert manifest_of(registry, "mirror/big", "v1").status_code == 404
-        kept = [f for d in registry.data.rglob("uploads") if d.is_dir() for f in d.iterdir()]
-        assert len(kept) == 1, kept
-        # A /v2/ upload call of the repository does not reach it under its name.
-        r = requests.get(f"{registry.base}/v2/mirror/big/blobs/uploads/{kept[0].name}", auth=registry.creds, timeout=30)
-        assert r.status_code == 404 and r.json()["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN", r.text
+        if files:
+            kept = [f for d in registry.data.rglob("uploads") if d.is_dir() for f in d.iterdir()]
+            assert len(kept) == 1, kept
+            # A /v2/ upload call of the repository does not reach it under its name.
+            r = requests.get(f"{registry.base}/v2/mirror/big/blobs/uploads/{kept[0].name}", auth=registry.creds, timeout=30)
+            assert r.status_code == 404 and r.json()["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN", r.text
         first_run = len(proxy.sent)
         assert first_run >= 2 and proxy.sent[0] > 0, proxy.sent
 
@@ -474,5 +491,6 @@ def test_a_failed_import_keeps_its_partial_blob_and_a_rerun_resumes_it(registry,
     assert job["bytesCopied"] == job["bytesTotal"], job
     r = registry.api().get_blob("mirror/big", sha256_digest(big))
     assert r.status_code == 200 and r.content == big
-    leftovers = [f for d in registry.data.rglob("uploads") if d.is_dir() for f in d.iterdir()]
-    assert leftovers == [], leftovers
+    if files:
+        leftovers = [f for d in registry.data.rglob("uploads") if d.is_dir() for f in d.iterdir()]
+        assert leftovers == [], leftovers
