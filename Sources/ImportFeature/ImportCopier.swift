@@ -269,6 +269,11 @@ struct ImportCopier: Sendable {
                 }
                 try await Task.sleep(for: .milliseconds(100 * min(pieces, 10)))
             }
+        } catch let error as RegistryError where error.status == 409 {
+            // Another import writes this blob's session now (the same blob into the same
+            // repository): its bytes are left to it, and this import says so.
+            throw RegistryError(.blobUploadInvalid, "another import is copying blob \(digest) into \(target) now; "
+                                + "run this one again once it has finished (it resumes from what that one kept)", status: 409)
         } catch {
             try? await keepOrDrop(upload, error)
             throw error

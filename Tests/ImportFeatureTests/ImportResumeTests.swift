@@ -41,7 +41,13 @@ import UpstreamClient
         /// The first GET is cut; the range is answered 200 with the whole blob, cut again after
         /// `secondCut` bytes; the next range is answered 206.
         case ignoresRangeThenDrops
+        /// The first GET sends `cut` bytes, then waits until `held` is cleared (at most 20 s) and
+        /// is cut; later GETs are answered as `dropOnce` answers them.
+        case holdsFirst
     }
+
+    /// Cleared by the test of the held source when it is done with it.
+    static let held = NIOLockedValueBox(true)
 
     static let secondCut = 150_000
 
@@ -84,6 +90,16 @@ import UpstreamClient
                 return Response(status: .ok, body: ResponseBody(contentLength: big.count) { writer in
                     try await writer.write(ByteBuffer(bytes: head))
                     for _ in 0..<1000 where !released.withLockedValue({ $0 }) {
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                    throw Cut()
+                })
+            }
+            if behaviour == .holdsFirst, n == 1 {
+                let head = Array(big[..<cut])
+                return Response(status: .ok, body: ResponseBody(contentLength: big.count) { writer in
+                    try await writer.write(ByteBuffer(bytes: head))
+                    for _ in 0..<1000 where held.withLockedValue({ $0 }) {
                         try await Task.sleep(for: .milliseconds(20))
                     }
                     throw Cut()
@@ -342,6 +358,31 @@ extension ImportResumeTests {
             #expect(view.blobRestarts == 1 && view.blobResumes == 1)
             #expect(view.bytesCopied == Int64(Self.big.count + ImportCopierTests.config.count))
             #expect(view.bytesCopied == view.bytesTotal)
+            #expect(try await backends.blobs.openUploadCount() == 0)
+        }
+    }
+
+    /// Two imports of the same blob into the same repository at once: the second finds the
+    /// blob's session being written and fails with a conflict that says so, leaving the first's
+    /// bytes alone; the first goes on and completes the blob.
+    @Test func aSecondImportOfTheSameBlobAtOnceFailsWithAConflictAndLeavesTheFirstAlone() async throws {
+        let (registry, backends) = try ImportCopierTests.fresh()
+        try await Self.withSource(.holdsFirst) { port, requests in
+            let first = try ImportCopierTests.copier(port: port, registry: registry)
+            let running = Task { try await first.run() }
+            let config = Int64(ImportCopierTests.config.count)
+            #expect(try await StreamingWait.until {
+                requests.withLockedValue { $0.count } == 1 && first.progress.view.bytesCopied > config
+            })
+            let second = try ImportCopierTests.copier(port: port, registry: registry)
+            await #expect {
+                _ = try await second.run()
+            } throws: { error in
+                (error as? RegistryError)?.status == 409 && (error as? RegistryError)?.message.contains("another import") == true
+            }
+            Self.held.withLockedValue { $0 = false }
+            #expect(try await running.value == Digest.compute(ImportCopierTests.manifest([Self.big])))
+            #expect(try await registry.blobSize(Self.target, Digest.compute(Self.big)) == Int64(Self.big.count))
             #expect(try await backends.blobs.openUploadCount() == 0)
         }
     }
