@@ -1,3 +1,4 @@
+import Access
 import BerthAPIContract
 import Foundation
 import HTTPAPI
@@ -43,10 +44,18 @@ public struct CacheFeature: RegistryFeature {
             let name = try context.parameters.require("name")
             let body = try await server.decode(CacheRuleRequest.self, request)
             if let named = body.name, named != name { throw CacheError.invalid("a cache rule's name cannot change") }
-            let rule = try await service.updateRule(name: name, source: body.sourceRepository, target: body.targetRepository,
-                                                    credentialSet: body.credentialSet, clearCredentialSet: body.clearCredentialSet ?? false,
-                                                    plainHTTP: body.plainHTTP, tagFreshnessSeconds: body.tagFreshnessSeconds)
+            let actor = context.managementActor ?? Access.Actor(name: "anonymous", address: "-")
+            let (rule, reboundFrom) = try await service.updateRule(name: name, source: body.sourceRepository, target: body.targetRepository,
+                                                                   credentialSet: body.credentialSet,
+                                                                   clearCredentialSet: body.clearCredentialSet ?? false,
+                                                                   plainHTTP: body.plainHTTP, tagFreshnessSeconds: body.tagFreshnessSeconds,
+                                                                   by: actor.name)
             pullThrough.rulesChanged()
+            // Who changed a rule is audited, and when it now runs with another principal's rights, from whom.
+            await server.access.recordAudit(actor: actor.name, address: actor.address, action: "cache-rule.update", target: name,
+                                            outcome: "ok",
+                                            detail: "source=\(rule.sourceRepository) target=\(rule.targetRepository)"
+                                                + (reboundFrom.map { "; rebound from \($0) to \(rule.createdBy)" } ?? ""))
             return server.json(CacheRuleView(rule))
         }
         api.delete("cache-rules/:name") { _, context in

@@ -142,8 +142,13 @@ public final class CacheService: Sendable {
         return try await rule(name)
     }
 
+    /// Changes a rule. A change by anybody but the principal the rule runs as (`createdBy`)
+    /// rebinds it to the one who made the change: the rule's fills then run with that principal's
+    /// rights (Push on the repository filled, asked at every fill as for a new rule), never with
+    /// the former creator's (review: a PATCH could point a rule at a target only its creator may
+    /// fill). Returns the rule and the principal it ran as before, when it was rebound.
     public func updateRule(name: String, source: String?, target: String?, credentialSet: String?, clearCredentialSet: Bool,
-                           plainHTTP: Bool?, tagFreshnessSeconds: Int64?) async throws -> CacheRuleRecord {
+                           plainHTTP: Bool?, tagFreshnessSeconds: Int64?, by actor: String) async throws -> (rule: CacheRuleRecord, reboundFrom: String?) {
         if credentialSet != nil, clearCredentialSet { throw CacheError.invalid("credentialSet and clearCredentialSet exclude each other") }
         let current = try await rule(name)
         let pattern = try CacheRulePattern(source: source ?? current.sourceRepository, target: target ?? current.targetRepository)
@@ -154,9 +159,12 @@ public final class CacheService: Sendable {
         let setChange: String?? = if let credentialSet { .some(credentialSet) } else if clearCredentialSet { .some(nil) } else { nil }
         try Self.result(try await store.updateCacheRule(name: name, sourceRepository: source.map { _ in pattern.source },
                                                         targetRepository: target.map { _ in pattern.target }, credentialSet: setChange,
-                                                        plainHTTP: plainHTTP, tagFreshnessSeconds: tagFreshnessSeconds),
+                                                        plainHTTP: plainHTTP, tagFreshnessSeconds: tagFreshnessSeconds,
+                                                        createdBy: actor == current.createdBy ? nil : actor),
                         rule: name, set: credentialSet)
-        return try await rule(name)
+        let reboundFrom = actor == current.createdBy ? nil : current.createdBy
+        logger.info("cache rule updated", metadata: ["rule": "\(name)", "by": "\(actor)", "reboundFrom": "\(reboundFrom ?? "-")"])
+        return (try await rule(name), reboundFrom)
     }
 
     public func deleteRule(_ name: String) async throws {

@@ -266,11 +266,19 @@ public final class PullThrough: ContentFallback, Sendable {
                 }
             }
         }
-        let fill = Fill(key: key, manifest: manifest, repository: repository, upstreamRepository: upstreamRepository, rule: rule, tag: tag)
+        var fill = Fill(key: key, manifest: manifest, repository: repository, upstreamRepository: upstreamRepository, rule: rule, tag: tag)
         guard let content = try await registry.unstoredManifest(repository, tag: tag, digest: manifest.digest, bytes: manifest.bytes,
-                                                                contentType: manifest.mediaType),
-              startFill(fill)
-        else {
+                                                                contentType: manifest.mediaType) else {
+            try await run(fill)
+            return nil
+        }
+        // The whole image (every child of an index) must fit under the quotas before it is
+        // answered: a fill refused later could store only part of it, and the client would be
+        // answered an image it cannot pull.
+        fill.known = try await asCache(rule, into: repository) {
+            try await self.planFill(manifest, into: repository, from: upstreamRepository, client: try await self.client(rule), known: [:])
+        }
+        guard startFill(fill) else {
             try await run(fill)
             return nil
         }
@@ -285,6 +293,8 @@ public final class PullThrough: ContentFallback, Sendable {
         let upstreamRepository: String
         let rule: CacheRuleRecord
         let tag: String?
+        /// Children fetched while the fill was planned (`planFill`).
+        var known: [Digest: UpstreamManifest] = [:]
     }
 
     /// Fills the image of a manifest served provisionally, once per key at a time; the manifest
@@ -331,6 +341,7 @@ public final class PullThrough: ContentFallback, Sendable {
             try await self.asCache(fill.rule, into: fill.repository) {
                 let client = try await self.client(fill.rule)
                 var budget = Budget()
+                budget.known = fill.known
                 try await self.copy(fill.manifest, into: fill.repository, from: fill.upstreamRepository, client: client, depth: 0,
                                     budget: &budget, tag: fill.tag)
             }
@@ -475,6 +486,30 @@ public final class PullThrough: ContentFallback, Sendable {
 
     struct Budget {
         var manifests = 0
+        /// Manifests fetched already (while the copy was planned), by digest.
+        var known: [Digest: UpstreamManifest] = [:]
+    }
+
+    /// Plans the copy of `manifest` (every child of an index the repository does not hold is
+    /// fetched, once) and asks the quotas for everything it misses at once (`Registry.planCopy`,
+    /// shared with import); throws their refusal, nothing stored. Returns the children fetched.
+    func planFill(_ manifest: UpstreamManifest, into repository: RepositoryName, from upstreamRepository: String,
+                  client: UpstreamClient, known: [Digest: UpstreamManifest]) async throws -> [Digest: UpstreamManifest] {
+        let plan = try await registry.planCopy(repository, root: CopyPlan.Manifest(digest: manifest.digest, mediaType: manifest.mediaType,
+                                                                                   bytes: manifest.bytes),
+                                               maxDepth: Self.maxDepth, maxManifests: Self.maxManifests) { child in
+            let m: UpstreamManifest
+            if let cached = known[child] {
+                m = cached
+            } else {
+                m = try await Self.upstream { () async throws(UpstreamError) in
+                    try await client.manifest(repository: upstreamRepository, reference: .digest(child))
+                }
+            }
+            return CopyPlan.Manifest(digest: m.digest, mediaType: m.mediaType, bytes: m.bytes)
+        }
+        try await registry.checkStorable(repository, plan)
+        return plan.fetched.mapValues { UpstreamManifest(digest: $0.digest, mediaType: $0.mediaType, bytes: $0.bytes) }
     }
 
     func hasManifest(_ repository: RepositoryName, _ digest: Digest) async -> Bool {
@@ -498,29 +533,33 @@ public final class PullThrough: ContentFallback, Sendable {
         // second push of the same tag.
         if present, let tag, (try? await registry.resolve(repository, .tag(tag))) == manifest.digest { return }
         let parsed = try ManifestParser.parse(manifest.bytes, contentType: manifest.mediaType)
+        if !present, depth == 0 {
+            // The image as a whole (every child of an index) must fit under the repository's
+            // quotas before its first blob is stored (a fill refused half-way kept what it had
+            // stored; an index's children were checked one by one, each fitting and all of them
+            // not). The sizes are the upstream's word: each blob is still checked, and verified,
+            // as it arrives.
+            budget.known = try await planFill(manifest, into: repository, from: upstreamRepository, client: client, known: budget.known)
+        }
         if present {
             // Only the tag is new.
         } else if parsed.kind == .index {
             for child in parsed.children {
                 if await hasManifest(repository, child) { continue }
-                let childManifest = try await Self.upstream { () async throws(UpstreamError) in
-                    try await client.manifest(repository: upstreamRepository, reference: .digest(child))
+                let childManifest: UpstreamManifest
+                if let known = budget.known[child] {
+                    childManifest = known
+                } else {
+                    childManifest = try await Self.upstream { () async throws(UpstreamError) in
+                        try await client.manifest(repository: upstreamRepository, reference: .digest(child))
+                    }
                 }
                 try await copy(childManifest, into: repository, from: upstreamRepository, client: client, depth: depth + 1, budget: &budget)
             }
         } else {
-            let sizes = Self.blobSizes(manifest.bytes)
+            let sizes = CopyPlan.blobSizes(manifest.bytes)
             var missing: [Digest] = []
             for blob in parsed.blobs where (try? await registry.blobSize(repository, blob)) == nil { missing.append(blob) }
-            // The image as a whole must fit under the repository's quotas before its first blob
-            // is stored (a fill refused half-way kept what it had stored). The sizes are the
-            // upstream's word: each blob is still checked, and verified, as it arrives.
-            // (saturating: a manifest may list thousands of blobs declaring huge sizes)
-            let declared = missing.reduce(Int64(0)) { total, blob in
-                let (sum, overflow) = total.addingReportingOverflow(max(0, sizes[blob] ?? 0))
-                return overflow ? Int64.max : sum
-            }
-            if !missing.isEmpty { try await registry.checkBlobStorable(repository, size: declared) }
             for blob in missing {
                 // (`copyBlob` skips a blob another fill stored meanwhile)
                 _ = try await fetches.value("b:\(repository)@\(blob)") {
@@ -608,16 +647,5 @@ public final class PullThrough: ContentFallback, Sendable {
         }
         guard let principal = access.principal(subject: subject, generation: nil) else { return false }
         return principal.actions(on: repository.value).isSuperset(of: .contentWrite)
-    }
-
-    /// The sizes an image manifest states for its config, layers and blobs.
-    static func blobSizes(_ bytes: [UInt8]) -> [Digest: Int64] {
-        struct Shape: Decodable { var config: Descriptor?; var layers: [Descriptor]?; var blobs: [Descriptor]? }
-        guard let shape = try? JSONDecoder().decode(Shape.self, from: Data(bytes)) else { return [:] }
-        var sizes: [Digest: Int64] = [:]
-        for d in [shape.config].compactMap({ $0 }) + (shape.layers ?? []) + (shape.blobs ?? []) {
-            if let digest = try? Digest(parsing: d.digest), d.size >= 0 { sizes[digest] = d.size }
-        }
-        return sizes
     }
 }

@@ -143,8 +143,15 @@ final class ContentTrustGate: Sendable {
             throw AccessDenied(error: RegistryError(.denied, v.reason))
         }
         // A store read that fails (or a cancelled request) throws here and nothing is cached: an
-        // error is not a verdict.
-        let (trusted, reason) = try await evaluate(repository, content.digest, host: host, config: config)
+        // error is not a verdict. It fails closed, as 503 (try again), never as "untrusted".
+        let trusted: Bool, reason: String
+        do {
+            (trusted, reason) = try await evaluate(repository, content.digest, host: host, config: config)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw Self.unavailable(error)
+        }
         try Task.checkCancellation()
         verdicts.withLockedValue { map in
             if map.count > 10_000 { map.removeAll() }
@@ -159,11 +166,13 @@ final class ContentTrustGate: Sendable {
         // The manifest itself, or an index that lists it (a platform image of a signed index).
         let candidates = [digest] + (try await registry.metadata.parents(repository: repository.value, child: digest))
         for target in candidates {
+            // A store that fails while listing, reading a signature or its envelope throws (the
+            // caller answers 503): only what the content itself says is a reason not to trust it.
             let list: ReferrerList
             do {
                 list = try await registry.referrers(repository, subject: target, artifactType: NotaryMediaType.signatureArtifact,
                                                     limit: 100, last: nil)
-            } catch let e as RegistryError {
+            } catch let e as RegistryError where (400..<500).contains(e.status) {
                 lastFailure = e.message
                 continue
             }
@@ -174,8 +183,11 @@ final class ContentTrustGate: Sendable {
                     else { continue }
                     if outcome.succeeded { return (true, "signed by \(outcome.signer ?? "a trusted identity")") }
                     lastFailure = outcome.failure.map { "\($0)" } ?? lastFailure
-                } catch {
-                    lastFailure = "\(error)"
+                } catch let rejected as SignatureRejected {
+                    lastFailure = rejected.description
+                } catch let e as RegistryError where (400..<500).contains(e.status) {
+                    // The signature or its envelope went (deleted meanwhile) or is locked: it does not verify.
+                    lastFailure = e.message
                 }
             }
         }
@@ -196,11 +208,30 @@ final class ContentTrustGate: Sendable {
     func verify(_ repository: RepositoryName, signature: Digest, of target: Digest, host: String,
                 verifier: SignatureVerifier) async throws -> VerificationOutcome? {
         let manifest = try await registry.manifest(repository, .digest(signature))
-        let layer = try SignatureManifest.envelopeLayer(of: Data(manifest.bytes.readableBytesView))
+        let layer: Descriptor
+        do {
+            layer = try SignatureManifest.envelopeLayer(of: Data(manifest.bytes.readableBytesView))
+        } catch {
+            throw SignatureRejected(description: "\(error)")
+        }
         guard let envelopeDigest = try? Digest(parsing: layer.digest), layer.size <= 1 << 20 else { return nil }
         var envelope = Data()
         try await registry.readBlob(repository, envelopeDigest, range: 0..<layer.size) { envelope.append(contentsOf: $0.readableBytesView) }
-        return try verifier.verify(envelope: envelope, repository: "\(host)/\(repository.value)", digest: target.string)
+        do {
+            return try verifier.verify(envelope: envelope, repository: "\(host)/\(repository.value)", digest: target.string)
+        } catch {
+            throw SignatureRejected(description: "\(error)")
+        }
+    }
+
+    /// What a request is answered when the verdict cannot be reached (the store failed): 503,
+    /// try again; the cause is logged by the error renderer, not shown.
+    static func unavailable(_ error: any Error) -> RegistryError {
+        if let e = error as? RegistryError, e.status >= 500 {
+            return RegistryError(.unsupported, "content trust could not be evaluated now: \(e.message); try again", status: 503)
+        }
+        if let e = error as? RegistryError, (400..<500).contains(e.status) { return e }
+        return RegistryError(.unsupported, "content trust could not be evaluated now (storage failed); try again", status: 503)
     }
 }
 
@@ -216,6 +247,12 @@ extension ContentTrustGate: PullAdmissionCheck {
             return denied.error.message
         }
     }
+}
+
+/// A signature that does not verify because of what it holds (an envelope that does not parse,
+/// or that the verifier refuses): a verdict, unlike a store that fails.
+struct SignatureRejected: Error, CustomStringConvertible {
+    let description: String
 }
 
 struct ContentTrustError: Error, CustomStringConvertible {

@@ -36,7 +36,20 @@ struct ImportCopier: Sendable {
             chosen = try await upstream.manifest(repository: source, reference: .digest(child))
         }
         try await checkTag(chosen.digest)
-        let copied = try await copy(chosen, depth: 0)
+        // The image as a whole (every platform of an index) must fit under the target's quotas
+        // before anything of it is stored (`Registry.planCopy`, shared with the pull-through cache;
+        // review: an index's children were each checked alone, and together overshot).
+        let source = self.source
+        let upstream = self.upstream
+        let copyPlan = try await registry.planCopy(plan.target, root: CopyPlan.Manifest(digest: chosen.digest, mediaType: chosen.mediaType,
+                                                                                        bytes: chosen.bytes),
+                                                   maxDepth: Self.maxDepth, maxManifests: Self.maxManifests, invalidStatus: 400) { child in
+            let m = try await upstream.manifest(repository: source, reference: .digest(child))
+            return CopyPlan.Manifest(digest: m.digest, mediaType: m.mediaType, bytes: m.bytes)
+        }
+        try await registry.checkStorable(plan.target, copyPlan)
+        let known = copyPlan.fetched.mapValues { UpstreamManifest(digest: $0.digest, mediaType: $0.mediaType, bytes: $0.bytes) }
+        let copied = try await copy(chosen, depth: 0, known: known)
         if plan.includeReferrers {
             for digest in copied { try await copyReferrers(of: digest, depth: 0) }
         }
@@ -54,7 +67,7 @@ struct ImportCopier: Sendable {
 
     /// Copies a manifest and everything it names; returns the digests of the manifests copied
     /// (the children of an index, then the manifest itself).
-    func copy(_ manifest: UpstreamManifest, depth: Int) async throws -> [Digest] {
+    func copy(_ manifest: UpstreamManifest, depth: Int, known: [Digest: UpstreamManifest] = [:]) async throws -> [Digest] {
         guard depth <= Self.maxDepth else {
             throw RegistryError(.manifestInvalid, "indexes nested deeper than \(Self.maxDepth) levels", status: 400)
         }
@@ -67,11 +80,16 @@ struct ImportCopier: Sendable {
                     copied.append(child)
                     continue
                 }
-                let childManifest = try await upstream.manifest(repository: source, reference: .digest(child))
-                copied += try await copy(childManifest, depth: depth + 1)
+                let childManifest: UpstreamManifest
+                if let fetched = known[child] {
+                    childManifest = fetched
+                } else {
+                    childManifest = try await upstream.manifest(repository: source, reference: .digest(child))
+                }
+                copied += try await copy(childManifest, depth: depth + 1, known: known)
             }
         } else {
-            let sizes = Self.blobSizes(manifest.bytes)
+            let sizes = CopyPlan.blobSizes(manifest.bytes)
             for blob in parsed.blobs { try await copyBlob(blob, size: sizes[blob]) }
         }
         if await !hasManifest(manifest.digest) {
@@ -91,6 +109,10 @@ struct ImportCopier: Sendable {
     /// import's progress bar never reached its end).
     func copyBlob(_ digest: Digest, size: Int64?) async throws {
         if (try? await registry.blobSize(plan.target, digest)) != nil {
+            // A partial copy an earlier run kept of it is of no use any more.
+            if let size, !registry.keepsInline(size: size) {
+                try? await registry.cancelUpload(plan.target, Self.partialID(plan.target, digest), privately: true)
+            }
             progress.update {
                 $0.blobsSeen += 1
                 $0.blobsSkipped += 1
@@ -119,25 +141,93 @@ struct ImportCopier: Sendable {
     static let maxPieces = 50
     static let maxIdlePieces = 3
 
-    /// Copies a blob through an upload session of the target repository that only this copy
-    /// knows (its id is never shown, and the session is removed when the copy fails, is
-    /// cancelled or is abandoned: the registry's sweep of stale uploads removes what a stopped
-    /// server left). When the source's connection drops while the blob streams, the copy goes on
-    /// from the bytes the session holds with a `Range` request; a source that answers it with the
-    /// whole blob (or a range that does not match) is read again from byte 0 into a fresh session.
-    /// The digest and size are verified over the whole when the session is completed, before the
-    /// blob is linked: a mismatch stores nothing.
+    /// The id of the private upload session that holds the partial copy of `digest` for
+    /// `repository`: derived from both, so a re-run of the import (or another import of the same
+    /// blob into the same repository, by a caller who may push there) finds it again. The session
+    /// is private (`Registry.openPrivateUpload`): `/v2/` never reaches it, whatever the id.
+    static func partialID(_ repository: RepositoryName, _ digest: Digest) -> String {
+        Digest.compute(Array("berth-import-partial\n\(repository.value)\n\(digest.string)".utf8)).hex
+    }
+
+    /// Copies a blob through a private upload session of the target repository, keyed by the
+    /// repository and the blob's digest (`partialID`; its id is never shown). When the source's
+    /// connection drops while the blob streams, the copy goes on from the bytes the session holds
+    /// with a `Range` request; a source that answers it with the whole blob (or a range that does
+    /// not match) is read again from byte 0 into an emptied session. When the copy fails, a
+    /// session that holds bytes is kept (not if the bytes failed verification): a re-run of the
+    /// import resumes the blob from them, with `Range`, as the next piece would have. A forced
+    /// import starts it over. Kept sessions are bounded (`Registry.trimPrivateUploads` when one
+    /// is made, `removeStaleUploads` by age). The digest and size are verified over the whole
+    /// when the session is completed, before the blob is linked: a mismatch stores nothing (and
+    /// when the bytes came in part from an earlier run, the blob is read once more from byte 0).
     func copyResumable(_ digest: Digest, size: Int64?) async throws {
         let target = plan.target
+        let upload = Self.partialID(target, digest)
+        if plan.force { try? await registry.cancelUpload(target, upload, privately: true) }
+        var inherited = try await open(upload)
+        if inherited > 0 {
+            // Counted as copied (the first piece, asked from there, counts the resume).
+            progress.update { $0.bytesCopied += inherited }
+            log.info("import: \(digest) resumes at byte \(inherited), from an earlier run's partial copy")
+        }
+        while true {
+            try await copyPieces(digest, size: size, into: upload)
+            let held = (try? await registry.uploadStatus(target, upload, privately: true).size) ?? 0
+            do {
+                _ = try await registry.finishUpload(target, upload, digest: digest, expectedSize: size, privately: true)
+                return
+            } catch let error as RegistryError where error.code == .digestInvalid || error.code == .sizeInvalid {
+                // The session is gone with its bytes (`finishUpload` removes it on a mismatch).
+                guard inherited > 0 else {
+                    throw UpstreamError(.digestMismatch, "blob \(digest) was served with other content: \(error.message)")
+                }
+                // Bytes an earlier run kept do not verify with this run's: read the blob again, once.
+                log.info("import: \(digest): the partial copy of an earlier run did not verify; starting it over")
+                progress.update {
+                    $0.bytesCopied -= held
+                    $0.blobRestarts = ($0.blobRestarts ?? 0) + 1
+                }
+                inherited = 0
+                _ = try await open(upload)
+            } catch {
+                try? await keepOrDrop(upload, error)
+                throw error
+            }
+        }
+    }
+
+    /// Opens the private session (trimming the kept ones when it is new); the bytes it holds.
+    func open(_ upload: String) async throws -> Int64 {
+        let status = try await registry.openPrivateUpload(plan.target, id: upload)
+        if status.size == 0 { try? await registry.trimPrivateUploads() }
+        return status.size
+    }
+
+    /// After a failure: a session holding bytes stays for a re-run; an empty one goes.
+    func keepOrDrop(_ upload: String, _ error: any Error) async throws {
+        let held = (try? await registry.uploadStatus(plan.target, upload, privately: true).size) ?? 0
+        if held > 0 {
+            log.info("import: kept \(held) bytes of a partial blob for a re-run", metadata: ["error": "\(String(describing: error).prefix(200))"])
+        } else {
+            try await registry.cancelUpload(plan.target, upload, privately: true)
+        }
+    }
+
+    /// Streams the blob's missing bytes into the session, piece by piece, until the source's
+    /// answer ends whole; a dropped connection is resumed, a range that cannot be joined restarts.
+    func copyPieces(_ digest: Digest, size: Int64?, into upload: String) async throws {
+        let target = plan.target
         let job = progress
-        var upload = try await registry.startUpload(target).id
+        var pieces = 0
+        var idle = 0
         do {
-            var pieces = 0
-            var idle = 0
             while true {
                 pieces += 1
-                let offset = try await registry.uploadStatus(target, upload).size
+                let offset = try await registry.uploadStatus(target, upload, privately: true).size
                 var current: BlobPiece?
+                // Where the session's bytes of this piece begin: `offset`, or 0 once restarted
+                // (review: a restart followed by another drop took `offset` off the count twice).
+                var base = offset
                 do {
                     _ = try await upstream.blobPiece(repository: source, digest: digest, size: size, from: offset) { piece in
                         current = piece
@@ -145,30 +235,21 @@ struct ImportCopier: Sendable {
                             if piece.start == 0 {
                                 // The source ignored the range: what the session holds goes, and the
                                 // copy starts over from this answer's first byte.
-                                try? await registry.cancelUpload(target, upload)
-                                upload = try await registry.startUpload(target).id
-                                job.update {
-                                    $0.bytesCopied -= offset
-                                    $0.blobRestarts = ($0.blobRestarts ?? 0) + 1
-                                }
+                                try await restart(upload, dropping: offset)
+                                base = 0
                                 log.info("import: the source sent \(digest) whole again instead of a range; starting it over")
                             } else {
                                 job.update { $0.blobResumes = ($0.blobResumes ?? 0) + 1 }
                                 log.info("import: \(digest) resumes at byte \(offset)")
                             }
                         }
-                        return try await registry.appendUpload(target, upload, rangeStart: piece.start,
+                        return try await registry.appendUpload(target, upload, rangeStart: piece.start, privately: true,
                                                                body: CountingStream(inner: piece) { n in job.update { $0.bytesCopied += Int64(n) } })
                     }
-                    break
+                    return
                 } catch let error as UpstreamError where error.kind == .badAnswer && offset > 0 && current == nil {
                     // A range answered in a way that cannot be joined: start over from byte 0.
-                    try? await registry.cancelUpload(target, upload)
-                    upload = try await registry.startUpload(target).id
-                    job.update {
-                        $0.bytesCopied -= offset
-                        $0.blobRestarts = ($0.blobRestarts ?? 0) + 1
-                    }
+                    try await restart(upload, dropping: offset)
                     log.info("import: \(digest): \(error.message); starting it over")
                     idle += 1
                 } catch {
@@ -176,9 +257,9 @@ struct ImportCopier: Sendable {
                     // length, the quota, a write lock) ends the copy.
                     let dropped = current?.interruption != nil || (error as? UpstreamError)?.kind == .unreachable
                     guard dropped, !Task.isCancelled else { throw error }
-                    // What the session kept is where the next piece starts (the progress counted
-                    // every byte read: the ones it did not keep are taken back).
-                    let kept = (try await registry.uploadStatus(target, upload).size) - offset
+                    // What the session kept of this piece is where the next piece starts (the
+                    // progress counted every byte read: the ones it did not keep are taken back).
+                    let kept = (try await registry.uploadStatus(target, upload, privately: true).size) - base
                     if let current { job.update { $0.bytesCopied += kept - current.bytesRead } }
                     idle = kept > 0 ? 0 : idle + 1
                     log.info("import: \(digest): \((error as? UpstreamError)?.message ?? "\(error)")")
@@ -188,18 +269,24 @@ struct ImportCopier: Sendable {
                 }
                 try await Task.sleep(for: .milliseconds(100 * min(pieces, 10)))
             }
+        } catch let error as RegistryError where error.status == 409 {
+            // Another import writes this blob's session now (the same blob into the same
+            // repository): its bytes are left to it, and this import says so.
+            throw RegistryError(.blobUploadInvalid, "another import is copying blob \(digest) into \(target) now; "
+                                + "run this one again once it has finished (it resumes from what that one kept)", status: 409)
         } catch {
-            try? await registry.cancelUpload(target, upload)
+            try? await keepOrDrop(upload, error)
             throw error
         }
-        do {
-            _ = try await registry.finishUpload(target, upload, digest: digest, expectedSize: size)
-        } catch let error as RegistryError where error.code == .digestInvalid || error.code == .sizeInvalid {
-            // The session is gone with its bytes (`finishUpload` removes it on a mismatch).
-            throw UpstreamError(.digestMismatch, "blob \(digest) was served with other content: \(error.message)")
-        } catch {
-            try? await registry.cancelUpload(target, upload)
-            throw error
+    }
+
+    /// Empties the session (its bytes go, and so does their count) to read the blob from byte 0.
+    func restart(_ upload: String, dropping held: Int64) async throws {
+        try? await registry.cancelUpload(plan.target, upload, privately: true)
+        _ = try await registry.openPrivateUpload(plan.target, id: upload)
+        progress.update {
+            $0.bytesCopied -= held
+            $0.blobRestarts = ($0.blobRestarts ?? 0) + 1
         }
     }
 
@@ -239,17 +326,6 @@ struct ImportCopier: Sendable {
             if let digest = try? Digest(parsing: entry.digest) { return digest }
         }
         throw RegistryError(.manifestUnknown, "the source's index has no linux/amd64 image; import it with all platforms", status: 404)
-    }
-
-    /// The sizes an image manifest states for its config, layers and blobs.
-    static func blobSizes(_ bytes: [UInt8]) -> [Digest: Int64] {
-        struct Shape: Decodable { var config: Descriptor?; var layers: [Descriptor]?; var blobs: [Descriptor]? }
-        guard let shape = try? JSONDecoder().decode(Shape.self, from: Data(bytes)) else { return [:] }
-        var sizes: [Digest: Int64] = [:]
-        for d in [shape.config].compactMap({ $0 }) + (shape.layers ?? []) + (shape.blobs ?? []) {
-            if let digest = try? Digest(parsing: d.digest), d.size >= 0 { sizes[digest] = d.size }
-        }
-        return sizes
     }
 }
 

@@ -62,7 +62,7 @@ extension PostgresMetadataStore {
     }
 
     public func updateCacheRule(name: String, sourceRepository: String?, targetRepository: String?, credentialSet: String??, plainHTTP: Bool?,
-                                tagFreshnessSeconds: Int64?) async throws -> CacheRuleWriteResult {
+                                tagFreshnessSeconds: Int64?, createdBy: String?) async throws -> CacheRuleWriteResult {
         let origin = EventOrigin.current
         return try await write { tx in
             guard var r = try await tx.one("SELECT \(unescaped: Self.ruleColumns) FROM cache_rules WHERE name = \(name)").map(Self.cacheRule)
@@ -72,10 +72,12 @@ extension PostgresMetadataStore {
             if let credentialSet { r.credentialSet = credentialSet }
             if let plainHTTP { r.plainHTTP = plainHTTP }
             if let tagFreshnessSeconds { r.tagFreshnessSeconds = tagFreshnessSeconds }
+            if let createdBy { r.createdBy = createdBy }
             if let refused = try await Self.check(tx, name: name, target: r.targetRepository, credentialSet: r.credentialSet) { return refused }
             try await tx.exec("""
                 UPDATE cache_rules SET source_repository = \(r.sourceRepository), target_repository = \(r.targetRepository),
-                    credential_set = \(r.credentialSet), plain_http = \(r.plainHTTP), tag_freshness_seconds = \(r.tagFreshnessSeconds)
+                    credential_set = \(r.credentialSet), plain_http = \(r.plainHTTP), tag_freshness_seconds = \(r.tagFreshnessSeconds),
+                    created_by = \(r.createdBy)
                 WHERE name = \(name)
                 """)
             try await Self.appendEvent(tx, origin, .setting, "", detail: CacheRuleRecord.changeEventDetail)

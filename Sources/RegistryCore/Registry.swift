@@ -11,6 +11,10 @@ public struct RegistryConfiguration: Sendable {
     public var inlineBlobThreshold: Int = 64 * 1024
     /// Upload sessions untouched for longer than this are removed (seconds).
     public var uploadMaxAge: Double = 24 * 3600
+    /// Private upload sessions (an import's partial blobs, `openPrivateUpload`) kept at most: when
+    /// a new one would pass it, the oldest go first (`trimPrivateUploads`). Their age is bounded
+    /// by `uploadMaxAge`, as every upload's.
+    public var privateUploadsMax: Int = 100
     /// Bytes of manifests the read cache may hold.
     public var manifestCacheBytes: Int = 16 * 1024 * 1024
     /// Largest page of tags, repositories or referrers one request returns.
@@ -270,14 +274,76 @@ public final class Registry: Sendable {
         return UploadStatus(id: id, size: 0)
     }
 
-    private func checkUpload(_ repository: RepositoryName, _ id: String) async throws {
-        guard let owner = try? await blobs.uploadOwner(id: id), owner == repository.value else {
+    /// What a private upload session's owner label is: the repository and a mark no repository
+    /// name can hold, so `/v2/` (which names the repository only) never reaches it.
+    static func uploadOwner(_ repository: RepositoryName, privately: Bool) -> String {
+        privately ? repository.value + "#private" : repository.value
+    }
+
+    /// A private upload session of `repository` under `id` (an id its caller derives, e.g. from
+    /// the blob's digest, so a later run finds it again): created empty, or the existing one with
+    /// the bytes it holds. Only calls with `privately: true` reach it; `/v2/` never does, and its
+    /// bytes become a blob only through `finishUpload`, verified. Age and count are bounded
+    /// (`removeStaleUploads`, `trimPrivateUploads`).
+    public func openPrivateUpload(_ repository: RepositoryName, id: String) async throws -> UploadStatus {
+        try await checkWritable(repository.value)
+        let owner = Self.uploadOwner(repository, privately: true)
+        for _ in 0..<2 {
+            if let current = try await blobs.uploadOwner(id: id) {
+                guard current == owner else { throw RegistryError(.blobUploadInvalid, "upload session taken", status: 409) }
+                if let size = try await blobs.uploadedSize(id: id) { return UploadStatus(id: id, size: size) }
+            }
+            try await checkQuotaRoom(repository.value)
+            do {
+                try await blobs.createUpload(id: id, owner: owner)
+                return UploadStatus(id: id, size: 0)
+            } catch {
+                // Created by another run meanwhile: read it again (once).
+                if try await blobs.uploadOwner(id: id) == nil { throw error }
+            }
+        }
+        throw RegistryError(.blobUploadInvalid, "upload session busy", status: 409)
+    }
+
+    /// Keeps at most `privateUploadsMax - room` private upload sessions: beyond it the oldest go
+    /// (those idle longer than half the upload max age, then a quarter, … down to a minute, then
+    /// every one). Returns how many were removed.
+    @discardableResult
+    public func trimPrivateUploads(room: Int = 1, now: Date = Date()) async throws -> Int {
+        let limit = max(0, configuration.privateUploadsMax - room)
+        func privateIDs(olderThan: Double) async throws -> [String] {
+            var out: [String] = []
+            for id in try await blobs.staleUploads(olderThan: olderThan) {
+                if let owner = try? await blobs.uploadOwner(id: id), owner.hasSuffix("#private") { out.append(id) }
+            }
+            return out
+        }
+        var count = try await privateIDs(olderThan: now.timeIntervalSince1970 + 86_400).count
+        guard count > limit else { return 0 }
+        var removed = 0
+        var age = configuration.uploadMaxAge / 2
+        while count > limit {
+            let old = try await privateIDs(olderThan: now.timeIntervalSince1970 - (age >= 60 ? age : -86_400))
+            for id in old {
+                try? await blobs.cancelUpload(id: id)
+                removed += 1
+                count -= 1
+            }
+            if age < 60 { break }
+            age /= 2
+        }
+        if removed > 0 { logger.info("removed private uploads beyond their limit", metadata: ["count": "\(removed)"]) }
+        return removed
+    }
+
+    private func checkUpload(_ repository: RepositoryName, _ id: String, privately: Bool = false) async throws {
+        guard let owner = try? await blobs.uploadOwner(id: id), owner == Self.uploadOwner(repository, privately: privately) else {
             throw RegistryError(.blobUploadUnknown, "upload unknown to registry")
         }
     }
 
-    public func uploadStatus(_ repository: RepositoryName, _ id: String) async throws -> UploadStatus {
-        try await checkUpload(repository, id)
+    public func uploadStatus(_ repository: RepositoryName, _ id: String, privately: Bool = false) async throws -> UploadStatus {
+        try await checkUpload(repository, id, privately: privately)
         guard let size = try await blobs.uploadedSize(id: id) else {
             throw RegistryError(.blobUploadUnknown, "upload unknown to registry")
         }
@@ -287,10 +353,11 @@ public final class Registry: Sendable {
     /// Appends a chunk. `rangeStart`, when the client sent `Content-Range`, must equal the bytes
     /// received so far; an out-of-order or overlapping chunk is refused with 416.
     public func appendUpload<Body: AsyncSequence & Sendable>(_ repository: RepositoryName, _ id: String,
-                                                             rangeStart: Int64?, body: Body) async throws -> UploadStatus
+                                                             rangeStart: Int64?, privately: Bool = false,
+                                                             body: Body) async throws -> UploadStatus
         where Body.Element == ByteBuffer
     {
-        try await checkUpload(repository, id)
+        try await checkUpload(repository, id, privately: privately)
         guard let current = try await blobs.uploadedSize(id: id) else {
             throw RegistryError(.blobUploadUnknown, "upload unknown to registry")
         }
@@ -308,8 +375,8 @@ public final class Registry: Sendable {
     /// Completes an upload: verifies the digest (and size), makes the blob durable and links it.
     /// On a mismatch the upload and its bytes are removed and nothing becomes visible.
     public func finishUpload(_ repository: RepositoryName, _ id: String, digest: Digest,
-                             expectedSize: Int64? = nil) async throws -> Int64 {
-        try await checkUpload(repository, id)
+                             expectedSize: Int64? = nil, privately: Bool = false) async throws -> Int64 {
+        try await checkUpload(repository, id, privately: privately)
         try await checkWritable(repository.value)
         let quotas = try await quotas()
         do {
@@ -389,8 +456,8 @@ public final class Registry: Sendable {
         return try await finishUpload(repository, upload.id, digest: digest, expectedSize: contentLength)
     }
 
-    public func cancelUpload(_ repository: RepositoryName, _ id: String) async throws {
-        try await checkUpload(repository, id)
+    public func cancelUpload(_ repository: RepositoryName, _ id: String, privately: Bool = false) async throws {
+        try await checkUpload(repository, id, privately: privately)
         try await blobs.cancelUpload(id: id)
     }
 

@@ -97,9 +97,10 @@ public protocol CacheRuleStore: Sendable {
     func cacheRules() async throws -> [CacheRuleRecord]
     func cacheRule(name: String) async throws -> CacheRuleRecord?
     func createCacheRule(_ record: CacheRuleRecord) async throws -> CacheRuleWriteResult
-    /// Changes the given fields (`credentialSet: .some(nil)` removes it); the name and creator stay.
+    /// Changes the given fields (`credentialSet: .some(nil)` removes it; `createdBy` rebinds the
+    /// rule to whoever changed it, whose rights its fills then run with); the name stays.
     func updateCacheRule(name: String, sourceRepository: String?, targetRepository: String?, credentialSet: String??, plainHTTP: Bool?,
-                         tagFreshnessSeconds: Int64?) async throws -> CacheRuleWriteResult
+                         tagFreshnessSeconds: Int64?, createdBy: String?) async throws -> CacheRuleWriteResult
     /// False when there was none.
     func deleteCacheRule(name: String) async throws -> Bool
 
@@ -112,4 +113,13 @@ public protocol CacheRuleStore: Sendable {
     func updateCredentialSet(name: String, loginServer: String?, username: String?, sealedPassword: Data?) async throws -> Bool
     /// Refused while a rule names the set.
     func deleteCredentialSet(name: String) async throws -> CredentialSetDeleteResult
+}
+
+extension CacheRuleStore {
+    /// The fields given changed, the creator kept.
+    public func updateCacheRule(name: String, sourceRepository: String?, targetRepository: String?, credentialSet: String??, plainHTTP: Bool?,
+                                tagFreshnessSeconds: Int64?) async throws -> CacheRuleWriteResult {
+        try await updateCacheRule(name: name, sourceRepository: sourceRepository, targetRepository: targetRepository, credentialSet: credentialSet,
+                                  plainHTTP: plainHTTP, tagFreshnessSeconds: tagFreshnessSeconds, createdBy: nil)
+    }
 }

@@ -58,7 +58,7 @@ extension SQLiteMetadataStore {
     }
 
     public func updateCacheRule(name: String, sourceRepository: String?, targetRepository: String?, credentialSet: String??, plainHTTP: Bool?,
-                                tagFreshnessSeconds: Int64?) async throws -> CacheRuleWriteResult {
+                                tagFreshnessSeconds: Int64?, createdBy: String?) async throws -> CacheRuleWriteResult {
         let origin = EventOrigin.current
         return try await pool.write { db in
             guard var r = try Row.fetchOne(db, sql: "SELECT * FROM cache_rules WHERE name = ?", arguments: [name]).map(Self.cacheRule)
@@ -68,11 +68,12 @@ extension SQLiteMetadataStore {
             if let credentialSet { r.credentialSet = credentialSet }
             if let plainHTTP { r.plainHTTP = plainHTTP }
             if let tagFreshnessSeconds { r.tagFreshnessSeconds = tagFreshnessSeconds }
+            if let createdBy { r.createdBy = createdBy }
             if let refused = try Self.check(db, name: name, target: r.targetRepository, credentialSet: r.credentialSet) { return refused }
             try db.execute(sql: """
                 UPDATE cache_rules SET source_repository = ?, target_repository = ?, credential_set = ?, plain_http = ?,
-                    tag_freshness_seconds = ? WHERE name = ?
-                """, arguments: [r.sourceRepository, r.targetRepository, r.credentialSet, r.plainHTTP, r.tagFreshnessSeconds, name])
+                    tag_freshness_seconds = ?, created_by = ? WHERE name = ?
+                """, arguments: [r.sourceRepository, r.targetRepository, r.credentialSet, r.plainHTTP, r.tagFreshnessSeconds, r.createdBy, name])
             try Self.appendEvent(db, origin, EventAction.setting, "", detail: CacheRuleRecord.changeEventDetail)
             return .done
         }

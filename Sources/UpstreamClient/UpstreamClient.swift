@@ -90,6 +90,13 @@ public struct UpstreamManifest: Sendable {
     public let digest: Digest
     public let mediaType: String
     public let bytes: [UInt8]
+
+    /// A manifest fetched before (its digest verified then).
+    public init(digest: Digest, mediaType: String, bytes: [UInt8]) {
+        self.digest = digest
+        self.mediaType = mediaType
+        self.bytes = bytes
+    }
 }
 
 /// A client of one upstream OCI registry (Distribution API GETs only) that treats the upstream as

@@ -161,4 +161,112 @@ private func basic(_ user: String, _ password: String) -> HTTPFields {
             }
         }
     }
+    /// A PATCH by another principal than the one a rule runs as rebinds the rule to the patcher
+    /// (review: the rule kept its creator's rights, so whoever may change a rule could point it
+    /// at a target only its creator may fill): its fills then need the patcher's Push, asked at
+    /// every fill as for a new rule, and the change is audited with whom it was rebound from.
+    @Test func aPatchByAnotherPrincipalRebindsTheRuleToThePatcher() async throws {
+        let upstream = PullThroughTests.Upstream()
+        let m = PullThroughTests.manifest([PullThroughTests.other])
+        upstream.serve(m, tag: "v1", blobs: [PullThroughTests.config, PullThroughTests.other])
+        try await PullThroughTests.withUpstream(upstream) { port in
+            let (registry, access, quiet) = try await PullThroughTests.registryWithOwner("berth-cache-rebind-")
+            let bootstrap = Actor(name: "owner", address: "-")
+            var made: [String: HTTPFields] = [:]
+            for name in ["ops", "lead"] {
+                let (_, password) = try await access.createIdentity(bootstrap, name: name)
+                _ = try await access.assignRole(bootstrap, assignee: name, role: "Owner", scope: "*")
+                made[name] = basic(name, try #require(password))
+            }
+            let headers = made
+            let service = CacheService(store: registry.metadata as! any CacheRuleStore, sealingKey: SymmetricKey(size: .bits256),
+                                       policy: try OutboundPolicy(allow: "127.0.0.1/32"))
+            let feature = CacheFeature(service: service, pullThrough: PullThrough(registry: registry, service: service, access: access,
+                                                                                  logger: quiet))
+            let app = try await BerthServer.makeApplication(registry: registry, access: access, features: [feature], host: "127.0.0.1",
+                                                            port: 0, serviceName: "berth-test", logger: quiet)
+            try await app.test(.router) { client in
+                let rule = #"{"name":"lib","sourceRepository":"127.0.0.1:\#(port)/lib/*","targetRepository":"mirror/*","plainHTTP":true}"#
+                #expect(try await client.execute(uri: "/api/v1/cache-rules", method: .post, headers: headers["ops"]!,
+                                                 body: ByteBuffer(string: rule)).status == .created)
+                // The creator's own change keeps the rule as it is bound.
+                let own = try await client.execute(uri: "/api/v1/cache-rules/lib", method: .patch, headers: headers["ops"]!,
+                                                   body: ByteBuffer(string: #"{"tagFreshnessSeconds":30}"#))
+                #expect(own.status == .ok)
+                #expect(try await service.rule("lib").createdBy == "identity:ops")
+                // Another principal's change rebinds it.
+                let patched = try await client.execute(uri: "/api/v1/cache-rules/lib", method: .patch, headers: headers["lead"]!,
+                                                       body: ByteBuffer(string: #"{"targetRepository":"mirror2/*"}"#))
+                #expect(patched.status == .ok && String(buffer: patched.body).contains("identity:lead"))
+                #expect(try await service.rule("lib").createdBy == "identity:lead")
+                // Audited, with whom it was rebound from.
+                let audit = try await client.execute(uri: "/api/v1/audit", method: .get, headers: basic("owner", "owner-pw"))
+                let text = String(buffer: audit.body)
+                #expect(text.contains("cache-rule.update") && text.contains("rebound from identity:ops to identity:lead"))
+                // The fill runs with the patcher's rights: the patcher loses them, no fill (upstream
+                // not asked), though the former creator still holds them.
+                try await access.removeRole(bootstrap, assignee: "lead", role: "Owner", scope: "*")
+                let refused = try await client.execute(uri: "/v2/mirror2/app/manifests/v1", method: .get, headers: basic("owner", "owner-pw"))
+                #expect(refused.status == .forbidden && String(buffer: refused.body).contains("identity:lead"))
+                #expect(upstream.manifestGets == 0)
+                // Given back, it fills.
+                _ = try await access.assignRole(bootstrap, assignee: "lead", role: "Owner", scope: "*")
+                let filled = try await client.execute(uri: "/v2/mirror2/app/manifests/v1", method: .get, headers: basic("owner", "owner-pw"))
+                #expect(filled.status == .ok && Array(filled.body.readableBytesView) == m)
+            }
+        }
+    }
+    /// Over HTTP: the pull of a multi-arch index whose children each fit under the target's quota
+    /// but together do not is answered 403 DENIED with the quota's message, and nothing of it is
+    /// stored (manifests, blobs) nor asked of the upstream's blobs.
+    @Test func thePullOfAnIndexOverTheQuotaIsRefusedWhole() async throws {
+        let upstream = PullThroughTests.Upstream()
+        let a = [UInt8](repeating: 5, count: 100_000), b = [UInt8](repeating: 6, count: 100_000)
+        let (ma, mb) = (PullThroughTests.manifest([a]), PullThroughTests.manifest([b]))
+        let index = Array("""
+        {"schemaVersion":2,"mediaType":"\(MediaType.ociIndex)","manifests":[\
+        {"mediaType":"\(MediaType.ociManifest)","digest":"\(Digest.compute(ma))","size":\(ma.count),"platform":{"architecture":"amd64","os":"linux"}},\
+        {"mediaType":"\(MediaType.ociManifest)","digest":"\(Digest.compute(mb))","size":\(mb.count),"platform":{"architecture":"arm64","os":"linux"}}]}
+        """.utf8)
+        upstream.serve(ma, tag: "child-a", blobs: [PullThroughTests.config, a])
+        upstream.serve(mb, tag: "child-b", blobs: [b])
+        upstream.serve(index, tag: "v1", blobs: [])
+        try await PullThroughTests.withUpstream(upstream) { port in
+            let (registry, access, quiet) = try await PullThroughTests.registryWithOwner("berth-cache-index-quota-")
+            let service = CacheService(store: registry.metadata as! any CacheRuleStore, sealingKey: SymmetricKey(size: .bits256),
+                                       policy: try OutboundPolicy(allow: "127.0.0.1/32"))
+            let feature = CacheFeature(service: service, pullThrough: PullThrough(registry: registry, service: service, access: access,
+                                                                                  logger: quiet))
+            let app = try await BerthServer.makeApplication(registry: registry, access: access, features: [feature], host: "127.0.0.1",
+                                                            port: 0, serviceName: "berth-test", logger: quiet)
+            let owner = basic("owner", "owner-pw")
+            try await app.test(.router) { client in
+                let rule = #"{"name":"lib","sourceRepository":"127.0.0.1:\#(port)/lib/*","targetRepository":"mirror/*","plainHTTP":true}"#
+                #expect(try await client.execute(uri: "/api/v1/cache-rules", method: .post, headers: owner,
+                                                 body: ByteBuffer(string: rule)).status == .created)
+                let quota = #"{"name":"mirrors","prefix":"mirror/","limitBytes":150000}"#
+                #expect(try await client.execute(uri: "/api/v1/quotas", method: .post, headers: owner,
+                                                 body: ByteBuffer(string: quota)).status == .created)
+                for reference in ["v1", Digest.compute(index).string] {
+                    let refused = try await client.execute(uri: "/v2/mirror/app/manifests/\(reference)", method: .get, headers: owner)
+                    #expect(refused.status == .forbidden)
+                    #expect(String(buffer: refused.body).contains("DENIED") && String(buffer: refused.body).contains("mirrors"))
+                }
+                #expect(upstream.blobGets == 0)
+                for m in [ma, mb, index] {
+                    #expect((try? await registry.manifest(PullThroughTests.app, .digest(Digest.compute(m)))) == nil)
+                }
+                for blob in [PullThroughTests.config, a, b] {
+                    #expect((try? await registry.blobSize(PullThroughTests.app, Digest.compute(blob))) == nil)
+                }
+                // Room made: the same pull is served, and the whole index filled.
+                #expect(try await client.execute(uri: "/api/v1/quotas/mirrors", method: .delete, headers: owner).status.code < 300)
+                let served = try await client.execute(uri: "/v2/mirror/app/manifests/v1", method: .get, headers: owner)
+                #expect(served.status == .ok && Array(served.body.readableBytesView) == index)
+                #expect(try await StreamingPullTests.eventually {
+                    (try? await registry.resolve(PullThroughTests.app, .tag("v1"))) == Digest.compute(index)
+                })
+            }
+        }
+    }
 }

@@ -86,7 +86,7 @@ final class TestClock: Sendable {
                 }
                 guard let m else { return Response(status: .notFound) }
                 var h = HTTPFields()
-                h[.contentType] = MediaType.ociManifest
+                h[.contentType] = String(decoding: m, as: UTF8.self).contains(MediaType.ociIndex) ? MediaType.ociIndex : MediaType.ociManifest
                 return Response(status: .ok, headers: h, body: .init(byteBuffer: ByteBuffer(bytes: m)))
             }
             if let d = try? Digest(parsing: last), let bytes = upstream.blobs.withLockedValue({ $0[d] }) {
@@ -373,6 +373,70 @@ final class TestClock: Sendable {
         }
     }
 
+    /// An index whose children each fit under the target's quota but together do not: the fill
+    /// asks the quotas for the whole index before its first blob, so nothing of it is stored (by
+    /// the fill of a tag, and by the early answer of a miss, which is refused instead of served),
+    /// no blob is asked of the upstream, and the quota's error is what the client gets.
+    @Test func anIndexWhoseChildrenTogetherPassTheQuotaStoresNothing() async throws {
+        let upstream = Upstream()
+        let a = [UInt8](repeating: 1, count: 100_000), b = [UInt8](repeating: 2, count: 100_000)
+        let (ma, mb) = (Self.manifest([a]), Self.manifest([b]))
+        let index = Array("""
+        {"schemaVersion":2,"mediaType":"\(MediaType.ociIndex)","manifests":[\
+        {"mediaType":"\(MediaType.ociManifest)","digest":"\(Digest.compute(ma))","size":\(ma.count),"platform":{"architecture":"amd64","os":"linux"}},\
+        {"mediaType":"\(MediaType.ociManifest)","digest":"\(Digest.compute(mb))","size":\(mb.count),"platform":{"architecture":"arm64","os":"linux"}}]}
+        """.utf8)
+        upstream.serve(ma, tag: "child-a", blobs: [Self.config, a])
+        upstream.serve(mb, tag: "child-b", blobs: [b])
+        upstream.serve(index, tag: "v1", blobs: [])
+        try await Self.withUpstream(upstream) { port in
+            let c = try await Self.cache(port: port)
+            // Each child (100 kB and its config) fits; both do not.
+            _ = try await c.registry.createQuota(QuotaLimit(name: "mirrors", prefix: "mirror/", limitBytes: 150_000))
+            func refusedForQuota(_ error: any Error) -> Bool {
+                (error as? RegistryError)?.code == .denied && (error as? RegistryError)?.message.contains("mirrors") == true
+            }
+            await #expect { try await c.pullThrough.prepareManifest(Self.app, .tag("v1")) } throws: { refusedForQuota($0) }
+            await #expect { _ = try await c.pullThrough.provisionalManifest(Self.app, .tag("v1")) } throws: { refusedForQuota($0) }
+            await #expect { _ = try await c.pullThrough.provisionalManifest(Self.app, .digest(Digest.compute(index))) } throws: {
+                refusedForQuota($0)
+            }
+            #expect(upstream.blobGets == 0)
+            for blob in [Self.config, a, b] {
+                #expect((try? await c.registry.blobSize(Self.app, Digest.compute(blob))) == nil)
+            }
+            for m in [ma, mb, index] {
+                #expect((try? await c.registry.manifest(Self.app, .digest(Digest.compute(m)))) == nil)
+            }
+            // Room made: the same pull fills the whole index.
+            try await c.registry.deleteQuota(name: "mirrors")
+            try await c.pullThrough.prepareManifest(Self.app, .tag("v1"))
+            #expect(try await c.registry.resolve(Self.app, .tag("v1")) == Digest.compute(index))
+            #expect(try await c.registry.blobSize(Self.app, Digest.compute(b)) == Int64(b.count))
+        }
+    }
+
+    /// The whole-index total saturates: children declaring sizes that overflow an Int64 when
+    /// added are refused by the quota, not wrapped around to a small total.
+    @Test func declaredSizesThatOverflowSaturate() async throws {
+        let (registry, _) = try Self.registryOnly()
+        let blobs = (0..<3).map { i in #"{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"\#(Digest.compute([UInt8(i)]))","size":\#(Int64.max / 2 + 1)}"# }
+        let m = Array("""
+        {"schemaVersion":2,"mediaType":"\(MediaType.ociManifest)","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"\(Digest.compute(Self.config))","size":\(Self.config.count)},"layers":[\(blobs.joined(separator: ","))]}
+        """.utf8)
+        let plan = try await registry.planCopy(Self.app, root: CopyPlan.Manifest(digest: Digest.compute(m), mediaType: MediaType.ociManifest, bytes: m),
+                                               maxDepth: 4, maxManifests: 10) { _ in throw CancellationError() }
+        #expect(plan.declaredBytes == Int64.max)
+        #expect(plan.missingBlobs.count == 4)
+        _ = try await registry.createQuota(QuotaLimit(name: "mirrors", prefix: "mirror/", limitBytes: 1 << 40))
+        await #expect(throws: RegistryError.self) { try await registry.checkStorable(Self.app, plan) }
+    }
+
+    static func registryOnly() throws -> (Registry, Backends) {
+        let backends = try Backends.embedded(dataDirectory: NSTemporaryDirectory() + "berth-plan-" + UUID().uuidString)
+        return (Registry(blobs: backends.blobs, metadata: backends.metadata), backends)
+    }
+
     @Test func aBlackHoledUpstreamFailsWithinTheConnectTimeoutAndTheCacheIsServed() async throws {
         let upstream = Upstream()
         let m = Self.manifest([Self.other])
@@ -384,7 +448,7 @@ final class TestClock: Sendable {
             let service = CacheService(store: c.backends.metadata, sealingKey: SymmetricKey(size: .bits256),
                                        policy: try OutboundPolicy(allow: "127.0.0.1/32,192.0.2.0/24"))
             _ = try await service.updateRule(name: "lib", source: "192.0.2.1:5000/lib/*", target: nil, credentialSet: nil,
-                                             clearCredentialSet: false, plainHTTP: nil, tagFreshnessSeconds: nil)
+                                             clearCredentialSet: false, plainHTTP: nil, tagFreshnessSeconds: nil, by: "owner")
             var limits = UpstreamLimits()
             limits.connectTimeout = .milliseconds(500)
             let blackHoled = PullThrough(registry: c.registry, service: service, limits: limits, now: { c.clock.now })

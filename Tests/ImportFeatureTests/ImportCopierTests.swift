@@ -9,6 +9,7 @@ import Logging
 import NIOConcurrencyHelpers
 import OCIModel
 import RegistryCore
+import RegistryStore
 import Testing
 import UpstreamClient
 @testable import ImportFeature
@@ -95,6 +96,64 @@ import UpstreamClient
             #expect(counts["/v2/lib/app/blobs/\(Digest.compute(layers[0]))"] == 1)
             #expect(counts["/v2/lib/app/blobs/\(Digest.compute(layers[1]))"] == 1)
             #expect(counts["/v2/lib/app/blobs/\(Digest.compute(bad))"] == 2)
+        }
+    }
+
+    /// An `--all-platforms` import of an index whose images each fit under the target's quota but
+    /// together do not is refused before anything is stored (the whole index asked at once, as
+    /// the cache's fill does), with the quota's error, and no blob is fetched.
+    @Test func anAllPlatformsImportOverTheQuotaStoresNothing() async throws {
+        let a = [UInt8](repeating: 3, count: 100_000), b = [UInt8](repeating: 4, count: 100_000)
+        let (ma, mb) = (Self.manifest([a]), Self.manifest([b]))
+        let index = Array("""
+        {"schemaVersion":2,"mediaType":"\(MediaType.ociIndex)","manifests":[\
+        {"mediaType":"\(MediaType.ociManifest)","digest":"\(Digest.compute(ma))","size":\(ma.count),"platform":{"architecture":"amd64","os":"linux"}},\
+        {"mediaType":"\(MediaType.ociManifest)","digest":"\(Digest.compute(mb))","size":\(mb.count),"platform":{"architecture":"arm64","os":"linux"}}]}
+        """.utf8)
+        let manifests: [String: ([UInt8], String)] = [
+            "v1": (index, MediaType.ociIndex), Digest.compute(index).string: (index, MediaType.ociIndex),
+            Digest.compute(ma).string: (ma, MediaType.ociManifest), Digest.compute(mb).string: (mb, MediaType.ociManifest),
+        ]
+        let blobs: [Digest: [UInt8]] = [Digest.compute(Self.config): Self.config, Digest.compute(a): a, Digest.compute(b): b]
+        let blobGets = NIOLockedValueBox(0)
+        let router = Router()
+        router.get("**") { request, _ -> Response in
+            let last = String(request.uri.path.split(separator: "/").last ?? "")
+            if request.uri.path.contains("/manifests/"), let (bytes, type) = manifests[last] {
+                var h = HTTPFields()
+                h[.contentType] = type
+                return Response(status: .ok, headers: h, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+            }
+            if let d = try? Digest(parsing: last), let bytes = blobs[d] {
+                blobGets.withLockedValue { $0 += 1 }
+                return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+            }
+            return Response(status: .notFound)
+        }
+        var logger = Logger(label: "upstream")
+        logger.logLevel = .critical
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: logger)
+        let (registry, backends) = try Self.fresh()
+        let target = try RepositoryName("mirror/app")
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let plan = try ImportPlan(ImportRequest(source: "127.0.0.1:\(port)/lib/app:v1", image: "mirror/app:v1", allPlatforms: true))
+            let upstream = try UpstreamClient(registry: "127.0.0.1:\(port)", plainHTTP: true, policy: try OutboundPolicy(allow: "127.0.0.1/32"))
+            func copier() -> ImportCopier {
+                ImportCopier(registry: registry, upstream: upstream, plan: plan,
+                             progress: ImportJob(id: "t", source: "lib/app:v1", image: "mirror/app:v1", owner: "test"), log: Logger(label: "import"))
+            }
+            _ = try await registry.createQuota(QuotaLimit(name: "mirrors", prefix: "mirror/", limitBytes: 150_000))
+            await #expect { _ = try await copier().run() } throws: {
+                ($0 as? RegistryError)?.code == .denied && ($0 as? RegistryError)?.message.contains("mirrors") == true
+            }
+            #expect(blobGets.withLockedValue { $0 } == 0)
+            for blob in [Self.config, a, b] { #expect((try? await registry.blobSize(target, Digest.compute(blob))) == nil) }
+            for m in [ma, mb, index] { #expect((try? await registry.manifest(target, .digest(Digest.compute(m)))) == nil) }
+            #expect(try await backends.blobs.openUploadCount() == 0)
+            try await registry.deleteQuota(name: "mirrors")
+            #expect(try await copier().run() == Digest.compute(index))
+            #expect(try await registry.blobSize(target, Digest.compute(b)) == Int64(b.count))
         }
     }
 

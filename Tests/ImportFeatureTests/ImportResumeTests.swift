@@ -23,7 +23,7 @@ import UpstreamClient
     static let cut = 100_000
 
     /// How the scripted source answers GETs of the big blob.
-    enum Behaviour: Sendable {
+    enum Behaviour: Sendable, Equatable {
         /// The first GET is cut after `cut` bytes; ranges are answered 206.
         case dropOnce
         /// The first GET is cut; a range is answered 200 with the whole blob.
@@ -36,7 +36,20 @@ import UpstreamClient
         case misplacedRange
         /// Every GET sends `cut` bytes, then nothing more until the test ends (at most 20 s).
         case stalls
+        /// The first `n` GETs as `alwaysDrops` (an import that fails); then ranges answered 206.
+        case dropsUntil(Int)
+        /// The first GET is cut; the range is answered 200 with the whole blob, cut again after
+        /// `secondCut` bytes; the next range is answered 206.
+        case ignoresRangeThenDrops
+        /// The first GET sends `cut` bytes, then waits until `held` is cleared (at most 20 s) and
+        /// is cut; later GETs are answered as `dropOnce` answers them.
+        case holdsFirst
     }
+
+    /// Cleared by the test of the held source when it is done with it.
+    static let held = NIOLockedValueBox(true)
+
+    static let secondCut = 150_000
 
     /// Set when the test of the stalled source is done with it.
     static let released = NIOLockedValueBox(false)
@@ -82,7 +95,30 @@ import UpstreamClient
                     throw Cut()
                 })
             }
-            let cutNow = behaviour == .alwaysDrops || n == 1
+            if behaviour == .holdsFirst, n == 1 {
+                let head = Array(big[..<cut])
+                return Response(status: .ok, body: ResponseBody(contentLength: big.count) { writer in
+                    try await writer.write(ByteBuffer(bytes: head))
+                    for _ in 0..<1000 where held.withLockedValue({ $0 }) {
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                    throw Cut()
+                })
+            }
+            let dropping: Bool = switch behaviour {
+            case .alwaysDrops: true
+            case .dropsUntil(let k): n <= k
+            default: false
+            }
+            let cutNow = dropping || n == 1
+            if behaviour == .ignoresRangeThenDrops, n == 2 {
+                // The range ignored: the whole length announced, `secondCut` bytes sent, then the connection goes.
+                let head = Array(big[..<secondCut])
+                return Response(status: .ok, body: ResponseBody(contentLength: big.count) { writer in
+                    try await writer.write(ByteBuffer(bytes: head))
+                    throw Cut()
+                })
+            }
             if let range, !cutNow, behaviour != .ignoresRange,
                let from = range.split(separator: "=").last?.split(separator: "-").first.flatMap({ Int($0) }), from < big.count {
                 var bytes = Array(big[from...])
@@ -94,7 +130,7 @@ import UpstreamClient
                 h[.contentLength] = "\(bytes.count)"
                 return Response(status: .partialContent, headers: h, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
             }
-            if cutNow, let range, behaviour == .alwaysDrops,
+            if cutNow, let range, dropping,
                let from = range.split(separator: "=").last?.split(separator: "-").first.flatMap({ Int($0) }) {
                 // A range announced, then the connection goes before its first byte.
                 var h = HTTPFields()
@@ -196,7 +232,7 @@ import UpstreamClient
         }
     }
 
-    @Test func aSourceThatKeepsDroppingFailsTheImportAndLeavesNoUpload() async throws {
+    @Test func aSourceThatKeepsDroppingFailsTheImportAndKeepsOnlyAPrivatePartial() async throws {
         let (registry, backends) = try ImportCopierTests.fresh()
         try await Self.withSource(.alwaysDrops) { port, requests in
             let copier = try ImportCopierTests.copier(port: port, registry: registry)
@@ -208,12 +244,13 @@ import UpstreamClient
             let list = requests.withLockedValue { $0 }
             #expect(list.count == 1 + ImportCopier.maxIdlePieces)
             #expect(Set(list.dropFirst()).count == 1 && (Self.rangeStart(list.last ?? nil) ?? 0) > 0)
-            #expect(try await backends.blobs.openUploadCount() == 0)
+            // The bytes received stay in the blob's private session, for a re-run; no blob.
+            #expect(try await backends.blobs.openUploadCount() == 1)
             #expect(try await backends.blobs.size(of: Digest.compute(Self.big)) == nil)
         }
     }
 
-    @Test func aCancelledImportLeavesNoUploadBehind() async throws {
+    @Test func aCancelledImportLeavesNoBlobAndKeepsItsPartial() async throws {
         let (registry, backends) = try ImportCopierTests.fresh()
         try await Self.withSource(.stalls) { port, requests in
             let copier = try ImportCopierTests.copier(port: port, registry: registry)
@@ -227,11 +264,159 @@ import UpstreamClient
             #expect(streaming)
             running.cancel()
             await #expect(throws: (any Error).self) { _ = try await running.value }
-            #expect(try await backends.blobs.openUploadCount() == 0)
+            // What arrived is kept (privately) for a re-run, never a blob.
+            #expect(try await backends.blobs.openUploadCount() == 1)
             #expect(try await backends.blobs.size(of: Digest.compute(Self.big)) == nil)
             #expect(requests.withLockedValue { $0.count } == 1)
             Self.released.withLockedValue { $0 = true }
         }
+    }
+}
+
+extension ImportResumeTests {
+    static let target = try! RepositoryName("mirror/app")
+    static var partial: String { ImportCopier.partialID(target, Digest.compute(big)) }
+
+    static func chunk(_ bytes: [UInt8]) -> AsyncStream<ByteBuffer> {
+        AsyncStream { continuation in
+            continuation.yield(ByteBuffer(bytes: bytes))
+            continuation.finish()
+        }
+    }
+
+    /// A failed import keeps the partial blob in a private upload session keyed by the target
+    /// repository and the blob's digest; `/v2/` (the repository's ordinary upload calls) cannot
+    /// reach it; a re-run of the import resumes it with a `Range` from the bytes it holds (the
+    /// source sends only the rest), verifies the whole and leaves no session.
+    @Test func aRerunResumesThePartialBlobAFailedImportKept() async throws {
+        let (registry, backends) = try ImportCopierTests.fresh()
+        let failing = 1 + ImportCopier.maxIdlePieces
+        try await Self.withSource(.dropsUntil(failing)) { port, requests in
+            let first = try ImportCopierTests.copier(port: port, registry: registry)
+            await #expect { _ = try await first.run() } throws: { ($0 as? UpstreamError)?.kind == .unreachable }
+            #expect(requests.withLockedValue { $0.count } == failing)
+            let held = try await registry.uploadStatus(Self.target, Self.partial, privately: true).size
+            #expect(held > 0 && held <= Int64(Self.cut))
+            // Not an upload of the repository as `/v2/` sees them, nor a blob.
+            await #expect(throws: RegistryError.self) { _ = try await registry.uploadStatus(Self.target, Self.partial) }
+            await #expect(throws: RegistryError.self) {
+                _ = try await registry.appendUpload(Self.target, Self.partial, rangeStart: nil, body: Self.chunk([1, 2, 3]))
+            }
+            await #expect(throws: RegistryError.self) {
+                _ = try await registry.finishUpload(Self.target, Self.partial, digest: Digest.compute(Self.big))
+            }
+            await #expect(throws: (any Error).self) { _ = try await registry.blobSize(Self.target, Digest.compute(Self.big)) }
+            // Nor of another repository's import of the same blob.
+            await #expect(throws: RegistryError.self) {
+                _ = try await registry.uploadStatus(try RepositoryName("other/app"), Self.partial, privately: true)
+            }
+
+            let second = try ImportCopierTests.copier(port: port, registry: registry)
+            _ = try await second.run()
+            let list = requests.withLockedValue { $0 }
+            // One request of the blob, from where the kept bytes end: the rest only.
+            #expect(list.count == failing + 1)
+            #expect(Self.rangeStart(list.last ?? nil) == Int(held))
+            let view = second.progress.view
+            #expect(view.blobResumes == 1 && view.blobRestarts == nil)
+            #expect(view.bytesCopied == view.bytesTotal)
+            #expect(try await registry.blobSize(Self.target, Digest.compute(Self.big)) == Int64(Self.big.count))
+            #expect(try await backends.blobs.openUploadCount() == 0)
+        }
+    }
+
+    /// A forced import does not build on what an earlier run kept: the blob is read from byte 0.
+    @Test func aForcedRerunStartsThePartialBlobOver() async throws {
+        let (registry, backends) = try ImportCopierTests.fresh()
+        let failing = 1 + ImportCopier.maxIdlePieces
+        try await Self.withSource(.dropsUntil(failing)) { port, requests in
+            await #expect(throws: UpstreamError.self) { _ = try await ImportCopierTests.copier(port: port, registry: registry).run() }
+            #expect(try await backends.blobs.openUploadCount() == 1)
+            let forced = try ImportCopierTests.copier(port: port, registry: registry, force: true)
+            _ = try await forced.run()
+            let list = requests.withLockedValue { $0 }
+            #expect(list.count == failing + 1 && list.last == .some(nil))
+            #expect(forced.progress.view.blobResumes == nil)
+            #expect(forced.progress.view.bytesCopied == forced.progress.view.bytesTotal)
+            #expect(try await backends.blobs.openUploadCount() == 0)
+        }
+    }
+
+    /// Review: a restart (the source ignored the range) followed by another drop counted the
+    /// bytes before the restart off twice; every byte stored is counted once.
+    @Test func aRestartThenAnotherDropCountsEveryByteOnce() async throws {
+        let (registry, backends) = try ImportCopierTests.fresh()
+        try await Self.withSource(.ignoresRangeThenDrops) { port, requests in
+            let copier = try ImportCopierTests.copier(port: port, registry: registry)
+            _ = try await copier.run()
+            let list = requests.withLockedValue { $0 }
+            #expect(list.count == 3 && list[0] == nil)
+            // The third piece asks for what the restarted session holds, past the first cut.
+            let third = try #require(Self.rangeStart(list[2]))
+            #expect(third > Self.cut && third <= Self.secondCut)
+            let view = copier.progress.view
+            #expect(view.blobRestarts == 1 && view.blobResumes == 1)
+            #expect(view.bytesCopied == Int64(Self.big.count + ImportCopierTests.config.count))
+            #expect(view.bytesCopied == view.bytesTotal)
+            #expect(try await backends.blobs.openUploadCount() == 0)
+        }
+    }
+
+    /// Two imports of the same blob into the same repository at once: the second finds the
+    /// blob's session being written and fails with a conflict that says so, leaving the first's
+    /// bytes alone; the first goes on and completes the blob.
+    @Test func aSecondImportOfTheSameBlobAtOnceFailsWithAConflictAndLeavesTheFirstAlone() async throws {
+        let (registry, backends) = try ImportCopierTests.fresh()
+        try await Self.withSource(.holdsFirst) { port, requests in
+            let first = try ImportCopierTests.copier(port: port, registry: registry)
+            let running = Task { try await first.run() }
+            let config = Int64(ImportCopierTests.config.count)
+            #expect(try await StreamingWait.until {
+                requests.withLockedValue { $0.count } == 1 && first.progress.view.bytesCopied > config
+            })
+            let second = try ImportCopierTests.copier(port: port, registry: registry)
+            await #expect {
+                _ = try await second.run()
+            } throws: { error in
+                (error as? RegistryError)?.status == 409 && (error as? RegistryError)?.message.contains("another import") == true
+            }
+            Self.held.withLockedValue { $0 = false }
+            #expect(try await running.value == Digest.compute(ImportCopierTests.manifest([Self.big])))
+            #expect(try await registry.blobSize(Self.target, Digest.compute(Self.big)) == Int64(Self.big.count))
+            #expect(try await backends.blobs.openUploadCount() == 0)
+        }
+    }
+
+    /// Private sessions are bounded: by age (the stale-upload sweep, as any upload) and by count
+    /// (`trimPrivateUploads`, asked when one is made), which leaves ordinary uploads alone.
+    @Test func privateSessionsAreBoundedByAgeAndCount() async throws {
+        let dir = NSTemporaryDirectory() + "berth-import-" + UUID().uuidString
+        let backends = try Backends.embedded(dataDirectory: dir)
+        var configuration = RegistryConfiguration()
+        configuration.privateUploadsMax = 3
+        let registry = Registry(blobs: backends.blobs, metadata: backends.metadata, configuration: configuration)
+        let ordinary = try await registry.startUpload(Self.target)
+        for i in 0..<3 {
+            let id = ImportCopier.partialID(Self.target, Digest.compute([UInt8(i)]))
+            _ = try await registry.openPrivateUpload(Self.target, id: id)
+            _ = try await registry.appendUpload(Self.target, id, rangeStart: 0, privately: true, body: Self.chunk([1]))
+        }
+        // Opening one again finds its bytes.
+        let again = try await registry.openPrivateUpload(Self.target, id: ImportCopier.partialID(Self.target, Digest.compute([0])))
+        #expect(again.size == 1)
+        #expect(try await registry.trimPrivateUploads(room: 0) == 0)
+        // Room for one more: the limit is passed, so private sessions go (all are fresh here) and
+        // the ordinary upload stays.
+        let removed = try await registry.trimPrivateUploads(room: 1)
+        #expect(removed >= 1)
+        #expect(try await backends.blobs.openUploadCount() <= 3)
+        #expect(try await registry.uploadStatus(Self.target, ordinary.id).size == 0)
+        // By age: the stale-upload sweep removes private sessions as any other.
+        let id = ImportCopier.partialID(Self.target, Digest.compute([9]))
+        _ = try await registry.openPrivateUpload(Self.target, id: id)
+        _ = try await registry.removeStaleUploads(now: Date().addingTimeInterval(configuration.uploadMaxAge + 3600))
+        await #expect(throws: RegistryError.self) { _ = try await registry.uploadStatus(Self.target, id, privately: true) }
+        #expect(try await backends.blobs.openUploadCount() == 0)
     }
 }
 

@@ -327,12 +327,13 @@ def test_a_cache_rule_keeps_to_its_target_its_quota_and_its_makers(registry, log
         assert catalog == [], catalog
 
         # The target's quota applies to fills: the layer would pass it, so the pull is refused
-        # with the quota error and the layer is not stored.
+        # with the quota error (at the manifest: the whole image is asked of the quotas before it
+        # is answered) and the layer is not stored.
         r = owner.req("POST", "/api/v1/quotas", json={"name": "mirrors", "prefix": "mirror/", "limitBytes": 100_000})
         assert r.status_code == 201, r.text
         p = skopeo("copy", "--src-tls-verify=false", f"docker://{registry.host}/mirror/app:v1", f"oci:{tmp_path / 'layout'}:v1",
                    creds=registry.creds, check=False)
-        assert p.returncode != 0 and b"403" in p.stderr, p.stderr
+        assert p.returncode != 0 and b"denied" in p.stderr and b"mirrors" in p.stderr, p.stderr
         r = requests.get(f"{registry.base}/v2/mirror/app/blobs/{sha256_digest(big)}", auth=registry.creds, timeout=60)
         assert r.status_code == 403 and r.json()["errors"][0]["code"] == "DENIED" and "mirrors" in r.text, r.text
         # No tag and no manifest was stored (what fitted before the layer, its config, may stay).
@@ -357,3 +358,84 @@ def test_a_cache_rule_keeps_to_its_target_its_quota_and_its_makers(registry, log
         assert sha256_digest(manifest) in owner.req("GET", "/api/v1/repository/manifests", params={"name": "mirror/app"}).text
     finally:
         source.stop()
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW=LOOPBACK)
+def test_an_index_whose_children_together_pass_the_quota_is_refused_whole(registry, login, tmp_path):
+    """A multi-arch index whose two images each fit under the target's quota but together do not:
+    the pull of the index (skopeo copy --all, and a plain GET of it) is refused with the quota's
+    error before anything is stored: no manifest, no tag, no blob of either child, and the
+    upstream is asked for no blob. With room made, the same pull fills the whole index."""
+    from test_import import ReferenceSource
+    source = ReferenceSource(tmp_path / "source", None)
+    try:
+        src = Api(source.host)
+        layers = {"amd64": os.urandom(300_000), "arm64": os.urandom(300_000)}
+        children = {arch: push_image(src, "lib/multi", arch, [layer], arch=arch) for arch, layer in layers.items()}
+        index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": sha256_digest(m), "size": len(m), "platform": {"architecture": a, "os": "linux"}}
+            for a, m in children.items()]}).encode()
+        r = src.put_manifest("lib/multi", "v1", index, media_type=OCI_INDEX)
+        assert r.status_code == 201, r.text
+        owner = registry.api()
+        berth(registry, login, "cache-rule", "create", "--name", "lib", "--source-repo", f"{source.host}/lib/*",
+              "--target-repo", "mirror/*", "--plain-http")
+        # Each child (300 kB and a config) fits; both do not.
+        r = owner.req("POST", "/api/v1/quotas", json={"name": "mirrors", "prefix": "mirror/", "limitBytes": 450_000})
+        assert r.status_code == 201, r.text
+
+        r = requests.get(f"{registry.base}/v2/mirror/multi/manifests/v1", auth=registry.creds, timeout=60,
+                         headers={"Accept": f"{OCI_INDEX}, {OCI_MANIFEST}"})
+        assert r.status_code == 403 and r.json()["errors"][0]["code"] == "DENIED" and "mirrors" in r.text, r.text
+        p = skopeo("copy", "--all", "--src-tls-verify=false", f"docker://{registry.host}/mirror/multi:v1",
+                   f"oci:{tmp_path / 'layout'}:v1", creds=registry.creds, check=False)
+        assert p.returncode != 0 and b"denied" in p.stderr and b"mirrors" in p.stderr, p.stderr
+        # Nothing of it is stored, and no blob was asked of the upstream.
+        manifests = owner.req("GET", "/api/v1/repository/manifests", params={"name": "mirror/multi"})
+        assert manifests.status_code == 404 or not any(sha256_digest(m) in manifests.text for m in [index, *children.values()]), \
+            manifests.text
+        for layer in layers.values():
+            assert source.blob_gets(sha256_digest(layer)) == 0
+        usage = owner.req("GET", "/api/v1/quotas").json()
+        used = [q for q in (usage if isinstance(usage, list) else usage.get("quotas", [])) if q["name"] == "mirrors"]
+        assert used and used[0].get("usedBytes", 0) == 0, usage
+
+        # Room made, the same pull fills the whole index.
+        assert owner.req("DELETE", "/api/v1/quotas/mirrors").status_code in (200, 204)
+        skopeo("copy", "--all", "--src-tls-verify=false", f"docker://{registry.host}/mirror/multi:v1",
+               f"oci:{tmp_path / 'layout'}:v1", creds=registry.creds)
+        assert owner.get_manifest("mirror/multi", "v1").content == index
+    finally:
+        source.stop()
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW=LOOPBACK)
+def test_a_cache_rule_update_by_another_owner_rebinds_the_rule(registry, login, tmp_path):
+    """`berth cache-rule update` by another principal than the rule's creator rebinds the rule to
+    it (its fills then run with that principal's rights), and the change is audited with whom
+    it was rebound from; the creator's own update keeps it bound as it was."""
+    upstream = f"127.0.0.1:{free_port()}"
+    created = json.loads(berth(registry, login, "cache-rule", "create", "--name", "lib", "--source-repo", f"{upstream}/lib/*",
+                               "--target-repo", "mirror/*", "--plain-http", "-o", "json").stdout)
+    creator = created["createdBy"]
+    same = json.loads(berth(registry, login, "cache-rule", "update", "--name", "lib", "--tag-freshness-seconds", "20",
+                            "-o", "json").stdout)
+    assert same["createdBy"] == creator, same
+    owner = registry.api()
+    r = owner.req("POST", "/api/v1/identities", json={"name": "lead"})
+    assert r.status_code == 201, r.text
+    password = r.json()["password"]
+    r = owner.req("POST", "/api/v1/role-assignments", json={"assignee": "lead", "role": "Owner", "scope": "*"})
+    assert r.status_code == 201, r.text
+    home = tmp_path / "lead"
+    berth(registry, home, "login", registry.base, "-u", "lead", "--password-stdin", input=password + "\n")
+    updated = json.loads(berth(registry, home, "cache-rule", "update", "--name", "lib", "--tag-freshness-seconds", "10",
+                               "-o", "json").stdout)
+    assert updated["createdBy"] == "identity:lead" and updated["tagFreshnessSeconds"] == 10, updated
+    shown = json.loads(berth(registry, login, "cache-rule", "show", "--name", "lib", "-o", "json").stdout)
+    assert shown["createdBy"] == "identity:lead", shown
+    audit = owner.req("GET", "/api/v1/audit").json()
+    entries = [e for e in audit if e["action"] == "cache-rule.update" and e["target"] == "lib"]
+    assert len(entries) == 2, entries
+    assert f"rebound from {creator} to identity:lead" in (entries[-1].get("detail") or ""), entries
+    assert "rebound" not in (entries[0].get("detail") or ""), entries

@@ -305,6 +305,10 @@ class DroppingProxy:
 
         self.upstream, self.digest, self.cut, self.ignore_range = upstream, digest, cut, ignore_range
         self.ranges: list[str | None] = []
+        # While set, every GET of the blob after the first is dropped before its first byte (the
+        # source keeps failing). The bytes of the blob sent by each GET, in order.
+        self.dropping = False
+        self.sent: list[int] = []
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -322,6 +326,11 @@ class DroppingProxy:
                     proxy.ranges.append(self.headers.get("Range"))
                     if proxy.ignore_range:
                         headers.pop("Range", None)
+                    if proxy.dropping and not first:
+                        proxy.sent.append(0)
+                        self.close_connection = True
+                        self.connection.shutdown(2)   # no answer at all
+                        return
                 with requests.get(f"http://{proxy.upstream}{self.path}", headers=headers, stream=True,
                                   allow_redirects=False, timeout=30) as r:
                     self.send_response(r.status_code)
@@ -334,15 +343,20 @@ class DroppingProxy:
                         self.close_connection = True
                     self.end_headers()
                     sent = 0
-                    for chunk in r.raw.stream(65536, decode_content=False):
-                        if blob and first and sent + len(chunk) >= proxy.cut:
-                            self.wfile.write(chunk[:proxy.cut - sent])
-                            self.wfile.flush()
-                            self.close_connection = True
-                            self.connection.shutdown(2)   # the connection drops mid-blob
-                            return
-                        self.wfile.write(chunk)
-                        sent += len(chunk)
+                    try:
+                        for chunk in r.raw.stream(65536, decode_content=False):
+                            if blob and first and sent + len(chunk) >= proxy.cut:
+                                self.wfile.write(chunk[:proxy.cut - sent])
+                                self.wfile.flush()
+                                sent = proxy.cut
+                                self.close_connection = True
+                                self.connection.shutdown(2)   # the connection drops mid-blob
+                                return
+                            self.wfile.write(chunk)
+                            sent += len(chunk)
+                    finally:
+                        if blob:
+                            proxy.sent.append(sent)
 
             do_HEAD = do_GET
 
@@ -414,3 +428,69 @@ def import_through_a_dropping_proxy(registry, login, reference_source, ignore_ra
     leftovers = [p for d in registry.data.rglob("uploads") if d.is_dir() for p in d.iterdir()]
     assert leftovers == [], leftovers
     assert "removed abandoned uploads" not in registry.log_path.read_text(errors="replace")
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW=LOOPBACK)
+def test_a_failed_import_keeps_its_partial_blob_and_a_rerun_resumes_it(registry, login, reference_source):
+    """The source's connection drops 1 MB into a 3 MB layer and then fails every request: the
+    import fails, nothing of the layer is a blob, and its bytes stay in a private upload session
+    (not reachable through /v2/). Run again once the source is back, the import asks only for the
+    rest of the layer (a Range from where the kept bytes end: fewer bytes than the layer from the
+    source, by the proxy's count), verifies it whole and leaves no session behind."""
+    rerun_resumes_the_partial_blob(registry, login, reference_source, files=True)
+
+
+def test_a_rerun_resumes_the_partial_blob_in_the_s3_blob_store(s3_registry, reference_source, tmp_path):
+    """The same with the blobs in S3 (Ceph RGW): the kept partial is a multipart upload and its
+    session record, which the re-run continues."""
+    server, _ = s3_registry
+    server.extra_env["BERTH_OUTBOUND_ALLOW"] = LOOPBACK
+    server.stop()
+    server.start(port=server.port)
+    home = tmp_path / "xdg"
+    berth(server, home, "login", server.base, "-u", server.username, "--password-stdin", input=server.password + "\n")
+    rerun_resumes_the_partial_blob(server, home, reference_source, files=False)
+
+
+def rerun_resumes_the_partial_blob(registry, login, reference_source, files: bool):
+    src = Api(reference_source.host, auth=reference_source.creds)
+    big = os.urandom(3 * 1024 * 1024)
+    manifest = push_image(src, "lib/big", "v1", [big, b"a small layer"])
+    proxy = DroppingProxy(reference_source.host, sha256_digest(big), cut=1024 * 1024)
+    proxy.dropping = True
+    user, password = reference_source.creds
+    args = ["import", "--source", f"{proxy.host}/lib/big:v1", "--image", "mirror/big:v1", "--plain-http",
+            "--username", user, "--password-stdin", "-o", "json"]
+    try:
+        p = berth(registry, login, *args, input=password + "\n", check=False)
+        assert p.returncode != 0, (p.stdout, p.stderr)
+        # Nothing visible: no blob, no tag; the partial bytes are kept in one upload session.
+        assert registry.api().get_blob("mirror/big", sha256_digest(big)).status_code == 404
+        assert manifest_of(registry, "mirror/big", "v1").status_code == 404
+        if files:
+            kept = [f for d in registry.data.rglob("uploads") if d.is_dir() for f in d.iterdir()]
+            assert len(kept) == 1, kept
+            # A /v2/ upload call of the repository does not reach it under its name.
+            r = requests.get(f"{registry.base}/v2/mirror/big/blobs/uploads/{kept[0].name}", auth=registry.creds, timeout=30)
+            assert r.status_code == 404 and r.json()["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN", r.text
+        first_run = len(proxy.sent)
+        assert first_run >= 2 and proxy.sent[0] > 0, proxy.sent
+
+        proxy.dropping = False
+        p = berth(registry, login, *args, input=password + "\n")
+        job = json.loads(p.stdout)
+    finally:
+        proxy.stop()
+    assert job["state"] == "succeeded" and job["digest"] == sha256_digest(manifest), job
+    # The re-run fetched the layer once, from where the kept bytes end: less than the layer.
+    second = proxy.sent[first_run:]
+    assert len(second) == 1 and 0 < second[0] < len(big), proxy.sent
+    m = re.fullmatch(r"bytes=(\d+)-", proxy.ranges[-1] or "")
+    assert m and int(m.group(1)) + second[0] == len(big), (proxy.ranges, proxy.sent)
+    assert job.get("blobResumes") == 1 and not job.get("blobRestarts"), job
+    assert job["bytesCopied"] == job["bytesTotal"], job
+    r = registry.api().get_blob("mirror/big", sha256_digest(big))
+    assert r.status_code == 200 and r.content == big
+    if files:
+        leftovers = [f for d in registry.data.rglob("uploads") if d.is_dir() for f in d.iterdir()]
+        assert leftovers == [], leftovers

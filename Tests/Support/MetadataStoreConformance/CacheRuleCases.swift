@@ -78,6 +78,17 @@ extension MetadataStoreConformance {
                                                       plainHTTP: nil, tagFreshnessSeconds: 1)
             let after = try await s.cacheRule(name: "a")
             #expect(overlap == .targetOverlaps(rule: "b") && noSet == .noSuchCredentialSet && unknown == .notFound && after == expected)
+            // Rebound to another principal: only `createdBy` changes; a refused change rebinds nothing.
+            let refusedRebind = try await s.updateCacheRule(name: "a", sourceRepository: nil, targetRepository: "b/y", credentialSet: nil,
+                                                            plainHTTP: nil, tagFreshnessSeconds: nil, createdBy: "identity:other")
+            let notRebound = try await s.cacheRule(name: "a")
+            #expect(refusedRebind == .targetOverlaps(rule: "b") && notRebound == expected)
+            let rebound = try await s.updateCacheRule(name: "a", sourceRepository: nil, targetRepository: nil, credentialSet: nil,
+                                                      plainHTTP: nil, tagFreshnessSeconds: nil, createdBy: "identity:other")
+            var reboundExpected = expected
+            reboundExpected.createdBy = "identity:other"
+            let afterRebind = try await s.cacheRule(name: "a")
+            #expect(rebound == .done && afterRebind == reboundExpected)
             let gone = try await s.deleteCacheRule(name: "a")
             let goneAgain = try await s.deleteCacheRule(name: "a")
             let left = try await s.cacheRules()
