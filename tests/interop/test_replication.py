@@ -675,3 +675,24 @@ def test_blob_pulls_are_routed_to_the_healthy_region_of_the_client(regions, tmp_
     assert failed == 0
     local = west.get(f"/v2/geo/routed/blobs/{layer}", allow_redirects=False)
     assert local.status_code == 200 and hashlib.sha256(local.content).hexdigest() == layer[7:]
+
+
+def test_routing_settings_are_refused_clearly_when_malformed(tmp_path):
+    from conftest import berth_bin
+
+    def serve(*args, env=None):
+        return subprocess.run([str(berth_bin()), "serve", "--data", str(tmp_path / "d"), "--listen", "127.0.0.1:1", *args],
+                              capture_output=True, text=True, timeout=60, env=env)
+
+    for bad, says in ((["--client-network", "10.0.0.0/8"], "CIDR=REGION"),
+                      (["--client-network", "10.0.0.0/33=sea"], "10.0.0.0/33=sea"),
+                      (["--client-network", "10.0.0.0/8=Sea_Asia"], "10.0.0.0/8=Sea_Asia"),
+                      (["--client-network", "10.0.0.0/8=a", "--client-network", "10.0.0.0/8=b"], "mapped twice"),
+                      (["--data-endpoint", "ftp://west.example"], "data-endpoint must be an http(s) URL")):
+        r = serve(*bad)
+        assert r.returncode != 0, bad
+        assert "--client-network" in r.stderr or "--data-endpoint" in r.stderr, r.stderr
+        assert says in r.stderr, (bad, r.stderr)
+    env = dict(os.environ, BERTH_CLIENT_NETWORKS="10.0.0.0/8=west,banana=sea")
+    r = serve(env=env)
+    assert r.returncode != 0 and "BERTH_CLIENT_NETWORKS" in r.stderr and "banana=sea" in r.stderr, r.stderr
