@@ -286,30 +286,46 @@ public struct PeerHealthService: Service {
 
     func check(_ replica: ReplicaRecord) async {
         let timeout = routing.configuration.healthTimeout
-        let outcome: (error: String?, lag: Int64?) = await withTaskGroup(of: (String?, Int64?)?.self) { group in
-            group.addTask {
-                do {
-                    let client = try await routing.applier.client(for: replica)
-                    let bytes = try await client.document(path: "/api/v1/replication/health", limit: 64 << 10)
-                    let view = try JSONDecoder().decode(ReplicationHealthView.self, from: Data(bytes))
-                    guard view.region == replica.location else { return ("the peer answers as region \(view.region)", nil) }
-                    return view.healthy ? (nil, view.lagEvents) : (view.error ?? "the peer reports itself unhealthy", view.lagEvents)
-                } catch {
-                    return (String("\(error)".prefix(300)), nil)
-                }
+        let routing = self.routing
+        // The check is bounded whatever the transport does: at the deadline it counts as failed
+        // and is cancelled, and the next one starts on time (a peer that hangs leaves routing as
+        // fast as one that refuses).
+        let outcome: (error: String?, lag: Int64?) = await Self.withDeadline(timeout, onTimeout: ("no answer within \(timeout)", nil)) {
+            do {
+                let client = try await routing.applier.client(for: replica)
+                let bytes = try await client.document(path: "/api/v1/replication/health", limit: 64 << 10)
+                let view = try JSONDecoder().decode(ReplicationHealthView.self, from: Data(bytes))
+                guard view.region == replica.location else { return ("the peer answers as region \(view.region)", nil) }
+                return view.healthy ? (nil, view.lagEvents) : (view.error ?? "the peer reports itself unhealthy", view.lagEvents)
+            } catch {
+                return (String("\(error)".prefix(300)), nil)
             }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first ?? ("no answer within \(timeout)", nil)
         }
         if routing.health.record(replica.location, error: outcome.error, lagEvents: outcome.lag) {
             let state = routing.health.snapshot(replica.location)?.state.rawValue ?? "?"
             routing.logger.notice("replica health changed", metadata: ["location": "\(replica.location)", "health": "\(state)",
                                                                        "error": "\(outcome.error ?? "-")"])
+        }
+    }
+
+    /// `operation`'s answer, or `onTimeout` once `timeout` passed (the operation is then cancelled
+    /// and not waited for).
+    static func withDeadline<T: Sendable>(_ timeout: Duration, onTimeout: T,
+                                          _ operation: @escaping @Sendable () async -> T) async -> T {
+        let answered = NIOLockedValueBox(false)
+        let claim: @Sendable () -> Bool = { answered.withLockedValue { done in defer { done = true }; return !done } }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
+            let work = Task {
+                let value = await operation()
+                if claim() { continuation.resume(returning: value) }
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                if claim() {
+                    work.cancel()
+                    continuation.resume(returning: onTimeout)
+                }
+            }
         }
     }
 }

@@ -130,4 +130,15 @@ import Testing
         let failed = never.record(error: "refused", at: t)   // never seen and failing: unhealthy
         #expect(failed && never.state == .unhealthy)
     }
+
+    @Test func aHealthCheckThatHangsCountsAsFailedAtItsDeadline() async {
+        // An answer that never comes (a peer that accepts and stalls): the deadline's outcome.
+        let hung = await PeerHealthService.withDeadline(.milliseconds(50), onTimeout: "timed out") {
+            try? await Task.sleep(for: .seconds(3600))
+            return Task.isCancelled ? "cancelled late" : "answered"
+        }
+        #expect(hung == "timed out")
+        let quick = await PeerHealthService.withDeadline(.seconds(60), onTimeout: "timed out") { "answered" }
+        #expect(quick == "answered")
+    }
 }
