@@ -329,3 +329,38 @@ public struct PeerHealthService: Service {
         }
     }
 }
+
+extension ReplicationService {
+    /// The blob store written, read back and cleaned: a small upload session of its own (never a
+    /// blob, never a repository's), at most once per 5 s whatever the number of peers asking.
+    func probeStorage(_ registry: Registry, now: Date = Date()) async throws {
+        if let last = storageProbe.withLockedValue({ $0 }), now.timeIntervalSince(last.at) < 5, now >= last.at {
+            if let error = last.error { throw ReplicationError.invalid(error) }
+            return
+        }
+        var failure: String?
+        do { try await Self.writeReadProbe(registry) } catch { failure = "storage probe: \(String("\(error)".prefix(200)))" }
+        storageProbe.withLockedValue { $0 = (now, failure) }
+        if let failure { throw ReplicationError.invalid(failure) }
+    }
+
+    static func writeReadProbe(_ registry: Registry) async throws {
+        let id = UUID().uuidString.lowercased()
+        let bytes = Array("berth replication health probe \(id)".utf8)
+        let blobs = registry.blobs
+        try await blobs.createUpload(id: id, owner: "-replication-health-probe")
+        do {
+            let body = AsyncStream<ByteBuffer> { c in
+                c.yield(ByteBuffer(bytes: bytes))
+                c.finish()
+            }
+            _ = try await blobs.append(id: id, offset: 0, body: body, limit: Int64(bytes.count))
+            let back = try await blobs.readSmallUpload(id: id, expected: OCIModel.Digest.compute(bytes), limit: 4096)
+            guard back == bytes else { throw ReplicationError.invalid("the storage probe read back other bytes") }
+        } catch {
+            try? await blobs.cancelUpload(id: id)
+            throw error
+        }
+        try await blobs.cancelUpload(id: id)
+    }
+}

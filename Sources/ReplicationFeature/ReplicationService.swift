@@ -2,6 +2,7 @@ import Access
 import Crypto
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import OCIModel
 import BerthAPIContract
 import RegistryCore
@@ -63,6 +64,8 @@ public final class ReplicationService: Sendable {
     let registers: (any ReplicationConflictStore)?
     /// Where a peer reads the document a `setting` event names (`settingDocument`); nil: none.
     let settings: (any SettingsStore)?
+    /// The last storage probe of `health` (write, read back, remove), reused for 5 s.
+    let storageProbe = NIOLockedValueBox<(at: Date, error: String?)?>(nil)
 
     public init(store: any ReplicationStore, events: any EventLogStore, sealingKey: SymmetricKey, policy: OutboundPolicy = OutboundPolicy(),
                 logger: Logger = Logger(label: "berth.replication"), region: String = ReplicationService.defaultRegion,
@@ -194,7 +197,10 @@ public final class ReplicationService: Sendable {
             database = false
             errors.append("database: \(String("\(error)".prefix(200)))")
         }
-        do { try await registry.blobs.checkHealth() } catch {
+        do {
+            try await registry.blobs.checkHealth()
+            try await probeStorage(registry)
+        } catch {
             storage = false
             errors.append("storage: \(String("\(error)".prefix(200)))")
         }

@@ -104,6 +104,13 @@ import Testing
                 #expect(try await eventually { try await status(w, "sea").health == "healthy" })
                 let health = try await status(w, "sea")
                 #expect(health.healthError == nil && health.healthSince != nil)
+                // What sea answers its peers: database and storage (written, read back, removed) checked.
+                let own = try await s.execute(uri: "/api/v1/replication/health", method: .get, headers: owner)
+                let view = try JSONDecoder().decode(ReplicationHealthView.self, from: Data(buffer: own.body))
+                #expect(view == ReplicationHealthView(region: "sea", healthy: true, database: true, storage: true, lagEvents: view.lagEvents,
+                                                      error: nil))
+                #expect(try await s.execute(uri: "/api/v1/replication/health", method: .get).status == .unauthorized)
+                #expect(try await sea.registry.blobs.openUploadCount() == 0)   // the probe's session is gone
 
                 // The blob GET is authorized here, then sent to sea's data endpoint: a signed URL, no token in it.
                 let get = try await w.execute(uri: "/v2/geo/app/blobs/\(digest)", method: .get, headers: owner)
