@@ -346,7 +346,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "TasksTests", dependencies: ["Tasks", "OCIModel"]),
-        .testTarget(name: "ReplicationTests", dependencies: ["ReplicationFeature", "RegistryStore", "BerthAPIContract", "OCIModel"]),
+        .testTarget(name: "ReplicationTests", dependencies: [
+            "ReplicationFeature", "RegistryStore", "BerthAPIContract", "OCIModel", "Access",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .testTarget(name: "TaskRunnerTests", dependencies: ["TaskRunner", "Tasks", "OCIModel"]),
         .testTarget(name: "TasksFeatureTests", dependencies: [
             "TasksFeature", "HTTPAPI", "Access", "Backends", "SQLiteStore", "RegistryStore", "RegistryCore", "BerthAPIContract", "OCIModel", "TaskRunner",

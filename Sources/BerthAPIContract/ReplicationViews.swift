@@ -13,8 +13,12 @@ public struct ReplicationRequest: Codable, Sendable, Equatable {
     public let credential: String?
     public let clearCredential: Bool?
     public let regionEndpointEnabled: Bool?
+    /// Where this region sends the replica's clients to read blobs (`307`); absent: the endpoint.
+    /// On an update, an empty string goes back to the endpoint.
+    public let dataEndpoint: String?
     public init(location: String? = nil, endpoint: String? = nil, credential: String? = nil, clearCredential: Bool? = nil,
-                regionEndpointEnabled: Bool? = nil) {
+                regionEndpointEnabled: Bool? = nil, dataEndpoint: String? = nil) {
+        self.dataEndpoint = dataEndpoint
         self.location = location
         self.endpoint = endpoint
         self.credential = credential
@@ -30,7 +34,11 @@ public struct ReplicaView: Codable, Sendable, Equatable {
     public var credentialSet: Bool
     public var regionEndpointEnabled: Bool
     public var createdAt: Date
-    public init(location: String, endpoint: String, credentialSet: Bool, regionEndpointEnabled: Bool, createdAt: Date) {
+    /// Where the replica's clients are sent to read blobs (the endpoint unless set apart).
+    public var dataEndpoint: String
+    public init(location: String, endpoint: String, credentialSet: Bool, regionEndpointEnabled: Bool, createdAt: Date,
+                dataEndpoint: String? = nil) {
+        self.dataEndpoint = dataEndpoint ?? endpoint
         self.location = location
         self.endpoint = endpoint
         self.credentialSet = credentialSet
@@ -58,9 +66,18 @@ public struct ReplicaStatusView: Codable, Sendable, Equatable {
     public var bytesPending: Int64
     public var lastError: String?
     public var lastErrorAt: Date?
+    /// The end-to-end health check of the peer as this node last saw it (`healthy`, `unhealthy`,
+    /// `unknown` before the first answer): only a healthy replica is routed to.
+    public var health: String?
+    /// When the health check last changed state, and why the last check failed.
+    public var healthSince: Date?
+    public var healthError: String?
     public init(location: String, endpoint: String, regionEndpointEnabled: Bool, peerSequence: Int64?, peerSequenceAt: Date?,
                 appliedSequence: Int64?, lagEvents: Int64?, lagSeconds: Double?, bytesPending: Int64, lastError: String?,
-                lastErrorAt: Date?) {
+                lastErrorAt: Date?, health: String? = nil, healthSince: Date? = nil, healthError: String? = nil) {
+        self.health = health
+        self.healthSince = healthSince
+        self.healthError = healthError
         self.location = location
         self.endpoint = endpoint
         self.regionEndpointEnabled = regionEndpointEnabled
@@ -169,5 +186,45 @@ public struct ReplicationConflictView: Codable, Sendable, Equatable {
         self.winner = winner
         self.winnerStamp = winnerStamp
         self.recordedAt = recordedAt
+    }
+}
+
+/// `GET /api/v1/replication/health` (Replicator): a region's own end-to-end check, which its peers
+/// ask every second to decide whether clients may be routed to it.
+public struct ReplicationHealthView: Codable, Sendable, Equatable {
+    public var region: String
+    public var healthy: Bool
+    /// The metadata database answered a read.
+    public var database: Bool
+    /// A probe blob was written, read back and removed.
+    public var storage: Bool
+    /// The largest lag in events behind any of its own replicas (nil: unknown).
+    public var lagEvents: Int64?
+    public var error: String?
+    public init(region: String, healthy: Bool, database: Bool, storage: Bool, lagEvents: Int64?, error: String?) {
+        self.region = region
+        self.healthy = healthy
+        self.database = database
+        self.storage = storage
+        self.lagEvents = lagEvents
+        self.error = error
+    }
+}
+
+/// `GET /api/v1/replication/data-key` (Replicator): the public key a region signs its data-endpoint
+/// redirects with (Ed25519), so a peer verifies them without any secret shared between regions.
+public struct DataEndpointKeyView: Codable, Sendable, Equatable {
+    public var region: String
+    /// `<first 16 hex of SHA-256(public key)>`: named in every URL the key signs.
+    public var keyId: String
+    /// The raw 32-byte Ed25519 public key, base64.
+    public var publicKey: String
+    /// How long a peer may keep it before asking again.
+    public var expiresAt: Date
+    public init(region: String, keyId: String, publicKey: String, expiresAt: Date) {
+        self.region = region
+        self.keyId = keyId
+        self.publicKey = publicKey
+        self.expiresAt = expiresAt
     }
 }

@@ -98,6 +98,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "This region's name, as peer regions see it on the changes made here (env BERTH_REGION, default default).")
     var region: String?
 
+    @Option(help: "This region's data endpoint (http(s) base URL): upload sessions name it; blob GETs are routed to other regions only when it is set (env BERTH_DATA_ENDPOINT, default none).")
+    var dataEndpoint: String?
+
+    @Option(help: "A client network mapped to a region, CIDR=REGION (repeatable; env BERTH_CLIENT_NETWORKS, comma-separated); the longest prefix wins.")
+    var clientNetwork: [String] = []
+
     func resolvedSettings(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServeSettings {
         let flags: [(key: String, value: String?)] = [
             ("data", data), ("listen", listen), ("log-level", logLevel), ("log-format", logFormat),
@@ -107,6 +113,7 @@ struct Serve: AsyncParsableCommand {
             ("shutdown-timeout", shutdownTimeout.map { String($0) }),
             ("metadata-store", metadataStore),
             ("metadata", metadata), ("storage", storage), ("region", region),
+            ("data-endpoint", dataEndpoint), ("client-network", clientNetwork.isEmpty ? nil : clientNetwork.joined(separator: ",")),
         ]
         return try ServeSettings.resolve(configPath: config, environment: environment,
                                          flags: flags.compactMap { f in f.value.map { (f.key, $0) } })
@@ -114,6 +121,15 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         try await runCLI { try await serve() }
+    }
+
+    /// Regional data endpoints (issue 13 items 4-5): the region's signing keys in the shared key
+    /// material (sealed at rest), made on first use. Always on, so peers can check this region's
+    /// health and verify its keys; it routes only with a data endpoint.
+    static func dataRouting(_ settings: ServeSettings, _ shared: SharedKeyMaterial) -> DataRoutingConfiguration {
+        DataRoutingConfiguration(dataEndpoint: settings.dataEndpoint, clientNetworks: settings.clientNetworks) { name in
+            try await shared.loadOrCreate(name) { DataRoutingConfiguration.newSigningKey() }.plaintext
+        }
     }
 
     private func serve() async throws {
@@ -223,7 +239,8 @@ struct Serve: AsyncParsableCommand {
                        ReplicationFeature(service: replication,
                                           applier: ReplicationApplier(registry: registry, service: replication, registers: backends.metadata,
                                                                       logger: Logger(label: "berth.replication")),
-                                          poll: .milliseconds(Int64(min(1, max(0.05, settings.lifecycleTickSeconds)) * 1000))),
+                                          poll: .milliseconds(Int64(min(1, max(0.05, settings.lifecycleTickSeconds)) * 1000)),
+                                          routing: Self.dataRouting(settings, SharedKeyMaterial(store: backends.metadata, kek: kek))),
                        tasks,
                        scanning,
                        console,

@@ -8,6 +8,7 @@ import Foundation
 enum Replication {
     static let columns = [
         Column("location", "location"), Column("endpoint", "endpoint"),
+        Column("data-endpoint", compute: { $0["dataEndpoint"]?.asString ?? "-" }),
         Column("region-endpoint", compute: { $0["regionEndpointEnabled"]?.cell == "true" ? "enabled" : "disabled" }),
         Column("credential", compute: { $0["credentialSet"]?.cell == "true" ? "set" : "-" }), Column("created", "createdAt"),
     ]
@@ -24,6 +25,9 @@ enum Replication {
         Column("peer", compute: { $0["peerSequence"]?.cell ?? "-" }),
         Column("last-error", compute: { $0["lastError"]?.asString ?? "-" }),
         Column("last-error-at", compute: { $0["lastErrorAt"]?.asString ?? "-" }),
+        Column("health", compute: { $0["health"]?.asString ?? "-" }),
+        Column("health-since", compute: { $0["healthSince"]?.asString ?? "-" }),
+        Column("health-error", compute: { $0["healthError"]?.asString ?? "-" }),
     ]
 
     /// The credential from `--credential` or `--credential-file` (its first line), at most one of them.
@@ -63,12 +67,13 @@ struct ReplicationCreate: AsyncParsableCommand {
     var credential: String?
     @Option(help: "A file whose first line is the credential.") var credentialFile: String?
     @Option(help: "Whether clients may be routed to the replica's own data endpoint (true or false).") var regionEndpointEnabled: Bool = true
+    @Option(help: "Where the replica's clients are sent to read blobs (http(s) URL; default: the endpoint).") var dataEndpoint: String?
 
     func run() async throws {
         try await runCLI {
             let body = ReplicationRequest(location: location, endpoint: endpoint,
                                           credential: try Replication.credential(credential, file: credentialFile),
-                                          regionEndpointEnabled: regionEndpointEnabled)
+                                          regionEndpointEnabled: regionEndpointEnabled, dataEndpoint: dataEndpoint)
             let c = try await ManagementClient.connect(client)
             Printer.keyValues(try await c.call(.POST, "replications", sending: body, answer: ReplicaView.self),
                               fields: Replication.columns, format: out.output)
@@ -114,16 +119,17 @@ struct ReplicationUpdate: AsyncParsableCommand {
     @Option(help: "A file whose first line is the new credential.") var credentialFile: String?
     @Flag(help: "Remove the stored credential.") var clearCredential = false
     @Option(help: "Whether clients may be routed to the replica's own data endpoint (true or false).") var regionEndpointEnabled: Bool?
+    @Option(help: "New data endpoint (http(s) URL; an empty string goes back to the endpoint).") var dataEndpoint: String?
 
     func run() async throws {
         try await runCLI {
             let credential = try Replication.credential(credential, file: credentialFile)
             if clearCredential, credential != nil { throw ValidationError("--clear-credential excludes --credential and --credential-file") }
-            if endpoint == nil, credential == nil, !clearCredential, regionEndpointEnabled == nil {
-                throw ValidationError("nothing to change: give --endpoint, --credential, --credential-file, --clear-credential or --region-endpoint-enabled")
+            if endpoint == nil, credential == nil, !clearCredential, regionEndpointEnabled == nil, dataEndpoint == nil {
+                throw ValidationError("nothing to change: give --endpoint, --credential, --credential-file, --clear-credential, --region-endpoint-enabled or --data-endpoint")
             }
             let body = ReplicationRequest(endpoint: endpoint, credential: credential, clearCredential: clearCredential ? true : nil,
-                                          regionEndpointEnabled: regionEndpointEnabled)
+                                          regionEndpointEnabled: regionEndpointEnabled, dataEndpoint: dataEndpoint)
             let c = try await ManagementClient.connect(client)
             Printer.keyValues(try await c.call(.PATCH, "replications/" + Fmt.path(location), sending: body, answer: ReplicaView.self),
                               fields: Replication.columns, format: out.output)

@@ -4,6 +4,7 @@ import Backends
 import Foundation
 import HTTPAPI
 import OCIModel
+import ReplicationFeature
 import ScanningFeature
 import Yams
 
@@ -33,6 +34,11 @@ struct ServeSettings: Equatable {
     var taskBaseTriggerWindowSeconds: Double = 5
     /// This region's name (issue 13): the origin of the changes made here, as peers see them.
     var region: String = "default"
+    /// This region's own data endpoint (issue 13 item 4): upload sessions name it, and blob GETs
+    /// are routed to other regions only when it is set.
+    var dataEndpoint: String?
+    /// Client networks mapped to regions (`CIDR=REGION`), longest prefix first.
+    var clientNetworks = ClientNetworks()
     var maxConcurrentUploads: Int = 512
     /// Event-loop threads and blocking-pool threads of the process; nil: one per core (NIO's
     /// default). Several nodes on one machine each take a share of its cores.
@@ -218,6 +224,18 @@ struct ServeSettings: Equatable {
                   v.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d })
             else { throw SettingError("a region is 1-64 characters of a-z, 0-9 and '-' (e.g. westeurope), got '\(v.prefix(80))'") }
             s.region = v
+        },
+        Spec(key: "data-endpoint", environment: "BERTH_DATA_ENDPOINT", hasFlag: true, defaultText: "none (no routing)",
+             summary: "this region's data endpoint, an http(s) base URL: upload sessions' Location names it (a push stays in its region) and blob GETs of clients that client-network maps to another region are sent (307, a signed URL) to that replica's data endpoint") { s, v throws(SettingError) in
+            do throws(ReplicationError) { s.dataEndpoint = try ReplicationService.normalizeDataEndpoint(v) } catch {
+                throw SettingError(error.text)
+            }
+        },
+        Spec(key: "client-network", environment: "BERTH_CLIENT_NETWORKS", hasFlag: true, defaultText: "none",
+             summary: "client networks mapped to regions, CIDR=REGION (repeat the flag; comma-separated in the environment, a list in the file); the longest prefix wins; used with data-endpoint") { s, v throws(SettingError) in
+            do throws(ReplicationError) { s.clientNetworks = try ClientNetworks.parse([v]) } catch {
+                throw SettingError(error.text)
+            }
         },
         Spec(key: "janitor-interval-seconds", environment: "BERTH_JANITOR_INTERVAL_SECONDS", hasFlag: false, defaultText: "600",
              summary: "how often abandoned uploads are looked for") { s, v throws(SettingError) in
@@ -505,7 +523,7 @@ struct ServeSettings: Equatable {
                 // JSON numbers arrive as NSNumber; whole numbers print without a fraction.
                 let d = n.doubleValue
                 return (key, d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d))
-            case let list as [Any] where key == "outbound-allow" || key == "advisory-feeds":
+            case let list as [Any] where key == "outbound-allow" || key == "advisory-feeds" || key == "client-network":
                 guard let strings = list as? [String] else {
                     throw ValidationError("config file \(path): key '\(key)' must be a list of strings")
                 }

@@ -56,7 +56,8 @@ public enum BerthServer {
               + features.flatMap(\.services).map { ("service:\(type(of: $0))", $0) })
                 // Per process by nature: every node keeps its own caches true.
                 + [CacheInvalidationService(registry: registry, access: access, logger: logger),
-                   PullTimeFlushService(registry: registry, interval: pullTimeFlushInterval, logger: logger)],
+                   PullTimeFlushService(registry: registry, interval: pullTimeFlushInterval, logger: logger)]
+                + features.flatMap(\.nodeServices),
             onServerRunning: onServerRunning,
             logger: logger
         )

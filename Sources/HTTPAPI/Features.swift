@@ -17,12 +17,17 @@ public protocol RegistryFeature: Sendable {
     func addRoutes(to routes: FeatureRoutes)
     /// Background services that run, and stop, with the server.
     var services: [any Service] { get }
+    /// Background services every node runs (not leased): per-node state such as replication's
+    /// health checks of its peers.
+    var nodeServices: [any Service] { get }
     /// The feature's check in the pull-admission chain (`Admission.PullAdmission`, which `/v2/`
     /// reads and the admission endpoints both ask), nil for none. The server adds it at
     /// composition, after the chain's locks and quarantine.
     var pullCheck: (any PullAdmissionCheck)? { get }
     /// The feature's filler of content reads miss (`ContentFallback`: the pull-through cache), nil for none.
     var contentFallback: (any ContentFallback)? { get }
+    /// The feature's routing of blob reads to other regions (`BlobRouting`), nil for none.
+    var blobRouting: (any BlobRouting)? { get }
     /// Called after each manifest push (a new signature may change a cached verdict).
     func manifestPushed()
     /// Sets the feature's gauges before `/metrics` is rendered.
@@ -32,8 +37,10 @@ public protocol RegistryFeature: Sendable {
 extension RegistryFeature {
     public func addRoutes(to routes: FeatureRoutes) {}
     public var services: [any Service] { [] }
+    public var nodeServices: [any Service] { [] }
     public var pullCheck: (any PullAdmissionCheck)? { nil }
     public var contentFallback: (any ContentFallback)? { nil }
+    public var blobRouting: (any BlobRouting)? { nil }
     public func manifestPushed() {}
     public func updateMetrics(_ metrics: HTTPMetrics) async throws {}
 }

@@ -32,6 +32,10 @@ public struct RegistryResponder: HTTPResponder {
     /// The features' fillers of missed reads (the pull-through cache), asked after authorization
     /// and before the pull-admission chain.
     let fallbacks: [any ContentFallback]
+    /// The features' routing of blob reads to other regions' data endpoints (at most one is used).
+    let routing: (any BlobRouting)?
+    /// Absolute base of upload sessions' `Location` (this region's data endpoint), else relative.
+    let uploadBase: String
     /// Everything outside `/v2/`; nil only in the copy its own handlers hold.
     private(set) var router: RouterResponder<Context>?
     private let inflightUploads = NIOLockedValueBox(0)
@@ -54,6 +58,8 @@ public struct RegistryResponder: HTTPResponder {
         self.pullAdmission = PullAdmission(registry: registry, access: access, checks: features.compactMap(\.pullCheck),
                                            host: gate?.serviceName ?? "berth")
         self.fallbacks = features.compactMap(\.contentFallback)
+        self.routing = features.compactMap(\.blobRouting).first
+        self.uploadBase = routing?.uploadLocationBase ?? ""
         self.router = Self.makeRouter(self)
     }
 
@@ -107,6 +113,16 @@ public struct RegistryResponder: HTTPResponder {
         }
         guard let route = V2Route.parse(path[...]) else {
             throw RegistryError(.unsupported, "not found", status: 404)
+        }
+        // A signed data-endpoint read (another region authorized it and sent the client here): the
+        // signature is its authorization, whatever credentials came along (never resolved here).
+        if case .blob(let name, let digest) = route, request.method == .get, let routing, routing.isSigned(request) {
+            routeName = "blob_get_signed"
+            let repo = try RepositoryName(name)
+            let d = try parseDigest(digest)
+            try await routing.admitSigned(request, repository: repo, digest: d)
+            let (response, size) = try await getBlob(request, repo, d, head: false)
+            return Outcome(response: response, route: routeName, bytesOut: size)
         }
         let caller = try await gate?.caller(request, context)
         // Writes record who made them, with their event, for the audit trail.
@@ -233,12 +249,27 @@ public struct RegistryResponder: HTTPResponder {
             case .get, .head:
                 routeName = method == .get ? "blob_get" : "blob_head"
                 try await authorize(repo, .contentRead)
+                // Another region's data endpoint may serve the client (issue 13): only once this
+                // region authorized and admitted the read. HEAD is answered here.
+                var admitted = false
+                if method == .get, let routing {
+                    try await pullAdmission.blob(repo, d, for: puller)
+                    admitted = true
+                    if let url = try await routing.redirect(request, repository: repo, digest: d, client: puller.address) {
+                        var headers = baseHeaders()
+                        headers[.location] = url
+                        headers[.dockerContentDigest] = d.string
+                        headers[.contentLength] = "0"
+                        routeName = "blob_redirect"
+                        return Outcome(response: Response(status: .temporaryRedirect, headers: headers), route: routeName)
+                    }
+                }
                 // A GET of a whole blob a fallback is filling is answered while the bytes arrive;
                 // admitted first (locks, quarantine) as the read it is. HEAD and Range wait for the fill.
                 // (A fallback only stores the blob: the chain's answer is the same before and after.)
                 let streaming = method == .get && request.headers[.range] == nil && !fallbacks.isEmpty
                 if streaming {
-                    try await pullAdmission.blob(repo, d, for: puller)
+                    if !admitted { try await pullAdmission.blob(repo, d, for: puller) }
                     for fallback in fallbacks {
                         if let streamed = try await fallback.streamBlob(repo, d) {
                             return Outcome(response: streamedBlob(d, streamed), route: routeName, bytesOut: streamed.size)
@@ -246,7 +277,7 @@ public struct RegistryResponder: HTTPResponder {
                     }
                 }
                 for fallback in fallbacks { try await fallback.prepareBlob(repo, d) }
-                if !streaming { try await pullAdmission.blob(repo, d, for: puller) }
+                if !streaming, !admitted { try await pullAdmission.blob(repo, d, for: puller) }
                 let (response, size) = try await getBlob(request, repo, d, head: method == .head)
                 return Outcome(response: response, route: routeName, bytesOut: size)
             case .delete:
@@ -621,7 +652,7 @@ public struct RegistryResponder: HTTPResponder {
 
     private func uploadResponse(_ repo: RepositoryName, _ status: UploadStatus, code: HTTPResponse.Status) -> Response {
         var headers = baseHeaders()
-        headers[.location] = "/v2/\(repo)/blobs/uploads/\(status.id)"
+        headers[.location] = "\(uploadBase)/v2/\(repo)/blobs/uploads/\(status.id)"
         headers[.range] = "0-\(max(status.size - 1, 0))"
         headers[.dockerUploadUUID] = status.id
         headers[.contentLength] = "0"

@@ -6,12 +6,13 @@ import RegistryStore
 
 /// Each change is one statement on the replica's row (no event), so none takes the event-counter lock.
 extension PostgresMetadataStore {
-    private static let replicaColumns = "location, endpoint, sealed_credential, region_endpoint_enabled, created_at"
+    private static let replicaColumns = "location, endpoint, sealed_credential, region_endpoint_enabled, created_at, data_endpoint"
 
     private static func replica(_ row: Row) throws -> ReplicaRecord {
         ReplicaRecord(location: try row.decode("location"), endpoint: try row.decode("endpoint"),
                       sealedCredential: try row.decode("sealed_credential", Data?.self),
-                      regionEndpointEnabled: try row.decode("region_endpoint_enabled"), createdAt: try row.date("created_at"))
+                      regionEndpointEnabled: try row.decode("region_endpoint_enabled"), createdAt: try row.date("created_at"),
+                      dataEndpoint: try row.decode("data_endpoint", String?.self))
     }
 
     public func replicas() async throws -> [ReplicaRecord] {
@@ -29,21 +30,25 @@ extension PostgresMetadataStore {
     public func createReplica(_ r: ReplicaRecord) async throws -> Bool {
         try await write(serialized: false) { tx in
             try await tx.count("""
-                INSERT INTO replicas(location, endpoint, sealed_credential, region_endpoint_enabled, created_at)
-                VALUES (\(r.location), \(r.endpoint), \(r.sealedCredential), \(r.regionEndpointEnabled), \(r.createdAt.timeIntervalSince1970))
+                INSERT INTO replicas(location, endpoint, sealed_credential, region_endpoint_enabled, created_at, data_endpoint)
+                VALUES (\(r.location), \(r.endpoint), \(r.sealedCredential), \(r.regionEndpointEnabled), \(r.createdAt.timeIntervalSince1970),
+                        \(r.dataEndpoint))
                 ON CONFLICT DO NOTHING RETURNING 1
                 """) == 1
         }
     }
 
-    public func updateReplica(location: String, endpoint: String?, sealedCredential: Data??, regionEndpointEnabled: Bool?) async throws -> Bool {
+    public func updateReplica(location: String, endpoint: String?, sealedCredential: Data??, regionEndpointEnabled: Bool?,
+                              dataEndpoint: String??) async throws -> Bool {
         try await write(serialized: false) { tx in
             // COALESCE keeps a field not given; the credential has its own flag (nil is a value for it).
             let setCredential = sealedCredential != nil
+            let setDataEndpoint = dataEndpoint != nil
             return try await tx.count("""
                 UPDATE replicas SET endpoint = COALESCE(\(endpoint), endpoint),
                     sealed_credential = CASE WHEN \(setCredential) THEN \(sealedCredential ?? nil) ELSE sealed_credential END,
-                    region_endpoint_enabled = COALESCE(\(regionEndpointEnabled), region_endpoint_enabled)
+                    region_endpoint_enabled = COALESCE(\(regionEndpointEnabled), region_endpoint_enabled),
+                    data_endpoint = CASE WHEN \(setDataEndpoint) THEN \(dataEndpoint ?? nil) ELSE data_endpoint END
                 WHERE location = \(location) RETURNING 1
                 """) == 1
         }

@@ -12,10 +12,15 @@ public struct ReplicaRecord: Sendable, Codable, Equatable {
     /// Whether clients may be routed to the region's own data endpoint (off: it still replicates).
     public var regionEndpointEnabled: Bool
     public var createdAt: Date
+    /// Where clients of the region are sent to read blobs (a `307` of a blob GET names it);
+    /// nil: the endpoint.
+    public var dataEndpoint: String?
 
-    public init(location: String, endpoint: String, sealedCredential: Data?, regionEndpointEnabled: Bool, createdAt: Date) {
+    public init(location: String, endpoint: String, sealedCredential: Data?, regionEndpointEnabled: Bool, createdAt: Date,
+                dataEndpoint: String? = nil) {
         self.location = location
         self.endpoint = endpoint
+        self.dataEndpoint = dataEndpoint
         self.sealedCredential = sealedCredential
         self.regionEndpointEnabled = regionEndpointEnabled
         self.createdAt = createdAt
@@ -56,7 +61,9 @@ public protocol ReplicationStore: Sendable {
     func createReplica(_ record: ReplicaRecord) async throws -> Bool
     /// Changes the given fields (`sealedCredential: .some(nil)` removes the credential); false when
     /// there is no such replica.
-    func updateReplica(location: String, endpoint: String?, sealedCredential: Data??, regionEndpointEnabled: Bool?) async throws -> Bool
+    /// Changes the given fields (nil: kept; `dataEndpoint: .some(nil)` goes back to the endpoint).
+    func updateReplica(location: String, endpoint: String?, sealedCredential: Data??, regionEndpointEnabled: Bool?,
+                       dataEndpoint: String??) async throws -> Bool
     /// Removes the replica and its progress; false when there was none.
     func deleteReplica(location: String) async throws -> Bool
     /// The replica's progress (empty for a replica never replicated), nil when there is no such replica.
@@ -124,4 +131,11 @@ public protocol ReplicationConflictStore: Sendable {
     func recordReplicationConflict(_ conflict: ReplicationConflict) async throws -> Bool
     /// Recorded conflicts, newest first, of one replica when `location` is given.
     func replicationConflicts(location: String?, limit: Int) async throws -> [ReplicationConflict]
+}
+
+extension ReplicationStore {
+    public func updateReplica(location: String, endpoint: String?, sealedCredential: Data??, regionEndpointEnabled: Bool?) async throws -> Bool {
+        try await updateReplica(location: location, endpoint: endpoint, sealedCredential: sealedCredential,
+                                regionEndpointEnabled: regionEndpointEnabled, dataEndpoint: nil)
+    }
 }

@@ -12,23 +12,62 @@ public struct ReplicationFeature: RegistryFeature {
     let replication: ReplicationService
     let applier: ReplicationApplier?
     let poll: Duration
+    /// Regional data endpoints and health-aware routing (items 4-5); nil: no routing, no checks.
+    let routing: DataRouting?
 
     /// `applier` nil: the feed and the configuration only, nothing is applied from peers.
-    public init(service: ReplicationService, applier: ReplicationApplier? = nil, poll: Duration = .seconds(1)) {
+    /// `routing` (needs the applier: its clients reach the peers): peers' health checked, blob
+    /// GETs routed to their data endpoints, signed reads verified.
+    public init(service: ReplicationService, applier: ReplicationApplier? = nil, poll: Duration = .seconds(1),
+                routing: DataRoutingConfiguration? = nil) {
         replication = service
         self.applier = applier
         self.poll = poll
+        if let routing, let applier {
+            self.routing = DataRouting(configuration: routing, applier: applier,
+                                       health: PeerHealthMonitor(failuresToFail: routing.failuresToFail,
+                                                                 successesToRecover: routing.successesToRecover))
+        } else {
+            self.routing = nil
+        }
     }
 
+    /// The applier runs once per cluster (the composition root leases it); the health checks on every node.
     public var services: [any Service] {
         applier.map { [ReplicationApplierService(applier: $0, poll: poll)] } ?? []
     }
 
+    /// The per-node health checks of the peers (routing is decided per node, so each checks).
+    public var nodeServices: [any Service] {
+        routing.map { [PeerHealthService(routing: $0)] } ?? []
+    }
+
+    public var blobRouting: (any BlobRouting)? { routing }
+
+    /// The routing's health of a replica as this node sees it.
+    func health(_ location: String) -> PeerHealth.Snapshot? { routing?.health.snapshot(location) }
+
     public func updateMetrics(_ metrics: HTTPMetrics) async throws {
         let statuses = try await replication.statuses()
         metrics.setGauge("berth_replicas", [], Double(statuses.count), help: "Replicas (other regions) this region replicates with")
+        if let routing {
+            let reads = routing.signedReads.withLockedValue { $0 }
+            metrics.setGauge("berth_replication_signed_reads_served", [], Double(reads.served),
+                             help: "Signed blob reads this data endpoint served for other regions since start")
+            metrics.setGauge("berth_replication_signed_reads_fetched", [], Double(reads.fetched),
+                             help: "Blobs a signed read fetched from the signing region (not replicated here yet) since start")
+            metrics.setGauge("berth_replication_signed_reads_refused", [], Double(reads.refused),
+                             help: "Signed blob reads refused (bad, expired or tampered signature) since start")
+        }
         for s in statuses {
             let labels = [("location", s.replica.location)]
+            if let routing {
+                let health = routing.health.snapshot(s.replica.location)
+                metrics.setGauge("berth_replication_peer_healthy", labels, health?.state == .healthy ? 1 : 0,
+                                 help: "1 when this node's end-to-end checks find the replica healthy (only then are clients routed to it)")
+                metrics.setGauge("berth_replication_redirects", labels, Double(routing.redirects.withLockedValue { $0[s.replica.location] ?? 0 }),
+                                 help: "Blob GETs sent to the replica's data endpoint since start")
+            }
             metrics.setGauge("berth_replication_region_endpoint_enabled", labels, s.replica.regionEndpointEnabled ? 1 : 0,
                              help: "1 when clients may be routed to the replica's own data endpoint")
             metrics.setGauge("berth_replication_bytes_pending", labels, Double(s.progress.bytesPending),
@@ -70,6 +109,20 @@ public struct ReplicationFeature: RegistryFeature {
             }
             return server.json(ReplicatedSettingView(name: name, document: String(decoding: document, as: UTF8.self)))
         }
+        // A peer's end-to-end check of this region (database, storage, replication lag): Replicator.
+        routes.root.get("api/v1/replication/health") { request, context in
+            let caller = try await server.caller(request, context)
+            try await server.require(request, context, caller: caller, repository: nil, action: .replicationRead)
+            return server.json(await replication.health(registry: server.registry))
+        }
+        // The public key this region signs its data-endpoint redirects with, for a peer that verifies them.
+        let routing = self.routing
+        routes.root.get("api/v1/replication/data-key") { request, context in
+            let caller = try await server.caller(request, context)
+            try await server.require(request, context, caller: caller, repository: nil, action: .replicationRead)
+            guard let routing else { throw ReplicationError.notFound("a data-endpoint key (routing is off in this region)") }
+            return server.json(try await routing.currentKey())
+        }
         let api = routes.management
         api.get("replications") { _, _ in
             server.json(try await replication.list().map(ReplicaView.init))
@@ -78,7 +131,8 @@ public struct ReplicationFeature: RegistryFeature {
             let body = try await server.decode(ReplicationRequest.self, request)
             if body.clearCredential == true { throw ReplicationError.invalid("clearCredential is for updates") }
             let replica = try await replication.create(location: body.location ?? "", endpoint: body.endpoint ?? "", credential: body.credential,
-                                                       regionEndpointEnabled: body.regionEndpointEnabled ?? true)
+                                                       regionEndpointEnabled: body.regionEndpointEnabled ?? true,
+                                                       dataEndpoint: body.dataEndpoint)
             return server.json(ReplicaView(replica), status: .created)
         }
         api.get("replications/:location") { _, context in
@@ -90,7 +144,8 @@ public struct ReplicationFeature: RegistryFeature {
             if let named = body.location, named != location { throw ReplicationError.invalid("a replica's location cannot change") }
             let replica = try await replication.update(location: location, endpoint: body.endpoint, credential: body.credential,
                                                        clearCredential: body.clearCredential ?? false,
-                                                       regionEndpointEnabled: body.regionEndpointEnabled)
+                                                       regionEndpointEnabled: body.regionEndpointEnabled,
+                                                       dataEndpoint: body.dataEndpoint)
             return server.json(ReplicaView(replica))
         }
         api.delete("replications/:location") { _, context in
@@ -103,7 +158,9 @@ public struct ReplicationFeature: RegistryFeature {
             return server.json(try await replication.conflicts(location: location, limit: limit).map(ReplicationConflictView.init))
         }
         api.get("replications/:location/status") { _, context in
-            server.json(ReplicaStatusView(try await replication.status(try context.parameters.require("location"))))
+            var status = try await replication.status(try context.parameters.require("location"))
+            status.health = routing?.health.snapshot(status.replica.location)
+            return server.json(ReplicaStatusView(status))
         }
     }
 }
@@ -124,7 +181,7 @@ extension ReplicationError: ManagementErrorConvertible {
 extension ReplicaView {
     init(_ r: Replica) {
         self.init(location: r.location, endpoint: r.endpoint, credentialSet: r.credentialSet, regionEndpointEnabled: r.regionEndpointEnabled,
-                  createdAt: r.createdAt)
+                  createdAt: r.createdAt, dataEndpoint: r.dataEndpoint)
     }
 }
 
@@ -133,7 +190,8 @@ extension ReplicaStatusView {
         self.init(location: s.replica.location, endpoint: s.replica.endpoint, regionEndpointEnabled: s.replica.regionEndpointEnabled,
                   peerSequence: s.progress.peerSequence, peerSequenceAt: s.progress.peerSequenceAt, appliedSequence: s.appliedSequence,
                   lagEvents: s.lagEvents, lagSeconds: s.lagSeconds, bytesPending: s.progress.bytesPending,
-                  lastError: s.progress.lastError, lastErrorAt: s.progress.lastErrorAt)
+                  lastError: s.progress.lastError, lastErrorAt: s.progress.lastErrorAt,
+                  health: s.health.map { $0.state.rawValue }, healthSince: s.health?.since, healthError: s.health?.lastError)
     }
 }
 

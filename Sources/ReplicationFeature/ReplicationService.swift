@@ -2,7 +2,10 @@ import Access
 import Crypto
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import OCIModel
+import BerthAPIContract
+import RegistryCore
 import RegistryStore
 
 /// A replica as the service hands it to the HTTP edge: never its credential.
@@ -12,6 +15,10 @@ public struct Replica: Sendable, Equatable {
     public var credentialSet: Bool
     public var regionEndpointEnabled: Bool
     public var createdAt: Date
+    /// Where the replica's clients are sent to read blobs (its endpoint unless set apart).
+    public var dataEndpoint: String
+    /// Whether the data endpoint was set apart from the endpoint.
+    public var dataEndpointSet: Bool = false
 }
 
 /// How far this region is behind a replica (`berth replication status`).
@@ -21,12 +28,21 @@ public struct ReplicaStatus: Sendable, Equatable {
     public var appliedSequence: Int64?
     public var lagEvents: Int64?
     public var lagSeconds: Double?
+    /// The peer's end-to-end health as this node's checks last saw it (nil: not checked here).
+    public var health: PeerHealth.Snapshot?
 }
 
 public enum ReplicationError: Error, Equatable, Sendable {
     case invalid(String)
     case notFound(String)
     case conflict(String)
+
+    /// The message alone.
+    public var text: String {
+        switch self {
+        case .invalid(let m), .notFound(let m), .conflict(let m): m
+        }
+    }
 }
 
 /// Replicas of this registry in other regions (issue 13): their configuration, the credential this
@@ -48,6 +64,8 @@ public final class ReplicationService: Sendable {
     let registers: (any ReplicationConflictStore)?
     /// Where a peer reads the document a `setting` event names (`settingDocument`); nil: none.
     let settings: (any SettingsStore)?
+    /// The last storage probe of `health` (write, read back, remove), reused for 5 s.
+    let storageProbe = NIOLockedValueBox<(at: Date, error: String?)?>(nil)
 
     public init(store: any ReplicationStore, events: any EventLogStore, sealingKey: SymmetricKey, policy: OutboundPolicy = OutboundPolicy(),
                 logger: Logger = Logger(label: "berth.replication"), region: String = ReplicationService.defaultRegion,
@@ -167,6 +185,33 @@ public final class ReplicationService: Sendable {
         return try await registers.replicationConflicts(location: location, limit: limit)
     }
 
+    // MARK: health (item 5)
+
+    /// This region's own end-to-end check, as peers ask it: the metadata database answers, the
+    /// blob store's probe (`BlobStore.checkHealth`, as `/readyz` asks) passes, and the largest lag
+    /// behind its own replicas. Healthy when the database and storage are.
+    public func health(registry: Registry) async -> ReplicationHealthView {
+        var errors: [String] = []
+        var database = true, storage = true
+        do { try await registry.metadata.checkHealth() } catch {
+            database = false
+            errors.append("database: \(String("\(error)".prefix(200)))")
+        }
+        do {
+            try await registry.blobs.checkHealth()
+            try await probeStorage(registry)
+        } catch {
+            storage = false
+            errors.append("storage: \(String("\(error)".prefix(200)))")
+        }
+        var lag: Int64?
+        if database, let statuses = try? await statuses() {
+            lag = statuses.compactMap(\.lagEvents).max()
+        }
+        return ReplicationHealthView(region: region, healthy: database && storage, database: database, storage: storage,
+                                     lagEvents: lag, error: errors.isEmpty ? nil : errors.joined(separator: "; "))
+    }
+
     // MARK: validation
 
     /// A region's name: what a replica's location is (`--region`).
@@ -181,14 +226,19 @@ public final class ReplicationService: Sendable {
     }
 
     /// An http(s) base URL without credentials, query or fragment; normalized without a trailing slash.
-    static func normalize(endpoint: String) throws(ReplicationError) -> String {
+    static func normalize(endpoint: String, what: String = "endpoint") throws(ReplicationError) -> String {
         guard endpoint.utf8.count <= 2048, let url = URLComponents(string: endpoint),
               url.scheme == "http" || url.scheme == "https", let host = url.host, !host.isEmpty,
               url.user == nil, url.password == nil, url.query == nil, url.fragment == nil
-        else { throw .invalid("endpoint must be an http(s) URL without credentials, query or fragment (e.g. https://sea.registry.example)") }
+        else { throw .invalid("\(what) must be an http(s) URL without credentials, query or fragment (e.g. https://sea.registry.example)") }
         var normalized = endpoint
         while normalized.hasSuffix("/") { normalized.removeLast() }
         return normalized
+    }
+
+    /// This region's own data endpoint (`--data-endpoint`), checked as a replica's endpoint is.
+    public static func normalizeDataEndpoint(_ value: String) throws(ReplicationError) -> String {
+        try normalize(endpoint: value, what: "data-endpoint")
     }
 
     static func validate(credential: String) throws(ReplicationError) {
@@ -197,11 +247,11 @@ public final class ReplicationService: Sendable {
         else { throw .invalid("credential must be identity:secret (the peer's service identity and its secret)") }
     }
 
-    func checkTarget(_ endpoint: String) async throws(ReplicationError) {
+    func checkTarget(_ endpoint: String, what: String = "endpoint") async throws(ReplicationError) {
         do {
             try await policy.checkTarget(endpoint)
         } catch {
-            throw .invalid("endpoint refused: \(error.message)")
+            throw .invalid("\(what) refused: \(error.message)")
         }
     }
 
@@ -209,7 +259,8 @@ public final class ReplicationService: Sendable {
 
     static func replica(_ r: ReplicaRecord) -> Replica {
         Replica(location: r.location, endpoint: r.endpoint, credentialSet: r.sealedCredential != nil,
-                regionEndpointEnabled: r.regionEndpointEnabled, createdAt: r.createdAt)
+                regionEndpointEnabled: r.regionEndpointEnabled, createdAt: r.createdAt, dataEndpoint: r.dataEndpoint ?? r.endpoint,
+                dataEndpointSet: r.dataEndpoint != nil)
     }
 
     public func list() async throws -> [Replica] {
@@ -221,24 +272,32 @@ public final class ReplicationService: Sendable {
         return Self.replica(r)
     }
 
-    public func create(location: String, endpoint: String, credential: String?, regionEndpointEnabled: Bool) async throws -> Replica {
+    public func create(location: String, endpoint: String, credential: String?, regionEndpointEnabled: Bool,
+                       dataEndpoint: String? = nil) async throws -> Replica {
         try Self.validate(location: location)
         let endpoint = try Self.normalize(endpoint: endpoint)
+        let dataEndpoint = try dataEndpoint.map { e throws(ReplicationError) in try Self.normalize(endpoint: e, what: "data endpoint") }
         if let credential { try Self.validate(credential: credential) }
         try await checkTarget(endpoint)
+        if let dataEndpoint { try await checkTarget(dataEndpoint, what: "data endpoint") }
         let record = ReplicaRecord(location: location, endpoint: endpoint, sealedCredential: try credential.map { try seal($0, location: location) },
-                                   regionEndpointEnabled: regionEndpointEnabled, createdAt: Date())
+                                   regionEndpointEnabled: regionEndpointEnabled, createdAt: Date(), dataEndpoint: dataEndpoint)
         guard try await store.createReplica(record) else { throw ReplicationError.conflict("replica \(location) exists") }
         logger.info("replica created", metadata: ["location": "\(location)", "endpoint": "\(endpoint)"])
         return try await get(location)
     }
 
     public func update(location: String, endpoint: String?, credential: String?, clearCredential: Bool,
-                       regionEndpointEnabled: Bool?) async throws -> Replica {
+                       regionEndpointEnabled: Bool?, dataEndpoint: String? = nil) async throws -> Replica {
         if credential != nil, clearCredential { throw ReplicationError.invalid("credential and clearCredential exclude each other") }
         let endpoint = try endpoint.map { e throws(ReplicationError) in try Self.normalize(endpoint: e) }
+        // "" goes back to the endpoint; anything else is checked as the endpoint is.
+        let newDataEndpoint: String?? = try dataEndpoint.map { e throws(ReplicationError) -> String? in
+            e.isEmpty ? nil : try Self.normalize(endpoint: e, what: "data endpoint")
+        }
         if let credential { try Self.validate(credential: credential) }
         if let endpoint { try await checkTarget(endpoint) }
+        if case .some(.some(let d)) = newDataEndpoint { try await checkTarget(d, what: "data endpoint") }
         // The credential was given for one host: moving the replica elsewhere must not carry it
         // there unasked (found in review). A new endpoint needs the credential again, or its removal.
         if let endpoint, credential == nil, !clearCredential {
@@ -249,7 +308,7 @@ public final class ReplicationService: Sendable {
         }
         let sealed: Data?? = if let credential { .some(try seal(credential, location: location)) } else if clearCredential { .some(nil) } else { nil }
         guard try await store.updateReplica(location: location, endpoint: endpoint, sealedCredential: sealed,
-                                            regionEndpointEnabled: regionEndpointEnabled) else {
+                                            regionEndpointEnabled: regionEndpointEnabled, dataEndpoint: newDataEndpoint) else {
             throw ReplicationError.notFound("replica \(location)")
         }
         return try await get(location)

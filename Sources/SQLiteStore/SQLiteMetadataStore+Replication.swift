@@ -7,7 +7,8 @@ import RegistryStore
 extension SQLiteMetadataStore {
     static func replica(_ row: Row) -> ReplicaRecord {
         ReplicaRecord(location: row["location"], endpoint: row["endpoint"], sealedCredential: row["sealed_credential"],
-                      regionEndpointEnabled: row["region_endpoint_enabled"], createdAt: Date(timeIntervalSince1970: row["created_at"]))
+                      regionEndpointEnabled: row["region_endpoint_enabled"], createdAt: Date(timeIntervalSince1970: row["created_at"]),
+                      dataEndpoint: row["data_endpoint"])
     }
 
     private static func date(_ value: Double?) -> Date? { value.map(Date.init(timeIntervalSince1970:)) }
@@ -25,14 +26,16 @@ extension SQLiteMetadataStore {
     public func createReplica(_ r: ReplicaRecord) async throws -> Bool {
         try await pool.write { db in
             try db.execute(sql: """
-                INSERT INTO replicas(location, endpoint, sealed_credential, region_endpoint_enabled, created_at)
-                VALUES (?, ?, ?, ?, ?) ON CONFLICT(location) DO NOTHING
-                """, arguments: [r.location, r.endpoint, r.sealedCredential, r.regionEndpointEnabled, r.createdAt.timeIntervalSince1970])
+                INSERT INTO replicas(location, endpoint, sealed_credential, region_endpoint_enabled, created_at, data_endpoint)
+                VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(location) DO NOTHING
+                """, arguments: [r.location, r.endpoint, r.sealedCredential, r.regionEndpointEnabled, r.createdAt.timeIntervalSince1970,
+                                r.dataEndpoint])
             return db.changesCount == 1
         }
     }
 
-    public func updateReplica(location: String, endpoint: String?, sealedCredential: Data??, regionEndpointEnabled: Bool?) async throws -> Bool {
+    public func updateReplica(location: String, endpoint: String?, sealedCredential: Data??, regionEndpointEnabled: Bool?,
+                              dataEndpoint: String??) async throws -> Bool {
         try await pool.write { db in
             guard try Row.fetchOne(db, sql: "SELECT 1 FROM replicas WHERE location = ?", arguments: [location]) != nil else { return false }
             if let endpoint { try db.execute(sql: "UPDATE replicas SET endpoint = ? WHERE location = ?", arguments: [endpoint, location]) }
@@ -42,6 +45,9 @@ extension SQLiteMetadataStore {
             if let regionEndpointEnabled {
                 try db.execute(sql: "UPDATE replicas SET region_endpoint_enabled = ? WHERE location = ?",
                                arguments: [regionEndpointEnabled, location])
+            }
+            if let dataEndpoint {
+                try db.execute(sql: "UPDATE replicas SET data_endpoint = ? WHERE location = ?", arguments: [dataEndpoint, location])
             }
             return true
         }

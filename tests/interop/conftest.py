@@ -213,6 +213,11 @@ class RegistryServer:
         if self.password is not None:
             env["BERTH_BOOTSTRAP_OWNER_PASSWORD"] = self.password
         env.update(self.extra_env)
+        # BERTH_INTEROP_SELF_DATA_ENDPOINT=1 runs every server with its own address as its data
+        # endpoint (issue 13): upload sessions then answer absolute Locations, which every push of
+        # the suite must follow.
+        if os.environ.get("BERTH_INTEROP_SELF_DATA_ENDPOINT") and TARGET != "reference":
+            env["BERTH_DATA_ENDPOINT"] = f"http://127.0.0.1:{port}"
         try:
             proc = _popen_retrying(self._command(port), stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, cwd=str(self.workdir), env=env)

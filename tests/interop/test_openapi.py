@@ -356,6 +356,8 @@ CONTRACT_BODIES: Dict[Route, Tuple[object, object]] = {
     ("GET", "/api/v1/replication/events"): (None, "ReplicationEventPage"),
     ("GET", "/api/v1/replication/conflicts"): (None, ["ReplicationConflictView"]),
     ("GET", "/api/v1/replication/settings/{}"): (None, "ReplicatedSettingView"),
+    ("GET", "/api/v1/replication/health"): (None, "ReplicationHealthView"),
+    ("GET", "/api/v1/replication/data-key"): (None, "DataEndpointKeyView"),
     ("GET", "/api/v1/tasks"): (None, ["TaskView"]),
     ("POST", "/api/v1/tasks"): ("TaskRequest", "TaskView"),
     ("GET", "/api/v1/tasks/{}"): (None, "TaskView"),
@@ -811,7 +813,17 @@ def test_hand_written_calls_match_the_document(registry, hook_receiver):
          json={"regionEndpointEnabled": False}, expect=200)
     assert call("GET", "/api/v1/replications/{location}", "/api/v1/replications/southeastasia",
                 expect=200)["regionEndpointEnabled"] is False
+    call("PATCH", "/api/v1/replications/{location}", "/api/v1/replications/southeastasia",
+         json={"dataEndpoint": "https://203.0.113.11"}, expect=200)
+    assert call("GET", "/api/v1/replications/{location}", "/api/v1/replications/southeastasia",
+                expect=200)["dataEndpoint"] == "https://203.0.113.11"
     call("GET", "/api/v1/replications/{location}/status", "/api/v1/replications/southeastasia/status", expect=200)
+    # a peer's routes (the Replicator's registry-wide replication/read; the owner's password has it)
+    for peer_route in ("/api/v1/replication/health", "/api/v1/replication/data-key"):
+        r = requests.get(base + peer_route, auth=registry.creds, timeout=30)
+        contract.check("GET", peer_route, r)
+        assert r.status_code == 200, (peer_route, r.status_code, r.text)
+    assert requests.get(base + "/api/v1/replication/health", timeout=30).status_code == 401
     call("DELETE", "/api/v1/replications/{location}", "/api/v1/replications/southeastasia", expect=204)
 
     # pull-through cache rules and credential sets (issue 17): the password is never shown

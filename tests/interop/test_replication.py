@@ -149,6 +149,8 @@ def test_a_peer_reads_the_event_feed_as_a_replicator(registry, cli):
 # ---------------------------------------------------------------------------
 
 import hashlib
+import re
+import subprocess
 import json
 import time
 
@@ -572,3 +574,125 @@ def test_three_regions_converge(three_regions):
           regions=regions)
     _wait("all caught up", caught_up, regions=regions)
     assert all(r.manifest_digest("mesh/app", "t") is None for r in regions)
+
+
+# ---------------------------------------------------------------------------
+# Items 4-5: regional data endpoints and health-aware routing
+# ---------------------------------------------------------------------------
+
+def _metric(server, name, labels=""):
+    """The value of one sample of ``/metrics`` (0 when absent)."""
+    text = requests.get(f"{server.base}/metrics", timeout=30).text
+    for line in text.splitlines():
+        if line.startswith(name + labels + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def _pulled_digest(tmp_path, source, creds, name):
+    """A skopeo copy of ``source`` into a fresh OCI layout; the manifest digest it recorded."""
+    layout = tmp_path / name
+    skopeo("copy", "--src-tls-verify=false", source, f"oci:{layout}:pulled", creds=creds)
+    index = json.loads((layout / "index.json").read_text())
+    return index["manifests"][0]["digest"]
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2",
+                        BERTH_CLIENT_NETWORKS=f"127.0.0.1/32={SEA}")
+def test_blob_pulls_are_routed_to_the_healthy_region_of_the_client(regions, tmp_path):
+    west, sea = regions
+    # West's own data endpoint names the address it listens on: restart it with it, on the same port.
+    port = west.server.port
+    west.server.stop()
+    west.server.extra_env["BERTH_DATA_ENDPOINT"] = west.server.base
+    west.server.start(port=port)
+    assert west.server.port == port
+
+    # A push to west stays on west: the upload session's Location names west's data endpoint.
+    started = requests.post(f"{west.server.base}/v2/geo/routed/blobs/uploads/", auth=west.server.creds, timeout=30)
+    assert started.status_code == 202 and started.headers["Location"].startswith(west.server.base + "/v2/geo/routed/blobs/uploads/")
+    layout = tmp_path / "layout"
+    pushed = umoci_image(layout, "v1", [{"etc/app.conf": b"routed"}, {"bin/tool": b"\x7fELF" + b"r" * 8192}])
+    skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:v1", f"docker://{west.server.host}/geo/routed:v1",
+           creds=west.server.creds)
+    _wait("geo/routed:v1 in southeastasia", lambda: sea.manifest_digest("geo/routed", "v1") == pushed, regions=(west, sea))
+    _wait("southeastasia healthy as west sees it", lambda: west.status(SEA).get("health") == "healthy", regions=(west,))
+
+    # This machine's clients map to southeastasia: west authorizes each blob GET and sends it there.
+    served_before = _metric(sea.server, "berth_replication_signed_reads_served")
+    assert _pulled_digest(tmp_path, f"docker://{west.server.host}/geo/routed:v1", west.server.creds, "pull1") == pushed
+    manifest = json.loads(west.get(f"/v2/geo/routed/manifests/{pushed}", headers={"Accept": OCI_MANIFEST}).content)
+    blobs = [manifest["config"]["digest"]] + [l["digest"] for l in manifest["layers"]]
+    assert _metric(sea.server, "berth_replication_signed_reads_served") - served_before >= len(blobs)
+    assert _metric(west.server, "berth_replication_redirects", f'{{location="{SEA}"}}') >= len(blobs)
+    assert _metric(west.server, "berth_replication_peer_healthy", f'{{location="{SEA}"}}') == 1
+
+    # The redirect: a signed URL on sea's data endpoint, no token in it; the bytes there are the blob.
+    layer = manifest["layers"][1]["digest"]
+    redirect = west.get(f"/v2/geo/routed/blobs/{layer}", allow_redirects=False)
+    assert redirect.status_code == 307
+    url = redirect.headers["Location"]
+    assert url.startswith(f"{sea.server.base}/v2/geo/routed/blobs/{layer}?") and "berth-signature=" in url
+    assert west.server.password not in url
+    direct = requests.get(url, timeout=30)
+    assert direct.status_code == 200 and hashlib.sha256(direct.content).hexdigest() == layer[7:]
+    # HEAD is answered by west itself.
+    assert requests.head(f"{west.server.base}/v2/geo/routed/blobs/{layer}", auth=west.server.creds, timeout=30).status_code == 200
+    # Tampered, swapped or expired: refused with an OCI error, never the blob.
+    tampered = url.replace("berth-signature=", "berth-signature=A")
+    other = manifest["layers"][0]["digest"]
+    for bad in (tampered, url.replace(layer, other), url.replace("/geo/routed/", "/geo/app/"),
+                re.sub(r"berth-expires=\d+", "berth-expires=1000", url)):
+        r = requests.get(bad, timeout=30)
+        assert r.status_code in (401, 403), (bad, r.status_code)
+        assert r.json()["errors"][0]["code"] in ("DENIED", "UNAUTHORIZED")
+        assert hashlib.sha256(r.content).hexdigest() != layer[7:]
+
+    # Replication lag: sea has not applied an image yet, and serves its blobs all the same, fetched
+    # from west by digest and verified.
+    sea.consumer(WEST, "pause")
+    lagging = umoci_image(layout, "v2", [{"etc/app.conf": b"not replicated yet"}])
+    skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:v2", f"docker://{west.server.host}/geo/routed:v2",
+           creds=west.server.creds)
+    fetched_before = _metric(sea.server, "berth_replication_signed_reads_fetched")
+    assert _pulled_digest(tmp_path, f"docker://{west.server.host}/geo/routed:v2", west.server.creds, "pull2") == lagging
+    assert _metric(sea.server, "berth_replication_signed_reads_fetched") - fetched_before >= 1
+    assert sea.manifest_digest("geo/routed", "v2") is None   # the manifest still waits for replication
+    sea.consumer(WEST, "resume")
+
+    # Southeastasia goes down: west stops routing to it within a bounded wait, and every pull
+    # through west succeeds with no change to the client.
+    sea.server.stop()
+    _wait("southeastasia unhealthy as west sees it", lambda: west.status(SEA).get("health") == "unhealthy", regions=(west,))
+    assert west.status(SEA).get("healthError")
+    assert _metric(west.server, "berth_replication_peer_healthy", f'{{location="{SEA}"}}') == 0
+    failed = 0
+    for i in range(3):
+        try:
+            assert _pulled_digest(tmp_path, f"docker://{west.server.host}/geo/routed:v1", west.server.creds, f"after{i}") == pushed
+        except (AssertionError, subprocess.CalledProcessError):
+            failed += 1
+    assert failed == 0
+    local = west.get(f"/v2/geo/routed/blobs/{layer}", allow_redirects=False)
+    assert local.status_code == 200 and hashlib.sha256(local.content).hexdigest() == layer[7:]
+
+
+def test_routing_settings_are_refused_clearly_when_malformed(tmp_path):
+    from conftest import berth_bin
+
+    def serve(*args, env=None):
+        return subprocess.run([str(berth_bin()), "serve", "--data", str(tmp_path / "d"), "--listen", "127.0.0.1:1", *args],
+                              capture_output=True, text=True, timeout=60, env=env)
+
+    for bad, says in ((["--client-network", "10.0.0.0/8"], "CIDR=REGION"),
+                      (["--client-network", "10.0.0.0/33=sea"], "10.0.0.0/33=sea"),
+                      (["--client-network", "10.0.0.0/8=Sea_Asia"], "10.0.0.0/8=Sea_Asia"),
+                      (["--client-network", "10.0.0.0/8=a", "--client-network", "10.0.0.0/8=b"], "mapped twice"),
+                      (["--data-endpoint", "ftp://west.example"], "data-endpoint must be an http(s) URL")):
+        r = serve(*bad)
+        assert r.returncode != 0, bad
+        assert "--client-network" in r.stderr or "--data-endpoint" in r.stderr, r.stderr
+        assert says in r.stderr, (bad, r.stderr)
+    env = dict(os.environ, BERTH_CLIENT_NETWORKS="10.0.0.0/8=west,banana=sea")
+    r = serve(env=env)
+    assert r.returncode != 0 and "BERTH_CLIENT_NETWORKS" in r.stderr and "banana=sea" in r.stderr, r.stderr

@@ -45,6 +45,28 @@ extension MetadataStoreConformance {
             let created = try await s.replica(location: "b")
             #expect(!unknown && created == nil)
         },
+        Case("replica data endpoint: stored on create, set, kept by other updates, cleared back to nil") { s in
+            var r = replica("a")
+            r.dataEndpoint = "https://data.a.registry.example"
+            _ = try await s.createReplica(r)
+            _ = try await s.createReplica(replica("b"))
+            let created = try await s.replica(location: "a")
+            let plain = try await s.replica(location: "b")
+            #expect(created == r && plain?.dataEndpoint == nil)
+            _ = try await s.updateReplica(location: "a", endpoint: "https://moved.example", sealedCredential: nil, regionEndpointEnabled: nil)
+            let kept = try await s.replica(location: "a")
+            #expect(kept?.dataEndpoint == "https://data.a.registry.example" && kept?.endpoint == "https://moved.example")
+            _ = try await s.updateReplica(location: "b", endpoint: nil, sealedCredential: nil, regionEndpointEnabled: nil,
+                                          dataEndpoint: .some("https://data.b.example"))
+            let set = try await s.replica(location: "b")
+            #expect(set?.dataEndpoint == "https://data.b.example" && set?.endpoint == replica("b").endpoint)
+            _ = try await s.updateReplica(location: "a", endpoint: nil, sealedCredential: nil, regionEndpointEnabled: nil, dataEndpoint: .some(nil))
+            let cleared = try await s.replica(location: "a")
+            #expect(cleared?.dataEndpoint == nil && cleared?.sealedCredential == r.sealedCredential)
+            let unknown = try await s.updateReplica(location: "c", endpoint: nil, sealedCredential: nil, regionEndpointEnabled: nil,
+                                                    dataEndpoint: .some("https://x.example"))
+            #expect(!unknown)
+        },
         Case("replica progress: empty at first, replaced whole, gone with the replica") { s in
             let before = try await s.replicaProgress(location: "a")
             let recordedForNone = try await s.recordReplicaProgress(location: "a", ReplicaProgress(bytesPending: 5))

@@ -1,0 +1,366 @@
+import Access
+import BerthAPIContract
+import Crypto
+import Foundation
+import HTTPAPI
+import Hummingbird
+import Logging
+import NIOConcurrencyHelpers
+import OCIModel
+import RegistryCore
+import RegistryStore
+import ServiceLifecycle
+import UpstreamClient
+
+/// Regional data endpoints and health-aware routing (issue 13 items 4-5).
+public struct DataRoutingConfiguration: Sendable {
+    /// This region's own data endpoint (`https://west.data.example`): upload sessions name it,
+    /// and routing is on only when it is set.
+    public var dataEndpoint: String?
+    public var clientNetworks: ClientNetworks
+    /// Seconds a signed URL lives (at most `DataEndpointSignature.maxLifetime`).
+    public var urlLifetime: TimeInterval = 120
+    /// Between two health checks of a peer, and how long one may take.
+    public var healthInterval: Duration = .seconds(1)
+    public var healthTimeout: Duration = .milliseconds(1500)
+    public var failuresToFail = 2
+    public var successesToRecover = 2
+    /// The key that signs this region's redirects: the raw 32 bytes stored under `name` in the
+    /// shared key material (sealed at rest, the same for every node of the region), made when
+    /// missing. Keys rotate every `keyPeriod`; a new period's key is made on first use.
+    public var signingKeyMaterial: @Sendable (_ name: String) async throws -> Data
+    public var keyPeriod: TimeInterval = 30 * 86_400
+
+    /// A fresh Ed25519 signing key, raw (32 bytes), for `signingKeyMaterial` to store.
+    public static func newSigningKey() -> Data { Curve25519.Signing.PrivateKey().rawRepresentation }
+
+    public init(dataEndpoint: String?, clientNetworks: ClientNetworks,
+                signingKeyMaterial: @escaping @Sendable (_ name: String) async throws -> Data) {
+        self.dataEndpoint = dataEndpoint
+        self.clientNetworks = clientNetworks
+        self.signingKeyMaterial = signingKeyMaterial
+    }
+}
+
+/// Sends a blob GET to the data endpoint of the region its client's network maps to, when that
+/// replica is healthy and its region endpoint enabled; verifies the signed reads other regions
+/// send here and fetches what is missing from the region that signed.
+public final class DataRouting: BlobRouting, Sendable {
+    let configuration: DataRoutingConfiguration
+    let applier: ReplicationApplier
+    let health: PeerHealthMonitor
+    let logger: Logger
+    /// This region's signing keys by period.
+    private let signingKeys = NIOLockedValueBox<[Int64: Curve25519.Signing.PrivateKey]>([:])
+    /// Peers' public keys by (region, key id), with when to ask again.
+    private let peerKeys = NIOLockedValueBox<[String: (key: Curve25519.Signing.PublicKey, until: Date)]>([:])
+    /// The request for a peer's key under way, shared by the reads that wait for it.
+    private let keyFetches = NIOLockedValueBox<[String: Task<Void, Never>]>([:])
+    /// When a peer's key was last asked for (an unknown key id asks at most once per 5 s per region).
+    private let lastKeyFetch = NIOLockedValueBox<[String: Date]>([:])
+    /// Redirects answered, and signed reads served (for the metrics and tests).
+    let redirects = NIOLockedValueBox<[String: Int]>([:])
+    let signedReads = NIOLockedValueBox<(served: Int, fetched: Int, refused: Int)>((0, 0, 0))
+
+    public init(configuration: DataRoutingConfiguration, applier: ReplicationApplier, health: PeerHealthMonitor,
+                logger: Logger = Logger(label: "berth.replication")) {
+        self.configuration = configuration
+        self.applier = applier
+        self.health = health
+        self.logger = logger
+    }
+
+    var region: String { applier.region }
+
+    public var uploadLocationBase: String? { configuration.dataEndpoint }
+
+    public func isSigned(_ request: Request) -> Bool {
+        request.uri.queryParameters[DataEndpointSignature.signatureParameter[...]] != nil
+    }
+
+    // MARK: signing (the login server's side)
+
+    static let keyNamePrefix = "replication-data-signing-key-"
+
+    func signingKey(now: Date) async throws -> Curve25519.Signing.PrivateKey {
+        let period = Int64(now.timeIntervalSince1970 / configuration.keyPeriod)
+        if let key = signingKeys.withLockedValue({ $0[period] }) { return key }
+        let raw = try await configuration.signingKeyMaterial(Self.keyNamePrefix + String(period))
+        let key = try Curve25519.Signing.PrivateKey(rawRepresentation: raw)
+        signingKeys.withLockedValue { $0[period] = key }
+        return key
+    }
+
+    /// The public key of the current period, for peers (`GET /api/v1/replication/data-key`).
+    func currentKey(now: Date = Date()) async throws -> DataEndpointKeyView {
+        let key = try await signingKey(now: now).publicKey
+        let period = (now.timeIntervalSince1970 / configuration.keyPeriod).rounded(.down)
+        return DataEndpointKeyView(region: region, keyId: DataEndpointSignature.keyId(key), publicKey: key.rawRepresentation.base64EncodedString(),
+                                   expiresAt: Date(timeIntervalSince1970: (period + 1) * configuration.keyPeriod))
+    }
+
+    public func redirect(_ request: Request, repository: RepositoryName, digest: OCIModel.Digest, client: IPAddress?) async throws -> String? {
+        // A peer region's own fetches (the replication consumer, a signed read's fetch of what is
+        // missing) are served here: sending them on could send them back.
+        guard configuration.dataEndpoint != nil, let client,
+              request.headers[.userAgent] != "berth-upstream",
+              let target = configuration.clientNetworks.region(for: client), target != region,
+              let peer = health.routable(target) else { return nil }
+        let expires = Int64(Date().timeIntervalSince1970 + min(configuration.urlLifetime, DataEndpointSignature.maxLifetime))
+        let query = try DataEndpointSignature.sign(repository: repository.value, digest: digest.string, expires: expires, region: region,
+                                                   key: try await signingKey(now: Date()))
+        redirects.withLockedValue { $0[target, default: 0] += 1 }
+        return "\(peer.dataEndpoint)/v2/\(repository.value)/blobs/\(digest.string)?\(query)"
+    }
+
+    // MARK: verifying (the data endpoint's side)
+
+    public func admitSigned(_ request: Request, repository: RepositoryName, digest: OCIModel.Digest) async throws {
+        do {
+            try await verify(request, repository: repository, digest: digest)
+        } catch let refusal as DataEndpointRefusal {
+            signedReads.withLockedValue { $0.refused += 1 }
+            logger.notice("signed blob read refused", metadata: ["repository": "\(repository)", "reason": "\(refusal.message)"])
+            throw RegistryError(refusal.status == 401 ? .unauthorized : .denied, refusal.message, status: refusal.status)
+        }
+        // Replication may not have brought the blob yet: fetch it from the region that signed
+        // (verified while it streams into the store, so it is visible only once whole and right).
+        if try await applier.registry.metadata.linkedBlobSize(repository: repository.value, digest: digest) == nil,
+           let signer = request.uri.queryParameters[DataEndpointSignature.regionParameter[...]].map(String.init),
+           let record = try await applier.service.store.replica(location: signer) {
+            let client = try await applier.client(for: record)
+            if try await applier.ensureBlob(repository, digest, size: nil, client: client) {
+                signedReads.withLockedValue { $0.fetched += 1 }
+            }
+        }
+        signedReads.withLockedValue { $0.served += 1 }
+    }
+
+    func verify(_ request: Request, repository: RepositoryName, digest: OCIModel.Digest) async throws {
+        var query: [String: [String]] = [:]
+        for name in [DataEndpointSignature.regionParameter, DataEndpointSignature.keyParameter, DataEndpointSignature.expiresParameter,
+                     DataEndpointSignature.signatureParameter] {
+            query[name] = request.uri.queryParameters.getAll(name).map { String($0) }
+        }
+        let signed = try DataEndpointSignature.parse(query)
+        guard signed.region != region, let record = try await applier.service.store.replica(location: signed.region) else {
+            throw DataEndpointRefusal.unknownRegion(signed.region)
+        }
+        let key = try await peerKey(record, keyId: signed.keyId)
+        try signed.verify(method: "GET", repository: repository.value, digest: digest.string, key: key, now: Date())
+    }
+
+    /// The signing region's public key named `keyId`: cached until the peer's stated expiry, else
+    /// asked of the peer over the replication credential (`GET /api/v1/replication/data-key`).
+    /// Concurrent reads share one request; a key id still unknown after it is refused, and the peer
+    /// is asked again at most every 5 s (a flood of forged key ids costs the peer nothing).
+    func peerKey(_ replica: ReplicaRecord, keyId: String) async throws -> Curve25519.Signing.PublicKey {
+        let cacheKey = replica.location + "\u{0}" + keyId
+        if let cached = peerKeys.withLockedValue({ $0[cacheKey] }), cached.until > Date() { return cached.key }
+        let task = keyFetches.withLockedValue { fetches -> Task<Void, Never>? in
+            if let running = fetches[replica.location] { return running }
+            let now = Date()
+            let mayAsk = lastKeyFetch.withLockedValue { last -> Bool in
+                if let at = last[replica.location], now.timeIntervalSince(at) < 5 { return false }
+                last[replica.location] = now
+                return true
+            }
+            guard mayAsk else { return nil }
+            let running = Task { await self.fetchKey(replica) }
+            fetches[replica.location] = running
+            return running
+        }
+        await task?.value
+        if let cached = peerKeys.withLockedValue({ $0[cacheKey] }), cached.until > Date() { return cached.key }
+        throw DataEndpointRefusal.unknownKey
+    }
+
+    private func fetchKey(_ replica: ReplicaRecord) async {
+        defer {
+            _ = keyFetches.withLockedValue { $0.removeValue(forKey: replica.location) }
+            lastKeyFetch.withLockedValue { $0[replica.location] = Date() }
+        }
+        do {
+            let client = try await applier.client(for: replica)
+            let bytes = try await client.document(path: "/api/v1/replication/data-key", limit: 64 << 10)
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            let view = try decoder.decode(DataEndpointKeyView.self, from: Data(bytes))
+            guard view.region == replica.location, let raw = Data(base64Encoded: view.publicKey),
+                  let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw), DataEndpointSignature.keyId(key) == view.keyId
+            else {
+                logger.warning("a replica's data-endpoint key is not usable", metadata: ["location": "\(replica.location)"])
+                return
+            }
+            // Kept at most a day past now, whatever the peer says.
+            let until = min(view.expiresAt, Date().addingTimeInterval(86_400))
+            peerKeys.withLockedValue { $0[replica.location + "\u{0}" + view.keyId] = (key, until) }
+        } catch {
+            logger.warning("the data-endpoint key of a replica cannot be read", metadata: ["location": "\(replica.location)", "error": "\(error)"])
+        }
+    }
+}
+
+/// The health of every peer as this node checks it, and what routing may use.
+public final class PeerHealthMonitor: Sendable {
+    struct Peer {
+        var health: PeerHealth
+        var dataEndpoint: String
+        var enabled: Bool
+    }
+
+    private let peers = NIOLockedValueBox<[String: Peer]>([:])
+    let failuresToFail: Int
+    let successesToRecover: Int
+
+    public init(failuresToFail: Int = 2, successesToRecover: Int = 2) {
+        self.failuresToFail = failuresToFail
+        self.successesToRecover = successesToRecover
+    }
+
+    /// The replica's data endpoint when clients may be sent there: healthy and enabled.
+    func routable(_ location: String) -> (dataEndpoint: String, Void)? {
+        peers.withLockedValue { peers in
+            guard let p = peers[location], p.enabled, p.health.state == .healthy else { return nil }
+            return (p.dataEndpoint, ())
+        }
+    }
+
+    public func snapshot(_ location: String) -> PeerHealth.Snapshot? {
+        peers.withLockedValue { $0[location]?.health.snapshot }
+    }
+
+    /// Keeps the replicas' configuration current and forgets deleted ones.
+    func configure(_ replicas: [ReplicaRecord]) {
+        peers.withLockedValue { peers in
+            let names = Set(replicas.map(\.location))
+            peers = peers.filter { names.contains($0.key) }
+            for r in replicas {
+                var p = peers[r.location] ?? Peer(health: PeerHealth(failuresToFail: failuresToFail, successesToRecover: successesToRecover),
+                                                  dataEndpoint: "", enabled: false)
+                p.dataEndpoint = r.dataEndpoint ?? r.endpoint
+                p.enabled = r.regionEndpointEnabled
+                peers[r.location] = p
+            }
+        }
+    }
+
+    /// Records one check's outcome; true when the state changed.
+    @discardableResult
+    func record(_ location: String, error: String?, lagEvents: Int64? = nil, at now: Date = Date()) -> Bool {
+        peers.withLockedValue { peers in
+            guard var p = peers[location] else { return false }
+            let changed = p.health.record(error: error, lagEvents: lagEvents, at: now)
+            peers[location] = p
+            return changed
+        }
+    }
+}
+
+/// Checks every peer end to end every `interval` (its `GET /api/v1/replication/health`, over the
+/// replication credential, within `timeout`), on every node (routing is decided per node).
+public struct PeerHealthService: Service {
+    let routing: DataRouting
+
+    public init(routing: DataRouting) { self.routing = routing }
+
+    public func run() async throws {
+        let interval = routing.configuration.healthInterval
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                await checkAll()
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+
+    func checkAll() async {
+        guard let replicas = try? await routing.applier.service.store.replicas() else { return }
+        routing.health.configure(replicas)
+        await withTaskGroup(of: Void.self) { group in
+            for replica in replicas {
+                group.addTask { await check(replica) }
+            }
+        }
+    }
+
+    func check(_ replica: ReplicaRecord) async {
+        let timeout = routing.configuration.healthTimeout
+        let routing = self.routing
+        // The check is bounded whatever the transport does: at the deadline it counts as failed
+        // and is cancelled, and the next one starts on time (a peer that hangs leaves routing as
+        // fast as one that refuses).
+        let outcome: (error: String?, lag: Int64?) = await Self.withDeadline(timeout, onTimeout: ("no answer within \(timeout)", nil)) {
+            do {
+                let client = try await routing.applier.client(for: replica)
+                let bytes = try await client.document(path: "/api/v1/replication/health", limit: 64 << 10)
+                let view = try JSONDecoder().decode(ReplicationHealthView.self, from: Data(bytes))
+                guard view.region == replica.location else { return ("the peer answers as region \(view.region)", nil) }
+                return view.healthy ? (nil, view.lagEvents) : (view.error ?? "the peer reports itself unhealthy", view.lagEvents)
+            } catch {
+                return (String("\(error)".prefix(300)), nil)
+            }
+        }
+        if routing.health.record(replica.location, error: outcome.error, lagEvents: outcome.lag) {
+            let state = routing.health.snapshot(replica.location)?.state.rawValue ?? "?"
+            routing.logger.notice("replica health changed", metadata: ["location": "\(replica.location)", "health": "\(state)",
+                                                                       "error": "\(outcome.error ?? "-")"])
+        }
+    }
+
+    /// `operation`'s answer, or `onTimeout` once `timeout` passed (the operation is then cancelled
+    /// and not waited for).
+    static func withDeadline<T: Sendable>(_ timeout: Duration, onTimeout: T,
+                                          _ operation: @escaping @Sendable () async -> T) async -> T {
+        let answered = NIOLockedValueBox(false)
+        let claim: @Sendable () -> Bool = { answered.withLockedValue { done in defer { done = true }; return !done } }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
+            let work = Task {
+                let value = await operation()
+                if claim() { continuation.resume(returning: value) }
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                if claim() {
+                    work.cancel()
+                    continuation.resume(returning: onTimeout)
+                }
+            }
+        }
+    }
+}
+
+extension ReplicationService {
+    /// The blob store written, read back and cleaned: a small upload session of its own (never a
+    /// blob, never a repository's), at most once per 5 s whatever the number of peers asking.
+    func probeStorage(_ registry: Registry, now: Date = Date()) async throws {
+        if let last = storageProbe.withLockedValue({ $0 }), now.timeIntervalSince(last.at) < 5, now >= last.at {
+            if let error = last.error { throw ReplicationError.invalid(error) }
+            return
+        }
+        var failure: String?
+        do { try await Self.writeReadProbe(registry) } catch { failure = "storage probe: \(String("\(error)".prefix(200)))" }
+        storageProbe.withLockedValue { $0 = (now, failure) }
+        if let failure { throw ReplicationError.invalid(failure) }
+    }
+
+    static func writeReadProbe(_ registry: Registry) async throws {
+        let id = UUID().uuidString.lowercased()
+        let bytes = Array("berth replication health probe \(id)".utf8)
+        let blobs = registry.blobs
+        try await blobs.createUpload(id: id, owner: "-replication-health-probe")
+        do {
+            let body = AsyncStream<ByteBuffer> { c in
+                c.yield(ByteBuffer(bytes: bytes))
+                c.finish()
+            }
+            _ = try await blobs.append(id: id, offset: 0, body: body, limit: Int64(bytes.count))
+            let back = try await blobs.readSmallUpload(id: id, expected: OCIModel.Digest.compute(bytes), limit: 4096)
+            guard back == bytes else { throw ReplicationError.invalid("the storage probe read back other bytes") }
+        } catch {
+            try? await blobs.cancelUpload(id: id)
+            throw error
+        }
+        try await blobs.cancelUpload(id: id)
+    }
+}

@@ -1,0 +1,210 @@
+import Access
+import BerthAPIContract
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import OCIModel
+import RegistryCore
+import RegistryStore
+import ReplicationFeature
+import Testing
+@testable import HTTPAPI
+
+/// Issue 13 items 4-5 over HTTP with two live regions on loopback: west sends a blob GET of a
+/// client its networks map to sea (307, signed URL), sea verifies the signature with west's key
+/// (fetched over the replication credential) and serves the blob it lacks by fetching it from
+/// west; tampered URLs are refused; an unhealthy or disabled sea leaves routing.
+@Suite struct DataEndpointRoutingTests {
+    func ownerWith(length: Int) -> HTTPFields {
+        var h = owner
+        h[.contentLength] = String(length)
+        return h
+    }
+
+    func region(_ name: String, dataEndpoint: String?, networks: [String]) async throws
+        -> (registry: Registry, access: AccessControl, service: ReplicationService, app: some ApplicationProtocol) {
+        let dir = tempDataDir()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
+        let backend = registry.metadata as! any MetadataBackend
+        let access = try await AccessControl.open(store: backend, keyDirectory: dir + "/keys")
+        _ = try await access.bootstrap(ownerPassword: ownerPassword)
+        let key = try await ReplicationService.sharedSealingKey(SharedKeyMaterial(store: backend, kek: KeyEncryptionKey.generate()))
+        let policy = try OutboundPolicy(allow: "127.0.0.1/32")
+        let service = ReplicationService(store: backend, events: backend, sealingKey: key, policy: policy, logger: logger, region: name,
+                                         content: backend, registers: backend, settings: backend)
+        let applier = ReplicationApplier(registry: registry, service: service, registers: backend, logger: logger)
+        let signing = DataRoutingConfiguration.newSigningKey()
+        var routing = DataRoutingConfiguration(dataEndpoint: dataEndpoint, clientNetworks: try ClientNetworks.parse(networks)) { _ in signing }
+        routing.healthInterval = .milliseconds(200)
+        let app = try await BerthServer.makeApplication(
+            registry: registry, access: access,
+            features: standardFeatures(registry) + [ReplicationFeature(service: service, applier: applier, poll: .milliseconds(200),
+                                                                       routing: routing)],
+            host: "127.0.0.1", port: 0, logger: logger)
+        return (registry, access, service, app)
+    }
+
+    func replicator(_ access: AccessControl) async throws -> String {
+        _ = try await access.createIdentity(testActor, name: "peer", withPassword: false)
+        let password = try await access.resetIdentityPassword(testActor, name: "peer")
+        _ = try await access.assignRole(testActor, assignee: "peer", role: "Replicator", scope: "*")
+        return "peer:" + password
+    }
+
+    func status(_ client: any TestClientProtocol, _ location: String) async throws -> ReplicaStatusView {
+        let r = try await client.execute(uri: "/api/v1/replications/\(location)/status", method: .get, headers: owner)
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try decoder.decode(ReplicaStatusView.self, from: Data(buffer: r.body))
+    }
+
+    /// Polls `check` every 100 ms for at most 30 s (a loaded machine); false when it never held.
+    func eventually(_ check: () async throws -> Bool) async throws -> Bool {
+        for _ in 0..<300 {
+            if try await check() { return true }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return false
+    }
+
+    /// The path and query of an absolute URL on loopback, and its port.
+    func split(_ url: String) throws -> (port: Int, uri: String) {
+        let c = try #require(URLComponents(string: url))
+        return (try #require(c.port), c.percentEncodedPath + "?" + (c.percentEncodedQuery ?? ""))
+    }
+
+    @Test func aBlobGetIsSentToTheHealthyRegionOfItsClientAndServedThereVerified() async throws {
+        let west = try await region("westeurope", dataEndpoint: "https://west.data.example", networks: ["127.0.0.1/32=sea", "10.0.0.0/8=westeurope"])
+        let sea = try await region("sea", dataEndpoint: nil, networks: [])
+        let westPeer = try await replicator(west.access)
+        let seaPeer = try await replicator(sea.access)
+        let bytes = Array("a layer only west holds".utf8)
+        let digest = sha256(bytes)
+        try await west.app.test(.live) { w in
+            try await sea.app.test(.live) { s in
+                let wPort = try #require(w.port), sPort = try #require(s.port)
+                _ = try await west.service.create(location: "sea", endpoint: "http://127.0.0.1:\(sPort)", credential: seaPeer,
+                                                  regionEndpointEnabled: true, dataEndpoint: "http://127.0.0.1:\(sPort)/")
+                _ = try await sea.service.create(location: "westeurope", endpoint: "http://127.0.0.1:\(wPort)", credential: westPeer,
+                                                 regionEndpointEnabled: true)
+                // Uploads name west's own data endpoint (a push stays in its region).
+                let upload = try await w.execute(uri: "/v2/geo/app/blobs/uploads/", method: .post, headers: owner)
+                #expect(upload.status == .accepted)
+                #expect(upload.headers[.location]?.hasPrefix("https://west.data.example/v2/geo/app/blobs/uploads/") == true)
+                let pushed = try await w.execute(uri: "/v2/geo/app/blobs/uploads/?digest=\(digest)", method: .post,
+                                                 headers: ownerWith(length: bytes.count), body: buf(bytes))
+                #expect(pushed.status == .created)
+
+                // Health: sea's end-to-end check passes (database, storage), so it is routed to.
+                #expect(try await eventually { try await status(w, "sea").health == "healthy" })
+                let health = try await status(w, "sea")
+                #expect(health.healthError == nil && health.healthSince != nil)
+                // What sea answers its peers: database and storage (written, read back, removed) checked.
+                let own = try await s.execute(uri: "/api/v1/replication/health", method: .get, headers: owner)
+                let view = try JSONDecoder().decode(ReplicationHealthView.self, from: Data(buffer: own.body))
+                #expect(view == ReplicationHealthView(region: "sea", healthy: true, database: true, storage: true, lagEvents: view.lagEvents,
+                                                      error: nil))
+                #expect(try await s.execute(uri: "/api/v1/replication/health", method: .get).status == .unauthorized)
+                #expect(try await sea.registry.blobs.openUploadCount() == 0)   // the probe's session is gone
+
+                // The blob GET is authorized here, then sent to sea's data endpoint: a signed URL, no token in it.
+                let get = try await w.execute(uri: "/v2/geo/app/blobs/\(digest)", method: .get, headers: owner)
+                #expect(get.status == .temporaryRedirect)
+                let location = try #require(get.headers[.location])
+                #expect(location.hasPrefix("http://127.0.0.1:\(sPort)/v2/geo/app/blobs/\(digest)?berth-region=westeurope&berth-key="))
+                #expect(!location.lowercased().contains("bearer") && !location.contains(ownerPassword))
+                // HEAD is answered here; so is a GET without credentials (never redirected before authorization).
+                #expect(try await w.execute(uri: "/v2/geo/app/blobs/\(digest)", method: .head, headers: owner).status == .ok)
+                let anonymous = try await w.execute(uri: "/v2/geo/app/blobs/\(digest)", method: .get)
+                #expect(anonymous.status == .unauthorized && anonymous.headers[.location] == nil)
+
+                // Sea serves it although replication never brought it (a lone blob is not replicated):
+                // fetched from west by digest, verified, then served.
+                let (port, uri) = try split(location)
+                #expect(port == sPort)
+                #expect(try await sea.registry.metadata.linkedBlobSize(repository: "geo/app", digest: try Digest(parsing: digest)) == nil)
+                let served = try await s.execute(uri: uri, method: .get)
+                #expect(served.status == .ok)
+                #expect(Array(served.body.readableBytesView) == bytes)
+                #expect(served.headers[.dockerContentDigest] == digest)
+                // Credentials west issued that a client carries along are not what sea judges.
+                let withWestCredentials = try await s.execute(uri: uri, method: .get, headers: basic("owner", "not-sea's-password"))
+                #expect(withWestCredentials.status == .ok)
+
+                // Hostile URLs: never a blob.
+                let other = sha256(Array("another".utf8))
+                let refusals: [(String, HTTPResponse.Status)] = [
+                    (uri.replacingOccurrences(of: digest, with: other), .forbidden),                          // digest swapped
+                    (uri.replacingOccurrences(of: "/geo/app/", with: "/geo/other/"), .forbidden),            // repository swapped
+                    (uri.replacingOccurrences(of: "berth-signature=", with: "berth-signature=A"), .forbidden), // tampered
+                    (uri.replacingOccurrences(of: "berth-region=westeurope", with: "berth-region=sea"), .forbidden), // itself
+                    (uri.replacingOccurrences(of: "berth-region=westeurope", with: "berth-region=eastus"), .forbidden), // unknown
+                    (uri + "&berth-region=westeurope", .forbidden),                                           // repeated
+                ]
+                for (bad, expected) in refusals {
+                    let r = try await s.execute(uri: bad, method: .get)
+                    #expect(r.status == expected, "\(bad)")
+                    #expect(errorCode(r) == "DENIED", "\(bad)")
+                    #expect(Array(r.body.readableBytesView) != bytes)
+                }
+                // An expired URL: 401.
+                let expired = uri.replacingOccurrences(of: #"berth-expires=[0-9]+"#, with: "berth-expires=1000", options: .regularExpression)
+                let old = try await s.execute(uri: expired, method: .get)
+                #expect(old.status == .unauthorized && errorCode(old) == "UNAUTHORIZED")
+
+                // Sea counts what it served for other regions.
+                let metrics = String(buffer: try await s.execute(uri: "/metrics", method: .get).body)
+                #expect(metrics.contains("berth_replication_signed_reads_served 2"))
+                #expect(metrics.contains("berth_replication_signed_reads_fetched 1"))
+                let westMetrics = String(buffer: try await w.execute(uri: "/metrics", method: .get).body)
+                #expect(westMetrics.contains("berth_replication_peer_healthy{location=\"sea\"} 1"))
+
+                // The region endpoint disabled: served here.
+                _ = try await west.service.update(location: "sea", endpoint: nil, credential: nil, clearCredential: false,
+                                                  regionEndpointEnabled: false)
+                #expect(try await eventually {
+                    try await w.execute(uri: "/v2/geo/app/blobs/\(digest)", method: .get, headers: owner).status == .ok
+                })
+                _ = try await west.service.update(location: "sea", endpoint: nil, credential: nil, clearCredential: false,
+                                                  regionEndpointEnabled: true)
+                #expect(try await eventually {
+                    try await w.execute(uri: "/v2/geo/app/blobs/\(digest)", method: .get, headers: owner).status == .temporaryRedirect
+                })
+                // Sea failing its checks (here: west's credential for it no longer works) leaves
+                // routing with no client change, and comes back when it passes again.
+                _ = try await west.service.update(location: "sea", endpoint: nil, credential: "peer:wrong-password", clearCredential: false,
+                                                  regionEndpointEnabled: nil)
+                #expect(try await eventually { try await status(w, "sea").health == "unhealthy" })
+                let local = try await w.execute(uri: "/v2/geo/app/blobs/\(digest)", method: .get, headers: owner)
+                #expect(local.status == .ok && Array(local.body.readableBytesView) == bytes)
+                #expect(try await status(w, "sea").healthError != nil)
+                _ = try await west.service.update(location: "sea", endpoint: nil, credential: seaPeer, clearCredential: false,
+                                                  regionEndpointEnabled: nil)
+                #expect(try await eventually { try await status(w, "sea").health == "healthy" })
+                #expect(try await w.execute(uri: "/v2/geo/app/blobs/\(digest)", method: .get, headers: owner).status == .temporaryRedirect)
+            }
+        }
+    }
+
+    @Test func aClientOfThisRegionOrOfNoMappedNetworkIsServedHere() async throws {
+        // 127.0.0.1 maps to this region itself: nothing is redirected, whatever the peers.
+        let west = try await region("westeurope", dataEndpoint: "https://west.data.example", networks: ["127.0.0.0/8=westeurope"])
+        let bytes = Array("local".utf8)
+        let digest = sha256(bytes)
+        try await west.app.test(.live) { w in
+            _ = try await w.execute(uri: "/v2/geo/app/blobs/uploads/?digest=\(digest)", method: .post,
+                                    headers: ownerWith(length: bytes.count), body: buf(bytes))
+            let get = try await w.execute(uri: "/v2/geo/app/blobs/\(digest)", method: .get, headers: owner)
+            #expect(get.status == .ok && Array(get.body.readableBytesView) == bytes)
+            // A signed URL naming a region that is no replica here: refused.
+            let forged = "/v2/geo/app/blobs/\(digest)?berth-region=sea&berth-key=0123456789abcdef&berth-expires=\(Int(Date().timeIntervalSince1970) + 60)&berth-signature=" + String(repeating: "A", count: 86)
+            let r = try await w.execute(uri: forged, method: .get)
+            #expect(r.status == .forbidden && errorCode(r) == "DENIED")
+        }
+    }
+}
