@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit, vImportJobs, v7pulltimes, vRunLogs, vReplConflicts, vSettingRegisters, vDataEndpointHG3]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit, vImportJobs, v7pulltimes, vRunLogs, vReplConflicts, vSettingRegisters, vDataEndpoint]
 
     static var latest: Int { all.count }
 
@@ -468,8 +468,8 @@ enum PostgresMigrations {
         """,
     ]
 
-    /// A replica's data endpoint (issue 13 item 4; helper h-g3): NULL is its endpoint.
-    static let vDataEndpointHG3: [String] = [
+    /// A replica's data endpoint (issue 13 item 4): NULL is its endpoint.
+    static let vDataEndpoint: [String] = [
         "ALTER TABLE replicas ADD COLUMN data_endpoint \(text)",
     ]
 

@@ -638,7 +638,7 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
             // A setting's writes (its `setting` events) found by name for replication's register merge.
             try db.execute(sql: "CREATE INDEX events_setting_writes ON events(detail, seq) WHERE action = 'setting'")
         }
-        m.registerMigration("v28-h-g3-data-endpoint") { db in
+        m.registerMigration("v28-data-endpoint") { db in
             // A replica's data endpoint (issue 13 item 4): where its region's clients read blobs; NULL: its endpoint.
             try db.execute(sql: "ALTER TABLE replicas ADD COLUMN data_endpoint TEXT")
         }
