@@ -33,11 +33,15 @@ public struct TaskRunnerConfiguration: Sendable {
     /// Moves a build into its cgroup before it starts (`sh -c 'echo $$ > …/cgroup.procs && exec …'`).
     public var shell = "/bin/sh"
     /// The server's own binary, run for a task's `berth` steps (`Tasks.BerthCommand`); nil: such
-    /// steps are refused.
+    /// steps are refused. On Linux `/proc/self/exe` (`BerthStepEndpoint`'s caller sets it): the
+    /// kernel resolves it, in the child that executes it, to the image the server runs, also
+    /// after the file was replaced or deleted by an upgrade.
     public var berthExecutable: String?
-    /// The registry's URL (`http://host:port` or `https://…`) a `berth` step talks to
-    /// (`BERTH_REGISTRY` of its environment).
-    public var berthRegistryURL: String?
+    /// This server's own listener, which a `berth` step talks to (`BERTH_REGISTRY`, and with TLS
+    /// `BERTH_CONNECT_ADDRESS` / `BERTH_CA_FILE` of its environment); never the public URL.
+    public var berthEndpoint: BerthStepEndpoint?
+    /// Why this server runs no `berth` steps, said in a refused step's reason.
+    public var berthUnavailable = "this server runs no berth commands in tasks"
 
     public init(stateDirectory: String) { self.stateDirectory = stateDirectory }
 }
@@ -178,6 +182,12 @@ private struct RunExecution: Sendable {
         var result = StepResult(id: step.id, status: .failed, attempts: [], ignoredFailure: false, reason: nil,
                                 started: Date(), finished: nil, pushed: [])
         attempts: for attempt in 0...step.retries {
+            // startDelay before the first attempt, retryDelay before each retry (a stop ends the wait).
+            let delay = attempt == 0 ? step.startDelay : step.retryDelay
+            if delay > 0, !Task.isCancelled {
+                await log.record(step: step.id, .runner, "waiting \(delay) s (\(attempt == 0 ? "startDelay" : "retryDelay"))")
+                try? await Task.sleep(for: .seconds(delay))
+            }
             if Task.isCancelled { result.attempts.append(.cancelled); result.status = .cancelled; break }
             if attempt > 0 { await log.record(step: step.id, .runner, "retry \(attempt) of \(step.retries)") }
             let outcome = await runAttempt(step, index: index, attempt: attempt, pushed: &result.pushed)
@@ -305,15 +315,29 @@ private struct RunExecution: Sendable {
         case .cmd(let command):
             let name = "berth-\(request.runID)-\(index)-\(attempt)"
             return .success([(tools.run(command, env: step.env, workingDirectory: step.workingDirectory,
-                                          network: step.network, name: name), nil, name)])
+                                          network: step.network, name: name, entryPoint: step.entryPoint, user: step.user), nil, name)])
         case .berth(let command):
-            guard let executable = tools.configuration.berthExecutable, let url = tools.configuration.berthRegistryURL else {
-                return .failure(TaskRunError("this server runs no berth commands in tasks"))
+            guard let executable = tools.configuration.berthExecutable, let endpoint = tools.configuration.berthEndpoint else {
+                return .failure(TaskRunError(tools.configuration.berthUnavailable))
             }
             guard let credentials = request.credentials else {
                 return .failure(TaskRunError("berth in a task needs the task's scope: name its repositories (--repository) when saving it"))
             }
-            return .success([(tools.berth(command, executable: executable, registryURL: url, credentials: credentials), nil, nil)])
+            // The child's cwd: the step's working directory inside the run's source (escapes
+            // refused, after links), else the source itself.
+            var directory = source
+            if let workingDirectory = step.workingDirectory {
+                switch Confined.path(workingDirectory, under: source, what: "workingDirectory") {
+                case .failure(let e): return .failure(e)
+                case .success(let path):
+                    guard Confined.isDirectory(path) else {
+                        return .failure(TaskRunError("workingDirectory \(Confined.quote(workingDirectory)) is not a directory"))
+                    }
+                    directory = path
+                }
+            }
+            return .success([(tools.berth(command, executable: executable, endpoint: endpoint, credentials: credentials,
+                                          env: step.env, workingDirectory: directory), nil, nil)])
         case .push(let references):
             var commands: [(command: ChildCommand, push: (reference: String, digestFile: String)?, container: String?)] = []
             for (n, reference) in references.enumerated() {
