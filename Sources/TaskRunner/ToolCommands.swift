@@ -29,24 +29,44 @@ struct ToolCommands: Sendable {
 
     /// `buildah bud` with chroot isolation and `--layers`, so the task's storage keeps every
     /// layer for the next run. `context` and `dockerfile` are real paths inside the source.
-    func build(_ arguments: BuildArguments, context: String, dockerfile: String) -> ChildCommand {
+    ///
+    /// `network: .none` (the default of a build step): buildah runs in a network namespace of its
+    /// own (`unshare --net`, only a loopback that is down), so no `RUN` reaches anything, and
+    /// it uses only images already in the task's storage (`--pull=never`): the images the
+    /// Dockerfile names are pulled before it by `pull` (buildah refuses `--network none` with
+    /// chroot isolation, hence the namespace around it).
+    func build(_ arguments: BuildArguments, context: String, dockerfile: String, network: StepNetwork = .host) -> ChildCommand {
         var args = ["bud", "--isolation", "chroot", "--layers", "--signature-policy", directory.policy]
             + registryAccess + ["-f", dockerfile]
         for tag in arguments.tags { args += ["-t", tag.description] }
         for arg in arguments.buildArgs { args += ["--build-arg", "\(arg.name)=\(arg.value)"] }
         if let target = arguments.target { args += ["--target", target] }
         if arguments.noCache { args.append("--no-cache") }
-        if arguments.pull { args.append("--pull-always") }
-        args.append(context)
-        guard configuration.isolateBuildPIDs else {
-            return ChildCommand(executable: configuration.buildah, arguments: args, environment: environment)
+        if network == .none {
+            args.append("--pull=never")
+        } else if arguments.pull {
+            args.append("--pull-always")
         }
+        args.append(context)
+        var namespaces: [String] = []
         // A PID namespace of the build's own: its `RUN` processes see and can signal only the
         // build's processes (`--kill-child`: the namespace dies with unshare, which stays in the
         // runner's process group, so a timeout's signals reach it).
-        return ChildCommand(executable: configuration.unshare,
-                            arguments: ["--pid", "--fork", "--mount-proc", "--kill-child", configuration.buildah] + args,
+        if configuration.isolateBuildPIDs { namespaces += ["--pid", "--fork", "--mount-proc", "--kill-child"] }
+        if network == .none { namespaces = ["--net"] + namespaces }
+        guard !namespaces.isEmpty else {
+            return ChildCommand(executable: configuration.buildah, arguments: args, environment: environment)
+        }
+        return ChildCommand(executable: configuration.unshare, arguments: namespaces + [configuration.buildah] + args,
                             environment: environment)
+    }
+
+    /// `buildah pull` of an image a build without network uses, into the task's storage, before
+    /// the build: always when the build asks (`--pull`), else when missing.
+    func pull(_ reference: String, always: Bool) -> ChildCommand {
+        let args = ["pull", "--signature-policy", directory.policy] + registryAccess
+            + ["--policy", always ? "always" : "missing", reference]
+        return ChildCommand(executable: configuration.buildah, arguments: args, environment: environment)
     }
 
     /// `command`, its process first moved into a cgroup (so is everything it starts): a shell

@@ -17,7 +17,7 @@ import OCIModel
 ///     ignoreErrors: false
 ///     workingDirectory: /src
 ///     env: [CI=true]
-///     network: host           # cmd steps only: none (the default) or the host's network
+///     network: host           # cmd and build steps: none (the default) or the host's network
 ///   - push:
 ///     - $Registry/app:$ID
 /// ```
@@ -112,7 +112,9 @@ public struct Step: Sendable, Equatable {
     public var workingDirectory: String?
     public var retries: Int
     public var ignoreErrors: Bool
-    /// The network of a `cmd` step's container (`network:`; build and push steps refuse the key).
+    /// The network of a `cmd` step's container, or of a `build` step's `RUN` instructions
+    /// (`network:`, as ACR's step key; none unless the step asks for the host's; push and berth
+    /// steps refuse the key).
     public var network: StepNetwork = .none
     /// A `cmd` step's `entryPoint` (podman's `--entrypoint`, one argv entry) and `user` (`--user`).
     public var entryPoint: String?
@@ -123,8 +125,9 @@ public struct Step: Sendable, Equatable {
     public var retryDelay = 0
 }
 
-/// The network a `cmd` step's container gets: none (the default), or the host's, which reaches
-/// whatever the server's host can (only when the task file asks, step by step).
+/// The network a `cmd` step's container or a build's `RUN` gets: none (the default), or the
+/// host's, which reaches whatever the server's host can (only when the task file asks, step by
+/// step).
 public enum StepNetwork: String, Sendable, Equatable, CaseIterable {
     case none
     case host

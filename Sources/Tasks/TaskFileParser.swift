@@ -340,11 +340,9 @@ private struct Reader {
             case .cmd: break
             case .berth:
                 throw fail(.invalidValue, networkKey, "network applies to cmd steps that run an image; berth runs on the server and reaches only this registry")
-            case .build:
-                throw fail(.invalidValue, networkKey,
-                           "network applies to cmd steps only; a build's RUN instructions have the host network (chroot isolation) whatever the step says")
+            case .build: break
             case .push:
-                throw fail(.invalidValue, networkKey, "network applies to cmd steps only, not to a push")
+                throw fail(.invalidValue, networkKey, "network applies to cmd and build steps, not to a push")
             }
         }
         return (step, whenNode)

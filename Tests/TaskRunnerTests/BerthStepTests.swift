@@ -125,4 +125,43 @@ import Tasks
             try? FileManager.default.removeItem(atPath: base + "/state/runs/r2")
         }
     }
+
+    /// A build without network: buildah in a network namespace of its own, using only images
+    /// pulled before it (every stage's, once each); with `network: host` as before.
+    @Test func aBuildWithoutNetworkRunsInANetworkNamespaceAfterPullingItsImages() throws {
+        var configuration = TaskRunnerConfiguration(stateDirectory: "/state")
+        configuration.isolateBuildPIDs = false
+        let tools = ToolCommands(configuration: configuration, directory: RunDirectory(storageRoot: "/s", path: "/run/r1", runRoot: "/tmp/x"),
+                                 hasCredentials: true)
+        let arguments = try BuildArguments(parsing: "-t berth.test/app:1 --pull .")
+        let offline = tools.build(arguments, context: "/src", dockerfile: "/src/Dockerfile", network: .none)
+        #expect(offline.executable == "/usr/bin/unshare")
+        #expect(Array(offline.arguments.prefix(2)) == ["--net", "/usr/bin/buildah"])
+        #expect(offline.arguments.contains("--pull=never") && !offline.arguments.contains("--pull-always"))
+        var isolated = tools
+        isolated.configuration.isolateBuildPIDs = true
+        #expect(Array(isolated.build(arguments, context: "/src", dockerfile: "/src/Dockerfile", network: .none).arguments.prefix(6))
+                == ["--net", "--pid", "--fork", "--mount-proc", "--kill-child", "/usr/bin/buildah"])
+        let online = tools.build(arguments, context: "/src", dockerfile: "/src/Dockerfile", network: .host)
+        #expect(online.executable == "/usr/bin/buildah" && online.arguments.contains("--pull-always"))
+        #expect(tools.pull("berth.test/base:1", always: false).arguments
+                == ["pull", "--signature-policy", "/run/r1/policy.json", "--authfile", "/run/r1/auth.json", "--tls-verify=true",
+                    "--policy", "missing", "berth.test/base:1"])
+
+        let base = try Support.temporaryDirectory("imagesof")
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        try """
+            ARG V=1
+            FROM berth.test/tools:$V AS tools
+            FROM scratch AS unused
+            COPY --from=berth.test/data:2 /d /d
+            FROM berth.test/base:1
+            COPY --from=tools /t /t
+            COPY --from=berth.test/data:2 /d /d
+
+            """.write(toFile: base + "/Dockerfile", atomically: true, encoding: .utf8)
+        let images = try RunExecution.imagesOf(dockerfile: base + "/Dockerfile", try BuildArguments(parsing: "--build-arg V=7 -t a:1 ."))
+            .get()
+        #expect(images == ["berth.test/tools:7", "berth.test/data:2", "berth.test/base:1"])
+    }
 }

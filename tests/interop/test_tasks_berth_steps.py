@@ -170,3 +170,56 @@ def test_a_berth_step_runs_the_servers_own_image_after_its_file_was_replaced(tmp
     finally:
         server.stop()
         shutil.rmtree(tmp_path / "server", ignore_errors=True)
+
+
+NETWORK_FILE = """\
+version: v1.1.0
+steps:
+  - id: build
+    build: -t $Registry/net:$ID -f Dockerfile .
+    network: {{.Values.net}}
+"""
+
+
+def test_a_builds_run_has_no_network_unless_the_step_asks_for_the_hosts(registry, tmp_path):
+    """Issue 16 item 6 (untrusted code): a build's RUN cannot reach a port the test opens on
+    loopback unless its step says ``network: host`` (then it does: the check can fail)."""
+    import socket
+    import threading
+    cli = Cli(registry, tmp_path / "xdg")
+    cli.login()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    accepted_count = [0]
+
+    def accept_and_close():
+        # Closes every connection at once, so a RUN that got one does not wait on it.
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted_count[0] += 1
+            conn.close()
+
+    threading.Thread(target=accept_and_close, daemon=True).start()
+    context = tmp_path / "context"
+    context.mkdir()
+    shutil.copy("/bin/busybox", context / "busybox")
+    (context / "Dockerfile").write_text(
+        "FROM scratch\nCOPY busybox /bin/busybox\n"
+        f'RUN ["/bin/busybox", "sh", "-c", "if /bin/busybox nc -w 5 127.0.0.1 {port} </dev/null; '
+        'then echo RUN-REACHED-THE-HOST; else echo RUN-HAD-NO-NETWORK; fi"]\n')
+    (tmp_path / "net.yaml").write_text(NETWORK_FILE)
+    try:
+        for net, says, accepted in (("none", "RUN-HAD-NO-NETWORK", False), ("host", "RUN-REACHED-THE-HOST", True)):
+            cli("task", "create", "--name", f"net-{net}", "--file", str(tmp_path / "net.yaml"), "--set", f"net={net}")
+            done = cli.run("task", "run", "--name", f"net-{net}", "--context", str(context), "--wait", "-o", "json", check=False)
+            run = json.loads(done.stdout)
+            log = cli.run("task", "logs", "--name", f"net-{net}", "--run-id", run["id"]).stdout.decode()
+            assert run["status"] == "succeeded" and f"build stdout| {says}" in log, (net, run, log[-3000:])
+            assert (accepted_count[0] > 0) == accepted, (net, accepted_count)
+    finally:
+        listener.close()
