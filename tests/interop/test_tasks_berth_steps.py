@@ -5,7 +5,7 @@ also over TLS with a certificate that names only a host name (the step verifies 
 the listener on loopback); the binary is ``/proc/self/exe``, so a server whose file was replaced
 by an upgrade still runs its own image; and a berth step's ``env`` may not set the run
 identity's variables, refused with the line when the task is saved, as are ACR keys Berth does
-not take."""
+not take. And a build's ``RUN`` has no network unless its step says ``network: host``."""
 
 from __future__ import annotations
 
