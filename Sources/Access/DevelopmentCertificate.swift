@@ -43,3 +43,34 @@ public enum DevelopmentCertificate {
         return address.isV4 && !host.contains(":") ? Array(address.bytes[12...]) : address.bytes
     }
 }
+
+/// The names a server certificate holds for clients to verify: its subject alternative names
+/// (DNS names as written, IP addresses in their usual text), read from the first certificate of
+/// a PEM file (the leaf of a chain). A certificate without them names nothing (clients no
+/// longer read the common name).
+public enum CertificateNames {
+    public static func leafNames(pem: String) throws -> [String] {
+        let documents = try PEMDocument.parseMultiple(pemString: pem).filter { $0.discriminator == "CERTIFICATE" }
+        guard let first = documents.first else { return [] }
+        let certificate = try Certificate(pemDocument: first)
+        var names: [String] = []
+        for name in try certificate.extensions.subjectAlternativeNames ?? SubjectAlternativeNames() {
+            switch name {
+            case .dnsName(let dns): names.append(dns)
+            case .ipAddress(let octets): if let text = ipText(Array(octets.bytes)) { names.append(text) }
+            default: break
+            }
+        }
+        return names
+    }
+
+    static func ipText(_ bytes: [UInt8]) -> String? {
+        switch bytes.count {
+        case 4: return bytes.map(String.init).joined(separator: ".")
+        case 16:
+            let groups = stride(from: 0, to: 16, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
+            return IPAddress(groups.joined(separator: ":"))?.description
+        default: return nil
+        }
+    }
+}

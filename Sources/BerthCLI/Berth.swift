@@ -208,6 +208,7 @@ struct Serve: AsyncParsableCommand {
             policy: outbound, logger: Logger(label: "berth.replication"), region: settings.region, content: backends.metadata,
             registers: backends.metadata, settings: backends.metadata)
         var tasksConfiguration = Self.tasksConfiguration(settings, host: host, port: port, tls: tls != nil, outbound: outbound)
+        Self.configureBerthSteps(&tasksConfiguration, host: host, port: port, certificateFile: tls?.files.certificatePath, logger: logger)
         tasksConfiguration.sealingKey = try await TasksFeature.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek))
         // A base that is an index is resolved to this platform's manifest (per-platform base digests).
         tasksConfiguration.manifestContent = { [registry] repository, digest in
@@ -278,7 +279,7 @@ struct Serve: AsyncParsableCommand {
 
     /// Build tasks: their state in the data directory, runs pushing to this server (the public
     /// URL's host, else the listen address, a wildcard one as loopback) with TLS verified when it
-    /// serves TLS.
+    /// serves TLS. (`berth` steps: `configureBerthSteps`.)
     static func tasksConfiguration(_ settings: ServeSettings, host: String, port: Int, tls: Bool,
                                    outbound: OutboundPolicy) -> TasksConfiguration {
         var registry = host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host
@@ -299,11 +300,30 @@ struct Serve: AsyncParsableCommand {
         configuration.maxContextBytes = settings.taskContextMaxBytes
         configuration.maxContextEntries = settings.taskContextMaxEntries
         configuration.maxContextUnpackedBytes = settings.taskContextMaxUnpackedBytes
-        // A task's `berth` steps run this binary (never a shell) against this server.
-        configuration.runner.berthExecutable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-            ?? CommandLine.arguments.first.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
-        configuration.runner.berthRegistryURL = (tls ? "https://" : "http://") + registry
         return configuration
+    }
+
+    /// A task's `berth` steps run this binary (never a shell) against this server's own listener
+    /// (`BerthStepEndpoint`: never the public URL, which may name a proxy). The binary is
+    /// `/proc/self/exe` itself where it exists: executed by the child, the kernel resolves it to
+    /// the image this server runs, also after an upgrade replaced or deleted the file (its link
+    /// target then names a deleted file); elsewhere the path this process was started by.
+    static func configureBerthSteps(_ configuration: inout TasksConfiguration, host: String, port: Int, certificateFile: String?,
+                                    logger: Logger) {
+        let executable = FileManager.default.isExecutableFile(atPath: "/proc/self/exe") ? "/proc/self/exe"
+            : CommandLine.arguments.first.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        var tls: (certificateFile: String, names: [String])?
+        if let certificateFile {
+            do {
+                tls = (certificateFile, try CertificateNames.leafNames(pem: String(contentsOfFile: certificateFile, encoding: .utf8)))
+            } catch {
+                tls = (certificateFile, [])
+                logger.warning("cannot read the names of the TLS certificate \(certificateFile): \(error)")
+            }
+        }
+        if let refused = configuration.runBerthSteps(executable: executable, listenHost: host, port: port, tls: tls) {
+            logger.warning("build tasks' berth steps are off: \(refused)")
+        }
     }
 
     /// This node's name in the background-work leases. The embedded store has one server (the data

@@ -78,7 +78,7 @@ struct ManagementClient: Sendable {
         do {
             // The token client's: no redirect is followed. `/api/v1` never redirects, and a followed
             // 307 or 308 would make another host's answer (and a body re-sent to it) the registry's.
-            response = try await TokenEndpoint.defaultClient.execute(request, timeout: timeout)
+            response = try await httpClient().execute(request, timeout: timeout)
         } catch {
             throw CLIError("cannot reach \(url): \(error)")
         }
@@ -86,15 +86,35 @@ struct ManagementClient: Sendable {
         return Response(status: Int(response.status.code), body: Data(bytes.readableBytesView))
     }
 
+    /// The HTTP client of every call: `TokenEndpoint.defaultClient`, or in a build task's `berth`
+    /// step the one the server's `BERTH_CA_FILE` / `BERTH_CONNECT_ADDRESS` describe (its own
+    /// listener, its certificate trusted; `TokenEndpoint.localListenerClient`).
+    static func httpClient() throws -> HTTPClient {
+        switch localClient {
+        case .success(let client?): return client
+        case .success(nil): return TokenEndpoint.defaultClient
+        case .failure(let error): throw error
+        }
+    }
+
+    private static let localClient: Result<HTTPClient?, CLIError> = {
+        let env = ProcessInfo.processInfo.environment
+        do {
+            return .success(try TokenEndpoint.localListenerClient(registry: env["BERTH_REGISTRY"], environment: env))
+        } catch {
+            return .failure(CLIError("\(error)"))
+        }
+    }()
+
     /// `POST /oauth2/token`; returns (access token, refresh token).
     static func requestToken(registry: String, fields: [(String, String)]) async throws -> (access: String, refresh: String?) {
-        let grant = try await TokenEndpoint(registry: registry).requestToken(fields: fields)
+        let grant = try await TokenEndpoint(registry: registry, client: httpClient()).requestToken(fields: fields)
         return (grant.access, grant.refresh)
     }
 
     /// Logs in with a password, asking for a refresh token (used by `berth login`).
     static func passwordLogin(registry: String, username: String, password: String) async throws -> String {
-        try await TokenEndpoint(registry: registry).passwordLogin(username: username, password: password)
+        try await TokenEndpoint(registry: registry, client: httpClient()).passwordLogin(username: username, password: password)
     }
 
     /// Resolves the registry and credentials and obtains an access token for the management API.
@@ -120,7 +140,7 @@ struct ManagementClient: Sendable {
                 + "(or set BERTH_USERNAME and BERTH_PASSWORD)")
         }
         // Keeps the login alive: the newer refresh token the registry hands back is stored.
-        let (answer, _) = try await TokenEndpoint(registry: registry).refreshStoredLogin(scope: scope)
+        let (answer, _) = try await TokenEndpoint(registry: registry, client: httpClient()).refreshStoredLogin(scope: scope)
         return ManagementClient(registry: registry, accessToken: answer.access)
     }
 

@@ -103,6 +103,36 @@ public struct TokenEndpoint: Sendable {
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
+    /// The client of a `berth` step of a build task, which the server runs against its own
+    /// listener: the server hands the child `BERTH_CA_FILE` (its certificate file, whose
+    /// certificates are trusted in addition to the system's) and `BERTH_CONNECT_ADDRESS` (the
+    /// address the registry URL's host is reached at, so the name the certificate holds is the
+    /// one verified while the connection goes to the listener). Verification is never turned
+    /// off. Nil when neither is set.
+    public static func localListenerClient(registry: String?, environment: [String: String]) throws -> HTTPClient? {
+        let caFile = environment["BERTH_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+        let address = environment["BERTH_CONNECT_ADDRESS"].flatMap { $0.isEmpty ? nil : $0 }
+        guard caFile != nil || address != nil else { return nil }
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        if let caFile {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            do {
+                tls.additionalTrustRoots = [.certificates(try NIOSSLCertificate.fromPEMFile(caFile))]
+            } catch {
+                throw CredentialError("cannot read CA certificates from \(caFile) (BERTH_CA_FILE): \(error)")
+            }
+            configuration.tlsConfiguration = tls
+        }
+        if let address {
+            guard let registry, let host = URL(string: registry)?.host else {
+                throw CredentialError("BERTH_CONNECT_ADDRESS needs BERTH_REGISTRY")
+            }
+            configuration.dnsOverride = [host: address]
+        }
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
     public static func formBody(_ fields: [(String, String)]) -> Data {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")

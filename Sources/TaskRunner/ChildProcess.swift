@@ -14,6 +14,8 @@ struct ChildCommand: Sendable, Equatable {
     var arguments: [String]
     /// The whole environment: nothing of the server's own environment is inherited.
     var environment: [String: String]
+    /// The child's working directory; nil: the runner's.
+    var workingDirectory: String? = nil
 }
 
 enum ChildOutcome: Sendable, Equatable {
@@ -66,7 +68,8 @@ enum ChildProcess {
         do {
             let result = try await Subprocess.run(
                 .path(FilePath(command.executable)), arguments: Arguments(command.arguments),
-                environment: .custom(environment), platformOptions: options,
+                environment: .custom(environment), workingDirectory: command.workingDirectory.map { FilePath($0) },
+                platformOptions: options,
                 input: .none, output: .sequence, error: .sequence
             ) { execution in
                 await withTaskGroup(of: Void.self) { readers in

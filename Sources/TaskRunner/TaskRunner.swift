@@ -23,6 +23,10 @@ public struct TaskRunnerConfiguration: Sendable {
     /// database). Needs CAP_SYS_ADMIN, so on by default when the server runs as root.
     public var isolateBuildPIDs = geteuid() == 0
     public var unshare = "/usr/bin/unshare"
+    /// A build step without network (`network: none`, the default) runs buildah in a network
+    /// namespace of its own (`unshare --net`), which needs CAP_SYS_ADMIN: on when the server runs
+    /// as root; else such a build is refused and says to ask for `network: host`.
+    public var isolateBuildNetwork = geteuid() == 0
     /// Each build step's processes (buildah and its `RUN`s) are put in a memory cgroup of their
     /// own with this limit, in bytes: going over it, the kernel kills one of them and the build
     /// fails. Nil: no limit. Where no writable memory cgroup exists, the run's log says so and
@@ -33,11 +37,15 @@ public struct TaskRunnerConfiguration: Sendable {
     /// Moves a build into its cgroup before it starts (`sh -c 'echo $$ > …/cgroup.procs && exec …'`).
     public var shell = "/bin/sh"
     /// The server's own binary, run for a task's `berth` steps (`Tasks.BerthCommand`); nil: such
-    /// steps are refused.
+    /// steps are refused. On Linux `/proc/self/exe` (`BerthStepEndpoint`'s caller sets it): the
+    /// kernel resolves it, in the child that executes it, to the image the server runs, also
+    /// after the file was replaced or deleted by an upgrade.
     public var berthExecutable: String?
-    /// The registry's URL (`http://host:port` or `https://…`) a `berth` step talks to
-    /// (`BERTH_REGISTRY` of its environment).
-    public var berthRegistryURL: String?
+    /// This server's own listener, which a `berth` step talks to (`BERTH_REGISTRY`, and with TLS
+    /// `BERTH_CONNECT_ADDRESS` / `BERTH_CA_FILE` of its environment); never the public URL.
+    public var berthEndpoint: BerthStepEndpoint?
+    /// Why this server runs no `berth` steps, said in a refused step's reason.
+    public var berthUnavailable = "this server runs no berth commands in tasks"
 
     public init(stateDirectory: String) { self.stateDirectory = stateDirectory }
 }
@@ -116,7 +124,7 @@ public struct TaskRunner: Sendable {
 }
 
 /// One run in progress.
-private struct RunExecution: Sendable {
+struct RunExecution: Sendable {
     let request: TaskRunRequest
     let source: String
     let directory: RunDirectory
@@ -178,6 +186,12 @@ private struct RunExecution: Sendable {
         var result = StepResult(id: step.id, status: .failed, attempts: [], ignoredFailure: false, reason: nil,
                                 started: Date(), finished: nil, pushed: [])
         attempts: for attempt in 0...step.retries {
+            // startDelay before the first attempt, retryDelay before each retry (a stop ends the wait).
+            let delay = attempt == 0 ? step.startDelay : step.retryDelay
+            if delay > 0, !Task.isCancelled {
+                await log.record(step: step.id, .runner, "waiting \(delay) s (\(attempt == 0 ? "startDelay" : "retryDelay"))")
+                try? await Task.sleep(for: .seconds(delay))
+            }
             if Task.isCancelled { result.attempts.append(.cancelled); result.status = .cancelled; break }
             if attempt > 0 { await log.record(step: step.id, .runner, "retry \(attempt) of \(step.retries)") }
             let outcome = await runAttempt(step, index: index, attempt: attempt, pushed: &result.pushed)
@@ -225,7 +239,8 @@ private struct RunExecution: Sendable {
             await log.record(step: step.id, .runner, "no memory limit for this build: \(error)")
         case .success(let group)?:
             cgroup = group
-            commands[0].command = tools.inCgroup(commands[0].command, procs: group.procs)
+            // The build is the last command (the pulls of a build without network come first).
+            commands[commands.count - 1].command = tools.inCgroup(commands[commands.count - 1].command, procs: group.procs)
             await log.record(step: step.id, .runner, "memory limit \(limit) bytes (cgroup \(group.path))")
         }
         var outcome = await runCommands(commands, step: step, pushed: &pushed)
@@ -301,19 +316,47 @@ private struct RunExecution: Sendable {
             case .failure(let e): return .failure(e)
             case .success(let path): dockerfile = path
             }
-            return .success([(tools.build(arguments, context: context, dockerfile: dockerfile), nil, nil)])
+            guard step.network == .none else {
+                return .success([(tools.build(arguments, context: context, dockerfile: dockerfile, network: .host), nil, nil)])
+            }
+            // No network for RUN: a network namespace (root only), and the Dockerfile's images
+            // pulled before the build.
+            guard tools.configuration.isolateBuildNetwork else {
+                return .failure(TaskRunError("a build without network needs a network namespace of its own, which this server cannot make (it does not run as root); give the step network: host to build with the host's network"))
+            }
+            let images: [String]
+            switch Self.imagesOf(dockerfile: dockerfile, arguments) {
+            case .failure(let e): return .failure(e)
+            case .success(let list): images = list
+            }
+            return .success(images.map { (tools.pull($0, always: arguments.pull), nil, nil) }
+                            + [(tools.build(arguments, context: context, dockerfile: dockerfile, network: .none), nil, nil)])
         case .cmd(let command):
             let name = "berth-\(request.runID)-\(index)-\(attempt)"
             return .success([(tools.run(command, env: step.env, workingDirectory: step.workingDirectory,
-                                          network: step.network, name: name), nil, name)])
+                                          network: step.network, name: name, entryPoint: step.entryPoint, user: step.user), nil, name)])
         case .berth(let command):
-            guard let executable = tools.configuration.berthExecutable, let url = tools.configuration.berthRegistryURL else {
-                return .failure(TaskRunError("this server runs no berth commands in tasks"))
+            guard let executable = tools.configuration.berthExecutable, let endpoint = tools.configuration.berthEndpoint else {
+                return .failure(TaskRunError(tools.configuration.berthUnavailable))
             }
             guard let credentials = request.credentials else {
                 return .failure(TaskRunError("berth in a task needs the task's scope: name its repositories (--repository) when saving it"))
             }
-            return .success([(tools.berth(command, executable: executable, registryURL: url, credentials: credentials), nil, nil)])
+            // The child's cwd: the step's working directory inside the run's source (escapes
+            // refused, after links), else the source itself.
+            var directory = source
+            if let workingDirectory = step.workingDirectory {
+                switch Confined.path(workingDirectory, under: source, what: "workingDirectory") {
+                case .failure(let e): return .failure(e)
+                case .success(let path):
+                    guard Confined.isDirectory(path) else {
+                        return .failure(TaskRunError("workingDirectory \(Confined.quote(workingDirectory)) is not a directory"))
+                    }
+                    directory = path
+                }
+            }
+            return .success([(tools.berth(command, executable: executable, endpoint: endpoint, credentials: credentials,
+                                          env: step.env, workingDirectory: directory), nil, nil)])
         case .push(let references):
             var commands: [(command: ChildCommand, push: (reference: String, digestFile: String)?, container: String?)] = []
             for (n, reference) in references.enumerated() {
@@ -327,6 +370,27 @@ private struct RunExecution: Sendable {
                 commands.append((tools.push(reference.description, digestFile: digestFile), (reference.description, digestFile), nil))
             }
             return .success(commands)
+        }
+    }
+
+    /// Every image a Dockerfile's stages are built from or copy from (`Tasks.DockerfileBases`,
+    /// every stage: buildah may build stages the target does not need), in order, once each.
+    static func imagesOf(dockerfile: String, _ arguments: BuildArguments) -> Result<[String], TaskRunError> {
+        guard let data = FileManager.default.contents(atPath: dockerfile), let text = String(data: data, encoding: .utf8) else {
+            return .failure(TaskRunError("cannot read the Dockerfile to pull its images before a build without network"))
+        }
+        var buildArgs: [String: String] = [:]
+        for arg in arguments.buildArgs { buildArgs[arg.name] = arg.value }
+        do {
+            let bases = try DockerfileBases(dockerfile: text, buildArgs: buildArgs, target: arguments.target)
+            var images: [String] = []
+            for stage in bases.stages {
+                if case .image(let reference) = stage.base, !images.contains(reference.description) { images.append(reference.description) }
+                for reference in stage.imagesUsed where !images.contains(reference.description) { images.append(reference.description) }
+            }
+            return .success(images)
+        } catch {
+            return .failure(TaskRunError("the Dockerfile's images, pulled before a build without network: \(error)"))
         }
     }
 

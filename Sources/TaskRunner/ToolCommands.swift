@@ -29,24 +29,44 @@ struct ToolCommands: Sendable {
 
     /// `buildah bud` with chroot isolation and `--layers`, so the task's storage keeps every
     /// layer for the next run. `context` and `dockerfile` are real paths inside the source.
-    func build(_ arguments: BuildArguments, context: String, dockerfile: String) -> ChildCommand {
+    ///
+    /// `network: .none` (the default of a build step): buildah runs in a network namespace of its
+    /// own (`unshare --net`, only a loopback that is down), so no `RUN` reaches anything, and
+    /// it uses only images already in the task's storage (`--pull=never`): the images the
+    /// Dockerfile names are pulled before it by `pull` (buildah refuses `--network none` with
+    /// chroot isolation, hence the namespace around it).
+    func build(_ arguments: BuildArguments, context: String, dockerfile: String, network: StepNetwork = .host) -> ChildCommand {
         var args = ["bud", "--isolation", "chroot", "--layers", "--signature-policy", directory.policy]
             + registryAccess + ["-f", dockerfile]
         for tag in arguments.tags { args += ["-t", tag.description] }
         for arg in arguments.buildArgs { args += ["--build-arg", "\(arg.name)=\(arg.value)"] }
         if let target = arguments.target { args += ["--target", target] }
         if arguments.noCache { args.append("--no-cache") }
-        if arguments.pull { args.append("--pull-always") }
-        args.append(context)
-        guard configuration.isolateBuildPIDs else {
-            return ChildCommand(executable: configuration.buildah, arguments: args, environment: environment)
+        if network == .none {
+            args.append("--pull=never")
+        } else if arguments.pull {
+            args.append("--pull-always")
         }
+        args.append(context)
+        var namespaces: [String] = []
         // A PID namespace of the build's own: its `RUN` processes see and can signal only the
         // build's processes (`--kill-child`: the namespace dies with unshare, which stays in the
         // runner's process group, so a timeout's signals reach it).
-        return ChildCommand(executable: configuration.unshare,
-                            arguments: ["--pid", "--fork", "--mount-proc", "--kill-child", configuration.buildah] + args,
+        if configuration.isolateBuildPIDs { namespaces += ["--pid", "--fork", "--mount-proc", "--kill-child"] }
+        if network == .none { namespaces = ["--net"] + namespaces }
+        guard !namespaces.isEmpty else {
+            return ChildCommand(executable: configuration.buildah, arguments: args, environment: environment)
+        }
+        return ChildCommand(executable: configuration.unshare, arguments: namespaces + [configuration.buildah] + args,
                             environment: environment)
+    }
+
+    /// `buildah pull` of an image a build without network uses, into the task's storage, before
+    /// the build: always when the build asks (`--pull`), else when missing.
+    func pull(_ reference: String, always: Bool) -> ChildCommand {
+        let args = ["pull", "--signature-policy", directory.policy] + registryAccess
+            + ["--policy", always ? "always" : "missing", reference]
+        return ChildCommand(executable: configuration.buildah, arguments: args, environment: environment)
     }
 
     /// `command`, its process first moved into a cgroup (so is everything it starts): a shell
@@ -62,31 +82,45 @@ struct ToolCommands: Sendable {
     /// host's), the memory limit, the step's env as `--env NAME=VALUE` entries and its working
     /// directory inside the container.
     func run(_ command: RunCommand, env: [EnvironmentVariable], workingDirectory: String?, network: StepNetwork,
-             name: String) -> ChildCommand {
+             name: String, entryPoint: String? = nil, user: String? = nil) -> ChildCommand {
         var args = podmanGlobal + ["run", "--rm", "--name", name, "--network", network.rawValue,
                                    "--memory", configuration.memoryLimit, "--pull", "missing"] + registryAccess
         for variable in env { args += ["--env", "\(variable.name)=\(variable.value)"] }
         if let workingDirectory { args += ["--workdir", workingDirectory] }
+        if let entryPoint { args += ["--entrypoint", entryPoint] }
+        if let user { args += ["--user", user] }
         args.append(command.image.description)
         args += command.arguments
         return ChildCommand(executable: configuration.podman, arguments: args, environment: environment)
     }
 
     /// Berth's own CLI for a `berth` step: the server's binary with the step's words as argv (no
-    /// shell), its environment only the registry's URL and the run identity's credentials
-    /// (`BERTH_REGISTRY`, `BERTH_USERNAME`, `BERTH_PASSWORD`: never argv, masked in the log) and
-    /// a home of the run's own (no stored login of the server's user is read).
-    func berth(_ command: BerthCommand, executable: String, registryURL: String, credentials: PushCredentials) -> ChildCommand {
-        let env = [
+    /// shell) in `workingDirectory` (inside the run's source), its environment the step's `env`
+    /// (names `BerthCommand.isReservedEnvironmentName` refuses never get here: the parser refused
+    /// them) and then the runner's own, which nothing of the step's replaces: the listener's
+    /// endpoint and the run identity's credentials (`BERTH_REGISTRY`, `BERTH_CONNECT_ADDRESS`,
+    /// `BERTH_CA_FILE`, `BERTH_USERNAME`, `BERTH_PASSWORD`: never argv, masked in the log) and a
+    /// home of the run's own (no stored login of the server's user is read).
+    func berth(_ command: BerthCommand, executable: String, endpoint: BerthStepEndpoint, credentials: PushCredentials,
+               env: [EnvironmentVariable] = [], workingDirectory: String? = nil) -> ChildCommand {
+        var environment: [String: String] = [:]
+        for variable in env where !BerthCommand.isReservedEnvironmentName(variable.name) {
+            environment[variable.name] = variable.value
+        }
+        let own = [
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": directory.home,
             "XDG_CONFIG_HOME": directory.home + "/.config",
             "TMPDIR": directory.tmp,
-            "BERTH_REGISTRY": registryURL,
+            "BERTH_REGISTRY": endpoint.url,
             "BERTH_USERNAME": credentials.username,
             "BERTH_PASSWORD": credentials.password,
         ]
-        return ChildCommand(executable: executable, arguments: command.arguments, environment: env)
+        environment.merge(own) { $1 }
+        if let address = endpoint.connectAddress { environment["BERTH_CONNECT_ADDRESS"] = address }
+        if let caFile = endpoint.caFile { environment["BERTH_CA_FILE"] = caFile }
+        return ChildCommand(executable: executable, arguments: command.arguments, environment: environment,
+                            workingDirectory: workingDirectory)
     }
 
     /// Removes a container a stopped `cmd` step leaves behind (its conmon outlives podman).

@@ -17,7 +17,7 @@ import OCIModel
 ///     ignoreErrors: false
 ///     workingDirectory: /src
 ///     env: [CI=true]
-///     network: host           # cmd steps only: none (the default) or the host's network
+///     network: host           # cmd and build steps: none (the default) or the host's network
 ///   - push:
 ///     - $Registry/app:$ID
 /// ```
@@ -112,12 +112,22 @@ public struct Step: Sendable, Equatable {
     public var workingDirectory: String?
     public var retries: Int
     public var ignoreErrors: Bool
-    /// The network of a `cmd` step's container (`network:`; build and push steps refuse the key).
+    /// The network of a `cmd` step's container, or of a `build` step's `RUN` instructions
+    /// (`network:`, as ACR's step key; none unless the step asks for the host's; push and berth
+    /// steps refuse the key).
     public var network: StepNetwork = .none
+    /// A `cmd` step's `entryPoint` (podman's `--entrypoint`, one argv entry) and `user` (`--user`).
+    public var entryPoint: String?
+    public var user: String?
+    /// Seconds to wait before the step's first attempt (`startDelay`) and between attempts
+    /// (`retryDelay`; 0 unless given, where ACR waits 5 s).
+    public var startDelay = 0
+    public var retryDelay = 0
 }
 
-/// The network a `cmd` step's container gets: none (the default), or the host's, which reaches
-/// whatever the server's host can (only when the task file asks, step by step).
+/// The network a `cmd` step's container or a build's `RUN` gets: none (the default), or the
+/// host's, which reaches whatever the server's host can (only when the task file asks, step by
+/// step).
 public enum StepNetwork: String, Sendable, Equatable, CaseIterable {
     case none
     case host
@@ -134,6 +144,23 @@ public struct BerthCommand: Sendable, Equatable {
     /// The CLI's commands a task may run: they talk to the registry's API only, and read or
     /// write no local file.
     public static let allowedCommands: Set<String> = ["purge", "repository"]
+    /// Environment names a `berth` step's `env` may not set (refused when the file is parsed,
+    /// with the line): the step runs the server's own binary on the host, not in a container,
+    /// so its environment is the runner's where it matters. Refused: every `BERTH_` name (the
+    /// run identity's `BERTH_USERNAME`/`BERTH_PASSWORD`, `BERTH_REGISTRY` and the listener's
+    /// `BERTH_CONNECT_ADDRESS`/`BERTH_CA_FILE`, and any the CLI reads later), the runner's own
+    /// (`PATH`, `HOME`, `TMPDIR`, `XDG_*`), and what changes how the host runs or links the
+    /// binary or resolves names (`LD_*`, `GLIBC_*`, `MALLOC_*`, `SWIFT_*` (the backtracer can run
+    /// a program), `SSL_*`, `GCONV_PATH`, `LOCPATH`, `NLSPATH`, `HOSTALIASES`, `RES_OPTIONS`,
+    /// `LOCALDOMAIN`, `TZDIR`, proxies). Everything else is passed as given.
+    public static func isReservedEnvironmentName(_ name: String) -> Bool {
+        let upper = name.uppercased()
+        let prefixes = ["BERTH_", "LD_", "GLIBC_", "MALLOC_", "SWIFT_", "XDG_", "SSL_"]
+        let names: Set<String> = ["PATH", "HOME", "TMPDIR", "GCONV_PATH", "LOCPATH", "NLSPATH", "HOSTALIASES", "RES_OPTIONS",
+                                  "LOCALDOMAIN", "TZDIR", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "IFS", "ENV", "BASH_ENV"]
+        return names.contains(upper) || prefixes.contains { upper.hasPrefix($0) }
+    }
+
     /// The words after `berth`.
     public var arguments: [String]
     public init(arguments: [String]) { self.arguments = arguments }

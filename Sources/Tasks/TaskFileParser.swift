@@ -2,8 +2,34 @@ import OCIModel
 import Yams
 
 extension TaskFile {
-    static let topLevelKeys = ["version", "stepTimeout", "env", "secrets", "steps"]
-    static let stepKeys = ["id", "build", "cmd", "push", "when", "env", "timeout", "workingDirectory", "retries", "ignoreErrors", "network"]
+    static let topLevelKeys = ["version", "stepTimeout", "env", "secrets", "steps", "workingDirectory"]
+    static let stepKeys = ["id", "build", "cmd", "push", "when", "env", "timeout", "workingDirectory", "retries", "ignoreErrors", "network",
+                           "entryPoint", "user", "startDelay", "retryDelay"]
+    /// Keys of ACR's task files (acr-builder's `Task` and `Step`, v1.1.0) that Berth does not
+    /// take, each refused with its line and why (rather than as an unknown key).
+    static let unsupportedTopLevelKeys: [String: String] = [
+        "totalTimeout": "a run's time limit is the task's --timeout",
+        "networks": "a cmd step has no network or the host's (network: none|host); there are no user-defined networks",
+        "volumes": "steps share files through the run's source directory; there are no volumes",
+        "alias": "aliases are not supported; use variables and --set values",
+    ]
+    static let unsupportedStepKeys: [String: String] = [
+        "isolation": "builds run with chroot isolation and cmd steps with runc, not chosen by the file",
+        "cpus": "there is no per-step CPU limit",
+        "cache": "a task's layers are cached in its own storage; there is no registry build cache",
+        "volumeMounts": "there are no volumes; steps share the run's source directory",
+        "expose": "a cmd step's container publishes no ports",
+        "ports": "a cmd step's container publishes no ports",
+        "exitedWith": "a step waits for the steps in its when to succeed (or fail with ignoreErrors)",
+        "exitedWithout": "a step waits for the steps in its when to succeed (or fail with ignoreErrors)",
+        "retryOnErrors": "retries apply to every failure of the step",
+        "repeat": "a step runs once, plus its retries",
+        "keep": "a cmd step's container is removed when it ends",
+        "detach": "every step runs to its end; no container is left running in the background",
+        "privileged": "a task runs someone else's code: its containers never run privileged",
+        "disableWorkingDirectoryOverride": "a step's workingDirectory is never overridden",
+        "pull": "a cmd step's image is pulled when missing from the task's storage",
+    ]
 
     /// Parses and checks a task file for one run. Variables are expanded in values (never in
     /// keys) after YAML parsing, so no value can change the file's structure.
@@ -32,7 +58,8 @@ private struct Reader {
     }
 
     /// A mapping's entries by key, refusing keys that are not plain strings or not in `known`.
-    func entries(_ node: Node, known: [String], what: String) throws(TaskFileError) -> [(key: String, keyNode: Node, value: Node)] {
+    func entries(_ node: Node, known: [String], unsupported: [String: String] = [:],
+                 what: String) throws(TaskFileError) -> [(key: String, keyNode: Node, value: Node)] {
         guard case .mapping(let mapping) = node else {
             throw fail(.wrongType, node, "\(what) must be a mapping of keys to values")
         }
@@ -40,6 +67,9 @@ private struct Reader {
         for (key, value) in mapping {
             guard case .scalar(let scalar) = key else { throw fail(.wrongType, key, "a key must be a plain name") }
             let name = SafeYAML.text(of: scalar)
+            if let reason = unsupported[name] {
+                throw fail(.refused, key, "not supported: \(name) (\(reason))")
+            }
             guard known.contains(name) else {
                 let hint = EditDistance.closest(to: name, among: known, maxDistance: 2).map { " (did you mean '\($0)'?)" }
                     ?? " (known: \(known.joined(separator: ", ")))"
@@ -111,7 +141,7 @@ private struct Reader {
     }
 
     mutating func taskFile(_ root: Node) throws(TaskFileError) -> TaskFile {
-        let top = try entries(root, known: TaskFile.topLevelKeys, what: "the task file")
+        let top = try entries(root, known: TaskFile.topLevelKeys, unsupported: TaskFile.unsupportedTopLevelKeys, what: "the task file")
         // The version decides how the rest reads, so it is checked first.
         guard let version = top.first(where: { $0.key == "version" }) else {
             throw TaskFileError(.missingKey, line: 1, "missing 'version' (this parser reads version: \(TaskFile.supportedVersion))")
@@ -123,11 +153,13 @@ private struct Reader {
         }
         var stepTimeout = TaskFile.defaultStepTimeout
         var env: [EnvironmentVariable] = []
+        var workingDirectory: String?
         var stepsNode: Node?
         for entry in top {
             switch entry.key {
             case "stepTimeout": stepTimeout = try integer(entry.value, "stepTimeout", in: 1...limits.maxTimeout)
             case "env": env = try environment(entry.value, "env")
+            case "workingDirectory": workingDirectory = try directory(entry.value)
             case "secrets":
                 throw fail(.refused, entry.keyNode,
                            "'secrets' is not supported: a task file cannot name secrets for Berth to fetch; the credentials a run needs are given to it by Berth")
@@ -145,7 +177,8 @@ private struct Reader {
         var steps: [Step] = []
         var whenNodes: [String: Node] = [:]
         for (n, node) in stepNodes.enumerated() {
-            let (step, whenNode) = try self.step(node, index: n, previous: steps.last?.id, fileEnv: env, stepTimeout: stepTimeout)
+            let (step, whenNode) = try self.step(node, index: n, previous: steps.last?.id, fileEnv: env, stepTimeout: stepTimeout,
+                                                 workingDirectory: workingDirectory)
             if let first = steps.first(where: { $0.id == step.id }) {
                 throw fail(.duplicateStepID, node, "step id \(quoted(step.id, limit: 64)) is already used by the step on line \(first.line)")
             }
@@ -171,9 +204,17 @@ private struct Reader {
         return TaskFile(version: versionText, stepTimeout: stepTimeout, env: env, steps: steps, plan: plan)
     }
 
+    mutating func directory(_ node: Node) throws(TaskFileError) -> String {
+        let directory = try string(node, "workingDirectory")
+        guard !directory.isEmpty, !directory.contains("\0") else {
+            throw fail(.invalidValue, node, "workingDirectory must be a directory name")
+        }
+        return directory
+    }
+
     mutating func step(_ node: Node, index: Int, previous: String?, fileEnv: [EnvironmentVariable],
-                       stepTimeout: Int) throws(TaskFileError) -> (Step, Node?) {
-        let fields = try entries(node, known: TaskFile.stepKeys, what: "a step")
+                       stepTimeout: Int, workingDirectory fileDirectory: String? = nil) throws(TaskFileError) -> (Step, Node?) {
+        let fields = try entries(node, known: TaskFile.stepKeys, unsupported: TaskFile.unsupportedStepKeys, what: "a step")
         let actions = fields.filter { ["build", "cmd", "push"].contains($0.key) }
         guard actions.count == 1 else {
             throw fail(actions.isEmpty ? .missingKey : .invalidValue, actions.dropFirst().first?.keyNode ?? node,
@@ -181,9 +222,12 @@ private struct Reader {
         }
         var step = Step(id: "acb_step_\(index)", line: line(node), action: .push([]),
                         waitsFor: previous.map { [$0] } ?? [], env: fileEnv, timeout: stepTimeout,
-                        workingDirectory: nil, retries: 0, ignoreErrors: false)
+                        workingDirectory: fileDirectory, retries: 0, ignoreErrors: false)
         var whenNode: Node?
         var networkKey: Node?
+        var envNode: Node?
+        var ownEnvNames: Set<String> = []
+        var cmdOnly: [(String, Node)] = []
         for field in fields {
             switch field.key {
             case "id":
@@ -237,16 +281,31 @@ private struct Reader {
                     step.waitsFor = ids
                 }
             case "env":
+                envNode = field.value
                 let own = try environment(field.value, "env")
+                ownEnvNames = Set(own.map(\.name))
                 step.env = fileEnv.filter { variable in !own.contains { $0.name == variable.name } } + own
             case "timeout":
                 step.timeout = try integer(field.value, "timeout", in: 1...limits.maxTimeout)
             case "workingDirectory":
-                let directory = try string(field.value, "workingDirectory")
-                guard !directory.isEmpty, !directory.contains("\0") else {
-                    throw fail(.invalidValue, field.value, "workingDirectory must be a directory name")
+                step.workingDirectory = try directory(field.value)
+            case "entryPoint":
+                cmdOnly.append((field.key, field.keyNode))
+                step.entryPoint = try string(field.value, "entryPoint")
+                guard step.entryPoint?.isEmpty == false, step.entryPoint?.contains("\0") == false else {
+                    throw fail(.invalidValue, field.value, "entryPoint must name a program")
                 }
-                step.workingDirectory = directory
+            case "user":
+                cmdOnly.append((field.key, field.keyNode))
+                let user = try string(field.value, "user")
+                guard Self.isUser(user) else {
+                    throw fail(.invalidValue, field.value, "user is NAME, UID, NAME:GROUP or UID:GID (letters, digits, '_', '.', '-'), not \(quoted(user, limit: 40))")
+                }
+                step.user = user
+            case "startDelay":
+                step.startDelay = try integer(field.value, "startDelay", in: 0...limits.maxTimeout)
+            case "retryDelay":
+                step.retryDelay = try integer(field.value, "retryDelay", in: 0...limits.maxTimeout)
             case "retries":
                 step.retries = try integer(field.value, "retries", in: 0...limits.maxRetries)
             case "ignoreErrors":
@@ -262,19 +321,42 @@ private struct Reader {
                 break
             }
         }
+        if case .berth = step.action, let reserved = step.env.first(where: { BerthCommand.isReservedEnvironmentName($0.name) }) {
+            // The line of the step's own env, or of the step when the name comes from the file's env.
+            let fromFile = !ownEnvNames.contains(reserved.name)
+            throw TaskFileError(.refused, line: envNode.map(line).flatMap { fromFile ? nil : $0 } ?? step.line,
+                                "env \(reserved.name) is not passed to a berth step\(fromFile ? " (from the file's env)" : ""): "
+                                    + "it runs on the server, whose own values of BERTH_*, PATH, HOME, XDG_*, LD_*, SWIFT_* and the like it keeps")
+        }
+        if let (name, key) = cmdOnly.first {
+            switch step.action {
+            case .cmd: break
+            default:
+                throw fail(.invalidValue, key, "\(name) applies to cmd steps that run an image only")
+            }
+        }
         if let networkKey {
             switch step.action {
             case .cmd: break
             case .berth:
                 throw fail(.invalidValue, networkKey, "network applies to cmd steps that run an image; berth runs on the server and reaches only this registry")
-            case .build:
-                throw fail(.invalidValue, networkKey,
-                           "network applies to cmd steps only; a build's RUN instructions have the host network (chroot isolation) whatever the step says")
+            case .build: break
             case .push:
-                throw fail(.invalidValue, networkKey, "network applies to cmd steps only, not to a push")
+                throw fail(.invalidValue, networkKey, "network applies to cmd and build steps, not to a push")
             }
         }
         return (step, whenNode)
+    }
+
+    /// `name`, `uid`, `name:group`, `uid:gid`: podman's `--user`, one argv entry.
+    static func isUser(_ s: String) -> Bool {
+        let parts = s.split(separator: ":", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), s.utf8.count <= 64 else { return false }
+        return parts.allSatisfy { part in
+            !part.isEmpty && !part.hasPrefix("-") && part.utf8.allSatisfy { b in
+                (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || (b >= 0x30 && b <= 0x39) || b == 0x5f || b == 0x2e || b == 0x2d
+            }
+        }
     }
 
     static func isStepID(_ s: String) -> Bool {

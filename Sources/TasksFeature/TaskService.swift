@@ -352,3 +352,23 @@ extension TaskError: CustomStringConvertible {
         }
     }
 }
+
+extension TasksConfiguration {
+    /// Points a task's `berth` steps at this server's own listener (`BerthStepEndpoint.forListener`:
+    /// loopback for a wildcard address; with TLS a name the certificate holds, reached at the
+    /// listener, the certificate file trusted) and runs them with `executable`. Returns why
+    /// berth steps are off when the certificate names nothing a client could verify.
+    public mutating func runBerthSteps(executable: String?, listenHost: String, port: Int,
+                                       tls: (certificateFile: String, names: [String])?) -> String? {
+        runner.berthExecutable = executable
+        switch BerthStepEndpoint.forListener(host: listenHost, port: port, tls: tls) {
+        case .success(let endpoint):
+            runner.berthEndpoint = endpoint
+            return nil
+        case .failure(let error):
+            runner.berthEndpoint = nil
+            runner.berthUnavailable = "this server runs no berth commands in tasks: \(error)"
+            return error.description
+        }
+    }
+}

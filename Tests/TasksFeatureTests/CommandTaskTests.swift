@@ -88,7 +88,7 @@ private func pushImage(_ client: any TestClientProtocol, _ repository: String, _
             try fakeBerth.write(toFile: path, atomically: true, encoding: .utf8)
             try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
             configuration.runner.berthExecutable = path
-            configuration.runner.berthRegistryURL = "http://berth.test:5000"
+            configuration.runner.berthEndpoint = BerthStepEndpoint(url: "http://berth.test:5000")
         }
         let feature = TasksFeature(store: store, access: access, configuration: configuration, logger: quiet)
         let app = try await BerthServer.makeApplication(registry: registry, access: access, features: [feature], host: "127.0.0.1",

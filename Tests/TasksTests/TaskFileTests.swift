@@ -70,9 +70,12 @@ import Testing
                 cmd: alpine true
                 network: '{{.Values.net}}'
               - build: -t app:1 .
+              - build: -t app:2 .
+                network: host
               - push: [app:1]
             """, values: try values(["net=host"]))
-        #expect(file.steps.map(\.network) == [.none, .none, .host, .host, .none, .none])
+        // A build's RUN has no network either unless the step asks for the host's.
+        #expect(file.steps.map(\.network) == [.none, .none, .host, .host, .none, .host, .none])
     }
 
     @Test func timeoutDefaultsTo600Seconds() throws {

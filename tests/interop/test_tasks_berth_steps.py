@@ -1,0 +1,225 @@
+"""(berth only) A build task's ``berth`` steps (issue 16) run the server's own binary against the
+server's own listener, never ``--public-url`` (which may name a proxy or, here, a host that does
+not exist): a ``--cmd "berth purge ..."`` task purges on a server whose public URL is unreachable,
+also over TLS with a certificate that names only a host name (the step verifies it, reaching
+the listener on loopback); the binary is ``/proc/self/exe``, so a server whose file was replaced
+by an upgrade still runs its own image; and a berth step's ``env`` may not set the run
+identity's variables, refused with the line when the task is saved, as are ACR keys Berth does
+not take. And a build's ``RUN`` has no network unless its step says ``network: host``."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import requests
+
+from conftest import RegistryServer, berth_bin, free_port
+from helpers import run, sha256_digest
+from test_cli import Cli
+
+pytestmark = [pytest.mark.berth_only]
+
+UNREACHABLE = "https://registry.unreachable.invalid"
+
+
+def push_tiny_image(base: str, creds, repository: str, tag: str, verify=True) -> None:
+    """A config-only image over the raw API with Basic credentials (no token realm, which names
+    the public URL; upload Locations may name it too, so only their path is used)."""
+    s = requests.Session()
+    s.auth = creds
+    s.verify = verify
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
+                         "config": {"Labels": {"tag": tag}}}).encode()
+    digest = sha256_digest(config)
+    r = s.post(f"{base}/v2/{repository}/blobs/uploads/", headers={"Content-Length": "0"}, timeout=30)
+    assert r.status_code == 202, r.text
+    location = urlparse(r.headers["Location"])
+    path = location.path + ("?" + location.query if location.query else "")
+    r = s.put(base + path, params={"digest": digest}, data=config, headers={"Content-Type": "application/octet-stream"},
+              timeout=30)
+    assert r.status_code == 201, r.text
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest,
+                                      "size": len(config)}, "layers": []}).encode()
+    r = s.put(f"{base}/v2/{repository}/manifests/{tag}", data=manifest,
+              headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, timeout=30)
+    assert r.status_code == 201, r.text
+
+
+def tag_status(base: str, creds, repository: str, tag: str, verify=True) -> int:
+    return requests.head(f"{base}/v2/{repository}/manifests/{tag}", auth=creds, verify=verify, timeout=10,
+                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).status_code
+
+
+def run_purge_task(cli: Cli) -> dict:
+    cli("task", "create", "--name", "nightly", "--cmd", "berth purge --filter 'junk/app:.*' --ago 0d",
+        "--repository", "junk/app")
+    done = cli.run("task", "run", "--name", "nightly", "--wait", check=False)
+    [latest] = cli.json("task", "list-runs", "--name", "nightly")
+    log = cli.run("task", "logs", "--name", "nightly", "--run-id", latest["id"]).stdout.decode()
+    assert done.returncode == 0 and latest["status"] == "succeeded", (done.stderr.decode()[-2000:], latest, log)
+    return {"run": latest, "log": log}
+
+
+@pytest.mark.server_env(BERTH_PUBLIC_URL=UNREACHABLE)
+def test_a_berth_step_reaches_the_servers_own_listener_not_its_unreachable_public_url(registry, tmp_path):
+    cli = Cli(registry, tmp_path / "xdg")
+    cli.login()
+    for tag in ("old1", "old2"):
+        push_tiny_image(registry.base, registry.creds, "junk/app", tag)
+    push_tiny_image(registry.base, registry.creds, "keep/app", "v1")
+    result = run_purge_task(cli)
+    assert "old1" in result["log"] and registry.password not in result["log"], result["log"]
+    assert tag_status(registry.base, registry.creds, "junk/app", "old1") == 404
+    assert tag_status(registry.base, registry.creds, "junk/app", "old2") == 404
+    assert tag_status(registry.base, registry.creds, "keep/app", "v1") == 200
+
+    # A berth step's env may not replace the run identity or the registry it talks to: refused
+    # when saved, with the line; other variables are its own.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: v1.1.0\nsteps:\n  - cmd: berth repository list\n    env: [NOTE=x, BERTH_REGISTRY=https://evil.example]\n")
+    said = cli.fails("task", "create", "--name", "bad", "--file", str(bad), "--repository", "junk/app")
+    assert "line 4" in said and "env BERTH_REGISTRY is not passed to a berth step" in said, said
+    # ACR keys Berth does not take are refused by name, with why.
+    bad.write_text("version: v1.1.0\nsteps:\n  - cmd: berth repository list\n    privileged: true\n")
+    said = cli.fails("task", "create", "--name", "bad", "--file", str(bad), "--repository", "junk/app")
+    assert "line 4" in said and "not supported: privileged (" in said, said
+    good = tmp_path / "good.yaml"
+    good.write_text("version: v1.1.0\nsteps:\n  - cmd: berth repository show-tags --name keep/app\n    env: [NOTE=x]\n")
+    cli("task", "create", "--name", "good", "--file", str(good), "--repository", "keep/app")
+    cli("task", "run", "--name", "good", "--wait")
+    [run] = cli.json("task", "list-runs", "--name", "good")
+    log = cli.run("task", "logs", "--name", "good", "--run-id", run["id"]).stdout.decode()
+    assert run["status"] == "succeeded" and "acb_step_0 stdout| v1" in log, (run, log)
+
+
+def test_a_berth_step_verifies_the_servers_tls_certificate_by_the_name_it_holds(tmp_path):
+    """The certificate names only ``registry.test`` (not 127.0.0.1): the step's URL names it and
+    its connection goes to the listener, with the certificate verified (never turned off)."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    run([str(berth_bin()), "certificate", "create", "--out", str(certs / "dev"), "--host", "registry.test"])
+    password = "tls-" + secrets.token_urlsafe(12)
+    port = free_port()
+    env = dict(os.environ, BERTH_BOOTSTRAP_OWNER_PASSWORD=password, BERTH_SCAN_ON_PUSH="false", BERTH_PUBLIC_URL=UNREACHABLE)
+    with open(tmp_path / "server.log", "wb") as log:
+        proc = subprocess.Popen([str(berth_bin()), "serve", "--data", str(tmp_path / "data"), "--listen", f"127.0.0.1:{port}",
+                                 "--tls-cert", str(certs / "dev.crt"), "--tls-key", str(certs / "dev.key")],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()[-3000:]
+            time.sleep(0.2)
+        # The CLI outside reaches it the same way a step does (BERTH_CONNECT_ADDRESS / BERTH_CA_FILE).
+        cli = Cli(None, tmp_path / "xdg")
+        cli.extra_env = {"BERTH_REGISTRY": f"https://registry.test:{port}", "BERTH_CONNECT_ADDRESS": "127.0.0.1",
+                         "BERTH_CA_FILE": str(certs / "dev.crt"), "BERTH_USERNAME": "owner", "BERTH_PASSWORD": password}
+        # Without trusting the certificate the CLI refuses the connection: verification is on.
+        untrusted = cli.run("repository", "list", check=False, env={"BERTH_CA_FILE": ""})
+        assert untrusted.returncode != 0, untrusted.stdout
+        result = run_purge_task(cli)
+        assert password not in result["log"], result["log"]
+        assert "berth: error" not in result["log"], result["log"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+class CopiedServer(RegistryServer):
+    """A registry run from a copy of the berth binary, which the test replaces as an upgrade would."""
+
+    def __init__(self, workdir: Path, binary: Path):
+        super().__init__(workdir)
+        self.binary = binary
+
+    def _command(self, port: int):
+        return [str(self.binary), "serve", "--data", str(self.data), "--listen", f"127.0.0.1:{port}"]
+
+
+def test_a_berth_step_runs_the_servers_own_image_after_its_file_was_replaced(tmp_path):
+    binary = tmp_path / "bin" / "berth"
+    binary.parent.mkdir()
+    shutil.copy(berth_bin(), binary)
+    server = CopiedServer(tmp_path / "server", binary)
+    server.start()
+    try:
+        cli = Cli(server, tmp_path / "xdg")
+        cli.login()
+        push_tiny_image(server.base, server.creds, "junk/app", "old1")
+        # The upgrade: the running file is unlinked and another put in its place.
+        binary.unlink()
+        binary.write_text("#!/bin/sh\necho 'the replaced file ran' >&2\nexit 3\n")
+        binary.chmod(0o755)
+        result = run_purge_task(cli)
+        assert "the replaced file ran" not in result["log"], result["log"]
+        assert tag_status(server.base, server.creds, "junk/app", "old1") == 404
+    finally:
+        server.stop()
+        shutil.rmtree(tmp_path / "server", ignore_errors=True)
+
+
+NETWORK_FILE = """\
+version: v1.1.0
+steps:
+  - id: build
+    build: -t $Registry/net:$ID -f Dockerfile .
+    network: {{.Values.net}}
+"""
+
+
+def test_a_builds_run_has_no_network_unless_the_step_asks_for_the_hosts(registry, tmp_path):
+    """Issue 16 item 6 (untrusted code): a build's RUN cannot reach a port the test opens on
+    loopback unless its step says ``network: host`` (then it does: the check can fail)."""
+    import socket
+    import threading
+    cli = Cli(registry, tmp_path / "xdg")
+    cli.login()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    accepted_count = [0]
+
+    def accept_and_close():
+        # Closes every connection at once, so a RUN that got one does not wait on it.
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted_count[0] += 1
+            conn.close()
+
+    threading.Thread(target=accept_and_close, daemon=True).start()
+    context = tmp_path / "context"
+    context.mkdir()
+    shutil.copy("/bin/busybox", context / "busybox")
+    (context / "Dockerfile").write_text(
+        "FROM scratch\nCOPY busybox /bin/busybox\n"
+        f'RUN ["/bin/busybox", "sh", "-c", "if /bin/busybox nc -w 5 127.0.0.1 {port} </dev/null; '
+        'then echo RUN-REACHED-THE-HOST; else echo RUN-HAD-NO-NETWORK; fi"]\n')
+    (tmp_path / "net.yaml").write_text(NETWORK_FILE)
+    try:
+        for net, says, accepted in (("none", "RUN-HAD-NO-NETWORK", False), ("host", "RUN-REACHED-THE-HOST", True)):
+            cli("task", "create", "--name", f"net-{net}", "--file", str(tmp_path / "net.yaml"), "--set", f"net={net}")
+            done = cli.run("task", "run", "--name", f"net-{net}", "--context", str(context), "--wait", "-o", "json", check=False)
+            run = json.loads(done.stdout)
+            log = cli.run("task", "logs", "--name", f"net-{net}", "--run-id", run["id"]).stdout.decode()
+            assert run["status"] == "succeeded" and f"build stdout| {says}" in log, (net, run, log[-3000:])
+            assert (accepted_count[0] > 0) == accepted, (net, accepted_count)
+    finally:
+        listener.close()
