@@ -121,6 +121,13 @@ public struct RegistryResponder: HTTPResponder {
             let repo = try RepositoryName(name)
             let d = try parseDigest(digest)
             try await routing.admitSigned(request, repository: repo, digest: d)
+            // This region's own locks (in getBlob's size read) and quarantine apply too (review: a
+            // quarantine verdict given here, or after the URL was signed, was not enforced on
+            // signed reads). A puller who may read quarantined content is refused here as well:
+            // fail closed.
+            if try await registry.blobOnlyInQuarantine(repo, d) {
+                throw RegistryError(.denied, "blob belongs only to quarantined content")
+            }
             let (response, size) = try await getBlob(request, repo, d, head: false)
             return Outcome(response: response, route: routeName, bytesOut: size)
         }

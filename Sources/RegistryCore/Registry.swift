@@ -306,8 +306,10 @@ public final class Registry: Sendable {
     }
 
     /// Keeps at most `privateUploadsMax - room` private upload sessions: beyond it the oldest go
-    /// (those idle longer than half the upload max age, then a quarter, … down to a minute, then
-    /// every one). Returns how many were removed.
+    /// (those idle longer than half the upload max age, then a quarter, … down to ten minutes).
+    /// A session touched in the last ten minutes is never removed here (it may be another job's
+    /// copy in flight, or the one just opened), so the count can stay above the limit for that
+    /// long. Returns how many were removed.
     @discardableResult
     public func trimPrivateUploads(room: Int = 1, now: Date = Date()) async throws -> Int {
         let limit = max(0, configuration.privateUploadsMax - room)
@@ -321,16 +323,16 @@ public final class Registry: Sendable {
         var count = try await privateIDs(olderThan: now.timeIntervalSince1970 + 86_400).count
         guard count > limit else { return 0 }
         var removed = 0
-        var age = configuration.uploadMaxAge / 2
+        let floor = 600.0
+        var age = max(floor, configuration.uploadMaxAge / 2)
         while count > limit {
-            let old = try await privateIDs(olderThan: now.timeIntervalSince1970 - (age >= 60 ? age : -86_400))
-            for id in old {
+            for id in try await privateIDs(olderThan: now.timeIntervalSince1970 - age) {
                 try? await blobs.cancelUpload(id: id)
                 removed += 1
                 count -= 1
             }
-            if age < 60 { break }
-            age /= 2
+            if age <= floor { break }
+            age = max(floor, age / 2)
         }
         if removed > 0 { logger.info("removed private uploads beyond their limit", metadata: ["count": "\(removed)"]) }
         return removed

@@ -135,6 +135,12 @@ import Testing
                 // Credentials west issued that a client carries along are not what sea judges.
                 let withWestCredentials = try await s.execute(uri: uri, method: .get, headers: basic("owner", "not-sea's-password"))
                 #expect(withWestCredentials.status == .ok)
+                // Sea's own read lock applies to a signed read as well.
+                let geo = try RepositoryName("geo/app")
+                _ = try await sea.registry.updateLock(geo, tag: nil, digest: nil, LockChange(readEnabled: false))
+                let locked = try await s.execute(uri: uri, method: .get)
+                #expect(locked.status == .forbidden && errorCode(locked) == "DENIED")
+                _ = try await sea.registry.updateLock(geo, tag: nil, digest: nil, LockChange(readEnabled: true))
 
                 // Hostile URLs: never a blob.
                 let other = sha256(Array("another".utf8))
@@ -159,7 +165,7 @@ import Testing
 
                 // Sea counts what it served for other regions.
                 let metrics = String(buffer: try await s.execute(uri: "/metrics", method: .get).body)
-                #expect(metrics.contains("berth_replication_signed_reads_served 2"))
+                #expect(metrics.contains("berth_replication_signed_reads_served 3"))   // signatures accepted (the locked read too)
                 #expect(metrics.contains("berth_replication_signed_reads_fetched 1"))
                 let westMetrics = String(buffer: try await w.execute(uri: "/metrics", method: .get).body)
                 #expect(westMetrics.contains("berth_replication_peer_healthy{location=\"sea\"} 1"))
@@ -179,13 +185,13 @@ import Testing
                 // password would also do, but sea's failed-login limit then refuses the right one
                 // for a while, longer than this test waits on a loaded machine) leaves routing
                 // with no client change, and comes back when it passes again.
-                _ = try await west.service.update(location: "sea", endpoint: "http://127.0.0.1:1", credential: nil, clearCredential: false,
+                _ = try await west.service.update(location: "sea", endpoint: "http://127.0.0.1:1", credential: seaPeer, clearCredential: false,
                                                   regionEndpointEnabled: nil)
                 #expect(try await eventually { try await status(w, "sea").health == "unhealthy" })
                 let local = try await w.execute(uri: "/v2/geo/app/blobs/\(digest)", method: .get, headers: owner)
                 #expect(local.status == .ok && Array(local.body.readableBytesView) == bytes)
                 #expect(try await status(w, "sea").healthError != nil)
-                _ = try await west.service.update(location: "sea", endpoint: "http://127.0.0.1:\(sPort)", credential: nil, clearCredential: false,
+                _ = try await west.service.update(location: "sea", endpoint: "http://127.0.0.1:\(sPort)", credential: seaPeer, clearCredential: false,
                                                   regionEndpointEnabled: nil)
                 #expect(try await eventually { try await status(w, "sea").health == "healthy" })
                 #expect(try await w.execute(uri: "/v2/geo/app/blobs/\(digest)", method: .get, headers: owner).status == .temporaryRedirect)
