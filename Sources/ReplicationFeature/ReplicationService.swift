@@ -225,12 +225,17 @@ public final class ReplicationService: Sendable {
         else { throw .invalid("a location is 1-64 characters of a-z, 0-9 and '-' (e.g. southeastasia)") }
     }
 
-    /// An http(s) base URL without credentials, query or fragment; normalized without a trailing slash.
-    static func normalize(endpoint: String, what: String = "endpoint") throws(ReplicationError) -> String {
+    /// An http(s) base URL without credentials, query or fragment; normalized without a trailing
+    /// slash. A data endpoint (`pathAllowed` false) has no path either: clients are sent to its
+    /// `/v2/…` routes, which a path in front would not reach.
+    static func normalize(endpoint: String, what: String = "endpoint", pathAllowed: Bool = true) throws(ReplicationError) -> String {
         guard endpoint.utf8.count <= 2048, let url = URLComponents(string: endpoint),
               url.scheme == "http" || url.scheme == "https", let host = url.host, !host.isEmpty,
               url.user == nil, url.password == nil, url.query == nil, url.fragment == nil
         else { throw .invalid("\(what) must be an http(s) URL without credentials, query or fragment (e.g. https://sea.registry.example)") }
+        if !pathAllowed, !url.path.allSatisfy({ $0 == "/" }) {
+            throw .invalid("\(what) must be a scheme, host and port without a path (e.g. https://sea.data.registry.example)")
+        }
         var normalized = endpoint
         while normalized.hasSuffix("/") { normalized.removeLast() }
         return normalized
@@ -238,7 +243,7 @@ public final class ReplicationService: Sendable {
 
     /// This region's own data endpoint (`--data-endpoint`), checked as a replica's endpoint is.
     public static func normalizeDataEndpoint(_ value: String) throws(ReplicationError) -> String {
-        try normalize(endpoint: value, what: "data-endpoint")
+        try normalize(endpoint: value, what: "data-endpoint", pathAllowed: false)
     }
 
     static func validate(credential: String) throws(ReplicationError) {
@@ -276,7 +281,7 @@ public final class ReplicationService: Sendable {
                        dataEndpoint: String? = nil) async throws -> Replica {
         try Self.validate(location: location)
         let endpoint = try Self.normalize(endpoint: endpoint)
-        let dataEndpoint = try dataEndpoint.map { e throws(ReplicationError) in try Self.normalize(endpoint: e, what: "data endpoint") }
+        let dataEndpoint = try dataEndpoint.map { e throws(ReplicationError) in try Self.normalize(endpoint: e, what: "data endpoint", pathAllowed: false) }
         if let credential { try Self.validate(credential: credential) }
         try await checkTarget(endpoint)
         if let dataEndpoint { try await checkTarget(dataEndpoint, what: "data endpoint") }
@@ -293,7 +298,7 @@ public final class ReplicationService: Sendable {
         let endpoint = try endpoint.map { e throws(ReplicationError) in try Self.normalize(endpoint: e) }
         // "" goes back to the endpoint; anything else is checked as the endpoint is.
         let newDataEndpoint: String?? = try dataEndpoint.map { e throws(ReplicationError) -> String? in
-            e.isEmpty ? nil : try Self.normalize(endpoint: e, what: "data endpoint")
+            e.isEmpty ? nil : try Self.normalize(endpoint: e, what: "data endpoint", pathAllowed: false)
         }
         if let credential { try Self.validate(credential: credential) }
         if let endpoint { try await checkTarget(endpoint) }

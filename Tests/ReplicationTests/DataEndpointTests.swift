@@ -39,6 +39,17 @@ import Testing
         return out
     }
 
+    @Test func aDataEndpointIsSchemeHostAndPortOnly() throws {
+        #expect(try ReplicationService.normalizeDataEndpoint("https://sea.data.example:8443/") == "https://sea.data.example:8443")
+        #expect(try ReplicationService.normalizeDataEndpoint("http://127.0.0.1:5000") == "http://127.0.0.1:5000")
+        for bad in ["https://sea.data.example/registry", "https://sea.data.example/v2/", "https://u:p@sea.data.example",
+                    "https://sea.data.example?x=1", "ftp://sea.data.example", "sea.data.example"] {
+            #expect(throws: ReplicationError.self, "\(bad)") { _ = try ReplicationService.normalizeDataEndpoint(bad) }
+        }
+        // A peer's API endpoint may still carry a path (only its host and port are used).
+        #expect(try ReplicationService.normalize(endpoint: "https://sea.example/registry") == "https://sea.example/registry")
+    }
+
     @Test func aSignatureHoldsOnlyForItsMethodRepositoryDigestAndTime() throws {
         let key = Curve25519.Signing.PrivateKey()
         let now = Date(timeIntervalSince1970: 1_800_000_000)
