@@ -311,7 +311,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
         ]),
-        .testTarget(name: "RegistryCoreTests", dependencies: ["RegistryCore", "Backends"]),
+        .testTarget(name: "RegistryCoreTests", dependencies: ["RegistryCore", "Backends", "BlobStoreConformance"]),
         .testTarget(name: "AccessTests", dependencies: [
             "Access", "Backends", "SQLiteStore",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -378,7 +378,7 @@ let package = Package(
         ]),
         .testTarget(name: "HTTPAPITests", dependencies: [
             "HTTPAPI", "Admission", "Signing", "BlobStorage", "Backends", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract",
-            "ReplicationFeature", "ScanningFeature",
+            "ReplicationFeature", "ScanningFeature", "BlobStoreConformance",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,5 +1,6 @@
 import Backends
 import BlobStorage
+import BlobStoreConformance
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -21,7 +22,7 @@ import Testing
 /// chunks (some of them held back a moment, to exercise back-pressure), break off after some
 /// bytes, or slow to a trickle after some bytes (100 bytes every 10 ms: the rest of the blob
 /// would take half a minute) until cancelled.
-final class ScriptedTransferStore: BlobStore, @unchecked Sendable {
+final class ScriptedTransferStore: ForwardingBlobStore, @unchecked Sendable {
     enum Script: Sendable {
         case deliver(chunk: Int)
         case breakOff(after: Int)
@@ -31,16 +32,13 @@ final class ScriptedTransferStore: BlobStore, @unchecked Sendable {
 
     struct Broken: Error {}
 
-    let inner: any BlobStore
     let script = NIOLockedValueBox(Script.deliver(chunk: 7000))
     let started = NIOLockedValueBox(0)
     let cancelled = NIOLockedValueBox(0)
     /// Bytes handed to the sink so far (what the relay took from the source).
     let delivered = NIOLockedValueBox(0)
 
-    init(inner: any BlobStore) { self.inner = inner }
-
-    func startTransfer(_ digest: Digest, range: Range<Int64>, into sink: any BlobByteSink) async throws -> BlobTransfer? {
+    override func startTransfer(_ digest: Digest, range: Range<Int64>, into sink: any BlobByteSink) async throws -> BlobTransfer? {
         let script = self.script.withLockedValue { $0 }
         if case .missing = script { throw BlobStoreError.blobUnknown }
         var read: [UInt8] = []
@@ -96,30 +94,6 @@ final class ScriptedTransferStore: BlobStore, @unchecked Sendable {
             end(.failure(CancellationError()))
         })
     }
-
-    func size(of digest: Digest) async throws -> Int64? { try await inner.size(of: digest) }
-    func read(_ digest: Digest, range: Range<Int64>, into sink: (ByteBuffer) async throws -> Void) async throws {
-        try await inner.read(digest, range: range, into: sink)
-    }
-    func delete(_ digest: Digest) async throws { try await inner.delete(digest) }
-    func allDigests() async throws -> [Digest] { try await inner.allDigests() }
-    func createUpload(id: String, owner: String) async throws { try await inner.createUpload(id: id, owner: owner) }
-    func uploadOwner(id: String) async throws -> String? { try await inner.uploadOwner(id: id) }
-    func uploadedSize(id: String) async throws -> Int64? { try await inner.uploadedSize(id: id) }
-    func append<Body: AsyncSequence & Sendable>(id: String, offset: Int64, body: Body, limit: Int64?) async throws -> Int64
-        where Body.Element == ByteBuffer {
-        try await inner.append(id: id, offset: offset, body: body, limit: limit)
-    }
-    func commitUpload(id: String, expected: Digest, expectedSize: Int64?) async throws -> Int64 {
-        try await inner.commitUpload(id: id, expected: expected, expectedSize: expectedSize)
-    }
-    func readSmallUpload(id: String, expected: Digest, limit: Int) async throws -> [UInt8]? {
-        try await inner.readSmallUpload(id: id, expected: expected, limit: limit)
-    }
-    func cancelUpload(id: String) async throws { try await inner.cancelUpload(id: id) }
-    func staleUploads(olderThan: Double) async throws -> [String] { try await inner.staleUploads(olderThan: olderThan) }
-    func openUploadCount() async throws -> Int { try await inner.openUploadCount() }
-    func checkHealth() async throws { try await inner.checkHealth() }
 }
 
 /// One HTTP/1.1 connection over a plain socket, to see what a client sees on the wire: a body

@@ -1,6 +1,7 @@
 import Access
 import Backends
 import BlobStorage
+import BlobStoreConformance
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -17,36 +18,14 @@ import Testing
 
 /// A blob store whose reads fail while `failing` is set (a disk or bucket that errors), all else
 /// passed to `inner`.
-final class FailingReadStore: BlobStore, @unchecked Sendable {
+final class FailingReadStore: ForwardingBlobStore, @unchecked Sendable {
     struct StoreDown: Error {}
-    let inner: any BlobStore
     let failing = NIOLockedValueBox(false)
-    init(inner: any BlobStore) { self.inner = inner }
 
-    func size(of digest: Digest) async throws -> Int64? { try await inner.size(of: digest) }
-    func read(_ digest: Digest, range: Range<Int64>, into sink: (ByteBuffer) async throws -> Void) async throws {
+    override func read(_ digest: Digest, range: Range<Int64>, into sink: (ByteBuffer) async throws -> Void) async throws {
         if failing.withLockedValue({ $0 }) { throw StoreDown() }
         try await inner.read(digest, range: range, into: sink)
     }
-    func delete(_ digest: Digest) async throws { try await inner.delete(digest) }
-    func allDigests() async throws -> [Digest] { try await inner.allDigests() }
-    func createUpload(id: String, owner: String) async throws { try await inner.createUpload(id: id, owner: owner) }
-    func uploadOwner(id: String) async throws -> String? { try await inner.uploadOwner(id: id) }
-    func uploadedSize(id: String) async throws -> Int64? { try await inner.uploadedSize(id: id) }
-    func append<Body: AsyncSequence & Sendable>(id: String, offset: Int64, body: Body, limit: Int64?) async throws -> Int64
-        where Body.Element == ByteBuffer {
-        try await inner.append(id: id, offset: offset, body: body, limit: limit)
-    }
-    func commitUpload(id: String, expected: Digest, expectedSize: Int64?) async throws -> Int64 {
-        try await inner.commitUpload(id: id, expected: expected, expectedSize: expectedSize)
-    }
-    func readSmallUpload(id: String, expected: Digest, limit: Int) async throws -> [UInt8]? {
-        try await inner.readSmallUpload(id: id, expected: expected, limit: limit)
-    }
-    func cancelUpload(id: String) async throws { try await inner.cancelUpload(id: id) }
-    func staleUploads(olderThan: Double) async throws -> [String] { try await inner.staleUploads(olderThan: olderThan) }
-    func openUploadCount() async throws -> Int { try await inner.openUploadCount() }
-    func checkHealth() async throws { try await inner.checkHealth() }
 }
 
 /// Content trust fails closed on a store that fails: the signature's envelope cannot be read, so

@@ -1,5 +1,6 @@
 import Backends
 import BlobStorage
+import BlobStoreConformance
 import Foundation
 import NIOCore
 import OCIModel
@@ -11,38 +12,16 @@ import Testing
 /// A blob store that runs a hook once, right after a push committed the bytes and before the
 /// registry links them: where garbage collection on another node used to see bytes or a record
 /// that nothing referenced yet.
-final class HookedBlobStore: BlobStore {
-    let base: any BlobStore
+final class HookedBlobStore: ForwardingBlobStore, @unchecked Sendable {
     let afterCommit = Mutex<(@Sendable () async throws -> Void)?>(nil)
 
-    init(base: any BlobStore) { self.base = base }
+    init(base: any BlobStore) { super.init(inner: base) }
 
-    func commitUpload(id: String, expected: Digest, expectedSize: Int64?) async throws -> Int64 {
-        let size = try await base.commitUpload(id: id, expected: expected, expectedSize: expectedSize)
+    override func commitUpload(id: String, expected: Digest, expectedSize: Int64?) async throws -> Int64 {
+        let size = try await inner.commitUpload(id: id, expected: expected, expectedSize: expectedSize)
         if let hook = afterCommit.withLock({ h in defer { h = nil }; return h }) { try await hook() }
         return size
     }
-
-    func size(of digest: Digest) async throws -> Int64? { try await base.size(of: digest) }
-    func read(_ digest: Digest, range: Range<Int64>, into sink: (ByteBuffer) async throws -> Void) async throws {
-        try await base.read(digest, range: range, into: sink)
-    }
-    func delete(_ digest: Digest) async throws { try await base.delete(digest) }
-    func allDigests() async throws -> [Digest] { try await base.allDigests() }
-    func createUpload(id: String, owner: String) async throws { try await base.createUpload(id: id, owner: owner) }
-    func uploadOwner(id: String) async throws -> String? { try await base.uploadOwner(id: id) }
-    func uploadedSize(id: String) async throws -> Int64? { try await base.uploadedSize(id: id) }
-    func append<Body: AsyncSequence & Sendable>(id: String, offset: Int64, body: Body, limit: Int64?) async throws -> Int64
-        where Body.Element == ByteBuffer {
-        try await base.append(id: id, offset: offset, body: body, limit: limit)
-    }
-    func readSmallUpload(id: String, expected: Digest, limit: Int) async throws -> [UInt8]? {
-        try await base.readSmallUpload(id: id, expected: expected, limit: limit)
-    }
-    func cancelUpload(id: String) async throws { try await base.cancelUpload(id: id) }
-    func staleUploads(olderThan: Double) async throws -> [String] { try await base.staleUploads(olderThan: olderThan) }
-    func openUploadCount() async throws -> Int { try await base.openUploadCount() }
-    func checkHealth() async throws { try await base.checkHealth() }
 }
 
 /// Garbage collection on one node and pushes and pulls on another, over one database file and one
