@@ -31,6 +31,10 @@ public final class ReplicationApplier: Sendable {
     let backoffMax: TimeInterval
     /// Clients per replica (endpoint and credential): their token caches live across steps.
     private let clients = NIOLockedValueBox<[String: (key: String, client: UpstreamClient)]>([:])
+    /// Per replica: the bytes of the blobs still to fetch for the image being applied (`bytesPending`).
+    private let pending = NIOLockedValueBox<[String: Int64]>([:])
+    /// The replica whose events this task applies (set by `step`): where a fetch reports its bytes.
+    @TaskLocal static var applying: String?
 
     public init(registry: Registry, service: ReplicationService, registers: any ReplicationConflictStore,
                 limits: UpstreamLimits = UpstreamLimits(), pageSize: Int = 200, backoffBase: TimeInterval = 1, backoffMax: TimeInterval = 60,
@@ -86,9 +90,12 @@ public final class ReplicationApplier: Sendable {
                 return .idle
             }
             for (i, event) in parsed.enumerated() {
-                try await apply(event, location: location, client: client, now: now)
+                try await Self.$applying.withValue(location) {
+                    try await apply(event, location: location, client: client, now: now)
+                }
                 guard try await advance(name, from: cursor, to: event.sequence) else {
                     // Another worker moved the cursor (or the lease was lost): stop here.
+                    progress.bytesPending = pendingBytes(location)
                     try await service.store.recordReplicaProgress(location: location, progress)
                     return .idle
                 }
@@ -97,6 +104,7 @@ public final class ReplicationApplier: Sendable {
             }
             progress.lastError = nil
             progress.lastErrorAt = nil
+            progress.bytesPending = pendingBytes(location)
             try await service.store.recordReplicaProgress(location: location, progress)
             return .advanced(to: cursor)
         } catch {
@@ -112,6 +120,7 @@ public final class ReplicationApplier: Sendable {
             }
             progress.lastError = message
             progress.lastErrorAt = now
+            progress.bytesPending = pendingBytes(location)
             try await service.store.recordReplicaProgress(location: location, progress)
             logger.warning("replication from a replica failed", metadata: ["location": "\(location)", "attempt": "\(attempts)",
                                                                            "retry_in_s": "\(delay)", "error": "\(message)"])
@@ -362,11 +371,18 @@ public final class ReplicationApplier: Sendable {
             }
         } else {
             let sizes = Self.blobSizes(manifest.bytes)
-            for blob in parsed.blobs {
+            var missing: [Digest] = []
+            for blob in parsed.blobs where try await registry.metadata.linkedBlobSize(repository: repository.value, digest: blob) == nil {
+                missing.append(blob)
+            }
+            try await reportPending(missing.reduce(0) { $0 &+ max(0, sizes[$1] ?? 0) })
+            for blob in missing {
                 guard try await ensureBlob(repository, blob, size: sizes[blob], client: client) else { return false }
+                try await reportPending(pendingBytes(Self.applying) - max(0, sizes[blob] ?? 0))
             }
         }
         _ = try await registry.putManifest(repository, reference: .digest(digest), bytes: manifest.bytes, contentType: manifest.mediaType)
+        if parsed.kind != .index { try await reportPending(0) }
         return true
     }
 
@@ -382,6 +398,31 @@ public final class ReplicationApplier: Sendable {
             return false
         }
         return true
+    }
+
+    // MARK: bytes pending
+
+    /// The bytes still to fetch for the image the replica's consumer is applying: the missing blobs'
+    /// sizes as its manifest states them, counted down as each blob is stored (0 between images).
+    /// Only the image being applied: the blobs of later events are known once their manifests are
+    /// read.
+    func pendingBytes(_ location: String?) -> Int64 {
+        guard let location else { return 0 }
+        return pending.withLockedValue { $0[location] ?? 0 }
+    }
+
+    /// Records the bytes pending of the replica being applied (none outside `step`), so
+    /// `berth replication status` and the gauge on every node show them while a large image arrives.
+    private func reportPending(_ bytes: Int64) async throws {
+        guard let location = Self.applying else { return }
+        let value = max(0, bytes)
+        let changed = pending.withLockedValue { p -> Bool in
+            defer { p[location] = value }
+            return p[location, default: 0] != value
+        }
+        guard changed, var progress = try await service.store.replicaProgress(location: location) else { return }
+        progress.bytesPending = value
+        _ = try await service.store.recordReplicaProgress(location: location, progress)
     }
 
     /// The sizes an image manifest states for its config, layers and blobs.

@@ -299,11 +299,14 @@ class DroppingProxy:
     ``ignore_range`` it drops the Range header of what it forwards, as a source without range
     support answers 200 with the whole blob. It notes the Range header of every GET of that blob."""
 
-    def __init__(self, upstream: str, digest: str, cut: int, ignore_range: bool = False):
+    def __init__(self, upstream: str, digest: str, cut: int, ignore_range: bool = False, own_realm: bool = False):
         import http.server
         import threading
 
         self.upstream, self.digest, self.cut, self.ignore_range = upstream, digest, cut, ignore_range
+        # With ``own_realm`` the source's token realm is named on the proxy (a client sends its
+        # credentials only to the host it talks to), and token requests pass through it too.
+        self.own_realm = own_realm
         self.ranges: list[str | None] = []
         # While set, every GET of the blob after the first is dropped before its first byte (the
         # source keeps failing). The bytes of the blob sent by each GET, in order.
@@ -337,6 +340,8 @@ class DroppingProxy:
                     for k, v in r.headers.items():
                         if k.lower() in ("content-type", "content-length", "content-range", "docker-content-digest",
                                          "www-authenticate", "location", "accept-ranges"):
+                            if proxy.own_realm and k.lower() == "www-authenticate":
+                                v = v.replace(proxy.upstream, proxy.host)
                             self.send_header(k, v)
                     if "content-length" not in {k.lower() for k in r.headers}:
                         self.send_header("Connection", "close")

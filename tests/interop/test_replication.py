@@ -344,6 +344,51 @@ def test_two_regions_replicate_both_ways(regions, tmp_path):
 
 
 @pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_status_shows_the_bytes_a_replica_still_has_to_fetch(regions, tmp_path):
+    """Item 1's bytes pending: sea reads west through a proxy that cuts a 3 MiB layer 1 MiB in and
+    then drops every later GET of it. Sea's status names the error and the bytes it still has to
+    fetch for that image (the layer, and at most the config with it); the image is not there. Once
+    the proxy lets the layer through, sea catches up and nothing is pending."""
+    from test_import import DroppingProxy
+
+    west, sea = regions
+    repo = "pending/app"
+    big = os.urandom(3 * 1024 * 1024)
+    layer = "sha256:" + hashlib.sha256(big).hexdigest()
+    proxy = DroppingProxy(west.server.host, layer, cut=1024 * 1024, own_realm=True)
+    proxy.dropping = True
+    try:
+        sea.cli("replication", "update", "--location", WEST, "--endpoint", f"http://{proxy.host}",
+                "--credential-file", str(tmp_path / f"credential-{SEA}"))
+        config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+        body = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": west.put_blob(repo, config),
+                       "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": west.put_blob(repo, big),
+                        "size": len(big)}],
+        }).encode()
+        digest = west.put_manifest(repo, "v1", body)
+
+        def stuck():
+            s = sea.status(WEST)
+            return s if s.get("lastError") and s.get("bytesPending", 0) >= len(big) else None
+        s = _wait("sea to report the layer it cannot fetch as pending", stuck, regions=(west, sea))
+        assert s["bytesPending"] <= len(big) + len(config), s
+        assert sea.manifest_digest(repo, "v1") is None
+        assert proxy.sent and proxy.sent[0] < len(big), proxy.sent
+
+        proxy.dropping = False
+        _wait("sea to catch up once the layer comes through", _caught_up(west, sea), tries=600, regions=(west, sea))
+        assert sea.status(WEST)["bytesPending"] == 0
+        assert sea.manifest_digest(repo, "v1") == digest
+        r = requests.get(f"{sea.server.base}/v2/{repo}/blobs/{layer}", auth=sea.server.creds, timeout=60)
+        assert r.status_code == 200 and r.content == big
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
 def test_concurrent_tag_writes_converge_and_the_loser_is_logged(regions):
     west, sea = regions
     base = west.image("race/app", "t", "base")
