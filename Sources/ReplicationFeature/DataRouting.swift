@@ -61,6 +61,10 @@ public final class DataRouting: BlobRouting, Sendable {
     /// Redirects answered, and signed reads served (for the metrics and tests).
     let redirects = NIOLockedValueBox<[String: Int]>([:])
     let signedReads = NIOLockedValueBox<(served: Int, fetched: Int, refused: Int)>((0, 0, 0))
+    /// Signed reads of a blob this region lacks, by (signer, repository, digest): concurrent ones
+    /// share one fetch from the signer (a cold image pulled by many nodes at once asks for each
+    /// layer once).
+    private let missingFetches = SingleFlight<String, Bool>()
 
     public init(configuration: DataRoutingConfiguration, applier: ReplicationApplier, health: PeerHealthMonitor,
                 logger: Logger = Logger(label: "berth.replication")) {
@@ -129,8 +133,11 @@ public final class DataRouting: BlobRouting, Sendable {
            let signer = request.uri.queryParameters[DataEndpointSignature.regionParameter[...]].map(String.init),
            let record = try await applier.service.store.replica(location: signer) {
             let client = try await applier.client(for: record)
-            if try await applier.ensureBlob(repository, digest, size: nil, client: client) {
-                signedReads.withLockedValue { $0.fetched += 1 }
+            let key = signer + "\u{0}" + repository.value + "\u{0}" + digest.string
+            _ = try await missingFetches.value(key) { [applier, signedReads] in
+                let fetched = try await applier.ensureBlob(repository, digest, size: nil, client: client)
+                if fetched { signedReads.withLockedValue { $0.fetched += 1 } }
+                return fetched
             }
         }
         signedReads.withLockedValue { $0.served += 1 }

@@ -170,6 +170,29 @@ import Testing
                 let westMetrics = String(buffer: try await w.execute(uri: "/metrics", method: .get).body)
                 #expect(westMetrics.contains("berth_replication_peer_healthy{location=\"sea\"} 1"))
 
+                // Concurrent signed reads of a blob sea lacks share one fetch from west.
+                let layer = (0..<(2 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+                let layerDigest = sha256(layer)
+                #expect(try await w.execute(uri: "/v2/geo/app/blobs/uploads/?digest=\(layerDigest)", method: .post,
+                                            headers: ownerWith(length: layer.count), body: buf(layer)).status == .created)
+                let signed = try await w.execute(uri: "/v2/geo/app/blobs/\(layerDigest)", method: .get, headers: owner)
+                let (_, layerURI) = try split(try #require(signed.headers[.location]))
+                let bodies = try await withThrowingTaskGroup(of: (HTTPResponse.Status, [UInt8]).self) { group in
+                    for _ in 0..<6 {
+                        group.addTask {   // each on its own connection, so they overlap
+                            try await TestClient.withClient(host: "127.0.0.1", port: sPort) { c in
+                                let r = try await c.execute(TestClient.Request(layerURI, method: .get))
+                                return (r.head.status, r.body.map { Array($0.readableBytesView) } ?? [])
+                            }
+                        }
+                    }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                #expect(bodies.count == 6 && bodies.allSatisfy { $0.0 == .ok && $0.1 == layer })
+                let after = String(buffer: try await s.execute(uri: "/metrics", method: .get).body)
+                #expect(after.contains("berth_replication_signed_reads_fetched 2"))
+                #expect(after.contains("berth_replication_signed_reads_served 9"))
+
                 // The region endpoint disabled: served here.
                 _ = try await west.service.update(location: "sea", endpoint: nil, credential: nil, clearCredential: false,
                                                   regionEndpointEnabled: false)
