@@ -546,12 +546,8 @@ def test_kept_partial_blobs_are_shown_and_count_against_the_quota(registry, logi
     namespace that would fit without it is refused, while the re-run that resumes it (its own
     partial copy, counted once) completes and leaves nothing partial."""
     src = Api(reference_source.host, auth=reference_source.creds)
-    big, other = os.urandom(3 * 1024 * 1024), os.urandom(2_500_000)
+    big = os.urandom(3 * 1024 * 1024)
     manifest = push_image(src, "lib/big", "v1", [big, b"a small layer"])
-    push_image(src, "lib/other", "v1", [other])
-    r = requests.post(f"{registry.base}/api/v1/quotas", auth=registry.creds, timeout=30,
-                      json={"name": "mirrors", "prefix": "mirror/", "limitBytes": 3_300_000})
-    assert r.status_code == 201, r.text
     proxy = DroppingProxy(reference_source.host, sha256_digest(big), cut=1024 * 1024)
     proxy.dropping = True
     user, password = reference_source.creds
@@ -560,12 +556,20 @@ def test_kept_partial_blobs_are_shown_and_count_against_the_quota(registry, logi
     try:
         p = berth(registry, login, *args, input=password + "\n", check=False)
         assert p.returncode != 0, (p.stdout, p.stderr)
+        # Room for the whole image of the re-run; another image is made to fit in that room
+        # by itself, with half the kept partial bytes to spare, but not beside them.
+        limit = 3_200_000
+        r = requests.post(f"{registry.base}/api/v1/quotas", auth=registry.creds, timeout=30,
+                          json={"name": "mirrors", "prefix": "mirror/", "limitBytes": limit})
+        assert r.status_code == 201, r.text
         shown = quota_list(registry, login)["mirrors"]
-        assert 0 < shown["partialBytes"] <= 1024 * 1024, shown
+        partial = shown["partialBytes"]
+        assert 4096 < partial <= 1024 * 1024, shown
+        other = os.urandom(limit - shown["usedBytes"] - 1024 - partial // 2)
+        push_image(src, "lib/other", "v1", [other])
         table = berth(registry, login, "quota", "list").stdout.decode()
         assert table.splitlines()[0].split()[-1] == "PARTIAL", table
 
-        # 2.5 MB fits under 3.3 MB, but not with the kept partial bytes beside it.
         p = berth(registry, login, "import", "--source", f"{reference_source.host}/lib/other:v1", "--image", "mirror/other:v1",
                   "--plain-http", "--username", user, "--password-stdin", input=password + "\n", check=False)
         assert p.returncode != 0 and b"mirrors" in p.stderr, (p.stdout, p.stderr)
