@@ -309,6 +309,9 @@ class DroppingProxy:
         # source keeps failing). The bytes of the blob sent by each GET, in order.
         self.dropping = False
         self.sent: list[int] = []
+        # When set to an Event, the first GET of the blob pauses after ``cut`` bytes until it is
+        # set (at most 60 s) and then sends the rest, instead of dropping the connection.
+        self.hold: threading.Event | None = None
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -345,7 +348,14 @@ class DroppingProxy:
                     sent = 0
                     try:
                         for chunk in r.raw.stream(65536, decode_content=False):
-                            if blob and first and sent + len(chunk) >= proxy.cut:
+                            if blob and first and proxy.hold is not None and sent < proxy.cut <= sent + len(chunk):
+                                self.wfile.write(chunk[:proxy.cut - sent])
+                                self.wfile.flush()
+                                proxy.hold.wait(60)
+                                self.wfile.write(chunk[proxy.cut - sent:])
+                                sent += len(chunk)
+                                continue
+                            if blob and first and proxy.hold is None and sent + len(chunk) >= proxy.cut:
                                 self.wfile.write(chunk[:proxy.cut - sent])
                                 self.wfile.flush()
                                 sent = proxy.cut
@@ -582,3 +592,52 @@ def test_kept_partial_blobs_are_shown_and_count_against_the_quota(registry, logi
     assert job["state"] == "succeeded" and job["digest"] == sha256_digest(manifest) and job.get("blobResumes") == 1, job
     shown = quota_list(registry, login)["mirrors"]
     assert shown["partialBytes"] == 0 and shown["usedBytes"] > len(big), shown
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW=LOOPBACK)
+def test_a_forced_import_does_not_cancel_the_blob_another_import_is_copying(registry, login, reference_source):
+    """While one import streams a large blob (its source pauses mid-blob), a ``--force`` import of
+    the same image into the same repository is refused with the conflict a plain one gets, and
+    the first import's partial copy is left alone: once the source goes on, the first completes
+    with the whole blob and leaves no upload session behind."""
+    import threading
+
+    src = Api(reference_source.host, auth=reference_source.creds)
+    big = os.urandom(3 * 1024 * 1024)
+    manifest = push_image(src, "lib/big", "v1", [big])
+    proxy = DroppingProxy(reference_source.host, sha256_digest(big), cut=1024 * 1024)
+    proxy.hold = threading.Event()
+    user, password = reference_source.creds
+    try:
+        r = requests.post(f"{registry.base}/api/v1/imports", auth=registry.creds, timeout=30, json={
+            "source": f"{proxy.host}/lib/big:v1", "image": "mirror/big:v1", "plainHTTP": True,
+            "username": user, "password": password})
+        assert r.status_code == 202, r.text
+        first = r.json()["id"]
+
+        def job() -> dict:
+            return requests.get(f"{registry.base}/api/v1/imports/{first}", auth=registry.creds, timeout=30).json()
+
+        deadline = time.monotonic() + 60
+        while job().get("bytesCopied", 0) < 512 * 1024:
+            assert time.monotonic() < deadline and job()["state"] == "running", job()
+            time.sleep(0.1)
+        forced = berth(registry, login, "import", "--source", f"{proxy.host}/lib/big:v1", "--image", "mirror/big:v1",
+                       "--plain-http", "--username", user, "--password-stdin", "--force", input=password + "\n", check=False)
+        said = (forced.stdout + forced.stderr).decode()
+        assert forced.returncode != 0 and "another import is copying blob" in said, said
+        assert job()["state"] == "running", job()
+    finally:
+        proxy.hold.set()
+    try:
+        deadline = time.monotonic() + 120
+        while job()["state"] == "running":
+            assert time.monotonic() < deadline, job()
+            time.sleep(0.2)
+    finally:
+        proxy.stop()
+    done = job()
+    assert done["state"] == "succeeded" and done["digest"] == sha256_digest(manifest), done
+    r = registry.api().get_blob("mirror/big", sha256_digest(big))
+    assert r.status_code == 200 and r.content == big
+    assert [f for d in registry.data.rglob("uploads") if d.is_dir() for f in d.iterdir()] == []
