@@ -416,11 +416,15 @@ public struct QuotaView: Codable, Sendable, Equatable {
     public var prefix: String
     public var limitBytes: Int64
     public var usedBytes: Int64
-    public init(name: String, prefix: String, limitBytes: Int64, usedBytes: Int64) {
+    /// Bytes imports' partial copies (kept for a re-run to resume) hold under the quota: not
+    /// stored blobs, but counted with `usedBytes` when an import is asked whether it fits.
+    public var partialBytes: Int64?
+    public init(name: String, prefix: String, limitBytes: Int64, usedBytes: Int64, partialBytes: Int64? = nil) {
         self.name = name
         self.prefix = prefix
         self.limitBytes = limitBytes
         self.usedBytes = usedBytes
+        self.partialBytes = partialBytes
     }
 }
 

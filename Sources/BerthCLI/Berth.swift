@@ -209,6 +209,16 @@ struct Serve: AsyncParsableCommand {
             registers: backends.metadata, settings: backends.metadata)
         var tasksConfiguration = Self.tasksConfiguration(settings, host: host, port: port, tls: tls != nil, outbound: outbound)
         Self.configureBerthSteps(&tasksConfiguration, host: host, port: port, certificateFile: tls?.files.certificatePath, logger: logger)
+        // SIGHUP reloads the certificate: berth steps' endpoint is made again from its names.
+        let berthStepsConfiguration = tasksConfiguration
+        let refreshBerthSteps: @Sendable () -> Void = { [certificateFile = tls?.files.certificatePath] in
+            let names = Self.berthStepTLS(certificateFile, logger: logger)
+            if let refused = berthStepsConfiguration.refreshBerthSteps(listenHost: host, port: port, tls: names) {
+                logger.warning("SIGHUP: build tasks' berth steps are off: \(refused)")
+            } else {
+                logger.info("SIGHUP: build tasks' berth steps use the reloaded certificate's names")
+            }
+        }
         tasksConfiguration.sealingKey = try await TasksFeature.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek))
         // A base that is an index is resolved to this platform's manifest (per-platform base digests).
         tasksConfiguration.manifestContent = { [registry] repository, digest in
@@ -266,7 +276,8 @@ struct Serve: AsyncParsableCommand {
         // The backends' services come first: the group shuts down in reverse order, so the server
         // drains before the metadata store's connections close.
         let group = ServiceGroup(configuration: .init(services: backends.services + [app], logger: logger))
-        let signals = SignalHandling(group: group, shutdownTimeout: settings.shutdownTimeoutSeconds, tls: tls, logger: logger)
+        let signals = SignalHandling(group: group, shutdownTimeout: settings.shutdownTimeoutSeconds, tls: tls, logger: logger,
+                                     afterTLSReload: refreshBerthSteps)
         signals.install()
         do {
             try await group.run()
@@ -312,17 +323,20 @@ struct Serve: AsyncParsableCommand {
                                     logger: Logger) {
         let executable = FileManager.default.isExecutableFile(atPath: "/proc/self/exe") ? "/proc/self/exe"
             : CommandLine.arguments.first.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
-        var tls: (certificateFile: String, names: [String])?
-        if let certificateFile {
-            do {
-                tls = (certificateFile, try CertificateNames.leafNames(pem: String(contentsOfFile: certificateFile, encoding: .utf8)))
-            } catch {
-                tls = (certificateFile, [])
-                logger.warning("cannot read the names of the TLS certificate \(certificateFile): \(error)")
-            }
-        }
+        let tls = berthStepTLS(certificateFile, logger: logger)
         if let refused = configuration.runBerthSteps(executable: executable, listenHost: host, port: port, tls: tls) {
             logger.warning("build tasks' berth steps are off: \(refused)")
+        }
+    }
+
+    /// The certificate file and the names it holds now (none when it cannot be read: logged).
+    static func berthStepTLS(_ certificateFile: String?, logger: Logger) -> (certificateFile: String, names: [String])? {
+        guard let certificateFile else { return nil }
+        do {
+            return (certificateFile, try CertificateNames.leafNames(pem: String(contentsOfFile: certificateFile, encoding: .utf8)))
+        } catch {
+            logger.warning("cannot read the names of the TLS certificate \(certificateFile): \(error)")
+            return (certificateFile, [])
         }
     }
 

@@ -582,6 +582,7 @@ enum QuotaView {
         Column("name", "name"), Column("prefix", "prefix"), Column("limit-bytes", "limitBytes"), Column("used-bytes", "usedBytes"),
         Column("limit", compute: { Lifecycle.humanBytes($0["limitBytes"]) }),
         Column("used", compute: { Lifecycle.humanBytes($0["usedBytes"]) }),
+        Column("partial", compute: { Lifecycle.humanBytes($0["partialBytes"] ?? .number(0)) }),
     ]
 }
 

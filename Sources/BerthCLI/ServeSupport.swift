@@ -64,11 +64,16 @@ final class SignalHandling: @unchecked Sendable {
     private var sources: [any DispatchSourceSignal] = []
     private var stopping = false
 
-    init(group: ServiceGroup, shutdownTimeout: Double, tls: BerthServer.TLSCertificates?, logger: Logger) {
+    /// Run after the certificate was reloaded (berth steps' endpoint is made of its names).
+    private let afterTLSReload: (@Sendable () -> Void)?
+
+    init(group: ServiceGroup, shutdownTimeout: Double, tls: BerthServer.TLSCertificates?, logger: Logger,
+         afterTLSReload: (@Sendable () -> Void)? = nil) {
         self.group = group
         self.shutdownTimeout = shutdownTimeout
         self.tls = tls
         self.logger = logger
+        self.afterTLSReload = afterTLSReload
     }
 
     func install() {
@@ -112,6 +117,7 @@ final class SignalHandling: @unchecked Sendable {
             try tls.reload()
             logger.info("SIGHUP: reloaded the TLS certificate; new connections use it",
                         metadata: ["cert": "\(tls.files.certificatePath)", "key": "\(tls.files.privateKeyPath)"])
+            afterTLSReload?()
         } catch {
             logger.error("SIGHUP: cannot reload the TLS certificate, keeping the previous one",
                          metadata: ["cert": "\(tls.files.certificatePath)", "key": "\(tls.files.privateKeyPath)", "error": "\(error)"])

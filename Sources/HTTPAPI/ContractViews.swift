@@ -129,7 +129,8 @@ extension GarbageCollectionReportView {
 }
 
 extension BerthAPIContract.QuotaView {
-    init(_ v: RegistryCore.QuotaView) { self.init(name: v.name, prefix: v.prefix, limitBytes: v.limitBytes, usedBytes: v.usedBytes) }
+    init(_ v: RegistryCore.QuotaView) { self.init(name: v.name, prefix: v.prefix, limitBytes: v.limitBytes, usedBytes: v.usedBytes,
+                                                    partialBytes: v.partialBytes) }
 }
 
 extension UsageView {

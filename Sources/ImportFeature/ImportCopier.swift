@@ -41,21 +41,58 @@ struct ImportCopier: Sendable {
         // review: an index's children were each checked alone, and together overshot).
         let source = self.source
         let upstream = self.upstream
-        let copyPlan = try await registry.planCopy(plan.target, root: CopyPlan.Manifest(digest: chosen.digest, mediaType: chosen.mediaType,
+        var copyPlan = try await registry.planCopy(plan.target, root: CopyPlan.Manifest(digest: chosen.digest, mediaType: chosen.mediaType,
                                                                                         bytes: chosen.bytes),
                                                    maxDepth: Self.maxDepth, maxManifests: Self.maxManifests, invalidStatus: 400) { child in
             let m = try await upstream.manifest(repository: source, reference: .digest(child))
             return CopyPlan.Manifest(digest: m.digest, mediaType: m.mediaType, bytes: m.bytes)
         }
-        try await registry.checkStorable(plan.target, copyPlan)
-        let known = copyPlan.fetched.mapValues { UpstreamManifest(digest: $0.digest, mediaType: $0.mediaType, bytes: $0.bytes) }
+        // The referrers copied with it are part of the image's total (each once), so an import
+        // over the quota is refused before anything is stored, not half-way (review).
+        if plan.includeReferrers { copyPlan = try await planReferrers(copyPlan) }
+        // The partial copies other imports keep under the target's quotas count as used; this
+        // import's own (the sessions of the blobs it is about to copy) are in its total already.
+        let own = Set(copyPlan.missingBlobs.map { Self.partialID(plan.target, $0) })
+        try await registry.checkStorable(plan.target, copyPlan, countingPartialsExcept: own)
+        let known = copyPlan.fetched.merging(copyPlan.referrers) { a, _ in a }
+            .mapValues { UpstreamManifest(digest: $0.digest, mediaType: $0.mediaType, bytes: $0.bytes) }
         let copied = try await copy(chosen, depth: 0, known: known)
         if plan.includeReferrers {
-            for digest in copied { try await copyReferrers(of: digest, depth: 0) }
+            for digest in copied { try await copyReferrers(of: digest, depth: 0, known: known) }
         }
         try await checkTag(chosen.digest)
         _ = try await registry.putManifest(plan.target, reference: .tag(plan.tag), bytes: chosen.bytes, contentType: chosen.mediaType)
         return chosen.digest
+    }
+
+    /// Adds to `start` the referrers `copyReferrers` will copy (of every manifest of the image's
+    /// tree, to `maxReferrerDepth` levels; only those that name their subject), each once and
+    /// within the plan's `maxManifests`, with their manifests and missing blobs.
+    func planReferrers(_ start: CopyPlan) async throws -> CopyPlan {
+        var plan = start
+        var walked: Set<Digest> = []
+        let (source, upstream, target) = (self.source, self.upstream, self.plan.target)
+        func fetch(_ digest: Digest) async throws -> CopyPlan.Manifest {
+            let m = try await upstream.manifest(repository: source, reference: .digest(digest))
+            return CopyPlan.Manifest(digest: m.digest, mediaType: m.mediaType, bytes: m.bytes)
+        }
+        func walk(_ subject: Digest, depth: Int) async throws {
+            guard depth < Self.maxReferrerDepth, walked.insert(subject).inserted else { return }
+            let referrers = try await upstream.referrers(repository: source, subject: subject)
+            for descriptor in referrers.prefix(Self.maxReferrers) {
+                guard let digest = try? Digest(parsing: descriptor.digest) else { continue }
+                if plan.referrers[digest] == nil, await !hasManifest(digest) {
+                    let manifest = try await fetch(digest)
+                    guard (try? ManifestParser.parse(manifest.bytes, contentType: manifest.mediaType))?.subject == subject else { continue }
+                    plan.referrers[digest] = manifest
+                    plan = try await registry.extendPlan(plan, target, root: manifest, maxDepth: Self.maxDepth,
+                                                         maxManifests: Self.maxManifests, invalidStatus: 400, fetch: fetch)
+                }
+                try await walk(digest, depth: depth + 1)
+            }
+        }
+        for digest in start.tree { try await walk(digest, depth: 0) }
+        return plan
     }
 
     /// An existing tag that points elsewhere is moved only with `force`.
@@ -155,15 +192,16 @@ struct ImportCopier: Sendable {
     /// with a `Range` request; a source that answers it with the whole blob (or a range that does
     /// not match) is read again from byte 0 into an emptied session. When the copy fails, a
     /// session that holds bytes is kept (not if the bytes failed verification): a re-run of the
-    /// import resumes the blob from them, with `Range`, as the next piece would have. A forced
-    /// import starts it over. Kept sessions are bounded (`Registry.trimPrivateUploads` when one
-    /// is made, `removeStaleUploads` by age). The digest and size are verified over the whole
+    /// import resumes the blob from them, with `Range`, as the next piece would have, forced or
+    /// not: a forced import never discards a session, which may be another running import's
+    /// (review: `--force` cancelled it under that import's feet); when one is being written, it
+    /// fails with the same 409 as any other. Kept sessions are bounded per namespace
+    /// (`Registry.trimPrivateUploads(of:)` when one is made, `removeStaleUploads` by age). The digest and size are verified over the whole
     /// when the session is completed, before the blob is linked: a mismatch stores nothing (and
     /// when the bytes came in part from an earlier run, the blob is read once more from byte 0).
     func copyResumable(_ digest: Digest, size: Int64?) async throws {
         let target = plan.target
         let upload = Self.partialID(target, digest)
-        if plan.force { try? await registry.cancelUpload(target, upload, privately: true) }
         var inherited = try await open(upload)
         if inherited > 0 {
             // Counted as copied (the first piece, asked from there, counts the resume).
@@ -199,7 +237,7 @@ struct ImportCopier: Sendable {
     /// Opens the private session (trimming the kept ones when it is new); the bytes it holds.
     func open(_ upload: String) async throws -> Int64 {
         let status = try await registry.openPrivateUpload(plan.target, id: upload)
-        if status.size == 0 { try? await registry.trimPrivateUploads() }
+        if status.size == 0 { try? await registry.trimPrivateUploads(of: plan.target) }
         return status.size
     }
 
@@ -290,19 +328,24 @@ struct ImportCopier: Sendable {
         }
     }
 
-    func copyReferrers(of subject: Digest, depth: Int) async throws {
+    func copyReferrers(of subject: Digest, depth: Int, known: [Digest: UpstreamManifest] = [:]) async throws {
         guard depth < Self.maxReferrerDepth else { return }
         let referrers = try await upstream.referrers(repository: source, subject: subject)
         for descriptor in referrers.prefix(Self.maxReferrers) {
             guard let digest = try? Digest(parsing: descriptor.digest) else { continue }
             if await !hasManifest(digest) {
-                let manifest = try await upstream.manifest(repository: source, reference: .digest(digest))
+                let manifest: UpstreamManifest
+                if let planned = known[digest] {
+                    manifest = planned
+                } else {
+                    manifest = try await upstream.manifest(repository: source, reference: .digest(digest))
+                }
                 // Only what names this subject is its referrer: the source's list is not trusted.
                 guard (try? ManifestParser.parse(manifest.bytes, contentType: manifest.mediaType))?.subject == subject else { continue }
-                _ = try await copy(manifest, depth: 0)
+                _ = try await copy(manifest, depth: 0, known: known)
                 progress.update { $0.referrersCopied += 1 }
             }
-            try await copyReferrers(of: digest, depth: depth + 1)
+            try await copyReferrers(of: digest, depth: depth + 1, known: known)
         }
     }
 

@@ -29,6 +29,14 @@ public struct CopyPlan: Sendable {
     public var declaredBytes: Int64 = 0
     /// Manifests the plan visited.
     public var manifests = 0
+    /// The digests of the manifests of each root's tree the repository does not hold, and of the
+    /// children of an index it does not hold (held or not), in the order a copy stores them:
+    /// the subjects whose referrers an import copies (`addReferrer`).
+    public var tree: [Digest] = []
+    /// Referrers added to the plan (`addReferrer`), by digest, fetched once: the copy uses them.
+    public var referrers: [Digest: Manifest] = [:]
+    /// Manifests already looked at (each counted once, whatever names it twice).
+    var seen: Set<Digest> = []
 
     mutating func add(_ n: Int64) {
         let (sum, overflow) = declaredBytes.addingReportingOverflow(max(0, n))
@@ -55,8 +63,17 @@ extension Registry {
     public func planCopy(_ repository: RepositoryName, root: CopyPlan.Manifest, maxDepth: Int, maxManifests: Int,
                          invalidStatus: Int = 502,
                          fetch: (Digest) async throws -> CopyPlan.Manifest) async throws -> CopyPlan {
-        var plan = CopyPlan()
-        var seen: Set<Digest> = []
+        try await extendPlan(CopyPlan(), repository, root: root, maxDepth: maxDepth, maxManifests: maxManifests,
+                             invalidStatus: invalidStatus, fetch: fetch)
+    }
+
+    /// `planCopy` of one more root into `plan` (a referrer an import copies with the image): its
+    /// manifests and blobs are added to the total, each once, whatever the plan holds already;
+    /// `maxManifests` bounds the whole plan.
+    public func extendPlan(_ plan: CopyPlan, _ repository: RepositoryName, root: CopyPlan.Manifest, maxDepth: Int, maxManifests: Int,
+                           invalidStatus: Int = 502,
+                           fetch: (Digest) async throws -> CopyPlan.Manifest) async throws -> CopyPlan {
+        var plan = plan
         func holds(_ digest: Digest) async -> Bool {
             (try? await metadata.manifest(repository: repository.value, digest: digest)) != nil
         }
@@ -68,12 +85,20 @@ extension Registry {
             guard plan.manifests <= maxManifests else {
                 throw RegistryError(.manifestInvalid, "an image of more than \(maxManifests) manifests", status: invalidStatus)
             }
-            guard seen.insert(manifest.digest).inserted, await !holds(manifest.digest) else { return }
-            plan.add(Int64(manifest.bytes.count))
+            guard plan.seen.insert(manifest.digest).inserted else { return }
             let parsed = try ManifestParser.parse(manifest.bytes, contentType: manifest.mediaType)
+            if await holds(manifest.digest) {
+                // Held with its children: nothing to count, but their referrers may be missing.
+                plan.tree += (parsed.kind == .index ? parsed.children : []) + [manifest.digest]
+                return
+            }
+            plan.add(Int64(manifest.bytes.count))
             if parsed.kind == .index {
-                for child in parsed.children where !seen.contains(child) {
-                    if await holds(child) { continue }
+                for child in parsed.children where !plan.seen.contains(child) {
+                    if await holds(child) {
+                        plan.tree.append(child)
+                        continue
+                    }
                     let fetched: CopyPlan.Manifest
                     if let known = plan.fetched[child] {
                         fetched = known
@@ -91,6 +116,7 @@ extension Registry {
                     plan.add(sizes[blob] ?? 0)
                 }
             }
+            plan.tree.append(manifest.digest)
         }
         try await visit(root, depth: 0)
         return plan
@@ -99,8 +125,11 @@ extension Registry {
     /// Throws the quota's error (or the write lock's) unless everything `plan` misses fits now.
     /// Nothing is asked when no blob is missing (quotas count blobs: a manifest over blobs the
     /// repository holds adds nothing to them; an earlier review's fix).
-    public func checkStorable(_ repository: RepositoryName, _ plan: CopyPlan) async throws {
+    /// With `countingPartialsExcept` (an import), the bytes private sessions (imports' partial
+    /// copies) hold under each quota count as used, but for the sessions named (the import's own,
+    /// whose blobs the plan counts whole).
+    public func checkStorable(_ repository: RepositoryName, _ plan: CopyPlan, countingPartialsExcept own: Set<String>? = nil) async throws {
         guard !plan.missingBlobs.isEmpty, plan.declaredBytes > 0 else { return }
-        try await checkBlobStorable(repository, size: plan.declaredBytes)
+        try await checkBlobStorable(repository, size: plan.declaredBytes, countingPartialsExcept: own)
     }
 }

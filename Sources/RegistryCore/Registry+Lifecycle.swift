@@ -117,6 +117,8 @@ public struct QuotaView: Codable, Sendable, Equatable {
     public var prefix: String
     public var limitBytes: Int64
     public var usedBytes: Int64
+    /// Bytes imports' partial copies (private upload sessions) hold under the quota.
+    public var partialBytes: Int64 = 0
 }
 
 public struct PurgeScheduleView: Codable, Sendable, Equatable {
@@ -421,10 +423,16 @@ extension Registry {
 
     // MARK: quotas
 
+    /// Each quota with the bytes stored under it and, apart, the bytes imports' partial copies
+    /// (private upload sessions) hold there, which the quota's checks of imports count too.
     public func quotaViews() async throws -> [QuotaView] {
         var views: [QuotaView] = []
+        var sessions: [PrivateSession]?
         for q in try await quotas() {
-            views.append(QuotaView(name: q.name, prefix: q.prefix, limitBytes: q.limitBytes, usedBytes: try await metadata.quotaUsage(q)))
+            let used = try await metadata.quotaUsage(q)
+            if sessions == nil { sessions = try await privateSessions() }
+            views.append(QuotaView(name: q.name, prefix: q.prefix, limitBytes: q.limitBytes, usedBytes: used,
+                                   partialBytes: partialBytes(q, in: sessions ?? [])))
         }
         return views
     }
@@ -440,7 +448,8 @@ extension Registry {
         guard !all.contains(where: { $0.name == q.name }) else { throw LifecycleError.conflict("quota \(q.name) already exists") }
         all.append(q)
         try await store(Self.quotasKey, lifecycle.quotas, all)
-        return await QuotaView(name: q.name, prefix: q.prefix, limitBytes: q.limitBytes, usedBytes: try metadata.quotaUsage(q))
+        return await QuotaView(name: q.name, prefix: q.prefix, limitBytes: q.limitBytes, usedBytes: try metadata.quotaUsage(q),
+                               partialBytes: partialBytes(q, in: try privateSessions()))
     }
 
     public func deleteQuota(name: String) async throws {
@@ -450,12 +459,24 @@ extension Registry {
         try await store(Self.quotasKey, lifecycle.quotas, all)
     }
 
-    /// A quota covering `repository` that is already full refuses a new upload up front.
-    func checkQuotaRoom(_ repository: String) async throws {
+    /// A quota covering `repository` that is already full refuses a new upload up front. With
+    /// `countingPartials` (a new private session: an import's partial copy), the bytes the
+    /// private sessions under the quota hold count as used.
+    func checkQuotaRoom(_ repository: String, countingPartials: Bool = false) async throws {
+        var sessions: [PrivateSession]?
         for q in try await quotas() where q.covers(repository) {
-            let used = try await metadata.quotaUsage(q)
+            var used = try await metadata.quotaUsage(q)
+            if countingPartials {
+                if sessions == nil { sessions = try await privateSessions() }
+                used = Self.adding(used, partialBytes(q, in: sessions ?? []))
+            }
             if used >= q.limitBytes { throw quotaError(QuotaExceeded(quota: q.name, limit: q.limitBytes, used: used, needed: 0)) }
         }
+    }
+
+    static func adding(_ a: Int64, _ b: Int64) -> Int64 {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? Int64.max : sum
     }
 
     /// Whether a blob of `size` bytes (nil: unknown) could be stored in `repository` now: not
@@ -463,10 +484,17 @@ extension Registry {
     /// blob the quota already holds elsewhere may be refused here and stored by a push). For a
     /// writer that must answer before it has the bytes (the pull-through cache's streamed fill:
     /// a refusal after the response began could only cut it short).
-    public func checkBlobStorable(_ repository: RepositoryName, size: Int64?) async throws {
+    /// With `countingPartialsExcept` (an import), the bytes the private sessions under each
+    /// quota hold count as used, but for the sessions named (the import's own, which it resumes).
+    public func checkBlobStorable(_ repository: RepositoryName, size: Int64?, countingPartialsExcept own: Set<String>? = nil) async throws {
         try await checkWritable(repository.value)
+        var sessions: [PrivateSession]?
         for q in try await quotas() where q.covers(repository.value) {
-            let used = try await metadata.quotaUsage(q)
+            var used = try await metadata.quotaUsage(q)
+            if let own {
+                if sessions == nil { sessions = try await privateSessions() }
+                used = Self.adding(used, partialBytes(q, in: sessions ?? [], excluding: own))
+            }
             let needed = max(0, size ?? 0)
             if used >= q.limitBytes || needed > q.limitBytes - used {
                 throw quotaError(QuotaExceeded(quota: q.name, limit: q.limitBytes, used: used, needed: needed))

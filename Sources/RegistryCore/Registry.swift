@@ -293,7 +293,7 @@ public final class Registry: Sendable {
                 guard current == owner else { throw RegistryError(.blobUploadInvalid, "upload session taken", status: 409) }
                 if let size = try await blobs.uploadedSize(id: id) { return UploadStatus(id: id, size: size) }
             }
-            try await checkQuotaRoom(repository.value)
+            try await checkQuotaRoom(repository.value, countingPartials: true)
             do {
                 try await blobs.createUpload(id: id, owner: owner)
                 return UploadStatus(id: id, size: 0)
@@ -305,37 +305,81 @@ public final class Registry: Sendable {
         throw RegistryError(.blobUploadInvalid, "upload session busy", status: 409)
     }
 
-    /// Keeps at most `privateUploadsMax - room` private upload sessions: beyond it the oldest go
-    /// (those idle longer than half the upload max age, then a quarter, … down to ten minutes).
-    /// A session touched in the last ten minutes is never removed here (it may be another job's
-    /// copy in flight, or the one just opened), so the count can stay above the limit for that
-    /// long. Returns how many were removed.
+    /// Keeps at most `privateUploadsMax - room` private upload sessions per namespace (the first
+    /// component of a repository's name, as quotas and namespace owners see tenants): only the
+    /// sessions of `repository`'s namespace are counted and trimmed, so one tenant's imports never
+    /// evict another's partial copies (nil: every namespace, each against its own limit). Beyond
+    /// the limit the oldest go (those idle longer than half the upload max age, then a quarter,
+    /// … down to ten minutes). A session touched in the last ten minutes is never removed here
+    /// (it may be another job's copy in flight, or the one just opened), so the count can stay
+    /// above the limit for that long. Returns how many were removed.
     @discardableResult
-    public func trimPrivateUploads(room: Int = 1, now: Date = Date()) async throws -> Int {
+    public func trimPrivateUploads(of repository: RepositoryName? = nil, room: Int = 1, now: Date = Date()) async throws -> Int {
         let limit = max(0, configuration.privateUploadsMax - room)
-        func privateIDs(olderThan: Double) async throws -> [String] {
-            var out: [String] = []
-            for id in try await blobs.staleUploads(olderThan: olderThan) {
-                if let owner = try? await blobs.uploadOwner(id: id), owner.hasSuffix("#private") { out.append(id) }
+        let wanted = repository.map { Self.namespace(of: $0.value) }
+        func privateIDs(olderThan: Double) async throws -> [String: [String]] {
+            var out: [String: [String]] = [:]
+            for session in try await privateSessions(olderThan: olderThan) {
+                let ns = Self.namespace(of: session.repository)
+                if let wanted, ns != wanted { continue }
+                out[ns, default: []].append(session.id)
             }
             return out
         }
-        var count = try await privateIDs(olderThan: now.timeIntervalSince1970 + 86_400).count
-        guard count > limit else { return 0 }
         var removed = 0
         let floor = 600.0
-        var age = max(floor, configuration.uploadMaxAge / 2)
-        while count > limit {
-            for id in try await privateIDs(olderThan: now.timeIntervalSince1970 - age) {
-                try? await blobs.cancelUpload(id: id)
-                removed += 1
-                count -= 1
+        for (ns, all) in try await privateIDs(olderThan: now.timeIntervalSince1970 + 86_400) {
+            var count = all.count
+            guard count > limit else { continue }
+            var age = max(floor, configuration.uploadMaxAge / 2)
+            while count > limit {
+                for id in try await privateIDs(olderThan: now.timeIntervalSince1970 - age)[ns] ?? [] where count > limit {
+                    try? await blobs.cancelUpload(id: id)
+                    removed += 1
+                    count -= 1
+                }
+                if age <= floor { break }
+                age = max(floor, age / 2)
             }
-            if age <= floor { break }
-            age = max(floor, age / 2)
         }
         if removed > 0 { logger.info("removed private uploads beyond their limit", metadata: ["count": "\(removed)"]) }
         return removed
+    }
+
+    /// The namespace a repository belongs to: the first component of its name.
+    public static func namespace(of repository: String) -> String {
+        String(repository.split(separator: "/", maxSplits: 1).first ?? Substring(repository))
+    }
+
+    /// A private upload session (an import's partial blob) and the bytes it holds.
+    public struct PrivateSession: Sendable, Equatable {
+        public let id: String
+        public let repository: String
+        public let bytes: Int64
+    }
+
+    /// Private upload sessions idle since before `olderThan` (seconds since 1970; the far future
+    /// for all), with their repository and size.
+    public func privateSessions(olderThan: Double = Date().timeIntervalSince1970 + 86_400) async throws -> [PrivateSession] {
+        var out: [PrivateSession] = []
+        for id in try await blobs.staleUploads(olderThan: olderThan) {
+            guard let owner = try? await blobs.uploadOwner(id: id), owner.hasSuffix("#private") else { continue }
+            let size = (try? await blobs.uploadedSize(id: id)) ?? 0
+            out.append(PrivateSession(id: id, repository: String(owner.dropLast("#private".count)), bytes: size ?? 0))
+        }
+        return out
+    }
+
+    /// The bytes private sessions of repositories `quota` covers hold (partial copies parked by
+    /// imports), but for the sessions in `excluding` (an import's own, about to be resumed:
+    /// their blobs are counted whole in its plan).
+    func partialBytes(_ quota: QuotaLimit, in sessions: [PrivateSession], excluding: Set<String> = []) -> Int64 {
+        var total: Int64 = 0
+        for s in sessions where quota.covers(s.repository) && !excluding.contains(s.id) {
+            let (sum, overflow) = total.addingReportingOverflow(max(0, s.bytes))
+            total = overflow ? Int64.max : sum
+        }
+        return total
     }
 
     private func checkUpload(_ repository: RepositoryName, _ id: String, privately: Bool = false) async throws {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where a task's `berth` steps reach this server: its own listener, never `--public-url` (behind
 /// a TLS-terminating proxy the public URL's host is the proxy, and the local listener may be
 /// plain HTTP, so a URL made of the one's host and the other's scheme sent the run's token in
@@ -45,5 +47,25 @@ public struct BerthStepEndpoint: Sendable, Equatable {
 
     static func isIPAddress(_ s: String) -> Bool {
         s.contains(":") || (!s.isEmpty && s.allSatisfy { $0 == "." || $0.isNumber })
+    }
+}
+
+/// The `berth` steps' endpoint as it is now, shared by every copy of the runner's configuration
+/// and replaced while the server runs (SIGHUP reloads the TLS certificate, and a step's URL
+/// names a host the certificate holds: the names read at start would be stale).
+public final class BerthStepTarget: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: (endpoint: BerthStepEndpoint?, unavailable: String)
+
+    public init(endpoint: BerthStepEndpoint?, unavailable: String) { value = (endpoint, unavailable) }
+
+    public var current: (endpoint: BerthStepEndpoint?, unavailable: String) {
+        lock.lock(); defer { lock.unlock() }
+        return value
+    }
+
+    public func set(endpoint: BerthStepEndpoint?, unavailable: String) {
+        lock.lock(); defer { lock.unlock() }
+        value = (endpoint, unavailable)
     }
 }

@@ -46,6 +46,10 @@ public struct TaskRunnerConfiguration: Sendable {
     public var berthEndpoint: BerthStepEndpoint?
     /// Why this server runs no `berth` steps, said in a refused step's reason.
     public var berthUnavailable = "this server runs no berth commands in tasks"
+    /// When set, the endpoint (or why there is none) as it is now, in place of `berthEndpoint`
+    /// and `berthUnavailable`: the server replaces it when SIGHUP reloads its certificate, whose
+    /// names the endpoint's URL is made of.
+    public var berthTarget: BerthStepTarget?
 
     public init(stateDirectory: String) { self.stateDirectory = stateDirectory }
 }
@@ -336,8 +340,10 @@ struct RunExecution: Sendable {
             return .success([(tools.run(command, env: step.env, workingDirectory: step.workingDirectory,
                                           network: step.network, name: name, entryPoint: step.entryPoint, user: step.user), nil, name)])
         case .berth(let command):
-            guard let executable = tools.configuration.berthExecutable, let endpoint = tools.configuration.berthEndpoint else {
-                return .failure(TaskRunError(tools.configuration.berthUnavailable))
+            let target = tools.configuration.berthTarget?.current
+                ?? (endpoint: tools.configuration.berthEndpoint, unavailable: tools.configuration.berthUnavailable)
+            guard let executable = tools.configuration.berthExecutable, let endpoint = target.endpoint else {
+                return .failure(TaskRunError(target.unavailable))
             }
             guard let credentials = request.credentials else {
                 return .failure(TaskRunError("berth in a task needs the task's scope: name its repositories (--repository) when saving it"))

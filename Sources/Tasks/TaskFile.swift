@@ -120,9 +120,11 @@ public struct Step: Sendable, Equatable {
     public var entryPoint: String?
     public var user: String?
     /// Seconds to wait before the step's first attempt (`startDelay`) and between attempts
-    /// (`retryDelay`; 0 unless given, where ACR waits 5 s).
+    /// (`retryDelay`; 5 s unless given, as ACR waits).
     public var startDelay = 0
-    public var retryDelay = 0
+    public var retryDelay = Step.defaultRetryDelay
+    /// ACR's wait between a step's attempts when the file gives none.
+    public static let defaultRetryDelay = 5
 }
 
 /// The network a `cmd` step's container or a build's `RUN` gets: none (the default), or the

@@ -361,14 +361,33 @@ extension TasksConfiguration {
     public mutating func runBerthSteps(executable: String?, listenHost: String, port: Int,
                                        tls: (certificateFile: String, names: [String])?) -> String? {
         runner.berthExecutable = executable
+        let (endpoint, unavailable, refused) = Self.berthStepEndpoint(listenHost: listenHost, port: port, tls: tls)
+        runner.berthEndpoint = endpoint
+        runner.berthUnavailable = unavailable
+        if let target = runner.berthTarget {
+            target.set(endpoint: endpoint, unavailable: unavailable)
+        } else {
+            runner.berthTarget = BerthStepTarget(endpoint: endpoint, unavailable: unavailable)
+        }
+        return refused
+    }
+
+    /// After a reload of the TLS certificate (SIGHUP): the endpoint made again from the names the
+    /// certificate holds now, for every run that starts a `berth` step from here on (each copy
+    /// of this configuration shares `runner.berthTarget`). Returns why berth steps are off, if so.
+    public func refreshBerthSteps(listenHost: String, port: Int, tls: (certificateFile: String, names: [String])?) -> String? {
+        let (endpoint, unavailable, refused) = Self.berthStepEndpoint(listenHost: listenHost, port: port, tls: tls)
+        runner.berthTarget?.set(endpoint: endpoint, unavailable: unavailable)
+        return refused
+    }
+
+    static func berthStepEndpoint(listenHost: String, port: Int, tls: (certificateFile: String, names: [String])?)
+        -> (BerthStepEndpoint?, String, String?) {
         switch BerthStepEndpoint.forListener(host: listenHost, port: port, tls: tls) {
         case .success(let endpoint):
-            runner.berthEndpoint = endpoint
-            return nil
+            return (endpoint, "this server runs no berth commands in tasks", nil)
         case .failure(let error):
-            runner.berthEndpoint = nil
-            runner.berthUnavailable = "this server runs no berth commands in tasks: \(error)"
-            return error.description
+            return (nil, "this server runs no berth commands in tasks: \(error)", error.description)
         }
     }
 }

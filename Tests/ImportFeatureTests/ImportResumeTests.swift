@@ -325,19 +325,22 @@ extension ImportResumeTests {
         }
     }
 
-    /// A forced import does not build on what an earlier run kept: the blob is read from byte 0.
-    @Test func aForcedRerunStartsThePartialBlobOver() async throws {
+    /// A forced import never discards a kept partial copy (it may be another running import's,
+    /// review): it resumes it as any re-run does, the whole verified before it is stored.
+    @Test func aForcedRerunResumesThePartialBlobToo() async throws {
         let (registry, backends) = try ImportCopierTests.fresh()
         let failing = 1 + ImportCopier.maxIdlePieces
         try await Self.withSource(.dropsUntil(failing)) { port, requests in
             await #expect(throws: UpstreamError.self) { _ = try await ImportCopierTests.copier(port: port, registry: registry).run() }
             #expect(try await backends.blobs.openUploadCount() == 1)
+            let held = try await registry.uploadStatus(Self.target, Self.partial, privately: true).size
             let forced = try ImportCopierTests.copier(port: port, registry: registry, force: true)
             _ = try await forced.run()
             let list = requests.withLockedValue { $0 }
-            #expect(list.count == failing + 1 && list.last == .some(nil))
-            #expect(forced.progress.view.blobResumes == nil)
+            #expect(list.count == failing + 1 && Self.rangeStart(list.last ?? nil) == Int(held))
+            #expect(forced.progress.view.blobResumes == 1)
             #expect(forced.progress.view.bytesCopied == forced.progress.view.bytesTotal)
+            #expect(try await registry.blobSize(Self.target, Digest.compute(Self.big)) == Int64(Self.big.count))
             #expect(try await backends.blobs.openUploadCount() == 0)
         }
     }
@@ -364,8 +367,11 @@ extension ImportResumeTests {
 
     /// Two imports of the same blob into the same repository at once: the second finds the
     /// blob's session being written and fails with a conflict that says so, leaving the first's
-    /// bytes alone; the first goes on and completes the blob.
-    @Test func aSecondImportOfTheSameBlobAtOnceFailsWithAConflictAndLeavesTheFirstAlone() async throws {
+    /// bytes alone; the first goes on and completes the blob. A forced second import too (review:
+    /// `--force` cancelled the session the first was writing).
+    @Test(.serialized, arguments: [false, true])
+    func aSecondImportOfTheSameBlobAtOnceFailsWithAConflictAndLeavesTheFirstAlone(force: Bool) async throws {
+        Self.held.withLockedValue { $0 = true }
         let (registry, backends) = try ImportCopierTests.fresh()
         try await Self.withSource(.holdsFirst) { port, requests in
             let first = try ImportCopierTests.copier(port: port, registry: registry)
@@ -374,12 +380,14 @@ extension ImportResumeTests {
             #expect(try await StreamingWait.until {
                 requests.withLockedValue { $0.count } == 1 && first.progress.view.bytesCopied > config
             })
-            let second = try ImportCopierTests.copier(port: port, registry: registry)
+            let second = try ImportCopierTests.copier(port: port, registry: registry, force: force)
             await #expect {
                 _ = try await second.run()
             } throws: { error in
                 (error as? RegistryError)?.status == 409 && (error as? RegistryError)?.message.contains("another import") == true
             }
+            // The first's session is untouched: it still holds what it wrote.
+            #expect(try await registry.uploadStatus(Self.target, Self.partial, privately: true).size > 0)
             Self.held.withLockedValue { $0 = false }
             #expect(try await running.value == Digest.compute(ImportCopierTests.manifest([Self.big])))
             #expect(try await registry.blobSize(Self.target, Digest.compute(Self.big)) == Int64(Self.big.count))

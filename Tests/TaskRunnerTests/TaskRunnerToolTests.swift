@@ -100,6 +100,7 @@ final class TaskRunnerToolTests: XCTestCase {
               - id: flaky
                 cmd: $Registry/sleepy:$ID sh -c 'echo trying; exit 3'
                 retries: 1
+                retryDelay: 0
                 ignoreErrors: true
               - id: sleeper
                 cmd: $Registry/sleepy:$ID sleep 313

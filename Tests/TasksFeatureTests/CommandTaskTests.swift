@@ -69,11 +69,13 @@ private func pushImage(_ client: any TestClientProtocol, _ repository: String, _
         let access: AccessControl
         let store: SQLiteMetadataStore
         let dir: String
+        /// The configuration the feature was made with (its `runner.berthTarget` is shared).
+        var configuration: TasksConfiguration? = nil
     }
 
     /// A registry with the tasks feature; `berth` steps run `fakeBerth` (a script) instead of the
     /// server's binary.
-    func setup(fakeBerth: String? = nil, timeoutSeconds: Int? = nil) async throws -> Setup {
+    func setup(fakeBerth: String? = nil, timeoutSeconds: Int? = nil, tlsNames: [String]? = nil) async throws -> Setup {
         let dir = NSTemporaryDirectory() + "berth-cmdtask-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let registry = try Registry.embedded(dataDirectory: dir, logger: quiet)
@@ -89,11 +91,15 @@ private func pushImage(_ client: any TestClientProtocol, _ repository: String, _
             try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
             configuration.runner.berthExecutable = path
             configuration.runner.berthEndpoint = BerthStepEndpoint(url: "http://berth.test:5000")
+            if let tlsNames {
+                // As `berth serve --tls-cert` does: the endpoint made of the certificate's names.
+                _ = configuration.runBerthSteps(executable: path, listenHost: "127.0.0.1", port: 5443, tls: ("/c.pem", tlsNames))
+            }
         }
         let feature = TasksFeature(store: store, access: access, configuration: configuration, logger: quiet)
         let app = try await BerthServer.makeApplication(registry: registry, access: access, features: [feature], host: "127.0.0.1",
                                                         port: 0, serviceName: "berth-test", logger: quiet)
-        return Setup(app: app, feature: feature, access: access, store: store, dir: dir)
+        return Setup(app: app, feature: feature, access: access, store: store, dir: dir, configuration: configuration)
     }
 
     static let owner = basic("owner", "owner-pw")
@@ -219,6 +225,57 @@ private func pushImage(_ client: any TestClientProtocol, _ repository: String, _
             #expect(try await client.execute(uri: "/v2/team/other/manifests/keep", method: .head, headers: owned).status == .ok)
             #expect(try await client.execute(uri: "/api/v1/repository/tags?name=team/other", method: .get, headers: plain).status
                     != .ok)
+        }
+    }
+
+    /// After SIGHUP reloaded the certificate (`refreshBerthSteps`, as `berth serve` calls it),
+    /// berth steps of the runs that follow use the names the new certificate holds, not the ones
+    /// read at start; a certificate without a host name turns them off, with the reason.
+    @Test func aReloadedCertificatesNamesAreWhatBerthStepsUse() async throws {
+        let fake = """
+            #!/bin/sh
+            echo "registry $BERTH_REGISTRY connect $BERTH_CONNECT_ADDRESS ca $BERTH_CA_FILE"
+            exit 0
+            """
+        let s = try await setup(fakeBerth: fake, tlsNames: ["old.example"])
+        let configuration = try #require(s.configuration)
+        let service = Task { try await TaskQueueService(tasks: s.feature.tasks, access: s.access).run() }
+        defer { service.cancel() }
+        try await s.app.test(.router) { client in
+            let answer = try await client.execute(uri: "/api/v1/tasks", method: .post, headers: Self.owner,
+                                                  body: try body(["name": "list", "scope": ["team/app"], "cmd": "berth repository list"]))
+            #expect(answer.status == .created, "\(String(buffer: answer.body))")
+            func run() async throws -> ([String: Any], String) {
+                let started = try await client.execute(uri: "/api/v1/tasks/list/runs", method: .post, headers: Self.owner)
+                let id = try #require(json(started.body)["id"] as? String)
+                for _ in 0..<1200 {
+                    let run = json(try await client.execute(uri: "/api/v1/tasks/list/runs/\(id)", method: .get, headers: Self.owner).body)
+                    if let status = run["status"] as? String, status != "queued", status != "running" {
+                        let log = String(buffer: try await client.execute(uri: "/api/v1/tasks/list/runs/\(id)/log", method: .get,
+                                                                          headers: Self.owner).body)
+                        return (run, log)
+                    }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                Issue.record("run \(id) did not finish")
+                return ([:], "")
+            }
+            var (record, log) = try await run()
+            #expect(record["status"] as? String == "succeeded", "\(record)")
+            #expect(log.contains("registry https://old.example:5443 connect 127.0.0.1 ca /c.pem"), "\(log)")
+
+            #expect(configuration.refreshBerthSteps(listenHost: "127.0.0.1", port: 5443, tls: ("/c.pem", ["new.example"])) == nil)
+            (record, log) = try await run()
+            #expect(record["status"] as? String == "succeeded", "\(record)")
+            #expect(log.contains("registry https://new.example:5443 connect 127.0.0.1 ca /c.pem"), "\(log)")
+            #expect(!log.contains("old.example"), "\(log)")
+
+            let refused = configuration.refreshBerthSteps(listenHost: "127.0.0.1", port: 5443, tls: ("/c.pem", ["10.9.9.9"]))
+            #expect(refused?.contains("neither the listen address") == true)
+            (record, _) = try await run()
+            #expect(record["status"] as? String == "failed", "\(record)")
+            let reason = ((record["steps"] as? [[String: Any]])?.first?["reason"] as? String) ?? ""
+            #expect(reason.contains("runs no berth commands") && reason.contains("neither the listen address"), "\(record)")
         }
     }
 

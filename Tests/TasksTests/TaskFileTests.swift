@@ -37,6 +37,8 @@ import Testing
         #expect(file.steps[0].action == .build(build))
         #expect(file.steps[0].timeout == 900)
         #expect(file.steps[0].retries == 0)
+        // ACR's default wait between attempts.
+        #expect(file.steps[0].retryDelay == 5 && file.steps[0].startDelay == 0)
         #expect(file.steps[0].ignoreErrors == false)
         #expect(file.steps[0].env == file.env)
 

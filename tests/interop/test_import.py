@@ -312,6 +312,9 @@ class DroppingProxy:
         # source keeps failing). The bytes of the blob sent by each GET, in order.
         self.dropping = False
         self.sent: list[int] = []
+        # When set to an Event, the first GET of the blob pauses after ``cut`` bytes until it is
+        # set (at most 60 s) and then sends the rest, instead of dropping the connection.
+        self.hold: threading.Event | None = None
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -350,7 +353,14 @@ class DroppingProxy:
                     sent = 0
                     try:
                         for chunk in r.raw.stream(65536, decode_content=False):
-                            if blob and first and sent + len(chunk) >= proxy.cut:
+                            if blob and first and proxy.hold is not None and sent < proxy.cut <= sent + len(chunk):
+                                self.wfile.write(chunk[:proxy.cut - sent])
+                                self.wfile.flush()
+                                proxy.hold.wait(60)
+                                self.wfile.write(chunk[proxy.cut - sent:])
+                                sent += len(chunk)
+                                continue
+                            if blob and first and proxy.hold is None and sent + len(chunk) >= proxy.cut:
                                 self.wfile.write(chunk[:proxy.cut - sent])
                                 self.wfile.flush()
                                 sent = proxy.cut
@@ -499,3 +509,140 @@ def rerun_resumes_the_partial_blob(registry, login, reference_source, files: boo
     if files:
         leftovers = [f for d in registry.data.rglob("uploads") if d.is_dir() for f in d.iterdir()]
         assert leftovers == [], leftovers
+
+
+def quota_list(registry, login) -> dict:
+    return {q["name"]: q for q in json.loads(berth(registry, login, "quota", "list", "-o", "json").stdout)}
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW=LOOPBACK)
+def test_an_import_whose_referrers_pass_the_quota_stores_nothing(registry, login, berth_source):
+    """The referrers ``--include-referrers`` copies are in the image's quota total: an image that
+    fits with a referrer that does not is refused before anything is stored (no blob, no
+    manifest, no tag, no upload), not half-way; without its referrers the image is imported."""
+    src = berth_source.api()
+    layer = os.urandom(200_000)
+    image = push_image(src, "lib/app", "v1", [layer])
+    empty, sbom = b"{}", os.urandom(300_000)
+    src.push_blob("lib/app", empty)
+    src.push_blob("lib/app", sbom)
+    referrer = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.example.sbom",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256_digest(empty), "size": 2},
+        "layers": [{"mediaType": "application/vnd.example.sbom.layer", "digest": sha256_digest(sbom), "size": len(sbom)}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": sha256_digest(image), "size": len(image)},
+    }).encode()
+    assert src.put_manifest("lib/app", sha256_digest(referrer), referrer).status_code == 201
+    r = requests.post(f"{registry.base}/api/v1/quotas", auth=registry.creds, timeout=30,
+                      json={"name": "mirrors", "prefix": "mirror/", "limitBytes": 400_000})
+    assert r.status_code == 201, r.text
+    user, password = berth_source.creds
+    args = ["import", "--source", f"{berth_source.host}/lib/app:v1", "--image", "mirror/app:v1", "--plain-http",
+            "--username", user, "--password-stdin", "-o", "json"]
+
+    p = berth(registry, login, *args, "--include-referrers", input=password + "\n", check=False)
+    assert p.returncode != 0 and b"mirrors" in p.stderr + p.stdout, (p.stdout, p.stderr)
+    assert registry.api().get_blob("mirror/app", sha256_digest(layer)).status_code == 404
+    assert manifest_of(registry, "mirror/app", sha256_digest(image)).status_code == 404
+    assert manifest_of(registry, "mirror/app", "v1").status_code == 404
+    assert [f for d in registry.data.rglob("uploads") if d.is_dir() for f in d.iterdir()] == []
+    assert quota_list(registry, login)["mirrors"]["usedBytes"] == 0
+
+    job = json.loads(berth(registry, login, *args, input=password + "\n").stdout)
+    assert job["state"] == "succeeded" and job["digest"] == sha256_digest(image), job
+    assert registry.api().get_blob("mirror/app", sha256_digest(sbom)).status_code == 404
+    assert 200_000 < quota_list(registry, login)["mirrors"]["usedBytes"] < 400_000
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW=LOOPBACK)
+def test_kept_partial_blobs_are_shown_and_count_against_the_quota(registry, login, reference_source):
+    """A failed import's partial blob (kept for a re-run) is shown under the quota that covers it
+    (``berth quota list``'s ``partialBytes``) and counts as used: another import into the same
+    namespace that would fit without it is refused, while the re-run that resumes it (its own
+    partial copy, counted once) completes and leaves nothing partial."""
+    src = Api(reference_source.host, auth=reference_source.creds)
+    big = os.urandom(3 * 1024 * 1024)
+    manifest = push_image(src, "lib/big", "v1", [big, b"a small layer"])
+    proxy = DroppingProxy(reference_source.host, sha256_digest(big), cut=1024 * 1024)
+    proxy.dropping = True
+    user, password = reference_source.creds
+    args = ["import", "--source", f"{proxy.host}/lib/big:v1", "--image", "mirror/big:v1", "--plain-http",
+            "--username", user, "--password-stdin", "-o", "json"]
+    try:
+        p = berth(registry, login, *args, input=password + "\n", check=False)
+        assert p.returncode != 0, (p.stdout, p.stderr)
+        # Room for the whole image of the re-run; another image is made to fit in that room
+        # by itself, with half the kept partial bytes to spare, but not beside them.
+        limit = 3_200_000
+        r = requests.post(f"{registry.base}/api/v1/quotas", auth=registry.creds, timeout=30,
+                          json={"name": "mirrors", "prefix": "mirror/", "limitBytes": limit})
+        assert r.status_code == 201, r.text
+        shown = quota_list(registry, login)["mirrors"]
+        partial = shown["partialBytes"]
+        assert 4096 < partial <= 1024 * 1024, shown
+        other = os.urandom(limit - shown["usedBytes"] - 1024 - partial // 2)
+        push_image(src, "lib/other", "v1", [other])
+        table = berth(registry, login, "quota", "list").stdout.decode()
+        assert table.splitlines()[0].split()[-1] == "PARTIAL", table
+
+        p = berth(registry, login, "import", "--source", f"{reference_source.host}/lib/other:v1", "--image", "mirror/other:v1",
+                  "--plain-http", "--username", user, "--password-stdin", input=password + "\n", check=False)
+        assert p.returncode != 0 and b"mirrors" in p.stderr, (p.stdout, p.stderr)
+        assert registry.api().get_blob("mirror/other", sha256_digest(other)).status_code == 404
+
+        proxy.dropping = False
+        job = json.loads(berth(registry, login, *args, input=password + "\n").stdout)
+    finally:
+        proxy.stop()
+    assert job["state"] == "succeeded" and job["digest"] == sha256_digest(manifest) and job.get("blobResumes") == 1, job
+    shown = quota_list(registry, login)["mirrors"]
+    assert shown["partialBytes"] == 0 and shown["usedBytes"] > len(big), shown
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW=LOOPBACK)
+def test_a_forced_import_does_not_cancel_the_blob_another_import_is_copying(registry, login, reference_source):
+    """While one import streams a large blob (its source pauses mid-blob), a ``--force`` import of
+    the same image into the same repository is refused with the conflict a plain one gets, and
+    the first import's partial copy is left alone: once the source goes on, the first completes
+    with the whole blob and leaves no upload session behind."""
+    import threading
+
+    src = Api(reference_source.host, auth=reference_source.creds)
+    big = os.urandom(3 * 1024 * 1024)
+    manifest = push_image(src, "lib/big", "v1", [big])
+    proxy = DroppingProxy(reference_source.host, sha256_digest(big), cut=1024 * 1024)
+    proxy.hold = threading.Event()
+    user, password = reference_source.creds
+    try:
+        r = requests.post(f"{registry.base}/api/v1/imports", auth=registry.creds, timeout=30, json={
+            "source": f"{proxy.host}/lib/big:v1", "image": "mirror/big:v1", "plainHTTP": True,
+            "username": user, "password": password})
+        assert r.status_code == 202, r.text
+        first = r.json()["id"]
+
+        def job() -> dict:
+            return requests.get(f"{registry.base}/api/v1/imports/{first}", auth=registry.creds, timeout=30).json()
+
+        deadline = time.monotonic() + 60
+        while job().get("bytesCopied", 0) < 512 * 1024:
+            assert time.monotonic() < deadline and job()["state"] == "running", job()
+            time.sleep(0.1)
+        forced = berth(registry, login, "import", "--source", f"{proxy.host}/lib/big:v1", "--image", "mirror/big:v1",
+                       "--plain-http", "--username", user, "--password-stdin", "--force", input=password + "\n", check=False)
+        said = (forced.stdout + forced.stderr).decode()
+        assert forced.returncode != 0 and "another import is copying blob" in said, said
+        assert job()["state"] == "running", job()
+    finally:
+        proxy.hold.set()
+    try:
+        deadline = time.monotonic() + 120
+        while job()["state"] == "running":
+            assert time.monotonic() < deadline, job()
+            time.sleep(0.2)
+    finally:
+        proxy.stop()
+    done = job()
+    assert done["state"] == "succeeded" and done["digest"] == sha256_digest(manifest), done
+    r = registry.api().get_blob("mirror/big", sha256_digest(big))
+    assert r.status_code == 200 and r.content == big
+    assert [f for d in registry.data.rglob("uploads") if d.is_dir() for f in d.iterdir()] == []

@@ -839,3 +839,35 @@ def test_an_index_base_is_recorded_per_platform_and_only_its_platforms_change_re
         assert len(base_runs()) == 1
     finally:
         server.shutdown()
+
+
+ENTRYPOINT_FILE = """\
+version: v1.1.0
+steps:
+  - id: build
+    build: -t $Registry/probe:$ID -f Dockerfile .
+  - id: echo
+    cmd: $Registry/probe:$ID hello from the entry point
+    entryPoint: /bin/echo
+  - id: who
+    cmd: $Registry/probe:$ID -c 'echo "uid=$(id -u) gid=$(id -g) entry=$0"'
+    entryPoint: /bin/sh
+    user: "1000:1000"
+"""
+
+
+def test_a_cmd_steps_entry_point_and_user_are_what_its_container_runs_with(cli, registry, context, tmp_path):
+    """ACR's ``entryPoint`` and ``user`` step keys on a real podman run: the image (busybox FROM
+    scratch, no ENTRYPOINT) runs ``/bin/echo`` with the step's words as its arguments (without
+    the override ``hello`` would be the command, and fail), and ``/bin/sh`` as uid/gid 1000 (the
+    root default otherwise), each said in ``berth task logs``."""
+    (tmp_path / "probe.yaml").write_text(ENTRYPOINT_FILE)
+    cli("task", "create", "--name", "probe", "--file", str(tmp_path / "probe.yaml"))
+    ran = cli.run("task", "run", "--name", "probe", "--context", str(context), "--wait", "-o", "json", check=False)
+    assert ran.returncode == 0, ran.stderr.decode()[-3000:]
+    run = json.loads(ran.stdout)
+    assert [(s["id"], s["status"], s.get("exitCode")) for s in run["steps"]] == [
+        ("build", "succeeded", 0), ("echo", "succeeded", 0), ("who", "succeeded", 0)], run
+    log = cli.run("task", "logs", "--name", "probe", "--run-id", run["id"]).stdout.decode()
+    assert " echo stdout| hello from the entry point\n" in log, log
+    assert " who stdout| uid=1000 gid=1000 entry=/bin/sh\n" in log, log

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -134,6 +135,58 @@ def test_a_berth_step_verifies_the_servers_tls_certificate_by_the_name_it_holds(
         result = run_purge_task(cli)
         assert password not in result["log"], result["log"]
         assert "berth: error" not in result["log"], result["log"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_after_sighup_reloads_the_certificate_berth_steps_use_the_names_it_holds_now(tmp_path):
+    """The server starts with a certificate for ``old.test`` only; it is replaced by one for
+    ``new.test`` only and SIGHUP reloads it: the next run's berth step names ``new.test`` (the
+    names read at start would fail verification against the new certificate) and succeeds."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    run([str(berth_bin()), "certificate", "create", "--out", str(certs / "old"), "--host", "old.test"])
+    run([str(berth_bin()), "certificate", "create", "--out", str(certs / "new"), "--host", "new.test"])
+    shutil.copy(certs / "old.crt", certs / "dev.crt")
+    shutil.copy(certs / "old.key", certs / "dev.key")
+    password = "tls-" + secrets.token_urlsafe(12)
+    port = free_port()
+    env = dict(os.environ, BERTH_BOOTSTRAP_OWNER_PASSWORD=password, BERTH_SCAN_ON_PUSH="false", BERTH_PUBLIC_URL=UNREACHABLE)
+    server_log = tmp_path / "server.log"
+    with open(server_log, "wb") as log:
+        proc = subprocess.Popen([str(berth_bin()), "serve", "--data", str(tmp_path / "data"), "--listen", f"127.0.0.1:{port}",
+                                 "--tls-cert", str(certs / "dev.crt"), "--tls-key", str(certs / "dev.key")],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, server_log.read_text()[-3000:]
+            time.sleep(0.2)
+        cli = Cli(None, tmp_path / "xdg")
+        cli.extra_env = {"BERTH_REGISTRY": f"https://old.test:{port}", "BERTH_CONNECT_ADDRESS": "127.0.0.1",
+                         "BERTH_CA_FILE": str(certs / "old.crt"), "BERTH_USERNAME": "owner", "BERTH_PASSWORD": password}
+        first = run_purge_task(cli)
+        assert "berth: error" not in first["log"], first["log"]
+
+        shutil.copy(certs / "new.crt", certs / "dev.crt")
+        shutil.copy(certs / "new.key", certs / "dev.key")
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while "berth steps use the reloaded certificate's names" not in server_log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, server_log.read_text()[-3000:]
+            time.sleep(0.2)
+        cli.extra_env.update({"BERTH_REGISTRY": f"https://new.test:{port}", "BERTH_CA_FILE": str(certs / "new.crt")})
+        done = cli.run("task", "run", "--name", "nightly", "--wait", check=False)
+        latest = cli.json("task", "list-runs", "--name", "nightly")[0]
+        log = cli.run("task", "logs", "--name", "nightly", "--run-id", latest["id"]).stdout.decode()
+        assert done.returncode == 0 and latest["status"] == "succeeded", (done.stderr.decode()[-2000:], latest, log)
+        assert "berth: error" not in log and password not in log, log
     finally:
         proc.terminate()
         proc.wait(timeout=30)
