@@ -159,6 +159,20 @@ public struct ReplicatedSettingView: Codable, Sendable, Equatable {
     }
 }
 
+/// One access record (`GET /api/v1/replication/access/{kind}/{name}`, Replicator only): its
+/// canonical JSON, password hashes included, exactly as its `access` event's digest was taken.
+public struct ReplicatedAccessRecordView: Codable, Sendable, Equatable {
+    public var kind: String
+    public var name: String
+    public var record: String
+
+    public init(kind: String, name: String, record: String) {
+        self.kind = kind
+        self.name = name
+        self.record = record
+    }
+}
+
 /// One entry of the conflict log (`GET /api/v1/replication/conflicts`, `berth replication
 /// conflicts`): a write this region lost to a concurrent one, and what won.
 public struct ReplicationConflictView: Codable, Sendable, Equatable {

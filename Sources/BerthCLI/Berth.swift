@@ -238,7 +238,7 @@ struct Serve: AsyncParsableCommand {
             registry: registry, access: access,
             features: [WebhooksFeature(service: webhooks), contentTrust, AdmissionFeature(),
                        ReplicationFeature(service: replication,
-                                          applier: ReplicationApplier(registry: registry, service: replication, registers: backends.metadata,
+                                          applier: ReplicationApplier(registry: registry, service: replication, registers: backends.metadata, access: access,
                                                                       logger: Logger(label: "berth.replication")),
                                           poll: .milliseconds(Int64(min(1, max(0.05, settings.lifecycleTickSeconds)) * 1000)),
                                           routing: Self.dataRouting(settings, SharedKeyMaterial(store: backends.metadata, kek: kek))),
