@@ -159,6 +159,27 @@ public struct ReplicatedSettingView: Codable, Sendable, Equatable {
     }
 }
 
+/// The public keys a region signs its registry tokens with (`GET /api/v1/replication/token-keys`,
+/// Replicator only): a peer verifies that region's tokens with them.
+public struct ReplicationTokenKeysView: Codable, Sendable, Equatable {
+    public struct Key: Codable, Sendable, Equatable {
+        public var kid: String
+        public var publicKeyPEM: String
+
+        public init(kid: String, publicKeyPEM: String) {
+            self.kid = kid
+            self.publicKeyPEM = publicKeyPEM
+        }
+    }
+    public var region: String
+    public var keys: [Key]
+
+    public init(region: String, keys: [Key]) {
+        self.region = region
+        self.keys = keys
+    }
+}
+
 /// One access record (`GET /api/v1/replication/access/{kind}/{name}`, Replicator only): its
 /// canonical JSON, password hashes included, exactly as its `access` event's digest was taken.
 public struct ReplicatedAccessRecordView: Codable, Sendable, Equatable {

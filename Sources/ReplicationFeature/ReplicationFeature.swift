@@ -124,6 +124,13 @@ public struct ReplicationFeature: RegistryFeature {
             guard let record else { throw ReplicationError.notFound("access record \(kind.rawValue):\(name)") }
             return server.json(ReplicatedAccessRecordView(kind: kind.rawValue, name: name, record: String(decoding: record, as: UTF8.self)))
         }
+        // The public keys this region signs registry tokens with, for a peer accepting them.
+        routes.root.get("api/v1/replication/token-keys") { request, context in
+            let caller = try await server.caller(request, context)
+            try await server.require(request, context, caller: caller, repository: nil, action: .replicationRead)
+            let keys = try await server.access.tokens.publicKeys()
+            return server.json(ReplicationTokenKeysView(region: replication.region, keys: keys.map { .init(kid: $0.kid, publicKeyPEM: $0.pem) }))
+        }
         // A peer's end-to-end check of this region (database, storage, replication lag): Replicator.
         routes.root.get("api/v1/replication/health") { request, context in
             let caller = try await server.caller(request, context)

@@ -106,3 +106,76 @@ import Testing
         }
     }
 }
+
+/// A region's public keys as a test stands in for the replication feature's fetch.
+struct FixedPeerKeys: PeerTokenKeys {
+    var keys: [String: [(kid: String, pem: String)]]
+    func publicKeyPEM(region: String, kid: String) async -> String? {
+        keys[region]?.first { $0.kid == kid }?.pem
+    }
+}
+
+/// Issue 13: a registry token of one region is accepted by its peers, verified with the issuing
+/// region's own public keys and judged against the identity state replicated there.
+@Suite struct PeerTokenTests {
+    @Test func aPeersAccessTokenVerifiesWithItsKeysOnlyAndOnlyForAKnownSubject() async throws {
+        let (west, _) = try await AccessRegisterTests.opened()
+        let (sea, _) = try await AccessRegisterTests.opened()
+        west.tokens.setRegion("westeurope", peers: nil)
+        sea.tokens.setRegion("southeastasia", peers: FixedPeerKeys(keys: ["westeurope": try await west.tokens.publicKeys()]))
+        _ = try await west.createIdentity(admin, name: "dev")
+        _ = try await west.assignRole(admin, assignee: "dev", role: "Pull", scope: "*")
+        let who = try #require(west.current(subject: "identity:dev"))
+        let (token, _) = try await west.issueToken(who, audience: "registry", type: "access", access: nil)
+        // the signature and the issuing region verify in sea ...
+        let payload = try #require(await sea.tokens.verify(token, audience: "registry", type: "access"))
+        #expect(payload.rgn == "westeurope" && payload.sub.value == "identity:dev")
+        // ... but sea does not know dev yet: refused
+        #expect(await sea.authenticateBearer(token, service: "registry", address: here) == nil)
+        try await sea.applyReplicatedRecord(kind: .identity, name: "dev", document: try await west.replicatedRecord(kind: .identity, name: "dev"),
+                                            actor: "replication:westeurope")
+        let caller = try #require(await sea.authenticateBearer(token, service: "registry", address: here))
+        #expect(caller.principal.name == "dev")
+        // a disable in west, replicated, bumps the generation: the token stops working in sea too
+        _ = try await west.updateIdentity(admin, name: "dev", enabled: false, trustedService: nil)
+        try await sea.applyReplicatedRecord(kind: .identity, name: "dev", document: try await west.replicatedRecord(kind: .identity, name: "dev"),
+                                            actor: "replication:westeurope")
+        #expect(await sea.authenticateBearer(token, service: "registry", address: here) == nil)
+        // another audience, or a refresh token of a peer: refused
+        #expect(await sea.tokens.verify(token, audience: "other", type: "access") == nil)
+        let (refresh, _) = try await west.tokens.issue(subject: "identity:dev", subjectID: who.subjectID, audience: "registry", type: "refresh",
+                                                       generation: who.generation, access: nil)
+        #expect(await sea.tokens.verify(refresh, audience: "registry", type: "refresh") == nil)
+    }
+
+    @Test func aKeyOfOneRegionNeverVerifiesATokenNamingAnotherOrThisOne() async throws {
+        let (west, _) = try await AccessRegisterTests.opened()
+        let (sea, _) = try await AccessRegisterTests.opened()
+        let westKeys = try await west.tokens.publicKeys()
+        #expect(westKeys.count == 1 && westKeys[0].kid == west.tokens.currentKeyID)
+        // west's keys listed under eastus: a token naming westeurope finds no key
+        sea.tokens.setRegion("southeastasia", peers: FixedPeerKeys(keys: ["eastus": westKeys]))
+        west.tokens.setRegion("westeurope", peers: nil)
+        let (token, _) = try await west.tokens.issue(subject: "identity:x", subjectID: "s", audience: "registry", type: "access",
+                                                     generation: 0, access: nil)
+        #expect(await sea.tokens.verify(token, audience: "registry", type: "access") == nil)
+        // a token signed with a peer's key that claims to be this region's own: refused
+        sea.tokens.setRegion("southeastasia", peers: FixedPeerKeys(keys: ["southeastasia": westKeys, "westeurope": westKeys]))
+        west.tokens.setRegion("southeastasia", peers: nil)
+        let (forged, _) = try await west.tokens.issue(subject: "identity:x", subjectID: "s", audience: "registry", type: "access",
+                                                      generation: 0, access: nil)
+        #expect(await sea.tokens.verify(forged, audience: "registry", type: "access") == nil)
+        // a token without a region (an older build's) from a peer: refused
+        west.tokens.setRegion("", peers: nil)
+        let (bare, _) = try await west.tokens.issue(subject: "identity:x", subjectID: "s", audience: "registry", type: "access",
+                                                    generation: 0, access: nil)
+        #expect(await sea.tokens.verify(bare, audience: "registry", type: "access") == nil)
+        // no peers at all: only this region's own tokens
+        sea.tokens.setRegion("southeastasia", peers: nil)
+        west.tokens.setRegion("westeurope", peers: nil)
+        let (plain, _) = try await west.tokens.issue(subject: "identity:x", subjectID: "s", audience: "registry", type: "access",
+                                                     generation: 0, access: nil)
+        #expect(await sea.tokens.verify(plain, audience: "registry", type: "access") == nil)
+        #expect(await west.tokens.verify(plain, audience: "registry", type: "access")?.rgn == "westeurope")
+    }
+}

@@ -225,6 +225,27 @@ import Testing
         #expect(audited.contains { $0.action == "replication.access-record.read" && $0.target == "token:ci" && $0.actor == "peer" })
     }
 
+    /// Issue 13: a peer verifies this region's registry tokens with the public keys it reads here
+    /// (Replicator only; public halves, never the private keys).
+    @Test func onlyAReplicatorReadsTheTokenVerificationKeys() async throws {
+        let s = try await makeServer()
+        let replicator = try await identity(s.access, "peer", role: "Replicator")
+        let reader = try await identity(s.access, "reader", role: "Reader")
+        try await s.app.test(.router) { client in
+            let answer = try await client.execute(uri: "/api/v1/replication/token-keys", method: .get, headers: replicator)
+            #expect(answer.status == .ok)
+            let view = try JSONDecoder().decode(ReplicationTokenKeysView.self, from: Data(buffer: answer.body))
+            #expect(view.region == "westeurope" && view.keys.first?.kid == s.access.tokens.currentKeyID)
+            #expect(view.keys.allSatisfy { $0.publicKeyPEM.hasPrefix("-----BEGIN PUBLIC KEY-----") })
+            #expect(!String(buffer: answer.body).contains("PRIVATE"))
+            for headers in [reader, HTTPFields()] {
+                let refused = try await client.execute(uri: "/api/v1/replication/token-keys", method: .get, headers: headers)
+                #expect(refused.status == .forbidden || refused.status == .unauthorized)
+                #expect(!String(buffer: refused.body).contains("PUBLIC KEY"))
+            }
+        }
+    }
+
     @Test func theConflictLogIsReadWithManagementRights() async throws {
         let s = try await makeServer()
         let replicator = try await identity(s.access, "peer", role: "Replicator")

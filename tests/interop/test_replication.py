@@ -250,7 +250,10 @@ def regions(registry, tmp_path):
     """Two regions, each with a Replicator identity the other presents, replicating both ways."""
     workdir = Path(tempfile.mkdtemp(prefix="berth-interop-sea-"))
     other = RegistryServer(workdir)
-    other.extra_env.update({"BERTH_REGION": SEA, "BERTH_OUTBOUND_ALLOW": "127.0.0.1/32", "BERTH_LIFECYCLE_TICK_SECONDS": "0.2"})
+    # one token service name in every region (issue 13 item 4: one login server), so a registry
+    # token one region issued is meant for the other too
+    other.extra_env.update({"BERTH_REGION": SEA, "BERTH_OUTBOUND_ALLOW": "127.0.0.1/32", "BERTH_LIFECYCLE_TICK_SECONDS": "0.2",
+                            "BERTH_SERVICE_NAME": registry.host})
     other.start()
     try:
         west = Region(WEST, registry, Cli(registry, tmp_path / "xdg-west"))
@@ -555,8 +558,22 @@ def test_access_state_replicates_so_one_login_works_in_every_region(regions, tmp
             assert _skopeo_login_and_push(region, user, password, layout, f"shared/{user}-{region.name}", tmp_path) == (True, True), \
                 (user, region.name)
 
+    # a registry token west issued is accepted by sea (a client whose DNS moves keeps its cached
+    # token): sea verifies it with west's public key and judges dev by its replicated record
+    repo = "shared/dev-westeurope"
+    _wait(f"{repo} in southeastasia", lambda: sea.manifest_digest(repo, "v1") is not None, regions=(sea,))
+    issued = requests.get(f"{west.server.base}/oauth2/token", params={"service": west.server.host, "scope": f"repository:{repo}:pull"},
+                          auth=("dev", dev_password), timeout=30)
+    assert issued.status_code == 200, issued.text
+    bearer = {"Authorization": "Bearer " + issued.json()["token"], "Accept": OCI_MANIFEST}
+    r = requests.get(f"{sea.server.base}/v2/{repo}/manifests/v1", headers=bearer, timeout=30)
+    assert r.status_code == 200, r.text
+    # its claims still bound it: another repository is refused
+    assert requests.get(f"{sea.server.base}/v2/shared/ci-southeastasia/manifests/v1", headers=bearer, timeout=30).status_code in (401, 403)
+
     # disabled in sea: refused in west once caught up (its generation and enabled flag replicate)
     sea.cli("identity", "update", "--name", "dev", "--enabled", "false")
+    assert requests.get(f"{sea.server.base}/v2/{repo}/manifests/v1", headers=bearer, timeout=30).status_code == 401
     assert _v2_status(sea, "dev", dev_password) == 401
     _wait("dev refused in westeurope", lambda: _v2_status(west, "dev", dev_password) == 401, regions=(west,))
     assert _skopeo_login_and_push(west, "dev", dev_password, layout, "shared/dev-after", tmp_path)[0] is False
