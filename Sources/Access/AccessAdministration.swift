@@ -69,7 +69,7 @@ public struct SettingsChange: Codable, Sendable {
 /// Management of identities, roles, scope maps, tokens and settings. Every change is one
 /// audited write of the access state; generated secrets are returned once and stored hashed.
 extension AccessControl {
-    static func checkName(_ name: String, what: String) throws(AccessError) {
+    public static func checkName(_ name: String, what: String) throws(AccessError) {
         let bytes = Array(name.utf8)
         guard let first = bytes.first, bytes.count <= 64,
               (first >= 0x61 && first <= 0x7a) || (first >= 0x30 && first <= 0x39),

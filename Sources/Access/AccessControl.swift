@@ -200,14 +200,19 @@ public final class AccessControl: Sendable {
 
     /// Applies a change to the access state as one compare-and-swap write with its audit record,
     /// retrying if another writer got in first. Caches of verified credentials are dropped.
+    /// The records it changed are appended as `access` events in the same write (what other
+    /// regions replicate), unless `replicate` is false (the bootstrap owner: each region's own).
     @discardableResult
-    public func update<T: Sendable>(audit: AuditRecord, _ change: @Sendable (inout AccessState) throws -> T) async throws -> T {
+    public func update<T: Sendable>(audit: AuditRecord, replicate: Bool = true,
+                                    _ change: @Sendable (inout AccessState) throws -> T) async throws -> T {
         for _ in 0..<10 {
             var (version, state) = snapshot.withLockedValue { $0 }
+            let before = state
             let result = try change(&state)
             state.assignMissingSubjectIDs()
             let document = try JSONEncoder.access.encode(state)
-            if try await store.storeAccessState(document, expectedVersion: version, audit: audit) {
+            let changes = replicate ? try AccessState.changes(from: before, to: state) : []
+            if try await store.storeAccessState(document, expectedVersion: version, audit: audit, changes: changes) {
                 version += 1
                 snapshot.withLockedValue { current in
                     if current.version < version { current = (version, state) }
@@ -231,7 +236,7 @@ public final class AccessControl: Sendable {
         let password = ownerPassword ?? Secrets.generate()
         let hash = Secrets.hashPassword(password)
         try await update(audit: AuditRecord(actor: "berth", address: "-", action: "identity.create", target: "owner",
-                                            outcome: "ok", detail: "bootstrap")) { s in
+                                            outcome: "ok", detail: "bootstrap"), replicate: false) { s in
             guard s.identities.isEmpty else { return }
             s.identities["owner"] = .init(name: "owner", kind: .user, passwordHash: hash,
                                           roles: [.init(role: .owner, scope: try RepositoryPattern("*"))], createdAt: Date())

@@ -33,11 +33,22 @@ public struct RegistryTokenPayload: JWTPayload, Equatable {
     /// (absent for the admin user and anonymous): a token never outlives the record it was issued to.
     public var sid: String?
     public var access: [AccessClaim]?
+    /// The region that issued the token (issue 13: a token of one region is accepted by its
+    /// peers, which verify it with that region's public keys); absent in tokens of older builds
+    /// and of a registry without a region name.
+    public var rgn: String?
 
     public func verify(using algorithm: some JWTAlgorithm) async throws {
         try exp.verifyNotExpired()
         try nbf.verifyNotBefore()
     }
+}
+
+/// Where a region finds the public keys another region signs its tokens with (issue 13): the
+/// replication feature asks the peer over its replication credential. nil: not a peer, or no
+/// such key (after a bounded refetch).
+public protocol PeerTokenKeys: Sendable {
+    func publicKeyPEM(region: String, kid: String) async -> String?
 }
 
 /// Signs and verifies Berth's own tokens (ES256). The keys are shared key material (sealed in the
@@ -56,6 +67,24 @@ public final class TokenService: Sendable {
     /// Key ids this process holds, and when it last read the store for one it did not know.
     private let known: NIOLockedValueBox<(kids: Set<String>, lastReload: Date)>
     private let verified = NIOLockedValueBox<[String: RegistryTokenPayload]>([:])
+    /// This region's name (stated in the tokens it issues) and where its peers' keys are found.
+    private let regional = NIOLockedValueBox<(region: String?, peers: (any PeerTokenKeys)?)>((nil, nil))
+
+    /// Names this region in the tokens issued from now on, and accepts the access tokens of the
+    /// regions `peers` knows, verified with their own public keys.
+    public func setRegion(_ region: String, peers: (any PeerTokenKeys)?) {
+        regional.withLockedValue { $0 = (region, peers) }
+    }
+
+    /// The public halves of this region's signing keys (kid, PEM), the current one first: what a
+    /// peer verifies this region's tokens with.
+    public func publicKeys() async throws -> [(kid: String, pem: String)] {
+        guard let loaded = try await shared.load(Self.keyMaterialName) else { return [] }
+        let stored = try Self.decode(loaded.plaintext)
+        return try stored.keys.sorted { a, _ in a.kid == stored.current }.map { key in
+            (key.kid, try P256.Signing.PrivateKey(pemRepresentation: key.pem).publicKey.pemRepresentation)
+        }
+    }
 
     /// The signing keys as stored: the current one and the retired ones still verifying.
     struct StoredKeys: Codable {
@@ -228,7 +257,7 @@ public final class TokenService: Sendable {
             iss: .init(value: Self.issuer), sub: .init(value: subject), aud: .init(value: [audience]),
             exp: .init(value: now.addingTimeInterval(lifetime)), nbf: .init(value: now.addingTimeInterval(-1)),
             iat: .init(value: now), jti: .init(value: UUID().uuidString), typ: type, gen: generation, sid: subjectID,
-            access: access)
+            access: access, rgn: regional.withLockedValue { $0.region })
         var header = JWTHeader()
         header.typ = "JWT"
         let token = try await keys.sign(payload, kid: JWKIdentifier(string: currentKeyID), header: header)
@@ -248,6 +277,7 @@ public final class TokenService: Sendable {
         if checked == nil, await reloadIfUnknown(token) {
             checked = try? await keys.verify(token, as: RegistryTokenPayload.self)
         }
+        if checked == nil, type == "access" { checked = await verifyPeer(token) }
         guard let payload = checked,
               payload.iss.value == Self.issuer, payload.aud.value.contains(audience), payload.typ == type
         else { return nil }
@@ -258,6 +288,30 @@ public final class TokenService: Sendable {
         }
         return payload
     }
+}
+
+extension TokenService {
+    /// An access token another region issued: verified with that region's key of that key id
+    /// only (a key of one region never verifies a token naming another), and the signed `rgn`
+    /// must be that region, never this one. Issuer, audience, type and validity are checked by
+    /// the caller as for this region's tokens.
+    private func verifyPeer(_ token: String) async -> RegistryTokenPayload? {
+        let (local, peers) = regional.withLockedValue { ($0.region, $0.peers) }
+        guard let local, let peers else { return nil }
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let header = Data(base64URLEncoded: String(parts[0])), let body = Data(base64URLEncoded: String(parts[1])),
+              let kid = (try? JSONDecoder().decode([String: String?].self, from: header))?["kid"] ?? nil,
+              let claimed = try? JSONDecoder().decode(RegionClaim.self, from: body), let region = claimed.rgn,
+              region != local, !region.isEmpty, region.utf8.count <= 64, kid.utf8.count <= 128,
+              let pem = await peers.publicKeyPEM(region: region, kid: kid),
+              let key = try? ES256PublicKey(pem: pem) else { return nil }
+        let collection = JWTKeyCollection()
+        await collection.add(ecdsa: key, kid: JWKIdentifier(string: kid))
+        guard let payload = try? await collection.verify(token, as: RegistryTokenPayload.self), payload.rgn == region else { return nil }
+        return payload
+    }
+
+    private struct RegionClaim: Decodable { var rgn: String? }
 }
 
 extension Data {

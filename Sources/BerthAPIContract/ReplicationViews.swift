@@ -159,6 +159,41 @@ public struct ReplicatedSettingView: Codable, Sendable, Equatable {
     }
 }
 
+/// The public keys a region signs its registry tokens with (`GET /api/v1/replication/token-keys`,
+/// Replicator only): a peer verifies that region's tokens with them.
+public struct ReplicationTokenKeysView: Codable, Sendable, Equatable {
+    public struct Key: Codable, Sendable, Equatable {
+        public var kid: String
+        public var publicKeyPEM: String
+
+        public init(kid: String, publicKeyPEM: String) {
+            self.kid = kid
+            self.publicKeyPEM = publicKeyPEM
+        }
+    }
+    public var region: String
+    public var keys: [Key]
+
+    public init(region: String, keys: [Key]) {
+        self.region = region
+        self.keys = keys
+    }
+}
+
+/// One access record (`GET /api/v1/replication/access/{kind}/{name}`, Replicator only): its
+/// canonical JSON, password hashes included, exactly as its `access` event's digest was taken.
+public struct ReplicatedAccessRecordView: Codable, Sendable, Equatable {
+    public var kind: String
+    public var name: String
+    public var record: String
+
+    public init(kind: String, name: String, record: String) {
+        self.kind = kind
+        self.name = name
+        self.record = record
+    }
+}
+
 /// One entry of the conflict log (`GET /api/v1/replication/conflicts`, `berth replication
 /// conflicts`): a write this region lost to a concurrent one, and what won.
 public struct ReplicationConflictView: Codable, Sendable, Equatable {

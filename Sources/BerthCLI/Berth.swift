@@ -242,14 +242,17 @@ struct Serve: AsyncParsableCommand {
             registry: registry, service: cacheService, maxBlobBytes: settings.cacheMaxBlobBytes,
             connectTimeoutSeconds: settings.cacheConnectTimeoutSeconds, negativeSeconds: Double(settings.cacheNegativeSeconds),
             access: access, logger: Logger(label: "berth.cache")))
+        let applier = ReplicationApplier(registry: registry, service: replication, registers: backends.metadata, access: access,
+                                         logger: Logger(label: "berth.replication"))
+        // A registry token names this region, and tokens of the replicas (peer regions) verify here.
+        access.tokens.setRegion(settings.region, peers: PeerTokenKeySource(applier: applier))
         let listening = ListeningFlag()
         let node = Self.leaseHolder(settings.backendConfiguration.metadata)
         let app = try await BerthServer.makeApplication(
             registry: registry, access: access,
             features: [WebhooksFeature(service: webhooks), contentTrust, AdmissionFeature(),
                        ReplicationFeature(service: replication,
-                                          applier: ReplicationApplier(registry: registry, service: replication, registers: backends.metadata,
-                                                                      logger: Logger(label: "berth.replication")),
+                                          applier: applier,
                                           poll: .milliseconds(Int64(min(1, max(0.05, settings.lifecycleTickSeconds)) * 1000)),
                                           routing: Self.dataRouting(settings, SharedKeyMaterial(store: backends.metadata, kek: kek))),
                        tasks,

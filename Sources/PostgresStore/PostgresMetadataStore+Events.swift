@@ -130,8 +130,12 @@ extension PostgresMetadataStore {
         try await single { tx in try await tx.value("SELECT version FROM access_state WHERE id = 1", Int64.self) }
     }
 
-    public func storeAccessState(_ document: Data, expectedVersion: Int64, audit: AuditRecord?) async throws -> Bool {
-        try await write(serialized: false) { tx in
+    public func storeAccessState(_ document: Data, expectedVersion: Int64, audit: AuditRecord?,
+                                 changes: [AccessRecordChange]) async throws -> Bool {
+        let origin = EventOrigin.current
+        // Appending events takes the event counter's lock (the log's order); a write without
+        // changes does not need it.
+        return try await write(serialized: !changes.isEmpty) { tx in
             // The compare-and-swap is one statement on the row (an insert for the first version):
             // of two writers from the same version, one changes a row and the other none.
             let stored: Int
@@ -147,6 +151,9 @@ extension PostgresMetadataStore {
             }
             guard stored == 1 else { return false }
             if let audit { try await Self.insertAudit(tx, audit) }
+            for change in changes {
+                try await Self.appendEvent(tx, origin, .access, "", digest: change.digest, detail: change.detail)
+            }
             return true
         }
     }

@@ -113,6 +113,13 @@ extension PostgresMetadataStore {
                     WHERE action = \(EventAction.setting.rawValue) AND detail = \(name) AND digest IS NOT NULL AND seq < \(bound)
                     ORDER BY seq DESC LIMIT \(limit)
                     """).map(Self.event)
+            case .access(let kind, let name):
+                let detail = AccessRecordChange(kind: kind, name: name, digest: nil).detail
+                return try await tx.rows("""
+                    SELECT \(unescaped: Self.eventColumns) FROM events
+                    WHERE action = \(EventAction.access.rawValue) AND detail = \(detail) AND seq < \(bound)
+                    ORDER BY seq DESC LIMIT \(limit)
+                    """).map(Self.event)
             }
         }
     }

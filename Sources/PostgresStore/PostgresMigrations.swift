@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit, vImportJobs, v7pulltimes, vRunLogs, vReplConflicts, vSettingRegisters, vDataEndpoint]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit, vImportJobs, v7pulltimes, vRunLogs, vReplConflicts, vSettingRegisters, vDataEndpoint, vAccessRegistersH_a4]
 
     static var latest: Int { all.count }
 
@@ -652,5 +652,10 @@ enum PostgresMigrations {
     /// A setting's writes (its `setting` events) found by name for replication's register merge.
     static let vSettingRegisters: [String] = [
         "CREATE INDEX events_setting_writes ON events(detail, seq) WHERE action = 'setting'",
+    ]
+
+    /// An access record's writes (its `access` events, detail `<kind>:<name>`) for replication's register merge (h-a4).
+    static let vAccessRegistersH_a4: [String] = [
+        "CREATE INDEX events_access_writes ON events(detail, seq) WHERE action = 'access'",
     ]
 }

@@ -45,7 +45,7 @@ extension Registry {
                 if event.detail == Self.quarantineKey.name { everything = true }
             case EventAction.blobPush, EventAction.manifestPush, EventAction.tagMove, EventAction.quarantine:
                 repositories.insert(event.repository)
-            case EventAction.scan:
+            case EventAction.scan, EventAction.access:
                 continue    // findings are no content: nothing cached here changes (observers still see it)
             default:
                 // Deletions, restores, lock changes and lifecycle runs: a lock may have gone with

@@ -261,6 +261,11 @@ public enum EventAction: String, Codable, Sendable, CaseIterable {
     /// New High or Critical findings appeared on an image (`FindingStore.appendScanEvent`; the
     /// detail is the JSON of `ScanEventDetail`).
     case scan = "scan"
+    /// An access record changed (issue 13: identities, scope maps, tokens and the registry-wide
+    /// access flags replicate as registers): the detail is `<kind>:<name>`, the digest the SHA-256
+    /// of the record's canonical JSON, none for a deletion (a tombstone); the repository is empty.
+    /// Never a secret: webhooks deliver nothing for it.
+    case access = "access"
 
     /// Detail of a tag deletion that is part of deleting its manifest.
     public static let cascadeDetail = "with its manifest"

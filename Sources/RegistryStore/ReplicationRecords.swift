@@ -82,6 +82,9 @@ public enum RegisterKey: Sendable, Hashable {
     /// A registry-wide setting by name: its `setting` events that carry the document's digest
     /// (`SettingsStore.setSettingDocument`); the repository is empty.
     case setting(String)
+    /// An access record (`AccessRecordChange`): its `access` events, with the detail
+    /// `<kind>:<name>`, writes and tombstones alike; the repository is empty.
+    case access(kind: String, name: String)
 }
 
 /// A write a region lost to a concurrent one (issue 13's conflict log): what it would have
@@ -123,7 +126,7 @@ public protocol ReplicationConflictStore: Sendable {
     /// The newest writes of a register in this region's log (events, newest first), before the
     /// event `before` when given: a tag's `tag.move` and `tag.delete` events, a lock's `lock`
     /// events (with exactly that tag and digest, nil matching nil), a setting's `setting` events
-    /// naming it with a document digest.
+    /// naming it with a document digest, an access record's `access` events naming it.
     func registerWrites(repository: String, key: RegisterKey, before: Int64?, limit: Int) async throws -> [Event]
     /// Records a losing write; false (nothing stored) when the same loser of the same register is
     /// already recorded. The stored `id` is the store's.

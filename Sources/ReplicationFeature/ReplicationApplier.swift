@@ -1,3 +1,4 @@
+import Access
 import BerthAPIContract
 import Foundation
 import Logging
@@ -23,6 +24,9 @@ public final class ReplicationApplier: Sendable {
     let registry: Registry
     let service: ReplicationService
     let registers: any ReplicationConflictStore
+    /// Where a peer's access records are written (identities, scope maps, tokens, registry
+    /// flags); nil: `access` events are not applied (and so logged as lost).
+    let access: AccessControl?
     let limits: UpstreamLimits
     let logger: Logger
     /// Events read from a peer per step.
@@ -36,10 +40,11 @@ public final class ReplicationApplier: Sendable {
     /// The replica whose events this task applies (set by `step`): where a fetch reports its bytes.
     @TaskLocal static var applying: String?
 
-    public init(registry: Registry, service: ReplicationService, registers: any ReplicationConflictStore,
+    public init(registry: Registry, service: ReplicationService, registers: any ReplicationConflictStore, access: AccessControl? = nil,
                 limits: UpstreamLimits = UpstreamLimits(), pageSize: Int = 200, backoffBase: TimeInterval = 1, backoffMax: TimeInterval = 60,
                 logger: Logger = Logger(label: "berth.replication")) {
         self.registry = registry
+        self.access = access
         self.service = service
         self.registers = registers
         self.limits = limits
@@ -207,6 +212,7 @@ public final class ReplicationApplier: Sendable {
         case .quarantine(let r, let d, let state, _): ("quarantine", r, d.string, .digest(state.rawValue))
         case .lock(let r, let t, let d, let a, _): ("lock", r, t.map { "tag:" + $0 } ?? d.map { "digest:" + $0.string } ?? "", .digest(a.detail))
         case .setting(let name, let w): ("setting", "", name, w.value)
+        case .access(let kind, let name, let w): ("access", "", kind.rawValue + ":" + name, w.value)
         }
     }
 
@@ -324,8 +330,55 @@ public final class ReplicationApplier: Sendable {
                 throw RegistryError(.denied, problem)
             }
             try await registry.metadata.setSettingDocument(name, Data(document))
+        case .access(let kind, let name, let write):
+            try await applyAccess(kind: kind, name: name, write: write, location: location, client: client, now: now)
         }
     }
+
+    /// An access record's register write: merged against the record's current write in this
+    /// log (the loser to the conflict log as kind `access`); a winning write is the record the
+    /// peer serves, applied only when it still has the digest the event carries (else the peer's
+    /// later write follows in its feed), or the tombstone; written through `AccessControl` (its
+    /// `access` event keeps the peer's stamp, so it is not sent back).
+    func applyAccess(kind: AccessRecordKind, name: String, write: RegisterWrite, location: String, client: UpstreamClient,
+                     now: Date) async throws {
+        let key = kind.rawValue + ":" + name
+        let current = ReplicationPlan.current(try await registers.registerWrites(repository: "", key: .access(kind: kind.rawValue, name: name),
+                                                                                  before: nil, limit: 2), localRegion: region)
+        let outcome = ReplicationPlan.merge(write, into: current)
+        if let loser = outcome.conflictLoser {
+            let winner = loser == write ? current : write
+            try await recordConflict(location, kind: "access", repository: "", key: key, loser: loser, winner: winner, now: now)
+        }
+        guard outcome.effect == .applied else { return }
+        guard let access else { throw RegistryError(.denied, "this region applies no access records") }
+        var document: Data?
+        if case .digest(let raw) = write.value {
+            let answer: [UInt8]
+            do {
+                answer = try await client.document(path: "/api/v1/replication/access/\(kind.rawValue)/\(name)", limit: Self.maxAccessRecordBytes)
+            } catch {
+                if error.kind == .notFound { return }   // deleted since: its tombstone follows in the feed
+                throw error
+            }
+            guard let view = try? JSONDecoder().decode(ReplicatedAccessRecordView.self, from: Data(answer)),
+                  view.kind == kind.rawValue, view.name == name else {
+                throw ReplicationError.invalid("the peer's answer for access record \(key) cannot be read")
+            }
+            let bytes = Array(view.record.utf8)
+            guard Digest.compute(bytes).string == raw else { return }   // changed since: that write follows
+            document = Data(bytes)
+        }
+        do {
+            try await access.applyReplicatedRecord(kind: kind, name: name, document: document, actor: "replication:" + location)
+        } catch AccessError.invalid(let message) {
+            // A record this build cannot take (unreadable, a built-in scope map): kept as lost.
+            throw RegistryError(.denied, "access record \(key) refused: \(message)")
+        }
+    }
+
+    /// The largest access record a peer may send.
+    static let maxAccessRecordBytes = 1 << 20
 
     /// The largest setting document a peer may send.
     static let maxSettingBytes = 1 << 20

@@ -109,6 +109,28 @@ public struct ReplicationFeature: RegistryFeature {
             }
             return server.json(ReplicatedSettingView(name: name, document: String(decoding: document, as: UTF8.self)))
         }
+        // An access record an `access` event of the feed names (the peer checks it against the
+        // event's digest): its password hashes go to the Replicator only, and every read is audited.
+        routes.root.get("api/v1/replication/access/:kind/:name") { request, context in
+            let caller = try await server.caller(request, context)
+            try await server.require(request, context, caller: caller, repository: nil, action: .replicationRead)
+            let rawKind = try context.parameters.require("kind"), name = try context.parameters.require("name")
+            guard let kind = AccessRecordKind(rawValue: rawKind) else { throw ReplicationError.invalid("unknown access record kind") }
+            guard ReplicationPlan.isReplicableAccessName(name) else { throw ReplicationError.invalid("not an access record name") }
+            let record = try await server.access.replicatedRecord(kind: kind, name: name)
+            await server.access.recordAudit(actor: caller?.principal.name ?? "-", address: server.address(request, context)?.description ?? "-",
+                                            action: "replication.access-record.read", target: "\(kind.rawValue):\(name)",
+                                            outcome: record == nil ? "not-found" : "ok")
+            guard let record else { throw ReplicationError.notFound("access record \(kind.rawValue):\(name)") }
+            return server.json(ReplicatedAccessRecordView(kind: kind.rawValue, name: name, record: String(decoding: record, as: UTF8.self)))
+        }
+        // The public keys this region signs registry tokens with, for a peer accepting them.
+        routes.root.get("api/v1/replication/token-keys") { request, context in
+            let caller = try await server.caller(request, context)
+            try await server.require(request, context, caller: caller, repository: nil, action: .replicationRead)
+            let keys = try await server.access.tokens.publicKeys()
+            return server.json(ReplicationTokenKeysView(region: replication.region, keys: keys.map { .init(kid: $0.kid, publicKeyPEM: $0.pem) }))
+        }
         // A peer's end-to-end check of this region (database, storage, replication lag): Replicator.
         routes.root.get("api/v1/replication/health") { request, context in
             let caller = try await server.caller(request, context)

@@ -1,3 +1,4 @@
+import Access
 import BerthAPIContract
 import Foundation
 import OCIModel
@@ -131,6 +132,9 @@ public enum ApplyStep: Sendable, Equatable {
     case lock(repository: String, tag: String?, digest: Digest?, attributes: LockAttributesWrite, stamp: WriteStamp)
     /// A registry-wide setting's register write: the document whose digest the event carries.
     case setting(name: String, write: RegisterWrite)
+    /// An access record's register write (identity, scope map, token, registry flag): the record
+    /// whose digest the event carries, or a tombstone.
+    case access(kind: AccessRecordKind, name: String, write: RegisterWrite)
 }
 
 public enum ReplicationPlan {
@@ -173,6 +177,14 @@ public enum ReplicationPlan {
             guard let name = event.detail, let d = event.digest else { return .skip("setting change without its document's digest") }
             guard isReplicatedSetting(name) else { return .skip("setting \(name.prefix(64)) is not replicated") }
             return .setting(name: name, write: RegisterWrite(value: .digest(d.string), stamp: event.stamp, replaces: event.replaces))
+        case .access:
+            guard let detail = event.detail, let (rawKind, name) = AccessRecordChange.parse(detail: detail),
+                  let kind = AccessRecordKind(rawValue: rawKind) else { return .skip("access change of a kind this build does not know") }
+            guard isReplicableAccessName(name) else { return .skip("access record name not acceptable") }
+            if kind == .registry, !AccessRecordKind.registryRecords.contains(name) { return .skip("registry flag \(name.prefix(64)) unknown") }
+            let value: RegisterValue = event.digest.map { .digest($0.string) } ?? .tombstone
+            if kind == .registry, value == .tombstone { return .skip("a registry flag is never deleted") }
+            return .access(kind: kind, name: name, write: RegisterWrite(value: value, stamp: event.stamp, replaces: event.replaces))
         default:
             return .skip("\(action.rawValue) is not replicated")
         }
@@ -188,6 +200,12 @@ public enum ReplicationPlan {
 
     public static func isReplicatedSetting(_ name: String) -> Bool { replicatedSettings.contains(name) }
 
+    /// An access record's name as a peer may send it: what a name made here may be (1-64
+    /// characters of a-z, 0-9, '.', '_', '-'; it goes into the path the record is fetched from).
+    public static func isReplicableAccessName(_ name: String) -> Bool {
+        (try? AccessControl.checkName(name, what: "record")) != nil
+    }
+
     /// The register's current write in this region, from its newest writes in the log (newest
     /// first): the newest, naming the one before it as what it replaced.
     public static func current(_ writes: [Event], localRegion: String) -> RegisterWrite? {
@@ -195,6 +213,7 @@ public enum ReplicationPlan {
         let value: RegisterValue = switch newest.action {
         case .tagDelete: .tombstone
         case .lock: .digest(newest.detail ?? "")
+        case .access: newest.digest.map { .digest($0) } ?? .tombstone
         default: .digest(newest.digest ?? "")
         }
         return RegisterWrite(value: value, stamp: WriteStamp(newest.stamp, localRegion: localRegion),

@@ -167,6 +167,7 @@ public final class ReplicationService: Sendable {
         case .tagMove, .tagDelete: e.tag.map { .tag($0) }
         case .lock: .lock(tag: e.tag, digest: e.digest)
         case .setting: e.digest != nil ? e.detail.map { .setting($0) } : nil
+        case .access: e.detail.flatMap(AccessRecordChange.parse(detail:)).map { .access(kind: $0.kind, name: $0.name) }
         default: nil
         }
     }

@@ -106,6 +106,12 @@ extension SQLiteMetadataStore {
                     SELECT * FROM events WHERE action = ? AND detail = ? AND digest IS NOT NULL AND seq < ?
                     ORDER BY seq DESC LIMIT ?
                     """, arguments: [EventAction.setting.rawValue, name, bound, limit]).map(Self.event)
+            case .access(let kind, let name):
+                return try Row.fetchAll(db, sql: """
+                    SELECT * FROM events WHERE action = ? AND detail = ? AND seq < ?
+                    ORDER BY seq DESC LIMIT ?
+                    """, arguments: [EventAction.access.rawValue, AccessRecordChange(kind: kind, name: name, digest: nil).detail,
+                                     bound, limit]).map(Self.event)
             }
         }
     }

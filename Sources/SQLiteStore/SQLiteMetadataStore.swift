@@ -642,6 +642,10 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
             // A replica's data endpoint (issue 13 item 4): where its region's clients read blobs; NULL: its endpoint.
             try db.execute(sql: "ALTER TABLE replicas ADD COLUMN data_endpoint TEXT")
         }
+        m.registerMigration("v29-h-a4-access-registers") { db in
+            // Access records as registers (issue 13): an access record's writes by its `<kind>:<name>`.
+            try db.execute(sql: "CREATE INDEX events_access_writes ON events(detail, seq) WHERE action = 'access'")
+        }
         return m
     }
 
@@ -1021,8 +1025,10 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         try await pool.read { db in try Int64.fetchOne(db, sql: "SELECT version FROM access_state WHERE id = 1") }
     }
 
-    public func storeAccessState(_ document: Data, expectedVersion: Int64, audit: AuditRecord?) async throws -> Bool {
-        try await pool.write { db in
+    public func storeAccessState(_ document: Data, expectedVersion: Int64, audit: AuditRecord?,
+                                 changes: [AccessRecordChange]) async throws -> Bool {
+        let origin = EventOrigin.current
+        return try await pool.write { db in
             let current = try Int64.fetchOne(db, sql: "SELECT version FROM access_state WHERE id = 1") ?? 0
             guard current == expectedVersion else { return false }
             try db.execute(sql: """
@@ -1030,6 +1036,9 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 ON CONFLICT(id) DO UPDATE SET version = excluded.version, document = excluded.document
                 """, arguments: [current + 1, document])
             if let audit { try Self.insertAudit(db, audit) }
+            for change in changes {
+                try Self.appendEvent(db, origin, EventAction.access, "", digest: change.digest, detail: change.detail)
+            }
             return true
         }
     }

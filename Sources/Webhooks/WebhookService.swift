@@ -346,7 +346,8 @@ public final class WebhookService: Sendable {
         case .quarantine: "quarantine"
         case .scan: "scan"
         case .taskRunQueued, .taskRunStarted, .taskRunSucceeded, .taskRunFailed, .taskRunCancelled: event.action.rawValue
-        case .blobPush, .blobDelete, .setting, .restore, .purgeRun, .retentionRun, .gcRun, .softDeleteExpire, .lock: nil
+        // `access` (issue 13's access registers) is never delivered: identities and tokens are no webhook's business.
+        case .blobPush, .blobDelete, .setting, .restore, .purgeRun, .retentionRun, .gcRun, .softDeleteExpire, .lock, .access: nil
         }
     }
 

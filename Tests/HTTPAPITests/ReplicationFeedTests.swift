@@ -96,9 +96,13 @@ import Testing
             try await s.store.linkBlob(repository: "app", digest: Digest.compute(Array("peer".utf8)), size: 4, inline: nil)
         }
         try await s.app.test(.router) { client in
-            let all = try page(try await client.execute(uri: "/api/v1/replication/events?limit=1000", method: .get, headers: replicator))
-            #expect(all.region == "westeurope")
-            #expect(all.latestSequence == all.events.last?.sequence)
+            let feed = try page(try await client.execute(uri: "/api/v1/replication/events?limit=1000", method: .get, headers: replicator))
+            #expect(feed.region == "westeurope")
+            #expect(feed.latestSequence == feed.events.last?.sequence)
+            // the Replicator identity's own writes (access events) come first; the content after
+            var all = feed
+            all.events = feed.events.filter { $0.action != "access" }
+            #expect(feed.events.prefix(feed.events.count - all.events.count).allSatisfy { $0.action == "access" })
             #expect(all.events.map(\.action) == ["blob.push", "push", "tag.move", "blob.push", "push", "tag.delete", "blob.push"])
             let push = all.events[1], move = all.events[2], referrer = all.events[4], delete = all.events[5], applied = all.events[6]
             #expect(push.digest == image.string && push.mediaType == MediaType.ociManifest && push.subject == nil)
@@ -141,7 +145,7 @@ import Testing
             #expect(moves.count == 2)
             #expect(moves[0].replaces == nil)
             #expect(moves[1].replaces == "\(moves[0].hlc)@westeurope")
-            #expect(all.events.filter { $0.action != "tag.move" }.allSatisfy { $0.replaces == nil })
+            #expect(all.events.filter { $0.action != "tag.move" && $0.action != "access" }.allSatisfy { $0.replaces == nil })
         }
     }
 
@@ -170,6 +174,75 @@ import Testing
             }
             let unstored = try await client.execute(uri: "/api/v1/replication/settings/gc-policy", method: .get, headers: replicator)
             #expect(unstored.status == .notFound)
+        }
+    }
+
+    /// Issue 13: access records are registers: each write is an `access` event in the feed
+    /// (kind:name and the SHA-256 of the record, nothing secret), and only a Replicator reads the
+    /// record itself (password hashes included), every read audited.
+    @Test func accessWritesAreInTheFeedAndOnlyAReplicatorReadsTheRecord() async throws {
+        let s = try await makeServer()
+        let replicator = try await identity(s.access, "peer", role: "Replicator")
+        let reader = try await identity(s.access, "reader", role: "Reader")
+        let (_, passwords) = try await s.access.createToken(testActor, name: "ci", scopeMap: "_repositories_pull")
+        let tokenAuth = basic("ci", try #require(passwords["password1"]))
+        try await s.app.test(.router) { client in
+            let all = try page(try await client.execute(uri: "/api/v1/replication/events?limit=1000", method: .get, headers: replicator))
+            let writes = all.events.filter { $0.action == "access" }
+            // the bootstrap owner is this region's own; the identities made since and the token are registers
+            #expect(!writes.contains { $0.detail == "identity:owner" })
+            let peerWrites = writes.filter { $0.detail == "identity:peer" }
+            #expect(peerWrites.count == 3)   // created, password set, role assigned
+            #expect(peerWrites[0].replaces == nil && peerWrites[1].replaces == "\(peerWrites[0].hlc)@westeurope")
+            #expect(writes.allSatisfy { $0.repository.isEmpty && $0.tag == nil && $0.region == "westeurope" })
+            let tokenWrite = try #require(writes.last { $0.detail == "token:ci" })
+            // nothing of a secret in the feed: no hash, no password
+            let feedText = String(decoding: try await client.execute(uri: "/api/v1/replication/events?limit=1000", method: .get,
+                                                                    headers: replicator).body.readableBytesView, as: UTF8.self)
+            let password1 = try #require(passwords["password1"])
+            #expect(!feedText.contains("passwordHash") && !feedText.contains(password1))
+
+            let answer = try await client.execute(uri: "/api/v1/replication/access/token/ci", method: .get, headers: replicator)
+            #expect(answer.status == .ok)
+            let view = try JSONDecoder().decode(ReplicatedAccessRecordView.self, from: Data(buffer: answer.body))
+            #expect(view.kind == "token" && view.name == "ci")
+            #expect(Digest.compute(Array(view.record.utf8)).string == tokenWrite.digest)
+            #expect(view.record.contains("\"hash\""))
+            // everyone but the Replicator is refused, and nothing of the record is in the answer
+            for headers in [reader, tokenAuth, HTTPFields()] {
+                let refused = try await client.execute(uri: "/api/v1/replication/access/token/ci", method: .get, headers: headers)
+                #expect(refused.status == .forbidden || refused.status == .unauthorized)
+                #expect(!String(buffer: refused.body).contains("hash"))
+            }
+            for (uri, status) in [("network/rules", HTTPResponse.Status.badRequest), ("identity/Bad%20Name", .badRequest),
+                                  ("identity/nobody", .notFound), ("scope-map/_repositories_pull", .badRequest),
+                                  ("scope-map/_repositories_admin", .badRequest), ("registry/anonymous-pull", .ok)] {
+                let r = try await client.execute(uri: "/api/v1/replication/access/" + uri, method: .get, headers: replicator)
+                #expect(r.status == status, "\(uri)")
+            }
+        }
+        let audited = try await s.access.audit(since: Date(timeIntervalSince1970: 0), limit: 1000)
+        #expect(audited.contains { $0.action == "replication.access-record.read" && $0.target == "token:ci" && $0.actor == "peer" })
+    }
+
+    /// Issue 13: a peer verifies this region's registry tokens with the public keys it reads here
+    /// (Replicator only; public halves, never the private keys).
+    @Test func onlyAReplicatorReadsTheTokenVerificationKeys() async throws {
+        let s = try await makeServer()
+        let replicator = try await identity(s.access, "peer", role: "Replicator")
+        let reader = try await identity(s.access, "reader", role: "Reader")
+        try await s.app.test(.router) { client in
+            let answer = try await client.execute(uri: "/api/v1/replication/token-keys", method: .get, headers: replicator)
+            #expect(answer.status == .ok)
+            let view = try JSONDecoder().decode(ReplicationTokenKeysView.self, from: Data(buffer: answer.body))
+            #expect(view.region == "westeurope" && view.keys.first?.kid == s.access.tokens.currentKeyID)
+            #expect(view.keys.allSatisfy { $0.publicKeyPEM.hasPrefix("-----BEGIN PUBLIC KEY-----") })
+            #expect(!String(buffer: answer.body).contains("PRIVATE"))
+            for headers in [reader, HTTPFields()] {
+                let refused = try await client.execute(uri: "/api/v1/replication/token-keys", method: .get, headers: headers)
+                #expect(refused.status == .forbidden || refused.status == .unauthorized)
+                #expect(!String(buffer: refused.body).contains("PUBLIC KEY"))
+            }
         }
     }
 

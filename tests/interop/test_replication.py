@@ -250,7 +250,10 @@ def regions(registry, tmp_path):
     """Two regions, each with a Replicator identity the other presents, replicating both ways."""
     workdir = Path(tempfile.mkdtemp(prefix="berth-interop-sea-"))
     other = RegistryServer(workdir)
-    other.extra_env.update({"BERTH_REGION": SEA, "BERTH_OUTBOUND_ALLOW": "127.0.0.1/32", "BERTH_LIFECYCLE_TICK_SECONDS": "0.2"})
+    # one token service name in every region (issue 13 item 4: one login server), so a registry
+    # token one region issued is meant for the other too
+    other.extra_env.update({"BERTH_REGION": SEA, "BERTH_OUTBOUND_ALLOW": "127.0.0.1/32", "BERTH_LIFECYCLE_TICK_SECONDS": "0.2",
+                            "BERTH_SERVICE_NAME": registry.host})
     other.start()
     try:
         west = Region(WEST, registry, Cli(registry, tmp_path / "xdg-west"))
@@ -258,13 +261,15 @@ def regions(registry, tmp_path):
         for r in (west, sea):
             r.cli.login()
         secrets_of = {}
+        # one Replicator identity per region, by name: identities replicate, so two of one name
+        # made in two regions would be one register, and one region's password would win in both
         for r in (west, sea):
-            password = r.cli.json("identity", "create", "--name", "peer-replicator")["password"]
-            r.cli("role", "assignment", "create", "--assignee", "peer-replicator", "--role", "Replicator", "--scope", "*")
+            password = r.cli.json("identity", "create", "--name", f"peer-replicator-{r.name}")["password"]
+            r.cli("role", "assignment", "create", "--assignee", f"peer-replicator-{r.name}", "--role", "Replicator", "--scope", "*")
             secrets_of[r.name] = password
         for here, there in ((west, sea), (sea, west)):
             f = tmp_path / f"credential-{here.name}"
-            f.write_text(f"peer-replicator:{secrets_of[there.name]}\n")
+            f.write_text(f"peer-replicator-{there.name}:{secrets_of[there.name]}\n")
             os.chmod(f, stat.S_IRUSR | stat.S_IWUSR)
             here.cli("replication", "create", "--location", there.name, "--endpoint", there.server.base,
                      "--credential-file", str(f))
@@ -539,6 +544,95 @@ def test_settings_replicate_and_concurrent_writes_converge(regions):
     assert policy(west) == policy(sea) and policy(sea)["days"] == won
 
 
+def _skopeo_login_and_push(region, user, password, layout, repo, tmp_path):
+    """``skopeo login`` to the region with the credential, then ``skopeo copy`` of the layout to
+    ``repo`` with the stored login; the two results (login, copy) as booleans, the copy only
+    tried after a login that worked."""
+    auth = tmp_path / f"auth-{region.name}-{user}-{secrets_token()}.json"
+    auth.write_text("{}")
+    login = subprocess.run(["skopeo", "login", "--authfile", str(auth), "--tls-verify=false", "-u", user, "--password-stdin",
+                            region.server.host], input=password.encode(), capture_output=True, timeout=120)
+    if login.returncode != 0:
+        return False, False
+    copy = subprocess.run(["skopeo", "copy", "--authfile", str(auth), "--dest-tls-verify=false", f"oci:{layout}:v1",
+                           f"docker://{region.server.host}/{repo}:v1"], capture_output=True, timeout=300)
+    assert copy.returncode == 0 or b"denied" in copy.stderr.lower() or b"unauthorized" in copy.stderr.lower(), copy.stderr
+    return True, copy.returncode == 0
+
+
+def secrets_token():
+    import secrets
+    return secrets.token_hex(4)
+
+
+def _v2_status(region, user, password):
+    return requests.get(f"{region.server.base}/v2/", auth=(user, password), timeout=30).status_code
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_access_state_replicates_so_one_login_works_in_every_region(regions, tmp_path):
+    """Issue 13 item 2: identities, role assignments, scope maps and tokens are registers per
+    record. An identity made in west and a token made in sea at the same time both end up in
+    both regions, and each credential logs in and pushes with skopeo in both; an identity
+    disabled in sea is refused in west once caught up, and a deleted token in both."""
+    west, sea = regions
+    _wait("both regions caught up", _caught_up(west, sea))
+    # concurrent: neither region sees the other's change before making its own
+    west.consumer(SEA, "pause")
+    sea.consumer(WEST, "pause")
+    dev_password = west.cli.json("identity", "create", "--name", "dev")["password"]
+    west.cli("role", "assignment", "create", "--assignee", "dev", "--role", "Push", "--scope", "shared/*")
+    sea.cli("scope-map", "create", "--name", "shared-push", "--repository", "shared/*",
+            "content/read", "content/write", "metadata/read", "metadata/write")
+    ci_password = sea.cli.json("token", "create", "--name", "ci", "--scope-map", "shared-push")["credentials"]["password1"]
+    assert _v2_status(sea, "dev", dev_password) == 401 and _v2_status(west, "ci", ci_password) == 401
+    west.consumer(SEA, "resume")
+    sea.consumer(WEST, "resume")
+    _wait("both regions caught up", _caught_up(west, sea), regions=(west, sea))
+    _wait("dev known in southeastasia", lambda: _v2_status(sea, "dev", dev_password) == 200, regions=(sea,))
+    _wait("token ci known in westeurope", lambda: _v2_status(west, "ci", ci_password) == 200, regions=(west,))
+    # the role assignment came with the identity; neither write was a conflict (different records)
+    assert any(a["role"] == "Push" and a["scope"] == "shared/*"
+               for a in sea.cli.json("role", "assignment", "list", "--assignee", "dev")), "dev's role in southeastasia"
+    assert not [c for r in (west, sea) for c in r.conflicts() if c["kind"] == "access"]
+
+    layout = tmp_path / "layout"
+    umoci_image(layout, "v1", [{"etc/who": b"access replicated"}])
+    for user, password in (("dev", dev_password), ("ci", ci_password)):
+        for region in (west, sea):
+            assert _skopeo_login_and_push(region, user, password, layout, f"shared/{user}-{region.name}", tmp_path) == (True, True), \
+                (user, region.name)
+
+    # a registry token west issued is accepted by sea (a client whose DNS moves keeps its cached
+    # token): sea verifies it with west's public key and judges dev by its replicated record
+    repo = "shared/dev-westeurope"
+    _wait(f"{repo} in southeastasia", lambda: sea.manifest_digest(repo, "v1") is not None, regions=(sea,))
+    issued = requests.get(f"{west.server.base}/oauth2/token", params={"service": west.server.host, "scope": f"repository:{repo}:pull"},
+                          auth=("dev", dev_password), timeout=30)
+    assert issued.status_code == 200, issued.text
+    bearer = {"Authorization": "Bearer " + issued.json()["token"], "Accept": OCI_MANIFEST}
+    r = requests.get(f"{sea.server.base}/v2/{repo}/manifests/v1", headers=bearer, timeout=30)
+    assert r.status_code == 200, r.text
+    # its claims still bound it: another repository is refused
+    assert requests.get(f"{sea.server.base}/v2/shared/ci-southeastasia/manifests/v1", headers=bearer, timeout=30).status_code in (401, 403)
+
+    # disabled in sea: refused in west once caught up (its generation and enabled flag replicate)
+    sea.cli("identity", "update", "--name", "dev", "--enabled", "false")
+    assert requests.get(f"{sea.server.base}/v2/{repo}/manifests/v1", headers=bearer, timeout=30).status_code == 401
+    assert _v2_status(sea, "dev", dev_password) == 401
+    _wait("dev refused in westeurope", lambda: _v2_status(west, "dev", dev_password) == 401, regions=(west,))
+    assert _skopeo_login_and_push(west, "dev", dev_password, layout, "shared/dev-after", tmp_path)[0] is False
+
+    # a deleted token is refused in both regions
+    west.cli("token", "delete", "--name", "ci")
+    _wait("token ci refused in southeastasia", lambda: _v2_status(sea, "ci", ci_password) == 401, regions=(sea,))
+    assert _v2_status(west, "ci", ci_password) == 401
+    for region in (west, sea):
+        assert _skopeo_login_and_push(region, "ci", ci_password, layout, "shared/ci-after", tmp_path)[0] is False
+    _wait("both regions caught up", _caught_up(west, sea), regions=(west, sea))
+    assert "ci" not in {t["name"] for t in sea.cli.json("token", "list")} | {t["name"] for t in west.cli.json("token", "list")}
+
+
 EAST = "eastus"
 
 
@@ -560,14 +654,14 @@ def three_regions(registry, tmp_path):
         secrets_of = {}
         for r in all_regions:
             r.cli.login()
-            secrets_of[r.name] = r.cli.json("identity", "create", "--name", "peer-replicator")["password"]
-            r.cli("role", "assignment", "create", "--assignee", "peer-replicator", "--role", "Replicator", "--scope", "*")
+            secrets_of[r.name] = r.cli.json("identity", "create", "--name", f"peer-replicator-{r.name}")["password"]
+            r.cli("role", "assignment", "create", "--assignee", f"peer-replicator-{r.name}", "--role", "Replicator", "--scope", "*")
         for here in all_regions:
             for there in all_regions:
                 if here is there:
                     continue
                 f = tmp_path / f"credential-{here.name}-{there.name}"
-                f.write_text(f"peer-replicator:{secrets_of[there.name]}\n")
+                f.write_text(f"peer-replicator-{there.name}:{secrets_of[there.name]}\n")
                 os.chmod(f, stat.S_IRUSR | stat.S_IWUSR)
                 here.cli("replication", "create", "--location", there.name, "--endpoint", there.server.base,
                          "--credential-file", str(f))

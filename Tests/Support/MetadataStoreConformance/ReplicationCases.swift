@@ -141,6 +141,37 @@ extension MetadataStoreConformance {
             #expect(before.map(\.sequence) == [writes[1].sequence])
             #expect(try await s.registerWrites(repository: "", key: .setting("absent"), before: nil, limit: 10).isEmpty)
         },
+        Case("access state writes append their access events in the same transaction; registerWrites finds a record's writes and tombstones") { s in
+            let alice = AccessRecordChange(kind: "identity", name: "alice", digest: digest("alice-1").string)
+            let token = AccessRecordChange(kind: "token", name: "ci", digest: digest("ci-1").string)
+            #expect(try await s.storeAccessState(Data("one".utf8), expectedVersion: 0, audit: nil, changes: [alice, token]))
+            // a lost compare-and-swap appends nothing
+            let lost = AccessRecordChange(kind: "identity", name: "alice", digest: digest("lost").string)
+            #expect(try await s.storeAccessState(Data("lost".utf8), expectedVersion: 0, audit: nil, changes: [lost]) == false)
+            let peer = EventStamp(region: "westeurope", milliseconds: 1_700_000_000_123, logical: 2)
+            let stored = try await EventOrigin.$current.withValue(EventOrigin(actor: "replication:westeurope", address: "-", replicated: peer)) {
+                try await s.storeAccessState(Data("two".utf8), expectedVersion: 1, audit: nil,
+                                             changes: [AccessRecordChange(kind: "identity", name: "alice", digest: nil)])
+            }
+            #expect(stored)
+            let events = try await s.events(after: 0, limit: 10)
+            #expect(events.map(\.action) == [.access, .access, .access])
+            #expect(events.map(\.detail) == ["identity:alice", "token:ci", "identity:alice"])
+            #expect(events.map(\.digest) == [alice.digest, token.digest, nil])
+            #expect(events.allSatisfy { $0.repository.isEmpty && $0.tag == nil })
+            #expect(events[2].stamp == peer)
+            let writes = try await s.registerWrites(repository: "", key: .access(kind: "identity", name: "alice"), before: nil, limit: 10)
+            #expect(writes.map(\.sequence) == [events[2].sequence, events[0].sequence])
+            #expect(writes.map(\.digest) == [nil, alice.digest])
+            let before = try await s.registerWrites(repository: "", key: .access(kind: "identity", name: "alice"), before: writes[0].sequence, limit: 1)
+            #expect(before.map(\.sequence) == [events[0].sequence])
+            // kinds are apart: the token's register is not an identity of the same name
+            #expect(try await s.registerWrites(repository: "", key: .access(kind: "identity", name: "ci"), before: nil, limit: 10).isEmpty)
+            #expect(try await s.registerWrites(repository: "", key: .access(kind: "token", name: "ci"), before: nil, limit: 10).count == 1)
+            // a write without changes appends no event
+            #expect(try await s.storeAccessState(Data("three".utf8), expectedVersion: 2, audit: nil))
+            await #expect(try s.latestEventSequence() == events[2].sequence)
+        },
         Case("replication conflicts: recorded once per loser, listed newest first, by location") { s in
             let loser = EventStamp(region: "westeurope", milliseconds: 1_700_000_000_123, logical: 4)
             let winner = EventStamp(region: "southeastasia", milliseconds: 1_700_000_000_500, logical: 0)
