@@ -79,9 +79,10 @@ class DelayProxy:
         self._live.clear()
         self._held.clear()
         me = asyncio.current_task()
-        for task in asyncio.all_tasks():
-            if task is not me:
-                task.cancel()
+        others = [t for t in asyncio.all_tasks() if t is not me]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     async def _set(self, partitioned: bool) -> None:
         self.partitioned = partitioned
@@ -119,7 +120,10 @@ class DelayProxy:
             self._held.add(writer)
             return
         self._live.update((writer, up_writer))
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True)
+        try:
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True)
+        except asyncio.CancelledError:
+            pass
         for w in (writer, up_writer):
             if w in self._live:
                 self._live.discard(w)
