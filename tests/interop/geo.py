@@ -124,7 +124,8 @@ class NsServer:
 class GeoTopology:
     """``names`` regions, each in its own namespace, and a proxy for every ordered pair of them."""
 
-    def __init__(self, berth: Path, names: List[str], delay: float = 0.080, env: Optional[Dict[str, str]] = None):
+    def __init__(self, berth: Path, names: List[str], delay: float = 0.080, env: Optional[Dict[str, str]] = None,
+                 tick: Optional[str] = "0.2"):
         self.berth = berth
         self.names = list(names)
         self.delay = delay
@@ -135,6 +136,7 @@ class GeoTopology:
         self.servers: Dict[str, NsServer] = {}
         self.proxies: Dict[Tuple[str, str], DelayProxy] = {}   # (from, to) -> proxy
         self.env = env or {}
+        self.tick = tick   # BERTH_LIFECYCLE_TICK_SECONDS (the applier polls at min(1 s, tick)); None: the default
 
     def subnet(self) -> str:
         return f"10.{self.octet}.0.0/16"
@@ -166,8 +168,9 @@ class GeoTopology:
                         self.proxies[(a, b)] = DelayProxy(self.outside(i), self.inside(j), PORT, delay=self.delay,
                                                           name=f"{a}->{b}").start()
             for i, name in enumerate(self.names):
-                env = {"BERTH_REGION": name, "BERTH_OUTBOUND_ALLOW": self.subnet(),
-                       "BERTH_LIFECYCLE_TICK_SECONDS": "0.2"}
+                env = {"BERTH_REGION": name, "BERTH_OUTBOUND_ALLOW": self.subnet()}
+                if self.tick is not None:
+                    env["BERTH_LIFECYCLE_TICK_SECONDS"] = self.tick
                 env.update(self.env)
                 server = NsServer(self.berth, self.namespaces[i], self.inside(i), self.workdir / name, env)
                 self.servers[name] = server
