@@ -106,6 +106,12 @@ extension SQLiteMetadataStore {
                     SELECT * FROM events WHERE action = ? AND detail = ? AND digest IS NOT NULL AND seq < ?
                     ORDER BY seq DESC LIMIT ?
                     """, arguments: [EventAction.setting.rawValue, name, bound, limit]).map(Self.event)
+            case .manifest(let digest):
+                return try Row.fetchAll(db, sql: """
+                    SELECT * FROM events WHERE repository = ? AND digest = ? AND seq < ? AND action IN (?, ?, ?)
+                    ORDER BY seq DESC LIMIT ?
+                    """, arguments: [repository, digest, bound, EventAction.manifestPush.rawValue, EventAction.restore.rawValue,
+                                     EventAction.manifestDelete.rawValue, limit]).map(Self.event)
             }
         }
     }
