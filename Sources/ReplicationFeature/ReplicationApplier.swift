@@ -416,6 +416,21 @@ public final class ReplicationApplier: Sendable {
             }
         }
         _ = try await registry.putManifest(repository, reference: .digest(digest), bytes: manifest.bytes, contentType: manifest.mediaType)
+        // The subject deleted here while this referrer was fetched (its deletion found no referrer
+        // to take along): deleted now under that deletion's stamp, as the deletion does everywhere
+        // else. A deletion committed after the put above takes the referrer itself.
+        if let subject = parsed.subject, try await registry.metadata.manifest(repository: repository.value, digest: subject) == nil,
+           let deleted = try await manifestWrite(repository.value, subject.string), deleted.value == .tombstone {
+            let origin = EventOrigin(actor: EventOrigin.current?.actor ?? "replication", address: "-", replicated: deleted.stamp.eventStamp)
+            try await EventOrigin.$current.withValue(origin) {
+                do {
+                    try await registry.deleteManifest(repository, .digest(digest))
+                } catch let e as RegistryError where e.code == .manifestUnknown || e.code == .nameUnknown {
+                    return
+                }
+            }
+            return false
+        }
         return true
     }
 
