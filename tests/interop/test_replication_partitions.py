@@ -399,7 +399,9 @@ def test_three_partitioned_regions_converge(geo, tmp_path):
         else:   # lock
             now = repo_state["tags"].get(w["key"])
             present = now is not None and (now[1], now[2]) == w["value"]
-            logged = any(k == "lock" and r == w["repo"] and key == w["key"] for k, r, key, loser in lost)
+            logged = any(k == "lock" and r == w["repo"] and key == "tag:" + w["key"]
+                         and f"write={str(w['value'][0]).lower()} delete={str(w['value'][1]).lower()}" in loser
+                         for k, r, key, loser in lost)
             superseded = later(w, same=lambda x: x["op"] == "lock" and x["key"] == w["key"])
         if not (present or logged or superseded):
             unexplained.append(w)
