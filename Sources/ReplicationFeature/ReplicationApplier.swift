@@ -359,6 +359,25 @@ public final class ReplicationApplier: Sendable {
                                 localRegion: region)
     }
 
+    /// The deletion here that took `subject` (or, for a subject that never reached this region,
+    /// its own subject, as the peer names it, up to 4 levels): a referrer of it goes with it.
+    func subjectDeletion(_ repository: RepositoryName, _ subject: Digest, client: UpstreamClient, depth: Int) async throws -> RegisterWrite? {
+        if try await registry.metadata.manifest(repository: repository.value, digest: subject) != nil { return nil }
+        if let here = try await manifestWrite(repository.value, subject.string) {
+            return here.value == .tombstone ? here : nil
+        }
+        guard depth < 4 else { return nil }
+        let manifest: UpstreamManifest
+        do {
+            manifest = try await client.manifest(repository: repository.value, reference: .digest(subject))
+        } catch {
+            if error.kind == .notFound { return nil }
+            throw error
+        }
+        guard let next = (try? ManifestParser.parse(manifest.bytes, contentType: manifest.mediaType))?.subject else { return nil }
+        return try await subjectDeletion(repository, next, client: client, depth: depth + 1)
+    }
+
     /// The largest setting document a peer may send.
     static let maxSettingBytes = 1 << 20
 
@@ -399,8 +418,7 @@ public final class ReplicationApplier: Sendable {
         let parsed = try ManifestParser.parse(manifest.bytes, contentType: manifest.mediaType)
         // A referrer whose subject was deleted here is not brought back: the deletion took (or,
         // where it arrives, takes) the subject's referrers with it, in every region the same.
-        if let subject = parsed.subject, try await registry.metadata.manifest(repository: repository.value, digest: subject) == nil,
-           let deleted = try await manifestWrite(repository.value, subject.string), deleted.value == .tombstone {
+        if let subject = parsed.subject, try await subjectDeletion(repository, subject, client: client, depth: 0) != nil {
             logger.debug("replication: a referrer of a manifest deleted here is not fetched",
                          metadata: ["repository": "\(repository.value)", "digest": "\(digest)", "subject": "\(subject)"])
             return false
@@ -419,8 +437,7 @@ public final class ReplicationApplier: Sendable {
         // The subject deleted here while this referrer was fetched (its deletion found no referrer
         // to take along): deleted now under that deletion's stamp, as the deletion does everywhere
         // else. A deletion committed after the put above takes the referrer itself.
-        if let subject = parsed.subject, try await registry.metadata.manifest(repository: repository.value, digest: subject) == nil,
-           let deleted = try await manifestWrite(repository.value, subject.string), deleted.value == .tombstone {
+        if let subject = parsed.subject, let deleted = try await subjectDeletion(repository, subject, client: client, depth: 0) {
             let origin = EventOrigin(actor: EventOrigin.current?.actor ?? "replication", address: "-", replicated: deleted.stamp.eventStamp)
             try await EventOrigin.$current.withValue(origin) {
                 do {
