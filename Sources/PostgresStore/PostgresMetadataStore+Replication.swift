@@ -120,6 +120,13 @@ extension PostgresMetadataStore {
                     WHERE action = \(EventAction.access.rawValue) AND detail = \(detail) AND seq < \(bound)
                     ORDER BY seq DESC LIMIT \(limit)
                     """).map(Self.event)
+            case .manifest(let digest):
+                return try await tx.rows("""
+                    SELECT \(unescaped: Self.eventColumns) FROM events
+                    WHERE repository = \(repository) AND digest = \(digest) AND seq < \(bound)
+                      AND action IN (\(EventAction.manifestPush.rawValue), \(EventAction.restore.rawValue), \(EventAction.manifestDelete.rawValue))
+                    ORDER BY seq DESC LIMIT \(limit)
+                    """).map(Self.event)
             }
         }
     }

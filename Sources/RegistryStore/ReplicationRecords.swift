@@ -85,6 +85,11 @@ public enum RegisterKey: Sendable, Hashable {
     /// An access record (`AccessRecordChange`): its `access` events, with the detail
     /// `<kind>:<name>`, writes and tombstones alike; the repository is empty.
     case access(kind: String, name: String)
+    /// A manifest's presence in a repository, by digest: its `push`, `restore` and `delete`
+    /// events (a deletion is a tombstone), so a peer's write older than this region's deletion
+    /// does not bring the manifest back, and a peer's deletion older than a write here does not
+    /// remove it.
+    case manifest(String)
 }
 
 /// A write a region lost to a concurrent one (issue 13's conflict log): what it would have

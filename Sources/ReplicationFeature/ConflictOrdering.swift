@@ -164,7 +164,10 @@ public struct LWWRegister: Equatable, Sendable {
         if incoming.stamp == existing.stamp {
             // The same write again; two different writes with one stamp cannot come from correct
             // regions, but every region must still choose the same one: the greater value.
-            if incoming == existing { return MergeOutcome(effect: .duplicate, conflictLoser: nil) }
+            // A write is its stamp and value; what it `replaces` depends on the path it came by (a
+            // relaying region names its own predecessor), so the same write relayed through a third
+            // region is still a duplicate, never its own conflict (found by the partition test).
+            if incoming.value == existing.value { return MergeOutcome(effect: .duplicate, conflictLoser: nil) }
             if Self.valueOrder(existing, incoming) {
                 current = incoming
                 return MergeOutcome(effect: .applied, conflictLoser: existing)

@@ -221,6 +221,12 @@ public final class ReplicationApplier: Sendable {
         case .skip:
             return
         case .manifest(let repo, let digest):
+            // A manifest deleted here after the peer pushed it stays deleted (the peer deletes it
+            // when it applies the deletion): fetching it back would leave it only here.
+            if try await registry.metadata.manifest(repository: repo, digest: digest) == nil,
+               let here = try await manifestWrite(repo, digest.string), here.value == .tombstone, event.stamp < here.stamp {
+                return
+            }
             _ = try await ensureManifest(try RepositoryName(repo), digest, client: client, depth: 0)
         case .tag(let repo, let tag, let write):
             let current = ReplicationPlan.current(try await registers.registerWrites(repository: repo, key: .tag(tag), before: nil, limit: 2),
@@ -235,6 +241,24 @@ public final class ReplicationApplier: Sendable {
             switch write.value {
             case .digest(let raw):
                 let digest = try Digest(parsing: raw)
+                if try await registry.metadata.manifest(repository: repo, digest: digest) == nil,
+                   let deleted = try await manifestWrite(repo, raw), deleted.value == .tombstone, write.stamp < deleted.stamp {
+                    // The manifest was deleted here after this move was made: the deletion wins and
+                    // takes the tag with it, as it does where the move was made when the deletion
+                    // arrives there (the tag deleted under the deletion's stamp, so every region
+                    // writes the same tombstone). Fetching it back would leave it only here.
+                    try await recordConflict(location, kind: "tag", repository: repo, key: tag, loser: write, winner: deleted, now: now,
+                                             winnerValue: "manifest deleted")
+                    let deletion = EventOrigin(actor: "replication:" + location, address: "-", replicated: deleted.stamp.eventStamp)
+                    try await EventOrigin.$current.withValue(deletion) {
+                        do {
+                            try await registry.deleteManifest(name, .tag(tag))
+                        } catch let e as RegistryError where e.code == .manifestUnknown || e.code == .nameUnknown {
+                            return
+                        }
+                    }
+                    return
+                }
                 guard try await ensureManifest(name, digest, client: client, depth: 0) else { return }   // gone at the peer too
                 let content = try await registry.manifest(name, .digest(digest))
                 do {
@@ -258,12 +282,22 @@ public final class ReplicationApplier: Sendable {
         case .deleteManifest(let repo, let digest):
             let name = try RepositoryName(repo)
             guard try await registry.metadata.manifest(repository: repo, digest: digest) != nil else { return }
+            // The manifest pushed (or restored) here after the deletion was made stays.
+            if let pushed = try await manifestWrite(repo, digest.string), pushed.value != .tombstone, event.stamp < pushed.stamp {
+                try await recordConflict(location, kind: "manifest-delete", repository: repo, key: digest.string,
+                                         loser: RegisterWrite(value: .tombstone, stamp: event.stamp), winner: pushed, now: now,
+                                         winnerValue: "pushed")
+                return
+            }
             // The peer deleted its tags of the manifest first (their own writes, applied before
-            // this one); a tag that still points here was written later in this region, so the
-            // manifest stays and the deletion is the loser.
-            if let kept = try await registry.tagDetails(name, orderBy: "name_asc").first(where: { $0.digest == digest.string }) {
+            // this one). A tag here that points at it by a write stamped after the deletion keeps
+            // it (the deletion is the loser); one written before it is deleted with it, as the
+            // peer's was: last writer wins, in every region the same (the partition test found
+            // regions keeping a manifest whose concurrent, earlier tag write had moved on).
+            for kept in try await registry.tagDetails(name, orderBy: "name_asc") where kept.digest == digest.string {
                 let writes = try await registers.registerWrites(repository: repo, key: .tag(kept.name), before: nil, limit: 1)
                 let winner = ReplicationPlan.current(writes, localRegion: region)
+                if let winner, winner.stamp < event.stamp { continue }
                 try await recordConflict(location, kind: "manifest-delete", repository: repo, key: digest.string,
                                          loser: RegisterWrite(value: .tombstone, stamp: event.stamp), winner: winner, now: now,
                                          winnerValue: "tag \(kept.name)")
@@ -379,6 +413,31 @@ public final class ReplicationApplier: Sendable {
 
     /// The largest access record a peer may send.
     static let maxAccessRecordBytes = 1 << 20
+    /// The manifest's presence here as a register: its newest push, restore or deletion in this
+    /// region's log (a deletion is a tombstone), nil when the log has none.
+    func manifestWrite(_ repo: String, _ digest: String) async throws -> RegisterWrite? {
+        ReplicationPlan.current(try await registers.registerWrites(repository: repo, key: .manifest(digest), before: nil, limit: 1),
+                                localRegion: region)
+    }
+
+    /// The deletion here that took `subject` (or, for a subject that never reached this region,
+    /// its own subject, as the peer names it, up to 4 levels): a referrer of it goes with it.
+    func subjectDeletion(_ repository: RepositoryName, _ subject: Digest, client: UpstreamClient, depth: Int) async throws -> RegisterWrite? {
+        if try await registry.metadata.manifest(repository: repository.value, digest: subject) != nil { return nil }
+        if let here = try await manifestWrite(repository.value, subject.string) {
+            return here.value == .tombstone ? here : nil
+        }
+        guard depth < 4 else { return nil }
+        let manifest: UpstreamManifest
+        do {
+            manifest = try await client.manifest(repository: repository.value, reference: .digest(subject))
+        } catch {
+            if error.kind == .notFound { return nil }
+            throw error
+        }
+        guard let next = (try? ManifestParser.parse(manifest.bytes, contentType: manifest.mediaType))?.subject else { return nil }
+        return try await subjectDeletion(repository, next, client: client, depth: depth + 1)
+    }
 
     /// The largest setting document a peer may send.
     static let maxSettingBytes = 1 << 20
@@ -418,6 +477,13 @@ public final class ReplicationApplier: Sendable {
             throw error
         }
         let parsed = try ManifestParser.parse(manifest.bytes, contentType: manifest.mediaType)
+        // A referrer whose subject was deleted here is not brought back: the deletion took (or,
+        // where it arrives, takes) the subject's referrers with it, in every region the same.
+        if let subject = parsed.subject, try await subjectDeletion(repository, subject, client: client, depth: 0) != nil {
+            logger.debug("replication: a referrer of a manifest deleted here is not fetched",
+                         metadata: ["repository": "\(repository.value)", "digest": "\(digest)", "subject": "\(subject)"])
+            return false
+        }
         if parsed.kind == .index {
             for child in parsed.children {
                 guard try await ensureManifest(repository, child, client: client, depth: depth + 1) else { return false }
@@ -436,6 +502,20 @@ public final class ReplicationApplier: Sendable {
         }
         _ = try await registry.putManifest(repository, reference: .digest(digest), bytes: manifest.bytes, contentType: manifest.mediaType)
         if parsed.kind != .index { try await reportPending(0) }
+        // The subject deleted here while this referrer was fetched (its deletion found no referrer
+        // to take along): deleted now under that deletion's stamp, as the deletion does everywhere
+        // else. A deletion committed after the put above takes the referrer itself.
+        if let subject = parsed.subject, let deleted = try await subjectDeletion(repository, subject, client: client, depth: 0) {
+            let origin = EventOrigin(actor: EventOrigin.current?.actor ?? "replication", address: "-", replicated: deleted.stamp.eventStamp)
+            try await EventOrigin.$current.withValue(origin) {
+                do {
+                    try await registry.deleteManifest(repository, .digest(digest))
+                } catch let e as RegistryError where e.code == .manifestUnknown || e.code == .nameUnknown {
+                    return
+                }
+            }
+            return false
+        }
         return true
     }
 

@@ -211,7 +211,7 @@ public enum ReplicationPlan {
     public static func current(_ writes: [Event], localRegion: String) -> RegisterWrite? {
         guard let newest = writes.first else { return nil }
         let value: RegisterValue = switch newest.action {
-        case .tagDelete: .tombstone
+        case .tagDelete, .manifestDelete: .tombstone
         case .lock: .digest(newest.detail ?? "")
         case .access: newest.digest.map { .digest($0) } ?? .tombstone
         default: .digest(newest.digest ?? "")

@@ -112,6 +112,12 @@ extension SQLiteMetadataStore {
                     ORDER BY seq DESC LIMIT ?
                     """, arguments: [EventAction.access.rawValue, AccessRecordChange(kind: kind, name: name, digest: nil).detail,
                                      bound, limit]).map(Self.event)
+            case .manifest(let digest):
+                return try Row.fetchAll(db, sql: """
+                    SELECT * FROM events WHERE repository = ? AND digest = ? AND seq < ? AND action IN (?, ?, ?)
+                    ORDER BY seq DESC LIMIT ?
+                    """, arguments: [repository, digest, bound, EventAction.manifestPush.rawValue, EventAction.restore.rawValue,
+                                     EventAction.manifestDelete.rawValue, limit]).map(Self.event)
             }
         }
     }

@@ -134,6 +134,11 @@ import Testing
         MergeCase(name: "a late copy of a superseded write is dropped quietly", current: b2after, incoming: a1, effect: .discarded,
                   winner: b2after, loser: nil),
         MergeCase(name: "the same write twice changes nothing", current: b2, incoming: b2, effect: .duplicate, winner: b2, loser: nil),
+        // the same write relayed by a third region names that region's predecessor: still the same write
+        MergeCase(name: "the same write by another path changes nothing", current: b2, incoming: b2after, effect: .duplicate,
+                  winner: b2, loser: nil),
+        MergeCase(name: "the same write by another path, the other way round", current: b2after, incoming: b2, effect: .duplicate,
+                  winner: b2after, loser: nil),
         MergeCase(name: "a later deletion (tombstone) wins over a tag", current: b2, incoming: tomb3, effect: .applied, winner: tomb3, loser: b2),
         MergeCase(name: "a tag move stamped before a deletion loses to it", current: tomb3, incoming: b2, effect: .discarded, winner: tomb3, loser: b2),
         MergeCase(name: "same instant in two regions: the region name decides", current: b2, incoming: c2east, effect: .discarded,

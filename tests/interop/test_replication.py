@@ -633,6 +633,56 @@ def test_access_state_replicates_so_one_login_works_in_every_region(regions, tmp
     assert "ci" not in {t["name"] for t in sea.cli.json("token", "list")} | {t["name"] for t in west.cli.json("token", "list")}
 
 
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_a_manifest_deleted_during_a_partition_is_not_brought_back(regions):
+    """Found by test_replication_partitions.py: a region that deleted a manifest fetched it back
+    from a peer when it applied the peer's earlier (concurrent) tag move to it, or a referrer of
+    it; the peer then deleted its own copy (its tag had moved on), and the regions differed for
+    good. A manifest's deletion is ordered with the writes to it (pushes, tag moves) like any
+    register: an earlier move does not bring it back, and the deletion takes its tags and
+    referrers with it everywhere."""
+    west, sea = regions
+    doomed = west.image("gone/app", "a", "deleted in west")
+    other = west.image("gone/app", "b", "stays")
+    _wait("gone/app in southeastasia", lambda: sea.manifest_digest("gone/app", "b") == other, regions=(sea,))
+    _wait("both regions caught up", _caught_up(west, sea))
+    west.consumer(SEA, "pause")
+    sea.consumer(WEST, "pause")
+    # southeastasia tags the manifest and hangs a referrer on it, then moves the tag on;
+    # westeurope deletes the manifest in between
+    body = sea.get(f"/v2/gone/app/manifests/{doomed}", headers={"Accept": OCI_MANIFEST}).content
+    r = requests.put(f"{sea.server.base}/v2/gone/app/manifests/t", data=body, auth=sea.server.creds, timeout=30,
+                     headers={"Content-Type": OCI_MANIFEST})
+    assert r.status_code == 201, r.text
+    empty = sea.put_blob("gone/app", b"{}")
+    note = sea.put_blob("gone/app", b"a note on the doomed image")
+    referrer_body = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.berth.test.note",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": "text/plain", "digest": note, "size": 26}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": doomed, "size": len(body)},
+    }).encode()
+    referrer = sea.put_manifest("gone/app", "sha256:" + hashlib.sha256(referrer_body).hexdigest(), referrer_body)
+    assert requests.delete(f"{west.server.base}/v2/gone/app/manifests/{doomed}", auth=west.server.creds,
+                           timeout=30).status_code == 202
+    other_body = sea.get(f"/v2/gone/app/manifests/{other}", headers={"Accept": OCI_MANIFEST}).content
+    r = requests.put(f"{sea.server.base}/v2/gone/app/manifests/t", data=other_body, auth=sea.server.creds, timeout=30,
+                     headers={"Content-Type": OCI_MANIFEST})
+    assert r.status_code == 201, r.text
+    # westeurope hears of southeastasia's writes first (while southeastasia still has the manifest)
+    west.consumer(SEA, "resume")
+    _wait("westeurope caught up", lambda: west.status(SEA).get("lagEvents") == 0 and not west.status(SEA).get("lastError"),
+          regions=(west,))
+    sea.consumer(WEST, "resume")
+    _wait("both regions caught up", _caught_up(west, sea))
+    for region in (west, sea):
+        assert region.manifest_digest("gone/app", doomed) is None, region.name
+        assert region.manifest_digest("gone/app", referrer) is None, region.name
+        assert region.manifest_digest("gone/app", "a") is None, region.name
+        assert region.manifest_digest("gone/app", "t") == other, region.name
+        assert region.manifest_digest("gone/app", "b") == other, region.name
+
+
 EAST = "eastus"
 
 

@@ -172,6 +172,25 @@ extension MetadataStoreConformance {
             #expect(try await s.storeAccessState(Data("three".utf8), expectedVersion: 2, audit: nil))
             await #expect(try s.latestEventSequence() == events[2].sequence)
         },
+        Case("registerWrites: a manifest's pushes, restores and deletions by digest, newest first; not another's") { s in
+            let one = try await image(s, "r", "one", tag: "t")
+            _ = try await image(s, "r", "two")
+            _ = try await image(s, "q", "one")
+            _ = try await deleteManifests(s, "r", [one.record.digest], softDeleteUntil: Date().addingTimeInterval(3600))
+            _ = try await s.restoreManifest(repository: "r", digest: one.record.digest.string, tags: [], expectedTagTargets: [:],
+                                            tagHistoryLimit: tagHistoryLimit)
+            _ = try await deleteManifests(s, "r", [one.record.digest])
+            let writes = try await s.registerWrites(repository: "r", key: .manifest(one.record.digest.string), before: nil, limit: 10)
+            #expect(writes.map(\.action) == [.manifestDelete, .restore, .manifestDelete, .manifestPush])
+            #expect(writes.allSatisfy { $0.repository == "r" && $0.digest == one.record.digest.string })
+            let newest = try await s.registerWrites(repository: "r", key: .manifest(one.record.digest.string), before: nil, limit: 1)
+            #expect(newest.map(\.sequence) == [writes[0].sequence])
+            let before = try await s.registerWrites(repository: "r", key: .manifest(one.record.digest.string), before: writes[2].sequence, limit: 10)
+            #expect(before.map(\.action) == [.manifestPush])
+            let elsewhere = try await s.registerWrites(repository: "q", key: .manifest(one.record.digest.string), before: nil, limit: 10)
+            #expect(elsewhere.map(\.action) == [.manifestPush])
+            #expect(try await s.registerWrites(repository: "r", key: .manifest(digest("absent").string), before: nil, limit: 10).isEmpty)
+        },
         Case("replication conflicts: recorded once per loser, listed newest first, by location") { s in
             let loser = EventStamp(region: "westeurope", milliseconds: 1_700_000_000_123, logical: 4)
             let winner = EventStamp(region: "southeastasia", milliseconds: 1_700_000_000_500, logical: 0)
