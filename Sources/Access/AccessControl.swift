@@ -156,6 +156,16 @@ public final class AccessControl: Sendable {
 
     public var state: AccessState { snapshot.withLockedValue { $0.state } }
 
+    /// Whether the caller is an enabled identity that holds the `Replicator` role on the whole
+    /// registry itself: who may read access records with their password hashes for replication.
+    /// The role's action is also in every Owner's and the admin user's rights (`Action.all`),
+    /// and they must not read hashes no management answer shows.
+    public func holdsReplicatorRole(_ caller: Caller?) -> Bool {
+        guard let caller, caller.principal.kind == .identity,
+              let identity = state.identities[caller.principal.name], identity.enabled else { return false }
+        return identity.roles.contains { $0.role == .replicator && $0.scope.value == "*" }
+    }
+
     /// A stored state document as this process holds it (the built-in scope maps added).
     static func decodeState(_ document: Data?) throws -> AccessState {
         var state = try document.map { try JSONDecoder.access.decode(AccessState.self, from: $0) } ?? AccessState()
@@ -227,6 +237,29 @@ public final class AccessControl: Sendable {
             }
         }
         throw AccessError.conflict("access state changed concurrently; try again")
+    }
+
+    /// One compare-and-swap write of `change`, made only if the stored state is still at
+    /// `ifVersion` (not retried: false when another write came first). `recording` is the
+    /// `access` event appended when the change leaves the state as it was.
+    func update(ifVersion: Int64, recording: AccessRecordChange, audit: AuditRecord,
+                _ change: (inout AccessState) throws -> Void) async throws -> Bool {
+        try await refreshIfChanged()
+        var (version, state) = snapshot.withLockedValue { $0 }
+        guard version == ifVersion else { return false }
+        let before = state
+        try change(&state)
+        state.assignMissingSubjectIDs()
+        let document = try JSONEncoder.access.encode(state)
+        var changes = try AccessState.changes(from: before, to: state)
+        if changes.isEmpty { changes = [recording] }
+        guard try await store.storeAccessState(document, expectedVersion: version, audit: audit, changes: changes) else { return false }
+        version += 1
+        snapshot.withLockedValue { current in
+            if current.version < version { current = (version, state) }
+        }
+        credentialCache.withLockedValue { $0.removeAll() }
+        return true
     }
 
     /// First start: creates the `owner` identity with the Owner role. Returns the generated

@@ -124,11 +124,23 @@ extension AccessControl {
     /// retried; the `access` event it appends takes `EventOrigin.current` (the peer's stamp when
     /// the applier runs it), so it is never sent back. Verified credentials cached here are
     /// dropped, so a revoked token or disabled identity stops working at once.
-    public func applyReplicatedRecord(kind: AccessRecordKind, name: String, document: Data?, actor: String) async throws {
-        try await refreshIfChanged()
-        try await update(audit: AuditRecord(actor: actor, address: "-", action: "access.replicate", target: "\(kind.rawValue):\(name)",
-                                            outcome: "ok", detail: document == nil ? "deleted" : "written")) { s in
+    ///
+    /// Written only while the stored access state is still `ifVersion` (read before the caller
+    /// decided the write wins): false when another write came first, and the caller decides again.
+    /// The write is always this log's newest write of the record, even when the record here is
+    /// already what the peer wrote (its event is appended all the same).
+    public func applyReplicatedRecord(kind: AccessRecordKind, name: String, document: Data?, actor: String,
+                                      ifVersion: Int64) async throws -> Bool {
+        let change = AccessRecordChange(kind: kind.rawValue, name: name, digest: document.map { Digest.compute(Array($0)).string })
+        return try await update(ifVersion: ifVersion, recording: change,
+                                audit: AuditRecord(actor: actor, address: "-", action: "access.replicate", target: "\(kind.rawValue):\(name)",
+                                                   outcome: "ok", detail: document == nil ? "deleted" : "written")) { s in
             try s.setRecord(kind: kind, name: name, document: document)
         }
+    }
+
+    /// The stored access state's version (0 before the first write).
+    public func storedAccessStateVersion() async throws -> Int64 {
+        try await store.accessStateVersion() ?? 0
     }
 }

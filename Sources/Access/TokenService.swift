@@ -308,6 +308,12 @@ extension TokenService {
         let collection = JWTKeyCollection()
         await collection.add(ecdsa: key, kid: JWKIdentifier(string: kid))
         guard let payload = try? await collection.verify(token, as: RegistryTokenPayload.self), payload.rgn == region else { return nil }
+        // Only subjects whose records replicate, judged here against this region's copy of them
+        // (subject id and generation): not a peer's admin user (each region's own, its generation
+        // counter unrelated) nor a peer's task run (its rights are in its subject; no record of
+        // the run exists here).
+        let subject = payload.sub.value
+        guard subject.hasPrefix("identity:") || subject.hasPrefix("token:") || subject == "anonymous" else { return nil }
         return payload
     }
 

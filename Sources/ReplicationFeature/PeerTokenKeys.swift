@@ -14,6 +14,10 @@ public final class PeerTokenKeySource: PeerTokenKeys {
     let keepSeconds: TimeInterval
     let refetchSeconds: TimeInterval
     private let cache = NIOLockedValueBox<[String: (keys: [String: String], fetchedAt: Date?, askedAt: Date)]>([:])
+    /// The replicas' locations, read again at most every `refetchSeconds`: a token naming any
+    /// other region costs no store read and leaves nothing in `cache` (whose entries so stay one
+    /// per replica).
+    private let replicaNames = NIOLockedValueBox<(names: Set<String>, readAt: Date)>(([], .distantPast))
 
     public init(applier: ReplicationApplier, keepSeconds: TimeInterval = 3600, refetchSeconds: TimeInterval = 5) {
         self.applier = applier
@@ -23,6 +27,7 @@ public final class PeerTokenKeySource: PeerTokenKeys {
 
     public func publicKeyPEM(region: String, kid: String) async -> String? {
         let now = Date()
+        guard await isReplica(region, now: now) else { return nil }
         let due = cache.withLockedValue { cache -> Bool in
             let entry = cache[region]
             if let entry, let fetched = entry.fetchedAt, entry.keys[kid] != nil, now.timeIntervalSince(fetched) < keepSeconds { return false }
@@ -37,6 +42,16 @@ public final class PeerTokenKeySource: PeerTokenKeys {
             }
             return entry.keys[kid]
         }
+    }
+
+    private func isReplica(_ region: String, now: Date) async -> Bool {
+        let (names, readAt) = replicaNames.withLockedValue { ($0.names, $0.readAt) }
+        if now.timeIntervalSince(readAt) < refetchSeconds { return names.contains(region) }
+        replicaNames.withLockedValue { $0.readAt = now }   // one reader per period; the others use the last set
+        guard let replicas = try? await applier.service.store.replicas() else { return names.contains(region) }
+        let fresh = Set(replicas.map(\.location))
+        replicaNames.withLockedValue { $0 = (fresh, now) }
+        return fresh.contains(region)
     }
 
     private func fetch(_ region: String) async {

@@ -377,14 +377,21 @@ public final class ReplicationApplier: Sendable {
     func applyAccess(kind: AccessRecordKind, name: String, write: RegisterWrite, location: String, client: UpstreamClient,
                      now: Date) async throws {
         let key = kind.rawValue + ":" + name
-        let current = ReplicationPlan.current(try await registers.registerWrites(repository: "", key: .access(kind: kind.rawValue, name: name),
-                                                                                  before: nil, limit: 2), localRegion: region)
-        let outcome = ReplicationPlan.merge(write, into: current)
-        if let loser = outcome.conflictLoser {
+        func decide() async throws -> (effect: Bool, loser: RegisterWrite?, current: RegisterWrite?) {
+            let current = ReplicationPlan.current(try await registers.registerWrites(repository: "", key: .access(kind: kind.rawValue, name: name),
+                                                                                      before: nil, limit: 2), localRegion: region)
+            let outcome = ReplicationPlan.merge(write, into: current)
+            return (outcome.effect == .applied, outcome.conflictLoser, current)
+        }
+        func logLoser(_ loser: RegisterWrite, current: RegisterWrite?) async throws {
             let winner = loser == write ? current : write
             try await recordConflict(location, kind: "access", repository: "", key: key, loser: loser, winner: winner, now: now)
         }
-        guard outcome.effect == .applied else { return }
+        let first = try await decide()
+        guard first.effect else {
+            if let loser = first.loser { try await logLoser(loser, current: first.current) }
+            return
+        }
         guard let access else { throw RegistryError(.denied, "this region applies no access records") }
         var document: Data?
         if case .digest(let raw) = write.value {
@@ -403,12 +410,30 @@ public final class ReplicationApplier: Sendable {
             guard Digest.compute(bytes).string == raw else { return }   // changed since: that write follows
             document = Data(bytes)
         }
-        do {
-            try await access.applyReplicatedRecord(kind: kind, name: name, document: document, actor: "replication:" + location)
-        } catch AccessError.invalid(let message) {
-            // A record this build cannot take (unreadable, a built-in scope map): kept as lost.
-            throw RegistryError(.denied, "access record \(key) refused: \(message)")
+        // Decided again and written under one version of the access state: a write here while the
+        // record was fetched (a disable, a delete) makes the write fail and is merged with first,
+        // so an older peer write never overwrites a newer local one.
+        for _ in 0..<5 {
+            let version = try await access.storedAccessStateVersion()
+            let decision = try await decide()
+            guard decision.effect else {
+                if let loser = decision.loser { try await logLoser(loser, current: decision.current) }
+                return
+            }
+            let written: Bool
+            do {
+                written = try await access.applyReplicatedRecord(kind: kind, name: name, document: document, actor: "replication:" + location,
+                                                                 ifVersion: version)
+            } catch AccessError.invalid(let message) {
+                // A record this build cannot take (unreadable, a built-in scope map): kept as lost.
+                throw RegistryError(.denied, "access record \(key) refused: \(message)")
+            }
+            if written {
+                if let loser = decision.loser { try await logLoser(loser, current: decision.current) }
+                return
+            }
         }
+        throw ReplicationError.invalid("access record \(key): the access state kept changing while it was applied; tried again later")
     }
 
     /// The largest access record a peer may send.

@@ -3,6 +3,7 @@ import BerthAPIContract
 import Foundation
 import HTTPAPI
 import Hummingbird
+import OCIModel
 import RegistryStore
 import ServiceLifecycle
 
@@ -114,6 +115,11 @@ public struct ReplicationFeature: RegistryFeature {
         routes.root.get("api/v1/replication/access/:kind/:name") { request, context in
             let caller = try await server.caller(request, context)
             try await server.require(request, context, caller: caller, repository: nil, action: .replicationRead)
+            guard server.access.holdsReplicatorRole(caller) else {
+                await server.access.recordAudit(actor: caller?.principal.name ?? "-", address: server.address(request, context)?.description ?? "-",
+                                                action: "replication.access-record.read", target: "-", outcome: "denied")
+                throw RegistryError(.denied, "access records are read by an identity holding the Replicator role only", status: 403)
+            }
             let rawKind = try context.parameters.require("kind"), name = try context.parameters.require("name")
             guard let kind = AccessRecordKind(rawValue: rawKind) else { throw ReplicationError.invalid("unknown access record kind") }
             guard ReplicationPlan.isReplicableAccessName(name) else { throw ReplicationError.invalid("not an access record name") }

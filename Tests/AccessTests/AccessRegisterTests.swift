@@ -80,6 +80,32 @@ import Testing
         #expect(events.allSatisfy { $0.repository.isEmpty && $0.tag == nil })
     }
 
+    /// A peer's record is written only at the access-state version the applier decided at: a
+    /// local write in between (here: a disable) fails it, so an older peer write never undoes a
+    /// newer one here. A peer write that changes nothing here is still this log's newest write of
+    /// the record (its event appended), so a later merge compares against it.
+    @Test func aReplicatedWriteIsMadeOnlyAtTheVersionItWasDecidedAt() async throws {
+        let (west, _) = try await Self.opened()
+        let (sea, seaStore) = try await Self.opened()
+        _ = try await west.createIdentity(admin, name: "dev")
+        try await sea.applyReplicated(.identity, "dev", from: west)
+        let decided = try await sea.storedAccessStateVersion()
+        _ = try await sea.updateIdentity(admin, name: "dev", enabled: false, trustedService: nil)
+        let stale = try await sea.applyReplicatedRecord(kind: .identity, name: "dev",
+                                                        document: try await west.replicatedRecord(kind: .identity, name: "dev"),
+                                                        actor: "replication:westeurope", ifVersion: decided)
+        #expect(!stale)
+        #expect(sea.state.identities["dev"]?.enabled == false)
+        // a write that changes nothing here (the tombstone of a record sea lacks): its event is appended all the same
+        let before = try await Self.accessEvents(seaStore).count
+        try await sea.applyReplicated(.token, "absent", from: west)   // a tombstone of a record sea lacks
+        try await sea.applyReplicated(.identity, "dev", from: west)
+        let after = try await Self.accessEvents(seaStore)
+        #expect(after.count == before + 2)
+        #expect(after.suffix(2).map(\.detail) == ["token:absent", "identity:dev"])
+        #expect(after.last?.digest == (try await west.replicatedRecord(kind: .identity, name: "dev")).map { Digest.compute(Array($0)).string })
+    }
+
     /// What the applier does between two regions: region B takes A's token record (hashed
     /// passwords, generation, subject id) and A's password then works in B; a later regenerate
     /// in A, carried over, stops the old password in B.
@@ -91,19 +117,27 @@ import Testing
         let (_, passwords) = try await west.createToken(admin, name: "ci", scopeMap: "team")
         let password = try #require(passwords["password1"])
         for (kind, name) in [(AccessRecordKind.scopeMap, "team"), (.token, "ci")] {
-            try await sea.applyReplicatedRecord(kind: kind, name: name, document: try await west.replicatedRecord(kind: kind, name: name),
-                                                actor: "replication:westeurope")
+            try await sea.applyReplicated(kind, name, from: west)
         }
         let (principal, subject) = try await sea.authenticate(username: "ci", password: password, address: here, service: "s")
         #expect(subject == "token:ci" && principal.name == "ci")
         // the record written in sea is its own access event there (what sea's feed would serve on)
         #expect(try await Self.accessEvents(seaStore).map(\.detail) == ["scope-map:team", "token:ci"])
         try await west.deleteToken(admin, name: "ci")
-        try await sea.applyReplicatedRecord(kind: .token, name: "ci", document: try await west.replicatedRecord(kind: .token, name: "ci"),
-                                            actor: "replication:westeurope")
+        try await sea.applyReplicated(.token, "ci", from: west)
         await #expect(throws: AccessError.invalidCredentials) {
             try await sea.authenticate(username: "ci", password: password, address: here, service: "s")
         }
+    }
+}
+
+extension AccessControl {
+    /// A peer's record written here with no write of this region in between (what the applier
+    /// does once it decided the peer's write wins).
+    func applyReplicated(_ kind: AccessRecordKind, _ name: String, from peer: AccessControl) async throws {
+        let written = try await applyReplicatedRecord(kind: kind, name: name, document: try await peer.replicatedRecord(kind: kind, name: name),
+                                                      actor: "replication:westeurope", ifVersion: try await storedAccessStateVersion())
+        #expect(written)
     }
 }
 
@@ -132,14 +166,12 @@ struct FixedPeerKeys: PeerTokenKeys {
         #expect(payload.rgn == "westeurope" && payload.sub.value == "identity:dev")
         // ... but sea does not know dev yet: refused
         #expect(await sea.authenticateBearer(token, service: "registry", address: here) == nil)
-        try await sea.applyReplicatedRecord(kind: .identity, name: "dev", document: try await west.replicatedRecord(kind: .identity, name: "dev"),
-                                            actor: "replication:westeurope")
+        try await sea.applyReplicated(.identity, "dev", from: west)
         let caller = try #require(await sea.authenticateBearer(token, service: "registry", address: here))
         #expect(caller.principal.name == "dev")
         // a disable in west, replicated, bumps the generation: the token stops working in sea too
         _ = try await west.updateIdentity(admin, name: "dev", enabled: false, trustedService: nil)
-        try await sea.applyReplicatedRecord(kind: .identity, name: "dev", document: try await west.replicatedRecord(kind: .identity, name: "dev"),
-                                            actor: "replication:westeurope")
+        try await sea.applyReplicated(.identity, "dev", from: west)
         #expect(await sea.authenticateBearer(token, service: "registry", address: here) == nil)
         // another audience, or a refresh token of a peer: refused
         #expect(await sea.tokens.verify(token, audience: "other", type: "access") == nil)

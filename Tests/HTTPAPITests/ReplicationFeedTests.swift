@@ -184,6 +184,7 @@ import Testing
         let s = try await makeServer()
         let replicator = try await identity(s.access, "peer", role: "Replicator")
         let reader = try await identity(s.access, "reader", role: "Reader")
+        let secondOwner = try await identity(s.access, "another-owner", role: "Owner")
         let (_, passwords) = try await s.access.createToken(testActor, name: "ci", scopeMap: "_repositories_pull")
         let tokenAuth = basic("ci", try #require(passwords["password1"]))
         try await s.app.test(.router) { client in
@@ -208,8 +209,10 @@ import Testing
             #expect(view.kind == "token" && view.name == "ci")
             #expect(Digest.compute(Array(view.record.utf8)).string == tokenWrite.digest)
             #expect(view.record.contains("\"hash\""))
-            // everyone but the Replicator is refused, and nothing of the record is in the answer
-            for headers in [reader, tokenAuth, HTTPFields()] {
+            // everyone but the Replicator is refused, and nothing of the record is in the answer:
+            // Owners too, although their rights include the Replicator's action (no management
+            // answer shows a password hash)
+            for headers in [reader, tokenAuth, HTTPFields(), owner, secondOwner] {
                 let refused = try await client.execute(uri: "/api/v1/replication/access/token/ci", method: .get, headers: headers)
                 #expect(refused.status == .forbidden || refused.status == .unauthorized)
                 #expect(!String(buffer: refused.body).contains("hash"))
