@@ -204,16 +204,18 @@ class GeoTopology:
 
     def wire(self, clis: Dict[str, object], credential_dir: Path, pairs=None) -> None:
         """Replicas both ways for ``pairs`` (every pair by default): each region gets a Replicator
-        identity, and each reader presents the peer's to the peer through the proxy."""
+        identity of its own name (identities replicate: one shared name would be one record, and
+        one region's password would win everywhere), and each reader presents the peer's to the
+        peer through the proxy."""
         secrets_of = {}
         for name in self.names:
             cli = clis[name]
-            secrets_of[name] = cli.json("identity", "create", "--name", "peer-replicator")["password"]
-            cli("role", "assignment", "create", "--assignee", "peer-replicator", "--role", "Replicator", "--scope", "*")
+            secrets_of[name] = cli.json("identity", "create", "--name", f"peer-replicator-{name}")["password"]
+            cli("role", "assignment", "create", "--assignee", f"peer-replicator-{name}", "--role", "Replicator", "--scope", "*")
         pairs = pairs or [(a, b) for a in self.names for b in self.names if a != b]
         for here, there in pairs:
             f = credential_dir / f"credential-{here}-{there}"
-            f.write_text(f"peer-replicator:{secrets_of[there]}\n")
+            f.write_text(f"peer-replicator-{there}:{secrets_of[there]}\n")
             os.chmod(f, stat.S_IRUSR | stat.S_IWUSR)
             clis[here]("replication", "create", "--location", there, "--endpoint", self.peer_endpoint(here, there),
                        "--credential-file", str(f))
