@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit, vImportJobs, v7pulltimes, vRunLogs, vReplConflicts, vSettingRegisters, vDataEndpoint, vAccessRegistersH_a4]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit, vImportJobs, v7pulltimes, vRunLogs, vReplConflicts, vSettingRegisters, vDataEndpoint, vAccessRegisters]
 
     static var latest: Int { all.count }
 
@@ -654,8 +654,8 @@ enum PostgresMigrations {
         "CREATE INDEX events_setting_writes ON events(detail, seq) WHERE action = 'setting'",
     ]
 
-    /// An access record's writes (its `access` events, detail `<kind>:<name>`) for replication's register merge (h-a4).
-    static let vAccessRegistersH_a4: [String] = [
+    /// An access record's writes (its `access` events, detail `<kind>:<name>`) for replication's register merge.
+    static let vAccessRegisters: [String] = [
         "CREATE INDEX events_access_writes ON events(detail, seq) WHERE action = 'access'",
     ]
 }

@@ -642,7 +642,7 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
             // A replica's data endpoint (issue 13 item 4): where its region's clients read blobs; NULL: its endpoint.
             try db.execute(sql: "ALTER TABLE replicas ADD COLUMN data_endpoint TEXT")
         }
-        m.registerMigration("v29-h-a4-access-registers") { db in
+        m.registerMigration("v29-access-registers") { db in
             // Access records as registers (issue 13): an access record's writes by its `<kind>:<name>`.
             try db.execute(sql: "CREATE INDEX events_access_writes ON events(detail, seq) WHERE action = 'access'")
         }
