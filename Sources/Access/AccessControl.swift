@@ -241,7 +241,7 @@ public final class AccessControl: Sendable {
 
     /// One compare-and-swap write of `change`, made only if the stored state is still at
     /// `ifVersion` (not retried: false when another write came first). `recording` is the
-    /// `access` event appended when the change leaves the state as it was.
+    /// `access` event appended when the change leaves that record as it was.
     func update(ifVersion: Int64, recording: AccessRecordChange, audit: AuditRecord,
                 _ change: (inout AccessState) throws -> Void) async throws -> Bool {
         try await refreshIfChanged()
@@ -252,7 +252,7 @@ public final class AccessControl: Sendable {
         state.assignMissingSubjectIDs()
         let document = try JSONEncoder.access.encode(state)
         var changes = try AccessState.changes(from: before, to: state)
-        if changes.isEmpty { changes = [recording] }
+        if !changes.contains(where: { $0.kind == recording.kind && $0.name == recording.name }) { changes.append(recording) }
         guard try await store.storeAccessState(document, expectedVersion: version, audit: audit, changes: changes) else { return false }
         version += 1
         snapshot.withLockedValue { current in

@@ -13,7 +13,7 @@ import PostgresNIO
 /// backend keeps them, so both backends answer the same.
 enum PostgresMigrations {
     /// Migration `index + 1` is `all[index]`: statements run in order. Append only.
-    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit, vImportJobs, v7pulltimes, vRunLogs, vReplConflicts, vSettingRegisters, vDataEndpoint, vAccessRegisters]
+    static let all: [[String]] = [v1, v2, v3, v4, v5, vGeo, v6, v6scanwire, v6scandb, vConsole2, v6cache, v7findings, v7geo2, v6triggit, vImportJobs, v7pulltimes, vRunLogs, vReplConflicts, vSettingRegisters, vDataEndpoint, vAccessRegisters, vEventsByDigest]
 
     static var latest: Int { all.count }
 
@@ -657,5 +657,11 @@ enum PostgresMigrations {
     /// An access record's writes (its `access` events, detail `<kind>:<name>`) for replication's register merge.
     static let vAccessRegisters: [String] = [
         "CREATE INDEX events_access_writes ON events(detail, seq) WHERE action = 'access'",
+    ]
+
+    /// A manifest's presence as a register (replication): its pushes, restores and deletions by
+    /// (repository, digest), read for every replicated push, tag move and referrer.
+    static let vEventsByDigest: [String] = [
+        "CREATE INDEX events_by_repository_digest ON events(repository, digest, seq)",
     ]
 }

@@ -48,7 +48,10 @@ public final class PeerTokenKeySource: PeerTokenKeys {
         let (names, readAt) = replicaNames.withLockedValue { ($0.names, $0.readAt) }
         if now.timeIntervalSince(readAt) < refetchSeconds { return names.contains(region) }
         replicaNames.withLockedValue { $0.readAt = now }   // one reader per period; the others use the last set
-        guard let replicas = try? await applier.service.store.replicas() else { return names.contains(region) }
+        guard let replicas = try? await applier.service.store.replicas() else {
+            replicaNames.withLockedValue { $0.readAt = readAt }   // failed: the next caller reads again
+            return names.contains(region)
+        }
         let fresh = Set(replicas.map(\.location))
         replicaNames.withLockedValue { $0 = (fresh, now) }
         return fresh.contains(region)

@@ -646,6 +646,11 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
             // Access records as registers (issue 13): an access record's writes by its `<kind>:<name>`.
             try db.execute(sql: "CREATE INDEX events_access_writes ON events(detail, seq) WHERE action = 'access'")
         }
+        m.registerMigration("v30-events-by-digest") { db in
+            // A manifest's presence as a register (replication): its pushes, restores and deletions
+            // by (repository, digest), read for every replicated push, tag move and referrer.
+            try db.execute(sql: "CREATE INDEX events_by_repository_digest ON events(repository, digest, seq)")
+        }
         return m
     }
 

@@ -233,8 +233,11 @@ class GeoTopology:
                 pass
         for i, ns in enumerate(self.namespaces):
             # deleting the namespace deletes its end of the veth, and with it the pair
-            _ip("netns", "del", ns, check=False)
-            _ip("link", "del", f"bg{self.tag}{i}h", check=False)
+            for args in (("netns", "del", ns), ("link", "del", f"bg{self.tag}{i}h")):
+                try:
+                    _ip(*args, check=False)
+                except Exception:   # a hung `ip` must not leave the other namespaces behind
+                    pass
         self.namespaces.clear()
         if not os.environ.get("BERTH_GEO_KEEP"):
             shutil.rmtree(self.workdir, ignore_errors=True)
