@@ -358,6 +358,8 @@ CONTRACT_BODIES: Dict[Route, Tuple[object, object]] = {
     ("GET", "/api/v1/replication/settings/{}"): (None, "ReplicatedSettingView"),
     ("GET", "/api/v1/replication/health"): (None, "ReplicationHealthView"),
     ("GET", "/api/v1/replication/data-key"): (None, "DataEndpointKeyView"),
+    ("GET", "/api/v1/replication/access/{}/{}"): (None, "ReplicatedAccessRecordView"),
+    ("GET", "/api/v1/replication/token-keys"): (None, "ReplicationTokenKeysView"),
     ("GET", "/api/v1/tasks"): (None, ["TaskView"]),
     ("POST", "/api/v1/tasks"): ("TaskRequest", "TaskView"),
     ("GET", "/api/v1/tasks/{}"): (None, "TaskView"),
