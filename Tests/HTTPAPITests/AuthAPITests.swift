@@ -15,6 +15,13 @@ import Testing
 let ownerPassword = "owner-test-password"
 
 func makeSecuredApp() async throws -> (some ApplicationProtocol, AccessControl) {
+    let (app, access, _) = try await makeSecuredServer()
+    return (app, access)
+}
+
+/// The embedded registry with access control (the owner bootstrapped with `ownerPassword`) and
+/// the standard features, as a test application; the registry too, for tests that reach past HTTP.
+func makeSecuredServer() async throws -> (app: some ApplicationProtocol, access: AccessControl, registry: Registry) {
     let dir = tempDataDir()
     var logger = Logger(label: "test")
     logger.logLevel = .critical
@@ -22,8 +29,8 @@ func makeSecuredApp() async throws -> (some ApplicationProtocol, AccessControl) 
     let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore & KeyMaterialStore, keyDirectory: dir + "/keys")
     _ = try await access.bootstrap(ownerPassword: ownerPassword)
     let app = try await BerthServer.makeApplication(registry: registry, access: access, features: standardFeatures(registry),
-                                              host: "127.0.0.1", port: 0, logger: logger)
-    return (app, access)
+                                                    host: "127.0.0.1", port: 0, logger: logger)
+    return (app, access, registry)
 }
 
 func basic(_ user: String, _ password: String) -> HTTPFields {

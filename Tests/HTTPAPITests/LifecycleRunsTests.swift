@@ -14,14 +14,7 @@ import Testing
 
 @Suite struct LifecycleRunsTests {
     @Test func aRunWhoseStoredReportDoesNotReadIsLeftOutOfTheListNotAFailureOfIt() async throws {
-        let dir = tempDataDir()
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
-        let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore & KeyMaterialStore, keyDirectory: dir + "/keys")
-        _ = try await access.bootstrap(ownerPassword: ownerPassword)
-        let app = try await BerthServer.makeApplication(registry: registry, access: access, features: standardFeatures(registry),
-                                                        host: "127.0.0.1", port: 0, logger: logger)
+        let (app, _, registry) = try await makeSecuredServer()
         try await app.test(.router) { client in
             let gc = try JSONEncoder().encode(DryRunRequest(dryRun: true))
             #expect(try await client.execute(uri: "/api/v1/gc", method: .post, headers: owner, body: ByteBuffer(bytes: gc)).status == .ok)
