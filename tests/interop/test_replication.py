@@ -205,7 +205,11 @@ class Region:
     def image(self, repo, tag, text):
         """A small image pushed over HTTP; returns its digest."""
         config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": {"t": text}}}).encode()
-        layer = ("layer of " + text).encode()
+        return self.image_of(repo, tag, config, ("layer of " + text).encode())
+
+    def image_of(self, repo, tag, config, layer):
+        """An image of the given config and one layer, its blobs and manifest pushed over HTTP;
+        returns its digest."""
         body = json.dumps({
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": self.put_blob(repo, config),
@@ -366,14 +370,7 @@ def test_status_shows_the_bytes_a_replica_still_has_to_fetch(regions, tmp_path):
         sea.cli("replication", "update", "--location", WEST, "--endpoint", f"http://{proxy.host}",
                 "--credential-file", str(tmp_path / f"credential-{SEA}"))
         config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
-        body = json.dumps({
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": west.put_blob(repo, config),
-                       "size": len(config)},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": west.put_blob(repo, big),
-                        "size": len(big)}],
-        }).encode()
-        digest = west.put_manifest(repo, "v1", body)
+        digest = west.image_of(repo, "v1", config, big)
 
         def stuck():
             s = sea.status(WEST)
