@@ -97,7 +97,10 @@ extension PostgresMetadataStore {
                 return try await tx.rows("""
                     SELECT \(unescaped: Self.eventColumns) FROM events
                     WHERE repository = \(repository) AND tag = \(tag) AND seq < \(bound)
-                      AND action IN (\(EventAction.tagMove.rawValue), \(EventAction.tagDelete.rawValue))
+                      AND (action = \(EventAction.tagMove.rawValue)
+                           OR (action = \(EventAction.tagDelete.rawValue) AND (detail IS NULL OR detail <> \(EventAction.cascadeDetail)))
+                           OR (action = \(EventAction.registerMark.rawValue)
+                               AND detail IN (\(EventAction.tagMove.rawValue), \(EventAction.tagDelete.rawValue))))
                     ORDER BY seq DESC LIMIT \(limit)
                     """).map(Self.event)
             case .lock(let tag, let digest):
@@ -124,10 +127,29 @@ extension PostgresMetadataStore {
                 return try await tx.rows("""
                     SELECT \(unescaped: Self.eventColumns) FROM events
                     WHERE repository = \(repository) AND digest = \(digest) AND seq < \(bound)
-                      AND action IN (\(EventAction.manifestPush.rawValue), \(EventAction.restore.rawValue), \(EventAction.manifestDelete.rawValue))
-                    ORDER BY seq DESC LIMIT \(limit)
+                      AND (action IN (\(EventAction.manifestPush.rawValue), \(EventAction.restore.rawValue), \(EventAction.manifestDelete.rawValue),
+                                      \(EventAction.tagMove.rawValue))
+                           OR (action = \(EventAction.registerMark.rawValue)
+                               AND detail IN (\(EventAction.manifestPush.rawValue), \(EventAction.manifestDelete.rawValue),
+                                              \(EventAction.tagMove.rawValue))))
+                    ORDER BY hlc_ms DESC, hlc_logical DESC, seq DESC LIMIT \(limit)
+                    """).map(Self.event)
+            case .manifestDeletion(let digest):
+                return try await tx.rows("""
+                    SELECT \(unescaped: Self.eventColumns) FROM events
+                    WHERE repository = \(repository) AND digest = \(digest) AND seq < \(bound)
+                      AND (action = \(EventAction.manifestDelete.rawValue)
+                           OR (action = \(EventAction.registerMark.rawValue) AND detail = \(EventAction.manifestDelete.rawValue)))
+                    ORDER BY hlc_ms DESC, hlc_logical DESC, seq DESC LIMIT \(limit)
                     """).map(Self.event)
             }
+        }
+    }
+
+    public func appendRegisterMark(repository: String, standingFor action: EventAction, digest: String?, tag: String?) async throws {
+        let origin = EventOrigin.current
+        try await write { tx in
+            try await Self.appendEvent(tx, origin, .registerMark, repository, digest: digest, tag: tag, detail: action.rawValue)
         }
     }
 

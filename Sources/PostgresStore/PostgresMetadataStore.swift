@@ -414,7 +414,7 @@ public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTr
             if d.dropLock {
                 try await tx.exec("DELETE FROM locks WHERE repository = \(d.repository) AND kind = 1 AND key = \(d.tag)")
             }
-            try await Self.appendEvent(tx, origin, .tagDelete, d.repository, digest: digest, tag: d.tag)
+            try await Self.appendEvent(tx, origin, .tagDelete, d.repository, digest: digest, tag: d.tag, detail: d.detail)
             try await Self.stampUntagged(tx, repo, digest, tag: d.tag, historyLimit: d.tagHistoryLimit)
             return .deleted
         }

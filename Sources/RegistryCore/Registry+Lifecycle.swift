@@ -616,7 +616,9 @@ extension Registry {
     /// Deleting by tag removes the tag only; deleting by digest removes the manifest, its tags, its
     /// referrers and the index children nothing else keeps (to the recycle bin when soft delete
     /// is on). Locks and live indexes that still list the manifest refuse it.
-    public func deleteManifest(_ repository: RepositoryName, _ reference: Reference) async throws {
+    /// `tagDetail` is the event's detail of a deletion by tag (`EventAction.cascadeDetail`: the
+    /// replication consumer removing a tag whose manifest a peer's deletion took).
+    public func deleteManifest(_ repository: RepositoryName, _ reference: Reference, tagDetail: String? = nil) async throws {
         cache.invalidate(repository.value)
         defer { cache.invalidate(repository.value) }
         switch reference {
@@ -628,7 +630,9 @@ extension Registry {
                 if let blocker = try await lockTable().tagDeletionBlocker(repository.value, tag: tag, digest: target.string) {
                     throw denied(blocker)
                 }
-                switch try await metadata.deleteTag(ContentPlanner.tagDeletion(repository: repository.value, tag: tag, target: target)) {
+                var deletion = ContentPlanner.tagDeletion(repository: repository.value, tag: tag, target: target)
+                deletion.detail = tagDetail
+                switch try await metadata.deleteTag(deletion) {
                 case .deleted:
                     reloadLocks()
                     return

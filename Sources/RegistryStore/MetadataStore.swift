@@ -108,13 +108,17 @@ public struct TagDeletion: Sendable, Equatable {
     public var dropLock: Bool
     /// How many former tags the manifest keeps in its tag history. 0 keeps none.
     public var tagHistoryLimit: Int
+    /// The event's detail: `EventAction.cascadeDetail` for a tag that goes because its manifest's
+    /// deletion reached it (no write of the tag's own register), nil for a deletion of the tag.
+    public var detail: String?
 
-    public init(repository: String, tag: String, expectedTarget: Digest, dropLock: Bool, tagHistoryLimit: Int) {
+    public init(repository: String, tag: String, expectedTarget: Digest, dropLock: Bool, tagHistoryLimit: Int, detail: String? = nil) {
         self.repository = repository
         self.tag = tag
         self.expectedTarget = expectedTarget
         self.dropLock = dropLock
         self.tagHistoryLimit = tagHistoryLimit
+        self.detail = detail
     }
 }
 
@@ -266,6 +270,13 @@ public enum EventAction: String, Codable, Sendable, CaseIterable {
     /// of the record's canonical JSON, none for a deletion (a tombstone); the repository is empty.
     /// Never a secret: webhooks deliver nothing for it.
     case access = "access"
+    /// A peer's register write this region recorded without changing content (issue 13): its
+    /// effect is here already (a push of a manifest stored here), void (a tag move to a manifest
+    /// deleted after it), or nothing to undo (a deletion of a manifest never stored here). The
+    /// detail is the action it stands for (`push`, `delete`, `tag.move`, `tag.delete`), with the
+    /// write's repository, digest, tag and stamp: the register then answers as if it had been
+    /// applied, and peers reading this feed learn the write too. Nothing else consumes it.
+    case registerMark = "replication.mark"
 
     /// Detail of a tag deletion that is part of deleting its manifest.
     public static let cascadeDetail = "with its manifest"

@@ -85,11 +85,16 @@ public enum RegisterKey: Sendable, Hashable {
     /// An access record (`AccessRecordChange`): its `access` events, with the detail
     /// `<kind>:<name>`, writes and tombstones alike; the repository is empty.
     case access(kind: String, name: String)
-    /// A manifest's presence in a repository, by digest: its `push`, `restore` and `delete`
-    /// events (a deletion is a tombstone), so a peer's write older than this region's deletion
-    /// does not bring the manifest back, and a peer's deletion older than a write here does not
-    /// remove it.
+    /// A manifest's presence in a repository, by digest, newest *stamp* first (not log order): its
+    /// `push`, `restore` and `delete` events (a deletion is a tombstone), the `tag.move` events
+    /// naming it (a tag moved to a manifest writes its presence: a deletion older than the move
+    /// does not remove it) and marks standing for those. So a peer's write older than this
+    /// region's deletion does not bring the manifest back, and a peer's deletion older than a
+    /// write here does not remove it.
     case manifest(String)
+    /// A manifest's deletions in a repository, newest stamp first: its `delete` events and marks
+    /// standing for one. A tag write older than the newest is void (the deletion took it).
+    case manifestDeletion(String)
 }
 
 /// A write a region lost to a concurrent one (issue 13's conflict log): what it would have
@@ -132,7 +137,13 @@ public protocol ReplicationConflictStore: Sendable {
     /// event `before` when given: a tag's `tag.move` and `tag.delete` events, a lock's `lock`
     /// events (with exactly that tag and digest, nil matching nil), a setting's `setting` events
     /// naming it with a document digest, an access record's `access` events naming it.
+    /// A tag's register leaves out `tag.delete` events with `EventAction.cascadeDetail` (a tag
+    /// that went with its manifest: the deletion's register says so) and counts `replication.mark`
+    /// events as the writes they stand for (`EventAction.registerMark`).
     func registerWrites(repository: String, key: RegisterKey, before: Int64?, limit: Int) async throws -> [Event]
+    /// Appends a `replication.mark` event standing for `action` (`push`, `delete`, `tag.move`,
+    /// `tag.delete`), stamped as `EventOrigin.current` says (a peer's write keeps the peer's stamp).
+    func appendRegisterMark(repository: String, standingFor action: EventAction, digest: String?, tag: String?) async throws
     /// Records a losing write; false (nothing stored) when the same loser of the same register is
     /// already recorded. The stored `id` is the store's.
     @discardableResult

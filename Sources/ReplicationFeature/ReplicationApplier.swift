@@ -209,6 +209,7 @@ public final class ReplicationApplier: Sendable {
         case .manifest(let r, let d): ("manifest", r, d.string, .digest(d.string))
         case .tag(let r, let t, let w): ("tag", r, t, w.value)
         case .deleteManifest(let r, let d): ("manifest-delete", r, d.string, .tombstone)
+        case .cascade(let r, let t, _): ("tag", r, t, .tombstone)
         case .quarantine(let r, let d, let state, _): ("quarantine", r, d.string, .digest(state.rawValue))
         case .lock(let r, let t, let d, let a, _): ("lock", r, t.map { "tag:" + $0 } ?? d.map { "digest:" + $0.string } ?? "", .digest(a.detail))
         case .setting(let name, let w): ("setting", "", name, w.value)
@@ -221,13 +222,7 @@ public final class ReplicationApplier: Sendable {
         case .skip:
             return
         case .manifest(let repo, let digest):
-            // A manifest deleted here after the peer pushed it stays deleted (the peer deletes it
-            // when it applies the deletion): fetching it back would leave it only here.
-            if try await registry.metadata.manifest(repository: repo, digest: digest) == nil,
-               let here = try await manifestWrite(repo, digest.string), here.value == .tombstone, event.stamp < here.stamp {
-                return
-            }
-            _ = try await ensureManifest(try RepositoryName(repo), digest, client: client, depth: 0)
+            try await applyPresence(repo, digest, stamp: event.stamp, recordedByTagMove: false, location: location, client: client, now: now)
         case .tag(let repo, let tag, let write):
             let current = ReplicationPlan.current(try await registers.registerWrites(repository: repo, key: .tag(tag), before: nil, limit: 2),
                                                   localRegion: region)
@@ -236,77 +231,103 @@ public final class ReplicationApplier: Sendable {
                 let winner = loser == write ? current : write
                 try await recordConflict(location, kind: "tag", repository: repo, key: tag, loser: loser, winner: winner, now: now)
             }
-            guard outcome.effect == .applied else { return }
+            let wins = outcome.effect == .applied
             let name = try RepositoryName(repo)
-            switch write.value {
-            case .digest(let raw):
-                let digest = try Digest(parsing: raw)
-                if try await registry.metadata.manifest(repository: repo, digest: digest) == nil,
-                   let deleted = try await manifestWrite(repo, raw), deleted.value == .tombstone, write.stamp < deleted.stamp {
-                    // The manifest was deleted here after this move was made: the deletion wins and
-                    // takes the tag with it, as it does where the move was made when the deletion
-                    // arrives there (the tag deleted under the deletion's stamp, so every region
-                    // writes the same tombstone). Fetching it back would leave it only here.
-                    try await recordConflict(location, kind: "tag", repository: repo, key: tag, loser: write, winner: deleted, now: now,
-                                             winnerValue: "manifest deleted")
-                    let deletion = EventOrigin(actor: "replication:" + location, address: "-", replicated: deleted.stamp.eventStamp)
-                    try await EventOrigin.$current.withValue(deletion) {
-                        do {
-                            try await registry.deleteManifest(name, .tag(tag))
-                        } catch let e as RegistryError where e.code == .manifestUnknown || e.code == .nameUnknown {
-                            return
-                        }
-                    }
-                    return
-                }
-                guard try await ensureManifest(name, digest, client: client, depth: 0) else { return }   // gone at the peer too
-                let content = try await registry.manifest(name, .digest(digest))
-                do {
-                    _ = try await registry.putManifest(name, reference: .tag(tag), bytes: Array(content.bytes.readableBytesView),
-                                                       contentType: content.mediaType)
-                } catch let e as RegistryError where e.code == .denied {
-                    // A lock here refuses the move: the lock wins, and the move is kept as lost.
-                    try await recordConflict(location, kind: "tag", repository: repo, key: tag, loser: write, winner: nil, now: now,
-                                             winnerValue: "refused: " + e.message)
-                }
-            case .tombstone:
+            guard case .digest(let raw) = write.value else {
+                guard wins else { return }
                 do {
                     try await registry.deleteManifest(name, .tag(tag))
                 } catch let e as RegistryError where e.code == .manifestUnknown || e.code == .nameUnknown {
-                    return
+                    // Not here (never arrived, or gone with its manifest): the register still learns it.
+                    try await registers.appendRegisterMark(repository: repo, standingFor: .tagDelete, digest: nil, tag: tag)
                 } catch let e as RegistryError where e.code == .denied {
                     try await recordConflict(location, kind: "tag", repository: repo, key: tag, loser: write, winner: nil, now: now,
                                              winnerValue: "refused: " + e.message)
                 }
-            }
-        case .deleteManifest(let repo, let digest):
-            let name = try RepositoryName(repo)
-            guard try await registry.metadata.manifest(repository: repo, digest: digest) != nil else { return }
-            // The manifest pushed (or restored) here after the deletion was made stays.
-            if let pushed = try await manifestWrite(repo, digest.string), pushed.value != .tombstone, event.stamp < pushed.stamp {
-                try await recordConflict(location, kind: "manifest-delete", repository: repo, key: digest.string,
-                                         loser: RegisterWrite(value: .tombstone, stamp: event.stamp), winner: pushed, now: now,
-                                         winnerValue: "pushed")
                 return
             }
-            // The peer deleted its tags of the manifest first (their own writes, applied before
-            // this one). A tag here that points at it by a write stamped after the deletion keeps
-            // it (the deletion is the loser); one written before it is deleted with it, as the
-            // peer's was: last writer wins, in every region the same (the partition test found
-            // regions keeping a manifest whose concurrent, earlier tag write had moved on).
-            for kept in try await registry.tagDetails(name, orderBy: "name_asc") where kept.digest == digest.string {
-                let writes = try await registers.registerWrites(repository: repo, key: .tag(kept.name), before: nil, limit: 1)
-                let winner = ReplicationPlan.current(writes, localRegion: region)
-                if let winner, winner.stamp < event.stamp { continue }
-                try await recordConflict(location, kind: "manifest-delete", repository: repo, key: digest.string,
-                                         loser: RegisterWrite(value: .tombstone, stamp: event.stamp), winner: winner, now: now,
-                                         winnerValue: "tag \(kept.name)")
+            let digest = try Digest(parsing: raw)
+            // A deletion of the manifest stamped after this move voids it, wherever it arrives first
+            // (the deletion took the tags pointing at the manifest by older writes).
+            if let deleted = try await newestDeletion(repo, raw), write.stamp < deleted {
+                guard wins else { return }
+                try await recordConflict(location, kind: "tag", repository: repo, key: tag, loser: write,
+                                         winner: RegisterWrite(value: .tombstone, stamp: deleted), now: now, winnerValue: "manifest deleted")
+                try await registers.appendRegisterMark(repository: repo, standingFor: .tagMove, digest: raw, tag: tag)
+                try await removeTag(name, tag, write: write, location: location, now: now)
+                return
+            }
+            // A move writes the manifest's presence too, whether or not it wins the tag: a deletion
+            // older than it does not take the manifest, in every region alike.
+            let present = try await applyPresence(repo, digest, stamp: write.stamp, recordedByTagMove: wins, location: location,
+                                                  client: client, now: now)
+            guard wins else { return }
+            guard present else {
+                // Gone at the peer too (its deletion follows in the feed): the tag's register learns
+                // the move, and the tag's older target is not kept.
+                try await registers.appendRegisterMark(repository: repo, standingFor: .tagMove, digest: raw, tag: tag)
+                try await removeTag(name, tag, write: write, location: location, now: now)
+                return
+            }
+            let content = try await registry.manifest(name, .digest(digest))
+            do {
+                _ = try await registry.putManifest(name, reference: .tag(tag), bytes: Array(content.bytes.readableBytesView),
+                                                   contentType: content.mediaType)
+            } catch let e as RegistryError where e.code == .denied {
+                // A lock here refuses the move: the lock wins, and the move is kept as lost.
+                try await recordConflict(location, kind: "tag", repository: repo, key: tag, loser: write, winner: nil, now: now,
+                                         winnerValue: "refused: " + e.message)
+            }
+        case .cascade(let repo, let tag, let digest):
+            // The peer's deletion of the manifest took this tag there; here it goes too when it
+            // points at that manifest by an older write (the deletion, which follows, would take it).
+            guard try await registry.metadata.tagTarget(repository: repo, tag: tag) == digest else { return }
+            let write = ReplicationPlan.current(try await registers.registerWrites(repository: repo, key: .tag(tag), before: nil, limit: 1),
+                                                localRegion: region)
+            if let write, !(write.stamp < event.stamp) { return }
+            try await removeTag(try RepositoryName(repo), tag, write: RegisterWrite(value: .tombstone, stamp: event.stamp), location: location,
+                                now: now)
+        case .deleteManifest(let repo, let digest):
+            let name = try RepositoryName(repo)
+            // Every tag here that points at the manifest by a write older than the deletion goes
+            // with it, whether or not the deletion wins the manifest's presence: those writes are
+            // void in every region (the partition test found regions keeping a manifest whose
+            // concurrent, earlier tag write had moved on, and regions diverging on such tags).
+            for kept in try await registry.metadata.tags(repository: repo, pointingAt: digest, limit: 1000) {
+                let write = ReplicationPlan.current(try await registers.registerWrites(repository: repo, key: .tag(kept), before: nil, limit: 1),
+                                                    localRegion: region)
+                if let write, !(write.stamp < event.stamp) { continue }
+                if let write {
+                    try await recordConflict(location, kind: "tag", repository: repo, key: kept, loser: write,
+                                             winner: RegisterWrite(value: .tombstone, stamp: event.stamp), now: now, winnerValue: "manifest deleted")
+                }
+                try await removeTag(name, kept, write: RegisterWrite(value: .tombstone, stamp: event.stamp), location: location, now: now)
+            }
+            if let current = try await presence(repo, digest.string), !(current.stamp < event.stamp) {
+                // Pushed (or a tag moved to it) here after the deletion was made: the manifest
+                // stays. The deletion is kept as lost, and remembered: a tag write older than it
+                // arriving later is void here as everywhere.
+                if current.stamp != event.stamp {
+                    try await recordConflict(location, kind: "manifest-delete", repository: repo, key: digest.string,
+                                             loser: RegisterWrite(value: .tombstone, stamp: event.stamp), winner: current, now: now,
+                                             winnerValue: "pushed")
+                    // Once: the same deletion relayed by another peer finds it (a mark appended
+                    // again would be relayed back and forth for ever).
+                    if let known = try await newestDeletion(repo, digest.string), !(known < event.stamp) { return }
+                    try await registers.appendRegisterMark(repository: repo, standingFor: .manifestDelete, digest: digest.string, tag: nil)
+                }
+                return
+            }
+            guard try await registry.metadata.manifest(repository: repo, digest: digest) != nil else {
+                // Never stored here (or gone already): the deletion is remembered, so an older
+                // push relayed later does not bring it back.
+                try await registers.appendRegisterMark(repository: repo, standingFor: .manifestDelete, digest: digest.string, tag: nil)
                 return
             }
             do {
                 try await registry.deleteManifest(name, .digest(digest))
             } catch let e as RegistryError where e.code == .manifestUnknown || e.code == .nameUnknown {
-                return
+                try await registers.appendRegisterMark(repository: repo, standingFor: .manifestDelete, digest: digest.string, tag: nil)
             } catch let e as RegistryError where e.code == .denied {
                 try await recordConflict(location, kind: "manifest-delete", repository: repo, key: digest.string,
                                          loser: RegisterWrite(value: .tombstone, stamp: event.stamp), winner: nil, now: now,
@@ -438,18 +459,73 @@ public final class ReplicationApplier: Sendable {
 
     /// The largest access record a peer may send.
     static let maxAccessRecordBytes = 1 << 20
-    /// The manifest's presence here as a register: its newest push, restore or deletion in this
-    /// region's log (a deletion is a tombstone), nil when the log has none.
-    func manifestWrite(_ repo: String, _ digest: String) async throws -> RegisterWrite? {
-        ReplicationPlan.current(try await registers.registerWrites(repository: repo, key: .manifest(digest), before: nil, limit: 1),
-                                localRegion: region)
+
+    /// The manifest's presence here as a register: the write with the greatest stamp among its
+    /// pushes, restores, tag moves to it, deletions (tombstones) and marks standing for them; nil
+    /// when the log has none.
+    func presence(_ repo: String, _ digest: String) async throws -> RegisterWrite? {
+        ReplicationPlan.newest(try await registers.registerWrites(repository: repo, key: .manifest(digest), before: nil, limit: 4),
+                               localRegion: region)
+    }
+
+    /// The stamp of the manifest's newest deletion here (applied, or remembered by a mark).
+    func newestDeletion(_ repo: String, _ digest: String) async throws -> WriteStamp? {
+        ReplicationPlan.newest(try await registers.registerWrites(repository: repo, key: .manifestDeletion(digest), before: nil, limit: 4),
+                               localRegion: region)?.stamp
+    }
+
+    /// A write of the manifest's presence (its push, or a tag moved to it) stamped `stamp`. When it
+    /// is the newest, the manifest must be here: fetched from the peer if missing (the fetch's push
+    /// keeps the stamp) or else remembered by a mark, unless `recordedByTagMove` (the tag move
+    /// applied next records it). Older than a deletion here, it is kept as lost. True when the
+    /// manifest is stored here afterwards.
+    @discardableResult
+    func applyPresence(_ repo: String, _ digest: Digest, stamp: WriteStamp, recordedByTagMove: Bool, location: String,
+                       client: UpstreamClient, now: Date) async throws -> Bool {
+        let stored = try await registry.metadata.manifest(repository: repo, digest: digest) != nil
+        let current = try await presence(repo, digest.string)
+        let write = RegisterWrite(value: .digest(digest.string), stamp: stamp)
+        if let current, !(current.stamp < stamp) {
+            if current.value == .tombstone, current.stamp != stamp {
+                try await recordConflict(location, kind: "manifest", repository: repo, key: digest.string, loser: write, winner: current,
+                                         now: now, winnerValue: "manifest deleted")
+            }
+            return stored
+        }
+        if stored {
+            if !recordedByTagMove {
+                try await registers.appendRegisterMark(repository: repo, standingFor: .manifestPush, digest: digest.string, tag: nil)
+            }
+            return true
+        }
+        guard try await ensureManifest(try RepositoryName(repo), digest, client: client, depth: 0) else { return false }
+        if let current, current.value == .tombstone {
+            // Deleted here before this newer write arrived: the manifest is back, the deletion lost.
+            try await recordConflict(location, kind: "manifest-delete", repository: repo, key: digest.string, loser: current, winner: write,
+                                     now: now, winnerValue: "pushed")
+        }
+        return true
+    }
+
+    /// Removes a tag whose manifest's deletion took it, or whose newer write cannot take effect
+    /// here: a `tag.delete` with `EventAction.cascadeDetail`, which writes no register (peers read
+    /// it as a `cascade` step). A lock that refuses it keeps the tag, and `write` is logged as lost.
+    func removeTag(_ name: RepositoryName, _ tag: String, write: RegisterWrite, location: String, now: Date) async throws {
+        do {
+            try await registry.deleteManifest(name, .tag(tag), tagDetail: EventAction.cascadeDetail)
+        } catch let e as RegistryError where e.code == .manifestUnknown || e.code == .nameUnknown {
+            return
+        } catch let e as RegistryError where e.code == .denied {
+            try await recordConflict(location, kind: "tag", repository: name.value, key: tag, loser: write, winner: nil, now: now,
+                                     winnerValue: "refused: " + e.message)
+        }
     }
 
     /// The deletion here that took `subject` (or, for a subject that never reached this region,
     /// its own subject, as the peer names it, up to 4 levels): a referrer of it goes with it.
     func subjectDeletion(_ repository: RepositoryName, _ subject: Digest, client: UpstreamClient, depth: Int) async throws -> RegisterWrite? {
         if try await registry.metadata.manifest(repository: repository.value, digest: subject) != nil { return nil }
-        if let here = try await manifestWrite(repository.value, subject.string) {
+        if let here = try await presence(repository.value, subject.string) {
             return here.value == .tombstone ? here : nil
         }
         guard depth < 4 else { return nil }

@@ -125,8 +125,15 @@ public enum ApplyStep: Sendable, Equatable {
     case manifest(repository: String, digest: Digest)
     /// A tag's register write: a move to the digest the event carries, or a tombstone.
     case tag(repository: String, tag: String, write: RegisterWrite)
-    /// Delete the manifest (a tombstone of its content; its tags have their own writes before it).
+    /// Delete the manifest (a tombstone of its presence). A tag write older than it is void: the
+    /// tags it took at the peer come before it as `cascade` steps, and any tag here that still
+    /// points at it by an older write goes with it.
     case deleteManifest(repository: String, digest: Digest)
+    /// A tag that went with its manifest at the peer (`EventAction.cascadeDetail`): not a write of
+    /// the tag's register. Here the tag goes too if it points at that manifest by a write older
+    /// than this one (the manifest's deletion follows and says the same; this step only tells a
+    /// deletion the peer knew of from a concurrent tag write, which is logged as lost).
+    case cascade(repository: String, tag: String, digest: Digest)
     case quarantine(repository: String, digest: Digest, state: QuarantineState, reason: String?)
     /// A lock's register write (its attributes as the value's text).
     case lock(repository: String, tag: String?, digest: Digest?, attributes: LockAttributesWrite, stamp: WriteStamp)
@@ -157,7 +164,23 @@ public enum ReplicationPlan {
             return .tag(repository: repo, tag: tag, write: RegisterWrite(value: .digest(d.string), stamp: event.stamp, replaces: event.replaces))
         case .tagDelete:
             guard let tag = event.tag, !repo.isEmpty else { return .skip("tag deletion without a tag") }
+            if event.detail == EventAction.cascadeDetail {
+                guard let d = event.digest else { return .skip("tag deletion with its manifest without a digest") }
+                return .cascade(repository: repo, tag: tag, digest: d)
+            }
             return .tag(repository: repo, tag: tag, write: RegisterWrite(value: .tombstone, stamp: event.stamp, replaces: event.replaces))
+        case .registerMark:
+            // A write the peer recorded without changing content: applied here as the write it
+            // stands for (its stamp decides, as for the write itself).
+            guard let detail = event.detail, let standing = EventAction(rawValue: detail),
+                  [.manifestPush, .manifestDelete, .tagMove, .tagDelete].contains(standing) else {
+                return .skip("mark of an action this build does not know")
+            }
+            var write = event
+            write.action = standing
+            write.rawAction = standing.rawValue
+            write.detail = nil
+            return step(write, localRegion: localRegion)
         case .manifestDelete:
             guard let d = event.digest, !repo.isEmpty else { return .skip("deletion without a digest") }
             return .deleteManifest(repository: repo, digest: d)
@@ -210,14 +233,28 @@ public enum ReplicationPlan {
     /// first): the newest, naming the one before it as what it replaced.
     public static func current(_ writes: [Event], localRegion: String) -> RegisterWrite? {
         guard let newest = writes.first else { return nil }
-        let value: RegisterValue = switch newest.action {
+        return RegisterWrite(value: value(of: newest), stamp: WriteStamp(newest.stamp, localRegion: localRegion),
+                             replaces: writes.dropFirst().first.map { WriteStamp($0.stamp, localRegion: localRegion) })
+    }
+
+    /// What an event writes into its register: a tombstone for a deletion, else the digest (or
+    /// lock attributes) it carries.
+    public static func value(of newest: Event) -> RegisterValue {
+        switch newest.action {
         case .tagDelete, .manifestDelete: .tombstone
+        case .registerMark where newest.detail == EventAction.tagDelete.rawValue || newest.detail == EventAction.manifestDelete.rawValue:
+            .tombstone
         case .lock: .digest(newest.detail ?? "")
         case .access: newest.digest.map { .digest($0) } ?? .tombstone
         default: .digest(newest.digest ?? "")
         }
-        return RegisterWrite(value: value, stamp: WriteStamp(newest.stamp, localRegion: localRegion),
-                             replaces: writes.dropFirst().first.map { WriteStamp($0.stamp, localRegion: localRegion) })
+    }
+
+    /// The write with the greatest stamp among `writes` (a register whose log order is not its
+    /// stamp order: a manifest's presence), nil for none.
+    public static func newest(_ writes: [Event], localRegion: String) -> RegisterWrite? {
+        writes.map { RegisterWrite(value: value(of: $0), stamp: WriteStamp($0.stamp, localRegion: localRegion)) }
+            .max { $0.stamp < $1.stamp }
     }
 
     /// The conflict model's decision on an incoming register write against the current one.

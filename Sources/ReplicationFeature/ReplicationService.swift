@@ -164,7 +164,11 @@ public final class ReplicationService: Sendable {
 
     static func registerKey(_ e: Event) -> RegisterKey? {
         switch e.action {
-        case .tagMove, .tagDelete: e.tag.map { .tag($0) }
+        case .tagMove: e.tag.map { .tag($0) }
+        // A tag that went with its manifest is no write of the tag's register.
+        case .tagDelete: e.detail == EventAction.cascadeDetail ? nil : e.tag.map { .tag($0) }
+        case .registerMark where e.detail == EventAction.tagMove.rawValue || e.detail == EventAction.tagDelete.rawValue:
+            e.tag.map { .tag($0) }
         case .lock: .lock(tag: e.tag, digest: e.digest)
         case .setting: e.digest != nil ? e.detail.map { .setting($0) } : nil
         case .access: e.detail.flatMap(AccessRecordChange.parse(detail:)).map { .access(kind: $0.kind, name: $0.name) }

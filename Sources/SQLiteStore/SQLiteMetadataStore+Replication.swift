@@ -92,9 +92,12 @@ extension SQLiteMetadataStore {
             switch key {
             case .tag(let tag):
                 return try Row.fetchAll(db, sql: """
-                    SELECT * FROM events WHERE repository = ? AND tag = ? AND seq < ? AND action IN (?, ?)
+                    SELECT * FROM events WHERE repository = ? AND tag = ? AND seq < ?
+                      AND (action = ? OR (action = ? AND (detail IS NULL OR detail != ?)) OR (action = ? AND detail IN (?, ?)))
                     ORDER BY seq DESC LIMIT ?
-                    """, arguments: [repository, tag, bound, EventAction.tagMove.rawValue, EventAction.tagDelete.rawValue, limit])
+                    """, arguments: [repository, tag, bound, EventAction.tagMove.rawValue, EventAction.tagDelete.rawValue,
+                                     EventAction.cascadeDetail, EventAction.registerMark.rawValue, EventAction.tagMove.rawValue,
+                                     EventAction.tagDelete.rawValue, limit])
                     .map(Self.event)
             case .lock(let tag, let digest):
                 return try Row.fetchAll(db, sql: """
@@ -114,11 +117,28 @@ extension SQLiteMetadataStore {
                                      bound, limit]).map(Self.event)
             case .manifest(let digest):
                 return try Row.fetchAll(db, sql: """
-                    SELECT * FROM events WHERE repository = ? AND digest = ? AND seq < ? AND action IN (?, ?, ?)
-                    ORDER BY seq DESC LIMIT ?
+                    SELECT * FROM events WHERE repository = ? AND digest = ? AND seq < ?
+                      AND (action IN (?, ?, ?, ?) OR (action = ? AND detail IN (?, ?, ?)))
+                    ORDER BY hlc_ms DESC, hlc_logical DESC, seq DESC LIMIT ?
                     """, arguments: [repository, digest, bound, EventAction.manifestPush.rawValue, EventAction.restore.rawValue,
+                                     EventAction.manifestDelete.rawValue, EventAction.tagMove.rawValue, EventAction.registerMark.rawValue,
+                                     EventAction.manifestPush.rawValue, EventAction.manifestDelete.rawValue, EventAction.tagMove.rawValue,
+                                     limit]).map(Self.event)
+            case .manifestDeletion(let digest):
+                return try Row.fetchAll(db, sql: """
+                    SELECT * FROM events WHERE repository = ? AND digest = ? AND seq < ?
+                      AND (action = ? OR (action = ? AND detail = ?))
+                    ORDER BY hlc_ms DESC, hlc_logical DESC, seq DESC LIMIT ?
+                    """, arguments: [repository, digest, bound, EventAction.manifestDelete.rawValue, EventAction.registerMark.rawValue,
                                      EventAction.manifestDelete.rawValue, limit]).map(Self.event)
             }
+        }
+    }
+
+    public func appendRegisterMark(repository: String, standingFor action: EventAction, digest: String?, tag: String?) async throws {
+        let origin = EventOrigin.current
+        try await pool.write { db in
+            try Self.appendEvent(db, origin, .registerMark, repository, digest: digest, tag: tag, detail: action.rawValue)
         }
     }
 

@@ -941,7 +941,7 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
             if d.dropLock {
                 try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 1 AND key = ?", arguments: [d.repository, d.tag])
             }
-            try Self.appendEvent(db, origin, EventAction.tagDelete, d.repository, digest: digest, tag: d.tag)
+            try Self.appendEvent(db, origin, EventAction.tagDelete, d.repository, digest: digest, tag: d.tag, detail: d.detail)
             try Self.stampUntagged(db, repo, digest, tag: d.tag, historyLimit: d.tagHistoryLimit)
             return .deleted
         }

@@ -347,7 +347,7 @@ public final class WebhookService: Sendable {
         case .scan: "scan"
         case .taskRunQueued, .taskRunStarted, .taskRunSucceeded, .taskRunFailed, .taskRunCancelled: event.action.rawValue
         // `access` (issue 13's access registers) is never delivered: identities and tokens are no webhook's business.
-        case .blobPush, .blobDelete, .setting, .restore, .purgeRun, .retentionRun, .gcRun, .softDeleteExpire, .lock, .access: nil
+        case .blobPush, .blobDelete, .setting, .restore, .purgeRun, .retentionRun, .gcRun, .softDeleteExpire, .lock, .access, .registerMark: nil
         }
     }
 

@@ -33,8 +33,11 @@ import Testing
         #expect(try Self.step(Self.view(2, "tag.move", hlc: "1700000000000.3", tag: "v1", replaces: "1699999999999.0@southeastasia"))
                 == .tag(repository: "geo/app", tag: "v1",
                         write: RegisterWrite(value: .digest(Self.d1.string), stamp: s, replaces: Self.stamp(1_699_999_999_999, 0, "southeastasia"))))
-        #expect(try Self.step(Self.view(3, "tag.delete", hlc: "1700000000000.3", tag: "v1", detail: EventAction.cascadeDetail))
+        #expect(try Self.step(Self.view(3, "tag.delete", hlc: "1700000000000.3", tag: "v1"))
                 == .tag(repository: "geo/app", tag: "v1", write: RegisterWrite(value: .tombstone, stamp: s)))
+        // a tag that went with its manifest is no write of the tag's register
+        #expect(try Self.step(Self.view(3, "tag.delete", hlc: "1700000000000.3", tag: "v1", detail: EventAction.cascadeDetail))
+                == .cascade(repository: "geo/app", tag: "v1", digest: Self.d1))
         #expect(try Self.step(Self.view(4, "delete")) == .deleteManifest(repository: "geo/app", digest: Self.d1))
         #expect(try Self.step(Self.view(5, "quarantine", detail: "Failed: critical findings"))
                 == .quarantine(repository: "geo/app", digest: Self.d1, state: .failed, reason: "critical findings"))
@@ -116,6 +119,61 @@ import Testing
         deletion.action = .tagDelete
         #expect(ReplicationPlan.current([deletion], localRegion: "x")?.value == .tombstone)
         #expect(ReplicationPlan.current([], localRegion: "x") == nil)
+        // marks answer as the writes they stand for
+        var mark = local
+        mark.action = .registerMark
+        mark.detail = EventAction.manifestDelete.rawValue
+        #expect(ReplicationPlan.current([mark], localRegion: "x")?.value == .tombstone)
+        mark.detail = EventAction.tagMove.rawValue
+        #expect(ReplicationPlan.current([mark], localRegion: "x")?.value == .digest(Self.d2.string))
+    }
+
+    /// A manifest's presence is the write with the greatest stamp, whatever the log order.
+    @Test func presenceIsTheWriteWithTheGreatestStamp() {
+        let push = Event(sequence: 9, timestamp: Date(), action: .manifestPush, repository: "r", digest: Self.d1.string, tag: nil, mediaType: nil,
+                         size: nil, detail: nil, actor: nil, address: nil, requestID: nil, requestHost: nil, requestMethod: nil, userAgent: nil,
+                         stamp: EventStamp(region: "westeurope", milliseconds: 10, logical: 0))
+        var move = push
+        move.sequence = 12
+        move.action = .tagMove
+        move.tag = "t"
+        move.stamp = EventStamp(region: "eastus", milliseconds: 30, logical: 0)
+        var deletion = push
+        deletion.sequence = 11
+        deletion.action = .registerMark
+        deletion.detail = EventAction.manifestDelete.rawValue
+        deletion.stamp = EventStamp(region: nil, milliseconds: 20, logical: 0)
+        #expect(ReplicationPlan.newest([push, move, deletion], localRegion: "here")
+                == RegisterWrite(value: .digest(Self.d1.string), stamp: Self.stamp(30, 0, "eastus")))
+        #expect(ReplicationPlan.newest([deletion, push], localRegion: "here") == RegisterWrite(value: .tombstone, stamp: Self.stamp(20, 0, "here")))
+        // equal clocks: the region decides
+        move.stamp = EventStamp(region: "aaa", milliseconds: 20, logical: 0)
+        #expect(ReplicationPlan.newest([move, deletion], localRegion: "here")?.value == .tombstone)
+        #expect(ReplicationPlan.newest([], localRegion: "here") == nil)
+    }
+
+    @Test func aMarkIsAppliedAsTheWriteItStandsFor() throws {
+        let s = Self.stamp(1_700_000_000_000, 3, "westeurope")
+        #expect(try Self.step(Self.view(1, "replication.mark", hlc: "1700000000000.3", detail: "push")) == .manifest(repository: "geo/app", digest: Self.d1))
+        #expect(try Self.step(Self.view(2, "replication.mark", hlc: "1700000000000.3", detail: "delete"))
+                == .deleteManifest(repository: "geo/app", digest: Self.d1))
+        #expect(try Self.step(Self.view(3, "replication.mark", hlc: "1700000000000.3", tag: "v1", detail: "tag.move", replaces: "1.0@eastus"))
+                == .tag(repository: "geo/app", tag: "v1", write: RegisterWrite(value: .digest(Self.d1.string), stamp: s,
+                                                                             replaces: Self.stamp(1, 0, "eastus"))))
+        #expect(try Self.step(Self.view(4, "replication.mark", hlc: "1700000000000.3", digest: nil, tag: "v1", detail: "tag.delete"))
+                == .tag(repository: "geo/app", tag: "v1", write: RegisterWrite(value: .tombstone, stamp: s)))
+        // a mark of anything else, or of nothing, is not applied; nor is an echo of this region's own
+        for detail in ["lock", "access", "replication.mark", "", "push "] {
+            guard case .skip = try Self.step(Self.view(5, "replication.mark", detail: detail)) else {
+                Issue.record("a mark of \(detail) was applied")
+                continue
+            }
+        }
+        guard case .skip = try Self.step(Self.view(6, "replication.mark", detail: nil)) else { Issue.record("no detail applied"); return }
+        guard case .skip = try Self.step(Self.view(7, "replication.mark", region: "southeastasia", detail: "push")) else {
+            Issue.record("an echo was applied")
+            return
+        }
     }
 
     /// The orders the consumer meets: a peer's successor of what is here applies without a

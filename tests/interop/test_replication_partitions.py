@@ -41,11 +41,6 @@ LOCK_REPO, LOCK_TAGS = "rnd/locked", ["l0", "l1", "l2"]
 INDEX = "application/vnd.oci.image.index.v1+json"
 ACCEPT = f"{OCI_MANIFEST}, {INDEX}"
 OPS_PER_REGION = int(os.environ.get("BERTH_GEO_OPS", "40"))
-# BERTH_GEO_FULL=1: manifest deletes of any manifest, racing tag moves to it in other regions.
-# That still diverges now and then (a manifest kept where a tag pointed at it when the deletion
-# arrived, deleted where that tag write lost its register; see ARCHITECTURE, ReplicationFeature
-# *Not yet*), so by default manifest deletes target referrers only and tag moves images only.
-FULL = os.environ.get("BERTH_GEO_FULL") == "1"
 
 
 @pytest.fixture
@@ -154,7 +149,7 @@ class Writer:
             else:
                 self.journal.refuse(name, kind, repo, tag, p.stderr[-200:])
         elif kind == "move":
-            have = [d for d in self.local_manifests(repo) if FULL or d not in self.journal.referrers]
+            have = self.local_manifests(repo)
             if not have:
                 return
             digest = rng.choice(sorted(have))
@@ -171,7 +166,7 @@ class Writer:
             if r.status_code == 204:
                 self.journal.ack(name, "tag", repo, tag, None, started)
         elif kind == "delete":
-            have = [d for d in self.local_manifests(repo) if FULL or d in self.journal.referrers]
+            have = self.local_manifests(repo)
             if not have:
                 return
             digest = rng.choice(sorted(have))

@@ -172,7 +172,52 @@ extension MetadataStoreConformance {
             #expect(try await s.storeAccessState(Data("three".utf8), expectedVersion: 2, audit: nil))
             await #expect(try s.latestEventSequence() == events[2].sequence)
         },
-        Case("registerWrites: a manifest's pushes, restores and deletions by digest, newest first; not another's") { s in
+        Case("registerWrites: a tag's register leaves out tags that went with their manifest and counts marks as their writes") { s in
+            let one = try await image(s, "r", "one", tag: "t")
+            _ = try await deleteManifests(s, "r", [one.record.digest])
+            // the tag went with its manifest: its register still holds the move
+            let afterCascade = try await s.registerWrites(repository: "r", key: .tag("t"), before: nil, limit: 10)
+            #expect(afterCascade.map(\.action) == [.tagMove])
+            let peer = EventStamp(region: "westeurope", milliseconds: 1_700_000_000_123, logical: 2)
+            try await EventOrigin.$current.withValue(EventOrigin(actor: "replication:westeurope", address: "-", replicated: peer)) {
+                try await s.appendRegisterMark(repository: "r", standingFor: .tagDelete, digest: nil, tag: "t")
+                try await s.appendRegisterMark(repository: "r", standingFor: .manifestPush, digest: digest("two").string, tag: nil)
+            }
+            let writes = try await s.registerWrites(repository: "r", key: .tag("t"), before: nil, limit: 10)
+            #expect(writes.map(\.action) == [.registerMark, .tagMove])
+            #expect(writes[0].detail == EventAction.tagDelete.rawValue && writes[0].stamp == peer && writes[0].tag == "t")
+            // a mark of a manifest's push is no write of any tag
+            #expect(try await s.registerWrites(repository: "r", key: .tag("absent"), before: nil, limit: 10).isEmpty)
+        },
+        Case("registerWrites: a manifest's presence is ordered by stamp, with its tag moves and marks; its deletions apart") { s in
+            let one = try await image(s, "r", "one", tag: "t")
+            let d = one.record.digest.string
+            // a peer's older deletion, recorded after the local push and tag move
+            let older = EventStamp(region: "westeurope", milliseconds: 1_000, logical: 0)
+            try await EventOrigin.$current.withValue(EventOrigin(actor: "replication:westeurope", address: "-", replicated: older)) {
+                try await s.appendRegisterMark(repository: "r", standingFor: .manifestDelete, digest: d, tag: nil)
+            }
+            let presence = try await s.registerWrites(repository: "r", key: .manifest(d), before: nil, limit: 10)
+            #expect(presence.map(\.action) == [.tagMove, .manifestPush, .registerMark])
+            #expect(presence.last?.stamp == older && presence.last?.detail == EventAction.manifestDelete.rawValue)
+            let deletions = try await s.registerWrites(repository: "r", key: .manifestDeletion(d), before: nil, limit: 10)
+            #expect(deletions.map(\.action) == [.registerMark])
+            // a newer peer push mark comes first; a local deletion after it is newer still
+            let newer = EventStamp(region: "eastus", milliseconds: Int64(Date().timeIntervalSince1970 * 1000) + 60_000, logical: 0)
+            try await EventOrigin.$current.withValue(EventOrigin(actor: "replication:eastus", address: "-", replicated: newer)) {
+                try await s.appendRegisterMark(repository: "r", standingFor: .manifestPush, digest: d, tag: nil)
+            }
+            #expect(try await s.registerWrites(repository: "r", key: .manifest(d), before: nil, limit: 1).first?.stamp == newer)
+            _ = try await deleteManifests(s, "r", [one.record.digest])
+            let now = try await s.registerWrites(repository: "r", key: .manifest(d), before: nil, limit: 1)
+            #expect(now.map(\.action) == [.manifestDelete])
+            #expect(now.first.map { ($0.stamp.milliseconds, $0.stamp.logical) > (newer.milliseconds, newer.logical) } == true)
+            let allDeletions = try await s.registerWrites(repository: "r", key: .manifestDeletion(d), before: nil, limit: 10)
+            #expect(allDeletions.map(\.action) == [.manifestDelete, .registerMark])
+            // another digest's presence is not this one's
+            #expect(try await s.registerWrites(repository: "r", key: .manifest(digest("absent").string), before: nil, limit: 10).isEmpty)
+        },
+        Case("registerWrites: a manifest's pushes, tag moves, restores and deletions by digest, newest first; not another's") { s in
             let one = try await image(s, "r", "one", tag: "t")
             _ = try await image(s, "r", "two")
             _ = try await image(s, "q", "one")
@@ -181,12 +226,12 @@ extension MetadataStoreConformance {
                                             tagHistoryLimit: tagHistoryLimit)
             _ = try await deleteManifests(s, "r", [one.record.digest])
             let writes = try await s.registerWrites(repository: "r", key: .manifest(one.record.digest.string), before: nil, limit: 10)
-            #expect(writes.map(\.action) == [.manifestDelete, .restore, .manifestDelete, .manifestPush])
+            #expect(writes.map(\.action) == [.manifestDelete, .restore, .manifestDelete, .tagMove, .manifestPush])
             #expect(writes.allSatisfy { $0.repository == "r" && $0.digest == one.record.digest.string })
             let newest = try await s.registerWrites(repository: "r", key: .manifest(one.record.digest.string), before: nil, limit: 1)
             #expect(newest.map(\.sequence) == [writes[0].sequence])
             let before = try await s.registerWrites(repository: "r", key: .manifest(one.record.digest.string), before: writes[2].sequence, limit: 10)
-            #expect(before.map(\.action) == [.manifestPush])
+            #expect(before.map(\.action) == [.tagMove, .manifestPush])
             let elsewhere = try await s.registerWrites(repository: "q", key: .manifest(one.record.digest.string), before: nil, limit: 10)
             #expect(elsewhere.map(\.action) == [.manifestPush])
             #expect(try await s.registerWrites(repository: "r", key: .manifest(digest("absent").string), before: nil, limit: 10).isEmpty)
