@@ -277,7 +277,9 @@ public final class TokenService: Sendable {
         if checked == nil, await reloadIfUnknown(token) {
             checked = try? await keys.verify(token, as: RegistryTokenPayload.self)
         }
-        if checked == nil, type == "access" { checked = await verifyPeer(token) }
+        // A peer region's access and refresh tokens (a client whose DNS moved between regions
+        // keeps both); run tokens stay with the region whose task issued them.
+        if checked == nil, type == "access" || type == "refresh" { checked = await verifyPeer(token) }
         guard let payload = checked,
               payload.iss.value == Self.issuer, payload.aud.value.contains(audience), payload.typ == type
         else { return nil }
@@ -291,7 +293,7 @@ public final class TokenService: Sendable {
 }
 
 extension TokenService {
-    /// An access token another region issued: verified with that region's key of that key id
+    /// An access or refresh token another region issued: verified with that region's key of that key id
     /// only (a key of one region never verifies a token naming another), and the signed `rgn`
     /// must be that region, never this one. Issuer, audience, type and validity are checked by
     /// the caller as for this region's tokens.

@@ -173,11 +173,35 @@ struct FixedPeerKeys: PeerTokenKeys {
         _ = try await west.updateIdentity(admin, name: "dev", enabled: false, trustedService: nil)
         try await sea.applyReplicated(.identity, "dev", from: west)
         #expect(await sea.authenticateBearer(token, service: "registry", address: here) == nil)
-        // another audience, or a refresh token of a peer: refused
+        // another audience: refused
         #expect(await sea.tokens.verify(token, audience: "other", type: "access") == nil)
-        let (refresh, _) = try await west.tokens.issue(subject: "identity:dev", subjectID: who.subjectID, audience: "registry", type: "refresh",
-                                                       generation: who.generation, access: nil)
-        #expect(await sea.tokens.verify(refresh, audience: "registry", type: "refresh") == nil)
+    }
+
+    @Test func aPeersRefreshTokenLogsInThereWhileItsIdentityHoldsAndARunTokenNever() async throws {
+        let (west, _) = try await AccessRegisterTests.opened()
+        let (sea, _) = try await AccessRegisterTests.opened()
+        west.tokens.setRegion("westeurope", peers: nil)
+        sea.tokens.setRegion("southeastasia", peers: FixedPeerKeys(keys: ["westeurope": try await west.tokens.publicKeys()]))
+        _ = try await west.createIdentity(admin, name: "dev")
+        _ = try await west.assignRole(admin, assignee: "dev", role: "Pull", scope: "*")
+        try await sea.applyReplicated(.identity, "dev", from: west)
+        let who = try #require(west.current(subject: "identity:dev"))
+        let (refresh, _) = try await west.issueToken(who, audience: "s", type: "refresh", access: nil)
+        // a refresh token is not an access token, here as in west
+        #expect(await sea.tokens.verify(refresh, audience: "s", type: "access") == nil)
+        let (principal, subject) = try await sea.authenticate(username: AccessControl.refreshTokenUser, password: refresh, address: here,
+                                                              service: "s")
+        #expect(subject == "identity:dev" && principal.name == "dev")
+        // a disable in west, replicated: the refresh token stops working in sea too
+        _ = try await west.updateIdentity(admin, name: "dev", enabled: false, trustedService: nil)
+        try await sea.applyReplicated(.identity, "dev", from: west)
+        await #expect(throws: AccessError.self) {
+            try await sea.authenticate(username: AccessControl.refreshTokenUser, password: refresh, address: here, service: "s")
+        }
+        // a peer's run token is never taken here
+        let (run, _) = try await west.tokens.issue(subject: "identity:dev", subjectID: who.subjectID, audience: "s", type: "run",
+                                                   generation: who.generation, access: nil)
+        #expect(await sea.tokens.verify(run, audience: "s", type: "run") == nil)
     }
 
     @Test func aKeyOfOneRegionNeverVerifiesATokenNamingAnotherOrThisOne() async throws {

@@ -612,12 +612,30 @@ def test_access_state_replicates_so_one_login_works_in_every_region(regions, tmp
     assert r.status_code == 200, r.text
     # its claims still bound it: another repository is refused
     assert requests.get(f"{sea.server.base}/v2/shared/ci-southeastasia/manifests/v1", headers=bearer, timeout=30).status_code in (401, 403)
+    # docker's login keeps a refresh token (grant_type=password, access_type=offline): west's
+    # refresh token gets a token from sea's token service too, and that token pulls there
+    offline = requests.post(f"{west.server.base}/oauth2/token", timeout=30,
+                            data={"grant_type": "password", "username": "dev", "password": dev_password, "access_type": "offline",
+                                  "service": west.server.host, "client_id": "interop"})
+    assert offline.status_code == 200 and offline.json().get("refresh_token"), offline.text
+
+    def refreshed(region):
+        return requests.post(f"{region.server.base}/oauth2/token", timeout=30,
+                             data={"grant_type": "refresh_token", "refresh_token": offline.json()["refresh_token"],
+                                   "service": west.server.host, "scope": f"repository:{repo}:pull", "client_id": "interop"})
+    from_sea = refreshed(sea)
+    assert from_sea.status_code == 200, from_sea.text
+    r = requests.get(f"{sea.server.base}/v2/{repo}/manifests/v1", timeout=30,
+                     headers={"Authorization": "Bearer " + from_sea.json()["token"], "Accept": OCI_MANIFEST})
+    assert r.status_code == 200, r.text
 
     # disabled in sea: refused in west once caught up (its generation and enabled flag replicate)
     sea.cli("identity", "update", "--name", "dev", "--enabled", "false")
     assert requests.get(f"{sea.server.base}/v2/{repo}/manifests/v1", headers=bearer, timeout=30).status_code == 401
     assert _v2_status(sea, "dev", dev_password) == 401
     _wait("dev refused in westeurope", lambda: _v2_status(west, "dev", dev_password) == 401, regions=(west,))
+    # and so is its refresh token, in either region
+    assert refreshed(sea).status_code == 401 and refreshed(west).status_code == 401
     assert _skopeo_login_and_push(west, "dev", dev_password, layout, "shared/dev-after", tmp_path)[0] is False
 
     # a deleted token is refused in both regions
