@@ -67,6 +67,10 @@ public final class Registry: Sendable {
     let eventObservers = NIOLockedValueBox<[@Sendable ([Event]) -> Void]>([])
     /// The settings this server's parts read, by name: each decodes a document as its type.
     let settingTypes = NIOLockedValueBox<[String: @Sendable (Data) throws -> Void]>([:])
+    /// Whether private sessions kept by a build before their id namespace may still be in the
+    /// blob store (nil: not looked yet). Counted the old way (every upload listed, each owner
+    /// read) until a count finds none, then never looked for again by this process.
+    let legacyPrivateSessions = NIOLockedValueBox<Bool?>(nil)
 
     public init(blobs: any BlobStore, metadata: any MetadataStore, configuration: RegistryConfiguration = .init(),
                 logger: Logger = Logger(label: "berth.registry")) {
@@ -289,7 +293,8 @@ public final class Registry: Sendable {
     }
 
     /// The id an older build gave that session (no namespace: 64 hex digits). Such sessions are
-    /// neither counted nor resumed; the stale-upload sweep removes them by age.
+    /// counted the old way while any exist (`legacyPrivateSessions`), never resumed; the
+    /// stale-upload sweep removes them by age.
     static func legacyPrivateUploadID(_ repository: RepositoryName, _ digest: Digest) -> String {
         Digest.compute(Array("berth-import-partial\n\(repository.value)\n\(digest.string)".utf8)).hex
     }
@@ -347,7 +352,7 @@ public final class Registry: Sendable {
         let wanted = repository.map { Self.namespace(of: $0.value) }
         func privateIDs(olderThan: Double) async throws -> [String: [String]] {
             var out: [String: [String]] = [:]
-            for session in try await privateSessions(olderThan: olderThan) {
+            for session in try await privateSessions(olderThan: olderThan) where session.id.hasPrefix(Self.privateUploadPrefix) {
                 let ns = Self.namespace(of: session.repository)
                 if let wanted, ns != wanted { continue }
                 out[ns, default: []].append(session.id)
@@ -389,9 +394,10 @@ public final class Registry: Sendable {
     }
 
     /// Private upload sessions idle since before `olderThan` (seconds since 1970; the far future
-    /// for all), with their repository, blob and size: only the private id namespace is listed.
+    /// for all), with their repository, blob and size: only the private id namespace is listed
+    /// (but for sessions an older build kept: `legacyPrivateSessions`).
     public func privateSessions(olderThan: Double = Date().timeIntervalSince1970 + 86_400) async throws -> [PrivateSession] {
-        var out: [PrivateSession] = []
+        var out = try await legacyPrivateSessions(olderThan: olderThan)
         for upload in try await blobs.uploads(idPrefix: Self.privateUploadPrefix) where upload.touchedAt < olderThan {
             guard let mark = upload.owner.range(of: "#private") else { continue }
             let rest = upload.owner[mark.upperBound...]
@@ -399,6 +405,26 @@ public final class Registry: Sendable {
             out.append(PrivateSession(id: upload.id, repository: String(upload.owner[..<mark.lowerBound]), digest: digest,
                                       bytes: upload.size))
         }
+        return out
+    }
+
+    /// Sessions an older build kept (id of 64 hex digits, owner `<repository>#private`): found the
+    /// old way, listing every upload and reading its owner, until a listing finds none; from then
+    /// on never again (this build makes none, and the stale-upload sweep removes the old ones
+    /// within `uploadMaxAge`). They are counted, never resumed.
+    func legacyPrivateSessions(olderThan: Double) async throws -> [PrivateSession] {
+        // `olderThan` in the past asks for idle sessions to trim: these are never trimmed.
+        guard olderThan > Date().timeIntervalSince1970, legacyPrivateSessions.withLockedValue({ $0 }) != false else { return [] }
+        var out: [PrivateSession] = []
+        var found = false
+        for id in try await blobs.staleUploads(olderThan: Date().timeIntervalSince1970 + 86_400)
+        where id.utf8.count == 64 && !id.hasPrefix(Self.privateUploadPrefix) && !id.contains("-") {
+            guard let owner = try? await blobs.uploadOwner(id: id), owner.hasSuffix("#private") else { continue }
+            found = true
+            guard let size = try? await blobs.uploadedSize(id: id) else { continue }
+            out.append(PrivateSession(id: id, repository: String(owner.dropLast("#private".count)), digest: nil, bytes: size))
+        }
+        if !found { legacyPrivateSessions.withLockedValue { $0 = false } }
         return out
     }
 

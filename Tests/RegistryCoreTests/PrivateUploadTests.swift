@@ -153,17 +153,31 @@ final class ReadRecordingBlobStore: ForwardingBlobStore, @unchecked Sendable {
         #expect(try #require(try await r.quotaViews().first).partialBytes == 3_000)
     }
 
-    /// A session kept by an older build (64 hex digits, owner without the blob) is neither
-    /// counted nor resumed, and is swept by age like any upload.
-    @Test func aSessionOfAnOlderBuildIsSweptByAge() async throws {
+    /// A session kept by an older build (64 hex digits, owner without the blob) is counted the old
+    /// way (every upload listed) while one exists, never resumed nor trimmed, and swept by age;
+    /// once a count finds none, the old listing is never done again.
+    @Test func aSessionOfAnOlderBuildIsCountedTheOldWayUntilSwept() async throws {
         let (r, blobs) = try recorded()
+        // Left by the older build before this process started.
         let digest = Digest.compute(Array("old".utf8))
         let legacy = Registry.legacyPrivateUploadID(repo, digest)
         try await blobs.inner.createUpload(id: legacy, owner: repo.value + "#private")
         _ = try await blobs.inner.append(id: legacy, offset: 0, body: body([1, 2, 3]), limit: nil)
-        #expect(try await r.privateSessions().isEmpty)
+        _ = try await r.createQuota(QuotaLimit(name: "team", prefix: "team/", limitBytes: 1_000_000))
+        _ = try await r.startUpload(repo)
+        #expect(try await r.quotaViews().first?.partialBytes == 3)
+        #expect(try await r.quotaViews().first?.partialBytes == 3)
+        #expect(blobs.fullListings.withLock { $0 } >= 2)
+        // Not resumed: the blob's session of this build starts empty; the old one is not trimmed.
         #expect(try await r.openPrivateUpload(repo, digest: digest).size == 0)
+        #expect(try await r.trimPrivateUploads(room: 100, now: Date().addingTimeInterval(86_400)) == 1)
+        #expect(try await blobs.uploadedSize(id: legacy) == 3)
+        await #expect(throws: RegistryError.self) { _ = try await r.uploadStatus(repo, legacy, privately: true) }
+        // The sweep removes it (and the ordinary upload) by age.
         #expect(try await r.removeStaleUploads(now: Date().addingTimeInterval(r.configuration.uploadMaxAge + 60)) == 2)
-        #expect(try await blobs.openUploadCount() == 0)
+        blobs.forget()
+        #expect(try await r.quotaViews().first?.partialBytes == 0)
+        #expect(try await r.quotaViews().first?.partialBytes == 0)
+        #expect(blobs.fullListings.withLock { $0 } == 1)
     }
 }
