@@ -36,6 +36,12 @@ public protocol BlobStore: Sendable {
     func staleUploads(olderThan: Double) async throws -> [String]
     /// Number of uploads in progress.
     func openUploadCount() async throws -> Int
+    /// The uploads whose id begins with `idPrefix` (a namespace of ids the caller mints, e.g. the
+    /// registry's private sessions), with their owner label, bytes received and last change, in id
+    /// order. Found without reading any other upload's owner or state, and without listing the
+    /// objects of a remote store (the S3 store asks its session table), so a caller can count its
+    /// own namespace on a request path.
+    func uploads(idPrefix: String) async throws -> [UploadListing]
     /// The store is usable (for readiness probes).
     func checkHealth() async throws
     /// An open handle on a stored blob's bytes, for stores that keep blobs in local files, so the
@@ -51,6 +57,23 @@ public protocol BlobStore: Sendable {
     /// (`BlobStoreError.blobUnknown`) or a refused request is thrown here, before any byte went
     /// to the sink. Stores that do not stream this way return nil and are read through `read`.
     func startTransfer(_ digest: Digest, range: Range<Int64>, into sink: any BlobByteSink) async throws -> BlobTransfer?
+}
+
+/// An upload as `BlobStore.uploads(idPrefix:)` lists it.
+public struct UploadListing: Sendable, Equatable {
+    public var id: String
+    public var owner: String
+    /// Bytes received so far.
+    public var size: Int64
+    /// The last create or append, seconds since 1970.
+    public var touchedAt: Double
+
+    public init(id: String, owner: String, size: Int64, touchedAt: Double) {
+        self.id = id
+        self.owner = owner
+        self.size = size
+        self.touchedAt = touchedAt
+    }
 }
 
 extension BlobStore {

@@ -183,7 +183,7 @@ struct ImportCopier: Sendable {
     /// blob into the same repository, by a caller who may push there) finds it again. The session
     /// is private (`Registry.openPrivateUpload`): `/v2/` never reaches it, whatever the id.
     static func partialID(_ repository: RepositoryName, _ digest: Digest) -> String {
-        Digest.compute(Array("berth-import-partial\n\(repository.value)\n\(digest.string)".utf8)).hex
+        Registry.privateUploadID(repository, digest)
     }
 
     /// Copies a blob through a private upload session of the target repository, keyed by the
@@ -202,7 +202,7 @@ struct ImportCopier: Sendable {
     func copyResumable(_ digest: Digest, size: Int64?) async throws {
         let target = plan.target
         let upload = Self.partialID(target, digest)
-        var inherited = try await open(upload)
+        var inherited = try await open(digest)
         if inherited > 0 {
             // Counted as copied (the first piece, asked from there, counts the resume).
             progress.update { $0.bytesCopied += inherited }
@@ -226,7 +226,7 @@ struct ImportCopier: Sendable {
                     $0.blobRestarts = ($0.blobRestarts ?? 0) + 1
                 }
                 inherited = 0
-                _ = try await open(upload)
+                _ = try await open(digest)
             } catch {
                 try? await keepOrDrop(upload, error)
                 throw error
@@ -234,9 +234,9 @@ struct ImportCopier: Sendable {
         }
     }
 
-    /// Opens the private session (trimming the kept ones when it is new); the bytes it holds.
-    func open(_ upload: String) async throws -> Int64 {
-        let status = try await registry.openPrivateUpload(plan.target, id: upload)
+    /// Opens the blob's private session (trimming the kept ones when it is new); the bytes it holds.
+    func open(_ digest: Digest) async throws -> Int64 {
+        let status = try await registry.openPrivateUpload(plan.target, digest: digest)
         if status.size == 0 { try? await registry.trimPrivateUploads(of: plan.target) }
         return status.size
     }
@@ -273,7 +273,7 @@ struct ImportCopier: Sendable {
                             if piece.start == 0 {
                                 // The source ignored the range: what the session holds goes, and the
                                 // copy starts over from this answer's first byte.
-                                try await restart(upload, dropping: offset)
+                                try await restart(digest, dropping: offset)
                                 base = 0
                                 log.info("import: the source sent \(digest) whole again instead of a range; starting it over")
                             } else {
@@ -287,7 +287,7 @@ struct ImportCopier: Sendable {
                     return
                 } catch let error as UpstreamError where error.kind == .badAnswer && offset > 0 && current == nil {
                     // A range answered in a way that cannot be joined: start over from byte 0.
-                    try await restart(upload, dropping: offset)
+                    try await restart(digest, dropping: offset)
                     log.info("import: \(digest): \(error.message); starting it over")
                     idle += 1
                 } catch {
@@ -319,9 +319,9 @@ struct ImportCopier: Sendable {
     }
 
     /// Empties the session (its bytes go, and so does their count) to read the blob from byte 0.
-    func restart(_ upload: String, dropping held: Int64) async throws {
-        try? await registry.cancelUpload(plan.target, upload, privately: true)
-        _ = try await registry.openPrivateUpload(plan.target, id: upload)
+    func restart(_ digest: Digest, dropping held: Int64) async throws {
+        try? await registry.cancelUpload(plan.target, Self.partialID(plan.target, digest), privately: true)
+        _ = try await registry.openPrivateUpload(plan.target, digest: digest)
         progress.update {
             $0.bytesCopied -= held
             $0.blobRestarts = ($0.blobRestarts ?? 0) + 1

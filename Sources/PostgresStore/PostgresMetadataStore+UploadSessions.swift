@@ -54,6 +54,15 @@ extension PostgresMetadataStore {
         }
     }
 
+    public func uploadSessions(idPrefix: String) async throws -> [UploadSession] {
+        try await single { tx in
+            try await tx.rows("""
+                SELECT id, owner, version, state, updated_at FROM upload_sessions
+                WHERE left(id, length(\(idPrefix))) = \(idPrefix) ORDER BY id COLLATE "C"
+                """).map(Self.uploadSession)
+        }
+    }
+
     public func uploadSessionCount() async throws -> Int {
         try await single { tx in
             Int(try await tx.value("SELECT COUNT(*) FROM upload_sessions", Int64.self) ?? 0)

@@ -432,7 +432,7 @@ extension Registry {
             let used = try await metadata.quotaUsage(q)
             if sessions == nil { sessions = try await privateSessions() }
             views.append(QuotaView(name: q.name, prefix: q.prefix, limitBytes: q.limitBytes, usedBytes: used,
-                                   partialBytes: partialBytes(q, in: sessions ?? [])))
+                                   partialBytes: try await partialBytes(q, in: sessions ?? [])))
         }
         return views
     }
@@ -448,8 +448,9 @@ extension Registry {
         guard !all.contains(where: { $0.name == q.name }) else { throw LifecycleError.conflict("quota \(q.name) already exists") }
         all.append(q)
         try await store(Self.quotasKey, lifecycle.quotas, all)
-        return await QuotaView(name: q.name, prefix: q.prefix, limitBytes: q.limitBytes, usedBytes: try metadata.quotaUsage(q),
-                               partialBytes: partialBytes(q, in: try privateSessions()))
+        let used = try await metadata.quotaUsage(q)
+        let partial = try await partialBytes(q, in: try await privateSessions())
+        return QuotaView(name: q.name, prefix: q.prefix, limitBytes: q.limitBytes, usedBytes: used, partialBytes: partial)
     }
 
     public func deleteQuota(name: String) async throws {
@@ -468,7 +469,7 @@ extension Registry {
             var used = try await metadata.quotaUsage(q)
             if countingPartials {
                 if sessions == nil { sessions = try await privateSessions() }
-                used = Self.adding(used, partialBytes(q, in: sessions ?? []))
+                used = Self.adding(used, try await partialBytes(q, in: sessions ?? []))
             }
             if used >= q.limitBytes { throw quotaError(QuotaExceeded(quota: q.name, limit: q.limitBytes, used: used, needed: 0)) }
         }
@@ -493,7 +494,7 @@ extension Registry {
             var used = try await metadata.quotaUsage(q)
             if let own {
                 if sessions == nil { sessions = try await privateSessions() }
-                used = Self.adding(used, partialBytes(q, in: sessions ?? [], excluding: own))
+                used = Self.adding(used, try await partialBytes(q, in: sessions ?? [], excluding: own))
             }
             let needed = max(0, size ?? 0)
             if used >= q.limitBytes || needed > q.limitBytes - used {

@@ -67,6 +67,10 @@ public final class Registry: Sendable {
     let eventObservers = NIOLockedValueBox<[@Sendable ([Event]) -> Void]>([])
     /// The settings this server's parts read, by name: each decodes a document as its type.
     let settingTypes = NIOLockedValueBox<[String: @Sendable (Data) throws -> Void]>([:])
+    /// Whether private sessions kept by a build before their id namespace may still be in the
+    /// blob store (nil: not looked yet). Counted the old way (every upload listed, each owner
+    /// read) until a count finds none, then never looked for again by this process.
+    let legacyPrivateSessions = NIOLockedValueBox<Bool?>(nil)
 
     public init(blobs: any BlobStore, metadata: any MetadataStore, configuration: RegistryConfiguration = .init(),
                 logger: Logger = Logger(label: "berth.registry")) {
@@ -274,20 +278,49 @@ public final class Registry: Sendable {
         return UploadStatus(id: id, size: 0)
     }
 
-    /// What a private upload session's owner label is: the repository and a mark no repository
-    /// name can hold, so `/v2/` (which names the repository only) never reaches it.
-    static func uploadOwner(_ repository: RepositoryName, privately: Bool) -> String {
-        privately ? repository.value + "#private" : repository.value
+    /// The id namespace of private upload sessions: `openPrivateUpload` mints every private id
+    /// with it, and `/v2/` ids (lowercase UUIDs, `startUpload`) never begin with it (a UUID's
+    /// first eight characters are hex), so counting private sessions lists only these
+    /// (`BlobStore.uploads(idPrefix:)`) and never reads a client's upload. A call without
+    /// `privately` naming an id of this namespace is refused before the store is asked.
+    public static let privateUploadPrefix = "private-"
+
+    /// The private session of `digest` in `repository`: one per (repository, blob), so whoever
+    /// copies that blob there next (an import run again, the replication applier) resumes from
+    /// the bytes it holds. Never shown to a client.
+    public static func privateUploadID(_ repository: RepositoryName, _ digest: Digest) -> String {
+        privateUploadPrefix + legacyPrivateUploadID(repository, digest).prefix(64 - privateUploadPrefix.count)
     }
 
-    /// A private upload session of `repository` under `id` (an id its caller derives, e.g. from
-    /// the blob's digest, so a later run finds it again): created empty, or the existing one with
-    /// the bytes it holds. Only calls with `privately: true` reach it; `/v2/` never does, and its
-    /// bytes become a blob only through `finishUpload`, verified. Age and count are bounded
-    /// (`removeStaleUploads`, `trimPrivateUploads`).
-    public func openPrivateUpload(_ repository: RepositoryName, id: String) async throws -> UploadStatus {
+    /// The id an older build gave that session (no namespace: 64 hex digits). Such sessions are
+    /// counted the old way while any exist (`legacyPrivateSessions`), never resumed; the
+    /// stale-upload sweep removes them by age.
+    static func legacyPrivateUploadID(_ repository: RepositoryName, _ digest: Digest) -> String {
+        Digest.compute(Array("berth-import-partial\n\(repository.value)\n\(digest.string)".utf8)).hex
+    }
+
+    /// What a private upload session's owner label is: the repository and a mark no repository
+    /// name can hold, so `/v2/` (which names the repository only) never reaches it, then the
+    /// digest the session is for (so a count can leave out a blob the repository already holds).
+    static func uploadOwner(_ repository: RepositoryName, privately: Bool, digest: Digest? = nil) -> String {
+        guard privately else { return repository.value }
+        return repository.value + "#private" + (digest.map { "#" + $0.string } ?? "")
+    }
+
+    /// Whether `owner` (read from the store) is `repository`'s label for a session of that kind.
+    static func ownerMatches(_ owner: String, _ repository: RepositoryName, privately: Bool) -> Bool {
+        let base = uploadOwner(repository, privately: privately)
+        return owner == base || (privately && owner.hasPrefix(base + "#"))
+    }
+
+    /// The private upload session of `digest` in `repository` (`privateUploadID`): created empty,
+    /// or the existing one with the bytes it holds. Only calls with `privately: true` reach it;
+    /// `/v2/` never does, and its bytes become a blob only through `finishUpload`, verified. Age
+    /// and count are bounded (`removeStaleUploads`, `trimPrivateUploads`).
+    public func openPrivateUpload(_ repository: RepositoryName, digest: Digest) async throws -> UploadStatus {
         try await checkWritable(repository.value)
-        let owner = Self.uploadOwner(repository, privately: true)
+        let id = Self.privateUploadID(repository, digest)
+        let owner = Self.uploadOwner(repository, privately: true, digest: digest)
         for _ in 0..<2 {
             if let current = try await blobs.uploadOwner(id: id) {
                 guard current == owner else { throw RegistryError(.blobUploadInvalid, "upload session taken", status: 409) }
@@ -319,7 +352,7 @@ public final class Registry: Sendable {
         let wanted = repository.map { Self.namespace(of: $0.value) }
         func privateIDs(olderThan: Double) async throws -> [String: [String]] {
             var out: [String: [String]] = [:]
-            for session in try await privateSessions(olderThan: olderThan) {
+            for session in try await privateSessions(olderThan: olderThan) where session.id.hasPrefix(Self.privateUploadPrefix) {
                 let ns = Self.namespace(of: session.repository)
                 if let wanted, ns != wanted { continue }
                 out[ns, default: []].append(session.id)
@@ -355,35 +388,64 @@ public final class Registry: Sendable {
     public struct PrivateSession: Sendable, Equatable {
         public let id: String
         public let repository: String
+        /// The blob it is for.
+        public let digest: Digest?
         public let bytes: Int64
     }
 
     /// Private upload sessions idle since before `olderThan` (seconds since 1970; the far future
-    /// for all), with their repository and size.
+    /// for all), with their repository, blob and size: only the private id namespace is listed
+    /// (but for sessions an older build kept: `legacyPrivateSessions`).
     public func privateSessions(olderThan: Double = Date().timeIntervalSince1970 + 86_400) async throws -> [PrivateSession] {
-        var out: [PrivateSession] = []
-        for id in try await blobs.staleUploads(olderThan: olderThan) {
-            guard let owner = try? await blobs.uploadOwner(id: id), owner.hasSuffix("#private") else { continue }
-            let size = (try? await blobs.uploadedSize(id: id)) ?? 0
-            out.append(PrivateSession(id: id, repository: String(owner.dropLast("#private".count)), bytes: size ?? 0))
+        var out = try await legacyPrivateSessions(olderThan: olderThan)
+        for upload in try await blobs.uploads(idPrefix: Self.privateUploadPrefix) where upload.touchedAt < olderThan {
+            guard let mark = upload.owner.range(of: "#private") else { continue }
+            let rest = upload.owner[mark.upperBound...]
+            let digest = rest.hasPrefix("#") ? try? Digest(parsing: String(rest.dropFirst())) : nil
+            out.append(PrivateSession(id: upload.id, repository: String(upload.owner[..<mark.lowerBound]), digest: digest,
+                                      bytes: upload.size))
         }
+        return out
+    }
+
+    /// Sessions an older build kept (id of 64 hex digits, owner `<repository>#private`): found the
+    /// old way, listing every upload and reading its owner, until a listing finds none; from then
+    /// on never again (this build makes none, and the stale-upload sweep removes the old ones
+    /// within `uploadMaxAge`). They are counted, never resumed.
+    func legacyPrivateSessions(olderThan: Double) async throws -> [PrivateSession] {
+        // `olderThan` in the past asks for idle sessions to trim: these are never trimmed.
+        guard olderThan > Date().timeIntervalSince1970, legacyPrivateSessions.withLockedValue({ $0 }) != false else { return [] }
+        var out: [PrivateSession] = []
+        var found = false
+        for id in try await blobs.staleUploads(olderThan: Date().timeIntervalSince1970 + 86_400)
+        where id.utf8.count == 64 && !id.hasPrefix(Self.privateUploadPrefix) && !id.contains("-") {
+            guard let owner = try? await blobs.uploadOwner(id: id), owner.hasSuffix("#private") else { continue }
+            found = true
+            guard let size = try? await blobs.uploadedSize(id: id) else { continue }
+            out.append(PrivateSession(id: id, repository: String(owner.dropLast("#private".count)), digest: nil, bytes: size))
+        }
+        if !found { legacyPrivateSessions.withLockedValue { $0 = false } }
         return out
     }
 
     /// The bytes private sessions of repositories `quota` covers hold (partial copies parked by
     /// imports), but for the sessions in `excluding` (an import's own, about to be resumed:
-    /// their blobs are counted whole in its plan).
-    func partialBytes(_ quota: QuotaLimit, in sessions: [PrivateSession], excluding: Set<String> = []) -> Int64 {
+    /// their blobs are counted whole in its plan) and those whose blob their repository already
+    /// holds (linked by a push since: the quota's usage counts it, and the session is of no use
+    /// any more; removed by whoever copies that blob next, or by the sweep).
+    func partialBytes(_ quota: QuotaLimit, in sessions: [PrivateSession], excluding: Set<String> = []) async throws -> Int64 {
         var total: Int64 = 0
-        for s in sessions where quota.covers(s.repository) && !excluding.contains(s.id) {
-            let (sum, overflow) = total.addingReportingOverflow(max(0, s.bytes))
-            total = overflow ? Int64.max : sum
+        for s in sessions where quota.covers(s.repository) && !excluding.contains(s.id) && s.bytes > 0 {
+            if let digest = s.digest, try await metadata.linkedBlobSize(repository: s.repository, digest: digest) != nil { continue }
+            total = Self.adding(total, s.bytes)
         }
         return total
     }
 
     private func checkUpload(_ repository: RepositoryName, _ id: String, privately: Bool = false) async throws {
-        guard let owner = try? await blobs.uploadOwner(id: id), owner == Self.uploadOwner(repository, privately: privately) else {
+        // An id of the private namespace is never a client's: refused without asking the store.
+        guard privately == id.hasPrefix(Self.privateUploadPrefix),
+              let owner = try? await blobs.uploadOwner(id: id), Self.ownerMatches(owner, repository, privately: privately) else {
             throw RegistryError(.blobUploadUnknown, "upload unknown to registry")
         }
     }

@@ -39,6 +39,9 @@ public protocol UploadSessionStore: Sendable {
     /// Ids of the sessions not created or updated for at least `seconds`, by the store's clock,
     /// in id order (for the abandoned-upload sweeper).
     func idleUploadSessions(for seconds: TimeInterval) async throws -> [String]
+    /// The sessions whose id begins with `idPrefix`, in id order (a namespace of ids the blob
+    /// store's caller mints: counted without reading any other session).
+    func uploadSessions(idPrefix: String) async throws -> [UploadSession]
     /// Number of sessions.
     func uploadSessionCount() async throws -> Int
 }

@@ -624,14 +624,9 @@ public final class ReplicationApplier: Sendable {
     /// the blob store; false when the peer no longer has it.
     func ensureBlob(_ repository: RepositoryName, _ digest: Digest, size: Int64?, client: UpstreamClient) async throws -> Bool {
         if try await registry.metadata.linkedBlobSize(repository: repository.value, digest: digest) != nil { return true }
-        do {
-            _ = try await client.blob(repository: repository.value, digest: digest, size: size) { stream in
-                try await registry.putBlob(repository, digest: digest, contentLength: size, body: stream)
-            }
-        } catch let e as UpstreamError where e.kind == .notFound {
-            return false
-        }
-        return true
+        // Past the inline limit (or of no stated size), resumable: `ResumableBlobFetch.swift`.
+        if let size, registry.keepsInline(size: size) { return try await fetchBlobWhole(repository, digest, size: size, client: client) }
+        return try await fetchBlobResumably(repository, digest, size: size, client: client)
     }
 
     // MARK: bytes pending

@@ -142,10 +142,11 @@ public final class S3BlobStore: BlobStore {
     func uploadPrefix(_ id: String) -> String { key("uploads/\(id)/") }
     func dataKey(_ id: String) -> String { uploadPrefix(id) + "data" }
 
-    /// The registry's ids are lowercase UUIDs; anything else is unknown, never a key.
+    /// The registry's ids are lowercase UUIDs (or a lowercase prefix and hex: its private
+    /// sessions); anything else is unknown, never a key.
     static func valid(_ id: String) -> Bool {
         !id.isEmpty && id.utf8.count <= 64
-            && id.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) || $0 == 0x2D }
+            && id.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D }
     }
 
     // MARK: blobs
@@ -715,6 +716,18 @@ public final class S3BlobStore: BlobStore {
 
     public func openUploadCount() async throws -> Int {
         try await sessions.uploadSessionCount()
+    }
+
+    /// From the session table alone (no listing of the bucket); a session whose state this build
+    /// cannot read is left out.
+    public func uploads(idPrefix: String) async throws -> [UploadListing] {
+        try await sessions.uploadSessions(idPrefix: idPrefix).compactMap { session in
+            guard Self.valid(session.id), let state = try? JSONDecoder().decode(UploadState.self, from: Data(session.state)) else {
+                return nil
+            }
+            return UploadListing(id: session.id, owner: session.owner, size: state.size,
+                                 touchedAt: session.updatedAt.timeIntervalSince1970)
+        }
     }
 }
 

@@ -49,6 +49,13 @@ extension SQLiteMetadataStore {
         }
     }
 
+    public func uploadSessions(idPrefix: String) async throws -> [UploadSession] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM upload_sessions WHERE substr(id, 1, ?) = ? ORDER BY id",
+                             arguments: [idPrefix.count, idPrefix]).map(Self.uploadSession)
+        }
+    }
+
     public func uploadSessionCount() async throws -> Int {
         try await pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM upload_sessions") ?? 0 }
     }

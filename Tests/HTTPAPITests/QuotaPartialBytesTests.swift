@@ -31,8 +31,7 @@ import Testing
                 #expect(created.status == .created)
             }
             let repository = try RepositoryName("team/app")
-            let id = Digest.compute(Array("a partial copy".utf8)).hex
-            _ = try await registry.openPrivateUpload(repository, id: id)
+            let id = try await registry.openPrivateUpload(repository, digest: Digest.compute(Array("a partial copy".utf8))).id
             let bytes = [UInt8](repeating: 7, count: 123_456)
             _ = try await registry.appendUpload(repository, id, rangeStart: 0, privately: true, body: AsyncStream { c in
                 c.yield(ByteBuffer(bytes: bytes))
@@ -50,6 +49,43 @@ import Testing
             try await registry.cancelUpload(repository, id, privately: true)
             shown = try await quotas()
             #expect(shown["team"]?.partialBytes == 0)
+        }
+    }
+
+    /// A partial copy of a blob that a client then pushes into the same repository counts once,
+    /// as stored; and `/v2/` cannot reach the private session by its id.
+    @Test func aPartialCopyOfABlobPushedSinceCountsOnce() async throws {
+        let (app, _, registry) = try await makeSecuredServer()
+        try await app.test(.router) { client in
+            func team() async throws -> BerthAPIContract.QuotaView? {
+                let answer = try await client.execute(uri: "/api/v1/quotas", method: .get, headers: owner)
+                #expect(answer.status == .ok)
+                return try JSONDecoder().decode([BerthAPIContract.QuotaView].self, from: Data(buffer: answer.body)).first { $0.name == "team" }
+            }
+            let created = try await client.execute(uri: "/api/v1/quotas", method: .post, headers: owner,
+                                                   body: ByteBuffer(string: #"{"name":"team","prefix":"team/","limitBytes":1000000}"#))
+            #expect(created.status == .created)
+            let repository = try RepositoryName("team/app")
+            let layer = [UInt8](repeating: 5, count: 200_000)
+            let digest = Digest.compute(layer)
+            let id = try await registry.openPrivateUpload(repository, digest: digest).id
+            _ = try await registry.appendUpload(repository, id, rangeStart: 0, privately: true, body: AsyncStream { c in
+                c.yield(ByteBuffer(bytes: layer.prefix(80_000)))
+                c.finish()
+            })
+            #expect(try await team()?.partialBytes == 80_000)
+            for method in [HTTPRequest.Method.get, .patch, .put, .delete] {
+                let reached = try await client.execute(uri: "/v2/team/app/blobs/uploads/\(id)?digest=\(digest)", method: method,
+                                                       headers: owner, body: ByteBuffer(bytes: [1]))
+                #expect(reached.status == .notFound, "\(method)")
+                #expect(String(buffer: reached.body).contains("BLOB_UPLOAD_UNKNOWN"), "\(method)")
+            }
+            #expect(try await registry.uploadStatus(repository, id, privately: true).size == 80_000)
+            let pushed = try await client.execute(uri: "/v2/team/app/blobs/uploads/?digest=\(digest)", method: .post, headers: owner,
+                                                  body: ByteBuffer(bytes: layer))
+            #expect(pushed.status == .created)
+            let view = try await team()
+            #expect(view?.usedBytes == 200_000 && view?.partialBytes == 0)
         }
     }
 }

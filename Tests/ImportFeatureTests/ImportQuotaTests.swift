@@ -144,8 +144,7 @@ import UpstreamClient
         _ = try await registry.createQuota(QuotaLimit(name: "mirrors", prefix: "mirror/", limitBytes: 250_000))
         // 200,000 bytes parked in another repository of the namespace, as a failed import keeps them.
         let parked = try RepositoryName("mirror/other")
-        let id = ImportCopier.partialID(parked, Digest.compute(Array("some blob".utf8)))
-        _ = try await registry.openPrivateUpload(parked, id: id)
+        let id = try await registry.openPrivateUpload(parked, digest: Digest.compute(Array("some blob".utf8))).id
         _ = try await registry.appendUpload(parked, id, rangeStart: 0, privately: true,
                                             body: ImportResumeTests.chunk([UInt8](repeating: 1, count: 200_000)))
         let view = try #require(try await registry.quotaViews().first { $0.name == "mirrors" })
@@ -158,8 +157,7 @@ import UpstreamClient
             // Another partial copy cannot be opened once the parked bytes fill the quota.
             _ = try await registry.appendUpload(parked, id, rangeStart: 200_000, privately: true,
                                                 body: ImportResumeTests.chunk([UInt8](repeating: 1, count: 50_000)))
-            let another = ImportCopier.partialID(parked, Digest.compute(Array("another blob".utf8)))
-            await #expect { _ = try await registry.openPrivateUpload(parked, id: another) } throws: { Self.isQuotaError($0) }
+            await #expect { _ = try await registry.openPrivateUpload(parked, digest: Digest.compute(Array("another blob".utf8))) } throws: { Self.isQuotaError($0) }
             // Dropped, the room is back.
             try await registry.cancelUpload(parked, id, privately: true)
             #expect(try await Self.copier(port: port, registry: registry, referrers: false).run() == Digest.compute(source.image))
@@ -201,8 +199,7 @@ import UpstreamClient
         var ids: [String: [String]] = [:]
         for (repository, n) in [(theirs, 2), (mine, 2), (mineToo, 1)] {
             for i in 0..<n {
-                let id = ImportCopier.partialID(repository, Digest.compute([UInt8(i)]))
-                _ = try await registry.openPrivateUpload(repository, id: id)
+                let id = try await registry.openPrivateUpload(repository, digest: Digest.compute([UInt8(i)])).id
                 _ = try await registry.appendUpload(repository, id, rangeStart: 0, privately: true, body: ImportResumeTests.chunk([1]))
                 ids[repository.value, default: []].append(id)
             }

@@ -900,3 +900,49 @@ def test_routing_settings_are_refused_clearly_when_malformed(tmp_path):
     env = dict(os.environ, BERTH_CLIENT_NETWORKS="10.0.0.0/8=west,banana=sea")
     r = serve(env=env)
     assert r.returncode != 0 and "BERTH_CLIENT_NETWORKS" in r.stderr and "banana=sea" in r.stderr, r.stderr
+
+
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
+def test_a_broken_blob_transfer_resumes_where_it_stopped(regions, tmp_path):
+    """Issue 13's resumable blob fetches: sea reads west through a proxy that cuts a 3 MiB layer
+    1 MiB in and then drops every later GET of it, so sea's attempts fail with the bytes received
+    kept (a private upload session of the repository and the layer). Each later GET asks only for
+    the rest (``Range: bytes=N-``, N the bytes kept), and once the proxy lets the layer through
+    the proxy has forwarded, after the cut, only the rest of it; sea stores west's layer, verified."""
+    from test_import import DroppingProxy
+
+    west, sea = regions
+    repo = "resume/app"
+    big = os.urandom(3 * 1024 * 1024)
+    layer = "sha256:" + hashlib.sha256(big).hexdigest()
+    cut = 1024 * 1024
+    proxy = DroppingProxy(west.server.host, layer, cut=cut, own_realm=True)
+    proxy.dropping = True
+    try:
+        sea.cli("replication", "update", "--location", WEST, "--endpoint", f"http://{proxy.host}",
+                "--credential-file", str(tmp_path / f"credential-{SEA}"))
+        config = json.dumps({"architecture": "amd64", "os": "linux", "resume": True}).encode()
+        digest = west.image_of(repo, "v1", config, big)
+
+        def failed_and_retried():
+            s = sea.status(WEST)
+            return s if s.get("lastError") and len(proxy.ranges) >= 5 else None
+        _wait("sea to fail an attempt at the layer and try again", failed_and_retried, regions=(west, sea))
+        assert sea.manifest_digest(repo, "v1") is None
+
+        proxy.dropping = False
+        _wait("sea to catch up once the layer comes through", _caught_up(west, sea), tries=600, regions=(west, sea))
+        assert sea.manifest_digest(repo, "v1") == digest
+        r = requests.get(f"{sea.server.base}/v2/{repo}/blobs/{layer}", auth=sea.server.creds, timeout=60)
+        assert r.status_code == 200 and r.content == big
+
+        # The first GET was cut; every later one (in that attempt and the next ones) asked for the
+        # rest from the bytes kept, never for the whole layer again.
+        assert proxy.ranges[0] is None, proxy.ranges
+        m = re.fullmatch(r"bytes=(\d+)-", proxy.ranges[1] or "")
+        assert m and 0 < int(m.group(1)) <= cut, proxy.ranges
+        assert set(proxy.ranges[1:]) == {proxy.ranges[1]}, proxy.ranges
+        kept = int(m.group(1))
+        assert sum(proxy.sent[1:]) == len(big) - kept, (kept, proxy.sent)
+    finally:
+        proxy.stop()

@@ -13,7 +13,8 @@ import Testing
 ///         try await c.run { try makeEmptyStore() }
 ///     }
 ///
-/// Upload ids are the registry's (lowercase UUIDs). Every case gets a store of its own.
+/// Upload ids are the registry's (lowercase UUIDs; `private-` and hex for its private sessions).
+/// Every case gets a store of its own.
 ///
 /// Writing a case: `#expect(try …)` compiles only in a case whose closure also has a `try` outside
 /// any macro ("errors thrown from here are not handled" otherwise); hoist the call into a `let`.

@@ -37,6 +37,7 @@ open class ForwardingBlobStore: BlobStore, @unchecked Sendable {
     open func cancelUpload(id: String) async throws { try await inner.cancelUpload(id: id) }
     open func staleUploads(olderThan: Double) async throws -> [String] { try await inner.staleUploads(olderThan: olderThan) }
     open func openUploadCount() async throws -> Int { try await inner.openUploadCount() }
+    open func uploads(idPrefix: String) async throws -> [UploadListing] { try await inner.uploads(idPrefix: idPrefix) }
     open func checkHealth() async throws { try await inner.checkHealth() }
     open func openFile(_ digest: Digest) async throws -> BlobFile? { nil }
     open func redirectURL(_ digest: Digest) async throws -> String? { nil }

@@ -123,6 +123,30 @@ extension BlobStoreConformance {
             _ = try await put(s, bytes(10))
             #expect(try await s.openUploadCount() == 1)
         },
+        Case("uploads(idPrefix:): only the uploads of an id namespace, with owner, size and last change") { s in
+            let ordinary = newID()
+            let a = "private-" + String(repeating: "a", count: 56), b = "private-" + String(repeating: "0", count: 56)
+            let before = Date().timeIntervalSince1970 - 5
+            try await s.createUpload(id: ordinary, owner: "r")
+            _ = try await s.append(id: ordinary, offset: 0, body: body(bytes(5)), limit: nil)
+            try await s.createUpload(id: a, owner: "r#private#sha256:aa")
+            _ = try await s.append(id: a, offset: 0, body: body(bytes(300, seed: 2)), limit: nil)
+            try await s.createUpload(id: b, owner: "r#private#sha256:bb")
+            let listed = try await s.uploads(idPrefix: "private-")
+            #expect(listed.map(\.id) == [b, a])
+            #expect(listed.map(\.owner) == ["r#private#sha256:bb", "r#private#sha256:aa"])
+            #expect(listed.map(\.size) == [0, 300])
+            #expect(listed.allSatisfy { $0.touchedAt >= before && $0.touchedAt <= Date().timeIntervalSince1970 + 5 })
+            // The ids of the namespace are ids like any other to the rest of the store.
+            #expect(try await s.uploadOwner(id: a) == "r#private#sha256:aa")
+            #expect(try await s.uploadedSize(id: a) == 300)
+            try await s.cancelUpload(id: a)
+            let after = try await s.uploads(idPrefix: "private-")
+            #expect(after.map(\.id) == [b])
+            let none = try await s.uploads(idPrefix: "nothing-")
+            #expect(none.isEmpty)
+            #expect(try await s.uploadedSize(id: ordinary) == 5)
+        },
         Case("checkHealth: a fresh store is healthy") { s in
             try await s.checkHealth()
         },

@@ -55,5 +55,22 @@ extension MetadataStoreConformance {
             let count = try await s.uploadSessionCount()
             #expect(gone == nil && update == nil && idle == ["a"] && count == 1)
         },
+        Case("uploadSessions(idPrefix:): only the sessions of that id namespace, in id order, with owner and state") { s in
+            // Ids around the prefix in byte order ("private." sorts right after "private-").
+            for (id, owner) in [("private-b2", "r#private#x"), ("private-a1", "r#private#y"), ("privatea", "r"),
+                                ("private.", "r"), ("prival", "r"), ("0d5c-uuid", "r"), ("private", "r")] {
+                _ = try await s.createUploadSession(id: id, owner: owner, state: Array(id.utf8))
+            }
+            let listed = try await s.uploadSessions(idPrefix: "private-")
+            #expect(listed.map(\.id) == ["private-a1", "private-b2"])
+            #expect(listed.map(\.owner) == ["r#private#y", "r#private#x"] && listed.first?.state == Array("private-a1".utf8))
+            #expect(listed.allSatisfy { $0.version == 1 })
+            _ = try await s.updateUploadSession(id: "private-a1", expectedVersion: 1, state: [7])
+            try await s.deleteUploadSession(id: "private-b2")
+            let after = try await s.uploadSessions(idPrefix: "private-")
+            #expect(after.map(\.id) == ["private-a1"] && after.first?.state == [7] && after.first?.version == 2)
+            let none = try await s.uploadSessions(idPrefix: "nothing-")
+            #expect(none.isEmpty)
+        },
     ]
 }
