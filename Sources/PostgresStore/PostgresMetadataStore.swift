@@ -344,9 +344,11 @@ public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTr
                                            mediaType: r.mediaType, size: r.size)
             }
             var previous: Digest?
+            var moved = false
             if let tag = push.tag {
                 let old = try await tx.value("SELECT digest FROM tags WHERE repo_id = \(repo) AND name = \(tag)", String.self)
                 if old != r.digest.string {
+                    moved = true
                     try await tx.exec("""
                         INSERT INTO tags(repo_id, name, digest, updated_at) VALUES (\(repo), \(tag), \(r.digest.string), \(now))
                         ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at
@@ -356,6 +358,14 @@ public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTr
                     if let old { try await Self.stampUntagged(tx, repo, old, tag: tag, historyLimit: push.tagHistoryLimit) }
                     previous = old.flatMap { try? Digest(parsing: $0) }
                 }
+            }
+            // A push of a manifest already stored that moves no tag appends no push or tag event,
+            // but it is still a write of the manifest's presence (issue 13): recorded as a mark, so a
+            // peer region's deletion older than it does not remove it. A peer's write applied here
+            // records its own.
+            if !isNew, !moved, origin?.replicated == nil {
+                try await Self.appendEvent(tx, origin, .registerMark, push.repository, digest: r.digest.string,
+                                           detail: EventAction.manifestPush.rawValue)
             }
             return .stored(previousTagTarget: previous)
         }

@@ -871,10 +871,12 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                                      tag: push.tag, mediaType: r.mediaType, size: r.size)
             }
             var previous: Digest?
+            var moved = false
             if let tag = push.tag {
                 let old = try String.fetchOne(db, sql: "SELECT digest FROM tags WHERE repo_id = ? AND name = ?",
                                               arguments: [repo, tag])
                 if old != r.digest.string {
+                    moved = true
                     try db.execute(sql: """
                         INSERT INTO tags(repo_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
                         ON CONFLICT(repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at
@@ -884,6 +886,14 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                     if let old { try Self.stampUntagged(db, repo, old, tag: tag, historyLimit: push.tagHistoryLimit) }
                     previous = old.flatMap { try? Digest(parsing: $0) }
                 }
+            }
+            // A push of a manifest already stored that moves no tag appends no push or tag event,
+            // but it is still a write of the manifest's presence (issue 13): recorded as a mark, so a
+            // peer region's deletion older than it does not remove it. A peer's write applied here
+            // records its own.
+            if !isNew, !moved, origin?.replicated == nil {
+                try Self.appendEvent(db, origin, EventAction.registerMark, push.repository, digest: r.digest.string,
+                                     detail: EventAction.manifestPush.rawValue)
             }
             return .stored(previousTagTarget: previous)
         }

@@ -698,6 +698,32 @@ def test_a_manifest_deleted_during_a_partition_is_not_brought_back(regions):
         assert region.manifest_digest("gone/app", "b") == other, region.name
 
 
+def test_a_manifest_pushed_again_after_a_peers_deletion_stays(regions):
+    """A push of a manifest that is already stored moves nothing here, but it is a write of the
+    manifest's presence: a peer's deletion made before it does not remove it (before, the push
+    appended no event and the deletion removed the manifest in both regions, the push lost
+    without a trace). The deletion is logged as lost; the tag it took stays gone in both."""
+    west, sea = regions
+    kept = west.image("again/app", "v1", "pushed again in west")
+    _wait("again/app in southeastasia", lambda: sea.manifest_digest("again/app", "v1") == kept, regions=(sea,))
+    _wait("both regions caught up", _caught_up(west, sea))
+    west.consumer(SEA, "pause")
+    sea.consumer(WEST, "pause")
+    assert requests.delete(f"{sea.server.base}/v2/again/app/manifests/{kept}", auth=sea.server.creds, timeout=30).status_code == 202
+    body = west.get(f"/v2/again/app/manifests/{kept}", headers={"Accept": OCI_MANIFEST}).content
+    r = requests.put(f"{west.server.base}/v2/again/app/manifests/{kept}", data=body, auth=west.server.creds, timeout=30,
+                     headers={"Content-Type": OCI_MANIFEST})
+    assert r.status_code == 201, r.text
+    west.consumer(SEA, "resume")
+    sea.consumer(WEST, "resume")
+    _wait("both regions caught up", _caught_up(west, sea), regions=(west, sea))
+    _wait("the manifest back in southeastasia", lambda: sea.manifest_digest("again/app", kept) == kept, regions=(sea,))
+    for region in (west, sea):
+        assert region.manifest_digest("again/app", kept) == kept, region.name
+        assert region.manifest_digest("again/app", "v1") is None, region.name
+    assert any(c["kind"] == "manifest-delete" and c["key"] == kept for region in (west, sea) for c in region.conflicts())
+
+
 EAST = "eastus"
 
 

@@ -79,7 +79,7 @@ extension MetadataStoreConformance {
             #expect(m.artifactType == nil)
             #expect(m.subject == nil)
         },
-        Case("putManifest: pushing the same manifest again is idempotent; a new tag appends only its tag.move") { s in
+        Case("putManifest: pushing the same manifest again is idempotent (a mark of its presence only); a new tag appends only its tag.move") { s in
             let first = push("r", "m", tag: "a", createdAt: Date(timeIntervalSince1970: 1_000_000))
             try await store(s, first)
             var again = push("r", "m", tag: "a", createdAt: Date(timeIntervalSince1970: 2_000_000))
@@ -87,6 +87,16 @@ extension MetadataStoreConformance {
             again.expectedTagTarget = first.record.digest
             var acts = try await actions(s) { result = try await s.putManifest(again) }
             #expect(result == .stored(previousTagTarget: nil))
+            #expect(acts == [.registerMark])
+            let mark = try await s.events(after: 0, limit: 100).last
+            #expect(mark?.detail == EventAction.manifestPush.rawValue && mark?.digest == first.record.digest.string && mark?.tag == nil)
+            // a peer's write applied here appends no mark of its own
+            let peer = EventStamp(region: "westeurope", milliseconds: 1_000, logical: 0)
+            acts = try await actions(s) {
+                try await EventOrigin.$current.withValue(EventOrigin(actor: "replication:westeurope", address: "-", replicated: peer)) {
+                    result = try await s.putManifest(again)
+                }
+            }
             #expect(acts == [])
             // the first push's record stays
             await #expect(try s.manifest(repository: "r", digest: first.record.digest)?.createdAt == Date(timeIntervalSince1970: 1_000_000))
@@ -98,7 +108,7 @@ extension MetadataStoreConformance {
             again.tag = nil
             acts = try await actions(s) { result = try await s.putManifest(again) }
             #expect(result == .stored(previousTagTarget: nil))
-            #expect(acts == [])
+            #expect(acts == [.registerMark])
             await #expect(try s.tags(repository: "r", after: nil, limit: 10) == ["a", "b"])
         },
         Case("putManifest: moving a tag reports the previous target and records it in the event") { s in
