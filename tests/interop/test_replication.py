@@ -698,6 +698,7 @@ def test_a_manifest_deleted_during_a_partition_is_not_brought_back(regions):
         assert region.manifest_digest("gone/app", "b") == other, region.name
 
 
+@pytest.mark.server_env(BERTH_OUTBOUND_ALLOW="127.0.0.1/32", BERTH_REGION=WEST, BERTH_LIFECYCLE_TICK_SECONDS="0.2")
 def test_a_manifest_pushed_again_after_a_peers_deletion_stays(regions):
     """A push of a manifest that is already stored moves nothing here, but it is a write of the
     manifest's presence: a peer's deletion made before it does not remove it (before, the push
