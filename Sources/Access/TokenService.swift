@@ -279,10 +279,17 @@ public final class TokenService: Sendable {
         }
         // A peer region's access and refresh tokens (a client whose DNS moved between regions
         // keeps both); run tokens stay with the region whose task issued them.
-        if checked == nil, type == "access" || type == "refresh" { checked = await verifyPeer(token) }
+        var peer = false
+        if checked == nil, type == "access" || type == "refresh" {
+            checked = await verifyPeer(token, type: type)
+            peer = checked != nil
+        }
         guard let payload = checked,
               payload.iss.value == Self.issuer, payload.aud.value.contains(audience), payload.typ == type
         else { return nil }
+        // A peer's token is verified again at each use (its keys are cached by the replication
+        // feature): removing the replica, or its key, stops its tokens at once.
+        if peer { return payload }
         verified.withLockedValue { cache in
             if cache.count > 50_000 { cache = cache.filter { $0.value.exp.value > now } }
             if cache.count > 50_000 { cache.removeAll() }
@@ -297,7 +304,7 @@ extension TokenService {
     /// only (a key of one region never verifies a token naming another), and the signed `rgn`
     /// must be that region, never this one. Issuer, audience, type and validity are checked by
     /// the caller as for this region's tokens.
-    private func verifyPeer(_ token: String) async -> RegistryTokenPayload? {
+    private func verifyPeer(_ token: String, type: String) async -> RegistryTokenPayload? {
         let (local, peers) = regional.withLockedValue { ($0.region, $0.peers) }
         guard let local, let peers else { return nil }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
@@ -315,8 +322,18 @@ extension TokenService {
         // counter unrelated) nor a peer's task run (its rights are in its subject; no record of
         // the run exists here).
         let subject = payload.sub.value
-        guard subject.hasPrefix("identity:") || subject.hasPrefix("token:") || subject == "anonymous" else { return nil }
+        guard subject.hasPrefix("identity:") || subject.hasPrefix("token:") || (subject == "anonymous" && type == "access") else { return nil }
         return payload
+    }
+
+    /// The region that signed `token` when it is a peer region's (its signed `rgn` names another
+    /// region than this one); nil for this region's own tokens. Read after `verify` accepted it.
+    public func peerRegion(of token: String) -> String? {
+        let local = regional.withLockedValue { $0.region }
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard let local, parts.count == 3, let body = Data(base64URLEncoded: String(parts[1])),
+              let region = (try? JSONDecoder().decode(RegionClaim.self, from: body))?.rgn, region != local else { return nil }
+        return region
     }
 
     private struct RegionClaim: Decodable { var rgn: String? }

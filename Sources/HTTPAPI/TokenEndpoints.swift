@@ -49,9 +49,13 @@ extension RegistryResponder {
                 who = try await login(gate, request, user: form["username"] ?? "", password: form["password"] ?? "",
                                       address: address, service: service)
             case "refresh_token":
+                let presented = form["refresh_token"] ?? ""
                 who = try await login(gate, request, user: AccessControl.refreshTokenUser,
-                                      password: form["refresh_token"] ?? "", address: address, service: service)
-                offline = true
+                                      password: presented, address: address, service: service)
+                // A peer region's refresh token is renewed by its own region only: here it gets
+                // access tokens until it expires, never a refresh token of this region (a chain that
+                // would outlive the peer's removal or its key).
+                offline = gate.access.tokens.peerRegion(of: presented) == nil
             default:
                 throw RegistryError(.unsupported, "grant_type must be password or refresh_token", status: 400)
             }

@@ -253,8 +253,10 @@ public final class ReplicationApplier: Sendable {
                 guard wins else { return }
                 try await recordConflict(location, kind: "tag", repository: repo, key: tag, loser: write,
                                          winner: RegisterWrite(value: .tombstone, stamp: deleted), now: now, winnerValue: "manifest deleted")
-                try await registers.appendRegisterMark(repository: repo, standingFor: .tagMove, digest: raw, tag: tag)
+                // The tag first: the mark makes the write a duplicate, so a failure in between
+                // would never be repaired.
                 try await removeTag(name, tag, write: write, location: location, now: now)
+                try await registers.appendRegisterMark(repository: repo, standingFor: .tagMove, digest: raw, tag: tag)
                 return
             }
             // A move writes the manifest's presence too, whether or not it wins the tag: a deletion
@@ -265,8 +267,15 @@ public final class ReplicationApplier: Sendable {
             guard present else {
                 // Gone at the peer too (its deletion follows in the feed): the tag's register learns
                 // the move, and the tag's older target is not kept.
-                try await registers.appendRegisterMark(repository: repo, standingFor: .tagMove, digest: raw, tag: tag)
                 try await removeTag(name, tag, write: write, location: location, now: now)
+                try await registers.appendRegisterMark(repository: repo, standingFor: .tagMove, digest: raw, tag: tag)
+                return
+            }
+            // Already there (a concurrent move of the same tag to the same manifest): nothing to
+            // move, and the store appends nothing, so the write is recorded as a mark (it counts in
+            // the tag's register and in the manifest's presence).
+            if try await registry.metadata.tagTarget(repository: repo, tag: tag) == digest {
+                try await registers.appendRegisterMark(repository: repo, standingFor: .tagMove, digest: raw, tag: tag)
                 return
             }
             let content = try await registry.manifest(name, .digest(digest))
@@ -274,9 +283,12 @@ public final class ReplicationApplier: Sendable {
                 _ = try await registry.putManifest(name, reference: .tag(tag), bytes: Array(content.bytes.readableBytesView),
                                                    contentType: content.mediaType)
             } catch let e as RegistryError where e.code == .denied {
-                // A lock here refuses the move: the lock wins, and the move is kept as lost.
+                // A lock here refuses the move: the lock wins, and the move is kept as lost. It
+                // still wrote the manifest's presence.
                 try await recordConflict(location, kind: "tag", repository: repo, key: tag, loser: write, winner: nil, now: now,
                                          winnerValue: "refused: " + e.message)
+                if let current = try await presence(repo, raw), !(current.stamp < write.stamp) { return }
+                try await registers.appendRegisterMark(repository: repo, standingFor: .manifestPush, digest: raw, tag: nil)
             }
         case .cascade(let repo, let tag, let digest):
             // The peer's deletion of the manifest took this tag there; here it goes too when it
@@ -308,9 +320,11 @@ public final class ReplicationApplier: Sendable {
                 // stays. The deletion is kept as lost, and remembered: a tag write older than it
                 // arriving later is void here as everywhere.
                 if current.stamp != event.stamp {
-                    try await recordConflict(location, kind: "manifest-delete", repository: repo, key: digest.string,
-                                             loser: RegisterWrite(value: .tombstone, stamp: event.stamp), winner: current, now: now,
-                                             winnerValue: "pushed")
+                    if current.value != .tombstone {   // two deletions are no conflict
+                        try await recordConflict(location, kind: "manifest-delete", repository: repo, key: digest.string,
+                                                 loser: RegisterWrite(value: .tombstone, stamp: event.stamp), winner: current, now: now,
+                                                 winnerValue: "pushed")
+                    }
                     // Once: the same deletion relayed by another peer finds it (a mark appended
                     // again would be relayed back and forth for ever).
                     if let known = try await newestDeletion(repo, digest.string), !(known < event.stamp) { return }
@@ -327,7 +341,15 @@ public final class ReplicationApplier: Sendable {
             do {
                 try await registry.deleteManifest(name, .digest(digest))
             } catch let e as RegistryError where e.code == .manifestUnknown || e.code == .nameUnknown {
-                try await registers.appendRegisterMark(repository: repo, standingFor: .manifestDelete, digest: digest.string, tag: nil)
+                // Gone meanwhile: remembered. Still stored (the core keeps a manifest a live index
+                // lists): this region keeps it, and the deletion is kept as lost.
+                guard try await registry.metadata.manifest(repository: repo, digest: digest) != nil else {
+                    try await registers.appendRegisterMark(repository: repo, standingFor: .manifestDelete, digest: digest.string, tag: nil)
+                    return
+                }
+                try await recordConflict(location, kind: "manifest-delete", repository: repo, key: digest.string,
+                                         loser: RegisterWrite(value: .tombstone, stamp: event.stamp), winner: nil, now: now,
+                                         winnerValue: "refused: still listed by an index here")
             } catch let e as RegistryError where e.code == .denied {
                 try await recordConflict(location, kind: "manifest-delete", repository: repo, key: digest.string,
                                          loser: RegisterWrite(value: .tombstone, stamp: event.stamp), winner: nil, now: now,
@@ -486,11 +508,17 @@ public final class ReplicationApplier: Sendable {
         let current = try await presence(repo, digest.string)
         let write = RegisterWrite(value: .digest(digest.string), stamp: stamp)
         if let current, !(current.stamp < stamp) {
-            if current.value == .tombstone, current.stamp != stamp {
-                try await recordConflict(location, kind: "manifest", repository: repo, key: digest.string, loser: write, winner: current,
-                                         now: now, winnerValue: "manifest deleted")
+            if current.value == .tombstone {
+                if current.stamp != stamp {
+                    try await recordConflict(location, kind: "manifest", repository: repo, key: digest.string, loser: write, winner: current,
+                                             now: now, winnerValue: "manifest deleted")
+                }
+                return stored
             }
-            return stored
+            // The newest write here says it is present: a manifest a fetch could not bring before
+            // (the peer lacked a blob) or a cascade here took is fetched now.
+            if stored { return true }
+            return try await ensureManifest(try RepositoryName(repo), digest, client: client, depth: 0)
         }
         if stored {
             if !recordedByTagMove {

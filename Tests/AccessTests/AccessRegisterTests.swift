@@ -152,14 +152,20 @@ struct FixedPeerKeys: PeerTokenKeys {
 /// Issue 13: a registry token of one region is accepted by its peers, verified with the issuing
 /// region's own public keys and judged against the identity state replicated there.
 @Suite struct PeerTokenTests {
-    @Test func aPeersAccessTokenVerifiesWithItsKeysOnlyAndOnlyForAKnownSubject() async throws {
+    /// Two regions, southeastasia knowing westeurope's token keys, and an identity `dev` with the
+    /// Pull role made in westeurope (not replicated yet).
+    static func westAndSea() async throws -> (west: AccessControl, sea: AccessControl, dev: Authenticated) {
         let (west, _) = try await AccessRegisterTests.opened()
         let (sea, _) = try await AccessRegisterTests.opened()
         west.tokens.setRegion("westeurope", peers: nil)
         sea.tokens.setRegion("southeastasia", peers: FixedPeerKeys(keys: ["westeurope": try await west.tokens.publicKeys()]))
         _ = try await west.createIdentity(admin, name: "dev")
         _ = try await west.assignRole(admin, assignee: "dev", role: "Pull", scope: "*")
-        let who = try #require(west.current(subject: "identity:dev"))
+        return (west, sea, try #require(west.current(subject: "identity:dev")))
+    }
+
+    @Test func aPeersAccessTokenVerifiesWithItsKeysOnlyAndOnlyForAKnownSubject() async throws {
+        let (west, sea, who) = try await Self.westAndSea()
         let (token, _) = try await west.issueToken(who, audience: "registry", type: "access", access: nil)
         // the signature and the issuing region verify in sea ...
         let payload = try #require(await sea.tokens.verify(token, audience: "registry", type: "access"))
@@ -178,20 +184,19 @@ struct FixedPeerKeys: PeerTokenKeys {
     }
 
     @Test func aPeersRefreshTokenLogsInThereWhileItsIdentityHoldsAndARunTokenNever() async throws {
-        let (west, _) = try await AccessRegisterTests.opened()
-        let (sea, _) = try await AccessRegisterTests.opened()
-        west.tokens.setRegion("westeurope", peers: nil)
-        sea.tokens.setRegion("southeastasia", peers: FixedPeerKeys(keys: ["westeurope": try await west.tokens.publicKeys()]))
-        _ = try await west.createIdentity(admin, name: "dev")
-        _ = try await west.assignRole(admin, assignee: "dev", role: "Pull", scope: "*")
+        let (west, sea, who) = try await Self.westAndSea()
         try await sea.applyReplicated(.identity, "dev", from: west)
-        let who = try #require(west.current(subject: "identity:dev"))
         let (refresh, _) = try await west.issueToken(who, audience: "s", type: "refresh", access: nil)
         // a refresh token is not an access token, here as in west
         #expect(await sea.tokens.verify(refresh, audience: "s", type: "access") == nil)
         let (principal, subject) = try await sea.authenticate(username: AccessControl.refreshTokenUser, password: refresh, address: here,
                                                               service: "s")
         #expect(subject == "identity:dev" && principal.name == "dev")
+        // the replica removed: its tokens stop at once (a peer's token is verified at each use)
+        sea.tokens.setRegion("southeastasia", peers: nil)
+        #expect(await sea.tokens.verify(refresh, audience: "s", type: "refresh") == nil)
+        sea.tokens.setRegion("southeastasia", peers: FixedPeerKeys(keys: ["westeurope": try await west.tokens.publicKeys()]))
+        #expect(sea.tokens.peerRegion(of: refresh) == "westeurope" && west.tokens.peerRegion(of: refresh) == nil)
         // a disable in west, replicated: the refresh token stops working in sea too
         _ = try await west.updateIdentity(admin, name: "dev", enabled: false, trustedService: nil)
         try await sea.applyReplicated(.identity, "dev", from: west)

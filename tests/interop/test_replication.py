@@ -625,6 +625,8 @@ def test_access_state_replicates_so_one_login_works_in_every_region(regions, tmp
                                    "service": west.server.host, "scope": f"repository:{repo}:pull", "client_id": "interop"})
     from_sea = refreshed(sea)
     assert from_sea.status_code == 200, from_sea.text
+    # sea renews nothing of west's: no refresh token of its own (west's expires as issued)
+    assert not from_sea.json().get("refresh_token"), from_sea.text
     r = requests.get(f"{sea.server.base}/v2/{repo}/manifests/v1", timeout=30,
                      headers={"Authorization": "Bearer " + from_sea.json()["token"], "Accept": OCI_MANIFEST})
     assert r.status_code == 200, r.text
