@@ -224,8 +224,7 @@ public final class ReplicationApplier: Sendable {
         case .manifest(let repo, let digest):
             try await applyPresence(repo, digest, stamp: event.stamp, recordedByTagMove: false, location: location, client: client, now: now)
         case .tag(let repo, let tag, let write):
-            let current = ReplicationPlan.current(try await registers.registerWrites(repository: repo, key: .tag(tag), before: nil, limit: 2),
-                                                  localRegion: region)
+            let current = try await tagWrite(repo, tag)
             let outcome = ReplicationPlan.merge(write, into: current)
             if let loser = outcome.conflictLoser {
                 let winner = loser == write ? current : write
@@ -294,9 +293,7 @@ public final class ReplicationApplier: Sendable {
             // The peer's deletion of the manifest took this tag there; here it goes too when it
             // points at that manifest by an older write (the deletion, which follows, would take it).
             guard try await registry.metadata.tagTarget(repository: repo, tag: tag) == digest else { return }
-            let write = ReplicationPlan.current(try await registers.registerWrites(repository: repo, key: .tag(tag), before: nil, limit: 1),
-                                                localRegion: region)
-            if let write, !(write.stamp < event.stamp) { return }
+            if let write = try await tagWrite(repo, tag), !(write.stamp < event.stamp) { return }
             try await removeTag(try RepositoryName(repo), tag, write: RegisterWrite(value: .tombstone, stamp: event.stamp), location: location,
                                 now: now)
         case .deleteManifest(let repo, let digest):
@@ -306,8 +303,7 @@ public final class ReplicationApplier: Sendable {
             // void in every region (the partition test found regions keeping a manifest whose
             // concurrent, earlier tag write had moved on, and regions diverging on such tags).
             for kept in try await registry.metadata.tags(repository: repo, pointingAt: digest, limit: 1000) {
-                let write = ReplicationPlan.current(try await registers.registerWrites(repository: repo, key: .tag(kept), before: nil, limit: 1),
-                                                    localRegion: region)
+                let write = try await tagWrite(repo, kept)
                 if let write, !(write.stamp < event.stamp) { continue }
                 if let write {
                     try await recordConflict(location, kind: "tag", repository: repo, key: kept, loser: write,
@@ -488,6 +484,11 @@ public final class ReplicationApplier: Sendable {
     func presence(_ repo: String, _ digest: String) async throws -> RegisterWrite? {
         ReplicationPlan.newest(try await registers.registerWrites(repository: repo, key: .manifest(digest), before: nil, limit: 4),
                                localRegion: region)
+    }
+
+    /// A tag's current write here (naming the write before it as what it replaced), nil for none.
+    func tagWrite(_ repo: String, _ tag: String) async throws -> RegisterWrite? {
+        ReplicationPlan.current(try await registers.registerWrites(repository: repo, key: .tag(tag), before: nil, limit: 2), localRegion: region)
     }
 
     /// The stamp of the manifest's newest deletion here (applied, or remembered by a mark).
