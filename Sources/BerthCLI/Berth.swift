@@ -207,6 +207,9 @@ struct Serve: AsyncParsableCommand {
             sealingKey: try await ReplicationService.sharedSealingKey(SharedKeyMaterial(store: backends.metadata, kek: kek)),
             policy: outbound, logger: Logger(label: "berth.replication"), region: settings.region, content: backends.metadata,
             registers: backends.metadata, settings: backends.metadata)
+        if let ca = settings.taskRegistryCA {
+            do { try TasksConfiguration.checkRegistryCA(ca) } catch { throw CLIError("task-registry-ca: \(error)") }
+        }
         var tasksConfiguration = Self.tasksConfiguration(settings, host: host, port: port, tls: tls != nil, outbound: outbound)
         Self.configureBerthSteps(&tasksConfiguration, host: host, port: port, certificateFile: tls?.files.certificatePath, logger: logger)
         // SIGHUP reloads the certificate: berth steps' endpoint is made again from its names.
@@ -292,19 +295,23 @@ struct Serve: AsyncParsableCommand {
     }
 
     /// Build tasks: their state in the data directory, runs pushing to this server (the public
-    /// URL's host, else the listen address, a wildcard one as loopback) with TLS verified when it
-    /// serves TLS. (`berth` steps: `configureBerthSteps`.)
+    /// URL's host, else the listen address, a wildcard one as loopback) the way
+    /// `TasksConfiguration.runTransport` says. (`berth` steps: `configureBerthSteps`.)
     static func tasksConfiguration(_ settings: ServeSettings, host: String, port: Int, tls: Bool,
                                    outbound: OutboundPolicy) -> TasksConfiguration {
         var registry = host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host
         registry = registry.contains(":") ? "[\(registry)]:\(port)" : "\(registry):\(port)"
         if let publicURL = settings.publicURL, let url = URL(string: publicURL), let publicHost = url.host {
-            registry = url.port.map { "\(publicHost):\($0)" } ?? publicHost
+            // Foundation gives an IPv6 host without its brackets; a reference needs them.
+            let named = publicHost.contains(":") && !publicHost.hasPrefix("[") ? "[\(publicHost)]" : publicHost
+            registry = url.port.map { "\(named):\($0)" } ?? named
         }
         let service = BerthServer.serviceName(configured: settings.tokenServiceName, publicURL: settings.publicURL,
                                               listen: (host, port))
+        let transport = TasksConfiguration.runTransport(publicURL: settings.publicURL, listenerTLS: tls,
+                                                        listenerCertificate: settings.tlsCert, caFile: settings.taskRegistryCA)
         var configuration = TasksConfiguration(stateDirectory: settings.data + "/tasks", registry: registry, serviceName: service,
-                                               tlsVerify: tls, outbound: outbound)
+                                               transport: transport, outbound: outbound)
         configuration.commitPollInterval = .seconds(settings.taskCommitPollSeconds)
         configuration.externalBasePollInterval = .seconds(settings.taskBasePollSeconds)
         configuration.runDiskQuotaBytes = settings.taskRunDiskQuotaBytes == 0 ? nil : settings.taskRunDiskQuotaBytes

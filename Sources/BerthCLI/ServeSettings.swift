@@ -67,6 +67,7 @@ struct ServeSettings: Equatable {
     var taskRunDiskQuotaBytes: Int64 = 10 << 30
     var taskBuildMemoryBytes: Int64 = 2 << 30
     var taskInsecureBaseRegistries: Set<String> = []
+    var taskRegistryCA: String?
     /// The pull-through cache: how long an upstream 404 is remembered per node (0: not), the
     /// largest upstream blob it stores, and how long it waits to connect to an upstream.
     var cacheNegativeSeconds = 30
@@ -366,6 +367,10 @@ struct ServeSettings: Equatable {
                 hosts.insert(host)
             }
             s.taskInsecureBaseRegistries = hosts
+        },
+        Spec(key: "task-registry-ca", environment: "BERTH_TASK_REGISTRY_CA", hasFlag: false, defaultText: "-",
+             summary: "PEM file of the CA certificates that task runs trust, besides the system's roots, for this registry's public URL (a TLS-terminating proxy with a private CA); without a public URL the default is tls-cert") { s, v throws(SettingError) in
+            s.taskRegistryCA = try nonEmpty(v)
         },
         Spec(key: "cache-negative-seconds", environment: "BERTH_CACHE_NEGATIVE_SECONDS", hasFlag: false, defaultText: "30",
              summary: "seconds a pull-through cache node remembers that its upstream answered 404 for a tag, manifest or blob (a storm of pulls of a missing name asks once); 0: not remembered") { s, v throws(SettingError) in

@@ -96,7 +96,8 @@ enum ChildProcess {
     }
 
     /// Splits a stream into lines (`\n`, a trailing `\r` dropped), cutting lines longer than
-    /// `maxLineBytes`; invalid UTF-8 is repaired, never fatal. A read error ends the stream.
+    /// `maxLineBytes`; invalid UTF-8 is repaired, never fatal. A read error ends the stream (and is
+    /// said as a runner line).
     private static func forward(_ stream: SubprocessOutputSequence, as kind: LogStream,
                                 to line: @escaping @Sendable (LogStream, String) async -> Void) async {
         var pending: [UInt8] = []
@@ -122,7 +123,13 @@ enum ChildProcess {
                     pending.removeFirst(maxLineBytes)
                 }
             }
-        } catch {}
+        } catch {
+            // Said in the log: a step whose output vanished is otherwise indistinguishable from
+            // one that printed nothing (seen once under load: a build's whole output missing).
+            if !pending.isEmpty { await emit(pending[...]) }
+            pending = []
+            await line(.runner, "reading the step's \(kind.rawValue) failed: \(error)")
+        }
         if !pending.isEmpty { await emit(pending[...]) }
     }
 }

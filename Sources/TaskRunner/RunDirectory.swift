@@ -68,7 +68,9 @@ struct RunDirectory {
     }
 
     /// Creates the run's directories; a run id that already has a directory is refused.
-    static func create(configuration: TaskRunnerConfiguration, taskName: String, runID: String) throws -> RunDirectory {
+    static func create(configuration: TaskRunnerConfiguration, taskName: String, runID: String,
+                       registry: String) throws -> RunDirectory {
+        guard isRegistryHost(registry) else { throw TaskRunError("invalid registry \(Confined.quote(registry))") }
         let fm = FileManager.default
         let storage = taskStorage(configuration: configuration, taskName: taskName)
         let runs = configuration.stateDirectory + "/runs"
@@ -87,10 +89,54 @@ struct RunDirectory {
         let directory = RunDirectory(storageRoot: storage, path: path, runRoot: runRoot)
         try writePrivate(directory.containersConf, directory.containersConfText)
         try writePrivate(directory.storageConf, directory.storageConfText(driver: configuration.storageDriver))
-        // No search registries: an unqualified image name is never looked up anywhere.
-        try writePrivate(directory.registriesConf, "unqualified-search-registries = []\n")
+        try writePrivate(directory.registriesConf, registriesConfText(registry: registry, transport: configuration.registryTransport,
+                                                                      insecure: configuration.insecureRegistries))
+        if case .verifiedTLS(let caFiles) = configuration.registryTransport, !caFiles.isEmpty {
+            try directory.trust(caFiles: caFiles, for: registry)
+        }
         try writePrivate(directory.policy, #"{"default":[{"type":"insecureAcceptAnything"}]}"# + "\n")
         return directory
+    }
+
+    /// The run's `registries.conf` (CONTAINERS_REGISTRIES_CONF): no search registries (an
+    /// unqualified image name is never looked up anywhere); this registry plain HTTP only when
+    /// its transport says so, and named explicitly otherwise, so that a shorter insecure prefix
+    /// (an operator's `127.0.0.1` among the insecure base registries) never covers it (the
+    /// longest matching prefix wins); the operator's insecure registries, and no other.
+    static func registriesConfText(registry: String, transport: RegistryTransport, insecure: Set<String>) -> String {
+        var text = "unqualified-search-registries = []\n"
+        text += "\n[[registry]]\nlocation = \"\(registry)\"\ninsecure = \(transport == .plainHTTP)\n"
+        for host in insecure.sorted() where host != registry && isRegistryHost(host) {
+            text += "\n[[registry]]\nlocation = \"\(host)\"\ninsecure = true\n"
+        }
+        return text
+    }
+
+    /// `host[:port]` as a registries.conf location and a directory name: letters, digits, `.-:[]`
+    /// (no quote, backslash, slash or newline), not `.` or `..`.
+    static func isRegistryHost(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 260 && s != "." && s != ".."
+            && s.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || ".-:[]".unicodeScalars.contains($0)) }
+    }
+
+    /// Where the run's tools look for the CA certificates of `registry` (containers-certs.d, in
+    /// the run's own home, which is their `HOME`): for this registry only.
+    func certificateDirectory(for registry: String) -> String { home + "/.config/containers/certs.d/" + registry }
+
+    /// Writes the certificates of `caFiles` (their CERTIFICATE blocks only) to `ca.crt` of this
+    /// registry's certificate directory, read now (a certificate reloaded by SIGHUP is the one
+    /// the next run trusts).
+    func trust(caFiles: [String], for registry: String) throws {
+        let pem: String
+        do { pem = try RegistryTransport.certificates(inFiles: caFiles) } catch let error as TaskRunError {
+            throw TaskRunError("\(error.description) (trusted by runs for \(registry))")
+        }
+        var path = home
+        for part in [".config", "containers", "certs.d", registry] {
+            path += "/" + part
+            try Self.privateDirectory(path)
+        }
+        try Self.writePrivate(path + "/ca.crt", pem)
     }
 
     /// The auth file of the run's push credentials (mode 0600, created exclusively, never

@@ -15,8 +15,13 @@ public struct TaskRunnerConfiguration: Sendable {
     public var storageDriver = "vfs"
     /// podman's `--memory` for `cmd` steps.
     public var memoryLimit = "512m"
-    /// Verify the registry's TLS certificate (false only for a plain-HTTP registry on loopback).
-    public var tlsVerify = true
+    /// How the run's tools reach this registry (the run's `registry`): TLS verified against the
+    /// system's roots (and a CA file), or plain HTTP. Never a global `--tls-verify=false`: the
+    /// choice is written per registry into the run's `registries.conf` and certificate directory.
+    public var registryTransport: RegistryTransport = .verifiedTLS(caFiles: [])
+    /// Other registries the run's tools may reach over plain HTTP or unverified TLS (the
+    /// operator's `task-insecure-base-registries`); every other registry is verified.
+    public var insecureRegistries: Set<String> = []
     /// Runs `buildah bud` in a PID namespace of its own (`unshare --pid --fork --mount-proc`):
     /// chroot isolation gives a build's `RUN` no PID namespace, so a Dockerfile could see every
     /// process of the host and, holding CAP_KILL as root, kill any of them (the server, its
@@ -52,6 +57,47 @@ public struct TaskRunnerConfiguration: Sendable {
     public var berthTarget: BerthStepTarget?
 
     public init(stateDirectory: String) { self.stateDirectory = stateDirectory }
+}
+
+/// How a run's tools (buildah, podman) reach this registry.
+public enum RegistryTransport: Sendable, Equatable {
+    /// HTTPS with the certificate verified: against the system's roots, and against the PEM
+    /// certificates in `caFiles` (only their CERTIFICATE blocks, read when a run starts and
+    /// placed in the run's own `certs.d` for this registry only, never trusted for another).
+    case verifiedTLS(caFiles: [String])
+    /// Plain HTTP (a listener without TLS, or a public URL that says `http://`): this registry
+    /// alone is marked `insecure` in the run's `registries.conf`.
+    case plainHTTP
+}
+
+extension RegistryTransport {
+    /// The CERTIFICATE blocks of a PEM text, each with its BEGIN and END lines (a private key or
+    /// anything else in the file is left out).
+    public static func certificates(inPEM text: String) -> [String] {
+        let begin = "-----BEGIN CERTIFICATE-----", end = "-----END CERTIFICATE-----"
+        var blocks: [String] = []
+        var rest = text[...]
+        while let start = rest.range(of: begin), let stop = rest[start.upperBound...].range(of: end) {
+            blocks.append(String(rest[start.lowerBound..<stop.upperBound]) + "\n")
+            rest = rest[stop.upperBound...]
+        }
+        return blocks
+    }
+
+    /// The certificates of `files`, in order; throws when one cannot be read or holds none.
+    public static func certificates(inFiles files: [String]) throws -> String {
+        var all = ""
+        for file in files {
+            let text: String
+            do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
+                throw TaskRunError("cannot read the CA file \(file): \(error.localizedDescription)")
+            }
+            let blocks = certificates(inPEM: text)
+            guard !blocks.isEmpty else { throw TaskRunError("the CA file \(file) holds no PEM certificate") }
+            all += blocks.joined()
+        }
+        return all
+    }
 }
 
 /// The run identity's credentials for the registry, written only to the run's auth file.
@@ -101,7 +147,8 @@ public struct TaskRunner: Sendable {
         guard let source = Confined.realPath(request.sourceDirectory), Confined.isDirectory(source) else {
             throw TaskRunError("the source directory \(request.sourceDirectory) does not exist")
         }
-        let directory = try RunDirectory.create(configuration: configuration, taskName: request.taskName, runID: request.runID)
+        let directory = try RunDirectory.create(configuration: configuration, taskName: request.taskName, runID: request.runID,
+                                                registry: request.registry)
         defer { directory.cleanUp() }
         var secrets: [String] = []
         if let credentials = request.credentials {

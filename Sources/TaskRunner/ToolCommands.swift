@@ -23,8 +23,11 @@ struct ToolCommands: Sendable {
         return env
     }
 
+    /// No `--tls-verify`: it would apply to every registry the tool reaches (bases in other
+    /// registries too). Which registry is reached over plain HTTP, and which CA verifies this
+    /// registry, is in the run's `registries.conf` and its home's `certs.d` (`RunDirectory`).
     private var registryAccess: [String] {
-        (hasCredentials ? ["--authfile", directory.authFile] : []) + ["--tls-verify=\(configuration.tlsVerify)"]
+        hasCredentials ? ["--authfile", directory.authFile] : []
     }
 
     /// `buildah bud` with chroot isolation and `--layers`, so the task's storage keeps every
@@ -37,7 +40,7 @@ struct ToolCommands: Sendable {
     /// chroot isolation, hence the namespace around it).
     func build(_ arguments: BuildArguments, context: String, dockerfile: String, network: StepNetwork = .host) -> ChildCommand {
         var args = ["bud", "--isolation", "chroot", "--layers", "--signature-policy", directory.policy]
-            + registryAccess + ["-f", dockerfile]
+            + Self.buildCapabilityDrops + registryAccess + ["-f", dockerfile]
         for tag in arguments.tags { args += ["-t", tag.description] }
         for arg in arguments.buildArgs { args += ["--build-arg", "\(arg.name)=\(arg.value)"] }
         if let target = arguments.target { args += ["--target", target] }
@@ -60,6 +63,16 @@ struct ToolCommands: Sendable {
         return ChildCommand(executable: configuration.unshare, arguments: namespaces + [configuration.buildah] + args,
                             environment: environment)
     }
+
+    /// Capabilities a build's `RUN` never gets. Chroot isolation is a `chroot(2)` (no
+    /// `pivot_root`), and as root a `RUN` keeps buildah's default capabilities: with
+    /// `CAP_SYS_CHROOT` a second `chroot` into a subdirectory and `..` walks out of it to the
+    /// host's root (the server's data directory, its keys, other tasks' storage: found in review,
+    /// proved by `test_a_builds_run_cannot_leave_its_root`); with `CAP_MKNOD` it could make a
+    /// node of the host's disk (chroot isolation has no device cgroup). With fewer capabilities
+    /// than buildah it cannot open `/proc/1/root` either (ptrace access), and a chrooted process
+    /// cannot make a user namespace to get them back.
+    static let buildCapabilityDrops = ["--cap-drop", "CAP_SYS_CHROOT", "--cap-drop", "CAP_MKNOD"]
 
     /// `buildah pull` of an image a build without network uses, into the task's storage, before
     /// the build: always when the build asks (`--pull`), else when missing.

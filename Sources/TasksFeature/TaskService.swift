@@ -17,8 +17,12 @@ public struct TasksConfiguration: Sendable {
     public var registry: String
     /// The token audience run identities are minted for (the server's service name).
     public var serviceName: String
-    /// Verify the registry's TLS certificate when runs push (false for plain HTTP on loopback).
-    public var tlsVerify: Bool
+    /// How runs reach this registry (`registry`): verified TLS (with a CA file besides the
+    /// system's roots) or plain HTTP; the runner's setting (`TaskRunnerConfiguration.registryTransport`).
+    public var transport: RegistryTransport {
+        get { runner.registryTransport }
+        set { runner.registryTransport = newValue }
+    }
     /// Git contexts are checked against it (loopback only when the operator allows it).
     public var outbound: OutboundPolicy
     /// Runs at the same time on this node.
@@ -59,7 +63,10 @@ public struct TasksConfiguration: Sendable {
     public var externalBasePollInterval: Duration = .seconds(600)
     /// Registries (`host[:port]`) whose bases are polled over plain HTTP (a loopback or lab
     /// registry the operator names); every other is asked over HTTPS.
-    public var insecureBaseRegistries: Set<String> = []
+    /// Runs' tools reach them over plain HTTP too (the runner's `insecureRegistries`).
+    public var insecureBaseRegistries: Set<String> = [] {
+        didSet { runner.insecureRegistries = insecureBaseRegistries }
+    }
     /// Resolves a base in another registry (`host/repository:tag`) to the digest its tag points
     /// at; nil: `ExternalBasePollService.upstreamDigest` (the registry's API, after the outbound check).
     public var resolveExternalBase: (@Sendable (String) async throws -> String)? = nil
@@ -81,14 +88,38 @@ public struct TasksConfiguration: Sendable {
     public var runner: TaskRunnerConfiguration
     public var checkout = SourceCheckout()
 
-    public init(stateDirectory: String, registry: String, serviceName: String, tlsVerify: Bool, outbound: OutboundPolicy) {
+    /// How runs' tools reach the registry they push to, which is also where their token comes
+    /// from (the challenge's realm names the same host):
+    /// - with a public URL, its scheme decides: `https` is verified TLS, against the system's
+    ///   roots, `task-registry-ca` and the listener's own certificate (when it serves TLS: a
+    ///   public URL naming the listener itself works with a self-signed certificate; trusting
+    ///   it for a proxy's name grants nothing, its key being the server's); a TLS-terminating
+    ///   proxy in front of a plain listener is verified, never reached with the listener's plain
+    ///   HTTP carried over to it, which sent the run's credentials to the proxy over unverified
+    ///   TLS; `http` is the operator's own choice of plain HTTP;
+    /// - else the listener's: TLS verified against `task-registry-ca` and its own certificate
+    ///   (`tls-cert`), or plain HTTP.
+    public static func runTransport(publicURL: String?, listenerTLS: Bool, listenerCertificate: String?,
+                                    caFile: String?) -> RegistryTransport {
+        let trusted = [caFile, listenerTLS ? listenerCertificate : nil].compactMap { $0 }
+        if let publicURL, let scheme = URL(string: publicURL)?.scheme?.lowercased() {
+            return scheme == "http" ? .plainHTTP : .verifiedTLS(caFiles: trusted)
+        }
+        return listenerTLS ? .verifiedTLS(caFiles: trusted) : .plainHTTP
+    }
+
+    /// Checks a `task-registry-ca` file when the server starts (a bad one would fail every run).
+    public static func checkRegistryCA(_ file: String) throws {
+        _ = try RegistryTransport.certificates(inFiles: [file])
+    }
+
+    public init(stateDirectory: String, registry: String, serviceName: String, transport: RegistryTransport, outbound: OutboundPolicy) {
         self.stateDirectory = stateDirectory
         self.registry = registry
         self.serviceName = serviceName
-        self.tlsVerify = tlsVerify
         self.outbound = outbound
         runner = TaskRunnerConfiguration(stateDirectory: stateDirectory)
-        runner.tlsVerify = tlsVerify
+        runner.registryTransport = transport
     }
 }
 

@@ -145,7 +145,7 @@ import Tasks
         let online = tools.build(arguments, context: "/src", dockerfile: "/src/Dockerfile", network: .host)
         #expect(online.executable == "/usr/bin/buildah" && online.arguments.contains("--pull-always"))
         #expect(tools.pull("berth.test/base:1", always: false).arguments
-                == ["pull", "--signature-policy", "/run/r1/policy.json", "--authfile", "/run/r1/auth.json", "--tls-verify=true",
+                == ["pull", "--signature-policy", "/run/r1/policy.json", "--authfile", "/run/r1/auth.json",
                     "--policy", "missing", "berth.test/base:1"])
 
         let base = try Support.temporaryDirectory("imagesof")

@@ -72,7 +72,7 @@ enum Support {
 
     static func runner(state: String) -> TaskRunner {
         var configuration = TaskRunnerConfiguration(stateDirectory: state)
-        configuration.tlsVerify = false
+        configuration.registryTransport = .plainHTTP
         return TaskRunner(configuration: configuration)
     }
 

@@ -98,7 +98,7 @@ final class TaskRunnerRefusalTests: XCTestCase {
         XCTAssertEqual(run.arguments, [
             "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "none",
             "run", "--rm", "--name", "c1", "--network", "none", "--memory", "256m", "--pull", "missing",
-            "--authfile", "/run/r1/auth.json", "--tls-verify=true",
+            "--authfile", "/run/r1/auth.json",
             "--env", "EVIL=" + hostile, "--workdir", "/work dir", "berth.test/app:1", "sh", "-c", "echo hi",
         ])
         // Only a step that asks for it gets the host's network.
@@ -117,7 +117,8 @@ final class TaskRunnerRefusalTests: XCTestCase {
         let build = tools.build(arguments, context: "/src", dockerfile: "/src/Dockerfile")
         let bud = [
             "bud", "--isolation", "chroot", "--layers", "--signature-policy", "/run/r1/policy.json",
-            "--authfile", "/run/r1/auth.json", "--tls-verify=true", "-f", "/src/Dockerfile",
+            "--cap-drop", "CAP_SYS_CHROOT", "--cap-drop", "CAP_MKNOD",
+            "--authfile", "/run/r1/auth.json", "-f", "/src/Dockerfile",
             "-t", "berth.test/app:1", "--build-arg", "V=" + hostile, "--target", "final", "/src",
         ]
         if tools.configuration.isolateBuildPIDs {
@@ -156,7 +157,7 @@ final class TaskRunnerRefusalTests: XCTestCase {
     /// task's (short enough for podman, private), the same for every run of the task.
     func testTheAuthFileIsPrivateAndRemovedAfterTheRun() throws {
         let state = try stateDirectory()
-        let directory = try RunDirectory.create(configuration: TaskRunnerConfiguration(stateDirectory: state), taskName: "t", runID: "r")
+        let directory = try RunDirectory.create(configuration: TaskRunnerConfiguration(stateDirectory: state), taskName: "t", runID: "r", registry: "r:5000")
         let secrets = try directory.writeAuthFile(registry: "berth.test", credentials: PushCredentials(username: "u", password: "s3cret"))
         XCTAssertEqual(secrets, ["s3cret", Data("u:s3cret".utf8).base64EncodedString()])
         let attributes = try FileManager.default.attributesOfItem(atPath: directory.authFile)
@@ -167,11 +168,53 @@ final class TaskRunnerRefusalTests: XCTestCase {
         directory.cleanUp()
         XCTAssertFalse(FileManager.default.fileExists(atPath: directory.authFile))
         XCTAssertTrue(FileManager.default.fileExists(atPath: directory.path + "/logs"))
-        let next = try RunDirectory.create(configuration: TaskRunnerConfiguration(stateDirectory: state), taskName: "t", runID: "r2")
+        let next = try RunDirectory.create(configuration: TaskRunnerConfiguration(stateDirectory: state), taskName: "t", runID: "r2", registry: "r:5000")
         XCTAssertEqual(next.runRoot, directory.runRoot)
         XCTAssertEqual(next.storageRoot, directory.storageRoot)
-        let other = try RunDirectory.create(configuration: TaskRunnerConfiguration(stateDirectory: state), taskName: "u", runID: "r3")
+        let other = try RunDirectory.create(configuration: TaskRunnerConfiguration(stateDirectory: state), taskName: "u", runID: "r3", registry: "r:5000")
         XCTAssertNotEqual(other.runRoot, directory.runRoot)
         XCTAssertNotEqual(other.storageRoot, directory.storageRoot)
+    }
+
+    /// How a run reaches its registry is per registry, never a global switch: plain HTTP only
+    /// for this registry when its transport says so (and the operator's insecure registries),
+    /// named explicitly when verified so that an insecure shorter prefix cannot cover it; a CA
+    /// file is trusted for this registry only, in the run's own home.
+    func testRegistryTrustIsWrittenPerRegistry() throws {
+        XCTAssertEqual(RunDirectory.registriesConfText(registry: "127.0.0.1:5000", transport: .plainHTTP, insecure: []),
+                       "unqualified-search-registries = []\n\n[[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true\n")
+        XCTAssertEqual(RunDirectory.registriesConfText(registry: "registry.example:443", transport: .verifiedTLS(caFiles: []),
+                                                       insecure: ["127.0.0.1", "lab:5000", "bad\"\n[[registry]]"]),
+                       "unqualified-search-registries = []\n\n[[registry]]\nlocation = \"registry.example:443\"\ninsecure = false\n"
+                       + "\n[[registry]]\nlocation = \"127.0.0.1\"\ninsecure = true\n"
+                       + "\n[[registry]]\nlocation = \"lab:5000\"\ninsecure = true\n")
+
+        let state = try stateDirectory()
+        for hostile in ["r\"\ninsecure = true", "../x", "..", "a/b", ""] {
+            XCTAssertThrowsError(try RunDirectory.create(configuration: TaskRunnerConfiguration(stateDirectory: state), taskName: "t",
+                                                         runID: "bad", registry: hostile), hostile)
+        }
+        // Only the certificates of each file are copied (a listener's file may hold its key too).
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        let second = "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n"
+        try pem.write(toFile: state + "/ca.pem", atomically: true, encoding: .utf8)
+        try ("-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----\n" + second)
+            .write(toFile: state + "/listener.pem", atomically: true, encoding: .utf8)
+        var configuration = TaskRunnerConfiguration(stateDirectory: state)
+        configuration.registryTransport = .verifiedTLS(caFiles: [state + "/ca.pem", state + "/listener.pem"])
+        let directory = try RunDirectory.create(configuration: configuration, taskName: "t", runID: "ca", registry: "proxy.test:8443")
+        let placed = directory.home + "/.config/containers/certs.d/proxy.test:8443/ca.crt"
+        XCTAssertEqual(try String(contentsOfFile: placed, encoding: .utf8), pem + second)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.home + "/.config/containers/certs.d"), ["proxy.test:8443"])
+        XCTAssertEqual((try FileManager.default.attributesOfItem(atPath: placed)[.posixPermissions] as? NSNumber)?.intValue, 0o600)
+        XCTAssertEqual(try String(contentsOfFile: directory.registriesConf, encoding: .utf8),
+                       RunDirectory.registriesConfText(registry: "proxy.test:8443", transport: configuration.registryTransport, insecure: []))
+        // A CA file that is missing or holds no certificate stops the run before any tool starts.
+        try "not a certificate".write(toFile: state + "/junk.pem", atomically: true, encoding: .utf8)
+        for file in [state + "/missing.pem", state + "/junk.pem"] {
+            configuration.registryTransport = .verifiedTLS(caFiles: [state + "/ca.pem", file])
+            XCTAssertThrowsError(try RunDirectory.create(configuration: configuration, taskName: "t", runID: "ca-" + UUID().uuidString.prefix(8),
+                                                         registry: "proxy.test:8443"))
+        }
     }
 }

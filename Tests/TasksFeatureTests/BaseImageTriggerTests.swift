@@ -114,7 +114,7 @@ private var quiet: Logger {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
         var configuration = TasksConfiguration(stateDirectory: dir + "/tasks", registry: Self.registry, serviceName: "s",
-                                               tlsVerify: false, outbound: OutboundPolicy())
+                                               transport: .plainHTTP, outbound: OutboundPolicy())
         configuration.baseTriggerWindow = window
         return (TaskService(store: store, configuration: configuration, logger: quiet), store, dir)
     }
@@ -251,7 +251,7 @@ private var quiet: Logger {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
         var configuration = TasksConfiguration(stateDirectory: dir + "/tasks", registry: Self.registry, serviceName: "s",
-                                               tlsVerify: false, outbound: OutboundPolicy())
+                                               transport: .plainHTTP, outbound: OutboundPolicy())
         configuration.resolveExternalBase = { reference in
             #expect(reference == "ext.example:5000/base:1")
             let digest = answers.withLockedValue { state -> String? in

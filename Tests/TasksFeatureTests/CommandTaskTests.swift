@@ -83,7 +83,7 @@ private func pushImage(_ client: any TestClientProtocol, _ repository: String, _
         let access = try await AccessControl.open(store: store, keyDirectory: dir + "/keys")
         _ = try await access.bootstrap(ownerPassword: "owner-pw")
         var configuration = TasksConfiguration(stateDirectory: dir + "/tasks", registry: "berth.test:5000", serviceName: "berth-test",
-                                               tlsVerify: false, outbound: OutboundPolicy())
+                                               transport: .plainHTTP, outbound: OutboundPolicy())
         configuration.tick = .milliseconds(50)
         if let fakeBerth {
             let path = dir + "/fake-berth"

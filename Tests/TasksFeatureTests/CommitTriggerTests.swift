@@ -154,7 +154,7 @@ private var quiet: Logger {
         let access = try await AccessControl.open(store: store, keyDirectory: dir + "/keys")
         _ = try await access.bootstrap(ownerPassword: "owner-pw")
         var configuration = TasksConfiguration(stateDirectory: dir + "/tasks", registry: "berth.test:5000", serviceName: "berth-test",
-                                               tlsVerify: false, outbound: try OutboundPolicy(allow: "127.0.0.1/32"))
+                                               transport: .plainHTTP, outbound: try OutboundPolicy(allow: "127.0.0.1/32"))
         // A stand-in git whose `ls-remote` answers the head the test sets.
         let git = dir + "/git"
         try "#!/bin/sh\ncat \(dir)/head\n".write(toFile: git, atomically: true, encoding: .utf8)

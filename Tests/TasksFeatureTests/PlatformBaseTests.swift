@@ -37,7 +37,7 @@ import Testing
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
         var configuration = TasksConfiguration(stateDirectory: dir + "/tasks", registry: Self.registry, serviceName: "s",
-                                               tlsVerify: false, outbound: OutboundPolicy())
+                                               transport: .plainHTTP, outbound: OutboundPolicy())
         configuration.platform = "linux/amd64"
         configuration.baseTriggerWindow = 0
         let asked = NIOLockedValueBox<[String]>([])

@@ -142,7 +142,7 @@ private func pushBlob(_ client: any TestClientProtocol, _ repository: String, _ 
         let dir = try temporaryDirectory()
         let store = try SQLiteMetadataStore(path: dir + "/m.sqlite")
         let configuration = TasksConfiguration(stateDirectory: dir + "/tasks", registry: Self.registry, serviceName: "s",
-                                               tlsVerify: false, outbound: OutboundPolicy())
+                                               transport: .plainHTTP, outbound: OutboundPolicy())
         return (TaskService(store: store, configuration: configuration, logger: quiet), store)
     }
 
@@ -281,7 +281,7 @@ private func pushBlob(_ client: any TestClientProtocol, _ repository: String, _ 
         let slot = Date(timeIntervalSince1970: 1_800_000_300)         // the next multiple of 5 minutes
         let clock = NIOLockedValueBox(slot.addingTimeInterval(-1))
         var configuration = TasksConfiguration(stateDirectory: dir + "/tasks", registry: "berth.test:5000", serviceName: "s",
-                                               tlsVerify: false, outbound: OutboundPolicy())
+                                               transport: .plainHTTP, outbound: OutboundPolicy())
         configuration.tick = .milliseconds(20)
         configuration.maxConcurrentRuns = 0      // the runs stay queued: this test is about the timer
         configuration.now = { clock.withLockedValue { $0 } }
@@ -353,7 +353,7 @@ private func pushBlob(_ client: any TestClientProtocol, _ repository: String, _ 
         #expect(!stored.contains("line 9"))
 
         // The reader: the store first, the node's file for a run with nothing stored.
-        var configuration = TasksConfiguration(stateDirectory: dir + "/tasks", registry: "r:5000", serviceName: "s", tlsVerify: false,
+        var configuration = TasksConfiguration(stateDirectory: dir + "/tasks", registry: "r:5000", serviceName: "s", transport: .plainHTTP,
                                                outbound: OutboundPolicy())
         configuration.runner.stateDirectory = dir + "/tasks"
         let tasks = TaskService(store: store, configuration: configuration, logger: quiet)
@@ -386,4 +386,36 @@ private func pushBlob(_ client: any TestClientProtocol, _ repository: String, _ 
         let unbounded = try await RunDiskQuota.bounded(nil, every: .milliseconds(50)) { 3 }
         #expect(unbounded == 3)
     }
+}
+
+/// Runs reach the registry (and its token realm) verified whenever the public URL or the listener
+/// speaks TLS: a TLS-terminating proxy in front of a plain listener is verified, never reached
+/// with the listener's plain-HTTP setting; the listener's own certificate is trusted when it
+/// serves TLS (a public URL naming the listener itself), the operator's CA file always.
+@Test func runsVerifyTLSWheneverTheirRegistryIsReachedOverHTTPS() throws {
+    #expect(TasksConfiguration.runTransport(publicURL: "https://registry.example", listenerTLS: false, listenerCertificate: nil,
+                                            caFile: nil) == .verifiedTLS(caFiles: []))
+    #expect(TasksConfiguration.runTransport(publicURL: "https://registry.example:8443", listenerTLS: false, listenerCertificate: nil,
+                                            caFile: "/etc/berth/proxy-ca.pem") == .verifiedTLS(caFiles: ["/etc/berth/proxy-ca.pem"]))
+    #expect(TasksConfiguration.runTransport(publicURL: "HTTPS://registry.example", listenerTLS: true, listenerCertificate: "/l.crt",
+                                            caFile: "/ca.pem") == .verifiedTLS(caFiles: ["/ca.pem", "/l.crt"]))
+    #expect(TasksConfiguration.runTransport(publicURL: "http://registry.lab:5000", listenerTLS: true, listenerCertificate: "/l.crt",
+                                            caFile: nil) == .plainHTTP)
+    #expect(TasksConfiguration.runTransport(publicURL: nil, listenerTLS: true, listenerCertificate: "/l.crt", caFile: nil)
+            == .verifiedTLS(caFiles: ["/l.crt"]))
+    #expect(TasksConfiguration.runTransport(publicURL: nil, listenerTLS: false, listenerCertificate: nil, caFile: "/ca.pem") == .plainHTTP)
+    var configuration = TasksConfiguration(stateDirectory: "/s", registry: "r:5000", serviceName: "s", transport: .plainHTTP,
+                                           outbound: OutboundPolicy())
+    #expect(configuration.runner.registryTransport == .plainHTTP)
+    configuration.insecureBaseRegistries = ["lab:5000"]
+    #expect(configuration.runner.insecureRegistries == ["lab:5000"])
+
+    // A CA file is checked when the server starts: one that is missing or holds no certificate is refused.
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".write(toFile: dir + "/ca.pem", atomically: true, encoding: .utf8)
+    try "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n".write(toFile: dir + "/key.pem", atomically: true, encoding: .utf8)
+    try TasksConfiguration.checkRegistryCA(dir + "/ca.pem")
+    #expect(throws: (any Error).self) { try TasksConfiguration.checkRegistryCA(dir + "/key.pem") }
+    #expect(throws: (any Error).self) { try TasksConfiguration.checkRegistryCA(dir + "/missing.pem") }
 }

@@ -276,3 +276,72 @@ def test_a_builds_run_has_no_network_unless_the_step_asks_for_the_hosts(registry
             assert (accepted_count[0] > 0) == accepted, (net, accepted_count)
     finally:
         listener.close()
+
+
+ESCAPE_GO = """\
+package main
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// Tries to leave the build's root the ways chroot isolation as root allows unless capabilities
+// are dropped: a second chroot and a walk up (CAP_SYS_CHROOT), /proc/1/root of buildah in the
+// build's PID namespace, and a device node (CAP_MKNOD). Exits 0 whatever happens.
+func main() {
+	target := os.Args[1]
+	_ = os.MkdirAll("/jail", 0o755)
+	if err := syscall.Chroot("/jail"); err != nil {
+		fmt.Println("CHROOT-REFUSED:", err)
+	} else {
+		for i := 0; i < 64; i++ {
+			_ = syscall.Chdir("..")
+		}
+		if err := syscall.Chroot("."); err != nil {
+			fmt.Println("CHROOT-WALK-REFUSED:", err)
+		}
+	}
+	for _, p := range []string{target, "/proc/1/root" + target} {
+		if b, err := os.ReadFile(p); err == nil {
+			fmt.Printf("READ %s: %s\\n", p, b)
+		} else {
+			fmt.Println("NOREAD", p, err)
+		}
+	}
+	if err := syscall.Mknod("/devnode", syscall.S_IFCHR|0o600, 1<<8|3); err != nil {
+		fmt.Println("MKNOD-REFUSED:", err)
+	} else {
+		fmt.Println("MKNOD-ALLOWED")
+	}
+}
+"""
+
+
+def test_a_builds_run_cannot_leave_its_root(registry, tmp_path):
+    """Issue 16 item 6: a Dockerfile is someone else's code, and chroot isolation as root is only
+    a chroot. A ``RUN`` that tries a second chroot and a walk up, ``/proc/1/root``, or a device
+    node reads nothing of the server's data directory (a marker file placed there)."""
+    marker = "marker-" + secrets.token_hex(12)
+    (registry.data / "escape-marker").write_text(marker)
+    context = tmp_path / "context"
+    (context / "src").mkdir(parents=True)
+    (context / "src" / "go.mod").write_text("module example.org/escape\n\ngo 1.19\n")
+    (context / "src" / "main.go").write_text(ESCAPE_GO)
+    env = dict(os.environ, CGO_ENABLED="0", GOPROXY="off", GOTOOLCHAIN="local", GOFLAGS="-mod=mod",
+               GOCACHE=str(tmp_path / "gocache"), GOPATH=str(tmp_path / "gopath"))
+    run(["go", "build", "-trimpath", "-o", str(context / "escape"), "."], cwd=context / "src", env=env, timeout=600)
+    target = str((registry.data / "escape-marker").resolve())
+    (context / "Dockerfile").write_text(f'FROM scratch\nCOPY escape /escape\nRUN ["/escape", "{target}"]\n')
+    (tmp_path / "esc.yaml").write_text("version: v1.1.0\nsteps:\n  - id: build\n    build: -t $Registry/esc:$ID -f Dockerfile .\n")
+    cli = Cli(registry, tmp_path / "xdg")
+    cli.login()
+    cli("task", "create", "--name", "escape", "--file", str(tmp_path / "esc.yaml"))
+    done = cli.run("task", "run", "--name", "escape", "--context", str(context), "--wait", "-o", "json", check=False)
+    result = json.loads(done.stdout)
+    log = cli.run("task", "logs", "--name", "escape", "--run-id", result["id"]).stdout.decode()
+    assert result["status"] == "succeeded", (result, log[-3000:])
+    # The program ran (its refusals are in the log) and read nothing of the host's.
+    assert "CHROOT-REFUSED" in log and "MKNOD-REFUSED" in log, log[-3000:]
+    assert marker not in log and "stdout| READ " not in log, log[-3000:]
