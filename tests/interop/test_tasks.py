@@ -871,3 +871,25 @@ def test_a_cmd_steps_entry_point_and_user_are_what_its_container_runs_with(cli, 
     log = cli.run("task", "logs", "--name", "probe", "--run-id", run["id"]).stdout.decode()
     assert " echo stdout| hello from the entry point\n" in log, log
     assert " who stdout| uid=1000 gid=1000 entry=/bin/sh\n" in log, log
+
+
+def test_only_an_owner_creates_changes_or_runs_tasks(cli, registry, context, tmp_path):
+    """Issue 16 item 3 (the trust model): a run executes its task's code as the server's user, so
+    creating, changing and running tasks is the Owner's (management/write). An identity that may
+    push everywhere is refused each, and nothing runs."""
+    (tmp_path / "acb.yaml").write_text(TASK_FILE)
+    cli("task", "create", "--name", "ci", "--file", str(tmp_path / "acb.yaml"), "--set", "code=0")
+    password = cli.json("identity", "create", "--name", "dev")["password"]
+    cli("role", "assignment", "create", "--assignee", "dev", "--role", "Push", "--scope", "*")
+    dev = Cli(registry, tmp_path / "xdg-dev")
+    dev.login("dev", password)
+    for args in (("task", "create", "--name", "mine", "--file", str(tmp_path / "acb.yaml")),
+                 ("task", "update", "--name", "ci", "--set", "code=3"),
+                 ("task", "run", "--name", "ci", "--context", str(context)),
+                 ("run", "-f", str(tmp_path / "acb.yaml"), str(context)),
+                 ("task", "delete", "--name", "ci")):
+        refused = dev.run(*args, check=False)
+        said = (refused.stderr + refused.stdout).decode(errors="replace")
+        assert refused.returncode != 0 and ("403" in said or "denied" in said.lower()), (args, said[-800:])
+    assert cli.json("task", "list-runs", "--name", "ci") == []
+    assert [t["name"] for t in cli.json("task", "list")] == ["ci"]
