@@ -48,6 +48,8 @@ public final class PullThrough: ContentFallback, Sendable {
     /// `maxProvisionalBytes` of manifest bytes held (a manifest may be 4 MiB).
     private let provisional = NIOLockedValueBox<(fills: [String: UpstreamManifest], bytes: Int)>(([:], 0))
     private let provisionalFetches = SingleFlight<String, UpstreamManifest>()
+    /// Upstream checks of cached tags past their window (`movedTag`), by `repository:tag`.
+    private let tagChecks = SingleFlight<String, UpstreamManifest?>()
     static let maxProvisional = 1000
     static let maxProvisionalBytes = 64 << 20
     /// What the upstream answered 404 for (`t:repo:tag`, `m:repo@digest`, `b:repo@digest`), per
@@ -237,23 +239,102 @@ public final class PullThrough: ContentFallback, Sendable {
     /// manifest already fetched, so the stored path that follows finds it (review: the upstream
     /// was asked twice). A tag already cached, or a manifest present, is nil at once (the
     /// freshness path of `prepareManifest`).
+    ///
+    /// A cached tag past its freshness window that moved upstream is answered the same way: the
+    /// upstream's manifest at once, the new image filled in the background and the tag moved when
+    /// it is stored (`movedTag`). Until then the cached image stays stored and tagged: a fill that
+    /// fails, a lock on the tag, a full quota or an upstream that is down leave the cached tag
+    /// served (nil here, the tag marked checked, so `prepareManifest` asks nothing more).
     public func provisionalManifest(_ repository: RepositoryName, _ reference: Reference) async throws -> ManifestContent? {
         guard let matched = try await match(repository) else { return nil }
         let rule = matched.rule, upstreamRepository = matched.upstreamRepository
         let key: String
         var tag: String?
+        var cachedTag = false
+        var moved: UpstreamManifest?
         switch reference {
         case .digest(let digest):
             if await hasManifest(repository, digest) { return nil }
             key = "m:\(repository)@\(digest)"
         case .tag(let name):
-            if (try? await registry.resolve(repository, .tag(name))) != nil { return nil }
             key = "t:\(repository):\(name)"
             tag = name
+            if let cached = try? await registry.resolve(repository, .tag(name)) {
+                cachedTag = true
+                // A fill of its move runs: answered from it, as every read since the move was seen.
+                if provisional.withLockedValue({ $0.fills[key] }) == nil {
+                    guard let manifest = await movedTag(repository, name, rule: rule, upstreamRepository: upstreamRepository,
+                                                        cached: cached) else { return nil }
+                    moved = manifest
+                }
+            }
         }
+        guard cachedTag else {
+            return try await provisionalMiss(key: key, tag: tag, reference: reference, repository: repository,
+                                             upstreamRepository: upstreamRepository, rule: rule)
+        }
+        // The cached tag is served whenever the move cannot be answered and filled now.
+        do {
+            return try await provisionalMiss(key: key, tag: tag, reference: reference, repository: repository,
+                                             upstreamRepository: upstreamRepository, rule: rule, fetched: moved)
+        } catch {
+            if let tag { checked.withLockedValue { $0["\(repository):\(tag)"] = now() } }
+            logger.warning("cache: the tag moved upstream but cannot be filled now, serving the cached tag", metadata: [
+                "rule": "\(rule.name)", "repository": "\(repository)", "tag": "\(tag ?? "")", "error": "\(error)",
+            ])
+            return nil
+        }
+    }
+
+    /// A cached tag: nil while it is fresh (the freshness window), and when the upstream names
+    /// the cached digest, fails, or does not answer within `recheckSeconds` (then marked checked:
+    /// the cached tag is served and the upstream asked again after the window); the upstream's
+    /// manifest (digest verified) when the tag moved there. One question per tag at a time.
+    func movedTag(_ repository: RepositoryName, _ tag: String, rule: CacheRuleRecord, upstreamRepository: String,
+                  cached: Digest) async -> UpstreamManifest? {
+        let key = "\(repository):\(tag)"
+        if let at = checked.withLockedValue({ $0[key] }), now().timeIntervalSince(at) < Double(rule.tagFreshnessSeconds), now() >= at {
+            return nil
+        }
+        do {
+            let manifest = try await tagChecks.value(key) {
+                try await self.asCache(rule, into: repository) { () async throws -> UpstreamManifest? in
+                    let client = try await self.client(rule)
+                    let digest = try await Self.within(Self.recheckSeconds, {
+                        try await Self.upstream({ () async throws(UpstreamError) in
+                            try await client.manifestDigest(repository: upstreamRepository, tag: tag)
+                        })
+                    })
+                    guard digest != cached else { return nil }
+                    let manifest = try await Self.within(Self.recheckSeconds, {
+                        try await Self.upstream { () async throws(UpstreamError) in
+                            try await client.manifest(repository: upstreamRepository, reference: .tag(tag))
+                        }
+                    })
+                    return manifest.digest == cached ? nil : manifest
+                }
+            }
+            if manifest == nil { checked.withLockedValue { $0[key] = now() } }
+            return manifest
+        } catch {
+            checked.withLockedValue { $0[key] = now() }
+            logger.warning("cache: upstream failed, serving the cached tag", metadata: [
+                "rule": "\(rule.name)", "repository": "\(repository)", "tag": "\(tag)", "error": "\(error)",
+            ])
+            return nil
+        }
+    }
+
+    /// A manifest answered before its image is stored (`provisionalManifest`): the running fill's,
+    /// `fetched`, or the upstream's now.
+    private func provisionalMiss(key: String, tag: String?, reference: Reference, repository: RepositoryName,
+                                 upstreamRepository: String, rule: CacheRuleRecord,
+                                 fetched: UpstreamManifest? = nil) async throws -> ManifestContent? {
         let manifest: UpstreamManifest
         if let known = provisional.withLockedValue({ $0.fills[key] }) {
             manifest = known
+        } else if let fetched {
+            manifest = fetched
         } else {
             manifest = try await rememberingMisses(key) {
                 try await self.provisionalFetches.value(key) {

@@ -69,7 +69,8 @@ extension Registry {
     /// What a pull of a manifest this repository does not hold yet may be answered with while a
     /// pull-through cache fills its image (stored, like any push, only once every blob is). The
     /// bytes must have `digest` and parse as a manifest, and the read locks a stored one would
-    /// meet are asked (repository, tag, digest). Then:
+    /// meet are asked (repository, tag, digest), and a tag that would move must be movable (its
+    /// write locks and its manifest's, as a push asks). Then:
     /// - a manifest of that digest stored here already (under another tag, or by digest: a fill
     ///   that ended meanwhile) is answered as stored, with its quarantine verdict, which the pull
     ///   admission reads as for any stored manifest;
@@ -87,6 +88,9 @@ extension Registry {
         }
         let parsed = try ManifestParser.parse(bytes, contentType: contentType)
         try await checkManifestReadable(repository.value, tag: tag, digest: digest)
+        // A tag that would move (a cached tag that moved upstream) and may not: its fill could not
+        // move it, so the manifest must not be answered under it.
+        if let tag { try await checkTagMove(repository.value, tag: tag, to: digest) }
         var buffer = ByteBuffer()
         buffer.writeBytes(bytes)
         if let record = try await metadata.manifest(repository: repository.value, digest: digest) {

@@ -43,14 +43,15 @@ import UpstreamClient
     }
 
     /// Berth (live, on loopback) with the rule `127.0.0.1:<upstream>/lib/*` → `mirror/*`, and an HTTP client.
-    static func withBerth(_ upstream: PullThroughTests.Upstream, _ body: @Sendable (Served) async throws -> Void) async throws {
+    static func withBerth(_ upstream: PullThroughTests.Upstream, now: @escaping @Sendable () -> Date = Date.init,
+                          _ body: @Sendable (Served) async throws -> Void) async throws {
         try await PullThroughTests.withUpstream(upstream) { upstreamPort in
             let (registry, access, quiet) = try await PullThroughTests.registryWithOwner("berth-cache-stream-")
             let service = CacheService(store: registry.metadata as! any CacheRuleStore, sealingKey: SymmetricKey(size: .bits256),
                                        policy: try OutboundPolicy(allow: "127.0.0.1/32"))
             _ = try await service.createRule(name: "lib", source: "127.0.0.1:\(upstreamPort)/lib/*", target: "mirror/*", credentialSet: nil,
                                              plainHTTP: true, tagFreshnessSeconds: 60, createdBy: "owner")
-            let pullThrough = PullThrough(registry: registry, service: service, logger: quiet)
+            let pullThrough = PullThrough(registry: registry, service: service, logger: quiet, now: now)
             let app = try await BerthServer.makeApplication(registry: registry, access: access,
                                                             features: [CacheFeature(service: service, pullThrough: pullThrough)],
                                                             host: "127.0.0.1", port: 0, serviceName: "berth-test", logger: quiet)
@@ -177,6 +178,72 @@ import UpstreamClient
             // Review: the manifest fetched for the early answer is the one stored; upstream is
             // not asked for it again by the stored path.
             #expect(upstream.count("/v2/lib/app/manifests/v2") == 1)
+        }
+    }
+
+    /// Issue 17: a cached tag that moved upstream, once its freshness window is over, is answered
+    /// with the upstream's new manifest before the new image is stored (its layer still held
+    /// upstream); the cached image stays tagged until the fill stores the new one, reads meanwhile
+    /// get the new manifest without asking upstream again. A tag that may not move (a write lock)
+    /// keeps being answered with the cached image.
+    @Test func aCachedTagThatMovedUpstreamIsAnsweredBeforeItsNewImageIsStored() async throws {
+        let upstream = PullThroughTests.Upstream()
+        let first = PullThroughTests.manifest([PullThroughTests.other])
+        upstream.serve(first, tag: "v1", blobs: [PullThroughTests.config, PullThroughTests.other])
+        let clock = TestClock()
+        try await Self.withBerth(upstream, now: { clock.now }) { berth in
+            func get() async throws -> (UInt, [UInt8], String?) {
+                var request = HTTPClientRequest(url: "http://127.0.0.1:\(berth.port)/v2/mirror/app/manifests/v1")
+                request.headers.add(name: "Authorization", value: Self.owner)
+                request.headers.add(name: "Accept", value: MediaType.ociManifest)
+                let response = try await berth.http.execute(request, timeout: .seconds(120))
+                let body = Array(try await response.body.collect(upTo: 1 << 20).readableBytesView)
+                return (response.status.code, body, response.headers.first(name: "Docker-Content-Digest"))
+            }
+            let cachedFirst = try await get()
+            #expect(cachedFirst.0 == 200 && cachedFirst.1 == first)
+            #expect(try await Self.eventually {
+                (try? await berth.registry.resolve(PullThroughTests.app, .tag("v1"))) == Digest.compute(first)
+            })
+            let second = PullThroughTests.manifest([Self.big])
+            upstream.serve(second, tag: "v1", blobs: [Self.big])
+            upstream.held.withLockedValue { _ = $0.insert(Self.bigDigest) }
+            // Within the window: the cached image, upstream not asked.
+            clock.advance(30)
+            #expect(try await get().1 == first)
+            #expect(upstream.count("HEAD /v2/lib/app/manifests/v1") == 0)
+            // After it: the new manifest at once, while its layer is still held upstream.
+            clock.advance(31)
+            let moved = try await get()
+            #expect(moved.0 == 200 && moved.1 == second && moved.2 == Digest.compute(second).string)
+            #expect(upstream.released.withLockedValue { !$0 })
+            #expect(try await berth.registry.resolve(PullThroughTests.app, .tag("v1")) == Digest.compute(first))
+            // A second read during the fill: the same answer, from the fill, upstream not asked again.
+            #expect(try await get().1 == second)
+            #expect(upstream.count("HEAD /v2/lib/app/manifests/v1") == 1)
+            #expect(upstream.count("/v2/lib/app/manifests/v1") == 2)
+            upstream.released.withLockedValue { $0 = true }
+            let layer = try await berth.http.execute(berth.get(Self.bigDigest), timeout: .seconds(180))
+            let layerBytes = Array(try await layer.body.collect(upTo: 1 << 20).readableBytesView)
+            #expect(layer.status == .ok && layerBytes == Self.big)
+            #expect(try await Self.eventually {
+                (try? await berth.registry.resolve(PullThroughTests.app, .tag("v1"))) == Digest.compute(second)
+            })
+            #expect(upstream.count("/v2/lib/app/blobs/\(Self.bigDigest)") == 1)
+
+            // A write-locked tag does not move: the cached image is answered, nothing filled.
+            _ = try await berth.registry.updateLock(PullThroughTests.app, tag: "v1", digest: nil, LockChange(writeEnabled: false))
+            let third = PullThroughTests.manifest([PullThroughTests.layer])
+            upstream.serve(third, tag: "v1", blobs: [PullThroughTests.layer])
+            clock.advance(61)
+            let locked = try await get()
+            #expect(locked.0 == 200 && locked.1 == second)
+            #expect(try await berth.registry.resolve(PullThroughTests.app, .tag("v1")) == Digest.compute(second))
+            #expect(upstream.count("/v2/lib/app/blobs/\(Digest.compute(PullThroughTests.layer))") == 0)
+            // ... and asked again only after the next window.
+            let heads = upstream.count("HEAD /v2/lib/app/manifests/v1")
+            #expect(try await get().1 == second)
+            #expect(upstream.count("HEAD /v2/lib/app/manifests/v1") == heads)
         }
     }
 
