@@ -99,9 +99,10 @@ public enum Liveness {
     }
 
     /// Deleting `target` by digest: refused when a lock or a live index still needs it; otherwise
-    /// it goes with its tags, its referrers (recursively), and the index children nothing else
-    /// keeps.
-    public static func cascade(_ g: RepositoryGraph, target: String, locks: LockTable) -> LifecycleChange {
+    /// it goes with its tags, and (`dependents`) its referrers (recursively) and the index children
+    /// nothing else keeps. Without `dependents` only the manifest and its tags go (a deletion
+    /// applied from a peer region, whose own cascade arrives as deletions of their own).
+    public static func cascade(_ g: RepositoryGraph, target: String, locks: LockTable, dependents: Bool = true) -> LifecycleChange {
         var change = LifecycleChange()
         let repo = g.repository
         guard g.manifests[target] != nil else { return change }
@@ -118,7 +119,7 @@ public enum Liveness {
         }
         change.deleteManifests = [LifecycleDeletion(repository: repo, digest: target, mediaType: g.manifests[target]?.mediaType,
                                                     reason: "requested")]
-        expand(g, &change, locks: locks, locked: locked, tagsOf: tagsOf)
+        if dependents { expand(g, &change, locks: locks, locked: locked, tagsOf: tagsOf) }
         return change
     }
 

@@ -619,7 +619,12 @@ extension Registry {
     /// is on). Locks and live indexes that still list the manifest refuse it.
     /// `tagDetail` is the event's detail of a deletion by tag (`EventAction.cascadeDetail`: the
     /// replication consumer removing a tag whose manifest a peer's deletion took).
-    public func deleteManifest(_ repository: RepositoryName, _ reference: Reference, tagDetail: String? = nil) async throws {
+    /// `dependents: false` deletes by digest the manifest and its tags only, never a referrer or an
+    /// index child: the replication consumer applying a peer's deletion, whose own cascade is in
+    /// its feed as deletions with their own stamps (a referrer pushed here after that deletion was
+    /// made must not go with it under the deletion's stamp).
+    public func deleteManifest(_ repository: RepositoryName, _ reference: Reference, tagDetail: String? = nil,
+                               dependents: Bool = true) async throws {
         cache.invalidate(repository.value)
         defer { cache.invalidate(repository.value) }
         switch reference {
@@ -649,7 +654,7 @@ extension Registry {
             let locks = try await lockTable()
             let change = try await metadata.applyLifecycle(repository: repository.value, softDeleteUntil: try softDeleteUntil(),
                                                            reason: "api") { graph in
-                ContentPlanner.withDeletionRules(Liveness.cascade(graph, target: digest.string, locks: locks))
+                ContentPlanner.withDeletionRules(Liveness.cascade(graph, target: digest.string, locks: locks, dependents: dependents))
             }
             guard let change else { throw RegistryError(.manifestUnknown, "manifest unknown to registry") }
             if let message = change.denied { throw denied(message) }

@@ -335,7 +335,14 @@ public final class ReplicationApplier: Sendable {
                 return
             }
             do {
-                try await registry.deleteManifest(name, .digest(digest))
+                // The manifest and its tags only: its referrers and the index children it alone
+                // kept went with it at the peer as deletions of their own, which follow in its
+                // feed with their own stamps and are applied as any deletion (their presence
+                // registers decide). A referrer or child written here after this deletion was
+                // made (a push, a tag move) stays, as it does where the peer's cascade arrives
+                // after that write (the partition test found regions keeping different referrers
+                // when this deletion took them under its own stamp).
+                try await registry.deleteManifest(name, .digest(digest), dependents: false)
             } catch let e as RegistryError where e.code == .manifestUnknown || e.code == .nameUnknown {
                 // Gone meanwhile: remembered. Still stored (the core keeps a manifest a live index
                 // lists): this region keeps it, and the deletion is kept as lost.
@@ -550,25 +557,6 @@ public final class ReplicationApplier: Sendable {
         }
     }
 
-    /// The deletion here that took `subject` (or, for a subject that never reached this region,
-    /// its own subject, as the peer names it, up to 4 levels): a referrer of it goes with it.
-    func subjectDeletion(_ repository: RepositoryName, _ subject: Digest, client: UpstreamClient, depth: Int) async throws -> RegisterWrite? {
-        if try await registry.metadata.manifest(repository: repository.value, digest: subject) != nil { return nil }
-        if let here = try await presence(repository.value, subject.string) {
-            return here.value == .tombstone ? here : nil
-        }
-        guard depth < 4 else { return nil }
-        let manifest: UpstreamManifest
-        do {
-            manifest = try await client.manifest(repository: repository.value, reference: .digest(subject))
-        } catch {
-            if error.kind == .notFound { return nil }
-            throw error
-        }
-        guard let next = (try? ManifestParser.parse(manifest.bytes, contentType: manifest.mediaType))?.subject else { return nil }
-        return try await subjectDeletion(repository, next, client: client, depth: depth + 1)
-    }
-
     /// The largest setting document a peer may send.
     static let maxSettingBytes = 1 << 20
 
@@ -606,14 +594,10 @@ public final class ReplicationApplier: Sendable {
             if error.kind == .notFound { return false }
             throw error
         }
+        // A referrer is fetched whether or not its subject is here (OCI lets a referrer be pushed
+        // before its subject, and one may outlive it): its own presence register decided that it
+        // is wanted, as for any manifest.
         let parsed = try ManifestParser.parse(manifest.bytes, contentType: manifest.mediaType)
-        // A referrer whose subject was deleted here is not brought back: the deletion took (or,
-        // where it arrives, takes) the subject's referrers with it, in every region the same.
-        if let subject = parsed.subject, try await subjectDeletion(repository, subject, client: client, depth: 0) != nil {
-            logger.debug("replication: a referrer of a manifest deleted here is not fetched",
-                         metadata: ["repository": "\(repository.value)", "digest": "\(digest)", "subject": "\(subject)"])
-            return false
-        }
         if parsed.kind == .index {
             for child in parsed.children {
                 guard try await ensureManifest(repository, child, client: client, depth: depth + 1) else { return false }
@@ -632,20 +616,6 @@ public final class ReplicationApplier: Sendable {
         }
         _ = try await registry.putManifest(repository, reference: .digest(digest), bytes: manifest.bytes, contentType: manifest.mediaType)
         if parsed.kind != .index { try await reportPending(0) }
-        // The subject deleted here while this referrer was fetched (its deletion found no referrer
-        // to take along): deleted now under that deletion's stamp, as the deletion does everywhere
-        // else. A deletion committed after the put above takes the referrer itself.
-        if let subject = parsed.subject, let deleted = try await subjectDeletion(repository, subject, client: client, depth: 0) {
-            let origin = EventOrigin(actor: EventOrigin.current?.actor ?? "replication", address: "-", replicated: deleted.stamp.eventStamp)
-            try await EventOrigin.$current.withValue(origin) {
-                do {
-                    try await registry.deleteManifest(repository, .digest(digest))
-                } catch let e as RegistryError where e.code == .manifestUnknown || e.code == .nameUnknown {
-                    return
-                }
-            }
-            return false
-        }
         return true
     }
 

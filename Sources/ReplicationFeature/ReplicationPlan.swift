@@ -127,7 +127,8 @@ public enum ApplyStep: Sendable, Equatable {
     case tag(repository: String, tag: String, write: RegisterWrite)
     /// Delete the manifest (a tombstone of its presence). A tag write older than it is void: the
     /// tags it took at the peer come before it as `cascade` steps, and any tag here that still
-    /// points at it by an older write goes with it.
+    /// points at it by an older write goes with it. Its referrers and index children do not: those
+    /// the peer's deletion took follow as deletions of their own.
     case deleteManifest(repository: String, digest: Digest)
     /// A tag that went with its manifest at the peer (`EventAction.cascadeDetail`): not a write of
     /// the tag's register. Here the tag goes too if it points at that manifest by a write older

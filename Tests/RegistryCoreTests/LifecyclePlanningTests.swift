@@ -64,6 +64,19 @@ import Testing
         #expect(s.deleteManifests.first { $0.digest == "SIG" }?.reason == "referrer of deleted S")
     }
 
+    /// A deletion applied from a peer region (`dependents: false`): the manifest (and its tags)
+    /// only; what its deletion took there arrives as deletions of their own. A live index listing
+    /// it still refuses it.
+    @Test func withoutDependentsOnlyTheManifestGoes() {
+        let g = graph()
+        let s = Liveness.cascade(g, target: "S", locks: LockTable(), dependents: false)
+        #expect(s.denied == nil && s.deleteManifests.map(\.digest) == ["S"])
+        var untagged = g
+        untagged.tags.removeAll { $0.name == "multi" }
+        #expect(Liveness.cascade(untagged, target: "I", locks: LockTable(), dependents: false).deleteManifests.map(\.digest) == ["I"])
+        #expect(Liveness.cascade(g, target: "A", locks: LockTable(), dependents: false).denied?.contains("listed by index I") == true)
+    }
+
     @Test func deletingAChildOfALiveIndexIsRefused() {
         let c = Liveness.cascade(graph(), target: "A", locks: LockTable())
         #expect(c.denied?.contains("listed by index I") == true)

@@ -41,13 +41,13 @@ LOCK_REPO, LOCK_TAGS = "rnd/locked", ["l0", "l1", "l2"]
 INDEX = "application/vnd.oci.image.index.v1+json"
 ACCEPT = f"{OCI_MANIFEST}, {INDEX}"
 OPS_PER_REGION = int(os.environ.get("BERTH_GEO_OPS", "40"))
-# BERTH_GEO_FULL=1: manifest deletes of any manifest, racing tag moves to it and referrers pushed
-# onto it in other regions. Tag moves now converge (a manifest's presence is a register), but a
-# referrer pushed in one region while its subject is deleted in another still diverges now and
-# then: the region that applies the deletion takes the referrer with it under the deletion's stamp
-# (the core's cascade), while regions where the referrer's push is newer keep it (see ARCHITECTURE,
-# ReplicationFeature *Not yet*). So by default manifest deletes target referrers only.
-FULL = os.environ.get("BERTH_GEO_FULL") == "1"
+# Manifest deletes target any manifest, racing tag moves to it and referrers pushed onto it in
+# other regions. A deletion applied from a peer takes no referrer or index child by cascade (the
+# deleting region's cascade arrives as deletions of their own, each manifest's presence register
+# decides), so a referrer pushed in one region while its subject is deleted in another converges
+# (it diverged before: CI seed 4164634293). BERTH_GEO_FULL=0 deletes referrers only (the former
+# default, for bisecting).
+FULL = os.environ.get("BERTH_GEO_FULL", "1") != "0"
 
 
 @pytest.fixture
@@ -393,8 +393,9 @@ def test_three_partitioned_regions_converge(geo, tmp_path):
         elif w["op"] == "manifest":
             present = w["value"] in repo_state["manifests"]
             logged = any(r == w["repo"] and (key == w["key"] or loser == w["value"]) for k, r, key, loser in lost)
-            # deleted, or its subject deleted (a manifest's deletion takes its referrers with it,
-            # and theirs: a referrer may refer to a referrer)
+            # deleted, or its subject deleted (the deleting region's cascade takes the referrers
+            # it holds, and theirs: a referrer may refer to a referrer; its deletions of them
+            # reach every region as deletions of their own)
             chain, d = [], w["key"]
             while d and d not in chain:
                 chain.append(d)
