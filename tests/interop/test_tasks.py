@@ -18,6 +18,7 @@ import json
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -893,3 +894,23 @@ def test_only_an_owner_creates_changes_or_runs_tasks(cli, registry, context, tmp
         assert refused.returncode != 0 and ("403" in said or "denied" in said.lower()), (args, said[-800:])
     assert cli.json("task", "list-runs", "--name", "ci") == []
     assert [t["name"] for t in cli.json("task", "list")] == ["ci"]
+
+
+def test_a_timer_fires_a_run_of_its_task(cli, registry, tmp_path):
+    """Issue 16 "a timer fires": a ``--cmd`` task with ``--schedule "* * * * *"`` is queued by
+    the server's timer at the next minute (no manual run), once for that minute, and its run
+    succeeds. Waits at most 100 s (the next minute plus the queue's tick on a loaded machine)."""
+    cli("task", "create", "--name", "every-minute", "--cmd", "berth purge --filter 'junk/app:.*' --ago 3650d", "--repository", "junk/app",
+        "--schedule", "* * * * *")
+    runs = []
+    deadline = time.monotonic() + 100
+    while time.monotonic() < deadline:
+        runs = cli.json("task", "list-runs", "--name", "every-minute")
+        if runs and runs[-1]["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(1)
+    assert runs, "the timer queued no run within 100 s"
+    first = runs[-1]
+    assert first["trigger"] == "schedule" and first["status"] == "succeeded", first
+    # One run for its minute (the next minute's may have started meanwhile, never two for one).
+    assert len(runs) <= 2, runs
