@@ -98,13 +98,15 @@ struct RunDirectory {
         return directory
     }
 
-    /// The run's `registries.conf` (CONTAINERS_REGISTRIES_CONF): no search registries (an
-    /// unqualified image name is never looked up anywhere); this registry plain HTTP only when
+    /// The run's `registries.conf` (CONTAINERS_REGISTRIES_CONF): Docker Hub is the one search
+    /// registry, so an unqualified `FROM alpine` means `docker.io/library/alpine` as in Docker
+    /// and ACR (and as a task's declared bases record it), never a guess among several
+    /// registries, and no other short-name alias or search list of the host's; this registry plain HTTP only when
     /// its transport says so, and named explicitly otherwise, so that a shorter insecure prefix
     /// (an operator's `127.0.0.1` among the insecure base registries) never covers it (the
     /// longest matching prefix wins); the operator's insecure registries, and no other.
     static func registriesConfText(registry: String, transport: RegistryTransport, insecure: Set<String>) -> String {
-        var text = "unqualified-search-registries = []\n"
+        var text = "unqualified-search-registries = [\"docker.io\"]\nshort-name-mode = \"enforcing\"\n"
         text += "\n[[registry]]\nlocation = \"\(registry)\"\ninsecure = \(transport == .plainHTTP)\n"
         for host in insecure.sorted() where host != registry && isRegistryHost(host) {
             text += "\n[[registry]]\nlocation = \"\(host)\"\ninsecure = true\n"

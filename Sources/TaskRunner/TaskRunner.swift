@@ -367,6 +367,13 @@ struct RunExecution: Sendable {
             case .failure(let e): return .failure(e)
             case .success(let path): dockerfile = path
             }
+            // Every build's Dockerfile is read first (`Tasks.DockerfileBases`): what it may not do
+            // (`RUN --mount`) fails the step with its line before buildah sees it.
+            let images: [String]
+            switch Self.imagesOf(dockerfile: dockerfile, arguments) {
+            case .failure(let e): return .failure(e)
+            case .success(let list): images = list
+            }
             guard step.network == .none else {
                 return .success([(tools.build(arguments, context: context, dockerfile: dockerfile, network: .host), nil, nil)])
             }
@@ -374,11 +381,6 @@ struct RunExecution: Sendable {
             // pulled before the build.
             guard tools.configuration.isolateBuildNetwork else {
                 return .failure(TaskRunError("a build without network needs a network namespace of its own, which this server cannot make (it does not run as root); give the step network: host to build with the host's network"))
-            }
-            let images: [String]
-            switch Self.imagesOf(dockerfile: dockerfile, arguments) {
-            case .failure(let e): return .failure(e)
-            case .success(let list): images = list
             }
             return .success(images.map { (tools.pull($0, always: arguments.pull), nil, nil) }
                             + [(tools.build(arguments, context: context, dockerfile: dockerfile, network: .none), nil, nil)])
@@ -430,7 +432,7 @@ struct RunExecution: Sendable {
     /// every stage: buildah may build stages the target does not need), in order, once each.
     static func imagesOf(dockerfile: String, _ arguments: BuildArguments) -> Result<[String], TaskRunError> {
         guard let data = FileManager.default.contents(atPath: dockerfile), let text = String(data: data, encoding: .utf8) else {
-            return .failure(TaskRunError("cannot read the Dockerfile to pull its images before a build without network"))
+            return .failure(TaskRunError("cannot read the Dockerfile"))
         }
         var buildArgs: [String: String] = [:]
         for arg in arguments.buildArgs { buildArgs[arg.name] = arg.value }
@@ -443,7 +445,7 @@ struct RunExecution: Sendable {
             }
             return .success(images)
         } catch {
-            return .failure(TaskRunError("the Dockerfile's images, pulled before a build without network: \(error)"))
+            return .failure(TaskRunError("the Dockerfile: \(error)"))
         }
     }
 

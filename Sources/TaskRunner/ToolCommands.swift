@@ -60,9 +60,39 @@ struct ToolCommands: Sendable {
         guard !namespaces.isEmpty else {
             return ChildCommand(executable: configuration.buildah, arguments: args, environment: environment)
         }
-        return ChildCommand(executable: configuration.unshare, arguments: namespaces + [configuration.buildah] + args,
-                            environment: environment)
+        // In that namespace's own mounts (`--mount-proc` makes one, private): a `/dev` of its own,
+        // which chroot isolation binds into every `RUN`, so no `RUN` sees the host's disks,
+        // `kmsg` or terminals.
+        let start = configuration.isolateBuildPIDs ? [configuration.shell, "-c", Self.minimalDevScript, "sh", configuration.buildah]
+                                                   : [configuration.buildah]
+        return ChildCommand(executable: configuration.unshare, arguments: namespaces + start + args, environment: environment)
     }
+
+    /// Mounts a `/dev` holding only what a build needs (the character devices every container
+    /// gets, a private `pts`, `shm`, the `fd` links) over the host's, then runs its arguments.
+    /// Buildah's chroot isolation bind-mounts the `/dev` it sees into each `RUN`: the host's
+    /// would give a `RUN` running as root its block devices, whatever its capabilities (no
+    /// device cgroup), so the whole disk. A constant script; its arguments are argv entries.
+    static let minimalDevScript = """
+        set -e
+        mount -t tmpfs -o nosuid,noexec,mode=755,size=1m berth-dev /dev
+        mknod -m 666 /dev/null c 1 3
+        mknod -m 666 /dev/zero c 1 5
+        mknod -m 666 /dev/full c 1 7
+        mknod -m 666 /dev/random c 1 8
+        mknod -m 666 /dev/urandom c 1 9
+        mknod -m 666 /dev/tty c 5 0
+        mkdir -m 755 /dev/pts
+        mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,nosuid,noexec berth-pts /dev/pts
+        ln -s pts/ptmx /dev/ptmx
+        mkdir -m 1777 /dev/shm
+        mount -t tmpfs -o nosuid,nodev,noexec,mode=1777 berth-shm /dev/shm
+        ln -s /proc/self/fd /dev/fd
+        ln -s /proc/self/fd/0 /dev/stdin
+        ln -s /proc/self/fd/1 /dev/stdout
+        ln -s /proc/self/fd/2 /dev/stderr
+        exec "$@"
+        """
 
     /// Capabilities a build's `RUN` never gets. Chroot isolation is a `chroot(2)` (no
     /// `pivot_root`), and as root a `RUN` keeps buildah's default capabilities: with

@@ -7,13 +7,14 @@ import OCIModel
 ///   defaults, overridden by the build's `--build-arg`s), as docker does; `FROM scratch` is no
 ///   image, and `FROM <earlier stage name>` is that stage, not an image.
 /// - The stage built is `target` (`--target`) or the last one. Only the stages it needs (through
-///   `FROM <stage>`, `COPY --from=<stage>` and `RUN --mount=…,from=<stage>`) count, as with
-///   BuildKit.
+///   `FROM <stage>` and `COPY --from=<stage>`) count, as with BuildKit.
 /// - The **runtime base** is the image the built stage stands on, following `FROM <stage>`
 ///   aliases; nil when that chain ends in `scratch`.
 /// - The **build-time bases** are every other image those stages use: the `FROM` of the stages
-///   off that chain, and the images of `COPY --from=<image>` and `RUN --mount=from=<image>`
-///   (in any needed stage), in order of appearance, without repeats.
+///   off that chain, and the images of `COPY --from=<image>` (in any needed stage), in order of
+///   appearance, without repeats.
+/// - `RUN --mount` is refused with its line (see `read`): the buildah these servers run lets a
+///   RUN mount reach the host.
 ///
 /// Handled: line continuations, the `# escape=` directive, comments, heredocs (their bodies are
 /// not instructions), `FROM --platform=…`, `$X`, `${X}`, `${X:-word}`, `${X-word}`, `${X:+word}`,
@@ -244,10 +245,14 @@ private struct DockerfileReader {
             }
         case "RUN":
             guard !stages.isEmpty else { throw outsideStage(instruction) }
-            for word in try words(instruction) where word.hasPrefix("--mount=") {
-                for option in word.dropFirst(8).split(separator: ",") where option.hasPrefix("from=") {
-                    try use(String(option.dropFirst(5)), instruction)
-                }
+            // Refused whole: the buildah these servers run (Debian's 1.28) lets a `type=cache`
+            // mount with an `id` of `../..` (CVE-2024-9675) or a `type=bind` through a stage's
+            // link (CVE-2024-1753) mount the host's root into the build, read-write (shown on
+            // this machine). Any spelling of the flag, so no parse of its options can differ
+            // from buildah's.
+            for word in try words(instruction) where word.lowercased().hasPrefix("--mount") {
+                throw DockerfileBases.error(.refused, instruction.line,
+                                            "RUN \(quoted(word, limit: 40)) is refused: the buildah this server runs lets a RUN mount reach the host's files (CVE-2024-9675, CVE-2024-1753)")
             }
         default:
             guard !stages.isEmpty else { throw outsideStage(instruction) }
@@ -335,7 +340,7 @@ private struct DockerfileReader {
         }
     }
 
-    /// `COPY --from=` / `--mount=from=`: an earlier stage (by name or index) or an image.
+    /// `COPY --from=`: an earlier stage (by name or index) or an image.
     mutating func use(_ raw: String, _ instruction: DockerfileInstruction) throws(TaskFileError) {
         let value = try expand(raw, scope, instruction)
         let current = stages.count - 1

@@ -122,9 +122,12 @@ final class TaskRunnerRefusalTests: XCTestCase {
             "-t", "berth.test/app:1", "--build-arg", "V=" + hostile, "--target", "final", "/src",
         ]
         if tools.configuration.isolateBuildPIDs {
-            // As root: buildah in a PID namespace of its own (its RUN cannot see or kill the host's processes).
+            // As root: buildah in a PID namespace of its own (its RUN cannot see or kill the host's
+            // processes), with a /dev of its own (no host disk in a RUN).
             XCTAssertEqual(build.executable, "/usr/bin/unshare")
-            XCTAssertEqual(build.arguments, ["--pid", "--fork", "--mount-proc", "--kill-child", "/usr/bin/buildah"] + bud)
+            XCTAssertEqual(build.arguments, ["--pid", "--fork", "--mount-proc", "--kill-child", "/bin/sh", "-c", ToolCommands.minimalDevScript,
+                                             "sh", "/usr/bin/buildah"] + bud)
+            XCTAssertFalse(ToolCommands.minimalDevScript.contains("$1") || ToolCommands.minimalDevScript.contains("eval"))
         } else {
             XCTAssertEqual(build.executable, "/usr/bin/buildah")
             XCTAssertEqual(build.arguments, bud)
@@ -182,10 +185,10 @@ final class TaskRunnerRefusalTests: XCTestCase {
     /// file is trusted for this registry only, in the run's own home.
     func testRegistryTrustIsWrittenPerRegistry() throws {
         XCTAssertEqual(RunDirectory.registriesConfText(registry: "127.0.0.1:5000", transport: .plainHTTP, insecure: []),
-                       "unqualified-search-registries = []\n\n[[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true\n")
+                       "unqualified-search-registries = [\"docker.io\"]\nshort-name-mode = \"enforcing\"\n\n[[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true\n")
         XCTAssertEqual(RunDirectory.registriesConfText(registry: "registry.example:443", transport: .verifiedTLS(caFiles: []),
                                                        insecure: ["127.0.0.1", "lab:5000", "bad\"\n[[registry]]"]),
-                       "unqualified-search-registries = []\n\n[[registry]]\nlocation = \"registry.example:443\"\ninsecure = false\n"
+                       "unqualified-search-registries = [\"docker.io\"]\nshort-name-mode = \"enforcing\"\n\n[[registry]]\nlocation = \"registry.example:443\"\ninsecure = false\n"
                        + "\n[[registry]]\nlocation = \"127.0.0.1\"\ninsecure = true\n"
                        + "\n[[registry]]\nlocation = \"lab:5000\"\ninsecure = true\n")
 

@@ -310,6 +310,19 @@ func main() {
 			fmt.Println("NOREAD", p, err)
 		}
 	}
+	// The host's /dev would hold its disks: a RUN as root could read the whole of one.
+	if entries, err := os.ReadDir("/dev"); err == nil {
+		for _, e := range entries {
+			if info, err := os.Stat("/dev/" + e.Name()); err == nil && info.Mode()&os.ModeDevice != 0 && info.Mode()&os.ModeCharDevice == 0 {
+				fmt.Println("BLOCKDEV", e.Name())
+				if f, err := os.Open("/dev/" + e.Name()); err == nil {
+					fmt.Println("BLOCKDEV-OPENED", e.Name())
+					f.Close()
+				}
+			}
+		}
+		fmt.Println("DEV-LISTED", len(entries))
+	}
 	if err := syscall.Mknod("/devnode", syscall.S_IFCHR|0o600, 1<<8|3); err != nil {
 		fmt.Println("MKNOD-REFUSED:", err)
 	} else {
@@ -343,5 +356,21 @@ def test_a_builds_run_cannot_leave_its_root(registry, tmp_path):
     log = cli.run("task", "logs", "--name", "escape", "--run-id", result["id"]).stdout.decode()
     assert result["status"] == "succeeded", (result, log[-3000:])
     # The program ran (its refusals are in the log) and read nothing of the host's.
-    assert "CHROOT-REFUSED" in log and "MKNOD-REFUSED" in log, log[-3000:]
+    assert "CHROOT-REFUSED" in log and "MKNOD-REFUSED" in log and "DEV-LISTED" in log, log[-3000:]
     assert marker not in log and "stdout| READ " not in log, log[-3000:]
+    # Its /dev is the build's own: no block device of the host at all.
+    assert "BLOCKDEV" not in log, log[-3000:]
+
+    # RUN --mount is refused before buildah sees it: this buildah lets a cache mount with an id
+    # of ../.. (CVE-2024-9675) mount the host's root.
+    (context / "Dockerfile").write_text(
+        "FROM scratch\nCOPY escape /escape\n"
+        f'RUN --mount=type=cache,id=../../../../../../../../../..,target=/h ["/escape", "/h{target}"]\n')
+    done = cli.run("task", "run", "--name", "escape", "--context", str(context), "--wait", "-o", "json", check=False)
+    assert done.returncode != 0
+    [mounted, _] = cli.json("task", "list-runs", "--name", "escape")
+    log = cli.run("task", "logs", "--name", "escape", "--run-id", mounted["id"]).stdout.decode()
+    assert mounted["status"] == "failed", mounted
+    said = json.dumps(mounted) + log
+    assert "CVE-2024-9675" in said and "line 3" in said, said[-3000:]
+    assert marker not in said and "stdout| READ " not in log, said[-3000:]
