@@ -237,8 +237,8 @@ public final class PullThrough: ContentFallback, Sendable {
     /// that blob). When it must be stored first (quarantine on: judged once stored; or
     /// `maxProvisional` fills already run), the fill runs before this answers nil, with the
     /// manifest already fetched, so the stored path that follows finds it (review: the upstream
-    /// was asked twice). A tag already cached, or a manifest present, is nil at once (the
-    /// freshness path of `prepareManifest`).
+    /// was asked twice). A manifest present, or a tag cached and fresh (or unchanged
+    /// upstream), is nil (the stored path of `prepareManifest`).
     ///
     /// A cached tag past its freshness window that moved upstream is answered the same way: the
     /// upstream's manifest at once, the new image filled in the background and the tag moved when
@@ -331,8 +331,9 @@ public final class PullThrough: ContentFallback, Sendable {
                                  upstreamRepository: String, rule: CacheRuleRecord,
                                  fetched: UpstreamManifest? = nil) async throws -> ManifestContent? {
         let manifest: UpstreamManifest
-        if let known = provisional.withLockedValue({ $0.fills[key] }) {
-            manifest = known
+        let running = provisional.withLockedValue({ $0.fills[key] })
+        if let running {
+            manifest = running
         } else if let fetched {
             manifest = fetched
         } else {
@@ -353,6 +354,9 @@ public final class PullThrough: ContentFallback, Sendable {
             try await run(fill)
             return nil
         }
+        // Its fill runs: planned and admitted when it started (review: each read during a fill
+        // asked upstream for every child of an index again).
+        if running != nil { return content }
         // The whole image (every child of an index) must fit under the quotas before it is
         // answered: a fill refused later could store only part of it, and the client would be
         // answered an image it cannot pull.
@@ -407,6 +411,9 @@ public final class PullThrough: ContentFallback, Sendable {
             do {
                 try await self.run(fill)
             } catch {
+                // A tag: its cached image (if any) is served until the window ends (review: a
+                // moved tag whose fill kept failing was asked and answered anew on every read).
+                if let tag = fill.tag { self.checked.withLockedValue { $0["\(fill.repository):\(tag)"] = self.now() } }
                 logger.warning("cache: fill of a manifest served before it was stored failed", metadata: [
                     "rule": "\(fill.rule.name)", "repository": "\(fill.repository)", "digest": "\(fill.manifest.digest)",
                     "error": "\(error)",

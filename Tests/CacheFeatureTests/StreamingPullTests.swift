@@ -247,6 +247,36 @@ import UpstreamClient
         }
     }
 
+    /// Review: a moved tag whose new image cannot be filled (its layer is gone upstream) is not
+    /// asked and answered anew on every read: once the fill failed, the cached image is served
+    /// until the window ends.
+    @Test func aMovedTagWhoseFillFailsServesTheCachedImageForTheWindow() async throws {
+        let upstream = PullThroughTests.Upstream()
+        let first = PullThroughTests.manifest([PullThroughTests.other])
+        upstream.serve(first, tag: "v1", blobs: [PullThroughTests.config, PullThroughTests.other])
+        let clock = TestClock()
+        try await Self.withBerth(upstream, now: { clock.now }) { berth in
+            try await berth.pullThrough.prepareManifest(PullThroughTests.app, .tag("v1"))
+            let broken = PullThroughTests.manifest([Self.big])   // its layer is never served upstream
+            upstream.serve(broken, tag: "v1", blobs: [])
+            clock.advance(61)
+            let moved = try #require(try await berth.pullThrough.provisionalManifest(PullThroughTests.app, .tag("v1")))
+            #expect(moved.digest == Digest.compute(broken))
+            // The fill fails in the background; from then on the cached image, upstream not asked.
+            #expect(try await Self.eventually {
+                do { return try await berth.pullThrough.provisionalManifest(PullThroughTests.app, .tag("v1")) == nil } catch { return false }
+            })
+            let asked = upstream.count("HEAD /v2/lib/app/manifests/v1")
+            for _ in 0..<3 {
+                let answer = try await berth.pullThrough.provisionalManifest(PullThroughTests.app, .tag("v1"))
+                #expect(answer == nil)
+                try await berth.pullThrough.prepareManifest(PullThroughTests.app, .tag("v1"))
+            }
+            #expect(upstream.count("HEAD /v2/lib/app/manifests/v1") == asked)
+            #expect(try await berth.registry.resolve(PullThroughTests.app, .tag("v1")) == Digest.compute(first))
+        }
+    }
+
     @Test func aMissedBlobIsServedWhileItStreamsAndStored() async throws {
         let upstream = PullThroughTests.Upstream()
         upstream.blobs.withLockedValue { $0[Self.bigDigest] = Self.big }
