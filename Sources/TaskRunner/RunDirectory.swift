@@ -114,11 +114,11 @@ struct RunDirectory {
         return text
     }
 
-    /// `host[:port]` as a registries.conf location and a directory name: letters, digits, `.-:[]`
+    /// `host[:port]` as a registries.conf location and a directory name: letters, digits, `.-_:[]`
     /// (no quote, backslash, slash or newline), not `.` or `..`.
     static func isRegistryHost(_ s: String) -> Bool {
         !s.isEmpty && s.utf8.count <= 260 && s != "." && s != ".."
-            && s.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || ".-:[]".unicodeScalars.contains($0)) }
+            && s.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || ".-_:[]".unicodeScalars.contains($0)) }
     }
 
     /// Where the run's tools look for the CA certificates of `registry` (containers-certs.d, in
