@@ -171,3 +171,49 @@ def test_a_runs_push_through_a_tls_terminating_proxy_is_verified(tmp_path, conte
         if proxy is not None:
             proxy.stop()
         server.stop()
+
+
+def test_a_runs_push_to_a_tls_listener_trusts_its_own_certificate(tmp_path, context):
+    """Without a public URL a run pushes to the listener's address over TLS, verified against the
+    listener's own certificate (``tls-cert``, self-signed here, naming 127.0.0.1): no setting
+    needed, and no plain HTTP or unverified TLS."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    run([str(berth_bin()), "certificate", "create", "--out", str(certs / "dev"), "--host", "127.0.0.1"])
+    port = free_port()
+    env = dict(os.environ, BERTH_BOOTSTRAP_OWNER_PASSWORD="tls-owner-pw-1", BERTH_SCAN_ON_PUSH="false",
+               BERTH_OUTBOUND_ALLOW="127.0.0.1/32")
+    with open(tmp_path / "server.log", "wb") as log:
+        proc = subprocess.Popen([str(berth_bin()), "serve", "--data", str(tmp_path / "data"), "--listen", f"127.0.0.1:{port}",
+                                 "--tls-cert", str(certs / "dev.crt"), "--tls-key", str(certs / "dev.key")],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    try:
+        import time
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"https://127.0.0.1:{port}/healthz", verify=str(certs / "dev.crt"), timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()[-3000:]
+            time.sleep(0.2)
+        cli = Cli(None, tmp_path / "xdg")
+        cli.extra_env = {"BERTH_REGISTRY": f"https://127.0.0.1:{port}", "BERTH_CA_FILE": str(certs / "dev.crt"),
+                         "BERTH_USERNAME": "owner", "BERTH_PASSWORD": "tls-owner-pw-1"}
+        (tmp_path / "acb.yaml").write_text(TASK_FILE)
+        cli("task", "create", "--name", "ci", "--file", str(tmp_path / "acb.yaml"))
+        done = cli.run("task", "run", "--name", "ci", "--context", str(context), "--wait", "-o", "json", check=False)
+        assert done.returncode == 0, (done.stdout.decode()[-2000:], done.stderr.decode()[-2000:])
+        result = json.loads(done.stdout)
+        [pushed] = result["pushed"]
+        assert pushed["reference"] == f"127.0.0.1:{port}/app:{result['id']}"
+        head = requests.head(f"https://127.0.0.1:{port}/v2/app/manifests/{result['id']}", auth=("owner", "tls-owner-pw-1"),
+                             verify=str(certs / "dev.crt"), timeout=10,
+                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        assert head.status_code == 200 and head.headers["Docker-Content-Digest"] == pushed["digest"]
+        registries = (tmp_path / "data" / "tasks" / "runs" / result["id"] / "registries.conf").read_text()
+        assert f'location = "127.0.0.1:{port}"\ninsecure = false' in registries, registries
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
