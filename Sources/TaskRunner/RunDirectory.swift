@@ -26,6 +26,8 @@ struct RunDirectory {
     var registriesConf: String { path + "/registries.conf" }
     var policy: String { path + "/policy.json" }
     var authFile: String { path + "/auth.json" }
+    /// The auth file of a run without credentials: no entry.
+    var emptyAuthFile: String { path + "/no-auth.json" }
     var logFile: String { path + "/logs/run.log" }
     var home: String { path + "/home" }
     var tmp: String { path + "/tmp" }
@@ -95,6 +97,7 @@ struct RunDirectory {
             try directory.trust(caFiles: caFiles, for: registry)
         }
         try writePrivate(directory.policy, #"{"default":[{"type":"insecureAcceptAnything"}]}"# + "\n")
+        try writePrivate(directory.emptyAuthFile, #"{"auths":{}}"# + "\n")
         return directory
     }
 

@@ -367,6 +367,11 @@ struct RunExecution: Sendable {
             case .failure(let e): return .failure(e)
             case .success(let path): dockerfile = path
             }
+            // buildah runs a `.in` Dockerfile through cpp first (`#include` of any file, read as
+            // root): what it builds is not the file this runner reads.
+            guard !dockerfile.lowercased().hasSuffix(".in") else {
+                return .failure(TaskRunError("a Dockerfile named *.in is refused: buildah would run it through the C preprocessor"))
+            }
             // Every build's Dockerfile is read first (`Tasks.DockerfileBases`): what it may not do
             // (`RUN --mount`) fails the step with its line before buildah sees it.
             let images: [String]
@@ -374,16 +379,15 @@ struct RunExecution: Sendable {
             case .failure(let e): return .failure(e)
             case .success(let list): images = list
             }
-            guard step.network == .none else {
-                return .success([(tools.build(arguments, context: context, dockerfile: dockerfile, network: .host), nil, nil)])
-            }
-            // No network for RUN: a network namespace (root only), and the Dockerfile's images
-            // pulled before the build.
-            guard tools.configuration.isolateBuildNetwork else {
+            // No network for RUN (the default) needs a network namespace (root only).
+            if step.network == .none, !tools.configuration.isolateBuildNetwork {
                 return .failure(TaskRunError("a build without network needs a network namespace of its own, which this server cannot make (it does not run as root); give the step network: host to build with the host's network"))
             }
+            // The Dockerfile's images are pulled and checked (no ONBUILD triggers) before the
+            // build, which pulls nothing itself.
             return .success(images.map { (tools.pull($0, always: arguments.pull), nil, nil) }
-                            + [(tools.build(arguments, context: context, dockerfile: dockerfile, network: .none), nil, nil)])
+                            + images.map { (tools.refuseOnBuild($0), nil, nil) }
+                            + [(tools.build(arguments, context: context, dockerfile: dockerfile, network: step.network), nil, nil)])
         case .cmd(let command):
             let name = "berth-\(request.runID)-\(index)-\(attempt)"
             return .success([(tools.run(command, env: step.env, workingDirectory: step.workingDirectory,

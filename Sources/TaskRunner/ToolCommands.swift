@@ -19,7 +19,8 @@ struct ToolCommands: Sendable {
             "BUILDAH_ISOLATION": "chroot",
         ]
         // Without a run identity nothing may be read from the host's own auth files either.
-        env["REGISTRY_AUTH_FILE"] = hasCredentials ? directory.authFile : "/dev/null"
+        // (An empty one of the run's: buildah 1.28 fails a pull on /dev/null, which is no JSON.)
+        env["REGISTRY_AUTH_FILE"] = hasCredentials ? directory.authFile : directory.emptyAuthFile
         return env
     }
 
@@ -45,11 +46,9 @@ struct ToolCommands: Sendable {
         for arg in arguments.buildArgs { args += ["--build-arg", "\(arg.name)=\(arg.value)"] }
         if let target = arguments.target { args += ["--target", target] }
         if arguments.noCache { args.append("--no-cache") }
-        if network == .none {
-            args.append("--pull=never")
-        } else if arguments.pull {
-            args.append("--pull-always")
-        }
+        // Every image the Dockerfile names is pulled and checked before (`pull`, `refuseOnBuild`):
+        // the build uses only those.
+        args.append("--pull=never")
         args.append(context)
         var namespaces: [String] = []
         // A PID namespace of the build's own: its `RUN` processes see and can signal only the
@@ -73,26 +72,27 @@ struct ToolCommands: Sendable {
     /// Buildah's chroot isolation bind-mounts the `/dev` it sees into each `RUN`: the host's
     /// would give a `RUN` running as root its block devices, whatever its capabilities (no
     /// device cgroup), so the whole disk. A constant script; its arguments are argv entries.
-    static let minimalDevScript = """
-        set -e
-        mount -t tmpfs -o nosuid,noexec,mode=755,size=1m berth-dev /dev
-        mknod -m 666 /dev/null c 1 3
-        mknod -m 666 /dev/zero c 1 5
-        mknod -m 666 /dev/full c 1 7
-        mknod -m 666 /dev/random c 1 8
-        mknod -m 666 /dev/urandom c 1 9
-        mknod -m 666 /dev/tty c 5 0
-        mkdir -m 755 /dev/pts
-        mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,nosuid,noexec berth-pts /dev/pts
-        ln -s pts/ptmx /dev/ptmx
-        mkdir -m 1777 /dev/shm
-        mount -t tmpfs -o nosuid,nodev,noexec,mode=1777 berth-shm /dev/shm
-        ln -s /proc/self/fd /dev/fd
-        ln -s /proc/self/fd/0 /dev/stdin
-        ln -s /proc/self/fd/1 /dev/stdout
-        ln -s /proc/self/fd/2 /dev/stderr
-        exec "$@"
-        """
+    /// One line (the runner logs a command line as one log line).
+    static let minimalDevScript = [
+        "set -e",
+        "mount -t tmpfs -o nosuid,noexec,mode=755,size=1m berth-dev /dev",
+        "mknod -m 666 /dev/null c 1 3",
+        "mknod -m 666 /dev/zero c 1 5",
+        "mknod -m 666 /dev/full c 1 7",
+        "mknod -m 666 /dev/random c 1 8",
+        "mknod -m 666 /dev/urandom c 1 9",
+        "mknod -m 666 /dev/tty c 5 0",
+        "mkdir -m 755 /dev/pts",
+        "mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,nosuid,noexec berth-pts /dev/pts",
+        "ln -s pts/ptmx /dev/ptmx",
+        "mkdir -m 1777 /dev/shm",
+        "mount -t tmpfs -o nosuid,nodev,noexec,mode=1777 berth-shm /dev/shm",
+        "ln -s /proc/self/fd /dev/fd",
+        "ln -s /proc/self/fd/0 /dev/stdin",
+        "ln -s /proc/self/fd/1 /dev/stdout",
+        "ln -s /proc/self/fd/2 /dev/stderr",
+        #"exec "$@""#,
+    ].joined(separator: "; ")
 
     /// Capabilities a build's `RUN` never gets. Chroot isolation is a `chroot(2)` (no
     /// `pivot_root`), and as root a `RUN` keeps buildah's default capabilities: with
@@ -104,8 +104,20 @@ struct ToolCommands: Sendable {
     /// cannot make a user namespace to get them back.
     static let buildCapabilityDrops = ["--cap-drop", "CAP_SYS_CHROOT", "--cap-drop", "CAP_MKNOD"]
 
-    /// `buildah pull` of an image a build without network uses, into the task's storage, before
-    /// the build: always when the build asks (`--pull`), else when missing.
+    /// Fails when `reference` (pulled into the task's storage) has ONBUILD triggers: buildah runs
+    /// a base's triggers as part of the build, unread by the Dockerfile reader, so a base could
+    /// carry what a Dockerfile may not (`RUN --mount`: see `Tasks.DockerfileBases`). A constant
+    /// script; the tool and the image are argv entries.
+    func refuseOnBuild(_ reference: String) -> ChildCommand {
+        ChildCommand(executable: configuration.shell, arguments: ["-c", Self.onBuildCheck, "sh", configuration.buildah, reference],
+                     environment: environment)
+    }
+
+    static let onBuildCheck = #"out=$("$1" inspect --type image --format '{{if .Docker.Config}}{{range .Docker.Config.OnBuild}}x{{end}}{{end}}' "$2") || exit 1; "#
+        + #"if [ -n "$out" ]; then echo "the image $2 has ONBUILD triggers, which builds here refuse (buildah would run them without this server reading them)" >&2; exit 1; fi"#
+
+    /// `buildah pull` of an image a build uses, into the task's storage, before the build (which
+    /// then pulls nothing): always when the build asks (`--pull`), else when missing.
     func pull(_ reference: String, always: Bool) -> ChildCommand {
         let args = ["pull", "--signature-policy", directory.policy] + registryAccess
             + ["--policy", always ? "always" : "missing", reference]

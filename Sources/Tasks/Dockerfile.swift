@@ -137,23 +137,28 @@ private struct DockerfileReader {
     // MARK: - lines to instructions
 
     static func instructions(_ text: String) throws(TaskFileError) -> [DockerfileInstruction] {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line in
-            line.hasSuffix("\r") ? line.dropLast() : line
+        // Read as buildah 1.28's parser (imagebuilder) reads it, where that decides what runs:
+        // lines end at \n (a \r before it dropped: Swift keeps "\r\n" as one Character, so it
+        // is replaced first), and every whitespace (\v, \f, \r, Unicode spaces) separates words.
+        let lines = text.replacingOccurrences(of: "\r\n", with: "\n")
+            .split(separator: "\n", omittingEmptySubsequences: false)
+        for (index, line) in lines.enumerated() where line.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\t" }) {
+            throw DockerfileBases.error(.invalidEncoding, index + 1, "a control character other than a tab is refused in a Dockerfile")
         }
         var escape: Character = "\\"
         var i = 0
         // Parser directives: comment lines `# key=value` at the very top.
-        while i < lines.count, let directive = Self.directive(lines[i]) {
-            if directive.key == "escape" {
-                guard directive.value == "\\" || directive.value == "`" else {
-                    throw DockerfileBases.error(.invalidValue, i + 1, "the escape directive takes \\ or `, not \(quoted(directive.value, limit: 10))")
-                }
-                escape = Character(directive.value)
+        // Only `escape` is a directive to buildah 1.28: any other line, another directive
+        // included, ends them (a later `# escape=` is a comment there, so here too).
+        while i < lines.count, let directive = Self.directive(lines[i]), directive.key == "escape" {
+            guard directive.value == "\\" || directive.value == "`" else {
+                throw DockerfileBases.error(.invalidValue, i + 1, "the escape directive takes \\ or `, not \(quoted(directive.value, limit: 10))")
             }
+            escape = Character(directive.value)
             i += 1
         }
         func isBlankOrComment(_ line: Substring) -> Bool {
-            let t = line.drop { $0 == " " || $0 == "\t" }
+            let t = line.drop { $0.isWhitespace }
             return t.isEmpty || t.hasPrefix("#")
         }
         var out: [DockerfileInstruction] = []
@@ -176,12 +181,18 @@ private struct DockerfileReader {
                 }
             }
             i += 1
-            let body = logical.drop { $0 == " " || $0 == "\t" }
-            let keyword = body.prefix { $0 != " " && $0 != "\t" }
-            let arguments = body.dropFirst(keyword.count).drop { $0 == " " || $0 == "\t" }
+            let body = logical.drop { $0.isWhitespace }
+            let keyword = body.prefix { !$0.isWhitespace }
+            let arguments = body.dropFirst(keyword.count).drop { $0.isWhitespace }
             let upper = keyword.uppercased()
+            // buildah fails on an instruction it does not know; refusing it here keeps this
+            // reader from skipping a line buildah would read as part of another.
+            guard Self.keywords.contains(upper) else {
+                throw DockerfileBases.error(.syntax, start + 1, "\(quoted(String(keyword), limit: 40)) is not a Dockerfile instruction")
+            }
             out.append(DockerfileInstruction(line: start + 1, keyword: upper, arguments: String(arguments), escape: escape))
-            // Heredoc bodies (RUN/COPY/ADD <<EOF … EOF) are data, not instructions.
+            // Heredocs (RUN/COPY/ADD <<EOF … EOF): buildah 1.28 reads their bodies as
+            // instructions, this reader would not, so a Dockerfile with one is refused.
             if ["RUN", "COPY", "ADD"].contains(upper) {
                 for word in Self.heredocWords(arguments) {
                     var j = i
@@ -191,12 +202,18 @@ private struct DockerfileReader {
                         j += 1
                     }
                     // an unterminated "heredoc" was not one (e.g. `$((1<<2))`)
-                    if j < lines.count { i = j + 1 }
+                    if j < lines.count {
+                        throw DockerfileBases.error(.refused, start + 1, "heredocs (<<\(word.word)) are refused: the buildah this server runs does not read them")
+                    }
                 }
             }
         }
         return out
     }
+
+    /// The instructions buildah 1.28 knows.
+    static let keywords: Set<String> = ["FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT",
+                                        "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"]
 
     static func directive(_ line: Substring) -> (key: String, value: String)? {
         guard line.hasPrefix("#") else { return nil }
@@ -250,13 +267,30 @@ private struct DockerfileReader {
             // link (CVE-2024-1753) mount the host's root into the build, read-write (shown on
             // this machine). Any spelling of the flag, so no parse of its options can differ
             // from buildah's.
-            for word in try words(instruction) where word.lowercased().hasPrefix("--mount") {
-                throw DockerfileBases.error(.refused, instruction.line,
-                                            "RUN \(quoted(word, limit: 40)) is refused: the buildah this server runs lets a RUN mount reach the host's files (CVE-2024-9675, CVE-2024-1753)")
+            try Self.refuseRunFlags(instruction.arguments, line: instruction.line)
+        case "ONBUILD":
+            guard !stages.isEmpty else { throw outsideStage(instruction) }
+            let inner = instruction.arguments.drop { $0.isWhitespace }
+            let keyword = inner.prefix { !$0.isWhitespace }
+            if keyword.uppercased() == "RUN" {
+                try Self.refuseRunFlags(String(inner.dropFirst(keyword.count)), line: instruction.line)
             }
         default:
             guard !stages.isEmpty else { throw outsideStage(instruction) }
         }
+    }
+
+    /// Every RUN flag is refused (buildah 1.28 takes only `--mount`): the installed buildah lets
+    /// a `type=cache` mount with an `id` of `../..` (CVE-2024-9675) or a `type=bind` through a
+    /// stage's link (CVE-2024-1753) mount the host's root into the build, read-write (shown on
+    /// this machine). Any argument starting with `-` counts, however the flag is then spelled
+    /// (quotes, escapes, `$VAR`s buildah expands in flags).
+    static func refuseRunFlags(_ arguments: String, line: Int) throws(TaskFileError) {
+        let rest = arguments.drop { $0.isWhitespace }
+        guard rest.first == "-" else { return }
+        let flag = rest.prefix { !$0.isWhitespace }
+        throw DockerfileBases.error(.refused, line,
+                                    "RUN \(quoted(String(flag), limit: 40)) is refused: the buildah this server runs lets a RUN mount reach the host's files (CVE-2024-9675, CVE-2024-1753)")
     }
 
     func outsideStage(_ instruction: DockerfileInstruction) -> TaskFileError {

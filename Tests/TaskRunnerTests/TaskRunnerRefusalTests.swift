@@ -119,7 +119,7 @@ final class TaskRunnerRefusalTests: XCTestCase {
             "bud", "--isolation", "chroot", "--layers", "--signature-policy", "/run/r1/policy.json",
             "--cap-drop", "CAP_SYS_CHROOT", "--cap-drop", "CAP_MKNOD",
             "--authfile", "/run/r1/auth.json", "-f", "/src/Dockerfile",
-            "-t", "berth.test/app:1", "--build-arg", "V=" + hostile, "--target", "final", "/src",
+            "-t", "berth.test/app:1", "--build-arg", "V=" + hostile, "--target", "final", "--pull=never", "/src",
         ]
         if tools.configuration.isolateBuildPIDs {
             // As root: buildah in a PID namespace of its own (its RUN cannot see or kill the host's

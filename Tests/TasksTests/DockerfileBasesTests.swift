@@ -80,17 +80,9 @@ import Testing
             FROM alpine
             COPY --from=build / /
             """, runtime: "alpine", buildTime: ["golang:1.23"]),
-        .init(name: "heredoc bodies are not instructions", dockerfile: """
-            FROM alpine
-            RUN <<EOF
-            FROM evil:1
-            COPY --from=evil:2 / /
-            EOF
-            COPY <<-'END' /etc/x
-            \tFROM evil:3
-            \tEND
-            RUN echo $((1<<2))
-            """, runtime: "alpine", buildTime: []),
+        .init(name: "a shift is no heredoc", dockerfile: "FROM alpine\nRUN echo $((1<<2))\n", runtime: "alpine", buildTime: []),
+        .init(name: "CRLF line ends", dockerfile: "FROM alpine AS a\r\nFROM busybox\r\nCOPY --from=a / /\r\n",
+              runtime: "busybox", buildTime: ["alpine"]),
         .init(name: "same image as build and runtime base", dockerfile: "FROM alpine AS a\nFROM alpine\nCOPY --from=a / /\n",
               runtime: "alpine", buildTime: ["alpine"]),
     ]
@@ -115,6 +107,19 @@ import Testing
         ("FROM alpine\nRUN --mount=type=cache,id=../../..,target=/h cat /h/etc/shadow\n", nil, .refused, 2, "CVE-2024-9675"),
         ("FROM alpine AS s\nFROM alpine\nRUN --network=none \\\n  --MOUNT=type=bind,from=s,source=l,rw true\n", nil, .refused, 3, "is refused"),
         ("# escape=`\nFROM alpine\nRUN `\n --mount type=tmpfs,target=/t true\n", nil, .refused, 3, "is refused"),
+        // What a second parser could read differently from buildah 1.28's (review): every RUN
+        // flag, however spelled; ONBUILD RUN flags; CRLF; whitespace buildah splits on; unknown
+        // keywords (a line this reader would skip); directives after another; heredocs.
+        ("FROM alpine\nRUN --\"mount\"=type=cache,id=../..,target=/h true\n", nil, .refused, 2, "is refused"),
+        ("FROM alpine\nENV M=mount\nRUN --$M=type=cache,id=../..,target=/h true\n", nil, .refused, 3, "is refused"),
+        ("FROM alpine\nONBUILD RUN --mount=type=cache,id=../..,target=/h true\n", nil, .refused, 2, "is refused"),
+        ("FROM alpine\nRUN true\r\nRUN --mount=type=cache,id=../..,target=/h true\n", nil, .refused, 3, "is refused"),
+        ("FROM alpine\nRUN\u{0B}--mount=type=cache,id=../..,target=/h true\n", nil, .invalidEncoding, 2, "control character"),
+        ("FROM alpine\nRUN\u{A0}--mount=type=cache,id=../..,target=/h true\n", nil, .refused, 2, "is refused"),
+        ("FROM alpine\n\u{A0}RUN --mount=type=cache,id=../..,target=/h true\n", nil, .refused, 2, "is refused"),
+        ("# syntax=docker/dockerfile:1\n# escape=`\nFROM alpine\nRUN \\\n--mount=type=cache,id=../..,target=/h true\n", nil, .refused, 4, "is refused"),
+        (" # escape=`\nFROM alpine\nRUN `\n--mount=type=cache,id=../..,target=/h true\n", nil, .syntax, 4, "is not a Dockerfile instruction"),
+        ("FROM alpine\nRUN <<EOF\nRUN --mount=type=cache,id=../..,target=/h true\nEOF\n", nil, .refused, 2, "heredocs"),
         ("FROM ${X/a/b}\n", nil, .variable, 1, "unsupported substitution"),
         ("FROM ${X\n", nil, .variable, 1, "not closed"),
         ("# escape=x\nFROM alpine\n", nil, .invalidValue, 1, "escape directive"),

@@ -69,10 +69,8 @@ import Testing
             # escape=\\
             ARG BASE=alpine:3
             FROM golang:1.23 AS build
-            RUN --network=none go build
-            RUN <<EOF
-            echo hi
-            EOF
+            RUN go build
+            RUN echo hi
             FROM ${BASE} AS final
             COPY --from=build /app /app
             COPY --from=nginx:1 /etc /etc

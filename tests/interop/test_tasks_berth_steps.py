@@ -374,3 +374,57 @@ def test_a_builds_run_cannot_leave_its_root(registry, tmp_path):
     said = json.dumps(mounted) + log
     assert "CVE-2024-9675" in said and "line 3" in said, said[-3000:]
     assert marker not in said and "stdout| READ " not in log, said[-3000:]
+
+
+def test_a_base_with_onbuild_triggers_is_refused_before_the_build(registry, tmp_path):
+    """Review: buildah runs a base image's ONBUILD triggers as part of a build, and no reader of
+    the task's Dockerfile sees them; a base pushed with ``ONBUILD RUN --mount=…`` (the CVE-2024-9675
+    form) would run it. Every image a build names is pulled and checked first: the run fails
+    saying so, and nothing is built. The same Dockerfile on a base without triggers builds."""
+    import gzip
+    import hashlib
+    import io
+    import tarfile
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info = tarfile.TarInfo("hello")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"hi\n"))
+    layer = gzip.compress(raw.getvalue(), mtime=0)
+    diff_id = "sha256:" + hashlib.sha256(raw.getvalue()).hexdigest()
+
+    def put(tag: str, onbuild: list) -> None:
+        config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+                             "config": {"OnBuild": onbuild} if onbuild else {}}).encode()
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                    "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                               "digest": sha256_digest(config), "size": len(config)},
+                    "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                                "digest": sha256_digest(layer), "size": len(layer)}]}
+        for blob in (layer, config):
+            r = requests.post(f"{registry.base}/v2/trap/blobs/uploads/?digest={sha256_digest(blob)}", data=blob,
+                              auth=registry.creds, timeout=10, headers={"Content-Type": "application/octet-stream"})
+            assert r.status_code == 201, r.text
+        r = requests.put(f"{registry.base}/v2/trap/manifests/{tag}", data=json.dumps(manifest).encode(), auth=registry.creds,
+                         timeout=10, headers={"Content-Type": "application/vnd.docker.distribution.manifest.v2+json"})
+        assert r.status_code == 201, r.text
+
+    put("onbuild", ["RUN --mount=type=cache,id=../../../../../../../../../..,target=/h cat /h/etc/hostname"])
+    put("plain", [])
+    context = tmp_path / "context"
+    context.mkdir()
+    (tmp_path / "t.yaml").write_text("version: v1.1.0\nsteps:\n  - id: build\n    build: -t $Registry/out:$ID -f Dockerfile .\n"
+                                     "  - push: [$Registry/out:$ID]\n")
+    cli = Cli(registry, tmp_path / "xdg")
+    cli.login()
+    cli("task", "create", "--name", "trap", "--file", str(tmp_path / "t.yaml"), "--repository", "trap")
+    for tag, succeeds in (("onbuild", False), ("plain", True)):
+        (context / "Dockerfile").write_text(f"FROM {registry.host}/trap:{tag}\n")
+        done = cli.run("task", "run", "--name", "trap", "--context", str(context), "--wait", "-o", "json", check=False)
+        result = json.loads(done.stdout)
+        log = cli.run("task", "logs", "--name", "trap", "--run-id", result["id"]).stdout.decode()
+        if succeeds:
+            assert result["status"] == "succeeded", (result, log[-3000:])
+        else:
+            assert result["status"] == "failed" and "has ONBUILD triggers" in log, (result, log[-3000:])
+            assert "STEP 1" not in log, log[-3000:]
