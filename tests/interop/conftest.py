@@ -123,6 +123,29 @@ def _popen_retrying(cmd, **kw) -> subprocess.Popen:
             time.sleep(0.5)
 
 
+def start_tls_server(tmp_path: Path, cert: Path, key: Path, env: Dict[str, str]) -> Tuple[subprocess.Popen, int]:
+    """``berth serve`` over TLS on a free loopback port with its data in ``tmp_path/data`` and its
+    log in ``tmp_path/server.log``, once ``/healthz`` answers (verification off: the certificate
+    may name only a host name). ``env`` is added to this process's environment. The caller stops it."""
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(berth_bin()), "serve", "--data", str(tmp_path / "data"), "--listen", f"127.0.0.1:{port}",
+                                 "--tls-cert", str(cert), "--tls-key", str(key)],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=dict(os.environ, **env))
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2).status_code == 200:
+                return proc, port
+        except requests.RequestException:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(log_path.read_text()[-3000:])
+        time.sleep(0.2)
+
+
 class RegistryServer:
     """A registry subprocess bound to 127.0.0.1 on a fixed data dir."""
 

@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -22,7 +21,7 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
-from conftest import RegistryServer, berth_bin, free_port
+from conftest import RegistryServer, berth_bin, start_tls_server
 from helpers import run, sha256_digest
 from test_cli import Cli
 
@@ -109,22 +108,9 @@ def test_a_berth_step_verifies_the_servers_tls_certificate_by_the_name_it_holds(
     certs.mkdir()
     run([str(berth_bin()), "certificate", "create", "--out", str(certs / "dev"), "--host", "registry.test"])
     password = "tls-" + secrets.token_urlsafe(12)
-    port = free_port()
-    env = dict(os.environ, BERTH_BOOTSTRAP_OWNER_PASSWORD=password, BERTH_SCAN_ON_PUSH="false", BERTH_PUBLIC_URL=UNREACHABLE)
-    with open(tmp_path / "server.log", "wb") as log:
-        proc = subprocess.Popen([str(berth_bin()), "serve", "--data", str(tmp_path / "data"), "--listen", f"127.0.0.1:{port}",
-                                 "--tls-cert", str(certs / "dev.crt"), "--tls-key", str(certs / "dev.key")],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    proc, port = start_tls_server(tmp_path, certs / "dev.crt", certs / "dev.key",
+                                  dict(BERTH_BOOTSTRAP_OWNER_PASSWORD=password, BERTH_SCAN_ON_PUSH="false", BERTH_PUBLIC_URL=UNREACHABLE))
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()[-3000:]
-            time.sleep(0.2)
         # The CLI outside reaches it the same way a step does (BERTH_CONNECT_ADDRESS / BERTH_CA_FILE).
         cli = Cli(None, tmp_path / "xdg")
         cli.extra_env = {"BERTH_REGISTRY": f"https://registry.test:{port}", "BERTH_CONNECT_ADDRESS": "127.0.0.1",
@@ -151,23 +137,10 @@ def test_after_sighup_reloads_the_certificate_berth_steps_use_the_names_it_holds
     shutil.copy(certs / "old.crt", certs / "dev.crt")
     shutil.copy(certs / "old.key", certs / "dev.key")
     password = "tls-" + secrets.token_urlsafe(12)
-    port = free_port()
-    env = dict(os.environ, BERTH_BOOTSTRAP_OWNER_PASSWORD=password, BERTH_SCAN_ON_PUSH="false", BERTH_PUBLIC_URL=UNREACHABLE)
     server_log = tmp_path / "server.log"
-    with open(server_log, "wb") as log:
-        proc = subprocess.Popen([str(berth_bin()), "serve", "--data", str(tmp_path / "data"), "--listen", f"127.0.0.1:{port}",
-                                 "--tls-cert", str(certs / "dev.crt"), "--tls-key", str(certs / "dev.key")],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    proc, port = start_tls_server(tmp_path, certs / "dev.crt", certs / "dev.key",
+                                  dict(BERTH_BOOTSTRAP_OWNER_PASSWORD=password, BERTH_SCAN_ON_PUSH="false", BERTH_PUBLIC_URL=UNREACHABLE))
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, server_log.read_text()[-3000:]
-            time.sleep(0.2)
         cli = Cli(None, tmp_path / "xdg")
         cli.extra_env = {"BERTH_REGISTRY": f"https://old.test:{port}", "BERTH_CONNECT_ADDRESS": "127.0.0.1",
                          "BERTH_CA_FILE": str(certs / "old.crt"), "BERTH_USERNAME": "owner", "BERTH_PASSWORD": password}

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import RegistryServer, berth_bin, free_port
+from conftest import RegistryServer, berth_bin, free_port, start_tls_server
 from helpers import run
 from test_cli import Cli
 
@@ -180,24 +180,10 @@ def test_a_runs_push_to_a_tls_listener_trusts_its_own_certificate(tmp_path, cont
     certs = tmp_path / "certs"
     certs.mkdir()
     run([str(berth_bin()), "certificate", "create", "--out", str(certs / "dev"), "--host", "127.0.0.1"])
-    port = free_port()
-    env = dict(os.environ, BERTH_BOOTSTRAP_OWNER_PASSWORD="tls-owner-pw-1", BERTH_SCAN_ON_PUSH="false",
-               BERTH_OUTBOUND_ALLOW="127.0.0.1/32")
-    with open(tmp_path / "server.log", "wb") as log:
-        proc = subprocess.Popen([str(berth_bin()), "serve", "--data", str(tmp_path / "data"), "--listen", f"127.0.0.1:{port}",
-                                 "--tls-cert", str(certs / "dev.crt"), "--tls-key", str(certs / "dev.key")],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    proc, port = start_tls_server(tmp_path, certs / "dev.crt", certs / "dev.key",
+                                  dict(BERTH_BOOTSTRAP_OWNER_PASSWORD="tls-owner-pw-1", BERTH_SCAN_ON_PUSH="false",
+                                       BERTH_OUTBOUND_ALLOW="127.0.0.1/32"))
     try:
-        import time
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"https://127.0.0.1:{port}/healthz", verify=str(certs / "dev.crt"), timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()[-3000:]
-            time.sleep(0.2)
         cli = Cli(None, tmp_path / "xdg")
         cli.extra_env = {"BERTH_REGISTRY": f"https://127.0.0.1:{port}", "BERTH_CA_FILE": str(certs / "dev.crt"),
                          "BERTH_USERNAME": "owner", "BERTH_PASSWORD": "tls-owner-pw-1"}
