@@ -74,9 +74,15 @@ public final class ReplicationApplier: Sendable {
         let name = ReplicationService.consumerName(location)
         var found = try await events.eventConsumer(named: name)
         if found == nil { found = try await events.registerEventConsumer(name: name, start: .beginning) }
-        guard let record = found, !record.paused else { return .idle }
-        if let next = record.nextAttemptAt, next > now { return .idle }
+        guard let record = found else { return .idle }
         var progress = try await service.store.replicaProgress(location: location) ?? ReplicaProgress()
+        if record.paused {
+            // A paused replica applies nothing but still shows how far behind it is: without this
+            // read its lag would stay at what it was when paused (0, say) while the peer moved on.
+            await readHead(replica, cursor: record.cursor, progress: &progress, location: location, now: now)
+            return .idle
+        }
+        if let next = record.nextAttemptAt, next > now { return .idle }
         var cursor = record.cursor
         do {
             let client = try await client(for: replica)
@@ -170,8 +176,23 @@ public final class ReplicationApplier: Sendable {
         return client
     }
 
-    func readPage(_ client: UpstreamClient, after: Int64) async throws -> ReplicationEventPage {
-        let bytes = try await client.document(path: "/api/v1/replication/events?after=\(after)&limit=\(pageSize)", limit: 16 << 20)
+    /// The peer's newest sequence and its oldest event not applied here, read with a page of one
+    /// event, for a paused replica's lag. A failed read leaves the progress as it was (the pause is
+    /// the operator's; an error shows once replication runs again).
+    private func readHead(_ replica: ReplicaRecord, cursor: Int64, progress: inout ReplicaProgress, location: String, now: Date) async {
+        do {
+            let page = try await readPage(try await client(for: replica), after: cursor, limit: 1)
+            progress.peerSequence = page.latestSequence
+            progress.peerSequenceAt = now
+            progress.oldestPendingAt = page.latestSequence > cursor ? page.events.filter { $0.sequence > cursor }.map(\.at).min() : nil
+            try await service.store.recordReplicaProgress(location: location, progress)
+        } catch {
+            logger.debug("a paused replica's feed could not be read", metadata: ["location": "\(location)", "error": "\(Self.describe(error))"])
+        }
+    }
+
+    func readPage(_ client: UpstreamClient, after: Int64, limit: Int? = nil) async throws -> ReplicationEventPage {
+        let bytes = try await client.document(path: "/api/v1/replication/events?after=\(after)&limit=\(limit ?? pageSize)", limit: 16 << 20)
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         do {

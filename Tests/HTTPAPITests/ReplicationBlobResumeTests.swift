@@ -82,16 +82,8 @@ import UpstreamClient
     }
 
     func region() async throws -> (Registry, ReplicationApplier) {
-        let dir = tempDataDir()
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
-        let backend = registry.metadata as! any MetadataBackend
-        let key = try await ReplicationService.sharedSealingKey(SharedKeyMaterial(store: backend, kek: KeyEncryptionKey.generate()))
-        let policy = try OutboundPolicy(allow: "127.0.0.1/32")
-        let service = ReplicationService(store: backend, events: backend, sealingKey: key, policy: policy, logger: logger, region: "sea",
-                                         content: backend, registers: backend, settings: backend)
-        return (registry, ReplicationApplier(registry: registry, service: service, registers: backend, logger: logger))
+        let r = try await ReplicationTestRegion.make()
+        return (r.registry, r.applier)
     }
 
     func client(_ port: Int) throws -> UpstreamClient {

@@ -54,17 +54,10 @@ import UpstreamClient
 
     /// This region ("sea") with the config blob every test manifest names, and its applier.
     func region() async throws -> (Registry, ReplicationApplier, any MetadataBackend) {
-        let dir = tempDataDir()
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
-        let backend = registry.metadata as! any MetadataBackend
-        let key = try await ReplicationService.sharedSealingKey(SharedKeyMaterial(store: backend, kek: KeyEncryptionKey.generate()))
-        let service = ReplicationService(store: backend, events: backend, sealingKey: key, policy: try OutboundPolicy(allow: "127.0.0.1/32"),
-                                         logger: logger, region: "sea", content: backend, registers: backend, settings: backend)
-        _ = try await registry.putBlob(repo, digest: Digest.compute(Self.config), contentLength: Int64(Self.config.count),
-                                       body: AsyncStream { $0.yield(ByteBuffer(bytes: Self.config)); $0.finish() })
-        return (registry, ReplicationApplier(registry: registry, service: service, registers: backend, logger: logger), backend)
+        let r = try await ReplicationTestRegion.make()
+        _ = try await r.registry.putBlob(repo, digest: Digest.compute(Self.config), contentLength: Int64(Self.config.count),
+                                         body: AsyncStream { $0.yield(ByteBuffer(bytes: Self.config)); $0.finish() })
+        return (r.registry, r.applier, r.backend)
     }
 
     /// A peer that serves the manifests of `served` by digest (every GET recorded), 404 for anything else.

@@ -238,15 +238,28 @@ class Region:
         return hits[-1] if hits else None
 
 
-def _caught_up(a, b):
-    """Both regions have applied everything the other has (lag 0, no error)."""
+def _applied_all(regions, of=None):
+    """Each region in `regions` has applied every event of each peer in `of` (all the others when
+    not given) as far as the peer's log reaches when read now, with no error. A status's lag is only
+    as fresh as the region's last read of the peer's log, so it is not asked."""
     def check():
-        for x, y in ((a, b), (b, a)):
-            s = x.status(y.name)
-            if s.get("lagEvents") != 0 or s.get("lastError"):
-                return None
+        peers = of if of is not None else regions
+        latest = {p.name: p.get("/api/v1/replication/events", params={"after": 0, "limit": 1}).json()["latestSequence"]
+                  for p in peers}
+        for r in regions:
+            for p in peers:
+                if p is r:
+                    continue
+                s = r.status(p.name)
+                if s.get("lastError") or (s.get("appliedSequence") or 0) < latest[p.name]:
+                    return None
         return True
     return check
+
+
+def _caught_up(a, b):
+    """Both regions have applied everything the other has (no error)."""
+    return _applied_all((a, b))
 
 
 @pytest.fixture
@@ -691,8 +704,9 @@ def test_a_manifest_deleted_during_a_partition_is_not_brought_back(regions):
     assert r.status_code == 201, r.text
     # westeurope hears of southeastasia's writes first (while southeastasia still has the manifest)
     west.consumer(SEA, "resume")
-    _wait("westeurope caught up", lambda: west.status(SEA).get("lagEvents") == 0 and not west.status(SEA).get("lastError"),
-          regions=(west,))
+    _wait("westeurope caught up", _applied_all((west,), of=(sea,)), regions=(west,))
+    # paused, southeastasia still shows how far behind it is (its lag is read while paused)
+    _wait("southeastasia's lag to show westeurope's deletion", lambda: (sea.status(WEST).get("lagEvents") or 0) > 0, regions=(sea,))
     sea.consumer(WEST, "resume")
     _wait("both regions caught up", _caught_up(west, sea))
     for region in (west, sea):
@@ -774,9 +788,7 @@ def three_regions(registry, tmp_path):
 def test_three_regions_converge(three_regions):
     regions = three_regions
 
-    def caught_up():
-        return all(s.get("lagEvents") == 0 and not s.get("lastError")
-                   for r in regions for s in r.cli.json("replication", "status"))
+    caught_up = _applied_all(regions)
 
     base = regions[0].image("mesh/app", "t", "base")
     _wait("mesh/app:t everywhere", lambda: all(r.manifest_digest("mesh/app", "t") == base for r in regions), regions=regions)
