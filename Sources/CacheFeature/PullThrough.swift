@@ -331,7 +331,7 @@ public final class PullThrough: ContentFallback, Sendable {
                                  upstreamRepository: String, rule: CacheRuleRecord,
                                  fetched: UpstreamManifest? = nil) async throws -> ManifestContent? {
         let manifest: UpstreamManifest
-        let running = provisional.withLockedValue({ $0.fills[key] })
+        let running = runningFill(key, repository: repository, reference: reference)
         if let running {
             manifest = running
         } else if let fetched {
@@ -368,6 +368,19 @@ public final class PullThrough: ContentFallback, Sendable {
             return nil
         }
         return content
+    }
+
+    /// The manifest of the fill that runs for `key`; for a read by digest, also of a fill of that
+    /// manifest under a tag of the repository (review: a client that read a moved tag reads its
+    /// manifest by digest next, and that asked upstream again and started a second fill of the
+    /// same image). A repository name holds no `:`, so the prefix names one repository.
+    private func runningFill(_ key: String, repository: RepositoryName, reference: Reference) -> UpstreamManifest? {
+        provisional.withLockedValue { p in
+            if let manifest = p.fills[key] { return manifest }
+            guard case .digest(let digest) = reference else { return nil }
+            let tagged = "t:\(repository):"
+            return p.fills.first { $0.key.hasPrefix(tagged) && $0.value.digest == digest }?.value
+        }
     }
 
     /// A manifest fetched from upstream and where it goes.

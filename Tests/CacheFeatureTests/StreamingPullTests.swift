@@ -192,8 +192,8 @@ import UpstreamClient
         upstream.serve(first, tag: "v1", blobs: [PullThroughTests.config, PullThroughTests.other])
         let clock = TestClock()
         try await Self.withBerth(upstream, now: { clock.now }) { berth in
-            func get() async throws -> (UInt, [UInt8], String?) {
-                var request = HTTPClientRequest(url: "http://127.0.0.1:\(berth.port)/v2/mirror/app/manifests/v1")
+            func get(_ reference: String = "v1") async throws -> (UInt, [UInt8], String?) {
+                var request = HTTPClientRequest(url: "http://127.0.0.1:\(berth.port)/v2/mirror/app/manifests/\(reference)")
                 request.headers.add(name: "Authorization", value: Self.owner)
                 request.headers.add(name: "Accept", value: MediaType.ociManifest)
                 let response = try await berth.http.execute(request, timeout: .seconds(120))
@@ -222,6 +222,11 @@ import UpstreamClient
             #expect(try await get().1 == second)
             #expect(upstream.count("HEAD /v2/lib/app/manifests/v1") == 1)
             #expect(upstream.count("/v2/lib/app/manifests/v1") == 2)
+            // A read by digest (what a client does next): the same answer, from the same fill.
+            let asked = upstream.manifestGets
+            let byDigest = try await get(Digest.compute(second).string)
+            #expect(byDigest.0 == 200 && byDigest.1 == second)
+            #expect(upstream.manifestGets == asked)
             upstream.released.withLockedValue { $0 = true }
             let layer = try await berth.http.execute(berth.get(Self.bigDigest), timeout: .seconds(180))
             let layerBytes = Array(try await layer.body.collect(upTo: 1 << 20).readableBytesView)
