@@ -72,6 +72,9 @@ public struct TaskView: Codable, Sendable, Equatable {
     public var cmd: String?
     /// The repositories its `berth` steps may act on.
     public var scope: [String]?
+    /// A digest of what decides what a run does (file, values, context, command, scope, timeout,
+    /// repositories): `POST .../runs?ifDefinition=` queues a run only while the task holds it.
+    public var definition: String?
     public init(name: String, taskFile: String, context: String?, schedule: String?, values: [String: String],
                 timeoutSeconds: Int, repositories: [String], enabled: Bool, createdBy: String, createdAt: Date, updatedAt: Date,
                 baseImageTriggerType: String? = nil, baseImages: [TaskRunImageView]? = nil) {

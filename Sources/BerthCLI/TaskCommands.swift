@@ -1,5 +1,6 @@
 import ArgumentParser
 import BerthAPIContract
+import BerthCredentials
 import Foundation
 import Tasks
 
@@ -58,13 +59,16 @@ enum TaskCommands {
     }
 
     /// Queues a run of `task` with `directory` uploaded as its context (a tar stream).
-    static func run(_ c: ManagementClient, task: String, context directory: String?) async throws -> JSONValue {
+    /// Queues a run (of `directory` as its context, when given); with `ifDefinition`, only while
+    /// the task holds that definition.
+    static func run(_ c: ManagementClient, task: String, context directory: String?, ifDefinition: String? = nil) async throws -> JSONValue {
+        let query = ifDefinition.map { [("ifDefinition", $0)] } ?? []
         if let directory {
             let archive = try ContextArchive.make(directory: directory)
-            return try await c.call(.POST, "tasks/" + Fmt.path(task) + "/runs", contentType: "application/x-tar", body: archive,
+            return try await c.call(.POST, "tasks/" + Fmt.path(task) + "/runs", query: query, contentType: "application/x-tar", body: archive,
                                     answer: TaskRunView.self)
         }
-        return try await c.call(.POST, "tasks/" + Fmt.path(task) + "/runs", answer: TaskRunView.self)
+        return try await c.call(.POST, "tasks/" + Fmt.path(task) + "/runs", query: query, answer: TaskRunView.self)
     }
 
     /// Prints the run's log as it grows until the run ends (when `follow`), then its outcome;
@@ -394,19 +398,36 @@ struct TaskCancelRun: AsyncParsableCommand {
     }
 }
 
-/// Saves `taskFile` as task `name` (created, or its file replaced) and runs it on `context`.
+/// Saves `taskFile` as task `name` (created, or its file replaced) and runs it on `context`. The
+/// run is queued only while the task holds what was saved (its `definition`): another caller's
+/// `berth run` or `berth build` with the same name in between (the default names are shared)
+/// would otherwise run their file on this context. Saved and queued again then, a few times.
 private func runUploaded(_ c: ManagementClient, name: String, taskFile: String, values: [String: String]?, context: String,
                          format: OutputFormat) async throws {
-    let existing = try await c.value(.GET, "tasks", answer: [TaskView].self).contains { $0.name == name }
-    if existing {
-        try await c.call(.PATCH, "tasks/" + Fmt.path(name), sending: TaskRequest(taskFile: taskFile, context: "", values: values),
-                         answer: TaskView.self)
-    } else {
-        try await c.call(.POST, "tasks", sending: TaskRequest(name: name, taskFile: taskFile, values: values), answer: TaskView.self)
+    var attempt = 0
+    while true {
+        attempt += 1
+        let saved: JSONValue
+        do {
+            if try await c.value(.GET, "tasks", answer: [TaskView].self).contains(where: { $0.name == name }) {
+                saved = try await c.call(.PATCH, "tasks/" + Fmt.path(name), sending: TaskRequest(taskFile: taskFile, context: "", values: values),
+                                         answer: TaskView.self)
+            } else {
+                saved = try await c.call(.POST, "tasks", sending: TaskRequest(name: name, taskFile: taskFile, values: values), answer: TaskView.self)
+            }
+        } catch let e as RegistryAPIError where e.status == 409 && e.code == "CONFLICT" && attempt < 5 {
+            continue   // created by another caller since the list was read
+        }
+        let run: JSONValue
+        do {
+            run = try await TaskCommands.run(c, task: name, context: context, ifDefinition: saved["definition"]?.asString)
+        } catch let e as RegistryAPIError where e.code == "TASK_CHANGED" && attempt < 5 {
+            continue
+        }
+        guard let id = run["id"]?.asString else { throw CLIError("the registry did not name the run") }
+        try await TaskCommands.follow(c, task: name, run: id, format: format)
+        return
     }
-    let run = try await TaskCommands.run(c, task: name, context: context)
-    guard let id = run["id"]?.asString else { throw CLIError("the registry did not name the run") }
-    try await TaskCommands.follow(c, task: name, run: id, format: format)
 }
 
 struct RunTaskFileCommand: AsyncParsableCommand {

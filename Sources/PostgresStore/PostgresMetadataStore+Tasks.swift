@@ -51,10 +51,13 @@ extension PostgresMetadataStore {
         }
     }
 
-    public func queueTaskRun(task: String, trigger: String, uploadedContext: String?) async throws -> TaskRunRecord? {
+    public func queueTaskRun(task: String, trigger: String, uploadedContext: String?, ifDefinition: String?) async throws -> TaskRunRecord? {
         let origin = EventOrigin.current
         return try await write { tx in
-            guard try await tx.count("SELECT 1 FROM tasks WHERE name = \(task)") == 1 else { return nil }
+            guard let record = try await tx.value("SELECT record FROM tasks WHERE name = \(task)", String.self) else { return nil }
+            if let ifDefinition, try Self.decode(TaskRecord.self, record).definitionDigest != ifDefinition {
+                throw TaskDefinitionChanged(task: task)
+            }
             return try await Self.insertQueuedRun(tx, origin, TaskRunRecord(id: "", task: task, status: .queued, trigger: trigger,
                                                                             queuedAt: Date(), uploadedContext: uploadedContext))
         }

@@ -1,4 +1,5 @@
 import Foundation
+import OCIModel
 
 /// A build task as stored (issue 16): its task file's text, where its source comes from, its
 /// triggers and values, and which repositories its runs may push to (the run identity's scope).
@@ -64,6 +65,31 @@ public struct TaskRecord: Sendable, Codable, Equatable {
         self.lastScheduledAt = lastScheduledAt
         self.baseImageTrigger = baseImageTrigger; self.bases = bases
     }
+}
+
+extension TaskRecord {
+    /// What its saver set that decides what a run does (its file, values, context, command,
+    /// scope, timeout and the repositories it may push to), as a digest; not its triggers'
+    /// bookkeeping. `berth run` and `berth build` save their file on a task shared by name
+    /// (`quick-run`, `quick-build`) and queue the run only while the task still holds what they
+    /// saved: else two callers at once could each run the other's file on their own context.
+    public var definitionDigest: String {
+        struct Definition: Encodable {
+            let taskFile: String, context: String?, values: [String: String], timeoutSeconds: Int, repositories: [String]
+            let command: String?, scope: [String]?
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let bytes = (try? encoder.encode(Definition(taskFile: taskFile, context: context, values: values, timeoutSeconds: timeoutSeconds,
+                                                    repositories: repositories, command: command, scope: scope))) ?? Data()
+        return Digest.compute(Array(bytes)).string
+    }
+}
+
+/// `TaskStore.queueTaskRun(ifDefinition:)`: the task no longer holds the definition the caller saved.
+public struct TaskDefinitionChanged: Error, Sendable, Equatable {
+    public let task: String
+    public init(task: String) { self.task = task }
 }
 
 /// A base image a task's build stands on: `repository:tag` in this registry, whether it is the
@@ -169,8 +195,10 @@ public protocol TaskStore: Sendable {
     /// Deletes the task and its runs; false when there is none.
     func deleteTask(named: String) async throws -> Bool
     /// Queues a run of `task` with the next id of the registry's sequence (`cb<n>`) and its
-    /// `task.run.queued` event; nil when the task does not exist.
-    func queueTaskRun(task: String, trigger: String, uploadedContext: String?) async throws -> TaskRunRecord?
+    /// `task.run.queued` event; nil when the task does not exist. With `ifDefinition`, only while
+    /// the task's `definitionDigest` is that one, checked in the queueing transaction: else
+    /// `TaskDefinitionChanged` is thrown and nothing changes.
+    func queueTaskRun(task: String, trigger: String, uploadedContext: String?, ifDefinition: String?) async throws -> TaskRunRecord?
     func taskRun(id: String) async throws -> TaskRunRecord?
     /// Runs of `task` (nil: of every task), newest first, at most `limit`.
     func taskRuns(task: String?, limit: Int) async throws -> [TaskRunRecord]
@@ -193,6 +221,10 @@ public protocol TaskStore: Sendable {
 }
 
 extension TaskStore {
+    public func queueTaskRun(task: String, trigger: String, uploadedContext: String?) async throws -> TaskRunRecord? {
+        try await queueTaskRun(task: task, trigger: trigger, uploadedContext: uploadedContext, ifDefinition: nil)
+    }
+
     /// Stitches stored chunks `(start, bytes)` (ordered, contiguous) into `[offset, offset+limit)`.
     public static func slice(_ chunks: [(start: Int64, bytes: [UInt8])], offset: Int64, limit: Int) -> [UInt8] {
         var out: [UInt8] = []

@@ -129,6 +129,8 @@ public enum TaskError: Error, Equatable {
     case notFound(String)
     case conflict(String)
     case forbidden(String)
+    /// The task no longer holds the definition the caller saved (`queue(ifDefinition:)`).
+    case changed(String)
 }
 
 /// A task's context: a git URL with its branch and an optional directory in it.
@@ -323,18 +325,29 @@ public struct TaskService: Sendable {
         try? FileManager.default.removeItem(atPath: upload)
     }
 
-    /// Queues a run; `uploadedContext` is the path of an uploaded tar archive.
-    func queue(_ name: String, trigger: String, uploadedContext: String?) async throws -> TaskRunRecord {
+    /// Queues a run; `uploadedContext` is the path of an uploaded tar archive. With `ifDefinition`
+    /// (a `TaskView.definition` the caller saved), only while the task still holds it.
+    func queue(_ name: String, trigger: String, uploadedContext: String?, ifDefinition: String? = nil) async throws -> TaskRunRecord {
         let task = try await get(name)
         guard task.enabled else { throw TaskError.conflict("task \(name) is disabled") }
         let needsContext = try parse(task, runID: "cb0").needsContext
         guard uploadedContext != nil || task.context != nil || !needsContext else {
             throw TaskError.invalid("task \(name) has no context: upload one with the run (berth task run --context DIR)")
         }
-        guard let run = try await store.queueTaskRun(task: name, trigger: trigger, uploadedContext: uploadedContext) else {
-            throw TaskError.notFound("task \(name)")
+        if let ifDefinition, task.definitionDigest != ifDefinition { throw Self.changed(name) }
+        do {
+            guard let run = try await store.queueTaskRun(task: name, trigger: trigger, uploadedContext: uploadedContext,
+                                                         ifDefinition: ifDefinition) else {
+                throw TaskError.notFound("task \(name)")
+            }
+            return run
+        } catch is TaskDefinitionChanged {
+            throw Self.changed(name)
         }
-        return run
+    }
+
+    static func changed(_ name: String) -> TaskError {
+        .changed("task \(name) changed since it was saved for this run (another `berth run` or `berth build` with the same --name?)")
     }
 
     func run(_ task: String, _ id: String) async throws -> TaskRunRecord {
@@ -378,7 +391,7 @@ public struct TaskService: Sendable {
 extension TaskError: CustomStringConvertible {
     public var description: String {
         switch self {
-        case .invalid(let m), .conflict(let m), .forbidden(let m): m
+        case .invalid(let m), .conflict(let m), .forbidden(let m), .changed(let m): m
         case .notFound(let m): "\(m) not found"
         }
     }

@@ -7,6 +7,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
+import OCIModel
 import RegistryCore
 import RegistryStore
 import ServiceLifecycle
@@ -148,6 +149,11 @@ public struct TasksFeature: RegistryFeature {
         api.post("tasks/:name/runs") { request, context in
             let name = try context.parameters.require("name")
             _ = try await tasks.get(name)
+            // a task's `definition` as saved: the run is queued only while the task holds it
+            let definition = request.uri.queryParameters["ifDefinition"].map(String.init)
+            if let definition, (try? Digest(parsing: definition)) == nil {
+                throw TaskError.invalid("ifDefinition takes a task's definition (sha256:...)")
+            }
             var upload: String?
             let type = request.headers[.contentType] ?? ""
             if type.hasPrefix("application/x-tar") || type.hasPrefix("application/octet-stream") {
@@ -156,7 +162,8 @@ public struct TasksFeature: RegistryFeature {
             }
             do {
                 let run = try await EventOrigin.$current.withValue(origin(context)) {
-                    try await tasks.queue(name, trigger: upload == nil ? "manual" : "upload", uploadedContext: upload)
+                    try await tasks.queue(name, trigger: upload == nil ? "manual" : "upload", uploadedContext: upload,
+                                          ifDefinition: definition)
                 }
                 return server.json(TaskRunView(run), status: .accepted)
             } catch {
@@ -240,6 +247,7 @@ extension TaskError: ManagementErrorConvertible {
         case .notFound: ManagementError(status: .notFound, code: "NOT_FOUND", message: description)
         case .conflict(let m): ManagementError(status: .conflict, code: "CONFLICT", message: m)
         case .forbidden(let m): ManagementError(status: .forbidden, code: "DENIED", message: m)
+        case .changed(let m): ManagementError(status: .conflict, code: "TASK_CHANGED", message: m)
         }
     }
 }
@@ -261,6 +269,7 @@ extension TaskView {
         commitTriggerEnabled = r.commitTriggerEnabled ?? false
         cmd = r.command
         scope = r.scope
+        definition = r.definitionDigest
     }
 }
 

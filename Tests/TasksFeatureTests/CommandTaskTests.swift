@@ -104,6 +104,41 @@ private func pushImage(_ client: any TestClientProtocol, _ repository: String, _
 
     static let owner = basic("owner", "owner-pw")
 
+    /// `berth run` and `berth build` save their file on a task shared by name (`quick-run`,
+    /// `quick-build`) and queue the run with `ifDefinition`: a run is queued only while the task
+    /// holds what its caller saved, so two callers at once never run each other's file.
+    @Test func aRunIsQueuedOnlyWhileTheTaskHoldsTheDefinitionItsCallerSaved() async throws {
+        let s = try await setup()
+        try await s.app.test(.router) { client in
+            let created = try await client.execute(uri: "/api/v1/tasks", method: .post, headers: Self.owner, body: try body([
+                "name": "quick", "cmd": "berth purge --filter 'team/app:.*' --ago 30d", "scope": ["team/app"]]))
+            #expect(created.status == .created, "\(String(buffer: created.body))")
+            let mine = try #require(json(created.body)["definition"] as? String)
+            // another caller saves its own command on the same task
+            let patched = try await client.execute(uri: "/api/v1/tasks/quick", method: .patch, headers: Self.owner,
+                                                   body: try body(["cmd": "berth purge --filter 'team/app:.*' --ago 7d"]))
+            #expect(patched.status == .ok, "\(String(buffer: patched.body))")
+            let theirs = try #require(json(patched.body)["definition"] as? String)
+            #expect(theirs != mine)
+
+            let stale = try await client.execute(uri: "/api/v1/tasks/quick/runs?ifDefinition=\(mine)", method: .post, headers: Self.owner)
+            #expect(stale.status == .conflict)
+            #expect((json(stale.body)["error"] as? [String: Any])?["code"] as? String == "TASK_CHANGED")
+            #expect(try await s.store.taskRuns(task: "quick", limit: 10).isEmpty)
+            let bad = try await client.execute(uri: "/api/v1/tasks/quick/runs?ifDefinition=latest", method: .post, headers: Self.owner)
+            #expect(bad.status == .badRequest)
+            #expect(try await s.store.taskRuns(task: "quick", limit: 10).isEmpty)
+
+            let fresh = try await client.execute(uri: "/api/v1/tasks/quick/runs?ifDefinition=\(theirs)", method: .post, headers: Self.owner)
+            #expect(fresh.status == .accepted, "\(String(buffer: fresh.body))")
+            let id = try #require(json(fresh.body)["id"] as? String)
+            let run = try #require(try await s.store.taskRun(id: id))
+            #expect(run.taskAtQueue?.command == "berth purge --filter 'team/app:.*' --ago 7d")
+            let shown = json(try await client.execute(uri: "/api/v1/tasks/quick", method: .get, headers: Self.owner).body)
+            #expect(shown["definition"] as? String == theirs)
+        }
+    }
+
     @Test func aCmdTaskIsSavedWithItsOneStepFileAndItsScopeAndNeedsNoContext() async throws {
         let s = try await setup()
         try await s.app.test(.router) { client in

@@ -92,6 +92,36 @@ extension MetadataStoreConformance {
             let ofA = try await s.taskRuns(task: "a", limit: 1).map(\.id)
             #expect(all == ["cb3", "cb1"] && ofA == ["cb3"])
         },
+        Case("queueTaskRun(ifDefinition:): queued while the task holds that definition; else refused, nothing queued") { s in
+            _ = try await s.createTask(taskRecord("a"))
+            let saved = taskRecord("a").definitionDigest
+            let first = try await s.queueTaskRun(task: "a", trigger: "upload", uploadedContext: nil, ifDefinition: saved)
+            #expect(first?.id == "cb1")
+            // the triggers' bookkeeping is not the definition
+            var triggered = taskRecord("a")
+            triggered.lastScheduledAt = Date(timeIntervalSince1970: 1_800_000_000)
+            triggered.externalBaseDigests = ["docker.io/library/x:1": "sha256:" + String(repeating: "a", count: 64)]
+            #expect(triggered.definitionDigest == saved)
+            _ = try await s.updateTask(triggered)
+            #expect(try await s.queueTaskRun(task: "a", trigger: "upload", uploadedContext: nil, ifDefinition: saved)?.id == "cb2")
+            // another caller saved another file: refused in the queueing transaction
+            var other = triggered
+            other.taskFile = "version: v1.1.0\nsteps:\n  - build: -t $Registry/other:$ID .\n"
+            #expect(other.definitionDigest != saved)
+            _ = try await s.updateTask(other)
+            var values = triggered
+            values.values = ["x": "2"]
+            #expect(values.definitionDigest != saved)
+            let before = try await s.latestEventSequence()
+            await #expect(throws: TaskDefinitionChanged(task: "a")) {
+                try await s.queueTaskRun(task: "a", trigger: "upload", uploadedContext: nil, ifDefinition: saved)
+            }
+            #expect(try await s.latestEventSequence() == before)
+            #expect(try await s.taskRuns(task: "a", limit: 10).map(\.id) == ["cb2", "cb1"])
+            // an unknown task is still nil; without a definition, any
+            #expect(try await s.queueTaskRun(task: "none", trigger: "upload", uploadedContext: nil, ifDefinition: saved) == nil)
+            #expect(try await s.queueTaskRun(task: "a", trigger: "upload", uploadedContext: nil, ifDefinition: nil)?.id == "cb3")
+        },
         Case("startNextTaskRun: oldest queued first, one run of a task at a time, others' runs meanwhile") { s in
             _ = try await s.createTask(taskRecord("a"))
             _ = try await s.createTask(taskRecord("b"))
