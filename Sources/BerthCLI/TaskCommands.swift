@@ -398,30 +398,33 @@ struct TaskCancelRun: AsyncParsableCommand {
     }
 }
 
-/// Saves `taskFile` as task `name` (created, or its file replaced) and runs it on `context`. The
-/// run is queued only while the task holds what was saved (its `definition`): another caller's
-/// `berth run` or `berth build` with the same name in between (the default names are shared)
-/// would otherwise run their file on this context. Saved and queued again then, a few times.
+/// Saves `taskFile` as task `name` (created, or its file and values replaced) and runs it on
+/// `context`. The run is queued only while the task holds what was saved (its `definition`):
+/// another caller's `berth run` or `berth build` with the same name in between (the default names
+/// are shared) would otherwise run their file on this context. Saved and queued again then, after
+/// a short random pause, at most five times.
 private func runUploaded(_ c: ManagementClient, name: String, taskFile: String, values: [String: String]?, context: String,
                          format: OutputFormat) async throws {
-    var attempt = 0
-    while true {
-        attempt += 1
+    let attempts = 5
+    for attempt in 1... {
+        if attempt > 1 { try await Task.sleep(for: .milliseconds(Int.random(in: 200...1000) * (attempt - 1))) }
+        let last = attempt == attempts
         let saved: JSONValue
         do {
-            if try await c.value(.GET, "tasks", answer: [TaskView].self).contains(where: { $0.name == name }) {
-                saved = try await c.call(.PATCH, "tasks/" + Fmt.path(name), sending: TaskRequest(taskFile: taskFile, context: "", values: values),
+            saved = try await c.call(.PATCH, "tasks/" + Fmt.path(name),
+                                     sending: TaskRequest(taskFile: taskFile, context: "", values: values ?? [:]), answer: TaskView.self)
+        } catch let e as RegistryAPIError where e.status == 404 {
+            do {
+                saved = try await c.call(.POST, "tasks", sending: TaskRequest(name: name, taskFile: taskFile, values: values),
                                          answer: TaskView.self)
-            } else {
-                saved = try await c.call(.POST, "tasks", sending: TaskRequest(name: name, taskFile: taskFile, values: values), answer: TaskView.self)
+            } catch let e as RegistryAPIError where e.status == 409 && e.code == "CONFLICT" && !last {
+                continue   // made by another caller since: saved over on the next attempt
             }
-        } catch let e as RegistryAPIError where e.status == 409 && e.code == "CONFLICT" && attempt < 5 {
-            continue   // created by another caller since the list was read
         }
         let run: JSONValue
         do {
             run = try await TaskCommands.run(c, task: name, context: context, ifDefinition: saved["definition"]?.asString)
-        } catch let e as RegistryAPIError where e.code == "TASK_CHANGED" && attempt < 5 {
+        } catch let e as RegistryAPIError where e.code == "TASK_CHANGED" && !last {
             continue
         }
         guard let id = run["id"]?.asString else { throw CLIError("the registry did not name the run") }

@@ -54,12 +54,14 @@ extension PostgresMetadataStore {
     public func queueTaskRun(task: String, trigger: String, uploadedContext: String?, ifDefinition: String?) async throws -> TaskRunRecord? {
         let origin = EventOrigin.current
         return try await write { tx in
-            guard let record = try await tx.value("SELECT record FROM tasks WHERE name = \(task)", String.self) else { return nil }
-            if let ifDefinition, try Self.decode(TaskRecord.self, record).definitionDigest != ifDefinition {
-                throw TaskDefinitionChanged(task: task)
-            }
-            return try await Self.insertQueuedRun(tx, origin, TaskRunRecord(id: "", task: task, status: .queued, trigger: trigger,
-                                                                            queuedAt: Date(), uploadedContext: uploadedContext))
+            guard try await tx.count("SELECT 1 FROM tasks WHERE name = \(task)") == 1 else { return nil }
+            let run = try await Self.insertQueuedRun(tx, origin, TaskRunRecord(id: "", task: task, status: .queued, trigger: trigger,
+                                                                               queuedAt: Date(), uploadedContext: uploadedContext))
+            // the definition the run will execute (its snapshot, read in this transaction: under
+            // READ COMMITTED a separate earlier read could see an older task) is the one checked;
+            // refused, the transaction rolls back with its id and event
+            if let ifDefinition, run.taskAtQueue?.definitionDigest != ifDefinition { throw TaskDefinitionChanged(task: task) }
+            return run
         }
     }
 

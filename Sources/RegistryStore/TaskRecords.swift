@@ -74,15 +74,27 @@ extension TaskRecord {
     /// (`quick-run`, `quick-build`) and queue the run only while the task still holds what they
     /// saved: else two callers at once could each run the other's file on their own context.
     public var definitionDigest: String {
-        struct Definition: Encodable {
-            let taskFile: String, context: String?, values: [String: String], timeoutSeconds: Int, repositories: [String]
-            let command: String?, scope: [String]?
+        // length-prefixed fields in a fixed order ("-" for absent), entries by their keys' bytes:
+        // the same on every node whatever its Foundation's JSON output
+        var text = ""
+        func field(_ s: String?) { text += s.map { "\($0.utf8.count):\($0)" } ?? "-" }
+        func list(_ l: [String]?) {
+            guard let l else { text += "-"; return }
+            text += "\(l.count)["
+            l.forEach(field)
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let bytes = (try? encoder.encode(Definition(taskFile: taskFile, context: context, values: values, timeoutSeconds: timeoutSeconds,
-                                                    repositories: repositories, command: command, scope: scope))) ?? Data()
-        return Digest.compute(Array(bytes)).string
+        field(taskFile)
+        field(context)
+        text += "\(values.count){"
+        for (key, value) in values.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }) {
+            field(key)
+            field(value)
+        }
+        field(String(timeoutSeconds))
+        list(repositories)
+        field(command)
+        list(scope)
+        return Digest.compute(Array(text.utf8)).string
     }
 }
 

@@ -37,6 +37,14 @@ public final class ReplicationApplier: Sendable {
     private let clients = NIOLockedValueBox<[String: (key: String, client: UpstreamClient)]>([:])
     /// Per replica: the bytes of the blobs still to fetch for the image being applied (`bytesPending`).
     private let pending = NIOLockedValueBox<[String: Int64]>([:])
+    /// Per paused replica: when its peer's head may be read again (`readHead`).
+    private let pausedReads = NIOLockedValueBox<[String: Date]>([:])
+    /// A paused replica's head is read at most this often, and after a failed read not before
+    /// `pausedBackoff`; each read is given `pausedDeadline` (replicas are stepped one after
+    /// another: a hung peer that was paused must not hold up the others).
+    static let pausedInterval: TimeInterval = 5
+    static let pausedBackoff: TimeInterval = 60
+    static let pausedDeadline: Duration = .seconds(2)
     /// The replica whose events this task applies (set by `step`): where a fetch reports its bytes.
     @TaskLocal static var applying: String?
 
@@ -177,16 +185,28 @@ public final class ReplicationApplier: Sendable {
     }
 
     /// The peer's newest sequence and its oldest event not applied here, read with a page of one
-    /// event, for a paused replica's lag. A failed read leaves the progress as it was (the pause is
-    /// the operator's; an error shows once replication runs again).
+    /// event, for a paused replica's lag: every `pausedInterval`, within `pausedDeadline`. A failed
+    /// read leaves the progress as it was (the pause is the operator's; an error shows once
+    /// replication runs again) and waits `pausedBackoff`.
     private func readHead(_ replica: ReplicaRecord, cursor: Int64, progress: inout ReplicaProgress, location: String, now: Date) async {
+        if let next = pausedReads.withLockedValue({ $0[location] }), next > now { return }
+        let read: Result<ReplicationEventPage, any Error> = await PeerHealthService.withDeadline(
+            Self.pausedDeadline, onTimeout: .failure(ReplicationError.invalid("no answer within \(Self.pausedDeadline)"))) {
+            do {
+                return .success(try await self.readPage(try await self.client(for: replica), after: cursor, limit: 1))
+            } catch {
+                return .failure(error)
+            }
+        }
         do {
-            let page = try await readPage(try await client(for: replica), after: cursor, limit: 1)
+            let page = try read.get()
+            pausedReads.withLockedValue { $0[location] = now.addingTimeInterval(Self.pausedInterval) }
             progress.peerSequence = page.latestSequence
             progress.peerSequenceAt = now
             progress.oldestPendingAt = page.latestSequence > cursor ? page.events.filter { $0.sequence > cursor }.map(\.at).min() : nil
             try await service.store.recordReplicaProgress(location: location, progress)
         } catch {
+            pausedReads.withLockedValue { $0[location] = now.addingTimeInterval(Self.pausedBackoff) }
             logger.debug("a paused replica's feed could not be read", metadata: ["location": "\(location)", "error": "\(Self.describe(error))"])
         }
     }

@@ -57,12 +57,13 @@ extension SQLiteMetadataStore {
     public func queueTaskRun(task: String, trigger: String, uploadedContext: String?, ifDefinition: String?) async throws -> TaskRunRecord? {
         let origin = EventOrigin.current
         return try await pool.write { db in
-            guard let record = try String.fetchOne(db, sql: "SELECT record FROM tasks WHERE name = ?", arguments: [task]) else { return nil }
-            if let ifDefinition, try Self.decode(TaskRecord.self, record).definitionDigest != ifDefinition {
-                throw TaskDefinitionChanged(task: task)
-            }
-            return try Self.insertQueuedRun(db, origin, TaskRunRecord(id: "", task: task, status: .queued, trigger: trigger,
-                                                                      queuedAt: Date(), uploadedContext: uploadedContext))
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM tasks WHERE name = ?", arguments: [task]) != nil else { return nil }
+            let run = try Self.insertQueuedRun(db, origin, TaskRunRecord(id: "", task: task, status: .queued, trigger: trigger,
+                                                                         queuedAt: Date(), uploadedContext: uploadedContext))
+            // the definition the run will execute (its snapshot) is the one checked; refused, the
+            // transaction rolls back with its id and event
+            if let ifDefinition, run.taskAtQueue?.definitionDigest != ifDefinition { throw TaskDefinitionChanged(task: task) }
+            return run
         }
     }
 

@@ -329,12 +329,13 @@ public struct TaskService: Sendable {
     /// (a `TaskView.definition` the caller saved), only while the task still holds it.
     func queue(_ name: String, trigger: String, uploadedContext: String?, ifDefinition: String? = nil) async throws -> TaskRunRecord {
         let task = try await get(name)
+        // first: a caller whose definition was replaced hears that, not about another's file
+        if let ifDefinition, task.definitionDigest != ifDefinition { throw Self.changed(name) }
         guard task.enabled else { throw TaskError.conflict("task \(name) is disabled") }
         let needsContext = try parse(task, runID: "cb0").needsContext
         guard uploadedContext != nil || task.context != nil || !needsContext else {
             throw TaskError.invalid("task \(name) has no context: upload one with the run (berth task run --context DIR)")
         }
-        if let ifDefinition, task.definitionDigest != ifDefinition { throw Self.changed(name) }
         do {
             guard let run = try await store.queueTaskRun(task: name, trigger: trigger, uploadedContext: uploadedContext,
                                                          ifDefinition: ifDefinition) else {

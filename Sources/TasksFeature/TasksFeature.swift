@@ -148,11 +148,15 @@ public struct TasksFeature: RegistryFeature {
         // (`Content-Type: application/octet-stream` or `application/x-tar`), of that context.
         api.post("tasks/:name/runs") { request, context in
             let name = try context.parameters.require("name")
-            _ = try await tasks.get(name)
+            let task = try await tasks.get(name)
             // a task's `definition` as saved: the run is queued only while the task holds it
+            // (checked again when it is queued; refused here before a context is received)
             let definition = request.uri.queryParameters["ifDefinition"].map(String.init)
-            if let definition, (try? Digest(parsing: definition)) == nil {
-                throw TaskError.invalid("ifDefinition takes a task's definition (sha256:...)")
+            if let definition {
+                guard definition.hasPrefix("sha256:"), (try? Digest(parsing: definition)) != nil else {
+                    throw TaskError.invalid("ifDefinition takes a task's definition (sha256:...)")
+                }
+                if task.definitionDigest != definition { throw TaskService.changed(name) }
             }
             var upload: String?
             let type = request.headers[.contentType] ?? ""

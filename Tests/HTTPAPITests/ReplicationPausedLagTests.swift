@@ -59,11 +59,12 @@ import Testing
             #expect(try await region.backend.setEventConsumerPaused(name: ReplicationService.consumerName("west"), paused: true))
 
             // the peer writes while this region is paused
-            let oldest = Date().addingTimeInterval(-30)
-            log.withLockedValue { $0 = [Self.event(1, at: oldest), Self.event(2, at: oldest.addingTimeInterval(5)), Self.event(3, at: Date())] }
+            let start = Date()
+            let oldest = start.addingTimeInterval(-30)
+            log.withLockedValue { $0 = [Self.event(1, at: oldest), Self.event(2, at: oldest.addingTimeInterval(5)), Self.event(3, at: start)] }
             queries.withLockedValue { $0.removeAll() }
-            #expect(try await region.applier.step(location: "west") == .idle)
-            let status = try await region.service.status("west")
+            #expect(try await region.applier.step(location: "west", now: start) == .idle)
+            let status = try await region.service.status("west", now: start)
             #expect(status.lagEvents == 3)
             #expect(status.appliedSequence == 0)
             let seconds = try #require(status.lagSeconds)
@@ -71,14 +72,32 @@ import Testing
             // one page of one event, nothing applied
             #expect(queries.withLockedValue { $0 } == ["after=0&limit=1"])
 
+            // read at most every pausedInterval
+            log.withLockedValue { $0.append(Self.event(4, at: start)) }
+            #expect(try await region.applier.step(location: "west", now: start.addingTimeInterval(1)) == .idle)
+            #expect(queries.withLockedValue { $0.count } == 1)
+            #expect(try await region.service.status("west").lagEvents == 3)
+            #expect(try await region.applier.step(location: "west", now: start.addingTimeInterval(6)) == .idle)
+            #expect(queries.withLockedValue { $0.count } == 2)
+            #expect(try await region.service.status("west").lagEvents == 4)
+
             // a peer that cannot be read while paused leaves the lag as it was, with no error
-            // (the pause is the operator's; an error shows once replication runs again)
-            _ = try await region.service.update(location: "west", endpoint: "http://127.0.0.1:9", credential: nil, clearCredential: false,
-                                                regionEndpointEnabled: nil)
-            #expect(try await region.applier.step(location: "west") == .idle)
+            // (the pause is the operator's; an error shows once replication runs again) ...
+            func endpoint(_ url: String) async throws {
+                _ = try await region.service.update(location: "west", endpoint: url, credential: nil, clearCredential: false,
+                                                    regionEndpointEnabled: nil)
+            }
+            try await endpoint("http://127.0.0.1:9")
+            #expect(try await region.applier.step(location: "west", now: start.addingTimeInterval(12)) == .idle)
             let after = try await region.service.status("west")
-            #expect(after.lagEvents == 3)
+            #expect(after.lagEvents == 4)
             #expect(after.progress.lastError == nil)
+            // ... and is not read again before pausedBackoff
+            try await endpoint("http://127.0.0.1:\(port)")
+            #expect(try await region.applier.step(location: "west", now: start.addingTimeInterval(20)) == .idle)
+            #expect(queries.withLockedValue { $0.count } == 2)
+            #expect(try await region.applier.step(location: "west", now: start.addingTimeInterval(73)) == .idle)
+            #expect(queries.withLockedValue { $0.count } == 3)
         }
     }
 }

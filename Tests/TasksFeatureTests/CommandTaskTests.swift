@@ -125,8 +125,11 @@ private func pushImage(_ client: any TestClientProtocol, _ repository: String, _
             #expect(stale.status == .conflict)
             #expect((json(stale.body)["error"] as? [String: Any])?["code"] as? String == "TASK_CHANGED")
             #expect(try await s.store.taskRuns(task: "quick", limit: 10).isEmpty)
-            let bad = try await client.execute(uri: "/api/v1/tasks/quick/runs?ifDefinition=latest", method: .post, headers: Self.owner)
-            #expect(bad.status == .badRequest)
+            for malformed in ["latest", "sha512:" + String(repeating: "a", count: 128)] {
+                let bad = try await client.execute(uri: "/api/v1/tasks/quick/runs?ifDefinition=\(malformed)", method: .post,
+                                                   headers: Self.owner)
+                #expect(bad.status == .badRequest, "\(malformed)")
+            }
             #expect(try await s.store.taskRuns(task: "quick", limit: 10).isEmpty)
 
             let fresh = try await client.execute(uri: "/api/v1/tasks/quick/runs?ifDefinition=\(theirs)", method: .post, headers: Self.owner)
