@@ -58,9 +58,8 @@ enum TaskCommands {
         return text
     }
 
-    /// Queues a run of `task` with `directory` uploaded as its context (a tar stream).
-    /// Queues a run (of `directory` as its context, when given); with `ifDefinition`, only while
-    /// the task holds that definition.
+    /// Queues a run of `task` with `directory`, when given, uploaded as its context (a tar
+    /// stream); with `ifDefinition`, only while the task holds that definition.
     static func run(_ c: ManagementClient, task: String, context directory: String?, ifDefinition: String? = nil) async throws -> JSONValue {
         let query = ifDefinition.map { [("ifDefinition", $0)] } ?? []
         if let directory {
