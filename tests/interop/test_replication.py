@@ -241,7 +241,8 @@ class Region:
 def _applied_all(regions, of=None):
     """Each region in `regions` has applied every event of each peer in `of` (all the others when
     not given) as far as the peer's log reaches when read now, with no error. A status's lag is only
-    as fresh as the region's last read of the peer's log, so it is not asked."""
+    as fresh as the region's last read of the peer's log, so it is not asked. True: the peers'
+    latest sequences, by name."""
     def check():
         peers = of if of is not None else regions
         latest = {p.name: p.get("/api/v1/replication/events", params={"after": 0, "limit": 1}).json()["latestSequence"]
@@ -253,7 +254,7 @@ def _applied_all(regions, of=None):
                 s = r.status(p.name)
                 if s.get("lastError") or (s.get("appliedSequence") or 0) < latest[p.name]:
                     return None
-        return True
+        return latest
     return check
 
 

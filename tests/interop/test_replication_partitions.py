@@ -30,7 +30,7 @@ from conftest import berth_bin
 from geo import GeoTopology
 from helpers import skopeo, umoci_image
 from test_cli import Cli
-from test_replication import OCI_MANIFEST, Region
+from test_replication import OCI_MANIFEST, Region, _applied_all
 
 pytestmark = [pytest.mark.berth_only, pytest.mark.slow]
 
@@ -273,19 +273,6 @@ def _digest_of(state):
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
 
-def _quiesced(regions, healed_at):
-    """Every region has applied every event of every peer (the peer's latest sequence, read now),
-    with no error, on a status read after the heal."""
-    latest = {}
-    for name, r in regions.items():
-        latest[name] = r.get("/api/v1/replication/events", params={"after": 0, "limit": 1}).json()["latestSequence"]
-    for name, r in regions.items():
-        for s in r.cli.json("replication", "status"):
-            if s.get("lastError") or (s.get("appliedSequence") or 0) < latest[s["location"]]:
-                return None
-    return latest
-
-
 def test_three_partitioned_regions_converge(geo, tmp_path):
     topo, regions = geo
     seed = int(os.environ.get("BERTH_GEO_SEED") or random.randrange(1 << 32))
@@ -329,7 +316,6 @@ def test_three_partitioned_regions_converge(geo, tmp_path):
     stop.set()
     chaos.join(timeout=30)
     topo.heal_all()
-    healed_at = time.monotonic()
     assert not errors, (seed, errors)
     assert all(not t.is_alive() for t in threads), seed
     print(f"acknowledged writes: {len(journal.writes)}, refused: {len(journal.refused)}, partitions: {len(cuts)}")
@@ -338,9 +324,10 @@ def test_three_partitioned_regions_converge(geo, tmp_path):
     # quiesce: bounded
     deadline = time.monotonic() + 150
     latest = None
+    quiesced = _applied_all(list(regions.values()))
     while time.monotonic() < deadline:
-        latest = _quiesced(regions, healed_at)
-        if latest and _quiesced(regions, healed_at) == latest:
+        latest = quiesced()
+        if latest and quiesced() == latest:
             break
         time.sleep(1.0)
     else:
