@@ -888,12 +888,16 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 }
             }
             // A push of a manifest already stored that moves no tag appends no push or tag event,
-            // but it is still a write of the manifest's presence (issue 13): recorded as a mark, so a
-            // peer region's deletion older than it does not remove it. A peer's write applied here
-            // records its own.
+            // but it is still a write (issue 13), recorded as a mark: of the tag it names, which
+            // points here already (the client's tag write must win over a peer's concurrent move
+            // stamped before it, as in every region; without its own stamp the tag's older write
+            // lost to it silently, found by the partition test, CI seed 2334642460); a tag mark
+            // counts as the manifest's presence too. Without a tag, of the manifest's presence, so
+            // a peer region's deletion older than it does not remove it. A peer's write applied
+            // here records its own.
             if !isNew, !moved, origin?.replicated == nil {
                 try Self.appendEvent(db, origin, EventAction.registerMark, push.repository, digest: r.digest.string,
-                                     detail: EventAction.manifestPush.rawValue)
+                                     tag: push.tag, detail: (push.tag == nil ? EventAction.manifestPush : EventAction.tagMove).rawValue)
             }
             return .stored(previousTagTarget: previous)
         }

@@ -230,6 +230,38 @@ import UpstreamClient
         let stamps = deleted.map { WriteStamp($0.stamp, localRegion: "sea") }
         #expect(stamps == stamps.sorted() && Set(stamps).count == 3)
     }
+
+    /// A client's push naming a tag that points at the manifest already is a write of that tag,
+    /// with its own stamp: a peer's move of the tag stamped before it (concurrent: the peer had
+    /// seen only the older write) loses to it and is logged, as it does in the peer's region.
+    /// Before, the push stamped nothing and the peer's move took the tag silently (CI seed
+    /// 2334642460 of the partition test).
+    @Test func aRetagToTheSameManifestWinsOverAPeersEarlierConcurrentMove() async throws {
+        let (registry, applier, store) = try await region()
+        let one = Self.image("one")
+        let two = Self.image("two")
+        let first = stamp(1, "westeurope")
+        try await arrived(registry, one, tag: "t", at: first)
+        try await arrived(registry, two, at: stamp(2, "eastus"))
+
+        let before = try await store.latestEventSequence()
+        _ = try await registry.putManifest(repo, reference: .tag("t"), bytes: one.bytes, contentType: one.mediaType)
+        let retag = try #require(try await store.events(after: before, limit: 10).last)
+        #expect(retag.action == .registerMark && retag.detail == EventAction.tagMove.rawValue && retag.tag == "t")
+        let local = WriteStamp(retag.stamp, localRegion: "sea")
+        #expect(try await applier.tagWrite(repo.value, "t") == RegisterWrite(value: .digest(one.digest.string), stamp: local, replaces: first))
+
+        // eastus moved the tag having seen only westeurope's write
+        let move = stamp(20, "eastus")
+        var moved = event(.tagMove, two.digest, at: move, tag: "t")
+        moved.replaces = first
+        try await apply(applier, moved, client: try nowhere())
+        #expect(try await registry.metadata.tagTarget(repository: repo.value, tag: "t") == one.digest)
+        let lost = try await store.replicationConflicts(location: nil, limit: 10)
+        #expect(lost.count == 1)
+        #expect(lost.first.map { ($0.kind, $0.key, $0.loserValue, $0.loserStamp, $0.winnerStamp) }
+                    .map { $0 == ("tag", "t", two.digest.string, move.eventStamp, local.eventStamp) } == true)
+    }
 }
 
 extension WriteStamp {

@@ -79,7 +79,7 @@ extension MetadataStoreConformance {
             #expect(m.artifactType == nil)
             #expect(m.subject == nil)
         },
-        Case("putManifest: pushing the same manifest again is idempotent (a mark of its presence only); a new tag appends only its tag.move") { s in
+        Case("putManifest: pushing the same manifest again is idempotent (a mark of the write only); a new tag appends only its tag.move") { s in
             let first = push("r", "m", tag: "a", createdAt: Date(timeIntervalSince1970: 1_000_000))
             try await store(s, first)
             var again = push("r", "m", tag: "a", createdAt: Date(timeIntervalSince1970: 2_000_000))
@@ -88,8 +88,12 @@ extension MetadataStoreConformance {
             var acts = try await actions(s) { result = try await s.putManifest(again) }
             #expect(result == .stored(previousTagTarget: nil))
             #expect(acts == [.registerMark])
+            // the tag it names points here already: a mark of that tag's write (its own stamp, so
+            // a peer's concurrent move stamped before it loses to it), which counts in the tag's register
             let mark = try await s.events(after: 0, limit: 100).last
-            #expect(mark?.detail == EventAction.manifestPush.rawValue && mark?.digest == first.record.digest.string && mark?.tag == nil)
+            #expect(mark?.detail == EventAction.tagMove.rawValue && mark?.digest == first.record.digest.string && mark?.tag == "a")
+            let register = try await s.registerWrites(repository: "r", key: .tag("a"), before: nil, limit: 10)
+            #expect(register.map(\.action) == [.registerMark, .tagMove] && register.first?.sequence == mark?.sequence)
             // a peer's write applied here appends no mark of its own
             let peer = EventStamp(region: "westeurope", milliseconds: 1_000, logical: 0)
             acts = try await actions(s) {
@@ -109,6 +113,9 @@ extension MetadataStoreConformance {
             acts = try await actions(s) { result = try await s.putManifest(again) }
             #expect(result == .stored(previousTagTarget: nil))
             #expect(acts == [.registerMark])
+            // without a tag: a mark of the manifest's presence, of no tag
+            let presence = try await s.events(after: 0, limit: 100).last
+            #expect(presence?.detail == EventAction.manifestPush.rawValue && presence?.tag == nil)
             await #expect(try s.tags(repository: "r", after: nil, limit: 10) == ["a", "b"])
         },
         Case("putManifest: moving a tag reports the previous target and records it in the event") { s in
