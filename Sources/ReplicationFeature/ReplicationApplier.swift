@@ -211,6 +211,16 @@ public final class ReplicationApplier: Sendable {
         }
     }
 
+    /// Drops what is kept per replica (its client, its paused read's next time) for the replicas
+    /// not in `locations`: deleted ones, whose entries stayed until a restart.
+    func forget(except locations: Set<String>) {
+        clients.withLockedValue { $0 = $0.filter { locations.contains($0.key) } }
+        pausedReads.withLockedValue { $0 = $0.filter { locations.contains($0.key) } }
+    }
+
+    /// The replicas whose paused read has a next time (for tests).
+    var pausedReadLocations: Set<String> { pausedReads.withLockedValue { Set($0.keys) } }
+
     func readPage(_ client: UpstreamClient, after: Int64, limit: Int? = nil) async throws -> ReplicationEventPage {
         let bytes = try await client.document(path: "/api/v1/replication/events?after=\(after)&limit=\(limit ?? pageSize)", limit: 16 << 20)
         let decoder = JSONDecoder()
@@ -722,7 +732,9 @@ public struct ReplicationApplierService: Service {
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 var busy = false
                 do {
-                    for replica in try await applier.service.store.replicas() {
+                    let replicas = try await applier.service.store.replicas()
+                    applier.forget(except: Set(replicas.map(\.location)))
+                    for replica in replicas {
                         if case .advanced = try await applier.step(location: replica.location) { busy = true }
                     }
                 } catch is CancellationError {

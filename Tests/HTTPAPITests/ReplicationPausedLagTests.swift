@@ -98,6 +98,12 @@ import Testing
             #expect(queries.withLockedValue { $0.count } == 2)
             #expect(try await region.applier.step(location: "west", now: start.addingTimeInterval(73)) == .idle)
             #expect(queries.withLockedValue { $0.count } == 3)
+
+            // a deleted replica's paused read is forgotten with it (the consumer loop's pass)
+            #expect(region.applier.pausedReadLocations == ["west"])
+            try await region.service.delete(location: "west")
+            region.applier.forget(except: Set(try await region.service.store.replicas().map(\.location)))
+            #expect(region.applier.pausedReadLocations.isEmpty)
         }
     }
 }
