@@ -9,6 +9,7 @@ not take. And a build's ``RUN`` has no network unless its step says ``network: h
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
@@ -258,11 +259,13 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"unsafe"
 )
 
 // Tries to leave the build's root the ways chroot isolation as root allows unless capabilities
 // are dropped: a second chroot and a walk up (CAP_SYS_CHROOT), /proc/1/root of buildah in the
-// build's PID namespace, and a device node (CAP_MKNOD). Exits 0 whatever happens.
+// build's PID namespace, a device node (CAP_MKNOD) and the host's System V shared memory.
+// Exits 0 whatever happens.
 func main() {
 	target := os.Args[1]
 	_ = os.MkdirAll("/jail", 0o755)
@@ -296,6 +299,22 @@ func main() {
 		}
 		fmt.Println("DEV-LISTED", len(entries))
 	}
+	// A System V shared memory segment of the host's root (its id is the second argument):
+	// chroot isolation shares the host's IPC namespace.
+	if len(os.Args) > 2 {
+		var id int
+		fmt.Sscan(os.Args[2], &id)
+		addr, _, errno := syscall.Syscall(syscall.SYS_SHMAT, uintptr(id), 0, uintptr(0o10000)) // SHM_RDONLY
+		if errno != 0 {
+			fmt.Println("SHM-REFUSED:", errno)
+		} else {
+			b := make([]byte, 32)
+			for i := range b {
+				b[i] = *(*byte)(unsafe.Pointer(addr + uintptr(i)))
+			}
+			fmt.Printf("SHM-READ %s\\n", b)
+		}
+	}
 	if err := syscall.Mknod("/devnode", syscall.S_IFCHR|0o600, 1<<8|3); err != nil {
 		fmt.Println("MKNOD-REFUSED:", err)
 	} else {
@@ -305,12 +324,32 @@ func main() {
 """
 
 
-def test_a_builds_run_cannot_leave_its_root(registry, tmp_path):
+@pytest.fixture
+def host_shm():
+    """A System V shared memory segment of this (root) process holding a marker: (id, marker)."""
+    marker = ("shmmark-" + secrets.token_hex(12)).encode()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    shm_id = libc.shmget(0, 4096, 0o1000 | 0o600)   # IPC_PRIVATE, IPC_CREAT, owner only
+    assert shm_id >= 0, os.strerror(ctypes.get_errno())
+    try:
+        addr = libc.shmat(shm_id, None, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        ctypes.memmove(addr, marker, len(marker))
+        libc.shmdt(ctypes.c_void_p(addr))
+        yield shm_id, marker.decode()
+    finally:
+        libc.shmctl(shm_id, 0, None)   # IPC_RMID
+
+
+def test_a_builds_run_cannot_leave_its_root(registry, tmp_path, host_shm):
     """Issue 16 item 6: a Dockerfile is someone else's code, and chroot isolation as root is only
     a chroot. A ``RUN`` that tries a second chroot and a walk up, ``/proc/1/root``, or a device
-    node reads nothing of the server's data directory (a marker file placed there)."""
+    node reads nothing of the server's data directory (a marker file placed there); nor a System
+    V shared memory segment of the host's root (chroot isolation shares the host's IPC namespace)."""
     marker = "marker-" + secrets.token_hex(12)
     (registry.data / "escape-marker").write_text(marker)
+    shm_id, shm_marker = host_shm
     context = tmp_path / "context"
     (context / "src").mkdir(parents=True)
     (context / "src" / "go.mod").write_text("module example.org/escape\n\ngo 1.19\n")
@@ -319,7 +358,7 @@ def test_a_builds_run_cannot_leave_its_root(registry, tmp_path):
                GOCACHE=str(tmp_path / "gocache"), GOPATH=str(tmp_path / "gopath"))
     run(["go", "build", "-trimpath", "-o", str(context / "escape"), "."], cwd=context / "src", env=env, timeout=600)
     target = str((registry.data / "escape-marker").resolve())
-    (context / "Dockerfile").write_text(f'FROM scratch\nCOPY escape /escape\nRUN ["/escape", "{target}"]\n')
+    (context / "Dockerfile").write_text(f'FROM scratch\nCOPY escape /escape\nRUN ["/escape", "{target}", "{shm_id}"]\n')
     (tmp_path / "esc.yaml").write_text("version: v1.1.0\nsteps:\n  - id: build\n    build: -t $Registry/esc:$ID -f Dockerfile .\n")
     cli = Cli(registry, tmp_path / "xdg")
     cli.login()
@@ -333,6 +372,8 @@ def test_a_builds_run_cannot_leave_its_root(registry, tmp_path):
     assert marker not in log and "stdout| READ " not in log, log[-3000:]
     # Its /dev is the build's own: no block device of the host at all.
     assert "BLOCKDEV" not in log, log[-3000:]
+    # Its IPC namespace is the build's own: the host's segment is not there.
+    assert "SHM-REFUSED" in log and "SHM-READ" not in log and shm_marker not in log, log[-3000:]
 
     # RUN --mount is refused before buildah sees it: this buildah lets a cache mount with an id
     # of ../.. (CVE-2024-9675) mount the host's root.
