@@ -25,8 +25,8 @@ public struct TaskRunnerConfiguration: Sendable {
     /// Runs `buildah bud` in a PID namespace of its own (`unshare --pid --fork --mount-proc`):
     /// chroot isolation gives a build's `RUN` no PID namespace, so a Dockerfile could see every
     /// process of the host and, holding CAP_KILL as root, kill any of them (the server, its
-    /// database). With it, IPC and UTS namespaces of its own (no `RUN` attaches the host's System V
-    /// IPC objects). Needs CAP_SYS_ADMIN, so on by default when the server runs as root.
+    /// database). With it, an IPC namespace of its own (no `RUN` attaches the host's System V IPC
+    /// objects). Needs CAP_SYS_ADMIN, so on by default when the server runs as root.
     public var isolateBuildPIDs = geteuid() == 0
     public var unshare = "/usr/bin/unshare"
     /// A build step without network (`network: none`, the default) runs buildah in a network

@@ -54,10 +54,10 @@ struct ToolCommands: Sendable {
         // A PID namespace of the build's own: its `RUN` processes see and can signal only the
         // build's processes (`--kill-child`: the namespace dies with unshare, which stays in the
         // runner's process group, so a timeout's signals reach it).
-        // And IPC and UTS namespaces of its own: chroot isolation shares the host's, so a `RUN` as
-        // root could attach the host's root-owned System V shared memory, semaphores and message
-        // queues, and read the host's name.
-        if configuration.isolateBuildPIDs { namespaces += ["--pid", "--fork", "--mount-proc", "--kill-child", "--ipc", "--uts"] }
+        // And an IPC namespace of its own: chroot isolation shares the host's, so a `RUN` as root
+        // could attach the host's root-owned System V shared memory, semaphores and message queues.
+        // (Each `RUN` gets a UTS namespace of its own from buildah.)
+        if configuration.isolateBuildPIDs { namespaces += ["--pid", "--fork", "--mount-proc", "--kill-child", "--ipc"] }
         if network == .none { namespaces = ["--net"] + namespaces }
         guard !namespaces.isEmpty else {
             return ChildCommand(executable: configuration.buildah, arguments: args, environment: environment)

@@ -329,7 +329,11 @@ def host_shm():
     """A System V shared memory segment of this (root) process holding a marker: (id, marker)."""
     marker = ("shmmark-" + secrets.token_hex(12)).encode()
     libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
+    libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
     libc.shmat.restype = ctypes.c_void_p
+    libc.shmdt.argtypes = [ctypes.c_void_p]
+    libc.shmctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
     shm_id = libc.shmget(0, 4096, 0o1000 | 0o600)   # IPC_PRIVATE, IPC_CREAT, owner only
     assert shm_id >= 0, os.strerror(ctypes.get_errno())
     try:
