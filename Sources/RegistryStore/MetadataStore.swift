@@ -270,12 +270,15 @@ public enum EventAction: String, Codable, Sendable, CaseIterable {
     /// of the record's canonical JSON, none for a deletion (a tombstone); the repository is empty.
     /// Never a secret: webhooks deliver nothing for it.
     case access = "access"
-    /// A peer's register write this region recorded without changing content (issue 13): its
-    /// effect is here already (a push of a manifest stored here), void (a tag move to a manifest
-    /// deleted after it), or nothing to undo (a deletion of a manifest never stored here). The
-    /// detail is the action it stands for (`push`, `delete`, `tag.move`, `tag.delete`), with the
-    /// write's repository, digest, tag and stamp: the register then answers as if it had been
-    /// applied, and peers reading this feed learn the write too. Nothing else consumes it.
+    /// A register write recorded without changing content (issue 13): a peer's whose effect is
+    /// here already (a push of a manifest stored here), void (a tag move to a manifest deleted
+    /// after it), or nothing to undo (a deletion of a manifest never stored here); or a local
+    /// push of a manifest stored already, with the tag it names pointing there already (a
+    /// `tag.move` mark) or without a tag (a `push` mark). The detail is the action it stands for
+    /// (`push`, `delete`, `tag.move`, `tag.delete`), with the write's repository, digest, tag and
+    /// stamp: the register then answers as if it had been applied, and peers reading this feed
+    /// learn the write too. Nothing but replication consumes it (webhooks, scanning and tasks
+    /// ignore it).
     case registerMark = "replication.mark"
 
     /// Detail of a tag deletion that is part of deleting its manifest.

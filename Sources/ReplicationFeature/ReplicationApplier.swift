@@ -211,11 +211,12 @@ public final class ReplicationApplier: Sendable {
         }
     }
 
-    /// Drops what is kept per replica (its client, its paused read's next time) for the replicas
+    /// Drops what is kept per replica (its client, its paused read's next time, its bytes pending) for the replicas
     /// not in `locations`: deleted ones, whose entries stayed until a restart.
     func forget(except locations: Set<String>) {
         clients.withLockedValue { $0 = $0.filter { locations.contains($0.key) } }
         pausedReads.withLockedValue { $0 = $0.filter { locations.contains($0.key) } }
+        pending.withLockedValue { $0 = $0.filter { locations.contains($0.key) } }
     }
 
     /// The replicas whose paused read has a next time (for tests).

@@ -16,7 +16,7 @@ extension MetadataStoreConformance {
             try await step([EventAction.blobPush]) { try await link(s, "r", "layer") }
             try await step([EventAction.blobPush]) { _ = try await s.mountBlob(repository: "r2", from: "r", digest: digest("layer")) }
             try await step([EventAction.manifestPush, EventAction.tagMove]) { try await store(s, p) }
-            // pushed again: a mark of its presence (issue 13), no push or tag event
+            // pushed again: a mark of its tag's write (issue 13), no push or tag event
             try await step([EventAction.registerMark]) { try await store(s, p) }
             try await step([EventAction.tagDelete]) { _ = try await s.deleteTag(repository: "r", tag: "t") }
             try await step([EventAction.quarantine]) {

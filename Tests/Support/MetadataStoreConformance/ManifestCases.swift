@@ -94,6 +94,9 @@ extension MetadataStoreConformance {
             #expect(mark?.detail == EventAction.tagMove.rawValue && mark?.digest == first.record.digest.string && mark?.tag == "a")
             let register = try await s.registerWrites(repository: "r", key: .tag("a"), before: nil, limit: 10)
             #expect(register.map(\.action) == [.registerMark, .tagMove] && register.first?.sequence == mark?.sequence)
+            // and, as any tag move to it, in the manifest's presence
+            let presenceWrites = try await s.registerWrites(repository: "r", key: .manifest(first.record.digest.string), before: nil, limit: 10)
+            #expect(presenceWrites.first?.sequence == mark?.sequence)
             // a peer's write applied here appends no mark of its own
             let peer = EventStamp(region: "westeurope", milliseconds: 1_000, logical: 0)
             acts = try await actions(s) {
