@@ -363,7 +363,7 @@ public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTr
             // but it is still a write (issue 13), recorded as a mark: of the tag it names, which
             // points here already (the client's tag write must win over a peer's concurrent move
             // stamped before it, as in every region; without its own stamp the tag's older write
-            // lost to it silently, found by the partition test, CI seed 2334642460); a tag mark
+            // lost to it silently: found reading a partition test failure); a tag mark
             // counts as the manifest's presence too. Without a tag, of the manifest's presence, so
             // a peer region's deletion older than it does not remove it. A peer's write applied
             // here records its own.

@@ -234,8 +234,8 @@ import UpstreamClient
     /// A client's push naming a tag that points at the manifest already is a write of that tag,
     /// with its own stamp: a peer's move of the tag stamped before it (concurrent: the peer had
     /// seen only the older write) loses to it and is logged, as it does in the peer's region.
-    /// Before, the push stamped nothing and the peer's move took the tag silently (CI seed
-    /// 2334642460 of the partition test).
+    /// Before, the push stamped nothing and the peer's move took the tag silently (found while
+    /// reading a failure of the partition test).
     @Test func aRetagToTheSameManifestWinsOverAPeersEarlierConcurrentMove() async throws {
         let (registry, applier, store) = try await region()
         let one = Self.image("one")
