@@ -572,6 +572,18 @@ extension Registry {
     }
 
     /// A tag that kept moving while a change to it was planned again and again.
+    /// A tag write's precondition: the tag points at `target` (nil: it is absent).
+    public struct TagPrecondition: Sendable, Equatable {
+        public var target: Digest?
+        public init(target: Digest?) { self.target = target }
+    }
+
+    /// A tag changed between a caller's read and its write under a `TagPrecondition`: nothing was
+    /// written.
+    public struct TagMovedMeanwhile: Error, Sendable, Equatable {
+        public var tag: String
+    }
+
     func tagBusy(_ tag: String) -> RegistryError {
         RegistryError(.tooManyRequests, "tag \(tag) is being changed concurrently; retry", status: 429)
     }
@@ -623,13 +635,18 @@ extension Registry {
     /// index child: the replication consumer applying a peer's deletion, whose own cascade is in
     /// its feed as deletions with their own stamps (a referrer pushed here after that deletion was
     /// made must not go with it under the deletion's stamp).
+    /// `ifTagTarget` (a deletion by tag only): the tag is deleted only while it points where the
+    /// caller read it pointing (none: absent); otherwise `TagMovedMeanwhile` is thrown and nothing
+    /// changes (the replication consumer decides again: a client's newer write must not go).
     public func deleteManifest(_ repository: RepositoryName, _ reference: Reference, tagDetail: String? = nil,
-                               dependents: Bool = true) async throws {
+                               dependents: Bool = true, ifTagTarget: TagPrecondition? = nil) async throws {
         cache.invalidate(repository.value)
         defer { cache.invalidate(repository.value) }
         switch reference {
         case .tag(let tag):
-            guard var target = try await metadata.tagTarget(repository: repository.value, tag: tag) else {
+            let found = try await metadata.tagTarget(repository: repository.value, tag: tag)
+            if let ifTagTarget, ifTagTarget.target != found { throw TagMovedMeanwhile(tag: tag) }
+            guard var target = found else {
                 throw RegistryError(.manifestUnknown, "manifest unknown: tag \(tag) not found")
             }
             for attempt in 1...ContentPlanner.attempts {
@@ -645,6 +662,7 @@ extension Registry {
                 case .unknown:
                     throw RegistryError(.manifestUnknown, "manifest unknown: tag \(tag) not found")
                 case .conflict(let current):
+                    if ifTagTarget != nil { throw TagMovedMeanwhile(tag: tag) }
                     // The tag moved after the locks were checked: check them again for where it points now.
                     guard attempt < ContentPlanner.attempts else { throw tagBusy(tag) }
                     target = current

@@ -17,7 +17,7 @@ public struct ReferrerList: Sendable {
 extension Registry {
     /// Stores a manifest under a tag or its digest. The bytes are kept exactly as pushed.
     public func putManifest(_ repository: RepositoryName, reference: Reference, bytes: [UInt8],
-                            contentType: String?) async throws -> PushedManifest {
+                            contentType: String?, ifTagTarget: TagPrecondition? = nil) async throws -> PushedManifest {
         guard bytes.count <= ManifestParser.maxSize else {
             throw RegistryError(.sizeInvalid, "manifest larger than \(ManifestParser.maxSize) bytes", status: 413)
         }
@@ -43,6 +43,7 @@ extension Registry {
             var current: Digest?
             if let tag {
                 current = try await metadata.tagTarget(repository: repository.value, tag: tag)
+                if let ifTagTarget, ifTagTarget.target != current { throw TagMovedMeanwhile(tag: tag) }
                 try await checkTagMove(repository.value, tag: tag, from: current, to: digest)
             }
             let push = ContentPlanner.push(repository: repository.value, record: record, bytes: bytes, tag: tag, currentTagTarget: current,
@@ -54,6 +55,8 @@ extension Registry {
                 throw quotaError(e)
             }
             guard case .tagConflict = result else { break }
+            // Moved since it was read: with a precondition, that is the caller's to decide again.
+            if ifTagTarget != nil, let tag { throw TagMovedMeanwhile(tag: tag) }
             if attempt == ContentPlanner.attempts, let tag { throw tagBusy(tag) }
         }
         cache.invalidate(repository.value)

@@ -242,7 +242,17 @@ public final class ReplicationApplier: Sendable {
         let origin = EventOrigin(actor: "replication:" + location, address: "-", replicated: event.stamp.eventStamp)
         do {
             try await EventOrigin.$current.withValue(origin) {
-                try await self.apply(step, event: event, location: location, client: client, now: now)
+                // A tag this step decided on changed before its effect (a client's write here, or
+                // another worker's): decided again from what is there now, as many times as it
+                // takes within `tagAttempts` (then the step fails and is retried with backoff).
+                for attempt in 1... {
+                    do {
+                        try await self.apply(step, event: event, location: location, client: client, now: now)
+                        return
+                    } catch is Registry.TagMovedMeanwhile where attempt < Self.tagAttempts {
+                        continue
+                    }
+                }
             }
         } catch let e as RegistryError where e.code == .denied {
             // Refused here (a lock, a quota, a pull-through cache's target): this region's state
@@ -269,6 +279,9 @@ public final class ReplicationApplier: Sendable {
         }
     }
 
+    /// How many times a step is decided again when a tag it decided on moved before its effect.
+    static let tagAttempts = 5
+
     private func apply(_ step: ApplyStep, event: PeerEvent, location: String, client: UpstreamClient, now: Date) async throws {
         switch step {
         case .skip:
@@ -276,7 +289,13 @@ public final class ReplicationApplier: Sendable {
         case .manifest(let repo, let digest):
             try await applyPresence(repo, digest, stamp: event.stamp, recordedByTagMove: false, location: location, client: client, now: now)
         case .tag(let repo, let tag, let write):
+            // Where the tag points when the merge is decided: every effect below is made only
+            // while it still points there (a client's write in between, newer than this one, must
+            // not be undone under this older stamp: the partition test found a region removing
+            // its own client's newer tag, and the regions diverging).
+            let target = try await registry.metadata.tagTarget(repository: repo, tag: tag)
             let current = try await tagWrite(repo, tag)
+            let unchanged = Registry.TagPrecondition(target: target)
             let outcome = ReplicationPlan.merge(write, into: current)
             if let loser = outcome.conflictLoser {
                 let winner = loser == write ? current : write
@@ -287,7 +306,7 @@ public final class ReplicationApplier: Sendable {
             guard case .digest(let raw) = write.value else {
                 guard wins else { return }
                 do {
-                    try await registry.deleteManifest(name, .tag(tag))
+                    try await registry.deleteManifest(name, .tag(tag), ifTagTarget: unchanged)
                 } catch let e as RegistryError where e.code == .manifestUnknown || e.code == .nameUnknown {
                     // Not here (never arrived, or gone with its manifest): the register still learns it.
                     try await registers.appendRegisterMark(repository: repo, standingFor: .tagDelete, digest: nil, tag: tag)
@@ -306,7 +325,7 @@ public final class ReplicationApplier: Sendable {
                                          winner: RegisterWrite(value: .tombstone, stamp: deleted), now: now, winnerValue: "manifest deleted")
                 // The tag first: the mark makes the write a duplicate, so a failure in between
                 // would never be repaired.
-                try await removeTag(name, tag, write: write, location: location, now: now)
+                try await removeTag(name, tag, write: write, location: location, now: now, ifTarget: unchanged)
                 try await registers.appendRegisterMark(repository: repo, standingFor: .tagMove, digest: raw, tag: tag)
                 return
             }
@@ -318,21 +337,21 @@ public final class ReplicationApplier: Sendable {
             guard present else {
                 // Gone at the peer too (its deletion follows in the feed): the tag's register learns
                 // the move, and the tag's older target is not kept.
-                try await removeTag(name, tag, write: write, location: location, now: now)
+                try await removeTag(name, tag, write: write, location: location, now: now, ifTarget: unchanged)
                 try await registers.appendRegisterMark(repository: repo, standingFor: .tagMove, digest: raw, tag: tag)
                 return
             }
             // Already there (a concurrent move of the same tag to the same manifest): nothing to
             // move, and the store appends nothing, so the write is recorded as a mark (it counts in
             // the tag's register and in the manifest's presence).
-            if try await registry.metadata.tagTarget(repository: repo, tag: tag) == digest {
+            if target == digest {
                 try await registers.appendRegisterMark(repository: repo, standingFor: .tagMove, digest: raw, tag: tag)
                 return
             }
             let content = try await registry.manifest(name, .digest(digest))
             do {
                 _ = try await registry.putManifest(name, reference: .tag(tag), bytes: Array(content.bytes.readableBytesView),
-                                                   contentType: content.mediaType)
+                                                   contentType: content.mediaType, ifTagTarget: unchanged)
             } catch let e as RegistryError where e.code == .denied {
                 // A lock here refuses the move: the lock wins, and the move is kept as lost. It
                 // still wrote the manifest's presence.
@@ -347,7 +366,7 @@ public final class ReplicationApplier: Sendable {
             guard try await registry.metadata.tagTarget(repository: repo, tag: tag) == digest else { return }
             if let write = try await tagWrite(repo, tag), !(write.stamp < event.stamp) { return }
             try await removeTag(try RepositoryName(repo), tag, write: RegisterWrite(value: .tombstone, stamp: event.stamp), location: location,
-                                now: now)
+                                now: now, ifTarget: Registry.TagPrecondition(target: digest))
         case .deleteManifest(let repo, let digest):
             let name = try RepositoryName(repo)
             // Every tag here that points at the manifest by a write older than the deletion goes
@@ -361,7 +380,8 @@ public final class ReplicationApplier: Sendable {
                     try await recordConflict(location, kind: "tag", repository: repo, key: kept, loser: write,
                                              winner: RegisterWrite(value: .tombstone, stamp: event.stamp), now: now, winnerValue: "manifest deleted")
                 }
-                try await removeTag(name, kept, write: RegisterWrite(value: .tombstone, stamp: event.stamp), location: location, now: now)
+                try await removeTag(name, kept, write: RegisterWrite(value: .tombstone, stamp: event.stamp), location: location, now: now,
+                                    ifTarget: Registry.TagPrecondition(target: digest))
             }
             if let current = try await presence(repo, digest.string), !(current.stamp < event.stamp) {
                 // Pushed (or a tag moved to it) here after the deletion was made: the manifest
@@ -598,9 +618,12 @@ public final class ReplicationApplier: Sendable {
     /// Removes a tag whose manifest's deletion took it, or whose newer write cannot take effect
     /// here: a `tag.delete` with `EventAction.cascadeDetail`, which writes no register (peers read
     /// it as a `cascade` step). A lock that refuses it keeps the tag, and `write` is logged as lost.
-    func removeTag(_ name: RepositoryName, _ tag: String, write: RegisterWrite, location: String, now: Date) async throws {
+    /// Only while the tag points where `ifTarget` says (else `Registry.TagMovedMeanwhile`: the
+    /// step is decided again).
+    func removeTag(_ name: RepositoryName, _ tag: String, write: RegisterWrite, location: String, now: Date,
+                   ifTarget: Registry.TagPrecondition) async throws {
         do {
-            try await registry.deleteManifest(name, .tag(tag), tagDetail: EventAction.cascadeDetail)
+            try await registry.deleteManifest(name, .tag(tag), tagDetail: EventAction.cascadeDetail, ifTagTarget: ifTarget)
         } catch let e as RegistryError where e.code == .manifestUnknown || e.code == .nameUnknown {
             return
         } catch let e as RegistryError where e.code == .denied {

@@ -264,6 +264,70 @@ import UpstreamClient
     }
 }
 
+/// Issue 13: a replicated tag write is applied only while the tag points where it did when the
+/// merge was decided. A client's write to the same tag in this region in between (newer) stays:
+/// the step is decided again, and the peer's older write loses to it (the partition test found a
+/// region removing its own client's newer tag while applying an older move, and diverging).
+@Suite struct ReplicationTagRaceTests {
+    let repo = try! RepositoryName("geo/app")
+
+    /// A peer that, asked for any manifest, first lets `meanwhile` run (a client's write here),
+    /// then serves `served` (nil: 404).
+    static func withPeer(serving served: ReplicationCascadeTests.Manifest?, meanwhile: @escaping @Sendable () async throws -> Void,
+                         _ body: @Sendable (UpstreamClient) async throws -> Void) async throws {
+        let once = NIOLockedValueBox(false)
+        let router = Router()
+        router.get("**") { request, _ -> Response in
+            let first = once.withLockedValue { done -> Bool in
+                defer { done = true }
+                return !done
+            }
+            if request.uri.path.contains("/manifests/"), first {
+                try await meanwhile()
+            }
+            guard let m = served, request.uri.path.hasSuffix(m.digest.string) else { return Response(status: .notFound) }
+            var h = HTTPFields()
+            h[.contentType] = m.mediaType
+            h[HTTPField.Name("Docker-Content-Digest")!] = m.digest.string
+            return Response(status: .ok, headers: h, body: .init(byteBuffer: ByteBuffer(bytes: m.bytes)))
+        }
+        var logger = Logger(label: "peer")
+        logger.logLevel = .critical
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: logger)
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            try await body(try UpstreamClient(registry: "127.0.0.1:\(port)", plainHTTP: true, policy: try OutboundPolicy(allow: "127.0.0.1/32")))
+        }
+    }
+
+    @Test(arguments: [false, true])
+    func aClientsNewerTagWriteMadeWhileAPeersMoveIsAppliedStays(peerServesTheManifest: Bool) async throws {
+        let cascade = ReplicationCascadeTests()
+        let (registry, applier, store) = try await cascade.region()
+        let one = ReplicationCascadeTests.image("one"), two = ReplicationCascadeTests.image("two")
+        let three = ReplicationCascadeTests.image("three")
+        let first = cascade.stamp(1, "westeurope")
+        try await cascade.arrived(registry, one, tag: "t", at: first)
+        let name = repo
+        // eastus moved the tag to a manifest this region lacks; while it is fetched, a client here
+        // moves the tag elsewhere (stamped now: newer than eastus's move)
+        try await Self.withPeer(serving: peerServesTheManifest ? two : nil, meanwhile: {
+            _ = try await registry.putManifest(name, reference: .tag("t"), bytes: three.bytes, contentType: three.mediaType)
+        }) { client in
+            let move = cascade.stamp(20, "eastus")
+            var moved = cascade.event(.tagMove, two.digest, at: move, tag: "t")
+            moved.replaces = first
+            try await cascade.apply(applier, moved, client: client)
+            #expect(try await registry.metadata.tagTarget(repository: name.value, tag: "t") == three.digest)
+            // eastus's move lost to the client's write, and is logged so
+            let lost = try await store.replicationConflicts(location: nil, limit: 10)
+            #expect(lost.contains { $0.key == "t" && $0.loserStamp == move.eventStamp && $0.loserValue == two.digest.string })
+            // the tag's newest write here is the client's
+            #expect(try await applier.tagWrite(name.value, "t")?.value == .digest(three.digest.string))
+        }
+    }
+}
+
 extension WriteStamp {
     /// The next stamp of the same region (one logical tick later), as the next event of one transaction.
     var advanced: WriteStamp { WriteStamp(hlc: HLCStamp(milliseconds: hlc.milliseconds, logical: hlc.logical + 1), region: region) }

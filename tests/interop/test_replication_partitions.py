@@ -257,6 +257,28 @@ def all_conflicts(regions):
     return out
 
 
+def _logs_of(regions, tags, digests):
+    """Each region's replication feed, the events of the given (repository, tag)s and digests."""
+    out = []
+    for name, r in regions.items():
+        after, rows = 0, []
+        for _ in range(200):
+            page = r.get("/api/v1/replication/events", params={"after": after, "limit": 1000})
+            if page.status_code != 200:
+                rows.append(f"    (feed: {page.status_code})")
+                break
+            events = page.json().get("events", [])
+            for e in events:
+                if (e["repository"], e.get("tag")) in tags or e.get("digest") in digests:
+                    rows.append(f"    {e['sequence']} {e['action']} {e.get('tag')} {(e.get('digest') or '')[:19]} "
+                                f"{e.get('detail') or ''} @{e['hlc']}@{e['region']} replaces={e.get('replaces')}")
+            if not events:
+                break
+            after = events[-1]["sequence"]
+        out.append(f"  {name}:\n" + "\n".join(rows[:80]))
+    return "\n".join(out)
+
+
 def _flatten(state):
     out = {}
     for repo, s in state.items():
@@ -344,12 +366,17 @@ def test_three_partitioned_regions_converge(geo, tmp_path):
                      if len({json.dumps(flat[n].get(k)) for n in NAMES}) > 1}
         digests = {k.rsplit("@", 1)[-1] for k in diverging if "@" in k} | {
             v for k in diverging if k.startswith("tag ") for row in diverging[k].values() if row for v in row[:1]}
-        touching = [w for w in journal.writes if w["key"] in digests or w["value"] in digests]
+        tags = {tuple(k[len("tag "):].rsplit(":", 1)) for k in diverging if k.startswith("tag ")}
+        touching = [w for w in journal.writes if w["key"] in digests or w["value"] in digests
+                    or (w["repo"], w["key"]) in tags]
         conflicts = all_conflicts(regions)
+        named = [c for c in conflicts if (c["repository"], c["key"]) in tags or c["key"] in digests or c["loser"] in digests]
         pytest.fail(f"seed {seed}: regions diverge on {len(diverging)} keys:\n"
                     + "\n".join(f"  {k}: {v}" for k, v in list(diverging.items())[:40])
-                    + "\nacknowledged writes of those digests:\n" + "\n".join(f"  {w}" for w in touching[:40])
-                    + f"\nconflicts: {json.dumps(conflicts)[:4000]}")
+                    + "\nacknowledged writes of those digests and tags:\n"
+                    + "\n".join(f"  {w}" for w in sorted(touching, key=lambda w: w["started"])[:60])
+                    + "\nconflicts naming them:\n" + "\n".join(f"  {c}" for c in named[:60])
+                    + "\neach region's log of those tags and digests:\n" + _logs_of(regions, tags, digests))
     final = states[NAMES[0]]
 
     # (b) every acknowledged write is present, logged as lost, or superseded by a later acknowledged one
