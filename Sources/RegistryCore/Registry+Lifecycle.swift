@@ -571,7 +571,6 @@ extension Registry {
         }
     }
 
-    /// A tag that kept moving while a change to it was planned again and again.
     /// A tag write's precondition: the tag points at `target` (nil: it is absent).
     public struct TagPrecondition: Sendable, Equatable {
         public var target: Digest?
@@ -580,10 +579,12 @@ extension Registry {
 
     /// A tag changed between a caller's read and its write under a `TagPrecondition`: nothing was
     /// written.
-    public struct TagMovedMeanwhile: Error, Sendable, Equatable {
+    public struct TagMovedMeanwhile: Error, Sendable, Equatable, CustomStringConvertible {
         public var tag: String
+        public var description: String { "tag \(tag) kept moving while a peer's write to it was applied; retried later" }
     }
 
+    /// A tag that kept moving while a change to it was planned again and again.
     func tagBusy(_ tag: String) -> RegistryError {
         RegistryError(.tooManyRequests, "tag \(tag) is being changed concurrently; retry", status: 429)
     }

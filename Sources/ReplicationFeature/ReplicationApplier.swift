@@ -293,6 +293,8 @@ public final class ReplicationApplier: Sendable {
             // while it still points there (a client's write in between, newer than this one, must
             // not be undone under this older stamp: the partition test found a region removing
             // its own client's newer tag, and the regions diverging).
+            // (The target first, then the register: a client's write between the two reads then
+            // fails the precondition; the other order would let a stale decision through.)
             let target = try await registry.metadata.tagTarget(repository: repo, tag: tag)
             let current = try await tagWrite(repo, tag)
             let unchanged = Registry.TagPrecondition(target: target)

@@ -278,11 +278,10 @@ import UpstreamClient
         let once = NIOLockedValueBox(false)
         let router = Router()
         router.get("**") { request, _ -> Response in
-            let first = once.withLockedValue { done -> Bool in
+            if request.uri.path.contains("/manifests/"), once.withLockedValue({ done -> Bool in
                 defer { done = true }
                 return !done
-            }
-            if request.uri.path.contains("/manifests/"), first {
+            }) {
                 try await meanwhile()
             }
             guard let m = served, request.uri.path.hasSuffix(m.digest.string) else { return Response(status: .notFound) }
