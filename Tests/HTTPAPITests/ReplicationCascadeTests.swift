@@ -61,13 +61,20 @@ import UpstreamClient
     }
 
     /// A peer that serves the manifests of `served` by digest (every GET recorded), 404 for anything else.
-    static func withPeer(_ served: [Manifest], _ body: @Sendable (UpstreamClient, NIOLockedValueBox<[String]>) async throws -> Void) async throws {
+    /// `meanwhile` runs before the first manifest GET is answered (a client's write in this region
+    /// while the applier fetches).
+    static func withPeer(_ served: [Manifest], meanwhile: (@Sendable () async throws -> Void)? = nil,
+                         _ body: @Sendable (UpstreamClient, NIOLockedValueBox<[String]>) async throws -> Void) async throws {
         let byDigest = Dictionary(uniqueKeysWithValues: served.map { ($0.digest.string, $0) })
         let requests = NIOLockedValueBox<[String]>([])
         let router = Router()
         router.get("**") { request, _ -> Response in
             let path = request.uri.path
-            requests.withLockedValue { $0.append(path) }
+            let first = requests.withLockedValue { seen -> Bool in
+                defer { seen.append(path) }
+                return path.contains("/manifests/") && !seen.contains { $0.contains("/manifests/") }
+            }
+            if first, let meanwhile { try await meanwhile() }
             guard path.contains("/manifests/"), let last = path.split(separator: "/").last, let m = byDigest[String(last)] else {
                 return Response(status: .notFound)
             }
@@ -271,34 +278,6 @@ import UpstreamClient
 @Suite struct ReplicationTagRaceTests {
     let repo = try! RepositoryName("geo/app")
 
-    /// A peer that, asked for any manifest, first lets `meanwhile` run (a client's write here),
-    /// then serves `served` (nil: 404).
-    static func withPeer(serving served: ReplicationCascadeTests.Manifest?, meanwhile: @escaping @Sendable () async throws -> Void,
-                         _ body: @Sendable (UpstreamClient) async throws -> Void) async throws {
-        let once = NIOLockedValueBox(false)
-        let router = Router()
-        router.get("**") { request, _ -> Response in
-            if request.uri.path.contains("/manifests/"), once.withLockedValue({ done -> Bool in
-                defer { done = true }
-                return !done
-            }) {
-                try await meanwhile()
-            }
-            guard let m = served, request.uri.path.hasSuffix(m.digest.string) else { return Response(status: .notFound) }
-            var h = HTTPFields()
-            h[.contentType] = m.mediaType
-            h[HTTPField.Name("Docker-Content-Digest")!] = m.digest.string
-            return Response(status: .ok, headers: h, body: .init(byteBuffer: ByteBuffer(bytes: m.bytes)))
-        }
-        var logger = Logger(label: "peer")
-        logger.logLevel = .critical
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: logger)
-        try await app.test(.live) { client in
-            let port = try #require(client.port)
-            try await body(try UpstreamClient(registry: "127.0.0.1:\(port)", plainHTTP: true, policy: try OutboundPolicy(allow: "127.0.0.1/32")))
-        }
-    }
-
     @Test(arguments: [false, true])
     func aClientsNewerTagWriteMadeWhileAPeersMoveIsAppliedStays(peerServesTheManifest: Bool) async throws {
         let cascade = ReplicationCascadeTests()
@@ -310,9 +289,9 @@ import UpstreamClient
         let name = repo
         // eastus moved the tag to a manifest this region lacks; while it is fetched, a client here
         // moves the tag elsewhere (stamped now: newer than eastus's move)
-        try await Self.withPeer(serving: peerServesTheManifest ? two : nil, meanwhile: {
+        try await ReplicationCascadeTests.withPeer(peerServesTheManifest ? [two] : [], meanwhile: {
             _ = try await registry.putManifest(name, reference: .tag("t"), bytes: three.bytes, contentType: three.mediaType)
-        }) { client in
+        }) { client, _ in
             let move = cascade.stamp(20, "eastus")
             var moved = cascade.event(.tagMove, two.digest, at: move, tag: "t")
             moved.replaces = first
