@@ -24,7 +24,7 @@ final class ReadCache: Sendable {
     let misses = SingleFlight<MissKey, any Sendable>()
 
     private struct RepoEntries {
-        var generation: UInt64 = 0
+        var generation: UInt64
         var tags: [String: Digest] = [:]
         var manifests: [Digest: ManifestContent] = [:]
         var blobSizes: [Digest: Int64] = [:]
@@ -36,8 +36,31 @@ final class ReadCache: Sendable {
         var repos: [String: RepoEntries] = [:]
         var manifestBytes = 0
         var entries = 0
+        /// The generation of a repository without an entry here. Generations come from one
+        /// counter, so no value is handed out twice: a repository's entry can be forgotten (its
+        /// generation becomes `floor`, newer than any before it) without a reader that recorded
+        /// the old one storing what it read.
+        var floor: UInt64 = 0
+        var lastIssued: UInt64 = 0
+        /// The number of repositories held that starts the next sweep of the empty and expired.
+        var sweepAt = ReadCache.minimumSweep
+
+        mutating func issue() -> UInt64 {
+            lastIssued &+= 1
+            return lastIssued
+        }
+
+        /// Forgets every entry (the generation of each repository moves on).
+        mutating func reset() {
+            repos = [:]
+            manifestBytes = 0
+            entries = 0
+            floor = issue()
+            sweepAt = ReadCache.minimumSweep
+        }
     }
 
+    static let minimumSweep = 1024
     private let state = NIOLockedValueBox(State())
     private let maxManifestBytes: Int
     private let maxEntries = 200_000
@@ -54,35 +77,59 @@ final class ReadCache: Sendable {
     private func fresh(_ s: inout State, _ repo: String) -> RepoEntries? {
         guard let entries = s.repos[repo] else { return nil }
         if let born = entries.bornAt, clock() - born >= ttl {
-            Self.drop(&s, repo)
+            drop(&s, repo)
             return nil
         }
         return entries
     }
 
-    private static func drop(_ s: inout State, _ repo: String) {
+    private func drop(_ s: inout State, _ repo: String) {
         let old = s.repos[repo]
         let freed = old?.manifests.values.reduce(0) { $0 + $1.bytes.readableBytes } ?? 0
         let count = (old?.tags.count ?? 0) + (old?.manifests.count ?? 0) + (old?.blobSizes.count ?? 0)
         s.manifestBytes -= freed
         s.entries -= count
-        s.repos[repo] = RepoEntries(generation: (old?.generation ?? 0) &+ 1)
+        s.repos[repo] = RepoEntries(generation: s.issue())
+        sweepIfDue(&s)
+    }
+
+    /// Every mutation leaves its repository an entry (its new generation), so a registry with
+    /// many repositories would hold one per repository ever changed: when the table has doubled
+    /// since the last sweep, the empty and expired entries go and `floor` moves on.
+    private func sweepIfDue(_ s: inout State) {
+        guard s.repos.count >= s.sweepAt else { return }
+        let now = clock()
+        var kept: [String: RepoEntries] = [:]
+        var manifestBytes = 0
+        var entries = 0
+        for (repo, e) in s.repos {
+            let count = e.tags.count + e.manifests.count + e.blobSizes.count
+            guard count > 0, e.bornAt.map({ now - $0 < ttl }) ?? true else { continue }
+            kept[repo] = e
+            entries += count
+            manifestBytes += e.manifests.values.reduce(0) { $0 + $1.bytes.readableBytes }
+        }
+        s.repos = kept
+        s.entries = entries
+        s.manifestBytes = manifestBytes
+        s.floor = s.issue()
+        s.sweepAt = max(Self.minimumSweep, 2 * kept.count)
     }
 
     func generation(_ repo: String) -> UInt64 {
-        state.withLockedValue { $0.repos[repo]?.generation ?? 0 }
+        state.withLockedValue { $0.repos[repo]?.generation ?? $0.floor }
     }
 
     func invalidate(_ repo: String) {
-        state.withLockedValue { Self.drop(&$0, repo) }
+        state.withLockedValue { drop(&$0, repo) }
     }
 
     func invalidateAll() {
-        state.withLockedValue { s in
-            let generations = s.repos.mapValues { RepoEntries(generation: $0.generation &+ 1) }
-            s = State(repos: generations)
-        }
+        state.withLockedValue { $0.reset() }
     }
+
+    /// Repositories with an entry (tests).
+    var repositoriesHeld: Int { state.withLockedValue { $0.repos.count } }
 
     func tag(_ repo: String, _ tag: String) -> Digest? {
         state.withLockedValue { fresh(&$0, repo)?.tags[tag] }
@@ -100,10 +147,9 @@ final class ReadCache: Sendable {
         state.withLockedValue { s in
             if s.entries >= maxEntries || s.manifestBytes + bytes > maxManifestBytes {
                 // Simple and bounded: start over rather than track recency.
-                let generations = s.repos.mapValues { RepoEntries(generation: $0.generation) }
-                s = State(repos: generations)
+                s.reset()
             }
-            var entries = s.repos[repo] ?? RepoEntries()
+            var entries = s.repos[repo] ?? RepoEntries(generation: s.floor)
             guard entries.generation == generation else { return }
             if body(&entries) {
                 if entries.bornAt == nil { entries.bornAt = clock() }
@@ -111,6 +157,7 @@ final class ReadCache: Sendable {
                 s.manifestBytes += bytes
             }
             s.repos[repo] = entries
+            sweepIfDue(&s)
         }
     }
 
