@@ -211,47 +211,111 @@ enum CollectionGuard {
 /// When a blob was last found in a repository by a pull or HEAD: a client that was told "this
 /// blob exists" will reference it in its next manifest, so garbage collection keeps the link.
 /// Kept here for this node's collection, and written to the store (throttled) for every node's.
+///
+/// One entry per link holds both times under a hash of the link (not its repository name and
+/// 64- or 128-character hex string): 24 bytes per link, so a registry whose clients touch tens of
+/// thousands of links an hour holds well under a megabyte here. An entry that can no longer matter (its touch older than
+/// the grace period and its slack, its write older than any slack) is dropped by a sweep that
+/// runs when the table has doubled since the last one, so the cost per touch stays constant.
 final class LinkTouches: Sendable {
     struct Link: Hashable, Sendable {
         let repository: String
         let digest: Digest
     }
-    private typealias Key = Link
-    private struct State {
-        var touched: [Key: Double] = [:]
-        /// When this node last wrote each link's touch to the store.
-        var written: [Key: Double] = [:]
+
+    /// A link as this table keys it: a 64-bit keyed hash of the repository and the digest
+    /// (Swift's `Hasher`, SipHash with a seed drawn at random per process, so a client cannot
+    /// choose two links that share a key). Two links of one key by chance (about one in 10^11
+    /// with 20,000 links held) would share their times: a touch taken for the other's would
+    /// skip one store write (collection could then remove a link a client was just shown, and
+    /// its manifest push is refused with MANIFEST_BLOB_UNKNOWN until it sends the blob again),
+    /// or keep a link one collection longer.
+    private struct Key: Hashable {
+        let value: Int
+
+        init(_ repository: String, _ digest: Digest) {
+            var hasher = Hasher()
+            hasher.combine(repository)
+            hasher.combine(digest.algorithm)
+            hasher.combine(digest.hex)
+            value = hasher.finalize()
+        }
     }
+
+    private struct Stamp {
+        /// The last touch on this node.
+        var touched: Double
+        /// When this node last wrote the link's touch to the store (-infinity: never).
+        var written: Double
+    }
+
+    private struct State {
+        var links: [Key: Stamp] = [:]
+        /// The table's size that starts the next sweep.
+        var sweepAt = LinkTouches.minimumSweep
+    }
+
+    static let minimumSweep = 4096
+    /// Past this size after a sweep, touches older than `overflowKeep` go too (the store holds them).
+    static let overflow = 200_000
+    static let overflowKeep: TimeInterval = 600
+
     private let state = NIOLockedValueBox(State())
 
     /// Records a touch at `now`; true when the store should be told (this node has not written
-    /// one for the link within `slack` seconds).
-    func touch(_ repository: String, _ digest: Digest, now: Double, slack: TimeInterval) -> Bool {
-        let key = Key(repository: repository, digest: digest)
+    /// one for the link within `slack` seconds). `keep`: how long a touch can matter to this
+    /// node's collection (the grace period and its slack).
+    func touch(_ repository: String, _ digest: Digest, now: Double, slack: TimeInterval, keep: TimeInterval) -> Bool {
+        let key = Key(repository, digest)
         return state.withLockedValue { s in
-            s.touched[key] = now
-            if s.touched.count > 200_000 { s.touched = s.touched.filter { now - $0.value < 600 } }
-            if s.written.count > 200_000 { s.written = s.written.filter { now - $0.value < CollectionGuard.touchInterval } }
-            guard let last = s.written[key] else { return true }
+            if s.links.count >= s.sweepAt { Self.sweep(&s, now: now, keep: keep) }
+            let last = s.links[key]?.written ?? -.infinity
+            s.links[key] = Stamp(touched: now, written: last)
             return now - last >= slack || now < last
         }
     }
 
+    private static func sweep(_ s: inout State, now: Double, keep: TimeInterval) {
+        // A write older than the longest slack no longer holds back another (`touch` would find
+        // it due anyway), and a touch older than `keep` is before any cutoff of this grace period.
+        let matters = { (t: Stamp) in now - t.touched < keep || now - t.written < CollectionGuard.touchInterval }
+        s.links = s.links.filter { matters($0.value) }
+        if s.links.count > overflow {
+            s.links = s.links.filter { now - $0.value.touched < overflowKeep || now - $0.value.written < CollectionGuard.touchInterval }
+        }
+        s.sweepAt = max(minimumSweep, 2 * s.links.count)
+    }
+
     /// The store holds the touch of `now`.
     func written(_ repository: String, _ digest: Digest, at now: Double) {
-        state.withLockedValue { s in s.written[Key(repository: repository, digest: digest)] = now }
+        let key = Key(repository, digest)
+        state.withLockedValue { s in
+            if var stamp = s.links[key] {
+                stamp.written = now
+                s.links[key] = stamp
+            } else {
+                s.links[key] = Stamp(touched: -.infinity, written: now)
+            }
+        }
     }
 
     func touched(_ repository: String, _ digest: Digest, since: Double) -> Bool {
-        state.withLockedValue { ($0.touched[Key(repository: repository, digest: digest)] ?? 0) >= since }
+        state.withLockedValue { ($0.links[Key(repository, digest)]?.touched ?? -.infinity) >= since }
     }
 
     func prune(before: Double) {
         state.withLockedValue { s in
-            s.touched = s.touched.filter { $0.value >= before }
-            s.written = s.written.filter { $0.value >= before }
+            s.links = s.links.compactMapValues { t in
+                let stamp = Stamp(touched: t.touched >= before ? t.touched : -.infinity,
+                                  written: t.written >= before ? t.written : -.infinity)
+                return stamp.touched == -.infinity && stamp.written == -.infinity ? nil : stamp
+            }
+            s.sweepAt = max(Self.minimumSweep, 2 * s.links.count)
         }
     }
+
+    /// Links held (tests).
+    var count: Int { state.withLockedValue { $0.links.count } }
 }
 
 extension Registry {
@@ -262,8 +326,9 @@ extension Registry {
     /// only there.
     func touchDue(_ repository: String, _ digest: Digest) async throws -> Double? {
         let now = configuration.touchClock().timeIntervalSince1970
-        let slack = CollectionGuard.touchSlack(grace: try await garbageCollectionPolicy().graceSeconds)
-        return lifecycle.touches.touch(repository, digest, now: now, slack: slack) ? now : nil
+        let grace = try await garbageCollectionPolicy().graceSeconds
+        let slack = CollectionGuard.touchSlack(grace: grace)
+        return lifecycle.touches.touch(repository, digest, now: now, slack: slack, keep: grace + slack) ? now : nil
     }
 
     func writeTouch(_ repository: String, _ digest: Digest, at now: Double) async throws {

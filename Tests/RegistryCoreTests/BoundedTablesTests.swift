@@ -59,4 +59,73 @@ import Testing
         cache.invalidateAll()
         #expect(seen.insert(cache.generation("team/app")).inserted)
     }
+
+    // MARK: LinkTouches
+
+    let layer = Digest.compute(Array("layer".utf8))
+
+    @Test func aTouchIsDueOncePerSlack() {
+        let touches = LinkTouches()
+        #expect(touches.touch("team/app", layer, now: 100, slack: 5, keep: 3605))
+        touches.written("team/app", layer, at: 100)
+        #expect(!touches.touch("team/app", layer, now: 103, slack: 5, keep: 3605))
+        #expect(touches.touch("team/other", layer, now: 103, slack: 5, keep: 3605))   // another link
+        #expect(touches.touch("team/app", layer, now: 105, slack: 5, keep: 3605))
+        #expect(touches.touch("team/app", layer, now: 90, slack: 5, keep: 3605))     // the clock went back
+        #expect(touches.touched("team/app", layer, since: 90))
+        #expect(!touches.touched("team/app", layer, since: 91))
+    }
+
+    @Test func digestsOfBothAlgorithmsAreTheirOwnLinks() throws {
+        let touches = LinkTouches()
+        let hex = String(repeating: "ab", count: 32)
+        let sha256 = try Digest(parsing: "sha256:" + hex)
+        let sha512 = try Digest(parsing: "sha512:" + hex + String(repeating: "cd", count: 32))
+        let otherSha256 = try Digest(parsing: "sha256:" + String(repeating: "ab", count: 31) + "ac")
+        _ = touches.touch("team/app", sha256, now: 10, slack: 5, keep: 100)
+        #expect(touches.touched("team/app", sha256, since: 10))
+        #expect(!touches.touched("team/app", sha512, since: 10))
+        #expect(!touches.touched("team/app", otherSha256, since: 10))
+        #expect(!touches.touched("team/ap", sha256, since: 10))
+    }
+
+    @Test func touchesOlderThanTheyCanMatterAreForgotten() {
+        let touches = LinkTouches()
+        // 100 links a second for 500 seconds, 10 seconds kept: about 1,000 can matter at a time
+        for i in 0..<50_000 {
+            let now = Double(i) / 100
+            if touches.touch("team/r\(i)", layer, now: now, slack: 5, keep: 10) { touches.written("team/r\(i)", layer, at: now) }
+        }
+        #expect(touches.count <= 2 * LinkTouches.minimumSweep)
+        // the last ones are still known
+        #expect(touches.touched("team/r49999", layer, since: 499))
+    }
+
+    @Test func aTouchWithinTheGracePeriodSurvivesSweeps() {
+        let touches = LinkTouches()
+        _ = touches.touch("team/kept", layer, now: 0, slack: 5, keep: 3605)
+        for i in 0..<(4 * LinkTouches.minimumSweep) {
+            _ = touches.touch("team/r\(i)", layer, now: 3000, slack: 5, keep: 3605)
+        }
+        #expect(touches.touched("team/kept", layer, since: 0))
+        // the same sweep after the grace period forgets it
+        for i in 0..<(8 * LinkTouches.minimumSweep) {
+            _ = touches.touch("team/s\(i)", layer, now: 3700, slack: 5, keep: 3605)
+        }
+        #expect(!touches.touched("team/kept", layer, since: 0))
+    }
+
+    @Test func pruneForgetsEachTimeBeforeItsBound() {
+        let touches = LinkTouches()
+        _ = touches.touch("team/app", layer, now: 10, slack: 5, keep: 100)
+        touches.written("team/app", layer, at: 10)
+        _ = touches.touch("team/app", layer, now: 12, slack: 5, keep: 100)
+        touches.prune(before: 11)
+        #expect(touches.count == 1)
+        #expect(touches.touched("team/app", layer, since: 12))
+        // the write at 10 is forgotten: the next touch is due at once
+        #expect(touches.touch("team/app", layer, now: 13, slack: 5, keep: 100))
+        touches.prune(before: 20)
+        #expect(touches.count == 0)
+    }
 }
