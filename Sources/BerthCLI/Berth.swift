@@ -133,6 +133,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     private func serve() async throws {
+        AllocatorSettings.apply()
         let settings = try resolvedSettings()
         if let threads = settings.threads {
             // Before anything starts the process's event loops or thread pool (they are made on
