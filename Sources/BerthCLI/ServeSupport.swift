@@ -11,16 +11,19 @@ import Darwin
 
 /// The C allocator's settings for a long-running server.
 enum AllocatorSettings {
-    /// One malloc arena per core (at least two), unless the operator set `MALLOC_ARENA_MAX`.
+    /// One malloc arena per core (at least two), unless the operator set `MALLOC_ARENA_MAX` or
+    /// `GLIBC_TUNABLES=glibc.malloc.arena_max=N`.
     /// glibc's default is eight per core, and a server whose requests hop between some thirty
     /// threads (event loops, the I/O pool, the database's queues, the cooperative pool) then
     /// keeps free memory in many arenas at once: on the listing benchmark (10,000 repositories)
     /// this held about 1.3 MiB more at the peak. Requests run on as many threads at once as there
     /// are cores, so that many arenas keep them from waiting for each other's allocations.
-    /// Call it before the server's threads start.
+    /// Call it before the server's threads start: glibc fixes the limit the first time it needs
+    /// an arena past its default count, and ignores a later change.
     static func apply(environment: [String: String] = ProcessInfo.processInfo.environment) {
         #if canImport(Glibc)
         guard environment["MALLOC_ARENA_MAX"] == nil,
+              environment["GLIBC_TUNABLES"]?.contains("malloc.arena_max") != true,
               // <malloc.h> is not part of the Glibc module: the function is looked up by name
               // and called with the C convention. M_ARENA_MAX is -8 in <malloc.h>.
               let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt")   // RTLD_DEFAULT

@@ -131,6 +131,9 @@ final class ReadCache: Sendable {
     /// Repositories with an entry (tests).
     var repositoriesHeld: Int { state.withLockedValue { $0.repos.count } }
 
+    /// Whether `repo` has an entry, even an empty or expired one (tests).
+    func holds(_ repo: String) -> Bool { state.withLockedValue { $0.repos[repo] != nil } }
+
     func tag(_ repo: String, _ tag: String) -> Digest? {
         state.withLockedValue { fresh(&$0, repo)?.tags[tag] }
     }
@@ -145,12 +148,14 @@ final class ReadCache: Sendable {
 
     private func store(_ repo: String, generation: UInt64, bytes: Int = 0, _ body: (inout RepoEntries) -> Bool) {
         state.withLockedValue { s in
+            guard (s.repos[repo]?.generation ?? s.floor) == generation else { return }
             if s.entries >= maxEntries || s.manifestBytes + bytes > maxManifestBytes {
-                // Simple and bounded: start over rather than track recency.
+                // Simple and bounded: start over rather than track recency. What is being stored
+                // is still current (checked above; no generation is handed out twice), so it is
+                // kept under the generation it was read at.
                 s.reset()
             }
-            var entries = s.repos[repo] ?? RepoEntries(generation: s.floor)
-            guard entries.generation == generation else { return }
+            var entries = s.repos[repo] ?? RepoEntries(generation: generation)
             if body(&entries) {
                 if entries.bornAt == nil { entries.bornAt = clock() }
                 s.entries += 1

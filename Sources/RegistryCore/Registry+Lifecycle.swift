@@ -213,10 +213,11 @@ enum CollectionGuard {
 /// Kept here for this node's collection, and written to the store (throttled) for every node's.
 ///
 /// One entry per link holds both times under a hash of the link (not its repository name and
-/// 64- or 128-character hex string): 24 bytes per link, so a registry whose clients touch tens of
-/// thousands of links an hour holds well under a megabyte here. An entry that can no longer matter (its touch older than
-/// the grace period and its slack, its write older than any slack) is dropped by a sweep that
-/// runs when the table has doubled since the last one, so the cost per touch stays constant.
+/// 64- or 128-character hex string): 24 bytes of key and times, 32 to 64 bytes in the table with
+/// its free slots, about a megabyte for 20,000 links (twice that just before a sweep, which also
+/// copies the table once). An entry that can no longer matter (its touch older than the grace
+/// period and its slack, its write older than any slack) is dropped by a sweep that runs when the
+/// table has doubled since the last one, so the cost per touch stays constant.
 final class LinkTouches: Sendable {
     struct Link: Hashable, Sendable {
         let repository: String
@@ -225,11 +226,13 @@ final class LinkTouches: Sendable {
 
     /// A link as this table keys it: a 64-bit keyed hash of the repository and the digest
     /// (Swift's `Hasher`, SipHash with a seed drawn at random per process, so a client cannot
-    /// choose two links that share a key). Two links of one key by chance (about one in 10^11
-    /// with 20,000 links held) would share their times: a touch taken for the other's would
-    /// skip one store write (collection could then remove a link a client was just shown, and
-    /// its manifest push is refused with MANIFEST_BLOB_UNKNOWN until it sends the blob again),
-    /// or keep a link one collection longer.
+    /// aim at another's link; with `SWIFT_DETERMINISTIC_HASHING` set it could make two of its
+    /// own links collide, which only affects those). Two links of one key by chance (about one
+    /// in 10^11 with 20,000 links held, one in 10^9 at the 200,000 where sweeps get stricter)
+    /// would share their times: a touch taken for the other's would skip one store write
+    /// (collection could then remove a link a client was just shown, and its manifest push is
+    /// refused with MANIFEST_BLOB_UNKNOWN until it sends the blob again), or keep a link one
+    /// collection longer.
     private struct Key: Hashable {
         let value: Int
 

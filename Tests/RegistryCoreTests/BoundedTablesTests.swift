@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
 import OCIModel
 import Testing
 @testable import RegistryCore
@@ -38,24 +39,55 @@ import Testing
         now.withLockedValue { $0 = 3 }
         cache.storeTag("team/new", "v1", d, generation: cache.generation("team/new"))
         now.withLockedValue { $0 = 6 }   // team/old's entries expired, team/new's did not
-        // the table reaches the sweep's size with the last of these: only team/new is left
-        for i in 0..<(ReadCache.minimumSweep - 2) { cache.invalidate("team/r\(i)") }
-        #expect(cache.repositoriesHeld == 1)
+        for i in 0..<ReadCache.minimumSweep { cache.invalidate("team/r\(i)") }
+        #expect(cache.repositoriesHeld < ReadCache.minimumSweep)   // a sweep ran
+        #expect(!cache.holds("team/old"))                           // ... and took the expired entry
+        #expect(cache.holds("team/new"))
         #expect(cache.tag("team/new", "v1") == d)
-        #expect(cache.tag("team/old", "v1") == nil)
+    }
+
+    @Test func storesSweepToo() {
+        let cache = ReadCache(manifestBytes: 1 << 20)
+        let d = Digest.compute(Array("m".utf8))
+        cache.invalidate("team/gone")   // an empty entry
+        for i in 0..<ReadCache.minimumSweep { cache.storeTag("team/r\(i)", "v1", d, generation: cache.generation("team/r\(i)")) }
+        #expect(!cache.holds("team/gone"))
+        #expect(cache.repositoriesHeld == ReadCache.minimumSweep)
+        #expect(cache.tag("team/r0", "v1") == d)
+    }
+
+    @Test func aFullCacheStartsOverAndKeepsWhatFilledIt() {
+        // room for 4 manifests of 200 bytes (a manifest may take a quarter of the room)
+        let cache = ReadCache(manifestBytes: 999)
+        func manifest(_ i: Int) -> ManifestContent {
+            let bytes = Array(String(repeating: "\(i % 10)", count: 200).utf8)
+            return ManifestContent(digest: Digest.compute(bytes), mediaType: MediaType.ociManifest, bytes: ByteBuffer(bytes: bytes),
+                                   subject: nil, quarantineState: nil, quarantineReason: nil)
+        }
+        let inFlight = cache.generation("team/other")   // a read of another repository under way
+        for i in 0..<5 { cache.storeManifest("team/r\(i)", manifest(i), generation: cache.generation("team/r\(i)")) }
+        #expect(cache.manifest("team/r4", manifest(4).digest) != nil)   // the store that filled it
+        #expect(cache.manifest("team/r0", manifest(0).digest) == nil)   // what was there before
+        #expect(cache.repositoriesHeld == 1)
+        // a read recorded before the reset is not stored after it
+        cache.storeTag("team/other", "v1", manifest(9).digest, generation: inFlight)
+        #expect(cache.tag("team/other", "v1") == nil)
     }
 
     @Test func generationsNeverRepeat() {
         let cache = ReadCache(manifestBytes: 1 << 20)
         var seen: Set<UInt64> = [cache.generation("team/app")]
+        var last = cache.generation("team/app")
         for i in 0..<(3 * ReadCache.minimumSweep) {
-            guard i.isMultiple(of: 2) else {
-                cache.invalidate("team/r\(i)")   // (sweeps forget team/app's entry now and then)
-                continue
-            }
-            cache.invalidate("team/app")
-            #expect(seen.insert(cache.generation("team/app")).inserted)
+            cache.invalidate(i.isMultiple(of: 2) ? "team/app" : "team/r\(i)")
+            let now = cache.generation("team/app")
+            // team/app's generation changes when it is invalidated and when a sweep forgets it,
+            // and each new value is one it never had before
+            if now != last { #expect(seen.insert(now).inserted) }
+            #expect(now != last || !i.isMultiple(of: 2))
+            last = now
         }
+        #expect(seen.count > 3 * ReadCache.minimumSweep / 2)   // sweeps moved it too
         cache.invalidateAll()
         #expect(seen.insert(cache.generation("team/app")).inserted)
     }
@@ -80,11 +112,11 @@ import Testing
         let touches = LinkTouches()
         let hex = String(repeating: "ab", count: 32)
         let sha256 = try Digest(parsing: "sha256:" + hex)
-        let sha512 = try Digest(parsing: "sha512:" + hex + String(repeating: "cd", count: 32))
+        let sameHexOtherAlgorithm = Digest(algorithm: .sha512, hex: hex)   // not a valid digest: only the key is tested
         let otherSha256 = try Digest(parsing: "sha256:" + String(repeating: "ab", count: 31) + "ac")
         _ = touches.touch("team/app", sha256, now: 10, slack: 5, keep: 100)
         #expect(touches.touched("team/app", sha256, since: 10))
-        #expect(!touches.touched("team/app", sha512, since: 10))
+        #expect(!touches.touched("team/app", sameHexOtherAlgorithm, since: 10))
         #expect(!touches.touched("team/app", otherSha256, since: 10))
         #expect(!touches.touched("team/ap", sha256, since: 10))
     }
