@@ -281,25 +281,18 @@ final class LinkTouches: Sendable {
     private static func sweep(_ s: inout State, now: Double, keep: TimeInterval) {
         // A write older than the longest slack no longer holds back another (`touch` would find
         // it due anyway), and a touch older than `keep` is before any cutoff of this grace period.
-        let matters = { (t: Stamp) in now - t.touched < keep || now - t.written < CollectionGuard.touchInterval }
-        s.links = s.links.filter { matters($0.value) }
-        if s.links.count > overflow {
-            s.links = s.links.filter { now - $0.value.touched < overflowKeep || now - $0.value.written < CollectionGuard.touchInterval }
+        func retain(touchedWithin keep: TimeInterval) {
+            s.links = s.links.filter { now - $0.value.touched < keep || now - $0.value.written < CollectionGuard.touchInterval }
         }
+        retain(touchedWithin: keep)
+        if s.links.count > overflow { retain(touchedWithin: min(keep, overflowKeep)) }
         s.sweepAt = max(minimumSweep, 2 * s.links.count)
     }
 
     /// The store holds the touch of `now`.
     func written(_ repository: String, _ digest: Digest, at now: Double) {
         let key = Key(repository, digest)
-        state.withLockedValue { s in
-            if var stamp = s.links[key] {
-                stamp.written = now
-                s.links[key] = stamp
-            } else {
-                s.links[key] = Stamp(touched: -.infinity, written: now)
-            }
-        }
+        state.withLockedValue { $0.links[key, default: Stamp(touched: -.infinity, written: now)].written = now }
     }
 
     func touched(_ repository: String, _ digest: Digest, since: Double) -> Bool {
