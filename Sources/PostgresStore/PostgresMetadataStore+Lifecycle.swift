@@ -283,8 +283,44 @@ extension PostgresMetadataStore {
         try await read { tx in
             guard let repo = try await Self.repoID(tx, repository) else { return [] }
             return try await tx.rows("""
-                SELECT \(unescaped: Self.deletedColumns) FROM deleted_manifests WHERE repo_id = \(repo) ORDER BY deleted_at DESC, id DESC
+                SELECT \(unescaped: Self.deletedColumns) FROM deleted_manifests WHERE repo_id = \(repo) ORDER BY id
                 """).map { try Self.deleted($0, repository: repository) }
+        }
+    }
+
+    private static let binColumns = "id, digest, media_type, size, deleted_at, expires_at, tags, reason, subject"
+
+    private static func binEntries(_ tx: Tx, repository: String, _ rows: [Row]) async throws -> [RecycleBinEntry] {
+        var out: [RecycleBinEntry] = []
+        for row in rows {
+            let id = try row.decode("id", Int64.self)
+            let refs = try await tx.rows("SELECT child, kind FROM deleted_refs WHERE deleted_id = \(id) ORDER BY child")
+                .map { (child: try $0.decode(0, String.self), kind: try $0.decode(1, Int.self)) }
+            out.append(RecycleBinEntry(entry: try deleted(row, repository: repository), subject: try row.decode("subject", String?.self),
+                                       manifests: refs.filter { $0.kind == 1 }.map(\.child),
+                                       blobs: refs.filter { $0.kind == 0 }.map(\.child)))
+        }
+        return out
+    }
+
+    public func recycleBinEntries(repository: String, digests: [String]) async throws -> [RecycleBinEntry] {
+        guard !digests.isEmpty else { return [] }
+        return try await read { tx in
+            guard let repo = try await Self.repoID(tx, repository) else { return [] }
+            let rows = try await tx.rows("""
+                SELECT \(unescaped: Self.binColumns) FROM deleted_manifests WHERE repo_id = \(repo) AND digest = ANY(\(digests)::text[]) ORDER BY id
+                """)
+            return try await Self.binEntries(tx, repository: repository, rows)
+        }
+    }
+
+    public func recycleBinEntries(repository: String, subject: String) async throws -> [RecycleBinEntry] {
+        try await read { tx in
+            guard let repo = try await Self.repoID(tx, repository) else { return [] }
+            let rows = try await tx.rows("""
+                SELECT \(unescaped: Self.binColumns) FROM deleted_manifests WHERE repo_id = \(repo) AND subject = \(subject) ORDER BY id
+                """)
+            return try await Self.binEntries(tx, repository: repository, rows)
         }
     }
 
@@ -292,43 +328,24 @@ extension PostgresMetadataStore {
         id, digest, media_type, size, artifact_type, subject, annotations, created_at, quarantine_state, quarantine_reason, deleted_at, tags
         """
 
-    public func restoreManifest(repository: String, digest: String, tags: [String]?, expectedTagTargets: [String: String],
-                                tagHistoryLimit: Int) async throws -> [RestoredManifest] {
+    public func applyRestore(repository: String, plan: RestorePlan) async throws {
         let origin = EventOrigin.current
-        return try await write { tx -> [RestoredManifest] in
-            guard let repo = try await Self.repoID(tx, repository),
-                  let root = try await tx.one("""
-                    SELECT \(unescaped: Self.deletedRowColumns) FROM deleted_manifests WHERE repo_id = \(repo) AND digest = \(digest)
-                    ORDER BY deleted_at DESC, id DESC LIMIT 1
-                    """)
-            else { throw RestoreError.notInRecycleBin }
-            // The plan moves the named tags from where the core saw them; if one moved since, plan again.
-            for tag in tags ?? [] {
-                let current = try await tx.value("SELECT digest FROM tags WHERE repo_id = \(repo) AND name = \(tag)", String.self)
-                if current != expectedTagTargets[tag] { throw RestoreError.tagConflict(tag: tag, current: current) }
-            }
+        try await write { tx in
+            guard let repo = try await Self.repoID(tx, repository) else { throw RestoreError.planStale }
             let now = Self.now()
-            var restored: [RestoredManifest] = []
-            var seen: Set<String> = []
-
             func present(_ d: String) async throws -> Bool {
                 try await tx.one("SELECT 1 FROM manifests WHERE repo_id = \(repo) AND digest = \(d)") != nil
             }
-            func restore(_ row: Row) async throws {
+            for id in plan.entries {
+                guard let row = try await tx.one("""
+                    SELECT \(unescaped: Self.deletedRowColumns) FROM deleted_manifests WHERE id = \(id) AND repo_id = \(repo)
+                    """) else { throw RestoreError.planStale }
                 let d = try row.decode("digest", String.self)
-                guard !seen.contains(d), try await !present(d) else { return }
-                seen.insert(d)
-                let id = try row.decode("id", Int64.self)
+                guard try await !present(d) else { throw RestoreError.planStale }
                 let refs = try await tx.rows("SELECT child, kind FROM deleted_refs WHERE deleted_id = \(id)")
                     .map { (child: try $0.decode(0, String.self), kind: try $0.decode(1, Int.self)) }
-                // Children first: an index comes back only with every manifest it lists.
                 for ref in refs where ref.kind == 1 {
-                    if try await present(ref.child) { continue }
-                    guard let childRow = try await tx.one("""
-                        SELECT \(unescaped: Self.deletedRowColumns) FROM deleted_manifests WHERE repo_id = \(repo) AND digest = \(ref.child)
-                        ORDER BY deleted_at DESC, id DESC LIMIT 1
-                        """) else { throw RestoreError.childMissing(ref.child) }
-                    try await restore(childRow)
+                    guard try await present(ref.child) else { throw RestoreError.planStale }
                 }
                 for ref in refs where ref.kind == 0 {
                     guard try await tx.one("SELECT 1 FROM blobs WHERE digest = \(ref.child)") != nil else {
@@ -358,39 +375,25 @@ extension PostgresMetadataStore {
                 try await tx.exec("DELETE FROM deleted_refs WHERE deleted_id = \(id)")
                 try await tx.exec("DELETE FROM deleted_manifests WHERE id = \(id)")
                 try await Self.appendEvent(tx, origin, .restore, repository, digest: d, mediaType: mediaType, size: size)
-                restored.append(RestoredManifest(digest: d, tags: []))
-                // Referrers deleted together with it (its signatures, SBOMs) come back with it.
-                let deletedAt = try row.decode("deleted_at", Double.self)
-                for referrer in try await tx.rows("""
-                    SELECT \(unescaped: Self.deletedRowColumns) FROM deleted_manifests
-                    WHERE repo_id = \(repo) AND subject = \(d) AND deleted_at = \(deletedAt)
-                    """) {
-                    try await restore(referrer)
-                }
             }
-            try await restore(root)
-            guard !restored.isEmpty else { throw RestoreError.notInRecycleBin }
-
-            let history = Self.decodeJSON([String].self, try root.decode("tags", String.self)) ?? []
-            let rootMediaType = try root.decode("media_type", String.self)
-            let rootSize = try root.decode("size", Int64.self)
-            var applied: [String] = []
-            for tag in tags ?? history {
-                let current = try await tx.value("SELECT digest FROM tags WHERE repo_id = \(repo) AND name = \(tag)", String.self)
-                // Without an explicit tag, a tag that meanwhile points elsewhere is left alone.
-                if tags == nil, current != nil { continue }
-                if current == digest { applied.append(tag); continue }
+            guard !plan.tagMoves.isEmpty else { return }
+            guard let target = try await tx.one("""
+                SELECT media_type, size FROM manifests WHERE repo_id = \(repo) AND digest = \(plan.digest)
+                """) else { throw RestoreError.planStale }
+            let mediaType = try target.decode("media_type", String.self)
+            let size = try target.decode("size", Int64.self)
+            for move in plan.tagMoves {
+                let current = try await tx.value("SELECT digest FROM tags WHERE repo_id = \(repo) AND name = \(move.tag)", String.self)
+                guard current == move.expected else { throw RestoreError.tagConflict(tag: move.tag, current: current) }
+                if current == plan.digest { continue }
                 try await tx.exec("""
-                    INSERT INTO tags(repo_id, name, digest, updated_at) VALUES (\(repo), \(tag), \(digest), \(now))
+                    INSERT INTO tags(repo_id, name, digest, updated_at) VALUES (\(repo), \(move.tag), \(plan.digest), \(now))
                     ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at
                     """)
-                try await Self.appendEvent(tx, origin, .tagMove, repository, digest: digest, tag: tag, mediaType: rootMediaType,
-                                           size: rootSize, detail: current.map { "restore; from \($0)" } ?? "restore")
-                if let current { try await Self.stampUntagged(tx, repo, current, tag: tag, historyLimit: tagHistoryLimit) }
-                applied.append(tag)
+                try await Self.appendEvent(tx, origin, .tagMove, repository, digest: plan.digest, tag: move.tag, mediaType: mediaType,
+                                           size: size, detail: current.map { "restore; from \($0)" } ?? "restore")
+                if let current { try await Self.stampUntagged(tx, repo, current, tag: move.tag, historyLimit: plan.tagHistoryLimit) }
             }
-            if let i = restored.firstIndex(where: { $0.digest == digest }) { restored[i].tags = applied }
-            return restored
         }
     }
 

@@ -11,7 +11,7 @@ import RegistryStore
 /// - `ManifestPush` (`push`): the state a new manifest starts in, where the tag was when the push
 ///   was planned (the store refuses to move it from anywhere else), and the tag-history cap.
 /// - `TagDeletion` (`tagDeletion`): the tag's expected target, that its lock goes with it, the cap.
-/// - a restore under a named tag (`restoreTagTargets`): where the tag was when it was planned.
+/// - a restore: `RestorePlanning` (RestorePlanning.swift).
 /// - `LifecycleChange` (`withDeletionRules`): the same two rules for lifecycle deletions.
 /// - `QuarantineUpdate` (`quarantine`): which manifests follow a verdict, from which state, with
 ///   which reason.
@@ -48,14 +48,6 @@ public enum ContentPlanner {
     /// bind a later tag of the same name that nobody locked. The manifest remembers the tag.
     public static func tagDeletion(repository: String, tag: String, target: Digest) -> TagDeletion {
         TagDeletion(repository: repository, tag: tag, expectedTarget: target, dropLock: true, tagHistoryLimit: tagHistoryLimit)
-    }
-
-    /// A restore under `tag`, planned from where it points now (`current`, nil: nowhere): the store
-    /// refuses to move it from anywhere else. No tag named, no precondition (former tags that
-    /// point elsewhere meanwhile are left alone).
-    public static func restoreTagTargets(tag: String?, current: Digest?) -> [String: String] {
-        guard let tag, let current else { return [:] }
-        return [tag: current.string]
     }
 
     /// A lifecycle change with the rules every deletion follows: the locks of deleted tags and

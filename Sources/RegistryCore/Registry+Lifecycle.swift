@@ -765,40 +765,48 @@ extension Registry {
 
     // MARK: recycle bin
 
+    /// The repository's recycle bin, newest deletion first.
     public func deletedManifests(_ repository: RepositoryName) async throws -> [DeletedManifest] {
-        try await metadata.deletedManifests(repository: repository.value)
+        try await metadata.deletedManifests(repository: repository.value).sorted(by: RestorePlanning.newestFirst)
     }
 
     /// Brings a soft-deleted manifest back with identical bytes and digest (and the index
-    /// children and referrers deleted with it), under `tag` or its former tags.
-    /// A named tag is moved as a push moves it: planned from where it points now (its locks
-    /// checked for that), and planned again when it moved before the restore applied.
+    /// children and referrers deleted with it), under `tag` or its former tags, by the rules of
+    /// `RestorePlanning`. A named tag is moved as a push moves it: its locks checked from where it
+    /// points now. A plan whose state moved before it applied is planned again.
     public func restoreManifest(_ repository: RepositoryName, digest: Digest, tag: String?) async throws -> [RestoredManifest] {
         if let tag {
             guard Tag.isValid(tag) else { throw LifecycleError.invalid("invalid tag \(tag)") }
             try await checkWritable(repository.value)
         }
+        let reads = RestorePlanning.Reads.store(metadata, repository: repository.value)
         for attempt in 1...ContentPlanner.attempts {
-            var current: Digest?
+            let outcome: RestorePlanning.Outcome
+            do {
+                outcome = try await RestorePlanning.plan(digest: digest.string, tags: tag.map { [$0] },
+                                                         tagHistoryLimit: ContentPlanner.tagHistoryLimit, reads: reads)
+            } catch RestorePlanning.Failure.notInRecycleBin {
+                throw LifecycleError.notFound("manifest \(digest) in the recycle bin of \(repository.value)")
+            } catch RestorePlanning.Failure.childMissing(let d) {
+                throw LifecycleError.conflict("cannot restore \(digest): \(d) is no longer stored")
+            }
             if let tag {
-                current = try await metadata.tagTarget(repository: repository.value, tag: tag)
-                try await checkTagMove(repository.value, tag: tag, from: current, to: digest)
+                try await checkTagMove(repository.value, tag: tag, from: outcome.tagTargets[tag].flatMap { try? Digest(parsing: $0) },
+                                       to: digest)
             }
             do {
-                let restored = try await metadata.restoreManifest(repository: repository.value, digest: digest.string, tags: tag.map { [$0] },
-                                                              expectedTagTargets: ContentPlanner.restoreTagTargets(tag: tag, current: current),
-                                                              tagHistoryLimit: ContentPlanner.tagHistoryLimit)
+                try await metadata.applyRestore(repository: repository.value, plan: outcome.plan)
                 cache.invalidate(repository.value)
-                return restored
-            } catch RestoreError.notInRecycleBin {
-                throw LifecycleError.notFound("manifest \(digest) in the recycle bin of \(repository.value)")
+                return outcome.restored
             } catch RestoreError.childMissing(let d) {
                 throw LifecycleError.conflict("cannot restore \(digest): \(d) is no longer stored")
             } catch RestoreError.tagConflict(let moved, _) {
                 guard attempt < ContentPlanner.attempts else { throw tagBusy(moved) }
+            } catch RestoreError.planStale {
+                guard attempt < ContentPlanner.attempts else { break }
             }
         }
-        throw tagBusy(tag ?? "")
+        throw RegistryError(.tooManyRequests, "the recycle bin of \(repository.value) is being changed concurrently; retry", status: 429)
     }
 
     /// Removes recycle-bin entries past their expiry for good.

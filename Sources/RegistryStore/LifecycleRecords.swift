@@ -150,10 +150,59 @@ public struct RestoredManifest: Sendable, Equatable, Codable {
 }
 
 public enum RestoreError: Error, Sendable, Equatable {
-    case notInRecycleBin
+    /// A blob or manifest bytes a restored manifest needs are no longer stored.
     case childMissing(String)
-    /// A named tag no longer points where the restore was planned from: plan again.
+    /// A tag no longer points where the restore was planned from: plan again.
     case tagConflict(tag: String, current: String?)
+    /// The recycle bin or the manifests changed since the restore was planned (an entry gone, a
+    /// manifest to restore already back, a manifest one lists no longer present): plan again.
+    case planStale
+}
+
+/// A recycle-bin entry with what planning a restore reads: its subject and what it listed.
+public struct RecycleBinEntry: Sendable, Equatable {
+    public var entry: DeletedManifest
+    public var subject: String?
+    /// The manifests it listed (an index's children), in digest order.
+    public var manifests: [String]
+    /// The blobs it referenced (config and layers), in digest order.
+    public var blobs: [String]
+    public init(entry: DeletedManifest, subject: String?, manifests: [String], blobs: [String]) {
+        self.entry = entry
+        self.subject = subject
+        self.manifests = manifests
+        self.blobs = blobs
+    }
+}
+
+/// A tag a restore points at the restored manifest, planned from where it pointed then.
+public struct RestoreTagMove: Sendable, Equatable {
+    public var tag: String
+    /// Where the tag pointed when the restore was planned (nil: nowhere).
+    public var expected: String?
+    public init(tag: String, expected: String?) {
+        self.tag = tag
+        self.expected = expected
+    }
+}
+
+/// A restore as the core planned it (`RestorePlanning` in RegistryCore): the store applies it as
+/// one transaction or not at all, checking only that what it was planned from still holds.
+public struct RestorePlan: Sendable, Equatable {
+    /// The repository's recycle-bin entries to bring back, in this order: a manifest comes after
+    /// every manifest it lists.
+    public var entries: [Int64]
+    /// The restored manifest the tags are moved to.
+    public var digest: String
+    public var tagMoves: [RestoreTagMove]
+    /// How many former tags a manifest that loses a tag to the restore keeps in its history.
+    public var tagHistoryLimit: Int
+    public init(entries: [Int64], digest: String, tagMoves: [RestoreTagMove], tagHistoryLimit: Int) {
+        self.entries = entries
+        self.digest = digest
+        self.tagMoves = tagMoves
+        self.tagHistoryLimit = tagHistoryLimit
+    }
 }
 
 /// A lock (attributes) on a repository, one of its tags or one of its manifests. `false` means
@@ -349,13 +398,23 @@ public protocol LifecycleStore: Sendable {
     func repositorySummaries(named name: String?) async throws -> [RepositorySummary]
 
     // recycle bin
+    /// The repository's recycle-bin entries, in no particular order (the core orders them).
     func deletedManifests(repository: String) async throws -> [DeletedManifest]
-    /// A tag the restore takes from another manifest goes to that manifest's tag history, which
-    /// keeps `tagHistoryLimit` tags (the core's cap, as for a push). Each tag of `tags` must still
-    /// point where the core planned it from, `expectedTagTargets[tag]` (absent: nowhere); when one
-    /// moved since, nothing is restored and `RestoreError.tagConflict` is thrown.
-    func restoreManifest(repository: String, digest: String, tags: [String]?, expectedTagTargets: [String: String],
-                         tagHistoryLimit: Int) async throws -> [RestoredManifest]
+    /// Every recycle-bin entry of the repository whose digest is one of `digests` (a digest
+    /// deleted several times has several), in no particular order; none for an unknown repository.
+    func recycleBinEntries(repository: String, digests: [String]) async throws -> [RecycleBinEntry]
+    /// Every recycle-bin entry of the repository whose subject is `subject`, in no particular order.
+    func recycleBinEntries(repository: String, subject: String) async throws -> [RecycleBinEntry]
+    /// Applies a restore the core planned, as one transaction or not at all. Each entry, in the
+    /// plan's order, must still be in this repository's bin, its manifest not stored, and every
+    /// manifest it lists stored by then (else `RestoreError.planStale`); every blob it referenced
+    /// and its own bytes must be stored (else `RestoreError.childMissing`, nothing restored). Each
+    /// comes back with its links, references and quarantine state, with a `restore` event. Each tag
+    /// move must find its tag where it was planned from (else `RestoreError.tagConflict`); the tag
+    /// then points at `plan.digest` with a `tag.move` event (detail `restore`, or `restore; from
+    /// <digest>`), and the manifest it left goes through the same not-live stamping and tag
+    /// history (`plan.tagHistoryLimit`) as a push's.
+    func applyRestore(repository: String, plan: RestorePlan) async throws
     /// Removes recycle-bin entries that expired before `now`; returns them.
     func expireDeletedManifests(now: Date) async throws -> [DeletedManifest]
 

@@ -271,46 +271,60 @@ extension SQLiteMetadataStore {
     public func deletedManifests(repository: String) async throws -> [DeletedManifest] {
         try await pool.read { db in
             guard let repo = try Self.repoID(db, repository) else { return [] }
-            return try Row.fetchAll(db, sql: "SELECT * FROM deleted_manifests WHERE repo_id = ? ORDER BY deleted_at DESC, id DESC",
-                                    arguments: [repo]).map { Self.deleted($0, repository: repository) }
+            return try Row.fetchAll(db, sql: "SELECT * FROM deleted_manifests WHERE repo_id = ? ORDER BY id", arguments: [repo])
+                .map { Self.deleted($0, repository: repository) }
         }
     }
 
-    public func restoreManifest(repository: String, digest: String, tags: [String]?, expectedTagTargets: [String: String],
-                                tagHistoryLimit: Int) async throws -> [RestoredManifest] {
-        let origin = EventOrigin.current
-        return try await pool.write { db -> [RestoredManifest] in
-            guard let repo = try Self.repoID(db, repository),
-                  let root = try Row.fetchOne(db, sql: """
-                    SELECT * FROM deleted_manifests WHERE repo_id = ? AND digest = ? ORDER BY deleted_at DESC, id DESC LIMIT 1
-                    """, arguments: [repo, digest])
-            else { throw RestoreError.notInRecycleBin }
-            // The plan moves the named tags from where the core saw them; if one moved since, plan again.
-            for tag in tags ?? [] {
-                let current = try String.fetchOne(db, sql: "SELECT digest FROM tags WHERE repo_id = ? AND name = ?", arguments: [repo, tag])
-                if current != expectedTagTargets[tag] { throw RestoreError.tagConflict(tag: tag, current: current) }
-            }
-            let now = Date().timeIntervalSince1970
-            var restored: [RestoredManifest] = []
-            var seen: Set<String> = []
+    private static func binEntries(_ db: Database, repository: String, _ rows: [Row]) throws -> [RecycleBinEntry] {
+        try rows.map { row in
+            let refs = try Row.fetchAll(db, sql: "SELECT child, kind FROM deleted_refs WHERE deleted_id = ? ORDER BY child",
+                                        arguments: [row["id"] as Int64])
+            return RecycleBinEntry(entry: deleted(row, repository: repository), subject: row["subject"],
+                                   manifests: refs.filter { ($0["kind"] as Int) == 1 }.map { $0["child"] },
+                                   blobs: refs.filter { ($0["kind"] as Int) == 0 }.map { $0["child"] })
+        }
+    }
 
+    public func recycleBinEntries(repository: String, digests: [String]) async throws -> [RecycleBinEntry] {
+        guard !digests.isEmpty else { return [] }
+        return try await pool.read { db in
+            guard let repo = try Self.repoID(db, repository) else { return [] }
+            var rows: [Row] = []
+            for chunk in stride(from: 0, to: digests.count, by: 500).map({ Array(digests[$0..<min(digests.count, $0 + 500)]) }) {
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                rows += try Row.fetchAll(db, sql: "SELECT * FROM deleted_manifests WHERE repo_id = ? AND digest IN (\(marks)) ORDER BY id",
+                                         arguments: StatementArguments([repo] + chunk))
+            }
+            return try Self.binEntries(db, repository: repository, rows)
+        }
+    }
+
+    public func recycleBinEntries(repository: String, subject: String) async throws -> [RecycleBinEntry] {
+        try await pool.read { db in
+            guard let repo = try Self.repoID(db, repository) else { return [] }
+            let rows = try Row.fetchAll(db, sql: "SELECT * FROM deleted_manifests WHERE repo_id = ? AND subject = ? ORDER BY id",
+                                        arguments: [repo, subject])
+            return try Self.binEntries(db, repository: repository, rows)
+        }
+    }
+
+    public func applyRestore(repository: String, plan: RestorePlan) async throws {
+        let origin = EventOrigin.current
+        try await pool.write { db in
+            guard let repo = try Self.repoID(db, repository) else { throw RestoreError.planStale }
+            let now = Date().timeIntervalSince1970
             func present(_ d: String) throws -> Bool {
                 try Bool.fetchOne(db, sql: "SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ?", arguments: [repo, d]) ?? false
             }
-            func restore(_ row: Row) throws {
+            for id in plan.entries {
+                guard let row = try Row.fetchOne(db, sql: "SELECT * FROM deleted_manifests WHERE id = ? AND repo_id = ?",
+                                                 arguments: [id, repo]) else { throw RestoreError.planStale }
                 let d: String = row["digest"]
-                guard !seen.contains(d), try !present(d) else { return }
-                seen.insert(d)
-                let id: Int64 = row["id"]
+                guard try !present(d) else { throw RestoreError.planStale }
                 let refs = try Row.fetchAll(db, sql: "SELECT child, kind FROM deleted_refs WHERE deleted_id = ?", arguments: [id])
-                // Children first: an index comes back only with every manifest it lists.
                 for ref in refs where (ref["kind"] as Int) == 1 {
-                    let child: String = ref["child"]
-                    if try present(child) { continue }
-                    guard let childRow = try Row.fetchOne(db, sql: """
-                        SELECT * FROM deleted_manifests WHERE repo_id = ? AND digest = ? ORDER BY deleted_at DESC, id DESC LIMIT 1
-                        """, arguments: [repo, child]) else { throw RestoreError.childMissing(child) }
-                    try restore(childRow)
+                    guard try present(ref["child"]) else { throw RestoreError.planStale }
                 }
                 for ref in refs where (ref["kind"] as Int) == 0 {
                     let blob: String = ref["child"]
@@ -337,36 +351,24 @@ extension SQLiteMetadataStore {
                 try db.execute(sql: "DELETE FROM deleted_manifests WHERE id = ?", arguments: [id])
                 try Self.appendEvent(db, origin, EventAction.restore, repository, digest: d, mediaType: row["media_type"],
                                      size: row["size"])
-                restored.append(RestoredManifest(digest: d, tags: []))
-                // Referrers deleted together with it (its signatures, SBOMs) come back with it.
-                let deletedAt: Double = row["deleted_at"]
-                for referrer in try Row.fetchAll(db, sql: """
-                    SELECT * FROM deleted_manifests WHERE repo_id = ? AND subject = ? AND deleted_at = ?
-                    """, arguments: [repo, d, deletedAt]) {
-                    try restore(referrer)
-                }
             }
-            try restore(root)
-            guard !restored.isEmpty else { throw RestoreError.notInRecycleBin }
-
-            let history = (try? JSONDecoder().decode([String].self, from: Data((root["tags"] as String).utf8))) ?? []
-            var applied: [String] = []
-            for tag in tags ?? history {
-                let current = try String.fetchOne(db, sql: "SELECT digest FROM tags WHERE repo_id = ? AND name = ?", arguments: [repo, tag])
-                // Without an explicit tag, a tag that meanwhile points elsewhere is left alone.
-                if tags == nil, current != nil { continue }
-                if current == digest { applied.append(tag); continue }
+            guard !plan.tagMoves.isEmpty else { return }
+            guard let target = try Row.fetchOne(db, sql: "SELECT media_type, size FROM manifests WHERE repo_id = ? AND digest = ?",
+                                                arguments: [repo, plan.digest]) else { throw RestoreError.planStale }
+            for move in plan.tagMoves {
+                let current = try String.fetchOne(db, sql: "SELECT digest FROM tags WHERE repo_id = ? AND name = ?",
+                                                  arguments: [repo, move.tag])
+                guard current == move.expected else { throw RestoreError.tagConflict(tag: move.tag, current: current) }
+                if current == plan.digest { continue }
                 try db.execute(sql: """
                     INSERT INTO tags(repo_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
                     ON CONFLICT(repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at
-                    """, arguments: [repo, tag, digest, now])
-                try Self.appendEvent(db, origin, EventAction.tagMove, repository, digest: digest, tag: tag,
-                                     mediaType: root["media_type"], size: root["size"], detail: current.map { "restore; from \($0)" } ?? "restore")
-                if let current { try Self.stampUntagged(db, repo, current, tag: tag, historyLimit: tagHistoryLimit) }
-                applied.append(tag)
+                    """, arguments: [repo, move.tag, plan.digest, now])
+                try Self.appendEvent(db, origin, EventAction.tagMove, repository, digest: plan.digest, tag: move.tag,
+                                     mediaType: target["media_type"], size: target["size"],
+                                     detail: current.map { "restore; from \($0)" } ?? "restore")
+                if let current { try Self.stampUntagged(db, repo, current, tag: move.tag, historyLimit: plan.tagHistoryLimit) }
             }
-            if let i = restored.firstIndex(where: { $0.digest == digest }) { restored[i].tags = applied }
-            return restored
         }
     }
 

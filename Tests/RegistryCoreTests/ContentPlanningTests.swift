@@ -54,12 +54,6 @@ import Testing
         #expect(off.expectedTagTarget == nil)
     }
 
-    @Test func aRestoreUnderATagIsPlannedFromWhereTheTagPointsNow() {
-        #expect(ContentPlanner.restoreTagTargets(tag: "t", current: d("old")) == ["t": d("old").string])
-        #expect(ContentPlanner.restoreTagTargets(tag: "t", current: nil) == [:])      // the tag must still point nowhere
-        #expect(ContentPlanner.restoreTagTargets(tag: nil, current: nil) == [:])
-    }
-
     @Test func aTagDeletionTakesItsLockAndIsRemembered() {
         let plan = ContentPlanner.tagDeletion(repository: "r", tag: "t", target: d("m"))
         #expect(plan == TagDeletion(repository: "r", tag: "t", expectedTarget: d("m"), dropLock: true, tagHistoryLimit: 50))

@@ -97,6 +97,28 @@ import Testing
         await #expect(try r.resolve(repo, .tag("v1")) == d)
     }
 
+    @Test func theBinIsListedNewestFirstAndAReferrerDeletedWithItsSubjectComesBackWithIt() async throws {
+        let r = try makeRegistry()
+        var soft = SoftDeletePolicy()
+        soft.enabled = true
+        try await r.updateSoftDelete(soft)
+        let first = try await push(r, repo, tag: "one", layer: Array("first".utf8))
+        let second = try await push(r, repo, tag: "two", layer: Array("second".utf8))
+        let sbom = try await push(r, repo, tag: nil, layer: Array("sbom".utf8), subject: second)
+        try await r.deleteManifest(repo, .digest(first))
+        try await Task.sleep(for: .milliseconds(5))
+        try await r.deleteManifest(repo, .digest(second))
+        let bin = try await r.deletedManifests(repo)
+        #expect(bin.map(\.digest).last == first.string)
+        #expect(Set(bin.map(\.digest)) == [first.string, second.string, sbom.string])
+        #expect(bin == bin.sorted { $0.deletedAt != $1.deletedAt ? $0.deletedAt > $1.deletedAt : $0.id > $1.id })
+        let restored = try await r.restoreManifest(repo, digest: second, tag: nil)
+        #expect(restored.map(\.digest) == [second.string, sbom.string])
+        await #expect(try r.metadata.referrers(repository: repo.value, subject: second).map(\.digest) == [sbom])
+        await #expect(try r.resolve(repo, .tag("two")) == second)
+        await #expect(try r.deletedManifests(repo).map(\.digest) == [first.string])
+    }
+
     @Test func quotaRefusesAndLeavesNothingBehind() async throws {
         let r = try makeRegistry()
         _ = try await r.createQuota(QuotaLimit(name: "team", prefix: "team/", limitBytes: 100_000))

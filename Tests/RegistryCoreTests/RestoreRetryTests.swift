@@ -6,7 +6,7 @@ import Synchronization
 import Testing
 @testable import RegistryCore
 
-/// A metadata store whose restore refuses with `tagConflict` its first `conflicts` times (as if
+/// A metadata store whose restore (`applyRestore`) refuses with `tagConflict` its first `conflicts` times (as if
 /// the tag moved each time between planning and applying), running `beforeConflict` first.
 private final class ConflictingRestoreStore: MetadataStore {
     let base: any MetadataStore
@@ -14,13 +14,16 @@ private final class ConflictingRestoreStore: MetadataStore {
     let calls = Mutex(0)
     let beforeConflict = Mutex<(@Sendable () async throws -> Void)?>(nil)
 
-    init(base: any MetadataStore, conflicts: Int) {
+    /// Refuse as a stale plan (the bin changed) instead of a moved tag.
+    let stale: Bool
+
+    init(base: any MetadataStore, conflicts: Int, stale: Bool = false) {
         self.base = base
         self.remaining = Mutex(conflicts)
+        self.stale = stale
     }
 
-    func restoreManifest(repository: String, digest: String, tags: [String]?, expectedTagTargets: [String: String],
-                         tagHistoryLimit: Int) async throws -> [RestoredManifest] {
+    func applyRestore(repository: String, plan: RestorePlan) async throws {
         calls.withLock { $0 += 1 }
         let conflict = remaining.withLock { n in
             defer { n -= 1 }
@@ -28,10 +31,16 @@ private final class ConflictingRestoreStore: MetadataStore {
         }
         if conflict {
             if let hook = beforeConflict.withLock({ $0 }) { try await hook() }
-            throw RestoreError.tagConflict(tag: tags?.first ?? "", current: expectedTagTargets.values.first)
+            if stale { throw RestoreError.planStale }
+            throw RestoreError.tagConflict(tag: plan.tagMoves.first?.tag ?? "", current: plan.tagMoves.first?.expected)
         }
-        return try await base.restoreManifest(repository: repository, digest: digest, tags: tags, expectedTagTargets: expectedTagTargets,
-                                              tagHistoryLimit: tagHistoryLimit)
+        try await base.applyRestore(repository: repository, plan: plan)
+    }
+    func recycleBinEntries(repository: String, digests: [String]) async throws -> [RecycleBinEntry] {
+        try await base.recycleBinEntries(repository: repository, digests: digests)
+    }
+    func recycleBinEntries(repository: String, subject: String) async throws -> [RecycleBinEntry] {
+        try await base.recycleBinEntries(repository: repository, subject: subject)
     }
 
     func dailyPushTotals(since: Date, repository: String?) async throws -> [DailyPushTotal] {
@@ -124,9 +133,9 @@ private final class ConflictingRestoreStore: MetadataStore {
 @Suite struct RestoreRetryTests {
     let repo = try! RepositoryName("team/app")
 
-    private func registry(conflicts: Int) async throws -> (Registry, ConflictingRestoreStore, Digest, Digest) {
+    private func registry(conflicts: Int, stale: Bool = false) async throws -> (Registry, ConflictingRestoreStore, Digest, Digest) {
         let backends = try Backends.embedded(dataDirectory: NSTemporaryDirectory() + "berth-core-" + UUID().uuidString)
-        let store = ConflictingRestoreStore(base: backends.metadata, conflicts: conflicts)
+        let store = ConflictingRestoreStore(base: backends.metadata, conflicts: conflicts, stale: stale)
         let r = Registry(blobs: backends.blobs, metadata: store)
         var soft = SoftDeletePolicy()
         soft.enabled = true
@@ -167,6 +176,33 @@ private final class ConflictingRestoreStore: MetadataStore {
         await #expect(throws: RegistryError.self) { try await r.restoreManifest(repo, digest: deleted, tag: "t") }
         #expect(store.calls.withLock { $0 } == 1)
         await #expect(try r.resolve(repo, .tag("t")) == kept)
+        await #expect(try r.deletedManifests(repo).map(\.digest) == [deleted.string])
+    }
+
+    @Test func aStalePlanIsPlannedAgainFromTheBinAsItIsThen() async throws {
+        let (r, store, _, deleted) = try await registry(conflicts: 1, stale: true)
+        let repo = repo
+        // between the first plan and its application the manifest is pushed again and deleted
+        // again: the entry planned is gone, the bin holds a newer one
+        store.beforeConflict.withLock { $0 = {
+            _ = try await r.restoreManifest(repo, digest: deleted, tag: nil)
+            try await r.deleteManifest(repo, .digest(deleted))
+        } }
+        let restored = try await r.restoreManifest(repo, digest: deleted, tag: nil)
+        #expect(restored.map(\.digest) == [deleted.string])
+        await #expect(try r.resolve(repo, .digest(deleted)) == deleted)
+        await #expect(try r.deletedManifests(repo).isEmpty)
+    }
+
+    @Test func aPlanStaleEightTimesIs429() async throws {
+        let (r, store, _, deleted) = try await registry(conflicts: 8, stale: true)
+        do {
+            _ = try await r.restoreManifest(repo, digest: deleted, tag: nil)
+            Issue.record("the restore went through")
+        } catch let e as RegistryError {
+            #expect(e.status == 429)
+        }
+        #expect(store.calls.withLock { $0 } == 8)
         await #expect(try r.deletedManifests(repo).map(\.digest) == [deleted.string])
     }
 }

@@ -29,7 +29,7 @@ extension MetadataStoreConformance {
                 try await deleteManifests(s, "r", [p.record.digest], softDeleteUntil: future)
             }
             try await step([EventAction.restore]) {
-                _ = try await s.restoreManifest(repository: "r", digest: p.record.digest.string, tags: [], expectedTagTargets: [:], tagHistoryLimit: tagHistoryLimit)
+                try await restore(s, "r", p.record.digest)
             }
             try await step([EventAction.manifestDelete]) { try await deleteManifests(s, "r", [p.record.digest], softDeleteUntil: past) }
             try await step([EventAction.softDeleteExpire]) { _ = try await s.expireDeletedManifests(now: Date()) }
@@ -93,8 +93,9 @@ extension MetadataStoreConformance {
             await #expect(throws: PlanFailed.self) {
                 try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in throw PlanFailed() }
             }
-            await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "r", digest: p.record.digest.string, tags: nil, expectedTagTargets: [:], tagHistoryLimit: tagHistoryLimit)
+            await #expect(throws: RestoreError.planStale) {
+                try await s.applyRestore(repository: "r", plan: RestorePlan(entries: [Int64.max], digest: p.record.digest.string,
+                                                                            tagMoves: [], tagHistoryLimit: tagHistoryLimit))
             }
             #expect(try await s.removeUnreferencedLink(repository: "r", digest: digest("layer-of-m").string, before: future) == false)
             #expect(try await s.removeUnreferencedBlob(p.record.digest.string, before: future) == nil)

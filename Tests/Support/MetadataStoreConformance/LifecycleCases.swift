@@ -261,9 +261,10 @@ extension MetadataStoreConformance {
             let other = push("r", "n")
             try await store(s, other)
             try await deleteManifests(s, "r", [other.record.digest], softDeleteUntil: until, reason: "untagged")
-            let newestFirst = try await s.deletedManifests(repository: "r")
-            #expect(newestFirst.map(\.digest) == [other.record.digest.string, p.record.digest.string])
-            #expect(newestFirst.first?.reason == "test delete: untagged")
+            let both = try await s.deletedManifests(repository: "r")   // in no particular order: the core orders the bin
+            #expect(Set(both.map(\.digest)) == [other.record.digest.string, p.record.digest.string])
+            #expect(both.first { $0.digest == other.record.digest.string }?.reason == "test delete: untagged")
+            #expect(Set(both.map(\.id)).count == 2)
         },
         Case("tag history: a soft-deleted manifest remembers its current tags, then former tags newest first") { s in
             let m = push("r", "m", tag: "a")
@@ -275,20 +276,63 @@ extension MetadataStoreConformance {
             #expect(try await s.deleteTag(repository: "r", tag: "b"))
             try await deleteManifests(s, "r", [m.record.digest], softDeleteUntil: future)
             await #expect(try s.deletedManifests(repository: "r").first?.tags == ["c", "b", "a"])
-            // restoring without naming tags brings back those still free; a has moved on
+            // the plan brings it back under the free former tags
             let mark = try await s.latestEventSequence()
-            let restored = try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: nil, expectedTagTargets: [:], tagHistoryLimit: tagHistoryLimit)
-            #expect(restored.map(\.digest) == [m.record.digest.string])
-            #expect(restored.map(\.tags) == [["c", "b"]])
+            try await restore(s, "r", m.record.digest, tags: ["c", "b"])
             await #expect(try s.tagTarget(repository: "r", tag: "a") == n.record.digest)
             await #expect(try s.tagTarget(repository: "r", tag: "b") == m.record.digest)
+            await #expect(try s.tagTarget(repository: "r", tag: "c") == m.record.digest)
             let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.restore, EventAction.tagMove, EventAction.tagMove])
+            #expect(e.map(\.tag) == [nil, "c", "b"])
             #expect(e.dropFirst().map(\.detail) == ["restore", "restore"])
+            #expect(e.allSatisfy { $0.digest == m.record.digest.string && $0.mediaType == m.record.mediaType && $0.size == m.record.size })
             await #expect(try s.deletedManifests(repository: "r") == [])
             await #expect(try s.manifest(repository: "r", digest: m.record.digest)?.annotations == ["name": "m"])
         },
-        Case("restoreManifest: named tags are applied even when they point elsewhere") { s in
+        Case("recycleBinEntries: every entry of the digests or of a subject, with what each listed; only this repository's") { s in
+            let child = try await image(s, "r", "child")
+            let index = push("r", "index", tag: "i", blobs: [digest("layer-of-child")], children: [child.record.digest])
+            try await store(s, index)
+            let sig = push("r", "sig", subject: index.record.digest, artifactType: "application/sig")
+            try await store(s, sig)
+            _ = try await image(s, "q", "child")
+            try await deleteManifests(s, "q", [child.record.digest], softDeleteUntil: future)
+            try await deleteManifests(s, "r", [index.record.digest, child.record.digest, sig.record.digest], softDeleteUntil: future)
+            let bin = try await s.recycleBinEntries(repository: "r", digests: [index.record.digest.string, child.record.digest.string,
+                                                                              digest("absent").string])
+            #expect(bin.count == 2)
+            let i = try #require(bin.first { $0.entry.digest == index.record.digest.string })
+            #expect(i.manifests == [child.record.digest.string])
+            #expect(i.blobs == [digest("layer-of-child").string])
+            #expect(i.subject == nil)
+            #expect(i.entry.tags == ["i"])
+            #expect(i.entry.repository == "r")
+            let c = try #require(bin.first { $0.entry.digest == child.record.digest.string })
+            #expect(c.manifests == [])
+            #expect(c.blobs == [digest("layer-of-child").string])
+            let referrers = try await s.recycleBinEntries(repository: "r", subject: index.record.digest.string)
+            #expect(referrers.map(\.entry.digest) == [sig.record.digest.string])
+            #expect(referrers.first?.subject == index.record.digest.string)
+            #expect(referrers.first?.entry.deletedAt == i.entry.deletedAt)
+            await #expect(try s.recycleBinEntries(repository: "r", subject: child.record.digest.string) == [])
+            await #expect(try s.recycleBinEntries(repository: "unknown", digests: [child.record.digest.string]) == [])
+            await #expect(try s.recycleBinEntries(repository: "r", digests: []) == [])
+            let q = try await s.recycleBinEntries(repository: "q", digests: [child.record.digest.string])
+            #expect(q.map(\.entry.repository) == ["q"])
+            // a digest deleted twice has two entries; its layer link comes back with a restore
+            _ = try await image(s, "r", "again")
+            try await deleteManifests(s, "r", [digest("again")], softDeleteUntil: future)
+            _ = try await image(s, "r", "again")
+            try await deleteManifests(s, "r", [digest("again")], softDeleteUntil: future)
+            let again = try await s.recycleBinEntries(repository: "r", digests: [digest("again").string])
+            #expect(again.count == 2)
+            #expect(Set(again.map(\.entry.id)).count == 2)
+            try await restore(s, "r", digest("again"))
+            await #expect(try s.linkedBlobSize(repository: "r", digest: digest("layer-of-again")) == Int64("layer-of-again".utf8.count))
+            await #expect(try s.recycleBinEntries(repository: "r", digests: [digest("again").string]).count == 1)
+        },
+        Case("applyRestore: named tags move from where they were planned, the manifest left keeps its history cap") { s in
             let m = push("r", "m", tag: "t")
             try await store(s, m)
             try await deleteManifests(s, "r", [m.record.digest], softDeleteUntil: future)
@@ -296,10 +340,11 @@ extension MetadataStoreConformance {
             try await store(s, n)
             let mark = try await s.latestEventSequence()
             // n loses t to the restore; with a cap of 0 its tag history keeps nothing
-            let restored = try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: ["t", "new"],
-                                                       expectedTagTargets: ["t": n.record.digest.string], tagHistoryLimit: 0)
-            #expect(restored.map(\.digest) == [m.record.digest.string])
-            #expect(restored.map(\.tags) == [["t", "new"]])
+            let id = try #require(try await s.recycleBinEntries(repository: "r", digests: [m.record.digest.string]).first?.entry.id)
+            try await s.applyRestore(repository: "r", plan: RestorePlan(
+                entries: [id], digest: m.record.digest.string,
+                tagMoves: [RestoreTagMove(tag: "t", expected: n.record.digest.string), RestoreTagMove(tag: "new", expected: nil)],
+                tagHistoryLimit: 0))
             await #expect(try s.tagTarget(repository: "r", tag: "t") == m.record.digest)
             await #expect(try s.tagTarget(repository: "r", tag: "new") == m.record.digest)
             let e = try await events(s, after: mark)
@@ -307,49 +352,59 @@ extension MetadataStoreConformance {
             try await deleteManifests(s, "r", [n.record.digest], softDeleteUntil: future)
             await #expect(try s.deletedManifests(repository: "r").first { $0.digest == n.record.digest.string }?.tags == [])
         },
-        Case("restoreManifest: a named tag that moved since the restore was planned is refused, restoring nothing") { s in
+        Case("applyRestore: a tag that moved since the restore was planned is refused, restoring nothing") { s in
             let m = push("r", "m", tag: "t")
             try await store(s, m)
             try await deleteManifests(s, "r", [m.record.digest], softDeleteUntil: future)
             let n = push("r", "n", tag: "t")
             try await store(s, n)              // planned while t pointed nowhere; then t moved to n
             let mark = try await s.latestEventSequence()
+            let id = try #require(try await s.recycleBinEntries(repository: "r", digests: [m.record.digest.string]).first?.entry.id)
+            func plan(_ expected: String?) -> RestorePlan {
+                RestorePlan(entries: [id], digest: m.record.digest.string, tagMoves: [RestoreTagMove(tag: "t", expected: expected)],
+                            tagHistoryLimit: tagHistoryLimit)
+            }
             await #expect(throws: RestoreError.tagConflict(tag: "t", current: n.record.digest.string)) {
-                try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: ["t"], expectedTagTargets: [:],
-                                            tagHistoryLimit: tagHistoryLimit)
+                try await s.applyRestore(repository: "r", plan: plan(nil))
             }
             let other = push("r", "o")
             try await store(s, other)
             await #expect(throws: RestoreError.tagConflict(tag: "t", current: n.record.digest.string)) {
-                try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: ["t"],
-                                            expectedTagTargets: ["t": other.record.digest.string], tagHistoryLimit: tagHistoryLimit)
+                try await s.applyRestore(repository: "r", plan: plan(other.record.digest.string))
             }
             await #expect(try events(s, after: mark).map(\.action) == [EventAction.manifestPush])
             await #expect(try s.tagTarget(repository: "r", tag: "t") == n.record.digest)
+            await #expect(try s.manifest(repository: "r", digest: m.record.digest) == nil)
             await #expect(try s.deletedManifests(repository: "r").map(\.digest) == [m.record.digest.string])
             // planned again from where t points now, it applies
-            let restored = try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: ["t"],
-                                                       expectedTagTargets: ["t": n.record.digest.string], tagHistoryLimit: tagHistoryLimit)
-            #expect(restored.map(\.digest) == [m.record.digest.string])
+            try await s.applyRestore(repository: "r", plan: plan(n.record.digest.string))
             await #expect(try s.tagTarget(repository: "r", tag: "t") == m.record.digest)
         },
-        Case("restoreManifest: not in the recycle bin, or already back, is refused and changes nothing") { s in
+        Case("applyRestore: an entry gone, of another repository, or whose manifest is back is a stale plan, changing nothing") { s in
             let m = push("r", "m", tag: "t")
             try await store(s, m)
+            try await store(s, push("q", "m"))
+            try await deleteManifests(s, "q", [m.record.digest], softDeleteUntil: future)
+            let other = try #require(try await s.recycleBinEntries(repository: "q", digests: [m.record.digest.string]).first?.entry.id)
             let mark = try await s.latestEventSequence()
-            await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "unknown", digest: m.record.digest.string, tags: nil, expectedTagTargets: [:], tagHistoryLimit: tagHistoryLimit)
+            func plan(_ id: Int64) -> RestorePlan {
+                RestorePlan(entries: [id], digest: m.record.digest.string, tagMoves: [RestoreTagMove(tag: "x", expected: nil)],
+                            tagHistoryLimit: tagHistoryLimit)
             }
-            await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "r", digest: m.record.digest.string, tags: nil, expectedTagTargets: [:], tagHistoryLimit: tagHistoryLimit)
-            }
-            await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "r", digest: digest("absent").string, tags: ["x"], expectedTagTargets: [:], tagHistoryLimit: tagHistoryLimit)
-            }
-            await #expect(try events(s, after: mark).isEmpty)
+            await #expect(throws: RestoreError.planStale) { try await s.applyRestore(repository: "unknown", plan: plan(other)) }
+            await #expect(throws: RestoreError.planStale) { try await s.applyRestore(repository: "r", plan: plan(other)) }
+            await #expect(throws: RestoreError.planStale) { try await s.applyRestore(repository: "r", plan: plan(Int64.max)) }
+            // r still stores m: q's entry cannot come back into r, and r's own entry of it would be a duplicate
+            try await deleteManifests(s, "r", [m.record.digest], softDeleteUntil: future)
+            let mine = try #require(try await s.recycleBinEntries(repository: "r", digests: [m.record.digest.string]).first?.entry.id)
+            try await store(s, push("r", "m"))   // pushed again meanwhile
+            await #expect(throws: RestoreError.planStale) { try await s.applyRestore(repository: "r", plan: plan(mine)) }
+            await #expect(try events(s, after: mark).map(\.action) == [EventAction.tagDelete, EventAction.manifestDelete,
+                                                                       EventAction.manifestPush])
             await #expect(try s.tagTarget(repository: "r", tag: "x") == nil)
+            await #expect(try s.recycleBinEntries(repository: "r", digests: [m.record.digest.string]).map(\.entry.id) == [mine])
         },
-        Case("restoreManifest: an index comes back with the children deleted with it, children first, and its referrers") { s in
+        Case("applyRestore: entries come back in the plan's order; an index before its children is a stale plan") { s in
             let child = try await image(s, "r", "child")
             let index = push("r", "index", tag: "i", children: [child.record.digest])
             try await store(s, index)
@@ -357,22 +412,37 @@ extension MetadataStoreConformance {
             try await store(s, sig)
             try await deleteManifests(s, "r", [index.record.digest, child.record.digest, sig.record.digest], softDeleteUntil: future)
             await #expect(try s.repositoryGraph("r")?.manifests.isEmpty == true)
-            let restored = try await s.restoreManifest(repository: "r", digest: index.record.digest.string, tags: nil, expectedTagTargets: [:], tagHistoryLimit: tagHistoryLimit)
-            #expect(restored.map(\.digest) == [child.record.digest.string, index.record.digest.string, sig.record.digest.string])
-            #expect(restored.first { $0.digest == index.record.digest.string }?.tags == ["i"])
+            let bin = try await s.recycleBinEntries(repository: "r", digests: [index, child, sig].map(\.record.digest.string))
+            func id(_ p: ManifestPush) -> Int64 { bin.first { $0.entry.digest == p.record.digest.string }!.entry.id }
+            let mark = try await s.latestEventSequence()
+            await #expect(throws: RestoreError.planStale) {
+                try await s.applyRestore(repository: "r", plan: RestorePlan(entries: [id(index), id(child)], digest: index.record.digest.string,
+                                                                            tagMoves: [], tagHistoryLimit: tagHistoryLimit))
+            }
+            await #expect(try events(s, after: mark).isEmpty)
+            await #expect(try s.repositoryGraph("r")?.manifests.isEmpty == true)
+            try await s.applyRestore(repository: "r", plan: RestorePlan(
+                entries: [id(child), id(index), id(sig)], digest: index.record.digest.string,
+                tagMoves: [RestoreTagMove(tag: "i", expected: nil)], tagHistoryLimit: tagHistoryLimit))
+            let e = try await events(s, after: mark)
+            #expect(e.map(\.digest) == [child, index, sig, index].map(\.record.digest.string))
+            #expect(e.map(\.action) == [EventAction.restore, EventAction.restore, EventAction.restore, EventAction.tagMove])
             await #expect(try s.parents(repository: "r", child: child.record.digest) == [index.record.digest])
             await #expect(try s.referrers(repository: "r", subject: index.record.digest).map(\.digest) == [sig.record.digest])
+            await #expect(try s.tagTarget(repository: "r", tag: "i") == index.record.digest)
             await #expect(try s.deletedManifests(repository: "r") == [])
         },
-        Case("restoreManifest: an index whose child is gone for good is refused with childMissing, restoring nothing") { s in
+        Case("applyRestore: an index whose child is gone for good is a stale plan, restoring nothing") { s in
             let child = try await image(s, "r", "child")
             let index = push("r", "index", tag: "i", children: [child.record.digest])
             try await store(s, index)
             try await deleteManifests(s, "r", [index.record.digest], softDeleteUntil: future)
             try await deleteManifests(s, "r", [child.record.digest]) // hard
             let mark = try await s.latestEventSequence()
-            await #expect(throws: RestoreError.childMissing(child.record.digest.string)) {
-                try await s.restoreManifest(repository: "r", digest: index.record.digest.string, tags: nil, expectedTagTargets: [:], tagHistoryLimit: tagHistoryLimit)
+            let id = try #require(try await s.recycleBinEntries(repository: "r", digests: [index.record.digest.string]).first?.entry.id)
+            await #expect(throws: RestoreError.planStale) {
+                try await s.applyRestore(repository: "r", plan: RestorePlan(entries: [id], digest: index.record.digest.string, tagMoves: [],
+                                                                            tagHistoryLimit: tagHistoryLimit))
             }
             await #expect(try events(s, after: mark).isEmpty)
             await #expect(try s.manifest(repository: "r", digest: index.record.digest) == nil)
@@ -394,9 +464,7 @@ extension MetadataStoreConformance {
             #expect(e.map(\.action) == [EventAction.softDeleteExpire])
             #expect(e.first?.digest == old.record.digest.string)
             #expect(try await s.expireDeletedManifests(now: now) == [])
-            await #expect(throws: RestoreError.notInRecycleBin) {
-                try await s.restoreManifest(repository: "r", digest: old.record.digest.string, tags: nil, expectedTagTargets: [:], tagHistoryLimit: tagHistoryLimit)
-            }
+            await #expect(try s.recycleBinEntries(repository: "r", digests: [old.record.digest.string]) == [])
         },
     ]
 

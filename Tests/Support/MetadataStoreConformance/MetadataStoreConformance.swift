@@ -133,6 +133,16 @@ func deleteManifests(_ s: any ConformanceStore, _ repo: String, _ digests: [Dige
     }
 }
 
+/// Brings back the newest entry (by id) of `d` alone, moving `tags` from where they point now:
+/// the simplest plan the registry's restore planner makes.
+func restore(_ s: any ConformanceStore, _ repo: String, _ d: Digest, tags: [String] = []) async throws {
+    let entries = try await s.recycleBinEntries(repository: repo, digests: [d.string])
+    let id = try #require(entries.map(\.entry.id).max())
+    var moves: [RestoreTagMove] = []
+    for tag in tags { moves.append(RestoreTagMove(tag: tag, expected: try await s.tagTarget(repository: repo, tag: tag)?.string)) }
+    try await s.applyRestore(repository: repo, plan: RestorePlan(entries: [id], digest: d.string, tagMoves: moves, tagHistoryLimit: tagHistoryLimit))
+}
+
 extension ContentMetadataStore {
     /// The registry's way of deleting a tag: planned from where it points now, its lock goes with
     /// it and its manifest remembers it. False when there is no such tag.

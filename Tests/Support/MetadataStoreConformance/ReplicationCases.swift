@@ -222,8 +222,7 @@ extension MetadataStoreConformance {
             _ = try await image(s, "r", "two")
             _ = try await image(s, "q", "one")
             _ = try await deleteManifests(s, "r", [one.record.digest], softDeleteUntil: Date().addingTimeInterval(3600))
-            _ = try await s.restoreManifest(repository: "r", digest: one.record.digest.string, tags: [], expectedTagTargets: [:],
-                                            tagHistoryLimit: tagHistoryLimit)
+            try await restore(s, "r", one.record.digest)
             _ = try await deleteManifests(s, "r", [one.record.digest])
             let writes = try await s.registerWrites(repository: "r", key: .manifest(one.record.digest.string), before: nil, limit: 10)
             #expect(writes.map(\.action) == [.manifestDelete, .restore, .manifestDelete, .tagMove, .manifestPush])

@@ -1,0 +1,119 @@
+import Foundation
+import OCIModel
+import RegistryStore
+
+/// The rules of the recycle bin, in one place for every backend: which entry a restore brings
+/// back, what comes back with it, which tags it takes, and the order the bin is listed in. The
+/// store only reads entries and applies the `RestorePlan` this makes, checking that what it was
+/// planned from still holds (`RestoreError.planStale`, `.tagConflict`: plan again).
+public enum RestorePlanning {
+    /// What the planner reads, so the rules can be checked without a store.
+    public struct Reads: Sendable {
+        /// Whether the repository stores the manifest now.
+        public var present: @Sendable (String) async throws -> Bool
+        /// Every bin entry of these digests.
+        public var entries: @Sendable ([String]) async throws -> [RecycleBinEntry]
+        /// Every bin entry whose subject is the digest.
+        public var referrers: @Sendable (String) async throws -> [RecycleBinEntry]
+        /// Where a tag points now (nil: nowhere).
+        public var tagTarget: @Sendable (String) async throws -> String?
+
+        public init(present: @escaping @Sendable (String) async throws -> Bool,
+                    entries: @escaping @Sendable ([String]) async throws -> [RecycleBinEntry],
+                    referrers: @escaping @Sendable (String) async throws -> [RecycleBinEntry],
+                    tagTarget: @escaping @Sendable (String) async throws -> String?) {
+            self.present = present
+            self.entries = entries
+            self.referrers = referrers
+            self.tagTarget = tagTarget
+        }
+
+        /// The reads of `repository` in `store`.
+        public static func store(_ store: any MetadataStore, repository: String) -> Reads {
+            Reads(present: { d in
+                guard let digest = try? Digest(parsing: d) else { return false }
+                return try await store.manifest(repository: repository, digest: digest) != nil
+            }, entries: { try await store.recycleBinEntries(repository: repository, digests: $0) },
+            referrers: { try await store.recycleBinEntries(repository: repository, subject: $0) },
+            tagTarget: { try await store.tagTarget(repository: repository, tag: $0)?.string })
+        }
+    }
+
+    public enum Failure: Error, Equatable {
+        /// No entry of the digest is in the bin, or the manifest is stored again.
+        case notInRecycleBin
+        /// A manifest the restored one lists is neither stored nor in the bin.
+        case childMissing(String)
+    }
+
+    public struct Outcome: Sendable, Equatable {
+        public var plan: RestorePlan
+        /// What comes back, in the plan's order; the restored manifest with the tags it gets.
+        public var restored: [RestoredManifest]
+        /// Where each tag the restore considered pointed when it was planned.
+        public var tagTargets: [String: String]
+    }
+
+    /// The recycle bin's listing order: the newest deletion first (the later id between equal times).
+    public static func newestFirst(_ a: DeletedManifest, _ b: DeletedManifest) -> Bool {
+        a.deletedAt != b.deletedAt ? a.deletedAt > b.deletedAt : a.id > b.id
+    }
+
+    /// The entry a restore of a digest brings back: its newest deletion.
+    public static func newest(_ entries: [RecycleBinEntry], digest: String) -> RecycleBinEntry? {
+        entries.filter { $0.entry.digest == digest }.min { newestFirst($0.entry, $1.entry) }
+    }
+
+    /// Plans bringing `digest` back, under `tags` or (nil) its former tags:
+    /// - the newest bin entry of the digest comes back, with every manifest it lists first (a
+    ///   listed manifest stored already is left as it is; one neither stored nor in the bin
+    ///   refuses the restore: an index never comes back without its children);
+    /// - then the referrers deleted at the same moment as it (its signatures and SBOMs, deleted
+    ///   with it), each by the same rules, oldest entry first;
+    /// - named tags are moved to it from wherever they point (the caller checks their locks);
+    ///   former tags only when they point nowhere now, in the order the history keeps them.
+    public static func plan(digest: String, tags: [String]?, tagHistoryLimit: Int, reads: Reads) async throws -> Outcome {
+        guard let root = newest(try await reads.entries([digest]), digest: digest) else { throw Failure.notInRecycleBin }
+        var order: [RecycleBinEntry] = []
+        var planned: Set<String> = []
+
+        func visit(_ e: RecycleBinEntry) async throws {
+            let d = e.entry.digest
+            guard !planned.contains(d), try await !reads.present(d) else { return }
+            planned.insert(d)
+            var absent: [String] = []
+            for child in e.manifests where !planned.contains(child) {
+                if try await !reads.present(child) { absent.append(child) }
+            }
+            if !absent.isEmpty {
+                let found = try await reads.entries(absent)
+                for child in absent {
+                    guard let entry = newest(found, digest: child) else { throw Failure.childMissing(child) }
+                    try await visit(entry)
+                }
+            }
+            order.append(e)
+            let together = try await reads.referrers(d)
+                .filter { $0.entry.deletedAt == e.entry.deletedAt }
+                .sorted { $0.entry.id < $1.entry.id }
+            for referrer in together { try await visit(referrer) }
+        }
+        try await visit(root)
+        guard !order.isEmpty else { throw Failure.notInRecycleBin }
+
+        var moves: [RestoreTagMove] = []
+        var applied: [String] = []
+        var targets: [String: String] = [:]
+        var considered: Set<String> = []
+        for tag in tags ?? root.entry.tags where considered.insert(tag).inserted {
+            let current = try await reads.tagTarget(tag)
+            targets[tag] = current
+            if tags == nil, current != nil { continue }   // a former tag in use elsewhere is left alone
+            if current != digest { moves.append(RestoreTagMove(tag: tag, expected: current)) }
+            applied.append(tag)
+        }
+        let plan = RestorePlan(entries: order.map(\.entry.id), digest: digest, tagMoves: moves, tagHistoryLimit: tagHistoryLimit)
+        let restored = order.map { RestoredManifest(digest: $0.entry.digest, tags: $0.entry.digest == digest ? applied : []) }
+        return Outcome(plan: plan, restored: restored, tagTargets: targets)
+    }
+}
