@@ -264,7 +264,7 @@ extension PostgresMetadataStore {
     }
 
     @discardableResult
-    public func recordDelivery(_ d: WebhookDelivery) async throws -> Int64 {
+    public func recordDelivery(_ d: WebhookDelivery, keep: Int) async throws -> Int64 {
         try await write(serialized: false) { tx in
             let id = try await tx.value("""
                 INSERT INTO webhook_deliveries(webhook, event_seq, action, attempt, status_code, latency_ms, error, at, payload)
@@ -272,10 +272,9 @@ extension PostgresMetadataStore {
                         \(d.timestamp.timeIntervalSince1970), \(d.payload))
                 RETURNING id
                 """, Int64.self)!
-            // Keep the history bounded: the newest 1000 deliveries per webhook.
             try await tx.exec("""
                 DELETE FROM webhook_deliveries WHERE webhook = \(d.webhook) AND id <= (
-                    SELECT id FROM webhook_deliveries WHERE webhook = \(d.webhook) ORDER BY id DESC LIMIT 1 OFFSET 1000)
+                    SELECT id FROM webhook_deliveries WHERE webhook = \(d.webhook) ORDER BY id DESC LIMIT 1 OFFSET \(max(1, keep)))
                 """)
             return id
         }

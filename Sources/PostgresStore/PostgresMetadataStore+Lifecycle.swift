@@ -571,7 +571,7 @@ extension PostgresMetadataStore {
     // MARK: runs and schedules
 
     public func recordRun(kind: RunKind, name: String?, dryRun: Bool, startedAt: Date, finishedAt: Date, report: String,
-                          event: (action: EventAction, detail: String)?) async throws -> Int64 {
+                          event: (action: EventAction, detail: String)?, keep: Int) async throws -> Int64 {
         let origin = EventOrigin.current
         let event = event.map { (action: $0.action, detail: $0.detail) }
         return try await write { tx in
@@ -580,10 +580,9 @@ extension PostgresMetadataStore {
                 VALUES (\(kind.rawValue), \(name), \(dryRun), \(startedAt.timeIntervalSince1970), \(finishedAt.timeIntervalSince1970), \(report))
                 RETURNING id
                 """, Int64.self)!
-            // Keep the newest 1000 reports of each kind.
             try await tx.exec("""
                 DELETE FROM lifecycle_runs WHERE kind = \(kind.rawValue) AND id <= (
-                    SELECT id FROM lifecycle_runs WHERE kind = \(kind.rawValue) ORDER BY id DESC LIMIT 1 OFFSET 1000)
+                    SELECT id FROM lifecycle_runs WHERE kind = \(kind.rawValue) ORDER BY id DESC LIMIT 1 OFFSET \(max(1, keep)))
                 """)
             if let event {
                 try await Self.appendEvent(tx, origin, event.action, name ?? "", detail: "run \(id): \(event.detail)")

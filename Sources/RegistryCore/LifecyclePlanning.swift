@@ -202,6 +202,9 @@ public struct PurgeOptions: Sendable {
 }
 
 public enum LifecyclePlanner {
+    /// Run reports kept per kind (`recordRun`): the newest, older ones dropped as a new one is recorded.
+    public static let keptRunReports = 1000
+
     /// Tags matching a filter, older than `ago`, beyond the `keep` newest, are deleted; with
     /// `untagged`, manifests then not live (created before the grace period) go too. Nothing live
     /// is deleted; locked tags are skipped and reported.

@@ -129,7 +129,8 @@ extension Registry {
         report.id = try await metadata.recordRun(kind: .gc, name: nil, dryRun: dryRun, startedAt: report.startedAt,
                                                  finishedAt: report.finishedAt,
                                                  report: try Self.reportJSON(report),
-                                                 event: dryRun ? nil : (EventAction.gcRun, summary))
+                                                 event: dryRun ? nil : (EventAction.gcRun, summary),
+                                                 keep: LifecyclePlanner.keptRunReports)
         LifecycleMetrics.run(kind: "gc", dryRun: dryRun, startedAt: report.startedAt, finishedAt: report.finishedAt,
                              blobsDeleted: report.blobsDeleted, bytesReclaimed: report.bytesReclaimed)
         if !dryRun, report.blobsDeleted + report.linksRemoved > 0 {

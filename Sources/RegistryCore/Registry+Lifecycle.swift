@@ -847,7 +847,8 @@ extension Registry {
 
     func recordRun(_ report: inout LifecycleReport, event: (action: EventAction, detail: String)?) async throws -> Int64 {
         let id = try await metadata.recordRun(kind: report.kind, name: report.name, dryRun: report.dryRun, startedAt: report.startedAt,
-                                              finishedAt: report.finishedAt, report: try Self.reportJSON(report), event: event)
+                                              finishedAt: report.finishedAt, report: try Self.reportJSON(report), event: event,
+                                              keep: LifecyclePlanner.keptRunReports)
         report.id = id
         LifecycleMetrics.run(kind: report.kind.rawValue, dryRun: report.dryRun, startedAt: report.startedAt, finishedAt: report.finishedAt,
                              manifestsDeleted: report.deletedManifests.count)

@@ -445,9 +445,11 @@ public protocol LifecycleStore: Sendable {
     func quotaExceeded(_ quotas: [QuotaLimit], repository: String, digest: String, size: Int64) async throws -> QuotaExceeded?
 
     // reports and schedules
+    /// Records a run's report, keeping the newest `keep` reports of its kind (the core's number);
+    /// returns its id.
     @discardableResult
     func recordRun(kind: RunKind, name: String?, dryRun: Bool, startedAt: Date, finishedAt: Date, report: String,
-                   event: (action: EventAction, detail: String)?) async throws -> Int64
+                   event: (action: EventAction, detail: String)?, keep: Int) async throws -> Int64
     func runs(kind: RunKind?, name: String?, limit: Int) async throws -> [LifecycleRunRecord]
     func purgeSchedules() async throws -> [PurgeScheduleRecord]
     func createPurgeSchedule(_ schedule: PurgeScheduleRecord) async throws -> Bool

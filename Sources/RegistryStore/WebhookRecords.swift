@@ -78,8 +78,9 @@ public protocol WebhookStore: Sendable {
     func updateWebhook(name: String, uri: String?, actions: [String]?, scope: String??, headers: [String: String]?,
                        enabled: Bool?, restartConsumerIfReenabled: String?) async throws -> Bool
     func deleteWebhook(name: String) async throws -> Bool
-    /// Records a delivery attempt (the newest 1000 per webhook are kept); returns its id.
+    /// Records a delivery attempt, keeping the newest `keep` of its webhook (the caller's
+    /// number); returns its id.
     @discardableResult
-    func recordDelivery(_ delivery: WebhookDelivery) async throws -> Int64
+    func recordDelivery(_ delivery: WebhookDelivery, keep: Int) async throws -> Int64
     func deliveries(webhook: String, limit: Int) async throws -> [WebhookDelivery]
 }

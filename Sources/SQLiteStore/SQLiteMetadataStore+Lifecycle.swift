@@ -543,18 +543,17 @@ extension SQLiteMetadataStore {
     // MARK: runs and schedules
 
     public func recordRun(kind: RunKind, name: String?, dryRun: Bool, startedAt: Date, finishedAt: Date, report: String,
-                          event: (action: EventAction, detail: String)?) async throws -> Int64 {
+                          event: (action: EventAction, detail: String)?, keep: Int) async throws -> Int64 {
         let origin = EventOrigin.current
         return try await pool.write { db in
             try db.execute(sql: """
                 INSERT INTO lifecycle_runs(kind, name, dry_run, started_at, finished_at, report) VALUES (?, ?, ?, ?, ?, ?)
                 """, arguments: [kind.rawValue, name, dryRun, startedAt.timeIntervalSince1970, finishedAt.timeIntervalSince1970, report])
             let id = db.lastInsertedRowID
-            // Keep the newest 1000 reports of each kind.
             try db.execute(sql: """
                 DELETE FROM lifecycle_runs WHERE kind = ? AND id <= (
-                    SELECT id FROM lifecycle_runs WHERE kind = ? ORDER BY id DESC LIMIT 1 OFFSET 1000)
-                """, arguments: [kind.rawValue, kind.rawValue])
+                    SELECT id FROM lifecycle_runs WHERE kind = ? ORDER BY id DESC LIMIT 1 OFFSET ?)
+                """, arguments: [kind.rawValue, kind.rawValue, max(1, keep)])
             if let event {
                 try Self.appendEvent(db, origin, event.action, name ?? "", detail: "run \(id): \(event.detail)")
             }

@@ -1160,7 +1160,7 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
     }
 
     @discardableResult
-    public func recordDelivery(_ d: WebhookDelivery) async throws -> Int64 {
+    public func recordDelivery(_ d: WebhookDelivery, keep: Int) async throws -> Int64 {
         try await pool.write { db in
             try db.execute(sql: """
                 INSERT INTO webhook_deliveries(webhook, event_seq, action, attempt, status_code, latency_ms, error, at, payload)
@@ -1168,11 +1168,10 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
                 """, arguments: [d.webhook, d.eventSequence, d.action, d.attempt, d.statusCode, d.latencyMilliseconds, d.error,
                                  d.timestamp.timeIntervalSince1970, d.payload])
             let id = db.lastInsertedRowID
-            // Keep the history bounded: the newest 1000 deliveries per webhook.
             try db.execute(sql: """
                 DELETE FROM webhook_deliveries WHERE webhook = ? AND id <= (
-                    SELECT id FROM webhook_deliveries WHERE webhook = ? ORDER BY id DESC LIMIT 1 OFFSET 1000)
-                """, arguments: [d.webhook, d.webhook])
+                    SELECT id FROM webhook_deliveries WHERE webhook = ? ORDER BY id DESC LIMIT 1 OFFSET ?)
+                """, arguments: [d.webhook, d.webhook, max(1, keep)])
             return id
         }
     }

@@ -36,6 +36,8 @@ public enum WebhookError: Error, Equatable, Sendable {
 public final class WebhookService: Sendable {
     public static let actions = ["push", "delete", "quarantine", "scan", "ping"]
     public static let signatureHeader = "X-Berth-Signature-256"
+    /// Delivery attempts kept per webhook: the newest, older ones dropped as a new one is recorded.
+    public static let keptDeliveries = 1000
 
     let store: any WebhookStore
     let events: any EventLogStore
@@ -299,7 +301,7 @@ public final class WebhookService: Sendable {
         guard let hook = try await store.webhook(named: name) else { throw WebhookError.notFound("webhook \(name)") }
         let payload = Payload(id: UUID().uuidString.lowercased(), timestamp: Date(), action: "ping", target: nil, request: nil)
         var delivery = await deliver(hook, payload: payload, eventSequence: nil, attempt: 1)
-        delivery.id = try await store.recordDelivery(delivery)
+        delivery.id = try await store.recordDelivery(delivery, keep: Self.keptDeliveries)
         return delivery
     }
 
@@ -480,10 +482,10 @@ public final class WebhookService: Sendable {
                 if delivery.error != nil {
                     logger.warning("webhook delivery abandoned", metadata: ["webhook": "\(hook.name)", "event": "\(event.sequence)"])
                 }
-                try await store.recordDelivery(delivery)
+                try await store.recordDelivery(delivery, keep: Self.keptDeliveries)
                 handled = event.sequence
             } else {
-                try await store.recordDelivery(delivery)
+                try await store.recordDelivery(delivery, keep: Self.keptDeliveries)
                 throw EventBatchStopped(handledThrough: handled, error: WebhookDeliveryFailed(message: delivery.error ?? "failed"))
             }
         }

@@ -362,7 +362,7 @@ private func hidden(_ html: String, _ name: String) -> String? {
                                                             headers: ["X-Secret": "sealed-value"], sealedSecret: Data([1, 2, 3]),
                                                             enabled: true, createdAt: Date()), consumer: "webhook:ci"))
         try await store.recordDelivery(WebhookDelivery(webhook: "ci", eventSequence: 1, action: "push", attempt: 2, statusCode: 503,
-                                                       latencyMilliseconds: 12, error: "server said <no>", payload: "{}"))
+                                                       latencyMilliseconds: 12, error: "server said <no>", payload: "{}"), keep: 1000)
         try await app.test(.router) { client in
             var b = Browser(client: client)
             _ = try await b.signIn("owner", ownerPassword)

@@ -19,7 +19,7 @@ import Testing
             let gc = try JSONEncoder().encode(DryRunRequest(dryRun: true))
             #expect(try await client.execute(uri: "/api/v1/gc", method: .post, headers: owner, body: ByteBuffer(bytes: gc)).status == .ok)
             try await registry.metadata.recordRun(kind: .gc, name: nil, dryRun: true, startedAt: Date(), finishedAt: Date(),
-                                                  report: #"{"kind":"gc","damaged":"#, event: nil)
+                                                  report: #"{"kind":"gc","damaged":"#, event: nil, keep: 1000)
             #expect(try await client.execute(uri: "/api/v1/gc", method: .post, headers: owner, body: ByteBuffer(bytes: gc)).status == .ok)
             let listed = try await client.execute(uri: "/api/v1/lifecycle/runs", method: .get, headers: owner)
             #expect(listed.status == .ok)

@@ -117,7 +117,7 @@ private final class ConflictingRestoreStore: MetadataStore {
     func usage(repository: String?) async throws -> UsageRecord? { try await base.usage(repository: repository) }
     func quotaUsage(_ quota: QuotaLimit) async throws -> Int64 { try await base.quotaUsage(quota) }
     func quotaExceeded(_ quotas: [QuotaLimit], repository: String, digest: String, size: Int64) async throws -> QuotaExceeded? { try await base.quotaExceeded(quotas, repository: repository, digest: digest, size: size) }
-    func recordRun(kind: RunKind, name: String?, dryRun: Bool, startedAt: Date, finishedAt: Date, report: String, event: (action: EventAction, detail: String)?) async throws -> Int64 { try await base.recordRun(kind: kind, name: name, dryRun: dryRun, startedAt: startedAt, finishedAt: finishedAt, report: report, event: event) }
+    func recordRun(kind: RunKind, name: String?, dryRun: Bool, startedAt: Date, finishedAt: Date, report: String, event: (action: EventAction, detail: String)?, keep: Int) async throws -> Int64 { try await base.recordRun(kind: kind, name: name, dryRun: dryRun, startedAt: startedAt, finishedAt: finishedAt, report: report, event: event, keep: keep) }
     func runs(kind: RunKind?, name: String?, limit: Int) async throws -> [LifecycleRunRecord] { try await base.runs(kind: kind, name: name, limit: limit) }
     func purgeSchedules() async throws -> [PurgeScheduleRecord] { try await base.purgeSchedules() }
     func createPurgeSchedule(_ schedule: PurgeScheduleRecord) async throws -> Bool { try await base.createPurgeSchedule(schedule) }

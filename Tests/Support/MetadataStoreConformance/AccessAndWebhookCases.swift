@@ -208,14 +208,23 @@ extension MetadataStoreConformance {
         Case("deleteWebhook: removes the webhook and its deliveries, once") { s in
             #expect(try await s.createWebhook(hook("h"), consumer: "webhook:h"))
             #expect(try await s.createWebhook(hook("keep"), consumer: "webhook:keep"))
-            try await s.recordDelivery(delivery("h", event: nil))
-            try await s.recordDelivery(delivery("keep", event: nil))
+            try await s.recordDelivery(delivery("h", event: nil), keep: 1000)
+            try await s.recordDelivery(delivery("keep", event: nil), keep: 1000)
             #expect(try await s.deleteWebhook(name: "h"))
             await #expect(try s.webhook(named: "h") == nil)
             await #expect(try s.deliveries(webhook: "h", limit: 10) == [])
             await #expect(try s.deliveries(webhook: "keep", limit: 10).count == 1)
             #expect(try await s.deleteWebhook(name: "h") == false)
             await #expect(try s.webhooks().map(\.name) == ["keep"])
+        },
+        Case("recordDelivery: keeps the newest `keep` attempts of the delivery's webhook, others untouched") { s in
+            #expect(try await s.createWebhook(hook("h"), consumer: "webhook:h"))
+            #expect(try await s.createWebhook(hook("other"), consumer: "webhook:other"))
+            let other = try await s.recordDelivery(delivery("other", event: nil), keep: 2)
+            var ids: [Int64] = []
+            for _ in 0..<5 { ids.append(try await s.recordDelivery(delivery("h", event: nil), keep: 2)) }
+            await #expect(try s.deliveries(webhook: "h", limit: 10).map(\.id) == ids.suffix(2).reversed())
+            await #expect(try s.deliveries(webhook: "other", limit: 10).map(\.id) == [other])
         },
         Case("recordDelivery: records each attempt, listed newest first per webhook; not a registry event") { s in
             #expect(try await s.createWebhook(hook("h"), consumer: "webhook:h"))
@@ -224,11 +233,11 @@ extension MetadataStoreConformance {
             #expect(seqs.count == 3)
             let mark = try await s.latestEventSequence()
             let consumer = try await s.eventConsumer(named: "webhook:h")
-            let id1 = try await s.recordDelivery(delivery("h", event: seqs[0], status: 503, error: "unavailable"))
-            let id2 = try await s.recordDelivery(delivery("h", event: seqs[0], attempt: 2))
-            let id3 = try await s.recordDelivery(delivery("h", event: seqs[2]))
-            let id4 = try await s.recordDelivery(delivery("h", event: seqs[1]))
-            let id5 = try await s.recordDelivery(delivery("h", event: nil))      // a ping
+            let id1 = try await s.recordDelivery(delivery("h", event: seqs[0], status: 503, error: "unavailable"), keep: 1000)
+            let id2 = try await s.recordDelivery(delivery("h", event: seqs[0], attempt: 2), keep: 1000)
+            let id3 = try await s.recordDelivery(delivery("h", event: seqs[2]), keep: 1000)
+            let id4 = try await s.recordDelivery(delivery("h", event: seqs[1]), keep: 1000)
+            let id5 = try await s.recordDelivery(delivery("h", event: nil), keep: 1000)      // a ping
             #expect(id1 < id2 && id2 < id3 && id3 < id4 && id4 < id5)
             let history = try await s.deliveries(webhook: "h", limit: 10)
             #expect(history.count == 5)

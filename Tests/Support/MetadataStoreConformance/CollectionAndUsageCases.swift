@@ -190,17 +190,33 @@ extension MetadataStoreConformance {
     ]
 
     static let runCases: [Case] = [
+        Case("recordRun: keeps the newest `keep` reports of the run's kind, other kinds untouched") { s in
+            let t = Date(timeIntervalSince1970: 1_700_000_000)
+            var gc: [Int64] = []
+            let purge = try await s.recordRun(kind: .purge, name: "p", dryRun: true, startedAt: t, finishedAt: t, report: "{}",
+                                              event: nil, keep: 3)
+            for _ in 0..<5 {
+                gc.append(try await s.recordRun(kind: .gc, name: nil, dryRun: true, startedAt: t, finishedAt: t, report: "{}",
+                                                event: nil, keep: 3))
+            }
+            await #expect(try s.runs(kind: .gc, name: nil, limit: 10).map(\.id) == gc.suffix(3).reversed())
+            await #expect(try s.runs(kind: .purge, name: nil, limit: 10).map(\.id) == [purge])
+            // a smaller number takes effect at the next report; less than one keeps that one
+            let last = try await s.recordRun(kind: .gc, name: nil, dryRun: true, startedAt: t, finishedAt: t, report: "{}",
+                                             event: nil, keep: 0)
+            await #expect(try s.runs(kind: .gc, name: nil, limit: 10).map(\.id) == [last])
+        },
         Case("recordRun/runs: increasing ids, newest first, filtered by kind and name, optional event") { s in
             let t0 = Date(timeIntervalSince1970: 1_700_000_000), t1 = Date(timeIntervalSince1970: 1_700_000_060)
             var mark = try await s.latestEventSequence()
             let id1 = try await s.recordRun(kind: .purge, name: "nightly", dryRun: true, startedAt: t0, finishedAt: t1,
-                                            report: "{\"a\":1}", event: nil)
+                                            report: "{\"a\":1}", event: nil, keep: 1000)
             await #expect(try events(s, after: mark).isEmpty)
             mark = try await s.latestEventSequence()
             let id2 = try await s.recordRun(kind: .gc, name: nil, dryRun: false, startedAt: t0, finishedAt: t1, report: "{}",
-                                            event: (action: EventAction.gcRun, detail: "freed 3"))
+                                            event: (action: EventAction.gcRun, detail: "freed 3"), keep: 1000)
             let id3 = try await s.recordRun(kind: .purge, name: "weekly", dryRun: false, startedAt: t0, finishedAt: t1, report: "{}",
-                                            event: (action: EventAction.purgeRun, detail: "deleted 1"))
+                                            event: (action: EventAction.purgeRun, detail: "deleted 1"), keep: 1000)
             #expect(id1 < id2 && id2 < id3)
             let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.gcRun, EventAction.purgeRun])

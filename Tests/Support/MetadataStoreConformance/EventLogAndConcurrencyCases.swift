@@ -36,15 +36,15 @@ extension MetadataStoreConformance {
             try await step([EventAction.blobDelete]) { _ = try await s.unlinkBlob(repository: "r2", digest: digest("layer")) }
             try await step([EventAction.gcRun]) {
                 try await s.recordRun(kind: .gc, name: nil, dryRun: false, startedAt: past, finishedAt: past, report: "{}",
-                                      event: (action: EventAction.gcRun, detail: "x"))
+                                      event: (action: EventAction.gcRun, detail: "x"), keep: 1000)
             }
             // state outside the registry's content is not in its event log
             try await step([]) {
-                try await s.recordRun(kind: .gc, name: nil, dryRun: true, startedAt: past, finishedAt: past, report: "{}", event: nil)
+                try await s.recordRun(kind: .gc, name: nil, dryRun: true, startedAt: past, finishedAt: past, report: "{}", event: nil, keep: 1000)
                 _ = try await s.storeAccessState(Data("d".utf8), expectedVersion: 0, audit: audit("x", at: past))
                 try await s.appendAudit([audit("y", at: past)])
                 _ = try await s.createWebhook(hook("h"), consumer: "webhook:h")
-                try await s.recordDelivery(delivery("h", event: nil))
+                try await s.recordDelivery(delivery("h", event: nil), keep: 1000)
                 _ = try await s.createPurgeSchedule(PurgeScheduleRecord(name: "p", cron: "@daily", filters: [], ago: "1d",
                                                                         untagged: true, keep: 0, createdAt: past))
             }
