@@ -170,14 +170,19 @@ extension PostgresMetadataStore {
                     """) else { continue }
                 let mediaType = try row.decode("media_type", String.self)
                 let size = try row.decode("size", Int64.self)
-                let tags = try await tx.rows("SELECT name FROM tags WHERE repo_id = \(repo) AND digest = \(m.digest) ORDER BY name")
-                    .map { try $0.decode(0, String.self) }
-                try await tx.exec("DELETE FROM tags WHERE repo_id = \(repo) AND digest = \(m.digest)")
-                for tag in tags {
+                var tags: [String] = []
+                for t in change.cascadeTags where t.digest == m.digest {
+                    guard try await tx.count("""
+                        DELETE FROM tags WHERE repo_id = \(repo) AND name = \(t.tag) AND digest = \(m.digest) RETURNING 1
+                        """) > 0 else { continue }
+                    tags.append(t.tag)
                     if change.dropLocks {
-                        try await tx.exec("DELETE FROM locks WHERE repository = \(repository) AND kind = 1 AND key = \(tag)")
+                        try await tx.exec("DELETE FROM locks WHERE repository = \(repository) AND kind = 1 AND key = \(t.tag)")
                     }
-                    try await Self.appendEvent(tx, origin, .tagDelete, repository, digest: m.digest, tag: tag, detail: EventAction.cascadeDetail)
+                    try await Self.appendEvent(tx, origin, .tagDelete, repository, digest: m.digest, tag: t.tag, detail: EventAction.cascadeDetail)
+                }
+                if let left = try await tx.value("SELECT name FROM tags WHERE repo_id = \(repo) AND digest = \(m.digest) LIMIT 1", String.self) {
+                    throw LifecycleChangeInvalid("deleting \(m.digest) would leave tag \(left) pointing at it")
                 }
                 if let until = softDeleteUntil {
                     let former = Self.decodeJSON([String].self, try row.decode("former_tags", String?.self)) ?? []

@@ -50,10 +50,18 @@ public enum ContentPlanner {
         TagDeletion(repository: repository, tag: tag, expectedTarget: target, dropLock: true, tagHistoryLimit: tagHistoryLimit)
     }
 
-    /// A lifecycle change with the rules every deletion follows: the locks of deleted tags and
-    /// manifests go with them, and a manifest that loses a tag remembers it.
-    public static func withDeletionRules(_ change: LifecycleChange) -> LifecycleChange {
+    /// A lifecycle change with the rules every deletion follows: every tag pointing at a deleted
+    /// manifest goes with it (`cascadeTags`, in name order; those the change deletes by name
+    /// already are not repeated), the locks of deleted tags and manifests go with them, and a
+    /// manifest that loses a tag remembers it. `graph` is the one the change was planned from.
+    public static func withDeletionRules(_ change: LifecycleChange, graph: RepositoryGraph) -> LifecycleChange {
         var change = change
+        let deleted = Set(change.deleteManifests.map(\.digest))
+        let named = Set(change.deleteTags.map { "\($0.tag)\u{0}\($0.digest)" })
+        change.cascadeTags = graph.tags
+            .filter { deleted.contains($0.digest) && !named.contains("\($0.name)\u{0}\($0.digest)") }
+            .sorted { $0.name < $1.name }
+            .map { LifecycleTagDeletion(repository: graph.repository, tag: $0.name, digest: $0.digest) }
         change.dropLocks = true
         change.tagHistoryLimit = tagHistoryLimit
         return change

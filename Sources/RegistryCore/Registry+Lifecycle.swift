@@ -734,7 +734,8 @@ extension Registry {
             let locks = try await lockTable()
             let change = try await metadata.applyLifecycle(repository: repository.value, softDeleteUntil: try softDeleteUntil(),
                                                            reason: "api") { graph in
-                ContentPlanner.withDeletionRules(Liveness.cascade(graph, target: digest.string, locks: locks, dependents: dependents))
+                ContentPlanner.withDeletionRules(Liveness.cascade(graph, target: digest.string, locks: locks, dependents: dependents),
+                                                 graph: graph)
             }
             guard let change else { throw RegistryError(.manifestUnknown, "manifest unknown to registry") }
             if let message = change.denied { throw denied(message) }
@@ -753,7 +754,7 @@ extension Registry {
                                                              reason: "repository delete", plan: { graph in
             var c = LifecyclePlanner.deleteRepository(graph, locks: locks)
             c.detail = "repository delete"
-            return ContentPlanner.withDeletionRules(c)
+            return ContentPlanner.withDeletionRules(c, graph: graph)
         }) else { throw LifecycleError.notFound("repository \(repository.value)") }
         cache.invalidate(repository.value)
         reloadLocks()
@@ -877,7 +878,7 @@ extension Registry {
                 let change = try await metadata.applyLifecycle(repository: repo, softDeleteUntil: softUntil, reason: "purge") { graph in
                     var c = LifecyclePlanner.purge(graph, options, locks: locks, now: now, grace: grace)
                     c.detail = detail
-                    return ContentPlanner.withDeletionRules(c)
+                    return ContentPlanner.withDeletionRules(c, graph: graph)
                 }
                 if let change { report.add(change) }
                 cache.invalidate(repo)
@@ -929,7 +930,7 @@ extension Registry {
             let change = try await metadata.applyLifecycle(repository: repo, softDeleteUntil: softUntil, reason: "retention") { graph in
                 var c = LifecyclePlanner.retention(graph, days: policy.days, locks: locks, now: now, grace: grace, delete: true)
                 c.detail = "retention"
-                return ContentPlanner.withDeletionRules(c)
+                return ContentPlanner.withDeletionRules(c, graph: graph)
             }
             if let change, !change.deleteManifests.isEmpty {
                 report.add(change)

@@ -97,6 +97,11 @@ public struct LifecycleSkip: Sendable, Equatable, Codable {
 public struct LifecycleChange: Sendable, Equatable {
     public var deleteTags: [LifecycleTagDeletion] = []
     public var deleteManifests: [LifecycleDeletion] = []
+    /// The tags that go with a deleted manifest (each pointing at one of `deleteManifests`, not
+    /// named in `deleteTags`): removed just before their manifest, each with a `tag.delete` event
+    /// of detail `EventAction.cascadeDetail`. A manifest deletion that would leave a tag pointing at
+    /// the manifest is refused (`LifecycleChangeInvalid`): the store takes no tag the plan did not name.
+    public var cascadeTags: [LifecycleTagDeletion] = []
     public var skipped: [LifecycleSkip] = []
     /// New values of `unliveSince` (nil clears it).
     public var unliveUpdates: [String: Date?] = [:]
@@ -114,6 +119,13 @@ public struct LifecycleChange: Sendable, Equatable {
     public init() {}
 
     public var isEmpty: Bool { deleteTags.isEmpty && deleteManifests.isEmpty && unliveUpdates.isEmpty && !unlinkAllBlobs }
+}
+
+/// A lifecycle change the store cannot apply as planned: nothing of it is applied.
+public struct LifecycleChangeInvalid: Error, Sendable, Equatable, CustomStringConvertible {
+    public var reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { "lifecycle change refused by the store: \(reason)" }
 }
 
 /// A manifest in the recycle bin.

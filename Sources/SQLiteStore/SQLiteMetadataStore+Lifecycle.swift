@@ -161,15 +161,20 @@ extension SQLiteMetadataStore {
             for m in change.deleteManifests {
                 guard let row = try Row.fetchOne(db, sql: "SELECT * FROM manifests WHERE repo_id = ? AND digest = ?",
                                                  arguments: [repo, m.digest]) else { continue }
-                let tags = try String.fetchAll(db, sql: "SELECT name FROM tags WHERE repo_id = ? AND digest = ? ORDER BY name",
-                                               arguments: [repo, m.digest])
-                try db.execute(sql: "DELETE FROM tags WHERE repo_id = ? AND digest = ?", arguments: [repo, m.digest])
-                for tag in tags {
+                var tags: [String] = []
+                for t in change.cascadeTags where t.digest == m.digest {
+                    try db.execute(sql: "DELETE FROM tags WHERE repo_id = ? AND name = ? AND digest = ?", arguments: [repo, t.tag, m.digest])
+                    guard db.changesCount > 0 else { continue }
+                    tags.append(t.tag)
                     if change.dropLocks {
-                        try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 1 AND key = ?", arguments: [repository, tag])
+                        try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 1 AND key = ?", arguments: [repository, t.tag])
                     }
-                    try Self.appendEvent(db, origin, EventAction.tagDelete, repository, digest: m.digest, tag: tag,
+                    try Self.appendEvent(db, origin, EventAction.tagDelete, repository, digest: m.digest, tag: t.tag,
                                          detail: EventAction.cascadeDetail)
+                }
+                if let left = try String.fetchOne(db, sql: "SELECT name FROM tags WHERE repo_id = ? AND digest = ? LIMIT 1",
+                                                  arguments: [repo, m.digest]) {
+                    throw LifecycleChangeInvalid("deleting \(m.digest) would leave tag \(left) pointing at it")
                 }
                 if let until = softDeleteUntil {
                     let former = (row["former_tags"] as String?).flatMap {

@@ -63,12 +63,31 @@ import Testing
         var change = LifecycleChange()
         change.detail = "purge"
         change.deleteTags = [LifecycleTagDeletion(repository: "r", tag: "t", digest: "x")]
-        let planned = ContentPlanner.withDeletionRules(change)
+        let empty = RepositoryGraph(repository: "r", manifests: [:], children: [:], tags: [])
+        let planned = ContentPlanner.withDeletionRules(change, graph: empty)
         #expect(planned.dropLocks)
         #expect(planned.tagHistoryLimit == 50)
         #expect(planned.detail == "purge")
         #expect(planned.deleteTags == change.deleteTags)
+        #expect(planned.cascadeTags.isEmpty)
         #expect(LifecycleChange().dropLocks == false)
+    }
+
+    @Test func everyTagOfADeletedManifestGoesWithItInNameOrderUnlessDeletedByName() {
+        let gone = d("gone"), kept = d("kept")
+        let g = RepositoryGraph(repository: "r", manifests: [gone.string: manifest(gone, state: nil), kept.string: manifest(kept, state: nil)],
+                                children: [:], tags: [
+            .init(name: "v2", digest: gone.string, updatedAt: t0), .init(name: "named", digest: gone.string, updatedAt: t0),
+            .init(name: "V1", digest: gone.string, updatedAt: t0), .init(name: "latest", digest: kept.string, updatedAt: t0),
+            .init(name: "a", digest: gone.string, updatedAt: t0),
+        ])
+        var change = LifecycleChange()
+        change.deleteTags = [LifecycleTagDeletion(repository: "r", tag: "named", digest: gone.string)]
+        change.deleteManifests = [LifecycleDeletion(repository: "r", digest: gone.string, mediaType: nil, reason: "requested")]
+        let planned = ContentPlanner.withDeletionRules(change, graph: g)
+        #expect(planned.cascadeTags.map(\.tag) == ["V1", "a", "v2"])   // byte order, the same in every backend
+        #expect(planned.cascadeTags.allSatisfy { $0.digest == gone.string && $0.repository == "r" })
+        #expect(planned.deleteTags == change.deleteTags)
     }
 
     @Test func quarantinedChildrenFollowTheirIndexWithAReasonNamingIt() throws {

@@ -28,6 +28,8 @@ func deleteManifest(_ store: SQLiteMetadataStore, _ repo: String, _ digest: Dige
         if let m = graph.manifests[digest.string] {
             change.deleteManifests = [LifecycleDeletion(repository: repo, digest: m.digest, mediaType: m.mediaType, reason: "requested")]
         }
+        change.cascadeTags = graph.tags.filter { $0.digest == digest.string }
+            .map { LifecycleTagDeletion(repository: repo, tag: $0.name, digest: $0.digest) }
         return change
     }
     return change?.deleteManifests.isEmpty == false

@@ -114,6 +114,7 @@ extension MetadataStoreConformance {
                 c.dropLocks = true
                 c.detail = "purge run 7"
                 c.deleteManifests = [LifecycleDeletion(repository: "r", digest: p.record.digest.string, mediaType: nil, reason: "untagged")]
+                c.cascadeTags = ["a", "b"].map { LifecycleTagDeletion(repository: "r", tag: $0, digest: p.record.digest.string) }
                 return c
             }
             #expect(change?.deleteManifests.count == 1)
@@ -157,6 +158,36 @@ extension MetadataStoreConformance {
             }
             await #expect(try s.repositoryGraph("r")?.manifests[p.record.digest.string]?.unliveSince == nil)
             await #expect(try s.repositoriesWithUnliveManifests(before: future) == [])
+        },
+        Case("applyLifecycle: a manifest deletion takes only the tags the plan names; one left behind refuses the change") { s in
+            let p = try await image(s, "r", "m", tag: "b")
+            try await store(s, push("r", "m", tag: "a"))
+            try await store(s, push("r", "other", tag: "o"))
+            let mark = try await s.latestEventSequence()
+            await #expect(throws: LifecycleChangeInvalid.self) {
+                try await s.applyLifecycle(repository: "r", softDeleteUntil: future, reason: "x") { _ in
+                    var c = LifecycleChange()
+                    c.deleteManifests = [LifecycleDeletion(repository: "r", digest: p.record.digest.string, mediaType: nil, reason: "requested")]
+                    c.cascadeTags = [LifecycleTagDeletion(repository: "r", tag: "a", digest: p.record.digest.string)]
+                    return c
+                }
+            }
+            await #expect(try events(s, after: mark).isEmpty)
+            await #expect(try s.tags(repository: "r", after: nil, limit: 10) == ["a", "b", "o"])
+            await #expect(try s.manifest(repository: "r", digest: p.record.digest) != nil)
+            await #expect(try s.deletedManifests(repository: "r") == [])
+            // a cascade entry naming another manifest's tag, or a tag that is gone, removes nothing
+            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: future, reason: "x") { _ in
+                var c = LifecycleChange()
+                c.deleteManifests = [LifecycleDeletion(repository: "r", digest: p.record.digest.string, mediaType: nil, reason: "requested")]
+                c.cascadeTags = ["b", "a", "o", "absent"].map { LifecycleTagDeletion(repository: "r", tag: $0, digest: p.record.digest.string) }
+                return c
+            }
+            let e = try await events(s, after: mark)
+            #expect(e.map(\.action) == [EventAction.tagDelete, EventAction.tagDelete, EventAction.manifestDelete])
+            #expect(e.prefix(2).map(\.tag) == ["b", "a"])   // in the plan's order
+            await #expect(try s.tags(repository: "r", after: nil, limit: 10) == ["o"])
+            await #expect(try s.deletedManifests(repository: "r").first?.tags == ["b", "a"])
         },
         Case("applyLifecycle: unlinkAllBlobs removes the repository's links with one event") { s in
             try await link(s, "r", "b1", "b2")

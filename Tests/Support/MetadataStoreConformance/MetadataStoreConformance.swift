@@ -129,6 +129,9 @@ func deleteManifests(_ s: any ConformanceStore, _ repo: String, _ digests: [Dige
                 change.deleteManifests.append(LifecycleDeletion(repository: repo, digest: m.digest, mediaType: m.mediaType, reason: reason))
             }
         }
+        // every tag of a deleted manifest goes with it, in name order (the core's deletion rule)
+        change.cascadeTags = graph.tags.filter { t in digests.contains { $0.string == t.digest } }.sorted { $0.name < $1.name }
+            .map { LifecycleTagDeletion(repository: repo, tag: $0.name, digest: $0.digest) }
         return change
     }
 }
