@@ -508,15 +508,6 @@ public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTr
         }
     }
 
-    public func unquarantinedManifests(limit: Int) async throws -> [ManifestRef] {
-        try await single { tx in
-            try await tx.rows("""
-                SELECT r.name, m.digest FROM manifests m JOIN repositories r ON r.id = m.repo_id
-                WHERE m.quarantine_state IS NULL AND m.subject IS NULL ORDER BY r.name, m.digest LIMIT \(limit)
-                """).map { ManifestRef(repository: try $0.decode(0), digest: try $0.decode(1)) }
-        }
-    }
-
     public func quarantineCounts() async throws -> [QuarantineState: Int] {
         try await single { tx in
             var counts: [QuarantineState: Int] = [:]
@@ -529,41 +520,41 @@ public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTr
         }
     }
 
-    public func quarantineExisting(state: QuarantineState, reason: String) async throws -> Int {
-        try await write { tx in
-            try await tx.count("""
-                UPDATE manifests SET quarantine_state = \(state.rawValue), quarantine_reason = \(reason)
-                WHERE quarantine_state IS NULL AND subject IS NULL RETURNING 1
-                """)
-        }
-    }
-
-    private static let pendingSQL = """
-        SELECT r.name, m.digest, m.media_type, m.size FROM manifests m JOIN repositories r ON r.id = m.repo_id
-        WHERE m.quarantine_state = 'Pending' ORDER BY r.name, m.digest
-        """
-
-    private static func pending(_ tx: Tx, limit: Int) async throws -> (manifests: [ManifestRef], count: Int) {
-        let count = try await tx.value("SELECT COUNT(*) FROM manifests WHERE quarantine_state = 'Pending'", Int.self) ?? 0
-        let refs = try await tx.rows("\(unescaped: pendingSQL) LIMIT \(limit)")
-            .map { ManifestRef(repository: try $0.decode(0), digest: try $0.decode(1)) }
+    private static func sweepSelection(_ tx: Tx, _ sweep: QuarantineSweep, limit: Int) async throws -> (manifests: [ManifestRef], count: Int) {
+        let (from, all) = (sweep.from?.rawValue, sweep.includeReferrers)
+        let count = try await tx.value("""
+            SELECT COUNT(*) FROM manifests m WHERE m.quarantine_state IS NOT DISTINCT FROM \(from) AND (\(all) OR m.subject IS NULL)
+            """, Int.self) ?? 0
+        let refs = try await tx.rows("""
+            SELECT r.name, m.digest FROM manifests m JOIN repositories r ON r.id = m.repo_id
+            WHERE m.quarantine_state IS NOT DISTINCT FROM \(from) AND (\(all) OR m.subject IS NULL)
+            ORDER BY r.name, m.digest LIMIT \(max(0, limit))
+            """).map { ManifestRef(repository: try $0.decode(0), digest: try $0.decode(1)) }
         return (refs, count)
     }
 
-    public func pendingManifests(limit: Int) async throws -> (manifests: [ManifestRef], count: Int) {
-        try await read { tx in try await Self.pending(tx, limit: limit) }
+    public func quarantineSweepSelection(_ sweep: QuarantineSweep, limit: Int) async throws -> (manifests: [ManifestRef], count: Int) {
+        try await read { tx in try await Self.sweepSelection(tx, sweep, limit: limit) }
     }
 
-    public func releasePending(limit: Int) async throws -> (manifests: [ManifestRef], count: Int) {
+    public func applyQuarantineSweep(_ sweep: QuarantineSweep, limit: Int) async throws -> (manifests: [ManifestRef], count: Int) {
         let origin = EventOrigin.current
         return try await write { tx in
-            let listed = try await Self.pending(tx, limit: limit)
-            for row in try await tx.rows("\(unescaped: Self.pendingSQL)") {
-                try await Self.appendEvent(tx, origin, .quarantine, try row.decode(0), digest: try row.decode(1), mediaType: try row.decode(2),
-                                           size: try row.decode(3), detail: "released: quarantine disabled")
+            let listed = try await Self.sweepSelection(tx, sweep, limit: limit)
+            let (from, all) = (sweep.from?.rawValue, sweep.includeReferrers)
+            if let detail = sweep.eventDetail {
+                for row in try await tx.rows("""
+                    SELECT r.name, m.digest, m.media_type, m.size FROM manifests m JOIN repositories r ON r.id = m.repo_id
+                    WHERE m.quarantine_state IS NOT DISTINCT FROM \(from) AND (\(all) OR m.subject IS NULL)
+                    ORDER BY r.name, m.digest
+                    """) {
+                    try await Self.appendEvent(tx, origin, .quarantine, try row.decode(0), digest: try row.decode(1),
+                                               mediaType: try row.decode(2), size: try row.decode(3), detail: detail)
+                }
             }
             let count = try await tx.count("""
-                UPDATE manifests SET quarantine_state = NULL, quarantine_reason = NULL WHERE quarantine_state = 'Pending' RETURNING 1
+                UPDATE manifests AS m SET quarantine_state = \(sweep.to?.rawValue), quarantine_reason = \(sweep.reason)
+                WHERE m.quarantine_state IS NOT DISTINCT FROM \(from) AND (\(all) OR m.subject IS NULL) RETURNING 1
                 """)
             return (listed.manifests, count)
         }

@@ -84,4 +84,15 @@ public enum ContentPlanner {
 
     /// The reason manifests get when quarantine is switched on without grandfathering.
     public static let quarantineExistingReason = "quarantine enabled without grandfathering"
+
+    /// Switching quarantine on without grandfathering: every manifest never quarantined becomes
+    /// `Pending`, except referrers (signatures and attestations stay readable so a gate can check
+    /// them, as for a push). No event: nothing about the image changed but the gate in front of it.
+    public static let quarantineExisting = QuarantineSweep(from: nil, includeReferrers: false, to: .pending,
+                                                           reason: quarantineExistingReason, eventDetail: nil)
+
+    /// Switching quarantine off: every `Pending` manifest is released (never quarantined, as if
+    /// pushed with quarantine off), each with its `quarantine` event; `Failed` verdicts stay.
+    public static let releasePending = QuarantineSweep(from: .pending, includeReferrers: true, to: nil, reason: nil,
+                                                       eventDetail: "released: quarantine disabled")
 }

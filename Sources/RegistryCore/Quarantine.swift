@@ -51,26 +51,27 @@ extension Registry {
         if !policy.enabled {
             let effect = "Pending images become pullable (quarantine off); Failed verdicts stay enforced"
             if dryRun {
-                let (pending, count) = try await metadata.pendingManifests(limit: limit)
+                let (pending, count) = try await metadata.quarantineSweepSelection(ContentPlanner.releasePending, limit: limit)
                 return QuarantineChange(policy: policy, affected: pending, affectedCount: count, effect: effect, dryRun: true)
             }
             // The policy first, so no push after this point starts Pending; then release what waits.
             try await store(Self.quarantineKey, policyCache.value, policy)
-            let (released, count) = try await metadata.releasePending(limit: limit)
+            let (released, count) = try await metadata.applyQuarantineSweep(ContentPlanner.releasePending, limit: limit)
             cache.invalidateAll()
             return QuarantineChange(policy: policy, affected: released, affectedCount: count, effect: effect, dryRun: false)
         }
         let current = try await replacing(quarantinePolicy, default: QuarantinePolicy())
         let blocksExisting = !policy.grandfatherExisting && !(current.enabled && !current.grandfatherExisting)
-        let affected = await blocksExisting ? try metadata.unquarantinedManifests(limit: limit) : []
         let effect = blocksExisting ? "existing images become Pending: unpullable until a QuarantineWriter passes them"
             : "existing images stay as they are; new pushes wait for the gate"
         if dryRun {
-            return QuarantineChange(policy: policy, affected: affected, affectedCount: affected.count, effect: effect, dryRun: true)
+            let (affected, count) = blocksExisting
+                ? try await metadata.quarantineSweepSelection(ContentPlanner.quarantineExisting, limit: limit) : ([], 0)
+            return QuarantineChange(policy: policy, affected: affected, affectedCount: count, effect: effect, dryRun: true)
         }
-        var count = 0
+        var (affected, count): ([ManifestRef], Int) = ([], 0)
         if blocksExisting {
-            count = try await metadata.quarantineExisting(state: .pending, reason: ContentPlanner.quarantineExistingReason)
+            (affected, count) = try await metadata.applyQuarantineSweep(ContentPlanner.quarantineExisting, limit: limit)
         }
         try await store(Self.quarantineKey, policyCache.value, policy)
         cache.invalidateAll()

@@ -285,8 +285,30 @@ public enum EventAction: String, Codable, Sendable, CaseIterable {
     public static let cascadeDetail = "with its manifest"
 }
 
-/// What a quarantine switch or dry run finds: manifests that are not quarantined and are not
-/// referrers (signatures and attestations stay readable).
+/// A move of every manifest in one quarantine state to another, registry-wide, as the core
+/// planned it (`ContentPlanner.quarantineExisting`, `.releasePending`): the store selects by
+/// these values and decides nothing.
+public struct QuarantineSweep: Sendable, Equatable {
+    /// The state manifests are selected by (nil: never quarantined).
+    public var from: QuarantineState?
+    /// Whether referrers (manifests with a subject) are selected too.
+    public var includeReferrers: Bool
+    /// The state they move to (nil: never quarantined) and its reason.
+    public var to: QuarantineState?
+    public var reason: String?
+    /// The detail of the `quarantine` event each moved manifest gets (nil: no event).
+    public var eventDetail: String?
+
+    public init(from: QuarantineState?, includeReferrers: Bool, to: QuarantineState?, reason: String?, eventDetail: String?) {
+        self.from = from
+        self.includeReferrers = includeReferrers
+        self.to = to
+        self.reason = reason
+        self.eventDetail = eventDetail
+    }
+}
+
+/// A manifest by repository and digest, as a quarantine switch or its dry run lists it.
 public struct ManifestRef: Sendable, Codable, Equatable {
     public var repository: String
     public var digest: String
@@ -336,18 +358,15 @@ public protocol ContentMetadataStore: Sendable {
     // quarantine
     /// Sets a manifest's quarantine state and its followers' as planned, with one quarantine event.
     func applyQuarantine(_ update: QuarantineUpdate) async throws -> QuarantineUpdateResult
-    /// Manifests a quarantine switch would affect (never quarantined, not referrers).
-    func unquarantinedManifests(limit: Int) async throws -> [ManifestRef]
     /// How many manifests are in each quarantine state (`Pending`, `Passed`, `Failed`).
     func quarantineCounts() async throws -> [QuarantineState: Int]
-    /// Puts every such manifest into `state` with `reason`; returns how many.
-    func quarantineExisting(state: QuarantineState, reason: String) async throws -> Int
-    /// Manifests in `Pending` (the first `limit`, by repository and digest) and how many there are.
-    func pendingManifests(limit: Int) async throws -> (manifests: [ManifestRef], count: Int)
-    /// Releases every `Pending` manifest (back to never quarantined, as if pushed with quarantine
-    /// off), each with its quarantine event, in one transaction; returns the first `limit` of them
-    /// (same order as `pendingManifests`) and how many there were. `Failed` ones stay.
-    func releasePending(limit: Int) async throws -> (manifests: [ManifestRef], count: Int)
+    /// The manifests `sweep` selects: the first `limit` by repository then digest (byte order),
+    /// and how many there are.
+    func quarantineSweepSelection(_ sweep: QuarantineSweep, limit: Int) async throws -> (manifests: [ManifestRef], count: Int)
+    /// Moves every manifest `sweep` selects to its state and reason, each with its event when the
+    /// sweep names one, in one transaction; returns the first `limit` of them (as
+    /// `quarantineSweepSelection` lists them) and how many moved.
+    func applyQuarantineSweep(_ sweep: QuarantineSweep, limit: Int) async throws -> (manifests: [ManifestRef], count: Int)
     /// Whether manifests of `repository` reference the blob (as config or layer) and every one of
     /// them is quarantined (`Pending` or `Failed`). False when none references it.
     func blobOnlyInQuarantine(repository: String, digest: Digest) async throws -> Bool

@@ -1218,15 +1218,6 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         }
     }
 
-    public func unquarantinedManifests(limit: Int) async throws -> [ManifestRef] {
-        try await pool.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT r.name, m.digest FROM manifests m JOIN repositories r ON r.id = m.repo_id
-                WHERE m.quarantine_state IS NULL AND m.subject IS NULL ORDER BY r.name, m.digest LIMIT ?
-                """, arguments: [limit]).map { ManifestRef(repository: $0[0], digest: $0[1]) }
-        }
-    }
-
     public func quarantineCounts() async throws -> [QuarantineState: Int] {
         try await pool.read { db in
             var counts: [QuarantineState: Int] = [:]
@@ -1237,40 +1228,41 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         }
     }
 
-    public func quarantineExisting(state: QuarantineState, reason: String) async throws -> Int {
-        try await pool.write { db in
-            try db.execute(sql: """
-                UPDATE manifests SET quarantine_state = ?, quarantine_reason = ? WHERE quarantine_state IS NULL AND subject IS NULL
-                """, arguments: [state.rawValue, reason])
-            return db.changesCount
-        }
+    /// The condition and arguments selecting what `sweep` moves (manifests `m`).
+    private static func sweepFilter(_ sweep: QuarantineSweep) -> (sql: String, arguments: StatementArguments) {
+        ("m.quarantine_state IS ? AND (? OR m.subject IS NULL)", [sweep.from?.rawValue, sweep.includeReferrers])
     }
 
-    private static let pendingSQL = """
-        SELECT r.name, m.digest, m.media_type, m.size FROM manifests m JOIN repositories r ON r.id = m.repo_id
-        WHERE m.quarantine_state = 'Pending' ORDER BY r.name, m.digest
-        """
-
-    private static func pending(_ db: Database, limit: Int) throws -> (manifests: [ManifestRef], count: Int) {
-        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM manifests WHERE quarantine_state = 'Pending'") ?? 0
-        let refs = try Row.fetchAll(db, sql: pendingSQL + " LIMIT ?", arguments: [limit])
-            .map { ManifestRef(repository: $0[0], digest: $0[1]) }
+    private static func sweepSelection(_ db: Database, _ sweep: QuarantineSweep, limit: Int) throws -> (manifests: [ManifestRef], count: Int) {
+        let filter = sweepFilter(sweep)
+        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM manifests m WHERE \(filter.sql)", arguments: filter.arguments) ?? 0
+        let refs = try Row.fetchAll(db, sql: """
+            SELECT r.name, m.digest FROM manifests m JOIN repositories r ON r.id = m.repo_id WHERE \(filter.sql)
+            ORDER BY r.name, m.digest LIMIT ?
+            """, arguments: filter.arguments + [max(0, limit)]).map { ManifestRef(repository: $0[0], digest: $0[1]) }
         return (refs, count)
     }
 
-    public func pendingManifests(limit: Int) async throws -> (manifests: [ManifestRef], count: Int) {
-        try await pool.read { db in try Self.pending(db, limit: limit) }
+    public func quarantineSweepSelection(_ sweep: QuarantineSweep, limit: Int) async throws -> (manifests: [ManifestRef], count: Int) {
+        try await pool.read { db in try Self.sweepSelection(db, sweep, limit: limit) }
     }
 
-    public func releasePending(limit: Int) async throws -> (manifests: [ManifestRef], count: Int) {
+    public func applyQuarantineSweep(_ sweep: QuarantineSweep, limit: Int) async throws -> (manifests: [ManifestRef], count: Int) {
         let origin = EventOrigin.current
         return try await pool.write { db in
-            let listed = try Self.pending(db, limit: limit)
-            for row in try Row.fetchAll(db, sql: Self.pendingSQL) {
-                try Self.appendEvent(db, origin, EventAction.quarantine, row[0], digest: row[1], mediaType: row[2], size: row[3],
-                                     detail: "released: quarantine disabled")
+            let listed = try Self.sweepSelection(db, sweep, limit: limit)
+            let filter = Self.sweepFilter(sweep)
+            if let detail = sweep.eventDetail {
+                for row in try Row.fetchAll(db, sql: """
+                    SELECT r.name, m.digest, m.media_type, m.size FROM manifests m JOIN repositories r ON r.id = m.repo_id
+                    WHERE \(filter.sql) ORDER BY r.name, m.digest
+                    """, arguments: filter.arguments) {
+                    try Self.appendEvent(db, origin, EventAction.quarantine, row[0], digest: row[1], mediaType: row[2], size: row[3],
+                                         detail: detail)
+                }
             }
-            try db.execute(sql: "UPDATE manifests SET quarantine_state = NULL, quarantine_reason = NULL WHERE quarantine_state = 'Pending'")
+            try db.execute(sql: "UPDATE manifests AS m SET quarantine_state = ?, quarantine_reason = ? WHERE \(filter.sql)",
+                           arguments: [sweep.to?.rawValue, sweep.reason] + filter.arguments)
             return (listed.manifests, db.changesCount)
         }
     }

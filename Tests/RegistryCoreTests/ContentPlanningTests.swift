@@ -73,6 +73,13 @@ import Testing
         #expect(LifecycleChange().dropLocks == false)
     }
 
+    @Test func switchingQuarantineOnPendsTheNeverQuarantinedButReferrersSwitchingOffReleasesEveryPending() {
+        #expect(ContentPlanner.quarantineExisting == QuarantineSweep(from: nil, includeReferrers: false, to: .pending,
+                                                                     reason: "quarantine enabled without grandfathering", eventDetail: nil))
+        #expect(ContentPlanner.releasePending == QuarantineSweep(from: .pending, includeReferrers: true, to: nil, reason: nil,
+                                                                 eventDetail: "released: quarantine disabled"))
+    }
+
     @Test func everyTagOfADeletedManifestGoesWithItInNameOrderUnlessDeletedByName() {
         let gone = d("gone"), kept = d("kept")
         let g = RepositoryGraph(repository: "r", manifests: [gone.string: manifest(gone, state: nil), kept.string: manifest(kept, state: nil)],

@@ -68,11 +68,13 @@ private final class ConflictingRestoreStore: MetadataStore {
     func referrers(repository: String, subject: Digest) async throws -> [ManifestRecord] { try await base.referrers(repository: repository, subject: subject) }
     func parents(repository: String, child: Digest) async throws -> [Digest] { try await base.parents(repository: repository, child: child) }
     func applyQuarantine(_ update: QuarantineUpdate) async throws -> QuarantineUpdateResult { try await base.applyQuarantine(update) }
-    func unquarantinedManifests(limit: Int) async throws -> [ManifestRef] { try await base.unquarantinedManifests(limit: limit) }
     func quarantineCounts() async throws -> [QuarantineState: Int] { try await base.quarantineCounts() }
-    func quarantineExisting(state: QuarantineState, reason: String) async throws -> Int { try await base.quarantineExisting(state: state, reason: reason) }
-    func pendingManifests(limit: Int) async throws -> (manifests: [ManifestRef], count: Int) { try await base.pendingManifests(limit: limit) }
-    func releasePending(limit: Int) async throws -> (manifests: [ManifestRef], count: Int) { try await base.releasePending(limit: limit) }
+    func quarantineSweepSelection(_ sweep: QuarantineSweep, limit: Int) async throws -> (manifests: [ManifestRef], count: Int) {
+        try await base.quarantineSweepSelection(sweep, limit: limit)
+    }
+    func applyQuarantineSweep(_ sweep: QuarantineSweep, limit: Int) async throws -> (manifests: [ManifestRef], count: Int) {
+        try await base.applyQuarantineSweep(sweep, limit: limit)
+    }
     func blobOnlyInQuarantine(repository: String, digest: Digest) async throws -> Bool { try await base.blobOnlyInQuarantine(repository: repository, digest: digest) }
     func storedBytes() async throws -> Int64 { try await base.storedBytes() }
     func checkHealth() async throws { try await base.checkHealth() }

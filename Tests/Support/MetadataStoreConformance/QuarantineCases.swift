@@ -4,6 +4,12 @@ import RegistryStore
 import Testing
 
 extension MetadataStoreConformance {
+    /// The two sweeps the registry makes (RegistryCore's `ContentPlanner.quarantineExisting` and
+    /// `.releasePending`), written out: the suite does not depend on the core.
+    static let existing = QuarantineSweep(from: nil, includeReferrers: false, to: .pending, reason: "switched on", eventDetail: nil)
+    static let release = QuarantineSweep(from: .pending, includeReferrers: true, to: nil, reason: nil,
+                                         eventDetail: "released: quarantine disabled")
+
     static let quarantineCases: [Case] = [
         Case("putManifest with a quarantine state: a new manifest is stored in it, with its quarantine event first") { s in
             var p = push("r", "m", tag: "t")
@@ -114,7 +120,7 @@ extension MetadataStoreConformance {
                                           followers: [.init(digest: digest("absent"), from: .pending, reason: nil)])
             #expect(try await s.applyQuarantine(absent) == .conflict)
         },
-        Case("pendingManifests: Pending ones only, by repository then digest, limited, with the full count") { s in
+        Case("quarantineSweepSelection: the selected state only, by repository then digest, limited, with the full count") { s in
             var refs: [ManifestRef] = []
             for (repo, name) in [("b", "b1"), ("a", "a2"), ("a", "a1")] {
                 var p = push(repo, name)
@@ -127,17 +133,17 @@ extension MetadataStoreConformance {
             try await store(s, failed)
             try await store(s, push("a", "free"))
             let sorted = refs.sorted { ($0.repository, $0.digest) < ($1.repository, $1.digest) }
-            let all = try await s.pendingManifests(limit: 10)
+            let all = try await s.quarantineSweepSelection(release, limit: 10)
             #expect(all.manifests == sorted)
             #expect(all.count == 3)
-            let first = try await s.pendingManifests(limit: 1)
+            let first = try await s.quarantineSweepSelection(release, limit: 1)
             #expect(first.manifests == Array(sorted.prefix(1)))
             #expect(first.count == 3)
-            let none = try await s.pendingManifests(limit: 0)
+            let none = try await s.quarantineSweepSelection(release, limit: 0)
             #expect(none.manifests == [])
             #expect(none.count == 3)
         },
-        Case("releasePending: every Pending manifest becomes never-quarantined with its event; Failed stays") { s in
+        Case("applyQuarantineSweep: every selected manifest moves, each with its event when the sweep names one; others stay") { s in
             var digests: [Digest] = []
             for name in ["p1", "p2", "p3"] {
                 var p = push("r", name)
@@ -149,7 +155,7 @@ extension MetadataStoreConformance {
             failed.record.quarantineState = .failed
             try await store(s, failed)
             let mark = try await s.latestEventSequence()
-            let released = try await s.releasePending(limit: 2)
+            let released = try await s.applyQuarantineSweep(release, limit: 2)
             #expect(released.count == 3)
             #expect(released.manifests == digests.sorted().prefix(2).map { ManifestRef(repository: "r", digest: $0.string) })
             for d in digests {
@@ -161,8 +167,9 @@ extension MetadataStoreConformance {
             let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.quarantine, EventAction.quarantine, EventAction.quarantine])
             #expect(Set(e.compactMap(\.digest)) == Set(digests.map(\.string)))
+            #expect(e.allSatisfy { $0.detail == "released: quarantine disabled" && $0.repository == "r" })
             let again = try await actions(s) {
-                let none = try await s.releasePending(limit: 10)
+                let none = try await s.applyQuarantineSweep(release, limit: 10)
                 #expect(none.count == 0)
                 #expect(none.manifests == [])
             }
@@ -187,21 +194,31 @@ extension MetadataStoreConformance {
             #expect(try await s.setQuarantine(repository: "r", digest: pending.record.digest, state: .passed, reason: nil))
             await #expect(try s.blobOnlyInQuarantine(repository: "r", digest: digest("lonely")) == false)
         },
-        Case("unquarantinedManifests: never-quarantined non-referrers, by repository then digest, limited") { s in
+        Case("quarantineSweepSelection: never quarantined (nil) and without referrers when the sweep says so") { s in
             let a1 = push("a", "a1"), a2 = push("a", "a2"), b1 = push("b", "b1")
             for p in [b1, a2, a1] { try await store(s, p) }
-            try await store(s, push("a", "ref", subject: a1.record.digest, artifactType: "x"))
+            let ref = push("a", "ref", subject: a1.record.digest, artifactType: "x")
+            try await store(s, ref)
             var q = push("a", "quarantined")
             q.record.quarantineState = .pending
             try await store(s, q)
             let aSorted = [a1.record.digest, a2.record.digest].sorted().map { ManifestRef(repository: "a", digest: $0.string) }
             let all = aSorted + [ManifestRef(repository: "b", digest: b1.record.digest.string)]
-            await #expect(try s.unquarantinedManifests(limit: 10) == all)
-            await #expect(try s.unquarantinedManifests(limit: 1) == Array(all.prefix(1)))
+            let never = try await s.quarantineSweepSelection(existing, limit: 10)
+            #expect(never.manifests == all)
+            #expect(never.count == 3)
+            let one = try await s.quarantineSweepSelection(existing, limit: 1)
+            #expect(one.manifests == Array(all.prefix(1)))
+            #expect(one.count == 3)
+            var withReferrers = existing
+            withReferrers.includeReferrers = true
+            let everyone = try await s.quarantineSweepSelection(withReferrers, limit: 10)
+            #expect(everyone.count == 4)
+            #expect(everyone.manifests.contains(ManifestRef(repository: "a", digest: ref.record.digest.string)))
             #expect(try await s.setQuarantine(repository: "b", digest: b1.record.digest, state: .passed, reason: nil))
-            await #expect(try s.unquarantinedManifests(limit: 10) == aSorted)
+            await #expect(try s.quarantineSweepSelection(existing, limit: 10).manifests == aSorted)
         },
-        Case("quarantineExisting: puts every unquarantined non-referrer into Pending, once") { s in
+        Case("applyQuarantineSweep: from never quarantined into Pending with the sweep's reason, without events, once") { s in
             let a = push("r", "a")
             try await store(s, a)
             let ref = push("r", "ref", subject: a.record.digest, artifactType: "x")
@@ -209,14 +226,27 @@ extension MetadataStoreConformance {
             let passed = push("r", "passed")
             try await store(s, passed)
             #expect(try await s.setQuarantine(repository: "r", digest: passed.record.digest, state: .passed, reason: nil))
-            try await store(s, push("other", "b"))
-            #expect(try await s.quarantineExisting(state: .pending, reason: "switched on") == 2)
+            let b = push("other", "b")
+            try await store(s, b)
+            let mark = try await s.latestEventSequence()
+            let moved = try await s.applyQuarantineSweep(existing, limit: 10)
+            #expect(moved.count == 2)
+            #expect(moved.manifests == [ManifestRef(repository: "other", digest: b.record.digest.string),
+                                        ManifestRef(repository: "r", digest: a.record.digest.string)])
             await #expect(try s.manifest(repository: "r", digest: a.record.digest)?.quarantineState == .pending)
             await #expect(try s.manifest(repository: "r", digest: a.record.digest)?.quarantineReason == "switched on")
             await #expect(try s.manifest(repository: "r", digest: ref.record.digest)?.quarantineState == nil)
             await #expect(try s.manifest(repository: "r", digest: passed.record.digest)?.quarantineState == .passed)
-            await #expect(try s.unquarantinedManifests(limit: 10) == [])
-            #expect(try await s.quarantineExisting(state: .pending, reason: "switched on") == 0)
+            await #expect(try events(s, after: mark).isEmpty)
+            await #expect(try s.quarantineSweepSelection(existing, limit: 10).count == 0)
+            #expect(try await s.applyQuarantineSweep(existing, limit: 10).count == 0)
+            // Passed to Failed with a reason, referrers too
+            let failing = QuarantineSweep(from: .passed, includeReferrers: true, to: .failed, reason: "bad", eventDetail: "failed in bulk")
+            let failed = try await s.applyQuarantineSweep(failing, limit: 0)
+            #expect(failed.manifests == [])
+            #expect(failed.count == 1)
+            await #expect(try s.manifest(repository: "r", digest: passed.record.digest)?.quarantineReason == "bad")
+            await #expect(try events(s, after: mark).map(\.detail) == ["failed in bulk"])
         },
         Case("settings: nil until set, then the newest value; keys are independent; each write is one setting event") { s in
             let quarantine = SettingKey<String>("quarantine")
