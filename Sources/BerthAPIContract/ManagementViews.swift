@@ -497,6 +497,27 @@ public struct EventConsumerView: Codable, Sendable, Equatable {
     }
 }
 
+/// A lease on cluster-once background work (`GET /api/v1/leases`): which node holds it.
+public struct LeaseView: Codable, Sendable, Equatable {
+    /// `consumer:<event consumer>` for the core's consumers, `service:<type>` for a feature's
+    /// service (which runs that feature's consumers), `lifecycle` for the schedules.
+    public var name: String
+    /// The node holding it (its `--node` name), also after its time ran out.
+    public var holder: String
+    /// The fencing token: grows with every acquisition.
+    public var token: Int64
+    public var expiresAt: Date
+    /// Whether it had not run out when it was read (by the answering node's clock).
+    public var live: Bool
+    public init(name: String, holder: String, token: Int64, expiresAt: Date, live: Bool) {
+        self.name = name
+        self.holder = holder
+        self.token = token
+        self.expiresAt = expiresAt
+        self.live = live
+    }
+}
+
 // MARK: repositories
 
 /// The lock of a repository, tag or manifest (`false`: the operation is disabled).

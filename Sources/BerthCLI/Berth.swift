@@ -34,7 +34,7 @@ struct Berth: AsyncParsableCommand {
             RegistryShow.self, RegistryUpdate.self, AdminCredentialGroup.self, KeysGroup.self, CertificateGroup.self,
             NetworkRuleGroup.self, AuditGroup.self, WebhookGroup.self, ReplicationGroup.self, ConfigGroup.self, ManifestGroup.self,
             SignCommand.self, VerifyCommand.self, TrustStoreGroup.self,
-            RepositoryGroup.self, PurgeCommand.self, GCGroup.self, QuotaGroup.self, ShowUsage.self, EventConsumerGroup.self,
+            RepositoryGroup.self, PurgeCommand.self, GCGroup.self, QuotaGroup.self, ShowUsage.self, EventConsumerGroup.self, LeaseGroup.self,
             RecoverGroup.self, BackupCommand.self, RestoreCommand.self,
             ScanGroup.self, SBOMGroup.self,
             TaskCommandGroup.self, RunTaskFileCommand.self, BuildImageCommand.self,

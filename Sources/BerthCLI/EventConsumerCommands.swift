@@ -56,3 +56,31 @@ struct EventConsumerResume: AsyncParsableCommand {
 
     func run() async throws { try await EventConsumerGroup.post(client, out, name, "resume") }
 }
+
+// MARK: - berth lease
+
+struct LeaseGroup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lease", abstract: "Which node runs each piece of cluster-once background work.",
+        discussion: "Event consumers, feature services and the lifecycle schedules run on one node of a cluster at a time, "
+            + "under a lease that node renews; when it dies another takes the lease over after its time to live.",
+        subcommands: [LeaseList.self])
+}
+
+struct LeaseList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List the leases with their holders.")
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var out: OutputOptions
+
+    static let columns = [
+        Column("name", "name"), Column("holder", "holder"), Column("live", "live"), Column("expires", "expiresAt"),
+        Column("token", "token"),
+    ]
+
+    func run() async throws {
+        try await runCLI {
+            let c = try await ManagementClient.connect(client)
+            Printer.rows(try await c.call(.GET, "leases", answer: [LeaseView].self), columns: Self.columns, format: out.output)
+        }
+    }
+}

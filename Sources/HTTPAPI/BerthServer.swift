@@ -36,7 +36,8 @@ public enum BerthServer {
         // never a request's Host header: it is the audience every token is checked against.
         let service = AuthGate.serviceName(configured: serviceName, publicURL: publicURL, listen: (host, port))
         let responder = makeResponder(registry: registry, access: access, features: features, limits: limits,
-                                      publicURL: publicURL, serviceName: service, tls: tls != nil, metrics: metrics, logger: logger)
+                                      publicURL: publicURL, serviceName: service, tls: tls != nil, metrics: metrics,
+                                      leases: leases?.store, logger: logger)
         // Idle connections (between requests, or a request whose bytes stopped coming: slowloris)
         // are closed after two minutes; a response being written is never cut off.
         let http1Configuration = HTTP1Channel.Configuration(additionalChannelHandlers: [ExpectContinueHandler()],
@@ -146,11 +147,13 @@ public enum BerthServer {
     public static func makeResponder(registry: Registry, access: AccessControl?, features: [any RegistryFeature] = [],
                                      limits: RegistryResponder.Limits = .init(),
                                      publicURL: String? = nil, serviceName: String? = nil, tls: Bool = false,
-                                     metrics: HTTPMetrics = HTTPMetrics(), logger: Logger) -> RegistryResponder {
+                                     metrics: HTTPMetrics = HTTPMetrics(), leases: (any LeaseStore)? = nil,
+                                     logger: Logger) -> RegistryResponder {
         var accessLog = logger
         accessLog[metadataKey: "component"] = "access"
         return RegistryResponder(registry: registry, metrics: metrics, accessLog: accessLog, limits: limits,
-                                 access: access, features: features, publicURL: publicURL, tls: tls, serviceName: serviceName)
+                                 access: access, features: features, publicURL: publicURL, tls: tls, serviceName: serviceName,
+                                 leases: leases)
     }
 }
 

@@ -153,6 +153,13 @@ extension RegistryResponder {
         route(.post, "event-consumers/:name/resume") { _, context in
             jsonResponse(BerthAPIContract.EventConsumerView(try await registry.setEventConsumerPaused(try context.parameters.require("name"), paused: false)))
         }
+        route(.get, "leases") { _, _ in
+            let now = Date()
+            let leases = try await leases?.leases() ?? []
+            return jsonResponse(leases.sorted { $0.name < $1.name }.map {
+                LeaseView(name: $0.name, holder: $0.holder, token: $0.token, expiresAt: $0.expiresAt, live: $0.expiresAt > now)
+            })
+        }
         route(.get, "repositories") { _, _ in await jsonResponse(try registry.repositoryDetails().map(RepositoryDetailView.init)) }
     }
 

@@ -36,6 +36,8 @@ public struct RegistryResponder: HTTPResponder {
     let routing: (any BlobRouting)?
     /// Absolute base of upload sessions' `Location` (this region's data endpoint), else relative.
     let uploadBase: String
+    /// The leases the server runs its cluster-once work under (nil: it runs that work directly).
+    let leases: (any LeaseStore)?
     /// Everything outside `/v2/`; nil only in the copy its own handlers hold.
     private(set) var router: RouterResponder<Context>?
     private let inflightUploads = NIOLockedValueBox(0)
@@ -48,8 +50,9 @@ public struct RegistryResponder: HTTPResponder {
 
     public init(registry: Registry, metrics: HTTPMetrics, accessLog: Logger, limits: Limits = .init(),
                 access: AccessControl?, features: [any RegistryFeature] = [], publicURL: String? = nil, tls: Bool = false,
-                serviceName: String? = nil) {
+                serviceName: String? = nil, leases: (any LeaseStore)? = nil) {
         self.features = features
+        self.leases = leases
         self.registry = registry
         self.metrics = metrics
         self.accessLog = accessLog

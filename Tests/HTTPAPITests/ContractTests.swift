@@ -103,6 +103,7 @@ import Testing
             let runs = try await check([LifecycleRunView].self, .get, "/api/v1/lifecycle/runs")
             #expect(runs.count == 2 && runs.allSatisfy { $0.id != nil })
             _ = try await check([EventConsumerView].self, .get, "/api/v1/event-consumers")
+            _ = try await check([LeaseView].self, .get, "/api/v1/leases")
             _ = try await check(UsageView.self, .get, "/api/v1/usage")
             _ = try await check(UsageView.self, .get, "/api/v1/usage?repository=contract/app")
             _ = try await check([RepositoryDetailView].self, .get, "/api/v1/repositories")

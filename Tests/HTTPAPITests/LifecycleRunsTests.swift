@@ -30,3 +30,50 @@ import Testing
         }
     }
 }
+
+/// `GET /api/v1/leases`: which node holds each piece of cluster-once work, from the shared store.
+@Suite struct LeaseListTests {
+    @Test func everyLeaseWithItsHolderByNameLiveOrRunOutBehindTheManagementCheck() async throws {
+        let dir = tempDataDir()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
+        let store = registry.metadata as! any AccessStateStore & KeyMaterialStore & LeaseStore
+        let access = try await AccessControl.open(store: store, keyDirectory: dir + "/keys")
+        _ = try await access.bootstrap(ownerPassword: ownerPassword)
+        // held by other nodes of the cluster: one live, one whose holder stopped renewing (work
+        // this node does not run, so it does not take it over)
+        let live = try #require(try await store.acquireLease(name: "service:Elsewhere", holder: "node-b", ttl: 600))
+        let lapsed = try #require(try await store.acquireLease(name: "consumer:gone", holder: "node-c", ttl: 0.05))
+        try await Task.sleep(for: .milliseconds(100))
+        let app = try await BerthServer.makeApplication(registry: registry, access: access, host: "127.0.0.1", port: 0,
+                                                        leases: LeasedRunner(store: store, holder: "node-a"), logger: logger)
+        try await app.test(.router) { client in
+            let r = try await client.execute(uri: "/api/v1/leases", method: .get, headers: owner)
+            #expect(r.status == .ok)
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            let leases = try decoder.decode([LeaseView].self, from: Data(buffer: r.body))
+            #expect(leases.map(\.name) == leases.map(\.name).sorted())
+            let others = leases.filter { $0.holder != "node-a" }
+            #expect(others.map(\.name) == ["consumer:gone", "service:Elsewhere"])
+            #expect(others.map(\.holder) == ["node-c", "node-b"])
+            #expect(others.map(\.live) == [false, true])
+            #expect(others.map(\.token) == [lapsed.token, live.token])
+            #expect(abs(others[1].expiresAt.timeIntervalSince(live.expiresAt)) < 1)
+            // what this node's runner took (the lifecycle schedules, the retention consumer) is live
+            let mine = leases.filter { $0.holder == "node-a" }
+            #expect(mine.filter { !$0.live }.isEmpty)
+            #expect(try await client.execute(uri: "/api/v1/leases", method: .get).status == .unauthorized)
+        }
+    }
+
+    @Test func aServerRunningItsWorkWithoutLeasesListsNone() async throws {
+        let (app, _, _) = try await makeSecuredServer()
+        try await app.test(.router) { client in
+            let r = try await client.execute(uri: "/api/v1/leases", method: .get, headers: owner)
+            #expect(r.status == .ok)
+            #expect(String(buffer: r.body) == "[]")
+        }
+    }
+}

@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -576,3 +577,50 @@ def test_a_blob_a_client_was_told_exists_on_one_node_outlives_gc_on_another(clus
     assert r.status_code == 201, (r.status_code, r.text)
     for node in cluster.nodes:
         assert_pullable(Client(node.base, cluster.creds), repo, "new", new, new_blobs)
+
+
+# --- f. who runs the cluster-once work ------------------------------------------------------------
+
+def lease_list(cluster: Cluster, via: int) -> Dict[str, dict]:
+    """``berth lease list`` through node ``via``: lease name -> lease."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
+    env.update({"BERTH_REGISTRY": cluster.node(via).base, "BERTH_USERNAME": cluster.username,
+                "BERTH_PASSWORD": cluster.password, "XDG_CONFIG_HOME": str(cluster.workdir / "cli-config")})
+    out = subprocess.run([str(cluster.berth), "lease", "list", "-o", "json"], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return {lease["name"]: lease for lease in json.loads(out.stdout)}
+
+
+def holder_pid(lease: dict) -> int:
+    """A node's lease holder name is host:pid:nonce."""
+    return int(lease["holder"].split(":")[-2])
+
+
+def test_each_lease_is_held_by_one_running_node_and_moves_when_it_dies(cluster):
+    running = {n.proc.pid: i for i, n in enumerate(cluster.nodes) if n.is_running()}
+    assert len(running) == 3
+    poll("the lifecycle and retention leases taken",
+         lambda: {"lifecycle", "consumer:retention"} <= {n for n, l in lease_list(cluster, 0).items() if l["live"]})
+    leases = lease_list(cluster, 0)
+    assert lease_list(cluster, 1).keys() == leases.keys(), "every node answers from the one shared store"
+    for name, lease in leases.items():
+        if lease["live"]:
+            assert holder_pid(lease) in running, (name, lease, running)
+    before = leases["lifecycle"]
+    victim = running[holder_pid(before)]
+    cluster.kill(victim)
+    try:
+        survivor = next(i for i in range(3) if i != victim)
+
+        def moved() -> bool:
+            now = lease_list(cluster, survivor)["lifecycle"]
+            return now["live"] and holder_pid(now) in running and running[holder_pid(now)] != victim
+
+        # a dead holder stops renewing: the lease runs out (15 s) and another node takes it
+        took = poll("the lifecycle lease taken over by a surviving node", moved, seconds=90)
+        after = lease_list(cluster, survivor)["lifecycle"]
+        assert after["token"] > before["token"], (before, after)
+        print(f"lifecycle lease moved from node {victim} to node {running[holder_pid(after)]} in {took:.1f} s")
+    finally:
+        cluster.restart(victim)
