@@ -392,6 +392,7 @@ CONTRACT_BODIES: Dict[Route, Tuple[object, object]] = {
     ("GET", "/api/v1/lifecycle/runs"): (None, ["LifecycleRunView"]),
     ("POST", "/api/v1/gc"): ("DryRunRequest", "GarbageCollectionReportView"),
     ("GET", "/api/v1/event-consumers"): (None, ["EventConsumerView"]),
+    ("GET", "/api/v1/leases"): (None, ["LeaseView"]),
     ("POST", "/api/v1/event-consumers/{}/pause"): (None, "EventConsumerView"),
     ("POST", "/api/v1/event-consumers/{}/resume"): (None, "EventConsumerView"),
     ("GET", "/api/v1/usage"): (None, "UsageView"),
