@@ -397,25 +397,28 @@ struct TaskCancelRun: AsyncParsableCommand {
     }
 }
 
-/// Saves `taskFile` as task `name` (created, or its file and values replaced) and runs it on
+/// Saves `taskFile` as task `name` (created, or its file, values, timeout and scope replaced: a
+/// setting an earlier caller gave the shared task never carries over into this run) and runs it on
 /// `context`. The run is queued only while the task holds what was saved (its `definition`):
 /// another caller's `berth run` or `berth build` with the same name in between (the default names
 /// are shared) would otherwise run their file on this context. Saved and queued again then, after
 /// a short random pause, at most five times.
 private func runUploaded(_ c: ManagementClient, name: String, taskFile: String, values: [String: String]?, context: String,
-                         format: OutputFormat) async throws {
+                         timeout: Int, scope: [String], format: OutputFormat) async throws {
     let attempts = 5
     for attempt in 1... {
         if attempt > 1 { try await Task.sleep(for: .milliseconds(Int.random(in: 200...1000) * (attempt - 1))) }
         let last = attempt == attempts
         let saved: JSONValue
+        var replacing = TaskRequest(taskFile: taskFile, context: "", values: values ?? [:], timeoutSeconds: timeout)
+        replacing.scope = scope
         do {
-            saved = try await c.call(.PATCH, "tasks/" + Fmt.path(name),
-                                     sending: TaskRequest(taskFile: taskFile, context: "", values: values ?? [:]), answer: TaskView.self)
+            saved = try await c.call(.PATCH, "tasks/" + Fmt.path(name), sending: replacing, answer: TaskView.self)
         } catch let e as RegistryAPIError where e.status == 404 {
+            var creating = TaskRequest(name: name, taskFile: taskFile, values: values, timeoutSeconds: timeout)
+            creating.scope = scope.isEmpty ? nil : scope
             do {
-                saved = try await c.call(.POST, "tasks", sending: TaskRequest(name: name, taskFile: taskFile, values: values),
-                                         answer: TaskView.self)
+                saved = try await c.call(.POST, "tasks", sending: creating, answer: TaskView.self)
             } catch let e as RegistryAPIError where e.status == 409 && e.code == "CONFLICT" && !last {
                 continue   // made by another caller since: saved over on the next attempt
             }
@@ -442,13 +445,17 @@ struct RunTaskFileCommand: AsyncParsableCommand {
     @Option(help: "The task to save it as.") var name = "quick-run"
     @Option(name: .customLong("set"), help: ArgumentHelp("A value for {{.Values.KEY}}.", valueName: "key=value")) var set: [String] = []
     @Option(help: "A values file: a YAML mapping of names to single values (`--set` wins).") var values: String?
+    @Option(help: "Seconds the run may take in all.") var timeout = 3600
+    @Option(name: .customLong("repository"), help: "A repository the file's 'berth' commands may act on (repeat it): the run's scope.")
+    var scope: [String] = []
     @Argument(help: "The context directory.") var context: String
 
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
             try await runUploaded(c, name: name, taskFile: try TaskCommands.readFile(file),
-                                  values: try TaskCommands.values(set: set, file: values), context: context, format: out.output)
+                                  values: try TaskCommands.values(set: set, file: values), context: context,
+                                  timeout: timeout, scope: scope, format: out.output)
         }
     }
 }
@@ -462,6 +469,7 @@ struct BuildImageCommand: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "REPOSITORY:TAG in this registry ({{.Run.ID}} and $ID allowed).") var tag: String
     @Option(name: .shortAndLong, help: "The Dockerfile, relative to the context.") var file = "Dockerfile"
     @Option(help: "The task to save it as.") var name = "quick-build"
+    @Option(help: "Seconds the build and push may take in all.") var timeout = 3600
     @Argument(help: "The context directory.") var context: String
 
     func run() async throws {
@@ -481,7 +489,8 @@ struct BuildImageCommand: AsyncParsableCommand {
 
                 """
             let c = try await ManagementClient.connect(client)
-            try await runUploaded(c, name: name, taskFile: taskFile, values: nil, context: context, format: out.output)
+            try await runUploaded(c, name: name, taskFile: taskFile, values: nil, context: context, timeout: timeout, scope: [],
+                                  format: out.output)
         }
     }
 }

@@ -113,6 +113,14 @@ def test_berth_build_and_a_bad_task_file(cli, registry, context, tmp_path):
     run = json.loads(built.stdout)
     assert run["status"] == "succeeded" and run["pushed"][0]["reference"] == f"{registry.host}/hello:cb1", run
     assert manifest_status(registry, "hello", "cb1") == 200
+    # Another caller's settings on the shared task never carry over into a quick build: each
+    # `berth build` saves its own timeout and no scope.
+    cli("task", "update", "--name", "quick-build", "--timeout", "7", "--repository", "hello")
+    assert cli.json("task", "show", "--name", "quick-build")["scope"] == ["hello"]
+    run = json.loads(cli.run("build", "-t", "hello:{{.Run.ID}}", str(context), "-o", "json").stdout)
+    assert run["status"] == "succeeded", run
+    task = cli.json("task", "show", "--name", "quick-build")
+    assert task["timeoutSeconds"] == 3600 and task.get("scope") in (None, []), task
 
     (tmp_path / "bad.yaml").write_text("version: v1.1.0\nsteps:\n  - id: build\n    build: -t x .\n    colour: blue\n")
     message = cli.fails("task", "create", "--name", "bad", "--file", str(tmp_path / "bad.yaml"))
