@@ -142,6 +142,17 @@ public struct SharedKeyMaterial: Sendable {
         try await store.storeKeyMaterial(named: name, try seal(name, plaintext, version: expectedVersion + 1), expectedVersion: expectedVersion)
     }
 
+    /// The names of the material stored under names beginning with `prefix`, in byte order.
+    public func names(prefix: String) async throws -> [String] {
+        try await store.keyMaterialNames(prefix: prefix)
+    }
+
+    /// Removes the material under `name` for good (a rotated key's old period).
+    @discardableResult
+    public func remove(_ name: String) async throws -> Bool {
+        try await store.deleteKeyMaterial(named: name)
+    }
+
     /// The material under `name`; when there is none, the one `create` makes is stored first. Of
     /// several processes creating it at once, one stores its own and all answer that one.
     public func loadOrCreate(_ name: String, create: () throws -> Data) async throws -> (version: Int64, plaintext: Data) {

@@ -127,9 +127,12 @@ struct Serve: AsyncParsableCommand {
     /// material (sealed at rest), made on first use. Always on, so peers can check this region's
     /// health and verify its keys; it routes only with a data endpoint.
     static func dataRouting(_ settings: ServeSettings, _ shared: SharedKeyMaterial) -> DataRoutingConfiguration {
-        DataRoutingConfiguration(dataEndpoint: settings.dataEndpoint, clientNetworks: settings.clientNetworks) { name in
+        var routing = DataRoutingConfiguration(dataEndpoint: settings.dataEndpoint, clientNetworks: settings.clientNetworks) { name in
             try await shared.loadOrCreate(name) { DataRoutingConfiguration.newSigningKey() }.plaintext
         }
+        routing.signingKeyNames = { try await shared.names(prefix: DataRouting.keyNamePrefix) }
+        routing.removeSigningKey = { try await shared.remove($0) }
+        return routing
     }
 
     private func serve() async throws {

@@ -25,4 +25,18 @@ extension PostgresMetadataStore {
                 """) == 1
         }
     }
+
+    public func keyMaterialNames(prefix: String) async throws -> [String] {
+        try await single { tx in
+            try await tx.rows("""
+                SELECT name FROM key_material WHERE left(name, length(\(prefix))) = \(prefix) ORDER BY name COLLATE "C"
+                """).map { try $0.decode(0, String.self) }
+        }
+    }
+
+    public func deleteKeyMaterial(named name: String) async throws -> Bool {
+        try await write(serialized: false) { tx in
+            try await tx.count("DELETE FROM key_material WHERE name = \(name) RETURNING 1") > 0
+        }
+    }
 }

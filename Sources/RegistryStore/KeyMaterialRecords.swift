@@ -10,4 +10,9 @@ public protocol KeyMaterialStore: Sendable {
     /// (0: nothing stored yet) and answers true; answers false, changing nothing, otherwise.
     /// Of two writers from the same version exactly one wins.
     func storeKeyMaterial(named name: String, _ blob: Data, expectedVersion: Int64) async throws -> Bool
+    /// The names stored that begin with `prefix` (byte-wise), in byte order.
+    func keyMaterialNames(prefix: String) async throws -> [String]
+    /// Removes what is stored under `name`; false when nothing was. For material that is retired
+    /// for good (a rotated key's old period): its name is not written again.
+    func deleteKeyMaterial(named name: String) async throws -> Bool
 }

@@ -30,6 +30,11 @@ public struct DataRoutingConfiguration: Sendable {
     /// missing. Keys rotate every `keyPeriod`; a new period's key is made on first use.
     public var signingKeyMaterial: @Sendable (_ name: String) async throws -> Data
     public var keyPeriod: TimeInterval = 30 * 86_400
+    /// The stored names of this region's signing keys (`DataRouting.keyNamePrefix` + period) and
+    /// their removal: when a period's key is first used, the keys of the periods before the
+    /// previous one are removed (`DataRouting.retiredKeys`). Nil: old keys are kept.
+    public var signingKeyNames: (@Sendable () async throws -> [String])?
+    public var removeSigningKey: (@Sendable (_ name: String) async throws -> Void)?
 
     /// A fresh Ed25519 signing key, raw (32 bytes), for `signingKeyMaterial` to store.
     public static func newSigningKey() -> Data { Curve25519.Signing.PrivateKey().rawRepresentation }
@@ -84,15 +89,46 @@ public final class DataRouting: BlobRouting, Sendable {
 
     // MARK: signing (the login server's side)
 
-    static let keyNamePrefix = "replication-data-signing-key-"
+    /// The shared key material name of a period's signing key is this and the period's number.
+    public static let keyNamePrefix = "replication-data-signing-key-"
 
     func signingKey(now: Date) async throws -> Curve25519.Signing.PrivateKey {
         let period = Int64(now.timeIntervalSince1970 / configuration.keyPeriod)
         if let key = signingKeys.withLockedValue({ $0[period] }) { return key }
         let raw = try await configuration.signingKeyMaterial(Self.keyNamePrefix + String(period))
         let key = try Curve25519.Signing.PrivateKey(rawRepresentation: raw)
-        signingKeys.withLockedValue { $0[period] = key }
+        let first = signingKeys.withLockedValue { keys -> Bool in
+            defer { keys[period] = key }
+            keys = keys.filter { $0.key >= period - 1 }
+            return keys[period] == nil
+        }
+        if first { await retireKeys(before: period - 1) }
         return key
+    }
+
+    /// The names among `names` of signing keys of periods before `period` (not of another form).
+    /// A URL signed in the previous period may still be verified early in this one (it lives at
+    /// most `DataEndpointSignature.maxLifetime`), so that key stays; older ones sign nothing more.
+    static func retiredKeys(_ names: [String], before period: Int64) -> [String] {
+        names.filter { name in
+            guard name.hasPrefix(keyNamePrefix), let p = Int64(name.dropFirst(keyNamePrefix.count)),
+                  String(p) == name.dropFirst(keyNamePrefix.count) else { return false }
+            return p < period
+        }
+    }
+
+    /// Removes the stored signing keys of periods before `period` (every node may try: a removal
+    /// of what another node removed changes nothing). A failure is logged: the next period tries again.
+    func retireKeys(before period: Int64) async {
+        guard let list = configuration.signingKeyNames, let remove = configuration.removeSigningKey else { return }
+        do {
+            for name in Self.retiredKeys(try await list(), before: period) {
+                try await remove(name)
+                logger.info("retired an old data-endpoint signing key", metadata: ["key": "\(name)"])
+            }
+        } catch {
+            logger.warning("could not remove old data-endpoint signing keys", metadata: ["error": "\(error)"])
+        }
     }
 
     /// The public key of the current period, for peers (`GET /api/v1/replication/data-key`).

@@ -22,4 +22,20 @@ extension SQLiteMetadataStore {
             return true
         }
     }
+
+    public func keyMaterialNames(prefix: String) async throws -> [String] {
+        try await pool.read { db in
+            // substr compares bytes (BLOB affinity of the cast), unlike LIKE with its wildcards and case folding
+            try String.fetchAll(db, sql: """
+                SELECT name FROM key_material WHERE substr(CAST(name AS BLOB), 1, ?) = CAST(? AS BLOB) ORDER BY name
+                """, arguments: [prefix.utf8.count, prefix])
+        }
+    }
+
+    public func deleteKeyMaterial(named name: String) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM key_material WHERE name = ?", arguments: [name])
+            return db.changesCount > 0
+        }
+    }
 }

@@ -78,6 +78,44 @@ import Testing
         return (try #require(c.port), c.percentEncodedPath + "?" + (c.percentEncodedQuery ?? ""))
     }
 
+    @Test func aNewPeriodsKeyRetiresTheStoredKeysOfPeriodsBeforeThePreviousOne() async throws {
+        let dir = tempDataDir()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
+        let backend = registry.metadata as! any MetadataBackend
+        let access = try await AccessControl.open(store: backend, keyDirectory: dir + "/keys")
+        _ = try await access.bootstrap(ownerPassword: ownerPassword)
+        let shared = SharedKeyMaterial(store: backend, kek: KeyEncryptionKey.generate())
+        let key = try await ReplicationService.sharedSealingKey(shared)
+        let service = ReplicationService(store: backend, events: backend, sealingKey: key, policy: try OutboundPolicy(allow: "127.0.0.1/32"),
+                                         logger: logger, region: "westeurope", content: backend, registers: backend, settings: backend)
+        let applier = ReplicationApplier(registry: registry, service: service, registers: backend, logger: logger)
+        var routing = DataRoutingConfiguration(dataEndpoint: nil, clientNetworks: try ClientNetworks.parse([])) { name in
+            try await shared.loadOrCreate(name) { DataRoutingConfiguration.newSigningKey() }.plaintext
+        }
+        routing.signingKeyNames = { try await shared.names(prefix: DataRouting.keyNamePrefix) }
+        routing.removeSigningKey = { try await shared.remove($0) }
+        let period = Int64(Date().timeIntervalSince1970 / routing.keyPeriod)
+        let prefix = DataRouting.keyNamePrefix
+        for old in [period - 9, period - 2, period - 1] {
+            _ = try await shared.loadOrCreate(prefix + String(old)) { DataRoutingConfiguration.newSigningKey() }
+        }
+        _ = try await shared.loadOrCreate(prefix + "notes") { Data([1]) }   // not a period's key: left alone
+        let app = try await BerthServer.makeApplication(
+            registry: registry, access: access,
+            features: [ReplicationFeature(service: service, applier: applier, poll: .seconds(60), routing: routing)],
+            host: "127.0.0.1", port: 0, logger: logger)
+        let peer = try await replicator(access)
+        try await app.test(.router) { client in
+            let r = try await client.execute(uri: "/api/v1/replication/data-key", method: .get,
+                                             headers: [.authorization: "Basic " + Data(peer.utf8).base64EncodedString()])
+            #expect(r.status == .ok)
+        }
+        let names = try await shared.names(prefix: prefix)
+        #expect(names == [prefix + String(period - 1), prefix + String(period), prefix + "notes"].sorted())
+    }
+
     @Test func aBlobGetIsSentToTheHealthyRegionOfItsClientAndServedThereVerified() async throws {
         let west = try await region("westeurope", dataEndpoint: "https://west.data.example", networks: ["127.0.0.1/32=sea", "10.0.0.0/8=westeurope"])
         let sea = try await region("sea", dataEndpoint: nil, networks: [])

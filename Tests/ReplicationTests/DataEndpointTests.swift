@@ -8,6 +8,14 @@ import Testing
 @Suite struct DataEndpointTests {
     func ip(_ s: String) -> IPAddress { IPAddress(s)! }
 
+    @Test func theKeysOfPeriodsBeforeThePreviousOneAreRetiredAndNothingElse() {
+        let p = DataRouting.keyNamePrefix
+        let names = [p + "7", p + "8", p + "9", p + "10", p + "x", p + "08", p + "-3", "other-7", p]
+        #expect(DataRouting.retiredKeys(names, before: 9) == [p + "7", p + "8", p + "-3"])
+        #expect(DataRouting.retiredKeys(names, before: 0) == [p + "-3"])
+        #expect(DataRouting.retiredKeys([], before: 9) == [])
+    }
+
     @Test func theLongestClientNetworkWins() throws {
         let networks = try ClientNetworks.parse(["10.0.0.0/8=westeurope", "10.20.0.0/16=southeastasia,10.20.30.40=eastus", "fd00::/8=sea"])
         #expect(networks.region(for: ip("10.1.2.3")) == "westeurope")

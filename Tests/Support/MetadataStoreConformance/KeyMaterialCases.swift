@@ -4,6 +4,22 @@ import Testing
 
 extension MetadataStoreConformance {
     static let keyMaterialCases: [Case] = [
+        Case("key material: names by a byte prefix in byte order; a deleted name is gone, once") { s in
+            for name in ["data-key-12", "data-key-10", "data-key-9", "data-keyX", "DATA-key-1", "data_key-1", "tokens"] {
+                #expect(try await s.storeKeyMaterial(named: name, Data([1]), expectedVersion: 0))
+            }
+            let names = try await s.keyMaterialNames(prefix: "data-key-")
+            #expect(names == ["data-key-10", "data-key-12", "data-key-9"])
+            await #expect(try s.keyMaterialNames(prefix: "data_") == ["data_key-1"])   // no wildcard
+            await #expect(try s.keyMaterialNames(prefix: "%") == [])
+            await #expect(try s.keyMaterialNames(prefix: "").count == 7)
+            #expect(try await s.deleteKeyMaterial(named: "data-key-9"))
+            #expect(try await s.deleteKeyMaterial(named: "data-key-9") == false)
+            await #expect(try s.keyMaterial(named: "data-key-9") == nil)
+            await #expect(try s.keyMaterialNames(prefix: "data-key-") == ["data-key-10", "data-key-12"])
+            await #expect(try s.keyMaterial(named: "data-key-10")?.blob == Data([1]))
+            await #expect(try s.latestEventSequence() == 0)
+        },
         Case("key material: nil while absent, then compare-and-swap on the version, per name") { s in
             await #expect(try s.keyMaterial(named: "tokens") == nil)
             let one = Data([1, 2, 3]), two = Data([4, 5])
