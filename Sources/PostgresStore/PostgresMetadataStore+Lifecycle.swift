@@ -347,6 +347,9 @@ extension PostgresMetadataStore {
                     """) else { throw RestoreError.planStale }
                 let d = try row.decode("digest", String.self)
                 guard try await !present(d) else { throw RestoreError.planStale }
+                let ids = try await tx.rows("SELECT id FROM deleted_manifests WHERE repo_id = \(repo) AND digest = \(d)")
+                    .map { try $0.decode(0, Int64.self) }
+                guard ids.allSatisfy(plan.known.contains) else { throw RestoreError.planStale }
                 let refs = try await tx.rows("SELECT child, kind FROM deleted_refs WHERE deleted_id = \(id)")
                     .map { (child: try $0.decode(0, String.self), kind: try $0.decode(1, Int.self)) }
                 for ref in refs where ref.kind == 1 {

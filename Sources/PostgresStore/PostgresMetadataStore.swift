@@ -520,14 +520,19 @@ public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTr
         }
     }
 
+    /// The condition selecting what `sweep` moves (manifests `m`), written per case so the
+    /// partial index on `quarantine_state` serves a sweep from a state (`IS NOT DISTINCT FROM`
+    /// would not use it). States are the enum's fixed names, never client text.
+    private static func sweepCondition(_ sweep: QuarantineSweep) -> String {
+        let state = sweep.from.map { "m.quarantine_state = '\($0.rawValue)'" } ?? "m.quarantine_state IS NULL"
+        return sweep.includeReferrers ? state : state + " AND m.subject IS NULL"
+    }
+
     private static func sweepSelection(_ tx: Tx, _ sweep: QuarantineSweep, limit: Int) async throws -> (manifests: [ManifestRef], count: Int) {
-        let (from, all) = (sweep.from?.rawValue, sweep.includeReferrers)
-        let count = try await tx.value("""
-            SELECT COUNT(*) FROM manifests m WHERE m.quarantine_state IS NOT DISTINCT FROM \(from) AND (\(all) OR m.subject IS NULL)
-            """, Int.self) ?? 0
+        let condition = sweepCondition(sweep)
+        let count = try await tx.value("SELECT COUNT(*) FROM manifests m WHERE \(unescaped: condition)", Int.self) ?? 0
         let refs = try await tx.rows("""
-            SELECT r.name, m.digest FROM manifests m JOIN repositories r ON r.id = m.repo_id
-            WHERE m.quarantine_state IS NOT DISTINCT FROM \(from) AND (\(all) OR m.subject IS NULL)
+            SELECT r.name, m.digest FROM manifests m JOIN repositories r ON r.id = m.repo_id WHERE \(unescaped: condition)
             ORDER BY r.name, m.digest LIMIT \(max(0, limit))
             """).map { ManifestRef(repository: try $0.decode(0), digest: try $0.decode(1)) }
         return (refs, count)
@@ -541,12 +546,11 @@ public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTr
         let origin = EventOrigin.current
         return try await write { tx in
             let listed = try await Self.sweepSelection(tx, sweep, limit: limit)
-            let (from, all) = (sweep.from?.rawValue, sweep.includeReferrers)
+            let condition = Self.sweepCondition(sweep)
             if let detail = sweep.eventDetail {
                 for row in try await tx.rows("""
                     SELECT r.name, m.digest, m.media_type, m.size FROM manifests m JOIN repositories r ON r.id = m.repo_id
-                    WHERE m.quarantine_state IS NOT DISTINCT FROM \(from) AND (\(all) OR m.subject IS NULL)
-                    ORDER BY r.name, m.digest
+                    WHERE \(unescaped: condition) ORDER BY r.name, m.digest
                     """) {
                     try await Self.appendEvent(tx, origin, .quarantine, try row.decode(0), digest: try row.decode(1),
                                                mediaType: try row.decode(2), size: try row.decode(3), detail: detail)
@@ -554,7 +558,7 @@ public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTr
             }
             let count = try await tx.count("""
                 UPDATE manifests AS m SET quarantine_state = \(sweep.to?.rawValue), quarantine_reason = \(sweep.reason)
-                WHERE m.quarantine_state IS NOT DISTINCT FROM \(from) AND (\(all) OR m.subject IS NULL) RETURNING 1
+                WHERE \(unescaped: condition) RETURNING 1
                 """)
             return (listed.manifests, count)
         }

@@ -12,9 +12,12 @@ import RegistryStore
 ///   was planned (the store refuses to move it from anywhere else), and the tag-history cap.
 /// - `TagDeletion` (`tagDeletion`): the tag's expected target, that its lock goes with it, the cap.
 /// - a restore: `RestorePlanning` (RestorePlanning.swift).
-/// - `LifecycleChange` (`withDeletionRules`): the same two rules for lifecycle deletions.
+/// - `LifecycleChange` (`withDeletionRules`): the tags a deleted manifest takes with it
+///   (`cascadeTags`), and the lock and history rules above, for lifecycle deletions.
 /// - `QuarantineUpdate` (`quarantine`): which manifests follow a verdict, from which state, with
 ///   which reason.
+/// - `QuarantineSweep` (`quarantineExisting`, `releasePending`): what switching quarantine on or
+///   off moves.
 public enum ContentPlanner {
     /// Former tags a manifest remembers: what a soft-deleted manifest takes to the recycle bin
     /// (and restore can put back).

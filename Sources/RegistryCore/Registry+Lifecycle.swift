@@ -782,6 +782,13 @@ extension Registry {
         }
         let reads = RestorePlanning.Reads.store(metadata, repository: repository.value)
         for attempt in 1...ContentPlanner.attempts {
+            // The named tag's locks first, as a push checks them: a locked tag is refused before
+            // anything else is said about the restore.
+            var checked: Digest?
+            if let tag {
+                checked = try await metadata.tagTarget(repository: repository.value, tag: tag)
+                try await checkTagMove(repository.value, tag: tag, from: checked, to: digest)
+            }
             let outcome: RestorePlanning.Outcome
             do {
                 outcome = try await RestorePlanning.plan(digest: digest.string, tags: tag.map { [$0] },
@@ -791,7 +798,7 @@ extension Registry {
             } catch RestorePlanning.Failure.childMissing(let d) {
                 throw LifecycleError.conflict("cannot restore \(digest): \(d) is no longer stored")
             }
-            if let tag {
+            if let tag, outcome.tagTargets[tag] != checked?.string {   // it moved between the two reads
                 try await checkTagMove(repository.value, tag: tag, from: outcome.tagTargets[tag].flatMap { try? Digest(parsing: $0) },
                                        to: digest)
             }

@@ -68,38 +68,50 @@ public enum RestorePlanning {
     /// - the newest bin entry of the digest comes back, with every manifest it lists first (a
     ///   listed manifest stored already is left as it is; one neither stored nor in the bin
     ///   refuses the restore: an index never comes back without its children);
-    /// - then the referrers deleted at the same moment as it (its signatures and SBOMs, deleted
-    ///   with it), each by the same rules, oldest entry first;
+    /// - then the referrers deleted at the same moment as a manifest that comes back (its
+    ///   signatures and SBOMs, deleted with it), each by the same rules, in digest order, once
+    ///   everything planned before them is placed (a referrer may list a manifest that comes back);
     /// - named tags are moved to it from wherever they point (the caller checks their locks);
     ///   former tags only when they point nowhere now, in the order the history keeps them.
+    /// The plan names every bin entry read of the digests it restores (`RestorePlan.known`), so a
+    /// deletion of one of them made meanwhile makes it stale.
     public static func plan(digest: String, tags: [String]?, tagHistoryLimit: Int, reads: Reads) async throws -> Outcome {
-        guard let root = newest(try await reads.entries([digest]), digest: digest) else { throw Failure.notInRecycleBin }
+        var known: Set<Int64> = []
+        func entries(_ digests: [String]) async throws -> [RecycleBinEntry] {
+            let found = try await reads.entries(digests)
+            known.formUnion(found.map(\.entry.id))
+            return found
+        }
+        guard let root = newest(try await entries([digest]), digest: digest) else { throw Failure.notInRecycleBin }
         var order: [RecycleBinEntry] = []
-        var planned: Set<String> = []
+        var claimed: Set<String> = []
+        var pending: [RecycleBinEntry] = []
 
+        // Children first, depth first; referrers wait in `pending` until what is under way is placed.
         func visit(_ e: RecycleBinEntry) async throws {
             let d = e.entry.digest
-            guard !planned.contains(d), try await !reads.present(d) else { return }
-            planned.insert(d)
+            guard !claimed.contains(d), try await !reads.present(d) else { return }
+            claimed.insert(d)
             var absent: [String] = []
-            for child in e.manifests where !planned.contains(child) {
+            for child in e.manifests where !claimed.contains(child) {
                 if try await !reads.present(child) { absent.append(child) }
             }
             if !absent.isEmpty {
-                let found = try await reads.entries(absent)
+                let found = try await entries(absent)
                 for child in absent {
                     guard let entry = newest(found, digest: child) else { throw Failure.childMissing(child) }
                     try await visit(entry)
                 }
             }
             order.append(e)
-            let together = try await reads.referrers(d)
-                .filter { $0.entry.deletedAt == e.entry.deletedAt }
-                .sorted { $0.entry.id < $1.entry.id }
-            for referrer in together { try await visit(referrer) }
+            let referrers = try await reads.referrers(d)
+            known.formUnion(referrers.map(\.entry.id))
+            pending += referrers.filter { $0.entry.deletedAt == e.entry.deletedAt }
+                .sorted { $0.entry.digest != $1.entry.digest ? $0.entry.digest < $1.entry.digest : $0.entry.id < $1.entry.id }
         }
         try await visit(root)
         guard !order.isEmpty else { throw Failure.notInRecycleBin }
+        while !pending.isEmpty { try await visit(pending.removeFirst()) }
 
         var moves: [RestoreTagMove] = []
         var applied: [String] = []
@@ -112,7 +124,8 @@ public enum RestorePlanning {
             if current != digest { moves.append(RestoreTagMove(tag: tag, expected: current)) }
             applied.append(tag)
         }
-        let plan = RestorePlan(entries: order.map(\.entry.id), digest: digest, tagMoves: moves, tagHistoryLimit: tagHistoryLimit)
+        let plan = RestorePlan(entries: order.map(\.entry.id), digest: digest, tagMoves: moves, tagHistoryLimit: tagHistoryLimit,
+                               known: known)
         let restored = order.map { RestoredManifest(digest: $0.entry.digest, tags: $0.entry.digest == digest ? applied : []) }
         return Outcome(plan: plan, restored: restored, tagTargets: targets)
     }

@@ -209,11 +209,16 @@ public struct RestorePlan: Sendable, Equatable {
     public var tagMoves: [RestoreTagMove]
     /// How many former tags a manifest that loses a tag to the restore keeps in its history.
     public var tagHistoryLimit: Int
-    public init(entries: [Int64], digest: String, tagMoves: [RestoreTagMove], tagHistoryLimit: Int) {
+    /// Every bin entry the plan was made from, of every digest it restores: an entry of such a
+    /// digest that is not among them (deleted again since) makes the plan stale.
+    public var known: Set<Int64>
+    /// `known` nil: the planned entries only (a plan made from a bin holding nothing else of them).
+    public init(entries: [Int64], digest: String, tagMoves: [RestoreTagMove], tagHistoryLimit: Int, known: Set<Int64>? = nil) {
         self.entries = entries
         self.digest = digest
         self.tagMoves = tagMoves
         self.tagHistoryLimit = tagHistoryLimit
+        self.known = known ?? Set(entries)
     }
 }
 
@@ -418,8 +423,9 @@ public protocol LifecycleStore: Sendable {
     /// Every recycle-bin entry of the repository whose subject is `subject`, in no particular order.
     func recycleBinEntries(repository: String, subject: String) async throws -> [RecycleBinEntry]
     /// Applies a restore the core planned, as one transaction or not at all. Each entry, in the
-    /// plan's order, must still be in this repository's bin, its manifest not stored, and every
-    /// manifest it lists stored by then (else `RestoreError.planStale`); every blob it referenced
+    /// plan's order, must still be in this repository's bin, every bin entry of its digest among
+    /// `plan.known`, its manifest not stored, and every manifest it lists stored by then (else
+    /// `RestoreError.planStale`); every blob it referenced
     /// and its own bytes must be stored (else `RestoreError.childMissing`, nothing restored). Each
     /// comes back with its links, references and quarantine state, with a `restore` event. Each tag
     /// move must find its tag where it was planned from (else `RestoreError.tagConflict`); the tag
@@ -457,8 +463,8 @@ public protocol LifecycleStore: Sendable {
     func quotaExceeded(_ quotas: [QuotaLimit], repository: String, digest: String, size: Int64) async throws -> QuotaExceeded?
 
     // reports and schedules
-    /// Records a run's report, keeping the newest `keep` reports of its kind (the core's number);
-    /// returns its id.
+    /// Records a run's report, keeping the newest `keep` reports of its kind (the core's number;
+    /// less than one keeps this one); returns its id.
     @discardableResult
     func recordRun(kind: RunKind, name: String?, dryRun: Bool, startedAt: Date, finishedAt: Date, report: String,
                    event: (action: EventAction, detail: String)?, keep: Int) async throws -> Int64

@@ -79,7 +79,7 @@ public protocol WebhookStore: Sendable {
                        enabled: Bool?, restartConsumerIfReenabled: String?) async throws -> Bool
     func deleteWebhook(name: String) async throws -> Bool
     /// Records a delivery attempt, keeping the newest `keep` of its webhook (the caller's
-    /// number); returns its id.
+    /// number; less than one keeps this one); returns its id.
     @discardableResult
     func recordDelivery(_ delivery: WebhookDelivery, keep: Int) async throws -> Int64
     func deliveries(webhook: String, limit: Int) async throws -> [WebhookDelivery]

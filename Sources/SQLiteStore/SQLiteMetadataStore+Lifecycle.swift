@@ -327,6 +327,8 @@ extension SQLiteMetadataStore {
                                                  arguments: [id, repo]) else { throw RestoreError.planStale }
                 let d: String = row["digest"]
                 guard try !present(d) else { throw RestoreError.planStale }
+                let ids = try Int64.fetchAll(db, sql: "SELECT id FROM deleted_manifests WHERE repo_id = ? AND digest = ?", arguments: [repo, d])
+                guard ids.allSatisfy(plan.known.contains) else { throw RestoreError.planStale }
                 let refs = try Row.fetchAll(db, sql: "SELECT child, kind FROM deleted_refs WHERE deleted_id = ?", arguments: [id])
                 for ref in refs where (ref["kind"] as Int) == 1 {
                     guard try present(ref["child"]) else { throw RestoreError.planStale }

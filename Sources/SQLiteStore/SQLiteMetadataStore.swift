@@ -1228,9 +1228,12 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         }
     }
 
-    /// The condition and arguments selecting what `sweep` moves (manifests `m`).
+    /// The condition and arguments selecting what `sweep` moves (manifests `m`), written per case
+    /// (a plain comparison for a state, `IS NULL` for none) so an index on the state could serve it.
     private static func sweepFilter(_ sweep: QuarantineSweep) -> (sql: String, arguments: StatementArguments) {
-        ("m.quarantine_state IS ? AND (? OR m.subject IS NULL)", [sweep.from?.rawValue, sweep.includeReferrers])
+        let state = sweep.from == nil ? "m.quarantine_state IS NULL" : "m.quarantine_state = ?"
+        return (sweep.includeReferrers ? state : state + " AND m.subject IS NULL",
+                sweep.from.map { [$0.rawValue] } ?? [])
     }
 
     private static func sweepSelection(_ db: Database, _ sweep: QuarantineSweep, limit: Int) throws -> (manifests: [ManifestRef], count: Int) {

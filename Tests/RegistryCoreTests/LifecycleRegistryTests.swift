@@ -119,6 +119,38 @@ import Testing
         await #expect(try r.deletedManifests(repo).map(\.digest) == [first.string])
     }
 
+    @Test func aRestoreOfWhatIsNotInTheBinIs404AnIndexWithoutItsChild409ALockedTag403First() async throws {
+        let r = try makeRegistry()
+        var soft = SoftDeletePolicy()
+        soft.enabled = true
+        try await r.updateSoftDelete(soft)
+        let kept = try await push(r, repo, tag: "t", layer: Array("kept".utf8))
+        let child = try await push(r, repo, tag: "c", layer: Array("child".utf8))
+        let stored = try await push(r, repo, tag: nil, layer: Array("stored".utf8))
+        await #expect(throws: LifecycleError.notFound("manifest \(stored) in the recycle bin of \(repo.value)")) {
+            try await r.restoreManifest(repo, digest: stored, tag: nil)
+        }
+        // an index whose child (tagged, so not deleted with it) is then deleted for good
+        let index = Array(#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\#(child)","size":1}]}"#.utf8)
+        let indexDigest = Digest.compute(index)
+        _ = try await r.putManifest(repo, reference: .tag("i"), bytes: index, contentType: "application/vnd.oci.image.index.v1+json")
+        try await r.deleteManifest(repo, .digest(indexDigest))
+        soft.enabled = false
+        try await r.updateSoftDelete(soft)
+        try await r.deleteManifest(repo, .digest(child))
+        await #expect(throws: LifecycleError.conflict("cannot restore \(indexDigest): \(child) is no longer stored")) {
+            try await r.restoreManifest(repo, digest: indexDigest, tag: nil)
+        }
+        // the named tag's target is write-locked: 403, before anything is said about the restore
+        _ = try await r.updateLock(repo, tag: nil, digest: kept, LockChange(writeEnabled: false))
+        do {
+            _ = try await r.restoreManifest(repo, digest: stored, tag: "t")
+            Issue.record("a restore over a locked tag was not refused")
+        } catch let e as RegistryError {
+            #expect(e.status == 403)
+        }
+    }
+
     @Test func quotaRefusesAndLeavesNothingBehind() async throws {
         let r = try makeRegistry()
         _ = try await r.createQuota(QuotaLimit(name: "team", prefix: "team/", limitBytes: 100_000))

@@ -10,7 +10,6 @@ import Testing
         let entries: Mutex<[RecycleBinEntry]>
         let stored: Mutex<Set<String>>
         let tags: Mutex<[String: String]>
-        let reads = Mutex(0)
         init(entries: [RecycleBinEntry], stored: Set<String> = [], tags: [String: String] = [:]) {
             self.entries = Mutex(entries)
             self.stored = Mutex(stored)
@@ -18,10 +17,7 @@ import Testing
         }
         var reader: RestorePlanning.Reads {
             RestorePlanning.Reads(present: { d in self.stored.withLock { $0.contains(d) } },
-                                  entries: { ds in
-                                      self.reads.withLock { $0 += 1 }
-                                      return self.entries.withLock { $0.filter { ds.contains($0.entry.digest) } }
-                                  },
+                                  entries: { ds in self.entries.withLock { $0.filter { ds.contains($0.entry.digest) } } },
                                   referrers: { s in self.entries.withLock { $0.filter { $0.subject == s } } },
                                   tagTarget: { t in self.tags.withLock { $0[t] } })
         }
@@ -51,13 +47,16 @@ import Testing
         let bin = Bin(entries: [
             Self.entry(10, "index", tags: ["i"], manifests: ["c1", "c2", "kept"]),
             Self.entry(11, "c2"), Self.entry(12, "c1", manifests: ["grandchild"]), Self.entry(13, "grandchild"),
-            Self.entry(15, "sig2", subject: "index"), Self.entry(14, "sig1", subject: "index"),
+            Self.entry(14, "sig2", subject: "index"), Self.entry(15, "sig1", subject: "index"),
             Self.entry(16, "old-sig", at: 50, subject: "index"),     // deleted at another time: stays in the bin
             Self.entry(17, "c1-sig", subject: "c1"),                 // a child's referrer deleted with it comes too
         ], stored: ["kept"])
         let outcome = try await plan(bin, "index")
-        #expect(outcome.restored.map(\.digest) == ["grandchild", "c1", "c1-sig", "c2", "index", "sig1", "sig2"])
-        #expect(outcome.plan.entries == [13, 12, 17, 11, 10, 14, 15])
+        // referrers once what is under way is placed, each subject's in digest order
+        #expect(outcome.restored.map(\.digest) == ["grandchild", "c1", "c2", "index", "c1-sig", "sig1", "sig2"])
+        #expect(outcome.plan.entries == [13, 12, 11, 10, 17, 15, 14])
+        // every entry read of the digests it restores, so a deletion of one meanwhile makes it stale
+        #expect(outcome.plan.known == Set(10...17))
         #expect(outcome.restored.first { $0.digest == "index" }?.tags == ["i"])
         #expect(outcome.restored.filter { $0.digest != "index" }.allSatisfy { $0.tags.isEmpty })
         #expect(outcome.plan.tagMoves == [RestoreTagMove(tag: "i", expected: nil)])
@@ -89,6 +88,13 @@ import Testing
         let none = try await plan(bin, "a", tags: [])
         #expect(none.plan.tagMoves.isEmpty)
         #expect(none.restored.map(\.tags) == [[]])
+    }
+
+    @Test func aReferrerThatListsAManifestComingBackIsPlacedAfterIt() async throws {
+        // x lists y; z refers to y (deleted with it) and lists x
+        let bin = Bin(entries: [Self.entry(1, "x", manifests: ["y"]), Self.entry(2, "y"),
+                                Self.entry(3, "z", subject: "y", manifests: ["x"])])
+        #expect(try await plan(bin, "x").restored.map(\.digest) == ["y", "x", "z"])
     }
 
     @Test func aChildSharedByTwoListedManifestsIsPlannedOnce() async throws {

@@ -435,6 +435,30 @@ extension MetadataStoreConformance {
             await #expect(try s.tagTarget(repository: "r", tag: "x") == nil)
             await #expect(try s.recycleBinEntries(repository: "r", digests: [m.record.digest.string]).map(\.entry.id) == [mine])
         },
+        Case("applyRestore: an entry of a restored digest the plan does not know (deleted again since) makes it stale") { s in
+            try await store(s, push("r", "m", tag: "t"))
+            try await deleteManifests(s, "r", [digest("m")], softDeleteUntil: future)
+            let first = try #require(try await s.recycleBinEntries(repository: "r", digests: [digest("m").string]).first?.entry.id)
+            try await restore(s, "r", digest("m"))
+            try await deleteManifests(s, "r", [digest("m")], softDeleteUntil: future)
+            let all = try await s.recycleBinEntries(repository: "r", digests: [digest("m").string]).map(\.entry.id)
+            #expect(all.count == 1 && all != [first])
+            try await store(s, push("r", "m"))
+            try await deleteManifests(s, "r", [digest("m")], softDeleteUntil: future)
+            let both = try await s.recycleBinEntries(repository: "r", digests: [digest("m").string]).map(\.entry.id)
+            #expect(both.count == 2)
+            let planned = try #require(both.min())
+            let mark = try await s.latestEventSequence()
+            await #expect(throws: RestoreError.planStale) {
+                try await s.applyRestore(repository: "r", plan: RestorePlan(entries: [planned], digest: digest("m").string, tagMoves: [],
+                                                                            tagHistoryLimit: tagHistoryLimit))
+            }
+            await #expect(try events(s, after: mark).isEmpty)
+            // a plan made knowing both applies the one it names
+            try await s.applyRestore(repository: "r", plan: RestorePlan(entries: [planned], digest: digest("m").string, tagMoves: [],
+                                                                        tagHistoryLimit: tagHistoryLimit, known: Set(both)))
+            await #expect(try s.recycleBinEntries(repository: "r", digests: [digest("m").string]).map(\.entry.id) == [both.max()!])
+        },
         Case("applyRestore: entries come back in the plan's order; an index before its children is a stale plan") { s in
             let child = try await image(s, "r", "child")
             let index = push("r", "index", tag: "i", children: [child.record.digest])

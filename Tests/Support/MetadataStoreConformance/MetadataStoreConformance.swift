@@ -143,7 +143,8 @@ func restore(_ s: any ConformanceStore, _ repo: String, _ d: Digest, tags: [Stri
     let id = try #require(entries.map(\.entry.id).max())
     var moves: [RestoreTagMove] = []
     for tag in tags { moves.append(RestoreTagMove(tag: tag, expected: try await s.tagTarget(repository: repo, tag: tag)?.string)) }
-    try await s.applyRestore(repository: repo, plan: RestorePlan(entries: [id], digest: d.string, tagMoves: moves, tagHistoryLimit: tagHistoryLimit))
+    try await s.applyRestore(repository: repo, plan: RestorePlan(entries: [id], digest: d.string, tagMoves: moves, tagHistoryLimit: tagHistoryLimit,
+                                                                 known: Set(entries.map(\.entry.id))))
 }
 
 extension ContentMetadataStore {
