@@ -296,16 +296,20 @@ extension PostgresMetadataStore {
     private static let binColumns = "id, digest, media_type, size, deleted_at, expires_at, tags, reason, subject"
 
     private static func binEntries(_ tx: Tx, repository: String, _ rows: [Row]) async throws -> [RecycleBinEntry] {
-        var out: [RecycleBinEntry] = []
-        for row in rows {
-            let id = try row.decode("id", Int64.self)
-            let refs = try await tx.rows("SELECT child, kind FROM deleted_refs WHERE deleted_id = \(id) ORDER BY child")
-                .map { (child: try $0.decode(0, String.self), kind: try $0.decode(1, Int.self)) }
-            out.append(RecycleBinEntry(entry: try deleted(row, repository: repository), subject: try row.decode("subject", String?.self),
-                                       manifests: refs.filter { $0.kind == 1 }.map(\.child),
-                                       blobs: refs.filter { $0.kind == 0 }.map(\.child)))
+        let ids = try rows.map { try $0.decode("id", Int64.self) }
+        guard !ids.isEmpty else { return [] }
+        // every entry's references in one read
+        var refs: [Int64: [(child: String, kind: Int)]] = [:]
+        for row in try await tx.rows("""
+            SELECT deleted_id, child, kind FROM deleted_refs WHERE deleted_id = ANY(\(ids)::bigint[]) ORDER BY child COLLATE "C"
+            """) {
+            refs[try row.decode(0, Int64.self), default: []].append((try row.decode(1, String.self), try row.decode(2, Int.self)))
         }
-        return out
+        return try zip(ids, rows).map { id, row in
+            let mine = refs[id] ?? []
+            return RecycleBinEntry(entry: try deleted(row, repository: repository), subject: try row.decode("subject", String?.self),
+                                   manifests: mine.filter { $0.kind == 1 }.map(\.child), blobs: mine.filter { $0.kind == 0 }.map(\.child))
+        }
     }
 
     public func recycleBinEntries(repository: String, digests: [String]) async throws -> [RecycleBinEntry] {
