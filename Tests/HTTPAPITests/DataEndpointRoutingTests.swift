@@ -24,8 +24,10 @@ import Testing
         return h
     }
 
-    func region(_ name: String, dataEndpoint: String?, networks: [String]) async throws
-        -> (registry: Registry, access: AccessControl, service: ReplicationService, app: some ApplicationProtocol) {
+    /// A region on its own embedded store. Its data-endpoint signing keys are one fixed key, or
+    /// with `storedKeys` the shared key material's, made per period and retired as `berth serve` does.
+    func region(_ name: String, dataEndpoint: String?, networks: [String], storedKeys: Bool = false) async throws
+        -> (registry: Registry, access: AccessControl, service: ReplicationService, keys: SharedKeyMaterial, app: some ApplicationProtocol) {
         let dir = tempDataDir()
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -33,20 +35,27 @@ import Testing
         let backend = registry.metadata as! any MetadataBackend
         let access = try await AccessControl.open(store: backend, keyDirectory: dir + "/keys")
         _ = try await access.bootstrap(ownerPassword: ownerPassword)
-        let key = try await ReplicationService.sharedSealingKey(SharedKeyMaterial(store: backend, kek: KeyEncryptionKey.generate()))
+        let shared = SharedKeyMaterial(store: backend, kek: KeyEncryptionKey.generate())
+        let key = try await ReplicationService.sharedSealingKey(shared)
         let policy = try OutboundPolicy(allow: "127.0.0.1/32")
         let service = ReplicationService(store: backend, events: backend, sealingKey: key, policy: policy, logger: logger, region: name,
                                          content: backend, registers: backend, settings: backend)
         let applier = ReplicationApplier(registry: registry, service: service, registers: backend, logger: logger)
         let signing = DataRoutingConfiguration.newSigningKey()
-        var routing = DataRoutingConfiguration(dataEndpoint: dataEndpoint, clientNetworks: try ClientNetworks.parse(networks)) { _ in signing }
+        var routing = DataRoutingConfiguration(dataEndpoint: dataEndpoint, clientNetworks: try ClientNetworks.parse(networks)) { name in
+            storedKeys ? try await shared.loadOrCreate(name) { DataRoutingConfiguration.newSigningKey() }.plaintext : signing
+        }
+        if storedKeys {
+            routing.signingKeyNames = { try await shared.names(prefix: DataRouting.keyNamePrefix) }
+            routing.removeSigningKey = { try await shared.remove($0) }
+        }
         routing.healthInterval = .milliseconds(200)
         let app = try await BerthServer.makeApplication(
             registry: registry, access: access,
             features: standardFeatures(registry) + [ReplicationFeature(service: service, applier: applier, poll: .milliseconds(200),
                                                                        routing: routing)],
             host: "127.0.0.1", port: 0, logger: logger)
-        return (registry, access, service, app)
+        return (registry, access, service, shared, app)
     }
 
     func replicator(_ access: AccessControl) async throws -> String {
@@ -79,40 +88,20 @@ import Testing
     }
 
     @Test func aNewPeriodsKeyRetiresTheStoredKeysOfPeriodsBeforeThePreviousOne() async throws {
-        let dir = tempDataDir()
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
-        let backend = registry.metadata as! any MetadataBackend
-        let access = try await AccessControl.open(store: backend, keyDirectory: dir + "/keys")
-        _ = try await access.bootstrap(ownerPassword: ownerPassword)
-        let shared = SharedKeyMaterial(store: backend, kek: KeyEncryptionKey.generate())
-        let key = try await ReplicationService.sharedSealingKey(shared)
-        let service = ReplicationService(store: backend, events: backend, sealingKey: key, policy: try OutboundPolicy(allow: "127.0.0.1/32"),
-                                         logger: logger, region: "westeurope", content: backend, registers: backend, settings: backend)
-        let applier = ReplicationApplier(registry: registry, service: service, registers: backend, logger: logger)
-        var routing = DataRoutingConfiguration(dataEndpoint: nil, clientNetworks: try ClientNetworks.parse([])) { name in
-            try await shared.loadOrCreate(name) { DataRoutingConfiguration.newSigningKey() }.plaintext
-        }
-        routing.signingKeyNames = { try await shared.names(prefix: DataRouting.keyNamePrefix) }
-        routing.removeSigningKey = { try await shared.remove($0) }
-        let period = Int64(Date().timeIntervalSince1970 / routing.keyPeriod)
+        let west = try await region("westeurope", dataEndpoint: nil, networks: [], storedKeys: true)
+        let period = Int64(Date().timeIntervalSince1970 / DataRoutingConfiguration(dataEndpoint: nil, clientNetworks: try ClientNetworks.parse([])) { _ in Data() }.keyPeriod)
         let prefix = DataRouting.keyNamePrefix
         for old in [period - 9, period - 2, period - 1] {
-            _ = try await shared.loadOrCreate(prefix + String(old)) { DataRoutingConfiguration.newSigningKey() }
+            _ = try await west.keys.loadOrCreate(prefix + String(old)) { DataRoutingConfiguration.newSigningKey() }
         }
-        _ = try await shared.loadOrCreate(prefix + "notes") { Data([1]) }   // not a period's key: left alone
-        let app = try await BerthServer.makeApplication(
-            registry: registry, access: access,
-            features: [ReplicationFeature(service: service, applier: applier, poll: .seconds(60), routing: routing)],
-            host: "127.0.0.1", port: 0, logger: logger)
-        let peer = try await replicator(access)
-        try await app.test(.router) { client in
+        _ = try await west.keys.loadOrCreate(prefix + "notes") { Data([1]) }   // not a period's key: left alone
+        let peer = try await replicator(west.access)
+        try await west.app.test(.router) { client in
             let r = try await client.execute(uri: "/api/v1/replication/data-key", method: .get,
                                              headers: [.authorization: "Basic " + Data(peer.utf8).base64EncodedString()])
             #expect(r.status == .ok)
         }
-        let names = try await shared.names(prefix: prefix)
+        let names = try await west.keys.names(prefix: prefix)
         #expect(names == [prefix + String(period - 1), prefix + String(period), prefix + "notes"].sorted())
     }
 
