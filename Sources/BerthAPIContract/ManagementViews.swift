@@ -502,7 +502,8 @@ public struct LeaseView: Codable, Sendable, Equatable {
     /// `consumer:<event consumer>` for the core's consumers, `service:<type>` for a feature's
     /// service (which runs that feature's consumers), `lifecycle` for the schedules.
     public var name: String
-    /// The node holding it (its `--node` name), also after its time ran out.
+    /// The node holding it (`local` on the embedded store, `host:pid:nonce` on PostgreSQL), also
+    /// after its time ran out.
     public var holder: String
     /// The fencing token: grows with every acquisition.
     public var token: Int64

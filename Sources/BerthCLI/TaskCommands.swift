@@ -397,21 +397,32 @@ struct TaskCancelRun: AsyncParsableCommand {
     }
 }
 
-/// Saves `taskFile` as task `name` (created, or its file, values, timeout and scope replaced: a
-/// setting an earlier caller gave the shared task never carries over into this run) and runs it on
-/// `context`. The run is queued only while the task holds what was saved (its `definition`):
+/// Saves `taskFile` as task `name` (created, or its file and values replaced) and runs it on
+/// `context`. On a shared default name (`shared`) the whole task is set as this run needs it (its
+/// timeout, default 3600, and scope, default none; enabled; no schedule and no triggers), so no
+/// setting an earlier caller gave it carries over; on a task of the caller's own naming only the
+/// timeout and scope given are, and its other settings stay. The run is queued only while the
+/// task holds what was saved (its `definition`):
 /// another caller's `berth run` or `berth build` with the same name in between (the default names
 /// are shared) would otherwise run their file on this context. Saved and queued again then, after
 /// a short random pause, at most five times.
-private func runUploaded(_ c: ManagementClient, name: String, taskFile: String, values: [String: String]?, context: String,
-                         timeout: Int, scope: [String], format: OutputFormat) async throws {
+private func runUploaded(_ c: ManagementClient, name: String, shared: Bool, taskFile: String, values: [String: String]?,
+                         context: String, timeout: Int?, scope: [String], format: OutputFormat) async throws {
     let attempts = 5
     for attempt in 1... {
         if attempt > 1 { try await Task.sleep(for: .milliseconds(Int.random(in: 200...1000) * (attempt - 1))) }
         let last = attempt == attempts
         let saved: JSONValue
         var replacing = TaskRequest(taskFile: taskFile, context: "", values: values ?? [:], timeoutSeconds: timeout)
-        replacing.scope = scope
+        replacing.scope = scope.isEmpty ? nil : scope
+        if shared {
+            replacing.timeoutSeconds = timeout ?? 3600
+            replacing.scope = scope
+            replacing.enabled = true
+            replacing.schedule = ""
+            replacing.commitTriggerEnabled = false
+            replacing.baseImageTriggerEnabled = false
+        }
         do {
             saved = try await c.call(.PATCH, "tasks/" + Fmt.path(name), sending: replacing, answer: TaskView.self)
         } catch let e as RegistryAPIError where e.status == 404 {
@@ -442,18 +453,20 @@ struct RunTaskFileCommand: AsyncParsableCommand {
     @OptionGroup var client: ClientOptions
     @OptionGroup var out: OutputOptions
     @Option(name: .shortAndLong, help: "The task file.") var file: String
-    @Option(help: "The task to save it as.") var name = "quick-run"
+    static let sharedName = "quick-run"
+    @Option(help: "The task to save it as (the default is shared: each run sets all of it).") var name = sharedName
     @Option(name: .customLong("set"), help: ArgumentHelp("A value for {{.Values.KEY}}.", valueName: "key=value")) var set: [String] = []
     @Option(help: "A values file: a YAML mapping of names to single values (`--set` wins).") var values: String?
-    @Option(help: "Seconds the run may take in all.") var timeout = 3600
-    @Option(name: .customLong("repository"), help: "A repository the file's 'berth' commands may act on (repeat it): the run's scope.")
+    @Option(help: "Seconds the run may take in all (default 3600 on the shared task).") var timeout: Int?
+    @Option(name: .customLong("repository"),
+            help: "A repository of this registry the run may pull from, push to and (with 'berth' commands) act on (repeat it): its scope.")
     var scope: [String] = []
     @Argument(help: "The context directory.") var context: String
 
     func run() async throws {
         try await runCLI {
             let c = try await ManagementClient.connect(client)
-            try await runUploaded(c, name: name, taskFile: try TaskCommands.readFile(file),
+            try await runUploaded(c, name: name, shared: name == Self.sharedName, taskFile: try TaskCommands.readFile(file),
                                   values: try TaskCommands.values(set: set, file: values), context: context,
                                   timeout: timeout, scope: scope, format: out.output)
         }
@@ -468,8 +481,12 @@ struct BuildImageCommand: AsyncParsableCommand {
     @OptionGroup var out: OutputOptions
     @Option(name: .shortAndLong, help: "REPOSITORY:TAG in this registry ({{.Run.ID}} and $ID allowed).") var tag: String
     @Option(name: .shortAndLong, help: "The Dockerfile, relative to the context.") var file = "Dockerfile"
-    @Option(help: "The task to save it as.") var name = "quick-build"
-    @Option(help: "Seconds the build and push may take in all.") var timeout = 3600
+    static let sharedName = "quick-build"
+    @Option(help: "The task to save it as (the default is shared: each build sets all of it).") var name = sharedName
+    @Option(help: "Seconds the build and push may take in all (default 3600 on the shared task).") var timeout: Int?
+    @Option(name: .customLong("repository"),
+            help: "A repository of this registry the build may pull from (a private FROM) besides the one it pushes to (repeat it).")
+    var scope: [String] = []
     @Argument(help: "The context directory.") var context: String
 
     func run() async throws {
@@ -489,8 +506,8 @@ struct BuildImageCommand: AsyncParsableCommand {
 
                 """
             let c = try await ManagementClient.connect(client)
-            try await runUploaded(c, name: name, taskFile: taskFile, values: nil, context: context, timeout: timeout, scope: [],
-                                  format: out.output)
+            try await runUploaded(c, name: name, shared: name == Self.sharedName, taskFile: taskFile, values: nil, context: context,
+                                  timeout: timeout, scope: scope, format: out.output)
         }
     }
 }

@@ -785,7 +785,8 @@ extension Registry {
             // The named tag's locks first, as a push checks them: a locked tag is refused before
             // anything else is said about the restore.
             var checked: Digest?
-            if let tag {
+            let locked = try await !lockTable().isEmpty
+            if let tag, locked {
                 checked = try await metadata.tagTarget(repository: repository.value, tag: tag)
                 try await checkTagMove(repository.value, tag: tag, from: checked, to: digest)
             }
@@ -798,7 +799,7 @@ extension Registry {
             } catch RestorePlanning.Failure.childMissing(let d) {
                 throw LifecycleError.conflict("cannot restore \(digest): \(d) is no longer stored")
             }
-            if let tag, outcome.tagTargets[tag] != checked?.string {   // it moved between the two reads
+            if let tag, locked, outcome.tagTargets[tag] != checked?.string {   // it moved between the two reads
                 try await checkTagMove(repository.value, tag: tag, from: outcome.tagTargets[tag].flatMap { try? Digest(parsing: $0) },
                                        to: digest)
             }

@@ -31,10 +31,11 @@ public struct DataRoutingConfiguration: Sendable {
     public var signingKeyMaterial: @Sendable (_ name: String) async throws -> Data
     public var keyPeriod: TimeInterval = 30 * 86_400
     /// The stored names of this region's signing keys (`DataRouting.keyNamePrefix` + period) and
-    /// their removal: when a period's key is first used, the keys of the periods before the
-    /// previous one are removed (`DataRouting.retiredKeys`). Nil: old keys are kept.
+    /// their removal: when a period's key is first used, the keys of the periods more than two
+    /// before it are removed (`DataRouting.retireKeys`). Nil: old keys are kept.
     public var signingKeyNames: (@Sendable () async throws -> [String])?
-    public var removeSigningKey: (@Sendable (_ name: String) async throws -> Void)?
+    /// Removes a stored key; true when it removed one (false: another node did first).
+    public var removeSigningKey: (@Sendable (_ name: String) async throws -> Bool)?
 
     /// A fresh Ed25519 signing key, raw (32 bytes), for `signingKeyMaterial` to store.
     public static func newSigningKey() -> Data { Curve25519.Signing.PrivateKey().rawRepresentation }
@@ -102,28 +103,33 @@ public final class DataRouting: BlobRouting, Sendable {
             keys = keys.filter { $0.key >= period - 1 }
             return keys[period] == nil
         }
-        if first { await retireKeys(before: period - 1) }
+        // Off the request that asked for the key: a backlog of old keys costs it nothing.
+        if first { Task { await self.retireKeys(period: period) } }
         return key
     }
 
-    /// The names among `names` of signing keys of periods before `period` (not of another form).
-    /// A URL signed in the previous period may still be verified early in this one (it lives at
-    /// most `DataEndpointSignature.maxLifetime`), so that key stays; older ones sign nothing more.
-    static func retiredKeys(_ names: [String], before period: Int64) -> [String] {
-        names.filter { name in
-            guard name.hasPrefix(keyNamePrefix), let p = Int64(name.dropFirst(keyNamePrefix.count)),
-                  String(p) == name.dropFirst(keyNamePrefix.count) else { return false }
-            return p < period
+    /// The names among `names` of signing keys to remove when `period` starts: those of periods
+    /// more than two before it. None when no key of the two periods before it is stored: then
+    /// this node's clock may be ahead of the region's (a wrong clock before it is synchronized),
+    /// and the keys it would remove are the ones the other nodes sign with. The previous
+    /// period's key stays for nodes whose clocks lag; names of another form are never removed.
+    static func retiredKeys(_ names: [String], period: Int64) -> [String] {
+        let periods = names.compactMap { name -> (name: String, period: Int64)? in
+            guard name.hasPrefix(keyNamePrefix) else { return nil }
+            let suffix = name.dropFirst(keyNamePrefix.count)
+            guard let p = Int64(suffix), String(p) == suffix else { return nil }
+            return (name, p)
         }
+        guard periods.contains(where: { $0.period == period - 1 || $0.period == period - 2 }) else { return [] }
+        return periods.filter { $0.period < period - 2 }.map(\.name)
     }
 
-    /// Removes the stored signing keys of periods before `period` (every node may try: a removal
-    /// of what another node removed changes nothing). A failure is logged: the next period tries again.
-    func retireKeys(before period: Int64) async {
+    /// Removes the stored signing keys `retiredKeys` names (every node may try: a removal of what
+    /// another node removed changes nothing). A failure is logged: the next period tries again.
+    func retireKeys(period: Int64) async {
         guard let list = configuration.signingKeyNames, let remove = configuration.removeSigningKey else { return }
         do {
-            for name in Self.retiredKeys(try await list(), before: period) {
-                try await remove(name)
+            for name in Self.retiredKeys(try await list(), period: period) where try await remove(name) {
                 logger.info("retired an old data-endpoint signing key", metadata: ["key": "\(name)"])
             }
         } catch {
@@ -235,8 +241,11 @@ public final class DataRouting: BlobRouting, Sendable {
                 logger.warning("a replica's data-endpoint key is not usable", metadata: ["location": "\(replica.location)"])
                 return
             }
-            // Kept at most a day past now, whatever the peer says.
-            let until = min(view.expiresAt, Date().addingTimeInterval(86_400))
+            // Kept past the key's period for as long as a URL it signed at the period's end may
+            // live (so such a URL still verifies after the signer moved to its next key), and at
+            // most a day past now whatever the peer says.
+            let grace = DataEndpointSignature.maxLifetime + DataEndpointSignature.skew
+            let until = min(view.expiresAt.addingTimeInterval(grace), Date().addingTimeInterval(86_400))
             peerKeys.withLockedValue { $0[replica.location + "\u{0}" + view.keyId] = (key, until) }
         } catch {
             logger.warning("the data-endpoint key of a replica cannot be read", metadata: ["location": "\(replica.location)", "error": "\(error)"])

@@ -1229,7 +1229,7 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
     }
 
     /// The condition and arguments selecting what `sweep` moves (manifests `m`), written per case
-    /// (a plain comparison for a state, `IS NULL` for none) so an index on the state could serve it.
+    /// (a plain comparison for a state, `IS NULL` for none), as the PostgreSQL store writes it.
     private static func sweepFilter(_ sweep: QuarantineSweep) -> (sql: String, arguments: StatementArguments) {
         let state = sweep.from == nil ? "m.quarantine_state IS NULL" : "m.quarantine_state = ?"
         return (sweep.includeReferrers ? state : state + " AND m.subject IS NULL",

@@ -48,12 +48,22 @@ import Testing
         try await Task.sleep(for: .milliseconds(100))
         let app = try await BerthServer.makeApplication(registry: registry, access: access, host: "127.0.0.1", port: 0,
                                                         leases: LeasedRunner(store: store, holder: "node-a"), logger: logger)
+        _ = try await access.createIdentity(testActor, name: "reader", withPassword: false)
+        let readerPassword = try await access.resetIdentityPassword(testActor, name: "reader")
+        _ = try await access.assignRole(testActor, assignee: "reader", role: "Pull", scope: "*")
         try await app.test(.router) { client in
-            let r = try await client.execute(uri: "/api/v1/leases", method: .get, headers: owner)
-            #expect(r.status == .ok)
             let decoder = JSONDecoder()
             decoder.dateDecodingStrategy = .iso8601
-            let leases = try decoder.decode([LeaseView].self, from: Data(buffer: r.body))
+            // this node's runner takes the lifecycle lease as it starts
+            var leases: [LeaseView] = []
+            for _ in 0..<100 {
+                let r = try await client.execute(uri: "/api/v1/leases", method: .get, headers: owner)
+                #expect(r.status == .ok)
+                leases = try decoder.decode([LeaseView].self, from: Data(buffer: r.body))
+                if leases.contains(where: { $0.name == "lifecycle" }) { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(leases.first { $0.name == "lifecycle" }?.holder == "node-a")
             #expect(leases.map(\.name) == leases.map(\.name).sorted())
             let others = leases.filter { $0.holder != "node-a" }
             #expect(others.map(\.name) == ["consumer:gone", "service:Elsewhere"])
@@ -65,6 +75,9 @@ import Testing
             let mine = leases.filter { $0.holder == "node-a" }
             #expect(mine.filter { !$0.live }.isEmpty)
             #expect(try await client.execute(uri: "/api/v1/leases", method: .get).status == .unauthorized)
+            // pulling everywhere is no management right
+            let refused = try await client.execute(uri: "/api/v1/leases", method: .get, headers: basic("reader", readerPassword))
+            #expect(refused.status == .forbidden, "\(refused.status) \(String(buffer: refused.body))")
         }
     }
 

@@ -114,13 +114,22 @@ def test_berth_build_and_a_bad_task_file(cli, registry, context, tmp_path):
     assert run["status"] == "succeeded" and run["pushed"][0]["reference"] == f"{registry.host}/hello:cb1", run
     assert manifest_status(registry, "hello", "cb1") == 200
     # Another caller's settings on the shared task never carry over into a quick build: each
-    # `berth build` saves its own timeout and no scope.
-    cli("task", "update", "--name", "quick-build", "--timeout", "7", "--repository", "hello")
-    assert cli.json("task", "show", "--name", "quick-build")["scope"] == ["hello"]
+    # `berth build` sets its timeout, scope and state (a disabled task would refuse the run).
+    cli("task", "update", "--name", "quick-build", "--timeout", "7", "--repository", "hello", "--enabled", "false")
+    shown = cli.json("task", "show", "--name", "quick-build")
+    assert shown["scope"] == ["hello"] and shown["enabled"] is False, shown
     run = json.loads(cli.run("build", "-t", "hello:{{.Run.ID}}", str(context), "-o", "json").stdout)
     assert run["status"] == "succeeded", run
     task = cli.json("task", "show", "--name", "quick-build")
-    assert task["timeoutSeconds"] == 3600 and task.get("scope") in (None, []), task
+    assert task["timeoutSeconds"] == 3600 and task.get("scope") in (None, []) and task["enabled"] is True, task
+    # A task of one's own naming keeps what it was given; only what the command names changes.
+    run = json.loads(cli.run("build", "-t", "hello:{{.Run.ID}}", "--name", "mine", "--timeout", "900", str(context),
+                             "-o", "json").stdout)
+    assert run["status"] == "succeeded", run
+    cli("task", "update", "--name", "mine", "--repository", "hello")
+    cli.run("build", "-t", "hello:{{.Run.ID}}", "--name", "mine", str(context), "-o", "json")
+    mine = cli.json("task", "show", "--name", "mine")
+    assert mine["timeoutSeconds"] == 900 and mine["scope"] == ["hello"], mine
 
     (tmp_path / "bad.yaml").write_text("version: v1.1.0\nsteps:\n  - id: build\n    build: -t x .\n    colour: blue\n")
     message = cli.fails("task", "create", "--name", "bad", "--file", str(tmp_path / "bad.yaml"))
