@@ -812,11 +812,17 @@ def test_three_regions_converge(three_regions):
     _wait("every region on the winner", lambda: all(r.manifest_digest("mesh/app", "t") == winner[2] for r in regions),
           regions=regions)
     _wait("all caught up", caught_up, regions=regions)
-    # every losing write is in the conflict log of the region that made it
+    # every losing write is in the conflict log of the region that made it, beaten by a newer write:
+    # the winner's, or another loser's newer one when that reached the region first (then that one
+    # lost to the winner in turn); which arrives first depends on the three feeds' timing
+    stamp_of = {digest: stamp for stamp, _, digest in stamps}
     for stamp, name, digest in stamps:
         if digest != winner[2]:
             region = next(r for r in regions if r.name == name)
-            assert any(c["loser"] == digest and c["winner"] == winner[2] for c in region.conflicts()), name
+            logged = [c for c in region.conflicts() if c["loser"] == digest]
+            assert logged, (name, region.conflicts())
+            assert all(c["winner"] in stamp_of and stamp_of[c["winner"]] > stamp for c in logged), (name, logged)
+    assert any(c["winner"] == winner[2] for r in regions for c in r.conflicts()), "the winner beat a write somewhere"
     # a deletion in one region reaches the two others, through either path
     regions[2].cli("repository", "delete", "--name", "mesh/app", "--yes")
     _wait("the repository delete everywhere", lambda: all(r.manifest_digest("mesh/app", "t") is None for r in regions),
