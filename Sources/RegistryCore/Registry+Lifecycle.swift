@@ -781,6 +781,8 @@ extension Registry {
             try await checkWritable(repository.value)
         }
         let reads = RestorePlanning.Reads.store(metadata, repository: repository.value)
+        // Planned or found while applying: a manifest the restore needs is gone for good.
+        func missing(_ d: String) -> LifecycleError { .conflict("cannot restore \(digest): \(d) is no longer stored") }
         for attempt in 1...ContentPlanner.attempts {
             // The named tag's locks first, as a push checks them: a locked tag is refused before
             // anything else is said about the restore.
@@ -797,7 +799,7 @@ extension Registry {
             } catch RestorePlanning.Failure.notInRecycleBin {
                 throw LifecycleError.notFound("manifest \(digest) in the recycle bin of \(repository.value)")
             } catch RestorePlanning.Failure.childMissing(let d) {
-                throw LifecycleError.conflict("cannot restore \(digest): \(d) is no longer stored")
+                throw missing(d)
             }
             if let tag, locked, outcome.tagTargets[tag] != checked?.string {   // it moved between the two reads
                 try await checkTagMove(repository.value, tag: tag, from: outcome.tagTargets[tag].flatMap { try? Digest(parsing: $0) },
@@ -808,7 +810,7 @@ extension Registry {
                 cache.invalidate(repository.value)
                 return outcome.restored
             } catch RestoreError.childMissing(let d) {
-                throw LifecycleError.conflict("cannot restore \(digest): \(d) is no longer stored")
+                throw missing(d)
             } catch RestoreError.tagConflict(let moved, _) {
                 guard attempt < ContentPlanner.attempts else { throw tagBusy(moved) }
             } catch RestoreError.planStale {

@@ -21,15 +21,17 @@ func makeSecuredApp() async throws -> (some ApplicationProtocol, AccessControl) 
 
 /// The embedded registry with access control (the owner bootstrapped with `ownerPassword`) and
 /// the standard features, as a test application; the registry too, for tests that reach past HTTP.
-func makeSecuredServer() async throws -> (app: some ApplicationProtocol, access: AccessControl, registry: Registry) {
+/// `leaseHolder`: run the server's cluster-once work under leases in its store, held as that node.
+func makeSecuredServer(leaseHolder: String? = nil) async throws -> (app: some ApplicationProtocol, access: AccessControl, registry: Registry) {
     let dir = tempDataDir()
     var logger = Logger(label: "test")
     logger.logLevel = .critical
     let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
     let access = try await AccessControl.open(store: registry.metadata as! any AccessStateStore & KeyMaterialStore, keyDirectory: dir + "/keys")
     _ = try await access.bootstrap(ownerPassword: ownerPassword)
+    let leases = leaseHolder.map { LeasedRunner(store: registry.metadata as! any LeaseStore, holder: $0) }
     let app = try await BerthServer.makeApplication(registry: registry, access: access, features: standardFeatures(registry),
-                                                    host: "127.0.0.1", port: 0, logger: logger)
+                                                    host: "127.0.0.1", port: 0, leases: leases, logger: logger)
     return (app, access, registry)
 }
 

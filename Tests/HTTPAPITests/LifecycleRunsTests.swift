@@ -34,20 +34,13 @@ import Testing
 /// `GET /api/v1/leases`: which node holds each piece of cluster-once work, from the shared store.
 @Suite struct LeaseListTests {
     @Test func everyLeaseWithItsHolderByNameLiveOrRunOutBehindTheManagementCheck() async throws {
-        let dir = tempDataDir()
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
-        let store = registry.metadata as! any AccessStateStore & KeyMaterialStore & LeaseStore
-        let access = try await AccessControl.open(store: store, keyDirectory: dir + "/keys")
-        _ = try await access.bootstrap(ownerPassword: ownerPassword)
+        let (app, access, registry) = try await makeSecuredServer(leaseHolder: "node-a")
+        let store = registry.metadata as! any LeaseStore
         // held by other nodes of the cluster: one live, one whose holder stopped renewing (work
         // this node does not run, so it does not take it over)
         let live = try #require(try await store.acquireLease(name: "service:Elsewhere", holder: "node-b", ttl: 600))
         let lapsed = try #require(try await store.acquireLease(name: "consumer:gone", holder: "node-c", ttl: 0.05))
         try await Task.sleep(for: .milliseconds(100))
-        let app = try await BerthServer.makeApplication(registry: registry, access: access, host: "127.0.0.1", port: 0,
-                                                        leases: LeasedRunner(store: store, holder: "node-a"), logger: logger)
         _ = try await access.createIdentity(testActor, name: "reader", withPassword: false)
         let readerPassword = try await access.resetIdentityPassword(testActor, name: "reader")
         _ = try await access.assignRole(testActor, assignee: "reader", role: "Pull", scope: "*")
