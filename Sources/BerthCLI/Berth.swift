@@ -321,6 +321,9 @@ struct Serve: AsyncParsableCommand {
         configuration.runDiskQuotaBytes = settings.taskRunDiskQuotaBytes == 0 ? nil : settings.taskRunDiskQuotaBytes
         configuration.runner.buildMemoryLimitBytes = settings.taskBuildMemoryBytes == 0 ? nil : settings.taskBuildMemoryBytes
         configuration.insecureBaseRegistries = settings.taskInsecureBaseRegistries
+        // The build sandbox never shows the data directory (its database, keys and blobs), even
+        // where it lies under a directory the sandbox shows.
+        configuration.runner.hiddenDirectories = [URL(fileURLWithPath: settings.data).standardizedFileURL.path]
         configuration.baseTriggerWindow = settings.taskBaseTriggerWindowSeconds
         configuration.maxContextBytes = settings.taskContextMaxBytes
         configuration.maxContextEntries = settings.taskContextMaxEntries

@@ -31,6 +31,9 @@ struct RunDirectory {
     var logFile: String { path + "/logs/run.log" }
     var home: String { path + "/home" }
     var tmp: String { path + "/tmp" }
+    /// Where the build sandbox's root is mounted, in the sandbox's own mount namespace (an empty
+    /// directory on the host).
+    var sandboxRoot: String { path + "/sandbox" }
     func digestFile(step index: Int, reference: Int) -> String { path + "/digests/step\(index)-\(reference)" }
 
     /// The `containers.conf` every tool of the run reads (CONTAINERS_CONF): podman's default
@@ -83,7 +86,7 @@ struct RunDirectory {
             throw TaskRunError(errno == EEXIST ? "run \(runID) already has a directory (\(path))"
                                                : "cannot create the run directory \(path): \(String(cString: strerror(errno)))")
         }
-        for sub in ["logs", "digests", "home", "tmp"] {
+        for sub in ["logs", "digests", "home", "tmp", "sandbox"] {
             try fm.createDirectory(atPath: path + "/" + sub, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         }
         let runRoot = taskRunRoot(configuration: configuration, taskName: taskName)

@@ -29,6 +29,10 @@ public struct TaskRunnerConfiguration: Sendable {
     /// objects). Needs CAP_SYS_ADMIN, so on by default when the server runs as root.
     public var isolateBuildPIDs = geteuid() == 0
     public var unshare = "/usr/bin/unshare"
+    /// Directories the build sandbox never shows, even where they lie under a directory it
+    /// shows (`/usr`): the server's data directory. The state directory is always hidden (but
+    /// for the run's own directories in it).
+    public var hiddenDirectories: [String] = []
     /// A build step without network (`network: none`, the default) runs buildah in a network
     /// namespace of its own (`unshare --net`), which needs CAP_SYS_ADMIN: on when the server runs
     /// as root; else such a build is refused and says to ask for `network: host`.
@@ -157,7 +161,7 @@ public struct TaskRunner: Sendable {
         }
         let log = try RunLog(path: directory.logFile, sink: sink, secrets: secrets)
         let tools = ToolCommands(configuration: configuration, directory: directory,
-                                 hasCredentials: request.credentials != nil)
+                                 hasCredentials: request.credentials != nil, source: source)
         let execution = RunExecution(request: request, source: source, directory: directory, tools: tools, log: log)
         let result = await execution.run()
         await log.close()

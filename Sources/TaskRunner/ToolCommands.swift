@@ -1,3 +1,4 @@
+import Foundation
 import Tasks
 
 /// The command lines of a run's steps: buildah for `build` and `push`, podman for `cmd`. Every
@@ -7,6 +8,8 @@ struct ToolCommands: Sendable {
     var configuration: TaskRunnerConfiguration
     var directory: RunDirectory
     var hasCredentials: Bool
+    /// The run's source (build contexts and Dockerfiles), shown read-only in the build sandbox.
+    var source: String? = nil
 
     var environment: [String: String] {
         var env = [
@@ -50,50 +53,149 @@ struct ToolCommands: Sendable {
         // the build uses only those.
         args.append("--pull=never")
         args.append(context)
-        var namespaces: [String] = []
-        // A PID namespace of the build's own: its `RUN` processes see and can signal only the
-        // build's processes (`--kill-child`: the namespace dies with unshare, which stays in the
-        // runner's process group, so a timeout's signals reach it).
-        // And an IPC namespace of its own: chroot isolation shares the host's, so a `RUN` as root
-        // could attach the host's root-owned System V shared memory, semaphores and message queues.
-        // (Each `RUN` gets a UTS namespace of its own from buildah.)
-        if configuration.isolateBuildPIDs { namespaces += ["--pid", "--fork", "--mount-proc", "--kill-child", "--ipc"] }
-        if network == .none { namespaces = ["--net"] + namespaces }
-        guard !namespaces.isEmpty else {
-            return ChildCommand(executable: configuration.buildah, arguments: args, environment: environment)
-        }
-        // In that namespace's own mounts (`--mount-proc` makes one, private): a `/dev` of its own,
-        // which chroot isolation binds into every `RUN`, so no `RUN` sees the host's disks,
-        // `kmsg` or terminals.
-        let start = configuration.isolateBuildPIDs ? [configuration.shell, "-c", Self.minimalDevScript, "sh", configuration.buildah]
-                                                   : [configuration.buildah]
-        return ChildCommand(executable: configuration.unshare, arguments: namespaces + start + args, environment: environment)
+        return sandboxed(ChildCommand(executable: configuration.buildah, arguments: args, environment: environment),
+                         network: network)
     }
 
-    /// Mounts a `/dev` holding only what a build needs (the character devices every container
-    /// gets, a private `pts`, `shm`, the `fd` links) over the host's, then runs its arguments.
-    /// Buildah's chroot isolation bind-mounts the `/dev` it sees into each `RUN`: the host's
-    /// would give a `RUN` running as root its block devices, whatever its capabilities (no
-    /// device cgroup), so the whole disk. A constant script; its arguments are argv entries.
-    /// One line (the runner logs a command line as one log line).
-    static let minimalDevScript = [
+    /// `command` in the build sandbox when the server runs as root (`isolateBuildPIDs`), and in a
+    /// network namespace of its own for `network: .none` (`unshare --net`, root only: a
+    /// non-root server refuses such a build before it gets here).
+    ///
+    /// The sandbox: `unshare` makes PID, IPC and mount namespaces (a `RUN` of chroot isolation
+    /// has none of its own: it could see and kill the host's processes and attach the host's
+    /// root-owned System V IPC objects; `--kill-child`: the namespace dies with unshare, which
+    /// stays in the runner's process group, so a timeout's signals reach it), and `sandboxScript`
+    /// builds a root of the run's own in that mount namespace and `pivot_root`s into it before
+    /// the tool starts: `/usr` read-only, a few files of `/etc` copied, fresh `/proc`, `/sys`
+    /// (read-only), `/tmp`, `/var`, `/run` and a minimal `/dev`, and only this run's directories
+    /// (`sandboxMounts`). Chroot isolation is a plain `chroot(2)` inside whatever root buildah
+    /// sees: whatever walks out of a `RUN` (a buildah flaw, a capability left) reaches this
+    /// root, never the server's data directory, its keys or another task's storage.
+    func sandboxed(_ command: ChildCommand, network: StepNetwork, writable: [String] = [], tools: [String] = []) -> ChildCommand {
+        var namespaces: [String] = []
+        if configuration.isolateBuildPIDs { namespaces += ["--pid", "--fork", "--mount-proc", "--kill-child", "--ipc"] }
+        if network == .none { namespaces = ["--net"] + namespaces }
+        guard !namespaces.isEmpty else { return command }
+        guard configuration.isolateBuildPIDs else {
+            return ChildCommand(executable: configuration.unshare, arguments: namespaces + [command.executable] + command.arguments,
+                                environment: command.environment)
+        }
+        let mounts = sandboxMounts(executables: [command.executable] + tools, writable: writable)
+        return ChildCommand(executable: configuration.unshare,
+                            arguments: namespaces + [configuration.shell, "-c", Self.sandboxScript, "sh",
+                                                     Self.absolute(directory.sandboxRoot), Self.workingDirectory]
+                                + mounts + ["--", command.executable] + command.arguments,
+                            environment: command.environment)
+    }
+
+    /// What the sandbox shows of the host besides its fixed root, as `sandboxScript` arguments
+    /// (`mask:`, `ro:` or `rw:` and an absolute path, parents before their children):
+    /// - `mask:` an empty directory over the state directory and `hiddenDirectories` (the
+    ///   server's data directory), and over their real paths, so neither is seen even where it
+    ///   lies under `/usr`;
+    /// - `ro:` the run's directory (its generated configuration and auth file), the run's
+    ///   source (build contexts, Dockerfiles) and the directory of a tool not under `/usr`;
+    /// - `rw:` the run's `home` and `tmp`, the task's storage (its layer cache) and run root,
+    ///   and `writable` (a push's digest directory).
+    func sandboxMounts(executables: [String], writable: [String] = []) -> [String] {
+        var entries: [String: String] = [:]
+        var masks = [configuration.stateDirectory] + configuration.hiddenDirectories
+        masks += masks.compactMap(Self.realPath)
+        for path in masks { entries[Self.normalized(path)] = "mask" }
+        for path in [directory.path] + (source.map { [$0] } ?? []) { entries[Self.normalized(path)] = "ro" }
+        for path in executables {
+            let dir = Self.normalized((path as NSString).deletingLastPathComponent)
+            let real = Self.realPath(dir) ?? dir
+            if !(real == "/usr" || real.hasPrefix("/usr/")), entries[dir] == nil { entries[dir] = "ro" }
+        }
+        for path in [directory.home, directory.tmp, directory.storageRoot, directory.runRoot] + writable {
+            entries[Self.normalized(path)] = "rw"
+        }
+        return entries.filter { $0.key.hasPrefix("/") && $0.key != "/" }
+            .sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+            .map { "\($0.value):\($0.key)" }
+    }
+
+    /// The server's working directory, which its children inherit: a relative path of the
+    /// configuration (`--data ./berth-data`) means the same inside the sandbox, which binds it
+    /// at its absolute path and starts the tool there.
+    static var workingDirectory: String { FileManager.default.currentDirectoryPath }
+
+    static func absolute(_ path: String) -> String {
+        URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: workingDirectory, isDirectory: true)).standardizedFileURL.path
+    }
+
+    private static func normalized(_ path: String) -> String {
+        var p = absolute(path)
+        while p.count > 1, p.hasSuffix("/") { p.removeLast() }
+        return p
+    }
+
+    private static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    /// Builds the sandbox's root on the tmpfs mounted at `$1` and `pivot_root`s into it, then
+    /// runs what follows `--` in the directory `$2` (the server's working directory, as the
+    /// tools' relative paths need). The arguments between are `mask:PATH`, `ro:PATH` and `rw:PATH`
+    /// (`sandboxMounts`). A constant script (one line: the runner logs a command line as one
+    /// log line); every path is an argv entry, always quoted, never evaluated.
+    /// - `/usr` (and `/bin`, `/lib`… as links into it, or bound read-only where they are
+    ///   directories) read-only;
+    /// - `/etc`: copies of the files a tool reads (users, name resolution, the loader's cache),
+    ///   writable copies of `containers` and `docker` (buildah writes its network lock there),
+    ///   and `ssl`, `ca-certificates`, `alternatives` and `ld.so.conf.d` read-only; no `shadow`;
+    /// - a `/dev` holding only what a build needs (the character devices every container gets,
+    ///   a private `pts`, `shm`, the `fd` links): buildah binds the `/dev` it sees into each
+    ///   `RUN`, and the host's would give a `RUN` running as root its block devices;
+    /// - `/proc` of the new PID namespace, `/sys` read-only, and small `/tmp`, `/var` and `/run`
+    ///   of its own.
+    static let sandboxScript = [
         "set -e",
-        "mount -t tmpfs -o nosuid,noexec,mode=755,size=1m berth-dev /dev",
-        "mknod -m 666 /dev/null c 1 3",
-        "mknod -m 666 /dev/zero c 1 5",
-        "mknod -m 666 /dev/full c 1 7",
-        "mknod -m 666 /dev/random c 1 8",
-        "mknod -m 666 /dev/urandom c 1 9",
-        "mknod -m 666 /dev/tty c 5 0",
-        "mkdir -m 755 /dev/pts",
-        "mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,nosuid,noexec berth-pts /dev/pts",
-        "ln -s pts/ptmx /dev/ptmx",
-        "mkdir -m 1777 /dev/shm",
-        "mount -t tmpfs -o nosuid,nodev,noexec,mode=1777 berth-shm /dev/shm",
-        "ln -s /proc/self/fd /dev/fd",
-        "ln -s /proc/self/fd/0 /dev/stdin",
-        "ln -s /proc/self/fd/1 /dev/stdout",
-        "ln -s /proc/self/fd/2 /dev/stderr",
+        #"root=$1"#,
+        #"cwd=$2"#,
+        "shift 2",
+        #"mount -t tmpfs -o nosuid,nodev,mode=755,size=16m berth-root "$root""#,
+        #"cd "$root""#,
+        "mkdir -m 755 usr etc dev proc sys tmp var run .old",
+        #"for d in bin sbin lib lib32 lib64 libx32; do if [ -L "/$d" ]; then ln -s "$(readlink "/$d")" "$d"; elif [ -d "/$d" ]; then mkdir "$d"; mount --bind "/$d" "$d"; mount -o remount,bind,ro,nodev "$d"; fi; done"#,
+        "mount --bind /usr usr",
+        "mount -o remount,bind,ro,nodev usr",
+        #"for f in passwd group hosts resolv.conf nsswitch.conf host.conf gai.conf ld.so.cache ld.so.conf localtime hostname services protocols; do if [ -f "/etc/$f" ]; then cat "/etc/$f" > "etc/$f"; fi; done"#,
+        #"for d in containers docker; do if [ -d "/etc/$d" ]; then cp -a "/etc/$d" "etc/$d"; fi; done"#,
+        #"for d in ssl ca-certificates alternatives ld.so.conf.d; do if [ -d "/etc/$d" ]; then mkdir "etc/$d"; mount --bind "/etc/$d" "etc/$d"; mount -o remount,bind,ro,nodev "etc/$d"; fi; done"#,
+        "mount -t tmpfs -o nosuid,nodev,mode=1777,size=64m berth-tmp tmp",
+        "mount -t tmpfs -o nosuid,nodev,mode=755,size=64m berth-var var",
+        "mkdir -m 1777 var/tmp",
+        "mount -t tmpfs -o nosuid,nodev,mode=755,size=16m berth-run run",
+        "mount -t proc -o nosuid,nodev,noexec berth-proc proc",
+        "mount -t sysfs -o ro,nosuid,nodev,noexec berth-sys sys",
+        "mount -t tmpfs -o nosuid,noexec,mode=755,size=1m berth-dev dev",
+        "mknod -m 666 dev/null c 1 3",
+        "mknod -m 666 dev/zero c 1 5",
+        "mknod -m 666 dev/full c 1 7",
+        "mknod -m 666 dev/random c 1 8",
+        "mknod -m 666 dev/urandom c 1 9",
+        "mknod -m 666 dev/tty c 5 0",
+        "mkdir -m 755 dev/pts",
+        "mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,nosuid,noexec berth-pts dev/pts",
+        "ln -s pts/ptmx dev/ptmx",
+        "mkdir -m 1777 dev/shm",
+        "mount -t tmpfs -o nosuid,nodev,noexec,mode=1777 berth-shm dev/shm",
+        "ln -s /proc/self/fd dev/fd",
+        "ln -s /proc/self/fd/0 dev/stdin",
+        "ln -s /proc/self/fd/1 dev/stdout",
+        "ln -s /proc/self/fd/2 dev/stderr",
+        #"while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do case "$1" in mask:/*) p="${1#mask:}"; mkdir -p "$root$p"; mount -t tmpfs -o nosuid,nodev,noexec,mode=755,size=1m berth-mask "$root$p";; ro:/*) p="${1#ro:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p"; mount -o remount,bind,ro,nodev "$root$p";; rw:/*) p="${1#rw:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p";; *) echo "berth sandbox: bad mount argument" >&2; exit 2;; esac; shift; done"#,
+        #"[ "$1" = "--" ] || { echo "berth sandbox: no command" >&2; exit 2; }"#,
+        "shift",
+        #"mkdir -p "$root$cwd" 2>/dev/null || true"#,
+        "pivot_root . .old",
+        "umount -l /.old",
+        "rmdir /.old",
+        #"cd "$cwd" 2>/dev/null || cd /"#,
         #"exec "$@""#,
     ].joined(separator: "; ")
 
@@ -112,8 +214,8 @@ struct ToolCommands: Sendable {
     /// carry what a Dockerfile may not (`RUN --mount`: see `Tasks.DockerfileBases`). A constant
     /// script; the tool and the image are argv entries.
     func refuseOnBuild(_ reference: String) -> ChildCommand {
-        ChildCommand(executable: configuration.shell, arguments: ["-c", Self.onBuildCheck, "sh", configuration.buildah, reference],
-                     environment: environment)
+        sandboxed(ChildCommand(executable: configuration.shell, arguments: ["-c", Self.onBuildCheck, "sh", configuration.buildah, reference],
+                               environment: environment), network: .host, tools: [configuration.buildah])
     }
 
     static let onBuildCheck = #"out=$("$1" inspect --type image --format '{{if .Docker.Config}}{{range .Docker.Config.OnBuild}}x{{end}}{{end}}' "$2") || exit 1; "#
@@ -124,7 +226,8 @@ struct ToolCommands: Sendable {
     func pull(_ reference: String, always: Bool) -> ChildCommand {
         let args = ["pull", "--signature-policy", directory.policy] + registryAccess
             + ["--policy", always ? "always" : "missing", reference]
-        return ChildCommand(executable: configuration.buildah, arguments: args, environment: environment)
+        // In the sandbox too: the pull unpacks the image's layers (someone else's tar files).
+        return sandboxed(ChildCommand(executable: configuration.buildah, arguments: args, environment: environment), network: .host)
     }
 
     /// `command`, its process first moved into a cgroup (so is everything it starts): a shell
@@ -197,7 +300,9 @@ struct ToolCommands: Sendable {
     func push(_ reference: String, digestFile: String) -> ChildCommand {
         let args = ["push", "--signature-policy", directory.policy] + registryAccess
             + ["--digestfile", digestFile, reference, "docker://" + reference]
-        return ChildCommand(executable: configuration.buildah, arguments: args, environment: environment)
+        // In the sandbox too: it reads the layers a build's `RUN`s wrote.
+        return sandboxed(ChildCommand(executable: configuration.buildah, arguments: args, environment: environment), network: .host,
+                         writable: [(digestFile as NSString).deletingLastPathComponent])
     }
 
     private var podmanGlobal: [String] {

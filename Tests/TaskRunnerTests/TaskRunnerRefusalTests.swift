@@ -122,12 +122,14 @@ final class TaskRunnerRefusalTests: XCTestCase {
             "-t", "berth.test/app:1", "--build-arg", "V=" + hostile, "--target", "final", "--pull=never", "/src",
         ]
         if tools.configuration.isolateBuildPIDs {
-            // As root: buildah in a PID namespace of its own (its RUN cannot see or kill the host's
-            // processes), with a /dev of its own (no host disk in a RUN), and an IPC namespace of its own.
+            // As root: buildah in PID, IPC and mount namespaces of its own, in the build sandbox
+            // (a root of its own: only the run's directories of the state directory).
             XCTAssertEqual(build.executable, "/usr/bin/unshare")
-            XCTAssertEqual(build.arguments, ["--pid", "--fork", "--mount-proc", "--kill-child", "--ipc", "/bin/sh", "-c", ToolCommands.minimalDevScript,
-                                             "sh", "/usr/bin/buildah"] + bud)
-            XCTAssertFalse(ToolCommands.minimalDevScript.contains("$1") || ToolCommands.minimalDevScript.contains("eval"))
+            XCTAssertEqual(build.arguments, ["--pid", "--fork", "--mount-proc", "--kill-child", "--ipc", "/bin/sh", "-c", ToolCommands.sandboxScript,
+                                             "sh", "/run/r1/sandbox", ToolCommands.workingDirectory,
+                                             "ro:/run/r1", "rw:/run/r1/home", "rw:/run/r1/tmp", "rw:/s", "mask:/state", "rw:/tmp/berth-run-x",
+                                             "--", "/usr/bin/buildah"] + bud)
+            XCTAssertFalse(ToolCommands.sandboxScript.contains("eval"))
         } else {
             XCTAssertEqual(build.executable, "/usr/bin/buildah")
             XCTAssertEqual(build.arguments, bud)

@@ -197,6 +197,134 @@ final class TaskRunnerToolTests: XCTestCase {
         XCTAssertLessThan(procs ?? 999, 10)   // the build's own few, not every process of the host
     }
 
+    /// A build's tools run in a root of their own (`ToolCommands.sandboxScript`): whatever walks
+    /// out of a `RUN`'s chroot reaches that root, which holds `/usr` read-only, the task's own
+    /// storage and the run's own directories, and nothing else of the state directory, the
+    /// server's data directory (even under `/usr`) or the server's working directory. A probe
+    /// stands in for buildah and reports what it can see and write.
+    func testABuildsToolsSeeOnlyTheirOwnSandbox() async throws {
+        guard geteuid() == 0 else { throw XCTSkip("the build sandbox is made only when the server runs as root") }
+        let source = try busyboxSource()
+        let state = try stateDirectory()
+        try "secret".write(toFile: state + "/marker", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: state + "/tasks/other/storage", withIntermediateDirectories: true)
+        try "secret".write(toFile: state + "/tasks/other/storage/marker", atomically: true, encoding: .utf8)
+        // The data directory where the sandbox shows its parent (read-only /usr).
+        let hidden = "/usr/local/berth-hidden-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: hidden, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: hidden) }
+        try "secret".write(toFile: hidden + "/marker", atomically: true, encoding: .utf8)
+        let storage = state + "/tasks/probe/storage"
+        let tools = try temporaryDirectory("tools")
+        let probe = tools + "/buildah"
+        try """
+            #!/bin/sh
+            [ "$1" = bud ] || exit 0
+            for last; do :; done
+            seen() { if [ -e "$2" ]; then echo "probe: $1=seen"; else echo "probe: $1=absent"; fi; }
+            writable() { if touch "$2/berth-probe" 2>/dev/null; then echo "probe: $1=writable"; else echo "probe: $1=read-only"; fi; }
+            seen state-marker '\(state)/marker'
+            seen other-task '\(state)/tasks/other/storage/marker'
+            seen hidden-under-usr '\(hidden)/marker'
+            seen shadow /etc/shadow
+            seen root-home /root
+            seen cwd-files "$(pwd)/Package.swift"
+            seen context-dockerfile "$last/Dockerfile"
+            writable storage '\(storage)'
+            writable usr /usr
+            writable source "$last"
+            writable run-directory "$HOME/.."
+            writable home "$HOME"
+            echo "probe: pids=$(ls /proc | grep -c '^[0-9]')"
+
+            """.write(toFile: probe, atomically: true, encoding: .utf8)
+        chmod(probe, 0o755)
+        var configuration = TaskRunnerConfiguration(stateDirectory: state)
+        configuration.registryTransport = .plainHTTP
+        configuration.buildah = probe
+        configuration.hiddenDirectories = [hidden]
+        let file = try Support.taskFile("""
+            version: v1.1.0
+            steps:
+              - id: build
+                build: -t $Registry/probe:$ID .
+            """, runID: "p1", registry: "berth.test")
+        let result = try await TaskRunner(configuration: configuration).run(
+            TaskRunRequest(taskName: "probe", runID: "p1", taskFile: file, sourceDirectory: source,
+                           registry: "berth.test", credentials: nil))
+        let lines = try Support.logLines(result)
+        XCTAssertEqual(result.status, .succeeded, lines.joined(separator: "\n"))
+        var report: [String: String] = [:]
+        for line in lines {
+            guard let r = line.range(of: " build stdout| probe: "), let eq = line[r.upperBound...].firstIndex(of: "=") else { continue }
+            report[String(line[r.upperBound..<eq])] = String(line[line.index(after: eq)...])
+        }
+        XCTAssertEqual(report["state-marker"], "absent")
+        XCTAssertEqual(report["other-task"], "absent")
+        XCTAssertEqual(report["hidden-under-usr"], "absent")
+        XCTAssertEqual(report["shadow"], "absent")
+        XCTAssertEqual(report["root-home"], "absent")
+        XCTAssertEqual(report["cwd-files"], "absent")
+        XCTAssertEqual(report["context-dockerfile"], "seen")
+        XCTAssertEqual(report["storage"], "writable")
+        XCTAssertEqual(report["usr"], "read-only")
+        XCTAssertEqual(report["source"], "read-only")
+        XCTAssertEqual(report["run-directory"], "read-only")
+        XCTAssertEqual(report["home"], "writable")
+        XCTAssertLessThan(Int(report["pids"] ?? "") ?? 999, 10, lines.joined(separator: "\n"))
+        // What the probe wrote landed in the task's own storage and the run's home, nowhere else.
+        XCTAssertTrue(FileManager.default.fileExists(atPath: storage + "/berth-probe"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/usr/berth-probe"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: source + "/berth-probe"))
+        // The sandbox's root was mounted in the build's own mount namespace only.
+        let sandboxRoot = state + "/runs/p1/sandbox"
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: sandboxRoot), [])
+    }
+
+    /// CVE-2024-9675 in the buildah these machines run: a cache mount whose `id` walks up with
+    /// `..` is the root buildah sees, mounted into the `RUN`. The runner's Dockerfile reader
+    /// refuses every `RUN` flag before buildah; this test hands such a Dockerfile to the build
+    /// command directly, as a flaw the reader misses would, and sees the `RUN` reach only the
+    /// sandbox's root: neither the state directory's files nor the host's root. (A buildah with
+    /// the fix refuses the mount, and the build fails: nothing is shown either.)
+    func testAMountThatWalksUpReachesOnlyTheSandbox() async throws {
+        guard geteuid() == 0 else { throw XCTSkip("the build sandbox is made only when the server runs as root") }
+        let source = try busyboxSource()
+        let state = try stateDirectory()
+        try "state-secret".write(toFile: state + "/marker", atomically: true, encoding: .utf8)
+        let up = Array(repeating: "..", count: 16).joined(separator: "/")
+        try """
+            FROM scratch
+            COPY busybox /bin/busybox
+            RUN --mount=type=cache,id=\(up),target=/hostroot ["/bin/busybox", "sh", "-c", "/bin/busybox cat /hostroot\(state)/marker || echo marker-absent; /bin/busybox ls -a /hostroot | /bin/busybox tr '\\n' ' ' | /bin/busybox sed 's/^/listing: /'; echo"]
+
+            """.write(toFile: source + "/Dockerfile.cve", atomically: true, encoding: .utf8)
+        var configuration = TaskRunnerConfiguration(stateDirectory: state)
+        configuration.registryTransport = .plainHTTP
+        let directory = try RunDirectory.create(configuration: configuration, taskName: "cve", runID: "c1", registry: "berth.test")
+        let tools = ToolCommands(configuration: configuration, directory: directory, hasCredentials: false, source: source)
+        let build = tools.build(try BuildArguments(parsing: "-t berth.test/cve:1 --no-cache -f Dockerfile.cve ."), context: source,
+                                dockerfile: source + "/Dockerfile.cve", network: .none)
+        let output = Output()
+        let outcome = await ChildProcess.run(build, timeout: .seconds(120)) { _, text in await output.append(text) }
+        let text = await output.text
+        XCTAssertFalse(text.contains("state-secret"), text)
+        if outcome == .exited(0) {
+            XCTAssertTrue(text.contains("marker-absent"), text)
+            let listing = text.split(separator: "\n").first { $0.hasPrefix("listing: ") }.map(String.init) ?? ""
+            let names = Set(listing.dropFirst("listing: ".count).split(separator: " ").map(String.init))
+            XCTAssertTrue(names.contains("usr"), text)   // a root, and the sandbox's:
+            for hostOnly in ["root", "home", "boot", "srv", "opt", "mnt", "media"] {
+                XCTAssertFalse(names.contains(hostOnly), "the host's /\(hostOnly) was reachable: \(listing)")
+            }
+        }
+    }
+
+    private actor Output {
+        var text = ""
+        func append(_ line: String) { text += line + "\n" }
+    }
+
     /// A `cmd` step has only loopback unless its `network:` asks for the host's, and the choice
     /// is that step's alone: the steps before and after it stay offline.
     func testOnlyACmdStepThatAsksGetsTheHostsNetwork() async throws {
