@@ -74,7 +74,7 @@ struct RunDirectory {
 
     /// Creates the run's directories; a run id that already has a directory is refused.
     static func create(configuration: TaskRunnerConfiguration, taskName: String, runID: String,
-                       registry: String) throws -> RunDirectory {
+                       registry: String, reached: Set<String> = []) throws -> RunDirectory {
         guard isRegistryHost(registry) else { throw TaskRunError("invalid registry \(Confined.quote(registry))") }
         let fm = FileManager.default
         let storage = taskStorage(configuration: configuration, taskName: taskName)
@@ -95,7 +95,7 @@ struct RunDirectory {
         try writePrivate(directory.containersConf, directory.containersConfText)
         try writePrivate(directory.storageConf, directory.storageConfText(driver: configuration.storageDriver))
         try writePrivate(directory.registriesConf, registriesConfText(registry: registry, transport: configuration.registryTransport,
-                                                                      insecure: configuration.insecureRegistries))
+                                                                      insecure: configuration.insecureRegistries, reached: reached))
         if case .verifiedTLS(let caFiles) = configuration.registryTransport, !caFiles.isEmpty {
             try directory.trust(caFiles: caFiles, for: registry)
         }
@@ -111,13 +111,36 @@ struct RunDirectory {
     /// its transport says so, and named explicitly otherwise, so that a shorter insecure prefix
     /// (an operator's `127.0.0.1` among the insecure base registries) never covers it (the
     /// longest matching prefix wins); the operator's insecure registries, and no other.
-    static func registriesConfText(registry: String, transport: RegistryTransport, insecure: Set<String>) -> String {
+    ///
+    /// An insecure host named without a port means every port of it (as the base poller reads
+    /// it). containers-image matches a location `host` against `host:5000/…` only by a prefix
+    /// rule its authors call unintended, so each `host:port` of that host the run reaches
+    /// (`reached`: its Dockerfiles' images and its `cmd` images) is named as well.
+    static func registriesConfText(registry: String, transport: RegistryTransport, insecure: Set<String>,
+                                   reached: Set<String> = []) -> String {
         var text = "unqualified-search-registries = [\"docker.io\"]\nshort-name-mode = \"enforcing\"\n"
         text += "\n[[registry]]\nlocation = \"\(registry)\"\ninsecure = \(transport == .plainHTTP)\n"
-        for host in insecure.sorted() where host != registry && isRegistryHost(host) {
-            text += "\n[[registry]]\nlocation = \"\(host)\"\ninsecure = true\n"
+        var locations: Set<String> = []
+        for host in insecure where host != registry && isRegistryHost(host) {
+            locations.insert(host)
+            guard hostOnly(host) == host else { continue }
+            for other in reached where other != registry && isRegistryHost(other) && hostOnly(other.lowercased()) == host {
+                locations.insert(other)
+            }
+        }
+        for location in locations.sorted() {
+            text += "\n[[registry]]\nlocation = \"\(location)\"\ninsecure = true\n"
         }
         return text
+    }
+
+    /// `host[:port]` without its port (`[::1]:5000` → `[::1]`).
+    static func hostOnly(_ registry: String) -> String {
+        if registry.hasPrefix("[") {
+            guard let close = registry.firstIndex(of: "]") else { return registry }
+            return String(registry[...close])
+        }
+        return registry.firstIndex(of: ":").map { String(registry[..<$0]) } ?? registry
     }
 
     /// `host[:port]` as a registries.conf location and a directory name: letters, digits, `.-_:[]`

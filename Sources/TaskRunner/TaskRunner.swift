@@ -153,7 +153,8 @@ public struct TaskRunner: Sendable {
             throw TaskRunError("the source directory \(request.sourceDirectory) does not exist")
         }
         let directory = try RunDirectory.create(configuration: configuration, taskName: request.taskName, runID: request.runID,
-                                                registry: request.registry)
+                                                registry: request.registry,
+                                                reached: RunExecution.registriesReached(by: request.taskFile, source: source))
         defer { directory.cleanUp() }
         var secrets: [String] = []
         if let credentials = request.credentials {
@@ -352,37 +353,10 @@ struct RunExecution: Sendable {
         -> Result<[(command: ChildCommand, push: (reference: String, digestFile: String)?, container: String?)], TaskRunError> {
         switch step.action {
         case .build(let arguments):
-            var base = source
-            if let workingDirectory = step.workingDirectory {
-                switch Confined.path(workingDirectory, under: source, what: "workingDirectory") {
-                case .failure(let e): return .failure(e)
-                case .success(let path): base = path
-                }
-            }
-            let context: String
-            switch Confined.path(arguments.context, under: base, what: "the build context") {
+            let context: String, dockerfile: String, images: [String]
+            switch Self.buildInputs(step, arguments, source: source) {
             case .failure(let e): return .failure(e)
-            case .success(let path): context = path
-            }
-            guard context == source || context.hasPrefix(source + "/"), Confined.isDirectory(context) else {
-                return .failure(TaskRunError("the build context \(Confined.quote(arguments.context)) is not a directory inside the run's source"))
-            }
-            let dockerfile: String
-            switch Confined.path(arguments.dockerfile ?? "Dockerfile", under: context, what: "the Dockerfile") {
-            case .failure(let e): return .failure(e)
-            case .success(let path): dockerfile = path
-            }
-            // buildah runs a `.in` Dockerfile through cpp first (`#include` of any file, read as
-            // root): what it builds is not the file this runner reads.
-            guard !dockerfile.lowercased().hasSuffix(".in") else {
-                return .failure(TaskRunError("a Dockerfile named *.in is refused: buildah would run it through the C preprocessor"))
-            }
-            // Every build's Dockerfile is read first (`Tasks.DockerfileBases`): what it may not do
-            // (`RUN --mount`) fails the step with its line before buildah sees it.
-            let images: [String]
-            switch Self.imagesOf(dockerfile: dockerfile, arguments) {
-            case .failure(let e): return .failure(e)
-            case .success(let list): images = list
+            case .success(let inputs): (context, dockerfile, images) = inputs
             }
             // No network for RUN (the default) needs a network namespace (root only).
             if step.network == .none, !tools.configuration.isolateBuildNetwork {
@@ -439,6 +413,59 @@ struct RunExecution: Sendable {
 
     /// Every image a Dockerfile's stages are built from or copy from (`Tasks.DockerfileBases`,
     /// every stage: buildah may build stages the target does not need), in order, once each.
+    /// A build step's context and Dockerfile (real paths inside the run's source) and the
+    /// images its Dockerfile names, or why the step is refused.
+    static func buildInputs(_ step: Step, _ arguments: BuildArguments, source: String)
+        -> Result<(context: String, dockerfile: String, images: [String]), TaskRunError> {
+        var base = source
+        if let workingDirectory = step.workingDirectory {
+            switch Confined.path(workingDirectory, under: source, what: "workingDirectory") {
+            case .failure(let e): return .failure(e)
+            case .success(let path): base = path
+            }
+        }
+        let context: String
+        switch Confined.path(arguments.context, under: base, what: "the build context") {
+        case .failure(let e): return .failure(e)
+        case .success(let path): context = path
+        }
+        guard context == source || context.hasPrefix(source + "/"), Confined.isDirectory(context) else {
+            return .failure(TaskRunError("the build context \(Confined.quote(arguments.context)) is not a directory inside the run's source"))
+        }
+        let dockerfile: String
+        switch Confined.path(arguments.dockerfile ?? "Dockerfile", under: context, what: "the Dockerfile") {
+        case .failure(let e): return .failure(e)
+        case .success(let path): dockerfile = path
+        }
+        // buildah runs a `.in` Dockerfile through cpp first (`#include` of any file, read as
+        // root): what it builds is not the file this runner reads.
+        guard !dockerfile.lowercased().hasSuffix(".in") else {
+            return .failure(TaskRunError("a Dockerfile named *.in is refused: buildah would run it through the C preprocessor"))
+        }
+        // Every build's Dockerfile is read first (`Tasks.DockerfileBases`): what it may not do
+        // (`RUN --mount`) fails the step with its line before buildah sees it.
+        return imagesOf(dockerfile: dockerfile, arguments).map { (context, dockerfile, $0) }
+    }
+
+    /// The registries (`host[:port]`) a run's steps will reach besides the run's own: every
+    /// image its `cmd` steps run and its Dockerfiles name (a step refused later adds nothing).
+    static func registriesReached(by file: TaskFile, source: String) -> Set<String> {
+        var hosts: Set<String> = []
+        for step in file.steps {
+            switch step.action {
+            case .cmd(let command):
+                if let host = command.image.host { hosts.insert(host) }
+            case .build(let arguments):
+                guard case .success(let inputs) = buildInputs(step, arguments, source: source) else { continue }
+                for image in inputs.images {
+                    if let host = (try? ImageReference(parsing: image))?.host { hosts.insert(host) }
+                }
+            default: continue
+            }
+        }
+        return hosts
+    }
+
     static func imagesOf(dockerfile: String, _ arguments: BuildArguments) -> Result<[String], TaskRunError> {
         guard let data = FileManager.default.contents(atPath: dockerfile), let text = String(data: data, encoding: .utf8) else {
             return .failure(TaskRunError("cannot read the Dockerfile"))

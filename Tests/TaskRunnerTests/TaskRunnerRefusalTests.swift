@@ -194,6 +194,34 @@ final class TaskRunnerRefusalTests: XCTestCase {
                        + "\n[[registry]]\nlocation = \"127.0.0.1\"\ninsecure = true\n"
                        + "\n[[registry]]\nlocation = \"lab:5000\"\ninsecure = true\n")
 
+        // A port-less insecure host covers every port of it: each port the run reaches is named
+        // (containers-image would match `lab` against `lab:5000` only by an unintended prefix
+        // rule); a host named with its port covers that port only; the run's own registry is
+        // never made insecure by it.
+        XCTAssertEqual(RunDirectory.registriesConfText(registry: "lab:443", transport: .verifiedTLS(caFiles: []),
+                                                       insecure: ["lab", "[fd00::1]", "other:5000"],
+                                                       reached: ["lab:5000", "LAB:6000", "lab", "lab:443", "[fd00::1]:5000", "other:6000",
+                                                                 "laboratory:5000", "docker.io"]),
+                       "unqualified-search-registries = [\"docker.io\"]\nshort-name-mode = \"enforcing\"\n\n[[registry]]\nlocation = \"lab:443\"\ninsecure = false\n"
+                       + "\n[[registry]]\nlocation = \"LAB:6000\"\ninsecure = true\n"
+                       + "\n[[registry]]\nlocation = \"[fd00::1]\"\ninsecure = true\n"
+                       + "\n[[registry]]\nlocation = \"[fd00::1]:5000\"\ninsecure = true\n"
+                       + "\n[[registry]]\nlocation = \"lab\"\ninsecure = true\n"
+                       + "\n[[registry]]\nlocation = \"lab:5000\"\ninsecure = true\n"
+                       + "\n[[registry]]\nlocation = \"other:5000\"\ninsecure = true\n")
+        // What a run reaches: its Dockerfiles' images (every stage, `COPY --from`) and its `cmd` images.
+        let reachSource = try temporaryDirectory("reach")
+        try "FROM lab:5000/base:1 AS b\nFROM scratch\nCOPY --from=lab:7000/tools:1 /x /x\n"
+            .write(toFile: reachSource + "/Dockerfile", atomically: true, encoding: .utf8)
+        let reachFile = try Support.taskFile("""
+            version: v1.1.0
+            steps:
+              - build: -t $Registry/app:1 .
+              - cmd: mirror.test:8080/tools/check:2 true
+              - cmd: busybox true
+            """, runID: "reach", registry: "berth.test")
+        XCTAssertEqual(RunExecution.registriesReached(by: reachFile, source: try XCTUnwrap(Confined.realPath(reachSource))), ["lab:5000", "lab:7000", "mirror.test:8080"])
+
         let state = try stateDirectory()
         for hostile in ["r\"\ninsecure = true", "../x", "..", "a/b", ""] {
             XCTAssertThrowsError(try RunDirectory.create(configuration: TaskRunnerConfiguration(stateDirectory: state), taskName: "t",
