@@ -256,10 +256,15 @@ public struct DataEndpointKeyView: Codable, Sendable, Equatable {
     public var publicKey: String
     /// How long a peer may keep it before asking again.
     public var expiresAt: Date
-    public init(region: String, keyId: String, publicKey: String, expiresAt: Date) {
+    /// The previous period's key, while a URL it signed may still be alive (for
+    /// `DataEndpointSignature.maxLifetime` and the clock skew after its period ended): a peer
+    /// that first sees such a URL after the rotation verifies it with this one. Absent otherwise.
+    public var previousKeys: [DataEndpointKeyView]?
+    public init(region: String, keyId: String, publicKey: String, expiresAt: Date, previousKeys: [DataEndpointKeyView]? = nil) {
         self.region = region
         self.keyId = keyId
         self.publicKey = publicKey
         self.expiresAt = expiresAt
+        self.previousKeys = previousKeys
     }
 }

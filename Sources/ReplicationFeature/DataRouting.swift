@@ -137,12 +137,27 @@ public final class DataRouting: BlobRouting, Sendable {
         }
     }
 
-    /// The public key of the current period, for peers (`GET /api/v1/replication/data-key`).
+    /// The public key of the current period, for peers (`GET /api/v1/replication/data-key`), and
+    /// the previous period's while a URL it signed may still be alive (`maxLifetime` and the skew
+    /// past the rotation): a peer that never cached it, asked first by such a URL after the
+    /// rotation, would otherwise refuse it. Only a stored previous key is served (never made).
     func currentKey(now: Date = Date()) async throws -> DataEndpointKeyView {
         let key = try await signingKey(now: now).publicKey
         let period = (now.timeIntervalSince1970 / configuration.keyPeriod).rounded(.down)
+        let start = period * configuration.keyPeriod
+        var previous: [DataEndpointKeyView]?
+        if now.timeIntervalSince1970 < start + DataEndpointSignature.maxLifetime + DataEndpointSignature.skew,
+           let names = configuration.signingKeyNames {
+            let name = Self.keyNamePrefix + String(Int64(period) - 1)
+            if try await names().contains(name),
+               let old = try? Curve25519.Signing.PrivateKey(rawRepresentation: try await configuration.signingKeyMaterial(name)).publicKey {
+                previous = [DataEndpointKeyView(region: region, keyId: DataEndpointSignature.keyId(old),
+                                                publicKey: old.rawRepresentation.base64EncodedString(),
+                                                expiresAt: Date(timeIntervalSince1970: start))]
+            }
+        }
         return DataEndpointKeyView(region: region, keyId: DataEndpointSignature.keyId(key), publicKey: key.rawRepresentation.base64EncodedString(),
-                                   expiresAt: Date(timeIntervalSince1970: (period + 1) * configuration.keyPeriod))
+                                   expiresAt: Date(timeIntervalSince1970: start + configuration.keyPeriod), previousKeys: previous)
     }
 
     public func redirect(_ request: Request, repository: RepositoryName, digest: OCIModel.Digest, client: IPAddress?) async throws -> String? {
@@ -235,18 +250,23 @@ public final class DataRouting: BlobRouting, Sendable {
             let decoder = JSONDecoder()
             decoder.dateDecodingStrategy = .iso8601
             let view = try decoder.decode(DataEndpointKeyView.self, from: Data(bytes))
-            guard view.region == replica.location, let raw = Data(base64Encoded: view.publicKey),
-                  let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw), DataEndpointSignature.keyId(key) == view.keyId
-            else {
-                logger.warning("a replica's data-endpoint key is not usable", metadata: ["location": "\(replica.location)"])
-                return
+            // The current key and (just after a rotation) the previous one, at most one more.
+            for key in [view] + (view.previousKeys ?? []).prefix(1) {
+                guard key.region == replica.location, let raw = Data(base64Encoded: key.publicKey),
+                      let publicKey = try? Curve25519.Signing.PublicKey(rawRepresentation: raw),
+                      DataEndpointSignature.keyId(publicKey) == key.keyId
+                else {
+                    logger.warning("a replica's data-endpoint key is not usable", metadata: ["location": "\(replica.location)"])
+                    return
+                }
+                // Kept past the key's period for as long as a URL it signed at the period's end may
+                // live (so such a URL still verifies after the signer moved to its next key), and at
+                // most a day past now whatever the peer says; a previous key past that is not kept.
+                let grace = DataEndpointSignature.maxLifetime + DataEndpointSignature.skew
+                let until = min(key.expiresAt.addingTimeInterval(grace), Date().addingTimeInterval(86_400))
+                guard until > Date() else { continue }
+                peerKeys.withLockedValue { $0[replica.location + "\u{0}" + key.keyId] = (publicKey, until) }
             }
-            // Kept past the key's period for as long as a URL it signed at the period's end may
-            // live (so such a URL still verifies after the signer moved to its next key), and at
-            // most a day past now whatever the peer says.
-            let grace = DataEndpointSignature.maxLifetime + DataEndpointSignature.skew
-            let until = min(view.expiresAt.addingTimeInterval(grace), Date().addingTimeInterval(86_400))
-            peerKeys.withLockedValue { $0[replica.location + "\u{0}" + view.keyId] = (key, until) }
         } catch {
             logger.warning("the data-endpoint key of a replica cannot be read", metadata: ["location": "\(replica.location)", "error": "\(error)"])
         }

@@ -1,5 +1,6 @@
 import Access
 import BerthAPIContract
+import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -26,7 +27,8 @@ import Testing
 
     /// A region on its own embedded store. Its data-endpoint signing keys are one fixed key, or
     /// with `storedKeys` the shared key material's, made per period and retired as `berth serve` does.
-    func region(_ name: String, dataEndpoint: String?, networks: [String], storedKeys: Bool = false) async throws
+    func region(_ name: String, dataEndpoint: String?, networks: [String], storedKeys: Bool = false,
+                keyPeriod: TimeInterval? = nil) async throws
         -> (registry: Registry, access: AccessControl, service: ReplicationService, keys: SharedKeyMaterial, app: some ApplicationProtocol) {
         let dir = tempDataDir()
         var logger = Logger(label: "test")
@@ -50,6 +52,7 @@ import Testing
             routing.removeSigningKey = { try await shared.remove($0) }
         }
         routing.healthInterval = .milliseconds(200)
+        if let keyPeriod { routing.keyPeriod = keyPeriod }
         let app = try await BerthServer.makeApplication(
             registry: registry, access: access,
             features: standardFeatures(registry) + [ReplicationFeature(service: service, applier: applier, poll: .milliseconds(200),
@@ -104,6 +107,68 @@ import Testing
         // retired off the request, shortly after
         let kept = [prefix + String(period - 2), prefix + String(period - 1), prefix + String(period), prefix + "notes"].sorted()
         #expect(try await eventually { try await west.keys.names(prefix: prefix) == kept })
+    }
+
+    /// A URL signed with the previous period's key just before the rotation, read first at a
+    /// peer that never cached that key (it asks `data-key` only once the new period began):
+    /// served, since the signer answers the previous key too while such a URL may live. A URL
+    /// signed with a key of any other stored period is still refused.
+    @Test func aURLSignedJustBeforeARotationVerifiesAtAPeerThatNeverSawItsKey() async throws {
+        // Periods of 300 s: every moment lies within maxLifetime + skew (330 s) of its period's
+        // start, so the previous key is always served (in production: for 330 s of 30 days).
+        let period: TimeInterval = 300
+        let west = try await region("westeurope", dataEndpoint: "https://west.data.example", networks: [], storedKeys: true,
+                                    keyPeriod: period)
+        let sea = try await region("sea", dataEndpoint: nil, networks: [])
+        let westPeer = try await replicator(west.access)
+        let seaPeer = try await replicator(sea.access)
+        let bytes = Array("signed before the rotation".utf8)
+        let digest = sha256(bytes)
+        let prefix = DataRouting.keyNamePrefix
+        @Sendable func key(_ p: Int64) async throws -> Curve25519.Signing.PrivateKey {
+            try Curve25519.Signing.PrivateKey(rawRepresentation: try await west.keys.loadOrCreate(prefix + String(p)) {
+                DataRoutingConfiguration.newSigningKey()
+            }.plaintext)
+        }
+        try await west.app.test(.live) { w in
+            try await sea.app.test(.live) { s in
+                let wPort = try #require(w.port), sPort = try #require(s.port)
+                _ = try await west.service.create(location: "sea", endpoint: "http://127.0.0.1:\(sPort)", credential: seaPeer,
+                                                  regionEndpointEnabled: true)
+                _ = try await sea.service.create(location: "westeurope", endpoint: "http://127.0.0.1:\(wPort)", credential: westPeer,
+                                                 regionEndpointEnabled: true)
+                #expect(try await w.execute(uri: "/v2/geo/app/blobs/uploads/?digest=\(digest)", method: .post,
+                                            headers: ownerWith(length: bytes.count), body: buf(bytes)).status == .created)
+                let decoder = JSONDecoder()
+                decoder.dateDecodingStrategy = .iso8601
+                for _ in 0..<3 {
+                    let current = Int64(Date().timeIntervalSince1970 / period)
+                    let previous = try await key(current - 1), older = try await key(current - 2)
+                    // What west answers: the current key, and the previous one while its URLs may live.
+                    let answer = try await w.execute(uri: "/api/v1/replication/data-key", method: .get,
+                                                     headers: [.authorization: "Basic " + Data(westPeer.utf8).base64EncodedString()])
+                    #expect(answer.status == .ok)
+                    let view = try decoder.decode(DataEndpointKeyView.self, from: Data(buffer: answer.body))
+                    let expires = Int64(Date().timeIntervalSince1970) + 100
+                    let signed = try DataEndpointSignature.sign(repository: "geo/app", digest: digest, expires: expires,
+                                                                region: "westeurope", key: previous)
+                    let served = try await s.execute(uri: "/v2/geo/app/blobs/\(digest)?\(signed)", method: .get)
+                    let stale = try DataEndpointSignature.sign(repository: "geo/app", digest: digest, expires: expires,
+                                                               region: "westeurope", key: older)
+                    let refused = try await s.execute(uri: "/v2/geo/app/blobs/\(digest)?\(stale)", method: .get)
+                    // A rotation while this ran changes which key is the previous one: again.
+                    guard Int64(Date().timeIntervalSince1970 / period) == current else { continue }
+                    #expect(view.previousKeys?.map(\.keyId) == [DataEndpointSignature.keyId(previous.publicKey)])
+                    #expect(view.previousKeys?.first?.expiresAt == Date(timeIntervalSince1970: Double(current) * period))
+                    #expect(served.status == .ok)
+                    #expect(Array(served.body.readableBytesView) == bytes)
+                    // Two periods back: not served by west, refused by sea.
+                    #expect(refused.status == .forbidden && errorCode(refused) == "DENIED")
+                    return
+                }
+                Issue.record("three key rotations in a row")
+            }
+        }
     }
 
     @Test func aBlobGetIsSentToTheHealthyRegionOfItsClientAndServedThereVerified() async throws {

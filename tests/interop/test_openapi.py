@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Dict, List, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import jsonschema
 import pytest
@@ -465,24 +465,26 @@ def _json_body(spec: dict, holder: dict):
 
 
 def _compare(spec: dict, types: Dict[str, object], schema: dict, swift, where: str, problems: List[str],
-             request: bool = False):
+             request: bool = False, seen: Optional[Set[Tuple[int, str, bool]]] = None):
     """An answer's schema must have exactly the type's properties. A request type may serve
     several operations (a POST and its PATCH), so a request's schema may name fewer; but every
-    property the type cannot do without must be required there."""
+    property the type cannot do without must be required there. A type that holds itself (a
+    key's previous keys) is compared once per schema."""
+    seen = set() if seen is None else seen
     schema = _resolve(spec, schema)
     if isinstance(swift, list):                      # an array of the one type inside
         if schema.get("type") != "array":
             problems.append(f"{where}: the document has {schema.get('type')}, the contract an array")
             return
-        return _compare(spec, types, schema["items"], swift[0], where + "[]", problems, request)
+        return _compare(spec, types, schema["items"], swift[0], where + "[]", problems, request, seen)
     if swift.startswith("[") and swift.endswith("]") and ":" not in swift:
-        return _compare(spec, types, schema, [swift[1:-1]], where, problems, request)
+        return _compare(spec, types, schema, [swift[1:-1]], where, problems, request, seen)
     if swift.startswith("[String:"):                 # a map: values compared
         if schema.get("type") != "object":
             problems.append(f"{where}: the document has {schema.get('type')}, the contract a map")
         elif isinstance(schema.get("additionalProperties"), dict):
             _compare(spec, types, schema["additionalProperties"], swift[len("[String:"):-1].strip(), where + "{}", problems,
-                     request)
+                     request, seen)
         return
     if swift in SCALARS:
         return
@@ -495,8 +497,11 @@ def _compare(spec: dict, types: Dict[str, object], schema: dict, swift, where: s
         if len(alternatives) != len(shape):
             problems.append(f"{where}: the document has {len(alternatives)} alternatives, {swift} {len(shape)}")
         for alternative, case in zip(alternatives, shape):
-            _compare(spec, types, alternative, case, f"{where}|{case}", problems, request)
+            _compare(spec, types, alternative, case, f"{where}|{case}", problems, request, seen)
         return
+    if (id(schema), swift, request) in seen:
+        return
+    seen.add((id(schema), swift, request))
     properties = schema.get("properties") or {}
     if (not set(properties) <= set(shape)) if request else set(properties) != set(shape):
         problems.append(f"{where}: the document's {sorted(properties)} against {swift}'s {sorted(shape)}")
@@ -517,7 +522,7 @@ def _compare(spec: dict, types: Dict[str, object], schema: dict, swift, where: s
         else:
             nested = f"{swift}.{inner}" if f"{swift}.{inner}" in types else inner
         if nested in types or nested.startswith("["):
-            _compare(spec, types, properties[name], nested, f"{where}.{name}", problems, request)
+            _compare(spec, types, properties[name], nested, f"{where}.{name}", problems, request, seen)
 
 
 # Request fields that decode to a default when absent (a PATCH names the identity in its path).
