@@ -484,8 +484,14 @@ public struct EventConsumerView: Codable, Sendable, Equatable {
     public var nextAttemptAt: Date?
     public var lastError: String?
     public var updatedAt: Date
+    /// The lease it runs under (`GET /api/v1/leases`): `consumer:<name>` for the core's consumers,
+    /// `service:<type>` of the feature service that runs it. Absent when the server runs its work
+    /// without leases, or no service of this server runs it (a webhook or replica since deleted).
+    public var lease: String?
+    /// The node holding that lease now (its `host:pid:nonce`); absent when no node holds it.
+    public var leaseHolder: String?
     public init(name: String, cursor: Int64, lag: Int64, paused: Bool, attempts: Int, nextAttemptAt: Date?, lastError: String?,
-                updatedAt: Date) {
+                updatedAt: Date, lease: String? = nil, leaseHolder: String? = nil) {
         self.name = name
         self.cursor = cursor
         self.lag = lag
@@ -494,6 +500,8 @@ public struct EventConsumerView: Codable, Sendable, Equatable {
         self.nextAttemptAt = nextAttemptAt
         self.lastError = lastError
         self.updatedAt = updatedAt
+        self.lease = lease
+        self.leaseHolder = leaseHolder
     }
 }
 

@@ -14,6 +14,7 @@ struct EventConsumerGroup: AsyncParsableCommand {
     static let columns = [
         Column("name", "name"), Column("cursor", "cursor"), Column("lag", "lag"), Column("paused", "paused"),
         Column("attempts", "attempts"), Column("next-attempt", "nextAttemptAt"), Column("last-error", "lastError"),
+        Column("lease", "lease"), Column("holder", "leaseHolder"),
     ]
 
     /// `POST /api/v1/event-consumers/NAME/ACTION`, printing the consumer as it is afterwards.

@@ -35,9 +35,14 @@ public enum BerthServer {
         // The token service's name is configured (or the public URL's host, or the listen address),
         // never a request's Host header: it is the audience every token is checked against.
         let service = AuthGate.serviceName(configured: serviceName, publicURL: publicURL, listen: (host, port))
+        // Work that runs once across the cluster, each under its lease (`clusterOnce`).
+        let leased: [(lease: String, service: any Service)] = [
+            ("lifecycle", LifecycleService(registry: registry, janitorInterval: janitorInterval, tick: lifecycleTick, logger: logger)),
+        ] + eventConsumers(registry: registry, poll: lifecycleTick, logger: logger).map { ("consumer:\($0.runner.consumer.name)", $0) }
+          + features.flatMap(\.services).map { ("service:\(type(of: $0))", $0) }
         let responder = makeResponder(registry: registry, access: access, features: features, limits: limits,
                                       publicURL: publicURL, serviceName: service, tls: tls != nil, metrics: metrics,
-                                      leases: leases?.store, logger: logger)
+                                      leases: leases?.store, consumerLeases: leases == nil ? [] : consumerLeases(leased), logger: logger)
         // Idle connections (between requests, or a request whose bytes stopped coming: slowloris)
         // are closed after two minutes; a response being written is never cut off.
         let http1Configuration = HTTP1Channel.Configuration(additionalChannelHandlers: [ExpectContinueHandler()],
@@ -51,10 +56,7 @@ public enum BerthServer {
             responder: responder,
             server: server,
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
-            services: clusterOnce(leases, [
-                ("lifecycle", LifecycleService(registry: registry, janitorInterval: janitorInterval, tick: lifecycleTick, logger: logger)),
-            ] + eventConsumers(registry: registry, poll: lifecycleTick, logger: logger).map { ("consumer:\($0.runner.consumer.name)", $0) }
-              + features.flatMap(\.services).map { ("service:\(type(of: $0))", $0) })
+            services: clusterOnce(leases, leased)
                 // Per process by nature: every node keeps its own caches true.
                 + [CacheInvalidationService(registry: registry, access: access, logger: logger),
                    PullTimeFlushService(registry: registry, interval: pullTimeFlushInterval, logger: logger)]
@@ -75,6 +77,11 @@ public enum BerthServer {
     static func clusterOnce(_ leases: LeasedRunner?, _ services: [(lease: String, service: any Service)]) -> [any Service] {
         guard let leases else { return services.map(\.service) }
         return services.map { LeasedService(lease: $0.lease, service: $0.service, runner: leases) }
+    }
+
+    /// Which lease each event consumer runs under: that of the service that runs it.
+    static func consumerLeases(_ leased: [(lease: String, service: any Service)]) -> [ConsumerLease] {
+        leased.compactMap { work in (work.service as? any EventConsumerHost).map { ConsumerLease(host: $0, lease: work.lease) } }
     }
 
     /// The event consumers this server runs, each from its durable cursor.
@@ -148,13 +155,19 @@ public enum BerthServer {
                                      limits: RegistryResponder.Limits = .init(),
                                      publicURL: String? = nil, serviceName: String? = nil, tls: Bool = false,
                                      metrics: HTTPMetrics = HTTPMetrics(), leases: (any LeaseStore)? = nil,
-                                     logger: Logger) -> RegistryResponder {
+                                     consumerLeases: [ConsumerLease] = [], logger: Logger) -> RegistryResponder {
         var accessLog = logger
         accessLog[metadataKey: "component"] = "access"
         return RegistryResponder(registry: registry, metrics: metrics, accessLog: accessLog, limits: limits,
                                  access: access, features: features, publicURL: publicURL, tls: tls, serviceName: serviceName,
-                                 leases: leases)
+                                 leases: leases, consumerLeases: consumerLeases)
     }
+}
+
+/// The lease a service that runs event consumers runs under.
+public struct ConsumerLease: Sendable {
+    let host: any EventConsumerHost
+    let lease: String
 }
 
 /// The background lifecycle jobs; stops with the server. Every tick it runs the purge schedules
@@ -269,9 +282,11 @@ struct PullTimeFlushService: Service {
 }
 
 /// Runs one event consumer until the server stops.
-struct EventConsumerService: Service {
+struct EventConsumerService: Service, EventConsumerHost {
     let runner: EventConsumerRunner
     let poll: Duration
+
+    var consumerNames: [String] { [runner.consumer.name] }
 
     func run() async throws {
         try? await cancelWhenGracefulShutdown {

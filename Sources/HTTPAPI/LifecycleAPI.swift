@@ -146,12 +146,24 @@ extension RegistryResponder {
                 : try await decode(DryRunRequest.self, request).dryRun ?? false
             return jsonResponse(GarbageCollectionReportView(try await registry.collectGarbage(dryRun: dryRun)))
         }
-        route(.get, "event-consumers") { _, _ in await jsonResponse(try registry.eventConsumerViews().map(BerthAPIContract.EventConsumerView.init)) }
+        // Each consumer with the lease it runs under and the node holding it now (live leases only).
+        @Sendable func views(_ consumers: [RegistryCore.EventConsumerView]) async throws -> [BerthAPIContract.EventConsumerView] {
+            let now = Date()
+            let held = consumerLeases.isEmpty ? [:] : Dictionary(
+                (try await leases?.leases() ?? []).filter { $0.expiresAt > now }.map { ($0.name, $0.holder) }, uniquingKeysWith: { a, _ in a })
+            return consumers.map { consumer in
+                var view = BerthAPIContract.EventConsumerView(consumer)
+                view.lease = consumerLeases.first { $0.host.hosts(consumer.name) }?.lease
+                view.leaseHolder = view.lease.flatMap { held[$0] }
+                return view
+            }
+        }
+        route(.get, "event-consumers") { _, _ in jsonResponse(try await views(try await registry.eventConsumerViews())) }
         route(.post, "event-consumers/:name/pause") { _, context in
-            jsonResponse(BerthAPIContract.EventConsumerView(try await registry.setEventConsumerPaused(try context.parameters.require("name"), paused: true)))
+            jsonResponse(try await views([try await registry.setEventConsumerPaused(try context.parameters.require("name"), paused: true)])[0])
         }
         route(.post, "event-consumers/:name/resume") { _, context in
-            jsonResponse(BerthAPIContract.EventConsumerView(try await registry.setEventConsumerPaused(try context.parameters.require("name"), paused: false)))
+            jsonResponse(try await views([try await registry.setEventConsumerPaused(try context.parameters.require("name"), paused: false)])[0])
         }
         route(.get, "leases") { _, _ in
             let now = Date()

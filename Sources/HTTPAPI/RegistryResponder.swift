@@ -38,6 +38,8 @@ public struct RegistryResponder: HTTPResponder {
     let uploadBase: String
     /// The leases the server runs its cluster-once work under (nil: it runs that work directly).
     let leases: (any LeaseStore)?
+    /// Which lease each event consumer runs under (empty: the server runs its work without leases).
+    let consumerLeases: [ConsumerLease]
     /// Everything outside `/v2/`; nil only in the copy its own handlers hold.
     private(set) var router: RouterResponder<Context>?
     private let inflightUploads = NIOLockedValueBox(0)
@@ -50,9 +52,10 @@ public struct RegistryResponder: HTTPResponder {
 
     public init(registry: Registry, metrics: HTTPMetrics, accessLog: Logger, limits: Limits = .init(),
                 access: AccessControl?, features: [any RegistryFeature] = [], publicURL: String? = nil, tls: Bool = false,
-                serviceName: String? = nil, leases: (any LeaseStore)? = nil) {
+                serviceName: String? = nil, leases: (any LeaseStore)? = nil, consumerLeases: [ConsumerLease] = []) {
         self.features = features
         self.leases = leases
+        self.consumerLeases = consumerLeases
         self.registry = registry
         self.metrics = metrics
         self.accessLog = accessLog

@@ -163,6 +163,21 @@ public final class EventConsumerRunner: Sendable {
     }
 }
 
+/// A background service that runs event consumers, naming them, so the management API can say
+/// which lease each consumer runs under (the service's own, in a cluster).
+public protocol EventConsumerHost: Sendable {
+    /// The consumers it runs: exact names, or a prefix ending in `*` for consumers it makes per
+    /// item (`webhook:*`, `replication:*`).
+    var consumerNames: [String] { get }
+}
+
+extension EventConsumerHost {
+    /// Whether `consumer` is one this service runs.
+    public func hosts(_ consumer: String) -> Bool {
+        consumerNames.contains { $0.hasSuffix("*") ? consumer.hasPrefix($0.dropLast()) : consumer == $0 }
+    }
+}
+
 /// An event consumer as the management API shows it.
 public struct EventConsumerView: Codable, Sendable, Equatable {
     public var name: String

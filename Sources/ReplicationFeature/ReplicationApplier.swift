@@ -744,9 +744,12 @@ public final class ReplicationApplier: Sendable {
 
 /// Runs the replication consumer of every replica until the server stops (under one lease in a
 /// cluster: `BerthServer.clusterOnce`).
-public struct ReplicationApplierService: Service {
+public struct ReplicationApplierService: Service, EventConsumerHost {
     let applier: ReplicationApplier
     let poll: Duration
+
+    /// One consumer per replica, `replication:<location>`.
+    public var consumerNames: [String] { [ReplicationService.consumerName("") + "*"] }
 
     public init(applier: ReplicationApplier, poll: Duration) {
         self.applier = applier

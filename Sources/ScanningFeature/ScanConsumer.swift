@@ -69,9 +69,11 @@ public struct ScanConsumer: EventConsumer {
 }
 
 /// Runs the scan consumer with the server (the feature's service; leased by the server).
-public struct ScanService: Service {
+public struct ScanService: Service, EventConsumerHost {
     let runner: EventConsumerRunner
     let poll: Duration
+
+    public var consumerNames: [String] { [runner.consumer.name] }
 
     public init(runner: EventConsumerRunner, poll: Duration) {
         self.runner = runner

@@ -44,9 +44,11 @@ public struct BaseImageTriggerConsumer: EventConsumer {
 }
 
 /// Runs the base-image trigger consumer with the server (a feature service; leased by the server).
-struct BaseImageTriggerService: Service {
+struct BaseImageTriggerService: Service, EventConsumerHost {
     let runner: EventConsumerRunner
     let poll: Duration
+
+    var consumerNames: [String] { [runner.consumer.name] }
 
     func run() async throws {
         try? await cancelWhenGracefulShutdown {

@@ -1,13 +1,17 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import RegistryCore
 import ServiceLifecycle
 
 /// Runs with the server: every webhook with work gets its own task, so a slow or failing
 /// receiver never holds up another webhook, and nothing holds up a push.
-public struct WebhookDispatcher: Service {
+public struct WebhookDispatcher: Service, EventConsumerHost {
     let service: WebhookService
     let interval: Duration
+
+    /// One consumer per webhook, `webhook:<name>`.
+    public var consumerNames: [String] { [WebhookConsumer.name("") + "*"] }
 
     public init(service: WebhookService, interval: Duration = .milliseconds(250)) {
         self.service = service

@@ -67,6 +67,26 @@ import Testing
             // what this node's runner took (the lifecycle schedules, the retention consumer) is live
             let mine = leases.filter { $0.holder == "node-a" }
             #expect(mine.filter { !$0.live }.isEmpty)
+            // Each event consumer names the lease it runs under and who holds it: the core's
+            // retention consumer its own; a consumer no service of this server runs (a webhook's,
+            // since deleted) none.
+            _ = try await registry.metadata.registerEventConsumer(name: "webhook:gone", start: .beginning)
+            var consumers: [BerthAPIContract.EventConsumerView] = []
+            for _ in 0..<100 {
+                let r = try await client.execute(uri: "/api/v1/event-consumers", method: .get, headers: owner)
+                #expect(r.status == .ok)
+                consumers = try decoder.decode([BerthAPIContract.EventConsumerView].self, from: Data(buffer: r.body))
+                if consumers.first(where: { $0.name == "retention" })?.leaseHolder != nil { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let retention = try #require(consumers.first { $0.name == "retention" })
+            #expect(retention.lease == "consumer:retention" && retention.leaseHolder == "node-a")
+            #expect(leases.contains { $0.name == retention.lease })
+            let gone = try #require(consumers.first { $0.name == "webhook:gone" })
+            #expect(gone.lease == nil && gone.leaseHolder == nil)
+            let paused = try await client.execute(uri: "/api/v1/event-consumers/retention/pause", method: .post, headers: owner)
+            #expect(try decoder.decode(BerthAPIContract.EventConsumerView.self, from: Data(buffer: paused.body)).lease == "consumer:retention")
+            _ = try await client.execute(uri: "/api/v1/event-consumers/retention/resume", method: .post, headers: owner)
             #expect(try await client.execute(uri: "/api/v1/leases", method: .get).status == .unauthorized)
             // pulling everywhere is no management right
             let refused = try await client.execute(uri: "/api/v1/leases", method: .get, headers: basic("reader", readerPassword))
@@ -80,6 +100,19 @@ import Testing
             let r = try await client.execute(uri: "/api/v1/leases", method: .get, headers: owner)
             #expect(r.status == .ok)
             #expect(String(buffer: r.body) == "[]")
+            // and its consumers name no lease
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            var consumers: [BerthAPIContract.EventConsumerView] = []
+            for _ in 0..<100 {
+                let listed = try await client.execute(uri: "/api/v1/event-consumers", method: .get, headers: owner)
+                consumers = try decoder.decode([BerthAPIContract.EventConsumerView].self, from: Data(buffer: listed.body))
+                if !consumers.isEmpty { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(!consumers.isEmpty && consumers.allSatisfy { $0.lease == nil && $0.leaseHolder == nil })
+            #expect(!String(buffer: try await client.execute(uri: "/api/v1/event-consumers", method: .get, headers: owner).body)
+                .contains("lease"))
         }
     }
 }

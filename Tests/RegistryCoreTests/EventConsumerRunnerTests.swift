@@ -250,3 +250,15 @@ import Testing
         await #expect(try r.manifest(try RepositoryName("team/app"), .tag("t0")).digest.string.hasPrefix("sha256:"))
     }
 }
+
+/// Which consumers a service runs, by exact name or by a prefix for consumers made per item.
+@Suite struct EventConsumerHostTests {
+    struct Host: EventConsumerHost { let consumerNames: [String] }
+
+    @Test func exactNamesAndPrefixesEndingInAStar() {
+        let host = Host(consumerNames: ["retention", "webhook:*"])
+        #expect(host.hosts("retention") && host.hosts("webhook:a") && host.hosts("webhook:"))
+        #expect(!host.hosts("retention2") && !host.hosts("retentio") && !host.hosts("webhook") && !host.hosts("replication:a"))
+        #expect(!Host(consumerNames: []).hosts("retention"))
+    }
+}

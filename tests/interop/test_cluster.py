@@ -581,15 +581,20 @@ def test_a_blob_a_client_was_told_exists_on_one_node_outlives_gc_on_another(clus
 
 # --- f. who runs the cluster-once work ------------------------------------------------------------
 
-def lease_list(cluster: Cluster, via: int) -> Dict[str, dict]:
-    """``berth lease list`` through node ``via``: lease name -> lease."""
+def cli_list(cluster: Cluster, via: int, *words: str) -> List[dict]:
+    """``berth WORDS list -o json`` through node ``via``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
     env.update({"BERTH_REGISTRY": cluster.node(via).base, "BERTH_USERNAME": cluster.username,
                 "BERTH_PASSWORD": cluster.password, "XDG_CONFIG_HOME": str(cluster.workdir / "cli-config")})
-    out = subprocess.run([str(cluster.berth), "lease", "list", "-o", "json"], capture_output=True, text=True,
+    out = subprocess.run([str(cluster.berth), *words, "list", "-o", "json"], capture_output=True, text=True,
                          env=env, timeout=60)
     assert out.returncode == 0, out.stderr
-    return {lease["name"]: lease for lease in json.loads(out.stdout)}
+    return json.loads(out.stdout)
+
+
+def lease_list(cluster: Cluster, via: int) -> Dict[str, dict]:
+    """``berth lease list`` through node ``via``: lease name -> lease."""
+    return {lease["name"]: lease for lease in cli_list(cluster, via, "lease")}
 
 
 def poll_slowly(what: str, check, seconds: float) -> float:
@@ -625,6 +630,10 @@ def test_each_lease_is_held_by_one_running_node_and_moves_when_it_dies(cluster):
     for name, lease in leases.items():
         if lease["live"]:
             assert holder_pid(lease) in running, (name, lease, running)
+    # each event consumer names its lease and that lease's holder, as the lease list does
+    consumers = {c["name"]: c for c in cli_list(cluster, 2, "event-consumer")}
+    assert consumers["retention"]["lease"] == "consumer:retention", consumers["retention"]
+    assert consumers["retention"].get("leaseHolder") == leases["consumer:retention"]["holder"], (consumers, leases)
     before = leases["lifecycle"]
     victim = running[holder_pid(before)]
     cluster.kill(victim)
