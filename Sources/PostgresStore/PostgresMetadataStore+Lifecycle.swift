@@ -100,7 +100,7 @@ extension PostgresMetadataStore {
                 """)
         } else {
             try await tx.rows("""
-                SELECT digest, media_type, artifact_type, size, subject, created_at, unlive_since, quarantine_state
+                SELECT digest, media_type, artifact_type, size, subject, created_at, unlive_since, quarantine_state, former_tags
                 FROM manifests WHERE repo_id = \(repo)
                 """)
         }
@@ -109,7 +109,9 @@ extension PostgresMetadataStore {
                                              artifactType: try row.decode("artifact_type"), size: try row.decode("size"),
                                              subject: try row.decode("subject"), createdAt: try row.date("created_at"),
                                              unliveSince: try row.optionalDate("unlive_since"),
-                                             quarantineState: try quarantineState(try row.decode("quarantine_state")))
+                                             quarantineState: try quarantineState(try row.decode("quarantine_state")),
+                                             formerTags: around != nil ? []
+                                                 : Self.decodeJSON([String].self, try row.decode("former_tags", String?.self)) ?? [])
             manifests[m.digest] = m
         }
         var children: [String: [String]] = [:]
@@ -141,7 +143,7 @@ extension PostgresMetadataStore {
         }
     }
 
-    public func applyLifecycle(repository: String, softDeleteUntil: Date?, reason: String,
+    public func applyLifecycle(repository: String, softDeleteUntil: Date?,
                                plan: @Sendable (RepositoryGraph) throws -> LifecycleChange) async throws -> LifecycleChange? {
         let origin = EventOrigin.current
         return try await write { tx -> LifecycleChange? in
@@ -165,7 +167,7 @@ extension PostgresMetadataStore {
             }
             for m in change.deleteManifests {
                 guard let row = try await tx.one("""
-                    SELECT media_type, size, artifact_type, subject, annotations, created_at, quarantine_state, quarantine_reason, former_tags
+                    SELECT media_type, size, artifact_type, subject, annotations, created_at, quarantine_state, quarantine_reason
                     FROM manifests WHERE repo_id = \(repo) AND digest = \(m.digest)
                     """) else { continue }
                 let mediaType = try row.decode("media_type", String.self)
@@ -184,11 +186,9 @@ extension PostgresMetadataStore {
                 if let left = try await tx.value("SELECT name FROM tags WHERE repo_id = \(repo) AND digest = \(m.digest) LIMIT 1", String.self) {
                     throw LifecycleChangeInvalid("deleting \(m.digest) would leave tag \(left) pointing at it")
                 }
+                let record = change.records[m.digest]
+                    ?? LifecycleDeletionRecord(eventDetail: m.reason, binReason: m.reason, binTags: tags + (removedTags[m.digest] ?? []))
                 if let until = softDeleteUntil {
-                    let former = Self.decodeJSON([String].self, try row.decode("former_tags", String?.self)) ?? []
-                    var history: [String] = []
-                    for t in tags + (removedTags[m.digest] ?? []) + former.reversed() where !history.contains(t) { history.append(t) }
-                    let entryReason = m.reason == "requested" ? reason : "\(reason): \(m.reason)"
                     let id = try await tx.value("""
                         INSERT INTO deleted_manifests(repo_id, digest, media_type, size, artifact_type, subject, annotations, created_at,
                                                       quarantine_state, quarantine_reason, deleted_at, expires_at, tags, reason)
@@ -196,7 +196,7 @@ extension PostgresMetadataStore {
                                 \(try row.decode("subject", String?.self)), \(try row.decode("annotations", String?.self)),
                                 \(try row.decode("created_at", Double.self)), \(try row.decode("quarantine_state", String?.self)),
                                 \(try row.decode("quarantine_reason", String?.self)), \(now), \(until.timeIntervalSince1970),
-                                \(Self.json(history)), \(entryReason))
+                                \(Self.json(record.binTags)), \(record.binReason))
                         RETURNING id
                         """, Int64.self)!
                     try await tx.exec("""
@@ -211,11 +211,8 @@ extension PostgresMetadataStore {
                 if change.dropLocks {
                     try await tx.exec("DELETE FROM locks WHERE repository = \(repository) AND kind = 2 AND key = \(m.digest)")
                 }
-                var eventDetail = m.reason
-                if let detail { eventDetail += "; " + detail }
-                if softDeleteUntil != nil { eventDetail += "; soft-deleted" }
                 try await Self.appendEvent(tx, origin, .manifestDelete, repository, digest: m.digest, mediaType: mediaType, size: size,
-                                           detail: eventDetail)
+                                           detail: record.eventDetail)
             }
             for (digest, since) in change.unliveUpdates {
                 try await tx.exec("""
@@ -225,7 +222,8 @@ extension PostgresMetadataStore {
             if change.unlinkAllBlobs {
                 let unlinked = try await tx.count("DELETE FROM blob_links WHERE repo_id = \(repo) RETURNING 1")
                 if unlinked > 0 {
-                    try await Self.appendEvent(tx, origin, .blobDelete, repository, detail: "\(unlinked) blob links; \(detail ?? reason)")
+                    try await Self.appendEvent(tx, origin, .blobDelete, repository,
+                                               detail: "\(unlinked) blob links" + (detail.map { "; " + $0 } ?? ""))
                 }
             }
             return change
@@ -409,13 +407,13 @@ extension PostgresMetadataStore {
         }
     }
 
-    public func expireDeletedManifests(now: Date) async throws -> [DeletedManifest] {
+    public func expireDeletedManifests(now: Date, limit: Int) async throws -> [DeletedManifest] {
         let origin = EventOrigin.current
         return try await write { tx -> [DeletedManifest] in
             let rows = try await tx.rows("""
                 SELECT d.id, d.digest, d.media_type, d.size, d.deleted_at, d.expires_at, d.tags, d.reason, r.name AS repository
                 FROM deleted_manifests d JOIN repositories r ON r.id = d.repo_id
-                WHERE d.expires_at <= \(now.timeIntervalSince1970) ORDER BY d.id LIMIT 10000
+                WHERE d.expires_at <= \(now.timeIntervalSince1970) ORDER BY d.id LIMIT \(max(0, limit))
                 """)
             var out: [DeletedManifest] = []
             for row in rows {

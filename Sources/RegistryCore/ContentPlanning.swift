@@ -13,7 +13,8 @@ import RegistryStore
 /// - `TagDeletion` (`tagDeletion`): the tag's expected target, that its lock goes with it, the cap.
 /// - a restore: `RestorePlanning` (RestorePlanning.swift).
 /// - `LifecycleChange` (`withDeletionRules`): the tags a deleted manifest takes with it
-///   (`cascadeTags`), and the lock and history rules above, for lifecycle deletions.
+///   (`cascadeTags`), the lock and history rules above, and what each deleted manifest leaves
+///   behind (`records`: its event's detail, its recycle-bin entry's reason and tags).
 /// - `QuarantineUpdate` (`quarantine`): which manifests follow a verdict, from which state, with
 ///   which reason.
 /// - `QuarantineSweep` (`quarantineExisting`, `releasePending`): what switching quarantine on or
@@ -55,9 +56,13 @@ public enum ContentPlanner {
 
     /// A lifecycle change with the rules every deletion follows: every tag pointing at a deleted
     /// manifest goes with it (`cascadeTags`, in name order; those the change deletes by name
-    /// already are not repeated), the locks of deleted tags and manifests go with them, and a
-    /// manifest that loses a tag remembers it. `graph` is the one the change was planned from.
-    public static func withDeletionRules(_ change: LifecycleChange, graph: RepositoryGraph) -> LifecycleChange {
+    /// already are not repeated), the locks of deleted tags and manifests go with them, a
+    /// manifest that loses a tag remembers it, and each deleted manifest leaves its record
+    /// (`deletionRecords`). `graph` is the one the change was planned from; `reason` names what
+    /// deletes (`api`, `purge`, `retention`, `repository delete`), and `softDeleted` whether the
+    /// manifests go to the recycle bin.
+    public static func withDeletionRules(_ change: LifecycleChange, graph: RepositoryGraph, reason: String,
+                                         softDeleted: Bool) -> LifecycleChange {
         var change = change
         let deleted = Set(change.deleteManifests.map(\.digest))
         let named = Set(change.deleteTags.map { "\($0.tag)\u{0}\($0.digest)" })
@@ -67,7 +72,37 @@ public enum ContentPlanner {
             .map { LifecycleTagDeletion(repository: graph.repository, tag: $0.name, digest: $0.digest) }
         change.dropLocks = true
         change.tagHistoryLimit = tagHistoryLimit
+        change.records = deletionRecords(change, graph: graph, reason: reason, softDeleted: softDeleted)
         return change
+    }
+
+    /// What each manifest `change` deletes leaves behind:
+    /// - its `manifest.delete` event's detail: its deletion's reason, the change's detail, and
+    ///   `soft-deleted` when it goes to the recycle bin (`requested; purge run 3; soft-deleted`);
+    /// - its recycle-bin entry's reason: `reason` for a deletion asked for as such (`requested`),
+    ///   else `<reason>: <why>` (`retention: not live since …`);
+    /// - its entry's tags, each once: those the change takes with it (`cascadeTags`, in order),
+    ///   then those it deletes by name, then its former tags, newest first (what a restore may
+    ///   bring back). Only tags that point at it in `graph` count as taken.
+    public static func deletionRecords(_ change: LifecycleChange, graph: RepositoryGraph, reason: String,
+                                       softDeleted: Bool) -> [String: LifecycleDeletionRecord] {
+        var pointing: [String: Set<String>] = [:]
+        for t in graph.tags { pointing[t.digest, default: []].insert(t.name) }
+        var records: [String: LifecycleDeletionRecord] = [:]
+        for m in change.deleteManifests where records[m.digest] == nil {
+            let has = pointing[m.digest] ?? []
+            let taken = change.cascadeTags.filter { $0.digest == m.digest && has.contains($0.tag) }.map(\.tag)
+                + change.deleteTags.filter { $0.digest == m.digest && has.contains($0.tag) }.map(\.tag)
+            var tags: [String] = []
+            for t in taken + (graph.manifests[m.digest]?.formerTags ?? []).reversed() where !tags.contains(t) { tags.append(t) }
+            var detail = m.reason
+            if let d = change.detail { detail += "; " + d }
+            if softDeleted { detail += "; soft-deleted" }
+            records[m.digest] = LifecycleDeletionRecord(eventDetail: detail,
+                                                        binReason: m.reason == "requested" ? reason : "\(reason): \(m.reason)",
+                                                        binTags: tags)
+        }
+        return records
     }
 
     /// A verdict on `digest`, planned from its repository's graph; nil when the graph does not

@@ -205,6 +205,10 @@ public enum LifecyclePlanner {
     /// Run reports kept per kind (`recordRun`): the newest, older ones dropped as a new one is recorded.
     public static let keptRunReports = 1000
 
+    /// Recycle-bin entries removed for good in one transaction when they expire (the janitor
+    /// comes back for the rest at its next tick).
+    public static let expiryBatch = 10_000
+
     /// Tags matching a filter, older than `ago`, beyond the `keep` newest, are deleted; with
     /// `untagged`, manifests then not live (created before the grace period) go too. Nothing live
     /// is deleted; locked tags are skipped and reported.

@@ -732,10 +732,10 @@ extension Registry {
             }
         case .digest(let digest):
             let locks = try await lockTable()
-            let change = try await metadata.applyLifecycle(repository: repository.value, softDeleteUntil: try softDeleteUntil(),
-                                                           reason: "api") { graph in
+            let softUntil = try await softDeleteUntil()
+            let change = try await metadata.applyLifecycle(repository: repository.value, softDeleteUntil: softUntil) { graph in
                 ContentPlanner.withDeletionRules(Liveness.cascade(graph, target: digest.string, locks: locks, dependents: dependents),
-                                                 graph: graph)
+                                                 graph: graph, reason: "api", softDeleted: softUntil != nil)
             }
             guard let change else { throw RegistryError(.manifestUnknown, "manifest unknown to registry") }
             if let message = change.denied { throw denied(message) }
@@ -750,11 +750,11 @@ extension Registry {
     public func deleteRepository(_ repository: RepositoryName) async throws -> LifecycleReport {
         let started = Date()
         let locks = try await lockTable()
-        guard let change = try await metadata.applyLifecycle(repository: repository.value, softDeleteUntil: try softDeleteUntil(),
-                                                             reason: "repository delete", plan: { graph in
+        let softUntil = try await softDeleteUntil()
+        guard let change = try await metadata.applyLifecycle(repository: repository.value, softDeleteUntil: softUntil, plan: { graph in
             var c = LifecyclePlanner.deleteRepository(graph, locks: locks)
             c.detail = "repository delete"
-            return ContentPlanner.withDeletionRules(c, graph: graph)
+            return ContentPlanner.withDeletionRules(c, graph: graph, reason: "repository delete", softDeleted: softUntil != nil)
         }) else { throw LifecycleError.notFound("repository \(repository.value)") }
         cache.invalidate(repository.value)
         reloadLocks()
@@ -823,7 +823,7 @@ extension Registry {
     /// Removes recycle-bin entries past their expiry for good.
     @discardableResult
     public func expireSoftDeleted(now: Date = Date()) async throws -> Int {
-        let expired = try await metadata.expireDeletedManifests(now: now)
+        let expired = try await metadata.expireDeletedManifests(now: now, limit: LifecyclePlanner.expiryBatch)
         if !expired.isEmpty {
             logger.info("recycle bin entries expired", metadata: ["count": "\(expired.count)"])
             let report = expired.map { LifecycleDeletion(repository: $0.repository, digest: $0.digest, mediaType: $0.mediaType, reason: "expired") }
@@ -885,10 +885,10 @@ extension Registry {
                 guard let graph = try await metadata.repositoryGraph(repo) else { continue }
                 report.add(LifecyclePlanner.purge(graph, options, locks: locks, now: now, grace: grace))
             } else {
-                let change = try await metadata.applyLifecycle(repository: repo, softDeleteUntil: softUntil, reason: "purge") { graph in
+                let change = try await metadata.applyLifecycle(repository: repo, softDeleteUntil: softUntil) { graph in
                     var c = LifecyclePlanner.purge(graph, options, locks: locks, now: now, grace: grace)
                     c.detail = detail
-                    return ContentPlanner.withDeletionRules(c, graph: graph)
+                    return ContentPlanner.withDeletionRules(c, graph: graph, reason: "purge", softDeleted: softUntil != nil)
                 }
                 if let change { report.add(change) }
                 cache.invalidate(repo)
@@ -937,10 +937,10 @@ extension Registry {
         let grace = try await garbageCollectionPolicy().graceSeconds
         let softUntil = try await softDeleteUntil(now)
         for repo in repositories.sorted() {
-            let change = try await metadata.applyLifecycle(repository: repo, softDeleteUntil: softUntil, reason: "retention") { graph in
+            let change = try await metadata.applyLifecycle(repository: repo, softDeleteUntil: softUntil) { graph in
                 var c = LifecyclePlanner.retention(graph, days: policy.days, locks: locks, now: now, grace: grace, delete: true)
                 c.detail = "retention"
-                return ContentPlanner.withDeletionRules(c, graph: graph)
+                return ContentPlanner.withDeletionRules(c, graph: graph, reason: "retention", softDeleted: softUntil != nil)
             }
             if let change, !change.deleteManifests.isEmpty {
                 report.add(change)

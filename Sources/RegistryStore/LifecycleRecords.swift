@@ -14,9 +14,13 @@ public struct RepositoryGraph: Sendable {
         /// When the manifest was last seen to stop being live (nil: live, or not yet seen unlive).
         public var unliveSince: Date?
         public var quarantineState: QuarantineState?
+        /// The tags it had before (its tag history, oldest first, at most the history limit): in
+        /// the whole graph only (empty in a graph read `around` a digest).
+        public var formerTags: [String]
 
         public init(digest: String, mediaType: String, artifactType: String?, size: Int64, subject: String?, createdAt: Date,
-                    unliveSince: Date?, quarantineState: QuarantineState?) {
+                    unliveSince: Date?, quarantineState: QuarantineState?, formerTags: [String] = []) {
+            self.formerTags = formerTags
             self.digest = digest
             self.mediaType = mediaType
             self.artifactType = artifactType
@@ -115,10 +119,30 @@ public struct LifecycleChange: Sendable, Equatable {
     public var dropLocks = false
     /// How many former tags a manifest that loses a tag keeps in its history. 0 keeps none.
     public var tagHistoryLimit = 0
+    /// What each deleted manifest (by digest) leaves behind, as the core planned it: its event's
+    /// detail and, with soft delete, its recycle-bin entry's reason and tags. A manifest the
+    /// change deletes without a record gets its deletion's `reason` as both, and the tags the
+    /// change took from it, in the order taken.
+    public var records: [String: LifecycleDeletionRecord] = [:]
 
     public init() {}
 
     public var isEmpty: Bool { deleteTags.isEmpty && deleteManifests.isEmpty && unliveUpdates.isEmpty && !unlinkAllBlobs }
+}
+
+/// What a deleted manifest leaves behind (`LifecycleChange.records`).
+public struct LifecycleDeletionRecord: Sendable, Equatable {
+    /// The detail of its `manifest.delete` event.
+    public var eventDetail: String
+    /// Its recycle-bin entry's reason (with soft delete).
+    public var binReason: String
+    /// Its recycle-bin entry's tags, in order (with soft delete): what a restore may bring back.
+    public var binTags: [String]
+    public init(eventDetail: String, binReason: String, binTags: [String]) {
+        self.eventDetail = eventDetail
+        self.binReason = binReason
+        self.binTags = binTags
+    }
 }
 
 /// A lifecycle change the store cannot apply as planned: nothing of it is applied.
@@ -404,8 +428,10 @@ public protocol LifecycleStore: Sendable {
     /// key instead of the whole repository for every verdict.
     func repositoryGraph(_ repository: String, around digest: Digest) async throws -> RepositoryGraph?
     /// Loads the graph inside a write transaction, asks `plan` what to change, and applies it with
-    /// its events. Deleted manifests go to the recycle bin until `softDeleteUntil` when it is set.
-    func applyLifecycle(repository: String, softDeleteUntil: Date?, reason: String,
+    /// its events. Deleted manifests go to the recycle bin until `softDeleteUntil` when it is set,
+    /// each with the reason and tags of its record (`LifecycleChange.records`); a repository's
+    /// blob links go with one `blob.delete` event (`<n> blob links; <detail>`).
+    func applyLifecycle(repository: String, softDeleteUntil: Date?,
                         plan: @Sendable (RepositoryGraph) throws -> LifecycleChange) async throws -> LifecycleChange?
     /// Repository names with events after `sequence`, and the newest sequence.
     func repositoriesChanged(after sequence: Int64) async throws -> (repositories: [String], latest: Int64)
@@ -433,8 +459,9 @@ public protocol LifecycleStore: Sendable {
     /// <digest>`), and the manifest it left goes through the same not-live stamping and tag
     /// history (`plan.tagHistoryLimit`) as a push's.
     func applyRestore(repository: String, plan: RestorePlan) async throws
-    /// Removes recycle-bin entries that expired before `now`; returns them.
-    func expireDeletedManifests(now: Date) async throws -> [DeletedManifest]
+    /// Removes at most `limit` recycle-bin entries that expired before `now`, oldest entry first,
+    /// in one transaction; returns them.
+    func expireDeletedManifests(now: Date, limit: Int) async throws -> [DeletedManifest]
 
     // locks
     func locks() async throws -> [LockRecord]

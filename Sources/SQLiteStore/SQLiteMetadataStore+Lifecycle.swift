@@ -88,7 +88,7 @@ extension SQLiteMetadataStore {
     /// The whole graph, or (`around`) one manifest and the manifests it lists, without tags.
     static func loadGraph(_ db: Database, _ repo: Int64, _ name: String, around: String? = nil) throws -> RepositoryGraph {
         var manifests: [String: RepositoryGraph.Manifest] = [:]
-        let columns = "SELECT digest, media_type, artifact_type, size, subject, created_at, unlive_since, quarantine_state FROM manifests"
+        let columns = "SELECT digest, media_type, artifact_type, size, subject, created_at, unlive_since, quarantine_state, former_tags FROM manifests"
         let rows = if let around {
             try Row.fetchAll(db, sql: columns + """
                  WHERE repo_id = ? AND (digest = ? OR digest IN
@@ -103,7 +103,10 @@ extension SQLiteMetadataStore {
                                              size: row["size"], subject: row["subject"],
                                              createdAt: Date(timeIntervalSince1970: row["created_at"]),
                                              unliveSince: unlive.map(Date.init(timeIntervalSince1970:)),
-                                             quarantineState: try quarantineState(row["quarantine_state"]))
+                                             quarantineState: try quarantineState(row["quarantine_state"]),
+                                             formerTags: around != nil ? [] : (row["former_tags"] as String?).flatMap {
+                                                 try? JSONDecoder().decode([String].self, from: Data($0.utf8))
+                                             } ?? [])
             manifests[m.digest] = m
         }
         var children: [String: [String]] = [:]
@@ -137,7 +140,7 @@ extension SQLiteMetadataStore {
         }
     }
 
-    public func applyLifecycle(repository: String, softDeleteUntil: Date?, reason: String,
+    public func applyLifecycle(repository: String, softDeleteUntil: Date?,
                                plan: @Sendable (RepositoryGraph) throws -> LifecycleChange) async throws -> LifecycleChange? {
         let origin = EventOrigin.current
         return try await pool.write { db -> LifecycleChange? in
@@ -176,20 +179,16 @@ extension SQLiteMetadataStore {
                                                   arguments: [repo, m.digest]) {
                     throw LifecycleChangeInvalid("deleting \(m.digest) would leave tag \(left) pointing at it")
                 }
+                let record = change.records[m.digest]
+                    ?? LifecycleDeletionRecord(eventDetail: m.reason, binReason: m.reason, binTags: tags + (removedTags[m.digest] ?? []))
                 if let until = softDeleteUntil {
-                    let former = (row["former_tags"] as String?).flatMap {
-                        try? JSONDecoder().decode([String].self, from: Data($0.utf8))
-                    } ?? []
-                    var history: [String] = []
-                    for t in tags + (removedTags[m.digest] ?? []) + former.reversed() where !history.contains(t) { history.append(t) }
                     try db.execute(sql: """
                         INSERT INTO deleted_manifests(repo_id, digest, media_type, size, artifact_type, subject, annotations, created_at,
                                                       quarantine_state, quarantine_reason, deleted_at, expires_at, tags, reason)
                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """, arguments: [repo, m.digest, row["media_type"], row["size"], row["artifact_type"], row["subject"],
                                          row["annotations"], row["created_at"], row["quarantine_state"], row["quarantine_reason"],
-                                         now, until.timeIntervalSince1970, Self.json(history),
-                                         m.reason == "requested" ? reason : "\(reason): \(m.reason)"])
+                                         now, until.timeIntervalSince1970, Self.json(record.binTags), record.binReason])
                     let id = db.lastInsertedRowID
                     try db.execute(sql: """
                         INSERT OR IGNORE INTO deleted_refs(deleted_id, repo_id, child, kind)
@@ -202,11 +201,8 @@ extension SQLiteMetadataStore {
                 if change.dropLocks {
                     try db.execute(sql: "DELETE FROM locks WHERE repository = ? AND kind = 2 AND key = ?", arguments: [repository, m.digest])
                 }
-                var eventDetail = m.reason
-                if let detail { eventDetail += "; " + detail }
-                if softDeleteUntil != nil { eventDetail += "; soft-deleted" }
                 try Self.appendEvent(db, origin, EventAction.manifestDelete, repository, digest: m.digest,
-                                     mediaType: row["media_type"], size: row["size"], detail: eventDetail)
+                                     mediaType: row["media_type"], size: row["size"], detail: record.eventDetail)
             }
             for (digest, since) in change.unliveUpdates {
                 try db.execute(sql: "UPDATE manifests SET unlive_since = ? WHERE repo_id = ? AND digest = ?",
@@ -215,7 +211,8 @@ extension SQLiteMetadataStore {
             if change.unlinkAllBlobs {
                 try db.execute(sql: "DELETE FROM blob_links WHERE repo_id = ?", arguments: [repo])
                 if db.changesCount > 0 {
-                    try Self.appendEvent(db, origin, EventAction.blobDelete, repository, detail: "\(db.changesCount) blob links; \(detail ?? reason)")
+                    try Self.appendEvent(db, origin, EventAction.blobDelete, repository,
+                                         detail: "\(db.changesCount) blob links" + (detail.map { "; " + $0 } ?? ""))
                 }
             }
             return change
@@ -379,13 +376,13 @@ extension SQLiteMetadataStore {
         }
     }
 
-    public func expireDeletedManifests(now: Date) async throws -> [DeletedManifest] {
+    public func expireDeletedManifests(now: Date, limit: Int) async throws -> [DeletedManifest] {
         let origin = EventOrigin.current
         return try await pool.write { db -> [DeletedManifest] in
             let rows = try Row.fetchAll(db, sql: """
                 SELECT d.*, r.name AS repository FROM deleted_manifests d JOIN repositories r ON r.id = d.repo_id
-                WHERE d.expires_at <= ? ORDER BY d.id LIMIT 10000
-                """, arguments: [now.timeIntervalSince1970])
+                WHERE d.expires_at <= ? ORDER BY d.id LIMIT ?
+                """, arguments: [now.timeIntervalSince1970, max(0, limit)])
             var out: [DeletedManifest] = []
             for row in rows {
                 let entry = Self.deleted(row, repository: row["repository"])

@@ -64,7 +64,7 @@ import Testing
         change.detail = "purge"
         change.deleteTags = [LifecycleTagDeletion(repository: "r", tag: "t", digest: "x")]
         let empty = RepositoryGraph(repository: "r", manifests: [:], children: [:], tags: [])
-        let planned = ContentPlanner.withDeletionRules(change, graph: empty)
+        let planned = ContentPlanner.withDeletionRules(change, graph: empty, reason: "purge", softDeleted: false)
         #expect(planned.dropLocks)
         #expect(planned.tagHistoryLimit == 50)
         #expect(planned.detail == "purge")
@@ -91,10 +91,41 @@ import Testing
         var change = LifecycleChange()
         change.deleteTags = [LifecycleTagDeletion(repository: "r", tag: "named", digest: gone.string)]
         change.deleteManifests = [LifecycleDeletion(repository: "r", digest: gone.string, mediaType: nil, reason: "requested")]
-        let planned = ContentPlanner.withDeletionRules(change, graph: g)
+        let planned = ContentPlanner.withDeletionRules(change, graph: g, reason: "api", softDeleted: false)
         #expect(planned.cascadeTags.map(\.tag) == ["V1", "a", "v2"])   // byte order, the same in every backend
         #expect(planned.cascadeTags.allSatisfy { $0.digest == gone.string && $0.repository == "r" })
         #expect(planned.deleteTags == change.deleteTags)
+    }
+
+    /// What a deleted manifest leaves behind: its event's detail, and its recycle-bin entry's
+    /// reason and tags (taken with it, then deleted by name, then its history newest first,
+    /// each once; a tag named for it that points elsewhere is not its).
+    @Test func eachDeletedManifestLeavesItsEventDetailAndItsBinEntry() {
+        let gone = d("gone"), child = d("child"), other = d("other")
+        var m = manifest(gone, state: nil)
+        m.formerTags = ["old1", "shared", "old2"]   // oldest first, as stored
+        let g = RepositoryGraph(repository: "r", manifests: [gone.string: m, child.string: manifest(child, state: nil),
+                                                              other.string: manifest(other, state: nil)],
+                                children: [:], tags: [
+            .init(name: "b", digest: gone.string, updatedAt: t0), .init(name: "shared", digest: gone.string, updatedAt: t0),
+            .init(name: "named", digest: gone.string, updatedAt: t0), .init(name: "elsewhere", digest: other.string, updatedAt: t0),
+        ])
+        var change = LifecycleChange()
+        change.detail = "purge run 3"
+        change.deleteTags = [LifecycleTagDeletion(repository: "r", tag: "named", digest: gone.string),
+                             LifecycleTagDeletion(repository: "r", tag: "elsewhere", digest: gone.string)]
+        change.deleteManifests = [LifecycleDeletion(repository: "r", digest: gone.string, mediaType: nil, reason: "requested"),
+                                  LifecycleDeletion(repository: "r", digest: child.string, mediaType: nil, reason: "index deleted")]
+        let soft = ContentPlanner.withDeletionRules(change, graph: g, reason: "purge", softDeleted: true).records
+        #expect(soft[gone.string] == LifecycleDeletionRecord(eventDetail: "requested; purge run 3; soft-deleted", binReason: "purge",
+                                                             binTags: ["b", "shared", "named", "old2", "old1"]))
+        #expect(soft[child.string] == LifecycleDeletionRecord(eventDetail: "index deleted; purge run 3; soft-deleted",
+                                                              binReason: "purge: index deleted", binTags: []))
+        #expect(soft[other.string] == nil && soft.count == 2)
+        change.detail = nil
+        let hard = ContentPlanner.withDeletionRules(change, graph: g, reason: "api", softDeleted: false).records
+        #expect(hard[gone.string]?.eventDetail == "requested")
+        #expect(hard[child.string]?.binReason == "api: index deleted")
     }
 
     @Test func quarantinedChildrenFollowTheirIndexWithAReasonNamingIt() throws {

@@ -90,12 +90,12 @@ private final class ConflictingRestoreStore: MetadataStore {
     func deleteEventConsumer(name: String) async throws -> Bool { try await base.deleteEventConsumer(name: name) }
     func repositoryGraph(_ repository: String) async throws -> RepositoryGraph? { try await base.repositoryGraph(repository) }
     func repositoryGraph(_ repository: String, around digest: Digest) async throws -> RepositoryGraph? { try await base.repositoryGraph(repository, around: digest) }
-    func applyLifecycle(repository: String, softDeleteUntil: Date?, reason: String, plan: @Sendable (RepositoryGraph) throws -> LifecycleChange) async throws -> LifecycleChange? { try await base.applyLifecycle(repository: repository, softDeleteUntil: softDeleteUntil, reason: reason, plan: plan) }
+    func applyLifecycle(repository: String, softDeleteUntil: Date?, plan: @Sendable (RepositoryGraph) throws -> LifecycleChange) async throws -> LifecycleChange? { try await base.applyLifecycle(repository: repository, softDeleteUntil: softDeleteUntil, plan: plan) }
     func repositoriesChanged(after sequence: Int64) async throws -> (repositories: [String], latest: Int64) { try await base.repositoriesChanged(after: sequence) }
     func repositoriesWithUnliveManifests(before cutoff: Date) async throws -> [String] { try await base.repositoriesWithUnliveManifests(before: cutoff) }
     func repositorySummaries(named name: String?) async throws -> [RepositorySummary] { try await base.repositorySummaries(named: name) }
     func deletedManifests(repository: String) async throws -> [DeletedManifest] { try await base.deletedManifests(repository: repository) }
-    func expireDeletedManifests(now: Date) async throws -> [DeletedManifest] { try await base.expireDeletedManifests(now: now) }
+    func expireDeletedManifests(now: Date, limit: Int) async throws -> [DeletedManifest] { try await base.expireDeletedManifests(now: now, limit: limit) }
     func locks() async throws -> [LockRecord] { try await base.locks() }
     func setLock(_ lock: LockRecord) async throws { try await base.setLock(lock) }
     func unreferencedLinks(before cutoff: Date, limit: Int) async throws -> [(repository: String, digest: String)] { try await base.unreferencedLinks(before: cutoff, limit: limit) }

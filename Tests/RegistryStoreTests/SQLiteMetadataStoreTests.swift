@@ -23,7 +23,7 @@ func push(_ repo: String, _ name: String, tag: String? = nil, blobs: [Digest] = 
 
 /// Deletes one manifest the way the registry does: a lifecycle change applied in one transaction.
 func deleteManifest(_ store: SQLiteMetadataStore, _ repo: String, _ digest: Digest) async throws -> Bool {
-    let change = try await store.applyLifecycle(repository: repo, softDeleteUntil: nil, reason: "test") { graph in
+    let change = try await store.applyLifecycle(repository: repo, softDeleteUntil: nil) { graph in
         var change = LifecycleChange()
         if let m = graph.manifests[digest.string] {
             change.deleteManifests = [LifecycleDeletion(repository: repo, digest: m.digest, mediaType: m.mediaType, reason: "requested")]

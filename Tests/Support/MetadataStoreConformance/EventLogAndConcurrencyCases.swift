@@ -32,7 +32,7 @@ extension MetadataStoreConformance {
                 try await restore(s, "r", p.record.digest)
             }
             try await step([EventAction.manifestDelete]) { try await deleteManifests(s, "r", [p.record.digest], softDeleteUntil: past) }
-            try await step([EventAction.softDeleteExpire]) { _ = try await s.expireDeletedManifests(now: Date()) }
+            try await step([EventAction.softDeleteExpire]) { _ = try await s.expireDeletedManifests(now: Date(), limit: 10_000) }
             try await step([EventAction.blobDelete]) { _ = try await s.unlinkBlob(repository: "r2", digest: digest("layer")) }
             try await step([EventAction.gcRun]) {
                 try await s.recordRun(kind: .gc, name: nil, dryRun: false, startedAt: past, finishedAt: past, report: "{}",
@@ -84,14 +84,14 @@ extension MetadataStoreConformance {
             #expect(try await s.unlinkBlob(repository: "r", digest: digest("absent")) == false)
             #expect(try await s.deleteTag(repository: "r", tag: "absent") == false)
             #expect(try await s.setQuarantine(repository: "r", digest: digest("absent"), state: .failed, reason: nil) == false)
-            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in
+            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil) { _ in
                 var c = LifecycleChange()
                 c.deleteManifests = [LifecycleDeletion(repository: "r", digest: p.record.digest.string, mediaType: nil, reason: "requested")]
                 c.denied = "locked"
                 return c
             }
             await #expect(throws: PlanFailed.self) {
-                try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in throw PlanFailed() }
+                try await s.applyLifecycle(repository: "r", softDeleteUntil: nil) { _ in throw PlanFailed() }
             }
             await #expect(throws: RestoreError.planStale) {
                 try await s.applyRestore(repository: "r", plan: RestorePlan(entries: [Int64.max], digest: p.record.digest.string,

@@ -177,7 +177,7 @@ extension MetadataStoreConformance {
             let until = Date().addingTimeInterval(3600)
             try await deleteManifests(s, "b", [shared], softDeleteUntil: until)
             #expect(try await s.findings(manifest: shared)?.findings == [f])            // restorable from b's recycle bin
-            _ = try await s.expireDeletedManifests(now: until.addingTimeInterval(1))
+            _ = try await s.expireDeletedManifests(now: until.addingTimeInterval(1), limit: 10_000)
             #expect(try await s.findings(manifest: shared) == nil)
             #expect(try await s.findings(manifest: other)?.findings == [f])
             try await deleteManifests(s, "a", [other])

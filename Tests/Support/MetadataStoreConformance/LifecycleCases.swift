@@ -48,7 +48,7 @@ extension MetadataStoreConformance {
             #expect(absent.manifests.isEmpty)
         },
         Case("applyLifecycle: unknown repository is nil and the plan is not asked") { s in
-            let change = try await s.applyLifecycle(repository: "unknown", softDeleteUntil: nil, reason: "x") { _ in
+            let change = try await s.applyLifecycle(repository: "unknown", softDeleteUntil: nil) { _ in
                 Issue.record("plan called for an unknown repository")
                 return LifecycleChange()
             }
@@ -57,7 +57,7 @@ extension MetadataStoreConformance {
         Case("applyLifecycle: a denied change applies nothing and appends nothing") { s in
             let p = try await image(s, "r", "m", tag: "t")
             let mark = try await s.latestEventSequence()
-            let change = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in
+            let change = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil) { _ in
                 var c = LifecycleChange()
                 c.deleteTags = [LifecycleTagDeletion(repository: "r", tag: "t", digest: p.record.digest.string)]
                 c.deleteManifests = [LifecycleDeletion(repository: "r", digest: p.record.digest.string, mediaType: nil, reason: "requested")]
@@ -75,7 +75,7 @@ extension MetadataStoreConformance {
             let p = try await image(s, "r", "m", tag: "t")
             let mark = try await s.latestEventSequence()
             await #expect(throws: PlanFailed.self) {
-                try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in throw PlanFailed() }
+                try await s.applyLifecycle(repository: "r", softDeleteUntil: nil) { _ in throw PlanFailed() }
             }
             await #expect(try s.manifest(repository: "r", digest: p.record.digest) != nil)
             await #expect(try events(s, after: mark).isEmpty)
@@ -85,7 +85,7 @@ extension MetadataStoreConformance {
             try await store(s, a)
             try await store(s, b)
             let mark = try await s.latestEventSequence()
-            let change = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "retention") { _ in
+            let change = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil) { _ in
                 var c = LifecycleChange()
                 c.detail = "retention run 1"
                 c.deleteTags = [LifecycleTagDeletion(repository: "r", tag: "t", digest: a.record.digest.string),
@@ -109,7 +109,7 @@ extension MetadataStoreConformance {
             try await store(s, push("r", "m", tag: "a"))
             try await s.setLock(LockRecord(repository: "r", digest: p.record.digest.string, deleteEnabled: false))
             let mark = try await s.latestEventSequence()
-            let change = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "purge") { _ in
+            let change = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil) { _ in
                 var c = LifecycleChange()
                 c.dropLocks = true
                 c.detail = "purge run 7"
@@ -126,7 +126,7 @@ extension MetadataStoreConformance {
             #expect(e.map(\.action) == [EventAction.tagDelete, EventAction.tagDelete, EventAction.manifestDelete])
             #expect(e.prefix(2).map(\.tag) == ["a", "b"])
             #expect(e.prefix(2).allSatisfy { $0.detail == EventAction.cascadeDetail })
-            #expect(e.last?.detail == "untagged; purge run 7")
+            #expect(e.last?.detail == "untagged")   // no record planned: the deletion's reason
             #expect(e.last?.digest == p.record.digest.string)
             #expect(e.last?.size == p.record.size)
             // the layer is no longer referenced: its link is garbage now
@@ -140,7 +140,7 @@ extension MetadataStoreConformance {
             try await store(s, p)
             let when = Date(timeIntervalSince1970: 1_600_000_000)
             let acts = try await actions(s) {
-                _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in
+                _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil) { _ in
                     var c = LifecycleChange()
                     c.unliveUpdates = [p.record.digest.string: when]
                     return c
@@ -150,7 +150,7 @@ extension MetadataStoreConformance {
             await #expect(try s.repositoryGraph("r")?.manifests[p.record.digest.string]?.unliveSince == when)
             await #expect(try s.repositoriesWithUnliveManifests(before: when.addingTimeInterval(1)) == ["r"])
             await #expect(try s.repositoriesWithUnliveManifests(before: when.addingTimeInterval(-1)) == [])
-            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in
+            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil) { _ in
                 var c = LifecycleChange()
                 let cleared: Date? = nil
                     c.unliveUpdates = [p.record.digest.string: cleared]
@@ -165,7 +165,7 @@ extension MetadataStoreConformance {
             try await store(s, push("r", "other", tag: "o"))
             let mark = try await s.latestEventSequence()
             await #expect(throws: LifecycleChangeInvalid.self) {
-                try await s.applyLifecycle(repository: "r", softDeleteUntil: future, reason: "x") { _ in
+                try await s.applyLifecycle(repository: "r", softDeleteUntil: future) { _ in
                     var c = LifecycleChange()
                     c.deleteManifests = [LifecycleDeletion(repository: "r", digest: p.record.digest.string, mediaType: nil, reason: "requested")]
                     c.cascadeTags = [LifecycleTagDeletion(repository: "r", tag: "a", digest: p.record.digest.string)]
@@ -177,7 +177,7 @@ extension MetadataStoreConformance {
             await #expect(try s.manifest(repository: "r", digest: p.record.digest) != nil)
             await #expect(try s.deletedManifests(repository: "r") == [])
             // a cascade entry naming another manifest's tag, or a tag that is gone, removes nothing
-            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: future, reason: "x") { _ in
+            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: future) { _ in
                 var c = LifecycleChange()
                 c.deleteManifests = [LifecycleDeletion(repository: "r", digest: p.record.digest.string, mediaType: nil, reason: "requested")]
                 c.cascadeTags = ["b", "a", "o", "absent"].map { LifecycleTagDeletion(repository: "r", tag: $0, digest: p.record.digest.string) }
@@ -193,9 +193,10 @@ extension MetadataStoreConformance {
             try await link(s, "r", "b1", "b2")
             try await link(s, "other", "b1")
             let mark = try await s.latestEventSequence()
-            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "repository delete") { _ in
+            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil) { _ in
                 var c = LifecycleChange()
                 c.unlinkAllBlobs = true
+                c.detail = "repository delete"
                 return c
             }
             await #expect(try s.linkedBlobSize(repository: "r", digest: digest("b1")) == nil)
@@ -206,7 +207,7 @@ extension MetadataStoreConformance {
             #expect(e.first?.detail == "2 blob links; repository delete")
             // nothing left to unlink: no event
             let again = try await actions(s) {
-                _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "again") { _ in
+                _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil) { _ in
                     var c = LifecycleChange()
                     c.unlinkAllBlobs = true
                     return c
@@ -273,7 +274,7 @@ extension MetadataStoreConformance {
             await #expect(try s.manifest(repository: "r", digest: p.record.digest) == nil)
             let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.tagDelete, EventAction.tagDelete, EventAction.manifestDelete])
-            #expect(e.last?.detail == "requested; soft-deleted")
+            #expect(e.last?.detail == "requested")   // no record planned: the deletion's reason
             let bin = try await s.deletedManifests(repository: "r")
             #expect(bin.count == 1)
             let d = try #require(bin.first)
@@ -281,8 +282,8 @@ extension MetadataStoreConformance {
             #expect(d.digest == p.record.digest.string)
             #expect(d.mediaType == p.record.mediaType)
             #expect(d.size == p.record.size)
-            #expect(d.tags == ["a", "b"])
-            #expect(d.reason == "test delete")
+            #expect(d.tags == ["a", "b"])   // the tags taken with it, in the plan's order
+            #expect(d.reason == "requested")
             #expect(d.expiresAt == until)
             await #expect(try s.deletedManifests(repository: "unknown") == [])
             await #expect(try s.deletedManifests(repository: "other") == [])
@@ -294,8 +295,30 @@ extension MetadataStoreConformance {
             try await deleteManifests(s, "r", [other.record.digest], softDeleteUntil: until, reason: "untagged")
             let both = try await s.deletedManifests(repository: "r")   // in no particular order: the core orders the bin
             #expect(Set(both.map(\.digest)) == [other.record.digest.string, p.record.digest.string])
-            #expect(both.first { $0.digest == other.record.digest.string }?.reason == "test delete: untagged")
+            #expect(both.first { $0.digest == other.record.digest.string }?.reason == "untagged")
             #expect(Set(both.map(\.id)).count == 2)
+        },
+        Case("soft delete: a planned record is what the event and the recycle-bin entry say, verbatim") { s in
+            let p = try await image(s, "r", "m", tag: "b")
+            let q = try await image(s, "r", "n")
+            let mark = try await s.latestEventSequence()
+            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: future) { _ in
+                var c = LifecycleChange()
+                c.detail = "purge run 2"
+                c.deleteManifests = [LifecycleDeletion(repository: "r", digest: p.record.digest.string, mediaType: nil, reason: "requested"),
+                                     LifecycleDeletion(repository: "r", digest: q.record.digest.string, mediaType: nil, reason: "untagged")]
+                c.cascadeTags = [LifecycleTagDeletion(repository: "r", tag: "b", digest: p.record.digest.string)]
+                c.records[p.record.digest.string] = LifecycleDeletionRecord(eventDetail: "as planned; soft-deleted", binReason: "purge",
+                                                                            binTags: ["b", "former-2", "former-1"])
+                c.records[q.record.digest.string] = LifecycleDeletionRecord(eventDetail: "untagged, planned", binReason: "purge: untagged",
+                                                                            binTags: [])
+                return c
+            }
+            let e = try await events(s, after: mark).filter { $0.action == EventAction.manifestDelete }
+            #expect(Set(e.map(\.detail)) == ["as planned; soft-deleted", "untagged, planned"])
+            let bin = try await s.deletedManifests(repository: "r")
+            #expect(bin.first { $0.digest == p.record.digest.string }.map { [$0.reason] + $0.tags } == ["purge", "b", "former-2", "former-1"])
+            #expect(bin.first { $0.digest == q.record.digest.string }.map { [$0.reason] + $0.tags } == ["purge: untagged"])
         },
         Case("tag history: a soft-deleted manifest remembers its current tags, then former tags newest first") { s in
             let m = push("r", "m", tag: "a")
@@ -305,8 +328,11 @@ extension MetadataStoreConformance {
             let n = push("r", "n", tag: "a")
             try await store(s, n) // moves a away
             #expect(try await s.deleteTag(repository: "r", tag: "b"))
+            // the tags it lost, oldest first, in the graph the core plans a deletion from
+            await #expect(try s.repositoryGraph("r")?.manifests[m.record.digest.string]?.formerTags == ["a", "b"])
+            await #expect(try s.repositoryGraph("r", around: m.record.digest)?.manifests[m.record.digest.string]?.formerTags == [])
             try await deleteManifests(s, "r", [m.record.digest], softDeleteUntil: future)
-            await #expect(try s.deletedManifests(repository: "r").first?.tags == ["c", "b", "a"])
+            await #expect(try s.deletedManifests(repository: "r").first?.tags == ["c"])
             // the plan brings it back under the free former tags
             let mark = try await s.latestEventSequence()
             try await restore(s, "r", m.record.digest, tags: ["c", "b"])
@@ -511,14 +537,14 @@ extension MetadataStoreConformance {
             try await deleteManifests(s, "r", [old.record.digest], softDeleteUntil: now.addingTimeInterval(-1))
             try await deleteManifests(s, "r", [young.record.digest], softDeleteUntil: now.addingTimeInterval(3600))
             let mark = try await s.latestEventSequence()
-            let expired = try await s.expireDeletedManifests(now: now)
+            let expired = try await s.expireDeletedManifests(now: now, limit: 10_000)
             #expect(expired.map(\.digest) == [old.record.digest.string])
             #expect(expired.first?.repository == "r")
             await #expect(try s.deletedManifests(repository: "r").map(\.digest) == [young.record.digest.string])
             let e = try await events(s, after: mark)
             #expect(e.map(\.action) == [EventAction.softDeleteExpire])
             #expect(e.first?.digest == old.record.digest.string)
-            #expect(try await s.expireDeletedManifests(now: now) == [])
+            #expect(try await s.expireDeletedManifests(now: now, limit: 10_000) == [])
             await #expect(try s.recycleBinEntries(repository: "r", digests: [old.record.digest.string]) == [])
         },
     ]
@@ -552,21 +578,21 @@ extension MetadataStoreConformance {
             for tag in ["h1", "h2", "h3"] { try await store(s, push("r", "m", tag: tag)) }
             try await s.setLock(LockRecord(repository: "r", tag: "t", deleteEnabled: false))
             try await s.setLock(LockRecord(repository: "r", digest: p.record.digest.string, deleteEnabled: false))
-            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil, reason: "x") { _ in
+            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: nil) { _ in
                 var c = LifecycleChange()
                 c.tagHistoryLimit = 2
                 c.deleteTags = ["t", "h1", "h2", "h3"].map { LifecycleTagDeletion(repository: "r", tag: $0, digest: p.record.digest.string) }
                 return c
             }
             await #expect(try s.locks().count == 2)
-            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: future, reason: "x") { _ in
+            // the newest two former tags, oldest first
+            await #expect(try s.repositoryGraph("r")?.manifests[p.record.digest.string]?.formerTags == ["h2", "h3"])
+            _ = try await s.applyLifecycle(repository: "r", softDeleteUntil: future) { _ in
                 var c = LifecycleChange()
                 c.deleteManifests = [LifecycleDeletion(repository: "r", digest: p.record.digest.string, mediaType: nil, reason: "requested")]
                 return c
             }
             await #expect(try s.locks().count == 2)
-            // the newest two former tags, newest first
-            await #expect(try s.deletedManifests(repository: "r").first?.tags == ["h3", "h2"])
         },
         Case("locks go with their tag or manifest when it is deleted") { s in
             let p = push("r", "m", tag: "t")

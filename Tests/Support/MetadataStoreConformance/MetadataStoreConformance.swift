@@ -120,7 +120,7 @@ func image(_ s: any ConformanceStore, _ repo: String, _ name: String, tag: Strin
 @discardableResult
 func deleteManifests(_ s: any ConformanceStore, _ repo: String, _ digests: [Digest], softDeleteUntil: Date? = nil,
                      reason: String = "requested") async throws -> LifecycleChange? {
-    try await s.applyLifecycle(repository: repo, softDeleteUntil: softDeleteUntil, reason: "test delete") { graph in
+    try await s.applyLifecycle(repository: repo, softDeleteUntil: softDeleteUntil) { graph in
         var change = LifecycleChange()
         change.dropLocks = true
         change.tagHistoryLimit = tagHistoryLimit

@@ -27,7 +27,7 @@ extension MetadataStoreConformance {
             let p = try await image(s, "gone", "m", tag: "t")
             try await store(s, push("kept", "k"))
             try await deleteManifests(s, "gone", [p.record.digest])
-            _ = try await s.applyLifecycle(repository: "gone", softDeleteUntil: nil, reason: "repository delete") { _ in
+            _ = try await s.applyLifecycle(repository: "gone", softDeleteUntil: nil) { _ in
                 var c = LifecycleChange()
                 c.unlinkAllBlobs = true
                 return c
