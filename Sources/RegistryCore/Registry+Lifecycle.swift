@@ -521,17 +521,17 @@ extension Registry {
         try await store(Self.quotasKey, lifecycle.quotas, all)
     }
 
-    /// A quota covering `repository` that is already full refuses a new upload up front. With
-    /// `countingPartials` (a new private session: an import's partial copy), the bytes the
-    /// private sessions under the quota hold count as used.
+    /// A quota covering `repository` that is already full refuses a new upload up front; the
+    /// bytes the private sessions under the quota hold (imports' kept partial copies) count as
+    /// used, listed afresh with `countingPartials` (a new private session), else from the list
+    /// of a moment ago (`recentPrivateSessions`: a client's upload).
     func checkQuotaRoom(_ repository: String, countingPartials: Bool = false) async throws {
         var sessions: [PrivateSession]?
         for q in try await quotas() where q.covers(repository) {
             var used = try await metadata.quotaUsage(q)
-            if countingPartials {
-                if sessions == nil { sessions = try await privateSessions() }
-                used = Self.adding(used, try await partialBytes(q, in: sessions ?? []))
-            }
+            // A client's upload counts them too, from a list at most a moment old.
+            if sessions == nil { sessions = countingPartials ? try await privateSessions() : try await recentPrivateSessions() }
+            used = Self.adding(used, try await partialBytes(q, in: sessions ?? []))
             if used >= q.limitBytes { throw quotaError(QuotaExceeded(quota: q.name, limit: q.limitBytes, used: used, needed: 0)) }
         }
     }

@@ -36,6 +36,11 @@ extension Registry {
         try await checkWritable(repository.value)
         let quarantineEnabled = try await quarantinePolicy().enabled
         let quotas = try await quotas()
+        do {
+            try await checkPartials(repository.value, digest: digest, quotas: quotas) { Int64(bytes.count) }
+        } catch let e as QuotaExceeded {
+            throw quotaError(e)
+        }
         var result: ManifestPushResult = .stored(previousTagTarget: nil)
         for attempt in 1...ContentPlanner.attempts {
             // The push is planned from where the tag points now; if it moves before the push

@@ -71,6 +71,11 @@ public final class Registry: Sendable {
     /// blob store (nil: not looked yet). Counted the old way (every upload listed, each owner
     /// read) until a count finds none, then never looked for again by this process.
     let legacyPrivateSessions = NIOLockedValueBox<Bool?>(nil)
+    /// The private sessions as last listed for a client's write (`recentPrivateSessions`), and when.
+    let recentPrivate = NIOLockedValueBox<(at: ContinuousClock.Instant, sessions: [PrivateSession])?>(nil)
+    /// How old that list may be: a kept partial copy is counted against a client's write within
+    /// this long of being made or removed (an import's own checks list afresh).
+    static let recentPrivateLifetime: Duration = .seconds(2)
 
     public init(blobs: any BlobStore, metadata: any MetadataStore, configuration: RegistryConfiguration = .init(),
                 logger: Logger = Logger(label: "berth.registry")) {
@@ -260,7 +265,11 @@ public final class Registry: Sendable {
         guard RepositoryName.isValid(from) else { return false }
         try await checkWritable(repository.value)
         do {
-            let mounted = try await metadata.mountBlob(repository: repository.value, from: from, digest: digest, quotas: try quotas()) != nil
+            let quotas = try await quotas()
+            try await checkPartials(repository.value, digest: digest, quotas: quotas) {
+                try await self.metadata.linkedBlobSize(repository: from, digest: digest)
+            }
+            let mounted = try await metadata.mountBlob(repository: repository.value, from: from, digest: digest, quotas: quotas) != nil
             if mounted, let due = try await touchDue(repository.value, digest) { try await writeTouch(repository.value, digest, at: due) }
             return mounted
         } catch let e as QuotaExceeded {
@@ -329,6 +338,7 @@ public final class Registry: Sendable {
             try await checkQuotaRoom(repository.value, countingPartials: true)
             do {
                 try await blobs.createUpload(id: id, owner: owner)
+                privateSessionsChanged()
                 return UploadStatus(id: id, size: 0)
             } catch {
                 // Created by another run meanwhile: read it again (once).
@@ -442,6 +452,48 @@ public final class Registry: Sendable {
         return total
     }
 
+    /// Forgets the listed private sessions after this node changed one (so its own imports'
+    /// copies count at once; another node's within `recentPrivateLifetime`).
+    func privateSessionsChanged() {
+        recentPrivate.withLockedValue { $0 = nil }
+    }
+
+    /// The private sessions, listed at most every `recentPrivateLifetime` (a client's write asks
+    /// on every blob under a quota: the listing is a directory read or a query).
+    func recentPrivateSessions() async throws -> [PrivateSession] {
+        let now = ContinuousClock.now
+        if let recent = recentPrivate.withLockedValue({ $0 }), now - recent.at < Self.recentPrivateLifetime { return recent.sessions }
+        let sessions = try await privateSessions()
+        recentPrivate.withLockedValue { $0 = (now, sessions) }
+        return sessions
+    }
+
+    /// Kept partial copies (the private sessions of interrupted imports) hold storage, so they
+    /// count as used for a client's write too: refuses storing `digest` (`size()` bytes, asked
+    /// only when a partial copy is counted) in `repository` when a quota covering it would
+    /// overflow with them. Counted as the store counts (a digest the quota holds already needs no
+    /// room), but for the session `excluding` (the one being finished). A check before the write:
+    /// the store's own check, in the write's transaction, counts stored content only. Reads
+    /// nothing more while no private session exists.
+    func checkPartials(_ repository: String, digest: Digest, quotas: [QuotaLimit], excluding: String? = nil,
+                       size: () async throws -> Int64?) async throws {
+        let covering = quotas.filter { $0.covers(repository) }
+        guard !covering.isEmpty else { return }
+        let sessions = try await recentPrivateSessions()
+        guard !sessions.isEmpty else { return }
+        var bytes: Int64?
+        for q in covering {
+            let partial = try await partialBytes(q, in: sessions, excluding: excluding.map { [$0] } ?? [])
+            guard partial > 0 else { continue }
+            if bytes == nil { bytes = max(0, try await size() ?? 0) }
+            var room = q
+            room.limitBytes = max(0, q.limitBytes - partial)
+            if let e = try await metadata.quotaExceeded([room], repository: repository, digest: digest.string, size: bytes ?? 0) {
+                throw QuotaExceeded(quota: q.name, limit: q.limitBytes, used: Self.adding(e.used, partial), needed: e.needed)
+            }
+        }
+    }
+
     private func checkUpload(_ repository: RepositoryName, _ id: String, privately: Bool = false) async throws {
         // An id of the private namespace is never a client's: refused without asking the store.
         guard privately == id.hasPrefix(Self.privateUploadPrefix),
@@ -472,6 +524,7 @@ public final class Registry: Sendable {
         if let rangeStart, rangeStart != current {
             throw map(.offsetMismatch(expected: current, actual: rangeStart))
         }
+        defer { if privately { privateSessionsChanged() } }
         do {
             let size = try await blobs.append(id: id, offset: current, body: body, limit: nil)
             return UploadStatus(id: id, size: size)
@@ -485,6 +538,7 @@ public final class Registry: Sendable {
     public func finishUpload(_ repository: RepositoryName, _ id: String, digest: Digest,
                              expectedSize: Int64? = nil, privately: Bool = false) async throws -> Int64 {
         try await checkUpload(repository, id, privately: privately)
+        defer { if privately { privateSessionsChanged() } }
         try await checkWritable(repository.value)
         let quotas = try await quotas()
         do {
@@ -492,6 +546,7 @@ public final class Registry: Sendable {
                 if let expectedSize, expectedSize != Int64(small.count) {
                     throw BlobStoreError.sizeMismatch(actual: Int64(small.count))
                 }
+                try await checkPartials(repository.value, digest: digest, quotas: quotas, excluding: id) { Int64(small.count) }
                 try await metadata.linkBlob(repository: repository.value, digest: digest, size: Int64(small.count), inline: small,
                                             quotas: quotas)
                 try? await blobs.cancelUpload(id: id)
@@ -500,10 +555,12 @@ public final class Registry: Sendable {
             }
             // Refused before the bytes are committed; the store checks again, atomically, when it
             // links the blob.
-            if !quotas.isEmpty, let q = try await metadata.quotaExceeded(quotas, repository: repository.value, digest: digest.string,
-                                                                   size: try await blobs.uploadedSize(id: id) ?? 0) {
-                try? await blobs.cancelUpload(id: id)
-                throw quotaError(q)
+            if !quotas.isEmpty {
+                let size = try await blobs.uploadedSize(id: id) ?? 0
+                if let q = try await metadata.quotaExceeded(quotas, repository: repository.value, digest: digest.string, size: size) {
+                    throw q
+                }
+                try await checkPartials(repository.value, digest: digest, quotas: quotas, excluding: id) { size }
             }
             // Garbage collection, on any node, leaves this digest's bytes alone until the link is
             // committed (an inline blob above has no bytes in the blob store to lose).
@@ -546,8 +603,10 @@ public final class Registry: Sendable {
                 throw RegistryError(.digestInvalid, "digest mismatch: content is \(computed)")
             }
             do {
+                let quotas = try await quotas()
+                try await checkPartials(repository.value, digest: digest, quotas: quotas) { Int64(bytes.count) }
                 try await metadata.linkBlob(repository: repository.value, digest: digest, size: Int64(bytes.count), inline: bytes,
-                                            quotas: try quotas())
+                                            quotas: quotas)
             } catch let e as QuotaExceeded {
                 throw quotaError(e)
             }
@@ -567,6 +626,7 @@ public final class Registry: Sendable {
     public func cancelUpload(_ repository: RepositoryName, _ id: String, privately: Bool = false) async throws {
         try await checkUpload(repository, id, privately: privately)
         try await blobs.cancelUpload(id: id)
+        if privately { privateSessionsChanged() }
     }
 
     /// Removes upload sessions idle for longer than the configured age. Returns how many.

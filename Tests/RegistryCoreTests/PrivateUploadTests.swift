@@ -153,6 +153,51 @@ final class ReadRecordingBlobStore: ForwardingBlobStore, @unchecked Sendable {
         #expect(try #require(try await r.quotaViews().first).partialBytes == 3_000)
     }
 
+    /// A client's own writes count the kept partial copies too (they hold storage): an upload,
+    /// a monolithic or chunked blob, a mount and a manifest that would fit without them are
+    /// refused with them, the error counting them as used; an import finishing its own session
+    /// does not count that session twice.
+    @Test func aClientsWritesCountKeptPartialCopies() async throws {
+        let r = try makeRegistry()
+        let limit: Int64 = 400_000
+        _ = try await r.createQuota(QuotaLimit(name: "team", prefix: "team/", limitBytes: limit))
+        let big = [UInt8](repeating: 3, count: 250_000)   // `park` writes 3s
+        let parked = Digest.compute(big)
+        _ = try await park(r, repo, parked, bytes: 200_000)   // an interrupted import's copy
+        let layer = [UInt8](repeating: 1, count: 250_000)   // fits the quota alone, not with the copy
+        do {
+            _ = try await r.putBlob(repo, digest: Digest.compute(layer), contentLength: Int64(layer.count), body: body(layer))
+            Issue.record("a blob that overflows the quota with the kept partial copy was stored")
+        } catch let e as RegistryError {
+            #expect(e.code == .denied && e.message.contains("team"), "\(e.message)")
+            #expect(e.message.contains("200000") || e.message.contains("200,000") || e.message.contains("used"), "\(e.message)")
+        }
+        // chunked: refused at the end, nothing linked
+        let upload = try await r.startUpload(repo)
+        _ = try await r.appendUpload(repo, upload.id, rangeStart: 0, body: body(layer))
+        await #expect(throws: RegistryError.self) { _ = try await r.finishUpload(repo, upload.id, digest: Digest.compute(layer)) }
+        #expect(try await r.metadata.linkedBlobSize(repository: repo.value, digest: Digest.compute(layer)) == nil)
+        // what fits with it is stored
+        let fits = [UInt8](repeating: 2, count: 150_000)
+        _ = try await r.putBlob(repo, digest: Digest.compute(fits), contentLength: Int64(fits.count), body: body(fits))
+        // the quota is now full with the copy: a new upload is refused up front, and so is a
+        // mount of a blob from a repository no quota covers
+        let elsewhere = try RepositoryName("other/app")
+        let outside = [UInt8](repeating: 4, count: 60_000)
+        _ = try await r.putBlob(elsewhere, digest: Digest.compute(outside), contentLength: Int64(outside.count), body: body(outside))
+        await #expect(throws: RegistryError.self) { _ = try await r.mountBlob(repo, from: elsewhere.value, Digest.compute(outside)) }
+        let small = [UInt8](repeating: 5, count: 60_000)
+        await #expect(throws: RegistryError.self) {
+            _ = try await r.putBlob(repo, digest: Digest.compute(small), contentLength: Int64(small.count), body: body(small))
+        }
+        // the import finishing its own copy is not refused for that copy: it becomes the blob
+        let own = try await r.openPrivateUpload(repo, digest: parked)
+        _ = try await r.appendUpload(repo, own.id, rangeStart: own.size, privately: true, body: body(Array(big[Int(own.size)...])))
+        #expect(try await r.finishUpload(repo, own.id, digest: parked, privately: true) == Int64(big.count))
+        let view = try #require(try await r.quotaViews().first)
+        #expect(view.partialBytes == 0 && view.usedBytes == Int64(big.count + fits.count))
+    }
+
     /// A session kept by an older build (64 hex digits, owner without the blob) is counted the old
     /// way (every upload listed) while one exists, never resumed nor trimmed, and swept by age;
     /// once a count finds none, the old listing is never done again.
