@@ -485,8 +485,9 @@ public struct EventConsumerView: Codable, Sendable, Equatable {
     public var lastError: String?
     public var updatedAt: Date
     /// The lease it runs under (`GET /api/v1/leases`): `consumer:<name>` for the core's consumers,
-    /// `service:<type>` of the feature service that runs it. Absent when the server runs its work
-    /// without leases, or no service of this server runs it (a webhook or replica since deleted).
+    /// `service:<type>` of the feature service that runs it (a webhook's and a replica's, by their
+    /// prefix: also the cursor a deleted one left). Absent when the server runs its work without
+    /// leases, or no service of this server runs consumers of that name.
     public var lease: String?
     /// The node holding that lease now (its `host:pid:nonce`); absent when no node holds it.
     public var leaseHolder: String?

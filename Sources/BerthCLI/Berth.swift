@@ -321,9 +321,12 @@ struct Serve: AsyncParsableCommand {
         configuration.runDiskQuotaBytes = settings.taskRunDiskQuotaBytes == 0 ? nil : settings.taskRunDiskQuotaBytes
         configuration.runner.buildMemoryLimitBytes = settings.taskBuildMemoryBytes == 0 ? nil : settings.taskBuildMemoryBytes
         configuration.insecureBaseRegistries = settings.taskInsecureBaseRegistries
-        // The build sandbox never shows the data directory (its database, keys and blobs), even
-        // where it lies under a directory the sandbox shows.
-        configuration.runner.hiddenDirectories = [URL(fileURLWithPath: settings.data).standardizedFileURL.path]
+        // The build sandbox never shows the data directory (its database, keys and blobs), nor
+        // the files of secrets and content configured elsewhere, even where they lie under a
+        // directory the sandbox shows.
+        configuration.runner.hiddenDirectories = ([settings.data, settings.sqlitePath, settings.filesystemRoot, settings.keyFile,
+                                                   settings.tlsKey, settings.postgresPasswordFile, settings.s3CredentialsFile] as [String?])
+            .compactMap { $0.map { URL(fileURLWithPath: $0).standardizedFileURL.path } }
         configuration.baseTriggerWindow = settings.taskBaseTriggerWindowSeconds
         configuration.maxContextBytes = settings.taskContextMaxBytes
         configuration.maxContextEntries = settings.taskContextMaxEntries

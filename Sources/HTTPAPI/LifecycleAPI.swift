@@ -149,8 +149,10 @@ extension RegistryResponder {
         // Each consumer with the lease it runs under and the node holding it now (live leases only).
         @Sendable func views(_ consumers: [RegistryCore.EventConsumerView]) async throws -> [BerthAPIContract.EventConsumerView] {
             let now = Date()
+            // A lease store that cannot be read leaves the holders out, never the answer.
             let held = consumerLeases.isEmpty ? [:] : Dictionary(
-                (try await leases?.leases() ?? []).filter { $0.expiresAt > now }.map { ($0.name, $0.holder) }, uniquingKeysWith: { a, _ in a })
+                ((try? await leases?.leases()) ?? []).filter { $0.expiresAt > now }.map { ($0.name, $0.holder) },
+                uniquingKeysWith: { a, _ in a })
             return consumers.map { consumer in
                 var view = BerthAPIContract.EventConsumerView(consumer)
                 view.lease = consumerLeases.first { $0.host.hosts(consumer.name) }?.lease

@@ -91,10 +91,18 @@ public enum ContentPlanner {
         var records: [String: LifecycleDeletionRecord] = [:]
         for m in change.deleteManifests where records[m.digest] == nil {
             let has = pointing[m.digest] ?? []
-            let taken = change.cascadeTags.filter { $0.digest == m.digest && has.contains($0.tag) }.map(\.tag)
-                + change.deleteTags.filter { $0.digest == m.digest && has.contains($0.tag) }.map(\.tag)
+            let cascaded = change.cascadeTags.filter { $0.digest == m.digest && has.contains($0.tag) }.map(\.tag)
+            let named = change.deleteTags.filter { $0.digest == m.digest && has.contains($0.tag) }.map(\.tag)
+            // Its history as the deletions by name leave it: each one moved to the newest end, at
+            // most the change's limit kept (as a tag deletion records it).
+            var former = graph.manifests[m.digest]?.formerTags ?? []
+            for t in named {
+                former.removeAll { $0 == t }
+                former.append(t)
+            }
+            former = Array(former.suffix(max(0, change.tagHistoryLimit)))
             var tags: [String] = []
-            for t in taken + (graph.manifests[m.digest]?.formerTags ?? []).reversed() where !tags.contains(t) { tags.append(t) }
+            for t in cascaded + named + former.reversed() where !tags.contains(t) { tags.append(t) }
             var detail = m.reason
             if let d = change.detail { detail += "; " + d }
             if softDeleted { detail += "; soft-deleted" }

@@ -149,7 +149,8 @@ public final class DataRouting: BlobRouting, Sendable {
         if now.timeIntervalSince1970 < start + DataEndpointSignature.maxLifetime + DataEndpointSignature.skew,
            let names = configuration.signingKeyNames {
             let name = Self.keyNamePrefix + String(Int64(period) - 1)
-            if try await names().contains(name),
+            // The current key is served whatever happens to the listing.
+            if (try? await names())?.contains(name) == true,
                let old = try? Curve25519.Signing.PrivateKey(rawRepresentation: try await configuration.signingKeyMaterial(name)).publicKey {
                 previous = [DataEndpointKeyView(region: region, keyId: DataEndpointSignature.keyId(old),
                                                 publicKey: old.rawRepresentation.base64EncodedString(),

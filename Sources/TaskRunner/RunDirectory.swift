@@ -86,7 +86,7 @@ struct RunDirectory {
             throw TaskRunError(errno == EEXIST ? "run \(runID) already has a directory (\(path))"
                                                : "cannot create the run directory \(path): \(String(cString: strerror(errno)))")
         }
-        for sub in ["logs", "digests", "home", "tmp", "sandbox"] {
+        for sub in ["logs", "digests", "home", "tmp", "sandbox", "home/.config", "home/.config/containers"] {
             try fm.createDirectory(atPath: path + "/" + sub, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         }
         let runRoot = taskRunRoot(configuration: configuration, taskName: taskName)
@@ -121,10 +121,12 @@ struct RunDirectory {
         var text = "unqualified-search-registries = [\"docker.io\"]\nshort-name-mode = \"enforcing\"\n"
         text += "\n[[registry]]\nlocation = \"\(registry)\"\ninsecure = \(transport == .plainHTTP)\n"
         var locations: Set<String> = []
-        for host in insecure where host != registry && isRegistryHost(host) {
+        let own = registry.lowercased()
+        for host in insecure where host.lowercased() != own && isRegistryHost(host) {
             locations.insert(host)
             guard hostOnly(host) == host else { continue }
-            for other in reached where other != registry && isRegistryHost(other) && hostOnly(other.lowercased()) == host {
+            for other in reached where other.lowercased() != own && isRegistryHost(other)
+                && hostOnly(other.lowercased()) == host.lowercased() {
                 locations.insert(other)
             }
         }

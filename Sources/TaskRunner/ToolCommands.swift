@@ -88,18 +88,24 @@ struct ToolCommands: Sendable {
                             environment: command.environment)
     }
 
+    /// Hidden whenever they are visible (under the shown `/usr`): other software's configuration
+    /// and state there.
+    static let alwaysHidden = ["/usr/local/etc", "/usr/local/var"]
+
     /// What the sandbox shows of the host besides its fixed root, as `sandboxScript` arguments
     /// (`mask:`, `ro:` or `rw:` and an absolute path, parents before their children):
-    /// - `mask:` an empty directory over the state directory and `hiddenDirectories` (the
-    ///   server's data directory), and over their real paths, so neither is seen even where it
-    ///   lies under `/usr`;
+    /// - `mask:` the state directory, `hiddenDirectories` (the server's data directory, its
+    ///   database, keys and credentials files wherever they lie) and `alwaysHidden`, and their
+    ///   real paths: where one would be visible (under `/usr`), an empty directory or `/dev/null`
+    ///   covers it;
     /// - `ro:` the run's directory (its generated configuration and auth file), the run's
     ///   source (build contexts, Dockerfiles) and the directory of a tool not under `/usr`;
-    /// - `rw:` the run's `home` and `tmp`, the task's storage (its layer cache) and run root,
-    ///   and `writable` (a push's digest directory).
+    /// - `rw:` (without devices) the run's `home` and `tmp`, the task's storage (its layer cache)
+    ///   and run root, and `writable` (a push's digest directory); the tools' configuration in
+    ///   `home/.config/containers` read-only again.
     func sandboxMounts(executables: [String], writable: [String] = []) -> [String] {
         var entries: [String: String] = [:]
-        var masks = [configuration.stateDirectory] + configuration.hiddenDirectories
+        var masks = [configuration.stateDirectory] + configuration.hiddenDirectories + Self.alwaysHidden
         masks += masks.compactMap(Self.realPath)
         for path in masks { entries[Self.normalized(path)] = "mask" }
         for path in [directory.path] + (source.map { [$0] } ?? []) { entries[Self.normalized(path)] = "ro" }
@@ -111,6 +117,9 @@ struct ToolCommands: Sendable {
         for path in [directory.home, directory.tmp, directory.storageRoot, directory.runRoot] + writable {
             entries[Self.normalized(path)] = "rw"
         }
+        // The run's tool configuration in its home (the CA it trusts for this registry,
+        // registries.conf.d): what a later push reads, so nothing a build runs may change it.
+        entries[Self.normalized(directory.home + "/.config/containers")] = "ro"
         return entries.filter { $0.key.hasPrefix("/") && $0.key != "/" }
             .sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
             .map { "\($0.value):\($0.key)" }
@@ -144,9 +153,12 @@ struct ToolCommands: Sendable {
     /// log line); every path is an argv entry, always quoted, never evaluated.
     /// - `/usr` (and `/bin`, `/lib`… as links into it, or bound read-only where they are
     ///   directories) read-only;
-    /// - `/etc`: copies of the files a tool reads (users, name resolution, the loader's cache),
-    ///   writable copies of `containers` and `docker` (buildah writes its network lock there),
-    ///   and `ssl`, `ca-certificates`, `alternatives` and `ld.so.conf.d` read-only; no `shadow`;
+    /// - `/etc`: copies of the files a tool reads (users, name resolution, the loader's cache,
+    ///   `ssl/openssl.cnf`), copies of the registry configuration of `containers` (search and
+    ///   signature configuration, `certs.d`; a writable `networks`, where buildah takes its lock)
+    ///   and of `docker/certs.d`, and the CA certificates (`ssl/certs`, `pki/tls/certs`,
+    ///   `pki/ca-trust`), `alternatives` and `ld.so.conf.d` read-only; no `shadow`, no private key
+    ///   directory, no credentials file;
     /// - a `/dev` holding only what a build needs (the character devices every container gets,
     ///   a private `pts`, `shm`, the `fd` links): buildah binds the `/dev` it sees into each
     ///   `RUN`, and the host's would give a `RUN` running as root its block devices;
@@ -164,8 +176,11 @@ struct ToolCommands: Sendable {
         "mount --bind /usr usr",
         "mount -o remount,bind,ro,nodev usr",
         #"for f in passwd group hosts resolv.conf nsswitch.conf host.conf gai.conf ld.so.cache ld.so.conf localtime hostname services protocols; do if [ -f "/etc/$f" ]; then cat "/etc/$f" > "etc/$f"; fi; done"#,
-        #"for d in containers docker; do if [ -d "/etc/$d" ]; then cp -a "/etc/$d" "etc/$d"; fi; done"#,
-        #"for d in ssl ca-certificates alternatives ld.so.conf.d; do if [ -d "/etc/$d" ]; then mkdir "etc/$d"; mount --bind "/etc/$d" "etc/$d"; mount -o remount,bind,ro,nodev "etc/$d"; fi; done"#,
+        "mkdir -p etc/containers/networks etc/docker etc/ssl",
+        #"for f in registries.conf registries.conf.d registries.d policy.json certs.d; do if [ -e "/etc/containers/$f" ]; then cp -a "/etc/containers/$f" "etc/containers/$f"; fi; done"#,
+        #"if [ -d /etc/docker/certs.d ]; then cp -a /etc/docker/certs.d etc/docker/certs.d; fi"#,
+        #"if [ -f /etc/ssl/openssl.cnf ]; then cat /etc/ssl/openssl.cnf > etc/ssl/openssl.cnf; fi"#,
+        #"for d in ssl/certs pki/tls/certs pki/ca-trust alternatives ld.so.conf.d; do if [ -d "/etc/$d" ]; then mkdir -p "etc/$d"; mount --bind "/etc/$d" "etc/$d"; mount -o remount,bind,ro,nodev "etc/$d"; fi; done"#,
         "mount -t tmpfs -o nosuid,nodev,mode=1777,size=64m berth-tmp tmp",
         "mount -t tmpfs -o nosuid,nodev,mode=755,size=64m berth-var var",
         "mkdir -m 1777 var/tmp",
@@ -188,7 +203,7 @@ struct ToolCommands: Sendable {
         "ln -s /proc/self/fd/0 dev/stdin",
         "ln -s /proc/self/fd/1 dev/stdout",
         "ln -s /proc/self/fd/2 dev/stderr",
-        #"while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do case "$1" in mask:/*) p="${1#mask:}"; mkdir -p "$root$p"; mount -t tmpfs -o nosuid,nodev,noexec,mode=755,size=1m berth-mask "$root$p";; ro:/*) p="${1#ro:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p"; mount -o remount,bind,ro,nodev "$root$p";; rw:/*) p="${1#rw:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p";; *) echo "berth sandbox: bad mount argument" >&2; exit 2;; esac; shift; done"#,
+        #"while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do case "$1" in mask:/*) p="${1#mask:}"; if [ -d "$root$p" ]; then mount -t tmpfs -o nosuid,nodev,noexec,mode=755,size=1m berth-mask "$root$p"; elif [ -e "$root$p" ]; then mount --bind /dev/null "$root$p"; fi;; ro:/*) p="${1#ro:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p"; mount -o remount,bind,ro,nodev "$root$p";; rw:/*) p="${1#rw:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p"; mount -o remount,bind,nodev "$root$p";; *) echo "berth sandbox: bad mount argument" >&2; exit 2;; esac; shift; done"#,
         #"[ "$1" = "--" ] || { echo "berth sandbox: no command" >&2; exit 2; }"#,
         "shift",
         #"mkdir -p "$root$cwd" 2>/dev/null || true"#,
@@ -292,7 +307,7 @@ struct ToolCommands: Sendable {
 
     /// Removes buildah's working containers a stopped build leaves behind in the task's storage.
     func removeBuildContainers() -> ChildCommand {
-        ChildCommand(executable: configuration.buildah, arguments: ["rm", "--all"], environment: environment)
+        sandboxed(ChildCommand(executable: configuration.buildah, arguments: ["rm", "--all"], environment: environment), network: .host)
     }
 
     /// `buildah push` of a local image to the run's registry, with the run's auth file; the

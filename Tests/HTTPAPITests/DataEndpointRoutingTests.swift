@@ -171,6 +171,36 @@ import Testing
         }
     }
 
+    /// The previous key is served only while a URL it signed may live: for maxLifetime + skew
+    /// (330 s) after the rotation, not for the rest of the period. Hour-long periods here, so
+    /// which of the two holds depends on the minute the test runs; it is checked either way.
+    @Test func thePreviousKeyIsServedOnlyJustAfterARotation() async throws {
+        let period: TimeInterval = 3600
+        let west = try await region("westeurope", dataEndpoint: nil, networks: [], storedKeys: true, keyPeriod: period)
+        let peer = try await replicator(west.access)
+        let prefix = DataRouting.keyNamePrefix
+        try await west.app.test(.router) { client in
+            for _ in 0..<3 {
+                let before = Date().timeIntervalSince1970
+                let current = Int64(before / period)
+                _ = try await west.keys.loadOrCreate(prefix + String(current - 1)) { DataRoutingConfiguration.newSigningKey() }
+                let answer = try await client.execute(uri: "/api/v1/replication/data-key", method: .get,
+                                                      headers: [.authorization: "Basic " + Data(peer.utf8).base64EncodedString()])
+                let decoder = JSONDecoder()
+                decoder.dateDecodingStrategy = .iso8601
+                let view = try decoder.decode(DataEndpointKeyView.self, from: Data(buffer: answer.body))
+                let after = Date().timeIntervalSince1970
+                let grace = DataEndpointSignature.maxLifetime + DataEndpointSignature.skew
+                let start = Double(current) * period
+                // the answer was made between `before` and `after`: decided only when both agree
+                guard Int64(after / period) == current, (before - start < grace) == (after - start < grace) else { continue }
+                #expect((view.previousKeys?.count ?? 0) == (before - start < grace ? 1 : 0), "\(before - start) s into the period")
+                return
+            }
+            Issue.record("the period's grace boundary kept moving under the test")
+        }
+    }
+
     @Test func aBlobGetIsSentToTheHealthyRegionOfItsClientAndServedThereVerified() async throws {
         let west = try await region("westeurope", dataEndpoint: "https://west.data.example", networks: ["127.0.0.1/32=sea", "10.0.0.0/8=westeurope"])
         let sea = try await region("sea", dataEndpoint: nil, networks: [])

@@ -100,7 +100,7 @@ import Testing
     /// What a deleted manifest leaves behind: its event's detail, and its recycle-bin entry's
     /// reason and tags (taken with it, then deleted by name, then its history newest first,
     /// each once; a tag named for it that points elsewhere is not its).
-    @Test func eachDeletedManifestLeavesItsEventDetailAndItsBinEntry() {
+    @Test func eachDeletedManifestLeavesItsEventDetailAndItsBinEntry() throws {
         let gone = d("gone"), child = d("child"), other = d("other")
         var m = manifest(gone, state: nil)
         m.formerTags = ["old1", "shared", "old2"]   // oldest first, as stored
@@ -122,6 +122,14 @@ import Testing
         #expect(soft[child.string] == LifecycleDeletionRecord(eventDetail: "index deleted; purge run 3; soft-deleted",
                                                               binReason: "purge: index deleted", binTags: []))
         #expect(soft[other.string] == nil && soft.count == 2)
+        // A full history: the tags deleted by name join its newest end and the oldest fall off,
+        // as a tag deletion records them (only the newest `tagHistoryLimit` come back).
+        var full = g
+        full.manifests[gone.string]?.formerTags = (1...ContentPlanner.tagHistoryLimit).map { "h\($0)" }
+        let capped = try #require(ContentPlanner.withDeletionRules(change, graph: full, reason: "purge", softDeleted: true)
+            .records[gone.string]?.binTags)
+        #expect(capped.prefix(4) == ["b", "shared", "named", "h50"])
+        #expect(capped.count == 3 + ContentPlanner.tagHistoryLimit - 1 && !capped.contains("h1") && capped.last == "h2")
         change.detail = nil
         let hard = ContentPlanner.withDeletionRules(change, graph: g, reason: "api", softDeleted: false).records
         #expect(hard[gone.string]?.eventDetail == "requested")

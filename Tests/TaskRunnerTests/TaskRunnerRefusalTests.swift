@@ -127,7 +127,8 @@ final class TaskRunnerRefusalTests: XCTestCase {
             XCTAssertEqual(build.executable, "/usr/bin/unshare")
             XCTAssertEqual(build.arguments, ["--pid", "--fork", "--mount-proc", "--kill-child", "--ipc", "/bin/sh", "-c", ToolCommands.sandboxScript,
                                              "sh", "/run/r1/sandbox", ToolCommands.workingDirectory,
-                                             "ro:/run/r1", "rw:/run/r1/home", "rw:/run/r1/tmp", "rw:/s", "mask:/state", "rw:/tmp/berth-run-x",
+                                             "ro:/run/r1", "rw:/run/r1/home", "ro:/run/r1/home/.config/containers", "rw:/run/r1/tmp", "rw:/s",
+                                             "mask:/state", "rw:/tmp/berth-run-x", "mask:/usr/local/etc", "mask:/usr/local/var",
                                              "--", "/usr/bin/buildah"] + bud)
             XCTAssertFalse(ToolCommands.sandboxScript.contains("eval"))
         } else {

@@ -214,6 +214,10 @@ final class TaskRunnerToolTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: hidden, withIntermediateDirectories: true)
         addTeardownBlock { try? FileManager.default.removeItem(atPath: hidden) }
         try "secret".write(toFile: hidden + "/marker", atomically: true, encoding: .utf8)
+        // and a file of its own there (a key file the server reads)
+        let hiddenFile = "/usr/local/berth-key-" + UUID().uuidString.prefix(8)
+        try "secret".write(toFile: hiddenFile, atomically: true, encoding: .utf8)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: hiddenFile) }
         let storage = state + "/tasks/probe/storage"
         let tools = try temporaryDirectory("tools")
         let probe = tools + "/buildah"
@@ -226,6 +230,9 @@ final class TaskRunnerToolTests: XCTestCase {
             seen state-marker '\(state)/marker'
             seen other-task '\(state)/tasks/other/storage/marker'
             seen hidden-under-usr '\(hidden)/marker'
+            if [ -s '\(hiddenFile)' ]; then echo "probe: hidden-file=seen"; else echo "probe: hidden-file=absent"; fi
+            seen ssl-private /etc/ssl/private
+            seen ssl-certs /etc/ssl/certs
             seen shadow /etc/shadow
             seen root-home /root
             seen cwd-files "$(pwd)/Package.swift"
@@ -235,6 +242,7 @@ final class TaskRunnerToolTests: XCTestCase {
             writable source "$last"
             writable run-directory "$HOME/.."
             writable home "$HOME"
+            writable home-config "$HOME/.config/containers"
             echo "probe: pids=$(ls /proc | grep -c '^[0-9]')"
 
             """.write(toFile: probe, atomically: true, encoding: .utf8)
@@ -242,7 +250,7 @@ final class TaskRunnerToolTests: XCTestCase {
         var configuration = TaskRunnerConfiguration(stateDirectory: state)
         configuration.registryTransport = .plainHTTP
         configuration.buildah = probe
-        configuration.hiddenDirectories = [hidden]
+        configuration.hiddenDirectories = [hidden, hiddenFile]
         let file = try Support.taskFile("""
             version: v1.1.0
             steps:
@@ -262,6 +270,10 @@ final class TaskRunnerToolTests: XCTestCase {
         XCTAssertEqual(report["state-marker"], "absent")
         XCTAssertEqual(report["other-task"], "absent")
         XCTAssertEqual(report["hidden-under-usr"], "absent")
+        XCTAssertEqual(report["hidden-file"], "absent")
+        XCTAssertEqual(report["ssl-private"], "absent")
+        XCTAssertEqual(report["ssl-certs"], FileManager.default.fileExists(atPath: "/etc/ssl/certs") ? "seen" : "absent")
+        XCTAssertEqual(report["home-config"], "read-only")
         XCTAssertEqual(report["shadow"], "absent")
         XCTAssertEqual(report["root-home"], "absent")
         XCTAssertEqual(report["cwd-files"], "absent")
@@ -279,6 +291,16 @@ final class TaskRunnerToolTests: XCTestCase {
         // The sandbox's root was mounted in the build's own mount namespace only.
         let sandboxRoot = state + "/runs/p1/sandbox"
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: sandboxRoot), [])
+
+        // A sandbox that cannot be made (here: a source that is gone) never runs the tool.
+        let directory = try RunDirectory.create(configuration: configuration, taskName: "probe", runID: "p2", registry: "berth.test")
+        let goneSource = ToolCommands(configuration: configuration, directory: directory, hasCredentials: false,
+                                      source: source + "/gone")
+        let build = goneSource.build(try BuildArguments(parsing: "-t berth.test/probe:2 ."), context: source,
+                                     dockerfile: source + "/Dockerfile", network: .none)
+        let outcome = await ChildProcess.run(build, timeout: .seconds(60)) { _, _ in }
+        XCTAssertNotEqual(outcome, .exited(0))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory.home + "/berth-probe"), "the tool ran without its sandbox")
     }
 
     /// CVE-2024-9675 in the buildah these machines run: a cache mount whose `id` walks up with
@@ -309,6 +331,11 @@ final class TaskRunnerToolTests: XCTestCase {
         let outcome = await ChildProcess.run(build, timeout: .seconds(120)) { _, text in await output.append(text) }
         let text = await output.text
         XCTAssertFalse(text.contains("state-secret"), text)
+        // buildah before 1.38.1 mounts what the id names (the flaw): the build must then succeed,
+        // so the sandbox, not a failure, is what this shows. A fixed buildah refuses the mount.
+        if try Self.buildahVersion().lexicographicallyPrecedes([1, 38, 1]) {
+            XCTAssertEqual(outcome, .exited(0), text)
+        }
         if outcome == .exited(0) {
             XCTAssertTrue(text.contains("marker-absent"), text)
             let listing = text.split(separator: "\n").first { $0.hasPrefix("listing: ") }.map(String.init) ?? ""
@@ -318,6 +345,23 @@ final class TaskRunnerToolTests: XCTestCase {
                 XCTAssertFalse(names.contains(hostOnly), "the host's /\(hostOnly) was reachable: \(listing)")
             }
         }
+    }
+
+    /// `buildah --version` as numbers (`buildah version 1.28.2 (…)` → [1, 28, 2]).
+    static func buildahVersion() throws -> [Int] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/buildah")
+        process.arguments = ["--version"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let words = String(decoding: data, as: UTF8.self).split(separator: " ")
+        let version = words.firstIndex(of: "version").flatMap { words.index(after: $0) < words.endIndex ? words[words.index(after: $0)] : nil }
+        let parts = (version ?? "").split(separator: ".").compactMap { Int($0.prefix { $0.isNumber }) }
+        guard parts.count >= 2 else { throw TaskRunError("cannot read buildah's version: \(String(decoding: data, as: UTF8.self))") }
+        return parts
     }
 
     private actor Output {
