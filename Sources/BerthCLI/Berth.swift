@@ -324,8 +324,9 @@ struct Serve: AsyncParsableCommand {
         // The build sandbox never shows the data directory (its database, keys and blobs), nor
         // the files of secrets and content configured elsewhere, even where they lie under a
         // directory the sandbox shows.
-        configuration.runner.hiddenDirectories = ([settings.data, settings.sqlitePath, settings.filesystemRoot, settings.keyFile,
-                                                   settings.tlsKey, settings.postgresPasswordFile, settings.s3CredentialsFile] as [String?])
+        let database = settings.sqlitePath.map { [$0, $0 + "-wal", $0 + "-shm", $0 + "-journal"] } ?? []
+        configuration.runner.hiddenDirectories = ([settings.data, settings.filesystemRoot, settings.keyFile, settings.tlsKey,
+                                                   settings.postgresPasswordFile, settings.s3CredentialsFile] + database as [String?])
             .compactMap { $0.map { URL(fileURLWithPath: $0).standardizedFileURL.path } }
         configuration.baseTriggerWindow = settings.taskBaseTriggerWindowSeconds
         configuration.maxContextBytes = settings.taskContextMaxBytes

@@ -525,13 +525,18 @@ extension Registry {
     /// bytes the private sessions under the quota hold (imports' kept partial copies) count as
     /// used, listed afresh with `countingPartials` (a new private session), else from the list
     /// of a moment ago (`recentPrivateSessions`: a client's upload).
-    func checkQuotaRoom(_ repository: String, countingPartials: Bool = false) async throws {
+    func checkQuotaRoom(_ repository: String, countingPartials: Bool = false, pushing digest: Digest? = nil) async throws {
         var sessions: [PrivateSession]?
-        for q in try await quotas() where q.covers(repository) {
-            var used = try await metadata.quotaUsage(q)
-            // A client's upload counts them too, from a list at most a moment old.
-            if sessions == nil { sessions = countingPartials ? try await privateSessions() : try await recentPrivateSessions() }
-            used = Self.adding(used, try await partialBytes(q, in: sessions ?? []))
+        let quotas = try await quotas()
+        // A client's upload counts them too, from a list at most a moment old (not its own blob's).
+        let partial = countingPartials || !quotas.contains(where: { $0.covers(repository) }) ? [:]
+            : await quotasLessPartials(repository, digest: digest, quotas: quotas).partial
+        for q in quotas where q.covers(repository) {
+            var used = Self.adding(try await metadata.quotaUsage(q), partial[q.name] ?? 0)
+            if countingPartials {
+                if sessions == nil { sessions = try await privateSessions() }
+                used = Self.adding(used, try await partialBytes(q, in: sessions ?? []))
+            }
             if used >= q.limitBytes { throw quotaError(QuotaExceeded(quota: q.name, limit: q.limitBytes, used: used, needed: 0)) }
         }
     }

@@ -71,8 +71,13 @@ public final class Registry: Sendable {
     /// blob store (nil: not looked yet). Counted the old way (every upload listed, each owner
     /// read) until a count finds none, then never looked for again by this process.
     let legacyPrivateSessions = NIOLockedValueBox<Bool?>(nil)
-    /// The private sessions as last listed for a client's write (`recentPrivateSessions`), and when.
-    let recentPrivate = NIOLockedValueBox<(at: ContinuousClock.Instant, sessions: [PrivateSession])?>(nil)
+    /// The private sessions as last listed for a client's write (`recentPrivateSessions`), and
+    /// when; the generation moves when this node changes one (a listing begun before is dropped).
+    struct RecentPrivateSessions {
+        var generation = 0
+        var list: (at: ContinuousClock.Instant, sessions: [PrivateSession])?
+    }
+    let recentPrivate = NIOLockedValueBox(RecentPrivateSessions())
     /// How old that list may be: a kept partial copy is counted against a client's write within
     /// this long of being made or removed (an import's own checks list afresh).
     static let recentPrivateLifetime: Duration = .seconds(2)
@@ -279,9 +284,11 @@ public final class Registry: Sendable {
 
     // MARK: uploads
 
-    public func startUpload(_ repository: RepositoryName) async throws -> UploadStatus {
+    /// `pushing`: the blob the upload is for, when known (a monolithic push), whose own kept
+    /// partial copies in this repository are not counted against it.
+    public func startUpload(_ repository: RepositoryName, pushing digest: Digest? = nil) async throws -> UploadStatus {
         try await checkWritable(repository.value)
-        try await checkQuotaRoom(repository.value)
+        try await checkQuotaRoom(repository.value, pushing: digest)
         let id = UUID().uuidString.lowercased()
         try await blobs.createUpload(id: id, owner: repository.value)
         return UploadStatus(id: id, size: 0)
@@ -385,7 +392,10 @@ public final class Registry: Sendable {
                 age = max(floor, age / 2)
             }
         }
-        if removed > 0 { logger.info("removed private uploads beyond their limit", metadata: ["count": "\(removed)"]) }
+        if removed > 0 {
+            privateSessionsChanged()
+            logger.info("removed private uploads beyond their limit", metadata: ["count": "\(removed)"])
+        }
         return removed
     }
 
@@ -453,44 +463,79 @@ public final class Registry: Sendable {
     }
 
     /// Forgets the listed private sessions after this node changed one (so its own imports'
-    /// copies count at once; another node's within `recentPrivateLifetime`).
+    /// copies count at once; another node's within `recentPrivateLifetime`). A listing begun
+    /// before is not kept.
     func privateSessionsChanged() {
-        recentPrivate.withLockedValue { $0 = nil }
+        recentPrivate.withLockedValue { $0.generation &+= 1; $0.list = nil }
     }
 
-    /// The private sessions, listed at most every `recentPrivateLifetime` (a client's write asks
-    /// on every blob under a quota: the listing is a directory read or a query).
-    func recentPrivateSessions() async throws -> [PrivateSession] {
+    /// The private sessions that hold counted bytes (some, and of a blob their repository does
+    /// not hold yet: `partialBytes`' rule), listed at most every `recentPrivateLifetime` with
+    /// their blobs' state (a client's write asks on every blob under a quota, and then reads
+    /// nothing more). A listing that fails counts none (logged): the store's own check still
+    /// holds in the write's transaction.
+    func recentPrivateSessions() async -> [PrivateSession] {
         let now = ContinuousClock.now
-        if let recent = recentPrivate.withLockedValue({ $0 }), now - recent.at < Self.recentPrivateLifetime { return recent.sessions }
-        let sessions = try await privateSessions()
-        recentPrivate.withLockedValue { $0 = (now, sessions) }
-        return sessions
+        let (cached, generation) = recentPrivate.withLockedValue { ($0.list, $0.generation) }
+        if let cached, now - cached.at < Self.recentPrivateLifetime { return cached.sessions }
+        do {
+            var counted: [PrivateSession] = []
+            for s in try await privateSessions() where s.bytes > 0 {
+                if let digest = s.digest, try await metadata.linkedBlobSize(repository: s.repository, digest: digest) != nil { continue }
+                counted.append(s)
+            }
+            recentPrivate.withLockedValue { if $0.generation == generation { $0.list = (now, counted) } }
+            return counted
+        } catch {
+            logger.warning("private upload sessions could not be listed; not counted against quotas", metadata: ["error": "\(error)"])
+            return []
+        }
     }
 
-    /// Kept partial copies (the private sessions of interrupted imports) hold storage, so they
-    /// count as used for a client's write too: refuses storing `digest` (`size()` bytes, asked
-    /// only when a partial copy is counted) in `repository` when a quota covering it would
-    /// overflow with them. Counted as the store counts (a digest the quota holds already needs no
-    /// room), but for the session `excluding` (the one being finished). A check before the write:
-    /// the store's own check, in the write's transaction, counts stored content only. Reads
-    /// nothing more while no private session exists.
+    /// `quotas` with the room the kept partial copies (private sessions of interrupted imports)
+    /// leave under each, for a client's write of `digest` in `repository`, and the bytes taken
+    /// from each: but for the session `excluding` (the one being finished) and the copies of that
+    /// very blob in that repository (it is being stored: counting both would count it twice).
+    func quotasLessPartials(_ repository: String, digest: Digest?, quotas: [QuotaLimit],
+                            excluding: String? = nil) async -> (quotas: [QuotaLimit], partial: [String: Int64]) {
+        guard quotas.contains(where: { $0.covers(repository) }) else { return (quotas, [:]) }
+        let sessions = await recentPrivateSessions()
+        guard !sessions.isEmpty else { return (quotas, [:]) }
+        var partial: [String: Int64] = [:]
+        let room = quotas.map { q -> QuotaLimit in
+            guard q.covers(repository) else { return q }
+            var total: Int64 = 0
+            for s in sessions where q.covers(s.repository) && s.id != excluding && !(s.repository == repository && s.digest == digest) {
+                total = Self.adding(total, s.bytes)
+            }
+            guard total > 0 else { return q }
+            partial[q.name] = total
+            var less = q
+            less.limitBytes = max(0, q.limitBytes - total)
+            return less
+        }
+        return (room, partial)
+    }
+
+    /// A refusal against a quota's room (`quotasLessPartials`), told with the kept partial copies
+    /// counted as used under the quota's own limit.
+    func withPartials(_ e: QuotaExceeded, _ partial: [String: Int64], quotas: [QuotaLimit]) -> QuotaExceeded {
+        guard let bytes = partial[e.quota], let q = quotas.first(where: { $0.name == e.quota }) else { return e }
+        return QuotaExceeded(quota: e.quota, limit: q.limitBytes, used: Self.adding(e.used, bytes), needed: e.needed)
+    }
+
+    /// Kept partial copies hold storage, so they count as used for a client's write too: refuses
+    /// storing `digest` (`size()` bytes, asked only when a copy is counted; nil: nothing to
+    /// refuse) in `repository` when a quota covering it would overflow with them. Counted as the
+    /// store counts (a digest the quota holds already needs no room). A check before the write:
+    /// the store's own check, in the write's transaction, counts stored content only.
     func checkPartials(_ repository: String, digest: Digest, quotas: [QuotaLimit], excluding: String? = nil,
                        size: () async throws -> Int64?) async throws {
-        let covering = quotas.filter { $0.covers(repository) }
-        guard !covering.isEmpty else { return }
-        let sessions = try await recentPrivateSessions()
-        guard !sessions.isEmpty else { return }
-        var bytes: Int64?
-        for q in covering {
-            let partial = try await partialBytes(q, in: sessions, excluding: excluding.map { [$0] } ?? [])
-            guard partial > 0 else { continue }
-            if bytes == nil { bytes = max(0, try await size() ?? 0) }
-            var room = q
-            room.limitBytes = max(0, q.limitBytes - partial)
-            if let e = try await metadata.quotaExceeded([room], repository: repository, digest: digest.string, size: bytes ?? 0) {
-                throw QuotaExceeded(quota: q.name, limit: q.limitBytes, used: Self.adding(e.used, partial), needed: e.needed)
-            }
+        let (room, partial) = await quotasLessPartials(repository, digest: digest, quotas: quotas, excluding: excluding)
+        guard !partial.isEmpty, let bytes = try await size() else { return }
+        if let e = try await metadata.quotaExceeded(room.filter { partial[$0.name] != nil }, repository: repository,
+                                                   digest: digest.string, size: max(0, bytes)) {
+            throw withPartials(e, partial, quotas: quotas)
         }
     }
 
@@ -556,11 +601,12 @@ public final class Registry: Sendable {
             // Refused before the bytes are committed; the store checks again, atomically, when it
             // links the blob.
             if !quotas.isEmpty {
-                let size = try await blobs.uploadedSize(id: id) ?? 0
-                if let q = try await metadata.quotaExceeded(quotas, repository: repository.value, digest: digest.string, size: size) {
-                    throw q
+                // One check, with the room the kept partial copies leave.
+                let (room, partial) = await quotasLessPartials(repository.value, digest: digest, quotas: quotas, excluding: id)
+                if let q = try await metadata.quotaExceeded(room, repository: repository.value, digest: digest.string,
+                                                            size: try await blobs.uploadedSize(id: id) ?? 0) {
+                    throw withPartials(q, partial, quotas: quotas)
                 }
-                try await checkPartials(repository.value, digest: digest, quotas: quotas, excluding: id) { size }
             }
             // Garbage collection, on any node, leaves this digest's bytes alone until the link is
             // committed (an inline blob above has no bytes in the blob store to lose).
@@ -572,7 +618,8 @@ public final class Registry: Sendable {
             cache.invalidate(repository.value)
             return size
         } catch let e as QuotaExceeded {
-            try? await blobs.cancelUpload(id: id)
+            // An import's kept copy stays to be resumed when there is room again.
+            if !privately { try? await blobs.cancelUpload(id: id) }
             throw quotaError(e)
         } catch let error as BlobStoreError {
             if case .uploadBusy = error {} else { try? await blobs.cancelUpload(id: id) }
@@ -613,7 +660,7 @@ public final class Registry: Sendable {
             cache.invalidate(repository.value)
             return Int64(bytes.count)
         }
-        let upload = try await startUpload(repository)
+        let upload = try await startUpload(repository, pushing: digest)
         do {
             _ = try await appendUpload(repository, upload.id, rangeStart: nil, body: body)
         } catch {
@@ -634,7 +681,10 @@ public final class Registry: Sendable {
     public func removeStaleUploads(now: Date = Date()) async throws -> Int {
         let stale = try await blobs.staleUploads(olderThan: now.timeIntervalSince1970 - configuration.uploadMaxAge)
         for id in stale { try? await blobs.cancelUpload(id: id) }
-        if !stale.isEmpty { logger.info("removed abandoned uploads", metadata: ["count": "\(stale.count)"]) }
+        if !stale.isEmpty {
+            privateSessionsChanged()
+            logger.info("removed abandoned uploads", metadata: ["count": "\(stale.count)"])
+        }
         return stale.count
     }
 

@@ -283,7 +283,7 @@ struct RunExecution: Sendable {
         pushed = []
         if case .build = step.action, !tools.configuration.isolateBuildPIDs {
             await log.record(step: step.id, .runner,
-                             "no build sandbox: this server does not run as root, so the build runs as its user and sees what it can read")
+                             "no build sandbox (it needs the server to run as root): the build runs as the server's user and sees what it can read")
         }
         guard case .build = step.action, let limit = tools.configuration.buildMemoryLimitBytes, !commands.isEmpty else {
             return await runCommands(commands, step: step, pushed: &pushed)

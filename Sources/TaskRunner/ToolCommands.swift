@@ -105,8 +105,11 @@ struct ToolCommands: Sendable {
     ///   `home/.config/containers` read-only again.
     func sandboxMounts(executables: [String], writable: [String] = []) -> [String] {
         var entries: [String: String] = [:]
-        var masks = [configuration.stateDirectory] + configuration.hiddenDirectories + Self.alwaysHidden
-        masks += masks.compactMap(Self.realPath)
+        // Each by its real path only: the script mounts before `pivot_root`, where a link in a
+        // path would lead into the host's own tree, not the sandbox's.
+        let masks = ([configuration.stateDirectory] + configuration.hiddenDirectories + Self.alwaysHidden).map {
+            Self.realPath($0) ?? $0
+        }
         for path in masks { entries[Self.normalized(path)] = "mask" }
         for path in [directory.path] + (source.map { [$0] } ?? []) { entries[Self.normalized(path)] = "ro" }
         for path in executables {
@@ -155,10 +158,11 @@ struct ToolCommands: Sendable {
     ///   directories) read-only;
     /// - `/etc`: copies of the files a tool reads (users, name resolution, the loader's cache,
     ///   `ssl/openssl.cnf`), copies of the registry configuration of `containers` (search and
-    ///   signature configuration, `certs.d`; a writable `networks`, where buildah takes its lock)
-    ///   and of `docker/certs.d`, and the CA certificates (`ssl/certs`, `pki/tls/certs`,
-    ///   `pki/ca-trust`), `alternatives` and `ld.so.conf.d` read-only; no `shadow`, no private key
-    ///   directory, no credentials file;
+    ///   signature configuration, the seccomp profile, `certs.d`, whose client keys for registries
+    ///   that ask for them go along; a writable `networks`, where buildah takes its lock) and of
+    ///   `docker/certs.d`, and the CA certificates (`ssl/certs`, `ca-certificates`,
+    ///   `pki/tls/certs`, `pki/ca-trust`), `alternatives` and `ld.so.conf.d` read-only; no
+    ///   `shadow`, no `ssl/private`, no credentials file;
     /// - a `/dev` holding only what a build needs (the character devices every container gets,
     ///   a private `pts`, `shm`, the `fd` links): buildah binds the `/dev` it sees into each
     ///   `RUN`, and the host's would give a `RUN` running as root its block devices;
@@ -177,10 +181,10 @@ struct ToolCommands: Sendable {
         "mount -o remount,bind,ro,nodev usr",
         #"for f in passwd group hosts resolv.conf nsswitch.conf host.conf gai.conf ld.so.cache ld.so.conf localtime hostname services protocols; do if [ -f "/etc/$f" ]; then cat "/etc/$f" > "etc/$f"; fi; done"#,
         "mkdir -p etc/containers/networks etc/docker etc/ssl",
-        #"for f in registries.conf registries.conf.d registries.d policy.json certs.d; do if [ -e "/etc/containers/$f" ]; then cp -a "/etc/containers/$f" "etc/containers/$f"; fi; done"#,
+        #"for f in registries.conf registries.conf.d registries.d policy.json certs.d seccomp.json; do if [ -e "/etc/containers/$f" ]; then cp -a "/etc/containers/$f" "etc/containers/$f"; fi; done"#,
         #"if [ -d /etc/docker/certs.d ]; then cp -a /etc/docker/certs.d etc/docker/certs.d; fi"#,
         #"if [ -f /etc/ssl/openssl.cnf ]; then cat /etc/ssl/openssl.cnf > etc/ssl/openssl.cnf; fi"#,
-        #"for d in ssl/certs pki/tls/certs pki/ca-trust alternatives ld.so.conf.d; do if [ -d "/etc/$d" ]; then mkdir -p "etc/$d"; mount --bind "/etc/$d" "etc/$d"; mount -o remount,bind,ro,nodev "etc/$d"; fi; done"#,
+        #"for d in ssl/certs ca-certificates pki/tls/certs pki/ca-trust alternatives ld.so.conf.d; do if [ -d "/etc/$d" ]; then mkdir -p "etc/$d"; mount --bind "/etc/$d" "etc/$d"; mount -o remount,bind,ro,nodev "etc/$d"; fi; done"#,
         "mount -t tmpfs -o nosuid,nodev,mode=1777,size=64m berth-tmp tmp",
         "mount -t tmpfs -o nosuid,nodev,mode=755,size=64m berth-var var",
         "mkdir -m 1777 var/tmp",
@@ -203,7 +207,7 @@ struct ToolCommands: Sendable {
         "ln -s /proc/self/fd/0 dev/stdin",
         "ln -s /proc/self/fd/1 dev/stdout",
         "ln -s /proc/self/fd/2 dev/stderr",
-        #"while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do case "$1" in mask:/*) p="${1#mask:}"; if [ -d "$root$p" ]; then mount -t tmpfs -o nosuid,nodev,noexec,mode=755,size=1m berth-mask "$root$p"; elif [ -e "$root$p" ]; then mount --bind /dev/null "$root$p"; fi;; ro:/*) p="${1#ro:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p"; mount -o remount,bind,ro,nodev "$root$p";; rw:/*) p="${1#rw:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p"; mount -o remount,bind,nodev "$root$p";; *) echo "berth sandbox: bad mount argument" >&2; exit 2;; esac; shift; done"#,
+        #"while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do case "$1" in mask:/*) p="${1#mask:}"; if [ -L "$root$p" ]; then :; elif [ -d "$root$p" ]; then mount -t tmpfs -o nosuid,nodev,noexec,mode=755,size=1m berth-mask "$root$p"; elif [ -e "$root$p" ]; then mount --bind /dev/null "$root$p"; fi;; ro:/*) p="${1#ro:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p"; mount -o remount,bind,ro,nodev "$root$p";; rw:/*) p="${1#rw:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p"; mount -o remount,bind,nodev "$root$p";; *) echo "berth sandbox: bad mount argument" >&2; exit 2;; esac; shift; done"#,
         #"[ "$1" = "--" ] || { echo "berth sandbox: no command" >&2; exit 2; }"#,
         "shift",
         #"mkdir -p "$root$cwd" 2>/dev/null || true"#,

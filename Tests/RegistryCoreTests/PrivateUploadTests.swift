@@ -153,49 +153,65 @@ final class ReadRecordingBlobStore: ForwardingBlobStore, @unchecked Sendable {
         #expect(try #require(try await r.quotaViews().first).partialBytes == 3_000)
     }
 
-    /// A client's own writes count the kept partial copies too (they hold storage): an upload,
-    /// a monolithic or chunked blob, a mount and a manifest that would fit without them are
-    /// refused with them, the error counting them as used; an import finishing its own session
-    /// does not count that session twice.
+    /// A client's own writes count the kept partial copies too (they hold storage): a monolithic
+    /// or chunked blob, an upload start, a mount and a manifest that would fit without them are
+    /// refused with them, the refusal counting them as used; a push of the very blob a copy in
+    /// that repository is for does not count the copy besides the blob; an import finishing its
+    /// own copy does not count that copy twice, and keeps it when refused.
     @Test func aClientsWritesCountKeptPartialCopies() async throws {
         let r = try makeRegistry()
         let limit: Int64 = 400_000
         _ = try await r.createQuota(QuotaLimit(name: "team", prefix: "team/", limitBytes: limit))
+        func denied(_ body: () async throws -> Void) async -> String? {
+            do { try await body(); return nil } catch let e as RegistryError { return e.code == .denied ? e.message : "\(e.code)" } catch { return "\(error)" }
+        }
         let big = [UInt8](repeating: 3, count: 250_000)   // `park` writes 3s
         let parked = Digest.compute(big)
         _ = try await park(r, repo, parked, bytes: 200_000)   // an interrupted import's copy
         let layer = [UInt8](repeating: 1, count: 250_000)   // fits the quota alone, not with the copy
-        do {
+        let refusal = await denied {
             _ = try await r.putBlob(repo, digest: Digest.compute(layer), contentLength: Int64(layer.count), body: body(layer))
-            Issue.record("a blob that overflows the quota with the kept partial copy was stored")
-        } catch let e as RegistryError {
-            #expect(e.code == .denied && e.message.contains("team"), "\(e.message)")
-            #expect(e.message.contains("200000") || e.message.contains("200,000") || e.message.contains("used"), "\(e.message)")
         }
+        #expect(refusal?.contains("limit 400000 bytes, used 200000") == true, "\(refusal ?? "stored")")
         // chunked: refused at the end, nothing linked
         let upload = try await r.startUpload(repo)
         _ = try await r.appendUpload(repo, upload.id, rangeStart: 0, body: body(layer))
-        await #expect(throws: RegistryError.self) { _ = try await r.finishUpload(repo, upload.id, digest: Digest.compute(layer)) }
+        #expect(await denied { _ = try await r.finishUpload(repo, upload.id, digest: Digest.compute(layer)) }?.contains("used 200000") == true)
         #expect(try await r.metadata.linkedBlobSize(repository: repo.value, digest: Digest.compute(layer)) == nil)
-        // what fits with it is stored
-        let fits = [UInt8](repeating: 2, count: 150_000)
+        // a manifest too (bytes of its own)
+        let manifest = Array(#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#.utf8)
+        // the very blob the copy is for, pushed into this repository: the copy is not counted besides it
+        _ = try await r.putBlob(repo, digest: parked, contentLength: Int64(big.count), body: body(big))
+        var view = try #require(try await r.quotaViews().first)
+        #expect(view.usedBytes == Int64(big.count) && view.partialBytes == 0)
+        // another copy, in another repository under the quota: 120,000 kept
+        let other = try RepositoryName("team/other")
+        let second = [UInt8](repeating: 3, count: 130_000)
+        _ = try await park(r, other, Digest.compute(second), bytes: 120_000)
+        let fits = [UInt8](repeating: 2, count: 30_000)   // 250,000 + 120,000 + 30,000 = the limit
         _ = try await r.putBlob(repo, digest: Digest.compute(fits), contentLength: Int64(fits.count), body: body(fits))
-        // the quota is now full with the copy: a new upload is refused up front, and so is a
-        // mount of a blob from a repository no quota covers
-        let elsewhere = try RepositoryName("other/app")
-        let outside = [UInt8](repeating: 4, count: 60_000)
+        // full with the copy: an upload is refused up front, and so are a mount and a manifest
+        #expect(await denied { _ = try await r.startUpload(repo) }?.contains("used 400000") == true)
+        let elsewhere = try RepositoryName("outside/app")
+        let outside = [UInt8](repeating: 4, count: 70_000)
         _ = try await r.putBlob(elsewhere, digest: Digest.compute(outside), contentLength: Int64(outside.count), body: body(outside))
-        await #expect(throws: RegistryError.self) { _ = try await r.mountBlob(repo, from: elsewhere.value, Digest.compute(outside)) }
-        let small = [UInt8](repeating: 5, count: 60_000)
-        await #expect(throws: RegistryError.self) {
-            _ = try await r.putBlob(repo, digest: Digest.compute(small), contentLength: Int64(small.count), body: body(small))
-        }
-        // the import finishing its own copy is not refused for that copy: it becomes the blob
-        let own = try await r.openPrivateUpload(repo, digest: parked)
-        _ = try await r.appendUpload(repo, own.id, rangeStart: own.size, privately: true, body: body(Array(big[Int(own.size)...])))
-        #expect(try await r.finishUpload(repo, own.id, digest: parked, privately: true) == Int64(big.count))
-        let view = try #require(try await r.quotaViews().first)
-        #expect(view.partialBytes == 0 && view.usedBytes == Int64(big.count + fits.count))
+        #expect(await denied { _ = try await r.mountBlob(repo, from: elsewhere.value, Digest.compute(outside)) }?.contains("quota 'team'") == true)
+        #expect(await denied {
+            _ = try await r.putManifest(repo, reference: .tag("t"), bytes: manifest, contentType: "application/vnd.oci.image.manifest.v1+json")
+        }?.contains("quota 'team'") == true)
+        // the import finishing its own copy is refused on the quota (no room for the rest), and keeps its bytes
+        let own = try await r.openPrivateUpload(other, digest: Digest.compute(second))
+        _ = try await r.appendUpload(other, own.id, rangeStart: own.size, privately: true,
+                                     body: body(Array(second[Int(own.size)...])))
+        #expect(await denied { _ = try await r.finishUpload(other, own.id, digest: Digest.compute(second), privately: true) }?
+            .contains("quota 'team'") == true)
+        #expect(try await r.uploadStatus(other, own.id, privately: true).size == Int64(second.count))
+        // with room again, it becomes the blob, counted once
+        try await r.deleteQuota(name: "team")
+        _ = try await r.createQuota(QuotaLimit(name: "team", prefix: "team/", limitBytes: 1_000_000))
+        #expect(try await r.finishUpload(other, own.id, digest: Digest.compute(second), privately: true) == Int64(second.count))
+        view = try #require(try await r.quotaViews().first)
+        #expect(view.partialBytes == 0 && view.usedBytes == Int64(big.count + fits.count + second.count))
     }
 
     /// A session kept by an older build (64 hex digits, owner without the blob) is counted the old

@@ -333,7 +333,7 @@ final class TaskRunnerToolTests: XCTestCase {
         XCTAssertFalse(text.contains("state-secret"), text)
         // buildah before 1.38.1 mounts what the id names (the flaw): the build must then succeed,
         // so the sandbox, not a failure, is what this shows. A fixed buildah refuses the mount.
-        if try Self.buildahVersion().lexicographicallyPrecedes([1, 38, 1]) {
+        if try await Self.buildahVersion().lexicographicallyPrecedes([1, 38, 1]) {
             XCTAssertEqual(outcome, .exited(0), text)
         }
         if outcome == .exited(0) {
@@ -348,19 +348,12 @@ final class TaskRunnerToolTests: XCTestCase {
     }
 
     /// `buildah --version` as numbers (`buildah version 1.28.2 (…)` → [1, 28, 2]).
-    static func buildahVersion() throws -> [Int] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/buildah")
-        process.arguments = ["--version"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let words = String(decoding: data, as: UTF8.self).split(separator: " ")
+    static func buildahVersion() async throws -> [Int] {
+        let text = try await Support.output("/usr/bin/buildah", ["--version"])
+        let words = text.split(separator: " ")
         let version = words.firstIndex(of: "version").flatMap { words.index(after: $0) < words.endIndex ? words[words.index(after: $0)] : nil }
         let parts = (version ?? "").split(separator: ".").compactMap { Int($0.prefix { $0.isNumber }) }
-        guard parts.count >= 2 else { throw TaskRunError("cannot read buildah's version: \(String(decoding: data, as: UTF8.self))") }
+        guard parts.count >= 2 else { throw TaskRunError("cannot read buildah's version: \(text)") }
         return parts
     }
 
