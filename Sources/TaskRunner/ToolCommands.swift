@@ -95,8 +95,8 @@ struct ToolCommands: Sendable {
     /// What the sandbox shows of the host besides its fixed root, as `sandboxScript` arguments
     /// (`mask:`, `ro:` or `rw:` and an absolute path, parents before their children):
     /// - `mask:` the state directory, `hiddenDirectories` (the server's data directory, its
-    ///   database, keys and credentials files wherever they lie) and `alwaysHidden`, and their
-    ///   real paths: where one would be visible (under `/usr`), an empty directory or `/dev/null`
+    ///   database, keys and credentials files wherever they lie) and `alwaysHidden`, each by its
+    ///   real path: where one would be visible (under `/usr`), an empty directory or `/dev/null`
     ///   covers it;
     /// - `ro:` the run's directory (its generated configuration and auth file), the run's
     ///   source (build contexts, Dockerfiles) and the directory of a tool not under `/usr`;
@@ -108,13 +108,13 @@ struct ToolCommands: Sendable {
         // Each by its real path only: the script mounts before `pivot_root`, where a link in a
         // path would lead into the host's own tree, not the sandbox's.
         let masks = ([configuration.stateDirectory] + configuration.hiddenDirectories + Self.alwaysHidden).map {
-            Self.realPath($0) ?? $0
+            Confined.realPath($0) ?? $0
         }
         for path in masks { entries[Self.normalized(path)] = "mask" }
         for path in [directory.path] + (source.map { [$0] } ?? []) { entries[Self.normalized(path)] = "ro" }
         for path in executables {
             let dir = Self.normalized((path as NSString).deletingLastPathComponent)
-            let real = Self.realPath(dir) ?? dir
+            let real = Confined.realPath(dir) ?? dir
             if !(real == "/usr" || real.hasPrefix("/usr/")), entries[dir] == nil { entries[dir] = "ro" }
         }
         for path in [directory.home, directory.tmp, directory.storageRoot, directory.runRoot] + writable {
@@ -141,12 +141,6 @@ struct ToolCommands: Sendable {
         var p = absolute(path)
         while p.count > 1, p.hasSuffix("/") { p.removeLast() }
         return p
-    }
-
-    private static func realPath(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
     }
 
     /// Builds the sandbox's root on the tmpfs mounted at `$1` and `pivot_root`s into it, then
