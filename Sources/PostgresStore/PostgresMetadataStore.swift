@@ -188,6 +188,26 @@ public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTr
         }
     }
 
+    public func manifestHolders(_ manifests: [Digest]) async throws -> [ManifestRef] {
+        let names = Set(manifests.map(\.string)).sorted()
+        guard !names.isEmpty else { return [] }
+        return try await read { tx in
+            var out: [ManifestRef] = []
+            var start = 0
+            while start < names.count {
+                let chunk = Array(names[start..<min(names.count, start + 500)])
+                start += 500
+                for row in try await tx.rows("""
+                    SELECT r.name, m.digest FROM manifests m JOIN repositories r ON r.id = m.repo_id
+                    WHERE m.digest = ANY(\(chunk)::text[])
+                    """) {
+                    out.append(ManifestRef(repository: try row.decode(0, String.self), digest: try row.decode(1, String.self)))
+                }
+            }
+            return out.sorted(by: ManifestRef.inOrder)
+        }
+    }
+
     // MARK: blobs
 
     public func linkedBlobSize(repository: String, digest: Digest) async throws -> Int64? {

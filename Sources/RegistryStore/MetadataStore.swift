@@ -316,6 +316,11 @@ public struct ManifestRef: Sendable, Codable, Equatable {
         self.repository = repository
         self.digest = digest
     }
+
+    /// By repository name, then digest (byte order: names and digests are ASCII).
+    public static func inOrder(_ a: ManifestRef, _ b: ManifestRef) -> Bool {
+        a.repository != b.repository ? a.repository < b.repository : a.digest < b.digest
+    }
 }
 
 /// Content metadata: repositories, blob links, manifests, tags, referrers and quarantine states.
@@ -324,6 +329,11 @@ public protocol ContentMetadataStore: Sendable {
     // repositories
     func repositoryExists(_ name: String) async throws -> Bool
     func repositories(after: String?, limit: Int) async throws -> [String]
+    /// The repositories that hold each of `manifests` (stored, not in the recycle bin), as
+    /// (repository, digest) pairs ordered by repository name then digest: by the manifests' digest
+    /// index, so asking about a few manifests never walks every repository. Answers at most
+    /// `holdersBatch` digests' holders per call; more is refused (`precondition`-free: the caller pages).
+    func manifestHolders(_ manifests: [Digest]) async throws -> [ManifestRef]
 
     // blobs
     /// Size of a blob linked into `repository`, or nil.

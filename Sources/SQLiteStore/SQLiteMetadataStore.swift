@@ -726,6 +726,27 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
         }
     }
 
+    public func manifestHolders(_ manifests: [Digest]) async throws -> [ManifestRef] {
+        let names = Set(manifests.map(\.string)).sorted()
+        guard !names.isEmpty else { return [] }
+        return try await pool.read { db in
+            var out: [ManifestRef] = []
+            var start = 0
+            while start < names.count {
+                let chunk = Array(names[start..<min(names.count, start + 500)])
+                start += 500
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                for row in try Row.fetchAll(db, sql: """
+                    SELECT r.name AS repository, m.digest AS digest FROM manifests m JOIN repositories r ON r.id = m.repo_id
+                    WHERE m.digest IN (\(marks))
+                    """, arguments: StatementArguments(chunk)) {
+                    out.append(ManifestRef(repository: row["repository"], digest: row["digest"]))
+                }
+            }
+            return out.sorted(by: ManifestRef.inOrder)
+        }
+    }
+
     // MARK: blobs
 
     public func linkedBlobSize(repository: String, digest: Digest) async throws -> Int64? {

@@ -249,9 +249,11 @@ public final class ScanGate: Sendable {
 
     /// After a re-match of a chunk of manifests: a `scan` event for each one with new High or
     /// Critical findings, and (only while quarantine is on and the policy is active) each one's
-    /// verdict, and its indexes', in every repository that holds it. One walk over the
-    /// repositories serves the whole chunk and both steps (review: it used to walk them twice per
-    /// manifest); no walk at all when nothing is to be announced and no verdict is to be given.
+    /// verdict, and its indexes', in every repository that holds it. The repositories come from
+    /// one store read by the manifests' digests (`manifestHolders`), in name order, for the
+    /// whole chunk and both steps: no walk over the repositories (it used to be one walk per
+    /// chunk, each asking every repository about every manifest); none at all when nothing is to
+    /// be announced and no verdict is to be given.
     public func rematched(_ items: [Rematched]) async throws {
         guard !items.isEmpty else { return }
         invalidate()
@@ -260,24 +262,18 @@ public final class ScanGate: Sendable {
         let judging = policy.isActive ? try await registry.quarantinePolicy().enabled : false
         let visited = judging ? items : items.filter { announcing.contains($0.digest) }
         guard !visited.isEmpty else { return }
-        var after: String?
-        while true {
-            let page = try await registry.metadata.repositories(after: after, limit: 500)
-            if page.isEmpty { break }
-            for repo in page {
-                for item in visited {
-                    guard try await registry.metadata.manifest(repository: repo, digest: item.digest) != nil else { continue }
-                    if announcing.contains(item.digest) {
-                        try await announce(repository: repo, digest: item.digest, previous: item.previous, current: item.current)
-                    }
-                    guard judging else { continue }
-                    try await judge(repository: repo, digest: item.digest, policy: policy)
-                    for parent in try await registry.metadata.parents(repository: repo, child: item.digest) {
-                        try await judge(repository: repo, digest: parent, policy: policy)
-                    }
-                }
+        var byDigest: [String: Rematched] = [:]
+        for item in visited { byDigest[item.digest.string] = item }
+        for holder in try await registry.metadata.manifestHolders(visited.map(\.digest)) {
+            guard let item = byDigest[holder.digest] else { continue }
+            if announcing.contains(item.digest) {
+                try await announce(repository: holder.repository, digest: item.digest, previous: item.previous, current: item.current)
             }
-            after = page.last
+            guard judging else { continue }
+            try await judge(repository: holder.repository, digest: item.digest, policy: policy)
+            for parent in try await registry.metadata.parents(repository: holder.repository, child: item.digest) {
+                try await judge(repository: holder.repository, digest: parent, policy: policy)
+            }
         }
     }
 

@@ -53,6 +53,7 @@ private final class ConflictingRestoreStore: MetadataStore {
     }
     func repositoryExists(_ name: String) async throws -> Bool { try await base.repositoryExists(name) }
     func repositories(after: String?, limit: Int) async throws -> [String] { try await base.repositories(after: after, limit: limit) }
+    func manifestHolders(_ manifests: [Digest]) async throws -> [ManifestRef] { try await base.manifestHolders(manifests) }
     func linkedBlobSize(repository: String, digest: Digest) async throws -> Int64? { try await base.linkedBlobSize(repository: repository, digest: digest) }
     func blobSize(_ digest: Digest) async throws -> Int64? { try await base.blobSize(digest) }
     func inlineContent(_ digest: Digest) async throws -> [UInt8]? { try await base.inlineContent(digest) }

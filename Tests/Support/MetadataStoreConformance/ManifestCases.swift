@@ -344,5 +344,26 @@ extension MetadataStoreConformance {
             #expect(e.last?.actor == nil)
             #expect(e.last?.address == nil)
         },
+        Case("manifestHolders: every repository holding each manifest, in order; not the recycle bin's, nor other manifests") { s in
+            let shared = try await image(s, "zeta", "shared")
+            try await image(s, "alpha", "shared")
+            try await image(s, "mid/nested", "shared")
+            let only = try await image(s, "alpha", "only")
+            let binned = try await image(s, "beta", "binned")
+            try await image(s, "beta", "unasked")
+            try await deleteManifests(s, "beta", [binned.record.digest], softDeleteUntil: Date().addingTimeInterval(3600))
+            let asked = [shared.record.digest, only.record.digest, binned.record.digest, digest("absent"), shared.record.digest]
+            let holders = try await s.manifestHolders(asked)
+            let sharedDigest = shared.record.digest.string, onlyDigest = only.record.digest.string
+            let expected = [ManifestRef(repository: "alpha", digest: min(sharedDigest, onlyDigest)),
+                            ManifestRef(repository: "alpha", digest: max(sharedDigest, onlyDigest)),
+                            ManifestRef(repository: "mid/nested", digest: sharedDigest),
+                            ManifestRef(repository: "zeta", digest: sharedDigest)]
+            #expect(holders == expected)
+            await #expect(try s.manifestHolders([]) == [])
+            // more digests than one statement asks (the backends page by 500)
+            let many = (0..<1_200).map { digest("absent-\($0)") } + [shared.record.digest]
+            await #expect(try s.manifestHolders(many).map(\.repository) == ["alpha", "mid/nested", "zeta"])
+        },
     ]
 }
