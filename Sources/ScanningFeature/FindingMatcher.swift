@@ -43,19 +43,72 @@ public struct FindingMatcher: Sendable {
         return sets
     }
 
+    /// What a re-match pass knows of the advisory change it follows: every package key the
+    /// versions after `since` (up to `version`, the pass's) added, changed or removed records of.
+    /// A manifest whose stored findings were matched at `since` or later needs only its packages
+    /// with a touched key matched again: the advisories of every other key are the ones its
+    /// findings were matched against.
+    public struct RematchScope: Sendable {
+        public var since: Int64
+        public var version: Int64
+        public var touched: Set<AdvisoryPackageKey>
+        public init(since: Int64, version: Int64, touched: Set<AdvisoryPackageKey>) {
+            self.since = since
+            self.version = version
+            self.touched = touched
+        }
+
+        /// Whether an advisory change in scope may change `package`'s matches.
+        func touches(_ package: InstalledPackage) -> Bool {
+            AdvisoryIndex.lookupKeys(for: package).contains { touched.contains(AdvisoryPackageKey(ecosystem: $0.ecosystem, name: $0.name)) }
+        }
+    }
+
     /// The continuous re-match's chunk: as `match(_:)`, except that a manifest whose findings come
     /// out as its stored ones (`previous`: the same findings, whatever their order) is only moved
     /// to the new advisory version, its findings not rewritten (`FindingStore.putFindings(_:unchanged:…)`,
     /// one transaction for the chunk). Answers each manifest's findings as now stored, and whether
     /// they changed (nil `previous`: changed).
-    public func rematch(_ batch: [(manifest: Digest, inventory: ImageInventory, previous: StoredFindings?)]) async throws
+    ///
+    /// With a `scope`, a manifest whose findings were matched at `scope.since` or later has only
+    /// its packages with a touched key matched (and read advisories for): its other findings are
+    /// kept as stored. Then every manifest of the chunk is stamped with `scope.version`, never a
+    /// newer version the advisory read may have seen (a change landing during the pass): that
+    /// change's keys were not in scope, so a newer stamp would hide them from the next pass.
+    public func rematch(_ batch: [(manifest: Digest, inventory: ImageInventory, previous: StoredFindings?)],
+                        scope: RematchScope? = nil) async throws
         -> [(findings: StoredFindings, changed: Bool)] {
-        let sets = try await findings(batch.map { ($0.manifest, $0.inventory) })
-        guard let first = sets.first else { return [] }
+        guard !batch.isEmpty else { return [] }
+        // Per manifest: the packages to match, and the stored findings kept as they are.
+        var plans: [(packages: [InstalledPackage], kept: [StoredFinding])] = []
+        for item in batch {
+            let all = item.inventory.installedPackages()
+            guard let scope, let previous = item.previous, previous.advisoryVersion >= scope.since else {
+                plans.append((all, []))
+                continue
+            }
+            let touched = all.filter(scope.touches)
+            let identities = Set(touched.map(FindingIdentity.init))
+            plans.append((touched, previous.findings.filter { !identities.contains(FindingIdentity($0)) }))
+        }
+        var seen = Set<InstalledPackage>()
+        var union: [InstalledPackage] = []
+        for plan in plans {
+            for p in plan.packages where seen.insert(p).inserted { union.append(p) }
+        }
+        let (read, index, undecodable) = try await AdvisoryDatabase.index(store: advisories, for: union)
+        if undecodable > 0 {
+            logger.warning("advisories this build cannot read were left out", metadata: ["count": "\(undecodable)", "manifests": "\(batch.count)"])
+        }
+        let version = scope.map { min($0.version, read) } ?? read
+        let at = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
+        var memo: [InstalledPackage: [StoredFinding]] = [:]
         var changed: [StoredFindings] = []
         var unchanged: [Digest] = []
         var out: [(findings: StoredFindings, changed: Bool)] = []
-        for (item, set) in zip(batch, sets) {
+        for (item, plan) in zip(batch, plans) {
+            let found = StoredFinding.normalised(plan.kept + Self.findings(plan.packages, index, memo: &memo))
+            let set = StoredFindings(manifest: item.manifest, advisoryVersion: version, matchedAt: at, findings: found)
             if let previous = item.previous, Self.same(previous.findings, set.findings) {
                 unchanged.append(item.manifest)
                 out.append((set, false))
@@ -64,8 +117,28 @@ public struct FindingMatcher: Sendable {
                 out.append((set, true))
             }
         }
-        try await store.putFindings(changed, unchanged: unchanged, advisoryVersion: first.advisoryVersion, matchedAt: first.matchedAt)
+        try await store.putFindings(changed, unchanged: unchanged, advisoryVersion: version, matchedAt: at)
         return out
+    }
+
+    /// What a finding says of the package it was found in: a package's stored findings are those
+    /// with its identity (several installed packages with one identity have the same keys). A
+    /// package's is taken as its findings store it (`StoredFinding.normalised`: long fields cut,
+    /// an empty source package none).
+    struct FindingIdentity: Hashable {
+        var ecosystem: String
+        var name: String
+        var sourceName: String?
+        var version: String
+        init(_ package: InstalledPackage) {
+            let stored = StoredFinding.normalised([StoredFinding(
+                advisoryID: "-", aliases: [], ecosystem: package.ecosystem, package: package.name, sourcePackage: package.sourceName,
+                installedVersion: package.version, fixedVersion: nil, severity: "-", score: nil)])
+            self.init(stored[0])
+        }
+        init(_ finding: StoredFinding) {
+            (ecosystem, name, sourceName, version) = (finding.ecosystem, finding.package, finding.sourcePackage, finding.installedVersion)
+        }
     }
 
     /// Whether stored findings are the same as `new` (as `findings(_:_:)` gives them: normalised,

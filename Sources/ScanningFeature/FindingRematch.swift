@@ -56,6 +56,8 @@ public struct FindingRematcher: Sendable {
         let current = try await matcher.advisories.currentAdvisoryVersion()
         guard current > since else { return (since, 0) }
         let keys = try await matcher.advisories.advisoryPackagesChanged(since: since)
+        // What each chunk matches again of a manifest current at `since`: only its touched packages.
+        let scope = FindingMatcher.RematchScope(since: since, version: current, touched: Set(keys))
         var seen = Set<Digest>()
         var count = 0
         let cutoff = now().addingTimeInterval(-Double(rematchDays) * 86400)
@@ -80,7 +82,7 @@ public struct FindingRematcher: Sendable {
                     candidates.append(manifest)
                 }
                 let due = try await load(candidates) { previous in (previous?.advisoryVersion ?? Int64.min) < current }
-                count += try await matchAndJudge(due)
+                count += try await matchAndJudge(due, scope: scope)
                 after = page.last
             }
         }
@@ -166,23 +168,24 @@ public struct FindingRematcher: Sendable {
     }
 
     /// Matches a page in chunks of `matchChunk` (each one advisory read, one index, one write:
-    /// `FindingMatcher.rematch(_:)`, which rewrites only the findings that changed and moves the
-    /// others to the new version), each chunk's `scan` events and verdicts given by the gate
-    /// (one walk over the repositories per chunk, none when there is nothing to announce or judge)
-    /// before the next. Answers how many it matched.
+    /// `FindingMatcher.rematch(_:scope:)`, which rewrites only the findings that changed and moves
+    /// the others to the new version; with a `scope`, a manifest current at its `since` has only
+    /// its touched packages matched), each chunk's `scan` events and verdicts given by the gate
+    /// (the repositories holding the chunk's manifests read by digest, none when there is nothing
+    /// to announce or judge) before the next. Answers how many it matched.
     /// At most this many manifests are matched and committed before their verdicts are given:
     /// findings stored at the current version are skipped by the next pass, so a failure between
     /// the commit and the verdicts (a lost lease, a restart) leaves at most this many without
     /// theirs, and one write transaction holds at most this many manifests' findings (review).
     static let matchChunk = 50
 
-    func matchAndJudge(_ due: [Due]) async throws -> Int {
+    func matchAndJudge(_ due: [Due], scope: FindingMatcher.RematchScope? = nil) async throws -> Int {
         var start = 0
         while start < due.count {
             try Task.checkCancellation()
             let chunk = Array(due[start..<min(due.count, start + Self.matchChunk)])
             start += Self.matchChunk
-            let matched = try await matcher.rematch(chunk.map { ($0.manifest, $0.inventory, $0.previous) })
+            let matched = try await matcher.rematch(chunk.map { ($0.manifest, $0.inventory, $0.previous) }, scope: scope)
             try await gate?.rematched(zip(chunk, matched).map { item, result in
                 ScanGate.Rematched(digest: item.manifest, previous: item.previous, current: result.findings)
             })

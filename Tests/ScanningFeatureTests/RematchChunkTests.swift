@@ -145,4 +145,77 @@ final class RecordingFindingStore: FindingStore {
             #expect(item.previous?.advisoryVersion == first.version)
         }
     }
+
+    static func libc6AndLibssl3(_ glibc: String) throws -> [UInt8] {
+        try gzip(tar([("etc/os-release", osRelease), ("var/lib/dpkg/status", """
+            Package: libc6
+            Status: install ok installed
+            Architecture: amd64
+            Source: glibc
+            Version: \(glibc)
+
+            Package: libssl3
+            Status: install ok installed
+            Architecture: amd64
+            Source: openssl
+            Version: 3.0.11-1~deb12u2
+
+            """)]))
+    }
+
+    /// A manifest whose findings were current when the advisory change began has only the
+    /// packages the change touched matched again; its other findings are kept as stored (doctored
+    /// here to show it). One matched against an older version is matched in full. A chunk is
+    /// stamped with the pass's version, never a newer one its advisory read saw.
+    @Test func aCurrentManifestHasOnlyItsTouchedPackagesMatchedAgain() async throws {
+        let f = try ScanFixture(findings: true)
+        let database = FindingsTests.database(f)
+        let first = try await database.importUpload(Data(FindingsTests.tracker.utf8), format: .debian, source: nil)
+        let current = try await f.image("library/a", tag: "1", layers: [try Self.libc6AndLibssl3("2.36-9+deb12u3")])
+        let older = try await f.image("library/b", tag: "1", layers: [try Self.libc6AndLibssl3("2.36-9+deb12u2")])
+        try await f.drain(f.feature.runner())
+        let store = f.backends.metadata
+        for d in [current, older] {
+            let ids = try #require(try await store.findings(manifest: d)).findings.map(\.advisoryID)
+            #expect(ids.contains("CVE-2099-1001") && !ids.contains("CVE-2099-2001"))
+        }
+        // Doctored: the glibc findings dropped. `current` stays at the first version, `older` one below it.
+        for (d, version) in [(current, first.version), (older, first.version - 1)] {
+            var set = try #require(try await store.findings(manifest: d))
+            set.findings.removeAll { $0.sourcePackage == "glibc" }
+            set.advisoryVersion = version
+            try await store.putFindings(set)
+        }
+        // openssl's CVE-2099-2001 is now fixed only in deb12u3: the installed deb12u2 gets it.
+        let updated = FindingsTests.tracker.replacingOccurrences(of: "3.0.11-1~deb12u2", with: "3.0.11-1~deb12u3")
+        #expect(updated != FindingsTests.tracker)
+        let second = try await database.importUpload(Data(updated.utf8), format: .debian, source: nil)
+        #expect(try await store.advisoryPackagesChanged(since: first.version) == [AdvisoryPackageKey(ecosystem: "debian", name: "openssl")])
+
+        let rematcher = FindingRematcher(inventories: f.store, matcher: FindingMatcher(advisories: store, store: store))
+        let pass = try await rematcher.rematch(since: first.version)
+        #expect(pass.version == second.version && pass.rematched == 2)
+        let a = try #require(try await store.findings(manifest: current))
+        #expect(a.advisoryVersion == second.version)
+        #expect(!a.findings.contains { $0.sourcePackage == "glibc" }, "kept as stored: glibc was not matched again")
+        #expect(a.findings.contains { $0.advisoryID == "CVE-2099-2001" && $0.fixedVersion == "3.0.11-1~deb12u3" })
+        let b = try #require(try await store.findings(manifest: older))
+        #expect(b.advisoryVersion == second.version)
+        #expect(b.findings.contains { $0.advisoryID == "CVE-2099-1001" }, "matched in full: glibc's findings are back")
+        #expect(b.findings.contains { $0.advisoryID == "CVE-2099-2001" })
+        // What a full match gives of openssl is what the partial one gave.
+        let inventory = try ScanDocument.decode(ImageInventory.self, try #require(try await f.store.inventory(manifest: current)).document)
+        let full = try await FindingMatcher(advisories: store, store: store).rematch([(current, inventory, nil)])
+        let fullOpenssl = Set(full[0].findings.findings.filter { $0.sourcePackage == "openssl" })
+        #expect(!fullOpenssl.isEmpty && fullOpenssl == Set(a.findings.filter { $0.sourcePackage == "openssl" }))
+
+        // A pass whose version is older than what its read saw stamps its own.
+        let stale = FindingMatcher.RematchScope(since: first.version, version: first.version,
+                                                touched: [AdvisoryPackageKey(ecosystem: "debian", name: "openssl")])
+        var previous = a
+        previous.advisoryVersion = first.version
+        let stamped = try await FindingMatcher(advisories: store, store: store).rematch([(current, inventory, previous)], scope: stale)
+        #expect(stamped[0].findings.advisoryVersion == first.version)
+        #expect(try await store.findings(manifest: current)?.advisoryVersion == first.version)
+    }
 }
