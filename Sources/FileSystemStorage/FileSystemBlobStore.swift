@@ -354,7 +354,13 @@ public final class FileSystemBlobStore: BlobStore {
 
     public func cancelUpload(id: String) async throws {
         guard let dir = uploadDir(id) else { throw BlobStoreError.uploadUnknown }
-        live.withLockedValue { $0[id] = nil }
+        // Never under a request that is writing or committing it: its running hash would be put
+        // back (or its bytes appended) over a session made again with the same id since, which a
+        // private upload's fixed id allows (an import's restart beside another import). Review.
+        try live.withLockedValue { map in
+            if map[id]?.busy == true { throw BlobStoreError.uploadBusy }
+            map[id] = nil
+        }
         unlink(dir + "/data")
         unlink(dir + "/owner")
         rmdir(dir)

@@ -672,7 +672,12 @@ public final class Registry: Sendable {
 
     public func cancelUpload(_ repository: RepositoryName, _ id: String, privately: Bool = false) async throws {
         try await checkUpload(repository, id, privately: privately)
-        try await blobs.cancelUpload(id: id)
+        do {
+            try await blobs.cancelUpload(id: id)
+        } catch let error as BlobStoreError {
+            // A session a request is writing right now is not cancelled under it (409).
+            throw map(error)
+        }
         if privately { privateSessionsChanged() }
     }
 

@@ -681,7 +681,12 @@ public final class S3BlobStore: BlobStore {
 
     public func cancelUpload(id: String) async throws {
         guard Self.valid(id) else { throw BlobStoreError.uploadUnknown }
-        live.withLockedValue { _ = $0.removeValue(forKey: id) }
+        // Never under a request of this node that is writing or committing it (as the
+        // filesystem store); another node's finds the session gone by its version.
+        try live.withLockedValue { map in
+            if map[id]?.busy == true { throw BlobStoreError.uploadBusy }
+            map[id] = nil
+        }
         // A session that cannot be read is still removed with everything under its prefix.
         let state = try? await loadState(id)?.state
         try await removeUpload(id, state: state, thorough: true)

@@ -1,5 +1,6 @@
 import BlobStorage
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import OCIModel
 import Testing
@@ -93,6 +94,29 @@ extension BlobStoreConformance {
             #expect(try await s.commitUpload(id: id, expected: Digest.compute(data), expectedSize: 5000) == 5000)
             #expect(try await readAll(s, Digest.compute(data), 0..<5000) == data)
         },
+        Case("cancelUpload: refused while an append is writing the upload; allowed once it is done") { s in
+            let id = newID()
+            try await s.createUpload(id: id, owner: "r")
+            let (stream, feed) = AsyncStream<ByteBuffer>.makeStream()
+            feed.yield(ByteBuffer(bytes: bytes(1000)))
+            let reading = NIOLockedValueBox(false)
+            let writing = Task { try await s.append(id: id, offset: 0, body: NoticedBody(inner: stream, noticed: reading), limit: nil) }
+            // The append holds the upload until its body ends: once it reads its body.
+            for _ in 0..<500 where !reading.withLockedValue({ $0 }) {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(reading.withLockedValue { $0 })
+            await #expect(throws: BlobStoreError.uploadBusy) { try await s.cancelUpload(id: id) }
+            feed.yield(ByteBuffer(bytes: bytes(24)))
+            feed.finish()
+            let size = try await writing.value
+            #expect(size == 1024)
+            let after = try await s.uploadedSize(id: id)
+            #expect(after == 1024)
+            try await s.cancelUpload(id: id)
+            let gone = try await s.uploadedSize(id: id)
+            #expect(gone == nil)
+        },
         Case("cancelUpload: drops the upload and its bytes; the id is unknown afterwards") { s in
             let id = newID()
             try await s.createUpload(id: id, owner: "r")
@@ -151,4 +175,20 @@ extension BlobStoreConformance {
             try await s.checkHealth()
         },
     ]
+}
+
+/// A body that notes when its reader first asks it for bytes (the append has taken its upload).
+struct NoticedBody: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let inner: AsyncStream<ByteBuffer>
+    let noticed: NIOLockedValueBox<Bool>
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var inner: AsyncStream<ByteBuffer>.AsyncIterator
+        let noticed: NIOLockedValueBox<Bool>
+        mutating func next() async -> ByteBuffer? {
+            noticed.withLockedValue { $0 = true }
+            return await inner.next()
+        }
+    }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(inner: inner.makeAsyncIterator(), noticed: noticed) }
 }
