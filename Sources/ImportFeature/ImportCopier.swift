@@ -16,6 +16,9 @@ struct ImportCopier: Sendable {
     let plan: ImportPlan
     let progress: ImportJob
     let log: Logger
+    /// How long an import waits for another import copying the same blob into the same
+    /// repository while that one's session does not grow; it waits as long as it grows.
+    var sharedBlobStall: Duration = .seconds(60)
 
     /// Index nesting followed, and referrers per subject and levels of referrers copied.
     static let maxDepth = 4
@@ -167,10 +170,73 @@ struct ImportCopier: Sendable {
                 try await registry.putBlob(plan.target, digest: digest, contentLength: size,
                                            body: CountingStream(inner: stream) { n in job.update { $0.bytesCopied += Int64(n) } })
             }
-        } else {
-            try await copyResumable(digest, size: size)
+        } else if try await copySharing(digest, size: size) == .copiedByAnother {
+            progress.update {
+                $0.blobsSkipped += 1
+                $0.bytesTotal -= size ?? 0
+            }
+            return
         }
         progress.update { $0.blobsCopied += 1 }
+    }
+
+    /// Another import is writing the blob's session into the same repository right now (the
+    /// same layer in two images imported at once): its bytes are its own.
+    struct AnotherImportCopies: Error {}
+
+    enum SharedCopy { case copied, copiedByAnother }
+
+    /// Whether `error` says another import holds the blob's session: met while writing it, or
+    /// when opening it (`Registry.openPrivateUpload`'s 409).
+    static func isShared(_ error: any Error) -> Bool {
+        if error is AnotherImportCopies { return true }
+        guard let error = error as? RegistryError else { return false }
+        return error.status == 409 && error.code == .blobUploadInvalid
+    }
+
+
+    /// `copyResumable`, waiting for another import that copies the same blob into the same
+    /// repository at the same time (they share its session, `partialID`): the blob it stores is
+    /// this import's too (`copiedByAnother`); when it fails instead, this one resumes from the
+    /// bytes it kept. Gives up with a 409 only when that session stops growing for
+    /// `sharedBlobStall`. A session that vanished under this import (the other stored the blob,
+    /// or dropped the session) is looked at the same way. Review (issue 17): two imports of images
+    /// sharing a layer into one repository failed one of them with a 409 at once.
+    func copySharing(_ digest: Digest, size: Int64?) async throws -> SharedCopy {
+        let upload = Self.partialID(plan.target, digest)
+        var held: Int64 = -1
+        var growing = ContinuousClock.now
+        var waits = 0
+        while true {
+            let counted = progress.view.bytesCopied
+            do {
+                try await copyResumable(digest, size: size)
+                return .copied
+            } catch {
+                // What this attempt counted (a resume's inherited bytes) is the other import's.
+                // The other may have stored the blob from the shared session meanwhile (this one
+                // then finds the session gone): it is this import's too.
+                if !(error is CancellationError), (try? await registry.blobSize(plan.target, digest)) != nil {
+                    progress.update { $0.bytesCopied = counted }
+                    return .copiedByAnother
+                }
+                guard Self.isShared(error) || (error as? RegistryError)?.code == .blobUploadUnknown else { throw error }
+                progress.update { $0.bytesCopied = counted }
+            }
+            if waits == 0 { log.info("import: another import is copying \(digest) into \(plan.target); waiting for it") }
+            waits += 1
+            try await Task.sleep(for: .milliseconds(min(200 * waits, 2000)))
+            if (try? await registry.blobSize(plan.target, digest)) != nil { return .copiedByAnother }
+            let now = (try? await registry.uploadStatus(plan.target, upload, privately: true).size) ?? 0
+            if now != held {
+                held = now
+                growing = .now
+            } else if ContinuousClock.now - growing > sharedBlobStall {
+                throw RegistryError(.blobUploadInvalid, "another import is copying blob \(digest) into \(plan.target) and has made no "
+                                    + "progress for \(sharedBlobStall); run this one again later (it resumes from what that one kept)",
+                                    status: 409)
+            }
+        }
     }
 
     /// Pieces one blob's copy may take: the first request, then resumes and restarts. A piece
@@ -227,6 +293,9 @@ struct ImportCopier: Sendable {
                 }
                 inherited = 0
                 _ = try await open(digest)
+            } catch let error as RegistryError where error.status == 409 && error.code == .blobUploadInvalid {
+                // Another import writes the session now: its bytes are left to it.
+                throw AnotherImportCopies()
             } catch {
                 try? await keepOrDrop(upload, error)
                 throw error
@@ -307,11 +376,10 @@ struct ImportCopier: Sendable {
                 }
                 try await Task.sleep(for: .milliseconds(100 * min(pieces, 10)))
             }
-        } catch let error as RegistryError where error.status == 409 {
+        } catch let error as RegistryError where error.status == 409 && error.code == .blobUploadInvalid {
             // Another import writes this blob's session now (the same blob into the same
-            // repository): its bytes are left to it, and this import says so.
-            throw RegistryError(.blobUploadInvalid, "another import is copying blob \(digest) into \(target) now; "
-                                + "run this one again once it has finished (it resumes from what that one kept)", status: 409)
+            // repository): its bytes are left to it, and this import waits (`copySharing`).
+            throw AnotherImportCopies()
         } catch {
             try? await keepOrDrop(upload, error)
             throw error

@@ -365,36 +365,6 @@ extension ImportResumeTests {
         }
     }
 
-    /// Two imports of the same blob into the same repository at once: the second finds the
-    /// blob's session being written and fails with a conflict that says so, leaving the first's
-    /// bytes alone; the first goes on and completes the blob. A forced second import too (review:
-    /// `--force` cancelled the session the first was writing).
-    @Test(.serialized, arguments: [false, true])
-    func aSecondImportOfTheSameBlobAtOnceFailsWithAConflictAndLeavesTheFirstAlone(force: Bool) async throws {
-        Self.held.withLockedValue { $0 = true }
-        let (registry, backends) = try ImportCopierTests.fresh()
-        try await Self.withSource(.holdsFirst) { port, requests in
-            let first = try ImportCopierTests.copier(port: port, registry: registry)
-            let running = Task { try await first.run() }
-            let config = Int64(ImportCopierTests.config.count)
-            #expect(try await StreamingWait.until {
-                requests.withLockedValue { $0.count } == 1 && first.progress.view.bytesCopied > config
-            })
-            let second = try ImportCopierTests.copier(port: port, registry: registry, force: force)
-            await #expect {
-                _ = try await second.run()
-            } throws: { error in
-                (error as? RegistryError)?.status == 409 && (error as? RegistryError)?.message.contains("another import") == true
-            }
-            // The first's session is untouched: it still holds what it wrote.
-            #expect(try await registry.uploadStatus(Self.target, Self.partial, privately: true).size > 0)
-            Self.held.withLockedValue { $0 = false }
-            #expect(try await running.value == Digest.compute(ImportCopierTests.manifest([Self.big])))
-            #expect(try await registry.blobSize(Self.target, Digest.compute(Self.big)) == Int64(Self.big.count))
-            #expect(try await backends.blobs.openUploadCount() == 0)
-        }
-    }
-
     /// Private sessions are bounded: by age (the stale-upload sweep, as any upload) and by count
     /// (`trimPrivateUploads`, asked when one is made), which leaves ordinary uploads alone.
     @Test func privateSessionsAreBoundedByAgeAndCount() async throws {
@@ -439,5 +409,71 @@ enum StreamingWait {
             try await Task.sleep(for: .milliseconds(20))
         }
         return false
+    }
+}
+
+extension ImportResumeTests {
+    /// Imports sharing one blob's session; serialized: they share the held source's switch.
+    @Suite(.serialized) struct SharedSession {
+        /// Two imports of the same blob into the same repository at once (images sharing a layer):
+        /// the second finds the blob's session being written and waits, leaving the first's bytes
+        /// alone; when the first has stored the blob, the second uses it and completes too. A forced
+        /// second import too (review: `--force` cancelled the session the first was writing). Before
+        /// the change the second failed at once with a 409.
+        @Test(arguments: [false, true])
+        func aSecondImportOfTheSameBlobAtOnceWaitsForTheFirstAndLeavesItAlone(force: Bool) async throws {
+            ImportResumeTests.held.withLockedValue { $0 = true }
+            let (registry, backends) = try ImportCopierTests.fresh()
+            try await ImportResumeTests.withSource(.holdsFirst) { port, requests in
+                let first = try ImportCopierTests.copier(port: port, registry: registry)
+                let running = Task { try await first.run() }
+                let config = Int64(ImportCopierTests.config.count)
+                #expect(try await StreamingWait.until {
+                    requests.withLockedValue { $0.count } == 1 && first.progress.view.bytesCopied > config
+                })
+                let held = try await registry.uploadStatus(ImportResumeTests.target, ImportResumeTests.partial, privately: true).size
+                let second = try ImportCopierTests.copier(port: port, registry: registry, force: force)
+                let waiting = Task { try await second.run() }
+                // It waits: still running a while on, and the first's session holds what the first wrote.
+                try await Task.sleep(for: .milliseconds(1500))
+                #expect(second.progress.view.state == "running")
+                let kept = try await registry.uploadStatus(ImportResumeTests.target, ImportResumeTests.partial, privately: true).size
+                #expect(held > 0 && kept >= held)
+                ImportResumeTests.held.withLockedValue { $0 = false }
+                let digest = Digest.compute(ImportCopierTests.manifest([ImportResumeTests.big]))
+                #expect(try await running.value == digest)
+                #expect(try await waiting.value == digest)
+                #expect(try await registry.blobSize(ImportResumeTests.target, Digest.compute(ImportResumeTests.big)) == Int64(ImportResumeTests.big.count))
+                #expect(try await backends.blobs.openUploadCount() == 0)
+            }
+        }
+
+        /// An import that waits for another one copying the same blob gives up with a 409 saying so
+        /// when that one's session stops growing for `sharedBlobStall`; the other's bytes stay.
+        @Test func anImportWaitingForAStalledCopyOfTheSameBlobGivesUpWithAConflict() async throws {
+            ImportResumeTests.held.withLockedValue { $0 = true }
+            let (registry, backends) = try ImportCopierTests.fresh()
+            try await ImportResumeTests.withSource(.holdsFirst) { port, requests in
+                let first = try ImportCopierTests.copier(port: port, registry: registry)
+                let running = Task { try await first.run() }
+                let config = Int64(ImportCopierTests.config.count)
+                #expect(try await StreamingWait.until {
+                    requests.withLockedValue { $0.count } == 1 && first.progress.view.bytesCopied > config
+                })
+                let held = try await registry.uploadStatus(ImportResumeTests.target, ImportResumeTests.partial, privately: true).size
+                var second = try ImportCopierTests.copier(port: port, registry: registry)
+                second.sharedBlobStall = .milliseconds(800)
+                await #expect {
+                    _ = try await second.run()
+                } throws: { error in
+                    (error as? RegistryError)?.status == 409 && (error as? RegistryError)?.message.contains("has made no progress") == true
+                }
+                let kept = try await registry.uploadStatus(ImportResumeTests.target, ImportResumeTests.partial, privately: true).size
+                #expect(held > 0 && kept >= held)
+                ImportResumeTests.held.withLockedValue { $0 = false }
+                #expect(try await running.value == Digest.compute(ImportCopierTests.manifest([ImportResumeTests.big])))
+                #expect(try await backends.blobs.openUploadCount() == 0)
+            }
+        }
     }
 }

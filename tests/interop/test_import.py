@@ -121,6 +121,13 @@ def berth(registry, config_home: Path, *args, input: str = "", check: bool = Tru
     return proc
 
 
+def berth_popen(registry, config_home: Path, *args) -> subprocess.Popen:
+    """``berth`` started in the background, its standard input a pipe (as ``berth`` above)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("BERTH_REGISTRY", "BERTH_USERNAME", "BERTH_PASSWORD")}
+    env["XDG_CONFIG_HOME"] = str(config_home)
+    return subprocess.Popen([str(berth_bin()), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
 @pytest.fixture
 def login(registry, tmp_path):
     home = tmp_path / "xdg"
@@ -602,9 +609,10 @@ def test_kept_partial_blobs_are_shown_and_count_against_the_quota(registry, logi
 @pytest.mark.server_env(BERTH_OUTBOUND_ALLOW=LOOPBACK)
 def test_a_forced_import_does_not_cancel_the_blob_another_import_is_copying(registry, login, reference_source):
     """While one import streams a large blob (its source pauses mid-blob), a ``--force`` import of
-    the same image into the same repository is refused with the conflict a plain one gets, and
-    the first import's partial copy is left alone: once the source goes on, the first completes
-    with the whole blob and leaves no upload session behind."""
+    the same image into the same repository waits for it instead of failing or cancelling its
+    partial copy (images sharing a layer, imported at once); once the source goes on, both
+    complete, with the whole blob and no upload session left behind."""
+    import subprocess
     import threading
 
     src = Api(reference_source.host, auth=reference_source.creds)
@@ -613,6 +621,7 @@ def test_a_forced_import_does_not_cancel_the_blob_another_import_is_copying(regi
     proxy = DroppingProxy(reference_source.host, sha256_digest(big), cut=1024 * 1024)
     proxy.hold = threading.Event()
     user, password = reference_source.creds
+    forced = None
     try:
         r = requests.post(f"{registry.base}/api/v1/imports", auth=registry.creds, timeout=30, json={
             "source": f"{proxy.host}/lib/big:v1", "image": "mirror/big:v1", "plainHTTP": True,
@@ -627,10 +636,13 @@ def test_a_forced_import_does_not_cancel_the_blob_another_import_is_copying(regi
         while job().get("bytesCopied", 0) < 512 * 1024:
             assert time.monotonic() < deadline and job()["state"] == "running", job()
             time.sleep(0.1)
-        forced = berth(registry, login, "import", "--source", f"{proxy.host}/lib/big:v1", "--image", "mirror/big:v1",
-                       "--plain-http", "--username", user, "--password-stdin", "--force", input=password + "\n", check=False)
-        said = (forced.stdout + forced.stderr).decode()
-        assert forced.returncode != 0 and "another import is copying blob" in said, said
+        forced = berth_popen(registry, login, "import", "--source", f"{proxy.host}/lib/big:v1", "--image", "mirror/big:v1",
+                             "--plain-http", "--username", user, "--password-stdin", "--force")
+        forced.stdin.write((password + "\n").encode())
+        forced.stdin.close()
+        # It waits for the first: still running a few seconds on, and so is the first.
+        time.sleep(3)
+        assert forced.poll() is None, (forced.stdout.read() + forced.stderr.read()).decode(errors="replace")
         assert job()["state"] == "running", job()
     finally:
         proxy.hold.set()
@@ -639,8 +651,14 @@ def test_a_forced_import_does_not_cancel_the_blob_another_import_is_copying(regi
         while job()["state"] == "running":
             assert time.monotonic() < deadline, job()
             time.sleep(0.2)
+        forced.wait(timeout=120)
+        out, err = forced.stdout.read(), forced.stderr.read()
     finally:
+        if forced is not None and forced.poll() is None:
+            forced.kill()
         proxy.stop()
+    said = (out + err).decode()
+    assert forced.returncode == 0, said
     done = job()
     assert done["state"] == "succeeded" and done["digest"] == sha256_digest(manifest), done
     r = registry.api().get_blob("mirror/big", sha256_digest(big))
