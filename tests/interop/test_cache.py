@@ -38,6 +38,17 @@ def manifest_gets(source, repo: str, ref: str) -> int:
     return text.count(f'"GET /v2/{repo}/manifests/{ref} HTTP')
 
 
+def manifest_asks(source, repo: str, ref: str) -> int:
+    """The source's GETs and HEADs of a manifest."""
+    text = source.log.read_text(errors="replace")
+    return sum(text.count(f'"{method} /v2/{repo}/manifests/{ref} HTTP') for method in ("GET", "HEAD"))
+
+
+def head_manifest(registry, repo: str, ref: str):
+    """A client's HEAD of a manifest, as docker and containerd send before a pull."""
+    return registry.api().req("HEAD", f"/v2/{repo}/manifests/{ref}", headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"})
+
+
 def settled(count, quiet: float = 1.0, limit: float = 30.0) -> int:
     """`count()` once it has not changed for `quiet` seconds: the reference registry writes a request's
     access-log line after its response, so a count read right after Berth answers can still grow
@@ -103,14 +114,23 @@ def test_pull_through_the_reference_registry_with_a_credential_set(registry, log
     assert all(r.status_code == 200 and r.content == big for r in got), [r.status_code for r in got]
     assert reference_source.blob_gets(sha256_digest(big)) == 1
 
-    # The tag moves upstream: within the freshness window the cache answers without asking upstream.
+    # The tag moves upstream: within the freshness window the cache answers GETs and HEADs
+    # without asking upstream (neither a GET nor a HEAD reaches it).
     moved = push_image(src, "lib/app", "v1", [b"new layer"])
-    asked = manifest_gets(reference_source, "lib/app", "v1")
+    asked = settled(lambda: manifest_asks(reference_source, "lib/app", "v1"))
     assert registry.api().get_manifest("mirror/app", "v1").content == manifest
-    assert manifest_gets(reference_source, "lib/app", "v1") == asked
-    # After it (a window of 0 here), upstream is asked: the new manifest is answered at once and
-    # its image filled behind it; the tag moves once the image is stored.
+    for _ in range(3):
+        r = head_manifest(registry, "mirror/app", "v1")
+        assert r.status_code == 200 and r.headers.get("Docker-Content-Digest") == digest, (r.status_code, dict(r.headers))
+        assert int(r.headers["Content-Length"]) == len(manifest)
+    assert settled(lambda: manifest_asks(reference_source, "lib/app", "v1")) == asked
+    # After it (a window of 0 here), upstream is asked: a HEAD answers the new digest, the new
+    # manifest is answered at once and its image filled behind it; the tag moves once the image
+    # is stored.
     berth(registry, login, "cache-rule", "update", "--name", "ref", "--tag-freshness-seconds", "0")
+    r = head_manifest(registry, "mirror/app", "v1")
+    assert r.status_code == 200 and r.headers.get("Docker-Content-Digest") == sha256_digest(moved), (r.status_code, dict(r.headers))
+    assert settled(lambda: manifest_asks(reference_source, "lib/app", "v1")) > asked
     assert registry.api().get_manifest("mirror/app", "v1").content == moved
     deadline = time.monotonic() + 120
     while True:
