@@ -190,24 +190,33 @@ public final class FileSystemBlobStore: BlobStore {
     private func acquire(_ id: String) async throws -> LiveUpload {
         guard let dir = uploadDir(id) else { throw BlobStoreError.uploadUnknown }
         let existing: LiveUpload?? = try live.withLockedValue { map in
-            guard var u = map[id] else { return .some(nil) }
+            guard var u = map[id] else {
+                // Taken while its hash is rebuilt: a busy mark first, so neither another request
+                // nor `cancelUpload` gets in between (review: a cancel and a re-creation with the
+                // same id during the re-hash had this hash written over the new upload's).
+                map[id] = LiveUpload(hasher: DigestHasher(.sha256), size: -1, busy: true)
+                return .some(nil)
+            }
             if u.busy { throw BlobStoreError.uploadBusy }
             u.busy = true
             map[id] = u
             return .some(u)
         }
         if let u = existing ?? nil { return u }
-        // Not seen since start-up: rebuild the hash from the bytes on disk.
+        // Not seen since start-up (or forgotten after a failed write): rebuild the hash from the
+        // bytes on disk.
         let path = dir + "/data"
-        let state: LiveUpload = try await threadPool.runIfActive {
-            let (hasher, total) = try Self.hashFile(path, algorithm: .sha256)
-            return LiveUpload(hasher: hasher, size: total, busy: true)
+        do {
+            let state: LiveUpload = try await threadPool.runIfActive {
+                let (hasher, total) = try Self.hashFile(path, algorithm: .sha256)
+                return LiveUpload(hasher: hasher, size: total, busy: true)
+            }
+            live.withLockedValue { $0[id] = state }
+            return state
+        } catch {
+            live.withLockedValue { $0[id] = nil }
+            throw error
         }
-        try live.withLockedValue { map in
-            if let other = map[id], other.busy { throw BlobStoreError.uploadBusy }
-            map[id] = state
-        }
-        return state
     }
 
     private func release(_ id: String, _ state: LiveUpload?) {

@@ -384,7 +384,8 @@ public final class Registry: Sendable {
             var age = max(floor, configuration.uploadMaxAge / 2)
             while count > limit {
                 for id in try await privateIDs(olderThan: now.timeIntervalSince1970 - age)[ns] ?? [] where count > limit {
-                    try? await blobs.cancelUpload(id: id)
+                    // One a request is writing now is not removed (`uploadBusy`), nor counted.
+                    guard (try? await blobs.cancelUpload(id: id)) != nil else { continue }
                     removed += 1
                     count -= 1
                 }
@@ -685,12 +686,14 @@ public final class Registry: Sendable {
     @discardableResult
     public func removeStaleUploads(now: Date = Date()) async throws -> Int {
         let stale = try await blobs.staleUploads(olderThan: now.timeIntervalSince1970 - configuration.uploadMaxAge)
-        for id in stale { try? await blobs.cancelUpload(id: id) }
-        if !stale.isEmpty {
+        var removed = 0
+        // One a request is writing now is not stale after all (`uploadBusy`): left, not counted.
+        for id in stale where (try? await blobs.cancelUpload(id: id)) != nil { removed += 1 }
+        if removed > 0 {
             privateSessionsChanged()
-            logger.info("removed abandoned uploads", metadata: ["count": "\(stale.count)"])
+            logger.info("removed abandoned uploads", metadata: ["count": "\(removed)"])
         }
-        return stale.count
+        return removed
     }
 
     func map(_ error: BlobStoreError) -> RegistryError {

@@ -331,8 +331,8 @@ public protocol ContentMetadataStore: Sendable {
     func repositories(after: String?, limit: Int) async throws -> [String]
     /// The repositories that hold each of `manifests` (stored, not in the recycle bin), as
     /// (repository, digest) pairs ordered by repository name then digest: by the manifests' digest
-    /// index, so asking about a few manifests never walks every repository. Answers at most
-    /// `holdersBatch` digests' holders per call; more is refused (`precondition`-free: the caller pages).
+    /// index, so asking about a few manifests never walks every repository (the backends ask
+    /// 500 digests per statement, however many are asked).
     func manifestHolders(_ manifests: [Digest]) async throws -> [ManifestRef]
 
     // blobs

@@ -55,7 +55,11 @@ extension ReplicationApplier {
         }
         /// Empties the session to read the blob from byte 0.
         func restart() async throws {
-            try? await registry.cancelUpload(repository, upload, privately: true)
+            // A session another copy is writing now is not emptied under it (a 409): this fetch
+            // fails and is tried again later; one already gone is what a restart wants.
+            do {
+                try await registry.cancelUpload(repository, upload, privately: true)
+            } catch let error as RegistryError where error.code == .blobUploadUnknown {}
             _ = try await registry.openPrivateUpload(repository, digest: digest)
             inherited = 0
         }
