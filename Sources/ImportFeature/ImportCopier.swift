@@ -186,55 +186,75 @@ struct ImportCopier: Sendable {
 
     enum SharedCopy { case copied, copiedByAnother }
 
-    /// Whether `error` says another import holds the blob's session: met while writing it, or
-    /// when opening it (`Registry.openPrivateUpload`'s 409).
+    /// Whether `error` says another import holds the blob's session: met while writing it (a
+    /// 409, or a 416 when it appended between this one's look at the session and its write), when
+    /// opening it (`Registry.openPrivateUpload`'s 409), or the session gone under this one.
     static func isShared(_ error: any Error) -> Bool {
         if error is AnotherImportCopies { return true }
         guard let error = error as? RegistryError else { return false }
-        return error.status == 409 && error.code == .blobUploadInvalid
+        return (error.status == 409 && error.code == .blobUploadInvalid) || error.code == .rangeInvalid
+            || error.code == .blobUploadUnknown
     }
-
 
     /// `copyResumable`, waiting for another import that copies the same blob into the same
     /// repository at the same time (they share its session, `partialID`): the blob it stores is
     /// this import's too (`copiedByAnother`); when it fails instead, this one resumes from the
-    /// bytes it kept. Gives up with a 409 only when that session stops growing for
-    /// `sharedBlobStall`. A session that vanished under this import (the other stored the blob,
-    /// or dropped the session) is looked at the same way. Review (issue 17): two imports of images
-    /// sharing a layer into one repository failed one of them with a 409 at once.
+    /// bytes it kept. While it waits it only looks at the session and the repository. Gives up
+    /// with a 409 only when that session stops growing for `sharedBlobStall`. A session that
+    /// vanished under this import (the other stored the blob, or dropped the session) is looked at
+    /// the same way. Review (issue 17): two imports of images sharing a layer into one repository
+    /// failed one of them with a 409 at once.
     func copySharing(_ digest: Digest, size: Int64?) async throws -> SharedCopy {
         let upload = Self.partialID(plan.target, digest)
         var held: Int64 = -1
         var growing = ContinuousClock.now
-        var waits = 0
+        var attempts = 0
         while true {
-            let counted = progress.view.bytesCopied
+            let counted = progress.view
+            func forget() {
+                // What this attempt counted (a resume's inherited bytes, a resume) is the other import's.
+                progress.update {
+                    $0.bytesCopied = counted.bytesCopied
+                    $0.blobResumes = counted.blobResumes
+                    $0.blobRestarts = counted.blobRestarts
+                }
+            }
             do {
                 try await copyResumable(digest, size: size)
                 return .copied
             } catch {
-                // What this attempt counted (a resume's inherited bytes) is the other import's.
                 // The other may have stored the blob from the shared session meanwhile (this one
                 // then finds the session gone): it is this import's too.
                 if !(error is CancellationError), (try? await registry.blobSize(plan.target, digest)) != nil {
-                    progress.update { $0.bytesCopied = counted }
+                    forget()
                     return .copiedByAnother
                 }
-                guard Self.isShared(error) || (error as? RegistryError)?.code == .blobUploadUnknown else { throw error }
-                progress.update { $0.bytesCopied = counted }
+                guard Self.isShared(error) else { throw error }
+                forget()
             }
-            if waits == 0 { log.info("import: another import is copying \(digest) into \(plan.target); waiting for it") }
-            waits += 1
-            try await Task.sleep(for: .milliseconds(min(200 * waits, 2000)))
-            if (try? await registry.blobSize(plan.target, digest)) != nil { return .copiedByAnother }
-            let now = (try? await registry.uploadStatus(plan.target, upload, privately: true).size) ?? 0
-            if now != held {
-                held = now
-                growing = .now
-            } else if ContinuousClock.now - growing > sharedBlobStall {
-                throw RegistryError(.blobUploadInvalid, "another import is copying blob \(digest) into \(plan.target) and has made no "
-                                    + "progress for \(sharedBlobStall); run this one again later (it resumes from what that one kept)",
-                                    status: 409)
+            if attempts == 0 { log.info("import: another import is copying \(digest) into \(plan.target); waiting for it") }
+            attempts += 1
+            // Wait by looking only (no request to the source, no write): until the blob is stored,
+            // or the session is gone or has not grown for a while (the other may have failed:
+            // this one then takes it over, and a writer still there sends it back here).
+            var quiet = 0
+            while true {
+                try await Task.sleep(for: .milliseconds(500))
+                if (try? await registry.blobSize(plan.target, digest)) != nil { return .copiedByAnother }
+                guard let now = try? await registry.uploadStatus(plan.target, upload, privately: true).size else { break }
+                if now != held {
+                    held = now
+                    growing = .now
+                    quiet = 0
+                } else {
+                    quiet += 1
+                    if ContinuousClock.now - growing > sharedBlobStall {
+                        throw RegistryError(.blobUploadInvalid, "another import is copying blob \(digest) into \(plan.target) and has "
+                                            + "made no progress for \(sharedBlobStall); run this one again later (it resumes from what "
+                                            + "that one kept)", status: 409)
+                    }
+                    if quiet >= min(4 * attempts, 20) { break }
+                }
             }
         }
     }
@@ -388,7 +408,14 @@ struct ImportCopier: Sendable {
 
     /// Empties the session (its bytes go, and so does their count) to read the blob from byte 0.
     func restart(_ digest: Digest, dropping held: Int64) async throws {
-        try? await registry.cancelUpload(plan.target, Self.partialID(plan.target, digest), privately: true)
+        // A session another import is writing now is not emptied under it: this one waits
+        // (`copySharing`); one already gone is what a restart wants.
+        do {
+            try await registry.cancelUpload(plan.target, Self.partialID(plan.target, digest), privately: true)
+        } catch let error as RegistryError where error.code == .blobUploadUnknown {
+        } catch let error where Self.isShared(error) {
+            throw AnotherImportCopies()
+        }
         _ = try await registry.openPrivateUpload(plan.target, digest: digest)
         progress.update {
             $0.bytesCopied -= held

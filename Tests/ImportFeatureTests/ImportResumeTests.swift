@@ -44,6 +44,8 @@ import UpstreamClient
         /// The first GET sends `cut` bytes, then waits until `held` is cleared (at most 20 s) and
         /// is cut; later GETs are answered as `dropOnce` answers them.
         case holdsFirst
+        /// The first GET sends the whole blob in 10,000-byte pieces 40 ms apart (about 1.2 s).
+        case trickles
     }
 
     /// Cleared by the test of the held source when it is done with it.
@@ -93,6 +95,17 @@ import UpstreamClient
                         try await Task.sleep(for: .milliseconds(20))
                     }
                     throw Cut()
+                })
+            }
+            if behaviour == .trickles, n == 1 {
+                return Response(status: .ok, body: ResponseBody(contentLength: big.count) { writer in
+                    var at = 0
+                    while at < big.count {
+                        try await writer.write(ByteBuffer(bytes: big[at..<min(big.count, at + 10_000)]))
+                        at += 10_000
+                        try await Task.sleep(for: .milliseconds(40))
+                    }
+                    try await writer.finish(nil)
                 })
             }
             if behaviour == .holdsFirst, n == 1 {
@@ -448,7 +461,31 @@ extension ImportResumeTests {
             }
         }
 
-        /// An import that waits for another one copying the same blob gives up with a 409 saying so
+        /// The second import starts while the first is streaming the blob (its session growing):
+    /// it waits by looking only (its first try asks the source once, then nothing more), and is
+    /// done when the first has stored it. Review: it used to try the copy again every few hundred
+    /// milliseconds and fail on the session's moved offset (a 416).
+    @Test func aSecondImportWhileTheFirstStreamsWaitsByLookingAndUsesTheFirstsBlob() async throws {
+        let (registry, backends) = try ImportCopierTests.fresh()
+        try await ImportResumeTests.withSource(.trickles) { port, requests in
+            let first = try ImportCopierTests.copier(port: port, registry: registry)
+            let running = Task { try await first.run() }
+            let config = Int64(ImportCopierTests.config.count)
+            #expect(try await StreamingWait.until { first.progress.view.bytesCopied > config + 20_000 })
+            let second = try ImportCopierTests.copier(port: port, registry: registry, image: "mirror/app:v2")
+            let digest = Digest.compute(ImportCopierTests.manifest([ImportResumeTests.big]))
+            #expect(try await second.run() == digest)
+            #expect(try await running.value == digest)
+            // The second asked once (its first try, which found the session being written), never while waiting.
+            #expect(requests.withLockedValue { $0.count } == 2, "the second import asked the source for the blob again")
+            let view = second.progress.view
+            #expect(view.blobsSkipped >= 1 && view.bytesCopied == view.bytesTotal, "\(view)")
+            #expect(try await registry.blobSize(ImportResumeTests.target, Digest.compute(ImportResumeTests.big)) == Int64(ImportResumeTests.big.count))
+            #expect(try await backends.blobs.openUploadCount() == 0)
+        }
+    }
+
+    /// An import that waits for another one copying the same blob gives up with a 409 saying so
         /// when that one's session stops growing for `sharedBlobStall`; the other's bytes stay.
         @Test func anImportWaitingForAStalledCopyOfTheSameBlobGivesUpWithAConflict() async throws {
             ImportResumeTests.held.withLockedValue { $0 = true }

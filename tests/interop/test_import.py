@@ -640,9 +640,10 @@ def test_a_forced_import_does_not_cancel_the_blob_another_import_is_copying(regi
                              "--plain-http", "--username", user, "--password-stdin", "--force")
         forced.stdin.write((password + "\n").encode())
         forced.stdin.close()
+        forced.stdin = None   # closed: communicate() below only reads
         # It waits for the first: still running a few seconds on, and so is the first.
         time.sleep(3)
-        assert forced.poll() is None, (forced.stdout.read() + forced.stderr.read()).decode(errors="replace")
+        assert forced.poll() is None, b"".join(forced.communicate(timeout=30)).decode(errors="replace")
         assert job()["state"] == "running", job()
     finally:
         proxy.hold.set()
@@ -651,8 +652,7 @@ def test_a_forced_import_does_not_cancel_the_blob_another_import_is_copying(regi
         while job()["state"] == "running":
             assert time.monotonic() < deadline, job()
             time.sleep(0.2)
-        forced.wait(timeout=120)
-        out, err = forced.stdout.read(), forced.stderr.read()
+        out, err = forced.communicate(timeout=120)
     finally:
         if forced is not None and forced.poll() is None:
             forced.kill()
