@@ -52,10 +52,22 @@ public struct FindingMatcher: Sendable {
         public var since: Int64
         public var version: Int64
         public var touched: Set<AdvisoryPackageKey>
-        public init(since: Int64, version: Int64, touched: Set<AdvisoryPackageKey>) {
+        /// Manifests matched in full all the same: those whose stored findings may not be their
+        /// stored inventory's (an inventory made again after they were matched; review).
+        public var whole: Set<Digest>
+        public init(since: Int64, version: Int64, touched: Set<AdvisoryPackageKey>, whole: Set<Digest> = []) {
             self.since = since
             self.version = version
             self.touched = touched
+            self.whole = whole
+        }
+
+        /// Whether `previous` findings of `manifest` may be kept but for the touched packages: matched
+        /// at `since` or later, not asked to be matched in full, and not cut at the store's bound
+        /// (a full match gives back findings the cut left out).
+        func partial(_ manifest: Digest, _ previous: StoredFindings) -> Bool {
+            previous.advisoryVersion >= since && !whole.contains(manifest)
+                && previous.findings.count < FindingStoreLimits.maxFindingsPerManifest
         }
 
         /// Whether an advisory change in scope may change `package`'s matches.
@@ -83,7 +95,7 @@ public struct FindingMatcher: Sendable {
         var plans: [(packages: [InstalledPackage], kept: [StoredFinding])] = []
         for item in batch {
             let all = item.inventory.installedPackages()
-            guard let scope, let previous = item.previous, previous.advisoryVersion >= scope.since else {
+            guard let scope, let previous = item.previous, scope.partial(item.manifest, previous) else {
                 plans.append((all, []))
                 continue
             }

@@ -124,6 +124,14 @@ public struct FindingRematcher: Sendable {
         var manifest: Digest
         var previous: StoredFindings?
         var inventory: ImageInventory
+        /// When the inventory was stored.
+        var inventoryCreatedAt: Date = .distantPast
+
+        /// Whether the stored findings were matched from this inventory (after it was stored, to
+        /// the second `matchedAt` keeps): only then may a re-match keep some of them.
+        var findingsFollowInventory: Bool {
+            previous.map { $0.matchedAt.timeIntervalSince1970 >= inventoryCreatedAt.timeIntervalSince1970.rounded(.down) } ?? false
+        }
     }
 
     /// The manifests of `candidates` to match again, with their findings and inventories: the
@@ -139,8 +147,12 @@ public struct FindingRematcher: Sendable {
         guard !wanted.isEmpty else { return [] }
         let stored = try await inventories.inventories(manifests: wanted)
         let decoded = await Self.decode(stored)
+        var created: [Digest: Date] = [:]
+        for inventory in stored { created[inventory.manifest] = inventory.createdAt }
         return wanted.compactMap { manifest in
-            decoded[manifest].map { Due(manifest: manifest, previous: previous[manifest], inventory: $0) }
+            decoded[manifest].map {
+                Due(manifest: manifest, previous: previous[manifest], inventory: $0, inventoryCreatedAt: created[manifest] ?? .distantFuture)
+            }
         }
     }
 
@@ -185,7 +197,9 @@ public struct FindingRematcher: Sendable {
             try Task.checkCancellation()
             let chunk = Array(due[start..<min(due.count, start + Self.matchChunk)])
             start += Self.matchChunk
-            let matched = try await matcher.rematch(chunk.map { ($0.manifest, $0.inventory, $0.previous) }, scope: scope)
+            var chunkScope = scope
+            chunkScope?.whole = Set(chunk.filter { !$0.findingsFollowInventory }.map(\.manifest))
+            let matched = try await matcher.rematch(chunk.map { ($0.manifest, $0.inventory, $0.previous) }, scope: chunkScope)
             try await gate?.rematched(zip(chunk, matched).map { item, result in
                 ScanGate.Rematched(digest: item.manifest, previous: item.previous, current: result.findings)
             })

@@ -163,6 +163,10 @@ final class RecordingFindingStore: FindingStore {
             """)]))
     }
 
+    static func keys(_ inventory: ImageInventory) -> [InventoryPackageKey] {
+        AdvisoryIndex.packageKeys(of: inventory.installedPackages()).map { InventoryPackageKey(ecosystem: $0.ecosystem, name: $0.name) }
+    }
+
     /// A manifest whose findings were current when the advisory change began has only the
     /// packages the change touched matched again; its other findings are kept as stored (doctored
     /// here to show it). One matched against an older version is matched in full. A chunk is
@@ -173,19 +177,25 @@ final class RecordingFindingStore: FindingStore {
         let first = try await database.importUpload(Data(FindingsTests.tracker.utf8), format: .debian, source: nil)
         let current = try await f.image("library/a", tag: "1", layers: [try Self.libc6AndLibssl3("2.36-9+deb12u3")])
         let older = try await f.image("library/b", tag: "1", layers: [try Self.libc6AndLibssl3("2.36-9+deb12u2")])
+        let remade = try await f.image("library/c", tag: "1", layers: [try Self.libc6AndLibssl3("2.36-9+deb12u1")])
         try await f.drain(f.feature.runner())
         let store = f.backends.metadata
-        for d in [current, older] {
+        for d in [current, older, remade] {
             let ids = try #require(try await store.findings(manifest: d)).findings.map(\.advisoryID)
             #expect(ids.contains("CVE-2099-1001") && !ids.contains("CVE-2099-2001"))
         }
         // Doctored: the glibc findings dropped. `current` stays at the first version, `older` one below it.
-        for (d, version) in [(current, first.version), (older, first.version - 1)] {
+        for (d, version) in [(current, first.version), (older, first.version - 1), (remade, first.version)] {
             var set = try #require(try await store.findings(manifest: d))
             set.findings.removeAll { $0.sourcePackage == "glibc" }
             set.advisoryVersion = version
             try await store.putFindings(set)
         }
+        // `remade`'s inventory is stored again after its findings were matched (a new cataloger):
+        // its findings may not be that inventory's, so it is matched in full.
+        var again = try #require(try await f.store.inventory(manifest: remade))
+        again.createdAt = Date().addingTimeInterval(5)
+        try await f.store.putInventory(again, packages: Self.keys(try ScanDocument.decode(ImageInventory.self, again.document)))
         // openssl's CVE-2099-2001 is now fixed only in deb12u3: the installed deb12u2 gets it.
         let updated = FindingsTests.tracker.replacingOccurrences(of: "3.0.11-1~deb12u2", with: "3.0.11-1~deb12u3")
         #expect(updated != FindingsTests.tracker)
@@ -194,7 +204,9 @@ final class RecordingFindingStore: FindingStore {
 
         let rematcher = FindingRematcher(inventories: f.store, matcher: FindingMatcher(advisories: store, store: store))
         let pass = try await rematcher.rematch(since: first.version)
-        #expect(pass.version == second.version && pass.rematched == 2)
+        #expect(pass.version == second.version && pass.rematched == 3)
+        let c = try #require(try await store.findings(manifest: remade))
+        #expect(c.findings.contains { $0.advisoryID == "CVE-2099-1001" }, "matched in full: its inventory is newer than its findings")
         let a = try #require(try await store.findings(manifest: current))
         #expect(a.advisoryVersion == second.version)
         #expect(!a.findings.contains { $0.sourcePackage == "glibc" }, "kept as stored: glibc was not matched again")
