@@ -305,6 +305,15 @@ def sign_in(driver, base: str, user: str, password: str) -> None:
 
 
 @pytest.mark.server_env(BERTH_SCAN_ON_PUSH="true", BERTH_OUTBOUND_ALLOW="127.0.0.1/32")
+def console_bytes(n: int) -> str:
+    """A size as the console shows it: bytes below 1 KiB, else one decimal in the largest unit."""
+    units, value, unit = ["B", "KiB", "MiB", "GiB", "TiB"], float(n), 0
+    while value >= 1024 and unit < len(units) - 1:
+        value /= 1024
+        unit += 1
+    return f"{n} B" if unit == 0 else f"{value:.1f} {units[unit]}"
+
+
 def test_console_in_a_browser(registry, api, tmp_path):
     base, host, creds = registry.base, registry.host, registry.creds
     out = artifacts_dir()
@@ -416,6 +425,14 @@ def test_console_in_a_browser(registry, api, tmp_path):
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", rows["v1"]), rows
         tags = driver.find_element(By.ID, "tags").text
         assert "v1" in tags and digest in tags and "Container image" in tags and "linux/amd64" in tags and "Last pull" in tags
+        # The size column is what the manifest declares (config and layers), the pushed column when the tag moved.
+        declared = json.loads(api.get_manifest("web/app", "v1").content)
+        total = declared["config"]["size"] + sum(layer["size"] for layer in declared["layers"])
+        cells = {r.find_element(By.CSS_SELECTOR, "td.tag").text: [td.text for td in r.find_elements(By.TAG_NAME, "td")]
+                 for r in driver.find_elements(By.CSS_SELECTOR, "#tags tbody tr")}
+        size, pushed = cells["v1"][2], cells["v1"][5]
+        assert size == console_bytes(total), (size, total)
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", pushed), pushed
         shot("04-tags")
 
         submit(driver, driver.find_element(By.LINK_TEXT, digest))
@@ -444,11 +461,16 @@ def test_console_in_a_browser(registry, api, tmp_path):
         press_on(driver, Keys.SPACE)
         assert driver.find_element(By.ID, "quarantine-state").text == "Passed"
 
-        for repo, d, kind, name in (("charts/berth-demo", chart_digest, "Helm chart", "07-helm-chart"),
-                                    ("wasm/answer", wasm_digest, "WebAssembly module", "08-wasm"),
-                                    ("misc/notes", gen_digest, "OCI artifact", "09-oras-artifact")):
+        for repo, d, kind, artifact_type, name in (
+                ("charts/berth-demo", chart_digest, "Helm chart", None, "07-helm-chart"),
+                ("wasm/answer", wasm_digest, "WebAssembly module", WASM_CONFIG, "08-wasm"),
+                ("misc/notes", gen_digest, "OCI artifact", "application/vnd.example.notes.v1", "09-oras-artifact")):
             driver.get(f"{base}/console/image?name={requests.utils.quote(repo, safe='')}&digest={d}")
             assert driver.find_element(By.ID, "artifact-kind").text == kind
+            if artifact_type:   # the manifest's own artifactType, shown as given
+                assert driver.find_element(By.ID, "artifact-type").text == artifact_type
+            else:               # a Helm chart says so by its config's media type, and has none
+                assert not driver.find_elements(By.ID, "artifact-type")
             shot(name)
 
         driver.get(base + "/console/usage")
