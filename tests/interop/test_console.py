@@ -304,7 +304,6 @@ def sign_in(driver, base: str, user: str, password: str) -> None:
     assert "password" not in driver.current_url and password not in driver.current_url
 
 
-@pytest.mark.server_env(BERTH_SCAN_ON_PUSH="true", BERTH_OUTBOUND_ALLOW="127.0.0.1/32")
 def console_bytes(n: int) -> str:
     """A size as the console shows it: bytes below 1 KiB, else one decimal in the largest unit."""
     units, value, unit = ["B", "KiB", "MiB", "GiB", "TiB"], float(n), 0
@@ -314,6 +313,7 @@ def console_bytes(n: int) -> str:
     return f"{n} B" if unit == 0 else f"{value:.1f} {units[unit]}"
 
 
+@pytest.mark.server_env(BERTH_SCAN_ON_PUSH="true", BERTH_OUTBOUND_ALLOW="127.0.0.1/32")
 def test_console_in_a_browser(registry, api, tmp_path):
     base, host, creds = registry.base, registry.host, registry.creds
     out = artifacts_dir()
