@@ -272,7 +272,13 @@ enum ScanAPI {
             throw server.challenge(request, scope: nil, message: "authentication required", insufficientScope: false)
         }
         return try await summaries(server.registry, findings: findings, pattern: pattern, severities: severities, limit: limit) {
-            server.allows(caller, request, context, repository: $0, action: $1, target: $2)
+            repository, action, target in
+            // A management call: a token's `registry:management` scope is judged by the principal's
+            // rights on each repository, as `requireOnRepository` does (review: `berth scan list`,
+            // whose token has only that scope, was shown nothing).
+            var target = target
+            target.management = true
+            return server.allows(caller, request, context, repository: repository, action: action, target: target)
         }
     }
 

@@ -72,15 +72,15 @@ def layer() -> bytes:
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
-def push_image(api, tag: str) -> str:
+def push_image(api, tag: str, repo: str = REPO) -> str:
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
     blob = layer()
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": api.push_blob(REPO, config), "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": api.push_blob(REPO, blob), "size": len(blob)}],
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": api.push_blob(repo, config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": api.push_blob(repo, blob), "size": len(blob)}],
     }).encode()
-    r = api.put_manifest(REPO, tag, manifest)
+    r = api.put_manifest(repo, tag, manifest)
     assert r.status_code == 201, r.text
     return "sha256:" + hashlib.sha256(manifest).hexdigest()
 
@@ -154,6 +154,35 @@ def test_scan_show_lists_findings_by_source_package_and_backport_and_follows_the
     # An image nobody may read is not shown: an anonymous caller is refused.
     r = requests.get(f"{server.base}/api/v1/scans/findings", params={"repository": REPO, "reference": "1.0"}, timeout=30)
     assert r.status_code in (401, 403), r.text
+
+
+def test_scan_list_filters_by_severity_and_repository_as_table_and_json(server, tmp_path):
+    """`berth scan list` itself (issue 15 item 7): `--repository 'payments/*'`, `--severity`,
+    `-o json` and the table."""
+    tracker = tmp_path / "debian.json"
+    tracker.write_text(json.dumps(TRACKER))
+    berth_json(server, "scan", "db", "import", str(tracker))
+    digest = push_image(server.api(), "1.0")
+    other = push_image(server.api(), "1", repo="billing/worker")
+    assert other == digest   # one image in two repositories: listed once per repository
+    wait_for_findings(server, f"{REPO}:1.0")
+    wait_for_findings(server, "billing/worker:1")
+
+    listed = berth_json(server, "scan", "list", "--repository", "payments/*")
+    rows = [(i["repository"], i["manifest"], i["tags"], i["counts"]) for i in listed["images"]]
+    assert rows == [(REPO, digest, ["1.0"], {"High": 1, "Low": 1})], listed
+    both = berth_json(server, "scan", "list", "--severity", "High,Critical")
+    assert sorted(i["repository"] for i in both["images"]) == ["billing/worker", REPO], both
+    assert berth_json(server, "scan", "list", "--severity", "Critical")["images"] == []
+    assert berth_json(server, "scan", "list", "--repository", "nothing/*")["images"] == []
+
+    table = berth(server, "scan", "list", "--severity", "High").stdout.decode().splitlines()
+    assert table[0].split() == ["REPOSITORY", "MANIFEST", "TAGS", "CRITICAL", "HIGH", "MEDIUM", "LOW", "TOTAL"], table
+    cells = sorted(line.split() for line in table[1:] if not line.startswith("-"))
+    assert cells == [["billing/worker", digest, "1", "0", "1", "0", "1", "2"], [REPO, digest, "1.0", "0", "1", "0", "1", "2"]], table
+    # A bad severity is refused with the reason, not an empty list.
+    bad = berth(server, "scan", "list", "--severity", "Severe", check=False)
+    assert bad.returncode != 0 and b"severity: a comma-separated list of" in bad.stderr and b"Critical" in bad.stderr, bad.stderr
 
 
 def test_an_openvex_referrer_pushed_with_oras_suppresses_the_finding_it_names(server, tmp_path):
