@@ -288,13 +288,24 @@ public final class ScanGate: Sendable {
     }
 
     /// Appends a `scan` event for `digest` of `repository` when new High or Critical findings
-    /// appeared (`newSevere`), so webhooks subscribed to `scan` hear of it: the counts by
-    /// severity, the new ids (at most 100) and the image's tags (the first as the event's tag).
+    /// appeared (`newSevere`) that no OpenVEX statement about the image suppresses, so webhooks
+    /// subscribed to `scan` hear of it: the counts by severity of the findings not suppressed, the
+    /// new ids (at most 100) and the image's tags (the first as the event's tag).
     public func announce(repository: String, digest: Digest, previous: StoredFindings?, current: StoredFindings) async throws {
-        let new = Self.newSevere(previous: previous, current: current)
+        var new = Self.newSevere(previous: previous, current: current)
+        guard !new.isEmpty else { return }
+        // What an OpenVEX statement about the image suppresses (`not_affected`, `fixed`: as the
+        // verdicts read them) is no news and is not counted (review: a webhook fired for it).
+        let (vex, _) = try await VEXReferrers.index(registry, repository: repository, subjects: [digest])
+        let open = vex.isEmpty ? current.findings : current.findings.filter { f in
+            !vex.suppresses(VEXSubject(manifest: digest.string, vulnerability: f.advisoryID, aliases: f.aliases, package: f.package,
+                                       sourcePackage: f.sourcePackage, installedVersion: f.installedVersion))
+        }
+        let openIDs = Set(open.map(\.advisoryID))
+        new = new.filter { openIDs.contains($0) }
         guard !new.isEmpty else { return }
         var counts: [String: Int] = [:]
-        for f in current.findings { counts[f.severity, default: 0] += 1 }
+        for f in open { counts[f.severity, default: 0] += 1 }
         // By the tags' digest index: the whole repository graph per scanned image made scanning
         // quadratic in the repository's size (a 10,000-image repository fell below 7 images/s).
         let tags = try await registry.metadata.tags(repository: repository, pointingAt: digest, limit: 100)

@@ -273,6 +273,37 @@ import Testing
         #expect(second.new == ["CVE-2099-2002"] && second.counts["High"] == 2)
     }
 
+    /// A finding an OpenVEX statement about the image suppresses is no news: a re-match that
+    /// makes it High announces nothing of it and does not count it, while one not suppressed is
+    /// still announced. Review: the `scan` webhook fired for suppressed findings.
+    @Test func aFindingAnOpenVEXStatementSuppressesIsNoNews() async throws {
+        let f = try ScanFixture(findings: true)
+        let database = FindingsTests.database(f)
+        let first = try await database.importUpload(Data(FindingsTests.tracker.utf8), format: .debian, source: nil)
+        let image = try await f.image("library/debian", tag: "12", layers: [try FindingsTests.debianLayer()])
+        try await f.drain(f.feature.runner())
+        func scanEvents() async throws -> [Event] {
+            try await f.registry.metadata.events(after: 0, limit: 10_000).filter { $0.action == .scan }
+        }
+        #expect(try await scanEvents().count == 1)
+        _ = try await VEXReferrerTests.attach(f, "library/debian", subject: image,
+                                              document: VEXGateTests.notAffected(image, id: "CVE-2099-2002"))
+        try await f.drain(f.feature.runner())
+        #expect(try await scanEvents().count == 1)
+
+        // CVE-2099-2002 (suppressed) and CVE-2099-1003 (not) both become High.
+        let updated = FindingsTests.tracker
+            .replacingOccurrences(of: "\"urgency\": \"unimportant\"", with: "\"urgency\": \"high\"")
+            .replacingOccurrences(of: "\"urgency\": \"low\"", with: "\"urgency\": \"high\"")
+        _ = try await database.importUpload(Data(updated.utf8), format: .debian, source: nil)
+        let rematcher = try #require(f.feature.rematcher())
+        _ = try await rematcher.rematch(since: first.version)
+        let events = try await scanEvents()
+        #expect(events.count == 2)
+        let detail = try JSONDecoder().decode(ScanEventDetail.self, from: Data(try #require(events.last?.detail).utf8))
+        #expect(detail.new == ["CVE-2099-1003"] && detail.counts["High"] == 2, "\(detail)")
+    }
+
     @Test func nothingChangesWithoutABlockingSeverityOrWithoutQuarantine() async throws {
         let f = try ScanFixture(findings: true)
         _ = try await FindingsTests.database(f).importUpload(Data(FindingsTests.tracker.utf8), format: .debian, source: nil)
