@@ -244,6 +244,26 @@ struct ScanFixture {
         #expect(sboms.count == 2)
     }
 
+    /// A layer that takes longer than `layerTimeLimit` to index is stopped: the image's
+    /// inventory is partial and says why, and the queue goes on to the next image (issue 15
+    /// item 9: bounded time per layer, never a hang of the scan queue).
+    @Test func aLayerOverItsTimeLimitIsStoppedAndTheQueueGoesOn() async throws {
+        var configuration = ScanConfiguration()
+        configuration.layerTimeLimit = .nanoseconds(1)
+        configuration.readChunkBytes = 512
+        let f = try ScanFixture(configuration: configuration)
+        let slow = try await f.image("library/slow", layers: [base])
+        let next = try await f.image("library/next", layers: [app])
+        try await f.drain(f.feature.runner())
+        let cursor = try await f.registry.metadata.eventConsumer(named: ScanConsumer.name)?.cursor
+        #expect(try await cursor == f.registry.metadata.latestEventSequence())
+        for d in [slow, next] {
+            let record = try #require(try await f.store.inventory(manifest: d))
+            #expect(record.status == .partial)
+            #expect(record.detail?.contains("took longer than") == true, "\(record.detail ?? "")")
+        }
+    }
+
     @Test func artifactsAreRecordedNotInventoried() async throws {
         let f = try ScanFixture()
         let helm = try await f.image("charts/app", layers: [Array("not a tar".utf8)], layerType: "application/vnd.cncf.helm.chart.content.v1.tar+gzip",

@@ -94,3 +94,25 @@ def test_large_blob_download_over_tls(tls_registry):
         r = s.get(f"https://{host}/v2/tls/big/blobs/{digest}", auth=creds, verify=str(cert), timeout=60,
                   headers={"Range": "bytes=5-1048580"})
         assert r.status_code == 206 and r.content == data[5:1048581]
+
+
+def test_console_cookies_are_secure_on_the_tls_listener(tls_registry):
+    """The web console over `--tls-cert` (issue 17): every cookie it sets is `Secure`, `HttpOnly`
+    and `SameSite=Strict`, the sign-in one and the session's, and sign-in works with them."""
+    import re
+    host, cert, (user, password) = tls_registry
+    with requests.Session() as s:
+        # verify= on each request: a session's own is overridden by REQUESTS_CA_BUNDLE when set
+        page = s.get(f"https://{host}/console/login", verify=str(cert), timeout=10)
+        assert page.status_code == 200
+        cookies = page.raw.headers.getlist("Set-Cookie")
+        assert cookies and all("; Secure" in c and "HttpOnly" in c and "SameSite=Strict" in c for c in cookies), cookies
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        r = s.post(f"https://{host}/console/login", data={"csrf": csrf, "username": user, "password": password},
+                   allow_redirects=False, verify=str(cert), timeout=10)
+        assert r.status_code in (302, 303), (r.status_code, r.text[:300])
+        session = [c for c in r.raw.headers.getlist("Set-Cookie") if c.startswith("berth_session=")]
+        assert session and "; Secure" in session[0] and "HttpOnly" in session[0], session
+        assert password not in r.headers.get("Location", "")
+        home = s.get(f"https://{host}/console/", verify=str(cert), timeout=10)
+        assert home.status_code == 200 and "/console/login" not in home.url, (home.url, home.text[:300])
