@@ -29,7 +29,15 @@ public struct ScanConsumer: EventConsumer {
 
     public func handle(_ events: [Event]) async throws { try await handle(events, attempt: 1) }
 
+    /// On the scanner's own thread of lower priority (`BackgroundExecutor.scanning`), so that
+    /// scanning on push never holds back a request.
     public func handle(_ events: [Event], attempt: Int) async throws {
+        try await withTaskExecutorPreference(BackgroundExecutor.scanning) {
+            try await handleHere(events, attempt: attempt)
+        }
+    }
+
+    func handleHere(_ events: [Event], attempt: Int) async throws {
         var handled: Int64?
         for (k, event) in events.enumerated() {
             guard event.action == .manifestPush, let raw = event.digest, let digest = try? Digest(parsing: raw) else {
