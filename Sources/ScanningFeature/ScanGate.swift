@@ -295,14 +295,25 @@ public final class ScanGate: Sendable {
         var new = Self.newSevere(previous: previous, current: current)
         guard !new.isEmpty else { return }
         // What an OpenVEX statement about the image suppresses (`not_affected`, `fixed`: as the
-        // verdicts read them) is no news and is not counted (review: a webhook fired for it).
-        let (vex, _) = try await VEXReferrers.index(registry, repository: repository, subjects: [digest])
+        // verdicts read them) is no news and is not counted (review: a webhook fired for it). When
+        // the statements cannot be read, the event goes out unfiltered (review: failing here lost
+        // it, since the retry finds the findings already stored).
+        var vex = VEXIndex()
+        do {
+            (vex, _) = try await VEXReferrers.index(registry, repository: repository, subjects: [digest])
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            logger.warning("OpenVEX statements not read for a scan event; announced unfiltered",
+                           metadata: ["repository": "\(repository)", "manifest": "\(digest)", "error": "\(String(describing: error).prefix(300))"])
+        }
         let open = vex.isEmpty ? current.findings : current.findings.filter { f in
             !vex.suppresses(VEXSubject(manifest: digest.string, vulnerability: f.advisoryID, aliases: f.aliases, package: f.package,
                                        sourcePackage: f.sourcePackage, installedVersion: f.installedVersion))
         }
-        let openIDs = Set(open.map(\.advisoryID))
-        new = new.filter { openIDs.contains($0) }
+        let severe: Set<String> = ["High", "Critical"]
+        let openSevere = Set(open.filter { severe.contains($0.severity) }.map(\.advisoryID))
+        new = new.filter { openSevere.contains($0) }
         guard !new.isEmpty else { return }
         var counts: [String: Int] = [:]
         for f in open { counts[f.severity, default: 0] += 1 }
