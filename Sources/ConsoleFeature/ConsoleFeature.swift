@@ -119,12 +119,6 @@ struct ConsoleRoutes: Sendable {
         }
     }
 
-    func notBuilt(_ request: Request, _ context: BerthRequestContext, _ title: String, _ what: String) async -> Response {
-        await page(request, context) { viewer in
-            render("notBuilt", ["title": title, "what": what, "when": "this page is a placeholder until that work is merged."], viewer)
-        }
-    }
-
     // MARK: the frame around every page
 
     /// Resolves the viewer and runs the page; no viewer (no session and no anonymous pull) is sent

@@ -337,12 +337,6 @@ enum ConsoleTemplates {
     {{>footer}}
     """
 
-    static let notBuilt = """
-    {{>header}}
-    <p class="not-built" id="not-built">Not built yet: {{what}} {{when}}</p>
-    {{>footer}}
-    """
-
     static let error = """
     {{>header}}
     <p class="error" role="alert" id="error-message">{{message}}</p>
@@ -353,7 +347,7 @@ enum ConsoleTemplates {
     static let all: [String: String] = [
         "header": header, "footer": footer, "login": login, "repositories": repositories, "repository": repository,
         "image": image, "referrer": referrer, "usage": usage, "tokens": tokens, "webhooks": webhooks, "audit": audit,
-        "notBuilt": notBuilt, "scans": scans, "error": error, "tasks": tasks, "taskLog": taskLog, "replicas": replicas,
+        "scans": scans, "error": error, "tasks": tasks, "taskLog": taskLog, "replicas": replicas,
     ]
 
     /// The compiled library (a template that does not parse is a programming error caught by the tests).
@@ -384,7 +378,7 @@ enum ConsoleTemplates {
     .digest { font-family: ui-monospace, monospace; font-size: 13px; word-break: break-all; }
     .error { color: #9b1c1c; font-weight: 600; }
     .notice { color: #14532d; font-weight: 600; }
-    .note, .not-built { color: #374151; }
+    .note { color: #374151; }
     .facts dt { font-weight: 600; }
     .facts dd { margin: 0 0 6px 16px; }
     button { font: inherit; padding: 4px 12px; border: 1px solid #1f5fa8; background: #1f5fa8; color: #fff; border-radius: 3px; cursor: pointer; }
