@@ -299,13 +299,19 @@ public final class FileSystemBlobStore: BlobStore {
         if algorithm == state.hasher.algorithm {
             return (state.hasher.finalize(), state.size, state)
         }
-        // A sha512 upload: hash the file once more with the requested algorithm.
-        guard let dir = uploadDir(id) else { throw BlobStoreError.uploadUnknown }
-        let path = dir + "/data"
-        let digest: Digest = try await threadPool.runIfActive {
-            try Self.hashFile(path, algorithm: algorithm).hasher.finalize()
+        // A sha512 upload: hash the file once more with the requested algorithm. The upload is
+        // given back on a failure (review: it stayed busy, so neither committed nor cancelled).
+        do {
+            guard let dir = uploadDir(id) else { throw BlobStoreError.uploadUnknown }
+            let path = dir + "/data"
+            let digest: Digest = try await threadPool.runIfActive {
+                try Self.hashFile(path, algorithm: algorithm).hasher.finalize()
+            }
+            return (digest, state.size, state)
+        } catch {
+            release(id, state)
+            throw error
         }
-        return (digest, state.size, state)
     }
 
     public func commitUpload(id: String, expected: Digest, expectedSize: Int64?) async throws -> Int64 {

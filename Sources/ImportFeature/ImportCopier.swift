@@ -207,8 +207,12 @@ struct ImportCopier: Sendable {
     func copySharing(_ digest: Digest, size: Int64?) async throws -> SharedCopy {
         let upload = Self.partialID(plan.target, digest)
         var held: Int64 = -1
-        var growing = ContinuousClock.now
+        // When the other import last showed it was alive: its session grew, or a try of this
+        // one found the session being written (a store may keep the size it shows only at part
+        // boundaries: S3's, every 16 MiB).
+        var alive = ContinuousClock.now
         var attempts = 0
+        var last: (any Error)?
         while true {
             let counted = progress.view
             func forget() {
@@ -231,33 +235,40 @@ struct ImportCopier: Sendable {
                 }
                 guard Self.isShared(error) else { throw error }
                 forget()
+                last = error
+                if error is AnotherImportCopies { alive = .now }
             }
             if attempts == 0 { log.info("import: another import is copying \(digest) into \(plan.target); waiting for it") }
             attempts += 1
             // Wait by looking only (no request to the source, no write): until the blob is stored,
             // or the session is gone or has not grown for a while (the other may have failed:
-            // this one then takes it over, and a writer still there sends it back here).
+            // this one then tries again, and a writer still there sends it back here). Bounded:
+            // `sharedBlobStall` without a sign of life, or `maxSharedAttempts` tries.
             var quiet = 0
             while true {
+                if ContinuousClock.now - alive > sharedBlobStall || attempts >= Self.maxSharedAttempts {
+                    throw RegistryError(.blobUploadInvalid, "blob \(digest) of \(plan.target): another import is copying it and has made "
+                                        + "no progress for \(sharedBlobStall), or its session kept failing (\(attempts) tries; last: "
+                                        + "\(String(describing: last.map { "\($0)" } ?? "-").prefix(200))); run this import again later "
+                                        + "(it resumes from what is kept)", status: 409)
+                }
                 try await Task.sleep(for: .milliseconds(500))
                 if (try? await registry.blobSize(plan.target, digest)) != nil { return .copiedByAnother }
                 guard let now = try? await registry.uploadStatus(plan.target, upload, privately: true).size else { break }
                 if now != held {
                     held = now
-                    growing = .now
+                    alive = .now
                     quiet = 0
                 } else {
                     quiet += 1
-                    if ContinuousClock.now - growing > sharedBlobStall {
-                        throw RegistryError(.blobUploadInvalid, "another import is copying blob \(digest) into \(plan.target) and has "
-                                            + "made no progress for \(sharedBlobStall); run this one again later (it resumes from what "
-                                            + "that one kept)", status: 409)
-                    }
                     if quiet >= min(4 * attempts, 20) { break }
                 }
             }
         }
     }
+
+    /// Tries of one blob while it is shared with another import (each may ask the source once).
+    static let maxSharedAttempts = 40
 
     /// Pieces one blob's copy may take: the first request, then resumes and restarts. A piece
     /// that brings no byte is a failure; `maxIdlePieces` of those in a row end the copy.
@@ -351,6 +362,11 @@ struct ImportCopier: Sendable {
             while true {
                 pieces += 1
                 let offset = try await registry.uploadStatus(target, upload, privately: true).size
+                // A session that holds the whole blob already (kept by a run refused on a quota,
+                // or written by another import that has not committed it yet): nothing to fetch,
+                // `finishUpload` verifies it (review: the source's empty range answer led to a
+                // restart that emptied it).
+                if let size, offset == size { return }
                 var current: BlobPiece?
                 // Where the session's bytes of this piece begin: `offset`, or 0 once restarted
                 // (review: a restart followed by another drop took `offset` off the count twice).

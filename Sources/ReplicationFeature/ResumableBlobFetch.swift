@@ -55,8 +55,8 @@ extension ReplicationApplier {
         }
         /// Empties the session to read the blob from byte 0.
         func restart() async throws {
-            // A session another copy is writing now is not emptied under it (a 409): this fetch
-            // fails and is tried again later; one already gone is what a restart wants.
+            // A session another copy is writing now is not emptied under it: its 409 goes up, and
+            // the caller fetches the blob whole instead; one already gone is what a restart wants.
             do {
                 try await registry.cancelUpload(repository, upload, privately: true)
             } catch let error as RegistryError where error.code == .blobUploadUnknown {}

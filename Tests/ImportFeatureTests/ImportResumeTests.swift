@@ -297,6 +297,22 @@ extension ImportResumeTests {
         }
     }
 
+    /// A kept session that already holds the whole blob (a run refused on a quota after the
+    /// last byte) is verified and stored, never asked of the source again. Review: the source's
+    /// answer to an empty range led to a restart that emptied it.
+    @Test func aKeptSessionHoldingTheWholeBlobIsVerifiedNotFetchedAgain() async throws {
+        let (registry, backends) = try ImportCopierTests.fresh()
+        let kept = try await registry.openPrivateUpload(Self.target, digest: Digest.compute(Self.big))
+        _ = try await registry.appendUpload(Self.target, kept.id, rangeStart: 0, privately: true, body: Self.chunk(Self.big))
+        try await Self.withSource(.dropOnce) { port, requests in
+            let copier = try ImportCopierTests.copier(port: port, registry: registry)
+            #expect(try await copier.run() == Digest.compute(ImportCopierTests.manifest([Self.big])))
+            #expect(requests.withLockedValue { $0 }.isEmpty, "the blob was asked of the source")
+            #expect(try await registry.blobSize(Self.target, Digest.compute(Self.big)) == Int64(Self.big.count))
+            #expect(try await backends.blobs.openUploadCount() == 0)
+        }
+    }
+
     /// A failed import keeps the partial blob in a private upload session keyed by the target
     /// repository and the blob's digest; `/v2/` (the repository's ordinary upload calls) cannot
     /// reach it; a re-run of the import resumes it with a `Range` from the bytes it holds (the
@@ -462,8 +478,8 @@ extension ImportResumeTests {
         }
 
         /// The second import starts while the first is streaming the blob (its session growing):
-    /// it waits by looking only (its first try asks the source once, then nothing more), and is
-    /// done when the first has stored it. Review: it used to try the copy again every few hundred
+    /// it waits by looking only (a try asks the source once, and tries are seconds apart), and
+    /// is done when the first has stored it. Review: it used to try the copy again every few hundred
     /// milliseconds and fail on the session's moved offset (a 416).
     @Test func aSecondImportWhileTheFirstStreamsWaitsByLookingAndUsesTheFirstsBlob() async throws {
         let (registry, backends) = try ImportCopierTests.fresh()
@@ -476,8 +492,10 @@ extension ImportResumeTests {
             let digest = Digest.compute(ImportCopierTests.manifest([ImportResumeTests.big]))
             #expect(try await second.run() == digest)
             #expect(try await running.value == digest)
-            // The second asked once (its first try, which found the session being written), never while waiting.
-            #expect(requests.withLockedValue { $0.count } == 2, "the second import asked the source for the blob again")
+            // The second asked at most a couple of times (its first try, which found the session
+            // being written, and perhaps one more after a pause of the first), never every poll.
+            let asked = requests.withLockedValue { $0.count }
+            #expect(asked >= 1 && asked <= 3, "the blob was asked for \(asked) times")
             let view = second.progress.view
             #expect(view.blobsSkipped >= 1 && view.bytesCopied == view.bytesTotal, "\(view)")
             #expect(try await registry.blobSize(ImportResumeTests.target, Digest.compute(ImportResumeTests.big)) == Int64(ImportResumeTests.big.count))
