@@ -340,7 +340,7 @@ import Testing
         #expect(index.files["site-packages/b-1.dist-info/METADATA"]?.problems.isEmpty == false)
         #expect(index.files["node_modules/x/package.json"]?.problems.first?.reason == "not a JSON object")
         #expect(index.files["node_modules/y/package.json"]?.problems.first?.reason == "nested too deeply")
-        #expect(index.files["node_modules/z/package.json"]?.problems.first?.reason == "no name or version")
+        #expect(index.files["node_modules/z/package.json"]?.problems.first?.reason == "name or version is not a string")
     }
 
     @Test func malformedAndTruncatedGoBinaries() async throws {
@@ -397,13 +397,13 @@ import Testing
         // Jars nested five deep.
         var nested = try ZipWriter.jar(group: "g", artifact: "level5", version: "5")
         for level in (1...4).reversed() {
-            nested = try ZipWriter.jar(group: "g", artifact: "level\(level)", version: "\(level)", nested: [("lib/inner.jar", nested)])
+            nested = try ZipWriter.jar(group: "g", artifact: "level\(level)", version: "\(level)", nested: [("lib/level\(level + 1).jar", nested)])
         }
-        t.file("app/deep.jar", nested)
+        t.file("app/level1.jar", nested)
         // Many nested jars, each under the per-entry bound, over the whole archive's budget.
         var wide = ZipWriter()
         for k in 0..<8 {
-            try wide.add("lib/j\(k).jar", try ZipWriter.jar(group: "g", artifact: "w\(k)", version: "1", nested: [("pad.bin", [UInt8](repeating: UInt8(k), count: 200_000))]), deflate: true)
+            try wide.add("lib/w\(k).jar", try ZipWriter.jar(group: "g", artifact: "w\(k)", version: "1", nested: [("pad.bin", [UInt8](repeating: UInt8(k), count: 200_000))]), deflate: true)
         }
         t.file("app/wide.jar", wide.bytes)
         t.file("app/notzip.jar", "PK but not really")
@@ -412,7 +412,7 @@ import Testing
         #expect(index.summary.contains("java-archive:g:a@1"))
         #expect(index.files["app/bomb.jar"]?.problems.first?.reason.contains("bytes left to inflate") == true)
         #expect(index.files["app/liar.jar"]?.problems.first?.reason.contains("deflate data") == true)
-        let deep = try #require(index.files["app/deep.jar"])
+        let deep = try #require(index.files["app/level1.jar"])
         #expect(deep.packages.map(\.name) == ["g:level1", "g:level2", "g:level3"])
         #expect(deep.problems.first?.reason.contains("nested deeper than 3") == true)
         let wideFile = try #require(index.files["app/wide.jar"])

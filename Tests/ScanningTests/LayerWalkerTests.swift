@@ -64,8 +64,10 @@ enum SampleLayer {
         t.file("usr/lib/python3/dist-packages/requests_oauthlib-1.3.1.dist-info/METADATA", metadata)
         t.file("usr/lib/node_modules/npm/node_modules/@npmcli/arborist/package.json", #"{"name":"@npmcli/arborist","version":"7.2.1"}"#)
         t.file("usr/lib/node_modules/npm/node_modules/semver/package.json", #"{"name":"semver","version":"7.5.4"}"#)
-        // A package.json deeper inside a package is not a package.
+        // A package.json anywhere is a package when it has a name (Syft reads them so); one that
+        // only marks a directory's module kind is not.
         t.file("usr/lib/node_modules/npm/node_modules/semver/lib/package.json", #"{"name":"inner","version":"0.0.1"}"#)
+        t.file("usr/lib/node_modules/npm/node_modules/semver/esm/package.json", #"{"type":"module"}"#)
         let inner = try ZipWriter.jar(group: "org.yaml", artifact: "snakeyaml", version: "1.33")
         t.file("opt/app/app.war", try ZipWriter.jar(group: "com.example", artifact: "app", version: "2.0.0", nested: [("WEB-INF/lib/snakeyaml-1.33.jar", inner)]))
         t.file("usr/local/bin/tool", GoBinary.elf(modInfo: goModInfo))
@@ -79,7 +81,7 @@ enum SampleLayer {
         "go-module:example.com/tool@v1.4.0", "go-module:github.com/new/dep@v1.1.0", "go-module:golang.org/x/text@v0.3.7",
         "go-module:stdlib@go1.21.5",
         "java-archive:com.example:app@2.0.0", "java-archive:org.yaml:snakeyaml@1.33",
-        "npm:@npmcli/arborist@7.2.1", "npm:semver@7.5.4",
+        "npm:@npmcli/arborist@7.2.1", "npm:inner@0.0.1", "npm:semver@7.5.4",
         "python:Requests_OAuthlib@1.3.1",
     ]
 }

@@ -19,7 +19,7 @@ enum FileInterest: Equatable {
             self = .dpkgStatusD
         } else if path.hasSuffix(".dist-info/METADATA") || path.hasSuffix(".egg-info/PKG-INFO") || path.hasSuffix(".egg-info") {
             self = .pythonMetadata
-        } else if path.hasSuffix("/package.json"), NPMPackage.isInstalledPackageJSON(path) {
+        } else if path == "package.json" || path.hasSuffix("/package.json") {
             self = .npmPackageJSON
         } else if JavaArchive.isArchiveName(path) {
             self = .javaArchive
@@ -270,18 +270,10 @@ enum PythonMetadata {
     }
 }
 
+/// Every `package.json` with a name is a package, wherever it is: under `node_modules`, in
+/// Debian's `/usr/share/nodejs`, or an application's own (Syft reads them all the same way).
+/// One without a name (`{"type": "module"}` marking a directory's module kind) is no package.
 enum NPMPackage {
-    /// `…/node_modules/NAME/package.json` or `…/node_modules/@SCOPE/NAME/package.json`: the
-    /// manifest of an installed package, not a file deeper inside one.
-    static func isInstalledPackageJSON(_ path: String) -> Bool {
-        let parts = path.split(separator: "/")
-        guard let i = parts.lastIndex(of: "node_modules") else { return false }
-        let rest = parts[(i + 1)...]
-        if rest.count == 2 { return !rest.first!.hasPrefix("@") }
-        if rest.count == 3 { return rest.first!.hasPrefix("@") }
-        return false
-    }
-
     static func parse(_ bytes: [UInt8], path: String) -> IndexedFile {
         var file = IndexedFile()
         let data = Data(bytes)
@@ -293,20 +285,31 @@ enum NPMPackage {
             file.problems.append(InventoryProblem(path: path, reason: "not a JSON object"))
             return file
         }
-        guard let name = object["name"] as? String, !name.isEmpty, let version = object["version"] as? String, !version.isEmpty else {
-            file.problems.append(InventoryProblem(path: path, reason: "no name or version"))
+        guard let nameValue = object["name"], !(nameValue is NSNull) else { return file }
+        guard let name = nameValue as? String, object["version"].map({ $0 is String || $0 is NSNull }) ?? true else {
+            file.problems.append(InventoryProblem(path: path, reason: "name or version is not a string"))
             return file
         }
+        guard !name.isEmpty else { return file }
+        let version = (object["version"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? InventoryPackage.unknownVersion
         file.packages.append(InventoryPackage(type: .npm, name: TextLines.clip(name), version: TextLines.clip(version), locations: [path]))
         return file
     }
 }
 
+/// Java archives, named the way Syft names them so the two inventories agree:
+/// - the archive itself is a package when it has a `META-INF/MANIFEST.MF`: named by the
+///   `pom.properties` that matches its file name, else by its file name or its manifest;
+/// - every other `pom.properties` in it is a package of its own (a shaded or bundled library);
+/// - archives inside it are read the same way, to `maxArchiveDepth`.
+/// Unlike Syft, the `pom.properties` of an archive without a manifest still count: a library
+/// is no less present for a stripped manifest.
 enum JavaArchive {
     static func isArchiveName(_ path: String) -> Bool {
         let lower = path.lowercased()
-        return lower.hasSuffix(".jar") || lower.hasSuffix(".war") || lower.hasSuffix(".ear")
+        return [".jar", ".war", ".ear", ".par", ".sar", ".nar", ".kar", ".lpkg"].contains { lower.hasSuffix($0) }
     }
+
 
     static func catalog(_ bytes: [UInt8], path: String, limits: ScanLimits) -> IndexedFile {
         var file = IndexedFile()
@@ -316,8 +319,15 @@ enum JavaArchive {
         return file
     }
 
-    /// Reads `pom.properties` of one archive and recurses into the archives it holds, while the
-    /// inflated bytes stay within `budget` (shared by the whole nest) and the depth within the limit.
+    struct Pom {
+        var group: String, artifact: String, version: String
+        var directory: String, location: String
+        var packageName: String { group.isEmpty ? artifact : "\(group):\(artifact)" }
+    }
+
+    /// Reads one archive's manifest and `pom.properties` and recurses into the archives it holds,
+    /// while the inflated bytes stay within `budget` (shared by the whole nest) and the depth
+    /// within the limit.
     static func walk(_ data: [UInt8], location: String, depth: Int, limits: ScanLimits, budget: inout Int,
                      file: inout IndexedFile, seen: inout Set<String>) {
         let archive: ZipArchive
@@ -325,29 +335,95 @@ enum JavaArchive {
             file.problems.append(InventoryProblem(path: location, reason: "not a readable zip archive: \(reason(error))"))
             return
         }
-        for entry in archive.entries {
+        var manifest: JavaManifest?
+        var poms: [String: Pom] = [:]
+        var pomXMLDirectories = Set<String>()
+        var nested: [ZipArchive.Entry] = []
+        for entry in archive.entries where !entry.name.hasSuffix("/") {
             let name = entry.name
-            if name.hasPrefix("META-INF/maven/") && name.hasSuffix("/pom.properties") {
+            if name == "META-INF/MANIFEST.MF" {
+                guard manifest == nil,
+                      let bytes = read(archive, entry, location: location, limit: min(limits.maxMetadataBytes, budget), budget: &budget, file: &file)
+                else { continue }
+                manifest = JavaManifest(bytes)
+            } else if name.hasSuffix("pom.properties") {
                 guard let bytes = read(archive, entry, location: location, limit: min(limits.maxMetadataBytes, budget), budget: &budget, file: &file) else { continue }
                 let props = properties(bytes)
-                guard let group = props["groupId"], let artifact = props["artifactId"], let version = props["version"],
-                      !group.isEmpty, !artifact.isEmpty, !version.isEmpty else {
-                    file.problems.append(InventoryProblem(path: "\(location)!\(name)", reason: "lacks groupId, artifactId or version"))
+                guard let artifact = props["artifactId"], let version = props["version"], !artifact.isEmpty, !version.isEmpty else {
+                    file.problems.append(InventoryProblem(path: "\(location)!\(name)", reason: "lacks artifactId or version"))
                     continue
                 }
-                let key = "\(group):\(artifact)@\(version)"
-                guard seen.insert(key).inserted else { continue }
-                file.packages.append(InventoryPackage(type: .javaArchive, name: "\(group):\(artifact)", version: version,
-                                                      locations: ["\(location)!\(name)"]))
-            } else if isArchiveName(name) && !name.hasSuffix("/") {
-                guard depth < limits.maxArchiveDepth else {
-                    file.problems.append(InventoryProblem(path: "\(location)!\(name)", reason: "archives nested deeper than \(limits.maxArchiveDepth); not read"))
-                    continue
-                }
-                guard let bytes = read(archive, entry, location: location, limit: budget, budget: &budget, file: &file) else { continue }
-                walk(bytes, location: "\(location)!\(name)", depth: depth + 1, limits: limits, budget: &budget, file: &file, seen: &seen)
+                let directory = parentDirectory(name)
+                poms[directory] = Pom(group: props["groupId"] ?? "", artifact: artifact, version: version,
+                                      directory: directory, location: "\(location)!\(name)")
+            } else if name.hasSuffix("pom.xml") {
+                pomXMLDirectories.insert(parentDirectory(name))
+            } else if isArchiveName(name) {
+                nested.append(entry)
             }
         }
+
+        let sortedPoms = poms.values.sorted { $0.directory < $1.directory }
+        var own: (name: String, version: String, pom: Pom?)?
+        if let manifest, manifest.main("Weave-Classes") == nil {
+            let filename = JavaArchiveFilename(path: location)
+            let matched = matchingPom(sortedPoms, filename: filename.name, pomXMLDirectories: pomXMLDirectories)
+            own = (matched?.artifact ?? manifest.selectName(filename), matched?.version ?? manifest.selectVersion(filename), nil)
+        }
+        var others: [Pom] = []
+        for pom in sortedPoms {
+            // A pom.properties naming the archive's own artifact describes the archive (the last
+            // one read sets its version, the first its group), as in Syft.
+            if let o = own, !o.name.isEmpty, o.name == pom.artifact {
+                own = (o.name, pom.version, o.pom ?? pom)
+            } else {
+                others.append(pom)
+            }
+        }
+        if let own, !own.name.isEmpty {
+            let name = own.pom.map { $0.group.isEmpty ? own.name : "\($0.group):\(own.name)" } ?? own.name
+            add(name: name, version: own.version.isEmpty ? InventoryPackage.unknownVersion : own.version,
+                location: own.pom?.location ?? location, file: &file, seen: &seen)
+        }
+        for pom in others {
+            add(name: pom.packageName, version: pom.version, location: pom.location, file: &file, seen: &seen)
+        }
+
+        for entry in nested {
+            guard depth < limits.maxArchiveDepth else {
+                file.problems.append(InventoryProblem(path: "\(location)!\(entry.name)", reason: "archives nested deeper than \(limits.maxArchiveDepth); not read"))
+                continue
+            }
+            guard let bytes = read(archive, entry, location: location, limit: budget, budget: &budget, file: &file) else { continue }
+            walk(bytes, location: "\(location)!\(entry.name)", depth: depth + 1, limits: limits, budget: &budget, file: &file, seen: &seen)
+        }
+    }
+
+    static func add(name: String, version: String, location: String, file: inout IndexedFile, seen: inout Set<String>) {
+        let name = TextLines.clip(name), version = TextLines.clip(version)
+        guard seen.insert("\(name)@\(version)").inserted else { return }
+        file.packages.append(InventoryPackage(type: .javaArchive, name: name, version: version, locations: [location]))
+    }
+
+    /// The `pom.properties` describing the archive itself: its artifactId is the file's name, or
+    /// (when no artifactId is exactly that) starts with it or ends it. Among several, the first
+    /// (by directory) with a pom.xml beside it, else the last.
+    static func matchingPom(_ poms: [Pom], filename: String, pomXMLDirectories: Set<String>) -> Pom? {
+        guard !filename.isEmpty else { return nil }
+        let exact = poms.contains { $0.artifact == filename }
+        var chosen: Pom?
+        for pom in poms {
+            let matches = exact ? pom.artifact == filename : pom.artifact.hasPrefix(filename) || filename.hasSuffix(pom.artifact)
+            guard matches else { continue }
+            chosen = pom
+            if pomXMLDirectories.contains(pom.directory) { break }
+        }
+        return chosen
+    }
+
+    static func parentDirectory(_ name: String) -> String {
+        guard let slash = name.lastIndex(of: "/") else { return "." }
+        return String(name[..<slash])
     }
 
     static func read(_ archive: ZipArchive, _ entry: ZipArchive.Entry, location: String, limit: Int, budget: inout Int,

@@ -119,6 +119,8 @@ public struct ImageInventory: Sendable, Hashable, Codable {
     /// built as `(devel)`) are left out.
     public func installedPackages() -> [InstalledPackage] {
         packages.compactMap { p in
+            // Nothing to compare a missing version with.
+            if p.version == InventoryPackage.unknownVersion { return nil }
             switch p.type {
             case .deb:
                 let ecosystem = os?.id == "ubuntu" ? "Ubuntu" : "Debian"
@@ -142,6 +144,9 @@ public struct ImageInventory: Sendable, Hashable, Codable {
             case .npm:
                 return InstalledPackage(ecosystem: "npm", name: p.name, version: p.version)
             case .javaArchive:
+                // Maven advisories name "groupId:artifactId"; an archive known only by its file
+                // name has no group to match them with.
+                guard p.name.contains(":") else { return nil }
                 return InstalledPackage(ecosystem: "Maven", name: p.name, version: p.version)
             case .goModule:
                 if p.version == "(devel)" { return nil }

@@ -68,9 +68,15 @@ public enum PackageType: String, Sendable, Hashable, Codable, CaseIterable {
 /// One package found in a layer or an image.
 public struct InventoryPackage: Sendable, Hashable, Codable {
     public var type: PackageType
-    /// As the ecosystem names it; Maven packages are "groupId:artifactId", Go modules their path.
+    /// As the ecosystem names it; Maven packages are "groupId:artifactId" (a Java archive known
+    /// only by its file name or manifest has no group), Go modules their path.
     public var name: String
+    /// `unknownVersion` when the package names none (an npm package.json without a version, a
+    /// Java archive whose file name and manifest give none).
     public var version: String
+
+    /// Syft's spelling, so the two inventories compare.
+    public static let unknownVersion = "UNKNOWN"
     /// Debian: `Source:` (or the package itself); Alpine: the origin (`o:`).
     public var sourceName: String?
     /// Debian: the source version from `Source: name (version)`.
