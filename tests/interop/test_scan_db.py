@@ -8,6 +8,7 @@ module is ``berth_only``.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -76,13 +77,27 @@ ALPINE = {
 LAST_MODIFIED = formatdate(1_700_000_000, usegmt=True)
 
 
+def osv_zip(records) -> bytes:
+    """An ecosystem's OSV all.zip export: one deflated JSON file per record."""
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for r in records:
+            z.writestr(f"{r['id']}.json", json.dumps(r))
+    return raw.getvalue()
+
+
+NPM_RECORDS = [osv(f"GHSA-npm-000{i}", name, fixed, ecosystem="npm")
+               for i, (name, fixed) in enumerate([("lodash", "4.17.21"), ("minimist", "1.2.6"), ("semver", "7.5.2")], 1)]
+
+
 class Feeds:
-    """Serves /debian.json (ETag) and /alpine.json (Last-Modified) and records each request's
-    conditional headers."""
+    """Serves /debian.json and /npm/all.zip (ETag) and /alpine.json (Last-Modified) and records
+    each request's conditional headers."""
 
     def __init__(self):
         self.requests = []
-        self.bodies = {"/debian.json": json.dumps(DEBIAN).encode(), "/alpine.json": json.dumps(ALPINE).encode()}
+        self.bodies = {"/debian.json": json.dumps(DEBIAN).encode(), "/alpine.json": json.dumps(ALPINE).encode(),
+                       "/npm/all.zip": osv_zip(NPM_RECORDS)}
         feeds = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -99,14 +114,14 @@ class Feeds:
                     self.end_headers()
                     return
                 etag = '"%08x"' % (hash(body) & 0xFFFFFFFF)
-                if self.path == "/debian.json" and inm == etag or self.path == "/alpine.json" and ims == LAST_MODIFIED:
+                if self.path != "/alpine.json" and inm == etag or self.path == "/alpine.json" and ims == LAST_MODIFIED:
                     self.send_response(304)
                     self.end_headers()
                     return
                 self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "application/zip" if self.path.endswith(".zip") else "application/json")
                 self.send_header("Content-Length", str(len(body)))
-                if self.path == "/debian.json":
+                if self.path != "/alpine.json":
                     self.send_header("ETag", etag)
                 else:
                     self.send_header("Last-Modified", LAST_MODIFIED)
@@ -138,7 +153,7 @@ def server(feeds):
     # 127.0.0.2 is loopback too, but outside the allow list: its feed must be refused.
     s.extra_env.update({
         "BERTH_OUTBOUND_ALLOW": "127.0.0.1/32",
-        "BERTH_ADVISORY_FEEDS": f"debian=debian:{base}/debian.json alpine=alpine:{base}/alpine.json "
+        "BERTH_ADVISORY_FEEDS": f"debian=debian:{base}/debian.json alpine=alpine:{base}/alpine.json npm=osv:{base}/npm/all.zip "
                                 f"private=osv:http://127.0.0.2:{feeds.port}/debian.json",
     })
     s.start()
@@ -204,11 +219,22 @@ def test_import_directory_zip_and_update_from_feeds(server, feeds, tmp_path):
     assert update["feeds"][0]["status"] == "imported" and update["version"] == 5, update
     # 4 advisories: CVE-2024-6119, -5535, -4741 (openssl) and CVE-2023-42366 (busybox); "0" is never-affected.
     assert update["feeds"][0]["result"]["added"] == 4, update
-    for name in ("debian", "alpine"):
+    # An OSV all.zip export downloaded from a feed, then changed upstream: one record fixed
+    # later, one withdrawn. Only the difference makes the next version.
+    update = berth_json(server, "scan", "db", "update", "--feed", "npm")
+    assert update["feeds"][0]["status"] == "imported" and update["version"] == 6, update
+    assert (update["feeds"][0]["result"]["format"], update["feeds"][0]["result"]["added"]) == ("osv", 3), update
+    for name in ("debian", "alpine", "npm"):
         again = berth_json(server, "scan", "db", "update", "--feed", name)
-        assert again["feeds"][0]["status"] == "unchanged" and again["version"] == 5, again
+        assert again["feeds"][0]["status"] == "unchanged" and again["version"] == 6, again
     conditional = [(p, inm, ims) for p, inm, ims in feeds.requests if inm or ims]
-    assert {p for p, _, _ in conditional} == {"/debian.json", "/alpine.json"}, feeds.requests
+    assert {p for p, _, _ in conditional} == {"/debian.json", "/alpine.json", "/npm/all.zip"}, feeds.requests
+    lodash, minimist, semver = NPM_RECORDS
+    feeds.bodies["/npm/all.zip"] = osv_zip([osv(lodash["id"], "lodash", "4.17.22", ecosystem="npm"), minimist,
+                                            dict(semver, withdrawn="2026-11-04T00:00:00Z")])
+    changed = berth_json(server, "scan", "db", "update", "--feed", "npm")
+    result = changed["feeds"][0]["result"]
+    assert changed["version"] == 7 and (result["changed"], result["removed"], result["unchanged"]) == (1, 1, 1), changed
 
     # A feed on a loopback address outside outbound-allow is refused, and the error kept.
     private = berth(server, "scan", "db", "update", "--feed", "private", "-o", "json", check=False)
@@ -217,11 +243,11 @@ def test_import_directory_zip_and_update_from_feeds(server, feeds, tmp_path):
     assert outcome["status"] == "failed" and "refused" in outcome["error"] and "127.0.0.2" in outcome["error"], outcome
 
     show = berth_json(server, "scan", "db", "show")
-    assert show["version"] == 5 and show["records"] == 1 + 30 + 2 + 4, show
+    assert show["version"] == 7 and show["records"] == 1 + 30 + 2 + 4 + 2, show
     sources = {s["source"]: s for s in show["sources"]}
     assert {k: (v["records"], v["version"]) for k, v in sources.items()} == {
-        "osv-dir": (1, 2), "go": (30, 3), "debian": (2, 4), "alpine": (4, 5), "private": (0, 0)}, sources
+        "osv-dir": (1, 2), "go": (30, 3), "debian": (2, 4), "alpine": (4, 5), "npm": (2, 7), "private": (0, 0)}, sources
     assert "refused" in sources["private"]["lastError"] and "lastError" not in sources["debian"]
-    assert {f["name"] for f in show["feeds"]} == {"debian", "alpine", "private"}
+    assert {f["name"] for f in show["feeds"]} == {"debian", "alpine", "npm", "private"}
     table = berth(server, "scan", "db", "show").stdout.decode()
     assert "osv-dir" in table and "alpine" in table

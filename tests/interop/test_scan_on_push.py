@@ -132,3 +132,58 @@ def test_scan_on_push_is_on_by_default(tmp_path):
         assert any(p["name"] == "libc6" for p in r.json()["packages"])
     finally:
         s.stop()
+
+
+@pytest.mark.server_env(BERTH_SCAN_ON_PUSH="true")
+def test_zstd_and_uncompressed_layers_are_inventoried_on_push(registry, api, tmp_path):
+    """One layer pushed three ways: gzip and zstd by skopeo (a real client recompressing), and
+    uncompressed through the API. Each is inventoried on push to the same packages."""
+    import gzip
+    import hashlib
+    import test_scan_findings
+    import test_sbom
+
+    gz = test_scan_findings.layer()
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    config = test_sbom._put(layout, json.dumps({"os": "linux", "architecture": "amd64", "rootfs": {"type": "layers", "diff_ids": []}}).encode())
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **test_sbom._put(layout, gz)}]}
+    top = {"mediaType": manifest["mediaType"], **test_sbom._put(layout, json.dumps(manifest).encode()),
+           "annotations": {"org.opencontainers.image.ref.name": "one"}}
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [top]}))
+
+    repo = "scan/compression"
+    # zstd first: skopeo reuses a layer the repository already holds rather than recompressing it.
+    skopeo("copy", "--dest-tls-verify=false", "--dest-compress-format", "zstd", f"oci:{layout}:one",
+           f"docker://{registry.host}/{repo}:zstd", creds=registry.creds)
+    skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:one", f"docker://{registry.host}/{repo}:gzip", creds=registry.creds)
+    tar = gzip.decompress(gz)
+    plain = dict(manifest, layers=[{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": api.push_blob(repo, tar),
+                                    "size": len(tar)}])
+    plain["config"] = dict(manifest["config"], digest=api.push_blob(repo, (layout / "blobs/sha256" / config["digest"][7:]).read_bytes()))
+    r = api.put_manifest(repo, "plain", json.dumps(plain).encode())
+    assert r.status_code == 201, r.text
+
+    inventories = {}
+    for tag, media_type in (("gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
+                            ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
+                            ("plain", "application/vnd.oci.image.layer.v1.tar")):
+        m = api.req("GET", f"/v2/{repo}/manifests/{tag}", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        assert m.status_code == 200, m.text
+        assert [l["mediaType"] for l in m.json()["layers"]] == [media_type], (tag, m.json())
+        digest = "sha256:" + hashlib.sha256(m.content).hexdigest()
+        deadline = time.monotonic() + 60
+        while True:
+            inv = api.req("GET", "/api/v1/scans/inventory", params={"repository": repo, "reference": digest})
+            if inv.status_code == 200:
+                break
+            assert inv.status_code == 404 and "not been inventoried" in inv.text, inv.text
+            assert time.monotonic() < deadline, f"{tag} not inventoried:\n{registry.log_tail()}"
+            time.sleep(0.3)
+        assert inv.json()["status"] == "complete", (tag, inv.json())
+        inventories[tag] = {(p["type"], p["name"], p["version"]) for p in inv.json()["packages"]}
+    assert inventories["gzip"] == {("deb", "libc6", "2.36-9+deb12u3"), ("deb", "libssl3", "3.0.11-1~deb12u2")}, inventories
+    assert inventories["zstd"] == inventories["gzip"] == inventories["plain"], inventories
