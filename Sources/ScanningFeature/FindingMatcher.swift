@@ -93,13 +93,20 @@ public struct FindingMatcher: Sendable {
         guard !batch.isEmpty else { return [] }
         // Per manifest: the packages to match, and the stored findings kept as they are.
         var plans: [(packages: [InstalledPackage], kept: [StoredFinding])] = []
+        // Whether a package is touched, once per distinct package of the chunk (images share most).
+        var touchedMemo: [InstalledPackage: Bool] = [:]
         for item in batch {
             let all = item.inventory.installedPackages()
             guard let scope, let previous = item.previous, scope.partial(item.manifest, previous) else {
                 plans.append((all, []))
                 continue
             }
-            let touched = all.filter(scope.touches)
+            let touched = all.filter { p in
+                if let known = touchedMemo[p] { return known }
+                let t = scope.touches(p)
+                touchedMemo[p] = t
+                return t
+            }
             let identities = Set(touched.map(FindingIdentity.init))
             plans.append((touched, previous.findings.filter { !identities.contains(FindingIdentity($0)) }))
         }

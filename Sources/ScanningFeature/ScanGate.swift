@@ -282,9 +282,12 @@ public final class ScanGate: Sendable {
     /// The ids of High and Critical findings of `current` that `previous` did not have (by
     /// advisory id, sorted).
     public static func newSevere(previous: StoredFindings?, current: StoredFindings) -> [String] {
-        let severe: Set<String> = ["High", "Critical"]
-        let before = Set((previous?.findings ?? []).filter { severe.contains($0.severity) }.map(\.advisoryID))
-        return Set(current.findings.filter { severe.contains($0.severity) }.map(\.advisoryID)).subtracting(before).sorted()
+        severeIDs(current.findings).subtracting(severeIDs(previous?.findings ?? [])).sorted()
+    }
+
+    /// The advisory ids of the High and Critical findings among `findings`.
+    static func severeIDs(_ findings: [StoredFinding]) -> Set<String> {
+        Set(findings.filter { $0.severity == "High" || $0.severity == "Critical" }.map(\.advisoryID))
     }
 
     /// Appends a `scan` event for `digest` of `repository` when new High or Critical findings
@@ -311,8 +314,7 @@ public final class ScanGate: Sendable {
             !vex.suppresses(VEXSubject(manifest: digest.string, vulnerability: f.advisoryID, aliases: f.aliases, package: f.package,
                                        sourcePackage: f.sourcePackage, installedVersion: f.installedVersion))
         }
-        let severe: Set<String> = ["High", "Critical"]
-        let openSevere = Set(open.filter { severe.contains($0.severity) }.map(\.advisoryID))
+        let openSevere = Self.severeIDs(open)
         new = new.filter { openSevere.contains($0) }
         guard !new.isEmpty else { return }
         var counts: [String: Int] = [:]
