@@ -35,6 +35,15 @@ enum SampleLayer {
         Architecture: amd64
         Version: 1.0-1
 
+        Package: gone
+        Status: purge ok not-installed
+        Version: 2.0-1
+
+        Package: halfway
+        Status: install ok unpacked
+        Architecture: amd64
+        Version: 0.9-1
+
         Package: libfoo1
         Status: install ok installed
         Architecture: amd64
@@ -77,12 +86,12 @@ enum SampleLayer {
     }
 
     static let expected = [
-        "deb:libc6@2.36-9+deb12u4", "deb:libfoo1@1.2-3+b1", "deb:openssl@3.0.11-1~deb12u2",
+        "deb:halfway@0.9-1", "deb:libc6@2.36-9+deb12u4", "deb:libfoo1@1.2-3+b1", "deb:openssl@3.0.11-1~deb12u2",
         "go-module:example.com/tool@v1.4.0", "go-module:github.com/new/dep@v1.1.0", "go-module:golang.org/x/text@v0.3.7",
         "go-module:stdlib@go1.21.5",
         "java-archive:com.example:app@2.0.0", "java-archive:org.yaml:snakeyaml@1.33",
         "npm:@npmcli/arborist@7.2.1", "npm:inner@0.0.1", "npm:semver@7.5.4",
-        "python:Requests_OAuthlib@1.3.1",
+        "python:requests-oauthlib@1.3.1",
     ]
 }
 
@@ -111,7 +120,7 @@ enum SampleLayer {
         #expect(libc.purl == "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12&upstream=glibc")
         let foo = try find("libfoo1")
         #expect(foo.sourceName == "foo" && foo.sourceVersion == "1.2-3")
-        #expect(try find("Requests_OAuthlib").purl == "pkg:pypi/requests-oauthlib@1.3.1")
+        #expect(try find("requests-oauthlib").purl == "pkg:pypi/requests-oauthlib@1.3.1")
         #expect(try find("@npmcli/arborist").purl == "pkg:npm/%40npmcli/arborist@7.2.1")
         let yaml = try find("org.yaml:snakeyaml")
         #expect(yaml.purl == "pkg:maven/org.yaml/snakeyaml@1.33")

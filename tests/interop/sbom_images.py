@@ -11,7 +11,8 @@
    manifest version, a Maven Bundle Plugin manifest, a per-entry manifest version, and one
    without a manifest), and a Go binary built with Debian's Go from a main module with one
    vendored dependency;
-3. ``var/lib/dpkg/status`` replaced by one without ``REMOVED_DEB`` (as after ``dpkg --purge``);
+3. ``var/lib/dpkg/status`` replaced by one without ``REMOVED_DEB`` (as after ``dpkg --purge``),
+   with ``UNPACKED_DEB`` unpacked but not configured and a removed package's configuration files;
 4. a whiteout of one dist-info directory (``REMOVED_PYTHON``);
 5. a whiteout of one npm package directory (``REMOVED_NPM``).
 
@@ -45,7 +46,11 @@ REMOVED_NPM = f"{NODE_APP}/left-pad"
 REMOVED_DEB = "sed"
 # Node and Java libraries as Debian packages them (small, and no JRE needed).
 DEBIAN_PACKAGES = ["node-ms", "node-debug", "libcommons-lang3-java", "libaopalliance-java", "libjsr305-java",
-                   "libatinject-jsr330-api-java", "libguice-java"]
+                   "libatinject-jsr330-api-java", "libguice-java", "python3-yaml"]
+# dpkg states: one package left unpacked (its files on disk, never configured), and the
+# configuration files of a removed one (nothing else on disk).
+UNPACKED_DEB = "hostname"
+CONFIG_FILES_DEB = "Package: removed-tool\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 1.0-1\n"
 TAG = "scan"
 
 
@@ -98,8 +103,11 @@ def _build(work: Path, extra_packages: tuple[str, ...] = ()):
     stanzas = [s for s in status.split("\n\n") if s.strip()]
     kept = [s for s in stanzas if f"Package: {REMOVED_DEB}\n" not in s + "\n"]
     assert len(kept) == len(stanzas) - 1, f"{REMOVED_DEB} not in the status file"
+    unpacked = [i for i, s in enumerate(kept) if s.startswith(f"Package: {UNPACKED_DEB}\n")]
+    assert len(unpacked) == 1 and "Status: install ok installed\n" in kept[unpacked[0]], f"{UNPACKED_DEB} not installed"
+    kept[unpacked[0]] = kept[unpacked[0]].replace("Status: install ok installed\n", "Status: install ok unpacked\n")
     replaced = work / "status"
-    replaced.write_text("\n\n".join(kept) + "\n")
+    replaced.write_text("\n\n".join(kept + [CONFIG_FILES_DEB.rstrip("\n")]) + "\n")
 
     layout = f"{work / 'layout'}:{TAG}"
     run(["umoci", "init", "--layout", str(work / "layout")])

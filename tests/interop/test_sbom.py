@@ -28,6 +28,9 @@ SHARED_TYPES = {"deb", "apk", "rpm", "python", "npm", "java-archive", "go-module
 # (type, name, version) Syft reports and Berth deliberately does not, or the reverse, with why.
 # Keep this tiny: anything else that differs is a bug in one of the two.
 KNOWN_DIFFERENCES: dict[tuple[str, str, str], str] = {
+    ("deb", "removed-tool", "1.0-1"):
+        "dpkg state config-files: the package was removed and only its configuration files are on disk; "
+        "Syft lists every stanza of the status file, Berth only packages whose files are there",
     ("java-archive", "org.example:stripped", "0.3"):
         "a jar without META-INF/MANIFEST.MF: Syft reads nothing from it, Berth keeps its pom.properties "
         "(a library is no less present, or vulnerable, for a stripped manifest)",
@@ -145,6 +148,8 @@ def test_inventory_agrees_with_syft(debian_layout, tmp_path):
     assert {t for t, _, _ in ours} == {"deb", "python", "npm", "java-archive", "go-module"}
     names = {(t, n) for t, n, _ in ours}
     assert ("deb", sbom_images.REMOVED_DEB) not in names and ("deb", "coreutils") in names
+    assert ("deb", sbom_images.UNPACKED_DEB) in names  # unpacked, never configured: its files are there
+    assert ("python", "pyyaml") in names  # Debian's python3-yaml: METADATA's "PyYAML", normalised as PEP 503 says
     assert ("python", "toml") not in names and ("python", "six") in names
     assert ("npm", "left-pad", "1.3.0") not in ours and ("npm", "ms", "2.1.2") in ours and ("npm", "ms", "2.1.3") in ours
     assert ("java-archive", "org.example:inner-lib", "2.0.1") in ours

@@ -186,13 +186,19 @@ struct SkippedEntries {
 }
 
 enum DpkgStatus {
+    /// dpkg's package states whose files are on disk (`dpkg-query(1)`, "Package states").
+    static let onDisk: Set<String> = ["installed", "unpacked", "half-configured", "half-installed", "triggers-awaited", "triggers-pending"]
+
     static func parse(_ bytes: [UInt8], path: String, requireInstalled: Bool) -> IndexedFile {
         var file = IndexedFile()
         var skipped = SkippedEntries()
         let malformed = Stanzas.parse(bytes, stopAtFirstBlank: false) { s in
             if let status = s.fields["status"] {
-                // "install ok installed": only the last word says the package is on disk.
-                if status.split(separator: " ").last != "installed" { return }
+                // "install ok installed": the last word is the package's state. Its files are on
+                // disk in every state but "not-installed" and "config-files" (removed, its
+                // configuration kept): an unpacked package that was never configured (a failed
+                // postinst) is as present, and as vulnerable, as an installed one (Syft lists both).
+                guard let state = status.split(separator: " ").last, Self.onDisk.contains(String(state)) else { return }
             } else if requireInstalled {
                 skipped.add("with no Status", line: s.line)
                 return
@@ -265,7 +271,8 @@ enum PythonMetadata {
             file.problems.append(InventoryProblem(path: path, reason: "no Name or Version header"))
             return file
         }
-        file.packages.append(InventoryPackage(type: .python, name: name, version: version, locations: [path]))
+        // PEP 503's normalised name, as the advisories and Syft name it (METADATA's "PyYAML" is "pyyaml").
+        file.packages.append(InventoryPackage(type: .python, name: normalisedName(name), version: version, locations: [path]))
         return file
     }
 }
