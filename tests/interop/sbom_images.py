@@ -9,8 +9,9 @@
    package.json, a module-kind stub and an application without a version), jars named each way
    Syft names them (pom.properties, another jar nested, file name only, a foreign pom beside a
    manifest version, a Maven Bundle Plugin manifest, a per-entry manifest version, and one
-   without a manifest), and a Go binary built with Debian's Go from a main module with one
-   vendored dependency;
+   without a manifest), and Go binaries built with Debian's Go: from a main module with one
+   vendored dependency, the same with its version set by ``-ldflags``, and one built outside
+   module mode (a package path, no module lines, as Debian builds its Go packages);
 3. ``var/lib/dpkg/status`` replaced by one without ``REMOVED_DEB`` (as after ``dpkg --purge``),
    with ``UNPACKED_DEB`` unpacked but not configured and a removed package's configuration files;
 4. a whiteout of one dist-info directory (``REMOVED_PYTHON``);
@@ -192,7 +193,9 @@ import (
 	"example.org/greet"
 )
 
-func main() { fmt.Println(greet.Hello()) }
+var version = "dev"
+
+func main() { fmt.Println(greet.Hello(), version) }
 """
 
 
@@ -208,6 +211,16 @@ def _go(work: Path, extras: Path):
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=vendor", GOPROXY="off", GOTOOLCHAIN="local",
                GOCACHE=str(work / "gocache"), GOPATH=str(work / "gopath"))
     run(["go", "build", "-trimpath", "-o", str(out), "."], cwd=src, env=env)
+    # Its version set at link time, as release tooling does: the (devel) main module is named by it.
+    run(["go", "build", "-trimpath", "-ldflags", "-X main.version=3.4.5", "-o", str(out.parent / "hello-ldflags"), "."],
+        cwd=src, env=env)
+    # Built outside module mode, as Debian builds its Go packages: a package path, no module lines.
+    gopath = work / "gopath-src"
+    pkg = gopath / "src/example.org/gopath/cmd/hello"
+    pkg.mkdir(parents=True)
+    (pkg / "main.go").write_text('package main\n\nimport "fmt"\n\nvar version string\n\nfunc main() { fmt.Println("hi", version) }\n')
+    run(["go", "build", "-trimpath", "-o", str(out.parent / "hello-gopath"), "."], cwd=pkg,
+        env=dict(env, GO111MODULE="off", GOPATH=str(gopath), GOFLAGS=""))
 
 
 RPM_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make-test-rpmdb"

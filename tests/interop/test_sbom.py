@@ -154,6 +154,9 @@ def test_inventory_agrees_with_syft(debian_layout, tmp_path):
     assert ("npm", "left-pad", "1.3.0") not in ours and ("npm", "ms", "2.1.2") in ours and ("npm", "ms", "2.1.3") in ours
     assert ("java-archive", "org.example:inner-lib", "2.0.1") in ours
     assert ("go-module", "example.org/greet", "v1.2.3") in ours
+    # A (devel) main module named by -ldflags; a binary without module lines named by its package path.
+    assert ("go-module", "example.org/hello", "v3.4.5") in ours
+    assert ("go-module", "example.org/gopath/cmd/hello") in names
     # Debian's own Node and Java packages: package.json under /usr/share/nodejs, jars in
     # /usr/share/java named by pom.properties (with its group), by file name, or by manifest.
     located = {(p["type"], p["name"]): p["locations"] for p in berth_packages(debian_layout)["inventory"]["packages"]}

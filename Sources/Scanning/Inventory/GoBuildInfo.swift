@@ -18,6 +18,8 @@ final class GoBuildInfoScanner {
     private var captured: [UInt8]?
     private var firstBytes: [UInt8] = []
     private(set) var isELF: Bool?
+    /// The first version-like string of the binary, for a main module built as `(devel)`.
+    private var sniffer = GoVersionSniffer()
 
     init(path: String, maxBytes: Int) {
         self.path = path
@@ -27,7 +29,7 @@ final class GoBuildInfoScanner {
     /// True once the scanner has what it needs or knows the file is not a Go binary.
     var isDone: Bool {
         if isELF == false { return true }
-        if let c = captured { return c.count >= maxBytes }
+        if let c = captured { return c.count >= maxBytes && sniffer.isDone }
         return false
     }
 
@@ -37,6 +39,7 @@ final class GoBuildInfoScanner {
             if firstBytes.count == 4 { isELF = firstBytes == [0x7F, 0x45, 0x4C, 0x46] }
             if isELF == false { return }
         }
+        sniffer.feed(bytes)
         if captured != nil {
             let room = maxBytes - captured!.count
             if room > 0 { captured!.append(contentsOf: bytes.prefix(room)) }
@@ -81,7 +84,7 @@ final class GoBuildInfoScanner {
         guard isELF == true, let c = captured else { return nil }
         var file = IndexedFile()
         func problem(_ r: String) -> IndexedFile? {
-            file.problems.append(InventoryProblem(path: path, reason: r))
+            file.problems.append(InventoryProblem(path: self.path, reason: r))
             return file
         }
         guard c.count >= Self.headerSize else { return problem("Go build information truncated") }
@@ -101,23 +104,64 @@ final class GoBuildInfoScanner {
         if mod.count >= 33, mod[mod.endIndex - 17] == 0x0A { mod = mod.dropFirst(16).dropLast(16) }
         let lines = String(decoding: mod, as: UTF8.self).split(separator: "\n")
         let stdlibVersion = String(goVersion.split(separator: " ").first ?? "")
-        file.packages.append(InventoryPackage(type: .goModule, name: "stdlib", version: stdlibVersion, locations: [path]))
+        // The lines of `debug.BuildInfo`: path, the main module (mod), dependencies (dep), each
+        // possibly replaced (=>, after its line), build settings (build KEY=VALUE).
+        var path: String?
+        var main: (name: String, version: String)?
+        var deps: [(name: String, version: String)] = []
+        var settings: [String: String] = [:]
+        var last: Int? // the line "=>" replaces: -1 the main module, else a dependency
         for line in lines {
             let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
             guard let kind = f.first else { continue }
             switch kind {
+            case "path":
+                if f.count >= 2 { path = TextLines.clip(f[1]) }
+                last = nil
             case "mod", "dep":
-                guard f.count >= 3, !f[1].isEmpty else { file.problems.append(InventoryProblem(path: path, reason: "malformed \(kind) line in Go module information")); continue }
-                file.packages.append(InventoryPackage(type: .goModule, name: TextLines.clip(f[1]), version: TextLines.clip(f[2]), locations: [path]))
+                guard f.count >= 3, !f[1].isEmpty else { file.problems.append(InventoryProblem(path: self.path, reason: "malformed \(kind) line in Go module information")); continue }
+                let module = (TextLines.clip(f[1]), TextLines.clip(f[2]))
+                if kind == "mod" { main = module; last = -1 } else { deps.append(module); last = deps.count - 1 }
             case "=>":
-                // Replaces the module of the line before it.
-                guard f.count >= 3, let last = file.packages.indices.last, file.packages[last].name != "stdlib" else { continue }
-                // A replacement by a local directory has no version: it is built from source.
+                // Replaces the module of the line before it; a replacement by a local directory
+                // has no version: it is built from source.
+                guard f.count >= 3, let l = last else { continue }
                 let version = TextLines.clip(f[2])
-                let replaced = InventoryPackage(type: .goModule, name: TextLines.clip(f[1]), version: version.isEmpty ? "(devel)" : version, locations: [path])
-                file.packages[last] = replaced
+                let replaced = (TextLines.clip(f[1]), version.isEmpty ? GoMainVersion.devel : version)
+                if l < 0 { main = replaced } else { deps[l] = replaced }
+                last = nil
+            case "build":
+                if f.count >= 2, let eq = f[1].firstIndex(of: "=") {
+                    settings[String(f[1][..<eq])] = GoMainVersion.unquote(String(f[1][f[1].index(after: eq)...]))
+                }
             default: continue
             }
+        }
+        // No main module (a binary built outside module mode, as Debian builds its Go packages,
+        // or from a file list): the one dependency built from source, else the package path,
+        // at `(devel)` (Syft's rule).
+        if (main == nil && path?.isEmpty == false) || (main?.name == "command-line-arguments" && main?.version.isEmpty == true) {
+            let local = deps.indices.filter { deps[$0].version == GoMainVersion.devel }
+            if local.count == 1 {
+                main = deps.remove(at: local[0])
+            } else if let path, !path.isEmpty {
+                main = (path, GoMainVersion.devel)
+            }
+        }
+        if var m = main, m.version == GoMainVersion.devel {
+            sniffer.finish()
+            if let guess = GoMainVersion.guess(ldflags: settings["-ldflags"], mainModule: m.name, sniffed: sniffer.found, settings: settings) {
+                m.version = TextLines.clip(guess)
+                main = m
+            }
+        }
+        let modules = (main.map { [$0] } ?? []) + deps
+        // The toolchain's standard library, for a binary with any module information at all.
+        if !modules.isEmpty {
+            file.packages.append(InventoryPackage(type: .goModule, name: "stdlib", version: stdlibVersion, locations: [self.path]))
+        }
+        for m in modules {
+            file.packages.append(InventoryPackage(type: .goModule, name: m.name, version: m.version, locations: [self.path]))
         }
         return file
     }
