@@ -52,6 +52,19 @@ import Testing
                 #expect(Self.sniff(input, chunk: chunk) == expected, "\(input) in chunks of \(chunk)")
             }
         }
+        // A 4-byte rune cut by a chunk end is still one rune; a stray byte after it is U+FFFD.
+        let emoji: [UInt8] = [0xF0, 0x9F, 0x98, 0x80]
+        for chunk in [1, 2, 3, 5] {
+            #expect(Self.sniff(emoji + Self.bytes(["1.2.3", [0]]), chunk: chunk) == nil)
+            #expect(Self.sniff(emoji + [0x80] + Self.bytes(["1.2.3", [0]]), chunk: chunk) == "1.2.3")
+        }
+        // A long match where a batch ends is found whatever the chunks.
+        let long = "1.1.1" + String(repeating: "a", count: 245)
+        let around = [UInt8](repeating: 0x41, count: GoVersionSniffer.batch - 100) + Self.bytes([[0], .text(long), [0]])
+            + [UInt8](repeating: 0x41, count: GoVersionSniffer.batch)
+        for chunk in [1, 4096, 70_000] {
+            #expect(Self.sniff(around, chunk: chunk) == long)
+        }
         // Far into a large binary, across chunk ends.
         let big = [UInt8](repeating: 0x90, count: 100_000) + Self.bytes([[0], "12.34.56", [0]]) + [UInt8](repeating: 0xCC, count: 5000)
         #expect(Self.sniff(big, chunk: 4096) == "12.34.56")
@@ -63,6 +76,16 @@ import Testing
         #expect(GoMainVersion.fromLDFlags("-X main.gitTag=0.9.0", mainModule: "example.com/x") == "v0.9.0")
         #expect(GoMainVersion.fromLDFlags("-X other.com/y.Version=1.2.3", mainModule: "example.com/x") == nil)
         #expect(GoMainVersion.fromLDFlags("-X main.commit=abc", mainModule: "example.com/x") == nil)
+        // Go's regexp: the digit runs may take dots' places ("20240101" reads as 2.0.240101).
+        #expect(GoMainVersion.fromLDFlags("-X main.version=20240101", mainModule: "m") == "v20240101")
+        #expect(GoMainVersion.fromLDFlags("-X 'main.Version=v1.2.3'", mainModule: "m") == "v1.2.3")
+        #expect(GoMainVersion.fromLDFlags("-X main.version=build/1.2.3", mainModule: "m") == "v1.2.3")
+        // Hostile flags and module paths: literal, and never exponential.
+        #expect(GoMainVersion.fromLDFlags("-X main.version=" + String(repeating: "a/", count: 2000) + "x", mainModule: "m") == nil)
+        #expect(GoMainVersion.fromLDFlags("-X (a+)+/x.Version=1.2.3", mainModule: "(a+)+") == "v1.2.3")
+        #expect(GoMainVersion.fromLDFlags("-X aaaa/x.Version=1.2.3", mainModule: "(a+)+") == nil)
+        let module = "example.com/app"
+        #expect(GoMainVersion.fromLDFlags(String(repeating: module + "/.", count: 100_000), mainModule: module) == nil)
         #expect(GoMainVersion.pseudoVersion(revision: "0123456789abcdef0123", time: "2024-01-02T03:04:05Z") == "v0.0.0-20240102030405-0123456789ab")
         #expect(GoMainVersion.pseudoVersion(revision: "abc", time: "not a time") == "v0.0.0-00010101000000-abc")
         #expect(GoMainVersion.unquote(#""-X main.version=1.2.3 -s""#) == "-X main.version=1.2.3 -s")
@@ -73,6 +96,21 @@ import Testing
         #expect(GoMainVersion.guess(ldflags: nil, mainModule: "m", sniffed: "2.0.0", settings: vcs) == "v2.0.0")
         #expect(GoMainVersion.guess(ldflags: nil, mainModule: "m", sniffed: nil, settings: vcs) == "v0.0.0-20240102030405-0123456789ab")
         #expect(GoMainVersion.guess(ldflags: nil, mainModule: "m", sniffed: nil, settings: [:]) == nil)
+    }
+
+    /// A tagged binary is read no further than its build information; a (devel) one on, for
+    /// the version string that may come later.
+    @Test func theBinaryIsReadOnOnlyForAVersionToGuess() {
+        func scanner(_ modInfo: String) -> GoBuildInfoScanner {
+            let s = GoBuildInfoScanner(path: "bin/x", maxBytes: 1 << 20)
+            GoBinary.elf(modInfo: modInfo).withUnsafeBytes { s.feed($0) }
+            return s
+        }
+        #expect(scanner("mod\texample.com/t\tv1.0.0\th1:x=\n").isDone)
+        let devel = scanner("mod\texample.com/t\t(devel)\t\n")
+        #expect(!devel.isDone)
+        Self.bytes([[0], "2.3.4", [0]]).withUnsafeBytes { devel.feed($0) }
+        #expect(devel.result()?.packages.map { "\($0.name)@\($0.version)" }.sorted() == ["example.com/t@v2.3.4", "stdlib@go1.21.5"])
     }
 
     static func index(_ files: [(String, [UInt8])]) async throws -> LayerIndex {

@@ -95,6 +95,23 @@ import Testing
         }
     }
 
+    /// Hostile manifests and names: each finishes at once (minutes of copying before the bounds).
+    @Test func hostileManifestsAndNamesStayLinear() {
+        // Millions of continuation lines: blank ones add nothing, others stop at the field bound.
+        let x = String(repeating: "x", count: 4089)
+        let blank = Self.manifest("Name: \(x)\n" + String(repeating: " \n", count: 2_000_000))
+        #expect(blank.main("Name") == x)
+        let growing = Self.manifest("Name: a\n" + String(repeating: " bc\n", count: 1_000_000))
+        #expect(growing.main("Name")?.utf8.count == TextLines.maxField)
+        // A 64 KiB entry name of dash-separated words, and of separators.
+        let dashes = String(repeating: "a-", count: 32_768) + "a"
+        #expect(JavaArchiveFilename(path: dashes + ".jar") == JavaArchiveFilename(name: dashes, version: ""))
+        let rs = String(repeating: "a-r1x", count: 13_000)
+        #expect(JavaArchiveFilename(path: rs + ".jar").name == rs)
+        let dots = "a" + String(repeating: "._", count: 30_000)
+        #expect(JavaArchiveFilename(path: dots + ".jar").version == "")
+    }
+
     @Test func aNameComesFromTheBundlePluginThenTheFileThenTheManifest() {
         let plain = JavaArchiveFilename(path: "guice.jar"), nameless = JavaArchiveFilename(path: "1.jar")
         let bundle = Self.manifest("Created-By: Apache Maven Bundle Plugin 5.1\nBundle-SymbolicName: org.example.osgi.widget\nBundle-Name: Widget\n")
@@ -168,6 +185,36 @@ import Testing
         // Named by the manifest when the file name says nothing.
         #expect(Self.catalog("j/1.jar", try Self.jar(manifest: "Implementation-Title: tool\nImplementation-Version: 9\n")) == ["tool@9 j/1.jar"])
         #expect(Self.catalog("j/1.jar", try Self.jar(manifest: mf)) == [])
+    }
+
+    @Test func theArchivesOwnPomGivesGroupAndVersionTogether() throws {
+        // Named by its manifest, two poms of that artifact (a relocated group): both from the first.
+        let two = try Self.jar(manifest: "Implementation-Title: lib\n", poms: [("b.group", "lib", "2"), ("a.group", "lib", "1")])
+        #expect(Self.catalog("j/1.jar", two) == ["a.group:lib@1 j/1.jar!META-INF/maven/a.group/lib/pom.properties"])
+        // Matched by its file name: the matched pom (of two exact matches without a pom.xml, the
+        // last by directory, as Syft), the other of that artifact not listed beside it.
+        #expect(Self.catalog("j/lib.jar", two) == ["b.group:lib@2 j/lib.jar!META-INF/maven/b.group/lib/pom.properties"])
+    }
+
+    @Test func aNestedCopyIsListedOnce() throws {
+        let inner = try Self.jar(manifest: "Manifest-Version: 1.0\n", poms: [("g", "dup", "1")])
+        let outer = try Self.jar(manifest: "Manifest-Version: 1.0\n", nested: [("lib/dup-1.jar", inner), ("other/dup-1.jar", inner)])
+        #expect(Self.catalog("opt/outer.jar", outer) == ["outer@UNKNOWN opt/outer.jar", "g:dup@1 opt/outer.jar!lib/dup-1.jar!META-INF/maven/g/dup/pom.properties"])
+    }
+
+    @Test func manyEmptyEntriesCostBudgetAndProblemsAreCapped() throws {
+        var z = ZipWriter()
+        for k in 0..<5000 { try z.add("META-INF/maven/g/a\(k)/pom.properties", []) }
+        let file = JavaArchive.catalog(z.bytes, path: "j/empty.jar", limits: ScanLimits())
+        #expect(file.packages.isEmpty)
+        #expect(file.problems.count == JavaArchive.maxProblems + 1)
+        #expect(file.problems.last?.reason.contains("more problems") == true)
+        // Each costs a byte at least: a small budget stops the reading.
+        var small = ScanLimits()
+        small.maxArchiveBytes = 10
+        let spent = JavaArchive.catalog(z.bytes, path: "j/empty.jar", limits: small)
+        #expect(spent.problems.count == 11)
+        #expect(spent.problems.last?.reason.contains("no bytes left to inflate") == true)
     }
 
     @Test func withoutAManifestOnlyItsPomsCount() throws {

@@ -339,7 +339,7 @@ enum JavaArchive {
                      file: inout IndexedFile, seen: inout Set<String>) {
         let archive: ZipArchive
         do { archive = try ZipArchive(bytes: data) } catch {
-            file.problems.append(InventoryProblem(path: location, reason: "not a readable zip archive: \(reason(error))"))
+            note(&file, location, "not a readable zip archive: \(reason(error))")
             return
         }
         var manifest: JavaManifest?
@@ -347,6 +347,10 @@ enum JavaArchive {
         var pomXMLDirectories = Set<String>()
         var nested: [ZipArchive.Entry] = []
         for entry in archive.entries where !entry.name.hasSuffix("/") {
+            guard budget > 0 else {
+                note(&file, location, "no bytes left to inflate from this archive; the rest of it not read")
+                break
+            }
             let name = entry.name
             if name == "META-INF/MANIFEST.MF" {
                 guard manifest == nil,
@@ -357,7 +361,7 @@ enum JavaArchive {
                 guard let bytes = read(archive, entry, location: location, limit: min(limits.maxMetadataBytes, budget), budget: &budget, file: &file) else { continue }
                 let props = properties(bytes)
                 guard let artifact = props["artifactId"], let version = props["version"], !artifact.isEmpty, !version.isEmpty else {
-                    file.problems.append(InventoryProblem(path: "\(location)!\(name)", reason: "lacks artifactId or version"))
+                    note(&file, "\(location)!\(name)", "lacks artifactId or version")
                     continue
                 }
                 let directory = parentDirectory(name)
@@ -371,38 +375,51 @@ enum JavaArchive {
         }
 
         let sortedPoms = poms.values.sorted { $0.directory < $1.directory }
+        // The archive's own package: named by the pom.properties matching its file name, else by
+        // the file name or the manifest; a pom.properties naming that same artifact describes it
+        // (group and version both from the first such pom, so never a pair no pom states).
         var own: (name: String, version: String, pom: Pom?)?
         if let manifest, manifest.main("Weave-Classes") == nil {
             let filename = JavaArchiveFilename(path: location)
-            let matched = matchingPom(sortedPoms, filename: filename.name, pomXMLDirectories: pomXMLDirectories)
-            own = (matched?.artifact ?? manifest.selectName(filename), matched?.version ?? manifest.selectVersion(filename), nil)
-        }
-        var others: [Pom] = []
-        for pom in sortedPoms {
-            // A pom.properties naming the archive's own artifact describes the archive (the last
-            // one read sets its version, the first its group), as in Syft.
-            if let o = own, !o.name.isEmpty, o.name == pom.artifact {
-                own = (o.name, pom.version, o.pom ?? pom)
+            if let matched = matchingPom(sortedPoms, filename: filename.name, pomXMLDirectories: pomXMLDirectories) {
+                own = (matched.artifact, matched.version, matched)
             } else {
-                others.append(pom)
+                let name = manifest.selectName(filename)
+                let described = name.isEmpty ? nil : sortedPoms.first { $0.artifact == name }
+                own = (name, described?.version ?? manifest.selectVersion(filename), described)
             }
         }
         if let own, !own.name.isEmpty {
-            let name = own.pom.map { $0.group.isEmpty ? own.name : "\($0.group):\(own.name)" } ?? own.name
-            add(name: name, version: own.version.isEmpty ? InventoryPackage.unknownVersion : own.version,
+            add(name: own.pom?.packageName ?? own.name, version: own.version.isEmpty ? InventoryPackage.unknownVersion : own.version,
                 location: own.pom?.location ?? location, file: &file, seen: &seen)
         }
-        for pom in others {
+        // Every other pom.properties is a package of its own (a library shaded or bundled in).
+        for pom in sortedPoms where own == nil || own!.name.isEmpty || pom.artifact != own!.name {
             add(name: pom.packageName, version: pom.version, location: pom.location, file: &file, seen: &seen)
         }
 
         for entry in nested {
+            guard budget > 0 else {
+                note(&file, location, "no bytes left to inflate from this archive; the rest of it not read")
+                break
+            }
             guard depth < limits.maxArchiveDepth else {
-                file.problems.append(InventoryProblem(path: "\(location)!\(entry.name)", reason: "archives nested deeper than \(limits.maxArchiveDepth); not read"))
+                note(&file, "\(location)!\(entry.name)", "archives nested deeper than \(limits.maxArchiveDepth); not read")
                 continue
             }
             guard let bytes = read(archive, entry, location: location, limit: budget, budget: &budget, file: &file) else { continue }
             walk(bytes, location: "\(location)!\(entry.name)", depth: depth + 1, limits: limits, budget: &budget, file: &file, seen: &seen)
+        }
+    }
+
+    /// Problems kept per archive (with everything nested in it); past that, one line says more were found.
+    static let maxProblems = 100
+
+    static func note(_ file: inout IndexedFile, _ path: String, _ reason: String) {
+        if file.problems.count < maxProblems {
+            file.problems.append(InventoryProblem(path: path, reason: reason))
+        } else if file.problems.count == maxProblems {
+            file.problems.append(InventoryProblem(path: path, reason: "more problems in this archive, not listed"))
         }
     }
 
@@ -435,15 +452,16 @@ enum JavaArchive {
 
     static func read(_ archive: ZipArchive, _ entry: ZipArchive.Entry, location: String, limit: Int, budget: inout Int,
                      file: inout IndexedFile) -> [UInt8]? {
+        // Every entry costs something, read or not: its declared size, at least one byte (a
+        // million empty entries in one directory are no free lunch).
+        defer { budget -= max(1, min(entry.size, limit)) }
         do {
-            let d = try archive.bytes(of: entry, limit: limit)
-            budget -= d.count
-            return d
+            return try archive.bytes(of: entry, limit: limit)
         } catch {
             let why = entry.size <= limit ? reason(error)
                 : limit < budget ? "\(entry.size) bytes, over the \(limit)-byte limit for this kind of file; not read"
                 : "larger than the \(limit) bytes left to inflate from this archive; not read"
-            file.problems.append(InventoryProblem(path: "\(location)!\(entry.name)", reason: why))
+            note(&file, "\(location)!\(entry.name)", why)
             return nil
         }
     }

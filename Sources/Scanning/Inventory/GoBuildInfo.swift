@@ -20,6 +20,9 @@ final class GoBuildInfoScanner {
     private(set) var isELF: Bool?
     /// The first version-like string of the binary, for a main module built as `(devel)`.
     private var sniffer = GoVersionSniffer()
+    /// The build information once it is whole (or known unreadable): no more of it is kept, and
+    /// the binary is read on only when its main module's version is to be guessed.
+    private var settled: (info: Result<BuildInfo, BuildInfoProblem>, guessing: Bool)?
 
     init(path: String, maxBytes: Int) {
         self.path = path
@@ -29,8 +32,8 @@ final class GoBuildInfoScanner {
     /// True once the scanner has what it needs or knows the file is not a Go binary.
     var isDone: Bool {
         if isELF == false { return true }
-        if let c = captured { return c.count >= maxBytes && sniffer.isDone }
-        return false
+        guard let settled else { return false }
+        return !settled.guessing || sniffer.isDone
     }
 
     func feed(_ bytes: UnsafeRawBufferPointer) {
@@ -41,10 +44,13 @@ final class GoBuildInfoScanner {
         }
         sniffer.feed(bytes)
         if captured != nil {
-            let room = maxBytes - captured!.count
-            if room > 0 { captured!.append(contentsOf: bytes.prefix(room)) }
+            if settled == nil {
+                captured!.append(contentsOf: bytes.prefix(maxBytes - captured!.count))
+                settle()
+            }
             return
         }
+        defer { if captured != nil { settle() } }
         let magic = Self.magic
         let base = fed
         fed += bytes.count
@@ -78,92 +84,157 @@ final class GoBuildInfoScanner {
         if p < n { carry = Array(bytes[p...]) }
     }
 
+    /// Parses the captured bytes once they hold the whole build information (both strings'
+    /// lengths known and reached), or once they cannot (the old format, over `maxBytes`).
+    private func settle() {
+        guard settled == nil, let c = captured else { return }
+        if c.count >= 16, c[15] & 2 == 0 {
+            settled = (.failure(.oldFormat), false)
+            return
+        }
+        let whole = c.count >= Self.headerSize && Self.stringEnd(c, Self.headerSize).flatMap { Self.stringEnd(c, $0) } != nil
+        guard whole || c.count >= maxBytes else { return }
+        let info = BuildInfo.parse(c, maxBytes: maxBytes)
+        settled = (info, (try? info.get())?.mainIsDevel ?? false)
+        captured = []
+    }
+
     /// The packages of the build information, or a problem when it is truncated or malformed;
     /// nil for files that are not Go binaries.
     func result() -> IndexedFile? {
-        guard isELF == true, let c = captured else { return nil }
+        guard isELF == true, captured != nil else { return nil }
+        if settled == nil {
+            // The file ended first: what was captured is all there is.
+            settled = (BuildInfo.parse(captured!, maxBytes: maxBytes), false)
+        }
         var file = IndexedFile()
-        func problem(_ r: String) -> IndexedFile? {
-            file.problems.append(InventoryProblem(path: self.path, reason: r))
+        let info: BuildInfo
+        switch settled!.info {
+        case .failure(let problem):
+            file.problems.append(InventoryProblem(path: path, reason: problem.reason(maxBytes: maxBytes)))
             return file
+        case .success(let parsed):
+            info = parsed
         }
-        guard c.count >= Self.headerSize else { return problem("Go build information truncated") }
-        let flags = c[15]
-        guard flags & 2 != 0 else {
-            return problem("Go build information of a Go release before 1.18 (pointer format) is not read")
+        for line in info.malformed {
+            file.problems.append(InventoryProblem(path: path, reason: "malformed \(line) line in Go module information"))
         }
-        var p = Self.headerSize
-        guard let version = Self.string(c, &p), let rawModInfo = Self.string(c, &p) else {
-            return problem(c.count >= maxBytes ? "Go build information larger than \(maxBytes) bytes" : "Go build information truncated or malformed")
-        }
-        guard let goVersion = String(validating: version, as: UTF8.self), goVersion.hasPrefix("go"), goVersion.utf8.count <= 64 else {
-            return problem("Go build information has an invalid Go version")
-        }
-        // The module information is framed by 16-byte sentinels.
-        var mod = rawModInfo[...]
-        if mod.count >= 33, mod[mod.endIndex - 17] == 0x0A { mod = mod.dropFirst(16).dropLast(16) }
-        let lines = String(decoding: mod, as: UTF8.self).split(separator: "\n")
-        let stdlibVersion = String(goVersion.split(separator: " ").first ?? "")
-        // The lines of `debug.BuildInfo`: path, the main module (mod), dependencies (dep), each
-        // possibly replaced (=>, after its line), build settings (build KEY=VALUE).
-        var path: String?
-        var main: (name: String, version: String)?
-        var deps: [(name: String, version: String)] = []
-        var settings: [String: String] = [:]
-        var last: Int? // the line "=>" replaces: -1 the main module, else a dependency
-        for line in lines {
-            let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            guard let kind = f.first else { continue }
-            switch kind {
-            case "path":
-                if f.count >= 2 { path = TextLines.clip(f[1]) }
-                last = nil
-            case "mod", "dep":
-                guard f.count >= 3, !f[1].isEmpty else { file.problems.append(InventoryProblem(path: self.path, reason: "malformed \(kind) line in Go module information")); continue }
-                let module = (TextLines.clip(f[1]), TextLines.clip(f[2]))
-                if kind == "mod" { main = module; last = -1 } else { deps.append(module); last = deps.count - 1 }
-            case "=>":
-                // Replaces the module of the line before it; a replacement by a local directory
-                // has no version: it is built from source.
-                guard f.count >= 3, let l = last else { continue }
-                let version = TextLines.clip(f[2])
-                let replaced = (TextLines.clip(f[1]), version.isEmpty ? GoMainVersion.devel : version)
-                if l < 0 { main = replaced } else { deps[l] = replaced }
-                last = nil
-            case "build":
-                if f.count >= 2, let eq = f[1].firstIndex(of: "=") {
-                    settings[String(f[1][..<eq])] = GoMainVersion.unquote(String(f[1][f[1].index(after: eq)...]))
-                }
-            default: continue
-            }
-        }
-        // No main module (a binary built outside module mode, as Debian builds its Go packages,
-        // or from a file list): the one dependency built from source, else the package path,
-        // at `(devel)` (Syft's rule).
-        if (main == nil && path?.isEmpty == false) || (main?.name == "command-line-arguments" && main?.version.isEmpty == true) {
-            let local = deps.indices.filter { deps[$0].version == GoMainVersion.devel }
-            if local.count == 1 {
-                main = deps.remove(at: local[0])
-            } else if let path, !path.isEmpty {
-                main = (path, GoMainVersion.devel)
-            }
-        }
+        var main = info.main
         if var m = main, m.version == GoMainVersion.devel {
             sniffer.finish()
-            if let guess = GoMainVersion.guess(ldflags: settings["-ldflags"], mainModule: m.name, sniffed: sniffer.found, settings: settings) {
+            if let guess = GoMainVersion.guess(ldflags: info.settings["-ldflags"], mainModule: m.name, sniffed: sniffer.found, settings: info.settings) {
                 m.version = TextLines.clip(guess)
                 main = m
             }
         }
-        let modules = (main.map { [$0] } ?? []) + deps
+        let modules = (main.map { [$0] } ?? []) + info.deps.map { ($0.name, $0.version) }
         // The toolchain's standard library, for a binary with any module information at all.
         if !modules.isEmpty {
-            file.packages.append(InventoryPackage(type: .goModule, name: "stdlib", version: stdlibVersion, locations: [self.path]))
+            file.packages.append(InventoryPackage(type: .goModule, name: "stdlib", version: info.stdlibVersion, locations: [path]))
         }
         for m in modules {
-            file.packages.append(InventoryPackage(type: .goModule, name: m.name, version: m.version, locations: [self.path]))
+            file.packages.append(InventoryPackage(type: .goModule, name: m.0, version: m.1, locations: [path]))
         }
         return file
+    }
+
+    enum BuildInfoProblem: Error {
+        case oldFormat, truncated, tooLarge, invalidGoVersion
+        func reason(maxBytes: Int) -> String {
+            switch self {
+            case .oldFormat: "Go build information of a Go release before 1.18 (pointer format) is not read"
+            case .truncated: "Go build information truncated or malformed"
+            case .tooLarge: "Go build information larger than \(maxBytes) bytes"
+            case .invalidGoVersion: "Go build information has an invalid Go version"
+            }
+        }
+    }
+
+    /// The lines of `debug.BuildInfo`: path, the main module (mod), dependencies (dep), each
+    /// possibly replaced (=>, after its line), build settings (build KEY=VALUE).
+    struct BuildInfo {
+        var stdlibVersion: String
+        var path: String?
+        var main: (name: String, version: String)?
+        /// Each with the version its own line states (before a `=>` replaced it).
+        var deps: [(name: String, version: String, stated: String)] = []
+        var settings: [String: String] = [:]
+        var malformed: [String] = []
+
+        var mainIsDevel: Bool { main?.version == GoMainVersion.devel }
+
+        static func parse(_ c: [UInt8], maxBytes: Int) -> Result<BuildInfo, BuildInfoProblem> {
+            guard c.count >= 16 else { return .failure(.truncated) }
+            guard c[15] & 2 != 0 else { return .failure(.oldFormat) }
+            var p = GoBuildInfoScanner.headerSize
+            guard let version = GoBuildInfoScanner.string(c, &p), let rawModInfo = GoBuildInfoScanner.string(c, &p) else {
+                return .failure(c.count >= maxBytes ? .tooLarge : .truncated)
+            }
+            guard let goVersion = String(validating: version, as: UTF8.self), goVersion.hasPrefix("go"), goVersion.utf8.count <= 64 else {
+                return .failure(.invalidGoVersion)
+            }
+            // The module information is framed by 16-byte sentinels.
+            var mod = rawModInfo[...]
+            if mod.count >= 33, mod[mod.endIndex - 17] == 0x0A { mod = mod.dropFirst(16).dropLast(16) }
+            var info = BuildInfo(stdlibVersion: String(goVersion.split(separator: " ").first ?? ""))
+            var last: Int? // the line "=>" replaces: -1 the main module, else a dependency
+            for line in String(decoding: mod, as: UTF8.self).split(separator: "\n") {
+                let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+                guard let kind = f.first else { continue }
+                switch kind {
+                case "path":
+                    if f.count >= 2 { info.path = TextLines.clip(f[1]) }
+                    last = nil
+                case "mod", "dep":
+                    guard f.count >= 3, !f[1].isEmpty else { info.malformed.append(kind); continue }
+                    let name = TextLines.clip(f[1]), version = TextLines.clip(f[2])
+                    if kind == "mod" {
+                        info.main = (name, version); last = -1
+                    } else {
+                        info.deps.append((name, version, version)); last = info.deps.count - 1
+                    }
+                case "=>":
+                    // Replaces the module of the line before it; a replacement by a local
+                    // directory has no version: it is built from source.
+                    guard f.count >= 3, let l = last else { continue }
+                    let name = TextLines.clip(f[1]), stated = TextLines.clip(f[2])
+                    let version = stated.isEmpty ? GoMainVersion.devel : stated
+                    if l < 0 { info.main = (name, version) } else { info.deps[l] = (name, version, info.deps[l].stated) }
+                    last = nil
+                case "build":
+                    if f.count >= 2, let eq = f[1].firstIndex(of: "=") {
+                        info.settings[String(f[1][..<eq])] = GoMainVersion.unquote(String(f[1][f[1].index(after: eq)...]))
+                    }
+                default: continue
+                }
+            }
+            // No main module (a binary built outside module mode, as Debian builds its Go
+            // packages, or from a file list): the one dependency stated as built from source,
+            // else the package path, at `(devel)` (Syft's rule).
+            if (info.main == nil && info.path?.isEmpty == false) || (info.main?.name == "command-line-arguments" && info.main?.version.isEmpty == true) {
+                let local = info.deps.indices.filter { info.deps[$0].stated == GoMainVersion.devel }
+                if local.count == 1 {
+                    let d = info.deps.remove(at: local[0])
+                    info.main = (d.name, d.version)
+                } else if let path = info.path, !path.isEmpty {
+                    info.main = (path, GoMainVersion.devel)
+                }
+            }
+            return .success(info)
+        }
+    }
+
+    /// Where the uvarint-length-prefixed string at `p` ends; nil when it does not fit (yet).
+    static func stringEnd(_ d: [UInt8], _ p: Int) -> Int? {
+        var p = p, length = 0, shift = 0
+        while true {
+            guard p < d.count, shift < 35 else { return nil }
+            let b = d[p]; p += 1
+            length |= Int(b & 0x7F) << shift
+            if b & 0x80 == 0 { break }
+            shift += 7
+        }
+        return length <= d.count - p ? p + length : nil
     }
 
     /// A uvarint length followed by that many bytes; nil when it does not fit.

@@ -22,21 +22,94 @@ enum GoMainVersion {
         return nil
     }
 
-    /// Syft's two ldflags patterns, anchored on `main` or a package of the main module.
+    /// The ldflags read (they come from the binary: bounded, so the search below stays cheap).
+    static let maxLDFlags = 4096
+
+    /// Syft's two ldflags patterns (`(main|<module>\/[^\s]*)` then
+    /// `\.[a-zA-Z0-9]*([rR]elease)?([gG]it)?([bB]uild)?[vV]er(sion)?=(\S+/)*(?P<version>v?\d+.\d+.\d+[-\w]*)`,
+    /// else the same with `([tT]ag)=`), matched by hand with the preferences of Go's regexp
+    /// (leftmost start; `main` before the module; the longest `[^\s]*`; the version after the
+    /// last `/` first), in time linear to quadratic in the bounded ldflags, never exponential
+    /// as a backtracking engine would be on hostile flags. The module path is literal.
     static func fromLDFlags(_ ldflags: String, mainModule: String) -> String? {
-        let prefix = "(main|" + mainModule.map { $0 == "/" ? "\\/" : String($0) }.joined() + "\\/[^\\s]*)"
-        let patterns = [#"(?m)\.[a-zA-Z0-9]*([rR]elease)?([gG]it)?([bB]uild)?[vV]er(sion)?=(\S+/)*(?<version>v?\d+.\d+.\d+[-\w]*)"#,
-                        #"(?m)\.[a-zA-Z0-9]*([tT]ag)=(\S+/)*(?<version>v?\d+.\d+.\d+[-\w]*)"#]
-        for pattern in patterns {
-            // A module path with regular-expression syntax Syft would read differently: no guess.
-            guard let re = try? NSRegularExpression(pattern: prefix + pattern) else { return nil }
-            let range = NSRange(ldflags.startIndex..., in: ldflags)
-            guard let m = re.firstMatch(in: ldflags, range: range), let r = Range(m.range(withName: "version"), in: ldflags) else { continue }
-            let v = String(ldflags[r])
-            return v.hasPrefix("v") ? v : "v" + v
+        let t = Array(ldflags.utf8.prefix(maxLDFlags))
+        let module = Array(mainModule.utf8) + [UInt8(ascii: "/")]
+        for suffixes in [["ver", "Ver", "version", "Version"], ["tag", "Tag"]] {
+            let keys = suffixes.map { Array($0.utf8) }
+            // Whether a `.` at j starts `.<alnum>*<key>=` followed by a version, memoised by j.
+            var memo: [Int: String?] = [:]
+            func after(dot j: Int) -> String? {
+                if let known = memo[j] { return known }
+                var result: String?
+                if j < t.count, t[j] == UInt8(ascii: ".") {
+                    var e = j + 1
+                    while e < t.count, isAlnum(t[e]) { e += 1 }
+                    let run = t[(j + 1)..<e]
+                    if e < t.count, t[e] == UInt8(ascii: "="), keys.contains(where: { run.count >= $0.count && run.suffix($0.count).elementsEqual($0) }) {
+                        result = versionAfterEquals(t, e)
+                    }
+                }
+                memo[j] = result
+                return result
+            }
+            for i in t.indices {
+                if t[i...].starts(with: "main".utf8), let v = after(dot: i + 4) { return v }
+                if t[i...].starts(with: module) {
+                    // `[^\s]*` as long as it goes, then shorter: the last `.` that works.
+                    var w = i + module.count
+                    while w < t.count, !isSpace(t[w]) { w += 1 }
+                    var j = w - 1
+                    while j >= i + module.count {
+                        if t[j] == UInt8(ascii: "."), let v = after(dot: j) { return v }
+                        j -= 1
+                    }
+                }
+            }
         }
         return nil
     }
+
+    /// `(\S+/)*` then the version, after the `=` at `e`: after the last `/` of the word first,
+    /// then each earlier one, then right after the `=`.
+    static func versionAfterEquals(_ t: [UInt8], _ e: Int) -> String? {
+        var w = e + 1
+        while w < t.count, !isSpace(t[w]) { w += 1 }
+        var starts = (e + 1..<w).filter { t[$0] == UInt8(ascii: "/") }.map { $0 + 1 }.reversed() as [Int]
+        starts.append(e + 1)
+        for q in starts {
+            if let end = versionEnd(t, q) {
+                let v = String(decoding: t[q..<end], as: UTF8.self)
+                return v.hasPrefix("v") ? v : "v" + v
+            }
+        }
+        return nil
+    }
+
+    /// The end of `v?\d+.\d+.\d+[-\w]*` at `q` (`.` any byte but a newline; Go's `\d` and
+    /// `\w` are ASCII), with a backtracking regexp's choices: each run of digits as long as it
+    /// can be (at most 32 tried).
+    static func versionEnd(_ t: [UInt8], _ q: Int) -> Int? {
+        let s = q < t.count && t[q] == UInt8(ascii: "v") ? q + 1 : q
+        func digits(_ p: Int) -> Int { var n = 0; while p + n < t.count, n < 32, isDigit(t[p + n]) { n += 1 }; return n }
+        func any(_ p: Int) -> Bool { p < t.count && t[p] != 0x0A }
+        let na = digits(s)
+        guard na > 0 else { return nil }
+        for a in stride(from: na, through: 1, by: -1) where any(s + a) {
+            let sb = s + a + 1
+            for b in stride(from: digits(sb), through: 1, by: -1) where any(sb + b) {
+                let sc = sb + b + 1
+                guard digits(sc) > 0 else { continue }
+                var end = sc
+                while end < t.count, isAlnum(t[end]) || t[end] == UInt8(ascii: "_") || t[end] == UInt8(ascii: "-") { end += 1 }
+                return end
+            }
+        }
+        return nil
+    }
+
+    static func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
+    static func isAlnum(_ c: UInt8) -> Bool { isDigit(c) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) }
+    static func isSpace(_ c: UInt8) -> Bool { c == 0x20 || (c >= 0x09 && c <= 0x0D) }
 
     /// `golang.org/x/mod/module.PseudoVersion` with no earlier tag: `v0.0.0-YYYYMMDDHHMMSS-rev12`
     /// (a time that does not parse is the zero time, as in Syft).
@@ -82,42 +155,62 @@ enum GoMainVersion {
 /// longer than `maxMatch` bytes is not seen. Holds at most `maxMatch` bytes between chunks.
 struct GoVersionSniffer {
     static let maxMatch = 256
+    /// Bytes kept past the last position examined: the longest match that may start there.
+    static let lookahead = maxMatch + 8
+    /// Bytes gathered before a pass over them, so each byte is copied about once.
+    static let batch = 64 << 10
     private(set) var found: String?
-    /// Bytes not yet examined (the last `maxMatch` of the stream, whose matches may need what
-    /// follows), with the three bytes before them (a continuation byte's lead).
-    private var pending: [UInt8] = []
-    private var before: [UInt8] = []
+    /// Up to 3 bytes already examined (a continuation byte's lead), then those not yet examined.
+    private var buffer: [UInt8] = []
+    private var examined = 0
 
     var isDone: Bool { found != nil }
 
     mutating func feed(_ bytes: UnsafeRawBufferPointer) {
         guard found == nil else { return }
-        pending.append(contentsOf: bytes)
-        if pending.count > Self.maxMatch { examine(final: false) }
+        buffer.append(contentsOf: bytes)
+        if buffer.count - examined >= Self.batch + Self.lookahead { examine(final: false) }
     }
 
     /// The end of the binary: what is pending is examined with nothing after it.
     mutating func finish() {
-        guard found == nil, !pending.isEmpty else { return }
+        guard found == nil, buffer.count > examined else { return }
         examine(final: true)
     }
 
     private mutating func examine(final: Bool) {
-        let buffer = before + pending
-        let start = before.count
-        let end = final ? buffer.count : buffer.count - Self.maxMatch
+        let end = final ? buffer.count : buffer.count - Self.lookahead
+        var hit: String?
         buffer.withUnsafeBufferPointer { b in
-            var s = start
-            while s < end {
-                if let (version, _) = Self.match(b, at: s) { found = version; return }
-                s += 1
+            for s in examined..<max(examined, end) where Self.mayStart(b, s) {
+                if let (version, _) = Self.match(b, at: s) { hit = version; return }
             }
         }
-        guard found == nil else { pending = []; return }
-        let consumed = end - start
-        let all = buffer
-        before = Array(all[max(0, start + consumed - 3)..<(start + consumed)])
-        pending = Array(pending[consumed...])
+        if let hit {
+            found = hit
+            buffer = []
+            return
+        }
+        let drop = max(0, end - 3)
+        buffer.removeFirst(drop)
+        examined = end - drop
+    }
+
+    /// A cheap first look: a NUL or non-ASCII byte followed soon by what a match needs next
+    /// (a digit or `v`, or an `L` for the `(.L)` form).
+    @inline(__always)
+    static func mayStart(_ b: UnsafeBufferPointer<UInt8>, _ s: Int) -> Bool {
+        let x = b[s]
+        guard x == 0 || x >= 0x80 else { return false }
+        let n = b.count
+        func versionish(_ i: Int) -> Bool { i < n && (isDigit(b[i]) || b[i] == UInt8(ascii: "v")) }
+        if versionish(s + 1) || (x == 0xEF && versionish(s + 3)) { return true }
+        var i = s + 2
+        while i < min(n, s + 8) {
+            if b[i] == UInt8(ascii: "L") { return true }
+            i += 1
+        }
+        return false
     }
 
     /// The version matched with its prefix rune at byte `s`, when `s` starts such a rune.

@@ -38,7 +38,8 @@ struct JavaArchiveFilename: Equatable {
         var name = String(String.UnicodeScalarView(s[..<found.name]))
         var version = found.version.map { String(String.UnicodeScalarView(s[$0...])) } ?? ""
         if version.isEmpty {
-            // Other conventions: "foo_1.2", "foo.1.2", "foo-v1.2" (the first separator that starts a version).
+            // Other conventions: "foo_1.2", "foo.1.2" (the first separator that starts a version;
+            // "foo-v1.2", a whole name to the pattern above, splits at its ".": "foo-v1", "2").
             let n = Array(name.unicodeScalars)
             if let p = n.indices.first(where: { ["_", ".", "-"].contains(n[$0]) && Self.isVersion(n[($0 + 1)...], caseInsensitive: false) }) {
                 version = String(String.UnicodeScalarView(n[(p + 1)...]))
@@ -48,15 +49,22 @@ struct JavaArchiveFilename: Equatable {
         self.init(name: name, version: version)
     }
 
-    /// `\d.*`, `build\d+.*` or `rc?\d+` (to the end).
+    /// `\d.*`, `build\d+.*` or `rc?\d+` (to the end). Looks at no more than the digits it needs,
+    /// so trying it after every separator of a long name stays linear.
     static func isVersion(_ v: ArraySlice<Unicode.Scalar>, caseInsensitive: Bool) -> Bool {
         guard let first = v.first else { return false }
         if isDigit(first) { return true }
-        let lower = v.map { caseInsensitive && ("A"..."Z").contains($0) ? Unicode.Scalar($0.value + 32)! : $0 }
-        if lower.starts(with: "build".unicodeScalars), lower.count > 5, isDigit(lower[5]) { return true }
-        guard lower.first == "r" else { return false }
-        let digits = lower.dropFirst(lower.count > 1 && lower[1] == "c" ? 2 : 1)
-        return !digits.isEmpty && digits.allSatisfy(isDigit)
+        func lower(_ c: Unicode.Scalar) -> Unicode.Scalar {
+            caseInsensitive && ("A"..."Z").contains(c) ? Unicode.Scalar(c.value + 32)! : c
+        }
+        var i = v.startIndex
+        if v.count > 5, zip(v.prefix(5), "build".unicodeScalars).allSatisfy({ lower($0) == $1 }), isDigit(v[i + 5]) { return true }
+        guard lower(first) == "r" else { return false }
+        i += 1
+        if i < v.endIndex, lower(v[i]) == "c" { i += 1 }
+        guard i < v.endIndex else { return false }
+        while i < v.endIndex { guard isDigit(v[i]) else { return false }; i += 1 }
+        return true
     }
 
     static func isAlpha(_ c: Unicode.Scalar) -> Bool { ("a"..."z").contains(c) || ("A"..."Z").contains(c) }
@@ -88,7 +96,12 @@ struct JavaManifest {
             if line.hasPrefix(" ") {
                 guard lastKey, !sections.isEmpty, !sections[sections.count - 1].isEmpty else { continue }
                 let s = sections.count - 1, k = sections[s].count - 1
-                sections[s][k].value = TextLines.clip(sections[s][k].value + line.trimmingCharacters(in: .whitespaces))
+                // Appended up to the field bound, and only what adds something (a hostile manifest
+                // of many continuation lines would otherwise copy the whole value once per line).
+                let piece = line.trimmingCharacters(in: .whitespaces)
+                let room = TextLines.maxField - sections[s][k].value.utf8.count
+                guard !piece.isEmpty, room > 0 else { continue }
+                sections[s][k].value += piece.utf8.count <= room ? piece : String(decoding: piece.utf8.prefix(room), as: UTF8.self)
                 continue
             }
             guard let colon = line.firstIndex(of: ":") else { continue }
