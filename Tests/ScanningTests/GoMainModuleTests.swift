@@ -70,6 +70,55 @@ import Testing
         #expect(Self.sniff(big, chunk: 4096) == "12.34.56")
     }
 
+    /// The pattern read the plain way: the whole input decoded rune by rune as Go decodes a
+    /// string, the pattern tried at each rune in order. The sniffer must agree on any input,
+    /// however it is chunked.
+    static func reference(_ d: [UInt8]) -> String? {
+        var starts: [(at: Int, width: Int, prefix: Bool)] = []
+        var i = 0
+        while i < d.count {
+            let w = d.withUnsafeBufferPointer { GoVersionSniffer.sequenceWidth($0, at: i) }
+            let isFFFD = w == 1 && d[i] >= 0x80 || w == 3 && d[i] == 0xEF && d[i + 1] == 0xBF && d[i + 2] == 0xBD
+            starts.append((i, w, d[i] == 0 || isFFFD))
+            i += w
+        }
+        func version(_ r: Int) -> String? {
+            var p = r
+            if p < d.count, d[p] == UInt8(ascii: "v") { p += 1 }
+            func digits() -> Bool { let f = p; while p < d.count, GoVersionSniffer.isDigit(d[p]) { p += 1 }; return p > f }
+            guard digits(), p < d.count, d[p] == 0x2E else { return nil }
+            p += 1
+            guard digits(), p < d.count, d[p] == 0x2E else { return nil }
+            p += 1
+            guard digits() else { return nil }
+            while p < d.count, GoVersionSniffer.isWord(d[p]) || d[p] == 0x2D { p += 1 }
+            while p < d.count, GoVersionSniffer.isWord(d[p]) || d[p] == 0x2B { p += 1 }
+            guard p < d.count, d[p] == 0, p - r < GoVersionSniffer.maxMatch else { return nil }
+            return String(decoding: d[r..<p], as: UTF8.self)
+        }
+        for (k, s) in starts.enumerated() where s.prefix {
+            let q = s.at + s.width
+            if k + 1 < starts.count, d[q] != 0x0A {
+                let l = q + starts[k + 1].width
+                if l < d.count, d[l] == UInt8(ascii: "L"), let v = version(l + 1) { return v }
+            }
+            if let v = version(q) { return v }
+        }
+        return nil
+    }
+
+    @Test func theSnifferAgreesWithThePlainReadingOnRandomInput() {
+        var rng = SplitMix(seed: 20261203)
+        let alphabet: [UInt8] = [0, 0, 0x80, 0xBF, 0xC3, 0xA9, 0xE2, 0x82, 0xEF, 0xBF, 0xBD, 0xF0, 0x9F, 0xFF, 0x0A,
+                                 0x4C, 0x76, 0x2E, 0x2E, 0x2B, 0x2D, 0x5F, 0x61, 0x78] + Array("0123456789".utf8)
+        for round in 0..<3000 {
+            let n = Int(rng.next() % 200) + 1
+            let input = (0..<n).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] }
+            let chunk = Int(rng.next() % 16) + 1
+            #expect(Self.sniff(input, chunk: chunk) == Self.reference(input), "round \(round): \(input) in chunks of \(chunk)")
+        }
+    }
+
     @Test func ldflagsVCSAndPseudoVersions() {
         #expect(GoMainVersion.fromLDFlags("-s -w -X main.version=1.2.3", mainModule: "example.com/x") == "v1.2.3")
         #expect(GoMainVersion.fromLDFlags("-X example.com/x/internal/build.Version=v2.0.1-beta", mainModule: "example.com/x") == "v2.0.1-beta")
@@ -146,5 +195,18 @@ import Testing
         #expect(packages("usr/bin/vcs") == ["example.com/vcs@v0.0.0-20240102030405-0123456789ab", "stdlib@go1.21.5"])
         #expect(packages("usr/bin/tagged") == ["example.com/t@v1.0.0", "stdlib@go1.21.5"])
         #expect(packages("usr/bin/none") == [])
+    }
+}
+
+/// A small deterministic generator (SplitMix64), so a failing round can be replayed.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

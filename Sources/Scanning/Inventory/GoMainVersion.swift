@@ -180,11 +180,38 @@ struct GoVersionSniffer {
 
     private mutating func examine(final: Bool) {
         let end = final ? buffer.count : buffer.count - Self.lookahead
+        let from = examined
         var hit: String?
         buffer.withUnsafeBufferPointer { b in
-            for s in examined..<max(examined, end) where Self.mayStart(b, s) {
-                if let (version, _) = Self.match(b, at: s) { hit = version; return }
+            // A match starts at most 8 bytes before its version's first byte (a digit or "v"):
+            // only those bytes are looked at closely, the smallest start winning.
+            var best: (start: Int, version: String)?
+            var p = from + 1
+            let last = min(b.count, end + 8)
+            while p < last {
+                if let best, p > best.start + 8 { break }
+                let c = b[p]
+                if c &- 0x30 < 10 || c == UInt8(ascii: "v") {
+                    // Where a match whose version begins at p may start, smallest first: before
+                    // an "L" (the (.L) form: a prefix, then a rune of 1-4 bytes), at a U+FFFD
+                    // 3 bytes before, or right before.
+                    func tried(_ s: Int) -> Bool {
+                        guard s >= from, s < end, s < (best?.start ?? Int.max), let (version, _) = Self.match(b, at: s) else { return false }
+                        best = (s, version)
+                        return true
+                    }
+                    var done = false
+                    if p >= 3, b[p - 1] == UInt8(ascii: "L") {
+                        var s = max(0, p - 8)
+                        while s <= p - 3, !done { done = tried(s); s += 1 }
+                    } else if p >= 3, b[p - 3] == 0xEF {
+                        done = tried(p - 3)
+                    }
+                    if !done, b[p - 1] == 0 || b[p - 1] >= 0x80 { _ = tried(p - 1) }
+                }
+                p += 1
             }
+            hit = best?.version
         }
         if let hit {
             found = hit
@@ -194,23 +221,6 @@ struct GoVersionSniffer {
         let drop = max(0, end - 3)
         buffer.removeFirst(drop)
         examined = end - drop
-    }
-
-    /// A cheap first look: a NUL or non-ASCII byte followed soon by what a match needs next
-    /// (a digit or `v`, or an `L` for the `(.L)` form).
-    @inline(__always)
-    static func mayStart(_ b: UnsafeBufferPointer<UInt8>, _ s: Int) -> Bool {
-        let x = b[s]
-        guard x == 0 || x >= 0x80 else { return false }
-        let n = b.count
-        func versionish(_ i: Int) -> Bool { i < n && (isDigit(b[i]) || b[i] == UInt8(ascii: "v")) }
-        if versionish(s + 1) || (x == 0xEF && versionish(s + 3)) { return true }
-        var i = s + 2
-        while i < min(n, s + 8) {
-            if b[i] == UInt8(ascii: "L") { return true }
-            i += 1
-        }
-        return false
     }
 
     /// The version matched with its prefix rune at byte `s`, when `s` starts such a rune.
