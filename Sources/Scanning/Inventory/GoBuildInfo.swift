@@ -239,16 +239,10 @@ final class GoBuildInfoScanner {
 
     /// A uvarint length followed by that many bytes; nil when it does not fit.
     static func string(_ d: [UInt8], _ p: inout Int) -> [UInt8]? {
-        var length = 0, shift = 0
-        while true {
-            guard p < d.count, shift < 35 else { return nil }
-            let b = d[p]; p += 1
-            length |= Int(b & 0x7F) << shift
-            if b & 0x80 == 0 { break }
-            shift += 7
-        }
-        guard length <= d.count - p else { return nil }
-        defer { p += length }
-        return Array(d[p..<(p + length)])
+        guard let end = stringEnd(d, p) else { return nil }
+        defer { p = end }
+        var start = p
+        while d[start] & 0x80 != 0 { start += 1 }
+        return Array(d[(start + 1)..<end])
     }
 }
