@@ -6,8 +6,8 @@ import Testing
 /// no module information (Debian builds its Go packages so), and a `(devel)` version guessed from
 /// the ldflags, the binary's strings or the VCS settings.
 @Suite struct GoMainModuleTests {
-    static func sniff(_ bytes: [UInt8], chunk: Int = 7) -> String? {
-        var s = GoVersionSniffer()
+    static func sniff(_ bytes: [UInt8], chunk: Int = 7, batch: Int = GoVersionSniffer.batch) -> String? {
+        var s = GoVersionSniffer(batchSize: batch)
         var i = 0
         while i < bytes.count {
             let end = min(bytes.count, i + chunk)
@@ -112,10 +112,13 @@ import Testing
         let alphabet: [UInt8] = [0, 0, 0x80, 0xBF, 0xC3, 0xA9, 0xE2, 0x82, 0xEF, 0xBF, 0xBD, 0xF0, 0x9F, 0xFF, 0x0A,
                                  0x4C, 0x76, 0x2E, 0x2E, 0x2B, 0x2D, 0x5F, 0x61, 0x78] + Array("0123456789".utf8)
         for round in 0..<3000 {
-            let n = Int(rng.next() % 200) + 1
+            let n = Int(rng.next() % 600) + 1
             let input = (0..<n).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] }
             let chunk = Int(rng.next() % 16) + 1
-            #expect(Self.sniff(input, chunk: chunk) == Self.reference(input), "round \(round): \(input) in chunks of \(chunk)")
+            // Small passes too, so the bookkeeping between passes is reached.
+            let batch = [1, 2, 3, 5, 8, 64, GoVersionSniffer.batch][Int(rng.next() % 7)]
+            #expect(Self.sniff(input, chunk: chunk, batch: batch) == Self.reference(input),
+                    "round \(round): \(input) in chunks of \(chunk), passes of \(batch)")
         }
     }
 
@@ -129,6 +132,11 @@ import Testing
         #expect(GoMainVersion.fromLDFlags("-X main.version=20240101", mainModule: "m") == "v20240101")
         #expect(GoMainVersion.fromLDFlags("-X 'main.Version=v1.2.3'", mainModule: "m") == "v1.2.3")
         #expect(GoMainVersion.fromLDFlags("-X main.version=build/1.2.3", mainModule: "m") == "v1.2.3")
+        // A group of (\S+/)* has a byte before its "/"; "." is a character, not a byte; \s has no \v.
+        #expect(GoMainVersion.fromLDFlags("-X main.version=/1.2.3", mainModule: "m") == nil)
+        #expect(GoMainVersion.fromLDFlags("-X main.version=/v1.2.3 main.tag=9.9.9", mainModule: "m") == "v9.9.9")
+        #expect(GoMainVersion.fromLDFlags("-X main.version=1é2.3", mainModule: "m") == "v1é2.3")
+        #expect(GoMainVersion.fromLDFlags("-X main.version=a\u{0B}b/1.2.3", mainModule: "m") == "v1.2.3")
         // Hostile flags and module paths: literal, and never exponential.
         #expect(GoMainVersion.fromLDFlags("-X main.version=" + String(repeating: "a/", count: 2000) + "x", mainModule: "m") == nil)
         #expect(GoMainVersion.fromLDFlags("-X (a+)+/x.Version=1.2.3", mainModule: "(a+)+") == "v1.2.3")

@@ -103,6 +103,9 @@ import Testing
         #expect(blank.main("Name") == x)
         let growing = Self.manifest("Name: a\n" + String(repeating: " bc\n", count: 1_000_000))
         #expect(growing.main("Name")?.utf8.count == TextLines.maxField)
+        // Cut at a character, never inside one.
+        let wide = Self.manifest("Name: a\n" + String(repeating: " é\n", count: 5000))
+        #expect(wide.main("Name").map { $0.utf8.count <= TextLines.maxField && !$0.contains("\u{FFFD}") } == true)
         // A 64 KiB entry name of dash-separated words, and of separators.
         let dashes = String(repeating: "a-", count: 32_768) + "a"
         #expect(JavaArchiveFilename(path: dashes + ".jar") == JavaArchiveFilename(name: dashes, version: ""))
@@ -200,6 +203,18 @@ import Testing
         let inner = try Self.jar(manifest: "Manifest-Version: 1.0\n", poms: [("g", "dup", "1")])
         let outer = try Self.jar(manifest: "Manifest-Version: 1.0\n", nested: [("lib/dup-1.jar", inner), ("other/dup-1.jar", inner)])
         #expect(Self.catalog("opt/outer.jar", outer) == ["outer@UNKNOWN opt/outer.jar", "g:dup@1 opt/outer.jar!lib/dup-1.jar!META-INF/maven/g/dup/pom.properties"])
+    }
+
+    @Test func aRefusedEntryLeavesTheBudgetToTheOthers() throws {
+        // A nested archive declared 2 GiB is refused without being inflated: the one after it is read.
+        var outer = ZipWriter()
+        try outer.add("META-INF/MANIFEST.MF", Array("Manifest-Version: 1.0\n".utf8))
+        try outer.add("lib/huge.jar", [UInt8](repeating: 0, count: 1000), deflate: true, declaredSize: 2 << 30)
+        try outer.add("lib/small.jar", try ZipWriter.jar(group: "g", artifact: "small", version: "1"))
+        var limits = ScanLimits()
+        limits.maxArchiveBytes = 1 << 20
+        let file = JavaArchive.catalog(outer.bytes, path: "j/outer-1.jar", limits: limits)
+        #expect(file.packages.map { "\($0.name)@\($0.version)" } == ["outer@1", "g:small@1"])
     }
 
     @Test func manyEmptyEntriesCostBudgetAndProblemsAreCapped() throws {

@@ -452,9 +452,10 @@ enum JavaArchive {
 
     static func read(_ archive: ZipArchive, _ entry: ZipArchive.Entry, location: String, limit: Int, budget: inout Int,
                      file: inout IndexedFile) -> [UInt8]? {
-        // Every entry costs something, read or not: its declared size, at least one byte (a
-        // million empty entries in one directory are no free lunch).
-        defer { budget -= max(1, min(entry.size, limit)) }
+        // Every entry costs something, read or not (a million empty entries in one directory
+        // are no free lunch): what it inflates to, at least one byte; a refused one, its declared
+        // size when inflating it was tried (a failure can come late), else one byte.
+        defer { budget -= entry.size <= limit ? max(1, entry.size) : 1 }
         do {
             return try archive.bytes(of: entry, limit: limit)
         } catch {

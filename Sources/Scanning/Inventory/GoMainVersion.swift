@@ -74,7 +74,8 @@ enum GoMainVersion {
     static func versionAfterEquals(_ t: [UInt8], _ e: Int) -> String? {
         var w = e + 1
         while w < t.count, !isSpace(t[w]) { w += 1 }
-        var starts = (e + 1..<w).filter { t[$0] == UInt8(ascii: "/") }.map { $0 + 1 }.reversed() as [Int]
+        // A "/" ends a group only with at least one byte of the group before it.
+        var starts = (min(e + 2, w)..<w).filter { t[$0] == UInt8(ascii: "/") }.map { $0 + 1 }.reversed() as [Int]
         starts.append(e + 1)
         for q in starts {
             if let end = versionEnd(t, q) {
@@ -85,19 +86,28 @@ enum GoMainVersion {
         return nil
     }
 
-    /// The end of `v?\d+.\d+.\d+[-\w]*` at `q` (`.` any byte but a newline; Go's `\d` and
-    /// `\w` are ASCII), with a backtracking regexp's choices: each run of digits as long as it
-    /// can be (at most 32 tried).
+    /// The end of `v?\d+.\d+.\d+[-\w]*` at `q` (`.` any character but a newline, an invalid
+    /// UTF-8 byte being one; Go's `\d` and `\w` are ASCII), with a backtracking regexp's
+    /// choices: each run of digits as long as it can be. Runs longer than 32 digits are tried at
+    /// 32 at most (no version has such a part; it keeps hostile flags cheap).
     static func versionEnd(_ t: [UInt8], _ q: Int) -> Int? {
         let s = q < t.count && t[q] == UInt8(ascii: "v") ? q + 1 : q
         func digits(_ p: Int) -> Int { var n = 0; while p + n < t.count, n < 32, isDigit(t[p + n]) { n += 1 }; return n }
-        func any(_ p: Int) -> Bool { p < t.count && t[p] != 0x0A }
+        /// The width of the character at p that `.` matches; 0 for none (the end, a newline).
+        func any(_ p: Int) -> Int {
+            guard p < t.count, t[p] != 0x0A else { return 0 }
+            return t.withUnsafeBufferPointer { GoVersionSniffer.sequenceWidth($0, at: p) }
+        }
         let na = digits(s)
         guard na > 0 else { return nil }
-        for a in stride(from: na, through: 1, by: -1) where any(s + a) {
-            let sb = s + a + 1
-            for b in stride(from: digits(sb), through: 1, by: -1) where any(sb + b) {
-                let sc = sb + b + 1
+        for a in stride(from: na, through: 1, by: -1) {
+            let wa = any(s + a)
+            guard wa > 0 else { continue }
+            let sb = s + a + wa
+            for b in stride(from: digits(sb), through: 1, by: -1) {
+                let wb = any(sb + b)
+                guard wb > 0 else { continue }
+                let sc = sb + b + wb
                 guard digits(sc) > 0 else { continue }
                 var end = sc
                 while end < t.count, isAlnum(t[end]) || t[end] == UInt8(ascii: "_") || t[end] == UInt8(ascii: "-") { end += 1 }
@@ -109,7 +119,8 @@ enum GoMainVersion {
 
     static func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
     static func isAlnum(_ c: UInt8) -> Bool { isDigit(c) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) }
-    static func isSpace(_ c: UInt8) -> Bool { c == 0x20 || (c >= 0x09 && c <= 0x0D) }
+    /// Go's `\s`: `[\t\n\f\r ]` (no vertical tab).
+    static func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0C || c == 0x0D }
 
     /// `golang.org/x/mod/module.PseudoVersion` with no earlier tag: `v0.0.0-YYYYMMDDHHMMSS-rev12`
     /// (a time that does not parse is the zero time, as in Syft).
@@ -159,6 +170,9 @@ struct GoVersionSniffer {
     static let lookahead = maxMatch + 8
     /// Bytes gathered before a pass over them, so each byte is copied about once.
     static let batch = 64 << 10
+    /// `batch` but in tests, which make the passes small to reach their boundaries.
+    let batchSize: Int
+    init(batchSize: Int = GoVersionSniffer.batch) { self.batchSize = max(1, batchSize) }
     private(set) var found: String?
     /// Up to 3 bytes already examined (a continuation byte's lead), then those not yet examined.
     private var buffer: [UInt8] = []
@@ -169,7 +183,7 @@ struct GoVersionSniffer {
     mutating func feed(_ bytes: UnsafeRawBufferPointer) {
         guard found == nil else { return }
         buffer.append(contentsOf: bytes)
-        if buffer.count - examined >= Self.batch + Self.lookahead { examine(final: false) }
+        if buffer.count - examined >= batchSize + Self.lookahead { examine(final: false) }
     }
 
     /// The end of the binary: what is pending is examined with nothing after it.

@@ -101,7 +101,14 @@ struct JavaManifest {
                 let piece = line.trimmingCharacters(in: .whitespaces)
                 let room = TextLines.maxField - sections[s][k].value.utf8.count
                 guard !piece.isEmpty, room > 0 else { continue }
-                sections[s][k].value += piece.utf8.count <= room ? piece : String(decoding: piece.utf8.prefix(room), as: UTF8.self)
+                if piece.utf8.count <= room {
+                    sections[s][k].value += piece
+                } else {
+                    // Cut at a character: a cut sequence would read as U+FFFD, past the bound.
+                    var cut = String(decoding: piece.utf8.prefix(room), as: UTF8.self)
+                    while cut.utf8.count > room { cut.removeLast() }
+                    sections[s][k].value += cut
+                }
                 continue
             }
             guard let colon = line.firstIndex(of: ":") else { continue }
