@@ -317,7 +317,6 @@ enum JavaArchive {
         return [".jar", ".war", ".ear", ".par", ".sar", ".nar", ".kar", ".lpkg"].contains { lower.hasSuffix($0) }
     }
 
-
     static func catalog(_ bytes: [UInt8], path: String, limits: ScanLimits) -> IndexedFile {
         var file = IndexedFile()
         var budget = limits.maxArchiveBytes
@@ -375,9 +374,9 @@ enum JavaArchive {
         }
 
         let sortedPoms = poms.values.sorted { $0.directory < $1.directory }
-        // The archive's own package: named by the pom.properties matching its file name, else by
-        // the file name or the manifest; a pom.properties naming that same artifact describes it
-        // (group and version both from the first such pom, so never a pair no pom states).
+        // The archive's own package: named by the pom.properties matching its file name
+        // (`matchingPom`), else by the file name or the manifest, when the first pom.properties
+        // naming that artifact gives group and version together (never a pair no pom states).
         var own: (name: String, version: String, pom: Pom?)?
         if let manifest, manifest.main("Weave-Classes") == nil {
             let filename = JavaArchiveFilename(path: location)
@@ -394,7 +393,8 @@ enum JavaArchive {
                 location: own.pom?.location ?? location, file: &file, seen: &seen)
         }
         // Every other pom.properties is a package of its own (a library shaded or bundled in).
-        for pom in sortedPoms where own == nil || own!.name.isEmpty || pom.artifact != own!.name {
+        let ownName = own?.name ?? ""
+        for pom in sortedPoms where ownName.isEmpty || pom.artifact != ownName {
             add(name: pom.packageName, version: pom.version, location: pom.location, file: &file, seen: &seen)
         }
 

@@ -210,7 +210,7 @@ struct GoVersionSniffer {
                     // an "L" (the (.L) form: a prefix, then a rune of 1-4 bytes), at a U+FFFD
                     // 3 bytes before, or right before.
                     func tried(_ s: Int) -> Bool {
-                        guard s >= from, s < end, s < (best?.start ?? Int.max), let (version, _) = Self.match(b, at: s) else { return false }
+                        guard s >= from, s < end, s < (best?.start ?? Int.max), let version = Self.match(b, at: s) else { return false }
                         best = (s, version)
                         return true
                     }
@@ -238,7 +238,7 @@ struct GoVersionSniffer {
     }
 
     /// The version matched with its prefix rune at byte `s`, when `s` starts such a rune.
-    static func match(_ b: UnsafeBufferPointer<UInt8>, at s: Int) -> (String, Int)? {
+    static func match(_ b: UnsafeBufferPointer<UInt8>, at s: Int) -> String? {
         let x = b[s]
         let width: Int
         if x == 0 {
@@ -271,9 +271,9 @@ struct GoVersionSniffer {
         // (.L)? first: any rune but a newline, then "L".
         if q < b.count, b[q] != 0x0A {
             let w = max(1, sequenceWidth(b, at: q))
-            if q + w < b.count, b[q + w] == UInt8(ascii: "L"), let v = version(b, at: q + w + 1) { return (v, s) }
+            if q + w < b.count, b[q + w] == UInt8(ascii: "L"), let v = version(b, at: q + w + 1) { return v }
         }
-        if let v = version(b, at: q) { return (v, s) }
+        if let v = version(b, at: q) { return v }
         return nil
     }
 

@@ -134,7 +134,10 @@ public struct IndexedFile: Sendable, Hashable, Codable {
 public struct LayerIndex: Sendable, Hashable, Codable {
     /// Bumped when what is indexed changes, so stored indexes of an older format are rebuilt.
     /// 2: rpm databases (`rpmdb.sqlite`) are read.
-    public static let currentFormat = 2
+    /// 3: names as Syft gives them: every named `package.json`, Java archives by file name and
+    ///    manifest, dpkg packages in every on-disk state, PEP 503 Python names, Go main modules
+    ///    from the package path and guessed `(devel)` versions.
+    public static let currentFormat = 3
 
     public var format: Int = LayerIndex.currentFormat
     public var compression: LayerCompression
