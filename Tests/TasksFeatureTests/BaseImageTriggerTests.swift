@@ -241,6 +241,27 @@ private var quiet: Logger {
         #expect(BaseImageTriggerConsumer.pushingTask("identity:owner") == nil)
     }
 
+    /// A base pushed before its dependent task existed queues nothing when the consumer reads the
+    /// push only after the task's creation (the task's first run resolves the base itself); a push
+    /// after the creation queues a run.
+    @Test func aMoveMadeBeforeTheTaskExistedQueuesNothing() async throws {
+        let (tasks, store, _) = try service()
+        let created = Date()
+        var mid = record("mid", output: "mid:1", bases: [TaskBaseRecord(reference: "base:1.0", runtime: true)])
+        mid.createdAt = created
+        #expect(try await store.createTask(mid))
+        let consumer = BaseImageTriggerConsumer(tasks: tasks)
+        func push(at time: Date, digest: String) -> Event {
+            Event(sequence: 1, timestamp: time, action: .manifestPush, repository: "base", digest: digest, tag: "1.0",
+                  mediaType: nil, size: nil, detail: nil, actor: "identity:owner", address: nil, requestID: nil,
+                  requestHost: nil, requestMethod: nil, userAgent: nil)
+        }
+        try await consumer.handle([push(at: created.addingTimeInterval(-0.05), digest: "sha256:early")])
+        #expect(try await store.taskRuns(task: "mid", limit: 10).isEmpty)
+        try await consumer.handle([push(at: created.addingTimeInterval(0.05), digest: "sha256:later")])
+        #expect(try await store.taskRuns(task: "mid", limit: 10).map(\.trigger) == ["base-image"])
+    }
+
     /// Bases in other registries, polled: the first look records the digest, an unchanged one
     /// does nothing, a new one queues each task that watches it once (Runtime: the runtime base
     /// only; a disabled task never), the registry is asked once per base per pass whatever the
