@@ -4,7 +4,7 @@ import Foundation
 
 /// One package of an inventory.
 public struct ScanPackageView: Codable, Sendable, Equatable {
-    /// `deb`, `apk`, `python`, `npm`, `java-archive`, `go-module`.
+    /// `deb`, `apk`, `rpm`, `python`, `npm`, `java-archive`, `jenkins-plugin`, `go-module`.
     public var type: String
     public var name: String
     public var version: String

@@ -253,6 +253,58 @@ import Testing
         ])
     }
 
+    /// Syft's `jenkins-plugin` type: a `.hpi`/`.jpi` archive's own package, and any Java package
+    /// whose Maven coordinates (its pom's group, else its manifest's, else its name) name a
+    /// Jenkins plugin group; the libraries a plugin bundles stay Java archives.
+    @Test func jenkinsPluginsAreTypedAsSyftTypesThem() throws {
+        func typed(_ path: String, _ bytes: [UInt8]) -> [String] {
+            JavaArchive.catalog(bytes, path: path, limits: ScanLimits()).packages.map { "\($0.type.rawValue) \($0.name)@\($0.version)" }
+        }
+        let mf = "Manifest-Version: 1.0\n"
+        let ownJar = try Self.jar(manifest: mf, poms: [("org.jenkins-ci.plugins", "git-client", "4.7.0")])
+        let bundled = try Self.jar(manifest: mf, poms: [("org.eclipse.jgit", "org.eclipse.jgit", "6.0.0")])
+        let plugin = try Self.jar(manifest: "Group-Id: org.jenkins-ci.plugins\nShort-Name: git-client\nPlugin-Version: 4.7.0\n",
+                                  nested: [("WEB-INF/lib/git-client.jar", ownJar), ("WEB-INF/lib/org.eclipse.jgit-6.0.0.jar", bundled)])
+        #expect(typed("var/jenkins_home/plugins/git-client.hpi", plugin) == [
+            "jenkins-plugin git-client@4.7.0",
+            "jenkins-plugin org.jenkins-ci.plugins:git-client@4.7.0",
+            "java-archive org.eclipse.jgit:org.eclipse.jgit@6.0.0",
+        ])
+        // By extension alone, whatever the group.
+        #expect(typed("p/credentials-2.6.1.JPI", try Self.jar(manifest: mf)) == ["jenkins-plugin credentials@2.6.1"])
+        // A .jar of a plugin group, by its pom or by its manifest's group attributes.
+        #expect(typed("l/ionicons-api-56.jar", try Self.jar(manifest: mf, poms: [("io.jenkins.plugins", "ionicons-api", "56")]))
+                == ["jenkins-plugin io.jenkins.plugins:ionicons-api@56"])
+        #expect(typed("l/tool-1.0.jar", try Self.jar(manifest: "Group-Id: org.jenkins-ci.plugins\n")) == ["jenkins-plugin tool@1.0"])
+        #expect(typed("l/tool-1.0.jar", try Self.jar(manifest: "Bundle-SymbolicName: org.jenkins-ci.plugins.tool;singleton:=true\n"))
+                == ["jenkins-plugin tool@1.0"])
+        #expect(typed("l/core-2.0.jar", try Self.jar(manifest: "Implementation-Vendor-Id: org.jenkins-ci.main\n")) == ["java-archive core@2.0"])
+        // A pom without a group whose artifactId is dotted: the artifactId is the group.
+        #expect(typed("l/x.jar", try Self.jar(manifest: mf, poms: [("", "io.jenkins.plugins.thing", "1")]))
+                .contains("jenkins-plugin io.jenkins.plugins.thing@1"))
+    }
+
+    @Test func aManifestsGroupIsThePrimaryAttributesFirstInByteOrder() {
+        #expect(Self.manifest("Group-Id: org.zzz\nBundle-SymbolicName: com.aaa;singleton:=true\n").groupID == "com.aaa")
+        // Values that do not start as a domain does are passed over; a # tail and spaces go.
+        #expect(Self.manifest("Implementation-Vendor: Oracle\nMain-Class: io.jenkins.plugins.Main#x \n").groupID == "io.jenkins.plugins.Main")
+        #expect(Self.manifest("Implementation-Vendor: Oracle\nMain-Class: io.jenkins.plugins.Main\nGroup-Id: net.x\n").groupID == "net.x")
+        // Per-entry sections count too; nothing found is "".
+        #expect(Self.manifest("Manifest-Version: 1.0\n\nName: a/\nImplementation-Title: org.example.a\n").groupID == "org.example.a")
+        #expect(Self.manifest("Created-By: Maven\n").groupID == "")
+    }
+
+    @Test func jenkinsPluginsMatchMavenAdvisories() async throws {
+        var t = TarWriter()
+        t.file("var/jenkins_home/plugins/script-security.jpi",
+               try Self.jar(manifest: "Manifest-Version: 1.0\n", poms: [("org.jenkins-ci.plugins", "script-security", "1172.v35f6a_0b_8207e")]))
+        let inventory = ImageInventory(layers: [try await walk(t.finished)])
+        #expect(inventory.summary == ["jenkins-plugin:org.jenkins-ci.plugins:script-security@1172.v35f6a_0b_8207e"])
+        #expect(inventory.installedPackages().map { "\($0.ecosystem):\($0.name)@\($0.version)" }
+                == ["Maven:org.jenkins-ci.plugins:script-security@1172.v35f6a_0b_8207e"])
+        #expect(inventory.packages.first?.purl == "pkg:maven/org.jenkins-ci.plugins/script-security@1172.v35f6a_0b_8207e")
+    }
+
     @Test func packagesWithoutAVersionOrAGroupAreListedNotMatched() async throws {
         var t = TarWriter()
         t.file("usr/share/java/aopalliance-1.0.jar", try Self.jar(manifest: "Manifest-Version: 1.0\n"))

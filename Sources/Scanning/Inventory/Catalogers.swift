@@ -314,7 +314,23 @@ enum NPMPackage {
 enum JavaArchive {
     static func isArchiveName(_ path: String) -> Bool {
         let lower = path.lowercased()
-        return [".jar", ".war", ".ear", ".par", ".sar", ".nar", ".kar", ".lpkg"].contains { lower.hasSuffix($0) }
+        return [".jar", ".war", ".ear", ".par", ".sar", ".nar", ".kar", ".lpkg", ".jpi", ".hpi"].contains { lower.hasSuffix($0) }
+    }
+
+    /// Syft's package type for a Java package: a Jenkins plugin when its Maven package URL
+    /// (`group/name@version`, the group falling back to the name) names a Jenkins plugin group,
+    /// whatever its file; else `archive`, the type its own file's extension gives (`.jpi` and
+    /// `.hpi` are Jenkins plugins, every other archive a Java archive).
+    static func packageType(archive: PackageType, group: String, name: String, version: String) -> PackageType {
+        let purl = "\(group.isEmpty ? name : group)/\(name)@\(version)"
+        return purl.contains("io.jenkins.plugins") || purl.contains("org.jenkins-ci.plugins") ? .jenkinsPlugin : archive
+    }
+
+    /// The type an archive's file name gives its own package.
+    static func archiveType(_ location: String) -> PackageType {
+        let file = location.split(separator: "!").last.flatMap { $0.split(separator: "/").last } ?? ""
+        let lower = file.lowercased()
+        return lower.hasSuffix(".jpi") || lower.hasSuffix(".hpi") ? .jenkinsPlugin : .javaArchive
     }
 
     static func catalog(_ bytes: [UInt8], path: String, limits: ScanLimits) -> IndexedFile {
@@ -329,6 +345,12 @@ enum JavaArchive {
         var group: String, artifact: String, version: String
         var directory: String, location: String
         var packageName: String { group.isEmpty ? artifact : "\(group):\(artifact)" }
+        /// The group its package URL has (Syft's `groupIDFromPomProperties`): the stated one, else
+        /// an artifactId with a dot in it (a group put in the wrong field).
+        var purlGroup: String {
+            if !group.isEmpty { return JavaManifest.cleanGroupID(group) }
+            return artifact.contains(".") ? JavaManifest.cleanGroupID(artifact) : ""
+        }
     }
 
     /// Reads one archive's manifest and `pom.properties` and recurses into the archives it holds,
@@ -389,13 +411,17 @@ enum JavaArchive {
             }
         }
         if let own, !own.name.isEmpty {
-            add(name: own.pom?.packageName ?? own.name, version: own.version.isEmpty ? InventoryPackage.unknownVersion : own.version,
-                location: own.pom?.location ?? location, file: &file, seen: &seen)
+            let version = own.version.isEmpty ? InventoryPackage.unknownVersion : own.version
+            let type = packageType(archive: archiveType(location), group: own.pom?.purlGroup ?? manifest?.groupID ?? "",
+                                   name: own.name, version: version)
+            add(type, name: own.pom?.packageName ?? own.name, version: version, location: own.pom?.location ?? location,
+                file: &file, seen: &seen)
         }
         // Every other pom.properties is a package of its own (a library shaded or bundled in).
         let ownName = own?.name ?? ""
         for pom in sortedPoms where ownName.isEmpty || pom.artifact != ownName {
-            add(name: pom.packageName, version: pom.version, location: pom.location, file: &file, seen: &seen)
+            add(packageType(archive: .javaArchive, group: pom.purlGroup, name: pom.artifact, version: pom.version),
+                name: pom.packageName, version: pom.version, location: pom.location, file: &file, seen: &seen)
         }
 
         for entry in nested {
@@ -423,10 +449,10 @@ enum JavaArchive {
         }
     }
 
-    static func add(name: String, version: String, location: String, file: inout IndexedFile, seen: inout Set<String>) {
+    static func add(_ type: PackageType, name: String, version: String, location: String, file: inout IndexedFile, seen: inout Set<String>) {
         let name = TextLines.clip(name), version = TextLines.clip(version)
-        guard seen.insert("\(name)@\(version)").inserted else { return }
-        file.packages.append(InventoryPackage(type: .javaArchive, name: name, version: version, locations: [location]))
+        guard seen.insert("\(type.rawValue) \(name)@\(version)").inserted else { return }
+        file.packages.append(InventoryPackage(type: type, name: name, version: version, locations: [location]))
     }
 
     /// The `pom.properties` describing the archive itself: its artifactId is the file's name, or

@@ -143,7 +143,7 @@ public struct ImageInventory: Sendable, Hashable, Codable {
                 return InstalledPackage(ecosystem: "PyPI", name: PythonMetadata.normalisedName(p.name), version: p.version)
             case .npm:
                 return InstalledPackage(ecosystem: "npm", name: p.name, version: p.version)
-            case .javaArchive:
+            case .javaArchive, .jenkinsPlugin:
                 // Maven advisories name "groupId:artifactId"; an archive known only by its file
                 // name has no group to match them with.
                 guard p.name.contains(":") else { return nil }

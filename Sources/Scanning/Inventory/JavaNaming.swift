@@ -145,6 +145,36 @@ struct JavaManifest {
         return ""
     }
 
+    /// The group a Maven package URL would give the archive when no pom.properties describes it
+    /// (Syft's `groupIDFromJavaManifest`): among `Group-Id`, `Bundle-SymbolicName`,
+    /// `Extension-Name`, the vendor and title attributes and `Bundle-Activator` (main section and
+    /// every other), the values that start as a domain does (`com`, `org`, `net`, `io`, `be`),
+    /// without OSGi directives or a `#` tail, the first in byte order; else the same over
+    /// `Automatic-Module-Name`, `Main-Class` and `Package`; else "".
+    var groupID: String {
+        for fields in [["Group-Id", "Bundle-SymbolicName", "Extension-Name", "Specification-Vendor", "Implementation-Vendor",
+                        "Implementation-Vendor-Id", "Implementation-Title", "Bundle-Activator"],
+                       ["Automatic-Module-Name", "Main-Class", "Package"]] {
+            var found: [String] = []
+            for field in fields {
+                for section in sections {
+                    guard let value = section.first(where: { $0.key == field })?.value,
+                          ["com", "org", "net", "io", "be"].contains(where: { value.hasPrefix($0) }) else { continue }
+                    found.append(Self.cleanGroupID(value))
+                }
+            }
+            if let first = found.min(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) { return first }
+        }
+        return ""
+    }
+
+    /// A group without OSGi directives (`org.bar;uses:=…`) or a `#` tail, trimmed.
+    static func cleanGroupID(_ value: String) -> String {
+        let head = value.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let bare = head.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        return bare.trimmingCharacters(in: .whitespaces)
+    }
+
     /// The file name's version, else the manifest's (implementation, specification, plugin,
     /// bundle: in that order, each from any section).
     func selectVersion(_ filename: JavaArchiveFilename) -> String {

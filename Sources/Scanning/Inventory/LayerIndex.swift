@@ -62,6 +62,9 @@ public struct InventoryProblem: Sendable, Hashable, Codable, CustomStringConvert
 public enum PackageType: String, Sendable, Hashable, Codable, CaseIterable {
     case deb, apk, rpm, python, npm
     case javaArchive = "java-archive"
+    /// A Jenkins plugin (`.jpi`, `.hpi`, or a Java package of a Jenkins plugin group): Maven
+    /// coordinates, as Java archives.
+    case jenkinsPlugin = "jenkins-plugin"
     case goModule = "go-module"
 }
 
@@ -137,7 +140,8 @@ public struct LayerIndex: Sendable, Hashable, Codable {
     /// 3: names as Syft gives them: every named `package.json`, Java archives by file name and
     ///    manifest, dpkg packages in every on-disk state, PEP 503 Python names, Go main modules
     ///    from the package path and guessed `(devel)` versions.
-    public static let currentFormat = 3
+    /// 4: Jenkins plugins (`.jpi`, `.hpi`, packages of a Jenkins plugin group).
+    public static let currentFormat = 4
 
     public var format: Int = LayerIndex.currentFormat
     public var compression: LayerCompression
@@ -220,7 +224,7 @@ public enum PackageURL {
             if p.name.hasPrefix("@"), let slash = p.name.firstIndex(of: "/") {
                 namespace = String(p.name[..<slash]); name = String(p.name[p.name.index(after: slash)...])
             } else { namespace = nil; name = p.name }
-        case .javaArchive:
+        case .javaArchive, .jenkinsPlugin:
             type = "maven"
             let parts = p.name.split(separator: ":", maxSplits: 1)
             if parts.count == 2 { namespace = String(parts[0]); name = String(parts[1]) } else { namespace = nil; name = p.name }
