@@ -172,8 +172,10 @@ enum GoBinary {
         return out
     }
 
+    static let magic: [UInt8] = [0xFF] + Array(" Go buildinf:".utf8)
+
     static func buildInfo(goVersion: String, modInfo: String) -> [UInt8] {
-        var h: [UInt8] = [0xFF] + Array(" Go buildinf:".utf8) + [8, 2]
+        var h: [UInt8] = magic + [8, 2]
         h += [UInt8](repeating: 0, count: 16)
         let mod = modStart + Array(modInfo.utf8) + modEnd
         return h + uvarint(goVersion.utf8.count) + Array(goVersion.utf8) + uvarint(mod.count) + mod
@@ -185,6 +187,88 @@ enum GoBinary {
         out += [UInt8](repeating: 0x90, count: padding - out.count)
         out += buildInfo(goVersion: goVersion, modInfo: modInfo)
         out += [UInt8](repeating: 0xCC, count: 1000)
+        return out
+    }
+}
+
+/// An ELF executable with Go 1.13–1.17 build information (the pointer format), laid out as the
+/// Go linker lays it out: the strings' bytes in a read-only segment before the data segment,
+/// whose first bytes are the 32-byte header pointing at the two string headers after it.
+struct GoPointerELF {
+    var goVersion = "go1.16.15"
+    var modInfo = "path\texample.com/old\nmod\texample.com/old\t(devel)\t\ndep\tgolang.org/x/text\tv0.3.7\th1:x=\n"
+    var is64 = true
+    var bigEndian = false
+    /// The strings in the data segment after their headers instead of before.
+    var stringsAfter = false
+    /// Read-only bytes before the strings.
+    var rodataPrefix: [UInt8] = []
+    /// Overrides of the two string headers' (address, length), and of the header's pointers.
+    var versionHeader: (UInt64, UInt64)?
+    var headerPointers: (UInt64, UInt64)?
+    /// Program headers before the loadable ones (a `PT_GNU_STACK` with no bytes first, say).
+    var leadingEmptySegment = false
+
+    static let base: UInt64 = 0x400000
+
+    func int(_ v: UInt64, _ width: Int) -> [UInt8] {
+        let le = (0..<width).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64($0))) }
+        return bigEndian ? le.reversed() : le
+    }
+
+    var bytes: [UInt8] {
+        let ptr = is64 ? 8 : 4
+        let framed = GoBinary.modStart + Array(modInfo.utf8) + GoBinary.modEnd
+        let version = Array(goVersion.utf8)
+        // Read-only segment at 0x1000: prefix, version, 0, module information.
+        var rodata = rodataPrefix + [0, 0]
+        let versionAt = rodata.count
+        rodata += version + [0, 0, 0]
+        let modAt = rodata.count
+        rodata += framed + [0, 0]
+        let dataOffset = (0x1000 + rodata.count + 0xFFF) / 0x1000 * 0x1000
+        // Data segment: header, then the two string headers, then (stringsAfter) the strings.
+        var stringsData: [UInt8] = []
+        var versionAddress = Self.base + UInt64(0x1000 + versionAt), modAddress = Self.base + UInt64(0x1000 + modAt)
+        let headersAt = 32, stringsAt = 32 + 4 * ptr + 16
+        if stringsAfter {
+            versionAddress = Self.base + UInt64(dataOffset + stringsAt)
+            stringsData = version + [0]
+            modAddress = Self.base + UInt64(dataOffset + stringsAt + stringsData.count)
+            stringsData += framed
+            rodata = rodataPrefix + [0]
+        }
+        let vh = versionHeader ?? (versionAddress, UInt64(version.count))
+        var data = GoBinary.magic + [UInt8(ptr), bigEndian ? 1 : 0]
+        let pointers = headerPointers ?? (Self.base + UInt64(dataOffset + headersAt), Self.base + UInt64(dataOffset + headersAt + 2 * ptr))
+        data += int(pointers.0, ptr) + int(pointers.1, ptr)
+        data += [UInt8](repeating: 0, count: 32 - data.count)
+        data += int(vh.0, ptr) + int(vh.1, ptr) + int(modAddress, ptr) + int(UInt64(framed.count), ptr)
+        data += [UInt8](repeating: 0, count: stringsAt - data.count) + stringsData + [UInt8](repeating: 0, count: 256)
+
+        // Program headers: [empty], text (the headers), rodata, data.
+        var segments: [(type: UInt32, flags: UInt32, offset: UInt64, size: UInt64)] = []
+        if leadingEmptySegment { segments.append((0x6474E551, 6, 0, 0)) }
+        segments.append((1, 5, 0, 0x1000))
+        segments.append((1, 4, 0x1000, UInt64(rodata.count)))
+        segments.append((1, 6, UInt64(dataOffset), UInt64(data.count)))
+        var out: [UInt8] = [0x7F, 0x45, 0x4C, 0x46, is64 ? 2 : 1, bigEndian ? 2 : 1, 1, 0] + [UInt8](repeating: 0, count: 8)
+        let ehsize = is64 ? 64 : 52, phentsize = is64 ? 56 : 32
+        out += int(2, 2) + int(62, 2) + int(1, 4) + int(Self.base + 0x800, ptr) + int(UInt64(ehsize), ptr) + int(0, ptr)
+        out += int(0, 4) + int(UInt64(ehsize), 2) + int(UInt64(phentsize), 2) + int(UInt64(segments.count), 2)
+        out += int(is64 ? 64 : 40, 2) + int(0, 2) + int(0, 2)
+        for s in segments {
+            let vaddr = s.size == 0 ? 0 : Self.base + s.offset
+            if is64 {
+                out += int(UInt64(s.type), 4) + int(UInt64(s.flags), 4) + int(s.offset, 8) + int(vaddr, 8) + int(vaddr, 8)
+                out += int(s.size, 8) + int(s.size, 8) + int(0x1000, 8)
+            } else {
+                out += int(UInt64(s.type), 4) + int(s.offset, 4) + int(vaddr, 4) + int(vaddr, 4) + int(s.size, 4)
+                out += int(s.size, 4) + int(UInt64(s.flags), 4) + int(0x1000, 4)
+            }
+        }
+        out += [UInt8](repeating: 0xC3, count: 0x1000 - out.count) + rodata
+        out += [UInt8](repeating: 0, count: dataOffset - out.count) + data
         return out
     }
 }

@@ -14,10 +14,20 @@ final class GoBuildInfoScanner {
     private var fed = 0
     /// Bytes from an aligned offset near a chunk's end, too few to compare with the magic.
     private var carry: [UInt8] = []
+    /// The file offset of `carry`'s first byte.
+    private var carryAt = 0
     /// The header and what follows, once found.
     private var captured: [UInt8]?
-    private var firstBytes: [UInt8] = []
+    /// The file offset of `captured`'s first byte (the magic's).
+    private var capturedAt = 0
+    /// The file's first bytes: its ELF header and program headers (the pointer format's map).
+    private var head: [UInt8] = []
+    static let headBytes = 16 << 10
     private(set) var isELF: Bool?
+    /// Where Go strings may start, kept until the build information is found (pointer format).
+    private var windows: GoStringWindows?
+    /// The pointer format's strings being read (Go 1.13 to 1.17).
+    private var pointerFormat: GoPointerBuildInfo?
     /// The first version-like string of the binary, for a main module built as `(devel)`.
     private var sniffer = GoVersionSniffer()
     /// The build information once it is whole (or known unreadable): no more of it is kept, and
@@ -37,12 +47,23 @@ final class GoBuildInfoScanner {
     }
 
     func feed(_ bytes: UnsafeRawBufferPointer) {
-        if isELF == nil {
-            firstBytes.append(contentsOf: bytes.prefix(4 - firstBytes.count))
-            if firstBytes.count == 4 { isELF = firstBytes == [0x7F, 0x45, 0x4C, 0x46] }
-            if isELF == false { return }
+        let base = fed
+        fed += bytes.count
+        if head.count < Self.headBytes { head.append(contentsOf: bytes.prefix(Self.headBytes - head.count)) }
+        if isELF == nil, head.count >= 4 {
+            isELF = head.prefix(4).elementsEqual([0x7F, 0x45, 0x4C, 0x46])
+            // The windows start with this chunk: the bytes before it are the ELF magic's.
+            if isELF == true { windows = GoStringWindows(maxModBytes: maxBytes, startingAt: base) } else { head = [] }
         }
+        if isELF == false { return }
         sniffer.feed(bytes)
+        if pointerFormat != nil {
+            if settled == nil {
+                pointerFormat!.feed(bytes, at: base, windows: windows)
+                settlePointerFormat()
+            }
+            return
+        }
         if captured != nil {
             if settled == nil {
                 captured!.append(contentsOf: bytes.prefix(maxBytes - captured!.count))
@@ -50,10 +71,9 @@ final class GoBuildInfoScanner {
             }
             return
         }
+        windows?.feed(bytes)
         defer { if captured != nil { settle() } }
         let magic = Self.magic
-        let base = fed
-        fed += bytes.count
         if !carry.isEmpty {
             // The carry starts at an aligned offset in an earlier chunk: complete it and compare.
             let take = min(magic.count - carry.count, bytes.count)
@@ -61,6 +81,7 @@ final class GoBuildInfoScanner {
             if carry.count < magic.count { return }
             if carry == magic {
                 captured = carry
+                capturedAt = carryAt
                 captured!.append(contentsOf: bytes[take...].prefix(maxBytes - carry.count))
                 carry = []
                 return
@@ -76,22 +97,59 @@ final class GoBuildInfoScanner {
                 while k < magic.count && bytes[p + k] == magic[k] { k += 1 }
                 if k == magic.count {
                     captured = Array(bytes[p..<min(n, p + maxBytes)])
+                    capturedAt = base + p
                     return
                 }
             }
             p += 16
         }
-        if p < n { carry = Array(bytes[p...]) }
+        if p < n {
+            carry = Array(bytes[p...])
+            carryAt = base + p
+        }
+    }
+
+    /// The pointer format (Go 1.13 to 1.17) once its header is whole: its strings are read from
+    /// here on (and from the windows kept before), starting with the bytes captured after it.
+    private func startPointerFormat(_ c: [UInt8]) {
+        captured = []
+        guard let segments = ELFSegments(head: head) else {
+            settled = (.failure(.pointerFormat("the ELF program headers cannot be read")), false)
+            return
+        }
+        guard var pointer = GoPointerBuildInfo(header: c, segments: segments, maxBytes: maxBytes) else {
+            settled = (.failure(.truncated), false)
+            return
+        }
+        c.withUnsafeBytes { pointer.feed($0, at: capturedAt, windows: windows) }
+        pointerFormat = pointer
+        settlePointerFormat()
+    }
+
+    private func settlePointerFormat() {
+        guard settled == nil, let pointer = pointerFormat, pointer.isResolved else { return }
+        let version = pointer.strings[0] ?? [], modInfo = pointer.strings[1] ?? []
+        let info: Result<BuildInfo, BuildInfoProblem>
+        if let missed = pointer.missed {
+            info = .failure(.pointerFormat(missed))
+        } else if version.isEmpty {
+            info = .failure(.truncated)
+        } else {
+            info = BuildInfo.make(version: version, rawModInfo: modInfo)
+        }
+        settled = (info, (try? info.get())?.mainIsDevel ?? false)
+        windows = nil
     }
 
     /// Parses the captured bytes once they hold the whole build information (both strings'
     /// lengths known and reached), or once they cannot (the old format, over `maxBytes`).
     private func settle() {
-        guard settled == nil, let c = captured else { return }
+        guard settled == nil, pointerFormat == nil, let c = captured else { return }
         if c.count >= 16, c[15] & 2 == 0 {
-            settled = (.failure(.oldFormat), false)
+            if c.count >= Self.headerSize { startPointerFormat(c) }
             return
         }
+        if c.count >= 16 { windows = nil }
         let whole = c.count >= Self.headerSize && Self.stringEnd(c, Self.headerSize).flatMap { Self.stringEnd(c, $0) } != nil
         guard whole || c.count >= maxBytes else { return }
         let info = BuildInfo.parse(c, maxBytes: maxBytes)
@@ -103,6 +161,11 @@ final class GoBuildInfoScanner {
     /// nil for files that are not Go binaries.
     func result() -> IndexedFile? {
         guard isELF == true, captured != nil else { return nil }
+        if settled == nil, pointerFormat != nil {
+            // The file ended before the pointer format's strings: they are not there.
+            pointerFormat!.finish()
+            settlePointerFormat()
+        }
         if settled == nil {
             // The file ended first: what was captured is all there is.
             settled = (BuildInfo.parse(captured!, maxBytes: maxBytes), false)
@@ -139,10 +202,10 @@ final class GoBuildInfoScanner {
     }
 
     enum BuildInfoProblem: Error {
-        case oldFormat, truncated, tooLarge, invalidGoVersion
+        case pointerFormat(String), truncated, tooLarge, invalidGoVersion
         func reason(maxBytes: Int) -> String {
             switch self {
-            case .oldFormat: "Go build information of a Go release before 1.18 (pointer format) is not read"
+            case .pointerFormat(let why): "Go build information of a Go release before 1.18 (pointer format) not read: \(why)"
             case .truncated: "Go build information truncated or malformed"
             case .tooLarge: "Go build information larger than \(maxBytes) bytes"
             case .invalidGoVersion: "Go build information has an invalid Go version"
@@ -164,12 +227,18 @@ final class GoBuildInfoScanner {
         var mainIsDevel: Bool { main?.version == GoMainVersion.devel }
 
         static func parse(_ c: [UInt8], maxBytes: Int) -> Result<BuildInfo, BuildInfoProblem> {
-            guard c.count >= 16 else { return .failure(.truncated) }
-            guard c[15] & 2 != 0 else { return .failure(.oldFormat) }
+            // The pointer format's header cut short is truncated too (a whole one is read by
+            // `GoPointerBuildInfo`).
+            guard c.count >= 16, c[15] & 2 != 0 else { return .failure(.truncated) }
             var p = GoBuildInfoScanner.headerSize
             guard let version = GoBuildInfoScanner.string(c, &p), let rawModInfo = GoBuildInfoScanner.string(c, &p) else {
                 return .failure(c.count >= maxBytes ? .tooLarge : .truncated)
             }
+            return make(version: version, rawModInfo: rawModInfo)
+        }
+
+        /// From the two strings, whichever format held them.
+        static func make(version: [UInt8], rawModInfo: [UInt8]) -> Result<BuildInfo, BuildInfoProblem> {
             guard let goVersion = String(validating: version, as: UTF8.self), goVersion.hasPrefix("go"), goVersion.utf8.count <= 64 else {
                 return .failure(.invalidGoVersion)
             }

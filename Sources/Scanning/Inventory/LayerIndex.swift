@@ -140,7 +140,8 @@ public struct LayerIndex: Sendable, Hashable, Codable {
     /// 3: names as Syft gives them: every named `package.json`, Java archives by file name and
     ///    manifest, dpkg packages in every on-disk state, PEP 503 Python names, Go main modules
     ///    from the package path and guessed `(devel)` versions.
-    /// 4: Jenkins plugins (`.jpi`, `.hpi`, packages of a Jenkins plugin group).
+    /// 4: Jenkins plugins (`.jpi`, `.hpi`, packages of a Jenkins plugin group); Go 1.13 to 1.17
+    ///    build information (the pointer format).
     public static let currentFormat = 4
 
     public var format: Int = LayerIndex.currentFormat
