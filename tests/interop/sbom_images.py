@@ -9,9 +9,12 @@
    package.json, a module-kind stub and an application without a version), jars named each way
    Syft names them (pom.properties, another jar nested, file name only, a foreign pom beside a
    manifest version, a Maven Bundle Plugin manifest, a per-entry manifest version, and one
-   without a manifest), and Go binaries built with Debian's Go: from a main module with one
-   vendored dependency, the same with its version set by ``-ldflags``, and one built outside
-   module mode (a package path, no module lines, as Debian builds its Go packages);
+   without a manifest), Jenkins plugins (``.hpi`` with the plugin's jar and a library inside,
+   ``.jpi``, jars of a plugin group by pom and by manifest), Go binaries built with Debian's Go:
+   from a main module with one vendored dependency, the same with its version set by
+   ``-ldflags``, and one built outside module mode (a package path, no module lines, as Debian
+   builds its Go packages); and a Go 1.16 binary's build information (the pointer format, written
+   here: ``go_pointer_elf``);
 3. ``var/lib/dpkg/status`` replaced by one without ``REMOVED_DEB`` (as after ``dpkg --purge``),
    with ``UNPACKED_DEB`` unpacked but not configured and a removed package's configuration files;
 4. a whiteout of one dist-info directory (``REMOVED_PYTHON``);
@@ -99,6 +102,7 @@ def _build(work: Path, extra_packages: tuple[str, ...] = ()):
     _npm(extras)
     _java(extras)
     _go(work, extras)
+    _legacy_go(extras)
 
     status = (rootfs / "var/lib/dpkg/status").read_text()
     stanzas = [s for s in status.split("\n\n") if s.strip()]
@@ -183,6 +187,21 @@ def _java(extras: Path):
          manifest=MANIFEST + "\r\nName: org/example/sectioned/\r\nImplementation-Version: 4.0\r\n")
     # No manifest: Syft reads nothing from it; Berth still lists its pom (test_sbom's KNOWN_DIFFERENCES).
     _jar(extras / "opt/app/lib/stripped-0.3.jar", "org.example", "stripped", "0.3", manifest=None)
+    # Jenkins plugins: an .hpi (its own package by file name and manifest, the plugin's jar and a
+    # bundled library inside), a .jpi named with its version, and jars of a plugin group by pom and
+    # by manifest.
+    plugin_jar, library = extras.parent / "plugin.jar", extras.parent / "library.jar"
+    _jar(plugin_jar, "org.jenkins-ci.plugins", "git-client", "4.7.0")
+    _jar(library, "org.eclipse.jgit", "org.eclipse.jgit", "6.5.0")
+    _jar(extras / "var/jenkins_home/plugins/git-client.hpi", None, "git-client", "",
+         manifest="Manifest-Version: 1.0\r\nGroup-Id: org.jenkins-ci.plugins\r\nShort-Name: git-client\r\n"
+                  "Plugin-Version: 4.7.0\r\n",
+         extra={"WEB-INF/lib/git-client.jar": plugin_jar.read_bytes(),
+                "WEB-INF/lib/org.eclipse.jgit-6.5.0.jar": library.read_bytes()})
+    _jar(extras / "var/jenkins_home/plugins/credentials-2.6.1.jpi", None, "credentials", "")
+    _jar(extras / "usr/share/jenkins/lib/ionicons-api-56.jar", "io.jenkins.plugins", "ionicons-api", "56")
+    _jar(extras / "usr/share/jenkins/lib/pipeline-tool-1.2.jar", None, "pipeline-tool", "",
+         manifest=MANIFEST + "Bundle-SymbolicName: org.jenkins-ci.plugins.pipeline-tool;singleton:=true\r\n")
 
 
 GO_MAIN = """package main
@@ -221,6 +240,49 @@ def _go(work: Path, extras: Path):
     (pkg / "main.go").write_text('package main\n\nimport "fmt"\n\nvar version string\n\nfunc main() { fmt.Println("hi", version) }\n')
     run(["go", "build", "-trimpath", "-o", str(out.parent / "hello-gopath"), "."], cwd=pkg,
         env=dict(env, GO111MODULE="off", GOPATH=str(gopath), GOFLAGS=""))
+
+
+GO_MOD_START = bytes.fromhex("3077af0c9274080241e1c107e6d618e6")
+GO_MOD_END = bytes.fromhex("f932433186182072008242104116d8f2")
+
+
+def go_pointer_elf(go_version: str, mod_info: str, rodata_prefix: bytes = b"") -> bytes:
+    """An x86-64 ELF executable with Go 1.13-1.17 build information (the pointer format) as the Go
+    linker lays it out: the strings in a read-only segment, the data segment starting with the
+    32-byte header whose two pointers name the Go string headers (address, length) after it. No
+    Go older than 1.19 is packaged here; Go's own debug/buildinfo (in Syft) reads this file."""
+    base = 0x400000
+    version = go_version.encode()
+    framed = GO_MOD_START + mod_info.encode() + GO_MOD_END
+    rodata = rodata_prefix + b"\0\0"
+    version_at = 0x1000 + len(rodata)
+    rodata += version + b"\0\0\0"
+    mod_at = 0x1000 + len(rodata)
+    rodata += framed + b"\0\0"
+    data_off = (0x1000 + len(rodata) + 0xFFF) // 0x1000 * 0x1000
+    q = lambda v: v.to_bytes(8, "little")
+    data = b"\xff Go buildinf:" + bytes([8, 0]) + q(base + data_off + 32) + q(base + data_off + 48)
+    data += q(base + version_at) + q(len(version)) + q(base + mod_at) + q(len(framed)) + bytes(256)
+    segments = [(1, 5, 0, 0x1000), (1, 4, 0x1000, len(rodata)), (1, 6, data_off, len(data)), (0x6474E551, 6, 0, 0)]
+    h = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+    h += (2).to_bytes(2, "little") + (62).to_bytes(2, "little") + (1).to_bytes(4, "little") + q(base + 0x800) + q(64) + q(0)
+    h += bytes(4) + (64).to_bytes(2, "little") + (56).to_bytes(2, "little") + len(segments).to_bytes(2, "little")
+    h += (64).to_bytes(2, "little") + bytes(4)
+    for kind, flags, offset, size in segments:
+        vaddr = base + offset if size else 0
+        h += kind.to_bytes(4, "little") + flags.to_bytes(4, "little") + q(offset) + q(vaddr) + q(vaddr) + q(size) + q(size)
+        h += q(0x1000)
+    out = h + b"\xc3" * (0x1000 - len(h)) + rodata
+    return out + bytes(data_off - len(out)) + data
+
+
+def _legacy_go(extras: Path):
+    # A Go 1.16 binary: a (devel) main module, named by the version string in its read-only data.
+    mod = ("path\texample.org/legacy/cmd/tool\nmod\texample.org/legacy\t(devel)\t\n"
+           "dep\tgolang.org/x/text\tv0.3.6\th1:aaa=\ndep\tgithub.com/pkg/errors\tv0.9.1\th1:bbb=\n")
+    out = extras / "usr/local/bin/legacy-tool"
+    out.write_bytes(go_pointer_elf("go1.16.15", mod, rodata_prefix=b"\0" + b"2.8.1" + b"\0"))
+    out.chmod(0o755)
 
 
 RPM_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make-test-rpmdb"

@@ -23,7 +23,7 @@ from conftest import berth_bin
 pytestmark = pytest.mark.berth_only
 
 # Syft's package types that Berth's inventory also catalogs (same spelling).
-SHARED_TYPES = {"deb", "apk", "rpm", "python", "npm", "java-archive", "go-module"}
+SHARED_TYPES = {"deb", "apk", "rpm", "python", "npm", "java-archive", "jenkins-plugin", "go-module"}
 
 # (type, name, version) Syft reports and Berth deliberately does not, or the reverse, with why.
 # Keep this tiny: anything else that differs is a bug in one of the two.
@@ -124,7 +124,7 @@ def syft_packages(layout, tmp_path):
 def syft_name(artifact):
     # Syft names a Java package by its artifactId; its pom.properties metadata has the group.
     pom = (artifact.get("metadata") or {}).get("pomProperties") or {}
-    if artifact["type"] == "java-archive" and pom.get("groupId") and pom.get("artifactId"):
+    if artifact["type"] in ("java-archive", "jenkins-plugin") and pom.get("groupId") and pom.get("artifactId"):
         return f'{pom["groupId"]}:{pom["artifactId"]}'
     return artifact["name"]
 
@@ -145,7 +145,7 @@ def test_inventory_agrees_with_syft(debian_layout, tmp_path):
     assert not only_syft and not only_berth, (f"only Syft: {sorted(only_syft)}; only Berth: {sorted(only_berth)}; "
                                               f"counts (berth, syft) per type: {dict(by_type)}")
     # The image has every kind the recipe put in, and what later layers removed is gone.
-    assert {t for t, _, _ in ours} == {"deb", "python", "npm", "java-archive", "go-module"}
+    assert {t for t, _, _ in ours} == {"deb", "python", "npm", "java-archive", "jenkins-plugin", "go-module"}
     names = {(t, n) for t, n, _ in ours}
     assert ("deb", sbom_images.REMOVED_DEB) not in names and ("deb", "coreutils") in names
     assert ("deb", sbom_images.UNPACKED_DEB) in names  # unpacked, never configured: its files are there
@@ -154,6 +154,15 @@ def test_inventory_agrees_with_syft(debian_layout, tmp_path):
     assert ("npm", "left-pad", "1.3.0") not in ours and ("npm", "ms", "2.1.2") in ours and ("npm", "ms", "2.1.3") in ours
     assert ("java-archive", "org.example:inner-lib", "2.0.1") in ours
     assert ("go-module", "example.org/greet", "v1.2.3") in ours
+    # Go 1.16's pointer format: the version and module strings found through the program headers.
+    for expected in [("go-module", "stdlib", "go1.16.15"), ("go-module", "example.org/legacy", "v2.8.1"),
+                     ("go-module", "github.com/pkg/errors", "v0.9.1")]:
+        assert expected in ours, expected
+    # Jenkins plugins, by extension or by a plugin group; the library a plugin bundles stays a jar.
+    for expected in [("jenkins-plugin", "git-client", "4.7.0"), ("jenkins-plugin", "org.jenkins-ci.plugins:git-client", "4.7.0"),
+                     ("java-archive", "org.eclipse.jgit:org.eclipse.jgit", "6.5.0"), ("jenkins-plugin", "credentials", "2.6.1"),
+                     ("jenkins-plugin", "io.jenkins.plugins:ionicons-api", "56"), ("jenkins-plugin", "pipeline-tool", "1.2")]:
+        assert expected in ours, expected
     # A (devel) main module named by -ldflags; a binary without module lines named by its package path.
     assert ("go-module", "example.org/hello", "v3.4.5") in ours
     assert ("go-module", "example.org/gopath/cmd/hello") in names

@@ -40,11 +40,11 @@ struct ELFSegments: Equatable {
         var segments: [Segment] = []
         for i in 0..<count {
             let (base, overflow) = phoff.addingReportingOverflow(i * entry)
-            guard !overflow else { return nil }
+            guard !overflow, base <= UInt64(head.count) else { return nil }
             let fields = is64 ? (offset: (8, 8), vaddr: (16, 8), size: (32, 8)) : (offset: (4, 4), vaddr: (8, 4), size: (16, 4))
             guard let offset = read(base &+ UInt64(fields.offset.0), fields.offset.1),
                   let vaddr = read(base &+ UInt64(fields.vaddr.0), fields.vaddr.1),
-                  let size = read(base &+ UInt64(fields.size.0), fields.size.1), base <= UInt64(head.count) else { return nil }
+                  let size = read(base &+ UInt64(fields.size.0), fields.size.1) else { return nil }
             segments.append(Segment(vaddr: vaddr, offset: offset, fileSize: size))
         }
         self.segments = segments
