@@ -21,6 +21,10 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     /// The subject of the caller that created it.
     public var createdBy: String
     public var createdAt: Date
+    /// The event log's last sequence number when it was created: a base-image move at or before
+    /// it happened before the task existed and queues nothing (its first run resolves its bases
+    /// as they are then). Nil for tasks saved before it was kept.
+    public var createdAfterEvent: Int64? = nil
     public var updatedAt: Date
     /// When the timer trigger last queued a run (so each slot fires once across the cluster).
     public var lastScheduledAt: Date?

@@ -32,7 +32,7 @@ public struct BaseImageTriggerConsumer: EventConsumer {
             guard seen.insert(reference + "@" + (event.digest ?? "")).inserted else { continue }
             for name in graph.triggered(by: reference, pushedBy: Self.pushingTask(event.actor)) {
                 try await tasks.baseImageMoved(name, reference: reference, digest: event.digest, now: Date(),
-                                               movedAt: event.timestamp)
+                                               event: event.sequence)
             }
         }
     }
@@ -64,15 +64,16 @@ extension TaskService {
 
     /// `reference` (`repository:tag` in this registry, or `host/repository:tag` of another when
     /// `external`) moved to `digest`: queue `name` now, merge into its queued run, or defer to
-    /// the end of its window. A move made before the task existed (`movedAt`, the event's time)
-    /// queues nothing: the task's first run resolves its bases as they are then (found by a flaky
-    /// interop test: a base pushed just before `task create`, read by the consumer just after it,
-    /// queued a second first run beside the one asked for).
-    func baseImageMoved(_ name: String, reference: String, digest: String?, now: Date, movedAt: Date? = nil,
+    /// the end of its window. A move made before the task existed (its `event`, a sequence
+    /// number of the event log, at or before the task's `createdAfterEvent`) queues nothing: the
+    /// task's first run resolves its bases as they are then (found by a flaky interop test: a
+    /// base pushed just before `task create`, read by the consumer just after it, queued a second
+    /// first run beside the one asked for). The log's order, not clocks: nodes' clocks differ.
+    func baseImageMoved(_ name: String, reference: String, digest: String?, now: Date, event: Int64? = nil,
                         external: Bool = false) async throws {
         guard let task = try await store.task(named: name), task.enabled, task.baseImageTrigger != nil,
               task.context != nil else { return }
-        if let movedAt, movedAt < task.createdAt { return }
+        if let event, let createdAfter = task.createdAfterEvent, event <= createdAfter { return }
         let runs = try await store.taskRuns(task: name, limit: 20)
         let latest = runs.first { $0.status != .queued && $0.status != .cancelled }
         let full = external ? reference : configuration.registry + "/" + reference

@@ -15,7 +15,7 @@ import Testing
 
     static let expected = ["example.com/old@(devel)", "golang.org/x/text@v0.3.7", "stdlib@go1.16.15"]
 
-    @Test(arguments: [1, 7, 333, 4096, 1 << 20])
+    @Test(arguments: [1, 7, 333, 4096])
     func everyLayoutIsReadInEveryChunking(chunk: Int) async throws {
         for layout in [GoPointerELF(), GoPointerELF(is64: false, bigEndian: true), GoPointerELF(bigEndian: true),
                        GoPointerELF(is64: false), GoPointerELF(stringsAfter: true), GoPointerELF(is64: false, stringsAfter: true)] {
@@ -72,10 +72,50 @@ import Testing
         #expect(got.packages.isEmpty && got.problems.count == 1)
     }
 
+    @Test func aBuildInfoLiteralInReadOnlyDataIsNoHeader() async throws {
+        // The `go` command holds the magic as a string in .rodata; at an aligned offset it came
+        // first and hid the real header. Only the data segment may hold the header.
+        let literal = GoBinary.magic + [8, 2] + [UInt8](repeating: 0xEE, count: 48)
+        let got = try await Self.packages(GoPointerELF(rodataPrefix: literal).bytes, chunk: 333)
+        #expect(got.packages == Self.expected, "\(got.problems)")
+    }
+
+    @Test func aChunkLargerThanTheCaptureIsReadWhole() {
+        // The strings after their headers, past what the header's capture holds (maxBytes): the
+        // rest of the chunk is still read.
+        let bytes = GoPointerELF(stringsAfter: true).bytes
+        let scanner = GoBuildInfoScanner(path: "x", maxBytes: 150)
+        bytes.withUnsafeBytes { scanner.feed($0) }
+        #expect(scanner.result()?.packages.map { "\($0.name)@\($0.version)" }.sorted() == Self.expected)
+    }
+
+    @Test func moduleWindowsShareOneBudget() {
+        // Eight sentinels in a row, no end sentinel: every window opens before any is full.
+        var stream: [UInt8] = []
+        for _ in 0..<GoStringWindows.maxModWindows { stream += GoStringWindows.modStart }
+        stream += [UInt8](repeating: 0x41, count: 20_000)
+        for chunk in [7, 4096, stream.count] {
+            var windows = GoStringWindows(maxModBytes: 3000, startingAt: 100)
+            var p = 0
+            while p < stream.count {
+                let end = min(stream.count, p + chunk)
+                Array(stream[p..<end]).withUnsafeBytes { windows.feed($0) }
+                p = end
+            }
+            let kept = windows.windows.filter(\.isMod)
+            #expect(kept.reduce(0) { $0 + $1.bytes.count } <= 3000, "\(chunk)")
+            #expect(kept.first?.at == 100 && kept.allSatisfy { !$0.open }, "\(chunk)")
+            // Small chunks open all eight before any is full: still one budget.
+            if chunk == 7 { #expect(kept.count == GoStringWindows.maxModWindows) }
+        }
+    }
+
     @Test func programHeadersAreReadAsGoReadsThem() {
         let bytes = GoPointerELF().bytes
         let segments = try! #require(ELFSegments(head: Array(bytes.prefix(4096))))
         #expect(segments.segments.count == 3)
+        // The data segment (read-write, not executable) may hold the header; text and rodata not.
+        #expect(segments.mayHoldBuildInfo(at: 0x2000) && !segments.mayHoldBuildInfo(at: 0x1000) && !segments.mayHoldBuildInfo(at: 0x10))
         #expect(segments.fileOffset(of: GoPointerELF.base + 0x1004, count: 4) == 0x1004)
         #expect(segments.fileOffset(of: GoPointerELF.base + 0x1004, count: 1 << 30) == nil)
         #expect(segments.fileOffset(of: 0x10, count: 1) == nil)

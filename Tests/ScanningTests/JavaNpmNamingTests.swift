@@ -281,7 +281,21 @@ import Testing
         #expect(typed("l/core-2.0.jar", try Self.jar(manifest: "Implementation-Vendor-Id: org.jenkins-ci.main\n")) == ["java-archive core@2.0"])
         // A pom without a group whose artifactId is dotted: the artifactId is the group.
         #expect(typed("l/x.jar", try Self.jar(manifest: mf, poms: [("", "io.jenkins.plugins.thing", "1")]))
-                .contains("jenkins-plugin io.jenkins.plugins.thing@1"))
+                == ["java-archive x@UNKNOWN", "jenkins-plugin io.jenkins.plugins.thing@1"])
+        // A pom's group decides by Syft's wider list too (a bundled CloudBees plugin), and a pom
+        // describing the .hpi itself decides its type over the extension: a plugin of a group
+        // outside both lists (org.jenkinsci.plugins) is a Java archive, as Syft has it.
+        #expect(typed("l/lib.jar", try Self.jar(manifest: mf, poms: [("com.cloudbees.jenkins.plugins", "analytics", "2")]))
+                == ["java-archive lib@UNKNOWN", "jenkins-plugin com.cloudbees.jenkins.plugins:analytics@2"])
+        #expect(typed("p/workflow-api.hpi", try Self.jar(manifest: mf, poms: [("org.jenkinsci.plugins", "workflow-api", "1.2")]))
+                == ["java-archive org.jenkinsci.plugins:workflow-api@1.2"])
+        #expect(typed("p/blue.hpi", try Self.jar(manifest: mf, poms: [("io.jenkins.blueocean", "blue", "1")]))
+                == ["java-archive io.jenkins.blueocean:blue@1"])
+        #expect(typed("p/x.hpi", try Self.jar(manifest: mf, poms: [("org.example.jenkins.plugins", "x", "1")]))
+                == ["jenkins-plugin org.example.jenkins.plugins:x@1"])
+        // A pom with an empty group leaves the group to the manifest.
+        #expect(typed("l/tool.jar", try Self.jar(manifest: "Group-Id: org.jenkins-ci.plugins\nImplementation-Version: 3\n",
+                                                 poms: [("", "tool", "3")])) == ["jenkins-plugin tool@3"])
     }
 
     @Test func aManifestsGroupIsThePrimaryAttributesFirstInByteOrder() {

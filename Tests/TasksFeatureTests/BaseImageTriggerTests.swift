@@ -243,22 +243,37 @@ private var quiet: Logger {
 
     /// A base pushed before its dependent task existed queues nothing when the consumer reads the
     /// push only after the task's creation (the task's first run resolves the base itself); a push
-    /// after the creation queues a run.
+    /// after the creation queues a run. The event log's order decides, whatever the clocks say.
     @Test func aMoveMadeBeforeTheTaskExistedQueuesNothing() async throws {
         let (tasks, store, _) = try service()
-        let created = Date()
+        let events = TaskService(store: store, configuration: tasks.configuration, logger: quiet, images: nil, events: store)
+        // Two events in the log before the task is made.
+        for n in 0..<2 {
+            try await store.appendScanEvent(repository: "other", digest: Digest.compute(Array("\(n)".utf8)), tag: nil, detail: "x")
+        }
+        // Creating a task records the log's last sequence number.
+        let plain = TaskRecord(name: "plain", taskFile: "version: v1.1.0\nsteps:\n  - cmd: \(Self.registry)/tools:1 echo hi\n",
+                               context: nil, schedule: nil, values: [:], timeoutSeconds: 600, repositories: [], createdBy: "o",
+                               createdAt: Date(), updatedAt: Date())
+        let made = try await events.create(plain, mayPush: { _ in true }, mayPull: { _ in true })
+        let before = try #require(made.createdAfterEvent)
+        #expect(before == (try await store.latestEventSequence()) && before > 0)
+        #expect(try await store.task(named: "plain")?.createdAfterEvent == before)
+        // A task with a base-image trigger made then (its context is not cloned here).
         var mid = record("mid", output: "mid:1", bases: [TaskBaseRecord(reference: "base:1.0", runtime: true)])
-        mid.createdAt = created
+        mid.createdAfterEvent = before
         #expect(try await store.createTask(mid))
-        let consumer = BaseImageTriggerConsumer(tasks: tasks)
-        func push(at time: Date, digest: String) -> Event {
-            Event(sequence: 1, timestamp: time, action: .manifestPush, repository: "base", digest: digest, tag: "1.0",
-                  mediaType: nil, size: nil, detail: nil, actor: "identity:owner", address: nil, requestID: nil,
+        let consumer = BaseImageTriggerConsumer(tasks: events)
+        func push(_ sequence: Int64, at time: Date) -> Event {
+            Event(sequence: sequence, timestamp: time, action: .manifestPush, repository: "base", digest: "sha256:\(sequence)",
+                  tag: "1.0", mediaType: nil, size: nil, detail: nil, actor: "identity:owner", address: nil, requestID: nil,
                   requestHost: nil, requestMethod: nil, userAgent: nil)
         }
-        try await consumer.handle([push(at: created.addingTimeInterval(-0.05), digest: "sha256:early")])
+        // Made before (its clock even says later): nothing.
+        try await consumer.handle([push(before, at: Date().addingTimeInterval(60))])
         #expect(try await store.taskRuns(task: "mid", limit: 10).isEmpty)
-        try await consumer.handle([push(at: created.addingTimeInterval(0.05), digest: "sha256:later")])
+        // Made after (its clock even says earlier): a run.
+        try await consumer.handle([push(before + 1, at: Date().addingTimeInterval(-60))])
         #expect(try await store.taskRuns(task: "mid", limit: 10).map(\.trigger) == ["base-image"])
     }
 

@@ -319,11 +319,21 @@ enum JavaArchive {
 
     /// Syft's package type for a Java package: a Jenkins plugin when its Maven package URL
     /// (`group/name@version`, the group falling back to the name) names a Jenkins plugin group,
-    /// whatever its file; else `archive`, the type its own file's extension gives (`.jpi` and
-    /// `.hpi` are Jenkins plugins, every other archive a Java archive).
+    /// whatever its file; else `archive`, the type its pom gives (`pomType`) or, without one, its
+    /// own file's extension (`.jpi` and `.hpi` are Jenkins plugins, every other archive a Java
+    /// archive).
     static func packageType(archive: PackageType, group: String, name: String, version: String) -> PackageType {
         let purl = "\(group.isEmpty ? name : group)/\(name)@\(version)"
         return purl.contains("io.jenkins.plugins") || purl.contains("org.jenkins-ci.plugins") ? .jenkinsPlugin : archive
+    }
+
+    /// The type a `pom.properties` gives its package (Syft's `PkgTypeIndicated`): a Jenkins plugin
+    /// when its groupId starts with a Jenkins plugin group or holds `.jenkins.plugin`. A pom
+    /// describing the archive itself decides its type over the file's extension.
+    static func pomType(_ group: String) -> PackageType {
+        let plugins = ["io.jenkins.plugins", "org.jenkins.plugins", "org.jenkins-ci.plugins", "io.jenkins-ci.plugins",
+                       "com.cloudbees.jenkins.plugins"]
+        return plugins.contains(where: { group.hasPrefix($0) }) || group.contains(".jenkins.plugin") ? .jenkinsPlugin : .javaArchive
     }
 
     /// The type an archive's file name gives its own package.
@@ -346,10 +356,14 @@ enum JavaArchive {
         var directory: String, location: String
         var packageName: String { group.isEmpty ? artifact : "\(group):\(artifact)" }
         /// The group its package URL has (Syft's `groupIDFromPomProperties`): the stated one, else
-        /// an artifactId with a dot in it (a group put in the wrong field).
+        /// an artifactId with a dot in it (a group put in the wrong field); without OSGi
+        /// directives, trimmed.
         var purlGroup: String {
-            if !group.isEmpty { return JavaManifest.cleanGroupID(group) }
-            return artifact.contains(".") ? JavaManifest.cleanGroupID(artifact) : ""
+            func clean(_ value: String) -> String {
+                (value.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? "").trimmingCharacters(in: .whitespaces)
+            }
+            if !group.isEmpty { return clean(group) }
+            return artifact.contains(".") ? clean(artifact) : ""
         }
     }
 
@@ -412,15 +426,18 @@ enum JavaArchive {
         }
         if let own, !own.name.isEmpty {
             let version = own.version.isEmpty ? InventoryPackage.unknownVersion : own.version
-            let type = packageType(archive: archiveType(location), group: own.pom?.purlGroup ?? manifest?.groupID ?? "",
-                                   name: own.name, version: version)
+            // The pom's group, else the manifest's (Syft's order, without its pom.xml and its list of
+            // well-known artifacts).
+            let pomGroup = own.pom?.purlGroup ?? ""
+            let type = packageType(archive: own.pom.map { pomType($0.group) } ?? archiveType(location),
+                                   group: pomGroup.isEmpty ? manifest?.groupID ?? "" : pomGroup, name: own.name, version: version)
             add(type, name: own.pom?.packageName ?? own.name, version: version, location: own.pom?.location ?? location,
                 file: &file, seen: &seen)
         }
         // Every other pom.properties is a package of its own (a library shaded or bundled in).
         let ownName = own?.name ?? ""
         for pom in sortedPoms where ownName.isEmpty || pom.artifact != ownName {
-            add(packageType(archive: .javaArchive, group: pom.purlGroup, name: pom.artifact, version: pom.version),
+            add(packageType(archive: pomType(pom.group), group: pom.purlGroup, name: pom.artifact, version: pom.version),
                 name: pom.packageName, version: pom.version, location: pom.location, file: &file, seen: &seen)
         }
 

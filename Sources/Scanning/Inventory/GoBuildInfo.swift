@@ -57,6 +57,9 @@ final class GoBuildInfoScanner {
         }
         if isELF == false { return }
         sniffer.feed(bytes)
+        // Until the build information is known, every byte passes the windows: a pointer-format
+        // string may lie anywhere before the string header that names it.
+        if settled == nil { windows?.feed(bytes) }
         if pointerFormat != nil {
             if settled == nil {
                 pointerFormat!.feed(bytes, at: base, windows: windows)
@@ -67,19 +70,18 @@ final class GoBuildInfoScanner {
         if captured != nil {
             if settled == nil {
                 captured!.append(contentsOf: bytes.prefix(maxBytes - captured!.count))
-                settle()
+                settle(chunk: bytes, at: base)
             }
             return
         }
-        windows?.feed(bytes)
-        defer { if captured != nil { settle() } }
+        defer { if captured != nil { settle(chunk: bytes, at: base) } }
         let magic = Self.magic
         if !carry.isEmpty {
             // The carry starts at an aligned offset in an earlier chunk: complete it and compare.
             let take = min(magic.count - carry.count, bytes.count)
             carry.append(contentsOf: bytes.prefix(take))
             if carry.count < magic.count { return }
-            if carry == magic {
+            if carry == magic, headerMayBe(at: carryAt) {
                 captured = carry
                 capturedAt = carryAt
                 captured!.append(contentsOf: bytes[take...].prefix(maxBytes - carry.count))
@@ -95,7 +97,7 @@ final class GoBuildInfoScanner {
             if bytes[p] == 0xFF {
                 var k = 1
                 while k < magic.count && bytes[p + k] == magic[k] { k += 1 }
-                if k == magic.count {
+                if k == magic.count, headerMayBe(at: base + p) {
                     captured = Array(bytes[p..<min(n, p + maxBytes)])
                     capturedAt = base + p
                     return
@@ -109,11 +111,24 @@ final class GoBuildInfoScanner {
         }
     }
 
+    /// The program headers, read once when a header is first found (nil: not readable).
+    private var segments: ELFSegments??
+
+    /// Whether a magic at `offset` may be the header: in the data segment when the program
+    /// headers can be read (`ELFSegments.mayHoldBuildInfo`), anywhere aligned when they cannot.
+    private func headerMayBe(at offset: Int) -> Bool {
+        if segments == nil { segments = .some(ELFSegments(head: head)) }
+        guard let known = segments!, known.segments.contains(where: { $0.type == 1 }) else { return true }
+        return known.mayHoldBuildInfo(at: offset)
+    }
+
     /// The pointer format (Go 1.13 to 1.17) once its header is whole: its strings are read from
-    /// here on (and from the windows kept before), starting with the bytes captured after it.
-    private func startPointerFormat(_ c: [UInt8]) {
+    /// here on (and from the windows kept before), starting with the bytes captured after it and
+    /// the rest of the current chunk (`chunk`, at file offset `base`), which the capture's limit
+    /// may have cut.
+    private func startPointerFormat(_ c: [UInt8], chunk: UnsafeRawBufferPointer, at base: Int) {
         captured = []
-        guard let segments = ELFSegments(head: head) else {
+        guard let segments = ELFSegments(head: head), segments.segments.contains(where: { $0.type == 1 }) else {
             settled = (.failure(.pointerFormat("the ELF program headers cannot be read")), false)
             return
         }
@@ -122,6 +137,10 @@ final class GoBuildInfoScanner {
             return
         }
         c.withUnsafeBytes { pointer.feed($0, at: capturedAt, windows: windows) }
+        let end = capturedAt + c.count
+        if end >= base, end < base + chunk.count {
+            pointer.feed(UnsafeRawBufferPointer(rebasing: chunk[(end - base)...]), at: end, windows: windows)
+        }
         pointerFormat = pointer
         settlePointerFormat()
     }
@@ -143,10 +162,10 @@ final class GoBuildInfoScanner {
 
     /// Parses the captured bytes once they hold the whole build information (both strings'
     /// lengths known and reached), or once they cannot (the old format, over `maxBytes`).
-    private func settle() {
+    private func settle(chunk: UnsafeRawBufferPointer, at base: Int) {
         guard settled == nil, pointerFormat == nil, let c = captured else { return }
         if c.count >= 16, c[15] & 2 == 0 {
-            if c.count >= Self.headerSize { startPointerFormat(c) }
+            if c.count >= Self.headerSize { startPointerFormat(c, chunk: chunk, at: base) }
             return
         }
         if c.count >= 16 { windows = nil }

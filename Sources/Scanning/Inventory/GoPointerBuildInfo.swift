@@ -18,6 +18,7 @@ import Darwin
 struct ELFSegments: Equatable {
     struct Segment: Equatable {
         var vaddr: UInt64, offset: UInt64, fileSize: UInt64
+        var type: UInt64 = 1, flags: UInt64 = 0
     }
     var segments: [Segment]
 
@@ -41,13 +42,23 @@ struct ELFSegments: Equatable {
         for i in 0..<count {
             let (base, overflow) = phoff.addingReportingOverflow(i * entry)
             guard !overflow, base <= UInt64(head.count) else { return nil }
-            let fields = is64 ? (offset: (8, 8), vaddr: (16, 8), size: (32, 8)) : (offset: (4, 4), vaddr: (8, 4), size: (16, 4))
+            let fields = is64 ? (offset: (8, 8), vaddr: (16, 8), size: (32, 8), flags: 4) : (offset: (4, 4), vaddr: (8, 4), size: (16, 4), flags: 24)
             guard let offset = read(base &+ UInt64(fields.offset.0), fields.offset.1),
                   let vaddr = read(base &+ UInt64(fields.vaddr.0), fields.vaddr.1),
-                  let size = read(base &+ UInt64(fields.size.0), fields.size.1) else { return nil }
-            segments.append(Segment(vaddr: vaddr, offset: offset, fileSize: size))
+                  let size = read(base &+ UInt64(fields.size.0), fields.size.1),
+                  let type = read(base, 4), let flags = read(base &+ UInt64(fields.flags), 4) else { return nil }
+            segments.append(Segment(vaddr: vaddr, offset: offset, fileSize: size, type: type, flags: flags))
         }
         self.segments = segments
+    }
+
+    /// Whether the build information's header may be at file offset `offset`: in a loadable,
+    /// writable, not executable segment, where the Go linker puts it (`debug/buildinfo` looks
+    /// only in the data segment, so a `\xff Go buildinf:` literal in read-only data, as in the
+    /// `go` command itself, is no header).
+    func mayHoldBuildInfo(at offset: Int) -> Bool {
+        let at = UInt64(offset)
+        return segments.contains { $0.type == 1 && $0.flags & 3 == 2 && $0.offset <= at && at - $0.offset < $0.fileSize }
     }
 
     /// Where `count` bytes at virtual address `address` are in the file, as `debug/buildinfo`'s
@@ -89,6 +100,8 @@ struct GoStringWindows {
 
     let maxModBytes: Int
     private(set) var windows: [Window] = []
+    /// The indices of the windows still growing.
+    private var growing: [Int] = []
     private var versionWindows = 0, modWindows = 0, modBytes = 0
     /// The last bytes of the stream so far (fewer than a sentinel), for starts across chunks.
     private var tail: [UInt8] = []
@@ -118,14 +131,20 @@ struct GoStringWindows {
                 }
             }
         }
-        // Open windows grow with this chunk (those just opened in the tail too).
-        for i in windows.indices where windows[i].open {
+        // Open windows grow with this chunk (those just opened in the tail too); module windows
+        // within the budget they share.
+        for i in growing {
             let before = windows[i].bytes.count
-            let take = min(windows[i].limit - before, chunk.count)
+            var take = min(windows[i].limit - before, chunk.count)
+            if windows[i].isMod { take = min(take, max(0, maxModBytes - modBytes)) }
             windows[i].bytes.append(contentsOf: chunk.prefix(take))
-            if windows[i].isMod { modBytes += take }
+            if windows[i].isMod {
+                modBytes += take
+                if modBytes >= maxModBytes { windows[i].limit = windows[i].bytes.count }
+            }
             settle(&windows[i], searchFrom: max(0, before - (Self.modEnd.count - 1)))
         }
+        growing.removeAll { !windows[$0].open }
         // Starts wholly inside this chunk.
         do {
             let bytes = chunk.assumingMemoryBound(to: UInt8.self)
@@ -154,6 +173,7 @@ struct GoStringWindows {
         var window = Window(at: at, bytes: Array(bytes.prefix(limit)), limit: limit, isMod: isMod, open: true)
         if isMod { modWindows += 1; modBytes += window.bytes.count } else { versionWindows += 1 }
         settle(&window, searchFrom: Self.modStart.count)
+        if window.open { growing.append(windows.count) }
         windows.append(window)
     }
 
