@@ -15,7 +15,7 @@ import Testing
 
     static let expected = ["example.com/old@(devel)", "golang.org/x/text@v0.3.7", "stdlib@go1.16.15"]
 
-    @Test(arguments: [1, 7, 333, 4096])
+    @Test(arguments: [1, 7, 333, 4096, 1 << 20])
     func everyLayoutIsReadInEveryChunking(chunk: Int) async throws {
         for layout in [GoPointerELF(), GoPointerELF(is64: false, bigEndian: true), GoPointerELF(bigEndian: true),
                        GoPointerELF(is64: false), GoPointerELF(stringsAfter: true), GoPointerELF(is64: false, stringsAfter: true)] {

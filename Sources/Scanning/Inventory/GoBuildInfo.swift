@@ -111,14 +111,13 @@ final class GoBuildInfoScanner {
         }
     }
 
-    /// The program headers, read once when a header is first found (nil: not readable).
-    private var segments: ELFSegments??
-
     /// Whether a magic at `offset` may be the header: in the data segment when the program
-    /// headers can be read (`ELFSegments.mayHoldBuildInfo`), anywhere aligned when they cannot.
+    /// headers can be read and name one (`ELFSegments.mayHoldBuildInfo`), anywhere aligned when
+    /// they cannot or name none (an RWX segment: `debug/buildinfo` then finds the section by its
+    /// name). Read at each candidate (they are rare), so headers read later still count.
     private func headerMayBe(at offset: Int) -> Bool {
-        if segments == nil { segments = .some(ELFSegments(head: head)) }
-        guard let known = segments!, known.segments.contains(where: { $0.type == 1 }) else { return true }
+        guard let known = ELFSegments(head: head), known.segments.contains(where: { $0.type == 1 && $0.flags & 3 == 2 })
+        else { return true }
         return known.mayHoldBuildInfo(at: offset)
     }
 
