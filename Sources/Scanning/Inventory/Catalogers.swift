@@ -359,11 +359,8 @@ enum JavaArchive {
         /// an artifactId with a dot in it (a group put in the wrong field); without OSGi
         /// directives, trimmed.
         var purlGroup: String {
-            func clean(_ value: String) -> String {
-                (value.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? "").trimmingCharacters(in: .whitespaces)
-            }
-            if !group.isEmpty { return clean(group) }
-            return artifact.contains(".") ? clean(artifact) : ""
+            if !group.isEmpty { return JavaManifest.cleanGroupID(group, cutHash: false) }
+            return artifact.contains(".") ? JavaManifest.cleanGroupID(artifact, cutHash: false) : ""
         }
     }
 

@@ -168,10 +168,11 @@ struct JavaManifest {
         return ""
     }
 
-    /// A group without OSGi directives (`org.bar;uses:=…`) or a `#` tail, trimmed.
-    static func cleanGroupID(_ value: String) -> String {
+    /// A group without OSGi directives (`org.bar;uses:=…`) or (`cutHash`, as Syft cleans a
+    /// manifest's group but not a pom's) a `#` tail, trimmed.
+    static func cleanGroupID(_ value: String, cutHash: Bool = true) -> String {
         let head = value.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        let bare = head.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let bare = cutHash ? head.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? "" : head
         return bare.trimmingCharacters(in: .whitespaces)
     }
 
