@@ -70,22 +70,19 @@ extension PostgresMetadataStore {
 
     // MARK: graphs
 
-    /// A manifest that lost a tag and has none left is stamped not-live now (the retention pass
-    /// corrects it when an index or a subject still keeps it live).
+    /// A manifest losing `tag`, as `TagLoss` says: its history and its not-live stamp, from its
+    /// state as this transaction reads it (the row locked until it commits).
     static func stampUntagged(_ tx: Tx, _ repo: Int64, _ digest: String, tag: String, historyLimit: Int) async throws {
-        // The tag history a soft-deleted manifest takes to the recycle bin (the newest `historyLimit` tags).
-        if let row = try await tx.one("SELECT former_tags FROM manifests WHERE repo_id = \(repo) AND digest = \(digest)") {
-            var former = decodeJSON([String].self, try row.decode(0, String?.self)) ?? []
-            former.removeAll { $0 == tag }
-            former.append(tag)
-            try await tx.exec("""
-                UPDATE manifests SET former_tags = \(json(Array(former.suffix(max(0, historyLimit)))))
-                WHERE repo_id = \(repo) AND digest = \(digest)
-                """)
-        }
+        guard let row = try await tx.one("""
+            SELECT former_tags, unlive_since, EXISTS (SELECT 1 FROM tags WHERE repo_id = \(repo) AND digest = \(digest)) AS tagged
+            FROM manifests WHERE repo_id = \(repo) AND digest = \(digest) FOR UPDATE
+            """) else { return }
+        let state = TagLoss(formerTags: decodeJSON([String].self, try row.decode("former_tags", String?.self)) ?? [],
+                            unliveSince: try row.optionalDate("unlive_since"))
+            .losing(tag, limit: historyLimit, tagsLeft: try row.decode("tagged", Bool.self), now: Date())
         try await tx.exec("""
-            UPDATE manifests SET unlive_since = \(now()) WHERE repo_id = \(repo) AND digest = \(digest) AND unlive_since IS NULL
-              AND NOT EXISTS (SELECT 1 FROM tags WHERE repo_id = \(repo) AND digest = \(digest))
+            UPDATE manifests SET former_tags = \(json(state.formerTags)), unlive_since = \(state.unliveSince?.timeIntervalSince1970)
+            WHERE repo_id = \(repo) AND digest = \(digest)
             """)
     }
 
@@ -291,7 +288,7 @@ extension PostgresMetadataStore {
         }
     }
 
-    private static let binColumns = "id, digest, media_type, size, deleted_at, expires_at, tags, reason, subject"
+    private static let binColumns = "id, digest, media_type, size, deleted_at, expires_at, tags, reason, subject, quarantine_state, quarantine_reason"
 
     private static func binEntries(_ tx: Tx, repository: String, _ rows: [Row]) async throws -> [RecycleBinEntry] {
         let ids = try rows.map { try $0.decode("id", Int64.self) }
@@ -306,7 +303,9 @@ extension PostgresMetadataStore {
         return try zip(ids, rows).map { id, row in
             let mine = refs[id] ?? []
             return RecycleBinEntry(entry: try deleted(row, repository: repository), subject: try row.decode("subject", String?.self),
-                                   manifests: mine.filter { $0.kind == 1 }.map(\.child), blobs: mine.filter { $0.kind == 0 }.map(\.child))
+                                   manifests: mine.filter { $0.kind == 1 }.map(\.child), blobs: mine.filter { $0.kind == 0 }.map(\.child),
+                                   quarantineState: try quarantineState(try row.decode("quarantine_state", String?.self)),
+                                   quarantineReason: try row.decode("quarantine_reason", String?.self))
         }
     }
 
@@ -357,12 +356,13 @@ extension PostgresMetadataStore {
                 for ref in refs where ref.kind == 1 {
                     guard try await present(ref.child) else { throw RestoreError.planStale }
                 }
-                for ref in refs where ref.kind == 0 {
-                    guard try await tx.one("SELECT 1 FROM blobs WHERE digest = \(ref.child)") != nil else {
-                        throw RestoreError.childMissing(ref.child)
+                guard let state = plan.comesBack[id] else { throw RestoreError.planStale }
+                for blob in state.links {
+                    guard try await tx.one("SELECT 1 FROM blobs WHERE digest = \(blob)") != nil else {
+                        throw RestoreError.childMissing(blob)
                     }
                     try await tx.exec("""
-                        INSERT INTO blob_links(repo_id, digest, created_at) VALUES (\(repo), \(ref.child), \(now)) ON CONFLICT DO NOTHING
+                        INSERT INTO blob_links(repo_id, digest, created_at) VALUES (\(repo), \(blob), \(now)) ON CONFLICT DO NOTHING
                         """)
                 }
                 guard try await tx.one("SELECT 1 FROM blobs WHERE digest = \(d) AND inline IS NOT NULL") != nil else {
@@ -375,8 +375,8 @@ extension PostgresMetadataStore {
                                           quarantine_state, quarantine_reason, unlive_since)
                     VALUES (\(repo), \(d), \(mediaType), \(size), \(try row.decode("artifact_type", String?.self)),
                             \(try row.decode("subject", String?.self)), \(try row.decode("annotations", String?.self)),
-                            \(try row.decode("created_at", Double.self)), \(try row.decode("quarantine_state", String?.self)),
-                            \(try row.decode("quarantine_reason", String?.self)), NULL)
+                            \(try row.decode("created_at", Double.self)), \(state.quarantineState?.rawValue),
+                            \(state.quarantineReason), \(state.unliveSince?.timeIntervalSince1970))
                     """)
                 try await tx.exec("""
                     INSERT INTO manifest_refs(repo_id, parent, child, kind) SELECT repo_id, \(d), child, kind FROM deleted_refs

@@ -248,7 +248,7 @@ public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTr
             if linked > 0 {
                 try await Self.appendEvent(tx, origin, .blobPush, repository, digest: digest.string, size: size)
             } else {
-                // A blob pushed again restarts its link's grace period: its manifest is on the way.
+                // A link made again counts from now (`ContentMetadataStore.linkBlob`).
                 try await tx.exec("UPDATE blob_links SET created_at = \(now) WHERE repo_id = \(repo) AND digest = \(digest.string)")
             }
         }

@@ -96,11 +96,7 @@ public enum ContentPlanner {
             // Its history as the deletions by name leave it: each one moved to the newest end, at
             // most the change's limit kept (as a tag deletion records it).
             var former = graph.manifests[m.digest]?.formerTags ?? []
-            for t in named {
-                former.removeAll { $0 == t }
-                former.append(t)
-            }
-            former = Array(former.suffix(max(0, change.tagHistoryLimit)))
+            for t in named { former = TagLoss.history(former, losing: t, limit: change.tagHistoryLimit) }
             var tags: [String] = []
             for t in cascaded + named + former.reversed() where !tags.contains(t) { tags.append(t) }
             var detail = m.reason

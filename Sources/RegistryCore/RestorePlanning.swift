@@ -64,6 +64,13 @@ public enum RestorePlanning {
         entries.filter { $0.entry.digest == digest }.min { newestFirst($0.entry, $1.entry) }
     }
 
+    /// What a manifest comes back with: the quarantine state it was deleted in (a verdict is not
+    /// lifted by deleting and restoring), live (the retention pass stamps it again if nothing keeps
+    /// it live), and every blob it references linked into the repository again.
+    public static func comesBack(_ e: RecycleBinEntry) -> RestoredState {
+        RestoredState(quarantineState: e.quarantineState, quarantineReason: e.quarantineReason, unliveSince: nil, links: e.blobs)
+    }
+
     /// Plans bringing `digest` back, under `tags` or (nil) its former tags:
     /// - the newest bin entry of the digest comes back, with every manifest it lists first (a
     ///   listed manifest stored already is left as it is; one neither stored nor in the bin
@@ -124,8 +131,9 @@ public enum RestorePlanning {
             if current != digest { moves.append(RestoreTagMove(tag: tag, expected: current)) }
             applied.append(tag)
         }
-        let plan = RestorePlan(entries: order.map(\.entry.id), digest: digest, tagMoves: moves, tagHistoryLimit: tagHistoryLimit,
-                               known: known)
+        let plan = RestorePlan(entries: order.map(\.entry.id),
+                               comesBack: Dictionary(uniqueKeysWithValues: order.map { ($0.entry.id, comesBack($0)) }),
+                               digest: digest, tagMoves: moves, tagHistoryLimit: tagHistoryLimit, known: known)
         let restored = order.map { RestoredManifest(digest: $0.entry.digest, tags: $0.entry.digest == digest ? applied : []) }
         return Outcome(plan: plan, restored: restored, tagTargets: targets)
     }

@@ -96,6 +96,41 @@ public struct LifecycleSkip: Sendable, Equatable, Codable {
     }
 }
 
+/// What a manifest keeps when a tag leaves it (a push moves the tag away, the tag is deleted,
+/// a restore takes it): every plan that takes tags carries the cap (`tagHistoryLimit`), which the
+/// core chooses (`ContentPlanner.tagHistoryLimit`). A store applies this to the manifest's state as
+/// it reads it inside the change's transaction (two changes taking tags from one manifest at once
+/// both count); the core applies it to a graph it plans from (`ContentPlanner.deletionRecords`).
+/// It is a rule on a record, kept with the records so that no backend writes its own.
+public struct TagLoss: Sendable, Equatable {
+    /// The manifest's tag history, oldest first.
+    public var formerTags: [String]
+    /// When it was last seen to stop being live (nil: live, or not yet seen unlive).
+    public var unliveSince: Date?
+
+    public init(formerTags: [String], unliveSince: Date?) {
+        self.formerTags = formerTags
+        self.unliveSince = unliveSince
+    }
+
+    /// The history after losing `tag`: the tag moved to the newest end, at most `limit` kept
+    /// (the newest; 0 keeps none).
+    public static func history(_ former: [String], losing tag: String, limit: Int) -> [String] {
+        var former = former
+        former.removeAll { $0 == tag }
+        former.append(tag)
+        return Array(former.suffix(max(0, limit)))
+    }
+
+    /// The state after losing `tag` at `now`: the tag remembered (`history`), and a manifest no
+    /// tag points at any more stamped not-live at `now` unless it was already (the retention pass
+    /// corrects the stamp of one an index or a subject keeps live).
+    public func losing(_ tag: String, limit: Int, tagsLeft: Bool, now: Date) -> TagLoss {
+        TagLoss(formerTags: Self.history(formerTags, losing: tag, limit: limit),
+                unliveSince: unliveSince ?? (tagsLeft ? nil : now))
+    }
+}
+
 /// What one lifecycle step does to one repository, decided from its graph inside the write
 /// transaction that applies it (so nothing that became live meanwhile is removed).
 public struct LifecycleChange: Sendable, Equatable {
@@ -203,11 +238,35 @@ public struct RecycleBinEntry: Sendable, Equatable {
     public var manifests: [String]
     /// The blobs it referenced (config and layers), in digest order.
     public var blobs: [String]
-    public init(entry: DeletedManifest, subject: String?, manifests: [String], blobs: [String]) {
+    /// Its quarantine state and reason when it was deleted.
+    public var quarantineState: QuarantineState?
+    public var quarantineReason: String?
+    public init(entry: DeletedManifest, subject: String?, manifests: [String], blobs: [String],
+                quarantineState: QuarantineState? = nil, quarantineReason: String? = nil) {
         self.entry = entry
         self.subject = subject
         self.manifests = manifests
         self.blobs = blobs
+        self.quarantineState = quarantineState
+        self.quarantineReason = quarantineReason
+    }
+}
+
+/// What a manifest a restore brings back comes back with, as the core planned it
+/// (`RestorePlanning.comesBack`): the store writes it as given.
+public struct RestoredState: Sendable, Equatable {
+    public var quarantineState: QuarantineState?
+    public var quarantineReason: String?
+    /// Its not-live stamp (nil: live until the retention pass sees otherwise).
+    public var unliveSince: Date?
+    /// The blobs linked into the repository again, each of which must still be stored
+    /// (`RestoreError.childMissing` otherwise); a link that exists is left as it is.
+    public var links: [String]
+    public init(quarantineState: QuarantineState?, quarantineReason: String?, unliveSince: Date?, links: [String]) {
+        self.quarantineState = quarantineState
+        self.quarantineReason = quarantineReason
+        self.unliveSince = unliveSince
+        self.links = links
     }
 }
 
@@ -228,6 +287,9 @@ public struct RestorePlan: Sendable, Equatable {
     /// The repository's recycle-bin entries to bring back, in this order: a manifest comes after
     /// every manifest it lists.
     public var entries: [Int64]
+    /// What each entry's manifest comes back with, by entry id: an entry without one makes the
+    /// plan stale.
+    public var comesBack: [Int64: RestoredState]
     /// The restored manifest the tags are moved to.
     public var digest: String
     public var tagMoves: [RestoreTagMove]
@@ -237,8 +299,10 @@ public struct RestorePlan: Sendable, Equatable {
     /// digest that is not among them (deleted again since) makes the plan stale.
     public var known: Set<Int64>
     /// `known` nil: the planned entries only (a plan made from a bin holding nothing else of them).
-    public init(entries: [Int64], digest: String, tagMoves: [RestoreTagMove], tagHistoryLimit: Int, known: Set<Int64>? = nil) {
+    public init(entries: [Int64], comesBack: [Int64: RestoredState], digest: String, tagMoves: [RestoreTagMove],
+                tagHistoryLimit: Int, known: Set<Int64>? = nil) {
         self.entries = entries
+        self.comesBack = comesBack
         self.digest = digest
         self.tagMoves = tagMoves
         self.tagHistoryLimit = tagHistoryLimit

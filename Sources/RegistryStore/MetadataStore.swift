@@ -344,9 +344,13 @@ public protocol ContentMetadataStore: Sendable {
     func inlineContent(_ digest: Digest) async throws -> [UInt8]?
     /// Records a verified blob and links it into `repository`. `inline` holds the bytes of a small
     /// blob kept in the metadata store instead of the blob store.
+    /// A link's time is when it was last made: linking again (no second event) sets it to now, so
+    /// the core's grace period, which spares links younger than it (`unreferencedLinks(before:)`),
+    /// restarts for a blob pushed again while its manifest is on the way.
     /// Throws `QuotaExceeded` (and links nothing) when a covering quota would be exceeded.
     func linkBlob(repository: String, digest: Digest, size: Int64, inline: [UInt8]?, quotas: [QuotaLimit]) async throws
     /// Links a blob from `from` into `repository` when `from` holds it. Returns its size, or nil.
+    /// A link that exists is made again, as `linkBlob` does.
     func mountBlob(repository: String, from: String, digest: Digest, quotas: [QuotaLimit]) async throws -> Int64?
     func unlinkBlob(repository: String, digest: Digest) async throws -> Bool
 

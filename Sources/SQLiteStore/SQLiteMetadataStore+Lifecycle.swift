@@ -67,22 +67,18 @@ extension SQLiteMetadataStore {
 
     // MARK: graphs
 
-    /// A manifest that lost a tag and has none left is stamped not-live now (the retention pass
-    /// corrects it when an index or a subject still keeps it live).
+    /// A manifest losing `tag`, as `TagLoss` says: its history and its not-live stamp, from its
+    /// state as this transaction reads it.
     static func stampUntagged(_ db: Database, _ repo: Int64, _ digest: String, tag: String, historyLimit: Int) throws {
-        // The tag history a soft-deleted manifest takes to the recycle bin (the newest `historyLimit` tags).
-        if let raw = try Row.fetchOne(db, sql: "SELECT former_tags FROM manifests WHERE repo_id = ? AND digest = ?",
-                                      arguments: [repo, digest]) {
-            var former = (raw[0] as String?).flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? []
-            former.removeAll { $0 == tag }
-            former.append(tag)
-            try db.execute(sql: "UPDATE manifests SET former_tags = ? WHERE repo_id = ? AND digest = ?",
-                           arguments: [json(Array(former.suffix(max(0, historyLimit)))), repo, digest])
-        }
-        try db.execute(sql: """
-            UPDATE manifests SET unlive_since = ? WHERE repo_id = ? AND digest = ? AND unlive_since IS NULL
-              AND NOT EXISTS (SELECT 1 FROM tags WHERE repo_id = ? AND digest = ?)
-            """, arguments: [Date().timeIntervalSince1970, repo, digest, repo, digest])
+        guard let row = try Row.fetchOne(db, sql: """
+            SELECT former_tags, unlive_since, EXISTS (SELECT 1 FROM tags WHERE repo_id = ? AND digest = ?) AS tagged
+            FROM manifests WHERE repo_id = ? AND digest = ?
+            """, arguments: [repo, digest, repo, digest]) else { return }
+        let former = (row["former_tags"] as String?).flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? []
+        let state = TagLoss(formerTags: former, unliveSince: (row["unlive_since"] as Double?).map(Date.init(timeIntervalSince1970:)))
+            .losing(tag, limit: historyLimit, tagsLeft: row["tagged"], now: Date())
+        try db.execute(sql: "UPDATE manifests SET former_tags = ?, unlive_since = ? WHERE repo_id = ? AND digest = ?",
+                       arguments: [json(state.formerTags), state.unliveSince?.timeIntervalSince1970, repo, digest])
     }
 
     /// The whole graph, or (`around`) one manifest and the manifests it lists, without tags.
@@ -284,7 +280,9 @@ extension SQLiteMetadataStore {
                                         arguments: [row["id"] as Int64])
             return RecycleBinEntry(entry: deleted(row, repository: repository), subject: row["subject"],
                                    manifests: refs.filter { ($0["kind"] as Int) == 1 }.map { $0["child"] },
-                                   blobs: refs.filter { ($0["kind"] as Int) == 0 }.map { $0["child"] })
+                                   blobs: refs.filter { ($0["kind"] as Int) == 0 }.map { $0["child"] },
+                                   quarantineState: try quarantineState(row["quarantine_state"]),
+                                   quarantineReason: row["quarantine_reason"])
         }
     }
 
@@ -330,8 +328,8 @@ extension SQLiteMetadataStore {
                 for ref in refs where (ref["kind"] as Int) == 1 {
                     guard try present(ref["child"]) else { throw RestoreError.planStale }
                 }
-                for ref in refs where (ref["kind"] as Int) == 0 {
-                    let blob: String = ref["child"]
+                guard let state = plan.comesBack[id] else { throw RestoreError.planStale }
+                for blob in state.links {
                     guard try Bool.fetchOne(db, sql: "SELECT 1 FROM blobs WHERE digest = ?", arguments: [blob]) ?? false else {
                         throw RestoreError.childMissing(blob)
                     }
@@ -344,9 +342,10 @@ extension SQLiteMetadataStore {
                 try db.execute(sql: """
                     INSERT INTO manifests(repo_id, digest, media_type, size, artifact_type, subject, annotations, created_at,
                                           quarantine_state, quarantine_reason, unlive_since)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """, arguments: [repo, d, row["media_type"], row["size"], row["artifact_type"], row["subject"], row["annotations"],
-                                     row["created_at"], row["quarantine_state"], row["quarantine_reason"]])
+                                     row["created_at"], state.quarantineState?.rawValue, state.quarantineReason,
+                                     state.unliveSince?.timeIntervalSince1970])
                 try db.execute(sql: """
                     INSERT OR IGNORE INTO manifest_refs(repo_id, parent, child, kind) SELECT repo_id, ?, child, kind FROM deleted_refs
                     WHERE deleted_id = ?

@@ -786,7 +786,7 @@ public final class SQLiteMetadataStore: MetadataBackend, CountsMetadataRoundTrip
             if db.changesCount > 0 {
                 try Self.appendEvent(db, origin, EventAction.blobPush, repository, digest: digest.string, size: size)
             } else {
-                // A blob pushed again restarts its link's grace period: its manifest is on the way.
+                // A link made again counts from now (`ContentMetadataStore.linkBlob`).
                 try db.execute(sql: "UPDATE blob_links SET created_at = ? WHERE repo_id = ? AND digest = ?",
                                arguments: [now, repo, digest.string])
             }

@@ -59,6 +59,19 @@ import Testing
         #expect(plan == TagDeletion(repository: "r", tag: "t", expectedTarget: d("m"), dropLock: true, tagHistoryLimit: 50))
     }
 
+    @Test func aManifestLosingATagRemembersItNewestLastAndIsStampedNotLiveWhenNoTagIsLeft() {
+        let state = TagLoss(formerTags: ["a", "b", "c"], unliveSince: nil)
+        // the lost tag moves to the newest end; the oldest beyond the cap go
+        #expect(state.losing("a", limit: 3, tagsLeft: true, now: t0) == TagLoss(formerTags: ["b", "c", "a"], unliveSince: nil))
+        #expect(state.losing("d", limit: 2, tagsLeft: true, now: t0).formerTags == ["c", "d"])
+        #expect(state.losing("d", limit: 0, tagsLeft: true, now: t0).formerTags == [])
+        // untagged now: stamped, but an earlier stamp is kept
+        #expect(state.losing("d", limit: 5, tagsLeft: false, now: t0).unliveSince == t0)
+        let stamped = TagLoss(formerTags: [], unliveSince: t0)
+        #expect(stamped.losing("d", limit: 5, tagsLeft: false, now: t0.addingTimeInterval(60)).unliveSince == t0)
+        #expect(TagLoss.history(["x", "y"], losing: "x", limit: 50) == ["y", "x"])
+    }
+
     @Test func lifecycleDeletionsFollowTheSameRules() {
         var change = LifecycleChange()
         change.detail = "purge"

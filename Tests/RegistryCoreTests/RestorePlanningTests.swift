@@ -43,6 +43,20 @@ import Testing
         #expect(listed.sorted(by: RestorePlanning.newestFirst).map(\.id) == [3, 1, 2])
     }
 
+    @Test func eachManifestComesBackInTheStateItWasDeletedInLiveWithItsBlobsLinked() async throws {
+        var index = Self.entry(10, "index", manifests: ["child"])
+        index.quarantineState = .failed
+        index.quarantineReason = "CVE found"
+        var child = Self.entry(11, "child")
+        child.blobs = ["config", "layer"]
+        let plan = try await plan(Bin(entries: [index, child]), "index").plan
+        #expect(plan.entries == [11, 10])
+        #expect(plan.comesBack == [
+            10: RestoredState(quarantineState: .failed, quarantineReason: "CVE found", unliveSince: nil, links: []),
+            11: RestoredState(quarantineState: nil, quarantineReason: nil, unliveSince: nil, links: ["config", "layer"]),
+        ])
+    }
+
     @Test func anIndexComesBackAfterItsChildrenAndItsReferrersDeletedWithItAfterIt() async throws {
         let bin = Bin(entries: [
             Self.entry(10, "index", tags: ["i"], manifests: ["c1", "c2", "kept"]),

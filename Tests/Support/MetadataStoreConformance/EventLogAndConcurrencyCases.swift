@@ -94,7 +94,7 @@ extension MetadataStoreConformance {
                 try await s.applyLifecycle(repository: "r", softDeleteUntil: nil) { _ in throw PlanFailed() }
             }
             await #expect(throws: RestoreError.planStale) {
-                try await s.applyRestore(repository: "r", plan: RestorePlan(entries: [Int64.max], digest: p.record.digest.string,
+                try await s.applyRestore(repository: "r", plan: RestorePlan(entries: [Int64.max], comesBack: [:], digest: p.record.digest.string,
                                                                             tagMoves: [], tagHistoryLimit: tagHistoryLimit))
             }
             #expect(try await s.removeUnreferencedLink(repository: "r", digest: digest("layer-of-m").string, before: future) == false)

@@ -399,7 +399,7 @@ extension MetadataStoreConformance {
             // n loses t to the restore; with a cap of 0 its tag history keeps nothing
             let id = try #require(try await s.recycleBinEntries(repository: "r", digests: [m.record.digest.string]).first?.entry.id)
             try await s.applyRestore(repository: "r", plan: RestorePlan(
-                entries: [id], digest: m.record.digest.string,
+                entries: [id], comesBack: try await comesBack(s, "r"), digest: m.record.digest.string,
                 tagMoves: [RestoreTagMove(tag: "t", expected: n.record.digest.string), RestoreTagMove(tag: "new", expected: nil)],
                 tagHistoryLimit: 0))
             await #expect(try s.tagTarget(repository: "r", tag: "t") == m.record.digest)
@@ -409,6 +409,42 @@ extension MetadataStoreConformance {
             try await deleteManifests(s, "r", [n.record.digest], softDeleteUntil: future)
             await #expect(try s.deletedManifests(repository: "r").first { $0.digest == n.record.digest.string }?.tags == [])
         },
+        Case("applyRestore: a manifest comes back with what the plan says, links included, deciding nothing itself") { s in
+            let m = try await image(s, "r", "m", tag: "t")
+            _ = try await s.setQuarantine(repository: "r", digest: m.record.digest, state: .pending, reason: "scan")
+            try await deleteManifests(s, "r", [m.record.digest], softDeleteUntil: future)
+            let entry = try #require(try await s.recycleBinEntries(repository: "r", digests: [m.record.digest.string]).first)
+            // what it was deleted in, as the bin read it
+            #expect(entry.quarantineState == .pending && entry.quarantineReason == "scan")
+            #expect(entry.blobs == [digest("layer-of-m").string])
+            try await link(s, "elsewhere", "only-elsewhere")
+            let when = Date(timeIntervalSince1970: 1_700_000_000)
+            func plan(_ links: [String]) -> RestorePlan {
+                RestorePlan(entries: [entry.entry.id],
+                            comesBack: [entry.entry.id: RestoredState(quarantineState: .failed, quarantineReason: "planned",
+                                                                      unliveSince: when, links: links)],
+                            digest: m.record.digest.string, tagMoves: [], tagHistoryLimit: tagHistoryLimit)
+            }
+            // a link to a blob no longer stored refuses the restore, writing nothing
+            let mark = try await s.latestEventSequence()
+            await #expect(throws: RestoreError.childMissing(digest("never-stored").string)) {
+                try await s.applyRestore(repository: "r", plan: plan([digest("never-stored").string]))
+            }
+            await #expect(try events(s, after: mark).isEmpty)
+            await #expect(try s.manifest(repository: "r", digest: m.record.digest) == nil)
+            try await s.applyRestore(repository: "r", plan: plan([digest("only-elsewhere").string]))
+            let back = try await #require(try s.manifest(repository: "r", digest: m.record.digest))
+            #expect(back.quarantineState == .failed && back.quarantineReason == "planned")
+            await #expect(try s.repositoryGraph("r")?.manifests[m.record.digest.string]?.unliveSince == when)
+            await #expect(try s.linkedBlobSize(repository: "r", digest: digest("only-elsewhere")) != nil)
+            // an entry the plan says nothing about is a stale plan
+            try await deleteManifests(s, "r", [m.record.digest], softDeleteUntil: future)
+            let again = try #require(try await s.recycleBinEntries(repository: "r", digests: [m.record.digest.string]).first?.entry.id)
+            await #expect(throws: RestoreError.planStale) {
+                try await s.applyRestore(repository: "r", plan: RestorePlan(entries: [again], comesBack: [:], digest: m.record.digest.string,
+                                                                            tagMoves: [], tagHistoryLimit: tagHistoryLimit))
+            }
+        },
         Case("applyRestore: a tag that moved since the restore was planned is refused, restoring nothing") { s in
             let m = push("r", "m", tag: "t")
             try await store(s, m)
@@ -417,8 +453,9 @@ extension MetadataStoreConformance {
             try await store(s, n)              // planned while t pointed nowhere; then t moved to n
             let mark = try await s.latestEventSequence()
             let id = try #require(try await s.recycleBinEntries(repository: "r", digests: [m.record.digest.string]).first?.entry.id)
+            let back = try await comesBack(s, "r")
             func plan(_ expected: String?) -> RestorePlan {
-                RestorePlan(entries: [id], digest: m.record.digest.string, tagMoves: [RestoreTagMove(tag: "t", expected: expected)],
+                RestorePlan(entries: [id], comesBack: back, digest: m.record.digest.string, tagMoves: [RestoreTagMove(tag: "t", expected: expected)],
                             tagHistoryLimit: tagHistoryLimit)
             }
             await #expect(throws: RestoreError.tagConflict(tag: "t", current: n.record.digest.string)) {
@@ -444,8 +481,9 @@ extension MetadataStoreConformance {
             try await deleteManifests(s, "q", [m.record.digest], softDeleteUntil: future)
             let other = try #require(try await s.recycleBinEntries(repository: "q", digests: [m.record.digest.string]).first?.entry.id)
             let mark = try await s.latestEventSequence()
+            var back = try await comesBack(s, "r", "q")
             func plan(_ id: Int64) -> RestorePlan {
-                RestorePlan(entries: [id], digest: m.record.digest.string, tagMoves: [RestoreTagMove(tag: "x", expected: nil)],
+                RestorePlan(entries: [id], comesBack: back, digest: m.record.digest.string, tagMoves: [RestoreTagMove(tag: "x", expected: nil)],
                             tagHistoryLimit: tagHistoryLimit)
             }
             await #expect(throws: RestoreError.planStale) { try await s.applyRestore(repository: "unknown", plan: plan(other)) }
@@ -454,6 +492,7 @@ extension MetadataStoreConformance {
             // r still stores m: q's entry cannot come back into r, and r's own entry of it would be a duplicate
             try await deleteManifests(s, "r", [m.record.digest], softDeleteUntil: future)
             let mine = try #require(try await s.recycleBinEntries(repository: "r", digests: [m.record.digest.string]).first?.entry.id)
+            back = try await comesBack(s, "r", "q")
             try await store(s, push("r", "m"))   // pushed again meanwhile
             await #expect(throws: RestoreError.planStale) { try await s.applyRestore(repository: "r", plan: plan(mine)) }
             await #expect(try events(s, after: mark).map(\.action) == [EventAction.tagDelete, EventAction.manifestDelete,
@@ -474,15 +513,16 @@ extension MetadataStoreConformance {
             let both = try await s.recycleBinEntries(repository: "r", digests: [digest("m").string]).map(\.entry.id)
             #expect(both.count == 2)
             let planned = try #require(both.min())
+            let back = try await comesBack(s, "r")
             let mark = try await s.latestEventSequence()
             await #expect(throws: RestoreError.planStale) {
-                try await s.applyRestore(repository: "r", plan: RestorePlan(entries: [planned], digest: digest("m").string, tagMoves: [],
-                                                                            tagHistoryLimit: tagHistoryLimit))
+                try await s.applyRestore(repository: "r", plan: RestorePlan(entries: [planned], comesBack: back, digest: digest("m").string,
+                                                                            tagMoves: [], tagHistoryLimit: tagHistoryLimit))
             }
             await #expect(try events(s, after: mark).isEmpty)
             // a plan made knowing both applies the one it names
-            try await s.applyRestore(repository: "r", plan: RestorePlan(entries: [planned], digest: digest("m").string, tagMoves: [],
-                                                                        tagHistoryLimit: tagHistoryLimit, known: Set(both)))
+            try await s.applyRestore(repository: "r", plan: RestorePlan(entries: [planned], comesBack: back, digest: digest("m").string,
+                                                                        tagMoves: [], tagHistoryLimit: tagHistoryLimit, known: Set(both)))
             await #expect(try s.recycleBinEntries(repository: "r", digests: [digest("m").string]).map(\.entry.id) == [both.max()!])
         },
         Case("applyRestore: entries come back in the plan's order; an index before its children is a stale plan") { s in
@@ -495,15 +535,16 @@ extension MetadataStoreConformance {
             await #expect(try s.repositoryGraph("r")?.manifests.isEmpty == true)
             let bin = try await s.recycleBinEntries(repository: "r", digests: [index, child, sig].map(\.record.digest.string))
             func id(_ p: ManifestPush) -> Int64 { bin.first { $0.entry.digest == p.record.digest.string }!.entry.id }
+            let back = try await comesBack(s, "r")
             let mark = try await s.latestEventSequence()
             await #expect(throws: RestoreError.planStale) {
-                try await s.applyRestore(repository: "r", plan: RestorePlan(entries: [id(index), id(child)], digest: index.record.digest.string,
+                try await s.applyRestore(repository: "r", plan: RestorePlan(entries: [id(index), id(child)], comesBack: back, digest: index.record.digest.string,
                                                                             tagMoves: [], tagHistoryLimit: tagHistoryLimit))
             }
             await #expect(try events(s, after: mark).isEmpty)
             await #expect(try s.repositoryGraph("r")?.manifests.isEmpty == true)
             try await s.applyRestore(repository: "r", plan: RestorePlan(
-                entries: [id(child), id(index), id(sig)], digest: index.record.digest.string,
+                entries: [id(child), id(index), id(sig)], comesBack: back, digest: index.record.digest.string,
                 tagMoves: [RestoreTagMove(tag: "i", expected: nil)], tagHistoryLimit: tagHistoryLimit))
             let e = try await events(s, after: mark)
             #expect(e.map(\.digest) == [child, index, sig, index].map(\.record.digest.string))
@@ -522,7 +563,7 @@ extension MetadataStoreConformance {
             let mark = try await s.latestEventSequence()
             let id = try #require(try await s.recycleBinEntries(repository: "r", digests: [index.record.digest.string]).first?.entry.id)
             await #expect(throws: RestoreError.planStale) {
-                try await s.applyRestore(repository: "r", plan: RestorePlan(entries: [id], digest: index.record.digest.string, tagMoves: [],
+                try await s.applyRestore(repository: "r", plan: RestorePlan(entries: [id], comesBack: try await comesBack(s, "r"), digest: index.record.digest.string, tagMoves: [],
                                                                             tagHistoryLimit: tagHistoryLimit))
             }
             await #expect(try events(s, after: mark).isEmpty)

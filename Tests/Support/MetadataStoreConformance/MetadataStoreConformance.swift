@@ -136,6 +136,20 @@ func deleteManifests(_ s: any ConformanceStore, _ repo: String, _ digests: [Dige
     }
 }
 
+/// What each recycle-bin entry of `repos` comes back with in the registry's plans
+/// (`RestorePlanning.comesBack`): the state it was deleted in, live, its blobs linked again.
+func comesBack(_ s: any ConformanceStore, _ repos: String...) async throws -> [Int64: RestoredState] {
+    var out: [Int64: RestoredState] = [:]
+    for repo in repos {
+        let digests = try await s.deletedManifests(repository: repo).map(\.digest)
+        for e in try await s.recycleBinEntries(repository: repo, digests: digests) {
+            out[e.entry.id] = RestoredState(quarantineState: e.quarantineState, quarantineReason: e.quarantineReason,
+                                            unliveSince: nil, links: e.blobs)
+        }
+    }
+    return out
+}
+
 /// Brings back the newest entry (by id) of `d` alone, moving `tags` from where they point now:
 /// the simplest plan the registry's restore planner makes.
 func restore(_ s: any ConformanceStore, _ repo: String, _ d: Digest, tags: [String] = []) async throws {
@@ -143,7 +157,7 @@ func restore(_ s: any ConformanceStore, _ repo: String, _ d: Digest, tags: [Stri
     let id = try #require(entries.map(\.entry.id).max())
     var moves: [RestoreTagMove] = []
     for tag in tags { moves.append(RestoreTagMove(tag: tag, expected: try await s.tagTarget(repository: repo, tag: tag)?.string)) }
-    try await s.applyRestore(repository: repo, plan: RestorePlan(entries: [id], digest: d.string, tagMoves: moves, tagHistoryLimit: tagHistoryLimit,
+    try await s.applyRestore(repository: repo, plan: RestorePlan(entries: [id], comesBack: try await comesBack(s, repo), digest: d.string, tagMoves: moves, tagHistoryLimit: tagHistoryLimit,
                                                                  known: Set(entries.map(\.entry.id))))
 }
 

@@ -89,6 +89,23 @@ extension MetadataStoreConformance {
             #expect(e.digest == b.string)
             #expect(e.size == 4)
         },
+        Case("linkBlob/mountBlob: a link made again counts from then (a re-pushed blob's grace period restarts)") { s in
+            func pause() async throws { try await Task.sleep(for: .milliseconds(20)) }
+            try await s.linkBlob(repository: "r", digest: digest("b"), size: 1, inline: nil)
+            try await s.linkBlob(repository: "from", digest: digest("m"), size: 1, inline: nil)
+            _ = try await s.mountBlob(repository: "r", from: "from", digest: digest("m"))
+            try await pause()
+            let cutoff = Date()
+            try await pause()
+            try await s.linkBlob(repository: "r", digest: digest("b"), size: 1, inline: nil)
+            _ = try await s.mountBlob(repository: "r", from: "from", digest: digest("m"))
+            #expect(try await s.removeUnreferencedLink(repository: "r", digest: digest("b").string, before: cutoff) == false)
+            #expect(try await s.removeUnreferencedLink(repository: "r", digest: digest("m").string, before: cutoff) == false)
+            // the link's time is the only thing that kept them
+            let later = Date().addingTimeInterval(1)
+            #expect(try await s.removeUnreferencedLink(repository: "r", digest: digest("b").string, before: later))
+            #expect(try await s.removeUnreferencedLink(repository: "r", digest: digest("m").string, before: later))
+        },
         Case("mountBlob: from an unknown repository or one not holding the blob links nothing") { s in
             let b = digest("blob")
             try await s.linkBlob(repository: "a", digest: b, size: 4, inline: nil)
