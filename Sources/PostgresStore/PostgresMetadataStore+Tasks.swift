@@ -29,10 +29,19 @@ extension PostgresMetadataStore {
         }
     }
 
-    public func createTask(_ record: TaskRecord) async throws -> Bool {
-        let text = try Self.encode(record)
-        return try await write(serialized: false) { tx in
-            try await tx.count("INSERT INTO tasks(name, record) VALUES (\(record.name), \(text)) ON CONFLICT DO NOTHING RETURNING 1") == 1
+    public func createTask(_ record: TaskRecord, markEventLog: Bool) async throws -> TaskRecord? {
+        // Marking, the transaction holds the event counter's row lock (a serialized write), so no
+        // event is appended between the read and the commit.
+        try await write(serialized: markEventLog) { tx in
+            var record = record
+            if markEventLog {
+                record.createdAfterEvent = try await tx.value("SELECT last FROM event_counter WHERE id = 1", Int64.self) ?? 0
+            }
+            let text = try Self.encode(record)
+            let created = try await tx.count("""
+                INSERT INTO tasks(name, record) VALUES (\(record.name), \(text)) ON CONFLICT DO NOTHING RETURNING 1
+                """) == 1
+            return created ? record : nil
         }
     }
 

@@ -204,8 +204,11 @@ public protocol TaskStore: Sendable {
     /// Tasks by name.
     func tasks() async throws -> [TaskRecord]
     func task(named: String) async throws -> TaskRecord?
-    /// False, and nothing changes, when the name is taken.
-    func createTask(_ record: TaskRecord) async throws -> Bool
+    /// Stores a new task; nil, and nothing changes, when the name is taken. With `markEventLog`,
+    /// the stored record's `createdAfterEvent` is the event log's last sequence number read in the
+    /// inserting transaction, in order with every event append (an event numbered after it was
+    /// appended after the task existed).
+    func createTask(_ record: TaskRecord, markEventLog: Bool) async throws -> TaskRecord?
     /// Replaces the task of that name; false when there is none.
     func updateTask(_ record: TaskRecord) async throws -> Bool
     /// Deletes the task and its runs; false when there is none.
@@ -270,5 +273,12 @@ extension TaskRunStatus {
         case .failed: .taskRunFailed
         case .cancelled: .taskRunCancelled
         }
+    }
+}
+
+extension TaskStore {
+    /// Stores a new task as given; false, and nothing changes, when the name is taken.
+    public func createTask(_ record: TaskRecord) async throws -> Bool {
+        try await createTask(record, markEventLog: false) != nil
     }
 }

@@ -28,12 +28,14 @@ extension SQLiteMetadataStore {
         }
     }
 
-    public func createTask(_ record: TaskRecord) async throws -> Bool {
-        let text = try Self.encode(record)
-        return try await pool.write { db in
+    public func createTask(_ record: TaskRecord, markEventLog: Bool) async throws -> TaskRecord? {
+        try await pool.write { db in
+            var record = record
+            // One writer at a time: nothing is appended between this read and the insert.
+            if markEventLog { record.createdAfterEvent = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM events") ?? 0 }
             try db.execute(sql: "INSERT INTO tasks(name, record) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
-                           arguments: [record.name, text])
-            return db.changesCount == 1
+                           arguments: [record.name, try Self.encode(record)])
+            return db.changesCount == 1 ? record : nil
         }
     }
 

@@ -180,14 +180,11 @@ public struct TaskService: Sendable {
     let logger: Logger
     /// Where base images' tags are resolved (nil: base-image triggers are off).
     let images: (any ContentMetadataStore)?
-    /// This registry's event log: a task records its last sequence number when it is created.
-    let events: (any EventLogStore)?
 
     public init(store: any TaskStore & TaskCommitStore, configuration: TasksConfiguration, logger: Logger,
-                images: (any ContentMetadataStore)? = nil, events: (any EventLogStore)? = nil) {
+                images: (any ContentMetadataStore)? = nil) {
         self.store = store
         self.images = images
-        self.events = events
         self.configuration = configuration
         self.logger = logger
     }
@@ -295,10 +292,11 @@ public struct TaskService: Sendable {
 
     func create(_ record: TaskRecord, mayPush: (String) -> Bool, mayPull: (String) -> Bool = { _ in false },
                 mayDelete: (String) -> Bool = { _ in false }) async throws -> TaskRecord {
-        var record = try await validated(record, mayPush: mayPush, mayPull: mayPull, mayDelete: mayDelete)
-        record.createdAfterEvent = try await events?.latestEventSequence()
-        guard try await store.createTask(record) else { throw TaskError.conflict("task \(record.name) exists") }
-        return record
+        let record = try await validated(record, mayPush: mayPush, mayPull: mayPull, mayDelete: mayDelete)
+        guard let stored = try await store.createTask(record, markEventLog: true) else {
+            throw TaskError.conflict("task \(record.name) exists")
+        }
+        return stored
     }
 
     func get(_ name: String) async throws -> TaskRecord {

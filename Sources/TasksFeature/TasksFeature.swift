@@ -25,7 +25,7 @@ public struct TasksFeature: RegistryFeature {
     /// `registry` (this registry's metadata and event log) turns base-image triggers on.
     public init(store: any TaskStore & TaskCommitStore, access: AccessControl, configuration: TasksConfiguration, logger: Logger,
                 registry: (any ContentMetadataStore & EventLogStore)? = nil) {
-        tasks = TaskService(store: store, configuration: configuration, logger: logger, images: registry, events: registry)
+        tasks = TaskService(store: store, configuration: configuration, logger: logger, images: registry)
         self.access = access
         events = registry
     }

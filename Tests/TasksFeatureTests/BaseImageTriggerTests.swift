@@ -246,7 +246,6 @@ private var quiet: Logger {
     /// after the creation queues a run. The event log's order decides, whatever the clocks say.
     @Test func aMoveMadeBeforeTheTaskExistedQueuesNothing() async throws {
         let (tasks, store, _) = try service()
-        let events = TaskService(store: store, configuration: tasks.configuration, logger: quiet, images: nil, events: store)
         // Two events in the log before the task is made.
         for n in 0..<2 {
             try await store.appendScanEvent(repository: "other", digest: Digest.compute(Array("\(n)".utf8)), tag: nil, detail: "x")
@@ -255,7 +254,7 @@ private var quiet: Logger {
         let plain = TaskRecord(name: "plain", taskFile: "version: v1.1.0\nsteps:\n  - cmd: \(Self.registry)/tools:1 echo hi\n",
                                context: nil, schedule: nil, values: [:], timeoutSeconds: 600, repositories: [], createdBy: "o",
                                createdAt: Date(), updatedAt: Date())
-        let made = try await events.create(plain, mayPush: { _ in true }, mayPull: { _ in true })
+        let made = try await tasks.create(plain, mayPush: { _ in true }, mayPull: { _ in true })
         let before = try #require(made.createdAfterEvent)
         #expect(before == (try await store.latestEventSequence()) && before > 0)
         #expect(try await store.task(named: "plain")?.createdAfterEvent == before)
@@ -263,7 +262,7 @@ private var quiet: Logger {
         var mid = record("mid", output: "mid:1", bases: [TaskBaseRecord(reference: "base:1.0", runtime: true)])
         mid.createdAfterEvent = before
         #expect(try await store.createTask(mid))
-        let consumer = BaseImageTriggerConsumer(tasks: events)
+        let consumer = BaseImageTriggerConsumer(tasks: tasks)
         func push(_ sequence: Int64, at time: Date) -> Event {
             Event(sequence: sequence, timestamp: time, action: .manifestPush, repository: "base", digest: "sha256:\(sequence)",
                   tag: "1.0", mediaType: nil, size: nil, detail: nil, actor: "identity:owner", address: nil, requestID: nil,

@@ -36,6 +36,36 @@ extension MetadataStoreConformance {
             let gone = try await s.taskRunLog(id: run.id, offset: 0, limit: 100)
             #expect(gone == nil)
         },
+        Case("createTask(markEventLog:): the stored task names the log's last event, in order with concurrent appends") { s in
+            let empty = try await s.createTask(taskRecord("first"), markEventLog: true)
+            #expect(empty?.createdAfterEvent == 0)
+            try await link(s, "r", "a", "b")
+            let marked = try #require(try await s.createTask(taskRecord("marked"), markEventLog: true))
+            let last = try await s.latestEventSequence()
+            #expect(marked.createdAfterEvent == last && last > 0)
+            await #expect(try s.task(named: "marked") == marked)
+            // unmarked, the record is kept as given; a taken name is nil and changes nothing
+            var given = taskRecord("given")
+            given.createdAfterEvent = 7
+            await #expect(try s.createTask(given, markEventLog: false)?.createdAfterEvent == 7)
+            await #expect(try s.createTask(taskRecord("marked"), markEventLog: true) == nil)
+            await #expect(try s.task(named: "marked") == marked)
+            // with appends racing: every event numbered at or before a task's mark was appended
+            // before the task was stored (read the log after the creation: none is missing later)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for n in 0..<8 {
+                    group.addTask { try await link(s, "r\(n)", "blob-\(n)") }
+                    group.addTask {
+                        let t = try #require(try await s.createTask(taskRecord("race-\(n)"), markEventLog: true))
+                        let mark = try #require(t.createdAfterEvent)
+                        let seen = try await s.events(after: 0, limit: 10_000).map(\.sequence)
+                        // gap-free up to the mark at the moment the task exists
+                        #expect(Set(seen).isSuperset(of: Set(1...max(1, mark))) || mark == 0)
+                    }
+                }
+                try await group.waitForAll()
+            }
+        },
         Case("createTask/task/tasks/updateTask/deleteTask: kept as given, a taken name refused, runs deleted with the task") { s in
             let created = try await s.createTask(taskRecord("b"))
             var other = taskRecord("b", repositories: ["x"])
