@@ -71,11 +71,14 @@ extension PostgresMetadataStore {
     // MARK: graphs
 
     /// A manifest losing `tag`, as `TagLoss` says: its history and its not-live stamp, from its
-    /// state as this transaction reads it (the row locked until it commits).
+    /// state as this transaction reads it. Every caller is a serialized write (the event counter's
+    /// lock), as is every other writer of these columns, so no row lock is taken here: a `FOR
+    /// UPDATE` would also wait for (and could deadlock with) a pull-times batch holding the row's
+    /// key-share lock through `manifest_pulls`' foreign key.
     static func stampUntagged(_ tx: Tx, _ repo: Int64, _ digest: String, tag: String, historyLimit: Int) async throws {
         guard let row = try await tx.one("""
             SELECT former_tags, unlive_since, EXISTS (SELECT 1 FROM tags WHERE repo_id = \(repo) AND digest = \(digest)) AS tagged
-            FROM manifests WHERE repo_id = \(repo) AND digest = \(digest) FOR UPDATE
+            FROM manifests WHERE repo_id = \(repo) AND digest = \(digest)
             """) else { return }
         let state = TagLoss(formerTags: decodeJSON([String].self, try row.decode("former_tags", String?.self)) ?? [],
                             unliveSince: try row.optionalDate("unlive_since"))

@@ -74,9 +74,10 @@ extension PostgresMetadataStore {
     }
 
     @discardableResult
-    public func recordReplicaProgress(location: String, _ p: ReplicaProgress) async throws -> Bool {
+    public func recordReplicaProgress(location: String, _ p: ReplicaProgress, fence: LeaseFence?) async throws -> Bool {
         try await write(serialized: false) { tx in
-            try await tx.count("""
+            if let fence, try await !Self.fenceHolds(tx, fence) { return false }
+            return try await tx.count("""
                 UPDATE replicas SET peer_sequence = \(p.peerSequence), peer_sequence_at = \(p.peerSequenceAt?.timeIntervalSince1970),
                     oldest_pending_at = \(p.oldestPendingAt?.timeIntervalSince1970), bytes_pending = \(p.bytesPending),
                     last_error = \(p.lastError), last_error_at = \(p.lastErrorAt?.timeIntervalSince1970)

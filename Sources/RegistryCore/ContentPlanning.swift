@@ -97,6 +97,7 @@ public enum ContentPlanner {
             // most the change's limit kept (as a tag deletion records it).
             var former = graph.manifests[m.digest]?.formerTags ?? []
             for t in named { former = TagLoss.history(former, losing: t, limit: change.tagHistoryLimit) }
+            former = Array(former.suffix(max(0, change.tagHistoryLimit)))   // also when none is named
             var tags: [String] = []
             for t in cascaded + named + former.reversed() where !tags.contains(t) { tags.append(t) }
             var detail = m.reason

@@ -68,9 +68,19 @@ public protocol ReplicationStore: Sendable {
     func deleteReplica(location: String) async throws -> Bool
     /// The replica's progress (empty for a replica never replicated), nil when there is no such replica.
     func replicaProgress(location: String) async throws -> ReplicaProgress?
-    /// Replaces the replica's progress; false (nothing stored) when there is no such replica.
+    /// Replaces the replica's progress; false (nothing stored) when there is no such replica, or
+    /// when `fence` names a lease whose token is another now (checked in the same transaction: a
+    /// worker that lost the replica's lease never overwrites what its successor records).
     @discardableResult
-    func recordReplicaProgress(location: String, _ progress: ReplicaProgress) async throws -> Bool
+    func recordReplicaProgress(location: String, _ progress: ReplicaProgress, fence: LeaseFence?) async throws -> Bool
+}
+
+extension ReplicationStore {
+    /// `recordReplicaProgress` under no lease.
+    @discardableResult
+    public func recordReplicaProgress(location: String, _ progress: ReplicaProgress) async throws -> Bool {
+        try await recordReplicaProgress(location: location, progress, fence: nil)
+    }
 }
 
 /// Which register (issue 13's last-writer-wins registers) a write belongs to: a tag of a

@@ -105,7 +105,7 @@ public final class ReplicationApplier: Sendable {
             guard !parsed.isEmpty else {
                 progress.oldestPendingAt = nil
                 if progress.lastError != nil, page.latestSequence <= cursor { progress.lastError = nil; progress.lastErrorAt = nil }
-                try await service.store.recordReplicaProgress(location: location, progress)
+                try await recordProgress(location, progress)
                 return .idle
             }
             for (i, event) in parsed.enumerated() {
@@ -115,7 +115,7 @@ public final class ReplicationApplier: Sendable {
                 guard try await advance(name, from: cursor, to: event.sequence) else {
                     // Another worker moved the cursor (or the lease was lost): stop here.
                     progress.bytesPending = pendingBytes(location)
-                    try await service.store.recordReplicaProgress(location: location, progress)
+                    try await recordProgress(location, progress)
                     return .idle
                 }
                 cursor = event.sequence
@@ -124,7 +124,7 @@ public final class ReplicationApplier: Sendable {
             progress.lastError = nil
             progress.lastErrorAt = nil
             progress.bytesPending = pendingBytes(location)
-            try await service.store.recordReplicaProgress(location: location, progress)
+            try await recordProgress(location, progress)
             return .advanced(to: cursor)
         } catch {
             let message = Self.describe(error)
@@ -140,7 +140,7 @@ public final class ReplicationApplier: Sendable {
             progress.lastError = message
             progress.lastErrorAt = now
             progress.bytesPending = pendingBytes(location)
-            try await service.store.recordReplicaProgress(location: location, progress)
+            try await recordProgress(location, progress)
             logger.warning("replication from a replica failed", metadata: ["location": "\(location)", "attempt": "\(attempts)",
                                                                            "retry_in_s": "\(delay)", "error": "\(message)"])
             return .failed(message)
@@ -156,6 +156,13 @@ public final class ReplicationApplier: Sendable {
             }
         }
         return String("\(error)".prefix(500))
+    }
+
+    /// The replica's progress, fenced by the lease this worker runs under (if any), so a worker
+    /// that lost the lease leaves its successor's progress alone.
+    @discardableResult
+    private func recordProgress(_ location: String, _ progress: ReplicaProgress) async throws -> Bool {
+        try await service.store.recordReplicaProgress(location: location, progress, fence: LeaseFencing.current?.fence)
     }
 
     private func advance(_ name: String, from: Int64, to: Int64) async throws -> Bool {
@@ -204,7 +211,7 @@ public final class ReplicationApplier: Sendable {
             progress.peerSequence = page.latestSequence
             progress.peerSequenceAt = now
             progress.oldestPendingAt = page.latestSequence > cursor ? page.events.filter { $0.sequence > cursor }.map(\.at).min() : nil
-            try await service.store.recordReplicaProgress(location: location, progress)
+            try await recordProgress(location, progress)
         } catch {
             pausedReads.withLockedValue { $0[location] = now.addingTimeInterval(Self.pausedBackoff) }
             logger.debug("a paused replica's feed could not be read", metadata: ["location": "\(location)", "error": "\(Self.describe(error))"])
@@ -727,7 +734,7 @@ public final class ReplicationApplier: Sendable {
         }
         guard changed, var progress = try await service.store.replicaProgress(location: location) else { return }
         progress.bytesPending = value
-        _ = try await service.store.recordReplicaProgress(location: location, progress)
+        _ = try await recordProgress(location, progress)
     }
 
     /// The sizes an image manifest states for its config, layers and blobs.

@@ -46,7 +46,7 @@ extension SQLiteMetadataStore {
         try await pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM leases ORDER BY name").map(Self.lease) }
     }
 
-    private static func fenceHolds(_ db: Database, _ fence: LeaseFence) throws -> Bool {
+    static func fenceHolds(_ db: Database, _ fence: LeaseFence) throws -> Bool {
         try Int64.fetchOne(db, sql: "SELECT token FROM leases WHERE name = ?", arguments: [fence.name]) == fence.token
     }
 

@@ -71,8 +71,9 @@ extension SQLiteMetadataStore {
     }
 
     @discardableResult
-    public func recordReplicaProgress(location: String, _ p: ReplicaProgress) async throws -> Bool {
+    public func recordReplicaProgress(location: String, _ p: ReplicaProgress, fence: LeaseFence?) async throws -> Bool {
         try await pool.write { db in
+            if let fence, try !Self.fenceHolds(db, fence) { return false }
             try db.execute(sql: """
                 UPDATE replicas SET peer_sequence = ?, peer_sequence_at = ?, oldest_pending_at = ?, bytes_pending = ?,
                     last_error = ?, last_error_at = ? WHERE location = ?

@@ -6,6 +6,7 @@ import HummingbirdTesting
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import RegistryCore
 import RegistryStore
 import Testing
 @testable import ReplicationFeature
@@ -104,6 +105,33 @@ import Testing
             try await region.service.delete(location: "west")
             region.applier.forget(except: Set(try await region.service.store.replicas().map(\.location)))
             #expect(region.applier.pausedReadLocations.isEmpty)
+        }
+    }
+
+    /// A worker that lost the replication lease (paused, partitioned) while reading its peer leaves
+    /// the progress its successor records alone.
+    @Test func aWorkerThatLostItsLeaseRecordsNoProgress() async throws {
+        let region = try await ReplicationTestRegion.make()
+        let log = NIOLockedValueBox<[ReplicationEventView]>([])
+        try await Self.withPeer(log) { port, _ in
+            _ = try await region.service.create(location: "west", endpoint: "http://127.0.0.1:\(port)", credential: nil, regionEndpointEnabled: true)
+            #expect(try await region.applier.step(location: "west") == .idle)
+            #expect(try await region.backend.setEventConsumerPaused(name: ReplicationService.consumerName("west"), paused: true))
+            let old = try #require(try await region.backend.acquireLease(name: "replication", holder: "n1", ttl: 60))
+            try await region.backend.releaseLease(name: "replication", holder: "n1", token: old.token)
+            let current = try #require(try await region.backend.acquireLease(name: "replication", holder: "n2", ttl: 60))
+            let start = Date()
+            log.withLockedValue { $0 = [Self.event(1, at: start), Self.event(2, at: start)] }
+            // the stale worker reads the peer's head (two events) but may not record it
+            _ = try await LeaseFencing.$current.withValue(LeaseFencing(fence: old.fence, store: region.backend)) {
+                try await region.applier.step(location: "west", now: start)
+            }
+            #expect(try await region.service.status("west").lagEvents == 0)
+            // the current holder records it
+            _ = try await LeaseFencing.$current.withValue(LeaseFencing(fence: current.fence, store: region.backend)) {
+                try await region.applier.step(location: "west", now: start.addingTimeInterval(6))
+            }
+            #expect(try await region.service.status("west").lagEvents == 2)
         }
     }
 }

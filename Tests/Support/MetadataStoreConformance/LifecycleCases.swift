@@ -409,6 +409,18 @@ extension MetadataStoreConformance {
             try await deleteManifests(s, "r", [n.record.digest], softDeleteUntil: future)
             await #expect(try s.deletedManifests(repository: "r").first { $0.digest == n.record.digest.string }?.tags == [])
         },
+        Case("tag loss: a manifest left untagged again keeps its first not-live stamp") { s in
+            let m = try await image(s, "r", "m", tag: "t")
+            #expect(try await s.deleteTag(repository: "r", tag: "t"))
+            let first = try #require(try await s.repositoryGraph("r")?.manifests[m.record.digest.string]?.unliveSince)
+            try await Task.sleep(for: .milliseconds(20))
+            // tagged again (the stamp stays until the retention pass clears it), then the tag moves away
+            try await store(s, push("r", "m", tag: "u"))
+            try await store(s, push("r", "n", tag: "u"))
+            let g = try #require(try await s.repositoryGraph("r"))
+            #expect(g.manifests[m.record.digest.string]?.unliveSince == first)
+            #expect(g.manifests[m.record.digest.string]?.formerTags == ["t", "u"])
+        },
         Case("applyRestore: a manifest comes back with what the plan says, links included, deciding nothing itself") { s in
             let m = try await image(s, "r", "m", tag: "t")
             _ = try await s.setQuarantine(repository: "r", digest: m.record.digest, state: .pending, reason: "scan")
@@ -418,6 +430,8 @@ extension MetadataStoreConformance {
             #expect(entry.quarantineState == .pending && entry.quarantineReason == "scan")
             #expect(entry.blobs == [digest("layer-of-m").string])
             try await link(s, "elsewhere", "only-elsewhere")
+            // its own layer unlinked: only what the plan names is linked again
+            #expect(try await s.unlinkBlob(repository: "r", digest: digest("layer-of-m")))
             let when = Date(timeIntervalSince1970: 1_700_000_000)
             func plan(_ links: [String]) -> RestorePlan {
                 RestorePlan(entries: [entry.entry.id],
@@ -437,6 +451,7 @@ extension MetadataStoreConformance {
             #expect(back.quarantineState == .failed && back.quarantineReason == "planned")
             await #expect(try s.repositoryGraph("r")?.manifests[m.record.digest.string]?.unliveSince == when)
             await #expect(try s.linkedBlobSize(repository: "r", digest: digest("only-elsewhere")) != nil)
+            await #expect(try s.linkedBlobSize(repository: "r", digest: digest("layer-of-m")) == nil)
             // an entry the plan says nothing about is a stale plan
             try await deleteManifests(s, "r", [m.record.digest], softDeleteUntil: future)
             let again = try #require(try await s.recycleBinEntries(repository: "r", digests: [m.record.digest.string]).first?.entry.id)

@@ -67,6 +67,26 @@ extension MetadataStoreConformance {
                                                     dataEndpoint: .some("https://x.example"))
             #expect(!unknown)
         },
+        Case("replica progress: a fenced write lands only while the lease still has the fence's token") { s in
+            _ = try await s.createReplica(replica("a"))
+            let first = try #require(try await s.acquireLease(name: "replication", holder: "n1", ttl: 60))
+            let mine = ReplicaProgress(peerSequence: 10)
+            #expect(try await s.recordReplicaProgress(location: "a", mine, fence: first.fence))
+            // the lease changes hands (run out, taken by another node): the old holder's write is refused
+            try await s.releaseLease(name: "replication", holder: "n1", token: first.token)
+            let second = try #require(try await s.acquireLease(name: "replication", holder: "n2", ttl: 60))
+            #expect(second.token > first.token)
+            let successor = ReplicaProgress(peerSequence: 12, lastError: nil)
+            #expect(try await s.recordReplicaProgress(location: "a", successor, fence: second.fence))
+            let stale = try await s.recordReplicaProgress(location: "a", ReplicaProgress(peerSequence: 11, lastError: "old"),
+                                                          fence: first.fence)
+            #expect(!stale)
+            await #expect(try s.replicaProgress(location: "a") == successor)
+            // a lease never taken fences everything out; no fence is an unfenced write
+            #expect(try await s.recordReplicaProgress(location: "a", mine, fence: LeaseFence(name: "never", token: 1)) == false)
+            #expect(try await s.recordReplicaProgress(location: "a", mine, fence: nil))
+            await #expect(try s.replicaProgress(location: "a") == mine)
+        },
         Case("replica progress: empty at first, replaced whole, gone with the replica") { s in
             let before = try await s.replicaProgress(location: "a")
             let recordedForNone = try await s.recordReplicaProgress(location: "a", ReplicaProgress(bytesPending: 5))
