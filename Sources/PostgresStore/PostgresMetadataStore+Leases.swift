@@ -51,7 +51,7 @@ extension PostgresMetadataStore {
 
     /// Whether the lease still has the fence's token, its row locked against an acquisition until
     /// the transaction ends (a new holder then reads the cursor this transaction moved).
-    static func fenceHolds(_ tx: Tx, _ fence: LeaseFence) async throws -> Bool {
+    private static func fenceHolds(_ tx: Tx, _ fence: LeaseFence) async throws -> Bool {
         try await tx.value("SELECT token FROM leases WHERE name = \(fence.name) FOR SHARE", Int64.self) == fence.token
     }
 

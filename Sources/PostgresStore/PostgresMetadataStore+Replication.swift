@@ -4,7 +4,8 @@ import RegistryStore
 
 // MARK: replicas
 
-/// Each change is one statement on the replica's row (no event), so none takes the event-counter lock.
+/// Each change is one statement on the replica's row (no event), so none takes the event-counter lock
+/// (a fenced progress write checks its lease in the same statement).
 extension PostgresMetadataStore {
     private static let replicaColumns = "location, endpoint, sealed_credential, region_endpoint_enabled, created_at, data_endpoint"
 
@@ -74,14 +75,18 @@ extension PostgresMetadataStore {
     }
 
     @discardableResult
+    /// One statement, the fence checked in it: a node cut off mid-write leaves no transaction open
+    /// holding the lease row (its successor's acquisition would wait for it).
     public func recordReplicaProgress(location: String, _ p: ReplicaProgress, fence: LeaseFence?) async throws -> Bool {
-        try await write(serialized: false) { tx in
-            if let fence, try await !Self.fenceHolds(tx, fence) { return false }
-            return try await tx.count("""
+        try await single { tx in
+            try await tx.count("""
                 UPDATE replicas SET peer_sequence = \(p.peerSequence), peer_sequence_at = \(p.peerSequenceAt?.timeIntervalSince1970),
                     oldest_pending_at = \(p.oldestPendingAt?.timeIntervalSince1970), bytes_pending = \(p.bytesPending),
                     last_error = \(p.lastError), last_error_at = \(p.lastErrorAt?.timeIntervalSince1970)
-                WHERE location = \(location) RETURNING 1
+                WHERE location = \(location)
+                  AND (\(fence == nil)::boolean
+                       OR EXISTS (SELECT 1 FROM leases WHERE name = \(fence?.name ?? "") AND token = \(fence?.token ?? 0) FOR SHARE))
+                RETURNING 1
                 """) == 1
         }
     }

@@ -124,7 +124,8 @@ public final class ReplicationApplier: Sendable {
             progress.lastError = nil
             progress.lastErrorAt = nil
             progress.bytesPending = pendingBytes(location)
-            try await recordProgress(location, progress)
+            // Refused: the lease went to another worker (or the replica was deleted) meanwhile.
+            guard try await recordProgress(location, progress) else { return .idle }
             return .advanced(to: cursor)
         } catch {
             let message = Self.describe(error)
@@ -159,7 +160,8 @@ public final class ReplicationApplier: Sendable {
     }
 
     /// The replica's progress, fenced by the lease this worker runs under (if any), so a worker
-    /// that lost the lease leaves its successor's progress alone.
+    /// that lost the lease leaves its successor's progress alone. The lease is checked in the
+    /// replication store, which is the lease store's database (`backends.metadata` for both).
     @discardableResult
     private func recordProgress(_ location: String, _ progress: ReplicaProgress) async throws -> Bool {
         try await service.store.recordReplicaProgress(location: location, progress, fence: LeaseFencing.current?.fence)

@@ -143,6 +143,16 @@ import Testing
             .records[gone.string]?.binTags)
         #expect(capped.prefix(4) == ["b", "shared", "named", "h50"])
         #expect(capped.count == 3 + ContentPlanner.tagHistoryLimit - 1 && !capped.contains("h1") && capped.last == "h2")
+        // A stored history longer than the cap (written under a higher one) is cut even when no
+        // tag is deleted by name.
+        var longer = full
+        longer.manifests[gone.string]?.formerTags = (1...(ContentPlanner.tagHistoryLimit + 10)).map { "h\($0)" }
+        longer.tags = []
+        var unnamed = change
+        unnamed.deleteTags = []
+        let cut = try #require(ContentPlanner.withDeletionRules(unnamed, graph: longer, reason: "purge", softDeleted: true)
+            .records[gone.string]?.binTags)
+        #expect(cut.count == ContentPlanner.tagHistoryLimit && cut.first == "h60" && cut.last == "h11")
         change.detail = nil
         let hard = ContentPlanner.withDeletionRules(change, graph: g, reason: "api", softDeleted: false).records
         #expect(hard[gone.string]?.eventDetail == "requested")
