@@ -8,12 +8,17 @@ import RegistryStore
 /// A batch is one transaction of a few statements (arrays unnested server-side); no event is
 /// appended, so it does not take the event-counter lock. Rows reference their manifest or tag
 /// (`ON DELETE CASCADE`): a pull of something not stored writes nothing, a deletion drops it.
+/// The references' checks take key-share locks on the manifests and then the tags, the opposite
+/// of a deletion's order (tags, then their manifest), so a batch never waits long for a lock
+/// (`lock_timeout`): it gives way, and the recorder keeps its pulls for the next flush, rather
+/// than deadlocking with a deletion that PostgreSQL might then abort.
 extension PostgresMetadataStore {
     public func recordPulls(_ pulls: [PullRecord]) async throws {
         let merged = PullRecord.merged(pulls)
         guard !merged.isEmpty else { return }
         let tagged = merged.filter { $0.tag != nil }
         try await write(serialized: false) { tx in
+            try await tx.exec("SET LOCAL lock_timeout = '\(unescaped: String(Self.pullBatchLockTimeoutMilliseconds))ms'")
             var start = 0
             while start < merged.count {
                 let chunk = merged[start..<min(merged.count, start + 500)]
@@ -48,6 +53,9 @@ extension PostgresMetadataStore {
             }
         }
     }
+
+    /// How long a pull-times batch waits for a row lock before it gives way.
+    static let pullBatchLockTimeoutMilliseconds = 200
 
     public func pullTimes(repository: String) async throws -> PullTimes {
         try await read { tx in

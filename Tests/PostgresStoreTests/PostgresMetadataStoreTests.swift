@@ -151,6 +151,44 @@ import Testing
         }
     }
 
+    /// A pull-times batch takes key-share locks on a manifest and then its tag, the opposite of a
+    /// deletion's order, so waiting could deadlock with one (and PostgreSQL might abort the
+    /// deletion). It gives way instead: a tag row held by another transaction fails the batch at
+    /// once (the recorder keeps its pulls for the next flush); once released, the batch lands.
+    @Test func aPullTimesBatchGivesWayToAHeldTagInsteadOfWaiting() async throws {
+        try await TestDatabase.withSchema { configuration in
+            let store = try await PostgresMetadataStore.open(configuration, logger: TestDatabase.logger)
+            let bytes = Array("m".utf8)
+            let record = ManifestRecord(digest: Digest.compute(bytes), mediaType: MediaType.ociManifest, size: Int64(bytes.count),
+                                        artifactType: nil, subject: nil, annotations: nil, createdAt: Date())
+            #expect(try await store.putManifest(ManifestPush(repository: "r", record: record, bytes: bytes, tag: "t", blobs: [],
+                                                             children: [])) == .stored(previousTagTarget: nil))
+            let holder = try await TestDatabase.connect(configuration)
+            let tx = Tx(conn: holder, logger: TestDatabase.logger)
+            // A deletion's first step, left open: the tag row locked.
+            try await tx.exec("BEGIN")
+            try await tx.exec("SELECT 1 FROM tags WHERE name = 't' FOR UPDATE")
+            // Should the batch wait after all, the holder lets go after 10 s and the batch lands
+            // (then the expectation below fails instead of the test hanging).
+            let released = Flag()
+            let watchdog = Task {
+                try await Task.sleep(for: .seconds(10))
+                released.set()
+                try await tx.exec("ROLLBACK")
+            }
+            let pull = PullRecord(repository: "r", digest: record.digest, tag: "t", at: Date())
+            await #expect(throws: (any Error).self) { try await store.recordPulls([pull]) }
+            #expect(!released.value, "the batch waited for the holder")
+            watchdog.cancel()
+            if !released.value { try await tx.exec("ROLLBACK") }
+            try await store.recordPulls([pull])
+            let times = try await store.pullTimes(repository: "r")
+            #expect(times.manifests[record.digest.string] != nil && times.tags["t"] != nil)
+            try? await holder.close()
+            await store.close()
+        }
+    }
+
     @Test func theURLIsReadAndRedacted() throws {
         let c = try PostgresConfiguration(url: "postgres://berth:s3cr%40t@db.example:6432/registry")
         #expect(c.host == "db.example" && c.port == 6432 && c.username == "berth" && c.password == "s3cr@t" && c.database == "registry")
