@@ -489,16 +489,23 @@ extension PostgresMetadataStore {
     }
 
     public func removeUnreferencedLink(repository: String, digest: String, before cutoff: Date) async throws -> Bool {
-        try await write { tx in try await Self.removeUnreferencedLink(tx, repository: repository, digest: digest, before: cutoff) }
+        let origin = EventOrigin.current
+        return try await write { tx in
+            try await Self.removeUnreferencedLink(tx, origin, repository: repository, digest: digest, before: cutoff)
+        }
     }
 
-    static func removeUnreferencedLink(_ tx: Tx, repository: String, digest: String, before cutoff: Date) async throws -> Bool {
+    /// Removes the link with its `blob.delete` event (so every node's caches drop it).
+    static func removeUnreferencedLink(_ tx: Tx, _ origin: EventOrigin?, repository: String, digest: String,
+                                       before cutoff: Date) async throws -> Bool {
         guard let repo = try await Self.repoID(tx, repository) else { return false }
-        return try await tx.count("""
+        guard try await tx.count("""
             DELETE FROM blob_links AS l WHERE l.repo_id = \(repo) AND l.digest = \(digest)
               AND l.created_at < \(cutoff.timeIntervalSince1970) AND \(unescaped: Self.linkUnreferenced)
             RETURNING 1
-            """) > 0
+            """) > 0 else { return false }
+        try await Self.appendEvent(tx, origin, .blobDelete, repository, digest: digest, detail: EventAction.unreferencedLinkDetail)
+        return true
     }
 
     /// A stored digest is referenced by a link, a manifest (live or in the recycle bin) of that

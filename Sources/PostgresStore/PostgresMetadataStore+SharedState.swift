@@ -125,7 +125,8 @@ extension PostgresMetadataStore {
     }
 
     public func removeUntouchedLink(repository: String, digest: String, before cutoff: Date, touchedSince: Date) async throws -> Bool {
-        try await write { tx in
+        let origin = EventOrigin.current
+        return try await write { tx in
             try await Self.lockLink(tx, repository, digest)
             if try await tx.one("""
                 SELECT 1 FROM link_touches WHERE repository = \(repository) AND digest = \(digest)
@@ -133,7 +134,7 @@ extension PostgresMetadataStore {
                 """) != nil {
                 return false
             }
-            return try await Self.removeUnreferencedLink(tx, repository: repository, digest: digest, before: cutoff)
+            return try await Self.removeUnreferencedLink(tx, origin, repository: repository, digest: digest, before: cutoff)
         }
     }
 

@@ -43,8 +43,10 @@ extension Registry {
             case EventAction.setting:
                 if let name = event.detail { dropSetting(name) }
                 if event.detail == Self.quarantineKey.name { everything = true }
-            case EventAction.blobPush, EventAction.manifestPush, EventAction.tagMove, EventAction.quarantine, EventAction.registerMark:
-                // (a mark changes no content and no lock: a re-push, or a peer's write known here)
+            case EventAction.blobPush, EventAction.blobDelete, EventAction.manifestPush, EventAction.tagMove, EventAction.quarantine,
+                 EventAction.registerMark:
+                // (a mark changes no content and no lock: a re-push, or a peer's write known here;
+                // a blob link's removal, by a client or by GC, changes no lock either)
                 repositories.insert(event.repository)
             case EventAction.scan, EventAction.access:
                 continue    // findings are no content: nothing cached here changes (observers still see it)

@@ -534,7 +534,8 @@ public protocol LifecycleStore: Sendable {
     // garbage collection
     /// Blob links no manifest (live or in the recycle bin) of their repository references, linked before `cutoff`.
     func unreferencedLinks(before cutoff: Date, limit: Int) async throws -> [(repository: String, digest: String)]
-    /// Removes the link if it is still unreferenced; returns whether it did.
+    /// Removes the link if it is still unreferenced, with its `blob.delete` event (detail
+    /// `EventAction.unreferencedLinkDetail`, so every node's caches drop the link); returns whether it did.
     func removeUnreferencedLink(repository: String, digest: String, before cutoff: Date) async throws -> Bool
     /// Stored digests nothing references (no link, no manifest, no reference), stored before `cutoff`.
     func unreferencedBlobs(before cutoff: Date, limit: Int) async throws -> [StoredBlob]

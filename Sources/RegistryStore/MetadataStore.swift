@@ -283,6 +283,8 @@ public enum EventAction: String, Codable, Sendable, CaseIterable {
 
     /// Detail of a tag deletion that is part of deleting its manifest.
     public static let cascadeDetail = "with its manifest"
+    /// Detail of the `blob.delete` of a link garbage collection removed.
+    public static let unreferencedLinkDetail = "garbage collection: no manifest of the repository references it"
 }
 
 /// A move of every manifest in one quarantine state to another, registry-wide, as the core

@@ -448,15 +448,22 @@ extension SQLiteMetadataStore {
     }
 
     public func removeUnreferencedLink(repository: String, digest: String, before cutoff: Date) async throws -> Bool {
-        try await pool.write { db in try Self.removeUnreferencedLink(db, repository: repository, digest: digest, before: cutoff) }
+        let origin = EventOrigin.current
+        return try await pool.write { db in
+            try Self.removeUnreferencedLink(db, origin, repository: repository, digest: digest, before: cutoff)
+        }
     }
 
-    static func removeUnreferencedLink(_ db: Database, repository: String, digest: String, before cutoff: Date) throws -> Bool {
+    /// Removes the link with its `blob.delete` event (so every node's caches drop it).
+    static func removeUnreferencedLink(_ db: Database, _ origin: EventOrigin?, repository: String, digest: String,
+                                       before cutoff: Date) throws -> Bool {
         guard let repo = try Self.repoID(db, repository) else { return false }
         try db.execute(sql: """
             DELETE FROM blob_links AS l WHERE l.repo_id = ? AND l.digest = ? AND l.created_at < ? AND \(Self.linkUnreferenced)
             """, arguments: [repo, digest, cutoff.timeIntervalSince1970])
-        return db.changesCount > 0
+        guard db.changesCount > 0 else { return false }
+        try Self.appendEvent(db, origin, EventAction.blobDelete, repository, digest: digest, detail: EventAction.unreferencedLinkDetail)
+        return true
     }
 
     /// A stored digest is referenced by a link, a manifest (live or in the recycle bin) of that

@@ -114,12 +114,13 @@ extension SQLiteMetadataStore {
     }
 
     public func removeUntouchedLink(repository: String, digest: String, before cutoff: Date, touchedSince: Date) async throws -> Bool {
-        try await pool.write { db in
+        let origin = EventOrigin.current
+        return try await pool.write { db in
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM link_touches WHERE repository = ? AND digest = ? AND touched_at >= ?",
                                  arguments: [repository, digest, touchedSince.timeIntervalSince1970]) ?? false {
                 return false
             }
-            return try Self.removeUnreferencedLink(db, repository: repository, digest: digest, before: cutoff)
+            return try Self.removeUnreferencedLink(db, origin, repository: repository, digest: digest, before: cutoff)
         }
     }
 

@@ -34,6 +34,17 @@ extension MetadataStoreConformance {
             try await step([EventAction.manifestDelete]) { try await deleteManifests(s, "r", [p.record.digest], softDeleteUntil: past) }
             try await step([EventAction.softDeleteExpire]) { _ = try await s.expireDeletedManifests(now: Date(), limit: 10_000) }
             try await step([EventAction.blobDelete]) { _ = try await s.unlinkBlob(repository: "r2", digest: digest("layer")) }
+            // garbage collection's removal of a link is announced too (other nodes' caches drop it);
+            // a link it keeps (referenced, or too young) appends nothing
+            try await step([EventAction.blobPush]) { try await link(s, "gc", "stray") }
+            try await step([]) { _ = try await s.removeUnreferencedLink(repository: "gc", digest: digest("stray").string, before: past) }
+            try await step([EventAction.blobDelete]) {
+                _ = try await s.removeUnreferencedLink(repository: "gc", digest: digest("stray").string, before: future)
+            }
+            try await step([EventAction.blobPush]) { try await link(s, "gc", "stray") }
+            try await step([EventAction.blobDelete]) {
+                _ = try await s.removeUntouchedLink(repository: "gc", digest: digest("stray").string, before: future, touchedSince: future)
+            }
             try await step([EventAction.gcRun]) {
                 try await s.recordRun(kind: .gc, name: nil, dryRun: false, startedAt: past, finishedAt: past, report: "{}",
                                       event: (action: EventAction.gcRun, detail: "x"), keep: 1000)
