@@ -56,7 +56,11 @@ final class ContentTrustGate: Sendable {
                 self.config.withLockedValue { $0 = nil }
                 self.invalidate()
             }
-            if events.contains(where: { $0.action != EventAction.setting && $0.action != EventAction.blobPush }) { self.invalidate() }
+            // (a link garbage collection removed is referenced by no manifest: no verdict rests on it)
+            if events.contains(where: { e in
+                e.action != EventAction.setting && e.action != EventAction.blobPush
+                    && !(e.action == EventAction.blobDelete && e.detail == EventAction.unreferencedLinkDetail)
+            }) { self.invalidate() }
         }
     }
 

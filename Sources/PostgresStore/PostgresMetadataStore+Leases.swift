@@ -49,30 +49,31 @@ extension PostgresMetadataStore {
         }
     }
 
-    /// Whether the lease still has the fence's token, its row locked against an acquisition until
-    /// the transaction ends (a new holder then reads the cursor this transaction moved).
-    private static func fenceHolds(_ tx: Tx, _ fence: LeaseFence) async throws -> Bool {
-        try await tx.value("SELECT token FROM leases WHERE name = \(fence.name) FOR SHARE", Int64.self) == fence.token
-    }
+    // A fenced write checks the lease in the statement itself: the lease row is share-locked while
+    // the statement runs (an acquisition committed meanwhile is re-read, its new token failing the
+    // check), and no transaction is left open holding it when a node is cut off between
+    // statements (its successor's acquisition would wait for the server to drop the connection).
 
     public func advanceEventConsumer(name: String, from expected: Int64, to cursor: Int64, fence: LeaseFence) async throws -> Bool {
-        try await write(serialized: false) { tx in
-            guard try await Self.fenceHolds(tx, fence) else { return false }
-            return try await tx.count("""
+        try await single { tx in
+            try await tx.count("""
                 UPDATE event_consumers SET cursor = \(cursor), attempts = 0, next_attempt_at = NULL, last_error = NULL, updated_at = \(Self.now())
-                WHERE name = \(name) AND cursor = \(expected) RETURNING 1
+                WHERE name = \(name) AND cursor = \(expected)
+                  AND EXISTS (SELECT 1 FROM leases WHERE name = \(fence.name) AND token = \(fence.token) FOR SHARE)
+                RETURNING 1
                 """) == 1
         }
     }
 
     public func recordEventConsumerFailure(name: String, error: String, attempts: Int, nextAttemptAt: Date,
                                            fence: LeaseFence) async throws -> Bool {
-        try await write(serialized: false) { tx in
-            guard try await Self.fenceHolds(tx, fence) else { return false }
-            return try await tx.count("""
+        try await single { tx in
+            try await tx.count("""
                 UPDATE event_consumers SET attempts = \(attempts), next_attempt_at = \(nextAttemptAt.timeIntervalSince1970),
                     last_error = \(String(error.prefix(1000))), updated_at = \(Self.now())
-                WHERE name = \(name) RETURNING 1
+                WHERE name = \(name)
+                  AND EXISTS (SELECT 1 FROM leases WHERE name = \(fence.name) AND token = \(fence.token) FOR SHARE)
+                RETURNING 1
                 """) == 1
         }
     }

@@ -8,10 +8,11 @@ import RegistryStore
 /// A batch is one transaction of a few statements (arrays unnested server-side); no event is
 /// appended, so it does not take the event-counter lock. Rows reference their manifest or tag
 /// (`ON DELETE CASCADE`): a pull of something not stored writes nothing, a deletion drops it.
-/// The references' checks take key-share locks on the manifests and then the tags, the opposite
-/// of a deletion's order (tags, then their manifest), so a batch never waits long for a lock
-/// (`lock_timeout`): it gives way, and the recorder keeps its pulls for the next flush, rather
-/// than deadlocking with a deletion that PostgreSQL might then abort.
+/// The tags' rows are written first, then the manifests', the order a deletion locks them in
+/// (tags, then their manifest), so the two do not wait for each other in a cycle. As a backstop a
+/// batch waits at most `pullBatchLockTimeoutMilliseconds` for a row lock (`lock_timeout`) and
+/// gives way, the recorder keeping its pulls for the next flush, rather than queue behind a
+/// deletion (a long purge) and make a deadlock among several rows likelier.
 extension PostgresMetadataStore {
     public func recordPulls(_ pulls: [PullRecord]) async throws {
         let merged = PullRecord.merged(pulls)
@@ -20,22 +21,6 @@ extension PostgresMetadataStore {
         try await write(serialized: false) { tx in
             try await tx.exec("SET LOCAL lock_timeout = '\(unescaped: String(Self.pullBatchLockTimeoutMilliseconds))ms'")
             var start = 0
-            while start < merged.count {
-                let chunk = merged[start..<min(merged.count, start + 500)]
-                start += 500
-                let repos = chunk.map(\.repository), digests = chunk.map(\.digest.string)
-                let ats = chunk.map(\.at.timeIntervalSince1970)
-                try await tx.exec("""
-                    INSERT INTO manifest_pulls(repo_id, digest, pulled_at)
-                    SELECT m.repo_id, m.digest, MAX(p.at)
-                    FROM unnest(\(repos)::text[], \(digests)::text[], \(ats)::float8[]) AS p(repo, digest, at)
-                    JOIN repositories r ON r.name = p.repo
-                    JOIN manifests m ON m.repo_id = r.id AND m.digest = p.digest
-                    GROUP BY m.repo_id, m.digest
-                    ON CONFLICT (repo_id, digest) DO UPDATE SET pulled_at = GREATEST(manifest_pulls.pulled_at, EXCLUDED.pulled_at)
-                    """)
-            }
-            start = 0
             while start < tagged.count {
                 let chunk = tagged[start..<min(tagged.count, start + 500)]
                 start += 500
@@ -49,6 +34,22 @@ extension PostgresMetadataStore {
                     JOIN tags t ON t.repo_id = r.id AND t.name = p.name
                     GROUP BY t.repo_id, t.name
                     ON CONFLICT (repo_id, name) DO UPDATE SET pulled_at = GREATEST(tag_pulls.pulled_at, EXCLUDED.pulled_at)
+                    """)
+            }
+            start = 0
+            while start < merged.count {
+                let chunk = merged[start..<min(merged.count, start + 500)]
+                start += 500
+                let repos = chunk.map(\.repository), digests = chunk.map(\.digest.string)
+                let ats = chunk.map(\.at.timeIntervalSince1970)
+                try await tx.exec("""
+                    INSERT INTO manifest_pulls(repo_id, digest, pulled_at)
+                    SELECT m.repo_id, m.digest, MAX(p.at)
+                    FROM unnest(\(repos)::text[], \(digests)::text[], \(ats)::float8[]) AS p(repo, digest, at)
+                    JOIN repositories r ON r.name = p.repo
+                    JOIN manifests m ON m.repo_id = r.id AND m.digest = p.digest
+                    GROUP BY m.repo_id, m.digest
+                    ON CONFLICT (repo_id, digest) DO UPDATE SET pulled_at = GREATEST(manifest_pulls.pulled_at, EXCLUDED.pulled_at)
                     """)
             }
         }

@@ -1090,8 +1090,11 @@ public struct RetentionConsumer: EventConsumer {
     public func handle(_ events: [Event]) async throws {
         let policy = try await registry.retentionPolicy()
         let now = Date()
-        var report = try await registry.retain(repositories: Set(events.map(\.repository).filter { !$0.isEmpty }),
-                                               policy: policy, now: now)
+        // Blob links decide nothing retention keeps or deletes: their events (pushes, and
+        // garbage collection's removals) start no pass.
+        let changed = Set(events.filter { $0.action != .blobPush && $0.action != .blobDelete }.map(\.repository).filter { !$0.isEmpty })
+        guard !changed.isEmpty else { return }
+        var report = try await registry.retain(repositories: changed, policy: policy, now: now)
         if !report.deletedManifests.isEmpty {
             _ = try await registry.recordRun(&report, event: (EventAction.retentionRun,
                                                               "\(report.deletedManifests.count) manifests deleted"))
