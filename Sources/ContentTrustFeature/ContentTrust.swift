@@ -66,7 +66,7 @@ final class ContentTrustGate: Sendable {
 
     func current() async throws -> ContentTrustConfig {
         let now = registry.configuration.cacheClock()
-        if let c = config.withLockedValue({ $0 }), now - c.at < registry.configuration.cacheTTL { return c.value }
+        if let c = config.withLockedValue({ $0 }), registry.cacheTrusts(loadedAt: c.at, now: now) { return c.value }
         var loaded = ContentTrustConfig()
         for _ in 0..<3 {
             // An invalidation (a setting event, an update) while this read was on its way may

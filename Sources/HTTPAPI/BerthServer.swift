@@ -217,14 +217,20 @@ struct LifecycleService: Service {
 /// checks the access state's version.
 struct CacheInvalidationService: Service {
     let runner: EventConsumerRunner
+    let cursors: ProcessLocalCursors
+    let registry: Registry
     let access: AccessControl?
     let poll: Duration
     let logger: Logger
 
-    init(registry: Registry, access: AccessControl?, poll: Duration = .milliseconds(250), logger: Logger) {
-        self.runner = EventConsumerRunner(consumer: CacheInvalidationConsumer(registry: registry),
-                                          store: ProcessLocalCursors(log: registry.metadata), batchSize: 100,
+    /// `log` is the registry's event log unless a test hands another.
+    init(registry: Registry, access: AccessControl?, log: (any EventLogStore)? = nil, poll: Duration = .milliseconds(250),
+         logger: Logger) {
+        let consumer = CacheInvalidationConsumer(registry: registry)
+        self.cursors = ProcessLocalCursors(log: log ?? registry.metadata)
+        self.runner = EventConsumerRunner(consumer: consumer, store: cursors, batchSize: 100,
                                           backoffBase: 0.25, backoffMax: 5, logger: logger)
+        self.registry = registry
         self.access = access
         self.poll = poll
         self.logger = logger
@@ -248,7 +254,15 @@ struct CacheInvalidationService: Service {
             logger.warning("could not check the stored access state", metadata: ["error": "\(error)"])
         }
         do {
+            // Where the log ends, read after `started`: every change committed before `started`
+            // is at or before it (sequences commit in order). Reaching it means the caches heard
+            // of all of them, which lets them trust what they hold longer (`FeedWatch`).
+            let started = registry.configuration.cacheClock()
+            let end = try await cursors.latestEventSequence()
             while case .advanced = try await runner.step() {}
+            if let cursor = try await cursors.eventConsumer(named: runner.consumer.name)?.cursor, cursor >= end {
+                registry.feedCaughtUp(asOf: started)
+            }
         } catch {
             logger.warning("cache invalidation failed", metadata: ["error": "\(error)"])
         }

@@ -33,6 +33,21 @@ extension Registry {
         eventObservers.withLockedValue { $0.append(observer) }
     }
 
+    /// Told by the cache-invalidation loop that every event committed before `started` (the
+    /// cache clock, taken before it read where the log ends) has been applied: while that keeps
+    /// happening, cached copies are trusted for `cacheTTLWithFeed` instead of `cacheTTL`.
+    public func feedCaughtUp(asOf started: Double) {
+        if feed.caughtUp(asOf: started, now: configuration.cacheClock()) { cache.feedStarted() }
+    }
+
+    /// Whether a cached copy whose read began at `loadedAt` (the cache clock) is still trusted at
+    /// `now`: younger than `cacheTTL`, or younger than `cacheTTLWithFeed` and covered by the feed.
+    public func cacheTrusts(loadedAt: Double, now: Double) -> Bool {
+        let age = now - loadedAt
+        if age < configuration.cacheTTL { return true }
+        return age < configuration.cacheTTLWithFeed && feed.covers(readAt: loadedAt, now: now)
+    }
+
     /// Drops what `events` (written by any process) may have made stale.
     public func applyEvents(_ events: [Event]) {
         var repositories = Set<String>()

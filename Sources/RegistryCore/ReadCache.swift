@@ -7,7 +7,9 @@ import OCIModel
 /// reader records the generation before it reads the database and stores its result only if no
 /// mutation happened in between, so a stale read never lands in the cache. Another process's
 /// mutations reach it through the event feed (`Registry.applyEvents`); as a backstop a
-/// repository's entries are dropped `ttl` seconds after the first of them was stored.
+/// repository's entries are dropped `ttl` seconds after the first of them was stored, or
+/// `ttlWithFeed` seconds while the feed is heard (`FeedWatch`) and they were read after this
+/// process first caught up with it (their generation is newer than `feedMark`).
 /// Concurrent misses of one entry make one store read (`misses`, keyed by the generation).
 final class ReadCache: Sendable {
     /// What a miss reads: a repository's entry as of one of its generations.
@@ -44,6 +46,9 @@ final class ReadCache: Sendable {
         var lastIssued: UInt64 = 0
         /// The number of repositories held that starts the next sweep of the empty and expired.
         var sweepAt = ReadCache.minimumSweep
+        /// Issued when this process first caught up with the event feed (`feedStarted`): entries
+        /// stored under a generation after it were read after that, so the feed covers them.
+        var feedMark: UInt64?
 
         mutating func issue() -> UInt64 {
             lastIssued &+= 1
@@ -65,18 +70,40 @@ final class ReadCache: Sendable {
     private let maxManifestBytes: Int
     private let maxEntries = 200_000
     private let ttl: Double
+    private let ttlWithFeed: Double
+    private let feedIsHeard: @Sendable () -> Bool
     private let clock: @Sendable () -> Double
 
-    init(manifestBytes: Int, ttl: Double = .infinity, clock: @escaping @Sendable () -> Double = { 0 }) {
+    init(manifestBytes: Int, ttl: Double = .infinity, ttlWithFeed: Double = .infinity,
+         feedIsHeard: @escaping @Sendable () -> Bool = { false }, clock: @escaping @Sendable () -> Double = { 0 }) {
         self.maxManifestBytes = manifestBytes
         self.ttl = ttl
+        self.ttlWithFeed = ttlWithFeed
+        self.feedIsHeard = feedIsHeard
         self.clock = clock
+    }
+
+    /// Called once, when this process first caught up with the event feed: entries read before
+    /// keep the short TTL (the feed may never tell of a change made just before it started).
+    func feedStarted() {
+        state.withLockedValue { s in
+            if s.feedMark == nil { s.feedMark = s.issue() }
+        }
+    }
+
+    /// Whether `e` outlived its TTL at `now`.
+    private func expired(_ e: RepoEntries, _ s: State, now: Double) -> Bool {
+        guard let born = e.bornAt else { return false }
+        let age = now - born
+        if age < ttl { return false }
+        guard age < ttlWithFeed, let mark = s.feedMark, e.generation > mark else { return true }
+        return !feedIsHeard()
     }
 
     /// A repository's entries, unless they outlived the TTL (then they are dropped here).
     private func fresh(_ s: inout State, _ repo: String) -> RepoEntries? {
         guard let entries = s.repos[repo] else { return nil }
-        if let born = entries.bornAt, clock() - born >= ttl {
+        if expired(entries, s, now: clock()) {
             drop(&s, repo)
             return nil
         }
@@ -104,7 +131,7 @@ final class ReadCache: Sendable {
         var entries = 0
         for (repo, e) in s.repos {
             let count = e.tags.count + e.manifests.count + e.blobSizes.count
-            guard count > 0, e.bornAt.map({ now - $0 < ttl }) ?? true else { continue }
+            guard count > 0, !expired(e, s, now: now) else { continue }
             kept[repo] = e
             entries += count
             manifestBytes += e.manifests.values.reduce(0) { $0 + $1.bytes.readableBytes }

@@ -424,10 +424,10 @@ extension Registry {
         return loaded
     }
 
-    /// Whether the cached copy named `name` was loaded less than the cache TTL ago.
+    /// Whether the cached copy named `name` is still trusted (`cacheTrusts`).
     func cacheIsFresh(_ name: String) -> Bool {
         guard let at = lifecycle.loadedAt.withLockedValue({ $0[name] }) else { return false }
-        return configuration.cacheClock() - at < configuration.cacheTTL
+        return cacheTrusts(loadedAt: at, now: configuration.cacheClock())
     }
 
     func store<T: Codable & Sendable>(_ key: SettingKey<T>, _ box: NIOLockedValueBox<T?>, _ value: T) async throws {

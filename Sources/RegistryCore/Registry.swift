@@ -23,6 +23,13 @@ public struct RegistryConfiguration: Sendable {
     /// hearing from the event feed (seconds): the backstop should the cache-invalidation consumer
     /// fall behind or stop. Another process's change is normally seen within its poll interval.
     public var cacheTTL: Double = 5
+    /// How long a cached read is trusted while this process hears the event feed (`FeedWatch`):
+    /// every change that appends an event drops the copies it changes within one poll, so this
+    /// is the backstop against a write that appends none.
+    public var cacheTTLWithFeed: Double = 60
+    /// The feed is heard while the cache-invalidation loop's last catch-up began less than this
+    /// long ago (seconds); after that, copies fall back to `cacheTTL`.
+    public var cacheFeedStaleness: Double = 2
     /// The clock the caches measure `cacheTTL` with (seconds, monotonic); tests step it.
     public var cacheClock: @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime }
     /// The wall clock a pull or HEAD touches a link at (garbage collection keeps links touched
@@ -59,6 +66,8 @@ public final class Registry: Sendable {
     public let configuration: RegistryConfiguration
     let logger: Logger
     let cache: ReadCache
+    /// Whether this process hears the event feed: the caches' TTL is longer while it does.
+    let feed: FeedWatch
     let policyCache = QuarantinePolicyBox()
     let lifecycle = LifecycleState()
     /// Caches outside the core that hear the events the cache-invalidation consumer applies.
@@ -88,8 +97,12 @@ public final class Registry: Sendable {
         self.metadata = metadata
         self.configuration = configuration
         self.logger = logger
+        let feed = FeedWatch(staleness: configuration.cacheFeedStaleness)
+        self.feed = feed
+        let clock = configuration.cacheClock
         self.cache = ReadCache(manifestBytes: configuration.manifestCacheBytes, ttl: configuration.cacheTTL,
-                               clock: configuration.cacheClock)
+                               ttlWithFeed: configuration.cacheTTLWithFeed,
+                               feedIsHeard: { feed.isHeard(now: clock()) }, clock: clock)
         registerSettingType(Self.quarantineKey)
         registerSettingType(Self.retentionKey)
         registerSettingType(Self.softDeleteKey)

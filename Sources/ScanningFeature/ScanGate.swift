@@ -52,7 +52,7 @@ public final class ScanGate: Sendable {
     /// policy that no longer reads fails closed (the error is thrown).
     public func current() async throws -> ScanPolicy {
         let now = registry.configuration.cacheClock()
-        if let p = policy.withLockedValue({ $0 }), now - p.at < registry.configuration.cacheTTL { return p.value }
+        if let p = policy.withLockedValue({ $0 }), registry.cacheTrusts(loadedAt: p.at, now: now) { return p.value }
         let before = generation.withLockedValue { $0 }
         let loaded = try await registry.metadata.setting(Self.settingKey) ?? ScanPolicy()
         policy.withLockedValue { cached in

@@ -34,11 +34,14 @@ import Testing
         return p
     }()
 
+    static let ttlWithFeed = 20.0
+
     /// Two stacks on one data directory, each with its own `SQLiteMetadataStore` of the one file.
-    func stacks(_ clock: ManualClock) async throws -> (Stack, Stack) {
+    func stacks(_ clock: ManualClock, tickFirst: Bool = true) async throws -> (Stack, Stack) {
         let dir = tempDataDir()
         var configuration = RegistryConfiguration()
         configuration.cacheTTL = Self.ttl
+        configuration.cacheTTLWithFeed = Self.ttlWithFeed
         configuration.cacheClock = clock.now
         func stack() async throws -> Stack {
             let backends = try Backends.embedded(dataDirectory: dir)
@@ -46,7 +49,7 @@ import Testing
             let access = try await AccessControl.open(store: backends.metadata, keyDirectory: dir + "/keys",
                                                       stateCheckInterval: Self.ttl, clock: clock.now)
             let invalidation = CacheInvalidationService(registry: registry, access: access, logger: .init(label: "test"))
-            await invalidation.tick()   // registers at the end of the log, as a starting process does
+            if tickFirst { await invalidation.tick() }   // registers at the end of the log, as a starting process does
             return Stack(registry: registry, access: access, invalidation: invalidation)
         }
         return (try await stack(), try await stack())
@@ -156,5 +159,146 @@ import Testing
         await #expect(throws: AccessError.self) {
             try await two.access.authenticate(username: "ci", password: password, address: nil, service: "s")
         }
+    }
+
+    /// The reads `two` makes of what it caches: a tag, a manifest, the lock table, a setting and
+    /// content trust's configuration. Returns the metadata round trips they made.
+    func cachedReads(_ two: Stack, _ trust: ContentTrustGate, _ repo: RepositoryName, expect digest: Digest) async throws -> Int64 {
+        let counted = try #require(two.registry.metadata as? any CountsMetadataRoundTrips)
+        let before = counted.roundTrips.total
+        #expect(try await two.registry.manifest(repo, .tag("latest")).digest == digest)
+        #expect(try await two.registry.lockTable().repository(repo.value) == nil)
+        #expect(try await two.registry.retentionPolicy().enabled == false)
+        #expect(try await trust.current().exempt.isEmpty)
+        return counted.roundTrips.total - before
+    }
+
+    @Test func whileTheFeedIsHeardCachedCopiesOutliveTheShortTTLAndStillFollowChanges() async throws {
+        let clock = ManualClock()
+        let (one, two) = try await stacks(clock)
+        let repo = try RepositoryName("team/app")
+        let trust = ContentTrustGate(registry: two.registry)
+        let first = try await push(one.registry, repo, tag: "latest", seed: "1")
+        clock.advance(0.1)   // after the first catch-up (at the same instant, a read may have begun before it)
+        await two.invalidation.tick()
+        #expect(try await cachedReads(two, trust, repo, expect: first) > 0)   // read once
+        #expect(try await cachedReads(two, trust, repo, expect: first) == 0)  // then cached
+
+        // The feed heard every second: past the short TTL, nothing is read again.
+        for _ in 0..<Int(Self.ttl * 2) {
+            clock.advance(1)
+            await two.invalidation.tick()
+        }
+        #expect(try await cachedReads(two, trust, repo, expect: first) == 0)
+
+        // A change is still seen at the next tick.
+        let second = try await push(one.registry, repo, tag: "latest", seed: "2")
+        clock.advance(1)
+        await two.invalidation.tick()
+        #expect(try await cachedReads(two, trust, repo, expect: second) > 0)
+        #expect(try await cachedReads(two, trust, repo, expect: second) == 0)
+
+        // The feed stops being heard: copies older than the short TTL are read again.
+        for _ in 0..<Int(Self.ttl) {
+            clock.advance(1)
+            await two.invalidation.tick()
+        }
+        #expect(try await cachedReads(two, trust, repo, expect: second) == 0)
+        clock.advance(2.5)   // past the staleness (2 s) since the last catch-up
+        #expect(try await cachedReads(two, trust, repo, expect: second) > 0)
+
+        // With the feed heard throughout, the long TTL still ends a copy.
+        await two.invalidation.tick()
+        #expect(try await cachedReads(two, trust, repo, expect: second) == 0)
+        for _ in 0..<Int(Self.ttlWithFeed - 1) {
+            clock.advance(1)
+            await two.invalidation.tick()
+        }
+        #expect(try await cachedReads(two, trust, repo, expect: second) == 0)
+        clock.advance(1.5)
+        await two.invalidation.tick()
+        #expect(try await cachedReads(two, trust, repo, expect: second) > 0)
+    }
+
+    /// The cursor starts at the end of the log when it is registered: a copy read before that may
+    /// miss a change no event will ever tell of, so it keeps the short TTL.
+    @Test func copiesReadBeforeTheFeedFirstCaughtUpKeepTheShortTTL() async throws {
+        let clock = ManualClock()
+        let (one, two) = try await stacks(clock, tickFirst: false)
+        let repo = try RepositoryName("team/app")
+        let trust = ContentTrustGate(registry: two.registry)
+        let first = try await push(one.registry, repo, tag: "latest", seed: "1")
+        #expect(try await cachedReads(two, trust, repo, expect: first) > 0)   // read before the feed started
+        // A change made before two's cursor is registered: its event is behind the cursor.
+        let second = try await push(one.registry, repo, tag: "latest", seed: "2")
+        _ = try await one.registry.updateLock(repo, tag: nil, digest: nil, LockChange(writeEnabled: false))
+        try await one.registry.updateRetention(Self.retention)
+        try await ContentTrustGate(registry: one.registry).update(ContentTrustConfig(exempt: ["scanner"]))
+        await two.invalidation.tick()   // registers after those changes, and is caught up
+        #expect(try await two.registry.manifest(repo, .tag("latest")).digest == first)   // stale, as before
+        for _ in 0..<Int(Self.ttl) {
+            clock.advance(1)
+            await two.invalidation.tick()
+        }
+        clock.advance(0.5)
+        await two.invalidation.tick()
+        #expect(try await two.registry.manifest(repo, .tag("latest")).digest == second)
+        #expect(try await two.registry.lockTable().repository(repo.value)?.writeEnabled == false)
+        #expect(try await two.registry.retentionPolicy() == Self.retention)
+        #expect(try await trust.current().exempt == ["scanner"])
+    }
+
+    /// An event log whose event reads fail while `failing` is set.
+    final class FailingLog: EventLogStore {
+        let log: any EventLogStore
+        let failing = NIOLockedValueBox(false)
+        init(_ log: any EventLogStore) { self.log = log }
+        struct Unreadable: Error {}
+        func events(after: Int64, limit: Int) async throws -> [Event] {
+            if failing.withLockedValue({ $0 }) { throw Unreadable() }
+            return try await log.events(after: after, limit: limit)
+        }
+        func events(since: Date, limit: Int) async throws -> [Event] { try await log.events(since: since, limit: limit) }
+        func latestEventSequence() async throws -> Int64 { try await log.latestEventSequence() }
+        func eventConsumers() async throws -> [EventConsumerRecord] { try await log.eventConsumers() }
+        func eventConsumer(named name: String) async throws -> EventConsumerRecord? { try await log.eventConsumer(named: name) }
+        func registerEventConsumer(name: String, start: EventConsumerStart) async throws -> EventConsumerRecord {
+            try await log.registerEventConsumer(name: name, start: start)
+        }
+        func advanceEventConsumer(name: String, from expected: Int64, to cursor: Int64) async throws -> Bool {
+            try await log.advanceEventConsumer(name: name, from: expected, to: cursor)
+        }
+        func recordEventConsumerFailure(name: String, error: String, attempts: Int, nextAttemptAt: Date) async throws {
+            try await log.recordEventConsumerFailure(name: name, error: error, attempts: attempts, nextAttemptAt: nextAttemptAt)
+        }
+        func setEventConsumerPaused(name: String, paused: Bool) async throws -> Bool {
+            try await log.setEventConsumerPaused(name: name, paused: paused)
+        }
+        func deleteEventConsumer(name: String) async throws -> Bool { try await log.deleteEventConsumer(name: name) }
+    }
+
+    /// A loop that keeps ticking but cannot read the events written meanwhile has not caught up:
+    /// the short TTL applies again.
+    @Test func aFeedThatTicksButCannotReadItsEventsIsNotHeard() async throws {
+        let clock = ManualClock()
+        let (one, two) = try await stacks(clock, tickFirst: false)
+        let log = FailingLog(two.registry.metadata)
+        let invalidation = CacheInvalidationService(registry: two.registry, access: nil, log: log, logger: .init(label: "test"))
+        await invalidation.tick()   // registers; caught up
+        let repo = try RepositoryName("team/app")
+        let first = try await push(one.registry, repo, tag: "latest", seed: "1")
+        clock.advance(0.1)
+        await invalidation.tick()
+        #expect(try await two.registry.manifest(repo, .tag("latest")).digest == first)
+
+        log.failing.withLockedValue { $0 = true }
+        let second = try await push(one.registry, repo, tag: "latest", seed: "2")
+        for _ in 0..<Int(Self.ttl) {
+            clock.advance(1)
+            await invalidation.tick()
+        }
+        clock.advance(0.5)
+        await invalidation.tick()
+        #expect(try await two.registry.manifest(repo, .tag("latest")).digest == second)
     }
 }
