@@ -380,6 +380,7 @@ let package = Package(
             "HTTPAPI", "Admission", "Signing", "BlobStorage", "Backends", "ContentTrustFeature", "AdmissionFeature", "BerthAPIContract",
             "ReplicationFeature", "ScanningFeature", "BlobStoreConformance",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),

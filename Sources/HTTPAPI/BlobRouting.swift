@@ -11,14 +11,20 @@ import OCIModel
 ///   its own authorization): the answer is `307` to it. HEAD is always answered here.
 /// - A GET whose query `isSigned` is judged by `admitSigned` alone (never by its credentials,
 ///   which a client may have carried over from the region that signed it): it throws the 401/403
-///   to answer, or makes the blob present here and returns; the blob is then served as stored.
+///   to answer. Then this region's quarantine and read lock apply, and `fetchMissing` brings a
+///   blob this region lacks: streamed to the client while it arrives, or stored first (nil), the
+///   blob then served as stored.
 public protocol BlobRouting: Sendable {
     /// Whether the request is a signed data-endpoint read (its query names a signature).
     func isSigned(_ request: Request) -> Bool
     /// Verifies a signed read of `digest` in `repository`; throws `RegistryError` 401/403 when the
-    /// signature does not hold for this method, repository, digest and time. May fetch the blob
-    /// from the region that signed when it is missing here.
+    /// signature does not hold for this method, repository, digest and time.
     func admitSigned(_ request: Request, repository: RepositoryName, digest: Digest) async throws
+    /// After `admitSigned` and this region's checks: when the blob is missing here, fetches it from
+    /// the region that signed. With `streaming` (a GET of the whole blob) the read may be answered
+    /// while the bytes arrive (a `StreamedBlob`); nil: the blob is stored (or was never found) and
+    /// is served as stored.
+    func fetchMissing(_ request: Request, repository: RepositoryName, digest: Digest, streaming: Bool) async throws -> StreamedBlob?
     /// After authorization and pull admission of a blob GET: the URL to send the client to, nil to
     /// serve it here.
     func redirect(_ request: Request, repository: RepositoryName, digest: Digest, client: IPAddress?) async throws -> String?

@@ -127,12 +127,17 @@ public struct RegistryResponder: HTTPResponder {
             let repo = try RepositoryName(name)
             let d = try parseDigest(digest)
             try await routing.admitSigned(request, repository: repo, digest: d)
-            // This region's own locks (in getBlob's size read) and quarantine apply too (review: a
-            // quarantine verdict given here, or after the URL was signed, was not enforced on
-            // signed reads). A puller who may read quarantined content is refused here as well:
-            // fail closed.
+            // This region's own locks and quarantine apply too (review: a quarantine verdict given
+            // here, or after the URL was signed, was not enforced on signed reads). A puller who
+            // may read quarantined content is refused here as well: fail closed. Both before a
+            // missing blob is fetched for the read.
             if try await registry.blobOnlyInQuarantine(repo, d) {
                 throw RegistryError(.denied, "blob belongs only to quarantined content")
+            }
+            try await registry.checkBlobReadable(repo.value)
+            if let streamed = try await routing.fetchMissing(request, repository: repo, digest: d,
+                                                             streaming: request.headers[.range] == nil) {
+                return Outcome(response: streamedBlob(d, streamed), route: routeName, bytesOut: streamed.size)
             }
             let (response, size) = try await getBlob(request, repo, d, head: false)
             return Outcome(response: response, route: routeName, bytesOut: size)

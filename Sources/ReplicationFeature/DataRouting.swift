@@ -185,20 +185,85 @@ public final class DataRouting: BlobRouting, Sendable {
             logger.notice("signed blob read refused", metadata: ["repository": "\(repository)", "reason": "\(refusal.message)"])
             throw RegistryError(refusal.status == 401 ? .unauthorized : .denied, refusal.message, status: refusal.status)
         }
-        // Replication may not have brought the blob yet: fetch it from the region that signed
-        // (verified while it streams into the store, so it is visible only once whole and right).
-        if try await applier.registry.metadata.linkedBlobSize(repository: repository.value, digest: digest) == nil,
-           let signer = request.uri.queryParameters[DataEndpointSignature.regionParameter[...]].map(String.init),
-           let record = try await applier.service.store.replica(location: signer) {
-            let client = try await applier.client(for: record)
-            let key = signer + "\u{0}" + repository.value + "\u{0}" + digest.string
-            _ = try await missingFetches.value(key) { [applier, signedReads] in
-                let fetched = try await applier.ensureBlob(repository, digest, size: nil, client: client)
-                if fetched { signedReads.withLockedValue { $0.fetched += 1 } }
-                return fetched
+        signedReads.withLockedValue { $0.served += 1 }
+    }
+
+    /// Replication may not have brought the blob yet: it is fetched by digest from the region that
+    /// signed, verified while it streams into the store (visible here only once whole and right).
+    /// One fetch per (signer, repository, digest) at a time. The read that starts it, when
+    /// `streaming` (a GET of the whole blob), is answered while the bytes arrive: the peer's
+    /// declared length first, each chunk as it comes through a `BlobTee` (the last bytes only once
+    /// the digest verified; a failure cuts the response short), the fetch going on when the client
+    /// leaves. Reads that arrive while a fetch runs, ranged reads and a peer that states no length
+    /// wait for the stored copy (nil: serve it as stored).
+    public func fetchMissing(_ request: Request, repository: RepositoryName, digest: OCIModel.Digest,
+                             streaming: Bool) async throws -> StreamedBlob? {
+        guard try await applier.registry.metadata.linkedBlobSize(repository: repository.value, digest: digest) == nil,
+              let signer = request.uri.queryParameters[DataEndpointSignature.regionParameter[...]].map(String.init),
+              let record = try await applier.service.store.replica(location: signer) else { return nil }
+        let client = try await applier.client(for: record)
+        let key = signer + "\u{0}" + repository.value + "\u{0}" + digest.string
+        if streaming {
+            let tee = BlobTee()
+            let started = missingFetches.startIfIdle(key) { [self] in
+                try await self.fetchStreaming(repository, digest, client: client, tee: tee)
+            }
+            if started {
+                let head: BlobTee.Head
+                do {
+                    head = try await tee.head()
+                } catch {
+                    tee.close()
+                    throw error
+                }
+                if case .streaming(let length) = head {
+                    return StreamedBlob(size: length, next: { try await tee.next() }, close: { tee.close() })
+                }
+                tee.close()   // no length stated, or nothing to fetch: wait for the stored copy below
             }
         }
-        signedReads.withLockedValue { $0.served += 1 }
+        _ = try await missingFetches.value(key) { [applier, signedReads] in
+            let fetched = try await applier.ensureBlob(repository, digest, size: nil, client: client)
+            if fetched { signedReads.withLockedValue { $0.fetched += 1 } }
+            return fetched
+        }
+        return nil
+    }
+
+    /// One GET of the blob from byte 0 into `putBlob`, handing its chunks to `tee`. Not resumable
+    /// (the client is answered from this one transfer): a transfer that breaks cuts the response,
+    /// and the client's retry starts a new fetch. The repository's write lock and quotas are asked
+    /// before the response begins.
+    private func fetchStreaming(_ repository: RepositoryName, _ digest: OCIModel.Digest, client: UpstreamClient,
+                                tee: BlobTee) async throws -> Bool {
+        let registry = applier.registry
+        do {
+            guard try await registry.metadata.linkedBlobSize(repository: repository.value, digest: digest) == nil else {
+                tee.finish(.success(()))
+                return true
+            }
+            _ = try await client.blob(repository: repository.value, digest: digest, size: nil) {
+                (stream: VerifiedBlobStream) async throws -> Int64 in
+                guard let length = stream.size, length > 0 else {
+                    tee.begin(.whole)
+                    return try await registry.putBlob(repository, digest: digest, contentLength: stream.size, body: stream)
+                }
+                try await registry.checkBlobStorable(repository, size: length)
+                tee.begin(.streaming(length))
+                return try await registry.putBlob(repository, digest: digest, contentLength: length,
+                                                  body: TeeSequence(source: stream, tee: tee, length: length))
+            }
+            tee.finish(.success(()))
+            signedReads.withLockedValue { $0.fetched += 1 }
+            return true
+        } catch let e as UpstreamError where e.kind == .notFound {
+            tee.finish(.success(()))   // nothing to stream: the read finds nothing stored (404)
+            return false
+        } catch {
+            let answered = (error as? UpstreamError)?.registryError ?? error
+            tee.finish(.failure(answered))
+            throw answered
+        }
     }
 
     func verify(_ request: Request, repository: RepositoryName, digest: OCIModel.Digest) async throws {

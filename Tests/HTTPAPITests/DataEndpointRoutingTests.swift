@@ -1,11 +1,16 @@
 import Access
+import AsyncHTTPClient
+import Backends
 import BerthAPIContract
+import BlobStorage
+import BlobStoreConformance
 import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import OCIModel
 import RegistryCore
@@ -27,13 +32,15 @@ import Testing
 
     /// A region on its own embedded store. Its data-endpoint signing keys are one fixed key, or
     /// with `storedKeys` the shared key material's, made per period and retired as `berth serve` does.
+    /// `blobs` wraps the region's blob store (a test double).
     func region(_ name: String, dataEndpoint: String?, networks: [String], storedKeys: Bool = false,
-                keyPeriod: TimeInterval? = nil) async throws
+                keyPeriod: TimeInterval? = nil, blobs wrap: ((any BlobStore) -> any BlobStore)? = nil) async throws
         -> (registry: Registry, access: AccessControl, service: ReplicationService, keys: SharedKeyMaterial, app: some ApplicationProtocol) {
         let dir = tempDataDir()
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        let registry = try Registry.embedded(dataDirectory: dir, logger: logger)
+        let backends = try Backends.embedded(dataDirectory: dir)
+        let registry = Registry(blobs: wrap?(backends.blobs) ?? backends.blobs, metadata: backends.metadata, logger: logger)
         let backend = registry.metadata as! any MetadataBackend
         let access = try await AccessControl.open(store: backend, keyDirectory: dir + "/keys")
         _ = try await access.bootstrap(ownerPassword: ownerPassword)
@@ -250,7 +257,7 @@ import Testing
                 // fetched from west by digest, verified, then served.
                 let (port, uri) = try split(location)
                 #expect(port == sPort)
-                #expect(try await sea.registry.metadata.linkedBlobSize(repository: "geo/app", digest: try Digest(parsing: digest)) == nil)
+                #expect(try await sea.registry.metadata.linkedBlobSize(repository: "geo/app", digest: try OCIModel.Digest(parsing: digest)) == nil)
                 let served = try await s.execute(uri: uri, method: .get)
                 #expect(served.status == .ok)
                 #expect(Array(served.body.readableBytesView) == bytes)
@@ -359,6 +366,110 @@ import Testing
             let forged = "/v2/geo/app/blobs/\(digest)?berth-region=sea&berth-key=0123456789abcdef&berth-expires=\(Int(Date().timeIntervalSince1970) + 60)&berth-signature=" + String(repeating: "A", count: 86)
             let r = try await w.execute(uri: forged, method: .get)
             #expect(r.status == .forbidden && errorCode(r) == "DENIED")
+        }
+    }
+
+    /// Serves every read through its inner store in 64 KiB pieces, and stops a read of `held`
+    /// once half of it is out, until `released`: a peer whose answer is still arriving.
+    final class HoldingBlobStore: ForwardingBlobStore, @unchecked Sendable {
+        let held = NIOLockedValueBox<OCIModel.Digest?>(nil)
+        let released = NIOLockedValueBox(false)
+        override func read(_ digest: OCIModel.Digest, range: Range<Int64>, into sink: (ByteBuffer) async throws -> Void) async throws {
+            let total = range.count
+            var sent = 0
+            try await inner.read(digest, range: range) { buffer in
+                var buffer = buffer
+                while let piece = buffer.readSlice(length: min(65536, buffer.readableBytes)), piece.readableBytes > 0 {
+                    if held.withLockedValue({ $0 }) == digest, sent >= total / 2 {
+                        while !released.withLockedValue({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+                    }
+                    try await sink(piece)
+                    sent += piece.readableBytes
+                }
+            }
+        }
+    }
+
+    /// Issue 13 item 4: a data endpoint that lacks a blob answers the signed read while the bytes
+    /// arrive from the signing region: half the blob reaches the client while west still holds
+    /// the rest (streaming proved without timings), and the blob is stored here only once whole
+    /// and verified. A ranged read of a missing blob waits for the stored copy.
+    @Test func aDataEndpointStreamsABlobItFetchesFromTheSigningRegion() async throws {
+        let holding = NIOLockedValueBox<HoldingBlobStore?>(nil)
+        let west = try await region("westeurope", dataEndpoint: "https://west.data.example", networks: ["127.0.0.1/32=sea"]) { inner in
+            let store = HoldingBlobStore(inner: inner)
+            holding.withLockedValue { $0 = store }
+            return store
+        }
+        let held = try #require(holding.withLockedValue { $0 })
+        let sea = try await region("sea", dataEndpoint: nil, networks: [])
+        let westPeer = try await replicator(west.access)
+        let seaPeer = try await replicator(sea.access)
+        let layer = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 17) }
+        let digest = sha256(layer)
+        let other = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+        let otherDigest = sha256(other)
+        try await west.app.test(.live) { w in
+            try await sea.app.test(.live) { s in
+                let wPort = try #require(w.port), sPort = try #require(s.port)
+                _ = try await west.service.create(location: "sea", endpoint: "http://127.0.0.1:\(sPort)", credential: seaPeer,
+                                                  regionEndpointEnabled: true, dataEndpoint: "http://127.0.0.1:\(sPort)/")
+                _ = try await sea.service.create(location: "westeurope", endpoint: "http://127.0.0.1:\(wPort)", credential: westPeer,
+                                                 regionEndpointEnabled: true)
+                for (bytes, d) in [(layer, digest), (other, otherDigest)] {
+                    #expect(try await w.execute(uri: "/v2/geo/app/blobs/uploads/?digest=\(d)", method: .post,
+                                                headers: ownerWith(length: bytes.count), body: buf(bytes)).status == .created)
+                }
+                #expect(try await eventually { try await status(w, "sea").health == "healthy" })
+                func signed(_ d: String) async throws -> String {
+                    let get = try await w.execute(uri: "/v2/geo/app/blobs/\(d)", method: .get, headers: owner)
+                    #expect(get.status == .temporaryRedirect)
+                    return try #require(get.headers[.location])
+                }
+                let url = try await signed(digest)
+                held.held.withLockedValue { $0 = try? OCIModel.Digest(parsing: digest) }
+
+                let http = HTTPClient(eventLoopGroupProvider: .singleton)
+                do {
+                    let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(120))
+                    #expect(response.status == .ok)
+                    #expect(response.headers.first(name: "Content-Length") == String(layer.count))
+                    #expect(response.headers.first(name: "Docker-Content-Digest") == digest)
+                    var received: [UInt8] = []
+                    var heldWhileReceived = 0
+                    for try await chunk in response.body {
+                        received += chunk.readableBytesView
+                        if received.count >= layer.count / 2, !held.released.withLockedValue({ $0 }) {
+                            heldWhileReceived = received.count
+                            // Not stored yet: only a verified whole blob is.
+                            #expect(try await sea.registry.metadata.linkedBlobSize(repository: "geo/app",
+                                                                                   digest: try OCIModel.Digest(parsing: digest)) == nil)
+                            held.released.withLockedValue { $0 = true }
+                        }
+                    }
+                    #expect(heldWhileReceived >= layer.count / 2 && heldWhileReceived < layer.count)
+                    #expect(received == layer)
+                    #expect(try await eventually {
+                        try await sea.registry.metadata.linkedBlobSize(repository: "geo/app", digest: try OCIModel.Digest(parsing: digest)) == Int64(layer.count)
+                    })
+                    // Read again: served from sea's store.
+                    let again = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(60))
+                    #expect(Array(try await again.body.collect(upTo: 4 << 20).readableBytesView) == layer)
+
+                    // A ranged read of a blob sea lacks waits for the stored copy, then gets its range.
+                    var ranged = HTTPClientRequest(url: try await signed(otherDigest))
+                    ranged.headers.add(name: "Range", value: "bytes=10-19")
+                    let part = try await http.execute(ranged, timeout: .seconds(60))
+                    #expect(part.status == .partialContent)
+                    #expect(Array(try await part.body.collect(upTo: 1 << 20).readableBytesView) == Array(other[10..<20]))
+                    let metrics = String(buffer: try await s.execute(uri: "/metrics", method: .get).body)
+                    #expect(metrics.contains("berth_replication_signed_reads_fetched 2"))
+                } catch {
+                    try? await http.shutdown()
+                    throw error
+                }
+                try await http.shutdown()
+            }
         }
     }
 }

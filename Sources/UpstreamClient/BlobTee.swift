@@ -1,15 +1,15 @@
 import NIOConcurrencyHelpers
 import NIOCore
-import UpstreamClient
 
 /// The hand-off of one blob fill's chunks to the client that asked for it: at most `capacity`
 /// chunks wait between the upstream and the client, so the fill goes at the pace of the slower
 /// of the client and the store and nothing is buffered beyond that. The fill (the writer) first
 /// says what it has (`begin`: a length to stream, or `whole` when it cannot stream), then sends
 /// chunks, then ends (`finish`); the client (the reader) may leave at any time (`close`), and the
-/// fill then goes on alone to store the blob.
-final class BlobTee: Sendable {
-    enum Head: Sendable, Equatable {
+/// fill then goes on alone to store the blob. Used by the pull-through cache's fills and by a
+/// data endpoint's fetch of a blob it lacks (replication).
+public final class BlobTee: Sendable {
+    public enum Head: Sendable, Equatable {
         /// The blob's declared length: its bytes follow.
         case streaming(Int64)
         /// No streaming (no declared length, or nothing to fetch): the client waits for the stored copy.
@@ -26,24 +26,24 @@ final class BlobTee: Sendable {
         var writerWaiter: CheckedContinuation<Void, Never>?
     }
 
-    static let capacity = 4
+    public static let capacity = 4
     /// How long, in all, the fill may wait for its client over the whole blob (review, high: a
     /// limit per wait let a client reading a chunk every 59 s hold the fill, and every pull and
     /// manifest fill waiting on it, for days). A client slower than that is cut and comes back for
     /// the stored copy; the fill never waits longer than this for anyone.
-    static let stallBudget: Duration = .seconds(10)
-    let stallBudget: Duration
+    public static let stallBudget: Duration = .seconds(10)
+    public let stallBudget: Duration
     private let state = NIOLockedValueBox(State())
     /// What the fill has waited for the client so far.
     private let waited = NIOLockedValueBox<Duration>(.zero)
 
-    init(stallBudget: Duration = BlobTee.stallBudget) {
+    public init(stallBudget: Duration = BlobTee.stallBudget) {
         self.stallBudget = stallBudget
     }
 
     // MARK: the fill's side
 
-    func begin(_ head: Head) {
+    public func begin(_ head: Head) {
         let waiter = state.withLockedValue { s -> CheckedContinuation<Head, any Error>? in
             guard s.head == nil else { return nil }
             s.head = .success(head)
@@ -55,7 +55,7 @@ final class BlobTee: Sendable {
 
     /// Hands a chunk to the client; waits while `capacity` chunks wait for it; returns at once
     /// when the client is gone.
-    func send(_ chunk: ByteBuffer) async {
+    public func send(_ chunk: ByteBuffer) async {
         enum Step { case done, handed(CheckedContinuation<ByteBuffer?, any Error>), wait }
         while true {
             let step = state.withLockedValue { s -> Step in
@@ -107,7 +107,7 @@ final class BlobTee: Sendable {
 
     /// The fill's end: success once the blob is verified (its last chunk sent), or its failure,
     /// which the client gets instead of the chunks still waiting.
-    func finish(_ result: Result<Void, any Error>) {
+    public func finish(_ result: Result<Void, any Error>) {
         let (headWaiter, head, reader, writer) = state.withLockedValue { s in
             if s.end == nil {
                 s.end = result
@@ -133,7 +133,7 @@ final class BlobTee: Sendable {
     // MARK: the client's side
 
     /// What the fill has: a length to stream, `whole`, or its failure before any byte.
-    func head() async throws -> Head {
+    public func head() async throws -> Head {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Head, any Error>) in
             let now = state.withLockedValue { s -> Result<Head, any Error>? in
                 if let head = s.head { return head }
@@ -145,7 +145,7 @@ final class BlobTee: Sendable {
     }
 
     /// The next chunk; nil after the last, once the fill verified the blob; throws its failure.
-    func next() async throws -> ByteBuffer? {
+    public func next() async throws -> ByteBuffer? {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<ByteBuffer?, any Error>) in
                 let (now, writer) = state.withLockedValue { s -> (Result<ByteBuffer?, any Error>?, CheckedContinuation<Void, Never>?) in
@@ -168,7 +168,7 @@ final class BlobTee: Sendable {
     }
 
     /// The client is gone: the fill goes on without waiting for it.
-    func close() {
+    public func close() {
         let (reader, writer) = state.withLockedValue { s in
             s.readerGone = true
             s.chunks = []
@@ -186,20 +186,26 @@ final class BlobTee: Sendable {
 /// A verified upstream blob stream that also hands each chunk to a `BlobTee`, except the bytes
 /// that complete the declared length: those reach the client only once the stream verified the
 /// whole blob's digest, so a client never holds a complete response of wrong bytes.
-struct TeeSequence: AsyncSequence, Sendable {
-    typealias Element = ByteBuffer
+public struct TeeSequence: AsyncSequence, Sendable {
+    public typealias Element = ByteBuffer
     let source: VerifiedBlobStream
     let tee: BlobTee
     let length: Int64
 
-    struct AsyncIterator: AsyncIteratorProtocol {
+    public init(source: VerifiedBlobStream, tee: BlobTee, length: Int64) {
+        self.source = source
+        self.tee = tee
+        self.length = length
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
         var inner: VerifiedBlobStream.AsyncIterator
         let tee: BlobTee
         let length: Int64
         var count: Int64 = 0
         var held: ByteBuffer?
 
-        mutating func next() async throws -> ByteBuffer? {
+        public mutating func next() async throws -> ByteBuffer? {
             if let chunk = try await inner.next() {
                 count += Int64(chunk.readableBytes)
                 if count >= length {
@@ -218,7 +224,7 @@ struct TeeSequence: AsyncSequence, Sendable {
         }
     }
 
-    func makeAsyncIterator() -> AsyncIterator {
+    public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(inner: source.makeAsyncIterator(), tee: tee, length: length)
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 import NIOCore
 import Testing
 
-@testable import CacheFeature
+@testable import UpstreamClient
 
 /// The hand-off between a blob fill and its client: the fill waits for a slow client only so long
 /// in all, never per chunk (review, high: a client reading one chunk just under the per-wait limit
