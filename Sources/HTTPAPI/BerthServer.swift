@@ -271,26 +271,86 @@ struct CacheInvalidationService: Service {
 
 /// Writes the pulls this node served to the store, in one call every `interval` and once more
 /// when the server stops. Per node: each writes its own (the store keeps the latest time).
+/// A write that fails keeps its pulls for the next one (`Registry.flushPullTimes`). A batch gives
+/// way to a deletion that holds its rows (PostgreSQL), which a long purge can do for many flushes
+/// in a row: the first failure is a warning, the ones after it at most one a minute, and the
+/// recovery is said once. The last flush, when the server stops, is tried `finalAttempts` times
+/// (a batch that gave way then would lose the node's pending pulls).
 struct PullTimeFlushService: Service {
     let registry: Registry
     let interval: Duration
     let logger: Logger
+    var finalAttempts = 3
+    var finalRetryDelay: Duration = .milliseconds(500)
+
+    /// Consecutive failed flushes, and when the last warning about them was logged.
+    final class FailureLog: Sendable {
+        private struct State {
+            var failures = 0
+            var warnedAt: ContinuousClock.Instant?
+        }
+        private let state = NIOLockedValueBox(State())
+        static let warningInterval: Duration = .seconds(60)
+
+        /// Whether this failure is to be logged as a warning (the first, then one a minute).
+        func failed(now: ContinuousClock.Instant = .now) -> (warn: Bool, failures: Int) {
+            state.withLockedValue { s in
+                s.failures += 1
+                if let at = s.warnedAt, now - at < Self.warningInterval { return (false, s.failures) }
+                s.warnedAt = now
+                return (true, s.failures)
+            }
+        }
+
+        /// A flush succeeded: how many failed before it (0: nothing to say).
+        func succeeded() -> Int {
+            state.withLockedValue { s in
+                defer { s = State() }
+                return s.failures
+            }
+        }
+    }
+
+    let failures = FailureLog()
 
     func run() async throws {
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 try? await Task.sleep(for: interval)
-                await flush()
+                _ = await flush()
             }
         }
-        await flush()
+        await Self.retrying(attempts: finalAttempts, delay: finalRetryDelay) { await flush() }
     }
 
-    func flush() async {
+    /// Runs `attempt` until it succeeds, at most `attempts` times, waiting `delay` × n after the
+    /// n-th failure; whether it succeeded.
+    @discardableResult
+    static func retrying(attempts: Int, delay: Duration, _ attempt: () async -> Bool) async -> Bool {
+        for n in 1...max(1, attempts) {
+            if await attempt() { return true }
+            if n < attempts { try? await Task.sleep(for: delay * n) }
+        }
+        return false
+    }
+
+    /// One flush; whether it wrote (or had nothing to write).
+    @discardableResult
+    func flush() async -> Bool {
         do {
             try await registry.flushPullTimes()
+            let failed = failures.succeeded()
+            if failed > 0 { logger.notice("pull times recorded again", metadata: ["failed_flushes": "\(failed)"]) }
+            return true
         } catch {
-            logger.warning("could not record pull times", metadata: ["error": "\(error)"])
+            let (warn, count) = failures.failed()
+            if warn {
+                logger.warning("could not record pull times (kept for the next flush)",
+                               metadata: ["error": "\(error)", "failed_flushes": "\(count)"])
+            } else {
+                logger.debug("could not record pull times", metadata: ["error": "\(error)", "failed_flushes": "\(count)"])
+            }
+            return false
         }
     }
 }

@@ -105,4 +105,34 @@ import Testing
         #expect(try await registry.flushPullTimes() == 1)   // an unknown repository is ignored by the store, not an error
         #expect(registry.pullTimes.pendingCount == 0)
     }
+
+    /// A flush that keeps failing (a batch giving way to a long purge) warns once, then at most
+    /// once a minute; the recovery resets the count.
+    @Test func repeatedFlushFailuresWarnOnceAMinute() {
+        let log = PullTimeFlushService.FailureLog()
+        let start = ContinuousClock.now
+        #expect(log.failed(now: start) == (true, 1))
+        #expect(log.failed(now: start + .seconds(3)) == (false, 2))
+        #expect(log.failed(now: start + .seconds(59)) == (false, 3))
+        #expect(log.failed(now: start + .seconds(61)) == (true, 4))
+        #expect(log.succeeded() == 4)
+        #expect(log.succeeded() == 0)
+        #expect(log.failed(now: start + .seconds(62)) == (true, 1))   // a new run of failures warns at once
+    }
+
+    /// The last flush when the server stops is tried again, so a batch that gave way then does not
+    /// lose the node's pending pulls; it stops at the first success and after the last attempt.
+    @Test func theFinalFlushIsRetried() async {
+        let calls = ManagedCounter()
+        #expect(await PullTimeFlushService.retrying(attempts: 3, delay: .milliseconds(1)) { calls.next() >= 2 })
+        #expect(calls.value == 2)
+        let failing = ManagedCounter()
+        #expect(await PullTimeFlushService.retrying(attempts: 3, delay: .milliseconds(1)) { _ = failing.next(); return false } == false)
+        #expect(failing.value == 3)
+    }
+
+    final class ManagedCounter: @unchecked Sendable {
+        var value = 0
+        func next() -> Int { value += 1; return value }
+    }
 }
