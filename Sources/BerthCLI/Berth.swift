@@ -130,6 +130,7 @@ struct Serve: AsyncParsableCommand {
         var routing = DataRoutingConfiguration(dataEndpoint: settings.dataEndpoint, clientNetworks: settings.clientNetworks) { name in
             try await shared.loadOrCreate(name) { DataRoutingConfiguration.newSigningKey() }.plaintext
         }
+        routing.bindClient = settings.bindClient
         routing.signingKeyNames = { try await shared.names(prefix: DataRouting.keyNamePrefix) }
         routing.removeSigningKey = { try await shared.remove($0) }
         return routing

@@ -39,6 +39,8 @@ struct ServeSettings: Equatable {
     var dataEndpoint: String?
     /// Client networks mapped to regions (`CIDR=REGION`), longest prefix first.
     var clientNetworks = ClientNetworks()
+    /// Signed data-endpoint URLs are bound to the client's address.
+    var bindClient = false
     var maxConcurrentUploads: Int = 512
     /// Event-loop threads and blocking-pool threads of the process; nil: one per core (NIO's
     /// default). Several nodes on one machine each take a share of its cores.
@@ -237,6 +239,10 @@ struct ServeSettings: Equatable {
             do throws(ReplicationError) { s.clientNetworks = try ClientNetworks.parse([v]) } catch {
                 throw SettingError(error.text)
             }
+        },
+        Spec(key: "bind-client", environment: "BERTH_BIND_CLIENT", hasFlag: false, defaultText: "false",
+             summary: "true binds the signed data-endpoint URLs this region issues to the client's address as it sees it (the peer region must see the same address): a leaked URL then works for no other client") { s, v throws(SettingError) in
+            s.bindClient = try boolean(v)
         },
         Spec(key: "janitor-interval-seconds", environment: "BERTH_JANITOR_INTERVAL_SECONDS", hasFlag: false, defaultText: "600",
              summary: "how often abandoned uploads are looked for") { s, v throws(SettingError) in

@@ -17,9 +17,10 @@ import OCIModel
 public protocol BlobRouting: Sendable {
     /// Whether the request is a signed data-endpoint read (its query names a signature).
     func isSigned(_ request: Request) -> Bool
-    /// Verifies a signed read of `digest` in `repository`; throws `RegistryError` 401/403 when the
-    /// signature does not hold for this method, repository, digest and time.
-    func admitSigned(_ request: Request, repository: RepositoryName, digest: Digest) async throws
+    /// Verifies a signed read of `digest` in `repository` from `client` (the address this region
+    /// sees, after its trusted proxies); throws `RegistryError` 401/403 when the signature does not
+    /// hold for this method, repository, digest, time and, when bound, client.
+    func admitSigned(_ request: Request, repository: RepositoryName, digest: Digest, client: IPAddress?) async throws
     /// After `admitSigned` and this region's checks: when the blob is missing here, fetches it from
     /// the region that signed. With `streaming` (a GET of the whole blob) the read may be answered
     /// while the bytes arrive (a `StreamedBlob`); nil: the blob is stored (or was never found) and

@@ -126,7 +126,8 @@ public struct RegistryResponder: HTTPResponder {
             routeName = "blob_get_signed"
             let repo = try RepositoryName(name)
             let d = try parseDigest(digest)
-            try await routing.admitSigned(request, repository: repo, digest: d)
+            let client = gate?.address(request, context) ?? context.remoteAddress?.ipAddress.flatMap(IPAddress.init)
+            try await routing.admitSigned(request, repository: repo, digest: d, client: client)
             // This region's own locks and quarantine apply too (review: a quarantine verdict given
             // here, or after the URL was signed, was not enforced on signed reads). A puller who
             // may read quarantined content is refused here as well: fail closed. Both before a

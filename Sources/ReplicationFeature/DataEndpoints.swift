@@ -54,11 +54,19 @@ public struct ClientNetworks: Sendable, Equatable {
 /// seconds) and an Ed25519 signature over the method, repository, digest, expiry, region and
 /// key id; it carries no bearer token. B verifies it with A's public key, which it fetched from A
 /// over the replication credential: no secret is shared between regions.
+///
+/// Bound to the client (`berth-client=1`, when the signing region's `bind-client` is on): the
+/// signature also covers the client's address as A saw it, which never appears in the URL; B
+/// verifies it with the address it sees, so a URL that leaks works for no other address. Adding
+/// or removing the parameter breaks the signature (the payloads differ). Both regions must see
+/// the same address: one network path, and proxies both trust (`trusted-proxies`).
 public struct DataEndpointSignature: Sendable, Equatable {
     public static let regionParameter = "berth-region"
     public static let keyParameter = "berth-key"
     public static let expiresParameter = "berth-expires"
     public static let signatureParameter = "berth-signature"
+    /// Present (`1`) when the signature covers the client's address.
+    public static let clientParameter = "berth-client"
     /// The longest a signed URL may live (a signer that asks for more is refused by the verifier).
     public static let maxLifetime: TimeInterval = 300
     /// Clock difference between regions tolerated on the expiry.
@@ -68,20 +76,27 @@ public struct DataEndpointSignature: Sendable, Equatable {
     public var keyId: String
     public var expires: Int64
     public var signature: Data
+    /// Whether the signature covers the client's address.
+    public var clientBound = false
 
-    static func payload(method: String, repository: String, digest: String, expires: Int64, region: String, keyId: String) -> Data {
-        // Lengths first: no field can run into the next.
-        let fields = [method, repository, digest, String(expires), region, keyId]
-        return Data(("berth-data-endpoint-v1" + fields.map { "\n\($0.utf8.count):\($0)" }.joined()).utf8)
+    static func payload(method: String, repository: String, digest: String, expires: Int64, region: String, keyId: String,
+                        client: String? = nil) -> Data {
+        // Lengths first: no field can run into the next. A bound payload has its own prefix and
+        // one more field, so it never equals an unbound one.
+        let fields = [method, repository, digest, String(expires), region, keyId] + (client.map { [$0] } ?? [])
+        let prefix = client == nil ? "berth-data-endpoint-v1" : "berth-data-endpoint-v1-client"
+        return Data((prefix + fields.map { "\n\($0.utf8.count):\($0)" }.joined()).utf8)
     }
 
-    /// The query of a signed GET of `digest` in `repository`, valid until `expires`.
+    /// The query of a signed GET of `digest` in `repository`, valid until `expires`; with
+    /// `client`, bound to that address (its canonical text, `IPAddress.description`).
     public static func sign(repository: String, digest: String, expires: Int64, region: String,
-                            key: Curve25519.Signing.PrivateKey) throws -> String {
+                            key: Curve25519.Signing.PrivateKey, client: String? = nil) throws -> String {
         let kid = keyId(key.publicKey)
         let sig = try key.signature(for: payload(method: "GET", repository: repository, digest: digest, expires: expires,
-                                                 region: region, keyId: kid))
-        return "\(regionParameter)=\(region)&\(keyParameter)=\(kid)&\(expiresParameter)=\(expires)&\(signatureParameter)=\(base64url(sig))"
+                                                 region: region, keyId: kid, client: client))
+        let bound = client == nil ? "" : "&\(clientParameter)=1"
+        return "\(regionParameter)=\(region)&\(keyParameter)=\(kid)&\(expiresParameter)=\(expires)\(bound)&\(signatureParameter)=\(base64url(sig))"
     }
 
     /// The first 16 hex digits of the SHA-256 of the raw public key.
@@ -105,17 +120,29 @@ public struct DataEndpointSignature: Sendable, Equatable {
             throw .malformed("\(keyParameter) is not a key id")
         }
         do { try ReplicationService.validate(region: region) } catch { throw .malformed("\(regionParameter) is not a region") }
-        return DataEndpointSignature(region: region, keyId: kid, expires: expires, signature: sig)
+        var bound = false
+        if let values = query[clientParameter], !values.isEmpty {   // (absent: no values)
+            guard values == ["1"] else { throw .malformed("\(clientParameter) must be given once, as 1") }
+            bound = true
+        }
+        return DataEndpointSignature(region: region, keyId: kid, expires: expires, signature: sig, clientBound: bound)
     }
 
     /// Whether the signature holds for this read at `now` under `key` (the signing region's key
-    /// named by `keyId`).
+    /// named by `keyId`), from `client` (the address this region sees; needed when bound).
     public func verify(method: String, repository: String, digest: String, key: Curve25519.Signing.PublicKey,
-                       now: Date) throws(DataEndpointRefusal) {
+                       now: Date, client: String? = nil) throws(DataEndpointRefusal) {
         let t = now.timeIntervalSince1970
         guard Double(expires) >= t - Self.skew else { throw .expired }
         guard Double(expires) <= t + Self.maxLifetime + Self.skew else { throw .malformed("the signed URL lives longer than allowed") }
         guard Self.keyId(key) == keyId else { throw .unknownKey }
+        if clientBound {
+            guard let client else { throw .otherClient }
+            let data = Self.payload(method: method, repository: repository, digest: digest, expires: expires, region: region,
+                                    keyId: keyId, client: client)
+            guard key.isValidSignature(signature, for: data) else { throw .otherClient }
+            return
+        }
         let data = Self.payload(method: method, repository: repository, digest: digest, expires: expires, region: region, keyId: keyId)
         guard key.isValidSignature(signature, for: data) else { throw .badSignature }
     }
@@ -141,6 +168,8 @@ public enum DataEndpointRefusal: Error, Equatable, Sendable {
     case unknownRegion(String)
     case unknownKey
     case badSignature
+    /// A URL bound to a client, presented from another address (or one this region cannot tell).
+    case otherClient
 
     public var message: String {
         switch self {
@@ -149,6 +178,7 @@ public enum DataEndpointRefusal: Error, Equatable, Sendable {
         case .unknownRegion(let r): "signed URL refused: \(r) is not a replica of this region"
         case .unknownKey: "signed URL refused: the signing region's key is unknown"
         case .badSignature: "signed URL refused: the signature does not hold for this repository, digest and time"
+        case .otherClient: "signed URL refused: it was issued to another client address (or does not hold for this repository, digest and time)"
         }
     }
 

@@ -20,6 +20,9 @@ public struct DataRoutingConfiguration: Sendable {
     public var clientNetworks: ClientNetworks
     /// Seconds a signed URL lives (at most `DataEndpointSignature.maxLifetime`).
     public var urlLifetime: TimeInterval = 120
+    /// Signed URLs are bound to the client's address as this region sees it (the peer must see
+    /// the same one): a leaked URL works for no other address.
+    public var bindClient = false
     /// Between two health checks of a peer, and how long one may take.
     public var healthInterval: Duration = .seconds(1)
     public var healthTimeout: Duration = .milliseconds(1500)
@@ -170,16 +173,17 @@ public final class DataRouting: BlobRouting, Sendable {
               let peer = health.routable(target) else { return nil }
         let expires = Int64(Date().timeIntervalSince1970 + min(configuration.urlLifetime, DataEndpointSignature.maxLifetime))
         let query = try DataEndpointSignature.sign(repository: repository.value, digest: digest.string, expires: expires, region: region,
-                                                   key: try await signingKey(now: Date()))
+                                                   key: try await signingKey(now: Date()),
+                                                   client: configuration.bindClient ? client.description : nil)
         redirects.withLockedValue { $0[target, default: 0] += 1 }
         return "\(peer.dataEndpoint)/v2/\(repository.value)/blobs/\(digest.string)?\(query)"
     }
 
     // MARK: verifying (the data endpoint's side)
 
-    public func admitSigned(_ request: Request, repository: RepositoryName, digest: OCIModel.Digest) async throws {
+    public func admitSigned(_ request: Request, repository: RepositoryName, digest: OCIModel.Digest, client: IPAddress?) async throws {
         do {
-            try await verify(request, repository: repository, digest: digest)
+            try await verify(request, repository: repository, digest: digest, client: client)
         } catch let refusal as DataEndpointRefusal {
             signedReads.withLockedValue { $0.refused += 1 }
             logger.notice("signed blob read refused", metadata: ["repository": "\(repository)", "reason": "\(refusal.message)"])
@@ -266,10 +270,10 @@ public final class DataRouting: BlobRouting, Sendable {
         }
     }
 
-    func verify(_ request: Request, repository: RepositoryName, digest: OCIModel.Digest) async throws {
+    func verify(_ request: Request, repository: RepositoryName, digest: OCIModel.Digest, client: IPAddress?) async throws {
         var query: [String: [String]] = [:]
         for name in [DataEndpointSignature.regionParameter, DataEndpointSignature.keyParameter, DataEndpointSignature.expiresParameter,
-                     DataEndpointSignature.signatureParameter] {
+                     DataEndpointSignature.signatureParameter, DataEndpointSignature.clientParameter] {
             query[name] = request.uri.queryParameters.getAll(name).map { String($0) }
         }
         let signed = try DataEndpointSignature.parse(query)
@@ -277,7 +281,8 @@ public final class DataRouting: BlobRouting, Sendable {
             throw DataEndpointRefusal.unknownRegion(signed.region)
         }
         let key = try await peerKey(record, keyId: signed.keyId)
-        try signed.verify(method: "GET", repository: repository.value, digest: digest.string, key: key, now: Date())
+        try signed.verify(method: "GET", repository: repository.value, digest: digest.string, key: key, now: Date(),
+                          client: client?.description)
     }
 
     /// The signing region's public key named `keyId`: cached until the peer's stated expiry, else

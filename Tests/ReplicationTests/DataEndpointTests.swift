@@ -102,6 +102,56 @@ import Testing
         }
     }
 
+    /// Bound to a client: the address is in the signature, never in the URL; the URL holds only
+    /// from that address, and adding or removing the binding breaks it.
+    @Test func aClientBoundSignatureHoldsOnlyFromItsAddress() throws {
+        let key = Curve25519.Signing.PrivateKey()
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let expires = Int64(now.timeIntervalSince1970) + 120
+        let digest = "sha256:" + String(repeating: "a", count: 64)
+        let q = try DataEndpointSignature.sign(repository: "geo/app", digest: digest, expires: expires, region: "westeurope", key: key,
+                                               client: "10.1.2.3")
+        #expect(q.contains("&berth-client=1&") && !q.contains("10.1.2.3"))
+        let bound = try DataEndpointSignature.parse(query(q))
+        #expect(bound.clientBound)
+        try bound.verify(method: "GET", repository: "geo/app", digest: digest, key: key.publicKey, now: now, client: "10.1.2.3")
+        for other in ["10.1.2.4", "::ffff:10.1.2.3", ""] {
+            #expect(throws: DataEndpointRefusal.otherClient) {
+                try bound.verify(method: "GET", repository: "geo/app", digest: digest, key: key.publicKey, now: now, client: other)
+            }
+        }
+        #expect(throws: DataEndpointRefusal.otherClient) {   // an address this region cannot tell
+            try bound.verify(method: "GET", repository: "geo/app", digest: digest, key: key.publicKey, now: now, client: nil)
+        }
+        #expect(throws: DataEndpointRefusal.otherClient) {   // still the repository, digest and time it was signed for
+            try bound.verify(method: "GET", repository: "geo/other", digest: digest, key: key.publicKey, now: now, client: "10.1.2.3")
+        }
+        // The binding removed: the unbound payload is not what was signed.
+        var stripped = query(q)
+        stripped[DataEndpointSignature.clientParameter] = nil
+        #expect(throws: DataEndpointRefusal.badSignature) {
+            try DataEndpointSignature.parse(stripped).verify(method: "GET", repository: "geo/app", digest: digest, key: key.publicKey,
+                                                             now: now, client: "10.1.2.3")
+        }
+        // A binding added to an unbound URL: not what was signed either.
+        var added = query(try DataEndpointSignature.sign(repository: "geo/app", digest: digest, expires: expires, region: "westeurope", key: key))
+        added[DataEndpointSignature.clientParameter] = ["1"]
+        #expect(throws: DataEndpointRefusal.otherClient) {
+            try DataEndpointSignature.parse(added).verify(method: "GET", repository: "geo/app", digest: digest, key: key.publicKey,
+                                                          now: now, client: "10.1.2.3")
+        }
+        // Absent (a query reader that lists no values for it): unbound.
+        var empty = query(try DataEndpointSignature.sign(repository: "geo/app", digest: digest, expires: expires, region: "westeurope", key: key))
+        empty[DataEndpointSignature.clientParameter] = []
+        #expect(try DataEndpointSignature.parse(empty).clientBound == false)
+        // Only once, and only as 1.
+        for bad in [["0"], ["1", "1"], ["true"], [""]] {
+            var q2 = query(q)
+            q2[DataEndpointSignature.clientParameter] = bad
+            #expect(throws: DataEndpointRefusal.self) { try DataEndpointSignature.parse(q2) }
+        }
+    }
+
     @Test func aMalformedSignedQueryIsRefused() throws {
         let key = Curve25519.Signing.PrivateKey()
         let good = query(try DataEndpointSignature.sign(repository: "r", digest: "sha256:" + String(repeating: "c", count: 64),
