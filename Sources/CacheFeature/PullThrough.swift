@@ -512,16 +512,10 @@ public final class PullThrough: ContentFallback, Sendable {
             if (try? await registry.blobSize(repository, digest)) == nil {
                 _ = try await client.blob(repository: upstreamRepository, digest: digest, size: nil) {
                     (stream: VerifiedBlobStream) async throws -> Int64 in
-                    guard let length = stream.size, length > 0 else {
-                        tee.begin(.whole)
-                        return try await registry.putBlob(repository, digest: digest, contentLength: stream.size, body: stream)
-                    }
                     // Asked before the response begins (review L2: a write lock or a full quota
                     // found by putBlob after the 200 was sent could only cut the body short).
-                    try await registry.checkBlobStorable(repository, size: length)
-                    tee.begin(.streaming(length))
-                    return try await registry.putBlob(repository, digest: digest, contentLength: length,
-                                                      body: TeeSequence(source: stream, tee: tee, length: length))
+                    let body = try await tee.feeding(stream) { try await registry.checkBlobStorable(repository, size: $0) }
+                    return try await registry.putBlob(repository, digest: digest, contentLength: stream.size, body: body)
                 }
             }
             tee.finish(.success(()))

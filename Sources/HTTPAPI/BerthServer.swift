@@ -320,7 +320,11 @@ struct PullTimeFlushService: Service {
                 _ = await flush()
             }
         }
-        await Self.retrying(attempts: finalAttempts, delay: finalRetryDelay) { await flush() }
+        if await !Self.retrying(attempts: finalAttempts, delay: finalRetryDelay, { await flush() }) {
+            // Said whatever the rate limit above: these pulls are gone with the process.
+            logger.warning("could not record pull times before stopping: this node's pending pulls are lost",
+                           metadata: ["pending": "\(registry.pullTimes.pendingCount)"])
+        }
     }
 
     /// Runs `attempt` until it succeeds, at most `attempts` times, waiting `delay` × n after the

@@ -226,10 +226,17 @@ public final class DataRouting: BlobRouting, Sendable {
                 tee.close()   // no length stated, or nothing to fetch: wait for the stored copy below
             }
         }
-        _ = try await missingFetches.value(key) { [applier, signedReads] in
+        let resumable: @Sendable () async throws -> Bool = { [applier, signedReads] in
             let fetched = try await applier.ensureBlob(repository, digest, size: nil, client: client)
             if fetched { signedReads.withLockedValue { $0.fetched += 1 } }
             return fetched
+        }
+        do {
+            _ = try await missingFetches.value(key, resumable)
+        } catch {
+            // The fetch joined may have been a streamed one (one GET, not resumable) that broke:
+            // this read, which waits for the stored copy anyway, tries once more resumably.
+            _ = try await missingFetches.value(key + "\u{0}resumable", resumable)
         }
         return nil
     }
@@ -248,14 +255,8 @@ public final class DataRouting: BlobRouting, Sendable {
             }
             _ = try await client.blob(repository: repository.value, digest: digest, size: nil) {
                 (stream: VerifiedBlobStream) async throws -> Int64 in
-                guard let length = stream.size, length > 0 else {
-                    tee.begin(.whole)
-                    return try await registry.putBlob(repository, digest: digest, contentLength: stream.size, body: stream)
-                }
-                try await registry.checkBlobStorable(repository, size: length)
-                tee.begin(.streaming(length))
-                return try await registry.putBlob(repository, digest: digest, contentLength: length,
-                                                  body: TeeSequence(source: stream, tee: tee, length: length))
+                let body = try await tee.feeding(stream) { try await registry.checkBlobStorable(repository, size: $0) }
+                return try await registry.putBlob(repository, digest: digest, contentLength: stream.size, body: body)
             }
             tee.finish(.success(()))
             signedReads.withLockedValue { $0.fetched += 1 }

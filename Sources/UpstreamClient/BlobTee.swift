@@ -183,16 +183,33 @@ public final class BlobTee: Sendable {
     }
 }
 
+extension BlobTee {
+    /// Begins a fill of `stream` through this tee, and returns what the store is to read: when the
+    /// source declared a length, `admit` is asked with it first (a write lock or a full quota is
+    /// refused before the response begins), the head is `streaming(length)` and every chunk is
+    /// handed on as it passes; with no length the head is `whole` and nothing is handed on.
+    public func feeding(_ stream: VerifiedBlobStream, admit: (Int64) async throws -> Void) async throws -> TeeSequence {
+        guard let length = stream.size, length > 0 else {
+            begin(.whole)
+            return TeeSequence(source: stream, tee: nil, length: 0)
+        }
+        try await admit(length)
+        begin(.streaming(length))
+        return TeeSequence(source: stream, tee: self, length: length)
+    }
+}
+
 /// A verified upstream blob stream that also hands each chunk to a `BlobTee`, except the bytes
 /// that complete the declared length: those reach the client only once the stream verified the
-/// whole blob's digest, so a client never holds a complete response of wrong bytes.
+/// whole blob's digest, so a client never holds a complete response of wrong bytes. Without a tee
+/// it is the stream itself.
 public struct TeeSequence: AsyncSequence, Sendable {
     public typealias Element = ByteBuffer
     let source: VerifiedBlobStream
-    let tee: BlobTee
+    let tee: BlobTee?
     let length: Int64
 
-    public init(source: VerifiedBlobStream, tee: BlobTee, length: Int64) {
+    public init(source: VerifiedBlobStream, tee: BlobTee?, length: Int64) {
         self.source = source
         self.tee = tee
         self.length = length
@@ -200,12 +217,13 @@ public struct TeeSequence: AsyncSequence, Sendable {
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         var inner: VerifiedBlobStream.AsyncIterator
-        let tee: BlobTee
+        let tee: BlobTee?
         let length: Int64
         var count: Int64 = 0
         var held: ByteBuffer?
 
         public mutating func next() async throws -> ByteBuffer? {
+            guard let tee else { return try await inner.next() }
             if let chunk = try await inner.next() {
                 count += Int64(chunk.readableBytes)
                 if count >= length {

@@ -466,6 +466,21 @@ import Testing
                     #expect(Array(try await part.body.collect(upTo: 1 << 20).readableBytesView) == Array(other[10..<20]))
                     let metrics = String(buffer: try await s.execute(uri: "/metrics", method: .get).body)
                     #expect(metrics.contains("berth_replication_signed_reads_fetched 2"))
+
+                    // Sea's read lock refuses a signed read of a blob it lacks before anything is fetched.
+                    let third = Array("locked before it is fetched".utf8)
+                    let thirdDigest = sha256(third)
+                    #expect(try await w.execute(uri: "/v2/geo/app/blobs/uploads/?digest=\(thirdDigest)", method: .post,
+                                                headers: ownerWith(length: third.count), body: buf(third)).status == .created)
+                    let lockedURL = try await signed(thirdDigest)
+                    let geo = try RepositoryName("geo/app")
+                    _ = try await sea.registry.updateLock(geo, tag: nil, digest: nil, LockChange(readEnabled: false))
+                    let locked = try await http.execute(HTTPClientRequest(url: lockedURL), timeout: .seconds(60))
+                    #expect(locked.status == .forbidden)
+                    let after = String(buffer: try await s.execute(uri: "/metrics", method: .get).body)
+                    #expect(after.contains("berth_replication_signed_reads_fetched 2"))
+                    #expect(try await sea.registry.metadata.linkedBlobSize(repository: "geo/app",
+                                                                           digest: try OCIModel.Digest(parsing: thirdDigest)) == nil)
                 } catch {
                     try? await http.shutdown()
                     throw error
