@@ -487,18 +487,7 @@ public final class PullThrough: ContentFallback, Sendable {
             }
             return true
         }
-        guard started else { return nil }
-        let head: BlobTee.Head
-        do {
-            head = try await tee.head()
-        } catch {
-            tee.close()
-            throw error
-        }
-        guard case .streaming(let length) = head else {
-            tee.close()
-            return nil
-        }
+        guard started, let length = try await tee.streamingLength() else { return nil }
         return StreamedBlob(size: length, next: { try await tee.next() }, close: { tee.close() })
     }
 

@@ -212,18 +212,9 @@ public final class DataRouting: BlobRouting, Sendable {
             let started = missingFetches.startIfIdle(key) { [self] in
                 try await self.fetchStreaming(repository, digest, client: client, tee: tee)
             }
-            if started {
-                let head: BlobTee.Head
-                do {
-                    head = try await tee.head()
-                } catch {
-                    tee.close()
-                    throw error
-                }
-                if case .streaming(let length) = head {
-                    return StreamedBlob(size: length, next: { try await tee.next() }, close: { tee.close() })
-                }
-                tee.close()   // no length stated, or nothing to fetch: wait for the stored copy below
+            // No length stated, or nothing to fetch: wait for the stored copy below.
+            if started, let length = try await tee.streamingLength() {
+                return StreamedBlob(size: length, next: { try await tee.next() }, close: { tee.close() })
             }
         }
         let resumable: @Sendable () async throws -> Bool = { [applier, signedReads] in

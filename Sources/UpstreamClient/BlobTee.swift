@@ -144,6 +144,24 @@ public final class BlobTee: Sendable {
         }
     }
 
+    /// The length to stream, once the fill said it; nil (the tee closed, so the fill goes on
+    /// without waiting for this reader) when it cannot stream and the reader is to wait for the
+    /// stored copy; the fill's failure before any byte is thrown (the tee closed too).
+    public func streamingLength() async throws -> Int64? {
+        let head: Head
+        do {
+            head = try await self.head()
+        } catch {
+            close()
+            throw error
+        }
+        guard case .streaming(let length) = head else {
+            close()
+            return nil
+        }
+        return length
+    }
+
     /// The next chunk; nil after the last, once the fill verified the blob; throws its failure.
     public func next() async throws -> ByteBuffer? {
         try await withTaskCancellationHandler {

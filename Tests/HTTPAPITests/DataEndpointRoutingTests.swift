@@ -92,6 +92,18 @@ import Testing
         return false
     }
 
+    /// West and sea made replicas of each other on loopback, sea's data endpoint its own address;
+    /// sea's port.
+    func pair(_ west: ReplicationService, _ w: any TestClientProtocol, _ westPeer: String,
+              _ sea: ReplicationService, _ s: any TestClientProtocol, _ seaPeer: String) async throws -> Int {
+        let wPort = try #require(w.port), sPort = try #require(s.port)
+        _ = try await west.create(location: "sea", endpoint: "http://127.0.0.1:\(sPort)", credential: seaPeer,
+                                  regionEndpointEnabled: true, dataEndpoint: "http://127.0.0.1:\(sPort)/")
+        _ = try await sea.create(location: "westeurope", endpoint: "http://127.0.0.1:\(wPort)", credential: westPeer,
+                                 regionEndpointEnabled: true)
+        return sPort
+    }
+
     /// The path and query of an absolute URL on loopback, and its port.
     func split(_ url: String) throws -> (port: Int, uri: String) {
         let c = try #require(URLComponents(string: url))
@@ -218,11 +230,7 @@ import Testing
         let digest = sha256(bytes)
         try await west.app.test(.live) { w in
             try await sea.app.test(.live) { s in
-                let wPort = try #require(w.port), sPort = try #require(s.port)
-                _ = try await west.service.create(location: "sea", endpoint: "http://127.0.0.1:\(sPort)", credential: seaPeer,
-                                                  regionEndpointEnabled: true, dataEndpoint: "http://127.0.0.1:\(sPort)/")
-                _ = try await sea.service.create(location: "westeurope", endpoint: "http://127.0.0.1:\(wPort)", credential: westPeer,
-                                                 regionEndpointEnabled: true)
+                let sPort = try await pair(west.service, w, westPeer, sea.service, s, seaPeer)
                 // Uploads name west's own data endpoint (a push stays in its region).
                 let upload = try await w.execute(uri: "/v2/geo/app/blobs/uploads/", method: .post, headers: owner)
                 #expect(upload.status == .accepted)
@@ -412,11 +420,7 @@ import Testing
         let otherDigest = sha256(other)
         try await west.app.test(.live) { w in
             try await sea.app.test(.live) { s in
-                let wPort = try #require(w.port), sPort = try #require(s.port)
-                _ = try await west.service.create(location: "sea", endpoint: "http://127.0.0.1:\(sPort)", credential: seaPeer,
-                                                  regionEndpointEnabled: true, dataEndpoint: "http://127.0.0.1:\(sPort)/")
-                _ = try await sea.service.create(location: "westeurope", endpoint: "http://127.0.0.1:\(wPort)", credential: westPeer,
-                                                 regionEndpointEnabled: true)
+                _ = try await pair(west.service, w, westPeer, sea.service, s, seaPeer)
                 for (bytes, d) in [(layer, digest), (other, otherDigest)] {
                     #expect(try await w.execute(uri: "/v2/geo/app/blobs/uploads/?digest=\(d)", method: .post,
                                                 headers: ownerWith(length: bytes.count), body: buf(bytes)).status == .created)
@@ -505,11 +509,7 @@ import Testing
         let digest = sha256(bytes)
         try await west.app.test(.live) { w in
             try await sea.app.test(.live) { s in
-                let wPort = try #require(w.port), sPort = try #require(s.port)
-                _ = try await west.service.create(location: "sea", endpoint: "http://127.0.0.1:\(sPort)", credential: seaPeer,
-                                                  regionEndpointEnabled: true, dataEndpoint: "http://127.0.0.1:\(sPort)/")
-                _ = try await sea.service.create(location: "westeurope", endpoint: "http://127.0.0.1:\(wPort)", credential: westPeer,
-                                                 regionEndpointEnabled: true)
+                _ = try await pair(west.service, w, westPeer, sea.service, s, seaPeer)
                 #expect(try await w.execute(uri: "/v2/geo/app/blobs/uploads/?digest=\(digest)", method: .post,
                                             headers: ownerWith(length: bytes.count), body: buf(bytes)).status == .created)
                 #expect(try await eventually { try await status(w, "sea").health == "healthy" })
