@@ -16,7 +16,8 @@ public final class HTTPMetrics: Sendable {
     private let bytesOut: Prometheus.Counter
     let openUploads: Prometheus.Gauge
     let storedBytes: Prometheus.Gauge
-    /// Round trips already added to `berth_metadata_round_trips_total`, by backend.
+    /// Counts already added to `berth_metadata_round_trips_total` (by backend) and to
+    /// `berth_metadata_transaction_retries_total` (by `retries:` and backend).
     let roundTripsReported = NIOLockedValueBox<[String: Int64]>([:])
     private static let buckets: [Duration] = [
         .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5),

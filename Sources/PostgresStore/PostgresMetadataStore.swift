@@ -94,17 +94,55 @@ public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTr
     }
 
     /// A consistent snapshot for reads of several statements.
-    func read<T: Sendable>(_ body: (Tx) async throws -> T) async throws -> T {
+    func read<T: Sendable>(_ body: @Sendable (Tx) async throws -> T) async throws -> T {
         try await transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", serialized: false, body)
     }
 
     /// A write transaction. `serialized` (every write that appends an event or decides from what it
     /// read) first takes the event counter's row lock: see the type's documentation.
-    func write<T: Sendable>(serialized: Bool = true, _ body: (Tx) async throws -> T) async throws -> T {
+    func write<T: Sendable>(serialized: Bool = true, _ body: @Sendable (Tx) async throws -> T) async throws -> T {
         try await transaction("BEGIN", serialized: serialized, body)
     }
 
-    private func transaction<T: Sendable>(_ begin: String, serialized: Bool, _ body: (Tx) async throws -> T) async throws -> T {
+    /// SQLSTATEs after which PostgreSQL has rolled the whole transaction back and the statement
+    /// may succeed when run again: a deadlock it broke (`40P01`, this transaction chosen as the
+    /// victim) and a serialization failure (`40001`).
+    static let retryableStates: Set<String> = ["40P01", "40001"]
+    /// Attempts of one transaction before its failure is the caller's.
+    static let transactionAttempts = 4
+
+    /// Whether a failed attempt of a transaction may be run again from its start: the database
+    /// asked for it, and nothing of the attempt is left (the failed statement ends it, and the
+    /// `ROLLBACK` after it, or the connection's close, leaves nothing committed).
+    static func isRetryable(_ error: any Error) -> Bool {
+        switch error {
+        case let e as PSQLError: e.serverInfo?[.sqlState].map(retryableStates.contains) ?? false
+        case let e as PostgresStoreError: e.sqlState.map(retryableStates.contains) ?? false
+        default: false
+        }
+    }
+
+    /// Runs `body` in a transaction, again (at most `transactionAttempts` in all, after a short
+    /// random pause that grows) when PostgreSQL rolled it back with a retryable SQLSTATE. Safe
+    /// because a body is `@Sendable`: it captures no mutable state of its caller (the compiler
+    /// checks it), and every body here only talks to the database through its `Tx`, so a rolled-back
+    /// attempt leaves no trace and the next starts from the state then committed.
+    private func transaction<T: Sendable>(_ begin: String, serialized: Bool, _ body: @Sendable (Tx) async throws -> T) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await attemptTransaction(begin, serialized: serialized, body)
+            } catch where attempt < Self.transactionAttempts && Self.isRetryable(error) {
+                roundTrips.recordRetry()
+                logger.debug("metadata transaction rolled back by the database, run again",
+                             metadata: ["attempt": "\(attempt)", "error": "\(error)"])
+                try await Task.sleep(for: .milliseconds(Int.random(in: 5...20) * attempt))
+                attempt += 1
+            }
+        }
+    }
+
+    private func attemptTransaction<T: Sendable>(_ begin: String, serialized: Bool, _ body: @Sendable (Tx) async throws -> T) async throws -> T {
         try await PostgresStoreError.mapping {
             try await client.withConnection { conn in
                 let tx = Tx(conn: conn, logger: logger, roundTrips: roundTrips)

@@ -10,6 +10,7 @@ public final class MetadataRoundTrips: @unchecked Sendable {
     public let backend: String
     private let lock = NSLock()
     private var count: Int64 = 0  // guarded by `lock`
+    private var retryCount: Int64 = 0  // guarded by `lock`
 
     public init(backend: String) {
         self.backend = backend
@@ -27,6 +28,22 @@ public final class MetadataRoundTrips: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return count
+    }
+
+    /// One more transaction run again because the database rolled it back and asked for that (a
+    /// deadlock it broke, a serialization failure); exported as
+    /// `berth_metadata_transaction_retries_total{backend}`.
+    public func recordRetry() {
+        lock.lock()
+        retryCount &+= 1
+        lock.unlock()
+    }
+
+    /// Transactions run again since the store was opened.
+    public var retries: Int64 {
+        lock.lock()
+        defer { lock.unlock() }
+        return retryCount
     }
 }
 

@@ -97,6 +97,9 @@ import Testing
             let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("berth_metadata_round_trips_total{backend=\"sqlite\"}") })
             let value = try #require(line.split(separator: " ").last.flatMap { Double($0) })
             #expect(value > 0)
+            // SQLite never asks for a transaction to be run again
+            let retries = try #require(text.split(separator: "\n").first { $0.hasPrefix("berth_metadata_transaction_retries_total{backend=\"sqlite\"}") })
+            #expect(retries.split(separator: " ").last.flatMap { Double($0) } == 0)
             // the counter only grows, from one scrape to the next
             let again = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
             let next = try #require(again.split(separator: "\n").first { $0.hasPrefix("berth_metadata_round_trips_total{backend=\"sqlite\"}") })

@@ -189,6 +189,70 @@ import Testing
         }
     }
 
+    /// Two transactions that lock two rows in opposite orders deadlock; PostgreSQL aborts one of
+    /// them (40P01) and the store runs it again from its start: both land whole, once each, and
+    /// the retry is counted.
+    @Test func aTransactionTheDatabaseAbortsAsADeadlockVictimIsRunAgain() async throws {
+        try await TestDatabase.withSchema { configuration in
+            try await TestDatabase.execute(configuration, "CREATE TABLE probe(id int PRIMARY KEY, v int NOT NULL)")
+            try await TestDatabase.execute(configuration, "INSERT INTO probe VALUES (1, 0), (2, 0)")
+            let store = try await PostgresMetadataStore.open(configuration, logger: TestDatabase.logger)
+            let meeting = Rendezvous(parties: 2)
+            let attempts = AttemptCounter()
+            @Sendable func run(_ first: Int, _ second: Int) async throws {
+                try await store.write(serialized: false) { tx in
+                    let attempt = await attempts.next(first)
+                    try await tx.exec("UPDATE probe SET v = v + 1 WHERE id = \(first)")
+                    // Only the first attempts meet, each holding its first row: then each asks
+                    // for the other's.
+                    if attempt == 1 { await meeting.arrive() }
+                    try await tx.exec("UPDATE probe SET v = v + 1 WHERE id = \(second)")
+                }
+            }
+            async let a: Void = run(1, 2)
+            async let b: Void = run(2, 1)
+            try await a
+            try await b
+            let rows = try await store.read { tx in
+                try await tx.rows("SELECT v FROM probe ORDER BY id").map { try $0.decode(0, Int.self) }
+            }
+            #expect(rows == [2, 2])
+            #expect(await attempts.total == 3)
+            #expect(store.roundTrips.retries == 1)
+            await store.close()
+        }
+    }
+
+    /// Any other failure is the caller's at once: the body runs once.
+    @Test func aFailureTheDatabaseDoesNotAskToRetryIsNotRetried() async throws {
+        try await TestDatabase.withSchema { configuration in
+            try await TestDatabase.execute(configuration, "CREATE TABLE probe(id int PRIMARY KEY)")
+            try await TestDatabase.execute(configuration, "INSERT INTO probe VALUES (1)")
+            let store = try await PostgresMetadataStore.open(configuration, logger: TestDatabase.logger)
+            let attempts = AttemptCounter()
+            let error = await #expect(throws: PostgresStoreError.self) {
+                try await store.write { tx in
+                    _ = await attempts.next(1)
+                    try await tx.exec("INSERT INTO probe VALUES (1)")
+                }
+            }
+            #expect(error?.sqlState == "23505")
+            #expect(await attempts.total == 1)
+            #expect(store.roundTrips.retries == 0)
+            await store.close()
+        }
+    }
+
+    @Test func onlyDeadlocksAndSerializationFailuresAreRetryable() {
+        #expect(PostgresMetadataStore.isRetryable(PostgresStoreError("deadlock", sqlState: "40P01")))
+        #expect(PostgresMetadataStore.isRetryable(PostgresStoreError("serialization", sqlState: "40001")))
+        for state in ["23505", "25P02", "57014", "08006", "40000", "40003", "40P0"] {
+            #expect(!PostgresMetadataStore.isRetryable(PostgresStoreError("x", sqlState: state)), "\(state)")
+        }
+        #expect(!PostgresMetadataStore.isRetryable(PostgresStoreError("unreachable")))
+        #expect(!PostgresMetadataStore.isRetryable(CancellationError()))
+    }
+
     @Test func theURLIsReadAndRedacted() throws {
         let c = try PostgresConfiguration(url: "postgres://berth:s3cr%40t@db.example:6432/registry")
         #expect(c.host == "db.example" && c.port == 6432 && c.username == "berth" && c.password == "s3cr@t" && c.database == "registry")
@@ -216,4 +280,35 @@ final class Flag: Sendable {
     private let state = Mutex(false)
     func set() { state.withLock { $0 = true } }
     var value: Bool { state.withLock { $0 } }
+}
+
+/// Waits until `parties` callers have arrived, then lets them all go.
+actor Rendezvous {
+    private let parties: Int
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+    private var arrived = 0
+
+    init(parties: Int) { self.parties = parties }
+
+    func arrive() async {
+        arrived += 1
+        if arrived >= parties {
+            for c in waiting { c.resume() }
+            waiting = []
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+}
+
+/// Attempts of transaction bodies, per key and in all.
+actor AttemptCounter {
+    private var counts: [Int: Int] = [:]
+    private(set) var total = 0
+
+    func next(_ key: Int) -> Int {
+        total += 1
+        counts[key, default: 0] += 1
+        return counts[key]!
+    }
 }
