@@ -148,11 +148,28 @@ public struct Backends: Sendable {
             let store = try SQLiteMetadataStore(path: path)
             return Backends(metadata: store, blobs: try openBlobs(configuration.blobs, metadata: store))
         case .postgres(let url, let passwordFile):
-            let password = try passwordFile.map(readPasswordFile)
-            let store = try await PostgresMetadataStore.open(try PostgresConfiguration(url: url, password: password), logger: logger)
+            let store = try await openPostgres(url: url, passwordFile: passwordFile, logger: logger)
             logger.info("metadata store opened", metadata: ["store": "\(store)"])
             return Backends(metadata: store, blobs: try openBlobs(configuration.blobs, metadata: store), services: [store])
         }
+    }
+
+    /// The metadata store alone (offline and break-glass commands need no blob store), with what
+    /// closes it when the command is done (PostgreSQL's connection pool).
+    public static func openMetadata(_ configuration: BackendConfiguration.Metadata, logger: Logger = Logger(label: "berth.backends"))
+        async throws -> (store: any MetadataBackend, close: @Sendable () async -> Void) {
+        switch configuration {
+        case .sqlite(let path):
+            return (try SQLiteMetadataStore(path: path), {})
+        case .postgres(let url, let passwordFile):
+            let store = try await openPostgres(url: url, passwordFile: passwordFile, logger: logger)
+            return (store, { await store.close() })
+        }
+    }
+
+    private static func openPostgres(url: String, passwordFile: String?, logger: Logger) async throws -> PostgresMetadataStore {
+        let password = try passwordFile.map(readPasswordFile)
+        return try await PostgresMetadataStore.open(try PostgresConfiguration(url: url, password: password), logger: logger)
     }
 
     /// The blob store; the S3 one keeps its upload state in `metadata`, so any node continues any upload.

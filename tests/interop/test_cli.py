@@ -570,6 +570,7 @@ def test_last_owner_is_kept_and_recover_owner_works_offline(registry, cli):
     assert len(password) >= 32 and "\n" not in password, out.stdout
     assert password not in out.stderr.decode()
     assert "not-a-dir" in cli.fails("recover", "owner", "--data", str(data / "not-a-dir"))
+    assert "--data" in cli.fails("recover", "owner")   # the embedded store: which data directory
 
     registry.start(port=registry.port)
     rescue = ("rescue", password)
