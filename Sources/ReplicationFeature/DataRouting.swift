@@ -206,21 +206,21 @@ public final class DataRouting: BlobRouting, Sendable {
               let signer = request.uri.queryParameters[DataEndpointSignature.regionParameter[...]].map(String.init),
               let record = try await applier.service.store.replica(location: signer) else { return nil }
         let client = try await applier.client(for: record)
-        let key = signer + "\u{0}" + repository.value + "\u{0}" + digest.string
+        // One fetch of a blob at a time, whichever region signed the reads that want it.
+        let key = repository.value + "\u{0}" + digest.string
         if streaming {
             let tee = BlobTee()
             let started = missingFetches.startIfIdle(key) { [self] in
                 try await self.fetchStreaming(repository, digest, client: client, tee: tee)
             }
-            // No length stated, or nothing to fetch: wait for the stored copy below.
-            if started, let length = try await tee.streamingLength() {
+            // No length stated, nothing to fetch, or the signer could not start the transfer (it
+            // lacks the blob now, or cannot be reached): wait for the stored copy below.
+            if started, let length = try? await tee.streamingLength() {
                 return StreamedBlob(size: length, next: { try await tee.next() }, close: { tee.close() })
             }
         }
-        let resumable: @Sendable () async throws -> Bool = { [applier, signedReads] in
-            let fetched = try await applier.ensureBlob(repository, digest, size: nil, client: client)
-            if fetched { signedReads.withLockedValue { $0.fetched += 1 } }
-            return fetched
+        let resumable: @Sendable () async throws -> Bool = { [self] in
+            try await self.fetchFromPeers(repository, digest, signer: record, signerClient: client)
         }
         do {
             _ = try await missingFetches.value(key, resumable)
@@ -230,6 +230,45 @@ public final class DataRouting: BlobRouting, Sendable {
             _ = try await missingFetches.value(key + "\u{0}resumable", resumable)
         }
         return nil
+    }
+
+    /// The blob fetched resumably from the signing region, else from each other peer this node
+    /// finds healthy in turn (by name): one that lacks the blob or fails is passed over, and the
+    /// bytes an earlier one delivered are kept (the private session is by repository and digest,
+    /// so the next peer continues from them with a range). False when no peer has it (the read is
+    /// a 404); the last failure when none could be asked.
+    func fetchFromPeers(_ repository: RepositoryName, _ digest: OCIModel.Digest, signer: ReplicaRecord,
+                        signerClient: UpstreamClient) async throws -> Bool {
+        var failure: (any Error)?
+        let others = health.healthyPeers().filter { $0 != signer.location && $0 != region }
+        for location in [signer.location] + others {
+            do {
+                let client: UpstreamClient
+                if location == signer.location {
+                    client = signerClient
+                } else {
+                    guard let record = try await applier.service.store.replica(location: location) else { continue }
+                    client = try await applier.client(for: record)
+                }
+                if try await applier.ensureBlob(repository, digest, size: nil, client: client) {
+                    signedReads.withLockedValue { $0.fetched += 1 }
+                    if location != signer.location {
+                        logger.info("replication: a blob the signing region could not give was fetched from another peer",
+                                    metadata: ["repository": "\(repository.value)", "digest": "\(digest)", "signer": "\(signer.location)",
+                                               "peer": "\(location)"])
+                    }
+                    return true
+                }
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                failure = error
+                logger.debug("replication: a peer could not give a missing blob",
+                             metadata: ["peer": "\(location)", "digest": "\(digest)", "error": "\(error)"])
+            }
+        }
+        if let failure { throw failure }
+        return false
     }
 
     /// One GET of the blob from byte 0 into `putBlob`, handing its chunks to `tee`. Not resumable
@@ -363,6 +402,12 @@ public final class PeerHealthMonitor: Sendable {
 
     public func snapshot(_ location: String) -> PeerHealth.Snapshot? {
         peers.withLockedValue { $0[location]?.health.snapshot }
+    }
+
+    /// The peers whose last checks found them healthy, by name (whether or not clients are sent
+    /// there: a region may fetch from a peer whose endpoint serves no clients).
+    func healthyPeers() -> [String] {
+        peers.withLockedValue { peers in peers.filter { $0.value.health.state == .healthy }.map(\.key).sorted() }
     }
 
     /// Keeps the replicas' configuration current and forgets deleted ones.

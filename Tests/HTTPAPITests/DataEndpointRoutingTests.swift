@@ -494,6 +494,54 @@ import Testing
         }
     }
 
+    /// A data endpoint that lacks a blob the signing region no longer gives (deleted there after
+    /// it signed; equally a signer that cannot be reached) fetches it from another peer it finds
+    /// healthy. A blob no peer has is a 404.
+    @Test func aDataEndpointFetchesAMissingBlobFromAnotherPeerWhenTheSignerCannotGiveIt() async throws {
+        let west = try await region("westeurope", dataEndpoint: "https://west.data.example", networks: ["127.0.0.1/32=sea"])
+        let sea = try await region("sea", dataEndpoint: nil, networks: [])
+        let east = try await region("eastus", dataEndpoint: nil, networks: [])
+        let westPeer = try await replicator(west.access)
+        let seaPeer = try await replicator(sea.access)
+        let eastPeer = try await replicator(east.access)
+        let layer = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ 5) }
+        let digest = sha256(layer)
+        let lost = Array("a blob only the signer had".utf8)
+        let lostDigest = sha256(lost)
+        try await west.app.test(.live) { w in
+            try await sea.app.test(.live) { s in
+                try await east.app.test(.live) { e in
+                    _ = try await pair(west.service, w, westPeer, sea.service, s, seaPeer)
+                    _ = try await sea.service.create(location: "eastus", endpoint: "http://127.0.0.1:\(try #require(e.port))", credential: eastPeer,
+                                                     regionEndpointEnabled: false)
+                    for (client, bytes, d) in [(w, layer, digest), (e, layer, digest), (w, lost, lostDigest)] {
+                        #expect(try await client.execute(uri: "/v2/geo/app/blobs/uploads/?digest=\(d)", method: .post,
+                                                         headers: ownerWith(length: bytes.count), body: buf(bytes)).status == .created)
+                    }
+                    #expect(try await eventually { try await status(w, "sea").health == "healthy" })
+                    #expect(try await eventually { try await status(s, "eastus").health == "healthy" })
+                    var urls: [String: String] = [:]
+                    for d in [digest, lostDigest] {
+                        let get = try await w.execute(uri: "/v2/geo/app/blobs/\(d)", method: .get, headers: owner)
+                        #expect(get.status == .temporaryRedirect)
+                        urls[d] = try split(try #require(get.headers[.location])).uri
+                        // Gone from the signing region once the URL is issued.
+                        #expect(try await w.execute(uri: "/v2/geo/app/blobs/\(d)", method: .delete, headers: owner).status == .accepted)
+                    }
+                    let served = try await s.execute(uri: try #require(urls[digest]), method: .get)
+                    #expect(served.status == .ok)
+                    #expect(sha256(Array(served.body.readableBytesView)) == digest)
+                    #expect(try await sea.registry.metadata.linkedBlobSize(repository: "geo/app",
+                                                                           digest: try OCIModel.Digest(parsing: digest)) == Int64(layer.count))
+                    let missing = try await s.execute(uri: try #require(urls[lostDigest]), method: .get)
+                    #expect(missing.status == .notFound && errorCode(missing) == "BLOB_UNKNOWN")
+                    let metrics = String(buffer: try await s.execute(uri: "/metrics", method: .get).body)
+                    #expect(metrics.contains("berth_replication_signed_reads_fetched 1"))
+                }
+            }
+        }
+    }
+
     /// `bind-client`: the URL west issues holds at sea only from the address west saw (here
     /// loopback); the same URL presented from another address (sea believes `X-Forwarded-For`
     /// from its trusted proxies) is refused, and the address never appears in the URL.
