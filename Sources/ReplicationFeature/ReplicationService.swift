@@ -230,16 +230,17 @@ public final class ReplicationService: Sendable {
         else { throw .invalid("a location is 1-64 characters of a-z, 0-9 and '-' (e.g. southeastasia)") }
     }
 
-    /// An http(s) base URL without credentials, query or fragment; normalized without a trailing
-    /// slash. A data endpoint (`pathAllowed` false) has no path either: clients are sent to its
-    /// `/v2/…` routes, which a path in front would not reach.
-    static func normalize(endpoint: String, what: String = "endpoint", pathAllowed: Bool = true) throws(ReplicationError) -> String {
+    /// A replica's endpoint (or data endpoint): an http(s) URL of scheme, host and port, without
+    /// credentials, query or fragment, normalized without a trailing slash. No path: a peer is a
+    /// registry, which answers at its root (`/v2/`, `/api/v1/`), and clients are sent to a data
+    /// endpoint's `/v2/…` routes; a path would be silently dropped, so it is refused.
+    static func normalize(endpoint: String, what: String = "endpoint") throws(ReplicationError) -> String {
         guard endpoint.utf8.count <= 2048, let url = URLComponents(string: endpoint),
               url.scheme == "http" || url.scheme == "https", let host = url.host, !host.isEmpty,
               url.user == nil, url.password == nil, url.query == nil, url.fragment == nil
         else { throw .invalid("\(what) must be an http(s) URL without credentials, query or fragment (e.g. https://sea.registry.example)") }
-        if !pathAllowed, !url.path.allSatisfy({ $0 == "/" }) {
-            throw .invalid("\(what) must be a scheme, host and port without a path (e.g. https://sea.data.registry.example)")
+        if !url.path.allSatisfy({ $0 == "/" }) {
+            throw .invalid("\(what) must be a scheme, host and port without a path: a registry answers at its root (e.g. https://sea.registry.example)")
         }
         var normalized = endpoint
         while normalized.hasSuffix("/") { normalized.removeLast() }
@@ -248,7 +249,7 @@ public final class ReplicationService: Sendable {
 
     /// This region's own data endpoint (`--data-endpoint`), checked as a replica's endpoint is.
     public static func normalizeDataEndpoint(_ value: String) throws(ReplicationError) -> String {
-        try normalize(endpoint: value, what: "data-endpoint", pathAllowed: false)
+        try normalize(endpoint: value, what: "data-endpoint")
     }
 
     static func validate(credential: String) throws(ReplicationError) {
@@ -286,7 +287,7 @@ public final class ReplicationService: Sendable {
                        dataEndpoint: String? = nil) async throws -> Replica {
         try Self.validate(location: location)
         let endpoint = try Self.normalize(endpoint: endpoint)
-        let dataEndpoint = try dataEndpoint.map { e throws(ReplicationError) in try Self.normalize(endpoint: e, what: "data endpoint", pathAllowed: false) }
+        let dataEndpoint = try dataEndpoint.map { e throws(ReplicationError) in try Self.normalize(endpoint: e, what: "data endpoint") }
         if let credential { try Self.validate(credential: credential) }
         try await checkTarget(endpoint)
         if let dataEndpoint { try await checkTarget(dataEndpoint, what: "data endpoint") }
@@ -303,7 +304,7 @@ public final class ReplicationService: Sendable {
         let endpoint = try endpoint.map { e throws(ReplicationError) in try Self.normalize(endpoint: e) }
         // "" goes back to the endpoint; anything else is checked as the endpoint is.
         let newDataEndpoint: String?? = try dataEndpoint.map { e throws(ReplicationError) -> String? in
-            e.isEmpty ? nil : try Self.normalize(endpoint: e, what: "data endpoint", pathAllowed: false)
+            e.isEmpty ? nil : try Self.normalize(endpoint: e, what: "data endpoint")
         }
         if let credential { try Self.validate(credential: credential) }
         if let endpoint { try await checkTarget(endpoint) }

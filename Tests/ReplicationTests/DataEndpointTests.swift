@@ -57,8 +57,9 @@ import Testing
                     "https://sea.data.example?x=1", "ftp://sea.data.example", "sea.data.example"] {
             #expect(throws: ReplicationError.self, "\(bad)") { _ = try ReplicationService.normalizeDataEndpoint(bad) }
         }
-        // A peer's API endpoint may still carry a path (only its host and port are used).
-        #expect(try ReplicationService.normalize(endpoint: "https://sea.example/registry") == "https://sea.example/registry")
+        // Nor a peer's endpoint: a registry answers at its root, and a path would be dropped unsaid.
+        #expect(throws: ReplicationError.self) { _ = try ReplicationService.normalize(endpoint: "https://sea.example/registry") }
+        #expect(try ReplicationService.normalize(endpoint: "https://sea.example:5000/") == "https://sea.example:5000")
     }
 
     @Test func aSignatureHoldsOnlyForItsMethodRepositoryDigestAndTime() throws {
