@@ -29,6 +29,9 @@ public struct TaskRunnerConfiguration: Sendable {
     /// objects). Needs CAP_SYS_ADMIN, so on by default when the server runs as root.
     public var isolateBuildPIDs = geteuid() == 0
     public var unshare = "/usr/bin/unshare"
+    /// Starts each tool of the build sandbox with the capabilities it never uses dropped from its
+    /// bounding set (`ToolCommands.sandboxCapabilityDrops`); under `/usr`, which the sandbox shows.
+    public var setpriv = "/usr/bin/setpriv"
     /// Directories the build sandbox never shows, even where they lie under a directory it
     /// shows (`/usr`): the server's data directory. The state directory is always hidden (but
     /// for the run's own directories in it).

@@ -83,7 +83,8 @@ struct ToolCommands: Sendable {
         let mounts = sandboxMounts(executables: [command.executable] + tools, writable: writable)
         return ChildCommand(executable: configuration.unshare,
                             arguments: namespaces + [configuration.shell, "-c", Self.sandboxScript, "sh",
-                                                     Self.absolute(directory.sandboxRoot), Self.workingDirectory]
+                                                     Self.absolute(directory.sandboxRoot), Self.workingDirectory, configuration.setpriv,
+                                                     Self.sandboxCapabilityDrops.map { "-" + $0 }.joined(separator: ",")]
                                 + mounts + ["--", command.executable] + command.arguments,
                             environment: command.environment)
     }
@@ -145,7 +146,8 @@ struct ToolCommands: Sendable {
 
     /// Builds the sandbox's root on the tmpfs mounted at `$1` and `pivot_root`s into it, then
     /// runs what follows `--` in the directory `$2` (the server's working directory, as the
-    /// tools' relative paths need). The arguments between are `mask:PATH`, `ro:PATH` and `rw:PATH`
+    /// tools' relative paths need) through `$3` (setpriv, under `/usr`), its bounding set
+    /// without the capabilities `$4` lists (`sandboxCapabilityDrops`). The arguments between are `mask:PATH`, `ro:PATH` and `rw:PATH`
     /// (`sandboxMounts`). A constant script (one line: the runner logs a command line as one
     /// log line); every path is an argv entry, always quoted, never evaluated.
     /// - `/usr` (and `/bin`, `/lib`… as links into it, or bound read-only where they are
@@ -160,13 +162,16 @@ struct ToolCommands: Sendable {
     /// - a `/dev` holding only what a build needs (the character devices every container gets,
     ///   a private `pts`, `shm`, the `fd` links): buildah binds the `/dev` it sees into each
     ///   `RUN`, and the host's would give a `RUN` running as root its block devices;
-    /// - `/proc` of the new PID namespace, `/sys` read-only, and small `/tmp`, `/var` and `/run`
+    /// - `/proc` of the new PID namespace (its `sys` read-only, `sysrq-trigger`, `kcore`, `kmsg`,
+    ///   `timer_list` and `keys` masked), `/sys` read-only, and small `/tmp`, `/var` and `/run`
     ///   of its own.
     static let sandboxScript = [
         "set -e",
         #"root=$1"#,
         #"cwd=$2"#,
-        "shift 2",
+        #"setpriv=$3"#,
+        #"drops=$4"#,
+        "shift 4",
         #"mount -t tmpfs -o nosuid,nodev,mode=755,size=16m berth-root "$root""#,
         #"cd "$root""#,
         "mkdir -m 755 usr etc dev proc sys tmp var run .old",
@@ -184,6 +189,12 @@ struct ToolCommands: Sendable {
         "mkdir -m 1777 var/tmp",
         "mount -t tmpfs -o nosuid,nodev,mode=755,size=16m berth-run run",
         "mount -t proc -o nosuid,nodev,noexec berth-proc proc",
+        // The kernel's tunables read-only, and the files that act on the machine masked, as
+        // container runtimes do: a write that lands there (core_pattern runs a program as the
+        // host's root) changes nothing.
+        "mount --bind proc/sys proc/sys",
+        "mount -o remount,bind,ro,nosuid,nodev,noexec proc/sys",
+        #"for f in sysrq-trigger kcore kmsg timer_list keys; do if [ -e "proc/$f" ]; then mount --bind /dev/null "proc/$f"; fi; done"#,
         "mount -t sysfs -o ro,nosuid,nodev,noexec berth-sys sys",
         "mount -t tmpfs -o nosuid,noexec,mode=755,size=1m berth-dev dev",
         "mknod -m 666 dev/null c 1 3",
@@ -209,8 +220,22 @@ struct ToolCommands: Sendable {
         "umount -l /.old",
         "rmdir /.old",
         #"cd "$cwd" 2>/dev/null || cd /"#,
-        #"exec "$@""#,
+        #"exec "$setpriv" --bounding-set "$drops" -- "$@""#,
     ].joined(separator: "; ")
+
+    /// Capabilities no tool of the sandbox (buildah pulling, building, pushing) ever uses, dropped
+    /// from its bounding set before it starts (`setpriv`), so neither the tool nor anything it
+    /// runs (a `RUN`, a flaw that runs a Dockerfile's code in buildah) can have them: loading
+    /// kernel modules, raw I/O and `open_by_handle_at` (`dac_read_search`: how a process walks out
+    /// of a mount namespace to any file of the host), the host's network configuration (a build
+    /// with `network: host` shares it), clock, reboot, kernel log, BPF, perf, audit control,
+    /// immutable files, leases and MAC policy. What buildah needs (mounts, chroot, ownership,
+    /// device nodes of a layer) stays.
+    static let sandboxCapabilityDrops = [
+        "sys_module", "sys_rawio", "dac_read_search", "net_admin", "sys_time", "sys_boot", "syslog", "bpf", "perfmon",
+        "audit_control", "linux_immutable", "lease", "mac_admin", "mac_override", "sys_pacct", "sys_tty_config",
+        "wake_alarm", "block_suspend",
+    ]
 
     /// Capabilities a build's `RUN` never gets. Chroot isolation is a `chroot(2)` (no
     /// `pivot_root`), and as root a `RUN` keeps buildah's default capabilities: with

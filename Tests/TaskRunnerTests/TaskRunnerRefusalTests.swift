@@ -126,7 +126,8 @@ final class TaskRunnerRefusalTests: XCTestCase {
             // (a root of its own: only the run's directories of the state directory).
             XCTAssertEqual(build.executable, "/usr/bin/unshare")
             XCTAssertEqual(build.arguments, ["--pid", "--fork", "--mount-proc", "--kill-child", "--ipc", "/bin/sh", "-c", ToolCommands.sandboxScript,
-                                             "sh", "/run/r1/sandbox", ToolCommands.workingDirectory,
+                                             "sh", "/run/r1/sandbox", ToolCommands.workingDirectory, "/usr/bin/setpriv",
+                                             ToolCommands.sandboxCapabilityDrops.map { "-" + $0 }.joined(separator: ","),
                                              "ro:/run/r1", "rw:/run/r1/home", "ro:/run/r1/home/.config/containers", "rw:/run/r1/tmp", "rw:/s",
                                              "mask:/state", "rw:/tmp/berth-run-x", "mask:/usr/local/etc", "mask:/usr/local/var",
                                              "--", "/usr/bin/buildah"] + bud)

@@ -245,6 +245,11 @@ final class TaskRunnerToolTests: XCTestCase {
             writable home "$HOME"
             writable home-config "$HOME/.config/containers"
             echo "probe: pids=$(ls /proc | grep -c '^[0-9]')"
+            echo "probe: proc-sys=$(awk '$5 == "/proc/sys" { split($6, o, ","); m = o[1] } END { print m }' /proc/self/mountinfo)"
+            for f in sysrq-trigger kmsg timer_list; do if [ -c "/proc/$f" ]; then echo "probe: $f=masked"; elif [ -e "/proc/$f" ]; then echo "probe: $f=open"; else echo "probe: $f=absent"; fi; done
+            # (the value it has: a write that should be refused changes nothing if it is not)
+            v=$(cat /proc/sys/kernel/domainname); if (echo "$v" > /proc/sys/kernel/domainname) 2>/dev/null; then echo "probe: sysctl=written"; else echo "probe: sysctl=refused"; fi
+            echo "probe: cap-bounding=$(awk '$1 == "CapBnd:" { print $2 }' /proc/self/status)"
 
             """.write(toFile: probe, atomically: true, encoding: .utf8)
         chmod(probe, 0o755)
@@ -285,6 +290,23 @@ final class TaskRunnerToolTests: XCTestCase {
         XCTAssertEqual(report["run-directory"], "read-only")
         XCTAssertEqual(report["home"], "writable")
         XCTAssertLessThan(Int(report["pids"] ?? "") ?? 999, 10, lines.joined(separator: "\n"))
+        // The kernel's tunables read-only, the machine's trigger masked, and the capabilities no
+        // tool uses out of the bounding set, while those buildah needs stay.
+        XCTAssertEqual(report["proc-sys"], "ro")
+        for file in ["sysrq-trigger", "kmsg", "timer_list"] {   // (a kernel may lack one: then the sandbox has none either)
+            XCTAssertEqual(report[file], FileManager.default.fileExists(atPath: "/proc/" + file) ? "masked" : "absent", file)
+        }
+        XCTAssertEqual(report["sysctl"], "refused")
+        let bounding = try XCTUnwrap(UInt64(report["cap-bounding"] ?? "", radix: 16), lines.joined(separator: "\n"))
+        let bits = ["chown": 0, "dac_override": 1, "dac_read_search": 2, "fowner": 3, "setgid": 6, "setuid": 7, "linux_immutable": 9,
+                    "net_admin": 12, "sys_module": 16, "sys_rawio": 17, "sys_chroot": 18, "sys_admin": 21, "sys_boot": 22,
+                    "sys_time": 25, "mknod": 27, "syslog": 34, "bpf": 39]
+        for kept in ["chown", "dac_override", "fowner", "setgid", "setuid", "sys_chroot", "sys_admin", "mknod"] {
+            XCTAssertNotEqual(bounding & (1 << UInt64(bits[kept]!)), 0, "\(kept) dropped")
+        }
+        for dropped in ["dac_read_search", "linux_immutable", "net_admin", "sys_module", "sys_rawio", "sys_boot", "sys_time", "syslog", "bpf"] {
+            XCTAssertEqual(bounding & (1 << UInt64(bits[dropped]!)), 0, "\(dropped) kept")
+        }
         // What the probe wrote landed in the task's own storage and the run's home, nowhere else.
         XCTAssertTrue(FileManager.default.fileExists(atPath: storage + "/berth-probe"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/usr/berth-probe"))
