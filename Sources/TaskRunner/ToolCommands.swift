@@ -71,7 +71,8 @@ struct ToolCommands: Sendable {
     /// (`sandboxMounts`). Chroot isolation is a plain `chroot(2)` inside whatever root buildah
     /// sees: whatever walks out of a `RUN` (a buildah flaw, a capability left) reaches this
     /// root, never the server's data directory, its keys or another task's storage.
-    func sandboxed(_ command: ChildCommand, network: StepNetwork, writable: [String] = [], tools: [String] = []) -> ChildCommand {
+    func sandboxed(_ command: ChildCommand, network: StepNetwork, writable: [String] = [], tools: [String] = [],
+                   cgroups: Bool = false, drops: [String] = sandboxCapabilityDrops) -> ChildCommand {
         var namespaces: [String] = []
         if configuration.isolateBuildPIDs { namespaces += ["--pid", "--fork", "--mount-proc", "--kill-child", "--ipc"] }
         if network == .none { namespaces = ["--net"] + namespaces }
@@ -81,13 +82,18 @@ struct ToolCommands: Sendable {
                                 environment: command.environment)
         }
         let mounts = sandboxMounts(executables: [command.executable] + tools, writable: writable)
+            + (cgroups ? ["cgroup:" + Self.cgroupRoot] : [])
         return ChildCommand(executable: configuration.unshare,
                             arguments: namespaces + [configuration.shell, "-c", Self.sandboxScript, "sh",
                                                      Self.absolute(directory.sandboxRoot), Self.workingDirectory, configuration.setpriv,
-                                                     Self.sandboxCapabilityDrops.map { "-" + $0 }.joined(separator: ",")]
+                                                     drops.map { "-" + $0 }.joined(separator: ",")]
                                 + mounts + ["--", command.executable] + command.arguments,
                             environment: command.environment)
     }
+
+    /// The cgroup hierarchy, shown (writable, with every controller's mount under it) to podman,
+    /// whose runc makes each container's cgroups.
+    static let cgroupRoot = "/sys/fs/cgroup"
 
     /// Hidden whenever they are visible (under the shown `/usr`): other software's configuration
     /// and state there.
@@ -212,7 +218,7 @@ struct ToolCommands: Sendable {
         "ln -s /proc/self/fd/0 dev/stdin",
         "ln -s /proc/self/fd/1 dev/stdout",
         "ln -s /proc/self/fd/2 dev/stderr",
-        #"while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do case "$1" in mask:/*) p="${1#mask:}"; if [ -L "$root$p" ]; then :; elif [ -d "$root$p" ]; then mount -t tmpfs -o nosuid,nodev,noexec,mode=755,size=1m berth-mask "$root$p"; elif [ -e "$root$p" ]; then mount --bind /dev/null "$root$p"; fi;; ro:/*) p="${1#ro:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p"; mount -o remount,bind,ro,nodev "$root$p";; rw:/*) p="${1#rw:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p"; mount -o remount,bind,nodev "$root$p";; *) echo "berth sandbox: bad mount argument" >&2; exit 2;; esac; shift; done"#,
+        #"while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do case "$1" in mask:/*) p="${1#mask:}"; if [ -L "$root$p" ]; then :; elif [ -d "$root$p" ]; then mount -t tmpfs -o nosuid,nodev,noexec,mode=755,size=1m berth-mask "$root$p"; elif [ -e "$root$p" ]; then mount --bind /dev/null "$root$p"; fi;; cgroup:/*) p="${1#cgroup:}"; mount --rbind "$p" "$root$p";; ro:/*) p="${1#ro:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p"; mount -o remount,bind,ro,nodev "$root$p";; rw:/*) p="${1#rw:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p"; mount -o remount,bind,nodev "$root$p";; *) echo "berth sandbox: bad mount argument" >&2; exit 2;; esac; shift; done"#,
         #"[ "$1" = "--" ] || { echo "berth sandbox: no command" >&2; exit 2; }"#,
         "shift",
         #"mkdir -p "$root$cwd" 2>/dev/null || true"#,
@@ -290,7 +296,16 @@ struct ToolCommands: Sendable {
         if let user { args += ["--user", user] }
         args.append(command.image.description)
         args += command.arguments
-        return ChildCommand(executable: configuration.podman, arguments: args, environment: environment)
+        // In the sandbox too (the container's own network is podman's `--network`): podman and
+        // runc read the task's storage, which a build's `RUN` wrote.
+        return podmanSandboxed(ChildCommand(executable: configuration.podman, arguments: args, environment: environment))
+    }
+
+    /// podman in the build sandbox: runc makes each container's cgroups (its memory limit), so the
+    /// sandbox shows the cgroup hierarchy, and sets up the network namespace of a container
+    /// without network (`net_admin`, which buildah's drops leave out).
+    func podmanSandboxed(_ command: ChildCommand) -> ChildCommand {
+        sandboxed(command, network: .host, cgroups: true, drops: Self.sandboxCapabilityDrops.filter { $0 != "net_admin" })
     }
 
     /// Berth's own CLI for a `berth` step: the server's binary with the step's words as argv (no
@@ -324,8 +339,8 @@ struct ToolCommands: Sendable {
 
     /// Removes a container a stopped `cmd` step leaves behind (its conmon outlives podman).
     func removeContainer(_ name: String) -> ChildCommand {
-        ChildCommand(executable: configuration.podman,
-                     arguments: podmanGlobal + ["rm", "--force", "--ignore", "--time", "0", name], environment: environment)
+        podmanSandboxed(ChildCommand(executable: configuration.podman,
+                                     arguments: podmanGlobal + ["rm", "--force", "--ignore", "--time", "0", name], environment: environment))
     }
 
     /// Removes buildah's working containers a stopped build leaves behind in the task's storage.

@@ -326,6 +326,71 @@ final class TaskRunnerToolTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: directory.home + "/berth-probe"), "the tool ran without its sandbox")
     }
 
+    /// podman (a `cmd` step's container) runs in the build sandbox too: it sees the run's own
+    /// directories and the task's storage, not the state directory or another task's storage; it
+    /// sees the cgroup hierarchy (runc makes the container's memory cgroup) and keeps `net_admin`
+    /// (the container's network namespace), while the other drops hold.
+    func testACmdStepsPodmanSeesOnlyItsSandbox() async throws {
+        guard geteuid() == 0 else { return XCTFail("the build sandbox tests need root (the sandbox is made only as root)") }
+        let source = try busyboxSource()
+        let state = try stateDirectory()
+        try "secret".write(toFile: state + "/marker", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: state + "/tasks/other/storage", withIntermediateDirectories: true)
+        try "secret".write(toFile: state + "/tasks/other/storage/marker", atomically: true, encoding: .utf8)
+        let storage = state + "/tasks/probe/storage"
+        let tools = try temporaryDirectory("tools")
+        let probe = tools + "/podman"
+        try """
+            #!/bin/sh
+            for a; do [ "$a" = run ] && break; done
+            [ "$a" = run ] || exit 0
+            seen() { if [ -e "$2" ]; then echo "probe: $1=seen"; else echo "probe: $1=absent"; fi; }
+            writable() { if touch "$2/berth-probe" 2>/dev/null; then echo "probe: $1=writable"; else echo "probe: $1=read-only"; fi; }
+            seen state-marker '\(state)/marker'
+            seen other-task '\(state)/tasks/other/storage/marker'
+            seen shadow /etc/shadow
+            seen cgroup-memory /sys/fs/cgroup/memory
+            writable storage '\(storage)'
+            writable usr /usr
+            echo "probe: pids=$(ls /proc | grep -c '^[0-9]')"
+            echo "probe: cap-bounding=$(awk '$1 == "CapBnd:" { print $2 }' /proc/self/status)"
+
+            """.write(toFile: probe, atomically: true, encoding: .utf8)
+        chmod(probe, 0o755)
+        var configuration = TaskRunnerConfiguration(stateDirectory: state)
+        configuration.registryTransport = .plainHTTP
+        configuration.podman = probe
+        let file = try Support.taskFile("""
+            version: v1.1.0
+            steps:
+              - id: test
+                cmd: $Registry/probe:$ID true
+            """, runID: "p1", registry: "berth.test")
+        let result = try await TaskRunner(configuration: configuration).run(
+            TaskRunRequest(taskName: "probe", runID: "p1", taskFile: file, sourceDirectory: source,
+                           registry: "berth.test", credentials: nil))
+        let lines = try Support.logLines(result)
+        XCTAssertEqual(result.status, .succeeded, lines.joined(separator: "\n"))
+        var report: [String: String] = [:]
+        for line in lines {
+            guard let r = line.range(of: " test stdout| probe: "), let eq = line[r.upperBound...].firstIndex(of: "=") else { continue }
+            report[String(line[r.upperBound..<eq])] = String(line[line.index(after: eq)...])
+        }
+        XCTAssertEqual(report["state-marker"], "absent", lines.joined(separator: "\n"))
+        XCTAssertEqual(report["other-task"], "absent")
+        XCTAssertEqual(report["shadow"], "absent")
+        XCTAssertEqual(report["cgroup-memory"], FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory") ? "seen" : "absent")
+        XCTAssertEqual(report["storage"], "writable")
+        XCTAssertEqual(report["usr"], "read-only")
+        XCTAssertLessThan(Int(report["pids"] ?? "") ?? 999, 10)
+        let bounding = try XCTUnwrap(UInt64(report["cap-bounding"] ?? "", radix: 16))
+        XCTAssertNotEqual(bounding & (1 << 12), 0, "net_admin dropped")
+        XCTAssertNotEqual(bounding & (1 << 21), 0, "sys_admin dropped")
+        XCTAssertEqual(bounding & (1 << 2), 0, "dac_read_search kept")
+        XCTAssertEqual(bounding & (1 << 16), 0, "sys_module kept")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: storage + "/berth-probe"))
+    }
+
     /// CVE-2024-9675 in the buildah these machines run: a cache mount whose `id` walks up with
     /// `..` is the root buildah sees, mounted into the `RUN`. The runner's Dockerfile reader
     /// refuses every `RUN` flag before buildah; this test hands such a Dockerfile to the build
