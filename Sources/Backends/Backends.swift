@@ -154,22 +154,24 @@ public struct Backends: Sendable {
         }
     }
 
-    /// The metadata store alone (offline and break-glass commands need no blob store), with what
-    /// closes it when the command is done (PostgreSQL's connection pool).
+    /// The metadata store alone, for a break-glass command (no blob store), with what closes it
+    /// when the command is done (PostgreSQL's connection pool). PostgreSQL's schema is not
+    /// migrated: a database whose schema is not this build's is refused.
     public static func openMetadata(_ configuration: BackendConfiguration.Metadata, logger: Logger = Logger(label: "berth.backends"))
         async throws -> (store: any MetadataBackend, close: @Sendable () async -> Void) {
         switch configuration {
         case .sqlite(let path):
             return (try SQLiteMetadataStore(path: path), {})
         case .postgres(let url, let passwordFile):
-            let store = try await openPostgres(url: url, passwordFile: passwordFile, logger: logger)
+            let store = try await openPostgres(url: url, passwordFile: passwordFile, migrate: false, logger: logger)
             return (store, { await store.close() })
         }
     }
 
-    private static func openPostgres(url: String, passwordFile: String?, logger: Logger) async throws -> PostgresMetadataStore {
+    private static func openPostgres(url: String, passwordFile: String?, migrate: Bool = true, logger: Logger) async throws
+        -> PostgresMetadataStore {
         let password = try passwordFile.map(readPasswordFile)
-        return try await PostgresMetadataStore.open(try PostgresConfiguration(url: url, password: password), logger: logger)
+        return try await PostgresMetadataStore.open(try PostgresConfiguration(url: url, password: password), migrate: migrate, logger: logger)
     }
 
     /// The blob store; the S3 one keeps its upload state in `metadata`, so any node continues any upload.

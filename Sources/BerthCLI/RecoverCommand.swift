@@ -34,6 +34,10 @@ struct RecoverOwner: AsyncParsableCommand {
             region) sees it within seconds.
             """)
 
+    /// A key directory that does not exist, so nothing is imported from one (PostgreSQL: the keys
+    /// are in the database; the working directory's `./berth-data/keys` is not the cluster's).
+    static let noKeyDirectory = "/nonexistent/berth-recover-owner/keys"
+
     @Option(help: "Data directory of the stopped server (the embedded store).")
     var data: String?
 
@@ -73,7 +77,7 @@ struct RecoverOwner: AsyncParsableCommand {
         let lock = try DataDirectoryLock(directory: data, purpose: "berth recover owner")
         defer { withExtendedLifetime(lock) {} }
         let store = try SQLiteMetadataStore(path: data + "/metadata.sqlite")
-        return try await recover(store: store, settings: settings)
+        return try await recover(store: store, settings: settings, keyDirectory: data + "/keys")
     }
 
     /// PostgreSQL: the cluster's database, with the key-file its nodes share (its signing keys are
@@ -86,7 +90,12 @@ struct RecoverOwner: AsyncParsableCommand {
             throw CLIError("cannot open the metadata store (\(settings.backendConfiguration.metadata)): \(error)")
         }
         do {
-            let password = try await recover(store: opened.store, settings: settings)
+            // A database no registry ever used (a mistyped name) gets no keys and no owner.
+            guard try await opened.store.loadAccessState() != nil else {
+                throw CLIError("\(settings.backendConfiguration.metadata) holds no registry (no access state): is it the nodes' database?")
+            }
+            // The keys are in the database: nothing is imported from a key directory here.
+            let password = try await recover(store: opened.store, settings: settings, keyDirectory: nil)
             await opened.close()
             return password
         } catch {
@@ -95,10 +104,10 @@ struct RecoverOwner: AsyncParsableCommand {
         }
     }
 
-    private func recover(store: any MetadataBackend, settings: ServeSettings) async throws -> String {
+    private func recover(store: any MetadataBackend, settings: ServeSettings, keyDirectory: String? = nil) async throws -> String {
         // The admin user's name is reserved for it, as in `berth serve` (same file and environment).
-        let access = try await AccessControl.open(store: store, keyDirectory: settings.data + "/keys", keyEncryptionKey: try settings.keyEncryptionKey(),
-                                                  registryName: settings.registryName)
+        let access = try await AccessControl.open(store: store, keyDirectory: keyDirectory ?? Self.noKeyDirectory,
+                                                  keyEncryptionKey: try settings.keyEncryptionKey(), registryName: settings.registryName)
         do {
             return try await access.recoverOwner(Access.Actor(name: "berth recover owner", address: "local"), name: name)
         } catch let e as AccessError {

@@ -40,10 +40,15 @@ public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTr
     public var description: String { "PostgreSQL metadata store at \(configuration)" }
 
     /// Connects, brings the schema up to date (or refuses a schema newer than this build) and
-    /// starts the connection pool.
-    public static func open(_ configuration: PostgresConfiguration, logger: Logger = Logger(label: "berth.postgres")) async throws
-        -> PostgresMetadataStore {
-        try await PostgresMigrations.migrate(configuration, logger: logger)
+    /// starts the connection pool. `migrate` false: changes no schema, and refuses a database
+    /// whose schema is not this build's (`PostgresMigrations.requireCurrent`).
+    public static func open(_ configuration: PostgresConfiguration, migrate: Bool = true,
+                            logger: Logger = Logger(label: "berth.postgres")) async throws -> PostgresMetadataStore {
+        if migrate {
+            try await PostgresMigrations.migrate(configuration, logger: logger)
+        } else {
+            try await PostgresMigrations.requireCurrent(configuration, logger: logger)
+        }
         var config = PostgresClient.Configuration(host: configuration.host, port: configuration.port, username: configuration.username,
                                                   password: configuration.password, database: configuration.database,
                                                   tls: try clientTLS(configuration))

@@ -488,6 +488,35 @@ enum PostgresMigrations {
     @discardableResult
     static func migrate(_ configuration: PostgresConfiguration, migrations: [[String]] = all,
                         logger: Logger) async throws -> [Int] {
+        let applied = try await withConnection(configuration, logger: logger) { tx in try await migrate(tx, migrations: migrations) }
+        if !applied.isEmpty {
+            logger.info("metadata schema migrated", metadata: ["applied": "\(applied)", "store": "\(configuration)"])
+        }
+        return applied
+    }
+
+    /// Refuses, changing nothing, a database whose schema is not exactly this build's: one that
+    /// holds no Berth schema (a mistyped database name), or one at another version (a command of
+    /// another version than the nodes'). For commands that must not migrate (`berth recover owner`).
+    static func requireCurrent(_ configuration: PostgresConfiguration, migrations: [[String]] = all, logger: Logger) async throws {
+        let version = try await withConnection(configuration, logger: logger) { tx -> Int? in
+            guard try await tx.value("SELECT to_regclass('berth_schema_migrations')::text", String?.self) ?? nil != nil else { return nil }
+            return try await tx.value("SELECT COALESCE(MAX(version), 0) FROM berth_schema_migrations", Int.self) ?? 0
+        }
+        guard let version, version > 0 else {
+            throw PostgresStoreError("the database \(configuration) holds no Berth registry (no schema): is it the nodes' database?")
+        }
+        guard version == migrations.count else {
+            throw PostgresStoreError("""
+                the metadata database has schema version \(version) and this build of Berth \(migrations.count): \
+                run this command with the nodes' version of Berth
+                """)
+        }
+    }
+
+    /// One connection of its own for `body`, closed after it.
+    private static func withConnection<T: Sendable>(_ configuration: PostgresConfiguration, logger: Logger,
+                                                    _ body: (Tx) async throws -> T) async throws -> T {
         try await PostgresStoreError.mapping {
             var config = PostgresConnection.Configuration(host: configuration.host, port: configuration.port,
                                                           username: configuration.username, password: configuration.password,
@@ -496,12 +525,9 @@ enum PostgresMigrations {
             config.options.connectTimeout = .seconds(10)
             let conn = try await PostgresConnection.connect(configuration: config, id: 0, logger: logger)
             do {
-                let applied = try await migrate(Tx(conn: conn, logger: logger), migrations: migrations)
+                let value = try await body(Tx(conn: conn, logger: logger))
                 try? await conn.close()
-                if !applied.isEmpty {
-                    logger.info("metadata schema migrated", metadata: ["applied": "\(applied)", "store": "\(configuration)"])
-                }
-                return applied
+                return value
             } catch {
                 try? await conn.close()
                 throw error

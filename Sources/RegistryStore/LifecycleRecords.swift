@@ -492,7 +492,8 @@ public protocol LifecycleStore: Sendable {
     /// key instead of the whole repository for every verdict.
     func repositoryGraph(_ repository: String, around digest: Digest) async throws -> RepositoryGraph?
     /// Loads the graph inside a write transaction, asks `plan` what to change, and applies it with
-    /// its events. Deleted manifests go to the recycle bin until `softDeleteUntil` when it is set,
+    /// its events. `plan` must be pure (a planner of the graph it is given): a backend may run the
+    /// transaction, and it, again when the database rolled it back (PostgreSQL's retries). Deleted manifests go to the recycle bin until `softDeleteUntil` when it is set,
     /// each with the reason and tags of its record (`LifecycleChange.records`); a repository's
     /// blob links go with one `blob.delete` event (`<n> blob links; <detail>`).
     func applyLifecycle(repository: String, softDeleteUntil: Date?,

@@ -193,8 +193,9 @@ public final class DataRouting: BlobRouting, Sendable {
     }
 
     /// Replication may not have brought the blob yet: it is fetched by digest from the region that
-    /// signed, verified while it streams into the store (visible here only once whole and right).
-    /// One fetch per (signer, repository, digest) at a time. The read that starts it, when
+    /// signed (else from another healthy peer, `fetchFromPeers`), verified while it streams into
+    /// the store (visible here only once whole and right). One fetch per (repository, digest) at a
+    /// time. The read that starts it, when
     /// `streaming` (a GET of the whole blob), is answered while the bytes arrive: the peer's
     /// declared length first, each chunk as it comes through a `BlobTee` (the last bytes only once
     /// the digest verified; a failure cuts the response short), the fetch going on when the client
@@ -206,12 +207,14 @@ public final class DataRouting: BlobRouting, Sendable {
               let signer = request.uri.queryParameters[DataEndpointSignature.regionParameter[...]].map(String.init),
               let record = try await applier.service.store.replica(location: signer) else { return nil }
         let client = try await applier.client(for: record)
-        // One fetch of a blob at a time, whichever region signed the reads that want it.
+        // One fetch of a blob at a time, whichever region signed the reads that want it. Either
+        // kind ends with the other peers when the signer cannot give the blob, so a read that joins
+        // it has the same answer as the read that started it.
         let key = repository.value + "\u{0}" + digest.string
         if streaming {
             let tee = BlobTee()
             let started = missingFetches.startIfIdle(key) { [self] in
-                try await self.fetchStreaming(repository, digest, client: client, tee: tee)
+                try await self.fetchStreamingThenPeers(repository, digest, signer: record, client: client, tee: tee)
             }
             // No length stated, nothing to fetch, or the signer could not start the transfer (it
             // lacks the blob now, or cannot be reached): wait for the stored copy below.
@@ -219,37 +222,64 @@ public final class DataRouting: BlobRouting, Sendable {
                 return StreamedBlob(size: length, next: { try await tee.next() }, close: { tee.close() })
             }
         }
-        let resumable: @Sendable () async throws -> Bool = { [self] in
+        _ = try await missingFetches.value(key) { [self] in
             try await self.fetchFromPeers(repository, digest, signer: record, signerClient: client)
-        }
-        do {
-            _ = try await missingFetches.value(key, resumable)
-        } catch {
-            // The fetch joined may have been a streamed one (one GET, not resumable) that broke:
-            // this read, which waits for the stored copy anyway, tries once more resumably.
-            _ = try await missingFetches.value(key + "\u{0}resumable", resumable)
         }
         return nil
     }
 
+    /// Whether a failed fetch from a peer is that peer's (move on to the next one): an upstream
+    /// failure (unreachable, refused, a bad or short answer) or bytes that did not verify. Anything
+    /// else is this region's (a write lock, a full quota, the store) and would be the same with any
+    /// peer.
+    static func isPeerFailure(_ error: any Error) -> Bool {
+        switch error {
+        case is UpstreamError: true
+        case let e as RegistryError: e.code == .digestInvalid || e.code == .sizeInvalid
+        default: false
+        }
+    }
+
+    /// The streamed fetch from the signer; when the signer lacks the blob now or fails (before or
+    /// during the transfer: a streamed client's response is then cut), the resumable fetch from
+    /// the peers, the signer again first unless it said it lacks the blob.
+    private func fetchStreamingThenPeers(_ repository: RepositoryName, _ digest: OCIModel.Digest, signer: ReplicaRecord,
+                                         client: UpstreamClient, tee: BlobTee) async throws -> Bool {
+        let signerLacksIt: Bool
+        do {
+            if try await fetchStreaming(repository, digest, client: client, tee: tee) { return true }
+            signerLacksIt = true
+        } catch where Self.isPeerFailure(error) {
+            signerLacksIt = false
+        }
+        return try await fetchFromPeers(repository, digest, signer: signer, signerClient: client, skipSigner: signerLacksIt)
+    }
+
     /// The blob fetched resumably from the signing region, else from each other peer this node
-    /// finds healthy in turn (by name): one that lacks the blob or fails is passed over, and the
-    /// bytes an earlier one delivered are kept (the private session is by repository and digest,
-    /// so the next peer continues from them with a range). False when no peer has it (the read is
-    /// a 404); the last failure when none could be asked.
+    /// finds healthy in turn (by name): one that lacks the blob, cannot be asked or fails
+    /// (`isPeerFailure`) is passed over, and the bytes an earlier one delivered are kept (the
+    /// private session is by repository and digest, so the next peer continues from them with a
+    /// range); a failure of this region's ends it. False when no peer has it (the read is a
+    /// 404); the last peer's failure when none could give it.
     func fetchFromPeers(_ repository: RepositoryName, _ digest: OCIModel.Digest, signer: ReplicaRecord,
-                        signerClient: UpstreamClient) async throws -> Bool {
+                        signerClient: UpstreamClient, skipSigner: Bool = false) async throws -> Bool {
         var failure: (any Error)?
         let others = health.healthyPeers().filter { $0 != signer.location && $0 != region }
-        for location in [signer.location] + others {
+        for location in (skipSigner ? [] : [signer.location]) + others {
+            if try await applier.registry.metadata.linkedBlobSize(repository: repository.value, digest: digest) != nil { return true }
+            let client: UpstreamClient
             do {
-                let client: UpstreamClient
                 if location == signer.location {
                     client = signerClient
                 } else {
                     guard let record = try await applier.service.store.replica(location: location) else { continue }
                     client = try await applier.client(for: record)
                 }
+            } catch {
+                failure = error
+                continue
+            }
+            do {
                 if try await applier.ensureBlob(repository, digest, size: nil, client: client) {
                     signedReads.withLockedValue { $0.fetched += 1 }
                     if location != signer.location {
@@ -259,22 +289,22 @@ public final class DataRouting: BlobRouting, Sendable {
                     }
                     return true
                 }
-            } catch is CancellationError {
-                throw CancellationError()
-            } catch {
+            } catch where Self.isPeerFailure(error) && !Task.isCancelled {
                 failure = error
                 logger.debug("replication: a peer could not give a missing blob",
                              metadata: ["peer": "\(location)", "digest": "\(digest)", "error": "\(error)"])
             }
         }
-        if let failure { throw failure }
+        if let failure { throw (failure as? UpstreamError)?.registryError ?? failure }
         return false
     }
 
     /// One GET of the blob from byte 0 into `putBlob`, handing its chunks to `tee`. Not resumable
-    /// (the client is answered from this one transfer): a transfer that breaks cuts the response,
-    /// and the client's retry starts a new fetch. The repository's write lock and quotas are asked
-    /// before the response begins.
+    /// (the client is answered from this one transfer): a transfer that breaks cuts the response
+    /// (the fetch then goes on from the peers, `fetchStreamingThenPeers`, and the client's retry
+    /// finds the stored copy or joins it). The repository's write lock and quotas are asked before
+    /// the response begins. False (and a finished tee) when the signer lacks the blob; a failure
+    /// is thrown as it came (the tee gets it as the client's answer).
     private func fetchStreaming(_ repository: RepositoryName, _ digest: OCIModel.Digest, client: UpstreamClient,
                                 tee: BlobTee) async throws -> Bool {
         let registry = applier.registry
@@ -292,12 +322,11 @@ public final class DataRouting: BlobRouting, Sendable {
             signedReads.withLockedValue { $0.fetched += 1 }
             return true
         } catch let e as UpstreamError where e.kind == .notFound {
-            tee.finish(.success(()))   // nothing to stream: the read finds nothing stored (404)
+            tee.finish(.success(()))   // nothing to stream: the read waits for the peers' answer
             return false
         } catch {
-            let answered = (error as? UpstreamError)?.registryError ?? error
-            tee.finish(.failure(answered))
-            throw answered
+            tee.finish(.failure((error as? UpstreamError)?.registryError ?? error))
+            throw error
         }
     }
 

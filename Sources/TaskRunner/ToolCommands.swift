@@ -92,7 +92,9 @@ struct ToolCommands: Sendable {
     }
 
     /// The cgroup hierarchy, shown (writable, with every controller's mount under it) to podman,
-    /// whose runc makes each container's cgroups.
+    /// whose runc makes each container's cgroups; each v1 hierarchy's `release_agent` (a program
+    /// the kernel runs as the host's root) covered by `/dev/null`. Not a boundary against podman
+    /// itself, which could move or limit any process's cgroups (the server's too).
     static let cgroupRoot = "/sys/fs/cgroup"
 
     /// Hidden whenever they are visible (under the shown `/usr`): other software's configuration
@@ -218,7 +220,7 @@ struct ToolCommands: Sendable {
         "ln -s /proc/self/fd/0 dev/stdin",
         "ln -s /proc/self/fd/1 dev/stdout",
         "ln -s /proc/self/fd/2 dev/stderr",
-        #"while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do case "$1" in mask:/*) p="${1#mask:}"; if [ -L "$root$p" ]; then :; elif [ -d "$root$p" ]; then mount -t tmpfs -o nosuid,nodev,noexec,mode=755,size=1m berth-mask "$root$p"; elif [ -e "$root$p" ]; then mount --bind /dev/null "$root$p"; fi;; cgroup:/*) p="${1#cgroup:}"; mount --rbind "$p" "$root$p";; ro:/*) p="${1#ro:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p"; mount -o remount,bind,ro,nodev "$root$p";; rw:/*) p="${1#rw:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p"; mount -o remount,bind,nodev "$root$p";; *) echo "berth sandbox: bad mount argument" >&2; exit 2;; esac; shift; done"#,
+        #"while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do case "$1" in mask:/*) p="${1#mask:}"; if [ -L "$root$p" ]; then :; elif [ -d "$root$p" ]; then mount -t tmpfs -o nosuid,nodev,noexec,mode=755,size=1m berth-mask "$root$p"; elif [ -e "$root$p" ]; then mount --bind /dev/null "$root$p"; fi;; cgroup:/*) p="${1#cgroup:}"; mount --rbind "$p" "$root$p"; for f in "$root$p"/release_agent "$root$p"/*/release_agent; do if [ -f "$f" ]; then mount --bind /dev/null "$f"; fi; done;; ro:/*) p="${1#ro:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p"; mount -o remount,bind,ro,nodev "$root$p";; rw:/*) p="${1#rw:}"; mkdir -p "$root$p"; mount --bind "$p" "$root$p"; mount -o remount,bind,nodev "$root$p";; *) echo "berth sandbox: bad mount argument" >&2; exit 2;; esac; shift; done"#,
         #"[ "$1" = "--" ] || { echo "berth sandbox: no command" >&2; exit 2; }"#,
         "shift",
         #"mkdir -p "$root$cwd" 2>/dev/null || true"#,
@@ -337,7 +339,9 @@ struct ToolCommands: Sendable {
                             workingDirectory: workingDirectory)
     }
 
-    /// Removes a container a stopped `cmd` step leaves behind (its conmon outlives podman).
+    /// Removes a container a stopped `cmd` step leaves behind: its record in the task's storage (in
+    /// the sandbox the PID namespace takes conmon and the container's processes with podman;
+    /// without it conmon outlives podman and keeps the container running).
     func removeContainer(_ name: String) -> ChildCommand {
         podmanSandboxed(ChildCommand(executable: configuration.podman,
                                      arguments: podmanGlobal + ["rm", "--force", "--ignore", "--time", "0", name], environment: environment))

@@ -282,7 +282,8 @@ final class Flag: Sendable {
     var value: Bool { state.withLock { $0 } }
 }
 
-/// Waits until `parties` callers have arrived, then lets them all go.
+/// Waits until `parties` callers have arrived, then lets them all go; after 15 s it lets a
+/// waiter go anyway (a party that failed before arriving makes the test fail, not hang).
 actor Rendezvous {
     private let parties: Int
     private var waiting: [CheckedContinuation<Void, Never>] = []
@@ -293,11 +294,19 @@ actor Rendezvous {
     func arrive() async {
         arrived += 1
         if arrived >= parties {
-            for c in waiting { c.resume() }
-            waiting = []
+            release()
             return
         }
+        Task { [weak self] in
+            try? await Task.sleep(for: .seconds(15))
+            await self?.release()
+        }
         await withCheckedContinuation { waiting.append($0) }
+    }
+
+    private func release() {
+        for c in waiting { c.resume() }
+        waiting = []
     }
 }
 

@@ -680,6 +680,20 @@ def test_recover_owner_works_on_the_shared_database_while_the_nodes_run(cluster)
     out = recover("cl-rescue", {**env, "BERTH_KEY_FILE": str(wrong)})
     assert out.returncode != 0 and out.stdout == "", (out.stdout, out.stderr)
 
+    # A database no registry uses (a mistyped name) is refused and left as it was: no schema.
+    empty = "cluster_empty_" + os.urandom(4).hex()
+    cluster._psql(f"CREATE DATABASE {empty}")
+    try:
+        parts = urllib.parse.urlsplit(env["BERTH_METADATA"])
+        out = recover("cl-rescue", {**env, "BERTH_METADATA": urllib.parse.urlunsplit(parts._replace(path="/" + empty))})
+        assert out.returncode != 0 and "no Berth registry" in out.stderr and out.stdout == "", (out.stdout, out.stderr)
+        tables = subprocess.run(["psql", urllib.parse.urlunsplit(urllib.parse.urlsplit(cluster.admin_url)._replace(path="/" + empty)),
+                                 "-Atc", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"],
+                                capture_output=True, text=True, timeout=60)
+        assert tables.returncode == 0 and tables.stdout.strip() == "0", (tables.stdout, tables.stderr)
+    finally:
+        cluster._psql(f"DROP DATABASE IF EXISTS {empty}")
+
     out = recover("cl-rescue", env)
     assert out.returncode == 0, out.stderr
     password = out.stdout.strip()
@@ -696,14 +710,16 @@ def test_recover_owner_works_on_the_shared_database_while_the_nodes_run(cluster)
     audit = requests.get(f"{cluster.balancer_base}/api/v1/audit", params={"since": "1h"}, auth=rescue, timeout=30).json()
     assert any(a["action"] == "identity.recover-owner" and a["target"] == "cl-rescue" for a in audit), audit
 
-    # run again: a new password, and the one before stops working on every node
-    out = recover("cl-rescue", env)
-    assert out.returncode == 0, out.stderr
-    again = ("cl-rescue", out.stdout.strip())
-    assert again[1] != password
-    for node in cluster.nodes:
-        poll(f"the replaced password refused by node {node.index}",
-             lambda: requests.get(f"{node.base}/v2/", auth=rescue, timeout=30).status_code == 401)
-        assert requests.get(f"{node.base}/v2/", auth=again, timeout=30).status_code == 200
-    r = requests.delete(f"{cluster.balancer_base}/api/v1/identities/cl-rescue", auth=cluster.creds, timeout=30)
-    assert r.status_code == 204, (r.status_code, r.text)
+    try:
+        # run again: a new password, and the one before stops working on every node
+        out = recover("cl-rescue", env)
+        assert out.returncode == 0, out.stderr
+        again = ("cl-rescue", out.stdout.strip())
+        assert again[1] != password
+        for node in cluster.nodes:
+            poll(f"the replaced password refused by node {node.index}",
+                 lambda: requests.get(f"{node.base}/v2/", auth=rescue, timeout=30).status_code == 401)
+            assert requests.get(f"{node.base}/v2/", auth=again, timeout=30).status_code == 200
+    finally:
+        r = requests.delete(f"{cluster.balancer_base}/api/v1/identities/cl-rescue", auth=cluster.creds, timeout=30)
+        assert r.status_code == 204, (r.status_code, r.text)
