@@ -234,7 +234,7 @@ public final class DataRouting: BlobRouting, Sendable {
     /// peer.
     static func isPeerFailure(_ error: any Error) -> Bool {
         switch error {
-        case is UpstreamError: true
+        case let e as UpstreamError: e.kind != .tooLarge   // (this region's limit: the same with any peer)
         case let e as RegistryError: e.code == .digestInvalid || e.code == .sizeInvalid
         default: false
         }
@@ -275,8 +275,8 @@ public final class DataRouting: BlobRouting, Sendable {
                     guard let record = try await applier.service.store.replica(location: location) else { continue }
                     client = try await applier.client(for: record)
                 }
-            } catch {
-                failure = error
+            } catch where Self.isPeerFailure(error) || error is ReplicationError {
+                failure = error   // (a peer this region cannot ask: its address refused, its credential unreadable)
                 continue
             }
             do {

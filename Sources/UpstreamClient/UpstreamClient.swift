@@ -575,7 +575,17 @@ public struct VerifiedBlobStream: AsyncSequence, Sendable {
         let limit: Int64
 
         public mutating func next() async throws -> ByteBuffer? {
-            if let chunk = try await inner.next() {
+            let read: ByteBuffer?
+            do {
+                read = try await inner.next()
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                // A transport failure while the body streams is the upstream's (`unreachable`), as
+                // for a `BlobPiece`: a reader tells it from its own failures by the type.
+                throw UpstreamError(.unreachable, "blob \(digest): connection lost after \(count) bytes: \(UpstreamClient.describe(error))")
+            }
+            if let chunk = read {
                 count += Int64(chunk.readableBytes)
                 if count > limit {
                     throw UpstreamError(.tooLarge, "blob \(digest) exceeds the limit of \(limit) bytes")

@@ -399,6 +399,29 @@ import Testing
         }
     }
 
+    /// A blob store whose reads of `cut`'s digest break at that byte (of the blob): what a peer
+    /// whose disk or process fails mid-transfer sends.
+    final class CuttingBlobStore: ForwardingBlobStore, @unchecked Sendable {
+        struct Cut: Error {}
+        let cut = NIOLockedValueBox<(digest: OCIModel.Digest, at: Int64)?>(nil)
+        override func read(_ digest: OCIModel.Digest, range: Range<Int64>, into sink: (ByteBuffer) async throws -> Void) async throws {
+            guard let cut = cut.withLockedValue({ $0 }), cut.digest == digest else {
+                return try await inner.read(digest, range: range, into: sink)
+            }
+            var position = range.lowerBound
+            try await inner.read(digest, range: range) { buffer in
+                var buffer = buffer
+                let allowed = max(0, cut.at - position)
+                if allowed < Int64(buffer.readableBytes) {
+                    if allowed > 0, let head = buffer.readSlice(length: Int(allowed)) { try await sink(head) }
+                    throw Cut()
+                }
+                position += Int64(buffer.readableBytes)
+                try await sink(buffer)
+            }
+        }
+    }
+
     /// Issue 13 item 4: a data endpoint that lacks a blob answers the signed read while the bytes
     /// arrive from the signing region: half the blob reaches the client while west still holds
     /// the rest (streaming proved without timings), and the blob is stored here only once whole
@@ -497,8 +520,17 @@ import Testing
     /// A data endpoint that lacks a blob the signing region no longer gives (deleted there after
     /// it signed; equally a signer that cannot be reached) fetches it from another peer it finds
     /// healthy. A blob no peer has is a 404.
-    @Test func aDataEndpointFetchesAMissingBlobFromAnotherPeerWhenTheSignerCannotGiveIt() async throws {
-        let west = try await region("westeurope", dataEndpoint: "https://west.data.example", networks: ["127.0.0.1/32=sea"])
+    /// `signerBreaks`: west keeps the blob but its transfers break at byte 150,000 (the streamed
+    /// read that starts the fetch is cut; sea then goes on from the bytes it holds at east).
+    @Test(arguments: [false, true])
+    func aDataEndpointFetchesAMissingBlobFromAnotherPeerWhenTheSignerCannotGiveIt(signerBreaks: Bool) async throws {
+        let cutting = NIOLockedValueBox<CuttingBlobStore?>(nil)
+        let west = try await region("westeurope", dataEndpoint: "https://west.data.example", networks: ["127.0.0.1/32=sea"]) { inner in
+            let store = CuttingBlobStore(inner: inner)
+            cutting.withLockedValue { $0 = store }
+            return store
+        }
+        let cutter = try #require(cutting.withLockedValue { $0 })
         let sea = try await region("sea", dataEndpoint: nil, networks: [])
         let east = try await region("eastus", dataEndpoint: nil, networks: [])
         let westPeer = try await replicator(west.access)
@@ -525,14 +557,32 @@ import Testing
                         let get = try await w.execute(uri: "/v2/geo/app/blobs/\(d)", method: .get, headers: owner)
                         #expect(get.status == .temporaryRedirect)
                         urls[d] = try split(try #require(get.headers[.location])).uri
-                        // Gone from the signing region once the URL is issued.
-                        #expect(try await w.execute(uri: "/v2/geo/app/blobs/\(d)", method: .delete, headers: owner).status == .accepted)
+                        if signerBreaks && d == digest {
+                            cutter.cut.withLockedValue { $0 = (try? OCIModel.Digest(parsing: d)).map { ($0, 150_000) } }
+                        } else {
+                            // Gone from the signing region once the URL is issued.
+                            #expect(try await w.execute(uri: "/v2/geo/app/blobs/\(d)", method: .delete, headers: owner).status == .accepted)
+                        }
+                    }
+                    let stored = { try await sea.registry.metadata.linkedBlobSize(repository: "geo/app", digest: try OCIModel.Digest(parsing: digest)) }
+                    if signerBreaks {
+                        // The read that starts the fetch is answered while west's bytes arrive, and cut with
+                        // them (a connection of its own: the cut closes it).
+                        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+                        var received: [UInt8] = []
+                        do {
+                            let response = try await http.execute(HTTPClientRequest(url: "http://127.0.0.1:\(try #require(s.port))" + (urls[digest] ?? "")),
+                                                                  timeout: .seconds(60))
+                            for try await chunk in response.body { received += chunk.readableBytesView }
+                        } catch {}
+                        try await http.shutdown()
+                        #expect(received.count < layer.count)
+                        #expect(try await eventually { try await stored() == Int64(layer.count) })
                     }
                     let served = try await s.execute(uri: try #require(urls[digest]), method: .get)
                     #expect(served.status == .ok)
                     #expect(sha256(Array(served.body.readableBytesView)) == digest)
-                    #expect(try await sea.registry.metadata.linkedBlobSize(repository: "geo/app",
-                                                                           digest: try OCIModel.Digest(parsing: digest)) == Int64(layer.count))
+                    #expect(try await stored() == Int64(layer.count))
                     let missing = try await s.execute(uri: try #require(urls[lostDigest]), method: .get)
                     #expect(missing.status == .notFound && errorCode(missing) == "BLOB_UNKNOWN")
                     let metrics = String(buffer: try await s.execute(uri: "/metrics", method: .get).body)
