@@ -263,16 +263,7 @@ final class TaskRunnerToolTests: XCTestCase {
               - id: build
                 build: -t $Registry/probe:$ID .
             """, runID: "p1", registry: "berth.test")
-        let result = try await TaskRunner(configuration: configuration).run(
-            TaskRunRequest(taskName: "probe", runID: "p1", taskFile: file, sourceDirectory: source,
-                           registry: "berth.test", credentials: nil))
-        let lines = try Support.logLines(result)
-        XCTAssertEqual(result.status, .succeeded, lines.joined(separator: "\n"))
-        var report: [String: String] = [:]
-        for line in lines {
-            guard let r = line.range(of: " build stdout| probe: "), let eq = line[r.upperBound...].firstIndex(of: "=") else { continue }
-            report[String(line[r.upperBound..<eq])] = String(line[line.index(after: eq)...])
-        }
+        let (lines, report) = try await probeReport(configuration, file: file, source: source, step: "build")
         XCTAssertEqual(report["state-marker"], "absent")
         XCTAssertEqual(report["other-task"], "absent")
         XCTAssertEqual(report["hidden-under-usr"], "absent")
@@ -326,6 +317,23 @@ final class TaskRunnerToolTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: directory.home + "/berth-probe"), "the tool ran without its sandbox")
     }
 
+    /// Runs `file` (run `p1` of task `probe`) and reads what a probe standing in for a tool printed
+    /// on the step's standard output as `probe: NAME=VALUE` lines.
+    func probeReport(_ configuration: TaskRunnerConfiguration, file: TaskFile, source: String, step: String) async throws
+        -> (lines: [String], report: [String: String]) {
+        let result = try await TaskRunner(configuration: configuration).run(
+            TaskRunRequest(taskName: "probe", runID: "p1", taskFile: file, sourceDirectory: source,
+                           registry: "berth.test", credentials: nil))
+        let lines = try Support.logLines(result)
+        XCTAssertEqual(result.status, .succeeded, lines.joined(separator: "\n"))
+        var report: [String: String] = [:]
+        for line in lines {
+            guard let r = line.range(of: " \(step) stdout| probe: "), let eq = line[r.upperBound...].firstIndex(of: "=") else { continue }
+            report[String(line[r.upperBound..<eq])] = String(line[line.index(after: eq)...])
+        }
+        return (lines, report)
+    }
+
     /// podman (a `cmd` step's container) runs in the build sandbox too: it sees the run's own
     /// directories and the task's storage, not the state directory or another task's storage; it
     /// sees the cgroup hierarchy (runc makes the container's memory cgroup) and keeps `net_admin`
@@ -366,16 +374,7 @@ final class TaskRunnerToolTests: XCTestCase {
               - id: test
                 cmd: $Registry/probe:$ID true
             """, runID: "p1", registry: "berth.test")
-        let result = try await TaskRunner(configuration: configuration).run(
-            TaskRunRequest(taskName: "probe", runID: "p1", taskFile: file, sourceDirectory: source,
-                           registry: "berth.test", credentials: nil))
-        let lines = try Support.logLines(result)
-        XCTAssertEqual(result.status, .succeeded, lines.joined(separator: "\n"))
-        var report: [String: String] = [:]
-        for line in lines {
-            guard let r = line.range(of: " test stdout| probe: "), let eq = line[r.upperBound...].firstIndex(of: "=") else { continue }
-            report[String(line[r.upperBound..<eq])] = String(line[line.index(after: eq)...])
-        }
+        let (lines, report) = try await probeReport(configuration, file: file, source: source, step: "test")
         XCTAssertEqual(report["state-marker"], "absent", lines.joined(separator: "\n"))
         XCTAssertEqual(report["other-task"], "absent")
         XCTAssertEqual(report["shadow"], "absent")
