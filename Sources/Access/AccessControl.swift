@@ -124,15 +124,17 @@ public final class AccessControl: Sendable {
     /// Opens the access state of `store` and the token signing keys shared in it, sealed under
     /// `keyEncryptionKey` (default: the key file `KeyEncryptionKey.defaultFile` under `keyDirectory`,
     /// created at first start: right for one node only). Keys of an installation from before they
-    /// were shared are imported from `keyDirectory`.
-    public static func open(store: any AccessStateStore & KeyMaterialStore, keyDirectory: String,
+    /// were shared are imported from `keyDirectory`; nil: none are, and `keyEncryptionKey` must be
+    /// given.
+    public static func open(store: any AccessStateStore & KeyMaterialStore, keyDirectory: String?,
                             keyEncryptionKey: KeyEncryptionKey? = nil, registryName: String = "berth",
                             jwksSource: any JWKSSource = HTTPJWKSSource(),
                             logger: Logger = Logger(label: "berth.access"), stateCheckInterval: Double = 2,
                             failureCheckInterval: Double = 1,
                             clock: @escaping @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime })
         async throws -> AccessControl {
-        let kek = try keyEncryptionKey ?? KeyEncryptionKey.readOrCreate(path: keyDirectory + "/" + KeyEncryptionKey.defaultFile)
+        guard let kek = try keyEncryptionKey ?? keyDirectory.map({ try KeyEncryptionKey.readOrCreate(path: $0 + "/" + KeyEncryptionKey.defaultFile) })
+        else { throw KeyMaterialError("no key-encryption key: give one, or a key directory to keep it in") }
         let tokens = try await TokenService.open(shared: SharedKeyMaterial(store: store, kek: kek), importing: keyDirectory)
         var loaded: (version: Int64, state: AccessState) = (0, AccessState())
         if let (version, document) = try await store.loadAccessState() {

@@ -34,10 +34,6 @@ struct RecoverOwner: AsyncParsableCommand {
             region) sees it within seconds.
             """)
 
-    /// A key directory that does not exist, so nothing is imported from one (PostgreSQL: the keys
-    /// are in the database; the working directory's `./berth-data/keys` is not the cluster's).
-    static let noKeyDirectory = "/nonexistent/berth-recover-owner/keys"
-
     @Option(help: "Data directory of the stopped server (the embedded store).")
     var data: String?
 
@@ -94,7 +90,6 @@ struct RecoverOwner: AsyncParsableCommand {
             guard try await opened.store.loadAccessState() != nil else {
                 throw CLIError("\(settings.backendConfiguration.metadata) holds no registry (no access state): is it the nodes' database?")
             }
-            // The keys are in the database: nothing is imported from a key directory here.
             let password = try await recover(store: opened.store, settings: settings, keyDirectory: nil)
             await opened.close()
             return password
@@ -104,9 +99,11 @@ struct RecoverOwner: AsyncParsableCommand {
         }
     }
 
-    private func recover(store: any MetadataBackend, settings: ServeSettings, keyDirectory: String? = nil) async throws -> String {
+    /// `keyDirectory` nil: nothing is imported from one (PostgreSQL: the keys are in the database,
+    /// and the working directory's `./berth-data/keys` is not the cluster's).
+    private func recover(store: any MetadataBackend, settings: ServeSettings, keyDirectory: String?) async throws -> String {
         // The admin user's name is reserved for it, as in `berth serve` (same file and environment).
-        let access = try await AccessControl.open(store: store, keyDirectory: keyDirectory ?? Self.noKeyDirectory,
+        let access = try await AccessControl.open(store: store, keyDirectory: keyDirectory,
                                                   keyEncryptionKey: try settings.keyEncryptionKey(), registryName: settings.registryName)
         do {
             return try await access.recoverOwner(Access.Actor(name: "berth recover owner", address: "local"), name: name)

@@ -118,13 +118,10 @@ public final class PostgresMetadataStore: MetadataBackend, CountsMetadataRoundTr
 
     /// Whether a failed attempt of a transaction may be run again from its start: the database
     /// asked for it, and nothing of the attempt is left (the failed statement ends it, and the
-    /// `ROLLBACK` after it, or the connection's close, leaves nothing committed).
+    /// `ROLLBACK` after it, or the connection's close, leaves nothing committed). An attempt's
+    /// errors come mapped (`PostgresStoreError.mapping`), with the server's SQLSTATE.
     static func isRetryable(_ error: any Error) -> Bool {
-        switch error {
-        case let e as PSQLError: e.serverInfo?[.sqlState].map(retryableStates.contains) ?? false
-        case let e as PostgresStoreError: e.sqlState.map(retryableStates.contains) ?? false
-        default: false
-        }
+        (error as? PostgresStoreError)?.sqlState.map(retryableStates.contains) ?? false
     }
 
     /// Runs `body` in a transaction, again (at most `transactionAttempts` in all, after a short

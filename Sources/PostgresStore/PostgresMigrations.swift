@@ -500,7 +500,7 @@ enum PostgresMigrations {
     /// another version than the nodes'). For commands that must not migrate (`berth recover owner`).
     static func requireCurrent(_ configuration: PostgresConfiguration, migrations: [[String]] = all, logger: Logger) async throws {
         let version = try await withConnection(configuration, logger: logger) { tx -> Int? in
-            guard try await tx.value("SELECT to_regclass('berth_schema_migrations')::text", String?.self) ?? nil != nil else { return nil }
+            guard try await tx.value("SELECT to_regclass('berth_schema_migrations') IS NOT NULL", Bool.self) == true else { return nil }
             return try await tx.value("SELECT COALESCE(MAX(version), 0) FROM berth_schema_migrations", Int.self) ?? 0
         }
         guard let version, version > 0 else {

@@ -493,8 +493,9 @@ public protocol LifecycleStore: Sendable {
     func repositoryGraph(_ repository: String, around digest: Digest) async throws -> RepositoryGraph?
     /// Loads the graph inside a write transaction, asks `plan` what to change, and applies it with
     /// its events. `plan` must be pure (a planner of the graph it is given): a backend may run the
-    /// transaction, and it, again when the database rolled it back (PostgreSQL's retries). Deleted manifests go to the recycle bin until `softDeleteUntil` when it is set,
-    /// each with the reason and tags of its record (`LifecycleChange.records`); a repository's
+    /// transaction, and it, again when the database rolled it back (PostgreSQL's retries). Deleted
+    /// manifests go to the recycle bin until `softDeleteUntil` when it is set, each with the
+    /// reason and tags of its record (`LifecycleChange.records`); a repository's
     /// blob links go with one `blob.delete` event (`<n> blob links; <detail>`).
     func applyLifecycle(repository: String, softDeleteUntil: Date?,
                         plan: @Sendable (RepositoryGraph) throws -> LifecycleChange) async throws -> LifecycleChange?

@@ -280,7 +280,8 @@ public final class DataRouting: BlobRouting, Sendable {
                 continue
             }
             do {
-                if try await applier.ensureBlob(repository, digest, size: nil, client: client) {
+                // (the loop just found it not stored: ensureBlob would ask again)
+                if try await applier.fetchBlobResumably(repository, digest, size: nil, client: client) {
                     signedReads.withLockedValue { $0.fetched += 1 }
                     if location != signer.location {
                         logger.info("replication: a blob the signing region could not give was fetched from another peer",

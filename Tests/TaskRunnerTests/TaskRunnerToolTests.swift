@@ -206,10 +206,7 @@ final class TaskRunnerToolTests: XCTestCase {
         // As CI runs the tests: the sandbox is made only when the server runs as root.
         guard geteuid() == 0 else { return XCTFail("the build sandbox tests need root (the sandbox is made only as root)") }
         let source = try busyboxSource()
-        let state = try stateDirectory()
-        try "secret".write(toFile: state + "/marker", atomically: true, encoding: .utf8)
-        try FileManager.default.createDirectory(atPath: state + "/tasks/other/storage", withIntermediateDirectories: true)
-        try "secret".write(toFile: state + "/tasks/other/storage/marker", atomically: true, encoding: .utf8)
+        let state = try markedStateDirectory()
         // The data directory where the sandbox shows its parent (read-only /usr).
         let hidden = "/usr/local/berth-hidden-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: hidden, withIntermediateDirectories: true)
@@ -317,6 +314,16 @@ final class TaskRunnerToolTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: directory.home + "/berth-probe"), "the tool ran without its sandbox")
     }
 
+    /// A state directory holding a marker file of its own and one in another task's storage: what
+    /// a sandboxed tool must not see.
+    func markedStateDirectory() throws -> String {
+        let state = try stateDirectory()
+        try "secret".write(toFile: state + "/marker", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: state + "/tasks/other/storage", withIntermediateDirectories: true)
+        try "secret".write(toFile: state + "/tasks/other/storage/marker", atomically: true, encoding: .utf8)
+        return state
+    }
+
     /// Runs `file` (run `p1` of task `probe`) and reads what a probe standing in for a tool printed
     /// on the step's standard output as `probe: NAME=VALUE` lines.
     func probeReport(_ configuration: TaskRunnerConfiguration, file: TaskFile, source: String, step: String) async throws
@@ -341,10 +348,7 @@ final class TaskRunnerToolTests: XCTestCase {
     func testACmdStepsPodmanSeesOnlyItsSandbox() async throws {
         guard geteuid() == 0 else { return XCTFail("the build sandbox tests need root (the sandbox is made only as root)") }
         let source = try busyboxSource()
-        let state = try stateDirectory()
-        try "secret".write(toFile: state + "/marker", atomically: true, encoding: .utf8)
-        try FileManager.default.createDirectory(atPath: state + "/tasks/other/storage", withIntermediateDirectories: true)
-        try "secret".write(toFile: state + "/tasks/other/storage/marker", atomically: true, encoding: .utf8)
+        let state = try markedStateDirectory()
         let storage = state + "/tasks/probe/storage"
         let tools = try temporaryDirectory("tools")
         let probe = tools + "/podman"
